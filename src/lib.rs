@@ -6,6 +6,7 @@
 //! per request.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod crd;
 pub mod demo;
 pub mod identity;
@@ -13,6 +14,7 @@ pub mod model;
 pub mod policy;
 pub mod proxy;
 pub mod settings;
+pub mod standalone;
 pub mod snapshot;
 pub mod translate;
 pub mod verify;

@@ -1,1 +1,216 @@
-fn main() {}
+//! The `jetbridge` binary: CLI → settings, telemetry, listeners, graceful shutdown.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use jetbridge::identity::secrets::Bootstrap;
+use jetbridge::proxy::{Proxy, server};
+use jetbridge::snapshot::{KeyHistory, Publisher};
+use jetbridge::standalone::{self, Generated};
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "jetbridge", version, about = "Kubernetes ingress controller with an identity-aware proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy from a Pomerium-style config file (hot-reloaded).
+    Standalone {
+        /// Path of config.yaml.
+        #[arg(long, short)]
+        config: String,
+    },
+    /// Print fresh bootstrap secrets (signing key, cookie and shared secrets).
+    GenSecrets {
+        #[arg(long, default_value = "jetbridge")]
+        namespace: String,
+        #[arg(long, default_value = "jetbridge-bootstrap")]
+        name: String,
+        /// `secret` (a Kubernetes Secret manifest) or `config` (config-file keys).
+        #[arg(long, default_value = "secret")]
+        format: String,
+    },
+    /// Evaluate or lint policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Evaluate a policy against one request: prints allow/deny and the deciding rule.
+    /// Exit 0 allow, 1 deny, 2 invalid input.
+    Eval {
+        /// PPL YAML/JSON or a Policy object; `-` for stdin.
+        #[arg(long)]
+        policy: String,
+        /// Request facts as JSON; `-` for stdin.
+        #[arg(long)]
+        input: String,
+    },
+    /// Check a policy file for errors and warnings. Exit 0 ok, 2 invalid.
+    Check {
+        /// PPL YAML/JSON or a Policy object; `-` for stdin.
+        file: String,
+    },
+}
+
+fn read_arg(path: &str) -> Result<String> {
+    if path == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {path}"))
+    }
+}
+
+fn init_tracing(level: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JETBRIDGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+}
+
+fn main() -> std::process::ExitCode {
+    // One crypto provider for every TLS client and server in the process.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::GenSecrets { namespace, name, format } => {
+            let b = Bootstrap::generate();
+            match format.as_str() {
+                "secret" => print!("{}", b.to_secret_yaml(&namespace, &name)),
+                "config" => print!("{}", b.to_config_yaml()),
+                other => {
+                    eprintln!("error: --format {other:?}: expected secret or config");
+                    return std::process::ExitCode::from(2);
+                }
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Command::Policy { command } => {
+            let (code, out) = match command {
+                PolicyCommand::Eval { policy, input } => match (read_arg(&policy), read_arg(&input)) {
+                    (Ok(p), Ok(i)) => jetbridge::policy::cli::eval_command(&p, &i, time::OffsetDateTime::now_utc()),
+                    (Err(e), _) | (_, Err(e)) => (2, format!("error: {e:#}")),
+                },
+                PolicyCommand::Check { file } => match read_arg(&file) {
+                    Ok(p) => jetbridge::policy::cli::check_command(&p),
+                    Err(e) => (2, format!("error: {e:#}")),
+                },
+            };
+            if code == 2 { eprintln!("{out}") } else { println!("{out}") }
+            std::process::ExitCode::from(code as u8)
+        }
+        Command::Standalone { config } => run_async(run_standalone(config)),
+    }
+}
+
+fn run_async(fut: impl std::future::Future<Output = Result<()>>) -> std::process::ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+        tracing::info!("shutting down: draining connections");
+        t.cancel();
+    });
+    token
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({what})"))
+}
+
+async fn run_standalone(path: String) -> Result<()> {
+    let cfg = jetbridge::settings::ConfigFile::load(&path)?;
+    init_tracing(cfg.log_level.as_deref());
+    let listeners = standalone::listeners(&cfg).map_err(anyhow::Error::msg)?;
+    let mut publisher = Publisher::new();
+    let mut generated = Generated::default();
+    let mut history = KeyHistory::default();
+    let (generation, warnings) = standalone::load_and_publish(
+        &path,
+        &mut publisher,
+        &mut generated,
+        &mut history,
+        jetbridge::proxy::unix_now(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    if generation.is_none() {
+        bail!("{path}: no configuration published");
+    }
+    let reader = publisher.reader();
+    let shutdown = shutdown_signal();
+    let https = bind(listeners.https, "address").await?;
+    let https_port = https.local_addr()?.port();
+    let proxy = Arc::new(Proxy::new(reader.clone(), https_port));
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(addr) = listeners.http_redirect {
+        let l = bind(addr, "http_redirect_address").await?;
+        tracing::info!(address = %l.local_addr()?, "HTTP redirect listener");
+        tasks.spawn(server::serve_plain(
+            l,
+            move |req, _| async move { server::redirect_to_https(&req, https_port) },
+            shutdown.clone(),
+        ));
+    }
+    if let Some(addr) = listeners.internal {
+        let l = bind(addr, "internal_address").await?;
+        tracing::info!(address = %l.local_addr()?, "internal listener (JWKS, health, metrics)");
+        let p = proxy.clone();
+        tasks.spawn(server::serve_plain(
+            l,
+            move |req, _| {
+                let p = p.clone();
+                async move { jetbridge::admin::handle(&p, &req) }
+            },
+            shutdown.clone(),
+        ));
+    }
+    tracing::info!(address = %https.local_addr()?, config = %path, "HTTPS listener");
+    tasks.spawn(server::serve_https(https, proxy, server::tls_server_config(reader), shutdown.clone()));
+    tasks.spawn(standalone::watch(path, publisher, generated, history, shutdown.clone()));
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}

@@ -1,1 +1,154 @@
-//! Snapshot publisher.
+//! Publishing snapshots: one writer, many lock-free readers over `ArcSwap`.
+//! A snapshot is published only when its content changed; each publish
+//! gets the next generation number.
+
+use crate::identity::{KeySet, SigningKey};
+use crate::identity::jwt::ASSERTION_TTL_SECS;
+use crate::model::Snapshot;
+use arc_swap::ArcSwapOption;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Shared handle to the current snapshot.
+#[derive(Clone, Default)]
+pub struct SnapshotReader {
+    inner: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    current: ArcSwapOption<Snapshot>,
+    generation: AtomicU64,
+    reload_failures: AtomicU64,
+}
+
+impl SnapshotReader {
+    /// The current snapshot, if one was published.
+    pub fn load(&self) -> Option<Arc<Snapshot>> {
+        self.inner.current.load_full()
+    }
+    /// True once the first snapshot is published.
+    pub fn ready(&self) -> bool {
+        self.inner.current.load().is_some()
+    }
+    /// The generation of the current snapshot (0 if none).
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Relaxed)
+    }
+    /// Number of rejected reloads so far.
+    pub fn reload_failures(&self) -> u64 {
+        self.inner.reload_failures.load(Ordering::Relaxed)
+    }
+}
+
+/// The single writer.
+pub struct Publisher {
+    reader: SnapshotReader,
+    fingerprint: String,
+}
+
+impl Default for Publisher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Publisher {
+    /// A publisher with no snapshot yet.
+    pub fn new() -> Self {
+        Publisher {
+            reader: SnapshotReader::default(),
+            fingerprint: String::new(),
+        }
+    }
+    /// A reader handle.
+    pub fn reader(&self) -> SnapshotReader {
+        self.reader.clone()
+    }
+    /// Publishes if the content differs from the current snapshot. Returns the
+    /// new generation, or `None` when nothing changed.
+    pub fn publish(&mut self, mut snapshot: Snapshot) -> Option<u64> {
+        let fp = snapshot.fingerprint();
+        if self.reader.ready() && fp == self.fingerprint {
+            return None;
+        }
+        let generation = self.reader.inner.generation.load(Ordering::Relaxed) + 1;
+        snapshot.generation = generation;
+        self.fingerprint = fp;
+        self.reader.inner.current.store(Some(Arc::new(snapshot)));
+        self.reader.inner.generation.store(generation, Ordering::Relaxed);
+        Some(generation)
+    }
+    /// Counts a rejected reload (the current snapshot stays).
+    pub fn record_failure(&self) {
+        self.reader.inner.reload_failures.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Remembers keys that were removed from the configuration so they stay in
+/// the JWKS while assertions they signed can still be valid.
+#[derive(Default)]
+pub struct KeyHistory {
+    /// (key, unix time it stopped being configured)
+    retired: Vec<(SigningKey, i64)>,
+    last: Option<Arc<KeySet>>,
+}
+
+/// How long a removed key stays published: assertion lifetime plus a minute
+/// of verifier clock leeway plus a minute of JWKS caching.
+pub const RETIRED_KEY_GRACE_SECS: i64 = ASSERTION_TTL_SECS + 120;
+
+impl KeyHistory {
+    /// Updates the history with the now-configured keys and returns the
+    /// retired keys still to publish.
+    pub fn update(&mut self, current: &Arc<KeySet>, now: i64) -> Vec<SigningKey> {
+        if let Some(last) = &self.last {
+            for k in last.keys() {
+                if current.get(k.kid()).is_none() && !self.retired.iter().any(|(r, _)| r.kid() == k.kid()) {
+                    self.retired.push((k.clone(), now));
+                }
+            }
+        }
+        self.retired
+            .retain(|(k, at)| current.get(k.kid()).is_none() && now - at < RETIRED_KEY_GRACE_SECS);
+        self.last = Some(current.clone());
+        self.retired.iter().map(|(k, _)| k.clone()).collect()
+    }
+
+    /// Seconds until the next retired key expires, if any (to schedule a re-publish).
+    pub fn next_expiry(&self, now: i64) -> Option<i64> {
+        self.retired
+            .iter()
+            .map(|(_, at)| (at + RETIRED_KEY_GRACE_SECS - now).max(0))
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removed_key_stays_published_until_its_assertions_expire() {
+        let a = Arc::new(KeySet::generate());
+        let b = Arc::new(KeySet::generate());
+        let mut h = KeyHistory::default();
+        assert!(h.update(&a, 1000).is_empty());
+        let retired = h.update(&b, 1010);
+        assert_eq!(retired.len(), 1);
+        assert_eq!(retired[0].kid(), a.signer().kid());
+        assert_eq!(h.update(&b, 1010 + RETIRED_KEY_GRACE_SECS - 1).len(), 1);
+        assert!(h.update(&b, 1010 + RETIRED_KEY_GRACE_SECS).is_empty());
+        assert!(RETIRED_KEY_GRACE_SECS > ASSERTION_TTL_SECS + 60);
+    }
+
+    #[test]
+    fn a_key_that_returns_is_not_listed_as_retired() {
+        let a = Arc::new(KeySet::generate());
+        let b = Arc::new(KeySet::generate());
+        let mut h = KeyHistory::default();
+        h.update(&a, 0);
+        h.update(&b, 1);
+        assert!(h.update(&a, 2).iter().all(|k| k.kid() != a.signer().kid()));
+    }
+}

@@ -4,7 +4,9 @@
 pub mod jwks;
 pub mod jwt;
 pub mod keys;
+pub mod seal;
 pub mod secrets;
+pub mod session;
 
 pub use jwt::{AssertionClaims, Identity, IssuerFormat};
 pub use keys::{KeyError, KeySet, SigningKey};

@@ -1,1 +1,252 @@
-//! (module under construction)
+//! The snapshot: everything the proxy needs to serve requests, as immutable
+//! plain data built by `translate`. No tokio, no kube, no I/O.
+
+pub mod pathnorm;
+pub mod routing;
+
+use crate::identity::jwks::Document;
+use crate::identity::{IssuerFormat, KeySet};
+use crate::policy::Program;
+use http::{HeaderName, HeaderValue};
+use routing::{HostMatch, PathMatch, RouteTable};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default upstream response timeout (Pomerium's default route timeout).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default idle timeout of proxied streams.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The whole serving configuration at one point in time.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases with every published snapshot.
+    pub generation: u64,
+    pub routes: Vec<Route>,
+    pub table: RouteTable,
+    pub tls: TlsConfig,
+    pub identity: IdentityConfig,
+    pub auth: AuthConfig,
+    /// Seals and opens session cookies (derived from `auth.cookie_secret`).
+    pub sessions: Arc<crate::identity::session::SessionCodec>,
+    /// Problems found while translating, one per bad object or field.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Snapshot {
+    /// Looks up the route for a normalised host and path.
+    pub fn route(&self, host: &str, path: &str) -> Option<&Route> {
+        self.table.lookup(host, path).and_then(|i| self.routes.get(i))
+    }
+    /// True if the host is served by some route (or is the authenticate host).
+    pub fn host_known(&self, host: &str) -> bool {
+        self.table.host_known(host) || self.auth.authenticate_host.as_deref() == Some(host)
+    }
+    /// A content fingerprint that ignores the generation, used to publish
+    /// only when something changed.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{:?}|{:?}|{:?}|{}|{:?}",
+            self.routes, self.diagnostics, self.auth, self.identity.jwks.etag, self.tls.fingerprint
+        )
+    }
+}
+
+/// Signing keys and the pre-serialised documents derived from them.
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    pub keys: Arc<KeySet>,
+    /// JWKS of every published key (configured plus retired-but-valid).
+    pub jwks: Document,
+    pub issuer_format: IssuerFormat,
+    /// Discovery document per route host.
+    pub discovery: HashMap<String, Document>,
+}
+
+/// Authentication settings (sessions and the IdP).
+#[derive(Clone, PartialEq, Default)]
+pub struct AuthConfig {
+    /// `authenticate_service_url`, e.g. `https://authenticate.example.com`.
+    pub authenticate_url: Option<String>,
+    /// Host of the authenticate service (served by this proxy).
+    pub authenticate_host: Option<String>,
+    pub idp: Option<IdpConfig>,
+    pub cookie_name: String,
+    pub cookie_expire: Duration,
+    /// Key material for sealing cookies (32 bytes).
+    pub cookie_secret: [u8; 32],
+    /// Key material for signing hand-offs between hosts (32 bytes).
+    pub shared_secret: [u8; 32],
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use sha2::Digest;
+        // Secrets appear only as a short digest, so a change is visible
+        // without the value ever being printed.
+        let digest = |b: &[u8]| hex::encode(&sha2::Sha256::digest(b)[..4]);
+        f.debug_struct("AuthConfig")
+            .field("authenticate_url", &self.authenticate_url)
+            .field("idp", &self.idp)
+            .field("cookie_name", &self.cookie_name)
+            .field("cookie_expire", &self.cookie_expire)
+            .field("cookie_secret", &digest(&self.cookie_secret))
+            .field("shared_secret", &digest(&self.shared_secret))
+            .finish()
+    }
+}
+
+/// OpenID Connect identity-provider settings.
+#[derive(Clone, PartialEq, Default)]
+pub struct IdpConfig {
+    pub provider: String,
+    pub issuer_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub scopes: Vec<String>,
+    pub groups_claim: String,
+}
+
+impl std::fmt::Debug for IdpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdpConfig")
+            .field("provider", &self.provider)
+            .field("issuer_url", &self.issuer_url)
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("groups_claim", &self.groups_claim)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Server certificates for the HTTPS listener.
+#[derive(Clone, Default)]
+pub struct TlsConfig {
+    /// Certificates by exact lower-case DNS name.
+    pub by_name: HashMap<String, Arc<rustls::sign::CertifiedKey>>,
+    /// Certificates by wildcard suffix (`*.example.com` → `example.com`).
+    pub by_wildcard: HashMap<String, Arc<rustls::sign::CertifiedKey>>,
+    /// Served when no name matches (or the client sent no SNI).
+    pub default: Option<Arc<rustls::sign::CertifiedKey>>,
+    /// Expiry (unix seconds) per certificate, labelled by its first name.
+    pub expiry: Vec<(String, i64)>,
+    /// Changes when any certificate changes.
+    pub fingerprint: String,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("names", &self.by_name.len())
+            .field("wildcards", &self.by_wildcard.len())
+            .field("fingerprint", &self.fingerprint)
+            .finish()
+    }
+}
+
+impl TlsConfig {
+    /// The certificate for an SNI name.
+    pub fn resolve(&self, sni: Option<&str>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        if let Some(name) = sni {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if let Some(c) = self.by_name.get(&name) {
+                return Some(c.clone());
+            }
+            if let Some((_, parent)) = name.split_once('.')
+                && let Some(c) = self.by_wildcard.get(parent)
+            {
+                return Some(c.clone());
+            }
+        }
+        self.default.clone()
+    }
+}
+
+/// A routable destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    /// `http`, `https` or `h2c`.
+    pub scheme: String,
+    /// `host:port`.
+    pub authority: String,
+    /// Path prefix of the `to` URL (without trailing slash), prepended to requests.
+    pub base_path: String,
+}
+
+impl Upstream {
+    /// Display form, e.g. `http://10.0.0.1:8080`.
+    pub fn url(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+}
+
+/// TLS settings towards an upstream.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Hash)]
+pub struct UpstreamTls {
+    pub skip_verify: bool,
+    /// PEM CA bundle to trust instead of the public roots.
+    pub custom_ca_pem: Option<String>,
+    /// SNI / name to verify, if not the upstream host.
+    pub server_name: Option<String>,
+}
+
+/// Who may use a route.
+#[derive(Clone, Debug)]
+pub enum Access {
+    /// `allow_public_unauthenticated_access`: no session needed, no policy.
+    Public,
+    /// Sign-in needed; the program decides.
+    Policy(Program),
+    /// The route's configuration is invalid: every request is refused.
+    Invalid(String),
+}
+
+impl PartialEq for Access {
+    fn eq(&self, other: &Self) -> bool {
+        format!("{self:?}") == format!("{other:?}")
+    }
+}
+
+/// One route: a host and path, where it goes, and who may use it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    /// Stable identifier (`namespace/name` or `routes[i]`), used in logs and metrics.
+    pub id: String,
+    pub host: HostMatch,
+    pub path: PathMatch,
+    pub upstreams: Vec<Upstream>,
+    pub upstream_tls: UpstreamTls,
+    pub access: Access,
+    pub pass_identity_headers: bool,
+    pub allow_websockets: bool,
+    pub preserve_host_header: bool,
+    pub set_request_headers: Vec<(HeaderName, HeaderValue)>,
+    pub remove_request_headers: Vec<HeaderName>,
+    /// (header, claim) pairs for `X-Pomerium-Claim-*` style headers.
+    pub jwt_claims_headers: Vec<(HeaderName, String)>,
+    pub timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// Severity of a diagnostic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// A problem with one input object, reported where the user looks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// What it is about, e.g. `routes[2]` or `Ingress default/web`.
+    pub object: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.object, self.message)
+    }
+}

@@ -1,1 +1,455 @@
-//! (module under construction)
+//! The data plane: listeners, the per-handshake certificate resolver, and the
+//! request pipeline
+//! `normalise → route → session → policy → sign → upstream`.
+//! The proxy reads the current snapshot once per request and never imports
+//! `kube` or the controller.
+
+pub mod body;
+pub mod error;
+pub mod headers;
+pub mod metrics;
+pub mod server;
+pub mod upstream;
+
+use crate::identity::jwks::{DISCOVERY_PATH, Document, JWKS_PATH};
+use crate::identity::jwt;
+use crate::identity::session::Session;
+use crate::model::pathnorm::{normalize_path, split_target};
+use crate::model::routing::normalize_host;
+use crate::model::{Access, Route, Snapshot};
+use crate::policy::{Facts, RequestFacts};
+use crate::snapshot::SnapshotReader;
+use body::{Body, empty, full};
+use error::{ProxyError, error_response, wants_json};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use hyper::body::Incoming;
+use metrics::Metrics;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use upstream::Upstreams;
+
+/// Facts about the client connection.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    /// True on the HTTPS listener.
+    pub tls: bool,
+}
+
+/// Shared proxy state.
+pub struct Proxy {
+    pub reader: SnapshotReader,
+    pub upstreams: Upstreams,
+    pub metrics: Arc<Metrics>,
+    /// Port of the HTTPS listener as clients see it (for redirects).
+    pub https_port: u16,
+}
+
+/// Current unix time in seconds.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn request_id() -> String {
+    let mut b = [0u8; 8];
+    crate::identity::random_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// What the pipeline decided before forwarding.
+struct Admitted<'a> {
+    route: &'a Route,
+    session: Option<Session>,
+    host: String,
+    path: String,
+    query: Option<String>,
+}
+
+impl Proxy {
+    /// A proxy over the given snapshot reader.
+    pub fn new(reader: SnapshotReader, https_port: u16) -> Self {
+        Proxy {
+            reader,
+            upstreams: Upstreams::new(),
+            metrics: Arc::new(Metrics::default()),
+            https_port,
+        }
+    }
+
+    /// Handles one request end to end; never fails (errors become pages).
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        let started = Instant::now();
+        let id = request_id();
+        let json = wants_json(req.headers().get(header::ACCEPT));
+        let Some(snapshot) = self.reader.load() else {
+            return error_response(&ProxyError::NotReady, &id, json);
+        };
+        let (route_id, resp) = match self.pipeline(&snapshot, req, conn, &id).await {
+            Ok((route_id, resp)) => (route_id, resp),
+            Err((route_id, err)) => {
+                if matches!(
+                    err,
+                    ProxyError::UpstreamUnavailable | ProxyError::GatewayTimeout | ProxyError::BadGateway
+                ) {
+                    self.metrics.upstream_error(&route_id);
+                }
+                (route_id, error_response(&err, &id, json))
+            }
+        };
+        self.metrics
+            .observe(&route_id, resp.status().as_u16(), started.elapsed());
+        resp
+    }
+
+    async fn pipeline(
+        &self,
+        snapshot: &Snapshot,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        id: &str,
+    ) -> Result<(String, Response<Body>), (String, ProxyError)> {
+        let none = || String::from("-");
+        let host = request_host(&req).ok_or_else(|| {
+            (none(), ProxyError::BadRequest("missing or invalid Host header".into()))
+        })?;
+        let target = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let (raw_path, query) = split_target(target);
+        let path = normalize_path(raw_path)
+            .map_err(|e| (none(), ProxyError::BadRequest(e.to_string())))?
+            .path;
+        let query = query.map(str::to_string);
+
+        if !snapshot.host_known(&host) {
+            return Err((none(), ProxyError::UnknownHost));
+        }
+        if let Some(resp) = well_known(snapshot, &host, &path, &req) {
+            return Ok(("well-known".into(), resp));
+        }
+        let route = snapshot
+            .route(&host, &path)
+            .ok_or_else(|| (none(), ProxyError::NoRoute))?;
+        let rid = route.id.clone();
+        let fail = |e| (rid.clone(), e);
+
+        let session = self.session(snapshot, &req, &host);
+        match &route.access {
+            Access::Invalid(_) => return Err(fail(ProxyError::RouteInvalid)),
+            Access::Public => {}
+            Access::Policy(program) => {
+                let user = session.as_ref().map(Session::user);
+                let facts_req = RequestFacts {
+                    method: req.method().as_str().to_string(),
+                    host: host.clone(),
+                    path: path.clone(),
+                    source_ip: Some(conn.remote.ip()),
+                    headers: policy_headers(&req),
+                };
+                let now = time::OffsetDateTime::now_utc();
+                let decision = program.eval(&Facts {
+                    user: user.as_ref(),
+                    request: &facts_req,
+                    now,
+                });
+                if !decision.allow {
+                    tracing::debug!(route = %route.id, reason = %decision.reason, "denied");
+                    if session.is_none() && (decision.needs_login || program.needs_user()) {
+                        return Err(fail(ProxyError::Unauthenticated));
+                    }
+                    return Err(fail(ProxyError::Forbidden));
+                }
+            }
+        }
+        let admitted = Admitted {
+            route,
+            session,
+            host,
+            path,
+            query,
+        };
+        self.forward(snapshot, admitted, req, conn, id)
+            .await
+            .map(|r| (rid.clone(), r))
+            .map_err(fail)
+    }
+
+    fn session(&self, snapshot: &Snapshot, req: &Request<Incoming>, host: &str) -> Option<Session> {
+        let value = headers::cookie(req.headers(), &snapshot.auth.cookie_name)?;
+        snapshot.sessions.open(host, value, unix_now())
+    }
+
+    async fn forward(
+        &self,
+        snapshot: &Snapshot,
+        a: Admitted<'_>,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        id: &str,
+    ) -> Result<Response<Body>, ProxyError> {
+        let route = a.route;
+        let is_upgrade = is_websocket_upgrade(&req);
+        if is_upgrade && !route.allow_websockets {
+            return Err(ProxyError::UpgradeNotAllowed);
+        }
+        let (mut parts, body) = req.into_parts();
+        let client_upgrade = if is_upgrade {
+            Some(hyper::upgrade::on(Request::from_parts(parts.clone(), ())))
+        } else {
+            None
+        };
+        let original_host = parts
+            .headers
+            .get(header::HOST)
+            .cloned()
+            .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+
+        let h = &mut parts.headers;
+        headers::remove_hop_by_hop(h, is_upgrade);
+        if is_upgrade {
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        }
+        headers::strip_identity_headers(h, &route.jwt_claims_headers);
+        headers::remove_cookies(h, &[snapshot.auth.cookie_name.as_str()]);
+        headers::set_forwarded(
+            h,
+            &conn.remote.ip().to_string(),
+            &a.host,
+            if conn.tls { "https" } else { "http" },
+        );
+        if let Ok(v) = HeaderValue::from_str(id) {
+            h.insert("x-request-id", v);
+        }
+        for n in &route.remove_request_headers {
+            h.remove(n);
+        }
+        for (n, v) in &route.set_request_headers {
+            h.insert(n.clone(), v.clone());
+        }
+        if route.pass_identity_headers
+            && let Some(s) = &a.session
+        {
+            let (token, claims) = jwt::mint(
+                &snapshot.identity.keys,
+                &s.identity(),
+                &a.host,
+                snapshot.identity.issuer_format,
+                unix_now(),
+            )
+            .map_err(|e| ProxyError::Identity(e.to_string()))?;
+            h.insert(
+                "x-pomerium-jwt-assertion",
+                HeaderValue::from_str(&token).map_err(|e| ProxyError::Identity(e.to_string()))?,
+            );
+            for (name, claim) in &route.jwt_claims_headers {
+                let value = claims
+                    .header_value(claim)
+                    .or_else(|| s.claims.get(claim).map(claim_text));
+                if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                    h.insert(name.clone(), v);
+                }
+            }
+        }
+
+        let targets = self.upstreams.order(&route.upstreams);
+        let retryable = body_is_empty(&parts) && !is_upgrade;
+        let mut body = Some(body::boxed(body));
+        let mut last_err = ProxyError::UpstreamUnavailable;
+        for up in targets {
+            let client = self.upstreams.client(up, &route.upstream_tls).map_err(|e| {
+                tracing::warn!(route = %route.id, error = %e, "cannot build upstream client");
+                ProxyError::BadGateway
+            })?;
+            let scheme = if up.scheme == "https" { "https" } else { "http" };
+            let mut pq = String::with_capacity(up.base_path.len() + a.path.len() + 16);
+            pq.push_str(&up.base_path);
+            pq.push_str(&a.path);
+            if let Some(q) = &a.query {
+                pq.push('?');
+                pq.push_str(q);
+            }
+            let uri: Uri = format!("{scheme}://{}{pq}", up.authority)
+                .parse()
+                .map_err(|_| ProxyError::BadRequest("invalid request target".into()))?;
+            let mut p = parts.clone();
+            p.uri = uri;
+            p.version = http::Version::HTTP_11;
+            if route.preserve_host_header {
+                if let Some(hv) = &original_host {
+                    p.headers.insert(header::HOST, hv.clone());
+                }
+            } else if let Ok(hv) = HeaderValue::from_str(&up.authority) {
+                p.headers.insert(header::HOST, hv);
+            }
+            if up.scheme == "h2c" {
+                p.version = http::Version::HTTP_2;
+            }
+            let b = match body.take() {
+                Some(b) => b,
+                None => empty(),
+            };
+            let upstream_req = Request::from_parts(p, b);
+            match tokio::time::timeout(route.timeout, client.request(upstream_req)).await {
+                Err(_) => {
+                    tracing::warn!(route = %route.id, upstream = %up.url(), "upstream timed out");
+                    return Err(ProxyError::GatewayTimeout);
+                }
+                Ok(Err(e)) => {
+                    let connect = e.is_connect();
+                    tracing::warn!(route = %route.id, upstream = %up.url(), error = %e, connect, "upstream request failed");
+                    if connect {
+                        self.upstreams.mark_failed(up);
+                        last_err = ProxyError::UpstreamUnavailable;
+                        if retryable {
+                            continue;
+                        }
+                        return Err(last_err);
+                    }
+                    return Err(ProxyError::BadGateway);
+                }
+                Ok(Ok(resp)) => {
+                    self.upstreams.mark_ok(up);
+                    return Ok(finish_response(resp, client_upgrade, route.idle_timeout));
+                }
+            }
+        }
+        Err(last_err)
+    }
+}
+
+fn claim_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .map(|x| match x {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    }
+}
+
+fn body_is_empty(parts: &http::request::Parts) -> bool {
+    let cl = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim() == "0");
+    match cl {
+        Some(zero) => zero,
+        None => !parts.headers.contains_key(header::TRANSFER_ENCODING) && matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE),
+    }
+}
+
+fn finish_response(
+    resp: Response<Incoming>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    idle: std::time::Duration,
+) -> Response<Body> {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(client_up) = client_upgrade
+    {
+        let (mut parts, body) = resp.into_parts();
+        let upstream_resp = Response::from_parts(parts.clone(), body);
+        tokio::spawn(async move {
+            let (Ok(client), Ok(upstream)) =
+                (client_up.await, hyper::upgrade::on(upstream_resp).await)
+            else {
+                return;
+            };
+            let mut client = hyper_util::rt::TokioIo::new(client);
+            let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+            let _ = tokio::time::timeout(
+                idle.max(std::time::Duration::from_secs(1)) * 288,
+                tokio::io::copy_bidirectional(&mut client, &mut upstream),
+            )
+            .await;
+        });
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Response::from_parts(parts, empty());
+    }
+    let (mut parts, body) = resp.into_parts();
+    headers::remove_hop_by_hop(&mut parts.headers, false);
+    Response::from_parts(parts, body::boxed(body))
+}
+
+fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == http::Version::HTTP_11
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+/// The normalised request host: `:authority` / absolute URI first, then `Host`.
+pub fn request_host<B>(req: &Request<B>) -> Option<String> {
+    if let Some(a) = req.uri().authority() {
+        return normalize_host(a.as_str());
+    }
+    let h = req.headers().get(header::HOST)?.to_str().ok()?;
+    normalize_host(h)
+}
+
+fn policy_headers<B>(req: &Request<B>) -> std::collections::BTreeMap<String, String> {
+    // Only the headers criteria look at (CORS preflight), to keep eval cheap.
+    let mut m = std::collections::BTreeMap::new();
+    for n in ["origin", "access-control-request-method"] {
+        if let Some(v) = req.headers().get(n).and_then(|v| v.to_str().ok()) {
+            m.insert(n.to_string(), v.to_string());
+        }
+    }
+    m
+}
+
+/// Serves `/.well-known/pomerium*` on every known host.
+fn well_known<B>(snapshot: &Snapshot, host: &str, path: &str, req: &Request<B>) -> Option<Response<Body>> {
+    let doc = match path {
+        JWKS_PATH => Some(&snapshot.identity.jwks),
+        DISCOVERY_PATH | "/.well-known/pomerium/" => snapshot.identity.discovery.get(host),
+        _ => None,
+    }?;
+    Some(document_response(doc, req))
+}
+
+/// A cached JSON document with ETag / If-None-Match support.
+pub fn document_response<B>(doc: &Document, req: &Request<B>) -> Response<Body> {
+    let mut resp = if req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == doc.etag || t.trim() == "*"))
+    {
+        let mut r = Response::new(empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else if req.method() == Method::HEAD {
+        Response::new(empty())
+    } else {
+        Response::new(full(doc.body.clone()))
+    };
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    if let Ok(v) = HeaderValue::from_str(&doc.etag) {
+        h.insert(header::ETAG, v);
+    }
+    resp
+}

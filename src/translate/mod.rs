@@ -1,1 +1,379 @@
-//! (module under construction)
+//! `translate`: gathered inputs in, one snapshot out. Pure: no I/O, no async,
+//! no clock. Config files and Kubernetes objects both become [`Inputs`].
+//!
+//! A bad route never breaks the others: it becomes [`Access::Invalid`] (every
+//! request to it is refused) plus a [`Diagnostic`] naming the object.
+
+use crate::identity::jwks::{Document, discovery_document, jwks_document};
+use crate::identity::{IssuerFormat, KeySet, SigningKey};
+use crate::model::routing::{HostMatch, PathMatch, RouteKey, RouteTable};
+use crate::model::{
+    Access, AuthConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, Diagnostic, IdentityConfig, Route,
+    Severity, Snapshot, TlsConfig, Upstream, UpstreamTls,
+};
+use crate::policy::{self, Legacy, Program};
+use crate::settings::RouteConfig;
+use http::{HeaderName, HeaderValue};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[cfg(test)]
+mod tests;
+
+/// Everything translation needs, already fetched and decoded.
+#[derive(Clone, Debug)]
+pub struct Inputs {
+    pub global: GlobalInputs,
+    pub routes: Vec<RouteInput>,
+}
+
+/// Settings that apply to every route.
+#[derive(Clone, Debug)]
+pub struct GlobalInputs {
+    pub keys: Arc<KeySet>,
+    /// Keys no longer configured whose assertions may still be valid: still published.
+    pub retired_keys: Vec<SigningKey>,
+    pub issuer_format: IssuerFormat,
+    pub pass_identity_headers: bool,
+    pub jwt_claims_headers: Vec<(String, String)>,
+    pub auth: AuthConfig,
+    pub certificates: Vec<CertInput>,
+}
+
+/// A PEM certificate chain and key.
+#[derive(Clone, Debug)]
+pub struct CertInput {
+    /// Where it came from (`certificate_file`, `Secret ns/name`), for diagnostics.
+    pub source: String,
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+/// One route candidate.
+#[derive(Clone, Debug)]
+pub struct RouteInput {
+    /// Stable id, e.g. `routes[0]` or `default/web:0:1`.
+    pub id: String,
+    /// Where to report problems, e.g. `routes[0]` or `Ingress default/web`.
+    pub object: String,
+    /// Tie-break for equal matches: older first.
+    pub created: i64,
+    pub spec: RouteConfig,
+    /// Contents of `tls_custom_ca_file`, read by the caller.
+    pub custom_ca_pem: Option<String>,
+}
+
+/// Builds a snapshot. `generation` is stamped by the publisher.
+pub fn translate(inputs: &Inputs) -> Snapshot {
+    let mut diagnostics = Vec::new();
+    let g = &inputs.global;
+    let mut routes = Vec::with_capacity(inputs.routes.len());
+    let mut keys = Vec::with_capacity(inputs.routes.len());
+    for input in &inputs.routes {
+        match route_frame(input) {
+            Ok((host, path)) => {
+                let route = build_route(input, g, host.clone(), path.clone(), &mut diagnostics);
+                keys.push(RouteKey {
+                    host,
+                    path,
+                    created: input.created,
+                    name: input.id.clone(),
+                });
+                routes.push(route);
+            }
+            Err(message) => diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                object: input.object.clone(),
+                message,
+            }),
+        }
+    }
+    let table = RouteTable::build(&keys);
+
+    let published: Vec<&SigningKey> = g.keys.keys().iter().chain(g.retired_keys.iter()).collect();
+    let jwks = jwks_document(published);
+    let auth_url = g.auth.authenticate_url.clone().unwrap_or_default();
+    let mut discovery: HashMap<String, Document> = HashMap::new();
+    for r in &routes {
+        if let HostMatch::Exact(h) = &r.host {
+            discovery
+                .entry(h.clone())
+                .or_insert_with(|| discovery_document(h, &auth_url));
+        }
+    }
+    let tls = build_tls(&g.certificates, &mut diagnostics);
+    Snapshot {
+        generation: 0,
+        routes,
+        table,
+        tls,
+        identity: IdentityConfig {
+            keys: g.keys.clone(),
+            jwks,
+            issuer_format: g.issuer_format,
+            discovery,
+        },
+        auth: g.auth.clone(),
+        sessions: Arc::new(crate::identity::session::SessionCodec::new(&g.auth.cookie_secret)),
+        diagnostics,
+    }
+}
+
+/// Host and path of a route; an error here drops the route entirely
+/// (there is nothing to match it by).
+fn route_frame(input: &RouteInput) -> Result<(HostMatch, PathMatch), String> {
+    let from = input.spec.from.trim();
+    let rest = from
+        .strip_prefix("https://")
+        .or_else(|| from.strip_prefix("http://"))
+        .ok_or_else(|| format!("from {from:?}: must be an https:// URL"))?;
+    let authority = rest.split('/').next().unwrap_or("");
+    if rest.len() > authority.len() + 1 {
+        return Err(format!(
+            "from {from:?}: must not contain a path (use prefix or path)"
+        ));
+    }
+    let host = strip_port(authority);
+    let host = HostMatch::parse(host).map_err(|e| format!("from {from:?}: {e}"))?;
+    let path = match (&input.spec.path, &input.spec.prefix) {
+        (Some(_), Some(_)) => return Err("path and prefix are mutually exclusive".into()),
+        (Some(p), None) => PathMatch::exact(p).map_err(|e| format!("path {p:?}: {e}"))?,
+        (None, Some(p)) => PathMatch::prefix(p).map_err(|e| format!("prefix {p:?}: {e}"))?,
+        (None, None) => PathMatch::prefix("/").map_err(|e| e.to_string())?,
+    };
+    Ok((host, path))
+}
+
+fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority;
+    }
+    match authority.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => authority,
+    }
+}
+
+fn build_route(
+    input: &RouteInput,
+    g: &GlobalInputs,
+    host: HostMatch,
+    path: PathMatch,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Route {
+    let spec = &input.spec;
+    let mut problems: Vec<String> = Vec::new();
+
+    let mut upstreams = Vec::new();
+    for to in &spec.to {
+        match parse_upstream(to) {
+            Ok(u) => upstreams.push(u),
+            Err(e) => problems.push(e),
+        }
+    }
+    if spec.to.is_empty() {
+        problems.push("to: at least one upstream URL is required".into());
+    }
+
+    let mut access = if spec.allow_public_unauthenticated_access {
+        Access::Public
+    } else {
+        match compile_policy(spec) {
+            Ok(p) => Access::Policy(p),
+            Err(e) => {
+                problems.push(e);
+                Access::Invalid(String::new())
+            }
+        }
+    };
+
+    let mut set_request_headers = Vec::new();
+    for (name, value) in &spec.set_request_headers {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(n), Ok(v)) => set_request_headers.push((n, v)),
+            _ => problems.push(format!("set_request_headers: invalid header {name:?}")),
+        }
+    }
+    let mut remove_request_headers = Vec::new();
+    for name in &spec.remove_request_headers {
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(n) => remove_request_headers.push(n),
+            Err(_) => problems.push(format!("remove_request_headers: invalid header {name:?}")),
+        }
+    }
+    let claims_src = spec
+        .jwt_claims_headers
+        .as_ref()
+        .map(|c| c.0.clone())
+        .unwrap_or_else(|| g.jwt_claims_headers.clone());
+    let mut jwt_claims_headers = Vec::new();
+    for (header, claim) in claims_src {
+        match HeaderName::from_bytes(header.as_bytes()) {
+            Ok(n) => jwt_claims_headers.push((n, claim)),
+            Err(_) => problems.push(format!("jwt_claims_headers: invalid header {header:?}")),
+        }
+    }
+    if !problems.is_empty() {
+        let message = problems.join("; ");
+        diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            object: input.object.clone(),
+            message: message.clone(),
+        });
+        access = Access::Invalid(message);
+    }
+    Route {
+        id: input.id.clone(),
+        host,
+        path,
+        upstreams,
+        upstream_tls: UpstreamTls {
+            skip_verify: spec.tls_skip_verify,
+            custom_ca_pem: input.custom_ca_pem.clone(),
+            server_name: spec.tls_server_name.clone(),
+        },
+        access,
+        pass_identity_headers: spec.pass_identity_headers.unwrap_or(g.pass_identity_headers),
+        allow_websockets: spec.allow_websockets,
+        preserve_host_header: spec.preserve_host_header,
+        set_request_headers,
+        remove_request_headers,
+        jwt_claims_headers,
+        timeout: spec.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        idle_timeout: spec.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
+    }
+}
+
+/// The route's program: its PPL, legacy shorthands and
+/// `allow_any_authenticated_user`, combined as alternatives. No policy at all
+/// means deny (after sign-in).
+pub fn compile_policy(spec: &RouteConfig) -> Result<Program, String> {
+    let mut parts = Vec::new();
+    if let Some(v) = &spec.policy {
+        parts.push(policy::compile_value(v).map_err(|e| format!("policy: {e}"))?);
+    }
+    let legacy = Legacy {
+        allowed_users: spec.allowed_users.clone(),
+        allowed_domains: spec.allowed_domains.clone(),
+        allowed_idp_claims: spec.allowed_idp_claims.clone(),
+    };
+    if !legacy.allowed_users.is_empty()
+        || !legacy.allowed_domains.is_empty()
+        || !legacy.allowed_idp_claims.is_empty()
+    {
+        parts.push(Program::from_legacy(&legacy));
+    }
+    if spec.allow_any_authenticated_user {
+        parts.push(
+            policy::compile_value(&serde_json::json!({"allow": {"and": [{"authenticated_user": true}]}}))
+                .map_err(|e| format!("allow_any_authenticated_user: {e}"))?,
+        );
+    }
+    if parts.is_empty() {
+        return Ok(Program::deny_all());
+    }
+    Ok(Program::merge(parts))
+}
+
+/// Parses a `to` URL: `http`, `https` or `h2c`, host and optional port and path.
+pub fn parse_upstream(to: &str) -> Result<Upstream, String> {
+    let url = url::Url::parse(to.trim()).map_err(|e| format!("to {to:?}: {e}"))?;
+    let scheme = url.scheme().to_string();
+    let default_port = match scheme.as_str() {
+        "http" | "h2c" => 80,
+        "https" => 443,
+        _ => return Err(format!("to {to:?}: scheme must be http, https or h2c")),
+    };
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("to {to:?}: missing host"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("to {to:?}: credentials in upstream URLs are not allowed"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("to {to:?}: query and fragment are not allowed"));
+    }
+    let port = url.port().unwrap_or(default_port);
+    Ok(Upstream {
+        scheme,
+        authority: format!("{host}:{port}"),
+        base_path: url.path().trim_end_matches('/').to_string(),
+    })
+}
+
+fn build_tls(certs: &[CertInput], diagnostics: &mut Vec<Diagnostic>) -> TlsConfig {
+    let mut tls = TlsConfig::default();
+    let mut fingerprint = String::new();
+    for c in certs {
+        match load_certified_key(c) {
+            Ok((key, names, not_after)) => {
+                fingerprint.push_str(&format!("{}:{};", c.source, names.join(",")));
+                use sha2::Digest;
+                fingerprint.push_str(&hex::encode(&sha2::Sha256::digest(c.chain_pem.as_bytes())[..8]));
+                let key = Arc::new(key);
+                for n in &names {
+                    let n = n.to_ascii_lowercase();
+                    if let Some(suffix) = n.strip_prefix("*.") {
+                        tls.by_wildcard.entry(suffix.to_string()).or_insert_with(|| key.clone());
+                    } else {
+                        tls.by_name.entry(n).or_insert_with(|| key.clone());
+                    }
+                }
+                if tls.default.is_none() {
+                    tls.default = Some(key.clone());
+                }
+                tls.expiry.push((names.first().cloned().unwrap_or_else(|| c.source.clone()), not_after));
+            }
+            Err(message) => diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                object: c.source.clone(),
+                message,
+            }),
+        }
+    }
+    tls.fingerprint = fingerprint;
+    tls
+}
+
+/// Parses a PEM chain and key into a rustls key, its DNS names and expiry.
+pub fn load_certified_key(
+    c: &CertInput,
+) -> Result<(rustls::sign::CertifiedKey, Vec<String>, i64), String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(c.chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("certificate: {e}"))?;
+    let leaf = chain.first().ok_or("certificate: no CERTIFICATE block found")?;
+    let key = PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes())
+        .map_err(|e| format!("certificate key: {e}"))?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("certificate key: {e}"))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| format!("certificate: cannot parse: {e}"))?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = parsed.subject_alternative_name() {
+        for n in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
+                names.push(d.to_string());
+            }
+        }
+    }
+    if names.is_empty()
+        && let Some(cn) = parsed.subject().iter_common_name().next().and_then(|c| c.as_str().ok())
+    {
+        names.push(cn.to_string());
+    }
+    let not_after = parsed.validity().not_after.timestamp();
+    let ck = rustls::sign::CertifiedKey::new(chain, signing);
+    ck.keys_match()
+        .map_err(|e| format!("certificate and key do not match: {e}"))?;
+    Ok((ck, names, not_after))
+}

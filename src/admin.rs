@@ -1,0 +1,61 @@
+//! The internal listener (the cluster-internal URL): the JWKS and discovery
+//! documents, `/healthz`, `/readyz` (ready = a snapshot with keys is
+//! published) and Prometheus `/metrics`.
+
+use crate::identity::jwks::{DISCOVERY_PATH, JWKS_PATH, discovery_document};
+use crate::proxy::body::{Body, full};
+use crate::proxy::{Proxy, document_response};
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use std::sync::Arc;
+
+/// Handles one request on the internal listener.
+pub fn handle<B>(proxy: &Arc<Proxy>, req: &Request<B>) -> Response<Body> {
+    let snapshot = proxy.reader.load();
+    let path = req.uri().path();
+    match (path, snapshot) {
+        ("/healthz" | "/ping", _) => text(StatusCode::OK, "ok\n"),
+        ("/readyz", Some(_)) => text(StatusCode::OK, "ready\n"),
+        ("/readyz", None) => text(StatusCode::SERVICE_UNAVAILABLE, "not ready: no configuration loaded\n"),
+        ("/metrics", snap) => {
+            let (expiry, routes) = snap
+                .as_ref()
+                .map(|s| (s.tls.expiry.clone(), s.routes.len()))
+                .unwrap_or_default();
+            let body = proxy.metrics.render(
+                proxy.reader.generation(),
+                proxy.reader.reload_failures(),
+                &expiry,
+                routes,
+            );
+            let mut r = text(StatusCode::OK, &body);
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        (JWKS_PATH, Some(s)) => document_response(&s.identity.jwks, req),
+        (DISCOVERY_PATH, Some(s)) => {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .and_then(crate::model::routing::normalize_host)
+                .unwrap_or_else(|| "localhost".into());
+            let auth = s.auth.authenticate_url.clone().unwrap_or_default();
+            document_response(&discovery_document(&host, &auth), req)
+        }
+        (JWKS_PATH | DISCOVERY_PATH, None) => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "not ready: no keys loaded\n")
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut r = Response::new(full(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}

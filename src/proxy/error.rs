@@ -1,0 +1,131 @@
+//! Request-path failures, and the one place they become responses: a short
+//! HTML page (JSON when the client asks for JSON) with the status, a reason
+//! and the request id. No stack traces, no internal addresses.
+
+use super::body::{Body, full};
+use http::{HeaderValue, Response, StatusCode, header};
+
+/// Everything that can stop a request inside the proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no route for this host")]
+    UnknownHost,
+    #[error("no route for this path")]
+    NoRoute,
+    #[error("sign-in required")]
+    Unauthenticated,
+    #[error("access denied")]
+    Forbidden,
+    #[error("this route is misconfigured; access is denied until it is fixed")]
+    RouteInvalid,
+    #[error("websocket upgrades are not allowed on this route")]
+    UpgradeNotAllowed,
+    #[error("upstream unavailable")]
+    UpstreamUnavailable,
+    #[error("upstream sent an invalid response")]
+    BadGateway,
+    #[error("upstream timed out")]
+    GatewayTimeout,
+    #[error("not ready: no configuration loaded yet")]
+    NotReady,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Identity(String),
+}
+
+impl ProxyError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::UnknownHost | ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ProxyError::Forbidden | ProxyError::RouteInvalid | ProxyError::UpgradeNotAllowed => {
+                StatusCode::FORBIDDEN
+            }
+            ProxyError::UpstreamUnavailable | ProxyError::NotReady => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::BadGateway => StatusCode::BAD_GATEWAY,
+            ProxyError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::Identity(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// True when the client prefers JSON (API clients) over HTML.
+pub fn wants_json(accept: Option<&HeaderValue>) -> bool {
+    let Some(a) = accept.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    a.contains("application/json") && !a.contains("text/html")
+}
+
+/// Renders an error page.
+pub fn error_response(err: &ProxyError, request_id: &str, json: bool) -> Response<Body> {
+    page(err.status(), &err.to_string(), request_id, json)
+}
+
+/// Renders a status page with a reason.
+pub fn page(status: StatusCode, reason: &str, request_id: &str, json: bool) -> Response<Body> {
+    let (ctype, body) = if json {
+        (
+            "application/json",
+            serde_json::json!({
+                "status": status.as_u16(),
+                "error": status.canonical_reason().unwrap_or(""),
+                "reason": reason,
+                "request_id": request_id,
+            })
+            .to_string(),
+        )
+    } else {
+        let title = format!(
+            "{} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        );
+        (
+            "text/html; charset=utf-8",
+            format!(
+                "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{t}</title>\
+                 <style>body{{font-family:system-ui,sans-serif;margin:3em auto;max-width:40em;color:#222}}\
+                 code{{color:#666}}</style></head><body><h1>{t}</h1><p>{r}</p>\
+                 <p><code>request id: {id}</code></p></body></html>",
+                t = html_escape(&title),
+                r = html_escape(reason),
+                id = html_escape(request_id),
+            ),
+        )
+    };
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-request-id", v);
+    }
+    resp
+}
+
+/// Escapes text for HTML element and attribute content.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}

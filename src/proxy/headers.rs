@@ -1,0 +1,185 @@
+//! Header hygiene on the way to the upstream: hop-by-hop removal, identity
+//! header stripping (any spelling), forwarding headers, session cookie removal.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// True for names that are, or look like, `X-Pomerium-*` identity headers in
+/// any case, with `_` or `.` in place of `-`.
+pub fn is_identity_lookalike(name: &str) -> bool {
+    const PREFIX: &[u8] = b"x-pomerium";
+    let b = name.as_bytes();
+    if b.len() < PREFIX.len() {
+        return false;
+    }
+    b[..PREFIX.len()].iter().zip(PREFIX).all(|(&c, &p)| {
+        let c = c.to_ascii_lowercase();
+        c == p || (p == b'-' && (c == b'_' || c == b'.'))
+    })
+}
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+/// Removes hop-by-hop headers, including those listed in `Connection`.
+/// `Upgrade` is removed too unless `keep_upgrade`.
+pub fn remove_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    let listed: Vec<String> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for name in listed {
+        if keep_upgrade && name == "upgrade" {
+            continue;
+        }
+        h.remove(name.as_str());
+    }
+    for name in HOP_BY_HOP {
+        h.remove(name);
+    }
+    if !keep_upgrade {
+        h.remove(header::UPGRADE);
+    }
+}
+
+/// Removes every client-sent identity header and the route's claim headers.
+pub fn strip_identity_headers(h: &mut HeaderMap, claim_headers: &[(HeaderName, String)]) {
+    let spoofed: Vec<HeaderName> = h
+        .keys()
+        .filter(|n| is_identity_lookalike(n.as_str()))
+        .cloned()
+        .collect();
+    for n in spoofed {
+        h.remove(&n);
+    }
+    for (n, _) in claim_headers {
+        h.remove(n);
+    }
+}
+
+/// Removes the named cookies from every `Cookie` header, dropping the header
+/// if nothing is left.
+pub fn remove_cookies(h: &mut HeaderMap, names: &[&str]) {
+    let values: Vec<HeaderValue> = h.get_all(header::COOKIE).iter().cloned().collect();
+    if values.is_empty() {
+        return;
+    }
+    h.remove(header::COOKIE);
+    for v in values {
+        let Ok(s) = v.to_str() else {
+            continue;
+        };
+        let kept: Vec<&str> = s
+            .split(';')
+            .map(str::trim)
+            .filter(|c| {
+                let name = c.split('=').next().unwrap_or("").trim();
+                !c.is_empty() && !names.contains(&name)
+            })
+            .collect();
+        if !kept.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+        {
+            h.append(header::COOKIE, v);
+        }
+    }
+}
+
+/// Returns a cookie's value from the request headers.
+pub fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(n, _)| n.trim() == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// Replaces client-sent forwarding headers with the proxy's own.
+pub fn set_forwarded(h: &mut HeaderMap, client_ip: &str, host: &str, proto: &'static str) {
+    h.remove(header::FORWARDED);
+    h.remove("x-real-ip");
+    if let Ok(v) = HeaderValue::from_str(client_ip) {
+        h.insert("x-forwarded-for", v.clone());
+        h.insert("x-real-ip", v);
+    }
+    h.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    if let Ok(v) = HeaderValue::from_str(host) {
+        h.insert("x-forwarded-host", v);
+    } else {
+        h.remove("x-forwarded-host");
+    }
+    h.remove("x-forwarded-port");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_lookalikes_are_recognised_in_any_spelling() {
+        for n in [
+            "x-pomerium-jwt-assertion",
+            "X-Pomerium-Jwt-Assertion",
+            "x_pomerium_jwt_assertion",
+            "x.pomerium.claim.email",
+            "X-POMERIUM-CLAIM-EMAIL",
+            "x-pomerium-jwt-assertion-for",
+            "x_Pomerium-claim_groups",
+        ] {
+            assert!(is_identity_lookalike(n), "{n}");
+        }
+        for n in ["x-pomeriu", "pomerium", "x-forwarded-for", "xx-pomerium-jwt"] {
+            assert!(!is_identity_lookalike(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn all_copies_of_spoofed_identity_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.append("x-pomerium-jwt-assertion", HeaderValue::from_static("a"));
+        h.append("x-pomerium-jwt-assertion", HeaderValue::from_static("b"));
+        h.append("x_pomerium_claim_email", HeaderValue::from_static("c"));
+        h.append("x-email", HeaderValue::from_static("d"));
+        h.append("accept", HeaderValue::from_static("*/*"));
+        strip_identity_headers(&mut h, &[(HeaderName::from_static("x-email"), "email".into())]);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn connection_listed_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-keep"]);
+    }
+
+    #[test]
+    fn session_cookie_is_removed_and_others_kept() {
+        let mut h = HeaderMap::new();
+        h.append("cookie", HeaderValue::from_static("a=1; _jetbridge=secret; b=2"));
+        h.append("cookie", HeaderValue::from_static("_jetbridge=again"));
+        remove_cookies(&mut h, &["_jetbridge"]);
+        let all: Vec<_> = h.get_all("cookie").iter().collect();
+        assert_eq!(all, ["a=1; b=2"]);
+        assert_eq!(cookie(&h, "b"), Some("2"));
+    }
+}

@@ -1,0 +1,94 @@
+use super::*;
+use crate::settings::ConfigFile;
+use crate::standalone::{Generated, inputs_from_config};
+
+fn inputs(yaml: &str) -> Inputs {
+    let cfg = ConfigFile::parse("test.yaml", yaml).unwrap();
+    let mut warnings = Vec::new();
+    inputs_from_config(&cfg, &mut Generated::default(), &mut warnings).unwrap()
+}
+
+const SEED: &str = include_str!("../../tests/fixtures/config/seed.yaml");
+
+#[test]
+fn seed_config_with_idp_keys_translates_without_errors() {
+    let s = translate(&inputs(SEED));
+    assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+    assert_eq!(s.routes.len(), 1);
+    let r = s.route("verify.localhost.pomerium.io", "/").unwrap();
+    assert!(r.pass_identity_headers);
+    assert!(matches!(r.access, Access::Policy(_)));
+    assert_eq!(r.upstreams[0].authority, "verify:8000");
+    assert!(s.identity.discovery.contains_key("verify.localhost.pomerium.io"));
+}
+
+#[test]
+fn bad_policy_makes_only_its_route_invalid() {
+    let s = translate(&inputs(
+        "routes:\n  - from: https://good.example.com\n    to: http://127.0.0.1:1\n    allow_public_unauthenticated_access: true\n  - from: https://bad.example.com\n    to: http://127.0.0.1:2\n    policy:\n      allow:\n        or:\n          - emial: {is: a@b.c}\n",
+    ));
+    assert_eq!(s.diagnostics.len(), 1);
+    assert!(s.diagnostics[0].object.contains("routes[1]"));
+    assert!(s.diagnostics[0].message.contains("emial"), "{}", s.diagnostics[0].message);
+    assert!(matches!(s.route("good.example.com", "/").unwrap().access, Access::Public));
+    assert!(matches!(s.route("bad.example.com", "/").unwrap().access, Access::Invalid(_)));
+}
+
+#[test]
+fn bad_upstream_url_and_header_are_diagnosed() {
+    let s = translate(&inputs(
+        "routes:\n  - from: https://a.example.com\n    to: ftp://x\n    allow_public_unauthenticated_access: true\n  - from: https://b.example.com\n    to: http://ok:80\n    allow_public_unauthenticated_access: true\n    set_request_headers:\n      \"bad header\": x\n",
+    ));
+    assert_eq!(s.diagnostics.len(), 2, "{:?}", s.diagnostics);
+    assert!(s.diagnostics[0].message.contains("scheme"));
+    assert!(s.diagnostics[1].message.contains("set_request_headers"));
+}
+
+#[test]
+fn upstream_urls_parse_with_default_ports_and_base_paths() {
+    let u = parse_upstream("http://svc").unwrap();
+    assert_eq!((u.authority.as_str(), u.base_path.as_str()), ("svc:80", ""));
+    let u = parse_upstream("https://svc/base/").unwrap();
+    assert_eq!((u.authority.as_str(), u.base_path.as_str()), ("svc:443", "/base"));
+    let u = parse_upstream("h2c://127.0.0.1:9000").unwrap();
+    assert_eq!(u.scheme, "h2c");
+    assert!(parse_upstream("http://user:pw@svc").is_err());
+    assert!(parse_upstream("not a url").is_err());
+}
+
+#[test]
+fn no_policy_means_deny_after_sign_in() {
+    let s = translate(&inputs("routes:\n  - from: https://a.example.com\n    to: http://x:1\n"));
+    let Access::Policy(p) = &s.route("a.example.com", "/").unwrap().access else {
+        panic!("expected a policy");
+    };
+    let user = crate::policy::User { id: "u".into(), email: "u@example.com".into(), ..Default::default() };
+    let req = crate::policy::RequestFacts { method: "GET".into(), host: "a.example.com".into(), path: "/".into(), ..Default::default() };
+    let d = p.eval(&crate::policy::Facts { user: Some(&user), request: &req, now: time::OffsetDateTime::UNIX_EPOCH });
+    assert!(!d.allow);
+}
+
+#[test]
+fn generated_certificate_covers_route_hosts() {
+    let s = translate(&inputs("routes:\n  - from: https://a.example.com\n    to: http://x:1\n  - from: https://*.wild.example.com\n    to: http://x:1\n"));
+    assert!(s.tls.resolve(Some("a.example.com")).is_some());
+    assert!(s.tls.by_name.contains_key("a.example.com"));
+    assert!(s.tls.by_wildcard.contains_key("wild.example.com"));
+    assert!(s.tls.resolve(None).is_some(), "default certificate");
+}
+
+#[test]
+fn route_settings_are_carried_into_the_snapshot() {
+    let s = translate(&inputs(
+        "pass_identity_headers: true\njwt_claims_headers:\n  X-Email: email\nroutes:\n  - from: https://a.example.com\n    to: [http://x:1, http://y:2]\n    prefix: /api\n    allow_any_authenticated_user: true\n    allow_websockets: true\n    preserve_host_header: true\n    timeout: 5s\n    remove_request_headers: [x-drop]\n    set_request_headers: {x-set: v}\n",
+    ));
+    assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+    let r = s.route("a.example.com", "/api/x").unwrap();
+    assert!(s.route("a.example.com", "/apix").is_none());
+    assert_eq!(r.upstreams.len(), 2);
+    assert!(r.pass_identity_headers && r.allow_websockets && r.preserve_host_header);
+    assert_eq!(r.timeout, std::time::Duration::from_secs(5));
+    assert_eq!(r.jwt_claims_headers[0].0.as_str(), "x-email");
+    assert_eq!(r.remove_request_headers[0].as_str(), "x-drop");
+    assert_eq!(r.set_request_headers[0].0.as_str(), "x-set");
+}
