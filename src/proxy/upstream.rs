@@ -119,7 +119,7 @@ fn build_client(key: &ClientKey) -> Result<HttpClient, String> {
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let mut tls = if key.tls.skip_verify {
+    let tls = if key.tls.skip_verify {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
@@ -141,11 +141,6 @@ fn build_client(key: &ClientKey) -> Result<HttpClient, String> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         builder.with_root_certificates(roots).with_no_client_auth()
-    };
-    tls.alpn_protocols = if key.h2_only {
-        vec![b"h2".to_vec()]
-    } else {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     };
     let mut http = HttpConnector::new();
     http.enforce_http(false);
