@@ -1,1 +1,3 @@
 //! (module under construction)
+pub mod pathnorm;
+pub mod routing;
