@@ -1,0 +1,361 @@
+//! Host and path matching, and the deterministic route order.
+//!
+//! Semantics follow the Kubernetes Ingress API (`IngressRule.host`,
+//! `HTTPIngressPath.pathType`) and the ingress-controller conformance
+//! features (`host_rules.feature`, `path_rules.feature`):
+//!
+//! * **Hosts.** A rule host is precise (`foo.bar.com`), a wildcard
+//!   (`*.foo.com`, matching exactly one extra DNS label: `bar.foo.com`, but not
+//!   `foo.com` nor `baz.bar.foo.com`), or empty (any host). Comparison is
+//!   case-insensitive; ports and a trailing dot are removed from the request
+//!   host by [`normalize_host`] before lookup.
+//! * **Host selection first.** A request is matched against exactly one group
+//!   of rules: the precise host's rules if any route names that host,
+//!   otherwise the wildcard's rules if a wildcard covers it, otherwise the
+//!   rules with an empty host. A path that matches nothing in the selected
+//!   group is a miss; it does *not* fall through to a less specific host.
+//!   The Ingress API says requests "are first evaluated for a host match,
+//!   then routed to the backend associated with the matching
+//!   IngressRuleValue"; Envoy (and so Pomerium) picks one virtual host the
+//!   same way, and ingress-nginx one server block. Falling through would also
+//!   send requests (and cookies) meant for one team's precise host to
+//!   whichever namespace owns the wildcard.
+//! * **Paths.** `Exact` compares the whole path, case-sensitively, trailing
+//!   slash included. `Prefix` compares `/`-separated elements: `/foo` matches
+//!   `/foo`, `/foo/` and `/foo/bar`, never `/foobar`; a trailing slash on the
+//!   rule is ignored; `/` matches every path. Rule paths go through the same
+//!   [`normalize_path`](super::pathnorm::normalize_path) as request paths, so
+//!   `/a%7e` in a rule matches a request for `/a~`.
+//! * **Order within a host.** Exact before Prefix; longer prefix (in bytes of
+//!   the canonical path) first; then older `created`; then `name` ascending;
+//!   then input position, so the result never depends on hash or input order
+//!   unless two keys are identical in every field.
+//!
+//! Lookup does two hash probes at most, whatever the number of hosts, then a
+//! linear scan of the selected host's rules, which are sorted so the first
+//! match wins.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::net::Ipv6Addr;
+
+use super::pathnorm::{PathError, normalize_path};
+
+/// Why a route's host or path was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoutingError {
+    /// The host carried a URL scheme, path or userinfo.
+    #[error("host must be a bare DNS name, not a URL: {0:?}")]
+    HostNotBare(String),
+    /// The host carried a port.
+    #[error("host must not have a port: {0:?}")]
+    HostHasPort(String),
+    /// `*` used anywhere but as the whole first label, or alone.
+    #[error(
+        "wildcard must be the whole first label followed by a domain, as in \"*.example.com\": {0:?}"
+    )]
+    BadWildcard(String),
+    /// A label was empty, too long, or had characters outside `a-z 0-9 -`.
+    #[error("invalid DNS label in host {0:?}")]
+    BadLabel(String),
+    /// The whole host was longer than 253 characters.
+    #[error("host is longer than 253 characters")]
+    HostTooLong,
+    /// The path did not start with `/`.
+    #[error("path must start with '/': {0:?}")]
+    PathNotAbsolute(String),
+    /// The path could not be normalised.
+    #[error("invalid path {path:?}: {source}")]
+    BadPath {
+        /// The path as given.
+        path: String,
+        /// What is wrong with it.
+        source: PathError,
+    },
+}
+
+/// Which request hosts a route serves.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostMatch {
+    /// One host: lower-case, no port, no trailing dot.
+    Exact(String),
+    /// `*.example.com`, stored as the suffix `example.com`; matches exactly
+    /// one extra label.
+    Wildcard(String),
+    /// Every host (an Ingress rule with an empty host).
+    Any,
+}
+
+impl HostMatch {
+    /// Parses a rule host: empty means [`HostMatch::Any`], `*.suffix` a
+    /// wildcard, anything else a precise DNS name. Case is folded and one
+    /// trailing dot removed; ports, schemes, paths and misplaced `*` are errors.
+    pub fn parse(s: &str) -> Result<HostMatch, RoutingError> {
+        if s.is_empty() {
+            return Ok(HostMatch::Any);
+        }
+        if s.contains(['/', '@', '?', '#']) {
+            return Err(RoutingError::HostNotBare(s.to_owned()));
+        }
+        if s.contains(':') {
+            return Err(RoutingError::HostHasPort(s.to_owned()));
+        }
+        let lower = s.to_ascii_lowercase();
+        let host = lower.strip_suffix('.').unwrap_or(&lower);
+        if host.len() > 253 {
+            return Err(RoutingError::HostTooLong);
+        }
+        let (wildcard, name) = match host.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, host),
+        };
+        if name.contains('*') || name.is_empty() {
+            return Err(RoutingError::BadWildcard(s.to_owned()));
+        }
+        if !name.split('.').all(is_dns1123_label) {
+            return Err(RoutingError::BadLabel(s.to_owned()));
+        }
+        Ok(if wildcard {
+            HostMatch::Wildcard(name.to_owned())
+        } else {
+            HostMatch::Exact(name.to_owned())
+        })
+    }
+
+    /// Whether this rule host serves `host` (already [`normalize_host`]d).
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostMatch::Exact(h) => h == host,
+            HostMatch::Wildcard(suffix) => wildcard_suffix(host) == Some(suffix.as_str()),
+            HostMatch::Any => true,
+        }
+    }
+}
+
+/// Which request paths a route serves.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PathMatch {
+    /// The whole canonical path, case-sensitive.
+    Exact(String),
+    /// An element-wise prefix, stored without a trailing slash (except `/`).
+    Prefix(String),
+}
+
+impl PathMatch {
+    /// An `Exact` rule path. It is normalised like a request path.
+    pub fn exact(p: &str) -> Result<PathMatch, RoutingError> {
+        Ok(PathMatch::Exact(rule_path(p)?))
+    }
+
+    /// A `Prefix` rule path. It is normalised like a request path, and a
+    /// trailing slash is dropped (`/foo/` ≡ `/foo`).
+    pub fn prefix(p: &str) -> Result<PathMatch, RoutingError> {
+        let mut path = rule_path(p)?;
+        if path.len() > 1 && path.ends_with('/') {
+            path.pop();
+        }
+        Ok(PathMatch::Prefix(path))
+    }
+
+    /// The canonical rule path.
+    pub fn as_str(&self) -> &str {
+        match self {
+            PathMatch::Exact(p) | PathMatch::Prefix(p) => p,
+        }
+    }
+
+    /// Whether this rule path serves `path` (already normalised).
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Exact(p) => p == path,
+            PathMatch::Prefix(p) => {
+                p == "/"
+                    || path
+                        .strip_prefix(p.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            }
+        }
+    }
+}
+
+fn rule_path(p: &str) -> Result<String, RoutingError> {
+    if !p.starts_with('/') {
+        return Err(RoutingError::PathNotAbsolute(p.to_owned()));
+    }
+    normalize_path(p)
+        .map(|n| n.path)
+        .map_err(|source| RoutingError::BadPath {
+            path: p.to_owned(),
+            source,
+        })
+}
+
+/// Everything the router needs to know about one route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteKey {
+    /// Which hosts the route serves.
+    pub host: HostMatch,
+    /// Which paths the route serves.
+    pub path: PathMatch,
+    /// Creation time in seconds; config-file routes use their position.
+    pub created: i64,
+    /// `namespace/name` or the config position; the last tie-break.
+    pub name: String,
+}
+
+/// One sorted candidate in a host group.
+#[derive(Debug, Clone)]
+struct Entry {
+    path: PathMatch,
+    index: usize,
+}
+
+/// An immutable index from (host, path) to the winning route.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    exact: HashMap<String, Vec<Entry>>,
+    wildcard: HashMap<String, Vec<Entry>>,
+    any: Vec<Entry>,
+}
+
+impl RouteTable {
+    /// Indexes `keys`; [`RouteTable::lookup`] returns positions in `keys`.
+    pub fn build(keys: &[RouteKey]) -> RouteTable {
+        let mut table = RouteTable::default();
+        for (index, key) in keys.iter().enumerate() {
+            let entry = Entry {
+                path: key.path.clone(),
+                index,
+            };
+            match &key.host {
+                HostMatch::Exact(h) => table.exact.entry(h.clone()).or_default().push(entry),
+                HostMatch::Wildcard(s) => table.wildcard.entry(s.clone()).or_default().push(entry),
+                HostMatch::Any => table.any.push(entry),
+            }
+        }
+        let order = |a: &Entry, b: &Entry| route_order(a, &keys[a.index], b, &keys[b.index]);
+        for group in table.exact.values_mut() {
+            group.sort_by(order);
+        }
+        for group in table.wildcard.values_mut() {
+            group.sort_by(order);
+        }
+        table.any.sort_by(order);
+        table
+    }
+
+    /// The index of the route serving `host` and `path`, both already
+    /// normalised ([`normalize_host`], [`normalize_path`]). The host selects
+    /// one group of rules (precise, else wildcard, else empty host); within
+    /// it the first rule in route order whose path matches wins.
+    pub fn lookup(&self, host: &str, path: &str) -> Option<usize> {
+        self.group(host)
+            .iter()
+            .find(|e| e.path.matches(path))
+            .map(|e| e.index)
+    }
+
+    /// Whether some route names `host`, precisely or by wildcard. Routes with
+    /// an empty host do not count: a miss for a known host is "no such
+    /// path", for an unknown one "no such host".
+    pub fn host_known(&self, host: &str) -> bool {
+        self.exact.contains_key(host)
+            || wildcard_suffix(host).is_some_and(|s| self.wildcard.contains_key(s))
+    }
+
+    fn group(&self, host: &str) -> &[Entry] {
+        if let Some(g) = self.exact.get(host) {
+            return g;
+        }
+        if let Some(g) = wildcard_suffix(host).and_then(|s| self.wildcard.get(s)) {
+            return g;
+        }
+        &self.any
+    }
+}
+
+/// Exact before Prefix, longer path first, older first, name, input position.
+fn route_order(a: &Entry, ka: &RouteKey, b: &Entry, kb: &RouteKey) -> Ordering {
+    fn rank(p: &PathMatch) -> (u8, std::cmp::Reverse<usize>) {
+        match p {
+            PathMatch::Exact(s) => (0, std::cmp::Reverse(s.len())),
+            PathMatch::Prefix(s) => (1, std::cmp::Reverse(s.len())),
+        }
+    }
+    rank(&a.path)
+        .cmp(&rank(&b.path))
+        // Same kind and length: order by the text so different paths of equal
+        // length never tie (they cannot both match, but keep it total).
+        .then_with(|| a.path.as_str().cmp(b.path.as_str()))
+        .then(ka.created.cmp(&kb.created))
+        .then_with(|| ka.name.cmp(&kb.name))
+        .then(a.index.cmp(&b.index))
+}
+
+/// The part of `host` after its first label, if that label is non-empty.
+fn wildcard_suffix(host: &str) -> Option<&str> {
+    match host.split_once('.') {
+        Some((first, rest)) if !first.is_empty() && !rest.is_empty() => Some(rest),
+        _ => None,
+    }
+}
+
+/// A DNS-1123 label: 1–63 of `a-z 0-9 -`, alphanumeric at both ends.
+fn is_dns1123_label(label: &str) -> bool {
+    let b = label.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// Canonical request host from a `Host` header, `:authority` or SNI name.
+///
+/// Lower-cases, removes a port (`example.com:8443`, `[::1]:8443`) and one
+/// trailing dot. IPv6 literals come back bracketed in their canonical text
+/// form (`[::1]`). Returns `None` for an empty host, userinfo (`@`), a bad
+/// port, an empty label, or characters outside `a-z 0-9 - _ .`.
+pub fn normalize_host(authority: &str) -> Option<String> {
+    if authority.contains('@') {
+        return None;
+    }
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (addr, after) = rest.split_once(']')?;
+        if !after.is_empty() && !is_port(after.strip_prefix(':')?) {
+            return None;
+        }
+        let ip: Ipv6Addr = addr.parse().ok()?;
+        return Some(format!("[{ip}]"));
+    }
+    let host = match authority.split_once(':') {
+        Some((h, port)) if is_port(port) => h,
+        Some(_) => return None,
+        None => authority,
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.len() > 253 {
+        return None;
+    }
+    let valid = host.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    });
+    valid.then(|| host.to_ascii_lowercase())
+}
+
+/// An RFC 3986 port: digits only, possibly empty, at most 65535.
+fn is_port(s: &str) -> bool {
+    s.is_empty()
+        || (s.len() <= 5
+            && s.bytes().all(|c| c.is_ascii_digit())
+            && s.parse::<u32>().is_ok_and(|p| p <= 65535))
+}
+
+#[cfg(test)]
+#[path = "routing_tests.rs"]
+mod tests;
