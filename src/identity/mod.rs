@@ -4,6 +4,7 @@
 pub mod jwks;
 pub mod jwt;
 pub mod keys;
+pub mod oidc;
 pub mod seal;
 pub mod secrets;
 pub mod session;

@@ -1,0 +1,354 @@
+//! OpenID Connect relying party over the `openidconnect` crate, with its HTTP
+//! calls made on the project's own hyper + rustls stack.
+//!
+//! Authorization-code flow with PKCE S256, `state` and `nonce`; ID-token
+//! validation per OIDC Core 3.1.3.7 (issuer, audience, azp, asymmetric
+//! algorithms only, expiry, issue-time window, nonce); claims from the ID
+//! token merged with userinfo; refresh with the refresh token.
+
+use crate::model::IdpConfig;
+use crate::proxy::upstream::HttpClient;
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+};
+use openidconnect::{
+    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope,
+    TokenResponse,
+};
+use serde_json::{Map, Value};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// Time limit for each call to the IdP.
+pub const IDP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest IdP response accepted.
+const MAX_IDP_BODY: usize = 1024 * 1024;
+
+/// Errors talking to the IdP or validating what it sent. Messages are safe to
+/// show (they never contain tokens).
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    #[error("identity provider unreachable: {0}")]
+    Unreachable(String),
+    #[error("identity provider discovery failed: {0}")]
+    Discovery(String),
+    #[error("token exchange failed: {0}")]
+    Exchange(String),
+    #[error("ID token rejected: {0}")]
+    IdToken(String),
+    #[error("userinfo failed: {0}")]
+    UserInfo(String),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// HTTP transport error for `openidconnect`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TransportError(String);
+
+/// An owned, cloneable HTTP client for `openidconnect` on hyper.
+#[derive(Clone)]
+pub struct OidcHttp {
+    client: HttpClient,
+}
+
+impl OidcHttp {
+    /// Wraps a pooled client.
+    pub fn new(client: HttpClient) -> Self {
+        OidcHttp { client }
+    }
+
+    async fn send(&self, req: openidconnect::HttpRequest) -> Result<openidconnect::HttpResponse, TransportError> {
+        let (parts, body) = req.into_parts();
+        let req = http::Request::from_parts(parts, crate::proxy::body::boxed(Full::new(Bytes::from(body))));
+        let resp = tokio::time::timeout(IDP_TIMEOUT, self.client.request(req))
+            .await
+            .map_err(|_| TransportError("timed out".into()))?
+            .map_err(|e| TransportError(e.to_string()))?;
+        let (parts, body) = resp.into_parts();
+        let bytes = tokio::time::timeout(IDP_TIMEOUT, Limited::new(body, MAX_IDP_BODY).collect())
+            .await
+            .map_err(|_| TransportError("timed out reading the response".into()))?
+            .map_err(|e| TransportError(e.to_string()))?
+            .to_bytes();
+        Ok(http::Response::from_parts(parts, bytes.to_vec()))
+    }
+}
+
+impl<'c> openidconnect::AsyncHttpClient<'c> for OidcHttp {
+    type Error = TransportError;
+    type Future = Pin<Box<dyn Future<Output = Result<openidconnect::HttpResponse, TransportError>> + Send + 'c>>;
+    fn call(&'c self, request: openidconnect::HttpRequest) -> Self::Future {
+        Box::pin(self.send(request))
+    }
+}
+
+/// What the browser must keep (sealed) between sign-in and callback.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PendingLogin {
+    /// The `state` sent to the IdP.
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    /// Validated absolute URL to return to.
+    pub return_to: String,
+    /// Unix seconds.
+    pub exp: i64,
+}
+
+/// The identity established by a login or refresh.
+#[derive(Clone, Debug)]
+pub struct LoginResult {
+    pub sub: String,
+    pub email: String,
+    pub name: String,
+    pub groups: Vec<String>,
+    /// Other claims (ID token merged with userinfo), for `claim/…` policies.
+    pub claims: Map<String, Value>,
+    pub refresh_token: Option<String>,
+    /// When the IdP's tokens expire (unix seconds), if known.
+    pub expires_at: Option<i64>,
+}
+
+/// A discovered provider.
+pub struct Provider {
+    client: openidconnect::Client<
+        openidconnect::EmptyAdditionalClaims,
+        openidconnect::core::CoreAuthDisplay,
+        openidconnect::core::CoreGenderClaim,
+        openidconnect::core::CoreJweContentEncryptionAlgorithm,
+        openidconnect::core::CoreJsonWebKey,
+        openidconnect::core::CoreAuthPrompt,
+        openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+        openidconnect::core::CoreTokenResponse,
+        openidconnect::core::CoreTokenIntrospectionResponse,
+        openidconnect::core::CoreRevocableToken,
+        openidconnect::core::CoreRevocationErrorResponse,
+        openidconnect::EndpointSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointMaybeSet,
+        openidconnect::EndpointMaybeSet,
+    >,
+    http: OidcHttp,
+    config: IdpConfig,
+    userinfo_url: Option<String>,
+    /// RP-initiated logout endpoint, if advertised.
+    pub end_session_endpoint: Option<String>,
+}
+
+impl Provider {
+    /// Fetches the discovery document and the provider's keys.
+    pub async fn discover(config: &IdpConfig, redirect_uri: &str, http: OidcHttp) -> Result<Self, OidcError> {
+        let issuer = IssuerUrl::new(config.issuer_url.clone()).map_err(|e| OidcError::Config(format!("idp_provider_url: {e}")))?;
+        let metadata = CoreProviderMetadata::discover_async(issuer.clone(), &http)
+            .await
+            .map_err(|e| OidcError::Discovery(error_chain(&e)))?;
+        let userinfo_url = metadata.userinfo_endpoint().map(|u| u.url().to_string());
+        // end_session_endpoint is not part of the core metadata type.
+        let end_session_endpoint = fetch_json(&http, &format!("{}/.well-known/openid-configuration", config.issuer_url.trim_end_matches('/')), None)
+            .await
+            .ok()
+            .and_then(|v| v.get("end_session_endpoint").and_then(Value::as_str).map(str::to_string));
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(config.client_id.clone()),
+            (!config.client_secret.is_empty()).then(|| ClientSecret::new(config.client_secret.clone())),
+        )
+        .set_redirect_uri(RedirectUrl::new(redirect_uri.to_string()).map_err(|e| OidcError::Config(format!("redirect URI: {e}")))?);
+        Ok(Provider {
+            client,
+            http,
+            config: config.clone(),
+            userinfo_url,
+            end_session_endpoint,
+        })
+    }
+
+    /// Starts a login: the IdP URL to redirect to, and what to keep for the callback.
+    pub fn begin(&self, return_to: String, now: i64) -> (String, PendingLogin) {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let state = random_token();
+        let nonce = random_token();
+        let (s, n) = (state.clone(), nonce.clone());
+        let mut req = self
+            .client
+            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, move || CsrfToken::new(s), move || Nonce::new(n))
+            .set_pkce_challenge(challenge);
+        for scope in &self.config.scopes {
+            if scope != "openid" {
+                req = req.add_scope(Scope::new(scope.clone()));
+            }
+        }
+        let (url, _, _) = req.url();
+        (
+            url.to_string(),
+            PendingLogin {
+                state,
+                nonce,
+                pkce_verifier: verifier.secret().clone(),
+                return_to,
+                exp: now + 600,
+            },
+        )
+    }
+
+    /// Exchanges the code and validates the ID token; merges userinfo.
+    pub async fn finish(&self, code: &str, pending: &PendingLogin, now: i64) -> Result<LoginResult, OidcError> {
+        let token = self
+            .client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .map_err(|e| OidcError::Config(e.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| OidcError::Exchange(error_chain(&e)))?;
+        let id_token = token.id_token().ok_or_else(|| OidcError::IdToken("the token response has no id_token".into()))?;
+        let verifier = self.id_token_verifier(now);
+        let nonce = Nonce::new(pending.nonce.clone());
+        let claims = id_token.claims(&verifier, &nonce).map_err(|e| OidcError::IdToken(error_chain(&e)))?;
+        if let Some(expected) = claims.access_token_hash() {
+            let alg = id_token.signing_alg().map_err(|e| OidcError::IdToken(e.to_string()))?;
+            let key = id_token.signing_key(&verifier).map_err(|e| OidcError::IdToken(e.to_string()))?;
+            let actual = AccessTokenHash::from_token(token.access_token(), alg, key).map_err(|e| OidcError::IdToken(e.to_string()))?;
+            if actual != *expected {
+                return Err(OidcError::IdToken("at_hash does not match the access token".into()));
+            }
+        }
+        // The signature is verified above; read the payload for non-standard
+        // claims such as groups.
+        let raw = payload_claims(&id_token.to_string())?;
+        let expires_at = token.expires_in().map(|d| now + d.as_secs() as i64);
+        let userinfo = self.userinfo(token.access_token().secret(), claims.subject().as_str()).await?;
+        Ok(self.result(raw, userinfo, token.refresh_token().map(|r| r.secret().clone()), expires_at))
+    }
+
+    /// Refreshes with a refresh token; the new ID token (if any) is validated.
+    pub async fn refresh(&self, refresh_token: &str, expected_sub: &str, now: i64) -> Result<LoginResult, OidcError> {
+        let rt = RefreshToken::new(refresh_token.to_string());
+        let token = self
+            .client
+            .exchange_refresh_token(&rt)
+            .map_err(|e| OidcError::Config(e.to_string()))?
+            .request_async(&self.http)
+            .await
+            .map_err(|e| OidcError::Exchange(error_chain(&e)))?;
+        let mut raw = Map::new();
+        if let Some(id_token) = token.id_token() {
+            let verifier = self.id_token_verifier(now);
+            let claims = id_token
+                .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+                .map_err(|e| OidcError::IdToken(error_chain(&e)))?;
+            if claims.subject().as_str() != expected_sub {
+                return Err(OidcError::IdToken("refreshed ID token is for another subject".into()));
+            }
+            raw = payload_claims(&id_token.to_string())?;
+        }
+        let userinfo = self.userinfo(token.access_token().secret(), expected_sub).await?;
+        raw.entry("sub").or_insert_with(|| Value::String(expected_sub.to_string()));
+        let new_refresh = token.refresh_token().map(|r| r.secret().clone()).or_else(|| Some(refresh_token.to_string()));
+        Ok(self.result(raw, userinfo, new_refresh, token.expires_in().map(|d| now + d.as_secs() as i64)))
+    }
+
+    fn id_token_verifier(&self, now: i64) -> openidconnect::IdTokenVerifier<'_, openidconnect::core::CoreJsonWebKey> {
+        self.client
+            .id_token_verifier()
+            .set_allowed_algs([
+                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+                CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+                CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+                CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+            ])
+            .set_issue_time_verifier_fn(move |iat| {
+                let iat = iat.timestamp();
+                if iat > now + 60 {
+                    Err(format!("issued {}s in the future", iat - now))
+                } else if iat < now - 600 {
+                    Err(format!("issued {}s ago (more than 10 minutes)", now - iat))
+                } else {
+                    Ok(())
+                }
+            })
+    }
+
+    async fn userinfo(&self, access_token: &str, sub: &str) -> Result<Map<String, Value>, OidcError> {
+        let Some(url) = &self.userinfo_url else {
+            return Ok(Map::new());
+        };
+        let v = fetch_json(&self.http, url, Some(access_token)).await.map_err(OidcError::UserInfo)?;
+        let Value::Object(m) = v else {
+            return Err(OidcError::UserInfo("response is not a JSON object".into()));
+        };
+        if m.get("sub").and_then(Value::as_str) != Some(sub) {
+            return Err(OidcError::UserInfo("userinfo subject does not match the ID token".into()));
+        }
+        Ok(m)
+    }
+
+    fn result(&self, mut claims: Map<String, Value>, userinfo: Map<String, Value>, refresh_token: Option<String>, expires_at: Option<i64>) -> LoginResult {
+        for (k, v) in userinfo {
+            claims.insert(k, v);
+        }
+        let text = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let sub = text("sub");
+        let email = text("email");
+        let name = text("name");
+        let groups = match claims.get(&self.config.groups_claim) {
+            Some(Value::Array(a)) => a.iter().filter_map(|g| g.as_str().map(str::to_string)).collect(),
+            Some(Value::String(s)) => vec![s.clone()],
+            _ => Vec::new(),
+        };
+        // Keep only small, non-protocol claims for policy evaluation.
+        const DROP: [&str; 14] = ["iss", "aud", "exp", "iat", "nbf", "nonce", "azp", "at_hash", "c_hash", "auth_time", "sid", "jti", "acr", "amr"];
+        claims.retain(|k, v| !DROP.contains(&k.as_str()) && v.to_string().len() <= 256);
+        LoginResult { sub, email, name, groups, claims, refresh_token, expires_at }
+    }
+}
+
+fn payload_claims(jwt: &str) -> Result<Map<String, Value>, OidcError> {
+    let payload = jwt.split('.').nth(1).ok_or_else(|| OidcError::IdToken("malformed".into()))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| OidcError::IdToken("malformed payload".into()))?;
+    serde_json::from_slice(&bytes).map_err(|_| OidcError::IdToken("payload is not a JSON object".into()))
+}
+
+async fn fetch_json(http: &OidcHttp, url: &str, bearer: Option<&str>) -> Result<Value, String> {
+    let mut req = http::Request::get(url).header(http::header::ACCEPT, "application/json");
+    if let Some(t) = bearer {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req.body(Vec::new()).map_err(|e| e.to_string())?;
+    let resp = http.send(req).await.map_err(|e| e.0)?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status().as_u16()));
+    }
+    serde_json::from_slice(resp.body()).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// A random URL-safe token (256 bits).
+pub fn random_token() -> String {
+    let mut b = [0u8; 32];
+    super::random_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
