@@ -34,6 +34,8 @@ pub enum ProxyError {
     MethodNotAllowed,
     #[error("{0}")]
     Identity(String),
+    #[error("the identity provider is unavailable; try again shortly ({0})")]
+    IdpUnavailable(String),
 }
 
 impl ProxyError {
@@ -53,6 +55,7 @@ impl ProxyError {
             ProxyError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::Identity(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::IdpUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! The proxy reads the current snapshot once per request and never imports
 //! `kube` or the controller.
 
+pub mod auth;
 pub mod body;
 pub mod error;
 pub mod headers;
@@ -44,6 +45,8 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     /// Port of the HTTPS listener as clients see it (for redirects).
     pub https_port: u16,
+    /// Sign-in state and the identity provider client.
+    pub auth: auth::Authenticator,
 }
 
 /// Current unix time in seconds.
@@ -77,6 +80,7 @@ impl Proxy {
             upstreams: Upstreams::new(),
             metrics: Arc::new(Metrics::default()),
             https_port,
+            auth: auth::Authenticator::default(),
         }
     }
 
@@ -133,13 +137,37 @@ impl Proxy {
         if let Some(resp) = well_known(snapshot, &host, &path, &req) {
             return Ok(("well-known".into(), resp));
         }
+        let json = wants_json(req.headers().get(header::ACCEPT));
+        if snapshot.auth.authenticate_host.as_deref() == Some(host.as_str())
+            && let Some(r) = self
+                .authenticate_endpoint(snapshot, &req, &path, query.as_deref(), id, json)
+                .await
+        {
+            return r.map(|r| ("authenticate".into(), r)).map_err(|e| ("authenticate".into(), e));
+        }
+        let (session, set_cookie) = match self.session(snapshot, &req, &host) {
+            Some(s) => self.maybe_refresh(snapshot, &host, s).await,
+            None => (None, None),
+        };
+        let with_cookie = |mut r: Response<Body>| {
+            if let Some(c) = &set_cookie {
+                r.headers_mut().append(header::SET_COOKIE, c.clone());
+            }
+            r
+        };
+        if path.starts_with(auth::POMERIUM_PREFIX)
+            && let Some(r) = self
+                .route_host_endpoint(snapshot, &req, &host, &path, query.as_deref(), session.as_ref(), id, json)
+                .await
+        {
+            return r.map(|r| ("pomerium".into(), with_cookie(r))).map_err(|e| ("pomerium".into(), e));
+        }
         let route = snapshot
             .route(&host, &path)
             .ok_or_else(|| (none(), ProxyError::NoRoute))?;
         let rid = route.id.clone();
         let fail = |e| (rid.clone(), e);
 
-        let session = self.session(snapshot, &req, &host);
         match &route.access {
             Access::Invalid(_) => return Err(fail(ProxyError::RouteInvalid)),
             Access::Public => {}
@@ -161,6 +189,27 @@ impl Proxy {
                 if !decision.allow {
                     tracing::debug!(route = %route.id, reason = %decision.reason, "denied");
                     if session.is_none() && (decision.needs_login || program.needs_user()) {
+                        let browser = req
+                            .headers()
+                            .get(header::ACCEPT)
+                            .and_then(|v| v.to_str().ok())
+                            .is_some_and(|a| a.contains("text/html"));
+                        let mut return_to = format!("{}{}", auth::origin(&host, self.https_port), path);
+                        if let Some(q) = &query {
+                            return_to.push('?');
+                            return_to.push_str(q);
+                        }
+                        if browser
+                            && let Some(url) = auth::sign_in_url(snapshot, &return_to)
+                        {
+                            let mut r = Response::new(empty());
+                            *r.status_mut() = StatusCode::FOUND;
+                            if let Ok(v) = HeaderValue::from_str(&url) {
+                                r.headers_mut().insert(header::LOCATION, v);
+                            }
+                            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                            return Ok((rid.clone(), with_cookie(r)));
+                        }
                         return Err(fail(ProxyError::Unauthenticated));
                     }
                     return Err(fail(ProxyError::Forbidden));
@@ -176,7 +225,7 @@ impl Proxy {
         };
         self.forward(snapshot, admitted, req, conn, id)
             .await
-            .map(|r| (rid.clone(), r))
+            .map(|r| (rid.clone(), with_cookie(r)))
             .map_err(fail)
     }
 

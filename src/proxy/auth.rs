@@ -1,0 +1,442 @@
+//! Authentication endpoints served by the proxy itself.
+//!
+//! - On the authenticate host (`authenticate_service_url`):
+//!   `/.pomerium/sign_in` starts the OIDC flow (state bound to the browser by
+//!   a sealed, short-lived cookie), `/oauth2/callback` is the single IdP
+//!   redirect URI for every route, and `/.pomerium/signed_out`.
+//! - On every route host: `/.pomerium/callback` (accepts the signed,
+//!   one-time, 60-second hand-off and sets that host's cookie), `/.pomerium/`
+//!   (who you are), `/.pomerium/user` (JSON), `/.pomerium/sign_out`.
+//!
+//! Every redirect target is validated: only https URLs on hosts that are
+//! routes (or the authenticate host), on this proxy's port, without
+//! credentials or control characters.
+
+use super::body::{Body, empty, full};
+use super::error::{ProxyError, html_escape, page};
+use super::{Proxy, unix_now};
+use crate::identity::oidc::{LoginResult, OidcHttp, PendingLogin, Provider, random_token};
+use crate::identity::seal::Sealer;
+use crate::identity::session::Session;
+use crate::model::{IdpConfig, Snapshot};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Path prefix of the proxy's own endpoints on every host.
+pub const POMERIUM_PREFIX: &str = "/.pomerium";
+/// Name of the login-state cookie on the authenticate host.
+pub const STATE_COOKIE: &str = "_jetbridge_state";
+/// Lifetime of a hand-off from the authenticate host to a route host.
+const HANDOFF_TTL: i64 = 60;
+
+/// Login state and caches shared by all requests.
+pub struct Authenticator {
+    provider: tokio::sync::Mutex<Option<(IdpConfig, String, Arc<Provider>)>>,
+    /// One-time values already used (state ids, hand-off ids) → expiry.
+    used: Mutex<HashMap<String, i64>>,
+}
+
+impl Default for Authenticator {
+    fn default() -> Self {
+        Authenticator {
+            provider: tokio::sync::Mutex::new(None),
+            used: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Authenticator {
+    /// Marks a one-time value as used; false if it was used before.
+    fn first_use(&self, id: &str, exp: i64, now: i64) -> bool {
+        let Ok(mut m) = self.used.lock() else {
+            return false;
+        };
+        if m.len() > 10_000 {
+            m.retain(|_, e| *e > now);
+        }
+        if m.contains_key(id) {
+            return false;
+        }
+        m.insert(id.to_string(), exp);
+        true
+    }
+
+    /// The discovered provider for the current IdP settings (discovered on
+    /// first use and again when the settings change or discovery failed).
+    pub async fn provider(&self, proxy: &Proxy, snapshot: &Snapshot) -> Result<Arc<Provider>, ProxyError> {
+        let idp = snapshot
+            .auth
+            .idp
+            .as_ref()
+            .ok_or_else(|| ProxyError::Identity("sign-in is not configured (no identity provider)".into()))?;
+        let auth_url = snapshot
+            .auth
+            .authenticate_url
+            .as_ref()
+            .ok_or_else(|| ProxyError::Identity("authenticate_service_url is not configured".into()))?;
+        let redirect_uri = format!("{auth_url}/oauth2/callback");
+        let mut slot = self.provider.lock().await;
+        if let Some((cfg, uri, p)) = slot.as_ref()
+            && cfg == idp
+            && *uri == redirect_uri
+        {
+            return Ok(p.clone());
+        }
+        let client = proxy
+            .upstreams
+            .client(&crate::model::Upstream { scheme: "https".into(), authority: String::new(), base_path: String::new() }, &Default::default())
+            .map_err(ProxyError::Identity)?;
+        let provider = Provider::discover(idp, &redirect_uri, OidcHttp::new(client))
+            .await
+            .map_err(|e| {
+                tracing::warn!(issuer = %idp.issuer_url, error = %e, "identity provider discovery failed");
+                ProxyError::IdpUnavailable(e.to_string())
+            })?;
+        let p = Arc::new(provider);
+        *slot = Some((idp.clone(), redirect_uri, p.clone()));
+        Ok(p)
+    }
+}
+
+/// Validates a return-to URL: https, a route host (or the authenticate host),
+/// this proxy's port, no credentials, no control characters or backslashes.
+pub fn validate_return_to(raw: &str, snapshot: &Snapshot, https_port: u16) -> Option<String> {
+    if raw.is_empty() || raw.len() > 4096 || raw.chars().any(|c| c.is_control() || c == '\\') {
+        return None;
+    }
+    let url = url::Url::parse(raw).ok()?;
+    if url.scheme() != "https" || !url.username().is_empty() || url.password().is_some() {
+        return None;
+    }
+    let host = match url.host()? {
+        url::Host::Domain(d) => d.to_ascii_lowercase(),
+        _ => return None,
+    };
+    let port = url.port().unwrap_or(443);
+    if port != https_port {
+        return None;
+    }
+    let known = snapshot.table.host_known(&host) || snapshot.auth.authenticate_host.as_deref() == Some(host.as_str());
+    known.then(|| url.to_string())
+}
+
+/// `https://host[:port]` for this proxy.
+pub fn origin(host: &str, https_port: u16) -> String {
+    if https_port == 443 {
+        format!("https://{host}")
+    } else {
+        format!("https://{host}:{https_port}")
+    }
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn redirect(location: &str) -> Response<Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// A `Set-Cookie` value: host-only, Secure, HttpOnly, SameSite=Lax.
+pub fn cookie_header(name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("{name}={value}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite=Lax")).ok()
+}
+
+fn sealer_handoff(snapshot: &Snapshot) -> Sealer {
+    Sealer::new(&snapshot.auth.shared_secret, "handoff")
+}
+fn sealer_state(snapshot: &Snapshot) -> Sealer {
+    Sealer::new(&snapshot.auth.cookie_secret, "login-state")
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Handoff {
+    id: String,
+    exp: i64,
+    return_to: String,
+    session: Session,
+}
+
+/// The URL that starts sign-in for a request to `return_to`.
+pub fn sign_in_url(snapshot: &Snapshot, return_to: &str) -> Option<String> {
+    let base = snapshot.auth.authenticate_url.as_ref()?;
+    snapshot.auth.idp.as_ref()?;
+    let q: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("pomerium_redirect_uri", return_to)
+        .finish();
+    Some(format!("{base}/.pomerium/sign_in?{q}"))
+}
+
+impl Proxy {
+    /// Handles requests for the authenticate host. `None` if the path is not one of its endpoints.
+    pub(super) async fn authenticate_endpoint<B>(
+        &self,
+        snapshot: &Snapshot,
+        req: &Request<B>,
+        path: &str,
+        query: Option<&str>,
+        id: &str,
+        json: bool,
+    ) -> Option<Result<Response<Body>, ProxyError>> {
+        let now = unix_now();
+        Some(match path {
+            "/.pomerium/sign_in" => self.sign_in(snapshot, query, now).await,
+            "/oauth2/callback" => self.oauth_callback(snapshot, req, query, now).await,
+            "/.pomerium/signed_out" => Ok(page(StatusCode::OK, "You are signed out.", id, json)),
+            _ => return None,
+        })
+    }
+
+    async fn sign_in(&self, snapshot: &Snapshot, query: Option<&str>, now: i64) -> Result<Response<Body>, ProxyError> {
+        let raw = query_param(query, "pomerium_redirect_uri")
+            .or_else(|| query_param(query, "redirect_uri"))
+            .unwrap_or_default();
+        let return_to = validate_return_to(&raw, snapshot, self.https_port)
+            .ok_or_else(|| ProxyError::BadRequest("invalid redirect target".into()))?;
+        let provider = self.auth.provider(self, snapshot).await?;
+        let (url, pending) = provider.begin(return_to, now);
+        let sealed = sealer_state(snapshot).seal(
+            snapshot.auth.authenticate_host.as_deref().unwrap_or("").as_bytes(),
+            &serde_json::to_vec(&pending).unwrap_or_default(),
+        );
+        let mut r = redirect(&url);
+        if let Some(c) = cookie_header(STATE_COOKIE, &sealed, 600) {
+            r.headers_mut().append(header::SET_COOKIE, c);
+        }
+        Ok(r)
+    }
+
+    async fn oauth_callback<B>(&self, snapshot: &Snapshot, req: &Request<B>, query: Option<&str>, now: i64) -> Result<Response<Body>, ProxyError> {
+        if let Some(err) = query_param(query, "error") {
+            let desc = query_param(query, "error_description").unwrap_or_default();
+            let mut msg = format!("the identity provider refused sign-in: {err}");
+            if !desc.is_empty() {
+                msg.push_str(&format!(" ({desc})"));
+            }
+            msg.truncate(300);
+            return Err(ProxyError::BadRequest(msg));
+        }
+        let state = query_param(query, "state").ok_or_else(|| ProxyError::BadRequest("missing state".into()))?;
+        let code = query_param(query, "code").ok_or_else(|| ProxyError::BadRequest("missing code".into()))?;
+        let cookie = super::headers::cookie(req.headers(), STATE_COOKIE)
+            .ok_or_else(|| ProxyError::BadRequest("sign-in state cookie missing or expired; start again".into()))?;
+        let pending: PendingLogin = sealer_state(snapshot)
+            .open(snapshot.auth.authenticate_host.as_deref().unwrap_or("").as_bytes(), cookie)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| ProxyError::BadRequest("invalid sign-in state; start again".into()))?;
+        if pending.exp < now {
+            return Err(ProxyError::BadRequest("sign-in took too long; start again".into()));
+        }
+        if !constant_time_eq(pending.state.as_bytes(), state.as_bytes()) {
+            return Err(ProxyError::BadRequest("state mismatch".into()));
+        }
+        if !self.auth.first_use(&format!("state:{state}"), pending.exp, now) {
+            return Err(ProxyError::BadRequest("this sign-in response was already used".into()));
+        }
+        let provider = self.auth.provider(self, snapshot).await?;
+        let login = provider.finish(&code, &pending, now).await.map_err(|e| {
+            tracing::warn!(error = %e, "sign-in failed");
+            match e {
+                crate::identity::oidc::OidcError::Unreachable(m) => ProxyError::IdpUnavailable(m),
+                other => ProxyError::BadRequest(format!("sign-in failed: {other}")),
+            }
+        })?;
+        let session = new_session(&login, snapshot, now);
+        tracing::info!(sub = %session.sub, sid = %session.id, "signed in");
+        let target = url::Url::parse(&pending.return_to).map_err(|_| ProxyError::BadRequest("invalid redirect target".into()))?;
+        let host = target.host_str().unwrap_or_default().to_ascii_lowercase();
+        let handoff = Handoff { id: random_token(), exp: now + HANDOFF_TTL, return_to: pending.return_to.clone(), session };
+        let sealed = sealer_handoff(snapshot).seal(host.as_bytes(), &serde_json::to_vec(&handoff).unwrap_or_default());
+        let mut r = redirect(&format!("{}{POMERIUM_PREFIX}/callback?pomerium_handoff={sealed}", origin(&host, self.https_port)));
+        if let Some(c) = cookie_header(STATE_COOKIE, "", 0) {
+            r.headers_mut().append(header::SET_COOKIE, c);
+        }
+        Ok(r)
+    }
+
+    /// Handles `/.pomerium/*` on a route host. `None` if not one of ours.
+    pub(super) async fn route_host_endpoint<B>(
+        &self,
+        snapshot: &Snapshot,
+        req: &Request<B>,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        session: Option<&Session>,
+        id: &str,
+        json: bool,
+    ) -> Option<Result<Response<Body>, ProxyError>> {
+        let now = unix_now();
+        Some(match path {
+            "/.pomerium/callback" | "/.pomerium/callback/" => self.host_callback(snapshot, host, query, now),
+            "/.pomerium/user" => Ok(user_json(session, host)),
+            "/.pomerium" | "/.pomerium/" => Ok(user_page(session, host, id)),
+            "/.pomerium/sign_out" => {
+                if req.method() != Method::GET && req.method() != Method::POST {
+                    return Some(Err(ProxyError::MethodNotAllowed));
+                }
+                Ok(self.sign_out(snapshot, host, query).await)
+            }
+            p if p.starts_with("/.pomerium/") => Ok(page(StatusCode::NOT_FOUND, "not found", id, json)),
+            _ => return None,
+        })
+    }
+
+    fn host_callback(&self, snapshot: &Snapshot, host: &str, query: Option<&str>, now: i64) -> Result<Response<Body>, ProxyError> {
+        let raw = query_param(query, "pomerium_handoff").ok_or_else(|| ProxyError::BadRequest("missing hand-off".into()))?;
+        let h: Handoff = sealer_handoff(snapshot)
+            .open(host.as_bytes(), &raw)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| ProxyError::BadRequest("invalid hand-off".into()))?;
+        if h.exp < now {
+            return Err(ProxyError::BadRequest("hand-off expired; sign in again".into()));
+        }
+        if !self.auth.first_use(&format!("handoff:{}", h.id), h.exp, now) {
+            return Err(ProxyError::BadRequest("hand-off already used".into()));
+        }
+        let target = url::Url::parse(&h.return_to).ok();
+        let same_host = target.as_ref().and_then(|u| u.host_str()).is_some_and(|t| t.eq_ignore_ascii_case(host));
+        let location = if same_host { h.return_to.clone() } else { "/".into() };
+        let value = snapshot.sessions.seal(host, &h.session);
+        let mut r = redirect(&location);
+        if let Some(c) = cookie_header(&snapshot.auth.cookie_name, &value, h.session.exp - now) {
+            r.headers_mut().append(header::SET_COOKIE, c);
+        }
+        Ok(r)
+    }
+
+    async fn sign_out(&self, snapshot: &Snapshot, host: &str, query: Option<&str>) -> Response<Body> {
+        let explicit = query_param(query, "pomerium_redirect_uri")
+            .or_else(|| query_param(query, "redirect_uri"))
+            .and_then(|raw| validate_return_to(&raw, snapshot, self.https_port));
+        let signed_out = snapshot
+            .auth
+            .authenticate_url
+            .as_ref()
+            .map(|a| format!("{a}/.pomerium/signed_out"));
+        let mut location = explicit.clone().or(signed_out.clone()).unwrap_or_else(|| format!("{}/", origin(host, self.https_port)));
+        if snapshot.auth.idp.is_some()
+            && let Ok(p) = self.auth.provider(self, snapshot).await
+            && let (Some(end), Some(post)) = (&p.end_session_endpoint, &signed_out)
+            && let Ok(mut u) = url::Url::parse(end)
+            && let Some(idp) = &snapshot.auth.idp
+        {
+            u.query_pairs_mut()
+                .append_pair("client_id", &idp.client_id)
+                .append_pair("post_logout_redirect_uri", post);
+            location = u.to_string();
+        }
+        let mut r = redirect(&location);
+        if let Some(c) = cookie_header(&snapshot.auth.cookie_name, "", 0) {
+            r.headers_mut().append(header::SET_COOKIE, c);
+        }
+        r
+    }
+
+    /// Refreshes a session whose IdP tokens are due. Returns the session to
+    /// use (None = ended) and a cookie to set.
+    pub(super) async fn maybe_refresh(&self, snapshot: &Snapshot, host: &str, s: Session) -> (Option<Session>, Option<HeaderValue>) {
+        let now = unix_now();
+        let (Some(rt), true) = (s.refresh_token.clone(), s.refresh_at > 0 && now >= s.refresh_at - 30) else {
+            return (Some(s), None);
+        };
+        let Ok(provider) = self.auth.provider(self, snapshot).await else {
+            return (Some(s), None); // IdP down: existing sessions keep working.
+        };
+        match provider.refresh(&rt, &s.sub, now).await {
+            Ok(login) => {
+                let mut fresh = new_session(&login, snapshot, now);
+                fresh.id = s.id.clone();
+                fresh.iat = s.iat;
+                fresh.exp = s.exp;
+                let value = snapshot.sessions.seal(host, &fresh);
+                (Some(fresh), cookie_header(&snapshot.auth.cookie_name, &value, s.exp - now))
+            }
+            Err(crate::identity::oidc::OidcError::Exchange(e)) => {
+                tracing::info!(sid = %s.id, error = %e, "session refresh refused by the identity provider; session ended");
+                (None, cookie_header(&snapshot.auth.cookie_name, "", 0))
+            }
+            Err(e) => {
+                tracing::warn!(sid = %s.id, error = %e, "session refresh failed; keeping the session");
+                (Some(s), None)
+            }
+        }
+    }
+}
+
+fn new_session(login: &LoginResult, snapshot: &Snapshot, now: i64) -> Session {
+    Session {
+        id: random_token()[..22].to_string(),
+        sub: login.sub.clone(),
+        email: login.email.clone(),
+        name: login.name.clone(),
+        groups: login.groups.clone(),
+        claims: login.claims.clone(),
+        truncated: false,
+        iat: now,
+        exp: now + snapshot.auth.cookie_expire.as_secs() as i64,
+        refresh_token: login.refresh_token.clone(),
+        refresh_at: login.expires_at.unwrap_or(0),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn user_json(session: Option<&Session>, host: &str) -> Response<Body> {
+    let (status, body) = match session {
+        Some(s) => (
+            StatusCode::OK,
+            serde_json::json!({
+                "sub": s.sub, "user": s.sub, "email": s.email, "name": s.name,
+                "groups": s.groups, "sid": s.id, "exp": s.exp, "iat": s.iat,
+                "aud": host, "claims": s.claims,
+            }),
+        ),
+        None => (StatusCode::UNAUTHORIZED, serde_json::json!({"error": "not signed in"})),
+    };
+    let mut r = Response::new(full(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn user_page(session: Option<&Session>, host: &str, id: &str) -> Response<Body> {
+    let Some(s) = session else {
+        return page(StatusCode::UNAUTHORIZED, "You are not signed in.", id, false);
+    };
+    let exp = time::OffsetDateTime::from_unix_timestamp(s.exp)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default();
+    let mut rows = String::new();
+    for (k, v) in [("Subject", s.sub.as_str()), ("Email", s.email.as_str()), ("Name", s.name.as_str()), ("Session", s.id.as_str()), ("Expires", exp.as_str())] {
+        rows.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>", k, html_escape(v)));
+    }
+    rows.push_str(&format!("<tr><th>Groups</th><td>{}</td></tr>", html_escape(&s.groups.join(", "))));
+    for (k, v) in &s.claims {
+        rows.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>", html_escape(k), html_escape(&v.to_string())));
+    }
+    let body = format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Signed in</title>\
+         <style>body{{font-family:system-ui,sans-serif;margin:3em auto;max-width:44em}}th{{text-align:left;padding-right:1em}}</style></head>\
+         <body><h1>Signed in to {host}</h1><table>{rows}</table>\
+         <form method=\"post\" action=\"/.pomerium/sign_out\"><button type=\"submit\">Sign out</button></form></body></html>",
+        host = html_escape(host)
+    );
+    let mut r = Response::new(full(body));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
