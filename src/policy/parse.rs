@@ -211,6 +211,9 @@ pub(crate) fn compile_document(v: &Value) -> Result<Compiled, PolicyError> {
     let mut rules = Vec::new();
     match root {
         Value::Array(items) => {
+            if items.is_empty() {
+                cx.warn("the policy has no rules and denies every request");
+            }
             for (i, item) in items.iter().enumerate() {
                 cx.rule = i + 1;
                 compile_rule(item, &mut cx, &mut rules)?;
@@ -534,7 +537,16 @@ fn compile_criterion(
             Criterion::Domain(m)
         }
         "user" => Criterion::User(string_matcher(data, cx)?),
-        "http_method" => Criterion::HttpMethod(string_matcher(data, cx)?),
+        "http_method" => {
+            let m = string_matcher(data, cx)?;
+            if has_text(&m, |s| s.chars().any(char::is_lowercase)) {
+                cx.warn(
+                    "HTTP methods are compared case-sensitively and requests use upper case \
+                     (GET, POST)",
+                );
+            }
+            Criterion::HttpMethod(m)
+        }
         "http_path" => Criterion::HttpPath(string_matcher(data, cx)?),
         "groups" => Criterion::Groups(list_matcher(data, cx, true)?),
         "source_ip" => Criterion::SourceIp(source_ips(data, cx)?),
@@ -571,16 +583,20 @@ fn flag_value(name: &str, data: &Value, cx: &Cx) -> Result<(), PolicyError> {
     Ok(())
 }
 
-fn warn_case(name: &str, m: &StrMatch, cx: &mut Cx) {
-    let has_upper = m.0.iter().any(|op| match op {
+/// True if any value in the matcher satisfies `pred`.
+fn has_text(m: &StrMatch, pred: impl Fn(&str) -> bool) -> bool {
+    m.0.iter().any(|op| match op {
         StrOp::Is(s)
         | StrOp::Not(s)
         | StrOp::StartsWith(s)
         | StrOp::EndsWith(s)
-        | StrOp::Contains(s) => s.chars().any(char::is_uppercase),
-        StrOp::In(v) | StrOp::NotIn(v) => v.iter().any(|s| s.chars().any(char::is_uppercase)),
-    });
-    if has_upper {
+        | StrOp::Contains(s) => pred(s),
+        StrOp::In(v) | StrOp::NotIn(v) => v.iter().any(|s| pred(s)),
+    })
+}
+
+fn warn_case(name: &str, m: &StrMatch, cx: &mut Cx) {
+    if has_text(m, |s| s.chars().any(char::is_uppercase)) {
         cx.warn(format!(
             "{name} values are compared case-sensitively (as in Pomerium) and identity \
              providers usually report lower case"

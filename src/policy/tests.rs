@@ -197,6 +197,28 @@ fn day_of_week_uses_the_given_offset() {
 }
 
 #[test]
+fn odd_time_zone_text_is_an_error_not_a_panic() {
+    for tz in [
+        "+a€",
+        "+0€",
+        "UTC+",
+        "+24:00",
+        "+1:60",
+        "-",
+        "Mars/Olympus",
+        "+12345",
+    ] {
+        let p = single(&format!(
+            "{{time_of_day: {{timezone: '{tz}', after: '9:00'}}}}"
+        ));
+        let e = compile_err(&p);
+        assert!(e.contains("time zone"), "{tz}: {e}");
+    }
+    let p = single("{time_of_day: {timezone: '-0730', after: '9:00'}}");
+    assert!(compile(&p).is_ok());
+}
+
+#[test]
 fn time_of_day_window_is_inclusive_after_and_exclusive_before() {
     let p = single("{time_of_day: {timezone: UTC, after: '10:30', before: '11:00'}}");
     let at = |t| decide(&p, None, &get("/"), t).allow;
@@ -722,6 +744,24 @@ fn check_reports_lints() {
         (0, "ok: 1 rule".into())
     );
     assert_eq!(check_command("alow: {}").0, 2);
+    let (code, out) = check_command(
+        "allow:\n  and:\n    - or: [{http_method: get}]\n    - email: Bob@Example.com\n",
+    );
+    assert_eq!(code, 1, "{out}");
+    for want in [
+        "warning: rule 1, allow.and[0]: nested operator \"or\" is a jetbridge extension",
+        "warning: rule 1, allow.and[0].or[0].http_method: HTTP methods are compared case-sensitively",
+        "warning: rule 1, allow.and[1].email: email values are compared case-sensitively",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    assert_eq!(
+        check_command("[]"),
+        (
+            1,
+            "warning: policy: the policy has no rules and denies every request".into()
+        )
+    );
 }
 
 #[test]
@@ -858,6 +898,16 @@ proptest! {
     fn arbitrary_text_never_panics(text in ".{0,200}") {
         let _ = compile(&text);
         let _ = check_command(&text);
+    }
+
+    #[test]
+    fn calendar_parsers_never_panic(text in "\\PC{0,24}", ascii in "[-+:.0-9 apmAPMUTCZa-z,*]{0,16}") {
+        for t in [&text, &ascii] {
+            let _ = super::schedule::parse_time(t);
+            let _ = super::schedule::parse_tz(t);
+            let _ = super::schedule::parse_days(t);
+            let _ = super::schedule::parse_datetime(t);
+        }
     }
 
     #[test]
