@@ -37,9 +37,9 @@ pub(crate) struct JwksCache {
     refetch_min_interval: Duration,
     /// `None` until the first successful fetch. Read without locking.
     keys: ArcSwapOption<KeySet>,
-    /// Counts fetch attempts; a caller that waited for the fetch lock and sees
-    /// it changed shares that fetch's outcome instead of fetching again.
-    attempts: AtomicU64,
+    /// Counts finished fetches; a caller that waited for the fetch lock and
+    /// sees it changed shares that fetch's outcome instead of fetching again.
+    fetches: AtomicU64,
     fetch: tokio::sync::Mutex<FetchState>,
 }
 
@@ -58,7 +58,7 @@ impl JwksCache {
             url,
             refetch_min_interval,
             keys: ArcSwapOption::empty(),
-            attempts: AtomicU64::new(0),
+            fetches: AtomicU64::new(0),
             fetch: tokio::sync::Mutex::new(FetchState::default()),
         })
     }
@@ -69,13 +69,13 @@ impl JwksCache {
         if let Some(found) = lookup(self.keys.load_full().as_deref(), kid) {
             return Ok(found);
         }
-        let seen = self.attempts.load(Ordering::Acquire);
+        let seen = self.fetches.load(Ordering::Acquire);
         let mut state = self.fetch.lock().await;
         let current = self.keys.load_full();
         if let Some(found) = lookup(current.as_deref(), kid) {
             return Ok(found);
         }
-        if self.attempts.load(Ordering::Acquire) != seen {
+        if self.fetches.load(Ordering::Acquire) != seen {
             // Someone fetched while we waited for the lock: share their outcome.
             return Err(self.shared_outcome_error(&state, current.is_some(), kid));
         }
@@ -87,18 +87,22 @@ impl JwksCache {
         {
             return Err(err.clone());
         }
-        if current.is_some() {
-            if let Some(at) = state.last_refetch
-                && now.duration_since(at) < self.refetch_min_interval
-            {
-                tracing::debug!(kid, "unknown kid; JWKS re-fetch is rate-limited");
-                return Err(VerifyError::UnknownKid(kid.to_owned()));
-            }
-            state.last_refetch = Some(now);
+        let refetch = current.is_some();
+        if refetch
+            && let Some(at) = state.last_refetch
+            && now.duration_since(at) < self.refetch_min_interval
+        {
+            tracing::debug!(kid, "unknown kid; JWKS re-fetch is rate-limited");
+            return Err(VerifyError::UnknownKid(kid.to_owned()));
         }
 
-        self.attempts.fetch_add(1, Ordering::AcqRel);
-        match self.fetch_once().await {
+        // Nothing is recorded before the fetch finishes, so a caller dropped
+        // mid-fetch leaves the next waiter free to fetch instead.
+        let outcome = self.fetch_once().await;
+        if refetch {
+            state.last_refetch = Some(now);
+        }
+        let result = match outcome {
             Ok(set) => {
                 tracing::debug!(url = %self.url, keys = set.len(), "fetched JWKS");
                 if set.len() == 0 {
@@ -114,7 +118,12 @@ impl JwksCache {
                 state.last_failure = Some((now, err.clone()));
                 Err(err)
             }
-        }
+        };
+        // Counted once its outcome is recorded, still under the lock: every
+        // caller that read the count before this and is waiting for the lock
+        // shares this outcome instead of fetching again.
+        self.fetches.fetch_add(1, Ordering::Release);
+        result
     }
 
     fn shared_outcome_error(&self, state: &FetchState, loaded: bool, kid: &str) -> VerifyError {
