@@ -10,7 +10,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use jetbridge::proxy::{Proxy, server};
-use jetbridge::settings::ConfigFile;
 use jetbridge::snapshot::{KeyHistory, Publisher};
 use jetbridge::standalone::Generated;
 use std::collections::HashMap;
