@@ -36,6 +36,35 @@ enum Command {
         #[arg(long, default_value = "secret")]
         format: String,
     },
+    /// Run the Verify app: an upstream that verifies X-Pomerium-Jwt-Assertion and shows the claims.
+    Verify {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: SocketAddr,
+        /// JWKS URL, e.g. http://jetbridge.jetbridge.svc/.well-known/pomerium/jwks.json
+        #[arg(long, env = "JWKS_ENDPOINT")]
+        jwks_url: String,
+        /// Required `iss` (the route host).
+        #[arg(long, env = "EXPECTED_JWT_ISSUER")]
+        expected_issuer: Option<String>,
+        /// Required `aud` (the route host).
+        #[arg(long, env = "EXPECTED_JWT_AUDIENCE")]
+        expected_audience: Option<String>,
+    },
+    /// Mint a session cookie value for a host from a config file's cookie_secret
+    /// (for benchmarks and debugging; anyone holding cookie_secret can do this).
+    MintSession {
+        #[arg(long, short)]
+        config: String,
+        #[arg(long)]
+        host: String,
+        #[arg(long)]
+        sub: String,
+        #[arg(long, default_value = "")]
+        email: String,
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+    },
     /// Evaluate or lint policies.
     Policy {
         #[command(subcommand)]
@@ -70,6 +99,27 @@ fn read_arg(path: &str) -> Result<String> {
     } else {
         std::fs::read_to_string(path).with_context(|| format!("reading {path}"))
     }
+}
+
+fn mint_session(config: &str, host: &str, sub: String, email: String, groups: Vec<String>) -> Result<String> {
+    let cfg = jetbridge::settings::ConfigFile::load(config)?;
+    let secret = cfg.cookie_secret.as_deref().context("the config file has no cookie_secret")?;
+    let secret = jetbridge::identity::secrets::Secret32::parse("cookie_secret", secret)?;
+    let now = jetbridge::proxy::unix_now();
+    let session = jetbridge::identity::session::Session {
+        id: jetbridge::identity::oidc::random_token()[..22].to_string(),
+        sub,
+        email,
+        name: String::new(),
+        groups,
+        claims: Default::default(),
+        truncated: false,
+        iat: now,
+        exp: now + 14 * 3600,
+        refresh_token: None,
+        refresh_at: 0,
+    };
+    Ok(jetbridge::identity::session::SessionCodec::new(&secret.0).seal(host, &session))
 }
 
 fn init_tracing(level: Option<&str>) {
@@ -110,6 +160,29 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(code as u8)
         }
         Command::Standalone { config } => run_async(run_standalone(config)),
+        Command::Verify { listen, jwks_url, expected_issuer, expected_audience } => run_async(async move {
+            init_tracing(None);
+            let url = url::Url::parse(&jwks_url).with_context(|| format!("--jwks-url {jwks_url:?}"))?;
+            let mut cfg = jetbridge::verify::VerifierConfig::new(url);
+            cfg.expected_issuer = expected_issuer;
+            cfg.expected_audience = expected_audience;
+            let shutdown = shutdown_signal();
+            tracing::info!(%listen, jwks = %jwks_url, "Verify app");
+            jetbridge::verify::app::run(listen, cfg, async move { shutdown.cancelled().await }).await?;
+            Ok(())
+        }),
+        Command::MintSession { config, host, sub, email, groups } => {
+            match mint_session(&config, &host, sub, email, groups) {
+                Ok(v) => {
+                    println!("{v}");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::ExitCode::from(2)
+                }
+            }
+        }
     }
 }
 
