@@ -416,13 +416,9 @@ fn finish_response(
             else {
                 return;
             };
-            let mut client = hyper_util::rt::TokioIo::new(client);
-            let mut upstream = hyper_util::rt::TokioIo::new(upstream);
-            let _ = tokio::time::timeout(
-                idle.max(std::time::Duration::from_secs(1)) * 288,
-                tokio::io::copy_bidirectional(&mut client, &mut upstream),
-            )
-            .await;
+            let client = hyper_util::rt::TokioIo::new(client);
+            let upstream = hyper_util::rt::TokioIo::new(upstream);
+            pipe_with_idle_timeout(client, upstream, idle).await;
         });
         parts.headers.remove(header::CONTENT_LENGTH);
         return Response::from_parts(parts, empty());
@@ -430,6 +426,53 @@ fn finish_response(
     let (mut parts, body) = resp.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers, false);
     Response::from_parts(parts, body::boxed(body))
+}
+
+/// Copies both ways until either side closes or nothing moves for `idle`.
+async fn pipe_with_idle_timeout<A, B>(a: A, b: B, idle: std::time::Duration)
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let start = Instant::now();
+    let last = AtomicU64::new(0);
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    let copy = |r: &mut (dyn tokio::io::AsyncRead + Unpin + Send),
+                w: &mut (dyn tokio::io::AsyncWrite + Unpin + Send)| {
+        let last = &last;
+        async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if w.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+                last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+            }
+            let _ = w.shutdown().await;
+        }
+    };
+    let idle_ms = idle.as_millis().max(1) as u64;
+    let watchdog = async {
+        let tick = (idle / 4).clamp(std::time::Duration::from_millis(50), std::time::Duration::from_secs(5));
+        loop {
+            tokio::time::sleep(tick).await;
+            let now = start.elapsed().as_millis() as u64;
+            if now.saturating_sub(last.load(Ordering::Relaxed)) >= idle_ms {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        _ = async { tokio::join!(copy(&mut ar, &mut bw), copy(&mut br, &mut aw)) } => {}
+        _ = watchdog => tracing::debug!("upgraded connection idle; closing"),
+    }
 }
 
 fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
