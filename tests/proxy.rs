@@ -784,20 +784,19 @@ async fn websocket_upgrade_is_refused_on_a_route_without_allow_websockets() {
     )]))
     .await;
     let tls = tls_connect(h.https, "nows.example.com", &[b"http/1.1"]).await;
-    let err = tokio::time::timeout(
+    let result = tokio::time::timeout(
         STEP,
         tokio_tungstenite::client_async("wss://nows.example.com/echo", tls),
     )
     .await
-    .unwrap()
-    .err()
-    .expect("upgrade must be refused");
-    match err {
-        tokio_tungstenite::tungstenite::Error::Http(resp) => {
+    .unwrap();
+    match result {
+        Ok(_) => panic!("upgrade must be refused"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             assert_ne!(resp.status(), 101);
             assert_eq!(resp.status(), 403);
         }
-        other => panic!("expected an HTTP refusal, got {other:?}"),
+        Err(other) => panic!("expected an HTTP refusal, got {other:?}"),
     }
     assert_eq!(
         ws.requests(),

@@ -505,10 +505,7 @@ pub fn parse_response(buf: &[u8]) -> Resp {
     let body = if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         let mut out = Vec::new();
         let mut r = rest;
-        loop {
-            let Some(p) = r.windows(2).position(|w| w == b"\r\n") else {
-                break;
-            };
+        while let Some(p) = r.windows(2).position(|w| w == b"\r\n") {
             let size_text = std::str::from_utf8(&r[..p]).unwrap();
             let size =
                 usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
