@@ -120,8 +120,14 @@ async fn error_pages_are_html_by_default_and_json_for_api_clients_with_a_request
 async fn error_pages_never_reveal_the_upstream_address() {
     let dead = closed_port().await;
     let silent = silent_upstream().await;
+    let garbage = garbage_upstream().await;
     let h = Harness::start(&config(&[
         public_route("down.example.com", &format!("http://{dead}"), ""),
+        public_route(
+            "garbage.example.com",
+            &format!("http://{}", garbage.authority()),
+            "",
+        ),
         public_route(
             "slow.example.com",
             &format!("http://{}", silent.authority()),
@@ -131,6 +137,7 @@ async fn error_pages_never_reveal_the_upstream_address() {
     .await;
     for (host, status, port) in [
         ("down.example.com", 503, dead.port()),
+        ("garbage.example.com", 502, garbage.addr.port()),
         ("slow.example.com", 504, silent.addr.port()),
     ] {
         for accept in ["text/html", "application/json"] {
@@ -147,6 +154,57 @@ async fn error_pages_never_reveal_the_upstream_address() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn an_invalid_route_fails_closed_while_the_others_keep_serving() {
+    let up = echo_http1("a").await;
+    let to = format!("http://{}", up.authority());
+    let yaml = config(&[
+        public_route("good.example.com", &to, ""),
+        format!(
+            "  - from: https://bad.example.com\n    to: {to}\n    policy:\n      - allow:\n          or:\n            - no_such_criterion: true\n"
+        ),
+    ]);
+    let mut generated = jetbridge::standalone::Generated::default();
+    let snapshot = snapshot_with_diagnostics(&yaml, &mut generated);
+    assert!(
+        snapshot
+            .diagnostics
+            .iter()
+            .any(|d| d.object.contains("bad.example.com")),
+        "{:?}",
+        snapshot.diagnostics
+    );
+    let mut publisher = jetbridge::snapshot::Publisher::new();
+    publisher.publish(snapshot);
+    let h = Harness::serve(publisher, generated).await;
+    let bad = h
+        .get_with("bad.example.com", "/", &[("accept", "application/json")])
+        .await;
+    assert_eq!(bad.status, 403, "{}", bad.text());
+    assert_eq!(h.get("good.example.com", "/").await.echo().server, "a");
+    assert_eq!(up.requests(), 1);
+}
+
+#[tokio::test]
+async fn plain_http_listener_redirects_to_https_keeping_path_and_query() {
+    init();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(jetbridge::proxy::server::serve_plain(
+        l,
+        |req, _| async move { jetbridge::proxy::server::redirect_to_https(&req, 8443) },
+        stop.clone(),
+    ));
+    let r = plain_get(addr, "app.example.com:80", "/a/b?c=d", &[]).await;
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.header("location"),
+        Some("https://app.example.com:8443/a/b?c=d")
+    );
+    stop.cancel();
 }
 
 // ---------------------------------------------------------------------------
@@ -369,7 +427,44 @@ async fn session_sealed_for_one_host_is_refused_on_another() {
     assert_eq!(there.status, 401, "{}", there.text());
     let none = h.get_with("other.example.com", "/", &[json]).await;
     assert_eq!(none.status, 401);
+    let mut old = session("alice@example.com", &[]);
+    old.iat -= 7200;
+    old.exp -= 7200;
+    let expired = session_cookie("id.example.com", &old);
+    let r = h
+        .get_with("id.example.com", "/", &[("cookie", &expired), json])
+        .await;
+    assert_eq!(r.status, 401, "expired session: {}", r.text());
     assert_eq!(up.requests(), 1);
+}
+
+#[tokio::test]
+async fn custom_cookie_name_carries_the_session_and_is_stripped() {
+    let up = echo_http1("a").await;
+    let to = format!("http://{}", up.authority());
+    let h = Harness::start(&format!(
+        "{}cookie_name: _corp_session\nroutes:\n  - from: https://id.example.com\n    to: {to}\n    allow_any_authenticated_user: true\n    pass_identity_headers: true\n",
+        config_head()
+    ))
+    .await;
+    let host = "id.example.com";
+    let default_named = session_cookie(host, &session("alice@example.com", &[]));
+    let value = default_named.split_once('=').unwrap().1;
+    let custom = format!("_corp_session={value}; keep=1");
+    let json = ("accept", "application/json");
+    let e = h
+        .get_with(host, "/", &[("cookie", &custom), json])
+        .await
+        .echo();
+    assert!(e.one(ASSERTION).is_some());
+    assert_eq!(e.all("cookie"), ["keep=1"]);
+    let r = h
+        .get_with(host, "/", &[("cookie", &default_named), json])
+        .await;
+    assert_eq!(
+        r.status, 401,
+        "the default name is not the session cookie here"
+    );
 }
 
 #[tokio::test]
@@ -389,6 +484,10 @@ async fn policy_allows_the_named_user_and_forbids_others() {
         )
         .await;
     assert_eq!(denied.status, 403, "{}", denied.text());
+    let anonymous = h
+        .get_with(host, "/", &[("accept", "application/json")])
+        .await;
+    assert_eq!(anonymous.status, 401);
     assert_eq!(
         up.requests(),
         1,
@@ -535,6 +634,81 @@ async fn set_and_remove_request_headers_are_applied() {
     assert_eq!(e.all("x-keep"), ["kept"]);
 }
 
+#[tokio::test]
+async fn request_bodies_reach_the_upstream_intact_with_length_or_chunked_framing() {
+    let up = echo_http1("a").await;
+    let h = Harness::start(&config(&[public_route(
+        "body.example.com",
+        &format!("http://{}", up.authority()),
+        "",
+    )]))
+    .await;
+    let e = h
+        .raw(
+            "body.example.com",
+            "POST /len HTTP/1.1\r\nHost: body.example.com\r\nContent-Length: 11\r\nConnection: close\r\n\r\nhello world",
+        )
+        .await
+        .echo();
+    assert_eq!(e.body, "hello world");
+    assert_eq!(e.all("content-length"), ["11"]);
+    let e = h
+        .raw(
+            "body.example.com",
+            "POST /chunked HTTP/1.1\r\nHost: body.example.com\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        )
+        .await
+        .echo();
+    assert_eq!(e.body, "hello world");
+    assert!(
+        e.all("transfer-encoding").len() <= 1,
+        "{:?}",
+        e.all("transfer-encoding")
+    );
+    let req = Request::builder()
+        .method("PUT")
+        .uri("https://body.example.com/h2")
+        .body(Full::new(Bytes::from_static(b"over h2")))
+        .unwrap();
+    let e = send_h2(h.https, "body.example.com", req).await.echo();
+    assert_eq!((e.method.as_str(), e.body.as_str()), ("PUT", "over h2"));
+}
+
+#[tokio::test]
+async fn upstream_hop_by_hop_response_headers_do_not_reach_the_client() {
+    let up = echo_http1("a").await;
+    let h = Harness::start(&config(&[public_route(
+        "resp.example.com",
+        &format!("http://{}", up.authority()),
+        "",
+    )]))
+    .await;
+    let r = h
+        .raw_get(
+            "resp.example.com",
+            "/",
+            &[
+                ("X-Echo-Response-Header", "Connection: x-up-secret"),
+                ("X-Echo-Response-Header", "X-Up-Secret: 1"),
+                ("X-Echo-Response-Header", "Keep-Alive: timeout=1"),
+                ("X-Echo-Response-Header", "Proxy-Authenticate: Basic"),
+                ("X-Echo-Response-Header", "X-Up-Keep: yes"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-up-keep"), Some("yes"));
+    for gone in ["x-up-secret", "keep-alive", "proxy-authenticate"] {
+        assert_eq!(r.header(gone), None, "{gone} reached the client");
+    }
+    if let Some(c) = r.header("connection") {
+        assert!(
+            !c.contains("x-up-secret"),
+            "upstream Connection forwarded: {c}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Paths and routing (tables)
 
@@ -558,6 +732,9 @@ async fn request_paths_are_normalised_or_refused_before_routing() {
         ("/a/c?x=1&y=%2F&z", Ok("/a/c?x=1&y=%2F&z")),
         ("/a/./c?q=a/../b", Ok("/a/c?q=a/../b")),
         ("/a/c/%7euser", Ok("/a/c/~user")),
+        ("/a/c/%41", Ok("/a/c/A")),
+        ("/a/c/%c3%a9", Ok("/a/c/%C3%A9")),
+        ("/a/c/", Ok("/a/c/")),
         ("/a/b", Err(404)),
         ("/a/cd", Err(404)),
         ("/A/C", Err(404)),

@@ -55,14 +55,20 @@ pub fn config_head() -> String {
     format!("cookie_secret: {}\n", cookie_secret_b64())
 }
 
-/// Translates config YAML exactly as standalone does; panics on any error
-/// diagnostic so a typo in a test config cannot pass silently.
-pub fn snapshot_from_yaml(yaml: &str, generated: &mut Generated) -> Snapshot {
+/// Translates config YAML exactly as standalone does, keeping per-route
+/// error diagnostics (those routes fail closed).
+pub fn snapshot_with_diagnostics(yaml: &str, generated: &mut Generated) -> Snapshot {
     let cfg = ConfigFile::parse("test.yaml", yaml).expect("test config parses");
     let mut warnings = Vec::new();
     let inputs = standalone::inputs_from_config(&cfg, generated, &mut warnings)
         .expect("test config is valid");
-    let snapshot = jetbridge::translate::translate(&inputs);
+    jetbridge::translate::translate(&inputs)
+}
+
+/// Translates config YAML exactly as standalone does; panics on any error
+/// diagnostic so a typo in a test config cannot pass silently.
+pub fn snapshot_from_yaml(yaml: &str, generated: &mut Generated) -> Snapshot {
+    let snapshot = snapshot_with_diagnostics(yaml, generated);
     let errors: Vec<String> = snapshot
         .diagnostics
         .iter()
@@ -234,6 +240,8 @@ pub struct Echo {
     pub path_and_query: String,
     pub version: String,
     pub headers: Vec<(String, String)>,
+    /// The request body as received.
+    pub body: String,
 }
 
 impl Echo {
@@ -244,6 +252,7 @@ impl Echo {
             method: s("method"),
             path_and_query: s("path_and_query"),
             version: s("version"),
+            body: s("body"),
             headers: v["headers"]
                 .as_array()
                 .unwrap()
@@ -605,19 +614,46 @@ async fn echo(
             ]
         })
         .collect();
+    let response_headers: Vec<(String, String)> = req
+        .headers()
+        .get_all("x-echo-response-header")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let method = req.method().as_str().to_string();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
+    let version = format!("{:?}", req.version());
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let doc = serde_json::json!({
         "server": &*name,
-        "method": req.method().as_str(),
-        "path_and_query": req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"),
-        "version": format!("{:?}", req.version()),
+        "method": method,
+        "path_and_query": path_and_query,
+        "version": version,
         "headers": headers,
+        "body": String::from_utf8_lossy(&body),
     });
-    let _ = req.into_body().collect().await;
     let mut resp = Response::new(Full::new(Bytes::from(doc.to_string())));
     resp.headers_mut().insert(
         "content-type",
         http::HeaderValue::from_static("application/json"),
     );
+    for (n, v) in response_headers {
+        resp.headers_mut().append(
+            http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(&v).unwrap(),
+        );
+    }
     Ok(resp)
 }
 
@@ -770,6 +806,37 @@ pub async fn silent_upstream() -> Upstream {
                         n = tcp.read(&mut sink) => if matches!(n, Ok(0) | Err(_)) { return },
                     }
                 }
+            });
+        }
+    });
+    Upstream {
+        addr,
+        requests,
+        connections,
+        shutdown,
+    }
+}
+
+/// A server that answers every connection with bytes that are not HTTP.
+pub async fn garbage_upstream() -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let shutdown = CancellationToken::new();
+    let (c, stop) = (connections.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut tcp, _) = tokio::select! {
+                _ = stop.cancelled() => return,
+                a = listener.accept() => match a { Ok(x) => x, Err(_) => continue },
+            };
+            c.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+                let _ = tcp.write_all(b"SSH-2.0-not-http\r\n\r\n").await;
+                let _ = tcp.shutdown().await;
             });
         }
     });
