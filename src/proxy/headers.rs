@@ -46,8 +46,16 @@ pub fn remove_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
         }
         h.remove(name.as_str());
     }
+    // `TE: trailers` may be forwarded (gRPC needs it); other TE values may not.
+    let te_trailers = h
+        .get(http::header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("trailers"));
     for name in HOP_BY_HOP {
         h.remove(name);
+    }
+    if te_trailers {
+        h.insert(http::header::TE, HeaderValue::from_static("trailers"));
     }
     if !keep_upgrade {
         h.remove(header::UPGRADE);
@@ -165,7 +173,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("connection", HeaderValue::from_static("close, x-secret"));
         h.insert("x-secret", HeaderValue::from_static("1"));
-        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("te", HeaderValue::from_static("gzip"));
         h.insert("upgrade", HeaderValue::from_static("websocket"));
         h.insert("x-keep", HeaderValue::from_static("1"));
         remove_hop_by_hop(&mut h, false);

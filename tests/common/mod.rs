@@ -1,0 +1,909 @@
+//! Harness for the proxy integration tier: the whole proxy in-process on
+//! loopback, built from config YAML exactly as `jetbridge standalone` builds
+//! it, and real upstream servers (HTTP/1.1 echo, h2c echo, HTTPS echo with a
+//! test CA, WebSocket echo, a silent server, a closed port).
+//!
+//! Clients: a hyper client over our own rustls stream (SNI = the route host,
+//! connection always to 127.0.0.1), and raw TLS sockets for requests that
+//! client libraries would normalise.
+#![allow(dead_code)]
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{Request, Response, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use jetbridge::identity::session::{Session, SessionCodec};
+use jetbridge::model::{Severity, Snapshot};
+use jetbridge::proxy::{Proxy, server};
+use jetbridge::settings::ConfigFile;
+use jetbridge::snapshot::{Publisher, SnapshotReader};
+use jetbridge::standalone::{self, Generated};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::client::TlsStream;
+use tokio_util::sync::CancellationToken;
+
+/// Upper bound for any single network step in these tests.
+pub const STEP: Duration = Duration::from_secs(10);
+
+/// Installs the process-wide rustls crypto provider (idempotent).
+pub fn init() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// The cookie secret every test config uses.
+pub const COOKIE_SECRET: [u8; 32] = [7; 32];
+
+/// `cookie_secret` as it appears in the YAML.
+pub fn cookie_secret_b64() -> String {
+    base64::engine::general_purpose::STANDARD.encode(COOKIE_SECRET)
+}
+
+/// Config header shared by the tests: fixed cookie secret, default cookie name.
+pub fn config_head() -> String {
+    format!("cookie_secret: {}\n", cookie_secret_b64())
+}
+
+/// Translates config YAML exactly as standalone does, keeping per-route
+/// error diagnostics (those routes fail closed).
+pub fn snapshot_with_diagnostics(yaml: &str, generated: &mut Generated) -> Snapshot {
+    let cfg = ConfigFile::parse("test.yaml", yaml).expect("test config parses");
+    let mut warnings = Vec::new();
+    let inputs = standalone::inputs_from_config(&cfg, generated, &mut warnings)
+        .expect("test config is valid");
+    jetbridge::translate::translate(&inputs)
+}
+
+/// Translates config YAML exactly as standalone does; panics on any error
+/// diagnostic so a typo in a test config cannot pass silently.
+pub fn snapshot_from_yaml(yaml: &str, generated: &mut Generated) -> Snapshot {
+    let snapshot = snapshot_with_diagnostics(yaml, generated);
+    let errors: Vec<String> = snapshot
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| d.to_string())
+        .collect();
+    assert!(errors.is_empty(), "test config has errors: {errors:?}");
+    snapshot
+}
+
+/// A running proxy: HTTPS listener and internal (admin) listener.
+pub struct Harness {
+    pub https: SocketAddr,
+    pub internal: SocketAddr,
+    pub proxy: Arc<Proxy>,
+    pub reader: SnapshotReader,
+    state: Mutex<(Publisher, Generated)>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Harness {
+    /// Starts a proxy serving the snapshot built from `yaml`.
+    pub async fn start(yaml: &str) -> Harness {
+        init();
+        let mut publisher = Publisher::new();
+        let mut generated = Generated::default();
+        let snapshot = snapshot_from_yaml(yaml, &mut generated);
+        assert_eq!(publisher.publish(snapshot), Some(1));
+        Harness::serve(publisher, generated).await
+    }
+
+    /// Starts the listeners over a publisher (which may have published nothing yet).
+    pub async fn serve(publisher: Publisher, generated: Generated) -> Harness {
+        init();
+        let reader = publisher.reader();
+        let shutdown = CancellationToken::new();
+        let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let https_addr = https.local_addr().unwrap();
+        let proxy = Arc::new(Proxy::new(reader.clone(), https_addr.port()));
+        let internal = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let internal_addr = internal.local_addr().unwrap();
+        let p = proxy.clone();
+        tokio::spawn(server::serve_plain(
+            internal,
+            move |req, _| {
+                let p = p.clone();
+                async move { jetbridge::admin::handle(&p, &req) }
+            },
+            shutdown.clone(),
+        ));
+        tokio::spawn(server::serve_https(
+            https,
+            proxy.clone(),
+            server::tls_server_config(reader.clone()),
+            shutdown.clone(),
+        ));
+        Harness {
+            https: https_addr,
+            internal: internal_addr,
+            proxy,
+            reader,
+            state: Mutex::new((publisher, generated)),
+            shutdown,
+        }
+    }
+
+    /// Publishes a new snapshot built from `yaml`; returns the new generation.
+    pub fn publish(&self, yaml: &str) -> Option<u64> {
+        let mut state = self.state.lock().unwrap();
+        let (publisher, generated) = &mut *state;
+        let snapshot = snapshot_from_yaml(yaml, generated);
+        publisher.publish(snapshot)
+    }
+
+    /// Runs `f` with the publisher and the generated material.
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut Publisher, &mut Generated) -> R) -> R {
+        let mut state = self.state.lock().unwrap();
+        let (publisher, generated) = &mut *state;
+        f(publisher, generated)
+    }
+
+    /// HTTP/1.1 GET over a fresh TLS connection.
+    pub async fn get(&self, host: &str, path: &str) -> Resp {
+        send_h1(self.https, host, request("GET", host, path, &[])).await
+    }
+
+    /// HTTP/1.1 GET with extra headers.
+    pub async fn get_with(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+        send_h1(self.https, host, request("GET", host, path, headers)).await
+    }
+
+    /// Raw HTTP/1.1 request bytes over TLS (SNI = `sni`).
+    pub async fn raw(&self, sni: &str, request: &str) -> Resp {
+        raw(self.https, sni, request).await
+    }
+
+    /// Raw GET: request line and headers written exactly as given.
+    pub async fn raw_get(&self, host: &str, target: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut r = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n");
+        for (n, v) in headers {
+            r.push_str(&format!("{n}: {v}\r\n"));
+        }
+        r.push_str("Connection: close\r\n\r\n");
+        let sni = host.split(':').next().unwrap_or(host).trim_end_matches('.');
+        raw(self.https, &sni.to_ascii_lowercase(), &r).await
+    }
+
+    /// GET on the internal listener.
+    pub async fn internal_get(&self, path: &str) -> Resp {
+        plain_get(self.internal, "jetbridge.internal", path, &[]).await
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Responses
+
+/// A response as the client saw it.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub version: Version,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    /// The first value of a header (names compared case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): status {} body {}",
+                self.status,
+                self.text()
+            )
+        })
+    }
+    /// The echo server's report (asserts 200).
+    pub fn echo(&self) -> Echo {
+        assert_eq!(
+            self.status,
+            200,
+            "expected the upstream's answer, got: {}",
+            self.text()
+        );
+        Echo::parse(&self.json())
+    }
+}
+
+/// What reached an echo upstream.
+#[derive(Debug)]
+pub struct Echo {
+    pub server: String,
+    pub method: String,
+    pub path_and_query: String,
+    pub version: String,
+    pub headers: Vec<(String, String)>,
+    /// The request body as received.
+    pub body: String,
+}
+
+impl Echo {
+    fn parse(v: &serde_json::Value) -> Echo {
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        Echo {
+            server: s("server"),
+            method: s("method"),
+            path_and_query: s("path_and_query"),
+            version: s("version"),
+            body: s("body"),
+            headers: v["headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    (
+                        p[0].as_str().unwrap().to_string(),
+                        p[1].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect(),
+        }
+    }
+    /// Every value of a header.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    /// The single value of a header; panics if it appears more than once.
+    pub fn one(&self, name: &str) -> Option<&str> {
+        let all = self.all(name);
+        assert!(
+            all.len() <= 1,
+            "{name} reached the upstream {} times: {all:?}",
+            all.len()
+        );
+        all.first().copied()
+    }
+    /// Header names that look like identity headers (any case, `-`/`_`/`.`).
+    pub fn identity_lookalikes(&self) -> Vec<(&str, &str)> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| {
+                let n = n.to_ascii_lowercase().replace(['_', '.'], "-");
+                n.starts_with("x-pomerium")
+            })
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Clients
+
+/// Accepts any server certificate (the proxy's is generated per process).
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A TLS client config that accepts any certificate and offers `alpn`.
+pub fn client_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(cfg)
+}
+
+/// TCP to `addr`, TLS with SNI `sni`.
+pub async fn tls_connect(addr: SocketAddr, sni: &str, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    tls_over(tcp, sni, alpn).await
+}
+
+/// TLS with SNI `sni` over an existing stream.
+pub async fn tls_over<S: AsyncRead + AsyncWrite + Unpin>(
+    io: S,
+    sni: &str,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<S> {
+    let connector = tokio_rustls::TlsConnector::from(client_config(alpn));
+    let name = ServerName::try_from(sni.to_string()).unwrap();
+    tokio::time::timeout(STEP, connector.connect(name, io))
+        .await
+        .expect("TLS handshake timed out")
+        .expect("TLS handshake")
+}
+
+/// A request with a `Host` header (HTTP/1.1 origin form).
+pub fn request(
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Request<Full<Bytes>> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host);
+    for (n, v) in headers {
+        b = b.header(*n, *v);
+    }
+    b.body(Full::new(Bytes::new())).unwrap()
+}
+
+async fn collect(resp: Response<Incoming>) -> Resp {
+    let (parts, body) = resp.into_parts();
+    let body = tokio::time::timeout(STEP, body.collect())
+        .await
+        .expect("response body timed out")
+        .expect("response body")
+        .to_bytes()
+        .to_vec();
+    Resp {
+        status: parts.status.as_u16(),
+        version: parts.version,
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+    }
+}
+
+/// One HTTP/1.1 connection that can carry several requests.
+pub struct H1Conn {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl H1Conn {
+    /// Handshakes HTTP/1.1 over any stream.
+    pub async fn over<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: S) -> H1Conn {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        H1Conn { sender }
+    }
+    /// Sends one request and reads the whole response.
+    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Resp {
+        tokio::time::timeout(STEP, self.sender.ready())
+            .await
+            .expect("connection ready timed out")
+            .expect("connection still open");
+        let resp = tokio::time::timeout(STEP, self.sender.send_request(req))
+            .await
+            .expect("response timed out")
+            .expect("response");
+        collect(resp).await
+    }
+}
+
+/// Sends one HTTP/1.1 request over a new TLS connection (ALPN http/1.1).
+pub async fn send_h1(addr: SocketAddr, sni: &str, req: Request<Full<Bytes>>) -> Resp {
+    let tls = tls_connect(addr, sni, &[b"http/1.1"]).await;
+    H1Conn::over(tls).await.send(req).await
+}
+
+/// Sends one HTTP/2 request over a new TLS connection (ALPN h2). `uri` must be absolute.
+pub async fn send_h2(addr: SocketAddr, sni: &str, req: Request<Full<Bytes>>) -> Resp {
+    let tls = tls_connect(addr, sni, &[b"h2"]).await;
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "proxy did not select h2"
+    );
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let resp = tokio::time::timeout(STEP, sender.send_request(req))
+        .await
+        .expect("response timed out")
+        .expect("response");
+    collect(resp).await
+}
+
+/// Plain-HTTP GET (the internal listener).
+pub async fn plain_get(addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    H1Conn::over(tcp)
+        .await
+        .send(request("GET", host, path, headers))
+        .await
+}
+
+/// Writes `request` verbatim over TLS and reads until the server closes.
+pub async fn raw(addr: SocketAddr, sni: &str, request: &str) -> Resp {
+    let mut s = tls_connect(addr, sni, &[b"http/1.1"]).await;
+    s.write_all(request.as_bytes()).await.unwrap();
+    s.flush().await.unwrap();
+    let mut buf = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(STEP, read)
+        .await
+        .expect("raw response timed out");
+    parse_response(&buf)
+}
+
+/// Parses one HTTP/1.1 response (Content-Length, chunked, or until close).
+pub fn parse_response(buf: &[u8]) -> Resp {
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(buf)));
+    let head = std::str::from_utf8(&buf[..end]).unwrap();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let rest = &buf[end + 4..];
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let body = if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        let mut out = Vec::new();
+        let mut r = rest;
+        while let Some(p) = r.windows(2).position(|w| w == b"\r\n") {
+            let size_text = std::str::from_utf8(&r[..p]).unwrap();
+            let size =
+                usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+            r = &r[p + 2..];
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&r[..size]);
+            r = &r[size + 2..];
+        }
+        out
+    } else if let Some(n) = get("content-length") {
+        rest[..n.parse::<usize>().unwrap().min(rest.len())].to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Resp {
+        status,
+        version: Version::HTTP_11,
+        headers,
+        body,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Sessions
+
+/// A session for `email`, valid for an hour.
+pub fn session(email: &str, groups: &[&str]) -> Session {
+    let now = jetbridge::proxy::unix_now();
+    Session {
+        id: format!("sid-{email}"),
+        sub: format!("sub-{email}"),
+        email: email.to_string(),
+        name: format!("Name of {email}"),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        claims: Default::default(),
+        truncated: false,
+        iat: now,
+        exp: now + 3600,
+        refresh_token: None,
+        refresh_at: 0,
+    }
+}
+
+/// `Cookie` header value carrying a session sealed for `host`.
+pub fn session_cookie(host: &str, session: &Session) -> String {
+    let value = SessionCodec::new(&COOKIE_SECRET).seal(host, session);
+    format!("{}={value}", standalone::DEFAULT_COOKIE_NAME)
+}
+
+// ---------------------------------------------------------------------------
+// Upstreams
+
+/// A running upstream server.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    /// Requests (or WebSocket sessions) served.
+    pub requests: Arc<AtomicUsize>,
+    /// TCP connections accepted.
+    pub connections: Arc<AtomicUsize>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Upstream {
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+    /// `host:port` as used in `to:` URLs.
+    pub fn authority(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+async fn echo(
+    name: Arc<str>,
+    requests: Arc<AtomicUsize>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    requests.fetch_add(1, Ordering::SeqCst);
+    let headers: Vec<[String; 2]> = req
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            [
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            ]
+        })
+        .collect();
+    let response_headers: Vec<(String, String)> = req
+        .headers()
+        .get_all("x-echo-response-header")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let method = req.method().as_str().to_string();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
+    let version = format!("{:?}", req.version());
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let doc = serde_json::json!({
+        "server": &*name,
+        "method": method,
+        "path_and_query": path_and_query,
+        "version": version,
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    let mut resp = Response::new(Full::new(Bytes::from(doc.to_string())));
+    resp.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
+    for (n, v) in response_headers {
+        resp.headers_mut().append(
+            http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(&v).unwrap(),
+        );
+    }
+    Ok(resp)
+}
+
+#[derive(Clone, Copy)]
+enum Proto {
+    Http1,
+    H2c,
+}
+
+async fn spawn_echo<F, Fut, S>(name: &str, wrap: F, proto: Proto) -> Upstream
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Option<S>> + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let shutdown = CancellationToken::new();
+    let name: Arc<str> = Arc::from(name);
+    let (r, c, stop) = (requests.clone(), connections.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = tokio::select! {
+                _ = stop.cancelled() => return,
+                a = listener.accept() => match a { Ok(x) => x, Err(_) => continue },
+            };
+            c.fetch_add(1, Ordering::SeqCst);
+            let Some(io) = wrap(tcp).await else { continue };
+            let (name, r) = (name.clone(), r.clone());
+            let svc = service_fn(move |req| echo(name.clone(), r.clone(), req));
+            tokio::spawn(async move {
+                let io = TokioIo::new(io);
+                let _ = match proto {
+                    Proto::Http1 => hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, svc)
+                        .await
+                        .map_err(|_| ()),
+                    Proto::H2c => hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, svc)
+                        .await
+                        .map_err(|_| ()),
+                };
+            });
+        }
+    });
+    Upstream {
+        addr,
+        requests,
+        connections,
+        shutdown,
+    }
+}
+
+/// An HTTP/1.1 echo server; its JSON answer names it `name`.
+pub async fn echo_http1(name: &str) -> Upstream {
+    spawn_echo(name, |tcp| async move { Some(tcp) }, Proto::Http1).await
+}
+
+/// An HTTP/2 cleartext (prior knowledge) echo server.
+pub async fn echo_h2c(name: &str) -> Upstream {
+    spawn_echo(name, |tcp| async move { Some(tcp) }, Proto::H2c).await
+}
+
+/// An HTTPS (HTTP/1.1) echo server with the given certificate.
+pub async fn echo_https(name: &str, cert: &TestCert) -> Upstream {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.leaf_der.clone()],
+            PrivateKeyDer::try_from(cert.leaf_key_der.clone()).unwrap(),
+        )
+        .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    spawn_echo(
+        name,
+        move |tcp| {
+            let acceptor = acceptor.clone();
+            async move { acceptor.accept(tcp).await.ok() }
+        },
+        Proto::Http1,
+    )
+    .await
+}
+
+/// A WebSocket server that echoes every text and binary message.
+pub async fn websocket_echo() -> Upstream {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let shutdown = CancellationToken::new();
+    let (r, c, stop) = (requests.clone(), connections.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = tokio::select! {
+                _ = stop.cancelled() => return,
+                a = listener.accept() => match a { Ok(x) => x, Err(_) => continue },
+            };
+            c.fetch_add(1, Ordering::SeqCst);
+            let r = r.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                r.fetch_add(1, Ordering::SeqCst);
+                while let Some(Ok(msg)) = ws.next().await {
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Upstream {
+        addr,
+        requests,
+        connections,
+        shutdown,
+    }
+}
+
+/// A server that accepts connections and reads requests but never answers.
+pub async fn silent_upstream() -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let shutdown = CancellationToken::new();
+    let (c, stop) = (connections.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut tcp, _) = tokio::select! {
+                _ = stop.cancelled() => return,
+                a = listener.accept() => match a { Ok(x) => x, Err(_) => continue },
+            };
+            c.fetch_add(1, Ordering::SeqCst);
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut sink = [0u8; 4096];
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        n = tcp.read(&mut sink) => if matches!(n, Ok(0) | Err(_)) { return },
+                    }
+                }
+            });
+        }
+    });
+    Upstream {
+        addr,
+        requests,
+        connections,
+        shutdown,
+    }
+}
+
+/// A server that answers every connection with bytes that are not HTTP.
+pub async fn garbage_upstream() -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let shutdown = CancellationToken::new();
+    let (c, stop) = (connections.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut tcp, _) = tokio::select! {
+                _ = stop.cancelled() => return,
+                a = listener.accept() => match a { Ok(x) => x, Err(_) => continue },
+            };
+            c.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+                let _ = tcp.write_all(b"SSH-2.0-not-http\r\n\r\n").await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+    Upstream {
+        addr,
+        requests,
+        connections,
+        shutdown,
+    }
+}
+
+/// A loopback address where nothing listens.
+pub async fn closed_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A TCP relay in front of `target` that counts accepted client connections.
+pub async fn counting_relay(target: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut up) = TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut up).await;
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+// ---------------------------------------------------------------------------
+// Certificates for HTTPS upstreams
+
+/// A test CA and a leaf certificate for `127.0.0.1` and `localhost` signed by it.
+pub struct TestCert {
+    pub ca_pem: String,
+    pub leaf_der: CertificateDer<'static>,
+    pub leaf_key_der: Vec<u8>,
+}
+
+pub fn test_cert() -> TestCert {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "jetbridge test CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    TestCert {
+        ca_pem: ca_cert.pem(),
+        leaf_der: leaf.der().clone(),
+        leaf_key_der: leaf_key.serialize_der(),
+    }
+}
