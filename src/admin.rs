@@ -15,7 +15,10 @@ pub fn handle<B>(proxy: &Arc<Proxy>, req: &Request<B>) -> Response<Body> {
     match (path, snapshot) {
         ("/healthz" | "/ping", _) => text(StatusCode::OK, "ok\n"),
         ("/readyz", Some(_)) => text(StatusCode::OK, "ready\n"),
-        ("/readyz", None) => text(StatusCode::SERVICE_UNAVAILABLE, "not ready: no configuration loaded\n"),
+        ("/readyz", None) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no configuration loaded\n",
+        ),
         ("/metrics", snap) => {
             let (expiry, routes) = snap
                 .as_ref()
@@ -45,9 +48,10 @@ pub fn handle<B>(proxy: &Arc<Proxy>, req: &Request<B>) -> Response<Body> {
             let auth = s.auth.authenticate_url.clone().unwrap_or_default();
             document_response(&discovery_document(&host, &auth), req)
         }
-        (JWKS_PATH | DISCOVERY_PATH, None) => {
-            text(StatusCode::SERVICE_UNAVAILABLE, "not ready: no keys loaded\n")
-        }
+        (JWKS_PATH | DISCOVERY_PATH, None) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no keys loaded\n",
+        ),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -55,7 +59,9 @@ pub fn handle<B>(proxy: &Arc<Proxy>, req: &Request<B>) -> Response<Body> {
 fn text(status: StatusCode, body: &str) -> Response<Body> {
     let mut r = Response::new(full(body.to_string()));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }

@@ -14,7 +14,7 @@ pub mod model;
 pub mod policy;
 pub mod proxy;
 pub mod settings;
-pub mod standalone;
 pub mod snapshot;
+pub mod standalone;
 pub mod translate;
 pub mod verify;

@@ -12,7 +12,11 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "jetbridge", version, about = "Kubernetes ingress controller with an identity-aware proxy")]
+#[command(
+    name = "jetbridge",
+    version,
+    about = "Kubernetes ingress controller with an identity-aware proxy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -94,16 +98,27 @@ enum PolicyCommand {
 fn read_arg(path: &str) -> Result<String> {
     if path == "-" {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading stdin")?;
         Ok(s)
     } else {
         std::fs::read_to_string(path).with_context(|| format!("reading {path}"))
     }
 }
 
-fn mint_session(config: &str, host: &str, sub: String, email: String, groups: Vec<String>) -> Result<String> {
+fn mint_session(
+    config: &str,
+    host: &str,
+    sub: String,
+    email: String,
+    groups: Vec<String>,
+) -> Result<String> {
     let cfg = jetbridge::settings::ConfigFile::load(config)?;
-    let secret = cfg.cookie_secret.as_deref().context("the config file has no cookie_secret")?;
+    let secret = cfg
+        .cookie_secret
+        .as_deref()
+        .context("the config file has no cookie_secret")?;
     let secret = jetbridge::identity::secrets::Secret32::parse("cookie_secret", secret)?;
     let now = jetbridge::proxy::unix_now();
     let session = jetbridge::identity::session::Session {
@@ -125,7 +140,10 @@ fn mint_session(config: &str, host: &str, sub: String, email: String, groups: Ve
 fn init_tracing(level: Option<&str>) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("JETBRIDGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
 }
 
 fn main() -> std::process::ExitCode {
@@ -133,7 +151,11 @@ fn main() -> std::process::ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
-        Command::GenSecrets { namespace, name, format } => {
+        Command::GenSecrets {
+            namespace,
+            name,
+            format,
+        } => {
             let b = Bootstrap::generate();
             match format.as_str() {
                 "secret" => print!("{}", b.to_secret_yaml(&namespace, &name)),
@@ -147,47 +169,71 @@ fn main() -> std::process::ExitCode {
         }
         Command::Policy { command } => {
             let (code, out) = match command {
-                PolicyCommand::Eval { policy, input } => match (read_arg(&policy), read_arg(&input)) {
-                    (Ok(p), Ok(i)) => jetbridge::policy::cli::eval_command(&p, &i, time::OffsetDateTime::now_utc()),
-                    (Err(e), _) | (_, Err(e)) => (2, format!("error: {e:#}")),
-                },
+                PolicyCommand::Eval { policy, input } => {
+                    match (read_arg(&policy), read_arg(&input)) {
+                        (Ok(p), Ok(i)) => jetbridge::policy::cli::eval_command(
+                            &p,
+                            &i,
+                            time::OffsetDateTime::now_utc(),
+                        ),
+                        (Err(e), _) | (_, Err(e)) => (2, format!("error: {e:#}")),
+                    }
+                }
                 PolicyCommand::Check { file } => match read_arg(&file) {
                     Ok(p) => jetbridge::policy::cli::check_command(&p),
                     Err(e) => (2, format!("error: {e:#}")),
                 },
             };
-            if code == 2 { eprintln!("{out}") } else { println!("{out}") }
+            if code == 2 {
+                eprintln!("{out}")
+            } else {
+                println!("{out}")
+            }
             std::process::ExitCode::from(code as u8)
         }
         Command::Standalone { config } => run_async(run_standalone(config)),
-        Command::Verify { listen, jwks_url, expected_issuer, expected_audience } => run_async(async move {
+        Command::Verify {
+            listen,
+            jwks_url,
+            expected_issuer,
+            expected_audience,
+        } => run_async(async move {
             init_tracing(None);
-            let url = url::Url::parse(&jwks_url).with_context(|| format!("--jwks-url {jwks_url:?}"))?;
+            let url =
+                url::Url::parse(&jwks_url).with_context(|| format!("--jwks-url {jwks_url:?}"))?;
             let mut cfg = jetbridge::verify::VerifierConfig::new(url);
             cfg.expected_issuer = expected_issuer;
             cfg.expected_audience = expected_audience;
             let shutdown = shutdown_signal();
             tracing::info!(%listen, jwks = %jwks_url, "Verify app");
-            jetbridge::verify::app::run(listen, cfg, async move { shutdown.cancelled().await }).await?;
+            jetbridge::verify::app::run(listen, cfg, async move { shutdown.cancelled().await })
+                .await?;
             Ok(())
         }),
-        Command::MintSession { config, host, sub, email, groups } => {
-            match mint_session(&config, &host, sub, email, groups) {
-                Ok(v) => {
-                    println!("{v}");
-                    std::process::ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    std::process::ExitCode::from(2)
-                }
+        Command::MintSession {
+            config,
+            host,
+            sub,
+            email,
+            groups,
+        } => match mint_session(&config, &host, sub, email, groups) {
+            Ok(v) => {
+                println!("{v}");
+                std::process::ExitCode::SUCCESS
             }
-        }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::from(2)
+            }
+        },
     }
 }
 
 fn run_async(fut: impl std::future::Future<Output = Result<()>>) -> std::process::ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start runtime: {e}");
@@ -282,8 +328,19 @@ async fn run_standalone(path: String) -> Result<()> {
         ));
     }
     tracing::info!(address = %https.local_addr()?, config = %path, "HTTPS listener");
-    tasks.spawn(server::serve_https(https, proxy, server::tls_server_config(reader), shutdown.clone()));
-    tasks.spawn(standalone::watch(path, publisher, generated, history, shutdown.clone()));
+    tasks.spawn(server::serve_https(
+        https,
+        proxy,
+        server::tls_server_config(reader),
+        shutdown.clone(),
+    ));
+    tasks.spawn(standalone::watch(
+        path,
+        publisher,
+        generated,
+        history,
+        shutdown.clone(),
+    ));
     while tasks.join_next().await.is_some() {}
     Ok(())
 }

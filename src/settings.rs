@@ -197,7 +197,9 @@ fn string_or_list_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Stri
 
 fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let s = String::deserialize(d)?;
-    parse_duration(&s).map(Some).map_err(serde::de::Error::custom)
+    parse_duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// Parses a Go-style duration (`30s`, `1m30s`, `14h`, `250ms`, `1.5h`); a bare
@@ -252,7 +254,10 @@ mod tests {
     fn go_durations_parse() {
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("14h").unwrap(), Duration::from_secs(14 * 3600));
+        assert_eq!(
+            parse_duration("14h").unwrap(),
+            Duration::from_secs(14 * 3600)
+        );
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
         for bad in ["", "s", "10x", "1h-", "abc"] {
@@ -263,7 +268,9 @@ mod tests {
     #[test]
     fn unknown_key_error_names_the_key_and_line() {
         let text = "routes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n    pass_identity_header: true\n";
-        let err = ConfigFile::parse("config.yaml", text).unwrap_err().to_string();
+        let err = ConfigFile::parse("config.yaml", text)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("pass_identity_header"), "{err}");
         assert!(err.contains("line 4"), "{err}");
     }
@@ -271,9 +278,15 @@ mod tests {
     #[test]
     fn claims_headers_accept_map_list_and_comma_string() {
         let c = ConfigFile::parse("c", "jwt_claims_headers:\n  X-Email: email\n").unwrap();
-        assert_eq!(c.jwt_claims_headers.unwrap().0, vec![("X-Email".into(), "email".into())]);
+        assert_eq!(
+            c.jwt_claims_headers.unwrap().0,
+            vec![("X-Email".into(), "email".into())]
+        );
         let c = ConfigFile::parse("c", "jwt_claims_headers: [email, groups]\n").unwrap();
-        assert_eq!(c.jwt_claims_headers.unwrap().0[1], ("x-pomerium-claim-groups".into(), "groups".into()));
+        assert_eq!(
+            c.jwt_claims_headers.unwrap().0[1],
+            ("x-pomerium-claim-groups".into(), "groups".into())
+        );
         let c = ConfigFile::parse("c", "jwt_claims_headers: email, name\n").unwrap();
         assert_eq!(c.jwt_claims_headers.unwrap().0.len(), 2);
     }

@@ -2,8 +2,8 @@
 //! A snapshot is published only when its content changed; each publish
 //! gets the next generation number.
 
-use crate::identity::{KeySet, SigningKey};
 use crate::identity::jwt::ASSERTION_TTL_SECS;
+use crate::identity::{KeySet, SigningKey};
 use crate::model::Snapshot;
 use arc_swap::ArcSwapOption;
 use std::sync::Arc;
@@ -76,12 +76,18 @@ impl Publisher {
         snapshot.generation = generation;
         self.fingerprint = fp;
         self.reader.inner.current.store(Some(Arc::new(snapshot)));
-        self.reader.inner.generation.store(generation, Ordering::Relaxed);
+        self.reader
+            .inner
+            .generation
+            .store(generation, Ordering::Relaxed);
         Some(generation)
     }
     /// Counts a rejected reload (the current snapshot stays).
     pub fn record_failure(&self) {
-        self.reader.inner.reload_failures.fetch_add(1, Ordering::Relaxed);
+        self.reader
+            .inner
+            .reload_failures
+            .fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -104,7 +110,9 @@ impl KeyHistory {
     pub fn update(&mut self, current: &Arc<KeySet>, now: i64) -> Vec<SigningKey> {
         if let Some(last) = &self.last {
             for k in last.keys() {
-                if current.get(k.kid()).is_none() && !self.retired.iter().any(|(r, _)| r.kid() == k.kid()) {
+                if current.get(k.kid()).is_none()
+                    && !self.retired.iter().any(|(r, _)| r.kid() == k.kid())
+                {
                     self.retired.push((k.clone(), now));
                 }
             }
@@ -139,7 +147,7 @@ mod tests {
         assert_eq!(retired[0].kid(), a.signer().kid());
         assert_eq!(h.update(&b, 1010 + RETIRED_KEY_GRACE_SECS - 1).len(), 1);
         assert!(h.update(&b, 1010 + RETIRED_KEY_GRACE_SECS).is_empty());
-        assert!(RETIRED_KEY_GRACE_SECS > ASSERTION_TTL_SECS + 60);
+        const { assert!(RETIRED_KEY_GRACE_SECS > ASSERTION_TTL_SECS + 60) };
     }
 
     #[test]

@@ -57,7 +57,11 @@ pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
 pub fn listeners(cfg: &ConfigFile) -> Result<Listeners, String> {
     Ok(Listeners {
         https: parse_address(cfg.address.as_deref().unwrap_or(":8443"))?,
-        http_redirect: cfg.http_redirect_address.as_deref().map(parse_address).transpose()?,
+        http_redirect: cfg
+            .http_redirect_address
+            .as_deref()
+            .map(parse_address)
+            .transpose()?,
         internal: cfg
             .internal_address
             .as_deref()
@@ -108,7 +112,10 @@ fn derived_key(shared: &Secret32) -> Option<KeySet> {
     use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
     let prk = Salt::new(HKDF_SHA256, b"jetbridge/v1").extract(&shared.0);
     for counter in 0u8..16 {
-        let info = [b"derived-jwt-signing-key".as_slice(), std::slice::from_ref(&counter)];
+        let info = [
+            b"derived-jwt-signing-key".as_slice(),
+            std::slice::from_ref(&counter),
+        ];
         let okm = prk.expand(&info, HKDF_SHA256).ok()?;
         let mut bytes = [0u8; 32];
         okm.fill(&mut bytes).ok()?;
@@ -129,8 +136,18 @@ pub fn inputs_from_config(
     generated: &mut Generated,
     warnings: &mut Vec<String>,
 ) -> Result<Inputs, String> {
-    let cookie_secret = secret("cookie_secret", cfg.cookie_secret.as_deref(), &mut generated.cookie_secret, warnings)?;
-    let shared_secret = secret("shared_secret", cfg.shared_secret.as_deref(), &mut generated.shared_secret, warnings)?;
+    let cookie_secret = secret(
+        "cookie_secret",
+        cfg.cookie_secret.as_deref(),
+        &mut generated.cookie_secret,
+        warnings,
+    )?;
+    let shared_secret = secret(
+        "shared_secret",
+        cfg.shared_secret.as_deref(),
+        &mut generated.shared_secret,
+        warnings,
+    )?;
 
     let key_text = match (&cfg.signing_key, &cfg.signing_key_file) {
         (Some(k), _) => Some(k.clone()),
@@ -143,9 +160,9 @@ pub fn inputs_from_config(
             warnings.extend(set.warnings.iter().cloned());
             Arc::new(set)
         }
-        None if cfg.shared_secret.is_some() => {
-            Arc::new(derived_key(&shared_secret).ok_or("cannot derive a signing key from shared_secret")?)
-        }
+        None if cfg.shared_secret.is_some() => Arc::new(
+            derived_key(&shared_secret).ok_or("cannot derive a signing key from shared_secret")?,
+        ),
         None => {
             if generated.keys.is_none() {
                 warnings.push(
@@ -154,20 +171,29 @@ pub fn inputs_from_config(
                         .into(),
                 );
             }
-            generated.keys.get_or_insert_with(|| Arc::new(KeySet::generate())).clone()
+            generated
+                .keys
+                .get_or_insert_with(|| Arc::new(KeySet::generate()))
+                .clone()
         }
     };
 
     let issuer_format = match cfg.jwt_issuer_format.as_deref() {
-        None | Some("") | Some("host") | Some("hostOnly") | Some("IssuerHostOnly") => IssuerFormat::Host,
+        None | Some("") | Some("host") | Some("hostOnly") | Some("IssuerHostOnly") => {
+            IssuerFormat::Host
+        }
         Some("uri") | Some("IssuerURI") => IssuerFormat::Uri,
         Some(other) => return Err(format!("jwt_issuer_format {other:?}: expected host or uri")),
     };
 
-    let authenticate_url = cfg.authenticate_service_url.as_ref().map(|u| u.trim_end_matches('/').to_string());
+    let authenticate_url = cfg
+        .authenticate_service_url
+        .as_ref()
+        .map(|u| u.trim_end_matches('/').to_string());
     let authenticate_host = match &authenticate_url {
         Some(u) => {
-            let parsed = url::Url::parse(u).map_err(|e| format!("authenticate_service_url {u:?}: {e}"))?;
+            let parsed =
+                url::Url::parse(u).map_err(|e| format!("authenticate_service_url {u:?}: {e}"))?;
             if parsed.scheme() != "https" {
                 return Err(format!("authenticate_service_url {u:?}: must be https"));
             }
@@ -182,23 +208,35 @@ pub fn inputs_from_config(
             let issuer_url = match (url, provider.as_str()) {
                 (Some(u), _) => u.clone(),
                 (None, "google") => "https://accounts.google.com".into(),
-                (None, p) => return Err(format!("idp_provider {p:?}: set idp_provider_url to the OIDC issuer URL")),
+                (None, p) => {
+                    return Err(format!(
+                        "idp_provider {p:?}: set idp_provider_url to the OIDC issuer URL"
+                    ));
+                }
             };
             Some(IdpConfig {
                 provider,
                 issuer_url,
-                client_id: cfg.idp_client_id.clone().ok_or("idp_client_id is required with an identity provider")?,
+                client_id: cfg
+                    .idp_client_id
+                    .clone()
+                    .ok_or("idp_client_id is required with an identity provider")?,
                 client_secret: cfg.idp_client_secret.clone().unwrap_or_default(),
                 scopes: cfg
                     .idp_scopes
                     .clone()
                     .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]),
-                groups_claim: cfg.idp_groups_claim.clone().unwrap_or_else(|| "groups".into()),
+                groups_claim: cfg
+                    .idp_groups_claim
+                    .clone()
+                    .unwrap_or_else(|| "groups".into()),
             })
         }
     };
     if idp.is_some() && authenticate_url.is_none() {
-        return Err("authenticate_service_url is required when an identity provider is configured".into());
+        return Err(
+            "authenticate_service_url is required when an identity provider is configured".into(),
+        );
     }
     if let Some(h) = &authenticate_host
         && h.ends_with("pomerium.app")
@@ -238,7 +276,11 @@ pub fn inputs_from_config(
             (None, Some(f)) => read_file(&format!("certificates[{i}].key_file"), f)?,
             _ => return Err(format!("certificates[{i}]: key or key_file is required")),
         };
-        certificates.push(CertInput { source: format!("certificates[{i}]"), chain_pem, key_pem });
+        certificates.push(CertInput {
+            source: format!("certificates[{i}]"),
+            chain_pem,
+            key_pem,
+        });
     }
 
     let mut routes = Vec::new();
@@ -293,12 +335,19 @@ pub fn inputs_from_config(
             retired_keys: Vec::new(),
             issuer_format,
             pass_identity_headers: cfg.pass_identity_headers.unwrap_or(false),
-            jwt_claims_headers: cfg.jwt_claims_headers.as_ref().map(|c| c.0.clone()).unwrap_or_default(),
+            jwt_claims_headers: cfg
+                .jwt_claims_headers
+                .as_ref()
+                .map(|c| c.0.clone())
+                .unwrap_or_default(),
             auth: AuthConfig {
                 authenticate_url,
                 authenticate_host,
                 idp,
-                cookie_name: cfg.cookie_name.clone().unwrap_or_else(|| DEFAULT_COOKIE_NAME.into()),
+                cookie_name: cfg
+                    .cookie_name
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_COOKIE_NAME.into()),
                 cookie_expire: cfg.cookie_expire.unwrap_or(DEFAULT_COOKIE_EXPIRE),
                 cookie_secret: cookie_secret.0,
                 shared_secret: shared_secret.0,
@@ -314,7 +363,10 @@ fn route_hosts<'a>(routes: impl Iterator<Item = &'a RouteConfig>) -> Vec<String>
         .filter_map(|r| {
             let rest = r.from.split("://").nth(1)?;
             let authority = rest.split('/').next()?;
-            let host = authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority);
+            let host = authority
+                .rsplit_once(':')
+                .map(|(h, _)| h)
+                .unwrap_or(authority);
             (!host.is_empty()).then(|| host.to_ascii_lowercase())
         })
         .collect()
@@ -331,7 +383,8 @@ pub fn load_and_publish(
 ) -> Result<(Option<u64>, Vec<String>), String> {
     let cfg = ConfigFile::load(path).map_err(|e| e.to_string())?;
     let mut warnings = Vec::new();
-    let mut inputs = inputs_from_config(&cfg, generated, &mut warnings).map_err(|e| format!("{path}: {e}"))?;
+    let mut inputs =
+        inputs_from_config(&cfg, generated, &mut warnings).map_err(|e| format!("{path}: {e}"))?;
     inputs.global.retired_keys = history.update(&inputs.global.keys, now);
     let snapshot = translate(&inputs);
     let errors: Vec<String> = snapshot

@@ -9,19 +9,32 @@ use jetbridge::identity::{Identity, IssuerFormat, KeySet, jwt};
 use std::process::Command;
 
 fn seed_keys() -> KeySet {
-    let text = std::fs::read_to_string(format!("{}/tests/fixtures/keys/seed-quickstart.b64", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/keys/seed-quickstart.b64",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
     KeySet::parse(&text).unwrap()
 }
 
 fn run(prog: &str, args: &[&str]) -> (bool, serde_json::Value) {
-    let out = Command::new(prog).args(args).output().unwrap_or_else(|e| panic!("{prog}: {e} (run ./scripts/test)"));
+    let out = Command::new(prog)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{prog}: {e} (run ./scripts/test)"));
     let text = String::from_utf8_lossy(&out.stdout);
-    let v = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{prog} {args:?}: {text:?} {}: {e}", String::from_utf8_lossy(&out.stderr)));
+    let v = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "{prog} {args:?}: {text:?} {}: {e}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     (out.status.success(), v)
 }
 
 fn python() -> String {
-    std::env::var("JETBRIDGE_PYTHON").unwrap_or_else(|_| format!("{}/.cache/venv/bin/python", env!("CARGO_MANIFEST_DIR")))
+    std::env::var("JETBRIDGE_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.cache/venv/bin/python", env!("CARGO_MANIFEST_DIR")))
 }
 
 #[test]
@@ -30,7 +43,14 @@ fn seed_key_jwks_kid_is_the_rfc7638_thumbprint_jose_computes() {
     let dir = tempfile::tempdir().unwrap();
     let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, &jwks_for(&keys).body).unwrap();
-    let (ok, out) = run("node", &[&format!("{}/thumbprint.mjs", support_dir()), "--jwks-file", jwks.to_str().unwrap()]);
+    let (ok, out) = run(
+        "node",
+        &[
+            &format!("{}/thumbprint.mjs", support_dir()),
+            "--jwks-file",
+            jwks.to_str().unwrap(),
+        ],
+    );
     assert!(ok, "{out}");
     assert_eq!(out["keys"][0]["thumbprint_hex"], keys.signer().kid());
     assert_eq!(out["keys"][0]["matches_kid"], true);
@@ -42,13 +62,37 @@ fn seed_key_assertion_verifies_with_jose_and_pyjwt_and_fails_tampered() {
     let dir = tempfile::tempdir().unwrap();
     let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, &jwks_for(&keys).body).unwrap();
-    let identity = Identity { sub: "u-1".into(), email: "user@example.com".into(), name: "User".into(), groups: vec![], sid: "s-1".into() };
+    let identity = Identity {
+        sub: "u-1".into(),
+        email: "user@example.com".into(),
+        name: "User".into(),
+        groups: vec![],
+        sid: "s-1".into(),
+    };
     let now = jsonwebtoken::get_current_timestamp() as i64;
-    let (token, _) = jwt::mint(&keys, &identity, "verify.localhost.pomerium.io", IssuerFormat::Host, now).unwrap();
+    let (token, _) = jwt::mint(
+        &keys,
+        &identity,
+        "verify.localhost.pomerium.io",
+        IssuerFormat::Host,
+        now,
+    )
+    .unwrap();
     let jose = format!("{}/verify_jose.mjs", support_dir());
     let pyjwt = format!("{}/verify_pyjwt.py", support_dir());
     let py = python();
-    let args = |t: &str| vec!["--jwks-file".to_string(), jwks.to_str().unwrap().to_string(), "--token".into(), t.to_string(), "--issuer".into(), "verify.localhost.pomerium.io".into(), "--audience".into(), "verify.localhost.pomerium.io".into()];
+    let args = |t: &str| {
+        vec![
+            "--jwks-file".to_string(),
+            jwks.to_str().unwrap().to_string(),
+            "--token".into(),
+            t.to_string(),
+            "--issuer".into(),
+            "verify.localhost.pomerium.io".into(),
+            "--audience".into(),
+            "verify.localhost.pomerium.io".into(),
+        ]
+    };
     for (prog, script) in [("node", &jose), (py.as_str(), &pyjwt)] {
         let mut a = vec![script.clone()];
         a.extend(args(&token));

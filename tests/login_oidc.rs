@@ -64,21 +64,40 @@ routes:
         ss = "HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo=",
     );
     let proxy = start_proxy(https, &yaml).await;
-    World { proxy, _idp: idp, seen, port }
+    World {
+        proxy,
+        _idp: idp,
+        seen,
+        port,
+    }
 }
 
 /// Logs `login` in starting from `start`; returns the final response.
 async fn login(b: &mut Browser, w: &World, start: &str, login: &str) -> Reply {
     let r = b.get(start).await;
-    assert_eq!(r.status, StatusCode::FOUND, "unauthenticated browser request: {}", r.body);
+    assert_eq!(
+        r.status,
+        StatusCode::FOUND,
+        "unauthenticated browser request: {}",
+        r.body
+    );
     let sign_in = r.location().unwrap();
-    assert!(sign_in.starts_with(&w.url("authenticate", "/.pomerium/sign_in")), "{sign_in}");
+    assert!(
+        sign_in.starts_with(&w.url("authenticate", "/.pomerium/sign_in")),
+        "{sign_in}"
+    );
     let r = b.get(&sign_in).await;
     assert_eq!(r.status, StatusCode::FOUND, "{}", r.body);
     let authorize = r.location().unwrap();
-    assert!(authorize.contains("code_challenge_method=S256") && authorize.contains("nonce="), "{authorize}");
+    assert!(
+        authorize.contains("code_challenge_method=S256") && authorize.contains("nonce="),
+        "{authorize}"
+    );
     let callback = idp_login(b, &authorize, login).await;
-    assert!(callback.starts_with(&w.url("authenticate", "/oauth2/callback")), "{callback}");
+    assert!(
+        callback.starts_with(&w.url("authenticate", "/oauth2/callback")),
+        "{callback}"
+    );
     let (url, r) = follow(b, callback, "never", 5).await;
     assert_eq!(url, start, "lands back where it started");
     r
@@ -97,10 +116,21 @@ async fn full_login_delivers_an_assertion_that_jose_and_pyjwt_verify() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let echoed = json(&r.body);
     assert_eq!(echoed["path"], "/hello?x=1");
-    let token = echoed["headers"]["x-pomerium-jwt-assertion"].as_str().expect("assertion forwarded").to_string();
-    assert_eq!(echoed["headers"]["x-pomerium-claim-email"], "alice@example.com");
+    let token = echoed["headers"]["x-pomerium-jwt-assertion"]
+        .as_str()
+        .expect("assertion forwarded")
+        .to_string();
+    assert_eq!(
+        echoed["headers"]["x-pomerium-claim-email"],
+        "alice@example.com"
+    );
     assert_eq!(echoed["headers"]["x-pomerium-claim-groups"], "users");
-    assert!(echoed["headers"].get("cookie").is_none_or(|c| !c.as_str().unwrap().contains("_jetbridge")), "session cookie not forwarded");
+    assert!(
+        echoed["headers"]
+            .get("cookie")
+            .is_none_or(|c| !c.as_str().unwrap().contains("_jetbridge")),
+        "session cookie not forwarded"
+    );
 
     let jwks = format!("http://{}/.well-known/pomerium/jwks.json", w.proxy.internal);
     for kind in ["jose", "pyjwt"] {
@@ -145,13 +175,20 @@ async fn policy_decides_allow_forbidden_and_sign_in_by_client_kind() {
     let (url, r) = follow(&mut b, r.location().unwrap(), "never", 10).await;
     assert_eq!(url, w.url("app", "/"));
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
-    assert_eq!(w.seen.lock().unwrap().len(), upstream_before, "denied request never reached the upstream");
+    assert_eq!(
+        w.seen.lock().unwrap().len(),
+        upstream_before,
+        "denied request never reached the upstream"
+    );
 
     // An admin passes both.
     let mut a = Browser::new();
     let r = login(&mut a, &w, &w.url("admin", "/"), "admin.bob").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(json(&r.body)["headers"]["x-pomerium-claim-groups"], "users,admins");
+    assert_eq!(
+        json(&r.body)["headers"]["x-pomerium-claim-groups"],
+        "users,admins"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -174,15 +211,39 @@ async fn replayed_state_and_reused_code_are_rejected() {
     let mut b2 = Browser::new();
     let sign_in = b2.get(&start).await.location().unwrap();
     let authorize = b2.get(&sign_in).await.location().unwrap();
-    let state = url::Url::parse(&authorize).unwrap().query_pairs().find(|(k, _)| k == "state").unwrap().1.to_string();
-    let code = url::Url::parse(&callback).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.to_string();
-    let forged = w.url("authenticate", &format!("/oauth2/callback?code={}&state={}", urlencode(&code), urlencode(&state)));
+    let state = url::Url::parse(&authorize)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .to_string();
+    let code = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .to_string();
+    let forged = w.url(
+        "authenticate",
+        &format!(
+            "/oauth2/callback?code={}&state={}",
+            urlencode(&code),
+            urlencode(&state)
+        ),
+    );
     let r = b2.get(&forged).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     assert!(r.body.contains("sign-in failed"), "{}", r.body);
 
     // A state that does not match the browser's cookie.
-    let r = b2.get(&w.url("authenticate", "/oauth2/callback?code=x&state=not-the-state")).await;
+    let r = b2
+        .get(&w.url(
+            "authenticate",
+            "/oauth2/callback?code=x&state=not-the-state",
+        ))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // No state cookie at all.
     let mut b3 = Browser::new();
@@ -205,21 +266,39 @@ async fn open_redirect_targets_are_refused() {
         format!("http://app.localhost:{port}/"),
         format!("https://app.localhost:{port}/%0d%0aSet-Cookie:x=1"),
         format!("https://app.localhost:{port}/\r\nx"),
-        format!("https://app.localhost:1/"),
+        "https://app.localhost:1/".to_string(),
         "data:text/html,hi".to_string(),
         String::new(),
     ] {
-        let url = w.url("authenticate", &format!("/.pomerium/sign_in?pomerium_redirect_uri={}", urlencode(&target)));
+        let url = w.url(
+            "authenticate",
+            &format!(
+                "/.pomerium/sign_in?pomerium_redirect_uri={}",
+                urlencode(&target)
+            ),
+        );
         let r = b.get(&url).await;
         if target.contains("%0d%0a") {
             // Percent-encoded CR/LF stays encoded in a valid URL: allowed, but never decoded into a header.
             assert!(r.location().is_none_or(|l| !l.contains('\n')), "{target}");
             continue;
         }
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{target:?} → {} {:?}", r.status, r.location());
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "{target:?} → {} {:?}",
+            r.status,
+            r.location()
+        );
     }
     // A valid route target is accepted.
-    let ok = w.url("authenticate", &format!("/.pomerium/sign_in?pomerium_redirect_uri={}", urlencode(&w.url("app", "/x"))));
+    let ok = w.url(
+        "authenticate",
+        &format!(
+            "/.pomerium/sign_in?pomerium_redirect_uri={}",
+            urlencode(&w.url("app", "/x"))
+        ),
+    );
     assert_eq!(b.get(&ok).await.status, StatusCode::FOUND);
 }
 
@@ -237,20 +316,39 @@ async fn tampered_foreign_or_replayed_cookies_and_handoffs_mean_no_session() {
     let mut t = cookie.clone().into_bytes();
     let i = t.len() / 2;
     t[i] = if t[i] == b'A' { b'B' } else { b'A' };
-    for bad in [String::from_utf8(t).unwrap(), cookie[..cookie.len() - 5].to_string(), "garbage".into(), String::new()] {
-        api.jar.insert("app.localhost".into(), [("_jetbridge".to_string(), bad.clone())].into());
+    for bad in [
+        String::from_utf8(t).unwrap(),
+        cookie[..cookie.len() - 5].to_string(),
+        "garbage".into(),
+        String::new(),
+    ] {
+        api.jar.insert(
+            "app.localhost".into(),
+            [("_jetbridge".to_string(), bad.clone())].into(),
+        );
         let r = api.get(&w.url("app", "/")).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "cookie {bad:?}");
     }
     // The app cookie is not valid on another host.
-    api.jar.insert("plain.localhost".into(), [("_jetbridge".to_string(), cookie.clone())].into());
-    assert_eq!(api.get(&w.url("plain", "/")).await.status, StatusCode::UNAUTHORIZED);
+    api.jar.insert(
+        "plain.localhost".into(),
+        [("_jetbridge".to_string(), cookie.clone())].into(),
+    );
+    assert_eq!(
+        api.get(&w.url("plain", "/")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     // The genuine cookie works for an API client too.
-    api.jar.insert("app.localhost".into(), [("_jetbridge".to_string(), cookie)].into());
+    api.jar.insert(
+        "app.localhost".into(),
+        [("_jetbridge".to_string(), cookie)].into(),
+    );
     assert_eq!(api.get(&w.url("app", "/")).await.status, StatusCode::OK);
 
     // A forged hand-off is refused.
-    let r = api.get(&w.url("app", "/.pomerium/callback?pomerium_handoff=AAAA")).await;
+    let r = api
+        .get(&w.url("app", "/.pomerium/callback?pomerium_handoff=AAAA"))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
@@ -262,8 +360,18 @@ async fn sign_out_clears_the_cookie_and_uses_the_idp_logout() {
     let r = b.get(&w.url("app", "/.pomerium/sign_out")).await;
     assert_eq!(r.status, StatusCode::FOUND);
     let loc = r.location().unwrap();
-    assert!(loc.contains("/session/end") && loc.contains("post_logout_redirect_uri"), "{loc}");
-    assert!(b.jar.get("app.localhost").is_none_or(|j| !j.contains_key("_jetbridge")));
+    assert!(
+        loc.contains("/session/end") && loc.contains("post_logout_redirect_uri"),
+        "{loc}"
+    );
+    assert!(
+        b.jar
+            .get("app.localhost")
+            .is_none_or(|j| !j.contains_key("_jetbridge"))
+    );
     b.accept = "application/json".into();
-    assert_eq!(b.get(&w.url("app", "/")).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        b.get(&w.url("app", "/")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -552,7 +552,7 @@ async fn hop_by_hop_and_connection_listed_headers_are_removed() {
                 ("Keep-Alive", "timeout=5"),
                 ("Proxy-Connection", "keep-alive"),
                 ("Proxy-Authorization", "Basic Zm9vOmJhcg=="),
-                ("TE", "trailers"),
+                ("TE", "gzip, trailers"),
                 ("Trailer", "x-checksum"),
                 ("Upgrade", "foo/1"),
                 ("X-Keep", "yes"),

@@ -210,7 +210,7 @@ impl KeySet {
         {
             return parse_pem_text(inner.trim());
         }
-        if decoded.iter().any(|&b| b == b'-') && decoded.windows(5).any(|w| w == b"BEGIN") {
+        if decoded.contains(&b'-') && decoded.windows(5).any(|w| w == b"BEGIN") {
             // Decodes to PEM-like text that is not UTF-8 (damaged PEM).
             return parse_pem_text(&String::from_utf8_lossy(&decoded));
         }

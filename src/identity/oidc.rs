@@ -64,9 +64,15 @@ impl OidcHttp {
         OidcHttp { client }
     }
 
-    async fn send(&self, req: openidconnect::HttpRequest) -> Result<openidconnect::HttpResponse, TransportError> {
+    async fn send(
+        &self,
+        req: openidconnect::HttpRequest,
+    ) -> Result<openidconnect::HttpResponse, TransportError> {
         let (parts, body) = req.into_parts();
-        let req = http::Request::from_parts(parts, crate::proxy::body::boxed(Full::new(Bytes::from(body))));
+        let req = http::Request::from_parts(
+            parts,
+            crate::proxy::body::boxed(Full::new(Bytes::from(body))),
+        );
         let resp = tokio::time::timeout(IDP_TIMEOUT, self.client.request(req))
             .await
             .map_err(|_| TransportError("timed out".into()))?
@@ -83,7 +89,9 @@ impl OidcHttp {
 
 impl<'c> openidconnect::AsyncHttpClient<'c> for OidcHttp {
     type Error = TransportError;
-    type Future = Pin<Box<dyn Future<Output = Result<openidconnect::HttpResponse, TransportError>> + Send + 'c>>;
+    type Future = Pin<
+        Box<dyn Future<Output = Result<openidconnect::HttpResponse, TransportError>> + Send + 'c>,
+    >;
     fn call(&'c self, request: openidconnect::HttpRequest) -> Self::Future {
         Box::pin(self.send(request))
     }
@@ -116,27 +124,31 @@ pub struct LoginResult {
     pub expires_at: Option<i64>,
 }
 
+/// The `openidconnect` client type after discovery (auth URL set; token and
+/// userinfo URLs as the provider advertised them).
+type OidcClient = openidconnect::Client<
+    openidconnect::EmptyAdditionalClaims,
+    openidconnect::core::CoreAuthDisplay,
+    openidconnect::core::CoreGenderClaim,
+    openidconnect::core::CoreJweContentEncryptionAlgorithm,
+    openidconnect::core::CoreJsonWebKey,
+    openidconnect::core::CoreAuthPrompt,
+    openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+    openidconnect::core::CoreTokenResponse,
+    openidconnect::core::CoreTokenIntrospectionResponse,
+    openidconnect::core::CoreRevocableToken,
+    openidconnect::core::CoreRevocationErrorResponse,
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
 /// A discovered provider.
 pub struct Provider {
-    client: openidconnect::Client<
-        openidconnect::EmptyAdditionalClaims,
-        openidconnect::core::CoreAuthDisplay,
-        openidconnect::core::CoreGenderClaim,
-        openidconnect::core::CoreJweContentEncryptionAlgorithm,
-        openidconnect::core::CoreJsonWebKey,
-        openidconnect::core::CoreAuthPrompt,
-        openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
-        openidconnect::core::CoreTokenResponse,
-        openidconnect::core::CoreTokenIntrospectionResponse,
-        openidconnect::core::CoreRevocableToken,
-        openidconnect::core::CoreRevocationErrorResponse,
-        openidconnect::EndpointSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointMaybeSet,
-        openidconnect::EndpointMaybeSet,
-    >,
+    client: OidcClient,
     http: OidcHttp,
     config: IdpConfig,
     userinfo_url: Option<String>,
@@ -146,23 +158,43 @@ pub struct Provider {
 
 impl Provider {
     /// Fetches the discovery document and the provider's keys.
-    pub async fn discover(config: &IdpConfig, redirect_uri: &str, http: OidcHttp) -> Result<Self, OidcError> {
-        let issuer = IssuerUrl::new(config.issuer_url.clone()).map_err(|e| OidcError::Config(format!("idp_provider_url: {e}")))?;
+    pub async fn discover(
+        config: &IdpConfig,
+        redirect_uri: &str,
+        http: OidcHttp,
+    ) -> Result<Self, OidcError> {
+        let issuer = IssuerUrl::new(config.issuer_url.clone())
+            .map_err(|e| OidcError::Config(format!("idp_provider_url: {e}")))?;
         let metadata = CoreProviderMetadata::discover_async(issuer.clone(), &http)
             .await
             .map_err(|e| OidcError::Discovery(error_chain(&e)))?;
         let userinfo_url = metadata.userinfo_endpoint().map(|u| u.url().to_string());
         // end_session_endpoint is not part of the core metadata type.
-        let end_session_endpoint = fetch_json(&http, &format!("{}/.well-known/openid-configuration", config.issuer_url.trim_end_matches('/')), None)
-            .await
-            .ok()
-            .and_then(|v| v.get("end_session_endpoint").and_then(Value::as_str).map(str::to_string));
+        let end_session_endpoint = fetch_json(
+            &http,
+            &format!(
+                "{}/.well-known/openid-configuration",
+                config.issuer_url.trim_end_matches('/')
+            ),
+            None,
+        )
+        .await
+        .ok()
+        .and_then(|v| {
+            v.get("end_session_endpoint")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
         let client = CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(config.client_id.clone()),
-            (!config.client_secret.is_empty()).then(|| ClientSecret::new(config.client_secret.clone())),
+            (!config.client_secret.is_empty())
+                .then(|| ClientSecret::new(config.client_secret.clone())),
         )
-        .set_redirect_uri(RedirectUrl::new(redirect_uri.to_string()).map_err(|e| OidcError::Config(format!("redirect URI: {e}")))?);
+        .set_redirect_uri(
+            RedirectUrl::new(redirect_uri.to_string())
+                .map_err(|e| OidcError::Config(format!("redirect URI: {e}")))?,
+        );
         Ok(Provider {
             client,
             http,
@@ -180,7 +212,11 @@ impl Provider {
         let (s, n) = (state.clone(), nonce.clone());
         let mut req = self
             .client
-            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, move || CsrfToken::new(s), move || Nonce::new(n))
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                move || CsrfToken::new(s),
+                move || Nonce::new(n),
+            )
             .set_pkce_challenge(challenge);
         for scope in &self.config.scopes {
             if scope != "openid" {
@@ -201,7 +237,12 @@ impl Provider {
     }
 
     /// Exchanges the code and validates the ID token; merges userinfo.
-    pub async fn finish(&self, code: &str, pending: &PendingLogin, now: i64) -> Result<LoginResult, OidcError> {
+    pub async fn finish(
+        &self,
+        code: &str,
+        pending: &PendingLogin,
+        now: i64,
+    ) -> Result<LoginResult, OidcError> {
         let token = self
             .client
             .exchange_code(AuthorizationCode::new(code.to_string()))
@@ -210,28 +251,51 @@ impl Provider {
             .request_async(&self.http)
             .await
             .map_err(|e| OidcError::Exchange(error_chain(&e)))?;
-        let id_token = token.id_token().ok_or_else(|| OidcError::IdToken("the token response has no id_token".into()))?;
+        let id_token = token
+            .id_token()
+            .ok_or_else(|| OidcError::IdToken("the token response has no id_token".into()))?;
         let verifier = self.id_token_verifier(now);
         let nonce = Nonce::new(pending.nonce.clone());
-        let claims = id_token.claims(&verifier, &nonce).map_err(|e| OidcError::IdToken(error_chain(&e)))?;
+        let claims = id_token
+            .claims(&verifier, &nonce)
+            .map_err(|e| OidcError::IdToken(error_chain(&e)))?;
         if let Some(expected) = claims.access_token_hash() {
-            let alg = id_token.signing_alg().map_err(|e| OidcError::IdToken(e.to_string()))?;
-            let key = id_token.signing_key(&verifier).map_err(|e| OidcError::IdToken(e.to_string()))?;
-            let actual = AccessTokenHash::from_token(token.access_token(), alg, key).map_err(|e| OidcError::IdToken(e.to_string()))?;
+            let alg = id_token
+                .signing_alg()
+                .map_err(|e| OidcError::IdToken(e.to_string()))?;
+            let key = id_token
+                .signing_key(&verifier)
+                .map_err(|e| OidcError::IdToken(e.to_string()))?;
+            let actual = AccessTokenHash::from_token(token.access_token(), alg, key)
+                .map_err(|e| OidcError::IdToken(e.to_string()))?;
             if actual != *expected {
-                return Err(OidcError::IdToken("at_hash does not match the access token".into()));
+                return Err(OidcError::IdToken(
+                    "at_hash does not match the access token".into(),
+                ));
             }
         }
         // The signature is verified above; read the payload for non-standard
         // claims such as groups.
         let raw = payload_claims(&id_token.to_string())?;
         let expires_at = token.expires_in().map(|d| now + d.as_secs() as i64);
-        let userinfo = self.userinfo(token.access_token().secret(), claims.subject().as_str()).await?;
-        Ok(self.result(raw, userinfo, token.refresh_token().map(|r| r.secret().clone()), expires_at))
+        let userinfo = self
+            .userinfo(token.access_token().secret(), claims.subject().as_str())
+            .await?;
+        Ok(self.result(
+            raw,
+            userinfo,
+            token.refresh_token().map(|r| r.secret().clone()),
+            expires_at,
+        ))
     }
 
     /// Refreshes with a refresh token; the new ID token (if any) is validated.
-    pub async fn refresh(&self, refresh_token: &str, expected_sub: &str, now: i64) -> Result<LoginResult, OidcError> {
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        expected_sub: &str,
+        now: i64,
+    ) -> Result<LoginResult, OidcError> {
         let rt = RefreshToken::new(refresh_token.to_string());
         let token = self
             .client
@@ -247,17 +311,33 @@ impl Provider {
                 .claims(&verifier, |_: Option<&Nonce>| Ok(()))
                 .map_err(|e| OidcError::IdToken(error_chain(&e)))?;
             if claims.subject().as_str() != expected_sub {
-                return Err(OidcError::IdToken("refreshed ID token is for another subject".into()));
+                return Err(OidcError::IdToken(
+                    "refreshed ID token is for another subject".into(),
+                ));
             }
             raw = payload_claims(&id_token.to_string())?;
         }
-        let userinfo = self.userinfo(token.access_token().secret(), expected_sub).await?;
-        raw.entry("sub").or_insert_with(|| Value::String(expected_sub.to_string()));
-        let new_refresh = token.refresh_token().map(|r| r.secret().clone()).or_else(|| Some(refresh_token.to_string()));
-        Ok(self.result(raw, userinfo, new_refresh, token.expires_in().map(|d| now + d.as_secs() as i64)))
+        let userinfo = self
+            .userinfo(token.access_token().secret(), expected_sub)
+            .await?;
+        raw.entry("sub")
+            .or_insert_with(|| Value::String(expected_sub.to_string()));
+        let new_refresh = token
+            .refresh_token()
+            .map(|r| r.secret().clone())
+            .or_else(|| Some(refresh_token.to_string()));
+        Ok(self.result(
+            raw,
+            userinfo,
+            new_refresh,
+            token.expires_in().map(|d| now + d.as_secs() as i64),
+        ))
     }
 
-    fn id_token_verifier(&self, now: i64) -> openidconnect::IdTokenVerifier<'_, openidconnect::core::CoreJsonWebKey> {
+    fn id_token_verifier(
+        &self,
+        now: i64,
+    ) -> openidconnect::IdTokenVerifier<'_, openidconnect::core::CoreJsonWebKey> {
         self.client
             .id_token_verifier()
             .set_allowed_algs([
@@ -280,46 +360,96 @@ impl Provider {
             })
     }
 
-    async fn userinfo(&self, access_token: &str, sub: &str) -> Result<Map<String, Value>, OidcError> {
+    async fn userinfo(
+        &self,
+        access_token: &str,
+        sub: &str,
+    ) -> Result<Map<String, Value>, OidcError> {
         let Some(url) = &self.userinfo_url else {
             return Ok(Map::new());
         };
-        let v = fetch_json(&self.http, url, Some(access_token)).await.map_err(OidcError::UserInfo)?;
+        let v = fetch_json(&self.http, url, Some(access_token))
+            .await
+            .map_err(OidcError::UserInfo)?;
         let Value::Object(m) = v else {
             return Err(OidcError::UserInfo("response is not a JSON object".into()));
         };
         if m.get("sub").and_then(Value::as_str) != Some(sub) {
-            return Err(OidcError::UserInfo("userinfo subject does not match the ID token".into()));
+            return Err(OidcError::UserInfo(
+                "userinfo subject does not match the ID token".into(),
+            ));
         }
         Ok(m)
     }
 
-    fn result(&self, mut claims: Map<String, Value>, userinfo: Map<String, Value>, refresh_token: Option<String>, expires_at: Option<i64>) -> LoginResult {
+    fn result(
+        &self,
+        mut claims: Map<String, Value>,
+        userinfo: Map<String, Value>,
+        refresh_token: Option<String>,
+        expires_at: Option<i64>,
+    ) -> LoginResult {
         for (k, v) in userinfo {
             claims.insert(k, v);
         }
-        let text = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let text = |k: &str| {
+            claims
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         let sub = text("sub");
         let email = text("email");
         let name = text("name");
         let groups = match claims.get(&self.config.groups_claim) {
-            Some(Value::Array(a)) => a.iter().filter_map(|g| g.as_str().map(str::to_string)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|g| g.as_str().map(str::to_string))
+                .collect(),
             Some(Value::String(s)) => vec![s.clone()],
             _ => Vec::new(),
         };
         // Keep only small, non-protocol claims for policy evaluation.
-        const DROP: [&str; 14] = ["iss", "aud", "exp", "iat", "nbf", "nonce", "azp", "at_hash", "c_hash", "auth_time", "sid", "jti", "acr", "amr"];
+        const DROP: [&str; 14] = [
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "nbf",
+            "nonce",
+            "azp",
+            "at_hash",
+            "c_hash",
+            "auth_time",
+            "sid",
+            "jti",
+            "acr",
+            "amr",
+        ];
         claims.retain(|k, v| !DROP.contains(&k.as_str()) && v.to_string().len() <= 256);
-        LoginResult { sub, email, name, groups, claims, refresh_token, expires_at }
+        LoginResult {
+            sub,
+            email,
+            name,
+            groups,
+            claims,
+            refresh_token,
+            expires_at,
+        }
     }
 }
 
 fn payload_claims(jwt: &str) -> Result<Map<String, Value>, OidcError> {
-    let payload = jwt.split('.').nth(1).ok_or_else(|| OidcError::IdToken("malformed".into()))?;
+    let payload = jwt
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| OidcError::IdToken("malformed".into()))?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .map_err(|_| OidcError::IdToken("malformed payload".into()))?;
-    serde_json::from_slice(&bytes).map_err(|_| OidcError::IdToken("payload is not a JSON object".into()))
+    serde_json::from_slice(&bytes)
+        .map_err(|_| OidcError::IdToken("payload is not a JSON object".into()))
 }
 
 async fn fetch_json(http: &OidcHttp, url: &str, bearer: Option<&str>) -> Result<Value, String> {

@@ -71,7 +71,10 @@ impl Sealer {
         let (nonce, ct) = raw.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
         let mut buf = ct.to_vec();
-        let plain = self.key.open_in_place(nonce, Aad::from(aad), &mut buf).ok()?;
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
+            .ok()?;
         Some(plain.to_vec())
     }
 }
@@ -86,8 +89,16 @@ mod tests {
         let t = s.seal(b"a.example.com", b"hello");
         assert_eq!(s.open(b"a.example.com", &t).unwrap(), b"hello");
         assert!(s.open(b"b.example.com", &t).is_none());
-        assert!(Sealer::new(&[7; 32], "state").open(b"a.example.com", &t).is_none());
-        assert!(Sealer::new(&[8; 32], "session").open(b"a.example.com", &t).is_none());
+        assert!(
+            Sealer::new(&[7; 32], "state")
+                .open(b"a.example.com", &t)
+                .is_none()
+        );
+        assert!(
+            Sealer::new(&[8; 32], "session")
+                .open(b"a.example.com", &t)
+                .is_none()
+        );
     }
 
     #[test]

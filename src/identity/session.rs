@@ -152,8 +152,11 @@ mod tests {
     fn many_groups_degrade_to_fit_a_cookie() {
         let c = SessionCodec::new(&[3; 32]);
         let mut s = session(100);
-        s.groups = (0..500).map(|i| format!("group-with-a-long-name-{i:04}")).collect();
-        s.claims.insert("big".into(), serde_json::Value::String("x".repeat(2000)));
+        s.groups = (0..500)
+            .map(|i| format!("group-with-a-long-name-{i:04}"))
+            .collect();
+        s.claims
+            .insert("big".into(), serde_json::Value::String("x".repeat(2000)));
         let v = c.seal("h", &s);
         assert!(v.len() <= MAX_COOKIE_VALUE);
         let back = c.open("h", &v, 200).unwrap();

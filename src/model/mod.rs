@@ -37,7 +37,9 @@ pub struct Snapshot {
 impl Snapshot {
     /// Looks up the route for a normalised host and path.
     pub fn route(&self, host: &str, path: &str) -> Option<&Route> {
-        self.table.lookup(host, path).and_then(|i| self.routes.get(i))
+        self.table
+            .lookup(host, path)
+            .and_then(|i| self.routes.get(i))
     }
     /// True if the host is served by some route (or is the authenticate host).
     pub fn host_known(&self, host: &str) -> bool {

@@ -64,17 +64,17 @@ impl Authenticator {
 
     /// The discovered provider for the current IdP settings (discovered on
     /// first use and again when the settings change or discovery failed).
-    pub async fn provider(&self, proxy: &Proxy, snapshot: &Snapshot) -> Result<Arc<Provider>, ProxyError> {
-        let idp = snapshot
-            .auth
-            .idp
-            .as_ref()
-            .ok_or_else(|| ProxyError::Identity("sign-in is not configured (no identity provider)".into()))?;
-        let auth_url = snapshot
-            .auth
-            .authenticate_url
-            .as_ref()
-            .ok_or_else(|| ProxyError::Identity("authenticate_service_url is not configured".into()))?;
+    pub async fn provider(
+        &self,
+        proxy: &Proxy,
+        snapshot: &Snapshot,
+    ) -> Result<Arc<Provider>, ProxyError> {
+        let idp = snapshot.auth.idp.as_ref().ok_or_else(|| {
+            ProxyError::Identity("sign-in is not configured (no identity provider)".into())
+        })?;
+        let auth_url = snapshot.auth.authenticate_url.as_ref().ok_or_else(|| {
+            ProxyError::Identity("authenticate_service_url is not configured".into())
+        })?;
         let redirect_uri = format!("{auth_url}/oauth2/callback");
         let mut slot = self.provider.lock().await;
         if let Some((cfg, uri, p)) = slot.as_ref()
@@ -85,7 +85,14 @@ impl Authenticator {
         }
         let client = proxy
             .upstreams
-            .client(&crate::model::Upstream { scheme: "https".into(), authority: String::new(), base_path: String::new() }, &Default::default())
+            .client(
+                &crate::model::Upstream {
+                    scheme: "https".into(),
+                    authority: String::new(),
+                    base_path: String::new(),
+                },
+                &Default::default(),
+            )
             .map_err(ProxyError::Identity)?;
         let provider = Provider::discover(idp, &redirect_uri, OidcHttp::new(client))
             .await
@@ -117,7 +124,8 @@ pub fn validate_return_to(raw: &str, snapshot: &Snapshot, https_port: u16) -> Op
     if port != https_port {
         return None;
     }
-    let known = snapshot.table.host_known(&host) || snapshot.auth.authenticate_host.as_deref() == Some(host.as_str());
+    let known = snapshot.table.host_known(&host)
+        || snapshot.auth.authenticate_host.as_deref() == Some(host.as_str());
     known.then(|| url.to_string())
 }
 
@@ -142,13 +150,17 @@ fn redirect(location: &str) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(location) {
         r.headers_mut().insert(header::LOCATION, v);
     }
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
 /// A `Set-Cookie` value: host-only, Secure, HttpOnly, SameSite=Lax.
 pub fn cookie_header(name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
-    HeaderValue::from_str(&format!("{name}={value}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite=Lax")).ok()
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite=Lax"
+    ))
+    .ok()
 }
 
 fn sealer_handoff(snapshot: &Snapshot) -> Sealer {
@@ -196,7 +208,12 @@ impl Proxy {
         })
     }
 
-    async fn sign_in(&self, snapshot: &Snapshot, query: Option<&str>, now: i64) -> Result<Response<Body>, ProxyError> {
+    async fn sign_in(
+        &self,
+        snapshot: &Snapshot,
+        query: Option<&str>,
+        now: i64,
+    ) -> Result<Response<Body>, ProxyError> {
         let raw = query_param(query, "pomerium_redirect_uri")
             .or_else(|| query_param(query, "redirect_uri"))
             .unwrap_or_default();
@@ -205,7 +222,12 @@ impl Proxy {
         let provider = self.auth.provider(self, snapshot).await?;
         let (url, pending) = provider.begin(return_to, now);
         let sealed = sealer_state(snapshot).seal(
-            snapshot.auth.authenticate_host.as_deref().unwrap_or("").as_bytes(),
+            snapshot
+                .auth
+                .authenticate_host
+                .as_deref()
+                .unwrap_or("")
+                .as_bytes(),
             &serde_json::to_vec(&pending).unwrap_or_default(),
         );
         let mut r = redirect(&url);
@@ -215,7 +237,13 @@ impl Proxy {
         Ok(r)
     }
 
-    async fn oauth_callback<B>(&self, snapshot: &Snapshot, req: &Request<B>, query: Option<&str>, now: i64) -> Result<Response<Body>, ProxyError> {
+    async fn oauth_callback<B>(
+        &self,
+        snapshot: &Snapshot,
+        req: &Request<B>,
+        query: Option<&str>,
+        now: i64,
+    ) -> Result<Response<Body>, ProxyError> {
         if let Some(err) = query_param(query, "error") {
             let desc = query_param(query, "error_description").unwrap_or_default();
             let mut msg = format!("the identity provider refused sign-in: {err}");
@@ -225,22 +253,40 @@ impl Proxy {
             msg.truncate(300);
             return Err(ProxyError::BadRequest(msg));
         }
-        let state = query_param(query, "state").ok_or_else(|| ProxyError::BadRequest("missing state".into()))?;
-        let code = query_param(query, "code").ok_or_else(|| ProxyError::BadRequest("missing code".into()))?;
-        let cookie = super::headers::cookie(req.headers(), STATE_COOKIE)
-            .ok_or_else(|| ProxyError::BadRequest("sign-in state cookie missing or expired; start again".into()))?;
+        let state = query_param(query, "state")
+            .ok_or_else(|| ProxyError::BadRequest("missing state".into()))?;
+        let code = query_param(query, "code")
+            .ok_or_else(|| ProxyError::BadRequest("missing code".into()))?;
+        let cookie = super::headers::cookie(req.headers(), STATE_COOKIE).ok_or_else(|| {
+            ProxyError::BadRequest("sign-in state cookie missing or expired; start again".into())
+        })?;
         let pending: PendingLogin = sealer_state(snapshot)
-            .open(snapshot.auth.authenticate_host.as_deref().unwrap_or("").as_bytes(), cookie)
+            .open(
+                snapshot
+                    .auth
+                    .authenticate_host
+                    .as_deref()
+                    .unwrap_or("")
+                    .as_bytes(),
+                cookie,
+            )
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| ProxyError::BadRequest("invalid sign-in state; start again".into()))?;
         if pending.exp < now {
-            return Err(ProxyError::BadRequest("sign-in took too long; start again".into()));
+            return Err(ProxyError::BadRequest(
+                "sign-in took too long; start again".into(),
+            ));
         }
         if !constant_time_eq(pending.state.as_bytes(), state.as_bytes()) {
             return Err(ProxyError::BadRequest("state mismatch".into()));
         }
-        if !self.auth.first_use(&format!("state:{state}"), pending.exp, now) {
-            return Err(ProxyError::BadRequest("this sign-in response was already used".into()));
+        if !self
+            .auth
+            .first_use(&format!("state:{state}"), pending.exp, now)
+        {
+            return Err(ProxyError::BadRequest(
+                "this sign-in response was already used".into(),
+            ));
         }
         let provider = self.auth.provider(self, snapshot).await?;
         let login = provider.finish(&code, &pending, now).await.map_err(|e| {
@@ -252,11 +298,23 @@ impl Proxy {
         })?;
         let session = new_session(&login, snapshot, now);
         tracing::info!(sub = %session.sub, sid = %session.id, "signed in");
-        let target = url::Url::parse(&pending.return_to).map_err(|_| ProxyError::BadRequest("invalid redirect target".into()))?;
+        let target = url::Url::parse(&pending.return_to)
+            .map_err(|_| ProxyError::BadRequest("invalid redirect target".into()))?;
         let host = target.host_str().unwrap_or_default().to_ascii_lowercase();
-        let handoff = Handoff { id: random_token(), exp: now + HANDOFF_TTL, return_to: pending.return_to.clone(), session };
-        let sealed = sealer_handoff(snapshot).seal(host.as_bytes(), &serde_json::to_vec(&handoff).unwrap_or_default());
-        let mut r = redirect(&format!("{}{POMERIUM_PREFIX}/callback?pomerium_handoff={sealed}", origin(&host, self.https_port)));
+        let handoff = Handoff {
+            id: random_token(),
+            exp: now + HANDOFF_TTL,
+            return_to: pending.return_to.clone(),
+            session,
+        };
+        let sealed = sealer_handoff(snapshot).seal(
+            host.as_bytes(),
+            &serde_json::to_vec(&handoff).unwrap_or_default(),
+        );
+        let mut r = redirect(&format!(
+            "{}{POMERIUM_PREFIX}/callback?pomerium_handoff={sealed}",
+            origin(&host, self.https_port)
+        ));
         if let Some(c) = cookie_header(STATE_COOKIE, "", 0) {
             r.headers_mut().append(header::SET_COOKIE, c);
         }
@@ -264,6 +322,7 @@ impl Proxy {
     }
 
     /// Handles `/.pomerium/*` on a route host. `None` if not one of ours.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn route_host_endpoint<B>(
         &self,
         snapshot: &Snapshot,
@@ -277,7 +336,9 @@ impl Proxy {
     ) -> Option<Result<Response<Body>, ProxyError>> {
         let now = unix_now();
         Some(match path {
-            "/.pomerium/callback" | "/.pomerium/callback/" => self.host_callback(snapshot, host, query, now),
+            "/.pomerium/callback" | "/.pomerium/callback/" => {
+                self.host_callback(snapshot, host, query, now)
+            }
             "/.pomerium/user" => Ok(user_json(session, host)),
             "/.pomerium" | "/.pomerium/" => Ok(user_page(session, host, id)),
             "/.pomerium/sign_out" => {
@@ -286,26 +347,47 @@ impl Proxy {
                 }
                 Ok(self.sign_out(snapshot, host, query).await)
             }
-            p if p.starts_with("/.pomerium/") => Ok(page(StatusCode::NOT_FOUND, "not found", id, json)),
+            p if p.starts_with("/.pomerium/") => {
+                Ok(page(StatusCode::NOT_FOUND, "not found", id, json))
+            }
             _ => return None,
         })
     }
 
-    fn host_callback(&self, snapshot: &Snapshot, host: &str, query: Option<&str>, now: i64) -> Result<Response<Body>, ProxyError> {
-        let raw = query_param(query, "pomerium_handoff").ok_or_else(|| ProxyError::BadRequest("missing hand-off".into()))?;
+    fn host_callback(
+        &self,
+        snapshot: &Snapshot,
+        host: &str,
+        query: Option<&str>,
+        now: i64,
+    ) -> Result<Response<Body>, ProxyError> {
+        let raw = query_param(query, "pomerium_handoff")
+            .ok_or_else(|| ProxyError::BadRequest("missing hand-off".into()))?;
         let h: Handoff = sealer_handoff(snapshot)
             .open(host.as_bytes(), &raw)
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| ProxyError::BadRequest("invalid hand-off".into()))?;
         if h.exp < now {
-            return Err(ProxyError::BadRequest("hand-off expired; sign in again".into()));
+            return Err(ProxyError::BadRequest(
+                "hand-off expired; sign in again".into(),
+            ));
         }
-        if !self.auth.first_use(&format!("handoff:{}", h.id), h.exp, now) {
+        if !self
+            .auth
+            .first_use(&format!("handoff:{}", h.id), h.exp, now)
+        {
             return Err(ProxyError::BadRequest("hand-off already used".into()));
         }
         let target = url::Url::parse(&h.return_to).ok();
-        let same_host = target.as_ref().and_then(|u| u.host_str()).is_some_and(|t| t.eq_ignore_ascii_case(host));
-        let location = if same_host { h.return_to.clone() } else { "/".into() };
+        let same_host = target
+            .as_ref()
+            .and_then(|u| u.host_str())
+            .is_some_and(|t| t.eq_ignore_ascii_case(host));
+        let location = if same_host {
+            h.return_to.clone()
+        } else {
+            "/".into()
+        };
         let value = snapshot.sessions.seal(host, &h.session);
         let mut r = redirect(&location);
         if let Some(c) = cookie_header(&snapshot.auth.cookie_name, &value, h.session.exp - now) {
@@ -314,7 +396,12 @@ impl Proxy {
         Ok(r)
     }
 
-    async fn sign_out(&self, snapshot: &Snapshot, host: &str, query: Option<&str>) -> Response<Body> {
+    async fn sign_out(
+        &self,
+        snapshot: &Snapshot,
+        host: &str,
+        query: Option<&str>,
+    ) -> Response<Body> {
         let explicit = query_param(query, "pomerium_redirect_uri")
             .or_else(|| query_param(query, "redirect_uri"))
             .and_then(|raw| validate_return_to(&raw, snapshot, self.https_port));
@@ -323,7 +410,10 @@ impl Proxy {
             .authenticate_url
             .as_ref()
             .map(|a| format!("{a}/.pomerium/signed_out"));
-        let mut location = explicit.clone().or(signed_out.clone()).unwrap_or_else(|| format!("{}/", origin(host, self.https_port)));
+        let mut location = explicit
+            .clone()
+            .or(signed_out.clone())
+            .unwrap_or_else(|| format!("{}/", origin(host, self.https_port)));
         if snapshot.auth.idp.is_some()
             && let Ok(p) = self.auth.provider(self, snapshot).await
             && let (Some(end), Some(post)) = (&p.end_session_endpoint, &signed_out)
@@ -344,9 +434,17 @@ impl Proxy {
 
     /// Refreshes a session whose IdP tokens are due. Returns the session to
     /// use (None = ended) and a cookie to set.
-    pub(super) async fn maybe_refresh(&self, snapshot: &Snapshot, host: &str, s: Session) -> (Option<Session>, Option<HeaderValue>) {
+    pub(super) async fn maybe_refresh(
+        &self,
+        snapshot: &Snapshot,
+        host: &str,
+        s: Session,
+    ) -> (Option<Session>, Option<HeaderValue>) {
         let now = unix_now();
-        let (Some(rt), true) = (s.refresh_token.clone(), s.refresh_at > 0 && now >= s.refresh_at - 30) else {
+        let (Some(rt), true) = (
+            s.refresh_token.clone(),
+            s.refresh_at > 0 && now >= s.refresh_at - 30,
+        ) else {
             return (Some(s), None);
         };
         let Ok(provider) = self.auth.provider(self, snapshot).await else {
@@ -359,7 +457,10 @@ impl Proxy {
                 fresh.iat = s.iat;
                 fresh.exp = s.exp;
                 let value = snapshot.sessions.seal(host, &fresh);
-                (Some(fresh), cookie_header(&snapshot.auth.cookie_name, &value, s.exp - now))
+                (
+                    Some(fresh),
+                    cookie_header(&snapshot.auth.cookie_name, &value, s.exp - now),
+                )
             }
             Err(crate::identity::oidc::OidcError::Exchange(e)) => {
                 tracing::info!(sid = %s.id, error = %e, "session refresh refused by the identity provider; session ended");
@@ -403,30 +504,62 @@ fn user_json(session: Option<&Session>, host: &str) -> Response<Body> {
                 "aud": host, "claims": s.claims,
             }),
         ),
-        None => (StatusCode::UNAUTHORIZED, serde_json::json!({"error": "not signed in"})),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": "not signed in"}),
+        ),
     };
     let mut r = Response::new(full(body.to_string()));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
 fn user_page(session: Option<&Session>, host: &str, id: &str) -> Response<Body> {
     let Some(s) = session else {
-        return page(StatusCode::UNAUTHORIZED, "You are not signed in.", id, false);
+        return page(
+            StatusCode::UNAUTHORIZED,
+            "You are not signed in.",
+            id,
+            false,
+        );
     };
     let exp = time::OffsetDateTime::from_unix_timestamp(s.exp)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default();
     let mut rows = String::new();
-    for (k, v) in [("Subject", s.sub.as_str()), ("Email", s.email.as_str()), ("Name", s.name.as_str()), ("Session", s.id.as_str()), ("Expires", exp.as_str())] {
-        rows.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>", k, html_escape(v)));
+    for (k, v) in [
+        ("Subject", s.sub.as_str()),
+        ("Email", s.email.as_str()),
+        ("Name", s.name.as_str()),
+        ("Session", s.id.as_str()),
+        ("Expires", exp.as_str()),
+    ] {
+        rows.push_str(&format!(
+            "<tr><th>{}</th><td>{}</td></tr>",
+            k,
+            html_escape(v)
+        ));
     }
-    rows.push_str(&format!("<tr><th>Groups</th><td>{}</td></tr>", html_escape(&s.groups.join(", "))));
+    rows.push_str(&format!(
+        "<tr><th>Groups</th><td>{}</td></tr>",
+        html_escape(&s.groups.join(", "))
+    ));
     for (k, v) in &s.claims {
-        rows.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>", html_escape(k), html_escape(&v.to_string())));
+        rows.push_str(&format!(
+            "<tr><th>{}</th><td>{}</td></tr>",
+            html_escape(k),
+            html_escape(&v.to_string())
+        ));
     }
     let body = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Signed in</title>\
@@ -436,7 +569,11 @@ fn user_page(session: Option<&Session>, host: &str, id: &str) -> Response<Body> 
         host = html_escape(host)
     );
     let mut r = Response::new(full(body));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }

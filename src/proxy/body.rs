@@ -15,7 +15,9 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 
 /// An empty body.
 pub fn empty() -> Body {
-    Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// Boxes any body.

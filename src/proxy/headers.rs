@@ -150,7 +150,12 @@ mod tests {
         ] {
             assert!(is_identity_lookalike(n), "{n}");
         }
-        for n in ["x-pomeriu", "pomerium", "x-forwarded-for", "xx-pomerium-jwt"] {
+        for n in [
+            "x-pomeriu",
+            "pomerium",
+            "x-forwarded-for",
+            "xx-pomerium-jwt",
+        ] {
             assert!(!is_identity_lookalike(n), "{n}");
         }
     }
@@ -163,7 +168,10 @@ mod tests {
         h.append("x_pomerium_claim_email", HeaderValue::from_static("c"));
         h.append("x-email", HeaderValue::from_static("d"));
         h.append("accept", HeaderValue::from_static("*/*"));
-        strip_identity_headers(&mut h, &[(HeaderName::from_static("x-email"), "email".into())]);
+        strip_identity_headers(
+            &mut h,
+            &[(HeaderName::from_static("x-email"), "email".into())],
+        );
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("accept"));
     }
@@ -181,9 +189,20 @@ mod tests {
     }
 
     #[test]
+    fn te_trailers_alone_is_forwarded_for_grpc() {
+        let mut h = HeaderMap::new();
+        h.insert("te", HeaderValue::from_static("trailers"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.get("te").unwrap(), "trailers");
+    }
+
+    #[test]
     fn session_cookie_is_removed_and_others_kept() {
         let mut h = HeaderMap::new();
-        h.append("cookie", HeaderValue::from_static("a=1; _jetbridge=secret; b=2"));
+        h.append(
+            "cookie",
+            HeaderValue::from_static("a=1; _jetbridge=secret; b=2"),
+        );
         h.append("cookie", HeaderValue::from_static("_jetbridge=again"));
         remove_cookies(&mut h, &["_jetbridge"]);
         let all: Vec<_> = h.get_all("cookie").iter().collect();

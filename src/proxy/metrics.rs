@@ -36,7 +36,10 @@ impl Metrics {
             .requests
             .read()
             .ok()
-            .and_then(|m| m.get(&(route.to_string(), status)).map(|c| c.fetch_add(1, Ordering::Relaxed)))
+            .and_then(|m| {
+                m.get(&(route.to_string(), status))
+                    .map(|c| c.fetch_add(1, Ordering::Relaxed))
+            })
             .is_some();
         if !bumped && let Ok(mut m) = self.requests.write() {
             m.entry((route.to_string(), status))
@@ -62,7 +65,9 @@ impl Metrics {
             .and_then(|m| m.get(route).map(|c| c.fetch_add(1, Ordering::Relaxed)))
             .is_some();
         if !bumped && let Ok(mut m) = self.upstream_errors.write() {
-            m.entry(route.to_string()).or_default().fetch_add(1, Ordering::Relaxed);
+            m.entry(route.to_string())
+                .or_default()
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -92,10 +97,16 @@ impl Metrics {
         let mut cumulative = 0;
         for (i, b) in BUCKETS.iter().enumerate() {
             cumulative += self.latency.counts[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "jetbridge_request_duration_seconds_bucket{{le=\"{b}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "jetbridge_request_duration_seconds_bucket{{le=\"{b}\"}} {cumulative}"
+            );
         }
         cumulative += self.latency.inf.load(Ordering::Relaxed);
-        let _ = writeln!(out, "jetbridge_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "jetbridge_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+        );
         let _ = writeln!(
             out,
             "jetbridge_request_duration_seconds_sum {}",
@@ -115,9 +126,18 @@ impl Metrics {
                 );
             }
         }
-        let _ = writeln!(out, "# HELP jetbridge_config_generation Generation of the serving snapshot.\n# TYPE jetbridge_config_generation gauge\njetbridge_config_generation {generation}");
-        let _ = writeln!(out, "# HELP jetbridge_config_reload_failures_total Rejected configuration reloads.\n# TYPE jetbridge_config_reload_failures_total counter\njetbridge_config_reload_failures_total {reload_failures}");
-        let _ = writeln!(out, "# HELP jetbridge_routes Routes in the serving snapshot.\n# TYPE jetbridge_routes gauge\njetbridge_routes {routes}");
+        let _ = writeln!(
+            out,
+            "# HELP jetbridge_config_generation Generation of the serving snapshot.\n# TYPE jetbridge_config_generation gauge\njetbridge_config_generation {generation}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jetbridge_config_reload_failures_total Rejected configuration reloads.\n# TYPE jetbridge_config_reload_failures_total counter\njetbridge_config_reload_failures_total {reload_failures}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jetbridge_routes Routes in the serving snapshot.\n# TYPE jetbridge_routes gauge\njetbridge_routes {routes}"
+        );
         out.push_str("# HELP jetbridge_certificate_expiry_timestamp_seconds Certificate notAfter, by first DNS name.\n# TYPE jetbridge_certificate_expiry_timestamp_seconds gauge\n");
         for (name, t) in cert_expiry {
             let _ = writeln!(
@@ -131,5 +151,7 @@ impl Metrics {
 }
 
 fn label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

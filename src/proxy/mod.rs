@@ -97,7 +97,9 @@ impl Proxy {
             Err((route_id, err)) => {
                 if matches!(
                     err,
-                    ProxyError::UpstreamUnavailable | ProxyError::GatewayTimeout | ProxyError::BadGateway
+                    ProxyError::UpstreamUnavailable
+                        | ProxyError::GatewayTimeout
+                        | ProxyError::BadGateway
                 ) {
                     self.metrics.upstream_error(&route_id);
                 }
@@ -118,7 +120,10 @@ impl Proxy {
     ) -> Result<(String, Response<Body>), (String, ProxyError)> {
         let none = || String::from("-");
         let host = request_host(&req).ok_or_else(|| {
-            (none(), ProxyError::BadRequest("missing or invalid Host header".into()))
+            (
+                none(),
+                ProxyError::BadRequest("missing or invalid Host header".into()),
+            )
         })?;
         let target = req
             .uri()
@@ -143,7 +148,9 @@ impl Proxy {
                 .authenticate_endpoint(snapshot, &req, &path, query.as_deref(), id, json)
                 .await
         {
-            return r.map(|r| ("authenticate".into(), r)).map_err(|e| ("authenticate".into(), e));
+            return r
+                .map(|r| ("authenticate".into(), r))
+                .map_err(|e| ("authenticate".into(), e));
         }
         let (session, set_cookie) = match self.session(snapshot, &req, &host) {
             Some(s) => self.maybe_refresh(snapshot, &host, s).await,
@@ -157,10 +164,21 @@ impl Proxy {
         };
         if path.starts_with(auth::POMERIUM_PREFIX)
             && let Some(r) = self
-                .route_host_endpoint(snapshot, &req, &host, &path, query.as_deref(), session.as_ref(), id, json)
+                .route_host_endpoint(
+                    snapshot,
+                    &req,
+                    &host,
+                    &path,
+                    query.as_deref(),
+                    session.as_ref(),
+                    id,
+                    json,
+                )
                 .await
         {
-            return r.map(|r| ("pomerium".into(), with_cookie(r))).map_err(|e| ("pomerium".into(), e));
+            return r
+                .map(|r| ("pomerium".into(), with_cookie(r)))
+                .map_err(|e| ("pomerium".into(), e));
         }
         let route = snapshot
             .route(&host, &path)
@@ -194,20 +212,22 @@ impl Proxy {
                             .get(header::ACCEPT)
                             .and_then(|v| v.to_str().ok())
                             .is_some_and(|a| a.contains("text/html"));
-                        let mut return_to = format!("{}{}", auth::origin(&host, self.https_port), path);
+                        let mut return_to =
+                            format!("{}{}", auth::origin(&host, self.https_port), path);
                         if let Some(q) = &query {
                             return_to.push('?');
                             return_to.push_str(q);
                         }
-                        if browser
-                            && let Some(url) = auth::sign_in_url(snapshot, &return_to)
-                        {
+                        if browser && let Some(url) = auth::sign_in_url(snapshot, &return_to) {
                             let mut r = Response::new(empty());
                             *r.status_mut() = StatusCode::FOUND;
                             if let Ok(v) = HeaderValue::from_str(&url) {
                                 r.headers_mut().insert(header::LOCATION, v);
                             }
-                            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                            r.headers_mut().insert(
+                                header::CACHE_CONTROL,
+                                HeaderValue::from_static("no-store"),
+                            );
                             return Ok((rid.clone(), with_cookie(r)));
                         }
                         return Err(fail(ProxyError::Unauthenticated));
@@ -253,11 +273,12 @@ impl Proxy {
         } else {
             None
         };
-        let original_host = parts
-            .headers
-            .get(header::HOST)
-            .cloned()
-            .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
 
         let h = &mut parts.headers;
         headers::remove_hop_by_hop(h, is_upgrade);
@@ -312,11 +333,18 @@ impl Proxy {
         let mut body = Some(body::boxed(body));
         let mut last_err = ProxyError::UpstreamUnavailable;
         for up in targets {
-            let client = self.upstreams.client(up, &route.upstream_tls).map_err(|e| {
-                tracing::warn!(route = %route.id, error = %e, "cannot build upstream client");
-                ProxyError::BadGateway
-            })?;
-            let scheme = if up.scheme == "https" { "https" } else { "http" };
+            let client = self
+                .upstreams
+                .client(up, &route.upstream_tls)
+                .map_err(|e| {
+                    tracing::warn!(route = %route.id, error = %e, "cannot build upstream client");
+                    ProxyError::BadGateway
+                })?;
+            let scheme = if up.scheme == "https" {
+                "https"
+            } else {
+                "http"
+            };
             let mut pq = String::with_capacity(up.base_path.len() + a.path.len() + 16);
             pq.push_str(&up.base_path);
             pq.push_str(&a.path);
@@ -396,7 +424,13 @@ fn body_is_empty(parts: &http::request::Parts) -> bool {
         .map(|v| v.trim() == "0");
     match cl {
         Some(zero) => zero,
-        None => !parts.headers.contains_key(header::TRANSFER_ENCODING) && matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE),
+        None => {
+            !parts.headers.contains_key(header::TRANSFER_ENCODING)
+                && matches!(
+                    parts.method,
+                    Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE
+                )
+        }
     }
 }
 
@@ -431,36 +465,20 @@ fn finish_response(
 /// Copies both ways until either side closes or nothing moves for `idle`.
 async fn pipe_with_idle_timeout<A, B>(a: A, b: B, idle: std::time::Duration)
 where
-    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
     use std::sync::atomic::{AtomicU64, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let start = Instant::now();
     let last = AtomicU64::new(0);
     let (mut ar, mut aw) = tokio::io::split(a);
     let (mut br, mut bw) = tokio::io::split(b);
-    let copy = |r: &mut (dyn tokio::io::AsyncRead + Unpin + Send),
-                w: &mut (dyn tokio::io::AsyncWrite + Unpin + Send)| {
-        let last = &last;
-        async move {
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                let n = match r.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                if w.write_all(&buf[..n]).await.is_err() {
-                    break;
-                }
-                last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
-            }
-            let _ = w.shutdown().await;
-        }
-    };
     let idle_ms = idle.as_millis().max(1) as u64;
     let watchdog = async {
-        let tick = (idle / 4).clamp(std::time::Duration::from_millis(50), std::time::Duration::from_secs(5));
+        let tick = (idle / 4).clamp(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_secs(5),
+        );
         loop {
             tokio::time::sleep(tick).await;
             let now = start.elapsed().as_millis() as u64;
@@ -470,9 +488,32 @@ where
         }
     };
     tokio::select! {
-        _ = async { tokio::join!(copy(&mut ar, &mut bw), copy(&mut br, &mut aw)) } => {}
+        _ = async { tokio::join!(copy_half(&mut ar, &mut bw, &last, start), copy_half(&mut br, &mut aw, &last, start)) } => {}
         _ = watchdog => tracing::debug!("upgraded connection idle; closing"),
     }
+}
+
+async fn copy_half<R, W>(r: &mut R, w: &mut W, last: &std::sync::atomic::AtomicU64, start: Instant)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if w.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        last.store(
+            start.elapsed().as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+    let _ = w.shutdown().await;
 }
 
 fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
@@ -487,7 +528,10 @@ fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
 }
 
 /// The normalised request host: `:authority` / absolute URI first, then `Host`.
@@ -511,7 +555,12 @@ fn policy_headers<B>(req: &Request<B>) -> std::collections::BTreeMap<String, Str
 }
 
 /// Serves `/.well-known/pomerium*` on every known host.
-fn well_known<B>(snapshot: &Snapshot, host: &str, path: &str, req: &Request<B>) -> Option<Response<Body>> {
+fn well_known<B>(
+    snapshot: &Snapshot,
+    host: &str,
+    path: &str,
+    req: &Request<B>,
+) -> Option<Response<Body>> {
     let doc = match path {
         JWKS_PATH => Some(&snapshot.identity.jwks),
         DISCOVERY_PATH | "/.well-known/pomerium/" => snapshot.identity.discovery.get(host),
@@ -526,8 +575,10 @@ pub fn document_response<B>(doc: &Document, req: &Request<B>) -> Response<Body> 
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == doc.etag || t.trim() == "*"))
-    {
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == doc.etag || t.trim() == "*")
+        }) {
         let mut r = Response::new(empty());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
@@ -537,9 +588,18 @@ pub fn document_response<B>(doc: &Document, req: &Request<B>) -> Response<Body> 
         Response::new(full(doc.body.clone()))
     };
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=60"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     if let Ok(v) = HeaderValue::from_str(&doc.etag) {
         h.insert(header::ETAG, v);
     }

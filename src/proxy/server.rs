@@ -175,9 +175,17 @@ pub fn redirect_to_https<B>(req: &Request<B>, https_port: u16) -> Response<Body>
         *r.status_mut() = StatusCode::BAD_REQUEST;
         return r;
     };
-    let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     let pq = if pq.starts_with('/') { pq } else { "/" };
-    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
     let location = if https_port == 443 {
         format!("https://{host}{pq}")
     } else {

@@ -95,8 +95,11 @@ impl Upstreams {
         let until = Instant::now() + FAIL_COOLDOWN;
         self.failed.rcu(|m| {
             let now = Instant::now();
-            let mut m: HashMap<String, Instant> =
-                m.iter().filter(|(_, t)| **t > now).map(|(k, v)| (k.clone(), *v)).collect();
+            let mut m: HashMap<String, Instant> = m
+                .iter()
+                .filter(|(_, t)| **t > now)
+                .map(|(k, v)| (k.clone(), *v))
+                .collect();
             m.insert(up.authority.clone(), until);
             m
         });
@@ -129,9 +132,7 @@ fn build_client(key: &ClientKey) -> Result<HttpClient, String> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
             let cert = cert.map_err(|e| format!("tls_custom_ca: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("tls_custom_ca: {e}"))?;
+            roots.add(cert).map_err(|e| format!("tls_custom_ca: {e}"))?;
         }
         if roots.is_empty() {
             return Err("tls_custom_ca: no certificates found".into());

@@ -114,7 +114,9 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
             discovery,
         },
         auth: g.auth.clone(),
-        sessions: Arc::new(crate::identity::session::SessionCodec::new(&g.auth.cookie_secret)),
+        sessions: Arc::new(crate::identity::session::SessionCodec::new(
+            &g.auth.cookie_secret,
+        )),
         diagnostics,
     }
 }
@@ -236,7 +238,9 @@ fn build_route(
             server_name: spec.tls_server_name.clone(),
         },
         access,
-        pass_identity_headers: spec.pass_identity_headers.unwrap_or(g.pass_identity_headers),
+        pass_identity_headers: spec
+            .pass_identity_headers
+            .unwrap_or(g.pass_identity_headers),
         allow_websockets: spec.allow_websockets,
         preserve_host_header: spec.preserve_host_header,
         set_request_headers,
@@ -268,8 +272,10 @@ pub fn compile_policy(spec: &RouteConfig) -> Result<Program, String> {
     }
     if spec.allow_any_authenticated_user {
         parts.push(
-            policy::compile_value(&serde_json::json!({"allow": {"and": [{"authenticated_user": true}]}}))
-                .map_err(|e| format!("allow_any_authenticated_user: {e}"))?,
+            policy::compile_value(
+                &serde_json::json!({"allow": {"and": [{"authenticated_user": true}]}}),
+            )
+            .map_err(|e| format!("allow_any_authenticated_user: {e}"))?,
         );
     }
     if parts.is_empty() {
@@ -292,7 +298,9 @@ pub fn parse_upstream(to: &str) -> Result<Upstream, String> {
         .filter(|h| !h.is_empty())
         .ok_or_else(|| format!("to {to:?}: missing host"))?;
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("to {to:?}: credentials in upstream URLs are not allowed"));
+        return Err(format!(
+            "to {to:?}: credentials in upstream URLs are not allowed"
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!("to {to:?}: query and fragment are not allowed"));
@@ -313,12 +321,16 @@ fn build_tls(certs: &[CertInput], diagnostics: &mut Vec<Diagnostic>) -> TlsConfi
             Ok((key, names, not_after)) => {
                 fingerprint.push_str(&format!("{}:{};", c.source, names.join(",")));
                 use sha2::Digest;
-                fingerprint.push_str(&hex::encode(&sha2::Sha256::digest(c.chain_pem.as_bytes())[..8]));
+                fingerprint.push_str(&hex::encode(
+                    &sha2::Sha256::digest(c.chain_pem.as_bytes())[..8],
+                ));
                 let key = Arc::new(key);
                 for n in &names {
                     let n = n.to_ascii_lowercase();
                     if let Some(suffix) = n.strip_prefix("*.") {
-                        tls.by_wildcard.entry(suffix.to_string()).or_insert_with(|| key.clone());
+                        tls.by_wildcard
+                            .entry(suffix.to_string())
+                            .or_insert_with(|| key.clone());
                     } else {
                         tls.by_name.entry(n).or_insert_with(|| key.clone());
                     }
@@ -326,7 +338,10 @@ fn build_tls(certs: &[CertInput], diagnostics: &mut Vec<Diagnostic>) -> TlsConfi
                 if tls.default.is_none() {
                     tls.default = Some(key.clone());
                 }
-                tls.expiry.push((names.first().cloned().unwrap_or_else(|| c.source.clone()), not_after));
+                tls.expiry.push((
+                    names.first().cloned().unwrap_or_else(|| c.source.clone()),
+                    not_after,
+                ));
             }
             Err(message) => diagnostics.push(Diagnostic {
                 severity: Severity::Error,
@@ -345,10 +360,13 @@ pub fn load_certified_key(
 ) -> Result<(rustls::sign::CertifiedKey, Vec<String>, i64), String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(c.chain_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("certificate: {e}"))?;
-    let leaf = chain.first().ok_or("certificate: no CERTIFICATE block found")?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(c.chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("certificate: {e}"))?;
+    let leaf = chain
+        .first()
+        .ok_or("certificate: no CERTIFICATE block found")?;
     let key = PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes())
         .map_err(|e| format!("certificate key: {e}"))?;
     let provider = rustls::crypto::aws_lc_rs::default_provider();
@@ -367,7 +385,11 @@ pub fn load_certified_key(
         }
     }
     if names.is_empty()
-        && let Some(cn) = parsed.subject().iter_common_name().next().and_then(|c| c.as_str().ok())
+        && let Some(cn) = parsed
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|c| c.as_str().ok())
     {
         names.push(cn.to_string());
     }

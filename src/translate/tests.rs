@@ -19,7 +19,11 @@ fn seed_config_with_idp_keys_translates_without_errors() {
     assert!(r.pass_identity_headers);
     assert!(matches!(r.access, Access::Policy(_)));
     assert_eq!(r.upstreams[0].authority, "verify:8000");
-    assert!(s.identity.discovery.contains_key("verify.localhost.pomerium.io"));
+    assert!(
+        s.identity
+            .discovery
+            .contains_key("verify.localhost.pomerium.io")
+    );
 }
 
 #[test]
@@ -29,9 +33,19 @@ fn bad_policy_makes_only_its_route_invalid() {
     ));
     assert_eq!(s.diagnostics.len(), 1);
     assert!(s.diagnostics[0].object.contains("routes[1]"));
-    assert!(s.diagnostics[0].message.contains("emial"), "{}", s.diagnostics[0].message);
-    assert!(matches!(s.route("good.example.com", "/").unwrap().access, Access::Public));
-    assert!(matches!(s.route("bad.example.com", "/").unwrap().access, Access::Invalid(_)));
+    assert!(
+        s.diagnostics[0].message.contains("emial"),
+        "{}",
+        s.diagnostics[0].message
+    );
+    assert!(matches!(
+        s.route("good.example.com", "/").unwrap().access,
+        Access::Public
+    ));
+    assert!(matches!(
+        s.route("bad.example.com", "/").unwrap().access,
+        Access::Invalid(_)
+    ));
 }
 
 #[test]
@@ -49,7 +63,10 @@ fn upstream_urls_parse_with_default_ports_and_base_paths() {
     let u = parse_upstream("http://svc").unwrap();
     assert_eq!((u.authority.as_str(), u.base_path.as_str()), ("svc:80", ""));
     let u = parse_upstream("https://svc/base/").unwrap();
-    assert_eq!((u.authority.as_str(), u.base_path.as_str()), ("svc:443", "/base"));
+    assert_eq!(
+        (u.authority.as_str(), u.base_path.as_str()),
+        ("svc:443", "/base")
+    );
     let u = parse_upstream("h2c://127.0.0.1:9000").unwrap();
     assert_eq!(u.scheme, "h2c");
     assert!(parse_upstream("http://user:pw@svc").is_err());
@@ -58,19 +75,36 @@ fn upstream_urls_parse_with_default_ports_and_base_paths() {
 
 #[test]
 fn no_policy_means_deny_after_sign_in() {
-    let s = translate(&inputs("routes:\n  - from: https://a.example.com\n    to: http://x:1\n"));
+    let s = translate(&inputs(
+        "routes:\n  - from: https://a.example.com\n    to: http://x:1\n",
+    ));
     let Access::Policy(p) = &s.route("a.example.com", "/").unwrap().access else {
         panic!("expected a policy");
     };
-    let user = crate::policy::User { id: "u".into(), email: "u@example.com".into(), ..Default::default() };
-    let req = crate::policy::RequestFacts { method: "GET".into(), host: "a.example.com".into(), path: "/".into(), ..Default::default() };
-    let d = p.eval(&crate::policy::Facts { user: Some(&user), request: &req, now: time::OffsetDateTime::UNIX_EPOCH });
+    let user = crate::policy::User {
+        id: "u".into(),
+        email: "u@example.com".into(),
+        ..Default::default()
+    };
+    let req = crate::policy::RequestFacts {
+        method: "GET".into(),
+        host: "a.example.com".into(),
+        path: "/".into(),
+        ..Default::default()
+    };
+    let d = p.eval(&crate::policy::Facts {
+        user: Some(&user),
+        request: &req,
+        now: time::OffsetDateTime::UNIX_EPOCH,
+    });
     assert!(!d.allow);
 }
 
 #[test]
 fn generated_certificate_covers_route_hosts() {
-    let s = translate(&inputs("routes:\n  - from: https://a.example.com\n    to: http://x:1\n  - from: https://*.wild.example.com\n    to: http://x:1\n"));
+    let s = translate(&inputs(
+        "routes:\n  - from: https://a.example.com\n    to: http://x:1\n  - from: https://*.wild.example.com\n    to: http://x:1\n",
+    ));
     assert!(s.tls.resolve(Some("a.example.com")).is_some());
     assert!(s.tls.by_name.contains_key("a.example.com"));
     assert!(s.tls.by_wildcard.contains_key("wild.example.com"));

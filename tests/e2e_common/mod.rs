@@ -21,7 +21,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub fn support_dir() -> String {
-    std::env::var("JETBRIDGE_SUPPORT").unwrap_or_else(|_| format!("{}/tests/support", env!("CARGO_MANIFEST_DIR")))
+    std::env::var("JETBRIDGE_SUPPORT")
+        .unwrap_or_else(|_| format!("{}/tests/support", env!("CARGO_MANIFEST_DIR")))
 }
 
 /// A child process killed on drop.
@@ -34,25 +35,46 @@ impl Drop for ChildGuard {
 }
 
 /// Starts `tests/support/idp.mjs`; returns the issuer and the guard.
-pub fn start_idp(client_id: &str, secret: &str, redirect_uris: &[String], post_logout: &[String]) -> (String, ChildGuard) {
+pub fn start_idp(
+    client_id: &str,
+    secret: &str,
+    redirect_uris: &[String],
+    post_logout: &[String],
+) -> (String, ChildGuard) {
     let script = format!("{}/idp.mjs", support_dir());
     assert!(
         std::path::Path::new(&format!("{}/node_modules/oidc-provider", support_dir())).exists(),
         "npm oidc-provider is not installed: run ./scripts/test (it installs tests/support/node_modules)"
     );
     let mut cmd = Command::new("node");
-    cmd.arg(&script).args(["--port", "0", "--client-id", client_id, "--client-secret", secret, "--skip-consent"]);
+    cmd.arg(&script).args([
+        "--port",
+        "0",
+        "--client-id",
+        client_id,
+        "--client-secret",
+        secret,
+        "--skip-consent",
+    ]);
     for r in redirect_uris {
         cmd.args(["--redirect-uri", r]);
     }
     for r in post_logout {
         cmd.args(["--post-logout-redirect-uri", r]);
     }
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start node idp.mjs");
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start node idp.mjs");
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
-    std::io::BufReader::new(stdout).read_line(&mut line).expect("read idp line");
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("idp said {line:?}: {e}"));
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read idp line");
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("idp said {line:?}: {e}"));
     (v["issuer"].as_str().unwrap().to_string(), ChildGuard(child))
 }
 
@@ -84,13 +106,24 @@ pub async fn start_proxy(https: TcpListener, yaml: &str) -> RunningProxy {
     let mut publisher = Publisher::new();
     let mut generated = Generated::default();
     let mut history = KeyHistory::default();
-    jetbridge::standalone::load_and_publish(path.to_str().unwrap(), &mut publisher, &mut generated, &mut history, jetbridge::proxy::unix_now())
-        .unwrap_or_else(|e| panic!("config rejected: {e}"));
+    jetbridge::standalone::load_and_publish(
+        path.to_str().unwrap(),
+        &mut publisher,
+        &mut generated,
+        &mut history,
+        jetbridge::proxy::unix_now(),
+    )
+    .unwrap_or_else(|e| panic!("config rejected: {e}"));
     let port = https.local_addr().unwrap().port();
     let reader = publisher.reader();
     let proxy = Arc::new(Proxy::new(reader.clone(), port));
     let shutdown = CancellationToken::new();
-    tokio::spawn(server::serve_https(https, proxy.clone(), server::tls_server_config(reader), shutdown.clone()));
+    tokio::spawn(server::serve_https(
+        https,
+        proxy.clone(),
+        server::tls_server_config(reader),
+        shutdown.clone(),
+    ));
     let internal = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let internal_addr = internal.local_addr().unwrap();
     let p = proxy.clone();
@@ -103,24 +136,48 @@ pub async fn start_proxy(https: TcpListener, yaml: &str) -> RunningProxy {
         shutdown.clone(),
     ));
     std::mem::forget(dir);
-    RunningProxy { port, internal: internal_addr, shutdown, proxy }
+    RunningProxy {
+        port,
+        internal: internal_addr,
+        shutdown,
+        proxy,
+    }
 }
 
 /// Accepts any server certificate (the proxy's is self-signed in tests).
 #[derive(Debug)]
 struct AnyCert;
 impl rustls::client::danger::ServerCertVerifier for AnyCert {
-    fn verify_server_cert(&self, _: &rustls::pki_types::CertificateDer<'_>, _: &[rustls::pki_types::CertificateDer<'_>], _: &rustls::pki_types::ServerName<'_>, _: &[u8], _: rustls::pki_types::UnixTime) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
         Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
-    fn verify_tls12_signature(&self, _: &[u8], _: &rustls::pki_types::CertificateDer<'_>, _: &rustls::DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
         Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
     }
-    fn verify_tls13_signature(&self, _: &[u8], _: &rustls::pki_types::CertificateDer<'_>, _: &rustls::DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
         Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.supported_schemes()
+        rustls::crypto::aws_lc_rs::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -164,7 +221,10 @@ pub struct Reply {
 
 impl Reply {
     pub fn location(&self) -> Option<String> {
-        self.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string)
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     }
 }
 
@@ -177,19 +237,35 @@ impl Browser {
             .with_no_client_auth();
         let mut http = HttpConnector::new_with_resolver(tower_service_fn::Resolve);
         http.enforce_http(false);
-        let conn = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
-        Browser { client: Client::builder(TokioExecutor::new()).build(conn), jar: HashMap::new(), accept: "text/html,application/xhtml+xml".into() }
+        let conn = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Browser {
+            client: Client::builder(TokioExecutor::new()).build(conn),
+            jar: HashMap::new(),
+            accept: "text/html,application/xhtml+xml".into(),
+        }
     }
 
     fn cookie_header(&self, host: &str) -> Option<String> {
         let c = self.jar.get(host)?;
-        (!c.is_empty()).then(|| c.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; "))
+        (!c.is_empty()).then(|| {
+            c.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
     }
 
     pub async fn request(&mut self, method: &str, url: &str, form: Option<&str>) -> Reply {
         let uri: http::Uri = url.parse().unwrap_or_else(|e| panic!("{url}: {e}"));
         let host = uri.host().unwrap().to_string();
-        let mut b = Request::builder().method(method).uri(uri).header(header::ACCEPT, &self.accept);
+        let mut b = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::ACCEPT, &self.accept);
         if let Some(c) = self.cookie_header(&host) {
             b = b.header(header::COOKIE, c);
         }
@@ -200,13 +276,18 @@ impl Browser {
             }
             None => Full::new(Bytes::new()),
         };
-        let resp: Response<hyper::body::Incoming> = self.client.request(b.body(body).unwrap()).await.unwrap_or_else(|e| panic!("{method} {url}: {e:?}"));
+        let resp: Response<hyper::body::Incoming> = self
+            .client
+            .request(b.body(body).unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e:?}"));
         let (parts, body) = resp.into_parts();
         for sc in parts.headers.get_all(header::SET_COOKIE) {
             let s = sc.to_str().unwrap_or("");
             let first = s.split(';').next().unwrap_or("");
             if let Some((k, v)) = first.split_once('=') {
-                let expired = s.to_ascii_lowercase().contains("max-age=0") || s.to_ascii_lowercase().contains("expires=thu, 01 jan 1970");
+                let expired = s.to_ascii_lowercase().contains("max-age=0")
+                    || s.to_ascii_lowercase().contains("expires=thu, 01 jan 1970");
                 let jar = self.jar.entry(host.clone()).or_default();
                 if expired || v.is_empty() {
                     jar.remove(k.trim());
@@ -215,8 +296,16 @@ impl Browser {
                 }
             }
         }
-        let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        Reply { status: parts.status, headers: parts.headers, body: String::from_utf8_lossy(&bytes).into_owned() }
+        let bytes = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
     }
 
     pub async fn get(&mut self, url: &str) -> Reply {
@@ -226,11 +315,20 @@ impl Browser {
 
 /// Resolves a possibly relative Location against the current URL.
 pub fn resolve(base: &str, location: &str) -> String {
-    url::Url::parse(base).unwrap().join(location).unwrap().to_string()
+    url::Url::parse(base)
+        .unwrap()
+        .join(location)
+        .unwrap()
+        .to_string()
 }
 
 /// Follows redirects (GET) until a non-redirect or a URL starting with `stop_at`.
-pub async fn follow(b: &mut Browser, mut url: String, stop_at: &str, max: usize) -> (String, Reply) {
+pub async fn follow(
+    b: &mut Browser,
+    mut url: String,
+    stop_at: &str,
+    max: usize,
+) -> (String, Reply) {
     for _ in 0..max {
         let r = b.get(&url).await;
         match r.location() {
@@ -257,9 +355,16 @@ pub async fn idp_login(b: &mut Browser, authorize_url: &str, login: &str) -> Str
     assert_eq!(page.status, StatusCode::OK, "IdP login page: {}", page.body);
     let form = format!("prompt=login&login={}&password=x", urlencode(login));
     let r = b.request("POST", &url, Some(&form)).await;
-    let loc = r.location().unwrap_or_else(|| panic!("login POST gave {} {}", r.status, r.body));
+    let loc = r
+        .location()
+        .unwrap_or_else(|| panic!("login POST gave {} {}", r.status, r.body));
     let (url, r) = follow(b, resolve(&url, &loc), "https://", 10).await;
-    assert!(url.starts_with("https://"), "IdP did not redirect back: {} {}", r.status, r.body);
+    assert!(
+        url.starts_with("https://"),
+        "IdP did not redirect back: {} {}",
+        r.status,
+        r.body
+    );
     url
 }
 
@@ -268,21 +373,46 @@ pub fn urlencode(s: &str) -> String {
 }
 
 /// Runs a verifier helper; returns its JSON output and success.
-pub fn run_verifier(kind: &str, jwks_url: &str, token: &str, iss: &str, aud: &str) -> (bool, serde_json::Value) {
+pub fn run_verifier(
+    kind: &str,
+    jwks_url: &str,
+    token: &str,
+    iss: &str,
+    aud: &str,
+) -> (bool, serde_json::Value) {
     let support = support_dir();
     let (prog, script) = match kind {
         "jose" => ("node".to_string(), format!("{support}/verify_jose.mjs")),
         _ => (
-            std::env::var("JETBRIDGE_PYTHON").unwrap_or_else(|_| format!("{}/.cache/venv/bin/python", env!("CARGO_MANIFEST_DIR"))),
+            std::env::var("JETBRIDGE_PYTHON").unwrap_or_else(|_| {
+                format!("{}/.cache/venv/bin/python", env!("CARGO_MANIFEST_DIR"))
+            }),
             format!("{support}/verify_pyjwt.py"),
         ),
     };
     let out = Command::new(&prog)
-        .args([&script, "--jwks-url", jwks_url, "--token", token, "--issuer", iss, "--audience", aud])
+        .args([
+            &script,
+            "--jwks-url",
+            jwks_url,
+            "--token",
+            token,
+            "--issuer",
+            iss,
+            "--audience",
+            aud,
+        ])
         .output()
-        .unwrap_or_else(|e| panic!("{prog} {script}: {e} (run ./scripts/test to install the verifiers)"));
+        .unwrap_or_else(|e| {
+            panic!("{prog} {script}: {e} (run ./scripts/test to install the verifiers)")
+        });
     let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{kind} printed {text:?} / {}: {e}", String::from_utf8_lossy(&out.stderr)));
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "{kind} printed {text:?} / {}: {e}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     (out.status.success(), v)
 }
 
@@ -294,19 +424,36 @@ pub async fn echo_upstream() -> (SocketAddr, Arc<std::sync::Mutex<Vec<HeaderMap>
     let s = seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = l.accept().await else { return };
+            let Ok((stream, _)) = l.accept().await else {
+                return;
+            };
             let s = s.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                     let s = s.clone();
                     async move {
                         s.lock().unwrap().push(req.headers().clone());
-                        let headers: serde_json::Map<String, serde_json::Value> = req.headers().iter().map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_str().unwrap_or("").to_string()))).collect();
-                        let body = serde_json::json!({"path": req.uri().to_string(), "headers": headers}).to_string();
-                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(body))))
+                        let headers: serde_json::Map<String, serde_json::Value> = req
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| {
+                                (
+                                    k.to_string(),
+                                    serde_json::Value::String(v.to_str().unwrap_or("").to_string()),
+                                )
+                            })
+                            .collect();
+                        let body =
+                            serde_json::json!({"path": req.uri().to_string(), "headers": headers})
+                                .to_string();
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+                            body,
+                        ))))
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
