@@ -16,8 +16,8 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope,
-    TokenResponse,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, TokenResponse,
 };
 use serde_json::{Map, Value};
 use std::future::Future;
@@ -209,7 +209,7 @@ impl Provider {
             .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
             .request_async(&self.http)
             .await
-            .map_err(|e| OidcError::Exchange(error_chain(&e)))?;
+            .map_err(exchange_error)?;
         let id_token = token.id_token().ok_or_else(|| OidcError::IdToken("the token response has no id_token".into()))?;
         let verifier = self.id_token_verifier(now);
         let nonce = Nonce::new(pending.nonce.clone());
@@ -239,7 +239,7 @@ impl Provider {
             .map_err(|e| OidcError::Config(e.to_string()))?
             .request_async(&self.http)
             .await
-            .map_err(|e| OidcError::Exchange(error_chain(&e)))?;
+            .map_err(exchange_error)?;
         let mut raw = Map::new();
         if let Some(id_token) = token.id_token() {
             let verifier = self.id_token_verifier(now);
@@ -333,6 +333,19 @@ async fn fetch_json(http: &OidcHttp, url: &str, bearer: Option<&str>) -> Result<
         return Err(format!("HTTP {}", resp.status().as_u16()));
     }
     serde_json::from_slice(resp.body()).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+/// A token request that never got an answer (connection refused, reset,
+/// timed out) means the IdP is unreachable; anything it answered is a refusal.
+fn exchange_error<RE, T>(e: RequestTokenError<RE, T>) -> OidcError
+where
+    RE: std::error::Error + 'static,
+    T: openidconnect::ErrorResponse + 'static,
+{
+    match e {
+        RequestTokenError::Request(transport) => OidcError::Unreachable(error_chain(&transport)),
+        other => OidcError::Exchange(error_chain(&other)),
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
