@@ -214,6 +214,7 @@ impl Provider {
         let verifier = self.id_token_verifier(now);
         let nonce = Nonce::new(pending.nonce.clone());
         let claims = id_token.claims(&verifier, &nonce).map_err(|e| OidcError::IdToken(error_chain(&e)))?;
+        self.check_authorized_party(claims.authorized_party())?;
         if let Some(expected) = claims.access_token_hash() {
             let alg = id_token.signing_alg().map_err(|e| OidcError::IdToken(e.to_string()))?;
             let key = id_token.signing_key(&verifier).map_err(|e| OidcError::IdToken(e.to_string()))?;
@@ -246,6 +247,7 @@ impl Provider {
             let claims = id_token
                 .claims(&verifier, |_: Option<&Nonce>| Ok(()))
                 .map_err(|e| OidcError::IdToken(error_chain(&e)))?;
+            self.check_authorized_party(claims.authorized_party())?;
             if claims.subject().as_str() != expected_sub {
                 return Err(OidcError::IdToken("refreshed ID token is for another subject".into()));
             }
@@ -278,6 +280,19 @@ impl Provider {
                     Ok(())
                 }
             })
+    }
+
+    /// OIDC Core 3.1.3.7 step 5: an `azp` claim must name this client.
+    /// (`openidconnect` does not check it; more than one audience is already
+    /// rejected because no other audience is trusted.)
+    fn check_authorized_party(&self, azp: Option<&ClientId>) -> Result<(), OidcError> {
+        match azp {
+            Some(azp) if azp.as_str() != self.config.client_id => Err(OidcError::IdToken(format!(
+                "authorized party (azp) `{}` is not this client",
+                azp.as_str()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     async fn userinfo(&self, access_token: &str, sub: &str) -> Result<Map<String, Value>, OidcError> {
