@@ -458,7 +458,12 @@ mod tests {
     fn kids(publisher: &Publisher) -> Vec<String> {
         let s = publisher.reader().load().unwrap();
         let v: serde_json::Value = serde_json::from_slice(&s.identity.jwks.body).unwrap();
-        v["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_string()).collect()
+        v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_string())
+            .collect()
     }
 
     #[test]
@@ -467,7 +472,11 @@ mod tests {
         let a = Bootstrap::generate().to_config_yaml();
         let b = Bootstrap::generate().to_config_yaml();
         let route = "routes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n    allow_public_unauthenticated_access: true\n";
-        let (mut p, mut g, mut h) = (Publisher::new(), Generated::default(), KeyHistory::default());
+        let (mut p, mut g, mut h) = (
+            Publisher::new(),
+            Generated::default(),
+            KeyHistory::default(),
+        );
         let path = write(dir.path(), &format!("{a}{route}"));
         load_and_publish(&path, &mut p, &mut g, &mut h, 1000).unwrap();
         let old = kids(&p);
@@ -477,37 +486,83 @@ mod tests {
         let both = kids(&p);
         assert_eq!(both.len(), 2, "new key first, old key still published");
         assert_eq!(both[1], old[0]);
-        let signer = p.reader().load().unwrap().identity.keys.signer().kid().to_string();
+        let signer = p
+            .reader()
+            .load()
+            .unwrap()
+            .identity
+            .keys
+            .signer()
+            .kid()
+            .to_string();
         assert_eq!(signer, both[0], "the new key signs");
         // After the grace period the old key is dropped.
-        load_and_publish(&path, &mut p, &mut g, &mut h, 1010 + crate::snapshot::RETIRED_KEY_GRACE_SECS).unwrap();
+        load_and_publish(
+            &path,
+            &mut p,
+            &mut g,
+            &mut h,
+            1010 + crate::snapshot::RETIRED_KEY_GRACE_SECS,
+        )
+        .unwrap();
         assert_eq!(kids(&p), vec![both[0].clone()]);
     }
 
     #[test]
     fn invalid_edit_keeps_the_last_good_snapshot() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut p, mut g, mut h) = (Publisher::new(), Generated::default(), KeyHistory::default());
-        let path = write(dir.path(), "routes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n");
-        assert_eq!(load_and_publish(&path, &mut p, &mut g, &mut h, 0).unwrap().0, Some(1));
-        write(dir.path(), "routes:\n  - from: https://a.example.com\n    too: http://127.0.0.1:1\n");
+        let (mut p, mut g, mut h) = (
+            Publisher::new(),
+            Generated::default(),
+            KeyHistory::default(),
+        );
+        let path = write(
+            dir.path(),
+            "routes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n",
+        );
+        assert_eq!(
+            load_and_publish(&path, &mut p, &mut g, &mut h, 0)
+                .unwrap()
+                .0,
+            Some(1)
+        );
+        write(
+            dir.path(),
+            "routes:\n  - from: https://a.example.com\n    too: http://127.0.0.1:1\n",
+        );
         let err = load_and_publish(&path, &mut p, &mut g, &mut h, 0).unwrap_err();
         assert!(err.contains("too") && err.contains("line 3"), "{err}");
         assert_eq!(p.reader().generation(), 1);
-        assert!(p.reader().load().unwrap().route("a.example.com", "/").is_some());
+        assert!(
+            p.reader()
+                .load()
+                .unwrap()
+                .route("a.example.com", "/")
+                .is_some()
+        );
     }
 
     #[test]
     fn addresses_accept_pomerium_forms() {
         assert_eq!(parse_address(":443").unwrap().to_string(), "0.0.0.0:443");
-        assert_eq!(parse_address("localhost:8443").unwrap().to_string(), "127.0.0.1:8443");
-        assert_eq!(parse_address("[::1]:8443").unwrap().to_string(), "[::1]:8443");
+        assert_eq!(
+            parse_address("localhost:8443").unwrap().to_string(),
+            "127.0.0.1:8443"
+        );
+        assert_eq!(
+            parse_address("[::1]:8443").unwrap().to_string(),
+            "[::1]:8443"
+        );
         assert!(parse_address("nonsense").is_err());
     }
 
     #[test]
     fn missing_signing_key_is_derived_from_the_shared_secret_stably() {
-        let cfg = ConfigFile::parse("c", "shared_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").unwrap();
+        let cfg = ConfigFile::parse(
+            "c",
+            "shared_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n",
+        )
+        .unwrap();
         let mut w = Vec::new();
         let a = inputs_from_config(&cfg, &mut Generated::default(), &mut w).unwrap();
         let b = inputs_from_config(&cfg, &mut Generated::default(), &mut w).unwrap();

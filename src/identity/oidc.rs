@@ -16,8 +16,8 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope,
-    TokenResponse,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, TokenResponse,
 };
 use serde_json::{Map, Value};
 use std::future::Future;
@@ -250,7 +250,7 @@ impl Provider {
             .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
             .request_async(&self.http)
             .await
-            .map_err(|e| OidcError::Exchange(error_chain(&e)))?;
+            .map_err(exchange_error)?;
         let id_token = token
             .id_token()
             .ok_or_else(|| OidcError::IdToken("the token response has no id_token".into()))?;
@@ -259,6 +259,7 @@ impl Provider {
         let claims = id_token
             .claims(&verifier, &nonce)
             .map_err(|e| OidcError::IdToken(error_chain(&e)))?;
+        self.check_authorized_party(claims.authorized_party())?;
         if let Some(expected) = claims.access_token_hash() {
             let alg = id_token
                 .signing_alg()
@@ -303,13 +304,14 @@ impl Provider {
             .map_err(|e| OidcError::Config(e.to_string()))?
             .request_async(&self.http)
             .await
-            .map_err(|e| OidcError::Exchange(error_chain(&e)))?;
+            .map_err(exchange_error)?;
         let mut raw = Map::new();
         if let Some(id_token) = token.id_token() {
             let verifier = self.id_token_verifier(now);
             let claims = id_token
                 .claims(&verifier, |_: Option<&Nonce>| Ok(()))
                 .map_err(|e| OidcError::IdToken(error_chain(&e)))?;
+            self.check_authorized_party(claims.authorized_party())?;
             if claims.subject().as_str() != expected_sub {
                 return Err(OidcError::IdToken(
                     "refreshed ID token is for another subject".into(),
@@ -358,6 +360,19 @@ impl Provider {
                     Ok(())
                 }
             })
+    }
+
+    /// OIDC Core 3.1.3.7 step 5: an `azp` claim must name this client.
+    /// (`openidconnect` does not check it; more than one audience is already
+    /// rejected because no other audience is trusted.)
+    fn check_authorized_party(&self, azp: Option<&ClientId>) -> Result<(), OidcError> {
+        match azp {
+            Some(azp) if azp.as_str() != self.config.client_id => Err(OidcError::IdToken(format!(
+                "authorized party (azp) `{}` is not this client",
+                azp.as_str()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     async fn userinfo(
@@ -463,6 +478,19 @@ async fn fetch_json(http: &OidcHttp, url: &str, bearer: Option<&str>) -> Result<
         return Err(format!("HTTP {}", resp.status().as_u16()));
     }
     serde_json::from_slice(resp.body()).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+/// A token request that never got an answer (connection refused, reset,
+/// timed out) means the IdP is unreachable; anything it answered is a refusal.
+fn exchange_error<RE, T>(e: RequestTokenError<RE, T>) -> OidcError
+where
+    RE: std::error::Error + 'static,
+    T: openidconnect::ErrorResponse + 'static,
+{
+    match e {
+        RequestTokenError::Request(transport) => OidcError::Unreachable(error_chain(&transport)),
+        other => OidcError::Exchange(error_chain(&other)),
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
