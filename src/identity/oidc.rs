@@ -177,6 +177,7 @@ impl Provider {
                 config.issuer_url.trim_end_matches('/')
             ),
             None,
+            OidcError::Discovery,
         )
         .await
         .ok()
@@ -383,9 +384,7 @@ impl Provider {
         let Some(url) = &self.userinfo_url else {
             return Ok(Map::new());
         };
-        let v = fetch_json(&self.http, url, Some(access_token))
-            .await
-            .map_err(OidcError::UserInfo)?;
+        let v = fetch_json(&self.http, url, Some(access_token), OidcError::UserInfo).await?;
         let Value::Object(m) = v else {
             return Err(OidcError::UserInfo("response is not a JSON object".into()));
         };
@@ -467,17 +466,27 @@ fn payload_claims(jwt: &str) -> Result<Map<String, Value>, OidcError> {
         .map_err(|_| OidcError::IdToken("payload is not a JSON object".into()))
 }
 
-async fn fetch_json(http: &OidcHttp, url: &str, bearer: Option<&str>) -> Result<Value, String> {
+/// GETs a JSON document. Transport failures (no answer) are
+/// `OidcError::Unreachable`; answers that are not usable JSON map through `answered`.
+async fn fetch_json(
+    http: &OidcHttp,
+    url: &str,
+    bearer: Option<&str>,
+    answered: fn(String) -> OidcError,
+) -> Result<Value, OidcError> {
     let mut req = http::Request::get(url).header(http::header::ACCEPT, "application/json");
     if let Some(t) = bearer {
         req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
     }
-    let req = req.body(Vec::new()).map_err(|e| e.to_string())?;
-    let resp = http.send(req).await.map_err(|e| e.0)?;
+    let req = req.body(Vec::new()).map_err(|e| answered(e.to_string()))?;
+    let resp = http
+        .send(req)
+        .await
+        .map_err(|e| OidcError::Unreachable(e.0))?;
     if !resp.status().is_success() {
-        return Err(format!("HTTP {}", resp.status().as_u16()));
+        return Err(answered(format!("HTTP {}", resp.status().as_u16())));
     }
-    serde_json::from_slice(resp.body()).map_err(|e| format!("invalid JSON: {e}"))
+    serde_json::from_slice(resp.body()).map_err(|e| answered(format!("invalid JSON: {e}")))
 }
 
 /// A token request that never got an answer (connection refused, reset,

@@ -32,10 +32,22 @@ const HANDOFF_TTL: i64 = 60;
 
 /// Login state and caches shared by all requests.
 pub struct Authenticator {
-    provider: tokio::sync::Mutex<Option<(IdpConfig, String, Arc<Provider>)>>,
+    provider: tokio::sync::Mutex<Option<CachedProvider>>,
     /// One-time values already used (state ids, hand-off ids) → expiry.
     used: Mutex<HashMap<String, i64>>,
 }
+
+/// A discovered provider, re-discovered after [`PROVIDER_TTL`] so the IdP's
+/// key rotations are picked up; if re-discovery fails the old one stays.
+struct CachedProvider {
+    config: IdpConfig,
+    redirect_uri: String,
+    provider: Arc<Provider>,
+    at: std::time::Instant,
+}
+
+/// How long discovery results (endpoints and the IdP's keys) are reused.
+pub const PROVIDER_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Default for Authenticator {
     fn default() -> Self {
@@ -47,6 +59,16 @@ impl Default for Authenticator {
 }
 
 impl Authenticator {
+    /// Forces re-discovery on the next use (e.g. after an ID token signed by
+    /// a key the cached JWKS does not have).
+    pub async fn expire_provider(&self) {
+        if let Some(c) = self.provider.lock().await.as_mut()
+            && let Some(t) = std::time::Instant::now().checked_sub(PROVIDER_TTL)
+        {
+            c.at = t;
+        }
+    }
+
     /// Marks a one-time value as used; false if it was used before.
     fn first_use(&self, id: &str, exp: i64, now: i64) -> bool {
         let Ok(mut m) = self.used.lock() else {
@@ -77,11 +99,13 @@ impl Authenticator {
         })?;
         let redirect_uri = format!("{auth_url}/oauth2/callback");
         let mut slot = self.provider.lock().await;
-        if let Some((cfg, uri, p)) = slot.as_ref()
-            && cfg == idp
-            && *uri == redirect_uri
+        let cached = slot
+            .as_ref()
+            .filter(|c| c.config == *idp && c.redirect_uri == redirect_uri);
+        if let Some(c) = cached
+            && c.at.elapsed() < PROVIDER_TTL
         {
-            return Ok(p.clone());
+            return Ok(c.provider.clone());
         }
         let client = proxy
             .upstreams
@@ -94,14 +118,24 @@ impl Authenticator {
                 &Default::default(),
             )
             .map_err(ProxyError::Identity)?;
-        let provider = Provider::discover(idp, &redirect_uri, OidcHttp::new(client))
-            .await
-            .map_err(|e| {
+        let provider = match Provider::discover(idp, &redirect_uri, OidcHttp::new(client)).await {
+            Ok(p) => p,
+            Err(e) => {
                 tracing::warn!(issuer = %idp.issuer_url, error = %e, "identity provider discovery failed");
-                ProxyError::IdpUnavailable(e.to_string())
-            })?;
+                if let Some(c) = cached {
+                    // Keep the last good discovery while the IdP is unreachable.
+                    return Ok(c.provider.clone());
+                }
+                return Err(ProxyError::IdpUnavailable(e.to_string()));
+            }
+        };
         let p = Arc::new(provider);
-        *slot = Some((idp.clone(), redirect_uri, p.clone()));
+        *slot = Some(CachedProvider {
+            config: idp.clone(),
+            redirect_uri,
+            provider: p.clone(),
+            at: std::time::Instant::now(),
+        });
         Ok(p)
     }
 }
@@ -289,7 +323,11 @@ impl Proxy {
             ));
         }
         let provider = self.auth.provider(self, snapshot).await?;
-        let login = provider.finish(&code, &pending, now).await.map_err(|e| {
+        let finished = provider.finish(&code, &pending, now).await;
+        if let Err(crate::identity::oidc::OidcError::IdToken(_)) = &finished {
+            self.auth.expire_provider().await;
+        }
+        let login = finished.map_err(|e| {
             tracing::warn!(error = %e, "sign-in failed");
             match e {
                 crate::identity::oidc::OidcError::Unreachable(m) => ProxyError::IdpUnavailable(m),
