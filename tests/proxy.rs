@@ -1268,3 +1268,29 @@ async fn internal_listener_reports_health_readiness_and_metrics() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn missing_or_repeated_host_headers_are_400() {
+    let up = echo_http1("a").await;
+    let h = Harness::start(&config(&[public_route(
+        "public.example.com",
+        &format!("http://{}", up.authority()),
+        "",
+    )]))
+    .await;
+    let twice = h
+        .raw(
+            "public.example.com",
+            "GET / HTTP/1.1\r\nHost: public.example.com\r\nHost: other.example.com\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+    assert_eq!(twice.status, 400);
+    let none = h
+        .raw(
+            "public.example.com",
+            "GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+    assert_eq!(none.status, 400);
+    assert_eq!(up.requests(), 0);
+}

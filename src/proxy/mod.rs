@@ -539,7 +539,11 @@ pub fn request_host<B>(req: &Request<B>) -> Option<String> {
     if let Some(a) = req.uri().authority() {
         return normalize_host(a.as_str());
     }
-    let h = req.headers().get(header::HOST)?.to_str().ok()?;
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let h = hosts.next()?.to_str().ok()?;
+    if hosts.next().is_some() {
+        return None; // several Host headers: ambiguous, refuse
+    }
     normalize_host(h)
 }
 
