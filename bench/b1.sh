@@ -52,3 +52,9 @@ echo
 echo "## B1b: authenticated route (session + policy + ES256 assertion per request)"
 JETBRIDGE_HEADERS="$(printf 'Host: bench.jetbridge.test\nCookie: _jetbridge=%s' "$COOKIE")" \
     BENCH_OUT="$OUT_DIR/b1-authenticated.md" "$HERE/proxy.sh"
+echo
+echo "## B7: JWKS endpoint throughput (jetbridge serving its JWKS; nginx/direct serve a static body)"
+export JETBRIDGE_BENCH_PORT="${JETBRIDGE_BENCH_PORT:-$((20000 + RANDOM % 20000))}"
+JETBRIDGE_URL="https://127.0.0.1:$JETBRIDGE_BENCH_PORT/.well-known/pomerium/jwks.json" \
+    JETBRIDGE_HEADERS="Host: public.jetbridge.test" \
+    BENCH_OUT="$OUT_DIR/b7-jwks.md" "$HERE/proxy.sh"
