@@ -1,1 +1,3 @@
-//! (module under construction)
+//! `jetbridge demo`: the whole system on loopback, with a built-in development identity provider.
+
+pub mod idp;
