@@ -30,6 +30,15 @@ enum Command {
         #[arg(long, short)]
         config: String,
     },
+    /// Run everything on loopback with a built-in development identity provider.
+    Demo {
+        /// HTTPS port of the proxy.
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+        /// Loopback address to bind (the demo refuses anything else).
+        #[arg(long, default_value = "127.0.0.1")]
+        address: std::net::IpAddr,
+    },
     /// Print fresh bootstrap secrets (signing key, cookie and shared secrets).
     GenSecrets {
         #[arg(long, default_value = "jetbridge")]
@@ -192,6 +201,19 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(code as u8)
         }
         Command::Standalone { config } => run_async(run_standalone(config)),
+        Command::Demo { port, address } => run_async(async move {
+            init_tracing(None);
+            let shutdown = shutdown_signal();
+            let handle = jetbridge::demo::start(
+                jetbridge::demo::DemoOptions { ip: address, port },
+                shutdown.clone(),
+            )
+            .await?;
+            println!("{}", jetbridge::demo::banner(&handle));
+            shutdown.cancelled().await;
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            Ok(())
+        }),
         Command::Verify {
             listen,
             jwks_url,

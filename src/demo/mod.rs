@@ -1,3 +1,215 @@
-//! `jetbridge demo`: the whole system on loopback, with a built-in development identity provider.
+//! `jetbridge demo`: everything on loopback in one process — the proxy with a
+//! generated certificate, a built-in development OpenID Connect provider, and
+//! the Verify app as the upstream — so a newcomer sees a verified identity
+//! header in one command. For demonstrations only: it binds loopback only.
 
 pub mod idp;
+
+use crate::proxy::{Proxy, server};
+use crate::settings::ConfigFile;
+use crate::snapshot::{KeyHistory, Publisher};
+use crate::standalone::{Generated, inputs_from_config};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Errors starting the demo.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("the demo binds loopback only; {0} is not a loopback address")]
+    NotLoopback(IpAddr),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Demo settings.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// Loopback address to listen on.
+    pub ip: IpAddr,
+    /// HTTPS port of the proxy.
+    pub port: u16,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 8443,
+        }
+    }
+}
+
+/// What a running demo exposes (for tests and the banner).
+pub struct DemoHandle {
+    pub verify_url: String,
+    pub authenticate_url: String,
+    pub issuer: String,
+    pub internal: SocketAddr,
+    pub https: SocketAddr,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, DemoError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| DemoError::Bind { addr, source })
+}
+
+/// Starts the demo; it runs until `shutdown` is cancelled.
+pub async fn start(
+    opts: DemoOptions,
+    shutdown: CancellationToken,
+) -> Result<DemoHandle, DemoError> {
+    if !opts.ip.is_loopback() {
+        return Err(DemoError::NotLoopback(opts.ip));
+    }
+    let https = bind(SocketAddr::new(opts.ip, opts.port)).await?;
+    let https_addr = https
+        .local_addr()
+        .map_err(|e| DemoError::Other(e.to_string()))?;
+    let port = https_addr.port();
+    let idp_listener = bind(SocketAddr::new(opts.ip, 0)).await?;
+    let idp_addr = idp_listener
+        .local_addr()
+        .map_err(|e| DemoError::Other(e.to_string()))?;
+    let internal = bind(SocketAddr::new(opts.ip, 0)).await?;
+    let internal_addr = internal
+        .local_addr()
+        .map_err(|e| DemoError::Other(e.to_string()))?;
+    let verify_listener = bind(SocketAddr::new(opts.ip, 0)).await?;
+    let verify_addr = verify_listener
+        .local_addr()
+        .map_err(|e| DemoError::Other(e.to_string()))?;
+
+    let issuer = format!("http://{idp_addr}");
+    let authenticate_url = format!("https://authenticate.localhost:{port}");
+    let verify_url = format!("https://verify.localhost:{port}");
+    let client_secret = crate::identity::oidc::random_token();
+
+    tracing::warn!(
+        "jetbridge demo: a DEVELOPMENT identity provider is running; anyone who can reach {issuer} can sign in as any demo user. Do not use this for anything real."
+    );
+    let idp_cfg = idp::DevIdpConfig {
+        issuer: issuer.clone(),
+        clients: vec![idp::DevClient {
+            id: "jetbridge-demo".into(),
+            secret: client_secret.clone(),
+            redirect_uris: vec![format!("{authenticate_url}/oauth2/callback")],
+            post_logout_redirect_uris: vec![format!("{authenticate_url}/.pomerium/signed_out")],
+        }],
+        users: Vec::new(),
+    };
+    let idp_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = idp::serve(idp_listener, idp_cfg, idp_shutdown).await {
+            tracing::error!(error = %e, "demo identity provider stopped");
+        }
+    });
+
+    let yaml = format!(
+        "authenticate_service_url: {authenticate_url}\n\
+         idp_provider: oidc\n\
+         idp_provider_url: {issuer}\n\
+         idp_client_id: jetbridge-demo\n\
+         idp_client_secret: {client_secret}\n\
+         idp_scopes: [openid, email, profile, groups]\n\
+         jwt_claims_headers: [email, groups]\n\
+         routes:\n\
+         \x20 - from: https://verify.localhost\n\
+         \x20   to: http://{verify_addr}\n\
+         \x20   pass_identity_headers: true\n\
+         \x20   allow_any_authenticated_user: true\n\
+         \x20 - from: https://public.localhost\n\
+         \x20   to: http://{verify_addr}\n\
+         \x20   allow_public_unauthenticated_access: true\n"
+    );
+    let cfg = ConfigFile::parse("demo", &yaml).map_err(|e| DemoError::Config(e.to_string()))?;
+    let mut generated = Generated::default();
+    let mut warnings = Vec::new();
+    let mut inputs =
+        inputs_from_config(&cfg, &mut generated, &mut warnings).map_err(DemoError::Config)?;
+    inputs.global.retired_keys =
+        KeyHistory::default().update(&inputs.global.keys, crate::proxy::unix_now());
+    let snapshot = crate::translate::translate(&inputs);
+    if let Some(d) = snapshot.diagnostics.first() {
+        return Err(DemoError::Config(d.to_string()));
+    }
+    let mut publisher = Publisher::new();
+    publisher.publish(snapshot);
+    let reader = publisher.reader();
+    let proxy = Arc::new(Proxy::new(reader.clone(), port));
+
+    let jwks_url = url::Url::parse(&format!(
+        "http://{internal_addr}/.well-known/pomerium/jwks.json"
+    ))
+    .map_err(|e| DemoError::Other(e.to_string()))?;
+    let mut vcfg = crate::verify::VerifierConfig::new(jwks_url);
+    vcfg.expected_issuer = Some("verify.localhost".into());
+    vcfg.expected_audience = Some("verify.localhost".into());
+    let verifier =
+        crate::verify::Verifier::new(vcfg).map_err(|e| DemoError::Other(e.to_string()))?;
+    let vs = shutdown.clone();
+    tokio::spawn(async move {
+        let _ =
+            crate::verify::app::serve(
+                verify_listener,
+                verifier,
+                async move { vs.cancelled().await },
+            )
+            .await;
+    });
+    let p = proxy.clone();
+    tokio::spawn(server::serve_plain(
+        internal,
+        move |req, _| {
+            let p = p.clone();
+            async move { crate::admin::handle(&p, &req) }
+        },
+        shutdown.clone(),
+    ));
+    tokio::spawn(server::serve_https(
+        https,
+        proxy,
+        server::tls_server_config(reader),
+        shutdown.clone(),
+    ));
+    // Keep the publisher alive for the life of the demo.
+    let ps = shutdown.clone();
+    tokio::spawn(async move {
+        ps.cancelled().await;
+        drop(publisher);
+    });
+    Ok(DemoHandle {
+        verify_url,
+        authenticate_url,
+        issuer,
+        internal: internal_addr,
+        https: https_addr,
+    })
+}
+
+/// The banner printed by `jetbridge demo`.
+pub fn banner(h: &DemoHandle) -> String {
+    format!(
+        "\njetbridge demo is running (loopback only; development identity provider — not for real use)\n\n\
+         \x20 Open:      {verify}/\n\
+         \x20            sign in as a demo user; the Verify app shows the identity header it verified\n\
+         \x20 Who am I:  {verify}/.pomerium/\n\
+         \x20 JWKS:      http://{internal}/.well-known/pomerium/jwks.json\n\
+         \x20 IdP:       {issuer}\n\n\
+         The certificate is self-signed: accept the browser warning (twice: verify.localhost and authenticate.localhost).\n\
+         *.localhost resolves to loopback in browsers; for curl use --resolve or -k with --connect-to.\n\
+         Press Ctrl-C to stop.\n",
+        verify = h.verify_url,
+        internal = h.internal,
+        issuer = h.issuer,
+    )
+}

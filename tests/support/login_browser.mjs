@@ -5,7 +5,8 @@
 //   node login_browser.mjs --start-url URL --login ID [--password P] [--map host1,host2]
 //     [--until URL_PREFIX] [--screenshot FILE] [--timeout MS]
 //
-// Opens URL, fills the IdP's login form (fields `login` and `password`), submits, clicks
+// Opens URL, fills the IdP's login form (fields `login` and `password`; or, on
+// jetbridge's development provider, clicks the demo user whose sub is --login), submits, clicks
 // the consent form's "Continue" if it is shown, and waits until the page is back on the
 // start URL's origin (or on a URL starting with --until). Then prints one JSON line:
 //   {"ok":true,"final_url":"...","body_text":"...","logged_in":true,"blocked":[...]}
@@ -166,6 +167,18 @@ async function run() {
       await page.fill('input[name="login"]', args.login);
       await page.fill('input[name="password"]', args.password);
       await submitAndWait(url, deadline);
+      loginSubmitted = true;
+      continue;
+    }
+    // jetbridge's built-in development provider: a "pick a demo user" page.
+    const pick = `form input[name="txn"] ~ ul button[name="user"][value="${args.login}"], form button[name="user"][value="${args.login}"]`;
+    if (!submitted.has(url) && (await has(pick))) {
+      submitted.add(url);
+      await page.click(`form button[name="user"][value="${args.login}"]`);
+      await page.waitForURL((u) => u.href !== url, {
+        timeout: Math.max(1, deadline - Date.now()),
+        waitUntil: 'domcontentloaded',
+      }).catch(() => {});
       loginSubmitted = true;
       continue;
     }
