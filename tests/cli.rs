@@ -25,9 +25,17 @@ fn jetbridge(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
 
 #[test]
 fn gen_secrets_prints_a_secret_whose_keys_load() {
-    let (code, out, _) = jetbridge(&["gen-secrets", "--namespace", "ns1", "--name", "boot"], None);
+    let (code, out, _) = jetbridge(
+        &["gen-secrets", "--namespace", "ns1", "--name", "boot"],
+        None,
+    );
     assert_eq!(code, 0);
-    assert!(out.contains("kind: Secret") && out.contains("namespace: ns1") && out.contains("name: boot"), "{out}");
+    assert!(
+        out.contains("kind: Secret")
+            && out.contains("namespace: ns1")
+            && out.contains("name: boot"),
+        "{out}"
+    );
     let pem: String = out
         .lines()
         .skip_while(|l| !l.contains("signing_key: |"))
@@ -40,7 +48,11 @@ fn gen_secrets_prints_a_secret_whose_keys_load() {
     assert_eq!(code, 0);
     let parsed = jetbridge::settings::ConfigFile::parse("generated", &cfg).unwrap();
     jetbridge::identity::KeySet::parse(parsed.signing_key.as_deref().unwrap()).unwrap();
-    jetbridge::identity::secrets::Secret32::parse("cookie_secret", parsed.cookie_secret.as_deref().unwrap()).unwrap();
+    jetbridge::identity::secrets::Secret32::parse(
+        "cookie_secret",
+        parsed.cookie_secret.as_deref().unwrap(),
+    )
+    .unwrap();
     let (_, again, _) = jetbridge(&["gen-secrets", "--format", "config"], None);
     assert_ne!(cfg, again, "fresh secrets every time");
     let (code, _, err) = jetbridge(&["gen-secrets", "--format", "xml"], None);
@@ -54,17 +66,31 @@ fn policy_eval_exit_codes_follow_the_decision() {
     std::fs::write(&policy, "allow:\n  or:\n    - email:\n        is: alice@example.com\ndeny:\n  or:\n    - http_path:\n        starts_with: /admin\n").unwrap();
     let p = policy.to_str().unwrap();
     let input = |email: &str, path: &str| {
-        format!(r#"{{"user": {{"id":"u1","email":"{email}","name":"","groups":[],"claims":{{}}}}, "request": {{"method":"GET","host":"a.example.com","path":"{path}","source_ip":"10.0.0.1","headers":{{}}}}, "time":"2026-11-29T10:00:00Z"}}"#)
+        format!(
+            r#"{{"user": {{"id":"u1","email":"{email}","name":"","groups":[],"claims":{{}}}}, "request": {{"method":"GET","host":"a.example.com","path":"{path}","source_ip":"10.0.0.1","headers":{{}}}}, "time":"2026-11-29T10:00:00Z"}}"#
+        )
     };
-    let (code, out, _) = jetbridge(&["policy", "eval", "--policy", p, "--input", "-"], Some(&input("alice@example.com", "/")));
+    let (code, out, _) = jetbridge(
+        &["policy", "eval", "--policy", p, "--input", "-"],
+        Some(&input("alice@example.com", "/")),
+    );
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("allow"), "{out}");
-    let (code, out, _) = jetbridge(&["policy", "eval", "--policy", p, "--input", "-"], Some(&input("alice@example.com", "/admin/x")));
+    let (code, out, _) = jetbridge(
+        &["policy", "eval", "--policy", p, "--input", "-"],
+        Some(&input("alice@example.com", "/admin/x")),
+    );
     assert_eq!(code, 1, "{out}");
     assert!(out.starts_with("deny"), "{out}");
-    let (code, out, _) = jetbridge(&["policy", "eval", "--policy", p, "--input", "-"], Some(&input("bob@example.com", "/")));
+    let (code, out, _) = jetbridge(
+        &["policy", "eval", "--policy", p, "--input", "-"],
+        Some(&input("bob@example.com", "/")),
+    );
     assert_eq!(code, 1, "{out}");
-    let (code, _, err) = jetbridge(&["policy", "eval", "--policy", p, "--input", "-"], Some("{not json"));
+    let (code, _, err) = jetbridge(
+        &["policy", "eval", "--policy", p, "--input", "-"],
+        Some("{not json"),
+    );
     assert_eq!(code, 2, "{err}");
     std::fs::write(&policy, "allow:\n  and:\n    - emial: a@b.c\n").unwrap();
     let (code, _, err) = jetbridge(&["policy", "check", p], None);

@@ -94,9 +94,6 @@ pub async fn start(
     let verify_url = format!("https://verify.localhost:{port}");
     let client_secret = crate::identity::oidc::random_token();
 
-    tracing::warn!(
-        "jetbridge demo: a DEVELOPMENT identity provider is running; anyone who can reach {issuer} can sign in as any demo user. Do not use this for anything real."
-    );
     let idp_cfg = idp::DevIdpConfig {
         issuer: issuer.clone(),
         clients: vec![idp::DevClient {

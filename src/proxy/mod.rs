@@ -287,7 +287,7 @@ impl Proxy {
             h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         }
         headers::strip_identity_headers(h, &route.jwt_claims_headers);
-        headers::remove_cookies(h, &[snapshot.auth.cookie_name.as_str()]);
+        headers::remove_cookies(h, &[snapshot.auth.cookie_name.as_str(), auth::STATE_COOKIE]);
         headers::set_forwarded(
             h,
             &conn.remote.ip().to_string(),
