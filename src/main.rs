@@ -147,8 +147,12 @@ fn mint_session(
 }
 
 fn init_tracing(level: Option<&str>) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("JETBRIDGE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("JETBRIDGE_LOG").unwrap_or_else(|_| {
+            // rustls warns per connection about client quirks (e.g. an IP
+            // address sent as SNI); keep those out of the operator's log.
+            tracing_subscriber::EnvFilter::new(format!("{},rustls=error", level.unwrap_or("info")))
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -323,8 +327,16 @@ async fn run_standalone(path: String) -> Result<()> {
     }
     let reader = publisher.reader();
     let shutdown = shutdown_signal();
-    let https = bind(listeners.https, "address").await?;
-    let https_port = https.local_addr()?.port();
+    let workers = std::env::var("JETBRIDGE_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+    let (https_port, https_listeners) = server::bind_reuseport(listeners.https, workers)
+        .with_context(|| format!("cannot listen on {} (address)", listeners.https))?;
     let proxy = Arc::new(Proxy::new(reader.clone(), https_port));
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(addr) = listeners.http_redirect {
@@ -349,13 +361,13 @@ async fn run_standalone(path: String) -> Result<()> {
             shutdown.clone(),
         ));
     }
-    tracing::info!(address = %https.local_addr()?, config = %path, "HTTPS listener");
-    tasks.spawn(server::serve_https(
-        https,
-        proxy,
+    tracing::info!(address = %listeners.https, port = https_port, workers, config = %path, "HTTPS listener");
+    let https_threads = server::spawn_https_workers(
+        https_listeners,
+        &proxy,
         server::tls_server_config(reader),
         shutdown.clone(),
-    ));
+    )?;
     tasks.spawn(standalone::watch(
         path,
         publisher,
@@ -364,5 +376,11 @@ async fn run_standalone(path: String) -> Result<()> {
         shutdown.clone(),
     ));
     while tasks.join_next().await.is_some() {}
+    tokio::task::spawn_blocking(move || {
+        for t in https_threads {
+            let _ = t.join();
+        }
+    })
+    .await?;
     Ok(())
 }

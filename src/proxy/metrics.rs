@@ -24,7 +24,7 @@ struct Histogram {
 /// write lock is taken only the first time a (route, status) pair appears.
 #[derive(Default)]
 pub struct Metrics {
-    requests: RwLock<HashMap<(String, u16), AtomicU64>>,
+    requests: RwLock<HashMap<String, HashMap<u16, AtomicU64>>>,
     upstream_errors: RwLock<HashMap<String, AtomicU64>>,
     latency: Histogram,
 }
@@ -37,12 +37,15 @@ impl Metrics {
             .read()
             .ok()
             .and_then(|m| {
-                m.get(&(route.to_string(), status))
+                m.get(route)
+                    .and_then(|by_status| by_status.get(&status))
                     .map(|c| c.fetch_add(1, Ordering::Relaxed))
             })
             .is_some();
         if !bumped && let Ok(mut m) = self.requests.write() {
-            m.entry((route.to_string(), status))
+            m.entry(route.to_string())
+                .or_default()
+                .entry(status)
                 .or_default()
                 .fetch_add(1, Ordering::Relaxed);
         }
@@ -82,14 +85,20 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP jetbridge_requests_total Requests handled, by route and status.\n# TYPE jetbridge_requests_total counter\n");
         if let Ok(m) = self.requests.read() {
-            let mut rows: Vec<_> = m.iter().collect();
-            rows.sort_by(|a, b| a.0.cmp(b.0));
-            for ((route, status), c) in rows {
+            let mut rows: Vec<(&String, u16, u64)> = m
+                .iter()
+                .flat_map(|(route, by_status)| {
+                    by_status
+                        .iter()
+                        .map(move |(status, c)| (route, *status, c.load(Ordering::Relaxed)))
+                })
+                .collect();
+            rows.sort();
+            for (route, status, count) in rows {
                 let _ = writeln!(
                     out,
-                    "jetbridge_requests_total{{route=\"{}\",status=\"{status}\"}} {}",
-                    label(route),
-                    c.load(Ordering::Relaxed)
+                    "jetbridge_requests_total{{route=\"{}\",status=\"{status}\"}} {count}",
+                    label(route)
                 );
             }
         }

@@ -46,7 +46,7 @@ pub struct Proxy {
     /// Port of the HTTPS listener as clients see it (for redirects).
     pub https_port: u16,
     /// Sign-in state and the identity provider client.
-    pub auth: auth::Authenticator,
+    pub auth: Arc<auth::Authenticator>,
 }
 
 /// Current unix time in seconds.
@@ -80,7 +80,20 @@ impl Proxy {
             upstreams: Upstreams::new(),
             metrics: Arc::new(Metrics::default()),
             https_port,
-            auth: auth::Authenticator::default(),
+            auth: Arc::new(auth::Authenticator::default()),
+        }
+    }
+
+    /// Another handle for a worker thread: shares the snapshot, metrics and
+    /// sign-in state, but has its own upstream connection pools, so a worker
+    /// thread never wakes another to talk to an upstream.
+    pub fn worker(&self) -> Self {
+        Proxy {
+            reader: self.reader.clone(),
+            upstreams: Upstreams::new(),
+            metrics: self.metrics.clone(),
+            https_port: self.https_port,
+            auth: self.auth.clone(),
         }
     }
 
@@ -332,7 +345,9 @@ impl Proxy {
         let retryable = body_is_empty(&parts) && !is_upgrade;
         let mut body = Some(body::boxed(body));
         let mut last_err = ProxyError::UpstreamUnavailable;
-        for up in targets {
+        let attempts = targets.len();
+        let mut parts = Some(parts);
+        for (attempt, up) in targets.into_iter().enumerate() {
             let client = self
                 .upstreams
                 .client(up, &route.upstream_tls)
@@ -355,7 +370,18 @@ impl Proxy {
             let uri: Uri = format!("{scheme}://{}{pq}", up.authority)
                 .parse()
                 .map_err(|_| ProxyError::BadRequest("invalid request target".into()))?;
-            let mut p = parts.clone();
+            // Clone the request head only if another target may be tried.
+            let mut p = if attempt + 1 == attempts || !retryable {
+                match parts.take() {
+                    Some(p) => p,
+                    None => return Err(last_err),
+                }
+            } else {
+                match &parts {
+                    Some(p) => p.clone(),
+                    None => return Err(last_err),
+                }
+            };
             p.uri = uri;
             p.version = http::Version::HTTP_11;
             if route.preserve_host_header {

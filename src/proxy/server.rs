@@ -198,3 +198,74 @@ pub fn redirect_to_https<B>(req: &Request<B>, https_port: u16) -> Response<Body>
     }
     r
 }
+
+/// Binds `count` listening sockets on `addr` with `SO_REUSEPORT` (the first
+/// picks the port if `addr` has port 0). The kernel spreads connections across them.
+pub fn bind_reuseport(
+    addr: std::net::SocketAddr,
+    count: usize,
+) -> std::io::Result<(u16, Vec<std::net::TcpListener>)> {
+    let bind = |addr: std::net::SocketAddr| -> std::io::Result<std::net::TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        #[cfg(unix)]
+        socket.set_reuseport(true)?;
+        socket.set_nodelay(true)?;
+        socket.bind(addr)?;
+        let std_listener = socket.listen(1024)?.into_std()?;
+        std_listener.set_nonblocking(true)?;
+        Ok(std_listener)
+    };
+    let first = bind(addr)?;
+    let port = first.local_addr()?.port();
+    let addr = std::net::SocketAddr::new(addr.ip(), port);
+    let mut listeners = vec![first];
+    for _ in 1..count.max(1) {
+        listeners.push(bind(addr)?);
+    }
+    Ok((port, listeners))
+}
+
+/// Serves HTTPS on each listener from its own thread: a single-threaded
+/// runtime with its own upstream pools ([`Proxy::worker`]), so a request is
+/// handled start to finish on one thread. The threads end after `shutdown`
+/// once their connections have drained.
+pub fn spawn_https_workers(
+    listeners: Vec<std::net::TcpListener>,
+    proxy: &Proxy,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: CancellationToken,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let mut handles = Vec::new();
+    for (i, std_listener) in listeners.into_iter().enumerate() {
+        let proxy = Arc::new(proxy.worker());
+        let tls = tls.clone();
+        let shutdown = shutdown.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("jetbridge-https-{i}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start a worker runtime");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match TcpListener::from_std(std_listener) {
+                        Ok(l) => serve_https(l, proxy, tls, shutdown).await,
+                        Err(e) => tracing::error!(error = %e, "cannot register the listener"),
+                    }
+                });
+            })?;
+        handles.push(h);
+    }
+    Ok(handles)
+}
