@@ -260,12 +260,35 @@ impl Browser {
     }
 
     pub async fn request(&mut self, method: &str, url: &str, form: Option<&str>) -> Reply {
+        self.send(method, url, form, &[]).await
+    }
+
+    /// A request with extra headers.
+    pub async fn request_with(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        self.send(method, url, None, headers).await
+    }
+
+    async fn send(
+        &mut self,
+        method: &str,
+        url: &str,
+        form: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Reply {
         let uri: http::Uri = url.parse().unwrap_or_else(|e| panic!("{url}: {e}"));
         let host = uri.host().unwrap().to_string();
         let mut b = Request::builder()
             .method(method)
             .uri(uri)
             .header(header::ACCEPT, &self.accept);
+        for (n, v) in extra {
+            b = b.header(*n, *v);
+        }
         if let Some(c) = self.cookie_header(&host) {
             b = b.header(header::COOKIE, c);
         }

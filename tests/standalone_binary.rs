@@ -1,0 +1,148 @@
+//! The real binary: `jetbridge standalone` with the seed tutorial's
+//! config.yaml (plus IdP keys and listener addresses) starts, proxies a public
+//! route, serves the JWKS on route hosts and the internal listener, strips
+//! spoofed identity headers, and shuts down gracefully on SIGTERM.
+
+mod e2e_common;
+use e2e_common::*;
+use http::StatusCode;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_config_starts_standalone_and_serves() {
+    let (up, seen) = echo_upstream().await;
+    let (https, internal, redirect) = (free_port(), free_port(), free_port());
+    let seed = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/config/seed.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let config = format!(
+        "{seed}\naddress: 127.0.0.1:{https}\ninternal_address: 127.0.0.1:{internal}\nhttp_redirect_address: 127.0.0.1:{redirect}\n\
+         policy:\n  - from: https://public.localhost\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
+        .args(["standalone", "--config", path.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = ChildGuard(child);
+
+    let mut b = Browser::new();
+    let ready = format!("http://127.0.0.1:{internal}/readyz");
+    let mut ok = false;
+    for _ in 0..100 {
+        let listening = tokio::net::TcpStream::connect(("127.0.0.1", internal))
+            .await
+            .is_ok()
+            && tokio::net::TcpStream::connect(("127.0.0.1", https))
+                .await
+                .is_ok();
+        if listening && b.get(&ready).await.status == StatusCode::OK {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "standalone did not become ready");
+
+    b.accept = "application/json".into();
+    let r = b
+        .request_with(
+            "GET",
+            &format!("https://public.localhost:{https}/x?y=1"),
+            &[
+                ("x-pomerium-jwt-assertion", "forged"),
+                ("X_Pomerium_Claim_Email", "evil@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    {
+        let seen = seen.lock().unwrap();
+        let h = seen.last().unwrap();
+        assert!(
+            h.keys().all(|k| !k
+                .as_str()
+                .to_ascii_lowercase()
+                .replace(['_', '.'], "-")
+                .starts_with("x-pomerium")),
+            "{h:?}"
+        );
+    }
+    // The seed's verify route needs sign-in: an API client gets 401.
+    let r = b
+        .get(&format!("https://verify.localhost.pomerium.io:{https}/"))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // JWKS on both route hosts and on the internal listener, all the same document.
+    let a = b
+        .get(&format!(
+            "https://public.localhost:{https}/.well-known/pomerium/jwks.json"
+        ))
+        .await;
+    let c = b
+        .get(&format!(
+            "https://verify.localhost.pomerium.io:{https}/.well-known/pomerium/jwks.json"
+        ))
+        .await;
+    let i = b
+        .get(&format!(
+            "http://127.0.0.1:{internal}/.well-known/pomerium/jwks.json"
+        ))
+        .await;
+    assert_eq!(
+        (a.status, c.status, i.status),
+        (StatusCode::OK, StatusCode::OK, StatusCode::OK)
+    );
+    assert_eq!(a.body, i.body);
+    assert_eq!(c.body, i.body);
+    let jwks: serde_json::Value = serde_json::from_str(&i.body).unwrap();
+    let seed_key = jetbridge::identity::KeySet::parse(
+        &std::fs::read_to_string(format!(
+            "{}/tests/fixtures/keys/seed-quickstart.b64",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], seed_key.signer().kid());
+
+    // HTTP redirects to HTTPS.
+    let r = b
+        .get(&format!("http://public.localhost:{redirect}/p?q=1"))
+        .await;
+    assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(
+        r.location().unwrap(),
+        format!("https://public.localhost:{https}/p?q=1")
+    );
+
+    // Graceful shutdown on SIGTERM: exits 0.
+    let pid = guard.0.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let mut status = None;
+    for _ in 0..150 {
+        if let Some(s) = guard.0.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = status.expect("exited after SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
