@@ -101,16 +101,41 @@ impl AssertionClaims {
 #[derive(Debug, thiserror::Error)]
 pub enum JwtError {
     #[error("signing failed: {0}")]
-    Sign(#[from] jsonwebtoken::errors::Error),
+    Sign(String),
 }
 
-/// Signs `claims` with the set's signing key: header `{alg: ES256, typ: JWT, kid}`.
+#[derive(Serialize)]
+struct JwsHeader<'a> {
+    alg: &'static str,
+    kid: &'a str,
+    typ: &'static str,
+}
+
+/// Signs `claims` with the set's signing key as a compact JWS (RFC 7515):
+/// header `{alg: ES256, kid, typ: JWT}`. The signature is aws-lc's ECDSA
+/// P-256/SHA-256 over `base64url(header).base64url(claims)`; the key pair is
+/// parsed once per key, not per signature.
 pub fn sign(keys: &KeySet, claims: &AssertionClaims) -> Result<String, JwtError> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let key = keys.signer();
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.typ = Some("JWT".into());
-    header.kid = Some(key.kid().to_string());
-    Ok(jsonwebtoken::encode(&header, claims, key.encoding_key())?)
+    let header = serde_json::to_vec(&JwsHeader {
+        alg: "ES256",
+        kid: key.kid(),
+        typ: "JWT",
+    })
+    .map_err(|e| JwtError::Sign(e.to_string()))?;
+    let payload = serde_json::to_vec(claims).map_err(|e| JwtError::Sign(e.to_string()))?;
+    let mut out = String::with_capacity(64 + payload.len() * 4 / 3 + 100);
+    b64.encode_string(&header, &mut out);
+    out.push('.');
+    b64.encode_string(&payload, &mut out);
+    let signature = key
+        .sign_es256(out.as_bytes())
+        .map_err(|e| JwtError::Sign(e.to_string()))?;
+    out.push('.');
+    b64.encode_string(&signature, &mut out);
+    Ok(out)
 }
 
 /// Mints an assertion with a fresh random `jti`.

@@ -49,6 +49,8 @@ pub struct SigningKey {
     y: String,
     encoding: jsonwebtoken::EncodingKey,
     decoding: jsonwebtoken::DecodingKey,
+    /// Parsed once: parsing a PKCS#8 key costs as much as a signature.
+    signer: std::sync::Arc<aws_lc_rs::signature::EcdsaKeyPair>,
     secret: SecretKey,
 }
 
@@ -82,6 +84,11 @@ impl SigningKey {
             .to_pkcs8_der()
             .map_err(|e| KeyError::Format(format!("cannot encode key: {e}")))?;
         let encoding = jsonwebtoken::EncodingKey::from_ec_der(der.as_bytes());
+        let signer = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            der.as_bytes(),
+        )
+        .map_err(|e| KeyError::Format(format!("cannot load signing key: {e}")))?;
         let decoding = jsonwebtoken::DecodingKey::from_ec_components(&x, &y)
             .map_err(|e| KeyError::Format(format!("cannot build verifying key: {e}")))?;
         Ok(SigningKey {
@@ -90,6 +97,7 @@ impl SigningKey {
             y,
             encoding,
             decoding,
+            signer: std::sync::Arc::new(signer),
             secret,
         })
     }
@@ -122,6 +130,14 @@ impl SigningKey {
     /// The key used by `jsonwebtoken` to sign.
     pub fn encoding_key(&self) -> &jsonwebtoken::EncodingKey {
         &self.encoding
+    }
+    /// Signs `message` with ECDSA P-256 / SHA-256, fixed-size `r‖s` (the JWS ES256 form).
+    pub fn sign_es256(&self, message: &[u8]) -> Result<Vec<u8>> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        self.signer
+            .sign(&rng, message)
+            .map(|s| s.as_ref().to_vec())
+            .map_err(|_| KeyError::Format("signing failed".into()))
     }
     /// The public key for verification.
     pub fn decoding_key(&self) -> &jsonwebtoken::DecodingKey {
