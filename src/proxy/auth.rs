@@ -141,8 +141,10 @@ impl Authenticator {
 }
 
 /// Validates a return-to URL: https, a route host (or the authenticate host),
-/// this proxy's port, no credentials, no control characters or backslashes.
-pub fn validate_return_to(raw: &str, snapshot: &Snapshot, https_port: u16) -> Option<String> {
+/// no credentials, no control characters or backslashes. Any port is allowed:
+/// the proxy may be reached through a load balancer or NodePort, and the
+/// host is what decides where the browser goes.
+pub fn validate_return_to(raw: &str, snapshot: &Snapshot) -> Option<String> {
     if raw.is_empty() || raw.len() > 4096 || raw.chars().any(|c| c.is_control() || c == '\\') {
         return None;
     }
@@ -154,22 +156,36 @@ pub fn validate_return_to(raw: &str, snapshot: &Snapshot, https_port: u16) -> Op
         url::Host::Domain(d) => d.to_ascii_lowercase(),
         _ => return None,
     };
-    let port = url.port().unwrap_or(443);
-    if port != https_port {
-        return None;
-    }
     let known = snapshot.table.host_known(&host)
         || snapshot.auth.authenticate_host.as_deref() == Some(host.as_str());
     known.then(|| url.to_string())
 }
 
-/// `https://host[:port]` for this proxy.
-pub fn origin(host: &str, https_port: u16) -> String {
-    if https_port == 443 {
+/// `https://host[:port]` (the port is left out when it is 443).
+pub fn origin(host: &str, port: u16) -> String {
+    if port == 443 {
         format!("https://{host}")
     } else {
-        format!("https://{host}:{https_port}")
+        format!("https://{host}:{port}")
     }
+}
+
+/// The port the client addressed (from `:authority` or `Host`), 443 if none.
+pub fn client_port<B>(req: &Request<B>) -> u16 {
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        });
+    authority
+        .and_then(|a| a.parse::<http::uri::Authority>().ok())
+        .and_then(|a| a.port_u16())
+        .unwrap_or(443)
 }
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
@@ -251,7 +267,7 @@ impl Proxy {
         let raw = query_param(query, "pomerium_redirect_uri")
             .or_else(|| query_param(query, "redirect_uri"))
             .unwrap_or_default();
-        let return_to = validate_return_to(&raw, snapshot, self.https_port)
+        let return_to = validate_return_to(&raw, snapshot)
             .ok_or_else(|| ProxyError::BadRequest("invalid redirect target".into()))?;
         let provider = self.auth.provider(self, snapshot).await?;
         let (url, pending) = provider.begin(return_to, now);
@@ -351,7 +367,7 @@ impl Proxy {
         );
         let mut r = redirect(&format!(
             "{}{POMERIUM_PREFIX}/callback?pomerium_handoff={sealed}",
-            origin(&host, self.https_port)
+            target.origin().ascii_serialization()
         ));
         if let Some(c) = cookie_header(STATE_COOKIE, "", 0) {
             r.headers_mut().append(header::SET_COOKIE, c);
@@ -383,7 +399,7 @@ impl Proxy {
                 if req.method() != Method::GET && req.method() != Method::POST {
                     return Some(Err(ProxyError::MethodNotAllowed));
                 }
-                Ok(self.sign_out(snapshot, host, query).await)
+                Ok(self.sign_out(snapshot, host, client_port(req), query).await)
             }
             p if p.starts_with("/.pomerium/") => {
                 Ok(page(StatusCode::NOT_FOUND, "not found", id, json))
@@ -438,11 +454,12 @@ impl Proxy {
         &self,
         snapshot: &Snapshot,
         host: &str,
+        port: u16,
         query: Option<&str>,
     ) -> Response<Body> {
         let explicit = query_param(query, "pomerium_redirect_uri")
             .or_else(|| query_param(query, "redirect_uri"))
-            .and_then(|raw| validate_return_to(&raw, snapshot, self.https_port));
+            .and_then(|raw| validate_return_to(&raw, snapshot));
         let signed_out = snapshot
             .auth
             .authenticate_url
@@ -451,7 +468,7 @@ impl Proxy {
         let mut location = explicit
             .clone()
             .or(signed_out.clone())
-            .unwrap_or_else(|| format!("{}/", origin(host, self.https_port)));
+            .unwrap_or_else(|| format!("{}/", origin(host, port)));
         if snapshot.auth.idp.is_some()
             && let Ok(p) = self.auth.provider(self, snapshot).await
             && let (Some(end), Some(post)) = (&p.end_session_endpoint, &signed_out)

@@ -226,7 +226,7 @@ impl Proxy {
                             .and_then(|v| v.to_str().ok())
                             .is_some_and(|a| a.contains("text/html"));
                         let mut return_to =
-                            format!("{}{}", auth::origin(&host, self.https_port), path);
+                            format!("{}{}", auth::origin(&host, auth::client_port(&req)), path);
                         if let Some(q) = &query {
                             return_to.push('?');
                             return_to.push_str(q);
