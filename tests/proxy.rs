@@ -1294,3 +1294,34 @@ async fn missing_or_repeated_host_headers_are_400() {
     assert_eq!(none.status, 400);
     assert_eq!(up.requests(), 0);
 }
+
+#[tokio::test]
+async fn a_response_body_that_stalls_is_cut_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that sends the head and 5 of 100 body bytes, then stalls.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello")
+                    .await;
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            });
+        }
+    });
+    let h = Harness::start(&config(&[public_route(
+        "stall.example.com",
+        &format!("http://{addr}"),
+        "    idle_timeout: 1s\n",
+    )]))
+    .await;
+    // Without the idle timeout this read would wait for the 60 s stall (and
+    // the harness gives up after 10 s).
+    let r = h.raw_get("stall.example.com", "/", &[]).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.len() < 100, "the stalled body was cut short");
+}

@@ -485,7 +485,7 @@ fn finish_response(
     }
     let (mut parts, body) = resp.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers, false);
-    Response::from_parts(parts, body::boxed(body))
+    Response::from_parts(parts, body::boxed(body::IdleTimeout::new(body, idle)))
 }
 
 /// Copies both ways until either side closes or nothing moves for `idle`.
