@@ -65,3 +65,20 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
     );
     r
 }
+
+/// Serves the internal listener until `shutdown` is cancelled.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    crate::proxy::server::serve_plain(
+        listener,
+        move |req, _| {
+            let p = proxy.clone();
+            async move { handle(&p, &req) }
+        },
+        shutdown,
+    )
+    .await
+}

@@ -351,15 +351,7 @@ async fn run_standalone(path: String) -> Result<()> {
     if let Some(addr) = listeners.internal {
         let l = bind(addr, "internal_address").await?;
         tracing::info!(address = %l.local_addr()?, "internal listener (JWKS, health, metrics)");
-        let p = proxy.clone();
-        tasks.spawn(server::serve_plain(
-            l,
-            move |req, _| {
-                let p = p.clone();
-                async move { jetbridge::admin::handle(&p, &req) }
-            },
-            shutdown.clone(),
-        ));
+        tasks.spawn(jetbridge::admin::serve(l, proxy.clone(), shutdown.clone()));
     }
     tracing::info!(address = %listeners.https, port = https_port, workers, config = %path, "HTTPS listener");
     let https_threads = server::spawn_https_workers(

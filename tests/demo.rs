@@ -18,8 +18,8 @@ fn action_of(html: &str) -> String {
     html[i..].split('"').next().unwrap().replace("&amp;", "&")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn demo_login_ends_on_a_page_with_verified_claims() {
+/// Starts the demo on loopback with a free port.
+async fn start_demo() -> (jetbridge::demo::DemoHandle, CancellationToken) {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let shutdown = CancellationToken::new();
     let h = jetbridge::demo::start(
@@ -31,6 +31,12 @@ async fn demo_login_ends_on_a_page_with_verified_claims() {
     )
     .await
     .unwrap();
+    (h, shutdown)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_login_ends_on_a_page_with_verified_claims() {
+    let (h, shutdown) = start_demo().await;
     let banner = jetbridge::demo::banner(&h);
     assert!(banner.contains(&h.verify_url), "{banner}");
 
@@ -85,17 +91,7 @@ async fn demo_in_a_real_browser_shows_verified_claims() {
         eprintln!("skipping: no Chromium at {chromium} (./scripts/test installs it)");
         return;
     }
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let shutdown = CancellationToken::new();
-    let h = jetbridge::demo::start(
-        jetbridge::demo::DemoOptions {
-            ip: "127.0.0.1".parse().unwrap(),
-            port: 0,
-        },
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let (h, shutdown) = start_demo().await;
     let start = format!("{}/", h.verify_url);
     let script = format!("{}/login_browser.mjs", support_dir());
     let out = tokio::process::Command::new("node")

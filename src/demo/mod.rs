@@ -163,13 +163,9 @@ pub async fn start(
             )
             .await;
     });
-    let p = proxy.clone();
-    tokio::spawn(server::serve_plain(
+    tokio::spawn(crate::admin::serve(
         internal,
-        move |req, _| {
-            let p = p.clone();
-            async move { crate::admin::handle(&p, &req) }
-        },
+        proxy.clone(),
         shutdown.clone(),
     ));
     tokio::spawn(server::serve_https(

@@ -116,13 +116,9 @@ impl Harness {
         let proxy = Arc::new(Proxy::new(reader.clone(), https_addr.port()));
         let internal = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let internal_addr = internal.local_addr().unwrap();
-        let p = proxy.clone();
-        tokio::spawn(server::serve_plain(
+        tokio::spawn(jetbridge::admin::serve(
             internal,
-            move |req, _| {
-                let p = p.clone();
-                async move { jetbridge::admin::handle(&p, &req) }
-            },
+            proxy.clone(),
             shutdown.clone(),
         ));
         tokio::spawn(server::serve_https(

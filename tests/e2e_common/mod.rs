@@ -126,13 +126,9 @@ pub async fn start_proxy(https: TcpListener, yaml: &str) -> RunningProxy {
     ));
     let internal = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let internal_addr = internal.local_addr().unwrap();
-    let p = proxy.clone();
-    tokio::spawn(server::serve_plain(
+    tokio::spawn(jetbridge::admin::serve(
         internal,
-        move |req, _| {
-            let p = p.clone();
-            async move { jetbridge::admin::handle(&p, &req) }
-        },
+        proxy.clone(),
         shutdown.clone(),
     ));
     std::mem::forget(dir);
