@@ -27,6 +27,7 @@ pub fn handle<B>(proxy: &Arc<Proxy>, req: &Request<B>) -> Response<Body> {
             let body = proxy.metrics.render(
                 proxy.reader.generation(),
                 proxy.reader.reload_failures(),
+                proxy.reader.last_reload_ok(),
                 &expiry,
                 routes,
             );
@@ -38,15 +39,28 @@ pub fn handle<B>(proxy: &Arc<Proxy>, req: &Request<B>) -> Response<Body> {
             r
         }
         (JWKS_PATH, Some(s)) => document_response(&s.identity.jwks, req),
-        (DISCOVERY_PATH, Some(s)) => {
-            let host = req
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .and_then(crate::model::routing::normalize_host)
+        (DISCOVERY_PATH | "/.well-known/pomerium/", Some(s)) => {
+            // The internal listener is plain HTTP: name it as the client
+            // addressed it (host and port), so the JWKS URL works as printed.
+            let authority = req
+                .uri()
+                .authority()
+                .map(|a| a.to_string())
+                .or_else(|| {
+                    req.headers()
+                        .get(header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .map(str::to_string)
+                })
+                .filter(|a| !a.contains('@'))
+                .and_then(|a| a.parse::<http::uri::Authority>().ok())
+                .map(|a| a.to_string().to_ascii_lowercase())
                 .unwrap_or_else(|| "localhost".into());
             let auth = s.auth.authenticate_url.clone().unwrap_or_default();
-            document_response(&discovery_document(&host, &auth), req)
+            document_response(
+                &discovery_document(&format!("http://{authority}"), &auth, false),
+                req,
+            )
         }
         (JWKS_PATH | DISCOVERY_PATH, None) => text(
             StatusCode::SERVICE_UNAVAILABLE,

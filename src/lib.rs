@@ -16,5 +16,6 @@ pub mod proxy;
 pub mod settings;
 pub mod snapshot;
 pub mod standalone;
+pub mod telemetry;
 pub mod translate;
 pub mod verify;

@@ -18,6 +18,10 @@ use tokio_util::sync::CancellationToken;
     about = "Kubernetes ingress controller with an identity-aware proxy"
 )]
 struct Cli {
+    /// Log format: `json` or `text` (default: text on a terminal, JSON
+    /// otherwise; `standalone` also reads `log_format` from its config).
+    #[arg(long, global = true, env = "JETBRIDGE_LOG_FORMAT")]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -146,23 +150,28 @@ fn mint_session(
     Ok(jetbridge::identity::session::SessionCodec::new(&secret.0).seal(host, &session))
 }
 
-fn init_tracing(level: Option<&str>) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("JETBRIDGE_LOG").unwrap_or_else(|_| {
-            // rustls warns per connection about client quirks (e.g. an IP
-            // address sent as SNI); keep those out of the operator's log.
-            tracing_subscriber::EnvFilter::new(format!("{},rustls=error", level.unwrap_or("info")))
-        });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .try_init();
+/// Installs logging. The format comes from `--log-format`, then the config
+/// file, then whether stdout is a terminal.
+fn init_tracing(
+    flag: Option<&str>,
+    config: Option<&str>,
+    level: Option<&str>,
+    access_log: bool,
+) -> Result<()> {
+    use jetbridge::telemetry::{self, LogFormat};
+    let format = match flag.or(config) {
+        Some(f) => LogFormat::parse(f).map_err(anyhow::Error::msg)?,
+        None => LogFormat::default_for_stdout(),
+    };
+    telemetry::init(format, level, access_log);
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
     // One crypto provider for every TLS client and server in the process.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
+    let log_format = cli.log_format.clone();
     match cli.command {
         Command::GenSecrets {
             namespace,
@@ -171,7 +180,13 @@ fn main() -> std::process::ExitCode {
         } => {
             let b = Bootstrap::generate();
             match format.as_str() {
-                "secret" => print!("{}", b.to_secret_yaml(&namespace, &name)),
+                "secret" => match b.to_secret_yaml(&namespace, &name) {
+                    Ok(y) => print!("{y}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return std::process::ExitCode::from(2);
+                    }
+                },
                 "config" => print!("{}", b.to_config_yaml()),
                 other => {
                     eprintln!("error: --format {other:?}: expected secret or config");
@@ -204,9 +219,9 @@ fn main() -> std::process::ExitCode {
             }
             std::process::ExitCode::from(code as u8)
         }
-        Command::Standalone { config } => run_async(run_standalone(config)),
+        Command::Standalone { config } => run_async(run_standalone(config, log_format)),
         Command::Demo { port, address } => run_async(async move {
-            init_tracing(None);
+            init_tracing(log_format.as_deref(), None, None, true)?;
             let shutdown = shutdown_signal();
             let handle = jetbridge::demo::start(
                 jetbridge::demo::DemoOptions { ip: address, port },
@@ -224,7 +239,7 @@ fn main() -> std::process::ExitCode {
             expected_issuer,
             expected_audience,
         } => run_async(async move {
-            init_tracing(None);
+            init_tracing(log_format.as_deref(), None, None, true)?;
             let url =
                 url::Url::parse(&jwks_url).with_context(|| format!("--jwks-url {jwks_url:?}"))?;
             let mut cfg = jetbridge::verify::VerifierConfig::new(url);
@@ -304,15 +319,25 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
         .with_context(|| format!("cannot listen on {addr} ({what})"))
 }
 
-async fn run_standalone(path: String) -> Result<()> {
-    let cfg = jetbridge::settings::ConfigFile::load(&path)?;
-    init_tracing(cfg.log_level.as_deref());
+async fn run_standalone(path: String, log_format: Option<String>) -> Result<()> {
+    let reading = standalone::Reading::read(&path);
+    let cfg = match &reading.parsed {
+        Ok((cfg, _)) => cfg.clone(),
+        Err(e) => bail!("{e}"),
+    };
+    init_tracing(
+        log_format.as_deref(),
+        cfg.log_format.as_deref(),
+        cfg.log_level.as_deref(),
+        cfg.access_log.unwrap_or(true),
+    )?;
     let listeners = standalone::listeners(&cfg).map_err(anyhow::Error::msg)?;
     let mut publisher = Publisher::new();
     let mut generated = Generated::default();
     let mut history = KeyHistory::default();
-    let (generation, warnings) = standalone::load_and_publish(
+    let (generation, warnings) = standalone::apply(
         &path,
+        &reading,
         &mut publisher,
         &mut generated,
         &mut history,
@@ -362,6 +387,7 @@ async fn run_standalone(path: String) -> Result<()> {
     )?;
     tasks.spawn(standalone::watch(
         path,
+        reading.fingerprint,
         publisher,
         generated,
         history,

@@ -60,8 +60,12 @@ pub struct ConfigFile {
     pub jwt_claims_headers: Option<ClaimsHeaders>,
     pub jwt_issuer_format: Option<String>,
     pub pass_identity_headers: Option<bool>,
-    /// Log level (`error`, `warn`, `info`, `debug`).
+    /// Log level (`error`, `warn`, `info`, `debug`); applied on reload.
     pub log_level: Option<String>,
+    /// `json` or `text` (default: text on a terminal, JSON otherwise).
+    pub log_format: Option<String>,
+    /// One log line per request (default true); applied on reload.
+    pub access_log: Option<bool>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
     /// Pomerium's older name for `routes`.
@@ -155,12 +159,43 @@ pub struct RouteConfig {
 }
 
 impl ConfigFile {
-    /// Parses config text; `path` names the file in errors.
+    /// Parses config text; `path` names the file in errors. An empty file
+    /// (nothing but blanks and comments) is an error: it is what a reader
+    /// sees while the file is being rewritten, never a configuration.
+    /// Errors name the line, column and key and never quote a secret.
     pub fn parse(path: &str, text: &str) -> Result<Self, SettingsError> {
-        serde_saphyr::from_str::<ConfigFile>(text).map_err(|e| SettingsError::Parse {
+        let err = |message: String| SettingsError::Parse {
             path: path.to_string(),
-            message: e.to_string(),
-        })
+            message: redact_secrets(&message, text),
+        };
+        if !has_content(text) {
+            return Err(err("the file is empty (no settings)".into()));
+        }
+        let mut options = serde_saphyr::Options::default();
+        options.with_snippet = false;
+        let cfg =
+            serde_saphyr::from_str_with_options::<ConfigFile>(text, options).map_err(|e| {
+                let mut message = e
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                let location = e.location().map(|l| (l.line(), l.column()));
+                if let Some((line, column)) = location {
+                    let suffix = format!(" at line {line}, column {column}");
+                    if let Some(m) = message.strip_suffix(&suffix) {
+                        message = m.to_string();
+                    }
+                }
+                let message = describe_serde_error(&message);
+                err(match location {
+                    Some((line, column)) => format!("line {line}, column {column}: {message}"),
+                    None => message,
+                })
+            })?;
+        Ok(cfg)
     }
 
     /// Reads and parses a config file.
@@ -176,6 +211,126 @@ impl ConfigFile {
     pub fn all_routes(&self) -> impl Iterator<Item = &RouteConfig> {
         self.routes.iter().chain(self.policy.iter())
     }
+}
+
+/// True if the text holds anything but blank lines and comments.
+fn has_content(text: &str) -> bool {
+    text.lines().any(|l| {
+        let t = l.trim();
+        !t.is_empty() && !t.starts_with('#') && t != "---" && t != "..."
+    })
+}
+
+/// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" as
+/// `unknown key "x" (did you mean "a"?)`; other messages pass through.
+fn describe_serde_error(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("duplicate mapping key") {
+        let key = rest
+            .strip_prefix(": ")
+            .and_then(|r| r.split(',').next())
+            .unwrap_or("");
+        return format!("duplicate key {key}").trim_end().to_string();
+    }
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_string();
+    };
+    let Some((key, tail)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    let known: Vec<&str> = tail
+        .trim_start_matches(", expected one of ")
+        .split(',')
+        .map(|k| k.trim().trim_matches('`'))
+        .filter(|k| !k.is_empty())
+        .collect();
+    format!(
+        "unknown key {key:?}{}",
+        crate::policy::did_you_mean(key, &known)
+    )
+}
+
+/// True for config keys whose values are secrets.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key
+        .trim()
+        .trim_matches(|c| c == '"' || c == '\'')
+        .to_ascii_lowercase();
+    k.ends_with("_secret")
+        || k.ends_with("secret")
+        || k.ends_with("_key")
+        || k == "key"
+        || k.contains("password")
+        || k.contains("token")
+}
+
+/// Removes from `message` every secret value found in the config `text`
+/// (values of secret-bearing keys, including multi-line block scalars) and
+/// any long base64-looking blob, so an error message can be logged.
+pub fn redact_secrets(message: &str, text: &str) -> String {
+    let mut secrets: Vec<String> = Vec::new();
+    let mut block_indent: Option<usize> = None;
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if let Some(min) = block_indent {
+            if line.trim().is_empty() || indent >= min {
+                let v = line.trim();
+                if v.len() >= 4 {
+                    secrets.push(v.to_string());
+                }
+                continue;
+            }
+            block_indent = None;
+        }
+        let body = line.trim_start().trim_start_matches("- ");
+        let Some((key, value)) = body.split_once(':') else {
+            continue;
+        };
+        if !is_secret_key(key) {
+            continue;
+        }
+        let v = value.trim().trim_matches(|c| c == '"' || c == '\'');
+        if v.starts_with('|') || v.starts_with('>') || v.is_empty() {
+            block_indent = Some(indent + 1);
+        } else if v.len() >= 4 {
+            secrets.push(v.to_string());
+        }
+    }
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = message.to_string();
+    for s in &secrets {
+        out = out.replace(s.as_str(), "<redacted>");
+    }
+    redact_blobs(&out)
+}
+
+/// Replaces base64-looking runs of 24+ characters (mixed case and digits)
+/// with `<redacted>`.
+fn redact_blobs(text: &str) -> String {
+    let is_b64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | '_');
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        let looks_secret = run.len() >= 24
+            && run.chars().any(|c| c.is_ascii_uppercase())
+            && run.chars().any(|c| c.is_ascii_lowercase())
+            && run.chars().any(|c| c.is_ascii_digit());
+        if looks_secret {
+            out.push_str("<redacted>");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if is_b64(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -273,6 +428,105 @@ mod tests {
             .to_string();
         assert!(err.contains("pass_identity_header"), "{err}");
         assert!(err.contains("line 4"), "{err}");
+    }
+
+    const SECRETS: &str = "idp_client_secret: Sup3rS3cretIdpValue-7f3a9c\n\
+cookie_secret: cGVyc29uYWwtY29va2llLXNlY3JldC0xMjM0NTY3ODk=\n\
+shared_secret: c2hhcmVkLXNlY3JldC12YWx1ZS0xMjM0NTY3ODkwMTI=\n\
+signing_key: |\n  -----BEGIN EC PRIVATE KEY-----\n  MHcCAQEEIBmZp2x9Qk0Yb6v3WqLrT8eXcNdUoJ5sHfA1gKtPzVyRoAoGCCqGSM49\n  -----END EC PRIVATE KEY-----\n";
+
+    fn secret_values() -> Vec<&'static str> {
+        vec![
+            "Sup3rS3cretIdpValue-7f3a9c",
+            "cGVyc29uYWwtY29va2llLXNlY3JldC0xMjM0NTY3ODk",
+            "c2hhcmVkLXNlY3JldC12YWx1ZS0xMjM0NTY3ODkwMTI",
+            "MHcCAQEEIBmZp2x9Qk0Yb6v3WqLrT8eXcNdUoJ5sHfA1gKtPzVyRoAoGCCqGSM49",
+        ]
+    }
+
+    #[test]
+    fn config_errors_name_line_and_key_but_never_quote_a_secret() {
+        // Each mistake sits next to the secrets, before, between and after them.
+        let cases = [
+            format!("idp_cliend_id: app\n{SECRETS}"),
+            format!("{SECRETS}idp_cliend_id: app\n"),
+            format!("cookie_secret: x\n{SECRETS}"),
+            format!("{SECRETS}pass_identity_headers: maybe\n"),
+            format!("{SECRETS}\tbad: tab\n"),
+            format!("{SECRETS}routes: [\n"),
+            format!(
+                "{SECRETS}routes:\n  - from: https://a\n    to: http://b\n    set_request_headers: [1, 2]\n"
+            ),
+            format!("idp_client_secret: [Sup3rS3cretIdpValue-7f3a9c]\n{SECRETS}"),
+            format!("{SECRETS}signing_key: other\n"),
+            format!(
+                "routes:\n  - from: https://a\n    to: http://b\n    kubernetes_service_account_token: Sup3rS3cretIdpValue-7f3a9c\n{SECRETS}"
+            ),
+        ];
+        for text in &cases {
+            let err = ConfigFile::parse("config.yaml", text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("config.yaml: "), "{err}");
+            for v in secret_values() {
+                for window in v.as_bytes().windows(12) {
+                    let w = std::str::from_utf8(window).unwrap();
+                    assert!(
+                        !err.contains(w),
+                        "error quotes part of a secret ({w}): {err}"
+                    );
+                }
+            }
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_located_and_get_a_suggestion() {
+        let err = ConfigFile::parse("c.yaml", &format!("{SECRETS}idp_cliend_id: app\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown key \"idp_cliend_id\" (did you mean \"idp_client_id\"?)"),
+            "{err}"
+        );
+        assert!(err.contains("line 8"), "{err}");
+        let err = ConfigFile::parse(
+            "c.yaml",
+            "routes:\n  - from: https://a\n    to: http://b\n    alow_websockets: true\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("did you mean \"allow_websockets\""), "{err}");
+        let err = ConfigFile::parse("c.yaml", "zzzzzz: 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown key \"zzzzzz\"") && !err.contains("did you mean"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_empty_or_comment_only_file_is_an_error() {
+        for text in ["", "\n\n", "# nothing yet\n", "---\n", "  \n# a\n---\n..."] {
+            let err = ConfigFile::parse("c.yaml", text).unwrap_err().to_string();
+            assert!(err.contains("empty"), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn redaction_removes_secret_values_and_secret_looking_blobs_only() {
+        let msg = "bad value Sup3rS3cretIdpValue-7f3a9c near MHcCAQEEIBmZp2x9Qk0Yb6v3WqLrT8eXcNdUoJ5sHfA1gKtPzVyRoAoGCCqGSM49 in /tmp/config.yaml routes[0] kid 3f2a9c0d1e2b3a4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4";
+        let out = redact_secrets(msg, SECRETS);
+        for v in secret_values() {
+            assert!(!out.contains(v), "{out}");
+        }
+        assert!(out.contains("/tmp/config.yaml routes[0]"), "{out}");
+        assert!(out.contains("3f2a9c0d1e2b"), "hex ids stay: {out}");
+        // A blob that is not in the file but looks like a key is removed too.
+        let out = redact_secrets("got AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "");
+        assert_eq!(out, "got <redacted>");
     }
 
     #[test]

@@ -20,6 +20,8 @@ struct Shared {
     current: ArcSwapOption<Snapshot>,
     generation: AtomicU64,
     reload_failures: AtomicU64,
+    /// True unless the latest reload attempt was rejected.
+    last_reload_failed: std::sync::atomic::AtomicBool,
 }
 
 impl SnapshotReader {
@@ -38,6 +40,11 @@ impl SnapshotReader {
     /// Number of rejected reloads so far.
     pub fn reload_failures(&self) -> u64 {
         self.inner.reload_failures.load(Ordering::Relaxed)
+    }
+    /// False when the latest reload attempt was rejected (the running
+    /// configuration is then older than its source).
+    pub fn last_reload_ok(&self) -> bool {
+        !self.inner.last_reload_failed.load(Ordering::Relaxed)
     }
 }
 
@@ -88,6 +95,17 @@ impl Publisher {
             .inner
             .reload_failures
             .fetch_add(1, Ordering::Relaxed);
+        self.reader
+            .inner
+            .last_reload_failed
+            .store(true, Ordering::Relaxed);
+    }
+    /// Records that the source was read and applied (or was unchanged).
+    pub fn record_success(&self) {
+        self.reader
+            .inner
+            .last_reload_failed
+            .store(false, Ordering::Relaxed);
     }
 }
 

@@ -13,6 +13,7 @@ use crate::settings::{ConfigFile, RouteConfig};
 use crate::snapshot::{KeyHistory, Publisher};
 use crate::translate::{CertInput, GlobalInputs, Inputs, RouteInput, translate};
 use base64::Engine as _;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,13 +31,89 @@ pub struct Listeners {
     pub internal: Option<SocketAddr>,
 }
 
-/// Material generated once per process when the file does not provide it.
+/// Material generated once per process when the file does not provide it,
+/// and what the running configuration was built from (so a reload cannot
+/// silently lose it).
 #[derive(Default)]
 pub struct Generated {
     cookie_secret: Option<Secret32>,
     shared_secret: Option<Secret32>,
     keys: Option<Arc<KeySet>>,
     cert: Option<(Vec<String>, CertInput)>,
+    /// Set once a configuration was published: from then on secrets are
+    /// never invented, and the running one's provenance is kept here.
+    running: Option<Provenance>,
+}
+
+/// Where the signing key of a configuration comes from, weakest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KeyOrigin {
+    /// Random for this process.
+    Generated,
+    /// Derived from `shared_secret`.
+    Derived,
+    /// `signing_key` or `signing_key_file`.
+    Configured,
+}
+
+/// What a published configuration was built from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Provenance {
+    pub signing_key: KeyOrigin,
+    pub cookie_secret: bool,
+    pub shared_secret: bool,
+    pub routes: usize,
+}
+
+impl Provenance {
+    /// The provenance of a parsed file.
+    pub fn of(cfg: &ConfigFile) -> Self {
+        Provenance {
+            signing_key: if cfg.signing_key.is_some() || cfg.signing_key_file.is_some() {
+                KeyOrigin::Configured
+            } else if cfg.shared_secret.is_some() {
+                KeyOrigin::Derived
+            } else {
+                KeyOrigin::Generated
+            },
+            cookie_secret: cfg.cookie_secret.is_some(),
+            shared_secret: cfg.shared_secret.is_some(),
+            routes: cfg.all_routes().count(),
+        }
+    }
+
+    /// Refuses a reload that lost what the running configuration had: a
+    /// configured secret or key that is no longer named, or every route.
+    /// Such a file is far more often a half-written or truncated one than
+    /// a deliberate change; a deliberate one takes a restart.
+    pub fn check_reload(&self, next: &Provenance) -> Result<(), String> {
+        let mut lost = Vec::new();
+        if self.signing_key == KeyOrigin::Configured && next.signing_key < self.signing_key {
+            lost.push("signing_key");
+        }
+        if self.cookie_secret && !next.cookie_secret {
+            lost.push("cookie_secret");
+        }
+        if self.shared_secret && !next.shared_secret {
+            lost.push("shared_secret");
+        }
+        if !lost.is_empty() {
+            return Err(format!(
+                "the file no longer sets {} that the running configuration uses; refusing to \
+                 replace it with a new random or derived value (every session and published key \
+                 would change). Put it back, or restart jetbridge to apply the change deliberately",
+                lost.join(", ")
+            ));
+        }
+        if self.routes > 0 && next.routes == 0 {
+            return Err(format!(
+                "the file defines no routes (the running configuration has {}); refusing to take \
+                 every route down on reload. Restart jetbridge to run without routes deliberately",
+                self.routes
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Parses `:443`, `0.0.0.0:443`, `127.0.0.1:8443`, `localhost:8443`, `[::1]:443`.
@@ -71,8 +148,49 @@ pub fn listeners(cfg: &ConfigFile) -> Result<Listeners, String> {
     })
 }
 
-fn read_file(what: &str, path: &str) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("{what} {path:?}: {e}"))
+/// Contents of the files a config names (key files, certificates, CA
+/// bundles), read together with the config so one reading is consistent.
+pub type Files = BTreeMap<String, Result<String, String>>;
+
+fn read_file(files: &Files, what: &str, path: &str) -> Result<String, String> {
+    match files.get(path) {
+        Some(Ok(text)) => Ok(text.clone()),
+        Some(Err(e)) => Err(format!("{what} {path:?}: {e}")),
+        None => Err(format!("{what} {path:?}: not read")),
+    }
+}
+
+/// Every file the config refers to.
+pub fn referenced_files(cfg: &ConfigFile) -> Vec<String> {
+    let mut out: Vec<String> = [
+        &cfg.signing_key_file,
+        &cfg.certificate_file,
+        &cfg.certificate_key_file,
+    ]
+    .into_iter()
+    .flatten()
+    .cloned()
+    .collect();
+    for c in &cfg.certificates {
+        out.extend(c.cert_file.iter().chain(c.key_file.iter()).cloned());
+    }
+    for r in cfg.all_routes() {
+        out.extend(r.tls_custom_ca_file.iter().cloned());
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Reads every file the config refers to.
+pub fn read_referenced(cfg: &ConfigFile) -> Files {
+    referenced_files(cfg)
+        .into_iter()
+        .map(|p| {
+            let r = std::fs::read_to_string(&p).map_err(|e| e.to_string());
+            (p, r)
+        })
+        .collect()
 }
 
 /// Text that may be PEM or base64 of PEM.
@@ -92,10 +210,16 @@ fn secret(
     name: &'static str,
     value: Option<&str>,
     slot: &mut Option<Secret32>,
+    first_load: bool,
     warnings: &mut Vec<String>,
 ) -> Result<Secret32, String> {
     if let Some(v) = value {
         return Secret32::parse(name, v).map_err(|e| e.to_string());
+    }
+    if slot.is_none() && !first_load {
+        return Err(format!(
+            "{name} is not set: refusing to invent a secret on reload (restart to generate one)"
+        ));
     }
     if slot.is_none() {
         warnings.push(format!(
@@ -136,22 +260,35 @@ pub fn inputs_from_config(
     generated: &mut Generated,
     warnings: &mut Vec<String>,
 ) -> Result<Inputs, String> {
+    inputs_from_parts(cfg, &read_referenced(cfg), generated, warnings)
+}
+
+/// [`inputs_from_config`] over files already read (see [`Reading`]).
+pub fn inputs_from_parts(
+    cfg: &ConfigFile,
+    files: &Files,
+    generated: &mut Generated,
+    warnings: &mut Vec<String>,
+) -> Result<Inputs, String> {
+    let first_load = generated.running.is_none();
     let cookie_secret = secret(
         "cookie_secret",
         cfg.cookie_secret.as_deref(),
         &mut generated.cookie_secret,
+        first_load,
         warnings,
     )?;
     let shared_secret = secret(
         "shared_secret",
         cfg.shared_secret.as_deref(),
         &mut generated.shared_secret,
+        first_load,
         warnings,
     )?;
 
     let key_text = match (&cfg.signing_key, &cfg.signing_key_file) {
         (Some(k), _) => Some(k.clone()),
-        (None, Some(path)) => Some(read_file("signing_key_file", path)?),
+        (None, Some(path)) => Some(read_file(files, "signing_key_file", path)?),
         (None, None) => None,
     };
     let keys = match key_text {
@@ -164,6 +301,9 @@ pub fn inputs_from_config(
             derived_key(&shared_secret).ok_or("cannot derive a signing key from shared_secret")?,
         ),
         None => {
+            if generated.keys.is_none() && !first_load {
+                return Err("signing_key is not set: refusing to invent a key on reload".into());
+            }
             if generated.keys.is_none() {
                 warnings.push(
                     "signing_key is not set: using a random key for this process; upstreams \
@@ -178,6 +318,19 @@ pub fn inputs_from_config(
         }
     };
 
+    if let Some(l) = &cfg.log_level
+        && !matches!(
+            l.trim().to_ascii_lowercase().as_str(),
+            "trace" | "debug" | "info" | "warn" | "warning" | "error" | "off"
+        )
+    {
+        return Err(format!(
+            "log_level {l:?}: expected error, warn, info, debug or trace"
+        ));
+    }
+    if let Some(f) = &cfg.log_format {
+        crate::telemetry::LogFormat::parse(f)?;
+    }
     let issuer_format = match cfg.jwt_issuer_format.as_deref() {
         None | Some("") | Some("host") | Some("hostOnly") | Some("IssuerHostOnly") => {
             IssuerFormat::Host
@@ -252,8 +405,8 @@ pub fn inputs_from_config(
     if let (Some(c), Some(k)) = (&cfg.certificate_file, &cfg.certificate_key_file) {
         certificates.push(CertInput {
             source: format!("certificate_file {c:?}"),
-            chain_pem: read_file("certificate_file", c)?,
-            key_pem: read_file("certificate_key_file", k)?,
+            chain_pem: read_file(files, "certificate_file", c)?,
+            key_pem: read_file(files, "certificate_key_file", k)?,
         });
     } else if cfg.certificate_file.is_some() != cfg.certificate_key_file.is_some() {
         return Err("certificate_file and certificate_key_file must be set together".into());
@@ -268,12 +421,12 @@ pub fn inputs_from_config(
     for (i, e) in cfg.certificates.iter().enumerate() {
         let chain_pem = match (&e.cert, &e.cert_file) {
             (Some(c), _) => pem_or_base64(&format!("certificates[{i}].cert"), c)?,
-            (None, Some(f)) => read_file(&format!("certificates[{i}].cert_file"), f)?,
+            (None, Some(f)) => read_file(files, &format!("certificates[{i}].cert_file"), f)?,
             _ => return Err(format!("certificates[{i}]: cert or cert_file is required")),
         };
         let key_pem = match (&e.key, &e.key_file) {
             (Some(k), _) => pem_or_base64(&format!("certificates[{i}].key"), k)?,
-            (None, Some(f)) => read_file(&format!("certificates[{i}].key_file"), f)?,
+            (None, Some(f)) => read_file(files, &format!("certificates[{i}].key_file"), f)?,
             _ => return Err(format!("certificates[{i}]: key or key_file is required")),
         };
         certificates.push(CertInput {
@@ -287,7 +440,11 @@ pub fn inputs_from_config(
     for (i, r) in cfg.all_routes().enumerate() {
         let custom_ca_pem = match (&r.tls_custom_ca, &r.tls_custom_ca_file) {
             (Some(ca), _) => Some(pem_or_base64(&format!("routes[{i}].tls_custom_ca"), ca)?),
-            (None, Some(f)) => Some(read_file(&format!("routes[{i}].tls_custom_ca_file"), f)?),
+            (None, Some(f)) => Some(read_file(
+                files,
+                &format!("routes[{i}].tls_custom_ca_file"),
+                f,
+            )?),
             (None, None) => None,
         };
         routes.push(RouteInput {
@@ -372,6 +529,56 @@ fn route_hosts<'a>(routes: impl Iterator<Item = &'a RouteConfig>) -> Vec<String>
         .collect()
 }
 
+/// One reading of the config file and of every file it names, with a
+/// fingerprint of all of their bytes (a change to a certificate or key file
+/// is a change too).
+pub struct Reading {
+    pub fingerprint: [u8; 32],
+    /// The parsed file and its referenced files, or why it cannot be used.
+    pub parsed: Result<(ConfigFile, Files), String>,
+}
+
+impl Reading {
+    /// Reads `path` (following symlinks, so Kubernetes' atomic `..data`
+    /// swap of mounted ConfigMaps and Secrets is seen as one change).
+    pub fn read(path: &str) -> Reading {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        let text = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                hash.update(b"unreadable");
+                return Reading {
+                    fingerprint: hash.finalize().into(),
+                    parsed: Err(format!("{path}: cannot read: {e}")),
+                };
+            }
+        };
+        hash.update(&text);
+        let parsed = String::from_utf8(text)
+            .map_err(|_| format!("{path}: not UTF-8 text"))
+            .and_then(|text| {
+                ConfigFile::parse(path, &text)
+                    .map_err(|e| e.to_string())
+                    .map(|cfg| {
+                        let files = read_referenced(&cfg);
+                        for (name, content) in &files {
+                            hash.update(name.as_bytes());
+                            match content {
+                                Ok(c) => hash.update(c.as_bytes()),
+                                Err(e) => hash.update(e.as_bytes()),
+                            }
+                        }
+                        (cfg, files)
+                    })
+            });
+        Reading {
+            fingerprint: hash.finalize().into(),
+            parsed,
+        }
+    }
+}
+
 /// Loads, translates and publishes the file. Returns the warnings, or the
 /// reason the file was rejected (the current snapshot then stays).
 pub fn load_and_publish(
@@ -381,10 +588,36 @@ pub fn load_and_publish(
     history: &mut KeyHistory,
     now: i64,
 ) -> Result<(Option<u64>, Vec<String>), String> {
-    let cfg = ConfigFile::load(path).map_err(|e| e.to_string())?;
+    apply(
+        path,
+        &Reading::read(path),
+        publisher,
+        generated,
+        history,
+        now,
+    )
+}
+
+/// Translates and publishes one reading, unless it is unusable or would
+/// lose what the running configuration has (see [`Provenance::check_reload`]).
+pub fn apply(
+    path: &str,
+    reading: &Reading,
+    publisher: &mut Publisher,
+    generated: &mut Generated,
+    history: &mut KeyHistory,
+    now: i64,
+) -> Result<(Option<u64>, Vec<String>), String> {
+    let (cfg, files) = reading.parsed.as_ref().map_err(Clone::clone)?;
+    let provenance = Provenance::of(cfg);
+    if let Some(running) = &generated.running {
+        running
+            .check_reload(&provenance)
+            .map_err(|e| format!("{path}: {e}"))?;
+    }
+    let redact = |e: String| crate::settings::redact_secrets(&format!("{path}: {e}"), "");
     let mut warnings = Vec::new();
-    let mut inputs =
-        inputs_from_config(&cfg, generated, &mut warnings).map_err(|e| format!("{path}: {e}"))?;
+    let mut inputs = inputs_from_parts(cfg, files, generated, &mut warnings).map_err(redact)?;
     inputs.global.retired_keys = history.update(&inputs.global.keys, now);
     let snapshot = translate(&inputs);
     let errors: Vec<String> = snapshot
@@ -394,51 +627,101 @@ pub fn load_and_publish(
         .map(|d| d.to_string())
         .collect();
     if !errors.is_empty() {
-        return Err(format!("{path}: {}", errors.join("; ")));
+        return Err(redact(errors.join("; ")));
     }
     warnings.extend(snapshot.diagnostics.iter().map(|d| d.to_string()));
+    generated.running = Some(provenance);
     Ok((publisher.publish(snapshot), warnings))
 }
 
+/// Applies `log_level` and `access_log` of a reading that was accepted.
+fn apply_log_settings(path: &str, reading: &Reading) {
+    if let Ok((cfg, _)) = &reading.parsed {
+        match crate::telemetry::set_level(cfg.log_level.as_deref(), cfg.access_log.unwrap_or(true))
+        {
+            Ok(true) => {
+                tracing::info!(path = %path, level = cfg.log_level.as_deref().unwrap_or("info"), "log level changed")
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(path = %path, "{e}"),
+        }
+    }
+}
+
+/// How often the file is looked at.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How long a changed file must stay unchanged before it is read as the new
+/// configuration (an in-place rewrite is never caught half-way).
+pub const SETTLE_TIME: Duration = Duration::from_millis(600);
+
 /// Polls the file and republishes on change until `shutdown` is cancelled.
+/// A change is applied once the file (and every file it names) has stayed
+/// the same for [`SETTLE_TIME`]; an unusable reading is a reload failure
+/// that keeps the running configuration.
+/// `applied` is the fingerprint of the reading already published.
 pub async fn watch(
     path: String,
+    applied: [u8; 32],
     mut publisher: Publisher,
     mut generated: Generated,
     mut history: KeyHistory,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let mut last = std::fs::read(&path).ok();
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut applied = applied;
+    let mut pending: Option<([u8; 32], tokio::time::Instant)> = None;
+    let mut tick = tokio::time::interval(POLL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
         let now = crate::proxy::unix_now();
-        let current = std::fs::read(&path).ok();
+        let reading = Reading::read(&path);
         let retired_due = history.next_expiry(now).is_some_and(|s| s == 0);
-        if current == last && !retired_due {
+        if reading.fingerprint == applied && !retired_due {
+            pending = None;
             continue;
         }
-        if current.is_none() {
-            tracing::warn!(path = %path, "config file unreadable; keeping the current configuration");
-            last = current;
-            publisher.record_failure();
-            continue;
+        if reading.fingerprint != applied {
+            match pending {
+                Some((fp, since)) if fp == reading.fingerprint => {
+                    if since.elapsed() < SETTLE_TIME {
+                        continue;
+                    }
+                }
+                _ => {
+                    pending = Some((reading.fingerprint, tokio::time::Instant::now()));
+                    continue;
+                }
+            }
         }
-        last = current;
-        match load_and_publish(&path, &mut publisher, &mut generated, &mut history, now) {
+        pending = None;
+        applied = reading.fingerprint;
+        match apply(
+            &path,
+            &reading,
+            &mut publisher,
+            &mut generated,
+            &mut history,
+            now,
+        ) {
             Ok((Some(generation), warnings)) => {
                 for w in warnings {
                     tracing::warn!(path = %path, "{w}");
                 }
+                apply_log_settings(&path, &reading);
+                publisher.record_success();
                 tracing::info!(path = %path, generation, "configuration reloaded");
             }
-            Ok((None, _)) => tracing::debug!(path = %path, "configuration unchanged"),
+            Ok((None, _)) => {
+                apply_log_settings(&path, &reading);
+                publisher.record_success();
+                tracing::debug!(path = %path, "configuration unchanged")
+            }
             Err(e) => {
                 publisher.record_failure();
-                tracing::error!(path = %path, error = %e, "invalid configuration; keeping the last good one");
+                tracing::error!(path = %path, error = %e, "configuration rejected; keeping the running one");
             }
         }
     }
@@ -540,6 +823,142 @@ mod tests {
                 .route("a.example.com", "/")
                 .is_some()
         );
+    }
+
+    fn fresh() -> (Publisher, Generated, KeyHistory) {
+        (
+            Publisher::new(),
+            Generated::default(),
+            KeyHistory::default(),
+        )
+    }
+
+    const ROUTES: &str = "routes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n    allow_public_unauthenticated_access: true\n  - from: https://b.example.com\n    to: http://127.0.0.1:2\n    allow_public_unauthenticated_access: true\n";
+
+    #[test]
+    fn a_reload_that_loses_secrets_or_every_route_keeps_the_running_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = Bootstrap::generate().to_config_yaml();
+        let (mut p, mut g, mut h) = fresh();
+        let path = write(dir.path(), &format!("{secrets}{ROUTES}"));
+        load_and_publish(&path, &mut p, &mut g, &mut h, 0).unwrap();
+        let kid = kids(&p);
+        let lines: Vec<&str> = secrets.lines().collect();
+        // Truncations and partial writes of the same file, each refused.
+        let broken = [
+            String::new(),
+            "# comment only\n".to_string(),
+            ROUTES.to_string(),
+            format!("{}\n{ROUTES}", lines[0]),
+            format!("{}\n{}\n{ROUTES}", lines[0], lines[1]),
+            format!("{}\n{}\n{ROUTES}", lines[1], lines[2]),
+            secrets.clone(),
+            format!("{secrets}routes: []\n"),
+            format!("{}{}", &secrets[..secrets.len() / 2], ""),
+            format!("{secrets}{}", &ROUTES[..40]),
+        ];
+        for (i, text) in broken.iter().enumerate() {
+            write(dir.path(), text);
+            let err = load_and_publish(&path, &mut p, &mut g, &mut h, 1).unwrap_err();
+            assert!(!err.is_empty(), "case {i}");
+            assert_eq!(p.reader().generation(), 1, "case {i}: {err}");
+            assert_eq!(kids(&p), kid, "case {i}: keys unchanged");
+            let s = p.reader().load().unwrap();
+            assert!(s.route("a.example.com", "/").is_some(), "case {i}");
+            assert!(s.route("b.example.com", "/").is_some(), "case {i}");
+        }
+        // The message says what was lost.
+        write(dir.path(), &format!("{}\n{}\n{ROUTES}", lines[1], lines[2]));
+        let err = load_and_publish(&path, &mut p, &mut g, &mut h, 1).unwrap_err();
+        assert!(err.contains("signing_key"), "{err}");
+        write(dir.path(), &format!("{secrets}routes: []\n"));
+        let err = load_and_publish(&path, &mut p, &mut g, &mut h, 1).unwrap_err();
+        assert!(err.contains("no routes") && err.contains("has 2"), "{err}");
+        // A deliberate edit that keeps the secrets still applies.
+        write(
+            dir.path(),
+            &format!(
+                "{secrets}{}",
+                &ROUTES[..ROUTES.find("  - from: https://b").unwrap()]
+            ),
+        );
+        assert_eq!(
+            load_and_publish(&path, &mut p, &mut g, &mut h, 2)
+                .unwrap()
+                .0,
+            Some(2)
+        );
+        assert!(
+            p.reader()
+                .load()
+                .unwrap()
+                .route("b.example.com", "/")
+                .is_none()
+        );
+        assert_eq!(kids(&p), kid);
+    }
+
+    #[test]
+    fn secrets_generated_at_first_start_are_reused_never_invented_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut p, mut g, mut h) = fresh();
+        let path = write(dir.path(), ROUTES);
+        let (_, warnings) = load_and_publish(&path, &mut p, &mut g, &mut h, 0).unwrap();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("cookie_secret is not set"))
+        );
+        let kid = kids(&p);
+        let cookie = p.reader().load().unwrap().auth.cookie_secret;
+        // Edit the file (still without secrets): the same generated ones stay.
+        write(dir.path(), &ROUTES.replace("127.0.0.1:2", "127.0.0.1:3"));
+        let (generation, warnings) = load_and_publish(&path, &mut p, &mut g, &mut h, 1).unwrap();
+        assert_eq!(generation, Some(2));
+        assert!(
+            warnings.iter().all(|w| !w.contains("not set")),
+            "{warnings:?}"
+        );
+        assert_eq!(kids(&p), kid);
+        assert_eq!(p.reader().load().unwrap().auth.cookie_secret, cookie);
+    }
+
+    #[test]
+    fn a_configured_key_is_not_replaced_by_one_derived_from_the_shared_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut p, mut g, mut h) = fresh();
+        let b = Bootstrap::generate().to_config_yaml();
+        let path = write(dir.path(), &format!("{b}{ROUTES}"));
+        load_and_publish(&path, &mut p, &mut g, &mut h, 0).unwrap();
+        let without_key: String = b
+            .lines()
+            .filter(|l| !l.starts_with("signing_key"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        write(dir.path(), &format!("{without_key}{ROUTES}"));
+        let err = load_and_publish(&path, &mut p, &mut g, &mut h, 1).unwrap_err();
+        assert!(err.contains("signing_key"), "{err}");
+        assert_eq!(p.reader().generation(), 1);
+    }
+
+    #[test]
+    fn a_change_to_a_referenced_file_changes_the_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join("key.pem");
+        std::fs::write(&key_path, KeySet::generate().signer().to_sec1_pem()).unwrap();
+        let path = write(
+            dir.path(),
+            &format!("signing_key_file: {}\n{ROUTES}", key_path.display()),
+        );
+        let a = Reading::read(&path);
+        assert!(a.parsed.is_ok());
+        assert_eq!(Reading::read(&path).fingerprint, a.fingerprint);
+        std::fs::write(&key_path, KeySet::generate().signer().to_sec1_pem()).unwrap();
+        assert_ne!(Reading::read(&path).fingerprint, a.fingerprint);
+        // A key file caught empty mid-write is an error, not a new random key.
+        std::fs::write(&key_path, "").unwrap();
+        let (mut p, mut g, mut h) = fresh();
+        assert!(apply(&path, &Reading::read(&path), &mut p, &mut g, &mut h, 0).is_err());
     }
 
     #[test]

@@ -45,8 +45,17 @@ impl App {
     }
 
     async fn get_json(&self, path: &str, headers: &[(&str, &str)]) -> Value {
+        self.get_json_status(path, headers, StatusCode::OK).await
+    }
+
+    async fn get_json_status(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        expected: StatusCode,
+    ) -> Value {
         let (status, response_headers, body) = http_get(&self.url(path), headers).await;
-        assert_eq!(status, StatusCode::OK);
+        assert_eq!(status, expected, "{}", String::from_utf8_lossy(&body));
         assert_eq!(response_headers["content-type"], "application/json");
         serde_json::from_slice(&body).unwrap()
     }
@@ -77,7 +86,10 @@ async fn json_endpoint_reports_verified_claims_for_a_valid_assertion() {
 async fn json_endpoint_reports_why_an_assertion_is_missing_or_invalid() {
     let (key, _jwks, app) = fixture().await;
 
-    let missing = app.get_json("/json", &[]).await;
+    // A failed verification says so in the status too (scripts and monitors read it).
+    let missing = app
+        .get_json_status("/json", &[], StatusCode::UNAUTHORIZED)
+        .await;
     assert_eq!(missing["verified"], false);
     assert_eq!(missing["claims"], Value::Null);
     assert_eq!(missing["error"], "missing X-Pomerium-Jwt-Assertion header");
@@ -86,7 +98,11 @@ async fn json_endpoint_reports_why_an_assertion_is_missing_or_invalid() {
     wrong_aud["aud"] = json!("elsewhere.example.com");
     let token = key.mint(&wrong_aud);
     let rejected = app
-        .get_json("/json", &[("X-Pomerium-Jwt-Assertion", &token)])
+        .get_json_status(
+            "/json",
+            &[("X-Pomerium-Jwt-Assertion", &token)],
+            StatusCode::UNAUTHORIZED,
+        )
         .await;
     assert_eq!(rejected["verified"], false);
     assert_eq!(rejected["claims"], Value::Null);
@@ -148,7 +164,8 @@ async fn root_page_shows_the_error_and_unverified_claims_for_a_forged_assertion(
     let (_key, _jwks, app) = fixture().await;
     let forger = TestKey::new(7, "key-1");
     let token = forger.mint(&claims(unix_now()));
-    let (_, _, body) = http_get(&app.url("/"), &[("x-pomerium-jwt-assertion", &token)]).await;
+    let (status, _, body) = http_get(&app.url("/"), &[("x-pomerium-jwt-assertion", &token)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     let page = String::from_utf8(body.to_vec()).unwrap();
     assert!(page.contains("Identity not verified"));
     assert!(page.contains("bad signature"));

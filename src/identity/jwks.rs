@@ -72,14 +72,22 @@ pub fn jwks_for(keys: &KeySet) -> Document {
     jwks_document(keys.keys())
 }
 
-/// `/.well-known/pomerium` for a route host, given the authenticate service URL.
-pub fn discovery_document(host: &str, authenticate_url: &str) -> Document {
+/// `/.well-known/pomerium` as served at `origin` (`https://host[:port]` or
+/// `http://host:port`, exactly as the client addressed it, so every URL in
+/// it works as printed). `sign_out` says whether `origin` serves
+/// `/.pomerium/sign_out` (the internal listener does not).
+pub fn discovery_document(origin: &str, authenticate_url: &str, sign_out: bool) -> Document {
     let base = authenticate_url.trim_end_matches('/');
-    let doc = serde_json::json!({
-        "issuer": format!("https://{host}/"),
-        "jwks_uri": format!("https://{host}{JWKS_PATH}"),
-        "authentication_callback_endpoint": format!("{base}/oauth2/callback"),
-        "frontchannel_logout_uri": format!("https://{host}/.pomerium/sign_out"),
+    let origin = origin.trim_end_matches('/');
+    let mut doc = serde_json::json!({
+        "issuer": format!("{origin}/"),
+        "jwks_uri": format!("{origin}{JWKS_PATH}"),
     });
+    if !base.is_empty() {
+        doc["authentication_callback_endpoint"] = format!("{base}/oauth2/callback").into();
+    }
+    if sign_out {
+        doc["frontchannel_logout_uri"] = format!("{origin}/.pomerium/sign_out").into();
+    }
     Document::from_json(serde_json::to_vec(&doc).unwrap_or_default())
 }

@@ -74,17 +74,21 @@ impl Bootstrap {
     }
 
     /// A Kubernetes Secret manifest (`stringData`: PEM and base64 text).
-    pub fn to_secret_yaml(&self, namespace: &str, name: &str) -> String {
+    /// The namespace must be a DNS-1123 label and the name a DNS-1123
+    /// subdomain, as the API server requires.
+    pub fn to_secret_yaml(&self, namespace: &str, name: &str) -> Result<String, String> {
+        crate::model::names::check_label("namespace", namespace)?;
+        crate::model::names::check_subdomain("name", name)?;
         let pem: String = self
             .signing_key_pem
             .lines()
             .map(|l| format!("    {l}\n"))
             .collect();
-        format!(
+        Ok(format!(
             "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {namespace}\ntype: Opaque\nstringData:\n  signing_key: |\n{pem}  cookie_secret: {}\n  shared_secret: {}\n",
             self.cookie_secret.to_base64(),
             self.shared_secret.to_base64(),
-        )
+        ))
     }
 
     /// The equivalent config-file keys (`signing_key` as base64 PEM, like Pomerium).

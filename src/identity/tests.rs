@@ -257,7 +257,11 @@ fn jwks_has_public_members_only_and_a_stable_etag() {
 
 #[test]
 fn discovery_document_names_the_jwks_and_callback() {
-    let doc = discovery_document("app.example.com", "https://authenticate.example.com/");
+    let doc = discovery_document(
+        "https://app.example.com",
+        "https://authenticate.example.com/",
+        true,
+    );
     let v: serde_json::Value = serde_json::from_slice(&doc.body).unwrap();
     assert_eq!(
         v["jwks_uri"],
@@ -272,6 +276,14 @@ fn discovery_document_names_the_jwks_and_callback() {
         v["frontchannel_logout_uri"],
         "https://app.example.com/.pomerium/sign_out"
     );
+    let internal = discovery_document("http://10.0.0.7:9090", "", false);
+    let v: serde_json::Value = serde_json::from_slice(&internal.body).unwrap();
+    assert_eq!(
+        v["jwks_uri"],
+        "http://10.0.0.7:9090/.well-known/pomerium/jwks.json"
+    );
+    assert!(v.get("frontchannel_logout_uri").is_none());
+    assert!(v.get("authentication_callback_endpoint").is_none());
 }
 
 #[test]
@@ -288,7 +300,10 @@ fn generated_bootstrap_secrets_round_trip() {
         .find(|l| l.starts_with("signing_key: "))
         .unwrap();
     KeySet::parse(line.trim_start_matches("signing_key: ")).unwrap();
-    let yaml = b.to_secret_yaml("jetbridge", "jetbridge-bootstrap");
+    let yaml = b
+        .to_secret_yaml("jetbridge", "jetbridge-bootstrap")
+        .unwrap();
+    assert!(b.to_secret_yaml("jetbridge", "x\nkind: Pod").is_err());
     assert!(yaml.contains("namespace: jetbridge") && yaml.contains("name: jetbridge-bootstrap"));
 }
 

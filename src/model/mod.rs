@@ -1,6 +1,7 @@
 //! The snapshot: everything the proxy needs to serve requests, as immutable
 //! plain data built by `translate`. No tokio, no kube, no I/O.
 
+pub mod names;
 pub mod pathnorm;
 pub mod routing;
 
@@ -62,8 +63,6 @@ pub struct IdentityConfig {
     /// JWKS of every published key (configured plus retired-but-valid).
     pub jwks: Document,
     pub issuer_format: IssuerFormat,
-    /// Discovery document per route host.
-    pub discovery: HashMap<String, Document>,
 }
 
 /// Authentication settings (sessions and the IdP).

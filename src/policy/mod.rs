@@ -71,6 +71,7 @@ use serde::{Deserialize, Serialize};
 pub mod cli;
 mod eval;
 mod parse;
+pub use parse::suggest as did_you_mean;
 mod program;
 mod schedule;
 #[cfg(test)]

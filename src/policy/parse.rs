@@ -130,7 +130,8 @@ fn distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-fn suggest(word: &str, known: &[&str]) -> String {
+/// ` (did you mean "x"?)` when one of `known` is close to `word`, else empty.
+pub fn suggest(word: &str, known: &[&str]) -> String {
     if word.chars().count() > 64 {
         return String::new();
     }

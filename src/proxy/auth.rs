@@ -16,6 +16,7 @@ use super::body::{Body, empty, full};
 use super::error::{ProxyError, html_escape, page};
 use super::{Proxy, unix_now};
 use crate::identity::oidc::{LoginResult, OidcHttp, PendingLogin, Provider, random_token};
+use crate::identity::revocation::Revocations;
 use crate::identity::seal::Sealer;
 use crate::identity::session::Session;
 use crate::model::{IdpConfig, Snapshot};
@@ -30,11 +31,25 @@ pub const STATE_COOKIE: &str = "_jetbridge_state";
 /// Lifetime of a hand-off from the authenticate host to a route host.
 const HANDOFF_TTL: i64 = 60;
 
+/// Name of the browser-session cookie on the authenticate host: it carries
+/// the session id and expiry that every route host's session of this
+/// browser shares, so one sign-out ends them all.
+pub const BROWSER_COOKIE: &str = "_jetbridge_sid";
+
 /// Login state and caches shared by all requests.
 pub struct Authenticator {
     provider: tokio::sync::Mutex<Option<CachedProvider>>,
     /// One-time values already used (state ids, hand-off ids) → expiry.
     used: Mutex<HashMap<String, i64>>,
+    /// Sessions ended by sign-out.
+    pub revocations: Arc<Revocations>,
+}
+
+/// The browser-session cookie's content.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BrowserSession {
+    sid: String,
+    exp: i64,
 }
 
 /// A discovered provider, re-discovered after [`PROVIDER_TTL`] so the IdP's
@@ -54,6 +69,7 @@ impl Default for Authenticator {
         Authenticator {
             provider: tokio::sync::Mutex::new(None),
             used: Mutex::new(HashMap::new()),
+            revocations: Arc::new(Revocations::default()),
         }
     }
 }
@@ -219,6 +235,17 @@ fn sealer_handoff(snapshot: &Snapshot) -> Sealer {
 fn sealer_state(snapshot: &Snapshot) -> Sealer {
     Sealer::new(&snapshot.auth.cookie_secret, "login-state")
 }
+fn sealer_browser(snapshot: &Snapshot) -> Sealer {
+    Sealer::new(&snapshot.auth.cookie_secret, "browser-session")
+}
+fn authenticate_host(snapshot: &Snapshot) -> &[u8] {
+    snapshot
+        .auth
+        .authenticate_host
+        .as_deref()
+        .unwrap_or("")
+        .as_bytes()
+}
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Handoff {
@@ -253,7 +280,13 @@ impl Proxy {
         Some(match path {
             "/.pomerium/sign_in" => self.sign_in(snapshot, query, now).await,
             "/oauth2/callback" => self.oauth_callback(snapshot, req, query, now).await,
-            "/.pomerium/signed_out" => Ok(page(StatusCode::OK, "You are signed out.", id, json)),
+            "/.pomerium/signed_out" => {
+                let mut r = page(StatusCode::OK, "You are signed out.", id, json);
+                if let Some(c) = cookie_header(BROWSER_COOKIE, "", 0) {
+                    r.headers_mut().append(header::SET_COOKIE, c);
+                }
+                Ok(r)
+            }
             _ => return None,
         })
     }
@@ -350,7 +383,15 @@ impl Proxy {
                 other => ProxyError::BadRequest(format!("sign-in failed: {other}")),
             }
         })?;
-        let session = new_session(&login, snapshot, now);
+        let mut session = new_session(&login, snapshot, now);
+        let browser = super::headers::cookie(req.headers(), BROWSER_COOKIE)
+            .and_then(|c| sealer_browser(snapshot).open(authenticate_host(snapshot), c))
+            .and_then(|b| serde_json::from_slice::<BrowserSession>(&b).ok())
+            .filter(|b| b.exp > now + 60 && !self.auth.revocations.is_revoked(&b.sid));
+        if let Some(b) = &browser {
+            session.id = b.sid.clone();
+            session.exp = b.exp.min(session.exp);
+        }
         tracing::info!(sub = %session.sub, sid = %session.id, "signed in");
         let target = url::Url::parse(&pending.return_to)
             .map_err(|_| ProxyError::BadRequest("invalid redirect target".into()))?;
@@ -371,6 +412,19 @@ impl Proxy {
         ));
         if let Some(c) = cookie_header(STATE_COOKIE, "", 0) {
             r.headers_mut().append(header::SET_COOKIE, c);
+        }
+        if browser.is_none() {
+            let b = BrowserSession {
+                sid: handoff.session.id.clone(),
+                exp: handoff.session.exp,
+            };
+            let sealed = sealer_browser(snapshot).seal(
+                authenticate_host(snapshot),
+                &serde_json::to_vec(&b).unwrap_or_default(),
+            );
+            if let Some(c) = cookie_header(BROWSER_COOKIE, &sealed, b.exp - now) {
+                r.headers_mut().append(header::SET_COOKIE, c);
+            }
         }
         Ok(r)
     }
@@ -398,6 +452,10 @@ impl Proxy {
             "/.pomerium/sign_out" => {
                 if req.method() != Method::GET && req.method() != Method::POST {
                     return Some(Err(ProxyError::MethodNotAllowed));
+                }
+                if let Some(s) = session {
+                    self.auth.revocations.revoke(&s.id, s.exp, now);
+                    tracing::info!(sub = %s.sub, sid = %s.id, "signed out; session revoked");
                 }
                 Ok(self.sign_out(snapshot, host, client_port(req), query).await)
             }

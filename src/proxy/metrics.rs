@@ -79,6 +79,7 @@ impl Metrics {
         &self,
         generation: u64,
         reload_failures: u64,
+        last_reload_ok: bool,
         cert_expiry: &[(String, i64)],
         routes: usize,
     ) -> String {
@@ -142,6 +143,11 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# HELP jetbridge_config_reload_failures_total Rejected configuration reloads.\n# TYPE jetbridge_config_reload_failures_total counter\njetbridge_config_reload_failures_total {reload_failures}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP jetbridge_config_last_reload_successful 1 unless the latest reload was rejected (the running configuration is then older than its source).\n# TYPE jetbridge_config_last_reload_successful gauge\njetbridge_config_last_reload_successful {}",
+            u8::from(last_reload_ok)
         );
         let _ = writeln!(
             out,

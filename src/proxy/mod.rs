@@ -63,6 +63,16 @@ fn request_id() -> String {
     hex::encode(b)
 }
 
+/// What the access log records about one request, filled in as the
+/// pipeline learns it.
+#[derive(Default)]
+struct Trail {
+    host: Option<String>,
+    path: Option<String>,
+    user: Option<String>,
+    upstream: Option<String>,
+}
+
 /// What the pipeline decided before forwarding.
 struct Admitted<'a> {
     route: &'a Route,
@@ -102,10 +112,55 @@ impl Proxy {
         let started = Instant::now();
         let id = request_id();
         let json = wants_json(req.headers().get(header::ACCEPT));
-        let Some(snapshot) = self.reader.load() else {
-            return error_response(&ProxyError::NotReady, &id, json);
+        let method = req.method().clone();
+        let mut trail = Trail::default();
+        let (route_id, mut resp) = match self.reader.load() {
+            None => (
+                "-".to_string(),
+                error_response(&ProxyError::NotReady, &id, json),
+            ),
+            Some(snapshot) => {
+                self.respond(&snapshot, req, conn, &id, json, &mut trail)
+                    .await
+            }
         };
-        let (route_id, resp) = match self.pipeline(&snapshot, req, conn, &id).await {
+        // The id the access log carries, so a user can quote it.
+        if !resp.headers().contains_key("x-request-id")
+            && let Ok(v) = HeaderValue::from_str(&id)
+        {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        let elapsed = started.elapsed();
+        self.metrics
+            .observe(&route_id, resp.status().as_u16(), elapsed);
+        tracing::info!(
+            target: crate::telemetry::ACCESS_TARGET,
+            request_id = %id,
+            route = %route_id,
+            method = %method,
+            host = trail.host.as_deref().unwrap_or("-"),
+            path = trail.path.as_deref().unwrap_or("-"),
+            status = resp.status().as_u16(),
+            upstream = trail.upstream.as_deref().unwrap_or("-"),
+            duration_ms = elapsed.as_secs_f64() * 1e3,
+            user = trail.user.as_deref().unwrap_or("-"),
+            remote = %conn.remote.ip(),
+            "request"
+        );
+        resp
+    }
+
+    /// Runs the pipeline and turns its outcome into a response.
+    async fn respond(
+        &self,
+        snapshot: &Snapshot,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        id: &str,
+        json: bool,
+        trail: &mut Trail,
+    ) -> (String, Response<Body>) {
+        match self.pipeline(snapshot, req, conn, id, trail).await {
             Ok((route_id, resp)) => (route_id, resp),
             Err((route_id, err)) => {
                 if matches!(
@@ -116,12 +171,9 @@ impl Proxy {
                 ) {
                     self.metrics.upstream_error(&route_id);
                 }
-                (route_id, error_response(&err, &id, json))
+                (route_id, error_response(&err, id, json))
             }
-        };
-        self.metrics
-            .observe(&route_id, resp.status().as_u16(), started.elapsed());
-        resp
+        }
     }
 
     async fn pipeline(
@@ -130,6 +182,7 @@ impl Proxy {
         req: Request<Incoming>,
         conn: ConnInfo,
         id: &str,
+        trail: &mut Trail,
     ) -> Result<(String, Response<Body>), (String, ProxyError)> {
         let none = || String::from("-");
         let host = request_host(&req).ok_or_else(|| {
@@ -144,9 +197,11 @@ impl Proxy {
             .map(|p| p.as_str())
             .unwrap_or("/");
         let (raw_path, query) = split_target(target);
+        trail.host = Some(host.clone());
         let path = normalize_path(raw_path)
             .map_err(|e| (none(), ProxyError::BadRequest(e.to_string())))?
             .path;
+        trail.path = Some(path.clone());
         let query = query.map(str::to_string);
 
         if !snapshot.host_known(&host) {
@@ -169,6 +224,7 @@ impl Proxy {
             Some(s) => self.maybe_refresh(snapshot, &host, s).await,
             None => (None, None),
         };
+        trail.user = session.as_ref().map(|s| s.sub.clone());
         let with_cookie = |mut r: Response<Body>| {
             if let Some(c) = &set_cookie {
                 r.headers_mut().append(header::SET_COOKIE, c.clone());
@@ -256,7 +312,7 @@ impl Proxy {
             path,
             query,
         };
-        self.forward(snapshot, admitted, req, conn, id)
+        self.forward(snapshot, admitted, req, conn, id, trail)
             .await
             .map(|r| (rid.clone(), with_cookie(r)))
             .map_err(fail)
@@ -264,7 +320,10 @@ impl Proxy {
 
     fn session(&self, snapshot: &Snapshot, req: &Request<Incoming>, host: &str) -> Option<Session> {
         let value = headers::cookie(req.headers(), &snapshot.auth.cookie_name)?;
-        snapshot.sessions.open(host, value, unix_now())
+        snapshot
+            .sessions
+            .open(host, value, unix_now())
+            .filter(|s| !self.auth.revocations.is_revoked(&s.id))
     }
 
     async fn forward(
@@ -274,6 +333,7 @@ impl Proxy {
         req: Request<Incoming>,
         conn: ConnInfo,
         id: &str,
+        trail: &mut Trail,
     ) -> Result<Response<Body>, ProxyError> {
         let route = a.route;
         let is_upgrade = is_websocket_upgrade(&req);
@@ -348,11 +408,12 @@ impl Proxy {
         let attempts = targets.len();
         let mut parts = Some(parts);
         for (attempt, up) in targets.into_iter().enumerate() {
+            trail.upstream = Some(up.authority.clone());
             let client = self
                 .upstreams
                 .client(up, &route.upstream_tls)
                 .map_err(|e| {
-                    tracing::warn!(route = %route.id, error = %e, "cannot build upstream client");
+                    tracing::warn!(request_id = %id, route = %route.id, error = %e, "cannot build upstream client");
                     ProxyError::BadGateway
                 })?;
             let scheme = if up.scheme == "https" {
@@ -401,12 +462,12 @@ impl Proxy {
             let upstream_req = Request::from_parts(p, b);
             match tokio::time::timeout(route.timeout, client.request(upstream_req)).await {
                 Err(_) => {
-                    tracing::warn!(route = %route.id, upstream = %up.url(), "upstream timed out");
+                    tracing::warn!(request_id = %id, route = %route.id, upstream = %up.url(), "upstream timed out");
                     return Err(ProxyError::GatewayTimeout);
                 }
                 Ok(Err(e)) => {
                     let connect = e.is_connect();
-                    tracing::warn!(route = %route.id, upstream = %up.url(), error = %e, connect, "upstream request failed");
+                    tracing::warn!(request_id = %id, route = %route.id, upstream = %up.url(), error = %e, connect, "upstream request failed");
                     if connect {
                         self.upstreams.mark_failed(up);
                         last_err = ProxyError::UpstreamUnavailable;
@@ -584,19 +645,25 @@ fn policy_headers<B>(req: &Request<B>) -> std::collections::BTreeMap<String, Str
     m
 }
 
-/// Serves `/.well-known/pomerium*` on every known host.
+/// Serves `/.well-known/pomerium*` on every known host (route hosts and the
+/// authenticate host); the discovery document names the host and port the
+/// client used.
 fn well_known<B>(
     snapshot: &Snapshot,
     host: &str,
     path: &str,
     req: &Request<B>,
 ) -> Option<Response<Body>> {
-    let doc = match path {
-        JWKS_PATH => Some(&snapshot.identity.jwks),
-        DISCOVERY_PATH | "/.well-known/pomerium/" => snapshot.identity.discovery.get(host),
+    match path {
+        JWKS_PATH => Some(document_response(&snapshot.identity.jwks, req)),
+        DISCOVERY_PATH | "/.well-known/pomerium/" => {
+            let origin = auth::origin(host, auth::client_port(req));
+            let auth_url = snapshot.auth.authenticate_url.as_deref().unwrap_or("");
+            let doc = crate::identity::jwks::discovery_document(&origin, auth_url, true);
+            Some(document_response(&doc, req))
+        }
         _ => None,
-    }?;
-    Some(document_response(doc, req))
+    }
 }
 
 /// A cached JSON document with ETag / If-None-Match support.

@@ -4,7 +4,7 @@
 //! A bad route never breaks the others: it becomes [`Access::Invalid`] (every
 //! request to it is refused) plus a [`Diagnostic`] naming the object.
 
-use crate::identity::jwks::{Document, discovery_document, jwks_document};
+use crate::identity::jwks::jwks_document;
 use crate::identity::{IssuerFormat, KeySet, SigningKey};
 use crate::model::routing::{HostMatch, PathMatch, RouteKey, RouteTable};
 use crate::model::{
@@ -14,7 +14,6 @@ use crate::model::{
 use crate::policy::{self, Legacy, Program};
 use crate::settings::RouteConfig;
 use http::{HeaderName, HeaderValue};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 #[cfg(test)]
@@ -92,15 +91,6 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
 
     let published: Vec<&SigningKey> = g.keys.keys().iter().chain(g.retired_keys.iter()).collect();
     let jwks = jwks_document(published);
-    let auth_url = g.auth.authenticate_url.clone().unwrap_or_default();
-    let mut discovery: HashMap<String, Document> = HashMap::new();
-    for r in &routes {
-        if let HostMatch::Exact(h) = &r.host {
-            discovery
-                .entry(h.clone())
-                .or_insert_with(|| discovery_document(h, &auth_url));
-        }
-    }
     let tls = build_tls(&g.certificates, &mut diagnostics);
     Snapshot {
         generation: 0,
@@ -111,7 +101,6 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
             keys: g.keys.clone(),
             jwks,
             issuer_format: g.issuer_format,
-            discovery,
         },
         auth: g.auth.clone(),
         sessions: Arc::new(crate::identity::session::SessionCodec::new(
@@ -206,15 +195,21 @@ fn build_route(
             Err(_) => problems.push(format!("remove_request_headers: invalid header {name:?}")),
         }
     }
-    let claims_src = spec
+    // Pomerium has one global map (per-route maps are its open issue
+    // #3443); a route's map here adds to the global one, and a header the
+    // route names again takes the route's claim.
+    let route_claims = spec.jwt_claims_headers.as_ref().map(|c| c.0.as_slice());
+    let mut jwt_claims_headers: Vec<(HeaderName, String)> = Vec::new();
+    for (header, claim) in g
         .jwt_claims_headers
-        .as_ref()
-        .map(|c| c.0.clone())
-        .unwrap_or_else(|| g.jwt_claims_headers.clone());
-    let mut jwt_claims_headers = Vec::new();
-    for (header, claim) in claims_src {
+        .iter()
+        .chain(route_claims.unwrap_or(&[]))
+    {
         match HeaderName::from_bytes(header.as_bytes()) {
-            Ok(n) => jwt_claims_headers.push((n, claim)),
+            Ok(n) => {
+                jwt_claims_headers.retain(|(h, _)| *h != n);
+                jwt_claims_headers.push((n, claim.clone()));
+            }
             Err(_) => problems.push(format!("jwt_claims_headers: invalid header {header:?}")),
         }
     }

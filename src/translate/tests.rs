@@ -19,11 +19,6 @@ fn seed_config_with_idp_keys_translates_without_errors() {
     assert!(r.pass_identity_headers);
     assert!(matches!(r.access, Access::Policy(_)));
     assert_eq!(r.upstreams[0].authority, "verify:8000");
-    assert!(
-        s.identity
-            .discovery
-            .contains_key("verify.localhost.pomerium.io")
-    );
 }
 
 #[test]

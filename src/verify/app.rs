@@ -182,17 +182,38 @@ async fn handle(verifier: &Verifier, request: Request<Incoming>) -> Response<Ful
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/headers" => json_response(&json!({ "headers": headers_json(headers) })),
         "/json" => {
-            let body = match verifier.verify_headers(headers).await {
+            let outcome = verifier.verify_headers(headers).await;
+            let body = match &outcome {
                 Ok(claims) => json!({"verified": true, "claims": claims, "error": null}),
                 Err(e) => json!({"verified": false, "claims": null, "error": e.to_string()}),
             };
-            json_response(&body)
+            with_status(json_response(&body), outcome_status(&outcome))
         }
         _ => {
             let outcome = verifier.verify_headers(headers).await;
-            html_response(render_page(verifier, headers, &outcome))
+            with_status(
+                html_response(render_page(verifier, headers, &outcome)),
+                outcome_status(&outcome),
+            )
         }
     }
+}
+
+/// The status a script or monitor reads: 200 verified, 401 no or a bad
+/// assertion, 503 when the JWKS cannot be fetched, 500 when the Verify app
+/// itself is misconfigured.
+fn outcome_status(outcome: &Result<VerifiedClaims, VerifyError>) -> StatusCode {
+    match outcome {
+        Ok(_) => StatusCode::OK,
+        Err(VerifyError::JwksFetch { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+        Err(VerifyError::InvalidConfig(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+        Err(_) => StatusCode::UNAUTHORIZED,
+    }
+}
+
+fn with_status(mut response: Response<Full<Bytes>>, status: StatusCode) -> Response<Full<Bytes>> {
+    *response.status_mut() = status;
+    response
 }
 
 fn headers_json(headers: &HeaderMap) -> BTreeMap<String, String> {
