@@ -97,3 +97,100 @@ fn policy_eval_exit_codes_follow_the_decision() {
     assert_eq!(code, 2);
     assert!(err.contains("did you mean \"email\""), "{err}");
 }
+
+#[test]
+fn gen_secrets_refuses_names_that_are_not_kubernetes_names() {
+    for (flag, bad) in [
+        ("--name", "boot\nkind: Pod"),
+        ("--name", "Boot"),
+        ("--name", "a b"),
+        ("--name", "x: y"),
+        ("--namespace", "ns.with.dots"),
+        ("--namespace", "-ns"),
+        ("--namespace", "ns\"; rm"),
+        ("--name", ""),
+    ] {
+        let (code, out, err) = jetbridge(&["gen-secrets", flag, bad], None);
+        assert_eq!(code, 2, "{flag} {bad:?}: {out}");
+        assert!(out.is_empty(), "nothing is printed: {out}");
+        assert!(err.starts_with("error: "), "{err}");
+    }
+    // A dotted name is a valid Secret name.
+    let (code, out, _) = jetbridge(&["gen-secrets", "--name", "jetbridge.bootstrap"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("name: jetbridge.bootstrap"), "{out}");
+}
+
+/// `a: b: b: c` style repetition of a prefix in any error message.
+fn repeated_prefix(text: &str) -> Option<String> {
+    let parts: Vec<&str> = text.split(": ").map(str::trim).collect();
+    parts
+        .windows(2)
+        .find(|w| w[0].eq_ignore_ascii_case(w[1]) || w[0].ends_with(&format!(" {}", w[1])))
+        .map(|w| w[1].to_string())
+}
+
+#[test]
+fn error_messages_never_repeat_their_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let policies = [
+        "3",
+        "allow: [\n",
+        "allow:\n  or:\n    - emial: {is: a}\n",
+        "policy:\n  allow: {or: [{accept: true}]}\n",
+        "kind: Policy\nspec: 3\n",
+        "apiVersion: v1\nkind: Policy\nspec: {}\n",
+        "",
+    ];
+    let input = write("in.json", "{}");
+    let mut outputs = Vec::new();
+    for (i, p) in policies.iter().enumerate() {
+        let path = write(&format!("p{i}.yaml"), p);
+        outputs.push(jetbridge(
+            &["policy", "eval", "--policy", &path, "--input", &input],
+            None,
+        ));
+        outputs.push(jetbridge(&["policy", "check", &path], None));
+        let cfg = write(
+            &format!("d{i}.yaml"),
+            &format!(
+                "routes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n    policy: {}\n",
+                serde_json::to_string(p).unwrap()
+            ),
+        );
+        outputs.push(jetbridge(&["standalone", "--config", &cfg], None));
+    }
+    outputs.push(jetbridge(
+        &[
+            "policy",
+            "eval",
+            "--policy",
+            "/nonexistent",
+            "--input",
+            &input,
+        ],
+        None,
+    ));
+    outputs.push(jetbridge(&["standalone", "--config", "/nonexistent"], None));
+    outputs.push(jetbridge(&["verify", "--jwks-url", "not a url"], None));
+    let mut errors = 0;
+    for (code, out, err) in &outputs {
+        for line in out.lines().chain(err.lines()) {
+            if let Some(p) = repeated_prefix(line) {
+                panic!("{p:?} repeated in: {line}");
+            }
+        }
+        if *code != 0 {
+            errors += 1;
+        }
+    }
+    assert!(
+        errors >= policies.len() * 2,
+        "the bad inputs failed: {outputs:?}"
+    );
+}

@@ -82,6 +82,14 @@ use program::{Action, ClaimPath, Criterion, Expr, ListMatch, ListOp, Lit, Rule, 
 /// Result type of this module.
 pub type Result<T, E = PolicyError> = std::result::Result<T, E>;
 
+fn located(at: &str, message: &str) -> String {
+    if at.is_empty() {
+        message.to_string()
+    } else {
+        format!("{at}: {message}")
+    }
+}
+
 /// Why a policy did not compile.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
@@ -96,9 +104,11 @@ pub enum PolicyError {
         message: String,
     },
     /// The document is well-formed but is not a valid policy.
-    #[error("{at}: {message}")]
+    #[error("{}", located(at, message))]
     Invalid {
-        /// Where: `policy`, `rule 2` or `rule 2, allow.and[1].email`.
+        /// Where: empty for the document as a whole, `rule 2` or
+        /// `rule 2, allow.and[1].email`. Callers add their own context
+        /// (`policy: `, the Ingress annotation), so it is never repeated.
         at: String,
         /// What is wrong, with a suggestion when one is likely.
         message: String,

@@ -167,7 +167,7 @@ struct Cx {
 impl Cx {
     fn at(&self) -> String {
         match (self.rule, self.path.is_empty()) {
-            (0, _) => "policy".to_owned(),
+            (0, _) => String::new(),
             (n, true) => format!("rule {n}"),
             (n, false) => format!("rule {n}, {}", self.path),
         }

@@ -584,11 +584,11 @@ fn kubernetes_policy_object_compiles() {
     }
     assert_eq!(
         compile_err("apiVersion: v1\nkind: Policy\nspec: {}"),
-        "policy: unsupported apiVersion \"v1\" (expected \"jetbridge.dev/v1\")"
+        "unsupported apiVersion \"v1\" (expected \"jetbridge.dev/v1\")"
     );
     assert_eq!(
         compile_err("apiVersion: jetbridge.dev/v1\nkind: Ingress\nspec: {}"),
-        "policy: unsupported kind \"Ingress\" (expected \"Policy\")"
+        "unsupported kind \"Ingress\" (expected \"Policy\")"
     );
 }
 
