@@ -24,13 +24,14 @@ pub fn handle<B>(proxy: &Arc<Proxy>, req: &Request<B>) -> Response<Body> {
                 .as_ref()
                 .map(|s| (s.tls.expiry.clone(), s.routes.len()))
                 .unwrap_or_default();
-            let body = proxy.metrics.render(
-                proxy.reader.generation(),
-                proxy.reader.reload_failures(),
-                proxy.reader.last_reload_ok(),
-                &expiry,
+            let body = proxy.metrics.render(&crate::proxy::metrics::Gauges {
+                generation: proxy.reader.generation(),
+                reload_failures: proxy.reader.reload_failures(),
+                last_reload_ok: proxy.reader.last_reload_ok(),
+                cert_expiry: &expiry,
                 routes,
-            );
+                revoked_sessions: proxy.auth.revocations.len(),
+            });
             let mut r = text(StatusCode::OK, &body);
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -374,3 +374,53 @@ async fn sign_out_clears_the_cookie_and_uses_the_idp_logout() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+async fn session_id(b: &mut Browser, url: &str) -> (StatusCode, Option<String>) {
+    let r = b.get(url).await;
+    (r.status, json(&r.body)["sid"].as_str().map(str::to_string))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_out_on_one_host_ends_the_browsers_session_on_every_host() {
+    let w = world().await;
+    let mut b = Browser::new();
+    assert_eq!(
+        login(&mut b, &w, &w.url("app", "/"), "alice").await.status,
+        StatusCode::OK
+    );
+    // The second host's sign-in rides on the IdP's session and on the
+    // browser-session cookie of the authenticate host.
+    assert_eq!(
+        login(&mut b, &w, &w.url("plain", "/"), "alice")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    b.accept = "application/json".into();
+    let (s1, app_sid) = session_id(&mut b, &w.url("app", "/.pomerium/user")).await;
+    let (s2, plain_sid) = session_id(&mut b, &w.url("plain", "/.pomerium/user")).await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(app_sid, plain_sid, "one browser, one session id");
+
+    // Copies of both cookies, taken before sign-out.
+    let mut copy = Browser::new();
+    copy.accept = "application/json".into();
+    copy.jar = b.jar.clone();
+
+    let r = b.get(&w.url("app", "/.pomerium/sign_out")).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    for host in ["app", "plain"] {
+        assert_eq!(
+            copy.get(&w.url(host, "/")).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{host}: a copied cookie is refused after sign-out"
+        );
+    }
+    // Signing in again gives a new session id, not the revoked one.
+    let mut fresh = Browser::new();
+    login(&mut fresh, &w, &w.url("app", "/"), "alice").await;
+    fresh.accept = "application/json".into();
+    let r = fresh.get(&w.url("app", "/.pomerium/user")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_ne!(json(&r.body)["sid"].as_str().map(str::to_string), app_sid);
+}

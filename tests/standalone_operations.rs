@@ -666,6 +666,7 @@ async fn sign_out_revokes_every_copy_of_the_session_cookie() {
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(seen.lock().unwrap().len(), seen_before, "never forwarded");
+    assert_eq!(s.metric("jetbridge_revoked_sessions").await, 1.0);
     // Another user's session is untouched.
     assert_eq!(with_cookie(&bob).get(&app).await.status, StatusCode::OK);
     assert!(

@@ -75,14 +75,15 @@ impl Metrics {
     }
 
     /// Renders all metrics.
-    pub fn render(
-        &self,
-        generation: u64,
-        reload_failures: u64,
-        last_reload_ok: bool,
-        cert_expiry: &[(String, i64)],
-        routes: usize,
-    ) -> String {
+    pub fn render(&self, g: &Gauges<'_>) -> String {
+        let Gauges {
+            generation,
+            reload_failures,
+            last_reload_ok,
+            cert_expiry,
+            routes,
+            revoked_sessions,
+        } = *g;
         let mut out = String::new();
         out.push_str("# HELP jetbridge_requests_total Requests handled, by route and status.\n# TYPE jetbridge_requests_total counter\n");
         if let Ok(m) = self.requests.read() {
@@ -153,6 +154,10 @@ impl Metrics {
             out,
             "# HELP jetbridge_routes Routes in the serving snapshot.\n# TYPE jetbridge_routes gauge\njetbridge_routes {routes}"
         );
+        let _ = writeln!(
+            out,
+            "# HELP jetbridge_revoked_sessions Signed-out sessions refused until they expire.\n# TYPE jetbridge_revoked_sessions gauge\njetbridge_revoked_sessions {revoked_sessions}"
+        );
         out.push_str("# HELP jetbridge_certificate_expiry_timestamp_seconds Certificate notAfter, by first DNS name.\n# TYPE jetbridge_certificate_expiry_timestamp_seconds gauge\n");
         for (name, t) in cert_expiry {
             let _ = writeln!(
@@ -163,6 +168,17 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The state-of-the-process values rendered next to the counters.
+#[derive(Clone, Copy)]
+pub struct Gauges<'a> {
+    pub generation: u64,
+    pub reload_failures: u64,
+    pub last_reload_ok: bool,
+    pub cert_expiry: &'a [(String, i64)],
+    pub routes: usize,
+    pub revoked_sessions: usize,
 }
 
 fn label(s: &str) -> String {
