@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod controller;
 pub mod crd;
 pub mod demo;
 pub mod identity;

@@ -82,11 +82,49 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         groups: Vec<String>,
     },
+    /// Run the Kubernetes ingress controller and the proxy it feeds.
+    Controller(ControllerArgs),
+    /// Print the CustomResourceDefinition YAML of the `Policy` kind.
+    Crds,
     /// Evaluate or lint policies.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct ControllerArgs {
+    /// Config file with global settings (same keys as `standalone`).
+    #[arg(long, short, env = "JETBRIDGE_CONFIG")]
+    config: Option<String>,
+    /// kubeconfig file (default: in-cluster, then $KUBECONFIG).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<String>,
+    /// Namespaces to watch (comma-separated; default: all).
+    #[arg(long, value_delimiter = ',', env = "JETBRIDGE_NAMESPACES")]
+    namespaces: Vec<String>,
+    /// The bootstrap Secret (namespace/name).
+    #[arg(long, default_value = "jetbridge/jetbridge-bootstrap", env = "JETBRIDGE_BOOTSTRAP_SECRET")]
+    bootstrap_secret: String,
+    /// Annotation prefixes (default: jetbridge.dev and ingress.pomerium.io).
+    #[arg(long, value_delimiter = ',', env = "JETBRIDGE_ANNOTATION_PREFIX")]
+    annotation_prefix: Vec<String>,
+    /// `spec.controller` of the IngressClasses to serve.
+    #[arg(long, default_value = jetbridge::translate::cluster::CONTROLLER)]
+    controller_name: String,
+    /// HTTPS listen address (overrides the config file).
+    #[arg(long, env = "JETBRIDGE_ADDRESS")]
+    address: Option<String>,
+    /// Internal listener (JWKS, health, metrics).
+    #[arg(long, env = "JETBRIDGE_INTERNAL_ADDRESS")]
+    internal_address: Option<String>,
+    /// HTTP listener that redirects to HTTPS.
+    #[arg(long, env = "JETBRIDGE_HTTP_REDIRECT_ADDRESS")]
+    http_redirect_address: Option<String>,
+    /// Quiet time after a change before publishing (milliseconds).
+    #[arg(long, default_value_t = 50)]
+    debounce_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -220,6 +258,11 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(code as u8)
         }
         Command::Standalone { config } => run_async(run_standalone(config, log_format)),
+        Command::Controller(args) => run_async(run_controller(args, log_format)),
+        Command::Crds => {
+            print!("{}", jetbridge::crd::crd_yaml());
+            std::process::ExitCode::SUCCESS
+        }
         Command::Demo { port, address } => run_async(async move {
             init_tracing(log_format.as_deref(), None, None, true)?;
             let shutdown = shutdown_signal();
@@ -352,6 +395,27 @@ async fn run_standalone(path: String, log_format: Option<String>) -> Result<()> 
     }
     let reader = publisher.reader();
     let shutdown = shutdown_signal();
+    let source = standalone::watch(
+        path.clone(),
+        reading.fingerprint,
+        publisher,
+        generated,
+        history,
+        shutdown.clone(),
+    );
+    serve_data_plane(&listeners, reader, &path, shutdown, source).await
+}
+
+/// The one data-plane start: HTTPS workers, the HTTP redirect and internal
+/// listeners, and the configuration source (file watcher or controller),
+/// until `shutdown`; then connections drain.
+async fn serve_data_plane(
+    listeners: &standalone::Listeners,
+    reader: jetbridge::snapshot::SnapshotReader,
+    source_name: &str,
+    shutdown: CancellationToken,
+    source: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let workers = std::env::var("JETBRIDGE_WORKERS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -378,21 +442,14 @@ async fn run_standalone(path: String, log_format: Option<String>) -> Result<()> 
         tracing::info!(address = %l.local_addr()?, "internal listener (JWKS, health, metrics)");
         tasks.spawn(jetbridge::admin::serve(l, proxy.clone(), shutdown.clone()));
     }
-    tracing::info!(address = %listeners.https, port = https_port, workers, config = %path, "HTTPS listener");
+    tracing::info!(address = %listeners.https, port = https_port, workers, config = %source_name, "HTTPS listener");
     let https_threads = server::spawn_https_workers(
         https_listeners,
         &proxy,
         server::tls_server_config(reader),
         shutdown.clone(),
     )?;
-    tasks.spawn(standalone::watch(
-        path,
-        reading.fingerprint,
-        publisher,
-        generated,
-        history,
-        shutdown.clone(),
-    ));
+    tasks.spawn(source);
     while tasks.join_next().await.is_some() {}
     tokio::task::spawn_blocking(move || {
         for t in https_threads {
@@ -401,4 +458,78 @@ async fn run_standalone(path: String, log_format: Option<String>) -> Result<()> 
     })
     .await?;
     Ok(())
+}
+
+/// `jetbridge controller`: global settings from the optional config file
+/// (the same keys as `standalone`; its routes are served too), routes from
+/// the cluster, keys from the bootstrap Secret.
+async fn run_controller(args: ControllerArgs, log_format: Option<String>) -> Result<()> {
+    let cfg = match &args.config {
+        Some(path) => match standalone::Reading::read(path).parsed {
+            Ok((cfg, _)) => cfg,
+            Err(e) => bail!("{e}"),
+        },
+        None => jetbridge::settings::ConfigFile::default(),
+    };
+    init_tracing(
+        log_format.as_deref(),
+        cfg.log_format.as_deref(),
+        cfg.log_level.as_deref(),
+        cfg.access_log.unwrap_or(true),
+    )?;
+    let mut listeners = standalone::listeners(&cfg).map_err(anyhow::Error::msg)?;
+    if let Some(a) = &args.address {
+        listeners.https = standalone::parse_address(a).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(a) = &args.internal_address {
+        listeners.internal = Some(standalone::parse_address(a).map_err(anyhow::Error::msg)?);
+    }
+    if let Some(a) = &args.http_redirect_address {
+        listeners.http_redirect = Some(standalone::parse_address(a).map_err(anyhow::Error::msg)?);
+    }
+    let (bootstrap_namespace, bootstrap_name) = args
+        .bootstrap_secret
+        .split_once('/')
+        .map(|(n, s)| (n.to_string(), s.to_string()))
+        .context("--bootstrap-secret: expected namespace/name")?;
+    jetbridge::model::names::check_label("--bootstrap-secret namespace", &bootstrap_namespace)
+        .map_err(anyhow::Error::msg)?;
+    jetbridge::model::names::check_subdomain("--bootstrap-secret name", &bootstrap_name)
+        .map_err(anyhow::Error::msg)?;
+    let mut prefixes: Vec<String> = args
+        .annotation_prefix
+        .iter()
+        .map(|p| format!("{}/", p.trim_end_matches('/')))
+        .collect();
+    if prefixes.is_empty() {
+        prefixes = jetbridge::translate::cluster::DEFAULT_PREFIXES
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+    }
+    let options = jetbridge::controller::Options {
+        namespaces: args.namespaces.clone(),
+        bootstrap_namespace,
+        bootstrap_name,
+        cluster: jetbridge::translate::cluster::ClusterSettings {
+            prefixes,
+            controller: args.controller_name.clone(),
+        },
+        instance: std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| format!("jetbridge-{}", std::process::id())),
+        debounce: std::time::Duration::from_millis(args.debounce_ms),
+    };
+    let client = jetbridge::controller::client(args.kubeconfig.as_deref()).await?;
+    let publisher = Publisher::new();
+    let reader = publisher.reader();
+    let shutdown = shutdown_signal();
+    let stop = shutdown.clone();
+    let source = async move {
+        if let Err(e) = jetbridge::controller::run(client, options, cfg, publisher, stop.clone()).await {
+            tracing::error!(error = %e, "controller stopped");
+            stop.cancel();
+        }
+    };
+    serve_data_plane(&listeners, reader, "cluster", shutdown, source).await
 }

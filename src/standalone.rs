@@ -453,6 +453,7 @@ pub fn inputs_from_parts(
             created: i as i64,
             spec: r.clone(),
             custom_ca_pem,
+            problems: Vec::new(),
         });
     }
 

@@ -1,1 +1,155 @@
-//! (module under construction)
+//! The `Policy` custom resource: reusable access rules that Ingresses
+//! reference by name (`jetbridge.dev/policy_ref`). The doc comments here are
+//! what `kubectl explain policy` shows.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Access rules in the Pomerium Policy Language (PPL), shared by every
+/// Ingress in the same namespace that names this Policy in its
+/// `jetbridge.dev/policy_ref` annotation. Access is granted when at least one
+/// `allow` matches and no `deny` matches; an Ingress that references several
+/// Policies is allowed by any of them and denied by any of them. Editing a
+/// Policy changes the decision of every route that references it.
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[kube(
+    group = "jetbridge.dev",
+    version = "v1",
+    kind = "Policy",
+    doc = "A reusable set of access rules (PPL) that Ingresses in the same namespace reference with the jetbridge.dev/policy_ref annotation. Its Accepted condition says whether the rules compile.",
+    plural = "policies",
+    shortname = "jbpolicy",
+    namespaced,
+    status = "PolicyStatus",
+    printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+pub struct PolicySpec {
+    /// One rule's allow action: operators (`and`, `or`, `not`, `nor`) over
+    /// criteria, e.g. `{or: [{email: {is: alice@example.com}}]}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "ppl_value")]
+    pub allow: Option<serde_json::Value>,
+    /// One rule's deny action: a match denies access even when an allow
+    /// matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "ppl_value")]
+    pub deny: Option<serde_json::Value>,
+    /// Further rules, each an object with `allow` and/or `deny`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "ppl_rules")]
+    pub rules: Option<Vec<serde_json::Value>>,
+}
+
+/// What the controller observed about this Policy.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+pub struct PolicyStatus {
+    /// `Accepted`: `True` when the rules compile, `False` with the located
+    /// compile error otherwise (routes that reference it then deny).
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+/// A status condition, as in the Kubernetes API conventions.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// The condition's name, e.g. `Accepted`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// A short machine-readable reason, e.g. `Compiled` or `InvalidPolicy`.
+    pub reason: String,
+    /// A human-readable explanation.
+    #[serde(default)]
+    pub message: String,
+    /// The `metadata.generation` this condition was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the status last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+}
+
+fn ppl_value(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+fn ppl_rules(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+    })
+}
+
+impl PolicySpec {
+    /// The rules as one PPL value (a list of rule objects): `rules` plus a
+    /// rule made of `allow`/`deny` when either is set.
+    pub fn ppl(&self) -> serde_json::Value {
+        let mut rules: Vec<serde_json::Value> = Vec::new();
+        if self.allow.is_some() || self.deny.is_some() {
+            let mut rule = serde_json::Map::new();
+            if let Some(a) = &self.allow {
+                rule.insert("allow".into(), a.clone());
+            }
+            if let Some(d) = &self.deny {
+                rule.insert("deny".into(), d.clone());
+            }
+            rules.push(serde_json::Value::Object(rule));
+        }
+        rules.extend(self.rules.iter().flatten().cloned());
+        serde_json::Value::Array(rules)
+    }
+}
+
+/// The CustomResourceDefinition YAML (what `jetbridge crds` prints and
+/// `crds/` holds).
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt as _;
+    let crd = Policy::crd();
+    let body = serde_saphyr::to_string(&crd).unwrap_or_default();
+    format!(
+        "# Generated by `jetbridge crds`; do not edit (a test fails when it drifts).\n---\n{body}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_spec_becomes_a_list_of_rules_that_compiles() {
+        let spec: PolicySpec = serde_json::from_value(serde_json::json!({
+            "allow": {"or": [{"domain": {"is": "example.com"}}]},
+            "rules": [{"deny": {"or": [{"email": {"is": "mallory@example.com"}}]}}]
+        }))
+        .unwrap();
+        let v = spec.ppl();
+        assert_eq!(v.as_array().unwrap().len(), 2);
+        crate::policy::compile_value(&v).unwrap();
+        // An empty spec compiles to "no rules": nothing is allowed.
+        assert_eq!(PolicySpec::default().ppl(), serde_json::json!([]));
+    }
+
+    #[test]
+    fn the_crd_is_namespaced_v1_with_status_and_columns() {
+        let y = crd_yaml();
+        for want in [
+            "name: policies.jetbridge.dev",
+            "group: jetbridge.dev",
+            "kind: Policy",
+            "scope: Namespaced",
+            "x-kubernetes-preserve-unknown-fields: true",
+            "Accepted",
+            "status: {}",
+        ] {
+            assert!(y.contains(want), "{want} missing in:\n{y}");
+        }
+    }
+}

@@ -16,6 +16,7 @@ use crate::settings::RouteConfig;
 use http::{HeaderName, HeaderValue};
 use std::sync::Arc;
 
+pub mod cluster;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +40,28 @@ pub struct GlobalInputs {
     pub certificates: Vec<CertInput>,
 }
 
+impl GlobalInputs {
+    /// Settings for tests and fixtures: a fresh signing key, random secrets,
+    /// no identity provider and no certificates.
+    pub fn for_test() -> Self {
+        GlobalInputs {
+            keys: Arc::new(KeySet::generate()),
+            retired_keys: Vec::new(),
+            issuer_format: IssuerFormat::Host,
+            pass_identity_headers: false,
+            jwt_claims_headers: Vec::new(),
+            auth: AuthConfig {
+                cookie_name: "_jetbridge".into(),
+                cookie_expire: std::time::Duration::from_secs(14 * 3600),
+                cookie_secret: crate::identity::secrets::Secret32::generate().0,
+                shared_secret: crate::identity::secrets::Secret32::generate().0,
+                ..AuthConfig::default()
+            },
+            certificates: Vec::new(),
+        }
+    }
+}
+
 /// A PEM certificate chain and key.
 #[derive(Clone, Debug)]
 pub struct CertInput {
@@ -60,6 +83,9 @@ pub struct RouteInput {
     pub spec: RouteConfig,
     /// Contents of `tls_custom_ca_file`, read by the caller.
     pub custom_ca_pem: Option<String>,
+    /// Problems the source already found (e.g. a bad annotation): the route
+    /// exists but denies every request, and each problem is reported.
+    pub problems: Vec<String>,
 }
 
 /// Builds a snapshot. `generation` is stamped by the publisher.
@@ -153,7 +179,7 @@ fn build_route(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Route {
     let spec = &input.spec;
-    let mut problems: Vec<String> = Vec::new();
+    let mut problems: Vec<String> = input.problems.clone();
 
     let mut upstreams = Vec::new();
     for to in &spec.to {
@@ -162,7 +188,7 @@ fn build_route(
             Err(e) => problems.push(e),
         }
     }
-    if spec.to.is_empty() {
+    if spec.to.is_empty() && problems.is_empty() {
         problems.push("to: at least one upstream URL is required".into());
     }
 

@@ -1,0 +1,447 @@
+//! `jetbridge controller`: the only user of `kube::Client`.
+//!
+//! Reflectors (kube-runtime watchers with backoff) keep stores of
+//! IngressClasses, Ingresses, Policies, Services, EndpointSlices, TLS
+//! Secrets and the bootstrap Secret. After the initial sync, and then after
+//! every burst of changes (debounced), the stores are read into
+//! [`crate::translate::cluster::from_cluster`], translated with the global
+//! settings and the bootstrap keys, and published only if the snapshot
+//! changed. Problems become Warning Events on their objects (once, not per
+//! resync) and Policy status conditions. A watch that fails keeps its last
+//! store: an API server outage never turns into an empty configuration.
+
+pub mod bootstrap;
+
+use crate::crd::{Condition, Policy, PolicyStatus};
+use crate::model::{Diagnostic, Severity};
+use crate::settings::ConfigFile;
+use crate::snapshot::{KeyHistory, Publisher};
+use crate::standalone::{Generated, inputs_from_config};
+use crate::translate::cluster::{Cluster, ClusterSettings, PolicyOutcome, from_cluster};
+use crate::translate::translate;
+use bootstrap::BootstrapKeys;
+use futures_util::StreamExt as _;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Client, Resource, ResourceExt as _};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Errors of the controller.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[source] kube::Error),
+    #[error("bootstrap Secret: {0}")]
+    Bootstrap(String),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// How the controller reads the cluster.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+    /// Namespace and name of the bootstrap Secret.
+    pub bootstrap_namespace: String,
+    pub bootstrap_name: String,
+    pub cluster: ClusterSettings,
+    /// This replica's name (Events' reporting instance).
+    pub instance: String,
+    /// Quiet time after a change before translating (bursts become one publish).
+    pub debounce: Duration,
+}
+
+
+/// One reflector store per watched namespace (or one for all).
+struct Stores<K: Resource + Clone + 'static>
+where
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    stores: Vec<Store<K>>,
+}
+
+impl<K> Stores<K>
+where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone + Default,
+{
+    /// Starts watchers; every event wakes `changed`.
+    fn start(apis: Vec<Api<K>>, config: watcher::Config, changed: Arc<Notify>, what: &'static str) -> Self {
+        let mut stores = Vec::new();
+        for api in apis {
+            let (store, writer) = reflector::store::<K>();
+            let stream = reflector::reflector(writer, watcher(api, config.clone()).default_backoff());
+            let changed = changed.clone();
+            tokio::spawn(async move {
+                let mut stream = std::pin::pin!(stream);
+                while let Some(event) = stream.next().await {
+                    match event {
+                        Ok(_) => changed.notify_one(),
+                        Err(e) => tracing::warn!(kind = what, error = %e, "watch failed; keeping the last known objects and retrying"),
+                    }
+                }
+            });
+            stores.push(store);
+        }
+        Stores { stores }
+    }
+
+    async fn wait_until_ready(&self) {
+        for s in &self.stores {
+            let _ = s.wait_until_ready().await;
+        }
+    }
+
+    fn state(&self) -> Vec<Arc<K>> {
+        self.stores.iter().flat_map(|s| s.state()).collect()
+    }
+}
+
+fn apis<K>(client: &Client, namespaces: &[String]) -> Vec<Api<K>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    if namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    }
+}
+
+/// Runs the controller until `shutdown`: publishes the first snapshot after
+/// the initial sync and the bootstrap keys, then one per burst of changes.
+pub async fn run(
+    client: Client,
+    options: Options,
+    base: ConfigFile,
+    mut publisher: Publisher,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), Error> {
+    let changed = Arc::new(Notify::new());
+    let ns = &options.namespaces;
+    let classes = Stores::<IngressClass>::start(
+        vec![Api::all(client.clone())],
+        watcher::Config::default(),
+        changed.clone(),
+        "IngressClass",
+    );
+    let ingresses = Stores::<Ingress>::start(apis(&client, ns), watcher::Config::default(), changed.clone(), "Ingress");
+    let policies = Stores::<Policy>::start(apis(&client, ns), watcher::Config::default(), changed.clone(), "Policy");
+    let services = Stores::<Service>::start(apis(&client, ns), watcher::Config::default(), changed.clone(), "Service");
+    let slices = Stores::<EndpointSlice>::start(apis(&client, ns), watcher::Config::default(), changed.clone(), "EndpointSlice");
+    let tls = Stores::<Secret>::start(
+        apis(&client, ns),
+        watcher::Config::default().fields("type=kubernetes.io/tls"),
+        changed.clone(),
+        "Secret",
+    );
+    let bootstrap_api: Api<Secret> = Api::namespaced(client.clone(), &options.bootstrap_namespace);
+    let boot = Stores::<Secret>::start(
+        vec![bootstrap_api.clone()],
+        watcher::Config::default().fields(&format!("metadata.name={}", options.bootstrap_name)),
+        changed.clone(),
+        "bootstrap Secret",
+    );
+
+    // The bootstrap keys first: without them nothing is published (not ready).
+    let mut keys = loop {
+        match bootstrap::ensure(&bootstrap_api, &options.bootstrap_name, BootstrapKeys::generate()).await {
+            Ok(k) => break k,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load the bootstrap Secret; retrying (not ready)");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        }
+    };
+    tracing::info!(kid = %keys.kid(), secret = %format!("{}/{}", options.bootstrap_namespace, options.bootstrap_name), "bootstrap keys loaded");
+
+    tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        _ = async {
+            classes.wait_until_ready().await;
+            ingresses.wait_until_ready().await;
+            policies.wait_until_ready().await;
+            services.wait_until_ready().await;
+            slices.wait_until_ready().await;
+            tls.wait_until_ready().await;
+            boot.wait_until_ready().await;
+        } => {}
+    }
+    tracing::info!("initial sync complete");
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "jetbridge".into(),
+            instance: Some(options.instance.clone()),
+        },
+    );
+    let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut programmed: BTreeSet<String> = BTreeSet::new();
+    let mut generated = Generated::default();
+    let mut history = KeyHistory::default();
+    let mut bootstrap_seen = false;
+    let mut bootstrap_error: Option<String> = None;
+    loop {
+        // Bootstrap Secret: follow edits, keep the last good keys when it is
+        // corrupt, re-create it from memory when it is deleted.
+        match boot.state().first() {
+            Some(s) => {
+                bootstrap_seen = true;
+                match bootstrap::parse(s) {
+                    Ok(k) => {
+                        if k != keys {
+                            tracing::info!(kid = %k.kid(), "bootstrap Secret changed; new keys");
+                            keys = k;
+                        }
+                        bootstrap_error = None;
+                    }
+                    Err(e) => {
+                        publisher.record_failure();
+                        if bootstrap_error.as_deref() != Some(e.as_str()) {
+                            tracing::error!(secret = %format!("{}/{}", options.bootstrap_namespace, options.bootstrap_name), error = %e, "bootstrap Secret is corrupt; keeping the last good keys");
+                            let reference = s.object_ref(&());
+                            warn_event(&recorder, &reference, "InvalidBootstrapSecret", &format!("{e}; the last good keys stay in use")).await;
+                            bootstrap_error = Some(e);
+                        }
+                    }
+                }
+            }
+            None if bootstrap_seen => {
+                tracing::warn!("bootstrap Secret deleted; re-creating it from the keys in memory");
+                if let Err(e) = bootstrap::ensure(&bootstrap_api, &options.bootstrap_name, keys.clone()).await {
+                    tracing::error!(error = %e, "cannot re-create the bootstrap Secret");
+                }
+                bootstrap_seen = false;
+            }
+            None => {}
+        }
+
+        let cluster = Cluster {
+            ingresses: ingresses.state(),
+            classes: classes.state(),
+            policies: policies.state(),
+            services: services.state(),
+            slices: slices.state(),
+            secrets: tls.state(),
+        };
+        let outcome = from_cluster(&cluster, &options.cluster);
+        let mut cfg = base.clone();
+        cfg.signing_key = Some(keys.signing_key.clone());
+        cfg.signing_key_file = None;
+        cfg.cookie_secret = Some(keys.cookie_secret.to_base64());
+        cfg.shared_secret = Some(keys.shared_secret.to_base64());
+        let mut warnings = Vec::new();
+        match inputs_from_config(&cfg, &mut generated, &mut warnings) {
+            Ok(mut inputs) => {
+                inputs.routes.extend(outcome.routes.iter().cloned());
+                inputs.global.certificates.extend(outcome.certificates.iter().cloned());
+                inputs.global.retired_keys = history.update(&inputs.global.keys, crate::proxy::unix_now());
+                let snapshot = translate(&inputs);
+                let mut diagnostics: Vec<Diagnostic> = snapshot.diagnostics.clone();
+                diagnostics.extend(outcome.diagnostics.iter().cloned());
+                if let Some(generation) = publisher.publish(snapshot) {
+                    tracing::info!(generation, routes = outcome.routes.len(), ingresses = outcome.managed.len(), "configuration published");
+                }
+                publisher.record_success();
+                report(&recorder, &cluster, &diagnostics, &outcome.managed, &mut reported, &mut programmed).await;
+                update_policy_status(&client, &cluster, &outcome.policies).await;
+            }
+            Err(e) => {
+                publisher.record_failure();
+                tracing::error!(error = %e, "global settings invalid; keeping the running configuration");
+            }
+        }
+
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {} // retired keys, re-checks
+        }
+        // Debounce: wait for a quiet moment so a burst publishes once.
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = changed.notified() => continue,
+                _ = tokio::time::sleep(options.debounce) => break,
+            }
+        }
+    }
+}
+
+fn find_ref<K: Resource<DynamicType = ()>>(objs: &[Arc<K>], ns: &str, name: &str) -> Option<ObjectReference> {
+    objs.iter()
+        .find(|o| o.meta().namespace.as_deref() == Some(ns) && o.meta().name.as_deref() == Some(name))
+        .map(|o| o.object_ref(&()))
+}
+
+/// The object a diagnostic is about, from `Kind ns/name`.
+fn reference(cluster: &Cluster, object: &str) -> Option<ObjectReference> {
+    let (kind, rest) = object.split_once(' ')?;
+    let (ns, name) = rest.split_once('/')?;
+    match kind {
+        "Ingress" => find_ref(&cluster.ingresses, ns, name),
+        "Policy" => find_ref(&cluster.policies, ns, name),
+        "Secret" => find_ref(&cluster.secrets, ns, name),
+        _ => None,
+    }
+}
+
+async fn warn_event(recorder: &Recorder, reference: &ObjectReference, reason: &str, note: &str) {
+    let mut note = note.to_string();
+    note.truncate(1000);
+    let ev = Event {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, reference).await {
+        tracing::warn!(error = %e, "cannot record an Event");
+    }
+}
+
+/// Warning Events for new problems (each once while it lasts) and a Normal
+/// Event when an Ingress is first programmed without problems.
+async fn report(
+    recorder: &Recorder,
+    cluster: &Cluster,
+    diagnostics: &[Diagnostic],
+    managed: &[String],
+    reported: &mut BTreeSet<(String, String)>,
+    programmed: &mut BTreeSet<String>,
+) {
+    let current: BTreeSet<(String, String)> = diagnostics
+        .iter()
+        .map(|d| (d.object.clone(), d.message.clone()))
+        .collect();
+    for d in diagnostics {
+        let k = (d.object.clone(), d.message.clone());
+        if reported.contains(&k) {
+            continue;
+        }
+        match d.severity {
+            Severity::Error => tracing::error!(object = %d.object, "{}", d.message),
+            Severity::Warning => tracing::warn!(object = %d.object, "{}", d.message),
+        }
+        if let Some(r) = reference(cluster, &d.object) {
+            let reason = if d.object.starts_with("Policy ") {
+                "InvalidPolicy"
+            } else if d.severity == Severity::Error {
+                "InvalidRoute"
+            } else {
+                "RouteWarning"
+            };
+            warn_event(recorder, &r, reason, &d.message).await;
+        }
+    }
+    *reported = current;
+    let troubled: BTreeSet<&str> = diagnostics.iter().map(|d| d.object.as_str()).collect();
+    for key in managed {
+        let object = format!("Ingress {key}");
+        if programmed.contains(key) || troubled.contains(object.as_str()) {
+            continue;
+        }
+        if let Some(r) = reference(cluster, &object) {
+            let ev = Event {
+                type_: EventType::Normal,
+                reason: "Programmed".into(),
+                note: Some("routes are served by jetbridge".into()),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            if recorder.publish(&ev, &r).await.is_ok() {
+                programmed.insert(key.clone());
+            }
+        }
+    }
+    programmed.retain(|k| managed.contains(k));
+}
+
+/// Writes each Policy's `Accepted` condition when it changed.
+async fn update_policy_status(client: &Client, cluster: &Cluster, outcomes: &[PolicyOutcome]) {
+    let by_key: HashMap<(String, String), &Arc<Policy>> = cluster
+        .policies
+        .iter()
+        .map(|p| ((p.namespace().unwrap_or_default(), p.name_any()), p))
+        .collect();
+    for o in outcomes {
+        let Some(p) = by_key.get(&(o.namespace.clone(), o.name.clone())) else {
+            continue;
+        };
+        let (status, reason, message) = match &o.error {
+            None => ("True", "Compiled", "the rules compile".to_string()),
+            Some(e) => ("False", "InvalidPolicy", e.clone()),
+        };
+        let current = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Accepted"));
+        if current.is_some_and(|c| {
+            c.status == status && c.message == message && c.observed_generation == o.generation
+        }) {
+            continue;
+        }
+        let transition = match current {
+            Some(c) if c.status == status => c.last_transition_time.clone(),
+            _ => None,
+        }
+        .or_else(|| {
+            time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
+        let new = PolicyStatus {
+            conditions: vec![Condition {
+                type_: "Accepted".into(),
+                status: status.into(),
+                reason: reason.into(),
+                message,
+                observed_generation: o.generation,
+                last_transition_time: transition,
+            }],
+        };
+        let api: Api<Policy> = Api::namespaced(client.clone(), &o.namespace);
+        let patch = serde_json::json!({"status": new});
+        if let Err(e) = api
+            .patch_status(&o.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::warn!(policy = %format!("{}/{}", o.namespace, o.name), error = %e, "cannot write the Policy status");
+        }
+    }
+}
+
+/// A client from `--kubeconfig`, else the environment (in-cluster or `KUBECONFIG`).
+pub async fn client(kubeconfig: Option<&str>) -> Result<Client, Error> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| Error::Config(format!("{path}: {e}")))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| Error::Config(format!("{path}: {e}")))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?,
+    };
+    Client::try_from(config).map_err(Error::Kube)
+}

@@ -1,0 +1,569 @@
+//! Cluster objects in, translation inputs out. Pure: it takes the objects the
+//! controller's stores hold (k8s-openapi types and the `Policy` custom
+//! resource) and never calls the API.
+//!
+//! - An Ingress is managed when its class (`spec.ingressClassName`, else the
+//!   legacy `kubernetes.io/ingress.class` annotation, else the IngressClass
+//!   marked as the default) is an IngressClass whose `spec.controller` is
+//!   [`CONTROLLER`].
+//! - Annotations under `jetbridge.dev/` or `ingress.pomerium.io/` are route
+//!   settings with the same names and meanings as in the config file; each
+//!   value is YAML, decoded the same way. An unknown key is an error on that
+//!   Ingress, whose routes then deny every request.
+//! - Each rule host × path becomes a route `https://<host>` with its path:
+//!   `Exact` → exact path, `Prefix` and `ImplementationSpecific` → prefix
+//!   matched element-wise.
+//! - Backends: the ready addresses of the Service's EndpointSlices, on the
+//!   slice port named like the Service port; without ready addresses, the
+//!   Service's cluster DNS name (an ExternalName Service: its name).
+
+use super::{CertInput, RouteInput};
+use crate::crd::Policy;
+use crate::model::{Diagnostic, Severity};
+use crate::settings::RouteConfig;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// `spec.controller` of the IngressClasses this controller serves.
+pub const CONTROLLER: &str = "jetbridge.dev/ingress-controller";
+/// Annotation prefixes read by default (Pomerium's too, so a Pomerium user
+/// moves over by changing the class).
+pub const DEFAULT_PREFIXES: [&str; 2] = ["jetbridge.dev/", "ingress.pomerium.io/"];
+const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Route settings accepted as annotations: every per-route config-file key
+/// except the ones that say where the route is (`from`, `to`, `path`,
+/// `prefix`) or name a local file.
+pub const ROUTE_ANNOTATIONS: &[&str] = &[
+    "policy",
+    "allowed_users",
+    "allowed_domains",
+    "allowed_idp_claims",
+    "allow_public_unauthenticated_access",
+    "allow_any_authenticated_user",
+    "allow_websockets",
+    "pass_identity_headers",
+    "preserve_host_header",
+    "set_request_headers",
+    "remove_request_headers",
+    "timeout",
+    "idle_timeout",
+    "tls_skip_verify",
+    "tls_server_name",
+    "tls_custom_ca",
+    "jwt_claims_headers",
+    "name",
+    "description",
+];
+/// Annotations handled here rather than as route settings.
+pub const OWN_ANNOTATIONS: &[&str] = &["policy_ref", "secure_upstream"];
+/// Keys whose value is a list; a plain string is split on commas.
+const LIST_KEYS: &[&str] = &["allowed_users", "allowed_domains", "remove_request_headers"];
+
+/// Everything the controller's stores hold.
+#[derive(Clone, Debug, Default)]
+pub struct Cluster {
+    pub ingresses: Vec<Arc<Ingress>>,
+    pub classes: Vec<Arc<IngressClass>>,
+    pub policies: Vec<Arc<Policy>>,
+    pub services: Vec<Arc<Service>>,
+    pub slices: Vec<Arc<EndpointSlice>>,
+    pub secrets: Vec<Arc<Secret>>,
+}
+
+/// How to read the cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    pub prefixes: Vec<String>,
+    pub controller: String,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            prefixes: DEFAULT_PREFIXES.iter().map(|p| p.to_string()).collect(),
+            controller: CONTROLLER.to_string(),
+        }
+    }
+}
+
+/// The compile result of one Policy object, for its status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyOutcome {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// What the cluster contributes to [`super::Inputs`].
+#[derive(Clone, Debug, Default)]
+pub struct ClusterInputs {
+    pub routes: Vec<RouteInput>,
+    pub certificates: Vec<CertInput>,
+    pub diagnostics: Vec<Diagnostic>,
+    pub policies: Vec<PolicyOutcome>,
+    /// `namespace/name` of every managed Ingress.
+    pub managed: Vec<String>,
+}
+
+fn key(ns: &Option<String>, name: &Option<String>) -> String {
+    format!(
+        "{}/{}",
+        ns.as_deref().unwrap_or(""),
+        name.as_deref().unwrap_or("")
+    )
+}
+
+/// `Kind namespace/name`, the form diagnostics and Events use.
+pub fn object_ref(kind: &str, ns: &str, name: &str) -> String {
+    format!("{kind} {ns}/{name}")
+}
+
+/// Reads the managed Ingresses, their Policies, Services, EndpointSlices and
+/// TLS Secrets into translation inputs.
+pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
+    let mut out = ClusterInputs::default();
+    let ours: Vec<&IngressClass> = c
+        .classes
+        .iter()
+        .map(|a| a.as_ref())
+        .filter(|ic| {
+            ic.spec
+                .as_ref()
+                .and_then(|sp| sp.controller.as_deref())
+                .is_some_and(|ctl| ctl == s.controller)
+        })
+        .collect();
+    let default_class = c.classes.iter().find(|ic| {
+        ic.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
+            .is_some_and(|v| v == "true")
+    });
+    let our_names: Vec<&str> = ours
+        .iter()
+        .filter_map(|ic| ic.metadata.name.as_deref())
+        .collect();
+    let default_is_ours = default_class
+        .and_then(|ic| ic.metadata.name.as_deref())
+        .is_some_and(|n| our_names.contains(&n));
+
+    // Policies by namespace/name, compiled once.
+    let mut policies: HashMap<String, Result<serde_json::Value, String>> = HashMap::new();
+    let mut sorted: Vec<&Arc<Policy>> = c.policies.iter().collect();
+    sorted.sort_by_key(|p| key(&p.metadata.namespace, &p.metadata.name));
+    for p in sorted {
+        let ns = p.metadata.namespace.clone().unwrap_or_default();
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let ppl = p.spec.ppl();
+        let compiled = crate::policy::compile_value(&ppl)
+            .map(|_| ppl)
+            .map_err(|e| e.to_string());
+        if let Err(e) = &compiled {
+            out.diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                object: object_ref("Policy", &ns, &name),
+                message: format!("policy: {e}"),
+            });
+        }
+        out.policies.push(PolicyOutcome {
+            namespace: ns.clone(),
+            name: name.clone(),
+            generation: p.metadata.generation,
+            error: compiled.as_ref().err().cloned(),
+        });
+        policies.insert(format!("{ns}/{name}"), compiled);
+    }
+
+    let mut ingresses: Vec<&Ingress> = c.ingresses.iter().map(|a| a.as_ref()).collect();
+    ingresses.sort_by_key(|i| (created(i), key(&i.metadata.namespace, &i.metadata.name)));
+    let mut claimed: HashMap<(String, String), String> = HashMap::new();
+    for ing in ingresses {
+        let ns = ing.metadata.namespace.clone().unwrap_or_default();
+        let name = ing.metadata.name.clone().unwrap_or_default();
+        if !managed(ing, &our_names, default_is_ours) {
+            continue;
+        }
+        let object = object_ref("Ingress", &ns, &name);
+        out.managed.push(format!("{ns}/{name}"));
+        let annotations = read_annotations(ing, &s.prefixes);
+        let mut problems = annotations.problems.clone();
+        let policy = combined_policy(&annotations, &ns, &policies, &mut problems);
+        let spec = ing.spec.clone().unwrap_or_default();
+
+        for tls in spec.tls.iter().flatten() {
+            let Some(secret_name) = &tls.secret_name else {
+                continue;
+            };
+            match tls_secret(c, &ns, secret_name) {
+                Ok(cert) => out.certificates.push(cert),
+                Err(e) => out.diagnostics.push(Diagnostic {
+                    severity: Severity::Warning,
+                    object: object.clone(),
+                    message: e,
+                }),
+            }
+        }
+
+        let mut index = 0usize;
+        for rule in spec.rules.iter().flatten() {
+            let Some(host) = rule.host.as_deref().filter(|h| !h.is_empty()) else {
+                out.diagnostics.push(Diagnostic {
+                    severity: Severity::Warning,
+                    object: object.clone(),
+                    message: "a rule without host is not served (every route needs a host)"
+                        .into(),
+                });
+                continue;
+            };
+            for p in rule.http.iter().flat_map(|h| h.paths.iter()) {
+                index += 1;
+                let path = p.path.clone().unwrap_or_else(|| "/".into());
+                let (exact, prefix) = match p.path_type.as_str() {
+                    "Exact" => (Some(path.clone()), None),
+                    _ => (None, Some(path.clone())),
+                };
+                let mut route_problems = problems.clone();
+                let to = match backend_urls(c, &ns, &p.backend, annotations.secure_upstream) {
+                    Ok(urls) => urls,
+                    Err(e) => {
+                        route_problems.push(e);
+                        Vec::new()
+                    }
+                };
+                let claim = (host.to_ascii_lowercase(), format!("{}:{path}", p.path_type));
+                if let Some(winner) = claimed.get(&claim) {
+                    out.diagnostics.push(Diagnostic {
+                        severity: Severity::Warning,
+                        object: object.clone(),
+                        message: format!(
+                            "host {host} path {path} is also claimed by {winner}, which is older; \
+                             this one is not served there"
+                        ),
+                    });
+                } else {
+                    claimed.insert(claim, object.clone());
+                }
+                let spec = route_config(&annotations, &policy, host, exact, prefix, to)
+                    .unwrap_or_else(|e| {
+                        route_problems.push(e);
+                        RouteConfig {
+                            from: format!("https://{host}"),
+                            path: p.path_type.eq("Exact").then(|| path.clone()),
+                            prefix: (!p.path_type.eq("Exact")).then(|| path.clone()),
+                            ..Default::default()
+                        }
+                    });
+                out.routes.push(RouteInput {
+                    id: format!("{ns}/{name}/{index}"),
+                    object: object.clone(),
+                    created: created(ing),
+                    spec,
+                    custom_ca_pem: None,
+                    problems: route_problems,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn created(i: &Ingress) -> i64 {
+    i.metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .unwrap_or(0)
+}
+
+fn managed(ing: &Ingress, our_names: &[&str], default_is_ours: bool) -> bool {
+    let class = ing
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.clone())
+        .or_else(|| {
+            ing.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(LEGACY_CLASS_ANNOTATION).cloned())
+        });
+    match class {
+        Some(c) => our_names.contains(&c.as_str()),
+        None => default_is_ours,
+    }
+}
+
+/// Annotations read under our prefixes.
+#[derive(Clone, Debug, Default)]
+struct Annotations {
+    settings: serde_json::Map<String, serde_json::Value>,
+    policy_refs: Vec<String>,
+    secure_upstream: bool,
+    problems: Vec<String>,
+}
+
+fn read_annotations(ing: &Ingress, prefixes: &[String]) -> Annotations {
+    let mut a = Annotations::default();
+    let all = ing.metadata.annotations.clone().unwrap_or_default();
+    for (full, raw) in &all {
+        let Some(k) = prefixes.iter().find_map(|p| full.strip_prefix(p.as_str())) else {
+            continue;
+        };
+        if k == "policy_ref" {
+            a.policy_refs.extend(
+                raw.split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            );
+            continue;
+        }
+        let value = match decode(raw) {
+            Ok(v) => v,
+            Err(e) => {
+                a.problems.push(format!("annotation {full}: {e}"));
+                continue;
+            }
+        };
+        if k == "secure_upstream" {
+            match value {
+                serde_json::Value::Bool(b) => a.secure_upstream = b,
+                _ => a
+                    .problems
+                    .push(format!("annotation {full}: expected true or false")),
+            }
+            continue;
+        }
+        if !ROUTE_ANNOTATIONS.contains(&k) {
+            let mut known: Vec<&str> = ROUTE_ANNOTATIONS.to_vec();
+            known.extend(OWN_ANNOTATIONS);
+            a.problems.push(format!(
+                "unknown annotation {full}{}",
+                crate::policy::did_you_mean(k, &known)
+            ));
+            continue;
+        }
+        let value = match (value, LIST_KEYS.contains(&k)) {
+            (serde_json::Value::String(s), true) => serde_json::Value::Array(
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .map(|x| serde_json::Value::String(x.to_string()))
+                    .collect(),
+            ),
+            (serde_json::Value::Number(n), false) if matches!(k, "timeout" | "idle_timeout") => {
+                serde_json::Value::String(n.to_string())
+            }
+            (v, _) => v,
+        };
+        // Each value is checked on its own, so an error names its annotation.
+        let alone = serde_json::json!({"from": "https://check.invalid", k: value.clone()});
+        if let Err(e) = serde_json::from_value::<RouteConfig>(alone) {
+            a.problems.push(format!("annotation {full}: {e}"));
+            continue;
+        }
+        if a.settings.insert(k.to_string(), value).is_some() {
+            a.problems.push(format!(
+                "annotation {k} is set under more than one prefix"
+            ));
+        }
+    }
+    a
+}
+
+/// Decodes an annotation value as YAML (JSON is YAML too).
+fn decode(raw: &str) -> Result<serde_json::Value, String> {
+    if raw.trim().is_empty() {
+        return Ok(serde_json::Value::String(String::new()));
+    }
+    let mut options = serde_saphyr::Options::default();
+    options.with_snippet = false;
+    serde_saphyr::from_str_with_options::<serde_json::Value>(raw, options)
+        .map_err(|e| e.to_string().lines().next().unwrap_or("").to_string())
+}
+
+/// The route's PPL: the inline `policy` annotation plus the rules of every
+/// referenced Policy, as one list (allow if any allows, deny if any denies).
+fn combined_policy(
+    a: &Annotations,
+    ns: &str,
+    policies: &HashMap<String, Result<serde_json::Value, String>>,
+    problems: &mut Vec<String>,
+) -> Option<serde_json::Value> {
+    if a.policy_refs.is_empty() {
+        return a.settings.get("policy").cloned();
+    }
+    let mut rules: Vec<serde_json::Value> = Vec::new();
+    match a.settings.get("policy") {
+        Some(serde_json::Value::Array(list)) => rules.extend(list.iter().cloned()),
+        Some(v) => rules.push(v.clone()),
+        None => {}
+    }
+    for r in &a.policy_refs {
+        match policies.get(&format!("{ns}/{r}")) {
+            Some(Ok(serde_json::Value::Array(list))) => rules.extend(list.iter().cloned()),
+            Some(Ok(other)) => rules.push(other.clone()),
+            Some(Err(e)) => problems.push(format!("policy_ref {r}: Policy {ns}/{r} is invalid: {e}")),
+            None => problems.push(format!("policy_ref {r}: Policy {ns}/{r} not found")),
+        }
+    }
+    Some(serde_json::Value::Array(rules))
+}
+
+fn route_config(
+    a: &Annotations,
+    policy: &Option<serde_json::Value>,
+    host: &str,
+    path: Option<String>,
+    prefix: Option<String>,
+    to: Vec<String>,
+) -> Result<RouteConfig, String> {
+    let mut m = a.settings.clone();
+    m.remove("policy");
+    if let Some(p) = policy {
+        m.insert("policy".into(), p.clone());
+    }
+    m.insert("from".into(), format!("https://{host}").into());
+    m.insert(
+        "to".into(),
+        serde_json::Value::Array(to.into_iter().map(Into::into).collect()),
+    );
+    if let Some(p) = path {
+        m.insert("path".into(), p.into());
+    }
+    if let Some(p) = prefix {
+        m.insert("prefix".into(), p.into());
+    }
+    serde_json::from_value::<RouteConfig>(serde_json::Value::Object(m))
+        .map_err(|e| format!("annotations: {e}"))
+}
+
+/// Upstream URLs for an Ingress backend.
+fn backend_urls(
+    c: &Cluster,
+    ns: &str,
+    backend: &IngressBackend,
+    secure: bool,
+) -> Result<Vec<String>, String> {
+    let scheme = if secure { "https" } else { "http" };
+    let svc_ref = backend.service.as_ref().ok_or_else(|| {
+        "backend: only Service backends are supported (resource backends are not)".to_string()
+    })?;
+    let svc = c
+        .services
+        .iter()
+        .find(|s| {
+            s.metadata.namespace.as_deref() == Some(ns)
+                && s.metadata.name.as_deref() == Some(svc_ref.name.as_str())
+        })
+        .ok_or_else(|| format!("backend: Service {ns}/{} not found", svc_ref.name))?;
+    let spec = svc.spec.clone().unwrap_or_default();
+    let wanted = svc_ref.port.clone().unwrap_or_default();
+    let port = spec
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| match (&wanted.number, &wanted.name) {
+            (Some(n), _) => p.port == *n,
+            (None, Some(name)) => p.name.as_deref() == Some(name.as_str()),
+            (None, None) => true,
+        })
+        .ok_or_else(|| {
+            format!(
+                "backend: Service {ns}/{} has no port {}",
+                svc_ref.name,
+                wanted
+                    .number
+                    .map(|n| n.to_string())
+                    .or(wanted.name.clone())
+                    .unwrap_or_default()
+            )
+        })?;
+    if spec.type_.as_deref() == Some("ExternalName") {
+        let ext = spec.external_name.clone().unwrap_or_default();
+        return Ok(vec![format!("{scheme}://{ext}:{}", port.port)]);
+    }
+    let port_name = port.name.clone().unwrap_or_default();
+    let mut urls: Vec<String> = Vec::new();
+    for slice in c.slices.iter().filter(|s| {
+        s.metadata.namespace.as_deref() == Some(ns)
+            && s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                .is_some_and(|n| *n == svc_ref.name)
+    }) {
+        let number = slice
+            .ports
+            .iter()
+            .flatten()
+            .find(|sp| sp.name.clone().unwrap_or_default() == port_name)
+            .and_then(|sp| sp.port)
+            .or(match &port.target_port {
+                Some(IntOrString::Int(n)) => Some(*n),
+                _ => None,
+            });
+        let Some(number) = number else { continue };
+        for ep in &slice.endpoints {
+            let ready = ep
+                .conditions
+                .as_ref()
+                .and_then(|c| c.ready)
+                .unwrap_or(true);
+            if !ready {
+                continue;
+            }
+            for addr in &ep.addresses {
+                let host = if addr.contains(':') {
+                    format!("[{addr}]")
+                } else {
+                    addr.clone()
+                };
+                urls.push(format!("{scheme}://{host}:{number}"));
+            }
+        }
+    }
+    urls.sort();
+    urls.dedup();
+    if urls.is_empty() {
+        urls.push(format!(
+            "{scheme}://{}.{ns}.svc.cluster.local:{}",
+            svc_ref.name, port.port
+        ));
+    }
+    Ok(urls)
+}
+
+fn tls_secret(c: &Cluster, ns: &str, name: &str) -> Result<CertInput, String> {
+    let secret = c
+        .secrets
+        .iter()
+        .find(|s| {
+            s.metadata.namespace.as_deref() == Some(ns) && s.metadata.name.as_deref() == Some(name)
+        })
+        .ok_or_else(|| format!("TLS Secret {ns}/{name} not found"))?;
+    let data: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    let text = |k: &str| {
+        data.get(k)
+            .and_then(|b| String::from_utf8(b.clone()).ok())
+            .ok_or_else(|| format!("TLS Secret {ns}/{name}: no {k}"))
+    };
+    Ok(CertInput {
+        source: object_ref("Secret", ns, name),
+        chain_pem: text("tls.crt")?,
+        key_pem: text("tls.key")?,
+    })
+}
