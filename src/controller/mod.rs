@@ -395,7 +395,9 @@ async fn update_policy_status(client: &Client, cluster: &Cluster, outcomes: &[Po
             .as_ref()
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Accepted"));
         if current.is_some_and(|c| {
-            c.status == status && c.message == message && c.observed_generation == o.generation
+            c.status == status
+                && c.message.as_deref() == Some(message.as_str())
+                && c.observed_generation == o.generation
         }) {
             continue;
         }
@@ -413,7 +415,7 @@ async fn update_policy_status(client: &Client, cluster: &Cluster, outcomes: &[Po
                 type_: "Accepted".into(),
                 status: status.into(),
                 reason: reason.into(),
-                message,
+                message: Some(message),
                 observed_generation: o.generation,
                 last_transition_time: transition,
             }],

@@ -64,8 +64,8 @@ pub struct Condition {
     /// A short machine-readable reason, e.g. `Compiled` or `InvalidPolicy`.
     pub reason: String,
     /// A human-readable explanation.
-    #[serde(default)]
-    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// The `metadata.generation` this condition was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
