@@ -105,7 +105,11 @@ struct ControllerArgs {
     #[arg(long, value_delimiter = ',', env = "JETBRIDGE_NAMESPACES")]
     namespaces: Vec<String>,
     /// The bootstrap Secret (namespace/name).
-    #[arg(long, default_value = "jetbridge/jetbridge-bootstrap", env = "JETBRIDGE_BOOTSTRAP_SECRET")]
+    #[arg(
+        long,
+        default_value = "jetbridge/jetbridge-bootstrap",
+        env = "JETBRIDGE_BOOTSTRAP_SECRET"
+    )]
     bootstrap_secret: String,
     /// Annotation prefixes (default: jetbridge.dev and ingress.pomerium.io).
     #[arg(long, value_delimiter = ',', env = "JETBRIDGE_ANNOTATION_PREFIX")]
@@ -526,7 +530,9 @@ async fn run_controller(args: ControllerArgs, log_format: Option<String>) -> Res
     let shutdown = shutdown_signal();
     let stop = shutdown.clone();
     let source = async move {
-        if let Err(e) = jetbridge::controller::run(client, options, cfg, publisher, stop.clone()).await {
+        if let Err(e) =
+            jetbridge::controller::run(client, options, cfg, publisher, stop.clone()).await
+        {
             tracing::error!(error = %e, "controller stopped");
             stop.cancel();
         }

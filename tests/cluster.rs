@@ -93,7 +93,10 @@ impl Kube {
         let mut child = Command::new(&self.env["KUBECTL"])
             .args(args)
             .env("KUBECONFIG", self.kubeconfig())
-            .env("KUBECACHEDIR", self.env.get("KUBECACHEDIR").cloned().unwrap_or_default())
+            .env(
+                "KUBECACHEDIR",
+                self.env.get("KUBECACHEDIR").cloned().unwrap_or_default(),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -121,7 +124,14 @@ impl Kube {
     /// which takes no strategic-merge patches).
     fn apply(&self, yaml: &str) {
         self.ok(
-            &["apply", "--server-side", "--force-conflicts", "--field-manager=tests", "-f", "-"],
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=tests",
+                "-f",
+                "-",
+            ],
             Some(yaml),
         );
     }
@@ -131,7 +141,11 @@ impl Kube {
             .args(["restart-apiserver", &self.dir])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn stop_apiserver(&self) {
@@ -163,11 +177,23 @@ impl Corner {
         let class = random_name("jb");
         let controller_name = format!("jetbridge.dev/{class}");
         kube.ok(
-            &["apply", "-f", &format!("{}/crds/policies.jetbridge.dev.yaml", env!("CARGO_MANIFEST_DIR"))],
+            &[
+                "apply",
+                "-f",
+                &format!(
+                    "{}/crds/policies.jetbridge.dev.yaml",
+                    env!("CARGO_MANIFEST_DIR")
+                ),
+            ],
             None,
         );
         kube.ok(
-            &["wait", "--for=condition=Established", "crd/policies.jetbridge.dev", "--timeout=60s"],
+            &[
+                "wait",
+                "--for=condition=Established",
+                "crd/policies.jetbridge.dev",
+                "--timeout=60s",
+            ],
             None,
         );
         kube.ok(&["create", "namespace", &ns], None);
@@ -196,7 +222,16 @@ impl Corner {
     fn slice(&self, svc: &str, ups: &[std::net::SocketAddr]) {
         let ns = &self.ns;
         let (_, existing, _) = self.kube.kubectl(
-            &["get", "endpointslices.discovery.k8s.io", "-n", ns, "-l", &format!("kubernetes.io/service-name={svc}"), "-o", "name"],
+            &[
+                "get",
+                "endpointslices.discovery.k8s.io",
+                "-n",
+                ns,
+                "-l",
+                &format!("kubernetes.io/service-name={svc}"),
+                "-o",
+                "name",
+            ],
             None,
         );
         let mut docs = String::new();
@@ -209,7 +244,11 @@ impl Corner {
         }
         self.kube.apply(&docs);
         for old in existing.lines() {
-            let idx: usize = old.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            let idx: usize = old
+                .rsplit('-')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             if idx >= ups.len() {
                 self.kube.ok(&["delete", "-n", ns, old], None);
             }
@@ -236,8 +275,13 @@ impl Corner {
 
 impl Drop for Corner {
     fn drop(&mut self) {
-        let _ = self.kube.kubectl(&["delete", "ingressclass", &self.class, "--wait=false"], None);
-        let _ = self.kube.kubectl(&["delete", "namespace", &self.ns, "--wait=false"], None);
+        let _ = self.kube.kubectl(
+            &["delete", "ingressclass", &self.class, "--wait=false"],
+            None,
+        );
+        let _ = self
+            .kube
+            .kubectl(&["delete", "namespace", &self.ns, "--wait=false"], None);
     }
 }
 
@@ -254,10 +298,21 @@ impl Controller {
         Self::start_with(&c.kube, &c.ns, &c.controller_name, extra).await
     }
 
-    async fn start_with(kube: &Kube, ns: &str, controller_name: &str, extra: &[&str]) -> Controller {
+    async fn start_with(
+        kube: &Kube,
+        ns: &str,
+        controller_name: &str,
+        extra: &[&str],
+    ) -> Controller {
         let (https, internal) = (free_port(), free_port());
         let mut child = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
-            .args(["--log-format", "json", "controller", "--kubeconfig", kube.kubeconfig()])
+            .args([
+                "--log-format",
+                "json",
+                "controller",
+                "--kubeconfig",
+                kube.kubeconfig(),
+            ])
             .args(["--namespaces", ns, "--controller-name", controller_name])
             .args(["--bootstrap-secret", &format!("{ns}/jetbridge-bootstrap")])
             .args(["--address", &format!("127.0.0.1:{https}")])
@@ -291,7 +346,9 @@ impl Controller {
         let mut b = Browser::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if tokio::net::TcpStream::connect(("127.0.0.1", internal)).await.is_ok()
+            if tokio::net::TcpStream::connect(("127.0.0.1", internal))
+                .await
+                .is_ok()
                 && b.get(&ready).await.status == StatusCode::OK
             {
                 return c;
@@ -311,7 +368,10 @@ impl Controller {
 
     async fn jwks(&self) -> String {
         Browser::new()
-            .get(&format!("http://127.0.0.1:{}/.well-known/pomerium/jwks.json", self.internal))
+            .get(&format!(
+                "http://127.0.0.1:{}/.well-known/pomerium/jwks.json",
+                self.internal
+            ))
             .await
             .body
     }
@@ -327,7 +387,9 @@ async fn named_upstream(name: &'static str) -> std::net::SocketAddr {
             let Ok((s, _)) = l.accept().await else { return };
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |_req| async move {
-                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(bytes::Bytes::from(name))))
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                        bytes::Bytes::from(name),
+                    )))
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
@@ -339,7 +401,13 @@ async fn named_upstream(name: &'static str) -> std::net::SocketAddr {
 }
 
 /// Polls `url` until the reply satisfies `want` (or panics after 30 s).
-async fn eventually(b: &mut Browser, url: &str, what: &str, want: impl Fn(&Reply) -> bool, log: &Controller) -> Reply {
+async fn eventually(
+    b: &mut Browser,
+    url: &str,
+    what: &str,
+    want: impl Fn(&Reply) -> bool,
+    log: &Controller,
+) -> Reply {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let r = b.get(url).await;
@@ -347,7 +415,12 @@ async fn eventually(b: &mut Browser, url: &str, what: &str, want: impl Fn(&Reply
             return r;
         }
         if Instant::now() > deadline {
-            panic!("{url}: never {what}; last {} {}\nlog: {:#?}", r.status, r.body, log.log());
+            panic!(
+                "{url}: never {what}; last {} {}\nlog: {:#?}",
+                r.status,
+                r.body,
+                log.log()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -368,27 +441,88 @@ async fn an_ingress_is_served_edited_moved_and_removed() {
     let mut b = api_client();
     let url = ctl.url("web.test", "/");
 
-    c.ingress("web", "web.test", "web", &[("jetbridge.dev/allow_public_unauthenticated_access", "true")]);
+    c.ingress(
+        "web",
+        "web.test",
+        "web",
+        &[("jetbridge.dev/allow_public_unauthenticated_access", "true")],
+    );
     let started = Instant::now();
-    eventually(&mut b, &url, "serves blue", |r| r.status == StatusCode::OK && r.body == "blue", &ctl).await;
+    eventually(
+        &mut b,
+        &url,
+        "serves blue",
+        |r| r.status == StatusCode::OK && r.body == "blue",
+        &ctl,
+    )
+    .await;
     eprintln!("Ingress created -> route answers: {:?}", started.elapsed());
 
     // An annotation edit changes behaviour: now sign-in is needed.
-    c.ingress("web", "web.test", "web", &[("jetbridge.dev/allow_any_authenticated_user", "true")]);
-    eventually(&mut b, &url, "asks for sign-in", |r| r.status == StatusCode::UNAUTHORIZED, &ctl).await;
-    c.ingress("web", "web.test", "web", &[("ingress.pomerium.io/allow_public_unauthenticated_access", "true")]);
-    eventually(&mut b, &url, "is public again", |r| r.status == StatusCode::OK, &ctl).await;
+    c.ingress(
+        "web",
+        "web.test",
+        "web",
+        &[("jetbridge.dev/allow_any_authenticated_user", "true")],
+    );
+    eventually(
+        &mut b,
+        &url,
+        "asks for sign-in",
+        |r| r.status == StatusCode::UNAUTHORIZED,
+        &ctl,
+    )
+    .await;
+    c.ingress(
+        "web",
+        "web.test",
+        "web",
+        &[(
+            "ingress.pomerium.io/allow_public_unauthenticated_access",
+            "true",
+        )],
+    );
+    eventually(
+        &mut b,
+        &url,
+        "is public again",
+        |r| r.status == StatusCode::OK,
+        &ctl,
+    )
+    .await;
 
     // The EndpointSlice changes: traffic moves.
     c.slice("web", &[green]);
     eventually(&mut b, &url, "serves green", |r| r.body == "green", &ctl).await;
 
     // A second host on the same Service, then the first Ingress deleted.
-    c.ingress("other", "other.test", "web", &[("jetbridge.dev/allow_public_unauthenticated_access", "true")]);
-    eventually(&mut b, &ctl.url("other.test", "/"), "serves", |r| r.status == StatusCode::OK, &ctl).await;
+    c.ingress(
+        "other",
+        "other.test",
+        "web",
+        &[("jetbridge.dev/allow_public_unauthenticated_access", "true")],
+    );
+    eventually(
+        &mut b,
+        &ctl.url("other.test", "/"),
+        "serves",
+        |r| r.status == StatusCode::OK,
+        &ctl,
+    )
+    .await;
     c.kube.ok(&["delete", "ingress", "web", "-n", &c.ns], None);
-    eventually(&mut b, &url, "is gone", |r| r.status == StatusCode::NOT_FOUND, &ctl).await;
-    assert_eq!(b.get(&ctl.url("other.test", "/")).await.status, StatusCode::OK);
+    eventually(
+        &mut b,
+        &url,
+        "is gone",
+        |r| r.status == StatusCode::NOT_FOUND,
+        &ctl,
+    )
+    .await;
+    assert_eq!(
+        b.get(&ctl.url("other.test", "/")).await.status,
+        StatusCode::OK
+    );
 
     // An Ingress of another class is not ours.
     let ns = &c.ns;
@@ -396,10 +530,20 @@ async fn an_ingress_is_served_edited_moved_and_removed() {
         "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: foreign, namespace: {ns}}}\nspec:\n  ingressClassName: nginx\n  rules:\n    - host: foreign.test\n      http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}]}}\n"
     ));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(b.get(&ctl.url("foreign.test", "/")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        b.get(&ctl.url("foreign.test", "/")).await.status,
+        StatusCode::NOT_FOUND
+    );
     // The Service deleted: the route stays but denies, and says why.
     c.kube.ok(&["delete", "service", "web", "-n", &c.ns], None);
-    eventually(&mut b, &ctl.url("other.test", "/"), "denies", |r| r.status == StatusCode::FORBIDDEN, &ctl).await;
+    eventually(
+        &mut b,
+        &ctl.url("other.test", "/"),
+        "denies",
+        |r| r.status == StatusCode::FORBIDDEN,
+        &ctl,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -408,24 +552,68 @@ async fn a_bad_annotation_denies_only_its_route_and_raises_a_warning_event() {
     let up = named_upstream("ok").await;
     c.service("web", &[up]);
     let ctl = Controller::start(&c, &[]).await;
-    c.ingress("good", "good.test", "web", &[("jetbridge.dev/allow_public_unauthenticated_access", "true")]);
-    c.ingress("bad", "bad.test", "web", &[
-        ("jetbridge.dev/allow_public_unauthenticated_access", "true"),
-        ("jetbridge.dev/pass_identity_header", "true"),
-    ]);
-    c.ingress("badpolicy", "badpolicy.test", "web", &[("jetbridge.dev/policy", "allow:\n  or:\n    - emial: {is: a@b.c}\n")]);
+    c.ingress(
+        "good",
+        "good.test",
+        "web",
+        &[("jetbridge.dev/allow_public_unauthenticated_access", "true")],
+    );
+    c.ingress(
+        "bad",
+        "bad.test",
+        "web",
+        &[
+            ("jetbridge.dev/allow_public_unauthenticated_access", "true"),
+            ("jetbridge.dev/pass_identity_header", "true"),
+        ],
+    );
+    c.ingress(
+        "badpolicy",
+        "badpolicy.test",
+        "web",
+        &[(
+            "jetbridge.dev/policy",
+            "allow:\n  or:\n    - emial: {is: a@b.c}\n",
+        )],
+    );
     let mut b = api_client();
-    eventually(&mut b, &ctl.url("good.test", "/"), "serves", |r| r.status == StatusCode::OK, &ctl).await;
-    eventually(&mut b, &ctl.url("bad.test", "/"), "denies", |r| r.status == StatusCode::FORBIDDEN, &ctl).await;
-    eventually(&mut b, &ctl.url("badpolicy.test", "/"), "denies", |r| r.status == StatusCode::FORBIDDEN, &ctl).await;
+    eventually(
+        &mut b,
+        &ctl.url("good.test", "/"),
+        "serves",
+        |r| r.status == StatusCode::OK,
+        &ctl,
+    )
+    .await;
+    eventually(
+        &mut b,
+        &ctl.url("bad.test", "/"),
+        "denies",
+        |r| r.status == StatusCode::FORBIDDEN,
+        &ctl,
+    )
+    .await;
+    eventually(
+        &mut b,
+        &ctl.url("badpolicy.test", "/"),
+        "denies",
+        |r| r.status == StatusCode::FORBIDDEN,
+        &ctl,
+    )
+    .await;
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let events = loop {
-        let out = c.kube.ok(&["get", "events.events.k8s.io", "-n", &c.ns, "-o", "json"], None);
+        let out = c.kube.ok(
+            &["get", "events.events.k8s.io", "-n", &c.ns, "-o", "json"],
+            None,
+        );
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         let items = v["items"].as_array().cloned().unwrap_or_default();
         let on = |name: &str| {
-            items.iter().any(|e| e["regarding"]["name"] == name && e["type"] == "Warning")
+            items
+                .iter()
+                .any(|e| e["regarding"]["name"] == name && e["type"] == "Warning")
         };
         if on("bad") && on("badpolicy") || Instant::now() > deadline {
             break items;
@@ -441,36 +629,94 @@ async fn a_bad_annotation_denies_only_its_route_and_raises_a_warning_event() {
             .join("\n")
     };
     let bad = note("bad");
-    assert!(bad.contains("Warning") && bad.contains("InvalidRoute"), "{bad}");
-    assert!(bad.contains("did you mean \\\"pass_identity_headers\\\""), "{bad}");
-    assert!(note("badpolicy").contains("unknown criterion"), "{}", note("badpolicy"));
+    assert!(
+        bad.contains("Warning") && bad.contains("InvalidRoute"),
+        "{bad}"
+    );
+    assert!(
+        bad.contains("did you mean \\\"pass_identity_headers\\\""),
+        "{bad}"
+    );
+    assert!(
+        note("badpolicy").contains("unknown criterion"),
+        "{}",
+        note("badpolicy")
+    );
     assert!(note("good").contains("Programmed"), "{}", note("good"));
     assert!(!note("good").contains("Warning"), "{}", note("good"));
     // Once per problem, not per resync: a later unrelated change adds none.
-    let count = |items: &[serde_json::Value]| items.iter().filter(|e| e["regarding"]["name"] == "bad").count();
+    let count = |items: &[serde_json::Value]| {
+        items
+            .iter()
+            .filter(|e| e["regarding"]["name"] == "bad")
+            .count()
+    };
     let before = count(&events);
-    c.ingress("good", "good.test", "web", &[("jetbridge.dev/allow_public_unauthenticated_access", "true"), ("jetbridge.dev/timeout", "10s")]);
+    c.ingress(
+        "good",
+        "good.test",
+        "web",
+        &[
+            ("jetbridge.dev/allow_public_unauthenticated_access", "true"),
+            ("jetbridge.dev/timeout", "10s"),
+        ],
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let out = c.kube.ok(&["get", "events.events.k8s.io", "-n", &c.ns, "-o", "json"], None);
+    let out = c.kube.ok(
+        &["get", "events.events.k8s.io", "-n", &c.ns, "-o", "json"],
+        None,
+    );
     let after: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(count(after["items"].as_array().unwrap()), before);
     // The controller's own log names the object.
-    assert!(ctl.log().iter().any(|l| l.contains(&format!("Ingress {}/bad", c.ns))), "{:#?}", ctl.log());
+    assert!(
+        ctl.log()
+            .iter()
+            .any(|l| l.contains(&format!("Ingress {}/bad", c.ns))),
+        "{:#?}",
+        ctl.log()
+    );
 }
 
 /// A session cookie for `host` sealed with the bootstrap Secret's cookie secret.
 fn mint_cookie(c: &Corner, host: &str, sub: &str, email: &str, groups: &str) -> String {
     let out = c.kube.ok(
-        &["get", "secret", "jetbridge-bootstrap", "-n", &c.ns, "-o", "jsonpath={.data.cookie_secret}"],
+        &[
+            "get",
+            "secret",
+            "jetbridge-bootstrap",
+            "-n",
+            &c.ns,
+            "-o",
+            "jsonpath={.data.cookie_secret}",
+        ],
         None,
     );
     use base64::Engine as _;
-    let text = base64::engine::general_purpose::STANDARD.decode(out.trim()).unwrap();
+    let text = base64::engine::general_purpose::STANDARD
+        .decode(out.trim())
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.yaml");
-    std::fs::write(&cfg, format!("cookie_secret: {}\n", String::from_utf8(text).unwrap())).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("cookie_secret: {}\n", String::from_utf8(text).unwrap()),
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
-        .args(["mint-session", "--config", cfg.to_str().unwrap(), "--host", host, "--sub", sub, "--email", email, "--groups", groups])
+        .args([
+            "mint-session",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--host",
+            host,
+            "--sub",
+            sub,
+            "--email",
+            email,
+            "--groups",
+            groups,
+        ])
         .output()
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
@@ -478,7 +724,10 @@ fn mint_cookie(c: &Corner, host: &str, sub: &str, email: &str, groups: &str) -> 
 
 fn with_cookie(host: &str, cookie: &str) -> Browser {
     let mut b = api_client();
-    b.jar.entry(host.into()).or_default().insert("_jetbridge".into(), cookie.into());
+    b.jar
+        .entry(host.into())
+        .or_default()
+        .insert("_jetbridge".into(), cookie.into());
     b
 }
 
@@ -489,17 +738,48 @@ async fn an_edited_policy_object_changes_every_referencing_route_and_its_status(
     c.service("app", &[up]);
     let ns = c.ns.clone();
     let policy = |rule: &str| {
-        format!("apiVersion: jetbridge.dev/v1\nkind: Policy\nmetadata: {{name: staff, namespace: {ns}}}\nspec:\n  allow:\n    or:\n      - {rule}\n")
+        format!(
+            "apiVersion: jetbridge.dev/v1\nkind: Policy\nmetadata: {{name: staff, namespace: {ns}}}\nspec:\n  allow:\n    or:\n      - {rule}\n"
+        )
     };
     c.kube.apply(&policy("domain: {is: example.com}"));
     let ctl = Controller::start(&c, &[]).await;
-    c.ingress("one", "one.test", "app", &[("jetbridge.dev/policy_ref", "staff")]);
-    c.ingress("two", "two.test", "app", &[("jetbridge.dev/policy_ref", "staff")]);
-    let alice = |host: &str| with_cookie(host, &mint_cookie(&c, host, "alice", "alice@example.com", "ops"));
+    c.ingress(
+        "one",
+        "one.test",
+        "app",
+        &[("jetbridge.dev/policy_ref", "staff")],
+    );
+    c.ingress(
+        "two",
+        "two.test",
+        "app",
+        &[("jetbridge.dev/policy_ref", "staff")],
+    );
+    let alice = |host: &str| {
+        with_cookie(
+            host,
+            &mint_cookie(&c, host, "alice", "alice@example.com", "ops"),
+        )
+    };
     let mut a1 = alice("one.test");
     let mut a2 = alice("two.test");
-    eventually(&mut a1, &ctl.url("one.test", "/"), "allows alice", |r| r.status == StatusCode::OK, &ctl).await;
-    eventually(&mut a2, &ctl.url("two.test", "/"), "allows alice", |r| r.status == StatusCode::OK, &ctl).await;
+    eventually(
+        &mut a1,
+        &ctl.url("one.test", "/"),
+        "allows alice",
+        |r| r.status == StatusCode::OK,
+        &ctl,
+    )
+    .await;
+    eventually(
+        &mut a2,
+        &ctl.url("two.test", "/"),
+        "allows alice",
+        |r| r.status == StatusCode::OK,
+        &ctl,
+    )
+    .await;
     let accepted = |c: &Corner| {
         c.kube.ok(
             &["get", "policy.jetbridge.dev", "staff", "-n", &c.ns, "-o", "jsonpath={.status.conditions[0].status} {.status.conditions[0].reason} {.status.conditions[0].observedGeneration} {.status.conditions[0].message}"],
@@ -510,12 +790,30 @@ async fn an_edited_policy_object_changes_every_referencing_route_and_its_status(
     while !accepted(&c).starts_with("True Compiled 1") && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(accepted(&c).starts_with("True Compiled 1"), "{}", accepted(&c));
+    assert!(
+        accepted(&c).starts_with("True Compiled 1"),
+        "{}",
+        accepted(&c)
+    );
 
     // Edit the Policy only: both routes follow, the Ingresses are untouched.
     c.kube.apply(&policy("groups: {has: admins}"));
-    eventually(&mut a1, &ctl.url("one.test", "/"), "denies alice", |r| r.status == StatusCode::FORBIDDEN, &ctl).await;
-    eventually(&mut a2, &ctl.url("two.test", "/"), "denies alice", |r| r.status == StatusCode::FORBIDDEN, &ctl).await;
+    eventually(
+        &mut a1,
+        &ctl.url("one.test", "/"),
+        "denies alice",
+        |r| r.status == StatusCode::FORBIDDEN,
+        &ctl,
+    )
+    .await;
+    eventually(
+        &mut a2,
+        &ctl.url("two.test", "/"),
+        "denies alice",
+        |r| r.status == StatusCode::FORBIDDEN,
+        &ctl,
+    )
+    .await;
 
     // A broken edit: Accepted=False with the located error, routes deny.
     c.kube.apply(&policy("emial: {is: alice@example.com}"));
@@ -525,16 +823,41 @@ async fn an_edited_policy_object_changes_every_referencing_route_and_its_status(
     }
     let status = accepted(&c);
     assert!(status.starts_with("False InvalidPolicy 3"), "{status}");
-    assert!(status.contains("unknown criterion \"emial\" (did you mean \"email\"?)"), "{status}");
+    assert!(
+        status.contains("unknown criterion \"emial\" (did you mean \"email\"?)"),
+        "{status}"
+    );
     // `kubectl get` shows the column.
-    let table = c.kube.ok(&["get", "policies.jetbridge.dev", "-n", &c.ns], None);
-    assert!(table.contains("ACCEPTED") && table.contains("False"), "{table}");
+    let table = c
+        .kube
+        .ok(&["get", "policies.jetbridge.dev", "-n", &c.ns], None);
+    assert!(
+        table.contains("ACCEPTED") && table.contains("False"),
+        "{table}"
+    );
 
     // Fixed again; a second Policy ORed in; deleting one leaves a deny.
     c.kube.apply(&policy("email: {is: alice@example.com}"));
-    eventually(&mut a1, &ctl.url("one.test", "/"), "allows alice", |r| r.status == StatusCode::OK, &ctl).await;
-    c.kube.ok(&["delete", "policy.jetbridge.dev", "staff", "-n", &c.ns], None);
-    eventually(&mut a1, &ctl.url("one.test", "/"), "denies (policy gone)", |r| r.status == StatusCode::FORBIDDEN, &ctl).await;
+    eventually(
+        &mut a1,
+        &ctl.url("one.test", "/"),
+        "allows alice",
+        |r| r.status == StatusCode::OK,
+        &ctl,
+    )
+    .await;
+    c.kube.ok(
+        &["delete", "policy.jetbridge.dev", "staff", "-n", &c.ns],
+        None,
+    );
+    eventually(
+        &mut a1,
+        &ctl.url("one.test", "/"),
+        "denies (policy gone)",
+        |r| r.status == StatusCode::FORBIDDEN,
+        &ctl,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -542,25 +865,55 @@ async fn replicas_started_at_once_share_one_bootstrap_secret_and_sessions() {
     let c = Corner::new(Kube::get());
     let up = named_upstream("app").await;
     c.service("app", &[up]);
-    c.ingress("app", "app.test", "app", &[("jetbridge.dev/allow_any_authenticated_user", "true")]);
+    c.ingress(
+        "app",
+        "app.test",
+        "app",
+        &[("jetbridge.dev/allow_any_authenticated_user", "true")],
+    );
     let (r1, r2, r3) = tokio::join!(
         Controller::start(&c, &[]),
         Controller::start(&c, &[]),
         Controller::start(&c, &[])
     );
-    let secrets = c.kube.ok(&["get", "secrets", "-n", &c.ns, "-o", "name"], None);
-    assert_eq!(secrets.lines().filter(|l| l.contains("jetbridge-bootstrap")).count(), 1, "{secrets}");
+    let secrets = c
+        .kube
+        .ok(&["get", "secrets", "-n", &c.ns, "-o", "name"], None);
+    assert_eq!(
+        secrets
+            .lines()
+            .filter(|l| l.contains("jetbridge-bootstrap"))
+            .count(),
+        1,
+        "{secrets}"
+    );
     let (j1, j2, j3) = (r1.jwks().await, r2.jwks().await, r3.jwks().await);
     assert_eq!(j1, j2);
     assert_eq!(j1, j3);
-    let kid = jetbridge::identity::KeySet::parse(&String::from_utf8(
-        {
+    let kid = jetbridge::identity::KeySet::parse(
+        &String::from_utf8({
             use base64::Engine as _;
             base64::engine::general_purpose::STANDARD
-                .decode(c.kube.ok(&["get", "secret", "jetbridge-bootstrap", "-n", &c.ns, "-o", "jsonpath={.data.signing_key}"], None).trim())
+                .decode(
+                    c.kube
+                        .ok(
+                            &[
+                                "get",
+                                "secret",
+                                "jetbridge-bootstrap",
+                                "-n",
+                                &c.ns,
+                                "-o",
+                                "jsonpath={.data.signing_key}",
+                            ],
+                            None,
+                        )
+                        .trim(),
+                )
                 .unwrap()
-        },
-    ).unwrap())
+        })
+        .unwrap(),
+    )
     .unwrap()
     .signer()
     .kid()
@@ -571,25 +924,70 @@ async fn replicas_started_at_once_share_one_bootstrap_secret_and_sessions() {
     let cookie = mint_cookie(&c, "app.test", "alice", "alice@example.com", "");
     for r in [&r1, &r2, &r3] {
         let mut b = with_cookie("app.test", &cookie);
-        eventually(&mut b, &r.url("app.test", "/"), "serves", |x| x.status == StatusCode::OK, r).await;
+        eventually(
+            &mut b,
+            &r.url("app.test", "/"),
+            "serves",
+            |x| x.status == StatusCode::OK,
+            r,
+        )
+        .await;
     }
 
     // Deleted: re-created with the same key; corrupted: the last good key stays.
-    c.kube.ok(&["delete", "secret", "jetbridge-bootstrap", "-n", &c.ns], None);
+    c.kube.ok(
+        &["delete", "secret", "jetbridge-bootstrap", "-n", &c.ns],
+        None,
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let recreated = loop {
-        let (ok, out, _) = c.kube.kubectl(&["get", "secret", "jetbridge-bootstrap", "-n", &c.ns, "-o", "jsonpath={.data.signing_key}"], None);
+        let (ok, out, _) = c.kube.kubectl(
+            &[
+                "get",
+                "secret",
+                "jetbridge-bootstrap",
+                "-n",
+                &c.ns,
+                "-o",
+                "jsonpath={.data.signing_key}",
+            ],
+            None,
+        );
         if ok && !out.trim().is_empty() {
             break out;
         }
-        assert!(Instant::now() < deadline, "bootstrap Secret was not re-created");
+        assert!(
+            Instant::now() < deadline,
+            "bootstrap Secret was not re-created"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     use base64::Engine as _;
-    let pem = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(recreated.trim()).unwrap()).unwrap();
-    assert_eq!(jetbridge::identity::KeySet::parse(&pem).unwrap().signer().kid(), kid, "same kid after re-creation");
+    let pem = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(recreated.trim())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        jetbridge::identity::KeySet::parse(&pem)
+            .unwrap()
+            .signer()
+            .kid(),
+        kid,
+        "same kid after re-creation"
+    );
     c.kube.ok(
-        &["patch", "secret", "jetbridge-bootstrap", "-n", &c.ns, "--type=merge", "-p", r#"{"data":{"signing_key":"bm90IGEga2V5"}}"#],
+        &[
+            "patch",
+            "secret",
+            "jetbridge-bootstrap",
+            "-n",
+            &c.ns,
+            "--type=merge",
+            "-p",
+            r#"{"data":{"signing_key":"bm90IGEga2V5"}}"#,
+        ],
         None,
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -598,7 +996,10 @@ async fn replicas_started_at_once_share_one_bootstrap_secret_and_sessions() {
         let mut b = with_cookie("app.test", &cookie);
         assert_eq!(b.get(&r.url("app.test", "/")).await.status, StatusCode::OK);
     }
-    let events = c.kube.ok(&["get", "events.events.k8s.io", "-n", &c.ns, "-o", "json"], None);
+    let events = c.kube.ok(
+        &["get", "events.events.k8s.io", "-n", &c.ns, "-o", "json"],
+        None,
+    );
     assert!(events.contains("InvalidBootstrapSecret"), "{events}");
 }
 
@@ -608,22 +1009,63 @@ async fn an_api_server_outage_keeps_serving_and_changes_made_meanwhile_are_picke
     let c = Corner::new(Kube::own());
     let (blue, green) = (named_upstream("blue").await, named_upstream("green").await);
     c.service("web", &[blue]);
-    c.ingress("web", "web.test", "web", &[("jetbridge.dev/allow_public_unauthenticated_access", "true")]);
+    c.ingress(
+        "web",
+        "web.test",
+        "web",
+        &[("jetbridge.dev/allow_public_unauthenticated_access", "true")],
+    );
     let ctl = Controller::start(&c, &[]).await;
     let mut b = api_client();
-    eventually(&mut b, &ctl.url("web.test", "/"), "serves blue", |r| r.body == "blue", &ctl).await;
+    eventually(
+        &mut b,
+        &ctl.url("web.test", "/"),
+        "serves blue",
+        |r| r.body == "blue",
+        &ctl,
+    )
+    .await;
 
     c.kube.stop_apiserver();
     tokio::time::sleep(Duration::from_secs(3)).await;
     for _ in 0..5 {
         let r = b.get(&ctl.url("web.test", "/")).await;
-        assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "blue"), "serves through the outage");
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (StatusCode::OK, "blue"),
+            "serves through the outage"
+        );
     }
-    assert_eq!(Browser::new().get(&format!("http://127.0.0.1:{}/readyz", ctl.internal)).await.status, StatusCode::OK);
+    assert_eq!(
+        Browser::new()
+            .get(&format!("http://127.0.0.1:{}/readyz", ctl.internal))
+            .await
+            .status,
+        StatusCode::OK
+    );
 
     c.kube.restart_apiserver();
     c.slice("web", &[green]);
-    c.ingress("late", "late.test", "web", &[("jetbridge.dev/allow_public_unauthenticated_access", "true")]);
-    eventually(&mut b, &ctl.url("web.test", "/"), "serves green", |r| r.body == "green", &ctl).await;
-    eventually(&mut b, &ctl.url("late.test", "/"), "serves", |r| r.status == StatusCode::OK, &ctl).await;
+    c.ingress(
+        "late",
+        "late.test",
+        "web",
+        &[("jetbridge.dev/allow_public_unauthenticated_access", "true")],
+    );
+    eventually(
+        &mut b,
+        &ctl.url("web.test", "/"),
+        "serves green",
+        |r| r.body == "green",
+        &ctl,
+    )
+    .await;
+    eventually(
+        &mut b,
+        &ctl.url("late.test", "/"),
+        "serves",
+        |r| r.status == StatusCode::OK,
+        &ctl,
+    )
+    .await;
 }

@@ -21,5 +21,8 @@ fn crds_subcommand_prints_the_same_yaml() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), jetbridge::crd::crd_yaml());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        jetbridge::crd::crd_yaml()
+    );
 }

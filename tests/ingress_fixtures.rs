@@ -17,9 +17,13 @@ fn objects(text: &str) -> Cluster {
     for doc in text.split("\n---\n") {
         let v: serde_json::Value = serde_saphyr::from_str(doc).unwrap();
         match v["kind"].as_str().unwrap() {
-            "Ingress" => c.ingresses.push(Arc::new(serde_json::from_value(v).unwrap())),
+            "Ingress" => c
+                .ingresses
+                .push(Arc::new(serde_json::from_value(v).unwrap())),
             "IngressClass" => c.classes.push(Arc::new(serde_json::from_value(v).unwrap())),
-            "Service" => c.services.push(Arc::new(serde_json::from_value(v).unwrap())),
+            "Service" => c
+                .services
+                .push(Arc::new(serde_json::from_value(v).unwrap())),
             "EndpointSlice" => c.slices.push(Arc::new(serde_json::from_value(v).unwrap())),
             "Secret" => c.secrets.push(Arc::new(serde_json::from_value(v).unwrap())),
             "Policy" => c
@@ -54,8 +58,14 @@ fn describe(c: &Cluster) -> String {
     let _ = writeln!(out, "managed: {}", ci.managed.join(", "));
     let users = [
         ("anonymous", None),
-        ("alice@example.com [engineering]", Some(user("alice@example.com", &["engineering"]))),
-        ("bob@contractor.example.com [engineering]", Some(user("bob@contractor.example.com", &["engineering"]))),
+        (
+            "alice@example.com [engineering]",
+            Some(user("alice@example.com", &["engineering"])),
+        ),
+        (
+            "bob@contractor.example.com [engineering]",
+            Some(user("bob@contractor.example.com", &["engineering"])),
+        ),
         ("ceo@example.com", Some(user("ceo@example.com", &[]))),
         ("eve@elsewhere.net", Some(user("eve@elsewhere.net", &[]))),
     ];
@@ -98,11 +108,7 @@ fn describe(c: &Cluster) -> String {
                         request: &req,
                         now: time::OffsetDateTime::UNIX_EPOCH,
                     });
-                    let _ = writeln!(
-                        out,
-                        "  {label}: {}",
-                        if d.allow { "allow" } else { "deny" }
-                    );
+                    let _ = writeln!(out, "  {label}: {}", if d.allow { "allow" } else { "deny" });
                 }
             }
         }

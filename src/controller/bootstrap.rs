@@ -108,7 +108,11 @@ pub fn to_secret(keys: &BootstrapKeys, namespace: &str, name: &str) -> Secret {
 
 /// Reads the bootstrap Secret, creating it with `keys` when absent. When
 /// another replica created it first, its keys win.
-pub async fn ensure(api: &Api<Secret>, name: &str, keys: BootstrapKeys) -> Result<BootstrapKeys, Error> {
+pub async fn ensure(
+    api: &Api<Secret>,
+    name: &str,
+    keys: BootstrapKeys,
+) -> Result<BootstrapKeys, Error> {
     if let Some(s) = api.get_opt(name).await.map_err(Error::Kube)? {
         return parse(&s).map_err(|e| Error::Bootstrap(format!("Secret {name}: {e}")));
     }
@@ -150,7 +154,10 @@ mod tests {
         // Pomerium's bootstrap Secret holds the 32 raw bytes.
         let mut raw = s.clone();
         let data = raw.data.as_mut().unwrap();
-        data.insert("cookie_secret".into(), ByteString(k.cookie_secret.0.to_vec()));
+        data.insert(
+            "cookie_secret".into(),
+            ByteString(k.cookie_secret.0.to_vec()),
+        );
         assert_eq!(parse(&raw).unwrap(), k);
     }
 
@@ -163,7 +170,10 @@ mod tests {
             ("shared_secret", vec![0xff; 7]),
         ] {
             let mut s = to_secret(&k, "ns", "b");
-            s.data.as_mut().unwrap().insert(key.into(), ByteString(value));
+            s.data
+                .as_mut()
+                .unwrap()
+                .insert(key.into(), ByteString(value));
             let e = parse(&s).unwrap_err();
             assert!(e.contains(key) || e.contains("signing key"), "{key}: {e}");
         }

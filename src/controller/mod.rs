@@ -60,7 +60,6 @@ pub struct Options {
     pub debounce: Duration,
 }
 
-
 /// One reflector store per watched namespace (or one for all).
 struct Stores<K: Resource + Clone + 'static>
 where
@@ -75,18 +74,26 @@ where
     K::DynamicType: std::hash::Hash + Eq + Clone + Default,
 {
     /// Starts watchers; every event wakes `changed`.
-    fn start(apis: Vec<Api<K>>, config: watcher::Config, changed: Arc<Notify>, what: &'static str) -> Self {
+    fn start(
+        apis: Vec<Api<K>>,
+        config: watcher::Config,
+        changed: Arc<Notify>,
+        what: &'static str,
+    ) -> Self {
         let mut stores = Vec::new();
         for api in apis {
             let (store, writer) = reflector::store::<K>();
-            let stream = reflector::reflector(writer, watcher(api, config.clone()).default_backoff());
+            let stream =
+                reflector::reflector(writer, watcher(api, config.clone()).default_backoff());
             let changed = changed.clone();
             tokio::spawn(async move {
                 let mut stream = std::pin::pin!(stream);
                 while let Some(event) = stream.next().await {
                     match event {
                         Ok(_) => changed.notify_one(),
-                        Err(e) => tracing::warn!(kind = what, error = %e, "watch failed; keeping the last known objects and retrying"),
+                        Err(e) => {
+                            tracing::warn!(kind = what, error = %e, "watch failed; keeping the last known objects and retrying")
+                        }
                     }
                 }
             });
@@ -138,10 +145,30 @@ pub async fn run(
         changed.clone(),
         "IngressClass",
     );
-    let ingresses = Stores::<Ingress>::start(apis(&client, ns), watcher::Config::default(), changed.clone(), "Ingress");
-    let policies = Stores::<Policy>::start(apis(&client, ns), watcher::Config::default(), changed.clone(), "Policy");
-    let services = Stores::<Service>::start(apis(&client, ns), watcher::Config::default(), changed.clone(), "Service");
-    let slices = Stores::<EndpointSlice>::start(apis(&client, ns), watcher::Config::default(), changed.clone(), "EndpointSlice");
+    let ingresses = Stores::<Ingress>::start(
+        apis(&client, ns),
+        watcher::Config::default(),
+        changed.clone(),
+        "Ingress",
+    );
+    let policies = Stores::<Policy>::start(
+        apis(&client, ns),
+        watcher::Config::default(),
+        changed.clone(),
+        "Policy",
+    );
+    let services = Stores::<Service>::start(
+        apis(&client, ns),
+        watcher::Config::default(),
+        changed.clone(),
+        "Service",
+    );
+    let slices = Stores::<EndpointSlice>::start(
+        apis(&client, ns),
+        watcher::Config::default(),
+        changed.clone(),
+        "EndpointSlice",
+    );
     let tls = Stores::<Secret>::start(
         apis(&client, ns),
         watcher::Config::default().fields("type=kubernetes.io/tls"),
@@ -158,7 +185,13 @@ pub async fn run(
 
     // The bootstrap keys first: without them nothing is published (not ready).
     let mut keys = loop {
-        match bootstrap::ensure(&bootstrap_api, &options.bootstrap_name, BootstrapKeys::generate()).await {
+        match bootstrap::ensure(
+            &bootstrap_api,
+            &options.bootstrap_name,
+            BootstrapKeys::generate(),
+        )
+        .await
+        {
             Ok(k) => break k,
             Err(e) => {
                 tracing::error!(error = %e, "cannot load the bootstrap Secret; retrying (not ready)");
@@ -217,7 +250,13 @@ pub async fn run(
                         if bootstrap_error.as_deref() != Some(e.as_str()) {
                             tracing::error!(secret = %format!("{}/{}", options.bootstrap_namespace, options.bootstrap_name), error = %e, "bootstrap Secret is corrupt; keeping the last good keys");
                             let reference = s.object_ref(&());
-                            warn_event(&recorder, &reference, "InvalidBootstrapSecret", &format!("{e}; the last good keys stay in use")).await;
+                            warn_event(
+                                &recorder,
+                                &reference,
+                                "InvalidBootstrapSecret",
+                                &format!("{e}; the last good keys stay in use"),
+                            )
+                            .await;
                             bootstrap_error = Some(e);
                         }
                     }
@@ -225,7 +264,9 @@ pub async fn run(
             }
             None if bootstrap_seen => {
                 tracing::warn!("bootstrap Secret deleted; re-creating it from the keys in memory");
-                if let Err(e) = bootstrap::ensure(&bootstrap_api, &options.bootstrap_name, keys.clone()).await {
+                if let Err(e) =
+                    bootstrap::ensure(&bootstrap_api, &options.bootstrap_name, keys.clone()).await
+                {
                     tracing::error!(error = %e, "cannot re-create the bootstrap Secret");
                 }
                 bootstrap_seen = false;
@@ -251,16 +292,33 @@ pub async fn run(
         match inputs_from_config(&cfg, &mut generated, &mut warnings) {
             Ok(mut inputs) => {
                 inputs.routes.extend(outcome.routes.iter().cloned());
-                inputs.global.certificates.extend(outcome.certificates.iter().cloned());
-                inputs.global.retired_keys = history.update(&inputs.global.keys, crate::proxy::unix_now());
+                inputs
+                    .global
+                    .certificates
+                    .extend(outcome.certificates.iter().cloned());
+                inputs.global.retired_keys =
+                    history.update(&inputs.global.keys, crate::proxy::unix_now());
                 let snapshot = translate(&inputs);
                 let mut diagnostics: Vec<Diagnostic> = snapshot.diagnostics.clone();
                 diagnostics.extend(outcome.diagnostics.iter().cloned());
                 if let Some(generation) = publisher.publish(snapshot) {
-                    tracing::info!(generation, routes = outcome.routes.len(), ingresses = outcome.managed.len(), "configuration published");
+                    tracing::info!(
+                        generation,
+                        routes = outcome.routes.len(),
+                        ingresses = outcome.managed.len(),
+                        "configuration published"
+                    );
                 }
                 publisher.record_success();
-                report(&recorder, &cluster, &diagnostics, &outcome.managed, &mut reported, &mut programmed).await;
+                report(
+                    &recorder,
+                    &cluster,
+                    &diagnostics,
+                    &outcome.managed,
+                    &mut reported,
+                    &mut programmed,
+                )
+                .await;
                 update_policy_status(&client, &cluster, &outcome.policies).await;
             }
             Err(e) => {
@@ -285,9 +343,15 @@ pub async fn run(
     }
 }
 
-fn find_ref<K: Resource<DynamicType = ()>>(objs: &[Arc<K>], ns: &str, name: &str) -> Option<ObjectReference> {
+fn find_ref<K: Resource<DynamicType = ()>>(
+    objs: &[Arc<K>],
+    ns: &str,
+    name: &str,
+) -> Option<ObjectReference> {
     objs.iter()
-        .find(|o| o.meta().namespace.as_deref() == Some(ns) && o.meta().name.as_deref() == Some(name))
+        .find(|o| {
+            o.meta().namespace.as_deref() == Some(ns) && o.meta().name.as_deref() == Some(name)
+        })
         .map(|o| o.object_ref(&()))
 }
 

@@ -219,8 +219,7 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
                 out.diagnostics.push(Diagnostic {
                     severity: Severity::Warning,
                     object: object.clone(),
-                    message: "a rule without host is not served (every route needs a host)"
-                        .into(),
+                    message: "a rule without host is not served (every route needs a host)".into(),
                 });
                 continue;
             };
@@ -370,9 +369,8 @@ fn read_annotations(ing: &Ingress, prefixes: &[String]) -> Annotations {
             continue;
         }
         if a.settings.insert(k.to_string(), value).is_some() {
-            a.problems.push(format!(
-                "annotation {k} is set under more than one prefix"
-            ));
+            a.problems
+                .push(format!("annotation {k} is set under more than one prefix"));
         }
     }
     a
@@ -410,7 +408,9 @@ fn combined_policy(
         match policies.get(&format!("{ns}/{r}")) {
             Some(Ok(serde_json::Value::Array(list))) => rules.extend(list.iter().cloned()),
             Some(Ok(other)) => rules.push(other.clone()),
-            Some(Err(e)) => problems.push(format!("policy_ref {r}: Policy {ns}/{r} is invalid: {e}")),
+            Some(Err(e)) => {
+                problems.push(format!("policy_ref {r}: Policy {ns}/{r} is invalid: {e}"))
+            }
             None => problems.push(format!("policy_ref {r}: Policy {ns}/{r} not found")),
         }
     }
@@ -512,11 +512,7 @@ fn backend_urls(
             });
         let Some(number) = number else { continue };
         for ep in &slice.endpoints {
-            let ready = ep
-                .conditions
-                .as_ref()
-                .and_then(|c| c.ready)
-                .unwrap_or(true);
+            let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
             if !ready {
                 continue;
             }
