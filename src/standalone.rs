@@ -407,6 +407,7 @@ pub fn inputs_from_parts(
             source: format!("certificate_file {c:?}"),
             chain_pem: read_file(files, "certificate_file", c)?,
             key_pem: read_file(files, "certificate_key_file", k)?,
+            hosts: Vec::new(),
         });
     } else if cfg.certificate_file.is_some() != cfg.certificate_key_file.is_some() {
         return Err("certificate_file and certificate_key_file must be set together".into());
@@ -416,6 +417,7 @@ pub fn inputs_from_parts(
             source: "certificate".into(),
             chain_pem: pem_or_base64("certificate", c)?,
             key_pem: pem_or_base64("certificate_key", k)?,
+            hosts: Vec::new(),
         });
     }
     for (i, e) in cfg.certificates.iter().enumerate() {
@@ -433,6 +435,7 @@ pub fn inputs_from_parts(
             source: format!("certificates[{i}]"),
             chain_pem,
             key_pem,
+            hosts: Vec::new(),
         });
     }
 
@@ -479,6 +482,7 @@ pub fn inputs_from_parts(
                     source: "generated self-signed certificate".into(),
                     chain_pem: ck.cert.pem(),
                     key_pem: ck.signing_key.serialize_pem(),
+                    hosts: Vec::new(),
                 },
             ));
         }

@@ -1069,3 +1069,102 @@ async fn an_api_server_outage_keeps_serving_and_changes_made_meanwhile_are_picke
     )
     .await;
 }
+
+/// A self-signed certificate for `names` as (cert PEM, key PEM, leaf DER).
+fn certificate(names: &[&str]) -> (String, String, Vec<u8>) {
+    let ck =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    (
+        ck.cert.pem(),
+        ck.signing_key.serialize_pem(),
+        ck.cert.der().to_vec(),
+    )
+}
+
+fn tls_secret(c: &Corner, name: &str, cert: &(String, String, Vec<u8>)) {
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&crt, &cert.0).unwrap();
+    std::fs::write(&key, &cert.1).unwrap();
+    let yaml = c.kube.ok(
+        &[
+            "create",
+            "secret",
+            "tls",
+            name,
+            "-n",
+            &c.ns,
+            "--cert",
+            crt.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ],
+        None,
+    );
+    c.kube.apply(&yaml);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ingress_tls_secret_is_served_for_its_own_hosts_only() {
+    let c = Corner::new(Kube::get());
+    let up = named_upstream("app").await;
+    c.service("app", &[up]);
+    let ctl = Controller::start(&c, &[]).await;
+    let shop = certificate(&["shop.test"]);
+    tls_secret(&c, "shop-tls", &shop);
+    let ns = &c.ns;
+    let class = &c.class;
+    let tls_ingress = |name: &str, host: &str, secret: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: {ns}\n  annotations: {{jetbridge.dev/allow_public_unauthenticated_access: \"true\"}}\nspec:\n  ingressClassName: {class}\n  tls: [{{hosts: [{host}], secretName: {secret}}}]\n  rules:\n    - host: {host}\n      http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: app, port: {{number: 80}}}}}}}}]}}\n"
+        )
+    };
+    c.kube.apply(&tls_ingress("shop", "shop.test", "shop-tls"));
+    let mut b = api_client();
+    eventually(
+        &mut b,
+        &ctl.url("shop.test", "/"),
+        "serves",
+        |r| r.status == StatusCode::OK,
+        &ctl,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while served_certificate(ctl.https, "shop.test").await != shop.2 {
+        assert!(
+            Instant::now() < deadline,
+            "SNI shop.test never served the Secret's certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Another host gets the default certificate, not this one.
+    assert_ne!(
+        served_certificate(ctl.https, "elsewhere.test").await,
+        shop.2
+    );
+
+    // A younger Ingress claiming the same host with its own Secret does not
+    // take the host's certificate over.
+    let rogue = certificate(&["shop.test"]);
+    tls_secret(&c, "rogue-tls", &rogue);
+    c.kube
+        .apply(&tls_ingress("rogue", "shop.test", "rogue-tls"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(served_certificate(ctl.https, "shop.test").await, shop.2);
+
+    // The Secret rotated: the new certificate is served without a restart.
+    let renewed = certificate(&["shop.test"]);
+    tls_secret(&c, "shop-tls", &renewed);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while served_certificate(ctl.https, "shop.test").await != renewed.2 {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -199,20 +199,6 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
         let policy = combined_policy(&annotations, &ns, &policies, &mut problems);
         let spec = ing.spec.clone().unwrap_or_default();
 
-        for tls in spec.tls.iter().flatten() {
-            let Some(secret_name) = &tls.secret_name else {
-                continue;
-            };
-            match tls_secret(c, &ns, secret_name) {
-                Ok(cert) => out.certificates.push(cert),
-                Err(e) => out.diagnostics.push(Diagnostic {
-                    severity: Severity::Warning,
-                    object: object.clone(),
-                    message: e,
-                }),
-            }
-        }
-
         let mut index = 0usize;
         for rule in spec.rules.iter().flatten() {
             let Some(host) = rule.host.as_deref().filter(|h| !h.is_empty()) else {
@@ -269,6 +255,48 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
                     custom_ca_pem: None,
                     problems: route_problems,
                 });
+            }
+        }
+        let rule_hosts: Vec<String> = spec
+            .rules
+            .iter()
+            .flatten()
+            .filter_map(|r| r.host.clone())
+            .filter(|h| !h.is_empty())
+            .collect();
+        for tls in spec.tls.iter().flatten() {
+            let Some(secret_name) = &tls.secret_name else {
+                continue;
+            };
+            match tls_secret(c, &ns, secret_name) {
+                Ok(mut cert) => {
+                    // Bound to the hosts it was given for, and only those
+                    // this Ingress owns (is the oldest to claim): a Secret in
+                    // one namespace cannot take over another's host.
+                    let listed = tls.hosts.clone().unwrap_or_default();
+                    let wanted = if listed.is_empty() {
+                        rule_hosts.clone()
+                    } else {
+                        listed
+                    };
+                    cert.hosts = wanted
+                        .into_iter()
+                        .filter(|h| {
+                            claimed.iter().any(|((host, _), owner)| {
+                                *owner == object && host.eq_ignore_ascii_case(h)
+                            })
+                        })
+                        .collect();
+                    cert.source = object.clone();
+                    if !cert.hosts.is_empty() {
+                        out.certificates.push(cert);
+                    }
+                }
+                Err(e) => out.diagnostics.push(Diagnostic {
+                    severity: Severity::Warning,
+                    object: object.clone(),
+                    message: e,
+                }),
             }
         }
     }
@@ -561,5 +589,6 @@ fn tls_secret(c: &Cluster, ns: &str, name: &str) -> Result<CertInput, String> {
         source: object_ref("Secret", ns, name),
         chain_pem: text("tls.crt")?,
         key_pem: text("tls.key")?,
+        hosts: Vec::new(),
     })
 }

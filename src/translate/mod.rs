@@ -69,6 +69,11 @@ pub struct CertInput {
     pub source: String,
     pub chain_pem: String,
     pub key_pem: String,
+    /// The hosts it was given for (an Ingress's `spec.tls[].hosts`): it is
+    /// served for those of them it covers, and only those. Empty: every DNS
+    /// name it holds (config-file certificates, which may also be the
+    /// default for unknown names).
+    pub hosts: Vec<String>,
 }
 
 /// One route candidate.
@@ -346,18 +351,42 @@ fn build_tls(certs: &[CertInput], diagnostics: &mut Vec<Diagnostic>) -> TlsConfi
                     &sha2::Sha256::digest(c.chain_pem.as_bytes())[..8],
                 ));
                 let key = Arc::new(key);
-                for n in &names {
-                    let n = n.to_ascii_lowercase();
-                    if let Some(suffix) = n.strip_prefix("*.") {
-                        tls.by_wildcard
-                            .entry(suffix.to_string())
-                            .or_insert_with(|| key.clone());
-                    } else {
-                        tls.by_name.entry(n).or_insert_with(|| key.clone());
+                if c.hosts.is_empty() {
+                    for n in &names {
+                        let n = n.to_ascii_lowercase();
+                        if let Some(suffix) = n.strip_prefix("*.") {
+                            tls.by_wildcard
+                                .entry(suffix.to_string())
+                                .or_insert_with(|| key.clone());
+                        } else {
+                            tls.by_name.entry(n).or_insert_with(|| key.clone());
+                        }
                     }
-                }
-                if tls.default.is_none() {
-                    tls.default = Some(key.clone());
+                    if tls.default.is_none() {
+                        tls.default = Some(key.clone());
+                    }
+                } else {
+                    for host in &c.hosts {
+                        let host = host.to_ascii_lowercase();
+                        if !names.iter().any(|n| name_covers(n, &host)) {
+                            diagnostics.push(Diagnostic {
+                                severity: Severity::Warning,
+                                object: c.source.clone(),
+                                message: format!(
+                                    "TLS: the certificate does not cover {host} (it holds {})",
+                                    names.join(", ")
+                                ),
+                            });
+                            continue;
+                        }
+                        if let Some(suffix) = host.strip_prefix("*.") {
+                            tls.by_wildcard
+                                .entry(suffix.to_string())
+                                .or_insert_with(|| key.clone());
+                        } else {
+                            tls.by_name.entry(host).or_insert_with(|| key.clone());
+                        }
+                    }
                 }
                 tls.expiry.push((
                     names.first().cloned().unwrap_or_else(|| c.source.clone()),
@@ -373,6 +402,18 @@ fn build_tls(certs: &[CertInput], diagnostics: &mut Vec<Diagnostic>) -> TlsConfi
     }
     tls.fingerprint = fingerprint;
     tls
+}
+
+/// True if the certificate name `name` (possibly `*.suffix`) covers `host`.
+fn name_covers(name: &str, host: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    if name == host {
+        return true;
+    }
+    match (name.strip_prefix("*."), host.split_once('.')) {
+        (Some(suffix), Some((label, rest))) => !label.is_empty() && label != "*" && rest == suffix,
+        _ => false,
+    }
 }
 
 /// Parses a PEM chain and key into a rustls key, its DNS names and expiry.

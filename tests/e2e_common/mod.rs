@@ -478,3 +478,20 @@ pub async fn echo_upstream() -> (SocketAddr, Arc<std::sync::Mutex<Vec<HeaderMap>
     });
     (addr, seen)
 }
+
+/// The leaf certificate (DER) the server on 127.0.0.1:`port` presents for `sni`.
+#[allow(dead_code)]
+pub async fn served_certificate(port: u16, sni: &str) -> Vec<u8> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cfg = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
