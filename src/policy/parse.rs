@@ -181,7 +181,12 @@ impl Cx {
     }
 
     fn warn(&mut self, message: impl std::fmt::Display) {
-        let w = format!("{}: {message}", self.at());
+        let at = self.at();
+        let w = if at.is_empty() {
+            message.to_string()
+        } else {
+            format!("{at}: {message}")
+        };
         self.warnings.push(w);
     }
 

@@ -759,7 +759,7 @@ fn check_reports_lints() {
         check_command("[]"),
         (
             1,
-            "warning: policy: the policy has no rules and denies every request".into()
+            "warning: the policy has no rules and denies every request".into()
         )
     );
 }
