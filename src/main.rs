@@ -129,6 +129,18 @@ struct ControllerArgs {
     /// Quiet time after a change before publishing (milliseconds).
     #[arg(long, default_value_t = 50)]
     debounce_ms: u64,
+    /// Copy Ingress status.loadBalancer from this Service (namespace/name).
+    #[arg(long, env = "JETBRIDGE_PUBLISH_SERVICE")]
+    publish_service: Option<String>,
+    /// Or publish these addresses (IPs or host names, comma-separated).
+    #[arg(long, value_delimiter = ',', env = "JETBRIDGE_PUBLISH_ADDRESS")]
+    publish_address: Vec<String>,
+    /// Name of the Lease that elects the replica writing Ingress status.
+    #[arg(long, default_value = "jetbridge-leader")]
+    leader_election_id: String,
+    /// Lease duration in seconds (a crashed leader is replaced after this).
+    #[arg(long, default_value_t = 15)]
+    lease_duration_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -523,6 +535,20 @@ async fn run_controller(args: ControllerArgs, log_format: Option<String>) -> Res
             .or_else(|_| std::env::var("HOSTNAME"))
             .unwrap_or_else(|_| format!("jetbridge-{}", std::process::id())),
         debounce: std::time::Duration::from_millis(args.debounce_ms),
+        publish_service: match &args.publish_service {
+            Some(s) => Some(
+                s.split_once('/')
+                    .map(|(n, s)| (n.to_string(), s.to_string()))
+                    .context("--publish-service: expected namespace/name")?,
+            ),
+            None => None,
+        },
+        publish_addresses: args.publish_address.clone(),
+        lease_name: args.leader_election_id.clone(),
+        lease: jetbridge::controller::leader::Timing {
+            duration: std::time::Duration::from_secs(args.lease_duration_secs.max(2)),
+            renew: std::time::Duration::from_secs((args.lease_duration_secs / 3).max(1)),
+        },
     };
     let client = jetbridge::controller::client(args.kubeconfig.as_deref()).await?;
     let publisher = Publisher::new();

@@ -295,7 +295,7 @@ struct Controller {
 
 impl Controller {
     async fn start(c: &Corner, extra: &[&str]) -> Controller {
-        Self::start_with(&c.kube, &c.ns, &c.controller_name, extra).await
+        Self::start_with(&c.kube, &c.ns, &c.controller_name, extra, &[]).await
     }
 
     async fn start_with(
@@ -303,6 +303,7 @@ impl Controller {
         ns: &str,
         controller_name: &str,
         extra: &[&str],
+        envs: &[(&str, &str)],
     ) -> Controller {
         let (https, internal) = (free_port(), free_port());
         let mut child = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
@@ -318,6 +319,7 @@ impl Controller {
             .args(["--address", &format!("127.0.0.1:{https}")])
             .args(["--internal-address", &format!("127.0.0.1:{internal}")])
             .args(extra)
+            .envs(envs.iter().copied())
             .env_remove("JETBRIDGE_LOG")
             .env_remove("KUBECONFIG")
             .stdout(Stdio::piped())
@@ -1167,4 +1169,110 @@ async fn an_ingress_tls_secret_is_served_for_its_own_hosts_only() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_lease_holder_writes_ingress_status_and_another_takes_over() {
+    let c = Corner::new(Kube::get());
+    let up = named_upstream("app").await;
+    c.service("app", &[up]);
+    c.ingress(
+        "app",
+        "app.test",
+        "app",
+        &[("jetbridge.dev/allow_public_unauthenticated_access", "true")],
+    );
+    let lease_args =
+        |addr: &'static str| vec!["--publish-address", addr, "--lease-duration-secs", "3"];
+    let a = Controller::start_with(
+        &c.kube,
+        &c.ns,
+        &c.controller_name,
+        &lease_args("10.0.0.1"),
+        &[("POD_NAME", "replica-a")],
+    )
+    .await;
+    let b = Controller::start_with(
+        &c.kube,
+        &c.ns,
+        &c.controller_name,
+        &lease_args("10.0.0.2"),
+        &[("POD_NAME", "replica-b")],
+    )
+    .await;
+    let holder = || {
+        c.kube.ok(
+            &[
+                "get",
+                "lease",
+                "jetbridge-leader",
+                "-n",
+                &c.ns,
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ],
+            None,
+        )
+    };
+    let status = || {
+        c.kube.ok(
+            &[
+                "get",
+                "ingress",
+                "app",
+                "-n",
+                &c.ns,
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[*].ip}",
+            ],
+            None,
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status().trim().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no status written; a: {:#?}",
+            a.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let leader = holder();
+    let expected = if leader == "replica-a" {
+        "10.0.0.1"
+    } else {
+        "10.0.0.2"
+    };
+    assert!(leader == "replica-a" || leader == "replica-b", "{leader}");
+    // Stable: the other replica never overwrites it.
+    for _ in 0..10 {
+        assert_eq!(status(), expected, "leader {leader}");
+        assert_eq!(holder(), leader);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    // Every replica serves traffic, leader or not.
+    for r in [&a, &b] {
+        assert_eq!(
+            api_client().get(&r.url("app.test", "/")).await.status,
+            StatusCode::OK
+        );
+    }
+    // The leader goes away (killed, no goodbye): the other takes over.
+    let (gone, other, other_addr) = if leader == "replica-a" {
+        (a, b, "10.0.0.2")
+    } else {
+        (b, a, "10.0.0.1")
+    };
+    drop(gone);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status() != other_addr {
+        assert!(
+            Instant::now() < deadline,
+            "no takeover; holder {}; log {:#?}",
+            holder(),
+            other.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_ne!(holder(), leader);
 }

@@ -11,6 +11,7 @@
 //! store: an API server outage never turns into an empty configuration.
 
 pub mod bootstrap;
+pub mod leader;
 
 use crate::crd::{Condition, Policy, PolicyStatus};
 use crate::model::{Diagnostic, Severity};
@@ -58,6 +59,14 @@ pub struct Options {
     pub instance: String,
     /// Quiet time after a change before translating (bursts become one publish).
     pub debounce: Duration,
+    /// Where Ingress `status.loadBalancer` comes from (nothing is written
+    /// when neither is set).
+    pub publish_service: Option<(String, String)>,
+    pub publish_addresses: Vec<String>,
+    /// The Lease (in the bootstrap Secret's namespace) that elects the
+    /// replica writing Ingress status.
+    pub lease_name: String,
+    pub lease: leader::Timing,
 }
 
 /// One reflector store per watched namespace (or one for all).
@@ -218,6 +227,19 @@ pub async fn run(
     }
     tracing::info!("initial sync complete");
 
+    let leadership = leader::Leadership::default();
+    let publishing = options.publish_service.is_some() || !options.publish_addresses.is_empty();
+    if publishing {
+        tokio::spawn(leader::run(
+            Api::namespaced(client.clone(), &options.bootstrap_namespace),
+            options.lease_name.clone(),
+            options.instance.clone(),
+            options.lease,
+            leadership.clone(),
+            changed.clone(),
+            shutdown.clone(),
+        ));
+    }
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -320,6 +342,16 @@ pub async fn run(
                 )
                 .await;
                 update_policy_status(&client, &cluster, &outcome.policies).await;
+                if publishing && leadership.is_leader() {
+                    write_ingress_status(
+                        &client,
+                        &options,
+                        &cluster,
+                        &outcome.managed,
+                        &leadership,
+                    )
+                    .await;
+                }
             }
             Err(e) => {
                 publisher.record_failure();
@@ -491,6 +523,100 @@ async fn update_policy_status(client: &Client, cluster: &Cluster, outcomes: &[Po
             .await
         {
             tracing::warn!(policy = %format!("{}/{}", o.namespace, o.name), error = %e, "cannot write the Policy status");
+        }
+    }
+}
+
+/// The `status.loadBalancer.ingress` entries to publish.
+async fn desired_load_balancer(
+    client: &Client,
+    options: &Options,
+) -> Option<Vec<serde_json::Value>> {
+    let entry = |a: &str| {
+        if a.parse::<std::net::IpAddr>().is_ok() {
+            serde_json::json!({"ip": a})
+        } else {
+            serde_json::json!({"hostname": a})
+        }
+    };
+    if let Some((ns, name)) = &options.publish_service {
+        let api: Api<Service> = Api::namespaced(client.clone(), ns);
+        let svc = match api.get_opt(name).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                tracing::warn!(service = %format!("{ns}/{name}"), "publish Service not found; Ingress status not written");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the publish Service");
+                return None;
+            }
+        };
+        let lb: Vec<serde_json::Value> = svc
+            .status
+            .and_then(|s| s.load_balancer)
+            .and_then(|lb| lb.ingress)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| i.ip.as_deref().or(i.hostname.as_deref()).map(entry))
+            .collect();
+        if !lb.is_empty() {
+            return Some(lb);
+        }
+        // No load balancer (yet): the Service's cluster IPs, as ingress-nginx does for NodePort.
+        let ips: Vec<serde_json::Value> = svc
+            .spec
+            .and_then(|s| s.cluster_ip)
+            .filter(|ip| !ip.is_empty() && ip != "None")
+            .map(|ip| vec![entry(&ip)])
+            .unwrap_or_default();
+        return Some(ips);
+    }
+    Some(options.publish_addresses.iter().map(|a| entry(a)).collect())
+}
+
+/// Writes `status.loadBalancer` of every managed Ingress whose status differs.
+/// Called by the Lease holder only, and it checks again before each write.
+async fn write_ingress_status(
+    client: &Client,
+    options: &Options,
+    cluster: &Cluster,
+    managed: &[String],
+    leadership: &leader::Leadership,
+) {
+    let Some(desired) = desired_load_balancer(client, options).await else {
+        return;
+    };
+    for key in managed {
+        let Some((ns, name)) = key.split_once('/') else {
+            continue;
+        };
+        let Some(ing) = cluster.ingresses.iter().find(|i| {
+            i.metadata.namespace.as_deref() == Some(ns) && i.metadata.name.as_deref() == Some(name)
+        }) else {
+            continue;
+        };
+        let current = ing
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .map(|v| serde_json::to_value(v).unwrap_or_default())
+            .unwrap_or(serde_json::json!([]));
+        if current == serde_json::Value::Array(desired.clone()) {
+            continue;
+        }
+        if !leadership.is_leader() {
+            return;
+        }
+        let api: Api<Ingress> = Api::namespaced(client.clone(), ns);
+        let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": desired}}});
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => tracing::info!(ingress = %key, "status.loadBalancer written"),
+            Err(e) => tracing::warn!(ingress = %key, error = %e, "cannot write Ingress status"),
         }
     }
 }
