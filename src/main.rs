@@ -419,7 +419,8 @@ async fn run_standalone(path: String, log_format: Option<String>) -> Result<()> 
         history,
         shutdown.clone(),
     );
-    serve_data_plane(&listeners, reader, &path, shutdown, source).await
+    let revoked = Arc::new(jetbridge::identity::revocation::Revocations::default());
+    serve_data_plane(&listeners, reader, revoked, &path, shutdown, source).await
 }
 
 /// The one data-plane start: HTTPS workers, the HTTP redirect and internal
@@ -428,6 +429,7 @@ async fn run_standalone(path: String, log_format: Option<String>) -> Result<()> 
 async fn serve_data_plane(
     listeners: &standalone::Listeners,
     reader: jetbridge::snapshot::SnapshotReader,
+    revoked: Arc<jetbridge::identity::revocation::Revocations>,
     source_name: &str,
     shutdown: CancellationToken,
     source: impl std::future::Future<Output = ()> + Send + 'static,
@@ -442,7 +444,9 @@ async fn serve_data_plane(
         });
     let (https_port, https_listeners) = server::bind_reuseport(listeners.https, workers)
         .with_context(|| format!("cannot listen on {} (address)", listeners.https))?;
-    let proxy = Arc::new(Proxy::new(reader.clone(), https_port));
+    let mut proxy = Proxy::new(reader.clone(), https_port);
+    proxy.auth = Arc::new(jetbridge::proxy::auth::Authenticator::new(revoked));
+    let proxy = Arc::new(proxy);
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(addr) = listeners.http_redirect {
         let l = bind(addr, "http_redirect_address").await?;
@@ -545,6 +549,10 @@ async fn run_controller(args: ControllerArgs, log_format: Option<String>) -> Res
         },
         publish_addresses: args.publish_address.clone(),
         lease_name: args.leader_election_id.clone(),
+        revocations_name: format!(
+            "{}-revocations",
+            args.leader_election_id.trim_end_matches("-leader")
+        ),
         lease: jetbridge::controller::leader::Timing {
             duration: std::time::Duration::from_secs(args.lease_duration_secs.max(2)),
             renew: std::time::Duration::from_secs((args.lease_duration_secs / 3).max(1)),
@@ -555,13 +563,15 @@ async fn run_controller(args: ControllerArgs, log_format: Option<String>) -> Res
     let reader = publisher.reader();
     let shutdown = shutdown_signal();
     let stop = shutdown.clone();
+    let revoked = Arc::new(jetbridge::identity::revocation::Revocations::default());
+    let shared = revoked.clone();
     let source = async move {
         if let Err(e) =
-            jetbridge::controller::run(client, options, cfg, publisher, stop.clone()).await
+            jetbridge::controller::run(client, options, cfg, publisher, shared, stop.clone()).await
         {
             tracing::error!(error = %e, "controller stopped");
             stop.cancel();
         }
     };
-    serve_data_plane(&listeners, reader, "cluster", shutdown, source).await
+    serve_data_plane(&listeners, reader, revoked, "cluster", shutdown, source).await
 }

@@ -1276,3 +1276,85 @@ async fn only_the_lease_holder_writes_ingress_status_and_another_takes_over() {
     }
     assert_ne!(holder(), leader);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sign_out_on_one_replica_revokes_the_session_on_the_others() {
+    let c = Corner::new(Kube::get());
+    let up = named_upstream("app").await;
+    c.service("app", &[up]);
+    c.ingress(
+        "app",
+        "app.test",
+        "app",
+        &[("jetbridge.dev/allow_any_authenticated_user", "true")],
+    );
+    let (a, b) = tokio::join!(Controller::start(&c, &[]), Controller::start(&c, &[]));
+    let cookie = mint_cookie(&c, "app.test", "alice", "alice@example.com", "");
+    let other = mint_cookie(&c, "app.test", "bob", "bob@example.com", "");
+    for r in [&a, &b] {
+        let mut x = with_cookie("app.test", &cookie);
+        eventually(
+            &mut x,
+            &r.url("app.test", "/"),
+            "serves",
+            |y| y.status == StatusCode::OK,
+            r,
+        )
+        .await;
+    }
+    let mut out = with_cookie("app.test", &cookie);
+    let r = out
+        .request("POST", &a.url("app.test", "/.pomerium/sign_out"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    let signed_out = Instant::now();
+    let mut copy = with_cookie("app.test", &cookie);
+    assert_eq!(
+        copy.get(&a.url("app.test", "/")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    eventually(
+        &mut copy,
+        &b.url("app.test", "/"),
+        "refuses the revoked session",
+        |y| y.status == StatusCode::UNAUTHORIZED,
+        &b,
+    )
+    .await;
+    eprintln!(
+        "sign-out on replica A -> refused on replica B after {:?}",
+        signed_out.elapsed()
+    );
+    // Other sessions are untouched, and a replica started later learns it too.
+    assert_eq!(
+        with_cookie("app.test", &other)
+            .get(&b.url("app.test", "/"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let late = Controller::start(&c, &[]).await;
+    let mut x = with_cookie("app.test", &cookie);
+    eventually(
+        &mut x,
+        &late.url("app.test", "/"),
+        "refuses the revoked session",
+        |y| y.status == StatusCode::UNAUTHORIZED,
+        &late,
+    )
+    .await;
+    let cm = c.kube.ok(
+        &[
+            "get",
+            "configmap",
+            "jetbridge-revocations",
+            "-n",
+            &c.ns,
+            "-o",
+            "jsonpath={.data}",
+        ],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&cm).unwrap();
+    assert_eq!(v.as_object().unwrap().len(), 1, "one revoked id: {cm}");
+}

@@ -12,6 +12,7 @@
 
 pub mod bootstrap;
 pub mod leader;
+pub mod revocations;
 
 use crate::crd::{Condition, Policy, PolicyStatus};
 use crate::model::{Diagnostic, Severity};
@@ -67,6 +68,9 @@ pub struct Options {
     /// replica writing Ingress status.
     pub lease_name: String,
     pub lease: leader::Timing,
+    /// The ConfigMap (in the bootstrap Secret's namespace) that shares
+    /// sign-outs between replicas.
+    pub revocations_name: String,
 }
 
 /// One reflector store per watched namespace (or one for all).
@@ -144,8 +148,15 @@ pub async fn run(
     options: Options,
     base: ConfigFile,
     mut publisher: Publisher,
+    revoked: Arc<crate::identity::revocation::Revocations>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), Error> {
+    tokio::spawn(revocations::sync(
+        Api::namespaced(client.clone(), &options.bootstrap_namespace),
+        options.revocations_name.clone(),
+        revoked,
+        shutdown.clone(),
+    ));
     let changed = Arc::new(Notify::new());
     let ns = &options.namespaces;
     let classes = Stores::<IngressClass>::start(

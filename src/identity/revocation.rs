@@ -41,7 +41,7 @@ impl Revocations {
             *e = (*e).max(exp);
             next
         });
-        self.changed.notify_waiters();
+        self.changed.notify_one();
     }
 
     /// Adds entries revoked elsewhere (another replica); returns how many

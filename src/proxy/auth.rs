@@ -66,15 +66,21 @@ pub const PROVIDER_TTL: std::time::Duration = std::time::Duration::from_secs(300
 
 impl Default for Authenticator {
     fn default() -> Self {
-        Authenticator {
-            provider: tokio::sync::Mutex::new(None),
-            used: Mutex::new(HashMap::new()),
-            revocations: Arc::new(Revocations::default()),
-        }
+        Self::new(Arc::new(Revocations::default()))
     }
 }
 
 impl Authenticator {
+    /// An authenticator sharing `revocations` (e.g. with a task that keeps
+    /// them in sync with other replicas).
+    pub fn new(revocations: Arc<Revocations>) -> Self {
+        Authenticator {
+            provider: tokio::sync::Mutex::new(None),
+            used: Mutex::new(HashMap::new()),
+            revocations,
+        }
+    }
+
     /// Forces re-discovery on the next use (e.g. after an ID token signed by
     /// a key the cached JWKS does not have).
     pub async fn expire_provider(&self) {

@@ -1,0 +1,115 @@
+//! Sign-outs shared between replicas: every replica keeps the revoked
+//! session ids it learns in a ConfigMap (`<sid>: <expiry>`, in the bootstrap
+//! Secret's namespace) and merges what the others wrote. Entries are pruned
+//! once their session would have expired, so the object stays small; no
+//! store of our own is needed.
+
+use crate::identity::revocation::Revocations;
+use futures_util::StreamExt as _;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::reflector;
+use kube::runtime::{WatchStreamExt as _, watcher};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Entries of the ConfigMap: `sid → expiry` (unix seconds).
+fn entries(cm: &ConfigMap) -> BTreeMap<String, i64> {
+    cm.data
+        .iter()
+        .flatten()
+        .filter_map(|(k, v)| v.trim().parse::<i64>().ok().map(|e| (k.clone(), e)))
+        .collect()
+}
+
+/// Keeps `revocations` and the ConfigMap `name` in step until `shutdown`.
+pub async fn sync(
+    api: Api<ConfigMap>,
+    name: String,
+    revocations: Arc<Revocations>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let (store, writer) = reflector::store::<ConfigMap>();
+    let remote = Arc::new(tokio::sync::Notify::new());
+    let watch = reflector::reflector(
+        writer,
+        watcher(
+            api.clone(),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        )
+        .default_backoff(),
+    );
+    let notify = remote.clone();
+    tokio::spawn(async move {
+        let mut watch = std::pin::pin!(watch);
+        while let Some(ev) = watch.next().await {
+            if let Err(e) = ev {
+                tracing::warn!(error = %e, "revocation list watch failed; retrying");
+            }
+            notify.notify_one();
+        }
+    });
+    loop {
+        let now = crate::proxy::unix_now();
+        let current = store.state().first().map(|cm| entries(cm));
+        if let Some(remote_entries) = &current {
+            let added = revocations.merge(remote_entries.clone(), now);
+            if added > 0 {
+                tracing::info!(added, "sessions revoked on other replicas");
+            }
+        }
+        let local: BTreeMap<String, i64> = revocations.entries(now).into_iter().collect();
+        let remote_entries = current.clone().unwrap_or_default();
+        let missing: BTreeMap<&String, &i64> = local
+            .iter()
+            .filter(|(k, e)| remote_entries.get(*k) != Some(*e))
+            .collect();
+        let expired: Vec<&String> = remote_entries
+            .iter()
+            .filter(|(_, e)| **e <= now)
+            .map(|(k, _)| k)
+            .collect();
+        if current.is_none() && !local.is_empty() {
+            let cm = ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                },
+                data: Some(
+                    local
+                        .iter()
+                        .map(|(k, e)| (k.clone(), e.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            };
+            match api.create(&PostParams::default(), &cm).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 409 => remote.notify_one(),
+                Err(e) => tracing::warn!(error = %e, "cannot create the revocation list"),
+            }
+        } else if current.is_some() && (!missing.is_empty() || !expired.is_empty()) {
+            let mut data = serde_json::Map::new();
+            for (k, e) in &missing {
+                data.insert((*k).clone(), e.to_string().into());
+            }
+            for k in &expired {
+                data.insert((*k).clone(), serde_json::Value::Null);
+            }
+            let patch = serde_json::json!({"data": data});
+            if let Err(e) = api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::warn!(error = %e, "cannot update the revocation list");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = revocations.changed() => {}
+            _ = remote.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+    }
+}
