@@ -20,6 +20,11 @@ pub fn handle<B>(proxy: &Arc<Proxy>, req: &Request<B>) -> Response<Body> {
             "not ready: no configuration loaded\n",
         ),
         ("/metrics", snap) => {
+            if let Some(s) = &snap {
+                let keep: std::collections::HashSet<&str> =
+                    s.routes.iter().map(|r| r.id.as_str()).collect();
+                proxy.metrics.retain_routes(&keep);
+            }
             let (expiry, routes) = snap
                 .as_ref()
                 .map(|s| (s.tls.expiry.clone(), s.routes.len()))

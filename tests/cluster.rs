@@ -512,6 +512,14 @@ async fn an_ingress_is_served_edited_moved_and_removed() {
         &ctl,
     )
     .await;
+    let metrics = Browser::new()
+        .get(&format!("http://127.0.0.1:{}/metrics", ctl.internal))
+        .await
+        .body;
+    assert!(
+        metrics.contains(&format!("route=\"{}/web/1\"", c.ns)),
+        "{metrics}"
+    );
     c.kube.ok(&["delete", "ingress", "web", "-n", &c.ns], None);
     eventually(
         &mut b,
@@ -521,6 +529,16 @@ async fn an_ingress_is_served_edited_moved_and_removed() {
         &ctl,
     )
     .await;
+    // Its metric series go with it.
+    let metrics = Browser::new()
+        .get(&format!("http://127.0.0.1:{}/metrics", ctl.internal))
+        .await
+        .body;
+    assert!(metrics.contains("jetbridge_requests_total"), "{metrics}");
+    assert!(
+        !metrics.contains(&format!("route=\"{}/web/", c.ns)),
+        "{metrics}"
+    );
     assert_eq!(
         b.get(&ctl.url("other.test", "/")).await.status,
         StatusCode::OK

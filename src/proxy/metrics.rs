@@ -74,6 +74,18 @@ impl Metrics {
         }
     }
 
+    /// Forgets the series of routes that are no longer configured (called
+    /// with the serving snapshot's route ids when metrics are rendered).
+    pub fn retain_routes(&self, keep: &std::collections::HashSet<&str>) {
+        let special = |r: &str| matches!(r, "-" | "well-known" | "authenticate" | "pomerium");
+        if let Ok(mut m) = self.requests.write() {
+            m.retain(|route, _| special(route) || keep.contains(route.as_str()));
+        }
+        if let Ok(mut m) = self.upstream_errors.write() {
+            m.retain(|route, _| keep.contains(route.as_str()));
+        }
+    }
+
     /// Renders all metrics.
     pub fn render(&self, g: &Gauges<'_>) -> String {
         let Gauges {

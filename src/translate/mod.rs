@@ -244,6 +244,20 @@ fn build_route(
             Err(_) => problems.push(format!("jwt_claims_headers: invalid header {header:?}")),
         }
     }
+    let custom_ca_pem = match (&input.custom_ca_pem, &spec.tls_custom_ca) {
+        (Some(pem), _) => Some(pem.clone()),
+        (None, Some(text)) => match ca_text(text) {
+            Ok(pem) => Some(pem),
+            Err(e) => {
+                problems.push(e);
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    if let Err(e) = check_upstream_tls(custom_ca_pem.as_deref(), spec.tls_server_name.as_deref()) {
+        problems.push(e);
+    }
     if !problems.is_empty() {
         let message = problems.join("; ");
         diagnostics.push(Diagnostic {
@@ -260,7 +274,7 @@ fn build_route(
         upstreams,
         upstream_tls: UpstreamTls {
             skip_verify: spec.tls_skip_verify,
-            custom_ca_pem: input.custom_ca_pem.clone(),
+            custom_ca_pem,
             server_name: spec.tls_server_name.clone(),
         },
         access,
@@ -402,6 +416,47 @@ fn build_tls(certs: &[CertInput], diagnostics: &mut Vec<Diagnostic>) -> TlsConfi
     }
     tls.fingerprint = fingerprint;
     tls
+}
+
+/// `tls_custom_ca`: PEM, or base64 of PEM (Pomerium's form).
+fn ca_text(text: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    let t = text.trim();
+    if t.contains("-----BEGIN") {
+        return Ok(t.to_string());
+    }
+    let compact: String = t.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| "tls_custom_ca: neither PEM nor base64 of PEM".to_string())
+}
+
+/// Checks upstream TLS settings when the configuration is loaded, so a bad
+/// CA bundle or server name is the route's diagnostic, not a 502 on the
+/// first request.
+fn check_upstream_tls(
+    custom_ca_pem: Option<&str>,
+    server_name: Option<&str>,
+) -> Result<(), String> {
+    if let Some(pem) = custom_ca_pem {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            let cert = cert.map_err(|e| format!("tls_custom_ca: {e}"))?;
+            roots.add(cert).map_err(|e| format!("tls_custom_ca: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err("tls_custom_ca: no certificates found".into());
+        }
+    }
+    if let Some(name) = server_name {
+        rustls_pki_types::ServerName::try_from(name.to_string())
+            .map_err(|_| format!("tls_server_name {name:?} is not a valid DNS name"))?;
+    }
+    Ok(())
 }
 
 /// True if the certificate name `name` (possibly `*.suffix`) covers `host`.

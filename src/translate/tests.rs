@@ -121,3 +121,37 @@ fn route_settings_are_carried_into_the_snapshot() {
     assert_eq!(r.remove_request_headers[0].as_str(), "x-drop");
     assert_eq!(r.set_request_headers[0].0.as_str(), "x-set");
 }
+
+#[test]
+fn bad_upstream_tls_settings_are_the_routes_diagnostic_at_load() {
+    for (setting, expect) in [
+        ("tls_custom_ca: bm90IGEgY2VydGlmaWNhdGU=", "tls_custom_ca"),
+        (
+            "tls_custom_ca: \"-----BEGIN CERTIFICATE-----\\nAAAA\\n-----END CERTIFICATE-----\\n\"",
+            "tls_custom_ca",
+        ),
+        ("tls_server_name: \"not a name\"", "tls_server_name"),
+    ] {
+        let s = translate(&inputs(&format!(
+            "routes:\n  - from: https://a.example.com\n    to: https://127.0.0.1:1\n    allow_public_unauthenticated_access: true\n    {setting}\n  - from: https://b.example.com\n    to: http://127.0.0.1:2\n    allow_public_unauthenticated_access: true\n"
+        )));
+        let a = s.route("a.example.com", "/").unwrap();
+        assert!(
+            matches!(&a.access, Access::Invalid(m) if m.contains(expect)),
+            "{setting}: {:?}",
+            a.access
+        );
+        assert!(matches!(
+            s.route("b.example.com", "/").unwrap().access,
+            Access::Public
+        ));
+        assert_eq!(s.diagnostics.len(), 1, "{setting}");
+    }
+    // A good CA and name load.
+    let ca = rcgen::generate_simple_self_signed(vec!["up.internal".to_string()]).unwrap();
+    let s = translate(&inputs(&format!(
+        "routes:\n  - from: https://a.example.com\n    to: https://127.0.0.1:1\n    allow_public_unauthenticated_access: true\n    tls_server_name: up.internal\n    tls_custom_ca: {:?}\n",
+        ca.cert.pem()
+    )));
+    assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+}
