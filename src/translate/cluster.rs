@@ -199,7 +199,9 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
         let policy = combined_policy(&annotations, &ns, &policies, &mut problems);
         let spec = ing.spec.clone().unwrap_or_default();
 
-        let mut index = 0usize;
+        // (host, pathType, path, backend) of every rule path, then the
+        // defaultBackend as `/` on each host that has no `/` prefix of its own.
+        let mut entries: Vec<(String, String, String, IngressBackend)> = Vec::new();
         for rule in spec.rules.iter().flatten() {
             let Some(host) = rule.host.as_deref().filter(|h| !h.is_empty()) else {
                 out.diagnostics.push(Diagnostic {
@@ -210,52 +212,96 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
                 continue;
             };
             for p in rule.http.iter().flat_map(|h| h.paths.iter()) {
-                index += 1;
-                let path = p.path.clone().unwrap_or_else(|| "/".into());
-                let (exact, prefix) = match p.path_type.as_str() {
-                    "Exact" => (Some(path.clone()), None),
-                    _ => (None, Some(path.clone())),
-                };
-                let mut route_problems = problems.clone();
-                let to = match backend_urls(c, &ns, &p.backend, annotations.secure_upstream) {
-                    Ok(urls) => urls,
-                    Err(e) => {
-                        route_problems.push(e);
-                        Vec::new()
-                    }
-                };
-                let claim = (host.to_ascii_lowercase(), format!("{}:{path}", p.path_type));
-                if let Some(winner) = claimed.get(&claim) {
-                    out.diagnostics.push(Diagnostic {
-                        severity: Severity::Warning,
-                        object: object.clone(),
-                        message: format!(
-                            "host {host} path {path} is also claimed by {winner}, which is older; \
-                             this one is not served there"
-                        ),
-                    });
-                } else {
-                    claimed.insert(claim, object.clone());
-                }
-                let spec = route_config(&annotations, &policy, host, exact, prefix, to)
-                    .unwrap_or_else(|e| {
-                        route_problems.push(e);
-                        RouteConfig {
-                            from: format!("https://{host}"),
-                            path: p.path_type.eq("Exact").then(|| path.clone()),
-                            prefix: (!p.path_type.eq("Exact")).then(|| path.clone()),
-                            ..Default::default()
-                        }
-                    });
-                out.routes.push(RouteInput {
-                    id: format!("{ns}/{name}/{index}"),
+                entries.push((
+                    host.to_string(),
+                    p.path_type.clone(),
+                    p.path.clone().unwrap_or_else(|| "/".into()),
+                    p.backend.clone(),
+                ));
+            }
+        }
+        if let Some(default) = &spec.default_backend {
+            let mut hosts: Vec<String> = spec
+                .rules
+                .iter()
+                .flatten()
+                .filter_map(|r| r.host.clone())
+                .chain(
+                    spec.tls
+                        .iter()
+                        .flatten()
+                        .flat_map(|t| t.hosts.clone().unwrap_or_default()),
+                )
+                .filter(|h| !h.is_empty())
+                .collect();
+            hosts.sort();
+            hosts.dedup();
+            if hosts.is_empty() {
+                out.diagnostics.push(Diagnostic {
+                    severity: Severity::Warning,
                     object: object.clone(),
-                    created: created(ing),
-                    spec,
-                    custom_ca_pem: None,
-                    problems: route_problems,
+                    message: "defaultBackend is not served: the Ingress names no host".into(),
                 });
             }
+            for h in hosts {
+                let has_root = entries
+                    .iter()
+                    .any(|(eh, t, p, _)| *eh == h && t != "Exact" && p == "/");
+                if !has_root {
+                    entries.push((h, "Prefix".into(), "/".into(), default.clone()));
+                }
+            }
+        }
+        for (index, (host, path_type, path, backend)) in entries.iter().enumerate() {
+            let index = index + 1;
+            let host = host.as_str();
+            let path = path.clone();
+            let (exact, prefix) = match path_type.as_str() {
+                "Exact" => (Some(path.clone()), None),
+                _ => (None, Some(path.clone())),
+            };
+            let mut route_problems = problems.clone();
+            let to = match backend_urls(c, &ns, backend, annotations.secure_upstream) {
+                Ok(urls) => urls,
+                Err(e) => {
+                    route_problems.push(e);
+                    Vec::new()
+                }
+            };
+            let claim = (
+                host.to_ascii_lowercase(),
+                format!("{}:{path}", path_type.as_str()),
+            );
+            if let Some(winner) = claimed.get(&claim) {
+                out.diagnostics.push(Diagnostic {
+                    severity: Severity::Warning,
+                    object: object.clone(),
+                    message: format!(
+                        "host {host} path {path} is also claimed by {winner}, which is older; \
+                         this one is not served there"
+                    ),
+                });
+            } else {
+                claimed.insert(claim, object.clone());
+            }
+            let spec =
+                route_config(&annotations, &policy, host, exact, prefix, to).unwrap_or_else(|e| {
+                    route_problems.push(e);
+                    RouteConfig {
+                        from: format!("https://{host}"),
+                        path: (path_type.as_str() == "Exact").then(|| path.clone()),
+                        prefix: (path_type.as_str() != "Exact").then(|| path.clone()),
+                        ..Default::default()
+                    }
+                });
+            out.routes.push(RouteInput {
+                id: format!("{ns}/{name}/{index}"),
+                object: object.clone(),
+                created: created(ing),
+                spec,
+                custom_ca_pem: None,
+                problems: route_problems,
+            });
         }
         let rule_hosts: Vec<String> = spec
             .rules
