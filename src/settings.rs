@@ -45,6 +45,8 @@ pub struct ConfigFile {
     pub idp_provider_url: Option<String>,
     pub idp_client_id: Option<String>,
     pub idp_client_secret: Option<String>,
+    /// File holding the client secret (e.g. a mounted Kubernetes Secret key).
+    pub idp_client_secret_file: Option<String>,
     #[serde(default, deserialize_with = "string_or_list_opt")]
     pub idp_scopes: Option<Vec<String>>,
     /// Name of the ID-token/userinfo claim that holds group names (default `groups`).

@@ -164,6 +164,7 @@ fn read_file(files: &Files, what: &str, path: &str) -> Result<String, String> {
 pub fn referenced_files(cfg: &ConfigFile) -> Vec<String> {
     let mut out: Vec<String> = [
         &cfg.signing_key_file,
+        &cfg.idp_client_secret_file,
         &cfg.certificate_file,
         &cfg.certificate_key_file,
     ]
@@ -374,7 +375,13 @@ pub fn inputs_from_parts(
                     .idp_client_id
                     .clone()
                     .ok_or("idp_client_id is required with an identity provider")?,
-                client_secret: cfg.idp_client_secret.clone().unwrap_or_default(),
+                client_secret: match (&cfg.idp_client_secret, &cfg.idp_client_secret_file) {
+                    (Some(s), _) => s.clone(),
+                    (None, Some(path)) => read_file(files, "idp_client_secret_file", path)?
+                        .trim()
+                        .to_string(),
+                    (None, None) => String::new(),
+                },
                 scopes: cfg
                     .idp_scopes
                     .clone()
@@ -964,6 +971,26 @@ mod tests {
         std::fs::write(&key_path, "").unwrap();
         let (mut p, mut g, mut h) = fresh();
         assert!(apply(&path, &Reading::read(&path), &mut p, &mut g, &mut h, 0).is_err());
+    }
+
+    #[test]
+    fn the_idp_client_secret_can_come_from_a_mounted_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("client_secret");
+        std::fs::write(&secret, "from-a-file\n").unwrap();
+        let cfg = ConfigFile::parse(
+            "c",
+            &format!(
+                "authenticate_service_url: https://auth.example.com\nidp_provider_url: https://idp.example.com\nidp_client_id: app\nidp_client_secret_file: {}\n",
+                secret.display()
+            ),
+        )
+        .unwrap();
+        let inputs = inputs_from_config(&cfg, &mut Generated::default(), &mut Vec::new()).unwrap();
+        assert_eq!(inputs.global.auth.idp.unwrap().client_secret, "from-a-file");
+        std::fs::remove_file(&secret).unwrap();
+        let err = inputs_from_config(&cfg, &mut Generated::default(), &mut Vec::new()).unwrap_err();
+        assert!(err.contains("idp_client_secret_file"), "{err}");
     }
 
     #[test]
