@@ -11,18 +11,9 @@ mod e2e_common;
 use e2e_common::*;
 use http::StatusCode;
 use std::collections::HashMap;
-use std::io::{BufRead as _, Write as _};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn random_name(prefix: &str) -> String {
     let mut b = [0u8; 4];
@@ -90,27 +81,15 @@ impl Kube {
 
     /// Runs kubectl; returns (success, stdout, stderr).
     fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        let mut child = Command::new(&self.env["KUBECTL"])
-            .args(args)
-            .env("KUBECONFIG", self.kubeconfig())
-            .env(
-                "KUBECACHEDIR",
-                self.env.get("KUBECACHEDIR").cloned().unwrap_or_default(),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(s) = stdin {
-            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+        run_command(
+            Command::new(&self.env["KUBECTL"])
+                .args(args)
+                .env("KUBECONFIG", self.kubeconfig())
+                .env(
+                    "KUBECACHEDIR",
+                    self.env.get("KUBECACHEDIR").cloned().unwrap_or_default(),
+                ),
+            stdin,
         )
     }
 
@@ -326,18 +305,7 @@ impl Controller {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for r in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for l in std::io::BufReader::new(r).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(l);
-                }
-            });
-        }
+        let lines = capture_lines(&mut child);
         let c = Controller {
             _child: ChildGuard(child),
             lines,
@@ -366,6 +334,17 @@ impl Controller {
 
     fn url(&self, host: &str, path: &str) -> String {
         format!("https://{host}:{}{path}", self.https)
+    }
+
+    /// Polls `https://host/` through this proxy until `want` holds.
+    async fn expect(
+        &self,
+        b: &mut Browser,
+        host: &str,
+        what: &str,
+        want: impl Fn(&Reply) -> bool,
+    ) -> Reply {
+        eventually(b, &self.url(host, "/"), what, want, self).await
     }
 
     async fn jwks(&self) -> String {
@@ -504,13 +483,9 @@ async fn an_ingress_is_served_edited_moved_and_removed() {
         "web",
         &[("jetbridge.dev/allow_public_unauthenticated_access", "true")],
     );
-    eventually(
-        &mut b,
-        &ctl.url("other.test", "/"),
-        "serves",
-        |r| r.status == StatusCode::OK,
-        &ctl,
-    )
+    ctl.expect(&mut b, "other.test", "serves", |r| {
+        r.status == StatusCode::OK
+    })
     .await;
     let metrics = Browser::new()
         .get(&format!("http://127.0.0.1:{}/metrics", ctl.internal))
@@ -556,13 +531,9 @@ async fn an_ingress_is_served_edited_moved_and_removed() {
     );
     // The Service deleted: the route stays but denies, and says why.
     c.kube.ok(&["delete", "service", "web", "-n", &c.ns], None);
-    eventually(
-        &mut b,
-        &ctl.url("other.test", "/"),
-        "denies",
-        |r| r.status == StatusCode::FORBIDDEN,
-        &ctl,
-    )
+    ctl.expect(&mut b, "other.test", "denies", |r| {
+        r.status == StatusCode::FORBIDDEN
+    })
     .await;
 }
 
@@ -597,29 +568,17 @@ async fn a_bad_annotation_denies_only_its_route_and_raises_a_warning_event() {
         )],
     );
     let mut b = api_client();
-    eventually(
-        &mut b,
-        &ctl.url("good.test", "/"),
-        "serves",
-        |r| r.status == StatusCode::OK,
-        &ctl,
-    )
+    ctl.expect(&mut b, "good.test", "serves", |r| {
+        r.status == StatusCode::OK
+    })
     .await;
-    eventually(
-        &mut b,
-        &ctl.url("bad.test", "/"),
-        "denies",
-        |r| r.status == StatusCode::FORBIDDEN,
-        &ctl,
-    )
+    ctl.expect(&mut b, "bad.test", "denies", |r| {
+        r.status == StatusCode::FORBIDDEN
+    })
     .await;
-    eventually(
-        &mut b,
-        &ctl.url("badpolicy.test", "/"),
-        "denies",
-        |r| r.status == StatusCode::FORBIDDEN,
-        &ctl,
-    )
+    ctl.expect(&mut b, "badpolicy.test", "denies", |r| {
+        r.status == StatusCode::FORBIDDEN
+    })
     .await;
 
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -784,21 +743,13 @@ async fn an_edited_policy_object_changes_every_referencing_route_and_its_status(
     };
     let mut a1 = alice("one.test");
     let mut a2 = alice("two.test");
-    eventually(
-        &mut a1,
-        &ctl.url("one.test", "/"),
-        "allows alice",
-        |r| r.status == StatusCode::OK,
-        &ctl,
-    )
+    ctl.expect(&mut a1, "one.test", "allows alice", |r| {
+        r.status == StatusCode::OK
+    })
     .await;
-    eventually(
-        &mut a2,
-        &ctl.url("two.test", "/"),
-        "allows alice",
-        |r| r.status == StatusCode::OK,
-        &ctl,
-    )
+    ctl.expect(&mut a2, "two.test", "allows alice", |r| {
+        r.status == StatusCode::OK
+    })
     .await;
     let accepted = |c: &Corner| {
         c.kube.ok(
@@ -818,21 +769,13 @@ async fn an_edited_policy_object_changes_every_referencing_route_and_its_status(
 
     // Edit the Policy only: both routes follow, the Ingresses are untouched.
     c.kube.apply(&policy("groups: {has: admins}"));
-    eventually(
-        &mut a1,
-        &ctl.url("one.test", "/"),
-        "denies alice",
-        |r| r.status == StatusCode::FORBIDDEN,
-        &ctl,
-    )
+    ctl.expect(&mut a1, "one.test", "denies alice", |r| {
+        r.status == StatusCode::FORBIDDEN
+    })
     .await;
-    eventually(
-        &mut a2,
-        &ctl.url("two.test", "/"),
-        "denies alice",
-        |r| r.status == StatusCode::FORBIDDEN,
-        &ctl,
-    )
+    ctl.expect(&mut a2, "two.test", "denies alice", |r| {
+        r.status == StatusCode::FORBIDDEN
+    })
     .await;
 
     // A broken edit: Accepted=False with the located error, routes deny.
@@ -858,25 +801,17 @@ async fn an_edited_policy_object_changes_every_referencing_route_and_its_status(
 
     // Fixed again; a second Policy ORed in; deleting one leaves a deny.
     c.kube.apply(&policy("email: {is: alice@example.com}"));
-    eventually(
-        &mut a1,
-        &ctl.url("one.test", "/"),
-        "allows alice",
-        |r| r.status == StatusCode::OK,
-        &ctl,
-    )
+    ctl.expect(&mut a1, "one.test", "allows alice", |r| {
+        r.status == StatusCode::OK
+    })
     .await;
     c.kube.ok(
         &["delete", "policy.jetbridge.dev", "staff", "-n", &c.ns],
         None,
     );
-    eventually(
-        &mut a1,
-        &ctl.url("one.test", "/"),
-        "denies (policy gone)",
-        |r| r.status == StatusCode::FORBIDDEN,
-        &ctl,
-    )
+    ctl.expect(&mut a1, "one.test", "denies (policy gone)", |r| {
+        r.status == StatusCode::FORBIDDEN
+    })
     .await;
 }
 
@@ -944,14 +879,8 @@ async fn replicas_started_at_once_share_one_bootstrap_secret_and_sessions() {
     let cookie = mint_cookie(&c, "app.test", "alice", "alice@example.com", "");
     for r in [&r1, &r2, &r3] {
         let mut b = with_cookie("app.test", &cookie);
-        eventually(
-            &mut b,
-            &r.url("app.test", "/"),
-            "serves",
-            |x| x.status == StatusCode::OK,
-            r,
-        )
-        .await;
+        r.expect(&mut b, "app.test", "serves", |x| x.status == StatusCode::OK)
+            .await;
     }
 
     // Deleted: re-created with the same key; corrupted: the last good key stays.
@@ -1037,14 +966,8 @@ async fn an_api_server_outage_keeps_serving_and_changes_made_meanwhile_are_picke
     );
     let ctl = Controller::start(&c, &[]).await;
     let mut b = api_client();
-    eventually(
-        &mut b,
-        &ctl.url("web.test", "/"),
-        "serves blue",
-        |r| r.body == "blue",
-        &ctl,
-    )
-    .await;
+    ctl.expect(&mut b, "web.test", "serves blue", |r| r.body == "blue")
+        .await;
 
     c.kube.stop_apiserver();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -1072,21 +995,11 @@ async fn an_api_server_outage_keeps_serving_and_changes_made_meanwhile_are_picke
         "web",
         &[("jetbridge.dev/allow_public_unauthenticated_access", "true")],
     );
-    eventually(
-        &mut b,
-        &ctl.url("web.test", "/"),
-        "serves green",
-        |r| r.body == "green",
-        &ctl,
-    )
-    .await;
-    eventually(
-        &mut b,
-        &ctl.url("late.test", "/"),
-        "serves",
-        |r| r.status == StatusCode::OK,
-        &ctl,
-    )
+    ctl.expect(&mut b, "web.test", "serves green", |r| r.body == "green")
+        .await;
+    ctl.expect(&mut b, "late.test", "serves", |r| {
+        r.status == StatusCode::OK
+    })
     .await;
 }
 
@@ -1145,13 +1058,9 @@ async fn an_ingress_tls_secret_is_served_for_its_own_hosts_only() {
     };
     c.kube.apply(&tls_ingress("shop", "shop.test", "shop-tls"));
     let mut b = api_client();
-    eventually(
-        &mut b,
-        &ctl.url("shop.test", "/"),
-        "serves",
-        |r| r.status == StatusCode::OK,
-        &ctl,
-    )
+    ctl.expect(&mut b, "shop.test", "serves", |r| {
+        r.status == StatusCode::OK
+    })
     .await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while served_certificate(ctl.https, "shop.test").await != shop.2 {
@@ -1311,14 +1220,8 @@ async fn a_sign_out_on_one_replica_revokes_the_session_on_the_others() {
     let other = mint_cookie(&c, "app.test", "bob", "bob@example.com", "");
     for r in [&a, &b] {
         let mut x = with_cookie("app.test", &cookie);
-        eventually(
-            &mut x,
-            &r.url("app.test", "/"),
-            "serves",
-            |y| y.status == StatusCode::OK,
-            r,
-        )
-        .await;
+        r.expect(&mut x, "app.test", "serves", |y| y.status == StatusCode::OK)
+            .await;
     }
     let mut out = with_cookie("app.test", &cookie);
     let r = out
@@ -1331,13 +1234,9 @@ async fn a_sign_out_on_one_replica_revokes_the_session_on_the_others() {
         copy.get(&a.url("app.test", "/")).await.status,
         StatusCode::UNAUTHORIZED
     );
-    eventually(
-        &mut copy,
-        &b.url("app.test", "/"),
-        "refuses the revoked session",
-        |y| y.status == StatusCode::UNAUTHORIZED,
-        &b,
-    )
+    b.expect(&mut copy, "app.test", "refuses the revoked session", |y| {
+        y.status == StatusCode::UNAUTHORIZED
+    })
     .await;
     eprintln!(
         "sign-out on replica A -> refused on replica B after {:?}",
@@ -1353,13 +1252,9 @@ async fn a_sign_out_on_one_replica_revokes_the_session_on_the_others() {
     );
     let late = Controller::start(&c, &[]).await;
     let mut x = with_cookie("app.test", &cookie);
-    eventually(
-        &mut x,
-        &late.url("app.test", "/"),
-        "refuses the revoked session",
-        |y| y.status == StatusCode::UNAUTHORIZED,
-        &late,
-    )
+    late.expect(&mut x, "app.test", "refuses the revoked session", |y| {
+        y.status == StatusCode::UNAUTHORIZED
+    })
     .await;
     let cm = c.kube.ok(
         &[

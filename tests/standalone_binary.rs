@@ -9,14 +9,6 @@ use http::StatusCode;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_config_starts_standalone_and_serves() {
     let (up, seen) = echo_upstream().await;

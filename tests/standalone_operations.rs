@@ -6,19 +6,11 @@
 mod e2e_common;
 use e2e_common::*;
 use http::StatusCode;
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A running `jetbridge standalone` whose stdout and stderr lines are kept.
 struct Standalone {
@@ -26,17 +18,6 @@ struct Standalone {
     lines: Arc<Mutex<Vec<String>>>,
     https: u16,
     internal: u16,
-}
-
-fn capture(reader: impl std::io::Read + Send + 'static, lines: Arc<Mutex<Vec<String>>>) {
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(reader).lines() {
-            match line {
-                Ok(l) => lines.lock().unwrap().push(l),
-                Err(_) => return,
-            }
-        }
-    });
 }
 
 impl Standalone {
@@ -52,9 +33,7 @@ impl Standalone {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        capture(child.stdout.take().unwrap(), lines.clone());
-        capture(child.stderr.take().unwrap(), lines.clone());
+        let lines = capture_lines(&mut child);
         let s = Standalone {
             _child: ChildGuard(child),
             lines,

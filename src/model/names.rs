@@ -30,7 +30,8 @@ pub fn check_subdomain(what: &str, value: &str) -> Result<(), String> {
     }
 }
 
-fn is_label(s: &str) -> bool {
+/// A DNS-1123 label: 1–63 of `a-z 0-9 -`, alphanumeric at both ends.
+pub fn is_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63

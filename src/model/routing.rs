@@ -300,16 +300,7 @@ fn wildcard_suffix(host: &str) -> Option<&str> {
     }
 }
 
-/// A DNS-1123 label: 1–63 of `a-z 0-9 -`, alphanumeric at both ends.
-fn is_dns1123_label(label: &str) -> bool {
-    let b = label.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
+use super::names::is_label as is_dns1123_label;
 
 /// Canonical request host from a `Host` header, `:authority` or SNI name.
 ///
