@@ -126,10 +126,59 @@ pub fn object_ref(kind: &str, ns: &str, name: &str) -> String {
     format!("{kind} {ns}/{name}")
 }
 
+/// Services, EndpointSlices and Secrets by namespace and name, built once
+/// per translation so each lookup is a hash probe, not a scan.
+struct Index<'a> {
+    services: HashMap<(&'a str, &'a str), &'a Service>,
+    /// By namespace and the `kubernetes.io/service-name` label.
+    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    secrets: HashMap<(&'a str, &'a str), &'a Secret>,
+}
+
+fn ns_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (&str, &str) {
+    (
+        m.namespace.as_deref().unwrap_or(""),
+        m.name.as_deref().unwrap_or(""),
+    )
+}
+
+impl<'a> Index<'a> {
+    fn new(c: &'a Cluster) -> Self {
+        let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+        for s in &c.slices {
+            if let Some(svc) = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            {
+                slices
+                    .entry((s.metadata.namespace.as_deref().unwrap_or(""), svc.as_str()))
+                    .or_default()
+                    .push(s);
+            }
+        }
+        Index {
+            services: c
+                .services
+                .iter()
+                .map(|s| (ns_name(&s.metadata), s.as_ref()))
+                .collect(),
+            slices,
+            secrets: c
+                .secrets
+                .iter()
+                .map(|s| (ns_name(&s.metadata), s.as_ref()))
+                .collect(),
+        }
+    }
+}
+
 /// Reads the managed Ingresses, their Policies, Services, EndpointSlices and
 /// TLS Secrets into translation inputs.
 pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
     let mut out = ClusterInputs::default();
+    let idx = Index::new(c);
     let ours: Vec<&IngressClass> = c
         .classes
         .iter()
@@ -186,6 +235,8 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
     let mut ingresses: Vec<&Ingress> = c.ingresses.iter().map(|a| a.as_ref()).collect();
     ingresses.sort_by_key(|i| (created(i), key(&i.metadata.namespace, &i.metadata.name)));
     let mut claimed: HashMap<(String, String), String> = HashMap::new();
+    // host → the Ingresses that serve at least one of its paths.
+    let mut owners: HashMap<String, Vec<String>> = HashMap::new();
     for ing in ingresses {
         let ns = ing.metadata.namespace.clone().unwrap_or_default();
         let name = ing.metadata.name.clone().unwrap_or_default();
@@ -261,7 +312,7 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
                 _ => (None, Some(path.clone())),
             };
             let mut route_problems = problems.clone();
-            let to = match backend_urls(c, &ns, backend, annotations.secure_upstream) {
+            let to = match backend_urls(&idx, &ns, backend, annotations.secure_upstream) {
                 Ok(urls) => urls,
                 Err(e) => {
                     route_problems.push(e);
@@ -282,6 +333,10 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
                     ),
                 });
             } else {
+                owners
+                    .entry(claim.0.clone())
+                    .or_default()
+                    .push(object.clone());
                 claimed.insert(claim, object.clone());
             }
             let spec =
@@ -314,7 +369,7 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
             let Some(secret_name) = &tls.secret_name else {
                 continue;
             };
-            match tls_secret(c, &ns, secret_name) {
+            match tls_secret(&idx, &ns, secret_name) {
                 Ok(mut cert) => {
                     // Bound to the hosts it was given for, and only those
                     // this Ingress owns (is the oldest to claim): a Secret in
@@ -328,9 +383,9 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
                     cert.hosts = wanted
                         .into_iter()
                         .filter(|h| {
-                            claimed.iter().any(|((host, _), owner)| {
-                                *owner == object && host.eq_ignore_ascii_case(h)
-                            })
+                            owners
+                                .get(&h.to_ascii_lowercase())
+                                .is_some_and(|o| o.contains(&object))
                         })
                         .collect();
                     cert.source = object.clone();
@@ -521,7 +576,7 @@ fn route_config(
 
 /// Upstream URLs for an Ingress backend.
 fn backend_urls(
-    c: &Cluster,
+    c: &Index<'_>,
     ns: &str,
     backend: &IngressBackend,
     secure: bool,
@@ -532,11 +587,7 @@ fn backend_urls(
     })?;
     let svc = c
         .services
-        .iter()
-        .find(|s| {
-            s.metadata.namespace.as_deref() == Some(ns)
-                && s.metadata.name.as_deref() == Some(svc_ref.name.as_str())
-        })
+        .get(&(ns, svc_ref.name.as_str()))
         .ok_or_else(|| format!("backend: Service {ns}/{} not found", svc_ref.name))?;
     let spec = svc.spec.clone().unwrap_or_default();
     let wanted = svc_ref.port.clone().unwrap_or_default();
@@ -566,14 +617,12 @@ fn backend_urls(
     }
     let port_name = port.name.clone().unwrap_or_default();
     let mut urls: Vec<String> = Vec::new();
-    for slice in c.slices.iter().filter(|s| {
-        s.metadata.namespace.as_deref() == Some(ns)
-            && s.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                .is_some_and(|n| *n == svc_ref.name)
-    }) {
+    for slice in c
+        .slices
+        .get(&(ns, svc_ref.name.as_str()))
+        .into_iter()
+        .flatten()
+    {
         let number = slice
             .ports
             .iter()
@@ -611,13 +660,10 @@ fn backend_urls(
     Ok(urls)
 }
 
-fn tls_secret(c: &Cluster, ns: &str, name: &str) -> Result<CertInput, String> {
+fn tls_secret(c: &Index<'_>, ns: &str, name: &str) -> Result<CertInput, String> {
     let secret = c
         .secrets
-        .iter()
-        .find(|s| {
-            s.metadata.namespace.as_deref() == Some(ns) && s.metadata.name.as_deref() == Some(name)
-        })
+        .get(&(ns, name))
         .ok_or_else(|| format!("TLS Secret {ns}/{name} not found"))?;
     let data: BTreeMap<String, Vec<u8>> = secret
         .data

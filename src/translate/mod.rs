@@ -14,6 +14,7 @@ use crate::model::{
 use crate::policy::{self, Legacy, Program};
 use crate::settings::RouteConfig;
 use http::{HeaderName, HeaderValue};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub mod cluster;
@@ -96,13 +97,22 @@ pub struct RouteInput {
 /// Builds a snapshot. `generation` is stamped by the publisher.
 pub fn translate(inputs: &Inputs) -> Snapshot {
     let mut diagnostics = Vec::new();
+    // Routes that share a policy (e.g. the same policy_ref) compile it once.
+    let mut programs: HashMap<String, Result<Program, String>> = HashMap::new();
     let g = &inputs.global;
     let mut routes = Vec::with_capacity(inputs.routes.len());
     let mut keys = Vec::with_capacity(inputs.routes.len());
     for input in &inputs.routes {
         match route_frame(input) {
             Ok((host, path)) => {
-                let route = build_route(input, g, host.clone(), path.clone(), &mut diagnostics);
+                let route = build_route(
+                    input,
+                    g,
+                    host.clone(),
+                    path.clone(),
+                    &mut programs,
+                    &mut diagnostics,
+                );
                 keys.push(RouteKey {
                     host,
                     path,
@@ -181,6 +191,7 @@ fn build_route(
     g: &GlobalInputs,
     host: HostMatch,
     path: PathMatch,
+    programs: &mut HashMap<String, Result<Program, String>>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Route {
     let spec = &input.spec;
@@ -200,7 +211,19 @@ fn build_route(
     let mut access = if spec.allow_public_unauthenticated_access {
         Access::Public
     } else {
-        match compile_policy(spec) {
+        let key = serde_json::to_string(&(
+            &spec.policy,
+            &spec.allowed_users,
+            &spec.allowed_domains,
+            &spec.allowed_idp_claims,
+            spec.allow_any_authenticated_user,
+        ))
+        .unwrap_or_default();
+        match programs
+            .entry(key)
+            .or_insert_with(|| compile_policy(spec))
+            .clone()
+        {
             Ok(p) => Access::Policy(p),
             Err(e) => {
                 problems.push(e);
