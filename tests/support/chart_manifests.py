@@ -153,7 +153,7 @@ def expect_default(objs):
     assert not find(objs, "Secret"), "no Secret is templated by default (the bootstrap Secret is the controller's)"
     assert not find(objs, "ServiceMonitor")
     cfg = yaml.safe_load(one(objs, "ConfigMap", "jetbridge-config")["data"]["config.yaml"])
-    assert cfg == {"cookie_name": "_pomerium", "log_level": "info"}, cfg
+    assert cfg == {"cookie_name": "_jetbridge", "log_level": "info"}, cfg
     cluster = rule_resources(one(objs, "ClusterRole", "jetbridge"))
     assert cluster == sorted([
         "networking.k8s.io/ingressclasses", "networking.k8s.io/ingresses", "networking.k8s.io/ingresses/status",
