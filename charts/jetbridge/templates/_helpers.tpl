@@ -95,13 +95,23 @@ The authenticate service URL: authenticate.url, else https://<authenticate.host>
 {{- end }}
 
 {{/*
+"true" when an identity provider is configured: an issuer URL, or Google (whose
+issuer the controller knows).
+*/}}
+{{- define "jetbridge.idpEnabled" -}}
+{{- if or .Values.idp.providerUrl (eq .Values.idp.provider "google") }}true{{ end }}
+{{- end }}
+
+{{/*
 The Secret holding the IdP client secret, and its key; empty when there is none.
 */}}
 {{- define "jetbridge.idpSecretName" -}}
+{{- if include "jetbridge.idpEnabled" . }}
 {{- if .Values.idp.existingSecret }}
 {{- .Values.idp.existingSecret }}
 {{- else if .Values.idp.clientSecret }}
 {{- printf "%s-idp" (include "jetbridge.fullname" .) }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -121,13 +131,15 @@ config.yaml: the global settings (same keys as `jetbridge standalone`).
 {{- if $auth }}
 authenticate_service_url: {{ $auth | quote }}
 {{- end }}
-{{- if .Values.idp.providerUrl }}
+{{- if include "jetbridge.idpEnabled" . }}
 {{- if not $auth }}
-{{- fail "authenticate.host (or authenticate.url) is required when idp.providerUrl is set: the IdP redirects back to <authenticate URL>/oauth2/callback" }}
+{{- fail "authenticate.host (or authenticate.url) is required with an identity provider: the IdP redirects back to <authenticate URL>/oauth2/callback" }}
 {{- end }}
 idp_provider: {{ .Values.idp.provider | quote }}
-idp_provider_url: {{ .Values.idp.providerUrl | quote }}
-idp_client_id: {{ required "idp.clientId is required when idp.providerUrl is set" .Values.idp.clientId | quote }}
+{{- with .Values.idp.providerUrl }}
+idp_provider_url: {{ . | quote }}
+{{- end }}
+idp_client_id: {{ required "idp.clientId is required with an identity provider" .Values.idp.clientId | quote }}
 {{- if include "jetbridge.idpSecretName" . }}
 idp_client_secret_file: /etc/jetbridge/idp/client_secret
 {{- end }}
