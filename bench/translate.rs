@@ -35,16 +35,21 @@ fn objects(n: usize) -> Cluster {
     for d in docs {
         match d["kind"].as_str() {
             Some("IngressClass") => c.classes.push(Arc::new(serde_json::from_value(d).unwrap())),
-            _ => c.policies.push(Arc::new(serde_json::from_value(d).unwrap())),
+            _ => c
+                .policies
+                .push(Arc::new(serde_json::from_value(d).unwrap())),
         }
     }
     for i in 0..n {
         let ns = format!("team-{}", i % 50);
         let name = format!("app-{i}");
-        c.services.push(Arc::new(serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
-        })).unwrap()));
+        c.services.push(Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+            }))
+            .unwrap(),
+        ));
         c.slices.push(Arc::new(serde_json::from_value(serde_json::json!({
             "metadata": {"name": format!("{name}-x"), "namespace": ns, "labels": {"kubernetes.io/service-name": name}},
             "addressType": "IPv4",
@@ -79,7 +84,11 @@ fn run(c: &Cluster, global: &GlobalInputs) -> jetbridge::model::Snapshot {
 fn rss_bytes() -> usize {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<usize>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<usize>().ok())
+        })
         .map(|pages| pages * 4096)
         .unwrap_or(0)
 }
