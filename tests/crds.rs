@@ -26,3 +26,16 @@ fn crds_subcommand_prints_the_same_yaml() {
         jetbridge::crd::crd_yaml()
     );
 }
+
+#[test]
+fn the_charts_crd_copy_matches_the_rust_types() {
+    let path = format!(
+        "{}/charts/jetbridge/crds/policies.jetbridge.dev.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == jetbridge::crd::crd_yaml(),
+        "{path} is out of date: cp crds/policies.jetbridge.dev.yaml charts/jetbridge/crds/"
+    );
+}

@@ -258,8 +258,19 @@ pub async fn run(
             instance: Some(options.instance.clone()),
         },
     );
-    let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut programmed: BTreeSet<String> = BTreeSet::new();
+    // Events and status are written by a task of their own, from the latest
+    // outcome: publishing never waits for the API server's writes (the first
+    // sync of 1k Ingresses writes 1k Events).
+    let (outcomes, latest) = tokio::sync::watch::channel::<Option<Arc<Reported>>>(None);
+    tokio::spawn(reporter(
+        latest,
+        recorder.clone(),
+        client.clone(),
+        options.clone(),
+        publishing,
+        leadership.clone(),
+        shutdown.clone(),
+    ));
     let mut generated = Generated::default();
     let mut history = KeyHistory::default();
     let mut bootstrap_seen = false;
@@ -343,26 +354,12 @@ pub async fn run(
                     );
                 }
                 publisher.record_success();
-                report(
-                    &recorder,
-                    &cluster,
-                    &diagnostics,
-                    &outcome.managed,
-                    &mut reported,
-                    &mut programmed,
-                )
-                .await;
-                update_policy_status(&client, &cluster, &outcome.policies).await;
-                if publishing && leadership.is_leader() {
-                    write_ingress_status(
-                        &client,
-                        &options,
-                        &cluster,
-                        &outcome.managed,
-                        &leadership,
-                    )
-                    .await;
-                }
+                let _ = outcomes.send(Some(Arc::new(Reported {
+                    cluster,
+                    diagnostics,
+                    managed: outcome.managed,
+                    policies: outcome.policies,
+                })));
             }
             Err(e) => {
                 publisher.record_failure();
@@ -382,6 +379,51 @@ pub async fn run(
                 _ = changed.notified() => continue,
                 _ = tokio::time::sleep(options.debounce) => break,
             }
+        }
+    }
+}
+
+/// What one translation tells the cluster about.
+struct Reported {
+    cluster: Cluster,
+    diagnostics: Vec<Diagnostic>,
+    managed: Vec<String>,
+    policies: Vec<PolicyOutcome>,
+}
+
+/// Writes Events, Policy status and (on the leader) Ingress status for the
+/// latest outcome; skips intermediate ones when it falls behind.
+async fn reporter(
+    mut latest: tokio::sync::watch::Receiver<Option<Arc<Reported>>>,
+    recorder: Recorder,
+    client: Client,
+    options: Options,
+    publishing: bool,
+    leadership: leader::Leadership,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut programmed: BTreeSet<String> = BTreeSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = latest.changed() => if r.is_err() { return },
+        }
+        let Some(r) = latest.borrow_and_update().clone() else {
+            continue;
+        };
+        report(
+            &recorder,
+            &r.cluster,
+            &r.diagnostics,
+            &r.managed,
+            &mut reported,
+            &mut programmed,
+        )
+        .await;
+        update_policy_status(&client, &r.cluster, &r.policies).await;
+        if publishing && leadership.is_leader() {
+            write_ingress_status(&client, &options, &r.cluster, &r.managed, &leadership).await;
         }
     }
 }
