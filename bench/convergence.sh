@@ -132,7 +132,7 @@ EOF
     for c in $(seq 1 "$CHANGES"); do
         t0=$(now_ms)
         echo "server { listen 127.0.0.1:$NP; server_name new-$c.bench.test; location / { proxy_pass http://127.0.0.1:$UP_PORT; } }" >> "$WORK/ng/servers.conf"
-        "$NGINX" -c "$WORK/ng/nginx.conf" -s reload
+        "$NGINX" -c "$WORK/ng/nginx.conf" -s reload 2>/dev/null
         wait_200 "$t0" "new-$c.bench.test" "$NP" http >> "$WORK/ng-$N.txt"
     done
     echo "N=$N nginx -s reload: $(percentiles < "$WORK/ng-$N.txt")"
