@@ -192,6 +192,38 @@ pub struct UpstreamTls {
     pub server_name: Option<String>,
 }
 
+impl UpstreamTls {
+    /// The trust roots of `custom_ca_pem`, if set: every certificate in the
+    /// bundle must parse, and there must be at least one.
+    pub fn custom_roots(&self) -> Result<Option<rustls::RootCertStore>, String> {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let Some(pem) = &self.custom_ca_pem else {
+            return Ok(None);
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            let cert = cert.map_err(|e| format!("tls_custom_ca: {e}"))?;
+            roots.add(cert).map_err(|e| format!("tls_custom_ca: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err("tls_custom_ca: no certificates found".into());
+        }
+        Ok(Some(roots))
+    }
+
+    /// The name to verify on the upstream's certificate, if set.
+    pub fn server_name(&self) -> Result<Option<rustls_pki_types::ServerName<'static>>, String> {
+        self.server_name
+            .as_ref()
+            .map(|name| {
+                rustls_pki_types::ServerName::try_from(name.clone())
+                    .map_err(|_| format!("tls_server_name {name:?} is not a valid DNS name"))
+            })
+            .transpose()
+    }
+}
+
 /// Who may use a route.
 #[derive(Clone, Debug)]
 pub enum Access {

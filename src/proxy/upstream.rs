@@ -127,16 +127,7 @@ fn build_client(key: &ClientKey) -> Result<HttpClient, String> {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
             .with_no_client_auth()
-    } else if let Some(pem) = &key.tls.custom_ca_pem {
-        use rustls_pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            let cert = cert.map_err(|e| format!("tls_custom_ca: {e}"))?;
-            roots.add(cert).map_err(|e| format!("tls_custom_ca: {e}"))?;
-        }
-        if roots.is_empty() {
-            return Err("tls_custom_ca: no certificates found".into());
-        }
+    } else if let Some(roots) = key.tls.custom_roots()? {
         builder.with_root_certificates(roots).with_no_client_auth()
     } else {
         let mut roots = rustls::RootCertStore::empty();
@@ -150,9 +141,7 @@ fn build_client(key: &ClientKey) -> Result<HttpClient, String> {
     let mut cb = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
-    if let Some(name) = &key.tls.server_name {
-        let name = ServerName::try_from(name.clone())
-            .map_err(|_| format!("tls_server_name {name:?} is not a valid DNS name"))?;
+    if let Some(name) = key.tls.server_name()? {
         cb = cb.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
     }
     let connector = cb.enable_all_versions().wrap_connector(http);

@@ -278,7 +278,12 @@ fn build_route(
         },
         (None, None) => None,
     };
-    if let Err(e) = check_upstream_tls(custom_ca_pem.as_deref(), spec.tls_server_name.as_deref()) {
+    let upstream_tls = UpstreamTls {
+        skip_verify: spec.tls_skip_verify,
+        custom_ca_pem,
+        server_name: spec.tls_server_name.clone(),
+    };
+    if let Err(e) = check_upstream_tls(&upstream_tls) {
         problems.push(e);
     }
     if !problems.is_empty() {
@@ -295,11 +300,7 @@ fn build_route(
         host,
         path,
         upstreams,
-        upstream_tls: UpstreamTls {
-            skip_verify: spec.tls_skip_verify,
-            custom_ca_pem,
-            server_name: spec.tls_server_name.clone(),
-        },
+        upstream_tls,
         access,
         pass_identity_headers: spec
             .pass_identity_headers
@@ -459,26 +460,9 @@ fn ca_text(text: &str) -> Result<String, String> {
 /// Checks upstream TLS settings when the configuration is loaded, so a bad
 /// CA bundle or server name is the route's diagnostic, not a 502 on the
 /// first request.
-fn check_upstream_tls(
-    custom_ca_pem: Option<&str>,
-    server_name: Option<&str>,
-) -> Result<(), String> {
-    if let Some(pem) = custom_ca_pem {
-        use rustls_pki_types::CertificateDer;
-        use rustls_pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            let cert = cert.map_err(|e| format!("tls_custom_ca: {e}"))?;
-            roots.add(cert).map_err(|e| format!("tls_custom_ca: {e}"))?;
-        }
-        if roots.is_empty() {
-            return Err("tls_custom_ca: no certificates found".into());
-        }
-    }
-    if let Some(name) = server_name {
-        rustls_pki_types::ServerName::try_from(name.to_string())
-            .map_err(|_| format!("tls_server_name {name:?} is not a valid DNS name"))?;
-    }
+fn check_upstream_tls(tls: &UpstreamTls) -> Result<(), String> {
+    tls.custom_roots()?;
+    tls.server_name()?;
     Ok(())
 }
 
