@@ -496,13 +496,29 @@ pub async fn served_certificate(port: u16, sni: &str) -> Vec<u8> {
     tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
 
-/// A loopback port free right now.
+/// A loopback port free right now, picked below the kernel's ephemeral range
+/// (so no outgoing connection takes it before the process under test binds
+/// it) and never the same twice in one test process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let lo: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .filter(|p| *p > 12_000)
+        .unwrap_or(32_768);
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let mut b = [0u8; 2];
+        jetbridge::identity::random_bytes(&mut b);
+        let port = 10_000 + u16::from_le_bytes(b) % (lo - 10_000);
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Collects the lines a child writes to stdout and stderr (both must be piped).
