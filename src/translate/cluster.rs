@@ -249,6 +249,7 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
         let mut problems = annotations.problems.clone();
         let policy = combined_policy(&annotations, &ns, &policies, &mut problems);
         let spec = ing.spec.clone().unwrap_or_default();
+        let base = base_config(&annotations, &policy);
 
         // (host, pathType, path, backend) of every rule path, then the
         // defaultBackend as `/` on each host that has no `/` prefix of its own.
@@ -339,16 +340,17 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
                     .push(object.clone());
                 claimed.insert(claim, object.clone());
             }
-            let spec =
-                route_config(&annotations, &policy, host, exact, prefix, to).unwrap_or_else(|e| {
-                    route_problems.push(e);
-                    RouteConfig {
-                        from: format!("https://{host}"),
-                        path: (path_type.as_str() == "Exact").then(|| path.clone()),
-                        prefix: (path_type.as_str() != "Exact").then(|| path.clone()),
-                        ..Default::default()
-                    }
-                });
+            let mut spec = match &base {
+                Ok(b) => b.clone(),
+                Err(e) => {
+                    route_problems.push(e.clone());
+                    RouteConfig::default()
+                }
+            };
+            spec.from = format!("https://{host}");
+            spec.to = to;
+            spec.path = exact;
+            spec.prefix = prefix;
             out.routes.push(RouteInput {
                 id: format!("{ns}/{name}/{index}"),
                 object: object.clone(),
@@ -546,30 +548,15 @@ fn combined_policy(
     Some(serde_json::Value::Array(rules))
 }
 
-fn route_config(
-    a: &Annotations,
-    policy: &Option<serde_json::Value>,
-    host: &str,
-    path: Option<String>,
-    prefix: Option<String>,
-    to: Vec<String>,
-) -> Result<RouteConfig, String> {
+/// The route settings every route of an Ingress shares, read from its
+/// annotations once (each route then only says where it is).
+fn base_config(a: &Annotations, policy: &Option<serde_json::Value>) -> Result<RouteConfig, String> {
     let mut m = a.settings.clone();
     m.remove("policy");
     if let Some(p) = policy {
         m.insert("policy".into(), p.clone());
     }
-    m.insert("from".into(), format!("https://{host}").into());
-    m.insert(
-        "to".into(),
-        serde_json::Value::Array(to.into_iter().map(Into::into).collect()),
-    );
-    if let Some(p) = path {
-        m.insert("path".into(), p.into());
-    }
-    if let Some(p) = prefix {
-        m.insert("prefix".into(), p.into());
-    }
+    m.insert("from".into(), "https://placeholder.invalid".into());
     serde_json::from_value::<RouteConfig>(serde_json::Value::Object(m))
         .map_err(|e| format!("annotations: {e}"))
 }
