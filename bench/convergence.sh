@@ -43,22 +43,7 @@ wait_200() {
 percentiles() {
     sort -n | awk '{a[NR]=$1} END {p50=a[int((NR+1)*0.50)]; i=int(NR*0.99+0.999); if(i>NR)i=NR; printf "p50=%d ms p99=%d ms (n=%d)\n", p50, a[i], NR}'
 }
-free_port() {
-    # Below the kernel's ephemeral range, so no outgoing connection takes it first.
-    python3 -c '
-import random, socket
-lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-while True:
-    p = random.randrange(10000, lo)
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-        print(p)
-        break
-    except OSError:
-        pass
-'
-}
+free_port() { "$ROOT/scripts/cluster" free-port; }
 
 # One upstream for everything: nginx answering 200 on a plain port.
 UP_PORT="$(free_port)"

@@ -206,18 +206,17 @@ fn mint_session(
 
 /// Installs logging. The format comes from `--log-format`, then the config
 /// file, then whether stdout is a terminal.
-fn init_tracing(
-    flag: Option<&str>,
-    config: Option<&str>,
-    level: Option<&str>,
-    access_log: bool,
-) -> Result<()> {
+fn init_tracing(flag: Option<&str>, cfg: &jetbridge::settings::ConfigFile) -> Result<()> {
     use jetbridge::telemetry::{self, LogFormat};
-    let format = match flag.or(config) {
+    let format = match flag.or(cfg.log_format.as_deref()) {
         Some(f) => LogFormat::parse(f).map_err(anyhow::Error::msg)?,
         None => LogFormat::default_for_stdout(),
     };
-    telemetry::init(format, level, access_log);
+    telemetry::init(
+        format,
+        cfg.log_level.as_deref(),
+        cfg.access_log.unwrap_or(true),
+    );
     Ok(())
 }
 
@@ -280,7 +279,7 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Command::Demo { port, address } => run_async(async move {
-            init_tracing(log_format.as_deref(), None, None, true)?;
+            init_tracing(log_format.as_deref(), &Default::default())?;
             let shutdown = shutdown_signal();
             let handle = jetbridge::demo::start(
                 jetbridge::demo::DemoOptions { ip: address, port },
@@ -298,7 +297,7 @@ fn main() -> std::process::ExitCode {
             expected_issuer,
             expected_audience,
         } => run_async(async move {
-            init_tracing(log_format.as_deref(), None, None, true)?;
+            init_tracing(log_format.as_deref(), &Default::default())?;
             let url =
                 url::Url::parse(&jwks_url).with_context(|| format!("--jwks-url {jwks_url:?}"))?;
             let mut cfg = jetbridge::verify::VerifierConfig::new(url);
@@ -384,12 +383,7 @@ async fn run_standalone(path: String, log_format: Option<String>) -> Result<()> 
         Ok((cfg, _)) => cfg.clone(),
         Err(e) => bail!("{e}"),
     };
-    init_tracing(
-        log_format.as_deref(),
-        cfg.log_format.as_deref(),
-        cfg.log_level.as_deref(),
-        cfg.access_log.unwrap_or(true),
-    )?;
+    init_tracing(log_format.as_deref(), &cfg)?;
     let listeners = standalone::listeners(&cfg).map_err(anyhow::Error::msg)?;
     let mut publisher = Publisher::new();
     let mut generated = Generated::default();
@@ -491,12 +485,7 @@ async fn run_controller(args: ControllerArgs, log_format: Option<String>) -> Res
         },
         None => jetbridge::settings::ConfigFile::default(),
     };
-    init_tracing(
-        log_format.as_deref(),
-        cfg.log_format.as_deref(),
-        cfg.log_level.as_deref(),
-        cfg.access_log.unwrap_or(true),
-    )?;
+    init_tracing(log_format.as_deref(), &cfg)?;
     let mut listeners = standalone::listeners(&cfg).map_err(anyhow::Error::msg)?;
     if let Some(a) = &args.address {
         listeners.https = standalone::parse_address(a).map_err(anyhow::Error::msg)?;

@@ -72,22 +72,7 @@ expect_eq() {
     fi
 }
 
-free_port() {
-    # Below the kernel's ephemeral range, so no outgoing connection takes it first.
-    python3 -c '
-import random, socket
-lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-while True:
-    p = random.randrange(10000, lo)
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-        print(p)
-        break
-    except OSError:
-        pass
-'
-}
+free_port() { "$ROOT/scripts/cluster" free-port; }
 
 ALL_NAMESPACES_VALUES=(
     --set authenticate.host=authenticate.example.test
