@@ -1077,12 +1077,26 @@ async fn an_ingress_tls_secret_is_served_for_its_own_hosts_only() {
     );
 
     // A younger Ingress claiming the same host with its own Secret does not
-    // take the host's certificate over.
+    // take the host's certificate over. Creation times have one-second
+    // resolution (a tie goes to namespace/name order, which would favour
+    // "rogue"), so it is made at least a second later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let rogue = certificate(&["shop.test"]);
     tls_secret(&c, "rogue-tls", &rogue);
     c.kube
         .apply(&tls_ingress("rogue", "shop.test", "rogue-tls"));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Once the controller has seen it (its duplicate-claim warning is
+    // logged), the host still serves the older Ingress's certificate.
+    let seen = format!("Ingress {ns}/rogue");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ctl
+        .log()
+        .iter()
+        .any(|l| l.contains(&seen) && l.contains("older"))
+    {
+        assert!(Instant::now() < deadline, "{:#?}", ctl.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(served_certificate(ctl.https, "shop.test").await, shop.2);
 
     // The Secret rotated: the new certificate is served without a restart.
