@@ -3,13 +3,14 @@
 // headless Chromium, driven by npm `playwright-core`.
 //
 //   node login_browser.mjs --start-url URL --login ID [--password P] [--map host1,host2]
-//     [--until URL_PREFIX] [--screenshot FILE] [--timeout MS]
+//     [--until URL_PREFIX] [--screenshot FILE] [--timeout MS] [--then URL ...]
 //
 // Opens URL, fills the IdP's login form (fields `login` and `password`; or, on
 // jetbridge's development provider, clicks the demo user whose sub is --login), submits, clicks
 // the consent form's "Continue" if it is shown, and waits until the page is back on the
 // start URL's origin (or on a URL starting with --until). Then prints one JSON line:
-//   {"ok":true,"final_url":"...","body_text":"...","logged_in":true,"blocked":[...]}
+//   {"ok":true,"final_url":"...","body_text":"...","logged_in":true,"blocked":[...],
+//    "then":[{"url":"...","status":200,"final_url":"...","body_text":"..."}, ...]}
 // exit 0; on failure
 //   {"ok":false,"error":"...","final_url":"...","html":"<first 2000 chars>","blocked":[...]}
 // exit 1 (2 on bad usage).
@@ -18,7 +19,9 @@
 // (comma-separated, may repeat; "*.example.test" wildcards allowed) resolves to 127.0.0.1
 // via --host-resolver-rules. Requests to any host that is neither loopback nor mapped
 // are aborted (the IdP's page imports a web font from the internet, for one) and listed
-// in "blocked". TLS errors are ignored (test certificates are self-signed).
+// in "blocked". Each --then URL is then opened in turn in the same browser (cookies kept,
+// redirects followed), and its final status, URL and text are listed in "then".
+// TLS errors are ignored (test certificates are self-signed).
 // Notes: Chromium refuses a few "unsafe" ports outright (e.g. 6000, 6665-6669, 10080);
 // the landing page must be HTML (a body Chromium would download never becomes the page).
 // JETBRIDGE_BROWSER_DEBUG=1 logs every request and response to stderr.
@@ -44,6 +47,7 @@ try {
       until: { type: 'string' },
       screenshot: { type: 'string' },
       timeout: { type: 'string', default: '30000' },
+      then: { type: 'string', multiple: true, default: [] },
     },
     strict: true,
   }));
@@ -195,14 +199,25 @@ async function run() {
   }
   await page.waitForLoadState('load').catch(() => {});
   const bodyText = await page.evaluate(() => document.body?.innerText ?? '');
-  return { loginSubmitted, bodyText };
+  const finalUrl = page.url();
+  const then = [];
+  for (const url of args.then) {
+    const response = await page.goto(url, { waitUntil: 'load' });
+    then.push({
+      url,
+      status: response ? response.status() : null,
+      final_url: page.url(),
+      body_text: await page.evaluate(() => document.body?.innerText ?? ''),
+    });
+  }
+  return { loginSubmitted, bodyText, finalUrl, then };
 }
 
 let result;
 try {
-  const { loginSubmitted, bodyText } = await run();
+  const { loginSubmitted, bodyText, finalUrl, then } = await run();
   result = {
-    ok: true, final_url: page.url(), body_text: bodyText, logged_in: loginSubmitted, blocked,
+    ok: true, final_url: finalUrl, body_text: bodyText, logged_in: loginSubmitted, blocked, then,
   };
 } catch (err) {
   result = {

@@ -1,0 +1,88 @@
+# Shell functions shared by the scripts that check the chart against a real API
+# server (chart-rbac-check.sh, journey.sh). Source it after setting:
+#   ROOT     the repository root
+#   WORK     a scratch directory (check output, kubeconfigs)
+#   PIDFILE  where the running controller's PID is kept
+# and after sourcing the cluster's env file (KUBECTL, APISERVER_URL, CA_FILE).
+
+PASSED=0
+FAILED=0
+
+k() { "$KUBECTL" "$@"; }
+
+check() {
+    # check NAME FUNCTION...: run it, show its output on failure.
+    # In the background, not under `if`: bash ignores set -e inside a function called
+    # from a condition, so a failing step in the middle of a check would go unnoticed.
+    local name="$1" t0=$SECONDS; shift
+    "$@" >"$WORK/out" 2>&1 &
+    if wait "$!"; then
+        PASSED=$((PASSED + 1))
+        printf 'ok    %-62s %3ss\n' "$name" "$((SECONDS - t0))"
+    else
+        FAILED=$((FAILED + 1))
+        printf 'FAIL  %s\n' "$name"
+        sed 's/^/      | /' "$WORK/out" | tail -n 40
+    fi
+}
+
+expect_eq() {
+    # expect_eq WHAT EXPECTED ACTUAL
+    if [ "$2" != "$3" ]; then
+        echo "$1: expected '$2', got '$3'"
+        return 1
+    fi
+}
+
+free_port() { "$ROOT/scripts/cluster" free-port; }
+
+# sa_kubeconfig NS SA FILE: a kubeconfig holding only the SA's TokenRequest token.
+sa_kubeconfig() {
+    local token
+    token="$(k create token "$2" -n "$1" --duration=1h)"
+    rm -f "$3"
+    k config --kubeconfig="$3" set-cluster c --server="$APISERVER_URL" \
+        --certificate-authority="$CA_FILE" --embed-certs=true >/dev/null
+    k config --kubeconfig="$3" set-credentials sa --token="$token" >/dev/null
+    k config --kubeconfig="$3" set-context c --cluster=c --user=sa --namespace="$1" >/dev/null
+    k config --kubeconfig="$3" use-context c >/dev/null
+    # the token names the ServiceAccount, and the API server takes it
+    local payload
+    payload="$(cut -d. -f2 <<<"$token" | tr '_-' '/+')"
+    while [ $(( ${#payload} % 4 )) -ne 0 ]; do payload+="="; done
+    base64 -d <<<"$payload" | grep -q "\"sub\":\"system:serviceaccount:$1:$2\""
+    expect_eq "can-i list ingressclasses with the token" yes \
+        "$("$KUBECTL" --kubeconfig="$3" auth can-i list ingressclasses.networking.k8s.io)"
+}
+
+# wait_ready PID INTERNAL_PORT LOG SECONDS: until /readyz answers 200 (fails if the
+# process exits first or SECONDS pass).
+wait_ready() {
+    local t0=$SECONDS
+    while [ $((SECONDS - t0)) -lt "$4" ]; do
+        kill -0 "$1" 2>/dev/null || { echo "controller exited early"; tail -n 30 "$3"; return 1; }
+        if curl -fsS -o /dev/null "http://127.0.0.1:$2/readyz" 2>/dev/null; then
+            echo "/readyz 200 after $((SECONDS - t0))s"
+            return 0
+        fi
+        sleep 0.5
+    done
+    echo "/readyz never answered 200 in $4s"
+    tail -n 30 "$3"
+    return 1
+}
+
+# stop_controller: SIGTERM to the controller this script started, then wait for it
+# to be gone (it is not this shell's child: it was started inside a check).
+stop_controller() {
+    [ -f "$PIDFILE" ] || return 0
+    local pid i
+    pid="$(cat "$PIDFILE")"
+    rm -f "$PIDFILE"
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 50); do
+        { kill -0 "$pid" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; } || return 0
+        sleep 0.2
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
