@@ -78,6 +78,7 @@ fn run(c: &Cluster, global: &GlobalInputs) -> jetbridge::model::Snapshot {
     translate(&Inputs {
         global: global.clone(),
         routes: out.routes,
+        diagnostics: out.diagnostics,
     })
 }
 

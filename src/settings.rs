@@ -116,48 +116,84 @@ impl<'de> Deserialize<'de> for ClaimsHeaders {
     }
 }
 
-/// One route of the config file.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    pub from: String,
-    #[serde(default, deserialize_with = "string_or_list")]
-    pub to: Vec<String>,
-    pub name: Option<String>,
-    pub description: Option<String>,
-    pub prefix: Option<String>,
-    pub path: Option<String>,
-    pub pass_identity_headers: Option<bool>,
-    pub policy: Option<serde_json::Value>,
+/// Declares the per-route settings once. From the one field list it makes
+/// [`RouteOptions`] (what an Ingress's annotations deserialise into) and
+/// [`RouteConfig`] (a config-file route: where it is, plus the same fields,
+/// flat, so an error names the key's own line and an unknown key is refused —
+/// `#[serde(flatten)]` would lose both).
+macro_rules! route_options {
+    ($( $(#[$attr:meta])* $name:ident : $ty:ty, )*) => {
+        /// Every per-route setting except where the route is (`from`, `to`,
+        /// `prefix`, `path`). Config-file routes and `jetbridge.dev/*` /
+        /// `ingress.pomerium.io/*` annotations both deserialise into it, so a
+        /// key means the same in both. Unknown keys are refused.
+        #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        pub struct RouteOptions {
+            $( $(#[$attr])* pub $name: $ty, )*
+        }
+
+        impl RouteOptions {
+            /// Every key, in declaration order.
+            pub const KEYS: &'static [&'static str] = &[$(stringify!($name)),*];
+        }
+
+        /// One route of the config file: where it is, and its [`RouteOptions`].
+        #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        pub struct RouteConfig {
+            pub from: String,
+            #[serde(default, deserialize_with = "string_or_list")]
+            pub to: Vec<String>,
+            pub prefix: Option<String>,
+            pub path: Option<String>,
+            $( $(#[$attr])* pub $name: $ty, )*
+        }
+
+        impl RouteConfig {
+            /// The route's settings, apart from where it is.
+            pub fn options(&self) -> RouteOptions {
+                RouteOptions { $( $name: self.$name.clone(), )* }
+            }
+        }
+    };
+}
+
+route_options! {
+    name: Option<String>,
+    description: Option<String>,
+    pass_identity_headers: Option<bool>,
+    policy: Option<serde_json::Value>,
     #[serde(default)]
-    pub allowed_users: Vec<String>,
+    allowed_users: Vec<String>,
     #[serde(default)]
-    pub allowed_domains: Vec<String>,
+    allowed_domains: Vec<String>,
     #[serde(default)]
-    pub allowed_idp_claims: BTreeMap<String, Vec<serde_json::Value>>,
+    allowed_idp_claims: BTreeMap<String, Vec<serde_json::Value>>,
     #[serde(default)]
-    pub allow_public_unauthenticated_access: bool,
+    allow_public_unauthenticated_access: bool,
     #[serde(default)]
-    pub allow_any_authenticated_user: bool,
+    allow_any_authenticated_user: bool,
     #[serde(default)]
-    pub allow_websockets: bool,
+    allow_websockets: bool,
     #[serde(default)]
-    pub preserve_host_header: bool,
+    preserve_host_header: bool,
     #[serde(default)]
-    pub set_request_headers: BTreeMap<String, String>,
+    set_request_headers: BTreeMap<String, String>,
     #[serde(default)]
-    pub remove_request_headers: Vec<String>,
+    remove_request_headers: Vec<String>,
     #[serde(default, deserialize_with = "duration_opt")]
-    pub timeout: Option<Duration>,
+    timeout: Option<Duration>,
     #[serde(default, deserialize_with = "duration_opt")]
-    pub idle_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
     #[serde(default)]
-    pub tls_skip_verify: bool,
-    pub tls_custom_ca_file: Option<String>,
-    /// Base64 PEM CA bundle.
-    pub tls_custom_ca: Option<String>,
-    pub tls_server_name: Option<String>,
-    pub jwt_claims_headers: Option<ClaimsHeaders>,
+    tls_skip_verify: bool,
+    /// A CA bundle file (config files only: an annotation cannot name a local file).
+    tls_custom_ca_file: Option<String>,
+    /// PEM, or base64 of PEM, CA bundle.
+    tls_custom_ca: Option<String>,
+    tls_server_name: Option<String>,
+    jwt_claims_headers: Option<ClaimsHeaders>,
 }
 
 impl ConfigFile {

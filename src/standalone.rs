@@ -8,10 +8,12 @@
 
 use crate::identity::secrets::Secret32;
 use crate::identity::{IssuerFormat, KeySet};
-use crate::model::{AuthConfig, IdpConfig, Severity};
+use crate::model::{AuthConfig, Diagnostic, IdpConfig, ObjectRef, Reason, Severity};
 use crate::settings::{ConfigFile, RouteConfig};
 use crate::snapshot::{KeyHistory, Publisher};
-use crate::translate::{CertInput, GlobalInputs, Inputs, RouteInput, translate};
+use crate::translate::{
+    CertInput, GlobalInputs, Inputs, RouteInput, parse_upstream, route_location, translate,
+};
 use base64::Engine as _;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -411,7 +413,7 @@ pub fn inputs_from_parts(
     let mut certificates = Vec::new();
     if let (Some(c), Some(k)) = (&cfg.certificate_file, &cfg.certificate_key_file) {
         certificates.push(CertInput {
-            source: format!("certificate_file {c:?}"),
+            source: ObjectRef::file(format!("certificate_file {c:?}")),
             chain_pem: read_file(files, "certificate_file", c)?,
             key_pem: read_file(files, "certificate_key_file", k)?,
             hosts: Vec::new(),
@@ -421,7 +423,7 @@ pub fn inputs_from_parts(
     }
     if let (Some(c), Some(k)) = (&cfg.certificate, &cfg.certificate_key) {
         certificates.push(CertInput {
-            source: "certificate".into(),
+            source: ObjectRef::file("certificate"),
             chain_pem: pem_or_base64("certificate", c)?,
             key_pem: pem_or_base64("certificate_key", k)?,
             hosts: Vec::new(),
@@ -439,7 +441,7 @@ pub fn inputs_from_parts(
             _ => return Err(format!("certificates[{i}]: key or key_file is required")),
         };
         certificates.push(CertInput {
-            source: format!("certificates[{i}]"),
+            source: ObjectRef::file(format!("certificates[{i}]")),
             chain_pem,
             key_pem,
             hosts: Vec::new(),
@@ -447,6 +449,7 @@ pub fn inputs_from_parts(
     }
 
     let mut routes = Vec::new();
+    let mut diagnostics = Vec::new();
     for (i, r) in cfg.all_routes().enumerate() {
         let custom_ca_pem = match (&r.tls_custom_ca, &r.tls_custom_ca_file) {
             (Some(ca), _) => Some(pem_or_base64(&format!("routes[{i}].tls_custom_ca"), ca)?),
@@ -457,13 +460,37 @@ pub fn inputs_from_parts(
             )?),
             (None, None) => None,
         };
+        let source = ObjectRef::file(format!("routes[{i}] ({})", r.from));
+        let (host, path) = match route_location(&r.from, r.prefix.as_deref(), r.path.as_deref()) {
+            Ok(location) => location,
+            Err(message) => {
+                diagnostics.push(Diagnostic {
+                    severity: Severity::Error,
+                    object: source,
+                    reason: Reason::NotServed,
+                    message,
+                });
+                continue;
+            }
+        };
+        let mut problems = Vec::new();
+        let mut backends = Vec::new();
+        for to in &r.to {
+            match parse_upstream(to) {
+                Ok(u) => backends.push(u),
+                Err(e) => problems.push(e),
+            }
+        }
         routes.push(RouteInput {
             id: r.name.clone().unwrap_or_else(|| format!("routes[{i}]")),
-            object: format!("routes[{i}] ({})", r.from),
+            source,
             created: i as i64,
-            spec: r.clone(),
+            host,
+            path,
+            backends,
+            options: r.options(),
             custom_ca_pem,
-            problems: Vec::new(),
+            problems,
         });
     }
 
@@ -486,7 +513,7 @@ pub fn inputs_from_parts(
             generated.cert = Some((
                 names,
                 CertInput {
-                    source: "generated self-signed certificate".into(),
+                    source: ObjectRef::file("generated self-signed certificate"),
                     chain_pem: ck.cert.pem(),
                     key_pem: ck.signing_key.serialize_pem(),
                     hosts: Vec::new(),
@@ -524,6 +551,7 @@ pub fn inputs_from_parts(
             certificates,
         },
         routes,
+        diagnostics,
     })
 }
 

@@ -51,6 +51,7 @@ fn describe(c: &Cluster) -> String {
     let mut inputs = Inputs {
         global: GlobalInputs::for_test(),
         routes: ci.routes.clone(),
+        diagnostics: ci.diagnostics.clone(),
     };
     inputs.global.certificates = ci.certificates.clone();
     let snap: Snapshot = translate(&inputs);
@@ -116,8 +117,7 @@ fn describe(c: &Cluster) -> String {
     let mut diags: Vec<String> = snap
         .diagnostics
         .iter()
-        .chain(ci.diagnostics.iter())
-        .map(|d| format!("{:?} {d}", d.severity))
+        .map(|d| format!("{:?} {} {d}", d.severity, d.reason.as_str()))
         .collect();
     diags.sort();
     diags.dedup();

@@ -172,7 +172,7 @@ async fn an_invalid_route_fails_closed_while_the_others_keep_serving() {
         snapshot
             .diagnostics
             .iter()
-            .any(|d| d.object.contains("bad.example.com")),
+            .any(|d| d.object.to_string().contains("bad.example.com")),
         "{:?}",
         snapshot.diagnostics
     );

@@ -15,7 +15,7 @@ pub mod leader;
 pub mod revocations;
 
 use crate::crd::{Condition, Policy, PolicyStatus};
-use crate::model::{Diagnostic, Severity};
+use crate::model::{Diagnostic, ObjectRef, Severity};
 use crate::settings::ConfigFile;
 use crate::snapshot::{KeyHistory, Publisher};
 use crate::standalone::{Generated, inputs_from_config};
@@ -337,14 +337,16 @@ pub async fn run(
             Ok(mut inputs) => {
                 inputs.routes.extend(outcome.routes.iter().cloned());
                 inputs
+                    .diagnostics
+                    .extend(outcome.diagnostics.iter().cloned());
+                inputs
                     .global
                     .certificates
                     .extend(outcome.certificates.iter().cloned());
                 inputs.global.retired_keys =
                     history.update(&inputs.global.keys, crate::proxy::unix_now());
                 let snapshot = translate(&inputs);
-                let mut diagnostics: Vec<Diagnostic> = snapshot.diagnostics.clone();
-                diagnostics.extend(outcome.diagnostics.iter().cloned());
+                let diagnostics: Vec<Diagnostic> = snapshot.diagnostics.clone();
                 if let Some(generation) = publisher.publish(snapshot) {
                     tracing::info!(
                         generation,
@@ -402,7 +404,7 @@ async fn reporter(
     leadership: leader::Leadership,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut reported: BTreeSet<(ObjectRef, String)> = BTreeSet::new();
     let mut programmed: BTreeSet<String> = BTreeSet::new();
     loop {
         tokio::select! {
@@ -440,11 +442,10 @@ fn find_ref<K: Resource<DynamicType = ()>>(
         .map(|o| o.object_ref(&()))
 }
 
-/// The object a diagnostic is about, from `Kind ns/name`.
-fn reference(cluster: &Cluster, object: &str) -> Option<ObjectReference> {
-    let (kind, rest) = object.split_once(' ')?;
-    let (ns, name) = rest.split_once('/')?;
-    match kind {
+/// The Kubernetes object a diagnostic is about.
+fn reference(cluster: &Cluster, object: &ObjectRef) -> Option<ObjectReference> {
+    let (ns, name) = (object.namespace.as_str(), object.name.as_str());
+    match object.kind.as_str() {
         "Ingress" => find_ref(&cluster.ingresses, ns, name),
         "Policy" => find_ref(&cluster.policies, ns, name),
         "Secret" => find_ref(&cluster.secrets, ns, name),
@@ -474,10 +475,10 @@ async fn report(
     cluster: &Cluster,
     diagnostics: &[Diagnostic],
     managed: &[String],
-    reported: &mut BTreeSet<(String, String)>,
+    reported: &mut BTreeSet<(ObjectRef, String)>,
     programmed: &mut BTreeSet<String>,
 ) {
-    let current: BTreeSet<(String, String)> = diagnostics
+    let current: BTreeSet<(ObjectRef, String)> = diagnostics
         .iter()
         .map(|d| (d.object.clone(), d.message.clone()))
         .collect();
@@ -491,21 +492,15 @@ async fn report(
             Severity::Warning => tracing::warn!(object = %d.object, "{}", d.message),
         }
         if let Some(r) = reference(cluster, &d.object) {
-            let reason = if d.object.starts_with("Policy ") {
-                "InvalidPolicy"
-            } else if d.severity == Severity::Error {
-                "InvalidRoute"
-            } else {
-                "RouteWarning"
-            };
-            warn_event(recorder, &r, reason, &d.message).await;
+            warn_event(recorder, &r, d.reason.as_str(), &d.message).await;
         }
     }
     *reported = current;
-    let troubled: BTreeSet<&str> = diagnostics.iter().map(|d| d.object.as_str()).collect();
+    let troubled: BTreeSet<&ObjectRef> = diagnostics.iter().map(|d| &d.object).collect();
     for key in managed {
-        let object = format!("Ingress {key}");
-        if programmed.contains(key) || troubled.contains(object.as_str()) {
+        let (ns, name) = key.split_once('/').unwrap_or(("", key));
+        let object = ObjectRef::kube("Ingress", ns, name);
+        if programmed.contains(key) || troubled.contains(&object) {
             continue;
         }
         if let Some(r) = reference(cluster, &object) {

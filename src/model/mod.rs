@@ -269,12 +269,80 @@ pub enum Severity {
     Error,
 }
 
+/// The object a diagnostic is about: a Kubernetes object (`Ingress shop/web`)
+/// or a place in the config file (`routes[2]`). What an Event's `regarding`
+/// and a status condition need.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectRef {
+    /// `Ingress`, `Policy`, `Secret`…; empty for a config-file location.
+    pub kind: String,
+    pub namespace: String,
+    /// The object's name, or the config-file location.
+    pub name: String,
+}
+
+impl ObjectRef {
+    /// A namespaced Kubernetes object.
+    pub fn kube(kind: &str, namespace: &str, name: &str) -> Self {
+        ObjectRef {
+            kind: kind.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    /// A place in the config file, e.g. `routes[2]` or `certificates[0]`.
+    pub fn file(location: impl Into<String>) -> Self {
+        ObjectRef {
+            name: location.into(),
+            ..ObjectRef::default()
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.kind.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+/// Why a diagnostic was raised: a short machine reason (an Event's `reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The route exists but refuses every request (bad setting, backend, policy).
+    InvalidRoute,
+    /// The route cannot exist (no host, a bad host or path).
+    NotServed,
+    /// Another, older object already serves this host and path.
+    HostConflict,
+    /// A `Policy` object does not compile.
+    InvalidPolicy,
+    /// A certificate is unusable or does not cover the host it was given for.
+    InvalidCertificate,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidRoute => "InvalidRoute",
+            Reason::NotServed => "NotServed",
+            Reason::HostConflict => "HostConflict",
+            Reason::InvalidPolicy => "InvalidPolicy",
+            Reason::InvalidCertificate => "InvalidCertificate",
+        }
+    }
+}
+
 /// A problem with one input object, reported where the user looks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
     pub severity: Severity,
-    /// What it is about, e.g. `routes[2]` or `Ingress default/web`.
-    pub object: String,
+    pub object: ObjectRef,
+    pub reason: Reason,
     pub message: String,
 }
 

@@ -17,10 +17,10 @@
 //!   slice port named like the Service port; without ready addresses, the
 //!   Service's cluster DNS name (an ExternalName Service: its name).
 
-use super::{CertInput, RouteInput};
+use super::{CertInput, PathSpec, RouteInput};
 use crate::crd::Policy;
-use crate::model::{Diagnostic, Severity};
-use crate::settings::RouteConfig;
+use crate::model::{Diagnostic, ObjectRef, Reason, Severity, Upstream};
+use crate::settings::RouteOptions;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
@@ -37,30 +37,17 @@ const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-/// Route settings accepted as annotations: every per-route config-file key
-/// except the ones that say where the route is (`from`, `to`, `path`,
-/// `prefix`) or name a local file.
-pub const ROUTE_ANNOTATIONS: &[&str] = &[
-    "policy",
-    "allowed_users",
-    "allowed_domains",
-    "allowed_idp_claims",
-    "allow_public_unauthenticated_access",
-    "allow_any_authenticated_user",
-    "allow_websockets",
-    "pass_identity_headers",
-    "preserve_host_header",
-    "set_request_headers",
-    "remove_request_headers",
-    "timeout",
-    "idle_timeout",
-    "tls_skip_verify",
-    "tls_server_name",
-    "tls_custom_ca",
-    "jwt_claims_headers",
-    "name",
-    "description",
-];
+/// Route settings that are not annotations: they name a local file.
+pub const FILE_ONLY_OPTIONS: &[&str] = &["tls_custom_ca_file"];
+
+/// Route settings accepted as annotations: every [`RouteOptions`] key
+/// except the ones naming a local file.
+pub fn route_annotations() -> impl Iterator<Item = &'static str> {
+    RouteOptions::KEYS
+        .iter()
+        .copied()
+        .filter(|k| !FILE_ONLY_OPTIONS.contains(k))
+}
 /// Annotations handled here rather than as route settings.
 pub const OWN_ANNOTATIONS: &[&str] = &["policy_ref", "secure_upstream"];
 /// Keys whose value is a list; a plain string is split on commas.
@@ -119,11 +106,6 @@ fn key(ns: &Option<String>, name: &Option<String>) -> String {
         ns.as_deref().unwrap_or(""),
         name.as_deref().unwrap_or("")
     )
-}
-
-/// `Kind namespace/name`, the form diagnostics and Events use.
-pub fn object_ref(kind: &str, ns: &str, name: &str) -> String {
-    format!("{kind} {ns}/{name}")
 }
 
 /// Services, EndpointSlices and Secrets by namespace and name, built once
@@ -219,7 +201,8 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
         if let Err(e) = &compiled {
             out.diagnostics.push(Diagnostic {
                 severity: Severity::Error,
-                object: object_ref("Policy", &ns, &name),
+                object: ObjectRef::kube("Policy", &ns, &name),
+                reason: Reason::InvalidPolicy,
                 message: format!("policy: {e}"),
             });
         }
@@ -234,16 +217,16 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
 
     let mut ingresses: Vec<&Ingress> = c.ingresses.iter().map(|a| a.as_ref()).collect();
     ingresses.sort_by_key(|i| (created(i), key(&i.metadata.namespace, &i.metadata.name)));
-    let mut claimed: HashMap<(String, String), String> = HashMap::new();
+    let mut claimed: HashMap<(String, String), ObjectRef> = HashMap::new();
     // host → the Ingresses that serve at least one of its paths.
-    let mut owners: HashMap<String, Vec<String>> = HashMap::new();
+    let mut owners: HashMap<String, Vec<ObjectRef>> = HashMap::new();
     for ing in ingresses {
         let ns = ing.metadata.namespace.clone().unwrap_or_default();
         let name = ing.metadata.name.clone().unwrap_or_default();
         if !managed(ing, &our_names, default_is_ours) {
             continue;
         }
-        let object = object_ref("Ingress", &ns, &name);
+        let object = ObjectRef::kube("Ingress", &ns, &name);
         out.managed.push(format!("{ns}/{name}"));
         let annotations = read_annotations(ing, &s.prefixes);
         let mut problems = annotations.problems.clone();
@@ -259,6 +242,7 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
                 out.diagnostics.push(Diagnostic {
                     severity: Severity::Warning,
                     object: object.clone(),
+                    reason: Reason::NotServed,
                     message: "a rule without host is not served (every route needs a host)".into(),
                 });
                 continue;
@@ -292,6 +276,7 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
                 out.diagnostics.push(Diagnostic {
                     severity: Severity::Warning,
                     object: object.clone(),
+                    reason: Reason::NotServed,
                     message: "defaultBackend is not served: the Ingress names no host".into(),
                 });
             }
@@ -308,13 +293,13 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
             let index = index + 1;
             let host = host.as_str();
             let path = path.clone();
-            let (exact, prefix) = match path_type.as_str() {
-                "Exact" => (Some(path.clone()), None),
-                _ => (None, Some(path.clone())),
+            let path_spec = match path_type.as_str() {
+                "Exact" => PathSpec::Exact(path.clone()),
+                _ => PathSpec::Prefix(path.clone()),
             };
             let mut route_problems = problems.clone();
-            let to = match backend_urls(&idx, &ns, backend, annotations.secure_upstream) {
-                Ok(urls) => urls,
+            let backends = match backends(&idx, &ns, backend, annotations.secure_upstream) {
+                Ok(b) => b,
                 Err(e) => {
                     route_problems.push(e);
                     Vec::new()
@@ -328,6 +313,7 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
                 out.diagnostics.push(Diagnostic {
                     severity: Severity::Warning,
                     object: object.clone(),
+                    reason: Reason::HostConflict,
                     message: format!(
                         "host {host} path {path} is also claimed by {winner}, which is older; \
                          this one is not served there"
@@ -340,22 +326,21 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
                     .push(object.clone());
                 claimed.insert(claim, object.clone());
             }
-            let mut spec = match &base {
+            let options = match &base {
                 Ok(b) => b.clone(),
                 Err(e) => {
                     route_problems.push(e.clone());
-                    RouteConfig::default()
+                    RouteOptions::default()
                 }
             };
-            spec.from = format!("https://{host}");
-            spec.to = to;
-            spec.path = exact;
-            spec.prefix = prefix;
             out.routes.push(RouteInput {
                 id: format!("{ns}/{name}/{index}"),
-                object: object.clone(),
+                source: object.clone(),
                 created: created(ing),
-                spec,
+                host: host.to_string(),
+                path: path_spec,
+                backends,
+                options,
                 custom_ca_pem: None,
                 problems: route_problems,
             });
@@ -398,6 +383,7 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
                 Err(e) => out.diagnostics.push(Diagnostic {
                     severity: Severity::Warning,
                     object: object.clone(),
+                    reason: Reason::InvalidCertificate,
                     message: e,
                 }),
             }
@@ -471,8 +457,8 @@ fn read_annotations(ing: &Ingress, prefixes: &[String]) -> Annotations {
             }
             continue;
         }
-        if !ROUTE_ANNOTATIONS.contains(&k) {
-            let mut known: Vec<&str> = ROUTE_ANNOTATIONS.to_vec();
+        if !route_annotations().any(|r| r == k) {
+            let mut known: Vec<&str> = route_annotations().collect();
             known.extend(OWN_ANNOTATIONS);
             a.problems.push(format!(
                 "unknown annotation {full}{}",
@@ -494,8 +480,8 @@ fn read_annotations(ing: &Ingress, prefixes: &[String]) -> Annotations {
             (v, _) => v,
         };
         // Each value is checked on its own, so an error names its annotation.
-        let alone = serde_json::json!({"from": "https://check.invalid", k: value.clone()});
-        if let Err(e) = serde_json::from_value::<RouteConfig>(alone) {
+        let alone = serde_json::json!({ k: value.clone() });
+        if let Err(e) = serde_json::from_value::<RouteOptions>(alone) {
             a.problems.push(format!("annotation {full}: {e}"));
             continue;
         }
@@ -550,24 +536,26 @@ fn combined_policy(
 
 /// The route settings every route of an Ingress shares, read from its
 /// annotations once (each route then only says where it is).
-fn base_config(a: &Annotations, policy: &Option<serde_json::Value>) -> Result<RouteConfig, String> {
+fn base_config(
+    a: &Annotations,
+    policy: &Option<serde_json::Value>,
+) -> Result<RouteOptions, String> {
     let mut m = a.settings.clone();
     m.remove("policy");
     if let Some(p) = policy {
         m.insert("policy".into(), p.clone());
     }
-    m.insert("from".into(), "https://placeholder.invalid".into());
-    serde_json::from_value::<RouteConfig>(serde_json::Value::Object(m))
+    serde_json::from_value::<RouteOptions>(serde_json::Value::Object(m))
         .map_err(|e| format!("annotations: {e}"))
 }
 
-/// Upstream URLs for an Ingress backend.
-fn backend_urls(
+/// The upstreams of an Ingress backend.
+fn backends(
     c: &Index<'_>,
     ns: &str,
     backend: &IngressBackend,
     secure: bool,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<Upstream>, String> {
     let scheme = if secure { "https" } else { "http" };
     let svc_ref = backend.service.as_ref().ok_or_else(|| {
         "backend: only Service backends are supported (resource backends are not)".to_string()
@@ -599,11 +587,19 @@ fn backend_urls(
             )
         })?;
     if spec.type_.as_deref() == Some("ExternalName") {
+        // A name the Service's author typed: checked like a `to` URL.
         let ext = spec.external_name.clone().unwrap_or_default();
-        return Ok(vec![format!("{scheme}://{ext}:{}", port.port)]);
+        return super::parse_upstream(&format!("{scheme}://{ext}:{}", port.port))
+            .map(|u| vec![u])
+            .map_err(|e| format!("backend: Service {ns}/{} (ExternalName): {e}", svc_ref.name));
     }
+    let upstream = |authority: String| Upstream {
+        scheme: scheme.to_string(),
+        authority,
+        base_path: String::new(),
+    };
     let port_name = port.name.clone().unwrap_or_default();
-    let mut urls: Vec<String> = Vec::new();
+    let mut authorities: Vec<String> = Vec::new();
     for slice in c
         .slices
         .get(&(ns, svc_ref.name.as_str()))
@@ -632,19 +628,19 @@ fn backend_urls(
                 } else {
                     addr.clone()
                 };
-                urls.push(format!("{scheme}://{host}:{number}"));
+                authorities.push(format!("{host}:{number}"));
             }
         }
     }
-    urls.sort();
-    urls.dedup();
-    if urls.is_empty() {
-        urls.push(format!(
-            "{scheme}://{}.{ns}.svc.cluster.local:{}",
+    authorities.sort();
+    authorities.dedup();
+    if authorities.is_empty() {
+        authorities.push(format!(
+            "{}.{ns}.svc.cluster.local:{}",
             svc_ref.name, port.port
         ));
     }
-    Ok(urls)
+    Ok(authorities.into_iter().map(upstream).collect())
 }
 
 fn tls_secret(c: &Index<'_>, ns: &str, name: &str) -> Result<CertInput, String> {
@@ -665,7 +661,7 @@ fn tls_secret(c: &Index<'_>, ns: &str, name: &str) -> Result<CertInput, String> 
             .ok_or_else(|| format!("TLS Secret {ns}/{name}: no {k}"))
     };
     Ok(CertInput {
-        source: object_ref("Secret", ns, name),
+        source: ObjectRef::kube("Secret", ns, name),
         chain_pem: text("tls.crt")?,
         key_pem: text("tls.key")?,
         hosts: Vec::new(),

@@ -8,11 +8,11 @@ use crate::identity::jwks::jwks_document;
 use crate::identity::{IssuerFormat, KeySet, SigningKey};
 use crate::model::routing::{HostMatch, PathMatch, RouteKey, RouteTable};
 use crate::model::{
-    Access, AuthConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, Diagnostic, IdentityConfig, Route,
-    Severity, Snapshot, TlsConfig, Upstream, UpstreamTls,
+    Access, AuthConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, Diagnostic, IdentityConfig,
+    ObjectRef, Reason, Route, Severity, Snapshot, TlsConfig, Upstream, UpstreamTls,
 };
 use crate::policy::{self, Legacy, Program};
-use crate::settings::RouteConfig;
+use crate::settings::RouteOptions;
 use http::{HeaderName, HeaderValue};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +26,9 @@ mod tests;
 pub struct Inputs {
     pub global: GlobalInputs,
     pub routes: Vec<RouteInput>,
+    /// Problems the sources found while gathering (e.g. an Ingress rule
+    /// without a host); passed through to the snapshot's diagnostics.
+    pub diagnostics: Vec<Diagnostic>,
 }
 
 /// Settings that apply to every route.
@@ -66,8 +69,8 @@ impl GlobalInputs {
 /// A PEM certificate chain and key.
 #[derive(Clone, Debug)]
 pub struct CertInput {
-    /// Where it came from (`certificate_file`, `Secret ns/name`), for diagnostics.
-    pub source: String,
+    /// Where it came from (`certificates[0]`, the Ingress that named the Secret).
+    pub source: ObjectRef,
     pub chain_pem: String,
     pub key_pem: String,
     /// The hosts it was given for (an Ingress's `spec.tls[].hosts`): it is
@@ -77,26 +80,68 @@ pub struct CertInput {
     pub hosts: Vec<String>,
 }
 
-/// One route candidate.
+/// Where a route matches on its host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathSpec {
+    /// The path and everything below it, element by element.
+    Prefix(String),
+    /// Only this path.
+    Exact(String),
+}
+
+/// One route candidate, from a config file or a cluster alike.
 #[derive(Clone, Debug)]
 pub struct RouteInput {
-    /// Stable id, e.g. `routes[0]` or `default/web:0:1`.
+    /// Stable id, e.g. `routes[0]` or `default/web/1`.
     pub id: String,
-    /// Where to report problems, e.g. `routes[0]` or `Ingress default/web`.
-    pub object: String,
+    /// Where to report problems.
+    pub source: ObjectRef,
     /// Tie-break for equal matches: older first.
     pub created: i64,
-    pub spec: RouteConfig,
+    /// Host name, or `*.suffix` for a single-label wildcard.
+    pub host: String,
+    pub path: PathSpec,
+    pub backends: Vec<Upstream>,
+    pub options: RouteOptions,
     /// Contents of `tls_custom_ca_file`, read by the caller.
     pub custom_ca_pem: Option<String>,
-    /// Problems the source already found (e.g. a bad annotation): the route
-    /// exists but denies every request, and each problem is reported.
+    /// Problems the source already found (e.g. a bad annotation or `to`
+    /// URL): the route exists but denies every request, and each problem
+    /// is reported.
     pub problems: Vec<String>,
+}
+
+/// Host and path of a config-file route from its `from` URL and its
+/// `prefix` / `path` keys.
+pub fn route_location(
+    from: &str,
+    prefix: Option<&str>,
+    path: Option<&str>,
+) -> Result<(String, PathSpec), String> {
+    let from = from.trim();
+    let rest = from
+        .strip_prefix("https://")
+        .or_else(|| from.strip_prefix("http://"))
+        .ok_or_else(|| format!("from {from:?}: must be an https:// URL"))?;
+    let authority = rest.split('/').next().unwrap_or("");
+    if rest.len() > authority.len() + 1 {
+        return Err(format!(
+            "from {from:?}: must not contain a path (use prefix or path)"
+        ));
+    }
+    let host = strip_port(authority).to_string();
+    let path = match (path, prefix) {
+        (Some(_), Some(_)) => return Err("path and prefix are mutually exclusive".into()),
+        (Some(p), None) => PathSpec::Exact(p.to_string()),
+        (None, Some(p)) => PathSpec::Prefix(p.to_string()),
+        (None, None) => PathSpec::Prefix("/".into()),
+    };
+    Ok((host, path))
 }
 
 /// Builds a snapshot. `generation` is stamped by the publisher.
 pub fn translate(inputs: &Inputs) -> Snapshot {
-    let mut diagnostics = Vec::new();
+    let mut diagnostics = inputs.diagnostics.clone();
     // Routes that share a policy (e.g. the same policy_ref) compile it once.
     let mut programs: HashMap<String, Result<Program, String>> = HashMap::new();
     let g = &inputs.global;
@@ -123,7 +168,8 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
             }
             Err(message) => diagnostics.push(Diagnostic {
                 severity: Severity::Error,
-                object: input.object.clone(),
+                object: input.source.clone(),
+                reason: Reason::NotServed,
                 message,
             }),
         }
@@ -154,24 +200,10 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
 /// Host and path of a route; an error here drops the route entirely
 /// (there is nothing to match it by).
 fn route_frame(input: &RouteInput) -> Result<(HostMatch, PathMatch), String> {
-    let from = input.spec.from.trim();
-    let rest = from
-        .strip_prefix("https://")
-        .or_else(|| from.strip_prefix("http://"))
-        .ok_or_else(|| format!("from {from:?}: must be an https:// URL"))?;
-    let authority = rest.split('/').next().unwrap_or("");
-    if rest.len() > authority.len() + 1 {
-        return Err(format!(
-            "from {from:?}: must not contain a path (use prefix or path)"
-        ));
-    }
-    let host = strip_port(authority);
-    let host = HostMatch::parse(host).map_err(|e| format!("from {from:?}: {e}"))?;
-    let path = match (&input.spec.path, &input.spec.prefix) {
-        (Some(_), Some(_)) => return Err("path and prefix are mutually exclusive".into()),
-        (Some(p), None) => PathMatch::exact(p).map_err(|e| format!("path {p:?}: {e}"))?,
-        (None, Some(p)) => PathMatch::prefix(p).map_err(|e| format!("prefix {p:?}: {e}"))?,
-        (None, None) => PathMatch::prefix("/").map_err(|e| e.to_string())?,
+    let host = HostMatch::parse(&input.host).map_err(|e| format!("host {:?}: {e}", input.host))?;
+    let path = match &input.path {
+        PathSpec::Exact(p) => PathMatch::exact(p).map_err(|e| format!("path {p:?}: {e}"))?,
+        PathSpec::Prefix(p) => PathMatch::prefix(p).map_err(|e| format!("prefix {p:?}: {e}"))?,
     };
     Ok((host, path))
 }
@@ -194,17 +226,11 @@ fn build_route(
     programs: &mut HashMap<String, Result<Program, String>>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Route {
-    let spec = &input.spec;
+    let spec = &input.options;
     let mut problems: Vec<String> = input.problems.clone();
 
-    let mut upstreams = Vec::new();
-    for to in &spec.to {
-        match parse_upstream(to) {
-            Ok(u) => upstreams.push(u),
-            Err(e) => problems.push(e),
-        }
-    }
-    if spec.to.is_empty() && problems.is_empty() {
+    let upstreams = input.backends.clone();
+    if upstreams.is_empty() && problems.is_empty() {
         problems.push("to: at least one upstream URL is required".into());
     }
 
@@ -290,7 +316,8 @@ fn build_route(
         let message = problems.join("; ");
         diagnostics.push(Diagnostic {
             severity: Severity::Error,
-            object: input.object.clone(),
+            object: input.source.clone(),
+            reason: Reason::InvalidRoute,
             message: message.clone(),
         });
         access = Access::Invalid(message);
@@ -318,7 +345,7 @@ fn build_route(
 /// The route's program: its PPL, legacy shorthands and
 /// `allow_any_authenticated_user`, combined as alternatives. No policy at all
 /// means deny (after sign-in).
-pub fn compile_policy(spec: &RouteConfig) -> Result<Program, String> {
+pub fn compile_policy(spec: &RouteOptions) -> Result<Program, String> {
     let mut parts = Vec::new();
     if let Some(v) = &spec.policy {
         parts.push(policy::compile_value(v).map_err(|e| format!("policy: {e}"))?);
@@ -410,6 +437,7 @@ fn build_tls(certs: &[CertInput], diagnostics: &mut Vec<Diagnostic>) -> TlsConfi
                             diagnostics.push(Diagnostic {
                                 severity: Severity::Warning,
                                 object: c.source.clone(),
+                                reason: Reason::InvalidCertificate,
                                 message: format!(
                                     "TLS: the certificate does not cover {host} (it holds {})",
                                     names.join(", ")
@@ -427,13 +455,17 @@ fn build_tls(certs: &[CertInput], diagnostics: &mut Vec<Diagnostic>) -> TlsConfi
                     }
                 }
                 tls.expiry.push((
-                    names.first().cloned().unwrap_or_else(|| c.source.clone()),
+                    names
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| c.source.to_string()),
                     not_after,
                 ));
             }
             Err(message) => diagnostics.push(Diagnostic {
                 severity: Severity::Error,
                 object: c.source.clone(),
+                reason: Reason::InvalidCertificate,
                 message,
             }),
         }

@@ -27,7 +27,7 @@ fn bad_policy_makes_only_its_route_invalid() {
         "routes:\n  - from: https://good.example.com\n    to: http://127.0.0.1:1\n    allow_public_unauthenticated_access: true\n  - from: https://bad.example.com\n    to: http://127.0.0.1:2\n    policy:\n      allow:\n        or:\n          - emial: {is: a@b.c}\n",
     ));
     assert_eq!(s.diagnostics.len(), 1);
-    assert!(s.diagnostics[0].object.contains("routes[1]"));
+    assert!(s.diagnostics[0].object.to_string().contains("routes[1]"));
     assert!(
         s.diagnostics[0].message.contains("emial"),
         "{}",
