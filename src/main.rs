@@ -4,8 +4,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use jetbridge::identity::secrets::Bootstrap;
 use jetbridge::proxy::{Proxy, server};
-use jetbridge::snapshot::{KeyHistory, Publisher};
 use jetbridge::standalone::{self, Generated};
+use jetbridge::translate::driver::Driver;
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -385,15 +385,13 @@ async fn run_standalone(path: String, log_format: Option<String>) -> Result<()> 
     };
     init_tracing(log_format.as_deref(), &cfg)?;
     let listeners = standalone::listeners(&cfg).map_err(anyhow::Error::msg)?;
-    let mut publisher = Publisher::new();
+    let mut driver = Driver::new();
     let mut generated = Generated::default();
-    let mut history = KeyHistory::default();
     let (generation, warnings) = standalone::apply(
         &path,
         &reading,
-        &mut publisher,
+        &mut driver,
         &mut generated,
-        &mut history,
         jetbridge::proxy::unix_now(),
     )
     .map_err(anyhow::Error::msg)?;
@@ -403,14 +401,13 @@ async fn run_standalone(path: String, log_format: Option<String>) -> Result<()> 
     if generation.is_none() {
         bail!("{path}: no configuration published");
     }
-    let reader = publisher.reader();
+    let reader = driver.reader();
     let shutdown = shutdown_signal();
     let source = standalone::watch(
         path.clone(),
         reading.fingerprint,
-        publisher,
+        driver,
         generated,
-        history,
         shutdown.clone(),
     );
     let revoked = Arc::new(jetbridge::identity::revocation::Revocations::default());
@@ -548,15 +545,15 @@ async fn run_controller(args: ControllerArgs, log_format: Option<String>) -> Res
         },
     };
     let client = jetbridge::controller::client(args.kubeconfig.as_deref()).await?;
-    let publisher = Publisher::new();
-    let reader = publisher.reader();
+    let driver = Driver::new();
+    let reader = driver.reader();
     let shutdown = shutdown_signal();
     let stop = shutdown.clone();
     let revoked = Arc::new(jetbridge::identity::revocation::Revocations::default());
     let shared = revoked.clone();
     let source = async move {
         if let Err(e) =
-            jetbridge::controller::run(client, options, cfg, publisher, shared, stop.clone()).await
+            jetbridge::controller::run(client, options, cfg, driver, shared, stop.clone()).await
         {
             tracing::error!(error = %e, "controller stopped");
             stop.cancel();

@@ -111,7 +111,7 @@ impl Publisher {
 
 /// Remembers keys that were removed from the configuration so they stay in
 /// the JWKS while assertions they signed can still be valid.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct KeyHistory {
     /// (key, unix time it stopped being configured)
     retired: Vec<(SigningKey, i64)>,

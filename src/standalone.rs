@@ -10,9 +10,9 @@ use crate::identity::secrets::Secret32;
 use crate::identity::{IssuerFormat, KeySet};
 use crate::model::{AuthConfig, Diagnostic, IdpConfig, ObjectRef, Reason, Severity};
 use crate::settings::{ConfigFile, RouteConfig};
-use crate::snapshot::{KeyHistory, Publisher};
+use crate::translate::driver::Driver;
 use crate::translate::{
-    CertInput, GlobalInputs, Inputs, RouteInput, parse_upstream, route_location, translate,
+    CertInput, GlobalInputs, Inputs, RouteInput, parse_upstream, route_location,
 };
 use base64::Engine as _;
 use std::collections::BTreeMap;
@@ -623,19 +623,11 @@ impl Reading {
 /// reason the file was rejected (the current snapshot then stays).
 pub fn load_and_publish(
     path: &str,
-    publisher: &mut Publisher,
+    driver: &mut Driver,
     generated: &mut Generated,
-    history: &mut KeyHistory,
     now: i64,
 ) -> Result<(Option<u64>, Vec<String>), String> {
-    apply(
-        path,
-        &Reading::read(path),
-        publisher,
-        generated,
-        history,
-        now,
-    )
+    apply(path, &Reading::read(path), driver, generated, now)
 }
 
 /// Translates and publishes one reading, unless it is unusable or would
@@ -643,9 +635,8 @@ pub fn load_and_publish(
 pub fn apply(
     path: &str,
     reading: &Reading,
-    publisher: &mut Publisher,
+    driver: &mut Driver,
     generated: &mut Generated,
-    history: &mut KeyHistory,
     now: i64,
 ) -> Result<(Option<u64>, Vec<String>), String> {
     let (cfg, files) = reading.parsed.as_ref().map_err(Clone::clone)?;
@@ -657,21 +648,25 @@ pub fn apply(
     }
     let redact = |e: String| crate::settings::redact_secrets(&format!("{path}: {e}"), "");
     let mut warnings = Vec::new();
-    let mut inputs = inputs_from_parts(cfg, files, generated, &mut warnings).map_err(redact)?;
-    inputs.global.retired_keys = history.update(&inputs.global.keys, now);
-    let snapshot = translate(&inputs);
-    let errors: Vec<String> = snapshot
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .map(|d| d.to_string())
-        .collect();
-    if !errors.is_empty() {
-        return Err(redact(errors.join("; ")));
-    }
-    warnings.extend(snapshot.diagnostics.iter().map(|d| d.to_string()));
+    let inputs = inputs_from_parts(cfg, files, generated, &mut warnings).map_err(redact)?;
+    // A config file is all or nothing: any error refuses the whole reading.
+    let applied = driver
+        .apply(inputs, now, |snapshot| {
+            let errors: Vec<String> = snapshot
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .map(|d| d.to_string())
+                .collect();
+            match errors.is_empty() {
+                true => Ok(()),
+                false => Err(errors.join("; ")),
+            }
+        })
+        .map_err(redact)?;
+    warnings.extend(applied.diagnostics.iter().map(|d| d.to_string()));
     generated.running = Some(provenance);
-    Ok((publisher.publish(snapshot), warnings))
+    Ok((applied.generation, warnings))
 }
 
 /// Applies `log_level` and `access_log` of a reading that was accepted.
@@ -702,9 +697,8 @@ pub const SETTLE_TIME: Duration = Duration::from_millis(600);
 pub async fn watch(
     path: String,
     applied: [u8; 32],
-    mut publisher: Publisher,
+    mut driver: Driver,
     mut generated: Generated,
-    mut history: KeyHistory,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let mut applied = applied;
@@ -718,7 +712,7 @@ pub async fn watch(
         }
         let now = crate::proxy::unix_now();
         let reading = Reading::read(&path);
-        let retired_due = history.next_expiry(now).is_some_and(|s| s == 0);
+        let retired_due = driver.next_key_expiry(now).is_some_and(|s| s == 0);
         if reading.fingerprint == applied && !retired_due {
             pending = None;
             continue;
@@ -738,29 +732,22 @@ pub async fn watch(
         }
         pending = None;
         applied = reading.fingerprint;
-        match apply(
-            &path,
-            &reading,
-            &mut publisher,
-            &mut generated,
-            &mut history,
-            now,
-        ) {
+        match apply(&path, &reading, &mut driver, &mut generated, now) {
             Ok((Some(generation), warnings)) => {
                 for w in warnings {
                     tracing::warn!(path = %path, "{w}");
                 }
                 apply_log_settings(&path, &reading);
-                publisher.record_success();
+                driver.record_success();
                 tracing::info!(path = %path, generation, "configuration reloaded");
             }
             Ok((None, _)) => {
                 apply_log_settings(&path, &reading);
-                publisher.record_success();
+                driver.record_success();
                 tracing::debug!(path = %path, "configuration unchanged")
             }
             Err(e) => {
-                publisher.record_failure();
+                driver.record_failure();
                 tracing::error!(path = %path, error = %e, "configuration rejected; keeping the running one");
             }
         }
@@ -778,7 +765,7 @@ mod tests {
         p.to_string_lossy().into_owned()
     }
 
-    fn kids(publisher: &Publisher) -> Vec<String> {
+    fn kids(publisher: &Driver) -> Vec<String> {
         let s = publisher.reader().load().unwrap();
         let v: serde_json::Value = serde_json::from_slice(&s.identity.jwks.body).unwrap();
         v["keys"]
@@ -795,17 +782,13 @@ mod tests {
         let a = Bootstrap::generate().to_config_yaml();
         let b = Bootstrap::generate().to_config_yaml();
         let route = "routes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n    allow_public_unauthenticated_access: true\n";
-        let (mut p, mut g, mut h) = (
-            Publisher::new(),
-            Generated::default(),
-            KeyHistory::default(),
-        );
+        let (mut p, mut g) = (Driver::new(), Generated::default());
         let path = write(dir.path(), &format!("{a}{route}"));
-        load_and_publish(&path, &mut p, &mut g, &mut h, 1000).unwrap();
+        load_and_publish(&path, &mut p, &mut g, 1000).unwrap();
         let old = kids(&p);
         assert_eq!(old.len(), 1);
         let path = write(dir.path(), &format!("{b}{route}"));
-        load_and_publish(&path, &mut p, &mut g, &mut h, 1010).unwrap();
+        load_and_publish(&path, &mut p, &mut g, 1010).unwrap();
         let both = kids(&p);
         assert_eq!(both.len(), 2, "new key first, old key still published");
         assert_eq!(both[1], old[0]);
@@ -824,7 +807,6 @@ mod tests {
             &path,
             &mut p,
             &mut g,
-            &mut h,
             1010 + crate::snapshot::RETIRED_KEY_GRACE_SECS,
         )
         .unwrap();
@@ -834,26 +816,20 @@ mod tests {
     #[test]
     fn invalid_edit_keeps_the_last_good_snapshot() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut p, mut g, mut h) = (
-            Publisher::new(),
-            Generated::default(),
-            KeyHistory::default(),
-        );
+        let (mut p, mut g) = (Driver::new(), Generated::default());
         let path = write(
             dir.path(),
             "routes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n",
         );
         assert_eq!(
-            load_and_publish(&path, &mut p, &mut g, &mut h, 0)
-                .unwrap()
-                .0,
+            load_and_publish(&path, &mut p, &mut g, 0).unwrap().0,
             Some(1)
         );
         write(
             dir.path(),
             "routes:\n  - from: https://a.example.com\n    too: http://127.0.0.1:1\n",
         );
-        let err = load_and_publish(&path, &mut p, &mut g, &mut h, 0).unwrap_err();
+        let err = load_and_publish(&path, &mut p, &mut g, 0).unwrap_err();
         assert!(err.contains("too") && err.contains("line 3"), "{err}");
         assert_eq!(p.reader().generation(), 1);
         assert!(
@@ -865,12 +841,8 @@ mod tests {
         );
     }
 
-    fn fresh() -> (Publisher, Generated, KeyHistory) {
-        (
-            Publisher::new(),
-            Generated::default(),
-            KeyHistory::default(),
-        )
+    fn fresh() -> (Driver, Generated) {
+        (Driver::new(), Generated::default())
     }
 
     const ROUTES: &str = "routes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n    allow_public_unauthenticated_access: true\n  - from: https://b.example.com\n    to: http://127.0.0.1:2\n    allow_public_unauthenticated_access: true\n";
@@ -879,9 +851,9 @@ mod tests {
     fn a_reload_that_loses_secrets_or_every_route_keeps_the_running_config() {
         let dir = tempfile::tempdir().unwrap();
         let secrets = Bootstrap::generate().to_config_yaml();
-        let (mut p, mut g, mut h) = fresh();
+        let (mut p, mut g) = fresh();
         let path = write(dir.path(), &format!("{secrets}{ROUTES}"));
-        load_and_publish(&path, &mut p, &mut g, &mut h, 0).unwrap();
+        load_and_publish(&path, &mut p, &mut g, 0).unwrap();
         let kid = kids(&p);
         let lines: Vec<&str> = secrets.lines().collect();
         // Truncations and partial writes of the same file, each refused.
@@ -899,7 +871,7 @@ mod tests {
         ];
         for (i, text) in broken.iter().enumerate() {
             write(dir.path(), text);
-            let err = load_and_publish(&path, &mut p, &mut g, &mut h, 1).unwrap_err();
+            let err = load_and_publish(&path, &mut p, &mut g, 1).unwrap_err();
             assert!(!err.is_empty(), "case {i}");
             assert_eq!(p.reader().generation(), 1, "case {i}: {err}");
             assert_eq!(kids(&p), kid, "case {i}: keys unchanged");
@@ -909,10 +881,10 @@ mod tests {
         }
         // The message says what was lost.
         write(dir.path(), &format!("{}\n{}\n{ROUTES}", lines[1], lines[2]));
-        let err = load_and_publish(&path, &mut p, &mut g, &mut h, 1).unwrap_err();
+        let err = load_and_publish(&path, &mut p, &mut g, 1).unwrap_err();
         assert!(err.contains("signing_key"), "{err}");
         write(dir.path(), &format!("{secrets}routes: []\n"));
-        let err = load_and_publish(&path, &mut p, &mut g, &mut h, 1).unwrap_err();
+        let err = load_and_publish(&path, &mut p, &mut g, 1).unwrap_err();
         assert!(err.contains("no routes") && err.contains("has 2"), "{err}");
         // A deliberate edit that keeps the secrets still applies.
         write(
@@ -923,9 +895,7 @@ mod tests {
             ),
         );
         assert_eq!(
-            load_and_publish(&path, &mut p, &mut g, &mut h, 2)
-                .unwrap()
-                .0,
+            load_and_publish(&path, &mut p, &mut g, 2).unwrap().0,
             Some(2)
         );
         assert!(
@@ -941,9 +911,9 @@ mod tests {
     #[test]
     fn secrets_generated_at_first_start_are_reused_never_invented_again() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut p, mut g, mut h) = fresh();
+        let (mut p, mut g) = fresh();
         let path = write(dir.path(), ROUTES);
-        let (_, warnings) = load_and_publish(&path, &mut p, &mut g, &mut h, 0).unwrap();
+        let (_, warnings) = load_and_publish(&path, &mut p, &mut g, 0).unwrap();
         assert!(
             warnings
                 .iter()
@@ -953,7 +923,7 @@ mod tests {
         let cookie = p.reader().load().unwrap().auth.cookie_secret;
         // Edit the file (still without secrets): the same generated ones stay.
         write(dir.path(), &ROUTES.replace("127.0.0.1:2", "127.0.0.1:3"));
-        let (generation, warnings) = load_and_publish(&path, &mut p, &mut g, &mut h, 1).unwrap();
+        let (generation, warnings) = load_and_publish(&path, &mut p, &mut g, 1).unwrap();
         assert_eq!(generation, Some(2));
         assert!(
             warnings.iter().all(|w| !w.contains("not set")),
@@ -966,17 +936,17 @@ mod tests {
     #[test]
     fn a_configured_key_is_not_replaced_by_one_derived_from_the_shared_secret() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut p, mut g, mut h) = fresh();
+        let (mut p, mut g) = fresh();
         let b = Bootstrap::generate().to_config_yaml();
         let path = write(dir.path(), &format!("{b}{ROUTES}"));
-        load_and_publish(&path, &mut p, &mut g, &mut h, 0).unwrap();
+        load_and_publish(&path, &mut p, &mut g, 0).unwrap();
         let without_key: String = b
             .lines()
             .filter(|l| !l.starts_with("signing_key"))
             .map(|l| format!("{l}\n"))
             .collect();
         write(dir.path(), &format!("{without_key}{ROUTES}"));
-        let err = load_and_publish(&path, &mut p, &mut g, &mut h, 1).unwrap_err();
+        let err = load_and_publish(&path, &mut p, &mut g, 1).unwrap_err();
         assert!(err.contains("signing_key"), "{err}");
         assert_eq!(p.reader().generation(), 1);
     }
@@ -997,8 +967,8 @@ mod tests {
         assert_ne!(Reading::read(&path).fingerprint, a.fingerprint);
         // A key file caught empty mid-write is an error, not a new random key.
         std::fs::write(&key_path, "").unwrap();
-        let (mut p, mut g, mut h) = fresh();
-        assert!(apply(&path, &Reading::read(&path), &mut p, &mut g, &mut h, 0).is_err());
+        let (mut p, mut g) = fresh();
+        assert!(apply(&path, &Reading::read(&path), &mut p, &mut g, 0).is_err());
     }
 
     #[test]

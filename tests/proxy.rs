@@ -176,9 +176,11 @@ async fn an_invalid_route_fails_closed_while_the_others_keep_serving() {
         "{:?}",
         snapshot.diagnostics
     );
-    let mut publisher = jetbridge::snapshot::Publisher::new();
-    publisher.publish(snapshot);
-    let h = Harness::serve(publisher, generated).await;
+    let mut driver = jetbridge::translate::driver::Driver::new();
+    let inputs = inputs_from_yaml(&yaml, &mut generated);
+    let applied = driver.apply(inputs, jetbridge::proxy::unix_now(), |_| Ok(()));
+    assert_eq!(applied.unwrap().generation, Some(1));
+    let h = Harness::serve(driver, generated).await;
     let bad = h
         .get_with("bad.example.com", "/", &[("accept", "application/json")])
         .await;
@@ -1162,8 +1164,8 @@ async fn snapshot_swap_applies_to_the_next_request_on_the_same_connection() {
 
 #[tokio::test]
 async fn config_file_reload_publishes_valid_edits_and_keeps_serving_on_invalid_ones() {
-    use jetbridge::snapshot::{KeyHistory, Publisher};
     use jetbridge::standalone::{Generated, load_and_publish};
+    use jetbridge::translate::driver::Driver;
     init();
     let a = echo_http1("a").await;
     let b = echo_http1("b").await;
@@ -1178,19 +1180,17 @@ async fn config_file_reload_publishes_valid_edits_and_keeps_serving_on_invalid_o
         )])
     };
     let now = jetbridge::proxy::unix_now();
-    let mut history = KeyHistory::default();
-    let mut publisher = Publisher::new();
+    let mut driver = Driver::new();
     let mut generated = Generated::default();
     std::fs::write(&path, cfg(&a, "")).unwrap();
-    let (generation, _) =
-        load_and_publish(&path_s, &mut publisher, &mut generated, &mut history, now).unwrap();
+    let (generation, _) = load_and_publish(&path_s, &mut driver, &mut generated, now).unwrap();
     assert_eq!(generation, Some(1));
-    let h = Harness::serve(publisher, generated).await;
+    let h = Harness::serve(driver, generated).await;
     assert_eq!(h.get("reload.example.com", "/").await.echo().server, "a");
 
-    let mut reload = |text: String| {
+    let reload = |text: String| {
         std::fs::write(&path, text).unwrap();
-        h.with_state(|p, g| load_and_publish(&path_s, p, g, &mut history, now))
+        h.with_state(|d, g| load_and_publish(&path_s, d, g, now))
     };
 
     // A valid edit: the route now points at b.
@@ -1231,7 +1231,7 @@ async fn internal_listener_reports_health_readiness_and_metrics() {
     init();
     let up = echo_http1("a").await;
     let h = Harness::serve(
-        jetbridge::snapshot::Publisher::new(),
+        jetbridge::translate::driver::Driver::new(),
         jetbridge::standalone::Generated::default(),
     )
     .await;

@@ -17,10 +17,9 @@ pub mod revocations;
 use crate::crd::{Condition, Policy, PolicyStatus};
 use crate::model::{Diagnostic, ObjectRef, Severity};
 use crate::settings::ConfigFile;
-use crate::snapshot::{KeyHistory, Publisher};
 use crate::standalone::{Generated, inputs_from_config};
 use crate::translate::cluster::{Cluster, ClusterSettings, PolicyOutcome, from_cluster};
-use crate::translate::translate;
+use crate::translate::driver::{Applied, Driver};
 use bootstrap::BootstrapKeys;
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret, Service};
@@ -147,7 +146,7 @@ pub async fn run(
     client: Client,
     options: Options,
     base: ConfigFile,
-    mut publisher: Publisher,
+    mut driver: Driver,
     revoked: Arc<crate::identity::revocation::Revocations>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), Error> {
@@ -272,7 +271,6 @@ pub async fn run(
         shutdown.clone(),
     ));
     let mut generated = Generated::default();
-    let mut history = KeyHistory::default();
     let mut bootstrap_seen = false;
     let mut bootstrap_error: Option<String> = None;
     loop {
@@ -290,7 +288,7 @@ pub async fn run(
                         bootstrap_error = None;
                     }
                     Err(e) => {
-                        publisher.record_failure();
+                        driver.record_failure();
                         if bootstrap_error.as_deref() != Some(e.as_str()) {
                             tracing::error!(secret = %format!("{}/{}", options.bootstrap_namespace, options.bootstrap_name), error = %e, "bootstrap Secret is corrupt; keeping the last good keys");
                             let reference = s.object_ref(&());
@@ -333,8 +331,10 @@ pub async fn run(
         cfg.cookie_secret = Some(keys.cookie_secret.to_base64());
         cfg.shared_secret = Some(keys.shared_secret.to_base64());
         let mut warnings = Vec::new();
-        match inputs_from_config(&cfg, &mut generated, &mut warnings) {
-            Ok(mut inputs) => {
+        // A cluster is never all or nothing: a bad object is its own route's
+        // problem, so the driver is told to accept every snapshot.
+        let applied =
+            inputs_from_config(&cfg, &mut generated, &mut warnings).and_then(|mut inputs| {
                 inputs.routes.extend(outcome.routes.iter().cloned());
                 inputs
                     .diagnostics
@@ -343,11 +343,14 @@ pub async fn run(
                     .global
                     .certificates
                     .extend(outcome.certificates.iter().cloned());
-                inputs.global.retired_keys =
-                    history.update(&inputs.global.keys, crate::proxy::unix_now());
-                let snapshot = translate(&inputs);
-                let diagnostics: Vec<Diagnostic> = snapshot.diagnostics.clone();
-                if let Some(generation) = publisher.publish(snapshot) {
+                driver.apply(inputs, crate::proxy::unix_now(), |_| Ok(()))
+            });
+        match applied {
+            Ok(Applied {
+                generation,
+                diagnostics,
+            }) => {
+                if let Some(generation) = generation {
                     tracing::info!(
                         generation,
                         routes = outcome.routes.len(),
@@ -355,7 +358,7 @@ pub async fn run(
                         "configuration published"
                     );
                 }
-                publisher.record_success();
+                driver.record_success();
                 let _ = outcomes.send(Some(Arc::new(Reported {
                     cluster,
                     diagnostics,
@@ -364,7 +367,7 @@ pub async fn run(
                 })));
             }
             Err(e) => {
-                publisher.record_failure();
+                driver.record_failure();
                 tracing::error!(error = %e, "global settings invalid; keeping the running configuration");
             }
         }

@@ -7,8 +7,8 @@ pub mod idp;
 
 use crate::proxy::{Proxy, server};
 use crate::settings::ConfigFile;
-use crate::snapshot::{KeyHistory, Publisher};
 use crate::standalone::{Generated, inputs_from_config};
+use crate::translate::driver::Driver;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -131,17 +131,20 @@ pub async fn start(
     let cfg = ConfigFile::parse("demo", &yaml).map_err(|e| DemoError::Config(e.to_string()))?;
     let mut generated = Generated::default();
     let mut warnings = Vec::new();
-    let mut inputs =
+    let inputs =
         inputs_from_config(&cfg, &mut generated, &mut warnings).map_err(DemoError::Config)?;
-    inputs.global.retired_keys =
-        KeyHistory::default().update(&inputs.global.keys, crate::proxy::unix_now());
-    let snapshot = crate::translate::translate(&inputs);
-    if let Some(d) = snapshot.diagnostics.first() {
-        return Err(DemoError::Config(d.to_string()));
-    }
-    let mut publisher = Publisher::new();
-    publisher.publish(snapshot);
-    let reader = publisher.reader();
+    let mut driver = Driver::new();
+    driver
+        .apply(
+            inputs,
+            crate::proxy::unix_now(),
+            |snapshot| match snapshot.diagnostics.first() {
+                Some(d) => Err(d.to_string()),
+                None => Ok(()),
+            },
+        )
+        .map_err(DemoError::Config)?;
+    let reader = driver.reader();
     let proxy = Arc::new(Proxy::new(reader.clone(), port));
 
     let jwks_url = url::Url::parse(&format!(
@@ -174,11 +177,11 @@ pub async fn start(
         server::tls_server_config(reader),
         shutdown.clone(),
     ));
-    // Keep the publisher alive for the life of the demo.
+    // Keep the driver alive for the life of the demo.
     let ps = shutdown.clone();
     tokio::spawn(async move {
         ps.cancelled().await;
-        drop(publisher);
+        drop(driver);
     });
     Ok(DemoHandle {
         verify_url,

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub mod cluster;
+pub mod driver;
 #[cfg(test)]
 mod tests;
 

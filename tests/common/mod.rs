@@ -19,8 +19,10 @@ use jetbridge::identity::session::{Session, SessionCodec};
 use jetbridge::model::{Severity, Snapshot};
 use jetbridge::proxy::{Proxy, server};
 use jetbridge::settings::ConfigFile;
-use jetbridge::snapshot::{Publisher, SnapshotReader};
+use jetbridge::snapshot::SnapshotReader;
 use jetbridge::standalone::{self, Generated};
+use jetbridge::translate::Inputs;
+use jetbridge::translate::driver::Driver;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -58,24 +60,35 @@ pub fn config_head() -> String {
 /// Translates config YAML exactly as standalone does, keeping per-route
 /// error diagnostics (those routes fail closed).
 pub fn snapshot_with_diagnostics(yaml: &str, generated: &mut Generated) -> Snapshot {
-    let cfg = ConfigFile::parse("test.yaml", yaml).expect("test config parses");
-    let mut warnings = Vec::new();
-    let inputs = standalone::inputs_from_config(&cfg, generated, &mut warnings)
-        .expect("test config is valid");
-    jetbridge::translate::translate(&inputs)
+    jetbridge::translate::translate(&inputs_from_yaml(yaml, generated))
 }
 
-/// Translates config YAML exactly as standalone does; panics on any error
-/// diagnostic so a typo in a test config cannot pass silently.
-pub fn snapshot_from_yaml(yaml: &str, generated: &mut Generated) -> Snapshot {
-    let snapshot = snapshot_with_diagnostics(yaml, generated);
+/// The translation inputs of config YAML, read exactly as standalone does.
+pub fn inputs_from_yaml(yaml: &str, generated: &mut Generated) -> Inputs {
+    let cfg = ConfigFile::parse("test.yaml", yaml).expect("test config parses");
+    let mut warnings = Vec::new();
+    standalone::inputs_from_config(&cfg, generated, &mut warnings).expect("test config is valid")
+}
+
+/// Refuses a snapshot with any error diagnostic (what standalone does).
+pub fn no_errors(snapshot: &Snapshot) -> Result<(), String> {
     let errors: Vec<String> = snapshot
         .diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Error)
         .map(|d| d.to_string())
         .collect();
-    assert!(errors.is_empty(), "test config has errors: {errors:?}");
+    match errors.is_empty() {
+        true => Ok(()),
+        false => Err(format!("test config has errors: {errors:?}")),
+    }
+}
+
+/// Translates config YAML exactly as standalone does; panics on any error
+/// diagnostic so a typo in a test config cannot pass silently.
+pub fn snapshot_from_yaml(yaml: &str, generated: &mut Generated) -> Snapshot {
+    let snapshot = snapshot_with_diagnostics(yaml, generated);
+    no_errors(&snapshot).unwrap_or_else(|e| panic!("{e}"));
     snapshot
 }
 
@@ -85,7 +98,7 @@ pub struct Harness {
     pub internal: SocketAddr,
     pub proxy: Arc<Proxy>,
     pub reader: SnapshotReader,
-    state: Mutex<(Publisher, Generated)>,
+    state: Mutex<(Driver, Generated)>,
     shutdown: CancellationToken,
 }
 
@@ -99,17 +112,21 @@ impl Harness {
     /// Starts a proxy serving the snapshot built from `yaml`.
     pub async fn start(yaml: &str) -> Harness {
         init();
-        let mut publisher = Publisher::new();
+        let mut driver = Driver::new();
         let mut generated = Generated::default();
-        let snapshot = snapshot_from_yaml(yaml, &mut generated);
-        assert_eq!(publisher.publish(snapshot), Some(1));
-        Harness::serve(publisher, generated).await
+        let inputs = inputs_from_yaml(yaml, &mut generated);
+        let applied = driver.apply(inputs, jetbridge::proxy::unix_now(), no_errors);
+        assert_eq!(
+            applied.unwrap_or_else(|e| panic!("{e}")).generation,
+            Some(1)
+        );
+        Harness::serve(driver, generated).await
     }
 
-    /// Starts the listeners over a publisher (which may have published nothing yet).
-    pub async fn serve(publisher: Publisher, generated: Generated) -> Harness {
+    /// Starts the listeners over a driver (which may have published nothing yet).
+    pub async fn serve(driver: Driver, generated: Generated) -> Harness {
         init();
-        let reader = publisher.reader();
+        let reader = driver.reader();
         let shutdown = CancellationToken::new();
         let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let https_addr = https.local_addr().unwrap();
@@ -132,7 +149,7 @@ impl Harness {
             internal: internal_addr,
             proxy,
             reader,
-            state: Mutex::new((publisher, generated)),
+            state: Mutex::new((driver, generated)),
             shutdown,
         }
     }
@@ -140,13 +157,14 @@ impl Harness {
     /// Publishes a new snapshot built from `yaml`; returns the new generation.
     pub fn publish(&self, yaml: &str) -> Option<u64> {
         let mut state = self.state.lock().unwrap();
-        let (publisher, generated) = &mut *state;
-        let snapshot = snapshot_from_yaml(yaml, generated);
-        publisher.publish(snapshot)
+        let (driver, generated) = &mut *state;
+        let inputs = inputs_from_yaml(yaml, generated);
+        let applied = driver.apply(inputs, jetbridge::proxy::unix_now(), no_errors);
+        applied.unwrap_or_else(|e| panic!("{e}")).generation
     }
 
-    /// Runs `f` with the publisher and the generated material.
-    pub fn with_state<R>(&self, f: impl FnOnce(&mut Publisher, &mut Generated) -> R) -> R {
+    /// Runs `f` with the driver and the generated material.
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut Driver, &mut Generated) -> R) -> R {
         let mut state = self.state.lock().unwrap();
         let (publisher, generated) = &mut *state;
         f(publisher, generated)

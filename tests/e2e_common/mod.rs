@@ -10,8 +10,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use jetbridge::proxy::{Proxy, server};
-use jetbridge::snapshot::{KeyHistory, Publisher};
 use jetbridge::standalone::Generated;
+use jetbridge::translate::driver::Driver;
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -103,19 +103,17 @@ pub async fn start_proxy(https: TcpListener, yaml: &str) -> RunningProxy {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, yaml).unwrap();
-    let mut publisher = Publisher::new();
+    let mut driver = Driver::new();
     let mut generated = Generated::default();
-    let mut history = KeyHistory::default();
     jetbridge::standalone::load_and_publish(
         path.to_str().unwrap(),
-        &mut publisher,
+        &mut driver,
         &mut generated,
-        &mut history,
         jetbridge::proxy::unix_now(),
     )
     .unwrap_or_else(|e| panic!("config rejected: {e}"));
     let port = https.local_addr().unwrap().port();
-    let reader = publisher.reader();
+    let reader = driver.reader();
     let proxy = Arc::new(Proxy::new(reader.clone(), port));
     let shutdown = CancellationToken::new();
     tokio::spawn(server::serve_https(
