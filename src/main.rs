@@ -155,7 +155,7 @@ enum PolicyCommand {
         #[arg(long)]
         input: String,
     },
-    /// Check a policy file for errors and warnings. Exit 0 ok, 2 invalid.
+    /// Check a policy file for errors and warnings. Exit 0 ok, 1 warnings, 2 invalid.
     Check {
         /// PPL YAML/JSON or a Policy object; `-` for stdin.
         file: String,

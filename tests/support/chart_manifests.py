@@ -106,6 +106,8 @@ def rule_resources(role):
 
 
 def expect_default(objs):
+    cfg = yaml.safe_load(one(objs, "ConfigMap", "jetbridge-config")["data"]["config.yaml"])
+    assert "certificates" not in cfg, cfg
     d = one(objs, "Deployment", "jetbridge", "jetbridge")
     pod = d["spec"]["template"]
     c = pod["spec"]["containers"][0]
@@ -218,6 +220,13 @@ def expect_existing_secrets(objs):
     assert cfg["idp_client_id"] == "edge" and cfg["idp_client_secret_file"] == "/etc/jetbridge/idp/client_secret"
     assert cfg["jwt_claims_headers"] == {"X-Email": "email", "X-Groups": "groups"}, cfg
     assert one(objs, "Service", "edge")["spec"]["ports"][0]["targetPort"] == "internal"
+    # the default certificate: the TLS Secret projected under tls/, named in config.yaml
+    tls = pod["volumes"][0]["projected"]["sources"][2]["secret"]
+    assert tls["name"] == "login-tls", tls
+    assert [(i["key"], i["path"]) for i in tls["items"]] == [
+        ("tls.crt", "tls/tls.crt"), ("tls.key", "tls/tls.key")], tls
+    assert cfg["certificates"] == [{"cert_file": "/etc/jetbridge/tls/tls.crt",
+                                    "key_file": "/etc/jetbridge/tls/tls.key"}], cfg
 
 
 def expect_default_class(objs):

@@ -110,6 +110,15 @@ start_upstream() {
 
 t_helm_install() {
     k get namespace "$APPS" >/dev/null 2>&1 || k create namespace "$APPS"
+    # The authenticate host's certificate, from a TLS Secret (defaultCertificate).
+    k get namespace "$NS" >/dev/null 2>&1 || k create namespace "$NS"
+    if [ ! -f "$WORK/auth.crt" ]; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj /CN=authenticate.example.test -addext subjectAltName=DNS:authenticate.example.test \
+            -keyout "$WORK/auth.key" -out "$WORK/auth.crt" 2>/dev/null
+        k create secret tls auth-tls -n "$NS" --cert "$WORK/auth.crt" --key "$WORK/auth.key" \
+            --dry-run=client -o yaml | k apply -f -
+    fi
     "$HELM" install "$RELEASE" "$CHART" --namespace "$NS" --create-namespace \
         --set authenticate.url="$AUTH_URL" \
         --set idp.providerUrl="$ISSUER" \
@@ -119,6 +128,7 @@ t_helm_install() {
         --set ingressClass.name="$CLASS" \
         --set leaderElectionId=journey-leader \
         --set bootstrapSecret.name=journey-bootstrap \
+        --set defaultCertificate.secretName=auth-tls \
         "$@" >"$WORK/notes"
     cat "$WORK/notes"
     k wait --for=condition=Established crd/policies.jetbridge.dev --timeout=30s
@@ -126,7 +136,7 @@ t_helm_install() {
         || { echo "NOTES.txt does not name the in-cluster JWKS URL"; return 1; }
     grep -qF "redirect (callback) URI:   $AUTH_URL/oauth2/callback" "$WORK/notes" \
         || { echo "NOTES.txt does not name the redirect URI"; return 1; }
-    # the internal Service's port 80 is the JWKS listener
+    # the internal Service's port 80 is the JWKS listener (checked below, once running)
     expect_eq "internal Service port" "80:internal" \
         "$(k get service "$RELEASE" -n "$NS" -o jsonpath='{.spec.ports[0].port}:{.spec.ports[0].targetPort}')"
 }
@@ -233,6 +243,11 @@ start_controller() {
     k get configmap "$RELEASE-config" -n "$NS" -o jsonpath='{.data.config\.yaml}' >"$cfg"
     k get secret "$RELEASE-idp" -n "$NS" -o jsonpath='{.data.client_secret}' | base64 -d >"$WORK/client_secret"
     sed -i "s#/etc/jetbridge/idp/client_secret#$WORK/client_secret#" "$cfg"
+    # the default certificate, as the pod's projected volume holds it
+    mkdir -p "$WORK/tls"
+    k get secret auth-tls -n "$NS" -o jsonpath='{.data.tls\.crt}' | base64 -d >"$WORK/tls/tls.crt"
+    k get secret auth-tls -n "$NS" -o jsonpath='{.data.tls\.key}' | base64 -d >"$WORK/tls/tls.key"
+    sed -i "s#/etc/jetbridge/tls/#$WORK/tls/#" "$cfg"
     k get deployment "$RELEASE" -n "$NS" -o jsonpath='{.spec.template.spec.containers[0].args}' >"$WORK/args.json"
     local args=()
     mapfile -t args < <(python3 - "$WORK/args.json" "$cfg" "$HTTPS" "$REDIRECT" "$INTERNAL" <<'EOF'
@@ -259,6 +274,17 @@ EOF
         echo "the controller was refused by the API server"
         return 1
     fi
+}
+
+# fingerprint of the certificate served for SNI NAME
+served() {
+    openssl s_client -connect "127.0.0.1:$HTTPS" -servername "$1" </dev/null 2>/dev/null \
+        | openssl x509 -noout -fingerprint -sha256
+}
+
+t_authenticate_certificate() {
+    expect_eq "certificate served for the authenticate host" \
+        "$(openssl x509 -in "$WORK/auth.crt" -noout -fingerprint -sha256)" "$(served authenticate.example.test)"
 }
 
 # browser NAME LOGIN START_URL [THEN_URL...]: signs in with Chromium; result in $LOGS/NAME.json
@@ -397,6 +423,7 @@ for app in verify grafana dash; do start_upstream "$app"; done
 check "helm install: CRD established, NOTES name the JWKS URL and redirect URI" t_helm_install
 check "Verify apps, Services, EndpointSlices, the tutorial's Ingresses, a Policy" t_apps
 check "controller with the Deployment's args as the chart's ServiceAccount" start_controller
+check "the authenticate host serves defaultCertificate's Secret" t_authenticate_certificate
 check "Chromium: alice signs in and lands on 'Identity verified'" t_alice_signs_in
 check "jose and PyJWT verify the assertions via the JWKS (aud per route)" t_verifiers_accept
 check "someone outside example.com gets 403 on both tutorial routes" t_outsider_denied

@@ -149,6 +149,11 @@ idp_scopes:
 {{- end }}
 {{- end }}
 cookie_name: {{ .Values.cookieName | quote }}
+{{- if .Values.defaultCertificate.secretName }}
+certificates:
+  - cert_file: /etc/jetbridge/tls/tls.crt
+    key_file: /etc/jetbridge/tls/tls.key
+{{- end }}
 {{- with .Values.jwtClaimsHeaders }}
 jwt_claims_headers:
 {{- toYaml . | nindent 2 }}
