@@ -62,6 +62,13 @@ pub struct ConfigFile {
     pub jwt_claims_headers: Option<ClaimsHeaders>,
     pub jwt_issuer_format: Option<String>,
     pub pass_identity_headers: Option<bool>,
+    /// Response headers for every route. Unset: Pomerium's defaults
+    /// (`X-Frame-Options`, `X-XSS-Protection`, and HSTS when a certificate is
+    /// configured); a `disable` key turns them all off.
+    pub set_response_headers: Option<BTreeMap<String, String>>,
+    /// Route `timeout` when a route sets none (default 30s).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub default_upstream_timeout: Option<Duration>,
     /// Log level (`error`, `warn`, `info`, `debug`); applied on reload.
     pub log_level: Option<String>,
     /// `json` or `text` (default: text on a terminal, JSON otherwise).
@@ -194,6 +201,37 @@ route_options! {
     tls_custom_ca: Option<String>,
     tls_server_name: Option<String>,
     jwt_claims_headers: Option<ClaimsHeaders>,
+    /// Replaces the matched prefix (or exact path) in the forwarded path.
+    prefix_rewrite: Option<String>,
+    /// RE2 pattern whose matches in the forwarded path are substituted.
+    regex_rewrite_pattern: Option<String>,
+    /// Substitution for `regex_rewrite_pattern` (`\1` or `$1` groups).
+    regex_rewrite_substitution: Option<String>,
+    /// Forwarded `Host`, fixed.
+    host_rewrite: Option<String>,
+    /// Forwarded `Host` taken from this request header.
+    host_rewrite_header: Option<String>,
+    /// Forwarded `Host` made from the path by this RE2 pattern…
+    host_path_regex_rewrite_pattern: Option<String>,
+    /// …and this substitution.
+    host_path_regex_rewrite_substitution: Option<String>,
+    /// Response headers (added to the global ones; a `disable` key drops all).
+    set_response_headers: Option<BTreeMap<String, String>>,
+    /// Response header values to rewrite, e.g. an upstream's `Location`.
+    #[serde(default)]
+    rewrite_response_headers: Vec<RewriteHeader>,
+}
+
+/// One `rewrite_response_headers` entry: a value of `header` starting with
+/// `prefix` (any value when empty) has that prefix replaced by `value`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RewriteHeader {
+    pub header: String,
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default)]
+    pub value: String,
 }
 
 impl ConfigFile {

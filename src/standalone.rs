@@ -417,6 +417,7 @@ pub fn inputs_from_parts(
             chain_pem: read_file(files, "certificate_file", c)?,
             key_pem: read_file(files, "certificate_key_file", k)?,
             hosts: Vec::new(),
+            generated: false,
         });
     } else if cfg.certificate_file.is_some() != cfg.certificate_key_file.is_some() {
         return Err("certificate_file and certificate_key_file must be set together".into());
@@ -427,6 +428,7 @@ pub fn inputs_from_parts(
             chain_pem: pem_or_base64("certificate", c)?,
             key_pem: pem_or_base64("certificate_key", k)?,
             hosts: Vec::new(),
+            generated: false,
         });
     }
     for (i, e) in cfg.certificates.iter().enumerate() {
@@ -445,6 +447,7 @@ pub fn inputs_from_parts(
             chain_pem,
             key_pem,
             hosts: Vec::new(),
+            generated: false,
         });
     }
 
@@ -517,6 +520,7 @@ pub fn inputs_from_parts(
                     chain_pem: ck.cert.pem(),
                     key_pem: ck.signing_key.serialize_pem(),
                     hosts: Vec::new(),
+                    generated: true,
                 },
             ));
         }
@@ -536,6 +540,8 @@ pub fn inputs_from_parts(
                 .as_ref()
                 .map(|c| c.0.clone())
                 .unwrap_or_default(),
+            set_response_headers: cfg.set_response_headers.clone(),
+            default_upstream_timeout: cfg.default_upstream_timeout,
             auth: AuthConfig {
                 authenticate_url,
                 authenticate_host,

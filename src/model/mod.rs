@@ -3,6 +3,7 @@
 
 pub mod names;
 pub mod pathnorm;
+pub mod rewrite;
 pub mod routing;
 
 use crate::identity::jwks::Document;
@@ -253,8 +254,17 @@ pub struct Route {
     pub access: Access,
     pub pass_identity_headers: bool,
     pub allow_websockets: bool,
-    pub preserve_host_header: bool,
+    /// How the forwarded path is made from the client's.
+    pub path_rewrite: rewrite::PathRewrite,
+    /// Where the forwarded `Host` comes from.
+    pub host_rewrite: rewrite::HostRewrite,
     pub set_request_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Request headers whose value holds `${pomerium.jwt}`, filled in per
+    /// request with the route's assertion.
+    pub templated_request_headers: Vec<(HeaderName, String)>,
+    /// Response headers set on forwarded responses (an empty value removes one).
+    pub set_response_headers: Vec<(HeaderName, HeaderValue)>,
+    pub rewrite_response_headers: Vec<rewrite::ResponseHeaderRewrite>,
     pub remove_request_headers: Vec<HeaderName>,
     /// (header, claim) pairs for `X-Pomerium-Claim-*` style headers.
     pub jwt_claims_headers: Vec<(HeaderName, String)>,

@@ -16,6 +16,7 @@ use crate::identity::jwks::{DISCOVERY_PATH, Document, JWKS_PATH};
 use crate::identity::jwt;
 use crate::identity::session::Session;
 use crate::model::pathnorm::{normalize_path, split_target};
+use crate::model::rewrite::{self, HostRewrite};
 use crate::model::routing::normalize_host;
 use crate::model::{Access, Route, Snapshot};
 use crate::policy::{Facts, RequestFacts};
@@ -376,9 +377,9 @@ impl Proxy {
         for (n, v) in &route.set_request_headers {
             h.insert(n.clone(), v.clone());
         }
-        if route.pass_identity_headers
-            && let Some(s) = &a.session
-        {
+        let wants_token =
+            route.pass_identity_headers || !route.templated_request_headers.is_empty();
+        if wants_token && let Some(s) = &a.session {
             let (token, claims) = jwt::mint(
                 &snapshot.identity.keys,
                 &s.identity(),
@@ -387,19 +388,38 @@ impl Proxy {
                 unix_now(),
             )
             .map_err(|e| ProxyError::Identity(e.to_string()))?;
-            h.insert(
-                "x-pomerium-jwt-assertion",
-                HeaderValue::from_str(&token).map_err(|e| ProxyError::Identity(e.to_string()))?,
-            );
-            for (name, claim) in &route.jwt_claims_headers {
-                let value = claims
-                    .header_value(claim)
-                    .or_else(|| s.claims.get(claim).map(claim_text));
-                if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            let token_value =
+                HeaderValue::from_str(&token).map_err(|e| ProxyError::Identity(e.to_string()))?;
+            for (name, template) in &route.templated_request_headers {
+                if let Ok(v) = HeaderValue::from_str(&template.replace("${pomerium.jwt}", &token)) {
                     h.insert(name.clone(), v);
                 }
             }
+            if route.pass_identity_headers {
+                h.insert("x-pomerium-jwt-assertion", token_value);
+                for (name, claim) in &route.jwt_claims_headers {
+                    let value = claims
+                        .header_value(claim)
+                        .or_else(|| s.claims.get(claim).map(claim_text));
+                    if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                        h.insert(name.clone(), v);
+                    }
+                }
+            }
         }
+        // The forwarded path and Host; routing and policy used the client's.
+        let forwarded_path = route.path_rewrite.apply(&a.path).into_owned();
+        let rewritten_host = match &route.host_rewrite {
+            HostRewrite::Upstream => None,
+            HostRewrite::Preserve => original_host.clone(),
+            HostRewrite::Literal(v) => Some(v.clone()),
+            // Envoy's: without the header the client's Host is kept.
+            HostRewrite::FromHeader(n) => h.get(n).cloned().or_else(|| original_host.clone()),
+            HostRewrite::PathRegex {
+                pattern,
+                substitution,
+            } => HeaderValue::from_str(&pattern.replace_all(&a.path, substitution)).ok(),
+        };
 
         let targets = self.upstreams.order(&route.upstreams);
         let retryable = body_is_empty(&parts) && !is_upgrade;
@@ -421,9 +441,8 @@ impl Proxy {
             } else {
                 "http"
             };
-            let mut pq = String::with_capacity(up.base_path.len() + a.path.len() + 16);
-            pq.push_str(&up.base_path);
-            pq.push_str(&a.path);
+            let mut pq = String::with_capacity(forwarded_path.len() + 16);
+            pq.push_str(&forwarded_path);
             if let Some(q) = &a.query {
                 pq.push('?');
                 pq.push_str(q);
@@ -445,12 +464,15 @@ impl Proxy {
             };
             p.uri = uri;
             p.version = http::Version::HTTP_11;
-            if route.preserve_host_header {
-                if let Some(hv) = &original_host {
+            match &rewritten_host {
+                Some(hv) => {
                     p.headers.insert(header::HOST, hv.clone());
                 }
-            } else if let Ok(hv) = HeaderValue::from_str(&up.authority) {
-                p.headers.insert(header::HOST, hv);
+                None => {
+                    if let Ok(hv) = HeaderValue::from_str(&up.authority) {
+                        p.headers.insert(header::HOST, hv);
+                    }
+                }
             }
             if up.scheme == "h2c" {
                 p.version = http::Version::HTTP_2;
@@ -480,7 +502,13 @@ impl Proxy {
                 }
                 Ok(Ok(resp)) => {
                     self.upstreams.mark_ok(up);
-                    return Ok(finish_response(resp, client_upgrade, route.idle_timeout));
+                    let mut resp = finish_response(resp, client_upgrade, route.idle_timeout);
+                    rewrite::rewrite_response_headers(
+                        resp.headers_mut(),
+                        &route.rewrite_response_headers,
+                        &route.set_response_headers,
+                    );
+                    return Ok(resp);
                 }
             }
         }

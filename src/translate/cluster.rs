@@ -665,5 +665,6 @@ fn tls_secret(c: &Index<'_>, ns: &str, name: &str) -> Result<CertInput, String> 
         chain_pem: text("tls.crt")?,
         key_pem: text("tls.key")?,
         hosts: Vec::new(),
+        generated: false,
     })
 }

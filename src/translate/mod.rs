@@ -6,6 +6,9 @@
 
 use crate::identity::jwks::jwks_document;
 use crate::identity::{IssuerFormat, KeySet, SigningKey};
+use crate::model::rewrite::{
+    HostRewrite, PathRewrite, Pattern, ResponseHeaderRewrite, substitution,
+};
 use crate::model::routing::{HostMatch, PathMatch, RouteKey, RouteTable};
 use crate::model::{
     Access, AuthConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, Diagnostic, IdentityConfig,
@@ -41,6 +44,10 @@ pub struct GlobalInputs {
     pub issuer_format: IssuerFormat,
     pub pass_identity_headers: bool,
     pub jwt_claims_headers: Vec<(String, String)>,
+    /// Global `set_response_headers` (unset: Pomerium's defaults).
+    pub set_response_headers: Option<std::collections::BTreeMap<String, String>>,
+    /// `default_upstream_timeout`: a route's `timeout` when it sets none.
+    pub default_upstream_timeout: Option<std::time::Duration>,
     pub auth: AuthConfig,
     pub certificates: Vec<CertInput>,
 }
@@ -55,6 +62,8 @@ impl GlobalInputs {
             issuer_format: IssuerFormat::Host,
             pass_identity_headers: false,
             jwt_claims_headers: Vec::new(),
+            set_response_headers: None,
+            default_upstream_timeout: None,
             auth: AuthConfig {
                 cookie_name: "_jetbridge".into(),
                 cookie_expire: std::time::Duration::from_secs(14 * 3600),
@@ -79,6 +88,8 @@ pub struct CertInput {
     /// name it holds (config-file certificates, which may also be the
     /// default for unknown names).
     pub hosts: Vec<String>,
+    /// A self-signed certificate made because none was configured.
+    pub generated: bool,
 }
 
 /// Where a route matches on its host.
@@ -260,13 +271,58 @@ fn build_route(
     };
 
     let mut set_request_headers = Vec::new();
+    let mut templated_request_headers = Vec::new();
     for (name, value) in &spec.set_request_headers {
-        match (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            (Ok(n), Ok(v)) => set_request_headers.push((n, v)),
-            _ => problems.push(format!("set_request_headers: invalid header {name:?}")),
+        let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
+            problems.push(format!("set_request_headers: invalid header {name:?}"));
+            continue;
+        };
+        if value.contains("${pomerium.") {
+            match unsupported_substitution(value) {
+                Some(v) => problems.push(format!(
+                    "set_request_headers {name}: {v} is not supported by jetbridge \
+                     (sessions do not keep IdP tokens); ${{pomerium.jwt}} is"
+                )),
+                None => templated_request_headers.push((n, value.clone())),
+            }
+            continue;
+        }
+        match HeaderValue::from_str(value) {
+            Ok(v) => set_request_headers.push((n, v)),
+            Err(_) => problems.push(format!("set_request_headers: invalid value for {name:?}")),
+        }
+    }
+    let path_rewrite = match path_rewrite(spec, &path, &upstreams) {
+        Ok(r) => r,
+        Err(e) => {
+            problems.push(e);
+            PathRewrite::Keep
+        }
+    };
+    let host_rewrite = match host_rewrite(spec) {
+        Ok(r) => r,
+        Err(e) => {
+            problems.push(e);
+            HostRewrite::Upstream
+        }
+    };
+    let set_response_headers = header_list(
+        "set_response_headers",
+        &response_headers(g, spec),
+        &mut problems,
+    );
+    let mut rewrite_response_headers = Vec::new();
+    for r in &spec.rewrite_response_headers {
+        match HeaderName::from_bytes(r.header.as_bytes()) {
+            Ok(header) => rewrite_response_headers.push(ResponseHeaderRewrite {
+                header,
+                prefix: r.prefix.clone(),
+                value: r.value.clone(),
+            }),
+            Err(_) => problems.push(format!(
+                "rewrite_response_headers: invalid header {:?}",
+                r.header
+            )),
         }
     }
     let mut remove_request_headers = Vec::new();
@@ -334,13 +390,159 @@ fn build_route(
             .pass_identity_headers
             .unwrap_or(g.pass_identity_headers),
         allow_websockets: spec.allow_websockets,
-        preserve_host_header: spec.preserve_host_header,
+        path_rewrite,
+        host_rewrite,
         set_request_headers,
+        templated_request_headers,
+        set_response_headers,
+        rewrite_response_headers,
         remove_request_headers,
         jwt_claims_headers,
-        timeout: spec.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        timeout: spec
+            .timeout
+            .or(g.default_upstream_timeout)
+            .unwrap_or(DEFAULT_TIMEOUT),
         idle_timeout: spec.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
     }
+}
+
+/// A `${pomerium.*}` substitution other than `${pomerium.jwt}`, if any.
+fn unsupported_substitution(value: &str) -> Option<String> {
+    let mut rest = value;
+    while let Some(i) = rest.find("${pomerium.") {
+        let tail = &rest[i..];
+        let end = tail.find('}').map(|e| e + 1).unwrap_or(tail.len());
+        let name = &tail[..end];
+        if name != "${pomerium.jwt}" {
+            return Some(name.to_string());
+        }
+        rest = &tail[end..];
+    }
+    None
+}
+
+/// `prefix_rewrite`, else `regex_rewrite_*`, else the path of the first `to`
+/// URL replacing the matched prefix (what Pomerium does with a `to` path).
+fn path_rewrite(
+    spec: &RouteOptions,
+    path: &PathMatch,
+    upstreams: &[Upstream],
+) -> Result<PathRewrite, String> {
+    let matched = path.as_str().to_string();
+    if spec.prefix_rewrite.is_some() && spec.regex_rewrite_pattern.is_some() {
+        return Err("prefix_rewrite and regex_rewrite_pattern are mutually exclusive".into());
+    }
+    if let Some(replacement) = &spec.prefix_rewrite {
+        return Ok(PathRewrite::Prefix {
+            matched,
+            replacement: replacement.clone(),
+        });
+    }
+    if let Some(pattern) = &spec.regex_rewrite_pattern {
+        return Ok(PathRewrite::Regex {
+            pattern: Pattern::new(pattern).map_err(|e| format!("regex_rewrite_pattern: {e}"))?,
+            substitution: substitution(spec.regex_rewrite_substitution.as_deref().unwrap_or("")),
+        });
+    }
+    if spec.regex_rewrite_substitution.is_some() {
+        return Err("regex_rewrite_substitution needs regex_rewrite_pattern".into());
+    }
+    match upstreams.first().map(|u| u.base_path.as_str()) {
+        Some(base) if !base.is_empty() => Ok(PathRewrite::Prefix {
+            matched,
+            replacement: base.to_string(),
+        }),
+        _ => Ok(PathRewrite::Keep),
+    }
+}
+
+/// `host_rewrite`, `host_rewrite_header`, `host_path_regex_rewrite_*`,
+/// `preserve_host_header`, in that order (Pomerium's).
+fn host_rewrite(spec: &RouteOptions) -> Result<HostRewrite, String> {
+    if let Some(h) = &spec.host_rewrite {
+        let v =
+            HeaderValue::from_str(h).map_err(|_| format!("host_rewrite: invalid host {h:?}"))?;
+        return Ok(HostRewrite::Literal(v));
+    }
+    if let Some(h) = &spec.host_rewrite_header {
+        let n = HeaderName::from_bytes(h.as_bytes())
+            .map_err(|_| format!("host_rewrite_header: invalid header {h:?}"))?;
+        return Ok(HostRewrite::FromHeader(n));
+    }
+    if let Some(p) = &spec.host_path_regex_rewrite_pattern {
+        return Ok(HostRewrite::PathRegex {
+            pattern: Pattern::new(p)
+                .map_err(|e| format!("host_path_regex_rewrite_pattern: {e}"))?,
+            substitution: substitution(
+                spec.host_path_regex_rewrite_substitution
+                    .as_deref()
+                    .unwrap_or(""),
+            ),
+        });
+    }
+    if spec.host_path_regex_rewrite_substitution.is_some() {
+        return Err(
+            "host_path_regex_rewrite_substitution needs host_path_regex_rewrite_pattern".into(),
+        );
+    }
+    Ok(match spec.preserve_host_header {
+        true => HostRewrite::Preserve,
+        false => HostRewrite::Upstream,
+    })
+}
+
+/// Pomerium's defaults when no global map is set (HSTS only with a real
+/// certificate).
+pub const DEFAULT_RESPONSE_HEADERS: [(&str, &str); 3] = [
+    ("X-Frame-Options", "SAMEORIGIN"),
+    ("X-XSS-Protection", "1; mode=block"),
+    (
+        "Strict-Transport-Security",
+        "max-age=31536000; includeSubDomains; preload",
+    ),
+];
+
+/// The global response headers (or the defaults) with the route's on top; a
+/// `disable` key in either drops every one, as in Pomerium.
+fn response_headers(g: &GlobalInputs, spec: &RouteOptions) -> Vec<(String, String)> {
+    let mut map: std::collections::BTreeMap<String, String> = match &g.set_response_headers {
+        Some(m) => m.clone(),
+        None => DEFAULT_RESPONSE_HEADERS
+            .iter()
+            .filter(|(k, _)| {
+                *k != "Strict-Transport-Security" || g.certificates.iter().any(|c| !c.generated)
+            })
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    if map.contains_key("disable") {
+        map.clear();
+    }
+    if let Some(route) = &spec.set_response_headers {
+        map.extend(route.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    if map.contains_key("disable") {
+        map.clear();
+    }
+    map.into_iter().collect()
+}
+
+fn header_list(
+    key: &str,
+    pairs: &[(String, String)],
+    problems: &mut Vec<String>,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    for (name, value) in pairs {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(n), Ok(v)) => out.push((n, v)),
+            _ => problems.push(format!("{key}: invalid header {name:?}")),
+        }
+    }
+    out
 }
 
 /// The route's program: its PPL, legacy shorthands and

@@ -115,7 +115,8 @@ fn route_settings_are_carried_into_the_snapshot() {
     let r = s.route("a.example.com", "/api/x").unwrap();
     assert!(s.route("a.example.com", "/apix").is_none());
     assert_eq!(r.upstreams.len(), 2);
-    assert!(r.pass_identity_headers && r.allow_websockets && r.preserve_host_header);
+    assert!(r.pass_identity_headers && r.allow_websockets);
+    assert_eq!(r.host_rewrite, crate::model::rewrite::HostRewrite::Preserve);
     assert_eq!(r.timeout, std::time::Duration::from_secs(5));
     assert_eq!(r.jwt_claims_headers[0].0.as_str(), "x-email");
     assert_eq!(r.remove_request_headers[0].as_str(), "x-drop");
