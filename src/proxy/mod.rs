@@ -403,7 +403,23 @@ impl Proxy {
 
         let targets = self.upstreams.order(&route.upstreams);
         let retryable = body_is_empty(&parts) && !is_upgrade;
-        let mut body = Some(body::boxed(body));
+        let body = if http_body::Body::is_end_stream(&body) {
+            body::boxed(body)
+        } else {
+            // Trailers must not bring back what the head was cleaned of.
+            let claims = route.jwt_claims_headers.clone();
+            let also: Vec<http::HeaderName> = route
+                .remove_request_headers
+                .iter()
+                .chain(route.set_request_headers.iter().map(|(n, _)| n))
+                .cloned()
+                .collect();
+            body::boxed(body::CleanTrailers::new(
+                body,
+                move |t: &mut http::HeaderMap| headers::sanitize_trailers(t, &claims, &also),
+            ))
+        };
+        let mut body = Some(body);
         let mut last_err = ProxyError::UpstreamUnavailable;
         let attempts = targets.len();
         let mut parts = Some(parts);
