@@ -36,6 +36,20 @@ pub fn is_forwarding_lookalike(name: &str) -> bool {
     f == "forwarded" || f == "x-real-ip" || f.starts_with("x-forwarded-")
 }
 
+/// True for names that are, or look like, headers some frameworks read as
+/// the request URL instead of the request line (`X-Original-URL`,
+/// `X-Rewrite-URL`): a client could name `/admin` there while the policy
+/// saw `/`.
+pub fn is_path_override_lookalike(name: &str) -> bool {
+    let f = folded(name);
+    f == "x-original-url" || f == "x-rewrite-url"
+}
+
+/// Removes client-sent URL override headers in any spelling.
+pub fn strip_path_overrides(h: &mut HeaderMap) {
+    remove_where(h, is_path_override_lookalike);
+}
+
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
@@ -102,8 +116,8 @@ fn remove_where(h: &mut HeaderMap, pred: impl Fn(&str) -> bool) {
 }
 
 /// Cleans request trailers: a client must not deliver there what the proxy
-/// removes or owns in the head (identity, claim and forwarding headers in
-/// any spelling, and the names in `also`), since some upstreams merge
+/// removes or owns in the head (identity, claim, forwarding and URL
+/// override headers in any spelling, and the names in `also`), since some upstreams merge
 /// trailers into the header fields.
 pub fn sanitize_trailers(
     h: &mut HeaderMap,
@@ -111,7 +125,9 @@ pub fn sanitize_trailers(
     also: &[HeaderName],
 ) {
     strip_identity_headers(h, claim_headers);
-    remove_where(h, is_forwarding_lookalike);
+    remove_where(h, |n| {
+        is_forwarding_lookalike(n) || is_path_override_lookalike(n)
+    });
     for n in also {
         h.remove(n);
     }
