@@ -28,7 +28,10 @@
 //!    and `%2E%2e` count as `.` and `..`. A `..` that would climb above the
 //!    root is an error, not clamped to `/`. A dot segment carrying path
 //!    parameters (`..;x`, `.;`) is rejected too, since servlet containers
-//!    treat it as a dot segment and it would otherwise bypass step 4.
+//!    treat it as a dot segment and it would otherwise bypass step 4. So is
+//!    a segment that is nothing but parameters (`/;/admin`, `/;x=1/admin`):
+//!    servlet containers drop it, so `/;/admin` would reach `/admin` there
+//!    while it does not start with `/admin` here.
 //! 5. A trailing slash is kept (`/a/` stays `/a/`; `/a/.` and `/a/b/..`
 //!    become `/a/`).
 //!
@@ -67,6 +70,9 @@ pub enum PathError {
     /// A `.` or `..` segment carried `;` parameters.
     #[error("dot segment with parameters in request path")]
     DotSegmentWithParams,
+    /// A segment was empty apart from `;` parameters.
+    #[error("empty segment with parameters in request path")]
+    EmptySegmentWithParams,
 }
 
 /// A request path in canonical form; see the [module docs](self).
@@ -168,6 +174,9 @@ fn remove_dot_segments(path: &str) -> Result<String, PathError> {
                 let head = seg.split(';').next().unwrap_or(seg);
                 if head == "." || head == ".." {
                     return Err(PathError::DotSegmentWithParams);
+                }
+                if head.is_empty() {
+                    return Err(PathError::EmptySegmentWithParams);
                 }
                 stack.push(seg);
                 trailing_slash = false;

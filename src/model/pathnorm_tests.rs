@@ -49,7 +49,7 @@ fn canonical_forms_table() {
         ("/a/.//./b", "/a/b"),
         // path parameters on ordinary segments are kept
         ("/a;x/b", "/a;x/b"),
-        ("/;/a", "/;/a"),
+        ("/a;/b", "/a;/b"),
     ];
     for (raw, want) in cases {
         assert_eq!(
@@ -94,6 +94,10 @@ fn rejected_paths_table() {
         ("/a/..;/b", DotSegmentWithParams),
         ("/a/.;x/b", DotSegmentWithParams),
         ("/a/%2e%2e;jsessionid=1/b", DotSegmentWithParams),
+        ("/;/a", EmptySegmentWithParams),
+        ("/;x=1/a", EmptySegmentWithParams),
+        ("/a/;", EmptySegmentWithParams),
+        ("/a/;/../b", EmptySegmentWithParams),
     ];
     for (raw, want) in cases {
         assert_eq!(

@@ -29,6 +29,53 @@ where
     b.map_err(Into::into).boxed()
 }
 
+/// A request body whose trailers pass through `clean` on their way to the
+/// upstream; data frames are untouched.
+pub struct CleanTrailers<B, F> {
+    inner: B,
+    clean: F,
+}
+
+impl<B, F> CleanTrailers<B, F> {
+    /// Wraps `inner`.
+    pub fn new(inner: B, clean: F) -> Self {
+        CleanTrailers { inner, clean }
+    }
+}
+
+impl<B, F> http_body::Body for CleanTrailers<B, F>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    F: Fn(&mut http::HeaderMap) + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        std::pin::Pin::new(&mut this.inner)
+            .poll_frame(cx)
+            .map_ok(|frame| match frame.into_trailers() {
+                Ok(mut trailers) => {
+                    (this.clean)(&mut trailers);
+                    http_body::Frame::trailers(trailers)
+                }
+                Err(frame) => frame,
+            })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// A body that fails if no frame arrives for `idle` (the route's
 /// `idle_timeout`), so a stalled upstream cannot hold a client forever.
 pub struct IdleTimeout<B> {

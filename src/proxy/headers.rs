@@ -17,6 +17,39 @@ pub fn is_identity_lookalike(name: &str) -> bool {
     })
 }
 
+/// A header name as a lenient upstream may read it: lower case, with `_`
+/// and `.` read as `-` (CGI-style servers map all three to `_`).
+fn folded(name: &str) -> String {
+    name.bytes()
+        .map(|c| match c.to_ascii_lowercase() {
+            b'_' | b'.' => '-',
+            c => char::from(c),
+        })
+        .collect()
+}
+
+/// True for names that are, or look like, the forwarding headers the proxy
+/// sets itself (`Forwarded`, `X-Real-IP`, any `X-Forwarded-*`), in any case,
+/// with `_` or `.` in place of `-`.
+pub fn is_forwarding_lookalike(name: &str) -> bool {
+    let f = folded(name);
+    f == "forwarded" || f == "x-real-ip" || f.starts_with("x-forwarded-")
+}
+
+/// True for names that are, or look like, headers some frameworks read as
+/// the request URL instead of the request line (`X-Original-URL`,
+/// `X-Rewrite-URL`): a client could name `/admin` there while the policy
+/// saw `/`.
+pub fn is_path_override_lookalike(name: &str) -> bool {
+    let f = folded(name);
+    f == "x-original-url" || f == "x-rewrite-url"
+}
+
+/// Removes client-sent URL override headers in any spelling.
+pub fn strip_path_overrides(h: &mut HeaderMap) {
+    remove_where(h, is_path_override_lookalike);
+}
+
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
@@ -62,17 +95,40 @@ pub fn remove_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Removes every client-sent identity header and the route's claim headers.
+/// Removes every client-sent identity header and the route's claim headers,
+/// each in any spelling (`_` or `.` for `-`).
 pub fn strip_identity_headers(h: &mut HeaderMap, claim_headers: &[(HeaderName, String)]) {
-    let spoofed: Vec<HeaderName> = h
-        .keys()
-        .filter(|n| is_identity_lookalike(n.as_str()))
-        .cloned()
+    let claims: Vec<String> = claim_headers
+        .iter()
+        .map(|(n, _)| folded(n.as_str()))
         .collect();
-    for n in spoofed {
+    remove_where(h, |n| {
+        is_identity_lookalike(n) || (!claims.is_empty() && claims.contains(&folded(n)))
+    });
+}
+
+/// Removes every header whose name satisfies `pred`.
+fn remove_where(h: &mut HeaderMap, pred: impl Fn(&str) -> bool) {
+    let doomed: Vec<HeaderName> = h.keys().filter(|n| pred(n.as_str())).cloned().collect();
+    for n in doomed {
         h.remove(&n);
     }
-    for (n, _) in claim_headers {
+}
+
+/// Cleans request trailers: a client must not deliver there what the proxy
+/// removes or owns in the head (identity, claim, forwarding and URL
+/// override headers in any spelling, and the names in `also`), since some upstreams merge
+/// trailers into the header fields.
+pub fn sanitize_trailers(
+    h: &mut HeaderMap,
+    claim_headers: &[(HeaderName, String)],
+    also: &[HeaderName],
+) {
+    strip_identity_headers(h, claim_headers);
+    remove_where(h, |n| {
+        is_forwarding_lookalike(n) || is_path_override_lookalike(n)
+    });
+    for n in also {
         h.remove(n);
     }
 }
@@ -117,9 +173,11 @@ pub fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Replaces client-sent forwarding headers with the proxy's own.
+/// Every client-sent `Forwarded`, `X-Real-IP` and `X-Forwarded-*` (any
+/// spelling, including ones the proxy does not set, such as
+/// `X-Forwarded-Prefix`) is removed first.
 pub fn set_forwarded(h: &mut HeaderMap, client_ip: &str, host: &str, proto: &'static str) {
-    h.remove(header::FORWARDED);
-    h.remove("x-real-ip");
+    remove_where(h, is_forwarding_lookalike);
     if let Ok(v) = HeaderValue::from_str(client_ip) {
         h.insert("x-forwarded-for", v.clone());
         h.insert("x-real-ip", v);
@@ -127,10 +185,7 @@ pub fn set_forwarded(h: &mut HeaderMap, client_ip: &str, host: &str, proto: &'st
     h.insert("x-forwarded-proto", HeaderValue::from_static(proto));
     if let Ok(v) = HeaderValue::from_str(host) {
         h.insert("x-forwarded-host", v);
-    } else {
-        h.remove("x-forwarded-host");
     }
-    h.remove("x-forwarded-port");
 }
 
 #[cfg(test)]
@@ -174,6 +229,60 @@ mod tests {
         );
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn claim_headers_are_removed_in_any_spelling() {
+        let mut h = HeaderMap::new();
+        for n in ["x-email", "x_email", "x.email", "X_EMAIL"] {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static("spoof"),
+            );
+        }
+        h.append("x-emails", HeaderValue::from_static("kept"));
+        strip_identity_headers(
+            &mut h,
+            &[(HeaderName::from_static("x-email"), "email".into())],
+        );
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            ["x-emails"]
+        );
+    }
+
+    #[test]
+    fn client_forwarding_headers_are_replaced_in_any_spelling() {
+        let mut h = HeaderMap::new();
+        for n in [
+            "x-forwarded-for",
+            "x_forwarded_for",
+            "x.forwarded.host",
+            "x-forwarded-prefix",
+            "x-forwarded-port",
+            "forwarded",
+            "x_real_ip",
+        ] {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static("spoof"),
+            );
+        }
+        h.append("x-forwarder", HeaderValue::from_static("kept"));
+        set_forwarded(&mut h, "10.0.0.1", "app.example.com", "https");
+        let mut names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "x-forwarded-for",
+                "x-forwarded-host",
+                "x-forwarded-proto",
+                "x-forwarder",
+                "x-real-ip"
+            ]
+        );
+        assert!(h.values().all(|v| v != "spoof"));
     }
 
     #[test]

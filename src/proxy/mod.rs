@@ -347,12 +347,15 @@ impl Proxy {
         } else {
             None
         };
-        let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        // The host the request was routed by: the target's authority (an
+        // absolute-form target, or `:authority`) wins over `Host`, as in
+        // `request_host`, so the upstream never gets a host another route's
+        // policy was meant for.
+        let original_host = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .or_else(|| parts.headers.get(header::HOST).cloned());
 
         let h = &mut parts.headers;
         headers::remove_hop_by_hop(h, is_upgrade);
@@ -361,6 +364,7 @@ impl Proxy {
             h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         }
         headers::strip_identity_headers(h, &route.jwt_claims_headers);
+        headers::strip_path_overrides(h);
         headers::remove_cookies(h, &[snapshot.auth.cookie_name.as_str(), auth::STATE_COOKIE]);
         headers::set_forwarded(
             h,
@@ -423,7 +427,23 @@ impl Proxy {
 
         let targets = self.upstreams.order(&route.upstreams);
         let retryable = body_is_empty(&parts) && !is_upgrade;
-        let mut body = Some(body::boxed(body));
+        let body = if http_body::Body::is_end_stream(&body) {
+            body::boxed(body)
+        } else {
+            // Trailers must not bring back what the head was cleaned of.
+            let claims = route.jwt_claims_headers.clone();
+            let also: Vec<http::HeaderName> = route
+                .remove_request_headers
+                .iter()
+                .chain(route.set_request_headers.iter().map(|(n, _)| n))
+                .cloned()
+                .collect();
+            body::boxed(body::CleanTrailers::new(
+                body,
+                move |t: &mut http::HeaderMap| headers::sanitize_trailers(t, &claims, &also),
+            ))
+        };
+        let mut body = Some(body);
         let mut last_err = ProxyError::UpstreamUnavailable;
         let attempts = targets.len();
         let mut parts = Some(parts);
@@ -650,16 +670,28 @@ fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
 }
 
 /// The normalised request host: `:authority` / absolute URI first, then `Host`.
+///
+/// An HTTP/1.1 absolute-form target overrides `Host` (RFC 9112 §3.2.2). On
+/// HTTP/2 a `Host` naming another host than `:authority` makes the request
+/// malformed (RFC 9113 §8.3.1): refused, so the two can never be read
+/// differently by the router and the upstream.
 pub fn request_host<B>(req: &Request<B>) -> Option<String> {
-    if let Some(a) = req.uri().authority() {
-        return normalize_host(a.as_str());
-    }
     let mut hosts = req.headers().get_all(header::HOST).iter();
-    let h = hosts.next()?.to_str().ok()?;
+    let first = hosts.next();
     if hosts.next().is_some() {
         return None; // several Host headers: ambiguous, refuse
     }
-    normalize_host(h)
+    if let Some(a) = req.uri().authority() {
+        let host = normalize_host(a.as_str())?;
+        if req.version() == http::Version::HTTP_2
+            && let Some(h) = first
+            && h.to_str().ok().and_then(normalize_host).as_deref() != Some(host.as_str())
+        {
+            return None;
+        }
+        return Some(host);
+    }
+    normalize_host(first?.to_str().ok()?)
 }
 
 fn policy_headers<B>(req: &Request<B>) -> std::collections::BTreeMap<String, String> {
