@@ -1,0 +1,378 @@
+//! Pomerium's route settings through the running proxy: path and Host
+//! rewrites, response headers, `${pomerium.jwt}`, and the same keys as
+//! Ingress annotations building the same route as in a config file.
+
+mod common;
+
+use common::*;
+use jetbridge::model::Access;
+use jetbridge::translate::cluster::{Cluster, ClusterSettings, from_cluster};
+use jetbridge::translate::{Inputs, translate};
+
+fn route(host: &str, to: &str, extra: &str) -> String {
+    format!(
+        "  - from: https://{host}\n    to: {to}\n    allow_public_unauthenticated_access: true\n{extra}"
+    )
+}
+
+fn config(head: &str, routes: &[String]) -> String {
+    format!("{}{head}routes:\n{}", config_head(), routes.concat())
+}
+
+#[tokio::test]
+async fn path_rewrites_change_only_the_forwarded_path() {
+    let up = echo_http1("a").await;
+    let to = format!("http://{}", up.authority());
+    let to_v1 = format!("http://{}/v1", up.authority());
+    let h = Harness::start(&config(
+        "",
+        &[
+            route("prefix.test", &to, "    prefix: /api\n    prefix_rewrite: /v2\n"),
+            route("root.test", &to, "    prefix: /old/\n    prefix_rewrite: /\n"),
+            route(
+                "regex.test",
+                &to,
+                "    regex_rewrite_pattern: '^/service/([^/]+)(/.*)$'\n    regex_rewrite_substitution: '\\2/instance/\\1'\n",
+            ),
+            route("topath.test", &to_v1, "    prefix: /api\n"),
+            route("plain.test", &to_v1, ""),
+            route("exact.test", &to, "    path: /a\n    prefix_rewrite: /b/c\n"),
+        ],
+    ))
+    .await;
+    let cases = [
+        ("prefix.test", "/api/x/y?q=1", "/v2/x/y?q=1"),
+        ("prefix.test", "/api", "/v2"),
+        ("root.test", "/old/x", "/x"),
+        ("regex.test", "/service/foo/v1/api", "/v1/api/instance/foo"),
+        ("regex.test", "/other", "/other"),
+        // A `to` URL's path replaces the matched prefix, as in Pomerium.
+        ("topath.test", "/api/users", "/v1/users"),
+        ("plain.test", "/users", "/v1/users"),
+        ("exact.test", "/a", "/b/c"),
+        // Rewrites act on the normalised path.
+        ("prefix.test", "/api/./x/../y", "/v2/y"),
+    ];
+    for (host, path, want) in cases {
+        let r = h.get(host, path).await;
+        assert_eq!(r.status, 200, "{host}{path}: {}", r.text());
+        assert_eq!(r.echo().path_and_query, want, "{host}{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_policy_sees_the_client_path_not_the_rewritten_one() {
+    let up = echo_http1("a").await;
+    let to = format!("http://{}", up.authority());
+    // /public/... is forwarded as /admin/...; the policy denies /admin only.
+    let h = Harness::start(&config(
+        "",
+        &[format!(
+            "  - from: https://p.test\n    to: {to}\n    prefix: /public\n    prefix_rewrite: /admin\n    policy:\n      - allow:\n          or: [{{accept: true}}]\n      - deny:\n          or: [{{http_path: {{starts_with: /admin}}}}]\n"
+        )],
+    ))
+    .await;
+    let r = h.get("p.test", "/public/page").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.echo().path_and_query, "/admin/page");
+    assert_eq!(up.requests(), 1);
+}
+
+#[tokio::test]
+async fn host_rewrites_set_the_forwarded_host() {
+    let up = echo_http1("a").await;
+    let to = format!("http://{}", up.authority());
+    let h = Harness::start(&config(
+        "",
+        &[
+            route("lit.test", &to, "    host_rewrite: internal.example\n    preserve_host_header: true\n"),
+            route("hdr.test", &to, "    host_rewrite_header: x-target-host\n"),
+            route(
+                "re.test",
+                &to,
+                "    host_path_regex_rewrite_pattern: '^/([a-z]+)/.*$'\n    host_path_regex_rewrite_substitution: '\\1.backend.example'\n",
+            ),
+            route("pres.test", &to, "    preserve_host_header: true\n"),
+            route("auto.test", &to, ""),
+        ],
+    ))
+    .await;
+    let host_of = |r: Resp| r.echo().all("host").join(",");
+    assert_eq!(
+        host_of(h.raw_get("lit.test", "/", &[]).await),
+        "internal.example"
+    );
+    assert_eq!(
+        host_of(
+            h.raw_get("hdr.test", "/", &[("x-target-host", "picked.example")])
+                .await
+        ),
+        "picked.example"
+    );
+    // Without the header the client's Host is kept (Envoy's behaviour).
+    assert_eq!(host_of(h.raw_get("hdr.test", "/", &[]).await), "hdr.test");
+    assert_eq!(
+        host_of(h.raw_get("re.test", "/eu/x", &[]).await),
+        "eu.backend.example"
+    );
+    assert_eq!(host_of(h.raw_get("pres.test", "/", &[]).await), "pres.test");
+    assert_eq!(
+        host_of(h.raw_get("auto.test", "/", &[]).await),
+        up.authority()
+    );
+}
+
+#[tokio::test]
+async fn response_headers_have_pomeriums_defaults_route_additions_and_an_off_switch() {
+    let up = echo_http1("a").await;
+    let to = format!("http://{}", up.authority());
+    let upstream_location = format!("Location: http://{}/login", up.authority());
+    let defaults = Harness::start(&config(
+        "",
+        &[
+            route("d.test", &to, ""),
+            route(
+                "r.test",
+                &to,
+                &format!(
+                    "    set_response_headers:\n      X-Frame-Options: DENY\n      X-Route: yes\n    rewrite_response_headers:\n      - header: Location\n        prefix: http://{}/\n        value: https://r.test/\n",
+                    up.authority()
+                ),
+            ),
+            route("off.test", &to, "    set_response_headers: {disable: 'true'}\n"),
+        ],
+    ))
+    .await;
+    let r = defaults.get("d.test", "/").await;
+    assert_eq!(r.header("x-frame-options"), Some("SAMEORIGIN"));
+    assert_eq!(r.header("x-xss-protection"), Some("1; mode=block"));
+    // The test config has no certificate of its own (a generated one): no HSTS,
+    // as Pomerium does without certificates.
+    assert_eq!(r.header("strict-transport-security"), None);
+    let r = defaults
+        .get_with(
+            "r.test",
+            "/",
+            &[("x-echo-response-header", &upstream_location)],
+        )
+        .await;
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    assert_eq!(r.header("x-route"), Some("yes"));
+    assert_eq!(r.header("location"), Some("https://r.test/login"));
+    let r = defaults.get("off.test", "/").await;
+    assert_eq!(r.header("x-frame-options"), None);
+    assert_eq!(r.header("x-xss-protection"), None);
+
+    // A global map replaces the defaults; a route still adds to it.
+    let global = Harness::start(&config(
+        "set_response_headers:\n  X-Global: g\n",
+        &[
+            route("g.test", &to, ""),
+            route("g2.test", &to, "    set_response_headers: {X-Route: r}\n"),
+        ],
+    ))
+    .await;
+    let r = global.get("g.test", "/").await;
+    assert_eq!(r.header("x-global"), Some("g"));
+    assert_eq!(r.header("x-frame-options"), None);
+    let r = global.get("g2.test", "/").await;
+    assert_eq!(
+        (r.header("x-global"), r.header("x-route")),
+        (Some("g"), Some("r"))
+    );
+}
+
+#[tokio::test]
+async fn pomerium_jwt_substitution_carries_the_routes_assertion() {
+    let up = echo_http1("a").await;
+    let to = format!("http://{}", up.authority());
+    let h = Harness::start(&config(
+        "",
+        &[format!(
+            "  - from: https://jwt.test\n    to: {to}\n    allow_any_authenticated_user: true\n    set_request_headers:\n      Authorization: Bearer ${{pomerium.jwt}}\n"
+        )],
+    ))
+    .await;
+    let cookie = session_cookie("jwt.test", &session("alice@example.com", &[]));
+    let r = h.get_with("jwt.test", "/", &[("cookie", &cookie)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let e = r.echo();
+    let auth = e.one("authorization").expect("authorization header");
+    let token = auth.strip_prefix("Bearer ").expect("bearer");
+    assert_eq!(token.split('.').count(), 3, "{auth}");
+    // The assertion header itself is not sent: pass_identity_headers is off.
+    assert_eq!(e.one("x-pomerium-jwt-assertion"), None);
+    let t = jetbridge::verify::decode_unverified(token).unwrap();
+    assert_eq!(t.claims["email"], "alice@example.com", "{:?}", t.claims);
+    assert_eq!(t.claims["aud"], "jwt.test");
+}
+
+#[tokio::test]
+async fn a_bad_rewrite_denies_only_its_route() {
+    let up = echo_http1("a").await;
+    let to = format!("http://{}", up.authority());
+    let yaml = config(
+        "",
+        &[
+            route("bad.test", &to, "    regex_rewrite_pattern: '(unclosed'\n"),
+            route(
+                "badhost.test",
+                &to,
+                "    host_path_regex_rewrite_pattern: '['\n",
+            ),
+            route(
+                "idp.test",
+                &to,
+                "    set_request_headers: {X-Token: '${pomerium.id_token}'}\n",
+            ),
+            route(
+                "both.test",
+                &to,
+                "    prefix_rewrite: /a\n    regex_rewrite_pattern: x\n",
+            ),
+            route("good.test", &to, "    prefix_rewrite: /ok\n"),
+        ],
+    );
+    let mut generated = jetbridge::standalone::Generated::default();
+    let snapshot = snapshot_with_diagnostics(&yaml, &mut generated);
+    let messages: Vec<String> = snapshot.diagnostics.iter().map(|d| d.to_string()).collect();
+    for (host, needle) in [
+        (
+            "bad.test",
+            "regex_rewrite_pattern: invalid regular expression",
+        ),
+        (
+            "badhost.test",
+            "host_path_regex_rewrite_pattern: invalid regular expression",
+        ),
+        (
+            "idp.test",
+            "${pomerium.id_token} is not supported by jetbridge",
+        ),
+        ("both.test", "mutually exclusive"),
+    ] {
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains(host) && m.contains(needle)),
+            "{host}: {messages:#?}"
+        );
+        let r = snapshot
+            .routes
+            .iter()
+            .find(|r| format!("{:?}", r.host).contains(host))
+            .unwrap();
+        assert!(matches!(r.access, Access::Invalid(_)), "{host}");
+    }
+    // Served: the bad routes answer 403, the good one is rewritten.
+    let mut driver = jetbridge::translate::driver::Driver::new();
+    let inputs = inputs_from_yaml(&yaml, &mut generated);
+    driver.apply(inputs, 0, |_| Ok(())).unwrap();
+    let h = Harness::serve(driver, generated).await;
+    assert_eq!(h.get("bad.test", "/").await.status, 403);
+    let r = h.get("good.test", "/x").await;
+    assert_eq!(
+        (r.status, r.echo().path_and_query),
+        (200, "/ok/x".to_string())
+    );
+}
+
+/// Every route key given as an annotation builds the same route as in a
+/// config file (one `RouteOptions` behind both).
+#[test]
+fn annotations_and_config_keys_build_the_same_route() {
+    let settings: &[(&str, &str)] = &[
+        ("prefix_rewrite", "/v2"),
+        ("host_rewrite", "internal.example"),
+        ("set_response_headers", "{X-A: one, X-Frame-Options: DENY}"),
+        (
+            "rewrite_response_headers",
+            "[{header: Location, prefix: 'http://x/', value: 'https://y/'}]",
+        ),
+        (
+            "set_request_headers",
+            "{X-Token: 'Bearer ${pomerium.jwt}', X-B: two}",
+        ),
+        ("remove_request_headers", "[X-Drop]"),
+        ("pass_identity_headers", "true"),
+        ("allow_websockets", "true"),
+        ("timeout", "7s"),
+        ("idle_timeout", "9m"),
+        ("jwt_claims_headers", "{X-Email: email}"),
+        ("tls_server_name", "backend.internal"),
+        ("allowed_domains", "[example.com]"),
+        ("policy", "{allow: {or: [{email: {is: a@example.com}}]}}"),
+    ];
+    let regex_settings: &[(&str, &str)] = &[
+        ("regex_rewrite_pattern", "'^/(.*)$'"),
+        ("regex_rewrite_substitution", "'/x/\\1'"),
+        ("host_path_regex_rewrite_pattern", "'^/([a-z]+)'"),
+        ("host_path_regex_rewrite_substitution", "'\\1.example'"),
+        ("preserve_host_header", "true"),
+    ];
+    for set in [settings, regex_settings] {
+        let yaml_route: String = set.iter().map(|(k, v)| format!("    {k}: {v}\n")).collect();
+        let yaml = format!(
+            "{}routes:\n  - from: https://same.test\n    to: http://10.0.0.1:8080\n{yaml_route}",
+            config_head()
+        );
+        let mut generated = jetbridge::standalone::Generated::default();
+        let file_inputs = inputs_from_yaml(&yaml, &mut generated);
+        let from_file = translate(&file_inputs);
+        assert!(
+            from_file.diagnostics.is_empty(),
+            "{:?}",
+            from_file.diagnostics
+        );
+
+        let annotations: serde_json::Map<String, serde_json::Value> = set
+            .iter()
+            .map(|(k, v)| {
+                let v = v.trim_matches('\'').to_string();
+                (format!("jetbridge.dev/{k}"), serde_json::Value::String(v))
+            })
+            .collect();
+        let cluster = one_ingress_cluster(annotations);
+        let out = from_cluster(&cluster, &ClusterSettings::default());
+        assert!(out.diagnostics.is_empty(), "{:?}", out.diagnostics);
+        let from_cluster = translate(&Inputs {
+            global: file_inputs.global.clone(),
+            routes: out.routes,
+            diagnostics: Vec::new(),
+        });
+        assert!(
+            from_cluster.diagnostics.is_empty(),
+            "{:?}",
+            from_cluster.diagnostics
+        );
+        let (a, mut b) = (from_file.routes[0].clone(), from_cluster.routes[0].clone());
+        // Only where they come from differs.
+        b.id = a.id.clone();
+        b.upstreams = a.upstreams.clone();
+        assert_eq!(a, b);
+    }
+}
+
+fn one_ingress_cluster(annotations: serde_json::Map<String, serde_json::Value>) -> Cluster {
+    fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+    Cluster {
+        classes: vec![std::sync::Arc::new(obj(serde_json::json!({
+            "metadata": {"name": "jetbridge"},
+            "spec": {"controller": "jetbridge.dev/ingress-controller"}
+        })))],
+        ingresses: vec![std::sync::Arc::new(obj(serde_json::json!({
+            "metadata": {"name": "same", "namespace": "t", "annotations": annotations,
+                         "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"ingressClassName": "jetbridge", "rules": [{"host": "same.test", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}
+        })))],
+        services: vec![std::sync::Arc::new(obj(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "t"},
+            "spec": {"ports": [{"port": 80}]}
+        })))],
+        ..Cluster::default()
+    }
+}
