@@ -376,3 +376,97 @@ fn one_ingress_cluster(annotations: serde_json::Map<String, serde_json::Value>) 
         ..Cluster::default()
     }
 }
+
+/// Pomerium keys jetbridge refuses say so and why, in a config file (route
+/// or global) and as annotations, never as a bare "unknown key".
+#[test]
+fn refused_pomerium_keys_say_not_supported_and_why() {
+    let route_cases = [
+        ("allowed_groups", "[admins]", "no longer supported"),
+        (
+            "tcp_upstream",
+            "true",
+            "TCP tunnels are not supported by jetbridge",
+        ),
+        (
+            "mcp_server_upstream_oauth2_auth_url",
+            "x",
+            "MCP is not supported by jetbridge",
+        ),
+        ("health_checks", "[]", "not supported by jetbridge yet"),
+        (
+            "enable_google_cloud_serverless_authentication",
+            "true",
+            "Google Cloud serverless",
+        ),
+        ("path_regex", "true", "not supported by jetbridge yet"),
+    ];
+    for (key, value, needle) in route_cases {
+        let yaml =
+            format!("routes:\n  - from: https://a.test\n    to: http://x:1\n    {key}: {value}\n");
+        let e = jetbridge::settings::ConfigFile::parse("c.yaml", &yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(needle) && e.contains(key), "{key}: {e}");
+        assert!(!e.contains("unknown key"), "{key}: {e}");
+
+        let mut annotations = serde_json::Map::new();
+        annotations.insert(format!("ingress.pomerium.io/{key}"), value.into());
+        let out = from_cluster(
+            &one_ingress_cluster(annotations),
+            &ClusterSettings::default(),
+        );
+        let problems = out.routes[0].problems.join("; ");
+        assert!(
+            problems.contains(needle) && problems.contains(key),
+            "{key}: {problems}"
+        );
+    }
+    for (key, value, needle) in [
+        ("autocert", "true", "cert-manager"),
+        ("insecure_server", "true", "not supported by jetbridge yet"),
+        ("databroker_storage_type", "postgres", "no databroker"),
+    ] {
+        let yaml = format!("{key}: {value}\nroutes: []\n");
+        let e = jetbridge::settings::ConfigFile::parse("c.yaml", &yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(needle) && e.contains(key) && e.contains("line 1"),
+            "{key}: {e}"
+        );
+    }
+    // A typo is still a typo, with a suggestion.
+    let e = jetbridge::settings::ConfigFile::parse(
+        "c.yaml",
+        "routes:\n  - from: https://a.test\n    to: http://x:1\n    prefix_rewrit: /x\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("did you mean \"prefix_rewrite\""), "{e}");
+}
+
+/// The README's table of Pomerium route keys is rendered from the code
+/// (`JETBRIDGE_BLESS=1` rewrites it).
+#[test]
+fn the_readme_route_key_table_matches_the_code() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    let readme = std::fs::read_to_string(path).unwrap();
+    let (begin, end) = ("<!-- route-keys:begin -->\n", "<!-- route-keys:end -->");
+    let start = readme
+        .find(begin)
+        .expect("README has the route-keys markers")
+        + begin.len();
+    let stop = readme[start..].find(end).expect("end marker") + start;
+    let want = jetbridge::settings::pomerium::route_keys_table();
+    if std::env::var_os("JETBRIDGE_BLESS").is_some() {
+        let updated = format!("{}{want}{}", &readme[..start], &readme[stop..]);
+        std::fs::write(path, updated).unwrap();
+        return;
+    }
+    assert_eq!(
+        &readme[start..stop],
+        want,
+        "README route-key table drifted: run JETBRIDGE_BLESS=1 cargo test --test route_options"
+    );
+}

@@ -48,8 +48,6 @@ pub fn route_annotations() -> impl Iterator<Item = &'static str> {
         .copied()
         .filter(|k| !FILE_ONLY_OPTIONS.contains(k))
 }
-/// Annotations handled here rather than as route settings.
-pub const OWN_ANNOTATIONS: &[&str] = &["policy_ref", "secure_upstream"];
 /// Keys whose value is a list; a plain string is split on commas.
 const LIST_KEYS: &[&str] = &["allowed_users", "allowed_domains", "remove_request_headers"];
 
@@ -458,8 +456,19 @@ fn read_annotations(ing: &Ingress, prefixes: &[String]) -> Annotations {
             continue;
         }
         if !route_annotations().any(|r| r == k) {
+            if let Some(refused) = crate::settings::pomerium::refused(k, false) {
+                a.problems.push(format!(
+                    "annotation {full}: {}",
+                    crate::settings::pomerium::refusal_message(k, refused)
+                ));
+                continue;
+            }
             let mut known: Vec<&str> = route_annotations().collect();
-            known.extend(OWN_ANNOTATIONS);
+            known.extend(
+                crate::settings::pomerium::OWN_ROUTE_KEYS
+                    .iter()
+                    .map(|(k, _)| *k),
+            );
             a.problems.push(format!(
                 "unknown annotation {full}{}",
                 crate::policy::did_you_mean(k, &known)

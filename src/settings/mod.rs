@@ -4,6 +4,8 @@
 //! Keys keep Pomerium's names so an existing `config.yaml` loads unchanged.
 //! Unknown keys are errors that name the key and its line.
 
+pub mod pomerium;
+
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -319,6 +321,13 @@ fn describe_serde_error(message: &str) -> String {
         .map(|k| k.trim().trim_matches('`'))
         .filter(|k| !k.is_empty())
         .collect();
+    // A route's keys include `from`; the file's top level includes `routes`.
+    let in_route = known.contains(&"from");
+    if (in_route || known.contains(&"routes"))
+        && let Some(k) = pomerium::refused(key, !in_route)
+    {
+        return pomerium::refusal_message(key, k);
+    }
     format!(
         "unknown key {key:?}{}",
         crate::policy::did_you_mean(key, &known)
