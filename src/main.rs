@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use jetbridge::identity::secrets::Bootstrap;
-use jetbridge::proxy::{Proxy, server};
+use jetbridge::proxy::dataplane::{self, DataPlane};
 use jetbridge::standalone::{self, Generated};
 use jetbridge::translate::driver::Driver;
 use std::io::Read as _;
@@ -371,12 +371,6 @@ fn shutdown_signal() -> CancellationToken {
     token
 }
 
-async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} ({what})"))
-}
-
 async fn run_standalone(path: String, log_format: Option<String>) -> Result<()> {
     let reading = standalone::Reading::read(&path);
     let cfg = match &reading.parsed {
@@ -414,9 +408,8 @@ async fn run_standalone(path: String, log_format: Option<String>) -> Result<()> 
     serve_data_plane(&listeners, reader, revoked, &path, shutdown, source).await
 }
 
-/// The one data-plane start: HTTPS workers, the HTTP redirect and internal
-/// listeners, and the configuration source (file watcher or controller),
-/// until `shutdown`; then connections drain.
+/// Binds and serves the data plane (HTTPS workers, the HTTP redirect and
+/// internal listeners) with the configuration source until `shutdown`.
 async fn serve_data_plane(
     listeners: &standalone::Listeners,
     reader: jetbridge::snapshot::SnapshotReader,
@@ -425,49 +418,20 @@ async fn serve_data_plane(
     shutdown: CancellationToken,
     source: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let workers = std::env::var("JETBRIDGE_WORKERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        });
-    let (https_port, https_listeners) = server::bind_reuseport(listeners.https, workers)
-        .with_context(|| format!("cannot listen on {} (address)", listeners.https))?;
-    let mut proxy = Proxy::new(reader.clone(), https_port);
-    proxy.auth = Arc::new(jetbridge::proxy::auth::Authenticator::new(revoked));
-    let proxy = Arc::new(proxy);
-    let mut tasks = tokio::task::JoinSet::new();
-    if let Some(addr) = listeners.http_redirect {
-        let l = bind(addr, "http_redirect_address").await?;
-        tracing::info!(address = %l.local_addr()?, "HTTP redirect listener");
-        tasks.spawn(server::serve_plain(
-            l,
-            move |req, _| async move { server::redirect_to_https(&req, https_port) },
-            shutdown.clone(),
-        ));
-    }
-    if let Some(addr) = listeners.internal {
-        let l = bind(addr, "internal_address").await?;
-        tracing::info!(address = %l.local_addr()?, "internal listener (JWKS, health, metrics)");
-        tasks.spawn(jetbridge::admin::serve(l, proxy.clone(), shutdown.clone()));
-    }
-    tracing::info!(address = %listeners.https, port = https_port, workers, config = %source_name, "HTTPS listener");
-    let https_threads = server::spawn_https_workers(
-        https_listeners,
-        &proxy,
-        server::tls_server_config(reader),
-        shutdown.clone(),
-    )?;
-    tasks.spawn(source);
-    while tasks.join_next().await.is_some() {}
-    tokio::task::spawn_blocking(move || {
-        for t in https_threads {
-            let _ = t.join();
-        }
-    })
+    let workers = dataplane::default_workers();
+    let plane = DataPlane::bind(
+        dataplane::Addresses {
+            https: listeners.https,
+            http_redirect: listeners.http_redirect,
+            internal: listeners.internal,
+        },
+        workers,
+    )
     .await?;
+    let https = plane.https_addr();
+    let running = plane.start(reader, revoked, shutdown, source)?;
+    tracing::info!(address = %listeners.https, port = https.port(), workers, config = %source_name, "HTTPS listener");
+    running.wait().await;
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 
 pub mod idp;
 
-use crate::proxy::{Proxy, server};
+use crate::proxy::dataplane::{Addresses, DataPlane};
 use crate::settings::ConfigFile;
 use crate::standalone::{Generated, inputs_from_config};
 use crate::translate::driver::Driver;
@@ -71,17 +71,26 @@ pub async fn start(
     if !opts.ip.is_loopback() {
         return Err(DemoError::NotLoopback(opts.ip));
     }
-    let https = bind(SocketAddr::new(opts.ip, opts.port)).await?;
-    let https_addr = https
-        .local_addr()
-        .map_err(|e| DemoError::Other(e.to_string()))?;
+    let plane = DataPlane::bind(
+        Addresses {
+            https: SocketAddr::new(opts.ip, opts.port),
+            http_redirect: None,
+            internal: Some(SocketAddr::new(opts.ip, 0)),
+        },
+        1,
+    )
+    .await
+    .map_err(|e| DemoError::Bind {
+        addr: e.addr,
+        source: e.source,
+    })?;
+    let https_addr = plane.https_addr();
+    let internal_addr = plane
+        .internal_addr()
+        .ok_or_else(|| DemoError::Other("no internal listener".into()))?;
     let port = https_addr.port();
     let idp_listener = bind(SocketAddr::new(opts.ip, 0)).await?;
     let idp_addr = idp_listener
-        .local_addr()
-        .map_err(|e| DemoError::Other(e.to_string()))?;
-    let internal = bind(SocketAddr::new(opts.ip, 0)).await?;
-    let internal_addr = internal
         .local_addr()
         .map_err(|e| DemoError::Other(e.to_string()))?;
     let verify_listener = bind(SocketAddr::new(opts.ip, 0)).await?;
@@ -145,7 +154,6 @@ pub async fn start(
         )
         .map_err(DemoError::Config)?;
     let reader = driver.reader();
-    let proxy = Arc::new(Proxy::new(reader.clone(), port));
 
     let jwks_url = url::Url::parse(&format!(
         "http://{internal_addr}/.well-known/pomerium/jwks.json"
@@ -166,23 +174,19 @@ pub async fn start(
             )
             .await;
     });
-    tokio::spawn(crate::admin::serve(
-        internal,
-        proxy.clone(),
-        shutdown.clone(),
-    ));
-    tokio::spawn(server::serve_https(
-        https,
-        proxy,
-        server::tls_server_config(reader),
-        shutdown.clone(),
-    ));
-    // Keep the driver alive for the life of the demo.
-    let ps = shutdown.clone();
-    tokio::spawn(async move {
-        ps.cancelled().await;
-        drop(driver);
-    });
+    // The driver lives as long as the data plane: it is the configuration source.
+    let keep = shutdown.clone();
+    plane
+        .start(
+            reader,
+            Arc::new(crate::identity::revocation::Revocations::default()),
+            shutdown.clone(),
+            async move {
+                keep.cancelled().await;
+                drop(driver);
+            },
+        )
+        .map_err(|e| DemoError::Other(e.to_string()))?;
     Ok(DemoHandle {
         verify_url,
         authenticate_url,

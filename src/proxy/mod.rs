@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod dataplane;
 pub mod error;
 pub mod headers;
 pub mod metrics;

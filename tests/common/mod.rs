@@ -17,7 +17,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use jetbridge::identity::session::{Session, SessionCodec};
 use jetbridge::model::{Severity, Snapshot};
-use jetbridge::proxy::{Proxy, server};
+use jetbridge::proxy::Proxy;
+use jetbridge::proxy::dataplane::{Addresses, DataPlane};
 use jetbridge::settings::ConfigFile;
 use jetbridge::snapshot::SnapshotReader;
 use jetbridge::standalone::{self, Generated};
@@ -128,22 +129,31 @@ impl Harness {
         init();
         let reader = driver.reader();
         let shutdown = CancellationToken::new();
-        let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let https_addr = https.local_addr().unwrap();
-        let proxy = Arc::new(Proxy::new(reader.clone(), https_addr.port()));
-        let internal = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let internal_addr = internal.local_addr().unwrap();
-        tokio::spawn(jetbridge::admin::serve(
-            internal,
-            proxy.clone(),
-            shutdown.clone(),
-        ));
-        tokio::spawn(server::serve_https(
-            https,
-            proxy.clone(),
-            server::tls_server_config(reader.clone()),
-            shutdown.clone(),
-        ));
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let plane = DataPlane::bind(
+            Addresses {
+                https: loopback,
+                http_redirect: None,
+                internal: Some(loopback),
+            },
+            1,
+        )
+        .await
+        .unwrap();
+        let stop = shutdown.clone();
+        let running = plane
+            .start(
+                reader.clone(),
+                Default::default(),
+                shutdown.clone(),
+                async move { stop.cancelled().await },
+            )
+            .unwrap();
+        let (https_addr, internal_addr, proxy) = (
+            running.https,
+            running.internal.unwrap(),
+            running.proxy.clone(),
+        );
         Harness {
             https: https_addr,
             internal: internal_addr,

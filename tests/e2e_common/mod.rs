@@ -9,7 +9,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use jetbridge::proxy::{Proxy, server};
+use jetbridge::proxy::Proxy;
+use jetbridge::proxy::dataplane::DataPlane;
 use jetbridge::standalone::Generated;
 use jetbridge::translate::driver::Driver;
 use std::collections::HashMap;
@@ -114,21 +115,17 @@ pub async fn start_proxy(https: TcpListener, yaml: &str) -> RunningProxy {
     .unwrap_or_else(|e| panic!("config rejected: {e}"));
     let port = https.local_addr().unwrap().port();
     let reader = driver.reader();
-    let proxy = Arc::new(Proxy::new(reader.clone(), port));
     let shutdown = CancellationToken::new();
-    tokio::spawn(server::serve_https(
-        https,
-        proxy.clone(),
-        server::tls_server_config(reader),
-        shutdown.clone(),
-    ));
     let internal = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let internal_addr = internal.local_addr().unwrap();
-    tokio::spawn(jetbridge::admin::serve(
-        internal,
-        proxy.clone(),
-        shutdown.clone(),
-    ));
+    let plane = DataPlane::from_listeners(https.into_std().unwrap(), Some(internal)).unwrap();
+    let stop = shutdown.clone();
+    let running = plane
+        .start(reader, Default::default(), shutdown.clone(), async move {
+            stop.cancelled().await;
+            drop(driver);
+        })
+        .unwrap();
+    let (internal_addr, proxy) = (running.internal.unwrap(), running.proxy.clone());
     std::mem::forget(dir);
     RunningProxy {
         port,

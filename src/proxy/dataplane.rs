@@ -1,0 +1,185 @@
+//! The one data-plane start, used by `standalone`, `controller`, `demo` and
+//! the test harnesses: bind the listeners (HTTPS on one `SO_REUSEPORT`
+//! socket per worker thread, the HTTP→HTTPS redirect, the internal
+//! listener), then serve them over a snapshot reader together with the
+//! configuration source until shutdown, and drain.
+
+use super::Proxy;
+use super::auth::Authenticator;
+use super::server;
+use crate::identity::revocation::Revocations;
+use crate::snapshot::SnapshotReader;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A listener that could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({what}): {source}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub what: &'static str,
+    pub source: std::io::Error,
+}
+
+/// Where to listen.
+#[derive(Clone, Copy, Debug)]
+pub struct Addresses {
+    pub https: SocketAddr,
+    pub http_redirect: Option<SocketAddr>,
+    pub internal: Option<SocketAddr>,
+}
+
+/// Bound listeners, not yet served.
+pub struct DataPlane {
+    https: Vec<std::net::TcpListener>,
+    https_addr: SocketAddr,
+    http_redirect: Option<TcpListener>,
+    internal: Option<TcpListener>,
+}
+
+/// A serving data plane.
+pub struct Running {
+    pub proxy: Arc<Proxy>,
+    pub https: SocketAddr,
+    pub http_redirect: Option<SocketAddr>,
+    pub internal: Option<SocketAddr>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits until every listener and the configuration source have stopped
+    /// and the HTTPS workers have drained their connections.
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+}
+
+/// The number of HTTPS worker threads: `JETBRIDGE_WORKERS`, else one per core.
+pub fn default_workers() -> usize {
+    std::env::var("JETBRIDGE_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+}
+
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { addr, what, source })
+}
+
+impl DataPlane {
+    /// Binds every listener; HTTPS gets `workers` sockets on one port.
+    pub async fn bind(addrs: Addresses, workers: usize) -> Result<Self, BindError> {
+        let (port, https) =
+            server::bind_reuseport(addrs.https, workers).map_err(|source| BindError {
+                addr: addrs.https,
+                what: "address",
+                source,
+            })?;
+        let http_redirect = match addrs.http_redirect {
+            Some(a) => Some(bind(a, "http_redirect_address").await?),
+            None => None,
+        };
+        let internal = match addrs.internal {
+            Some(a) => Some(bind(a, "internal_address").await?),
+            None => None,
+        };
+        Ok(DataPlane {
+            https,
+            https_addr: SocketAddr::new(addrs.https.ip(), port),
+            http_redirect,
+            internal,
+        })
+    }
+
+    /// Listeners bound by the caller (a test that needs the HTTPS port
+    /// before it writes the configuration).
+    pub fn from_listeners(
+        https: std::net::TcpListener,
+        internal: Option<TcpListener>,
+    ) -> std::io::Result<Self> {
+        https.set_nonblocking(true)?;
+        Ok(DataPlane {
+            https_addr: https.local_addr()?,
+            https: vec![https],
+            http_redirect: None,
+            internal,
+        })
+    }
+
+    /// The bound HTTPS address (its port is the one redirects and sign-in
+    /// URLs name).
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https_addr
+    }
+
+    /// The bound internal address, if any.
+    pub fn internal_addr(&self) -> Option<SocketAddr> {
+        self.internal.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves the listeners and runs `source` (the file watcher, the
+    /// controller, or anything that keeps the snapshot current) until
+    /// `shutdown`.
+    pub fn start(
+        self,
+        reader: SnapshotReader,
+        revoked: Arc<Revocations>,
+        shutdown: CancellationToken,
+        source: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<Running> {
+        let https_port = self.https_addr.port();
+        let mut proxy = Proxy::new(reader.clone(), https_port);
+        proxy.auth = Arc::new(Authenticator::new(revoked));
+        let proxy = Arc::new(proxy);
+        let mut tasks = tokio::task::JoinSet::new();
+        let http_redirect = self
+            .http_redirect
+            .as_ref()
+            .and_then(|l| l.local_addr().ok());
+        if let Some(l) = self.http_redirect {
+            tracing::info!(address = ?http_redirect, "HTTP redirect listener");
+            tasks.spawn(server::serve_plain(
+                l,
+                move |req, _| async move { server::redirect_to_https(&req, https_port) },
+                shutdown.clone(),
+            ));
+        }
+        let internal = self.internal.as_ref().and_then(|l| l.local_addr().ok());
+        if let Some(l) = self.internal {
+            tracing::info!(address = ?internal, "internal listener (JWKS, health, metrics)");
+            tasks.spawn(crate::admin::serve(l, proxy.clone(), shutdown.clone()));
+        }
+        let workers = server::spawn_https_workers(
+            self.https,
+            &proxy,
+            server::tls_server_config(reader),
+            shutdown.clone(),
+        )?;
+        tasks.spawn(source);
+        let done = tokio::spawn(async move {
+            while tasks.join_next().await.is_some() {}
+            let _ = tokio::task::spawn_blocking(move || {
+                for t in workers {
+                    let _ = t.join();
+                }
+            })
+            .await;
+        });
+        Ok(Running {
+            proxy,
+            https: self.https_addr,
+            http_redirect,
+            internal,
+            done,
+        })
+    }
+}
