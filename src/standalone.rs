@@ -464,7 +464,12 @@ pub fn inputs_from_parts(
             (None, None) => None,
         };
         let source = ObjectRef::file(format!("routes[{i}] ({})", r.from));
-        let (host, path) = match route_location(&r.from, r.prefix.as_deref(), r.path.as_deref()) {
+        let (host, path) = match route_location(
+            &r.from,
+            r.prefix.as_deref(),
+            r.path.as_deref(),
+            r.regex.as_deref(),
+        ) {
             Ok(location) => location,
             Err(message) => {
                 diagnostics.push(Diagnostic {

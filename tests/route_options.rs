@@ -399,7 +399,11 @@ fn refused_pomerium_keys_say_not_supported_and_why() {
             "true",
             "Google Cloud serverless",
         ),
-        ("path_regex", "true", "not supported by jetbridge yet"),
+        (
+            "load_balancing_policy",
+            "maglev",
+            "not supported by jetbridge yet",
+        ),
     ];
     for (key, value, needle) in route_cases {
         let yaml =
@@ -468,5 +472,240 @@ fn the_readme_route_key_table_matches_the_code() {
         &readme[start..stop],
         want,
         "README route-key table drifted: run JETBRIDGE_BLESS=1 cargo test --test route_options"
+    );
+}
+
+#[tokio::test]
+async fn regex_routes_match_the_whole_path_between_exact_and_prefix_routes() {
+    let (a, b, c) = (
+        echo_http1("regex").await,
+        echo_http1("exact").await,
+        echo_http1("prefix").await,
+    );
+    let to = |u: &Upstream| format!("http://{}", u.authority());
+    let h = Harness::start(&config(
+        "",
+        &[
+            route("m.test", &to(&a), "    regex: '/api/v[0-9]+/.*'\n"),
+            route("m.test", &to(&b), "    path: /api/v1/status\n"),
+            route("m.test", &to(&c), "    prefix: /api\n"),
+            // No backtracking blow-up: linear in the path.
+            route("slow.test", &to(&a), "    regex: '/(a+)+'\n"),
+        ],
+    ))
+    .await;
+    for (path, want) in [
+        ("/api/v1/users", "regex"),
+        ("/api/v22/x/y", "regex"),
+        ("/api/v1/status", "exact"),
+        ("/api/vx/users", "prefix"),
+        // The whole path must match, not a part of it.
+        ("/api/v1", "prefix"),
+        ("/x/api/v1/y", ""),
+    ] {
+        let r = h.get("m.test", path).await;
+        if want.is_empty() {
+            assert_eq!(r.status, 404, "{path}");
+        } else {
+            assert_eq!(r.status, 200, "{path}: {}", r.text());
+            assert_eq!(r.echo().server, want, "{path}");
+        }
+    }
+    let long = format!("/{}b", "a".repeat(20_000));
+    let r = h.get("slow.test", &long).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(h.get("slow.test", "/aaa").await.status, 200);
+}
+
+#[tokio::test]
+async fn cors_preflights_pass_without_sign_in_only_where_allowed() {
+    let up = echo_http1("a").await;
+    let to = format!("http://{}", up.authority());
+    let signed = |host: &str, extra: &str| {
+        format!(
+            "  - from: https://{host}\n    to: {to}\n    allow_any_authenticated_user: true\n{extra}"
+        )
+    };
+    let h = Harness::start(&config(
+        "",
+        &[
+            signed("cors.test", "    cors_allow_preflight: true\n"),
+            signed("nocors.test", ""),
+        ],
+    ))
+    .await;
+    let preflight = |host: &'static str, headers: Vec<(&'static str, &'static str)>| {
+        let h = &h;
+        async move {
+            let mut req = format!("OPTIONS /api HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+            for (n, v) in headers {
+                req.push_str(&format!("{n}: {v}\r\n"));
+            }
+            req.push_str("\r\n");
+            h.raw(host, &req).await
+        }
+    };
+    let full = vec![
+        ("Origin", "https://app.example"),
+        ("Access-Control-Request-Method", "POST"),
+    ];
+    let r = preflight("cors.test", full.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.echo().method, "OPTIONS");
+    // Not a preflight (no Access-Control-Request-Method), or not allowed: sign-in.
+    let r = preflight("cors.test", vec![("Origin", "https://app.example")]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(preflight("nocors.test", full).await.status, 401);
+    assert_eq!(h.get("cors.test", "/api").await.status, 401);
+    assert_eq!(up.requests(), 1);
+}
+
+/// An upstream that answers any upgrade with 101 naming the requested
+/// protocol, then echoes bytes.
+async fn upgrade_echo() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let proto = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("upgrade: "))
+                    .unwrap_or("none")
+                    .trim()
+                    .to_string();
+                let reply = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: {proto}\r\n\r\n"
+                );
+                if s.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn spdy_and_listed_upgrades_pass_through_only_where_allowed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = upgrade_echo().await;
+    let to = format!("http://{up}");
+    let h = Harness::start(&config(
+        "",
+        &[
+            route("spdy.test", &to, "    allow_spdy: true\n"),
+            route("custom.test", &to, "    allow_upgrades: [my-proto]\n"),
+            route("none.test", &to, ""),
+        ],
+    ))
+    .await;
+    let upgrade = |host: &'static str, proto: &'static str| {
+        let h = &h;
+        async move {
+            let mut tls = tls_connect(h.https, host, &[b"http/1.1"]).await;
+            let req = format!(
+                "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: {proto}\r\n\r\n"
+            );
+            tls.write_all(req.as_bytes()).await.unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if tls.read(&mut byte).await.unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_string();
+            let mut echoed = String::new();
+            if head.starts_with("HTTP/1.1 101") {
+                tls.write_all(b"ping").await.unwrap();
+                let mut buf = [0u8; 4];
+                tls.read_exact(&mut buf).await.unwrap();
+                echoed = String::from_utf8_lossy(&buf).to_string();
+            }
+            (head, echoed)
+        }
+    };
+    let (head, echoed) = upgrade("spdy.test", "SPDY/3.1").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(echoed, "ping");
+    let (head, echoed) = upgrade("custom.test", "my-proto").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(echoed, "ping");
+    // Not allowed: forwarded as a plain request without the upgrade; this
+    // upstream switches anyway, and the proxy answers 502 rather than a 101
+    // it cannot carry out.
+    let (head, _) = upgrade("custom.test", "spdy/3.1").await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    let (head, _) = upgrade("none.test", "my-proto").await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    // WebSocket on a route without allow_websockets is refused.
+    let (head, _) = upgrade("none.test", "websocket").await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+}
+
+#[test]
+fn path_regex_annotation_makes_implementation_specific_paths_patterns() {
+    let mut annotations = serde_json::Map::new();
+    annotations.insert("ingress.pomerium.io/path_regex".into(), "true".into());
+    let mut c = one_ingress_cluster(annotations);
+    let mut ing = (*c.ingresses[0]).clone();
+    let paths = &mut ing.spec.as_mut().unwrap().rules.as_mut().unwrap()[0]
+        .http
+        .as_mut()
+        .unwrap()
+        .paths;
+    paths[0].path = Some("/api/v[0-9]+/.*".into());
+    paths[0].path_type = "ImplementationSpecific".into();
+    let mut prefix = paths[0].clone();
+    prefix.path = Some("/static".into());
+    prefix.path_type = "Prefix".into();
+    paths.push(prefix);
+    let mut bad = paths[0].clone();
+    bad.path = Some("/(unclosed".into());
+    paths.push(bad);
+    c.ingresses = vec![std::sync::Arc::new(ing)];
+    let out = from_cluster(&c, &ClusterSettings::default());
+    let snap = translate(&Inputs {
+        global: jetbridge::translate::GlobalInputs::for_test(),
+        routes: out.routes,
+        diagnostics: out.diagnostics,
+    });
+    let table = &snap.table;
+    let served = |p: &str| {
+        table
+            .lookup("same.test", p)
+            .map(|i| snap.routes[i].path.as_str().to_string())
+    };
+    assert_eq!(
+        served("/api/v2/x").as_deref(),
+        Some("^(?:/api/v[0-9]+/.*)$")
+    );
+    assert_eq!(served("/api/vx/x"), None);
+    assert_eq!(served("/static/a").as_deref(), Some("/static"));
+    // The bad pattern is that route's diagnostic; the others serve.
+    assert!(
+        snap.diagnostics
+            .iter()
+            .any(|d| d.message.contains("regex") && d.object.name == "same"),
+        "{:?}",
+        snap.diagnostics
     );
 }

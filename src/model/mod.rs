@@ -254,6 +254,12 @@ pub struct Route {
     pub access: Access,
     pub pass_identity_headers: bool,
     pub allow_websockets: bool,
+    /// Other `Upgrade` protocols passed through (lower case; `spdy/3.1` with
+    /// `allow_spdy`).
+    pub allow_upgrades: Vec<String>,
+    /// CORS preflights (`OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`) pass without sign-in or policy.
+    pub cors_allow_preflight: bool,
     /// How the forwarded path is made from the client's.
     pub path_rewrite: rewrite::PathRewrite,
     /// Where the forwarded `Host` comes from.

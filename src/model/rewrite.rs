@@ -20,6 +20,14 @@ impl PartialEq for Pattern {
     }
 }
 
+impl Eq for Pattern {}
+
+impl std::hash::Hash for Pattern {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.as_str().hash(state)
+    }
+}
+
 impl Pattern {
     /// Compiles `pattern`, bounded in size so a hostile pattern cannot
     /// exhaust memory.
@@ -30,6 +38,14 @@ impl Pattern {
             .build()
             .map(Pattern)
             .map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))
+    }
+
+    /// Compiles `pattern` to match a whole path (Envoy's `safe_regex` route
+    /// match), not a part of it.
+    pub fn whole(pattern: &str) -> Result<Self, String> {
+        // Checked as written first, so an error quotes the user's text.
+        Self::new(pattern)?;
+        Self::new(&format!("^(?:{pattern})$"))
     }
 
     /// Every match replaced by `substitution` (already in `regex` syntax).

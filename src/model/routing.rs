@@ -139,6 +139,8 @@ pub enum PathMatch {
     Exact(String),
     /// An element-wise prefix, stored without a trailing slash (except `/`).
     Prefix(String),
+    /// An RE2 pattern the whole normalised path must match.
+    Regex(super::rewrite::Pattern),
 }
 
 impl PathMatch {
@@ -157,10 +159,16 @@ impl PathMatch {
         Ok(PathMatch::Prefix(path))
     }
 
-    /// The canonical rule path.
+    /// A `Regex` rule: `pattern` must match the whole path.
+    pub fn regex(pattern: &str) -> Result<PathMatch, String> {
+        super::rewrite::Pattern::whole(pattern).map(PathMatch::Regex)
+    }
+
+    /// The canonical rule path (a regex rule's pattern).
     pub fn as_str(&self) -> &str {
         match self {
             PathMatch::Exact(p) | PathMatch::Prefix(p) => p,
+            PathMatch::Regex(p) => p.0.as_str(),
         }
     }
 
@@ -174,6 +182,7 @@ impl PathMatch {
                         .strip_prefix(p.as_str())
                         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
             }
+            PathMatch::Regex(p) => p.0.is_match(path),
         }
     }
 }
@@ -274,13 +283,24 @@ impl RouteTable {
     }
 }
 
-/// Exact before Prefix, longer path first, older first, name, input position.
+/// Exact, then Regex (older first), then Prefix (longer first); then older
+/// first, name, input position.
 fn route_order(a: &Entry, ka: &RouteKey, b: &Entry, kb: &RouteKey) -> Ordering {
     fn rank(p: &PathMatch) -> (u8, std::cmp::Reverse<usize>) {
         match p {
             PathMatch::Exact(s) => (0, std::cmp::Reverse(s.len())),
-            PathMatch::Prefix(s) => (1, std::cmp::Reverse(s.len())),
+            PathMatch::Regex(_) => (1, std::cmp::Reverse(0)),
+            PathMatch::Prefix(s) => (2, std::cmp::Reverse(s.len())),
         }
+    }
+    let regexes = matches!(a.path, PathMatch::Regex(_)) && matches!(b.path, PathMatch::Regex(_));
+    if regexes {
+        // Regex rules keep their configured order (age), not their text.
+        return ka
+            .created
+            .cmp(&kb.created)
+            .then_with(|| ka.name.cmp(&kb.name))
+            .then(a.index.cmp(&b.index));
     }
     rank(&a.path)
         .cmp(&rank(&b.path))

@@ -260,6 +260,7 @@ impl Proxy {
         match &route.access {
             Access::Invalid(_) => return Err(fail(ProxyError::RouteInvalid)),
             Access::Public => {}
+            Access::Policy(_) if route.cors_allow_preflight && is_cors_preflight(&req) => {}
             Access::Policy(program) => {
                 let user = session.as_ref().map(Session::user);
                 let facts_req = RequestFacts {
@@ -338,10 +339,16 @@ impl Proxy {
         trail: &mut Trail,
     ) -> Result<Response<Body>, ProxyError> {
         let route = a.route;
-        let is_upgrade = is_websocket_upgrade(&req);
-        if is_upgrade && !route.allow_websockets {
-            return Err(ProxyError::UpgradeNotAllowed);
-        }
+        // An upgrade the route allows is passed through; a WebSocket one it
+        // does not allow is refused; any other is forwarded as a plain request.
+        let upgrade = match upgrade_protocol(&req) {
+            Some(p) if p == "websocket" && !route.allow_websockets => {
+                return Err(ProxyError::UpgradeNotAllowed);
+            }
+            Some(p) if p == "websocket" || route.allow_upgrades.contains(&p) => Some(p),
+            _ => None,
+        };
+        let is_upgrade = upgrade.is_some();
         let (mut parts, body) = req.into_parts();
         let client_upgrade = if is_upgrade {
             Some(hyper::upgrade::on(Request::from_parts(parts.clone(), ())))
@@ -360,9 +367,11 @@ impl Proxy {
 
         let h = &mut parts.headers;
         headers::remove_hop_by_hop(h, is_upgrade);
-        if is_upgrade {
+        if let Some(p) = &upgrade {
             h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            if let Ok(v) = HeaderValue::from_str(p) {
+                h.insert(header::UPGRADE, v);
+            }
         }
         headers::strip_identity_headers(h, &route.jwt_claims_headers);
         headers::strip_path_overrides(h);
@@ -523,6 +532,13 @@ impl Proxy {
                 }
                 Ok(Ok(resp)) => {
                     self.upstreams.mark_ok(up);
+                    // A switch nobody asked for (or the route does not allow)
+                    // would leave the client talking to a closed stream.
+                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_none()
+                    {
+                        tracing::warn!(request_id = %id, route = %route.id, upstream = %up.url(), "upstream switched protocols without an allowed upgrade");
+                        return Err(ProxyError::BadGateway);
+                    }
                     let mut resp = finish_response(resp, client_upgrade, route.idle_timeout);
                     rewrite::rewrite_response_headers(
                         resp.headers_mut(),
@@ -652,22 +668,36 @@ where
     let _ = w.shutdown().await;
 }
 
-fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
-    req.version() == http::Version::HTTP_11
+/// The protocol an HTTP/1.1 request asks to upgrade to (lower case), if it
+/// carries `Connection: upgrade` and one `Upgrade` token.
+fn upgrade_protocol<B>(req: &Request<B>) -> Option<String> {
+    if req.version() != http::Version::HTTP_11 {
+        return None;
+    }
+    let connection_upgrade = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+    if !connection_upgrade {
+        return None;
+    }
+    let mut values = req.headers().get_all(header::UPGRADE).iter();
+    let first = values.next()?.to_str().ok()?.trim().to_ascii_lowercase();
+    (values.next().is_none() && !first.is_empty() && !first.contains(',')).then_some(first)
+}
+
+/// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
+fn is_cors_preflight<B>(req: &Request<B>) -> bool {
+    req.method() == Method::OPTIONS
+        && req.headers().contains_key(header::ORIGIN)
         && req
             .headers()
-            .get(header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-        && req
-            .headers()
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 /// The normalised request host: `:authority` / absolute URI first, then `Host`.

@@ -156,6 +156,8 @@ macro_rules! route_options {
             pub to: Vec<String>,
             pub prefix: Option<String>,
             pub path: Option<String>,
+            /// An RE2 pattern the whole path must match (instead of `prefix` / `path`).
+            pub regex: Option<String>,
             $( $(#[$attr])* pub $name: $ty, )*
         }
 
@@ -185,6 +187,16 @@ route_options! {
     allow_any_authenticated_user: bool,
     #[serde(default)]
     allow_websockets: bool,
+    /// Allow SPDY/3.1 upgrades (e.g. `kubectl exec` through the proxy).
+    #[serde(default)]
+    allow_spdy: bool,
+    /// Other `Upgrade` protocols to pass through.
+    #[serde(default)]
+    allow_upgrades: Vec<String>,
+    /// CORS preflight requests (`OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`) pass without sign-in.
+    #[serde(default)]
+    cors_allow_preflight: bool,
     #[serde(default)]
     preserve_host_header: bool,
     #[serde(default)]

@@ -42,17 +42,6 @@ pub const REFUSED_ROUTE_KEYS: &[RefusedKey] = &[
         "allowed_groups",
         "no longer supported (Pomerium refuses it too); use a `groups` criterion in `policy`",
     ),
-    planned("regex", "match paths with `prefix` or `path`"),
-    planned("path_regex", "match paths with Prefix or Exact pathType"),
-    planned(
-        "cors_allow_preflight",
-        "allow preflights with the PPL criterion `cors_preflight: true` in `policy`",
-    ),
-    planned("allow_spdy", "SPDY upgrades are refused"),
-    planned(
-        "allow_upgrades",
-        "only WebSocket upgrades (`allow_websockets`)",
-    ),
     planned(
         "load_balancing_policy",
         "round robin with passive health checks is built in",
@@ -247,6 +236,10 @@ pub const REFUSED_GLOBAL_KEYS: &[RefusedKey] = &[
 
 /// Keys jetbridge adds beyond Pomerium's route keys (annotations only, or both).
 pub const OWN_ROUTE_KEYS: &[(&str, &str)] = &[
+    (
+        "path_regex",
+        "`\"true\"`: the Ingress's ImplementationSpecific paths are RE2 patterns (annotation)",
+    ),
     ("policy_ref", "names `Policy` objects (annotation only)"),
     (
         "secure_upstream",
@@ -285,7 +278,7 @@ pub fn refusal_message(key: &str, k: &RefusedKey) -> String {
 /// one with its reason.
 pub fn route_keys_table() -> String {
     let mut out = String::from("| key | jetbridge |\n|---|---|\n");
-    for k in ["from", "to", "prefix", "path"] {
+    for k in ["from", "to", "prefix", "path", "regex"] {
         out.push_str(&format!(
             "| `{k}` | ✔ (config file; an Ingress rule in a cluster) |\n"
         ));

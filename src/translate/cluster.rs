@@ -293,6 +293,7 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
             let path = path.clone();
             let path_spec = match path_type.as_str() {
                 "Exact" => PathSpec::Exact(path.clone()),
+                "ImplementationSpecific" if annotations.path_regex => PathSpec::Regex(path.clone()),
                 _ => PathSpec::Prefix(path.clone()),
             };
             let mut route_problems = problems.clone();
@@ -421,6 +422,7 @@ struct Annotations {
     settings: serde_json::Map<String, serde_json::Value>,
     policy_refs: Vec<String>,
     secure_upstream: bool,
+    path_regex: bool,
     problems: Vec<String>,
 }
 
@@ -446,9 +448,10 @@ fn read_annotations(ing: &Ingress, prefixes: &[String]) -> Annotations {
                 continue;
             }
         };
-        if k == "secure_upstream" {
+        if k == "secure_upstream" || k == "path_regex" {
             match value {
-                serde_json::Value::Bool(b) => a.secure_upstream = b,
+                serde_json::Value::Bool(b) if k == "secure_upstream" => a.secure_upstream = b,
+                serde_json::Value::Bool(b) => a.path_regex = b,
                 _ => a
                     .problems
                     .push(format!("annotation {full}: expected true or false")),

@@ -99,6 +99,8 @@ pub enum PathSpec {
     Prefix(String),
     /// Only this path.
     Exact(String),
+    /// Paths the whole of which this RE2 pattern matches.
+    Regex(String),
 }
 
 /// One route candidate, from a config file or a cluster alike.
@@ -129,6 +131,7 @@ pub fn route_location(
     from: &str,
     prefix: Option<&str>,
     path: Option<&str>,
+    regex: Option<&str>,
 ) -> Result<(String, PathSpec), String> {
     let from = from.trim();
     let rest = from
@@ -142,11 +145,12 @@ pub fn route_location(
         ));
     }
     let host = strip_port(authority).to_string();
-    let path = match (path, prefix) {
-        (Some(_), Some(_)) => return Err("path and prefix are mutually exclusive".into()),
-        (Some(p), None) => PathSpec::Exact(p.to_string()),
-        (None, Some(p)) => PathSpec::Prefix(p.to_string()),
-        (None, None) => PathSpec::Prefix("/".into()),
+    let path = match (path, prefix, regex) {
+        (Some(p), None, None) => PathSpec::Exact(p.to_string()),
+        (None, Some(p), None) => PathSpec::Prefix(p.to_string()),
+        (None, None, Some(r)) => PathSpec::Regex(r.to_string()),
+        (None, None, None) => PathSpec::Prefix("/".into()),
+        _ => return Err("path, prefix and regex are mutually exclusive".into()),
     };
     Ok((host, path))
 }
@@ -216,6 +220,7 @@ fn route_frame(input: &RouteInput) -> Result<(HostMatch, PathMatch), String> {
     let path = match &input.path {
         PathSpec::Exact(p) => PathMatch::exact(p).map_err(|e| format!("path {p:?}: {e}"))?,
         PathSpec::Prefix(p) => PathMatch::prefix(p).map_err(|e| format!("prefix {p:?}: {e}"))?,
+        PathSpec::Regex(r) => PathMatch::regex(r).map_err(|e| format!("regex: {e}"))?,
     };
     Ok((host, path))
 }
@@ -390,6 +395,14 @@ fn build_route(
             .pass_identity_headers
             .unwrap_or(g.pass_identity_headers),
         allow_websockets: spec.allow_websockets,
+        allow_upgrades: spec
+            .allow_upgrades
+            .iter()
+            .map(|u| u.trim().to_ascii_lowercase())
+            .chain(spec.allow_spdy.then(|| "spdy/3.1".to_string()))
+            .filter(|u| !u.is_empty())
+            .collect(),
+        cors_allow_preflight: spec.cors_allow_preflight,
         path_rewrite,
         host_rewrite,
         set_request_headers,
@@ -428,7 +441,16 @@ fn path_rewrite(
     path: &PathMatch,
     upstreams: &[Upstream],
 ) -> Result<PathRewrite, String> {
-    let matched = path.as_str().to_string();
+    let matched = match path {
+        PathMatch::Regex(_) if spec.prefix_rewrite.is_some() => {
+            return Err("prefix_rewrite needs a prefix or path route, not regex \
+                        (use regex_rewrite_pattern)"
+                .into());
+        }
+        // A `to` path is prepended to what a regex route matched.
+        PathMatch::Regex(_) => "/".to_string(),
+        other => other.as_str().to_string(),
+    };
     if spec.prefix_rewrite.is_some() && spec.regex_rewrite_pattern.is_some() {
         return Err("prefix_rewrite and regex_rewrite_pattern are mutually exclusive".into());
     }
