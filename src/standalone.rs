@@ -546,6 +546,7 @@ pub fn inputs_from_parts(
                 .map(|c| c.0.clone())
                 .unwrap_or_default(),
             set_response_headers: cfg.set_response_headers.clone(),
+            jwt_groups_filter: cfg.jwt_groups_filter.clone(),
             default_upstream_timeout: cfg.default_upstream_timeout,
             auth: AuthConfig {
                 authenticate_url,

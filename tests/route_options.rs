@@ -399,11 +399,7 @@ fn refused_pomerium_keys_say_not_supported_and_why() {
             "true",
             "Google Cloud serverless",
         ),
-        (
-            "load_balancing_policy",
-            "maglev",
-            "not supported by jetbridge yet",
-        ),
+        ("outlier_detection", "{}", "not supported by jetbridge yet"),
     ];
     for (key, value, needle) in route_cases {
         let yaml =
@@ -708,4 +704,113 @@ fn path_regex_annotation_makes_implementation_specific_paths_patterns() {
         "{:?}",
         snap.diagnostics
     );
+}
+
+#[tokio::test]
+async fn load_balancing_policies_pick_targets_as_named() {
+    let ups = [
+        echo_http1("a").await,
+        echo_http1("b").await,
+        echo_http1("c").await,
+    ];
+    let to = format!(
+        "[{}]",
+        ups.iter()
+            .map(|u| format!("http://{}", u.authority()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let signed = |host: &str, policy: &str| {
+        format!(
+            "  - from: https://{host}\n    to: {to}\n    allow_any_authenticated_user: true\n    load_balancing_policy: {policy}\n"
+        )
+    };
+    let h = Harness::start(&config(
+        "",
+        &[
+            route("rr.test", &to, ""),
+            route("random.test", &to, "    load_balancing_policy: random\n"),
+            signed("ring.test", "ring_hash"),
+            signed("maglev.test", "maglev"),
+        ],
+    ))
+    .await;
+    let served = |r: Resp| r.echo().server;
+    // round robin: every target once per three requests
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(served(h.get("rr.test", "/").await));
+    }
+    for name in ["a", "b", "c"] {
+        assert_eq!(seen.iter().filter(|s| *s == name).count(), 2, "{seen:?}");
+    }
+    // random: spreads (three targets all missed in 40 tries: ~1e-7)
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        seen.insert(served(h.get("random.test", "/").await));
+    }
+    assert!(seen.len() >= 2, "{seen:?}");
+    // consistent hashing: a session keeps its target; sessions spread
+    for host in ["ring.test", "maglev.test"] {
+        let mut targets = std::collections::BTreeSet::new();
+        for user in 0..12 {
+            let cookie = session_cookie(host, &session(&format!("u{user}@example.com"), &[]));
+            let first = served(h.get_with(host, "/", &[("cookie", &cookie)]).await);
+            for _ in 0..4 {
+                let again = served(h.get_with(host, "/", &[("cookie", &cookie)]).await);
+                assert_eq!(again, first, "{host} user {user}");
+            }
+            targets.insert(first);
+        }
+        assert!(targets.len() >= 2, "{host}: {targets:?}");
+    }
+    // An unknown policy is that route's problem.
+    let mut generated = jetbridge::standalone::Generated::default();
+    let snap = snapshot_with_diagnostics(
+        &config(
+            "",
+            &[route(
+                "bad.test",
+                &to,
+                "    load_balancing_policy: fastest\n",
+            )],
+        ),
+        &mut generated,
+    );
+    assert!(
+        snap.diagnostics[0]
+            .message
+            .contains("load_balancing_policy \"fastest\""),
+        "{:?}",
+        snap.diagnostics
+    );
+    assert!(matches!(snap.routes[0].access, Access::Invalid(_)));
+}
+
+#[tokio::test]
+async fn jwt_groups_filter_keeps_the_listed_groups_global_and_per_route() {
+    let up = echo_http1("a").await;
+    let to = format!("http://{}", up.authority());
+    let h = Harness::start(&config(
+        "jwt_groups_filter: [eng]\n",
+        &[
+            format!("  - from: https://f.test\n    to: {to}\n    allow_any_authenticated_user: true\n    pass_identity_headers: true\n    jwt_groups_filter: [admins]\n"),
+            format!("  - from: https://g.test\n    to: {to}\n    allow_any_authenticated_user: true\n    pass_identity_headers: true\n"),
+        ],
+    ))
+    .await;
+    let groups = |host: &'static str| {
+        let h = &h;
+        async move {
+            let cookie = session_cookie(
+                host,
+                &session("alice@example.com", &["eng", "ops", "admins"]),
+            );
+            let e = h.get_with(host, "/", &[("cookie", &cookie)]).await.echo();
+            let token = e.one("x-pomerium-jwt-assertion").unwrap().to_string();
+            jetbridge::verify::decode_unverified(&token).unwrap().claims["groups"].clone()
+        }
+    };
+    assert_eq!(groups("f.test").await, serde_json::json!(["eng", "admins"]));
+    assert_eq!(groups("g.test").await, serde_json::json!(["eng"]));
 }

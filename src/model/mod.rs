@@ -251,6 +251,8 @@ pub struct Route {
     pub path: PathMatch,
     pub upstreams: Vec<Upstream>,
     pub upstream_tls: UpstreamTls,
+    /// How a target among `upstreams` is picked.
+    pub load_balancing: LoadBalancing,
     pub access: Access,
     pub pass_identity_headers: bool,
     pub allow_websockets: bool,
@@ -260,6 +262,8 @@ pub struct Route {
     /// CORS preflights (`OPTIONS` with `Origin` and
     /// `Access-Control-Request-Method`) pass without sign-in or policy.
     pub cors_allow_preflight: bool,
+    /// Groups kept in the assertion (`None`: all of them).
+    pub jwt_groups_filter: Option<Vec<String>>,
     /// How the forwarded path is made from the client's.
     pub path_rewrite: rewrite::PathRewrite,
     /// Where the forwarded `Host` comes from.
@@ -276,6 +280,36 @@ pub struct Route {
     pub jwt_claims_headers: Vec<(HeaderName, String)>,
     pub timeout: Duration,
     pub idle_timeout: Duration,
+}
+
+/// Pomerium's `load_balancing_policy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoadBalancing {
+    #[default]
+    RoundRobin,
+    Random,
+    /// The target with the fewest requests in flight from this worker.
+    LeastRequest,
+    /// Consistent: the same session (else client address) keeps its target
+    /// while the target set does not change (`ring_hash` and `maglev`).
+    ConsistentHash,
+}
+
+impl LoadBalancing {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Ok(match text {
+            "round_robin" => LoadBalancing::RoundRobin,
+            "random" => LoadBalancing::Random,
+            "least_request" => LoadBalancing::LeastRequest,
+            "ring_hash" | "maglev" => LoadBalancing::ConsistentHash,
+            other => {
+                return Err(format!(
+                    "load_balancing_policy {other:?}: expected round_robin, random, \
+                     least_request, ring_hash or maglev"
+                ));
+            }
+        })
+    }
 }
 
 /// Severity of a diagnostic.

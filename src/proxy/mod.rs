@@ -394,9 +394,13 @@ impl Proxy {
         let wants_token =
             route.pass_identity_headers || !route.templated_request_headers.is_empty();
         if wants_token && let Some(s) = &a.session {
+            let mut identity = s.identity();
+            if let Some(keep) = &route.jwt_groups_filter {
+                identity.groups.retain(|g| keep.contains(g));
+            }
             let (token, claims) = jwt::mint(
                 &snapshot.identity.keys,
-                &s.identity(),
+                &identity,
                 &a.host,
                 snapshot.identity.issuer_format,
                 unix_now(),
@@ -435,7 +439,13 @@ impl Proxy {
             } => HeaderValue::from_str(&pattern.replace_all(&a.path, substitution)).ok(),
         };
 
-        let targets = self.upstreams.order(&route.upstreams);
+        let affinity = match &a.session {
+            Some(s) => s.id.clone(),
+            None => conn.remote.ip().to_string(),
+        };
+        let targets = self
+            .upstreams
+            .order_by(&route.upstreams, route.load_balancing, &affinity);
         let retryable = body_is_empty(&parts) && !is_upgrade;
         let body = if http_body::Body::is_end_stream(&body) {
             body::boxed(body)
@@ -512,7 +522,10 @@ impl Proxy {
                 None => empty(),
             };
             let upstream_req = Request::from_parts(p, b);
-            match tokio::time::timeout(route.timeout, client.request(upstream_req)).await {
+            let in_flight = self.upstreams.start(up);
+            let result = tokio::time::timeout(route.timeout, client.request(upstream_req)).await;
+            drop(in_flight);
+            match result {
                 Err(_) => {
                     tracing::warn!(request_id = %id, route = %route.id, upstream = %up.url(), "upstream timed out");
                     return Err(ProxyError::GatewayTimeout);

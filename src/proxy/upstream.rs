@@ -3,7 +3,7 @@
 //! a connection is skipped for a short while).
 
 use super::body::Body;
-use crate::model::{Upstream, UpstreamTls};
+use crate::model::{LoadBalancing, Upstream, UpstreamTls};
 use arc_swap::ArcSwap;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -38,6 +38,19 @@ pub struct Upstreams {
     clients: ArcSwap<HashMap<ClientKey, HttpClient>>,
     failed: ArcSwap<HashMap<String, Instant>>,
     rr: AtomicUsize,
+    /// Requests in flight per target (`least_request`), per worker.
+    in_flight: ArcSwap<HashMap<String, Arc<AtomicUsize>>>,
+    /// Seed for `random` and the consistent hash's per-process mixing.
+    seed: std::collections::hash_map::RandomState,
+}
+
+/// Counts a request in flight to a target until dropped.
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Default for Upstreams {
@@ -53,7 +66,90 @@ impl Upstreams {
             clients: ArcSwap::from_pointee(HashMap::new()),
             failed: ArcSwap::from_pointee(HashMap::new()),
             rr: AtomicUsize::new(0),
+            in_flight: ArcSwap::from_pointee(HashMap::new()),
+            seed: std::collections::hash_map::RandomState::new(),
         }
+    }
+
+    /// Marks a request in flight to `up` until the guard is dropped.
+    pub fn start(&self, up: &Upstream) -> InFlight {
+        let counter = match self.in_flight.load().get(&up.authority) {
+            Some(c) => c.clone(),
+            None => {
+                let c = Arc::new(AtomicUsize::new(0));
+                self.in_flight.rcu(|m| {
+                    let mut m = HashMap::clone(m);
+                    m.entry(up.authority.clone()).or_insert_with(|| c.clone());
+                    m
+                });
+                self.in_flight
+                    .load()
+                    .get(&up.authority)
+                    .cloned()
+                    .unwrap_or(c)
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter)
+    }
+
+    fn in_flight(&self, up: &Upstream) -> usize {
+        self.in_flight
+            .load()
+            .get(&up.authority)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Targets in the order to try under `policy` (healthy ones first).
+    /// `affinity` (the session id, else the client address) keys the
+    /// consistent hash.
+    pub fn order_by<'a>(
+        &self,
+        targets: &'a [Upstream],
+        policy: LoadBalancing,
+        affinity: &str,
+    ) -> Vec<&'a Upstream> {
+        use std::hash::BuildHasher;
+        let n = targets.len();
+        if n <= 1 {
+            return targets.iter().collect();
+        }
+        let mut order: Vec<&Upstream> = match policy {
+            LoadBalancing::RoundRobin => return self.order(targets),
+            LoadBalancing::Random => {
+                let tick = self.rr.fetch_add(1, Ordering::Relaxed);
+                let start = (self.seed.hash_one(tick) % n as u64) as usize;
+                (0..n).map(|i| &targets[(start + i) % n]).collect()
+            }
+            LoadBalancing::LeastRequest => {
+                // Ties broken round robin so equal loads still spread.
+                let tick = self.rr.fetch_add(1, Ordering::Relaxed);
+                let mut v: Vec<(usize, usize, &Upstream)> = targets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (self.in_flight(t), (i + n - tick % n) % n, t))
+                    .collect();
+                v.sort_by_key(|(load, rot, _)| (*load, *rot));
+                v.into_iter().map(|(_, _, t)| t).collect()
+            }
+            LoadBalancing::ConsistentHash => {
+                // Rendezvous hashing: each target's weight is a hash of
+                // (key, target); the highest wins, and removing a target
+                // moves only the keys it held. Stable across processes.
+                let weight = |t: &Upstream| {
+                    use sha2::Digest;
+                    let d = sha2::Sha256::digest(format!("{affinity}\0{}", t.authority));
+                    u64::from_be_bytes(d[..8].try_into().unwrap_or([0; 8]))
+                };
+                let mut v: Vec<(u64, &Upstream)> = targets.iter().map(|t| (weight(t), t)).collect();
+                v.sort_by_key(|(w, _)| std::cmp::Reverse(*w));
+                v.into_iter().map(|(_, t)| t).collect()
+            }
+        };
+        let failed = self.failed.load();
+        let now = Instant::now();
+        order.sort_by_key(|u| failed.get(&u.authority).is_some_and(|t| now < *t));
+        order
     }
 
     /// The client for an upstream's scheme and TLS settings (built once).
@@ -200,5 +296,92 @@ impl ServerCertVerifier for NoVerify {
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targets(n: usize) -> Vec<Upstream> {
+        (0..n)
+            .map(|i| Upstream {
+                scheme: "http".into(),
+                authority: format!("10.0.0.{i}:80"),
+                base_path: String::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn least_request_picks_the_target_with_fewest_in_flight() {
+        let u = Upstreams::new();
+        let t = targets(3);
+        let _busy: Vec<InFlight> = vec![u.start(&t[0]), u.start(&t[0]), u.start(&t[1])];
+        for _ in 0..5 {
+            assert_eq!(
+                u.order_by(&t, LoadBalancing::LeastRequest, "")[0].authority,
+                t[2].authority
+            );
+        }
+        drop(_busy);
+        // Equal loads spread round robin.
+        let firsts: std::collections::BTreeSet<String> = (0..6)
+            .map(|_| {
+                u.order_by(&t, LoadBalancing::LeastRequest, "")[0]
+                    .authority
+                    .clone()
+            })
+            .collect();
+        assert_eq!(firsts.len(), 3);
+    }
+
+    #[test]
+    fn consistent_hashing_moves_only_the_keys_of_a_removed_target() {
+        let u = Upstreams::new();
+        let all = targets(5);
+        let fewer: Vec<Upstream> = all[..4].to_vec();
+        let mut moved = 0;
+        for k in 0..500 {
+            let key = format!("session-{k}");
+            let before = u.order_by(&all, LoadBalancing::ConsistentHash, &key)[0]
+                .authority
+                .clone();
+            let after = u.order_by(&fewer, LoadBalancing::ConsistentHash, &key)[0]
+                .authority
+                .clone();
+            if before != after {
+                // Only keys that were on the removed target move.
+                assert_eq!(before, all[4].authority);
+                moved += 1;
+            }
+        }
+        // About a fifth of the keys lived on the removed target.
+        assert!((50..150).contains(&moved), "{moved}");
+        // Stable across processes (no per-process seed).
+        let other = Upstreams::new();
+        assert_eq!(
+            u.order_by(&all, LoadBalancing::ConsistentHash, "s")[0].authority,
+            other.order_by(&all, LoadBalancing::ConsistentHash, "s")[0].authority
+        );
+    }
+
+    #[test]
+    fn a_failed_target_goes_last_under_every_policy() {
+        let u = Upstreams::new();
+        let t = targets(3);
+        u.mark_failed(&t[1]);
+        for p in [
+            LoadBalancing::RoundRobin,
+            LoadBalancing::Random,
+            LoadBalancing::LeastRequest,
+            LoadBalancing::ConsistentHash,
+        ] {
+            for k in 0..10 {
+                let order = u.order_by(&t, p, &format!("k{k}"));
+                assert_eq!(order.len(), 3);
+                assert_eq!(order[2].authority, t[1].authority, "{p:?}");
+            }
+        }
     }
 }

@@ -68,6 +68,9 @@ pub struct ConfigFile {
     /// (`X-Frame-Options`, `X-XSS-Protection`, and HSTS when a certificate is
     /// configured); a `disable` key turns them all off.
     pub set_response_headers: Option<BTreeMap<String, String>>,
+    /// Groups to keep in the assertion's `groups` (with each route's own list).
+    #[serde(default, deserialize_with = "string_or_list_opt")]
+    pub jwt_groups_filter: Option<Vec<String>>,
     /// Route `timeout` when a route sets none (default 30s).
     #[serde(default, deserialize_with = "duration_opt")]
     pub default_upstream_timeout: Option<Duration>,
@@ -229,6 +232,13 @@ route_options! {
     host_path_regex_rewrite_pattern: Option<String>,
     /// …and this substitution.
     host_path_regex_rewrite_substitution: Option<String>,
+    /// How a target is picked: `round_robin` (default), `random`,
+    /// `least_request`, `ring_hash` or `maglev` (consistent by session, else
+    /// client address).
+    load_balancing_policy: Option<String>,
+    /// Groups to keep in the assertion's `groups` (added to the global list).
+    #[serde(default, deserialize_with = "string_or_list_opt")]
+    jwt_groups_filter: Option<Vec<String>>,
     /// Response headers (added to the global ones; a `disable` key drops all).
     set_response_headers: Option<BTreeMap<String, String>>,
     /// Response header values to rewrite, e.g. an upstream's `Location`.

@@ -42,10 +42,6 @@ pub const REFUSED_ROUTE_KEYS: &[RefusedKey] = &[
         "allowed_groups",
         "no longer supported (Pomerium refuses it too); use a `groups` criterion in `policy`",
     ),
-    planned(
-        "load_balancing_policy",
-        "round robin with passive health checks is built in",
-    ),
     planned("health_checks", "passive health checks are built in"),
     planned("outlier_detection", "passive health checks are built in"),
     planned("circuit_breaker_thresholds", "no circuit breaker yet"),
@@ -110,7 +106,6 @@ pub const REFUSED_ROUTE_KEYS: &[RefusedKey] = &[
     ),
     planned("idp_client_id", "one identity provider for every route"),
     planned("idp_client_secret", "one identity provider for every route"),
-    planned("jwt_groups_filter", "the assertion carries every group"),
     planned("jwt_issuer_format", "set `jwt_issuer_format` globally"),
     planned(
         "depends_on",
@@ -180,7 +175,6 @@ pub const REFUSED_GLOBAL_KEYS: &[RefusedKey] = &[
         "routes are served over HTTPS only; terminate TLS here",
     ),
     planned("runtime_flags", "no runtime flags yet"),
-    planned("jwt_groups_filter", "the assertion carries every group"),
     planned(
         "bearer_token_format",
         "only `Pomerium-` session tokens are read",

@@ -12,7 +12,7 @@ use crate::model::rewrite::{
 use crate::model::routing::{HostMatch, PathMatch, RouteKey, RouteTable};
 use crate::model::{
     Access, AuthConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, Diagnostic, IdentityConfig,
-    ObjectRef, Reason, Route, Severity, Snapshot, TlsConfig, Upstream, UpstreamTls,
+    LoadBalancing, ObjectRef, Reason, Route, Severity, Snapshot, TlsConfig, Upstream, UpstreamTls,
 };
 use crate::policy::{self, Legacy, Program};
 use crate::settings::RouteOptions;
@@ -46,6 +46,8 @@ pub struct GlobalInputs {
     pub jwt_claims_headers: Vec<(String, String)>,
     /// Global `set_response_headers` (unset: Pomerium's defaults).
     pub set_response_headers: Option<std::collections::BTreeMap<String, String>>,
+    /// Global `jwt_groups_filter`.
+    pub jwt_groups_filter: Option<Vec<String>>,
     /// `default_upstream_timeout`: a route's `timeout` when it sets none.
     pub default_upstream_timeout: Option<std::time::Duration>,
     pub auth: AuthConfig,
@@ -63,6 +65,7 @@ impl GlobalInputs {
             pass_identity_headers: false,
             jwt_claims_headers: Vec::new(),
             set_response_headers: None,
+            jwt_groups_filter: None,
             default_upstream_timeout: None,
             auth: AuthConfig {
                 cookie_name: "_jetbridge".into(),
@@ -316,6 +319,28 @@ fn build_route(
         &response_headers(g, spec),
         &mut problems,
     );
+    let load_balancing = match spec
+        .load_balancing_policy
+        .as_deref()
+        .map(LoadBalancing::parse)
+    {
+        None => LoadBalancing::RoundRobin,
+        Some(Ok(lb)) => lb,
+        Some(Err(e)) => {
+            problems.push(e);
+            LoadBalancing::RoundRobin
+        }
+    };
+    // Pomerium's filter is the union of the global and the route's lists.
+    let jwt_groups_filter = match (&g.jwt_groups_filter, &spec.jwt_groups_filter) {
+        (None, None) => None,
+        (a, b) => {
+            let mut all: Vec<String> = a.iter().chain(b.iter()).flatten().cloned().collect();
+            all.sort();
+            all.dedup();
+            Some(all)
+        }
+    };
     let mut rewrite_response_headers = Vec::new();
     for r in &spec.rewrite_response_headers {
         match HeaderName::from_bytes(r.header.as_bytes()) {
@@ -390,6 +415,7 @@ fn build_route(
         path,
         upstreams,
         upstream_tls,
+        load_balancing,
         access,
         pass_identity_headers: spec
             .pass_identity_headers
@@ -403,6 +429,7 @@ fn build_route(
             .filter(|u| !u.is_empty())
             .collect(),
         cors_allow_preflight: spec.cors_allow_preflight,
+        jwt_groups_filter,
         path_rewrite,
         host_rewrite,
         set_request_headers,
