@@ -12,12 +12,29 @@ struct World {
     _idp: ChildGuard,
     seen: std::sync::Arc<std::sync::Mutex<Vec<http::HeaderMap>>>,
     port: u16,
+    /// The config every replica of this world runs.
+    yaml: String,
 }
 
 impl World {
     fn url(&self, host: &str, path: &str) -> String {
         format!("https://{host}.localhost:{}{path}", self.port)
     }
+
+    /// Another replica: a second proxy with the same config (the same
+    /// `cookie_secret`, `shared_secret` and the signing key derived from it)
+    /// on its own port, sharing nothing in memory with the first.
+    async fn replica(&self) -> RunningProxy {
+        start_proxy(bind_https().await, &self.yaml).await
+    }
+}
+
+/// `url` with its port replaced: the same request sent to another replica
+/// (a browser keeps cookies per host, not per port, as behind a load balancer).
+fn on_replica(url: &str, port: u16) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_port(Some(port)).unwrap();
+    u.to_string()
 }
 
 async fn world() -> World {
@@ -69,6 +86,7 @@ routes:
         _idp: idp,
         seen,
         port,
+        yaml,
     }
 }
 
@@ -163,6 +181,10 @@ async fn policy_decides_allow_forbidden_and_sign_in_by_client_kind() {
     let r = api.get(&w.url("app", "/")).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.location().is_none());
+    assert!(
+        r.headers.get(http::header::SET_COOKIE).is_none(),
+        "an API client gets no sign-in cookie"
+    );
 
     // carol is signed in but not allowed on app or admin: 403; allowed on plain.
     let mut b = Browser::new();
@@ -290,7 +312,9 @@ async fn open_redirect_targets_are_refused() {
             r.location()
         );
     }
-    // A valid route target is accepted.
+    // A valid route target is accepted. Without the binding a route host
+    // adds, the browser is sent to the target first, whose host starts a
+    // sign-in bound to it.
     let ok = w.url(
         "authenticate",
         &format!(
@@ -298,7 +322,17 @@ async fn open_redirect_targets_are_refused() {
             urlencode(&w.url("app", "/x"))
         ),
     );
-    assert_eq!(b.get(&ok).await.status, StatusCode::FOUND);
+    let r = b.get(&ok).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(r.location(), Some(w.url("app", "/x")));
+    let sign_in = w.url("authenticate", "/.pomerium/sign_in");
+    let (bound, r) = follow(&mut b, ok.clone(), &sign_in, 3).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert!(bound.contains("jetbridge_login="), "{bound}");
+    assert_eq!(b.get(&bound).await.status, StatusCode::FOUND);
+    // A malformed binding is refused.
+    let r = b.get(&format!("{ok}&jetbridge_login=short")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -423,4 +457,299 @@ async fn sign_out_on_one_host_ends_the_browsers_session_on_every_host() {
     let r = fresh.get(&w.url("app", "/.pomerium/user")).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_ne!(json(&r.body)["sid"].as_str().map(str::to_string), app_sid);
+}
+
+/// Runs a sign-in for `login` from `start` up to the hand-off URL the
+/// authenticate host sends the browser to (returned, not followed).
+async fn to_handoff(b: &mut Browser, w: &World, start: &str, login: &str) -> String {
+    let sign_in = b.get(start).await.location().unwrap();
+    let authorize = b.get(&sign_in).await.location().unwrap();
+    let callback = idp_login(b, &authorize, login).await;
+    let r = b.get(&callback).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.body);
+    let handoff = r.location().unwrap();
+    assert!(
+        handoff.starts_with(&w.url("app", "/.pomerium/callback?pomerium_handoff=")),
+        "{handoff}"
+    );
+    handoff
+}
+
+fn sets_session_cookie(r: &Reply) -> bool {
+    r.headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|c| c.starts_with("_jetbridge=") && !c.starts_with("_jetbridge=;"))
+}
+
+/// Asserts a hand-off was refused as started in another browser: 403 with
+/// the reason, no session cookie, no redirect.
+fn assert_refused_handoff(r: &Reply, what: &str) {
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{what}: {}", r.body);
+    assert!(
+        r.body
+            .contains("sign-in was started in another browser; start again"),
+        "{what}: {}",
+        r.body
+    );
+    assert!(!sets_session_cookie(r), "{what}: a session cookie was set");
+    assert!(r.location().is_none(), "{what}: redirected");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_captured_handoff_is_refused_in_another_browser_on_every_replica() {
+    let w = world().await;
+    let second = w.replica().await;
+    let start = w.url("app", "/");
+    let mut victim = Browser::new();
+    let handoff = to_handoff(&mut victim, &w, &start, "alice").await;
+
+    // Replayed from another browser before the victim uses it: refused on
+    // both replicas, and the refusals do not use it up for the victim.
+    let mut thief = Browser::new();
+    for port in [second.port, w.port] {
+        let r = thief.get(&on_replica(&handoff, port)).await;
+        assert_refused_handoff(&r, &format!("fresh hand-off, other browser, port {port}"));
+    }
+    let r = victim.get(&handoff).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.body);
+    assert!(sets_session_cookie(&r));
+    assert_eq!(r.location().as_deref(), Some(start.as_str()));
+
+    // Replayed from another browser after the victim used it on the first
+    // replica: the second replica has never seen it, and still refuses it.
+    for port in [second.port, w.port] {
+        let r = thief.get(&on_replica(&handoff, port)).await;
+        assert_refused_handoff(&r, &format!("used hand-off, other browser, port {port}"));
+    }
+    thief.accept = "application/json".into();
+    for port in [second.port, w.port] {
+        let r = thief.get(&on_replica(&start, port)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "thief has no session");
+    }
+    // The victim is signed in on both replicas with the one cookie.
+    victim.accept = "application/json".into();
+    for port in [second.port, w.port] {
+        let r = victim.get(&on_replica(&start, port)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+}
+
+const NONCE_PREFIX: &str = "__Host-jetbridge_login_";
+
+/// The sign-in nonce cookies `b` holds for app.localhost.
+fn nonce_cookies(b: &Browser) -> Vec<(String, String)> {
+    b.jar
+        .get("app.localhost")
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with(NONCE_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The hash of a nonce as it travels: base64url SHA-256.
+fn hash_of(nonce: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(nonce.as_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_used_handoff_replayed_in_the_same_browser_on_another_replica_is_refused() {
+    let w = world().await;
+    let second = w.replica().await;
+    let start = w.url("app", "/");
+    let mut b = Browser::new();
+    let handoff = to_handoff(&mut b, &w, &start, "alice").await;
+    assert_eq!(nonce_cookies(&b).len(), 1);
+    // A copy of the browser's cookies taken before the hand-off is used.
+    let mut copy = Browser::new();
+    copy.jar = b.jar.clone();
+
+    let r = b.get(&handoff).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.body);
+    assert!(sets_session_cookie(&r));
+    assert!(nonce_cookies(&b).is_empty(), "the nonce cookie is deleted");
+
+    // The same browser replays it on the other replica, then on the first.
+    for port in [second.port, w.port] {
+        let r = b.get(&on_replica(&handoff, port)).await;
+        assert_refused_handoff(&r, &format!("same browser, port {port}"));
+    }
+    // Even with the nonce still presented, the replica that took the
+    // hand-off refuses it a second time (one use per process).
+    let r = copy.get(&handoff).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.contains("hand-off already used"), "{}", r.body);
+    assert!(!sets_session_cookie(&r));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampered_missing_or_foreign_nonce_cookies_refuse_the_handoff() {
+    let w = world().await;
+    let second = w.replica().await;
+    let start = w.url("app", "/");
+    let mut b = Browser::new();
+    let handoff = to_handoff(&mut b, &w, &start, "alice").await;
+    let [(name, nonce)]: [(String, String); 1] = nonce_cookies(&b).try_into().unwrap();
+    // Another sign-in (another browser) has its own nonce.
+    let mut other = Browser::new();
+    assert_eq!(other.get(&start).await.status, StatusCode::FOUND);
+    let [(other_name, other_nonce)]: [(String, String); 1] =
+        nonce_cookies(&other).try_into().unwrap();
+    assert_ne!(other_name, name);
+    let binding = hash_of(&nonce);
+
+    let mut flipped = nonce.clone().into_bytes();
+    flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    let cases: Vec<(&str, Vec<(String, String)>)> = vec![
+        ("missing", vec![]),
+        ("tampered", vec![(name.clone(), flipped)]),
+        (
+            "truncated",
+            vec![(name.clone(), nonce[..nonce.len() - 1].into())],
+        ),
+        ("empty", vec![(name.clone(), String::new())]),
+        (
+            "another sign-in's nonce",
+            vec![(name.clone(), other_nonce.clone())],
+        ),
+        ("another sign-in's cookie", vec![(other_name, other_nonce)]),
+        (
+            "a hash in place of the nonce",
+            vec![(name.clone(), binding)],
+        ),
+    ];
+    for (what, cookies) in cases {
+        for port in [w.port, second.port] {
+            let mut x = Browser::new();
+            x.jar
+                .insert("app.localhost".into(), cookies.iter().cloned().collect());
+            let r = x.get(&on_replica(&handoff, port)).await;
+            assert_refused_handoff(&r, &format!("{what}, port {port}"));
+            assert!(
+                x.jar
+                    .get("app.localhost")
+                    .is_none_or(|j| !j.contains_key("_jetbridge")),
+                "{what}: no session"
+            );
+        }
+    }
+    // The genuine nonce, on the second replica: accepted, once.
+    let r = b.get(&on_replica(&handoff, second.port)).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.body);
+    assert!(sets_session_cookie(&r));
+    assert_eq!(
+        r.location(),
+        Some(start.clone()),
+        "back to where the sign-in started"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_sign_ins_in_one_browser_at_once_both_complete() {
+    let w = world().await;
+    let (one, two) = (w.url("app", "/one"), w.url("app", "/two"));
+    let mut b = Browser::new();
+    // Both tabs reach the IdP before either comes back.
+    let sign_in_one = b.get(&one).await.location().unwrap();
+    let authorize_one = b.get(&sign_in_one).await.location().unwrap();
+    let sign_in_two = b.get(&two).await.location().unwrap();
+    let authorize_two = b.get(&sign_in_two).await.location().unwrap();
+    assert_eq!(nonce_cookies(&b).len(), 2, "one nonce cookie per sign-in");
+
+    let callback = idp_login(&mut b, &authorize_one, "alice").await;
+    let (url, r) = follow(&mut b, callback, "never", 5).await;
+    assert_eq!(url, one);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // The second sign-in's nonce was sent along, and not forwarded upstream.
+    assert_eq!(nonce_cookies(&b).len(), 1);
+    let cookie = json(&r.body)["headers"]["cookie"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(!cookie.contains("jetbridge"), "forwarded cookies: {cookie}");
+
+    // The second tab finishes on the IdP's session.
+    let callback = idp_login(&mut b, &authorize_two, "alice").await;
+    let (url, r) = follow(&mut b, callback, "never", 5).await;
+    assert_eq!(url, two);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(nonce_cookies(&b).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_nonce_cookie_is_host_only_and_only_its_hash_travels() {
+    let w = world().await;
+    let start = w.url("app", "/");
+    let mut b = Browser::new();
+    let r = b.get(&start).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    let set: Vec<String> = r
+        .headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let [cookie]: [String; 1] = set.try_into().unwrap();
+    let mut attrs = cookie.split("; ");
+    let (name, nonce) = attrs.next().unwrap().split_once('=').unwrap();
+    let attrs: Vec<&str> = attrs.collect();
+    assert_eq!(
+        attrs,
+        [
+            "Path=/",
+            "Max-Age=600",
+            "Secure",
+            "HttpOnly",
+            "SameSite=Lax"
+        ],
+        "host-only (no Domain), Secure, HttpOnly, Lax, 10 minutes"
+    );
+    assert_eq!(nonce.len(), 43, "32 random bytes, base64url");
+    let hash = hash_of(nonce);
+    assert_eq!(name, format!("{NONCE_PREFIX}{}", &hash[..16]));
+
+    let sign_in = r.location().unwrap();
+    let sent = url::Url::parse(&sign_in)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "jetbridge_login")
+        .map(|(_, v)| v.to_string());
+    assert_eq!(sent.as_deref(), Some(hash.as_str()));
+    assert!(!sign_in.contains(nonce));
+    // Neither the authenticate host's state cookie, the IdP nor the hand-off
+    // sees the nonce or its hash in clear.
+    let r = b.get(&sign_in).await;
+    let authorize = r.location().unwrap();
+    for v in r.headers.get_all(http::header::SET_COOKIE) {
+        let v = v.to_str().unwrap();
+        assert!(!v.contains(nonce) && !v.contains(&hash), "{v}");
+    }
+    assert!(!authorize.contains(nonce) && !authorize.contains(&hash));
+    let callback = idp_login(&mut b, &authorize, "alice").await;
+    let handoff = b.get(&callback).await.location().unwrap();
+    assert!(!handoff.contains(nonce) && !handoff.contains(&hash));
+    // The nonce cookie stayed on app.localhost only.
+    for (host, cookies) in &b.jar {
+        if host != "app.localhost" {
+            assert!(
+                cookies.keys().all(|k| !k.starts_with(NONCE_PREFIX)),
+                "{host}"
+            );
+        }
+    }
+    let r = b.get(&handoff).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.body);
+    let deleted = r
+        .headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.starts_with(name))
+        .expect("the nonce cookie is deleted");
+    assert!(deleted.starts_with(&format!("{name}=;")) && deleted.contains("Max-Age=0"));
 }

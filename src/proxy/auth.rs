@@ -8,6 +8,13 @@
 //!   one-time, 60-second hand-off and sets that host's cookie), `/.pomerium/`
 //!   (who you are), `/.pomerium/user` (JSON), `/.pomerium/sign_out`.
 //!
+//! A sign-in is bound to the browser that started it: the route host that
+//! sends a browser to sign in sets a random nonce in a host-only cookie named
+//! after the nonce's hash, and only the hash travels (sign-in URL, sealed
+//! state, sealed hand-off). The route host accepts a hand-off only from a
+//! browser presenting that nonce, so a hand-off URL is worthless in another
+//! browser, on any replica.
+//!
 //! Every redirect target is validated: only https URLs on hosts that are
 //! routes (or the authenticate host), on this proxy's port, without
 //! credentials or control characters.
@@ -20,16 +27,31 @@ use crate::identity::revocation::Revocations;
 use crate::identity::seal::Sealer;
 use crate::identity::session::Session;
 use crate::model::{IdpConfig, Snapshot};
+use base64::Engine as _;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Path prefix of the proxy's own endpoints on every host.
 pub const POMERIUM_PREFIX: &str = "/.pomerium";
-/// Name of the login-state cookie on the authenticate host.
+/// Name of the login-state cookies on the authenticate host: one per
+/// sign-in, `_jetbridge_state_<start of the state>`, so sign-ins in several
+/// tabs of one browser do not overwrite each other's state.
 pub const STATE_COOKIE: &str = "_jetbridge_state";
 /// Lifetime of a hand-off from the authenticate host to a route host.
 const HANDOFF_TTL: i64 = 60;
+/// Prefix of the nonce cookies on route hosts, one per sign-in, named
+/// `__Host-jetbridge_login_<start of the nonce's hash>`. `__Host-` makes
+/// browsers refuse the cookie unless it is host-only, Secure and `Path=/`,
+/// so no other host (not even a sibling domain) can set or receive it.
+pub const LOGIN_COOKIE_PREFIX: &str = "__Host-jetbridge_login_";
+/// Lifetime of a sign-in's nonce cookie (as long as the sign-in state).
+const LOGIN_TTL: i64 = 600;
+/// Query parameter of `/.pomerium/sign_in` carrying the nonce's hash.
+const BINDING_PARAM: &str = "jetbridge_login";
+/// How many characters of a random value name its cookie.
+const COOKIE_ID_LEN: usize = 16;
 
 /// Name of the browser-session cookie on the authenticate host: it carries
 /// the session id and expiry that every route host's session of this
@@ -235,6 +257,47 @@ pub fn cookie_header(name: &str, value: &str, max_age: i64) -> Option<HeaderValu
     .ok()
 }
 
+/// True for the cookies of sign-ins in progress (state on the authenticate
+/// host, nonces on route hosts): never forwarded upstream.
+pub fn is_sign_in_cookie(name: &str) -> bool {
+    name.starts_with(LOGIN_COOKIE_PREFIX)
+        || name
+            .strip_prefix(STATE_COOKIE)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
+}
+
+/// The hash of a sign-in nonce that travels in its place (base64url SHA-256).
+fn binding_of(nonce: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(nonce.as_bytes()))
+}
+
+/// True for a well-formed binding (the form [`binding_of`] produces).
+fn is_binding(s: &str) -> bool {
+    s.len() == 43
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The name of the nonce cookie of the sign-in with this binding.
+fn login_cookie_name(binding: &str) -> Option<String> {
+    is_binding(binding).then(|| format!("{LOGIN_COOKIE_PREFIX}{}", &binding[..COOKIE_ID_LEN]))
+}
+
+/// The name of the state cookie of the sign-in with this `state`.
+fn state_cookie_name(state: &str) -> Option<String> {
+    let id = state.get(..COOKIE_ID_LEN)?;
+    id.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        .then(|| format!("{STATE_COOKIE}_{id}"))
+}
+
+/// True when the request carries the nonce whose hash is `binding`.
+fn presents_nonce(headers: &http::HeaderMap, binding: &str) -> bool {
+    login_cookie_name(binding)
+        .and_then(|name| super::headers::cookie(headers, &name).map(binding_of))
+        .is_some_and(|presented| constant_time_eq(presented.as_bytes(), binding.as_bytes()))
+}
+
 fn sealer_handoff(snapshot: &Snapshot) -> Sealer {
     Sealer::new(&snapshot.auth.shared_secret, "handoff")
 }
@@ -258,17 +321,42 @@ struct Handoff {
     id: String,
     exp: i64,
     return_to: String,
+    /// Hash of the nonce of the browser that started the sign-in.
+    binding: String,
     session: Session,
 }
 
-/// The URL that starts sign-in for a request to `return_to`.
-pub fn sign_in_url(snapshot: &Snapshot, return_to: &str) -> Option<String> {
+/// The sealed content of a state cookie on the authenticate host.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LoginState {
+    pending: PendingLogin,
+    /// Hash of the nonce of the browser that started the sign-in.
+    binding: String,
+}
+
+/// The URL that starts sign-in for a request to `return_to`, bound to the
+/// nonce whose hash is `binding`.
+fn sign_in_url(snapshot: &Snapshot, return_to: &str, binding: &str) -> Option<String> {
     let base = snapshot.auth.authenticate_url.as_ref()?;
     snapshot.auth.idp.as_ref()?;
     let q: String = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("pomerium_redirect_uri", return_to)
+        .append_pair(BINDING_PARAM, binding)
         .finish();
     Some(format!("{base}/.pomerium/sign_in?{q}"))
+}
+
+/// The redirect that sends a browser from a route host to sign in for
+/// `return_to`, with a fresh nonce cookie on the route host binding the
+/// sign-in to this browser. `None` when sign-in is not configured.
+pub fn start_sign_in(snapshot: &Snapshot, return_to: &str) -> Option<Response<Body>> {
+    let nonce = random_token();
+    let binding = binding_of(&nonce);
+    let url = sign_in_url(snapshot, return_to, &binding)?;
+    let mut r = redirect(&url);
+    let cookie = cookie_header(&login_cookie_name(&binding)?, &nonce, LOGIN_TTL)?;
+    r.headers_mut().append(header::SET_COOKIE, cookie);
+    Some(r)
 }
 
 impl Proxy {
@@ -308,19 +396,26 @@ impl Proxy {
             .unwrap_or_default();
         let return_to = validate_return_to(&raw, snapshot)
             .ok_or_else(|| ProxyError::BadRequest("invalid redirect target".into()))?;
+        let Some(binding) = query_param(query, BINDING_PARAM) else {
+            // Not sent here by a route host (a bookmarked or hand-made link):
+            // the target's host starts a sign-in bound to this browser if it
+            // needs one, so the browser goes there first.
+            return Ok(redirect(&return_to));
+        };
+        if !is_binding(&binding) {
+            return Err(ProxyError::BadRequest("invalid sign-in binding".into()));
+        }
         let provider = self.auth.provider(self, snapshot).await?;
         let (url, pending) = provider.begin(return_to, now);
+        let name = state_cookie_name(&pending.state)
+            .ok_or_else(|| ProxyError::Identity("invalid sign-in state".into()))?;
+        let state = LoginState { pending, binding };
         let sealed = sealer_state(snapshot).seal(
-            snapshot
-                .auth
-                .authenticate_host
-                .as_deref()
-                .unwrap_or("")
-                .as_bytes(),
-            &serde_json::to_vec(&pending).unwrap_or_default(),
+            authenticate_host(snapshot),
+            &serde_json::to_vec(&state).unwrap_or_default(),
         );
         let mut r = redirect(&url);
-        if let Some(c) = cookie_header(STATE_COOKIE, &sealed, 600) {
+        if let Some(c) = cookie_header(&name, &sealed, 600) {
             r.headers_mut().append(header::SET_COOKIE, c);
         }
         Ok(r)
@@ -346,19 +441,13 @@ impl Proxy {
             .ok_or_else(|| ProxyError::BadRequest("missing state".into()))?;
         let code = query_param(query, "code")
             .ok_or_else(|| ProxyError::BadRequest("missing code".into()))?;
-        let cookie = super::headers::cookie(req.headers(), STATE_COOKIE).ok_or_else(|| {
+        let state_cookie = state_cookie_name(&state)
+            .ok_or_else(|| ProxyError::BadRequest("state mismatch".into()))?;
+        let cookie = super::headers::cookie(req.headers(), &state_cookie).ok_or_else(|| {
             ProxyError::BadRequest("sign-in state cookie missing or expired; start again".into())
         })?;
-        let pending: PendingLogin = sealer_state(snapshot)
-            .open(
-                snapshot
-                    .auth
-                    .authenticate_host
-                    .as_deref()
-                    .unwrap_or("")
-                    .as_bytes(),
-                cookie,
-            )
+        let LoginState { pending, binding } = sealer_state(snapshot)
+            .open(authenticate_host(snapshot), cookie)
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| ProxyError::BadRequest("invalid sign-in state; start again".into()))?;
         if pending.exp < now {
@@ -406,6 +495,7 @@ impl Proxy {
             id: random_token(),
             exp: now + HANDOFF_TTL,
             return_to: pending.return_to.clone(),
+            binding,
             session,
         };
         let sealed = sealer_handoff(snapshot).seal(
@@ -416,7 +506,7 @@ impl Proxy {
             "{}{POMERIUM_PREFIX}/callback?pomerium_handoff={sealed}",
             target.origin().ascii_serialization()
         ));
-        if let Some(c) = cookie_header(STATE_COOKIE, "", 0) {
+        if let Some(c) = cookie_header(&state_cookie, "", 0) {
             r.headers_mut().append(header::SET_COOKIE, c);
         }
         if browser.is_none() {
@@ -451,7 +541,7 @@ impl Proxy {
         let now = unix_now();
         Some(match path {
             "/.pomerium/callback" | "/.pomerium/callback/" => {
-                self.host_callback(snapshot, host, query, now)
+                self.host_callback(snapshot, req.headers(), host, query, now)
             }
             "/.pomerium/user" => Ok(user_json(session, host)),
             "/.pomerium" | "/.pomerium/" => Ok(user_page(session, host, id)),
@@ -475,6 +565,7 @@ impl Proxy {
     fn host_callback(
         &self,
         snapshot: &Snapshot,
+        headers: &http::HeaderMap,
         host: &str,
         query: Option<&str>,
         now: i64,
@@ -489,6 +580,11 @@ impl Proxy {
             return Err(ProxyError::BadRequest(
                 "hand-off expired; sign in again".into(),
             ));
+        }
+        // Checked before the hand-off is marked used, so a copy tried in
+        // another browser cannot use it up for the browser it belongs to.
+        if !presents_nonce(headers, &h.binding) {
+            return Err(ProxyError::SignInElsewhere);
         }
         if !self
             .auth
@@ -509,6 +605,11 @@ impl Proxy {
         let value = snapshot.sessions.seal(host, &h.session);
         let mut r = redirect(&location);
         if let Some(c) = cookie_header(&snapshot.auth.cookie_name, &value, h.session.exp - now) {
+            r.headers_mut().append(header::SET_COOKIE, c);
+        }
+        // The nonce is used up: this hand-off, replayed on any replica, now
+        // finds no nonce in this browser either.
+        if let Some(c) = login_cookie_name(&h.binding).and_then(|n| cookie_header(&n, "", 0)) {
             r.headers_mut().append(header::SET_COOKIE, c);
         }
         Ok(r)
@@ -610,7 +711,7 @@ fn new_session(login: &LoginResult, snapshot: &Snapshot, now: i64) -> Session {
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 
 fn user_json(session: Option<&Session>, host: &str) -> Response<Body> {

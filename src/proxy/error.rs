@@ -18,6 +18,10 @@ pub enum ProxyError {
     Unauthenticated,
     #[error("access denied")]
     Forbidden,
+    /// A sign-in hand-off arrived without the nonce cookie of the browser
+    /// that started the sign-in.
+    #[error("sign-in was started in another browser; start again")]
+    SignInElsewhere,
     #[error("this route is misconfigured; access is denied until it is fixed")]
     RouteInvalid,
     #[error("websocket upgrades are not allowed on this route")]
@@ -45,9 +49,10 @@ impl ProxyError {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::UnknownHost | ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ProxyError::Forbidden | ProxyError::RouteInvalid | ProxyError::UpgradeNotAllowed => {
-                StatusCode::FORBIDDEN
-            }
+            ProxyError::Forbidden
+            | ProxyError::SignInElsewhere
+            | ProxyError::RouteInvalid
+            | ProxyError::UpgradeNotAllowed => StatusCode::FORBIDDEN,
             ProxyError::UpstreamUnavailable | ProxyError::NotReady => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -136,6 +136,11 @@ pub fn sanitize_trailers(
 /// Removes the named cookies from every `Cookie` header, dropping the header
 /// if nothing is left.
 pub fn remove_cookies(h: &mut HeaderMap, names: &[&str]) {
+    remove_cookies_where(h, |name| names.contains(&name));
+}
+
+/// Removes the cookies whose name `remove` says yes to; keeps the others.
+pub fn remove_cookies_where(h: &mut HeaderMap, remove: impl Fn(&str) -> bool) {
     let values: Vec<HeaderValue> = h.get_all(header::COOKIE).iter().cloned().collect();
     if values.is_empty() {
         return;
@@ -150,7 +155,7 @@ pub fn remove_cookies(h: &mut HeaderMap, names: &[&str]) {
             .map(str::trim)
             .filter(|c| {
                 let name = c.split('=').next().unwrap_or("").trim();
-                !c.is_empty() && !names.contains(&name)
+                !c.is_empty() && !remove(name)
             })
             .collect();
         if !kept.is_empty()
@@ -317,5 +322,20 @@ mod tests {
         let all: Vec<_> = h.get_all("cookie").iter().collect();
         assert_eq!(all, ["a=1; b=2"]);
         assert_eq!(cookie(&h, "b"), Some("2"));
+    }
+
+    #[test]
+    fn sign_in_cookies_are_removed_by_name_and_others_kept() {
+        let mut h = HeaderMap::new();
+        h.append(
+            "cookie",
+            HeaderValue::from_static(
+                "a=1; __Host-jetbridge_login_abc=n1; _jetbridge_state_xyz=s; \
+                 _jetbridge_state=old; _jetbridge_statement=keep; __Host-jetbridge_login_d=n2",
+            ),
+        );
+        remove_cookies_where(&mut h, crate::proxy::auth::is_sign_in_cookie);
+        let all: Vec<_> = h.get_all("cookie").iter().collect();
+        assert_eq!(all, ["a=1; _jetbridge_statement=keep"]);
     }
 }

@@ -290,16 +290,7 @@ impl Proxy {
                             return_to.push('?');
                             return_to.push_str(q);
                         }
-                        if browser && let Some(url) = auth::sign_in_url(snapshot, &return_to) {
-                            let mut r = Response::new(empty());
-                            *r.status_mut() = StatusCode::FOUND;
-                            if let Ok(v) = HeaderValue::from_str(&url) {
-                                r.headers_mut().insert(header::LOCATION, v);
-                            }
-                            r.headers_mut().insert(
-                                header::CACHE_CONTROL,
-                                HeaderValue::from_static("no-store"),
-                            );
+                        if browser && let Some(r) = auth::start_sign_in(snapshot, &return_to) {
                             return Ok((rid.clone(), with_cookie(r)));
                         }
                         return Err(fail(ProxyError::Unauthenticated));
@@ -375,7 +366,9 @@ impl Proxy {
         }
         headers::strip_identity_headers(h, &route.jwt_claims_headers);
         headers::strip_path_overrides(h);
-        headers::remove_cookies(h, &[snapshot.auth.cookie_name.as_str(), auth::STATE_COOKIE]);
+        headers::remove_cookies_where(h, |name| {
+            name == snapshot.auth.cookie_name || auth::is_sign_in_cookie(name)
+        });
         headers::set_forwarded(
             h,
             &conn.remote.ip().to_string(),
