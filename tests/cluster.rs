@@ -1285,3 +1285,71 @@ async fn a_sign_out_on_one_replica_revokes_the_session_on_the_others() {
     let v: serde_json::Value = serde_json::from_str(&cm).unwrap();
     assert_eq!(v.as_object().unwrap().len(), 1, "one revoked id: {cm}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secret_backed_annotations_follow_their_secrets() {
+    let c = Corner::new(Kube::get());
+    let (up, seen) = echo_upstream().await;
+    c.service("app", &[up]);
+    let ns = &c.ns;
+    let secret = |value: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: hdrs, namespace: {ns}}}\ntype: Opaque\nstringData: {{X-From-Secret: {value}}}\n"
+        )
+    };
+    c.kube.apply(&secret("one"));
+    c.ingress(
+        "app",
+        "hdr.test",
+        "app",
+        &[
+            ("jetbridge.dev/allow_public_unauthenticated_access", "true"),
+            ("ingress.pomerium.io/set_request_headers_secret", "hdrs"),
+        ],
+    );
+    let ctl = Controller::start(&c, &[]).await;
+    let mut b = api_client();
+    let header_is = |want: &'static str| {
+        let seen = seen.clone();
+        move |r: &Reply| {
+            r.status == StatusCode::OK
+                && seen
+                    .lock()
+                    .unwrap()
+                    .last()
+                    .and_then(|h| h.get("x-from-secret").cloned())
+                    .is_some_and(|v| v == want)
+        }
+    };
+    ctl.expect(
+        &mut b,
+        "hdr.test",
+        "carries the Secret's header",
+        header_is("one"),
+    )
+    .await;
+    // The Secret edited: the header follows, without touching the Ingress.
+    c.kube.apply(&secret("two"));
+    ctl.expect(
+        &mut b,
+        "hdr.test",
+        "carries the edited header",
+        header_is("two"),
+    )
+    .await;
+    // The Secret deleted: the route fails closed and says why.
+    c.kube.ok(&["delete", "secret", "hdrs", "-n", ns], None);
+    ctl.expect(&mut b, "hdr.test", "is refused", |r| {
+        r.status == StatusCode::FORBIDDEN
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ctl
+        .log()
+        .iter()
+        .any(|l| l.contains(&format!("Secret {ns}/hdrs not found")))
+    {
+        assert!(Instant::now() < deadline, "{:#?}", ctl.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

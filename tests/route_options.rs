@@ -814,3 +814,164 @@ async fn jwt_groups_filter_keeps_the_listed_groups_global_and_per_route() {
     assert_eq!(groups("f.test").await, serde_json::json!(["eng", "admins"]));
     assert_eq!(groups("g.test").await, serde_json::json!(["eng"]));
 }
+
+/// Pomerium's Secret-backed annotations read the Secrets of the Ingress's
+/// namespace; a missing Secret or key denies only that route.
+#[test]
+fn secret_backed_annotations_fill_the_route() {
+    fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+    let b64 = |s: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    };
+    let ca = jetbridge_test_ca();
+    let secret = |name: &str, kind: &str, data: serde_json::Value| {
+        std::sync::Arc::new(obj::<k8s_openapi::api::core::v1::Secret>(
+            serde_json::json!({
+                "metadata": {"name": name, "namespace": "t"}, "type": kind, "data": data
+            }),
+        ))
+    };
+    let build = |annotations: &[(&str, &str)], secrets: Vec<_>| {
+        let map: serde_json::Map<String, serde_json::Value> = annotations
+            .iter()
+            .map(|(k, v)| {
+                (
+                    format!("ingress.pomerium.io/{k}"),
+                    serde_json::Value::from(*v),
+                )
+            })
+            .collect();
+        let mut c = one_ingress_cluster(map);
+        c.secrets = secrets;
+        let out = from_cluster(&c, &ClusterSettings::default());
+        translate(&Inputs {
+            global: jetbridge::translate::GlobalInputs::for_test(),
+            routes: out.routes,
+            diagnostics: out.diagnostics,
+        })
+    };
+    let snap = build(
+        &[
+            ("allow_public_unauthenticated_access", "true"),
+            ("tls_custom_ca_secret", "ca"),
+            ("set_request_headers_secret", "req"),
+            ("set_response_headers_secret", "resp"),
+            ("kubernetes_service_account_token_secret", "sa"),
+            ("service_proxy_upstream", "true"),
+        ],
+        vec![
+            secret("ca", "Opaque", serde_json::json!({"ca.crt": b64(&ca)})),
+            secret("req", "Opaque", serde_json::json!({"X-Api-Key": b64("k1")})),
+            secret(
+                "resp",
+                "Opaque",
+                serde_json::json!({"X-Served-By": b64("edge")}),
+            ),
+            secret(
+                "sa",
+                "kubernetes.io/service-account-token",
+                serde_json::json!({"token": b64("sa-token-value\n")}),
+            ),
+        ],
+    );
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+    let r = &snap.routes[0];
+    assert!(
+        r.upstream_tls
+            .custom_ca_pem
+            .as_deref()
+            .is_some_and(|p| p.contains("BEGIN CERTIFICATE"))
+    );
+    assert!(
+        r.set_request_headers
+            .iter()
+            .any(|(n, v)| n == "x-api-key" && v == "k1")
+    );
+    assert!(
+        r.set_response_headers
+            .iter()
+            .any(|(n, v)| n == "x-served-by" && v == "edge")
+    );
+    assert_eq!(
+        r.kubernetes_token.as_ref().unwrap(),
+        "Bearer sa-token-value"
+    );
+    assert_eq!(r.upstreams[0].authority, "web.t.svc.cluster.local:80");
+
+    let snap = build(
+        &[
+            ("allow_public_unauthenticated_access", "true"),
+            ("tls_custom_ca_secret", "nope"),
+            ("kubernetes_service_account_token_secret", "empty"),
+        ],
+        vec![secret("empty", "Opaque", serde_json::json!({}))],
+    );
+    let message = snap
+        .diagnostics
+        .iter()
+        .map(|d| d.message.clone())
+        .collect::<Vec<_>>()
+        .join("; ");
+    assert!(message.contains("Secret t/nope not found"), "{message}");
+    assert!(
+        message.contains("Secret t/empty has no key \"token\""),
+        "{message}"
+    );
+    assert!(matches!(snap.routes[0].access, Access::Invalid(_)));
+}
+
+fn jetbridge_test_ca() -> String {
+    rcgen::generate_simple_self_signed(vec!["ca.test".to_string()])
+        .unwrap()
+        .cert
+        .pem()
+}
+
+#[tokio::test]
+async fn a_kubernetes_token_route_impersonates_the_signed_in_user_only() {
+    let up = echo_http1("a").await;
+    let to = format!("http://{}", up.authority());
+    let h = Harness::start(&config(
+        "",
+        &[
+            format!("  - from: https://k8s.test\n    to: {to}\n    allow_any_authenticated_user: true\n    kubernetes_service_account_token: secret-sa-token\n"),
+            format!("  - from: https://open.test\n    to: {to}\n    allow_public_unauthenticated_access: true\n    kubernetes_service_account_token: secret-sa-token\n"),
+        ],
+    ))
+    .await;
+    let cookie = session_cookie("k8s.test", &session("alice@example.com", &["eng", "ops"]));
+    let e = h
+        .get_with(
+            "k8s.test",
+            "/api/v1/pods",
+            &[
+                ("cookie", &cookie),
+                ("impersonate-group", "system:masters"),
+                ("Impersonate_User", "admin"),
+                ("authorization", "Bearer client-token"),
+            ],
+        )
+        .await
+        .echo();
+    assert_eq!(e.all("authorization"), ["Bearer secret-sa-token"]);
+    assert_eq!(e.all("impersonate-user"), ["alice@example.com"]);
+    assert_eq!(e.all("impersonate-group"), ["eng", "ops"]);
+    assert!(
+        e.headers
+            .iter()
+            .all(|(n, _)| !n.contains("impersonate_user")),
+        "{:?}",
+        e.headers
+    );
+    // Without a session the token is never attached (no acting as the
+    // service account for anonymous users), and spoofed headers are gone.
+    let e = h
+        .get_with("open.test", "/", &[("impersonate-group", "system:masters")])
+        .await
+        .echo();
+    assert!(e.all("authorization").is_empty());
+    assert!(e.all("impersonate-group").is_empty());
+}

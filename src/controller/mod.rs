@@ -188,11 +188,27 @@ pub async fn run(
         changed.clone(),
         "EndpointSlice",
     );
+    // Only the Secret types routes can name: TLS Secrets (spec.tls), Opaque
+    // ones (`tls_custom_ca_secret`, `set_*_headers_secret`) and
+    // service-account tokens (`kubernetes_service_account_token_secret`).
+    // Other types (e.g. helm release records) are never fetched.
     let tls = Stores::<Secret>::start(
         apis(&client, ns),
         watcher::Config::default().fields("type=kubernetes.io/tls"),
         changed.clone(),
         "Secret",
+    );
+    let opaque = Stores::<Secret>::start(
+        apis(&client, ns),
+        watcher::Config::default().fields("type=Opaque"),
+        changed.clone(),
+        "Secret (Opaque)",
+    );
+    let sa_tokens = Stores::<Secret>::start(
+        apis(&client, ns),
+        watcher::Config::default().fields("type=kubernetes.io/service-account-token"),
+        changed.clone(),
+        "Secret (service-account-token)",
     );
     let bootstrap_api: Api<Secret> = Api::namespaced(client.clone(), &options.bootstrap_namespace);
     let boot = Stores::<Secret>::start(
@@ -232,6 +248,8 @@ pub async fn run(
             services.wait_until_ready().await;
             slices.wait_until_ready().await;
             tls.wait_until_ready().await;
+            opaque.wait_until_ready().await;
+            sa_tokens.wait_until_ready().await;
             boot.wait_until_ready().await;
         } => {}
     }
@@ -322,7 +340,7 @@ pub async fn run(
             policies: policies.state(),
             services: services.state(),
             slices: slices.state(),
-            secrets: tls.state(),
+            secrets: [tls.state(), opaque.state(), sa_tokens.state()].concat(),
         };
         let outcome = from_cluster(&cluster, &options.cluster);
         let mut cfg = base.clone();

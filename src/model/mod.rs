@@ -262,6 +262,10 @@ pub struct Route {
     /// CORS preflights (`OPTIONS` with `Origin` and
     /// `Access-Control-Request-Method`) pass without sign-in or policy.
     pub cors_allow_preflight: bool,
+    /// `Bearer <service-account token>` sent, with the user's
+    /// `Impersonate-*` headers, on requests with a session (Kubernetes API
+    /// routes); client-sent `Impersonate-*` headers are always removed here.
+    pub kubernetes_token: Option<HeaderValue>,
     /// Groups kept in the assertion (`None`: all of them).
     pub jwt_groups_filter: Option<Vec<String>>,
     /// How the forwarded path is made from the client's.

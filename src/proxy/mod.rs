@@ -24,7 +24,7 @@ use crate::policy::{Facts, RequestFacts};
 use crate::snapshot::SnapshotReader;
 use body::{Body, empty, full};
 use error::{ProxyError, error_response, wants_json};
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 use metrics::Metrics;
 use std::net::SocketAddr;
@@ -414,6 +414,33 @@ impl Proxy {
                         .or_else(|| s.claims.get(claim).map(claim_text));
                     if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
                         h.insert(name.clone(), v);
+                    }
+                }
+            }
+        }
+        if let Some(token) = &route.kubernetes_token {
+            // Only the proxy says whom the Kubernetes API is acting for.
+            let spoofed: Vec<HeaderName> = h
+                .keys()
+                .filter(|n| {
+                    n.as_str()
+                        .replace(['_', '.'], "-")
+                        .starts_with("impersonate-")
+                })
+                .cloned()
+                .collect();
+            for n in spoofed {
+                h.remove(&n);
+            }
+            if let Some(s) = &a.session {
+                h.insert(header::AUTHORIZATION, token.clone());
+                let user = if s.email.is_empty() { &s.sub } else { &s.email };
+                if let Ok(v) = HeaderValue::from_str(user) {
+                    h.insert("impersonate-user", v);
+                }
+                for g in &s.groups {
+                    if let Ok(v) = HeaderValue::from_str(g) {
+                        h.append("impersonate-group", v);
                     }
                 }
             }

@@ -239,6 +239,10 @@ route_options! {
     /// Groups to keep in the assertion's `groups` (added to the global list).
     #[serde(default, deserialize_with = "string_or_list_opt")]
     jwt_groups_filter: Option<Vec<String>>,
+    /// A Kubernetes service-account token: with a session, requests carry it
+    /// as `Authorization: Bearer` and impersonate the user
+    /// (`Impersonate-User`, `Impersonate-Group`), for the Kubernetes API.
+    kubernetes_service_account_token: Option<String>,
     /// Response headers (added to the global ones; a `disable` key drops all).
     set_response_headers: Option<BTreeMap<String, String>>,
     /// Response header values to rewrite, e.g. an upstream's `Location`.

@@ -55,10 +55,6 @@ pub const REFUSED_ROUTE_KEYS: &[RefusedKey] = &[
         "IdP access tokens are not accepted as credentials",
     ),
     planned(
-        "service_proxy_upstream",
-        "backends are the EndpointSlice addresses (the Service DNS name when none is ready)",
-    ),
-    planned(
         "tls_client_secret",
         "no client certificate to upstreams yet",
     ),
@@ -73,10 +69,6 @@ pub const REFUSED_ROUTE_KEYS: &[RefusedKey] = &[
         "no client certificate to upstreams yet",
     ),
     planned(
-        "tls_custom_ca_secret",
-        "put the CA bundle in `tls_custom_ca` (PEM or base64 of PEM)",
-    ),
-    planned(
         "tls_downstream_client_ca_secret",
         "no client certificates from browsers yet",
     ),
@@ -85,20 +77,8 @@ pub const REFUSED_ROUTE_KEYS: &[RefusedKey] = &[
         "no client certificates from browsers yet",
     ),
     planned(
-        "kubernetes_service_account_token_secret",
-        "no Kubernetes API impersonation yet",
-    ),
-    planned(
-        "kubernetes_service_account_token",
-        "no Kubernetes API impersonation yet",
-    ),
-    planned(
-        "set_request_headers_secret",
-        "set the headers with `set_request_headers`",
-    ),
-    planned(
-        "set_response_headers_secret",
-        "set the headers with `set_response_headers`",
+        "kubernetes_service_account_token_file",
+        "put the token in `kubernetes_service_account_token`",
     ),
     planned(
         "identity_provider_secret",
@@ -230,6 +210,26 @@ pub const REFUSED_GLOBAL_KEYS: &[RefusedKey] = &[
 
 /// Keys jetbridge adds beyond Pomerium's route keys (annotations only, or both).
 pub const OWN_ROUTE_KEYS: &[(&str, &str)] = &[
+    (
+        "service_proxy_upstream",
+        "`\"true\"`: the Service's cluster DNS name instead of its endpoints (annotation)",
+    ),
+    (
+        "tls_custom_ca_secret",
+        "a Secret whose `ca.crt` becomes `tls_custom_ca` (annotation)",
+    ),
+    (
+        "set_request_headers_secret",
+        "a Secret whose keys and values are added to `set_request_headers` (annotation)",
+    ),
+    (
+        "set_response_headers_secret",
+        "a Secret whose keys and values are added to `set_response_headers` (annotation)",
+    ),
+    (
+        "kubernetes_service_account_token_secret",
+        "a service-account-token Secret whose `token` becomes `kubernetes_service_account_token` (annotation)",
+    ),
     (
         "path_regex",
         "`\"true\"`: the Ingress's ImplementationSpecific paths are RE2 patterns (annotation)",

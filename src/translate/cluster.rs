@@ -230,7 +230,8 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
         let mut problems = annotations.problems.clone();
         let policy = combined_policy(&annotations, &ns, &policies, &mut problems);
         let spec = ing.spec.clone().unwrap_or_default();
-        let base = base_config(&annotations, &policy);
+        let base = base_config(&annotations, &policy)
+            .and_then(|o| with_secrets(o, &annotations.secret_refs, &idx, &ns));
 
         // (host, pathType, path, backend) of every rule path, then the
         // defaultBackend as `/` on each host that has no `/` prefix of its own.
@@ -297,7 +298,13 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
                 _ => PathSpec::Prefix(path.clone()),
             };
             let mut route_problems = problems.clone();
-            let backends = match backends(&idx, &ns, backend, annotations.secure_upstream) {
+            let backends = match backends(
+                &idx,
+                &ns,
+                backend,
+                annotations.secure_upstream,
+                annotations.service_proxy_upstream,
+            ) {
                 Ok(b) => b,
                 Err(e) => {
                     route_problems.push(e);
@@ -423,8 +430,19 @@ struct Annotations {
     policy_refs: Vec<String>,
     secure_upstream: bool,
     path_regex: bool,
+    service_proxy_upstream: bool,
+    /// (annotation key, Secret name) of the Secret-backed keys.
+    secret_refs: Vec<(String, String)>,
     problems: Vec<String>,
 }
+
+/// Annotations naming a Secret in the Ingress's namespace (Pomerium's).
+pub const SECRET_ANNOTATIONS: [&str; 4] = [
+    "tls_custom_ca_secret",
+    "set_request_headers_secret",
+    "set_response_headers_secret",
+    "kubernetes_service_account_token_secret",
+];
 
 fn read_annotations(ing: &Ingress, prefixes: &[String]) -> Annotations {
     let mut a = Annotations::default();
@@ -448,10 +466,25 @@ fn read_annotations(ing: &Ingress, prefixes: &[String]) -> Annotations {
                 continue;
             }
         };
-        if k == "secure_upstream" || k == "path_regex" {
+        if SECRET_ANNOTATIONS.contains(&k) {
+            match value {
+                serde_json::Value::String(name) if !name.trim().is_empty() => {
+                    a.secret_refs.push((k.to_string(), name.trim().to_string()))
+                }
+                _ => a
+                    .problems
+                    .push(format!("annotation {full}: expected a Secret name")),
+            }
+            continue;
+        }
+        if matches!(
+            k,
+            "secure_upstream" | "path_regex" | "service_proxy_upstream"
+        ) {
             match value {
                 serde_json::Value::Bool(b) if k == "secure_upstream" => a.secure_upstream = b,
-                serde_json::Value::Bool(b) => a.path_regex = b,
+                serde_json::Value::Bool(b) if k == "path_regex" => a.path_regex = b,
+                serde_json::Value::Bool(b) => a.service_proxy_upstream = b,
                 _ => a
                     .problems
                     .push(format!("annotation {full}: expected true or false")),
@@ -561,12 +594,61 @@ fn base_config(
         .map_err(|e| format!("annotations: {e}"))
 }
 
+/// Fills the Secret-backed settings from the Secrets the annotations name
+/// (same namespace). A missing Secret or key is the route's problem.
+fn with_secrets(
+    mut o: RouteOptions,
+    refs: &[(String, String)],
+    idx: &Index<'_>,
+    ns: &str,
+) -> Result<RouteOptions, String> {
+    let mut problems = Vec::new();
+    for (key, name) in refs {
+        let Some(secret) = idx.secrets.get(&(ns, name.as_str())) else {
+            problems.push(format!("{key}: Secret {ns}/{name} not found"));
+            continue;
+        };
+        let data: BTreeMap<String, String> = secret
+            .data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+            .collect();
+        let entry = |k: &str| {
+            data.get(k)
+                .cloned()
+                .ok_or_else(|| format!("{key}: Secret {ns}/{name} has no key {k:?}"))
+        };
+        match key.as_str() {
+            "tls_custom_ca_secret" => match entry("ca.crt") {
+                Ok(pem) => o.tls_custom_ca = Some(pem),
+                Err(e) => problems.push(e),
+            },
+            "set_request_headers_secret" => o.set_request_headers.extend(data.clone()),
+            "set_response_headers_secret" => o
+                .set_response_headers
+                .get_or_insert_with(BTreeMap::new)
+                .extend(data.clone()),
+            _ => match entry("token") {
+                Ok(t) => o.kubernetes_service_account_token = Some(t.trim().to_string()),
+                Err(e) => problems.push(e),
+            },
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(o),
+        false => Err(problems.join("; ")),
+    }
+}
+
 /// The upstreams of an Ingress backend.
 fn backends(
     c: &Index<'_>,
     ns: &str,
     backend: &IngressBackend,
     secure: bool,
+    service_proxy: bool,
 ) -> Result<Vec<Upstream>, String> {
     let scheme = if secure { "https" } else { "http" };
     let svc_ref = backend.service.as_ref().ok_or_else(|| {
@@ -610,6 +692,11 @@ fn backends(
         authority,
         base_path: String::new(),
     };
+    let service_dns = format!("{}.{ns}.svc.cluster.local:{}", svc_ref.name, port.port);
+    if service_proxy {
+        // `service_proxy_upstream`: the Service's own address balances.
+        return Ok(vec![upstream(service_dns)]);
+    }
     let port_name = port.name.clone().unwrap_or_default();
     let mut authorities: Vec<String> = Vec::new();
     for slice in c
@@ -647,10 +734,7 @@ fn backends(
     authorities.sort();
     authorities.dedup();
     if authorities.is_empty() {
-        authorities.push(format!(
-            "{}.{ns}.svc.cluster.local:{}",
-            svc_ref.name, port.port
-        ));
+        authorities.push(service_dns);
     }
     Ok(authorities.into_iter().map(upstream).collect())
 }

@@ -331,6 +331,19 @@ fn build_route(
             LoadBalancing::RoundRobin
         }
     };
+    let kubernetes_token = match &spec.kubernetes_service_account_token {
+        None => None,
+        Some(t) => match HeaderValue::from_str(&format!("Bearer {}", t.trim())) {
+            Ok(mut v) => {
+                v.set_sensitive(true);
+                Some(v)
+            }
+            Err(_) => {
+                problems.push("kubernetes_service_account_token: not a valid token".into());
+                None
+            }
+        },
+    };
     // Pomerium's filter is the union of the global and the route's lists.
     let jwt_groups_filter = match (&g.jwt_groups_filter, &spec.jwt_groups_filter) {
         (None, None) => None,
@@ -429,6 +442,7 @@ fn build_route(
             .filter(|u| !u.is_empty())
             .collect(),
         cors_allow_preflight: spec.cors_allow_preflight,
+        kubernetes_token,
         jwt_groups_filter,
         path_rewrite,
         host_rewrite,

@@ -187,8 +187,9 @@ when all namespaces are watched, else in a Role per watched namespace.
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["get", "list", "watch"]
-# TLS Secrets named by Ingresses. The controller lists and watches only
-# Secrets of type kubernetes.io/tls (field selector type=kubernetes.io/tls),
+# Secrets named by Ingresses. The controller lists and watches only
+# Secrets of the types routes can name (field selectors type=kubernetes.io/tls,
+# type=Opaque, type=kubernetes.io/service-account-token),
 # but RBAC cannot express a field selector: this grants read access to every
 # Secret in scope. Narrow the scope with watchNamespaces.
 - apiGroups: [""]
