@@ -25,6 +25,24 @@ use tokio_util::sync::CancellationToken;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Maximum size of the request head (HTTP/1 buffer, HTTP/2 header list).
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// HTTP/1 header lines per request (hyper's default, pinned): more is 431.
+pub const MAX_HEADERS: usize = 100;
+/// HTTP/2 streams one connection may have open at once. Each open stream
+/// may hold an upstream connection and buffers (a client that never opens
+/// its flow-control window holds them for as long as it keeps the
+/// connection), so this bounds what one connection can pin; 100 is the
+/// minimum RFC 9113 recommends. Streams beyond it are refused.
+pub const MAX_CONCURRENT_STREAMS: u32 = 100;
+/// HTTP/2 streams reset by the client before they were served, per
+/// connection; more ends the connection with ENHANCE_YOUR_CALM
+/// (rapid reset, CVE-2023-44487). hyper's default, pinned.
+pub const MAX_PENDING_RESET_STREAMS: usize = 20;
+/// HTTP/2 streams the server may reset for a client's protocol errors
+/// before it ends the connection (hyper's default, pinned).
+pub const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// How long an HTTP/2 keep-alive PING may go unanswered before the
+/// connection is closed.
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Maximum time for a TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open connections may finish after shutdown starts.
@@ -66,18 +84,27 @@ pub fn tls_server_config(reader: SnapshotReader) -> Arc<rustls::ServerConfig> {
     Arc::new(cfg)
 }
 
+// The limits below are what the protocol-abuse suite
+// (tests/attack_protocol.rs) holds the binary to; the README's Security
+// section lists them.
 fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
+    // The header read timeout also closes idle keep-alive connections
+    // (slowloris on headers, and idle sockets held open).
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS)
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEADER_BYTES as u32)
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_pending_accept_reset_streams(Some(MAX_PENDING_RESET_STREAMS))
+        .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
     b
 }
 

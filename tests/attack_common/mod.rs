@@ -83,6 +83,28 @@ impl Jetbridge {
         panic!("jetbridge did not become ready: {:#?}", j.log());
     }
 
+    /// The process id of the running binary.
+    pub fn pid(&self) -> u32 {
+        self._child.0.id()
+    }
+
+    /// Resident memory of the binary in KiB (`VmRSS` of /proc/<pid>/status),
+    /// `None` once the process is gone.
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib(self.pid())
+    }
+
+    /// True while the process runs (exists and is not a zombie).
+    pub fn alive(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("State:").map(|v| !v.trim().starts_with('Z')))
+            })
+            .unwrap_or(false)
+    }
+
     /// Everything the binary wrote to stdout and stderr so far.
     pub fn log(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
@@ -191,11 +213,14 @@ impl Seen {
     }
 }
 
-/// An upstream that answers 200 to everything and records what it saw.
+/// An upstream that answers 200 to everything (`/big/<n>`: a body of n
+/// bytes; an upgrade request gets a plain 200) and records what it saw.
 /// Speaks HTTP/1.1 and h2c (prior knowledge) on the same port.
 pub struct Recorder {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Targets of requests whose head arrived (recorded before the body).
+    started: Arc<Mutex<Vec<String>>>,
 }
 
 impl Recorder {
@@ -203,16 +228,20 @@ impl Recorder {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let started = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
+        let st = started.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = l.accept().await else {
                     return;
                 };
                 let s = s.clone();
+                let st = st.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let s = s.clone();
+                        let st = st.clone();
                         async move {
                             let (parts, body) = req.into_parts();
                             let fields = |h: &http::HeaderMap| {
@@ -231,15 +260,23 @@ impl Recorder {
                                 headers: fields(&parts.headers),
                                 trailers: Vec::new(),
                             };
+                            st.lock().unwrap().push(seen.target.clone());
                             if let Ok(c) = body.collect().await
                                 && let Some(t) = c.trailers()
                             {
                                 seen.trailers = fields(t);
                             }
+                            // `/big/<n>` answers with n bytes.
+                            let big = seen
+                                .path()
+                                .strip_prefix("/big/")
+                                .and_then(|n| n.parse::<usize>().ok());
                             s.lock().unwrap().push(seen);
-                            Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                                Bytes::from_static(b"upstream\n"),
-                            )))
+                            let body = match big {
+                                Some(n) => Bytes::from(vec![b'x'; n]),
+                                None => Bytes::from_static(b"upstream\n"),
+                            };
+                            Ok::<_, std::convert::Infallible>(Response::new(Full::new(body)))
                         }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -248,7 +285,23 @@ impl Recorder {
                 });
             }
         });
-        Recorder { addr, seen }
+        Recorder {
+            addr,
+            seen,
+            started,
+        }
+    }
+
+    /// Every request whose head arrived and whose target contains `marker`,
+    /// body received or not.
+    pub fn started_with(&self, marker: &str) -> Vec<String> {
+        self.started
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| t.contains(marker))
+            .cloned()
+            .collect()
     }
 
     /// Every request whose target contains `marker`.
@@ -412,7 +465,7 @@ fn hpack_int(out: &mut Vec<u8>, first: u8, prefix_bits: u8, mut v: usize) {
 }
 
 /// HPACK: every field as "literal without indexing, new name", no Huffman.
-fn hpack(fields: &Fields) -> Vec<u8> {
+pub fn hpack(fields: &Fields) -> Vec<u8> {
     let mut out = Vec::new();
     for (n, v) in fields {
         out.push(0x00);
@@ -424,7 +477,7 @@ fn hpack(fields: &Fields) -> Vec<u8> {
     out
 }
 
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u32;
     let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
     f.extend_from_slice(&stream.to_be_bytes());
@@ -432,19 +485,19 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     f
 }
 
-const DATA: u8 = 0;
-const HEADERS: u8 = 1;
-const RST_STREAM: u8 = 3;
-const SETTINGS: u8 = 4;
-const PING: u8 = 6;
-const GOAWAY: u8 = 7;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
+pub const DATA: u8 = 0;
+pub const HEADERS: u8 = 1;
+pub const RST_STREAM: u8 = 3;
+pub const SETTINGS: u8 = 4;
+pub const PING: u8 = 6;
+pub const GOAWAY: u8 = 7;
+pub const END_STREAM: u8 = 0x1;
+pub const END_HEADERS: u8 = 0x4;
 
 /// Reads a `:status` from the start of a response header block: indexed
 /// static entries 8–14, or a literal with a `:status` name whose value is
 /// plain or Huffman-coded digits.
-fn decode_status(block: &[u8]) -> Option<u16> {
+pub fn decode_status(block: &[u8]) -> Option<u16> {
     let mut i = 0;
     // Skip dynamic table size updates (001xxxxx).
     while i < block.len() && block[i] & 0xE0 == 0x20 {
@@ -605,4 +658,353 @@ where
         out.push(h.await.unwrap());
     }
     out
+}
+
+// ---------------------------------------------------------------------------
+// Resource watching, a bystander client, and raw connections that survive
+// the server hanging up on them (for the protocol-abuse suite)
+
+pub const CONTINUATION: u8 = 9;
+pub const WINDOW_UPDATE: u8 = 8;
+
+/// `VmRSS` of a process in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| {
+        l.strip_prefix("VmRSS:")?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Samples a process's resident memory every 20 ms until stopped.
+pub struct RssWatch {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<u64>,
+}
+
+impl RssWatch {
+    pub fn start(pid: u32) -> RssWatch {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid).unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak.max(rss_kib(pid).unwrap_or(0))
+        });
+        RssWatch { stop, handle }
+    }
+
+    /// The highest resident size seen, in KiB.
+    pub fn peak_kib(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().unwrap()
+    }
+}
+
+/// One bystander request: its status (`None`: no answer within `BYSTANDER_LIMIT`)
+/// and how long it took.
+pub type Probe = (Option<u16>, Duration);
+
+/// The longest a bystander request may take, even under attack.
+pub const BYSTANDER_LIMIT: Duration = Duration::from_secs(5);
+
+/// One normal request, as a new client would make it: a fresh TLS connection
+/// (ALPN http/1.1), `GET path` on `host`, read to the end.
+pub async fn probe(port: u16, host: &str, path: &str) -> Probe {
+    let started = std::time::Instant::now();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let once = async {
+        let mut s = tls(port, host, b"http/1.1").await;
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf).await;
+        status_of(&buf)
+    };
+    let status = tokio::time::timeout(BYSTANDER_LIMIT, once)
+        .await
+        .ok()
+        .flatten();
+    (status, started.elapsed())
+}
+
+/// A client doing normal requests back to back until stopped.
+pub struct Bystander {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: tokio::task::JoinHandle<Vec<Probe>>,
+}
+
+impl Bystander {
+    pub fn start(port: u16, host: &'static str) -> Bystander {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = tokio::spawn(async move {
+            let mut out = Vec::new();
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                out.push(probe(port, host, "/bystander").await);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            out
+        });
+        Bystander { stop, handle }
+    }
+
+    pub async fn stop(self) -> Vec<Probe> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.await.unwrap()
+    }
+}
+
+/// p50 and p99 of the latencies, in milliseconds.
+pub fn percentiles(probes: &[Probe]) -> (f64, f64) {
+    let mut ms: Vec<f64> = probes.iter().map(|(_, d)| d.as_secs_f64() * 1e3).collect();
+    if ms.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: usize| ms[(ms.len() * q / 100).min(ms.len() - 1)];
+    (at(50), at(99))
+}
+
+type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// A raw HTTP/1.1 connection over TLS whose writes may fail (the server may
+/// hang up mid-request) without failing the test.
+pub struct H1Conn {
+    s: Tls,
+    pub received: Vec<u8>,
+}
+
+/// How an HTTP/1.1 connection ended up.
+#[derive(Clone, Debug)]
+pub struct H1Outcome {
+    /// Status of the first response, if any.
+    pub status: Option<u16>,
+    /// How many responses came back.
+    pub responses: usize,
+    /// True if the server closed the connection.
+    pub closed: bool,
+}
+
+impl H1Conn {
+    pub async fn open(port: u16, sni: &str) -> H1Conn {
+        H1Conn {
+            s: tls(port, sni, b"http/1.1").await,
+            received: Vec::new(),
+        }
+    }
+
+    /// Writes `bytes`; false if the connection is gone or the write stalls
+    /// for `STEP`.
+    pub async fn send(&mut self, bytes: &[u8]) -> bool {
+        let w = async {
+            self.s.write_all(bytes).await?;
+            self.s.flush().await
+        };
+        matches!(tokio::time::timeout(STEP, w).await, Ok(Ok(())))
+    }
+
+    /// Reads until the server closes, or nothing arrives for `quiet` after
+    /// something did, or `limit` passes.
+    pub async fn outcome(&mut self, quiet: Duration, limit: Duration) -> H1Outcome {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut chunk = vec![0u8; 16 * 1024];
+        let mut closed = false;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let wait = if self.received.is_empty() {
+                deadline - now
+            } else {
+                quiet.min(deadline - now)
+            };
+            match tokio::time::timeout(wait, self.s.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    closed = true;
+                    break;
+                }
+                Ok(Ok(n)) => self.received.extend_from_slice(&chunk[..n]),
+                Err(_) => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&self.received);
+        H1Outcome {
+            status: status_of(&self.received),
+            responses: text.matches("HTTP/1.1 ").count(),
+            closed,
+        }
+    }
+
+    /// True if the server has closed the connection (reads EOF or an error
+    /// within `limit`; data that arrives first is kept).
+    pub async fn closed_within(&mut self, limit: Duration) -> bool {
+        self.outcome(limit, limit).await.closed
+    }
+}
+
+/// What the client saw on a raw HTTP/2 connection.
+#[derive(Clone, Debug, Default)]
+pub struct H2Events {
+    pub statuses: std::collections::HashMap<u32, u16>,
+    pub resets: std::collections::HashMap<u32, u32>,
+    pub data: std::collections::HashMap<u32, usize>,
+    pub goaway: Option<u32>,
+    pub closed: bool,
+    pub frames: usize,
+    /// The server's SETTINGS (identifier, value), in order received.
+    pub settings: Vec<(u16, u32)>,
+}
+
+/// A raw HTTP/2 connection: frames go out exactly as written; a reader task
+/// (once started) records what comes back and acknowledges SETTINGS and PING.
+pub struct H2Conn {
+    w: Arc<tokio::sync::Mutex<tokio::io::WriteHalf<Tls>>>,
+    r: Option<tokio::io::ReadHalf<Tls>>,
+    pub events: Arc<Mutex<H2Events>>,
+}
+
+impl H2Conn {
+    /// Connects with ALPN h2 and sends the preface and a SETTINGS frame
+    /// with `settings` (identifier, value). Nothing is read until
+    /// [`H2Conn::read`].
+    pub async fn open(port: u16, sni: &str, settings: &[(u16, u32)]) -> H2Conn {
+        let s = tls(port, sni, b"h2").await;
+        let (r, w) = tokio::io::split(s);
+        let c = H2Conn {
+            w: Arc::new(tokio::sync::Mutex::new(w)),
+            r: Some(r),
+            events: Arc::default(),
+        };
+        let mut payload = Vec::new();
+        for (id, v) in settings {
+            payload.extend_from_slice(&id.to_be_bytes());
+            payload.extend_from_slice(&v.to_be_bytes());
+        }
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend(frame(SETTINGS, 0, 0, &payload));
+        assert!(c.send(&out).await, "HTTP/2 preface");
+        c
+    }
+
+    /// Starts the reader task.
+    pub fn read(&mut self) {
+        let Some(mut r) = self.r.take() else { return };
+        let w = self.w.clone();
+        let ev = self.events.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = vec![0u8; 32 * 1024];
+            loop {
+                while buf.len() >= 9 {
+                    let len = (buf[0] as usize) << 16 | (buf[1] as usize) << 8 | buf[2] as usize;
+                    if buf.len() < 9 + len {
+                        break;
+                    }
+                    let (kind, flags) = (buf[3], buf[4]);
+                    let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7FFF_FFFF;
+                    let payload: Vec<u8> = buf[9..9 + len].to_vec();
+                    buf.drain(..9 + len);
+                    let mut reply = None;
+                    {
+                        let mut e = ev.lock().unwrap();
+                        e.frames += 1;
+                        match kind {
+                            SETTINGS if flags & 1 == 0 => {
+                                for p in payload.chunks_exact(6) {
+                                    e.settings.push((
+                                        u16::from_be_bytes([p[0], p[1]]),
+                                        u32::from_be_bytes([p[2], p[3], p[4], p[5]]),
+                                    ));
+                                }
+                                reply = Some(frame(SETTINGS, 1, 0, &[]));
+                            }
+                            PING if flags & 1 == 0 => reply = Some(frame(PING, 1, 0, &payload)),
+                            HEADERS => {
+                                if let Some(st) = decode_status(&payload) {
+                                    e.statuses.entry(stream).or_insert(st);
+                                }
+                            }
+                            DATA => *e.data.entry(stream).or_default() += payload.len(),
+                            RST_STREAM if payload.len() >= 4 => {
+                                e.resets.insert(
+                                    stream,
+                                    u32::from_be_bytes(payload[..4].try_into().unwrap()),
+                                );
+                            }
+                            GOAWAY if payload.len() >= 8 => {
+                                e.goaway =
+                                    Some(u32::from_be_bytes(payload[4..8].try_into().unwrap()));
+                            }
+                            _ => {}
+                        }
+                    }
+                    if let Some(f) = reply {
+                        let mut w = w.lock().await;
+                        let _ = tokio::time::timeout(STEP, w.write_all(&f)).await;
+                    }
+                }
+                match r.read(&mut chunk).await {
+                    Ok(0) | Err(_) => {
+                        ev.lock().unwrap().closed = true;
+                        return;
+                    }
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        });
+    }
+
+    /// Writes `bytes`; false if the connection is gone or the server has not
+    /// taken them within 2 s (it stopped reading).
+    pub async fn send(&self, bytes: &[u8]) -> bool {
+        let mut w = self.w.lock().await;
+        let write = async {
+            w.write_all(bytes).await?;
+            w.flush().await
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), write).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// A copy of what was seen so far.
+    pub fn seen(&self) -> H2Events {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Waits up to `limit` for `done` to hold over the events; returns them.
+    pub async fn wait(&self, limit: Duration, done: impl Fn(&H2Events) -> bool) -> H2Events {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let e = self.seen();
+            if done(&e) || tokio::time::Instant::now() >= deadline {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A HEADERS frame carrying `fields` on `stream`.
+pub fn headers_frame(stream: u32, fields: &Fields, flags: u8) -> Vec<u8> {
+    frame(HEADERS, flags, stream, &hpack(fields))
+}
+
+/// A GET on `host` for `path`, as HTTP/2 fields.
+pub fn get_fields(host: &str, path: &str) -> Fields {
+    fields(&[
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":authority", host),
+        (":path", path),
+    ])
 }
