@@ -274,6 +274,11 @@ pub fn inputs_from_parts(
     warnings: &mut Vec<String>,
 ) -> Result<Inputs, String> {
     let first_load = generated.running.is_none();
+    for flag in cfg.runtime_flags.iter().flat_map(|f| f.keys()) {
+        if !crate::settings::KNOWN_RUNTIME_FLAGS.contains(&flag.as_str()) {
+            warnings.push(format!("runtime_flags: unknown flag {flag:?} is ignored"));
+        }
+    }
     let cookie_secret = secret(
         "cookie_secret",
         cfg.cookie_secret.as_deref(),
@@ -559,6 +564,11 @@ pub fn inputs_from_parts(
                 cookie_expire: cfg.cookie_expire.unwrap_or(DEFAULT_COOKIE_EXPIRE),
                 cookie_secret: cookie_secret.0,
                 shared_secret: shared_secret.0,
+                jwt_endpoint: cfg
+                    .runtime_flags
+                    .as_ref()
+                    .and_then(|f| f.get("pomerium_jwt_endpoint").copied())
+                    .unwrap_or(false),
             },
             certificates,
         },

@@ -80,6 +80,8 @@ pub struct AuthConfig {
     pub cookie_secret: [u8; 32],
     /// Key material for signing hand-offs between hosts (32 bytes).
     pub shared_secret: [u8; 32],
+    /// `/.pomerium/jwt` is served (runtime flag `pomerium_jwt_endpoint`).
+    pub jwt_endpoint: bool,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -95,6 +97,7 @@ impl std::fmt::Debug for AuthConfig {
             .field("cookie_expire", &self.cookie_expire)
             .field("cookie_secret", &digest(&self.cookie_secret))
             .field("shared_secret", &digest(&self.shared_secret))
+            .field("jwt_endpoint", &self.jwt_endpoint)
             .finish()
     }
 }

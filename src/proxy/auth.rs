@@ -359,6 +359,62 @@ pub fn start_sign_in(snapshot: &Snapshot, return_to: &str) -> Option<Response<Bo
     Some(r)
 }
 
+/// The programmatic token of a request, in any of Pomerium's forms:
+/// `Authorization: Pomerium <t>`, `Authorization: Bearer Pomerium-<t>`,
+/// `X-Pomerium-Authorization: <t>` (or `Pomerium <t>` there).
+pub fn programmatic_token(headers: &http::HeaderMap) -> Option<String> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let v = v.trim();
+            v.strip_prefix("Pomerium ")
+                .or_else(|| v.strip_prefix("Bearer Pomerium-"))
+                .map(str::trim)
+        });
+    let x = headers
+        .get("x-pomerium-authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim())
+        .map(|v| v.strip_prefix("Pomerium ").unwrap_or(v));
+    auth.or(x).filter(|t| !t.is_empty()).map(str::to_string)
+}
+
+/// Removes a programmatic token from a request going upstream (an
+/// `Authorization` header of any other scheme is the upstream's business).
+pub fn remove_programmatic_token(headers: &mut http::HeaderMap) {
+    let ours = headers.get_all(header::AUTHORIZATION).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            let v = v.trim();
+            v.starts_with("Pomerium ") || v.starts_with("Bearer Pomerium-")
+        })
+    });
+    if ours {
+        headers.remove(header::AUTHORIZATION);
+    }
+    headers.remove("x-pomerium-authorization");
+}
+
+/// Where a command-line client may receive its token: `http(s)` on a
+/// loopback host (Pomerium's default `programmatic_redirect_domain_whitelist`).
+pub fn validate_programmatic_redirect(raw: &str) -> Option<url::Url> {
+    if raw.chars().any(|c| c.is_control() || c == '\\') {
+        return None;
+    }
+    let url = url::Url::parse(raw).ok()?;
+    let loopback = match url.host()? {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    (matches!(url.scheme(), "http" | "https")
+        && loopback
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.fragment().is_none())
+    .then_some(url)
+}
+
 impl Proxy {
     /// Handles requests for the authenticate host. `None` if the path is not one of its endpoints.
     pub(super) async fn authenticate_endpoint<B>(
@@ -544,6 +600,16 @@ impl Proxy {
                 self.host_callback(snapshot, req.headers(), host, query, now)
             }
             "/.pomerium/user" => Ok(user_json(session, host)),
+            "/.pomerium/api/v1/login" => programmatic_login(req, host, query),
+            "/.pomerium/api/v1/finish" => programmatic_finish(snapshot, req, host, query, session),
+            "/.pomerium/routes" => match session {
+                Some(_) => Ok(routes_json(snapshot)),
+                None => Err(ProxyError::Unauthenticated),
+            },
+            "/.pomerium/jwt" if snapshot.auth.jwt_endpoint => match session {
+                Some(s) => self.jwt_endpoint(snapshot, host, s),
+                None => Err(ProxyError::Unauthenticated),
+            },
             "/.pomerium" | "/.pomerium/" => Ok(user_page(session, host, id)),
             "/.pomerium/sign_out" => {
                 if req.method() != Method::GET && req.method() != Method::POST {
@@ -796,4 +862,125 @@ fn user_page(session: Option<&Session>, host: &str, id: &str) -> Response<Body> 
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+/// `/.pomerium/api/v1/login?pomerium_redirect_uri=<loopback URL>`: answers,
+/// as text, the URL a command-line client opens in a browser. Signing in
+/// there ends with a redirect to the client's URL carrying
+/// `pomerium_jwt=<token>` for `Authorization: Pomerium <token>`.
+fn programmatic_login<B>(
+    req: &Request<B>,
+    host: &str,
+    query: Option<&str>,
+) -> Result<Response<Body>, ProxyError> {
+    let target = query_param(query, "pomerium_redirect_uri")
+        .and_then(|t| validate_programmatic_redirect(&t))
+        .ok_or_else(|| {
+            ProxyError::BadRequest(
+                "pomerium_redirect_uri must be an http(s) URL on localhost".into(),
+            )
+        })?;
+    let url = format!(
+        "{}{POMERIUM_PREFIX}/api/v1/finish?pomerium_redirect_uri={}",
+        origin(host, client_port(req)),
+        url::form_urlencoded::byte_serialize(target.as_str().as_bytes()).collect::<String>()
+    );
+    let mut r = Response::new(full(url.into_bytes()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+/// The browser end of a programmatic login: without a session it signs in
+/// (bound to this browser like any sign-in); with one it hands the session
+/// to the client's loopback URL as `pomerium_jwt`.
+fn programmatic_finish<B>(
+    snapshot: &Snapshot,
+    req: &Request<B>,
+    host: &str,
+    query: Option<&str>,
+    session: Option<&Session>,
+) -> Result<Response<Body>, ProxyError> {
+    let mut target = query_param(query, "pomerium_redirect_uri")
+        .and_then(|t| validate_programmatic_redirect(&t))
+        .ok_or_else(|| {
+            ProxyError::BadRequest(
+                "pomerium_redirect_uri must be an http(s) URL on localhost".into(),
+            )
+        })?;
+    let Some(session) = session else {
+        let here = format!(
+            "{}{POMERIUM_PREFIX}/api/v1/finish?{}",
+            origin(host, client_port(req)),
+            query.unwrap_or("")
+        );
+        return start_sign_in(snapshot, &here).ok_or(ProxyError::Unauthenticated);
+    };
+    let token = snapshot.sessions.seal(host, session);
+    target.query_pairs_mut().append_pair("pomerium_jwt", &token);
+    Ok(redirect(target.as_str()))
+}
+
+fn host_text(h: &crate::model::routing::HostMatch) -> String {
+    use crate::model::routing::HostMatch;
+    match h {
+        HostMatch::Exact(h) => h.clone(),
+        HostMatch::Wildcard(s) => format!("*.{s}"),
+        HostMatch::Any => "*".into(),
+    }
+}
+
+/// `/.pomerium/routes`: the routes this proxy serves (for a signed-in user).
+fn routes_json(snapshot: &Snapshot) -> Response<Body> {
+    let routes: Vec<serde_json::Value> = snapshot
+        .routes
+        .iter()
+        .filter(|r| !matches!(r.access, crate::model::Access::Invalid(_)))
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id,
+                "from": format!("https://{}{}", host_text(&r.host), r.path.as_str()),
+            })
+        })
+        .collect();
+    let mut resp = Response::new(full(
+        serde_json::to_vec(&serde_json::json!({ "routes": routes })).unwrap_or_default(),
+    ));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+impl Proxy {
+    /// `/.pomerium/jwt` (runtime flag `pomerium_jwt_endpoint`): the route
+    /// host's assertion for the signed-in user, as text.
+    fn jwt_endpoint(
+        &self,
+        snapshot: &Snapshot,
+        host: &str,
+        s: &Session,
+    ) -> Result<Response<Body>, ProxyError> {
+        let (token, _) = crate::identity::jwt::mint(
+            &snapshot.identity.keys,
+            &s.identity(),
+            host,
+            snapshot.identity.issuer_format,
+            unix_now(),
+        )
+        .map_err(|e| ProxyError::Identity(e.to_string()))?;
+        let mut r = Response::new(full(token.into_bytes()));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/jwt"),
+        );
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(r)
+    }
 }

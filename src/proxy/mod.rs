@@ -312,11 +312,18 @@ impl Proxy {
             .map_err(fail)
     }
 
+    /// The session of the request: the host's session cookie, else a
+    /// programmatic token (`Authorization: Pomerium <token>`,
+    /// `Authorization: Bearer Pomerium-<token>` or
+    /// `X-Pomerium-Authorization: <token>`, Pomerium's forms), which is the
+    /// same sealed, host-bound value.
     fn session(&self, snapshot: &Snapshot, req: &Request<Incoming>, host: &str) -> Option<Session> {
-        let value = headers::cookie(req.headers(), &snapshot.auth.cookie_name)?;
+        let value = headers::cookie(req.headers(), &snapshot.auth.cookie_name)
+            .map(str::to_string)
+            .or_else(|| auth::programmatic_token(req.headers()))?;
         snapshot
             .sessions
-            .open(host, value, unix_now())
+            .open(host, &value, unix_now())
             .filter(|s| !self.auth.revocations.is_revoked(&s.id))
     }
 
@@ -369,6 +376,7 @@ impl Proxy {
         headers::remove_cookies_where(h, |name| {
             name == snapshot.auth.cookie_name || auth::is_sign_in_cookie(name)
         });
+        auth::remove_programmatic_token(h);
         headers::set_forwarded(
             h,
             &conn.remote.ip().to_string(),

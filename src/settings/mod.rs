@@ -68,6 +68,10 @@ pub struct ConfigFile {
     /// (`X-Frame-Options`, `X-XSS-Protection`, and HSTS when a certificate is
     /// configured); a `disable` key turns them all off.
     pub set_response_headers: Option<BTreeMap<String, String>>,
+    /// Pomerium's runtime flags. `pomerium_jwt_endpoint` serves
+    /// `/.pomerium/jwt`; the other known flags are accepted and have no
+    /// effect here; an unknown flag is a warning.
+    pub runtime_flags: Option<BTreeMap<String, bool>>,
     /// Groups to keep in the assertion's `groups` (with each route's own list).
     #[serde(default, deserialize_with = "string_or_list_opt")]
     pub jwt_groups_filter: Option<Vec<String>>,
@@ -359,6 +363,25 @@ fn describe_serde_error(message: &str) -> String {
         crate::policy::did_you_mean(key, &known)
     )
 }
+
+/// Pomerium's runtime flags that a config may set; only
+/// `pomerium_jwt_endpoint` changes anything here.
+pub const KNOWN_RUNTIME_FLAGS: &[&str] = &[
+    "pomerium_jwt_endpoint",
+    "match_any_incoming_port",
+    "legacy_identity_manager",
+    "grpc_databroker_keepalive",
+    "envoy_resource_manager",
+    "config_hot_reload",
+    "debug_admin_endpoints",
+    "authorize_use_sync_set",
+    "refresh_session_at_id_token_expiration",
+    "add_extra_metrics_labels",
+    "mcp",
+    "ssh_routes_portal",
+    "ssh_allow_direct_tcpip",
+    "ssh_rls_enabled",
+];
 
 /// True for config keys whose values are secrets.
 pub fn is_secret_key(key: &str) -> bool {

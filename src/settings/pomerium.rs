@@ -154,7 +154,6 @@ pub const REFUSED_GLOBAL_KEYS: &[RefusedKey] = &[
         "insecure_server",
         "routes are served over HTTPS only; terminate TLS here",
     ),
-    planned("runtime_flags", "no runtime flags yet"),
     planned(
         "bearer_token_format",
         "only `Pomerium-` session tokens are read",
