@@ -129,6 +129,11 @@ struct ControllerArgs {
     /// Quiet time after a change before publishing (milliseconds).
     #[arg(long, default_value_t = 50)]
     debounce_ms: u64,
+    /// Allow Ingress backends on loopback addresses. Only for a controller
+    /// run outside the cluster (tests, development): in a pod, loopback is
+    /// jetbridge itself, so such backends are refused by default.
+    #[arg(long, env = "JETBRIDGE_ALLOW_LOOPBACK_BACKENDS")]
+    allow_loopback_backends: bool,
     /// Copy Ingress status.loadBalancer from this Service (namespace/name).
     #[arg(long, env = "JETBRIDGE_PUBLISH_SERVICE")]
     publish_service: Option<String>,
@@ -484,6 +489,7 @@ async fn run_controller(args: ControllerArgs, log_format: Option<String>) -> Res
         cluster: jetbridge::translate::cluster::ClusterSettings {
             prefixes,
             controller: args.controller_name.clone(),
+            allow_loopback_backends: args.allow_loopback_backends,
         },
         instance: std::env::var("POD_NAME")
             .or_else(|_| std::env::var("HOSTNAME"))

@@ -294,6 +294,9 @@ impl Controller {
                 kube.kubeconfig(),
             ])
             .args(["--namespaces", ns, "--controller-name", controller_name])
+            // The test upstreams listen on loopback: this controller runs
+            // outside any cluster, where loopback is not jetbridge itself.
+            .arg("--allow-loopback-backends")
             .args(["--bootstrap-secret", &format!("{ns}/jetbridge-bootstrap")])
             .args(["--address", &format!("127.0.0.1:{https}")])
             .args(["--internal-address", &format!("127.0.0.1:{internal}")])

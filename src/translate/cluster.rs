@@ -67,6 +67,9 @@ pub struct Cluster {
 pub struct ClusterSettings {
     pub prefixes: Vec<String>,
     pub controller: String,
+    /// Loopback backends are allowed (a controller run outside the cluster
+    /// for tests). In a pod, a loopback backend is jetbridge itself.
+    pub allow_loopback_backends: bool,
 }
 
 impl Default for ClusterSettings {
@@ -74,7 +77,95 @@ impl Default for ClusterSettings {
         ClusterSettings {
             prefixes: DEFAULT_PREFIXES.iter().map(|p| p.to_string()).collect(),
             controller: CONTROLLER.to_string(),
+            allow_loopback_backends: false,
         }
+    }
+}
+
+/// Backends a tenant's Ingress must never reach: the cluster's API server
+/// (the `default/kubernetes` Service and its endpoints), link-local
+/// addresses (cloud metadata at 169.254.169.254), unspecified, multicast and
+/// broadcast addresses, and loopback (jetbridge's own listeners) unless
+/// allowed.
+struct BackendGuard {
+    allow_loopback: bool,
+    api_server: std::collections::HashSet<std::net::IpAddr>,
+}
+
+impl BackendGuard {
+    fn new(idx: &Index<'_>, s: &ClusterSettings) -> Self {
+        let mut api_server = std::collections::HashSet::new();
+        if let Some(svc) = idx.services.get(&("default", "kubernetes")) {
+            let spec = svc.spec.clone().unwrap_or_default();
+            for ip in spec
+                .cluster_ips
+                .iter()
+                .flatten()
+                .chain(spec.cluster_ip.iter())
+            {
+                if let Ok(ip) = ip.parse() {
+                    api_server.insert(ip);
+                }
+            }
+        }
+        for slice in idx
+            .slices
+            .get(&("default", "kubernetes"))
+            .into_iter()
+            .flatten()
+        {
+            for ep in &slice.endpoints {
+                for a in &ep.addresses {
+                    if let Ok(ip) = a.parse() {
+                        api_server.insert(ip);
+                    }
+                }
+            }
+        }
+        BackendGuard {
+            allow_loopback: s.allow_loopback_backends,
+            api_server,
+        }
+    }
+
+    /// Why `ip` may not be a backend, if it may not.
+    fn refuse_ip(&self, ip: std::net::IpAddr) -> Option<&'static str> {
+        use std::net::IpAddr;
+        if self.api_server.contains(&ip) {
+            return Some("the cluster's API server");
+        }
+        let link_local = match ip {
+            IpAddr::V4(v) => v.is_link_local(),
+            IpAddr::V6(v) => (v.segments()[0] & 0xffc0) == 0xfe80,
+        };
+        if link_local {
+            return Some("a link-local address (cloud metadata lives there)");
+        }
+        if ip.is_unspecified() || ip.is_multicast() || ip == IpAddr::from([255, 255, 255, 255]) {
+            return Some("not a unicast address");
+        }
+        if ip.is_loopback() && !self.allow_loopback {
+            return Some("a loopback address (jetbridge itself)");
+        }
+        None
+    }
+
+    /// Why an ExternalName may not be a backend, if it may not.
+    fn refuse_name(&self, name: &str) -> Option<&'static str> {
+        let n = name.trim_end_matches('.').to_ascii_lowercase();
+        if let Ok(ip) = n.trim_matches(['[', ']']).parse() {
+            return self.refuse_ip(ip);
+        }
+        if n == "kubernetes" || n.starts_with("kubernetes.default") {
+            return Some("the cluster's API server");
+        }
+        if n == "metadata" || n == "metadata.google.internal" || n == "instance-data" {
+            return Some("a cloud metadata service");
+        }
+        if (n == "localhost" || n.ends_with(".localhost")) && !self.allow_loopback {
+            return Some("a loopback name (jetbridge itself)");
+        }
+        None
     }
 }
 
@@ -159,6 +250,7 @@ impl<'a> Index<'a> {
 pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
     let mut out = ClusterInputs::default();
     let idx = Index::new(c);
+    let guard = BackendGuard::new(&idx, s);
     let ours: Vec<&IngressClass> = c
         .classes
         .iter()
@@ -300,6 +392,7 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
             let mut route_problems = problems.clone();
             let backends = match backends(
                 &idx,
+                &guard,
                 &ns,
                 backend,
                 annotations.secure_upstream,
@@ -436,6 +529,9 @@ struct Annotations {
     problems: Vec<String>,
 }
 
+/// The largest annotation value read.
+pub const MAX_ANNOTATION_BYTES: usize = 64 * 1024;
+
 /// Annotations naming a Secret in the Ingress's namespace (Pomerium's).
 pub const SECRET_ANNOTATIONS: [&str; 4] = [
     "tls_custom_ca_secret",
@@ -451,6 +547,15 @@ fn read_annotations(ing: &Ingress, prefixes: &[String]) -> Annotations {
         let Some(k) = prefixes.iter().find_map(|p| full.strip_prefix(p.as_str())) else {
             continue;
         };
+        // Far above any honest value, far below what could hurt: the API
+        // server caps all annotations of an object at 256 KiB together.
+        if raw.len() > MAX_ANNOTATION_BYTES {
+            a.problems.push(format!(
+                "annotation {full}: value of {} bytes is larger than {MAX_ANNOTATION_BYTES}",
+                raw.len()
+            ));
+            continue;
+        }
         if k == "policy_ref" {
             a.policy_refs.extend(
                 raw.split(|c: char| c == ',' || c.is_whitespace())
@@ -645,11 +750,22 @@ fn with_secrets(
 /// The upstreams of an Ingress backend.
 fn backends(
     c: &Index<'_>,
+    guard: &BackendGuard,
     ns: &str,
     backend: &IngressBackend,
     secure: bool,
     service_proxy: bool,
 ) -> Result<Vec<Upstream>, String> {
+    if ns == "default"
+        && backend
+            .service
+            .as_ref()
+            .is_some_and(|s| s.name == "kubernetes")
+    {
+        return Err(
+            "backend: Service default/kubernetes is the cluster's API server; refused".into(),
+        );
+    }
     let scheme = if secure { "https" } else { "http" };
     let svc_ref = backend.service.as_ref().ok_or_else(|| {
         "backend: only Service backends are supported (resource backends are not)".to_string()
@@ -683,6 +799,12 @@ fn backends(
     if spec.type_.as_deref() == Some("ExternalName") {
         // A name the Service's author typed: checked like a `to` URL.
         let ext = spec.external_name.clone().unwrap_or_default();
+        if let Some(why) = guard.refuse_name(&ext) {
+            return Err(format!(
+                "backend: Service {ns}/{} (ExternalName {ext}) is {why}; refused",
+                svc_ref.name
+            ));
+        }
         return super::parse_upstream(&format!("{scheme}://{ext}:{}", port.port))
             .map(|u| vec![u])
             .map_err(|e| format!("backend: Service {ns}/{} (ExternalName): {e}", svc_ref.name));
@@ -722,6 +844,12 @@ fn backends(
                 continue;
             }
             for addr in &ep.addresses {
+                if let Some(why) = addr.parse().ok().and_then(|ip| guard.refuse_ip(ip)) {
+                    return Err(format!(
+                        "backend: Service {ns}/{} has endpoint {addr}, {why}; refused",
+                        svc_ref.name
+                    ));
+                }
                 let host = if addr.contains(':') {
                     format!("[{addr}]")
                 } else {

@@ -285,6 +285,10 @@ fn build_route(
             problems.push(format!("set_request_headers: invalid header {name:?}"));
             continue;
         };
+        if let Some(why) = reserved_header(&n, true) {
+            problems.push(format!("set_request_headers: {name} {why}"));
+            continue;
+        }
         if value.contains("${pomerium.") {
             match unsupported_substitution(value) {
                 Some(v) => problems.push(format!(
@@ -386,6 +390,10 @@ fn build_route(
         .chain(route_claims.unwrap_or(&[]))
     {
         match HeaderName::from_bytes(header.as_bytes()) {
+            Ok(n) if reserved_header(&n, false).is_some() => problems.push(format!(
+                "jwt_claims_headers: {header} {}",
+                reserved_header(&n, false).unwrap_or_default()
+            )),
             Ok(n) => {
                 jwt_claims_headers.retain(|(h, _)| *h != n);
                 jwt_claims_headers.push((n, claim.clone()));
@@ -496,6 +504,16 @@ fn path_rewrite(
         return Err("prefix_rewrite and regex_rewrite_pattern are mutually exclusive".into());
     }
     if let Some(replacement) = &spec.prefix_rewrite {
+        let valid = replacement.is_empty()
+            || (replacement.starts_with('/')
+                && !replacement.contains(['?', '#'])
+                && replacement.parse::<http::uri::PathAndQuery>().is_ok());
+        if !valid {
+            return Err(format!(
+                "prefix_rewrite {:?}: must be a path (starting with /, no query)",
+                replacement.chars().take(64).collect::<String>()
+            ));
+        }
         return Ok(PathRewrite::Prefix {
             matched,
             replacement: replacement.clone(),
@@ -601,11 +619,54 @@ fn header_list(
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),
         ) {
+            (Ok(n), _) if framing_header(&n) => problems.push(format!(
+                "{key}: {name} frames the message and is set by the proxy only"
+            )),
             (Ok(n), Ok(v)) => out.push((n, v)),
             _ => problems.push(format!("{key}: invalid header {name:?}")),
         }
     }
     out
+}
+
+/// Headers that decide how a message is framed or routed hop by hop: a
+/// route setting them could desynchronise the proxy and its peer.
+fn framing_header(n: &HeaderName) -> bool {
+    matches!(
+        n.as_str(),
+        "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "proxy-connection"
+    )
+}
+
+/// Why a route may not set this request header, if it may not: framing
+/// headers, `Host` (see `host_rewrite`), and the headers the proxy owns
+/// (identity and forwarding ones). `request` is false for claim header
+/// names, which may be `X-Pomerium-Claim-*` and are never `Host`.
+fn reserved_header(n: &HeaderName, request: bool) -> Option<&'static str> {
+    let name = n.as_str().replace(['_', '.'], "-");
+    if name.starts_with("x-pomerium-") && !name.starts_with("x-pomerium-claim-") {
+        return Some("is the proxy's identity header");
+    }
+    if request && name.starts_with("x-pomerium-claim-") {
+        return Some("is an identity claim header; use jwt_claims_headers");
+    }
+    if matches!(name.as_str(), "forwarded" | "x-real-ip") || name.starts_with("x-forwarded-") {
+        return Some("is set by the proxy from the connection");
+    }
+    if request && n.as_str() == "host" {
+        return Some("is set with host_rewrite or preserve_host_header");
+    }
+    if framing_header(n) {
+        return Some("frames the message and is set by the proxy only");
+    }
+    None
 }
 
 /// The route's program: its PPL, legacy shorthands and

@@ -326,7 +326,7 @@ run_controller() {
     POD_NAME="chart-rbac-$release" "$BIN" controller --kubeconfig "$kc" --config "$cfg" \
         --log-format text \
         --address "127.0.0.1:$https" --internal-address "127.0.0.1:$internal" \
-        --http-redirect-address "127.0.0.1:$redirect" \
+        --http-redirect-address "127.0.0.1:$redirect" --allow-loopback-backends \
         "$@" >"$log" 2>&1 &
     local pid=$!
     echo "$pid" >"$PIDFILE"

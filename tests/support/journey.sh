@@ -260,7 +260,9 @@ for a in args:
 EOF
     )
     echo "controller ${args[*]}" >"$log"
-    POD_NAME="journey-0" "$BIN" "${args[@]}" --kubeconfig "$kc" >>"$log" 2>&1 &
+    # --allow-loopback-backends: the stand-in upstreams listen on this machine's
+    # loopback (out of cluster); in a pod, loopback is jetbridge itself.
+    POD_NAME="journey-0" "$BIN" "${args[@]}" --kubeconfig "$kc" --allow-loopback-backends >>"$log" 2>&1 &
     echo "$!" >"$PIDFILE"
     wait_ready "$!" "$INTERNAL" "$log" 60
     # every route programmed (three Ingresses)
