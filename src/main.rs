@@ -429,13 +429,19 @@ async fn serve_data_plane(
             https: listeners.https,
             http_redirect: listeners.http_redirect,
             internal: listeners.internal,
+            insecure: listeners.insecure,
         },
         workers,
     )
     .await?;
     let https = plane.https_addr();
     let running = plane.start(reader, revoked, shutdown, source)?;
-    tracing::info!(address = %listeners.https, port = https.port(), workers, config = %source_name, "HTTPS listener");
+    let kind = if listeners.insecure {
+        "plain-HTTP listener (insecure_server)"
+    } else {
+        "HTTPS listener"
+    };
+    tracing::info!(address = %listeners.https, port = https.port(), workers, config = %source_name, "{kind}");
     running.wait().await;
     Ok(())
 }

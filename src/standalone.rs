@@ -31,6 +31,8 @@ pub struct Listeners {
     pub https: SocketAddr,
     pub http_redirect: Option<SocketAddr>,
     pub internal: Option<SocketAddr>,
+    /// `insecure_server`: the routes are served on `https` without TLS.
+    pub insecure: bool,
 }
 
 /// Material generated once per process when the file does not provide it,
@@ -147,6 +149,7 @@ pub fn listeners(cfg: &ConfigFile) -> Result<Listeners, String> {
             .or(cfg.metrics_address.as_deref())
             .map(parse_address)
             .transpose()?,
+        insecure: cfg.insecure_server.unwrap_or(false),
     })
 }
 

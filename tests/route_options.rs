@@ -424,7 +424,11 @@ fn refused_pomerium_keys_say_not_supported_and_why() {
     }
     for (key, value, needle) in [
         ("autocert", "true", "cert-manager"),
-        ("insecure_server", "true", "not supported by jetbridge yet"),
+        (
+            "use_proxy_protocol",
+            "true",
+            "not supported by jetbridge yet",
+        ),
         ("databroker_storage_type", "postgres", "no databroker"),
     ] {
         let yaml = format!("{key}: {value}\nroutes: []\n");

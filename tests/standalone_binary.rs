@@ -138,3 +138,73 @@ async fn seed_config_starts_standalone_and_serves() {
     let status = status.expect("exited after SIGTERM");
     assert!(status.success(), "{status:?}");
 }
+
+/// `insecure_server: true`: the routes are served on `address` over plain
+/// HTTP (behind a load balancer that terminates TLS), and TLS is not spoken.
+#[tokio::test(flavor = "multi_thread")]
+async fn insecure_server_serves_routes_over_plain_http() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (up, seen) = echo_upstream().await;
+    let (port, internal) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "insecure_server: true\naddress: 127.0.0.1:{port}\ninternal_address: 127.0.0.1:{internal}\n\
+             cookie_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n\
+             shared_secret: HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo=\n\
+             routes:\n  - from: https://plain.localhost\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
+        .args(["standalone", "--config", path.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = ChildGuard(child);
+    let mut b = Browser::new();
+    let ready = format!("http://127.0.0.1:{internal}/readyz");
+    let mut up_and_ready = false;
+    for _ in 0..100 {
+        let listening = tokio::net::TcpStream::connect(("127.0.0.1", internal))
+            .await
+            .is_ok();
+        if listening && b.get(&ready).await.status == StatusCode::OK {
+            up_and_ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up_and_ready, "standalone did not become ready");
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: plain.localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let h = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(h["x-forwarded-proto"], "http");
+    // No TLS on that port: a TLS ClientHello gets an HTTP error, not a
+    // ServerHello (a TLS record starts with 0x16).
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x00])
+        .await
+        .unwrap();
+    let mut first = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut first)).await;
+    assert_ne!(
+        first.first(),
+        Some(&0x16),
+        "{:?}",
+        String::from_utf8_lossy(&first)
+    );
+}

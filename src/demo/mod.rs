@@ -76,6 +76,7 @@ pub async fn start(
             https: SocketAddr::new(opts.ip, opts.port),
             http_redirect: None,
             internal: Some(SocketAddr::new(opts.ip, 0)),
+            insecure: false,
         },
         1,
     )

@@ -30,11 +30,14 @@ pub struct Addresses {
     pub https: SocketAddr,
     pub http_redirect: Option<SocketAddr>,
     pub internal: Option<SocketAddr>,
+    /// Serve the routes on `https` without TLS (`insecure_server`).
+    pub insecure: bool,
 }
 
 /// Bound listeners, not yet served.
 pub struct DataPlane {
     https: Vec<std::net::TcpListener>,
+    insecure: bool,
     https_addr: SocketAddr,
     http_redirect: Option<TcpListener>,
     internal: Option<TcpListener>,
@@ -94,6 +97,7 @@ impl DataPlane {
         };
         Ok(DataPlane {
             https,
+            insecure: addrs.insecure,
             https_addr: SocketAddr::new(addrs.https.ip(), port),
             http_redirect,
             internal,
@@ -108,6 +112,7 @@ impl DataPlane {
     ) -> std::io::Result<Self> {
         https.set_nonblocking(true)?;
         Ok(DataPlane {
+            insecure: false,
             https_addr: https.local_addr()?,
             https: vec![https],
             http_redirect: None,
@@ -158,12 +163,8 @@ impl DataPlane {
             tracing::info!(address = ?internal, "internal listener (JWKS, health, metrics)");
             tasks.spawn(crate::admin::serve(l, proxy.clone(), shutdown.clone()));
         }
-        let workers = server::spawn_https_workers(
-            self.https,
-            &proxy,
-            server::tls_server_config(reader),
-            shutdown.clone(),
-        )?;
+        let tls = (!self.insecure).then(|| server::tls_server_config(reader));
+        let workers = server::spawn_https_workers(self.https, &proxy, tls, shutdown.clone())?;
         tasks.spawn(source);
         let done = tokio::spawn(async move {
             while tasks.join_next().await.is_some() {}

@@ -115,7 +115,22 @@ pub async fn serve_https(
     tls: Arc<rustls::ServerConfig>,
     shutdown: CancellationToken,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    serve_proxy(listener, proxy, Some(tls), shutdown).await
+}
+
+/// Any stream a connection is served over.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Serves the proxy on `listener`: over TLS, or without it when `tls` is
+/// `None` (`insecure_server`, behind a load balancer that terminates TLS).
+pub async fn serve_proxy(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let builder = Arc::new(http_builder());
     let graceful = GracefulShutdown::new();
     loop {
@@ -132,20 +147,28 @@ pub async fn serve_https(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                    return;
+            let io: Box<dyn Io> = match &acceptor {
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => Box::new(s),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    }
                 }
-                Err(_) => return,
+                None => Box::new(stream),
             };
-            let conn_info = ConnInfo { remote, tls: true };
+            let conn_info = ConnInfo {
+                remote,
+                tls: acceptor.is_some(),
+            };
             let svc = service_fn(move |req: Request<Incoming>| {
                 let proxy = proxy.clone();
                 async move { Ok::<_, Infallible>(proxy.handle(req, conn_info).await) }
             });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
             let _ = watcher.watch(conn.into_owned()).await;
         });
     }
@@ -264,7 +287,7 @@ pub fn bind_reuseport(
 pub fn spawn_https_workers(
     listeners: Vec<std::net::TcpListener>,
     proxy: &Proxy,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let mut handles = Vec::new();
@@ -287,7 +310,7 @@ pub fn spawn_https_workers(
                 };
                 rt.block_on(async move {
                     match TcpListener::from_std(std_listener) {
-                        Ok(l) => serve_https(l, proxy, tls, shutdown).await,
+                        Ok(l) => serve_proxy(l, proxy, tls, shutdown).await,
                         Err(e) => tracing::error!(error = %e, "cannot register the listener"),
                     }
                 });

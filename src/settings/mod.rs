@@ -30,6 +30,10 @@ pub struct ConfigFile {
     pub address: Option<String>,
     /// Plain-HTTP listener that redirects to HTTPS.
     pub http_redirect_address: Option<String>,
+    /// Serve the routes on `address` over plain HTTP (behind a load balancer
+    /// that terminates TLS). Sessions stay `Secure` cookies: browsers must
+    /// still see https.
+    pub insecure_server: Option<bool>,
     /// Internal plain-HTTP listener: JWKS, health, metrics.
     pub internal_address: Option<String>,
     /// Alias of `internal_address`.

@@ -151,10 +151,6 @@ pub const REFUSED_GLOBAL_KEYS: &[RefusedKey] = &[
         "autocert is not supported; use cert-manager and TLS Secrets",
     ),
     planned(
-        "insecure_server",
-        "routes are served over HTTPS only; terminate TLS here",
-    ),
-    planned(
         "bearer_token_format",
         "only `Pomerium-` session tokens are read",
     ),

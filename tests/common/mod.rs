@@ -135,6 +135,7 @@ impl Harness {
                 https: loopback,
                 http_redirect: None,
                 internal: Some(loopback),
+                insecure: false,
             },
             1,
         )
