@@ -94,6 +94,14 @@ impl SessionCodec {
                 let keep = s.groups.len() * 3 / 4;
                 s.groups.truncate(keep);
             } else {
+                if s.name.is_empty()
+                    && s.refresh_token.is_none()
+                    && (s.email.is_empty() || value.len() <= MAX_COOKIE_VALUE * 2)
+                {
+                    // Nothing left to drop (`sub` or `email` alone is that large):
+                    // return the oversized cookie rather than loop for ever.
+                    return value;
+                }
                 s.name.clear();
                 s.refresh_token = None;
                 if value.len() > MAX_COOKIE_VALUE * 2 {
@@ -130,6 +138,18 @@ mod tests {
             refresh_token: None,
             refresh_at: 0,
         }
+    }
+
+    #[test]
+    fn session_too_large_to_trim_still_seals() {
+        let c = SessionCodec::new(&[3; 32]);
+        let mut s = session(100);
+        s.sub = "u".repeat(3000);
+        let v = c.seal("h", &s);
+        assert!(v.len() > MAX_COOKIE_VALUE);
+        let opened = c.open("h", &v, 200).unwrap();
+        assert_eq!(opened.sub, s.sub);
+        assert!(opened.truncated);
     }
 
     #[test]
