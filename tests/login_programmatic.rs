@@ -281,6 +281,22 @@ async fn the_jwt_endpoint_serves_the_routes_assertion_behind_its_runtime_flag() 
     );
     assert!(ok, "{out}");
     assert_eq!(out["payload"]["email"], "alice@example.com");
+    // The proxy's own assertion is never a credential to the proxy, in any
+    // of the places a credential or an identity could be carried.
+    let assertion = r.body.trim().to_string();
+    for (name, value) in [
+        ("authorization", format!("Pomerium {assertion}")),
+        ("authorization", format!("Bearer Pomerium-{assertion}")),
+        ("authorization", format!("Bearer {assertion}")),
+        ("x-pomerium-authorization", assertion.clone()),
+        ("x-pomerium-jwt-assertion", assertion.clone()),
+        ("cookie", format!("_jetbridge={assertion}")),
+    ] {
+        let r = api
+            .request_with("GET", &w.url("api", "/"), &[(name, &value)])
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{name}");
+    }
     assert_eq!(
         api.get(&w.url("api", "/.pomerium/jwt")).await.status,
         StatusCode::UNAUTHORIZED

@@ -79,6 +79,16 @@ pub(crate) fn parse(token: &str) -> Result<ParsedToken<'_>, VerifyError> {
             "the header lists critical extensions (`crit`), none of which are supported".into(),
         ));
     }
+    // Keys come from the configured JWKS only: a token naming its own key
+    // or key location is refused rather than ignored, so no verifier
+    // downstream that honours these can be steered by it.
+    for k in ["jku", "jwk", "x5u", "x5c"] {
+        if header.contains_key(k) {
+            return Err(VerifyError::Malformed(format!(
+                "the header carries `{k}`; keys come from the configured JWKS only"
+            )));
+        }
+    }
     match header.get("typ") {
         None => {}
         Some(Value::String(t)) if t.eq_ignore_ascii_case("JWT") => {}

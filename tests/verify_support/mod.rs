@@ -77,6 +77,18 @@ impl TestKey {
     }
 
     /// An ES256 JWT over `claims`, header `{alg, typ: JWT, kid}`.
+    /// Signs `header.payload` as given (raw JSON texts, so duplicate keys and
+    /// odd headers can be sent), with a valid ES256 signature.
+    pub fn sign_raw(&self, header: &str, payload: &str) -> String {
+        use base64::Engine as _;
+        use p256::ecdsa::signature::Signer as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
+        let key = p256::ecdsa::SigningKey::from(&self.secret);
+        let sig: p256::ecdsa::Signature = key.sign(input.as_bytes());
+        format!("{input}.{}", b64(&sig.to_bytes()))
+    }
+
     pub fn mint(&self, claims: &Value) -> String {
         self.mint_with_kid(claims, &self.kid)
     }
