@@ -101,6 +101,16 @@ async fn cli_login(w: &World, host: &str, login: &str) -> String {
         .expect("pomerium_jwt on the loopback URL")
 }
 
+/// A request carrying `token` as `Authorization: Pomerium <token>`.
+async fn with_token(api: &mut Browser, url: &str, token: &str) -> Reply {
+    api.request_with(
+        "GET",
+        url,
+        &[("authorization", &format!("Pomerium {token}"))],
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cli_logs_in_and_calls_the_route_with_its_token_in_every_pomerium_form() {
     let w = world(false).await;
@@ -138,44 +148,20 @@ async fn a_cli_logs_in_and_calls_the_route_with_its_token_in_every_pomerium_form
     assert_eq!(h["authorization"], "Basic dTpw");
 
     // The token is bound to its host, and a tampered one is nothing.
-    let r = api
-        .request_with(
-            "GET",
-            &w.url("other", "/"),
-            &[("authorization", &format!("Pomerium {token}"))],
-        )
-        .await;
+    let r = with_token(&mut api, &w.url("other", "/"), &token).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let mut bad = token.clone();
     bad.replace_range(10..11, if &token[10..11] == "A" { "B" } else { "A" });
-    let r = api
-        .request_with(
-            "GET",
-            &w.url("api", "/"),
-            &[("authorization", &format!("Pomerium {bad}"))],
-        )
-        .await;
+    let r = with_token(&mut api, &w.url("api", "/"), &bad).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
     // The policy still decides: bob signs in fine but is refused.
     let bob = cli_login(&w, "api", "bob").await;
-    let r = api
-        .request_with(
-            "GET",
-            &w.url("api", "/"),
-            &[("authorization", &format!("Pomerium {bob}"))],
-        )
-        .await;
+    let r = with_token(&mut api, &w.url("api", "/"), &bob).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 
     // /.pomerium/routes for a signed-in client.
-    let r = api
-        .request_with(
-            "GET",
-            &w.url("api", "/.pomerium/routes"),
-            &[("authorization", &format!("Pomerium {token}"))],
-        )
-        .await;
+    let r = with_token(&mut api, &w.url("api", "/.pomerium/routes"), &token).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let routes: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     let froms: Vec<&str> = routes["routes"]
@@ -193,13 +179,7 @@ async fn a_cli_logs_in_and_calls_the_route_with_its_token_in_every_pomerium_form
         StatusCode::UNAUTHORIZED
     );
     // Without the runtime flag there is no /.pomerium/jwt.
-    let r = api
-        .request_with(
-            "GET",
-            &w.url("api", "/.pomerium/jwt"),
-            &[("authorization", &format!("Pomerium {token}"))],
-        )
-        .await;
+    let r = with_token(&mut api, &w.url("api", "/.pomerium/jwt"), &token).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
@@ -263,13 +243,7 @@ async fn the_jwt_endpoint_serves_the_routes_assertion_behind_its_runtime_flag() 
     let token = cli_login(&w, "api", "alice").await;
     let mut api = Browser::new();
     api.accept = "*/*".into();
-    let r = api
-        .request_with(
-            "GET",
-            &w.url("api", "/.pomerium/jwt"),
-            &[("authorization", &format!("Pomerium {token}"))],
-        )
-        .await;
+    let r = with_token(&mut api, &w.url("api", "/.pomerium/jwt"), &token).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let jwks = format!("http://{}/.well-known/pomerium/jwks.json", w.proxy.internal);
     let (ok, out) = run_verifier(

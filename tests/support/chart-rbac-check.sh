@@ -25,26 +25,20 @@ set -euo pipefail
 
 [ "$#" -eq 1 ] || { sed -n '2,/^$/s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-DIR="$(cd "$1" && pwd)"
-[ -f "$DIR/env" ] || { echo "no $DIR/env: start a cluster with scripts/cluster start $DIR" >&2; exit 2; }
-# shellcheck disable=SC1091
-. "$DIR/env"
-export KUBECONFIG KUBECACHEDIR
-BIN="${JETBRIDGE_BIN:-$ROOT/target/debug/jetbridge}"
-[ -x "$BIN" ] || { echo "no jetbridge binary at $BIN (cargo build, or set JETBRIDGE_BIN)" >&2; exit 2; }
-RUN_SECONDS="${CONTROLLER_SECONDS:-15}"
-CHART="$ROOT/charts/jetbridge"
 WORK="$(mktemp -d)"
 # The running controller's PID is kept in a file: checks run in subshells.
 PIDFILE="$WORK/controller.pid"
+# shellcheck source=cluster-lib.sh
+. "$ROOT/tests/support/cluster-lib.sh"
 cleanup() {
     stop_controller
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-export HELM_CACHE_HOME="$WORK/helm/cache" HELM_CONFIG_HOME="$WORK/helm/config" HELM_DATA_HOME="$WORK/helm/data"
-# shellcheck source=cluster-lib.sh
-. "$ROOT/tests/support/cluster-lib.sh"
+use_cluster "$1"
+jetbridge_bin
+RUN_SECONDS="${CONTROLLER_SECONDS:-15}"
+CHART="$ROOT/charts/jetbridge"
 
 ALL_NAMESPACES_VALUES=(
     --set authenticate.host=authenticate.example.test

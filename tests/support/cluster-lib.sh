@@ -1,12 +1,30 @@
-# Shell functions shared by the scripts that check the chart against a real API
-# server (chart-rbac-check.sh, journey.sh). Source it after setting:
+# Shell functions shared by the scripts that check a real API server
+# (cluster-selftest.sh, chart-rbac-check.sh, journey.sh). Source it after setting:
 #   ROOT     the repository root
-#   WORK     a scratch directory (check output, kubeconfigs)
-#   PIDFILE  where the running controller's PID is kept
-# and after sourcing the cluster's env file (KUBECTL, APISERVER_URL, CA_FILE).
+#   WORK     a scratch directory (check output, kubeconfigs, helm's state)
+#   PIDFILE  where the running controller's PID is kept (if a controller is run)
+# then call `use_cluster DIR` to load the cluster's env file (KUBECTL, HELM,
+# APISERVER_URL, CA_FILE).
 
 PASSED=0
 FAILED=0
+
+# use_cluster DIR: the cluster started with `scripts/cluster start DIR`; sets DIR,
+# loads its env file, and keeps helm's caches and config in $WORK.
+use_cluster() {
+    DIR="$(cd "$1" && pwd)"
+    [ -f "$DIR/env" ] || { echo "no $DIR/env: start a cluster with scripts/cluster start $DIR" >&2; exit 2; }
+    # shellcheck disable=SC1091
+    . "$DIR/env"
+    export KUBECONFIG KUBECACHEDIR
+    export HELM_CACHE_HOME="$WORK/helm/cache" HELM_CONFIG_HOME="$WORK/helm/config" HELM_DATA_HOME="$WORK/helm/data"
+}
+
+# jetbridge_bin: the binary under test (JETBRIDGE_BIN, default target/debug/jetbridge).
+jetbridge_bin() {
+    BIN="${JETBRIDGE_BIN:-$ROOT/target/debug/jetbridge}"
+    [ -x "$BIN" ] || { echo "no jetbridge binary at $BIN (cargo build, or set JETBRIDGE_BIN)" >&2; exit 2; }
+}
 
 k() { "$KUBECTL" "$@"; }
 

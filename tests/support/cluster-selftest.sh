@@ -14,45 +14,15 @@ set -euo pipefail
 
 [ "$#" -eq 1 ] || { sed -n '2,/^$/s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-DIR="$(cd "$1" && pwd)"
-[ -f "$DIR/env" ] || { echo "no $DIR/env: start a cluster with scripts/cluster start $DIR" >&2; exit 2; }
-# shellcheck disable=SC1091
-. "$DIR/env"
-export KUBECONFIG KUBECACHEDIR
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-export HELM_CACHE_HOME="$WORK/helm/cache" HELM_CONFIG_HOME="$WORK/helm/config" HELM_DATA_HOME="$WORK/helm/data"
+# shellcheck source=cluster-lib.sh
+. "$ROOT/tests/support/cluster-lib.sh"
+use_cluster "$1"
 NS="selftest-$(openssl rand -hex 3)"
 SA=jetbridge
-PASSED=0
-FAILED=0
 
-k() { "$KUBECTL" "$@"; }
 now_micro() { date -u +%Y-%m-%dT%H:%M:%S.000000Z; }
-
-check() {
-    # check NAME FUNCTION...: run it, keep its output for the report on failure
-    # In the background, not under `if`: bash ignores set -e inside a function called
-    # from a condition, so a failing step in the middle of a check would go unnoticed.
-    local name="$1" t0=$SECONDS; shift
-    "$@" >"$WORK/out" 2>&1 &
-    if wait "$!"; then
-        PASSED=$((PASSED + 1))
-        printf 'ok    %-58s %3ss\n' "$name" "$((SECONDS - t0))"
-    else
-        FAILED=$((FAILED + 1))
-        printf 'FAIL  %s\n' "$name"
-        sed 's/^/      | /' "$WORK/out" | tail -n 25
-    fi
-}
-
-expect_eq() {
-    # expect_eq WHAT EXPECTED ACTUAL
-    if [ "$2" != "$3" ]; then
-        echo "$1: expected '$2', got '$3'"
-        return 1
-    fi
-}
 
 expect_fail() {
     # expect_fail PATTERN COMMAND...: the command fails and says PATTERN

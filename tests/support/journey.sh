@@ -35,13 +35,12 @@ set -euo pipefail
 
 [ "$#" -eq 1 ] || { sed -n '2,/^$/s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-DIR="$(cd "$1" && pwd)"
-[ -f "$DIR/env" ] || { echo "no $DIR/env: start a cluster with scripts/cluster start $DIR" >&2; exit 2; }
-# shellcheck disable=SC1091
-. "$DIR/env"
-export KUBECONFIG KUBECACHEDIR
-BIN="${JETBRIDGE_BIN:-$ROOT/target/debug/jetbridge}"
-[ -x "$BIN" ] || { echo "no jetbridge binary at $BIN (cargo build, or set JETBRIDGE_BIN)" >&2; exit 2; }
+WORK="$(mktemp -d)"
+PIDFILE="$WORK/controller.pid"
+# shellcheck source=cluster-lib.sh
+. "$ROOT/tests/support/cluster-lib.sh"
+use_cluster "$1"
+jetbridge_bin
 SUPPORT="${JETBRIDGE_SUPPORT:-$ROOT/tests/support}"
 PYTHON="${JETBRIDGE_PYTHON:-$ROOT/.cache/venv/bin/python}"
 export NODE_PATH="${JETBRIDGE_NODE_MODULES:-$SUPPORT/node_modules}"
@@ -52,11 +51,6 @@ APPS=journey-apps
 CLASS=journey
 LOGS="$DIR/journey"
 mkdir -p "$LOGS"
-WORK="$(mktemp -d)"
-PIDFILE="$WORK/controller.pid"
-export HELM_CACHE_HOME="$WORK/helm/cache" HELM_CONFIG_HOME="$WORK/helm/config" HELM_DATA_HOME="$WORK/helm/data"
-# shellcheck source=cluster-lib.sh
-. "$ROOT/tests/support/cluster-lib.sh"
 
 HELPERS=()
 cleanup() {
@@ -165,49 +159,12 @@ endpoints:
     conditions: {ready: true}
 EOF
     done
-    # The tutorial's Ingresses, with Pomerium's annotation prefix, and a third one
-    # referring to a Policy object.
+    # The tutorial's Ingresses, with Pomerium's annotation prefix (the Service
+    # port numbered for verify, named for grafana), and a third one referring
+    # to a Policy object.
+    tutorial_ingress verify "{number: 80}" | k apply -f -
+    tutorial_ingress grafana "{name: http}" | k apply -f -
     k apply -f - <<EOF
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: verify
-  namespace: $APPS
-  annotations:
-    ingress.pomerium.io/pass_identity_headers: "true"
-    ingress.pomerium.io/policy: |
-      - allow:
-          or:
-            - domain:
-                is: example.com
-spec:
-  ingressClassName: $CLASS
-  rules:
-    - host: verify.example.test
-      http:
-        paths:
-          - {path: /, pathType: Prefix, backend: {service: {name: verify, port: {number: 80}}}}
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: grafana
-  namespace: $APPS
-  annotations:
-    ingress.pomerium.io/pass_identity_headers: "true"
-    ingress.pomerium.io/policy: |
-      - allow:
-          or:
-            - domain:
-                is: example.com
-spec:
-  ingressClassName: $CLASS
-  rules:
-    - host: grafana.example.test
-      http:
-        paths:
-          - {path: /, pathType: Prefix, backend: {service: {name: grafana, port: {name: http}}}}
----
 apiVersion: jetbridge.dev/v1
 kind: Policy
 metadata: {name: admins, namespace: $APPS}
@@ -232,6 +189,31 @@ spec:
       http:
         paths:
           - {path: /, pathType: Prefix, backend: {service: {name: dash, port: {number: 80}}}}
+EOF
+}
+
+# tutorial_ingress NAME PORT: the seed tutorial's Ingress for NAME.example.test.
+tutorial_ingress() {
+    cat <<EOF
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: $1
+  namespace: $APPS
+  annotations:
+    ingress.pomerium.io/pass_identity_headers: "true"
+    ingress.pomerium.io/policy: |
+      - allow:
+          or:
+            - domain:
+                is: example.com
+spec:
+  ingressClassName: $CLASS
+  rules:
+    - host: $1.example.test
+      http:
+        paths:
+          - {path: /, pathType: Prefix, backend: {service: {name: $1, port: $2}}}
 EOF
 }
 
