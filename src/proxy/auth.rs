@@ -362,7 +362,7 @@ pub fn start_sign_in(snapshot: &Snapshot, return_to: &str) -> Option<Response<Bo
 /// The programmatic token of a request, in any of Pomerium's forms:
 /// `Authorization: Pomerium <t>`, `Authorization: Bearer Pomerium-<t>`,
 /// `X-Pomerium-Authorization: <t>` (or `Pomerium <t>` there).
-pub fn programmatic_token(headers: &http::HeaderMap) -> Option<String> {
+pub fn programmatic_token(headers: &http::HeaderMap) -> Option<&str> {
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -377,7 +377,7 @@ pub fn programmatic_token(headers: &http::HeaderMap) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim())
         .map(|v| v.strip_prefix("Pomerium ").unwrap_or(v));
-    auth.or(x).filter(|t| !t.is_empty()).map(str::to_string)
+    auth.or(x).filter(|t| !t.is_empty())
 }
 
 /// Removes a programmatic token from a request going upstream (an

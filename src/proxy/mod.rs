@@ -19,7 +19,7 @@ use crate::identity::session::Session;
 use crate::model::pathnorm::{normalize_path, split_target};
 use crate::model::rewrite::{self, HostRewrite};
 use crate::model::routing::normalize_host;
-use crate::model::{Access, Route, Snapshot};
+use crate::model::{Access, LoadBalancing, Route, Snapshot};
 use crate::policy::{Facts, RequestFacts};
 use crate::snapshot::SnapshotReader;
 use body::{Body, empty, full};
@@ -319,11 +319,10 @@ impl Proxy {
     /// same sealed, host-bound value.
     fn session(&self, snapshot: &Snapshot, req: &Request<Incoming>, host: &str) -> Option<Session> {
         let value = headers::cookie(req.headers(), &snapshot.auth.cookie_name)
-            .map(str::to_string)
             .or_else(|| auth::programmatic_token(req.headers()))?;
         snapshot
             .sessions
-            .open(host, &value, unix_now())
+            .open(host, value, unix_now())
             .filter(|s| !self.auth.revocations.is_revoked(&s.id))
     }
 
@@ -454,7 +453,7 @@ impl Proxy {
             }
         }
         // The forwarded path and Host; routing and policy used the client's.
-        let forwarded_path = route.path_rewrite.apply(&a.path).into_owned();
+        let forwarded_path = route.path_rewrite.apply(&a.path);
         let rewritten_host = match &route.host_rewrite {
             HostRewrite::Upstream => None,
             HostRewrite::Preserve => original_host.clone(),
@@ -467,9 +466,11 @@ impl Proxy {
             } => HeaderValue::from_str(&pattern.replace_all(&a.path, substitution)).ok(),
         };
 
-        let affinity = match &a.session {
-            Some(s) => s.id.clone(),
-            None => conn.remote.ip().to_string(),
+        // The consistent hash's key; other policies need none.
+        let affinity: std::borrow::Cow<'_, str> = match (&a.session, route.load_balancing) {
+            (_, policy) if policy != LoadBalancing::ConsistentHash => "".into(),
+            (Some(s), _) => s.id.as_str().into(),
+            (None, _) => conn.remote.ip().to_string().into(),
         };
         let targets = self
             .upstreams
@@ -550,7 +551,9 @@ impl Proxy {
                 None => empty(),
             };
             let upstream_req = Request::from_parts(p, b);
-            let in_flight = self.upstreams.start(up);
+            // Requests in flight are counted only where they decide.
+            let in_flight = (route.load_balancing == LoadBalancing::LeastRequest)
+                .then(|| self.upstreams.start(up));
             let result = tokio::time::timeout(route.timeout, client.request(upstream_req)).await;
             drop(in_flight);
             match result {
