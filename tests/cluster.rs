@@ -331,6 +331,15 @@ impl Controller {
         panic!("controller not ready: {:#?}", c.log());
     }
 
+    /// Waits up to 20 s for a log line satisfying `want` (panics with the log).
+    async fn wait_for_log(&self, want: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log().iter().any(|l| want(l)) {
+            assert!(Instant::now() < deadline, "{:#?}", self.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     fn log(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }
@@ -1091,15 +1100,8 @@ async fn an_ingress_tls_secret_is_served_for_its_own_hosts_only() {
     // Once the controller has seen it (its duplicate-claim warning is
     // logged), the host still serves the older Ingress's certificate.
     let seen = format!("Ingress {ns}/rogue");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ctl
-        .log()
-        .iter()
-        .any(|l| l.contains(&seen) && l.contains("older"))
-    {
-        assert!(Instant::now() < deadline, "{:#?}", ctl.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    ctl.wait_for_log(|l| l.contains(&seen) && l.contains("older"))
+        .await;
     assert_eq!(served_certificate(ctl.https, "shop.test").await, shop.2);
 
     // The Secret rotated: the new certificate is served without a restart.
@@ -1346,13 +1348,6 @@ async fn secret_backed_annotations_follow_their_secrets() {
         r.status == StatusCode::FORBIDDEN
     })
     .await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ctl
-        .log()
-        .iter()
-        .any(|l| l.contains(&format!("Secret {ns}/hdrs not found")))
-    {
-        assert!(Instant::now() < deadline, "{:#?}", ctl.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let missing = format!("Secret {ns}/hdrs not found");
+    ctl.wait_for_log(|l| l.contains(&missing)).await;
 }
