@@ -65,12 +65,23 @@ fn filter(level: &str, access_log: bool) -> Result<EnvFilter, String> {
         ));
     }
     let level = if level == "warning" { "warn" } else { &level };
+    // Libraries stay at `info` or above: at debug and trace, HTTP/2, TLS and
+    // client crates print frames and headers (paths with query values,
+    // cookies), which must never reach a log. `JETBRIDGE_LOG` can still ask
+    // for them explicitly.
+    let libraries = match level {
+        "trace" | "debug" => "info",
+        other => other,
+    };
     let access = if access_log {
         ""
     } else {
         ",jetbridge::access=off"
     };
-    EnvFilter::try_new(format!("{level},rustls=error{access}")).map_err(|e| e.to_string())
+    EnvFilter::try_new(format!(
+        "{libraries},jetbridge={level},rustls=error{access}"
+    ))
+    .map_err(|e| e.to_string())
 }
 
 /// Installs the process-wide subscriber (once; later calls do nothing).
@@ -141,6 +152,24 @@ mod tests {
         assert_eq!(LogFormat::parse("JSON").unwrap(), LogFormat::Json);
         assert_eq!(LogFormat::parse("text").unwrap(), LogFormat::Text);
         assert!(LogFormat::parse("xml").is_err());
+        let debug = filter("debug", true).unwrap().to_string();
+        assert!(debug.contains("jetbridge=debug"), "{debug}");
+        assert!(
+            !debug.contains("trace") && debug.starts_with("info"),
+            "{debug}"
+        );
+        assert!(
+            filter("trace", true)
+                .unwrap()
+                .to_string()
+                .starts_with("info,jetbridge=trace")
+        );
+        assert!(
+            filter("warn", true)
+                .unwrap()
+                .to_string()
+                .starts_with("warn,jetbridge=warn")
+        );
         assert!(
             filter("info", false)
                 .unwrap()

@@ -487,6 +487,25 @@ async fn logs_are_machine_readable_with_one_access_line_per_request() {
         "{:#?}",
         s.log()
     );
+
+    // At trace, jetbridge's own events are verbose but the libraries' frame
+    // and header dumps stay out, and still no cookie or query value.
+    rewrite_in_place(&path, &config("trace", "v4.localhost"));
+    s.wait_metric("jetbridge_config_generation", 4.0).await;
+    let before = s.log().len();
+    let r = b
+        .get(&format!(
+            "https://private.localhost:{https}/t?token=QUERYSECRET123"
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let traced = s.log()[before..].join("\n");
+    assert!(traced.contains("jetbridge::access"), "{traced}");
+    for library in ["\"h2::", "\"hyper", "\"rustls", "\"tokio"] {
+        assert!(!traced.contains(library), "{library} at trace: {traced}");
+    }
+    assert!(!traced.contains("QUERYSECRET123") && !traced.contains(&cookie[..20]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
