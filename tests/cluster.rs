@@ -828,6 +828,110 @@ async fn an_edited_policy_object_changes_every_referencing_route_and_its_status(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_policy_nested_too_deep_is_refused_alone_while_other_policies_keep_updating() {
+    let c = Corner::new(Kube::get());
+    let up = named_upstream("app").await;
+    c.service("app", &[up]);
+    let ns = c.ns.clone();
+    let staff = |rule: &str| {
+        format!(
+            "apiVersion: jetbridge.dev/v1\nkind: Policy\nmetadata: {{name: staff, namespace: {ns}}}\nspec:\n  allow:\n    or:\n      - {rule}\n"
+        )
+    };
+    c.kube.apply(&staff("domain: {is: example.com}"));
+    let ctl = Controller::start(&c, &[]).await;
+    c.ingress(
+        "one",
+        "one.test",
+        "app",
+        &[("jetbridge.dev/policy_ref", "staff")],
+    );
+    c.ingress(
+        "two",
+        "two.test",
+        "app",
+        &[("jetbridge.dev/policy_ref", "deep")],
+    );
+    let alice = |host: &str| {
+        with_cookie(
+            host,
+            &mint_cookie(&c, host, "alice", "alice@example.com", "ops"),
+        )
+    };
+    let (mut a1, mut a2) = (alice("one.test"), alice("two.test"));
+    ctl.expect(&mut a1, "one.test", "allows alice", |r| {
+        r.status == StatusCode::OK
+    })
+    .await;
+    // Nested maps (which `managedFields` mirrors) and nested lists, far
+    // deeper than a JSON reader allows by default, in one object the API
+    // server stores as it is.
+    let maps = format!(
+        "{}{{\"email\": {{\"is\": \"alice@example.com\"}}}}{}",
+        "{\"and\": ".repeat(150),
+        "}".repeat(150)
+    );
+    let lists = format!(
+        "{}{{\"email\": {{\"is\": \"alice@example.com\"}}}}{}",
+        "{\"or\": [".repeat(100),
+        "]}".repeat(100)
+    );
+    c.kube.apply(&format!(
+        "{{\"apiVersion\": \"jetbridge.dev/v1\", \"kind\": \"Policy\", \"metadata\": {{\"name\": \"deep\", \"namespace\": \"{ns}\"}}, \"spec\": {{\"allow\": {maps}, \"rules\": [{{\"allow\": {lists}}}]}}}}"
+    ));
+    let status = |c: &Corner, name: &str| {
+        c.kube.ok(
+            &["get", "policy.jetbridge.dev", name, "-n", &c.ns, "-o", "jsonpath={.status.conditions[0].status} {.status.conditions[0].reason} {.status.conditions[0].message}"],
+            None,
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !status(&c, "deep").starts_with("False InvalidPolicy") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deep = status(&c, "deep");
+    assert!(deep.starts_with("False InvalidPolicy"), "{deep}");
+    assert!(deep.contains("nested more than"), "{deep}");
+    assert!(
+        deep.len() < 1024,
+        "the message does not quote the spec: {deep}"
+    );
+    ctl.expect(&mut a2, "two.test", "denies (its Policy is invalid)", |r| {
+        r.status == StatusCode::FORBIDDEN
+    })
+    .await;
+
+    // The other Policy still follows its edits, both ways.
+    c.kube.apply(&staff("groups: {has: admins}"));
+    ctl.expect(&mut a1, "one.test", "denies alice", |r| {
+        r.status == StatusCode::FORBIDDEN
+    })
+    .await;
+    c.kube.apply(&staff("email: {is: alice@example.com}"));
+    ctl.expect(&mut a1, "one.test", "allows alice again", |r| {
+        r.status == StatusCode::OK
+    })
+    .await;
+    assert!(
+        ctl.log().iter().all(|l| !l.contains("watch failed")),
+        "no watch failed: {:#?}",
+        ctl.log()
+    );
+
+    // Repaired, the deep Policy is accepted and its route follows.
+    c.kube.ok(
+        &["delete", "policy.jetbridge.dev", "deep", "-n", &c.ns],
+        None,
+    );
+    c.kube
+        .apply(&staff("email: {is: alice@example.com}").replace("name: staff", "name: deep"));
+    ctl.expect(&mut a2, "two.test", "allows alice (repaired)", |r| {
+        r.status == StatusCode::OK
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn replicas_started_at_once_share_one_bootstrap_secret_and_sessions() {
     let c = Corner::new(Kube::get());
     let up = named_upstream("app").await;

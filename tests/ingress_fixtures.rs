@@ -4,7 +4,7 @@
 //! file next to it. `JETBRIDGE_BLESS=1 cargo test --test ingress_fixtures`
 //! rewrites the expected files after a deliberate change (review the diff).
 
-use jetbridge::crd::Policy;
+use jetbridge::crd::WatchedPolicy;
 use jetbridge::model::{Access, Snapshot};
 use jetbridge::policy::{Facts, RequestFacts, User};
 use jetbridge::translate::cluster::{Cluster, ClusterSettings, from_cluster};
@@ -26,9 +26,9 @@ fn objects(text: &str) -> Cluster {
                 .push(Arc::new(serde_json::from_value(v).unwrap())),
             "EndpointSlice" => c.slices.push(Arc::new(serde_json::from_value(v).unwrap())),
             "Secret" => c.secrets.push(Arc::new(serde_json::from_value(v).unwrap())),
-            "Policy" => c
-                .policies
-                .push(Arc::new(serde_json::from_value::<Policy>(v).unwrap())),
+            "Policy" => c.policies.push(Arc::new(
+                serde_json::from_value::<WatchedPolicy>(v).unwrap(),
+            )),
             other => panic!("unexpected kind {other}"),
         }
     }

@@ -14,7 +14,7 @@ pub mod bootstrap;
 pub mod leader;
 pub mod revocations;
 
-use crate::crd::{Condition, Policy, PolicyStatus};
+use crate::crd::{Condition, Policy, PolicyStatus, WatchedPolicy};
 use crate::model::{Diagnostic, ObjectRef, Severity};
 use crate::settings::ConfigFile;
 use crate::standalone::{Generated, inputs_from_config};
@@ -170,7 +170,7 @@ pub async fn run(
         changed.clone(),
         "Ingress",
     );
-    let policies = Stores::<Policy>::start(
+    let policies = Stores::<WatchedPolicy>::start(
         apis(&client, ns),
         watcher::Config::default(),
         changed.clone(),
@@ -542,7 +542,7 @@ async fn report(
 
 /// Writes each Policy's `Accepted` condition when it changed.
 async fn update_policy_status(client: &Client, cluster: &Cluster, outcomes: &[PolicyOutcome]) {
-    let by_key: HashMap<(String, String), &Arc<Policy>> = cluster
+    let by_key: HashMap<(String, String), &Arc<WatchedPolicy>> = cluster
         .policies
         .iter()
         .map(|p| ((p.namespace().unwrap_or_default(), p.name_any()), p))

@@ -2,9 +2,13 @@
 //! reference by name (`jetbridge.dev/policy_ref`). The doc comments here are
 //! what `kubectl explain policy` shows.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 /// Access rules in the Pomerium Policy Language (PPL), shared by every
 /// Ingress in the same namespace that names this Policy in its
@@ -108,6 +112,120 @@ impl PolicySpec {
     }
 }
 
+/// A Policy as the controller watches it. Reading one never fails on what
+/// the object holds, so one hostile Policy cannot stop the others from being
+/// read: `spec` and `status` are taken as raw JSON (skipped without
+/// recursion) and parsed on their own, and the metadata keeps only what the
+/// controller uses (`managedFields`, which mirrors the spec's nesting, is
+/// skipped). A spec that cannot be parsed becomes this Policy's error.
+#[derive(Clone, Debug)]
+pub struct WatchedPolicy {
+    pub metadata: ObjectMeta,
+    /// The rules, or why they cannot be read.
+    pub spec: Result<PolicySpec, String>,
+    pub status: Option<PolicyStatus>,
+}
+
+/// The parts of `metadata` the controller reads.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    generation: Option<i64>,
+    creation_timestamp: Option<Time>,
+    deletion_timestamp: Option<Time>,
+    labels: Option<BTreeMap<String, String>>,
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+impl<'de> Deserialize<'de> for WatchedPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            #[serde(default)]
+            metadata: WireMeta,
+            #[serde(default)]
+            spec: Option<Box<RawValue>>,
+            #[serde(default)]
+            status: Option<Box<RawValue>>,
+        }
+        let w = Wire::deserialize(d)?;
+        let m = w.metadata;
+        let spec = match &w.spec {
+            None => Ok(PolicySpec::default()),
+            Some(raw) => serde_json::from_str::<PolicySpec>(raw.get()).map_err(|e| {
+                if e.to_string().starts_with("recursion limit exceeded") {
+                    format!(
+                        "spec is nested more than {SPEC_DEPTH} levels deep; jetbridge reads \
+                         at most {SPEC_DEPTH} (and operators at most {} inside one action)",
+                        crate::policy::MAX_OPERATOR_DEPTH
+                    )
+                } else {
+                    format!("spec: {e}")
+                }
+            }),
+        };
+        Ok(WatchedPolicy {
+            metadata: ObjectMeta {
+                name: m.name,
+                namespace: m.namespace,
+                uid: m.uid,
+                resource_version: m.resource_version,
+                generation: m.generation,
+                creation_timestamp: m.creation_timestamp,
+                deletion_timestamp: m.deletion_timestamp,
+                labels: m.labels,
+                annotations: m.annotations,
+                ..ObjectMeta::default()
+            },
+            spec,
+            status: w
+                .status
+                .and_then(|raw| serde_json::from_str(raw.get()).ok()),
+        })
+    }
+}
+
+/// How deep a spec's JSON may nest (serde_json's own limit).
+const SPEC_DEPTH: usize = 128;
+
+impl kube::Resource for WatchedPolicy {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        Policy::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        Policy::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        Policy::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        Policy::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl From<Policy> for WatchedPolicy {
+    fn from(p: Policy) -> Self {
+        WatchedPolicy {
+            metadata: p.metadata,
+            spec: Ok(p.spec),
+            status: p.status,
+        }
+    }
+}
+
 /// The CustomResourceDefinition YAML (what `jetbridge crds` prints and
 /// `crds/` holds).
 pub fn crd_yaml() -> String {
@@ -122,6 +240,37 @@ pub fn crd_yaml() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_with_one_deeply_nested_policy_still_reads_every_policy() {
+        let deep = format!(
+            "{}{}",
+            "{\"a\": ".repeat(5000),
+            "1".to_string() + &"}".repeat(5000)
+        );
+        let list = format!(
+            r#"{{"apiVersion": "jetbridge.dev/v1", "kind": "PolicyList", "metadata": {{}}, "items": [
+              {{"metadata": {{"name": "deep", "namespace": "t", "managedFields": [{{"fieldsV1": {deep}}}]}},
+                "spec": {{"allow": {deep}}}}},
+              {{"metadata": {{"name": "good", "namespace": "t", "generation": 2}},
+                "spec": {{"allow": {{"or": [{{"email": {{"is": "a@example.com"}}}}]}}}},
+                "status": {{"conditions": [{{"type": "Accepted", "status": "True", "reason": "Compiled"}}]}}}}
+            ]}}"#
+        );
+        let l: kube::core::ObjectList<WatchedPolicy> = serde_json::from_str(&list).unwrap();
+        assert_eq!(l.items.len(), 2);
+        let e = l.items[0].spec.as_ref().unwrap_err();
+        assert!(e.contains("nested more than 128 levels"), "{e}");
+        assert!(e.len() < 300, "{e}");
+        assert_eq!(l.items[0].metadata.managed_fields, None);
+        let good = &l.items[1];
+        assert_eq!(good.metadata.generation, Some(2));
+        assert!(good.spec.as_ref().unwrap().allow.is_some());
+        assert_eq!(
+            good.status.as_ref().unwrap().conditions[0].reason,
+            "Compiled"
+        );
+    }
 
     #[test]
     fn a_policy_spec_becomes_a_list_of_rules_that_compiles() {

@@ -72,6 +72,8 @@ pub mod cli;
 mod eval;
 mod parse;
 pub use parse::suggest as did_you_mean;
+/// Deepest nesting of operators inside one action.
+pub const MAX_OPERATOR_DEPTH: usize = parse::MAX_DEPTH;
 mod program;
 mod schedule;
 #[cfg(test)]

@@ -18,7 +18,7 @@
 //!   Service's cluster DNS name (an ExternalName Service: its name).
 
 use super::{CertInput, PathSpec, RouteInput};
-use crate::crd::Policy;
+use crate::crd::WatchedPolicy;
 use crate::model::{Diagnostic, ObjectRef, Reason, Severity, Upstream};
 use crate::settings::RouteOptions;
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -56,7 +56,7 @@ const LIST_KEYS: &[&str] = &["allowed_users", "allowed_domains", "remove_request
 pub struct Cluster {
     pub ingresses: Vec<Arc<Ingress>>,
     pub classes: Vec<Arc<IngressClass>>,
-    pub policies: Vec<Arc<Policy>>,
+    pub policies: Vec<Arc<WatchedPolicy>>,
     pub services: Vec<Arc<Service>>,
     pub slices: Vec<Arc<EndpointSlice>>,
     pub secrets: Vec<Arc<Secret>>,
@@ -279,15 +279,17 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
 
     // Policies by namespace/name, compiled once.
     let mut policies: HashMap<String, Result<serde_json::Value, String>> = HashMap::new();
-    let mut sorted: Vec<&Arc<Policy>> = c.policies.iter().collect();
+    let mut sorted: Vec<&Arc<WatchedPolicy>> = c.policies.iter().collect();
     sorted.sort_by_key(|p| key(&p.metadata.namespace, &p.metadata.name));
     for p in sorted {
         let ns = p.metadata.namespace.clone().unwrap_or_default();
         let name = p.metadata.name.clone().unwrap_or_default();
-        let ppl = p.spec.ppl();
-        let compiled = crate::policy::compile_value(&ppl)
-            .map(|_| ppl)
-            .map_err(|e| e.to_string());
+        let compiled = p.spec.clone().and_then(|spec| {
+            let ppl = spec.ppl();
+            crate::policy::compile_value(&ppl)
+                .map(|_| ppl)
+                .map_err(|e| e.to_string())
+        });
         if let Err(e) = &compiled {
             out.diagnostics.push(Diagnostic {
                 severity: Severity::Error,
