@@ -6,12 +6,12 @@
 //! per request.
 #![forbid(unsafe_code)]
 
-pub mod admin;
 pub mod controller;
 pub mod crd;
 pub mod demo;
 pub mod identity;
 pub mod model;
+pub mod names;
 pub mod policy;
 pub mod proxy;
 pub mod settings;

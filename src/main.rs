@@ -473,9 +473,9 @@ async fn run_controller(args: ControllerArgs, log_format: Option<String>) -> Res
         .split_once('/')
         .map(|(n, s)| (n.to_string(), s.to_string()))
         .context("--bootstrap-secret: expected namespace/name")?;
-    jetbridge::model::names::check_label("--bootstrap-secret namespace", &bootstrap_namespace)
+    jetbridge::names::check_label("--bootstrap-secret namespace", &bootstrap_namespace)
         .map_err(anyhow::Error::msg)?;
-    jetbridge::model::names::check_subdomain("--bootstrap-secret name", &bootstrap_name)
+    jetbridge::names::check_subdomain("--bootstrap-secret name", &bootstrap_name)
         .map_err(anyhow::Error::msg)?;
     let mut prefixes: Vec<String> = args
         .annotation_prefix

@@ -366,11 +366,20 @@ async fn assertion_verifies_against_the_jwks_from_route_host_and_internal_listen
             300
         );
     }
-    // A second request gets a fresh assertion (new jti).
+    // The next request of the same session reuses the assertion minted for
+    // it (same jti and iat, see src/proxy/assertions.rs); another session
+    // (even of the same user) gets its own.
     let e2 = h.get_with(host, "/", &[("cookie", &cookie)]).await.echo();
     let c1 = verify_assertion(token, &from_route, host);
     let c2 = verify_assertion(e2.one(ASSERTION).unwrap(), &from_route, host);
-    assert_ne!(c1["jti"], c2["jti"]);
+    assert_eq!((&c1["jti"], &c1["iat"]), (&c2["jti"], &c2["iat"]));
+    let mut second = session("alice@example.com", &["eng", "ops"]);
+    second.id = "sid-second-browser".into();
+    let other = session_cookie(host, &second);
+    let e3 = h.get_with(host, "/", &[("cookie", &other)]).await.echo();
+    let c3 = verify_assertion(e3.one(ASSERTION).unwrap(), &from_route, host);
+    assert_ne!(c1["jti"], c3["jti"]);
+    assert_ne!(c1["sid"], c3["sid"]);
 }
 
 #[tokio::test]

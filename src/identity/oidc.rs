@@ -6,11 +6,7 @@
 //! algorithms only, expiry, issue-time window, nonce); claims from the ID
 //! token merged with userinfo; refresh with the refresh token.
 
-use crate::model::IdpConfig;
-use crate::proxy::upstream::HttpClient;
 use base64::Engine as _;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata,
 };
@@ -27,7 +23,30 @@ use std::time::Duration;
 /// Time limit for each call to the IdP.
 pub const IDP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest IdP response accepted.
-const MAX_IDP_BODY: usize = 1024 * 1024;
+pub const MAX_IDP_BODY: usize = 1024 * 1024;
+
+/// OpenID Connect identity-provider settings.
+#[derive(Clone, PartialEq, Default)]
+pub struct IdpConfig {
+    pub provider: String,
+    pub issuer_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub scopes: Vec<String>,
+    pub groups_claim: String,
+}
+
+impl std::fmt::Debug for IdpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdpConfig")
+            .field("provider", &self.provider)
+            .field("issuer_url", &self.issuer_url)
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("groups_claim", &self.groups_claim)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Errors talking to the IdP or validating what it sent. Messages are safe to
 /// show (they never contain tokens).
@@ -52,38 +71,37 @@ pub enum OidcError {
 #[error("{0}")]
 pub struct TransportError(String);
 
-/// An owned, cloneable HTTP client for `openidconnect` on hyper.
+/// One HTTP exchange with the identity provider. The relying party is pure
+/// protocol; the caller supplies the I/O (the proxy's pooled hyper + rustls
+/// client), bounded by [`IDP_TIMEOUT`] and [`MAX_IDP_BODY`].
+pub trait Transport: Send + Sync + 'static {
+    fn exchange(&self, req: http::Request<Vec<u8>>) -> Exchange<'_>;
+}
+
+/// The pending response of one [`Transport::exchange`] (errors are short,
+/// token-free messages).
+pub type Exchange<'a> =
+    Pin<Box<dyn Future<Output = Result<http::Response<Vec<u8>>, String>> + Send + 'a>>;
+
+/// An owned, cloneable HTTP client for `openidconnect` over a [`Transport`].
 #[derive(Clone)]
 pub struct OidcHttp {
-    client: HttpClient,
+    transport: std::sync::Arc<dyn Transport>,
 }
 
 impl OidcHttp {
-    /// Wraps a pooled client.
-    pub fn new(client: HttpClient) -> Self {
-        OidcHttp { client }
+    /// Wraps a transport.
+    pub fn new(transport: impl Transport) -> Self {
+        OidcHttp {
+            transport: std::sync::Arc::new(transport),
+        }
     }
 
     async fn send(
         &self,
         req: openidconnect::HttpRequest,
     ) -> Result<openidconnect::HttpResponse, TransportError> {
-        let (parts, body) = req.into_parts();
-        let req = http::Request::from_parts(
-            parts,
-            crate::proxy::body::boxed(Full::new(Bytes::from(body))),
-        );
-        let resp = tokio::time::timeout(IDP_TIMEOUT, self.client.request(req))
-            .await
-            .map_err(|_| TransportError("timed out".into()))?
-            .map_err(|e| TransportError(e.to_string()))?;
-        let (parts, body) = resp.into_parts();
-        let bytes = tokio::time::timeout(IDP_TIMEOUT, Limited::new(body, MAX_IDP_BODY).collect())
-            .await
-            .map_err(|_| TransportError("timed out reading the response".into()))?
-            .map_err(|e| TransportError(e.to_string()))?
-            .to_bytes();
-        Ok(http::Response::from_parts(parts, bytes.to_vec()))
+        self.transport.exchange(req).await.map_err(TransportError)
     }
 }
 

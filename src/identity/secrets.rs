@@ -77,8 +77,8 @@ impl Bootstrap {
     /// The namespace must be a DNS-1123 label and the name a DNS-1123
     /// subdomain, as the API server requires.
     pub fn to_secret_yaml(&self, namespace: &str, name: &str) -> Result<String, String> {
-        crate::model::names::check_label("namespace", namespace)?;
-        crate::model::names::check_subdomain("name", name)?;
+        crate::names::check_label("namespace", namespace)?;
+        crate::names::check_subdomain("name", name)?;
         let pem: String = self
             .signing_key_pem
             .lines()

@@ -1,12 +1,12 @@
 //! The snapshot: everything the proxy needs to serve requests, as immutable
 //! plain data built by `translate`. No tokio, no kube, no I/O.
 
-pub mod names;
 pub mod pathnorm;
 pub mod rewrite;
 pub mod routing;
 
 use crate::identity::jwks::Document;
+pub use crate::identity::oidc::IdpConfig;
 use crate::identity::{IssuerFormat, KeySet};
 use crate::policy::Program;
 use http::{HeaderName, HeaderValue};
@@ -99,29 +99,6 @@ impl std::fmt::Debug for AuthConfig {
             .field("shared_secret", &digest(&self.shared_secret))
             .field("jwt_endpoint", &self.jwt_endpoint)
             .finish()
-    }
-}
-
-/// OpenID Connect identity-provider settings.
-#[derive(Clone, PartialEq, Default)]
-pub struct IdpConfig {
-    pub provider: String,
-    pub issuer_url: String,
-    pub client_id: String,
-    pub client_secret: String,
-    pub scopes: Vec<String>,
-    pub groups_claim: String,
-}
-
-impl std::fmt::Debug for IdpConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdpConfig")
-            .field("provider", &self.provider)
-            .field("issuer_url", &self.issuer_url)
-            .field("client_id", &self.client_id)
-            .field("scopes", &self.scopes)
-            .field("groups_claim", &self.groups_claim)
-            .finish_non_exhaustive()
     }
 }
 
@@ -287,6 +264,20 @@ pub struct Route {
     pub jwt_claims_headers: Vec<(HeaderName, String)>,
     pub timeout: Duration,
     pub idle_timeout: Duration,
+}
+
+impl Route {
+    /// Whether forwarding on this route reads the user's session: for its
+    /// policy, the identity headers, a `${pomerium.jwt}` header, Kubernetes
+    /// impersonation or session affinity. A public route with none of these
+    /// never opens the cookie.
+    pub fn uses_session(&self) -> bool {
+        matches!(self.access, Access::Policy(_))
+            || self.pass_identity_headers
+            || !self.templated_request_headers.is_empty()
+            || self.kubernetes_token.is_some()
+            || self.load_balancing == LoadBalancing::ConsistentHash
+    }
 }
 
 /// Pomerium's `load_balancing_policy`.

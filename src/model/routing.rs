@@ -320,7 +320,7 @@ fn wildcard_suffix(host: &str) -> Option<&str> {
     }
 }
 
-use super::names::is_label as is_dns1123_label;
+use crate::names::is_label as is_dns1123_label;
 
 /// Canonical request host from a `Host` header, `:authority` or SNI name.
 ///

@@ -27,6 +27,7 @@ use crate::identity::revocation::Revocations;
 use crate::identity::seal::Sealer;
 use crate::identity::session::Session;
 use crate::model::{IdpConfig, Snapshot};
+use arc_swap::ArcSwapOption;
 use base64::Engine as _;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use sha2::{Digest, Sha256};
@@ -60,7 +61,11 @@ pub const BROWSER_COOKIE: &str = "_jetbridge_sid";
 
 /// Login state and caches shared by all requests.
 pub struct Authenticator {
-    provider: tokio::sync::Mutex<Option<CachedProvider>>,
+    /// The discovered provider, read without a lock.
+    provider: ArcSwapOption<CachedProvider>,
+    /// Held by the one request that (re-)discovers; others keep using the
+    /// last good provider meanwhile, or wait only when there is none.
+    discovering: tokio::sync::Mutex<()>,
     /// One-time values already used (state ids, hand-off ids) → expiry.
     used: Mutex<HashMap<String, i64>>,
     /// Sessions ended by sign-out.
@@ -97,7 +102,8 @@ impl Authenticator {
     /// them in sync with other replicas).
     pub fn new(revocations: Arc<Revocations>) -> Self {
         Authenticator {
-            provider: tokio::sync::Mutex::new(None),
+            provider: ArcSwapOption::empty(),
+            discovering: tokio::sync::Mutex::new(()),
             used: Mutex::new(HashMap::new()),
             revocations,
         }
@@ -106,10 +112,15 @@ impl Authenticator {
     /// Forces re-discovery on the next use (e.g. after an ID token signed by
     /// a key the cached JWKS does not have).
     pub async fn expire_provider(&self) {
-        if let Some(c) = self.provider.lock().await.as_mut()
+        if let Some(c) = self.provider.load_full()
             && let Some(t) = std::time::Instant::now().checked_sub(PROVIDER_TTL)
         {
-            c.at = t;
+            self.provider.store(Some(Arc::new(CachedProvider {
+                config: c.config.clone(),
+                redirect_uri: c.redirect_uri.clone(),
+                provider: c.provider.clone(),
+                at: t,
+            })));
         }
     }
 
@@ -142,15 +153,33 @@ impl Authenticator {
             ProxyError::Identity("authenticate_service_url is not configured".into())
         })?;
         let redirect_uri = format!("{auth_url}/oauth2/callback");
-        let mut slot = self.provider.lock().await;
-        let cached = slot
-            .as_ref()
-            .filter(|c| c.config == *idp && c.redirect_uri == redirect_uri);
-        if let Some(c) = cached
+        let current = |p: &Option<Arc<CachedProvider>>| {
+            p.clone()
+                .filter(|c| c.config == *idp && c.redirect_uri == redirect_uri)
+        };
+        let cached = current(&self.provider.load_full());
+        if let Some(c) = &cached
             && c.at.elapsed() < PROVIDER_TTL
         {
             return Ok(c.provider.clone());
         }
+        // Stale: one request re-discovers, the others go on with the old one.
+        // None at all: wait for the one discovery in flight, then use it.
+        let _turn = match &cached {
+            Some(c) => match self.discovering.try_lock() {
+                Ok(turn) => turn,
+                Err(_) => return Ok(c.provider.clone()),
+            },
+            None => {
+                let turn = self.discovering.lock().await;
+                if let Some(c) = current(&self.provider.load_full())
+                    && c.at.elapsed() < PROVIDER_TTL
+                {
+                    return Ok(c.provider.clone());
+                }
+                turn
+            }
+        };
         let client = proxy
             .upstreams
             .client(
@@ -162,7 +191,13 @@ impl Authenticator {
                 &Default::default(),
             )
             .map_err(ProxyError::Identity)?;
-        let provider = match Provider::discover(idp, &redirect_uri, OidcHttp::new(client)).await {
+        let provider = match Provider::discover(
+            idp,
+            &redirect_uri,
+            OidcHttp::new(super::upstream::IdpTransport(client)),
+        )
+        .await
+        {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(issuer = %idp.issuer_url, error = %e, "identity provider discovery failed");
@@ -174,12 +209,12 @@ impl Authenticator {
             }
         };
         let p = Arc::new(provider);
-        *slot = Some(CachedProvider {
+        self.provider.store(Some(Arc::new(CachedProvider {
             config: idp.clone(),
             redirect_uri,
             provider: p.clone(),
             at: std::time::Instant::now(),
-        });
+        })));
         Ok(p)
     }
 }

@@ -161,7 +161,7 @@ impl DataPlane {
         let internal = self.internal.as_ref().and_then(|l| l.local_addr().ok());
         if let Some(l) = self.internal {
             tracing::info!(address = ?internal, "internal listener (JWKS, health, metrics)");
-            tasks.spawn(crate::admin::serve(l, proxy.clone(), shutdown.clone()));
+            tasks.spawn(super::admin::serve(l, proxy.clone(), shutdown.clone()));
         }
         let tls = (!self.insecure).then(|| server::tls_server_config(reader));
         let workers = server::spawn_https_workers(self.https, &proxy, tls, shutdown.clone())?;

@@ -43,6 +43,14 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// Whether the upstream failed (counted in `jetbridge_upstream_errors_total`).
+    pub fn is_upstream_failure(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::UpstreamUnavailable | ProxyError::GatewayTimeout | ProxyError::BadGateway
+        )
+    }
+
     /// The HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self {

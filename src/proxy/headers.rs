@@ -166,6 +166,18 @@ pub fn remove_cookies_where(h: &mut HeaderMap, remove: impl Fn(&str) -> bool) {
     }
 }
 
+/// Appends a `Set-Cookie` for cookie `name` unless the response already
+/// sets that cookie (a sign-out's clearing cookie wins over a refresh).
+pub fn append_cookie_unless_set(h: &mut HeaderMap, name: &str, value: HeaderValue) {
+    let sets_it = h.get_all(header::SET_COOKIE).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.split_once('=').is_some_and(|(n, _)| n.trim() == name))
+    });
+    if !sets_it {
+        h.append(header::SET_COOKIE, value);
+    }
+}
+
 /// Returns a cookie's value from the request headers.
 pub fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get_all(header::COOKIE)

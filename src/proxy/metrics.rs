@@ -2,10 +2,11 @@
 //! status, a latency histogram, upstream errors, config generation, reload
 //! failures, certificate expiry.
 
+use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Histogram bucket upper bounds in seconds.
@@ -20,34 +21,84 @@ struct Histogram {
     sum_micros: AtomicU64,
 }
 
-/// Process-wide counters. Writes take a read lock plus an atomic add; the
-/// write lock is taken only the first time a (route, status) pair appears.
+/// Status codes counted separately per route; a route seeing more distinct
+/// codes than this counts the rest under `status="other"`.
+const STATUS_SLOTS: usize = 16;
+
+/// One route's counters: lock-free slots of (status, count).
+#[derive(Default)]
+struct RouteCounters {
+    statuses: [AtomicU32; STATUS_SLOTS],
+    counts: [AtomicU64; STATUS_SLOTS],
+    other: AtomicU64,
+    upstream_errors: AtomicU64,
+}
+
+impl RouteCounters {
+    fn bump(&self, status: u16) {
+        let status = u32::from(status);
+        for (slot, count) in self.statuses.iter().zip(&self.counts) {
+            match slot.compare_exchange(0, status, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => {}
+                Err(seen) if seen == status => {}
+                Err(_) => continue,
+            }
+            count.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.other.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn rows(&self) -> impl Iterator<Item = (String, u64)> + '_ {
+        self.statuses
+            .iter()
+            .zip(&self.counts)
+            .filter_map(|(s, c)| {
+                let s = s.load(Ordering::Relaxed);
+                let c = c.load(Ordering::Relaxed);
+                (s != 0 && c != 0).then(|| (s.to_string(), c))
+            })
+            .chain(
+                Some(self.other.load(Ordering::Relaxed))
+                    .filter(|c| *c > 0)
+                    .map(|c| ("other".to_string(), c)),
+            )
+    }
+}
+
+type Registry = HashMap<Box<str>, Arc<RouteCounters>>;
+
+/// Process-wide counters. Recording a request takes no lock: the map of
+/// routes is read through an `ArcSwap` and counted with atomic adds; it is
+/// copied only when a route is seen for the first time, and pruned when
+/// routes leave the configuration.
 #[derive(Default)]
 pub struct Metrics {
-    requests: RwLock<HashMap<String, HashMap<u16, AtomicU64>>>,
-    upstream_errors: RwLock<HashMap<String, AtomicU64>>,
+    routes: ArcSwap<Registry>,
     latency: Histogram,
 }
 
 impl Metrics {
+    /// The counters of `route`, created on first use.
+    fn route(&self, route: &str) -> Arc<RouteCounters> {
+        if let Some(c) = self.routes.load().get(route) {
+            return c.clone();
+        }
+        let mut found = None;
+        self.routes.rcu(|m| {
+            let mut m = Registry::clone(m);
+            let c = m.entry(route.into()).or_default().clone();
+            found = Some(c);
+            m
+        });
+        found.unwrap_or_default()
+    }
+
     /// Records one finished request.
     pub fn observe(&self, route: &str, status: u16, elapsed: Duration) {
-        let bumped = self
-            .requests
-            .read()
-            .ok()
-            .and_then(|m| {
-                m.get(route)
-                    .and_then(|by_status| by_status.get(&status))
-                    .map(|c| c.fetch_add(1, Ordering::Relaxed))
-            })
-            .is_some();
-        if !bumped && let Ok(mut m) = self.requests.write() {
-            m.entry(route.to_string())
-                .or_default()
-                .entry(status)
-                .or_default()
-                .fetch_add(1, Ordering::Relaxed);
+        match self.routes.load().get(route) {
+            Some(c) => c.bump(status),
+            None => self.route(route).bump(status),
         }
         let secs = elapsed.as_secs_f64();
         match BUCKETS.iter().position(|b| secs <= *b) {
@@ -61,28 +112,22 @@ impl Metrics {
 
     /// Records an upstream failure on a route.
     pub fn upstream_error(&self, route: &str) {
-        let bumped = self
+        self.route(route)
             .upstream_errors
-            .read()
-            .ok()
-            .and_then(|m| m.get(route).map(|c| c.fetch_add(1, Ordering::Relaxed)))
-            .is_some();
-        if !bumped && let Ok(mut m) = self.upstream_errors.write() {
-            m.entry(route.to_string())
-                .or_default()
-                .fetch_add(1, Ordering::Relaxed);
-        }
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Forgets the series of routes that are no longer configured (called
     /// with the serving snapshot's route ids when metrics are rendered).
     pub fn retain_routes(&self, keep: &std::collections::HashSet<&str>) {
         let special = |r: &str| matches!(r, "-" | "well-known" | "authenticate" | "pomerium");
-        if let Ok(mut m) = self.requests.write() {
-            m.retain(|route, _| special(route) || keep.contains(route.as_str()));
-        }
-        if let Ok(mut m) = self.upstream_errors.write() {
-            m.retain(|route, _| keep.contains(route.as_str()));
+        let stale = |m: &Registry| m.keys().any(|r| !special(r) && !keep.contains(&**r));
+        if stale(&self.routes.load()) {
+            self.routes.rcu(|m| {
+                let mut m = Registry::clone(m);
+                m.retain(|r, _| special(r) || keep.contains(&**r));
+                m
+            });
         }
     }
 
@@ -98,17 +143,13 @@ impl Metrics {
         } = *g;
         let mut out = String::new();
         out.push_str("# HELP jetbridge_requests_total Requests handled, by route and status.\n# TYPE jetbridge_requests_total counter\n");
-        if let Ok(m) = self.requests.read() {
-            let mut rows: Vec<(&String, u16, u64)> = m
-                .iter()
-                .flat_map(|(route, by_status)| {
-                    by_status
-                        .iter()
-                        .map(move |(status, c)| (route, *status, c.load(Ordering::Relaxed)))
-                })
-                .collect();
+        let series = self.routes.load();
+        let mut names: Vec<&Box<str>> = series.keys().collect();
+        names.sort();
+        for route in &names {
+            let mut rows: Vec<(String, u64)> = series[*route].rows().collect();
             rows.sort();
-            for (route, status, count) in rows {
+            for (status, count) in rows {
                 let _ = writeln!(
                     out,
                     "jetbridge_requests_total{{route=\"{}\",status=\"{status}\"}} {count}",
@@ -137,15 +178,13 @@ impl Metrics {
         );
         let _ = writeln!(out, "jetbridge_request_duration_seconds_count {cumulative}");
         out.push_str("# HELP jetbridge_upstream_errors_total Upstream connection failures and timeouts, by route.\n# TYPE jetbridge_upstream_errors_total counter\n");
-        if let Ok(m) = self.upstream_errors.read() {
-            let mut rows: Vec<_> = m.iter().collect();
-            rows.sort_by(|a, b| a.0.cmp(b.0));
-            for (route, c) in rows {
+        for route in &names {
+            let c = series[*route].upstream_errors.load(Ordering::Relaxed);
+            if c > 0 {
                 let _ = writeln!(
                     out,
-                    "jetbridge_upstream_errors_total{{route=\"{}\"}} {}",
-                    label(route),
-                    c.load(Ordering::Relaxed)
+                    "jetbridge_upstream_errors_total{{route=\"{}\"}} {c}",
+                    label(route)
                 );
             }
         }
@@ -197,4 +236,76 @@ fn label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gauges() -> Gauges<'static> {
+        Gauges {
+            generation: 1,
+            reload_failures: 0,
+            last_reload_ok: true,
+            cert_expiry: &[],
+            routes: 1,
+            revoked_sessions: 0,
+        }
+    }
+
+    #[test]
+    fn counts_survive_concurrent_writers_and_leave_with_their_route() {
+        let m = Arc::new(Metrics::default());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000 {
+                        let route = if i % 2 == 0 { "a" } else { "b\"x" };
+                        m.observe(route, 200 + (t % 2) as u16, Duration::from_micros(300));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        m.upstream_error("a");
+        let out = m.render(&gauges());
+        assert!(
+            out.contains("jetbridge_requests_total{route=\"a\",status=\"200\"} 1000"),
+            "{out}"
+        );
+        assert!(
+            out.contains("jetbridge_requests_total{route=\"a\",status=\"201\"} 1000"),
+            "{out}"
+        );
+        assert!(
+            out.contains("route=\"b\\\"x\",status=\"200\"} 1000"),
+            "{out}"
+        );
+        assert!(
+            out.contains("jetbridge_upstream_errors_total{route=\"a\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("jetbridge_request_duration_seconds_count 4000"),
+            "{out}"
+        );
+
+        // More distinct statuses than slots: the rest count as "other".
+        for s in 300..320 {
+            m.observe("c", s, Duration::ZERO);
+        }
+        let out = m.render(&gauges());
+        assert!(out.contains("route=\"c\",status=\"other\"} 4"), "{out}");
+
+        m.retain_routes(&["a"].into_iter().collect());
+        let out = m.render(&gauges());
+        assert!(out.contains("route=\"a\""), "{out}");
+        assert!(
+            !out.contains("route=\"b") && !out.contains("route=\"c\""),
+            "{out}"
+        );
+    }
 }

@@ -4,6 +4,8 @@
 //! The proxy reads the current snapshot once per request and never imports
 //! `kube` or the controller.
 
+pub mod admin;
+pub mod assertions;
 pub mod auth;
 pub mod body;
 pub mod dataplane;
@@ -75,13 +77,53 @@ struct Trail {
     upstream: Option<String>,
 }
 
+/// What a request came to. [`Proxy::handle`] is the one place that turns an
+/// outcome into a response, a metric and an access-log line.
+enum Outcome {
+    /// The upstream's response.
+    Forward(Response<Body>),
+    /// A response the proxy makes itself: discovery documents, the
+    /// authenticate service, the `/.pomerium/` endpoints.
+    Respond(Response<Body>),
+    /// A browser sent to sign in.
+    SignIn(Response<Body>),
+    /// Refused or failed; becomes an error page (or JSON).
+    Error(ProxyError),
+}
+
+impl From<Result<Response<Body>, ProxyError>> for Outcome {
+    fn from(r: Result<Response<Body>, ProxyError>) -> Self {
+        match r {
+            Ok(r) => Outcome::Respond(r),
+            Err(e) => Outcome::Error(e),
+        }
+    }
+}
+
+/// The request context the stages read and fill in.
+struct Ctx<'s> {
+    id: &'s str,
+    conn: ConnInfo,
+    /// The series metrics count the request under: a route id, or one of
+    /// `-`, `well-known`, `authenticate`, `pomerium`.
+    label: &'s str,
+    /// A refreshed session cookie to send back with whatever the outcome.
+    set_cookie: Option<HeaderValue>,
+    trail: Trail,
+}
+
+/// The request as routing and policy see it (normalised).
+struct Target {
+    host: String,
+    path: String,
+    query: Option<String>,
+}
+
 /// What the pipeline decided before forwarding.
 struct Admitted<'a> {
     route: &'a Route,
     session: Option<Session>,
-    host: String,
-    path: String,
-    query: Option<String>,
+    target: Target,
 }
 
 impl Proxy {
@@ -115,17 +157,30 @@ impl Proxy {
         let id = request_id();
         let json = wants_json(req.headers().get(header::ACCEPT));
         let method = req.method().clone();
-        let mut trail = Trail::default();
-        let (route_id, mut resp) = match self.reader.load() {
-            None => (
-                "-".to_string(),
-                error_response(&ProxyError::NotReady, &id, json),
-            ),
-            Some(snapshot) => {
-                self.respond(&snapshot, req, conn, &id, json, &mut trail)
-                    .await
+        let snapshot = self.reader.load();
+        let mut cx = Ctx {
+            id: &id,
+            conn,
+            label: "-",
+            set_cookie: None,
+            trail: Trail::default(),
+        };
+        let outcome = match &snapshot {
+            None => Outcome::Error(ProxyError::NotReady),
+            Some(s) => self.pipeline(s, &mut cx, req).await,
+        };
+        let mut resp = match outcome {
+            Outcome::Forward(r) | Outcome::Respond(r) | Outcome::SignIn(r) => r,
+            Outcome::Error(e) => {
+                if e.is_upstream_failure() {
+                    self.metrics.upstream_error(cx.label);
+                }
+                error_response(&e, &id, json)
             }
         };
+        if let (Some(c), Some(s)) = (cx.set_cookie.take(), &snapshot) {
+            headers::append_cookie_unless_set(resp.headers_mut(), &s.auth.cookie_name, c);
+        }
         // The id the access log carries, so a user can quote it.
         if !resp.headers().contains_key("x-request-id")
             && let Ok(v) = HeaderValue::from_str(&id)
@@ -134,11 +189,12 @@ impl Proxy {
         }
         let elapsed = started.elapsed();
         self.metrics
-            .observe(&route_id, resp.status().as_u16(), elapsed);
+            .observe(cx.label, resp.status().as_u16(), elapsed);
+        let trail = &cx.trail;
         tracing::info!(
             target: crate::telemetry::ACCESS_TARGET,
             request_id = %id,
-            route = %route_id,
+            route = %cx.label,
             method = %method,
             host = trail.host.as_deref().unwrap_or("-"),
             path = trail.path.as_deref().unwrap_or("-"),
@@ -152,189 +208,209 @@ impl Proxy {
         resp
     }
 
-    /// Runs the pipeline and turns its outcome into a response.
-    async fn respond(
+    /// `normalise → route → session → policy → forward`; the proxy's own
+    /// endpoints are answered on the way. The session is opened only where
+    /// it is used: a public route without identity headers, an unknown host
+    /// or a 404 never touches the cookie (nor the identity provider).
+    async fn pipeline<'s>(
         &self,
-        snapshot: &Snapshot,
+        snapshot: &'s Snapshot,
+        cx: &mut Ctx<'s>,
         req: Request<Incoming>,
-        conn: ConnInfo,
-        id: &str,
-        json: bool,
-        trail: &mut Trail,
-    ) -> (String, Response<Body>) {
-        match self.pipeline(snapshot, req, conn, id, trail).await {
-            Ok((route_id, resp)) => (route_id, resp),
-            Err((route_id, err)) => {
-                if matches!(
-                    err,
-                    ProxyError::UpstreamUnavailable
-                        | ProxyError::GatewayTimeout
-                        | ProxyError::BadGateway
-                ) {
-                    self.metrics.upstream_error(&route_id);
-                }
-                (route_id, error_response(&err, id, json))
-            }
+    ) -> Outcome {
+        // normalise
+        let target = match normalise(&req) {
+            Ok(t) => t,
+            Err(e) => return Outcome::Error(e),
+        };
+        cx.trail.host = Some(target.host.clone());
+        cx.trail.path = Some(target.path.clone());
+        if !snapshot.host_known(&target.host) {
+            return Outcome::Error(ProxyError::UnknownHost);
         }
-    }
-
-    async fn pipeline(
-        &self,
-        snapshot: &Snapshot,
-        req: Request<Incoming>,
-        conn: ConnInfo,
-        id: &str,
-        trail: &mut Trail,
-    ) -> Result<(String, Response<Body>), (String, ProxyError)> {
-        let none = || String::from("-");
-        let host = request_host(&req).ok_or_else(|| {
-            (
-                none(),
-                ProxyError::BadRequest("missing or invalid Host header".into()),
-            )
-        })?;
-        let target = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let (raw_path, query) = split_target(target);
-        trail.host = Some(host.clone());
-        let path = normalize_path(raw_path)
-            .map_err(|e| (none(), ProxyError::BadRequest(e.to_string())))?
-            .path;
-        trail.path = Some(path.clone());
-        let query = query.map(str::to_string);
-
-        if !snapshot.host_known(&host) {
-            return Err((none(), ProxyError::UnknownHost));
-        }
-        if let Some(resp) = well_known(snapshot, &host, &path, &req) {
-            return Ok(("well-known".into(), resp));
+        if let Some(resp) = well_known(snapshot, &target.host, &target.path, &req) {
+            cx.label = "well-known";
+            return Outcome::Respond(resp);
         }
         let json = wants_json(req.headers().get(header::ACCEPT));
-        if snapshot.auth.authenticate_host.as_deref() == Some(host.as_str())
+        if snapshot.auth.authenticate_host.as_deref() == Some(target.host.as_str())
             && let Some(r) = self
-                .authenticate_endpoint(snapshot, &req, &path, query.as_deref(), id, json)
-                .await
-        {
-            return r
-                .map(|r| ("authenticate".into(), r))
-                .map_err(|e| ("authenticate".into(), e));
-        }
-        let (session, set_cookie) = match self.session(snapshot, &req, &host) {
-            Some(s) => self.maybe_refresh(snapshot, &host, s).await,
-            None => (None, None),
-        };
-        trail.user = session.as_ref().map(|s| s.sub.clone());
-        let with_cookie = |mut r: Response<Body>| {
-            if let Some(c) = &set_cookie {
-                r.headers_mut().append(header::SET_COOKIE, c.clone());
-            }
-            r
-        };
-        if path.starts_with(auth::POMERIUM_PREFIX)
-            && let Some(r) = self
-                .route_host_endpoint(
+                .authenticate_endpoint(
                     snapshot,
                     &req,
-                    &host,
-                    &path,
-                    query.as_deref(),
-                    session.as_ref(),
-                    id,
+                    &target.path,
+                    target.query.as_deref(),
+                    cx.id,
                     json,
                 )
                 .await
         {
-            return r
-                .map(|r| ("pomerium".into(), with_cookie(r)))
-                .map_err(|e| ("pomerium".into(), e));
+            cx.label = "authenticate";
+            return r.into();
         }
-        let route = snapshot
-            .route(&host, &path)
-            .ok_or_else(|| (none(), ProxyError::NoRoute))?;
-        let rid = route.id.clone();
-        let fail = |e| (rid.clone(), e);
-
-        match &route.access {
-            Access::Invalid(_) => return Err(fail(ProxyError::RouteInvalid)),
-            Access::Public => {}
-            Access::Policy(_) if route.cors_allow_preflight && is_cors_preflight(&req) => {}
-            Access::Policy(program) => {
-                let user = session.as_ref().map(Session::user);
-                let facts_req = RequestFacts {
-                    method: req.method().as_str().to_string(),
-                    host: host.clone(),
-                    path: path.clone(),
-                    source_ip: Some(conn.remote.ip()),
-                    headers: policy_headers(&req),
-                };
-                let now = time::OffsetDateTime::now_utc();
-                let decision = program.eval(&Facts {
-                    user: user.as_ref(),
-                    request: &facts_req,
-                    now,
-                });
-                if !decision.allow {
-                    tracing::debug!(route = %route.id, reason = %decision.reason, "denied");
-                    if session.is_none() && (decision.needs_login || program.needs_user()) {
-                        let browser = req
-                            .headers()
-                            .get(header::ACCEPT)
-                            .and_then(|v| v.to_str().ok())
-                            .is_some_and(|a| a.contains("text/html"));
-                        let mut return_to =
-                            format!("{}{}", auth::origin(&host, auth::client_port(&req)), path);
-                        if let Some(q) = &query {
-                            return_to.push('?');
-                            return_to.push_str(q);
-                        }
-                        if browser && let Some(r) = auth::start_sign_in(snapshot, &return_to) {
-                            return Ok((rid.clone(), with_cookie(r)));
-                        }
-                        return Err(fail(ProxyError::Unauthenticated));
-                    }
-                    return Err(fail(ProxyError::Forbidden));
-                }
+        if target.path.starts_with(auth::POMERIUM_PREFIX) {
+            let session = self.session(snapshot, cx, &req, &target.host).await;
+            if let Some(r) = self
+                .route_host_endpoint(
+                    snapshot,
+                    &req,
+                    &target.host,
+                    &target.path,
+                    target.query.as_deref(),
+                    session.as_ref(),
+                    cx.id,
+                    json,
+                )
+                .await
+            {
+                cx.label = "pomerium";
+                return r.into();
             }
         }
+        // route
+        let Some(route) = snapshot.route(&target.host, &target.path) else {
+            return Outcome::Error(ProxyError::NoRoute);
+        };
+        cx.label = &route.id;
+        // session, only where the route uses one
+        let session = match route.uses_session() {
+            true => self.session(snapshot, cx, &req, &target.host).await,
+            false => None,
+        };
+        // policy
+        if let Some(refused) = authorize(snapshot, cx, route, session.as_ref(), &target, &req) {
+            return refused;
+        }
+        // identity headers and forward
         let admitted = Admitted {
             route,
             session,
-            host,
-            path,
-            query,
+            target,
         };
-        self.forward(snapshot, admitted, req, conn, id, trail)
-            .await
-            .map(|r| (rid.clone(), with_cookie(r)))
-            .map_err(fail)
+        match self.forward(snapshot, cx, admitted, req).await {
+            Ok(r) => Outcome::Forward(r),
+            Err(e) => Outcome::Error(e),
+        }
     }
+}
 
+/// The policy stage: `None` to forward, else the outcome that refuses
+/// (sign-in for a browser without a session, 401, 403).
+fn authorize(
+    snapshot: &Snapshot,
+    cx: &Ctx<'_>,
+    route: &Route,
+    session: Option<&Session>,
+    target: &Target,
+    req: &Request<Incoming>,
+) -> Option<Outcome> {
+    let program = match &route.access {
+        Access::Invalid(_) => return Some(Outcome::Error(ProxyError::RouteInvalid)),
+        Access::Public => return None,
+        Access::Policy(_) if route.cors_allow_preflight && is_cors_preflight(req) => {
+            return None;
+        }
+        Access::Policy(program) => program,
+    };
+    let user = session.map(Session::user);
+    let facts_req = RequestFacts {
+        method: req.method().as_str().to_string(),
+        host: target.host.clone(),
+        path: target.path.clone(),
+        source_ip: Some(cx.conn.remote.ip()),
+        headers: policy_headers(req),
+    };
+    let decision = program.eval(&Facts {
+        user: user.as_ref(),
+        request: &facts_req,
+        now: time::OffsetDateTime::now_utc(),
+    });
+    if decision.allow {
+        return None;
+    }
+    tracing::debug!(route = %route.id, reason = %decision.reason, "denied");
+    if session.is_some() || !(decision.needs_login || program.needs_user()) {
+        return Some(Outcome::Error(ProxyError::Forbidden));
+    }
+    let browser = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let mut return_to = format!(
+        "{}{}",
+        auth::origin(&target.host, auth::client_port(req)),
+        target.path
+    );
+    if let Some(q) = &target.query {
+        return_to.push('?');
+        return_to.push_str(q);
+    }
+    match browser
+        .then(|| auth::start_sign_in(snapshot, &return_to))
+        .flatten()
+    {
+        Some(r) => Some(Outcome::SignIn(r)),
+        None => Some(Outcome::Error(ProxyError::Unauthenticated)),
+    }
+}
+
+/// The normalise stage: the host and the normalised path routing and
+/// policy use, and the query as sent.
+fn normalise<B>(req: &Request<B>) -> Result<Target, ProxyError> {
+    let host = request_host(req)
+        .ok_or_else(|| ProxyError::BadRequest("missing or invalid Host header".into()))?;
+    let raw = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let (raw_path, query) = split_target(raw);
+    let path = normalize_path(raw_path)
+        .map_err(|e| ProxyError::BadRequest(e.to_string()))?
+        .path;
+    Ok(Target {
+        host,
+        path,
+        query: query.map(str::to_string),
+    })
+}
+
+impl Proxy {
     /// The session of the request: the host's session cookie, else a
     /// programmatic token (`Authorization: Pomerium <token>`,
     /// `Authorization: Bearer Pomerium-<token>` or
     /// `X-Pomerium-Authorization: <token>`, Pomerium's forms), which is the
     /// same sealed, host-bound value.
-    fn session(&self, snapshot: &Snapshot, req: &Request<Incoming>, host: &str) -> Option<Session> {
+    /// It is refreshed at the identity provider when due (a refreshed
+    /// cookie goes back with the response).
+    async fn session(
+        &self,
+        snapshot: &Snapshot,
+        cx: &mut Ctx<'_>,
+        req: &Request<Incoming>,
+        host: &str,
+    ) -> Option<Session> {
         let value = headers::cookie(req.headers(), &snapshot.auth.cookie_name)
             .or_else(|| auth::programmatic_token(req.headers()))?;
-        snapshot
+        let opened = snapshot
             .sessions
             .open(host, value, unix_now())
-            .filter(|s| !self.auth.revocations.is_revoked(&s.id))
+            .filter(|s| !self.auth.revocations.is_revoked(&s.id))?;
+        let (session, set_cookie) = self.maybe_refresh(snapshot, host, opened).await;
+        cx.set_cookie = set_cookie;
+        cx.trail.user = session.as_ref().map(|s| s.sub.clone());
+        session
     }
 
     async fn forward(
         &self,
         snapshot: &Snapshot,
+        cx: &mut Ctx<'_>,
         a: Admitted<'_>,
         req: Request<Incoming>,
-        conn: ConnInfo,
-        id: &str,
-        trail: &mut Trail,
     ) -> Result<Response<Body>, ProxyError> {
+        let (conn, id) = (cx.conn, cx.id);
         let route = a.route;
         // An upgrade the route allows is passed through; a WebSocket one it
         // does not allow is refused; any other is forwarded as a plain request.
@@ -379,7 +455,7 @@ impl Proxy {
         headers::set_forwarded(
             h,
             &conn.remote.ip().to_string(),
-            &a.host,
+            &a.target.host,
             if conn.tls { "https" } else { "http" },
         );
         if let Ok(v) = HeaderValue::from_str(id) {
@@ -394,27 +470,44 @@ impl Proxy {
         let wants_token =
             route.pass_identity_headers || !route.templated_request_headers.is_empty();
         if wants_token && let Some(s) = &a.session {
-            let mut identity = s.identity();
-            if let Some(keep) = &route.jwt_groups_filter {
-                identity.groups.retain(|g| keep.contains(g));
-            }
-            let (token, claims) = jwt::mint(
-                &snapshot.identity.keys,
-                &identity,
-                &a.host,
-                snapshot.identity.issuer_format,
-                unix_now(),
-            )
-            .map_err(|e| ProxyError::Identity(e.to_string()))?;
-            let token_value =
-                HeaderValue::from_str(&token).map_err(|e| ProxyError::Identity(e.to_string()))?;
-            for (name, template) in &route.templated_request_headers {
-                if let Ok(v) = HeaderValue::from_str(&template.replace("${pomerium.jwt}", &token)) {
-                    h.insert(name.clone(), v);
+            let now = unix_now();
+            let key = assertions::Key {
+                session_id: &s.id,
+                session_refreshed: s.refresh_at,
+                route: &route.id,
+                host: &a.target.host,
+                generation: snapshot.generation,
+            };
+            let minted = assertions::get_or_mint(key, now, || {
+                let mut identity = s.identity();
+                if let Some(keep) = &route.jwt_groups_filter {
+                    identity.groups.retain(|g| keep.contains(g));
+                }
+                let (token, claims) = jwt::mint(
+                    &snapshot.identity.keys,
+                    &identity,
+                    &a.target.host,
+                    snapshot.identity.issuer_format,
+                    now,
+                )
+                .map_err(|e| ProxyError::Identity(e.to_string()))?;
+                let token = HeaderValue::from_str(&token)
+                    .map_err(|e| ProxyError::Identity(e.to_string()))?;
+                Ok((token, claims))
+            })?;
+            if !route.templated_request_headers.is_empty() {
+                let token = minted.token.to_str().unwrap_or_default();
+                for (name, template) in &route.templated_request_headers {
+                    if let Ok(v) =
+                        HeaderValue::from_str(&template.replace("${pomerium.jwt}", token))
+                    {
+                        h.insert(name.clone(), v);
+                    }
                 }
             }
             if route.pass_identity_headers {
-                h.insert("x-pomerium-jwt-assertion", token_value);
+                h.insert("x-pomerium-jwt-assertion", minted.token.clone());
+                let claims = &minted.claims;
                 for (name, claim) in &route.jwt_claims_headers {
                     let value = claims
                         .header_value(claim)
@@ -453,7 +546,7 @@ impl Proxy {
             }
         }
         // The forwarded path and Host; routing and policy used the client's.
-        let forwarded_path = route.path_rewrite.apply(&a.path);
+        let forwarded_path = route.path_rewrite.apply(&a.target.path);
         let rewritten_host = match &route.host_rewrite {
             HostRewrite::Upstream => None,
             HostRewrite::Preserve => original_host.clone(),
@@ -463,7 +556,7 @@ impl Proxy {
             HostRewrite::PathRegex {
                 pattern,
                 substitution,
-            } => HeaderValue::from_str(&pattern.replace_all(&a.path, substitution)).ok(),
+            } => HeaderValue::from_str(&pattern.replace_all(&a.target.path, substitution)).ok(),
         };
 
         // The consistent hash's key; other policies need none.
@@ -497,7 +590,7 @@ impl Proxy {
         let attempts = targets.len();
         let mut parts = Some(parts);
         for (attempt, up) in targets.into_iter().enumerate() {
-            trail.upstream = Some(up.authority.clone());
+            cx.trail.upstream = Some(up.authority.clone());
             let client = self
                 .upstreams
                 .client(up, &route.upstream_tls)
@@ -512,7 +605,7 @@ impl Proxy {
             };
             let mut pq = String::with_capacity(forwarded_path.len() + 16);
             pq.push_str(&forwarded_path);
-            if let Some(q) = &a.query {
+            if let Some(q) = &a.target.query {
                 pq.push('?');
                 pq.push_str(q);
             }

@@ -20,6 +20,38 @@ use std::time::{Duration, Instant};
 /// A pooled client.
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
+/// The identity provider reached through a pooled client: each call and the
+/// reading of its (bounded) body are limited in time.
+pub struct IdpTransport(pub HttpClient);
+
+impl crate::identity::oidc::Transport for IdpTransport {
+    fn exchange(&self, req: http::Request<Vec<u8>>) -> crate::identity::oidc::Exchange<'_> {
+        use crate::identity::oidc::{IDP_TIMEOUT, MAX_IDP_BODY};
+        use http_body_util::BodyExt as _;
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let req = http::Request::from_parts(
+                parts,
+                super::body::boxed(http_body_util::Full::new(bytes::Bytes::from(body))),
+            );
+            let resp = tokio::time::timeout(IDP_TIMEOUT, self.0.request(req))
+                .await
+                .map_err(|_| "timed out".to_string())?
+                .map_err(|e| e.to_string())?;
+            let (parts, body) = resp.into_parts();
+            let bytes = tokio::time::timeout(
+                IDP_TIMEOUT,
+                http_body_util::Limited::new(body, MAX_IDP_BODY).collect(),
+            )
+            .await
+            .map_err(|_| "timed out reading the response".to_string())?
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+            Ok(http::Response::from_parts(parts, bytes.to_vec()))
+        })
+    }
+}
+
 /// How long a target that refused a connection is skipped.
 const FAIL_COOLDOWN: Duration = Duration::from_secs(10);
 /// TCP connect timeout.
