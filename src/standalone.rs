@@ -556,6 +556,7 @@ pub fn inputs_from_parts(
             set_response_headers: cfg.set_response_headers.clone(),
             jwt_groups_filter: cfg.jwt_groups_filter.clone(),
             default_upstream_timeout: cfg.default_upstream_timeout,
+            timeout_idle: cfg.timeout_idle,
             auth: AuthConfig {
                 authenticate_url,
                 authenticate_host,

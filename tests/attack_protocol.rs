@@ -914,3 +914,51 @@ async fn upgrades_without_a_session_or_a_101_go_nowhere() {
     assert!(st == 200 || st == 502, "{non101:?}");
     assert_eq!(lab.up.started_with("/ws-non101").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed_however_many_pings_they_answer() {
+    let up = Recorder::start().await;
+    let j = Jetbridge::start(&format!("timeout_idle: 2s\n{}", config(up.addr))).await;
+    let block = hpack(&get_fields(OPEN, "/idle"));
+
+    // One request, then only PINGs: closed with GOAWAY after the idle time.
+    let mut idle = H2Conn::open(j.https, OPEN, &[]).await;
+    idle.read();
+    assert!(
+        idle.send(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &block))
+            .await
+    );
+    let e = idle
+        .wait(Duration::from_secs(5), |e| e.statuses.contains_key(&1))
+        .await;
+    assert_eq!(e.statuses.get(&1), Some(&200), "{e:?}");
+    let started = Instant::now();
+    // A second connection keeps making requests, one a second.
+    let mut busy = H2Conn::open(j.https, OPEN, &[]).await;
+    busy.read();
+    let mut stream = 1;
+    while started.elapsed() < Duration::from_secs(6) {
+        let _ = idle.send(&frame(PING, 0, 0, &[7; 8])).await;
+        assert!(
+            busy.send(&frame(HEADERS, END_HEADERS | END_STREAM, stream, &block))
+                .await
+        );
+        stream += 2;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    let idle_events = idle.seen();
+    assert!(
+        idle_events.goaway.is_some() || idle_events.closed,
+        "an idle connection answering PINGs stayed open: {idle_events:?}"
+    );
+    let busy_events = busy.seen();
+    assert!(
+        busy_events.goaway.is_none() && !busy_events.closed,
+        "a connection in use was closed: {busy_events:?}"
+    );
+    assert_eq!(
+        busy_events.statuses.values().filter(|s| **s == 200).count(),
+        (stream as usize - 1) / 2,
+        "{busy_events:?}"
+    );
+}

@@ -20,6 +20,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default idle timeout of proxied streams.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Default `timeout_idle` (Pomerium's): idle client connections are closed
+/// after five minutes.
+pub const DEFAULT_CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// The whole serving configuration at one point in time.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -30,6 +34,9 @@ pub struct Snapshot {
     pub tls: TlsConfig,
     pub identity: IdentityConfig,
     pub auth: AuthConfig,
+    /// Client connections with no request in flight for this long are
+    /// closed (`timeout_idle`).
+    pub connection_idle_timeout: Duration,
     /// Seals and opens session cookies (derived from `auth.cookie_secret`).
     pub sessions: Arc<crate::identity::session::SessionCodec>,
     /// Problems found while translating, one per bad object or field.
@@ -51,8 +58,13 @@ impl Snapshot {
     /// only when something changed.
     pub fn fingerprint(&self) -> String {
         format!(
-            "{:?}|{:?}|{:?}|{}|{:?}",
-            self.routes, self.diagnostics, self.auth, self.identity.jwks.etag, self.tls.fingerprint
+            "{:?}|{:?}|{:?}|{}|{:?}|{:?}",
+            self.routes,
+            self.diagnostics,
+            self.auth,
+            self.identity.jwks.etag,
+            self.tls.fingerprint,
+            self.connection_idle_timeout
         )
     }
 }

@@ -17,6 +17,7 @@ use rustls::sign::CertifiedKey;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -124,6 +125,9 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// Serves the proxy on `listener`: over TLS, or without it when `tls` is
 /// `None` (`insecure_server`, behind a load balancer that terminates TLS).
+/// A connection with no request in flight for the snapshot's
+/// `connection_idle_timeout` is closed gracefully (HTTP/2 GOAWAY), however
+/// many keep-alive PINGs it answers.
 pub async fn serve_proxy(
     listener: TcpListener,
     proxy: Arc<Proxy>,
@@ -132,7 +136,7 @@ pub async fn serve_proxy(
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let builder = Arc::new(http_builder());
-    let graceful = GracefulShutdown::new();
+    let open = Arc::new(OpenConnections::default());
     loop {
         let (stream, remote) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -145,8 +149,10 @@ pub async fn serve_proxy(
         let acceptor = acceptor.clone();
         let proxy = proxy.clone();
         let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let shutdown = shutdown.clone();
+        let counted = open.enter();
         tokio::spawn(async move {
+            let _counted = counted;
             let io: Box<dyn Io> = match &acceptor {
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -164,15 +170,164 @@ pub async fn serve_proxy(
                 remote,
                 tls: acceptor.is_some(),
             };
+            let idle_limit = proxy
+                .reader
+                .load()
+                .map(|s| s.connection_idle_timeout)
+                .unwrap_or(crate::model::DEFAULT_CONNECTION_IDLE_TIMEOUT);
+            let activity = Arc::new(Activity::new());
+            let in_flight = activity.clone();
             let svc = service_fn(move |req: Request<Incoming>| {
                 let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(proxy.handle(req, conn_info).await) }
+                let guard = in_flight.begin();
+                async move {
+                    let resp = proxy.handle(req, conn_info).await;
+                    Ok::<_, Infallible>(resp.map(|inner| Tracked {
+                        inner,
+                        _in_flight: guard,
+                    }))
+                }
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-            let _ = watcher.watch(conn.into_owned()).await;
+            let mut conn = std::pin::pin!(conn);
+            let mut closing = false;
+            loop {
+                tokio::select! {
+                    _ = conn.as_mut() => break,
+                    _ = shutdown.cancelled(), if !closing => {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    _ = activity.idle_for(idle_limit), if !closing => {
+                        tracing::debug!(%remote, "closing an idle connection");
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
         });
     }
-    drain(graceful).await;
+    open.drained(DRAIN_TIMEOUT).await;
+}
+
+/// Client connections still being served, for the drain at shutdown.
+#[derive(Default)]
+struct OpenConnections {
+    count: std::sync::atomic::AtomicUsize,
+    closed: tokio::sync::Notify,
+}
+
+/// Counts one connection while it lives.
+struct Counted(Arc<OpenConnections>);
+
+impl OpenConnections {
+    fn enter(self: &Arc<Self>) -> Counted {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        Counted(self.clone())
+    }
+
+    /// Waits until every connection has finished, or `limit` passed.
+    async fn drained(&self, limit: Duration) {
+        let all_closed = async {
+            loop {
+                let closed = self.closed.notified();
+                if self.count.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                closed.await;
+            }
+        };
+        if tokio::time::timeout(limit, all_closed).await.is_err() {
+            tracing::info!("drain timeout; closing remaining connections");
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.closed.notify_waiters();
+        }
+    }
+}
+
+/// Requests in flight on one connection and when the last one ended.
+struct Activity {
+    started: std::time::Instant,
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// Milliseconds after `started` when a request last ended (or began).
+    last: std::sync::atomic::AtomicU64,
+}
+
+/// One request in flight: from its head until its response body is done
+/// (or dropped), so a long download or stream is never idle.
+struct InFlight(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            started: std::time::Instant::now(),
+            in_flight: Default::default(),
+            last: Default::default(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.last.store(self.now_ms(), Ordering::Release);
+        InFlight(self.clone())
+    }
+
+    /// Resolves once no request has been in flight for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let since = Duration::from_millis(
+                self.now_ms()
+                    .saturating_sub(self.last.load(Ordering::Acquire)),
+            );
+            if self.in_flight.load(Ordering::Acquire) == 0 && since >= limit {
+                return;
+            }
+            tokio::time::sleep(limit.saturating_sub(since).max(Duration::from_millis(50))).await;
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.last.store(self.0.now_ms(), Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request counted as in flight.
+struct Tracked {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = <Body as http_body::Body>::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 async fn drain(graceful: GracefulShutdown) {

@@ -82,6 +82,10 @@ pub struct ConfigFile {
     /// Route `timeout` when a route sets none (default 30s).
     #[serde(default, deserialize_with = "duration_opt")]
     pub default_upstream_timeout: Option<Duration>,
+    /// Client connections with no request in flight for this long are
+    /// closed (default 5m; Pomerium's `timeout_idle`).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub timeout_idle: Option<Duration>,
     /// Log level (`error`, `warn`, `info`, `debug`); applied on reload.
     pub log_level: Option<String>,
     /// `json` or `text` (default: text on a terminal, JSON otherwise).

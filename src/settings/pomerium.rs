@@ -164,7 +164,6 @@ pub const REFUSED_GLOBAL_KEYS: &[RefusedKey] = &[
     planned("idp_request_params", "no extra authorize parameters yet"),
     planned("timeout_read", "per-route `timeout` and `idle_timeout`"),
     planned("timeout_write", "per-route `timeout` and `idle_timeout`"),
-    planned("timeout_idle", "per-route `idle_timeout`"),
     planned(
         "metrics_basic_auth",
         "keep the internal listener off the network",

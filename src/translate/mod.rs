@@ -50,6 +50,9 @@ pub struct GlobalInputs {
     pub jwt_groups_filter: Option<Vec<String>>,
     /// `default_upstream_timeout`: a route's `timeout` when it sets none.
     pub default_upstream_timeout: Option<std::time::Duration>,
+    /// `timeout_idle`: client connections with no request in flight for
+    /// this long are closed (default 5 minutes).
+    pub timeout_idle: Option<std::time::Duration>,
     pub auth: AuthConfig,
     pub certificates: Vec<CertInput>,
 }
@@ -67,6 +70,7 @@ impl GlobalInputs {
             set_response_headers: None,
             jwt_groups_filter: None,
             default_upstream_timeout: None,
+            timeout_idle: None,
             auth: AuthConfig {
                 cookie_name: "_jetbridge".into(),
                 cookie_expire: std::time::Duration::from_secs(14 * 3600),
@@ -209,6 +213,9 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
             issuer_format: g.issuer_format,
         },
         auth: g.auth.clone(),
+        connection_idle_timeout: g
+            .timeout_idle
+            .unwrap_or(crate::model::DEFAULT_CONNECTION_IDLE_TIMEOUT),
         sessions: Arc::new(crate::identity::session::SessionCodec::new(
             &g.auth.cookie_secret,
         )),
