@@ -54,7 +54,7 @@ t_install_all_namespaces() {
     "$HELM" upgrade --install jetbridge "$CHART" --namespace jetbridge --create-namespace \
         "${ALL_NAMESPACES_VALUES[@]}"
     expect_eq "release" deployed "$("$HELM" status jetbridge -n jetbridge -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["info"]["status"])')"
-    k get crd policies.jetbridge.dev -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' | grep -qx True
+    grep -qx True <<<"$(k get crd policies.jetbridge.dev -o jsonpath='{.status.conditions[?(@.type=="Established")].status}')"
     # 1.20: the chart picks policy/v1beta1 (policy/v1 is 1.21+)
     k get poddisruptionbudgets.v1beta1.policy jetbridge -n jetbridge -o name
     k get serviceaccount,deployment,service,configmap,secret,role,rolebinding -n jetbridge -o name \
@@ -83,7 +83,7 @@ t_upgrade_rolls_pods() {
     before="$(k get deployment jetbridge -n jetbridge -o jsonpath='{.spec.template.metadata.annotations.checksum/config}')"
     "$HELM" upgrade jetbridge "$CHART" --namespace jetbridge "${ALL_NAMESPACES_VALUES[@]}" --set logLevel=debug
     after="$(k get deployment jetbridge -n jetbridge -o jsonpath='{.spec.template.metadata.annotations.checksum/config}')"
-    k get configmap jetbridge-config -n jetbridge -o jsonpath='{.data.config\.yaml}' | grep -qx 'log_level: "debug"'
+    grep -qx 'log_level: "debug"' <<<"$(k get configmap jetbridge-config -n jetbridge -o jsonpath='{.data.config\.yaml}')"
     [ -n "$before" ] && [ "$before" != "$after" ] || { echo "checksum/config: '$before' -> '$after'"; return 1; }
     "$HELM" upgrade jetbridge "$CHART" --namespace jetbridge "${ALL_NAMESPACES_VALUES[@]}"
     expect_eq "checksum/config back" "$before" \
@@ -354,7 +354,7 @@ t_no_forbidden() {
 t_readyz() {
     expect_eq "/readyz" 200 "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(cat "$WORK/$1.internal")/readyz")"
     expect_eq "/healthz" 200 "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(cat "$WORK/$1.internal")/healthz")"
-    curl -fsS "http://127.0.0.1:$(cat "$WORK/$1.internal")/.well-known/pomerium/jwks.json" | grep -q '"kty":"EC"'
+    grep -q '"kty":"EC"' <<<"$(curl -fsS "http://127.0.0.1:$(cat "$WORK/$1.internal")/.well-known/pomerium/jwks.json")"
 }
 
 t_bootstrap_created() {

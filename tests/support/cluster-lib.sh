@@ -68,7 +68,7 @@ sa_kubeconfig() {
     local payload
     payload="$(cut -d. -f2 <<<"$token" | tr '_-' '/+')"
     while [ $(( ${#payload} % 4 )) -ne 0 ]; do payload+="="; done
-    base64 -d <<<"$payload" | grep -q "\"sub\":\"system:serviceaccount:$1:$2\""
+    grep -q "\"sub\":\"system:serviceaccount:$1:$2\"" <<<"$(base64 -d <<<"$payload")"
     expect_eq "can-i list ingressclasses with the token" yes \
         "$("$KUBECTL" --kubeconfig="$3" auth can-i list ingressclasses.networking.k8s.io)"
 }

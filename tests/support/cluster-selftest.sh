@@ -47,7 +47,7 @@ t_version() {
     out="$(k version 2>&1)"
     echo "$out"
     grep -q '^Server Version: v1.20.2$' <<<"$out"
-    raw_get /version | grep -q '"gitVersion": "v1.20.2"'
+    grep -q '"gitVersion": "v1.20.2"' <<<"$(raw_get /version)"
 }
 
 t_helm_version() {
@@ -85,10 +85,15 @@ EOF
     expect_eq "slice via label" "127.0.0.1 true 8080 http" \
         "$(k get endpointslices.v1.discovery.k8s.io -n "$NS" -l kubernetes.io/service-name=echo \
             -o jsonpath='{.items[0].endpoints[0].addresses[0]} {.items[0].endpoints[0].conditions.ready} {.items[0].ports[0].port} {.items[0].ports[0].name}')"
-    raw_get "/apis/discovery.k8s.io/v1/namespaces/$NS/endpointslices/echo-1" | grep -q '"addressType":"IPv4"'
+    # (Output is captured before grep -q reads it: with pipefail, grep -q exiting at the
+    # first match can fail the writer with SIGPIPE.)
+    local slice versions
+    slice="$(raw_get "/apis/discovery.k8s.io/v1/namespaces/$NS/endpointslices/echo-1")"
+    grep -q '"addressType":"IPv4"' <<<"$slice"
     # discovery.k8s.io/v1 is the only version served
-    k api-versions | grep -qx discovery.k8s.io/v1
-    if k api-versions | grep -qx discovery.k8s.io/v1beta1; then echo "v1beta1 is served"; return 1; fi
+    versions="$(k api-versions)"
+    grep -qx discovery.k8s.io/v1 <<<"$versions"
+    if grep -qx discovery.k8s.io/v1beta1 <<<"$versions"; then echo "v1beta1 is served"; return 1; fi
 }
 
 t_endpointslice_schema() {
@@ -285,8 +290,10 @@ t_token_allowed() {
     expect_eq "ingress status" 127.0.0.1 \
         "$(k get ingress echo -n "$NS" -o jsonpath='{.status.loadBalancer.ingress[0].ip}')"
     # plain HTTP with the bearer token
-    curl -fsS --cacert "$CA_FILE" -H "Authorization: Bearer $(cat "$WORK/sa.token")" \
-        "$APISERVER_URL/api/v1/namespaces/$NS/services/echo" | grep -q '"name": "echo"'
+    local svc
+    svc="$(curl -fsS --cacert "$CA_FILE" -H "Authorization: Bearer $(cat "$WORK/sa.token")" \
+        "$APISERVER_URL/api/v1/namespaces/$NS/services/echo")"
+    grep -q '"name": "echo"' <<<"$svc"
 }
 
 t_token_forbidden() {
