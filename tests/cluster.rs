@@ -1066,6 +1066,156 @@ async fn replicas_started_at_once_share_one_bootstrap_secret_and_sessions() {
         None,
     );
     assert!(events.contains("InvalidBootstrapSecret"), "{events}");
+
+    // Every other way of breaking it keeps the last good keys too: emptied,
+    // a key of the wrong curve, RSA, a short cookie secret, a value that is
+    // not base64 text.
+    let p384 = std::process::Command::new("openssl")
+        .args(["ecparam", "-name", "secp384r1", "-genkey", "-noout"])
+        .output()
+        .unwrap();
+    let rsa = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .unwrap();
+    assert!(p384.status.success() && rsa.status.success());
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let breakages = [
+        r#"[{"op": "replace", "path": "/data", "value": {}}]"#.to_string(),
+        format!(
+            r#"[{{"op": "replace", "path": "/data/signing_key", "value": "{}"}}]"#,
+            b64(&p384.stdout)
+        ),
+        format!(
+            r#"[{{"op": "replace", "path": "/data/signing_key", "value": "{}"}}]"#,
+            b64(&rsa.stdout)
+        ),
+        r#"[{"op": "replace", "path": "/data/cookie_secret", "value": "c2hvcnQ="}]"#.to_string(),
+        r#"[{"op": "replace", "path": "/data/shared_secret", "value": "AA=="}]"#.to_string(),
+    ];
+    // The Secret as it was, with the original key back in place.
+    let original_data = {
+        let current: serde_json::Value = serde_json::from_str(&c.kube.ok(
+            &[
+                "get",
+                "secret",
+                "jetbridge-bootstrap",
+                "-n",
+                &c.ns,
+                "-o",
+                "json",
+            ],
+            None,
+        ))
+        .unwrap();
+        let mut data = current["data"].clone();
+        data["signing_key"] = serde_json::Value::String(b64(pem.as_bytes()));
+        data.to_string()
+    };
+    let restore = format!(r#"[{{"op": "replace", "path": "/data", "value": {original_data}}}]"#);
+    for (i, patch) in breakages.iter().enumerate() {
+        // Back to the original keys, then broken another way.
+        c.kube.ok(
+            &[
+                "patch",
+                "secret",
+                "jetbridge-bootstrap",
+                "-n",
+                &c.ns,
+                "--type=json",
+                "-p",
+                &restore,
+            ],
+            None,
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (ok, _, err) = c.kube.kubectl(
+            &[
+                "patch",
+                "secret",
+                "jetbridge-bootstrap",
+                "-n",
+                &c.ns,
+                "--type=json",
+                "-p",
+                patch,
+            ],
+            None,
+        );
+        assert!(ok, "case {i}: {err}");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for r in [&r1, &r2, &r3] {
+            assert_eq!(
+                r.jwks().await,
+                j1,
+                "case {i}: the last good keys stay published"
+            );
+            let mut b = with_cookie("app.test", &cookie);
+            assert_eq!(
+                b.get(&r.url("app.test", "/")).await.status,
+                StatusCode::OK,
+                "case {i}: sessions keep working"
+            );
+        }
+    }
+
+    // A deliberate rotation: a new key in the Secret is served by every
+    // replica, the old one stays published next to it (assertions already
+    // minted still verify), and the JWKS is the same everywhere.
+    let next_pem = jetbridge::identity::secrets::Bootstrap::generate().signing_key_pem;
+    let next_kid = jetbridge::identity::KeySet::parse(&next_pem)
+        .unwrap()
+        .signer()
+        .kid()
+        .to_string();
+    let rotate = format!(
+        r#"[{{"op": "replace", "path": "/data/signing_key", "value": "{}"}}]"#,
+        b64(next_pem.as_bytes())
+    );
+    c.kube.ok(
+        &[
+            "patch",
+            "secret",
+            "jetbridge-bootstrap",
+            "-n",
+            &c.ns,
+            "--type=json",
+            "-p",
+            &restore,
+        ],
+        None,
+    );
+    c.kube.ok(
+        &[
+            "patch",
+            "secret",
+            "jetbridge-bootstrap",
+            "-n",
+            &c.ns,
+            "--type=json",
+            "-p",
+            &rotate,
+        ],
+        None,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let all = [r1.jwks().await, r2.jwks().await, r3.jwks().await];
+        let both = all
+            .iter()
+            .all(|j| j.contains(&next_kid) && j.contains(&kid));
+        if both && all[0] == all[1] && all[0] == all[2] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rotation not converged: {all:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
