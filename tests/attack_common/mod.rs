@@ -386,7 +386,7 @@ pub async fn tls(port: u16, sni: &str, alpn: &[u8]) -> tokio_rustls::client::Tls
 // ---------------------------------------------------------------------------
 // HTTP/1.1, raw
 
-fn status_of(buf: &[u8]) -> Option<u16> {
+pub fn status_of(buf: &[u8]) -> Option<u16> {
     let line = buf.split(|&b| b == b'\n').next()?;
     let line = std::str::from_utf8(line).ok()?;
     line.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
