@@ -50,7 +50,7 @@ async fn faulty_upstream() -> std::net::SocketAddr {
                     );
                     if path.starts_with("/reset") {
                         let _ = s.write_all(partial.as_bytes()).await;
-                        let _ = s.set_linger(Some(Duration::ZERO));
+                        let _ = s.set_zero_linger();
                         return; // dropped with SO_LINGER 0: a TCP reset
                     } else if path.starts_with("/stall") {
                         let _ = s.write_all(partial.as_bytes()).await;
