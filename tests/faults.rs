@@ -74,9 +74,15 @@ async fn faulty_upstream() -> std::net::SocketAddr {
 }
 
 fn config(up: std::net::SocketAddr) -> String {
+    // Bound but never listening (and never freed while the test runs):
+    // connections are refused.
     let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .unwrap();
+        let addr = s.local_addr().unwrap();
+        std::mem::forget(s);
+        addr
     };
     format!(
         "routes:\n\

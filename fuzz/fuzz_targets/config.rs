@@ -54,6 +54,10 @@ fn secret_values(text: &str) -> Vec<String> {
             block = None;
         }
         let body = line.trim_start().trim_start_matches("- ");
+        // A comment is not a key (its text may still look like one).
+        if body.starts_with('#') {
+            continue;
+        }
         let Some((key, value)) = split_key(body) else {
             continue;
         };

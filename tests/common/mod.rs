@@ -875,8 +875,14 @@ pub async fn garbage_upstream() -> Upstream {
 
 /// A loopback address where nothing listens.
 pub async fn closed_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap()
+    // Bound but never listening: connections are refused, and the port stays
+    // taken for the life of the test process, so no other test can be given
+    // it (a port freed at once could be bound again by a parallel test).
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = s.local_addr().unwrap();
+    std::mem::forget(s);
+    addr
 }
 
 /// A TCP relay in front of `target` that counts accepted client connections.
