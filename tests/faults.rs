@@ -74,16 +74,7 @@ async fn faulty_upstream() -> std::net::SocketAddr {
 }
 
 fn config(up: std::net::SocketAddr) -> String {
-    // Bound but never listening (and never freed while the test runs):
-    // connections are refused.
-    let dead = {
-        let s = tokio::net::TcpSocket::new_v4().unwrap();
-        s.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
-            .unwrap();
-        let addr = s.local_addr().unwrap();
-        std::mem::forget(s);
-        addr
-    };
+    let dead = e2e_common::refused_addr();
     format!(
         "routes:\n\
          \x20 - from: https://{HOST}\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n    timeout: 2s\n    idle_timeout: 2s\n\

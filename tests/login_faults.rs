@@ -597,11 +597,7 @@ async fn id_tokens_failing_validation_end_sign_in_with_a_4xx_and_no_session() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_in_while_the_idp_is_unreachable_is_a_readable_503() {
     // A port nobody listens on: connections are refused.
-    let dead = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = refused_addr();
     let https = bind_https().await;
     let port = https.local_addr().unwrap().port();
     let (up, seen) = echo_upstream().await;

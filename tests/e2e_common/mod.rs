@@ -491,6 +491,18 @@ pub async fn served_certificate(port: u16, sni: &str) -> Vec<u8> {
     tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
 
+/// An address that refuses connections: bound but never listening, and kept
+/// bound for the life of the test process, so no parallel test can be given
+/// the port (one freed at once could be bound again by another test).
+pub fn refused_addr() -> std::net::SocketAddr {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .unwrap();
+    let addr = s.local_addr().unwrap();
+    std::mem::forget(s);
+    addr
+}
+
 /// A loopback port free right now, picked below the kernel's ephemeral range
 /// (so no outgoing connection takes it before the process under test binds
 /// it) and never the same twice in one test process.
