@@ -722,43 +722,54 @@ fn with_cookie(host: &str, cookie: &str) -> Browser {
     b
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_edited_policy_object_changes_every_referencing_route_and_its_status() {
+/// A Policy `name` in `ns` whose one allow rule is the criterion `rule`.
+fn one_rule_policy(ns: &str, name: &str, rule: &str) -> String {
+    format!(
+        "apiVersion: jetbridge.dev/v1\nkind: Policy\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  allow:\n    or:\n      - {rule}\n"
+    )
+}
+
+/// What the Policy tests start from: Service `app`, the Policy `staff`
+/// allowing example.com, a controller, Ingresses `one.test` and `two.test`
+/// naming the Policies `refs`, and alice's browser on each host (alice is
+/// allowed on `one.test` once served).
+async fn policy_corner(refs: [&str; 2]) -> (Corner, Controller, Browser, Browser) {
     let c = Corner::new(Kube::get());
     let up = named_upstream("app").await;
     c.service("app", &[up]);
-    let ns = c.ns.clone();
-    let policy = |rule: &str| {
-        format!(
-            "apiVersion: jetbridge.dev/v1\nkind: Policy\nmetadata: {{name: staff, namespace: {ns}}}\nspec:\n  allow:\n    or:\n      - {rule}\n"
-        )
-    };
-    c.kube.apply(&policy("domain: {is: example.com}"));
+    c.kube.apply(&one_rule_policy(
+        &c.ns,
+        "staff",
+        "domain: {is: example.com}",
+    ));
     let ctl = Controller::start(&c, &[]).await;
-    c.ingress(
-        "one",
-        "one.test",
-        "app",
-        &[("jetbridge.dev/policy_ref", "staff")],
-    );
-    c.ingress(
-        "two",
-        "two.test",
-        "app",
-        &[("jetbridge.dev/policy_ref", "staff")],
-    );
+    for (name, policy) in [("one", refs[0]), ("two", refs[1])] {
+        c.ingress(
+            name,
+            &format!("{name}.test"),
+            "app",
+            &[("jetbridge.dev/policy_ref", policy)],
+        );
+    }
     let alice = |host: &str| {
         with_cookie(
             host,
             &mint_cookie(&c, host, "alice", "alice@example.com", "ops"),
         )
     };
-    let mut a1 = alice("one.test");
-    let mut a2 = alice("two.test");
+    let (mut a1, a2) = (alice("one.test"), alice("two.test"));
     ctl.expect(&mut a1, "one.test", "allows alice", |r| {
         r.status == StatusCode::OK
     })
     .await;
+    (c, ctl, a1, a2)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edited_policy_object_changes_every_referencing_route_and_its_status() {
+    let (c, ctl, mut a1, mut a2) = policy_corner(["staff", "staff"]).await;
+    let ns = c.ns.clone();
+    let policy = |rule: &str| one_rule_policy(&ns, "staff", rule);
     ctl.expect(&mut a2, "two.test", "allows alice", |r| {
         r.status == StatusCode::OK
     })
@@ -829,40 +840,9 @@ async fn an_edited_policy_object_changes_every_referencing_route_and_its_status(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_policy_nested_too_deep_is_refused_alone_while_other_policies_keep_updating() {
-    let c = Corner::new(Kube::get());
-    let up = named_upstream("app").await;
-    c.service("app", &[up]);
+    let (c, ctl, mut a1, mut a2) = policy_corner(["staff", "deep"]).await;
     let ns = c.ns.clone();
-    let staff = |rule: &str| {
-        format!(
-            "apiVersion: jetbridge.dev/v1\nkind: Policy\nmetadata: {{name: staff, namespace: {ns}}}\nspec:\n  allow:\n    or:\n      - {rule}\n"
-        )
-    };
-    c.kube.apply(&staff("domain: {is: example.com}"));
-    let ctl = Controller::start(&c, &[]).await;
-    c.ingress(
-        "one",
-        "one.test",
-        "app",
-        &[("jetbridge.dev/policy_ref", "staff")],
-    );
-    c.ingress(
-        "two",
-        "two.test",
-        "app",
-        &[("jetbridge.dev/policy_ref", "deep")],
-    );
-    let alice = |host: &str| {
-        with_cookie(
-            host,
-            &mint_cookie(&c, host, "alice", "alice@example.com", "ops"),
-        )
-    };
-    let (mut a1, mut a2) = (alice("one.test"), alice("two.test"));
-    ctl.expect(&mut a1, "one.test", "allows alice", |r| {
-        r.status == StatusCode::OK
-    })
-    .await;
+    let staff = |rule: &str| one_rule_policy(&ns, "staff", rule);
     // Nested maps (which `managedFields` mirrors) and nested lists, far
     // deeper than a JSON reader allows by default, in one object the API
     // server stores as it is.
