@@ -1022,25 +1022,52 @@ async fn replicas_started_at_once_share_one_bootstrap_secret_and_sessions() {
         kid,
         "same kid after re-creation"
     );
-    c.kube.ok(
-        &[
-            "patch",
-            "secret",
-            "jetbridge-bootstrap",
-            "-n",
-            &c.ns,
-            "--type=merge",
-            "-p",
-            r#"{"data":{"signing_key":"bm90IGEga2V5"}}"#,
-        ],
-        None,
-    );
+    // Patches the bootstrap Secret (a JSON patch); false with kubectl's
+    // message if the API server refused it.
+    let patch_secret = |patch: &str| {
+        let (ok, _, err) = c.kube.kubectl(
+            &[
+                "patch",
+                "secret",
+                "jetbridge-bootstrap",
+                "-n",
+                &c.ns,
+                "--type=json",
+                "-p",
+                patch,
+            ],
+            None,
+        );
+        assert!(ok, "{patch}: {err}");
+    };
+    let replace = |path: &str, value: &str| {
+        format!(r#"[{{"op": "replace", "path": "{path}", "value": {value}}}]"#)
+    };
+    let b64 = |b: &[u8]| {
+        format!(
+            "\"{}\"",
+            base64::engine::general_purpose::STANDARD.encode(b)
+        )
+    };
+    // Every replica still publishes `j1` and accepts the session.
+    let keeps_last_good_keys = async |what: &str| {
+        for r in [&r1, &r2, &r3] {
+            assert_eq!(
+                r.jwks().await,
+                j1,
+                "{what}: the last good keys stay published"
+            );
+            let mut b = with_cookie("app.test", &cookie);
+            assert_eq!(
+                b.get(&r.url("app.test", "/")).await.status,
+                StatusCode::OK,
+                "{what}: sessions keep working"
+            );
+        }
+    };
+    patch_secret(&replace("/data/signing_key", &b64(b"not a key")));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    for r in [&r1, &r2, &r3] {
-        assert_eq!(r.jwks().await, j1, "the last good keys stay published");
-        let mut b = with_cookie("app.test", &cookie);
-        assert_eq!(b.get(&r.url("app.test", "/")).await.status, StatusCode::OK);
-    }
+    keeps_last_good_keys("garbage key").await;
     let events = c.kube.ok(
         &["get", "events.events.k8s.io", "-n", &c.ns, "-o", "json"],
         None,
@@ -1050,37 +1077,37 @@ async fn replicas_started_at_once_share_one_bootstrap_secret_and_sessions() {
     // Every other way of breaking it keeps the last good keys too: emptied,
     // a key of the wrong curve, RSA, a short cookie secret, a value that is
     // not base64 text.
-    let p384 = std::process::Command::new("openssl")
-        .args(["ecparam", "-name", "secp384r1", "-genkey", "-noout"])
-        .output()
-        .unwrap();
-    let rsa = std::process::Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ])
-        .output()
-        .unwrap();
-    assert!(p384.status.success() && rsa.status.success());
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        out.stdout
+    };
+    let p384 = openssl(&["ecparam", "-name", "secp384r1", "-genkey", "-noout"]);
+    let rsa = openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+    ]);
     let breakages = [
-        r#"[{"op": "replace", "path": "/data", "value": {}}]"#.to_string(),
-        format!(
-            r#"[{{"op": "replace", "path": "/data/signing_key", "value": "{}"}}]"#,
-            b64(&p384.stdout)
+        ("emptied", replace("/data", "{}")),
+        ("a P-384 key", replace("/data/signing_key", &b64(&p384))),
+        ("an RSA key", replace("/data/signing_key", &b64(&rsa))),
+        (
+            "a short cookie_secret",
+            replace("/data/cookie_secret", &b64(b"short")),
         ),
-        format!(
-            r#"[{{"op": "replace", "path": "/data/signing_key", "value": "{}"}}]"#,
-            b64(&rsa.stdout)
+        (
+            "a one-byte shared_secret",
+            replace("/data/shared_secret", &b64(&[0])),
         ),
-        r#"[{"op": "replace", "path": "/data/cookie_secret", "value": "c2hvcnQ="}]"#.to_string(),
-        r#"[{"op": "replace", "path": "/data/shared_secret", "value": "AA=="}]"#.to_string(),
     ];
     // The Secret as it was, with the original key back in place.
-    let original_data = {
+    let restore = {
         let current: serde_json::Value = serde_json::from_str(&c.kube.ok(
             &[
                 "get",
@@ -1095,54 +1122,17 @@ async fn replicas_started_at_once_share_one_bootstrap_secret_and_sessions() {
         ))
         .unwrap();
         let mut data = current["data"].clone();
-        data["signing_key"] = serde_json::Value::String(b64(pem.as_bytes()));
-        data.to_string()
+        data["signing_key"] =
+            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(&pem));
+        replace("/data", &data.to_string())
     };
-    let restore = format!(r#"[{{"op": "replace", "path": "/data", "value": {original_data}}}]"#);
-    for (i, patch) in breakages.iter().enumerate() {
+    for (what, patch) in &breakages {
         // Back to the original keys, then broken another way.
-        c.kube.ok(
-            &[
-                "patch",
-                "secret",
-                "jetbridge-bootstrap",
-                "-n",
-                &c.ns,
-                "--type=json",
-                "-p",
-                &restore,
-            ],
-            None,
-        );
+        patch_secret(&restore);
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let (ok, _, err) = c.kube.kubectl(
-            &[
-                "patch",
-                "secret",
-                "jetbridge-bootstrap",
-                "-n",
-                &c.ns,
-                "--type=json",
-                "-p",
-                patch,
-            ],
-            None,
-        );
-        assert!(ok, "case {i}: {err}");
+        patch_secret(patch);
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        for r in [&r1, &r2, &r3] {
-            assert_eq!(
-                r.jwks().await,
-                j1,
-                "case {i}: the last good keys stay published"
-            );
-            let mut b = with_cookie("app.test", &cookie);
-            assert_eq!(
-                b.get(&r.url("app.test", "/")).await.status,
-                StatusCode::OK,
-                "case {i}: sessions keep working"
-            );
-        }
+        keeps_last_good_keys(what).await;
     }
 
     // A deliberate rotation: a new key in the Secret is served by every
@@ -1154,36 +1144,8 @@ async fn replicas_started_at_once_share_one_bootstrap_secret_and_sessions() {
         .signer()
         .kid()
         .to_string();
-    let rotate = format!(
-        r#"[{{"op": "replace", "path": "/data/signing_key", "value": "{}"}}]"#,
-        b64(next_pem.as_bytes())
-    );
-    c.kube.ok(
-        &[
-            "patch",
-            "secret",
-            "jetbridge-bootstrap",
-            "-n",
-            &c.ns,
-            "--type=json",
-            "-p",
-            &restore,
-        ],
-        None,
-    );
-    c.kube.ok(
-        &[
-            "patch",
-            "secret",
-            "jetbridge-bootstrap",
-            "-n",
-            &c.ns,
-            "--type=json",
-            "-p",
-            &rotate,
-        ],
-        None,
-    );
+    patch_secret(&restore);
+    patch_secret(&replace("/data/signing_key", &b64(next_pem.as_bytes())));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let all = [r1.jwks().await, r2.jwks().await, r3.jwks().await];
