@@ -2,7 +2,7 @@
 //! per-handshake certificate resolver over the current snapshot), the plain
 //! HTTP listener that redirects to HTTPS, and graceful shutdown.
 
-use super::body::{Body, empty};
+use super::body::{Body, Guarded, empty};
 use super::{ConnInfo, Proxy};
 use crate::model::routing::normalize_host;
 use crate::snapshot::SnapshotReader;
@@ -182,10 +182,7 @@ pub async fn serve_proxy(
                 let guard = in_flight.begin();
                 async move {
                     let resp = proxy.handle(req, conn_info).await;
-                    Ok::<_, Infallible>(resp.map(|inner| Tracked {
-                        inner,
-                        _in_flight: guard,
-                    }))
+                    Ok::<_, Infallible>(resp.map(|b| Guarded::new(b, guard)))
                 }
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
@@ -301,32 +298,6 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.last.store(self.0.now_ms(), Ordering::Release);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A response body that keeps its request counted as in flight.
-struct Tracked {
-    inner: Body,
-    _in_flight: InFlight,
-}
-
-impl http_body::Body for Tracked {
-    type Data = bytes::Bytes;
-    type Error = <Body as http_body::Body>::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
     }
 }
 
