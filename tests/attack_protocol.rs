@@ -21,6 +21,9 @@ const OPEN: &str = "open.test";
 const SLOW: &str = "slow.test";
 const SIGNED: &str = "signed.test";
 const WS: &str = "ws.test";
+const STALL: &str = "stall.test";
+/// The `idle_timeout` of `stall.test`.
+const STALL_IDLE: Duration = Duration::from_secs(2);
 
 /// How much resident memory an attack may add to the process (64 MiB).
 const RSS_GROWTH_LIMIT_KIB: u64 = 64 * 1024;
@@ -36,13 +39,14 @@ const CANCEL: u32 = 0x8;
 const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
 const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
 
-fn config(up: std::net::SocketAddr) -> String {
+fn config(up: std::net::SocketAddr, stall_up: std::net::SocketAddr) -> String {
     format!(
         "routes:\n\
          \x20 - from: https://{OPEN}\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n\
          \x20 - from: https://{SLOW}\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n    timeout: 3s\n\
          \x20 - from: https://{SIGNED}\n    to: http://{up}\n    allow_any_authenticated_user: true\n    allow_websockets: true\n\
-         \x20 - from: https://{WS}\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n    allow_websockets: true\n"
+         \x20 - from: https://{WS}\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n    allow_websockets: true\n\
+         \x20 - from: https://{STALL}\n    to: http://{stall_up}\n    allow_public_unauthenticated_access: true\n    idle_timeout: 2s\n"
     )
 }
 
@@ -50,12 +54,16 @@ fn config(up: std::net::SocketAddr) -> String {
 struct Lab {
     j: Jetbridge,
     up: Recorder,
+    /// The upstream of `stall.test` alone, so its open connections are
+    /// those the stalled responses hold.
+    stall_up: Recorder,
     idle: Vec<Probe>,
 }
 
 async fn lab() -> Lab {
     let up = Recorder::start().await;
-    let j = Jetbridge::start(&config(up.addr)).await;
+    let stall_up = Recorder::start().await;
+    let j = Jetbridge::start(&config(up.addr, stall_up.addr)).await;
     let mut idle = Vec::new();
     for _ in 0..30 {
         idle.push(probe(j.https, OPEN, "/bystander").await);
@@ -64,7 +72,12 @@ async fn lab() -> Lab {
         idle.iter().all(|(s, _)| *s == Some(200)),
         "idle bystander: {idle:?}"
     );
-    Lab { j, up, idle }
+    Lab {
+        j,
+        up,
+        stall_up,
+        idle,
+    }
 }
 
 /// Runs `attack` (for at least a second) while a bystander makes requests
@@ -820,6 +833,123 @@ async fn zero_window_stall_holds_bounded_memory() {
     }
 }
 
+/// Waits up to `limit` for `done`; true if it held.
+async fn eventually(limit: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_take_no_response_data_lose_the_connection_and_free_the_upstream() {
+    use tokio::io::AsyncReadExt;
+    let lab = lab().await;
+    let port = lab.j.https;
+    // Bodies far larger than the socket buffers between the upstream and
+    // the client, so an unread response keeps its upstream busy.
+    const BIG: usize = 32 << 20;
+    // The slack for the listener's once-a-second check and a loaded machine.
+    let released_within = STALL_IDLE + Duration::from_secs(6);
+    let (h2, mut h1) = under_attack(
+        &lab,
+        "responses nobody reads: HTTP/2 windows of 0, an HTTP/1.1 socket never read",
+        async {
+            let mut h2 = Vec::new();
+            for k in 0..2 {
+                let mut c = H2Conn::open(port, STALL, &[(SETTINGS_INITIAL_WINDOW_SIZE, 0)]).await;
+                c.read();
+                let mut batch = Vec::new();
+                for s in 0..3u32 {
+                    let f = get_fields(STALL, &format!("/big/{BIG}?h2-{k}-{s}"));
+                    batch.extend(headers_frame(1 + 2 * s, &f, END_HEADERS | END_STREAM));
+                }
+                assert!(c.send(&batch).await);
+                h2.push(c);
+            }
+            let mut h1 = H1Conn::open(port, STALL).await;
+            let req = format!("GET /big/{BIG}?h1 HTTP/1.1\r\nHost: {STALL}\r\n\r\n");
+            assert!(h1.send(req.as_bytes()).await);
+            // The stalled responses hold upstream connections at first...
+            let held = eventually(Duration::from_secs(5), || {
+                lab.stall_up.started_with("?h").len() == 7
+            })
+            .await;
+            assert!(
+                held,
+                "requests reached the upstream: {:?}",
+                lab.stall_up.started_with("?h")
+            );
+            println!(
+                "upstream connections held: {}",
+                lab.stall_up.open_connections()
+            );
+            assert!(lab.stall_up.open_connections() >= 1);
+            (h2, h1)
+        },
+    )
+    .await;
+    // ...and let them go once the clients have taken nothing for the
+    // route's idle_timeout.
+    let freed = eventually(released_within, || lab.stall_up.open_connections() == 0).await;
+    assert!(
+        freed,
+        "{} upstream connections still held {released_within:?} after the stall began",
+        lab.stall_up.open_connections()
+    );
+    for (k, c) in h2.iter().enumerate() {
+        let e = c.wait(Duration::from_secs(5), |e| e.closed).await;
+        assert!(e.closed, "HTTP/2 connection {k} still open: {e:?}");
+        assert!(
+            e.data.values().sum::<usize>() == 0,
+            "data went into windows of 0: {e:?}"
+        );
+    }
+    let mut got = 0usize;
+    let mut chunk = vec![0u8; 1 << 16];
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match h1.s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the unread HTTP/1.1 connection was not closed"
+    );
+    assert!(
+        got < BIG,
+        "the whole body arrived ({got} bytes): nothing was cut"
+    );
+    println!("HTTP/1.1 client got {got} of {BIG} bytes before the close");
+    // A client that reads slowly but keeps reading is not cut: 64 KiB every
+    // 250 ms for longer than the idle_timeout, over one connection.
+    let mut slow = H1Conn::open(port, STALL).await;
+    let req = format!("GET /big/{BIG}?slow HTTP/1.1\r\nHost: {STALL}\r\n\r\n");
+    assert!(slow.send(req.as_bytes()).await);
+    let mut got = 0usize;
+    let started = Instant::now();
+    let mut buf = vec![0u8; 64 << 10];
+    while started.elapsed() < STALL_IDLE * 3 {
+        match tokio::time::timeout(Duration::from_secs(5), slow.s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got += n,
+            other => panic!(
+                "a slow reader was cut after {:?} and {got} bytes: {other:?}",
+                started.elapsed()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(got > 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_streams_per_connection_are_capped() {
     let lab = lab().await;
@@ -918,7 +1048,7 @@ async fn upgrades_without_a_session_or_a_101_go_nowhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_http2_connections_are_closed_however_many_pings_they_answer() {
     let up = Recorder::start().await;
-    let j = Jetbridge::start(&format!("timeout_idle: 2s\n{}", config(up.addr))).await;
+    let j = Jetbridge::start(&format!("timeout_idle: 2s\n{}", config(up.addr, up.addr))).await;
     let block = hpack(&get_fields(OPEN, "/idle"));
 
     // One request, then only PINGs: closed with GOAWAY after the idle time.

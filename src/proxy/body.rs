@@ -139,23 +139,35 @@ where
     }
 }
 
+/// The route's `idle_timeout`, carried on a response to the listener: how
+/// long a response body may go without handing a frame to the client. A
+/// silent upstream ends the body itself ([`IdleTimeout`]); a client that
+/// takes nothing (a zero flow-control window, a socket it stopped reading)
+/// loses its connection, so the body stops holding its upstream.
+#[derive(Clone, Copy, Debug)]
+pub struct SendIdle(pub std::time::Duration);
+
+/// What a [`Guarded`] body reports about its sending.
+pub trait Progress: Unpin {
+    /// A frame went to the client (or the body ended).
+    fn sent(&self);
+}
+
 /// A body that holds `guard` until it is dropped: whatever the guard stands
-/// for (a request counted as in flight) lasts exactly as long as the body.
+/// for (a request counted as in flight) lasts exactly as long as the body,
+/// and the guard hears of every frame handed on.
 pub struct Guarded<G> {
     inner: Body,
-    _guard: G,
+    guard: G,
 }
 
 impl<G> Guarded<G> {
     pub fn new(inner: Body, guard: G) -> Self {
-        Guarded {
-            inner,
-            _guard: guard,
-        }
+        Guarded { inner, guard }
     }
 }
 
-impl<G: Unpin> http_body::Body for Guarded<G> {
+impl<G: Progress> http_body::Body for Guarded<G> {
     type Data = Bytes;
     type Error = <Body as http_body::Body>::Error;
 
@@ -163,7 +175,12 @@ impl<G: Unpin> http_body::Body for Guarded<G> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if polled.is_ready() {
+            this.guard.sent();
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

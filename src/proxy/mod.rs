@@ -768,6 +768,7 @@ fn finish_response(
     }
     let (mut parts, body) = resp.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers, false);
+    parts.extensions.insert(body::SendIdle(idle));
     Response::from_parts(parts, body::boxed(body::IdleTimeout::new(body, idle)))
 }
 

@@ -2,7 +2,7 @@
 //! per-handshake certificate resolver over the current snapshot), the plain
 //! HTTP listener that redirects to HTTPS, and graceful shutdown.
 
-use super::body::{Body, Guarded, empty};
+use super::body::{Body, Guarded, Progress, SendIdle, empty};
 use super::{ConnInfo, Proxy};
 use crate::model::routing::normalize_host;
 use crate::snapshot::SnapshotReader;
@@ -182,6 +182,11 @@ pub async fn serve_proxy(
                 let guard = in_flight.begin();
                 async move {
                     let resp = proxy.handle(req, conn_info).await;
+                    let idle = resp
+                        .extensions()
+                        .get::<SendIdle>()
+                        .map_or(crate::model::DEFAULT_IDLE_TIMEOUT, |s| s.0);
+                    let guard = guard.sending(idle);
                     Ok::<_, Infallible>(resp.map(|b| Guarded::new(b, guard)))
                 }
             });
@@ -195,11 +200,17 @@ pub async fn serve_proxy(
                         closing = true;
                         conn.as_mut().graceful_shutdown();
                     }
-                    _ = activity.idle_for(idle_limit), if !closing => {
-                        tracing::debug!(%remote, "closing an idle connection");
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
+                    quiet = activity.watch(idle_limit, closing) => match quiet {
+                        Quiet::Idle => {
+                            tracing::debug!(%remote, "closing an idle connection");
+                            closing = true;
+                            conn.as_mut().graceful_shutdown();
+                        }
+                        Quiet::Stalled => {
+                            tracing::info!(%remote, "closing a connection whose client took none of a response for the route's idle_timeout");
+                            break;
+                        }
+                    },
                 }
             }
         });
@@ -248,17 +259,53 @@ impl Drop for Counted {
     }
 }
 
-/// Requests in flight on one connection and when the last one ended.
+/// Slots for response bodies being sent on one connection: HTTP/2's stream
+/// limit, and a few for responses whose streams are ending.
+const SENDING_SLOTS: usize = MAX_CONCURRENT_STREAMS as usize + 4;
+/// A free slot.
+const SLOT_FREE: u64 = 0;
+/// Slot values from this on are a deadline: `SLOT_DEADLINE +` milliseconds
+/// after `Activity::started` by which the body must hand on its next frame.
+const SLOT_DEADLINE: u64 = 1;
+/// Added to a body's deadline, so a silent upstream ends the body itself
+/// (at the route's `idle_timeout`, resetting only its own stream) before the
+/// listener would close the whole connection.
+const STALL_GRACE_MS: u64 = 1_000;
+
+/// Requests in flight on one connection, when the last one ended, and the
+/// response bodies being sent.
 struct Activity {
     started: std::time::Instant,
     in_flight: std::sync::atomic::AtomicUsize,
     /// Milliseconds after `started` when a request last ended (or began).
     last: std::sync::atomic::AtomicU64,
+    /// One slot per response body being sent: free, or its deadline.
+    sending: Box<[std::sync::atomic::AtomicU64]>,
+    /// When (ms after `started`) the watch looks next; a body whose
+    /// deadline comes sooner wakes it through `wake`.
+    planned: std::sync::atomic::AtomicU64,
+    wake: tokio::sync::Notify,
+}
+
+/// Why a connection's watch ended.
+enum Quiet {
+    /// No request in flight for the connection idle limit.
+    Idle,
+    /// A response body handed no frame to the client for the route's
+    /// `idle_timeout` (and a grace) although its upstream was not silent:
+    /// the client took nothing (a zero flow-control window, a socket it
+    /// stopped reading). The body holds its upstream, so the connection goes.
+    Stalled,
 }
 
 /// One request in flight: from its head until its response body is done
 /// (or dropped), so a long download or stream is never idle.
-struct InFlight(Arc<Activity>);
+struct InFlight {
+    activity: Arc<Activity>,
+    /// The response body's slot, once there is a response, and the route's
+    /// `idle_timeout` in milliseconds.
+    slot: Option<(usize, u64)>,
+}
 
 impl Activity {
     fn new() -> Self {
@@ -266,6 +313,9 @@ impl Activity {
             started: std::time::Instant::now(),
             in_flight: Default::default(),
             last: Default::default(),
+            sending: (0..SENDING_SLOTS).map(|_| Default::default()).collect(),
+            planned: Default::default(),
+            wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -276,28 +326,90 @@ impl Activity {
     fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.last.store(self.now_ms(), Ordering::Release);
-        InFlight(self.clone())
+        InFlight {
+            activity: self.clone(),
+            slot: None,
+        }
     }
 
-    /// Resolves once no request has been in flight for `limit`.
-    async fn idle_for(&self, limit: Duration) {
+    /// Resolves once no request has been in flight for `limit` (unless
+    /// `closing`: the connection is already on its way out), or once a
+    /// response body has gone past its deadline.
+    async fn watch(&self, limit: Duration, closing: bool) -> Quiet {
         loop {
-            let since = Duration::from_millis(
-                self.now_ms()
-                    .saturating_sub(self.last.load(Ordering::Acquire)),
-            );
-            if self.in_flight.load(Ordering::Acquire) == 0 && since >= limit {
-                return;
+            let now = self.now_ms();
+            let mut next = now + 1_000;
+            if self.in_flight.load(Ordering::Acquire) == 0 {
+                let since = now.saturating_sub(self.last.load(Ordering::Acquire));
+                let limit = limit.as_millis() as u64;
+                if since < limit {
+                    next = now + (limit - since);
+                } else if !closing {
+                    return Quiet::Idle;
+                }
+            } else {
+                for slot in self.sending.iter() {
+                    let v = slot.load(Ordering::Acquire);
+                    if v >= SLOT_DEADLINE {
+                        let deadline = v - SLOT_DEADLINE;
+                        if deadline <= now {
+                            return Quiet::Stalled;
+                        }
+                        next = next.min(deadline);
+                    }
+                }
             }
-            tokio::time::sleep(limit.saturating_sub(since).max(Duration::from_millis(50))).await;
+            self.planned.store(next, Ordering::SeqCst);
+            let nap = tokio::time::sleep(Duration::from_millis(next.saturating_sub(now).max(10)));
+            tokio::select! {
+                _ = nap => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+}
+
+impl InFlight {
+    /// The response is known: its body starts being sent, and must hand on
+    /// each frame within `idle` (plus the grace) of the last.
+    fn sending(mut self, idle: Duration) -> Self {
+        let idle = idle.as_millis() as u64 + STALL_GRACE_MS;
+        let deadline = SLOT_DEADLINE + self.activity.now_ms() + idle;
+        self.slot = self
+            .activity
+            .sending
+            .iter()
+            .position(|s| {
+                s.compare_exchange(SLOT_FREE, deadline, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            })
+            .map(|i| (i, idle));
+        if self.slot.is_some()
+            && deadline - SLOT_DEADLINE < self.activity.planned.load(Ordering::SeqCst)
+        {
+            self.activity.wake.notify_one();
+        }
+        self
+    }
+}
+
+impl Progress for InFlight {
+    fn sent(&self) {
+        if let Some((i, idle)) = self.slot {
+            let deadline = SLOT_DEADLINE + self.activity.now_ms() + idle;
+            self.activity.sending[i].store(deadline, Ordering::Release);
         }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.last.store(self.0.now_ms(), Ordering::Release);
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if let Some((i, _)) = self.slot {
+            self.activity.sending[i].store(SLOT_FREE, Ordering::Release);
+        }
+        let a = &self.activity;
+        a.last.store(a.now_ms(), Ordering::Release);
+        a.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -221,6 +221,17 @@ pub struct Recorder {
     seen: Arc<Mutex<Vec<Seen>>>,
     /// Targets of requests whose head arrived (recorded before the body).
     started: Arc<Mutex<Vec<String>>>,
+    /// Connections from the proxy open right now.
+    open: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts one upstream connection while it lives.
+struct OpenConn(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for OpenConn {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Recorder {
@@ -229,8 +240,10 @@ impl Recorder {
         let addr = l.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let started = Arc::new(Mutex::new(Vec::new()));
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let s = seen.clone();
         let st = started.clone();
+        let counter = open.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = l.accept().await else {
@@ -238,7 +251,10 @@ impl Recorder {
                 };
                 let s = s.clone();
                 let st = st.clone();
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let counted = OpenConn(counter.clone());
                 tokio::spawn(async move {
+                    let _counted = counted;
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let s = s.clone();
                         let st = st.clone();
@@ -289,7 +305,13 @@ impl Recorder {
             addr,
             seen,
             started,
+            open,
         }
+    }
+
+    /// Connections from the proxy open right now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every request whose head arrived and whose target contains `marker`,
@@ -777,7 +799,7 @@ type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 /// A raw HTTP/1.1 connection over TLS whose writes may fail (the server may
 /// hang up mid-request) without failing the test.
 pub struct H1Conn {
-    s: Tls,
+    pub s: Tls,
     pub received: Vec<u8>,
 }
 
