@@ -131,6 +131,32 @@ impl Kube {
         let pid = std::fs::read_to_string(format!("{}/apiserver.pid", self.dir)).unwrap();
         Command::new("kill").arg(pid.trim()).status().unwrap();
     }
+
+    /// Moves etcd's revision on (writes under a key the API server never
+    /// reads) and compacts away the history before it, through etcd's own
+    /// HTTP gateway: every watch resumed from an older resource version
+    /// then gets 410 Gone.
+    fn compact_etcd(&self) {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let post = |path: &str, body: String| -> serde_json::Value {
+            let out = Command::new("curl")
+                .args(["-fsS", "-X", "POST", "--data-binary", &body])
+                .arg(format!("{}{path}", self.env["ETCD_URL"]))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "etcd {path}: {out:?}");
+            serde_json::from_slice(&out.stdout).unwrap()
+        };
+        let mut revision = String::new();
+        for i in 0..5 {
+            let put = serde_json::json!({"key": b64("/jetbridge-tests/bump"), "value": b64(&i.to_string())});
+            let r = post("/v3/kv/put", put.to_string());
+            revision = r["header"]["revision"].as_str().unwrap().to_string();
+        }
+        let compact = serde_json::json!({"revision": revision, "physical": true});
+        post("/v3/kv/compaction", compact.to_string());
+    }
 }
 
 impl Drop for Kube {
@@ -1161,7 +1187,8 @@ async fn replicas_started_at_once_share_one_bootstrap_secret_and_sessions() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_api_server_outage_keeps_serving_and_changes_made_meanwhile_are_picked_up() {
+async fn an_api_server_outage_and_expired_watches_keep_serving_and_changes_made_meanwhile_are_picked_up()
+ {
     // Its own API server: stopping it must not disturb other tests.
     let c = Corner::new(Kube::own());
     let (blue, green) = (named_upstream("blue").await, named_upstream("green").await);
@@ -1195,7 +1222,25 @@ async fn an_api_server_outage_keeps_serving_and_changes_made_meanwhile_are_picke
         StatusCode::OK
     );
 
+    // Meanwhile etcd moves on and forgets its history: the watches the
+    // controller resumes are too old (410 Gone) and it lists again, serving
+    // the last good configuration while it does, never an empty one.
+    c.kube.compact_etcd();
     c.kube.restart_apiserver();
+    let expired = |l: &str| {
+        l.contains("watch failed")
+            && (l.contains("too old resource version") || l.contains("code: 410"))
+    };
+    ctl.wait_for_log(expired).await;
+    println!("{:?}", ctl.log().iter().find(|l| expired(l)));
+    for _ in 0..5 {
+        let r = b.get(&ctl.url("web.test", "/")).await;
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (StatusCode::OK, "blue"),
+            "serves through the relist"
+        );
+    }
     c.slice("web", &[green]);
     c.ingress(
         "late",
