@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -84,6 +85,8 @@ struct FakeState {
     /// Token requests answered, by grant type.
     token_requests: HashMap<String, usize>,
     next: u64,
+    /// Requests are taken in and never answered (a hung provider).
+    silent: bool,
 }
 
 /// A fake OpenID Connect provider (hyper on 127.0.0.1:0). It exists only to
@@ -117,6 +120,7 @@ impl FakeIdp {
             codes: HashMap::new(),
             token_requests: HashMap::new(),
             next: 0,
+            silent: false,
         }));
         let stop = CancellationToken::new();
         let (s, st) = (state.clone(), stop.clone());
@@ -149,6 +153,11 @@ impl FakeIdp {
             stop,
             accept_loop: Mutex::new(Some(accept_loop)),
         }
+    }
+
+    /// From now on requests hang unanswered; connections are still taken.
+    fn go_silent(&self) {
+        self.state.lock().unwrap().silent = true;
     }
 
     fn set_fault(&self, fault: Fault) {
@@ -200,6 +209,10 @@ async fn handle(
     state: &Mutex<FakeState>,
     req: Request<hyper::body::Incoming>,
 ) -> Response<Full<bytes::Bytes>> {
+    let silent = state.lock().unwrap().silent;
+    if silent {
+        std::future::pending::<()>().await;
+    }
     let path = req.uri().path().to_string();
     let query = form(req.uri().query().unwrap_or(""));
     let auth = req
@@ -679,4 +692,43 @@ async fn an_existing_session_keeps_working_while_the_idp_is_down() {
             "{path}: cookie cleared"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_idp_neither_stalls_existing_sessions_nor_holds_a_callback_past_its_timeout() {
+    let w = world().await;
+    let mut b = Browser::new();
+    assert_eq!(login(&mut b, &w).await.status, StatusCode::OK);
+    let mut late = Browser::new();
+    let callback = to_callback(&mut late, &w).await;
+    let refreshes = w.idp.token_requests("refresh_token");
+    w.idp.go_silent();
+    // The session is due for a refresh on every request. The first waits
+    // for the silent provider at most REFRESH_WAIT (3 s), far short of the
+    // IdP timeout (10 s); refreshes then pause, so the next requests wait
+    // on nothing. All are served with the session they have.
+    let started = Instant::now();
+    let r = b.get(&w.url("app", "/hung-0")).await;
+    let first = started.elapsed();
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(first < Duration::from_secs(8), "the first request waited {first:?}");
+    let started = Instant::now();
+    for i in 1..=5 {
+        let r = b.get(&w.url("app", &format!("/hung-{i}"))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let echoed: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(echoed["headers"]["x-pomerium-claim-email"], "alice@example.com");
+    }
+    let rest = started.elapsed();
+    assert!(rest < Duration::from_secs(3), "five more requests took {rest:?}: each waited on the IdP");
+    assert_eq!(w.idp.token_requests("refresh_token"), refreshes, "a refresh was answered");
+    // A sign-in that reached its callback before the provider hung ends in
+    // a readable 503 once the IdP timeout (10 s) passes, with no session.
+    let started = Instant::now();
+    let r = late.get(&callback).await;
+    let took = started.elapsed();
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert!(took < Duration::from_secs(16), "the callback was held {took:?}");
+    assert!(!sets_session_cookie(&r));
+    println!("hung IdP: first request {first:?}, five more {rest:?}, callback 503 after {took:?}");
 }

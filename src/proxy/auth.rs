@@ -32,6 +32,7 @@ use base64::Engine as _;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 /// Path prefix of the proxy's own endpoints on every host.
@@ -70,7 +71,17 @@ pub struct Authenticator {
     used: Mutex<HashMap<String, i64>>,
     /// Sessions ended by sign-out.
     pub revocations: Arc<Revocations>,
+    /// Unix second before which no session refresh is tried: the IdP did
+    /// not answer one in time, and every request waiting on it would stall.
+    refresh_paused_until: std::sync::atomic::AtomicI64,
 }
+
+/// How long a request waits for a due session refresh (discovery
+/// included) before it goes on with the session it has.
+pub const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// After a refresh fails for want of an answer, how long sessions go
+/// unrefreshed (and requests unstalled) before the IdP is tried again.
+pub const REFRESH_PAUSE_SECS: i64 = 30;
 
 /// The browser-session cookie's content.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -106,6 +117,7 @@ impl Authenticator {
             discovering: tokio::sync::Mutex::new(()),
             used: Mutex::new(HashMap::new()),
             revocations,
+            refresh_paused_until: Default::default(),
         }
     }
 
@@ -768,10 +780,33 @@ impl Proxy {
         ) else {
             return (Some(s), None);
         };
-        let Ok(provider) = self.auth.provider(self, snapshot).await else {
-            return (Some(s), None); // IdP down: existing sessions keep working.
+        let paused = &self.auth.refresh_paused_until;
+        if now < paused.load(Ordering::Relaxed) {
+            return (Some(s), None);
+        }
+        // IdP down or silent: existing sessions keep working, and for a
+        // while nobody waits on it.
+        let pause = |why: &str| {
+            paused.store(now + REFRESH_PAUSE_SECS, Ordering::Relaxed);
+            tracing::warn!(sid = %s.id, error = %why, pause_s = REFRESH_PAUSE_SECS, "session refresh failed; keeping the session and pausing refreshes");
         };
-        match provider.refresh(&rt, &s.sub, now).await {
+        let refreshed = tokio::time::timeout(REFRESH_WAIT, async {
+            let provider = self.auth.provider(self, snapshot).await?;
+            Ok::<_, ProxyError>(provider.refresh(&rt, &s.sub, now).await)
+        })
+        .await;
+        let refreshed = match refreshed {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                pause(&e.to_string());
+                return (Some(s), None);
+            }
+            Err(_) => {
+                pause("no answer from the identity provider in time");
+                return (Some(s), None);
+            }
+        };
+        match refreshed {
             Ok(login) => {
                 let mut fresh = new_session(&login, snapshot, now);
                 fresh.id = s.id.clone();
@@ -788,7 +823,7 @@ impl Proxy {
                 (None, cookie_header(&snapshot.auth.cookie_name, "", 0))
             }
             Err(e) => {
-                tracing::warn!(sid = %s.id, error = %e, "session refresh failed; keeping the session");
+                pause(&e.to_string());
                 (Some(s), None)
             }
         }
