@@ -711,24 +711,40 @@ async fn a_hung_idp_neither_stalls_existing_sessions_nor_holds_a_callback_past_i
     let r = b.get(&w.url("app", "/hung-0")).await;
     let first = started.elapsed();
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(first < Duration::from_secs(8), "the first request waited {first:?}");
+    assert!(
+        first < Duration::from_secs(8),
+        "the first request waited {first:?}"
+    );
     let started = Instant::now();
     for i in 1..=5 {
         let r = b.get(&w.url("app", &format!("/hung-{i}"))).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         let echoed: Value = serde_json::from_str(&r.body).unwrap();
-        assert_eq!(echoed["headers"]["x-pomerium-claim-email"], "alice@example.com");
+        assert_eq!(
+            echoed["headers"]["x-pomerium-claim-email"],
+            "alice@example.com"
+        );
     }
     let rest = started.elapsed();
-    assert!(rest < Duration::from_secs(3), "five more requests took {rest:?}: each waited on the IdP");
-    assert_eq!(w.idp.token_requests("refresh_token"), refreshes, "a refresh was answered");
+    assert!(
+        rest < Duration::from_secs(3),
+        "five more requests took {rest:?}: each waited on the IdP"
+    );
+    assert_eq!(
+        w.idp.token_requests("refresh_token"),
+        refreshes,
+        "a refresh was answered"
+    );
     // A sign-in that reached its callback before the provider hung ends in
     // a readable 503 once the IdP timeout (10 s) passes, with no session.
     let started = Instant::now();
     let r = late.get(&callback).await;
     let took = started.elapsed();
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
-    assert!(took < Duration::from_secs(16), "the callback was held {took:?}");
+    assert!(
+        took < Duration::from_secs(16),
+        "the callback was held {took:?}"
+    );
     assert!(!sets_session_cookie(&r));
     println!("hung IdP: first request {first:?}, five more {rest:?}, callback 503 after {took:?}");
 }

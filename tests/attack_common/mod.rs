@@ -42,8 +42,14 @@ impl Jetbridge {
     /// (global keys and `routes:`) to a config file, starts the binary on it
     /// and waits until it answers on both listeners and `/readyz` is 200.
     pub async fn start(rest: &str) -> Jetbridge {
+        Self::start_on(free_port(), rest).await
+    }
+
+    /// [`Jetbridge::start`] with the HTTPS listener on `https` (a port
+    /// chosen beforehand, e.g. for an IdP's redirect URI).
+    pub async fn start_on(https: u16, rest: &str) -> Jetbridge {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let (https, internal) = (free_port(), free_port());
+        let internal = free_port();
         let secrets = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
             .args(["gen-secrets", "--format", "config"])
             .output()
