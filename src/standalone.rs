@@ -8,7 +8,9 @@
 
 use crate::identity::secrets::Secret32;
 use crate::identity::{IssuerFormat, KeySet};
-use crate::model::{AuthConfig, Diagnostic, IdpConfig, ObjectRef, Reason, Severity};
+use crate::model::{
+    AuthConfig, BearerTokenFormat, Diagnostic, IdpConfig, ObjectRef, Reason, Severity,
+};
 use crate::settings::{ConfigFile, RouteConfig};
 use crate::translate::driver::Driver;
 use crate::translate::{
@@ -342,13 +344,9 @@ pub fn inputs_from_parts(
     if let Some(f) = &cfg.log_format {
         crate::telemetry::LogFormat::parse(f)?;
     }
-    let issuer_format = match cfg.jwt_issuer_format.as_deref() {
-        None | Some("") | Some("host") | Some("hostOnly") | Some("IssuerHostOnly") => {
-            IssuerFormat::Host
-        }
-        Some("uri") | Some("IssuerURI") => IssuerFormat::Uri,
-        Some(other) => return Err(format!("jwt_issuer_format {other:?}: expected host or uri")),
-    };
+    let issuer_format = IssuerFormat::parse(cfg.jwt_issuer_format.as_deref().unwrap_or(""))?;
+    let bearer_token_format =
+        BearerTokenFormat::parse(cfg.bearer_token_format.as_deref().unwrap_or(""))?;
 
     let authenticate_url = cfg
         .authenticate_service_url
@@ -547,6 +545,7 @@ pub fn inputs_from_parts(
             keys,
             retired_keys: Vec::new(),
             issuer_format,
+            bearer_token_format,
             pass_identity_headers: cfg.pass_identity_headers.unwrap_or(false),
             jwt_claims_headers: cfg
                 .jwt_claims_headers

@@ -155,6 +155,12 @@ impl FakeIdp {
         }
     }
 
+    /// An ID token as this provider would issue it with `fault`, outside
+    /// any sign-in (no nonce).
+    fn mint_id_token(&self, fault: Fault) -> String {
+        id_token(&self.state.lock().unwrap(), fault, None)
+    }
+
     /// From now on requests hang unanswered; connections are still taken.
     fn go_silent(&self) {
         self.state.lock().unwrap().silent = true;
@@ -450,6 +456,16 @@ routes:
       allow:
         or:
           - email: {{is: alice@example.com}}
+  - from: https://idt.localhost
+    to: http://{upstream}
+    pass_identity_headers: true
+    allow_any_authenticated_user: true
+    bearer_token_format: idp_identity_token
+  - from: https://api.localhost
+    to: http://{upstream}
+    pass_identity_headers: true
+    allow_any_authenticated_user: true
+    bearer_token_format: idp_access_token
 "#
     )
 }
@@ -747,4 +763,59 @@ async fn a_hung_idp_neither_stalls_existing_sessions_nor_holds_a_callback_past_i
     );
     assert!(!sets_session_cookie(&r));
     println!("hung IdP: first request {first:?}, five more {rest:?}, callback 503 after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_provider_tokens_failing_validation_are_refused_as_bearer_credentials() {
+    let w = world().await;
+    let mut api = Browser::new();
+    api.accept = "application/json".into();
+    let mut get = async |host: &str, token: &str| {
+        let r = api
+            .request_with(
+                "GET",
+                &w.url(host, "/bearer"),
+                &[("authorization", &format!("Bearer {token}"))],
+            )
+            .await;
+        r.status
+    };
+    // The control: a correct ID token, and the provider's access token.
+    assert_eq!(
+        get("idt", &w.idp.mint_id_token(Fault::None)).await,
+        StatusCode::OK
+    );
+    assert_eq!(get("api", "access-alice").await, StatusCode::OK);
+    // Every way an ID token can be wrong, as a bearer credential.
+    for fault in [
+        Fault::WrongIssuer,
+        Fault::WrongAudience,
+        Fault::ExtraAudienceNoAzp,
+        Fault::ExtraAudienceForeignAzp,
+        Fault::ExtraAudienceOwnAzp,
+        Fault::ForeignAzp,
+        Fault::AlgNone,
+        Fault::Hs256ClientSecret,
+        Fault::UnpublishedKey,
+        Fault::UnknownKid,
+        Fault::Expired,
+        Fault::IssuedInTheFuture,
+    ] {
+        let token = w.idp.mint_id_token(fault);
+        assert_eq!(
+            get("idt", &token).await,
+            StatusCode::UNAUTHORIZED,
+            "{fault:?}"
+        );
+    }
+    // An access token the provider does not know.
+    assert_eq!(get("api", "access-mallory").await, StatusCode::UNAUTHORIZED);
+    // A provider that is down: a token it never checked is a 503, not a 401
+    // (the client's token may be fine); one it checked recently is reused.
+    w.idp.stop().await;
+    assert_eq!(get("api", "access-alice").await, StatusCode::OK);
+    assert_eq!(
+        get("api", "access-someone-else").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 }

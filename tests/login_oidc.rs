@@ -6,6 +6,7 @@
 mod e2e_common;
 use e2e_common::*;
 use http::StatusCode;
+use serde_json::Value;
 
 struct World {
     proxy: RunningProxy,
@@ -14,6 +15,8 @@ struct World {
     port: u16,
     /// The config every replica of this world runs.
     yaml: String,
+    /// The real IdP's issuer URL.
+    issuer: String,
 }
 
 impl World {
@@ -76,6 +79,16 @@ routes:
   - from: https://plain.localhost
     to: http://{up}
     allow_any_authenticated_user: true
+  - from: https://api.localhost
+    to: http://{up}
+    pass_identity_headers: true
+    allow_any_authenticated_user: true
+    bearer_token_format: idp_access_token
+  - from: https://idt.localhost
+    to: http://{up}
+    pass_identity_headers: true
+    allow_any_authenticated_user: true
+    bearer_token_format: idp_identity_token
 "#,
         cs = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
         ss = "HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo=",
@@ -87,6 +100,7 @@ routes:
         seen,
         port,
         yaml,
+        issuer,
     }
 }
 
@@ -752,4 +766,153 @@ async fn the_nonce_cookie_is_host_only_and_only_its_hash_travels() {
         .find(|v| v.starts_with(name))
         .expect("the nonce cookie is deleted");
     assert!(deleted.starts_with(&format!("{name}=;")) && deleted.contains("Max-Age=0"));
+}
+
+/// Signs `login` in at the real IdP the way a command-line tool does (code
+/// flow with PKCE, this world's client), without the proxy; returns the
+/// IdP's access token and ID token.
+async fn idp_tokens(w: &World, login: &str) -> (String, String) {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let mut b = Browser::new();
+    let meta: Value = serde_json::from_str(
+        &b.get(&format!("{}/.well-known/openid-configuration", w.issuer))
+            .await
+            .body,
+    )
+    .unwrap();
+    let verifier = format!("cli-verifier-{login}-{}", "x".repeat(43));
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let callback = w.url("authenticate", "/oauth2/callback");
+    let authorize = format!(
+        "{}?client_id=jetbridge&response_type=code&scope={}&redirect_uri={}&state=cli-state&nonce=cli-nonce&code_challenge={challenge}&code_challenge_method=S256",
+        meta["authorization_endpoint"].as_str().unwrap(),
+        urlencode("openid email profile groups"),
+        urlencode(&callback),
+    );
+    let back = idp_login(&mut b, &authorize, login).await;
+    let code = url::Url::parse(&back)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("the IdP sent a code");
+    let basic = base64::engine::general_purpose::STANDARD.encode("jetbridge:jetbridge-secret");
+    let r = b
+        .post_form_with(
+            meta["token_endpoint"].as_str().unwrap(),
+            &format!(
+                "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={verifier}",
+                urlencode(&code),
+                urlencode(&callback)
+            ),
+            &[("authorization", &format!("Basic {basic}"))],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "token endpoint: {}", r.body);
+    let t: Value = serde_json::from_str(&r.body).unwrap();
+    (
+        t["access_token"].as_str().unwrap().to_string(),
+        t["id_token"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_provider_tokens_are_credentials_where_the_route_says_so() {
+    let w = world().await;
+    let (access, id) = idp_tokens(&w, "alice").await;
+    let (bob_access, _) = idp_tokens(&w, "bob").await;
+    let mut api = Browser::new();
+    api.accept = "application/json".into();
+    let bearer = |t: &str| format!("Bearer {t}");
+    // What each request got, and what the upstream saw of it.
+    let mut call = async |host: &str, path: &str, name: &str, value: String| {
+        w.seen.lock().unwrap().clear();
+        let r = api
+            .request_with("GET", &w.url(host, path), &[(name, &value)])
+            .await;
+        let seen = w.seen.lock().unwrap().first().cloned();
+        (r.status, seen)
+    };
+    // Routes that read `Authorization: Bearer` as an IdP token accept the
+    // kind they name, hand the upstream the user's assertion and claims,
+    // and keep the token to themselves.
+    for (host, token) in [("api", &access), ("idt", &id)] {
+        let (status, seen) = call(host, "/bearer", "authorization", bearer(token)).await;
+        assert_eq!(status, StatusCode::OK, "{host}");
+        let seen = seen.unwrap();
+        assert_eq!(
+            seen["x-pomerium-claim-email"], "alice@example.com",
+            "{host}"
+        );
+        assert!(seen.contains_key("x-pomerium-jwt-assertion"), "{host}");
+        assert!(
+            !seen.contains_key("authorization"),
+            "{host}: the token went upstream"
+        );
+    }
+    // The other kind, tampered tokens and made-up ones are refused there.
+    let mut forged_sig = id.clone().into_bytes();
+    let n = forged_sig.len() - 3;
+    forged_sig[n] = if forged_sig[n] == b'A' { b'B' } else { b'A' };
+    let forged_sig = String::from_utf8(forged_sig).unwrap();
+    let payload = id.split('.').nth(1).unwrap();
+    let unsigned = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
+    for (host, token, what) in [
+        ("api", id.as_str(), "an ID token as an access token"),
+        ("idt", access.as_str(), "an access token as an ID token"),
+        ("api", "made-up-access-token", "a made-up access token"),
+        (
+            "idt",
+            forged_sig.as_str(),
+            "an ID token with a changed signature",
+        ),
+        (
+            "idt",
+            unsigned.as_str(),
+            "the ID token's claims unsigned (alg none)",
+        ),
+        ("idt", payload, "the ID token's payload alone"),
+    ] {
+        let (status, seen) = call(host, "/bad", "authorization", bearer(token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}");
+        assert!(seen.is_none(), "{what} reached the upstream");
+    }
+    // A route with the default format does not read `Bearer` tokens...
+    let (status, _) = call("plain", "/default", "authorization", bearer(&access)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // ...but Pomerium's explicit forms work on every route, and never reach
+    // the upstream.
+    for (name, value) in [
+        ("x-pomerium-idp-access-token", access.clone()),
+        ("x-pomerium-idp-identity-token", id.clone()),
+        (
+            "authorization",
+            format!("Pomerium-IDP-Access-Token {access}"),
+        ),
+        ("authorization", format!("Pomerium-IDP-Identity-Token {id}")),
+    ] {
+        let (status, seen) = call("plain", "/explicit", name, value.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {value:.40}");
+        let seen = seen.unwrap();
+        assert!(
+            seen.iter().all(|(_, v)| !v
+                .to_str()
+                .unwrap_or("")
+                .contains(&value[value.len() - 20..])),
+            "{name}: the token went upstream"
+        );
+    }
+    // The route's policy still decides: bob is not allowed on app.
+    let (status, _) = call(
+        "app",
+        "/",
+        "x-pomerium-idp-access-token",
+        bob_access.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call("app", "/", "x-pomerium-idp-access-token", access.clone()).await;
+    assert_eq!(status, StatusCode::OK);
 }

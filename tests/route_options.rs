@@ -302,6 +302,8 @@ fn annotations_and_config_keys_build_the_same_route() {
         ("tls_server_name", "backend.internal"),
         ("allowed_domains", "[example.com]"),
         ("policy", "{allow: {or: [{email: {is: a@example.com}}]}}"),
+        ("bearer_token_format", "idp_identity_token"),
+        ("jwt_issuer_format", "uri"),
     ];
     let regex_settings: &[(&str, &str)] = &[
         ("regex_rewrite_pattern", "'^/(.*)$'"),
@@ -978,4 +980,52 @@ async fn a_kubernetes_token_route_impersonates_the_signed_in_user_only() {
         .echo();
     assert!(e.all("authorization").is_empty());
     assert!(e.all("impersonate-group").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jwt_issuer_format_per_route_overrides_the_global_one_and_bad_values_deny_their_route() {
+    let up = echo_http1("a").await;
+    let to = format!("http://{}", up.authority());
+    let route = |host: &str, extra: &str| {
+        format!(
+            "  - from: https://{host}\n    to: {to}\n    allow_any_authenticated_user: true\n    pass_identity_headers: true\n{extra}"
+        )
+    };
+    let h = Harness::start(&config(
+        "jwt_issuer_format: uri\n",
+        &[
+            route("global.test", ""),
+            route("host.test", "    jwt_issuer_format: host\n"),
+        ],
+    ))
+    .await;
+    for (host, iss) in [
+        ("global.test", "https://global.test/"),
+        ("host.test", "host.test"),
+    ] {
+        let cookie = session_cookie(host, &session("alice@example.com", &[]));
+        let e = h.get_with(host, "/", &[("cookie", &cookie)]).await.echo();
+        let token = e.one("x-pomerium-jwt-assertion").unwrap().to_string();
+        let claims = jetbridge::verify::decode_unverified(&token).unwrap().claims;
+        assert_eq!(claims["iss"], iss, "{host}");
+        assert_eq!(claims["aud"], host, "{host}");
+    }
+    // Unknown values are that route's problem, named in its diagnostic.
+    let mut generated = jetbridge::standalone::Generated::default();
+    let snap = snapshot_with_diagnostics(
+        &config(
+            "",
+            &[route(
+                "bad.test",
+                "    jwt_issuer_format: urn\n    bearer_token_format: idp_magic\n",
+            )],
+        ),
+        &mut generated,
+    );
+    let d = &snap.diagnostics[0].message;
+    assert!(
+        d.contains("jwt_issuer_format \"urn\"") && d.contains("bearer_token_format \"idp_magic\""),
+        "{d}"
+    );
+    assert!(matches!(snap.routes[0].access, Access::Invalid(_)));
 }

@@ -21,6 +21,17 @@ pub enum IssuerFormat {
     Uri,
 }
 
+impl IssuerFormat {
+    /// Pomerium's spellings of `jwt_issuer_format` (empty: the default).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "" | "host" | "hostOnly" | "host_only" | "IssuerHostOnly" => Ok(IssuerFormat::Host),
+            "uri" | "IssuerURI" | "issuer_uri" => Ok(IssuerFormat::Uri),
+            other => Err(format!("jwt_issuer_format {other:?}: expected host or uri")),
+        }
+    }
+}
+
 /// The identity a session carries into an assertion.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {

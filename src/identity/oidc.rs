@@ -355,20 +355,72 @@ impl Provider {
         ))
     }
 
+    /// An ID token the client presents as its credential (Pomerium's
+    /// `idp_identity_token` bearer format): signed by one of the provider's
+    /// keys with an asymmetric algorithm, issued by it for this client
+    /// (`aud`, `azp`), not expired, not issued in the future. There is no
+    /// nonce to match and no age limit beyond `exp`.
+    pub fn identity_token_login(&self, raw: &str, now: i64) -> Result<LoginResult, OidcError> {
+        let id_token: openidconnect::core::CoreIdToken = raw
+            .trim()
+            .parse()
+            .map_err(|_| OidcError::IdToken("not a JWT".into()))?;
+        let verifier = self
+            .signature_verifier()
+            .set_issue_time_verifier_fn(move |iat| match iat.timestamp() {
+                iat if iat > now + 60 => Err(format!("issued {}s in the future", iat - now)),
+                _ => Ok(()),
+            });
+        let claims = id_token
+            .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+            .map_err(|e| OidcError::IdToken(error_chain(&e)))?;
+        self.check_authorized_party(claims.authorized_party())?;
+        let exp = claims.expiration().timestamp();
+        let raw = payload_claims(raw.trim())?;
+        Ok(self.result(raw, Map::new(), None, Some(exp)))
+    }
+
+    /// An access token the client presents as its credential (Pomerium's
+    /// `idp_access_token` bearer format): the provider's userinfo endpoint
+    /// must accept it and name a subject. A refusal is
+    /// `OidcError::UserInfo`; no answer is `OidcError::Unreachable`.
+    pub async fn access_token_login(&self, token: &str) -> Result<LoginResult, OidcError> {
+        let Some(url) = &self.userinfo_url else {
+            return Err(OidcError::Config(
+                "the identity provider has no userinfo endpoint to check access tokens".into(),
+            ));
+        };
+        let v = fetch_json(&self.http, url, Some(token.trim()), OidcError::UserInfo).await?;
+        let Value::Object(m) = v else {
+            return Err(OidcError::UserInfo("response is not a JSON object".into()));
+        };
+        match m.get("sub").and_then(Value::as_str) {
+            Some(sub) if !sub.is_empty() => {}
+            _ => return Err(OidcError::UserInfo("no subject for this token".into())),
+        }
+        Ok(self.result(Map::new(), m, None, None))
+    }
+
+    /// The provider's keys and this client as the audience, with the
+    /// asymmetric algorithms accepted.
+    fn signature_verifier(
+        &self,
+    ) -> openidconnect::IdTokenVerifier<'_, openidconnect::core::CoreJsonWebKey> {
+        self.client.id_token_verifier().set_allowed_algs([
+            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+            CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+            CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+            CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+        ])
+    }
+
     fn id_token_verifier(
         &self,
         now: i64,
     ) -> openidconnect::IdTokenVerifier<'_, openidconnect::core::CoreJsonWebKey> {
-        self.client
-            .id_token_verifier()
-            .set_allowed_algs([
-                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
-                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
-                CoreJwsSigningAlgorithm::RsaSsaPssSha256,
-                CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-                CoreJwsSigningAlgorithm::EcdsaP384Sha384,
-            ])
+        self.signature_verifier()
             .set_issue_time_verifier_fn(move |iat| {
                 let iat = iat.timestamp();
                 if iat > now + 60 {

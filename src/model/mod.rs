@@ -260,6 +260,10 @@ pub struct Route {
     pub kubernetes_token: Option<HeaderValue>,
     /// Groups kept in the assertion (`None`: all of them).
     pub jwt_groups_filter: Option<Vec<String>>,
+    /// How the assertion's `iss` is written on this route.
+    pub issuer_format: IssuerFormat,
+    /// What `Authorization: Bearer <token>` means on this route.
+    pub bearer_token_format: BearerTokenFormat,
     /// How the forwarded path is made from the client's.
     pub path_rewrite: rewrite::PathRewrite,
     /// Where the forwarded `Host` comes from.
@@ -289,6 +293,36 @@ impl Route {
             || !self.templated_request_headers.is_empty()
             || self.kubernetes_token.is_some()
             || self.load_balancing == LoadBalancing::ConsistentHash
+    }
+}
+
+/// Pomerium's `bearer_token_format`: what `Authorization: Bearer <token>`
+/// means on a route.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BearerTokenFormat {
+    /// Not a credential here: passed to the upstream untouched (only
+    /// `Bearer Pomerium-<token>` is jetbridge's own).
+    #[default]
+    Default,
+    /// An access token issued by the identity provider, checked at its
+    /// userinfo endpoint.
+    IdpAccessToken,
+    /// An ID token issued by the identity provider, checked against its keys.
+    IdpIdentityToken,
+}
+
+impl BearerTokenFormat {
+    /// Pomerium's values (empty: the default).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "" | "default" => Ok(BearerTokenFormat::Default),
+            "idp_access_token" => Ok(BearerTokenFormat::IdpAccessToken),
+            "idp_identity_token" => Ok(BearerTokenFormat::IdpIdentityToken),
+            other => Err(format!(
+                "bearer_token_format {other:?}: expected default, idp_access_token or \
+                 idp_identity_token"
+            )),
+        }
     }
 }
 

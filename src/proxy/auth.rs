@@ -26,7 +26,7 @@ use crate::identity::oidc::{LoginResult, OidcHttp, PendingLogin, Provider, rando
 use crate::identity::revocation::Revocations;
 use crate::identity::seal::Sealer;
 use crate::identity::session::Session;
-use crate::model::{IdpConfig, Snapshot};
+use crate::model::{BearerTokenFormat, IdpConfig, Snapshot};
 use arc_swap::ArcSwapOption;
 use base64::Engine as _;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -74,7 +74,24 @@ pub struct Authenticator {
     /// Unix second before which no session refresh is tried: the IdP did
     /// not answer one in time, and every request waiting on it would stall.
     refresh_paused_until: std::sync::atomic::AtomicI64,
+    /// Sessions made from identity-provider tokens, by SHA-256 of the kind
+    /// and the token, with the unix second until which they are reused.
+    idp_sessions: Mutex<HashMap<[u8; 32], (Session, i64)>>,
+    /// Checks of identity-provider tokens at the provider, at most this many
+    /// at once, so requests with made-up tokens cannot flood it.
+    idp_checks: tokio::sync::Semaphore,
 }
+
+/// How long a session made from an IdP access token is reused before the
+/// provider is asked again (so a revoked token stops working within it).
+pub const IDP_ACCESS_TOKEN_REUSE_SECS: i64 = 60;
+/// How long a session made from an IdP ID token is reused at most (never
+/// past the token's `exp`).
+pub const IDP_IDENTITY_TOKEN_REUSE_SECS: i64 = 300;
+/// Sessions kept from IdP tokens at most.
+const IDP_SESSIONS_CAP: usize = 10_000;
+/// Concurrent checks of IdP tokens at the provider.
+const IDP_CHECKS: usize = 16;
 
 /// How long a request waits for a due session refresh (discovery
 /// included) before it goes on with the session it has.
@@ -118,6 +135,8 @@ impl Authenticator {
             used: Mutex::new(HashMap::new()),
             revocations,
             refresh_paused_until: Default::default(),
+            idp_sessions: Mutex::new(HashMap::new()),
+            idp_checks: tokio::sync::Semaphore::new(IDP_CHECKS),
         }
     }
 
@@ -427,13 +446,66 @@ pub fn programmatic_token(headers: &http::HeaderMap) -> Option<&str> {
     auth.or(x).filter(|t| !t.is_empty())
 }
 
-/// Removes a programmatic token from a request going upstream (an
-/// `Authorization` header of any other scheme is the upstream's business).
-pub fn remove_programmatic_token(headers: &mut http::HeaderMap) {
+/// Which kind of identity-provider token a request presents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdpToken {
+    /// An access token, checked at the provider's userinfo endpoint.
+    Access,
+    /// An ID token, checked against the provider's keys.
+    Identity,
+}
+
+/// The identity-provider token of a request, in Pomerium's forms:
+/// `X-Pomerium-IDP-Access-Token: <t>` and `Authorization:
+/// Pomerium-IDP-Access-Token <t>` (and the same with `Identity`) always;
+/// `Authorization: Bearer <t>` where the route's `bearer_token_format`
+/// names a kind.
+pub fn idp_token(headers: &http::HeaderMap, format: BearerTokenFormat) -> Option<(IdpToken, &str)> {
+    let named = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    };
+    if let Some(t) = named("x-pomerium-idp-access-token") {
+        return Some((IdpToken::Access, t));
+    }
+    if let Some(t) = named("x-pomerium-idp-identity-token") {
+        return Some((IdpToken::Identity, t));
+    }
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())?
+        .trim();
+    let (kind, token) = if let Some(t) = auth.strip_prefix("Pomerium-IDP-Access-Token ") {
+        (IdpToken::Access, t)
+    } else if let Some(t) = auth.strip_prefix("Pomerium-IDP-Identity-Token ") {
+        (IdpToken::Identity, t)
+    } else {
+        let t = auth.strip_prefix("Bearer ")?;
+        match format {
+            _ if t.starts_with("Pomerium-") => return None,
+            BearerTokenFormat::Default => return None,
+            BearerTokenFormat::IdpAccessToken => (IdpToken::Access, t),
+            BearerTokenFormat::IdpIdentityToken => (IdpToken::Identity, t),
+        }
+    };
+    Some((kind, token.trim())).filter(|(_, t)| !t.is_empty())
+}
+
+/// Removes a programmatic token from a request going upstream, and with
+/// `consumed_bearer` (the route reads `Bearer` tokens as credentials) any
+/// `Authorization: Bearer`; an `Authorization` header of any other scheme is
+/// the upstream's business.
+pub fn remove_programmatic_token(headers: &mut http::HeaderMap, consumed_bearer: bool) {
     let ours = headers.get_all(header::AUTHORIZATION).iter().any(|v| {
         v.to_str().is_ok_and(|v| {
             let v = v.trim();
-            v.starts_with("Pomerium ") || v.starts_with("Bearer Pomerium-")
+            v.starts_with("Pomerium ")
+                || v.starts_with("Pomerium-IDP-")
+                || v.starts_with("Bearer Pomerium-")
+                || (consumed_bearer && v.starts_with("Bearer "))
         })
     });
     if ours {
@@ -765,6 +837,71 @@ impl Proxy {
         r
     }
 
+    /// The session an identity-provider token stands for: checked at the
+    /// provider (userinfo for an access token, its keys for an ID token),
+    /// then reused for a while. `None`: the provider refused the token.
+    pub(super) async fn idp_token_session(
+        &self,
+        snapshot: &Snapshot,
+        kind: IdpToken,
+        token: &str,
+    ) -> Result<Option<Session>, ProxyError> {
+        let now = unix_now();
+        let mut h = Sha256::new();
+        h.update([kind as u8]);
+        h.update(token.as_bytes());
+        let key: [u8; 32] = h.finalize().into();
+        if let Ok(m) = self.auth.idp_sessions.lock()
+            && let Some((s, until)) = m.get(&key)
+            && now < *until
+        {
+            return Ok(Some(s.clone()));
+        }
+        let _turn = self
+            .auth
+            .idp_checks
+            .acquire()
+            .await
+            .map_err(|_| ProxyError::IdpUnavailable("shutting down".into()))?;
+        let provider = self.auth.provider(self, snapshot).await?;
+        let checked = match kind {
+            IdpToken::Identity => provider.identity_token_login(token, now),
+            IdpToken::Access => provider.access_token_login(token).await,
+        };
+        let login = match checked {
+            Ok(l) => l,
+            Err(crate::identity::oidc::OidcError::Unreachable(e)) => {
+                return Err(ProxyError::IdpUnavailable(e));
+            }
+            Err(e) => {
+                tracing::info!(kind = ?kind, error = %e, "identity provider token refused");
+                return Ok(None);
+            }
+        };
+        let until = match (kind, login.expires_at) {
+            (IdpToken::Identity, Some(exp)) => exp.min(now + IDP_IDENTITY_TOKEN_REUSE_SECS),
+            _ => now + IDP_ACCESS_TOKEN_REUSE_SECS,
+        };
+        let mut s = new_session(&login, snapshot, now);
+        s.id = format!(
+            "idp-{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&key[..12])
+        );
+        s.exp = until;
+        s.refresh_token = None;
+        s.refresh_at = 0;
+        if let Ok(mut m) = self.auth.idp_sessions.lock() {
+            if m.len() >= IDP_SESSIONS_CAP {
+                m.retain(|_, (_, until)| *until > now);
+                if m.len() >= IDP_SESSIONS_CAP {
+                    m.clear();
+                }
+            }
+            m.insert(key, (s.clone(), until));
+        }
+        Ok(Some(s))
+    }
+
     /// Refreshes a session whose IdP tokens are due. Returns the session to
     /// use (None = ended) and a cookie to set.
     pub(super) async fn maybe_refresh(
@@ -1040,7 +1177,9 @@ impl Proxy {
             &snapshot.identity.keys,
             &s.identity(),
             host,
-            snapshot.identity.issuer_format,
+            snapshot
+                .route(host, "/")
+                .map_or(snapshot.identity.issuer_format, |r| r.issuer_format),
             unix_now(),
         )
         .map_err(|e| ProxyError::Identity(e.to_string()))?;

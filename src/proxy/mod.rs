@@ -21,7 +21,7 @@ use crate::identity::session::Session;
 use crate::model::pathnorm::{normalize_path, split_target};
 use crate::model::rewrite::{self, HostRewrite};
 use crate::model::routing::normalize_host;
-use crate::model::{Access, LoadBalancing, Route, Snapshot};
+use crate::model::{Access, BearerTokenFormat, LoadBalancing, Route, Snapshot};
 use crate::policy::{Facts, RequestFacts};
 use crate::snapshot::SnapshotReader;
 use body::{Body, empty, full};
@@ -269,7 +269,13 @@ impl Proxy {
             return r.into();
         }
         if target.path.starts_with(auth::POMERIUM_PREFIX) {
-            let session = self.session(snapshot, cx, &req, &target.host).await;
+            let session = match self
+                .session(snapshot, cx, &req, &target.host, BearerTokenFormat::Default)
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => return Outcome::Error(e),
+            };
             if let Some(r) = self
                 .route_host_endpoint(
                     snapshot,
@@ -294,7 +300,13 @@ impl Proxy {
         cx.label = &route.id;
         // session, only where the route uses one
         let session = match route.uses_session() {
-            true => self.session(snapshot, cx, &req, &target.host).await,
+            true => {
+                let bearer = route.bearer_token_format;
+                match self.session(snapshot, cx, &req, &target.host, bearer).await {
+                    Ok(s) => s,
+                    Err(e) => return Outcome::Error(e),
+                }
+            }
             false => None,
         };
         // policy
@@ -404,23 +416,41 @@ impl Proxy {
     /// same sealed, host-bound value.
     /// It is refreshed at the identity provider when due (a refreshed
     /// cookie goes back with the response).
+    ///
+    /// Without either, a token issued by the identity provider (Pomerium's
+    /// `X-Pomerium-IDP-*-Token` headers, or `Authorization: Bearer` where
+    /// `bearer` says what it is) is checked at the provider and stands for
+    /// a session of its own; a provider that does not answer is an error.
     async fn session(
         &self,
         snapshot: &Snapshot,
         cx: &mut Ctx<'_>,
         req: &Request<Incoming>,
         host: &str,
-    ) -> Option<Session> {
+        bearer: BearerTokenFormat,
+    ) -> Result<Option<Session>, ProxyError> {
         let value = headers::cookie(req.headers(), &snapshot.auth.cookie_name)
-            .or_else(|| auth::programmatic_token(req.headers()))?;
-        let opened = snapshot
-            .sessions
-            .open(host, value, unix_now())
-            .filter(|s| !self.auth.revocations.is_revoked(&s.id))?;
-        let (session, set_cookie) = self.maybe_refresh(snapshot, host, opened).await;
-        cx.set_cookie = set_cookie;
+            .or_else(|| auth::programmatic_token(req.headers()));
+        let session = match value {
+            Some(value) => {
+                let Some(opened) = snapshot
+                    .sessions
+                    .open(host, value, unix_now())
+                    .filter(|s| !self.auth.revocations.is_revoked(&s.id))
+                else {
+                    return Ok(None);
+                };
+                let (session, set_cookie) = self.maybe_refresh(snapshot, host, opened).await;
+                cx.set_cookie = set_cookie;
+                session
+            }
+            None => match auth::idp_token(req.headers(), bearer) {
+                Some((kind, token)) => self.idp_token_session(snapshot, kind, token).await?,
+                None => None,
+            },
+        };
         cx.trail.user = session.as_ref().map(|s| s.sub.clone());
-        session
+        Ok(session)
     }
 
     async fn forward(
@@ -471,7 +501,10 @@ impl Proxy {
         headers::remove_cookies_where(h, |name| {
             name == snapshot.auth.cookie_name || auth::is_sign_in_cookie(name)
         });
-        auth::remove_programmatic_token(h);
+        // A `Bearer` token the route reads as a credential stops here.
+        let consumed =
+            route.uses_session() && route.bearer_token_format != BearerTokenFormat::Default;
+        auth::remove_programmatic_token(h, consumed);
         headers::set_forwarded(
             h,
             &conn.remote.ip().to_string(),
@@ -507,7 +540,7 @@ impl Proxy {
                     &snapshot.identity.keys,
                     &identity,
                     &a.target.host,
-                    snapshot.identity.issuer_format,
+                    route.issuer_format,
                     now,
                 )
                 .map_err(|e| ProxyError::Identity(e.to_string()))?;

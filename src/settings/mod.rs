@@ -67,6 +67,10 @@ pub struct ConfigFile {
     pub signing_key_file: Option<String>,
     pub jwt_claims_headers: Option<ClaimsHeaders>,
     pub jwt_issuer_format: Option<String>,
+    /// What `Authorization: Bearer <token>` means: `default` (passed to the
+    /// upstream), `idp_access_token` or `idp_identity_token` (a credential
+    /// issued by the identity provider).
+    pub bearer_token_format: Option<String>,
     pub pass_identity_headers: Option<bool>,
     /// Response headers for every route. Unset: Pomerium's defaults
     /// (`X-Frame-Options`, `X-XSS-Protection`, and HSTS when a certificate is
@@ -251,6 +255,12 @@ route_options! {
     /// Groups to keep in the assertion's `groups` (added to the global list).
     #[serde(default, deserialize_with = "string_or_list_opt")]
     jwt_groups_filter: Option<Vec<String>>,
+    /// `iss` of this route's assertions: `host` or `uri` (the global setting
+    /// when unset).
+    jwt_issuer_format: Option<String>,
+    /// What `Authorization: Bearer <token>` means on this route (the global
+    /// setting when unset).
+    bearer_token_format: Option<String>,
     /// A Kubernetes service-account token: with a session, requests carry it
     /// as `Authorization: Bearer` and impersonate the user
     /// (`Impersonate-User`, `Impersonate-Group`), for the Kubernetes API.

@@ -47,12 +47,9 @@ pub const REFUSED_ROUTE_KEYS: &[RefusedKey] = &[
     planned("circuit_breaker_thresholds", "no circuit breaker yet"),
     planned("healthy_panic_threshold", "no panic threshold yet"),
     planned(
-        "bearer_token_format",
-        "only `Pomerium-` session tokens are read",
-    ),
-    planned(
         "idp_access_token_allowed_audiences",
-        "IdP access tokens are not accepted as credentials",
+        "IdP access tokens (`bearer_token_format: idp_access_token`) are checked at the \
+         IdP's userinfo endpoint, not by audience",
     ),
     planned(
         "tls_client_secret",
@@ -86,7 +83,6 @@ pub const REFUSED_ROUTE_KEYS: &[RefusedKey] = &[
     ),
     planned("idp_client_id", "one identity provider for every route"),
     planned("idp_client_secret", "one identity provider for every route"),
-    planned("jwt_issuer_format", "set `jwt_issuer_format` globally"),
     planned(
         "depends_on",
         "every route host gets its own sign-in hand-off",
@@ -149,10 +145,6 @@ pub const REFUSED_GLOBAL_KEYS: &[RefusedKey] = &[
     never(
         "autocert_email",
         "autocert is not supported; use cert-manager and TLS Secrets",
-    ),
-    planned(
-        "bearer_token_format",
-        "only `Pomerium-` session tokens are read",
     ),
     planned("cookie_domain", "session cookies are host-only by design"),
     planned("cookie_same_site", "session cookies are SameSite=Lax"),

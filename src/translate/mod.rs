@@ -11,8 +11,9 @@ use crate::model::rewrite::{
 };
 use crate::model::routing::{HostMatch, PathMatch, RouteKey, RouteTable};
 use crate::model::{
-    Access, AuthConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, Diagnostic, IdentityConfig,
-    LoadBalancing, ObjectRef, Reason, Route, Severity, Snapshot, TlsConfig, Upstream, UpstreamTls,
+    Access, AuthConfig, BearerTokenFormat, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, Diagnostic,
+    IdentityConfig, LoadBalancing, ObjectRef, Reason, Route, Severity, Snapshot, TlsConfig,
+    Upstream, UpstreamTls,
 };
 use crate::policy::{self, Legacy, Program};
 use crate::settings::RouteOptions;
@@ -48,6 +49,8 @@ pub struct GlobalInputs {
     pub set_response_headers: Option<std::collections::BTreeMap<String, String>>,
     /// Global `jwt_groups_filter`.
     pub jwt_groups_filter: Option<Vec<String>>,
+    /// Global `bearer_token_format`.
+    pub bearer_token_format: BearerTokenFormat,
     /// `default_upstream_timeout`: a route's `timeout` when it sets none.
     pub default_upstream_timeout: Option<std::time::Duration>,
     /// `timeout_idle`: client connections with no request in flight for
@@ -69,6 +72,7 @@ impl GlobalInputs {
             jwt_claims_headers: Vec::new(),
             set_response_headers: None,
             jwt_groups_filter: None,
+            bearer_token_format: BearerTokenFormat::Default,
             default_upstream_timeout: None,
             timeout_idle: None,
             auth: AuthConfig {
@@ -365,6 +369,26 @@ fn build_route(
             Some(all)
         }
     };
+    let issuer_format = match &spec.jwt_issuer_format {
+        None => g.issuer_format,
+        Some(text) => match IssuerFormat::parse(text) {
+            Ok(f) => f,
+            Err(e) => {
+                problems.push(e);
+                g.issuer_format
+            }
+        },
+    };
+    let bearer_token_format = match &spec.bearer_token_format {
+        None => g.bearer_token_format,
+        Some(text) => match BearerTokenFormat::parse(text) {
+            Ok(f) => f,
+            Err(e) => {
+                problems.push(e);
+                g.bearer_token_format
+            }
+        },
+    };
     let mut rewrite_response_headers = Vec::new();
     for r in &spec.rewrite_response_headers {
         match HeaderName::from_bytes(r.header.as_bytes()) {
@@ -459,6 +483,8 @@ fn build_route(
         cors_allow_preflight: spec.cors_allow_preflight,
         kubernetes_token,
         jwt_groups_filter,
+        issuer_format,
+        bearer_token_format,
         path_rewrite,
         host_rewrite,
         set_request_headers,

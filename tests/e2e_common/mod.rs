@@ -254,6 +254,16 @@ impl Browser {
         self.send(method, url, form, &[]).await
     }
 
+    /// A form POST with extra headers.
+    pub async fn post_form_with(
+        &mut self,
+        url: &str,
+        form: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        self.send("POST", url, Some(form), headers).await
+    }
+
     /// A request with extra headers.
     pub async fn request_with(
         &mut self,
