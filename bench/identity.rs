@@ -67,6 +67,7 @@ fn bench(c: &mut Criterion) {
         exp: i64::MAX / 2,
         refresh_token: None,
         refresh_at: 0,
+        idp_tokens: None,
     };
     let cookie = codec.seal("app.example.com", &session);
     c.bench_function("session_cookie_open", |b| {

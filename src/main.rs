@@ -205,6 +205,7 @@ fn mint_session(
         exp: now + 14 * 3600,
         refresh_token: None,
         refresh_at: 0,
+        idp_tokens: None,
     };
     Ok(jetbridge::identity::session::SessionCodec::new(&secret.0).seal(host, &session))
 }

@@ -89,6 +89,13 @@ routes:
     pass_identity_headers: true
     allow_any_authenticated_user: true
     bearer_token_format: idp_identity_token
+  - from: https://tok.localhost
+    to: http://{up}
+    allow_any_authenticated_user: true
+    set_request_headers:
+      X-Id-Token: "${{pomerium.id_token}}"
+      Authorization: "Bearer ${{pomerium.access_token}}"
+      X-Both: "${{pomerium.jwt}} ${{pomerium.id_token}}"
 "#,
         cs = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
         ss = "HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo=",
@@ -915,4 +922,101 @@ async fn identity_provider_tokens_are_credentials_where_the_route_says_so() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = call("app", "/", "x-pomerium-idp-access-token", access.clone()).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_idps_own_tokens_reach_the_upstream_where_a_route_asks_for_them() {
+    use base64::Engine as _;
+    let w = world().await;
+    let mut b = Browser::new();
+    let r = login(&mut b, &w, &w.url("tok", "/"), "alice").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let seen = w.seen.lock().unwrap().last().cloned().unwrap();
+    let header = |n: &str| seen.get(n).map(|v| v.to_str().unwrap().to_string());
+    // The ID token is the IdP's own, for alice, issued to this client.
+    let id = header("x-id-token").expect("X-Id-Token");
+    let payload: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(id.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(payload["sub"], "alice");
+    assert_eq!(payload["iss"], w.issuer.as_str());
+    assert_eq!(payload["aud"], "jetbridge");
+    // The access token works at the IdP for alice.
+    let access = header("authorization")
+        .and_then(|a| a.strip_prefix("Bearer ").map(str::to_string))
+        .expect("Authorization: Bearer <access token>");
+    let mut idp = Browser::new();
+    let meta: Value = serde_json::from_str(
+        &idp.get(&format!("{}/.well-known/openid-configuration", w.issuer))
+            .await
+            .body,
+    )
+    .unwrap();
+    let userinfo = idp
+        .request_with(
+            "GET",
+            meta["userinfo_endpoint"].as_str().unwrap(),
+            &[("authorization", &format!("Bearer {access}"))],
+        )
+        .await;
+    assert_eq!(userinfo.status, StatusCode::OK, "{}", userinfo.body);
+    assert_eq!(
+        serde_json::from_str::<Value>(&userinfo.body).unwrap()["sub"],
+        "alice"
+    );
+    // Several substitutions in one value.
+    let both = header("x-both").unwrap();
+    let (assertion, id_again) = both.split_once(' ').unwrap();
+    assert_eq!(id_again, id);
+    assert_eq!(assertion.split('.').count(), 3);
+    assert_ne!(assertion, id);
+    // A token used as the credential is what the route passes on.
+    let (access2, id2) = idp_tokens(&w, "alice").await;
+    let mut api = Browser::new();
+    api.accept = "application/json".into();
+    w.seen.lock().unwrap().clear();
+    let r = api
+        .request_with(
+            "GET",
+            &w.url("tok", "/"),
+            &[("x-pomerium-idp-access-token", &access2)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = w.seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(seen["authorization"], format!("Bearer {access2}").as_str());
+    assert!(
+        !seen.contains_key("x-id-token"),
+        "no ID token came with this request"
+    );
+    w.seen.lock().unwrap().clear();
+    let r = api
+        .request_with(
+            "GET",
+            &w.url("tok", "/"),
+            &[("x-pomerium-idp-identity-token", &id2)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = w.seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(seen["x-id-token"], id2.as_str());
+    // Routes that do not ask keep the tokens to themselves.
+    w.seen.lock().unwrap().clear();
+    let r = api
+        .request_with(
+            "GET",
+            &w.url("plain", "/"),
+            &[("x-pomerium-idp-identity-token", &id2)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = w.seen.lock().unwrap().last().cloned().unwrap();
+    let tail = &id2[id2.len() - 20..];
+    assert!(
+        seen.iter()
+            .all(|(_, v)| !v.to_str().unwrap_or("").contains(tail))
+    );
 }

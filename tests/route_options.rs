@@ -223,7 +223,7 @@ async fn a_bad_rewrite_denies_only_its_route() {
             route(
                 "idp.test",
                 &to,
-                "    set_request_headers: {X-Token: '${pomerium.id_token}'}\n",
+                "    set_request_headers: {X-Token: '${pomerium.client_cert_fingerprint}'}\n",
             ),
             route(
                 "both.test",
@@ -247,7 +247,7 @@ async fn a_bad_rewrite_denies_only_its_route() {
         ),
         (
             "idp.test",
-            "${pomerium.id_token} is not supported by jetbridge",
+            "${pomerium.client_cert_fingerprint} is not supported by jetbridge",
         ),
         ("both.test", "mutually exclusive"),
     ] {

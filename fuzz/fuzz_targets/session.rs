@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
         exp: NOW + 3600,
         refresh_token: None,
         refresh_at: 0,
+        idp_tokens: None,
     };
     let sealed = CODEC.seal(HOST, &session);
     assert!(CODEC.open("other.example.com", &sealed, NOW).is_none());

@@ -140,6 +140,10 @@ pub struct LoginResult {
     pub refresh_token: Option<String>,
     /// When the IdP's tokens expire (unix seconds), if known.
     pub expires_at: Option<i64>,
+    /// The IdP's ID token, as it sent it.
+    pub id_token: Option<String>,
+    /// The IdP's access token.
+    pub access_token: Option<String>,
 }
 
 /// The `openidconnect` client type after discovery (auth URL set; token and
@@ -301,12 +305,15 @@ impl Provider {
         let userinfo = self
             .userinfo(token.access_token().secret(), claims.subject().as_str())
             .await?;
-        Ok(self.result(
+        let mut login = self.result(
             raw,
             userinfo,
             token.refresh_token().map(|r| r.secret().clone()),
             expires_at,
-        ))
+        );
+        login.id_token = Some(id_token.to_string());
+        login.access_token = Some(token.access_token().secret().clone());
+        Ok(login)
     }
 
     /// Refreshes with a refresh token; the new ID token (if any) is validated.
@@ -325,6 +332,7 @@ impl Provider {
             .await
             .map_err(exchange_error)?;
         let mut raw = Map::new();
+        let refreshed_id_token = token.id_token().map(|t| t.to_string());
         if let Some(id_token) = token.id_token() {
             let verifier = self.id_token_verifier(now);
             let claims = id_token
@@ -347,12 +355,15 @@ impl Provider {
             .refresh_token()
             .map(|r| r.secret().clone())
             .or_else(|| Some(refresh_token.to_string()));
-        Ok(self.result(
+        let mut login = self.result(
             raw,
             userinfo,
             new_refresh,
             token.expires_in().map(|d| now + d.as_secs() as i64),
-        ))
+        );
+        login.id_token = refreshed_id_token;
+        login.access_token = Some(token.access_token().secret().clone());
+        Ok(login)
     }
 
     /// An ID token the client presents as its credential (Pomerium's
@@ -376,8 +387,10 @@ impl Provider {
             .map_err(|e| OidcError::IdToken(error_chain(&e)))?;
         self.check_authorized_party(claims.authorized_party())?;
         let exp = claims.expiration().timestamp();
-        let raw = payload_claims(raw.trim())?;
-        Ok(self.result(raw, Map::new(), None, Some(exp)))
+        let claims = payload_claims(raw.trim())?;
+        let mut login = self.result(claims, Map::new(), None, Some(exp));
+        login.id_token = Some(raw.trim().to_string());
+        Ok(login)
     }
 
     /// An access token the client presents as its credential (Pomerium's
@@ -398,7 +411,9 @@ impl Provider {
             Some(sub) if !sub.is_empty() => {}
             _ => return Err(OidcError::UserInfo("no subject for this token".into())),
         }
-        Ok(self.result(Map::new(), m, None, None))
+        let mut login = self.result(Map::new(), m, None, None);
+        login.access_token = Some(token.trim().to_string());
+        Ok(login)
     }
 
     /// The provider's keys and this client as the audience, with the
@@ -520,6 +535,8 @@ impl Provider {
             claims,
             refresh_token,
             expires_at,
+            id_token: None,
+            access_token: None,
         }
     }
 }

@@ -37,6 +37,20 @@ pub struct Session {
     /// When the IdP tokens expire and a refresh is due (unix seconds).
     #[serde(default)]
     pub refresh_at: i64,
+    /// The IdP's own tokens, kept only while a route passes them upstream
+    /// (`${pomerium.id_token}`, `${pomerium.access_token}`); the first thing
+    /// dropped when the cookie would be too large.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_tokens: Option<IdpTokens>,
+}
+
+/// The identity provider's tokens of a session.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct IdpTokens {
+    #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
 }
 
 impl Session {
@@ -77,8 +91,9 @@ impl SessionCodec {
         }
     }
 
-    /// Seals a session for `host`. Large sessions degrade: first the extra
-    /// claims are dropped, then groups are cut, and `truncated` is set.
+    /// Seals a session for `host`. Large sessions degrade: first the IdP's
+    /// tokens are dropped, then the extra claims, then groups are cut, and
+    /// `truncated` is set.
     pub fn seal(&self, host: &str, session: &Session) -> String {
         let mut s = session.clone();
         loop {
@@ -88,7 +103,9 @@ impl SessionCodec {
                 return value;
             }
             s.truncated = true;
-            if !s.claims.is_empty() {
+            if s.idp_tokens.is_some() {
+                s.idp_tokens = None;
+            } else if !s.claims.is_empty() {
                 s.claims.clear();
             } else if !s.groups.is_empty() {
                 let keep = s.groups.len() * 3 / 4;
@@ -137,7 +154,29 @@ mod tests {
             exp: now + 3600,
             refresh_token: None,
             refresh_at: 0,
+            idp_tokens: None,
         }
+    }
+
+    #[test]
+    fn idp_tokens_are_dropped_first_when_the_cookie_would_be_too_large() {
+        let c = SessionCodec::new(&[3; 32]);
+        let mut s = session(100);
+        s.claims.insert("team".into(), "blue".into());
+        s.idp_tokens = Some(IdpTokens {
+            id_token: Some("i".repeat(600)),
+            access_token: Some("a".repeat(400)),
+        });
+        let opened = c.open("h", &c.seal("h", &s), 200).unwrap();
+        assert_eq!(opened, s, "small enough: kept whole");
+        s.idp_tokens = Some(IdpTokens {
+            id_token: Some("i".repeat(2500)),
+            access_token: Some("a".repeat(400)),
+        });
+        let opened = c.open("h", &c.seal("h", &s), 200).unwrap();
+        assert!(opened.idp_tokens.is_none() && opened.truncated);
+        assert_eq!(opened.claims, s.claims, "the claims stay");
+        assert_eq!(opened.groups, s.groups);
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct Snapshot {
     pub connection_idle_timeout: Duration,
     /// Seals and opens session cookies (derived from `auth.cookie_secret`).
     pub sessions: Arc<crate::identity::session::SessionCodec>,
+    /// Some route passes the IdP's tokens upstream, so sessions keep them.
+    pub keep_idp_tokens: bool,
     /// Problems found while translating, one per bad object or field.
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -295,6 +297,13 @@ impl Route {
             || self.load_balancing == LoadBalancing::ConsistentHash
     }
 }
+
+/// `${pomerium.jwt}` in a request header: the route's assertion.
+pub const ASSERTION: &str = "${pomerium.jwt}";
+/// `${pomerium.id_token}`: the IdP's ID token of the session.
+pub const IDP_ID_TOKEN: &str = "${pomerium.id_token}";
+/// `${pomerium.access_token}`: the IdP's access token of the session.
+pub const IDP_ACCESS_TOKEN: &str = "${pomerium.access_token}";
 
 /// Pomerium's `bearer_token_format`: what `Authorization: Bearer <token>`
 /// means on a route.

@@ -25,7 +25,7 @@ use super::{Proxy, unix_now};
 use crate::identity::oidc::{LoginResult, OidcHttp, PendingLogin, Provider, random_token};
 use crate::identity::revocation::Revocations;
 use crate::identity::seal::Sealer;
-use crate::identity::session::Session;
+use crate::identity::session::{IdpTokens, Session};
 use crate::model::{BearerTokenFormat, IdpConfig, Snapshot};
 use arc_swap::ArcSwapOption;
 use base64::Engine as _;
@@ -946,6 +946,12 @@ impl Proxy {
         match refreshed {
             Ok(login) => {
                 let mut fresh = new_session(&login, snapshot, now);
+                // A refresh without a new ID token keeps the last one.
+                if let (Some(t), Some(old)) = (&mut fresh.idp_tokens, &s.idp_tokens)
+                    && t.id_token.is_none()
+                {
+                    t.id_token = old.id_token.clone();
+                }
                 fresh.id = s.id.clone();
                 fresh.iat = s.iat;
                 fresh.exp = s.exp;
@@ -980,6 +986,10 @@ fn new_session(login: &LoginResult, snapshot: &Snapshot, now: i64) -> Session {
         exp: now + snapshot.auth.cookie_expire.as_secs() as i64,
         refresh_token: login.refresh_token.clone(),
         refresh_at: login.expires_at.unwrap_or(0),
+        idp_tokens: snapshot.keep_idp_tokens.then(|| IdpTokens {
+            id_token: login.id_token.clone(),
+            access_token: login.access_token.clone(),
+        }),
     }
 }
 

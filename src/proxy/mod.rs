@@ -520,9 +520,18 @@ impl Proxy {
         for (n, v) in &route.set_request_headers {
             h.insert(n.clone(), v.clone());
         }
-        let wants_token =
-            route.pass_identity_headers || !route.templated_request_headers.is_empty();
-        if wants_token && let Some(s) = &a.session {
+        let wants_assertion = route.pass_identity_headers
+            || route
+                .templated_request_headers
+                .iter()
+                .any(|(_, t)| t.contains(crate::model::ASSERTION));
+        if let Some(s) = &a.session
+            && !route.templated_request_headers.is_empty()
+            && !wants_assertion
+        {
+            fill_templates(h, route, s, "");
+        }
+        if wants_assertion && let Some(s) = &a.session {
             let now = unix_now();
             let key = assertions::Key {
                 session_id: &s.id,
@@ -548,16 +557,7 @@ impl Proxy {
                     .map_err(|e| ProxyError::Identity(e.to_string()))?;
                 Ok((token, claims))
             })?;
-            if !route.templated_request_headers.is_empty() {
-                let token = minted.token.to_str().unwrap_or_default();
-                for (name, template) in &route.templated_request_headers {
-                    if let Ok(v) =
-                        HeaderValue::from_str(&template.replace("${pomerium.jwt}", token))
-                    {
-                        h.insert(name.clone(), v);
-                    }
-                }
-            }
+            fill_templates(h, route, s, minted.token.to_str().unwrap_or_default());
             if route.pass_identity_headers {
                 h.insert("x-pomerium-jwt-assertion", minted.token.clone());
                 let claims = &minted.claims;
@@ -740,6 +740,41 @@ impl Proxy {
             }
         }
         Err(last_err)
+    }
+}
+
+/// Sets the route's `${pomerium.*}` request headers: the assertion, and the
+/// IdP's tokens the session kept. A header whose token the session does not
+/// have (it was too large for the cookie, or the session predates the
+/// route's asking for it) is left out, never sent empty.
+fn fill_templates(h: &mut http::HeaderMap, route: &Route, s: &Session, assertion: &str) {
+    let tokens = s.idp_tokens.as_ref();
+    let id_token = tokens.and_then(|t| t.id_token.as_deref());
+    let access_token = tokens.and_then(|t| t.access_token.as_deref());
+    for (name, template) in &route.templated_request_headers {
+        let mut value = template.replace(crate::model::ASSERTION, assertion);
+        for (placeholder, token) in [
+            (crate::model::IDP_ID_TOKEN, id_token),
+            (crate::model::IDP_ACCESS_TOKEN, access_token),
+        ] {
+            if value.contains(placeholder) {
+                match token {
+                    Some(t) => value = value.replace(placeholder, t),
+                    None => {
+                        tracing::warn!(route = %route.id, header = %name, sid = %s.id, "the session has no IdP token for this header; header left out");
+                        value.clear();
+                        break;
+                    }
+                }
+            }
+        }
+        if value.is_empty() {
+            continue;
+        }
+        if let Ok(mut v) = HeaderValue::from_str(&value) {
+            v.set_sensitive(true);
+            h.insert(name.clone(), v);
+        }
     }
 }
 

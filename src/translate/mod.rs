@@ -11,9 +11,9 @@ use crate::model::rewrite::{
 };
 use crate::model::routing::{HostMatch, PathMatch, RouteKey, RouteTable};
 use crate::model::{
-    Access, AuthConfig, BearerTokenFormat, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, Diagnostic,
-    IdentityConfig, LoadBalancing, ObjectRef, Reason, Route, Severity, Snapshot, TlsConfig,
-    Upstream, UpstreamTls,
+    ASSERTION, Access, AuthConfig, BearerTokenFormat, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT,
+    Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN, IdentityConfig, LoadBalancing, ObjectRef, Reason,
+    Route, Severity, Snapshot, TlsConfig, Upstream, UpstreamTls,
 };
 use crate::policy::{self, Legacy, Program};
 use crate::settings::RouteOptions;
@@ -206,6 +206,11 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
     let published: Vec<&SigningKey> = g.keys.keys().iter().chain(g.retired_keys.iter()).collect();
     let jwks = jwks_document(published);
     let tls = build_tls(&g.certificates, &mut diagnostics);
+    let keep_idp_tokens = routes.iter().any(|r| {
+        r.templated_request_headers
+            .iter()
+            .any(|(_, t)| t.contains(IDP_ID_TOKEN) || t.contains(IDP_ACCESS_TOKEN))
+    });
     Snapshot {
         generation: 0,
         routes,
@@ -223,6 +228,7 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
         sessions: Arc::new(crate::identity::session::SessionCodec::new(
             &g.auth.cookie_secret,
         )),
+        keep_idp_tokens,
         diagnostics,
     }
 }
@@ -303,8 +309,8 @@ fn build_route(
         if value.contains("${pomerium.") {
             match unsupported_substitution(value) {
                 Some(v) => problems.push(format!(
-                    "set_request_headers {name}: {v} is not supported by jetbridge \
-                     (sessions do not keep IdP tokens); ${{pomerium.jwt}} is"
+                    "set_request_headers {name}: {v} is not supported by jetbridge; \
+                     ${{pomerium.jwt}}, ${{pomerium.id_token}} and ${{pomerium.access_token}} are"
                 )),
                 None => templated_request_headers.push((n, value.clone())),
             }
@@ -501,14 +507,14 @@ fn build_route(
     }
 }
 
-/// A `${pomerium.*}` substitution other than `${pomerium.jwt}`, if any.
+/// A `${pomerium.*}` substitution jetbridge does not fill, if any.
 fn unsupported_substitution(value: &str) -> Option<String> {
     let mut rest = value;
     while let Some(i) = rest.find("${pomerium.") {
         let tail = &rest[i..];
         let end = tail.find('}').map(|e| e + 1).unwrap_or(tail.len());
         let name = &tail[..end];
-        if name != "${pomerium.jwt}" {
+        if ![ASSERTION, IDP_ID_TOKEN, IDP_ACCESS_TOKEN].contains(&name) {
             return Some(name.to_string());
         }
         rest = &tail[end..];

@@ -582,6 +582,7 @@ pub fn session(email: &str, groups: &[&str]) -> Session {
         exp: now + 3600,
         refresh_token: None,
         refresh_at: 0,
+        idp_tokens: None,
     }
 }
 
