@@ -1029,3 +1029,140 @@ async fn jwt_issuer_format_per_route_overrides_the_global_one_and_bad_values_den
     );
     assert!(matches!(snap.routes[0].access, Access::Invalid(_)));
 }
+
+/// An upstream that answers its `name` to everything but `/healthz`, which
+/// is 200 while `sick` is false and 503 while it is true.
+async fn health_upstream(
+    name: &'static str,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let sick = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = sick.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let flag = flag.clone();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let flag = flag.clone();
+                        async move {
+                            let status = match (req.uri().path(), flag.load(Ordering::SeqCst)) {
+                                ("/healthz", true) => 503,
+                                _ => 200,
+                            };
+                            let mut r = http::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(name),
+                            ));
+                            *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, std::convert::Infallible>(r)
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, sick)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn targets_failing_active_health_checks_are_tried_last_and_come_back() {
+    use std::sync::atomic::Ordering;
+    let (a, _) = health_upstream("a").await;
+    let (b, b_sick) = health_upstream("b").await;
+    let (c, _) = health_upstream("c").await;
+    let (d, d_sick) = health_upstream("d").await;
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let http_check = "[{timeout: 1s, interval: 200ms, unhealthy_threshold: 2, healthy_threshold: 2, \
+                      http_health_check: {path: /healthz, expected_statuses: [{start: 200, end: 300}]}}]";
+    let tcp_check = format!(
+        "[{{timeout: 1s, interval: 200ms, tcp_health_check: {{send: {{text: {}}}, receive: [{{text: {}}}]}}}}]",
+        hex("GET /healthz HTTP/1.1\r\nHost: check\r\nConnection: close\r\n\r\n"),
+        hex("HTTP/1.1 200"),
+    );
+    let h = Harness::start(&config(
+        "",
+        &[
+            format!("  - from: https://http.test\n    to: [http://{a}, http://{b}]\n    allow_public_unauthenticated_access: true\n    health_checks: {http_check}\n"),
+            format!("  - from: https://tcp.test\n    to: [http://{c}, http://{d}]\n    allow_public_unauthenticated_access: true\n    health_checks: {tcp_check}\n"),
+        ],
+    ))
+    .await;
+    // Which targets answer 12 requests in a row.
+    let served = |host: &'static str| {
+        let h = &h;
+        async move {
+            let mut names = std::collections::BTreeSet::new();
+            for _ in 0..12 {
+                let r = h.get(host, "/").await;
+                assert_eq!(r.status, 200, "{host}");
+                names.insert(r.text());
+            }
+            names
+        }
+    };
+    let until = |host: &'static str, want: &'static [&'static str]| {
+        let served = &served;
+        async move {
+            let want: std::collections::BTreeSet<String> =
+                want.iter().map(|s| s.to_string()).collect();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let got = served(host).await;
+                if got == want {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{host}: served by {got:?}, want {want:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    until("http.test", &["a", "b"]).await;
+    until("tcp.test", &["c", "d"]).await;
+    // b and d fail their checks: all requests go to the others...
+    b_sick.store(true, Ordering::SeqCst);
+    d_sick.store(true, Ordering::SeqCst);
+    until("http.test", &["a"]).await;
+    until("tcp.test", &["c"]).await;
+    // ...and they stay out while failing.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(served("http.test").await, ["a".to_string()].into());
+    // Passing again, they are back.
+    b_sick.store(false, Ordering::SeqCst);
+    d_sick.store(false, Ordering::SeqCst);
+    until("http.test", &["a", "b"]).await;
+    until("tcp.test", &["c", "d"]).await;
+}
+
+#[test]
+fn bad_health_checks_deny_only_their_route() {
+    let mut generated = jetbridge::standalone::Generated::default();
+    let snap = snapshot_with_diagnostics(
+        &config(
+            "",
+            &[
+                "  - from: https://bad.test\n    to: http://127.0.0.1:9\n    allow_public_unauthenticated_access: true\n    health_checks: [{timeout: 1s, interval: 1s, grpc_health_check: {}}]\n".to_string(),
+                "  - from: https://good.test\n    to: http://127.0.0.1:9\n    allow_public_unauthenticated_access: true\n    health_checks: [{timeout: 1s, interval: 5s, http_health_check: {path: /}}]\n".to_string(),
+            ],
+        ),
+        &mut generated,
+    );
+    assert_eq!(snap.diagnostics.len(), 1, "{:?}", snap.diagnostics);
+    assert!(
+        snap.diagnostics[0]
+            .message
+            .contains("grpc_health_check is not supported")
+    );
+    assert!(matches!(snap.routes[0].access, Access::Invalid(_)));
+    assert!(!matches!(snap.routes[1].access, Access::Invalid(_)));
+    assert_eq!(snap.routes[1].health_checks.len(), 1);
+}

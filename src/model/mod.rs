@@ -266,6 +266,8 @@ pub struct Route {
     pub issuer_format: IssuerFormat,
     /// What `Authorization: Bearer <token>` means on this route.
     pub bearer_token_format: BearerTokenFormat,
+    /// Active health checks of the targets; a target failing any is tried last.
+    pub health_checks: Vec<HealthCheck>,
     /// How the forwarded path is made from the client's.
     pub path_rewrite: rewrite::PathRewrite,
     /// Where the forwarded `Host` comes from.
@@ -296,6 +298,39 @@ impl Route {
             || self.kubernetes_token.is_some()
             || self.load_balancing == LoadBalancing::ConsistentHash
     }
+}
+
+/// An active health check of a route's targets (Pomerium's
+/// `health_checks`, Envoy's `HealthCheck`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HealthCheck {
+    /// Between two probes of one target.
+    pub interval: Duration,
+    /// For one probe.
+    pub timeout: Duration,
+    /// Failed probes in a row that make a healthy target unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Passed probes in a row that make an unhealthy target healthy.
+    pub healthy_threshold: u32,
+    pub probe: Probe,
+}
+
+/// What one health check probe does.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Probe {
+    /// `GET path` (with `Host: host`, else the target's address); healthy
+    /// when the status is in one of the `[start, end)` ranges.
+    Http {
+        path: String,
+        host: Option<String>,
+        expected: Vec<(u16, u16)>,
+    },
+    /// Connect, write `send`, and read until every `receive` pattern has
+    /// been seen in order (only the connect when both are empty).
+    Tcp {
+        send: Vec<u8>,
+        receive: Vec<Vec<u8>>,
+    },
 }
 
 /// `${pomerium.jwt}` in a request header: the route's assertion.

@@ -163,6 +163,11 @@ impl DataPlane {
             tracing::info!(address = ?internal, "internal listener (JWKS, health, metrics)");
             tasks.spawn(super::admin::serve(l, proxy.clone(), shutdown.clone()));
         }
+        tasks.spawn(super::health::run(
+            reader.clone(),
+            proxy.upstreams.health(),
+            shutdown.clone(),
+        ));
         let tls = (!self.insecure).then(|| server::tls_server_config(reader));
         let workers = server::spawn_https_workers(self.https, &proxy, tls, shutdown.clone())?;
         tasks.spawn(source);

@@ -11,6 +11,7 @@ pub mod body;
 pub mod dataplane;
 pub mod error;
 pub mod headers;
+pub mod health;
 pub mod metrics;
 pub mod server;
 pub mod upstream;
@@ -164,7 +165,7 @@ impl Proxy {
     pub fn worker(&self) -> Self {
         Proxy {
             reader: self.reader.clone(),
-            upstreams: Upstreams::new(),
+            upstreams: Upstreams::with_health(self.upstreams.health()),
             metrics: self.metrics.clone(),
             https_port: self.https_port,
             auth: self.auth.clone(),
@@ -618,9 +619,9 @@ impl Proxy {
             (Some(s), _) => s.id.as_str().into(),
             (None, _) => conn.remote.ip().to_string().into(),
         };
-        let targets = self
-            .upstreams
-            .order_by(&route.upstreams, route.load_balancing, &affinity);
+        let targets =
+            self.upstreams
+                .order_by(&route.id, &route.upstreams, route.load_balancing, &affinity);
         let retryable = body_is_empty(&parts) && !is_upgrade;
         let body = if http_body::Body::is_end_stream(&body) {
             body::boxed(body)

@@ -74,6 +74,8 @@ pub struct Upstreams {
     in_flight: ArcSwap<HashMap<String, Arc<AtomicUsize>>>,
     /// Seed for `random` and the consistent hash's per-process mixing.
     seed: std::collections::hash_map::RandomState,
+    /// Targets failing active health checks (shared by every worker).
+    health: Arc<super::health::HealthBoard>,
 }
 
 /// Counts a request in flight to a target until dropped.
@@ -94,13 +96,24 @@ impl Default for Upstreams {
 impl Upstreams {
     /// Empty caches.
     pub fn new() -> Self {
+        Self::with_health(Arc::default())
+    }
+
+    /// Empty caches reading active health checks from `health`.
+    pub fn with_health(health: Arc<super::health::HealthBoard>) -> Self {
         Upstreams {
+            health,
             clients: ArcSwap::from_pointee(HashMap::new()),
             failed: ArcSwap::from_pointee(HashMap::new()),
             rr: AtomicUsize::new(0),
             in_flight: ArcSwap::from_pointee(HashMap::new()),
             seed: std::collections::hash_map::RandomState::new(),
         }
+    }
+
+    /// The health-check board these pools read.
+    pub fn health(&self) -> Arc<super::health::HealthBoard> {
+        self.health.clone()
     }
 
     /// Marks a request in flight to `up` until the guard is dropped.
@@ -132,11 +145,12 @@ impl Upstreams {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
-    /// Targets in the order to try under `policy` (healthy ones first).
-    /// `affinity` (the session id, else the client address) keys the
-    /// consistent hash.
+    /// Targets of `route` in the order to try under `policy` (healthy ones
+    /// first). `affinity` (the session id, else the client address) keys
+    /// the consistent hash.
     pub fn order_by<'a>(
         &self,
+        route: &str,
         targets: &'a [Upstream],
         policy: LoadBalancing,
         affinity: &str,
@@ -147,7 +161,7 @@ impl Upstreams {
             return targets.iter().collect();
         }
         let mut order: Vec<&Upstream> = match policy {
-            LoadBalancing::RoundRobin => return self.order(targets),
+            LoadBalancing::RoundRobin => return self.order(route, targets),
             LoadBalancing::Random => {
                 let tick = self.rr.fetch_add(1, Ordering::Relaxed);
                 let start = (self.seed.hash_one(tick) % n as u64) as usize;
@@ -180,7 +194,10 @@ impl Upstreams {
         };
         let failed = self.failed.load();
         let now = Instant::now();
-        order.sort_by_key(|u| failed.get(&u.authority).is_some_and(|t| now < *t));
+        order.sort_by_key(|u| {
+            failed.get(&u.authority).is_some_and(|t| now < *t)
+                || self.health.is_down(route, &u.authority)
+        });
         order
     }
 
@@ -202,8 +219,9 @@ impl Upstreams {
         Ok(client)
     }
 
-    /// Targets in the order to try: round robin, healthy ones first.
-    pub fn order<'a>(&self, targets: &'a [Upstream]) -> Vec<&'a Upstream> {
+    /// Targets of `route` in the order to try: round robin, healthy ones
+    /// first.
+    pub fn order<'a>(&self, route: &str, targets: &'a [Upstream]) -> Vec<&'a Upstream> {
         let n = targets.len();
         if n <= 1 {
             return targets.iter().collect();
@@ -211,9 +229,11 @@ impl Upstreams {
         let start = self.rr.fetch_add(1, Ordering::Relaxed) % n;
         let failed = self.failed.load();
         let now = Instant::now();
-        let (mut healthy, mut sick): (Vec<&Upstream>, Vec<&Upstream>) = (0..n)
-            .map(|i| &targets[(start + i) % n])
-            .partition(|u| failed.get(&u.authority).is_none_or(|t| now >= *t));
+        let (mut healthy, mut sick): (Vec<&Upstream>, Vec<&Upstream>) =
+            (0..n).map(|i| &targets[(start + i) % n]).partition(|u| {
+                failed.get(&u.authority).is_none_or(|t| now >= *t)
+                    && !self.health.is_down(route, &u.authority)
+            });
         healthy.append(&mut sick);
         healthy
     }
@@ -352,7 +372,7 @@ mod tests {
         let _busy: Vec<InFlight> = vec![u.start(&t[0]), u.start(&t[0]), u.start(&t[1])];
         for _ in 0..5 {
             assert_eq!(
-                u.order_by(&t, LoadBalancing::LeastRequest, "")[0].authority,
+                u.order_by("r", &t, LoadBalancing::LeastRequest, "")[0].authority,
                 t[2].authority
             );
         }
@@ -360,7 +380,7 @@ mod tests {
         // Equal loads spread round robin.
         let firsts: std::collections::BTreeSet<String> = (0..6)
             .map(|_| {
-                u.order_by(&t, LoadBalancing::LeastRequest, "")[0]
+                u.order_by("r", &t, LoadBalancing::LeastRequest, "")[0]
                     .authority
                     .clone()
             })
@@ -376,10 +396,10 @@ mod tests {
         let mut moved = 0;
         for k in 0..500 {
             let key = format!("session-{k}");
-            let before = u.order_by(&all, LoadBalancing::ConsistentHash, &key)[0]
+            let before = u.order_by("r", &all, LoadBalancing::ConsistentHash, &key)[0]
                 .authority
                 .clone();
-            let after = u.order_by(&fewer, LoadBalancing::ConsistentHash, &key)[0]
+            let after = u.order_by("r", &fewer, LoadBalancing::ConsistentHash, &key)[0]
                 .authority
                 .clone();
             if before != after {
@@ -393,8 +413,8 @@ mod tests {
         // Stable across processes (no per-process seed).
         let other = Upstreams::new();
         assert_eq!(
-            u.order_by(&all, LoadBalancing::ConsistentHash, "s")[0].authority,
-            other.order_by(&all, LoadBalancing::ConsistentHash, "s")[0].authority
+            u.order_by("r", &all, LoadBalancing::ConsistentHash, "s")[0].authority,
+            other.order_by("r", &all, LoadBalancing::ConsistentHash, "s")[0].authority
         );
     }
 
@@ -410,7 +430,7 @@ mod tests {
             LoadBalancing::ConsistentHash,
         ] {
             for k in 0..10 {
-                let order = u.order_by(&t, p, &format!("k{k}"));
+                let order = u.order_by("r", &t, p, &format!("k{k}"));
                 assert_eq!(order.len(), 3);
                 assert_eq!(order[2].authority, t[1].authority, "{p:?}");
             }

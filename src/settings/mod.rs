@@ -255,6 +255,10 @@ route_options! {
     /// Groups to keep in the assertion's `groups` (added to the global list).
     #[serde(default, deserialize_with = "string_or_list_opt")]
     jwt_groups_filter: Option<Vec<String>>,
+    /// Active health checks of the targets: a list of Envoy `HealthCheck`s
+    /// (`interval`, `timeout`, thresholds, `http_health_check` or
+    /// `tcp_health_check`).
+    health_checks: Option<serde_json::Value>,
     /// `iss` of this route's assertions: `host` or `uri` (the global setting
     /// when unset).
     jwt_issuer_format: Option<String>,

@@ -42,7 +42,6 @@ pub const REFUSED_ROUTE_KEYS: &[RefusedKey] = &[
         "allowed_groups",
         "no longer supported (Pomerium refuses it too); use a `groups` criterion in `policy`",
     ),
-    planned("health_checks", "passive health checks are built in"),
     planned("outlier_detection", "passive health checks are built in"),
     planned("circuit_breaker_thresholds", "no circuit breaker yet"),
     planned("healthy_panic_threshold", "no panic threshold yet"),

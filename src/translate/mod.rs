@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 pub mod cluster;
 pub mod driver;
+mod health;
 #[cfg(test)]
 mod tests;
 
@@ -385,6 +386,13 @@ fn build_route(
             }
         },
     };
+    let health_checks = match &spec.health_checks {
+        None => Vec::new(),
+        Some(v) => health::parse(v).unwrap_or_else(|e| {
+            problems.push(e);
+            Vec::new()
+        }),
+    };
     let bearer_token_format = match &spec.bearer_token_format {
         None => g.bearer_token_format,
         Some(text) => match BearerTokenFormat::parse(text) {
@@ -491,6 +499,7 @@ fn build_route(
         jwt_groups_filter,
         issuer_format,
         bearer_token_format,
+        health_checks,
         path_rewrite,
         host_rewrite,
         set_request_headers,
