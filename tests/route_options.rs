@@ -1166,3 +1166,114 @@ fn bad_health_checks_deny_only_their_route() {
     assert!(!matches!(snap.routes[1].access, Access::Invalid(_)));
     assert_eq!(snap.routes[1].health_checks.len(), 1);
 }
+
+/// An upstream that answers `status` and its `name` to everything; `/slow`
+/// first waits 1.5 s.
+async fn fixed_upstream(name: &'static str, status: u16) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: http::Request<hyper::body::Incoming>| async move {
+                        if req.uri().path() == "/slow" {
+                            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+                        }
+                        let mut r = http::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from(name),
+                        ));
+                        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(r)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn targets_failing_requests_in_a_row_are_ejected_for_a_while_within_the_percentage() {
+    let good = fixed_upstream("good", 200).await;
+    let bad = fixed_upstream("bad", 500).await;
+    let (bad1, bad2) = (
+        fixed_upstream("bad1", 503).await,
+        fixed_upstream("bad2", 503).await,
+    );
+    let od = |pct: u32| {
+        format!("{{consecutive_5xx: 3, base_ejection_time: 2s, max_ejection_percent: {pct}}}")
+    };
+    let h = Harness::start(&config(
+        "",
+        &[
+            format!("  - from: https://od.test\n    to: [http://{good}, http://{bad}]\n    allow_public_unauthenticated_access: true\n    outlier_detection: {}\n", od(50)),
+            format!("  - from: https://one.test\n    to: [http://{bad1}, http://{bad2}]\n    allow_public_unauthenticated_access: true\n    outlier_detection: {}\n", od(10)),
+            format!("  - from: https://all.test\n    to: [http://{bad1}, http://{bad2}]\n    allow_public_unauthenticated_access: true\n    outlier_detection: {}\n", od(100)),
+        ],
+    ))
+    .await;
+    let names = |host: &'static str, n: usize| {
+        let h = &h;
+        async move {
+            let mut seen = Vec::new();
+            for _ in 0..n {
+                seen.push(h.get(host, "/").await.text());
+            }
+            seen
+        }
+    };
+    // `bad` answers 500 until its third in a row, then is ejected: the next
+    // requests all go to `good`.
+    let warm = names("od.test", 8).await;
+    assert!(warm.contains(&"bad".to_string()), "{warm:?}");
+    let ejected = names("od.test", 10).await;
+    assert!(ejected.iter().all(|n| n == "good"), "{ejected:?}");
+    // After the ejection time it is tried again.
+    tokio::time::sleep(std::time::Duration::from_millis(2300)).await;
+    let back = names("od.test", 6).await;
+    assert!(back.contains(&"bad".to_string()), "{back:?}");
+    // With both targets failing, 10 % still lets one be ejected, never both;
+    // 100 % lets both go (and both are still tried, last).
+    names("one.test", 12).await;
+    let one: std::collections::BTreeSet<String> = names("one.test", 8).await.into_iter().collect();
+    assert_eq!(one.len(), 1, "{one:?}");
+    names("all.test", 12).await;
+    let all: std::collections::BTreeSet<String> = names("all.test", 8).await.into_iter().collect();
+    assert_eq!(all.len(), 2, "{all:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_circuit_breaker_refuses_requests_beyond_its_limit_at_once() {
+    let up = fixed_upstream("held", 200).await;
+    let h = Harness::start(&config(
+        "",
+        &[format!("  - from: https://cb.test\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n    circuit_breaker_thresholds: {{max_requests: 2, max_pending_requests: 0}}\n")],
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let mut calls = Vec::new();
+    for _ in 0..6 {
+        calls.push(h.get("cb.test", "/slow"));
+    }
+    let results = futures_util::future::join_all(calls).await;
+    let ok = results.iter().filter(|r| r.status == 200).count();
+    let refused: Vec<_> = results.iter().filter(|r| r.status == 503).collect();
+    assert_eq!(
+        (ok, refused.len()),
+        (2, 4),
+        "{:?}",
+        results.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert!(
+        refused
+            .iter()
+            .all(|r| r.text().contains("too many requests in flight"))
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // Once they are done, the route serves again.
+    assert_eq!(h.get("cb.test", "/").await.status, 200);
+}

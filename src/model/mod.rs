@@ -268,6 +268,10 @@ pub struct Route {
     pub bearer_token_format: BearerTokenFormat,
     /// Active health checks of the targets; a target failing any is tried last.
     pub health_checks: Vec<HealthCheck>,
+    /// Passive ejection of targets that keep failing.
+    pub outlier_detection: Option<OutlierDetection>,
+    /// A bound on requests in flight to the route's targets.
+    pub circuit_breaker: Option<CircuitBreaker>,
     /// How the forwarded path is made from the client's.
     pub path_rewrite: rewrite::PathRewrite,
     /// Where the forwarded `Host` comes from.
@@ -313,6 +317,30 @@ pub struct HealthCheck {
     /// Passed probes in a row that make an unhealthy target healthy.
     pub healthy_threshold: u32,
     pub probe: Probe,
+}
+
+/// Passive health (Pomerium's `outlier_detection`, Envoy's consecutive
+/// failure ejection): a target that fails this many requests in a row is
+/// tried last for `base_ejection_time` × the times it was ejected (at most
+/// `max_ejection_time`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OutlierDetection {
+    /// 5xx answers (and failed connections, timeouts) in a row; `None`: off.
+    pub consecutive_5xx: Option<u32>,
+    /// 502, 503, 504 (and failed connections, timeouts) in a row; `None`: off.
+    pub consecutive_gateway_failure: Option<u32>,
+    pub base_ejection_time: Duration,
+    pub max_ejection_time: Duration,
+    /// At most this share of the route's targets is ejected at once (at
+    /// least one always may be).
+    pub max_ejection_percent: u32,
+}
+
+/// Pomerium's `circuit_breaker_thresholds`: requests to a route's targets
+/// in flight at once, beyond which the route answers 503 at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CircuitBreaker {
+    pub max_requests: u32,
 }
 
 /// What one health check probe does.

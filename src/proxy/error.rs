@@ -28,6 +28,9 @@ pub enum ProxyError {
     UpgradeNotAllowed,
     #[error("upstream unavailable")]
     UpstreamUnavailable,
+    /// The route's circuit breaker is open.
+    #[error("too many requests in flight to this route's upstream; try again shortly")]
+    Overloaded,
     #[error("upstream sent an invalid response")]
     BadGateway,
     #[error("upstream timed out")]
@@ -61,7 +64,7 @@ impl ProxyError {
             | ProxyError::SignInElsewhere
             | ProxyError::RouteInvalid
             | ProxyError::UpgradeNotAllowed => StatusCode::FORBIDDEN,
-            ProxyError::UpstreamUnavailable | ProxyError::NotReady => {
+            ProxyError::UpstreamUnavailable | ProxyError::NotReady | ProxyError::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ProxyError::BadGateway => StatusCode::BAD_GATEWAY,

@@ -639,6 +639,16 @@ impl Proxy {
                 move |t: &mut http::HeaderMap| headers::sanitize_trailers(t, &claims, &also),
             ))
         };
+        let admitted = match route.circuit_breaker {
+            Some(cb) => Some(
+                self.upstreams
+                    .board()
+                    .admit(&route.id, cb.max_requests)
+                    .ok_or(ProxyError::Overloaded)?,
+            ),
+            None => None,
+        };
+        let board = self.upstreams.board();
         let mut body = Some(body);
         let mut last_err = ProxyError::UpstreamUnavailable;
         let attempts = targets.len();
@@ -706,9 +716,11 @@ impl Proxy {
             match result {
                 Err(_) => {
                     tracing::warn!(request_id = %id, route = %route.id, upstream = %up.url(), "upstream timed out");
+                    board.outcome(route, &up.authority, None);
                     return Err(ProxyError::GatewayTimeout);
                 }
                 Ok(Err(e)) => {
+                    board.outcome(route, &up.authority, None);
                     let connect = e.is_connect();
                     tracing::warn!(request_id = %id, route = %route.id, upstream = %up.url(), error = %e, connect, "upstream request failed");
                     if connect {
@@ -723,6 +735,7 @@ impl Proxy {
                 }
                 Ok(Ok(resp)) => {
                     self.upstreams.mark_ok(up);
+                    board.outcome(route, &up.authority, Some(resp.status().as_u16()));
                     // A switch nobody asked for (or the route does not allow)
                     // would leave the client talking to a closed stream.
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_none()
@@ -736,6 +749,10 @@ impl Proxy {
                         &route.rewrite_response_headers,
                         &route.set_response_headers,
                     );
+                    // A request counts against the breaker until its body ends.
+                    if let Some(a) = admitted {
+                        return Ok(resp.map(|b| body::boxed(body::Guarded::new(b, a))));
+                    }
                     return Ok(resp);
                 }
             }

@@ -116,6 +116,11 @@ impl Upstreams {
         self.health.clone()
     }
 
+    /// The same board, borrowed.
+    pub fn board(&self) -> &super::health::HealthBoard {
+        &self.health
+    }
+
     /// Marks a request in flight to `up` until the guard is dropped.
     pub fn start(&self, up: &Upstream) -> InFlight {
         let counter = match self.in_flight.load().get(&up.authority) {

@@ -259,6 +259,13 @@ route_options! {
     /// (`interval`, `timeout`, thresholds, `http_health_check` or
     /// `tcp_health_check`).
     health_checks: Option<serde_json::Value>,
+    /// Passive ejection of failing targets: Envoy `OutlierDetection`
+    /// (`consecutive_5xx`, `consecutive_gateway_failure`,
+    /// `base_ejection_time`, `max_ejection_time`, `max_ejection_percent`).
+    outlier_detection: Option<serde_json::Value>,
+    /// Envoy `CircuitBreakers` thresholds: `max_requests` (and
+    /// `max_connections`) bound the requests in flight to the targets.
+    circuit_breaker_thresholds: Option<serde_json::Value>,
     /// `iss` of this route's assertions: `host` or `uri` (the global setting
     /// when unset).
     jwt_issuer_format: Option<String>,

@@ -42,8 +42,6 @@ pub const REFUSED_ROUTE_KEYS: &[RefusedKey] = &[
         "allowed_groups",
         "no longer supported (Pomerium refuses it too); use a `groups` criterion in `policy`",
     ),
-    planned("outlier_detection", "passive health checks are built in"),
-    planned("circuit_breaker_thresholds", "no circuit breaker yet"),
     planned("healthy_panic_threshold", "no panic threshold yet"),
     planned(
         "idp_access_token_allowed_audiences",

@@ -1,8 +1,9 @@
-//! `health_checks`: Envoy's `HealthCheck` messages as Pomerium passes them
-//! on (snake_case or protojson's camelCase), read into [`HealthCheck`]s.
-//! Anything jetbridge would not honour is refused with its name.
+//! `health_checks`, `outlier_detection` and `circuit_breaker_thresholds`:
+//! Envoy's messages as Pomerium passes them on (snake_case or protojson's
+//! camelCase), read into the model. Anything jetbridge would not honour is
+//! refused with its name.
 
-use crate::model::{HealthCheck, Probe};
+use crate::model::{CircuitBreaker, HealthCheck, OutlierDetection, Probe};
 use crate::settings::parse_duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -169,6 +170,104 @@ fn one(item: &Value) -> Result<HealthCheck, String> {
     })
 }
 
+/// Reads a route's `outlier_detection` (Envoy's defaults where unset:
+/// 5 consecutive 5xx, gateway failures off, 30 s base ejection, 300 s at
+/// most, 10 % of the targets).
+pub fn outlier_detection(value: &Value) -> Result<OutlierDetection, String> {
+    const ACCEPTED_WITHOUT_EFFECT: &[&str] = &["interval", "split_external_local_origin_errors"];
+    let Value::Object(map) = value else {
+        return Err("outlier_detection: expected a map".into());
+    };
+    let mut o = OutlierDetection {
+        consecutive_5xx: Some(5),
+        consecutive_gateway_failure: None,
+        base_ejection_time: std::time::Duration::from_secs(30),
+        max_ejection_time: std::time::Duration::from_secs(300),
+        max_ejection_percent: 10,
+    };
+    let mut gateway = 5;
+    let (mut enforce_5xx, mut enforce_gateway) = (100, 0);
+    let err = |k: &str, e: String| format!("outlier_detection.{k}: {e}");
+    for (k, v) in map {
+        let key = snake_case(k);
+        let count = || -> Result<u32, String> {
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| err(k, "expected a whole number".into()))
+        };
+        let duration = || -> Result<std::time::Duration, String> {
+            let text = v
+                .as_str()
+                .ok_or_else(|| err(k, "expected a duration such as 30s".into()))?;
+            parse_duration(text).map_err(|e| err(k, e))
+        };
+        match key.as_str() {
+            "consecutive_5xx" | "consecutive5xx" => o.consecutive_5xx = Some(count()?),
+            "consecutive_gateway_failure" => gateway = count()?,
+            "enforcing_consecutive_5xx" | "enforcing_consecutive5xx" => enforce_5xx = count()?,
+            "enforcing_consecutive_gateway_failure" => enforce_gateway = count()?,
+            "base_ejection_time" => o.base_ejection_time = duration()?,
+            "max_ejection_time" => o.max_ejection_time = duration()?,
+            "max_ejection_percent" => match count()? {
+                p @ 0..=100 => o.max_ejection_percent = p,
+                _ => return Err(err(k, "must be 0 to 100".into())),
+            },
+            k if ACCEPTED_WITHOUT_EFFECT.contains(&k) => {}
+            _ => {
+                return Err(format!(
+                    "outlier_detection.{k} is not supported by jetbridge (consecutive_5xx, \
+                     consecutive_gateway_failure, their enforcing_ percentages as on/off, \
+                     base_ejection_time, max_ejection_time and max_ejection_percent are)"
+                ));
+            }
+        }
+    }
+    if enforce_5xx == 0 || o.consecutive_5xx == Some(0) {
+        o.consecutive_5xx = None;
+    }
+    if enforce_gateway > 0 && gateway > 0 {
+        o.consecutive_gateway_failure = Some(gateway);
+    }
+    if o.base_ejection_time.is_zero() {
+        return Err(err("base_ejection_time", "must be more than 0".into()));
+    }
+    o.max_ejection_time = o.max_ejection_time.max(o.base_ejection_time);
+    Ok(o)
+}
+
+/// Reads a route's `circuit_breaker_thresholds`: `max_requests` and
+/// `max_connections` both bound the requests in flight (each request to an
+/// HTTP/1.1 target holds a connection); the smaller wins. There is no
+/// queue, so `max_pending_requests` is accepted as 0 in effect.
+pub fn circuit_breaker(value: &Value) -> Result<Option<CircuitBreaker>, String> {
+    let Value::Object(map) = value else {
+        return Err("circuit_breaker_thresholds: expected a map".into());
+    };
+    let mut max = None::<u32>;
+    for (k, v) in map {
+        match snake_case(k).as_str() {
+            "max_requests" | "max_connections" => {
+                let n = v
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        format!("circuit_breaker_thresholds.{k}: expected a whole number above 0")
+                    })?;
+                max = Some(max.map_or(n, |m| m.min(n)));
+            }
+            "max_pending_requests" | "max_retries" | "max_connection_pools" | "priority" => {}
+            _ => {
+                return Err(format!(
+                    "circuit_breaker_thresholds.{k} is not supported by jetbridge \
+                     (max_requests and max_connections are)"
+                ));
+            }
+        }
+    }
+    Ok(max.map(|max_requests| CircuitBreaker { max_requests }))
+}
+
 fn payload(p: &Payload) -> Result<Vec<u8>, String> {
     use base64::Engine as _;
     match (&p.text, &p.binary) {
@@ -240,6 +339,48 @@ mod tests {
             }
         );
         assert_eq!(checks[1].healthy_threshold, 1);
+    }
+
+    #[test]
+    fn outlier_detection_and_circuit_breakers_read_envoys_fields() {
+        let o = outlier_detection(&json!({"consecutive5xx": 3, "baseEjectionTime": "2s",
+            "enforcing_consecutive_gateway_failure": 100, "max_ejection_percent": 50, "interval": "1s"}))
+        .unwrap();
+        assert_eq!(o.consecutive_5xx, Some(3));
+        assert_eq!(o.consecutive_gateway_failure, Some(5));
+        assert_eq!(o.base_ejection_time, std::time::Duration::from_secs(2));
+        assert_eq!(o.max_ejection_percent, 50);
+        let off = outlier_detection(&json!({"enforcing_consecutive_5xx": 0})).unwrap();
+        assert_eq!(
+            (off.consecutive_5xx, off.consecutive_gateway_failure),
+            (None, None)
+        );
+        for (v, needle) in [
+            (
+                json!({"success_rate_minimum_hosts": 3}),
+                "success_rate_minimum_hosts is not supported",
+            ),
+            (json!({"max_ejection_percent": 101}), "0 to 100"),
+            (json!({"base_ejection_time": 30}), "expected a duration"),
+            (json!([1]), "expected a map"),
+        ] {
+            let e = outlier_detection(&v).unwrap_err();
+            assert!(e.contains(needle), "{v}: {e}");
+        }
+        let c =
+            circuit_breaker(&json!({"max_requests": 100, "maxConnections": 40, "max_retries": 3}))
+                .unwrap();
+        assert_eq!(c, Some(CircuitBreaker { max_requests: 40 }));
+        assert_eq!(
+            circuit_breaker(&json!({"max_pending_requests": 5})).unwrap(),
+            None
+        );
+        assert!(circuit_breaker(&json!({"max_requests": 0})).is_err());
+        assert!(
+            circuit_breaker(&json!({"track_remaining": true}))
+                .unwrap_err()
+                .contains("track_remaining")
+        );
     }
 
     #[test]

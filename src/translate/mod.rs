@@ -393,6 +393,18 @@ fn build_route(
             Vec::new()
         }),
     };
+    let outlier_detection = spec.outlier_detection.as_ref().and_then(|v| {
+        health::outlier_detection(v)
+            .map_err(|e| problems.push(e))
+            .ok()
+    });
+    let circuit_breaker = match &spec.circuit_breaker_thresholds {
+        None => None,
+        Some(v) => health::circuit_breaker(v).unwrap_or_else(|e| {
+            problems.push(e);
+            None
+        }),
+    };
     let bearer_token_format = match &spec.bearer_token_format {
         None => g.bearer_token_format,
         Some(text) => match BearerTokenFormat::parse(text) {
@@ -500,6 +512,8 @@ fn build_route(
         issuer_format,
         bearer_token_format,
         health_checks,
+        outlier_detection,
+        circuit_breaker,
         path_rewrite,
         host_rewrite,
         set_request_headers,
