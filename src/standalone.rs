@@ -181,7 +181,17 @@ pub fn referenced_files(cfg: &ConfigFile) -> Vec<String> {
         out.extend(c.cert_file.iter().chain(c.key_file.iter()).cloned());
     }
     for r in cfg.all_routes() {
-        out.extend(r.tls_custom_ca_file.iter().cloned());
+        out.extend(
+            [
+                &r.tls_custom_ca_file,
+                &r.tls_client_cert_file,
+                &r.tls_client_key_file,
+                &r.tls_downstream_client_ca_file,
+            ]
+            .into_iter()
+            .flatten()
+            .cloned(),
+        );
     }
     out.sort();
     out.dedup();
@@ -490,6 +500,19 @@ pub fn inputs_from_parts(
             }
         };
         let mut problems = Vec::new();
+        // A file that cannot be read denies its route only.
+        let mut pem_file = |key: &str, path: &Option<String>| {
+            let path = path.as_ref()?;
+            read_file(files, &format!("routes[{i}].{key}"), path)
+                .map_err(|e| problems.push(e))
+                .ok()
+        };
+        let client_cert_pem = pem_file("tls_client_cert_file", &r.tls_client_cert_file);
+        let client_key_pem = pem_file("tls_client_key_file", &r.tls_client_key_file);
+        let downstream_ca_pem = pem_file(
+            "tls_downstream_client_ca_file",
+            &r.tls_downstream_client_ca_file,
+        );
         let mut backends = Vec::new();
         for to in &r.to {
             match parse_upstream(to) {
@@ -506,6 +529,9 @@ pub fn inputs_from_parts(
             backends,
             options: r.options(),
             custom_ca_pem,
+            client_cert_pem,
+            client_key_pem,
+            downstream_ca_pem,
             problems,
         });
     }

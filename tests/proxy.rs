@@ -1072,6 +1072,176 @@ async fn https_upstream_is_verified_unless_skip_verify_and_trusts_a_custom_ca() 
 }
 
 // ---------------------------------------------------------------------------
+// Client certificates: to upstreams (tls_client_cert) and from browsers
+// (tls_downstream_client_ca)
+
+#[tokio::test]
+async fn mtls_upstream_gets_the_routes_client_certificate_and_nothing_else() {
+    let server = test_cert();
+    let clients = TestCa::new("upstream client CA");
+    let (up, subjects) = echo_https_mtls("mtls", &server, &clients.pem).await;
+    let proxy_cert = clients.client("jetbridge-proxy");
+    let stranger = TestCa::new("another CA").client("jetbridge-proxy");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert_file, &proxy_cert.cert_pem).unwrap();
+    std::fs::write(&key_file, &proxy_cert.key_pem).unwrap();
+    let to = format!("https://{}", up.authority());
+    let ca = format!(
+        "    tls_custom_ca: {}\n",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &server.ca_pem)
+    );
+    let h = Harness::start(&config(&[
+        public_route(
+            "b64.example.com",
+            &to,
+            &format!(
+                "{ca}    tls_client_cert: {}\n    tls_client_key: {}\n",
+                proxy_cert.cert_b64(),
+                proxy_cert.key_b64()
+            ),
+        ),
+        public_route(
+            "files.example.com",
+            &to,
+            &format!(
+                "{ca}    tls_client_cert_file: {}\n    tls_client_key_file: {}\n",
+                cert_file.display(),
+                key_file.display()
+            ),
+        ),
+        public_route("none.example.com", &to, &ca),
+        public_route(
+            "stranger.example.com",
+            &to,
+            &format!(
+                "{ca}    tls_client_cert: {}\n    tls_client_key: {}\n",
+                stranger.cert_b64(),
+                stranger.key_b64()
+            ),
+        ),
+    ]))
+    .await;
+    for host in ["b64.example.com", "files.example.com"] {
+        let e = h.get(host, "/x").await.echo();
+        assert_eq!(e.server, "mtls", "{host}");
+        assert_eq!(
+            subjects.lock().unwrap().last().map(String::as_str),
+            Some("CN=jetbridge-proxy"),
+            "{host}"
+        );
+    }
+    let served = up.requests();
+    for host in ["none.example.com", "stranger.example.com"] {
+        let r = h.get(host, "/x").await;
+        assert_eq!(r.status, 502, "{host}: {}", r.text());
+    }
+    assert_eq!(up.requests(), served, "refused handshakes reach no handler");
+    // Only the route's own certificate was ever accepted (the two routes
+    // with the same certificate share one pooled connection).
+    let seen = subjects.lock().unwrap().clone();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|s| s == "CN=jetbridge-proxy"),
+        "{seen:?}"
+    );
+}
+
+/// One listener, two routes: `mtls.example.com` requires a certificate from
+/// its CA, `open.example.com` asks for nothing.
+async fn downstream_mtls_harness(ca: &TestCa) -> (Harness, Upstream) {
+    let up = echo_http1("app").await;
+    let to = format!("http://{}", up.authority());
+    let h = Harness::start(&config(&[
+        public_route(
+            "mtls.example.com",
+            &to,
+            &format!("    tls_downstream_client_ca: {}\n", ca.pem_b64()),
+        ),
+        public_route("open.example.com", &to, ""),
+    ]))
+    .await;
+    (h, up)
+}
+
+#[tokio::test]
+async fn mtls_route_requires_a_client_certificate_from_its_ca_over_http1_and_http2() {
+    let ca = TestCa::new("browser CA");
+    let alice = ca.client("alice");
+    // Same name, another CA.
+    let mallory = TestCa::new("rogue CA").client("alice");
+    let (h, up) = downstream_mtls_harness(&ca).await;
+    for h2 in [false, true] {
+        let mtls = "mtls.example.com";
+        let (r, asked) = get_as(h.https, mtls, mtls, "/p", Some(&alice), h2).await;
+        assert_eq!(r.status, 200, "h2={h2}: {}", r.text());
+        assert_eq!(r.echo().server, "app");
+        assert_eq!(asked.count(), 1, "the handshake asked for a certificate");
+        for who in [None, Some(&mallory)] {
+            let (r, _) = get_as(h.https, mtls, mtls, "/p", who, h2).await;
+            let what = format!("h2={h2} cert={}", who.is_some());
+            assert_eq!(r.status, 495, "{what}: {}", r.text());
+            assert!(
+                r.text().contains("a valid client certificate is required"),
+                "{what}: {}",
+                r.text()
+            );
+        }
+        // The other route on the listener neither asks nor cares.
+        let open = "open.example.com";
+        for who in [None, Some(&alice)] {
+            let (r, asked) = get_as(h.https, open, open, "/p", who, h2).await;
+            assert_eq!(r.status, 200, "h2={h2}: {}", r.text());
+            assert_eq!(asked.count(), 0, "{open} asked for a certificate");
+        }
+    }
+    // Per protocol: alice on the mTLS route, and both on the open one.
+    assert_eq!(up.requests(), 6);
+}
+
+#[tokio::test]
+async fn mtls_handshake_offers_the_route_cas_and_a_connection_for_another_name_gets_421() {
+    let ca = TestCa::new("browser CA");
+    let alice = ca.client("alice");
+    let (h, up) = downstream_mtls_harness(&ca).await;
+    let (r, asked) = get_as(
+        h.https,
+        "mtls.example.com",
+        "mtls.example.com",
+        "/",
+        Some(&alice),
+        false,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The hint names the route's CA, so a browser offers the right certificate.
+    let hints = asked.last_hints();
+    use rustls_pki_types::pem::PemObject as _;
+    let ca_der = rustls_pki_types::CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap();
+    let (_, ca_cert) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+    assert_eq!(hints.len(), 1, "{hints:?}");
+    assert!(
+        hints[0].ends_with(ca_cert.subject().as_raw()),
+        "hint is not the CA's subject"
+    );
+    // A connection opened for open.example.com (e.g. an HTTP/2 connection a
+    // browser reuses) asked for no certificate: the request for the mTLS
+    // host is misdirected, whatever the client holds, over h1 and h2.
+    for h2 in [false, true] {
+        let (r, _) = get_as(
+            h.https,
+            "open.example.com",
+            "mtls.example.com",
+            "/",
+            Some(&alice),
+            h2,
+        )
+        .await;
+        assert_eq!(r.status, 421, "h2={h2}: {}", r.text());
+    }
+    assert_eq!(up.requests(), 1);
+}
+
+// ---------------------------------------------------------------------------
 // Load balancing and timeouts
 
 #[tokio::test]

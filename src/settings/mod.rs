@@ -229,6 +229,20 @@ route_options! {
     /// PEM, or base64 of PEM, CA bundle.
     tls_custom_ca: Option<String>,
     tls_server_name: Option<String>,
+    /// Client certificate (PEM, or base64 of PEM) presented to an https
+    /// upstream that asks for one; with `tls_client_key`.
+    tls_client_cert: Option<String>,
+    /// The private key of `tls_client_cert` (PEM, or base64 of PEM).
+    tls_client_key: Option<String>,
+    /// `tls_client_cert` from a file (config files only).
+    tls_client_cert_file: Option<String>,
+    /// `tls_client_key` from a file (config files only).
+    tls_client_key_file: Option<String>,
+    /// CA bundle (PEM, or base64 of PEM) a browser's client certificate
+    /// must chain to on this route; without one the route answers 495.
+    tls_downstream_client_ca: Option<String>,
+    /// `tls_downstream_client_ca` from a file (config files only).
+    tls_downstream_client_ca_file: Option<String>,
     jwt_claims_headers: Option<ClaimsHeaders>,
     /// Replaces the matched prefix (or exact path) in the forwarded path.
     prefix_rewrite: Option<String>,

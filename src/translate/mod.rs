@@ -11,8 +11,9 @@ use crate::model::rewrite::{
 };
 use crate::model::routing::{HostMatch, PathMatch, RouteKey, RouteTable};
 use crate::model::{
-    Access, AuthConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, Diagnostic, IdentityConfig,
-    LoadBalancing, ObjectRef, Reason, Route, Severity, Snapshot, TlsConfig, Upstream, UpstreamTls,
+    Access, AuthConfig, ClientAuthNames, ClientCa, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT,
+    Diagnostic, IdentityConfig, LoadBalancing, ObjectRef, Reason, Route, Severity, Snapshot,
+    TlsConfig, Upstream, UpstreamTls,
 };
 use crate::policy::{self, Legacy, Program};
 use crate::settings::RouteOptions;
@@ -126,6 +127,12 @@ pub struct RouteInput {
     pub options: RouteOptions,
     /// Contents of `tls_custom_ca_file`, read by the caller.
     pub custom_ca_pem: Option<String>,
+    /// Contents of `tls_client_cert_file`, read by the caller.
+    pub client_cert_pem: Option<String>,
+    /// Contents of `tls_client_key_file`, read by the caller.
+    pub client_key_pem: Option<String>,
+    /// Contents of `tls_downstream_client_ca_file`, read by the caller.
+    pub downstream_ca_pem: Option<String>,
     /// Problems the source already found (e.g. a bad annotation or `to`
     /// URL): the route exists but denies every request, and each problem
     /// is reported.
@@ -201,7 +208,8 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
 
     let published: Vec<&SigningKey> = g.keys.keys().iter().chain(g.retired_keys.iter()).collect();
     let jwks = jwks_document(published);
-    let tls = build_tls(&g.certificates, &mut diagnostics);
+    let mut tls = build_tls(&g.certificates, &mut diagnostics);
+    tls.client_auth = client_auth_names(&routes);
     Snapshot {
         generation: 0,
         routes,
@@ -410,7 +418,7 @@ fn build_route(
     }
     let custom_ca_pem = match (&input.custom_ca_pem, &spec.tls_custom_ca) {
         (Some(pem), _) => Some(pem.clone()),
-        (None, Some(text)) => match ca_text(text) {
+        (None, Some(text)) => match pem_text("tls_custom_ca", text) {
             Ok(pem) => Some(pem),
             Err(e) => {
                 problems.push(e);
@@ -419,14 +427,62 @@ fn build_route(
         },
         (None, None) => None,
     };
+    // Inline (PEM or base64 of PEM) or from a file the caller read; not both.
+    let mut pem_setting =
+        |key: &str, inline: &Option<String>, file: (&Option<String>, &Option<String>)| {
+            let (file_key, contents) = file;
+            match (inline, file_key, contents) {
+                (Some(_), Some(_), _) => {
+                    problems.push(format!("{key} and {key}_file: set only one"));
+                    None
+                }
+                (Some(text), None, _) => match pem_text(key, text) {
+                    Ok(pem) => Some(pem),
+                    Err(e) => {
+                        problems.push(e);
+                        None
+                    }
+                },
+                (None, _, Some(pem)) => Some(pem.clone()),
+                (None, _, None) => None,
+            }
+        };
+    let client_cert_pem = pem_setting(
+        "tls_client_cert",
+        &spec.tls_client_cert,
+        (&spec.tls_client_cert_file, &input.client_cert_pem),
+    );
+    let client_key_pem = pem_setting(
+        "tls_client_key",
+        &spec.tls_client_key,
+        (&spec.tls_client_key_file, &input.client_key_pem),
+    );
+    let downstream_ca_pem = pem_setting(
+        "tls_downstream_client_ca",
+        &spec.tls_downstream_client_ca,
+        (
+            &spec.tls_downstream_client_ca_file,
+            &input.downstream_ca_pem,
+        ),
+    );
     let upstream_tls = UpstreamTls {
         skip_verify: spec.tls_skip_verify,
         custom_ca_pem,
         server_name: spec.tls_server_name.clone(),
+        client_cert_pem,
+        client_key_pem,
     };
     if let Err(e) = check_upstream_tls(&upstream_tls) {
         problems.push(e);
     }
+    let client_ca = match downstream_ca_pem.as_deref().map(ClientCa::parse) {
+        None => None,
+        Some(Ok(ca)) => Some(ca),
+        Some(Err(e)) => {
+            problems.push(e);
+            None
+        }
+    };
     if !problems.is_empty() {
         let message = problems.join("; ");
         diagnostics.push(Diagnostic {
@@ -443,6 +499,7 @@ fn build_route(
         path,
         upstreams,
         upstream_tls,
+        client_ca,
         load_balancing,
         access,
         pass_identity_headers: spec
@@ -808,8 +865,47 @@ fn build_tls(certs: &[CertInput], diagnostics: &mut Vec<Diagnostic>) -> TlsConfi
     tls
 }
 
-/// `tls_custom_ca`: PEM, or base64 of PEM (Pomerium's form).
-fn ca_text(text: &str) -> Result<String, String> {
+/// The hosts whose handshakes ask for a client certificate: those of
+/// routes with a `tls_downstream_client_ca` (an invalid one makes its route
+/// deny, so it asks nothing).
+fn client_auth_names(routes: &[Route]) -> Option<ClientAuthNames> {
+    use sha2::Digest;
+    let mut names = ClientAuthNames::default();
+    let mut fingerprint: Vec<String> = Vec::new();
+    for r in routes {
+        let Some(ca) = &r.client_ca else { continue };
+        match &r.host {
+            HostMatch::Exact(h) => {
+                names.by_name.insert(h.clone());
+            }
+            HostMatch::Wildcard(suffix) => {
+                names.by_wildcard.insert(suffix.clone());
+            }
+            HostMatch::Any => names.any = true,
+        }
+        for s in &ca.subjects {
+            if !names.subjects.iter().any(|n| n.as_ref() == s.as_ref()) {
+                names.subjects.push(s.clone());
+            }
+        }
+        fingerprint.push(format!(
+            "{:?}:{}",
+            r.host,
+            hex::encode(&sha2::Sha256::digest(ca.pem.as_bytes())[..8])
+        ));
+    }
+    if fingerprint.is_empty() {
+        return None;
+    }
+    fingerprint.sort();
+    fingerprint.dedup();
+    names.fingerprint = fingerprint.join(";");
+    Some(names)
+}
+
+/// A PEM setting (`tls_custom_ca`, `tls_client_cert`, …): PEM, or base64 of
+/// PEM (Pomerium's form). The error names the setting, never its value.
+fn pem_text(key: &str, text: &str) -> Result<String, String> {
     use base64::Engine as _;
     let t = text.trim();
     if t.contains("-----BEGIN") {
@@ -820,7 +916,7 @@ fn ca_text(text: &str) -> Result<String, String> {
         .decode(compact)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| "tls_custom_ca: neither PEM nor base64 of PEM".to_string())
+        .ok_or_else(|| format!("{key}: neither PEM nor base64 of PEM"))
 }
 
 /// Checks upstream TLS settings when the configuration is loaded, so a bad
@@ -829,6 +925,7 @@ fn ca_text(text: &str) -> Result<String, String> {
 fn check_upstream_tls(tls: &UpstreamTls) -> Result<(), String> {
     tls.custom_roots()?;
     tls.server_name()?;
+    tls.client_auth()?;
     Ok(())
 }
 
