@@ -1199,6 +1199,39 @@ async fn mtls_route_requires_a_client_certificate_from_its_ca_over_http1_and_htt
 }
 
 #[tokio::test]
+async fn mtls_route_keeps_the_client_certificate_of_a_resumed_tls_session() {
+    let ca = TestCa::new("browser CA");
+    let alice = ca.client("alice");
+    let (h, up) = downstream_mtls_harness(&ca).await;
+    let host = "mtls.example.com";
+    // One client configuration: the second connection resumes the first's
+    // session, and the certificate of that session still counts.
+    let (cfg, asked) = client_config_as(&[b"http/1.1"], Some(&alice));
+    for round in 0..3 {
+        let tls = tls_connect_with(h.https, host, cfg.clone()).await;
+        let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        assert_eq!(resumed, round > 0, "round {round}");
+        let r = H1Conn::over(tls)
+            .await
+            .send(request("GET", host, "/", &[]))
+            .await;
+        assert_eq!(r.status, 200, "round {round}: {}", r.text());
+    }
+    assert_eq!(asked.count(), 1, "only the full handshake asked");
+    // A session resumed without a certificate stays without one.
+    let (cfg, _) = client_config_as(&[b"http/1.1"], None);
+    for round in 0..2 {
+        let tls = tls_connect_with(h.https, host, cfg.clone()).await;
+        let r = H1Conn::over(tls)
+            .await
+            .send(request("GET", host, "/", &[]))
+            .await;
+        assert_eq!(r.status, 495, "round {round}: {}", r.text());
+    }
+    assert_eq!(up.requests(), 3);
+}
+
+#[tokio::test]
 async fn mtls_handshake_offers_the_route_cas_and_a_connection_for_another_name_gets_421() {
     let ca = TestCa::new("browser CA");
     let alice = ca.client("alice");

@@ -1050,14 +1050,13 @@ impl rustls::client::ResolvesClientCert for RecordingClientCert {
     }
 }
 
-/// TLS to the proxy with SNI `sni`, presenting `client` when asked; also
-/// returns what the server asked for.
-pub async fn tls_connect_as(
-    addr: SocketAddr,
-    sni: &str,
+/// A client configuration presenting `client` when asked (and recording
+/// what the server asked for); one configuration keeps its TLS sessions, so
+/// a second connection with it resumes.
+pub fn client_config_as(
     alpn: &[&[u8]],
     client: Option<&ClientCert>,
-) -> (TlsStream<TcpStream>, Arc<CertRequests>) {
+) -> (Arc<rustls::ClientConfig>, Arc<CertRequests>) {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let cert = client.map(|c| {
         let key = provider.key_provider.load_private_key(c.key()).unwrap();
@@ -1074,14 +1073,34 @@ pub async fn tls_connect_as(
             log: log.clone(),
         }));
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    (Arc::new(cfg), log)
+}
+
+/// TLS to `addr` with SNI `sni` and the given client configuration.
+pub async fn tls_connect_with(
+    addr: SocketAddr,
+    sni: &str,
+    cfg: Arc<rustls::ClientConfig>,
+) -> TlsStream<TcpStream> {
+    let connector = tokio_rustls::TlsConnector::from(cfg);
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from(sni.to_string()).unwrap();
-    let tls = tokio::time::timeout(STEP, connector.connect(name, tcp))
+    tokio::time::timeout(STEP, connector.connect(name, tcp))
         .await
         .expect("TLS handshake timed out")
-        .expect("TLS handshake");
-    (tls, log)
+        .expect("TLS handshake")
+}
+
+/// TLS to the proxy with SNI `sni`, presenting `client` when asked; also
+/// returns what the server asked for.
+pub async fn tls_connect_as(
+    addr: SocketAddr,
+    sni: &str,
+    alpn: &[&[u8]],
+    client: Option<&ClientCert>,
+) -> (TlsStream<TcpStream>, Arc<CertRequests>) {
+    let (cfg, log) = client_config_as(alpn, client);
+    (tls_connect_with(addr, sni, cfg).await, log)
 }
 
 /// GET `host``path` over a new TLS connection with SNI `sni`, over HTTP/2
