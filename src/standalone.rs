@@ -180,6 +180,13 @@ pub fn referenced_files(cfg: &ConfigFile) -> Vec<String> {
     for c in &cfg.certificates {
         out.extend(c.cert_file.iter().chain(c.key_file.iter()).cloned());
     }
+    if let Some(f) = cfg
+        .downstream_mtls
+        .as_ref()
+        .and_then(|d| d.ca_file.as_ref())
+    {
+        out.push(f.clone());
+    }
     for r in cfg.all_routes() {
         out.extend(
             [
@@ -568,6 +575,11 @@ pub fn inputs_from_parts(
         }
     }
 
+    let downstream_mtls = cfg
+        .downstream_mtls
+        .as_ref()
+        .map(|d| downstream_mtls(d, files))
+        .transpose()?;
     Ok(Inputs {
         global: GlobalInputs {
             keys,
@@ -601,9 +613,69 @@ pub fn inputs_from_parts(
                     .unwrap_or(false),
             },
             certificates,
+            downstream_mtls,
         },
         routes,
         diagnostics,
+    })
+}
+
+/// `downstream_mtls`: the CA (inline or from `ca_file`) and the
+/// enforcement; what jetbridge cannot honour is refused, never ignored.
+fn downstream_mtls(
+    d: &crate::settings::DownstreamMtls,
+    files: &Files,
+) -> Result<crate::translate::DownstreamMtls, String> {
+    let refused = |field: &str| {
+        format!(
+            "downstream_mtls.{field} is a Pomerium setting not supported by jetbridge yet \
+             (remove it, or enforce it in the upstream)"
+        )
+    };
+    for (field, set) in [
+        ("crl", d.crl.is_some()),
+        ("crl_file", d.crl_file.is_some()),
+        (
+            "match_subject_alt_names",
+            d.match_subject_alt_names.is_some(),
+        ),
+        (
+            "max_verify_depth",
+            d.max_verify_depth.is_some_and(|n| n != 0),
+        ),
+    ] {
+        if set {
+            return Err(refused(field));
+        }
+    }
+    let reject_connection = match d.enforcement.as_deref() {
+        None | Some("policy_with_default_deny") => false,
+        Some("reject_connection") => true,
+        Some("policy") => {
+            return Err(
+                "downstream_mtls.enforcement \"policy\" is not supported by jetbridge: \
+                        it relies on the client_certificate PPL criteria; use \
+                        policy_with_default_deny or reject_connection"
+                    .into(),
+            );
+        }
+        Some(other) => {
+            return Err(format!(
+                "downstream_mtls.enforcement {other:?}: expected policy_with_default_deny or \
+                 reject_connection"
+            ));
+        }
+    };
+    let pem = match (&d.ca, &d.ca_file) {
+        (Some(_), Some(_)) => return Err("downstream_mtls: set ca or ca_file, not both".into()),
+        (Some(ca), None) => pem_or_base64("downstream_mtls.ca", ca)?,
+        (None, Some(f)) => read_file(files, "downstream_mtls.ca_file", f)?,
+        (None, None) => return Err("downstream_mtls: ca or ca_file is required".into()),
+    };
+    let ca = crate::model::ClientCa::parse_as("downstream_mtls.ca", &pem)?;
+    Ok(crate::translate::DownstreamMtls {
+        ca,
+        reject_connection,
     })
 }
 

@@ -1231,6 +1231,133 @@ async fn mtls_route_keeps_the_client_certificate_of_a_resumed_tls_session() {
     assert_eq!(up.requests(), 3);
 }
 
+/// `downstream_mtls` over two routes: `any` has no CA of its own, `team`
+/// names its own.
+async fn downstream_mtls_config(
+    global: &TestCa,
+    team: &TestCa,
+    enforcement: &str,
+) -> (Harness, Upstream) {
+    let up = echo_http1("app").await;
+    let to = format!("http://{}", up.authority());
+    let h = Harness::start(&format!(
+        "{}downstream_mtls:\n  ca: {}\n{enforcement}routes:\n{}{}",
+        config_head(),
+        global.pem_b64(),
+        public_route("any.example.com", &to, ""),
+        public_route(
+            "team.example.com",
+            &to,
+            &format!("    tls_downstream_client_ca: {}\n", team.pem_b64()),
+        ),
+    ))
+    .await;
+    (h, up)
+}
+
+#[tokio::test]
+async fn downstream_mtls_requires_the_global_ca_on_every_route_without_a_ca_of_its_own() {
+    let (global, team) = (TestCa::new("company CA"), TestCa::new("team CA"));
+    let (alice, bob) = (global.client("alice"), team.client("bob"));
+    let mallory = TestCa::new("rogue CA").client("alice");
+    let (h, _up) = downstream_mtls_config(&global, &team, "").await;
+    for (host, who, want) in [
+        ("any.example.com", Some(&alice), 200),
+        ("any.example.com", None, 495),
+        ("any.example.com", Some(&bob), 495),
+        ("any.example.com", Some(&mallory), 495),
+        ("team.example.com", Some(&bob), 200),
+        ("team.example.com", Some(&alice), 495),
+        ("team.example.com", None, 495),
+    ] {
+        let (r, asked) = get_as(h.https, host, host, "/", who, false).await;
+        assert_eq!(
+            r.status,
+            want,
+            "{host} {:?}: {}",
+            who.map(|_| "cert"),
+            r.text()
+        );
+        assert_eq!(asked.count(), 1, "every handshake asks");
+    }
+}
+
+#[tokio::test]
+async fn downstream_mtls_reject_connection_fails_the_handshake_without_a_known_ca() {
+    let (global, team) = (TestCa::new("company CA"), TestCa::new("team CA"));
+    let (alice, bob) = (global.client("alice"), team.client("bob"));
+    let mallory = TestCa::new("rogue CA").client("alice");
+    let (h, _up) =
+        downstream_mtls_config(&global, &team, "  enforcement: reject_connection\n").await;
+    for (host, who, want) in [
+        ("any.example.com", Some(&alice), Some(200)),
+        ("any.example.com", None, None),
+        ("any.example.com", Some(&mallory), None),
+        // A route's own CA passes the handshake; the route it is not for
+        // still refuses it.
+        ("team.example.com", Some(&bob), Some(200)),
+        ("any.example.com", Some(&bob), Some(495)),
+        ("team.example.com", None, None),
+    ] {
+        let got = try_get_as(h.https, host, who).await;
+        assert_eq!(got, want, "{host} {}", who.is_some());
+    }
+}
+
+#[test]
+fn downstream_mtls_settings_jetbridge_cannot_honour_are_refused() {
+    let ca = TestCa::new("company CA");
+    for (extra, want) in [
+        (
+            "  enforcement: policy\n",
+            "enforcement \"policy\" is not supported",
+        ),
+        (
+            "  enforcement: sometimes\n",
+            "expected policy_with_default_deny",
+        ),
+        (
+            "  crl: abc\n",
+            "downstream_mtls.crl is a Pomerium setting not supported",
+        ),
+        (
+            "  match_subject_alt_names: [{email: '.*'}]\n",
+            "match_subject_alt_names",
+        ),
+        ("  max_verify_depth: 2\n", "max_verify_depth"),
+        ("  ca_file: /nonexistent\n", "set ca or ca_file, not both"),
+    ] {
+        let yaml = format!(
+            "{}downstream_mtls:\n  ca: {}\n{extra}",
+            config_head(),
+            ca.pem_b64()
+        );
+        let cfg = jetbridge::settings::ConfigFile::parse("c.yaml", &yaml).unwrap();
+        let err = jetbridge::standalone::inputs_from_config(
+            &cfg,
+            &mut jetbridge::standalone::Generated::default(),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(err.contains(want), "{extra}: {err}");
+    }
+    let yaml = format!(
+        "{}downstream_mtls:\n  ca: bm90IGEgY2VydA==\n",
+        config_head()
+    );
+    let cfg = jetbridge::settings::ConfigFile::parse("c.yaml", &yaml).unwrap();
+    let err = jetbridge::standalone::inputs_from_config(
+        &cfg,
+        &mut jetbridge::standalone::Generated::default(),
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("downstream_mtls.ca: no certificates found"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn mtls_handshake_offers_the_route_cas_and_a_connection_for_another_name_gets_421() {
     let ca = TestCa::new("browser CA");

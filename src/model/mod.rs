@@ -147,6 +147,10 @@ pub struct ClientAuthNames {
     pub any: bool,
     /// Subjects of every route CA, offered in the CertificateRequest.
     pub subjects: Vec<rustls::DistinguishedName>,
+    /// `downstream_mtls` with `enforcement: reject_connection`: every
+    /// handshake requires a certificate chaining to one of these (the
+    /// global CA and every route's).
+    pub required: Option<Arc<rustls::RootCertStore>>,
     /// Changes when the names or the CAs change.
     pub fingerprint: String,
 }
@@ -176,6 +180,8 @@ pub struct ClientCa {
     pub pem: String,
     /// Subjects of its certificates (handshake hints).
     pub subjects: Vec<rustls::DistinguishedName>,
+    /// Its certificates as trust anchors.
+    pub roots: Arc<rustls::RootCertStore>,
     verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
 }
 
@@ -183,27 +189,32 @@ impl ClientCa {
     /// Parses a PEM bundle: every certificate must parse and there must be
     /// at least one.
     pub fn parse(pem: &str) -> Result<Self, String> {
+        Self::parse_as("tls_downstream_client_ca", pem)
+    }
+
+    /// [`ClientCa::parse`], with errors naming `key`.
+    pub fn parse_as(key: &str, pem: &str) -> Result<Self, String> {
         use rustls_pki_types::CertificateDer;
         use rustls_pki_types::pem::PemObject;
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            let cert = cert.map_err(|e| format!("tls_downstream_client_ca: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("tls_downstream_client_ca: {e}"))?;
+            let cert = cert.map_err(|e| format!("{key}: {e}"))?;
+            roots.add(cert).map_err(|e| format!("{key}: {e}"))?;
         }
         if roots.is_empty() {
-            return Err("tls_downstream_client_ca: no certificates found".into());
+            return Err(format!("{key}: no certificates found"));
         }
         let subjects = roots.subjects();
+        let roots = Arc::new(roots);
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider)
                 .build()
-                .map_err(|e| format!("tls_downstream_client_ca: {e}"))?;
+                .map_err(|e| format!("{key}: {e}"))?;
         Ok(ClientCa {
             pem: pem.to_string(),
             subjects,
+            roots,
             verifier,
         })
     }

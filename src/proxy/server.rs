@@ -121,10 +121,26 @@ impl ServerTls {
         {
             return c.1.clone();
         }
-        let verifier = Arc::new(AnyClientCert {
-            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let any: Arc<dyn rustls::server::danger::ClientCertVerifier> = Arc::new(AnyClientCert {
+            provider: provider.clone(),
             hints: names.subjects.clone(),
         });
+        // `downstream_mtls` with `reject_connection`: the handshake itself
+        // requires a certificate from one of the configured CAs (each route
+        // still checks its own). Should the verifier not build, the routes'
+        // own checks still refuse.
+        let verifier = match &names.required {
+            None => any,
+            Some(roots) => {
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider)
+                    .build()
+                    .unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "downstream_mtls: cannot require client certificates at the handshake");
+                        any
+                    })
+            }
+        };
         let mut cfg = server_config_builder()
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(self.resolver.clone());

@@ -92,11 +92,37 @@ pub struct ConfigFile {
     pub log_format: Option<String>,
     /// One log line per request (default true); applied on reload.
     pub access_log: Option<bool>,
+    /// Client certificates for every route (Pomerium's `downstream_mtls`).
+    pub downstream_mtls: Option<DownstreamMtls>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
     /// Pomerium's older name for `routes`.
     #[serde(default)]
     pub policy: Vec<RouteConfig>,
+}
+
+/// `downstream_mtls`: every route requires a client certificate issued by
+/// `ca` (a route's own `tls_downstream_client_ca` takes its place there).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DownstreamMtls {
+    /// Base64 of a PEM CA bundle (PEM as it is is accepted too).
+    pub ca: Option<String>,
+    /// A PEM CA bundle file.
+    pub ca_file: Option<String>,
+    /// `policy_with_default_deny` (default: a route answers 495 without a
+    /// valid certificate) or `reject_connection` (the handshake fails).
+    /// Pomerium's `policy` needs the `client_certificate` PPL criteria,
+    /// which jetbridge does not have: it is refused.
+    pub enforcement: Option<String>,
+    /// Refused (not supported by jetbridge yet).
+    pub crl: Option<serde_json::Value>,
+    /// Refused (not supported by jetbridge yet).
+    pub crl_file: Option<serde_json::Value>,
+    /// Refused (not supported by jetbridge yet).
+    pub match_subject_alt_names: Option<serde_json::Value>,
+    /// Only 0 (no limit) is accepted: chains are not limited in depth.
+    pub max_verify_depth: Option<u32>,
 }
 
 /// One entry of `certificates`.

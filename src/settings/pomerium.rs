@@ -146,10 +146,6 @@ pub const REFUSED_GLOBAL_KEYS: &[RefusedKey] = &[
         "metrics_basic_auth",
         "keep the internal listener off the network",
     ),
-    planned(
-        "downstream_mtls",
-        "no listener-wide client certificate setting yet; set `tls_downstream_client_ca` on each route",
-    ),
     planned("use_proxy_protocol", "no PROXY protocol yet"),
     planned("xff_num_trusted_hops", "the client address is the TCP peer"),
     planned("skip_xff_append", "X-Forwarded-For is always replaced"),

@@ -56,6 +56,18 @@ pub struct GlobalInputs {
     pub timeout_idle: Option<std::time::Duration>,
     pub auth: AuthConfig,
     pub certificates: Vec<CertInput>,
+    /// `downstream_mtls`: the CA every route without its own
+    /// `tls_downstream_client_ca` requires client certificates from.
+    pub downstream_mtls: Option<DownstreamMtls>,
+}
+
+/// `downstream_mtls`, checked by the caller.
+#[derive(Clone, Debug)]
+pub struct DownstreamMtls {
+    pub ca: ClientCa,
+    /// `enforcement: reject_connection`: a handshake without a certificate
+    /// from a configured CA fails (instead of the route's 495).
+    pub reject_connection: bool,
 }
 
 impl GlobalInputs {
@@ -80,6 +92,7 @@ impl GlobalInputs {
                 ..AuthConfig::default()
             },
             certificates: Vec::new(),
+            downstream_mtls: None,
         }
     }
 }
@@ -209,7 +222,7 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
     let published: Vec<&SigningKey> = g.keys.keys().iter().chain(g.retired_keys.iter()).collect();
     let jwks = jwks_document(published);
     let mut tls = build_tls(&g.certificates, &mut diagnostics);
-    tls.client_auth = client_auth_names(&routes);
+    tls.client_auth = client_auth_names(&routes, g.downstream_mtls.as_ref());
     Snapshot {
         generation: 0,
         routes,
@@ -476,7 +489,7 @@ fn build_route(
         problems.push(e);
     }
     let client_ca = match downstream_ca_pem.as_deref().map(ClientCa::parse) {
-        None => None,
+        None => g.downstream_mtls.as_ref().map(|d| d.ca.clone()),
         Some(Ok(ca)) => Some(ca),
         Some(Err(e)) => {
             problems.push(e);
@@ -868,10 +881,23 @@ fn build_tls(certs: &[CertInput], diagnostics: &mut Vec<Diagnostic>) -> TlsConfi
 /// The hosts whose handshakes ask for a client certificate: those of
 /// routes with a `tls_downstream_client_ca` (an invalid one makes its route
 /// deny, so it asks nothing).
-fn client_auth_names(routes: &[Route]) -> Option<ClientAuthNames> {
+fn client_auth_names(routes: &[Route], global: Option<&DownstreamMtls>) -> Option<ClientAuthNames> {
     use sha2::Digest;
     let mut names = ClientAuthNames::default();
     let mut fingerprint: Vec<String> = Vec::new();
+    if let Some(g) = global {
+        // Every handshake asks; with reject_connection, requires.
+        names.any = true;
+        names.subjects = g.ca.subjects.clone();
+        fingerprint.push(format!(
+            "downstream_mtls:{}:{}",
+            g.reject_connection,
+            hex::encode(&sha2::Sha256::digest(g.ca.pem.as_bytes())[..8])
+        ));
+    }
+    let mut required = global
+        .filter(|g| g.reject_connection)
+        .map(|g| rustls::RootCertStore::clone(&g.ca.roots));
     for r in routes {
         let Some(ca) = &r.client_ca else { continue };
         match &r.host {
@@ -888,6 +914,13 @@ fn client_auth_names(routes: &[Route]) -> Option<ClientAuthNames> {
                 names.subjects.push(s.clone());
             }
         }
+        if let Some(all) = &mut required {
+            for anchor in &ca.roots.roots {
+                if !all.roots.contains(anchor) {
+                    all.roots.push(anchor.clone());
+                }
+            }
+        }
         fingerprint.push(format!(
             "{:?}:{}",
             r.host,
@@ -900,6 +933,7 @@ fn client_auth_names(routes: &[Route]) -> Option<ClientAuthNames> {
     fingerprint.sort();
     fingerprint.dedup();
     names.fingerprint = fingerprint.join(";");
+    names.required = required.map(Arc::new);
     Some(names)
 }
 

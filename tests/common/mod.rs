@@ -1191,3 +1191,31 @@ pub async fn echo_https_mtls(
     .await;
     (up, subjects)
 }
+
+/// One HTTP/1.1 GET of `https://host/` presenting `client` when asked: the
+/// status, or `None` when the TLS connection failed (a refused handshake,
+/// which with TLS 1.3 shows on the first read).
+pub async fn try_get_as(addr: SocketAddr, host: &str, client: Option<&ClientCert>) -> Option<u16> {
+    let (cfg, _) = client_config_as(&[b"http/1.1"], client);
+    let connector = tokio_rustls::TlsConnector::from(cfg);
+    let tcp = TcpStream::connect(addr).await.ok()?;
+    let name = ServerName::try_from(host.to_string()).ok()?;
+    let mut tls = tokio::time::timeout(STEP, connector.connect(name, tcp))
+        .await
+        .ok()?
+        .ok()?;
+    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    tls.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match tls.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(STEP, read).await.ok()?;
+    (!buf.is_empty()).then(|| parse_response(&buf).status)
+}
