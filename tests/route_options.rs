@@ -946,7 +946,7 @@ fn secret_backed_annotations_fill_the_route() {
     );
     assert!(r.upstream_tls.client_auth().unwrap().is_some());
     assert_eq!(
-        r.client_ca.as_ref().map(|c| c.pem.as_str()),
+        r.client_ca.as_ref().map(|c| c.pem()),
         Some(browsers.pem.trim())
     );
     assert!(

@@ -173,15 +173,18 @@ impl ClientAuthNames {
 }
 
 /// The CA bundle a route's client certificates must chain to
-/// (`tls_downstream_client_ca`), with its verifier built once.
+/// (`tls_downstream_client_ca`, or `downstream_mtls`), with its verifier
+/// built once. Cheap to clone: routes sharing a CA share one.
 #[derive(Clone)]
-pub struct ClientCa {
-    /// The PEM bundle as configured.
-    pub pem: String,
-    /// Subjects of its certificates (handshake hints).
-    pub subjects: Vec<rustls::DistinguishedName>,
-    /// Its certificates as trust anchors.
-    pub roots: Arc<rustls::RootCertStore>,
+pub struct ClientCa(Arc<ClientCaInner>);
+
+struct ClientCaInner {
+    pem: String,
+    /// Hex of the first 8 bytes of the PEM's SHA-256: what `Debug` (and so
+    /// the snapshot fingerprint) shows.
+    digest: String,
+    subjects: Vec<rustls::DistinguishedName>,
+    roots: Arc<rustls::RootCertStore>,
     verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
 }
 
@@ -196,6 +199,7 @@ impl ClientCa {
     pub fn parse_as(key: &str, pem: &str) -> Result<Self, String> {
         use rustls_pki_types::CertificateDer;
         use rustls_pki_types::pem::PemObject;
+        use sha2::Digest;
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
             let cert = cert.map_err(|e| format!("{key}: {e}"))?;
@@ -211,12 +215,33 @@ impl ClientCa {
             rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider)
                 .build()
                 .map_err(|e| format!("{key}: {e}"))?;
-        Ok(ClientCa {
+        Ok(ClientCa(Arc::new(ClientCaInner {
             pem: pem.to_string(),
+            digest: hex::encode(&sha2::Sha256::digest(pem.as_bytes())[..8]),
             subjects,
             roots,
             verifier,
-        })
+        })))
+    }
+
+    /// The PEM bundle as configured.
+    pub fn pem(&self) -> &str {
+        &self.0.pem
+    }
+
+    /// A short digest of the bundle (changes when it does).
+    pub fn digest(&self) -> &str {
+        &self.0.digest
+    }
+
+    /// Subjects of its certificates (handshake hints).
+    pub fn subjects(&self) -> &[rustls::DistinguishedName] {
+        &self.0.subjects
+    }
+
+    /// Its certificates as trust anchors.
+    pub fn roots(&self) -> &rustls::RootCertStore {
+        &self.0.roots
     }
 
     /// Checks a presented chain (leaf first) against this CA at `now`.
@@ -226,7 +251,8 @@ impl ClientCa {
         now: rustls_pki_types::UnixTime,
     ) -> Result<(), String> {
         let (leaf, intermediates) = chain.split_first().ok_or("no client certificate")?;
-        self.verifier
+        self.0
+            .verifier
             .verify_client_cert(leaf, intermediates, now)
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -235,13 +261,13 @@ impl ClientCa {
 
 impl PartialEq for ClientCa {
     fn eq(&self, other: &Self) -> bool {
-        self.pem == other.pem
+        Arc::ptr_eq(&self.0, &other.0) || self.0.pem == other.0.pem
     }
 }
 
 impl std::fmt::Debug for ClientCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientCa").field("pem", &self.pem).finish()
+        f.debug_tuple("ClientCa").field(&self.0.digest).finish()
     }
 }
 

@@ -882,22 +882,21 @@ fn build_tls(certs: &[CertInput], diagnostics: &mut Vec<Diagnostic>) -> TlsConfi
 /// routes with a `tls_downstream_client_ca` (an invalid one makes its route
 /// deny, so it asks nothing).
 fn client_auth_names(routes: &[Route], global: Option<&DownstreamMtls>) -> Option<ClientAuthNames> {
-    use sha2::Digest;
     let mut names = ClientAuthNames::default();
     let mut fingerprint: Vec<String> = Vec::new();
     if let Some(g) = global {
         // Every handshake asks; with reject_connection, requires.
         names.any = true;
-        names.subjects = g.ca.subjects.clone();
+        names.subjects = g.ca.subjects().to_vec();
         fingerprint.push(format!(
             "downstream_mtls:{}:{}",
             g.reject_connection,
-            hex::encode(&sha2::Sha256::digest(g.ca.pem.as_bytes())[..8])
+            g.ca.digest()
         ));
     }
     let mut required = global
         .filter(|g| g.reject_connection)
-        .map(|g| rustls::RootCertStore::clone(&g.ca.roots));
+        .map(|g| g.ca.roots().clone());
     for r in routes {
         let Some(ca) = &r.client_ca else { continue };
         match &r.host {
@@ -909,23 +908,19 @@ fn client_auth_names(routes: &[Route], global: Option<&DownstreamMtls>) -> Optio
             }
             HostMatch::Any => names.any = true,
         }
-        for s in &ca.subjects {
+        for s in ca.subjects() {
             if !names.subjects.iter().any(|n| n.as_ref() == s.as_ref()) {
                 names.subjects.push(s.clone());
             }
         }
         if let Some(all) = &mut required {
-            for anchor in &ca.roots.roots {
+            for anchor in &ca.roots().roots {
                 if !all.roots.contains(anchor) {
                     all.roots.push(anchor.clone());
                 }
             }
         }
-        fingerprint.push(format!(
-            "{:?}:{}",
-            r.host,
-            hex::encode(&sha2::Sha256::digest(ca.pem.as_bytes())[..8])
-        ));
+        fingerprint.push(format!("{:?}:{}", r.host, ca.digest()));
     }
     if fingerprint.is_empty() {
         return None;
