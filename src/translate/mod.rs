@@ -187,6 +187,8 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
     let mut diagnostics = inputs.diagnostics.clone();
     // Routes that share a policy (e.g. the same policy_ref) compile it once.
     let mut programs: HashMap<String, Result<Program, String>> = HashMap::new();
+    // Routes that share a client CA (e.g. one Secret) parse it once.
+    let mut client_cas: HashMap<String, Result<ClientCa, String>> = HashMap::new();
     let g = &inputs.global;
     let mut routes = Vec::with_capacity(inputs.routes.len());
     let mut keys = Vec::with_capacity(inputs.routes.len());
@@ -199,6 +201,7 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
                     host.clone(),
                     path.clone(),
                     &mut programs,
+                    &mut client_cas,
                     &mut diagnostics,
                 );
                 keys.push(RouteKey {
@@ -272,6 +275,7 @@ fn build_route(
     host: HostMatch,
     path: PathMatch,
     programs: &mut HashMap<String, Result<Program, String>>,
+    client_cas: &mut HashMap<String, Result<ClientCa, String>>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Route {
     let spec = &input.options;
@@ -488,7 +492,12 @@ fn build_route(
     if let Err(e) = check_upstream_tls(&upstream_tls) {
         problems.push(e);
     }
-    let client_ca = match downstream_ca_pem.as_deref().map(ClientCa::parse) {
+    let client_ca = match downstream_ca_pem.map(|pem| {
+        client_cas
+            .entry(pem)
+            .or_insert_with_key(|pem| ClientCa::parse(pem))
+            .clone()
+    }) {
         None => g.downstream_mtls.as_ref().map(|d| d.ca.clone()),
         Some(Ok(ca)) => Some(ca),
         Some(Err(e)) => {
