@@ -1359,6 +1359,35 @@ fn downstream_mtls_settings_jetbridge_cannot_honour_are_refused() {
 }
 
 #[tokio::test]
+async fn mtls_route_follows_a_new_ca_and_a_host_given_one_starts_asking() {
+    let (first, second) = (TestCa::new("first CA"), TestCa::new("second CA"));
+    let (alice, bob) = (first.client("alice"), second.client("bob"));
+    let (h, up) = downstream_mtls_harness(&first).await;
+    let mtls = "mtls.example.com";
+    let (r, _) = get_as(h.https, mtls, mtls, "/", Some(&alice), false).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The CA is replaced, and open.example.com gets one too.
+    let to = format!("http://{}", up.authority());
+    let ca = format!("    tls_downstream_client_ca: {}\n", second.pem_b64());
+    h.publish(&config(&[
+        public_route(mtls, &to, &ca),
+        public_route("open.example.com", &to, &ca),
+    ]));
+    for host in [mtls, "open.example.com"] {
+        let (r, asked) = get_as(h.https, host, host, "/", Some(&alice), false).await;
+        assert_eq!(r.status, 495, "{host}: {}", r.text());
+        assert_eq!(asked.count(), 1, "{host}");
+        let (r, _) = get_as(h.https, host, host, "/", Some(&bob), false).await;
+        assert_eq!(r.status, 200, "{host}: {}", r.text());
+    }
+    // No CA left: nothing is asked, and the route serves without one.
+    h.publish(&config(&[public_route(mtls, &to, "")]));
+    let (r, asked) = get_as(h.https, mtls, mtls, "/", None, false).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(asked.count(), 0);
+}
+
+#[tokio::test]
 async fn mtls_handshake_offers_the_route_cas_and_a_connection_for_another_name_gets_421() {
     let ca = TestCa::new("browser CA");
     let alice = ca.client("alice");

@@ -151,7 +151,7 @@ pub struct ClientAuthNames {
     /// handshake requires a certificate chaining to one of these (the
     /// global CA and every route's).
     pub required: Option<Arc<rustls::RootCertStore>>,
-    /// Changes when the names or the CAs change.
+    /// Changes when the names or the CAs change (a short digest).
     pub fingerprint: String,
 }
 

@@ -936,7 +936,11 @@ fn client_auth_names(routes: &[Route], global: Option<&DownstreamMtls>) -> Optio
     }
     fingerprint.sort();
     fingerprint.dedup();
-    names.fingerprint = fingerprint.join(";");
+    // Short: the listener compares it on every handshake that asks.
+    names.fingerprint = {
+        use sha2::Digest;
+        hex::encode(&sha2::Sha256::digest(fingerprint.join(";").as_bytes())[..16])
+    };
     names.required = required.map(Arc::new);
     Some(names)
 }
