@@ -182,8 +182,25 @@ pub fn referenced_files(cfg: &ConfigFile) -> Vec<String> {
     for c in &cfg.certificates {
         out.extend(c.cert_file.iter().chain(c.key_file.iter()).cloned());
     }
+    if let Some(f) = cfg
+        .downstream_mtls
+        .as_ref()
+        .and_then(|d| d.ca_file.as_ref())
+    {
+        out.push(f.clone());
+    }
     for r in cfg.all_routes() {
-        out.extend(r.tls_custom_ca_file.iter().cloned());
+        out.extend(
+            [
+                &r.tls_custom_ca_file,
+                &r.tls_client_cert_file,
+                &r.tls_client_key_file,
+                &r.tls_downstream_client_ca_file,
+            ]
+            .into_iter()
+            .flatten()
+            .cloned(),
+        );
     }
     out.sort();
     out.dedup();
@@ -488,6 +505,19 @@ pub fn inputs_from_parts(
             }
         };
         let mut problems = Vec::new();
+        // A file that cannot be read denies its route only.
+        let mut pem_file = |key: &str, path: &Option<String>| {
+            let path = path.as_ref()?;
+            read_file(files, &format!("routes[{i}].{key}"), path)
+                .map_err(|e| problems.push(e))
+                .ok()
+        };
+        let client_cert_pem = pem_file("tls_client_cert_file", &r.tls_client_cert_file);
+        let client_key_pem = pem_file("tls_client_key_file", &r.tls_client_key_file);
+        let downstream_ca_pem = pem_file(
+            "tls_downstream_client_ca_file",
+            &r.tls_downstream_client_ca_file,
+        );
         let mut backends = Vec::new();
         for to in &r.to {
             match parse_upstream(to) {
@@ -504,6 +534,9 @@ pub fn inputs_from_parts(
             backends,
             options: r.options(),
             custom_ca_pem,
+            client_cert_pem,
+            client_key_pem,
+            downstream_ca_pem,
             problems,
         });
     }
@@ -540,6 +573,11 @@ pub fn inputs_from_parts(
         }
     }
 
+    let downstream_mtls = cfg
+        .downstream_mtls
+        .as_ref()
+        .map(|d| downstream_mtls(d, files))
+        .transpose()?;
     Ok(Inputs {
         global: GlobalInputs {
             keys,
@@ -574,9 +612,69 @@ pub fn inputs_from_parts(
                     .unwrap_or(false),
             },
             certificates,
+            downstream_mtls,
         },
         routes,
         diagnostics,
+    })
+}
+
+/// `downstream_mtls`: the CA (inline or from `ca_file`) and the
+/// enforcement; what jetbridge cannot honour is refused, never ignored.
+fn downstream_mtls(
+    d: &crate::settings::DownstreamMtls,
+    files: &Files,
+) -> Result<crate::translate::DownstreamMtls, String> {
+    let refused = |field: &str| {
+        format!(
+            "downstream_mtls.{field} is a Pomerium setting not supported by jetbridge yet \
+             (remove it, or enforce it in the upstream)"
+        )
+    };
+    for (field, set) in [
+        ("crl", d.crl.is_some()),
+        ("crl_file", d.crl_file.is_some()),
+        (
+            "match_subject_alt_names",
+            d.match_subject_alt_names.is_some(),
+        ),
+        (
+            "max_verify_depth",
+            d.max_verify_depth.is_some_and(|n| n != 0),
+        ),
+    ] {
+        if set {
+            return Err(refused(field));
+        }
+    }
+    let reject_connection = match d.enforcement.as_deref() {
+        None | Some("policy_with_default_deny") => false,
+        Some("reject_connection") => true,
+        Some("policy") => {
+            return Err(
+                "downstream_mtls.enforcement \"policy\" is not supported by jetbridge: \
+                        it relies on the client_certificate PPL criteria; use \
+                        policy_with_default_deny or reject_connection"
+                    .into(),
+            );
+        }
+        Some(other) => {
+            return Err(format!(
+                "downstream_mtls.enforcement {other:?}: expected policy_with_default_deny or \
+                 reject_connection"
+            ));
+        }
+    };
+    let pem = match (&d.ca, &d.ca_file) {
+        (Some(_), Some(_)) => return Err("downstream_mtls: set ca or ca_file, not both".into()),
+        (Some(ca), None) => pem_or_base64("downstream_mtls.ca", ca)?,
+        (None, Some(f)) => read_file(files, "downstream_mtls.ca_file", f)?,
+        (None, None) => return Err("downstream_mtls: ca or ca_file is required".into()),
+    };
+    let ca = crate::model::ClientCa::parse_as("downstream_mtls.ca", &pem)?;
+    Ok(crate::translate::DownstreamMtls {
+        ca,
+        reject_connection,
     })
 }
 

@@ -7,6 +7,7 @@
 //! works in its own namespace with its own IngressClass and controller name,
 //! so tests run side by side on one API server.
 
+mod common;
 mod e2e_common;
 use e2e_common::*;
 use http::StatusCode;
@@ -1591,4 +1592,175 @@ async fn secret_backed_annotations_follow_their_secrets() {
     .await;
     let missing = format!("Secret {ns}/hdrs not found");
     ctl.wait_for_log(|l| l.contains(&missing)).await;
+}
+
+/// Polls `guarded.test`-style requests over fresh connections (a pooled one
+/// may predate the route's CA) until `want` holds.
+async fn eventually_as(
+    ctl: &Controller,
+    host: &str,
+    client: Option<&common::ClientCert>,
+    what: &str,
+    want: impl Fn(u16) -> bool,
+) -> common::Resp {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], ctl.https));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (r, _) = common::get_as(addr, host, host, "/", client, false).await;
+        if want(r.status) {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{host}: never {what}; last {} {}\nlog: {:#?}",
+            r.status,
+            r.text(),
+            ctl.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_certificate_secrets_work_both_ways_and_a_missing_one_denies_only_its_route() {
+    common::init();
+    let c = Corner::new(Kube::get());
+    let ns = c.ns.clone();
+    // An upstream that requires the proxy's client certificate.
+    let server = common::test_cert();
+    let clients = common::TestCa::new("upstream clients");
+    let proxy_cert = clients.client("jetbridge-proxy");
+    let (up, subjects) = common::echo_https_mtls("mtls", &server, &clients.pem).await;
+    c.service("secure", &[up.addr]);
+    c.service("open", &[named_upstream("open").await]);
+    c.kube.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: upstream-ca, namespace: {ns}}}\ntype: Opaque\nstringData:\n  ca.crt: {:?}\n",
+        server.ca_pem
+    ));
+    tls_secret(
+        &c,
+        "proxy-client",
+        &(
+            proxy_cert.cert_pem.clone(),
+            proxy_cert.key_pem.clone(),
+            Vec::new(),
+        ),
+    );
+    let public = ("jetbridge.dev/allow_public_unauthenticated_access", "true");
+    c.ingress(
+        "upstream",
+        "up.test",
+        "secure",
+        &[
+            public,
+            ("jetbridge.dev/secure_upstream", "true"),
+            ("ingress.pomerium.io/tls_custom_ca_secret", "upstream-ca"),
+            ("ingress.pomerium.io/tls_client_secret", "proxy-client"),
+        ],
+    );
+    // The CA Secret does not exist yet.
+    c.ingress(
+        "guarded",
+        "guarded.test",
+        "open",
+        &[
+            public,
+            (
+                "ingress.pomerium.io/tls_downstream_client_ca_secret",
+                "browsers",
+            ),
+        ],
+    );
+    c.ingress("plain", "open.test", "open", &[public]);
+    let ctl = Controller::start(&c, &[]).await;
+    let mut b = api_client();
+    let r = ctl
+        .expect(&mut b, "up.test", "reaches the mTLS upstream", |r| {
+            r.status == StatusCode::OK
+        })
+        .await;
+    assert!(r.body.contains("\"server\":\"mtls\""), "{}", r.body);
+    assert!(
+        subjects
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|s| s == "CN=jetbridge-proxy"),
+        "{subjects:?}"
+    );
+    ctl.expect(&mut b, "guarded.test", "denies (no CA Secret)", |r| {
+        r.status == StatusCode::FORBIDDEN
+    })
+    .await;
+    ctl.expect(&mut b, "open.test", "serves", |r| {
+        r.status == StatusCode::OK
+    })
+    .await;
+    // The missing Secret is a Warning Event on that Ingress only.
+    let missing = format!("Secret {ns}/browsers not found");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = c.kube.ok(
+            &["get", "events.events.k8s.io", "-n", &ns, "-o", "json"],
+            None,
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        let warned = |name: &str| {
+            items.iter().any(|e| {
+                e["regarding"]["name"] == name
+                    && e["type"] == "Warning"
+                    && e["reason"] == "InvalidRoute"
+                    && e["note"].as_str().is_some_and(|n| n.contains(&missing))
+            })
+        };
+        if warned("guarded") {
+            assert!(!warned("plain") && !warned("upstream"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no Warning Event: {items:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The CA Secret appears: the route requires a certificate from it.
+    let browsers = common::TestCa::new("browsers");
+    let alice = browsers.client("alice");
+    let mallory = common::TestCa::new("rogue").client("alice");
+    c.kube.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: browsers, namespace: {ns}}}\ntype: Opaque\nstringData:\n  ca.crt: {:?}\n",
+        browsers.pem
+    ));
+    eventually_as(&ctl, "guarded.test", Some(&alice), "serves alice", |s| {
+        s == 200
+    })
+    .await;
+    let r = eventually_as(&ctl, "guarded.test", None, "asks for a certificate", |s| {
+        s == 495
+    })
+    .await;
+    assert!(r.text().contains("client certificate"), "{}", r.text());
+    eventually_as(
+        &ctl,
+        "guarded.test",
+        Some(&mallory),
+        "refuses mallory",
+        |s| s == 495,
+    )
+    .await;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], ctl.https));
+    let (r, asked) = common::get_as(addr, "open.test", "open.test", "/", None, false).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(asked.count(), 0, "open.test asked for a client certificate");
+    // No key material in the log.
+    let key_body: String = proxy_cert
+        .key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    for line in ctl.log() {
+        assert!(!line.contains("PRIVATE KEY"), "{line}");
+        for part in key_body.as_bytes().chunks(16) {
+            assert!(!line.contains(std::str::from_utf8(part).unwrap()), "{line}");
+        }
+    }
 }

@@ -1072,6 +1072,365 @@ async fn https_upstream_is_verified_unless_skip_verify_and_trusts_a_custom_ca() 
 }
 
 // ---------------------------------------------------------------------------
+// Client certificates: to upstreams (tls_client_cert) and from browsers
+// (tls_downstream_client_ca)
+
+#[tokio::test]
+async fn mtls_upstream_gets_the_routes_client_certificate_and_nothing_else() {
+    let server = test_cert();
+    let clients = TestCa::new("upstream client CA");
+    let (up, subjects) = echo_https_mtls("mtls", &server, &clients.pem).await;
+    let proxy_cert = clients.client("jetbridge-proxy");
+    let stranger = TestCa::new("another CA").client("jetbridge-proxy");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert_file, &proxy_cert.cert_pem).unwrap();
+    std::fs::write(&key_file, &proxy_cert.key_pem).unwrap();
+    let to = format!("https://{}", up.authority());
+    let ca = format!(
+        "    tls_custom_ca: {}\n",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &server.ca_pem)
+    );
+    let h = Harness::start(&config(&[
+        public_route(
+            "b64.example.com",
+            &to,
+            &format!(
+                "{ca}    tls_client_cert: {}\n    tls_client_key: {}\n",
+                proxy_cert.cert_b64(),
+                proxy_cert.key_b64()
+            ),
+        ),
+        public_route(
+            "files.example.com",
+            &to,
+            &format!(
+                "{ca}    tls_client_cert_file: {}\n    tls_client_key_file: {}\n",
+                cert_file.display(),
+                key_file.display()
+            ),
+        ),
+        public_route("none.example.com", &to, &ca),
+        public_route(
+            "stranger.example.com",
+            &to,
+            &format!(
+                "{ca}    tls_client_cert: {}\n    tls_client_key: {}\n",
+                stranger.cert_b64(),
+                stranger.key_b64()
+            ),
+        ),
+    ]))
+    .await;
+    for host in ["b64.example.com", "files.example.com"] {
+        let e = h.get(host, "/x").await.echo();
+        assert_eq!(e.server, "mtls", "{host}");
+        assert_eq!(
+            subjects.lock().unwrap().last().map(String::as_str),
+            Some("CN=jetbridge-proxy"),
+            "{host}"
+        );
+    }
+    let served = up.requests();
+    for host in ["none.example.com", "stranger.example.com"] {
+        let r = h.get(host, "/x").await;
+        assert_eq!(r.status, 502, "{host}: {}", r.text());
+    }
+    assert_eq!(up.requests(), served, "refused handshakes reach no handler");
+    // Only the route's own certificate was ever accepted (the two routes
+    // with the same certificate share one pooled connection).
+    let seen = subjects.lock().unwrap().clone();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|s| s == "CN=jetbridge-proxy"),
+        "{seen:?}"
+    );
+}
+
+/// One listener, two routes: `mtls.example.com` requires a certificate from
+/// its CA, `open.example.com` asks for nothing.
+async fn downstream_mtls_harness(ca: &TestCa) -> (Harness, Upstream) {
+    let up = echo_http1("app").await;
+    let to = format!("http://{}", up.authority());
+    let h = Harness::start(&config(&[
+        public_route(
+            "mtls.example.com",
+            &to,
+            &format!("    tls_downstream_client_ca: {}\n", ca.pem_b64()),
+        ),
+        public_route("open.example.com", &to, ""),
+    ]))
+    .await;
+    (h, up)
+}
+
+#[tokio::test]
+async fn mtls_route_requires_a_client_certificate_from_its_ca_over_http1_and_http2() {
+    let ca = TestCa::new("browser CA");
+    let alice = ca.client("alice");
+    // Same name, another CA.
+    let mallory = TestCa::new("rogue CA").client("alice");
+    let (h, up) = downstream_mtls_harness(&ca).await;
+    for h2 in [false, true] {
+        let mtls = "mtls.example.com";
+        let (r, asked) = get_as(h.https, mtls, mtls, "/p", Some(&alice), h2).await;
+        assert_eq!(r.status, 200, "h2={h2}: {}", r.text());
+        assert_eq!(r.echo().server, "app");
+        assert_eq!(asked.count(), 1, "the handshake asked for a certificate");
+        for who in [None, Some(&mallory)] {
+            let (r, _) = get_as(h.https, mtls, mtls, "/p", who, h2).await;
+            let what = format!("h2={h2} cert={}", who.is_some());
+            assert_eq!(r.status, 495, "{what}: {}", r.text());
+            assert!(
+                r.text().contains("a valid client certificate is required"),
+                "{what}: {}",
+                r.text()
+            );
+        }
+        // The other route on the listener neither asks nor cares.
+        let open = "open.example.com";
+        for who in [None, Some(&alice)] {
+            let (r, asked) = get_as(h.https, open, open, "/p", who, h2).await;
+            assert_eq!(r.status, 200, "h2={h2}: {}", r.text());
+            assert_eq!(asked.count(), 0, "{open} asked for a certificate");
+        }
+    }
+    // Per protocol: alice on the mTLS route, and both on the open one.
+    assert_eq!(up.requests(), 6);
+}
+
+#[tokio::test]
+async fn mtls_route_keeps_the_client_certificate_of_a_resumed_tls_session() {
+    let ca = TestCa::new("browser CA");
+    let alice = ca.client("alice");
+    let (h, up) = downstream_mtls_harness(&ca).await;
+    let host = "mtls.example.com";
+    // One client configuration: the second connection resumes the first's
+    // session, and the certificate of that session still counts.
+    let (cfg, asked) = client_config_as(&[b"http/1.1"], Some(&alice));
+    for round in 0..3 {
+        let tls = tls_connect_with(h.https, host, cfg.clone()).await;
+        let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        assert_eq!(resumed, round > 0, "round {round}");
+        let r = H1Conn::over(tls)
+            .await
+            .send(request("GET", host, "/", &[]))
+            .await;
+        assert_eq!(r.status, 200, "round {round}: {}", r.text());
+    }
+    assert_eq!(asked.count(), 1, "only the full handshake asked");
+    // A session resumed without a certificate stays without one.
+    let (cfg, _) = client_config_as(&[b"http/1.1"], None);
+    for round in 0..2 {
+        let tls = tls_connect_with(h.https, host, cfg.clone()).await;
+        let r = H1Conn::over(tls)
+            .await
+            .send(request("GET", host, "/", &[]))
+            .await;
+        assert_eq!(r.status, 495, "round {round}: {}", r.text());
+    }
+    assert_eq!(up.requests(), 3);
+}
+
+/// `downstream_mtls` over two routes: `any` has no CA of its own, `team`
+/// names its own.
+async fn downstream_mtls_config(
+    global: &TestCa,
+    team: &TestCa,
+    enforcement: &str,
+) -> (Harness, Upstream) {
+    let up = echo_http1("app").await;
+    let to = format!("http://{}", up.authority());
+    let h = Harness::start(&format!(
+        "{}downstream_mtls:\n  ca: {}\n{enforcement}routes:\n{}{}",
+        config_head(),
+        global.pem_b64(),
+        public_route("any.example.com", &to, ""),
+        public_route(
+            "team.example.com",
+            &to,
+            &format!("    tls_downstream_client_ca: {}\n", team.pem_b64()),
+        ),
+    ))
+    .await;
+    (h, up)
+}
+
+#[tokio::test]
+async fn downstream_mtls_requires_the_global_ca_on_every_route_without_a_ca_of_its_own() {
+    let (global, team) = (TestCa::new("company CA"), TestCa::new("team CA"));
+    let (alice, bob) = (global.client("alice"), team.client("bob"));
+    let mallory = TestCa::new("rogue CA").client("alice");
+    let (h, _up) = downstream_mtls_config(&global, &team, "").await;
+    for (host, who, want) in [
+        ("any.example.com", Some(&alice), 200),
+        ("any.example.com", None, 495),
+        ("any.example.com", Some(&bob), 495),
+        ("any.example.com", Some(&mallory), 495),
+        ("team.example.com", Some(&bob), 200),
+        ("team.example.com", Some(&alice), 495),
+        ("team.example.com", None, 495),
+    ] {
+        let (r, asked) = get_as(h.https, host, host, "/", who, false).await;
+        assert_eq!(
+            r.status,
+            want,
+            "{host} {:?}: {}",
+            who.map(|_| "cert"),
+            r.text()
+        );
+        assert_eq!(asked.count(), 1, "every handshake asks");
+    }
+}
+
+#[tokio::test]
+async fn downstream_mtls_reject_connection_fails_the_handshake_without_a_known_ca() {
+    let (global, team) = (TestCa::new("company CA"), TestCa::new("team CA"));
+    let (alice, bob) = (global.client("alice"), team.client("bob"));
+    let mallory = TestCa::new("rogue CA").client("alice");
+    let (h, _up) =
+        downstream_mtls_config(&global, &team, "  enforcement: reject_connection\n").await;
+    for (host, who, want) in [
+        ("any.example.com", Some(&alice), Some(200)),
+        ("any.example.com", None, None),
+        ("any.example.com", Some(&mallory), None),
+        // A route's own CA passes the handshake; the route it is not for
+        // still refuses it.
+        ("team.example.com", Some(&bob), Some(200)),
+        ("any.example.com", Some(&bob), Some(495)),
+        ("team.example.com", None, None),
+    ] {
+        let got = try_get_as(h.https, host, who).await;
+        assert_eq!(got, want, "{host} {}", who.is_some());
+    }
+}
+
+#[test]
+fn downstream_mtls_settings_jetbridge_cannot_honour_are_refused() {
+    let ca = TestCa::new("company CA");
+    for (extra, want) in [
+        (
+            "  enforcement: policy\n",
+            "enforcement \"policy\" is not supported",
+        ),
+        (
+            "  enforcement: sometimes\n",
+            "expected policy_with_default_deny",
+        ),
+        (
+            "  crl: abc\n",
+            "downstream_mtls.crl is a Pomerium setting not supported",
+        ),
+        (
+            "  match_subject_alt_names: [{email: '.*'}]\n",
+            "match_subject_alt_names",
+        ),
+        ("  max_verify_depth: 2\n", "max_verify_depth"),
+        ("  ca_file: /nonexistent\n", "set ca or ca_file, not both"),
+    ] {
+        let yaml = format!(
+            "{}downstream_mtls:\n  ca: {}\n{extra}",
+            config_head(),
+            ca.pem_b64()
+        );
+        let cfg = jetbridge::settings::ConfigFile::parse("c.yaml", &yaml).unwrap();
+        let err = jetbridge::standalone::inputs_from_config(
+            &cfg,
+            &mut jetbridge::standalone::Generated::default(),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(err.contains(want), "{extra}: {err}");
+    }
+    let yaml = format!(
+        "{}downstream_mtls:\n  ca: bm90IGEgY2VydA==\n",
+        config_head()
+    );
+    let cfg = jetbridge::settings::ConfigFile::parse("c.yaml", &yaml).unwrap();
+    let err = jetbridge::standalone::inputs_from_config(
+        &cfg,
+        &mut jetbridge::standalone::Generated::default(),
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("downstream_mtls.ca: no certificates found"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn mtls_route_follows_a_new_ca_and_a_host_given_one_starts_asking() {
+    let (first, second) = (TestCa::new("first CA"), TestCa::new("second CA"));
+    let (alice, bob) = (first.client("alice"), second.client("bob"));
+    let (h, up) = downstream_mtls_harness(&first).await;
+    let mtls = "mtls.example.com";
+    let (r, _) = get_as(h.https, mtls, mtls, "/", Some(&alice), false).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The CA is replaced, and open.example.com gets one too.
+    let to = format!("http://{}", up.authority());
+    let ca = format!("    tls_downstream_client_ca: {}\n", second.pem_b64());
+    h.publish(&config(&[
+        public_route(mtls, &to, &ca),
+        public_route("open.example.com", &to, &ca),
+    ]));
+    for host in [mtls, "open.example.com"] {
+        let (r, asked) = get_as(h.https, host, host, "/", Some(&alice), false).await;
+        assert_eq!(r.status, 495, "{host}: {}", r.text());
+        assert_eq!(asked.count(), 1, "{host}");
+        let (r, _) = get_as(h.https, host, host, "/", Some(&bob), false).await;
+        assert_eq!(r.status, 200, "{host}: {}", r.text());
+    }
+    // No CA left: nothing is asked, and the route serves without one.
+    h.publish(&config(&[public_route(mtls, &to, "")]));
+    let (r, asked) = get_as(h.https, mtls, mtls, "/", None, false).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(asked.count(), 0);
+}
+
+#[tokio::test]
+async fn mtls_handshake_offers_the_route_cas_and_a_connection_for_another_name_gets_421() {
+    let ca = TestCa::new("browser CA");
+    let alice = ca.client("alice");
+    let (h, up) = downstream_mtls_harness(&ca).await;
+    let (r, asked) = get_as(
+        h.https,
+        "mtls.example.com",
+        "mtls.example.com",
+        "/",
+        Some(&alice),
+        false,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The hint names the route's CA, so a browser offers the right certificate.
+    let hints = asked.last_hints();
+    use rustls_pki_types::pem::PemObject as _;
+    let ca_der = rustls_pki_types::CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap();
+    let (_, ca_cert) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+    assert_eq!(hints.len(), 1, "{hints:?}");
+    assert!(
+        hints[0].ends_with(ca_cert.subject().as_raw()),
+        "hint is not the CA's subject"
+    );
+    // A connection opened for open.example.com (e.g. an HTTP/2 connection a
+    // browser reuses) asked for no certificate: the request for the mTLS
+    // host is misdirected, whatever the client holds, over h1 and h2.
+    for h2 in [false, true] {
+        let (r, _) = get_as(
+            h.https,
+            "open.example.com",
+            "mtls.example.com",
+            "/",
+            Some(&alice),
+            h2,
+        )
+        .await;
+        assert_eq!(r.status, 421, "h2={h2}: {}", r.text());
+    }
+    assert_eq!(up.requests(), 1);
+}
+
+// ---------------------------------------------------------------------------
 // Load balancing and timeouts
 
 #[tokio::test]

@@ -312,7 +312,21 @@ fn annotations_and_config_keys_build_the_same_route() {
         ("host_path_regex_rewrite_substitution", "'\\1.example'"),
         ("preserve_host_header", "true"),
     ];
-    for set in [settings, regex_settings] {
+    // Client certificates both ways, as base64 of PEM (Pomerium's form).
+    let ca = TestCa::new("browsers");
+    let proxy_cert = TestCa::new("upstream clients").client("jetbridge");
+    let owned = |set: &[(&str, &str)]| -> Vec<(String, String)> {
+        set.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let mtls_settings = owned(&[
+        ("tls_client_cert", &proxy_cert.cert_b64()),
+        ("tls_client_key", &proxy_cert.key_b64()),
+        ("tls_downstream_client_ca", &ca.pem_b64()),
+        ("tls_skip_verify", "true"),
+    ]);
+    for set in [owned(settings), owned(regex_settings), mtls_settings] {
         let yaml_route: String = set.iter().map(|(k, v)| format!("    {k}: {v}\n")).collect();
         let yaml = format!(
             "{}routes:\n  - from: https://same.test\n    to: http://10.0.0.1:8080\n{yaml_route}",
@@ -352,6 +366,12 @@ fn annotations_and_config_keys_build_the_same_route() {
         b.id = a.id.clone();
         b.upstreams = a.upstreams.clone();
         assert_eq!(a, b);
+        let mtls = set.iter().any(|(k, _)| k.starts_with("tls_client"));
+        if mtls {
+            assert!(a.upstream_tls.client_auth().unwrap().is_some());
+            assert!(a.client_ca.is_some());
+            assert!(from_cluster.tls.client_auth.is_some());
+        }
     }
 }
 
@@ -395,13 +415,21 @@ fn refused_pomerium_keys_say_not_supported_and_why() {
             "x",
             "MCP is not supported by jetbridge",
         ),
-        ("health_checks", "[]", "not supported by jetbridge yet"),
+        (
+            "healthy_panic_threshold",
+            "50",
+            "not supported by jetbridge yet",
+        ),
         (
             "enable_google_cloud_serverless_authentication",
             "true",
             "Google Cloud serverless",
         ),
-        ("outlier_detection", "{}", "not supported by jetbridge yet"),
+        (
+            "logo_url",
+            "https://x/logo.png",
+            "not supported by jetbridge yet",
+        ),
     ];
     for (key, value, needle) in route_cases {
         let yaml =
@@ -833,6 +861,9 @@ fn secret_backed_annotations_fill_the_route() {
         base64::engine::general_purpose::STANDARD.encode(s)
     };
     let ca = jetbridge_test_ca();
+    let client = TestCa::new("upstream clients").client("jetbridge");
+    let stranger = TestCa::new("other").client("jetbridge");
+    let browsers = TestCa::new("browsers");
     let secret = |name: &str, kind: &str, data: serde_json::Value| {
         std::sync::Arc::new(obj::<k8s_openapi::api::core::v1::Secret>(
             serde_json::json!({
@@ -867,9 +898,22 @@ fn secret_backed_annotations_fill_the_route() {
             ("set_response_headers_secret", "resp"),
             ("kubernetes_service_account_token_secret", "sa"),
             ("service_proxy_upstream", "true"),
+            ("tls_client_secret", "client"),
+            ("tls_downstream_client_ca_secret", "browsers"),
         ],
         vec![
             secret("ca", "Opaque", serde_json::json!({"ca.crt": b64(&ca)})),
+            secret(
+                "client",
+                "kubernetes.io/tls",
+                serde_json::json!({"tls.crt": b64(&client.cert_pem), "tls.key": b64(&client.key_pem)}),
+            ),
+            // cert-manager's CA Secrets are of type kubernetes.io/tls.
+            secret(
+                "browsers",
+                "kubernetes.io/tls",
+                serde_json::json!({"ca.crt": b64(&browsers.pem)}),
+            ),
             secret("req", "Opaque", serde_json::json!({"X-Api-Key": b64("k1")})),
             secret(
                 "resp",
@@ -906,6 +950,74 @@ fn secret_backed_annotations_fill_the_route() {
         "Bearer sa-token-value"
     );
     assert_eq!(r.upstreams[0].authority, "web.t.svc.cluster.local:80");
+    assert_eq!(
+        r.upstream_tls.client_cert_pem.as_deref(),
+        Some(client.cert_pem.trim())
+    );
+    assert!(r.upstream_tls.client_auth().unwrap().is_some());
+    assert_eq!(
+        r.client_ca.as_ref().map(|c| c.pem()),
+        Some(browsers.pem.trim())
+    );
+    assert!(
+        snap.tls
+            .client_auth
+            .as_ref()
+            .unwrap()
+            .covers(Some("same.test"))
+    );
+
+    // A Secret of the wrong type, a missing one, a key that is not the
+    // certificate's: each denies the route and says which.
+    for (annotations, secrets, want) in [
+        (
+            vec![("tls_client_secret", "opaque")],
+            vec![secret(
+                "opaque",
+                "Opaque",
+                serde_json::json!({"tls.crt": b64(&client.cert_pem), "tls.key": b64(&client.key_pem)}),
+            )],
+            "tls_client_secret: Secret t/opaque is of type Opaque, not kubernetes.io/tls",
+        ),
+        (
+            vec![("tls_client_secret", "gone")],
+            vec![],
+            "tls_client_secret: Secret t/gone not found",
+        ),
+        (
+            vec![("tls_client_secret", "mixed")],
+            vec![secret(
+                "mixed",
+                "kubernetes.io/tls",
+                serde_json::json!({"tls.crt": b64(&client.cert_pem), "tls.key": b64(&stranger.key_pem)}),
+            )],
+            "tls_client_cert and tls_client_key do not match",
+        ),
+        (
+            vec![("tls_downstream_client_ca_secret", "nope")],
+            vec![],
+            "tls_downstream_client_ca_secret: Secret t/nope not found",
+        ),
+        (
+            vec![("tls_downstream_client_ca_secret", "noca")],
+            vec![secret("noca", "Opaque", serde_json::json!({"x": b64("y")}))],
+            "Secret t/noca has no key \"ca.crt\"",
+        ),
+    ] {
+        let mut all = vec![("allow_public_unauthenticated_access", "true")];
+        all.extend(annotations);
+        let snap = build(&all, secrets);
+        let message = snap
+            .diagnostics
+            .iter()
+            .map(|d| d.message.clone())
+            .collect::<Vec<_>>()
+            .join("; ");
+        assert!(message.contains(want), "{message}");
+        assert!(!message.contains("PRIVATE"), "{message}");
+        assert!(matches!(snap.routes[0].access, Access::Invalid(_)));
+        assert!(snap.tls.client_auth.is_none());
+    }
 
     let snap = build(
         &[

@@ -3,6 +3,7 @@
 //! route, serves the JWKS on route hosts and the internal listener, strips
 //! spoofed identity headers, and shuts down gracefully on SIGTERM.
 
+mod common;
 mod e2e_common;
 use e2e_common::*;
 use http::StatusCode;
@@ -206,5 +207,113 @@ async fn insecure_server_serves_routes_over_plain_http() {
         Some(&0x16),
         "{:?}",
         String::from_utf8_lossy(&first)
+    );
+}
+
+/// curl's `--write-out '%{http_code}'` for `https://host:port/` resolved to
+/// loopback, over `version` (`--http1.1` / `--http2`), with `cert` (files of
+/// the certificate and key) when given.
+fn curl(
+    host: &str,
+    port: u16,
+    version: &str,
+    cert: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+) -> String {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sk",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{http_version}",
+    ])
+    .args(["--resolve", &format!("{host}:{port}:127.0.0.1"), version])
+    .arg(format!("https://{host}:{port}/"));
+    if let Some((c, k)) = cert {
+        cmd.arg("--cert").arg(c).arg("--key").arg(k);
+    }
+    let out = cmd.output().expect("curl runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The binary with client-certificate files: a route that requires curl's
+/// certificate (HTTP/1.1 and HTTP/2), a route beside it that asks for none,
+/// and a route whose upstream requires the proxy's own certificate.
+#[tokio::test(flavor = "multi_thread")]
+async fn client_certificate_files_work_both_ways_with_curl() {
+    common::init();
+    let (up, _) = echo_upstream().await;
+    let server = common::test_cert();
+    let upstream_clients = common::TestCa::new("upstream clients");
+    let (secure, subjects) = common::echo_https_mtls("mtls", &server, &upstream_clients.pem).await;
+    let browsers = common::TestCa::new("browsers");
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let pair = |name: &str, c: &common::ClientCert| {
+        (
+            write(&format!("{name}.crt"), &c.cert_pem),
+            write(&format!("{name}.key"), &c.key_pem),
+        )
+    };
+    let alice = pair("alice", &browsers.client("alice"));
+    let mallory = pair("mallory", &common::TestCa::new("rogue").client("alice"));
+    let proxy = pair("proxy", &upstream_clients.client("jetbridge-proxy"));
+    let ca = write("browsers.pem", &browsers.pem);
+    let upstream_ca = write("upstream-ca.pem", &server.ca_pem);
+    let (https, internal) = (free_port(), free_port());
+    let config = format!(
+        "{}address: 127.0.0.1:{https}\ninternal_address: 127.0.0.1:{internal}\nroutes:\n\
+         - from: https://mtls.localhost\n  to: http://{up}\n  allow_public_unauthenticated_access: true\n  tls_downstream_client_ca_file: {}\n\
+         - from: https://open.localhost\n  to: http://{up}\n  allow_public_unauthenticated_access: true\n\
+         - from: https://up.localhost\n  to: https://{}\n  allow_public_unauthenticated_access: true\n  tls_custom_ca_file: {}\n  tls_client_cert_file: {}\n  tls_client_key_file: {}\n",
+        common::config_head(),
+        ca.display(),
+        secure.authority(),
+        upstream_ca.display(),
+        proxy.0.display(),
+        proxy.1.display(),
+    );
+    let path = write("config.yaml", &config);
+    let child = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
+        .args(["standalone", "--config", path.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _guard = ChildGuard(child);
+    let mut b = Browser::new();
+    let ready = format!("http://127.0.0.1:{internal}/readyz");
+    let mut ok = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", internal))
+            .await
+            .is_ok()
+            && b.get(&ready).await.status == StatusCode::OK
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "standalone did not become ready");
+
+    for (version, shown) in [("--http1.1", "1.1"), ("--http2", "2")] {
+        let code = |host: &str, cert| curl(host, https, version, cert);
+        assert_eq!(code("mtls.localhost", Some(&alice)), format!("200 {shown}"));
+        assert_eq!(code("mtls.localhost", None), format!("495 {shown}"));
+        assert_eq!(
+            code("mtls.localhost", Some(&mallory)),
+            format!("495 {shown}")
+        );
+        assert_eq!(code("open.localhost", None), format!("200 {shown}"));
+    }
+    assert_eq!(curl("up.localhost", https, "--http1.1", None), "200 1.1");
+    assert_eq!(
+        subjects.lock().unwrap().first().map(String::as_str),
+        Some("CN=jetbridge-proxy")
     );
 }

@@ -129,6 +129,148 @@ pub struct TlsConfig {
     pub expiry: Vec<(String, i64)>,
     /// Changes when any certificate changes.
     pub fingerprint: String,
+    /// Handshakes that ask for a client certificate (optionally): those for
+    /// the hosts of routes with `tls_downstream_client_ca`. `None`: no route
+    /// has one, and no handshake asks.
+    pub client_auth: Option<ClientAuthNames>,
+}
+
+/// The SNI names whose handshakes ask for a client certificate, and the CA
+/// names offered as hints. The handshake accepts any certificate whose key
+/// the client proves it holds; each route then checks the chain against its
+/// own CA ([`ClientCa::verify`]).
+#[derive(Clone, Debug, Default)]
+pub struct ClientAuthNames {
+    /// Exact lower-case names.
+    pub by_name: std::collections::HashSet<String>,
+    /// Wildcard suffixes (`*.example.com` → `example.com`).
+    pub by_wildcard: std::collections::HashSet<String>,
+    /// A route for every host has a CA: every handshake asks.
+    pub any: bool,
+    /// Subjects of every route CA, offered in the CertificateRequest.
+    pub subjects: Vec<rustls::DistinguishedName>,
+    /// `downstream_mtls` with `enforcement: reject_connection`: every
+    /// handshake requires a certificate chaining to one of these (the
+    /// global CA and every route's).
+    pub required: Option<Arc<rustls::RootCertStore>>,
+    /// Changes when the names or the CAs change (a short digest).
+    pub fingerprint: String,
+}
+
+impl ClientAuthNames {
+    /// Whether a handshake for this SNI name asks for a client certificate.
+    pub fn covers(&self, sni: Option<&str>) -> bool {
+        if self.any {
+            return true;
+        }
+        let Some(name) = sni else {
+            return false;
+        };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        self.by_name.contains(&name)
+            || name
+                .split_once('.')
+                .is_some_and(|(_, parent)| self.by_wildcard.contains(parent))
+    }
+}
+
+/// The CA bundle a route's client certificates must chain to
+/// (`tls_downstream_client_ca`, or `downstream_mtls`), with its verifier
+/// built once. Cheap to clone: routes sharing a CA share one.
+#[derive(Clone)]
+pub struct ClientCa(Arc<ClientCaInner>);
+
+struct ClientCaInner {
+    pem: String,
+    /// Hex of the first 8 bytes of the PEM's SHA-256: what `Debug` (and so
+    /// the snapshot fingerprint) shows.
+    digest: String,
+    subjects: Vec<rustls::DistinguishedName>,
+    roots: Arc<rustls::RootCertStore>,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl ClientCa {
+    /// Parses a PEM bundle: every certificate must parse and there must be
+    /// at least one.
+    pub fn parse(pem: &str) -> Result<Self, String> {
+        Self::parse_as("tls_downstream_client_ca", pem)
+    }
+
+    /// [`ClientCa::parse`], with errors naming `key`.
+    pub fn parse_as(key: &str, pem: &str) -> Result<Self, String> {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        use sha2::Digest;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            let cert = cert.map_err(|e| format!("{key}: {e}"))?;
+            roots.add(cert).map_err(|e| format!("{key}: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err(format!("{key}: no certificates found"));
+        }
+        let subjects = roots.subjects();
+        let roots = Arc::new(roots);
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider)
+                .build()
+                .map_err(|e| format!("{key}: {e}"))?;
+        Ok(ClientCa(Arc::new(ClientCaInner {
+            pem: pem.to_string(),
+            digest: hex::encode(&sha2::Sha256::digest(pem.as_bytes())[..8]),
+            subjects,
+            roots,
+            verifier,
+        })))
+    }
+
+    /// The PEM bundle as configured.
+    pub fn pem(&self) -> &str {
+        &self.0.pem
+    }
+
+    /// A short digest of the bundle (changes when it does).
+    pub fn digest(&self) -> &str {
+        &self.0.digest
+    }
+
+    /// Subjects of its certificates (handshake hints).
+    pub fn subjects(&self) -> &[rustls::DistinguishedName] {
+        &self.0.subjects
+    }
+
+    /// Its certificates as trust anchors.
+    pub fn roots(&self) -> &rustls::RootCertStore {
+        &self.0.roots
+    }
+
+    /// Checks a presented chain (leaf first) against this CA at `now`.
+    pub fn verify(
+        &self,
+        chain: &[rustls_pki_types::CertificateDer<'_>],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<(), String> {
+        let (leaf, intermediates) = chain.split_first().ok_or("no client certificate")?;
+        self.0
+            .verifier
+            .verify_client_cert(leaf, intermediates, now)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl PartialEq for ClientCa {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.pem == other.0.pem
+    }
+}
+
+impl std::fmt::Debug for ClientCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ClientCa").field(&self.0.digest).finish()
+    }
 }
 
 impl std::fmt::Debug for TlsConfig {
@@ -137,6 +279,10 @@ impl std::fmt::Debug for TlsConfig {
             .field("names", &self.by_name.len())
             .field("wildcards", &self.by_wildcard.len())
             .field("fingerprint", &self.fingerprint)
+            .field(
+                "client_auth",
+                &self.client_auth.as_ref().map(|c| &c.fingerprint),
+            )
             .finish()
     }
 }
@@ -178,14 +324,44 @@ impl Upstream {
 }
 
 /// TLS settings towards an upstream.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Hash)]
+#[derive(Clone, PartialEq, Eq, Default, Hash)]
 pub struct UpstreamTls {
     pub skip_verify: bool,
     /// PEM CA bundle to trust instead of the public roots.
     pub custom_ca_pem: Option<String>,
     /// SNI / name to verify, if not the upstream host.
     pub server_name: Option<String>,
+    /// PEM certificate chain presented when the upstream asks for a client
+    /// certificate (`tls_client_cert`).
+    pub client_cert_pem: Option<String>,
+    /// PEM private key of `client_cert_pem` (`tls_client_key`).
+    pub client_key_pem: Option<String>,
 }
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use sha2::Digest;
+        // The key appears only as a short digest: a change is visible (the
+        // snapshot fingerprint), the key never is.
+        let key = self
+            .client_key_pem
+            .as_ref()
+            .map(|k| hex::encode(&sha2::Sha256::digest(k.as_bytes())[..4]));
+        f.debug_struct("UpstreamTls")
+            .field("skip_verify", &self.skip_verify)
+            .field("custom_ca_pem", &self.custom_ca_pem)
+            .field("server_name", &self.server_name)
+            .field("client_cert_pem", &self.client_cert_pem)
+            .field("client_key", &key)
+            .finish()
+    }
+}
+
+/// A client certificate chain and its private key.
+pub type ClientAuthCert = (
+    Vec<rustls_pki_types::CertificateDer<'static>>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+);
 
 impl UpstreamTls {
     /// The trust roots of `custom_ca_pem`, if set: every certificate in the
@@ -205,6 +381,47 @@ impl UpstreamTls {
             return Err("tls_custom_ca: no certificates found".into());
         }
         Ok(Some(roots))
+    }
+
+    /// The client certificate and key to present, if set: the chain must
+    /// parse, the key must be a private key the crypto provider can use, and
+    /// the two must belong together. Errors name the setting, never the key.
+    pub fn client_auth(&self) -> Result<Option<ClientAuthCert>, String> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let (cert, key) = match (&self.client_cert_pem, &self.client_key_pem) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err("tls_client_key is missing (tls_client_cert is set)".into());
+            }
+            (None, Some(_)) => {
+                return Err("tls_client_cert is missing (tls_client_key is set)".into());
+            }
+            (Some(c), Some(k)) => (c, k),
+        };
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("tls_client_cert: {e}"))?;
+        if chain.is_empty() {
+            return Err("tls_client_cert: no CERTIFICATE block found".into());
+        }
+        // The parser's message could quote the input: say only what is wrong.
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|_| {
+            "tls_client_key: no private key (PKCS#8, PKCS#1 or SEC1 PEM) found".to_string()
+        })?;
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let signing = provider
+            .key_provider
+            .load_private_key(key.clone_key())
+            .map_err(|_| "tls_client_key: not a usable private key".to_string())?;
+        rustls::sign::CertifiedKey::new(chain.clone(), signing)
+            .keys_match()
+            .map_err(|_| {
+                "tls_client_cert and tls_client_key do not match (the key is not the \
+                 certificate's)"
+                    .to_string()
+            })?;
+        Ok(Some((chain, key)))
     }
 
     /// The name to verify on the upstream's certificate, if set.
@@ -245,6 +462,8 @@ pub struct Route {
     pub path: PathMatch,
     pub upstreams: Vec<Upstream>,
     pub upstream_tls: UpstreamTls,
+    /// Client certificates must chain to this CA (`tls_downstream_client_ca`).
+    pub client_ca: Option<ClientCa>,
     /// How a target among `upstreams` is picked.
     pub load_balancing: LoadBalancing,
     pub access: Access,

@@ -22,6 +22,17 @@ pub enum ProxyError {
     /// that started the sign-in.
     #[error("sign-in was started in another browser; start again")]
     SignInElsewhere,
+    /// A route with `tls_downstream_client_ca`, and no client certificate
+    /// from its CA on this connection (Pomerium's 495 and words).
+    #[error("a valid client certificate is required to access this page")]
+    ClientCertificateRequired,
+    /// A route that asks for client certificates, reached over a connection
+    /// whose handshake (for another name) did not ask for one.
+    #[error(
+        "this connection was opened for another host; reconnect to this host \
+         with a client certificate"
+    )]
+    Misdirected,
     #[error("this route is misconfigured; access is denied until it is fixed")]
     RouteInvalid,
     #[error("websocket upgrades are not allowed on this route")]
@@ -58,6 +69,10 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientCertificateRequired => {
+                StatusCode::from_u16(495).unwrap_or(StatusCode::FORBIDDEN)
+            }
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::UnknownHost | ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ProxyError::Forbidden
@@ -96,18 +111,14 @@ pub fn page(status: StatusCode, reason: &str, request_id: &str, json: bool) -> R
             "application/json",
             serde_json::json!({
                 "status": status.as_u16(),
-                "error": status.canonical_reason().unwrap_or(""),
+                "error": reason_phrase(status),
                 "reason": reason,
                 "request_id": request_id,
             })
             .to_string(),
         )
     } else {
-        let title = format!(
-            "{} {}",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("")
-        );
+        let title = format!("{} {}", status.as_u16(), reason_phrase(status));
         (
             "text/html; charset=utf-8",
             format!(
@@ -134,6 +145,14 @@ pub fn page(status: StatusCode, reason: &str, request_id: &str, json: bool) -> R
         h.insert("x-request-id", v);
     }
     resp
+}
+
+/// The status's reason phrase, nginx's for 495 (which has no standard one).
+fn reason_phrase(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        495 => "SSL Certificate Error",
+        _ => status.canonical_reason().unwrap_or(""),
+    }
 }
 
 /// Escapes text for HTML element and attribute content.

@@ -36,11 +36,18 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use upstream::Upstreams;
 
 /// Facts about the client connection.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ConnInfo {
     pub remote: SocketAddr,
     /// True on the HTTPS listener.
     pub tls: bool,
+    /// The handshake asked for a client certificate (its SNI name is a host
+    /// of a route with `tls_downstream_client_ca`).
+    pub client_auth_asked: bool,
+    /// The client certificate chain presented, leaf first (shared by every
+    /// request of the connection). Only its key's possession is proven at
+    /// the handshake; each route checks the chain against its own CA.
+    pub client_cert: Option<Arc<Vec<rustls::pki_types::CertificateDer<'static>>>>,
 }
 
 /// Shared proxy state.
@@ -223,7 +230,7 @@ impl Proxy {
             upstream = trail.upstream.as_deref().unwrap_or("-"),
             duration_ms = elapsed.as_secs_f64() * 1e3,
             user = trail.user.as_deref().unwrap_or("-"),
-            remote = %conn.remote.ip(),
+            remote = %cx.conn.remote.ip(),
             "request"
         );
         resp
@@ -299,6 +306,12 @@ impl Proxy {
             return Outcome::Error(ProxyError::NoRoute);
         };
         cx.label = &route.id;
+        // client certificate, on routes that require one
+        if let Some(ca) = &route.client_ca
+            && let Err(e) = client_certificate(ca, &cx.conn, &route.id)
+        {
+            return Outcome::Error(e);
+        }
         // session, only where the route uses one
         let session = match route.uses_session() {
             true => {
@@ -325,6 +338,29 @@ impl Proxy {
             Err(e) => Outcome::Error(e),
         }
     }
+}
+
+/// The client-certificate stage of a route with `tls_downstream_client_ca`:
+/// the connection's certificate must chain to the route's CA. A connection
+/// whose handshake did not ask for one (another SNI name, e.g. a browser
+/// reusing an HTTP/2 connection of another host) gets 421, so the browser
+/// retries on a connection of its own for this host.
+fn client_certificate(
+    ca: &crate::model::ClientCa,
+    conn: &ConnInfo,
+    route: &str,
+) -> Result<(), ProxyError> {
+    if conn.tls && !conn.client_auth_asked {
+        return Err(ProxyError::Misdirected);
+    }
+    let Some(chain) = &conn.client_cert else {
+        return Err(ProxyError::ClientCertificateRequired);
+    };
+    ca.verify(chain, rustls::pki_types::UnixTime::now())
+        .map_err(|e| {
+            tracing::debug!(route, error = %e, "client certificate refused");
+            ProxyError::ClientCertificateRequired
+        })
 }
 
 /// The policy stage: `None` to forward, else the outcome that refuses
@@ -461,7 +497,7 @@ impl Proxy {
         a: Admitted<'_>,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, ProxyError> {
-        let (conn, id) = (cx.conn, cx.id);
+        let (conn, id) = (cx.conn.clone(), cx.id);
         let route = a.route;
         // An upgrade the route allows is passed through; a WebSocket one it
         // does not allow is refused; any other is forwarded as a plain request.

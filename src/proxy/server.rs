@@ -5,6 +5,7 @@
 use super::body::{Body, Guarded, Progress, SendIdle, empty};
 use super::{ConnInfo, Proxy};
 use crate::model::routing::normalize_host;
+use crate::model::{ClientAuthNames, Snapshot};
 use crate::snapshot::SnapshotReader;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -67,10 +68,27 @@ impl ResolvesServerCert for SnapshotCertResolver {
     }
 }
 
-/// The rustls server configuration for the HTTPS listener.
-pub fn tls_server_config(reader: SnapshotReader) -> Arc<rustls::ServerConfig> {
+/// The HTTPS listener's TLS: one configuration for handshakes that ask for
+/// no client certificate (every host, unless a route of the host has a
+/// `tls_downstream_client_ca`), and one that asks for one, optionally,
+/// rebuilt when the routes' CAs change.
+pub struct ServerTls {
+    plain: Arc<rustls::ServerConfig>,
+    resolver: Arc<SnapshotCertResolver>,
+    /// The asking configuration and the [`ClientAuthNames::fingerprint`] it
+    /// was built for.
+    asking: arc_swap::ArcSwapOption<(String, Arc<rustls::ServerConfig>)>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls").finish_non_exhaustive()
+    }
+}
+
+fn server_config_builder() -> rustls::ConfigBuilder<rustls::ServerConfig, rustls::WantsVerifier> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+    rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .unwrap_or_else(|_| {
             rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -79,10 +97,150 @@ pub fn tls_server_config(reader: SnapshotReader) -> Arc<rustls::ServerConfig> {
             .with_safe_default_protocol_versions()
             .expect("default TLS versions are supported")
         })
+}
+
+/// The rustls server configuration for the HTTPS listener.
+pub fn tls_server_config(reader: SnapshotReader) -> Arc<ServerTls> {
+    let resolver = Arc::new(SnapshotCertResolver { reader });
+    let mut cfg = server_config_builder()
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SnapshotCertResolver { reader }));
+        .with_cert_resolver(resolver.clone());
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Arc::new(cfg)
+    Arc::new(ServerTls {
+        plain: Arc::new(cfg),
+        resolver,
+        asking: arc_swap::ArcSwapOption::empty(),
+    })
+}
+
+impl ServerTls {
+    /// The configuration that asks for a client certificate, for `names`.
+    fn asking(&self, names: &ClientAuthNames) -> Arc<rustls::ServerConfig> {
+        if let Some(c) = self.asking.load().as_ref()
+            && c.0 == names.fingerprint
+        {
+            return c.1.clone();
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let any: Arc<dyn rustls::server::danger::ClientCertVerifier> = Arc::new(AnyClientCert {
+            provider: provider.clone(),
+            hints: names.subjects.clone(),
+        });
+        // `downstream_mtls` with `reject_connection`: the handshake itself
+        // requires a certificate from one of the configured CAs (each route
+        // still checks its own). Should the verifier not build, the routes'
+        // own checks still refuse.
+        let verifier = match &names.required {
+            None => any,
+            Some(roots) => {
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider)
+                    .build()
+                    .unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "downstream_mtls: cannot require client certificates at the handshake");
+                        any
+                    })
+            }
+        };
+        let mut cfg = server_config_builder()
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(self.resolver.clone());
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let cfg = Arc::new(cfg);
+        self.asking
+            .store(Some(Arc::new((names.fingerprint.clone(), cfg.clone()))));
+        cfg
+    }
+
+    /// The TLS handshake. Only when some route has a
+    /// `tls_downstream_client_ca` is the ClientHello read first, to ask for
+    /// a client certificate on those routes' names; otherwise it is today's
+    /// one-step accept. Returns the stream and whether a client
+    /// certificate was asked for.
+    async fn accept(
+        &self,
+        stream: tokio::net::TcpStream,
+        snapshot: Option<&Snapshot>,
+    ) -> std::io::Result<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, bool)> {
+        let names = snapshot.and_then(|s| s.tls.client_auth.as_ref());
+        let Some(names) = names else {
+            let s = tokio_rustls::TlsAcceptor::from(self.plain.clone())
+                .accept(stream)
+                .await?;
+            return Ok((s, false));
+        };
+        let start =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
+                .await?;
+        let ask = names.covers(start.client_hello().server_name());
+        let cfg = match ask {
+            true => self.asking(names),
+            false => self.plain.clone(),
+        };
+        Ok((start.into_stream(cfg).await?, ask))
+    }
+}
+
+/// Asks for a client certificate without requiring one, offers the route
+/// CAs' names as hints, and accepts any certificate whose key the client
+/// proves it holds (the handshake signature is checked). Each route with a
+/// `tls_downstream_client_ca` then verifies the chain against its own CA, so
+/// a certificate from another CA gets that route's 495, not a failed
+/// handshake, and routes without one ignore it.
+#[derive(Debug)]
+struct AnyClientCert {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    hints: Vec<rustls::DistinguishedName>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &self.hints
+    }
+    fn verify_client_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 // The limits below are what the protocol-abuse suite
@@ -113,7 +271,7 @@ fn http_builder() -> auto::Builder<TokioExecutor> {
 pub async fn serve_https(
     listener: TcpListener,
     proxy: Arc<Proxy>,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<ServerTls>,
     shutdown: CancellationToken,
 ) {
     serve_proxy(listener, proxy, Some(tls), shutdown).await
@@ -131,10 +289,10 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 pub async fn serve_proxy(
     listener: TcpListener,
     proxy: Arc<Proxy>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<ServerTls>>,
     shutdown: CancellationToken,
 ) {
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let acceptor = tls;
     let builder = Arc::new(http_builder());
     let open = Arc::new(OpenConnections::default());
     loop {
@@ -153,10 +311,29 @@ pub async fn serve_proxy(
         let counted = open.enter();
         tokio::spawn(async move {
             let _counted = counted;
+            let snapshot = proxy.reader.load();
+            let mut conn_info = ConnInfo {
+                remote,
+                tls: acceptor.is_some(),
+                client_auth_asked: false,
+                client_cert: None,
+            };
             let io: Box<dyn Io> = match &acceptor {
                 Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => Box::new(s),
+                    let handshake = acceptor.accept(stream, snapshot.as_deref());
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok((s, asked))) => {
+                            if asked {
+                                conn_info.client_auth_asked = true;
+                                conn_info.client_cert = s
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .filter(|c| !c.is_empty())
+                                    .map(|c| Arc::new(c.to_vec()));
+                            }
+                            Box::new(s)
+                        }
                         Ok(Err(e)) => {
                             tracing::debug!(%remote, error = %e, "TLS handshake failed");
                             return;
@@ -166,13 +343,7 @@ pub async fn serve_proxy(
                 }
                 None => Box::new(stream),
             };
-            let conn_info = ConnInfo {
-                remote,
-                tls: acceptor.is_some(),
-            };
-            let idle_limit = proxy
-                .reader
-                .load()
+            let idle_limit = snapshot
                 .map(|s| s.connection_idle_timeout)
                 .unwrap_or(crate::model::DEFAULT_CONNECTION_IDLE_TIMEOUT);
             let activity = Arc::new(Activity::new());
@@ -180,6 +351,7 @@ pub async fn serve_proxy(
             let svc = service_fn(move |req: Request<Incoming>| {
                 let proxy = proxy.clone();
                 let guard = in_flight.begin();
+                let conn_info = conn_info.clone();
                 async move {
                     let resp = proxy.handle(req, conn_info).await;
                     let idle = resp
@@ -525,7 +697,7 @@ pub fn bind_reuseport(
 pub fn spawn_https_workers(
     listeners: Vec<std::net::TcpListener>,
     proxy: &Proxy,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<ServerTls>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let mut handles = Vec::new();

@@ -275,17 +275,23 @@ fn build_client(key: &ClientKey) -> Result<HttpClient, String> {
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let tls = if key.tls.skip_verify {
+    let verified = if key.tls.skip_verify {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-            .with_no_client_auth()
     } else if let Some(roots) = key.tls.custom_roots()? {
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder.with_root_certificates(roots)
     } else {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder.with_root_certificates(roots)
+    };
+    // `tls_client_cert`: presented when the upstream asks for one.
+    let tls = match key.tls.client_auth()? {
+        Some((chain, private_key)) => verified
+            .with_client_auth_cert(chain, private_key)
+            .map_err(|_| "tls_client_cert / tls_client_key: not usable".to_string())?,
+        None => verified.with_no_client_auth(),
     };
     let mut http = HttpConnector::new();
     http.enforce_http(false);

@@ -96,11 +96,37 @@ pub struct ConfigFile {
     pub log_format: Option<String>,
     /// One log line per request (default true); applied on reload.
     pub access_log: Option<bool>,
+    /// Client certificates for every route (Pomerium's `downstream_mtls`).
+    pub downstream_mtls: Option<DownstreamMtls>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
     /// Pomerium's older name for `routes`.
     #[serde(default)]
     pub policy: Vec<RouteConfig>,
+}
+
+/// `downstream_mtls`: every route requires a client certificate issued by
+/// `ca` (a route's own `tls_downstream_client_ca` takes its place there).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DownstreamMtls {
+    /// Base64 of a PEM CA bundle (PEM as it is is accepted too).
+    pub ca: Option<String>,
+    /// A PEM CA bundle file.
+    pub ca_file: Option<String>,
+    /// `policy_with_default_deny` (default: a route answers 495 without a
+    /// valid certificate) or `reject_connection` (the handshake fails).
+    /// Pomerium's `policy` needs the `client_certificate` PPL criteria,
+    /// which jetbridge does not have: it is refused.
+    pub enforcement: Option<String>,
+    /// Refused (not supported by jetbridge yet).
+    pub crl: Option<serde_json::Value>,
+    /// Refused (not supported by jetbridge yet).
+    pub crl_file: Option<serde_json::Value>,
+    /// Refused (not supported by jetbridge yet).
+    pub match_subject_alt_names: Option<serde_json::Value>,
+    /// Only 0 (no limit) is accepted: chains are not limited in depth.
+    pub max_verify_depth: Option<u32>,
 }
 
 /// One entry of `certificates`.
@@ -233,6 +259,20 @@ route_options! {
     /// PEM, or base64 of PEM, CA bundle.
     tls_custom_ca: Option<String>,
     tls_server_name: Option<String>,
+    /// Client certificate (PEM, or base64 of PEM) presented to an https
+    /// upstream that asks for one; with `tls_client_key`.
+    tls_client_cert: Option<String>,
+    /// The private key of `tls_client_cert` (PEM, or base64 of PEM).
+    tls_client_key: Option<String>,
+    /// `tls_client_cert` from a file (config files only).
+    tls_client_cert_file: Option<String>,
+    /// `tls_client_key` from a file (config files only).
+    tls_client_key_file: Option<String>,
+    /// CA bundle (PEM, or base64 of PEM) a browser's client certificate
+    /// must chain to on this route; without one the route answers 495.
+    tls_downstream_client_ca: Option<String>,
+    /// `tls_downstream_client_ca` from a file (config files only).
+    tls_downstream_client_ca_file: Option<String>,
     jwt_claims_headers: Option<ClaimsHeaders>,
     /// Replaces the matched prefix (or exact path) in the forwarded path.
     prefix_rewrite: Option<String>,

@@ -49,28 +49,6 @@ pub const REFUSED_ROUTE_KEYS: &[RefusedKey] = &[
          IdP's userinfo endpoint, not by audience",
     ),
     planned(
-        "tls_client_secret",
-        "no client certificate to upstreams yet",
-    ),
-    planned("tls_client_cert", "no client certificate to upstreams yet"),
-    planned("tls_client_key", "no client certificate to upstreams yet"),
-    planned(
-        "tls_client_cert_file",
-        "no client certificate to upstreams yet",
-    ),
-    planned(
-        "tls_client_key_file",
-        "no client certificate to upstreams yet",
-    ),
-    planned(
-        "tls_downstream_client_ca_secret",
-        "no client certificates from browsers yet",
-    ),
-    planned(
-        "tls_downstream_client_ca",
-        "no client certificates from browsers yet",
-    ),
-    planned(
         "kubernetes_service_account_token_file",
         "put the token in `kubernetes_service_account_token`",
     ),
@@ -157,10 +135,6 @@ pub const REFUSED_GLOBAL_KEYS: &[RefusedKey] = &[
         "metrics_basic_auth",
         "keep the internal listener off the network",
     ),
-    planned(
-        "downstream_mtls",
-        "no client certificates from browsers yet",
-    ),
     planned("use_proxy_protocol", "no PROXY protocol yet"),
     planned("xff_num_trusted_hops", "the client address is the TCP peer"),
     planned("skip_xff_append", "X-Forwarded-For is always replaced"),
@@ -200,6 +174,14 @@ pub const OWN_ROUTE_KEYS: &[(&str, &str)] = &[
     (
         "tls_custom_ca_secret",
         "a Secret whose `ca.crt` becomes `tls_custom_ca` (annotation)",
+    ),
+    (
+        "tls_client_secret",
+        "a kubernetes.io/tls Secret whose `tls.crt` and `tls.key` become `tls_client_cert` and `tls_client_key` (annotation)",
+    ),
+    (
+        "tls_downstream_client_ca_secret",
+        "a Secret whose `ca.crt` becomes `tls_downstream_client_ca` (annotation)",
     ),
     (
         "set_request_headers_secret",
@@ -262,7 +244,10 @@ pub fn route_keys_table() -> String {
     }
     for k in super::RouteOptions::KEYS {
         let note = match *k {
-            "tls_custom_ca_file" => "✔ (config file only)",
+            "tls_custom_ca_file"
+            | "tls_client_cert_file"
+            | "tls_client_key_file"
+            | "tls_downstream_client_ca_file" => "✔ (config file only)",
             "jwt_claims_headers" => "✔ (per route: a jetbridge addition)",
             _ => "✔",
         };

@@ -38,7 +38,12 @@ const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-cl
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Route settings that are not annotations: they name a local file.
-pub const FILE_ONLY_OPTIONS: &[&str] = &["tls_custom_ca_file"];
+pub const FILE_ONLY_OPTIONS: &[&str] = &[
+    "tls_custom_ca_file",
+    "tls_client_cert_file",
+    "tls_client_key_file",
+    "tls_downstream_client_ca_file",
+];
 
 /// Route settings accepted as annotations: every [`RouteOptions`] key
 /// except the ones naming a local file.
@@ -443,6 +448,9 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
                 backends,
                 options,
                 custom_ca_pem: None,
+                client_cert_pem: None,
+                client_key_pem: None,
+                downstream_ca_pem: None,
                 problems: route_problems,
             });
         }
@@ -535,8 +543,10 @@ struct Annotations {
 pub const MAX_ANNOTATION_BYTES: usize = 64 * 1024;
 
 /// Annotations naming a Secret in the Ingress's namespace (Pomerium's).
-pub const SECRET_ANNOTATIONS: [&str; 4] = [
+pub const SECRET_ANNOTATIONS: [&str; 6] = [
     "tls_custom_ca_secret",
+    "tls_client_secret",
+    "tls_downstream_client_ca_secret",
     "set_request_headers_secret",
     "set_response_headers_secret",
     "kubernetes_service_account_token_secret",
@@ -732,6 +742,26 @@ fn with_secrets(
                 Ok(pem) => o.tls_custom_ca = Some(pem),
                 Err(e) => problems.push(e),
             },
+            "tls_downstream_client_ca_secret" => match entry("ca.crt") {
+                Ok(pem) => o.tls_downstream_client_ca = Some(pem),
+                Err(e) => problems.push(e),
+            },
+            "tls_client_secret" => {
+                let kind = secret.type_.as_deref().unwrap_or("Opaque");
+                if kind != "kubernetes.io/tls" {
+                    problems.push(format!(
+                        "{key}: Secret {ns}/{name} is of type {kind}, not kubernetes.io/tls"
+                    ));
+                    continue;
+                }
+                match (entry("tls.crt"), entry("tls.key")) {
+                    (Ok(cert), Ok(key)) => {
+                        o.tls_client_cert = Some(cert);
+                        o.tls_client_key = Some(key);
+                    }
+                    (Err(e), _) | (_, Err(e)) => problems.push(e),
+                }
+            }
             "set_request_headers_secret" => o.set_request_headers.extend(data.clone()),
             "set_response_headers_secret" => o
                 .set_response_headers

@@ -11,9 +11,10 @@ use crate::model::rewrite::{
 };
 use crate::model::routing::{HostMatch, PathMatch, RouteKey, RouteTable};
 use crate::model::{
-    ASSERTION, Access, AuthConfig, BearerTokenFormat, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT,
-    Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN, IdentityConfig, LoadBalancing, ObjectRef, Reason,
-    Route, Severity, Snapshot, TlsConfig, Upstream, UpstreamTls,
+    ASSERTION, Access, AuthConfig, BearerTokenFormat, ClientAuthNames, ClientCa,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN,
+    IdentityConfig, LoadBalancing, ObjectRef, Reason, Route, Severity, Snapshot, TlsConfig,
+    Upstream, UpstreamTls,
 };
 use crate::policy::{self, Legacy, Program};
 use crate::settings::RouteOptions;
@@ -59,6 +60,18 @@ pub struct GlobalInputs {
     pub timeout_idle: Option<std::time::Duration>,
     pub auth: AuthConfig,
     pub certificates: Vec<CertInput>,
+    /// `downstream_mtls`: the CA every route without its own
+    /// `tls_downstream_client_ca` requires client certificates from.
+    pub downstream_mtls: Option<DownstreamMtls>,
+}
+
+/// `downstream_mtls`, checked by the caller.
+#[derive(Clone, Debug)]
+pub struct DownstreamMtls {
+    pub ca: ClientCa,
+    /// `enforcement: reject_connection`: a handshake without a certificate
+    /// from a configured CA fails (instead of the route's 495).
+    pub reject_connection: bool,
 }
 
 impl GlobalInputs {
@@ -84,6 +97,7 @@ impl GlobalInputs {
                 ..AuthConfig::default()
             },
             certificates: Vec::new(),
+            downstream_mtls: None,
         }
     }
 }
@@ -131,6 +145,12 @@ pub struct RouteInput {
     pub options: RouteOptions,
     /// Contents of `tls_custom_ca_file`, read by the caller.
     pub custom_ca_pem: Option<String>,
+    /// Contents of `tls_client_cert_file`, read by the caller.
+    pub client_cert_pem: Option<String>,
+    /// Contents of `tls_client_key_file`, read by the caller.
+    pub client_key_pem: Option<String>,
+    /// Contents of `tls_downstream_client_ca_file`, read by the caller.
+    pub downstream_ca_pem: Option<String>,
     /// Problems the source already found (e.g. a bad annotation or `to`
     /// URL): the route exists but denies every request, and each problem
     /// is reported.
@@ -172,6 +192,8 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
     let mut diagnostics = inputs.diagnostics.clone();
     // Routes that share a policy (e.g. the same policy_ref) compile it once.
     let mut programs: HashMap<String, Result<Program, String>> = HashMap::new();
+    // Routes that share a client CA (e.g. one Secret) parse it once.
+    let mut client_cas: HashMap<String, Result<ClientCa, String>> = HashMap::new();
     let g = &inputs.global;
     let mut routes = Vec::with_capacity(inputs.routes.len());
     let mut keys = Vec::with_capacity(inputs.routes.len());
@@ -184,6 +206,7 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
                     host.clone(),
                     path.clone(),
                     &mut programs,
+                    &mut client_cas,
                     &mut diagnostics,
                 );
                 keys.push(RouteKey {
@@ -206,7 +229,8 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
 
     let published: Vec<&SigningKey> = g.keys.keys().iter().chain(g.retired_keys.iter()).collect();
     let jwks = jwks_document(published);
-    let tls = build_tls(&g.certificates, &mut diagnostics);
+    let mut tls = build_tls(&g.certificates, &mut diagnostics);
+    tls.client_auth = client_auth_names(&routes, g.downstream_mtls.as_ref());
     let keep_idp_tokens = routes.iter().any(|r| {
         r.templated_request_headers
             .iter()
@@ -262,6 +286,7 @@ fn build_route(
     host: HostMatch,
     path: PathMatch,
     programs: &mut HashMap<String, Result<Program, String>>,
+    client_cas: &mut HashMap<String, Result<ClientCa, String>>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Route {
     let spec = &input.options;
@@ -460,7 +485,7 @@ fn build_route(
     }
     let custom_ca_pem = match (&input.custom_ca_pem, &spec.tls_custom_ca) {
         (Some(pem), _) => Some(pem.clone()),
-        (None, Some(text)) => match ca_text(text) {
+        (None, Some(text)) => match pem_text("tls_custom_ca", text) {
             Ok(pem) => Some(pem),
             Err(e) => {
                 problems.push(e);
@@ -469,14 +494,67 @@ fn build_route(
         },
         (None, None) => None,
     };
+    // Inline (PEM or base64 of PEM) or from a file the caller read; not both.
+    let mut pem_setting =
+        |key: &str, inline: &Option<String>, file: (&Option<String>, &Option<String>)| {
+            let (file_key, contents) = file;
+            match (inline, file_key, contents) {
+                (Some(_), Some(_), _) => {
+                    problems.push(format!("{key} and {key}_file: set only one"));
+                    None
+                }
+                (Some(text), None, _) => match pem_text(key, text) {
+                    Ok(pem) => Some(pem),
+                    Err(e) => {
+                        problems.push(e);
+                        None
+                    }
+                },
+                (None, _, Some(pem)) => Some(pem.clone()),
+                (None, _, None) => None,
+            }
+        };
+    let client_cert_pem = pem_setting(
+        "tls_client_cert",
+        &spec.tls_client_cert,
+        (&spec.tls_client_cert_file, &input.client_cert_pem),
+    );
+    let client_key_pem = pem_setting(
+        "tls_client_key",
+        &spec.tls_client_key,
+        (&spec.tls_client_key_file, &input.client_key_pem),
+    );
+    let downstream_ca_pem = pem_setting(
+        "tls_downstream_client_ca",
+        &spec.tls_downstream_client_ca,
+        (
+            &spec.tls_downstream_client_ca_file,
+            &input.downstream_ca_pem,
+        ),
+    );
     let upstream_tls = UpstreamTls {
         skip_verify: spec.tls_skip_verify,
         custom_ca_pem,
         server_name: spec.tls_server_name.clone(),
+        client_cert_pem,
+        client_key_pem,
     };
     if let Err(e) = check_upstream_tls(&upstream_tls) {
         problems.push(e);
     }
+    let client_ca = match downstream_ca_pem.map(|pem| {
+        client_cas
+            .entry(pem)
+            .or_insert_with_key(|pem| ClientCa::parse(pem))
+            .clone()
+    }) {
+        None => g.downstream_mtls.as_ref().map(|d| d.ca.clone()),
+        Some(Ok(ca)) => Some(ca),
+        Some(Err(e)) => {
+            problems.push(e);
+            None
+        }
+    };
     if !problems.is_empty() {
         let message = problems.join("; ");
         diagnostics.push(Diagnostic {
@@ -493,6 +571,7 @@ fn build_route(
         path,
         upstreams,
         upstream_tls,
+        client_ca,
         load_balancing,
         access,
         pass_identity_headers: spec
@@ -863,8 +942,67 @@ fn build_tls(certs: &[CertInput], diagnostics: &mut Vec<Diagnostic>) -> TlsConfi
     tls
 }
 
-/// `tls_custom_ca`: PEM, or base64 of PEM (Pomerium's form).
-fn ca_text(text: &str) -> Result<String, String> {
+/// The hosts whose handshakes ask for a client certificate: those of
+/// routes with a `tls_downstream_client_ca` (an invalid one makes its route
+/// deny, so it asks nothing).
+fn client_auth_names(routes: &[Route], global: Option<&DownstreamMtls>) -> Option<ClientAuthNames> {
+    let mut names = ClientAuthNames::default();
+    let mut fingerprint: Vec<String> = Vec::new();
+    if let Some(g) = global {
+        // Every handshake asks; with reject_connection, requires.
+        names.any = true;
+        names.subjects = g.ca.subjects().to_vec();
+        fingerprint.push(format!(
+            "downstream_mtls:{}:{}",
+            g.reject_connection,
+            g.ca.digest()
+        ));
+    }
+    let mut required = global
+        .filter(|g| g.reject_connection)
+        .map(|g| g.ca.roots().clone());
+    for r in routes {
+        let Some(ca) = &r.client_ca else { continue };
+        match &r.host {
+            HostMatch::Exact(h) => {
+                names.by_name.insert(h.clone());
+            }
+            HostMatch::Wildcard(suffix) => {
+                names.by_wildcard.insert(suffix.clone());
+            }
+            HostMatch::Any => names.any = true,
+        }
+        for s in ca.subjects() {
+            if !names.subjects.iter().any(|n| n.as_ref() == s.as_ref()) {
+                names.subjects.push(s.clone());
+            }
+        }
+        if let Some(all) = &mut required {
+            for anchor in &ca.roots().roots {
+                if !all.roots.contains(anchor) {
+                    all.roots.push(anchor.clone());
+                }
+            }
+        }
+        fingerprint.push(format!("{:?}:{}", r.host, ca.digest()));
+    }
+    if fingerprint.is_empty() {
+        return None;
+    }
+    fingerprint.sort();
+    fingerprint.dedup();
+    // Short: the listener compares it on every handshake that asks.
+    names.fingerprint = {
+        use sha2::Digest;
+        hex::encode(&sha2::Sha256::digest(fingerprint.join(";").as_bytes())[..16])
+    };
+    names.required = required.map(Arc::new);
+    Some(names)
+}
+
+/// A PEM setting (`tls_custom_ca`, `tls_client_cert`, …): PEM, or base64 of
+/// PEM (Pomerium's form). The error names the setting, never its value.
+fn pem_text(key: &str, text: &str) -> Result<String, String> {
     use base64::Engine as _;
     let t = text.trim();
     if t.contains("-----BEGIN") {
@@ -875,7 +1013,7 @@ fn ca_text(text: &str) -> Result<String, String> {
         .decode(compact)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| "tls_custom_ca: neither PEM nor base64 of PEM".to_string())
+        .ok_or_else(|| format!("{key}: neither PEM nor base64 of PEM"))
 }
 
 /// Checks upstream TLS settings when the configuration is loaded, so a bad
@@ -884,6 +1022,7 @@ fn ca_text(text: &str) -> Result<String, String> {
 fn check_upstream_tls(tls: &UpstreamTls) -> Result<(), String> {
     tls.custom_roots()?;
     tls.server_name()?;
+    tls.client_auth()?;
     Ok(())
 }
 

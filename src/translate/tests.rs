@@ -156,3 +156,182 @@ fn bad_upstream_tls_settings_are_the_routes_diagnostic_at_load() {
     )));
     assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
 }
+
+fn client_pair(ca_name: &str) -> (String, String) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, ca_name);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn b64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// Translates one route with `settings` next to a good route; returns the
+/// bad route's denial message (asserting the good route still serves).
+fn only_route_denied(settings: &str) -> String {
+    let s = translate(&inputs(&format!(
+        "routes:\n  - from: https://a.example.com\n    to: https://127.0.0.1:1\n    allow_public_unauthenticated_access: true\n{settings}  - from: https://b.example.com\n    to: http://127.0.0.1:2\n    allow_public_unauthenticated_access: true\n"
+    )));
+    assert!(
+        matches!(
+            s.route("b.example.com", "/").unwrap().access,
+            Access::Public
+        ),
+        "{settings}"
+    );
+    assert_eq!(s.diagnostics.len(), 1, "{settings}: {:?}", s.diagnostics);
+    assert!(s.diagnostics[0].object.to_string().contains("routes[0]"));
+    match &s.route("a.example.com", "/").unwrap().access {
+        Access::Invalid(m) => {
+            assert_eq!(m, &s.diagnostics[0].message);
+            m.clone()
+        }
+        other => panic!("{settings}: not denied: {other:?}"),
+    }
+}
+
+#[test]
+fn bad_upstream_client_certificates_deny_only_their_route_and_name_the_key() {
+    let (cert, key) = client_pair("proxy");
+    let (_, other_key) = client_pair("other");
+    let cases = [
+        (
+            format!(
+                "    tls_client_cert: '!!not base64!!'\n    tls_client_key: {}\n",
+                b64(&key)
+            ),
+            "tls_client_cert: neither PEM nor base64 of PEM",
+        ),
+        (
+            format!(
+                "    tls_client_cert: {}\n    tls_client_key: '%%%'\n",
+                b64(&cert)
+            ),
+            "tls_client_key: neither PEM nor base64 of PEM",
+        ),
+        (
+            format!(
+                "    tls_client_cert: {}\n    tls_client_key: {}\n",
+                b64(&cert),
+                b64(&other_key)
+            ),
+            "tls_client_cert and tls_client_key do not match",
+        ),
+        (
+            format!("    tls_client_cert: {}\n", b64(&cert)),
+            "tls_client_key is missing",
+        ),
+        (
+            format!("    tls_client_key: {}\n", b64(&key)),
+            "tls_client_cert is missing",
+        ),
+        (
+            format!(
+                "    tls_client_cert: {}\n    tls_client_key: {}\n",
+                b64("garbage"),
+                b64(&key)
+            ),
+            "tls_client_cert: no CERTIFICATE block found",
+        ),
+        (
+            format!(
+                "    tls_client_cert: {}\n    tls_client_key: {}\n",
+                b64(&cert),
+                b64("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+            ),
+            "tls_client_key: not a usable private key",
+        ),
+        (
+            format!(
+                "    tls_client_cert: {}\n    tls_client_cert_file: /nonexistent/c.pem\n    tls_client_key: {}\n",
+                b64(&cert),
+                b64(&key)
+            ),
+            "tls_client_cert and tls_client_cert_file: set only one",
+        ),
+        (
+            "    tls_client_key_file: /nonexistent/k.pem\n".to_string(),
+            "tls_client_key_file \"/nonexistent/k.pem\"",
+        ),
+    ];
+    // The key's body, which no message may quote.
+    let secret: String = other_key
+        .lines()
+        .chain(key.lines())
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    for (settings, want) in &cases {
+        let message = only_route_denied(settings);
+        assert!(message.contains(want), "{settings}: {message}");
+        for line in secret.as_bytes().chunks(16) {
+            let line = std::str::from_utf8(line).unwrap();
+            assert!(!message.contains(line), "quotes the key: {message}");
+        }
+    }
+    // PEM as it is and base64 of PEM both load.
+    for (c, k) in [
+        (b64(&cert), b64(&key)),
+        (format!("{cert:?}"), format!("{key:?}")),
+    ] {
+        let s = translate(&inputs(&format!(
+            "routes:\n  - from: https://a.example.com\n    to: https://127.0.0.1:1\n    allow_public_unauthenticated_access: true\n    tls_client_cert: {c}\n    tls_client_key: {k}\n"
+        )));
+        assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+        let tls = &s.routes[0].upstream_tls;
+        assert!(tls.client_auth().unwrap().is_some());
+        assert!(
+            !format!("{tls:?}").contains(&key[40..80]),
+            "Debug shows the key"
+        );
+    }
+}
+
+#[test]
+fn bad_downstream_client_cas_deny_only_their_route_and_ask_no_certificate() {
+    for (settings, want) in [
+        (
+            "    tls_downstream_client_ca: '!!'\n".to_string(),
+            "tls_downstream_client_ca: neither PEM nor base64 of PEM",
+        ),
+        (
+            format!("    tls_downstream_client_ca: {}\n", b64("just text")),
+            "tls_downstream_client_ca: no certificates found",
+        ),
+        (
+            format!(
+                "    tls_downstream_client_ca: {}\n",
+                b64("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+            ),
+            "tls_downstream_client_ca",
+        ),
+    ] {
+        let message = only_route_denied(&settings);
+        assert!(message.contains(want), "{settings}: {message}");
+    }
+    let s = translate(&inputs(
+        "routes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n    tls_downstream_client_ca: '!!'\n",
+    ));
+    assert!(
+        s.tls.client_auth.is_none(),
+        "an invalid CA asks for nothing"
+    );
+    // A good one asks on its own host (and a wildcard's names) only.
+    let (ca, _) = client_pair("browsers");
+    let s = translate(&inputs(&format!(
+        "routes:\n  - from: https://a.example.com\n    to: http://127.0.0.1:1\n    tls_downstream_client_ca: {}\n  - from: https://*.w.example.com\n    to: http://127.0.0.1:1\n    tls_downstream_client_ca: {:?}\n  - from: https://b.example.com\n    to: http://127.0.0.1:1\n",
+        b64(&ca),
+        ca
+    )));
+    assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+    let names = s.tls.client_auth.as_ref().unwrap();
+    assert!(names.covers(Some("a.example.com")) && names.covers(Some("A.Example.com.")));
+    assert!(names.covers(Some("x.w.example.com")));
+    assert!(!names.covers(Some("b.example.com")) && !names.covers(None));
+    assert_eq!(names.subjects.len(), 1, "the same CA is offered once");
+}

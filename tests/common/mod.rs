@@ -939,3 +939,284 @@ pub fn test_cert() -> TestCert {
         leaf_key_der: leaf_key.serialize_der(),
     }
 }
+
+// ---------------------------------------------------------------------------
+// Client certificates (mTLS)
+
+/// A certificate authority of a test's own, issuing client certificates.
+pub struct TestCa {
+    pub pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+/// A client certificate (`clientAuth`) and its key.
+pub struct ClientCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub chain: Vec<CertificateDer<'static>>,
+    key_der: Vec<u8>,
+}
+
+impl ClientCert {
+    pub fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::try_from(self.key_der.clone()).unwrap()
+    }
+    /// `tls_client_cert` / `tls_client_key` as Pomerium writes them: base64 of PEM.
+    pub fn cert_b64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(&self.cert_pem)
+    }
+    pub fn key_b64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(&self.key_pem)
+    }
+}
+
+impl TestCa {
+    pub fn new(cn: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// Base64 of the CA's PEM (Pomerium's form of a CA setting).
+    pub fn pem_b64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(&self.pem)
+    }
+
+    /// A client certificate with common name `cn`.
+    pub fn client(&self, cn: &str) -> ClientCert {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        ClientCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            chain: vec![cert.der().clone()],
+            key_der: key.serialize_der(),
+        }
+    }
+}
+
+/// The CertificateRequests a client saw: the CA names each one offered.
+#[derive(Debug, Default)]
+pub struct CertRequests(Mutex<Vec<Vec<Vec<u8>>>>);
+
+impl CertRequests {
+    /// How many times the server asked for a client certificate.
+    pub fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+    /// The DER names offered as hints by the last request.
+    pub fn last_hints(&self) -> Vec<Vec<u8>> {
+        self.0.lock().unwrap().last().cloned().unwrap_or_default()
+    }
+}
+
+#[derive(Debug)]
+struct RecordingClientCert {
+    cert: Option<Arc<rustls::sign::CertifiedKey>>,
+    log: Arc<CertRequests>,
+}
+
+impl rustls::client::ResolvesClientCert for RecordingClientCert {
+    fn resolve(
+        &self,
+        root_hint_subjects: &[&[u8]],
+        _: &[SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.log
+            .0
+            .lock()
+            .unwrap()
+            .push(root_hint_subjects.iter().map(|s| s.to_vec()).collect());
+        self.cert.clone()
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A client configuration presenting `client` when asked (and recording
+/// what the server asked for); one configuration keeps its TLS sessions, so
+/// a second connection with it resumes.
+pub fn client_config_as(
+    alpn: &[&[u8]],
+    client: Option<&ClientCert>,
+) -> (Arc<rustls::ClientConfig>, Arc<CertRequests>) {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cert = client.map(|c| {
+        let key = provider.key_provider.load_private_key(c.key()).unwrap();
+        Arc::new(rustls::sign::CertifiedKey::new(c.chain.clone(), key))
+    });
+    let log = Arc::new(CertRequests::default());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_client_cert_resolver(Arc::new(RecordingClientCert {
+            cert,
+            log: log.clone(),
+        }));
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    (Arc::new(cfg), log)
+}
+
+/// TLS to `addr` with SNI `sni` and the given client configuration.
+pub async fn tls_connect_with(
+    addr: SocketAddr,
+    sni: &str,
+    cfg: Arc<rustls::ClientConfig>,
+) -> TlsStream<TcpStream> {
+    let connector = tokio_rustls::TlsConnector::from(cfg);
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from(sni.to_string()).unwrap();
+    tokio::time::timeout(STEP, connector.connect(name, tcp))
+        .await
+        .expect("TLS handshake timed out")
+        .expect("TLS handshake")
+}
+
+/// TLS to the proxy with SNI `sni`, presenting `client` when asked; also
+/// returns what the server asked for.
+pub async fn tls_connect_as(
+    addr: SocketAddr,
+    sni: &str,
+    alpn: &[&[u8]],
+    client: Option<&ClientCert>,
+) -> (TlsStream<TcpStream>, Arc<CertRequests>) {
+    let (cfg, log) = client_config_as(alpn, client);
+    (tls_connect_with(addr, sni, cfg).await, log)
+}
+
+/// GET `host``path` over a new TLS connection with SNI `sni`, over HTTP/2
+/// when `h2`, presenting `client` when asked.
+pub async fn get_as(
+    addr: SocketAddr,
+    sni: &str,
+    host: &str,
+    path: &str,
+    client: Option<&ClientCert>,
+    h2: bool,
+) -> (Resp, Arc<CertRequests>) {
+    let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
+    let (tls, log) = tls_connect_as(addr, sni, alpn, client).await;
+    if !h2 {
+        let resp = H1Conn::over(tls)
+            .await
+            .send(request("GET", host, path, &[]))
+            .await;
+        return (resp, log);
+    }
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .uri(format!("https://{host}{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = tokio::time::timeout(STEP, sender.send_request(req))
+        .await
+        .expect("response timed out")
+        .expect("response");
+    (collect(resp).await, log)
+}
+
+/// An HTTPS (HTTP/1.1) echo server with `cert` that requires a client
+/// certificate issued by `client_ca_pem`; the subject of every client
+/// certificate it accepted is recorded.
+pub async fn echo_https_mtls(
+    name: &str,
+    cert: &TestCert,
+    client_ca_pem: &str,
+) -> (Upstream, Arc<Mutex<Vec<String>>>) {
+    use rustls_pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(client_ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![cert.leaf_der.clone()],
+            PrivateKeyDer::try_from(cert.leaf_key_der.clone()).unwrap(),
+        )
+        .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let subjects = Arc::new(Mutex::new(Vec::new()));
+    let seen = subjects.clone();
+    let up = spawn_echo(
+        name,
+        move |tcp| {
+            let acceptor = acceptor.clone();
+            let seen = seen.clone();
+            async move {
+                let s = acceptor.accept(tcp).await.ok()?;
+                if let Some(leaf) = s.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                    let (_, parsed) = x509_parser::parse_x509_certificate(leaf).ok()?;
+                    seen.lock().unwrap().push(parsed.subject().to_string());
+                }
+                Some(s)
+            }
+        },
+        Proto::Http1,
+    )
+    .await;
+    (up, subjects)
+}
+
+/// One HTTP/1.1 GET of `https://host/` presenting `client` when asked: the
+/// status, or `None` when the TLS connection failed (a refused handshake,
+/// which with TLS 1.3 shows on the first read).
+pub async fn try_get_as(addr: SocketAddr, host: &str, client: Option<&ClientCert>) -> Option<u16> {
+    let (cfg, _) = client_config_as(&[b"http/1.1"], client);
+    let connector = tokio_rustls::TlsConnector::from(cfg);
+    let tcp = TcpStream::connect(addr).await.ok()?;
+    let name = ServerName::try_from(host.to_string()).ok()?;
+    let mut tls = tokio::time::timeout(STEP, connector.connect(name, tcp))
+        .await
+        .ok()?
+        .ok()?;
+    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    tls.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match tls.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(STEP, read).await.ok()?;
+    (!buf.is_empty()).then(|| parse_response(&buf).status)
+}
