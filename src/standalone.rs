@@ -159,6 +159,43 @@ pub fn listeners(cfg: &ConfigFile) -> Result<Listeners, String> {
 /// bundles), read together with the config so one reading is consistent.
 pub type Files = BTreeMap<String, Result<String, String>>;
 
+/// Pomerium's identity providers that speak OpenID Connect: each is used
+/// through its discovery document at `idp_provider_url`.
+pub const OIDC_PROVIDERS: &[&str] = &[
+    "oidc", "google", "azure", "okta", "auth0", "keycloak", "onelogin", "ping", "cognito", "apple",
+];
+
+/// Refuses a provider jetbridge cannot sign in with, saying why.
+fn check_idp_provider(p: &str) -> Result<(), String> {
+    match p {
+        p if OIDC_PROVIDERS.contains(&p) => Ok(()),
+        "github" => Err(
+            "idp_provider \"github\": GitHub signs in with plain OAuth 2.0, not \
+             OpenID Connect, which jetbridge does not support; put an OpenID Connect broker \
+             (Dex, Keycloak, Auth0) in front of GitHub and name it here as oidc"
+                .into(),
+        ),
+        other => Err(format!(
+            "idp_provider {other:?}: expected one of {}",
+            OIDC_PROVIDERS.join(", ")
+        )),
+    }
+}
+
+/// Where a provider's issuer URL usually is.
+fn issuer_hint(p: &str) -> &'static str {
+    match p {
+        "azure" => " (https://login.microsoftonline.com/<tenant id>/v2.0)",
+        "okta" => " (https://<your domain>.okta.com, or an authorization server's URL)",
+        "auth0" => " (https://<tenant>.<region>.auth0.com/)",
+        "keycloak" => " (https://<host>/realms/<realm>)",
+        "cognito" => " (https://cognito-idp.<region>.amazonaws.com/<user pool id>)",
+        "onelogin" => " (https://<subdomain>.onelogin.com/oidc/2)",
+        "ping" => " (https://auth.pingone.com/<environment id>/as)",
+        _ => "",
+    }
+}
+
 fn read_file(files: &Files, what: &str, path: &str) -> Result<String, String> {
     match files.get(path) {
         Some(Ok(text)) => Ok(text.clone()),
@@ -384,12 +421,15 @@ pub fn inputs_from_parts(
         (None, None) => None,
         (url, provider) => {
             let provider = provider.clone().unwrap_or_else(|| "oidc".into());
+            check_idp_provider(&provider)?;
             let issuer_url = match (url, provider.as_str()) {
                 (Some(u), _) => u.clone(),
                 (None, "google") => "https://accounts.google.com".into(),
+                (None, "apple") => "https://appleid.apple.com".into(),
                 (None, p) => {
                     return Err(format!(
-                        "idp_provider {p:?}: set idp_provider_url to the OIDC issuer URL"
+                        "idp_provider {p:?}: set idp_provider_url to the OIDC issuer URL{}",
+                        issuer_hint(p)
                     ));
                 }
             };
@@ -1112,6 +1152,44 @@ mod tests {
         std::fs::remove_file(&secret).unwrap();
         let err = inputs_from_config(&cfg, &mut Generated::default(), &mut Vec::new()).unwrap_err();
         assert!(err.contains("idp_client_secret_file"), "{err}");
+    }
+
+    #[test]
+    fn pomeriums_oidc_providers_load_and_github_or_unknown_ones_say_why_not() {
+        let cfg = |provider: &str, url: bool| {
+            let url = if url {
+                "idp_provider_url: https://idp.example.com\n"
+            } else {
+                ""
+            };
+            ConfigFile::parse(
+                "c",
+                &format!("authenticate_service_url: https://auth.example.com\nidp_provider: {provider}\n{url}idp_client_id: app\n"),
+            )
+            .unwrap()
+        };
+        let load =
+            |c: &ConfigFile| inputs_from_config(c, &mut Generated::default(), &mut Vec::new());
+        for p in OIDC_PROVIDERS {
+            let idp = load(&cfg(p, true)).unwrap().global.auth.idp.unwrap();
+            assert_eq!(
+                (idp.provider.as_str(), idp.issuer_url.as_str()),
+                (*p, "https://idp.example.com")
+            );
+        }
+        let google = load(&cfg("google", false))
+            .unwrap()
+            .global
+            .auth
+            .idp
+            .unwrap();
+        assert_eq!(google.issuer_url, "https://accounts.google.com");
+        let e = load(&cfg("azure", false)).unwrap_err();
+        assert!(e.contains("login.microsoftonline.com"), "{e}");
+        let e = load(&cfg("github", true)).unwrap_err();
+        assert!(e.contains("not OpenID Connect") && e.contains("Dex"), "{e}");
+        let e = load(&cfg("gitlabb", true)).unwrap_err();
+        assert!(e.contains("expected one of oidc, google"), "{e}");
     }
 
     #[test]

@@ -41,6 +41,11 @@ fn on_replica(url: &str, port: u16) -> String {
 }
 
 async fn world() -> World {
+    world_as("oidc").await
+}
+
+/// The world with `idp_provider: provider` (the real IdP stands in for it).
+async fn world_as(provider: &str) -> World {
     let https = bind_https().await;
     let port = https.local_addr().unwrap().port();
     let callback = format!("https://authenticate.localhost:{port}/oauth2/callback");
@@ -50,7 +55,7 @@ async fn world() -> World {
     let yaml = format!(
         r#"
 authenticate_service_url: https://authenticate.localhost:{port}
-idp_provider: oidc
+idp_provider: {provider}
 idp_provider_url: {issuer}
 idp_client_id: jetbridge
 idp_client_secret: jetbridge-secret
@@ -1019,4 +1024,19 @@ async fn the_idps_own_tokens_reach_the_upstream_where_a_route_asks_for_them() {
         seen.iter()
             .all(|(_, v)| !v.to_str().unwrap_or("").contains(tail))
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pomeriums_named_oidc_providers_sign_in_through_their_discovery_document() {
+    for provider in ["azure", "okta", "auth0", "keycloak"] {
+        let w = world_as(provider).await;
+        let mut b = Browser::new();
+        let r = login(&mut b, &w, &w.url("app", "/"), "alice").await;
+        assert_eq!(r.status, StatusCode::OK, "{provider}: {}", r.body);
+        let seen = w.seen.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(
+            seen["x-pomerium-claim-email"], "alice@example.com",
+            "{provider}"
+        );
+    }
 }
