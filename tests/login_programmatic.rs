@@ -46,6 +46,8 @@ routes:
   - from: https://other.localhost
     to: http://{up}
     allow_any_authenticated_user: true
+    name: Other
+    logo_url: https://cdn.example.com/other.svg
 "#
     );
     World {
@@ -173,6 +175,11 @@ async fn a_cli_logs_in_and_calls_the_route_with_its_token_in_every_pomerium_form
     assert_eq!(
         froms,
         ["https://api.localhost/", "https://other.localhost/"]
+    );
+    assert_eq!(routes["routes"][1]["name"], "Other");
+    assert_eq!(
+        routes["routes"][1]["logo_url"],
+        "https://cdn.example.com/other.svg"
     );
     assert_eq!(
         api.get(&w.url("api", "/.pomerium/routes")).await.status,

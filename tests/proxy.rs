@@ -1018,6 +1018,32 @@ async fn client_speaks_http2_to_the_proxy_via_alpn() {
 }
 
 #[tokio::test]
+async fn h2c_upstream_setting_speaks_http2_to_an_http_target() {
+    let up = echo_h2c("h2c").await;
+    let plain = echo_http1("plain").await;
+    let h = Harness::start(&config(&[
+        public_route(
+            "flag.example.com",
+            &format!("http://{}", up.authority()),
+            "    h2c_upstream: true\n",
+        ),
+        public_route(
+            "h1.example.com",
+            &format!("http://{}", plain.authority()),
+            "    h2c_upstream: false\n",
+        ),
+    ]))
+    .await;
+    let e = h.get("flag.example.com", "/x").await.echo();
+    assert_eq!((e.server.as_str(), e.version.as_str()), ("h2c", "HTTP/2.0"));
+    let e = h.get("h1.example.com", "/x").await.echo();
+    assert_eq!(
+        (e.server.as_str(), e.version.as_str()),
+        ("plain", "HTTP/1.1")
+    );
+}
+
+#[tokio::test]
 async fn h2c_upstream_receives_http2() {
     let up = echo_h2c("h2c").await;
     let h = Harness::start(&config(&[public_route(

@@ -426,8 +426,8 @@ fn refused_pomerium_keys_say_not_supported_and_why() {
             "Google Cloud serverless",
         ),
         (
-            "logo_url",
-            "https://x/logo.png",
+            "depends_on",
+            "[https://b.test]",
             "not supported by jetbridge yet",
         ),
     ];
@@ -1253,6 +1253,32 @@ async fn targets_failing_active_health_checks_are_tried_last_and_come_back() {
     d_sick.store(false, Ordering::SeqCst);
     until("http.test", &["a", "b"]).await;
     until("tcp.test", &["c", "d"]).await;
+}
+
+#[test]
+fn route_portal_fields_are_kept_with_the_route() {
+    let mut generated = jetbridge::standalone::Generated::default();
+    let snap = snapshot_with_diagnostics(
+        &config(
+            "",
+            &["  - from: https://p.test\n    to: http://127.0.0.1:9\n    allow_public_unauthenticated_access: true\n    name: Payroll\n    description: Pay slips\n    logo_url: https://cdn.example.com/payroll.svg\n".to_string()],
+        ),
+        &mut generated,
+    );
+    assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
+    let info = &snap.routes[0].info;
+    assert_eq!(
+        (
+            info.name.as_str(),
+            info.description.as_str(),
+            info.logo_url.as_str()
+        ),
+        (
+            "Payroll",
+            "Pay slips",
+            "https://cdn.example.com/payroll.svg"
+        )
+    );
 }
 
 #[test]

@@ -485,6 +485,8 @@ pub struct Route {
     pub issuer_format: IssuerFormat,
     /// What `Authorization: Bearer <token>` means on this route.
     pub bearer_token_format: BearerTokenFormat,
+    /// `name`, `description` and `logo_url`, as `/.pomerium/routes` lists them.
+    pub info: RouteInfo,
     /// Active health checks of the targets; a target failing any is tried last.
     pub health_checks: Vec<HealthCheck>,
     /// Passive ejection of targets that keep failing.
@@ -578,6 +580,14 @@ pub enum Probe {
         send: Vec<u8>,
         receive: Vec<Vec<u8>>,
     },
+}
+
+/// What a route says about itself (Pomerium's route portal fields).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub name: String,
+    pub description: String,
+    pub logo_url: String,
 }
 
 /// `${pomerium.jwt}` in a request header: the route's assertion.

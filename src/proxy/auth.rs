@@ -1161,6 +1161,9 @@ fn routes_json(snapshot: &Snapshot) -> Response<Body> {
             serde_json::json!({
                 "id": r.id,
                 "from": format!("https://{}{}", host_text(&r.host), r.path.as_str()),
+                "name": r.info.name,
+                "description": r.info.description,
+                "logo_url": r.info.logo_url,
             })
         })
         .collect();

@@ -218,6 +218,11 @@ macro_rules! route_options {
 route_options! {
     name: Option<String>,
     description: Option<String>,
+    /// An image URL for the route in `/.pomerium/routes`.
+    logo_url: Option<String>,
+    /// Speak HTTP/2 without TLS (h2c, prior knowledge) to `http://` targets.
+    #[serde(default)]
+    h2c_upstream: bool,
     pass_identity_headers: Option<bool>,
     policy: Option<serde_json::Value>,
     #[serde(default)]

@@ -62,8 +62,6 @@ pub const REFUSED_ROUTE_KEYS: &[RefusedKey] = &[
         "depends_on",
         "every route host gets its own sign-in hand-off",
     ),
-    planned("logo_url", "there is no route dashboard"),
-    planned("h2c_upstream", "use an `h2c://` upstream URL in `to`"),
     planned("subtle_allow_empty_host", "every route needs a host"),
     never(
         "enable_google_cloud_serverless_authentication",

@@ -13,8 +13,8 @@ use crate::model::routing::{HostMatch, PathMatch, RouteKey, RouteTable};
 use crate::model::{
     ASSERTION, Access, AuthConfig, BearerTokenFormat, ClientAuthNames, ClientCa,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN,
-    IdentityConfig, LoadBalancing, ObjectRef, Reason, Route, Severity, Snapshot, TlsConfig,
-    Upstream, UpstreamTls,
+    IdentityConfig, LoadBalancing, ObjectRef, Reason, Route, RouteInfo, Severity, Snapshot,
+    TlsConfig, Upstream, UpstreamTls,
 };
 use crate::policy::{self, Legacy, Program};
 use crate::settings::RouteOptions;
@@ -292,7 +292,12 @@ fn build_route(
     let spec = &input.options;
     let mut problems: Vec<String> = input.problems.clone();
 
-    let upstreams = input.backends.clone();
+    let mut upstreams = input.backends.clone();
+    if spec.h2c_upstream {
+        for u in upstreams.iter_mut().filter(|u| u.scheme == "http") {
+            u.scheme = "h2c".into();
+        }
+    }
     if upstreams.is_empty() && problems.is_empty() {
         problems.push("to: at least one upstream URL is required".into());
     }
@@ -590,6 +595,11 @@ fn build_route(
         jwt_groups_filter,
         issuer_format,
         bearer_token_format,
+        info: RouteInfo {
+            name: spec.name.clone().unwrap_or_default(),
+            description: spec.description.clone().unwrap_or_default(),
+            logo_url: spec.logo_url.clone().unwrap_or_default(),
+        },
         health_checks,
         outlier_detection,
         circuit_breaker,
