@@ -416,8 +416,8 @@ fn refused_pomerium_keys_say_not_supported_and_why() {
             "MCP is not supported by jetbridge",
         ),
         (
-            "healthy_panic_threshold",
-            "50",
+            "subtle_allow_empty_host",
+            "true",
             "not supported by jetbridge yet",
         ),
         (
@@ -1414,4 +1414,65 @@ async fn a_circuit_breaker_refuses_requests_beyond_its_limit_at_once() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     // Once they are done, the route serves again.
     assert_eq!(h.get("cb.test", "/").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthy_panic_threshold_decides_when_failing_targets_are_used() {
+    use std::sync::atomic::Ordering;
+    let (a, a_sick) = health_upstream("a").await;
+    let (b, b_sick) = health_upstream("b").await;
+    let check = "[{timeout: 1s, interval: 200ms, http_health_check: {path: /healthz}}]";
+    let route = |host: &str, panic: u32| {
+        format!(
+            "  - from: https://{host}\n    to: [http://{a}, http://{b}]\n    allow_public_unauthenticated_access: true\n    health_checks: {check}\n    healthy_panic_threshold: {panic}\n"
+        )
+    };
+    let h = Harness::start(&config(
+        "",
+        &[route("never.test", 0), route("always.test", 100)],
+    ))
+    .await;
+    let statuses = |host: &'static str| {
+        let h = &h;
+        async move {
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..10 {
+                let r = h.get(host, "/").await;
+                seen.insert(if r.status == 200 {
+                    r.text()
+                } else {
+                    r.status.to_string()
+                });
+            }
+            seen
+        }
+    };
+    let until = |host: &'static str, want: &'static [&'static str]| {
+        let statuses = &statuses;
+        async move {
+            let want: std::collections::BTreeSet<String> =
+                want.iter().map(|s| s.to_string()).collect();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let got = statuses(host).await;
+                if got == want {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{host}: {got:?}, want {want:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    b_sick.store(true, Ordering::SeqCst);
+    // 0: a failing target is never used; 100: below 100 % healthy, health is
+    // ignored and both serve.
+    until("never.test", &["a"]).await;
+    until("always.test", &["a", "b"]).await;
+    // Every target failing: 0 refuses (no healthy upstream), 100 serves.
+    a_sick.store(true, Ordering::SeqCst);
+    until("never.test", &["503"]).await;
+    until("always.test", &["a", "b"]).await;
 }

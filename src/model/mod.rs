@@ -489,6 +489,9 @@ pub struct Route {
     pub info: RouteInfo,
     /// Active health checks of the targets; a target failing any is tried last.
     pub health_checks: Vec<HealthCheck>,
+    /// Below this share (%) of healthy targets, health is ignored (Envoy's
+    /// panic mode); 0: failing targets are never used. Default 50.
+    pub healthy_panic_threshold: u32,
     /// Passive ejection of targets that keep failing.
     pub outlier_detection: Option<OutlierDetection>,
     /// A bound on requests in flight to the route's targets.

@@ -72,6 +72,11 @@ impl HealthBoard {
                 .is_some_and(|(until, _)| std::time::Instant::now() < *until)
     }
 
+    /// True when no target fails a check or is ejected.
+    pub fn is_empty(&self) -> bool {
+        self.down.load().is_empty() && self.ejected.load().is_empty()
+    }
+
     /// How many targets fail their checks now.
     pub fn down_count(&self) -> usize {
         self.down.load().len()

@@ -655,9 +655,13 @@ impl Proxy {
             (Some(s), _) => s.id.as_str().into(),
             (None, _) => conn.remote.ip().to_string().into(),
         };
-        let targets =
-            self.upstreams
-                .order_by(&route.id, &route.upstreams, route.load_balancing, &affinity);
+        let targets = self.upstreams.order_by(
+            &route.id,
+            &route.upstreams,
+            route.load_balancing,
+            &affinity,
+            route.healthy_panic_threshold,
+        );
         let retryable = body_is_empty(&parts) && !is_upgrade;
         let body = if http_body::Body::is_end_stream(&body) {
             body::boxed(body)

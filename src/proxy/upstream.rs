@@ -150,12 +150,25 @@ impl Upstreams {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
-    /// Targets of `route` in the order to try under `policy` (healthy ones
-    /// first). `affinity` (the session id, else the client address) keys
-    /// the consistent hash.
+    /// Targets of `route` in the order to try under `policy`, healthy ones
+    /// first (see [`Upstreams::arrange`] for `panic`, the route's
+    /// `healthy_panic_threshold`). `affinity` (the session id, else the
+    /// client address) keys the consistent hash.
     pub fn order_by<'a>(
         &self,
         route: &str,
+        targets: &'a [Upstream],
+        policy: LoadBalancing,
+        affinity: &str,
+        panic: u32,
+    ) -> Vec<&'a Upstream> {
+        let order = self.policy_order(targets, policy, affinity);
+        self.arrange(route, order, panic)
+    }
+
+    /// Targets in `policy`'s order, health aside.
+    fn policy_order<'a>(
+        &self,
         targets: &'a [Upstream],
         policy: LoadBalancing,
         affinity: &str,
@@ -165,8 +178,11 @@ impl Upstreams {
         if n <= 1 {
             return targets.iter().collect();
         }
-        let mut order: Vec<&Upstream> = match policy {
-            LoadBalancing::RoundRobin => return self.order(route, targets),
+        match policy {
+            LoadBalancing::RoundRobin => {
+                let start = self.rr.fetch_add(1, Ordering::Relaxed) % n;
+                (0..n).map(|i| &targets[(start + i) % n]).collect()
+            }
             LoadBalancing::Random => {
                 let tick = self.rr.fetch_add(1, Ordering::Relaxed);
                 let start = (self.seed.hash_one(tick) % n as u64) as usize;
@@ -196,14 +212,41 @@ impl Upstreams {
                 v.sort_by_key(|(w, _)| std::cmp::Reverse(*w));
                 v.into_iter().map(|(_, t)| t).collect()
             }
-        };
+        }
+    }
+
+    /// Health applied to a policy order, as Envoy's `healthy_panic_threshold`
+    /// (a percentage) does: while fewer than `panic` % of the targets are
+    /// healthy, health is ignored and the policy order stands; otherwise the
+    /// healthy targets come first and the failing ones after them (tried
+    /// only when a healthy one cannot be reached) — or, with `panic` 0, not
+    /// at all. A target is failing when it refused a connection lately, fails
+    /// an active health check or is ejected by outlier detection.
+    pub fn arrange<'a>(
+        &self,
+        route: &str,
+        order: Vec<&'a Upstream>,
+        panic: u32,
+    ) -> Vec<&'a Upstream> {
         let failed = self.failed.load();
+        let nobody_failed = failed.is_empty() && self.health.is_empty();
+        if nobody_failed {
+            return order;
+        }
         let now = Instant::now();
-        order.sort_by_key(|u| {
-            failed.get(&u.authority).is_some_and(|t| now < *t)
-                || self.health.is_down(route, &u.authority)
-        });
-        order
+        let n = order.len();
+        let (mut healthy, mut sick): (Vec<&Upstream>, Vec<&Upstream>) =
+            order.iter().partition(|u| {
+                failed.get(&u.authority).is_none_or(|t| now >= *t)
+                    && !self.health.is_down(route, &u.authority)
+            });
+        if healthy.len() * 100 < panic as usize * n {
+            return order;
+        }
+        if panic > 0 {
+            healthy.append(&mut sick);
+        }
+        healthy
     }
 
     /// The client for an upstream's scheme and TLS settings (built once).
@@ -225,22 +268,9 @@ impl Upstreams {
     }
 
     /// Targets of `route` in the order to try: round robin, healthy ones
-    /// first.
+    /// first, failing ones after them.
     pub fn order<'a>(&self, route: &str, targets: &'a [Upstream]) -> Vec<&'a Upstream> {
-        let n = targets.len();
-        if n <= 1 {
-            return targets.iter().collect();
-        }
-        let start = self.rr.fetch_add(1, Ordering::Relaxed) % n;
-        let failed = self.failed.load();
-        let now = Instant::now();
-        let (mut healthy, mut sick): (Vec<&Upstream>, Vec<&Upstream>) =
-            (0..n).map(|i| &targets[(start + i) % n]).partition(|u| {
-                failed.get(&u.authority).is_none_or(|t| now >= *t)
-                    && !self.health.is_down(route, &u.authority)
-            });
-        healthy.append(&mut sick);
-        healthy
+        self.order_by(route, targets, LoadBalancing::RoundRobin, "", 50)
     }
 
     /// Marks a target as failing for a cooldown period.
@@ -383,7 +413,7 @@ mod tests {
         let _busy: Vec<InFlight> = vec![u.start(&t[0]), u.start(&t[0]), u.start(&t[1])];
         for _ in 0..5 {
             assert_eq!(
-                u.order_by("r", &t, LoadBalancing::LeastRequest, "")[0].authority,
+                u.order_by("r", &t, LoadBalancing::LeastRequest, "", 50)[0].authority,
                 t[2].authority
             );
         }
@@ -391,7 +421,7 @@ mod tests {
         // Equal loads spread round robin.
         let firsts: std::collections::BTreeSet<String> = (0..6)
             .map(|_| {
-                u.order_by("r", &t, LoadBalancing::LeastRequest, "")[0]
+                u.order_by("r", &t, LoadBalancing::LeastRequest, "", 50)[0]
                     .authority
                     .clone()
             })
@@ -407,10 +437,10 @@ mod tests {
         let mut moved = 0;
         for k in 0..500 {
             let key = format!("session-{k}");
-            let before = u.order_by("r", &all, LoadBalancing::ConsistentHash, &key)[0]
+            let before = u.order_by("r", &all, LoadBalancing::ConsistentHash, &key, 50)[0]
                 .authority
                 .clone();
-            let after = u.order_by("r", &fewer, LoadBalancing::ConsistentHash, &key)[0]
+            let after = u.order_by("r", &fewer, LoadBalancing::ConsistentHash, &key, 50)[0]
                 .authority
                 .clone();
             if before != after {
@@ -424,8 +454,8 @@ mod tests {
         // Stable across processes (no per-process seed).
         let other = Upstreams::new();
         assert_eq!(
-            u.order_by("r", &all, LoadBalancing::ConsistentHash, "s")[0].authority,
-            other.order_by("r", &all, LoadBalancing::ConsistentHash, "s")[0].authority
+            u.order_by("r", &all, LoadBalancing::ConsistentHash, "s", 50)[0].authority,
+            other.order_by("r", &all, LoadBalancing::ConsistentHash, "s", 50)[0].authority
         );
     }
 
@@ -441,7 +471,7 @@ mod tests {
             LoadBalancing::ConsistentHash,
         ] {
             for k in 0..10 {
-                let order = u.order_by("r", &t, p, &format!("k{k}"));
+                let order = u.order_by("r", &t, p, &format!("k{k}"), 50);
                 assert_eq!(order.len(), 3);
                 assert_eq!(order[2].authority, t[1].authority, "{p:?}");
             }

@@ -311,6 +311,9 @@ route_options! {
     /// Envoy `CircuitBreakers` thresholds: `max_requests` (and
     /// `max_connections`) bound the requests in flight to the targets.
     circuit_breaker_thresholds: Option<serde_json::Value>,
+    /// Below this percentage of healthy targets, health is ignored
+    /// (default 50; 0: failing targets are never used).
+    healthy_panic_threshold: Option<u32>,
     /// `iss` of this route's assertions: `host` or `uri` (the global setting
     /// when unset).
     jwt_issuer_format: Option<String>,

@@ -42,7 +42,6 @@ pub const REFUSED_ROUTE_KEYS: &[RefusedKey] = &[
         "allowed_groups",
         "no longer supported (Pomerium refuses it too); use a `groups` criterion in `policy`",
     ),
-    planned("healthy_panic_threshold", "no panic threshold yet"),
     planned(
         "idp_access_token_allowed_audiences",
         "IdP access tokens (`bearer_token_format: idp_access_token`) are checked at the \

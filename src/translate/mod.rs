@@ -435,6 +435,14 @@ fn build_route(
             None
         }),
     };
+    let healthy_panic_threshold = match spec.healthy_panic_threshold {
+        None => 50,
+        Some(p @ 0..=100) => p,
+        Some(p) => {
+            problems.push(format!("healthy_panic_threshold {p}: expected 0 to 100"));
+            50
+        }
+    };
     let bearer_token_format = match &spec.bearer_token_format {
         None => g.bearer_token_format,
         Some(text) => match BearerTokenFormat::parse(text) {
@@ -601,6 +609,7 @@ fn build_route(
             logo_url: spec.logo_url.clone().unwrap_or_default(),
         },
         health_checks,
+        healthy_panic_threshold,
         outlier_detection,
         circuit_breaker,
         path_rewrite,
