@@ -233,6 +233,7 @@ pub fn referenced_files(cfg: &ConfigFile) -> Vec<String> {
                 &r.tls_client_cert_file,
                 &r.tls_client_key_file,
                 &r.tls_downstream_client_ca_file,
+                &r.kubernetes_service_account_token_file,
             ]
             .into_iter()
             .flatten()
@@ -558,6 +559,19 @@ pub fn inputs_from_parts(
             "tls_downstream_client_ca_file",
             &r.tls_downstream_client_ca_file,
         );
+        let mut options = r.options();
+        if let Some(token) = pem_file(
+            "kubernetes_service_account_token_file",
+            &r.kubernetes_service_account_token_file,
+        ) {
+            match options.kubernetes_service_account_token {
+                Some(_) => problems.push(format!(
+                    "routes[{i}]: give kubernetes_service_account_token or \
+                     kubernetes_service_account_token_file, not both"
+                )),
+                None => options.kubernetes_service_account_token = Some(token.trim().to_string()),
+            }
+        }
         let mut backends = Vec::new();
         for to in &r.to {
             match parse_upstream(to) {
@@ -572,7 +586,7 @@ pub fn inputs_from_parts(
             host,
             path,
             backends,
-            options: r.options(),
+            options,
             custom_ca_pem,
             client_cert_pem,
             client_key_pem,
@@ -1190,6 +1204,43 @@ mod tests {
         assert!(e.contains("not OpenID Connect") && e.contains("Dex"), "{e}");
         let e = load(&cfg("gitlabb", true)).unwrap_err();
         assert!(e.contains("expected one of oidc, google"), "{e}");
+    }
+
+    #[test]
+    fn a_service_account_token_file_fills_the_routes_token_and_a_bad_one_denies_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "mounted-sa-token\n").unwrap();
+        let route = |host: &str, extra: &str| {
+            format!(
+                "  - from: https://{host}\n    to: http://127.0.0.1:1\n    allow_any_authenticated_user: true\n{extra}"
+            )
+        };
+        let cfg = ConfigFile::parse(
+            "c",
+            &format!(
+                "routes:\n{}{}{}",
+                route("k8s.test", &format!("    kubernetes_service_account_token_file: {}\n", token.display())),
+                route("gone.test", "    kubernetes_service_account_token_file: /nonexistent/token\n"),
+                route("both.test", &format!("    kubernetes_service_account_token: x\n    kubernetes_service_account_token_file: {}\n", token.display())),
+            ),
+        )
+        .unwrap();
+        let inputs = inputs_from_config(&cfg, &mut Generated::default(), &mut Vec::new()).unwrap();
+        assert!(referenced_files(&cfg).contains(&token.display().to_string()));
+        let snap = crate::translate::translate(&inputs);
+        let header = snap.routes[0].kubernetes_token.as_ref().unwrap();
+        assert_eq!(header.to_str().unwrap(), "Bearer mounted-sa-token");
+        for (i, needle) in [
+            (1, "kubernetes_service_account_token_file"),
+            (2, "not both"),
+        ] {
+            assert!(
+                matches!(&snap.routes[i].access, crate::model::Access::Invalid(m) if m.contains(needle)),
+                "{:?}",
+                snap.routes[i].access
+            );
+        }
     }
 
     #[test]

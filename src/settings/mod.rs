@@ -324,6 +324,9 @@ route_options! {
     /// as `Authorization: Bearer` and impersonate the user
     /// (`Impersonate-User`, `Impersonate-Group`), for the Kubernetes API.
     kubernetes_service_account_token: Option<String>,
+    /// A file holding `kubernetes_service_account_token` (config files
+    /// only), e.g. a mounted service-account token; re-read when it changes.
+    kubernetes_service_account_token_file: Option<String>,
     /// Response headers (added to the global ones; a `disable` key drops all).
     set_response_headers: Option<BTreeMap<String, String>>,
     /// Response header values to rewrite, e.g. an upstream's `Location`.

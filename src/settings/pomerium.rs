@@ -48,10 +48,6 @@ pub const REFUSED_ROUTE_KEYS: &[RefusedKey] = &[
          IdP's userinfo endpoint, not by audience",
     ),
     planned(
-        "kubernetes_service_account_token_file",
-        "put the token in `kubernetes_service_account_token`",
-    ),
-    planned(
         "identity_provider_secret",
         "one identity provider for every route",
     ),
@@ -244,7 +240,8 @@ pub fn route_keys_table() -> String {
             "tls_custom_ca_file"
             | "tls_client_cert_file"
             | "tls_client_key_file"
-            | "tls_downstream_client_ca_file" => "✔ (config file only)",
+            | "tls_downstream_client_ca_file"
+            | "kubernetes_service_account_token_file" => "✔ (config file only)",
             "jwt_claims_headers" => "✔ (per route: a jetbridge addition)",
             _ => "✔",
         };

@@ -43,6 +43,7 @@ pub const FILE_ONLY_OPTIONS: &[&str] = &[
     "tls_client_cert_file",
     "tls_client_key_file",
     "tls_downstream_client_ca_file",
+    "kubernetes_service_account_token_file",
 ];
 
 /// Route settings accepted as annotations: every [`RouteOptions`] key
