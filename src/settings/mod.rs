@@ -674,7 +674,7 @@ signing_key: |\n  -----BEGIN EC PRIVATE KEY-----\n  MHcCAQEEIBmZp2x9Qk0Yb6v3WqLr
             format!("idp_client_secret: [Sup3rS3cretIdpValue-7f3a9c]\n{SECRETS}"),
             format!("{SECRETS}signing_key: other\n"),
             format!(
-                "routes:\n  - from: https://a\n    to: http://b\n    kubernetes_service_account_token_file: Sup3rS3cretIdpValue-7f3a9c\n{SECRETS}"
+                "routes:\n  - from: https://a\n    to: http://b\n    kubernetes_service_account_token_file: [Sup3rS3cretIdpValue-7f3a9c]\n{SECRETS}"
             ),
             format!(
                 "routes:\n  - from: https://a\n    to: http://b\n    kubernetes_service_account_token: [Sup3rS3cretIdpValue-7f3a9c]\n{SECRETS}"
