@@ -1476,3 +1476,140 @@ async fn healthy_panic_threshold_decides_when_failing_targets_are_used() {
     until("never.test", &["503"]).await;
     until("always.test", &["a", "b"]).await;
 }
+
+/// A config file using every route key jetbridge takes, spread over routes
+/// where keys exclude each other, loads with no diagnostic; a key added to
+/// `RouteOptions` without a place here fails this test.
+#[test]
+fn a_config_using_every_route_key_loads_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("every-key CA");
+    let client = ca.client("jetbridge-proxy");
+    let file = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.display().to_string()
+    };
+    let (ca_file, cert_file, key_file, token_file) = (
+        file("ca.pem", &ca.pem),
+        file("client.pem", &client.cert_pem),
+        file("client.key", &client.key_pem),
+        file("token", "sa-token\n"),
+    );
+    let health = "[{timeout: 1s, interval: 30s, http_health_check: {path: /healthz}}]".to_string();
+    // Each route: (host, to, keys as YAML lines).
+    let routes: Vec<(&str, &str, Vec<(&str, String)>)> = vec![
+        (
+            "one.test",
+            "https://10.0.0.1:8443",
+            vec![
+                ("name", "One".into()),
+                ("description", "the first".into()),
+                ("logo_url", "https://cdn.example.com/one.svg".into()),
+                ("pass_identity_headers", "true".into()),
+                (
+                    "policy",
+                    "{allow: {or: [{email: {is: a@example.com}}]}}".into(),
+                ),
+                ("allowed_users", "[b@example.com]".into()),
+                ("allowed_domains", "[example.com]".into()),
+                ("allowed_idp_claims", "{team: [blue]}".into()),
+                ("allow_websockets", "true".into()),
+                ("allow_spdy", "true".into()),
+                ("allow_upgrades", "[connect-udp]".into()),
+                ("cors_allow_preflight", "true".into()),
+                ("preserve_host_header", "true".into()),
+                (
+                    "set_request_headers",
+                    "{X-A: one, X-Token: 'Bearer ${pomerium.access_token}'}".into(),
+                ),
+                ("remove_request_headers", "[X-Drop]".into()),
+                ("timeout", "7s".into()),
+                ("idle_timeout", "9m".into()),
+                ("tls_custom_ca_file", ca_file.clone()),
+                ("tls_server_name", "backend.internal".into()),
+                ("tls_client_cert_file", cert_file.clone()),
+                ("tls_client_key_file", key_file.clone()),
+                ("tls_downstream_client_ca_file", ca_file.clone()),
+                ("jwt_claims_headers", "{X-Email: email}".into()),
+                ("prefix_rewrite", "/v2".into()),
+                ("host_rewrite", "internal.example".into()),
+                ("load_balancing_policy", "least_request".into()),
+                ("health_checks", health.clone()),
+                ("outlier_detection", "{consecutive_5xx: 3}".into()),
+                ("circuit_breaker_thresholds", "{max_requests: 100}".into()),
+                ("healthy_panic_threshold", "30".into()),
+                ("jwt_issuer_format", "uri".into()),
+                ("bearer_token_format", "idp_access_token".into()),
+                ("jwt_groups_filter", "[admins]".into()),
+                ("kubernetes_service_account_token_file", token_file.clone()),
+                ("set_response_headers", "{X-Frame-Options: DENY}".into()),
+                (
+                    "rewrite_response_headers",
+                    "[{header: Location, prefix: 'http://x/', value: 'https://y/'}]".into(),
+                ),
+            ],
+        ),
+        (
+            "two.test",
+            "http://10.0.0.2:8080",
+            vec![
+                ("allow_public_unauthenticated_access", "true".into()),
+                ("tls_skip_verify", "true".into()),
+                ("tls_custom_ca", ca.pem_b64()),
+                ("tls_client_cert", client.cert_b64()),
+                ("tls_client_key", client.key_b64()),
+                ("tls_downstream_client_ca", ca.pem_b64()),
+                ("regex_rewrite_pattern", "'^/(.*)$'".into()),
+                ("regex_rewrite_substitution", "'/x/\\1'".into()),
+                ("host_rewrite_header", "X-Host".into()),
+                ("h2c_upstream", "true".into()),
+            ],
+        ),
+        (
+            "three.test",
+            "http://10.0.0.3:8080",
+            vec![
+                ("allow_any_authenticated_user", "true".into()),
+                ("host_path_regex_rewrite_pattern", "'^/([a-z]+)'".into()),
+                (
+                    "host_path_regex_rewrite_substitution",
+                    "'\\1.example'".into(),
+                ),
+                ("kubernetes_service_account_token", "sa-token".into()),
+            ],
+        ),
+    ];
+    let used: std::collections::BTreeSet<&str> = routes
+        .iter()
+        .flat_map(|(_, _, kv)| kv.iter().map(|(k, _)| *k))
+        .collect();
+    let all: std::collections::BTreeSet<&str> = jetbridge::settings::RouteOptions::KEYS
+        .iter()
+        .copied()
+        .collect();
+    assert_eq!(
+        all.difference(&used).collect::<Vec<_>>(),
+        Vec::<&&str>::new(),
+        "route keys this test does not use yet"
+    );
+    let text: String = routes
+        .iter()
+        .map(|(host, to, kv)| {
+            let lines: String = kv.iter().map(|(k, v)| format!("    {k}: {v}\n")).collect();
+            format!("  - from: https://{host}\n    to: {to}\n{lines}")
+        })
+        .collect();
+    let mut generated = jetbridge::standalone::Generated::default();
+    let snap = snapshot_with_diagnostics(
+        &config("bearer_token_format: default\n", &[text]),
+        &mut generated,
+    );
+    assert!(snap.diagnostics.is_empty(), "{:#?}", snap.diagnostics);
+    assert_eq!(snap.routes.len(), 3);
+    assert!(
+        snap.routes
+            .iter()
+            .all(|r| !matches!(r.access, Access::Invalid(_)))
+    );
+}
