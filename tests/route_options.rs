@@ -1498,7 +1498,8 @@ fn a_config_using_every_route_key_loads_unchanged() {
     );
     let health = "[{timeout: 1s, interval: 30s, http_health_check: {path: /healthz}}]".to_string();
     // Each route: (host, to, keys as YAML lines).
-    let routes: Vec<(&str, &str, Vec<(&str, String)>)> = vec![
+    type Keys<'a> = Vec<(&'a str, String)>;
+    let routes: Vec<(&str, &str, Keys)> = vec![
         (
             "one.test",
             "https://10.0.0.1:8443",
