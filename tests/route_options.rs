@@ -1183,6 +1183,37 @@ async fn health_upstream(
     (addr, sick)
 }
 
+/// What `host` answers to 12 requests: the names of the targets that served
+/// them (200), and the status of any other answer.
+async fn answers(h: &Harness, host: &str) -> std::collections::BTreeSet<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let r = h.get(host, "/").await;
+        seen.insert(match r.status {
+            200 => r.text(),
+            other => other.to_string(),
+        });
+    }
+    seen
+}
+
+/// Waits up to 10 s until `host` answers exactly `want` (see [`answers`]).
+async fn until_answers(h: &Harness, host: &str, want: &[&str]) {
+    let want: std::collections::BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = answers(h, host).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{host}: {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn targets_failing_active_health_checks_are_tried_last_and_come_back() {
     use std::sync::atomic::Ordering;
@@ -1207,52 +1238,21 @@ async fn targets_failing_active_health_checks_are_tried_last_and_come_back() {
     ))
     .await;
     // Which targets answer 12 requests in a row.
-    let served = |host: &'static str| {
-        let h = &h;
-        async move {
-            let mut names = std::collections::BTreeSet::new();
-            for _ in 0..12 {
-                let r = h.get(host, "/").await;
-                assert_eq!(r.status, 200, "{host}");
-                names.insert(r.text());
-            }
-            names
-        }
-    };
-    let until = |host: &'static str, want: &'static [&'static str]| {
-        let served = &served;
-        async move {
-            let want: std::collections::BTreeSet<String> =
-                want.iter().map(|s| s.to_string()).collect();
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            loop {
-                let got = served(host).await;
-                if got == want {
-                    return;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{host}: served by {got:?}, want {want:?}"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
-    };
-    until("http.test", &["a", "b"]).await;
-    until("tcp.test", &["c", "d"]).await;
+    until_answers(&h, "http.test", &["a", "b"]).await;
+    until_answers(&h, "tcp.test", &["c", "d"]).await;
     // b and d fail their checks: all requests go to the others...
     b_sick.store(true, Ordering::SeqCst);
     d_sick.store(true, Ordering::SeqCst);
-    until("http.test", &["a"]).await;
-    until("tcp.test", &["c"]).await;
+    until_answers(&h, "http.test", &["a"]).await;
+    until_answers(&h, "tcp.test", &["c"]).await;
     // ...and they stay out while failing.
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    assert_eq!(served("http.test").await, ["a".to_string()].into());
+    assert_eq!(answers(&h, "http.test").await, ["a".to_string()].into());
     // Passing again, they are back.
     b_sick.store(false, Ordering::SeqCst);
     d_sick.store(false, Ordering::SeqCst);
-    until("http.test", &["a", "b"]).await;
-    until("tcp.test", &["c", "d"]).await;
+    until_answers(&h, "http.test", &["a", "b"]).await;
+    until_answers(&h, "tcp.test", &["c", "d"]).await;
 }
 
 #[test]
@@ -1432,49 +1432,15 @@ async fn healthy_panic_threshold_decides_when_failing_targets_are_used() {
         &[route("never.test", 0), route("always.test", 100)],
     ))
     .await;
-    let statuses = |host: &'static str| {
-        let h = &h;
-        async move {
-            let mut seen = std::collections::BTreeSet::new();
-            for _ in 0..10 {
-                let r = h.get(host, "/").await;
-                seen.insert(if r.status == 200 {
-                    r.text()
-                } else {
-                    r.status.to_string()
-                });
-            }
-            seen
-        }
-    };
-    let until = |host: &'static str, want: &'static [&'static str]| {
-        let statuses = &statuses;
-        async move {
-            let want: std::collections::BTreeSet<String> =
-                want.iter().map(|s| s.to_string()).collect();
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            loop {
-                let got = statuses(host).await;
-                if got == want {
-                    return;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{host}: {got:?}, want {want:?}"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
-    };
     b_sick.store(true, Ordering::SeqCst);
     // 0: a failing target is never used; 100: below 100 % healthy, health is
     // ignored and both serve.
-    until("never.test", &["a"]).await;
-    until("always.test", &["a", "b"]).await;
+    until_answers(&h, "never.test", &["a"]).await;
+    until_answers(&h, "always.test", &["a", "b"]).await;
     // Every target failing: 0 refuses (no healthy upstream), 100 serves.
     a_sick.store(true, Ordering::SeqCst);
-    until("never.test", &["503"]).await;
-    until("always.test", &["a", "b"]).await;
+    until_answers(&h, "never.test", &["503"]).await;
+    until_answers(&h, "always.test", &["a", "b"]).await;
 }
 
 /// A config file using every route key jetbridge takes, spread over routes
