@@ -698,29 +698,9 @@ async fn a_bad_annotation_denies_only_its_route_and_raises_a_warning_event() {
 
 /// A session cookie for `host` sealed with the bootstrap Secret's cookie secret.
 fn mint_cookie(c: &Corner, host: &str, sub: &str, email: &str, groups: &str) -> String {
-    let out = c.kube.ok(
-        &[
-            "get",
-            "secret",
-            "jetbridge-bootstrap",
-            "-n",
-            &c.ns,
-            "-o",
-            "jsonpath={.data.cookie_secret}",
-        ],
-        None,
-    );
-    use base64::Engine as _;
-    let text = base64::engine::general_purpose::STANDARD
-        .decode(out.trim())
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.yaml");
-    std::fs::write(
-        &cfg,
-        format!("cookie_secret: {}\n", String::from_utf8(text).unwrap()),
-    )
-    .unwrap();
+    std::fs::write(&cfg, format!("cookie_secret: {}\n", cookie_secret(c))).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
         .args([
             "mint-session",
@@ -738,6 +718,27 @@ fn mint_cookie(c: &Corner, host: &str, sub: &str, email: &str, groups: &str) -> 
         .output()
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The `cookie_secret` of the bootstrap Secret the controller made.
+fn cookie_secret(c: &Corner) -> String {
+    let out = c.kube.ok(
+        &[
+            "get",
+            "secret",
+            "jetbridge-bootstrap",
+            "-n",
+            &c.ns,
+            "-o",
+            "jsonpath={.data.cookie_secret}",
+        ],
+        None,
+    );
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD
+        .decode(out.trim())
+        .unwrap();
+    String::from_utf8(text).unwrap()
 }
 
 fn with_cookie(host: &str, cookie: &str) -> Browser {
@@ -1763,4 +1764,239 @@ async fn client_certificate_secrets_work_both_ways_and_a_missing_one_denies_only
             assert!(!line.contains(std::str::from_utf8(part).unwrap()), "{line}");
         }
     }
+}
+
+/// What a request through a proxy showed: its status, what the upstream saw
+/// (path and the headers that the route settings decide) and the response
+/// headers the route sets, as one comparable map.
+async fn observe(b: &mut Browser, url: &str, headers: &[(&str, &str)]) -> Vec<(String, String)> {
+    let r = b.request_with("GET", url, headers).await;
+    let mut seen = vec![("status".to_string(), r.status.as_u16().to_string())];
+    for h in [
+        "x-resp",
+        "x-frame-options",
+        "strict-transport-security",
+        "x-xss-protection",
+    ] {
+        let v = r.headers.get(h).map(|v| v.to_str().unwrap_or("?"));
+        seen.push((format!("response {h}"), v.unwrap_or("-").to_string()));
+    }
+    let Ok(upstream) = serde_json::from_str::<serde_json::Value>(&r.body) else {
+        return seen;
+    };
+    seen.push((
+        "upstream path".into(),
+        upstream["path"].as_str().unwrap_or("?").into(),
+    ));
+    let h = &upstream["headers"];
+    for name in [
+        "host",
+        "x-set",
+        "x-drop",
+        "x-keep",
+        "x-pomerium-claim-email",
+        "x-pomerium-claim-groups",
+    ] {
+        let v = h[name].as_str().unwrap_or("-");
+        // The port differs between the two proxies; the host must not.
+        let v = if name == "host" {
+            v.split(':').next().unwrap_or(v)
+        } else {
+            v
+        };
+        seen.push((format!("upstream {name}"), v.to_string()));
+    }
+    let assertion = h["x-pomerium-jwt-assertion"].as_str();
+    seen.push((
+        "upstream ${pomerium.jwt} copy is the assertion".into(),
+        (assertion.is_some() && h["x-jwt-copy"].as_str() == assertion).to_string(),
+    ));
+    let email = assertion.and_then(|t| {
+        use base64::Engine as _;
+        let payload = t.split('.').nth(1)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        Some(format!("{} for {}", v["email"], v["aud"]))
+    });
+    seen.push((
+        "upstream assertion".into(),
+        email.unwrap_or_else(|| "-".into()),
+    ));
+    seen
+}
+
+/// Pomerium's route settings given as `ingress.pomerium.io/` annotations on
+/// Ingresses in the real API server behave as the same settings in a config
+/// file: the same requests through the controller and through a config-file
+/// proxy (sharing the cookie secret, so one session cookie works on both)
+/// show the same status, forwarded path and headers and response headers.
+#[tokio::test(flavor = "multi_thread")]
+async fn pomerium_annotations_behave_in_the_cluster_as_the_same_keys_in_a_config_file() {
+    let c = Corner::new(Kube::get());
+    let (up, _) = echo_upstream().await;
+    c.service("app", &[up]);
+    let ctl = Controller::start(&c, &[]).await;
+    // (host, [(key, annotation value, config-file value)])
+    let policy = "allow:\n  or:\n    - email: {is: alice@example.com}\n";
+    let routes: [(&str, Vec<(&str, &str, &str)>); 3] = [
+        (
+            "rw.test",
+            vec![
+                ("allow_public_unauthenticated_access", "true", "true"),
+                ("prefix_rewrite", "/base/", "/base/"),
+                (
+                    "set_request_headers",
+                    r#"{"X-Set": "one"}"#,
+                    r#"{"X-Set": "one"}"#,
+                ),
+                ("remove_request_headers", r#"["X-Drop"]"#, r#"["X-Drop"]"#),
+                (
+                    "set_response_headers",
+                    r#"{"X-Resp": "r", "X-Frame-Options": "DENY"}"#,
+                    r#"{"X-Resp": "r", "X-Frame-Options": "DENY"}"#,
+                ),
+                ("host_rewrite", "internal.example", "internal.example"),
+                ("timeout", "5s", "5s"),
+                ("load_balancing_policy", "random", "random"),
+            ],
+        ),
+        (
+            "re.test",
+            vec![
+                ("allow_public_unauthenticated_access", "true", "true"),
+                ("regex_rewrite_pattern", "^/api/(.*)$", r#""^/api/(.*)$""#),
+                ("regex_rewrite_substitution", r"/v2/\1", r#""/v2/\\1""#),
+                ("host_rewrite_header", "X-Target-Host", "X-Target-Host"),
+                (
+                    "set_response_headers",
+                    r#"{"disable": "true"}"#,
+                    r#"{"disable": "true"}"#,
+                ),
+            ],
+        ),
+        (
+            "id.test",
+            vec![
+                (
+                    "policy",
+                    policy,
+                    r#"{"allow": {"or": [{"email": {"is": "alice@example.com"}}]}}"#,
+                ),
+                ("pass_identity_headers", "true", "true"),
+                ("jwt_claims_headers", "email,groups", "email,groups"),
+                (
+                    "set_request_headers",
+                    r#"{"X-Jwt-Copy": "${pomerium.jwt}"}"#,
+                    r#"{"X-Jwt-Copy": "${pomerium.jwt}"}"#,
+                ),
+                ("preserve_host_header", "true", "true"),
+            ],
+        ),
+    ];
+    let mut yaml = format!("cookie_secret: {}\nroutes:\n", cookie_secret(&c));
+    for (host, keys) in &routes {
+        let name = host.split('.').next().unwrap();
+        let annotations: Vec<(String, &str)> = keys
+            .iter()
+            .map(|(k, a, _)| (format!("ingress.pomerium.io/{k}"), *a))
+            .collect();
+        let refs: Vec<(&str, &str)> = annotations.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        c.ingress(name, host, "app", &refs);
+        yaml.push_str(&format!("  - from: https://{host}\n    to: http://{up}\n"));
+        for (k, _, v) in keys {
+            yaml.push_str(&format!("    {k}: {v}\n"));
+        }
+    }
+    let file = start_proxy(bind_https().await, &yaml).await;
+
+    let alice = mint_cookie(&c, "id.test", "alice", "alice@example.com", "ops");
+    let bob = mint_cookie(&c, "id.test", "bob", "bob@example.com", "ops");
+    let as_user = |cookie: &str| with_cookie("id.test", cookie);
+    ctl.expect(&mut api_client(), "rw.test", "serves", |r| {
+        r.status == StatusCode::OK
+    })
+    .await;
+    ctl.expect(&mut as_user(&alice), "id.test", "allows alice", |r| {
+        r.status == StatusCode::OK
+    })
+    .await;
+    ctl.expect(&mut api_client(), "re.test", "serves", |r| {
+        r.status == StatusCode::OK
+    })
+    .await;
+
+    let headers = [
+        ("X-Drop", "gone"),
+        ("X-Keep", "kept"),
+        ("X-Target-Host", "t.example"),
+    ];
+    let cases: [(&str, &str, Option<&str>); 7] = [
+        ("rw.test", "/x/y?q=1", None),
+        ("rw.test", "/", None),
+        ("re.test", "/api/items?n=2", None),
+        ("re.test", "/other", None),
+        ("id.test", "/who", Some(&alice)),
+        ("id.test", "/who", Some(&bob)),
+        ("id.test", "/who", None),
+    ];
+    let mut results = Vec::new();
+    for (host, path, cookie) in cases {
+        let client = || match cookie {
+            Some(c) => as_user(c),
+            None => api_client(),
+        };
+        let in_cluster = observe(&mut client(), &ctl.url(host, path), &headers).await;
+        let from_file = observe(
+            &mut client(),
+            &format!("https://{host}:{}{path}", file.port),
+            &headers,
+        )
+        .await;
+        assert_eq!(
+            in_cluster, from_file,
+            "{host}{path}: annotations (left) and config file (right) differ"
+        );
+        results.push(in_cluster);
+    }
+    let get = |i: usize, what: &str| -> String {
+        results[i]
+            .iter()
+            .find(|(k, _)| k == what)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{what} not in {:?}", results[i]))
+    };
+    // And each behaves as the setting says (so agreeing on nothing fails).
+    assert_eq!(get(0, "upstream path"), "/base/x/y?q=1");
+    assert_eq!(get(1, "upstream path"), "/base/");
+    assert_eq!(get(0, "upstream host"), "internal.example");
+    assert_eq!(get(0, "upstream x-set"), "one");
+    assert_eq!(get(0, "upstream x-drop"), "-");
+    assert_eq!(get(0, "upstream x-keep"), "kept");
+    assert_eq!(get(0, "response x-resp"), "r");
+    assert_eq!(get(0, "response x-frame-options"), "DENY");
+    assert_eq!(get(0, "response x-xss-protection"), "1; mode=block");
+    assert_eq!(get(2, "upstream path"), "/v2/items?n=2");
+    assert_eq!(get(3, "upstream path"), "/other");
+    assert_eq!(get(2, "upstream host"), "t.example");
+    assert_eq!(get(2, "response x-xss-protection"), "-");
+    assert_eq!(get(2, "response x-frame-options"), "-");
+    assert_eq!(get(4, "status"), "200");
+    assert_eq!(get(4, "upstream host"), "id.test");
+    assert_eq!(
+        get(4, "upstream x-pomerium-claim-email"),
+        "alice@example.com"
+    );
+    assert_eq!(get(4, "upstream x-pomerium-claim-groups"), "ops");
+    assert_eq!(
+        get(4, "upstream ${pomerium.jwt} copy is the assertion"),
+        "true"
+    );
+    assert_eq!(
+        get(4, "upstream assertion"),
+        r#""alice@example.com" for "id.test""#
+    );
+    assert_eq!(get(5, "status"), "403");
+    assert_eq!(get(6, "status"), "401");
 }
