@@ -1766,6 +1766,9 @@ async fn client_certificate_secrets_work_both_ways_and_a_missing_one_denies_only
     }
 }
 
+/// A route key, its annotation value and its config-file value.
+type Setting = (&'static str, &'static str, &'static str);
+
 /// What a request through a proxy showed: its status, what the upstream saw
 /// (path and the headers that the route settings decide) and the response
 /// headers the route sets, as one comparable map.
@@ -1838,9 +1841,8 @@ async fn pomerium_annotations_behave_in_the_cluster_as_the_same_keys_in_a_config
     let (up, _) = echo_upstream().await;
     c.service("app", &[up]);
     let ctl = Controller::start(&c, &[]).await;
-    // (host, [(key, annotation value, config-file value)])
     let policy = "allow:\n  or:\n    - email: {is: alice@example.com}\n";
-    let routes: [(&str, Vec<(&str, &str, &str)>); 3] = [
+    let routes: [(&str, Vec<Setting>); 3] = [
         (
             "rw.test",
             vec![
