@@ -534,6 +534,20 @@ pub fn inputs_from_parts(
             r.path.as_deref(),
             r.regex.as_deref(),
         ) {
+            Ok((host, _)) if (host.is_empty() || host == "*") && !r.subtle_allow_empty_host => {
+                diagnostics.push(Diagnostic {
+                    severity: Severity::Error,
+                    object: source,
+                    reason: Reason::NotServed,
+                    message: format!(
+                        "from {:?} names no host; set subtle_allow_empty_host: true to serve \
+                         this route for every host no other route names",
+                        r.from
+                    ),
+                });
+                continue;
+            }
+            Ok((host, path)) if host == "*" => (String::new(), path),
             Ok(location) => location,
             Err(message) => {
                 diagnostics.push(Diagnostic {
@@ -741,7 +755,7 @@ fn route_hosts<'a>(routes: impl Iterator<Item = &'a RouteConfig>) -> Vec<String>
                 .rsplit_once(':')
                 .map(|(h, _)| h)
                 .unwrap_or(authority);
-            (!host.is_empty()).then(|| host.to_ascii_lowercase())
+            (!host.is_empty() && host != "*").then(|| host.to_ascii_lowercase())
         })
         .collect()
 }

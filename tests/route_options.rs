@@ -416,11 +416,6 @@ fn refused_pomerium_keys_say_not_supported_and_why() {
             "MCP is not supported by jetbridge",
         ),
         (
-            "subtle_allow_empty_host",
-            "true",
-            "not supported by jetbridge yet",
-        ),
-        (
             "enable_google_cloud_serverless_authentication",
             "true",
             "Google Cloud serverless",
@@ -1546,6 +1541,11 @@ fn a_config_using_every_route_key_loads_unchanged() {
                 ("kubernetes_service_account_token", "sa-token".into()),
             ],
         ),
+        (
+            "",
+            "http://10.0.0.4:8080",
+            vec![("subtle_allow_empty_host", "true".into())],
+        ),
     ];
     let used: std::collections::BTreeSet<&str> = routes
         .iter()
@@ -1573,10 +1573,83 @@ fn a_config_using_every_route_key_loads_unchanged() {
         &mut generated,
     );
     assert!(snap.diagnostics.is_empty(), "{:#?}", snap.diagnostics);
-    assert_eq!(snap.routes.len(), 3);
+    assert_eq!(snap.routes.len(), 4);
     assert!(
         snap.routes
             .iter()
             .all(|r| !matches!(r.access, Access::Invalid(_)))
     );
+}
+
+/// Pomerium's `subtle_allow_empty_host`: a route without a host serves every
+/// host no other route names (the named hosts keep their own routes), never
+/// starts a sign-in for such a host (any client can name any host there), and
+/// is refused without the key.
+#[tokio::test]
+async fn a_route_without_a_host_serves_every_host_no_route_names_and_never_signs_in() {
+    let (named, any) = (echo_http1("named").await, echo_http1("any").await);
+    let any_route = |from: &str, extra: &str| {
+        format!(
+            "  - from: {from}\n    to: http://{}\n    subtle_allow_empty_host: true\n{extra}",
+            any.authority()
+        )
+    };
+    for (round, from) in ["https://", "https://*"].into_iter().enumerate() {
+        let h = Harness::start(&config(
+            "",
+            &[
+                route("named.test", &format!("http://{}", named.authority()), ""),
+                any_route(
+                    from,
+                    "    prefix: /private\n    allow_any_authenticated_user: true\n",
+                ),
+                any_route(from, "    allow_public_unauthenticated_access: true\n"),
+            ],
+        ))
+        .await;
+        for (host, want) in [
+            ("named.test", "named"),
+            ("random.test", "any"),
+            ("other.example", "any"),
+            ("x.named.test", "any"),
+            ("NAMED.test", "named"),
+        ] {
+            let r = h.get(host, "/page").await;
+            assert_eq!(r.status, 200, "{from} {host}: {}", r.text());
+            assert_eq!(r.echo().server, want, "{from} {host}");
+        }
+        // Sign-in would hand a session to whatever host the client named.
+        for accept in ["text/html", "application/json"] {
+            let r = h
+                .get_with("random.test", "/private/x", &[("accept", accept)])
+                .await;
+            assert_eq!(r.status, 403, "{from} {accept}: {}", r.text());
+            assert!(
+                r.text().contains("sign-in is not available on this host"),
+                "{}",
+                r.text()
+            );
+            assert_eq!(r.header("location"), None);
+        }
+        // The refused requests never reached the upstream.
+        assert_eq!(any.requests(), 3 * (round + 1), "{from}");
+    }
+
+    // Without the key, a route without a host is refused and says how.
+    for from in ["https://", "https://*"] {
+        let mut generated = jetbridge::standalone::Generated::default();
+        let snap = snapshot_with_diagnostics(
+            &config(
+                "",
+                &[format!(
+                    "  - from: {from}\n    to: http://{}\n",
+                    any.authority()
+                )],
+            ),
+            &mut generated,
+        );
+        assert!(snap.routes.is_empty(), "{from}");
+        let d = format!("{:?}", snap.diagnostics);
+        assert!(d.contains("subtle_allow_empty_host: true"), "{from}: {d}");
+    }
 }

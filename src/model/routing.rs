@@ -272,6 +272,11 @@ impl RouteTable {
             || wildcard_suffix(host).is_some_and(|s| self.wildcard.contains_key(s))
     }
 
+    /// Whether a route without a host serves every host no route names.
+    pub fn serves_any_host(&self) -> bool {
+        !self.any.is_empty()
+    }
+
     fn group(&self, host: &str) -> &[Entry] {
         if let Some(g) = self.exact.get(host) {
             return g;

@@ -22,6 +22,11 @@ pub enum ProxyError {
     /// that started the sign-in.
     #[error("sign-in was started in another browser; start again")]
     SignInElsewhere,
+    /// A request that needs a session on a host only a route without a
+    /// host (`subtle_allow_empty_host`) serves: any client can name any
+    /// host there, so no session is ever handed to one.
+    #[error("sign-in is not available on this host: no route names it")]
+    NoSignInOnHost,
     /// A route with `tls_downstream_client_ca`, and no client certificate
     /// from its CA on this connection (Pomerium's 495 and words).
     #[error("a valid client certificate is required to access this page")]
@@ -77,6 +82,7 @@ impl ProxyError {
             ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ProxyError::Forbidden
             | ProxyError::SignInElsewhere
+            | ProxyError::NoSignInOnHost
             | ProxyError::RouteInvalid
             | ProxyError::UpgradeNotAllowed => StatusCode::FORBIDDEN,
             ProxyError::UpstreamUnavailable | ProxyError::NotReady | ProxyError::Overloaded => {

@@ -253,7 +253,7 @@ impl Proxy {
         };
         cx.trail.host = Some(target.host.clone());
         cx.trail.path = Some(target.path.clone());
-        if !snapshot.host_known(&target.host) {
+        if !snapshot.host_known(&target.host) && !snapshot.table.serves_any_host() {
             return Outcome::Error(ProxyError::UnknownHost);
         }
         if let Some(resp) = well_known(snapshot, &target.host, &target.path, &req) {
@@ -400,6 +400,9 @@ fn authorize(
     tracing::debug!(route = %route.id, reason = %decision.reason, "denied");
     if session.is_some() || !(decision.needs_login || program.needs_user()) {
         return Some(Outcome::Error(ProxyError::Forbidden));
+    }
+    if !snapshot.table.host_known(&target.host) {
+        return Some(Outcome::Error(ProxyError::NoSignInOnHost));
     }
     let browser = req
         .headers()

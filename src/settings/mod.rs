@@ -332,6 +332,10 @@ route_options! {
     /// Response header values to rewrite, e.g. an upstream's `Location`.
     #[serde(default)]
     rewrite_response_headers: Vec<RewriteHeader>,
+    /// Serve a route without a host (an Ingress rule without `host`, or
+    /// `from: https://` / `https://*`) for every host no other route names.
+    #[serde(default)]
+    subtle_allow_empty_host: bool,
 }
 
 /// One `rewrite_response_headers` entry: a value of `header` starting with

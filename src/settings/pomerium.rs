@@ -57,7 +57,6 @@ pub const REFUSED_ROUTE_KEYS: &[RefusedKey] = &[
         "depends_on",
         "every route host gets its own sign-in hand-off",
     ),
-    planned("subtle_allow_empty_host", "every route needs a host"),
     never(
         "enable_google_cloud_serverless_authentication",
         "Google Cloud serverless authentication is not supported by jetbridge",

@@ -336,15 +336,24 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
         // (host, pathType, path, backend) of every rule path, then the
         // defaultBackend as `/` on each host that has no `/` prefix of its own.
         let mut entries: Vec<(String, String, String, IngressBackend)> = Vec::new();
+        // Pomerium's `subtle_allow_empty_host`: a rule without host serves
+        // every host no other route names.
+        let any_host = base.as_ref().is_ok_and(|o| o.subtle_allow_empty_host);
         for rule in spec.rules.iter().flatten() {
-            let Some(host) = rule.host.as_deref().filter(|h| !h.is_empty()) else {
-                out.diagnostics.push(Diagnostic {
-                    severity: Severity::Warning,
-                    object: object.clone(),
-                    reason: Reason::NotServed,
-                    message: "a rule without host is not served (every route needs a host)".into(),
-                });
-                continue;
+            let host = match rule.host.as_deref().filter(|h| !h.is_empty()) {
+                Some(h) => h,
+                None if any_host => "",
+                None => {
+                    out.diagnostics.push(Diagnostic {
+                        severity: Severity::Warning,
+                        object: object.clone(),
+                        reason: Reason::NotServed,
+                        message: "a rule without host is not served (set the annotation \
+                                  subtle_allow_empty_host: \"true\" to serve it for every host)"
+                            .into(),
+                    });
+                    continue;
+                }
             };
             for p in rule.http.iter().flat_map(|h| h.paths.iter()) {
                 entries.push((
@@ -371,7 +380,9 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
                 .collect();
             hosts.sort();
             hosts.dedup();
-            if hosts.is_empty() {
+            if hosts.is_empty() && any_host {
+                hosts.push(String::new());
+            } else if hosts.is_empty() {
                 out.diagnostics.push(Diagnostic {
                     severity: Severity::Warning,
                     object: object.clone(),
@@ -422,8 +433,13 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
                     object: object.clone(),
                     reason: Reason::HostConflict,
                     message: format!(
-                        "host {host} path {path} is also claimed by {winner}, which is older; \
-                         this one is not served there"
+                        "host {} path {path} is also claimed by {winner}, which is older; \
+                         this one is not served there",
+                        if host.is_empty() {
+                            "* (any host)"
+                        } else {
+                            host
+                        }
                     ),
                 });
             } else {
