@@ -94,6 +94,18 @@ routes:
     pass_identity_headers: true
     allow_any_authenticated_user: true
     bearer_token_format: idp_identity_token
+  - from: https://dep-a.localhost
+    to: http://{up}
+    allow_any_authenticated_user: true
+    depends_on: [dep-b.localhost, "https://dep-c.localhost/", nowhere.localhost]
+  - from: https://dep-b.localhost
+    to: http://{up}
+    pass_identity_headers: true
+    allow_any_authenticated_user: true
+  - from: https://dep-c.localhost
+    to: http://{up}
+    pass_identity_headers: true
+    allow_any_authenticated_user: true
   - from: https://tok.localhost
     to: http://{up}
     allow_any_authenticated_user: true
@@ -1039,4 +1051,101 @@ async fn pomeriums_named_oidc_providers_sign_in_through_their_discovery_document
             "{provider}"
         );
     }
+}
+
+/// Follows redirects from `url`; returns every URL visited and the last reply.
+async fn follow_recording(b: &mut Browser, mut url: String, max: usize) -> (Vec<String>, Reply) {
+    let mut visited = vec![url.clone()];
+    for _ in 0..max {
+        let r = b.get(&url).await;
+        match r.location() {
+            Some(loc) if r.status.is_redirection() => {
+                url = resolve(&url, &loc);
+                visited.push(url.clone());
+            }
+            _ => return (visited, r),
+        }
+    }
+    panic!("too many redirects: {visited:#?}");
+}
+
+/// Pomerium's `depends_on`: signing in on a route signs the browser in to
+/// each listed host in turn (skipping hosts no route names), then lands
+/// where it started; each host then has its own session. A chain stop is
+/// sealed for its host: garbage, or a stop for one host shown to another,
+/// is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn depends_on_signs_the_browser_in_to_each_listed_host_in_turn() {
+    let w = world().await;
+    let mut b = Browser::new();
+    let start = w.url("dep-a", "/start?x=1");
+    let r = b.get(&start).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    let r = b.get(&r.location().unwrap()).await;
+    let callback = idp_login(&mut b, &r.location().unwrap(), "alice").await;
+    let (visited, last) = follow_recording(&mut b, callback, 60).await;
+    assert_eq!(visited.last().unwrap(), &start, "{visited:#?}");
+    assert_eq!(last.status, StatusCode::OK, "{}", last.body);
+    let stops: Vec<&String> = visited
+        .iter()
+        .filter(|u| u.contains("/.pomerium/depends_on?"))
+        .collect();
+    let mut stop_hosts: Vec<String> = stops
+        .iter()
+        .map(|u| url::Url::parse(u).unwrap().host_str().unwrap().to_string())
+        .collect();
+    stop_hosts.dedup();
+    assert_eq!(
+        stop_hosts,
+        ["dep-b.localhost", "dep-c.localhost"],
+        "{visited:#?}"
+    );
+    // Each listed host was signed in through the IdP (silently: the IdP
+    // already knows the browser) and now answers with alice's identity.
+    for host in ["dep-b", "dep-c"] {
+        let r = b.get(&w.url(host, "/")).await;
+        assert_eq!(r.status, StatusCode::OK, "{host}: {}", r.body);
+        assert_eq!(
+            json(&r.body)["headers"]["x-pomerium-claim-email"],
+            "alice@example.com",
+            "{host}"
+        );
+    }
+    // The sessions are this browser's: another one still has to sign in.
+    let r = Browser::new().get(&w.url("dep-b", "/")).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+
+    // A stop revisited with a session moves straight on.
+    let stop_b = stops[0].clone();
+    let r = b.get(&stop_b).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    let next = r.location().unwrap();
+    assert!(
+        next.contains("dep-c.localhost") && next.contains("/.pomerium/depends_on?"),
+        "{next}"
+    );
+    // Sealed for its host: shown to another host, tampered or missing, refused.
+    let query = stop_b.split_once('?').unwrap().1;
+    let mut fresh = Browser::new();
+    for url in [
+        w.url("dep-c", &format!("/.pomerium/depends_on?{query}")),
+        w.url("app", &format!("/.pomerium/depends_on?{query}")),
+        w.url("dep-b", "/.pomerium/depends_on?jetbridge_chain=AAAA"),
+        w.url(
+            "dep-b",
+            &format!("/.pomerium/depends_on?{}", query.replacen('=', "=x", 1)),
+        ),
+        w.url("dep-b", "/.pomerium/depends_on"),
+    ] {
+        let r = fresh.get(&url).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{url}: {}", r.body);
+    }
+    // A fresh browser at a genuine stop signs in there first.
+    let r = fresh.get(&stop_b).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert!(
+        r.location().unwrap().contains("/.pomerium/sign_in?"),
+        "{:?}",
+        r.location()
+    );
 }

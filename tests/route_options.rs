@@ -420,11 +420,6 @@ fn refused_pomerium_keys_say_not_supported_and_why() {
             "true",
             "Google Cloud serverless",
         ),
-        (
-            "depends_on",
-            "[https://b.test]",
-            "not supported by jetbridge yet",
-        ),
     ];
     for (key, value, needle) in route_cases {
         let yaml =
@@ -1544,7 +1539,10 @@ fn a_config_using_every_route_key_loads_unchanged() {
         (
             "",
             "http://10.0.0.4:8080",
-            vec![("subtle_allow_empty_host", "true".into())],
+            vec![
+                ("subtle_allow_empty_host", "true".into()),
+                ("depends_on", "[one.test, 'https://two.test/']".into()),
+            ],
         ),
     ];
     let used: std::collections::BTreeSet<&str> = routes
@@ -1651,5 +1649,49 @@ async fn a_route_without_a_host_serves_every_host_no_route_names_and_never_signs
         assert!(snap.routes.is_empty(), "{from}");
         let d = format!("{:?}", snap.diagnostics);
         assert!(d.contains("subtle_allow_empty_host: true"), "{from}: {d}");
+    }
+}
+
+/// `depends_on` entries name one host each; anything else denies the route
+/// and says which entry.
+#[test]
+fn bad_depends_on_entries_deny_only_their_route() {
+    for bad in [
+        "https://a.test/path",
+        "http://a.test",
+        "*.a.test",
+        "a test",
+        "ftp://a.test",
+    ] {
+        let yaml = config(
+            "",
+            &[
+                route(
+                    "good.test",
+                    "http://127.0.0.1:1",
+                    "    depends_on: [b.test, 'https://c.test:8443']\n",
+                ),
+                route(
+                    "bad.test",
+                    "http://127.0.0.1:1",
+                    &format!("    depends_on: ['{bad}']\n"),
+                ),
+            ],
+        );
+        let mut generated = jetbridge::standalone::Generated::default();
+        let snap = snapshot_with_diagnostics(&yaml, &mut generated);
+        let by_host = |h: &str| {
+            snap.routes
+                .iter()
+                .find(|r| format!("{:?}", r.host).contains(h))
+                .unwrap()
+        };
+        assert_eq!(by_host("good.test").depends_on, ["b.test", "c.test"]);
+        match &by_host("bad.test").access {
+            Access::Invalid(m) => {
+                assert!(m.contains("depends_on") && m.contains(bad), "{bad}: {m}")
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
     }
 }

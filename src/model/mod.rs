@@ -487,6 +487,9 @@ pub struct Route {
     pub bearer_token_format: BearerTokenFormat,
     /// `name`, `description` and `logo_url`, as `/.pomerium/routes` lists them.
     pub info: RouteInfo,
+    /// Hosts (lower case, no port) a browser signing in here is then
+    /// signed in to as well (`depends_on`).
+    pub depends_on: Vec<String>,
     /// Active health checks of the targets; a target failing any is tried last.
     pub health_checks: Vec<HealthCheck>,
     /// Below this share (%) of healthy targets, health is ignored (Envoy's

@@ -364,6 +364,85 @@ fn presents_nonce(headers: &http::HeaderMap, binding: &str) -> bool {
         .is_some_and(|presented| constant_time_eq(presented.as_bytes(), binding.as_bytes()))
 }
 
+/// Where a `depends_on` sign-in continues, on each host in turn.
+const CHAIN_PATH: &str = "/.pomerium/depends_on";
+const CHAIN_PARAM: &str = "jetbridge_chain";
+/// How long a `depends_on` chain may take.
+const CHAIN_TTL: i64 = 600;
+/// A return URL longer than this is not carried through a `depends_on`
+/// chain (the chain URL must stay a valid sign-in target); the browser
+/// lands on the first host's root instead.
+const CHAIN_MAX_RETURN: usize = 1024;
+
+/// The rest of a `depends_on` chain, sealed for the host it is sent to.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Chain {
+    /// Hosts still to sign in to, after the one this chain is sealed for.
+    rest: Vec<String>,
+    /// Where the browser goes at the end.
+    to: String,
+    exp: i64,
+}
+
+/// The next stop of a `depends_on` chain: the first of `hosts` that is
+/// still a route host, carrying the others; `to` when none is left.
+fn chain_next(snapshot: &Snapshot, hosts: &[String], to: &str, port: u16, now: i64) -> String {
+    let mut hosts = hosts.iter().filter(|h| snapshot.table.host_known(h));
+    let Some(next) = hosts.next() else {
+        return to.to_string();
+    };
+    let chain = Chain {
+        rest: hosts.cloned().collect(),
+        to: to.to_string(),
+        exp: now + CHAIN_TTL,
+    };
+    let sealed = sealer_chain(snapshot).seal(
+        next.as_bytes(),
+        &serde_json::to_vec(&chain).unwrap_or_default(),
+    );
+    format!("{}{CHAIN_PATH}?{CHAIN_PARAM}={sealed}", origin(next, port))
+}
+
+/// Where a browser that just got its session on `host` goes: `return_to`,
+/// or first through the `depends_on` hosts of the route it returns to.
+fn after_sign_in(snapshot: &Snapshot, host: &str, return_to: &str, port: u16, now: i64) -> String {
+    let Some(target) = url::Url::parse(return_to).ok() else {
+        return "/".into();
+    };
+    if !target
+        .host_str()
+        .is_some_and(|t| t.eq_ignore_ascii_case(host))
+    {
+        return "/".into();
+    }
+    // A chain's own stop, or any endpoint of ours, starts no chain.
+    if target.path().starts_with(POMERIUM_PREFIX) {
+        return return_to.to_string();
+    }
+    let deps: Vec<String> = snapshot
+        .route(host, target.path())
+        .map(|r| {
+            r.depends_on
+                .iter()
+                .filter(|d| d.as_str() != host)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    if deps.is_empty() {
+        return return_to.to_string();
+    }
+    let to = if return_to.len() > CHAIN_MAX_RETURN {
+        format!("{}/", origin(host, port))
+    } else {
+        return_to.to_string()
+    };
+    chain_next(snapshot, &deps, &to, port, now)
+}
+
+fn sealer_chain(snapshot: &Snapshot) -> Sealer {
+    Sealer::new(&snapshot.auth.cookie_secret, "depends-on")
+}
 fn sealer_handoff(snapshot: &Snapshot) -> Sealer {
     Sealer::new(&snapshot.auth.shared_secret, "handoff")
 }
@@ -716,8 +795,9 @@ impl Proxy {
         let now = unix_now();
         Some(match path {
             "/.pomerium/callback" | "/.pomerium/callback/" => {
-                self.host_callback(snapshot, req.headers(), host, query, now)
+                self.host_callback(snapshot, req, host, query, now)
             }
+            CHAIN_PATH => depends_on_step(snapshot, req, host, query, session, now),
             "/.pomerium/user" => Ok(user_json(session, host)),
             "/.pomerium/api/v1/login" => programmatic_login(req, host, query),
             "/.pomerium/api/v1/finish" => programmatic_finish(snapshot, req, host, query, session),
@@ -747,14 +827,15 @@ impl Proxy {
         })
     }
 
-    fn host_callback(
+    fn host_callback<B>(
         &self,
         snapshot: &Snapshot,
-        headers: &http::HeaderMap,
+        req: &Request<B>,
         host: &str,
         query: Option<&str>,
         now: i64,
     ) -> Result<Response<Body>, ProxyError> {
+        let headers = req.headers();
         let raw = query_param(query, "pomerium_handoff")
             .ok_or_else(|| ProxyError::BadRequest("missing hand-off".into()))?;
         let h: Handoff = sealer_handoff(snapshot)
@@ -777,16 +858,7 @@ impl Proxy {
         {
             return Err(ProxyError::BadRequest("hand-off already used".into()));
         }
-        let target = url::Url::parse(&h.return_to).ok();
-        let same_host = target
-            .as_ref()
-            .and_then(|u| u.host_str())
-            .is_some_and(|t| t.eq_ignore_ascii_case(host));
-        let location = if same_host {
-            h.return_to.clone()
-        } else {
-            "/".into()
-        };
+        let location = after_sign_in(snapshot, host, &h.return_to, client_port(req), now);
         let value = snapshot.sessions.seal(host, &h.session);
         let mut r = redirect(&location);
         if let Some(c) = cookie_header(&snapshot.auth.cookie_name, &value, h.session.exp - now) {
@@ -991,6 +1063,43 @@ fn new_session(login: &LoginResult, snapshot: &Snapshot, now: i64) -> Session {
             access_token: login.access_token.clone(),
         }),
     }
+}
+
+/// `/.pomerium/depends_on` on a route host: one stop of a `depends_on`
+/// chain. With a session here the browser moves on to the next host (or
+/// its destination); without one it signs in here first, coming back to
+/// this same stop, which then finds the session.
+fn depends_on_step<B>(
+    snapshot: &Snapshot,
+    req: &Request<B>,
+    host: &str,
+    query: Option<&str>,
+    session: Option<&Session>,
+    now: i64,
+) -> Result<Response<Body>, ProxyError> {
+    let raw = query_param(query, CHAIN_PARAM)
+        .ok_or_else(|| ProxyError::BadRequest("missing sign-in chain".into()))?;
+    let chain: Chain = sealer_chain(snapshot)
+        .open(host.as_bytes(), &raw)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| ProxyError::BadRequest("invalid sign-in chain".into()))?;
+    if chain.exp < now {
+        return Err(ProxyError::BadRequest(
+            "sign-in chain expired; open the page again".into(),
+        ));
+    }
+    let port = client_port(req);
+    if session.is_some() {
+        return Ok(redirect(&chain_next(
+            snapshot,
+            &chain.rest,
+            &chain.to,
+            port,
+            now,
+        )));
+    }
+    let here = format!("{}{CHAIN_PATH}?{CHAIN_PARAM}={raw}", origin(host, port));
+    start_sign_in(snapshot, &here).ok_or(ProxyError::Unauthenticated)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -332,6 +332,10 @@ route_options! {
     /// Response header values to rewrite, e.g. an upstream's `Location`.
     #[serde(default)]
     rewrite_response_headers: Vec<RewriteHeader>,
+    /// Hosts (`app.example.com` or `https://app.example.com`) a browser is
+    /// also signed in to, one after the other, after signing in here.
+    #[serde(default, deserialize_with = "string_or_list")]
+    depends_on: Vec<String>,
     /// Serve a route without a host (an Ingress rule without `host`, or
     /// `from: https://` / `https://*`) for every host no other route names.
     #[serde(default)]

@@ -53,10 +53,6 @@ pub const REFUSED_ROUTE_KEYS: &[RefusedKey] = &[
     ),
     planned("idp_client_id", "one identity provider for every route"),
     planned("idp_client_secret", "one identity provider for every route"),
-    planned(
-        "depends_on",
-        "every route host gets its own sign-in hand-off",
-    ),
     never(
         "enable_google_cloud_serverless_authentication",
         "Google Cloud serverless authentication is not supported by jetbridge",

@@ -416,6 +416,17 @@ fn build_route(
             }
         },
     };
+    let depends_on = spec
+        .depends_on
+        .iter()
+        .filter_map(|h| match depends_on_host(h) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                problems.push(e);
+                None
+            }
+        })
+        .collect();
     let health_checks = match &spec.health_checks {
         None => Vec::new(),
         Some(v) => health::parse(v).unwrap_or_else(|e| {
@@ -608,6 +619,7 @@ fn build_route(
             description: spec.description.clone().unwrap_or_default(),
             logo_url: spec.logo_url.clone().unwrap_or_default(),
         },
+        depends_on,
         health_checks,
         healthy_panic_threshold,
         outlier_detection,
@@ -625,6 +637,24 @@ fn build_route(
             .or(g.default_upstream_timeout)
             .unwrap_or(DEFAULT_TIMEOUT),
         idle_timeout: spec.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
+    }
+}
+
+/// One `depends_on` entry as a host: `app.example.com`, with `https://`,
+/// a port or a trailing `/` allowed (and dropped); anything else is an error.
+fn depends_on_host(entry: &str) -> Result<String, String> {
+    let bad = |why: &str| format!("depends_on {entry:?}: {why}");
+    let text = entry.trim();
+    let rest = text.strip_prefix("https://").unwrap_or(text);
+    if rest.contains("://") {
+        return Err(bad("must be a host or an https:// URL"));
+    }
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    let host = strip_port(authority);
+    match HostMatch::parse(host) {
+        Ok(HostMatch::Exact(h)) => Ok(h),
+        Ok(_) => Err(bad("must name one host (no wildcard)")),
+        Err(e) => Err(bad(&e.to_string())),
     }
 }
 
