@@ -10,6 +10,7 @@ pub mod controller;
 pub mod crd;
 pub mod demo;
 pub mod identity;
+pub mod memory;
 pub mod model;
 pub mod names;
 pub mod policy;

@@ -81,6 +81,10 @@ enum Command {
         email: String,
         #[arg(long, value_delimiter = ',')]
         groups: Vec<String>,
+        /// Print this many cookies, one per line, each its own session
+        /// (subjects `<sub>-0`, `<sub>-1`, …; one cookie, for `<sub>`, by default).
+        #[arg(long)]
+        count: Option<u32>,
     },
     /// Run the Kubernetes ingress controller and the proxy it feeds.
     Controller(ControllerArgs),
@@ -179,12 +183,15 @@ fn read_arg(path: &str) -> Result<String> {
     }
 }
 
+/// Session cookie values for `host`, one per line: `count` sessions with
+/// subjects `<sub>-<i>`, or one for `sub`.
 fn mint_session(
     config: &str,
     host: &str,
     sub: String,
     email: String,
     groups: Vec<String>,
+    count: Option<u32>,
 ) -> Result<String> {
     let cfg = jetbridge::settings::ConfigFile::load(config)?;
     let secret = cfg
@@ -192,22 +199,33 @@ fn mint_session(
         .as_deref()
         .context("the config file has no cookie_secret")?;
     let secret = jetbridge::identity::secrets::Secret32::parse("cookie_secret", secret)?;
+    let codec = jetbridge::identity::session::SessionCodec::new(&secret.0);
     let now = jetbridge::proxy::unix_now();
-    let session = jetbridge::identity::session::Session {
-        id: jetbridge::identity::oidc::random_token()[..22].to_string(),
-        sub,
-        email,
-        name: String::new(),
-        groups,
-        claims: Default::default(),
-        truncated: false,
-        iat: now,
-        exp: now + 14 * 3600,
-        refresh_token: None,
-        refresh_at: 0,
-        idp_tokens: None,
+    let subjects: Vec<String> = match count {
+        None => vec![sub],
+        Some(n) => (0..n).map(|i| format!("{sub}-{i}")).collect(),
     };
-    Ok(jetbridge::identity::session::SessionCodec::new(&secret.0).seal(host, &session))
+    let lines: Vec<String> = subjects
+        .into_iter()
+        .map(|sub| {
+            let session = jetbridge::identity::session::Session {
+                id: jetbridge::identity::oidc::random_token()[..22].to_string(),
+                sub,
+                email: email.clone(),
+                name: String::new(),
+                groups: groups.clone(),
+                claims: Default::default(),
+                truncated: false,
+                iat: now,
+                exp: now + 14 * 3600,
+                refresh_token: None,
+                refresh_at: 0,
+                idp_tokens: None,
+            };
+            codec.seal(host, &session)
+        })
+        .collect();
+    Ok(lines.join("\n"))
 }
 
 /// Installs logging. The format comes from `--log-format`, then the config
@@ -229,10 +247,27 @@ fn init_tracing(flag: Option<&str>, cfg: &jetbridge::settings::ConfigFile) -> Re
 /// mimalloc: the request path allocates and frees many small buffers across
 /// worker threads; glibc's allocator spent about a tenth of the proxy's CPU
 /// time on them (perf, public route under wrk).
+///
+/// The `system-alloc` feature keeps the system allocator, for heap profilers
+/// that hook malloc (heaptrack, valgrind's massif).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Returns the pages mimalloc keeps after frees (it purges them lazily, on
+/// later activity of the thread that freed them): called after each
+/// configuration is applied, so a reload's transient memory does not stay
+/// resident.
+#[cfg(not(feature = "system-alloc"))]
+fn release_memory() {
+    // SAFETY: `mi_collect` only walks and purges mimalloc's own free lists;
+    // it takes no pointers and is safe to call from any thread at any time.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
 fn main() -> std::process::ExitCode {
+    #[cfg(not(feature = "system-alloc"))]
+    jetbridge::memory::set_release(release_memory);
     // One crypto provider for every TLS client and server in the process.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
@@ -327,7 +362,8 @@ fn main() -> std::process::ExitCode {
             sub,
             email,
             groups,
-        } => match mint_session(&config, &host, sub, email, groups) {
+            count,
+        } => match mint_session(&config, &host, sub, email, groups, count) {
             Ok(v) => {
                 println!("{v}");
                 std::process::ExitCode::SUCCESS
@@ -385,12 +421,13 @@ fn shutdown_signal() -> CancellationToken {
 
 async fn run_standalone(path: String, log_format: Option<String>) -> Result<()> {
     let reading = standalone::Reading::read(&path);
-    let cfg = match &reading.parsed {
-        Ok((cfg, _)) => cfg.clone(),
+    let listeners = match &reading.parsed {
+        Ok((cfg, _)) => {
+            init_tracing(log_format.as_deref(), cfg)?;
+            standalone::listeners(cfg).map_err(anyhow::Error::msg)?
+        }
         Err(e) => bail!("{e}"),
     };
-    init_tracing(log_format.as_deref(), &cfg)?;
-    let listeners = standalone::listeners(&cfg).map_err(anyhow::Error::msg)?;
     let mut driver = Driver::new();
     let mut generated = Generated::default();
     let (generation, warnings) = standalone::apply(
@@ -407,11 +444,16 @@ async fn run_standalone(path: String, log_format: Option<String>) -> Result<()> 
     if generation.is_none() {
         bail!("{path}: no configuration published");
     }
+    let fingerprint = reading.fingerprint;
+    // The parsed file is not kept while serving (with 10 000 routes it is
+    // tens of megabytes); the watch reads the file again when it changes.
+    drop(reading);
+    jetbridge::memory::release();
     let reader = driver.reader();
     let shutdown = shutdown_signal();
     let source = standalone::watch(
         path.clone(),
-        reading.fingerprint,
+        fingerprint,
         driver,
         generated,
         shutdown.clone(),

@@ -51,7 +51,7 @@ impl SnapshotReader {
 /// The single writer.
 pub struct Publisher {
     reader: SnapshotReader,
-    fingerprint: String,
+    fingerprint: [u8; 32],
 }
 
 impl Default for Publisher {
@@ -65,7 +65,7 @@ impl Publisher {
     pub fn new() -> Self {
         Publisher {
             reader: SnapshotReader::default(),
-            fingerprint: String::new(),
+            fingerprint: [0; 32],
         }
     }
     /// A reader handle.

@@ -389,6 +389,7 @@ pub async fn run(
                 tracing::error!(error = %e, "global settings invalid; keeping the running configuration");
             }
         }
+        crate::memory::release();
 
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),

@@ -58,8 +58,22 @@ impl Snapshot {
     }
     /// A content fingerprint that ignores the generation, used to publish
     /// only when something changed.
-    pub fn fingerprint(&self) -> String {
-        format!(
+    ///
+    /// The SHA-256 of the content's `Debug` text, hashed as it is written:
+    /// the text itself (kilobytes per route) is never held.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        use std::fmt::Write as _;
+        struct Hasher(sha2::Sha256);
+        impl std::fmt::Write for Hasher {
+            fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                self.0.update(s.as_bytes());
+                Ok(())
+            }
+        }
+        let mut h = Hasher(sha2::Sha256::new());
+        let _ = write!(
+            h,
             "{:?}|{:?}|{:?}|{}|{:?}|{:?}",
             self.routes,
             self.diagnostics,
@@ -67,7 +81,8 @@ impl Snapshot {
             self.identity.jwks.etag,
             self.tls.fingerprint,
             self.connection_idle_timeout
-        )
+        );
+        h.0.finalize().into()
     }
 }
 
