@@ -652,6 +652,10 @@ pub fn inputs_from_parts(
             retired_keys: Vec::new(),
             issuer_format,
             bearer_token_format,
+            access_token_audiences: cfg
+                .idp_access_token_allowed_audiences
+                .clone()
+                .unwrap_or_default(),
             pass_identity_headers: cfg.pass_identity_headers.unwrap_or(false),
             jwt_claims_headers: cfg
                 .jwt_claims_headers

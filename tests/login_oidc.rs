@@ -94,6 +94,17 @@ routes:
     pass_identity_headers: true
     allow_any_authenticated_user: true
     bearer_token_format: idp_identity_token
+  - from: https://aud.localhost
+    to: http://{up}
+    pass_identity_headers: true
+    allow_any_authenticated_user: true
+    bearer_token_format: idp_access_token
+    idp_access_token_allowed_audiences: [https://api.jetbridge.test/]
+  - from: https://aud2.localhost
+    to: http://{up}
+    allow_any_authenticated_user: true
+    bearer_token_format: idp_access_token
+    idp_access_token_allowed_audiences: https://other.jetbridge.test/
   - from: https://dep-a.localhost
     to: http://{up}
     allow_any_authenticated_user: true
@@ -796,6 +807,12 @@ async fn the_nonce_cookie_is_host_only_and_only_its_hash_travels() {
 /// flow with PKCE, this world's client), without the proxy; returns the
 /// IdP's access token and ID token.
 async fn idp_tokens(w: &World, login: &str) -> (String, String) {
+    idp_tokens_for(w, login, None).await
+}
+
+/// As [`idp_tokens`]; with `resource`, the access token is the IdP's JWT
+/// for that resource (RFC 8707; `aud` is the resource).
+async fn idp_tokens_for(w: &World, login: &str, resource: Option<&str>) -> (String, String) {
     use base64::Engine as _;
     use sha2::Digest as _;
     let mut b = Browser::new();
@@ -810,10 +827,16 @@ async fn idp_tokens(w: &World, login: &str) -> (String, String) {
         .encode(sha2::Sha256::digest(verifier.as_bytes()));
     let callback = w.url("authenticate", "/oauth2/callback");
     let authorize = format!(
-        "{}?client_id=jetbridge&response_type=code&scope={}&redirect_uri={}&state=cli-state&nonce=cli-nonce&code_challenge={challenge}&code_challenge_method=S256",
+        "{}?client_id=jetbridge&response_type=code&scope={}&redirect_uri={}&state=cli-state&nonce=cli-nonce&code_challenge={challenge}&code_challenge_method=S256{}",
         meta["authorization_endpoint"].as_str().unwrap(),
-        urlencode("openid email profile groups"),
+        urlencode(match resource {
+            Some(_) => "openid email profile groups api",
+            None => "openid email profile groups",
+        }),
         urlencode(&callback),
+        resource
+            .map(|r| format!("&resource={}", urlencode(r)))
+            .unwrap_or_default(),
     );
     let back = idp_login(&mut b, &authorize, login).await;
     let code = url::Url::parse(&back)
@@ -827,9 +850,12 @@ async fn idp_tokens(w: &World, login: &str) -> (String, String) {
         .post_form_with(
             meta["token_endpoint"].as_str().unwrap(),
             &format!(
-                "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={verifier}",
+                "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={verifier}{}",
                 urlencode(&code),
-                urlencode(&callback)
+                urlencode(&callback),
+                resource
+                    .map(|r| format!("&resource={}", urlencode(r)))
+                    .unwrap_or_default(),
             ),
             &[("authorization", &format!("Basic {basic}"))],
         )
@@ -1148,4 +1174,72 @@ async fn depends_on_signs_the_browser_in_to_each_listed_host_in_turn() {
         "{:?}",
         r.location()
     );
+}
+
+/// Pomerium's `idp_access_token_allowed_audiences`: on a route listing
+/// audiences, an IdP access token is accepted only as a JWT the IdP signed
+/// whose `aud` names one of them (the real IdP issues such tokens for a
+/// resource, RFC 8707); its claims are the identity. Tokens for another
+/// audience, opaque tokens, the ID token, and altered tokens are refused, and
+/// a token accepted on one route is not thereby accepted on another.
+#[tokio::test(flavor = "multi_thread")]
+async fn idp_access_tokens_must_name_an_allowed_audience_where_a_route_lists_them() {
+    let w = world().await;
+    let (jwt, id) = idp_tokens_for(&w, "alice", Some("https://api.jetbridge.test/")).await;
+    let (other, _) = idp_tokens_for(&w, "alice", Some("https://elsewhere.jetbridge.test/")).await;
+    let (opaque, _) = idp_tokens(&w, "alice").await;
+    assert_eq!(
+        jwt.split('.').count(),
+        3,
+        "the IdP issued a JWT access token"
+    );
+    assert_ne!(
+        opaque.split('.').count(),
+        3,
+        "without a resource it is opaque"
+    );
+    let mut api = Browser::new();
+    api.accept = "application/json".into();
+    let mut call = async |host: &str, token: &str| {
+        w.seen.lock().unwrap().clear();
+        let r = api
+            .request_with(
+                "GET",
+                &w.url(host, "/x"),
+                &[("authorization", &format!("Bearer {token}"))],
+            )
+            .await;
+        let seen = w.seen.lock().unwrap().first().cloned();
+        (r.status, seen)
+    };
+    let (status, seen) = call("aud", &jwt).await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = seen.unwrap();
+    assert_eq!(seen["x-pomerium-claim-email"], "alice@example.com");
+    assert!(
+        !seen.contains_key("authorization"),
+        "the token went upstream"
+    );
+    // Accepted once, the same token still fails a route with other audiences.
+    let (status, seen) = call("aud2", &jwt).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(seen.is_none());
+    let mut forged = jwt.clone().into_bytes();
+    let n = forged.len() - 3;
+    forged[n] = if forged[n] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let unsigned = format!("eyJhbGciOiJub25lIn0.{}.", parts[1]);
+    for (token, what) in [
+        (other.as_str(), "a JWT for another audience"),
+        (opaque.as_str(), "an opaque access token"),
+        (id.as_str(), "the ID token (its audience is the client)"),
+        (forged.as_str(), "a changed signature"),
+        (unsigned.as_str(), "the claims unsigned (alg none)"),
+        (parts[1], "the payload alone"),
+    ] {
+        let (status, seen) = call("aud", token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}");
+        assert!(seen.is_none(), "{what} reached the upstream");
+    }
 }

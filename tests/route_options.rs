@@ -1542,6 +1542,10 @@ fn a_config_using_every_route_key_loads_unchanged() {
             vec![
                 ("subtle_allow_empty_host", "true".into()),
                 ("depends_on", "[one.test, 'https://two.test/']".into()),
+                (
+                    "idp_access_token_allowed_audiences",
+                    "[https://api.example.com/]".into(),
+                ),
             ],
         ),
     ];

@@ -62,6 +62,8 @@ pub enum OidcError {
     IdToken(String),
     #[error("userinfo failed: {0}")]
     UserInfo(String),
+    #[error("access token rejected: {0}")]
+    AccessToken(String),
     #[error("configuration: {0}")]
     Config(String),
 }
@@ -413,6 +415,58 @@ impl Provider {
         }
         let mut login = self.result(Map::new(), m, None, None);
         login.access_token = Some(token.trim().to_string());
+        Ok(login)
+    }
+
+    /// An access token the client presents where the route lists the
+    /// audiences it accepts (Pomerium's `idp_access_token_allowed_audiences`,
+    /// for IdPs such as Microsoft Entra whose access tokens are JWTs): it
+    /// must be a JWT signed with one of the provider's keys (asymmetric
+    /// algorithms only), issued by the provider, unexpired, not issued in
+    /// the future, and its `aud` must name one of `audiences`. The identity
+    /// comes from its claims; userinfo is not asked.
+    pub fn access_token_jwt_login(
+        &self,
+        raw: &str,
+        audiences: &[String],
+        now: i64,
+    ) -> Result<LoginResult, OidcError> {
+        let raw = raw.trim();
+        let token: openidconnect::core::CoreIdToken = raw
+            .parse()
+            .map_err(|_| OidcError::AccessToken("not a JWT".into()))?;
+        let jwt_types = ["JWT", "at+jwt"].into_iter().filter_map(|t| {
+            openidconnect::JsonWebTokenType::new(t.into())
+                .normalize()
+                .ok()
+        });
+        let verifier = self
+            .signature_verifier()
+            // `aud` is checked below against the route's list, not this client.
+            .require_audience_match(false)
+            .set_allowed_jose_types(jwt_types)
+            .set_issue_time_verifier_fn(move |iat| match iat.timestamp() {
+                iat if iat > now + 60 => Err(format!("issued {}s in the future", iat - now)),
+                _ => Ok(()),
+            });
+        let claims = token
+            .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+            .map_err(|e| OidcError::AccessToken(error_chain(&e)))?;
+        let exp = claims.expiration().timestamp();
+        let payload = payload_claims(raw)?;
+        let named = |a: &Value| a.as_str().is_some_and(|a| audiences.iter().any(|x| x == a));
+        let allowed = match payload.get("aud") {
+            Some(Value::Array(list)) => list.iter().any(named),
+            Some(one) => named(one),
+            None => false,
+        };
+        if !allowed {
+            return Err(OidcError::AccessToken(
+                "its audience (aud) is not one of idp_access_token_allowed_audiences".into(),
+            ));
+        }
+        let mut login = self.result(payload, Map::new(), None, Some(exp));
+        login.access_token = Some(raw.to_string());
         Ok(login)
     }
 

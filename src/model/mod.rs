@@ -500,6 +500,9 @@ pub struct Route {
     pub issuer_format: IssuerFormat,
     /// What `Authorization: Bearer <token>` means on this route.
     pub bearer_token_format: BearerTokenFormat,
+    /// Audiences an IdP access token must name here (checked as a JWT
+    /// signed by the IdP); empty: the IdP's userinfo endpoint decides.
+    pub access_token_audiences: Vec<String>,
     /// `name`, `description` and `logo_url`, as `/.pomerium/routes` lists them.
     pub info: RouteInfo,
     /// Hosts (lower case, no port) a browser signing in here is then

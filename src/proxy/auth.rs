@@ -917,11 +917,20 @@ impl Proxy {
         snapshot: &Snapshot,
         kind: IdpToken,
         token: &str,
+        audiences: &[String],
     ) -> Result<Option<Session>, ProxyError> {
         let now = unix_now();
         let mut h = Sha256::new();
         h.update([kind as u8]);
         h.update(token.as_bytes());
+        // A token accepted for one route's audiences is not thereby
+        // accepted for another's.
+        if kind == IdpToken::Access {
+            for a in audiences {
+                h.update((a.len() as u64).to_be_bytes());
+                h.update(a.as_bytes());
+            }
+        }
         let key: [u8; 32] = h.finalize().into();
         if let Ok(m) = self.auth.idp_sessions.lock()
             && let Some((s, until)) = m.get(&key)
@@ -938,6 +947,9 @@ impl Proxy {
         let provider = self.auth.provider(self, snapshot).await?;
         let checked = match kind {
             IdpToken::Identity => provider.identity_token_login(token, now),
+            IdpToken::Access if !audiences.is_empty() => {
+                provider.access_token_jwt_login(token, audiences, now)
+            }
             IdpToken::Access => provider.access_token_login(token).await,
         };
         let login = match checked {
@@ -952,6 +964,7 @@ impl Proxy {
         };
         let until = match (kind, login.expires_at) {
             (IdpToken::Identity, Some(exp)) => exp.min(now + IDP_IDENTITY_TOKEN_REUSE_SECS),
+            (IdpToken::Access, Some(exp)) => exp.min(now + IDP_ACCESS_TOKEN_REUSE_SECS),
             _ => now + IDP_ACCESS_TOKEN_REUSE_SECS,
         };
         let mut s = new_session(&login, snapshot, now);

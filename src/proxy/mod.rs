@@ -278,7 +278,14 @@ impl Proxy {
         }
         if target.path.starts_with(auth::POMERIUM_PREFIX) {
             let session = match self
-                .session(snapshot, cx, &req, &target.host, BearerTokenFormat::Default)
+                .session(
+                    snapshot,
+                    cx,
+                    &req,
+                    &target.host,
+                    BearerTokenFormat::Default,
+                    &[],
+                )
                 .await
             {
                 Ok(s) => s,
@@ -316,7 +323,11 @@ impl Proxy {
         let session = match route.uses_session() {
             true => {
                 let bearer = route.bearer_token_format;
-                match self.session(snapshot, cx, &req, &target.host, bearer).await {
+                let audiences = &route.access_token_audiences;
+                match self
+                    .session(snapshot, cx, &req, &target.host, bearer, audiences)
+                    .await
+                {
                     Ok(s) => s,
                     Err(e) => return Outcome::Error(e),
                 }
@@ -468,6 +479,7 @@ impl Proxy {
         req: &Request<Incoming>,
         host: &str,
         bearer: BearerTokenFormat,
+        audiences: &[String],
     ) -> Result<Option<Session>, ProxyError> {
         let value = headers::cookie(req.headers(), &snapshot.auth.cookie_name)
             .or_else(|| auth::programmatic_token(req.headers()));
@@ -485,7 +497,10 @@ impl Proxy {
                 session
             }
             None => match auth::idp_token(req.headers(), bearer) {
-                Some((kind, token)) => self.idp_token_session(snapshot, kind, token).await?,
+                Some((kind, token)) => {
+                    self.idp_token_session(snapshot, kind, token, audiences)
+                        .await?
+                }
                 None => None,
             },
         };

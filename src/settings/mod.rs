@@ -71,6 +71,10 @@ pub struct ConfigFile {
     /// upstream), `idp_access_token` or `idp_identity_token` (a credential
     /// issued by the identity provider).
     pub bearer_token_format: Option<String>,
+    /// Audiences an IdP access token (a JWT, as Microsoft Entra issues)
+    /// must name to be accepted as a credential; unset: userinfo decides.
+    #[serde(default, deserialize_with = "string_or_list_opt")]
+    pub idp_access_token_allowed_audiences: Option<Vec<String>>,
     pub pass_identity_headers: Option<bool>,
     /// Response headers for every route. Unset: Pomerium's defaults
     /// (`X-Frame-Options`, `X-XSS-Protection`, and HSTS when a certificate is
@@ -332,6 +336,10 @@ route_options! {
     /// Response header values to rewrite, e.g. an upstream's `Location`.
     #[serde(default)]
     rewrite_response_headers: Vec<RewriteHeader>,
+    /// Audiences an IdP access token must name on this route (the global
+    /// list when unset).
+    #[serde(default, deserialize_with = "string_or_list_opt")]
+    idp_access_token_allowed_audiences: Option<Vec<String>>,
     /// Hosts (`app.example.com` or `https://app.example.com`) a browser is
     /// also signed in to, one after the other, after signing in here.
     #[serde(default, deserialize_with = "string_or_list")]

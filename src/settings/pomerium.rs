@@ -43,11 +43,6 @@ pub const REFUSED_ROUTE_KEYS: &[RefusedKey] = &[
         "no longer supported (Pomerium refuses it too); use a `groups` criterion in `policy`",
     ),
     planned(
-        "idp_access_token_allowed_audiences",
-        "IdP access tokens (`bearer_token_format: idp_access_token`) are checked at the \
-         IdP's userinfo endpoint, not by audience",
-    ),
-    planned(
         "identity_provider_secret",
         "one identity provider for every route",
     ),

@@ -53,6 +53,8 @@ pub struct GlobalInputs {
     pub jwt_groups_filter: Option<Vec<String>>,
     /// Global `bearer_token_format`.
     pub bearer_token_format: BearerTokenFormat,
+    /// Global `idp_access_token_allowed_audiences` (empty: none).
+    pub access_token_audiences: Vec<String>,
     /// `default_upstream_timeout`: a route's `timeout` when it sets none.
     pub default_upstream_timeout: Option<std::time::Duration>,
     /// `timeout_idle`: client connections with no request in flight for
@@ -87,6 +89,7 @@ impl GlobalInputs {
             set_response_headers: None,
             jwt_groups_filter: None,
             bearer_token_format: BearerTokenFormat::Default,
+            access_token_audiences: Vec::new(),
             default_upstream_timeout: None,
             timeout_idle: None,
             auth: AuthConfig {
@@ -614,6 +617,10 @@ fn build_route(
         jwt_groups_filter,
         issuer_format,
         bearer_token_format,
+        access_token_audiences: spec
+            .idp_access_token_allowed_audiences
+            .clone()
+            .unwrap_or_else(|| g.access_token_audiences.clone()),
         info: RouteInfo {
             name: spec.name.clone().unwrap_or_default(),
             description: spec.description.clone().unwrap_or_default(),

@@ -21,6 +21,12 @@
 // conformIdTokenClaims is false, so the ID token itself carries email/name/groups.
 // PKCE is required for every authorization request and only S256 is accepted.
 //
+// Resource indicators (RFC 8707): an authorization request that adds `resource=<https
+// URL>` and the scope `api` gets, at the token endpoint (send `resource` there too), a
+// JWT access token (RS256, the provider's key) whose `aud` is that URL, carrying the
+// account's `email` and `groups`; such a token is for that resource, not for userinfo.
+// Without `resource` the access token is opaque and works at userinfo as before.
+//
 // Endpoints (issuer-relative): /.well-known/openid-configuration, /auth, /token,
 // /me (userinfo), /jwks, /session/end (RP-initiated logout), /interaction/:uid.
 //
@@ -64,7 +70,7 @@ import { exportJWK, generateKeyPair } from 'jose';
 console.info = (...args) => console.error(...args);
 console.log = (...args) => console.error(...args);
 
-const { default: Provider } = await import('oidc-provider');
+const { default: Provider, errors } = await import('oidc-provider');
 
 function usage(msg) {
   console.error(`idp.mjs: ${msg}`);
@@ -157,6 +163,28 @@ const configuration = {
     devInteractions: { enabled: true },
     userinfo: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: async () => undefined,
+      useGrantedResource: async () => true,
+      async getResourceServerInfo(ctx, resourceIndicator) {
+        if (!resourceIndicator.startsWith('https://')) {
+          throw new errors.InvalidTarget('resource must be an https URL');
+        }
+        return {
+          scope: 'api',
+          audience: resourceIndicator,
+          accessTokenTTL: 600,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'RS256' } },
+        };
+      },
+    },
+  },
+  async extraTokenClaims(ctx, token) {
+    if (token.kind !== 'AccessToken' || !token.accountId) return undefined;
+    const { email, groups } = accountClaims(token.accountId);
+    return { email, groups };
   },
   jwks: { keys: [signingJwk] },
   cookies: { keys: [randomBytes(32).toString('base64url')] },
@@ -181,6 +209,9 @@ if (args['skip-consent']) {
       accountId: ctx.oidc.session.accountId,
     });
     grant.addOIDCScope('openid email profile groups');
+    // Any resource asked for (see "Resource indicators" above) is granted its scope.
+    const resource = ctx.oidc.params?.resource;
+    for (const r of [resource].flat().filter(Boolean)) grant.addResourceScope(r, 'api');
     await grant.save();
     return grant;
   };
