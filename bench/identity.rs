@@ -68,6 +68,7 @@ fn bench(c: &mut Criterion) {
         refresh_token: None,
         refresh_at: 0,
         idp_tokens: None,
+        idp: String::new(),
     };
     let cookie = codec.seal("app.example.com", &session);
     c.bench_function("session_cookie_open", |b| {

@@ -221,6 +221,7 @@ fn mint_session(
                 refresh_token: None,
                 refresh_at: 0,
                 idp_tokens: None,
+                idp: String::new(),
             };
             codec.seal(host, &session)
         })

@@ -682,6 +682,8 @@ pub fn inputs_from_parts(
                     .as_ref()
                     .and_then(|f| f.get("pomerium_jwt_endpoint").copied())
                     .unwrap_or(false),
+                // Filled in by `translate`, from the routes.
+                route_idps: Default::default(),
             },
             certificates,
             downstream_mtls,

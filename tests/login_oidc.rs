@@ -50,7 +50,15 @@ async fn world_as(provider: &str) -> World {
     let port = https.local_addr().unwrap().port();
     let callback = format!("https://authenticate.localhost:{port}/oauth2/callback");
     let signed_out = format!("https://authenticate.localhost:{port}/.pomerium/signed_out");
-    let (issuer, idp) = start_idp("jetbridge", "jetbridge-secret", &[callback], &[signed_out]);
+    // A second client at the same IdP, for a route with its own
+    // (`idp_client_id`).
+    let (issuer, idp) = start_idp_with(
+        "jetbridge",
+        "jetbridge-secret",
+        &[callback],
+        &[signed_out],
+        &["--extra-client", "second:second-secret"],
+    );
     let (up, seen) = echo_upstream().await;
     let yaml = format!(
         r#"
@@ -94,6 +102,12 @@ routes:
     pass_identity_headers: true
     allow_any_authenticated_user: true
     bearer_token_format: idp_identity_token
+  - from: https://own.localhost
+    to: http://{up}
+    pass_identity_headers: true
+    allow_any_authenticated_user: true
+    idp_client_id: second
+    idp_client_secret: second-secret
   - from: https://aud.localhost
     to: http://{up}
     pass_identity_headers: true
@@ -1242,4 +1256,104 @@ async fn idp_access_tokens_must_name_an_allowed_audience_where_a_route_lists_the
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}");
         assert!(seen.is_none(), "{what} reached the upstream");
     }
+}
+
+/// Pomerium's per-route `idp_client_id` / `idp_client_secret`: a route with
+/// its own OAuth client at the IdP signs its users in through that client
+/// (the IdP sees `client_id=second`), and a session counts only on routes of
+/// the client it came from: one minted for the global client is not a
+/// session on the route, and one from the route's client is not a session on
+/// a route of the global client. A sign-in link naming an unknown client is
+/// refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_route_with_its_own_idp_client_signs_in_through_it_and_counts_only_its_sessions() {
+    let w = world().await;
+    let mut b = Browser::new();
+    let start = w.url("own", "/mine?x=1");
+    let r = b.get(&start).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    let sign_in = r.location().unwrap();
+    assert!(sign_in.contains("jetbridge_idp="), "{sign_in}");
+    let r = b.get(&sign_in).await;
+    let authorize = r.location().unwrap();
+    let client = url::Url::parse(&authorize)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "client_id")
+        .map(|(_, v)| v.into_owned());
+    assert_eq!(client.as_deref(), Some("second"), "{authorize}");
+    let callback = idp_login(&mut b, &authorize, "alice").await;
+    let (url, r) = follow(&mut b, callback, "never", 8).await;
+    assert_eq!(url, start);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        json(&r.body)["headers"]["x-pomerium-claim-email"],
+        "alice@example.com"
+    );
+
+    // Sessions are the client's: the cookie just set for own.localhost,
+    // copied to a route of the global client, is no session there; a session
+    // of the global client for own.localhost is none on the route.
+    let cookie_secret: [u8; 32] = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let codec = jetbridge::identity::session::SessionCodec::new(&cookie_secret);
+    let own_cookie = b.jar["own.localhost"]["_jetbridge"].clone();
+    let mut session = codec
+        .open("own.localhost", &own_cookie, jetbridge::proxy::unix_now())
+        .expect("the route's session opens");
+    assert!(!session.idp.is_empty());
+    let mut api = Browser::new();
+    api.accept = "application/json".into();
+    let with = |host: &str, value: String| {
+        (
+            w.url(host, "/"),
+            vec![("cookie".to_string(), format!("_jetbridge={value}"))],
+        )
+    };
+    let own_idp = session.idp.clone();
+    session.idp = String::new();
+    for (host, s, want) in [
+        ("own", session.clone(), StatusCode::UNAUTHORIZED),
+        ("plain", session.clone(), StatusCode::OK),
+        (
+            "plain",
+            jetbridge::identity::session::Session {
+                idp: own_idp.clone(),
+                ..session.clone()
+            },
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "own",
+            jetbridge::identity::session::Session {
+                idp: own_idp.clone(),
+                ..session.clone()
+            },
+            StatusCode::OK,
+        ),
+    ] {
+        let host_name = format!("{host}.localhost");
+        let (url, headers) = with(host, codec.seal(&host_name, &s));
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let r = api.request_with("GET", &url, &headers).await;
+        assert_eq!(r.status, want, "{host} with idp {:?}: {}", s.idp, r.body);
+    }
+
+    // A sign-in link naming a client no route has is refused.
+    let forged = sign_in.replace(
+        &format!("jetbridge_idp={own_idp}"),
+        "jetbridge_idp=0000000000000000",
+    );
+    assert_ne!(forged, sign_in);
+    let r = Browser::new().get(&forged).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
 }

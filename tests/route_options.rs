@@ -1546,6 +1546,8 @@ fn a_config_using_every_route_key_loads_unchanged() {
                     "idp_access_token_allowed_audiences",
                     "[https://api.example.com/]".into(),
                 ),
+                ("idp_client_id", "team-app".into()),
+                ("idp_client_secret", "team-secret".into()),
             ],
         ),
     ];
@@ -1571,7 +1573,10 @@ fn a_config_using_every_route_key_loads_unchanged() {
         .collect();
     let mut generated = jetbridge::standalone::Generated::default();
     let snap = snapshot_with_diagnostics(
-        &config("bearer_token_format: default\n", &[text]),
+        &config(
+            "bearer_token_format: default\nauthenticate_service_url: https://auth.example.com\nidp_provider_url: https://idp.example.com\nidp_client_id: global\nidp_client_secret: global-secret\n",
+            &[text],
+        ),
         &mut generated,
     );
     assert!(snap.diagnostics.is_empty(), "{:#?}", snap.diagnostics);
@@ -1697,5 +1702,119 @@ fn bad_depends_on_entries_deny_only_their_route() {
             }
             other => panic!("{bad}: {other:?}"),
         }
+    }
+}
+
+/// Pomerium's `identity_provider_secret` annotation: a Secret's `client_id`
+/// and `client_secret` become the route's own OAuth client at the global
+/// identity provider (the same as `idp_client_id` / `idp_client_secret`);
+/// a missing key, one of the pair alone, or no global provider denies only
+/// that route and says why.
+#[test]
+fn identity_provider_secret_gives_the_route_its_own_client() {
+    let secret = |data: serde_json::Value| {
+        std::sync::Arc::new(
+            serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(serde_json::json!({
+                "metadata": {"name": "idp", "namespace": "t"}, "type": "Opaque", "data": data
+            }))
+            .unwrap(),
+        )
+    };
+    let b64 = |s: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    };
+    let mut global = jetbridge::translate::GlobalInputs::for_test();
+    global.auth.idp = Some(jetbridge::model::IdpConfig {
+        provider: "oidc".into(),
+        issuer_url: "https://idp.example.com".into(),
+        client_id: "global".into(),
+        client_secret: "global-secret".into(),
+        scopes: vec!["openid".into()],
+        groups_claim: "groups".into(),
+    });
+    let build = |annotations: &[(&str, &str)],
+                 data: Option<serde_json::Value>,
+                 global: &jetbridge::translate::GlobalInputs| {
+        let map: serde_json::Map<String, serde_json::Value> = annotations
+            .iter()
+            .map(|(k, v)| {
+                (
+                    format!("ingress.pomerium.io/{k}"),
+                    serde_json::Value::from(*v),
+                )
+            })
+            .collect();
+        let mut c = one_ingress_cluster(map);
+        c.secrets = data.map(secret).into_iter().collect();
+        let out = from_cluster(&c, &ClusterSettings::default());
+        translate(&Inputs {
+            global: global.clone(),
+            routes: out.routes,
+            diagnostics: out.diagnostics,
+        })
+    };
+    let ok = serde_json::json!({"client_id": b64("team-app"), "client_secret": b64("s3cret")});
+    let snap = build(
+        &[("identity_provider_secret", "idp")],
+        Some(ok.clone()),
+        &global,
+    );
+    let idp = snap.routes[0]
+        .idp
+        .as_ref()
+        .expect("the route has its own client");
+    assert_eq!(idp.config.client_id, "team-app");
+    assert_eq!(idp.config.client_secret, "s3cret");
+    assert_eq!(idp.config.issuer_url, "https://idp.example.com");
+    assert!(snap.auth.route_idps.contains_key(&idp.id));
+    assert!(
+        !format!("{:?}", snap.auth).contains("s3cret"),
+        "the secret is never printed"
+    );
+    // The same as the route keys themselves.
+    let keys = build(
+        &[
+            ("idp_client_id", "team-app"),
+            ("idp_client_secret", "s3cret"),
+        ],
+        None,
+        &global,
+    );
+    assert_eq!(keys.routes[0].idp, snap.routes[0].idp);
+
+    let no_global = jetbridge::translate::GlobalInputs::for_test();
+    for (annotations, data, g, needle) in [
+        (
+            vec![("identity_provider_secret", "idp")],
+            Some(serde_json::json!({"client_id": b64("team-app")})),
+            &global,
+            "has no key \"client_secret\"",
+        ),
+        (
+            vec![("identity_provider_secret", "idp")],
+            None,
+            &global,
+            "not found",
+        ),
+        (
+            vec![("idp_client_id", "team-app")],
+            None,
+            &global,
+            "go together",
+        ),
+        (
+            vec![("identity_provider_secret", "idp")],
+            Some(ok.clone()),
+            &no_global,
+            "global identity provider",
+        ),
+    ] {
+        let snap = build(&annotations, data, g);
+        match &snap.routes[0].access {
+            Access::Invalid(m) => assert!(m.contains(needle), "{needle}: {m}"),
+            other => panic!("{needle}: {other:?}"),
+        }
+        assert!(snap.routes[0].idp.is_none());
     }
 }

@@ -35,6 +35,7 @@ fuzz_target!(|data: &[u8]| {
         refresh_token: None,
         refresh_at: 0,
         idp_tokens: None,
+        idp: String::new(),
     };
     let sealed = CODEC.seal(HOST, &session);
     assert!(CODEC.open("other.example.com", &sealed, NOW).is_none());

@@ -38,13 +38,18 @@ pub struct IdpConfig {
 
 impl std::fmt::Debug for IdpConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use sha2::Digest as _;
+        // The secret only as a short digest: a change shows (the snapshot
+        // fingerprint is made from this text), the value never does.
+        let digest = hex::encode(&sha2::Sha256::digest(self.client_secret.as_bytes())[..4]);
         f.debug_struct("IdpConfig")
             .field("provider", &self.provider)
             .field("issuer_url", &self.issuer_url)
             .field("client_id", &self.client_id)
+            .field("client_secret", &digest)
             .field("scopes", &self.scopes)
             .field("groups_claim", &self.groups_claim)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 

@@ -42,6 +42,10 @@ pub struct Session {
     /// dropped when the cookie would be too large.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idp_tokens: Option<IdpTokens>,
+    /// The OAuth client the user signed in through: a route's own
+    /// (`RouteIdp::id`), or empty for the global one.
+    #[serde(rename = "idp", default, skip_serializing_if = "String::is_empty")]
+    pub idp: String,
 }
 
 /// The identity provider's tokens of a session.
@@ -155,6 +159,7 @@ mod tests {
             refresh_token: None,
             refresh_at: 0,
             idp_tokens: None,
+            idp: String::new(),
         }
     }
 

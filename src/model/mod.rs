@@ -11,7 +11,7 @@ use crate::identity::{IssuerFormat, KeySet};
 use crate::policy::Program;
 use http::{HeaderName, HeaderValue};
 use routing::{HostMatch, PathMatch, RouteTable};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,6 +111,9 @@ pub struct AuthConfig {
     pub shared_secret: [u8; 32],
     /// `/.pomerium/jwt` is served (runtime flag `pomerium_jwt_endpoint`).
     pub jwt_endpoint: bool,
+    /// The routes' own OAuth clients (`idp_client_id`), by [`RouteIdp::id`]:
+    /// what a sign-in link may name.
+    pub route_idps: BTreeMap<String, Arc<IdpConfig>>,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -127,7 +130,33 @@ impl std::fmt::Debug for AuthConfig {
             .field("cookie_secret", &digest(&self.cookie_secret))
             .field("shared_secret", &digest(&self.shared_secret))
             .field("jwt_endpoint", &self.jwt_endpoint)
+            .field("route_idps", &self.route_idps)
             .finish()
+    }
+}
+
+/// A route's own OAuth client at the global identity provider.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteIdp {
+    /// Names the client in sign-in links and sessions: the start of the
+    /// SHA-256 of its client id (hex), never the secret.
+    pub id: String,
+    /// The global provider's settings with this client's id and secret.
+    pub config: Arc<IdpConfig>,
+}
+
+impl RouteIdp {
+    /// The client `client_id` / `client_secret` at the provider `global`.
+    pub fn new(global: &IdpConfig, client_id: &str, client_secret: &str) -> RouteIdp {
+        use sha2::Digest as _;
+        RouteIdp {
+            id: hex::encode(&sha2::Sha256::digest(client_id.as_bytes())[..8]),
+            config: Arc::new(IdpConfig {
+                client_id: client_id.to_string(),
+                client_secret: client_secret.to_string(),
+                ..global.clone()
+            }),
+        }
     }
 }
 
@@ -500,6 +529,9 @@ pub struct Route {
     pub issuer_format: IssuerFormat,
     /// What `Authorization: Bearer <token>` means on this route.
     pub bearer_token_format: BearerTokenFormat,
+    /// This route's own OAuth client at the identity provider
+    /// (`idp_client_id`); `None`: the global one.
+    pub idp: Option<RouteIdp>,
     /// Audiences an IdP access token must name here (checked as a JWT
     /// signed by the IdP); empty: the IdP's userinfo endpoint decides.
     pub access_token_audiences: Vec<String>,

@@ -64,6 +64,8 @@ pub const BROWSER_COOKIE: &str = "_jetbridge_sid";
 pub struct Authenticator {
     /// The discovered provider, read without a lock.
     provider: ArcSwapOption<CachedProvider>,
+    /// The same for the routes' own clients (`idp_client_id`), by id.
+    route_providers: arc_swap::ArcSwap<HashMap<String, Arc<CachedProvider>>>,
     /// Held by the one request that (re-)discovers; others keep using the
     /// last good provider meanwhile, or wait only when there is none.
     discovering: tokio::sync::Mutex<()>,
@@ -131,6 +133,7 @@ impl Authenticator {
     pub fn new(revocations: Arc<Revocations>) -> Self {
         Authenticator {
             provider: ArcSwapOption::empty(),
+            route_providers: Default::default(),
             discovering: tokio::sync::Mutex::new(()),
             used: Mutex::new(HashMap::new()),
             revocations,
@@ -143,15 +146,44 @@ impl Authenticator {
     /// Forces re-discovery on the next use (e.g. after an ID token signed by
     /// a key the cached JWKS does not have).
     pub async fn expire_provider(&self) {
-        if let Some(c) = self.provider.load_full()
-            && let Some(t) = std::time::Instant::now().checked_sub(PROVIDER_TTL)
-        {
-            self.provider.store(Some(Arc::new(CachedProvider {
+        let Some(t) = std::time::Instant::now().checked_sub(PROVIDER_TTL) else {
+            return;
+        };
+        let aged = |c: &CachedProvider| {
+            Arc::new(CachedProvider {
                 config: c.config.clone(),
                 redirect_uri: c.redirect_uri.clone(),
                 provider: c.provider.clone(),
                 at: t,
-            })));
+            })
+        };
+        if let Some(c) = self.provider.load_full() {
+            self.provider.store(Some(aged(&c)));
+        }
+        self.route_providers.rcu(|m| {
+            m.iter()
+                .map(|(k, c)| (k.clone(), aged(c)))
+                .collect::<HashMap<_, _>>()
+        });
+    }
+
+    fn cached(&self, idp_id: &str) -> Option<Arc<CachedProvider>> {
+        match idp_id {
+            "" => self.provider.load_full(),
+            id => self.route_providers.load().get(id).cloned(),
+        }
+    }
+
+    fn cache(&self, idp_id: &str, c: Arc<CachedProvider>) {
+        match idp_id {
+            "" => self.provider.store(Some(c)),
+            id => {
+                self.route_providers.rcu(|m| {
+                    let mut m = HashMap::clone(m);
+                    m.insert(id.to_string(), c.clone());
+                    m
+                });
+            }
         }
     }
 
@@ -177,9 +209,32 @@ impl Authenticator {
         proxy: &Proxy,
         snapshot: &Snapshot,
     ) -> Result<Arc<Provider>, ProxyError> {
-        let idp = snapshot.auth.idp.as_ref().ok_or_else(|| {
-            ProxyError::Identity("sign-in is not configured (no identity provider)".into())
-        })?;
+        self.provider_for(proxy, snapshot, "").await
+    }
+
+    /// The discovered provider for the OAuth client `idp_id`: a route's own
+    /// (`RouteIdp::id`), or the global one when empty.
+    pub async fn provider_for(
+        &self,
+        proxy: &Proxy,
+        snapshot: &Snapshot,
+        idp_id: &str,
+    ) -> Result<Arc<Provider>, ProxyError> {
+        let idp = match idp_id {
+            "" => snapshot.auth.idp.as_ref().ok_or_else(|| {
+                ProxyError::Identity("sign-in is not configured (no identity provider)".into())
+            })?,
+            id => snapshot
+                .auth
+                .route_idps
+                .get(id)
+                .map(|c| c.as_ref())
+                .ok_or_else(|| {
+                    ProxyError::BadRequest(
+                        "sign-in names an unknown identity provider client".into(),
+                    )
+                })?,
+        };
         let auth_url = snapshot.auth.authenticate_url.as_ref().ok_or_else(|| {
             ProxyError::Identity("authenticate_service_url is not configured".into())
         })?;
@@ -188,7 +243,7 @@ impl Authenticator {
             p.clone()
                 .filter(|c| c.config == *idp && c.redirect_uri == redirect_uri)
         };
-        let cached = current(&self.provider.load_full());
+        let cached = current(&self.cached(idp_id));
         if let Some(c) = &cached
             && c.at.elapsed() < PROVIDER_TTL
         {
@@ -203,7 +258,7 @@ impl Authenticator {
             },
             None => {
                 let turn = self.discovering.lock().await;
-                if let Some(c) = current(&self.provider.load_full())
+                if let Some(c) = current(&self.cached(idp_id))
                     && c.at.elapsed() < PROVIDER_TTL
                 {
                     return Ok(c.provider.clone());
@@ -240,12 +295,15 @@ impl Authenticator {
             }
         };
         let p = Arc::new(provider);
-        self.provider.store(Some(Arc::new(CachedProvider {
-            config: idp.clone(),
-            redirect_uri,
-            provider: p.clone(),
-            at: std::time::Instant::now(),
-        })));
+        self.cache(
+            idp_id,
+            Arc::new(CachedProvider {
+                config: idp.clone(),
+                redirect_uri,
+                provider: p.clone(),
+                at: std::time::Instant::now(),
+            }),
+        );
         Ok(p)
     }
 }
@@ -477,27 +535,45 @@ struct LoginState {
     pending: PendingLogin,
     /// Hash of the nonce of the browser that started the sign-in.
     binding: String,
+    /// The OAuth client signed in through (`RouteIdp::id`; empty: global).
+    #[serde(default)]
+    idp: String,
 }
 
+/// Names a route's own OAuth client in a sign-in link.
+const IDP_PARAM: &str = "jetbridge_idp";
+
 /// The URL that starts sign-in for a request to `return_to`, bound to the
-/// nonce whose hash is `binding`.
-fn sign_in_url(snapshot: &Snapshot, return_to: &str, binding: &str) -> Option<String> {
+/// nonce whose hash is `binding`, through the OAuth client `idp` (a route's
+/// own, or the global one when empty).
+fn sign_in_url(snapshot: &Snapshot, return_to: &str, binding: &str, idp: &str) -> Option<String> {
     let base = snapshot.auth.authenticate_url.as_ref()?;
     snapshot.auth.idp.as_ref()?;
-    let q: String = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("pomerium_redirect_uri", return_to)
-        .append_pair(BINDING_PARAM, binding)
-        .finish();
-    Some(format!("{base}/.pomerium/sign_in?{q}"))
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("pomerium_redirect_uri", return_to)
+        .append_pair(BINDING_PARAM, binding);
+    if !idp.is_empty() {
+        q.append_pair(IDP_PARAM, idp);
+    }
+    Some(format!("{base}/.pomerium/sign_in?{}", q.finish()))
+}
+
+/// The OAuth client a request to `host` and `path` signs in through: the
+/// route's own (`idp_client_id`), or the global one (empty).
+pub fn idp_of<'a>(snapshot: &'a Snapshot, host: &str, path: &str) -> &'a str {
+    snapshot
+        .route(host, path)
+        .and_then(|r| r.idp.as_ref())
+        .map_or("", |i| i.id.as_str())
 }
 
 /// The redirect that sends a browser from a route host to sign in for
 /// `return_to`, with a fresh nonce cookie on the route host binding the
 /// sign-in to this browser. `None` when sign-in is not configured.
-pub fn start_sign_in(snapshot: &Snapshot, return_to: &str) -> Option<Response<Body>> {
+pub fn start_sign_in(snapshot: &Snapshot, return_to: &str, idp: &str) -> Option<Response<Body>> {
     let nonce = random_token();
     let binding = binding_of(&nonce);
-    let url = sign_in_url(snapshot, return_to, &binding)?;
+    let url = sign_in_url(snapshot, return_to, &binding, idp)?;
     let mut r = redirect(&url);
     let cookie = cookie_header(&login_cookie_name(&binding)?, &nonce, LOGIN_TTL)?;
     r.headers_mut().append(header::SET_COOKIE, cookie);
@@ -659,11 +735,16 @@ impl Proxy {
         if !is_binding(&binding) {
             return Err(ProxyError::BadRequest("invalid sign-in binding".into()));
         }
-        let provider = self.auth.provider(self, snapshot).await?;
+        let idp = query_param(query, IDP_PARAM).unwrap_or_default();
+        let provider = self.auth.provider_for(self, snapshot, &idp).await?;
         let (url, pending) = provider.begin(return_to, now);
         let name = state_cookie_name(&pending.state)
             .ok_or_else(|| ProxyError::Identity("invalid sign-in state".into()))?;
-        let state = LoginState { pending, binding };
+        let state = LoginState {
+            pending,
+            binding,
+            idp,
+        };
         let sealed = sealer_state(snapshot).seal(
             authenticate_host(snapshot),
             &serde_json::to_vec(&state).unwrap_or_default(),
@@ -700,7 +781,11 @@ impl Proxy {
         let cookie = super::headers::cookie(req.headers(), &state_cookie).ok_or_else(|| {
             ProxyError::BadRequest("sign-in state cookie missing or expired; start again".into())
         })?;
-        let LoginState { pending, binding } = sealer_state(snapshot)
+        let LoginState {
+            pending,
+            binding,
+            idp,
+        } = sealer_state(snapshot)
             .open(authenticate_host(snapshot), cookie)
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| ProxyError::BadRequest("invalid sign-in state; start again".into()))?;
@@ -720,7 +805,7 @@ impl Proxy {
                 "this sign-in response was already used".into(),
             ));
         }
-        let provider = self.auth.provider(self, snapshot).await?;
+        let provider = self.auth.provider_for(self, snapshot, &idp).await?;
         let finished = provider.finish(&code, &pending, now).await;
         if let Err(crate::identity::oidc::OidcError::IdToken(_)) = &finished {
             self.auth.expire_provider().await;
@@ -733,6 +818,7 @@ impl Proxy {
             }
         })?;
         let mut session = new_session(&login, snapshot, now);
+        session.idp = idp;
         let browser = super::headers::cookie(req.headers(), BROWSER_COOKIE)
             .and_then(|c| sealer_browser(snapshot).open(authenticate_host(snapshot), c))
             .and_then(|b| serde_json::from_slice::<BrowserSession>(&b).ok())
@@ -1013,7 +1099,7 @@ impl Proxy {
             tracing::warn!(sid = %s.id, error = %why, pause_s = REFRESH_PAUSE_SECS, "session refresh failed; keeping the session and pausing refreshes");
         };
         let refreshed = tokio::time::timeout(REFRESH_WAIT, async {
-            let provider = self.auth.provider(self, snapshot).await?;
+            let provider = self.auth.provider_for(self, snapshot, &s.idp).await?;
             Ok::<_, ProxyError>(provider.refresh(&rt, &s.sub, now).await)
         })
         .await;
@@ -1040,6 +1126,7 @@ impl Proxy {
                 fresh.id = s.id.clone();
                 fresh.iat = s.iat;
                 fresh.exp = s.exp;
+                fresh.idp = s.idp.clone();
                 let value = snapshot.sessions.seal(host, &fresh);
                 (
                     Some(fresh),
@@ -1075,6 +1162,7 @@ fn new_session(login: &LoginResult, snapshot: &Snapshot, now: i64) -> Session {
             id_token: login.id_token.clone(),
             access_token: login.access_token.clone(),
         }),
+        idp: String::new(),
     }
 }
 
@@ -1112,7 +1200,8 @@ fn depends_on_step<B>(
         )));
     }
     let here = format!("{}{CHAIN_PATH}?{CHAIN_PARAM}={raw}", origin(host, port));
-    start_sign_in(snapshot, &here).ok_or(ProxyError::Unauthenticated)
+    let idp = idp_of(snapshot, host, "/");
+    start_sign_in(snapshot, &here, idp).ok_or(ProxyError::Unauthenticated)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -1257,7 +1346,7 @@ fn programmatic_finish<B>(
             origin(host, client_port(req)),
             query.unwrap_or("")
         );
-        return start_sign_in(snapshot, &here).ok_or(ProxyError::Unauthenticated);
+        return start_sign_in(snapshot, &here, "").ok_or(ProxyError::Unauthenticated);
     };
     let token = snapshot.sessions.seal(host, session);
     target.query_pairs_mut().append_pair("pomerium_jwt", &token);

@@ -328,7 +328,11 @@ impl Proxy {
                     .session(snapshot, cx, &req, &target.host, bearer, audiences)
                     .await
                 {
-                    Ok(s) => s,
+                    // A route with its own OAuth client counts only sessions
+                    // signed in through it (and the others only theirs).
+                    Ok(s) => {
+                        s.filter(|s| s.idp == route.idp.as_ref().map_or("", |i| i.id.as_str()))
+                    }
                     Err(e) => return Outcome::Error(e),
                 }
             }
@@ -430,7 +434,10 @@ fn authorize(
         return_to.push_str(q);
     }
     match browser
-        .then(|| auth::start_sign_in(snapshot, &return_to))
+        .then(|| {
+            let idp = route.idp.as_ref().map_or("", |i| i.id.as_str());
+            auth::start_sign_in(snapshot, &return_to, idp)
+        })
         .flatten()
     {
         Some(r) => Some(Outcome::SignIn(r)),

@@ -336,6 +336,12 @@ route_options! {
     /// Response header values to rewrite, e.g. an upstream's `Location`.
     #[serde(default)]
     rewrite_response_headers: Vec<RewriteHeader>,
+    /// This route's own OAuth client at the identity provider (Pomerium's
+    /// per-route `idp_client_id`): its users sign in through it, and a
+    /// session from another client does not count here.
+    idp_client_id: Option<String>,
+    /// The secret of `idp_client_id`.
+    idp_client_secret: Option<String>,
     /// Audiences an IdP access token must name on this route (the global
     /// list when unset).
     #[serde(default, deserialize_with = "string_or_list_opt")]

@@ -42,12 +42,6 @@ pub const REFUSED_ROUTE_KEYS: &[RefusedKey] = &[
         "allowed_groups",
         "no longer supported (Pomerium refuses it too); use a `groups` criterion in `policy`",
     ),
-    planned(
-        "identity_provider_secret",
-        "one identity provider for every route",
-    ),
-    planned("idp_client_id", "one identity provider for every route"),
-    planned("idp_client_secret", "one identity provider for every route"),
     never(
         "enable_google_cloud_serverless_authentication",
         "Google Cloud serverless authentication is not supported by jetbridge",
@@ -153,6 +147,10 @@ pub const OWN_ROUTE_KEYS: &[(&str, &str)] = &[
     (
         "service_proxy_upstream",
         "`\"true\"`: the Service's cluster DNS name instead of its endpoints (annotation)",
+    ),
+    (
+        "identity_provider_secret",
+        "a Secret whose `client_id` and `client_secret` become `idp_client_id` and `idp_client_secret` (annotation)",
     ),
     (
         "tls_custom_ca_secret",

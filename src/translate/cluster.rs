@@ -560,7 +560,8 @@ struct Annotations {
 pub const MAX_ANNOTATION_BYTES: usize = 64 * 1024;
 
 /// Annotations naming a Secret in the Ingress's namespace (Pomerium's).
-pub const SECRET_ANNOTATIONS: [&str; 6] = [
+pub const SECRET_ANNOTATIONS: [&str; 7] = [
+    "identity_provider_secret",
     "tls_custom_ca_secret",
     "tls_client_secret",
     "tls_downstream_client_ca_secret",
@@ -779,6 +780,13 @@ fn with_secrets(
                     (Err(e), _) | (_, Err(e)) => problems.push(e),
                 }
             }
+            "identity_provider_secret" => match (entry("client_id"), entry("client_secret")) {
+                (Ok(id), Ok(secret)) => {
+                    o.idp_client_id = Some(id.trim().to_string());
+                    o.idp_client_secret = Some(secret.trim().to_string());
+                }
+                (Err(e), _) | (_, Err(e)) => problems.push(e),
+            },
             "set_request_headers_secret" => o.set_request_headers.extend(data.clone()),
             "set_response_headers_secret" => o
                 .set_response_headers

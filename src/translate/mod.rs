@@ -13,8 +13,8 @@ use crate::model::routing::{HostMatch, PathMatch, RouteKey, RouteTable};
 use crate::model::{
     ASSERTION, Access, AuthConfig, BearerTokenFormat, ClientAuthNames, ClientCa,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN,
-    IdentityConfig, LoadBalancing, ObjectRef, Reason, Route, RouteInfo, Severity, Snapshot,
-    TlsConfig, Upstream, UpstreamTls,
+    IdentityConfig, LoadBalancing, ObjectRef, Reason, Route, RouteIdp, RouteInfo, Severity,
+    Snapshot, TlsConfig, Upstream, UpstreamTls,
 };
 use crate::policy::{self, Legacy, Program};
 use crate::settings::RouteOptions;
@@ -234,6 +234,12 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
     let jwks = jwks_document(published);
     let mut tls = build_tls(&g.certificates, &mut diagnostics);
     tls.client_auth = client_auth_names(&routes, g.downstream_mtls.as_ref());
+    let mut auth = g.auth.clone();
+    auth.route_idps = routes
+        .iter()
+        .filter_map(|r| r.idp.as_ref())
+        .map(|i| (i.id.clone(), i.config.clone()))
+        .collect();
     let keep_idp_tokens = routes.iter().any(|r| {
         r.templated_request_headers
             .iter()
@@ -249,7 +255,7 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
             jwks,
             issuer_format: g.issuer_format,
         },
-        auth: g.auth.clone(),
+        auth,
         connection_idle_timeout: g
             .timeout_idle
             .unwrap_or(crate::model::DEFAULT_CONNECTION_IDLE_TIMEOUT),
@@ -418,6 +424,24 @@ fn build_route(
                 g.issuer_format
             }
         },
+    };
+    let idp = match (&spec.idp_client_id, &spec.idp_client_secret, &g.auth.idp) {
+        (None, None, _) => None,
+        (Some(id), Some(secret), Some(global)) if !id.trim().is_empty() => {
+            Some(RouteIdp::new(global, id.trim(), secret.trim()))
+        }
+        (Some(_), Some(_), None) => {
+            problems.push(
+                "idp_client_id: a route's own client needs the global identity provider \
+                 (idp_provider_url)"
+                    .into(),
+            );
+            None
+        }
+        _ => {
+            problems.push("idp_client_id and idp_client_secret go together".into());
+            None
+        }
     };
     let depends_on = spec
         .depends_on
@@ -617,6 +641,7 @@ fn build_route(
         jwt_groups_filter,
         issuer_format,
         bearer_token_format,
+        idp,
         access_token_audiences: spec
             .idp_access_token_allowed_audiences
             .clone()

@@ -583,6 +583,7 @@ pub fn session(email: &str, groups: &[&str]) -> Session {
         refresh_token: None,
         refresh_at: 0,
         idp_tokens: None,
+        idp: String::new(),
     }
 }
 

@@ -42,6 +42,17 @@ pub fn start_idp(
     redirect_uris: &[String],
     post_logout: &[String],
 ) -> (String, ChildGuard) {
+    start_idp_with(client_id, secret, redirect_uris, post_logout, &[])
+}
+
+/// As [`start_idp`], with more `idp.mjs` arguments (e.g. `--extra-client`).
+pub fn start_idp_with(
+    client_id: &str,
+    secret: &str,
+    redirect_uris: &[String],
+    post_logout: &[String],
+    extra: &[&str],
+) -> (String, ChildGuard) {
     let script = format!("{}/idp.mjs", support_dir());
     assert!(
         std::path::Path::new(&format!("{}/node_modules/oidc-provider", support_dir())).exists(),
@@ -63,6 +74,7 @@ pub fn start_idp(
     for r in post_logout {
         cmd.args(["--post-logout-redirect-uri", r]);
     }
+    cmd.args(extra);
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

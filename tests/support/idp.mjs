@@ -5,7 +5,10 @@
 //     --redirect-uri URI [--redirect-uri URI2 ...] \
 //     [--post-logout-redirect-uri URI ...] [--host 127.0.0.1] [--issuer-host NAME] \
 //     [--token-auth-method client_secret_basic|client_secret_post] \
-//     [--skip-consent] [--ignore-stdin]
+//     [--skip-consent] [--ignore-stdin] [--extra-client ID:SECRET ...]
+//
+// `--extra-client` registers more clients with the same redirect URIs (a relying
+// party with one OAuth client per application).
 //
 // Once listening it prints exactly one JSON line on stdout:
 //   {"issuer":"http://127.0.0.1:PORT","port":PORT}
@@ -94,6 +97,7 @@ try {
       'token-auth-method': { type: 'string', default: 'client_secret_basic' },
       'skip-consent': { type: 'boolean', default: false },
       'ignore-stdin': { type: 'boolean', default: false },
+      'extra-client': { type: 'string', multiple: true },
     },
     strict: true,
   }));
@@ -139,16 +143,23 @@ const issuer = `http://${issuerHost}:${boundPort}`;
 const { privateKey } = await generateKeyPair('RS256', { extractable: true, modulusLength: 2048 });
 const signingJwk = { ...(await exportJWK(privateKey)), use: 'sig', alg: 'RS256' };
 
+const client = (id, secret) => ({
+  client_id: id,
+  client_secret: secret,
+  redirect_uris: args['redirect-uri'],
+  post_logout_redirect_uris: args['post-logout-redirect-uri'] ?? [],
+  grant_types: ['authorization_code'],
+  response_types: ['code'],
+  token_endpoint_auth_method: args['token-auth-method'],
+});
+const extraClients = (args['extra-client'] ?? []).map((pair) => {
+  const at = pair.indexOf(':');
+  if (at < 1) usage(`bad --extra-client ${pair} (want ID:SECRET)`);
+  return client(pair.slice(0, at), pair.slice(at + 1));
+});
+
 const configuration = {
-  clients: [{
-    client_id: args['client-id'],
-    client_secret: args['client-secret'],
-    redirect_uris: args['redirect-uri'],
-    post_logout_redirect_uris: args['post-logout-redirect-uri'] ?? [],
-    grant_types: ['authorization_code'],
-    response_types: ['code'],
-    token_endpoint_auth_method: args['token-auth-method'],
-  }],
+  clients: [client(args['client-id'], args['client-secret']), ...extraClients],
   responseTypes: ['code'],
   pkce: { required: () => true },
   conformIdTokenClaims: false,
