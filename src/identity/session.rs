@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_COOKIE_VALUE: usize = 3800;
 
 /// What a session carries.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     /// Session id (`sid`).
     pub id: String,

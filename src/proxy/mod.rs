@@ -14,6 +14,7 @@ pub mod headers;
 pub mod health;
 pub mod metrics;
 pub mod server;
+pub mod sessions;
 pub mod upstream;
 
 use crate::identity::jwks::{DISCOVERY_PATH, Document, JWKS_PATH};
@@ -492,9 +493,7 @@ impl Proxy {
             .or_else(|| auth::programmatic_token(req.headers()));
         let session = match value {
             Some(value) => {
-                let Some(opened) = snapshot
-                    .sessions
-                    .open(host, value, unix_now())
+                let Some(opened) = sessions::open(snapshot, host, value, unix_now())
                     .filter(|s| !self.auth.revocations.is_revoked(&s.id))
                 else {
                     return Ok(None);
