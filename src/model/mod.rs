@@ -568,6 +568,12 @@ pub struct Route {
 }
 
 impl Route {
+    /// The OAuth client this route signs in through and whose sessions it
+    /// counts: its own ([`RouteIdp::id`]), or the global one (empty).
+    pub fn idp_id(&self) -> &str {
+        self.idp.as_ref().map_or("", |i| i.id.as_str())
+    }
+
     /// Whether forwarding on this route reads the user's session: for its
     /// policy, the identity headers, a `${pomerium.jwt}` header, Kubernetes
     /// impersonation or session affinity. A public route with none of these

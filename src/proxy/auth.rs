@@ -558,15 +558,6 @@ fn sign_in_url(snapshot: &Snapshot, return_to: &str, binding: &str, idp: &str) -
     Some(format!("{base}/.pomerium/sign_in?{}", q.finish()))
 }
 
-/// The OAuth client a request to `host` and `path` signs in through: the
-/// route's own (`idp_client_id`), or the global one (empty).
-pub fn idp_of<'a>(snapshot: &'a Snapshot, host: &str, path: &str) -> &'a str {
-    snapshot
-        .route(host, path)
-        .and_then(|r| r.idp.as_ref())
-        .map_or("", |i| i.id.as_str())
-}
-
 /// The redirect that sends a browser from a route host to sign in for
 /// `return_to`, with a fresh nonce cookie on the route host binding the
 /// sign-in to this browser. `None` when sign-in is not configured.
@@ -1200,7 +1191,7 @@ fn depends_on_step<B>(
         )));
     }
     let here = format!("{}{CHAIN_PATH}?{CHAIN_PARAM}={raw}", origin(host, port));
-    let idp = idp_of(snapshot, host, "/");
+    let idp = snapshot.route(host, "/").map_or("", |r| r.idp_id());
     start_sign_in(snapshot, &here, idp).ok_or(ProxyError::Unauthenticated)
 }
 

@@ -331,9 +331,7 @@ impl Proxy {
                 {
                     // A route with its own OAuth client counts only sessions
                     // signed in through it (and the others only theirs).
-                    Ok(s) => {
-                        s.filter(|s| s.idp == route.idp.as_ref().map_or("", |i| i.id.as_str()))
-                    }
+                    Ok(s) => s.filter(|s| s.idp == route.idp_id()),
                     Err(e) => return Outcome::Error(e),
                 }
             }
@@ -435,10 +433,7 @@ fn authorize(
         return_to.push_str(q);
     }
     match browser
-        .then(|| {
-            let idp = route.idp.as_ref().map_or("", |i| i.id.as_str());
-            auth::start_sign_in(snapshot, &return_to, idp)
-        })
+        .then(|| auth::start_sign_in(snapshot, &return_to, route.idp_id()))
         .flatten()
     {
         Some(r) => Some(Outcome::SignIn(r)),
