@@ -250,10 +250,25 @@ pub fn read_referenced(cfg: &ConfigFile) -> Files {
     referenced_files(cfg)
         .into_iter()
         .map(|p| {
-            let r = std::fs::read_to_string(&p).map_err(|e| e.to_string());
+            let r = read_one(&p);
             (p, r)
         })
         .collect()
+}
+
+/// One referenced file's text, or why it cannot be read.
+fn read_one(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| e.to_string())
+}
+
+/// Adds one referenced file, as read, to a reading's fingerprint.
+fn hash_file(hash: &mut sha2::Sha256, name: &str, content: &Result<String, String>) {
+    use sha2::Digest;
+    hash.update(name.as_bytes());
+    match content {
+        Ok(c) => hash.update(c.as_bytes()),
+        Err(e) => hash.update(e.as_bytes()),
+    }
 }
 
 /// Text that may be PEM or base64 of PEM.
@@ -809,11 +824,7 @@ impl Seen {
         let mut hash = sha2::Sha256::new();
         hash.update(&bytes);
         for name in &self.files {
-            hash.update(name.as_bytes());
-            match std::fs::read_to_string(name) {
-                Ok(c) => hash.update(c.as_bytes()),
-                Err(e) => hash.update(e.to_string().as_bytes()),
-            }
+            hash_file(&mut hash, name, &read_one(name));
         }
         Some(hash.finalize().into())
     }
@@ -846,11 +857,7 @@ impl Reading {
                     .map(|cfg| {
                         let files = read_referenced(&cfg);
                         for (name, content) in &files {
-                            hash.update(name.as_bytes());
-                            match content {
-                                Ok(c) => hash.update(c.as_bytes()),
-                                Err(e) => hash.update(e.as_bytes()),
-                            }
+                            hash_file(&mut hash, name, content);
                         }
                         (cfg, files)
                     })
