@@ -399,6 +399,51 @@ fn one_ingress_cluster(annotations: serde_json::Map<String, serde_json::Value>) 
     }
 }
 
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// A Secret `name` of type `kind` in namespace `t`, with `data` (base64 values).
+fn k8s_secret(
+    name: &str,
+    kind: &str,
+    data: serde_json::Value,
+) -> std::sync::Arc<k8s_openapi::api::core::v1::Secret> {
+    std::sync::Arc::new(
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "t"}, "type": kind, "data": data
+        }))
+        .unwrap(),
+    )
+}
+
+/// The snapshot of [`one_ingress_cluster`] with `ingress.pomerium.io/`
+/// `annotations`, these `secrets` in its namespace, and `global`.
+fn annotated_snapshot(
+    annotations: &[(&str, &str)],
+    secrets: Vec<std::sync::Arc<k8s_openapi::api::core::v1::Secret>>,
+    global: &jetbridge::translate::GlobalInputs,
+) -> jetbridge::model::Snapshot {
+    let map: serde_json::Map<String, serde_json::Value> = annotations
+        .iter()
+        .map(|(k, v)| {
+            (
+                format!("ingress.pomerium.io/{k}"),
+                serde_json::Value::from(*v),
+            )
+        })
+        .collect();
+    let mut c = one_ingress_cluster(map);
+    c.secrets = secrets;
+    let out = from_cluster(&c, &ClusterSettings::default());
+    translate(&Inputs {
+        global: global.clone(),
+        routes: out.routes,
+        diagnostics: out.diagnostics,
+    })
+}
+
 /// Pomerium keys jetbridge refuses say so and why, in a config file (route
 /// or global) and as annotations, never as a bare "unknown key".
 #[test]
@@ -843,43 +888,14 @@ async fn jwt_groups_filter_keeps_the_listed_groups_global_and_per_route() {
 /// namespace; a missing Secret or key denies only that route.
 #[test]
 fn secret_backed_annotations_fill_the_route() {
-    fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
-        serde_json::from_value(v).unwrap()
-    }
-    let b64 = |s: &str| {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(s)
-    };
     let ca = jetbridge_test_ca();
     let client = TestCa::new("upstream clients").client("jetbridge");
     let stranger = TestCa::new("other").client("jetbridge");
     let browsers = TestCa::new("browsers");
-    let secret = |name: &str, kind: &str, data: serde_json::Value| {
-        std::sync::Arc::new(obj::<k8s_openapi::api::core::v1::Secret>(
-            serde_json::json!({
-                "metadata": {"name": name, "namespace": "t"}, "type": kind, "data": data
-            }),
-        ))
-    };
-    let build = |annotations: &[(&str, &str)], secrets: Vec<_>| {
-        let map: serde_json::Map<String, serde_json::Value> = annotations
-            .iter()
-            .map(|(k, v)| {
-                (
-                    format!("ingress.pomerium.io/{k}"),
-                    serde_json::Value::from(*v),
-                )
-            })
-            .collect();
-        let mut c = one_ingress_cluster(map);
-        c.secrets = secrets;
-        let out = from_cluster(&c, &ClusterSettings::default());
-        translate(&Inputs {
-            global: jetbridge::translate::GlobalInputs::for_test(),
-            routes: out.routes,
-            diagnostics: out.diagnostics,
-        })
-    };
+    let secret = k8s_secret;
+    let global = jetbridge::translate::GlobalInputs::for_test();
+    let build =
+        |annotations: &[(&str, &str)], secrets| annotated_snapshot(annotations, secrets, &global);
     let snap = build(
         &[
             ("allow_public_unauthenticated_access", "true"),
@@ -1712,18 +1728,6 @@ fn bad_depends_on_entries_deny_only_their_route() {
 /// that route and says why.
 #[test]
 fn identity_provider_secret_gives_the_route_its_own_client() {
-    let secret = |data: serde_json::Value| {
-        std::sync::Arc::new(
-            serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(serde_json::json!({
-                "metadata": {"name": "idp", "namespace": "t"}, "type": "Opaque", "data": data
-            }))
-            .unwrap(),
-        )
-    };
-    let b64 = |s: &str| {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(s)
-    };
     let mut global = jetbridge::translate::GlobalInputs::for_test();
     global.auth.idp = Some(jetbridge::model::IdpConfig {
         provider: "oidc".into(),
@@ -1736,23 +1740,8 @@ fn identity_provider_secret_gives_the_route_its_own_client() {
     let build = |annotations: &[(&str, &str)],
                  data: Option<serde_json::Value>,
                  global: &jetbridge::translate::GlobalInputs| {
-        let map: serde_json::Map<String, serde_json::Value> = annotations
-            .iter()
-            .map(|(k, v)| {
-                (
-                    format!("ingress.pomerium.io/{k}"),
-                    serde_json::Value::from(*v),
-                )
-            })
-            .collect();
-        let mut c = one_ingress_cluster(map);
-        c.secrets = data.map(secret).into_iter().collect();
-        let out = from_cluster(&c, &ClusterSettings::default());
-        translate(&Inputs {
-            global: global.clone(),
-            routes: out.routes,
-            diagnostics: out.diagnostics,
-        })
+        let secrets = data.map(|d| k8s_secret("idp", "Opaque", d));
+        annotated_snapshot(annotations, secrets.into_iter().collect(), global)
     };
     let ok = serde_json::json!({"client_id": b64("team-app"), "client_secret": b64("s3cret")});
     let snap = build(
