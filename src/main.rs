@@ -150,6 +150,20 @@ struct ControllerArgs {
     /// Lease duration in seconds (a crashed leader is replaced after this).
     #[arg(long, default_value_t = 15)]
     lease_duration_secs: u64,
+    /// Reserve hosts for namespaces: HOST=NAMESPACE[,NAMESPACE...], HOST
+    /// being a name, *.domain (every name below it) or * (every host); the
+    /// most specific rule decides. Repeat for several rules. Hosts no rule
+    /// names go to the first namespace to claim them.
+    #[arg(
+        long = "host-namespaces",
+        env = "JETBRIDGE_HOST_NAMESPACES",
+        value_delimiter = ';'
+    )]
+    host_namespaces: Vec<String>,
+    /// How long a host stays with its namespace after the namespace's last
+    /// Ingress naming it is deleted (seconds).
+    #[arg(long, default_value_t = jetbridge::translate::cluster::DEFAULT_CLAIM_GRACE_SECONDS)]
+    host_claim_grace_secs: i64,
 }
 
 #[derive(Subcommand)]
@@ -546,6 +560,8 @@ async fn run_controller(args: ControllerArgs, log_format: Option<String>) -> Res
             prefixes,
             controller: args.controller_name.clone(),
             allow_loopback_backends: args.allow_loopback_backends,
+            host_rules: jetbridge::translate::hosts::HostRules::parse(&args.host_namespaces)?,
+            claim_grace_seconds: args.host_claim_grace_secs.max(0),
         },
         instance: std::env::var("POD_NAME")
             .or_else(|_| std::env::var("HOSTNAME"))
@@ -563,6 +579,10 @@ async fn run_controller(args: ControllerArgs, log_format: Option<String>) -> Res
         lease_name: args.leader_election_id.clone(),
         revocations_name: format!(
             "{}-revocations",
+            args.leader_election_id.trim_end_matches("-leader")
+        ),
+        claims_name: format!(
+            "{}-host-claims",
             args.leader_election_id.trim_end_matches("-leader")
         ),
         lease: jetbridge::controller::leader::Timing {

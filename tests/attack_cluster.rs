@@ -363,3 +363,537 @@ fn hostile_policy_objects_are_refused_on_their_own_and_their_referrers() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Host ownership between namespaces: a tenant never serves paths, nor its
+// certificate, on a host another namespace owns; ownership survives the
+// owner's redeploy; an administrator's rules and an owner's delegations are
+// the only ways in.
+
+/// Several namespaces' Ingresses, translated the way the controller does:
+/// each translation starts from the claims the previous one remembered.
+struct Tenants {
+    cluster: Cluster,
+    settings: ClusterSettings,
+    now: i64,
+}
+
+/// One rule path: (host, path, pathType).
+type Rule<'a> = (&'a str, &'a str, &'a str);
+
+fn tenant_ingress(
+    ns: &str,
+    name: &str,
+    created: i64,
+    rules: &[Rule<'_>],
+    annotations: serde_json::Value,
+    tls: Option<(&str, &[&str])>,
+) -> serde_json::Value {
+    let rules: Vec<serde_json::Value> = rules
+        .iter()
+        .map(|(host, path, kind)| {
+            serde_json::json!({"host": host, "http": {"paths": [{"path": path, "pathType": kind,
+                "backend": {"service": {"name": "svc", "port": {"number": 80}}}}]}})
+        })
+        .collect();
+    let created = time::OffsetDateTime::from_unix_timestamp(created)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let mut spec = serde_json::json!({"ingressClassName": "jetbridge", "rules": rules});
+    if let Some((secret, hosts)) = tls {
+        spec["tls"] = serde_json::json!([{"secretName": secret, "hosts": hosts}]);
+    }
+    serde_json::json!({
+        "metadata": {"name": name, "namespace": ns, "annotations": annotations,
+                     "creationTimestamp": created},
+        "spec": spec
+    })
+}
+
+fn tls_secret_object(ns: &str, name: &str, names: &[&str]) -> (serde_json::Value, Vec<u8>) {
+    use base64::Engine as _;
+    let ck =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+    (
+        serde_json::json!({
+            "metadata": {"name": name, "namespace": ns},
+            "type": "kubernetes.io/tls",
+            "data": {"tls.crt": b64(ck.cert.pem()), "tls.key": b64(ck.signing_key.serialize_pem())}
+        }),
+        ck.cert.der().to_vec(),
+    )
+}
+
+impl Tenants {
+    fn new(namespaces: &[&str]) -> Tenants {
+        let mut cluster = Cluster {
+            classes: vec![Arc::new(obj(serde_json::json!({
+                "metadata": {"name": "jetbridge"},
+                "spec": {"controller": "jetbridge.dev/ingress-controller"}
+            })))],
+            ..Cluster::default()
+        };
+        for ns in namespaces {
+            cluster.services.push(Arc::new(obj(service(
+                ns,
+                "svc",
+                serde_json::json!({"ports": [{"name": "http", "port": 80}]}),
+            ))));
+            cluster
+                .slices
+                .push(Arc::new(obj(slice(ns, "svc", &["10.1.2.3"]))));
+        }
+        Tenants {
+            cluster,
+            settings: ClusterSettings::default(),
+            now: 1_800_000_000,
+        }
+    }
+
+    fn add(&mut self, ingress: serde_json::Value) {
+        self.cluster.ingresses.push(Arc::new(obj(ingress)));
+    }
+
+    fn remove(&mut self, ns: &str, name: &str) {
+        self.cluster.ingresses.retain(|i| {
+            i.metadata.namespace.as_deref() != Some(ns) || i.metadata.name.as_deref() != Some(name)
+        });
+    }
+
+    /// Translates at `now` (seconds after the start), carrying the claims on.
+    fn at(&mut self, seconds: i64) -> jetbridge::model::Snapshot {
+        self.cluster.now = self.now + seconds;
+        let out = from_cluster(&self.cluster, &self.settings);
+        self.cluster.claims = out.hosts.claims.clone();
+        let mut global = GlobalInputs::for_test();
+        global.certificates = out.certificates;
+        translate(&Inputs {
+            global,
+            routes: out.routes,
+            diagnostics: out.diagnostics,
+        })
+    }
+}
+
+/// The id of the route answering `host` `path` (`ns/name/index`, or
+/// `held/<host>`), with whether it serves.
+fn answering(snap: &jetbridge::model::Snapshot, host: &str, path: &str) -> Option<(String, bool)> {
+    snap.route(host, path)
+        .map(|r| (r.id.clone(), !matches!(r.access, Access::Invalid(_))))
+}
+
+fn warnings_of(snap: &jetbridge::model::Snapshot, ns: &str, name: &str) -> String {
+    snap.diagnostics
+        .iter()
+        .filter(|d| d.object.namespace == ns && d.object.name == name)
+        .map(|d| format!("{} {}", d.reason.as_str(), d.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn owner_and_intruder(intruder: &[Rule<'_>]) -> Tenants {
+    let mut t = Tenants::new(&["apps", "team2"]);
+    t.add(tenant_ingress(
+        "apps",
+        "web",
+        100,
+        &[("app.test", "/", "Prefix")],
+        serde_json::json!({}),
+        None,
+    ));
+    t.add(tenant_ingress(
+        "team2",
+        "takeover",
+        200,
+        intruder,
+        serde_json::json!({"jetbridge.dev/allow_public_unauthenticated_access": "true"}),
+        None,
+    ));
+    t
+}
+
+#[test]
+fn another_namespace_cannot_add_a_path_to_an_owned_host() {
+    for (i, rule) in [
+        ("app.test", "/takeover", "Prefix"),
+        ("app.test", "/takeover", "Exact"),
+        ("app.test", "/", "Prefix"),
+        ("app.test", "/", "Exact"),
+        ("app.test", "/deep/er/path", "ImplementationSpecific"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut t = owner_and_intruder(&[rule]);
+        let snap = t.at(0);
+        for path in ["/", rule.1, "/takeover/x"] {
+            assert_eq!(
+                answering(&snap, "app.test", path).map(|a| a.0),
+                Some("apps/web/1".to_string()),
+                "case {i} {rule:?}: {path} is the owner's"
+            );
+        }
+        let notes = warnings_of(&snap, "team2", "takeover");
+        assert!(
+            notes.contains("HostConflict")
+                && notes.contains("namespace apps")
+                && notes.contains("apps/web"),
+            "case {i}: the intruder's Warning names the owner: {notes}"
+        );
+    }
+}
+
+#[test]
+fn a_default_backend_from_another_namespace_does_not_merge_into_an_owned_host() {
+    let mut t = Tenants::new(&["apps", "team2"]);
+    t.add(tenant_ingress(
+        "apps",
+        "web",
+        100,
+        &[("app.test", "/app", "Prefix")],
+        serde_json::json!({}),
+        None,
+    ));
+    let mut intruder = tenant_ingress("team2", "fallback", 50, &[], serde_json::json!({}), None);
+    intruder["spec"]["defaultBackend"] =
+        serde_json::json!({"service": {"name": "svc", "port": {"number": 80}}});
+    intruder["spec"]["tls"] = serde_json::json!([{"hosts": ["app.test"]}]);
+    intruder["spec"]["rules"] = serde_json::json!([]);
+    t.add(intruder);
+    let snap = t.at(0);
+    // team2's Ingress is older, so it owns app.test; apps' younger one is
+    // the one refused, and nothing of the two is mixed on the host.
+    assert_eq!(
+        answering(&snap, "app.test", "/").map(|a| a.0),
+        Some("team2/fallback/1".into())
+    );
+    assert_eq!(
+        answering(&snap, "app.test", "/app").map(|a| a.0),
+        Some("team2/fallback/1".into())
+    );
+    assert!(warnings_of(&snap, "apps", "web").contains("namespace team2"));
+}
+
+#[test]
+fn a_redeployed_owner_keeps_its_host_and_certificate_through_the_gap() {
+    let mut t = Tenants::new(&["apps", "team2"]);
+    let (own, own_der) = tls_secret_object("apps", "app-tls", &["app.test"]);
+    let (rogue, rogue_der) = tls_secret_object("team2", "rogue-tls", &["app.test"]);
+    t.cluster.secrets.push(Arc::new(obj(own)));
+    t.cluster.secrets.push(Arc::new(obj(rogue)));
+    let owner = || {
+        tenant_ingress(
+            "apps",
+            "web",
+            100,
+            &[("app.test", "/", "Prefix")],
+            serde_json::json!({}),
+            Some(("app-tls", &["app.test"])),
+        )
+    };
+    t.add(owner());
+    t.add(tenant_ingress(
+        "team2",
+        "takeover",
+        200,
+        &[("app.test", "/", "Prefix")],
+        serde_json::json!({"jetbridge.dev/allow_public_unauthenticated_access": "true"}),
+        Some(("rogue-tls", &["app.test"])),
+    ));
+    let cert = |snap: &jetbridge::model::Snapshot| {
+        snap.tls
+            .resolve(Some("app.test"))
+            .map(|c| c.cert[0].as_ref().to_vec())
+    };
+    let snap = t.at(0);
+    assert_eq!(
+        answering(&snap, "app.test", "/"),
+        Some(("apps/web/1".into(), true))
+    );
+    assert_eq!(cert(&snap), Some(own_der.clone()));
+
+    // The owner deletes its Ingress: the host is held, nobody serves it and
+    // the intruder's certificate is not served either.
+    t.remove("apps", "web");
+    let gap = t.at(5);
+    assert_eq!(
+        answering(&gap, "app.test", "/"),
+        Some(("held/app.test".into(), false))
+    );
+    assert_ne!(cert(&gap), Some(rogue_der.clone()));
+    assert!(warnings_of(&gap, "team2", "takeover").contains("held until"));
+
+    // Re-applied (now the younger of the two): the owner's again.
+    let mut again = owner();
+    again["metadata"]["creationTimestamp"] = serde_json::json!("2027-01-15T08:00:10Z");
+    t.add(again);
+    let back = t.at(10);
+    assert_eq!(
+        answering(&back, "app.test", "/"),
+        Some(("apps/web/1".into(), true))
+    );
+    assert_eq!(cert(&back), Some(own_der));
+    // The claim is worth storing (contested), so a restart keeps it.
+    let stored = from_cluster(&t.cluster, &t.settings).hosts.stored();
+    assert_eq!(stored["app.test"].namespace, "apps");
+}
+
+#[test]
+fn a_held_host_goes_to_the_next_claimant_only_after_the_grace_period() {
+    let mut t = owner_and_intruder(&[("app.test", "/", "Prefix")]);
+    t.settings.claim_grace_seconds = 60;
+    t.at(0);
+    t.remove("apps", "web");
+    // Held from the first translation that misses the owner (at 1 s).
+    for at in [1, 30, 60] {
+        assert_eq!(
+            answering(&t.at(at), "app.test", "/").map(|a| a.0),
+            Some("held/app.test".into())
+        );
+    }
+    assert_eq!(
+        answering(&t.at(61), "app.test", "/"),
+        Some(("team2/takeover/1".into(), true))
+    );
+}
+
+#[test]
+fn a_restarted_controller_keeps_a_stored_claim() {
+    let mut t = owner_and_intruder(&[("app.test", "/", "Prefix")]);
+    t.at(0);
+    let stored = from_cluster(&t.cluster, &t.settings).hosts.stored();
+    // Restart: memory is only what was stored; the owner is mid-redeploy.
+    t.cluster.claims = stored;
+    t.remove("apps", "web");
+    assert_eq!(
+        answering(&t.at(1), "app.test", "/").map(|a| a.0),
+        Some("held/app.test".into())
+    );
+}
+
+#[test]
+fn a_wildcard_or_any_host_route_of_another_namespace_does_not_answer_a_held_host() {
+    let mut t = Tenants::new(&["apps", "team2"]);
+    t.add(tenant_ingress(
+        "apps",
+        "web",
+        100,
+        &[("app.test", "/", "Prefix")],
+        serde_json::json!({}),
+        None,
+    ));
+    t.add(tenant_ingress(
+        "team2",
+        "wild",
+        200,
+        &[("*.test", "/", "Prefix")],
+        serde_json::json!({"jetbridge.dev/allow_public_unauthenticated_access": "true"}),
+        None,
+    ));
+    let snap = t.at(0);
+    assert_eq!(
+        answering(&snap, "other.test", "/").map(|a| a.0),
+        Some("team2/wild/1".into())
+    );
+    assert_eq!(
+        answering(&snap, "app.test", "/").map(|a| a.0),
+        Some("apps/web/1".into())
+    );
+    t.remove("apps", "web");
+    let gap = t.at(5);
+    assert_eq!(
+        answering(&gap, "app.test", "/"),
+        Some(("held/app.test".into(), false))
+    );
+}
+
+#[test]
+fn another_namespaces_wildcard_certificate_is_not_served_for_an_owned_host() {
+    let mut t = Tenants::new(&["apps", "team2"]);
+    let (wild, wild_der) = tls_secret_object("team2", "wild-tls", &["*.test"]);
+    t.cluster.secrets.push(Arc::new(obj(wild)));
+    t.add(tenant_ingress(
+        "apps",
+        "web",
+        100,
+        &[("app.test", "/", "Prefix")],
+        serde_json::json!({}),
+        None,
+    ));
+    t.add(tenant_ingress(
+        "team2",
+        "wild",
+        200,
+        &[("*.test", "/", "Prefix")],
+        serde_json::json!({}),
+        Some(("wild-tls", &["*.test"])),
+    ));
+    let snap = t.at(0);
+    let cert = |host| {
+        snap.tls
+            .resolve(Some(host))
+            .map(|c| c.cert[0].as_ref().to_vec())
+    };
+    assert_eq!(
+        cert("other.test"),
+        Some(wild_der.clone()),
+        "team2's own names"
+    );
+    assert_ne!(cert("app.test"), Some(wild_der), "apps' host");
+}
+
+#[test]
+fn an_owner_delegates_paths_to_another_namespace_element_by_element() {
+    let mut t = Tenants::new(&["apps", "team2", "team3"]);
+    let (rogue, rogue_der) = tls_secret_object("team2", "t2-tls", &["app.test"]);
+    t.cluster.secrets.push(Arc::new(obj(rogue)));
+    t.add(tenant_ingress(
+        "apps",
+        "web",
+        100,
+        &[("app.test", "/", "Prefix")],
+        serde_json::json!({"jetbridge.dev/delegate_paths": "team2=/api"}),
+        None,
+    ));
+    t.add(tenant_ingress(
+        "team2",
+        "api",
+        200,
+        &[
+            ("app.test", "/api", "Prefix"),
+            ("app.test", "/apix", "Prefix"),
+        ],
+        serde_json::json!({}),
+        Some(("t2-tls", &["app.test"])),
+    ));
+    t.add(tenant_ingress(
+        "team3",
+        "api",
+        300,
+        &[("app.test", "/api/v3", "Prefix")],
+        serde_json::json!({}),
+        None,
+    ));
+    let snap = t.at(0);
+    assert_eq!(
+        answering(&snap, "app.test", "/api/v1").map(|a| a.0),
+        Some("team2/api/1".into())
+    );
+    assert_eq!(
+        answering(&snap, "app.test", "/apix").map(|a| a.0),
+        Some("apps/web/1".into())
+    );
+    assert_eq!(
+        answering(&snap, "app.test", "/api/v3").map(|a| a.0),
+        Some("team2/api/1".into()),
+        "team3 was not delegated anything"
+    );
+    assert!(warnings_of(&snap, "team2", "api").contains("/apix"));
+    assert!(warnings_of(&snap, "team3", "api").contains("namespace apps"));
+    assert_ne!(
+        snap.tls
+            .resolve(Some("app.test"))
+            .map(|c| c.cert[0].as_ref().to_vec()),
+        Some(rogue_der),
+        "a delegate's certificate is not served for the owner's host"
+    );
+}
+
+#[test]
+fn administrator_rules_decide_which_namespaces_may_claim_a_host() {
+    let mut t = Tenants::new(&["apps", "team2", "platform"]);
+    t.settings.host_rules =
+        jetbridge::translate::hosts::HostRules::parse(&["*=platform", "*.apps.test=apps"]).unwrap();
+    // team2 is older everywhere, and still owns nothing.
+    t.add(tenant_ingress(
+        "team2",
+        "t",
+        10,
+        &[("a.apps.test", "/", "Prefix"), ("free.test", "/", "Prefix")],
+        serde_json::json!({}),
+        None,
+    ));
+    t.add(tenant_ingress(
+        "apps",
+        "web",
+        100,
+        &[("a.apps.test", "/", "Prefix")],
+        serde_json::json!({}),
+        None,
+    ));
+    t.add(tenant_ingress(
+        "platform",
+        "p",
+        100,
+        &[("free.test", "/", "Prefix")],
+        serde_json::json!({}),
+        None,
+    ));
+    let snap = t.at(0);
+    assert_eq!(
+        answering(&snap, "a.apps.test", "/").map(|a| a.0),
+        Some("apps/web/1".into())
+    );
+    assert_eq!(
+        answering(&snap, "free.test", "/").map(|a| a.0),
+        Some("platform/p/1".into())
+    );
+    let notes = warnings_of(&snap, "team2", "t");
+    assert!(
+        notes.contains("namespace apps") && notes.contains("namespace platform"),
+        "{notes}"
+    );
+    // A host only a refused namespace names is not served at all.
+    let mut alone = Tenants::new(&["team2"]);
+    alone.settings.host_rules = t.settings.host_rules.clone();
+    alone.add(tenant_ingress(
+        "team2",
+        "t",
+        10,
+        &[("b.apps.test", "/", "Prefix")],
+        serde_json::json!({}),
+        None,
+    ));
+    let snap = alone.at(0);
+    assert_eq!(answering(&snap, "b.apps.test", "/"), None);
+    assert!(warnings_of(&snap, "team2", "t").contains("--host-namespaces"));
+}
+
+#[test]
+fn ingresses_of_one_namespace_still_share_a_host() {
+    let mut t = Tenants::new(&["apps"]);
+    t.add(tenant_ingress(
+        "apps",
+        "web",
+        100,
+        &[("app.test", "/", "Prefix")],
+        serde_json::json!({}),
+        None,
+    ));
+    t.add(tenant_ingress(
+        "apps",
+        "api",
+        200,
+        &[("app.test", "/api", "Prefix")],
+        serde_json::json!({}),
+        None,
+    ));
+    let snap = t.at(0);
+    assert_eq!(
+        answering(&snap, "app.test", "/api/x").map(|a| a.0),
+        Some("apps/api/1".into())
+    );
+    assert_eq!(
+        answering(&snap, "app.test", "/").map(|a| a.0),
+        Some("apps/web/1".into())
+    );
+    assert!(
+        from_cluster(&t.cluster, &t.settings)
+            .hosts
+            .stored()
+            .is_empty()
+    );
+}

@@ -279,6 +279,30 @@ impl Corner {
     }
 }
 
+impl Corner {
+    /// Another namespace beside this one, served by the same IngressClass
+    /// (another tenant of the same controller).
+    fn beside(&self) -> Corner {
+        let ns = random_name("t");
+        self.kube.ok(&["create", "namespace", &ns], None);
+        Corner {
+            kube: Kube::get(),
+            ns,
+            class: self.class.clone(),
+            controller_name: self.controller_name.clone(),
+        }
+    }
+
+    /// A public Ingress `name` on `host` `path` to Service `svc`, with a TLS
+    /// Secret for the host.
+    fn public_tls_ingress(&self, name: &str, host: &str, path: &str, svc: &str, secret: &str) {
+        let (ns, class) = (&self.ns, &self.class);
+        self.kube.apply(&format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: {ns}\n  annotations: {{jetbridge.dev/allow_public_unauthenticated_access: \"true\"}}\nspec:\n  ingressClassName: {class}\n  tls: [{{hosts: [{host}], secretName: {secret}}}]\n  rules:\n    - host: {host}\n      http: {{paths: [{{path: {path}, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}]}}\n"
+        ));
+    }
+}
+
 impl Drop for Corner {
     fn drop(&mut self) {
         let _ = self.kube.kubectl(
@@ -2001,4 +2025,153 @@ async fn pomerium_annotations_behave_in_the_cluster_as_the_same_keys_in_a_config
     );
     assert_eq!(get(5, "status"), "403");
     assert_eq!(get(6, "status"), "401");
+}
+
+/// Checks that neither the other namespace's routes nor its certificate
+/// answer `app.test`; tells whether the owner's certificate is served.
+async fn only_the_owner(ctl: &Controller, own: &[u8], intruder: &[u8]) -> bool {
+    let mut b = api_client();
+    for u in [ctl.url("app.test", "/"), ctl.url("app.test", "/takeover/x")] {
+        let r = b.get(&u).await;
+        assert_ne!(r.body, "rogue", "{u} answered by the other namespace");
+    }
+    let cert = served_certificate(ctl.https, "app.test").await;
+    assert_ne!(
+        cert, intruder,
+        "the other namespace's certificate was served"
+    );
+    cert == own
+}
+
+/// Warning Events on an Ingress, as `reason note` lines.
+fn warnings_on(c: &Corner, name: &str) -> String {
+    let out = c.kube.ok(
+        &["get", "events.events.k8s.io", "-n", &c.ns, "-o", "json"],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["regarding"]["name"] == name && e["type"] == "Warning")
+        .map(|e| format!("{} {}", e["reason"], e["note"]))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_stays_with_its_namespace_through_intruders_redeploys_and_restarts() {
+    let apps = Corner::new(Kube::get());
+    let team2 = apps.beside();
+    let (app, rogue) = (named_upstream("app").await, named_upstream("rogue").await);
+    apps.service("app", &[app]);
+    team2.service("rogue", &[rogue]);
+    let own = certificate(&["app.test"]);
+    let intruder = certificate(&["app.test"]);
+    tls_secret(&apps, "app-tls", &own);
+    tls_secret(&team2, "rogue-tls", &intruder);
+    let extra = ["--namespaces", team2.ns.as_str()];
+    let mut ctl = Controller::start(&apps, &extra).await;
+    apps.public_tls_ingress("web", "app.test", "/", "app", "app-tls");
+    let mut b = api_client();
+    ctl.expect(&mut b, "app.test", "serves the owner", |r| r.body == "app")
+        .await;
+    // Creation times have one-second resolution: the intruder is younger.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    team2.public_tls_ingress("takeover", "app.test", "/takeover", "rogue", "rogue-tls");
+    team2.public_tls_ingress("root", "app.test", "/", "rogue", "rogue-tls");
+    let seen = format!("Ingress {}/takeover", team2.ns);
+    ctl.wait_for_log(|l| l.contains(&seen) && l.contains("belongs to namespace"))
+        .await;
+    assert!(
+        only_the_owner(&ctl, &own.2, &intruder.2).await,
+        "the owner's certificate is served"
+    );
+    assert_eq!(b.get(&ctl.url("app.test", "/takeover/x")).await.body, "app");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let w = warnings_on(&team2, "takeover");
+        if w.contains("HostConflict") && w.contains(&apps.ns) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Warning naming the owner: {w}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A redeploy: delete, wait, re-apply. Throughout the gap the host denies
+    // and never serves the other namespace's routes or certificate.
+    apps.kube
+        .ok(&["delete", "ingress", "web", "-n", &apps.ns], None);
+    ctl.expect(&mut b, "app.test", "is held", |r| {
+        r.status == StatusCode::FORBIDDEN
+    })
+    .await;
+    for _ in 0..10 {
+        only_the_owner(&ctl, &own.2, &intruder.2).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The claim is stored where a restarted controller finds it.
+    let stored = apps.kube.ok(
+        &[
+            "get",
+            "configmap",
+            "jetbridge-host-claims",
+            "-n",
+            &apps.ns,
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert!(
+        stored.contains(&format!("\"app.test\": \"{} released=", apps.ns)),
+        "{stored}"
+    );
+    drop(ctl);
+    ctl = Controller::start(&apps, &extra).await;
+    for _ in 0..10 {
+        only_the_owner(&ctl, &own.2, &intruder.2).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        b.get(&ctl.url("app.test", "/")).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    apps.public_tls_ingress("web", "app.test", "/", "app", "app-tls");
+    ctl.expect(&mut b, "app.test", "serves the owner again", |r| {
+        r.body == "app"
+    })
+    .await;
+    assert!(only_the_owner(&ctl, &own.2, &intruder.2).await);
+
+    // An administrator hands the host over: delete the owner's Ingress and
+    // its stored claim; the other namespace's Ingresses then serve it.
+    apps.kube
+        .ok(&["delete", "ingress", "web", "-n", &apps.ns], None);
+    ctl.expect(&mut b, "app.test", "is held", |r| {
+        r.status == StatusCode::FORBIDDEN
+    })
+    .await;
+    apps.kube.ok(
+        &[
+            "patch",
+            "configmap",
+            "jetbridge-host-claims",
+            "-n",
+            &apps.ns,
+            "--type=json",
+            "-p",
+            r#"[{"op": "remove", "path": "/data/app.test"}]"#,
+        ],
+        None,
+    );
+    ctl.expect(&mut b, "app.test", "goes to the other namespace", |r| {
+        r.body == "rogue"
+    })
+    .await;
 }

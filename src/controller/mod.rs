@@ -11,6 +11,7 @@
 //! store: an API server outage never turns into an empty configuration.
 
 pub mod bootstrap;
+pub mod claims;
 pub mod leader;
 pub mod revocations;
 
@@ -70,6 +71,9 @@ pub struct Options {
     /// The ConfigMap (in the bootstrap Secret's namespace) that shares
     /// sign-outs between replicas.
     pub revocations_name: String,
+    /// The ConfigMap (in the bootstrap Secret's namespace) that keeps host
+    /// claims across redeploys, replicas and restarts.
+    pub claims_name: String,
 }
 
 /// One reflector store per watched namespace (or one for all).
@@ -210,6 +214,10 @@ pub async fn run(
         changed.clone(),
         "Secret (service-account-token)",
     );
+    let claims_api = Api::namespaced(client.clone(), &options.bootstrap_namespace);
+    let claim_store =
+        claims::ClaimStore::start(claims_api.clone(), &options.claims_name, changed.clone());
+    let (claims_tx, claims_rx) = tokio::sync::watch::channel(Default::default());
     let bootstrap_api: Api<Secret> = Api::namespaced(client.clone(), &options.bootstrap_namespace);
     let boot = Stores::<Secret>::start(
         vec![bootstrap_api.clone()],
@@ -251,6 +259,7 @@ pub async fn run(
             opaque.wait_until_ready().await;
             sa_tokens.wait_until_ready().await;
             boot.wait_until_ready().await;
+            claim_store.wait_until_ready().await;
         } => {}
     }
     tracing::info!("initial sync complete");
@@ -288,6 +297,13 @@ pub async fn run(
         leadership.clone(),
         shutdown.clone(),
     ));
+    tokio::spawn(claims::write(
+        claims_api,
+        options.claims_name.clone(),
+        claims_rx,
+        shutdown.clone(),
+    ));
+    let mut memory = claims::Memory::default();
     let mut generated = Generated::default();
     let mut bootstrap_seen = false;
     let mut bootstrap_error: Option<String> = None;
@@ -341,8 +357,18 @@ pub async fn run(
             services: services.state(),
             slices: slices.state(),
             secrets: [tls.state(), opaque.state(), sa_tokens.state()].concat(),
+            claims: memory.start_from(claim_store.stored()),
+            now: crate::proxy::unix_now(),
         };
         let outcome = from_cluster(&cluster, &options.cluster);
+        memory.remember(outcome.hosts.claims.clone());
+        let stored = outcome.hosts.stored();
+        claims_tx.send_if_modified(|c| {
+            let changed = *c != stored;
+            *c = stored;
+            changed
+        });
+        let next_expiry = next_release(&outcome.hosts, cluster.now);
         let mut cfg = base.clone();
         cfg.signing_key = Some(keys.signing_key.clone());
         cfg.signing_key_file = None;
@@ -394,7 +420,7 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = changed.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {} // retired keys, re-checks
+            _ = tokio::time::sleep(next_expiry) => {} // retired keys, held hosts, re-checks
         }
         // Debounce: wait for a quiet moment so a burst publishes once.
         loop {
@@ -405,6 +431,21 @@ pub async fn run(
             }
         }
     }
+}
+
+/// How long until the next re-check: 30 s, or sooner when a held host's
+/// claim ends before that.
+fn next_release(hosts: &crate::translate::hosts::Assignment, now: i64) -> Duration {
+    hosts
+        .owners
+        .values()
+        .filter_map(|o| match o.ownership {
+            crate::translate::hosts::Ownership::Held { until } => Some(until),
+            _ => None,
+        })
+        .map(|until| Duration::from_secs(until.saturating_sub(now).clamp(1, 30) as u64))
+        .min()
+        .unwrap_or(Duration::from_secs(30))
 }
 
 /// What one translation tells the cluster about.

@@ -169,6 +169,9 @@ pub struct TlsConfig {
     pub by_wildcard: HashMap<String, Arc<rustls::sign::CertifiedKey>>,
     /// Served when no name matches (or the client sent no SNI).
     pub default: Option<Arc<rustls::sign::CertifiedKey>>,
+    /// Exact names owned by another namespace than the wildcard certificate
+    /// covering them: they get the default certificate, never that one.
+    pub not_by_wildcard: std::collections::HashSet<String>,
     /// Expiry (unix seconds) per certificate, labelled by its first name.
     pub expiry: Vec<(String, i64)>,
     /// Changes when any certificate changes.
@@ -322,6 +325,7 @@ impl std::fmt::Debug for TlsConfig {
         f.debug_struct("TlsConfig")
             .field("names", &self.by_name.len())
             .field("wildcards", &self.by_wildcard.len())
+            .field("not_by_wildcard", &self.not_by_wildcard.len())
             .field("fingerprint", &self.fingerprint)
             .field(
                 "client_auth",
@@ -340,6 +344,7 @@ impl TlsConfig {
                 return Some(c.clone());
             }
             if let Some((_, parent)) = name.split_once('.')
+                && !self.not_by_wildcard.contains(&name)
                 && let Some(c) = self.by_wildcard.get(parent)
             {
                 return Some(c.clone());

@@ -17,6 +17,7 @@
 //!   slice port named like the Service port; without ready addresses, the
 //!   Service's cluster DNS name (an ExternalName Service: its name).
 
+use super::hosts::{self, Delegations, HostClaims, HostRules};
 use super::{CertInput, PathSpec, RouteInput};
 use crate::crd::WatchedPolicy;
 use crate::model::{Diagnostic, ObjectRef, Reason, Severity, Upstream};
@@ -66,6 +67,10 @@ pub struct Cluster {
     pub services: Vec<Arc<Service>>,
     pub slices: Vec<Arc<EndpointSlice>>,
     pub secrets: Vec<Arc<Secret>>,
+    /// Host claims remembered from earlier translations and the stored ones.
+    pub claims: HostClaims,
+    /// When the objects were read (unix seconds): held claims expire by it.
+    pub now: i64,
 }
 
 /// How to read the cluster.
@@ -76,7 +81,15 @@ pub struct ClusterSettings {
     /// Loopback backends are allowed (a controller run outside the cluster
     /// for tests). In a pod, a loopback backend is jetbridge itself.
     pub allow_loopback_backends: bool,
+    /// Which namespaces may claim which hosts (none: any namespace may).
+    pub host_rules: HostRules,
+    /// How long a host stays with its namespace after the namespace's last
+    /// Ingress naming it goes away.
+    pub claim_grace_seconds: i64,
 }
+
+/// The default of [`ClusterSettings::claim_grace_seconds`]: one hour.
+pub const DEFAULT_CLAIM_GRACE_SECONDS: i64 = 3600;
 
 impl Default for ClusterSettings {
     fn default() -> Self {
@@ -84,6 +97,8 @@ impl Default for ClusterSettings {
             prefixes: DEFAULT_PREFIXES.iter().map(|p| p.to_string()).collect(),
             controller: CONTROLLER.to_string(),
             allow_loopback_backends: false,
+            host_rules: HostRules::default(),
+            claim_grace_seconds: DEFAULT_CLAIM_GRACE_SECONDS,
         }
     }
 }
@@ -193,6 +208,8 @@ pub struct ClusterInputs {
     pub policies: Vec<PolicyOutcome>,
     /// `namespace/name` of every managed Ingress.
     pub managed: Vec<String>,
+    /// Each host's owner, and the claims to remember.
+    pub hosts: hosts::Assignment,
 }
 
 fn key(ns: &Option<String>, name: &Option<String>) -> String {
@@ -257,34 +274,59 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
     let mut out = ClusterInputs::default();
     let idx = Index::new(c);
     let guard = BackendGuard::new(&idx, s);
-    let ours: Vec<&IngressClass> = c
-        .classes
+    let policies = compile_policies(c, &mut out);
+    let classes = OurClasses::new(c, s);
+    let mut ingresses: Vec<&Ingress> = c
+        .ingresses
         .iter()
         .map(|a| a.as_ref())
-        .filter(|ic| {
-            ic.spec
-                .as_ref()
-                .and_then(|sp| sp.controller.as_deref())
-                .is_some_and(|ctl| ctl == s.controller)
-        })
+        .filter(|i| managed(i, &classes.names, classes.default_is_ours))
         .collect();
-    let default_class = c.classes.iter().find(|ic| {
-        ic.metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
-            .is_some_and(|v| v == "true")
-    });
-    let our_names: Vec<&str> = ours
-        .iter()
-        .filter_map(|ic| ic.metadata.name.as_deref())
+    ingresses.sort_by_key(|i| (created(i), key(&i.metadata.namespace, &i.metadata.name)));
+    let read: Vec<ReadIngress> = ingresses
+        .into_iter()
+        .map(|ing| read_ingress(ing, s, &idx, &policies, &mut out))
         .collect();
-    let default_is_ours = default_class
-        .and_then(|ic| ic.metadata.name.as_deref())
-        .is_some_and(|n| our_names.contains(&n));
+    out.hosts = hosts::assign(
+        &claimants(&read),
+        &c.claims,
+        &s.host_rules,
+        c.now,
+        s.claim_grace_seconds,
+    );
+    let delegations = delegations(&read, &out.hosts);
+    let mut claimed: HashMap<(String, String), ObjectRef> = HashMap::new();
+    // host → the Ingresses of its owner's namespace that serve one of its paths.
+    let mut owners: HashMap<String, Vec<ObjectRef>> = HashMap::new();
+    for r in &read {
+        for (index, entry) in r.entries.iter().enumerate() {
+            let serves = admitted(r, entry, &out.hosts, &delegations, &mut out.diagnostics)
+                && first_claim(r, entry, &mut claimed, &mut out.diagnostics);
+            if serves && out.hosts.owners.get(&entry.host).map(|o| &o.namespace) == Some(&r.ns) {
+                owners
+                    .entry(entry.host.clone())
+                    .or_default()
+                    .push(r.object.clone());
+            }
+            if serves {
+                out.routes
+                    .push(route_input(r, index + 1, entry, &idx, &guard));
+            }
+        }
+    }
+    out.routes.extend(held_routes(&out.hosts));
+    for r in &read {
+        certificates(r, &idx, &owners, &mut out);
+    }
+    out
+}
 
-    // Policies by namespace/name, compiled once.
-    let mut policies: HashMap<String, Result<serde_json::Value, String>> = HashMap::new();
+/// Compiles every Policy once, by `namespace/name`, recording its outcome.
+fn compile_policies(
+    c: &Cluster,
+    out: &mut ClusterInputs,
+) -> HashMap<String, Result<serde_json::Value, String>> {
+    let mut policies = HashMap::new();
     let mut sorted: Vec<&Arc<WatchedPolicy>> = c.policies.iter().collect();
     sorted.sort_by_key(|p| key(&p.metadata.namespace, &p.metadata.name));
     for p in sorted {
@@ -312,210 +354,426 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
         });
         policies.insert(format!("{ns}/{name}"), compiled);
     }
+    policies
+}
 
-    let mut ingresses: Vec<&Ingress> = c.ingresses.iter().map(|a| a.as_ref()).collect();
-    ingresses.sort_by_key(|i| (created(i), key(&i.metadata.namespace, &i.metadata.name)));
-    let mut claimed: HashMap<(String, String), ObjectRef> = HashMap::new();
-    // host → the Ingresses that serve at least one of its paths.
-    let mut owners: HashMap<String, Vec<ObjectRef>> = HashMap::new();
-    for ing in ingresses {
-        let ns = ing.metadata.namespace.clone().unwrap_or_default();
-        let name = ing.metadata.name.clone().unwrap_or_default();
-        if !managed(ing, &our_names, default_is_ours) {
-            continue;
-        }
-        let object = ObjectRef::kube("Ingress", &ns, &name);
-        out.managed.push(format!("{ns}/{name}"));
-        let annotations = read_annotations(ing, &s.prefixes);
-        let mut problems = annotations.problems.clone();
-        let policy = combined_policy(&annotations, &ns, &policies, &mut problems);
-        let spec = ing.spec.clone().unwrap_or_default();
-        let base = base_config(&annotations, &policy)
-            .and_then(|o| with_secrets(o, &annotations.secret_refs, &idx, &ns));
+/// The IngressClasses this controller serves, and whether the default one is.
+struct OurClasses<'a> {
+    names: Vec<&'a str>,
+    default_is_ours: bool,
+}
 
-        // (host, pathType, path, backend) of every rule path, then the
-        // defaultBackend as `/` on each host that has no `/` prefix of its own.
-        let mut entries: Vec<(String, String, String, IngressBackend)> = Vec::new();
-        // Pomerium's `subtle_allow_empty_host`: a rule without host serves
-        // every host no other route names.
-        let any_host = base.as_ref().is_ok_and(|o| o.subtle_allow_empty_host);
-        for rule in spec.rules.iter().flatten() {
-            let host = match rule.host.as_deref().filter(|h| !h.is_empty()) {
-                Some(h) => h,
-                None if any_host => "",
-                None => {
-                    out.diagnostics.push(Diagnostic {
-                        severity: Severity::Warning,
-                        object: object.clone(),
-                        reason: Reason::NotServed,
-                        message: "a rule without host is not served (set the annotation \
-                                  subtle_allow_empty_host: \"true\" to serve it for every host)"
-                            .into(),
-                    });
-                    continue;
-                }
-            };
-            for p in rule.http.iter().flat_map(|h| h.paths.iter()) {
-                entries.push((
-                    host.to_string(),
-                    p.path_type.clone(),
-                    p.path.clone().unwrap_or_else(|| "/".into()),
-                    p.backend.clone(),
-                ));
-            }
+impl<'a> OurClasses<'a> {
+    fn new(c: &'a Cluster, s: &ClusterSettings) -> Self {
+        let names: Vec<&str> = c
+            .classes
+            .iter()
+            .filter(|ic| {
+                ic.spec
+                    .as_ref()
+                    .and_then(|sp| sp.controller.as_deref())
+                    .is_some_and(|ctl| ctl == s.controller)
+            })
+            .filter_map(|ic| ic.metadata.name.as_deref())
+            .collect();
+        let default_is_ours = c
+            .classes
+            .iter()
+            .find(|ic| {
+                ic.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
+                    .is_some_and(|v| v == "true")
+            })
+            .and_then(|ic| ic.metadata.name.as_deref())
+            .is_some_and(|n| names.contains(&n));
+        OurClasses {
+            names,
+            default_is_ours,
         }
-        if let Some(default) = &spec.default_backend {
-            let mut hosts: Vec<String> = spec
-                .rules
-                .iter()
-                .flatten()
-                .filter_map(|r| r.host.clone())
-                .chain(
-                    spec.tls
-                        .iter()
-                        .flatten()
-                        .flat_map(|t| t.hosts.clone().unwrap_or_default()),
-                )
-                .filter(|h| !h.is_empty())
-                .collect();
-            hosts.sort();
-            hosts.dedup();
-            if hosts.is_empty() && any_host {
-                hosts.push(String::new());
-            } else if hosts.is_empty() {
-                out.diagnostics.push(Diagnostic {
+    }
+}
+
+/// One rule path (or the defaultBackend as `/`) of an Ingress.
+struct Entry {
+    /// Lower case; empty for "any host".
+    host: String,
+    path_type: String,
+    path: String,
+    backend: IngressBackend,
+}
+
+/// A managed Ingress, read once: its settings and the paths it asks for.
+struct ReadIngress<'a> {
+    ing: &'a Ingress,
+    ns: String,
+    object: ObjectRef,
+    annotations: Annotations,
+    base: Result<RouteOptions, String>,
+    problems: Vec<String>,
+    entries: Vec<Entry>,
+}
+
+fn read_ingress<'a>(
+    ing: &'a Ingress,
+    s: &ClusterSettings,
+    idx: &Index<'_>,
+    policies: &HashMap<String, Result<serde_json::Value, String>>,
+    out: &mut ClusterInputs,
+) -> ReadIngress<'a> {
+    let ns = ing.metadata.namespace.clone().unwrap_or_default();
+    let name = ing.metadata.name.clone().unwrap_or_default();
+    let object = ObjectRef::kube("Ingress", &ns, &name);
+    out.managed.push(format!("{ns}/{name}"));
+    let annotations = read_annotations(ing, &s.prefixes);
+    let mut problems = annotations.problems.clone();
+    let policy = combined_policy(&annotations, &ns, policies, &mut problems);
+    let base = base_config(&annotations, &policy)
+        .and_then(|o| with_secrets(o, &annotations.secret_refs, idx, &ns));
+    // Pomerium's `subtle_allow_empty_host`: a rule without host serves
+    // every host no other route names.
+    let any_host = base.as_ref().is_ok_and(|o| o.subtle_allow_empty_host);
+    let entries = entries(ing, any_host, &object, &mut out.diagnostics);
+    ReadIngress {
+        ing,
+        ns,
+        object,
+        annotations,
+        base,
+        problems,
+        entries,
+    }
+}
+
+/// `(host, pathType, path, backend)` of every rule path, then the
+/// defaultBackend as `/` on each host that has no `/` prefix of its own.
+fn entries(
+    ing: &Ingress,
+    any_host: bool,
+    object: &ObjectRef,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<Entry> {
+    let spec = ing.spec.clone().unwrap_or_default();
+    let mut entries: Vec<Entry> = Vec::new();
+    for rule in spec.rules.iter().flatten() {
+        let host = match rule.host.as_deref().filter(|h| !h.is_empty()) {
+            Some(h) => h,
+            None if any_host => "",
+            None => {
+                diagnostics.push(Diagnostic {
                     severity: Severity::Warning,
                     object: object.clone(),
                     reason: Reason::NotServed,
-                    message: "defaultBackend is not served: the Ingress names no host".into(),
+                    message: "a rule without host is not served (set the annotation \
+                              subtle_allow_empty_host: \"true\" to serve it for every host)"
+                        .into(),
                 });
+                continue;
             }
-            for h in hosts {
-                let has_root = entries
-                    .iter()
-                    .any(|(eh, t, p, _)| *eh == h && t != "Exact" && p == "/");
-                if !has_root {
-                    entries.push((h, "Prefix".into(), "/".into(), default.clone()));
-                }
-            }
-        }
-        for (index, (host, path_type, path, backend)) in entries.iter().enumerate() {
-            let index = index + 1;
-            let host = host.as_str();
-            let path = path.clone();
-            let path_spec = match path_type.as_str() {
-                "Exact" => PathSpec::Exact(path.clone()),
-                "ImplementationSpecific" if annotations.path_regex => PathSpec::Regex(path.clone()),
-                _ => PathSpec::Prefix(path.clone()),
-            };
-            let mut route_problems = problems.clone();
-            let backends = match backends(
-                &idx,
-                &guard,
-                &ns,
-                backend,
-                annotations.secure_upstream,
-                annotations.service_proxy_upstream,
-            ) {
-                Ok(b) => b,
-                Err(e) => {
-                    route_problems.push(e);
-                    Vec::new()
-                }
-            };
-            let claim = (
-                host.to_ascii_lowercase(),
-                format!("{}:{path}", path_type.as_str()),
-            );
-            if let Some(winner) = claimed.get(&claim) {
-                out.diagnostics.push(Diagnostic {
-                    severity: Severity::Warning,
-                    object: object.clone(),
-                    reason: Reason::HostConflict,
-                    message: format!(
-                        "host {} path {path} is also claimed by {winner}, which is older; \
-                         this one is not served there",
-                        if host.is_empty() {
-                            "* (any host)"
-                        } else {
-                            host
-                        }
-                    ),
-                });
-            } else {
-                owners
-                    .entry(claim.0.clone())
-                    .or_default()
-                    .push(object.clone());
-                claimed.insert(claim, object.clone());
-            }
-            let options = match &base {
-                Ok(b) => b.clone(),
-                Err(e) => {
-                    route_problems.push(e.clone());
-                    RouteOptions::default()
-                }
-            };
-            out.routes.push(RouteInput {
-                id: format!("{ns}/{name}/{index}"),
-                source: object.clone(),
-                created: created(ing),
-                host: host.to_string(),
-                path: path_spec,
-                backends,
-                options,
-                custom_ca_pem: None,
-                client_cert_pem: None,
-                client_key_pem: None,
-                downstream_ca_pem: None,
-                problems: route_problems,
+        };
+        for p in rule.http.iter().flat_map(|h| h.paths.iter()) {
+            entries.push(Entry {
+                host: host.to_ascii_lowercase(),
+                path_type: p.path_type.clone(),
+                path: p.path.clone().unwrap_or_else(|| "/".into()),
+                backend: p.backend.clone(),
             });
         }
-        let rule_hosts: Vec<String> = spec
-            .rules
+    }
+    let Some(default) = &spec.default_backend else {
+        return entries;
+    };
+    let mut hosts: Vec<String> = spec
+        .rules
+        .iter()
+        .flatten()
+        .filter_map(|r| r.host.clone())
+        .chain(
+            spec.tls
+                .iter()
+                .flatten()
+                .flat_map(|t| t.hosts.clone().unwrap_or_default()),
+        )
+        .filter(|h| !h.is_empty())
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    if hosts.is_empty() && any_host {
+        hosts.push(String::new());
+    } else if hosts.is_empty() {
+        diagnostics.push(Diagnostic {
+            severity: Severity::Warning,
+            object: object.clone(),
+            reason: Reason::NotServed,
+            message: "defaultBackend is not served: the Ingress names no host".into(),
+        });
+    }
+    for h in hosts {
+        let has_root = entries
             .iter()
-            .flatten()
-            .filter_map(|r| r.host.clone())
-            .filter(|h| !h.is_empty())
-            .collect();
-        for tls in spec.tls.iter().flatten() {
-            let Some(secret_name) = &tls.secret_name else {
-                continue;
-            };
-            match tls_secret(&idx, &ns, secret_name) {
-                Ok(mut cert) => {
-                    // Bound to the hosts it was given for, and only those
-                    // this Ingress owns (is the oldest to claim): a Secret in
-                    // one namespace cannot take over another's host.
-                    let listed = tls.hosts.clone().unwrap_or_default();
-                    let wanted = if listed.is_empty() {
-                        rule_hosts.clone()
-                    } else {
-                        listed
-                    };
-                    cert.hosts = wanted
-                        .into_iter()
-                        .filter(|h| {
-                            owners
-                                .get(&h.to_ascii_lowercase())
-                                .is_some_and(|o| o.contains(&object))
-                        })
-                        .collect();
-                    cert.source = object.clone();
-                    if !cert.hosts.is_empty() {
-                        out.certificates.push(cert);
-                    }
-                }
-                Err(e) => out.diagnostics.push(Diagnostic {
-                    severity: Severity::Warning,
-                    object: object.clone(),
-                    reason: Reason::InvalidCertificate,
-                    message: e,
-                }),
+            .any(|e| e.host == h && e.path_type != "Exact" && e.path == "/");
+        if !has_root {
+            entries.push(Entry {
+                host: h,
+                path_type: "Prefix".into(),
+                path: "/".into(),
+                backend: default.clone(),
+            });
+        }
+    }
+    entries
+}
+
+/// The Ingresses naming each host.
+fn claimants(read: &[ReadIngress<'_>]) -> BTreeMap<String, Vec<hosts::Claimant>> {
+    let mut out: BTreeMap<String, Vec<hosts::Claimant>> = BTreeMap::new();
+    for r in read {
+        for e in &r.entries {
+            let list = out.entry(e.host.clone()).or_default();
+            if !list
+                .iter()
+                .any(|c| c.name == r.object.name && c.namespace == r.ns)
+            {
+                list.push(hosts::Claimant {
+                    namespace: r.ns.clone(),
+                    name: r.object.name.clone(),
+                    created: created(r.ing),
+                });
             }
         }
     }
     out
+}
+
+/// Per host, the paths its owner's Ingresses delegate to other namespaces.
+fn delegations(
+    read: &[ReadIngress<'_>],
+    assignment: &hosts::Assignment,
+) -> HashMap<String, Delegations> {
+    let mut out: HashMap<String, Delegations> = HashMap::new();
+    for r in read {
+        for e in &r.entries {
+            if assignment.owners.get(&e.host).map(|o| &o.namespace) == Some(&r.ns) {
+                out.entry(e.host.clone())
+                    .or_default()
+                    .extend(&r.annotations.delegations);
+            }
+        }
+    }
+    out
+}
+
+/// Whether the Ingress's namespace may serve this path on the host: it owns
+/// the host, or the owner delegated the path. Otherwise a Warning names the
+/// owner.
+fn admitted(
+    r: &ReadIngress<'_>,
+    e: &Entry,
+    assignment: &hosts::Assignment,
+    delegations: &HashMap<String, Delegations>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> bool {
+    let shown = shown_host(&e.host);
+    let regex = e.path_type == "ImplementationSpecific" && r.annotations.path_regex;
+    let message = match assignment.owners.get(&e.host) {
+        Some(o) if o.namespace == r.ns => return true,
+        Some(_)
+            if !regex
+                && delegations
+                    .get(&e.host)
+                    .is_some_and(|d| d.covers(&r.ns, &e.path)) =>
+        {
+            return true;
+        }
+        Some(o) if regex => format!(
+            "host {shown} belongs to {o}; a regular-expression path from namespace {} \
+             cannot be delegated and is not served there",
+            r.ns
+        ),
+        Some(o) => format!(
+            "host {shown} belongs to {o}; path {} from namespace {} is not served there \
+             (the owner can delegate it with the annotation delegate_paths: \"{}={}\")",
+            e.path, r.ns, r.ns, e.path
+        ),
+        None => format!(
+            "host {shown} may be claimed only by the namespaces the administrator allows \
+             (--host-namespaces); namespace {} may not",
+            r.ns
+        ),
+    };
+    diagnostics.push(Diagnostic {
+        severity: Severity::Warning,
+        object: r.object.clone(),
+        reason: Reason::HostConflict,
+        message,
+    });
+    false
+}
+
+/// Whether this Ingress is the first (oldest) to claim the host and path;
+/// a later claimant gets a Warning naming the first.
+fn first_claim(
+    r: &ReadIngress<'_>,
+    e: &Entry,
+    claimed: &mut HashMap<(String, String), ObjectRef>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> bool {
+    let claim = (e.host.clone(), format!("{}:{}", e.path_type, e.path));
+    if let Some(winner) = claimed.get(&claim) {
+        diagnostics.push(Diagnostic {
+            severity: Severity::Warning,
+            object: r.object.clone(),
+            reason: Reason::HostConflict,
+            message: format!(
+                "host {} path {} is also claimed by {winner}, which is older; \
+                 this one is not served there",
+                shown_host(&e.host),
+                e.path
+            ),
+        });
+        return false;
+    }
+    claimed.insert(claim, r.object.clone());
+    true
+}
+
+fn shown_host(host: &str) -> &str {
+    if host.is_empty() {
+        "* (any host)"
+    } else {
+        host
+    }
+}
+
+/// The route of one admitted path.
+fn route_input(
+    r: &ReadIngress<'_>,
+    index: usize,
+    e: &Entry,
+    idx: &Index<'_>,
+    guard: &BackendGuard,
+) -> RouteInput {
+    let path = match e.path_type.as_str() {
+        "Exact" => PathSpec::Exact(e.path.clone()),
+        "ImplementationSpecific" if r.annotations.path_regex => PathSpec::Regex(e.path.clone()),
+        _ => PathSpec::Prefix(e.path.clone()),
+    };
+    let mut problems = r.problems.clone();
+    let backends = backends(
+        idx,
+        guard,
+        &r.ns,
+        &e.backend,
+        r.annotations.secure_upstream,
+        r.annotations.service_proxy_upstream,
+    )
+    .unwrap_or_else(|e| {
+        problems.push(e);
+        Vec::new()
+    });
+    let options = r.base.clone().unwrap_or_else(|e| {
+        problems.push(e);
+        RouteOptions::default()
+    });
+    RouteInput {
+        id: format!(
+            "{}/{index}",
+            key(&r.ing.metadata.namespace, &r.ing.metadata.name)
+        ),
+        source: r.object.clone(),
+        created: created(r.ing),
+        host: e.host.clone(),
+        path,
+        backends,
+        options,
+        custom_ca_pem: None,
+        client_cert_pem: None,
+        client_key_pem: None,
+        downstream_ca_pem: None,
+        problems,
+    }
+}
+
+/// A route denying every request on each held host (its owner's Ingresses
+/// are gone for now), so neither another namespace's wildcard nor its
+/// "any host" route answers there meanwhile.
+fn held_routes(assignment: &hosts::Assignment) -> Vec<RouteInput> {
+    assignment
+        .owners
+        .iter()
+        .filter(|(_, o)| matches!(o.ownership, hosts::Ownership::Held { .. }))
+        .map(|(host, o)| RouteInput {
+            id: format!("held/{host}"),
+            source: ObjectRef::kube("HostClaim", &o.namespace, shown_host(host)),
+            created: 0,
+            host: host.clone(),
+            path: PathSpec::Prefix("/".into()),
+            backends: Vec::new(),
+            options: RouteOptions::default(),
+            custom_ca_pem: None,
+            client_cert_pem: None,
+            client_key_pem: None,
+            downstream_ca_pem: None,
+            problems: vec![format!(
+                "host {} is held for {o}: no route is served there until it is re-applied",
+                shown_host(host)
+            )],
+        })
+        .collect()
+}
+
+/// The Ingress's TLS Secrets, each bound to the hosts it was given for that
+/// this Ingress serves and its namespace owns: a Secret in one namespace is
+/// never served for another's host.
+fn certificates(
+    r: &ReadIngress<'_>,
+    idx: &Index<'_>,
+    owners: &HashMap<String, Vec<ObjectRef>>,
+    out: &mut ClusterInputs,
+) {
+    let spec = r.ing.spec.clone().unwrap_or_default();
+    let rule_hosts: Vec<String> = spec
+        .rules
+        .iter()
+        .flatten()
+        .filter_map(|r| r.host.clone())
+        .filter(|h| !h.is_empty())
+        .collect();
+    for tls in spec.tls.iter().flatten() {
+        let Some(secret_name) = &tls.secret_name else {
+            continue;
+        };
+        match tls_secret(idx, &r.ns, secret_name) {
+            Ok(mut cert) => {
+                let listed = tls.hosts.clone().unwrap_or_default();
+                let wanted = if listed.is_empty() {
+                    rule_hosts.clone()
+                } else {
+                    listed
+                };
+                cert.hosts = wanted
+                    .into_iter()
+                    .filter(|h| {
+                        owners
+                            .get(&h.to_ascii_lowercase())
+                            .is_some_and(|o| o.contains(&r.object))
+                    })
+                    .collect();
+                cert.source = r.object.clone();
+                if !cert.hosts.is_empty() {
+                    out.certificates.push(cert);
+                }
+            }
+            Err(e) => out.diagnostics.push(Diagnostic {
+                severity: Severity::Warning,
+                object: r.object.clone(),
+                reason: Reason::InvalidCertificate,
+                message: e,
+            }),
+        }
+    }
 }
 
 fn created(i: &Ingress) -> i64 {
@@ -553,8 +811,14 @@ struct Annotations {
     service_proxy_upstream: bool,
     /// (annotation key, Secret name) of the Secret-backed keys.
     secret_refs: Vec<(String, String)>,
+    /// Paths of this Ingress's hosts other namespaces may serve.
+    delegations: Delegations,
     problems: Vec<String>,
 }
+
+/// The annotation with which a host's owner lets other namespaces serve
+/// paths on its hosts (`team2=/api, team3=/docs`).
+pub const DELEGATE_PATHS: &str = "delegate_paths";
 
 /// The largest annotation value read.
 pub const MAX_ANNOTATION_BYTES: usize = 64 * 1024;
@@ -584,6 +848,13 @@ fn read_annotations(ing: &Ingress, prefixes: &[String]) -> Annotations {
                 "annotation {full}: value of {} bytes is larger than {MAX_ANNOTATION_BYTES}",
                 raw.len()
             ));
+            continue;
+        }
+        if k == DELEGATE_PATHS {
+            match Delegations::parse(raw) {
+                Ok(d) => a.delegations.extend(&d),
+                Err(e) => a.problems.push(format!("annotation {full}: {e}")),
+            }
             continue;
         }
         if k == "policy_ref" {

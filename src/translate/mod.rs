@@ -25,6 +25,7 @@ use std::sync::Arc;
 pub mod cluster;
 pub mod driver;
 mod health;
+pub mod hosts;
 #[cfg(test)]
 mod tests;
 
@@ -233,6 +234,7 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
     let published: Vec<&SigningKey> = g.keys.keys().iter().chain(g.retired_keys.iter()).collect();
     let jwks = jwks_document(published);
     let mut tls = build_tls(&g.certificates, &mut diagnostics);
+    tls.not_by_wildcard = not_by_wildcard(&inputs.routes, &g.certificates, &tls);
     tls.client_auth = client_auth_names(&routes, g.downstream_mtls.as_ref());
     let mut auth = g.auth.clone();
     auth.route_idps = routes
@@ -1021,6 +1023,37 @@ fn build_tls(certs: &[CertInput], diagnostics: &mut Vec<Diagnostic>) -> TlsConfi
     }
     tls.fingerprint = fingerprint;
     tls
+}
+
+/// Exact hosts of cluster routes that have no certificate of their own and
+/// are covered by a wildcard certificate from another namespace: a
+/// namespace's certificate is never served for a host it does not own.
+fn not_by_wildcard(
+    routes: &[RouteInput],
+    certs: &[CertInput],
+    tls: &TlsConfig,
+) -> std::collections::HashSet<String> {
+    let mut wildcard_namespace: HashMap<String, &str> = HashMap::new();
+    for c in certs.iter().filter(|c| !c.source.kind.is_empty()) {
+        for suffix in c.hosts.iter().filter_map(|h| h.strip_prefix("*.")) {
+            wildcard_namespace
+                .entry(suffix.to_ascii_lowercase())
+                .or_insert(c.source.namespace.as_str());
+        }
+    }
+    routes
+        .iter()
+        .filter(|r| !r.source.kind.is_empty() && !r.host.is_empty() && !r.host.starts_with("*."))
+        .map(|r| (r.host.to_ascii_lowercase(), r.source.namespace.as_str()))
+        .filter(|(host, owner)| {
+            !tls.by_name.contains_key(host)
+                && host
+                    .split_once('.')
+                    .and_then(|(_, parent)| wildcard_namespace.get(parent))
+                    .is_some_and(|ns| ns != owner)
+        })
+        .map(|(host, _)| host)
+        .collect()
 }
 
 /// The hosts whose handshakes ask for a client certificate: those of

@@ -83,6 +83,10 @@ election id: `<id without a trailing -leader>-revocations`.
 {{- printf "%s-revocations" (trimSuffix "-leader" .Values.leaderElectionId) }}
 {{- end }}
 
+{{- define "jetbridge.hostClaimsName" -}}
+{{- printf "%s-host-claims" (trimSuffix "-leader" .Values.leaderElectionId) }}
+{{- end }}
+
 {{/*
 The authenticate service URL: authenticate.url, else https://<authenticate.host>.
 */}}
