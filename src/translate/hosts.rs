@@ -138,8 +138,12 @@ impl HostRules {
                 why,
             };
             let (host, namespaces) = rule.split_once('=').ok_or_else(|| bad("no '='"))?;
-            let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
-            let pattern = match host.as_str() {
+            let full = host.trim().to_ascii_lowercase();
+            if full == "*." {
+                return Err(bad("a wildcard must be *.domain"));
+            }
+            let host = full.strip_suffix('.').unwrap_or(&full);
+            let pattern = match host {
                 "" => return Err(bad("no host")),
                 "*" => HostPattern::Any,
                 h => match h.strip_prefix("*.") {
