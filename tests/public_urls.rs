@@ -333,3 +333,61 @@ fn a_public_port_of_zero_is_refused_naming_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("public_https_port 0"), "{err}");
 }
+
+/// Starts `jetbridge controller` against an API server that does not
+/// answer (the listeners serve while it retries) and returns the HTTP→HTTPS
+/// redirect's `Location` for `http://app.localhost/x`.
+async fn controller_redirect(extra: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"https://{}\"}}\n\
+             users:\n- name: u\n  user: {{token: x}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
+            refused_addr()
+        ),
+    )
+    .unwrap();
+    let (https, redirect, internal) = (free_port(), free_port(), free_port());
+    let addr = |p: u16| format!("127.0.0.1:{p}");
+    let child = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
+        .args(["controller", "--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(["--address", &addr(https)])
+        .args(["--http-redirect-address", &addr(redirect)])
+        .args(["--internal-address", &addr(internal)])
+        .args(extra)
+        .env_remove("JETBRIDGE_PUBLIC_HTTPS_PORT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = ChildGuard(child);
+    for _ in 0..150 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", redirect))
+            .await
+            .is_ok()
+        {
+            let r = Browser::new()
+                .get(&format!("http://app.localhost:{redirect}/x"))
+                .await;
+            assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT);
+            let location = r.location().unwrap();
+            assert!(!location.contains(&format!(":{https}")), "{location}");
+            return location;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the controller's redirect listener never answered");
+}
+
+/// The controller runs behind the chart's Service: its redirect names 443
+/// by default (no port in the URL), and `--public-https-port` exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_controller_redirects_to_443_unless_told_another_public_port() {
+    assert_eq!(controller_redirect(&[]).await, "https://app.localhost/x");
+    assert_eq!(
+        controller_redirect(&["--public-https-port", "30443"]).await,
+        "https://app.localhost:30443/x"
+    );
+}
