@@ -144,7 +144,12 @@ async fn behind_a_front_on_443_no_url_names_the_bound_port() {
     let (https, redirect, internal) = (free_port(), free_port(), free_port());
     let callback = "https://authenticate.localhost/oauth2/callback".to_string();
     let signed_out = "https://authenticate.localhost/.pomerium/signed_out".to_string();
-    let (issuer, _idp) = start_idp("app", "secret", &[callback.clone()], &[signed_out.clone()]);
+    let (issuer, _idp) = start_idp(
+        "app",
+        "secret",
+        std::slice::from_ref(&callback),
+        std::slice::from_ref(&signed_out),
+    );
     let config = format!(
         "{}authenticate_service_url: https://authenticate.localhost\n\
          idp_provider_url: {issuer}\nidp_client_id: app\nidp_client_secret: secret\n\
