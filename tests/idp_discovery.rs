@@ -9,86 +9,15 @@
 mod e2e_common;
 use e2e_common::*;
 use http::StatusCode;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::process::Command;
 
-/// A running `jetbridge standalone`, its log kept.
-struct Running {
-    _child: ChildGuard,
-    lines: Arc<Mutex<Vec<String>>>,
-    internal: u16,
-}
-
-impl Running {
-    /// Starts the binary on a new file holding `config`.
-    async fn start(config: &str, internal: u16) -> Running {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.yaml");
-        std::fs::write(&path, config).unwrap();
-        std::mem::forget(dir);
-        Running::start_file(&path, internal).await
-    }
-
-    /// Starts the binary on `path` and waits until its listeners are up.
-    async fn start_file(path: &std::path::Path, internal: u16) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
-            .args(["standalone", "--config", path.to_str().unwrap()])
-            .env("JETBRIDGE_LOG_FORMAT", "text")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = capture_lines(&mut child);
-        let s = Running {
-            _child: ChildGuard(child),
-            lines,
-            internal,
-        };
-        s.wait_for("the listeners up", 30, || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", internal))
-                .await
-                .is_ok()
-                && s.log().iter().any(|l| l.contains("HTTPS listener"))
-        })
-        .await;
-        s
-    }
-
-    fn log(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// Polls `check` every 200 ms until it holds; panics with the log after
-    /// `secs` seconds.
-    async fn wait_for<F, Fut>(&self, what: &str, secs: u64, mut check: F)
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        for _ in 0..secs * 5 {
-            if check().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!("{what} never happened; log: {:#?}", self.log());
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        Browser::new()
-            .get(&format!("http://127.0.0.1:{}{path}", self.internal))
-            .await
-    }
-
-    /// The value of the `jetbridge_idp_discovery_ok` series for `issuer`.
-    async fn discovery_ok(&self, issuer: &str) -> Option<String> {
-        let body = self.get("/metrics").await.body;
-        let series = format!("jetbridge_idp_discovery_ok{{idp=\"default\",issuer=\"{issuer}\"}} ");
-        body.lines()
-            .find_map(|l| l.strip_prefix(&series))
-            .map(|v| v.trim().to_string())
-    }
+/// The value of the `jetbridge_idp_discovery_ok` series for `issuer`.
+async fn discovery_ok(s: &Jetbridge, issuer: &str) -> Option<String> {
+    let body = s.get("/metrics").await.body;
+    let series = format!("jetbridge_idp_discovery_ok{{idp=\"default\",issuer=\"{issuer}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map(|v| v.trim().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -105,7 +34,7 @@ async fn an_unreachable_provider_is_reported_at_start_and_its_recovery_without_r
          \x20 - from: https://private.localhost\n    to: http://{up}\n    allow_any_authenticated_user: true\n",
         jetbridge::identity::secrets::Bootstrap::generate().to_config_yaml()
     );
-    let s = Running::start(&config, internal).await;
+    let s = Jetbridge::start(&config, internal).await;
 
     // Within seconds of start: a log line naming the URL, the metric at 0,
     // the internal listener naming the failing provider.
@@ -119,7 +48,7 @@ async fn an_unreachable_provider_is_reported_at_start_and_its_recovery_without_r
     })
     .await;
     s.wait_for("the metric at 0", 20, || async {
-        s.discovery_ok(&issuer).await.as_deref() == Some("0")
+        discovery_ok(&s, &issuer).await.as_deref() == Some("0")
     })
     .await;
     let r = s.get("/healthz/idp").await;
@@ -156,7 +85,7 @@ async fn an_unreachable_provider_is_reported_at_start_and_its_recovery_without_r
     let (started, _idp) = start_idp_with("app", "secret", &[callback], &[], &["--port", &port_arg]);
     assert_eq!(started, issuer);
     s.wait_for("the metric at 1", 60, || async {
-        s.discovery_ok(&issuer).await.as_deref() == Some("1")
+        discovery_ok(&s, &issuer).await.as_deref() == Some("1")
     })
     .await;
     let r = s.get("/healthz/idp").await;
@@ -200,14 +129,15 @@ async fn a_reload_to_a_wrong_provider_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config(&good)).unwrap();
-    let s = Running::start_file(&path, internal).await;
+    let s = Jetbridge::start_file(&path, internal).await;
     s.wait_for("the good provider discovered", 30, || async {
-        s.discovery_ok(&good).await.as_deref() == Some("1")
+        discovery_ok(&s, &good).await.as_deref() == Some("1")
     })
     .await;
     std::fs::write(&path, config(&bad)).unwrap();
     s.wait_for("the wrong provider reported", 30, || async {
-        s.discovery_ok(&bad).await.as_deref() == Some("0") && s.discovery_ok(&good).await.is_none()
+        discovery_ok(&s, &bad).await.as_deref() == Some("0")
+            && discovery_ok(&s, &good).await.is_none()
     })
     .await;
     assert!(
@@ -240,7 +170,7 @@ async fn a_plain_http_issuer_off_loopback_is_warned_about_at_load() {
             jetbridge::identity::secrets::Bootstrap::generate().to_config_yaml()
         );
         // Warnings are logged before the listeners start.
-        let s = Running::start(&config, internal).await;
+        let s = Jetbridge::start(&config, internal).await;
         let has_warning = |log: &[String]| {
             log.iter().any(|l| {
                 l.contains("WARN") && l.contains("idp_provider_url") && l.contains("plain http")
@@ -251,4 +181,40 @@ async fn a_plain_http_issuer_off_loopback_is_warned_about_at_load() {
             assert!(s.log().iter().any(|l| l.contains(issuer)), "{:#?}", s.log());
         }
     }
+}
+
+/// `jetbridge controller` reads the same config file: its plain-`http`
+/// issuer is warned about at start too (here against an API server that
+/// does not answer; the warning comes before any cluster read).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_controller_warns_about_a_plain_http_issuer_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = unreachable_kubeconfig(dir.path());
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "authenticate_service_url: https://authenticate.example.com\n\
+         idp_provider_url: http://dex.example.com:5556/dex\nidp_client_id: app\nidp_client_secret: s\n",
+    )
+    .unwrap();
+    let (https, internal) = (free_port(), free_port());
+    let s = Jetbridge::spawn(
+        Command::new(env!("CARGO_BIN_EXE_jetbridge"))
+            .args(["controller", "--kubeconfig", kubeconfig.to_str().unwrap()])
+            .args(["--config", config.to_str().unwrap()])
+            .args(["--address", &format!("127.0.0.1:{https}")])
+            .args(["--internal-address", &format!("127.0.0.1:{internal}")]),
+        internal,
+    );
+    s.wait_for("a warning naming the plain-http issuer", 20, || {
+        let log = s.log();
+        async move {
+            log.iter().any(|l| {
+                l.contains("WARN")
+                    && l.contains("http://dex.example.com:5556/dex")
+                    && l.contains("plain http")
+            })
+        }
+    })
+    .await;
 }

@@ -80,49 +80,6 @@ fn query(url: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// A running `jetbridge standalone`, its log kept.
-struct Running {
-    _child: ChildGuard,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-async fn start(config: &str, internal: u16) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, config).unwrap();
-    std::mem::forget(dir);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
-        .args(["standalone", "--config", path.to_str().unwrap()])
-        .env("JETBRIDGE_LOG_FORMAT", "text")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = capture_lines(&mut child);
-    let running = Running {
-        _child: ChildGuard(child),
-        lines,
-    };
-    let mut b = Browser::new();
-    for _ in 0..150 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", internal))
-            .await
-            .is_ok()
-            && b.get(&format!("http://127.0.0.1:{internal}/readyz"))
-                .await
-                .status
-                == StatusCode::OK
-        {
-            return running;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "standalone did not become ready: {:#?}",
-        running.lines.lock().unwrap()
-    );
-}
-
 /// The listeners and secrets of a test config, with `public_https_port`.
 fn head(https: u16, redirect: u16, internal: u16, public: Option<u16>) -> String {
     let public = public
@@ -158,7 +115,7 @@ async fn behind_a_front_on_443_no_url_names_the_bound_port() {
          \x20 - from: https://other.localhost\n    to: http://{up}\n    allow_any_authenticated_user: true\n",
         head(https, redirect, internal, Some(443))
     );
-    let _s = start(&config, internal).await;
+    let _s = Jetbridge::start(&config, internal).await;
     let front = Front { bound: https };
     let mut b = Browser::new();
 
@@ -278,7 +235,7 @@ async fn a_configured_public_port_appears_exactly() {
         head(https, redirect, internal, Some(public)),
         refused_addr()
     );
-    let _s = start(&config, internal).await;
+    let _s = Jetbridge::start(&config, internal).await;
     let front = Front { bound: https };
     let mut b = Browser::new();
     let r = b
@@ -344,16 +301,7 @@ fn a_public_port_of_zero_is_refused_naming_the_key() {
 /// redirect's `Location` for `http://app.localhost/x`.
 async fn controller_redirect(extra: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"https://{}\"}}\n\
-             users:\n- name: u\n  user: {{token: x}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
-            refused_addr()
-        ),
-    )
-    .unwrap();
+    let kubeconfig = unreachable_kubeconfig(dir.path());
     let (https, redirect, internal) = (free_port(), free_port(), free_port());
     let addr = |p: u16| format!("127.0.0.1:{p}");
     let child = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
