@@ -12,7 +12,7 @@ use http::StatusCode;
 use std::process::Command;
 
 /// The value of the `jetbridge_idp_discovery_ok` series for `issuer`.
-async fn discovery_ok(s: &Jetbridge, issuer: &str) -> Option<String> {
+async fn discovery_ok(s: &JetbridgeProcess, issuer: &str) -> Option<String> {
     let body = s.get("/metrics").await.body;
     let series = format!("jetbridge_idp_discovery_ok{{idp=\"default\",issuer=\"{issuer}\"}} ");
     body.lines()
@@ -34,7 +34,7 @@ async fn an_unreachable_provider_is_reported_at_start_and_its_recovery_without_r
          \x20 - from: https://private.localhost\n    to: http://{up}\n    allow_any_authenticated_user: true\n",
         jetbridge::identity::secrets::Bootstrap::generate().to_config_yaml()
     );
-    let s = Jetbridge::start(&config, internal).await;
+    let s = JetbridgeProcess::start(&config, internal).await;
 
     // Within seconds of start: a log line naming the URL, the metric at 0,
     // the internal listener naming the failing provider.
@@ -129,7 +129,7 @@ async fn a_reload_to_a_wrong_provider_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config(&good)).unwrap();
-    let s = Jetbridge::start_file(&path, internal).await;
+    let s = JetbridgeProcess::start_file(&path, internal).await;
     s.wait_for("the good provider discovered", 30, || async {
         discovery_ok(&s, &good).await.as_deref() == Some("1")
     })
@@ -170,7 +170,7 @@ async fn a_plain_http_issuer_off_loopback_is_warned_about_at_load() {
             jetbridge::identity::secrets::Bootstrap::generate().to_config_yaml()
         );
         // Warnings are logged before the listeners start.
-        let s = Jetbridge::start(&config, internal).await;
+        let s = JetbridgeProcess::start(&config, internal).await;
         let has_warning = |log: &[String]| {
             log.iter().any(|l| {
                 l.contains("WARN") && l.contains("idp_provider_url") && l.contains("plain http")
@@ -198,7 +198,7 @@ async fn the_controller_warns_about_a_plain_http_issuer_at_start() {
     )
     .unwrap();
     let (https, internal) = (free_port(), free_port());
-    let s = Jetbridge::spawn(
+    let s = JetbridgeProcess::spawn(
         Command::new(env!("CARGO_BIN_EXE_jetbridge"))
             .args(["controller", "--kubeconfig", kubeconfig.to_str().unwrap()])
             .args(["--config", config.to_str().unwrap()])

@@ -115,7 +115,7 @@ async fn behind_a_front_on_443_no_url_names_the_bound_port() {
          \x20 - from: https://other.localhost\n    to: http://{up}\n    allow_any_authenticated_user: true\n",
         head(https, redirect, internal, Some(443))
     );
-    let _s = Jetbridge::start(&config, internal).await;
+    let _s = JetbridgeProcess::start(&config, internal).await;
     let front = Front { bound: https };
     let mut b = Browser::new();
 
@@ -235,7 +235,7 @@ async fn a_configured_public_port_appears_exactly() {
         head(https, redirect, internal, Some(public)),
         refused_addr()
     );
-    let _s = Jetbridge::start(&config, internal).await;
+    let _s = JetbridgeProcess::start(&config, internal).await;
     let front = Front { bound: https };
     let mut b = Browser::new();
     let r = b

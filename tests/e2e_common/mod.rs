@@ -607,17 +607,17 @@ pub fn unreachable_kubeconfig(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// A running `jetbridge` binary, its stdout and stderr lines kept.
-pub struct Jetbridge {
+pub struct JetbridgeProcess {
     _child: ChildGuard,
     lines: Arc<std::sync::Mutex<Vec<String>>>,
     /// The internal listener's port.
     pub internal: u16,
 }
 
-impl Jetbridge {
+impl JetbridgeProcess {
     /// Spawns `cmd` (text logs, output captured) whose internal listener
     /// is on `internal`; does not wait.
-    pub fn spawn(cmd: &mut Command, internal: u16) -> Jetbridge {
+    pub fn spawn(cmd: &mut Command, internal: u16) -> JetbridgeProcess {
         let mut child = cmd
             .env("JETBRIDGE_LOG_FORMAT", "text")
             .stdout(Stdio::piped())
@@ -625,7 +625,7 @@ impl Jetbridge {
             .spawn()
             .unwrap();
         let lines = capture_lines(&mut child);
-        Jetbridge {
+        JetbridgeProcess {
             _child: ChildGuard(child),
             lines,
             internal,
@@ -634,17 +634,17 @@ impl Jetbridge {
 
     /// `jetbridge standalone` on a new file holding `config`, once its
     /// listeners are up.
-    pub async fn start(config: &str, internal: u16) -> Jetbridge {
+    pub async fn start(config: &str, internal: u16) -> JetbridgeProcess {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, config).unwrap();
         std::mem::forget(dir);
-        Jetbridge::start_file(&path, internal).await
+        JetbridgeProcess::start_file(&path, internal).await
     }
 
     /// `jetbridge standalone` on `path`, once its listeners are up.
-    pub async fn start_file(path: &std::path::Path, internal: u16) -> Jetbridge {
-        let s = Jetbridge::spawn(
+    pub async fn start_file(path: &std::path::Path, internal: u16) -> JetbridgeProcess {
+        let s = JetbridgeProcess::spawn(
             Command::new(env!("CARGO_BIN_EXE_jetbridge")).args([
                 "standalone",
                 "--config",
