@@ -159,7 +159,7 @@ fn log_change(before: Option<&IdpState>, now: &IdpState) {
 }
 
 /// The clients a snapshot configures: label → (client id for
-/// [`super::auth::Authenticator::provider_for`], issuer URL). None without
+/// [`super::auth::Authenticator::provider_for`], issuer URL); empty without
 /// `authenticate_service_url` (sign-in is then not configured at all).
 fn configured(snapshot: &Snapshot) -> BTreeMap<String, (String, String)> {
     let auth = &snapshot.auth;
