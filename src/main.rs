@@ -130,6 +130,11 @@ struct ControllerArgs {
     /// HTTP listener that redirects to HTTPS.
     #[arg(long, env = "JETBRIDGE_HTTP_REDIRECT_ADDRESS")]
     http_redirect_address: Option<String>,
+    /// The HTTPS port users reach (the proxy Service's or load balancer's),
+    /// named by the HTTP→HTTPS redirect; overrides the config file's
+    /// `public_https_port`. Default 443.
+    #[arg(long, env = "JETBRIDGE_PUBLIC_HTTPS_PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    public_https_port: Option<u16>,
     /// Quiet time after a change before publishing (milliseconds).
     #[arg(long, default_value_t = 50)]
     debounce_ms: u64,
@@ -499,7 +504,9 @@ async fn serve_data_plane(
     )
     .await?;
     let https = plane.https_addr();
-    let running = plane.start(reader, revoked, shutdown, source)?;
+    let running = plane
+        .public_https_port(listeners.public_https_port)
+        .start(reader, revoked, shutdown, source)?;
     let kind = if listeners.insecure {
         "plain-HTTP listener (insecure_server)"
     } else {
@@ -522,6 +529,13 @@ async fn run_controller(args: ControllerArgs, log_format: Option<String>) -> Res
         None => jetbridge::settings::ConfigFile::default(),
     };
     init_tracing(log_format.as_deref(), &cfg)?;
+    if let Some(w) = cfg
+        .idp_provider_url
+        .as_deref()
+        .and_then(jetbridge::identity::oidc::plain_http_issuer_warning)
+    {
+        tracing::warn!("{w}");
+    }
     let mut listeners = standalone::listeners(&cfg).map_err(anyhow::Error::msg)?;
     if let Some(a) = &args.address {
         listeners.https = standalone::parse_address(a).map_err(anyhow::Error::msg)?;
@@ -532,6 +546,11 @@ async fn run_controller(args: ControllerArgs, log_format: Option<String>) -> Res
     if let Some(a) = &args.http_redirect_address {
         listeners.http_redirect = Some(standalone::parse_address(a).map_err(anyhow::Error::msg)?);
     }
+    // In a cluster the proxy sits behind a Service: users reach 443.
+    listeners.public_https_port = args
+        .public_https_port
+        .or(listeners.public_https_port)
+        .or(Some(443));
     let (bootstrap_namespace, bootstrap_name) = args
         .bootstrap_secret
         .split_once('/')

@@ -35,6 +35,9 @@ pub struct Listeners {
     pub internal: Option<SocketAddr>,
     /// `insecure_server`: the routes are served on `https` without TLS.
     pub insecure: bool,
+    /// `public_https_port`: the HTTPS port users reach, when it is not the
+    /// port `https` is bound to.
+    pub public_https_port: Option<u16>,
 }
 
 /// Material generated once per process when the file does not provide it,
@@ -152,7 +155,16 @@ pub fn listeners(cfg: &ConfigFile) -> Result<Listeners, String> {
             .map(parse_address)
             .transpose()?,
         insecure: cfg.insecure_server.unwrap_or(false),
+        public_https_port: cfg.public_https_port.map(check_public_port).transpose()?,
     })
+}
+
+/// Refuses port 0 as a public port (it names no port a browser can reach).
+fn check_public_port(port: u16) -> Result<u16, String> {
+    match port {
+        0 => Err("public_https_port 0: expected the HTTPS port users reach, e.g. 443".into()),
+        p => Ok(p),
+    }
 }
 
 /// Contents of the files a config names (key files, certificates, CA
@@ -474,6 +486,12 @@ pub fn inputs_from_parts(
             })
         }
     };
+    if let Some(w) = idp
+        .as_ref()
+        .and_then(|i| crate::identity::oidc::plain_http_issuer_warning(&i.issuer_url))
+    {
+        warnings.push(w);
+    }
     if idp.is_some() && authenticate_url.is_none() {
         return Err(
             "authenticate_service_url is required when an identity provider is configured".into(),

@@ -53,6 +53,33 @@ impl std::fmt::Debug for IdpConfig {
     }
 }
 
+/// The warning for an issuer URL served over plain `http` on a host that is
+/// not loopback: the client secret, authorization codes and tokens would
+/// cross the network unencrypted, and anyone on the path could serve their
+/// own keys. Loopback (`localhost`, `127.0.0.0/8`, `::1`) is exempt: that
+/// traffic never leaves the machine (a development provider such as the
+/// demo's). `None` for https, loopback, or a URL that does not parse (its
+/// discovery reports that).
+pub fn plain_http_issuer_warning(issuer: &str) -> Option<String> {
+    let url = url::Url::parse(issuer).ok()?;
+    if url.scheme() != "http" {
+        return None;
+    }
+    let loopback = match url.host()? {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    (!loopback).then(|| {
+        format!(
+            "idp_provider_url {issuer:?} uses plain http: the client secret, sign-in codes and \
+             tokens travel unencrypted and the provider's keys can be forged on the way; use \
+             the provider's https URL (plain http is accepted without this warning only on \
+             loopback)"
+        )
+    })
+}
+
 /// Errors talking to the IdP or validating what it sent. Messages are safe to
 /// show (they never contain tokens).
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,9 @@
 //! The internal listener (the cluster-internal URL): the JWKS and discovery
 //! documents, `/healthz`, `/readyz` (ready = a snapshot with keys is
-//! published) and Prometheus `/metrics`.
+//! published; the identity provider is not part of it, so public routes
+//! stay in service while it is unreachable), `/healthz/idp` (each identity
+//! provider's discovery: 200 when all work, 503 naming the failing URL
+//! otherwise) and Prometheus `/metrics`.
 
 use crate::identity::jwks::{DISCOVERY_PATH, JWKS_PATH, discovery_document};
 use crate::proxy::body::{Body, full};
@@ -15,6 +18,7 @@ pub fn handle<B>(proxy: &Arc<Proxy>, req: &Request<B>) -> Response<Body> {
     match (path, snapshot) {
         ("/healthz" | "/ping", _) => text(StatusCode::OK, "ok\n"),
         ("/readyz", Some(_)) => text(StatusCode::OK, "ready\n"),
+        ("/healthz/idp", _) => idp_health(proxy),
         ("/readyz", None) => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: no configuration loaded\n",
@@ -36,6 +40,7 @@ pub fn handle<B>(proxy: &Arc<Proxy>, req: &Request<B>) -> Response<Body> {
                 cert_expiry: &expiry,
                 routes,
                 revoked_sessions: proxy.auth.revocations.len(),
+                idps: &proxy.auth.idp_board.states(),
             });
             let mut r = text(StatusCode::OK, &body);
             r.headers_mut().insert(
@@ -74,6 +79,27 @@ pub fn handle<B>(proxy: &Arc<Proxy>, req: &Request<B>) -> Response<Body> {
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// `/healthz/idp`: `{"ok": bool, "idps": [{idp, issuer, ok, error,
+/// checked_at}]}`, 200 when every configured provider client was
+/// discovered (or none is configured), 503 otherwise.
+fn idp_health(proxy: &Proxy) -> Response<Body> {
+    let board = &proxy.auth.idp_board;
+    let ok = board.all_ok();
+    let body = serde_json::json!({ "ok": ok, "idps": board.states() });
+    let mut r = Response::new(full(body.to_string()));
+    *r.status_mut() = match ok {
+        true => StatusCode::OK,
+        false => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Body> {

@@ -82,6 +82,8 @@ pub struct Authenticator {
     /// Checks of identity-provider tokens at the provider, at most this many
     /// at once, so requests with made-up tokens cannot flood it.
     idp_checks: tokio::sync::Semaphore,
+    /// The latest discovery outcome of each provider client.
+    pub idp_board: super::idp_health::IdpBoard,
 }
 
 /// How long a session made from an IdP access token is reused before the
@@ -140,6 +142,7 @@ impl Authenticator {
             refresh_paused_until: Default::default(),
             idp_sessions: Mutex::new(HashMap::new()),
             idp_checks: tokio::sync::Semaphore::new(IDP_CHECKS),
+            idp_board: Default::default(),
         }
     }
 
@@ -284,14 +287,22 @@ impl Authenticator {
         )
         .await
         {
-            Ok(p) => p,
+            Ok(p) => {
+                self.idp_board
+                    .record(idp_id, &idp.issuer_url, Ok(()), unix_now());
+                p
+            }
             Err(e) => {
-                tracing::warn!(issuer = %idp.issuer_url, error = %e, "identity provider discovery failed");
+                self.idp_board
+                    .record(idp_id, &idp.issuer_url, Err(e.to_string()), unix_now());
                 if let Some(c) = cached {
                     // Keep the last good discovery while the IdP is unreachable.
                     return Ok(c.provider.clone());
                 }
-                return Err(ProxyError::IdpUnavailable(e.to_string()));
+                return Err(ProxyError::IdpUnavailable(format!(
+                    "{}: {e}",
+                    idp.issuer_url
+                )));
             }
         };
         let p = Arc::new(provider);

@@ -41,6 +41,9 @@ pub struct DataPlane {
     https_addr: SocketAddr,
     http_redirect: Option<TcpListener>,
     internal: Option<TcpListener>,
+    /// The HTTPS port users reach, when a front maps another one to
+    /// `https_addr` (see [`DataPlane::public_https_port`]).
+    public_https_port: Option<u16>,
 }
 
 /// A serving data plane.
@@ -101,6 +104,7 @@ impl DataPlane {
             https_addr: SocketAddr::new(addrs.https.ip(), port),
             http_redirect,
             internal,
+            public_https_port: None,
         })
     }
 
@@ -117,11 +121,26 @@ impl DataPlane {
             https: vec![https],
             http_redirect: None,
             internal,
+            public_https_port: None,
         })
     }
 
-    /// The bound HTTPS address (its port is the one redirects and sign-in
-    /// URLs name).
+    /// Names the HTTPS port users reach (a Service or load balancer in front
+    /// maps it to the bound one): the HTTP→HTTPS redirect sends browsers
+    /// there. `None` keeps the bound port.
+    pub fn public_https_port(mut self, port: Option<u16>) -> Self {
+        self.public_https_port = port;
+        self
+    }
+
+    /// The port the HTTP→HTTPS redirect names: the public one if set, else
+    /// the bound one.
+    fn redirect_port(&self) -> u16 {
+        self.public_https_port.unwrap_or(self.https_addr.port())
+    }
+
+    /// The bound HTTPS address (redirects name its port unless
+    /// [`DataPlane::public_https_port`] names another).
     pub fn https_addr(&self) -> SocketAddr {
         self.https_addr
     }
@@ -141,7 +160,7 @@ impl DataPlane {
         shutdown: CancellationToken,
         source: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<Running> {
-        let https_port = self.https_addr.port();
+        let https_port = self.redirect_port();
         let mut proxy = Proxy::new(reader.clone(), https_port);
         proxy.auth = Arc::new(Authenticator::new(revoked));
         let proxy = Arc::new(proxy);
@@ -163,6 +182,7 @@ impl DataPlane {
             tracing::info!(address = ?internal, "internal listener (JWKS, health, metrics)");
             tasks.spawn(super::admin::serve(l, proxy.clone(), shutdown.clone()));
         }
+        tasks.spawn(super::idp_health::run(proxy.clone(), shutdown.clone()));
         tasks.spawn(super::health::run(
             reader.clone(),
             proxy.upstreams.health(),

@@ -1,7 +1,8 @@
 //! Prometheus metrics in the text exposition format: requests by route and
 //! status, a latency histogram, upstream errors, config generation, reload
-//! failures, certificate expiry.
+//! failures, certificate expiry, identity-provider discovery.
 
+use super::idp_health::IdpState;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -140,6 +141,7 @@ impl Metrics {
             cert_expiry,
             routes,
             revoked_sessions,
+            idps,
         } = *g;
         let mut out = String::new();
         out.push_str("# HELP jetbridge_requests_total Requests handled, by route and status.\n# TYPE jetbridge_requests_total counter\n");
@@ -209,6 +211,7 @@ impl Metrics {
             out,
             "# HELP jetbridge_revoked_sessions Signed-out sessions refused until they expire.\n# TYPE jetbridge_revoked_sessions gauge\njetbridge_revoked_sessions {revoked_sessions}"
         );
+        render_idps(&mut out, idps);
         out.push_str("# HELP jetbridge_certificate_expiry_timestamp_seconds Certificate notAfter, by first DNS name.\n# TYPE jetbridge_certificate_expiry_timestamp_seconds gauge\n");
         for (name, t) in cert_expiry {
             let _ = writeln!(
@@ -221,6 +224,25 @@ impl Metrics {
     }
 }
 
+/// `jetbridge_idp_discovery_ok`: 1 per provider client whose discovery
+/// document was fetched by the latest attempt, 0 while it fails or before
+/// the first attempt ended.
+fn render_idps(out: &mut String, idps: &[IdpState]) {
+    if idps.is_empty() {
+        return;
+    }
+    out.push_str("# HELP jetbridge_idp_discovery_ok 1 when the identity provider's discovery document was fetched by the latest attempt (0: sign-in fails until it is).\n# TYPE jetbridge_idp_discovery_ok gauge\n");
+    for s in idps {
+        let _ = writeln!(
+            out,
+            "jetbridge_idp_discovery_ok{{idp=\"{}\",issuer=\"{}\"}} {}",
+            label(&s.idp),
+            label(&s.issuer),
+            u8::from(s.ok == Some(true))
+        );
+    }
+}
+
 /// The state-of-the-process values rendered next to the counters.
 #[derive(Clone, Copy)]
 pub struct Gauges<'a> {
@@ -230,6 +252,8 @@ pub struct Gauges<'a> {
     pub cert_expiry: &'a [(String, i64)],
     pub routes: usize,
     pub revoked_sessions: usize,
+    /// Discovery state of each identity-provider client.
+    pub idps: &'a [IdpState],
 }
 
 fn label(s: &str) -> String {
@@ -250,6 +274,7 @@ mod tests {
             cert_expiry: &[],
             routes: 1,
             revoked_sessions: 0,
+            idps: &[],
         }
     }
 

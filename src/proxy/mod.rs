@@ -12,6 +12,7 @@ pub mod dataplane;
 pub mod error;
 pub mod headers;
 pub mod health;
+pub mod idp_health;
 pub mod metrics;
 pub mod server;
 pub mod sessions;
@@ -56,7 +57,8 @@ pub struct Proxy {
     pub reader: SnapshotReader,
     pub upstreams: Upstreams,
     pub metrics: Arc<Metrics>,
-    /// Port of the HTTPS listener as clients see it (for redirects).
+    /// The HTTPS port users reach (the public one, else the bound one): the
+    /// port the HTTP→HTTPS redirect names.
     pub https_port: u16,
     /// Sign-in state and the identity provider client.
     pub auth: Arc<auth::Authenticator>,

@@ -623,7 +623,8 @@ where
     drain(graceful).await;
 }
 
-/// The HTTP → HTTPS redirect response (308 keeps the method).
+/// The HTTP → HTTPS redirect response (308 keeps the method), to the same
+/// host on `https_port`: the HTTPS port users reach, left out when 443.
 pub fn redirect_to_https<B>(req: &Request<B>, https_port: u16) -> Response<Body> {
     let host = req
         .headers()

@@ -30,6 +30,11 @@ pub struct ConfigFile {
     pub address: Option<String>,
     /// Plain-HTTP listener that redirects to HTTPS.
     pub http_redirect_address: Option<String>,
+    /// The HTTPS port users reach (e.g. 443 on a load balancer or Service
+    /// in front of `address`): the port the HTTP→HTTPS redirect names.
+    /// Unset: the port `address` is bound to. URLs built on the HTTPS
+    /// listener name the host and port the client addressed.
+    pub public_https_port: Option<u16>,
     /// Serve the routes on `address` over plain HTTP (behind a load balancer
     /// that terminates TLS). Sessions stay `Secure` cookies: browsers must
     /// still see https.

@@ -588,3 +588,104 @@ pub fn run_command(cmd: &mut std::process::Command, stdin: Option<&str>) -> (boo
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Writes a kubeconfig into `dir` naming an API server that refuses
+/// connections: `jetbridge controller` then serves its listeners while it
+/// retries the cluster, for tests of what does not need one.
+pub fn unreachable_kubeconfig(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"https://{}\"}}\n\
+             users:\n- name: u\n  user: {{token: x}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
+            refused_addr()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A running `jetbridge` binary, its stdout and stderr lines kept.
+pub struct JetbridgeProcess {
+    _child: ChildGuard,
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The internal listener's port.
+    pub internal: u16,
+}
+
+impl JetbridgeProcess {
+    /// Spawns `cmd` (text logs, output captured) whose internal listener
+    /// is on `internal`; does not wait.
+    pub fn spawn(cmd: &mut Command, internal: u16) -> JetbridgeProcess {
+        let mut child = cmd
+            .env("JETBRIDGE_LOG_FORMAT", "text")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = capture_lines(&mut child);
+        JetbridgeProcess {
+            _child: ChildGuard(child),
+            lines,
+            internal,
+        }
+    }
+
+    /// `jetbridge standalone` on a new file holding `config`, once its
+    /// listeners are up.
+    pub async fn start(config: &str, internal: u16) -> JetbridgeProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, config).unwrap();
+        std::mem::forget(dir);
+        JetbridgeProcess::start_file(&path, internal).await
+    }
+
+    /// `jetbridge standalone` on `path`, once its listeners are up.
+    pub async fn start_file(path: &std::path::Path, internal: u16) -> JetbridgeProcess {
+        let s = JetbridgeProcess::spawn(
+            Command::new(env!("CARGO_BIN_EXE_jetbridge")).args([
+                "standalone",
+                "--config",
+                path.to_str().unwrap(),
+            ]),
+            internal,
+        );
+        s.wait_for("the listeners up", 30, || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", internal))
+                .await
+                .is_ok()
+                && s.log().iter().any(|l| l.contains("HTTPS listener"))
+        })
+        .await;
+        s
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Polls `check` every 200 ms until it holds; panics with the log after
+    /// `secs` seconds.
+    pub async fn wait_for<F, Fut>(&self, what: &str, secs: u64, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        for _ in 0..secs * 5 {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        panic!("{what} never happened; log: {:#?}", self.log());
+    }
+
+    /// GET `path` on the internal listener.
+    pub async fn get(&self, path: &str) -> Reply {
+        Browser::new()
+            .get(&format!("http://127.0.0.1:{}{path}", self.internal))
+            .await
+    }
+}
