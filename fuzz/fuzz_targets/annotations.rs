@@ -48,6 +48,7 @@ static CLUSTER: LazyLock<Cluster> = LazyLock::new(|| Cluster {
         "type": "Opaque",
         "stringData": {"X-Team": "blue", "ca.crt": "not a certificate", "token": "t0ken"}
     }))],
+    ..Cluster::default()
 });
 
 static GLOBAL: LazyLock<GlobalInputs> = LazyLock::new(GlobalInputs::for_test);
