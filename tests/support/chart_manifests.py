@@ -164,7 +164,7 @@ def expect_default(objs):
     role = one(objs, "Role", "jetbridge", "jetbridge")
     names = {r["resources"][0]: r.get("resourceNames") for r in role["rules"] if r.get("resourceNames")}
     assert names == {"secrets": ["jetbridge-bootstrap"], "leases": ["jetbridge-leader"],
-                     "configmaps": ["jetbridge-revocations"], "services": ["jetbridge-proxy"]}, names
+                     "configmaps": ["jetbridge-revocations", "jetbridge-host-claims"], "services": ["jetbridge-proxy"]}, names
     assert not find(objs, "Role", "jetbridge-watch")
 
 
@@ -207,7 +207,7 @@ def expect_existing_secrets(objs):
     role = one(objs, "Role", "edge", "jetbridge")
     names = {r["resources"][0]: r.get("resourceNames") for r in role["rules"] if r.get("resourceNames")}
     assert names == {"secrets": ["edge-keys"], "leases": ["edge-leader"],
-                     "configmaps": ["edge-revocations"], "services": ["edge-proxy"]}, names
+                     "configmaps": ["edge-revocations", "edge-host-claims"], "services": ["edge-proxy"]}, names
     d = one(objs, "Deployment", "edge")
     assert d["spec"]["replicas"] == 1
     pod = d["spec"]["template"]["spec"]
