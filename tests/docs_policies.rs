@@ -148,8 +148,8 @@ fn check(dir: &Path, text: &str) -> (i32, String) {
         .arg(&file)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -217,7 +217,11 @@ fn steps(text: &str) -> Vec<Step> {
 fn readme_policy_transcripts_print_what_they_show() {
     let md = read_doc("README.md");
     let (dir, bin) = workdir(&md);
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let mut ran = 0;
     for b in fenced_blocks(&md) {
         if b.lang != "console" || !b.text.contains("jetbridge policy") {

@@ -79,9 +79,9 @@ impl Rule {
     /// True if any criterion of the rule reads the user's email address
     /// (`email` or `domain`).
     pub(crate) fn reads_address(&self) -> bool {
-        self.ops.iter().any(|e| {
-            e.any_leaf(&|c| matches!(c, Criterion::Email(_) | Criterion::Domain(_)))
-        })
+        self.ops
+            .iter()
+            .any(|e| e.any_leaf(&|c| matches!(c, Criterion::Email(_) | Criterion::Domain(_))))
     }
 }
 

@@ -968,7 +968,7 @@ fn a_policy_spec_with_allow_and_rules_compiles_the_same_everywhere() {
     insider.email = "carol@example.com".into();
     assert!(decide(&from_object, &insider).allow);
     let d = decide(&from_object, &staff);
-    assert_eq!((d.allow, d.reason.as_str()), (false, "no allow rule matched"));
+    assert_eq!((d.allow, d.reason.as_str()), (false, "rule 2 deny matched"));
     assert_eq!(check_command(&serde_json::to_string(&object).unwrap()).0, 0);
 
     let typo = json!({"apiVersion": "jetbridge.dev/v1", "kind": "Policy",
@@ -987,7 +987,10 @@ fn a_policy_spec_with_allow_and_rules_compiles_the_same_everywhere() {
     let e = compile_value(&json!({"rules": {"allow": {}}}))
         .unwrap_err()
         .to_string();
-    assert_eq!(e, "spec: rules: expected a list of rule objects, found an object");
+    assert_eq!(
+        e,
+        "spec: rules: expected a list of rule objects, found an object"
+    );
     // An empty spec is no rules: everything is denied, with a warning.
     let (p, w) = compile_value_with_warnings(&json!({"apiVersion": "jetbridge.dev/v1",
         "kind": "Policy", "spec": {}}))
@@ -1092,7 +1095,11 @@ fn domains_compare_as_punycode_and_in_lower_case() {
         "{domain: {ends_with: .example}}",
         "{domain: {in: [other.example, Bücher.example]}}",
     ] {
-        for email in ["max@bücher.example", "max@xn--bcher-kva.example", "max@BÜCHER.EXAMPLE"] {
+        for email in [
+            "max@bücher.example",
+            "max@xn--bcher-kva.example",
+            "max@BÜCHER.EXAMPLE",
+        ] {
             assert!(
                 allowed(&single(policy), Some(&with_email(email)), &get("/")),
                 "{policy} {email}"
@@ -1138,5 +1145,9 @@ fn an_unverified_email_matches_no_email_or_domain_criterion() {
     }
     let mut u = alice();
     u.claims.insert("email_verified".into(), json!(false));
-    assert!(allowed(&single("{user: {is: u-alice}}"), Some(&u), &get("/")));
+    assert!(allowed(
+        &single("{user: {is: u-alice}}"),
+        Some(&u),
+        &get("/")
+    ));
 }
