@@ -162,8 +162,11 @@ pub(crate) fn eval(rules: &[Rule], f: &Facts<'_>) -> Decision {
             needs_login: false,
         };
     }
-    if let Some(why) = f.user.and_then(address::unusable)
+    // Fail closed on an address `email`/`domain` criteria cannot trust,
+    // whatever their polarity (see the `address` module).
+    if let Some(u) = f.user
         && rules.iter().any(Rule::reads_address)
+        && let Some(why) = address::unusable(u)
     {
         return Decision {
             allow: false,
