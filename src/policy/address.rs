@@ -63,7 +63,7 @@ fn normalize_domain(d: &str) -> Option<Cow<'_, str>> {
         Cow::Borrowed(d)
     } else {
         match url::Host::parse(d).ok()? {
-            url::Host::Domain(a) => Cow::Owned(a),
+            url::Host::Domain(a) if only_labels_encoded(d, &a) => Cow::Owned(a),
             _ => return None,
         }
     };
@@ -75,6 +75,27 @@ fn normalize_domain(d: &str) -> Option<Cow<'_, str>> {
         Some(Cow::Owned(d.to_ascii_lowercase()))
     } else {
         Some(d)
+    }
+}
+
+/// True when IDNA turned `original` into `ascii` label by label, encoding
+/// only the non-ASCII labels as punycode: no label was split or joined (a
+/// full-width dot), and no label was mapped to plain ASCII (full-width
+/// letters), so that only a genuinely internationalised name compares equal
+/// to its punycode.
+fn only_labels_encoded(original: &str, ascii: &str) -> bool {
+    let (mut o, mut a) = (original.split('.'), ascii.split('.'));
+    loop {
+        match (o.next(), a.next()) {
+            (None, None) => return true,
+            (Some(ol), Some(al)) if ol.is_ascii() => {
+                if !ol.eq_ignore_ascii_case(al) {
+                    return false;
+                }
+            }
+            (Some(_), Some(al)) if al.starts_with("xn--") => {}
+            _ => return false,
+        }
     }
 }
 

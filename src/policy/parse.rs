@@ -324,9 +324,10 @@ pub(crate) fn spec_rules(spec: &Value) -> Result<Value, PolicyError> {
         )));
     }
     let mut list = Vec::new();
+    // A null action is an absent one, as when the controller reads the spec.
     let first: Map<String, Value> = m
         .iter()
-        .filter(|(k, _)| k.as_str() != "rules")
+        .filter(|(k, v)| k.as_str() != "rules" && !v.is_null())
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if !first.is_empty() {

@@ -991,6 +991,10 @@ fn a_policy_spec_with_allow_and_rules_compiles_the_same_everywhere() {
         e,
         "spec: rules: expected a list of rule objects, found an object"
     );
+    // Null fields are absent ones, as in the watched object.
+    let nulls =
+        json!({"allow": null, "deny": null, "rules": [{"allow": {"or": [{"accept": true}]}}]});
+    assert_eq!(spec_rules(&nulls).unwrap().as_array().unwrap().len(), 1);
     // An empty spec is no rules: everything is denied, with a warning.
     let (p, w) = compile_value_with_warnings(&json!({"apiVersion": "jetbridge.dev/v1",
         "kind": "Policy", "spec": {}}))
@@ -1031,7 +1035,9 @@ fn domain_criteria_read_only_a_single_local_at_domain_address() {
         ("alice@exam\tple.com", false),
         ("alice@example.com%00", false),
         ("alice@[127.0.0.1]", false),
-        ("alice@exаmple.com", false), // Cyrillic "а"
+        ("alice@exаmple.com", false),        // Cyrillic "а"
+        ("alice@example\u{3002}com", false), // ideographic full stop
+        ("alice@\u{ff45}xample.com", false), // full-width "e"
         ("alice", false),
         ("", false),
     ];
