@@ -1157,3 +1157,25 @@ fn an_unverified_email_matches_no_email_or_domain_criterion() {
         &get("/")
     ));
 }
+
+proptest! {
+    /// Whatever the address, reading its domain never panics, and a domain
+    /// read is lower-case ASCII letters, digits, `-` and inner dots, taken
+    /// from an address with exactly one `@`.
+    #[test]
+    fn any_address_reads_as_a_clean_domain_or_none(
+        email in "\\PC{0,40}",
+        shaped in "[a-zA-Z0-9@. \"\u{e4}\u{3002}\u{ff45}-]{0,30}",
+    ) {
+        for e in [&email, &shaped] {
+            if let Some(d) = super::address::domain(e) {
+                prop_assert_eq!(e.matches('@').count(), 1);
+                prop_assert!(!d.is_empty() && !d.starts_with('.') && !d.ends_with('.'));
+                prop_assert!(!d.contains(".."));
+                prop_assert!(d.chars().all(|c| c.is_ascii_lowercase()
+                    || c.is_ascii_digit() || c == '-' || c == '.'), "{}", d);
+            }
+            let _ = super::address::domain_literal(e);
+        }
+    }
+}
