@@ -11,7 +11,8 @@ use jetbridge::translate::cluster::{Cluster, ClusterSettings, from_cluster};
 use std::sync::Arc;
 
 /// An Ingress `t/app` (host `app.test`, Service `web`) with `annotations`,
-/// plus the Secret `client` and the Policies `a` and `b` it may name.
+/// plus the Secrets `hdrs` and `other` and the Policies `a` and `b` it may
+/// name.
 fn cluster(annotations: &[(String, &str)]) -> Cluster {
     fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Arc<T> {
         Arc::new(serde_json::from_value(v).unwrap())
@@ -42,6 +43,15 @@ fn cluster(annotations: &[(String, &str)]) -> Cluster {
             "spec": {"ports": [{"port": 80}]}
         }))],
         policies: vec![policy("a"), policy("b")],
+        // "dmFsdWU=" is base64 of "value".
+        secrets: ["hdrs", "other"]
+            .map(|name| {
+                obj(serde_json::json!({
+                    "metadata": {"name": name, "namespace": "t"}, "type": "Opaque",
+                    "data": {"X-Secret": "dmFsdWU="}
+                }))
+            })
+            .to_vec(),
         ..Cluster::default()
     }
 }
@@ -77,6 +87,7 @@ const CASES: &[(&str, &str, &str, &str)] = &[
         r#"{"allow": {"or": [{"email": {"is": "b@example.com"}}]}}"#,
     ),
     ("policy_ref", "a, b", "b a", "a"),
+    ("set_request_headers_secret", "hdrs", " hdrs ", "other"),
 ];
 
 /// `(route problems, DuplicateAnnotation warnings)` for the key set under
