@@ -20,7 +20,8 @@ impl World {
     }
 }
 
-/// A proxy with `corp.localhost` (`domain: {is: example.com}`) and
+/// A proxy with `corp.localhost` (`domain: {is: example.com}`),
+/// `idn.localhost` (`domain: {is: xn--bcher-kva.example}`) and
 /// `mixed.localhost` (any signed-in user, except at `evil.com`), signing in
 /// at a real IdP.
 async fn world() -> World {
@@ -47,6 +48,12 @@ routes:
       allow:
         or:
           - domain: {{is: example.com}}
+  - from: https://idn.localhost
+    to: http://{up}
+    policy:
+      allow:
+        or:
+          - domain: {{is: xn--bcher-kva.example}}
   - from: https://mixed.localhost
     to: http://{up}
     policy:
@@ -111,6 +118,16 @@ async fn only_a_single_verified_local_at_domain_address_passes_a_domain_check() 
                 "{login}"
             );
         }
+    }
+    // An internationalised domain is the same name as its punycode.
+    let idn = w.url("idn", "/");
+    for (login, want) in [
+        ("max@bücher.example", StatusCode::OK),
+        ("max@XN--BCHER-KVA.example", StatusCode::OK),
+        ("max@bucher.example", StatusCode::FORBIDDEN),
+    ] {
+        let r = sign_in(&w, &idn, login).await;
+        assert_eq!(r.status, want, "{login}: {}", r.body);
     }
     // A deny on the domain cannot be slipped past either: an address whose
     // last part dodges `evil.com` is refused, not let in as "not evil.com".
