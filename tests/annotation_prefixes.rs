@@ -1,13 +1,17 @@
-//! One setting under both annotation prefixes (`jetbridge.dev/` and
-//! `ingress.pomerium.io/`), for every kind of key: values that mean the same
+//! How an Ingress's annotations are read. One setting under both annotation
+//! prefixes (`jetbridge.dev/` and `ingress.pomerium.io/`), for every kind of
+//! key: values that mean the same
 //! (after YAML decoding, list splitting and policy parsing) serve the route
 //! with a `DuplicateAnnotation` warning; different values make only that
-//! route deny, with a message naming both keys. Pure: the translation the
+//! route deny, with a message naming both keys. An inline `policy` joins
+//! referenced Policies in any form it compiles in. Pure: the translation the
 //! controller runs (`tests/cluster.rs` does the same against a real API
 //! server).
 
-use jetbridge::model::{Reason, Severity};
+use jetbridge::model::{Access, Reason, Severity};
+use jetbridge::policy::{Facts, RequestFacts, User};
 use jetbridge::translate::cluster::{Cluster, ClusterSettings, from_cluster};
+use jetbridge::translate::{GlobalInputs, Inputs, translate};
 use std::sync::Arc;
 
 /// An Ingress `t/app` (host `app.test`, Service `web`) with `annotations`,
@@ -172,4 +176,67 @@ fn a_bad_value_under_one_prefix_names_that_annotation() {
             .starts_with("annotation ingress.pomerium.io/allow_public_unauthenticated_access:"),
         "{problems:?}"
     );
+}
+
+/// Whether the translated route of `c` lets `email` in.
+fn allows(c: &Cluster, email: &str) -> Result<bool, String> {
+    let out = from_cluster(c, &ClusterSettings::default());
+    let snap = translate(&Inputs {
+        global: GlobalInputs::for_test(),
+        routes: out.routes,
+        diagnostics: out.diagnostics,
+    });
+    let route = snap.routes.first().ok_or("no route")?;
+    let Access::Policy(p) = &route.access else {
+        return Err(format!("{:?}", route.access));
+    };
+    let user = User {
+        id: email.into(),
+        email: email.into(),
+        ..User::default()
+    };
+    let request = RequestFacts {
+        method: "GET".into(),
+        host: "app.test".into(),
+        path: "/".into(),
+        ..RequestFacts::default()
+    };
+    Ok(p.eval(&Facts {
+        user: Some(&user),
+        request: &request,
+        now: time::OffsetDateTime::UNIX_EPOCH,
+    })
+    .allow)
+}
+
+/// An inline `policy` joins the Policies of `policy_ref` in every form a
+/// policy may be written in (a rule object, a list, a spec with `allow` and
+/// `rules`, a `Policy` object), as it compiles alone.
+#[test]
+fn an_inline_policy_in_any_accepted_form_joins_referenced_policies() {
+    let forms = [
+        "allow: {or: [{email: {is: c@example.com}}]}",
+        "[{allow: {or: [{email: {is: c@example.com}}]}}]",
+        "rules: [{allow: {or: [{email: {is: c@example.com}}]}}]",
+        "{allow: {or: [{reject: true}]}, rules: [{allow: {or: [{email: {is: c@example.com}}]}}]}",
+        "{apiVersion: jetbridge.dev/v1, kind: Policy, spec: {rules: [{allow: {or: [{email: {is: c@example.com}}]}}]}}",
+    ];
+    for form in forms {
+        let inline = ("jetbridge.dev/policy".to_string(), form);
+        let alone = cluster(std::slice::from_ref(&inline));
+        assert_eq!(allows(&alone, "c@example.com"), Ok(true), "{form}");
+        assert_eq!(allows(&alone, "a@example.com"), Ok(false), "{form}");
+        let joined = cluster(&[inline, ("jetbridge.dev/policy_ref".to_string(), "a")]);
+        for (email, want) in [
+            ("c@example.com", true),
+            ("a@example.com", true),
+            ("b@example.com", false),
+        ] {
+            assert_eq!(
+                allows(&joined, email),
+                Ok(want),
+                "{form} + Policy a: {email}"
+            );
+        }
+    }
 }

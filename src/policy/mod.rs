@@ -226,6 +226,13 @@ pub fn compile_value_with_warnings(v: &serde_json::Value) -> Result<(Program, Ve
     Ok((Program { rules: c.rules }, c.warnings))
 }
 
+/// Any document [`compile_value`] accepts, as the list of rule objects it
+/// stands for: how an Ingress joins its inline `policy` with the Policies
+/// it references, whatever form each is written in.
+pub fn rule_list(v: &serde_json::Value) -> Result<serde_json::Value> {
+    parse::rule_list(v)
+}
+
 /// Reads a `Policy` object's `spec` (`allow`, `deny`, `rules`) into the list
 /// of rule objects it stands for: `allow`/`deny` form the first rule when
 /// either is set, then each of `rules`. Unknown fields are refused by name.

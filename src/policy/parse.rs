@@ -167,6 +167,17 @@ struct Cx {
 }
 
 impl Cx {
+    /// The context at the top of a document.
+    fn new() -> Cx {
+        Cx {
+            rule: 0,
+            path: String::new(),
+            action: Action::Allow,
+            negated: false,
+            warnings: Vec::new(),
+        }
+    }
+
     fn at(&self) -> String {
         match (self.rule, self.path.is_empty()) {
             (0, _) => String::new(),
@@ -209,13 +220,7 @@ impl Cx {
 /// `Policy` spec (an object with `rules`, and optionally `allow`/`deny`), or a
 /// `jetbridge.dev/v1` `Policy` object.
 pub(crate) fn compile_document(v: &Value) -> Result<Compiled, PolicyError> {
-    let mut cx = Cx {
-        rule: 0,
-        path: String::new(),
-        action: Action::Allow,
-        negated: false,
-        warnings: Vec::new(),
-    };
+    let mut cx = Cx::new();
     let root = unwrap_root(v, &cx)?;
     let mut rules = Vec::new();
     match &*root {
@@ -269,6 +274,15 @@ fn unwrap_root<'v>(v: &'v Value, cx: &Cx) -> Result<Cow<'v, Value>, PolicyError>
         return spec_rules(v).map(Cow::Owned);
     }
     Ok(Cow::Borrowed(v))
+}
+
+/// Any accepted document (same forms as [`compile_document`]) as the list
+/// of rule objects it stands for, so that documents can be joined.
+pub(crate) fn rule_list(v: &Value) -> Result<Value, PolicyError> {
+    Ok(match unwrap_root(v, &Cx::new())?.into_owned() {
+        Value::Array(list) => Value::Array(list),
+        other => Value::Array(vec![other]),
+    })
 }
 
 /// Refuses an object that is not a `jetbridge.dev/v1` `Policy`.

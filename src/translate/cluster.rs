@@ -820,10 +820,12 @@ fn combined_policy(
         return a.settings.get("policy").cloned();
     }
     let mut rules: Vec<serde_json::Value> = Vec::new();
-    match a.settings.get("policy") {
-        Some(serde_json::Value::Array(list)) => rules.extend(list.iter().cloned()),
-        Some(v) => rules.push(v.clone()),
-        None => {}
+    if let Some(v) = a.settings.get("policy") {
+        match crate::policy::rule_list(v) {
+            Ok(serde_json::Value::Array(list)) => rules.extend(list),
+            Ok(other) => rules.push(other),
+            Err(e) => problems.push(format!("policy: {e}")),
+        }
     }
     for r in &a.policy_refs {
         match policies.get(&format!("{ns}/{r}")) {
