@@ -87,7 +87,7 @@ enum Command {
         count: Option<u32>,
     },
     /// Run the Kubernetes ingress controller and the proxy it feeds.
-    Controller(ControllerArgs),
+    Controller(Box<ControllerArgs>),
     /// Print the CustomResourceDefinition YAML of the `Policy` kind.
     Crds,
     /// Evaluate or lint policies.
@@ -340,7 +340,7 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(code as u8)
         }
         Command::Standalone { config } => run_async(run_standalone(config, log_format)),
-        Command::Controller(args) => run_async(run_controller(args, log_format)),
+        Command::Controller(args) => run_async(run_controller(*args, log_format)),
         Command::Crds => {
             print!("{}", jetbridge::crd::crd_yaml());
             std::process::ExitCode::SUCCESS

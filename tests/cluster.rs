@@ -963,6 +963,209 @@ async fn a_policy_nested_too_deep_is_refused_alone_while_other_policies_keep_upd
     .await;
 }
 
+/// `type reason note` of each Event on the object `kind/name`, one a line.
+fn events_on(c: &Corner, kind: &str, name: &str) -> String {
+    let out = c.kube.ok(
+        &["get", "events.events.k8s.io", "-n", &c.ns, "-o", "json"],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e["regarding"]["kind"] == kind && e["regarding"]["name"] == name)
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["type"].as_str().unwrap_or(""),
+                e["reason"].as_str().unwrap_or(""),
+                e["note"].as_str().unwrap_or("")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Waits up to 30 s for the Events on `kind/name` to satisfy `want`.
+async fn wait_for_events(
+    c: &Corner,
+    kind: &str,
+    name: &str,
+    want: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = events_on(c, kind, name);
+        if want(&events) || Instant::now() > deadline {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_setting_under_both_prefixes_warns_when_equal_and_denies_when_conflicting() {
+    let c = Corner::new(Kube::get());
+    let up = named_upstream("app").await;
+    c.service("web", &[up]);
+    let ctl = Controller::start(&c, &[]).await;
+    let (jb, pom) = ("jetbridge.dev", "ingress.pomerium.io");
+    let both = |key: &str, a: &'static str, b: &'static str| {
+        [(format!("{jb}/{key}"), a), (format!("{pom}/{key}"), b)]
+    };
+    let policy_yaml = "allow:\n  or:\n    - email: {is: alice@example.com}\n";
+    let policy_json = r#"{"allow": {"or": [{"email": {"is": "alice@example.com"}}]}}"#;
+    let other_json = r#"{"allow": {"or": [{"email": {"is": "bob@example.com"}}]}}"#;
+    // name → (annotations, equal?)
+    let cases = [
+        (
+            "same-bool",
+            both("allow_public_unauthenticated_access", "true", "True"),
+            true,
+        ),
+        (
+            "same-list",
+            both(
+                "allowed_users",
+                "alice@example.com, carol@example.com",
+                r#"["alice@example.com", "carol@example.com"]"#,
+            ),
+            true,
+        ),
+        (
+            "same-policy",
+            both("policy", policy_yaml, policy_json),
+            true,
+        ),
+        (
+            "diff-bool",
+            both("allow_public_unauthenticated_access", "true", "false"),
+            false,
+        ),
+        (
+            "diff-list",
+            both("allowed_users", "alice@example.com", "carol@example.com"),
+            false,
+        ),
+        (
+            "diff-policy",
+            both("policy", policy_yaml, other_json),
+            false,
+        ),
+    ];
+    for (name, annotations, _) in &cases {
+        let refs: Vec<(&str, &str)> = annotations.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        c.ingress(name, &format!("{name}.test"), "web", &refs);
+    }
+    for (name, annotations, equal) in &cases {
+        let host = format!("{name}.test");
+        let mut b = with_cookie(
+            &host,
+            &mint_cookie(&c, &host, "alice", "alice@example.com", "ops"),
+        );
+        let want = if *equal {
+            StatusCode::OK
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        ctl.expect(&mut b, &host, "decides", |r| r.status == want)
+            .await;
+        let key = annotations[0].0.split_once('/').unwrap().1;
+        let (reason, text) = if *equal {
+            ("DuplicateAnnotation", "to the same value")
+        } else {
+            ("InvalidRoute", "to different values")
+        };
+        let events = wait_for_events(&c, "Ingress", name, |e| e.contains(reason)).await;
+        let line = events
+            .lines()
+            .find(|l| l.contains(reason))
+            .unwrap_or_else(|| panic!("{name}: no {reason} Event: {events}"));
+        assert!(line.starts_with("Warning"), "{name}: {line}");
+        assert!(
+            line.contains(&format!(
+                "annotations {pom}/{key} and {jb}/{key} set {key} {text}"
+            )),
+            "{name}: {line}"
+        );
+        if *equal {
+            assert!(!events.contains("InvalidRoute"), "{name}: {events}");
+        }
+    }
+    // A route with only one prefix is untouched by the other routes' problems.
+    c.ingress(
+        "one",
+        "one.test",
+        "web",
+        &[(&format!("{jb}/allow_public_unauthenticated_access"), "true")],
+    );
+    let mut b = api_client();
+    ctl.expect(&mut b, "one.test", "serves", |r| r.status == StatusCode::OK)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_with_lint_warnings_says_so_in_its_status_and_a_warning_event() {
+    let c = Corner::new(Kube::get());
+    let _ctl = Controller::start(&c, &[]).await;
+    let ns = c.ns.clone();
+    c.kube.apply(&one_rule_policy(&ns, "never", "reject: true"));
+    c.kube
+        .apply(&one_rule_policy(&ns, "clean", "domain: {is: example.com}"));
+    c.kube.apply(&format!(
+        "apiVersion: jetbridge.dev/v1\nkind: Policy\nmetadata: {{name: empty, namespace: {ns}}}\nspec: {{}}\n"
+    ));
+    let status = |name: &str| {
+        c.kube.ok(
+            &["get", "policy.jetbridge.dev", name, "-n", &ns, "-o", "jsonpath={.status.conditions[0].status} {.status.conditions[0].reason} {.status.conditions[0].message}"],
+            None,
+        )
+    };
+    let wait_status = |name: &'static str, prefix: &'static str| {
+        let status = &status;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !status(name).starts_with(prefix) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            status(name)
+        }
+    };
+    let never = wait_status("never", "True CompiledWithWarnings").await;
+    assert_eq!(
+        never,
+        "True CompiledWithWarnings the rules compile with warnings: rule 1, allow.or[0].reject: `reject` under allow never matches"
+    );
+    let empty = wait_status("empty", "True CompiledWithWarnings").await;
+    assert!(
+        empty.ends_with("the policy has no rules and denies every request"),
+        "{empty}"
+    );
+    assert_eq!(
+        wait_status("clean", "True Compiled ").await,
+        "True Compiled the rules compile"
+    );
+    let events = wait_for_events(&c, "Policy", "never", |e| e.contains("PolicyWarning")).await;
+    assert!(
+        events.contains("Warning PolicyWarning policy: rule 1, allow.or[0].reject: `reject` under allow never matches"),
+        "{events}"
+    );
+    let table = c
+        .kube
+        .ok(&["get", "policies.jetbridge.dev", "-n", &ns], None);
+    assert!(table.contains("CompiledWithWarnings"), "{table}");
+
+    // Fixed, the Policy is plainly Compiled again; the clean one never warned.
+    c.kube.apply(&one_rule_policy(&ns, "never", "accept: true"));
+    assert_eq!(
+        wait_status("never", "True Compiled ").await,
+        "True Compiled the rules compile"
+    );
+    assert!(!events_on(&c, "Policy", "clean").contains("Warning"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_started_at_once_share_one_bootstrap_secret_and_sessions() {
     let c = Corner::new(Kube::get());

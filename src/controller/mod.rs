@@ -593,9 +593,14 @@ async fn update_policy_status(client: &Client, cluster: &Cluster, outcomes: &[Po
         let Some(p) = by_key.get(&(o.namespace.clone(), o.name.clone())) else {
             continue;
         };
-        let (status, reason, message) = match &o.error {
-            None => ("True", "Compiled", "the rules compile".to_string()),
-            Some(e) => ("False", "InvalidPolicy", e.clone()),
+        let (status, reason, message) = match (&o.error, o.warnings.as_slice()) {
+            (None, []) => ("True", "Compiled", "the rules compile".to_string()),
+            (None, w) => (
+                "True",
+                "CompiledWithWarnings",
+                format!("the rules compile with warnings: {}", w.join("; ")),
+            ),
+            (Some(e), _) => ("False", "InvalidPolicy", e.clone()),
         };
         let current = p
             .status
@@ -603,6 +608,7 @@ async fn update_policy_status(client: &Client, cluster: &Cluster, outcomes: &[Po
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Accepted"));
         if current.is_some_and(|c| {
             c.status == status
+                && c.reason == reason
                 && c.message.as_deref() == Some(message.as_str())
                 && c.observed_generation == o.generation
         }) {

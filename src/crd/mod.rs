@@ -50,8 +50,10 @@ pub struct PolicySpec {
 /// What the controller observed about this Policy.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 pub struct PolicyStatus {
-    /// `Accepted`: `True` when the rules compile, `False` with the located
-    /// compile error otherwise (routes that reference it then deny).
+    /// `Accepted`: `True` when the rules compile (reason `Compiled`, or
+    /// `CompiledWithWarnings` with the warnings of `jetbridge policy check`
+    /// in the message, e.g. a rule that can never match), `False` with the
+    /// located compile error otherwise (routes that reference it then deny).
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }
@@ -65,7 +67,8 @@ pub struct Condition {
     pub type_: String,
     /// `True`, `False` or `Unknown`.
     pub status: String,
-    /// A short machine-readable reason, e.g. `Compiled` or `InvalidPolicy`.
+    /// A short machine-readable reason: `Compiled`, `CompiledWithWarnings`
+    /// or `InvalidPolicy`.
     pub reason: String,
     /// A human-readable explanation.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,22 +96,21 @@ fn ppl_rules(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 }
 
 impl PolicySpec {
-    /// The rules as one PPL value (a list of rule objects): `rules` plus a
-    /// rule made of `allow`/`deny` when either is set.
-    pub fn ppl(&self) -> serde_json::Value {
-        let mut rules: Vec<serde_json::Value> = Vec::new();
-        if self.allow.is_some() || self.deny.is_some() {
-            let mut rule = serde_json::Map::new();
-            if let Some(a) = &self.allow {
-                rule.insert("allow".into(), a.clone());
+    /// The rules as one PPL value (a list of rule objects), read by
+    /// [`crate::policy::spec_rules`] as `jetbridge policy check` reads a
+    /// `Policy` file: `allow`/`deny` form the first rule, then `rules`.
+    pub fn ppl(&self) -> crate::policy::Result<serde_json::Value> {
+        let mut spec = serde_json::Map::new();
+        let fields = [("allow", &self.allow), ("deny", &self.deny)];
+        for (key, value) in fields {
+            if let Some(v) = value {
+                spec.insert(key.into(), v.clone());
             }
-            if let Some(d) = &self.deny {
-                rule.insert("deny".into(), d.clone());
-            }
-            rules.push(serde_json::Value::Object(rule));
         }
-        rules.extend(self.rules.iter().flatten().cloned());
-        serde_json::Value::Array(rules)
+        if let Some(rules) = &self.rules {
+            spec.insert("rules".into(), serde_json::Value::Array(rules.clone()));
+        }
+        crate::policy::spec_rules(&serde_json::Value::Object(spec))
     }
 }
 
@@ -279,11 +281,11 @@ mod tests {
             "rules": [{"deny": {"or": [{"email": {"is": "mallory@example.com"}}]}}]
         }))
         .unwrap();
-        let v = spec.ppl();
+        let v = spec.ppl().unwrap();
         assert_eq!(v.as_array().unwrap().len(), 2);
         crate::policy::compile_value(&v).unwrap();
         // An empty spec compiles to "no rules": nothing is allowed.
-        assert_eq!(PolicySpec::default().ppl(), serde_json::json!([]));
+        assert_eq!(PolicySpec::default().ppl().unwrap(), serde_json::json!([]));
     }
 
     #[test]

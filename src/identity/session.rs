@@ -109,8 +109,10 @@ impl SessionCodec {
             s.truncated = true;
             if s.idp_tokens.is_some() {
                 s.idp_tokens = None;
-            } else if !s.claims.is_empty() {
-                s.claims.clear();
+            } else if s.claims.keys().any(|k| k != "email_verified") {
+                // `email_verified: false` stays: policies refuse such an
+                // address, and losing the claim would let it pass.
+                s.claims.retain(|k, _| k == "email_verified");
             } else if !s.groups.is_empty() {
                 let keep = s.groups.len() * 3 / 4;
                 s.groups.truncate(keep);
@@ -228,5 +230,19 @@ mod tests {
         assert!(back.claims.is_empty());
         assert!(!back.groups.is_empty() && back.groups.len() < 500);
         assert_eq!(back.email, s.email);
+    }
+
+    #[test]
+    fn an_unverified_email_stays_marked_when_claims_are_dropped() {
+        let c = SessionCodec::new(&[3; 32]);
+        let mut s = session(100);
+        s.claims
+            .insert("big".into(), serde_json::Value::String("x".repeat(5000)));
+        s.claims
+            .insert("email_verified".into(), serde_json::Value::Bool(false));
+        let back = c.open("h", &c.seal("h", &s), 200).unwrap();
+        assert!(back.truncated);
+        assert_eq!(back.claims.len(), 1);
+        assert_eq!(back.claims["email_verified"], false);
     }
 }

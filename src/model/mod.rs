@@ -785,6 +785,12 @@ pub enum Reason {
     InvalidPolicy,
     /// A certificate is unusable or does not cover the host it was given for.
     InvalidCertificate,
+    /// A `Policy` compiles and applies, but a rule can never match or is
+    /// likely not what was meant (what `jetbridge policy check` warns about).
+    PolicyWarning,
+    /// A setting is given under more than one annotation prefix with equal
+    /// values; it applies, and one of the keys can go.
+    DuplicateAnnotation,
 }
 
 impl Reason {
@@ -795,6 +801,8 @@ impl Reason {
             Reason::HostConflict => "HostConflict",
             Reason::InvalidPolicy => "InvalidPolicy",
             Reason::InvalidCertificate => "InvalidCertificate",
+            Reason::PolicyWarning => "PolicyWarning",
+            Reason::DuplicateAnnotation => "DuplicateAnnotation",
         }
     }
 }

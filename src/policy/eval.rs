@@ -11,6 +11,7 @@
 //! short-circuits; without one every child is evaluated so that the flag is
 //! exact.
 
+use super::address;
 use super::program::{Action, Criterion, Expr, Rule};
 use super::{Decision, Facts};
 
@@ -83,11 +84,9 @@ fn eval_criterion(c: &Criterion, f: &Facts<'_>) -> bool {
             req.path.starts_with("/.pomerium/") || req.path == "/.pomerium"
         }
         Criterion::Email(m) => f.user.is_some_and(|u| m.matches(&u.email)),
-        Criterion::Domain(m) => f.user.is_some_and(|u| {
-            u.email
-                .rsplit_once('@')
-                .is_some_and(|(_, domain)| m.matches(domain))
-        }),
+        Criterion::Domain(m) => f
+            .user
+            .is_some_and(|u| address::domain(&u.email).is_some_and(|d| m.matches(&d))),
         Criterion::User(m) => f.user.is_some_and(|u| m.matches(&u.id)),
         Criterion::Groups(m) => f
             .user
@@ -160,6 +159,18 @@ pub(crate) fn eval(rules: &[Rule], f: &Facts<'_>) -> Decision {
         return Decision {
             allow: false,
             reason: "no policy".to_owned(),
+            needs_login: false,
+        };
+    }
+    // Fail closed on an address `email`/`domain` criteria cannot trust,
+    // whatever their polarity (see the `address` module).
+    if let Some(u) = f.user
+        && rules.iter().any(Rule::reads_address)
+        && let Some(why) = address::unusable(u)
+    {
+        return Decision {
+            allow: false,
+            reason: why.to_owned(),
             needs_login: false,
         };
     }

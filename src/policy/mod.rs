@@ -11,9 +11,11 @@
 //!
 //! - a rule object: `{allow: {...}, deny: {...}}`;
 //! - a list of rule objects;
-//! - `{rules: [...]}` (a list under a `rules` key);
+//! - a `Policy` spec: an object with `rules` (a list of rule objects) and
+//!   optionally `allow`/`deny`, which form the first rule;
 //! - a Kubernetes object `{apiVersion: jetbridge.dev/v1, kind: Policy, spec: ...}`
-//!   whose `spec` is any of the three forms above (`metadata` is ignored).
+//!   (`metadata` is ignored), whose `spec` is read by [`spec_rules`], the
+//!   same function the controller reads a watched `Policy` with.
 //!
 //! # Semantics (as in Pomerium)
 //!
@@ -26,13 +28,19 @@
 //!   rules. An operator with an empty list is ignored.
 //! - Criteria: `accept`, `reject`, `authenticated_user`, `cors_preflight`,
 //!   `pomerium_routes` (value ignored; `false` is refused because it would
-//!   still match), `email`, `domain` (after the last `@`), `user` (the user
+//!   still match), `email`, `domain` (of a single `local@domain` address,
+//!   compared in lower-case ASCII; see the `address` module), `user` (the user
 //!   id), `http_method`, `http_path` (string matchers), `groups`,
 //!   `claim/<name>` (string list matchers), `source_ip` (IP or CIDR, or a
 //!   list), `day_of_week`, `time_of_day`, `date`.
 //! - String matchers: `is`, `not`, `starts_with`, `ends_with`, `contains`,
 //!   `in`, `not_in`; several in one object must all hold; a bare value means
-//!   `is`. Comparisons are exact and case-sensitive, emails included.
+//!   `is`. Comparisons are exact and case-sensitive, emails included;
+//!   `domain` values are compared in lower case, with internationalised
+//!   labels in punycode.
+//! - A user whose email address is not a single `local@domain`, or whose
+//!   identity provider says `email_verified: false`, is denied by every
+//!   program that has an `email` or `domain` criterion (fail closed).
 //! - String list matchers: `has`, `is` (exactly one element, equal),
 //!   `exclude` (no element equal); a bare value means `has`.
 //! - `claim/<name>` looks up `name` in the user's claims, then, if absent,
@@ -68,6 +76,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+mod address;
 pub mod cli;
 mod eval;
 mod parse;
@@ -207,16 +216,35 @@ pub fn compile(text: &str) -> Result<Program> {
 
 /// Compiles an already-parsed policy document (same forms as [`compile`]).
 pub fn compile_value(v: &serde_json::Value) -> Result<Program> {
-    parse::compile_document(v).map(|c| Program { rules: c.rules })
+    compile_value_with_warnings(v).map(|(p, _)| p)
+}
+
+/// Like [`compile_value`], and also returns the lint warnings of
+/// [`compile_with_warnings`].
+pub fn compile_value_with_warnings(v: &serde_json::Value) -> Result<(Program, Vec<String>)> {
+    let c = parse::compile_document(v)?;
+    Ok((Program { rules: c.rules }, c.warnings))
+}
+
+/// Any document [`compile_value`] accepts, as the list of rule objects it
+/// stands for: how an Ingress joins its inline `policy` with the Policies
+/// it references, whatever form each is written in.
+pub fn rule_list(v: &serde_json::Value) -> Result<serde_json::Value> {
+    parse::rule_list(v)
+}
+
+/// Reads a `Policy` object's `spec` (`allow`, `deny`, `rules`) into the list
+/// of rule objects it stands for: `allow`/`deny` form the first rule when
+/// either is set, then each of `rules`. Unknown fields are refused by name.
+pub fn spec_rules(spec: &serde_json::Value) -> Result<serde_json::Value> {
+    parse::spec_rules(spec)
 }
 
 /// Like [`compile`], and also returns lint warnings: rules that can never
 /// match, `reject` under allow, `not` over user criteria, non-portable
 /// extensions, and the like. Each warning starts with its location.
 pub fn compile_with_warnings(text: &str) -> Result<(Program, Vec<String>)> {
-    let v = parse::parse_text(text)?;
-    let c = parse::compile_document(&v)?;
-    Ok((Program { rules: c.rules }, c.warnings))
+    compile_value_with_warnings(&parse::parse_text(text)?)
 }
 
 impl Program {
@@ -230,7 +258,7 @@ impl Program {
         let mut any = Vec::new();
         for d in &l.allowed_domains {
             any.push(Expr::Leaf(Criterion::Domain(StrMatch(vec![StrOp::Is(
-                d.as_str().into(),
+                address::domain_literal(d).into(),
             )]))));
         }
         for (claim, values) in &l.allowed_idp_claims {
@@ -323,12 +351,9 @@ impl Program {
     /// True if any criterion needs a signed-in user, so an anonymous request
     /// may have to sign in before the policy can allow it.
     pub fn needs_user(&self) -> bool {
-        fn walk(e: &Expr) -> bool {
-            match e {
-                Expr::And(cs) | Expr::Or(cs) | Expr::Not(cs) | Expr::Nor(cs) => cs.iter().any(walk),
-                Expr::Leaf(c) => c.needs_user(),
-            }
-        }
-        self.rules.iter().flat_map(|r| &r.ops).any(walk)
+        self.rules
+            .iter()
+            .flat_map(|r| &r.ops)
+            .any(|e| e.any_leaf(&Criterion::needs_user))
     }
 }

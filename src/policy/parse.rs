@@ -4,12 +4,14 @@
 //! path inside it (0-based list indices, as in the YAML), for example
 //! `rule 1, allow.or[0].email: unknown matcher "iss" (did you mean "is"?)`.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde_json::{Map, Value};
 
 use super::PolicyError;
+use super::address;
 use super::program::{
     Action, ClaimPath, Criterion, Expr, ListMatch, ListOp, Lit, Rule, StrMatch, StrOp,
 };
@@ -165,6 +167,17 @@ struct Cx {
 }
 
 impl Cx {
+    /// The context at the top of a document.
+    fn new() -> Cx {
+        Cx {
+            rule: 0,
+            path: String::new(),
+            action: Action::Allow,
+            negated: false,
+            warnings: Vec::new(),
+        }
+    }
+
     fn at(&self) -> String {
         match (self.rule, self.path.is_empty()) {
             (0, _) => String::new(),
@@ -203,19 +216,14 @@ impl Cx {
     }
 }
 
-/// Compiles a parsed document: a rule object, a list of rule objects,
-/// `{rules: [...]}`, or a `jetbridge.dev/v1` `Policy` object.
+/// Compiles a parsed document: a rule object, a list of rule objects, a
+/// `Policy` spec (an object with `rules`, and optionally `allow`/`deny`), or a
+/// `jetbridge.dev/v1` `Policy` object.
 pub(crate) fn compile_document(v: &Value) -> Result<Compiled, PolicyError> {
-    let mut cx = Cx {
-        rule: 0,
-        path: String::new(),
-        action: Action::Allow,
-        negated: false,
-        warnings: Vec::new(),
-    };
+    let mut cx = Cx::new();
     let root = unwrap_root(v, &cx)?;
     let mut rules = Vec::new();
-    match root {
+    match &*root {
         Value::Array(items) => {
             if items.is_empty() {
                 cx.warn("the policy has no rules and denies every request");
@@ -227,7 +235,7 @@ pub(crate) fn compile_document(v: &Value) -> Result<Compiled, PolicyError> {
         }
         Value::Object(_) => {
             cx.rule = 1;
-            compile_rule(root, &mut cx, &mut rules)?;
+            compile_rule(&root, &mut cx, &mut rules)?;
         }
         Value::Null => {
             return Err(cx.err(
@@ -248,41 +256,108 @@ pub(crate) fn compile_document(v: &Value) -> Result<Compiled, PolicyError> {
     })
 }
 
-fn unwrap_root<'v>(v: &'v Value, cx: &Cx) -> Result<&'v Value, PolicyError> {
-    let Value::Object(m) = v else { return Ok(v) };
+/// The document's rules: a `Policy` object's spec and any object with a
+/// `rules` key become the list [`spec_rules`] makes; anything else is
+/// compiled as it is.
+fn unwrap_root<'v>(v: &'v Value, cx: &Cx) -> Result<Cow<'v, Value>, PolicyError> {
+    let Value::Object(m) = v else {
+        return Ok(Cow::Borrowed(v));
+    };
     if m.contains_key("apiVersion") || m.contains_key("kind") {
-        match m.get("apiVersion") {
-            Some(Value::String(s)) if s == "jetbridge.dev/v1" => {}
-            Some(other) => {
-                let found = other.as_str().map_or_else(|| kind(other).to_owned(), quote);
-                return Err(cx.err(format!(
-                    "unsupported apiVersion {found} (expected \"jetbridge.dev/v1\")"
-                )));
-            }
-            None => return Err(cx.err("a Policy object needs apiVersion: jetbridge.dev/v1")),
-        }
-        match m.get("kind") {
-            Some(Value::String(s)) if s == "Policy" => {}
-            Some(other) => {
-                let found = other.as_str().map_or_else(|| kind(other).to_owned(), quote);
-                return Err(cx.err(format!("unsupported kind {found} (expected \"Policy\")")));
-            }
-            None => return Err(cx.err("a Policy object needs kind: Policy")),
-        }
+        check_policy_header(m, cx)?;
         let spec = m
             .get("spec")
             .ok_or_else(|| cx.err("the Policy object has no spec"))?;
-        return Ok(unwrap_rules(spec));
+        return spec_rules(spec).map(Cow::Owned);
     }
-    Ok(unwrap_rules(v))
+    if m.contains_key("rules") {
+        return spec_rules(v).map(Cow::Owned);
+    }
+    Ok(Cow::Borrowed(v))
 }
 
-/// `{rules: [...]}` → the list.
-fn unwrap_rules(v: &Value) -> &Value {
-    match v {
-        Value::Object(m) if m.len() == 1 => m.get("rules").unwrap_or(v),
-        _ => v,
+/// Any accepted document (same forms as [`compile_document`]) as the list
+/// of rule objects it stands for, so that documents can be joined.
+pub(crate) fn rule_list(v: &Value) -> Result<Value, PolicyError> {
+    Ok(match unwrap_root(v, &Cx::new())?.into_owned() {
+        Value::Array(list) => Value::Array(list),
+        other => Value::Array(vec![other]),
+    })
+}
+
+/// Refuses an object that is not a `jetbridge.dev/v1` `Policy`.
+fn check_policy_header(m: &Map<String, Value>, cx: &Cx) -> Result<(), PolicyError> {
+    match m.get("apiVersion") {
+        Some(Value::String(s)) if s == "jetbridge.dev/v1" => {}
+        Some(other) => {
+            let found = other.as_str().map_or_else(|| kind(other).to_owned(), quote);
+            return Err(cx.err(format!(
+                "unsupported apiVersion {found} (expected \"jetbridge.dev/v1\")"
+            )));
+        }
+        None => return Err(cx.err("a Policy object needs apiVersion: jetbridge.dev/v1")),
     }
+    match m.get("kind") {
+        Some(Value::String(s)) if s == "Policy" => Ok(()),
+        Some(other) => {
+            let found = other.as_str().map_or_else(|| kind(other).to_owned(), quote);
+            Err(cx.err(format!("unsupported kind {found} (expected \"Policy\")")))
+        }
+        None => Err(cx.err("a Policy object needs kind: Policy")),
+    }
+}
+
+/// The fields of a `Policy` spec.
+const SPEC_FIELDS: &[&str] = &["allow", "deny", "rules"];
+
+/// Reads a `Policy` spec into the list of rule objects it stands for:
+/// `allow` and `deny`, when either is set, form the first rule, and each
+/// element of `rules` follows. An empty spec is an empty list (no rules:
+/// deny). The controller and every command read a spec through this one
+/// function, so they accept the same documents.
+pub(crate) fn spec_rules(spec: &Value) -> Result<Value, PolicyError> {
+    let err = |message: String| PolicyError::Invalid {
+        at: "spec".into(),
+        message,
+    };
+    let m = match spec {
+        Value::Object(m) => m,
+        Value::Null => return Ok(Value::Array(Vec::new())),
+        other => {
+            return Err(err(format!(
+                "expected an object with allow, deny and/or rules, found {}",
+                kind(other)
+            )));
+        }
+    };
+    if let Some(key) = m.keys().find(|k| !SPEC_FIELDS.contains(&k.as_str())) {
+        return Err(err(format!(
+            "unknown field {}; a spec holds allow, deny and rules{}",
+            quote(key),
+            suggest(key, SPEC_FIELDS)
+        )));
+    }
+    let mut list = Vec::new();
+    // A null action is an absent one, as when the controller reads the spec.
+    let first: Map<String, Value> = m
+        .iter()
+        .filter(|(k, v)| k.as_str() != "rules" && !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !first.is_empty() {
+        list.push(Value::Object(first));
+    }
+    match m.get("rules") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(rules)) => list.extend(rules.iter().cloned()),
+        Some(other) => {
+            return Err(err(format!(
+                "rules: expected a list of rule objects, found {}",
+                kind(other)
+            )));
+        }
+    }
+    Ok(Value::Array(list))
 }
 
 fn compile_rule(v: &Value, cx: &mut Cx, out: &mut Vec<Rule>) -> Result<(), PolicyError> {
@@ -537,11 +612,7 @@ fn compile_criterion(
             warn_case(name, &m, cx);
             Criterion::Email(m)
         }
-        "domain" => {
-            let m = string_matcher(data, cx)?;
-            warn_case(name, &m, cx);
-            Criterion::Domain(m)
-        }
+        "domain" => Criterion::Domain(domain_matcher(string_matcher(data, cx)?)),
         "user" => Criterion::User(string_matcher(data, cx)?),
         "http_method" => {
             let m = string_matcher(data, cx)?;
@@ -599,6 +670,25 @@ fn has_text(m: &StrMatch, pred: impl Fn(&str) -> bool) -> bool {
         | StrOp::Contains(s) => pred(s),
         StrOp::In(v) | StrOp::NotIn(v) => v.iter().any(|s| pred(s)),
     })
+}
+
+/// A `domain` matcher with its values as they are compared: lower case,
+/// internationalised labels in punycode.
+fn domain_matcher(m: StrMatch) -> StrMatch {
+    let norm = |s: &str| -> Box<str> { address::domain_literal(s).into() };
+    StrMatch(
+        m.0.into_iter()
+            .map(|op| match op {
+                StrOp::Is(s) => StrOp::Is(norm(&s)),
+                StrOp::Not(s) => StrOp::Not(norm(&s)),
+                StrOp::StartsWith(s) => StrOp::StartsWith(norm(&s)),
+                StrOp::EndsWith(s) => StrOp::EndsWith(norm(&s)),
+                StrOp::Contains(s) => StrOp::Contains(norm(&s)),
+                StrOp::In(v) => StrOp::In(v.iter().map(|s| norm(s)).collect()),
+                StrOp::NotIn(v) => StrOp::NotIn(v.iter().map(|s| norm(s)).collect()),
+            })
+            .collect(),
+    )
 }
 
 fn warn_case(name: &str, m: &StrMatch, cx: &mut Cx) {

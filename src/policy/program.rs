@@ -75,6 +75,28 @@ pub(crate) enum Criterion {
     Date(DateWindow),
 }
 
+impl Rule {
+    /// True if any criterion of the rule reads the user's email address
+    /// (`email` or `domain`).
+    pub(crate) fn reads_address(&self) -> bool {
+        self.ops
+            .iter()
+            .any(|e| e.any_leaf(&|c| matches!(c, Criterion::Email(_) | Criterion::Domain(_))))
+    }
+}
+
+impl Expr {
+    /// True if `pred` holds for any criterion in the expression.
+    pub(crate) fn any_leaf(&self, pred: &impl Fn(&Criterion) -> bool) -> bool {
+        match self {
+            Expr::And(cs) | Expr::Or(cs) | Expr::Not(cs) | Expr::Nor(cs) => {
+                cs.iter().any(|c| c.any_leaf(pred))
+            }
+            Expr::Leaf(c) => pred(c),
+        }
+    }
+}
+
 impl Criterion {
     /// True if the criterion reads the signed-in user.
     pub(crate) fn needs_user(&self) -> bool {

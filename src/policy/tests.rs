@@ -575,13 +575,18 @@ fn json_text_compiles_like_yaml() {
 
 #[test]
 fn kubernetes_policy_object_compiles() {
-    let list = "apiVersion: jetbridge.dev/v1\nkind: Policy\nmetadata: {name: p}\nspec:\n  - allow: {or: [{accept: true}]}\n";
     let object =
         "apiVersion: jetbridge.dev/v1\nkind: Policy\nspec:\n  allow: {or: [{accept: true}]}\n";
     let rules = "apiVersion: jetbridge.dev/v1\nkind: Policy\nspec:\n  rules:\n    - allow: {or: [{accept: true}]}\n";
-    for text in [list, object, rules] {
+    for text in [object, rules] {
         assert!(allowed(text, None, &get("/")), "{text}");
     }
+    // The spec is an object, as the CRD and the controller require.
+    let list = "apiVersion: jetbridge.dev/v1\nkind: Policy\nmetadata: {name: p}\nspec:\n  - allow: {or: [{accept: true}]}\n";
+    assert_eq!(
+        compile_err(list),
+        "spec: expected an object with allow, deny and/or rules, found a list"
+    );
     assert_eq!(
         compile_err("apiVersion: v1\nkind: Policy\nspec: {}"),
         "unsupported apiVersion \"v1\" (expected \"jetbridge.dev/v1\")"
@@ -926,6 +931,251 @@ proptest! {
                 let d = p.eval(&Facts { user, request: &get("/x"), now });
                 prop_assert!(!(d.allow && d.needs_login));
             }
+        }
+    }
+}
+
+/// A `Policy` spec may hold `allow`/`deny` (rule 1) and `rules` (rules 2…)
+/// together, as a file, an annotation or a watched object alike; fields
+/// other than those three are refused by name.
+#[test]
+fn a_policy_spec_with_allow_and_rules_compiles_the_same_everywhere() {
+    let spec = json!({
+        "allow": {"or": [{"domain": {"is": "example.com"}}]},
+        "rules": [{"deny": {"or": [{"email": {"ends_with": "@contractor.example.com"}}]}}]
+    });
+    let object = json!({"apiVersion": "jetbridge.dev/v1", "kind": "Policy",
+                        "metadata": {"name": "staff"}, "spec": spec.clone()});
+    let rules = spec_rules(&spec).unwrap();
+    assert_eq!(rules.as_array().unwrap().len(), 2);
+    let from_object = compile_value(&object).unwrap();
+    assert_eq!(compile_value(&rules).unwrap(), from_object);
+    assert_eq!(compile_value(&spec).unwrap(), from_object);
+    assert_eq!(
+        compile(&serde_json::to_string(&object).unwrap()).unwrap(),
+        from_object
+    );
+    let mut staff = alice();
+    staff.email = "bob@contractor.example.com".into();
+    let decide = |p: &Program, u: &User| {
+        p.eval(&Facts {
+            user: Some(u),
+            request: &get("/"),
+            now: MONDAY_MORNING,
+        })
+    };
+    let mut insider = alice();
+    insider.email = "carol@example.com".into();
+    assert!(decide(&from_object, &insider).allow);
+    let d = decide(&from_object, &staff);
+    assert_eq!((d.allow, d.reason.as_str()), (false, "rule 2 deny matched"));
+    assert_eq!(check_command(&serde_json::to_string(&object).unwrap()).0, 0);
+
+    let typo = json!({"apiVersion": "jetbridge.dev/v1", "kind": "Policy",
+                      "spec": {"allow": {"or": [{"accept": true}]}, "rulez": []}});
+    let e = compile_value(&typo).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "spec: unknown field \"rulez\"; a spec holds allow, deny and rules (did you mean \"rules\"?)"
+    );
+    let typo = json!({"rules": [], "alow": {}});
+    let e = compile_value(&typo).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "spec: unknown field \"alow\"; a spec holds allow, deny and rules (did you mean \"allow\"?)"
+    );
+    let e = compile_value(&json!({"rules": {"allow": {}}}))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "spec: rules: expected a list of rule objects, found an object"
+    );
+    // Null fields are absent ones, as in the watched object.
+    let nulls =
+        json!({"allow": null, "deny": null, "rules": [{"allow": {"or": [{"accept": true}]}}]});
+    assert_eq!(spec_rules(&nulls).unwrap().as_array().unwrap().len(), 1);
+    // An empty spec is no rules: everything is denied, with a warning.
+    let (p, w) = compile_value_with_warnings(&json!({"apiVersion": "jetbridge.dev/v1",
+        "kind": "Policy", "spec": {}}))
+    .unwrap();
+    assert!(p.is_empty());
+    assert_eq!(w, ["the policy has no rules and denies every request"]);
+}
+
+fn with_email(email: &str) -> User {
+    let mut u = alice();
+    u.email = email.into();
+    u
+}
+
+/// `domain` reads the domain of a single `local@domain` address only:
+/// anything else matches no `domain` (or `email`) criterion in any
+/// polarity, so the program denies. Domains compare case-insensitively and
+/// as punycode.
+#[test]
+fn domain_criteria_read_only_a_single_local_at_domain_address() {
+    let is = single("{domain: {is: example.com}}");
+    let table: &[(&str, bool)] = &[
+        ("alice@example.com", true),
+        ("Alice@EXAMPLE.com", true),
+        ("alice@example.COM", true),
+        ("x@evil.com@example.com", false),
+        ("x@example.com@evil.com", false),
+        ("\"a@b\"@example.com", false),
+        ("alice@example.com.", false),
+        ("alice@.example.com", false),
+        ("alice@example..com", false),
+        ("alice@", false),
+        ("@example.com", false),
+        ("alice@ example.com", false),
+        ("alice @example.com", false),
+        (" alice@example.com", false),
+        ("alice@example.com\n", false),
+        ("alice@exam\tple.com", false),
+        ("alice@example.com%00", false),
+        ("alice@[127.0.0.1]", false),
+        ("alice@exаmple.com", false),        // Cyrillic "а"
+        ("alice@example\u{3002}com", false), // ideographic full stop
+        ("alice@\u{ff45}xample.com", false), // full-width "e"
+        ("alice", false),
+        ("", false),
+    ];
+    for (email, want) in table {
+        assert_eq!(
+            allowed(&is, Some(&with_email(email)), &get("/")),
+            *want,
+            "{email:?}"
+        );
+    }
+    // No polarity lets a malformed address through: a deny rule on the
+    // domain, `not`, and the legacy allowed_domains all deny it.
+    let smuggled = with_email("x@example.com@evil.com");
+    for policy in [
+        "allow:\n  or: [{accept: true}]\ndeny:\n  or: [{domain: {is: evil.com}}]\n".to_string(),
+        single("{domain: {not: evil.com}}"),
+        "allow:\n  not: [{domain: evil.com}]\n".to_string(),
+        single("{email: {ends_with: \"@evil.com\"}}"),
+    ] {
+        let d = decide(&policy, Some(&smuggled), &get("/"), MONDAY_MORNING);
+        assert!(!d.allow, "{policy}");
+        assert_eq!(
+            d.reason, "the user's email address is not a single local@domain",
+            "{policy}"
+        );
+    }
+    let legacy = Program::from_legacy(&Legacy {
+        allowed_domains: vec!["Example.COM".into()],
+        ..Legacy::default()
+    });
+    let eval = |u: &User| {
+        legacy
+            .eval(&Facts {
+                user: Some(u),
+                request: &get("/"),
+                now: MONDAY_MORNING,
+            })
+            .allow
+    };
+    assert!(eval(&with_email("a@example.com")));
+    assert!(!eval(&with_email("x@evil.com@example.com")));
+    // A program without email or domain criteria does not look.
+    assert!(allowed(
+        &single("{user: {is: u-alice}}"),
+        Some(&smuggled),
+        &get("/")
+    ));
+    // A user without an address matches no domain, and is not refused
+    // outright (other rules may still let them in).
+    let either = "allow:\n  or: [{domain: example.com}, {user: u-alice}]\n";
+    assert!(allowed(either, Some(&with_email("")), &get("/")));
+    assert!(!allowed(&is, Some(&with_email("")), &get("/")));
+}
+
+#[test]
+fn domains_compare_as_punycode_and_in_lower_case() {
+    for policy in [
+        "{domain: {is: bücher.example}}",
+        "{domain: {is: xn--bcher-kva.example}}",
+        "{domain: {is: BÜCHER.Example}}",
+        "{domain: {ends_with: .example}}",
+        "{domain: {in: [other.example, Bücher.example]}}",
+    ] {
+        for email in [
+            "max@bücher.example",
+            "max@xn--bcher-kva.example",
+            "max@BÜCHER.EXAMPLE",
+        ] {
+            assert!(
+                allowed(&single(policy), Some(&with_email(email)), &get("/")),
+                "{policy} {email}"
+            );
+        }
+    }
+    assert!(!allowed(
+        &single("{domain: {is: bucher.example}}"),
+        Some(&with_email("max@bücher.example")),
+        &get("/")
+    ));
+}
+
+/// An address the identity provider marks unverified is not trusted by
+/// `email` or `domain` criteria; an absent claim does not count against it.
+#[test]
+fn an_unverified_email_matches_no_email_or_domain_criterion() {
+    let by_domain = single("{domain: {is: example.com}}");
+    let by_email = single("{email: {is: alice@example.com}}");
+    for (verified, want) in [
+        (Some(json!(true)), true),
+        (Some(json!("true")), true),
+        (None, true),
+        (Some(json!(false)), false),
+        (Some(json!("false")), false),
+        (Some(json!("FALSE")), false),
+    ] {
+        let mut u = alice();
+        match &verified {
+            Some(v) => u.claims.insert("email_verified".into(), v.clone()),
+            None => u.claims.remove("email_verified"),
+        };
+        for policy in [&by_domain, &by_email] {
+            let d = decide(policy, Some(&u), &get("/"), MONDAY_MORNING);
+            assert_eq!(d.allow, want, "{verified:?} {policy}");
+            if !want {
+                assert_eq!(
+                    d.reason,
+                    "the identity provider says the user's email address is not verified"
+                );
+            }
+        }
+    }
+    let mut u = alice();
+    u.claims.insert("email_verified".into(), json!(false));
+    assert!(allowed(
+        &single("{user: {is: u-alice}}"),
+        Some(&u),
+        &get("/")
+    ));
+}
+
+proptest! {
+    /// Whatever the address, reading its domain never panics, and a domain
+    /// read is lower-case ASCII letters, digits, `-` and inner dots, taken
+    /// from an address with exactly one `@`.
+    #[test]
+    fn any_address_reads_as_a_clean_domain_or_none(
+        email in "\\PC{0,40}",
+        shaped in "[a-zA-Z0-9@. \"\u{e4}\u{3002}\u{ff45}-]{0,30}",
+    ) {
+        for e in [&email, &shaped] {
+            if let Some(d) = super::address::domain(e) {
+                prop_assert_eq!(e.matches('@').count(), 1);
+                prop_assert!(!d.is_empty() && !d.starts_with('.') && !d.ends_with('.'));
+                prop_assert!(!d.contains(".."));
+                prop_assert!(d.chars().all(|c| c.is_ascii_lowercase()
+                    || c.is_ascii_digit() || c == '-' || c == '.'), "{}", d);
+            }
+            let _ = super::address::domain_literal(e);
         }
     }
 }

@@ -9,7 +9,8 @@
 //! - Annotations under `jetbridge.dev/` or `ingress.pomerium.io/` are route
 //!   settings with the same names and meanings as in the config file; each
 //!   value is YAML, decoded the same way. An unknown key is an error on that
-//!   Ingress, whose routes then deny every request.
+//!   Ingress, whose routes then deny every request. A key under both
+//!   prefixes is a warning when both mean the same, an error otherwise.
 //! - Each rule host × path becomes a route `https://<host>` with its path:
 //!   `Exact` → exact path, `Prefix` and `ImplementationSpecific` → prefix
 //!   matched element-wise.
@@ -197,6 +198,66 @@ pub struct PolicyOutcome {
     pub name: String,
     pub generation: Option<i64>,
     pub error: Option<String>,
+    /// Lint warnings of rules that compile (a rule that can never match,
+    /// `reject` under allow, …), as `jetbridge policy check` prints them.
+    pub warnings: Vec<String>,
+}
+
+/// A Policy's rule list and lint warnings, read and compiled as
+/// `jetbridge policy check` reads a `Policy` file.
+fn compile_policy(p: &WatchedPolicy) -> Result<(serde_json::Value, Vec<String>), String> {
+    let spec = p.spec.as_ref().map_err(Clone::clone)?;
+    let ppl = spec.ppl().map_err(|e| e.to_string())?;
+    let (_, warnings) =
+        crate::policy::compile_value_with_warnings(&ppl).map_err(|e| e.to_string())?;
+    Ok((ppl, warnings))
+}
+
+/// Compiles every Policy once, in namespace/name order: records each
+/// outcome and a diagnostic per error (route-breaking) or warning (the
+/// Policy still applies), and returns the rule lists by `namespace/name`.
+fn compile_policies(
+    c: &Cluster,
+    out: &mut ClusterInputs,
+) -> HashMap<String, Result<serde_json::Value, String>> {
+    let mut policies = HashMap::new();
+    let mut sorted: Vec<&Arc<WatchedPolicy>> = c.policies.iter().collect();
+    sorted.sort_by_key(|p| key(&p.metadata.namespace, &p.metadata.name));
+    for p in sorted {
+        let ns = p.metadata.namespace.clone().unwrap_or_default();
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let object = ObjectRef::kube("Policy", &ns, &name);
+        let compiled = compile_policy(p);
+        let (error, warnings) = match &compiled {
+            Ok((_, w)) => (None, w.clone()),
+            Err(e) => (Some(e.clone()), Vec::new()),
+        };
+        if let Some(e) = &error {
+            out.diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                object: object.clone(),
+                reason: Reason::InvalidPolicy,
+                message: format!("policy: {e}"),
+            });
+        }
+        for w in &warnings {
+            out.diagnostics.push(Diagnostic {
+                severity: Severity::Warning,
+                object: object.clone(),
+                reason: Reason::PolicyWarning,
+                message: format!("policy: {w}"),
+            });
+        }
+        out.policies.push(PolicyOutcome {
+            namespace: ns.clone(),
+            name: name.clone(),
+            generation: p.metadata.generation,
+            error,
+            warnings,
+        });
+        policies.insert(format!("{ns}/{name}"), compiled.map(|(ppl, _)| ppl));
+    }
+    policies
 }
 
 /// What the cluster contributes to [`super::Inputs`].
@@ -321,42 +382,6 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
     out
 }
 
-/// Compiles every Policy once, by `namespace/name`, recording its outcome.
-fn compile_policies(
-    c: &Cluster,
-    out: &mut ClusterInputs,
-) -> HashMap<String, Result<serde_json::Value, String>> {
-    let mut policies = HashMap::new();
-    let mut sorted: Vec<&Arc<WatchedPolicy>> = c.policies.iter().collect();
-    sorted.sort_by_key(|p| key(&p.metadata.namespace, &p.metadata.name));
-    for p in sorted {
-        let ns = p.metadata.namespace.clone().unwrap_or_default();
-        let name = p.metadata.name.clone().unwrap_or_default();
-        let compiled = p.spec.clone().and_then(|spec| {
-            let ppl = spec.ppl();
-            crate::policy::compile_value(&ppl)
-                .map(|_| ppl)
-                .map_err(|e| e.to_string())
-        });
-        if let Err(e) = &compiled {
-            out.diagnostics.push(Diagnostic {
-                severity: Severity::Error,
-                object: ObjectRef::kube("Policy", &ns, &name),
-                reason: Reason::InvalidPolicy,
-                message: format!("policy: {e}"),
-            });
-        }
-        out.policies.push(PolicyOutcome {
-            namespace: ns.clone(),
-            name: name.clone(),
-            generation: p.metadata.generation,
-            error: compiled.as_ref().err().cloned(),
-        });
-        policies.insert(format!("{ns}/{name}"), compiled);
-    }
-    policies
-}
-
 /// The IngressClasses this controller serves, and whether the default one is.
 struct OurClasses<'a> {
     names: Vec<&'a str>,
@@ -427,6 +452,7 @@ fn read_ingress<'a>(
     let object = ObjectRef::kube("Ingress", &ns, &name);
     out.managed.push(format!("{ns}/{name}"));
     let annotations = read_annotations(ing, &s.prefixes);
+    annotation_warnings(&annotations, &object, &mut out.diagnostics);
     let mut problems = annotations.problems.clone();
     let policy = combined_policy(&annotations, &ns, policies, &mut problems);
     let base = base_config(&annotations, &policy)
@@ -813,7 +839,10 @@ struct Annotations {
     secret_refs: Vec<(String, String)>,
     /// Paths of this Ingress's hosts other namespaces may serve.
     delegations: Delegations,
+    /// Errors: the Ingress's routes deny.
     problems: Vec<String>,
+    /// Harmless repeats (the same setting under two prefixes).
+    warnings: Vec<String>,
 }
 
 /// The annotation with which a host's owner lets other namespaces serve
@@ -834,114 +863,203 @@ pub const SECRET_ANNOTATIONS: [&str; 7] = [
     "kubernetes_service_account_token_secret",
 ];
 
+/// What one annotation says, read on its own.
+#[derive(Clone, Debug)]
+enum Reading {
+    /// `policy_ref`: the Policy names in order, without repeats.
+    PolicyRefs(Vec<String>),
+    /// A Secret-backed key: the Secret's name.
+    SecretRef(String),
+    /// `secure_upstream`, `path_regex` or `service_proxy_upstream`.
+    Flag(bool),
+    /// `delegate_paths`.
+    Delegations(Delegations),
+    /// A route setting: its normalised value and what it means (the
+    /// setting alone as [`RouteOptions`]), so that `true` and `True`, or a
+    /// policy in YAML and in JSON, count as the same.
+    Setting(serde_json::Value, Box<RouteOptions>),
+}
+
+impl Reading {
+    /// Whether two readings of the same key mean the same.
+    fn same(&self, other: &Reading) -> bool {
+        match (self, other) {
+            (Reading::PolicyRefs(a), Reading::PolicyRefs(b)) => {
+                let sorted = |v: &[String]| {
+                    let mut v = v.to_vec();
+                    v.sort();
+                    v
+                };
+                sorted(a) == sorted(b)
+            }
+            (Reading::SecretRef(a), Reading::SecretRef(b)) => a == b,
+            (Reading::Flag(a), Reading::Flag(b)) => a == b,
+            (Reading::Delegations(a), Reading::Delegations(b)) => a == b,
+            (Reading::Setting(_, a), Reading::Setting(_, b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// Reads the Ingress's annotations under `prefixes`. A key given under more
+/// than one prefix is read from each: equal meanings are a warning (the
+/// setting applies), different ones a problem naming every key.
 fn read_annotations(ing: &Ingress, prefixes: &[String]) -> Annotations {
     let mut a = Annotations::default();
     let all = ing.metadata.annotations.clone().unwrap_or_default();
+    // key → the annotations that set it, in annotation order.
+    let mut by_key: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
     for (full, raw) in &all {
-        let Some(k) = prefixes.iter().find_map(|p| full.strip_prefix(p.as_str())) else {
-            continue;
-        };
-        // Far above any honest value, far below what could hurt: the API
-        // server caps all annotations of an object at 256 KiB together.
-        if raw.len() > MAX_ANNOTATION_BYTES {
-            a.problems.push(format!(
-                "annotation {full}: value of {} bytes is larger than {MAX_ANNOTATION_BYTES}",
-                raw.len()
-            ));
-            continue;
+        if let Some(k) = prefixes.iter().find_map(|p| full.strip_prefix(p.as_str())) {
+            by_key.entry(k).or_default().push((full, raw));
         }
-        if k == DELEGATE_PATHS {
-            match Delegations::parse(raw) {
-                Ok(d) => a.delegations.extend(&d),
-                Err(e) => a.problems.push(format!("annotation {full}: {e}")),
+    }
+    for (k, given) in by_key {
+        let mut readings = Vec::new();
+        for (full, raw) in &given {
+            match read_annotation(k, full, raw) {
+                Ok(r) => readings.push(r),
+                Err(e) => a.problems.push(e),
             }
+        }
+        if readings.len() < given.len() {
             continue;
         }
-        if k == "policy_ref" {
-            a.policy_refs.extend(
-                raw.split(|c: char| c == ',' || c.is_whitespace())
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string),
-            );
-            continue;
-        }
-        let value = match decode(raw) {
-            Ok(v) => v,
-            Err(e) => {
-                a.problems.push(format!("annotation {full}: {e}"));
-                continue;
-            }
-        };
-        if SECRET_ANNOTATIONS.contains(&k) {
-            match value {
-                serde_json::Value::String(name) if !name.trim().is_empty() => {
-                    a.secret_refs.push((k.to_string(), name.trim().to_string()))
+        let keys: Vec<&str> = given.iter().map(|(full, _)| *full).collect();
+        match readings.split_first() {
+            Some((first, rest)) if rest.iter().all(|r| r.same(first)) => {
+                if !rest.is_empty() {
+                    a.warnings.push(format!(
+                        "annotations {} set {k} to the same value; one of them is enough",
+                        keys.join(" and ")
+                    ));
                 }
-                _ => a
-                    .problems
-                    .push(format!("annotation {full}: expected a Secret name")),
+                apply_reading(&mut a, k, first.clone());
             }
-            continue;
-        }
-        if matches!(
-            k,
-            "secure_upstream" | "path_regex" | "service_proxy_upstream"
-        ) {
-            match value {
-                serde_json::Value::Bool(b) if k == "secure_upstream" => a.secure_upstream = b,
-                serde_json::Value::Bool(b) if k == "path_regex" => a.path_regex = b,
-                serde_json::Value::Bool(b) => a.service_proxy_upstream = b,
-                _ => a
-                    .problems
-                    .push(format!("annotation {full}: expected true or false")),
-            }
-            continue;
-        }
-        if !route_annotations().any(|r| r == k) {
-            if let Some(refused) = crate::settings::pomerium::refused(k, false) {
-                a.problems.push(format!(
-                    "annotation {full}: {}",
-                    crate::settings::pomerium::refusal_message(k, refused)
-                ));
-                continue;
-            }
-            let mut known: Vec<&str> = route_annotations().collect();
-            known.extend(
-                crate::settings::pomerium::OWN_ROUTE_KEYS
-                    .iter()
-                    .map(|(k, _)| *k),
-            );
-            a.problems.push(format!(
-                "unknown annotation {full}{}",
-                crate::policy::did_you_mean(k, &known)
-            ));
-            continue;
-        }
-        let value = match (value, LIST_KEYS.contains(&k)) {
-            (serde_json::Value::String(s), true) => serde_json::Value::Array(
-                s.split(',')
-                    .map(str::trim)
-                    .filter(|x| !x.is_empty())
-                    .map(|x| serde_json::Value::String(x.to_string()))
-                    .collect(),
-            ),
-            (serde_json::Value::Number(n), false) if matches!(k, "timeout" | "idle_timeout") => {
-                serde_json::Value::String(n.to_string())
-            }
-            (v, _) => v,
-        };
-        // Each value is checked on its own, so an error names its annotation.
-        let alone = serde_json::json!({ k: value.clone() });
-        if let Err(e) = serde_json::from_value::<RouteOptions>(alone) {
-            a.problems.push(format!("annotation {full}: {e}"));
-            continue;
-        }
-        if a.settings.insert(k.to_string(), value).is_some() {
-            a.problems
-                .push(format!("annotation {k} is set under more than one prefix"));
+            Some(_) => a.problems.push(format!(
+                "annotations {} set {k} to different values; keep one of them",
+                keys.join(" and ")
+            )),
+            None => {}
         }
     }
     a
+}
+
+/// Reads one annotation `full` (key `k` after its prefix). The error names
+/// the annotation and never quotes its value.
+fn read_annotation(k: &str, full: &str, raw: &str) -> Result<Reading, String> {
+    // Far above any honest value, far below what could hurt: the API
+    // server caps all annotations of an object at 256 KiB together.
+    if raw.len() > MAX_ANNOTATION_BYTES {
+        return Err(format!(
+            "annotation {full}: value of {} bytes is larger than {MAX_ANNOTATION_BYTES}",
+            raw.len()
+        ));
+    }
+    if k == DELEGATE_PATHS {
+        return Delegations::parse(raw)
+            .map(Reading::Delegations)
+            .map_err(|e| format!("annotation {full}: {e}"));
+    }
+    if k == "policy_ref" {
+        let mut names: Vec<String> = Vec::new();
+        for name in raw.split(|c: char| c == ',' || c.is_whitespace()) {
+            if !name.is_empty() && !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+        return Ok(Reading::PolicyRefs(names));
+    }
+    let value = decode(raw).map_err(|e| format!("annotation {full}: {e}"))?;
+    if SECRET_ANNOTATIONS.contains(&k) {
+        return match value {
+            serde_json::Value::String(name) if !name.trim().is_empty() => {
+                Ok(Reading::SecretRef(name.trim().to_string()))
+            }
+            _ => Err(format!("annotation {full}: expected a Secret name")),
+        };
+    }
+    if matches!(
+        k,
+        "secure_upstream" | "path_regex" | "service_proxy_upstream"
+    ) {
+        return match value {
+            serde_json::Value::Bool(b) => Ok(Reading::Flag(b)),
+            _ => Err(format!("annotation {full}: expected true or false")),
+        };
+    }
+    if !route_annotations().any(|r| r == k) {
+        return Err(unknown_annotation(k, full));
+    }
+    let value = match (value, LIST_KEYS.contains(&k)) {
+        (serde_json::Value::String(s), true) => serde_json::Value::Array(
+            s.split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(|x| serde_json::Value::String(x.to_string()))
+                .collect(),
+        ),
+        (serde_json::Value::Number(n), false) if matches!(k, "timeout" | "idle_timeout") => {
+            serde_json::Value::String(n.to_string())
+        }
+        (v, _) => v,
+    };
+    // Each value is checked on its own, so an error names its annotation.
+    let alone = serde_json::json!({ k: value.clone() });
+    match serde_json::from_value::<RouteOptions>(alone) {
+        Ok(meaning) => Ok(Reading::Setting(value, Box::new(meaning))),
+        Err(e) => Err(format!("annotation {full}: {e}")),
+    }
+}
+
+/// The error for a key that is not a route annotation: refused Pomerium
+/// keys say why, others suggest the closest known key.
+fn unknown_annotation(k: &str, full: &str) -> String {
+    if let Some(refused) = crate::settings::pomerium::refused(k, false) {
+        return format!(
+            "annotation {full}: {}",
+            crate::settings::pomerium::refusal_message(k, refused)
+        );
+    }
+    let mut known: Vec<&str> = route_annotations().collect();
+    known.extend(
+        crate::settings::pomerium::OWN_ROUTE_KEYS
+            .iter()
+            .map(|(k, _)| *k),
+    );
+    format!(
+        "unknown annotation {full}{}",
+        crate::policy::did_you_mean(k, &known)
+    )
+}
+
+/// Puts one key's reading into the annotations.
+fn apply_reading(a: &mut Annotations, k: &str, r: Reading) {
+    match r {
+        Reading::PolicyRefs(names) => a.policy_refs = names,
+        Reading::SecretRef(name) => a.secret_refs.push((k.to_string(), name)),
+        Reading::Flag(b) if k == "secure_upstream" => a.secure_upstream = b,
+        Reading::Flag(b) if k == "path_regex" => a.path_regex = b,
+        Reading::Flag(b) => a.service_proxy_upstream = b,
+        Reading::Delegations(d) => a.delegations = d,
+        Reading::Setting(value, _) => {
+            a.settings.insert(k.to_string(), value);
+        }
+    }
+}
+
+/// A Warning on the Ingress for each annotation that repeats another's
+/// value under a second prefix (the route still serves).
+fn annotation_warnings(a: &Annotations, object: &ObjectRef, out: &mut Vec<Diagnostic>) {
+    for w in &a.warnings {
+        out.push(Diagnostic {
+            severity: Severity::Warning,
+            object: object.clone(),
+            reason: Reason::DuplicateAnnotation,
+            message: w.clone(),
+        });
+    }
 }
 
 /// Decodes an annotation value as YAML (JSON is YAML too).
@@ -967,10 +1085,12 @@ fn combined_policy(
         return a.settings.get("policy").cloned();
     }
     let mut rules: Vec<serde_json::Value> = Vec::new();
-    match a.settings.get("policy") {
-        Some(serde_json::Value::Array(list)) => rules.extend(list.iter().cloned()),
-        Some(v) => rules.push(v.clone()),
-        None => {}
+    if let Some(v) = a.settings.get("policy") {
+        match crate::policy::rule_list(v) {
+            Ok(serde_json::Value::Array(list)) => rules.extend(list),
+            Ok(other) => rules.push(other),
+            Err(e) => problems.push(format!("policy: {e}")),
+        }
     }
     for r in &a.policy_refs {
         match policies.get(&format!("{ns}/{r}")) {

@@ -18,7 +18,8 @@
 //
 // Accounts: any login name is accepted (the password is ignored).
 //   sub = id; email = "<id>@example.com" (an id containing '@' is the email itself);
-//   email_verified = true; name derived from the id ("alice.smith" -> "Alice Smith");
+//   email_verified = true (false when the id starts with "unverified");
+//   name derived from the id ("alice.smith" -> "Alice Smith");
 //   groups = ["users"], plus "admins" when the id starts with "admin".
 // Scopes: openid email profile groups (the `groups` scope yields the `groups` claim).
 // conformIdTokenClaims is false, so the ID token itself carries email/name/groups.
@@ -123,7 +124,7 @@ function accountClaims(id) {
   return {
     sub: id,
     email,
-    email_verified: true,
+    email_verified: !id.startsWith('unverified'),
     name,
     preferred_username: local,
     groups,
