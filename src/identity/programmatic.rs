@@ -3,20 +3,24 @@
 //! `Authorization: Pomerium <token>`.
 //!
 //! Pomerium's clients read it as a JWT (three dot-separated parts whose
-//! payload carries `exp`, which they use to cache it), so it is one: an
-//! ES256 JWS signed with the proxy's signing key, `typ` `JWT`. Its claims
-//! are `iss` and `aud` (the route host it was issued for), `sub`, `sid`,
-//! `iat`, `exp` (the session's), and `session`: the session sealed for that
-//! host, exactly as the session cookie carries it. The session inside stays
-//! what grants access: host-bound (sealed with the host, and `aud`
-//! checked), unforgeable (authenticated encryption under `cookie_secret`,
-//! and the signature), and revocable (signing out revokes its `sid`). An
-//! identity assertion, signed by the same key, has no `session` claim and
-//! is never accepted as a token.
+//! payload carries `exp`, which they use to cache it), and Pomerium's is an
+//! HS256 JWS under a secret of the proxy's; so is this one, under a key
+//! derived from `cookie_secret`. No JWKS verifier can take it for an
+//! identity assertion, and no assertion (ES256, from the JWKS) is ever
+//! taken for it. Its claims are `iss` and `aud` (the route host it was
+//! issued for), `sub`, `sid`, `iat`, `exp` (the session's), and `session`:
+//! the session sealed for that host, exactly as the session cookie carries
+//! it. The session inside is what grants access: host-bound (sealed with
+//! the host, and `aud` checked), unforgeable (authenticated encryption, and
+//! the MAC), revocable (signing out revokes its `sid`).
 
-use super::keys::KeySet;
+use super::seal::derive_key;
 use super::session::{Session, SessionCodec};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+
+/// The purpose label of the token's MAC key.
+const PURPOSE: &str = "programmatic-token";
 
 /// The token's claims.
 #[derive(Debug, Serialize, Deserialize)]
@@ -38,23 +42,14 @@ pub enum TokenError {
     Sign(String),
 }
 
-#[derive(Serialize)]
-struct Header<'a> {
-    alg: &'static str,
-    kid: &'a str,
-    typ: &'static str,
-}
-
 /// The token handing `session` to a command-line client of `host`.
 pub fn issue(
-    keys: &KeySet,
+    cookie_secret: &[u8; 32],
     codec: &SessionCodec,
     host: &str,
     session: &Session,
     now: i64,
 ) -> Result<String, TokenError> {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let claims = TokenClaims {
         iss: host.to_string(),
         aud: host.to_string(),
@@ -64,38 +59,28 @@ pub fn issue(
         exp: session.exp,
         session: codec.seal(host, session),
     };
-    let key = keys.signer();
-    let header = serde_json::to_vec(&Header {
-        alg: "ES256",
-        kid: key.kid(),
-        typ: "JWT",
-    })
-    .map_err(|e| TokenError::Sign(e.to_string()))?;
-    let payload = serde_json::to_vec(&claims).map_err(|e| TokenError::Sign(e.to_string()))?;
-    let mut out = b64.encode(header);
-    out.push('.');
-    b64.encode_string(payload, &mut out);
-    let signature = key
-        .sign_es256(out.as_bytes())
+    let key = EncodingKey::from_secret(&derive_key(cookie_secret, PURPOSE))
         .map_err(|e| TokenError::Sign(e.to_string()))?;
-    out.push('.');
-    b64.encode_string(signature, &mut out);
-    Ok(out)
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
+        .map_err(|e| TokenError::Sign(e.to_string()))
 }
 
-/// The sealed session inside a token presented on `host`: `None` unless
-/// the signature is one of `keys`', `aud` is `host` and it has not expired.
-/// The caller still opens the sealed session (for `host`) and checks its
-/// revocation.
-pub fn sealed_session(keys: &KeySet, host: &str, token: &str, now: i64) -> Option<String> {
-    let kid = jsonwebtoken::decode_header(token).ok()?.kid?;
-    let key = keys.get(&kid)?;
-    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+/// The sealed session inside a token presented on `host`: `None` unless its
+/// MAC is right, `aud` is `host` and it has not expired. The caller still
+/// opens the sealed session (for `host`) and checks its revocation.
+pub fn sealed_session(
+    cookie_secret: &[u8; 32],
+    host: &str,
+    token: &str,
+    now: i64,
+) -> Option<String> {
+    let key = DecodingKey::from_secret(&derive_key(cookie_secret, PURPOSE)).ok()?;
+    let mut v = Validation::new(Algorithm::HS256);
     v.set_audience(&[host]);
     v.set_required_spec_claims(&["exp", "aud"]);
     // `exp` is checked below against the caller's clock.
     v.validate_exp = false;
-    let claims = jsonwebtoken::decode::<TokenClaims>(token, key.decoding_key(), &v)
+    let claims = jsonwebtoken::decode::<TokenClaims>(token, &key, &v)
         .ok()?
         .claims;
     (claims.exp > now).then_some(claims.session)
@@ -124,17 +109,17 @@ mod tests {
     }
 
     #[test]
-    fn a_token_opens_only_on_its_host_with_its_keys_before_it_expires() {
-        let (keys, codec, now) = (KeySet::generate(), SessionCodec::new(&[7; 32]), 1_000);
-        let token = issue(&keys, &codec, "api.example.com", &session(now), now).unwrap();
+    fn a_token_opens_only_on_its_host_under_its_secret_before_it_expires() {
+        let (secret, codec, now) = ([7; 32], SessionCodec::new(&[7; 32]), 1_000);
+        let token = issue(&secret, &codec, "api.example.com", &session(now), now).unwrap();
         assert_eq!(token.split('.').count(), 3, "{token}");
-        let sealed = sealed_session(&keys, "api.example.com", &token, now).unwrap();
+        let sealed = sealed_session(&secret, "api.example.com", &token, now).unwrap();
         assert_eq!(
             codec.open("api.example.com", &sealed, now).unwrap().id,
             "sid-1"
         );
-        assert!(sealed_session(&keys, "other.example.com", &token, now).is_none());
-        assert!(sealed_session(&KeySet::generate(), "api.example.com", &token, now).is_none());
-        assert!(sealed_session(&keys, "api.example.com", &token, now + 3600).is_none());
+        assert!(sealed_session(&secret, "other.example.com", &token, now).is_none());
+        assert!(sealed_session(&[8; 32], "api.example.com", &token, now).is_none());
+        assert!(sealed_session(&secret, "api.example.com", &token, now + 3600).is_none());
     }
 }

@@ -1398,7 +1398,7 @@ fn programmatic_finish<B>(
         return start_sign_in(snapshot, &here, "").ok_or(ProxyError::Unauthenticated);
     };
     let token = crate::identity::programmatic::issue(
-        &snapshot.identity.keys,
+        &snapshot.auth.cookie_secret,
         &snapshot.sessions,
         host,
         session,

@@ -481,8 +481,13 @@ fn programmatic_session<'t>(
         return std::borrow::Cow::Borrowed(token);
     }
     std::borrow::Cow::Owned(
-        crate::identity::programmatic::sealed_session(&snapshot.identity.keys, host, token, now)
-            .unwrap_or_default(),
+        crate::identity::programmatic::sealed_session(
+            &snapshot.auth.cookie_secret,
+            host,
+            token,
+            now,
+        )
+        .unwrap_or_default(),
     )
 }
 

@@ -295,10 +295,11 @@ impl Browser {
     ) -> Reply {
         let uri: http::Uri = url.parse().unwrap_or_else(|e| panic!("{url}: {e}"));
         let host = uri.host().unwrap().to_string();
-        let mut b = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::ACCEPT, &self.accept);
+        let mut b = Request::builder().method(method).uri(uri);
+        // An empty `accept` sends none (as curl or a script may).
+        if !self.accept.is_empty() {
+            b = b.header(header::ACCEPT, &self.accept);
+        }
         for (n, v) in extra {
             b = b.header(*n, *v);
         }
