@@ -1326,9 +1326,11 @@ fn user_page(session: Option<&Session>, host: &str, here: &str, id: &str) -> Res
         ("Session".into(), s.id.clone()),
         ("Expires".into(), super::pages::date(s.exp)),
     ];
+    // The identity provider's other claims (those above are not repeated).
     p.rows.extend(
         s.claims
             .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "sub" | "email" | "name" | "groups"))
             .map(|(k, v)| (k.clone(), super::pages::claim_text(v))),
     );
     p.actions = vec![
