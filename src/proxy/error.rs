@@ -136,7 +136,7 @@ fn error_page(err: &ProxyError, request_id: &str) -> Page {
         status,
         Tone::Bad,
         heading_for(status),
-        &sentence(&err.to_string()),
+        &err.to_string(),
         request_id,
     );
     match err {
@@ -174,19 +174,6 @@ fn error_page(err: &ProxyError, request_id: &str) -> Page {
     p
 }
 
-/// An error message as a sentence: capitalised, with a full stop.
-fn sentence(text: &str) -> String {
-    let mut chars = text.chars();
-    let Some(first) = chars.next() else {
-        return String::new();
-    };
-    let mut out: String = first.to_uppercase().chain(chars).collect();
-    if !out.ends_with(['.', '!', '?', ')']) {
-        out.push('.');
-    }
-    out
-}
-
 /// Renders a status page with a reason (JSON for clients preferring it).
 pub fn page(status: StatusCode, reason: &str, request_id: &str, json: bool) -> Response<Body> {
     if !json {
@@ -195,14 +182,7 @@ pub fn page(status: StatusCode, reason: &str, request_id: &str, json: bool) -> R
         } else {
             Tone::Bad
         };
-        return Page::new(
-            status,
-            tone,
-            heading_for(status),
-            &sentence(reason),
-            request_id,
-        )
-        .response();
+        return Page::new(status, tone, heading_for(status), reason, request_id).response();
     }
     let body = serde_json::json!({
         "status": status.as_u16(),

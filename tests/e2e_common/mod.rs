@@ -405,6 +405,35 @@ pub async fn idp_login(b: &mut Browser, authorize_url: &str, login: &str) -> Str
     url
 }
 
+/// Signs in at jetbridge's development identity provider (`jetbridge demo`):
+/// from its "pick a demo user" page at `picker_url` (whose HTML is `page`),
+/// picks `user`; returns the first URL of the redirects back that starts
+/// with `stop_at`, or the page the redirects end on.
+pub async fn dev_idp_pick(
+    b: &mut Browser,
+    picker_url: &str,
+    page: &str,
+    user: &str,
+    stop_at: &str,
+) -> (String, Reply) {
+    let field = |html: &str, before: &str| -> String {
+        let i = html
+            .find(before)
+            .unwrap_or_else(|| panic!("{before} in {html}"))
+            + before.len();
+        html[i..].split('"').next().unwrap().replace("&amp;", "&")
+    };
+    let form = format!(
+        "txn={}&user={}",
+        urlencode(&field(page, "name=\"txn\" value=\"")),
+        urlencode(user)
+    );
+    let action = resolve(picker_url, &field(page, "<form method=\"post\" action=\""));
+    let r = b.request("POST", &action, Some(&form)).await;
+    assert!(r.status.is_redirection(), "{} {}", r.status, r.body);
+    follow(b, resolve(&action, &r.location().unwrap()), stop_at, 6).await
+}
+
 pub fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
