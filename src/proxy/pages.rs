@@ -114,7 +114,7 @@ impl Page {
         };
         let _ = write!(
             out,
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
              <title>{heading}</title><style>{STYLE}</style></head><body><main>\n\
              <h1 class=\"{tone}\">{heading}</h1>\n"
