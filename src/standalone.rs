@@ -973,17 +973,20 @@ fn locate(d: &Diagnostic, cfg: &ConfigFile) -> String {
     let Some(span) = span else {
         return d.to_string();
     };
-    match (span.policy, d.message.strip_prefix("policy: ")) {
-        (Some((line, column)), Some(rest)) => {
+    match (span.policy, d.message.strip_prefix("policy: "), span.at) {
+        (Some((line, column)), Some(rest), _) => {
             format!(
                 "{}: policy at line {line}, column {column}: {rest}",
                 d.object
             )
         }
-        _ => format!(
-            "{} at line {}, column {}: {}",
-            d.object, span.at.0, span.at.1, d.message
-        ),
+        (_, _, Some((line, column))) => {
+            format!(
+                "{} at line {line}, column {column}: {}",
+                d.object, d.message
+            )
+        }
+        _ => d.to_string(),
     }
 }
 

@@ -430,10 +430,11 @@ impl ConfigFile {
 }
 
 /// Where a config-file route is: the line and column (from 1) of its
-/// entry, and of its `policy` value when it has one.
+/// entry, and of its `policy` value when it has one (`None` where the
+/// parser cannot tell).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RouteSpan {
-    pub at: (usize, usize),
+    pub at: Option<(usize, usize)>,
     pub policy: Option<(usize, usize)>,
 }
 
@@ -454,7 +455,10 @@ pub fn route_spans(text: &str) -> Vec<RouteSpan> {
         #[serde(default)]
         policy: Option<Spanned<IgnoredAny>>,
     }
-    let here = |l: &serde_saphyr::Location| (l.line() as usize, l.column() as usize);
+    // Line 0 is the parser's "unknown" (e.g. a value behind a merge key).
+    let here = |l: &serde_saphyr::Location| {
+        Some((l.line() as usize, l.column() as usize)).filter(|(line, _)| *line > 0)
+    };
     let Ok(doc) = serde_saphyr::from_str::<Doc>(text) else {
         return Vec::new();
     };
@@ -463,7 +467,7 @@ pub fn route_spans(text: &str) -> Vec<RouteSpan> {
         .chain(doc.policy.iter())
         .map(|r| RouteSpan {
             at: here(&r.referenced),
-            policy: r.value.policy.as_ref().map(|p| here(&p.referenced)),
+            policy: r.value.policy.as_ref().and_then(|p| here(&p.referenced)),
         })
         .collect()
 }
