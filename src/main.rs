@@ -42,6 +42,34 @@ enum Command {
         /// Loopback address to bind (the demo refuses anything else).
         #[arg(long, default_value = "127.0.0.1")]
         address: std::net::IpAddr,
+        /// Port of the development identity provider (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        idp_port: u16,
+        /// Port of the Verify app (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        verify_port: u16,
+        /// Port of the internal listener with the JWKS (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        internal_port: u16,
+        /// DEVELOPMENT ONLY: serve just the development identity provider (on
+        /// --idp-port), for a `standalone` config on this machine. Anyone who
+        /// reaches it signs in as any demo user without a password.
+        #[arg(long)]
+        idp_only: bool,
+        /// With --idp-only: the client it knows (the config's idp_client_id).
+        #[arg(long, default_value = "")]
+        client_id: String,
+        /// With --idp-only: that client's secret (the config's idp_client_secret).
+        #[arg(long, default_value = "")]
+        client_secret: String,
+        /// With --idp-only: a redirect URI of that client (repeatable):
+        /// the config's authenticate_service_url + /oauth2/callback.
+        #[arg(long)]
+        redirect_uri: Vec<String>,
+        /// With --idp-only: where it may send the browser after signing out (repeatable):
+        /// the config's authenticate_service_url + /.pomerium/signed_out.
+        #[arg(long)]
+        post_logout_redirect_uri: Vec<String>,
     },
     /// Print fresh bootstrap secrets (signing key, cookie and shared secrets).
     GenSecrets {
@@ -345,15 +373,45 @@ fn main() -> std::process::ExitCode {
             print!("{}", jetbridge::crd::crd_yaml());
             std::process::ExitCode::SUCCESS
         }
-        Command::Demo { port, address } => run_async(async move {
+        Command::Demo {
+            port,
+            address,
+            idp_port,
+            verify_port,
+            internal_port,
+            idp_only,
+            client_id,
+            client_secret,
+            redirect_uri,
+            post_logout_redirect_uri,
+        } => run_async(async move {
             init_tracing(log_format.as_deref(), &Default::default())?;
             let shutdown = shutdown_signal();
-            let handle = jetbridge::demo::start(
-                jetbridge::demo::DemoOptions { ip: address, port },
-                shutdown.clone(),
-            )
-            .await?;
-            println!("{}", jetbridge::demo::banner(&handle));
+            if idp_only {
+                let client = jetbridge::demo::idp::DevClient {
+                    id: client_id,
+                    secret: client_secret,
+                    redirect_uris: redirect_uri,
+                    post_logout_redirect_uris: post_logout_redirect_uri,
+                };
+                let opts = jetbridge::demo::IdpOnlyOptions {
+                    ip: address,
+                    port: idp_port,
+                    client: client.clone(),
+                };
+                let issuer = jetbridge::demo::start_idp_only(opts, shutdown.clone()).await?;
+                println!("{}", jetbridge::demo::idp_only_banner(&issuer, &client));
+            } else {
+                let opts = jetbridge::demo::DemoOptions {
+                    ip: address,
+                    port,
+                    idp_port,
+                    verify_port,
+                    internal_port,
+                };
+                let handle = jetbridge::demo::start(opts, shutdown.clone()).await?;
+                println!("{}", jetbridge::demo::banner(&handle));
+            }
             shutdown.cancelled().await;
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             Ok(())

@@ -468,13 +468,7 @@ pub fn inputs_from_parts(
                     .idp_client_id
                     .clone()
                     .ok_or("idp_client_id is required with an identity provider")?,
-                client_secret: match (&cfg.idp_client_secret, &cfg.idp_client_secret_file) {
-                    (Some(s), _) => s.clone(),
-                    (None, Some(path)) => read_file(files, "idp_client_secret_file", path)?
-                        .trim()
-                        .to_string(),
-                    (None, None) => String::new(),
-                },
+                client_secret: client_secret(cfg, files, warnings)?,
                 scopes: cfg
                     .idp_scopes
                     .clone()
@@ -560,7 +554,7 @@ pub fn inputs_from_parts(
             )?),
             (None, None) => None,
         };
-        let source = ObjectRef::file(format!("routes[{i}] ({})", r.from));
+        let source = ObjectRef::file(route_object(i, r));
         let (host, path) = match route_location(
             &r.from,
             r.prefix.as_deref(),
@@ -925,7 +919,7 @@ pub fn apply(
                 .diagnostics
                 .iter()
                 .filter(|d| d.severity == Severity::Error)
-                .map(|d| d.to_string())
+                .map(|d| locate(d, cfg))
                 .collect();
             match errors.is_empty() {
                 true => Ok(()),
@@ -933,9 +927,85 @@ pub fn apply(
             }
         })
         .map_err(redact)?;
-    warnings.extend(applied.diagnostics.iter().map(|d| d.to_string()));
+    warnings.extend(applied.diagnostics.iter().map(|d| locate(d, cfg)));
     generated.running = Some(provenance);
     Ok((applied.generation, warnings))
+}
+
+/// `idp_client_secret` (or the content of `idp_client_secret_file`). A key
+/// that is set but empty is refused (a value that failed to arrive, such as
+/// an unset variable in a template); no key at all is a warning, as the
+/// identity provider then refuses the code exchange unless the client is a
+/// public one.
+fn client_secret(
+    cfg: &ConfigFile,
+    files: &Files,
+    warnings: &mut Vec<String>,
+) -> Result<String, String> {
+    let secret = match (&cfg.idp_client_secret, &cfg.idp_client_secret_file) {
+        (Some(s), _) if s.trim().is_empty() => {
+            return Err(
+                "idp_client_secret is empty: set the client secret the identity provider \
+                 issued, or remove the key for a public client"
+                    .into(),
+            );
+        }
+        (Some(s), _) => s.clone(),
+        (None, Some(path)) => {
+            let s = read_file(files, "idp_client_secret_file", path)?
+                .trim()
+                .to_string();
+            if s.is_empty() {
+                return Err(format!("idp_client_secret_file {path}: the file is empty"));
+            }
+            s
+        }
+        (None, None) => {
+            warnings.push(
+                "idp_client_secret is not set: jetbridge signs in as a public client, and an \
+                 identity provider that expects a client secret refuses every sign-in \
+                 (invalid_client)"
+                    .into(),
+            );
+            String::new()
+        }
+    };
+    Ok(secret)
+}
+
+/// How a config-file route is named in diagnostics: `routes[i] (<from>)`.
+fn route_object(i: usize, r: &RouteConfig) -> String {
+    format!("routes[{i}] ({})", r.from)
+}
+
+/// A diagnostic as a line of a load or reload report, naming where in the
+/// file the route is (line, column), and for a `policy` problem where the
+/// policy is.
+fn locate(d: &Diagnostic, cfg: &ConfigFile) -> String {
+    let span = cfg
+        .all_routes()
+        .zip(&cfg.spans)
+        .enumerate()
+        .find(|(i, (r, _))| d.object.kind.is_empty() && d.object.name == route_object(*i, r))
+        .map(|(_, (_, span))| *span);
+    let Some(span) = span else {
+        return d.to_string();
+    };
+    match (span.policy, d.message.strip_prefix("policy: "), span.at) {
+        (Some((line, column)), Some(rest), _) => {
+            format!(
+                "{}: policy at line {line}, column {column}: {rest}",
+                d.object
+            )
+        }
+        (_, _, Some((line, column))) => {
+            format!(
+                "{} at line {line}, column {column}: {}",
+                d.object, d.message
+            )
+        }
+        _ => d.to_string(),
+    }
 }
 
 /// Applies `log_level` and `access_log` of a reading that was accepted.
@@ -971,6 +1041,8 @@ pub async fn watch(
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let mut applied = applied;
+    // The last reading was refused: the next accepted one says so.
+    let mut rejected = false;
     let mut pending: Option<([u8; 32], tokio::time::Instant)> = None;
     let mut seen: Option<Seen> = None;
     let mut tick = tokio::time::interval(POLL_INTERVAL);
@@ -1028,7 +1100,11 @@ pub async fn watch(
         };
         pending = None;
         applied = reading.fingerprint;
-        match apply(&path, &reading, &mut driver, &mut generated, now) {
+        let outcome = apply(&path, &reading, &mut driver, &mut generated, now);
+        if outcome.is_ok() && std::mem::take(&mut rejected) {
+            tracing::info!(path = %path, "configuration accepted again: the file that was rejected is fixed");
+        }
+        match outcome {
             Ok((Some(generation), warnings)) => {
                 for w in warnings {
                     tracing::warn!(path = %path, "{w}");
@@ -1043,6 +1119,7 @@ pub async fn watch(
                 tracing::debug!(path = %path, "configuration unchanged")
             }
             Err(e) => {
+                rejected = true;
                 driver.record_failure();
                 tracing::error!(path = %path, error = %e, "configuration rejected; keeping the running one");
             }

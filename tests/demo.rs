@@ -7,17 +7,6 @@ use e2e_common::*;
 use http::StatusCode;
 use tokio_util::sync::CancellationToken;
 
-fn txn_of(html: &str) -> String {
-    let i = html.find("name=\"txn\" value=\"").expect("txn field") + "name=\"txn\" value=\"".len();
-    html[i..].split('"').next().unwrap().to_string()
-}
-
-fn action_of(html: &str) -> String {
-    let i = html.find("<form method=\"post\" action=\"").expect("form")
-        + "<form method=\"post\" action=\"".len();
-    html[i..].split('"').next().unwrap().replace("&amp;", "&")
-}
-
 /// Starts the demo on loopback with a free port.
 async fn start_demo() -> (jetbridge::demo::DemoHandle, CancellationToken) {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -26,6 +15,7 @@ async fn start_demo() -> (jetbridge::demo::DemoHandle, CancellationToken) {
         jetbridge::demo::DemoOptions {
             ip: "127.0.0.1".parse().unwrap(),
             port: 0,
+            ..Default::default()
         },
         shutdown.clone(),
     )
@@ -51,11 +41,7 @@ async fn demo_login_ends_on_a_page_with_verified_claims() {
         page.body.contains("alice@example.com"),
         "the picker lists demo users"
     );
-    let form = format!("txn={}&user=alice", urlencode(&txn_of(&page.body)));
-    let action = resolve(&picker_url, &action_of(&page.body));
-    let r = b.request("POST", &action, Some(&form)).await;
-    assert!(r.status.is_redirection(), "{} {}", r.status, r.body);
-    let (url, page) = follow(&mut b, resolve(&action, &r.location().unwrap()), "never", 6).await;
+    let (url, page) = dev_idp_pick(&mut b, &picker_url, &page.body, "alice", "never").await;
     assert_eq!(url, start);
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("Identity verified"), "{}", page.body);
@@ -70,6 +56,7 @@ async fn demo_refuses_a_non_loopback_address() {
         jetbridge::demo::DemoOptions {
             ip: "0.0.0.0".parse().unwrap(),
             port: 0,
+            ..Default::default()
         },
         CancellationToken::new(),
     )

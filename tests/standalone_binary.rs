@@ -317,3 +317,90 @@ async fn client_certificate_files_work_both_ways_with_curl() {
         Some("CN=jetbridge-proxy")
     );
 }
+
+/// The commands of the first ```sh block of `examples/standalone/README.md`,
+/// each split into its arguments (after `jetbridge`).
+fn example_commands() -> Vec<Vec<String>> {
+    let readme = std::fs::read_to_string(format!(
+        "{}/examples/standalone/README.md",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let block = readme
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a ```sh block");
+    block
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("jetbridge "))
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+/// `examples/standalone`: its config file and the commands its README
+/// gives, run exactly as written (fixed ports, the built-in development
+/// identity provider alone, the Verify app as the upstream), lead to a
+/// signed-in user whose assertion the Verify app verified.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_standalone_example_runs_as_written() {
+    let commands = example_commands();
+    assert_eq!(commands.len(), 3, "{commands:?}");
+    let mut running = Vec::new();
+    let mut outputs = Vec::new();
+    for args in &commands {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        outputs.push(capture_lines(&mut child));
+        running.push(ChildGuard(child));
+    }
+    let mut b = Browser::new();
+    let mut ready = false;
+    for _ in 0..150 {
+        let up = [28443, 28080, 28000]
+            .iter()
+            .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
+        if up && b.get("http://127.0.0.1:28090/readyz").await.status == StatusCode::OK {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let said = |i: usize| outputs[i].lock().unwrap().join("\n");
+    assert!(
+        ready,
+        "the example did not start:\n{}\n{}\n{}",
+        said(0),
+        said(1),
+        said(2)
+    );
+    assert!(
+        said(0).contains("DEVELOPMENT IDENTITY PROVIDER"),
+        "the development IdP says what it is: {}",
+        said(0)
+    );
+
+    let start = "https://verify.localhost:28443/";
+    let r = b.get(start).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.body);
+    let (picker, page) = follow(&mut b, r.location().unwrap(), "never", 5).await;
+    assert!(picker.starts_with("http://127.0.0.1:28080/"), "{picker}");
+    let (url, page) = dev_idp_pick(&mut b, &picker, &page.body, "alice", "never").await;
+    assert_eq!(url, start);
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Identity verified"), "{}", page.body);
+
+    b.accept = "application/json".into();
+    let r = b.get("https://verify.localhost:28443/json").await;
+    let v: serde_json::Value =
+        serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.body));
+    assert_eq!(v["verified"], true, "{v}");
+    assert_eq!(v["claims"]["email"], "alice@example.com", "{v}");
+    assert_eq!(v["claims"]["iss"], "verify.localhost", "{v}");
+    drop(running);
+}

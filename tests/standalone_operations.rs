@@ -673,3 +673,129 @@ async fn sign_out_revokes_every_copy_of_the_session_cookie() {
         s.log()
     );
 }
+
+/// The line (from 1) of the first line of `text` containing `needle`, and
+/// the column (from 1) of `at` in it.
+fn line_and_column(text: &str, needle: &str, at: char) -> (usize, usize) {
+    let (i, line) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle} in {text}"));
+    (i + 1, line.find(at).unwrap() + 1)
+}
+
+/// Runs `jetbridge standalone` on `config` expecting it to refuse to start;
+/// returns what it printed.
+fn refused_start(path: &Path, config: &str) -> String {
+    std::fs::write(path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
+        .args(["standalone", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "started: {text}");
+    text
+}
+
+/// A policy error names the file, and the line and column of the policy
+/// (in `routes` or the legacy `policy` list, flow or block style); an
+/// `idp_client_secret` that is set but empty refuses the file, a missing
+/// one is a warning; a rejected edit that is then fixed is logged as fixed.
+#[tokio::test(flavor = "multi_thread")]
+async fn config_errors_say_where_and_a_fixed_file_is_logged_as_accepted_again() {
+    let (https, internal) = (free_port(), free_port());
+    let (up, _) = echo_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    let head = listeners(https, internal);
+
+    // At start: routes[1], a flow-style policy.
+    let flow = format!(
+        "{head}routes:\n{}  - from: https://b.localhost\n    to: http://{up}\n    policy: {{allow: {{or: [{{emial: {{is: a@example.com}}}}]}}}}\n",
+        public_route("a.localhost", up)
+    );
+    let text = refused_start(&path, &flow);
+    let (line, column) = line_and_column(&flow, "emial", '{');
+    assert!(text.contains("config.yaml"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "routes[1] (https://b.localhost): policy at line {line}, column {column}:"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("unknown criterion \"emial\""), "{text}");
+
+    // The legacy `policy` list, block style: the policy's first line.
+    let block = format!(
+        "{head}policy:\n  - from: https://b.localhost\n    to: http://{up}\n    policy:\n      allow:\n        or:\n          - emial: {{is: a@example.com}}\n"
+    );
+    let text = refused_start(&path, &block);
+    let (line, column) = line_and_column(&block, "allow:", 'a');
+    assert!(
+        text.contains(&format!(
+            "routes[0] (https://b.localhost): policy at line {line}, column {column}:"
+        )),
+        "{text}"
+    );
+
+    // The identity provider's client secret.
+    let idp = "authenticate_service_url: https://authenticate.localhost\nidp_provider_url: http://127.0.0.1:9\nidp_client_id: app\n";
+    let routes = format!("routes:\n{}", public_route("a.localhost", up));
+    let text = refused_start(
+        &path,
+        &format!("{head}{idp}idp_client_secret: \"\"\n{routes}"),
+    );
+    assert!(text.contains("idp_client_secret is empty"), "{text}");
+    let secret_file = dir.path().join("client-secret");
+    std::fs::write(&secret_file, "\n").unwrap();
+    let text = refused_start(
+        &path,
+        &format!(
+            "{head}{idp}idp_client_secret_file: {}\n{routes}",
+            secret_file.display()
+        ),
+    );
+    assert!(
+        text.contains("idp_client_secret_file") && text.contains("empty"),
+        "{text}"
+    );
+
+    // Running: a missing secret is a warning; a broken edit is refused, and
+    // its fix is logged as such.
+    let good = format!("{head}{idp}{routes}");
+    std::fs::write(&path, &good).unwrap();
+    let s = Standalone::start(&path, https, internal, &["--log-format", "text"]).await;
+    let log = s.log().join("\n");
+    assert!(log.contains("idp_client_secret is not set"), "{log}");
+    let broken =
+        format!("{good}    policy: {{allow: {{or: [{{emial: {{is: a@example.com}}}}]}}}}\n")
+            .replace("    allow_public_unauthenticated_access: true\n", "");
+    rewrite_in_place(&path, &broken);
+    s.wait_metric("jetbridge_config_reload_failures_total", 1.0)
+        .await;
+    let (line, column) = line_and_column(&broken, "emial", '{');
+    let log = s.log().join("\n");
+    assert!(
+        log.contains(&format!("policy at line {line}, column {column}")),
+        "{log}"
+    );
+    assert!(!log.contains("accepted again"), "{log}");
+    rewrite_in_place(&path, &good);
+    for _ in 0..100 {
+        if s.log().join("\n").contains("accepted again") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = s.log().join("\n");
+    assert!(log.contains("configuration accepted again"), "{log}");
+    assert_eq!(
+        s.metric("jetbridge_config_last_reload_successful").await,
+        1.0
+    );
+}

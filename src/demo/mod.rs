@@ -30,13 +30,20 @@ pub enum DemoError {
     Other(String),
 }
 
-/// Demo settings.
+/// Demo settings. A port of 0 is any free one.
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
     /// Loopback address to listen on.
     pub ip: IpAddr,
     /// HTTPS port of the proxy.
     pub port: u16,
+    /// Port of the development identity provider (its issuer is
+    /// `http://<ip>:<idp_port>`).
+    pub idp_port: u16,
+    /// Port of the Verify app (the upstream).
+    pub verify_port: u16,
+    /// Port of the internal listener (JWKS, health, metrics).
+    pub internal_port: u16,
 }
 
 impl Default for DemoOptions {
@@ -44,8 +51,89 @@ impl Default for DemoOptions {
         DemoOptions {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 8443,
+            idp_port: 0,
+            verify_port: 0,
+            internal_port: 0,
         }
     }
+}
+
+/// `demo --idp-only`: the development identity provider alone, for a
+/// `standalone` config (or any OpenID Connect client) on the same machine.
+#[derive(Clone, Debug)]
+pub struct IdpOnlyOptions {
+    /// Loopback address to listen on.
+    pub ip: IpAddr,
+    /// Its port (0: any free one).
+    pub port: u16,
+    /// The one client it knows: the config's `idp_client_id`,
+    /// `idp_client_secret` and `<authenticate_service_url>/oauth2/callback`.
+    pub client: idp::DevClient,
+}
+
+/// Starts the development identity provider alone; returns its issuer URL.
+/// It runs until `shutdown` is cancelled.
+pub async fn start_idp_only(
+    opts: IdpOnlyOptions,
+    shutdown: CancellationToken,
+) -> Result<String, DemoError> {
+    if !opts.ip.is_loopback() {
+        return Err(DemoError::NotLoopback(opts.ip));
+    }
+    if opts.client.id.is_empty() || opts.client.secret.is_empty() {
+        return Err(DemoError::Config(
+            "--idp-only needs --client-id and --client-secret (the config's idp_client_id and idp_client_secret)".into(),
+        ));
+    }
+    if opts.client.redirect_uris.is_empty() {
+        return Err(DemoError::Config(
+            "--idp-only needs --redirect-uri (the config's authenticate_service_url + /oauth2/callback)".into(),
+        ));
+    }
+    let (listener, issuer) = bind_idp(opts.ip, opts.port).await?;
+    tracing::warn!(
+        %issuer,
+        client_id = %opts.client.id,
+        "development identity provider: anyone who reaches it signs in as any demo user, without a password; never expose it"
+    );
+    let cfg = idp::DevIdpConfig {
+        issuer: issuer.clone(),
+        clients: vec![opts.client],
+        users: Vec::new(),
+    };
+    spawn_idp(listener, cfg, shutdown);
+    Ok(issuer)
+}
+
+/// Binds the identity provider's listener; returns it and the issuer URL.
+async fn bind_idp(ip: IpAddr, port: u16) -> Result<(TcpListener, String), DemoError> {
+    let listener = bind(SocketAddr::new(ip, port)).await?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| DemoError::Other(e.to_string()))?;
+    Ok((listener, format!("http://{addr}")))
+}
+
+fn spawn_idp(listener: TcpListener, cfg: idp::DevIdpConfig, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        if let Err(e) = idp::serve(listener, cfg, shutdown).await {
+            tracing::error!(error = %e, "demo identity provider stopped");
+        }
+    });
+}
+
+/// The banner printed by `jetbridge demo --idp-only`.
+pub fn idp_only_banner(issuer: &str, client: &idp::DevClient) -> String {
+    format!(
+        "\n*** DEVELOPMENT IDENTITY PROVIDER — NOT FOR REAL USE ***\n\
+         Anyone who can reach it signs in as any demo user, without a password.\n\n\
+         \x20 Issuer:         {issuer}   (idp_provider_url)\n\
+         \x20 Client:         {id}   (idp_client_id; idp_client_secret as given)\n\
+         \x20 Redirect URIs:  {uris}\n\n\
+         Press Ctrl-C to stop.\n",
+        id = client.id,
+        uris = client.redirect_uris.join(", "),
+    )
 }
 
 /// What a running demo exposes (for tests and the banner).
@@ -75,7 +163,7 @@ pub async fn start(
         Addresses {
             https: SocketAddr::new(opts.ip, opts.port),
             http_redirect: None,
-            internal: Some(SocketAddr::new(opts.ip, 0)),
+            internal: Some(SocketAddr::new(opts.ip, opts.internal_port)),
             insecure: false,
         },
         1,
@@ -90,16 +178,12 @@ pub async fn start(
         .internal_addr()
         .ok_or_else(|| DemoError::Other("no internal listener".into()))?;
     let port = https_addr.port();
-    let idp_listener = bind(SocketAddr::new(opts.ip, 0)).await?;
-    let idp_addr = idp_listener
-        .local_addr()
-        .map_err(|e| DemoError::Other(e.to_string()))?;
-    let verify_listener = bind(SocketAddr::new(opts.ip, 0)).await?;
+    let (idp_listener, issuer) = bind_idp(opts.ip, opts.idp_port).await?;
+    let verify_listener = bind(SocketAddr::new(opts.ip, opts.verify_port)).await?;
     let verify_addr = verify_listener
         .local_addr()
         .map_err(|e| DemoError::Other(e.to_string()))?;
 
-    let issuer = format!("http://{idp_addr}");
     let authenticate_url = format!("https://authenticate.localhost:{port}");
     let verify_url = format!("https://verify.localhost:{port}");
     let client_secret = crate::identity::oidc::random_token();
@@ -114,12 +198,7 @@ pub async fn start(
         }],
         users: Vec::new(),
     };
-    let idp_shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        if let Err(e) = idp::serve(idp_listener, idp_cfg, idp_shutdown).await {
-            tracing::error!(error = %e, "demo identity provider stopped");
-        }
-    });
+    spawn_idp(idp_listener, idp_cfg, shutdown.clone());
 
     let yaml = format!(
         "authenticate_service_url: {authenticate_url}\n\

@@ -5,6 +5,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod oidc;
+pub mod programmatic;
 pub mod revocation;
 pub mod seal;
 pub mod secrets;

@@ -26,17 +26,24 @@ impl KeyType for Len32 {
     }
 }
 
+/// A 32-byte key for `purpose` derived from `secret` (HKDF-SHA256), so one
+/// secret serves several purposes without one key serving two.
+pub fn derive_key(secret: &[u8; 32], purpose: &str) -> [u8; 32] {
+    let salt = Salt::new(HKDF_SHA256, b"jetbridge/v1");
+    let prk = salt.extract(secret);
+    let mut out = [0u8; 32];
+    let info = [purpose.as_bytes()];
+    // HKDF-expand of 32 bytes from SHA-256 cannot fail (limit is 255 × 32).
+    if let Ok(okm) = prk.expand(&info, Len32) {
+        let _ = okm.fill(&mut out);
+    }
+    out
+}
+
 impl Sealer {
     /// Derives the key for `purpose` from `secret`.
     pub fn new(secret: &[u8; 32], purpose: &str) -> Self {
-        let salt = Salt::new(HKDF_SHA256, b"jetbridge/v1");
-        let prk = salt.extract(secret);
-        let mut out = [0u8; 32];
-        let info = [purpose.as_bytes()];
-        // HKDF-expand of 32 bytes from SHA-256 cannot fail (limit is 255 × 32).
-        if let Ok(okm) = prk.expand(&info, Len32) {
-            let _ = okm.fill(&mut out);
-        }
+        let out = derive_key(secret, purpose);
         let unbound = UnboundKey::new(&CHACHA20_POLY1305, &out)
             .expect("32-byte key is valid for ChaCha20-Poly1305");
         Sealer {

@@ -20,7 +20,8 @@
 //! credentials or control characters.
 
 use super::body::{Body, empty, full};
-use super::error::{ProxyError, html_escape, page};
+use super::error::{ProxyError, page};
+use super::pages::{Action, Page, Tone};
 use super::{Proxy, unix_now};
 use crate::identity::oidc::{LoginResult, OidcHttp, PendingLogin, Provider, random_token};
 use crate::identity::revocation::Revocations;
@@ -551,6 +552,68 @@ struct LoginState {
     idp: String,
 }
 
+/// The sign-in state sealed in a state cookie's value.
+fn open_login_state(snapshot: &Snapshot, cookie: &str) -> Option<LoginState> {
+    sealer_state(snapshot)
+        .open(authenticate_host(snapshot), cookie)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// The identity provider answered the callback with `error`: the page says
+/// so in its words and offers to try again from the page the sign-in was
+/// for (read from this browser's sign-in state, when it is still there).
+fn sign_in_refused<B>(
+    snapshot: &Snapshot,
+    req: &Request<B>,
+    query: Option<&str>,
+    err: &str,
+) -> ProxyError {
+    let desc = query_param(query, "error_description").unwrap_or_default();
+    let mut message = format!("the identity provider refused sign-in: {err}");
+    if !desc.is_empty() {
+        message.push_str(&format!(" ({desc})"));
+    }
+    message.truncate(300);
+    let retry = query_param(query, "state")
+        .and_then(|state| state_cookie_name(&state))
+        .and_then(|name| super::headers::cookie(req.headers(), &name))
+        .and_then(|cookie| open_login_state(snapshot, cookie))
+        .and_then(|state| validate_return_to(&state.pending.return_to, snapshot));
+    tracing::info!(error = %err, "the identity provider refused a sign-in");
+    ProxyError::SignInRefused { message, retry }
+}
+
+/// `/.pomerium/signed_out` on the authenticate host: says the session is
+/// over and links back to the page signed out from (`state`, as the
+/// identity provider hands it back, or `pomerium_redirect_uri`).
+fn signed_out_page(
+    snapshot: &Snapshot,
+    query: Option<&str>,
+    id: &str,
+    json: bool,
+) -> Response<Body> {
+    if json {
+        return page(StatusCode::OK, "You are signed out.", id, true);
+    }
+    let back = query_param(query, "state")
+        .or_else(|| query_param(query, "pomerium_redirect_uri"))
+        .and_then(|raw| validate_return_to(&raw, snapshot));
+    let mut p = Page::new(
+        StatusCode::OK,
+        Tone::Good,
+        "You are signed out",
+        "Your session has ended on every site it was shared with.",
+        id,
+    );
+    match back {
+        Some(url) => p.actions = vec![Action::link("Sign in again", url)],
+        None => p
+            .text
+            .push("Open the app you were using again to sign in.".into()),
+    }
+    p.response()
+}
+
 /// Names a route's own OAuth client in a sign-in link.
 const IDP_PARAM: &str = "jetbridge_idp";
 
@@ -707,7 +770,7 @@ impl Proxy {
             "/.pomerium/sign_in" => self.sign_in(snapshot, query, now).await,
             "/oauth2/callback" => self.oauth_callback(snapshot, req, query, now).await,
             "/.pomerium/signed_out" => {
-                let mut r = page(StatusCode::OK, "You are signed out.", id, json);
+                let mut r = signed_out_page(snapshot, query, id, json);
                 if let Some(c) = cookie_header(BROWSER_COOKIE, "", 0) {
                     r.headers_mut().append(header::SET_COOKIE, c);
                 }
@@ -766,13 +829,7 @@ impl Proxy {
         now: i64,
     ) -> Result<Response<Body>, ProxyError> {
         if let Some(err) = query_param(query, "error") {
-            let desc = query_param(query, "error_description").unwrap_or_default();
-            let mut msg = format!("the identity provider refused sign-in: {err}");
-            if !desc.is_empty() {
-                msg.push_str(&format!(" ({desc})"));
-            }
-            msg.truncate(300);
-            return Err(ProxyError::BadRequest(msg));
+            return Err(sign_in_refused(snapshot, req, query, &err));
         }
         let state = query_param(query, "state")
             .ok_or_else(|| ProxyError::BadRequest("missing state".into()))?;
@@ -787,9 +844,7 @@ impl Proxy {
             pending,
             binding,
             idp,
-        } = sealer_state(snapshot)
-            .open(authenticate_host(snapshot), cookie)
-            .and_then(|b| serde_json::from_slice(&b).ok())
+        } = open_login_state(snapshot, cookie)
             .ok_or_else(|| ProxyError::BadRequest("invalid sign-in state; start again".into()))?;
         if pending.exp < now {
             return Err(ProxyError::BadRequest(
@@ -897,7 +952,12 @@ impl Proxy {
                 Some(s) => self.jwt_endpoint(snapshot, host, s),
                 None => Err(ProxyError::Unauthenticated),
             },
-            "/.pomerium" | "/.pomerium/" => Ok(user_page(session, host, id)),
+            "/.pomerium" | "/.pomerium/" => Ok(user_page(
+                session,
+                host,
+                &format!("{}/", origin(host, client_port(req))),
+                id,
+            )),
             "/.pomerium/sign_out" => {
                 if req.method() != Method::GET && req.method() != Method::POST {
                     return Some(Err(ProxyError::MethodNotAllowed));
@@ -975,10 +1035,20 @@ impl Proxy {
             .authenticate_url
             .as_ref()
             .map(|a| format!("{a}/.pomerium/signed_out"));
+        // Where "Sign in again" on the signed-out page leads.
+        let again = explicit
+            .clone()
+            .unwrap_or_else(|| format!("{}/", origin(host, port)));
         let mut location = explicit
             .clone()
-            .or(signed_out.clone())
-            .unwrap_or_else(|| format!("{}/", origin(host, port)));
+            .or_else(|| {
+                signed_out.as_ref().map(|s| {
+                    let mut q = url::form_urlencoded::Serializer::new(String::new());
+                    q.append_pair("pomerium_redirect_uri", &again);
+                    format!("{s}?{}", q.finish())
+                })
+            })
+            .unwrap_or_else(|| again.clone());
         if snapshot.auth.idp.is_some()
             && let Ok(p) = self.auth.provider(self, snapshot).await
             && let (Some(end), Some(post)) = (&p.end_session_endpoint, &signed_out)
@@ -987,7 +1057,8 @@ impl Proxy {
         {
             u.query_pairs_mut()
                 .append_pair("client_id", &idp.client_id)
-                .append_pair("post_logout_redirect_uri", post);
+                .append_pair("post_logout_redirect_uri", post)
+                .append_pair("state", &again);
             location = u.to_string();
         }
         let mut r = redirect(&location);
@@ -1236,62 +1307,51 @@ fn user_json(session: Option<&Session>, host: &str) -> Response<Body> {
     r
 }
 
-fn user_page(session: Option<&Session>, host: &str, id: &str) -> Response<Body> {
+/// `/.pomerium/`: who is signed in to `host`, their session's claims, and
+/// the ways out (sign out; sign in as someone else).
+fn user_page(session: Option<&Session>, host: &str, here: &str, id: &str) -> Response<Body> {
     let Some(s) = session else {
-        return page(
+        let mut p = Page::new(
             StatusCode::UNAUTHORIZED,
-            "You are not signed in.",
+            Tone::Bad,
+            "You are not signed in",
+            &format!("No one is signed in to {host} in this browser."),
             id,
-            false,
         );
+        p.actions = vec![Action::link("Sign in", "/")];
+        return p.response();
     };
-    let exp = time::OffsetDateTime::from_unix_timestamp(s.exp)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default();
-    let mut rows = String::new();
-    for (k, v) in [
-        ("Subject", s.sub.as_str()),
-        ("Email", s.email.as_str()),
-        ("Name", s.name.as_str()),
-        ("Session", s.id.as_str()),
-        ("Expires", exp.as_str()),
-    ] {
-        rows.push_str(&format!(
-            "<tr><th>{}</th><td>{}</td></tr>",
-            k,
-            html_escape(v)
-        ));
-    }
-    rows.push_str(&format!(
-        "<tr><th>Groups</th><td>{}</td></tr>",
-        html_escape(&s.groups.join(", "))
-    ));
-    for (k, v) in &s.claims {
-        rows.push_str(&format!(
-            "<tr><th>{}</th><td>{}</td></tr>",
-            html_escape(k),
-            html_escape(&v.to_string())
-        ));
-    }
-    let body = format!(
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Signed in</title>\
-         <style>body{{font-family:system-ui,sans-serif;margin:3em auto;max-width:44em}}th{{text-align:left;padding-right:1em}}</style></head>\
-         <body><h1>Signed in to {host}</h1><table>{rows}</table>\
-         <form method=\"post\" action=\"/.pomerium/sign_out\"><button type=\"submit\">Sign out</button></form></body></html>",
-        host = html_escape(host)
+    let mut p = Page::new(
+        StatusCode::OK,
+        Tone::Good,
+        &format!("Signed in to {host}"),
+        "This is what the proxy knows about you; apps behind it receive it in a signed assertion.",
+        id,
     );
-    let mut r = Response::new(full(body));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
+    p.who = Some(super::pages::who(s));
+    p.rows = vec![
+        ("Subject".into(), s.sub.clone()),
+        ("Email".into(), s.email.clone()),
+        ("Name".into(), s.name.clone()),
+        ("Groups".into(), s.groups.join(", ")),
+        ("Session".into(), s.id.clone()),
+        ("Expires".into(), super::pages::date(s.exp)),
+    ];
+    // The identity provider's other claims (those above are not repeated).
+    p.rows.extend(
+        s.claims
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "sub" | "email" | "name" | "groups"))
+            .map(|(k, v)| (k.clone(), super::pages::claim_text(v))),
     );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+    p.actions = vec![
+        Action::post("Sign out", "/.pomerium/sign_out"),
+        Action::link(
+            "Sign in as someone else",
+            super::pages::switch_user_url(here),
+        ),
+    ];
+    p.response()
 }
 
 /// `/.pomerium/api/v1/login?pomerium_redirect_uri=<loopback URL>`: answers,
@@ -1350,7 +1410,14 @@ fn programmatic_finish<B>(
         );
         return start_sign_in(snapshot, &here, "").ok_or(ProxyError::Unauthenticated);
     };
-    let token = snapshot.sessions.seal(host, session);
+    let token = crate::identity::programmatic::issue(
+        &snapshot.auth.cookie_secret,
+        &snapshot.sessions,
+        host,
+        session,
+        unix_now(),
+    )
+    .map_err(|e| ProxyError::Identity(e.to_string()))?;
     target.query_pairs_mut().append_pair("pomerium_jwt", &token);
     Ok(redirect(target.as_str()))
 }

@@ -1,8 +1,10 @@
-//! Request-path failures, and the one place they become responses: a short
-//! HTML page (JSON when the client asks for JSON) with the status, a reason
-//! and the request id. No stack traces, no internal addresses.
+//! Request-path failures, and the one place they become responses: a page
+//! (see [`super::pages`]; JSON when the client prefers JSON) saying what
+//! happened, who is signed in when that matters, the next step, and the
+//! request id. No stack traces, no internal addresses.
 
 use super::body::{Body, full};
+use super::pages::{Action, Page, Tone, heading_for, switch_user_url};
 use http::{HeaderValue, Response, StatusCode, header};
 
 /// Everything that can stop a request inside the proxy.
@@ -18,6 +20,21 @@ pub enum ProxyError {
     Unauthenticated,
     #[error("access denied")]
     Forbidden,
+    /// A signed-in user the route's policy refuses.
+    #[error("access denied")]
+    Denied {
+        /// Who is signed in (name and email, or the subject).
+        user: String,
+        /// The refused URL (where signing in as someone else returns to).
+        here: String,
+    },
+    /// The identity provider refused the sign-in (`error` on the callback).
+    #[error("{message}")]
+    SignInRefused {
+        message: String,
+        /// The page the sign-in was for (signing in again starts there).
+        retry: Option<String>,
+    },
     /// A sign-in hand-off arrived without the nonce cookie of the browser
     /// that started the sign-in.
     #[error("sign-in was started in another browser; start again")]
@@ -73,7 +90,7 @@ impl ProxyError {
     /// The HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::SignInRefused { .. } => StatusCode::BAD_REQUEST,
             ProxyError::ClientCertificateRequired => {
                 StatusCode::from_u16(495).unwrap_or(StatusCode::FORBIDDEN)
             }
@@ -81,6 +98,7 @@ impl ProxyError {
             ProxyError::UnknownHost | ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ProxyError::Forbidden
+            | ProxyError::Denied { .. }
             | ProxyError::SignInElsewhere
             | ProxyError::NoSignInOnHost
             | ProxyError::RouteInvalid
@@ -99,49 +117,87 @@ impl ProxyError {
 
 /// True when the client prefers JSON (API clients) over HTML.
 pub fn wants_json(accept: Option<&HeaderValue>) -> bool {
-    let Some(a) = accept.and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    a.contains("application/json") && !a.contains("text/html")
+    super::negotiate::prefers_json(accept.and_then(|v| v.to_str().ok()))
 }
 
-/// Renders an error page.
+/// Renders an error page: what happened, who is signed in when the error
+/// knows, and the next step.
 pub fn error_response(err: &ProxyError, request_id: &str, json: bool) -> Response<Body> {
-    page(err.status(), &err.to_string(), request_id, json)
+    if json {
+        return page(err.status(), &err.to_string(), request_id, true);
+    }
+    error_page(err, request_id).response()
 }
 
-/// Renders a status page with a reason.
+/// The HTML page for an error.
+fn error_page(err: &ProxyError, request_id: &str) -> Page {
+    let status = err.status();
+    let mut p = Page::new(
+        status,
+        Tone::Bad,
+        heading_for(status),
+        &err.to_string(),
+        request_id,
+    );
+    match err {
+        ProxyError::Denied { user, here } => {
+            p.text = vec![
+                "This route's policy does not let you in. Sign out, or sign in as \
+                 someone else who has access."
+                    .into(),
+            ];
+            p.who = Some(user.clone());
+            p.actions = vec![
+                Action::link("Sign in as someone else", switch_user_url(here)),
+                Action::post("Sign out", "/.pomerium/sign_out"),
+            ];
+        }
+        ProxyError::SignInRefused { retry, .. } => {
+            p.heading = "Sign-in was refused".into();
+            match retry {
+                Some(url) => p.actions = vec![Action::link("Try again", url.clone())],
+                None => p
+                    .text
+                    .push("Go back to the page you were opening to sign in again.".into()),
+            }
+        }
+        ProxyError::SignInElsewhere => {
+            p.heading = "Sign-in started in another browser".into();
+        }
+        ProxyError::UpstreamUnavailable
+        | ProxyError::GatewayTimeout
+        | ProxyError::Overloaded
+        | ProxyError::IdpUnavailable(_)
+        | ProxyError::NotReady => p.text.push("Try again in a moment.".into()),
+        _ => {}
+    }
+    p
+}
+
+/// Renders a status page with a reason (JSON for clients preferring it).
 pub fn page(status: StatusCode, reason: &str, request_id: &str, json: bool) -> Response<Body> {
-    let (ctype, body) = if json {
-        (
-            "application/json",
-            serde_json::json!({
-                "status": status.as_u16(),
-                "error": reason_phrase(status),
-                "reason": reason,
-                "request_id": request_id,
-            })
-            .to_string(),
-        )
-    } else {
-        let title = format!("{} {}", status.as_u16(), reason_phrase(status));
-        (
-            "text/html; charset=utf-8",
-            format!(
-                "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{t}</title>\
-                 <style>body{{font-family:system-ui,sans-serif;margin:3em auto;max-width:40em;color:#222}}\
-                 code{{color:#666}}</style></head><body><h1>{t}</h1><p>{r}</p>\
-                 <p><code>request id: {id}</code></p></body></html>",
-                t = html_escape(&title),
-                r = html_escape(reason),
-                id = html_escape(request_id),
-            ),
-        )
-    };
+    if !json {
+        let tone = if status.is_success() {
+            Tone::Good
+        } else {
+            Tone::Bad
+        };
+        return Page::new(status, tone, heading_for(status), reason, request_id).response();
+    }
+    let body = serde_json::json!({
+        "status": status.as_u16(),
+        "error": reason_phrase(status),
+        "reason": reason,
+        "request_id": request_id,
+    })
+    .to_string();
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         "x-content-type-options",

@@ -14,6 +14,8 @@ pub mod headers;
 pub mod health;
 pub mod idp_health;
 pub mod metrics;
+pub mod negotiate;
+pub mod pages;
 pub mod server;
 pub mod sessions;
 pub mod upstream;
@@ -414,26 +416,20 @@ fn authorize(
         return None;
     }
     tracing::debug!(route = %route.id, reason = %decision.reason, "denied");
-    if session.is_some() || !(decision.needs_login || program.needs_user()) {
+    let return_to = requested_url(target, req);
+    if let Some(s) = session {
+        return Some(Outcome::Error(ProxyError::Denied {
+            user: pages::who(s),
+            here: return_to,
+        }));
+    }
+    if !(decision.needs_login || program.needs_user()) {
         return Some(Outcome::Error(ProxyError::Forbidden));
     }
     if !snapshot.table.host_known(&target.host) {
         return Some(Outcome::Error(ProxyError::NoSignInOnHost));
     }
-    let browser = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"));
-    let mut return_to = format!(
-        "{}{}",
-        auth::origin(&target.host, auth::client_port(req)),
-        target.path
-    );
-    if let Some(q) = &target.query {
-        return_to.push('?');
-        return_to.push_str(q);
-    }
+    let browser = sends_to_sign_in(req, route.bearer_token_format);
     match browser
         .then(|| auth::start_sign_in(snapshot, &return_to, route.idp_id()))
         .flatten()
@@ -441,6 +437,60 @@ fn authorize(
         Some(r) => Some(Outcome::SignIn(r)),
         None => Some(Outcome::Error(ProxyError::Unauthenticated)),
     }
+}
+
+/// The absolute URL the client asked for (where a sign-in returns to).
+fn requested_url<B>(target: &Target, req: &Request<B>) -> String {
+    let mut url = format!(
+        "{}{}",
+        auth::origin(&target.host, auth::client_port(req)),
+        target.path
+    );
+    if let Some(q) = &target.query {
+        url.push('?');
+        url.push_str(q);
+    }
+    url
+}
+
+/// Whether a request without a session goes to sign in (else it gets 401),
+/// as Pomerium decides: not when it carries a credential of its own (a
+/// programmatic token, an identity-provider token) or is gRPC, else when
+/// its `Accept` prefers a page (no `Accept` and `*/*` included).
+fn sends_to_sign_in<B>(req: &Request<B>, bearer: BearerTokenFormat) -> bool {
+    let h = req.headers();
+    let grpc = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/grpc"));
+    if grpc || auth::programmatic_token(h).is_some() || auth::idp_token(h, bearer).is_some() {
+        return false;
+    }
+    negotiate::prefers_sign_in_page(h.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
+}
+
+/// The sealed session a programmatic token carries: inside the JWT that
+/// programmatic login hands out, or the token itself in the older sealed
+/// form (an empty value, which opens to nothing, when the JWT is not valid
+/// for `host`).
+fn programmatic_session<'t>(
+    snapshot: &Snapshot,
+    host: &str,
+    token: &'t str,
+    now: i64,
+) -> std::borrow::Cow<'t, str> {
+    if !token.contains('.') {
+        return std::borrow::Cow::Borrowed(token);
+    }
+    std::borrow::Cow::Owned(
+        crate::identity::programmatic::sealed_session(
+            &snapshot.auth.cookie_secret,
+            host,
+            token,
+            now,
+        )
+        .unwrap_or_default(),
+    )
 }
 
 /// The normalise stage: the host and the normalised path routing and
@@ -486,11 +536,15 @@ impl Proxy {
         bearer: BearerTokenFormat,
         audiences: &[String],
     ) -> Result<Option<Session>, ProxyError> {
-        let value = headers::cookie(req.headers(), &snapshot.auth.cookie_name)
-            .or_else(|| auth::programmatic_token(req.headers()));
-        let session = match value {
+        let now = unix_now();
+        let value = match headers::cookie(req.headers(), &snapshot.auth.cookie_name) {
+            Some(cookie) => Some(std::borrow::Cow::Borrowed(cookie)),
+            None => auth::programmatic_token(req.headers())
+                .map(|t| programmatic_session(snapshot, host, t, now)),
+        };
+        let session = match value.as_deref() {
             Some(value) => {
-                let Some(opened) = sessions::open(snapshot, host, value, unix_now())
+                let Some(opened) = sessions::open(snapshot, host, value, now)
                     .filter(|s| !self.auth.revocations.is_revoked(&s.id))
                 else {
                     return Ok(None);

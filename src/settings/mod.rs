@@ -26,6 +26,10 @@ pub enum SettingsError {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
+    /// Where each route and its `policy` are in the file (not a key; filled
+    /// by [`ConfigFile::parse`]), in [`ConfigFile::all_routes`] order.
+    #[serde(skip)]
+    pub spans: Vec<RouteSpan>,
     /// HTTPS listen address (default `:8443` here; Pomerium's `:443`).
     pub address: Option<String>,
     /// Plain-HTTP listener that redirects to HTTPS.
@@ -410,6 +414,8 @@ impl ConfigFile {
                     None => message,
                 })
             })?;
+        let mut cfg = cfg;
+        cfg.spans = route_spans(text);
         Ok(cfg)
     }
 
@@ -426,6 +432,49 @@ impl ConfigFile {
     pub fn all_routes(&self) -> impl Iterator<Item = &RouteConfig> {
         self.routes.iter().chain(self.policy.iter())
     }
+}
+
+/// Where a config-file route is: the line and column (from 1) of its
+/// entry, and of its `policy` value when it has one (`None` where the
+/// parser cannot tell).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouteSpan {
+    pub at: Option<(usize, usize)>,
+    pub policy: Option<(usize, usize)>,
+}
+
+/// The places of the routes in config text (`routes`, then the legacy
+/// `policy` list); empty when the text does not parse (its error says where).
+pub fn route_spans(text: &str) -> Vec<RouteSpan> {
+    use serde::de::IgnoredAny;
+    use serde_saphyr::Spanned;
+    #[derive(Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        routes: Vec<Spanned<RouteAt>>,
+        #[serde(default)]
+        policy: Vec<Spanned<RouteAt>>,
+    }
+    #[derive(Deserialize)]
+    struct RouteAt {
+        #[serde(default)]
+        policy: Option<Spanned<IgnoredAny>>,
+    }
+    // Line 0 is the parser's "unknown" (e.g. a value behind a merge key).
+    let here = |l: &serde_saphyr::Location| {
+        Some((l.line() as usize, l.column() as usize)).filter(|(line, _)| *line > 0)
+    };
+    let Ok(doc) = serde_saphyr::from_str::<Doc>(text) else {
+        return Vec::new();
+    };
+    doc.routes
+        .iter()
+        .chain(doc.policy.iter())
+        .map(|r| RouteSpan {
+            at: here(&r.referenced),
+            policy: r.value.policy.as_ref().and_then(|p| here(&p.referenced)),
+        })
+        .collect()
 }
 
 /// True if the text holds anything but blank lines and comments.

@@ -295,10 +295,11 @@ impl Browser {
     ) -> Reply {
         let uri: http::Uri = url.parse().unwrap_or_else(|e| panic!("{url}: {e}"));
         let host = uri.host().unwrap().to_string();
-        let mut b = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::ACCEPT, &self.accept);
+        let mut b = Request::builder().method(method).uri(uri);
+        // An empty `accept` sends none (as curl or a script may).
+        if !self.accept.is_empty() {
+            b = b.header(header::ACCEPT, &self.accept);
+        }
         for (n, v) in extra {
             b = b.header(*n, *v);
         }
@@ -402,6 +403,35 @@ pub async fn idp_login(b: &mut Browser, authorize_url: &str, login: &str) -> Str
         r.body
     );
     url
+}
+
+/// Signs in at jetbridge's development identity provider (`jetbridge demo`):
+/// from its "pick a demo user" page at `picker_url` (whose HTML is `page`),
+/// picks `user`; returns the first URL of the redirects back that starts
+/// with `stop_at`, or the page the redirects end on.
+pub async fn dev_idp_pick(
+    b: &mut Browser,
+    picker_url: &str,
+    page: &str,
+    user: &str,
+    stop_at: &str,
+) -> (String, Reply) {
+    let field = |html: &str, before: &str| -> String {
+        let i = html
+            .find(before)
+            .unwrap_or_else(|| panic!("{before} in {html}"))
+            + before.len();
+        html[i..].split('"').next().unwrap().replace("&amp;", "&")
+    };
+    let form = format!(
+        "txn={}&user={}",
+        urlencode(&field(page, "name=\"txn\" value=\"")),
+        urlencode(user)
+    );
+    let action = resolve(picker_url, &field(page, "<form method=\"post\" action=\""));
+    let r = b.request("POST", &action, Some(&form)).await;
+    assert!(r.status.is_redirection(), "{} {}", r.status, r.body);
+    follow(b, resolve(&action, &r.location().unwrap()), stop_at, 6).await
 }
 
 pub fn urlencode(s: &str) -> String {

@@ -4,6 +4,7 @@
 //
 //   node login_browser.mjs --start-url URL --login ID [--password P] [--map host1,host2]
 //     [--until URL_PREFIX] [--screenshot FILE] [--timeout MS] [--then URL ...]
+//     [--then-screenshots DIR] [--cancel]
 //
 // Opens URL, fills the IdP's login form (fields `login` and `password`; or, on
 // jetbridge's development provider, clicks the demo user whose sub is --login), submits, clicks
@@ -21,6 +22,9 @@
 // are aborted (the IdP's page imports a web font from the internet, for one) and listed
 // in "blocked". Each --then URL is then opened in turn in the same browser (cookies kept,
 // redirects followed), and its final status, URL and text are listed in "then".
+// --then-screenshots DIR saves each --then page as DIR/then-<n>.png (n from 1).
+// --cancel, instead of signing in, cancels at the IdP's login page (oidc-provider's
+// /interaction/<uid>/abort, as its "Cancel" link does), so the IdP refuses the sign-in.
 // TLS errors are ignored (test certificates are self-signed).
 // Notes: Chromium refuses a few "unsafe" ports outright (e.g. 6000, 6665-6669, 10080);
 // the landing page must be HTML (a body Chromium would download never becomes the page).
@@ -48,6 +52,8 @@ try {
       screenshot: { type: 'string' },
       timeout: { type: 'string', default: '30000' },
       then: { type: 'string', multiple: true, default: [] },
+      'then-screenshots': { type: 'string' },
+      cancel: { type: 'boolean', default: false },
     },
     strict: true,
   }));
@@ -88,6 +94,8 @@ if (mapped.length) {
 }
 
 const blocked = [];
+// The --screenshot is of the landing page, taken before any --then page.
+let shotTaken = false;
 let browser;
 let page;
 
@@ -165,6 +173,14 @@ async function run() {
     if (await has('h1:has-text("oops! something went wrong")')) {
       throw new Error('the IdP showed its error page');
     }
+    if (args.cancel && !submitted.has(url) && (await has('form input[name="login"]'))) {
+      submitted.add(url);
+      const abort = new URL(url);
+      abort.pathname = `${abort.pathname.replace(/\/$/, '')}/abort`;
+      abort.search = '';
+      await page.goto(abort.href, { waitUntil: 'domcontentloaded' });
+      continue;
+    }
     if (!submitted.has(url) && (await has('form input[name="login"]'))) {
       loginCount += 1;
       if (loginCount > 3) throw new Error('the IdP keeps showing its login form');
@@ -200,9 +216,16 @@ async function run() {
   await page.waitForLoadState('load').catch(() => {});
   const bodyText = await page.evaluate(() => document.body?.innerText ?? '');
   const finalUrl = page.url();
+  if (args.screenshot) {
+    writeFileSync(args.screenshot, await page.screenshot({ fullPage: true }));
+    shotTaken = true;
+  }
   const then = [];
-  for (const url of args.then) {
+  for (const [i, url] of args.then.entries()) {
     const response = await page.goto(url, { waitUntil: 'load' });
+    if (args['then-screenshots']) {
+      writeFileSync(`${args['then-screenshots']}/then-${i + 1}.png`, await page.screenshot({ fullPage: true }));
+    }
     then.push({
       url,
       status: response ? response.status() : null,
@@ -228,7 +251,7 @@ try {
     blocked,
   };
 }
-if (args.screenshot && page) {
+if (args.screenshot && page && !shotTaken) {
   try {
     writeFileSync(args.screenshot, await page.screenshot({ fullPage: true }));
   } catch (err) {
