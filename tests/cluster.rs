@@ -371,6 +371,32 @@ impl Controller {
         self.lines.lock().unwrap().clone()
     }
 
+    /// Stops the process as Kubernetes does (SIGTERM) and waits for it to exit.
+    fn terminate(mut self) -> Vec<String> {
+        let pid = self._child.0.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self._child.0.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "no exit on SIGTERM: {:#?}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.log()
+    }
+
+    /// No log field shows an optional value in Rust's debug form (`Some(…)`, `None`).
+    fn assert_no_debug_options(&self) {
+        let bad: Vec<String> = self
+            .log()
+            .into_iter()
+            .filter(|l| l.contains("\"Some(") || l.contains(":\"None\""))
+            .collect();
+        assert!(bad.is_empty(), "{bad:#?}");
+    }
+
     fn url(&self, host: &str, path: &str) -> String {
         format!("https://{host}:{}{path}", self.https)
     }
@@ -2001,4 +2027,383 @@ async fn pomerium_annotations_behave_in_the_cluster_as_the_same_keys_in_a_config
     );
     assert_eq!(get(5, "status"), "403");
     assert_eq!(get(6, "status"), "401");
+}
+
+/// The Events regarding `kind` `name` in the corner's namespace.
+fn events_on(c: &Corner, kind: &str, name: &str) -> Vec<serde_json::Value> {
+    let out = c.kube.ok(
+        &["get", "events.events.k8s.io", "-n", &c.ns, "-o", "json"],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["regarding"]["kind"] == kind && e["regarding"]["name"] == name)
+        .collect()
+}
+
+/// When an Event was last seen: its series' last observation, else its time.
+fn last_seen(e: &serde_json::Value) -> String {
+    e["series"]["lastObservedTime"]
+        .as_str()
+        .or(e["eventTime"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The newest Event on Ingress `name` as "type reason note", as `kubectl
+/// get events --sort-by` would show it last.
+fn newest_event(c: &Corner, name: &str) -> String {
+    events_on(c, "Ingress", name)
+        .iter()
+        .max_by_key(|e| last_seen(e))
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["type"].as_str().unwrap_or_default(),
+                e["reason"].as_str().unwrap_or_default(),
+                e["note"].as_str().unwrap_or_default()
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Polls `probe` until `want` holds on its value (or panics after 30 s).
+async fn wait_for(what: &str, probe: impl Fn() -> String, want: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = probe();
+        if want(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "never {what}; last: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A jsonpath of Ingress `name`.
+fn ingress_field(c: &Corner, name: &str, path: &str) -> String {
+    let (_, out, _) = c.kube.kubectl(
+        &[
+            "get",
+            "ingress",
+            name,
+            "-n",
+            &c.ns,
+            "-o",
+            &format!("jsonpath={path}"),
+        ],
+        None,
+    );
+    out
+}
+
+/// The `jetbridge.dev/status` annotation of Ingress `name`.
+fn status_annotation(c: &Corner, name: &str) -> String {
+    ingress_field(c, name, "{.metadata.annotations.jetbridge\\.dev/status}")
+}
+
+/// The addresses in `status.loadBalancer` of Ingress `name`.
+fn load_balancer(c: &Corner, name: &str) -> String {
+    ingress_field(c, name, "{.status.loadBalancer.ingress[*].ip}")
+}
+
+/// Ingress `name` on `host` to Service `svc` port `port`, public, with more annotations.
+fn public_ingress_to_port(
+    c: &Corner,
+    name: &str,
+    host: &str,
+    svc: &str,
+    port: u16,
+    extra: &[(&str, &str)],
+) {
+    let ns = &c.ns;
+    let class = &c.class;
+    let mut ann = String::from("    jetbridge.dev/allow_public_unauthenticated_access: \"true\"\n");
+    for (k, v) in extra {
+        ann.push_str(&format!("    {k}: {}\n", serde_json::to_string(v).unwrap()));
+    }
+    // A replace, not an apply: annotations dropped from the manifest go away.
+    let yaml = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: {ns}\n  annotations:\n{ann}spec:\n  ingressClassName: {class}\n  rules:\n    - host: {host}\n      http:\n        paths:\n          - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: {port}}}}}}}}}\n"
+    );
+    let (_, exists, _) = c
+        .kube
+        .kubectl(&["get", "ingress", name, "-n", ns, "-o", "name"], None);
+    if exists.trim().is_empty() {
+        c.kube.ok(&["create", "-f", "-"], Some(&yaml));
+    } else {
+        c.kube.ok(&["replace", "-f", "-"], Some(&yaml));
+    }
+}
+
+/// An Ingress broken three different ways in turn shows each problem as its
+/// newest Event (not the first one counted again), loses its address and
+/// says `Invalid` while broken, and on the fix gets a Normal Event, the
+/// `Programmed` state and its address back.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_new_problem_is_the_newest_event_and_a_fix_is_announced_and_shown() {
+    let c = Corner::new(Kube::get());
+    let up = named_upstream("app").await;
+    c.service("web", &[up]);
+    let ctl = Controller::start(&c, &["--publish-address", "10.0.0.9"]).await;
+    let mut b = api_client();
+    public_ingress_to_port(&c, "app", "app.test", "web", 80, &[]);
+    ctl.expect(&mut b, "app.test", "serves", |r| r.status == StatusCode::OK)
+        .await;
+    wait_for(
+        "Programmed",
+        || status_annotation(&c, "app"),
+        |v| v == "Programmed",
+    )
+    .await;
+    wait_for(
+        "an address",
+        || load_balancer(&c, "app"),
+        |v| v == "10.0.0.9",
+    )
+    .await;
+    wait_for(
+        "a Programmed Event",
+        || newest_event(&c, "app"),
+        |v| v.starts_with("Normal Programmed"),
+    )
+    .await;
+
+    // Three problems in turn, all with the reason InvalidRoute.
+    let breaks: [(&str, u16, &[(&str, &str)]); 3] = [
+        (
+            "pass_identity_header",
+            80,
+            &[("jetbridge.dev/pass_identity_header", "true")],
+        ),
+        (
+            "unknown criterion \"emial\"",
+            80,
+            &[(
+                "jetbridge.dev/policy",
+                "allow:\n  or:\n    - emial: {is: a@b.c}\n",
+            )],
+        ),
+        ("has no port 81", 81, &[]),
+    ];
+    for (says, port, annotations) in breaks {
+        public_ingress_to_port(&c, "app", "app.test", "web", port, annotations);
+        let newest = wait_for(says, || newest_event(&c, "app"), |v| v.contains(says)).await;
+        assert!(newest.starts_with("Warning InvalidRoute"), "{newest}");
+        let state = wait_for(
+            "Invalid",
+            || status_annotation(&c, "app"),
+            |v| v.contains(says),
+        )
+        .await;
+        assert!(state.starts_with("Invalid: "), "{state}");
+        wait_for("no address", || load_balancer(&c, "app"), |v| v.is_empty()).await;
+        ctl.expect(&mut b, "app.test", "denies", |r| {
+            r.status == StatusCode::FORBIDDEN
+        })
+        .await;
+    }
+    // Each problem is an Event of its own, each with its own message.
+    let notes: Vec<String> = events_on(&c, "Ingress", "app")
+        .iter()
+        .filter(|e| e["type"] == "Warning")
+        .map(|e| e["note"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(notes.len(), 3, "{notes:#?}");
+
+    // Fixed: a Normal Event says so, the state and the address come back.
+    public_ingress_to_port(&c, "app", "app.test", "web", 80, &[]);
+    let newest = wait_for(
+        "a recovery Event",
+        || newest_event(&c, "app"),
+        |v| v.starts_with("Normal Programmed"),
+    )
+    .await;
+    assert!(newest.contains("fixed"), "{newest}");
+    wait_for(
+        "Programmed",
+        || status_annotation(&c, "app"),
+        |v| v == "Programmed",
+    )
+    .await;
+    wait_for(
+        "the address back",
+        || load_balancer(&c, "app"),
+        |v| v == "10.0.0.9",
+    )
+    .await;
+    ctl.expect(&mut b, "app.test", "serves again", |r| {
+        r.status == StatusCode::OK
+    })
+    .await;
+
+    // The same problem again is the newest Event again (its series moves on).
+    public_ingress_to_port(&c, "app", "app.test", "web", 81, &[]);
+    wait_for(
+        "the port problem again",
+        || newest_event(&c, "app"),
+        |v| v.contains("has no port 81"),
+    )
+    .await;
+    // The status annotation is not a route setting: it raised no problem.
+    assert!(
+        !ctl.log()
+            .iter()
+            .any(|l| l.contains("unknown annotation jetbridge.dev/status")),
+        "{:#?}",
+        ctl.log()
+    );
+    ctl.assert_no_debug_options();
+}
+
+/// A controller replica named `who` with a short Lease.
+async fn replica(c: &Corner, who: &str) -> Controller {
+    Controller::start_with(
+        &c.kube,
+        &c.ns,
+        &c.controller_name,
+        &["--lease-duration-secs", "3"],
+        &[("POD_NAME", who)],
+    )
+    .await
+}
+
+/// Two replicas: each problem is one Event (written by the Lease holder),
+/// not one per replica; when the holder dies, the other takes over, repeats
+/// nothing already reported and reports a new problem.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_report_each_problem_once_and_the_survivor_reports_after_a_takeover() {
+    let c = Corner::new(Kube::get());
+    let up = named_upstream("app").await;
+    c.service("web", &[up]);
+    let a = replica(&c, "replica-a").await;
+    let b = replica(&c, "replica-b").await;
+    public_ingress_to_port(&c, "one", "one.test", "web", 81, &[]);
+    wait_for(
+        "a Warning on one",
+        || newest_event(&c, "one"),
+        |v| v.contains("has no port 81"),
+    )
+    .await;
+    // Both replicas have translated it (each logs it) ...
+    for r in [&a, &b] {
+        r.wait_for_log(|l| l.contains("has no port 81")).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // ... but one Event was written, seen once.
+    let once = |name: &str| {
+        let events = events_on(&c, "Ingress", name);
+        let warnings: Vec<&serde_json::Value> =
+            events.iter().filter(|e| e["type"] == "Warning").collect();
+        assert_eq!(warnings.len(), 1, "{events:#?}");
+        assert!(warnings[0]["series"].is_null(), "{events:#?}");
+        warnings[0]["reportingInstance"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let writer = once("one");
+    let holder = c.kube.ok(
+        &[
+            "get",
+            "lease",
+            "jetbridge-leader",
+            "-n",
+            &c.ns,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+        None,
+    );
+    assert_eq!(writer, holder);
+
+    // The holder dies without a goodbye; the other takes over.
+    let (gone, survivor, other) = if holder == "replica-a" {
+        (a, b, "replica-b")
+    } else {
+        (b, a, "replica-a")
+    };
+    drop(gone);
+    public_ingress_to_port(&c, "two", "two.test", "web", 81, &[]);
+    wait_for(
+        "a Warning on two",
+        || newest_event(&c, "two"),
+        |v| v.contains("has no port 81"),
+    )
+    .await;
+    assert_eq!(once("two"), other);
+    // What the old holder reported is not reported again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(once("one"), holder);
+    survivor.assert_no_debug_options();
+}
+
+/// `status.loadBalancer` follows the publish Service: a replica that stops
+/// while the Service is there leaves the address (another carries on); when
+/// the release goes (IngressClass and Service deleted, as `helm uninstall`
+/// does before the pods stop), the address is cleared.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ingress_address_is_cleared_when_the_publish_service_goes_away() {
+    let c = Corner::new(Kube::get());
+    let up = named_upstream("app").await;
+    c.service("web", &[up]);
+    let ns = c.ns.clone();
+    c.kube.apply(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: proxy, namespace: {ns}}}\nspec:\n  ports: [{{name: https, port: 443, targetPort: 8443, protocol: TCP}}]\n"
+    ));
+    let cluster_ip = c.kube.ok(
+        &[
+            "get",
+            "service",
+            "proxy",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+        None,
+    );
+    assert!(!cluster_ip.is_empty());
+    let publish = format!("{ns}/proxy");
+    let args = [
+        "--publish-service",
+        publish.as_str(),
+        "--lease-duration-secs",
+        "3",
+    ];
+    let first = Controller::start(&c, &args).await;
+    public_ingress_to_port(&c, "app", "app.test", "web", 80, &[]);
+    wait_for(
+        "the Service's address",
+        || load_balancer(&c, "app"),
+        |v| v == cluster_ip,
+    )
+    .await;
+
+    // A replica leaving while the Service is there changes nothing.
+    first.terminate();
+    assert_eq!(load_balancer(&c, "app"), cluster_ip);
+
+    // The release is removed: class and Service first, then the pods stop.
+    let last = Controller::start(&c, &args).await;
+    last.wait_for_log(|l| l.contains("now writes Events and status"))
+        .await;
+    c.kube.ok(&["delete", "ingressclass", &c.class], None);
+    c.kube.ok(&["delete", "service", "proxy", "-n", &ns], None);
+    let log = last.terminate();
+    wait_for(
+        "the address cleared",
+        || load_balancer(&c, "app"),
+        |v| v.is_empty(),
+    )
+    .await;
+    assert!(
+        log.iter()
+            .any(|l| l.contains("status.loadBalancer cleared")),
+        "{log:#?}"
+    );
 }

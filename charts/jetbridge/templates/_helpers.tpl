@@ -200,3 +200,13 @@ when all namespaces are watched, else in a Role per watched namespace.
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/*
+Refuses a cluster that does not serve an API the controller reads:
+discovery.k8s.io/v1 EndpointSlices are served from Kubernetes 1.21.
+*/}}
+{{- define "jetbridge.requireApis" -}}
+{{- if not (.Capabilities.APIVersions.Has "discovery.k8s.io/v1") }}
+{{- fail (printf "jetbridge needs the discovery.k8s.io/v1 API (EndpointSlices, Kubernetes 1.21 or newer); this cluster (%s) does not serve it" .Capabilities.KubeVersion.Version) }}
+{{- end }}
+{{- end }}
