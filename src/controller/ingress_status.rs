@@ -67,19 +67,15 @@ impl State {
     }
 }
 
-/// Sets the status annotation of Ingress `ns/name`; false (logged) when refused.
-pub(super) async fn write_annotation(client: &Client, ns: &str, name: &str, value: &str) -> bool {
+/// Sets the status annotation of Ingress `ns/name` (a refusal is logged).
+pub(super) async fn write_annotation(client: &Client, ns: &str, name: &str, value: &str) {
     let api: Api<Ingress> = Api::namespaced(client.clone(), ns);
     let patch = serde_json::json!({"metadata": {"annotations": {STATUS_ANNOTATION: value}}});
-    match api
+    if let Err(e) = api
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::warn!(ingress = %format!("{ns}/{name}"), error = %e, "cannot write the status annotation");
-            false
-        }
+        tracing::warn!(ingress = %format!("{ns}/{name}"), error = %e, "cannot write the status annotation");
     }
 }
 

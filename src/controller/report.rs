@@ -238,8 +238,9 @@ fn problems_by_ingress(problems: &[Problem]) -> BTreeMap<String, Vec<&Problem>> 
     out
 }
 
-/// Writes each managed Ingress's status annotation when it changed, with a
-/// Normal Event when it becomes `Programmed`.
+/// Announces each managed Ingress's state when it changed (a Normal Event
+/// when it becomes `Programmed`) and writes its status annotation when the
+/// object shows another value.
 async fn report_states(
     events: &mut EventWriter,
     client: &Client,
@@ -248,40 +249,69 @@ async fn report_states(
     memory: &mut Memory,
 ) {
     let by_ingress = problems_by_ingress(problems);
+    let shown: HashMap<String, Option<&String>> = r
+        .cluster
+        .ingresses
+        .iter()
+        .map(|i| {
+            let key = format!("{}/{}", i.namespace().unwrap_or_default(), i.name_any());
+            (key, i.annotations().get(ingress_status::STATUS_ANNOTATION))
+        })
+        .collect();
     for key in &r.managed {
-        let state =
-            ingress_status::State::of(by_ingress.get(key).map(Vec::as_slice).unwrap_or(&[]));
-        let value = state.to_annotation();
-        let before = memory
-            .states
-            .get(key)
-            .map(|v| ingress_status::State::parse(v));
-        if memory.states.get(key) == Some(&value) {
-            continue;
-        }
+        let problems = by_ingress.get(key).map(Vec::as_slice).unwrap_or(&[]);
+        let value = ingress_status::State::of(problems).to_annotation();
         let (ns, name) = key.split_once('/').unwrap_or(("", key));
-        let object = ObjectRef::kube("Ingress", ns, name);
-        if state.programmed && !before.as_ref().is_some_and(|b| b.programmed) {
-            let note = if before.is_some() {
-                "the problems reported earlier are fixed: routes are served by jetbridge again"
-            } else {
-                "routes are served by jetbridge"
-            };
-            if let Some(reference) = reference(&r.cluster, &object)
-                && let Err(e) = events
-                    .publish(&reference, Kind::Normal, "Programmed", note)
-                    .await
-            {
-                tracing::warn!(object = %object, error = %e, "cannot record an Event");
-                continue;
+        if memory.states.get(key) != Some(&value) {
+            let before = memory
+                .states
+                .get(key)
+                .map(|v| ingress_status::State::parse(v));
+            let object = ObjectRef::kube("Ingress", ns, name);
+            if !announce(events, &r.cluster, &object, before.as_ref(), &value).await {
+                continue; // tried again with the next outcome
             }
+            memory.states.insert(key.clone(), value.clone());
         }
-        if ingress_status::write_annotation(client, ns, name, &value).await {
-            memory.states.insert(key.clone(), value);
+        if shown.get(key).copied().flatten() != Some(&value) {
+            ingress_status::write_annotation(client, ns, name, &value).await;
         }
     }
     let managed: BTreeSet<&String> = r.managed.iter().collect();
     memory.states.retain(|k, _| managed.contains(k));
+}
+
+/// A Normal `Programmed` Event when an Ingress becomes served (first, or
+/// again after `Invalid`); false when the Event could not be written.
+async fn announce(
+    events: &mut EventWriter,
+    cluster: &Cluster,
+    object: &ObjectRef,
+    before: Option<&ingress_status::State>,
+    value: &str,
+) -> bool {
+    let now = ingress_status::State::parse(value);
+    if !now.programmed || before.is_some_and(|b| b.programmed) {
+        return true;
+    }
+    let note = if before.is_some() {
+        "the problems reported earlier are fixed: routes are served by jetbridge again"
+    } else {
+        "routes are served by jetbridge"
+    };
+    let Some(reference) = reference(cluster, object) else {
+        return true;
+    };
+    match events
+        .publish(&reference, Kind::Normal, "Programmed", note)
+        .await
+    {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(object = %object, error = %e, "cannot record an Event");
+            false
+        }
+    }
 }
 
 fn find_ref<K: Resource<DynamicType = ()>>(
