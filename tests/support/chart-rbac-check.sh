@@ -293,6 +293,7 @@ spec:
 EOF
     # start from nothing the controller writes
     k patch ingress web -n shop --subresource=status --type=merge -p '{"status":{"loadBalancer":{"ingress":null}}}'
+    k annotate ingress web -n shop jetbridge.dev/status- >/dev/null
     k patch policies.jetbridge.dev staff -n shop --subresource=status --type=merge -p '{"status":null}'
     k delete events.events.k8s.io -n shop --all >/dev/null
 }
@@ -384,6 +385,8 @@ t_status_and_events() {
         >"$WORK/events"
     cat "$WORK/events"
     grep -q '^Programmed Ingress/web$' "$WORK/events" || { echo "no Normal Programmed Event regarding Ingress shop/web"; return 1; }
+    expect_eq "Ingress shop/web jetbridge.dev/status" Programmed \
+        "$(k get ingress web -n shop -o jsonpath='{.metadata.annotations.jetbridge\.dev/status}')"
 }
 
 # sign_out RELEASE NAMESPACE SUB: a session for web.shop.example.test minted with the
