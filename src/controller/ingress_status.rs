@@ -252,3 +252,31 @@ async fn desired_load_balancer(client: &Client, options: &Options) -> Option<Add
         .unwrap_or_default();
     Some(Address::Entries(ips))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::State;
+
+    #[test]
+    fn the_status_annotation_reads_back_as_written() {
+        let cases = [
+            (true, vec![], "Programmed"),
+            (
+                true,
+                vec!["a rule without host is not served"],
+                "Programmed: a rule without host is not served",
+            ),
+            (false, vec!["one: x", "two"], "Invalid: one: x\ntwo"),
+        ];
+        for (programmed, messages, text) in cases {
+            let state = State {
+                programmed,
+                messages: messages.iter().map(|m| m.to_string()).collect(),
+            };
+            assert_eq!(state.to_annotation(), text);
+            assert_eq!(State::parse(text), state, "{text}");
+        }
+        // Anything else reads as not programmed (a new holder reports it again).
+        assert!(!State::parse("").programmed);
+    }
+}

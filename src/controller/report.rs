@@ -58,7 +58,8 @@ pub(super) struct Problem {
 struct Memory {
     /// (object, message) pairs already sent as Warning Events.
     evented: BTreeSet<(ObjectRef, String)>,
-    /// The status annotation of each Ingress (`namespace/name`) as last written or seen.
+    /// The state of each Ingress (`namespace/name`, as its annotation value)
+    /// last announced, or found on the object by [`recall`].
     states: HashMap<String, String>,
 }
 
@@ -93,10 +94,10 @@ pub(super) async fn run(
             continue;
         }
         let memory = memory.get_or_insert_with(|| recall(&r.cluster));
-        report_problems(&mut events, &problems, memory).await;
-        report_states(&mut events, &client, &r, &problems, memory).await;
-        update_policy_status(&client, &r.cluster, &r.policies).await;
         let by_ingress = problems_by_ingress(&problems);
+        report_problems(&mut events, &problems, memory).await;
+        report_states(&mut events, &client, &r, &by_ingress, memory).await;
+        update_policy_status(&client, &r.cluster, &r.policies).await;
         if let Some(lb) =
             ingress_status::publish(&client, &options, &r, &by_ingress, &published).await
         {
@@ -245,10 +246,9 @@ async fn report_states(
     events: &mut EventWriter,
     client: &Client,
     r: &Reported,
-    problems: &[Problem],
+    by_ingress: &BTreeMap<String, Vec<&Problem>>,
     memory: &mut Memory,
 ) {
-    let by_ingress = problems_by_ingress(problems);
     let shown: HashMap<String, Option<&String>> = r
         .cluster
         .ingresses
