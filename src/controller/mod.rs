@@ -62,12 +62,13 @@ pub struct Options {
     pub instance: String,
     /// Quiet time after a change before translating (bursts become one publish).
     pub debounce: Duration,
-    /// Where Ingress `status.loadBalancer` comes from (nothing is written
-    /// when neither is set).
+    /// Where Ingress `status.loadBalancer` comes from (no address is
+    /// written when neither is set). When the Service is gone or being
+    /// deleted, the addresses it gave are cleared.
     pub publish_service: Option<(String, String)>,
     pub publish_addresses: Vec<String>,
-    /// The Lease (in the bootstrap Secret's namespace) that elects the
-    /// replica writing Ingress status.
+    /// The Lease (in the bootstrap Secret's namespace) that elects the one
+    /// replica writing Events and status; every replica takes part.
     pub lease_name: String,
     pub lease: leader::Timing,
     /// The ConfigMap (in the bootstrap Secret's namespace) that shares
@@ -258,7 +259,10 @@ pub async fn run(
     }
     tracing::info!("initial sync complete");
 
-    let (outcomes, writers) = start_writers(&client, &options);
+    // Whether this replica holds the Lease: every write to the API server
+    // on the controller's behalf asks it first.
+    let leadership = leader::Leadership::default();
+    let (outcomes, writers) = start_writers(&client, &options, leadership);
     let mut generated = Generated::default();
     let mut bootstrap_seen = false;
     let mut bootstrap_error: Option<(ObjectReference, String)> = None;
@@ -391,8 +395,8 @@ struct Writers {
 fn start_writers(
     client: &Client,
     options: &Options,
+    leadership: leader::Leadership,
 ) -> (tokio::sync::watch::Sender<Option<Arc<Reported>>>, Writers) {
-    let leadership = leader::Leadership::default();
     let stop_election = tokio_util::sync::CancellationToken::new();
     let stop_reporter = tokio_util::sync::CancellationToken::new();
     let election = tokio::spawn(leader::run(
