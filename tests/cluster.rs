@@ -2143,6 +2143,9 @@ fn ingress_to_port(
     }
 }
 
+/// One way to break an Ingress: what its Event says, its backend port, its annotations.
+type Break<'a> = (&'a str, u16, &'a [(&'a str, &'a str)]);
+
 /// The Warning Events of an Ingress broken three different ways in turn
 /// (all with the reason InvalidRoute): each problem is an Event of its own
 /// and the newest Event always carries the current message, also when an
@@ -2154,7 +2157,8 @@ async fn each_new_problem_on_an_ingress_is_its_newest_event() {
     c.service("web", &[up]);
     let ctl = Controller::start(&c, &[]).await;
     let mut b = api_client();
-    let breaks: [(&str, u16, &[(&str, &str)]); 3] = [
+    // (what the Event says, the backend port, the annotations)
+    let breaks: [Break; 3] = [
         (
             "pass_identity_header",
             80,
@@ -2182,7 +2186,7 @@ async fn each_new_problem_on_an_ingress_is_its_newest_event() {
         .collect();
     assert_eq!(notes.len(), 3, "{notes:#?}");
     // An earlier problem again is the newest Event again (its series moves on).
-    ingress_to_port(&c, "app", "app.test", "web", 80, &breaks[0].2);
+    ingress_to_port(&c, "app", "app.test", "web", 80, breaks[0].2);
     wait_for(
         "the first problem again",
         || newest_event(&c, "app"),
