@@ -1,6 +1,6 @@
 //! What an Ingress shows about itself: the `jetbridge.dev/status`
 //! annotation (an Ingress has no conditions) and `status.loadBalancer`.
-//! Written by the Lease holder only ([`super::report`]).
+//! Written by the Lease holder only (the `report` module).
 //!
 //! The annotation reads `Programmed`, `Programmed: <warning>…` or
 //! `Invalid: <error>…`, one message per line. The annotation reader ignores

@@ -9,8 +9,8 @@
 //! changed. Problems become Warning Events on their objects (once, not per
 //! resync), each Ingress's state an annotation and `status.loadBalancer`, and
 //! each Policy's a status condition, all written by the elected replica only
-//! ([`leader`], [`report`]). A watch that fails keeps its last store: an API
-//! server outage never turns into an empty configuration.
+//! ([`leader`]; the `report` module writes them). A watch that fails keeps its
+//! last store: an API server outage never turns into an empty configuration.
 
 pub mod bootstrap;
 pub mod events;
