@@ -2413,3 +2413,54 @@ async fn the_ingress_address_is_cleared_when_the_publish_service_goes_away() {
         "{log:#?}"
     );
 }
+
+/// The chart installs where `discovery.k8s.io/v1` EndpointSlices are served
+/// (this Kubernetes 1.20 API server with its EndpointSlice stand-in), and
+/// refuses with a message naming the API once they are not (the stand-in
+/// removed: a plain 1.20 cluster).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chart_refuses_a_cluster_without_discovery_v1_endpoint_slices() {
+    let kube = Kube::own();
+    let chart = format!("{}/charts/jetbridge", env!("CARGO_MANIFEST_DIR"));
+    let dry_run = || {
+        // A fresh discovery cache each time: the served APIs change below.
+        let cache = tempfile::tempdir().unwrap();
+        run_command(
+            Command::new(&kube.env["HELM"])
+                .args(["install", "jb", &chart, "--namespace", "default"])
+                .arg("--dry-run=server")
+                .env("KUBECONFIG", kube.kubeconfig())
+                .env("KUBECACHEDIR", cache.path())
+                .env("HELM_CACHE_HOME", cache.path()),
+            None,
+        )
+    };
+    let (ok, out, err) = dry_run();
+    assert!(ok, "{err}{out}");
+
+    kube.ok(&["delete", "crd", "endpointslices.discovery.k8s.io"], None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let cache = tempfile::tempdir().unwrap();
+        let (_, versions, _) = run_command(
+            Command::new(&kube.env["KUBECTL"])
+                .arg("api-versions")
+                .env("KUBECONFIG", kube.kubeconfig())
+                .env("KUBECACHEDIR", cache.path()),
+            None,
+        );
+        if !versions.lines().any(|l| l == "discovery.k8s.io/v1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{versions}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (ok, out, err) = dry_run();
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains(
+            "jetbridge needs Kubernetes 1.21 or newer: it reads discovery.k8s.io/v1 EndpointSlices"
+        ),
+        "{err}"
+    );
+}
