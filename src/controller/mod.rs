@@ -281,11 +281,10 @@ pub async fn run(
                         bootstrap_error = None;
                     }
                     Err(e) => {
+                        // Logged (every replica) and raised as an Event (the
+                        // Lease holder) by the reporter, once while it lasts.
                         driver.record_failure();
-                        if bootstrap_error.as_ref().map(|(_, m)| m) != Some(&e) {
-                            tracing::error!(secret = %format!("{}/{}", options.bootstrap_namespace, options.bootstrap_name), error = %e, "bootstrap Secret is corrupt; keeping the last good keys");
-                            bootstrap_error = Some((s.object_ref(&()), e));
-                        }
+                        bootstrap_error = Some((s.object_ref(&()), e));
                     }
                 }
             }
