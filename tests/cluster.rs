@@ -2348,18 +2348,22 @@ async fn two_replicas_report_each_problem_once_and_the_survivor_reports_after_a_
     survivor.assert_no_debug_options();
 }
 
-/// `status.loadBalancer` follows the publish Service: a replica that stops
-/// while the Service is there leaves the address (another carries on); when
-/// the release goes (IngressClass and Service deleted, as `helm uninstall`
-/// does before the pods stop), the address is cleared.
+/// `status.loadBalancer` follows what jetbridge serves and the publish
+/// Service: a replica that stops while the Service is there leaves the
+/// address (another carries on); an Ingress that is no longer ours (its
+/// IngressClass deleted) loses it at once; and when the Service is deleted
+/// and the last replica stops (as `helm uninstall` does), that replica clears
+/// it. The Service lives in a namespace the controller does not watch, so
+/// only the shutdown notices its deletion.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_ingress_address_is_cleared_when_the_publish_service_goes_away() {
     let c = Corner::new(Kube::get());
     let up = named_upstream("app").await;
     c.service("web", &[up]);
-    let ns = c.ns.clone();
+    let release = format!("{}-rel", c.ns);
+    c.kube.ok(&["create", "namespace", &release], None);
     c.kube.apply(&format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: proxy, namespace: {ns}}}\nspec:\n  ports: [{{name: https, port: 443, targetPort: 8443, protocol: TCP}}]\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: proxy, namespace: {release}}}\nspec:\n  ports: [{{name: https, port: 443, targetPort: 8443, protocol: TCP}}]\n"
     ));
     let cluster_ip = c.kube.ok(
         &[
@@ -2367,14 +2371,14 @@ async fn the_ingress_address_is_cleared_when_the_publish_service_goes_away() {
             "service",
             "proxy",
             "-n",
-            &ns,
+            &release,
             "-o",
             "jsonpath={.spec.clusterIP}",
         ],
         None,
     );
     assert!(!cluster_ip.is_empty());
-    let publish = format!("{ns}/proxy");
+    let publish = format!("{release}/proxy");
     let args = [
         "--publish-service",
         publish.as_str(),
@@ -2394,24 +2398,42 @@ async fn the_ingress_address_is_cleared_when_the_publish_service_goes_away() {
     first.terminate();
     assert_eq!(load_balancer(&c, "app"), cluster_ip);
 
-    // The release is removed: class and Service first, then the pods stop.
+    // The Ingress is no longer ours: its address goes at once.
     let last = Controller::start(&c, &args).await;
     last.wait_for_log(|l| l.contains("leader: this replica now writes"))
         .await;
+    let class = c
+        .kube
+        .ok(&["get", "ingressclass", &c.class, "-o", "yaml"], None);
     c.kube.ok(&["delete", "ingressclass", &c.class], None);
-    c.kube.ok(&["delete", "service", "proxy", "-n", &ns], None);
-    let log = last.terminate();
     wait_for(
         "the address cleared",
         || load_balancer(&c, "app"),
         |v| v.is_empty(),
     )
     .await;
+    c.kube.ok(&["create", "-f", "-"], Some(&class));
+    wait_for(
+        "the address back",
+        || load_balancer(&c, "app"),
+        |v| v == cluster_ip,
+    )
+    .await;
+
+    // The release goes: the Service is deleted, then the last replica stops.
+    c.kube
+        .ok(&["delete", "service", "proxy", "-n", &release], None);
+    let log = last.terminate();
+    assert_eq!(load_balancer(&c, "app"), "", "{log:#?}");
     assert!(
         log.iter()
-            .any(|l| l.contains("status.loadBalancer cleared")),
+            .any(|l| l.contains("status.loadBalancer cleared on shutdown")
+                && l.contains("\"ingresses\":1")),
         "{log:#?}"
     );
+    let _ = c
+        .kube
+        .kubectl(&["delete", "namespace", &release, "--wait=false"], None);
 }
 
 /// The chart installs where `discovery.k8s.io/v1` EndpointSlices are served
