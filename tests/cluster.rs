@@ -2486,3 +2486,138 @@ async fn the_chart_refuses_a_cluster_without_discovery_v1_endpoint_slices() {
         "{err}"
     );
 }
+
+/// A kubeconfig for the ServiceAccount `sa` of the corner's namespace, with
+/// `rules` (a Role's, in that namespace) and the IngressClass reads every
+/// controller needs; the [`Kube`] to run a controller with it.
+fn restricted_kube(c: &Corner, sa: &str, rules: &str) -> (Kube, tempfile::TempDir) {
+    let ns = &c.ns;
+    let cluster_role = format!("{ns}-{sa}");
+    c.kube.apply(&format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {sa}, namespace: {ns}}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: {sa}, namespace: {ns}}}\nrules:\n{rules}---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: {sa}, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: {sa}}}\nsubjects: [{{kind: ServiceAccount, name: {sa}, namespace: {ns}}}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {cluster_role}}}\nrules: [{{apiGroups: [networking.k8s.io], resources: [ingressclasses], verbs: [get, list, watch]}}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {cluster_role}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {cluster_role}}}\nsubjects: [{{kind: ServiceAccount, name: {sa}, namespace: {ns}}}]\n"
+    ));
+    let token = c
+        .kube
+        .ok(&["create", "token", sa, "-n", ns, "--duration=1h"], None);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{}\", certificate-authority: \"{}\"}}}}]\nusers: [{{name: u, user: {{token: \"{}\"}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: u, namespace: {ns}}}}}]\ncurrent-context: c\n",
+            c.kube.env["APISERVER_URL"],
+            c.kube.env["CA_FILE"],
+            token.trim()
+        ),
+    )
+    .unwrap();
+    let mut env = c.kube.env.clone();
+    env.insert("KUBECONFIG".into(), path.to_string_lossy().into_owned());
+    let kube = Kube {
+        env,
+        dir: c.kube.dir.clone(),
+        own: None,
+    };
+    (kube, dir)
+}
+
+/// A replica that does not hold the Lease writes nothing on the
+/// controller's behalf: run with an identity that may read everything and
+/// take part in the election but may write no Event and no status, it is
+/// never refused, while the holder writes the Policy condition and the
+/// Events.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_without_the_lease_writes_no_event_and_no_status() {
+    let c = Corner::new(Kube::get());
+    let up = named_upstream("app").await;
+    c.service("web", &[up]);
+    let _holder = replica(&c, "holder").await;
+    // The first replica takes the Lease (checked below by who wrote the Events).
+    let lease = || {
+        c.kube
+            .kubectl(
+                &[
+                    "get",
+                    "lease",
+                    "jetbridge-leader",
+                    "-n",
+                    &c.ns,
+                    "-o",
+                    "jsonpath={.spec.holderIdentity}",
+                ],
+                None,
+            )
+            .1
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lease() != "holder" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reads = "- {apiGroups: [networking.k8s.io], resources: [ingresses], verbs: [get, list, watch]}\n\
+- {apiGroups: [jetbridge.dev], resources: [policies], verbs: [get, list, watch]}\n\
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [get, list, watch]}\n\
+- {apiGroups: [\"\"], resources: [services, secrets, configmaps], verbs: [get, list, watch, create]}\n\
+- {apiGroups: [\"\"], resources: [configmaps], verbs: [patch]}\n\
+- {apiGroups: [coordination.k8s.io], resources: [leases], verbs: [get, create, update]}\n";
+    let (reader, _dir) = restricted_kube(&c, "reader", reads);
+    let follower = Controller::start_with(
+        &reader,
+        &c.ns,
+        &c.controller_name,
+        &["--lease-duration-secs", "3"],
+        &[("POD_NAME", "follower")],
+    )
+    .await;
+
+    c.kube
+        .apply(&one_rule_policy(&c.ns, "broken", "emial: {is: a@b.c}"));
+    ingress_to_port(&c, "app", "app.test", "web", 81, &[PUBLIC]);
+    let condition = || {
+        c.kube.ok(
+            &[
+                "get",
+                "policy.jetbridge.dev",
+                "broken",
+                "-n",
+                &c.ns,
+                "-o",
+                "jsonpath={.status.conditions[0].status}",
+            ],
+            None,
+        )
+    };
+    wait_for("the Policy condition", condition, |v| v == "False").await;
+    wait_for(
+        "the Ingress's Event",
+        || newest_event(&c, "app"),
+        |v| v.contains("has no port 81"),
+    )
+    .await;
+    // The follower saw both problems (it logs them) and wrote nothing.
+    follower
+        .wait_for_log(|l| l.contains("has no port 81"))
+        .await;
+    follower
+        .wait_for_log(|l| l.contains("unknown criterion"))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let refused: Vec<String> = follower
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("cannot ") || l.to_lowercase().contains("forbidden"))
+        .collect();
+    assert!(refused.is_empty(), "{refused:#?}");
+    for e in events_on(&c, "Ingress", "app") {
+        assert_eq!(e["reportingInstance"], "holder", "{e:#}");
+    }
+    let cluster_role = format!("{}-reader", c.ns);
+    let _ = c.kube.kubectl(
+        &[
+            "delete",
+            "clusterrolebinding,clusterrole",
+            &cluster_role,
+            "--wait=false",
+        ],
+        None,
+    );
+}
