@@ -171,13 +171,14 @@ struct ControllerArgs {
     /// jetbridge itself, so such backends are refused by default.
     #[arg(long, env = "JETBRIDGE_ALLOW_LOOPBACK_BACKENDS")]
     allow_loopback_backends: bool,
-    /// Copy Ingress status.loadBalancer from this Service (namespace/name).
+    /// Copy Ingress status.loadBalancer from this Service (namespace/name);
+    /// cleared when the Service is gone (e.g. the release was uninstalled).
     #[arg(long, env = "JETBRIDGE_PUBLISH_SERVICE")]
     publish_service: Option<String>,
     /// Or publish these addresses (IPs or host names, comma-separated).
     #[arg(long, value_delimiter = ',', env = "JETBRIDGE_PUBLISH_ADDRESS")]
     publish_address: Vec<String>,
-    /// Name of the Lease that elects the replica writing Ingress status.
+    /// Name of the Lease that elects the replica writing Events and status.
     #[arg(long, default_value = "jetbridge-leader")]
     leader_election_id: String,
     /// Lease duration in seconds (a crashed leader is replaced after this).

@@ -395,6 +395,32 @@ impl Controller {
         self.lines.lock().unwrap().clone()
     }
 
+    /// Stops the process as Kubernetes does (SIGTERM) and waits for it to exit.
+    fn terminate(mut self) -> Vec<String> {
+        let pid = self._child.0.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self._child.0.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "no exit on SIGTERM: {:#?}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.log()
+    }
+
+    /// No log field shows an optional value in Rust's debug form (`Some(…)`, `None`).
+    fn assert_no_debug_options(&self) {
+        let bad: Vec<String> = self
+            .log()
+            .into_iter()
+            .filter(|l| l.contains("\"Some(") || l.contains(":\"None\""))
+            .collect();
+        assert!(bad.is_empty(), "{bad:#?}");
+    }
+
     fn url(&self, host: &str, path: &str) -> String {
         format!("https://{host}:{}{path}", self.https)
     }
@@ -2228,6 +2254,599 @@ async fn pomerium_annotations_behave_in_the_cluster_as_the_same_keys_in_a_config
     );
     assert_eq!(get(5, "status"), "403");
     assert_eq!(get(6, "status"), "401");
+}
+
+/// The Events regarding `kind` `name` in the corner's namespace.
+fn events_on(c: &Corner, kind: &str, name: &str) -> Vec<serde_json::Value> {
+    let out = c.kube.ok(
+        &["get", "events.events.k8s.io", "-n", &c.ns, "-o", "json"],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["regarding"]["kind"] == kind && e["regarding"]["name"] == name)
+        .collect()
+}
+
+/// When an Event was last seen: its series' last observation, else its time.
+fn last_seen(e: &serde_json::Value) -> String {
+    e["series"]["lastObservedTime"]
+        .as_str()
+        .or(e["eventTime"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The newest Event on Ingress `name` as "type reason note", as `kubectl
+/// get events --sort-by` would show it last.
+fn newest_event(c: &Corner, name: &str) -> String {
+    events_on(c, "Ingress", name)
+        .iter()
+        .max_by_key(|e| last_seen(e))
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["type"].as_str().unwrap_or_default(),
+                e["reason"].as_str().unwrap_or_default(),
+                e["note"].as_str().unwrap_or_default()
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Polls `probe` until `want` holds on its value (or panics after 30 s).
+async fn wait_for(what: &str, probe: impl Fn() -> String, want: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = probe();
+        if want(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "never {what}; last: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A jsonpath of Ingress `name`.
+fn ingress_field(c: &Corner, name: &str, path: &str) -> String {
+    let (_, out, _) = c.kube.kubectl(
+        &[
+            "get",
+            "ingress",
+            name,
+            "-n",
+            &c.ns,
+            "-o",
+            &format!("jsonpath={path}"),
+        ],
+        None,
+    );
+    out
+}
+
+/// The `jetbridge.dev/status` annotation of Ingress `name`.
+fn status_annotation(c: &Corner, name: &str) -> String {
+    ingress_field(c, name, "{.metadata.annotations.jetbridge\\.dev/status}")
+}
+
+/// The addresses in `status.loadBalancer` of Ingress `name`.
+fn load_balancer(c: &Corner, name: &str) -> String {
+    ingress_field(c, name, "{.status.loadBalancer.ingress[*].ip}")
+}
+
+/// The annotation that makes a route public.
+const PUBLIC: (&str, &str) = ("jetbridge.dev/allow_public_unauthenticated_access", "true");
+
+/// Ingress `name` on `host` to Service `svc` port `port` with `annotations`.
+fn ingress_to_port(
+    c: &Corner,
+    name: &str,
+    host: &str,
+    svc: &str,
+    port: u16,
+    annotations: &[(&str, &str)],
+) {
+    let ns = &c.ns;
+    let class = &c.class;
+    let mut ann = String::from("    jetbridge.dev/timeout: 30s\n");
+    for (k, v) in annotations {
+        ann.push_str(&format!("    {k}: {}\n", serde_json::to_string(v).unwrap()));
+    }
+    // A replace, not an apply: annotations dropped from the manifest go away.
+    let yaml = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: {ns}\n  annotations:\n{ann}spec:\n  ingressClassName: {class}\n  rules:\n    - host: {host}\n      http:\n        paths:\n          - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: {port}}}}}}}}}\n"
+    );
+    let (_, exists, _) = c
+        .kube
+        .kubectl(&["get", "ingress", name, "-n", ns, "-o", "name"], None);
+    if exists.trim().is_empty() {
+        c.kube.ok(&["create", "-f", "-"], Some(&yaml));
+    } else {
+        c.kube.ok(&["replace", "-f", "-"], Some(&yaml));
+    }
+}
+
+/// One way to break an Ingress: what its Event says, its backend port, its annotations.
+type Break<'a> = (&'a str, u16, &'a [(&'a str, &'a str)]);
+
+/// The Warning Events of an Ingress broken three different ways in turn
+/// (all with the reason InvalidRoute): each problem is an Event of its own
+/// and the newest Event always carries the current message, also when an
+/// earlier problem comes back.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_new_problem_on_an_ingress_is_its_newest_event() {
+    let c = Corner::new(Kube::get());
+    let up = named_upstream("app").await;
+    c.service("web", &[up]);
+    let ctl = Controller::start(&c, &[]).await;
+    let mut b = api_client();
+    // (what the Event says, the backend port, the annotations)
+    let breaks: [Break; 3] = [
+        (
+            "pass_identity_header",
+            80,
+            &[PUBLIC, ("jetbridge.dev/pass_identity_header", "true")],
+        ),
+        (
+            "unknown criterion \"emial\"",
+            80,
+            &[(
+                "jetbridge.dev/policy",
+                "allow:\n  or:\n    - emial: {is: a@b.c}\n",
+            )],
+        ),
+        ("has no port 81", 81, &[PUBLIC]),
+    ];
+    for (says, port, annotations) in breaks {
+        ingress_to_port(&c, "app", "app.test", "web", port, annotations);
+        let newest = wait_for(says, || newest_event(&c, "app"), |v| v.contains(says)).await;
+        assert!(newest.starts_with("Warning InvalidRoute"), "{newest}");
+    }
+    let notes: Vec<String> = events_on(&c, "Ingress", "app")
+        .iter()
+        .filter(|e| e["type"] == "Warning")
+        .map(|e| e["note"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(notes.len(), 3, "{notes:#?}");
+    // An earlier problem again is the newest Event again (its series moves on).
+    ingress_to_port(&c, "app", "app.test", "web", 80, breaks[0].2);
+    wait_for(
+        "the first problem again",
+        || newest_event(&c, "app"),
+        |v| v.contains("pass_identity_header"),
+    )
+    .await;
+    ctl.expect(&mut b, "app.test", "denies", |r| {
+        r.status == StatusCode::FORBIDDEN
+    })
+    .await;
+}
+
+/// A served Ingress that breaks shows `Invalid` and the message in its
+/// status annotation and loses its address; once fixed it gets a Normal
+/// Event saying so, `Programmed` and its address back. The annotation the
+/// controller writes is not read as a route setting.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_ingress_shows_invalid_without_an_address_and_a_fix_is_announced() {
+    let c = Corner::new(Kube::get());
+    let up = named_upstream("app").await;
+    c.service("web", &[up]);
+    let ctl = Controller::start(&c, &["--publish-address", "10.0.0.9"]).await;
+    let mut b = api_client();
+    ingress_to_port(&c, "app", "app.test", "web", 80, &[PUBLIC]);
+    ctl.expect(&mut b, "app.test", "serves", |r| r.status == StatusCode::OK)
+        .await;
+    wait_for(
+        "an address",
+        || load_balancer(&c, "app"),
+        |v| v == "10.0.0.9",
+    )
+    .await;
+
+    ingress_to_port(&c, "app", "app.test", "web", 81, &[PUBLIC]);
+    ctl.expect(&mut b, "app.test", "denies", |r| {
+        r.status == StatusCode::FORBIDDEN
+    })
+    .await;
+    wait_for("no address", || load_balancer(&c, "app"), |v| v.is_empty()).await;
+    let state = wait_for(
+        "Invalid",
+        || status_annotation(&c, "app"),
+        |v| v.starts_with("Invalid: "),
+    )
+    .await;
+    assert!(state.contains("has no port 81"), "{state}");
+
+    ingress_to_port(&c, "app", "app.test", "web", 80, &[PUBLIC]);
+    let newest = wait_for(
+        "a recovery Event",
+        || newest_event(&c, "app"),
+        |v| v.starts_with("Normal Programmed"),
+    )
+    .await;
+    assert!(newest.contains("fixed"), "{newest}");
+    wait_for(
+        "Programmed",
+        || status_annotation(&c, "app"),
+        |v| v == "Programmed",
+    )
+    .await;
+    wait_for(
+        "the address back",
+        || load_balancer(&c, "app"),
+        |v| v == "10.0.0.9",
+    )
+    .await;
+    ctl.expect(&mut b, "app.test", "serves again", |r| {
+        r.status == StatusCode::OK
+    })
+    .await;
+    assert!(
+        !ctl.log().iter().any(|l| l.contains("jetbridge.dev/status")),
+        "{:#?}",
+        ctl.log()
+    );
+    ctl.assert_no_debug_options();
+}
+
+/// A controller replica named `who` with a short Lease.
+async fn replica(c: &Corner, who: &str) -> Controller {
+    Controller::start_with(
+        &c.kube,
+        &c.ns,
+        &c.controller_name,
+        &["--lease-duration-secs", "3"],
+        &[("POD_NAME", who)],
+    )
+    .await
+}
+
+/// Two replicas: each problem is one Event (written by the Lease holder),
+/// not one per replica; when the holder dies, the other takes over, repeats
+/// nothing already reported and reports a new problem.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_report_each_problem_once_and_the_survivor_reports_after_a_takeover() {
+    let c = Corner::new(Kube::get());
+    let up = named_upstream("app").await;
+    c.service("web", &[up]);
+    let a = replica(&c, "replica-a").await;
+    let b = replica(&c, "replica-b").await;
+    ingress_to_port(&c, "one", "one.test", "web", 81, &[PUBLIC]);
+    wait_for(
+        "a Warning on one",
+        || newest_event(&c, "one"),
+        |v| v.contains("has no port 81"),
+    )
+    .await;
+    // Both replicas have translated it (each logs it) ...
+    for r in [&a, &b] {
+        r.wait_for_log(|l| l.contains("has no port 81")).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // ... but one Event was written, seen once.
+    let once = |name: &str| {
+        let events = events_on(&c, "Ingress", name);
+        let warnings: Vec<&serde_json::Value> =
+            events.iter().filter(|e| e["type"] == "Warning").collect();
+        assert_eq!(warnings.len(), 1, "{events:#?}");
+        assert!(warnings[0]["series"].is_null(), "{events:#?}");
+        warnings[0]["reportingInstance"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let writer = once("one");
+    let holder = c.kube.ok(
+        &[
+            "get",
+            "lease",
+            "jetbridge-leader",
+            "-n",
+            &c.ns,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+        None,
+    );
+    assert_eq!(writer, holder);
+
+    // The holder dies without a goodbye; the other takes over.
+    let (gone, survivor, other) = if holder == "replica-a" {
+        (a, b, "replica-b")
+    } else {
+        (b, a, "replica-a")
+    };
+    drop(gone);
+    ingress_to_port(&c, "two", "two.test", "web", 81, &[PUBLIC]);
+    wait_for(
+        "a Warning on two",
+        || newest_event(&c, "two"),
+        |v| v.contains("has no port 81"),
+    )
+    .await;
+    assert_eq!(once("two"), other);
+    // What the old holder reported is not reported again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(once("one"), holder);
+    survivor.assert_no_debug_options();
+}
+
+/// `status.loadBalancer` follows what jetbridge serves and the publish
+/// Service: a replica that stops while the Service is there leaves the
+/// address (another carries on); an Ingress that is no longer ours (its
+/// IngressClass deleted) loses it at once; and when the Service is deleted
+/// and the last replica stops (as `helm uninstall` does), that replica clears
+/// it. The Service lives in a namespace the controller does not watch, so
+/// only the shutdown notices its deletion.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ingress_address_is_cleared_when_the_publish_service_goes_away() {
+    let c = Corner::new(Kube::get());
+    let up = named_upstream("app").await;
+    c.service("web", &[up]);
+    let release = format!("{}-rel", c.ns);
+    c.kube.ok(&["create", "namespace", &release], None);
+    c.kube.apply(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: proxy, namespace: {release}}}\nspec:\n  ports: [{{name: https, port: 443, targetPort: 8443, protocol: TCP}}]\n"
+    ));
+    let cluster_ip = c.kube.ok(
+        &[
+            "get",
+            "service",
+            "proxy",
+            "-n",
+            &release,
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+        None,
+    );
+    assert!(!cluster_ip.is_empty());
+    let publish = format!("{release}/proxy");
+    let args = [
+        "--publish-service",
+        publish.as_str(),
+        "--lease-duration-secs",
+        "3",
+    ];
+    let first = Controller::start(&c, &args).await;
+    ingress_to_port(&c, "app", "app.test", "web", 80, &[PUBLIC]);
+    wait_for(
+        "the Service's address",
+        || load_balancer(&c, "app"),
+        |v| v == cluster_ip,
+    )
+    .await;
+
+    // A replica leaving while the Service is there changes nothing.
+    first.terminate();
+    assert_eq!(load_balancer(&c, "app"), cluster_ip);
+
+    // The Ingress is no longer ours: its address goes at once.
+    let last = Controller::start(&c, &args).await;
+    last.wait_for_log(|l| l.contains("leader: this replica now writes"))
+        .await;
+    let class = c
+        .kube
+        .ok(&["get", "ingressclass", &c.class, "-o", "yaml"], None);
+    c.kube.ok(&["delete", "ingressclass", &c.class], None);
+    wait_for(
+        "the address cleared",
+        || load_balancer(&c, "app"),
+        |v| v.is_empty(),
+    )
+    .await;
+    c.kube.ok(&["create", "-f", "-"], Some(&class));
+    wait_for(
+        "the address back",
+        || load_balancer(&c, "app"),
+        |v| v == cluster_ip,
+    )
+    .await;
+
+    // The release goes: the Service is deleted, then the last replica stops.
+    c.kube
+        .ok(&["delete", "service", "proxy", "-n", &release], None);
+    let log = last.terminate();
+    assert_eq!(load_balancer(&c, "app"), "", "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("status.loadBalancer cleared on shutdown")
+                && l.contains("\"ingresses\":1")),
+        "{log:#?}"
+    );
+    let _ = c
+        .kube
+        .kubectl(&["delete", "namespace", &release, "--wait=false"], None);
+}
+
+/// The chart installs where `discovery.k8s.io/v1` EndpointSlices are served
+/// (this Kubernetes 1.20 API server with its EndpointSlice stand-in), and
+/// refuses with a message naming the API once they are not (the stand-in
+/// removed: a plain 1.20 cluster).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chart_refuses_a_cluster_without_discovery_v1_endpoint_slices() {
+    let kube = Kube::own();
+    let chart = format!("{}/charts/jetbridge", env!("CARGO_MANIFEST_DIR"));
+    let dry_run = || {
+        // A fresh discovery cache each time: the served APIs change below.
+        let cache = tempfile::tempdir().unwrap();
+        run_command(
+            Command::new(&kube.env["HELM"])
+                .args(["install", "jb", &chart, "--namespace", "default"])
+                .arg("--dry-run=server")
+                .env("KUBECONFIG", kube.kubeconfig())
+                .env("KUBECACHEDIR", cache.path())
+                .env("HELM_CACHE_HOME", cache.path()),
+            None,
+        )
+    };
+    let (ok, out, err) = dry_run();
+    assert!(ok, "{err}{out}");
+
+    kube.ok(&["delete", "crd", "endpointslices.discovery.k8s.io"], None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let cache = tempfile::tempdir().unwrap();
+        let (_, versions, _) = run_command(
+            Command::new(&kube.env["KUBECTL"])
+                .arg("api-versions")
+                .env("KUBECONFIG", kube.kubeconfig())
+                .env("KUBECACHEDIR", cache.path()),
+            None,
+        );
+        if !versions.lines().any(|l| l == "discovery.k8s.io/v1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{versions}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (ok, out, err) = dry_run();
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains(
+            "jetbridge needs Kubernetes 1.21 or newer: it reads discovery.k8s.io/v1 EndpointSlices"
+        ),
+        "{err}"
+    );
+}
+
+/// A kubeconfig for the ServiceAccount `sa` of the corner's namespace, with
+/// `rules` (a Role's, in that namespace) and the IngressClass reads every
+/// controller needs; the [`Kube`] to run a controller with it.
+fn restricted_kube(c: &Corner, sa: &str, rules: &str) -> (Kube, tempfile::TempDir) {
+    let ns = &c.ns;
+    let cluster_role = format!("{ns}-{sa}");
+    c.kube.apply(&format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {sa}, namespace: {ns}}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: {sa}, namespace: {ns}}}\nrules:\n{rules}---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: {sa}, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: {sa}}}\nsubjects: [{{kind: ServiceAccount, name: {sa}, namespace: {ns}}}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {cluster_role}}}\nrules: [{{apiGroups: [networking.k8s.io], resources: [ingressclasses], verbs: [get, list, watch]}}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {cluster_role}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {cluster_role}}}\nsubjects: [{{kind: ServiceAccount, name: {sa}, namespace: {ns}}}]\n"
+    ));
+    let token = c
+        .kube
+        .ok(&["create", "token", sa, "-n", ns, "--duration=1h"], None);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{}\", certificate-authority: \"{}\"}}}}]\nusers: [{{name: u, user: {{token: \"{}\"}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: u, namespace: {ns}}}}}]\ncurrent-context: c\n",
+            c.kube.env["APISERVER_URL"],
+            c.kube.env["CA_FILE"],
+            token.trim()
+        ),
+    )
+    .unwrap();
+    let mut env = c.kube.env.clone();
+    env.insert("KUBECONFIG".into(), path.to_string_lossy().into_owned());
+    let kube = Kube {
+        env,
+        dir: c.kube.dir.clone(),
+        own: None,
+    };
+    (kube, dir)
+}
+
+/// A replica that does not hold the Lease writes nothing on the
+/// controller's behalf: run with an identity that may read everything and
+/// take part in the election but may write no Event and no status, it is
+/// never refused, while the holder writes the Policy condition and the
+/// Events.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_without_the_lease_writes_no_event_and_no_status() {
+    let c = Corner::new(Kube::get());
+    let up = named_upstream("app").await;
+    c.service("web", &[up]);
+    let _holder = replica(&c, "holder").await;
+    // The first replica takes the Lease (checked below by who wrote the Events).
+    let lease = || {
+        c.kube
+            .kubectl(
+                &[
+                    "get",
+                    "lease",
+                    "jetbridge-leader",
+                    "-n",
+                    &c.ns,
+                    "-o",
+                    "jsonpath={.spec.holderIdentity}",
+                ],
+                None,
+            )
+            .1
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lease() != "holder" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reads = "- {apiGroups: [networking.k8s.io], resources: [ingresses], verbs: [get, list, watch]}\n\
+- {apiGroups: [jetbridge.dev], resources: [policies], verbs: [get, list, watch]}\n\
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [get, list, watch]}\n\
+- {apiGroups: [\"\"], resources: [services, secrets, configmaps], verbs: [get, list, watch, create]}\n\
+- {apiGroups: [\"\"], resources: [configmaps], verbs: [patch]}\n\
+- {apiGroups: [coordination.k8s.io], resources: [leases], verbs: [get, create, update]}\n";
+    let (reader, _dir) = restricted_kube(&c, "reader", reads);
+    let follower = Controller::start_with(
+        &reader,
+        &c.ns,
+        &c.controller_name,
+        &["--lease-duration-secs", "3"],
+        &[("POD_NAME", "follower")],
+    )
+    .await;
+
+    c.kube
+        .apply(&one_rule_policy(&c.ns, "broken", "emial: {is: a@b.c}"));
+    ingress_to_port(&c, "app", "app.test", "web", 81, &[PUBLIC]);
+    let condition = || {
+        c.kube.ok(
+            &[
+                "get",
+                "policy.jetbridge.dev",
+                "broken",
+                "-n",
+                &c.ns,
+                "-o",
+                "jsonpath={.status.conditions[0].status}",
+            ],
+            None,
+        )
+    };
+    wait_for("the Policy condition", condition, |v| v == "False").await;
+    wait_for(
+        "the Ingress's Event",
+        || newest_event(&c, "app"),
+        |v| v.contains("has no port 81"),
+    )
+    .await;
+    // The follower saw both problems (it logs them) and wrote nothing.
+    follower
+        .wait_for_log(|l| l.contains("has no port 81"))
+        .await;
+    follower
+        .wait_for_log(|l| l.contains("unknown criterion"))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let refused: Vec<String> = follower
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("cannot ") || l.to_lowercase().contains("forbidden"))
+        .collect();
+    assert!(refused.is_empty(), "{refused:#?}");
+    for e in events_on(&c, "Ingress", "app") {
+        assert_eq!(e["reportingInstance"], "holder", "{e:#}");
+    }
+    let cluster_role = format!("{}-reader", c.ns);
+    let _ = c.kube.kubectl(
+        &[
+            "delete",
+            "clusterrolebinding,clusterrole",
+            &cluster_role,
+            "--wait=false",
+        ],
+        None,
+    );
 }
 
 /// Checks that neither the other namespace's routes nor its certificate

@@ -10,6 +10,7 @@
 //! computed from, so two replicas never overwrite each other blindly: the
 //! loser re-reads and tries again with what is current.
 
+use super::leader::Leadership;
 use crate::translate::hosts::{HostClaim, HostClaims, host_key, key_host};
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -103,25 +104,33 @@ impl Memory {
 }
 
 /// Keeps the ConfigMap `name` equal to the latest claims sent on `latest`
-/// until `shutdown`.
+/// until `shutdown`, while this replica holds the Lease (the others only
+/// read it).
 pub async fn write(
     api: Api<ConfigMap>,
     name: String,
     mut latest: watch::Receiver<HostClaims>,
+    leadership: Leadership,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
+    let mut leading = leadership.subscribe();
     loop {
-        let want = latest.borrow_and_update().clone();
-        let retry = match sync_once(&api, &name, &want).await {
-            Ok(()) => false,
-            Err(e) => {
-                tracing::warn!(configmap = %name, error = %e, "cannot store host claims; retrying");
-                true
+        let retry = if *leading.borrow_and_update() {
+            let want = latest.borrow_and_update().clone();
+            match sync_once(&api, &name, &want).await {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::warn!(configmap = %name, error = %e, "cannot store host claims; retrying");
+                    true
+                }
             }
+        } else {
+            false
         };
         tokio::select! {
             _ = shutdown.cancelled() => return,
             r = latest.changed(), if !retry => if r.is_err() { return },
+            r = leading.changed(), if !retry => if r.is_err() { return },
             _ = tokio::time::sleep(Duration::from_secs(1)), if retry => {}
         }
     }

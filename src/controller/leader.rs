@@ -1,5 +1,12 @@
-//! Leader election over a `coordination.k8s.io/v1` Lease: the holder writes
-//! Ingress status; every replica serves traffic either way.
+//! Leader election over a `coordination.k8s.io/v1` Lease: the holder alone
+//! writes to the API server on behalf of the controller (Events, Ingress
+//! status and annotations, Policy status); every replica serves traffic
+//! either way. Every replica takes part in the election, whatever its flags.
+//!
+//! Writers ask [`Leadership::is_leader`] before each write, or follow
+//! [`Leadership::subscribe`] to act when this replica becomes (or stops
+//! being) the holder: a new holder writes what is current, so a hand-over
+//! loses nothing.
 //!
 //! A replica takes the Lease when it is absent or its holder has not renewed
 //! it within `leaseDurationSeconds`, and renews it while it holds it. Every
@@ -10,17 +17,33 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, ObjectMeta, PostParams};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio::sync::watch;
 
-/// Whether this replica holds the Lease right now.
-#[derive(Clone, Default)]
-pub struct Leadership(Arc<AtomicBool>);
+/// Whether this replica holds the Lease right now; clones share one state.
+#[derive(Clone)]
+pub struct Leadership(Arc<watch::Sender<bool>>);
+
+impl Default for Leadership {
+    fn default() -> Self {
+        Leadership(Arc::new(watch::Sender::new(false)))
+    }
+}
 
 impl Leadership {
     /// True while this replica holds the Lease.
     pub fn is_leader(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        *self.0.borrow()
+    }
+
+    /// A receiver that wakes whenever leadership is gained or lost.
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.0.subscribe()
+    }
+
+    /// Records whether this replica holds the Lease; returns the old value.
+    fn set(&self, held: bool) -> bool {
+        self.0.send_replace(held)
     }
 }
 
@@ -43,14 +66,14 @@ fn age(t: &MicroTime) -> f64 {
     d.as_secs_f64()
 }
 
-/// Runs the election loop until `shutdown`, keeping `leadership` current.
+/// Runs the election loop until `shutdown`, keeping `leadership` current;
+/// then gives the Lease up if held.
 pub async fn run(
     api: Api<Lease>,
     name: String,
     identity: String,
     timing: Timing,
     leadership: Leadership,
-    changed: Arc<tokio::sync::Notify>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     loop {
@@ -61,21 +84,20 @@ pub async fn run(
                 false
             }
         };
-        let was = leadership.0.swap(held, Ordering::Relaxed);
+        let was = leadership.set(held);
         if held != was {
             if held {
-                tracing::info!(lease = %name, identity = %identity, "leader: this replica now writes Ingress status");
+                tracing::info!(lease = %name, identity = %identity, "leader: this replica now writes Events and status");
             } else {
-                tracing::info!(lease = %name, identity = %identity, "no longer leader: Ingress status writes stop");
+                tracing::info!(lease = %name, identity = %identity, "no longer leader: Event and status writes stop");
             }
-            changed.notify_one();
         }
         tokio::select! {
             _ = shutdown.cancelled() => {
                 if leadership.is_leader() {
                     release(&api, &name, &identity).await;
                 }
-                leadership.0.store(false, Ordering::Relaxed);
+                leadership.set(false);
                 return;
             }
             _ = tokio::time::sleep(timing.renew) => {}

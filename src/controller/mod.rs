@@ -7,31 +7,34 @@
 //! [`crate::translate::cluster::from_cluster`], translated with the global
 //! settings and the bootstrap keys, and published only if the snapshot
 //! changed. Problems become Warning Events on their objects (once, not per
-//! resync) and Policy status conditions. A watch that fails keeps its last
-//! store: an API server outage never turns into an empty configuration.
+//! resync), each Ingress's state an annotation and `status.loadBalancer`, and
+//! each Policy's a status condition, all written by the elected replica only
+//! ([`leader`]; the `report` module writes them). A watch that fails keeps its
+//! last store: an API server outage never turns into an empty configuration.
 
 pub mod bootstrap;
 pub mod claims;
+pub mod events;
+pub mod ingress_status;
 pub mod leader;
+mod report;
 pub mod revocations;
 
-use crate::crd::{Condition, Policy, PolicyStatus, WatchedPolicy};
-use crate::model::{Diagnostic, ObjectRef, Severity};
+use crate::crd::WatchedPolicy;
 use crate::settings::ConfigFile;
 use crate::standalone::{Generated, inputs_from_config};
-use crate::translate::cluster::{Cluster, ClusterSettings, PolicyOutcome, from_cluster};
+use crate::translate::cluster::{Cluster, ClusterSettings, from_cluster};
 use crate::translate::driver::{Applied, Driver};
 use bootstrap::BootstrapKeys;
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
-use kube::{Client, Resource, ResourceExt as _};
-use std::collections::{BTreeSet, HashMap};
+use kube::{Client, Resource};
+use report::Reported;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -60,12 +63,13 @@ pub struct Options {
     pub instance: String,
     /// Quiet time after a change before translating (bursts become one publish).
     pub debounce: Duration,
-    /// Where Ingress `status.loadBalancer` comes from (nothing is written
-    /// when neither is set).
+    /// Where Ingress `status.loadBalancer` comes from (no address is
+    /// written when neither is set). When the Service is gone or being
+    /// deleted, the addresses it gave are cleared.
     pub publish_service: Option<(String, String)>,
     pub publish_addresses: Vec<String>,
-    /// The Lease (in the bootstrap Secret's namespace) that elects the
-    /// replica writing Ingress status.
+    /// The Lease (in the bootstrap Secret's namespace) that elects the one
+    /// replica writing Events and status; every replica takes part.
     pub lease_name: String,
     pub lease: leader::Timing,
     /// The ConfigMap (in the bootstrap Secret's namespace) that shares
@@ -264,50 +268,23 @@ pub async fn run(
     }
     tracing::info!("initial sync complete");
 
+    // Whether this replica holds the Lease: every write to the API server
+    // on the controller's behalf asks it first.
     let leadership = leader::Leadership::default();
-    let publishing = options.publish_service.is_some() || !options.publish_addresses.is_empty();
-    if publishing {
-        tokio::spawn(leader::run(
-            Api::namespaced(client.clone(), &options.bootstrap_namespace),
-            options.lease_name.clone(),
-            options.instance.clone(),
-            options.lease,
-            leadership.clone(),
-            changed.clone(),
-            shutdown.clone(),
-        ));
-    }
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "jetbridge".into(),
-            instance: Some(options.instance.clone()),
-        },
-    );
-    // Events and status are written by a task of their own, from the latest
-    // outcome: publishing never waits for the API server's writes (the first
-    // sync of 1k Ingresses writes 1k Events).
-    let (outcomes, latest) = tokio::sync::watch::channel::<Option<Arc<Reported>>>(None);
-    tokio::spawn(reporter(
-        latest,
-        recorder.clone(),
-        client.clone(),
-        options.clone(),
-        publishing,
-        leadership.clone(),
-        shutdown.clone(),
-    ));
+    let leadership_for_claims = leadership.clone();
+    let (outcomes, writers) = start_writers(&client, &options, leadership);
     tokio::spawn(claims::write(
         claims_api,
         options.claims_name.clone(),
         claims_rx,
+        leadership_for_claims,
         shutdown.clone(),
     ));
     let mut memory = claims::Memory::default();
     let mut generated = Generated::default();
     let mut bootstrap_seen = false;
-    let mut bootstrap_error: Option<String> = None;
-    loop {
+    let mut bootstrap_error: Option<(ObjectReference, String)> = None;
+    'translate: loop {
         // Bootstrap Secret: follow edits, keep the last good keys when it is
         // corrupt, re-create it from memory when it is deleted.
         match boot.state().first() {
@@ -322,19 +299,10 @@ pub async fn run(
                         bootstrap_error = None;
                     }
                     Err(e) => {
+                        // Logged (every replica) and raised as an Event (the
+                        // Lease holder) by the reporter, once while it lasts.
                         driver.record_failure();
-                        if bootstrap_error.as_deref() != Some(e.as_str()) {
-                            tracing::error!(secret = %format!("{}/{}", options.bootstrap_namespace, options.bootstrap_name), error = %e, "bootstrap Secret is corrupt; keeping the last good keys");
-                            let reference = s.object_ref(&());
-                            warn_event(
-                                &recorder,
-                                &reference,
-                                "InvalidBootstrapSecret",
-                                &format!("{e}; the last good keys stay in use"),
-                            )
-                            .await;
-                            bootstrap_error = Some(e);
-                        }
+                        bootstrap_error = Some((s.object_ref(&()), e));
                     }
                 }
             }
@@ -346,6 +314,7 @@ pub async fn run(
                     tracing::error!(error = %e, "cannot re-create the bootstrap Secret");
                 }
                 bootstrap_seen = false;
+                bootstrap_error = None;
             }
             None => {}
         }
@@ -408,6 +377,7 @@ pub async fn run(
                     diagnostics,
                     managed: outcome.managed,
                     policies: outcome.policies,
+                    bootstrap: bootstrap_error.clone(),
                 })));
             }
             Err(e) => {
@@ -418,19 +388,21 @@ pub async fn run(
         crate::memory::release();
 
         tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => break 'translate,
             _ = changed.notified() => {}
             _ = tokio::time::sleep(next_expiry) => {} // retired keys, held hosts, re-checks
         }
         // Debounce: wait for a quiet moment so a burst publishes once.
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => break 'translate,
                 _ = changed.notified() => continue,
                 _ = tokio::time::sleep(options.debounce) => break,
             }
         }
     }
+    writers.stop().await;
+    Ok(())
 }
 
 /// How long until the next re-check: 30 s, or sooner when a held host's
@@ -448,293 +420,62 @@ fn next_release(hosts: &crate::translate::hosts::Assignment, now: i64) -> Durati
         .unwrap_or(Duration::from_secs(30))
 }
 
-/// What one translation tells the cluster about.
-struct Reported {
-    cluster: Cluster,
-    diagnostics: Vec<Diagnostic>,
-    managed: Vec<String>,
-    policies: Vec<PolicyOutcome>,
+/// The tasks that write to the API server: the election and the reporter.
+struct Writers {
+    election: tokio::task::JoinHandle<()>,
+    reporter: tokio::task::JoinHandle<()>,
+    /// Ends the election (after the reporter, which may still write as holder).
+    stop_election: tokio_util::sync::CancellationToken,
+    /// Ends the reporter.
+    stop_reporter: tokio_util::sync::CancellationToken,
 }
 
-/// Writes Events, Policy status and (on the leader) Ingress status for the
-/// latest outcome; skips intermediate ones when it falls behind.
-async fn reporter(
-    mut latest: tokio::sync::watch::Receiver<Option<Arc<Reported>>>,
-    recorder: Recorder,
-    client: Client,
-    options: Options,
-    publishing: bool,
+/// Starts the election (every replica takes part) and the reporter, which
+/// writes Events and status from the latest outcome sent to the returned
+/// channel. Publishing never waits for the API server's writes (the first
+/// sync of 1k Ingresses writes 1k Events).
+fn start_writers(
+    client: &Client,
+    options: &Options,
     leadership: leader::Leadership,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    let mut reported: BTreeSet<(ObjectRef, String)> = BTreeSet::new();
-    let mut programmed: BTreeSet<String> = BTreeSet::new();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = latest.changed() => if r.is_err() { return },
-        }
-        let Some(r) = latest.borrow_and_update().clone() else {
-            continue;
-        };
-        report(
-            &recorder,
-            &r.cluster,
-            &r.diagnostics,
-            &r.managed,
-            &mut reported,
-            &mut programmed,
-        )
-        .await;
-        update_policy_status(&client, &r.cluster, &r.policies).await;
-        if publishing && leadership.is_leader() {
-            write_ingress_status(&client, &options, &r.cluster, &r.managed, &leadership).await;
-        }
-    }
-}
-
-fn find_ref<K: Resource<DynamicType = ()>>(
-    objs: &[Arc<K>],
-    ns: &str,
-    name: &str,
-) -> Option<ObjectReference> {
-    objs.iter()
-        .find(|o| {
-            o.meta().namespace.as_deref() == Some(ns) && o.meta().name.as_deref() == Some(name)
-        })
-        .map(|o| o.object_ref(&()))
-}
-
-/// The Kubernetes object a diagnostic is about.
-fn reference(cluster: &Cluster, object: &ObjectRef) -> Option<ObjectReference> {
-    let (ns, name) = (object.namespace.as_str(), object.name.as_str());
-    match object.kind.as_str() {
-        "Ingress" => find_ref(&cluster.ingresses, ns, name),
-        "Policy" => find_ref(&cluster.policies, ns, name),
-        "Secret" => find_ref(&cluster.secrets, ns, name),
-        _ => None,
-    }
-}
-
-async fn warn_event(recorder: &Recorder, reference: &ObjectReference, reason: &str, note: &str) {
-    let mut note = note.to_string();
-    note.truncate(1000);
-    let ev = Event {
-        type_: EventType::Warning,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
+) -> (tokio::sync::watch::Sender<Option<Arc<Reported>>>, Writers) {
+    let stop_election = tokio_util::sync::CancellationToken::new();
+    let stop_reporter = tokio_util::sync::CancellationToken::new();
+    let election = tokio::spawn(leader::run(
+        Api::namespaced(client.clone(), &options.bootstrap_namespace),
+        options.lease_name.clone(),
+        options.instance.clone(),
+        options.lease,
+        leadership.clone(),
+        stop_election.clone(),
+    ));
+    let (outcomes, latest) = tokio::sync::watch::channel::<Option<Arc<Reported>>>(None);
+    let reporter = tokio::spawn(report::run(
+        latest,
+        events::EventWriter::new(client.clone(), "jetbridge", &options.instance),
+        client.clone(),
+        options.clone(),
+        leadership,
+        stop_reporter.clone(),
+    ));
+    let writers = Writers {
+        election,
+        reporter,
+        stop_election,
+        stop_reporter,
     };
-    if let Err(e) = recorder.publish(&ev, reference).await {
-        tracing::warn!(error = %e, "cannot record an Event");
-    }
+    (outcomes, writers)
 }
 
-/// Warning Events for new problems (each once while it lasts) and a Normal
-/// Event when an Ingress is first programmed without problems.
-async fn report(
-    recorder: &Recorder,
-    cluster: &Cluster,
-    diagnostics: &[Diagnostic],
-    managed: &[String],
-    reported: &mut BTreeSet<(ObjectRef, String)>,
-    programmed: &mut BTreeSet<String>,
-) {
-    let current: BTreeSet<(ObjectRef, String)> = diagnostics
-        .iter()
-        .map(|d| (d.object.clone(), d.message.clone()))
-        .collect();
-    for d in diagnostics {
-        let k = (d.object.clone(), d.message.clone());
-        if reported.contains(&k) {
-            continue;
-        }
-        match d.severity {
-            Severity::Error => tracing::error!(object = %d.object, "{}", d.message),
-            Severity::Warning => tracing::warn!(object = %d.object, "{}", d.message),
-        }
-        if let Some(r) = reference(cluster, &d.object) {
-            warn_event(recorder, &r, d.reason.as_str(), &d.message).await;
-        }
-    }
-    *reported = current;
-    let troubled: BTreeSet<&ObjectRef> = diagnostics.iter().map(|d| &d.object).collect();
-    for key in managed {
-        let (ns, name) = key.split_once('/').unwrap_or(("", key));
-        let object = ObjectRef::kube("Ingress", ns, name);
-        if programmed.contains(key) || troubled.contains(&object) {
-            continue;
-        }
-        if let Some(r) = reference(cluster, &object) {
-            let ev = Event {
-                type_: EventType::Normal,
-                reason: "Programmed".into(),
-                note: Some("routes are served by jetbridge".into()),
-                action: "Reconcile".into(),
-                secondary: None,
-            };
-            if recorder.publish(&ev, &r).await.is_ok() {
-                programmed.insert(key.clone());
-            }
-        }
-    }
-    programmed.retain(|k| managed.contains(k));
-}
-
-/// Writes each Policy's `Accepted` condition when it changed.
-async fn update_policy_status(client: &Client, cluster: &Cluster, outcomes: &[PolicyOutcome]) {
-    let by_key: HashMap<(String, String), &Arc<WatchedPolicy>> = cluster
-        .policies
-        .iter()
-        .map(|p| ((p.namespace().unwrap_or_default(), p.name_any()), p))
-        .collect();
-    for o in outcomes {
-        let Some(p) = by_key.get(&(o.namespace.clone(), o.name.clone())) else {
-            continue;
-        };
-        let (status, reason, message) = match (&o.error, o.warnings.as_slice()) {
-            (None, []) => ("True", "Compiled", "the rules compile".to_string()),
-            (None, w) => (
-                "True",
-                "CompiledWithWarnings",
-                format!("the rules compile with warnings: {}", w.join("; ")),
-            ),
-            (Some(e), _) => ("False", "InvalidPolicy", e.clone()),
-        };
-        let current = p
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Accepted"));
-        if current.is_some_and(|c| {
-            c.status == status
-                && c.reason == reason
-                && c.message.as_deref() == Some(message.as_str())
-                && c.observed_generation == o.generation
-        }) {
-            continue;
-        }
-        let transition = match current {
-            Some(c) if c.status == status => c.last_transition_time.clone(),
-            _ => None,
-        }
-        .or_else(|| {
-            time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        });
-        let new = PolicyStatus {
-            conditions: vec![Condition {
-                type_: "Accepted".into(),
-                status: status.into(),
-                reason: reason.into(),
-                message: Some(message),
-                observed_generation: o.generation,
-                last_transition_time: transition,
-            }],
-        };
-        let api: Api<Policy> = Api::namespaced(client.clone(), &o.namespace);
-        let patch = serde_json::json!({"status": new});
-        if let Err(e) = api
-            .patch_status(&o.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            tracing::warn!(policy = %format!("{}/{}", o.namespace, o.name), error = %e, "cannot write the Policy status");
-        }
-    }
-}
-
-/// The `status.loadBalancer.ingress` entries to publish.
-async fn desired_load_balancer(
-    client: &Client,
-    options: &Options,
-) -> Option<Vec<serde_json::Value>> {
-    let entry = |a: &str| {
-        if a.parse::<std::net::IpAddr>().is_ok() {
-            serde_json::json!({"ip": a})
-        } else {
-            serde_json::json!({"hostname": a})
-        }
-    };
-    if let Some((ns, name)) = &options.publish_service {
-        let api: Api<Service> = Api::namespaced(client.clone(), ns);
-        let svc = match api.get_opt(name).await {
-            Ok(Some(s)) => s,
-            Ok(None) => {
-                tracing::warn!(service = %format!("{ns}/{name}"), "publish Service not found; Ingress status not written");
-                return None;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the publish Service");
-                return None;
-            }
-        };
-        let lb: Vec<serde_json::Value> = svc
-            .status
-            .and_then(|s| s.load_balancer)
-            .and_then(|lb| lb.ingress)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|i| i.ip.as_deref().or(i.hostname.as_deref()).map(entry))
-            .collect();
-        if !lb.is_empty() {
-            return Some(lb);
-        }
-        // No load balancer (yet): the Service's cluster IPs, as ingress-nginx does for NodePort.
-        let ips: Vec<serde_json::Value> = svc
-            .spec
-            .and_then(|s| s.cluster_ip)
-            .filter(|ip| !ip.is_empty() && ip != "None")
-            .map(|ip| vec![entry(&ip)])
-            .unwrap_or_default();
-        return Some(ips);
-    }
-    Some(options.publish_addresses.iter().map(|a| entry(a)).collect())
-}
-
-/// Writes `status.loadBalancer` of every managed Ingress whose status differs.
-/// Called by the Lease holder only, and it checks again before each write.
-async fn write_ingress_status(
-    client: &Client,
-    options: &Options,
-    cluster: &Cluster,
-    managed: &[String],
-    leadership: &leader::Leadership,
-) {
-    let Some(desired) = desired_load_balancer(client, options).await else {
-        return;
-    };
-    for key in managed {
-        let Some((ns, name)) = key.split_once('/') else {
-            continue;
-        };
-        let Some(ing) = cluster.ingresses.iter().find(|i| {
-            i.metadata.namespace.as_deref() == Some(ns) && i.metadata.name.as_deref() == Some(name)
-        }) else {
-            continue;
-        };
-        let current = ing
-            .status
-            .as_ref()
-            .and_then(|s| s.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .map(|v| serde_json::to_value(v).unwrap_or_default())
-            .unwrap_or(serde_json::json!([]));
-        if current == serde_json::Value::Array(desired.clone()) {
-            continue;
-        }
-        if !leadership.is_leader() {
-            return;
-        }
-        let api: Api<Ingress> = Api::namespaced(client.clone(), ns);
-        let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": desired}}});
-        match api
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => tracing::info!(ingress = %key, "status.loadBalancer written"),
-            Err(e) => tracing::warn!(ingress = %key, error = %e, "cannot write Ingress status"),
-        }
+impl Writers {
+    /// Stops the reporter (the holder's last writes included), then the
+    /// election, which gives the Lease up so another replica takes over at once.
+    async fn stop(self) {
+        let grace = Duration::from_secs(10);
+        self.stop_reporter.cancel();
+        let _ = tokio::time::timeout(grace, self.reporter).await;
+        self.stop_election.cancel();
+        let _ = tokio::time::timeout(grace, self.election).await;
     }
 }
 

@@ -170,7 +170,10 @@ impl DataPlane {
             .as_ref()
             .and_then(|l| l.local_addr().ok());
         if let Some(l) = self.http_redirect {
-            tracing::info!(address = ?http_redirect, "HTTP redirect listener");
+            tracing::info!(
+                address = http_redirect.map(tracing::field::display),
+                "HTTP redirect listener"
+            );
             tasks.spawn(server::serve_plain(
                 l,
                 move |req, _| async move { server::redirect_to_https(&req, https_port) },
@@ -179,7 +182,10 @@ impl DataPlane {
         }
         let internal = self.internal.as_ref().and_then(|l| l.local_addr().ok());
         if let Some(l) = self.internal {
-            tracing::info!(address = ?internal, "internal listener (JWKS, health, metrics)");
+            tracing::info!(
+                address = internal.map(tracing::field::display),
+                "internal listener (JWKS, health, metrics)"
+            );
             tasks.spawn(super::admin::serve(l, proxy.clone(), shutdown.clone()));
         }
         tasks.spawn(super::idp_health::run(proxy.clone(), shutdown.clone()));

@@ -35,6 +35,10 @@ pub const CONTROLLER: &str = "jetbridge.dev/ingress-controller";
 /// Annotation prefixes read by default (Pomerium's too, so a Pomerium user
 /// moves over by changing the class).
 pub const DEFAULT_PREFIXES: [&str; 2] = ["jetbridge.dev/", "ingress.pomerium.io/"];
+/// The annotation the controller writes on each Ingress it serves
+/// (`Programmed` or `Invalid`, and the messages). Not a route setting: the
+/// annotation reader skips it whatever the prefixes.
+pub const STATUS_ANNOTATION: &str = "jetbridge.dev/status";
 const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -910,6 +914,9 @@ fn read_annotations(ing: &Ingress, prefixes: &[String]) -> Annotations {
     // key → the annotations that set it, in annotation order.
     let mut by_key: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
     for (full, raw) in &all {
+        if full == STATUS_ANNOTATION {
+            continue;
+        }
         if let Some(k) = prefixes.iter().find_map(|p| full.strip_prefix(p.as_str())) {
             by_key.entry(k).or_default().push((full, raw));
         }

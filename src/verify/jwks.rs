@@ -41,7 +41,11 @@ pub(crate) fn parse(body: &[u8]) -> Result<KeySet, String> {
         match es256_key(jwk) {
             Ok((kid, key)) => set.by_kid.entry(kid).or_default().push(key),
             Err(why) => {
-                tracing::debug!(index = i, kid = ?jwk.get("kid"), "skipping JWKS key: {why}")
+                tracing::debug!(
+                    index = i,
+                    kid = jwk.get("kid").and_then(serde_json::Value::as_str),
+                    "skipping JWKS key: {why}"
+                )
             }
         }
     }

@@ -5,7 +5,9 @@
 #   - each rendering validated with kubernetes-validate (strict, Kubernetes $KUBE_VERSION;
 #     ServiceMonitor, a CRD-backed kind it has no schema for, is skipped explicitly);
 #   - what each value set must produce (tests/support/chart_manifests.py expect);
-#   - policy/v1beta1 PodDisruptionBudget when rendered for Kubernetes 1.20;
+#   - Kubernetes 1.20 without discovery.k8s.io/v1 is refused with a message naming it;
+#   - policy/v1beta1 PodDisruptionBudget when rendered for a Kubernetes 1.20 that
+#     serves discovery.k8s.io/v1 (as the test API server does);
 #   - no `*` in any Role/ClusterRole's apiGroups, resources or verbs;
 #   - deploy/jetbridge.yaml equals a fresh `scripts/render-deploy --stdout` (drift);
 #   - charts/jetbridge/crds/policies.jetbridge.dev.yaml equals crds/policies.jetbridge.dev.yaml.
@@ -101,7 +103,11 @@ for c in "${cases[@]}"; do
     check "renders as expected ($c)" "$PY" "$MANIFESTS" expect "$c" "$WORK/$c.yaml"
 done
 
-check "helm template for Kubernetes 1.20" render kube-1.20 --kube-version 1.20.0
+check "Kubernetes 1.20 (no discovery.k8s.io/v1) is refused" \
+    fails_with "jetbridge needs Kubernetes 1.21 or newer: it reads discovery.k8s.io/v1 EndpointSlices" \
+    render kube-1.20-refused --kube-version 1.20.0
+check "helm template for Kubernetes 1.20 serving discovery.k8s.io/v1" \
+    render kube-1.20 --kube-version 1.20.0 --api-versions discovery.k8s.io/v1/EndpointSlice
 check "policy/v1beta1 PodDisruptionBudget on 1.20" "$PY" "$MANIFESTS" expect kube-1.20 "$WORK/kube-1.20.yaml"
 
 check "schema rejects an unknown value (--set bogus=1)" \

@@ -135,6 +135,7 @@ jetbridge:jetbridge yes watch ingressclasses.networking.k8s.io
 jetbridge:jetbridge yes get ingresses.networking.k8s.io --all-namespaces
 jetbridge:jetbridge yes list ingresses.networking.k8s.io --all-namespaces
 jetbridge:jetbridge yes watch ingresses.networking.k8s.io --all-namespaces
+jetbridge:jetbridge yes patch ingresses.networking.k8s.io -n shop
 jetbridge:jetbridge yes get ingresses.networking.k8s.io --subresource=status -n shop
 jetbridge:jetbridge yes update ingresses.networking.k8s.io --subresource=status -n shop
 jetbridge:jetbridge yes patch ingresses.networking.k8s.io --subresource=status -n shop
@@ -213,6 +214,7 @@ t_can_i_watched_namespaces() {
 # needed
 jetbridge-ns:jb-ns-jetbridge yes list ingressclasses.networking.k8s.io
 jetbridge-ns:jb-ns-jetbridge yes watch ingresses.networking.k8s.io -n shop
+jetbridge-ns:jb-ns-jetbridge yes patch ingresses.networking.k8s.io -n shop
 jetbridge-ns:jb-ns-jetbridge yes patch ingresses.networking.k8s.io --subresource=status -n shop
 jetbridge-ns:jb-ns-jetbridge yes watch policies.jetbridge.dev -n shop
 jetbridge-ns:jb-ns-jetbridge yes patch policies.jetbridge.dev --subresource=status -n shop
@@ -230,6 +232,7 @@ jetbridge-ns:jb-ns-jetbridge yes get services/jb-ns-jetbridge-proxy -n jetbridge
 # not outside the watched namespaces
 jetbridge-ns:jb-ns-jetbridge no list ingresses.networking.k8s.io --all-namespaces
 jetbridge-ns:jb-ns-jetbridge no list ingresses.networking.k8s.io -n jetbridge
+jetbridge-ns:jb-ns-jetbridge no patch ingresses.networking.k8s.io -n jetbridge
 jetbridge-ns:jb-ns-jetbridge no list secrets --all-namespaces
 jetbridge-ns:jb-ns-jetbridge no list secrets -n jetbridge
 jetbridge-ns:jb-ns-jetbridge no list secrets -n jetbridge-ns
@@ -290,6 +293,7 @@ spec:
 EOF
     # start from nothing the controller writes
     k patch ingress web -n shop --subresource=status --type=merge -p '{"status":{"loadBalancer":{"ingress":null}}}'
+    k annotate ingress web -n shop jetbridge.dev/status- >/dev/null
     k patch policies.jetbridge.dev staff -n shop --subresource=status --type=merge -p '{"status":null}'
     k delete events.events.k8s.io -n shop --all >/dev/null
 }
@@ -381,6 +385,8 @@ t_status_and_events() {
         >"$WORK/events"
     cat "$WORK/events"
     grep -q '^Programmed Ingress/web$' "$WORK/events" || { echo "no Normal Programmed Event regarding Ingress shop/web"; return 1; }
+    expect_eq "Ingress shop/web jetbridge.dev/status" Programmed \
+        "$(k get ingress web -n shop -o jsonpath='{.metadata.annotations.jetbridge\.dev/status}')"
 }
 
 # sign_out RELEASE NAMESPACE SUB: a session for web.shop.example.test minted with the

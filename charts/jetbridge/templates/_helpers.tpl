@@ -170,10 +170,11 @@ RBAC rules for the namespaced kinds the controller watches: in a ClusterRole
 when all namespaces are watched, else in a Role per watched namespace.
 */}}
 {{- define "jetbridge.rbac.watchRules" -}}
-# Ingresses to serve, and their status.loadBalancer (written by the leader).
+# Ingresses to serve, their jetbridge.dev/status annotation (patch) and their
+# status.loadBalancer, both written by the leader.
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses/status"]
   verbs: ["get", "update", "patch"]
@@ -203,4 +204,16 @@ when all namespaces are watched, else in a Role per watched namespace.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+Refuses a cluster that does not serve an API the controller reads:
+discovery.k8s.io/v1 EndpointSlices, served from Kubernetes 1.21. A cluster
+reporting an older version is accepted only if it serves that API anyway.
+*/}}
+{{- define "jetbridge.requireApis" -}}
+{{- $served := .Capabilities.APIVersions.Has "discovery.k8s.io/v1/EndpointSlice" }}
+{{- if and (not $served) (semverCompare "<1.21-0" .Capabilities.KubeVersion.Version) }}
+{{- fail (printf "jetbridge needs Kubernetes 1.21 or newer: it reads discovery.k8s.io/v1 EndpointSlices, which this cluster (%s) does not serve" .Capabilities.KubeVersion.Version) }}
+{{- end }}
 {{- end }}
