@@ -990,18 +990,9 @@ async fn a_policy_nested_too_deep_is_refused_alone_while_other_policies_keep_upd
 }
 
 /// `type reason note` of each Event on the object `kind/name`, one a line.
-fn events_on(c: &Corner, kind: &str, name: &str) -> String {
-    let out = c.kube.ok(
-        &["get", "events.events.k8s.io", "-n", &c.ns, "-o", "json"],
-        None,
-    );
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+fn event_lines(c: &Corner, kind: &str, name: &str) -> String {
+    events_on(c, kind, name)
         .iter()
-        .filter(|e| e["regarding"]["kind"] == kind && e["regarding"]["name"] == name)
         .map(|e| {
             format!(
                 "{} {} {}",
@@ -1023,7 +1014,7 @@ async fn wait_for_events(
 ) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let events = events_on(c, kind, name);
+        let events = event_lines(c, kind, name);
         if want(&events) || Instant::now() > deadline {
             return events;
         }
@@ -1189,7 +1180,7 @@ async fn a_policy_with_lint_warnings_says_so_in_its_status_and_a_warning_event()
         wait_status("never", "True Compiled ").await,
         "True Compiled the rules compile"
     );
-    assert!(!events_on(&c, "Policy", "clean").contains("Warning"));
+    assert!(!event_lines(&c, "Policy", "clean").contains("Warning"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -2867,16 +2858,9 @@ async fn only_the_owner(ctl: &Controller, own: &[u8], intruder: &[u8]) -> bool {
 
 /// Warning Events on an Ingress, as `reason note` lines.
 fn warnings_on(c: &Corner, name: &str) -> String {
-    let out = c.kube.ok(
-        &["get", "events.events.k8s.io", "-n", &c.ns, "-o", "json"],
-        None,
-    );
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["regarding"]["name"] == name && e["type"] == "Warning")
+    events_on(c, "Ingress", name)
+        .iter()
+        .filter(|e| e["type"] == "Warning")
         .map(|e| format!("{} {}", e["reason"], e["note"]))
         .collect::<Vec<_>>()
         .join("\n")
