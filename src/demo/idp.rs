@@ -13,7 +13,7 @@
 
 use crate::identity::jwks::{Document, jwks_document};
 use crate::identity::{KeySet, random_bytes};
-use crate::proxy::body::{Body, empty, full};
+use crate::proxy::body::{Body, empty, full, own_response};
 use crate::proxy::error::html_escape;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -1135,18 +1135,8 @@ fn error_page(status: StatusCode, message: &str) -> Response<Body> {
 }
 
 fn html(status: StatusCode, body: &str) -> Response<Body> {
-    let mut r = Response::new(full(body.to_string()));
-    *r.status_mut() = status;
+    let mut r = own_response(status, "text/html; charset=utf-8", body.to_string(), None);
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,

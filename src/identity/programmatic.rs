@@ -89,24 +89,7 @@ pub fn sealed_session(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn session(now: i64) -> Session {
-        Session {
-            id: "sid-1".into(),
-            sub: "u1".into(),
-            email: "u1@example.com".into(),
-            name: "U One".into(),
-            groups: vec![],
-            claims: Default::default(),
-            truncated: false,
-            iat: now,
-            exp: now + 3600,
-            refresh_token: None,
-            refresh_at: 0,
-            idp_tokens: None,
-            idp: String::new(),
-        }
-    }
+    use crate::identity::session::test_session as session;
 
     #[test]
     fn a_token_opens_only_on_its_host_under_its_secret_before_it_expires() {

@@ -143,27 +143,30 @@ impl SessionCodec {
     }
 }
 
+/// A session for tests: user `u1`, group `g1`, valid for an hour from `now`.
+#[cfg(test)]
+pub(crate) fn test_session(now: i64) -> Session {
+    Session {
+        id: "sid-1".into(),
+        sub: "u1".into(),
+        email: "u1@example.com".into(),
+        name: "U One".into(),
+        groups: vec!["g1".into()],
+        claims: Default::default(),
+        truncated: false,
+        iat: now,
+        exp: now + 3600,
+        refresh_token: None,
+        refresh_at: 0,
+        idp_tokens: None,
+        idp: String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_session as session;
     use super::*;
-
-    fn session(now: i64) -> Session {
-        Session {
-            id: "sid-1".into(),
-            sub: "u1".into(),
-            email: "u1@example.com".into(),
-            name: "U One".into(),
-            groups: vec!["g1".into()],
-            claims: Default::default(),
-            truncated: false,
-            iat: now,
-            exp: now + 3600,
-            refresh_token: None,
-            refresh_at: 0,
-            idp_tokens: None,
-            idp: String::new(),
-        }
-    }
 
     #[test]
     fn idp_tokens_are_dropped_first_when_the_cookie_would_be_too_large() {

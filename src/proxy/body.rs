@@ -15,6 +15,30 @@ pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
 }
 
+/// A response jetbridge writes itself: `content_type`, never cached nor
+/// sniffed, with the request id when there is one.
+pub fn own_response(
+    status: http::StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+    request_id: Option<&str>,
+) -> http::Response<Body> {
+    use http::{HeaderValue, header};
+    let mut r = http::Response::new(full(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Some(v) = request_id.and_then(|id| HeaderValue::from_str(id).ok()) {
+        h.insert("x-request-id", v);
+    }
+    r
+}
+
 /// An empty body.
 pub fn empty() -> Body {
     Empty::<Bytes>::new()

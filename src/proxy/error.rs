@@ -3,9 +3,9 @@
 //! happened, who is signed in when that matters, the next step, and the
 //! request id. No stack traces, no internal addresses.
 
-use super::body::{Body, full};
+use super::body::{Body, own_response};
 use super::pages::{Action, Page, Tone, heading_for, switch_user_url};
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderValue, Response, StatusCode};
 
 /// Everything that can stop a request inside the proxy.
 #[derive(Debug, thiserror::Error)]
@@ -191,22 +191,7 @@ pub fn page(status: StatusCode, reason: &str, request_id: &str, json: bool) -> R
         "request_id": request_id,
     })
     .to_string();
-    let mut resp = Response::new(full(body));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-request-id", v);
-    }
-    resp
+    own_response(status, "application/json", body, Some(request_id))
 }
 
 /// The status's reason phrase, nginx's for 495 (which has no standard one).

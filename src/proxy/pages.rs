@@ -3,10 +3,10 @@
 //! signed in (when someone is), and what to do next, in one page shell
 //! whose every piece of text is escaped here, so no caller writes HTML.
 
-use super::body::{Body, full};
+use super::body::{Body, own_response};
 use super::error::html_escape;
 use crate::identity::session::Session;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderValue, Response, StatusCode};
 use std::fmt::Write as _;
 
 /// The colour of a page's heading.
@@ -82,25 +82,16 @@ impl Page {
 
     /// The page as an HTML response (`no-store`, a strict CSP, the request id).
     pub fn response(&self) -> Response<Body> {
-        let mut r = Response::new(full(self.render()));
-        *r.status_mut() = self.status;
-        let h = r.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
+        let mut r = own_response(
+            self.status,
+            "text/html; charset=utf-8",
+            self.render(),
+            Some(&self.request_id),
         );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(
-            "x-content-type-options",
-            HeaderValue::from_static("nosniff"),
-        );
-        h.insert(
+        r.headers_mut().insert(
             "content-security-policy",
             HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
         );
-        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
-            h.insert("x-request-id", v);
-        }
         r
     }
 

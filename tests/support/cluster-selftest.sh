@@ -353,7 +353,7 @@ EOF
 
 t_watch() {
     local rv
-    rv="$(raw_get "/apis/discovery.k8s.io/v1/namespaces/$NS/endpointslices" | sed -n 's/.*"resourceVersion":"\([0-9]*\)".*/\1/p' | head -n1)"
+    rv="$(raw_get "/apis/discovery.k8s.io/v1/namespaces/$NS/endpointslices" | sed -n 's/.*"resourceVersion":"\([0-9]*\)".*/\1/p' | sed -n 1p)"
     [ -n "$rv" ] || { echo "no list resourceVersion"; return 1; }
     k create -f - <<EOF
 apiVersion: discovery.k8s.io/v1
@@ -394,7 +394,7 @@ spec:
   ports: [{name: http, port: 80, protocol: TCP}]
 EOF
     "$HELM" install sample "$chart" -n "$NS"
-    expect_eq "helm status" deployed "$("$HELM" status sample -n "$NS" -o json | sed -n 's/.*"status":"\([a-z-]*\)".*/\1/p' | head -n1)"
+    expect_eq "helm status" deployed "$("$HELM" status sample -n "$NS" -o json | sed -n 's/.*"status":"\([a-z-]*\)".*/\1/p' | sed -n 1p)"
     expect_eq "rendered KubeVersion" v1.20.2 "$(k get configmap sample-config -n "$NS" -o jsonpath='{.data.kube}')"
     "$HELM" uninstall sample -n "$NS"
     expect_fail 'NotFound|not found' k get configmap sample-config -n "$NS"
