@@ -2913,7 +2913,7 @@ async fn a_host_stays_with_its_namespace_through_intruders_redeploys_and_restart
     apps.kube
         .ok(&["delete", "ingress", "web", "-n", &apps.ns], None);
     ctl.expect(&mut b, "app.test", "is held", |r| {
-        r.status == StatusCode::FORBIDDEN
+        r.status == StatusCode::NOT_FOUND
     })
     .await;
     for _ in 0..10 {
@@ -2945,7 +2945,7 @@ async fn a_host_stays_with_its_namespace_through_intruders_redeploys_and_restart
     }
     assert_eq!(
         b.get(&ctl.url("app.test", "/")).await.status,
-        StatusCode::FORBIDDEN
+        StatusCode::NOT_FOUND
     );
 
     apps.public_tls_ingress("web", "app.test", "/", "app", "app-tls");
@@ -2960,7 +2960,7 @@ async fn a_host_stays_with_its_namespace_through_intruders_redeploys_and_restart
     apps.kube
         .ok(&["delete", "ingress", "web", "-n", &apps.ns], None);
     ctl.expect(&mut b, "app.test", "is held", |r| {
-        r.status == StatusCode::FORBIDDEN
+        r.status == StatusCode::NOT_FOUND
     })
     .await;
     apps.kube.ok(

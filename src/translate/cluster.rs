@@ -379,7 +379,8 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
             }
         }
     }
-    out.routes.extend(held_routes(&out.hosts));
+    let held = held_routes(&out.hosts, &out.routes);
+    out.routes.extend(held);
     for r in &read {
         certificates(r, &idx, &owners, &mut out);
     }
@@ -727,13 +728,19 @@ fn route_input(
 }
 
 /// A route denying every request on each held host (its owner's Ingresses
-/// are gone for now), so neither another namespace's wildcard nor its
-/// "any host" route answers there meanwhile.
-fn held_routes(assignment: &hosts::Assignment) -> Vec<RouteInput> {
+/// are gone for now) that another namespace's wildcard or "any host" route
+/// would otherwise answer; a held host nothing else covers simply has no
+/// route (404) meanwhile.
+fn held_routes(assignment: &hosts::Assignment, routes: &[RouteInput]) -> Vec<RouteInput> {
     assignment
         .owners
         .iter()
         .filter(|(_, o)| matches!(o.ownership, hosts::Ownership::Held { .. }))
+        .filter(|(host, o)| {
+            routes
+                .iter()
+                .any(|r| r.source.namespace != o.namespace && covers(&r.host, host))
+        })
         .map(|(host, o)| RouteInput {
             id: format!("held/{host}"),
             source: ObjectRef::kube("HostClaim", &o.namespace, shown_host(host)),
@@ -752,6 +759,22 @@ fn held_routes(assignment: &hosts::Assignment) -> Vec<RouteInput> {
             )],
         })
         .collect()
+}
+
+/// Whether a route on `route_host` answers requests for `host` when no
+/// route names `host` itself: an "any host" route, or a wildcard one label
+/// above it.
+fn covers(route_host: &str, host: &str) -> bool {
+    match route_host.strip_prefix("*.") {
+        _ if route_host.is_empty() => !host.is_empty(),
+        Some(suffix) => {
+            !host.starts_with("*.")
+                && host
+                    .split_once('.')
+                    .is_some_and(|(_, parent)| parent == suffix)
+        }
+        None => false,
+    }
 }
 
 /// The Ingress's TLS Secrets, each bound to the hosts it was given for that
