@@ -5,10 +5,13 @@
 #   tests/support/cluster-selftest.sh DIR     DIR as given to `scripts/cluster start DIR`
 #   scripts/cluster selftest [DIR]            the same (without DIR: on a fresh cluster)
 #
-# Uses a new namespace each run (selftest-<random>) and leaves it: there is no
-# controller-manager, so a deleted namespace would stay Terminating. Cluster-scoped
-# objects (a CRD, a ClusterRole, an IngressClass) are applied, so re-runs are fine.
-# Ends with "N passed, M failed"; exits non-zero when a check failed.
+# Checks the version the cluster was started with (KUBE_VERSION in DIR/env). Uses a new
+# namespace each run (selftest-<random>). On 1.20 there is no controller-manager, so the
+# namespace is left (deleted, it would stay Terminating); on 1.37 the controllers
+# (service-account, token, EndpointSlice, namespace, garbage collector) and the
+# scheduler are checked too, and the namespace is deleted at the end. Cluster-scoped
+# objects (a CRD, a ClusterRole, an IngressClass, a Node) are applied, so re-runs are
+# fine. Ends with "N passed, M failed"; exits non-zero when a check failed.
 
 set -euo pipefail
 
@@ -21,6 +24,9 @@ trap 'rm -rf "$WORK"' EXIT
 use_cluster "$1"
 NS="selftest-$(openssl rand -hex 3)"
 SA=jetbridge
+KUBE_VERSION="${KUBE_VERSION:-1.20.2}"
+# the 1.37 tier runs the controllers and the scheduler
+WITH_CONTROLLERS="${KUBE_CONTROLLER_MANAGER:+yes}"
 
 now_micro() { date -u +%Y-%m-%dT%H:%M:%S.000000Z; }
 
@@ -46,8 +52,8 @@ t_version() {
     local out
     out="$(k version 2>&1)"
     echo "$out"
-    grep -q '^Server Version: v1.20.2$' <<<"$out"
-    grep -q '"gitVersion": "v1.20.2"' <<<"$(raw_get /version)"
+    grep -q "^Server Version: v$KUBE_VERSION\$" <<<"$out"
+    grep -q "\"gitVersion\": \"v$KUBE_VERSION\"" <<<"$(raw_get /version)"
 }
 
 t_helm_version() {
@@ -62,6 +68,8 @@ t_namespace() {
     expect_eq phase Active "$(k get namespace "$NS" -o jsonpath='{.status.phase}')"
 }
 
+# Endpoint addresses are from TEST-NET-1 (192.0.2.0/24): nothing is sent to them, and a
+# real EndpointSlice (1.37) refuses loopback addresses, which the 1.20 shim took.
 t_service_and_endpointslice() {
     k apply -f - <<EOF
 apiVersion: v1
@@ -79,17 +87,17 @@ metadata:
 addressType: IPv4
 ports: [{name: http, port: 8080, protocol: TCP}]
 endpoints:
-- addresses: ["127.0.0.1"]
+- addresses: ["192.0.2.1"]
   conditions: {ready: true}
 EOF
-    expect_eq "slice via label" "127.0.0.1 true 8080 http" \
+    expect_eq "slice via label" "192.0.2.1 true 8080 http" \
         "$(k get endpointslices.v1.discovery.k8s.io -n "$NS" -l kubernetes.io/service-name=echo \
             -o jsonpath='{.items[0].endpoints[0].addresses[0]} {.items[0].endpoints[0].conditions.ready} {.items[0].ports[0].port} {.items[0].ports[0].name}')"
     # (Output is captured before grep -q reads it: with pipefail, grep -q exiting at the
     # first match can fail the writer with SIGPIPE.)
     local slice versions
     slice="$(raw_get "/apis/discovery.k8s.io/v1/namespaces/$NS/endpointslices/echo-1")"
-    grep -q '"addressType":"IPv4"' <<<"$slice"
+    grep -qE '"addressType": ?"IPv4"' <<<"$slice"
     # discovery.k8s.io/v1 is the only version served
     versions="$(k api-versions)"
     grep -qx discovery.k8s.io/v1 <<<"$versions"
@@ -102,6 +110,18 @@ apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: {name: broken, namespace: $NS}
 endpoints: []
+EOF
+}
+
+# 1.37: the built-in type refuses a loopback endpoint (the 1.20 shim takes one), so a
+# test's upstream needs an address of a network namespace of its own.
+t_endpointslice_refuses_loopback() {
+    expect_fail 'may not be in the loopback range' k create -f - <<EOF
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: loopback, namespace: $NS}
+addressType: IPv4
+endpoints: [{addresses: ["127.0.0.1"]}]
 EOF
 }
 
@@ -282,7 +302,7 @@ t_token_request() {
 as_sa() { "$KUBECTL" --kubeconfig="$DIR/selftest-sa.kubeconfig" "$@"; }
 
 t_token_allowed() {
-    expect_eq "services as the SA" "service/echo" "$(as_sa get services -n "$NS" -o name)"
+    expect_eq "services as the SA" "service/echo" "$(as_sa get service echo -n "$NS" -o name)"
     expect_eq "slices as the SA" "echo-1" \
         "$(as_sa get endpointslices.v1.discovery.k8s.io -n "$NS" -o jsonpath='{.items[*].metadata.name}')"
     as_sa patch ingress echo -n "$NS" --subresource=status --type=merge \
@@ -345,15 +365,15 @@ metadata:
   labels: {kubernetes.io/service-name: echo}
 addressType: IPv4
 ports: [{name: http, port: 8081, protocol: TCP}]
-endpoints: [{addresses: ["127.0.0.2"], conditions: {ready: false}}]
+endpoints: [{addresses: ["192.0.2.2"], conditions: {ready: false}}]
 EOF
-    expect_eq "applied slice" "127.0.0.2" \
+    expect_eq "applied slice" "192.0.2.2" \
         "$(k get endpointslices.v1.discovery.k8s.io echo-2 -n "$NS" -o jsonpath='{.endpoints[0].addresses[0]}')"
 }
 
 t_watch() {
     local rv
-    rv="$(raw_get "/apis/discovery.k8s.io/v1/namespaces/$NS/endpointslices" | sed -n 's/.*"resourceVersion":"\([0-9]*\)".*/\1/p' | sed -n 1p)"
+    rv="$(raw_get "/apis/discovery.k8s.io/v1/namespaces/$NS/endpointslices" | sed -n 's/.*"resourceVersion": *"\([0-9]*\)".*/\1/p' | sed -n 1p)"
     [ -n "$rv" ] || { echo "no list resourceVersion"; return 1; }
     k create -f - <<EOF
 apiVersion: discovery.k8s.io/v1
@@ -363,7 +383,7 @@ metadata:
   namespace: $NS
   labels: {kubernetes.io/service-name: echo}
 addressType: IPv4
-endpoints: [{addresses: ["127.0.0.3"]}]
+endpoints: [{addresses: ["192.0.2.3"]}]
 EOF
     k delete endpointslices.v1.discovery.k8s.io echo-3 -n "$NS"
     local events
@@ -395,7 +415,7 @@ spec:
 EOF
     "$HELM" install sample "$chart" -n "$NS"
     expect_eq "helm status" deployed "$("$HELM" status sample -n "$NS" -o json | sed -n 's/.*"status":"\([a-z-]*\)".*/\1/p' | sed -n 1p)"
-    expect_eq "rendered KubeVersion" v1.20.2 "$(k get configmap sample-config -n "$NS" -o jsonpath='{.data.kube}')"
+    expect_eq "rendered KubeVersion" "v$KUBE_VERSION" "$(k get configmap sample-config -n "$NS" -o jsonpath='{.data.kube}')"
     "$HELM" uninstall sample -n "$NS"
     expect_fail 'NotFound|not found' k get configmap sample-config -n "$NS"
 }
@@ -411,26 +431,188 @@ t_restart_apiserver() {
 
 t_data_after_restart() {
     expect_eq namespace Active "$(k get namespace "$NS" -o jsonpath='{.status.phase}')"
-    expect_eq slice 127.0.0.1 \
+    expect_eq slice 192.0.2.1 \
         "$(k get endpointslices.v1.discovery.k8s.io echo-1 -n "$NS" -o jsonpath='{.endpoints[0].addresses[0]}')"
     expect_eq lease selftest-b "$(k get lease jetbridge-leader -n "$NS" -o jsonpath='{.spec.holderIdentity}')"
     expect_eq widget 7 "$(k get widget keep -n "$NS" -o jsonpath='{.spec.size}')"
     expect_eq configmap three "$(k get configmap applied -n "$NS" -o jsonpath='{.data.key}')"
     # the token minted before the restart still works (same signing key)
-    expect_eq "services as the SA" "service/echo" "$(as_sa get services -n "$NS" -o name)"
+    expect_eq "services as the SA" "service/echo" "$(as_sa get service echo -n "$NS" -o name)"
     expect_fail 'forbidden' as_sa get secrets -n "$NS"
     k patch widget keep -n "$NS" --type=merge -p '{"spec":{"size":8}}'
     expect_eq "widget write" 8 "$(k get widget keep -n "$NS" -o jsonpath='{.spec.size}')"
 }
 
+# ------------------------------------------- controllers and scheduler (1.37) ---
+
+# wait_for SECONDS WHAT COMMAND...: until COMMAND succeeds.
+wait_for() {
+    local limit="$1" what="$2" deadline=$((SECONDS + $1)); shift 2
+    until "$@" >/dev/null 2>&1; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "$what: not within ${limit}s"
+            "$@" || true
+            return 1
+        fi
+        sleep 0.5
+    done
+}
+
+gone() { ! k get "$@" >/dev/null 2>&1; }
+
+t_namespace_objects_by_controllers() {
+    # the serviceaccount controller and the root-CA publisher fill every new namespace
+    wait_for 60 "ServiceAccount default" k get serviceaccount default -n "$NS"
+    wait_for 60 "ConfigMap kube-root-ca.crt" k get configmap kube-root-ca.crt -n "$NS"
+    expect_eq "root CA published" "$(cat "$CA_FILE")" \
+        "$(k get configmap kube-root-ca.crt -n "$NS" -o jsonpath='{.data.ca\.crt}')"
+}
+
+secret_token() { k get secret "$SA-token" -n "$NS" -o jsonpath='{.data.token}'; }
+has_secret_token() { [ -n "$(secret_token)" ]; }
+
+t_token_secret() {
+    k apply -f - <<EOF
+apiVersion: v1
+kind: Secret
+type: kubernetes.io/service-account-token
+metadata:
+  name: $SA-token
+  namespace: $NS
+  annotations: {kubernetes.io/service-account.name: $SA}
+EOF
+    wait_for 60 "token in Secret $SA-token" has_secret_token
+    local token
+    token="$(secret_token | base64 -d)"
+    expect_eq "services with the Secret's token" "service/echo" \
+        "$("$KUBECTL" --kubeconfig=/dev/null --server="$APISERVER_URL" --certificate-authority="$CA_FILE" \
+            --token="$token" get services -n "$NS" -o name)"
+}
+
+t_node() {
+    local now
+    now="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    # A Node as a kubelet registers it (status included on create); no kubelet follows,
+    # so the node lifecycle controller marks it unreachable after its grace period.
+    k create -f - <<EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: $NODE
+  labels: {kubernetes.io/hostname: $NODE, jetbridge.dev/selftest: "true"}
+status:
+  capacity: {cpu: "4", memory: 8Gi, pods: "110"}
+  allocatable: {cpu: "4", memory: 8Gi, pods: "110"}
+  conditions:
+  - {type: Ready, status: "True", reason: KubeletReady, message: selftest,
+     lastHeartbeatTime: "$now", lastTransitionTime: "$now"}
+EOF
+}
+
+pod_bound() {
+    local node
+    node="$(k get pod web-0 -n "$NS" -o jsonpath='{.spec.nodeName}')"
+    [ "$node" = "$NODE" ] || { echo "web-0 on node '$node'"; return 1; }
+}
+
+t_scheduler_binds() {
+    k create -f - <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: web-0, namespace: $NS, labels: {app: selftest-web}}
+spec:
+  nodeSelector: {kubernetes.io/hostname: $NODE}
+  containers: [{name: web, image: selftest.invalid/web:1, ports: [{name: http, containerPort: 8080}]}]
+EOF
+    wait_for 60 "pod web-0 bound by the scheduler" pod_bound
+    expect_eq "PodScheduled" True \
+        "$(k get pod web-0 -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="PodScheduled")].status}')"
+}
+
+# pod_status READY: the status a kubelet would write for web-0 (IP 10.244.0.10).
+pod_status() {
+    k patch pod web-0 -n "$NS" --subresource=status --type=merge -p "{\"status\":{
+        \"phase\":\"Running\",\"podIP\":\"10.244.0.10\",\"podIPs\":[{\"ip\":\"10.244.0.10\"}],
+        \"conditions\":[{\"type\":\"Ready\",\"status\":\"$1\"},{\"type\":\"ContainersReady\",\"status\":\"$1\"},
+                      {\"type\":\"PodScheduled\",\"status\":\"True\"}]}}"
+}
+
+# managed_slice: "address ready node port;" for each endpoint of the EndpointSlice
+# controller's slices of web.
+managed_slice() {
+    k get endpointslices.v1.discovery.k8s.io -n "$NS" \
+        -l kubernetes.io/service-name=web,endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io \
+        -o jsonpath='{range .items[*]}{range .endpoints[*]}{.addresses[0]} {.conditions.ready} {.nodeName} {end}{.ports[*].port};{end}'
+}
+
+# no endpoint left (the controller keeps an empty placeholder slice)
+slice_is_empty() {
+    local got
+    got="$(managed_slice)"
+    [[ "$got" =~ ^([0-9]*\;)*$ ]] || { echo "slice: '$got', want no endpoint"; return 1; }
+}
+
+slice_is() {
+    local got
+    got="$(managed_slice)"
+    [ "$got" = "$1" ] || { echo "slice: '$got', want '$1'"; return 1; }
+}
+
+t_endpointslice_controller() {
+    k apply -f - <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: $NS}
+spec:
+  selector: {app: selftest-web}
+  ports: [{name: http, port: 80, targetPort: http, protocol: TCP}]
+EOF
+    pod_status True
+    wait_for 60 "slice with the ready pod" slice_is "10.244.0.10 true $NODE 8080;"
+    # the pod fails its readiness: the controller keeps it in the slice, not ready
+    pod_status False
+    wait_for 60 "slice with the unready pod" slice_is "10.244.0.10 false $NODE 8080;"
+    # no kubelet confirms a graceful delete: force it, as the pod GC would
+    k delete pod web-0 -n "$NS" --grace-period=0 --force
+    wait_for 60 "pod gone from the slice" slice_is_empty
+}
+
+t_garbage_collector() {
+    k create configmap gc-owner -n "$NS" --from-literal=a=b
+    local uid
+    uid="$(k get configmap gc-owner -n "$NS" -o jsonpath='{.metadata.uid}')"
+    k create -f - <<EOF
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: gc-dependent
+  namespace: $NS
+  ownerReferences: [{apiVersion: v1, kind: ConfigMap, name: gc-owner, uid: "$uid"}]
+data: {a: b}
+EOF
+    k delete configmap gc-owner -n "$NS"
+    wait_for 60 "dependent ConfigMap collected" gone configmap gc-dependent -n "$NS"
+}
+
+t_namespace_deleted() {
+    local ns="$NS-gone"
+    k create namespace "$ns"
+    k create configmap inside -n "$ns" --from-literal=a=b
+    k delete namespace "$ns" --wait=false
+    wait_for 90 "namespace $ns removed by the namespace controller" gone namespace "$ns"
+}
+
 # -------------------------------------------------------------------- run ---
 
 echo "cluster $APISERVER_URL (dir $DIR), namespace $NS"
-check "server version is v1.20.2" t_version
+check "server version is v$KUBE_VERSION" t_version
 check "helm is v4" t_helm_version
 check "namespace" t_namespace
 check "Service and discovery.k8s.io/v1 EndpointSlice" t_service_and_endpointslice
-check "EndpointSlice shim rejects a slice without addressType" t_endpointslice_schema
+check "EndpointSlice without addressType is rejected" t_endpointslice_schema
+if [ -n "$WITH_CONTROLLERS" ]; then
+    check "EndpointSlice with a loopback address is rejected" t_endpointslice_refuses_loopback
+fi
 check "CRD and custom resource create/replace/patch/status/delete" t_custom_resource_lifecycle
 check "Lease coordination.k8s.io/v1" t_lease
 check "Event events.k8s.io/v1" t_event
@@ -442,11 +624,26 @@ check "SA token: forbidden requests" t_token_forbidden
 check "kubectl auth can-i --as=system:serviceaccount:..." t_auth_can_i
 check "server-side apply (field manager, conflict, force)" t_server_side_apply
 check "watch from a resourceVersion sees ADDED and DELETED" t_watch
+if [ -n "$WITH_CONTROLLERS" ]; then
+    NODE="$NS-node"
+    check "controllers: default ServiceAccount and kube-root-ca.crt" t_namespace_objects_by_controllers
+    check "controllers: ServiceAccount token Secret filled" t_token_secret
+    check "a Node registered as a kubelet would" t_node
+    check "scheduler binds a pod" t_scheduler_binds
+    check "controllers: EndpointSlice from Service + pod readiness" t_endpointslice_controller
+    check "controllers: garbage collector follows ownerReferences" t_garbage_collector
+    check "controllers: namespace deletion completes" t_namespace_deleted
+fi
 check "helm install and uninstall a chart" t_helm_install
 check "restart-apiserver" t_restart_apiserver
 # shellcheck disable=SC1091
 . "$DIR/env"
 check "data and token survive the restart" t_data_after_restart
+if [ -n "$WITH_CONTROLLERS" ]; then
+    # with a namespace controller, a run cleans up after itself
+    k delete node "$NODE" --wait=false >/dev/null 2>&1 || true
+    k delete namespace "$NS" --wait=false >/dev/null 2>&1 || true
+fi
 
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]
