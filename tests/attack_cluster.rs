@@ -457,6 +457,18 @@ impl Tenants {
         self.cluster.ingresses.push(Arc::new(obj(ingress)));
     }
 
+    /// An Ingress without annotations or TLS.
+    fn plain(&mut self, ns: &str, name: &str, created: i64, rules: &[Rule<'_>]) {
+        self.add(tenant_ingress(
+            ns,
+            name,
+            created,
+            rules,
+            serde_json::json!({}),
+            None,
+        ));
+    }
+
     fn remove(&mut self, ns: &str, name: &str) {
         self.cluster.ingresses.retain(|i| {
             i.metadata.namespace.as_deref() != Some(ns) || i.metadata.name.as_deref() != Some(name)
@@ -485,6 +497,15 @@ fn answering(snap: &jetbridge::model::Snapshot, host: &str, path: &str) -> Optio
         .map(|r| (r.id.clone(), !matches!(r.access, Access::Invalid(_))))
 }
 
+/// Asserts that route `id` answers `host` `path`.
+fn assert_answers(snap: &jetbridge::model::Snapshot, host: &str, path: &str, id: &str) {
+    assert_eq!(
+        answering(snap, host, path).map(|a| a.0).as_deref(),
+        Some(id),
+        "{host}{path}"
+    );
+}
+
 fn warnings_of(snap: &jetbridge::model::Snapshot, ns: &str, name: &str) -> String {
     snap.diagnostics
         .iter()
@@ -496,14 +517,7 @@ fn warnings_of(snap: &jetbridge::model::Snapshot, ns: &str, name: &str) -> Strin
 
 fn owner_and_intruder(intruder: &[Rule<'_>]) -> Tenants {
     let mut t = Tenants::new(&["apps", "team2"]);
-    t.add(tenant_ingress(
-        "apps",
-        "web",
-        100,
-        &[("app.test", "/", "Prefix")],
-        serde_json::json!({}),
-        None,
-    ));
+    t.plain("apps", "web", 100, &[("app.test", "/", "Prefix")]);
     t.add(tenant_ingress(
         "team2",
         "takeover",
@@ -549,14 +563,7 @@ fn another_namespace_cannot_add_a_path_to_an_owned_host() {
 #[test]
 fn a_default_backend_from_another_namespace_does_not_merge_into_an_owned_host() {
     let mut t = Tenants::new(&["apps", "team2"]);
-    t.add(tenant_ingress(
-        "apps",
-        "web",
-        100,
-        &[("app.test", "/app", "Prefix")],
-        serde_json::json!({}),
-        None,
-    ));
+    t.plain("apps", "web", 100, &[("app.test", "/app", "Prefix")]);
     let mut intruder = tenant_ingress("team2", "fallback", 50, &[], serde_json::json!({}), None);
     intruder["spec"]["defaultBackend"] =
         serde_json::json!({"service": {"name": "svc", "port": {"number": 80}}});
@@ -566,14 +573,8 @@ fn a_default_backend_from_another_namespace_does_not_merge_into_an_owned_host() 
     let snap = t.at(0);
     // team2's Ingress is older, so it owns app.test; apps' younger one is
     // the one refused, and nothing of the two is mixed on the host.
-    assert_eq!(
-        answering(&snap, "app.test", "/").map(|a| a.0),
-        Some("team2/fallback/1".into())
-    );
-    assert_eq!(
-        answering(&snap, "app.test", "/app").map(|a| a.0),
-        Some("team2/fallback/1".into())
-    );
+    assert_answers(&snap, "app.test", "/", "team2/fallback/1");
+    assert_answers(&snap, "app.test", "/app", "team2/fallback/1");
     assert!(warnings_of(&snap, "apps", "web").contains("namespace team2"));
 }
 
@@ -672,14 +673,7 @@ fn a_restarted_controller_keeps_a_stored_claim() {
 #[test]
 fn a_wildcard_or_any_host_route_of_another_namespace_does_not_answer_a_held_host() {
     let mut t = Tenants::new(&["apps", "team2"]);
-    t.add(tenant_ingress(
-        "apps",
-        "web",
-        100,
-        &[("app.test", "/", "Prefix")],
-        serde_json::json!({}),
-        None,
-    ));
+    t.plain("apps", "web", 100, &[("app.test", "/", "Prefix")]);
     t.add(tenant_ingress(
         "team2",
         "wild",
@@ -689,14 +683,8 @@ fn a_wildcard_or_any_host_route_of_another_namespace_does_not_answer_a_held_host
         None,
     ));
     let snap = t.at(0);
-    assert_eq!(
-        answering(&snap, "other.test", "/").map(|a| a.0),
-        Some("team2/wild/1".into())
-    );
-    assert_eq!(
-        answering(&snap, "app.test", "/").map(|a| a.0),
-        Some("apps/web/1".into())
-    );
+    assert_answers(&snap, "other.test", "/", "team2/wild/1");
+    assert_answers(&snap, "app.test", "/", "apps/web/1");
     t.remove("apps", "web");
     let gap = t.at(5);
     assert_eq!(
@@ -704,10 +692,7 @@ fn a_wildcard_or_any_host_route_of_another_namespace_does_not_answer_a_held_host
         Some(("held/app.test".into(), false)),
         "the held host denies rather than fall to the other namespace's wildcard"
     );
-    assert_eq!(
-        answering(&gap, "other.test", "/").map(|a| a.0),
-        Some("team2/wild/1".into())
-    );
+    assert_answers(&gap, "other.test", "/", "team2/wild/1");
 }
 
 #[test]
@@ -715,14 +700,7 @@ fn another_namespaces_wildcard_certificate_is_not_served_for_an_owned_host() {
     let mut t = Tenants::new(&["apps", "team2"]);
     let (wild, wild_der) = tls_secret_object("team2", "wild-tls", &["*.test"]);
     t.cluster.secrets.push(Arc::new(obj(wild)));
-    t.add(tenant_ingress(
-        "apps",
-        "web",
-        100,
-        &[("app.test", "/", "Prefix")],
-        serde_json::json!({}),
-        None,
-    ));
+    t.plain("apps", "web", 100, &[("app.test", "/", "Prefix")]);
     t.add(tenant_ingress(
         "team2",
         "wild",
@@ -769,23 +747,10 @@ fn an_owner_delegates_paths_to_another_namespace_element_by_element() {
         serde_json::json!({}),
         Some(("t2-tls", &["app.test"])),
     ));
-    t.add(tenant_ingress(
-        "team3",
-        "api",
-        300,
-        &[("app.test", "/api/v3", "Prefix")],
-        serde_json::json!({}),
-        None,
-    ));
+    t.plain("team3", "api", 300, &[("app.test", "/api/v3", "Prefix")]);
     let snap = t.at(0);
-    assert_eq!(
-        answering(&snap, "app.test", "/api/v1").map(|a| a.0),
-        Some("team2/api/1".into())
-    );
-    assert_eq!(
-        answering(&snap, "app.test", "/apix").map(|a| a.0),
-        Some("apps/web/1".into())
-    );
+    assert_answers(&snap, "app.test", "/api/v1", "team2/api/1");
+    assert_answers(&snap, "app.test", "/apix", "apps/web/1");
     assert_eq!(
         answering(&snap, "app.test", "/api/v3").map(|a| a.0),
         Some("team2/api/1".into()),
@@ -808,39 +773,17 @@ fn administrator_rules_decide_which_namespaces_may_claim_a_host() {
     t.settings.host_rules =
         jetbridge::translate::hosts::HostRules::parse(&["*=platform", "*.apps.test=apps"]).unwrap();
     // team2 is older everywhere, and still owns nothing.
-    t.add(tenant_ingress(
+    t.plain(
         "team2",
         "t",
         10,
         &[("a.apps.test", "/", "Prefix"), ("free.test", "/", "Prefix")],
-        serde_json::json!({}),
-        None,
-    ));
-    t.add(tenant_ingress(
-        "apps",
-        "web",
-        100,
-        &[("a.apps.test", "/", "Prefix")],
-        serde_json::json!({}),
-        None,
-    ));
-    t.add(tenant_ingress(
-        "platform",
-        "p",
-        100,
-        &[("free.test", "/", "Prefix")],
-        serde_json::json!({}),
-        None,
-    ));
+    );
+    t.plain("apps", "web", 100, &[("a.apps.test", "/", "Prefix")]);
+    t.plain("platform", "p", 100, &[("free.test", "/", "Prefix")]);
     let snap = t.at(0);
-    assert_eq!(
-        answering(&snap, "a.apps.test", "/").map(|a| a.0),
-        Some("apps/web/1".into())
-    );
-    assert_eq!(
-        answering(&snap, "free.test", "/").map(|a| a.0),
-        Some("platform/p/1".into())
-    );
+    assert_answers(&snap, "a.apps.test", "/", "apps/web/1");
+    assert_answers(&snap, "free.test", "/", "platform/p/1");
     let notes = warnings_of(&snap, "team2", "t");
     assert!(
         notes.contains("namespace apps") && notes.contains("namespace platform"),
@@ -849,14 +792,7 @@ fn administrator_rules_decide_which_namespaces_may_claim_a_host() {
     // A host only a refused namespace names is not served at all.
     let mut alone = Tenants::new(&["team2"]);
     alone.settings.host_rules = t.settings.host_rules.clone();
-    alone.add(tenant_ingress(
-        "team2",
-        "t",
-        10,
-        &[("b.apps.test", "/", "Prefix")],
-        serde_json::json!({}),
-        None,
-    ));
+    alone.plain("team2", "t", 10, &[("b.apps.test", "/", "Prefix")]);
     let snap = alone.at(0);
     assert_eq!(answering(&snap, "b.apps.test", "/"), None);
     assert!(warnings_of(&snap, "team2", "t").contains("--host-namespaces"));
@@ -865,31 +801,11 @@ fn administrator_rules_decide_which_namespaces_may_claim_a_host() {
 #[test]
 fn ingresses_of_one_namespace_still_share_a_host() {
     let mut t = Tenants::new(&["apps"]);
-    t.add(tenant_ingress(
-        "apps",
-        "web",
-        100,
-        &[("app.test", "/", "Prefix")],
-        serde_json::json!({}),
-        None,
-    ));
-    t.add(tenant_ingress(
-        "apps",
-        "api",
-        200,
-        &[("app.test", "/api", "Prefix")],
-        serde_json::json!({}),
-        None,
-    ));
+    t.plain("apps", "web", 100, &[("app.test", "/", "Prefix")]);
+    t.plain("apps", "api", 200, &[("app.test", "/api", "Prefix")]);
     let snap = t.at(0);
-    assert_eq!(
-        answering(&snap, "app.test", "/api/x").map(|a| a.0),
-        Some("apps/api/1".into())
-    );
-    assert_eq!(
-        answering(&snap, "app.test", "/").map(|a| a.0),
-        Some("apps/web/1".into())
-    );
+    assert_answers(&snap, "app.test", "/api/x", "apps/api/1");
+    assert_answers(&snap, "app.test", "/", "apps/web/1");
     assert!(
         from_cluster(&t.cluster, &t.settings)
             .hosts
