@@ -561,18 +561,14 @@ fn entries(
 fn claimants(read: &[ReadIngress<'_>]) -> BTreeMap<String, Vec<hosts::Claimant>> {
     let mut out: BTreeMap<String, Vec<hosts::Claimant>> = BTreeMap::new();
     for r in read {
-        for e in &r.entries {
-            let list = out.entry(e.host.clone()).or_default();
-            if !list
-                .iter()
-                .any(|c| c.name == r.object.name && c.namespace == r.ns)
-            {
-                list.push(hosts::Claimant {
+        for host in r.hosts() {
+            out.entry(host.to_string())
+                .or_default()
+                .push(hosts::Claimant {
                     namespace: r.ns.clone(),
                     name: r.object.name.clone(),
                     created: created(r.ing),
                 });
-            }
         }
     }
     out
@@ -584,16 +580,26 @@ fn delegations(
     assignment: &hosts::Assignment,
 ) -> HashMap<String, Delegations> {
     let mut out: HashMap<String, Delegations> = HashMap::new();
-    for r in read {
-        for e in &r.entries {
-            if assignment.owners.get(&e.host).map(|o| &o.namespace) == Some(&r.ns) {
-                out.entry(e.host.clone())
+    for r in read
+        .iter()
+        .filter(|r| r.annotations.delegations != Delegations::default())
+    {
+        for host in r.hosts() {
+            if assignment.owners.get(host).map(|o| &o.namespace) == Some(&r.ns) {
+                out.entry(host.to_string())
                     .or_default()
                     .extend(&r.annotations.delegations);
             }
         }
     }
     out
+}
+
+impl ReadIngress<'_> {
+    /// The hosts its paths name, each once.
+    fn hosts(&self) -> std::collections::BTreeSet<&str> {
+        self.entries.iter().map(|e| e.host.as_str()).collect()
+    }
 }
 
 /// Whether the Ingress's namespace may serve this path on the host: it owns
