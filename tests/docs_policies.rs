@@ -1,7 +1,7 @@
 //! The documentation's policies, run through the `jetbridge` binary as a
 //! user would: every PPL example (an Ingress `policy` annotation, a `Policy`
-//! object) in README.md and the chart's NOTES.txt must pass `jetbridge
-//! policy check`, and every `jetbridge policy` transcript in README.md must
+//! object) in README.md, docs/ and the chart's NOTES.txt must pass `jetbridge
+//! policy check`, and every `jetbridge policy` transcript in them must
 //! print what it shows, errors included. The CLI reads documents through the
 //! same functions as the controller, so an example that passes here is one
 //! the controller accepts.
@@ -10,7 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The documents whose examples are checked.
-const DOCS: [&str; 2] = ["README.md", "charts/jetbridge/templates/NOTES.txt"];
+const DOCS: [&str; 4] = [
+    "README.md",
+    "docs/kubernetes.md",
+    "docs/operations.md",
+    "charts/jetbridge/templates/NOTES.txt",
+];
 
 fn read_doc(rel: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
@@ -215,15 +220,23 @@ fn steps(text: &str) -> Vec<Step> {
 
 #[test]
 fn readme_policy_transcripts_print_what_they_show() {
-    let md = read_doc("README.md");
-    let (dir, bin) = workdir(&md);
+    let docs: Vec<(&str, String)> = DOCS
+        .iter()
+        .filter(|d| d.ends_with(".md"))
+        .map(|d| (*d, read_doc(d)))
+        .collect();
+    let all: String = docs.iter().map(|(_, md)| md.as_str()).collect();
+    let (dir, bin) = workdir(&all);
     let path = format!(
         "{}:{}",
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
     let mut ran = 0;
-    for b in fenced_blocks(&md) {
+    for (doc, b) in docs
+        .iter()
+        .flat_map(|(doc, md)| fenced_blocks(md).into_iter().map(move |b| (doc, b)))
+    {
         if b.lang != "console" || !b.text.contains("jetbridge policy") {
             continue;
         }
@@ -244,7 +257,7 @@ fn readme_policy_transcripts_print_what_they_show() {
             assert_eq!(
                 got.trim_end(),
                 step.output.trim_end(),
-                "README.md block at line {}: $ {}",
+                "{doc} block at line {}: $ {}",
                 b.line,
                 step.command
             );

@@ -519,7 +519,10 @@ fn refused_pomerium_keys_say_not_supported_and_why() {
 /// (`JETBRIDGE_BLESS=1` rewrites it).
 #[test]
 fn the_readme_route_key_table_matches_the_code() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/migrating-from-pomerium.md"
+    );
     let readme = std::fs::read_to_string(path).unwrap();
     let (begin, end) = ("<!-- route-keys:begin -->\n", "<!-- route-keys:end -->");
     let start = readme
