@@ -404,7 +404,7 @@ impl Provider {
         let get = |k: &str| params.get(k).map(String::as_str);
         let (client, redirect_uri) = match self.authorize_client(params) {
             Ok(found) => found,
-            Err(page) => return page,
+            Err(message) => return error_page(StatusCode::BAD_REQUEST, &message),
         };
         // From here on errors go back to the (verified) client, per RFC 6749 §4.1.2.1.
         let state = get("state");
@@ -439,29 +439,24 @@ impl Provider {
         )
     }
 
-    /// The request's registered client and redirect URI, or the error page
-    /// shown to the user (an unverified redirect URI gets no redirect).
+    /// The request's registered client and redirect URI, or the message of
+    /// the error page shown to the user (an unverified redirect URI gets no
+    /// redirect).
     fn authorize_client<'a>(
         &'a self,
         params: &'a HashMap<String, String>,
-    ) -> Result<(&'a DevClient, &'a str), Response<Body>> {
+    ) -> Result<(&'a DevClient, &'a str), String> {
         let get = |k: &str| params.get(k).map(String::as_str);
         let Some(client) = get("client_id").and_then(|id| self.client(id)) else {
-            return Err(error_page(
-                StatusCode::BAD_REQUEST,
-                "Unknown or missing client_id. Check the client registered with the development identity provider.",
-            ));
+            return Err("Unknown or missing client_id. Check the client registered with the development identity provider.".to_string());
         };
         let Some(redirect_uri) =
             get("redirect_uri").filter(|r| client.redirect_uris.iter().any(|u| u == r))
         else {
-            return Err(error_page(
-                StatusCode::BAD_REQUEST,
-                &format!(
-                    "The redirect_uri is missing or not registered for client {}. Registered: {}.",
-                    client.id,
-                    client.redirect_uris.join(", ")
-                ),
+            return Err(format!(
+                "The redirect_uri is missing or not registered for client {}. Registered: {}.",
+                client.id,
+                client.redirect_uris.join(", ")
             ));
         };
         Ok((client, redirect_uri))
