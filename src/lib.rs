@@ -13,7 +13,7 @@ pub mod identity;
 pub mod memory;
 pub mod model;
 pub mod names;
-pub mod policy;
+pub use jetbridge_policy as policy;
 pub mod proxy;
 pub mod settings;
 pub mod snapshot;

@@ -402,99 +402,77 @@ impl Provider {
     /// `GET /authorize`: validate the request and show the user picker.
     fn authorize_start(&self, params: &HashMap<String, String>, now: u64) -> Response<Body> {
         let get = |k: &str| params.get(k).map(String::as_str);
-        let Some(client) = get("client_id").and_then(|id| self.client(id)) else {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Unknown or missing client_id. Check the client registered with the development identity provider.",
-            );
-        };
-        let Some(redirect_uri) =
-            get("redirect_uri").filter(|r| client.redirect_uris.iter().any(|u| u == r))
-        else {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                &format!(
-                    "The redirect_uri is missing or not registered for client {}. Registered: {}.",
-                    client.id,
-                    client.redirect_uris.join(", ")
-                ),
-            );
+        let (client, redirect_uri) = match self.authorize_client(params) {
+            Ok(found) => found,
+            Err(message) => return error_page(StatusCode::BAD_REQUEST, &message),
         };
         // From here on errors go back to the (verified) client, per RFC 6749 §4.1.2.1.
         let state = get("state");
-        let fail = |code: &str, desc: &str| {
-            self.redirect_with(
-                redirect_uri,
-                &[("error", code), ("error_description", desc)],
-                state,
-            )
-        };
-        if get("response_type") != Some("code") {
-            return fail(
-                "unsupported_response_type",
-                "only response_type=code is supported",
-            );
-        }
-        if get("response_mode").is_some_and(|m| m != "query") {
-            return fail("invalid_request", "only response_mode=query is supported");
-        }
-        if get("request").is_some() {
-            return fail("request_not_supported", "request objects are not supported");
-        }
-        if get("request_uri").is_some() {
-            return fail("request_uri_not_supported", "request_uri is not supported");
-        }
-        let scope = get("scope").unwrap_or("");
-        if !scope.split(' ').any(|s| s == "openid") {
-            return fail("invalid_scope", "the openid scope is required");
-        }
-        if get("code_challenge_method") != Some("S256") {
-            return fail(
-                "invalid_request",
-                "PKCE is required: code_challenge_method must be S256",
-            );
-        }
-        let Some(challenge) =
-            get("code_challenge").filter(|c| c.len() == 43 && c.bytes().all(is_b64url))
-        else {
-            return fail(
-                "invalid_request",
-                "code_challenge must be a base64url SHA-256 digest (43 characters)",
-            );
-        };
-        if get("prompt").is_some_and(|p| p.split(' ').any(|p| p == "none")) {
-            return fail(
-                "login_required",
-                "the development provider keeps no sessions; a user must be picked",
-            );
-        }
-        let txn = random_token();
-        {
-            let mut st = self.state();
-            st.prune(now);
-            if st.pending.len() >= MAX_PENDING {
-                return error_page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Too many sign-ins in progress; try again in two minutes.",
+        let challenge = match authorize_challenge(params) {
+            Ok(challenge) => challenge,
+            Err((code, desc)) => {
+                return self.redirect_with(
+                    redirect_uri,
+                    &[("error", code), ("error_description", desc)],
+                    state,
                 );
             }
-            st.pending.insert(
-                txn.clone(),
-                Pending {
-                    client_id: client.id.clone(),
-                    redirect_uri: redirect_uri.to_string(),
-                    state: state.map(str::to_string),
-                    nonce: get("nonce").map(str::to_string),
-                    scope: scope.to_string(),
-                    challenge: challenge.to_string(),
-                    expires: now + TRANSACTION_TTL_SECS,
-                },
+        };
+        let pending = Pending {
+            client_id: client.id.clone(),
+            redirect_uri: redirect_uri.to_string(),
+            state: state.map(str::to_string),
+            nonce: get("nonce").map(str::to_string),
+            scope: get("scope").unwrap_or("").to_string(),
+            challenge: challenge.to_string(),
+            expires: now + TRANSACTION_TTL_SECS,
+        };
+        let Some(txn) = self.begin_sign_in(pending, now) else {
+            return error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many sign-ins in progress; try again in two minutes.",
             );
-        }
+        };
         html(
             StatusCode::OK,
             &self.picker_page(&client.id, redirect_uri, &txn),
         )
+    }
+
+    /// The request's registered client and redirect URI, or the message of
+    /// the error page shown to the user (an unverified redirect URI gets no
+    /// redirect).
+    fn authorize_client<'a>(
+        &'a self,
+        params: &'a HashMap<String, String>,
+    ) -> Result<(&'a DevClient, &'a str), String> {
+        let get = |k: &str| params.get(k).map(String::as_str);
+        let Some(client) = get("client_id").and_then(|id| self.client(id)) else {
+            return Err("Unknown or missing client_id. Check the client registered with the development identity provider.".to_string());
+        };
+        let Some(redirect_uri) =
+            get("redirect_uri").filter(|r| client.redirect_uris.iter().any(|u| u == r))
+        else {
+            return Err(format!(
+                "The redirect_uri is missing or not registered for client {}. Registered: {}.",
+                client.id,
+                client.redirect_uris.join(", ")
+            ));
+        };
+        Ok((client, redirect_uri))
+    }
+
+    /// Records a sign-in in progress under a fresh transaction id; `None`
+    /// when too many are pending.
+    fn begin_sign_in(&self, pending: Pending, now: u64) -> Option<String> {
+        let txn = random_token();
+        let mut st = self.state();
+        st.prune(now);
+        if st.pending.len() >= MAX_PENDING {
+            return None;
+        }
+        st.pending.insert(txn.clone(), pending);
+        Some(txn)
     }
 
     fn picker_page(&self, client_id: &str, redirect_uri: &str, txn: &str) -> String {
@@ -1061,6 +1039,53 @@ fn is_form(headers: &HeaderMap) -> bool {
             m.trim()
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         })
+}
+
+/// The PKCE challenge of an authorization request this provider supports,
+/// or the OAuth error (`error`, `error_description`) to send the client.
+fn authorize_challenge(
+    params: &HashMap<String, String>,
+) -> Result<&str, (&'static str, &'static str)> {
+    let get = |k: &str| params.get(k).map(String::as_str);
+    if get("response_type") != Some("code") {
+        return Err((
+            "unsupported_response_type",
+            "only response_type=code is supported",
+        ));
+    }
+    if get("response_mode").is_some_and(|m| m != "query") {
+        return Err(("invalid_request", "only response_mode=query is supported"));
+    }
+    if get("request").is_some() {
+        return Err(("request_not_supported", "request objects are not supported"));
+    }
+    if get("request_uri").is_some() {
+        return Err(("request_uri_not_supported", "request_uri is not supported"));
+    }
+    if !get("scope").unwrap_or("").split(' ').any(|s| s == "openid") {
+        return Err(("invalid_scope", "the openid scope is required"));
+    }
+    if get("code_challenge_method") != Some("S256") {
+        return Err((
+            "invalid_request",
+            "PKCE is required: code_challenge_method must be S256",
+        ));
+    }
+    let Some(challenge) =
+        get("code_challenge").filter(|c| c.len() == 43 && c.bytes().all(is_b64url))
+    else {
+        return Err((
+            "invalid_request",
+            "code_challenge must be a base64url SHA-256 digest (43 characters)",
+        ));
+    };
+    if get("prompt").is_some_and(|p| p.split(' ').any(|p| p == "none")) {
+        return Err((
+            "login_required",
+            "the development provider keeps no sessions; a user must be picked",
+        ));
+    }
+    Ok(challenge)
 }
 
 fn is_b64url(b: u8) -> bool {

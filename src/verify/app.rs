@@ -348,12 +348,13 @@ fn claim_rows(claims: &Map<String, Value>) -> Vec<(&str, String)> {
         .collect()
 }
 
+/// The HTML page: the verdict, the verified (or, failing that, the
+/// unverified) claims, the unsigned claim headers and a footer.
 fn render_page(
     verifier: &Verifier,
     headers: &HeaderMap,
     outcome: &Result<VerifiedClaims, VerifyError>,
 ) -> String {
-    let config = verifier.config();
     let title = if outcome.is_ok() {
         "Identity verified"
     } else {
@@ -366,69 +367,11 @@ fn render_page(
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title}</title><style>{STYLE}</style></head><body>\n"
     );
-
     match outcome {
-        Ok(claims) => {
-            let _ = write!(
-                out,
-                "<h1 class=\"ok\">{title}</h1>\n<p>The <code>X-Pomerium-Jwt-Assertion</code> \
-                 header is an ES256 assertion signed by a key from <code>{}</code>{}.</p>\n\
-                 <h2>Verified claims</h2>\n",
-                escape(config.jwks_url.as_str()),
-                expectations(config)
-            );
-            let claims = match serde_json::to_value(claims) {
-                Ok(Value::Object(m)) => m,
-                _ => Map::new(),
-            };
-            push_table(&mut out, "claims verified", &claim_rows(&claims));
-        }
-        Err(error) => {
-            let _ = write!(
-                out,
-                "<h1 class=\"bad\">{title}</h1>\n<p class=\"error\">{}</p>\n",
-                escape(&error.to_string())
-            );
-            if matches!(error, VerifyError::MissingAssertion) {
-                out.push_str(
-                    "<p>Is this app behind the proxy, on a route with \
-                     <code>pass_identity_headers: true</code>?</p>\n",
-                );
-            }
-            if let Some(token) = assertion_from_headers(headers) {
-                out.push_str(
-                    "<h2>UNVERIFIED claims</h2>\n<p class=\"warn\">UNVERIFIED: decoded from the \
-                     assertion without checking it. Do not trust these values.</p>\n",
-                );
-                match decode_unverified(token) {
-                    Ok(t) => {
-                        push_table(&mut out, "claims unverified", &claim_rows(&t.claims));
-                        out.push_str("<h3>UNVERIFIED header</h3>\n");
-                        push_table(&mut out, "claims unverified", &claim_rows(&t.header));
-                    }
-                    Err(e) => {
-                        let _ = writeln!(
-                            out,
-                            "<p>Could not decode it either: {}</p>",
-                            escape(&e.to_string())
-                        );
-                    }
-                }
-            }
-        }
+        Ok(claims) => push_verified(&mut out, title, verifier.config(), claims),
+        Err(error) => push_not_verified(&mut out, title, headers, error),
     }
-
-    out.push_str("<h2>X-Pomerium-Claim headers</h2>\n");
-    let claim_headers: Vec<(String, String)> = headers_json(headers)
-        .into_iter()
-        .filter(|(name, _)| name.starts_with(CLAIM_HEADER_PREFIX))
-        .collect();
-    if claim_headers.is_empty() {
-        out.push_str("<p>None.</p>\n");
-    } else {
-        out.push_str("<p>Unsigned: set by the proxy for convenience, proven by nothing.</p>\n");
-        push_table(&mut out, "claim-headers", &claim_headers);
-    }
+    push_claim_headers(&mut out, headers);
     let present = if headers.contains_key(ASSERTION_HEADER) {
         "present"
     } else {
@@ -441,6 +384,75 @@ fn render_page(
          </body></html>\n"
     );
     out
+}
+
+/// The verdict and the table of verified claims.
+fn push_verified(out: &mut String, title: &str, config: &VerifierConfig, claims: &VerifiedClaims) {
+    let _ = write!(
+        out,
+        "<h1 class=\"ok\">{title}</h1>\n<p>The <code>X-Pomerium-Jwt-Assertion</code> \
+         header is an ES256 assertion signed by a key from <code>{}</code>{}.</p>\n\
+         <h2>Verified claims</h2>\n",
+        escape(config.jwks_url.as_str()),
+        expectations(config)
+    );
+    let claims = match serde_json::to_value(claims) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    push_table(out, "claims verified", &claim_rows(&claims));
+}
+
+/// Why the assertion was refused, a hint when it is missing, and what the
+/// assertion says when it can be decoded, marked UNVERIFIED.
+fn push_not_verified(out: &mut String, title: &str, headers: &HeaderMap, error: &VerifyError) {
+    let _ = write!(
+        out,
+        "<h1 class=\"bad\">{title}</h1>\n<p class=\"error\">{}</p>\n",
+        escape(&error.to_string())
+    );
+    if matches!(error, VerifyError::MissingAssertion) {
+        out.push_str(
+            "<p>Is this app behind the proxy, on a route with \
+             <code>pass_identity_headers: true</code>?</p>\n",
+        );
+    }
+    let Some(token) = assertion_from_headers(headers) else {
+        return;
+    };
+    out.push_str(
+        "<h2>UNVERIFIED claims</h2>\n<p class=\"warn\">UNVERIFIED: decoded from the \
+         assertion without checking it. Do not trust these values.</p>\n",
+    );
+    match decode_unverified(token) {
+        Ok(t) => {
+            push_table(out, "claims unverified", &claim_rows(&t.claims));
+            out.push_str("<h3>UNVERIFIED header</h3>\n");
+            push_table(out, "claims unverified", &claim_rows(&t.header));
+        }
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "<p>Could not decode it either: {}</p>",
+                escape(&e.to_string())
+            );
+        }
+    }
+}
+
+/// The unsigned `X-Pomerium-Claim-*` headers, said to be unsigned.
+fn push_claim_headers(out: &mut String, headers: &HeaderMap) {
+    out.push_str("<h2>X-Pomerium-Claim headers</h2>\n");
+    let claim_headers: Vec<(String, String)> = headers_json(headers)
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(CLAIM_HEADER_PREFIX))
+        .collect();
+    if claim_headers.is_empty() {
+        out.push_str("<p>None.</p>\n");
+    } else {
+        out.push_str("<p>Unsigned: set by the proxy for convenience, proven by nothing.</p>\n");
+        push_table(out, "claim-headers", &claim_headers);
+    }
 }
 
 fn expectations(config: &VerifierConfig) -> String {

@@ -178,7 +178,7 @@ impl JwksCache {
                     }
                 })?
                 .to_bytes();
-            jwks::parse(&body).map_err(fail)
+            jwks::parse(&body).map_err(|e| fail(e.to_string()))
         };
         tokio::time::timeout(FETCH_TIMEOUT, fetch)
             .await

@@ -145,7 +145,7 @@ impl ParsedToken<'_> {
 /// UNVERIFIED, when verification fails). Never base a decision on the result.
 ///
 /// ```
-/// use jetbridge::verify::decode_unverified;
+/// use jetbridge_verify::decode_unverified;
 ///
 /// // {"alg":"none"} . {"sub":"mallory"} . (no signature)
 /// let t = decode_unverified("eyJhbGciOiJub25lIn0.eyJzdWIiOiJtYWxsb3J5In0.").unwrap();

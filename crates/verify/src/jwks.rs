@@ -24,17 +24,27 @@ impl KeySet {
     }
 }
 
+/// Why a document is not a JWKS.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum JwksError {
+    /// The body does not parse as JSON.
+    #[error("the JWKS is not valid JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// The JSON has no `keys` array.
+    #[error("the JWKS has no `keys` array")]
+    NoKeys,
+}
+
 /// Parses a JWKS document (`{"keys": [...]}`).
 ///
 /// Only keys that can verify ES256 are kept: `kty` EC, `crv` P-256, a `kid`,
 /// `alg` absent or ES256, `use` absent or `sig`, and a point on the curve.
 /// Other keys are skipped (and logged), so one odd key does not hide the rest.
 /// A document that is not a JWKS at all is an error.
-pub(crate) fn parse(body: &[u8]) -> Result<KeySet, String> {
-    let doc: Value =
-        serde_json::from_slice(body).map_err(|e| format!("the JWKS is not valid JSON: {e}"))?;
+pub(crate) fn parse(body: &[u8]) -> Result<KeySet, JwksError> {
+    let doc: Value = serde_json::from_slice(body).map_err(JwksError::NotJson)?;
     let Some(keys) = doc.get("keys").and_then(Value::as_array) else {
-        return Err("the JWKS has no `keys` array".into());
+        return Err(JwksError::NoKeys);
     };
     let mut set = KeySet::default();
     for (i, jwk) in keys.iter().enumerate() {

@@ -19,7 +19,7 @@ use super::VerifyError;
 /// `aud` is always an array.
 ///
 /// ```
-/// use jetbridge::verify::VerifiedClaims;
+/// use jetbridge_verify::VerifiedClaims;
 ///
 /// let claims: VerifiedClaims = serde_json::from_value(serde_json::json!({
 ///     "iss": "app.example.com", "aud": "app.example.com",

@@ -2,7 +2,7 @@
 //!
 //! A policy is compiled once, when configuration changes, into a
 //! [`Program`]; the proxy then calls [`Program::eval`] per request with plain
-//! [`Facts`]. This module does no I/O, has no clock (the caller passes
+//! [`Facts`]. This crate does no I/O, has no clock (the caller passes
 //! `now`), and never panics on any input.
 //!
 //! # Accepted documents
@@ -70,6 +70,8 @@
 //! - Pomerium criteria that need data this proxy does not have
 //!   (`client_certificate`, `device`, `record`, `mcp_tool`, `ssh_*`, …) are
 //!   refused with a "not supported" error.
+
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -560,53 +560,74 @@ fn compile_item(v: &Value, cx: &mut Cx, depth: usize) -> Result<Option<Expr>, Po
     Ok(Some(Expr::Leaf(c)))
 }
 
+/// One criterion (`name`, with `sub` after a slash for claims) and the
+/// warnings its use in this rule deserves.
 fn compile_criterion(
     name: &str,
     sub: Option<&str>,
     data: &Value,
     cx: &mut Cx,
 ) -> Result<Criterion, PolicyError> {
+    check_sub_path(name, sub, cx)?;
+    let c = match flag_criterion(name, data, cx)? {
+        Some(c) => c,
+        None => valued_criterion(name, sub, data, cx)?,
+    };
+    if c.needs_user() && cx.negated && cx.action == Action::Allow {
+        cx.warn(format!(
+            "`not`/`nor` over {name:?} also matches visitors who are not signed in; \
+             add authenticated_user: true under `and` to require sign-in"
+        ));
+    }
+    Ok(c)
+}
+
+/// Claims need a sub-path (`claim/groups`); no other criterion takes one.
+fn check_sub_path(name: &str, sub: Option<&str>, cx: &Cx) -> Result<(), PolicyError> {
     let is_claim = matches!(name, "claim" | "claims");
     match (is_claim, sub) {
         (true, None) | (true, Some("")) => {
-            return Err(cx.err("claim needs a claim name, e.g. claim/groups"));
+            Err(cx.err("claim needs a claim name, e.g. claim/groups"))
         }
-        (false, Some(_)) => {
-            return Err(cx.err(format!(
-                "criterion {name:?} takes no sub-path (only claim/<name> does)"
-            )));
-        }
-        _ => {}
+        (false, Some(_)) => Err(cx.err(format!(
+            "criterion {name:?} takes no sub-path (only claim/<name> does)"
+        ))),
+        _ => Ok(()),
     }
+}
+
+/// The criteria whose value is only `true` (`accept`, `reject`, …); `None`
+/// for any other name.
+fn flag_criterion(name: &str, data: &Value, cx: &mut Cx) -> Result<Option<Criterion>, PolicyError> {
+    let c = match name {
+        "accept" => Criterion::Accept,
+        "reject" => Criterion::Reject,
+        "authenticated_user" => Criterion::AuthenticatedUser,
+        "cors_preflight" => Criterion::CorsPreflight,
+        "pomerium_routes" => Criterion::PomeriumRoutes,
+        _ => return Ok(None),
+    };
+    flag_value(name, data, cx)?;
     let allow_plain = cx.action == Action::Allow && !cx.negated;
     let deny_plain = cx.action == Action::Deny && !cx.negated;
-    let c = match name {
-        "accept" => {
-            flag_value(name, data, cx)?;
-            if deny_plain {
-                cx.warn("`accept` under deny matches every request: this rule denies everyone");
-            }
-            Criterion::Accept
+    match c {
+        Criterion::Accept if deny_plain => {
+            cx.warn("`accept` under deny matches every request: this rule denies everyone")
         }
-        "reject" => {
-            flag_value(name, data, cx)?;
-            if allow_plain {
-                cx.warn("`reject` under allow never matches");
-            }
-            Criterion::Reject
-        }
-        "authenticated_user" => {
-            flag_value(name, data, cx)?;
-            Criterion::AuthenticatedUser
-        }
-        "cors_preflight" => {
-            flag_value(name, data, cx)?;
-            Criterion::CorsPreflight
-        }
-        "pomerium_routes" => {
-            flag_value(name, data, cx)?;
-            Criterion::PomeriumRoutes
-        }
+        Criterion::Reject if allow_plain => cx.warn("`reject` under allow never matches"),
+        _ => {}
+    }
+    Ok(Some(c))
+}
+
+/// The criteria that match a value: strings, lists, addresses, times and claims.
+fn valued_criterion(
+    name: &str,
+    sub: Option<&str>,
+    data: &Value,
+    cx: &mut Cx,
+) -> Result<Criterion, PolicyError> {
+    Ok(match name {
         "email" => {
             let m = string_matcher(data, cx)?;
             warn_case(name, &m, cx);
@@ -634,14 +655,7 @@ fn compile_criterion(
             let path = sub.unwrap_or_default();
             Criterion::Claim(ClaimPath::new(path), list_matcher(data, cx, false)?)
         }
-    };
-    if c.needs_user() && cx.negated && cx.action == Action::Allow {
-        cx.warn(format!(
-            "`not`/`nor` over {name:?} also matches visitors who are not signed in; \
-             add authenticated_user: true under `and` to require sign-in"
-        ));
-    }
-    Ok(c)
+    })
 }
 
 /// Criteria whose value Pomerium ignores (`accept: true`). `false` would
