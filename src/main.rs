@@ -4,7 +4,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use jetbridge::identity::secrets::Bootstrap;
 use jetbridge::proxy::dataplane::{self, DataPlane};
-use jetbridge::standalone::{self, Generated};
+use jetbridge::source::file as standalone;
+use jetbridge::translate::config::Generated;
 use jetbridge::translate::driver::Driver;
 use std::io::Read as _;
 use std::net::SocketAddr;
@@ -503,7 +504,7 @@ async fn run_standalone(path: String, log_format: Option<String>) -> Result<()> 
     let listeners = match &reading.parsed {
         Ok((cfg, _)) => {
             init_tracing(log_format.as_deref(), cfg)?;
-            standalone::listeners(cfg).map_err(anyhow::Error::msg)?
+            standalone::addresses(cfg).map_err(anyhow::Error::msg)?
         }
         Err(e) => bail!("{e}"),
     };
@@ -544,7 +545,7 @@ async fn run_standalone(path: String, log_format: Option<String>) -> Result<()> 
 /// Binds and serves the data plane (HTTPS workers, the HTTP redirect and
 /// internal listeners) with the configuration source until `shutdown`.
 async fn serve_data_plane(
-    listeners: &standalone::Listeners,
+    listeners: &dataplane::Addresses,
     reader: jetbridge::snapshot::SnapshotReader,
     revoked: Arc<jetbridge::identity::revocation::Revocations>,
     source_name: &str,
@@ -552,16 +553,7 @@ async fn serve_data_plane(
     source: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let workers = dataplane::default_workers();
-    let plane = DataPlane::bind(
-        dataplane::Addresses {
-            https: listeners.https,
-            http_redirect: listeners.http_redirect,
-            internal: listeners.internal,
-            insecure: listeners.insecure,
-        },
-        workers,
-    )
-    .await?;
+    let plane = DataPlane::bind(*listeners, workers).await?;
     let https = plane.https_addr();
     let running = plane
         .public_https_port(listeners.public_https_port)
@@ -595,7 +587,7 @@ async fn run_controller(args: ControllerArgs, log_format: Option<String>) -> Res
     {
         tracing::warn!("{w}");
     }
-    let mut listeners = standalone::listeners(&cfg).map_err(anyhow::Error::msg)?;
+    let mut listeners = standalone::addresses(&cfg).map_err(anyhow::Error::msg)?;
     if let Some(a) = &args.address {
         listeners.https = standalone::parse_address(a).map_err(anyhow::Error::msg)?;
     }
@@ -630,7 +622,7 @@ async fn run_controller(args: ControllerArgs, log_format: Option<String>) -> Res
             .map(|p| p.to_string())
             .collect();
     }
-    let options = jetbridge::controller::Options {
+    let options = jetbridge::source::cluster::Options {
         namespaces: args.namespaces.clone(),
         bootstrap_namespace,
         bootstrap_name,
@@ -663,12 +655,12 @@ async fn run_controller(args: ControllerArgs, log_format: Option<String>) -> Res
             "{}-host-claims",
             args.leader_election_id.trim_end_matches("-leader")
         ),
-        lease: jetbridge::controller::leader::Timing {
+        lease: jetbridge::source::cluster::leader::Timing {
             duration: std::time::Duration::from_secs(args.lease_duration_secs.max(2)),
             renew: std::time::Duration::from_secs((args.lease_duration_secs / 3).max(1)),
         },
     };
-    let client = jetbridge::controller::client(args.kubeconfig.as_deref()).await?;
+    let client = jetbridge::source::cluster::client(args.kubeconfig.as_deref()).await?;
     let driver = Driver::new();
     let reader = driver.reader();
     let shutdown = shutdown_signal();
@@ -677,7 +669,8 @@ async fn run_controller(args: ControllerArgs, log_format: Option<String>) -> Res
     let shared = revoked.clone();
     let source = async move {
         if let Err(e) =
-            jetbridge::controller::run(client, options, cfg, driver, shared, stop.clone()).await
+            jetbridge::source::cluster::run(client, options, cfg, driver, shared, stop.clone())
+                .await
         {
             tracing::error!(error = %e, "controller stopped");
             stop.cancel();

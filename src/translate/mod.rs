@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub mod cluster;
+pub mod config;
 pub mod driver;
 mod health;
 pub mod hosts;

@@ -21,10 +21,12 @@ mod report;
 pub mod revocations;
 
 use crate::crd::WatchedPolicy;
+use crate::identity::secrets::Secrets;
 use crate::settings::ConfigFile;
-use crate::standalone::{Generated, inputs_from_config};
-use crate::translate::cluster::{Cluster, ClusterSettings, from_cluster};
+use crate::translate::cluster::{Cluster, ClusterInputs, ClusterSettings, from_cluster};
+use crate::translate::config::{Generated, inputs_with_secrets};
 use crate::translate::driver::{Applied, Driver};
+use crate::translate::hosts::HostClaims;
 use bootstrap::BootstrapKeys;
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret, Service};
@@ -148,13 +150,109 @@ where
     }
 }
 
+/// What the controller watches: one store per kind (per namespace), the
+/// host claims and the bootstrap Secret.
+struct Watched {
+    classes: Stores<IngressClass>,
+    ingresses: Stores<Ingress>,
+    policies: Stores<WatchedPolicy>,
+    services: Stores<Service>,
+    slices: Stores<EndpointSlice>,
+    tls: Stores<Secret>,
+    opaque: Stores<Secret>,
+    sa_tokens: Stores<Secret>,
+    boot: Stores<Secret>,
+    claim_store: claims::ClaimStore,
+}
+
+impl Watched {
+    /// Starts every watcher; each event wakes `changed`.
+    fn start(client: &Client, options: &Options, changed: &Arc<Notify>) -> Self {
+        let ns = &options.namespaces;
+        let all = watcher::Config::default;
+        let secrets = |field: &str, what| {
+            Stores::<Secret>::start(apis(client, ns), all().fields(field), changed.clone(), what)
+        };
+        Watched {
+            classes: Stores::start(
+                vec![Api::all(client.clone())],
+                all(),
+                changed.clone(),
+                "IngressClass",
+            ),
+            ingresses: Stores::start(apis(client, ns), all(), changed.clone(), "Ingress"),
+            policies: Stores::start(apis(client, ns), all(), changed.clone(), "Policy"),
+            services: Stores::start(apis(client, ns), all(), changed.clone(), "Service"),
+            slices: Stores::start(apis(client, ns), all(), changed.clone(), "EndpointSlice"),
+            // Only the Secret types routes can name: TLS Secrets (spec.tls),
+            // Opaque ones (`tls_custom_ca_secret`, `set_*_headers_secret`)
+            // and service-account tokens
+            // (`kubernetes_service_account_token_secret`). Other types (e.g.
+            // helm release records) are never fetched.
+            tls: secrets("type=kubernetes.io/tls", "Secret"),
+            opaque: secrets("type=Opaque", "Secret (Opaque)"),
+            sa_tokens: secrets(
+                "type=kubernetes.io/service-account-token",
+                "Secret (service-account-token)",
+            ),
+            boot: Stores::start(
+                vec![Api::namespaced(
+                    client.clone(),
+                    &options.bootstrap_namespace,
+                )],
+                all().fields(&format!("metadata.name={}", options.bootstrap_name)),
+                changed.clone(),
+                "bootstrap Secret",
+            ),
+            claim_store: claims::ClaimStore::start(
+                Api::namespaced(client.clone(), &options.bootstrap_namespace),
+                &options.claims_name,
+                changed.clone(),
+            ),
+        }
+    }
+
+    /// Waits for every store's initial list.
+    async fn wait_until_ready(&self) {
+        self.classes.wait_until_ready().await;
+        self.ingresses.wait_until_ready().await;
+        self.policies.wait_until_ready().await;
+        self.services.wait_until_ready().await;
+        self.slices.wait_until_ready().await;
+        self.tls.wait_until_ready().await;
+        self.opaque.wait_until_ready().await;
+        self.sa_tokens.wait_until_ready().await;
+        self.boot.wait_until_ready().await;
+        self.claim_store.wait_until_ready().await;
+    }
+
+    /// The stores as read now, with the claims to start from.
+    fn cluster(&self, memory: &mut claims::Memory) -> Cluster {
+        Cluster {
+            ingresses: self.ingresses.state(),
+            classes: self.classes.state(),
+            policies: self.policies.state(),
+            services: self.services.state(),
+            slices: self.slices.state(),
+            secrets: [
+                self.tls.state(),
+                self.opaque.state(),
+                self.sa_tokens.state(),
+            ]
+            .concat(),
+            claims: memory.start_from(self.claim_store.stored()),
+            now: crate::proxy::unix_now(),
+        }
+    }
+}
+
 /// Runs the controller until `shutdown`: publishes the first snapshot after
 /// the initial sync and the bootstrap keys, then one per burst of changes.
 pub async fn run(
     client: Client,
     options: Options,
     base: ConfigFile,
-    mut driver: Driver,
+    driver: Driver,
     revoked: Arc<crate::identity::revocation::Revocations>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), Error> {
@@ -165,172 +263,174 @@ pub async fn run(
         shutdown.clone(),
     ));
     let changed = Arc::new(Notify::new());
-    let ns = &options.namespaces;
-    let classes = Stores::<IngressClass>::start(
-        vec![Api::all(client.clone())],
-        watcher::Config::default(),
-        changed.clone(),
-        "IngressClass",
-    );
-    let ingresses = Stores::<Ingress>::start(
-        apis(&client, ns),
-        watcher::Config::default(),
-        changed.clone(),
-        "Ingress",
-    );
-    let policies = Stores::<WatchedPolicy>::start(
-        apis(&client, ns),
-        watcher::Config::default(),
-        changed.clone(),
-        "Policy",
-    );
-    let services = Stores::<Service>::start(
-        apis(&client, ns),
-        watcher::Config::default(),
-        changed.clone(),
-        "Service",
-    );
-    let slices = Stores::<EndpointSlice>::start(
-        apis(&client, ns),
-        watcher::Config::default(),
-        changed.clone(),
-        "EndpointSlice",
-    );
-    // Only the Secret types routes can name: TLS Secrets (spec.tls), Opaque
-    // ones (`tls_custom_ca_secret`, `set_*_headers_secret`) and
-    // service-account tokens (`kubernetes_service_account_token_secret`).
-    // Other types (e.g. helm release records) are never fetched.
-    let tls = Stores::<Secret>::start(
-        apis(&client, ns),
-        watcher::Config::default().fields("type=kubernetes.io/tls"),
-        changed.clone(),
-        "Secret",
-    );
-    let opaque = Stores::<Secret>::start(
-        apis(&client, ns),
-        watcher::Config::default().fields("type=Opaque"),
-        changed.clone(),
-        "Secret (Opaque)",
-    );
-    let sa_tokens = Stores::<Secret>::start(
-        apis(&client, ns),
-        watcher::Config::default().fields("type=kubernetes.io/service-account-token"),
-        changed.clone(),
-        "Secret (service-account-token)",
-    );
-    let claims_api = Api::namespaced(client.clone(), &options.bootstrap_namespace);
-    let claim_store =
-        claims::ClaimStore::start(claims_api.clone(), &options.claims_name, changed.clone());
-    let (claims_tx, claims_rx) = tokio::sync::watch::channel(Default::default());
+    let watched = Watched::start(&client, &options, &changed);
     let bootstrap_api: Api<Secret> = Api::namespaced(client.clone(), &options.bootstrap_namespace);
-    let boot = Stores::<Secret>::start(
-        vec![bootstrap_api.clone()],
-        watcher::Config::default().fields(&format!("metadata.name={}", options.bootstrap_name)),
-        changed.clone(),
-        "bootstrap Secret",
-    );
-
     // The bootstrap keys first: without them nothing is published (not ready).
-    let mut keys = loop {
-        match bootstrap::ensure(
-            &bootstrap_api,
-            &options.bootstrap_name,
-            BootstrapKeys::generate(),
-        )
-        .await
-        {
+    let Some(keys) = load_bootstrap(&bootstrap_api, &options, &shutdown).await else {
+        return Ok(());
+    };
+    tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        _ = watched.wait_until_ready() => {}
+    }
+    tracing::info!("initial sync complete");
+    let (claims_tx, claims_rx) = tokio::sync::watch::channel(Default::default());
+    // Whether this replica holds the Lease: every write to the API server
+    // on the controller's behalf asks it first.
+    let leadership = leader::Leadership::default();
+    tokio::spawn(claims::write(
+        Api::namespaced(client.clone(), &options.bootstrap_namespace),
+        options.claims_name.clone(),
+        claims_rx,
+        leadership.clone(),
+        shutdown.clone(),
+    ));
+    let (outcomes, writers) = start_writers(&client, &options, leadership);
+    let mut translator = Translator::new(base, driver, keys, &options);
+    loop {
+        translator
+            .follow_bootstrap(&watched, &bootstrap_api, &options)
+            .await;
+        let next_expiry = translator.publish(&watched, &options, &claims_tx, &outcomes);
+        crate::memory::release();
+        if !wait_for_changes(&changed, next_expiry, options.debounce, &shutdown).await {
+            break;
+        }
+    }
+    writers.stop().await;
+    Ok(())
+}
+
+/// Reads (or creates) the bootstrap Secret, retrying until it loads;
+/// `None` when `shutdown` comes first.
+async fn load_bootstrap(
+    api: &Api<Secret>,
+    options: &Options,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Option<BootstrapKeys> {
+    let keys = loop {
+        match bootstrap::ensure(api, &options.bootstrap_name, BootstrapKeys::generate()).await {
             Ok(k) => break k,
             Err(e) => {
                 tracing::error!(error = %e, "cannot load the bootstrap Secret; retrying (not ready)");
                 tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = shutdown.cancelled() => return None,
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                 }
             }
         }
     };
     tracing::info!(kid = %keys.kid(), secret = %format!("{}/{}", options.bootstrap_namespace, options.bootstrap_name), "bootstrap keys loaded");
+    Some(keys)
+}
 
+/// Waits for the next change (or the next re-check), then for a quiet
+/// moment so a burst publishes once; `false` on shutdown.
+async fn wait_for_changes(
+    changed: &Notify,
+    next_expiry: Duration,
+    debounce: Duration,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> bool {
     tokio::select! {
-        _ = shutdown.cancelled() => return Ok(()),
-        _ = async {
-            classes.wait_until_ready().await;
-            ingresses.wait_until_ready().await;
-            policies.wait_until_ready().await;
-            services.wait_until_ready().await;
-            slices.wait_until_ready().await;
-            tls.wait_until_ready().await;
-            opaque.wait_until_ready().await;
-            sa_tokens.wait_until_ready().await;
-            boot.wait_until_ready().await;
-            claim_store.wait_until_ready().await;
-        } => {}
+        _ = shutdown.cancelled() => return false,
+        _ = changed.notified() => {}
+        _ = tokio::time::sleep(next_expiry) => {} // retired keys, held hosts, re-checks
     }
-    tracing::info!("initial sync complete");
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = changed.notified() => continue,
+            _ = tokio::time::sleep(debounce) => return true,
+        }
+    }
+}
 
-    // Whether this replica holds the Lease: every write to the API server
-    // on the controller's behalf asks it first.
-    let leadership = leader::Leadership::default();
-    let leadership_for_claims = leadership.clone();
-    let (outcomes, writers) = start_writers(&client, &options, leadership);
-    tokio::spawn(claims::write(
-        claims_api,
-        options.claims_name.clone(),
-        claims_rx,
-        leadership_for_claims,
-        shutdown.clone(),
-    ));
-    let mut memory = claims::Memory::default();
-    let mut generated = Generated::default();
-    let mut bootstrap_seen = false;
-    let mut bootstrap_error: Option<(ObjectReference, String)> = None;
-    'translate: loop {
-        // Bootstrap Secret: follow edits, keep the last good keys when it is
-        // corrupt, re-create it from memory when it is deleted.
-        match boot.state().first() {
+/// The translate side of the controller: the global settings, the
+/// bootstrap keys as typed secrets, and what it remembers between runs.
+struct Translator {
+    base: ConfigFile,
+    driver: Driver,
+    keys: BootstrapKeys,
+    /// The keys as typed secrets, or why they do not load.
+    secrets: Result<Secrets, String>,
+    /// `namespace/name` of the bootstrap Secret, for log lines.
+    bootstrap: String,
+    memory: claims::Memory,
+    generated: Generated,
+    bootstrap_seen: bool,
+    bootstrap_error: Option<(ObjectReference, String)>,
+    /// The global settings' warnings last logged (logged again on change).
+    warned: Vec<String>,
+}
+
+impl Translator {
+    fn new(base: ConfigFile, driver: Driver, keys: BootstrapKeys, options: &Options) -> Self {
+        let bootstrap = format!("{}/{}", options.bootstrap_namespace, options.bootstrap_name);
+        let secrets = typed_secrets(&keys, &bootstrap);
+        Translator {
+            base,
+            driver,
+            keys,
+            secrets,
+            bootstrap,
+            memory: claims::Memory::default(),
+            generated: Generated::default(),
+            bootstrap_seen: false,
+            bootstrap_error: None,
+            warned: Vec::new(),
+        }
+    }
+
+    /// Bootstrap Secret: follow edits, keep the last good keys when it is
+    /// corrupt, re-create it from memory when it is deleted.
+    async fn follow_bootstrap(&mut self, watched: &Watched, api: &Api<Secret>, options: &Options) {
+        match watched.boot.state().first() {
             Some(s) => {
-                bootstrap_seen = true;
+                self.bootstrap_seen = true;
                 match bootstrap::parse(s) {
                     Ok(k) => {
-                        if k != keys {
+                        if k != self.keys {
                             tracing::info!(kid = %k.kid(), "bootstrap Secret changed; new keys");
-                            keys = k;
+                            self.secrets = typed_secrets(&k, &self.bootstrap);
+                            self.keys = k;
                         }
-                        bootstrap_error = None;
+                        self.bootstrap_error = None;
                     }
                     Err(e) => {
                         // Logged (every replica) and raised as an Event (the
                         // Lease holder) by the reporter, once while it lasts.
-                        driver.record_failure();
-                        bootstrap_error = Some((s.object_ref(&()), e));
+                        self.driver.record_failure();
+                        self.bootstrap_error = Some((s.object_ref(&()), e));
                     }
                 }
             }
-            None if bootstrap_seen => {
+            None if self.bootstrap_seen => {
                 tracing::warn!("bootstrap Secret deleted; re-creating it from the keys in memory");
                 if let Err(e) =
-                    bootstrap::ensure(&bootstrap_api, &options.bootstrap_name, keys.clone()).await
+                    bootstrap::ensure(api, &options.bootstrap_name, self.keys.clone()).await
                 {
                     tracing::error!(error = %e, "cannot re-create the bootstrap Secret");
                 }
-                bootstrap_seen = false;
-                bootstrap_error = None;
+                self.bootstrap_seen = false;
+                self.bootstrap_error = None;
             }
             None => {}
         }
+    }
 
-        let cluster = Cluster {
-            ingresses: ingresses.state(),
-            classes: classes.state(),
-            policies: policies.state(),
-            services: services.state(),
-            slices: slices.state(),
-            secrets: [tls.state(), opaque.state(), sa_tokens.state()].concat(),
-            claims: memory.start_from(claim_store.stored()),
-            now: crate::proxy::unix_now(),
-        };
+    /// Translates the stores with the global settings and publishes; sends
+    /// the outcome to the reporter. Returns how long until the next re-check.
+    fn publish(
+        &mut self,
+        watched: &Watched,
+        options: &Options,
+        claims_tx: &tokio::sync::watch::Sender<HostClaims>,
+        outcomes: &tokio::sync::watch::Sender<Option<Arc<Reported>>>,
+    ) -> Duration {
+        let cluster = watched.cluster(&mut self.memory);
         let outcome = from_cluster(&cluster, &options.cluster);
-        memory.remember(outcome.hosts.claims.clone());
+        self.memory.remember(outcome.hosts.claims.clone());
         let stored = outcome.hosts.stored();
         claims_tx.send_if_modified(|c| {
             let changed = *c != stored;
@@ -338,27 +438,7 @@ pub async fn run(
             changed
         });
         let next_expiry = next_release(&outcome.hosts, cluster.now);
-        let mut cfg = base.clone();
-        cfg.signing_key = Some(keys.signing_key.clone());
-        cfg.signing_key_file = None;
-        cfg.cookie_secret = Some(keys.cookie_secret.to_base64());
-        cfg.shared_secret = Some(keys.shared_secret.to_base64());
-        let mut warnings = Vec::new();
-        // A cluster is never all or nothing: a bad object is its own route's
-        // problem, so the driver is told to accept every snapshot.
-        let applied =
-            inputs_from_config(&cfg, &mut generated, &mut warnings).and_then(|mut inputs| {
-                inputs.routes.extend(outcome.routes.iter().cloned());
-                inputs
-                    .diagnostics
-                    .extend(outcome.diagnostics.iter().cloned());
-                inputs
-                    .global
-                    .certificates
-                    .extend(outcome.certificates.iter().cloned());
-                driver.apply(inputs, crate::proxy::unix_now(), |_| Ok(()))
-            });
-        match applied {
+        match self.apply(&outcome) {
             Ok(Applied {
                 generation,
                 diagnostics,
@@ -371,38 +451,63 @@ pub async fn run(
                         "configuration published"
                     );
                 }
-                driver.record_success();
+                self.driver.record_success();
                 let _ = outcomes.send(Some(Arc::new(Reported {
                     cluster,
                     diagnostics,
                     managed: outcome.managed,
                     policies: outcome.policies,
-                    bootstrap: bootstrap_error.clone(),
+                    bootstrap: self.bootstrap_error.clone(),
                 })));
             }
             Err(e) => {
-                driver.record_failure();
+                self.driver.record_failure();
                 tracing::error!(error = %e, "global settings invalid; keeping the running configuration");
             }
         }
-        crate::memory::release();
-
-        tokio::select! {
-            _ = shutdown.cancelled() => break 'translate,
-            _ = changed.notified() => {}
-            _ = tokio::time::sleep(next_expiry) => {} // retired keys, held hosts, re-checks
-        }
-        // Debounce: wait for a quiet moment so a burst publishes once.
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break 'translate,
-                _ = changed.notified() => continue,
-                _ = tokio::time::sleep(options.debounce) => break,
-            }
-        }
+        next_expiry
     }
-    writers.stop().await;
-    Ok(())
+
+    /// The global settings with the bootstrap secrets, plus the cluster's
+    /// routes, through the driver. A cluster is never all or nothing: a bad
+    /// object is its own route's problem, so every snapshot is accepted.
+    fn apply(&mut self, outcome: &ClusterInputs) -> Result<Applied, String> {
+        let mut warnings = Vec::new();
+        let files = crate::source::read_referenced(&self.base);
+        let mut inputs = inputs_with_secrets(
+            &self.base,
+            &files,
+            self.secrets.clone()?,
+            &mut self.generated,
+            &mut warnings,
+        )?;
+        if warnings != self.warned {
+            for w in &warnings {
+                tracing::warn!(settings = "global", "{w}");
+            }
+            self.warned = warnings;
+        }
+        inputs.routes.extend(outcome.routes.iter().cloned());
+        inputs
+            .diagnostics
+            .extend(outcome.diagnostics.iter().cloned());
+        inputs
+            .global
+            .certificates
+            .extend(outcome.certificates.iter().cloned());
+        self.driver
+            .apply(inputs, crate::proxy::unix_now(), |_| Ok(()))
+    }
+}
+
+/// The bootstrap keys as typed secrets; what loading the signing key warns
+/// about is logged with the Secret it comes from.
+fn typed_secrets(keys: &BootstrapKeys, secret: &str) -> Result<Secrets, String> {
+    let (secrets, warnings) = keys.secrets().map_err(|e| e.to_string())?;
+    for w in warnings {
+        tracing::warn!(secret = %secret, "bootstrap Secret: {w}");
+    }
+    Ok(secrets)
 }
 
 /// How long until the next re-check: 30 s, or sooner when a held host's
