@@ -248,11 +248,13 @@ pub async fn watch(
     mut generated: Generated,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let mut applied = applied;
+    let mut look = Look {
+        applied,
+        pending: None,
+        seen: None,
+    };
     // The last reading was refused: the next accepted one says so.
     let mut rejected = false;
-    let mut pending: Option<([u8; 32], tokio::time::Instant)> = None;
-    let mut seen: Option<Seen> = None;
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -261,79 +263,110 @@ pub async fn watch(
             _ = tick.tick() => {}
         }
         let now = crate::proxy::unix_now();
-        // The file is parsed only when its bytes changed since the last
-        // full reading; otherwise its and its files' bytes are hashed.
-        let quick = seen.as_ref().and_then(|s| s.fingerprint(&path));
-        let mut reading = None;
-        let fingerprint = match quick {
-            Some(fp) => fp,
-            None => {
-                let r = Reading::read(&path);
-                seen = Some(Seen::of(&r));
-                let fp = r.fingerprint;
-                reading = Some(r);
-                fp
-            }
-        };
         let retired_due = driver.next_key_expiry(now).is_some_and(|s| s == 0);
-        if fingerprint == applied && !retired_due {
-            pending = None;
+        let Some(reading) = look.settled(&path, retired_due) else {
             continue;
-        }
-        if fingerprint != applied {
-            match pending {
-                Some((fp, since)) if fp == fingerprint => {
-                    if since.elapsed() < SETTLE_TIME {
-                        continue;
-                    }
-                }
-                _ => {
-                    pending = Some((fingerprint, tokio::time::Instant::now()));
-                    continue;
-                }
-            }
-        }
-        let reading = match reading {
-            Some(r) => r,
-            None => {
-                let r = Reading::read(&path);
-                seen = Some(Seen::of(&r));
-                if r.fingerprint != fingerprint {
-                    // Changed again since the quick look: wait for it to settle.
-                    pending = Some((r.fingerprint, tokio::time::Instant::now()));
-                    continue;
-                }
-                r
-            }
         };
-        pending = None;
-        applied = reading.fingerprint;
         let outcome = apply(&path, &reading, &mut driver, &mut generated, now);
         if outcome.is_ok() && std::mem::take(&mut rejected) {
             tracing::info!(path = %path, "configuration accepted again: the file that was rejected is fixed");
         }
-        match outcome {
-            Ok((Some(generation), warnings)) => {
-                for w in warnings {
-                    tracing::warn!(path = %path, "{w}");
-                }
-                apply_log_settings(&path, &reading);
-                driver.record_success();
-                tracing::info!(path = %path, generation, "configuration reloaded");
-            }
-            Ok((None, _)) => {
-                apply_log_settings(&path, &reading);
-                driver.record_success();
-                tracing::debug!(path = %path, "configuration unchanged")
-            }
-            Err(e) => {
-                rejected = true;
-                driver.record_failure();
-                tracing::error!(path = %path, error = %e, "configuration rejected; keeping the running one");
-            }
-        }
+        rejected = outcome.is_err();
+        report_reload(&path, &reading, &driver, outcome);
         drop(reading);
         crate::memory::release();
+    }
+}
+
+/// What the watch loop knows between ticks.
+struct Look {
+    /// The fingerprint of the reading last applied.
+    applied: [u8; 32],
+    /// A changed fingerprint and since when it has been the same.
+    pending: Option<([u8; 32], tokio::time::Instant)>,
+    /// The last full reading, to look again without parsing.
+    seen: Option<Seen>,
+}
+
+impl Look {
+    /// A full reading, remembered for the next quick look.
+    fn read(&mut self, path: &str) -> Reading {
+        let r = Reading::read(path);
+        self.seen = Some(Seen::of(&r));
+        r
+    }
+
+    /// The reading to apply now: one that changed and then stayed the same
+    /// for [`SETTLE_TIME`], or the running one again when a retired key is
+    /// due to go. The file is parsed only when its bytes changed since the
+    /// last full reading; otherwise its and its files' bytes are hashed.
+    fn settled(&mut self, path: &str, retired_due: bool) -> Option<Reading> {
+        let quick = self.seen.as_ref().and_then(|s| s.fingerprint(path));
+        let (fingerprint, mut reading) = match quick {
+            Some(fp) => (fp, None),
+            None => {
+                let r = self.read(path);
+                (r.fingerprint, Some(r))
+            }
+        };
+        if fingerprint == self.applied && !retired_due {
+            self.pending = None;
+            return None;
+        }
+        if fingerprint != self.applied {
+            match self.pending {
+                Some((fp, since)) if fp == fingerprint => {
+                    if since.elapsed() < SETTLE_TIME {
+                        return None;
+                    }
+                }
+                _ => {
+                    self.pending = Some((fingerprint, tokio::time::Instant::now()));
+                    return None;
+                }
+            }
+        }
+        if reading.is_none() {
+            let r = self.read(path);
+            if r.fingerprint != fingerprint {
+                // Changed again since the quick look: wait for it to settle.
+                self.pending = Some((r.fingerprint, tokio::time::Instant::now()));
+                return None;
+            }
+            reading = Some(r);
+        }
+        self.pending = None;
+        let reading = reading?;
+        self.applied = reading.fingerprint;
+        Some(reading)
+    }
+}
+
+/// Logs what one reload did and counts it (metrics, readiness).
+fn report_reload(
+    path: &str,
+    reading: &Reading,
+    driver: &Driver,
+    outcome: Result<(Option<u64>, Vec<String>), String>,
+) {
+    match outcome {
+        Ok((Some(generation), warnings)) => {
+            for w in warnings {
+                tracing::warn!(path = %path, "{w}");
+            }
+            apply_log_settings(path, reading);
+            driver.record_success();
+            tracing::info!(path = %path, generation, "configuration reloaded");
+        }
+        Ok((None, _)) => {
+            apply_log_settings(path, reading);
+            driver.record_success();
+            tracing::debug!(path = %path, "configuration unchanged")
+        }
+        Err(e) => {
+            driver.record_failure();
+            tracing::error!(path = %path, error = %e, "configuration rejected; keeping the running one");
+        }
     }
 }
 

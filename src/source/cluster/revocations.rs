@@ -30,26 +30,8 @@ pub async fn sync(
     revocations: Arc<Revocations>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let (store, writer) = reflector::store::<ConfigMap>();
     let remote = Arc::new(tokio::sync::Notify::new());
-    let watch = reflector::reflector(
-        writer,
-        watcher(
-            api.clone(),
-            watcher::Config::default().fields(&format!("metadata.name={name}")),
-        )
-        .default_backoff(),
-    );
-    let notify = remote.clone();
-    tokio::spawn(async move {
-        let mut watch = std::pin::pin!(watch);
-        while let Some(ev) = watch.next().await {
-            if let Err(e) = ev {
-                tracing::warn!(error = %e, "revocation list watch failed; retrying");
-            }
-            notify.notify_one();
-        }
-    });
+    let store = watch_list(api.clone(), &name, remote.clone());
     loop {
         let now = crate::proxy::unix_now();
         let current = store.state().first().map(|cm| entries(cm));
@@ -60,50 +42,10 @@ pub async fn sync(
             }
         }
         let local: BTreeMap<String, i64> = revocations.entries(now).into_iter().collect();
-        let remote_entries = current.clone().unwrap_or_default();
-        let missing: BTreeMap<&String, &i64> = local
-            .iter()
-            .filter(|(k, e)| remote_entries.get(*k) != Some(*e))
-            .collect();
-        let expired: Vec<&String> = remote_entries
-            .iter()
-            .filter(|(_, e)| **e <= now)
-            .map(|(k, _)| k)
-            .collect();
-        if current.is_none() && !local.is_empty() {
-            let cm = ConfigMap {
-                metadata: ObjectMeta {
-                    name: Some(name.clone()),
-                    ..Default::default()
-                },
-                data: Some(
-                    local
-                        .iter()
-                        .map(|(k, e)| (k.clone(), e.to_string()))
-                        .collect(),
-                ),
-                ..Default::default()
-            };
-            match api.create(&PostParams::default(), &cm).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 409 => remote.notify_one(),
-                Err(e) => tracing::warn!(error = %e, "cannot create the revocation list"),
-            }
-        } else if current.is_some() && (!missing.is_empty() || !expired.is_empty()) {
-            let mut data = serde_json::Map::new();
-            for (k, e) in &missing {
-                data.insert((*k).clone(), e.to_string().into());
-            }
-            for k in &expired {
-                data.insert((*k).clone(), serde_json::Value::Null);
-            }
-            let patch = serde_json::json!({"data": data});
-            if let Err(e) = api
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                tracing::warn!(error = %e, "cannot update the revocation list");
-            }
+        match &current {
+            None if !local.is_empty() => create(&api, &name, &local, &remote).await,
+            None => {}
+            Some(remote_entries) => update(&api, &name, &local, remote_entries, now).await,
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -111,5 +53,91 @@ pub async fn sync(
             _ = remote.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(30)) => {}
         }
+    }
+}
+
+/// Watches the ConfigMap `name`; every event (and every failed watch, which
+/// is retried) wakes `remote`.
+fn watch_list(
+    api: Api<ConfigMap>,
+    name: &str,
+    remote: Arc<tokio::sync::Notify>,
+) -> reflector::Store<ConfigMap> {
+    let (store, writer) = reflector::store::<ConfigMap>();
+    let watch = reflector::reflector(
+        writer,
+        watcher(
+            api,
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        )
+        .default_backoff(),
+    );
+    tokio::spawn(async move {
+        let mut watch = std::pin::pin!(watch);
+        while let Some(ev) = watch.next().await {
+            if let Err(e) = ev {
+                tracing::warn!(error = %e, "revocation list watch failed; retrying");
+            }
+            remote.notify_one();
+        }
+    });
+    store
+}
+
+/// Creates the ConfigMap with this replica's entries; when another replica
+/// created it first, `remote` is woken to merge and patch instead.
+async fn create(
+    api: &Api<ConfigMap>,
+    name: &str,
+    local: &BTreeMap<String, i64>,
+    remote: &tokio::sync::Notify,
+) {
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..Default::default()
+        },
+        data: Some(
+            local
+                .iter()
+                .map(|(k, e)| (k.clone(), e.to_string()))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &cm).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => remote.notify_one(),
+        Err(e) => tracing::warn!(error = %e, "cannot create the revocation list"),
+    }
+}
+
+/// Patches the ConfigMap: adds the entries it misses, drops the expired ones.
+async fn update(
+    api: &Api<ConfigMap>,
+    name: &str,
+    local: &BTreeMap<String, i64>,
+    remote_entries: &BTreeMap<String, i64>,
+    now: i64,
+) {
+    let mut data = serde_json::Map::new();
+    for (k, e) in local
+        .iter()
+        .filter(|(k, e)| remote_entries.get(*k) != Some(*e))
+    {
+        data.insert(k.clone(), e.to_string().into());
+    }
+    for (k, _) in remote_entries.iter().filter(|(_, e)| **e <= now) {
+        data.insert(k.clone(), serde_json::Value::Null);
+    }
+    if data.is_empty() {
+        return;
+    }
+    let patch = serde_json::json!({"data": data});
+    if let Err(e) = api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        tracing::warn!(error = %e, "cannot update the revocation list");
     }
 }
