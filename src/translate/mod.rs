@@ -1,7 +1,7 @@
 //! `translate`: gathered inputs in, one snapshot out. Pure: no I/O, no async,
 //! no clock. Config files and Kubernetes objects both become [`Inputs`].
 //!
-//! A bad route never breaks the others: it becomes [`Access::Invalid`] (every
+//! A bad route never breaks the others: it becomes [`crate::model::Access::Invalid`] (every
 //! request to it is refused) plus a [`Diagnostic`] naming the object.
 
 use crate::identity::jwks::jwks_document;
@@ -9,10 +9,9 @@ use crate::identity::{IssuerFormat, KeySet, SigningKey};
 use crate::model::rewrite::{HostRewrite, PathRewrite, Pattern, substitution};
 use crate::model::routing::{HostMatch, PathMatch, RouteKey, RouteTable};
 use crate::model::{
-    ASSERTION, Access, AuthConfig, BearerTokenFormat, ClientAuthNames, ClientCa,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN,
-    IdentityConfig, LoadBalancing, ObjectRef, Reason, Route, RouteInfo, Severity, Snapshot,
-    TlsConfig, Upstream, UpstreamTls,
+    ASSERTION, AuthConfig, BearerTokenFormat, ClientAuthNames, ClientCa, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_TIMEOUT, Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN, IdentityConfig, LoadBalancing,
+    ObjectRef, Reason, Route, Severity, Snapshot, TlsConfig, Upstream, UpstreamTls,
 };
 use crate::policy::{self, Legacy, Program};
 use crate::settings::RouteOptions;
@@ -324,18 +323,7 @@ fn build_route(
     let jwt_claims_headers = route::claims_headers(g, spec, &mut p);
     let (upstream_tls, downstream_ca_pem) = route::upstream_tls(input, &mut p);
     let client_ca = route::client_ca(g, downstream_ca_pem, client_cas, &mut p);
-    let access = match p.message() {
-        None => access,
-        Some(message) => {
-            diagnostics.push(Diagnostic {
-                severity: Severity::Error,
-                object: input.source.clone(),
-                reason: Reason::InvalidRoute,
-                message: message.clone(),
-            });
-            Access::Invalid(message)
-        }
-    };
+    let access = p.deny(access, &input.source, diagnostics);
     Route {
         id: input.id.clone(),
         host,
@@ -360,11 +348,7 @@ fn build_route(
             .idp_access_token_allowed_audiences
             .clone()
             .unwrap_or_else(|| g.access_token_audiences.clone()),
-        info: RouteInfo {
-            name: spec.name.clone().unwrap_or_default(),
-            description: spec.description.clone().unwrap_or_default(),
-            logo_url: spec.logo_url.clone().unwrap_or_default(),
-        },
+        info: route::info(spec),
         depends_on,
         health_checks: health.checks,
         healthy_panic_threshold: health.healthy_panic_threshold,

@@ -9,7 +9,10 @@ use super::{
 };
 use crate::identity::IssuerFormat;
 use crate::model::rewrite::ResponseHeaderRewrite;
-use crate::model::{Access, BearerTokenFormat, ClientCa, RouteIdp, Upstream, UpstreamTls};
+use crate::model::{
+    Access, BearerTokenFormat, ClientCa, Diagnostic, ObjectRef, Reason, RouteIdp, RouteInfo,
+    Severity, Upstream, UpstreamTls,
+};
 use crate::policy::Program;
 use crate::settings::RouteOptions;
 use http::{HeaderName, HeaderValue};
@@ -32,9 +35,25 @@ impl Problems {
         self.0.push(problem.into());
     }
 
-    /// Every problem in one message, when there is any.
-    pub fn message(&self) -> Option<String> {
-        (!self.0.is_empty()).then(|| self.0.join("; "))
+    /// `access`, or when there is any problem a denial naming them all,
+    /// with an error diagnostic on the route's object.
+    pub fn deny(
+        &self,
+        access: Access,
+        object: &ObjectRef,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> Access {
+        if self.0.is_empty() {
+            return access;
+        }
+        let message = self.0.join("; ");
+        diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            object: object.clone(),
+            reason: Reason::InvalidRoute,
+            message: message.clone(),
+        });
+        Access::Invalid(message)
     }
 }
 
@@ -394,4 +413,13 @@ pub(super) fn client_ca(
         .or_insert_with_key(|pem| ClientCa::parse(pem))
         .clone();
     parsed.map_err(|e| problems.push(e)).ok()
+}
+
+/// The route's name, description and logo for the routes page.
+pub(super) fn info(spec: &RouteOptions) -> RouteInfo {
+    RouteInfo {
+        name: spec.name.clone().unwrap_or_default(),
+        description: spec.description.clone().unwrap_or_default(),
+        logo_url: spec.logo_url.clone().unwrap_or_default(),
+    }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::Access;
 use crate::settings::ConfigFile;
 use crate::source::file::inputs_from_config;
 use crate::translate::config::Generated;
