@@ -276,7 +276,7 @@ fn publish(cfg: &ConfigFile) -> Result<Driver, DemoError> {
         &mut Generated::default(),
         &mut warnings,
     )
-    .map_err(DemoError::Config)?;
+    .map_err(|e| DemoError::Config(e.to_string()))?;
     for w in warnings {
         tracing::info!(config = "demo", "{w}");
     }

@@ -74,7 +74,7 @@ pub fn inputs_from_config(
     generated: &mut Generated,
     warnings: &mut Vec<String>,
 ) -> Result<Inputs, String> {
-    inputs_from_parts(cfg, &read_referenced(cfg), generated, warnings)
+    inputs_from_parts(cfg, &read_referenced(cfg), generated, warnings).map_err(|e| e.to_string())
 }
 
 /// One reading of the config file and of every file it names, with a
@@ -195,7 +195,8 @@ pub fn apply(
     }
     let redact = |e: String| crate::settings::redact_secrets(&format!("{path}: {e}"), "");
     let mut warnings = Vec::new();
-    let inputs = inputs_from_parts(cfg, files, generated, &mut warnings).map_err(redact)?;
+    let inputs = inputs_from_parts(cfg, files, generated, &mut warnings)
+        .map_err(|e| redact(e.to_string()))?;
     // A config file is all or nothing: any error refuses the whole reading.
     let applied = driver
         .apply(inputs, now, |snapshot| {

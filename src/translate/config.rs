@@ -22,6 +22,21 @@ pub const DEFAULT_COOKIE_NAME: &str = "_jetbridge";
 /// Default session lifetime (Pomerium's `cookie_expire` default).
 pub const DEFAULT_COOKIE_EXPIRE: Duration = Duration::from_secs(14 * 3600);
 
+/// Why a config file cannot be used at all; the running configuration
+/// (if any) stays. Per-route problems are never this: they become
+/// diagnostics that deny their route only.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A secret or signing key that is invalid, cannot be read, or would
+    /// have to be invented on a reload.
+    #[error("{0}")]
+    Secrets(String),
+    /// A global setting (listener, sign-in, certificate, logging…) that
+    /// cannot be used; the message names it.
+    #[error("{0}")]
+    Setting(String),
+}
+
 /// Material generated once per process when the file does not provide it,
 /// and what the running configuration was built from (so a reload cannot
 /// silently lose it).
@@ -278,9 +293,9 @@ pub fn inputs_from_parts(
     files: &Files,
     generated: &mut Generated,
     warnings: &mut Vec<String>,
-) -> Result<Inputs, String> {
+) -> Result<Inputs, ConfigError> {
     warn_unknown_runtime_flags(cfg, warnings);
-    let secrets = file_secrets(cfg, files, generated, warnings)?;
+    let secrets = file_secrets(cfg, files, generated, warnings).map_err(ConfigError::Secrets)?;
     inputs_with_secrets(cfg, files, secrets, generated, warnings)
 }
 
@@ -288,6 +303,17 @@ pub fn inputs_from_parts(
 /// resolved by its source: the file's own (see [`inputs_from_parts`]), or
 /// the cluster's bootstrap Secret, or the demo's.
 pub fn inputs_with_secrets(
+    cfg: &ConfigFile,
+    files: &Files,
+    secrets: Secrets,
+    generated: &mut Generated,
+    warnings: &mut Vec<String>,
+) -> Result<Inputs, ConfigError> {
+    inputs(cfg, files, secrets, generated, warnings).map_err(ConfigError::Setting)
+}
+
+/// [`inputs_with_secrets`]; an error names the setting.
+fn inputs(
     cfg: &ConfigFile,
     files: &Files,
     secrets: Secrets,

@@ -480,7 +480,8 @@ impl Translator {
             self.secrets.clone()?,
             &mut self.generated,
             &mut warnings,
-        )?;
+        )
+        .map_err(|e| e.to_string())?;
         if warnings != self.warned {
             for w in &warnings {
                 tracing::warn!(settings = "global", "{w}");
