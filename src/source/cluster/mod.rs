@@ -29,7 +29,7 @@ use crate::translate::driver::{Applied, Driver};
 use crate::translate::hosts::HostClaims;
 use bootstrap::BootstrapKeys;
 use futures_util::StreamExt as _;
-use k8s_openapi::api::core::v1::{ObjectReference, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::Api;
@@ -509,6 +509,42 @@ fn typed_secrets(keys: &BootstrapKeys, secret: &str) -> Result<Secrets, String> 
         tracing::warn!(secret = %secret, "bootstrap Secret: {w}");
     }
     Ok(secrets)
+}
+
+/// Watches the one ConfigMap `name` (host claims, revocations) into a
+/// reflector store; every event wakes `wake`. A failed watch is logged as
+/// `what` and retried; with `wake_on_error` it wakes `wake` too.
+pub(crate) fn watch_config_map(
+    api: Api<ConfigMap>,
+    name: &str,
+    wake: Arc<Notify>,
+    what: &'static str,
+    wake_on_error: bool,
+) -> Store<ConfigMap> {
+    let (store, writer) = reflector::store::<ConfigMap>();
+    let watch = reflector::reflector(
+        writer,
+        watcher(
+            api,
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        )
+        .default_backoff(),
+    );
+    tokio::spawn(async move {
+        let mut watch = std::pin::pin!(watch);
+        while let Some(ev) = watch.next().await {
+            match ev {
+                Ok(_) => wake.notify_one(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "{what} watch failed; retrying");
+                    if wake_on_error {
+                        wake.notify_one();
+                    }
+                }
+            }
+        }
+    });
+    store
 }
 
 /// How long until the next re-check: 30 s, or sooner when a held host's

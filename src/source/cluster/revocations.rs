@@ -5,11 +5,8 @@
 //! store of our own is needed.
 
 use crate::identity::revocation::Revocations;
-use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::reflector;
-use kube::runtime::{WatchStreamExt as _, watcher};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +28,8 @@ pub async fn sync(
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let remote = Arc::new(tokio::sync::Notify::new());
-    let store = watch_list(api.clone(), &name, remote.clone());
+    let store =
+        super::watch_config_map(api.clone(), &name, remote.clone(), "revocation list", true);
     loop {
         let now = crate::proxy::unix_now();
         let current = store.state().first().map(|cm| entries(cm));
@@ -54,34 +52,6 @@ pub async fn sync(
             _ = tokio::time::sleep(Duration::from_secs(30)) => {}
         }
     }
-}
-
-/// Watches the ConfigMap `name`; every event (and every failed watch, which
-/// is retried) wakes `remote`.
-fn watch_list(
-    api: Api<ConfigMap>,
-    name: &str,
-    remote: Arc<tokio::sync::Notify>,
-) -> reflector::Store<ConfigMap> {
-    let (store, writer) = reflector::store::<ConfigMap>();
-    let watch = reflector::reflector(
-        writer,
-        watcher(
-            api,
-            watcher::Config::default().fields(&format!("metadata.name={name}")),
-        )
-        .default_backoff(),
-    );
-    tokio::spawn(async move {
-        let mut watch = std::pin::pin!(watch);
-        while let Some(ev) = watch.next().await {
-            if let Err(e) = ev {
-                tracing::warn!(error = %e, "revocation list watch failed; retrying");
-            }
-            remote.notify_one();
-        }
-    });
-    store
 }
 
 /// Creates the ConfigMap with this replica's entries; when another replica
