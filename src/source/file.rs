@@ -13,8 +13,19 @@ use crate::translate::driver::Driver;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// A listener address the file (or a flag) gives that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// Not `host:port`.
+    #[error("address {0:?}: expected host:port, e.g. :8443 or 127.0.0.1:8443")]
+    Address(String),
+    /// `public_https_port: 0`.
+    #[error("public_https_port 0: expected the HTTPS port users reach, e.g. 443")]
+    PublicPortZero,
+}
+
 /// Parses `:443`, `0.0.0.0:443`, `127.0.0.1:8443`, `localhost:8443`, `[::1]:443`.
-pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
+pub fn parse_address(text: &str) -> Result<SocketAddr, AddressError> {
     let t = text.trim();
     let t = if let Some(port) = t.strip_prefix(':') {
         format!("0.0.0.0:{port}")
@@ -24,12 +35,12 @@ pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
         t.to_string()
     };
     t.parse()
-        .map_err(|_| format!("address {text:?}: expected host:port, e.g. :8443 or 127.0.0.1:8443"))
+        .map_err(|_| AddressError::Address(text.to_string()))
 }
 
 /// The listeners named by the file, with defaults (changing them needs a
 /// restart).
-pub fn addresses(cfg: &ConfigFile) -> Result<Addresses, String> {
+pub fn addresses(cfg: &ConfigFile) -> Result<Addresses, AddressError> {
     Ok(Addresses {
         https: parse_address(cfg.address.as_deref().unwrap_or(":8443"))?,
         http_redirect: cfg
@@ -49,9 +60,9 @@ pub fn addresses(cfg: &ConfigFile) -> Result<Addresses, String> {
 }
 
 /// Refuses port 0 as a public port (it names no port a browser can reach).
-fn check_public_port(port: u16) -> Result<u16, String> {
+fn check_public_port(port: u16) -> Result<u16, AddressError> {
     match port {
-        0 => Err("public_https_port 0: expected the HTTPS port users reach, e.g. 443".into()),
+        0 => Err(AddressError::PublicPortZero),
         p => Ok(p),
     }
 }
