@@ -2,7 +2,7 @@
 //! turns them into [`crate::translate::Inputs`] and hands them to the one
 //! [`crate::translate::driver::Driver`]. A source never imports another.
 //!
-//! - [`file`]: the config file (read, watch, reload).
+//! - [`file`](mod@file): the config file (read, watch, reload).
 //! - [`cluster`]: the Kubernetes API (reflectors, bootstrap Secret, Lease,
 //!   Events, status, revocations, host claims).
 

@@ -1,11 +1,13 @@
-//! `jetbridge controller`: the only user of `kube::Client`.
+//! The cluster source (`jetbridge controller`): the only user of
+//! `kube::Client`.
 //!
 //! Reflectors (kube-runtime watchers with backoff) keep stores of
 //! IngressClasses, Ingresses, Policies, Services, EndpointSlices, TLS
 //! Secrets and the bootstrap Secret. After the initial sync, and then after
 //! every burst of changes (debounced), the stores are read into
 //! [`crate::translate::cluster::from_cluster`], translated with the global
-//! settings and the bootstrap keys, and published only if the snapshot
+//! settings and the bootstrap keys (as typed [`Secrets`], never written back
+//! into the settings as text), and published only if the snapshot
 //! changed. Problems become Warning Events on their objects (once, not per
 //! resync), each Ingress's state an annotation and `status.loadBalancer`, and
 //! each Policy's a status condition, all written by the elected replica only
