@@ -6,7 +6,6 @@
 //! per request.
 #![forbid(unsafe_code)]
 
-pub mod controller;
 pub mod crd;
 pub mod demo;
 pub mod identity;
@@ -17,7 +16,7 @@ pub use jetbridge_policy as policy;
 pub mod proxy;
 pub mod settings;
 pub mod snapshot;
-pub mod standalone;
+pub mod source;
 pub mod telemetry;
 pub mod translate;
 pub mod verify;

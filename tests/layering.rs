@@ -1,9 +1,11 @@
 //! The crate's imports point one way. Read from the `use` lines (and
 //! `crate::…` paths) of every module's non-test code: no cycle between
-//! top-level modules, the identity core imports neither the proxy nor the
-//! model, the pure modules (`model`, `translate`) do no I/O, and
-//! the proxy never reaches into the controller or `kube`. The policy engine is
-//! a crate of its own (crates/policy): it cannot import these modules at all.
+//! top-level modules, the sources (`source/*`) sit above `translate` and
+//! never import one another, the identity core imports neither the proxy
+//! nor the model, the pure modules (`model`, `translate`) do no I/O and
+//! import no source, and the proxy never reaches into a source or `kube`.
+//! The policy engine is a crate of its own (crates/policy): it cannot import
+//! these modules at all.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -90,9 +92,15 @@ fn imports_point_one_way() {
     let src = sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
     let g = graph(&src);
     assert!(
-        ["identity", "model", "proxy", "translate"]
-            .iter()
-            .all(|m| g.contains_key(*m)),
+        [
+            "identity",
+            "model",
+            "proxy",
+            "source",
+            "translate"
+        ]
+        .iter()
+        .all(|m| g.contains_key(*m)),
         "modules moved: {:?}",
         g.keys()
     );
@@ -107,38 +115,14 @@ fn imports_point_one_way() {
     let forbidden: &[(&str, &[&str])] = &[
         (
             "identity",
-            &[
-                "proxy",
-                "model",
-                "snapshot",
-                "translate",
-                "controller",
-                "standalone",
-            ],
+            &["proxy", "model", "snapshot", "translate", "source"],
         ),
         (
             "model",
-            &[
-                "proxy",
-                "translate",
-                "controller",
-                "standalone",
-                "snapshot",
-                "settings",
-            ],
+            &["proxy", "translate", "source", "snapshot", "settings"],
         ),
-        ("translate", &["proxy", "controller"]),
-        (
-            "proxy",
-            &[
-                "controller",
-                "translate",
-                "standalone",
-                "settings",
-                "crd",
-                "demo",
-            ],
-        ),
+        ("translate", &["proxy", "source"]),
+        ("proxy", &["source", "translate", "settings", "crd", "demo"]),
     ];
     for (module, never) in forbidden {
         for n in *never {
@@ -157,6 +141,88 @@ fn imports_point_one_way() {
         }
     }
     assert!(!src["proxy"].contains("kube::"), "proxy uses kube");
+}
+
+/// The sources under `src/source/`, each with its non-test code: `file`
+/// (`file.rs` or `file/`), `cluster`, and any added later.
+fn each_source(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(root.join("source")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if name == "mod" || name.ends_with("_tests") || name == "tests" {
+            continue;
+        }
+        let mut files = Vec::new();
+        collect(&path, &mut files);
+        let text = files
+            .iter()
+            .filter(|f| {
+                let n = f.file_name().unwrap().to_string_lossy();
+                n != "tests.rs" && !n.ends_with("_tests.rs")
+            })
+            .map(|f| {
+                let body = std::fs::read_to_string(f).unwrap();
+                body.split("#[cfg(test)]")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        out.insert(name, text);
+    }
+    out
+}
+
+/// Pairs `(source, other)` where one source names another (through
+/// `crate::source::other` or a `super::` path up to it).
+fn cross_source_imports(sources: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (name, text) in sources {
+        for other in sources.keys().filter(|o| *o != name) {
+            let named = [
+                format!("crate::source::{other}"),
+                format!("source::{other}::"),
+                format!("super::{other}"),
+                format!("super::super::{other}"),
+            ];
+            if named.iter().any(|n| text.contains(n.as_str())) {
+                found.push((name.clone(), other.clone()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_source_imports_another() {
+    let sources = each_source(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    assert!(
+        sources.contains_key("file") && sources.contains_key("cluster"),
+        "sources moved: {:?}",
+        sources.keys()
+    );
+    assert_eq!(cross_source_imports(&sources), Vec::new());
+}
+
+#[test]
+fn a_source_importing_another_is_found() {
+    // The checker itself: `cluster` naming `file` is reported, a source
+    // using its parent's shared helpers is not.
+    let mut src = BTreeMap::new();
+    src.insert(
+        "cluster".to_string(),
+        "use crate::source::file::Reading;".to_string(),
+    );
+    src.insert(
+        "file".to_string(),
+        "use super::read_referenced;".to_string(),
+    );
+    assert_eq!(
+        cross_source_imports(&src),
+        vec![("cluster".to_string(), "file".to_string())]
+    );
 }
 
 #[test]

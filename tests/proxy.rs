@@ -166,7 +166,7 @@ async fn an_invalid_route_fails_closed_while_the_others_keep_serving() {
             "  - from: https://bad.example.com\n    to: {to}\n    policy:\n      - allow:\n          or:\n            - no_such_criterion: true\n"
         ),
     ]);
-    let mut generated = jetbridge::standalone::Generated::default();
+    let mut generated = jetbridge::translate::config::Generated::default();
     let snapshot = snapshot_with_diagnostics(&yaml, &mut generated);
     assert!(
         snapshot
@@ -1359,9 +1359,9 @@ fn downstream_mtls_settings_jetbridge_cannot_honour_are_refused() {
             ca.pem_b64()
         );
         let cfg = jetbridge::settings::ConfigFile::parse("c.yaml", &yaml).unwrap();
-        let err = jetbridge::standalone::inputs_from_config(
+        let err = jetbridge::source::file::inputs_from_config(
             &cfg,
-            &mut jetbridge::standalone::Generated::default(),
+            &mut jetbridge::translate::config::Generated::default(),
             &mut Vec::new(),
         )
         .unwrap_err();
@@ -1372,9 +1372,9 @@ fn downstream_mtls_settings_jetbridge_cannot_honour_are_refused() {
         config_head()
     );
     let cfg = jetbridge::settings::ConfigFile::parse("c.yaml", &yaml).unwrap();
-    let err = jetbridge::standalone::inputs_from_config(
+    let err = jetbridge::source::file::inputs_from_config(
         &cfg,
-        &mut jetbridge::standalone::Generated::default(),
+        &mut jetbridge::translate::config::Generated::default(),
         &mut Vec::new(),
     )
     .unwrap_err();
@@ -1558,7 +1558,8 @@ async fn snapshot_swap_applies_to_the_next_request_on_the_same_connection() {
 
 #[tokio::test]
 async fn config_file_reload_publishes_valid_edits_and_keeps_serving_on_invalid_ones() {
-    use jetbridge::standalone::{Generated, load_and_publish};
+    use jetbridge::source::file::load_and_publish;
+    use jetbridge::translate::config::Generated;
     use jetbridge::translate::driver::Driver;
     init();
     let a = echo_http1("a").await;
@@ -1626,7 +1627,7 @@ async fn internal_listener_reports_health_readiness_and_metrics() {
     let up = echo_http1("a").await;
     let h = Harness::serve(
         jetbridge::translate::driver::Driver::new(),
-        jetbridge::standalone::Generated::default(),
+        jetbridge::translate::config::Generated::default(),
     )
     .await;
     assert_eq!(h.internal_get("/healthz").await.status, 200);

@@ -233,7 +233,7 @@ async fn a_bad_rewrite_denies_only_its_route() {
             route("good.test", &to, "    prefix_rewrite: /ok\n"),
         ],
     );
-    let mut generated = jetbridge::standalone::Generated::default();
+    let mut generated = jetbridge::translate::config::Generated::default();
     let snapshot = snapshot_with_diagnostics(&yaml, &mut generated);
     let messages: Vec<String> = snapshot.diagnostics.iter().map(|d| d.to_string()).collect();
     for (host, needle) in [
@@ -332,7 +332,7 @@ fn annotations_and_config_keys_build_the_same_route() {
             "{}routes:\n  - from: https://same.test\n    to: http://10.0.0.1:8080\n{yaml_route}",
             config_head()
         );
-        let mut generated = jetbridge::standalone::Generated::default();
+        let mut generated = jetbridge::translate::config::Generated::default();
         let file_inputs = inputs_from_yaml(&yaml, &mut generated);
         let from_file = translate(&file_inputs);
         assert!(
@@ -837,7 +837,7 @@ async fn load_balancing_policies_pick_targets_as_named() {
         assert!(targets.len() >= 2, "{host}: {targets:?}");
     }
     // An unknown policy is that route's problem.
-    let mut generated = jetbridge::standalone::Generated::default();
+    let mut generated = jetbridge::translate::config::Generated::default();
     let snap = snapshot_with_diagnostics(
         &config(
             "",
@@ -1132,7 +1132,7 @@ async fn jwt_issuer_format_per_route_overrides_the_global_one_and_bad_values_den
         assert_eq!(claims["aud"], host, "{host}");
     }
     // Unknown values are that route's problem, named in its diagnostic.
-    let mut generated = jetbridge::standalone::Generated::default();
+    let mut generated = jetbridge::translate::config::Generated::default();
     let snap = snapshot_with_diagnostics(
         &config(
             "",
@@ -1266,7 +1266,7 @@ async fn targets_failing_active_health_checks_are_tried_last_and_come_back() {
 
 #[test]
 fn route_portal_fields_are_kept_with_the_route() {
-    let mut generated = jetbridge::standalone::Generated::default();
+    let mut generated = jetbridge::translate::config::Generated::default();
     let snap = snapshot_with_diagnostics(
         &config(
             "",
@@ -1292,7 +1292,7 @@ fn route_portal_fields_are_kept_with_the_route() {
 
 #[test]
 fn bad_health_checks_deny_only_their_route() {
-    let mut generated = jetbridge::standalone::Generated::default();
+    let mut generated = jetbridge::translate::config::Generated::default();
     let snap = snapshot_with_diagnostics(
         &config(
             "",
@@ -1590,7 +1590,7 @@ fn a_config_using_every_route_key_loads_unchanged() {
             format!("  - from: https://{host}\n    to: {to}\n{lines}")
         })
         .collect();
-    let mut generated = jetbridge::standalone::Generated::default();
+    let mut generated = jetbridge::translate::config::Generated::default();
     let snap = snapshot_with_diagnostics(
         &config(
             "bearer_token_format: default\nauthenticate_service_url: https://auth.example.com\nidp_provider_url: https://idp.example.com\nidp_client_id: global\nidp_client_secret: global-secret\n",
@@ -1663,7 +1663,7 @@ async fn a_route_without_a_host_serves_every_host_no_route_names_and_never_signs
 
     // Without the key, a route without a host is refused and says how.
     for from in ["https://", "https://*"] {
-        let mut generated = jetbridge::standalone::Generated::default();
+        let mut generated = jetbridge::translate::config::Generated::default();
         let snap = snapshot_with_diagnostics(
             &config(
                 "",
@@ -1706,7 +1706,7 @@ fn bad_depends_on_entries_deny_only_their_route() {
                 ),
             ],
         );
-        let mut generated = jetbridge::standalone::Generated::default();
+        let mut generated = jetbridge::translate::config::Generated::default();
         let snap = snapshot_with_diagnostics(&yaml, &mut generated);
         let by_host = |h: &str| {
             snap.routes

@@ -6,7 +6,8 @@
 use jetbridge::model::Snapshot;
 use jetbridge::proxy::auth::validate_return_to;
 use jetbridge::settings::ConfigFile;
-use jetbridge::standalone::{Generated, inputs_from_config};
+use jetbridge::source::file::inputs_from_config;
+use jetbridge::translate::config::Generated;
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
 

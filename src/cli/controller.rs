@@ -4,9 +4,10 @@
 
 use super::runtime::{init_tracing, run_async, serve_data_plane, shutdown_signal};
 use anyhow::{Context, Result, bail};
-use jetbridge::controller::{Options, leader};
+use jetbridge::source::cluster::{Options, leader};
 use jetbridge::settings::ConfigFile;
-use jetbridge::standalone::{self, Listeners};
+use jetbridge::proxy::dataplane::Addresses;
+use jetbridge::source::file as standalone;
 use jetbridge::translate::cluster::{self, ClusterSettings};
 use jetbridge::translate::driver::Driver;
 use std::process::ExitCode;
@@ -107,7 +108,7 @@ async fn serve(args: Args, log_format: Option<String>) -> Result<()> {
     }
     let listeners = listeners(&args, &cfg)?;
     let options = options(&args)?;
-    let client = jetbridge::controller::client(args.kubeconfig.as_deref()).await?;
+    let client = jetbridge::source::cluster::client(args.kubeconfig.as_deref()).await?;
     let driver = Driver::new();
     let reader = driver.reader();
     let shutdown = shutdown_signal();
@@ -116,7 +117,7 @@ async fn serve(args: Args, log_format: Option<String>) -> Result<()> {
     let shared = revoked.clone();
     let source = async move {
         if let Err(e) =
-            jetbridge::controller::run(client, options, cfg, driver, shared, stop.clone()).await
+            jetbridge::source::cluster::run(client, options, cfg, driver, shared, stop.clone()).await
         {
             tracing::error!(error = %e, "controller stopped");
             stop.cancel();
@@ -138,9 +139,9 @@ fn read_config(path: Option<&str>) -> Result<ConfigFile> {
 
 /// The config file's listeners with the flags' overrides. In a cluster the
 /// proxy sits behind a Service: users reach 443 unless told otherwise.
-fn listeners(args: &Args, cfg: &ConfigFile) -> Result<Listeners> {
+fn listeners(args: &Args, cfg: &ConfigFile) -> Result<Addresses> {
     let parse = |a: &str| standalone::parse_address(a).map_err(anyhow::Error::msg);
-    let mut listeners = standalone::listeners(cfg).map_err(anyhow::Error::msg)?;
+    let mut listeners = standalone::addresses(cfg).map_err(anyhow::Error::msg)?;
     if let Some(a) = &args.address {
         listeners.https = parse(a)?;
     }

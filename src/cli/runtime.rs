@@ -3,7 +3,6 @@
 
 use anyhow::Result;
 use jetbridge::proxy::dataplane::{self, DataPlane};
-use jetbridge::standalone::Listeners;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -73,7 +72,7 @@ pub fn shutdown_signal() -> CancellationToken {
 /// Binds and serves the data plane (HTTPS workers, the HTTP redirect and
 /// internal listeners) with the configuration source until `shutdown`.
 pub async fn serve_data_plane(
-    listeners: &Listeners,
+    listeners: &dataplane::Addresses,
     reader: jetbridge::snapshot::SnapshotReader,
     revoked: Arc<jetbridge::identity::revocation::Revocations>,
     source_name: &str,
@@ -81,16 +80,7 @@ pub async fn serve_data_plane(
     source: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let workers = dataplane::default_workers();
-    let plane = DataPlane::bind(
-        dataplane::Addresses {
-            https: listeners.https,
-            http_redirect: listeners.http_redirect,
-            internal: listeners.internal,
-            insecure: listeners.insecure,
-        },
-        workers,
-    )
-    .await?;
+    let plane = DataPlane::bind(*listeners, workers).await?;
     let https = plane.https_addr();
     let running = plane
         .public_https_port(listeners.public_https_port)

@@ -2,7 +2,8 @@
 
 use super::runtime::{init_tracing, run_async, serve_data_plane, shutdown_signal};
 use anyhow::{Result, bail};
-use jetbridge::standalone::{self, Generated};
+use jetbridge::source::file as standalone;
+use jetbridge::translate::config::Generated;
 use jetbridge::translate::driver::Driver;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ async fn serve(path: String, log_format: Option<String>) -> Result<()> {
     let listeners = match &reading.parsed {
         Ok((cfg, _)) => {
             init_tracing(log_format.as_deref(), cfg)?;
-            standalone::listeners(cfg).map_err(anyhow::Error::msg)?
+            standalone::addresses(cfg).map_err(anyhow::Error::msg)?
         }
         Err(e) => bail!("{e}"),
     };

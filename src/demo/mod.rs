@@ -5,9 +5,10 @@
 
 pub mod idp;
 
+use crate::identity::secrets::Secrets;
 use crate::proxy::dataplane::{Addresses, DataPlane};
 use crate::settings::ConfigFile;
-use crate::standalone::{Generated, inputs_from_config};
+use crate::translate::config::{Files, Generated, inputs_with_secrets};
 use crate::translate::driver::Driver;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -159,20 +160,7 @@ pub async fn start(
     if !opts.ip.is_loopback() {
         return Err(DemoError::NotLoopback(opts.ip));
     }
-    let plane = DataPlane::bind(
-        Addresses {
-            https: SocketAddr::new(opts.ip, opts.port),
-            http_redirect: None,
-            internal: Some(SocketAddr::new(opts.ip, opts.internal_port)),
-            insecure: false,
-        },
-        1,
-    )
-    .await
-    .map_err(|e| DemoError::Bind {
-        addr: e.addr,
-        source: e.source,
-    })?;
+    let plane = bind_plane(&opts).await?;
     let https_addr = plane.https_addr();
     let internal_addr = plane
         .internal_addr()
@@ -187,73 +175,13 @@ pub async fn start(
     let authenticate_url = format!("https://authenticate.localhost:{port}");
     let verify_url = format!("https://verify.localhost:{port}");
     let client_secret = crate::identity::oidc::random_token();
-
-    let idp_cfg = idp::DevIdpConfig {
-        issuer: issuer.clone(),
-        clients: vec![idp::DevClient {
-            id: "jetbridge-demo".into(),
-            secret: client_secret.clone(),
-            redirect_uris: vec![format!("{authenticate_url}/oauth2/callback")],
-            post_logout_redirect_uris: vec![format!("{authenticate_url}/.pomerium/signed_out")],
-        }],
-        users: Vec::new(),
-    };
+    let idp_cfg = demo_idp(&issuer, &authenticate_url, &client_secret);
     spawn_idp(idp_listener, idp_cfg, shutdown.clone());
 
-    let yaml = format!(
-        "authenticate_service_url: {authenticate_url}\n\
-         idp_provider: oidc\n\
-         idp_provider_url: {issuer}\n\
-         idp_client_id: jetbridge-demo\n\
-         idp_client_secret: {client_secret}\n\
-         idp_scopes: [openid, email, profile, groups]\n\
-         jwt_claims_headers: [email, groups]\n\
-         routes:\n\
-         \x20 - from: https://verify.localhost\n\
-         \x20   to: http://{verify_addr}\n\
-         \x20   pass_identity_headers: true\n\
-         \x20   allow_any_authenticated_user: true\n\
-         \x20 - from: https://public.localhost\n\
-         \x20   to: http://{verify_addr}\n\
-         \x20   allow_public_unauthenticated_access: true\n"
-    );
-    let cfg = ConfigFile::parse("demo", &yaml).map_err(|e| DemoError::Config(e.to_string()))?;
-    let mut generated = Generated::default();
-    let mut warnings = Vec::new();
-    let inputs =
-        inputs_from_config(&cfg, &mut generated, &mut warnings).map_err(DemoError::Config)?;
-    let mut driver = Driver::new();
-    driver
-        .apply(
-            inputs,
-            crate::proxy::unix_now(),
-            |snapshot| match snapshot.diagnostics.first() {
-                Some(d) => Err(d.to_string()),
-                None => Ok(()),
-            },
-        )
-        .map_err(DemoError::Config)?;
+    let cfg = demo_config(&authenticate_url, &issuer, &client_secret, verify_addr)?;
+    let driver = publish(&cfg)?;
+    spawn_verify(verify_listener, internal_addr, shutdown.clone())?;
     let reader = driver.reader();
-
-    let jwks_url = url::Url::parse(&format!(
-        "http://{internal_addr}/.well-known/pomerium/jwks.json"
-    ))
-    .map_err(|e| DemoError::Other(e.to_string()))?;
-    let mut vcfg = crate::verify::VerifierConfig::new(jwks_url);
-    vcfg.expected_issuer = Some("verify.localhost".into());
-    vcfg.expected_audience = Some("verify.localhost".into());
-    let verifier =
-        crate::verify::Verifier::new(vcfg).map_err(|e| DemoError::Other(e.to_string()))?;
-    let vs = shutdown.clone();
-    tokio::spawn(async move {
-        let _ =
-            crate::verify::app::serve(
-                verify_listener,
-                verifier,
-                async move { vs.cancelled().await },
-            )
-            .await;
-    });
     // The driver lives as long as the data plane: it is the configuration source.
     let keep = shutdown.clone();
     plane
@@ -274,6 +202,123 @@ pub async fn start(
         internal: internal_addr,
         https: https_addr,
     })
+}
+
+/// Binds the proxy's listeners (HTTPS and internal) on loopback.
+async fn bind_plane(opts: &DemoOptions) -> Result<DataPlane, DemoError> {
+    DataPlane::bind(
+        Addresses {
+            https: SocketAddr::new(opts.ip, opts.port),
+            http_redirect: None,
+            internal: Some(SocketAddr::new(opts.ip, opts.internal_port)),
+            insecure: false,
+            public_https_port: None,
+        },
+        1,
+    )
+    .await
+    .map_err(|e| DemoError::Bind {
+        addr: e.addr,
+        source: e.source,
+    })
+}
+
+/// The development identity provider, knowing the proxy as its one client.
+fn demo_idp(issuer: &str, authenticate_url: &str, client_secret: &str) -> idp::DevIdpConfig {
+    idp::DevIdpConfig {
+        issuer: issuer.to_string(),
+        clients: vec![idp::DevClient {
+            id: "jetbridge-demo".into(),
+            secret: client_secret.to_string(),
+            redirect_uris: vec![format!("{authenticate_url}/oauth2/callback")],
+            post_logout_redirect_uris: vec![format!("{authenticate_url}/.pomerium/signed_out")],
+        }],
+        users: Vec::new(),
+    }
+}
+
+/// The demo's configuration: an authenticated and a public route to the
+/// Verify app, signing in with the development identity provider.
+fn demo_config(
+    authenticate_url: &str,
+    issuer: &str,
+    client_secret: &str,
+    verify_addr: SocketAddr,
+) -> Result<ConfigFile, DemoError> {
+    let yaml = format!(
+        "authenticate_service_url: {authenticate_url}\n\
+         idp_provider: oidc\n\
+         idp_provider_url: {issuer}\n\
+         idp_client_id: jetbridge-demo\n\
+         idp_client_secret: {client_secret}\n\
+         idp_scopes: [openid, email, profile, groups]\n\
+         jwt_claims_headers: [email, groups]\n\
+         routes:\n\
+         \x20 - from: https://verify.localhost\n\
+         \x20   to: http://{verify_addr}\n\
+         \x20   pass_identity_headers: true\n\
+         \x20   allow_any_authenticated_user: true\n\
+         \x20 - from: https://public.localhost\n\
+         \x20   to: http://{verify_addr}\n\
+         \x20   allow_public_unauthenticated_access: true\n"
+    );
+    ConfigFile::parse("demo", &yaml).map_err(|e| DemoError::Config(e.to_string()))
+}
+
+/// Translates the demo's configuration with fresh secrets for this process
+/// and publishes it; any diagnostic refuses it. Warnings are logged.
+fn publish(cfg: &ConfigFile) -> Result<Driver, DemoError> {
+    let mut warnings = Vec::new();
+    let inputs = inputs_with_secrets(
+        cfg,
+        &Files::new(),
+        Secrets::generate(),
+        &mut Generated::default(),
+        &mut warnings,
+    )
+    .map_err(|e| DemoError::Config(e.to_string()))?;
+    for w in warnings {
+        tracing::info!(config = "demo", "{w}");
+    }
+    let mut driver = Driver::new();
+    driver
+        .apply(
+            inputs,
+            crate::proxy::unix_now(),
+            |snapshot| match snapshot.diagnostics.first() {
+                Some(d) => Err(d.to_string()),
+                None => Ok(()),
+            },
+        )
+        .map_err(DemoError::Config)?;
+    Ok(driver)
+}
+
+/// Serves the Verify app (the demo's upstream), verifying assertions
+/// against the proxy's JWKS.
+fn spawn_verify(
+    listener: TcpListener,
+    internal_addr: SocketAddr,
+    shutdown: CancellationToken,
+) -> Result<(), DemoError> {
+    let jwks_url = url::Url::parse(&format!(
+        "http://{internal_addr}/.well-known/pomerium/jwks.json"
+    ))
+    .map_err(|e| DemoError::Other(e.to_string()))?;
+    let mut vcfg = crate::verify::VerifierConfig::new(jwks_url);
+    vcfg.expected_issuer = Some("verify.localhost".into());
+    vcfg.expected_audience = Some("verify.localhost".into());
+    let verifier =
+        crate::verify::Verifier::new(vcfg).map_err(|e| DemoError::Other(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = crate::verify::app::serve(
+            listener,
+            verifier,
+            async move { shutdown.cancelled().await },
+        )
+        .await;
+    });
+    Ok(())
 }
 
 /// The banner printed by `jetbridge demo`.

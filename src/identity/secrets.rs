@@ -101,3 +101,27 @@ impl Bootstrap {
         )
     }
 }
+
+/// The global secrets a configuration runs with, resolved once by its
+/// source (the config file, the bootstrap Secret, the demo) and handed to
+/// translation as typed values: nothing is encoded back into text.
+#[derive(Clone, Debug)]
+pub struct Secrets {
+    /// The signing keys (the first signs; all are published).
+    pub keys: std::sync::Arc<KeySet>,
+    /// Seals session cookies.
+    pub cookie_secret: Secret32,
+    /// Shared with upstreams and replicas.
+    pub shared_secret: Secret32,
+}
+
+impl Secrets {
+    /// Fresh random secrets (the demo's, and for tests).
+    pub fn generate() -> Self {
+        Secrets {
+            keys: std::sync::Arc::new(KeySet::generate()),
+            cookie_secret: Secret32::generate(),
+            shared_secret: Secret32::generate(),
+        }
+    }
+}

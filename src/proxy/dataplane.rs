@@ -32,6 +32,9 @@ pub struct Addresses {
     pub internal: Option<SocketAddr>,
     /// Serve the routes on `https` without TLS (`insecure_server`).
     pub insecure: bool,
+    /// The HTTPS port users reach, when it is not the port `https` is
+    /// bound to (`public_https_port`).
+    pub public_https_port: Option<u16>,
 }
 
 /// Bound listeners, not yet served.

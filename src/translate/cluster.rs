@@ -23,9 +23,11 @@ use super::{CertInput, PathSpec, RouteInput};
 use crate::crd::WatchedPolicy;
 use crate::model::{Diagnostic, ObjectRef, Reason, Severity, Upstream};
 use crate::settings::RouteOptions;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Secret, Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
+use k8s_openapi::api::networking::v1::{
+    Ingress, IngressBackend, IngressClass, IngressServiceBackend,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -1259,9 +1261,36 @@ fn backends(
         .get(&(ns, svc_ref.name.as_str()))
         .ok_or_else(|| format!("backend: Service {ns}/{} not found", svc_ref.name))?;
     let spec = svc.spec.clone().unwrap_or_default();
+    let port = service_port(ns, svc_ref, &spec)?;
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return external_name(guard, ns, &svc_ref.name, &spec, scheme, port.port);
+    }
+    let upstream = |authority: String| Upstream {
+        scheme: scheme.to_string(),
+        authority,
+        base_path: String::new(),
+    };
+    let service_dns = format!("{}.{ns}.svc.cluster.local:{}", svc_ref.name, port.port);
+    if service_proxy {
+        // `service_proxy_upstream`: the Service's own address balances.
+        return Ok(vec![upstream(service_dns)]);
+    }
+    let mut authorities = endpoint_authorities(c, guard, ns, &svc_ref.name, port)?;
+    if authorities.is_empty() {
+        authorities.push(service_dns);
+    }
+    Ok(authorities.into_iter().map(upstream).collect())
+}
+
+/// The Service port a backend names (by number or name; the first when it
+/// names none).
+fn service_port<'a>(
+    ns: &str,
+    svc_ref: &IngressServiceBackend,
+    spec: &'a ServiceSpec,
+) -> Result<&'a ServicePort, String> {
     let wanted = svc_ref.port.clone().unwrap_or_default();
-    let port = spec
-        .ports
+    spec.ports
         .iter()
         .flatten()
         .find(|p| match (&wanted.number, &wanted.name) {
@@ -1279,38 +1308,43 @@ fn backends(
                     .or(wanted.name.clone())
                     .unwrap_or_default()
             )
-        })?;
-    if spec.type_.as_deref() == Some("ExternalName") {
-        // A name the Service's author typed: checked like a `to` URL.
-        let ext = spec.external_name.clone().unwrap_or_default();
-        if let Some(why) = guard.refuse_name(&ext) {
-            return Err(format!(
-                "backend: Service {ns}/{} (ExternalName {ext}) is {why}; refused",
-                svc_ref.name
-            ));
-        }
-        return super::parse_upstream(&format!("{scheme}://{ext}:{}", port.port))
-            .map(|u| vec![u])
-            .map_err(|e| format!("backend: Service {ns}/{} (ExternalName): {e}", svc_ref.name));
+        })
+}
+
+/// An ExternalName Service's upstream: a name the Service's author typed,
+/// checked like a `to` URL.
+fn external_name(
+    guard: &BackendGuard,
+    ns: &str,
+    name: &str,
+    spec: &ServiceSpec,
+    scheme: &str,
+    port: i32,
+) -> Result<Vec<Upstream>, String> {
+    let ext = spec.external_name.clone().unwrap_or_default();
+    if let Some(why) = guard.refuse_name(&ext) {
+        return Err(format!(
+            "backend: Service {ns}/{name} (ExternalName {ext}) is {why}; refused"
+        ));
     }
-    let upstream = |authority: String| Upstream {
-        scheme: scheme.to_string(),
-        authority,
-        base_path: String::new(),
-    };
-    let service_dns = format!("{}.{ns}.svc.cluster.local:{}", svc_ref.name, port.port);
-    if service_proxy {
-        // `service_proxy_upstream`: the Service's own address balances.
-        return Ok(vec![upstream(service_dns)]);
-    }
+    super::parse_upstream(&format!("{scheme}://{ext}:{port}"))
+        .map(|u| vec![u])
+        .map_err(|e| format!("backend: Service {ns}/{name} (ExternalName): {e}"))
+}
+
+/// `address:port` of every ready endpoint of the Service's EndpointSlices,
+/// sorted and without repeats; an address the guard refuses refuses the
+/// backend.
+fn endpoint_authorities(
+    c: &Index<'_>,
+    guard: &BackendGuard,
+    ns: &str,
+    name: &str,
+    port: &ServicePort,
+) -> Result<Vec<String>, String> {
     let port_name = port.name.clone().unwrap_or_default();
     let mut authorities: Vec<String> = Vec::new();
-    for slice in c
-        .slices
-        .get(&(ns, svc_ref.name.as_str()))
-        .into_iter()
-        .flatten()
-    {
+    for slice in c.slices.get(&(ns, name)).into_iter().flatten() {
         let number = slice
             .ports
             .iter()
@@ -1322,33 +1356,27 @@ fn backends(
                 _ => None,
             });
         let Some(number) = number else { continue };
-        for ep in &slice.endpoints {
-            let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-            if !ready {
-                continue;
+        let ready = slice
+            .endpoints
+            .iter()
+            .filter(|ep| ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true));
+        for addr in ready.flat_map(|ep| &ep.addresses) {
+            if let Some(why) = addr.parse().ok().and_then(|ip| guard.refuse_ip(ip)) {
+                return Err(format!(
+                    "backend: Service {ns}/{name} has endpoint {addr}, {why}; refused"
+                ));
             }
-            for addr in &ep.addresses {
-                if let Some(why) = addr.parse().ok().and_then(|ip| guard.refuse_ip(ip)) {
-                    return Err(format!(
-                        "backend: Service {ns}/{} has endpoint {addr}, {why}; refused",
-                        svc_ref.name
-                    ));
-                }
-                let host = if addr.contains(':') {
-                    format!("[{addr}]")
-                } else {
-                    addr.clone()
-                };
-                authorities.push(format!("{host}:{number}"));
-            }
+            let host = if addr.contains(':') {
+                format!("[{addr}]")
+            } else {
+                addr.clone()
+            };
+            authorities.push(format!("{host}:{number}"));
         }
     }
     authorities.sort();
     authorities.dedup();
-    if authorities.is_empty() {
-        authorities.push(service_dns);
-    }
-    Ok(authorities.into_iter().map(upstream).collect())
+    Ok(authorities)
 }
 
 fn tls_secret(c: &Index<'_>, ns: &str, name: &str) -> Result<CertInput, String> {

@@ -1,5 +1,5 @@
-//! The one driver every configuration source goes through (`standalone`'s
-//! file watcher, `controller`, `demo` and the test harnesses): keys retired
+//! The one driver every configuration source goes through (the file
+//! source's watcher, the cluster source, `demo` and the test harnesses): keys retired
 //! so far are kept published, the inputs are translated, the snapshot is
 //! published when the source accepts it and it differs from the running
 //! one, and the diagnostics go back to the source to report where the user

@@ -87,68 +87,15 @@ pub fn parse(value: &Value) -> Result<Vec<HealthCheck>, String> {
 }
 
 fn one(item: &Value) -> Result<HealthCheck, String> {
-    let Value::Object(map) = item else {
-        return Err("expected a map".into());
-    };
-    let mut kept = Map::new();
-    for (k, v) in map {
-        let snake = snake_case(k);
-        if snake == "grpc_health_check" || snake == "custom_health_check" {
-            return Err(format!(
-                "{k} is not supported by jetbridge (http_health_check and tcp_health_check are)"
-            ));
-        }
-        if !IGNORED.contains(&snake.as_str()) {
-            kept.insert(k.clone(), v.clone());
-        }
-    }
-    let spec: Spec = serde_json::from_value(Value::Object(kept)).map_err(|e| e.to_string())?;
-    let duration = |name: &str, v: Option<String>| -> Result<std::time::Duration, String> {
-        let text = v.ok_or_else(|| format!("{name} is required"))?;
-        let d = parse_duration(&text).map_err(|e| format!("{name}: {e}"))?;
-        if d.is_zero() {
-            return Err(format!("{name} must be more than 0"));
-        }
-        Ok(d)
-    };
-    let interval = duration("interval", spec.interval)?;
-    let timeout = duration("timeout", spec.timeout)?;
+    let spec = known_fields(item)?;
+    let interval = positive_duration("interval", spec.interval)?;
+    let timeout = positive_duration("timeout", spec.timeout)?;
     let threshold = |name: &str, v: Option<u32>| match v.unwrap_or(1) {
         0 => Err(format!("{name} must be at least 1")),
         n => Ok(n),
     };
     let probe = match (spec.http_health_check, spec.tcp_health_check) {
-        (Some(h), None) => {
-            if !h.path.starts_with('/') || h.path.chars().any(|c| c.is_control() || c == ' ') {
-                return Err(format!(
-                    "http_health_check.path {:?} must be a path starting with /",
-                    h.path
-                ));
-            }
-            if let Some(host) = &h.host
-                && http::HeaderValue::from_str(host).is_err()
-            {
-                return Err("http_health_check.host is not a valid header value".into());
-            }
-            let mut expected = Vec::new();
-            for r in &h.expected_statuses {
-                if !(100..=600).contains(&r.start) || r.end <= r.start || r.end > 600 {
-                    return Err(format!(
-                        "expected_statuses {{start: {}, end: {}}}: need 100 <= start < end <= 600",
-                        r.start, r.end
-                    ));
-                }
-                expected.push((r.start, r.end));
-            }
-            if expected.is_empty() {
-                expected.push((200, 201));
-            }
-            Probe::Http {
-                path: h.path,
-                host: h.host,
-                expected,
-            }
-        }
+        (Some(h), None) => http_probe(h)?,
         (None, Some(t)) => Probe::Tcp {
             send: match &t.send {
                 Some(p) => payload(p)?,
@@ -167,6 +114,71 @@ fn one(item: &Value) -> Result<HealthCheck, String> {
         unhealthy_threshold: threshold("unhealthy_threshold", spec.unhealthy_threshold)?,
         healthy_threshold: threshold("healthy_threshold", spec.healthy_threshold)?,
         probe,
+    })
+}
+
+/// One health check's map, without the Envoy keys jetbridge ignores; the
+/// checks it cannot run are refused.
+fn known_fields(item: &Value) -> Result<Spec, String> {
+    let Value::Object(map) = item else {
+        return Err("expected a map".into());
+    };
+    let mut kept = Map::new();
+    for (k, v) in map {
+        let snake = snake_case(k);
+        if snake == "grpc_health_check" || snake == "custom_health_check" {
+            return Err(format!(
+                "{k} is not supported by jetbridge (http_health_check and tcp_health_check are)"
+            ));
+        }
+        if !IGNORED.contains(&snake.as_str()) {
+            kept.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(Value::Object(kept)).map_err(|e| e.to_string())
+}
+
+/// A required duration of more than 0.
+fn positive_duration(name: &str, v: Option<String>) -> Result<std::time::Duration, String> {
+    let text = v.ok_or_else(|| format!("{name} is required"))?;
+    let d = parse_duration(&text).map_err(|e| format!("{name}: {e}"))?;
+    if d.is_zero() {
+        return Err(format!("{name} must be more than 0"));
+    }
+    Ok(d)
+}
+
+/// `http_health_check`: a path, an optional Host, the statuses that pass
+/// (200 when none are given).
+fn http_probe(h: HttpSpec) -> Result<Probe, String> {
+    if !h.path.starts_with('/') || h.path.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(format!(
+            "http_health_check.path {:?} must be a path starting with /",
+            h.path
+        ));
+    }
+    if let Some(host) = &h.host
+        && http::HeaderValue::from_str(host).is_err()
+    {
+        return Err("http_health_check.host is not a valid header value".into());
+    }
+    let mut expected = Vec::new();
+    for r in &h.expected_statuses {
+        if !(100..=600).contains(&r.start) || r.end <= r.start || r.end > 600 {
+            return Err(format!(
+                "expected_statuses {{start: {}, end: {}}}: need 100 <= start < end <= 600",
+                r.start, r.end
+            ));
+        }
+        expected.push((r.start, r.end));
+    }
+    if expected.is_empty() {
+        expected.push((200, 201));
+    }
+    Ok(Probe::Http {
+        path: h.path,
+        host: h.host,
+        expected,
     })
 }
 

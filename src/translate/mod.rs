@@ -1,20 +1,17 @@
 //! `translate`: gathered inputs in, one snapshot out. Pure: no I/O, no async,
 //! no clock. Config files and Kubernetes objects both become [`Inputs`].
 //!
-//! A bad route never breaks the others: it becomes [`Access::Invalid`] (every
+//! A bad route never breaks the others: it becomes [`crate::model::Access::Invalid`] (every
 //! request to it is refused) plus a [`Diagnostic`] naming the object.
 
 use crate::identity::jwks::jwks_document;
 use crate::identity::{IssuerFormat, KeySet, SigningKey};
-use crate::model::rewrite::{
-    HostRewrite, PathRewrite, Pattern, ResponseHeaderRewrite, substitution,
-};
+use crate::model::rewrite::{HostRewrite, PathRewrite, Pattern, substitution};
 use crate::model::routing::{HostMatch, PathMatch, RouteKey, RouteTable};
 use crate::model::{
-    ASSERTION, Access, AuthConfig, BearerTokenFormat, ClientAuthNames, ClientCa,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN,
-    IdentityConfig, LoadBalancing, ObjectRef, Reason, Route, RouteIdp, RouteInfo, Severity,
-    Snapshot, TlsConfig, Upstream, UpstreamTls,
+    ASSERTION, AuthConfig, BearerTokenFormat, ClientAuthNames, ClientCa, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_TIMEOUT, Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN, IdentityConfig, LoadBalancing,
+    ObjectRef, Reason, Route, Severity, Snapshot, TlsConfig, Upstream, UpstreamTls,
 };
 use crate::policy::{self, Legacy, Program};
 use crate::settings::RouteOptions;
@@ -23,9 +20,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub mod cluster;
+pub mod config;
 pub mod driver;
 mod health;
 pub mod hosts;
+mod route;
 #[cfg(test)]
 mod tests;
 
@@ -301,323 +300,30 @@ fn build_route(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Route {
     let spec = &input.options;
-    let mut problems: Vec<String> = input.problems.clone();
-
-    let mut upstreams = input.backends.clone();
-    if spec.h2c_upstream {
-        for u in upstreams.iter_mut().filter(|u| u.scheme == "http") {
-            u.scheme = "h2c".into();
-        }
-    }
-    if upstreams.is_empty() && problems.is_empty() {
-        problems.push("to: at least one upstream URL is required".into());
-    }
-
-    let mut access = if spec.allow_public_unauthenticated_access {
-        Access::Public
-    } else {
-        let key = serde_json::to_string(&(
-            &spec.policy,
-            &spec.allowed_users,
-            &spec.allowed_domains,
-            &spec.allowed_idp_claims,
-            spec.allow_any_authenticated_user,
-        ))
-        .unwrap_or_default();
-        match programs
-            .entry(key)
-            .or_insert_with(|| compile_policy(spec))
-            .clone()
-        {
-            Ok(p) => Access::Policy(p),
-            Err(e) => {
-                problems.push(e);
-                Access::Invalid(String::new())
-            }
-        }
-    };
-
-    let mut set_request_headers = Vec::new();
-    let mut templated_request_headers = Vec::new();
-    for (name, value) in &spec.set_request_headers {
-        let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
-            problems.push(format!("set_request_headers: invalid header {name:?}"));
-            continue;
-        };
-        if let Some(why) = reserved_header(&n, true) {
-            problems.push(format!("set_request_headers: {name} {why}"));
-            continue;
-        }
-        if value.contains("${pomerium.") {
-            match unsupported_substitution(value) {
-                Some(v) => problems.push(format!(
-                    "set_request_headers {name}: {v} is not supported by jetbridge; \
-                     ${{pomerium.jwt}}, ${{pomerium.id_token}} and ${{pomerium.access_token}} are"
-                )),
-                None => templated_request_headers.push((n, value.clone())),
-            }
-            continue;
-        }
-        match HeaderValue::from_str(value) {
-            Ok(v) => set_request_headers.push((n, v)),
-            Err(_) => problems.push(format!("set_request_headers: invalid value for {name:?}")),
-        }
-    }
-    let path_rewrite = match path_rewrite(spec, &path, &upstreams) {
-        Ok(r) => r,
-        Err(e) => {
-            problems.push(e);
-            PathRewrite::Keep
-        }
-    };
-    let host_rewrite = match host_rewrite(spec) {
-        Ok(r) => r,
-        Err(e) => {
-            problems.push(e);
-            HostRewrite::Upstream
-        }
-    };
-    let set_response_headers = header_list(
-        "set_response_headers",
-        &response_headers(g, spec),
-        &mut problems,
-    );
-    let load_balancing = match spec
-        .load_balancing_policy
-        .as_deref()
-        .map(LoadBalancing::parse)
-    {
+    let mut p = route::Problems(input.problems.clone());
+    let upstreams = route::upstreams(input, &mut p);
+    let access = route::access(spec, programs, &mut p);
+    let (set_request_headers, templated_request_headers) = route::request_headers(spec, &mut p);
+    let path_rewrite = p.or(path_rewrite(spec, &path, &upstreams), PathRewrite::Keep);
+    let host_rewrite = p.or(host_rewrite(spec), HostRewrite::Upstream);
+    let set_response_headers =
+        header_list("set_response_headers", &response_headers(g, spec), &mut p.0);
+    let load_balancing = match spec.load_balancing_policy.as_deref() {
         None => LoadBalancing::RoundRobin,
-        Some(Ok(lb)) => lb,
-        Some(Err(e)) => {
-            problems.push(e);
-            LoadBalancing::RoundRobin
-        }
+        Some(text) => p.or(LoadBalancing::parse(text), LoadBalancing::RoundRobin),
     };
-    let kubernetes_token = match &spec.kubernetes_service_account_token {
-        None => None,
-        Some(t) => match HeaderValue::from_str(&format!("Bearer {}", t.trim())) {
-            Ok(mut v) => {
-                v.set_sensitive(true);
-                Some(v)
-            }
-            Err(_) => {
-                problems.push("kubernetes_service_account_token: not a valid token".into());
-                None
-            }
-        },
-    };
-    // Pomerium's filter is the union of the global and the route's lists.
-    let jwt_groups_filter = match (&g.jwt_groups_filter, &spec.jwt_groups_filter) {
-        (None, None) => None,
-        (a, b) => {
-            let mut all: Vec<String> = a.iter().chain(b.iter()).flatten().cloned().collect();
-            all.sort();
-            all.dedup();
-            Some(all)
-        }
-    };
-    let issuer_format = match &spec.jwt_issuer_format {
-        None => g.issuer_format,
-        Some(text) => match IssuerFormat::parse(text) {
-            Ok(f) => f,
-            Err(e) => {
-                problems.push(e);
-                g.issuer_format
-            }
-        },
-    };
-    let idp = match (&spec.idp_client_id, &spec.idp_client_secret, &g.auth.idp) {
-        (None, None, _) => None,
-        (Some(id), Some(secret), Some(global)) if !id.trim().is_empty() => {
-            Some(RouteIdp::new(global, id.trim(), secret.trim()))
-        }
-        (Some(_), Some(_), None) => {
-            problems.push(
-                "idp_client_id: a route's own client needs the global identity provider \
-                 (idp_provider_url)"
-                    .into(),
-            );
-            None
-        }
-        _ => {
-            problems.push("idp_client_id and idp_client_secret go together".into());
-            None
-        }
-    };
-    let depends_on = spec
-        .depends_on
-        .iter()
-        .filter_map(|h| match depends_on_host(h) {
-            Ok(h) => Some(h),
-            Err(e) => {
-                problems.push(e);
-                None
-            }
-        })
-        .collect();
-    let health_checks = match &spec.health_checks {
-        None => Vec::new(),
-        Some(v) => health::parse(v).unwrap_or_else(|e| {
-            problems.push(e);
-            Vec::new()
-        }),
-    };
-    let outlier_detection = spec.outlier_detection.as_ref().and_then(|v| {
-        health::outlier_detection(v)
-            .map_err(|e| problems.push(e))
-            .ok()
-    });
-    let circuit_breaker = match &spec.circuit_breaker_thresholds {
-        None => None,
-        Some(v) => health::circuit_breaker(v).unwrap_or_else(|e| {
-            problems.push(e);
-            None
-        }),
-    };
-    let healthy_panic_threshold = match spec.healthy_panic_threshold {
-        None => 50,
-        Some(p @ 0..=100) => p,
-        Some(p) => {
-            problems.push(format!("healthy_panic_threshold {p}: expected 0 to 100"));
-            50
-        }
-    };
-    let bearer_token_format = match &spec.bearer_token_format {
-        None => g.bearer_token_format,
-        Some(text) => match BearerTokenFormat::parse(text) {
-            Ok(f) => f,
-            Err(e) => {
-                problems.push(e);
-                g.bearer_token_format
-            }
-        },
-    };
-    let mut rewrite_response_headers = Vec::new();
-    for r in &spec.rewrite_response_headers {
-        match HeaderName::from_bytes(r.header.as_bytes()) {
-            Ok(header) => rewrite_response_headers.push(ResponseHeaderRewrite {
-                header,
-                prefix: r.prefix.clone(),
-                value: r.value.clone(),
-            }),
-            Err(_) => problems.push(format!(
-                "rewrite_response_headers: invalid header {:?}",
-                r.header
-            )),
-        }
-    }
-    let mut remove_request_headers = Vec::new();
-    for name in &spec.remove_request_headers {
-        match HeaderName::from_bytes(name.as_bytes()) {
-            Ok(n) => remove_request_headers.push(n),
-            Err(_) => problems.push(format!("remove_request_headers: invalid header {name:?}")),
-        }
-    }
-    // Pomerium has one global map (per-route maps are its open issue
-    // #3443); a route's map here adds to the global one, and a header the
-    // route names again takes the route's claim.
-    let route_claims = spec.jwt_claims_headers.as_ref().map(|c| c.0.as_slice());
-    let mut jwt_claims_headers: Vec<(HeaderName, String)> = Vec::new();
-    for (header, claim) in g
-        .jwt_claims_headers
-        .iter()
-        .chain(route_claims.unwrap_or(&[]))
-    {
-        match HeaderName::from_bytes(header.as_bytes()) {
-            Ok(n) if reserved_header(&n, false).is_some() => problems.push(format!(
-                "jwt_claims_headers: {header} {}",
-                reserved_header(&n, false).unwrap_or_default()
-            )),
-            Ok(n) => {
-                jwt_claims_headers.retain(|(h, _)| *h != n);
-                jwt_claims_headers.push((n, claim.clone()));
-            }
-            Err(_) => problems.push(format!("jwt_claims_headers: invalid header {header:?}")),
-        }
-    }
-    let custom_ca_pem = match (&input.custom_ca_pem, &spec.tls_custom_ca) {
-        (Some(pem), _) => Some(pem.clone()),
-        (None, Some(text)) => match pem_text("tls_custom_ca", text) {
-            Ok(pem) => Some(pem),
-            Err(e) => {
-                problems.push(e);
-                None
-            }
-        },
-        (None, None) => None,
-    };
-    // Inline (PEM or base64 of PEM) or from a file the caller read; not both.
-    let mut pem_setting =
-        |key: &str, inline: &Option<String>, file: (&Option<String>, &Option<String>)| {
-            let (file_key, contents) = file;
-            match (inline, file_key, contents) {
-                (Some(_), Some(_), _) => {
-                    problems.push(format!("{key} and {key}_file: set only one"));
-                    None
-                }
-                (Some(text), None, _) => match pem_text(key, text) {
-                    Ok(pem) => Some(pem),
-                    Err(e) => {
-                        problems.push(e);
-                        None
-                    }
-                },
-                (None, _, Some(pem)) => Some(pem.clone()),
-                (None, _, None) => None,
-            }
-        };
-    let client_cert_pem = pem_setting(
-        "tls_client_cert",
-        &spec.tls_client_cert,
-        (&spec.tls_client_cert_file, &input.client_cert_pem),
-    );
-    let client_key_pem = pem_setting(
-        "tls_client_key",
-        &spec.tls_client_key,
-        (&spec.tls_client_key_file, &input.client_key_pem),
-    );
-    let downstream_ca_pem = pem_setting(
-        "tls_downstream_client_ca",
-        &spec.tls_downstream_client_ca,
-        (
-            &spec.tls_downstream_client_ca_file,
-            &input.downstream_ca_pem,
-        ),
-    );
-    let upstream_tls = UpstreamTls {
-        skip_verify: spec.tls_skip_verify,
-        custom_ca_pem,
-        server_name: spec.tls_server_name.clone(),
-        client_cert_pem,
-        client_key_pem,
-    };
-    if let Err(e) = check_upstream_tls(&upstream_tls) {
-        problems.push(e);
-    }
-    let client_ca = match downstream_ca_pem.map(|pem| {
-        client_cas
-            .entry(pem)
-            .or_insert_with_key(|pem| ClientCa::parse(pem))
-            .clone()
-    }) {
-        None => g.downstream_mtls.as_ref().map(|d| d.ca.clone()),
-        Some(Ok(ca)) => Some(ca),
-        Some(Err(e)) => {
-            problems.push(e);
-            None
-        }
-    };
-    if !problems.is_empty() {
-        let message = problems.join("; ");
-        diagnostics.push(Diagnostic {
-            severity: Severity::Error,
-            object: input.source.clone(),
-            reason: Reason::InvalidRoute,
-            message: message.clone(),
-        });
-        access = Access::Invalid(message);
-    }
+    let kubernetes_token = route::kubernetes_token(spec, &mut p);
+    let issuer_format = route::issuer_format(g, spec, &mut p);
+    let idp = route::idp(g, spec, &mut p);
+    let depends_on = route::depends_on(spec, &mut p);
+    let health = route::health(spec, &mut p);
+    let bearer_token_format = route::bearer_token_format(g, spec, &mut p);
+    let rewrite_response_headers = route::response_rewrites(spec, &mut p);
+    let remove_request_headers = route::removed_request_headers(spec, &mut p);
+    let jwt_claims_headers = route::claims_headers(g, spec, &mut p);
+    let (upstream_tls, downstream_ca_pem) = route::upstream_tls(input, &mut p);
+    let client_ca = route::client_ca(g, downstream_ca_pem, client_cas, &mut p);
+    let access = p.deny(access, &input.source, diagnostics);
     Route {
         id: input.id.clone(),
         host,
@@ -631,16 +337,10 @@ fn build_route(
             .pass_identity_headers
             .unwrap_or(g.pass_identity_headers),
         allow_websockets: spec.allow_websockets,
-        allow_upgrades: spec
-            .allow_upgrades
-            .iter()
-            .map(|u| u.trim().to_ascii_lowercase())
-            .chain(spec.allow_spdy.then(|| "spdy/3.1".to_string()))
-            .filter(|u| !u.is_empty())
-            .collect(),
+        allow_upgrades: allow_upgrades(spec),
         cors_allow_preflight: spec.cors_allow_preflight,
         kubernetes_token,
-        jwt_groups_filter,
+        jwt_groups_filter: route::groups_filter(g, spec),
         issuer_format,
         bearer_token_format,
         idp,
@@ -648,16 +348,12 @@ fn build_route(
             .idp_access_token_allowed_audiences
             .clone()
             .unwrap_or_else(|| g.access_token_audiences.clone()),
-        info: RouteInfo {
-            name: spec.name.clone().unwrap_or_default(),
-            description: spec.description.clone().unwrap_or_default(),
-            logo_url: spec.logo_url.clone().unwrap_or_default(),
-        },
+        info: route::info(spec),
         depends_on,
-        health_checks,
-        healthy_panic_threshold,
-        outlier_detection,
-        circuit_breaker,
+        health_checks: health.checks,
+        healthy_panic_threshold: health.healthy_panic_threshold,
+        outlier_detection: health.outlier_detection,
+        circuit_breaker: health.circuit_breaker,
         path_rewrite,
         host_rewrite,
         set_request_headers,
@@ -672,6 +368,17 @@ fn build_route(
             .unwrap_or(DEFAULT_TIMEOUT),
         idle_timeout: spec.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
     }
+}
+
+/// The protocols a route may upgrade to (`allow_upgrades`, and SPDY with
+/// `allow_spdy`), lower-cased.
+fn allow_upgrades(spec: &RouteOptions) -> Vec<String> {
+    spec.allow_upgrades
+        .iter()
+        .map(|u| u.trim().to_ascii_lowercase())
+        .chain(spec.allow_spdy.then(|| "spdy/3.1".to_string()))
+        .filter(|u| !u.is_empty())
+        .collect()
 }
 
 /// One `depends_on` entry as a host: `app.example.com`, with `https://`,

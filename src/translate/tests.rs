@@ -1,6 +1,8 @@
 use super::*;
+use crate::model::Access;
 use crate::settings::ConfigFile;
-use crate::standalone::{Generated, inputs_from_config};
+use crate::source::file::inputs_from_config;
+use crate::translate::config::Generated;
 
 fn inputs(yaml: &str) -> Inputs {
     let cfg = ConfigFile::parse("test.yaml", yaml).unwrap();

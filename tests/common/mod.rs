@@ -21,8 +21,9 @@ use jetbridge::proxy::Proxy;
 use jetbridge::proxy::dataplane::{Addresses, DataPlane};
 use jetbridge::settings::ConfigFile;
 use jetbridge::snapshot::SnapshotReader;
-use jetbridge::standalone::{self, Generated};
+use jetbridge::source::file;
 use jetbridge::translate::Inputs;
+use jetbridge::translate::config::{self, Generated};
 use jetbridge::translate::driver::Driver;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -68,7 +69,7 @@ pub fn snapshot_with_diagnostics(yaml: &str, generated: &mut Generated) -> Snaps
 pub fn inputs_from_yaml(yaml: &str, generated: &mut Generated) -> Inputs {
     let cfg = ConfigFile::parse("test.yaml", yaml).expect("test config parses");
     let mut warnings = Vec::new();
-    standalone::inputs_from_config(&cfg, generated, &mut warnings).expect("test config is valid")
+    file::inputs_from_config(&cfg, generated, &mut warnings).expect("test config is valid")
 }
 
 /// Refuses a snapshot with any error diagnostic (what standalone does).
@@ -136,6 +137,7 @@ impl Harness {
                 http_redirect: None,
                 internal: Some(loopback),
                 insecure: false,
+                public_https_port: None,
             },
             1,
         )
@@ -590,7 +592,7 @@ pub fn session(email: &str, groups: &[&str]) -> Session {
 /// `Cookie` header value carrying a session sealed for `host`.
 pub fn session_cookie(host: &str, session: &Session) -> String {
     let value = SessionCodec::new(&COOKIE_SECRET).seal(host, session);
-    format!("{}={value}", standalone::DEFAULT_COOKIE_NAME)
+    format!("{}={value}", config::DEFAULT_COOKIE_NAME)
 }
 
 // ---------------------------------------------------------------------------

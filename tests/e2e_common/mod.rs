@@ -11,7 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use jetbridge::proxy::Proxy;
 use jetbridge::proxy::dataplane::DataPlane;
-use jetbridge::standalone::Generated;
+use jetbridge::translate::config::Generated;
 use jetbridge::translate::driver::Driver;
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -118,7 +118,7 @@ pub async fn start_proxy(https: TcpListener, yaml: &str) -> RunningProxy {
     std::fs::write(&path, yaml).unwrap();
     let mut driver = Driver::new();
     let mut generated = Generated::default();
-    jetbridge::standalone::load_and_publish(
+    jetbridge::source::file::load_and_publish(
         path.to_str().unwrap(),
         &mut driver,
         &mut generated,

@@ -12,11 +12,9 @@
 
 use super::leader::Leadership;
 use crate::translate::hosts::{HostClaim, HostClaims, host_key, key_host};
-use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::runtime::reflector::Store;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,24 +29,7 @@ pub struct ClaimStore {
 impl ClaimStore {
     /// Starts watching the ConfigMap `name`; every change wakes `changed`.
     pub fn start(api: Api<ConfigMap>, name: &str, changed: Arc<Notify>) -> Self {
-        let (store, writer) = reflector::store::<ConfigMap>();
-        let watch = reflector::reflector(
-            writer,
-            watcher(
-                api,
-                watcher::Config::default().fields(&format!("metadata.name={name}")),
-            )
-            .default_backoff(),
-        );
-        tokio::spawn(async move {
-            let mut watch = std::pin::pin!(watch);
-            while let Some(ev) = watch.next().await {
-                match ev {
-                    Ok(_) => changed.notify_one(),
-                    Err(e) => tracing::warn!(error = %e, "host claims watch failed; retrying"),
-                }
-            }
-        });
+        let store = super::watch_config_map(api, name, changed, "host claims", false);
         ClaimStore { store }
     }
 

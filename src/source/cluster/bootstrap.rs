@@ -4,8 +4,8 @@
 //! memory if deleted, and when it turns corrupt the last good keys stay.
 
 use super::Error;
-use crate::identity::KeySet;
-use crate::identity::secrets::{Bootstrap, Secret32};
+use crate::identity::secrets::{Bootstrap, Secret32, Secrets};
+use crate::identity::{KeyError, KeySet};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
@@ -29,6 +29,19 @@ impl BootstrapKeys {
             cookie_secret: b.cookie_secret,
             shared_secret: b.shared_secret,
         }
+    }
+
+    /// The keys as typed secrets, with what loading the signing key warns
+    /// about.
+    pub fn secrets(&self) -> Result<(Secrets, Vec<String>), KeyError> {
+        let keys = KeySet::parse(&self.signing_key)?;
+        let warnings = keys.warnings.clone();
+        let secrets = Secrets {
+            keys: std::sync::Arc::new(keys),
+            cookie_secret: self.cookie_secret.clone(),
+            shared_secret: self.shared_secret.clone(),
+        };
+        Ok((secrets, warnings))
     }
 
     /// The `kid` of the signing key.

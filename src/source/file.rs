@@ -1,0 +1,387 @@
+//! The config-file source: reads the file and every file it names, turns a
+//! reading into [`Inputs`] through [`crate::translate::config`], and watches
+//! it so that every valid edit publishes a new snapshot. An invalid edit
+//! keeps the last good snapshot and is logged with the reason.
+
+use super::{read_one, read_referenced};
+use crate::model::Severity;
+use crate::proxy::dataplane::Addresses;
+use crate::settings::ConfigFile;
+use crate::translate::Inputs;
+use crate::translate::config::{Files, Generated, Provenance, inputs_from_parts, locate};
+use crate::translate::driver::Driver;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A listener address the file (or a flag) gives that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// Not `host:port`.
+    #[error("address {0:?}: expected host:port, e.g. :8443 or 127.0.0.1:8443")]
+    Address(String),
+    /// `public_https_port: 0`.
+    #[error("public_https_port 0: expected the HTTPS port users reach, e.g. 443")]
+    PublicPortZero,
+}
+
+/// Parses `:443`, `0.0.0.0:443`, `127.0.0.1:8443`, `localhost:8443`, `[::1]:443`.
+pub fn parse_address(text: &str) -> Result<SocketAddr, AddressError> {
+    let t = text.trim();
+    let t = if let Some(port) = t.strip_prefix(':') {
+        format!("0.0.0.0:{port}")
+    } else if let Some(port) = t.strip_prefix("localhost:") {
+        format!("127.0.0.1:{port}")
+    } else {
+        t.to_string()
+    };
+    t.parse()
+        .map_err(|_| AddressError::Address(text.to_string()))
+}
+
+/// The listeners named by the file, with defaults (changing them needs a
+/// restart).
+pub fn addresses(cfg: &ConfigFile) -> Result<Addresses, AddressError> {
+    Ok(Addresses {
+        https: parse_address(cfg.address.as_deref().unwrap_or(":8443"))?,
+        http_redirect: cfg
+            .http_redirect_address
+            .as_deref()
+            .map(parse_address)
+            .transpose()?,
+        internal: cfg
+            .internal_address
+            .as_deref()
+            .or(cfg.metrics_address.as_deref())
+            .map(parse_address)
+            .transpose()?,
+        insecure: cfg.insecure_server.unwrap_or(false),
+        public_https_port: cfg.public_https_port.map(check_public_port).transpose()?,
+    })
+}
+
+/// Refuses port 0 as a public port (it names no port a browser can reach).
+fn check_public_port(port: u16) -> Result<u16, AddressError> {
+    match port {
+        0 => Err(AddressError::PublicPortZero),
+        p => Ok(p),
+    }
+}
+
+/// Adds one referenced file, as read, to a reading's fingerprint.
+fn hash_file(hash: &mut sha2::Sha256, name: &str, content: &Result<String, String>) {
+    use sha2::Digest;
+    hash.update(name.as_bytes());
+    match content {
+        Ok(c) => hash.update(c.as_bytes()),
+        Err(e) => hash.update(e.as_bytes()),
+    }
+}
+
+/// Builds translation inputs from a parsed config file. Errors here are
+/// global (the whole file is rejected); per-route problems become
+/// diagnostics in translation.
+pub fn inputs_from_config(
+    cfg: &ConfigFile,
+    generated: &mut Generated,
+    warnings: &mut Vec<String>,
+) -> Result<Inputs, String> {
+    inputs_from_parts(cfg, &read_referenced(cfg), generated, warnings).map_err(|e| e.to_string())
+}
+
+/// One reading of the config file and of every file it names, with a
+/// fingerprint of all of their bytes (a change to a certificate or key file
+/// is a change too).
+pub struct Reading {
+    pub fingerprint: [u8; 32],
+    /// The parsed file and its referenced files, or why it cannot be used.
+    pub parsed: Result<(ConfigFile, Files), String>,
+    /// SHA-256 of the config file's bytes alone.
+    text: [u8; 32],
+}
+
+/// What the watch loop keeps of the last full reading, so that a file whose
+/// bytes have not changed is not parsed again on every tick (with 10 000
+/// routes a parse is tens of milliseconds, five times a second).
+struct Seen {
+    text: [u8; 32],
+    /// The files it named (none when it did not parse).
+    files: Vec<String>,
+}
+
+impl Seen {
+    fn of(r: &Reading) -> Seen {
+        Seen {
+            text: r.text,
+            files: match &r.parsed {
+                Ok((_, files)) => files.keys().cloned().collect(),
+                Err(_) => Vec::new(),
+            },
+        }
+    }
+
+    /// The fingerprint [`Reading::read`] would give now, without parsing,
+    /// if the config file's bytes are those seen; `None` when they differ
+    /// or cannot be read (a full reading is due).
+    fn fingerprint(&self, path: &str) -> Option<[u8; 32]> {
+        use sha2::Digest;
+        let bytes = std::fs::read(path).ok()?;
+        if <[u8; 32]>::from(sha2::Sha256::digest(&bytes)) != self.text {
+            return None;
+        }
+        let mut hash = sha2::Sha256::new();
+        hash.update(&bytes);
+        for name in &self.files {
+            hash_file(&mut hash, name, &read_one(name));
+        }
+        Some(hash.finalize().into())
+    }
+}
+
+impl Reading {
+    /// Reads `path` (following symlinks, so Kubernetes' atomic `..data`
+    /// swap of mounted ConfigMaps and Secrets is seen as one change).
+    pub fn read(path: &str) -> Reading {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        let text = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                hash.update(b"unreadable");
+                return Reading {
+                    fingerprint: hash.finalize().into(),
+                    parsed: Err(format!("{path}: cannot read: {e}")),
+                    text: [0; 32],
+                };
+            }
+        };
+        let text_hash = sha2::Sha256::digest(&text).into();
+        hash.update(&text);
+        let parsed = String::from_utf8(text)
+            .map_err(|_| format!("{path}: not UTF-8 text"))
+            .and_then(|text| {
+                ConfigFile::parse(path, &text)
+                    .map_err(|e| e.to_string())
+                    .map(|cfg| {
+                        let files = read_referenced(&cfg);
+                        for (name, content) in &files {
+                            hash_file(&mut hash, name, content);
+                        }
+                        (cfg, files)
+                    })
+            });
+        Reading {
+            fingerprint: hash.finalize().into(),
+            parsed,
+            text: text_hash,
+        }
+    }
+}
+
+/// Loads, translates and publishes the file. Returns the warnings, or the
+/// reason the file was rejected (the current snapshot then stays).
+pub fn load_and_publish(
+    path: &str,
+    driver: &mut Driver,
+    generated: &mut Generated,
+    now: i64,
+) -> Result<(Option<u64>, Vec<String>), String> {
+    apply(path, &Reading::read(path), driver, generated, now)
+}
+
+/// Translates and publishes one reading, unless it is unusable or would
+/// lose what the running configuration has (see [`Provenance::check_reload`]).
+pub fn apply(
+    path: &str,
+    reading: &Reading,
+    driver: &mut Driver,
+    generated: &mut Generated,
+    now: i64,
+) -> Result<(Option<u64>, Vec<String>), String> {
+    let (cfg, files) = reading.parsed.as_ref().map_err(Clone::clone)?;
+    let provenance = Provenance::of(cfg);
+    if let Some(running) = generated.running() {
+        running
+            .check_reload(&provenance)
+            .map_err(|e| format!("{path}: {e}"))?;
+    }
+    let redact = |e: String| crate::settings::redact_secrets(&format!("{path}: {e}"), "");
+    let mut warnings = Vec::new();
+    let inputs = inputs_from_parts(cfg, files, generated, &mut warnings)
+        .map_err(|e| redact(e.to_string()))?;
+    // A config file is all or nothing: any error refuses the whole reading.
+    let applied = driver
+        .apply(inputs, now, |snapshot| {
+            let errors: Vec<String> = snapshot
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .map(|d| locate(d, cfg))
+                .collect();
+            match errors.is_empty() {
+                true => Ok(()),
+                false => Err(errors.join("; ")),
+            }
+        })
+        .map_err(redact)?;
+    warnings.extend(applied.diagnostics.iter().map(|d| locate(d, cfg)));
+    generated.set_running(provenance);
+    Ok((applied.generation, warnings))
+}
+
+/// Applies `log_level` and `access_log` of a reading that was accepted.
+fn apply_log_settings(path: &str, reading: &Reading) {
+    if let Ok((cfg, _)) = &reading.parsed {
+        match crate::telemetry::set_level(cfg.log_level.as_deref(), cfg.access_log.unwrap_or(true))
+        {
+            Ok(true) => {
+                tracing::info!(path = %path, level = cfg.log_level.as_deref().unwrap_or("info"), "log level changed")
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(path = %path, "{e}"),
+        }
+    }
+}
+
+/// How often the file is looked at.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How long a changed file must stay unchanged before it is read as the new
+/// configuration (an in-place rewrite is never caught half-way).
+pub const SETTLE_TIME: Duration = Duration::from_millis(600);
+
+/// Polls the file and republishes on change until `shutdown` is cancelled.
+/// A change is applied once the file (and every file it names) has stayed
+/// the same for [`SETTLE_TIME`]; an unusable reading is a reload failure
+/// that keeps the running configuration.
+/// `applied` is the fingerprint of the reading already published.
+pub async fn watch(
+    path: String,
+    applied: [u8; 32],
+    mut driver: Driver,
+    mut generated: Generated,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut look = Look {
+        applied,
+        pending: None,
+        seen: None,
+    };
+    // The last reading was refused: the next accepted one says so.
+    let mut rejected = false;
+    let mut tick = tokio::time::interval(POLL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = crate::proxy::unix_now();
+        let retired_due = driver.next_key_expiry(now).is_some_and(|s| s == 0);
+        let Some(reading) = look.settled(&path, retired_due) else {
+            continue;
+        };
+        let outcome = apply(&path, &reading, &mut driver, &mut generated, now);
+        if outcome.is_ok() && std::mem::take(&mut rejected) {
+            tracing::info!(path = %path, "configuration accepted again: the file that was rejected is fixed");
+        }
+        rejected = outcome.is_err();
+        report_reload(&path, &reading, &driver, outcome);
+        drop(reading);
+        crate::memory::release();
+    }
+}
+
+/// What the watch loop knows between ticks.
+struct Look {
+    /// The fingerprint of the reading last applied.
+    applied: [u8; 32],
+    /// A changed fingerprint and since when it has been the same.
+    pending: Option<([u8; 32], tokio::time::Instant)>,
+    /// The last full reading, to look again without parsing.
+    seen: Option<Seen>,
+}
+
+impl Look {
+    /// A full reading, remembered for the next quick look.
+    fn read(&mut self, path: &str) -> Reading {
+        let r = Reading::read(path);
+        self.seen = Some(Seen::of(&r));
+        r
+    }
+
+    /// The reading to apply now: one that changed and then stayed the same
+    /// for [`SETTLE_TIME`], or the running one again when a retired key is
+    /// due to go. The file is parsed only when its bytes changed since the
+    /// last full reading; otherwise its and its files' bytes are hashed.
+    fn settled(&mut self, path: &str, retired_due: bool) -> Option<Reading> {
+        let quick = self.seen.as_ref().and_then(|s| s.fingerprint(path));
+        let (fingerprint, mut reading) = match quick {
+            Some(fp) => (fp, None),
+            None => {
+                let r = self.read(path);
+                (r.fingerprint, Some(r))
+            }
+        };
+        if fingerprint == self.applied && !retired_due {
+            self.pending = None;
+            return None;
+        }
+        if fingerprint != self.applied {
+            match self.pending {
+                Some((fp, since)) if fp == fingerprint => {
+                    if since.elapsed() < SETTLE_TIME {
+                        return None;
+                    }
+                }
+                _ => {
+                    self.pending = Some((fingerprint, tokio::time::Instant::now()));
+                    return None;
+                }
+            }
+        }
+        if reading.is_none() {
+            let r = self.read(path);
+            if r.fingerprint != fingerprint {
+                // Changed again since the quick look: wait for it to settle.
+                self.pending = Some((r.fingerprint, tokio::time::Instant::now()));
+                return None;
+            }
+            reading = Some(r);
+        }
+        self.pending = None;
+        let reading = reading?;
+        self.applied = reading.fingerprint;
+        Some(reading)
+    }
+}
+
+/// Logs what one reload did and counts it (metrics, readiness).
+fn report_reload(
+    path: &str,
+    reading: &Reading,
+    driver: &Driver,
+    outcome: Result<(Option<u64>, Vec<String>), String>,
+) {
+    match outcome {
+        Ok((Some(generation), warnings)) => {
+            for w in warnings {
+                tracing::warn!(path = %path, "{w}");
+            }
+            apply_log_settings(path, reading);
+            driver.record_success();
+            tracing::info!(path = %path, generation, "configuration reloaded");
+        }
+        Ok((None, _)) => {
+            apply_log_settings(path, reading);
+            driver.record_success();
+            tracing::debug!(path = %path, "configuration unchanged")
+        }
+        Err(e) => {
+            driver.record_failure();
+            tracing::error!(path = %path, error = %e, "configuration rejected; keeping the running one");
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "file_tests.rs"]
+mod tests;
