@@ -671,7 +671,9 @@ fn build_route(
             .or(g.default_upstream_timeout)
             .unwrap_or(DEFAULT_TIMEOUT),
         idle_timeout: spec.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
+        compiled: Default::default(),
     }
+    .compiled()
 }
 
 /// One `depends_on` entry as a host: `app.example.com`, with `https://`,
