@@ -20,9 +20,10 @@
 //! credentials or control characters.
 
 use super::body::{Body, empty, full};
+use super::clock::unix_now;
 use super::error::{ProxyError, page};
 use super::pages::{Action, Page, Tone};
-use super::{Proxy, unix_now};
+use super::upstream::Upstreams;
 use crate::identity::oidc::{LoginResult, OidcHttp, PendingLogin, Provider, random_token};
 use crate::identity::revocation::Revocations;
 use crate::identity::seal::Sealer;
@@ -210,17 +211,17 @@ impl Authenticator {
     /// first use and again when the settings change or discovery failed).
     pub async fn provider(
         &self,
-        proxy: &Proxy,
+        upstreams: &Upstreams,
         snapshot: &Snapshot,
     ) -> Result<Arc<Provider>, ProxyError> {
-        self.provider_for(proxy, snapshot, "").await
+        self.provider_for(upstreams, snapshot, "").await
     }
 
     /// The discovered provider for the OAuth client `idp_id`: a route's own
     /// (`RouteIdp::id`), or the global one when empty.
     pub async fn provider_for(
         &self,
-        proxy: &Proxy,
+        upstreams: &Upstreams,
         snapshot: &Snapshot,
         idp_id: &str,
     ) -> Result<Arc<Provider>, ProxyError> {
@@ -270,8 +271,7 @@ impl Authenticator {
                 turn
             }
         };
-        let client = proxy
-            .upstreams
+        let client = upstreams
             .client(
                 &crate::model::Upstream {
                     scheme: "https".into(),
@@ -754,9 +754,19 @@ pub fn validate_programmatic_redirect(raw: &str) -> Option<url::Url> {
     .then_some(url)
 }
 
-impl Proxy {
+/// The proxy's own endpoints and the session checks the pipeline asks
+/// for: the sign-in state and the upstream clients they reach the identity
+/// provider through.
+pub struct Endpoints<'a> {
+    /// Sign-in state and the identity provider client.
+    pub auth: &'a Authenticator,
+    /// Where the identity provider is reached through.
+    pub upstreams: &'a Upstreams,
+}
+
+impl Endpoints<'_> {
     /// Handles requests for the authenticate host. `None` if the path is not one of its endpoints.
-    pub(super) async fn authenticate_endpoint<B>(
+    pub async fn authenticate_endpoint<B>(
         &self,
         snapshot: &Snapshot,
         req: &Request<B>,
@@ -801,7 +811,10 @@ impl Proxy {
             return Err(ProxyError::BadRequest("invalid sign-in binding".into()));
         }
         let idp = query_param(query, IDP_PARAM).unwrap_or_default();
-        let provider = self.auth.provider_for(self, snapshot, &idp).await?;
+        let provider = self
+            .auth
+            .provider_for(self.upstreams, snapshot, &idp)
+            .await?;
         let (url, pending) = provider.begin(return_to, now);
         let name = state_cookie_name(&pending.state)
             .ok_or_else(|| ProxyError::Identity("invalid sign-in state".into()))?;
@@ -862,7 +875,10 @@ impl Proxy {
                 "this sign-in response was already used".into(),
             ));
         }
-        let provider = self.auth.provider_for(self, snapshot, &idp).await?;
+        let provider = self
+            .auth
+            .provider_for(self.upstreams, snapshot, &idp)
+            .await?;
         let finished = provider.finish(&code, &pending, now).await;
         if let Err(crate::identity::oidc::OidcError::IdToken(_)) = &finished {
             self.auth.expire_provider().await;
@@ -924,7 +940,7 @@ impl Proxy {
 
     /// Handles `/.pomerium/*` on a route host. `None` if not one of ours.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn route_host_endpoint<B>(
+    pub async fn route_host_endpoint<B>(
         &self,
         snapshot: &Snapshot,
         req: &Request<B>,
@@ -1050,7 +1066,7 @@ impl Proxy {
             })
             .unwrap_or_else(|| again.clone());
         if snapshot.auth.idp.is_some()
-            && let Ok(p) = self.auth.provider(self, snapshot).await
+            && let Ok(p) = self.auth.provider(self.upstreams, snapshot).await
             && let (Some(end), Some(post)) = (&p.end_session_endpoint, &signed_out)
             && let Ok(mut u) = url::Url::parse(end)
             && let Some(idp) = &snapshot.auth.idp
@@ -1071,7 +1087,7 @@ impl Proxy {
     /// The session an identity-provider token stands for: checked at the
     /// provider (userinfo for an access token, its keys for an ID token),
     /// then reused for a while. `None`: the provider refused the token.
-    pub(super) async fn idp_token_session(
+    pub async fn idp_token_session(
         &self,
         snapshot: &Snapshot,
         kind: IdpToken,
@@ -1103,7 +1119,7 @@ impl Proxy {
             .acquire()
             .await
             .map_err(|_| ProxyError::IdpUnavailable("shutting down".into()))?;
-        let provider = self.auth.provider(self, snapshot).await?;
+        let provider = self.auth.provider(self.upstreams, snapshot).await?;
         let checked = match kind {
             IdpToken::Identity => provider.identity_token_login(token, now),
             IdpToken::Access if !audiences.is_empty() => {
@@ -1148,7 +1164,7 @@ impl Proxy {
 
     /// Refreshes a session whose IdP tokens are due. Returns the session to
     /// use (None = ended) and a cookie to set.
-    pub(super) async fn maybe_refresh(
+    pub async fn maybe_refresh(
         &self,
         snapshot: &Snapshot,
         host: &str,
@@ -1172,7 +1188,10 @@ impl Proxy {
             tracing::warn!(sid = %s.id, error = %why, pause_s = REFRESH_PAUSE_SECS, "session refresh failed; keeping the session and pausing refreshes");
         };
         let refreshed = tokio::time::timeout(REFRESH_WAIT, async {
-            let provider = self.auth.provider_for(self, snapshot, &s.idp).await?;
+            let provider = self
+                .auth
+                .provider_for(self.upstreams, snapshot, &s.idp)
+                .await?;
             Ok::<_, ProxyError>(provider.refresh(&rt, &s.sub, now).await)
         })
         .await;
@@ -1457,7 +1476,7 @@ fn routes_json(snapshot: &Snapshot) -> Response<Body> {
     resp
 }
 
-impl Proxy {
+impl Endpoints<'_> {
     /// `/.pomerium/jwt` (runtime flag `pomerium_jwt_endpoint`): the route
     /// host's assertion for the signed-in user, as text.
     fn jwt_endpoint(

@@ -240,7 +240,10 @@ async fn check_if_due(
         return;
     }
     // The outcome is recorded on the board by the discovery itself.
-    let _ = proxy.auth.provider_for(proxy, snapshot, id).await;
+    let _ = proxy
+        .auth
+        .provider_for(&proxy.upstreams, snapshot, id)
+        .await;
     let failed = proxy
         .auth
         .idp_board

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod assertions;
 pub mod auth;
 pub mod body;
+mod clock;
 pub mod dataplane;
 pub mod error;
 mod filters;
@@ -39,9 +40,10 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use metrics::Metrics;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use upstream::Upstreams;
 
+pub use clock::unix_now;
 pub use request::ConnInfo;
 use request::{Admitted, Target};
 
@@ -55,14 +57,6 @@ pub struct Proxy {
     pub https_port: u16,
     /// Sign-in state and the identity provider client.
     pub auth: Arc<auth::Authenticator>,
-}
-
-/// Current unix time in seconds.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// A request id: 16 hex digits. Each worker thread counts from a random
@@ -161,6 +155,14 @@ impl Proxy {
         }
     }
 
+    /// The proxy's own endpoints and session checks.
+    fn endpoints(&self) -> auth::Endpoints<'_> {
+        auth::Endpoints {
+            auth: &self.auth,
+            upstreams: &self.upstreams,
+        }
+    }
+
     /// Handles one request end to end; never fails (errors become pages).
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let started = Instant::now();
@@ -245,6 +247,7 @@ impl Proxy {
         let json = wants_json(req.headers().get(header::ACCEPT));
         if snapshot.auth.authenticate_host.as_deref() == Some(target.host.as_str())
             && let Some(r) = self
+                .endpoints()
                 .authenticate_endpoint(
                     snapshot,
                     &req,
@@ -274,6 +277,7 @@ impl Proxy {
                 Err(e) => return Outcome::Error(e),
             };
             if let Some(r) = self
+                .endpoints()
                 .route_host_endpoint(
                     snapshot,
                     &req,
@@ -526,13 +530,15 @@ impl Proxy {
                 else {
                     return Ok(None);
                 };
-                let (session, set_cookie) = self.maybe_refresh(snapshot, host, opened).await;
+                let (session, set_cookie) =
+                    self.endpoints().maybe_refresh(snapshot, host, opened).await;
                 cx.set_cookie = set_cookie;
                 session
             }
             None => match auth::idp_token(req.headers(), bearer) {
                 Some((kind, token)) => {
-                    self.idp_token_session(snapshot, kind, token, audiences)
+                    self.endpoints()
+                        .idp_token_session(snapshot, kind, token, audiences)
                         .await?
                 }
                 None => None,
