@@ -220,10 +220,10 @@ impl Proxy {
         resp
     }
 
-    /// `normalise → route → session → policy → forward`; the proxy's own
-    /// endpoints are answered on the way. The session is opened only where
-    /// it is used: a public route without identity headers, an unknown host
-    /// or a 404 never touches the cookie (nor the identity provider).
+    /// `normalise → own endpoints → admit → forward`. The session is opened
+    /// only where it is used: a public route without identity headers, an
+    /// unknown host or a 404 never touches the cookie (nor the identity
+    /// provider).
     async fn pipeline<'s>(
         &self,
         snapshot: &'s Snapshot,
@@ -240,102 +240,118 @@ impl Proxy {
         if !snapshot.host_known(&target.host) && !snapshot.table.serves_any_host() {
             return Outcome::Error(ProxyError::UnknownHost);
         }
-        if let Some(resp) = well_known(snapshot, &target.host, &target.path, &req) {
+        if let Some(answered) = self.own_endpoint(snapshot, cx, &req, &target).await {
+            return answered;
+        }
+        let admitted = match self.admit(snapshot, cx, &req, target).await {
+            Ok(a) => a,
+            Err(refused) => return refused,
+        };
+        match self.forward(snapshot, cx, admitted, req).await {
+            Ok(r) => Outcome::Forward(r),
+            Err(e) => Outcome::Error(e),
+        }
+    }
+
+    /// The proxy's own endpoints, answered before routing: the
+    /// `/.well-known/pomerium` documents, the authenticate host's and the
+    /// route hosts' `/.pomerium/` endpoints. `None`: not one of them.
+    async fn own_endpoint<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        cx: &mut Ctx<'s>,
+        req: &Request<Incoming>,
+        target: &Target,
+    ) -> Option<Outcome> {
+        if let Some(resp) = well_known(snapshot, &target.host, &target.path, req) {
             cx.label = "well-known";
-            return Outcome::Respond(resp);
+            return Some(Outcome::Respond(resp));
         }
         let json = wants_json(req.headers().get(header::ACCEPT));
+        let query = target.query.as_deref();
         if snapshot.auth.authenticate_host.as_deref() == Some(target.host.as_str())
             && let Some(r) = self
                 .endpoints()
-                .authenticate_endpoint(
-                    snapshot,
-                    &req,
-                    &target.path,
-                    target.query.as_deref(),
-                    cx.id,
-                    json,
-                )
+                .authenticate_endpoint(snapshot, req, &target.path, query, cx.id, json)
                 .await
         {
             cx.label = "authenticate";
-            return r.into();
+            return Some(r.into());
         }
-        if target.path.starts_with(auth::POMERIUM_PREFIX) {
-            let session = match self
-                .session(
-                    snapshot,
-                    cx,
-                    &req,
-                    &target.host,
-                    BearerTokenFormat::Default,
-                    &[],
-                )
-                .await
-            {
-                Ok(s) => s,
-                Err(e) => return Outcome::Error(e),
-            };
-            if let Some(r) = self
-                .endpoints()
-                .route_host_endpoint(
-                    snapshot,
-                    &req,
-                    &target.host,
-                    &target.path,
-                    target.query.as_deref(),
-                    session.as_ref(),
-                    cx.id,
-                    json,
-                )
-                .await
-            {
-                cx.label = "pomerium";
-                return r.into();
-            }
+        if !target.path.starts_with(auth::POMERIUM_PREFIX) {
+            return None;
         }
-        // route
+        let session = match self
+            .session(
+                snapshot,
+                cx,
+                req,
+                &target.host,
+                BearerTokenFormat::Default,
+                &[],
+            )
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return Some(Outcome::Error(e)),
+        };
+        let r = self
+            .endpoints()
+            .route_host_endpoint(
+                snapshot,
+                req,
+                &target.host,
+                &target.path,
+                query,
+                session.as_ref(),
+                cx.id,
+                json,
+            )
+            .await?;
+        cx.label = "pomerium";
+        Some(r.into())
+    }
+
+    /// `route → client certificate → session → policy`: the route and
+    /// session a request is forwarded with, or the outcome that refuses it.
+    async fn admit<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        cx: &mut Ctx<'s>,
+        req: &Request<Incoming>,
+        target: Target,
+    ) -> Result<Admitted<'s>, Outcome> {
         let Some(route) = snapshot.route(&target.host, &target.path) else {
-            return Outcome::Error(ProxyError::NoRoute);
+            return Err(Outcome::Error(ProxyError::NoRoute));
         };
         cx.label = &route.id;
         // client certificate, on routes that require one
-        if let Some(ca) = &route.client_ca
-            && let Err(e) = client_certificate(ca, &cx.conn, &route.id)
-        {
-            return Outcome::Error(e);
+        if let Some(ca) = &route.client_ca {
+            client_certificate(ca, &cx.conn, &route.id).map_err(Outcome::Error)?;
         }
         // session, only where the route uses one
         let session = match route.uses_session() {
             true => {
                 let bearer = route.bearer_token_format;
                 let audiences = &route.access_token_audiences;
-                match self
-                    .session(snapshot, cx, &req, &target.host, bearer, audiences)
+                self.session(snapshot, cx, req, &target.host, bearer, audiences)
                     .await
-                {
+                    .map_err(Outcome::Error)?
                     // A route with its own OAuth client counts only sessions
                     // signed in through it (and the others only theirs).
-                    Ok(s) => s.filter(|s| s.idp == route.idp_id()),
-                    Err(e) => return Outcome::Error(e),
-                }
+                    .filter(|s| s.idp == route.idp_id())
             }
             false => None,
         };
         // policy
-        if let Some(refused) = authorize(snapshot, cx, route, session.as_ref(), &target, &req) {
-            return refused;
+        if let Some(refused) = authorize(snapshot, cx, route, session.as_ref(), &target, req) {
+            return Err(refused);
         }
-        // identity headers and forward
-        let admitted = Admitted {
+        Ok(Admitted {
             route,
             session,
             target,
-        };
-        match self.forward(snapshot, cx, admitted, req).await {
-            Ok(r) => Outcome::Forward(r),
-            Err(e) => Outcome::Error(e),
-        }
+        })
     }
 }
 
