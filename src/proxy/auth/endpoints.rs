@@ -410,6 +410,9 @@ impl Endpoints<'_> {
         Ok(r)
     }
 
+    /// `/oauth2/callback`: the identity provider's answer is checked against
+    /// the sign-in state, exchanged for a session, and handed off to the
+    /// route host the sign-in started on.
     async fn oauth_callback<B>(
         &self,
         snapshot: &Snapshot,
@@ -417,6 +420,29 @@ impl Endpoints<'_> {
         query: Option<&str>,
         now: i64,
     ) -> Result<Response<Body>, ProxyError> {
+        let callback = self.callback_state(snapshot, req, query, now)?;
+        let mut session = self.exchange(snapshot, &callback, now).await?;
+        let browser = crate::proxy::headers::cookie(req.headers(), BROWSER_COOKIE)
+            .and_then(|c| sealer_browser(snapshot).open(authenticate_host(snapshot), c))
+            .and_then(|b| serde_json::from_slice::<BrowserSession>(&b).ok())
+            .filter(|b| b.exp > now + 60 && !self.auth.revocations.is_revoked(&b.sid));
+        if let Some(b) = &browser {
+            session.id = b.sid.clone();
+            session.exp = b.exp.min(session.exp);
+        }
+        tracing::info!(sub = %session.sub, sid = %session.id, "signed in");
+        handoff_response(snapshot, callback, session, browser.is_none(), now)
+    }
+
+    /// The callback's sign-in state: present in its cookie, not expired,
+    /// matching the `state` parameter, and used only once.
+    fn callback_state<B>(
+        &self,
+        snapshot: &Snapshot,
+        req: &Request<B>,
+        query: Option<&str>,
+        now: i64,
+    ) -> Result<Callback, ProxyError> {
         if let Some(err) = query_param(query, "error") {
             return Err(sign_in_refused(snapshot, req, query, &err));
         }
@@ -432,33 +458,44 @@ impl Endpoints<'_> {
                     "sign-in state cookie missing or expired; start again".into(),
                 )
             })?;
-        let LoginState {
-            pending,
-            binding,
-            idp,
-        } = open_login_state(snapshot, cookie)
+        let login = open_login_state(snapshot, cookie)
             .ok_or_else(|| ProxyError::BadRequest("invalid sign-in state; start again".into()))?;
-        if pending.exp < now {
+        if login.pending.exp < now {
             return Err(ProxyError::BadRequest(
                 "sign-in took too long; start again".into(),
             ));
         }
-        if !constant_time_eq(pending.state.as_bytes(), state.as_bytes()) {
+        if !constant_time_eq(login.pending.state.as_bytes(), state.as_bytes()) {
             return Err(ProxyError::BadRequest("state mismatch".into()));
         }
         if !self
             .auth
-            .first_use(&format!("state:{state}"), pending.exp, now)
+            .first_use(&format!("state:{state}"), login.pending.exp, now)
         {
             return Err(ProxyError::BadRequest(
                 "this sign-in response was already used".into(),
             ));
         }
+        Ok(Callback {
+            state_cookie,
+            code,
+            login,
+        })
+    }
+
+    /// The authorization code exchanged at the provider for the new session.
+    async fn exchange(
+        &self,
+        snapshot: &Snapshot,
+        callback: &Callback,
+        now: i64,
+    ) -> Result<Session, ProxyError> {
+        let LoginState { pending, idp, .. } = &callback.login;
         let provider = self
             .auth
-            .provider_for(self.upstreams, snapshot, &idp)
+            .provider_for(self.upstreams, snapshot, idp)
             .await?;
-        let finished = provider.finish(&code, &pending, now).await;
+        let finished = provider.finish(&callback.code, pending, now).await;
         if let Err(crate::identity::oidc::OidcError::IdToken(_)) = &finished {
             self.auth.expire_provider().await;
         }
@@ -470,51 +507,8 @@ impl Endpoints<'_> {
             }
         })?;
         let mut session = new_session(&login, snapshot, now);
-        session.idp = idp;
-        let browser = crate::proxy::headers::cookie(req.headers(), BROWSER_COOKIE)
-            .and_then(|c| sealer_browser(snapshot).open(authenticate_host(snapshot), c))
-            .and_then(|b| serde_json::from_slice::<BrowserSession>(&b).ok())
-            .filter(|b| b.exp > now + 60 && !self.auth.revocations.is_revoked(&b.sid));
-        if let Some(b) = &browser {
-            session.id = b.sid.clone();
-            session.exp = b.exp.min(session.exp);
-        }
-        tracing::info!(sub = %session.sub, sid = %session.id, "signed in");
-        let target = url::Url::parse(&pending.return_to)
-            .map_err(|_| ProxyError::BadRequest("invalid redirect target".into()))?;
-        let host = target.host_str().unwrap_or_default().to_ascii_lowercase();
-        let handoff = Handoff {
-            id: random_token(),
-            exp: now + HANDOFF_TTL,
-            return_to: pending.return_to.clone(),
-            binding,
-            session,
-        };
-        let sealed = sealer_handoff(snapshot).seal(
-            host.as_bytes(),
-            &serde_json::to_vec(&handoff).unwrap_or_default(),
-        );
-        let mut r = redirect(&format!(
-            "{}{POMERIUM_PREFIX}/callback?pomerium_handoff={sealed}",
-            target.origin().ascii_serialization()
-        ));
-        if let Some(c) = cookie_header(&state_cookie, "", 0) {
-            r.headers_mut().append(header::SET_COOKIE, c);
-        }
-        if browser.is_none() {
-            let b = BrowserSession {
-                sid: handoff.session.id.clone(),
-                exp: handoff.session.exp,
-            };
-            let sealed = sealer_browser(snapshot).seal(
-                authenticate_host(snapshot),
-                &serde_json::to_vec(&b).unwrap_or_default(),
-            );
-            if let Some(c) = cookie_header(BROWSER_COOKIE, &sealed, b.exp - now) {
-                r.headers_mut().append(header::SET_COOKIE, c);
-            }
-        }
-        Ok(r)
+        session.idp = idp.clone();
+        Ok(session)
     }
 
     /// Handles `/.pomerium/*` on a route host. `None` if not one of ours.
@@ -814,6 +808,65 @@ impl Endpoints<'_> {
             }
         }
     }
+}
+
+/// A checked identity-provider callback.
+pub(super) struct Callback {
+    /// The name of the sign-in's state cookie (cleared on the way out).
+    state_cookie: String,
+    /// The authorization code.
+    code: String,
+    /// The sign-in's state.
+    login: LoginState,
+}
+
+/// The redirect that hands the new session off to the route host the
+/// sign-in started on; a browser without a browser-session cookie gets one.
+fn handoff_response(
+    snapshot: &Snapshot,
+    callback: Callback,
+    session: Session,
+    new_browser: bool,
+    now: i64,
+) -> Result<Response<Body>, ProxyError> {
+    let LoginState {
+        pending, binding, ..
+    } = callback.login;
+    let target = url::Url::parse(&pending.return_to)
+        .map_err(|_| ProxyError::BadRequest("invalid redirect target".into()))?;
+    let host = target.host_str().unwrap_or_default().to_ascii_lowercase();
+    let handoff = Handoff {
+        id: random_token(),
+        exp: now + HANDOFF_TTL,
+        return_to: pending.return_to.clone(),
+        binding,
+        session,
+    };
+    let sealed = sealer_handoff(snapshot).seal(
+        host.as_bytes(),
+        &serde_json::to_vec(&handoff).unwrap_or_default(),
+    );
+    let mut r = redirect(&format!(
+        "{}{POMERIUM_PREFIX}/callback?pomerium_handoff={sealed}",
+        target.origin().ascii_serialization()
+    ));
+    if let Some(c) = cookie_header(&callback.state_cookie, "", 0) {
+        r.headers_mut().append(header::SET_COOKIE, c);
+    }
+    if new_browser {
+        let b = BrowserSession {
+            sid: handoff.session.id.clone(),
+            exp: handoff.session.exp,
+        };
+        let sealed = sealer_browser(snapshot).seal(
+            authenticate_host(snapshot),
+            &serde_json::to_vec(&b).unwrap_or_default(),
+        );
+        if let Some(c) = cookie_header(BROWSER_COOKIE, &sealed, b.exp - now) {
+            r.headers_mut().append(header::SET_COOKIE, c);
+        }
+    }
+    Ok(r)
 }
 
 pub(super) fn new_session(login: &LoginResult, snapshot: &Snapshot, now: i64) -> Session {

@@ -168,25 +168,7 @@ impl Authenticator {
         snapshot: &Snapshot,
         idp_id: &str,
     ) -> Result<Arc<Provider>, ProxyError> {
-        let idp = match idp_id {
-            "" => snapshot.auth.idp.as_ref().ok_or_else(|| {
-                ProxyError::Identity("sign-in is not configured (no identity provider)".into())
-            })?,
-            id => snapshot
-                .auth
-                .route_idps
-                .get(id)
-                .map(|c| c.as_ref())
-                .ok_or_else(|| {
-                    ProxyError::BadRequest(
-                        "sign-in names an unknown identity provider client".into(),
-                    )
-                })?,
-        };
-        let auth_url = snapshot.auth.authenticate_url.as_ref().ok_or_else(|| {
-            ProxyError::Identity("authenticate_service_url is not configured".into())
-        })?;
-        let redirect_uri = format!("{auth_url}/oauth2/callback");
+        let (idp, redirect_uri) = idp_settings(snapshot, idp_id)?;
         let current = |p: &Option<Arc<CachedProvider>>| {
             p.clone()
                 .filter(|c| c.config == *idp && c.redirect_uri == redirect_uri)
@@ -214,6 +196,21 @@ impl Authenticator {
                 turn
             }
         };
+        self.discover(upstreams, idp_id, idp, redirect_uri, cached)
+            .await
+    }
+
+    /// Fetches the provider's discovery document and keys, records how it
+    /// went, and caches the result; while the provider is unreachable the
+    /// last good discovery (`stale`) stays in use.
+    async fn discover(
+        &self,
+        upstreams: &Upstreams,
+        idp_id: &str,
+        idp: &IdpConfig,
+        redirect_uri: String,
+        stale: Option<Arc<CachedProvider>>,
+    ) -> Result<Arc<Provider>, ProxyError> {
         let client = upstreams
             .client(
                 &crate::model::Upstream {
@@ -239,7 +236,7 @@ impl Authenticator {
             Err(e) => {
                 self.idp_board
                     .record(idp_id, &idp.issuer_url, Err(e.to_string()), unix_now());
-                if let Some(c) = cached {
+                if let Some(c) = stale {
                     // Keep the last good discovery while the IdP is unreachable.
                     return Ok(c.provider.clone());
                 }
@@ -261,4 +258,30 @@ impl Authenticator {
         );
         Ok(p)
     }
+}
+
+/// The OAuth client `idp_id` names (a route's own, or the global one when
+/// empty) and the redirect URI it signs in with.
+fn idp_settings<'s>(
+    snapshot: &'s Snapshot,
+    idp_id: &str,
+) -> Result<(&'s IdpConfig, String), ProxyError> {
+    let idp = match idp_id {
+        "" => snapshot.auth.idp.as_ref().ok_or_else(|| {
+            ProxyError::Identity("sign-in is not configured (no identity provider)".into())
+        })?,
+        id => snapshot
+            .auth
+            .route_idps
+            .get(id)
+            .map(|c| c.as_ref())
+            .ok_or_else(|| {
+                ProxyError::BadRequest("sign-in names an unknown identity provider client".into())
+            })?,
+    };
+    let auth_url =
+        snapshot.auth.authenticate_url.as_ref().ok_or_else(|| {
+            ProxyError::Identity("authenticate_service_url is not configured".into())
+        })?;
+    Ok((idp, format!("{auth_url}/oauth2/callback")))
 }
