@@ -1,17 +1,9 @@
 use super::*;
-use crate::settings::ConfigFile;
-use crate::standalone::{Generated, inputs_from_config};
+use crate::model::fixtures::one_route;
 
 /// The one route of a config file with these options, as translated.
 fn route(options: &str) -> Route {
-    let yaml = format!(
-        "routes:\n  - from: https://app.example.com\n    to: http://127.0.0.1:1\n{options}"
-    );
-    let cfg = ConfigFile::parse("test.yaml", &yaml).unwrap();
-    let inputs = inputs_from_config(&cfg, &mut Generated::default(), &mut Vec::new()).unwrap();
-    let s = crate::translate::translate(&inputs);
-    assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
-    s.routes[0].clone()
+    one_route(options).routes[0].clone()
 }
 
 fn kinds(filters: &[RequestFilter]) -> Vec<&'static str> {

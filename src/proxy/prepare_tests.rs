@@ -1,20 +1,7 @@
 use super::*;
 use crate::identity::session::Session;
+use crate::model::fixtures::one_route as snapshot;
 use crate::proxy::request::Target;
-use crate::settings::ConfigFile;
-use crate::standalone::{Generated, inputs_from_config};
-
-/// A snapshot with one route for `app.example.com` with these options.
-fn snapshot(options: &str) -> Snapshot {
-    let yaml = format!(
-        "routes:\n  - from: https://app.example.com\n    to: http://127.0.0.1:1\n{options}"
-    );
-    let cfg = ConfigFile::parse("test.yaml", &yaml).unwrap();
-    let inputs = inputs_from_config(&cfg, &mut Generated::default(), &mut Vec::new()).unwrap();
-    let s = crate::translate::translate(&inputs);
-    assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
-    s
-}
 
 fn conn() -> ConnInfo {
     ConnInfo {

@@ -2,9 +2,15 @@
 //! the hand-off, user and sign-out endpoints on route hosts, programmatic
 //! login, and the session checks the pipeline asks for.
 
-use super::cookies::*;
-use super::credentials::*;
-use super::state::*;
+use super::cookies::{
+    BROWSER_COOKIE, binding_of, constant_time_eq, cookie_header, is_binding, login_cookie_name,
+    presents_nonce, state_cookie_name,
+};
+use super::credentials::{IdpToken, validate_programmatic_redirect};
+use super::state::{
+    Authenticator, IDP_ACCESS_TOKEN_REUSE_SECS, IDP_IDENTITY_TOKEN_REUSE_SECS, IDP_SESSIONS_CAP,
+    REFRESH_PAUSE_SECS, REFRESH_WAIT,
+};
 
 use crate::identity::oidc::{LoginResult, PendingLogin, random_token};
 use crate::identity::seal::Sealer;
