@@ -2,7 +2,7 @@
 //! status, a latency histogram, upstream errors, config generation, reload
 //! failures, certificate expiry, identity-provider discovery.
 
-use super::idp_health::IdpState;
+use super::idp_board::IdpState;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -15,6 +15,7 @@ mod filters;
 pub mod headers;
 pub mod health;
 mod health_board;
+mod idp_board;
 pub mod idp_health;
 pub mod metrics;
 pub mod negotiate;

@@ -35,7 +35,7 @@ pub struct Authenticator {
     /// at once, so requests with made-up tokens cannot flood it.
     pub(super) idp_checks: tokio::sync::Semaphore,
     /// The latest discovery outcome of each provider client.
-    pub idp_board: crate::proxy::idp_health::IdpBoard,
+    pub idp_board: crate::proxy::idp_board::IdpBoard,
 }
 
 /// How long a session made from an IdP access token is reused before the
