@@ -1,6 +1,9 @@
 //! The snapshot: everything the proxy needs to serve requests, as immutable
 //! plain data built by `translate`. No tokio, no kube, no I/O.
 
+pub mod filters;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod pathnorm;
 pub mod rewrite;
 pub mod routing;
@@ -570,9 +573,19 @@ pub struct Route {
     pub jwt_claims_headers: Vec<(HeaderName, String)>,
     pub timeout: Duration,
     pub idle_timeout: Duration,
+    /// The route's behaviour as the proxy applies it, derived from the
+    /// fields above by [`Route::compiled`].
+    pub compiled: filters::Compiled,
 }
 
 impl Route {
+    /// The route with its [`filters::Compiled`] form computed from its
+    /// fields; route building ends with this.
+    pub fn compiled(mut self) -> Route {
+        self.compiled = filters::compile(&self);
+        self
+    }
+
     /// The OAuth client this route signs in through and whose sessions it
     /// counts: its own ([`RouteIdp::id`]), or the global one (empty).
     pub fn idp_id(&self) -> &str {

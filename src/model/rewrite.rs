@@ -175,6 +175,14 @@ pub fn rewrite_response_headers(
     rewrites: &[ResponseHeaderRewrite],
     set: &[(HeaderName, HeaderValue)],
 ) {
+    rewrite_headers(headers, rewrites);
+    set_headers(headers, set);
+}
+
+/// The `rewrite_response_headers` step: each value of a listed header that
+/// starts with its prefix gets the prefix replaced (every value, with an
+/// empty prefix); other values stay.
+pub fn rewrite_headers(headers: &mut HeaderMap, rewrites: &[ResponseHeaderRewrite]) {
     for r in rewrites {
         let values: Vec<HeaderValue> = headers.get_all(&r.header).iter().cloned().collect();
         if values.is_empty() {
@@ -195,6 +203,11 @@ pub fn rewrite_response_headers(
             };
         }
     }
+}
+
+/// The `set_response_headers` step: each header set, or removed when its
+/// value is empty.
+pub fn set_headers(headers: &mut HeaderMap, set: &[(HeaderName, HeaderValue)]) {
     for (name, value) in set {
         if value.is_empty() {
             headers.remove(name);

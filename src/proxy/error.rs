@@ -4,6 +4,7 @@
 //! request id. No stack traces, no internal addresses.
 
 use super::body::{Body, own_response};
+pub use super::pages::html_escape;
 use super::pages::{Action, Page, Tone, heading_for, switch_user_url};
 use http::{HeaderValue, Response, StatusCode};
 
@@ -200,20 +201,4 @@ fn reason_phrase(status: StatusCode) -> &'static str {
         495 => "SSL Certificate Error",
         _ => status.canonical_reason().unwrap_or(""),
     }
-}
-
-/// Escapes text for HTML element and attribute content.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }

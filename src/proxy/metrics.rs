@@ -2,7 +2,7 @@
 //! status, a latency histogram, upstream errors, config generation, reload
 //! failures, certificate expiry, identity-provider discovery.
 
-use super::idp_health::IdpState;
+use super::idp_board::IdpState;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -134,31 +134,21 @@ impl Metrics {
 
     /// Renders all metrics.
     pub fn render(&self, g: &Gauges<'_>) -> String {
-        let Gauges {
-            generation,
-            reload_failures,
-            last_reload_ok,
-            cert_expiry,
-            routes,
-            revoked_sessions,
-            idps,
-        } = *g;
         let mut out = String::new();
-        out.push_str("# HELP jetbridge_requests_total Requests handled, by route and status.\n# TYPE jetbridge_requests_total counter\n");
         let series = self.routes.load();
-        let mut names: Vec<&Box<str>> = series.keys().collect();
+        let mut names: Vec<&str> = series.keys().map(|k| &**k).collect();
         names.sort();
-        for route in &names {
-            let mut rows: Vec<(String, u64)> = series[*route].rows().collect();
-            rows.sort();
-            for (status, count) in rows {
-                let _ = writeln!(
-                    out,
-                    "jetbridge_requests_total{{route=\"{}\",status=\"{status}\"}} {count}",
-                    label(route)
-                );
-            }
-        }
+        render_requests(&mut out, &series, &names);
+        self.render_latency(&mut out);
+        render_upstream_errors(&mut out, &series, &names);
+        render_gauges(&mut out, g);
+        render_idps(&mut out, g.idps);
+        render_cert_expiry(&mut out, g.cert_expiry);
+        out
+    }
+
+    /// `jetbridge_request_duration_seconds`: the latency histogram.
+    fn render_latency(&self, out: &mut String) {
         out.push_str("# HELP jetbridge_request_duration_seconds Time from request to response headers.\n# TYPE jetbridge_request_duration_seconds histogram\n");
         let mut cumulative = 0;
         for (i, b) in BUCKETS.iter().enumerate() {
@@ -179,48 +169,82 @@ impl Metrics {
             self.latency.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "jetbridge_request_duration_seconds_count {cumulative}");
-        out.push_str("# HELP jetbridge_upstream_errors_total Upstream connection failures and timeouts, by route.\n# TYPE jetbridge_upstream_errors_total counter\n");
-        for route in &names {
-            let c = series[*route].upstream_errors.load(Ordering::Relaxed);
-            if c > 0 {
-                let _ = writeln!(
-                    out,
-                    "jetbridge_upstream_errors_total{{route=\"{}\"}} {c}",
-                    label(route)
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP jetbridge_config_generation Generation of the serving snapshot.\n# TYPE jetbridge_config_generation gauge\njetbridge_config_generation {generation}"
-        );
-        let _ = writeln!(
-            out,
-            "# HELP jetbridge_config_reload_failures_total Rejected configuration reloads.\n# TYPE jetbridge_config_reload_failures_total counter\njetbridge_config_reload_failures_total {reload_failures}"
-        );
-        let _ = writeln!(
-            out,
-            "# HELP jetbridge_config_last_reload_successful 1 unless the latest reload was rejected (the running configuration is then older than its source).\n# TYPE jetbridge_config_last_reload_successful gauge\njetbridge_config_last_reload_successful {}",
-            u8::from(last_reload_ok)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP jetbridge_routes Routes in the serving snapshot.\n# TYPE jetbridge_routes gauge\njetbridge_routes {routes}"
-        );
-        let _ = writeln!(
-            out,
-            "# HELP jetbridge_revoked_sessions Signed-out sessions refused until they expire.\n# TYPE jetbridge_revoked_sessions gauge\njetbridge_revoked_sessions {revoked_sessions}"
-        );
-        render_idps(&mut out, idps);
-        out.push_str("# HELP jetbridge_certificate_expiry_timestamp_seconds Certificate notAfter, by first DNS name.\n# TYPE jetbridge_certificate_expiry_timestamp_seconds gauge\n");
-        for (name, t) in cert_expiry {
+    }
+}
+
+/// `jetbridge_requests_total`, by route and status.
+fn render_requests(out: &mut String, series: &Registry, names: &[&str]) {
+    out.push_str("# HELP jetbridge_requests_total Requests handled, by route and status.\n# TYPE jetbridge_requests_total counter\n");
+    for route in names {
+        let mut rows: Vec<(String, u64)> = series[*route].rows().collect();
+        rows.sort();
+        for (status, count) in rows {
             let _ = writeln!(
                 out,
-                "jetbridge_certificate_expiry_timestamp_seconds{{name=\"{}\"}} {t}",
-                label(name)
+                "jetbridge_requests_total{{route=\"{}\",status=\"{status}\"}} {count}",
+                label(route)
             );
         }
-        out
+    }
+}
+
+/// `jetbridge_upstream_errors_total`, by route (routes with any).
+fn render_upstream_errors(out: &mut String, series: &Registry, names: &[&str]) {
+    out.push_str("# HELP jetbridge_upstream_errors_total Upstream connection failures and timeouts, by route.\n# TYPE jetbridge_upstream_errors_total counter\n");
+    for route in names {
+        let c = series[*route].upstream_errors.load(Ordering::Relaxed);
+        if c > 0 {
+            let _ = writeln!(
+                out,
+                "jetbridge_upstream_errors_total{{route=\"{}\"}} {c}",
+                label(route)
+            );
+        }
+    }
+}
+
+/// The configuration and session gauges.
+fn render_gauges(out: &mut String, g: &Gauges<'_>) {
+    let Gauges {
+        generation,
+        reload_failures,
+        last_reload_ok,
+        routes,
+        revoked_sessions,
+        ..
+    } = *g;
+    let _ = writeln!(
+        out,
+        "# HELP jetbridge_config_generation Generation of the serving snapshot.\n# TYPE jetbridge_config_generation gauge\njetbridge_config_generation {generation}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP jetbridge_config_reload_failures_total Rejected configuration reloads.\n# TYPE jetbridge_config_reload_failures_total counter\njetbridge_config_reload_failures_total {reload_failures}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP jetbridge_config_last_reload_successful 1 unless the latest reload was rejected (the running configuration is then older than its source).\n# TYPE jetbridge_config_last_reload_successful gauge\njetbridge_config_last_reload_successful {}",
+        u8::from(last_reload_ok)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP jetbridge_routes Routes in the serving snapshot.\n# TYPE jetbridge_routes gauge\njetbridge_routes {routes}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP jetbridge_revoked_sessions Signed-out sessions refused until they expire.\n# TYPE jetbridge_revoked_sessions gauge\njetbridge_revoked_sessions {revoked_sessions}"
+    );
+}
+
+/// `jetbridge_certificate_expiry_timestamp_seconds`, by first DNS name.
+fn render_cert_expiry(out: &mut String, cert_expiry: &[(String, i64)]) {
+    out.push_str("# HELP jetbridge_certificate_expiry_timestamp_seconds Certificate notAfter, by first DNS name.\n# TYPE jetbridge_certificate_expiry_timestamp_seconds gauge\n");
+    for (name, t) in cert_expiry {
+        let _ = writeln!(
+            out,
+            "jetbridge_certificate_expiry_timestamp_seconds{{name=\"{}\"}} {t}",
+            label(name)
+        );
     }
 }
 

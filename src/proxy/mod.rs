@@ -8,51 +8,45 @@ pub mod admin;
 pub mod assertions;
 pub mod auth;
 pub mod body;
+mod clock;
 pub mod dataplane;
 pub mod error;
+mod filters;
 pub mod headers;
 pub mod health;
+mod health_board;
+mod idp_board;
 pub mod idp_health;
 pub mod metrics;
 pub mod negotiate;
 pub mod pages;
+mod prepare;
+mod request;
+mod send;
 pub mod server;
 pub mod sessions;
+mod tunnel;
 pub mod upstream;
 
 use crate::identity::jwks::{DISCOVERY_PATH, Document, JWKS_PATH};
-use crate::identity::jwt;
 use crate::identity::session::Session;
 use crate::model::pathnorm::{normalize_path, split_target};
-use crate::model::rewrite::{self, HostRewrite};
 use crate::model::routing::normalize_host;
-use crate::model::{Access, BearerTokenFormat, LoadBalancing, Route, Snapshot};
+use crate::model::{Access, BearerTokenFormat, Route, Snapshot};
 use crate::policy::{Facts, RequestFacts};
 use crate::snapshot::SnapshotReader;
 use body::{Body, empty, full};
 use error::{ProxyError, error_response, wants_json};
-use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use metrics::Metrics;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use upstream::Upstreams;
 
-/// Facts about the client connection.
-#[derive(Clone, Debug)]
-pub struct ConnInfo {
-    pub remote: SocketAddr,
-    /// True on the HTTPS listener.
-    pub tls: bool,
-    /// The handshake asked for a client certificate (its SNI name is a host
-    /// of a route with `tls_downstream_client_ca`).
-    pub client_auth_asked: bool,
-    /// The client certificate chain presented, leaf first (shared by every
-    /// request of the connection). Only its key's possession is proven at
-    /// the handshake; each route checks the chain against its own CA.
-    pub client_cert: Option<Arc<Vec<rustls::pki_types::CertificateDer<'static>>>>,
-}
+pub use clock::unix_now;
+pub use request::ConnInfo;
+use request::{Admitted, Target};
 
 /// Shared proxy state.
 pub struct Proxy {
@@ -64,14 +58,6 @@ pub struct Proxy {
     pub https_port: u16,
     /// Sign-in state and the identity provider client.
     pub auth: Arc<auth::Authenticator>,
-}
-
-/// Current unix time in seconds.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// A request id: 16 hex digits. Each worker thread counts from a random
@@ -145,20 +131,6 @@ struct Ctx<'s> {
     trail: Trail,
 }
 
-/// The request as routing and policy see it (normalised).
-struct Target {
-    host: String,
-    path: String,
-    query: Option<String>,
-}
-
-/// What the pipeline decided before forwarding.
-struct Admitted<'a> {
-    route: &'a Route,
-    session: Option<Session>,
-    target: Target,
-}
-
 impl Proxy {
     /// A proxy over the given snapshot reader.
     pub fn new(reader: SnapshotReader, https_port: u16) -> Self {
@@ -181,6 +153,14 @@ impl Proxy {
             metrics: self.metrics.clone(),
             https_port: self.https_port,
             auth: self.auth.clone(),
+        }
+    }
+
+    /// The proxy's own endpoints and session checks.
+    fn endpoints(&self) -> auth::Endpoints<'_> {
+        auth::Endpoints {
+            auth: &self.auth,
+            upstreams: &self.upstreams,
         }
     }
 
@@ -241,10 +221,10 @@ impl Proxy {
         resp
     }
 
-    /// `normalise → route → session → policy → forward`; the proxy's own
-    /// endpoints are answered on the way. The session is opened only where
-    /// it is used: a public route without identity headers, an unknown host
-    /// or a 404 never touches the cookie (nor the identity provider).
+    /// `normalise → own endpoints → admit → forward`. The session is opened
+    /// only where it is used: a public route without identity headers, an
+    /// unknown host or a 404 never touches the cookie (nor the identity
+    /// provider).
     async fn pipeline<'s>(
         &self,
         snapshot: &'s Snapshot,
@@ -261,100 +241,118 @@ impl Proxy {
         if !snapshot.host_known(&target.host) && !snapshot.table.serves_any_host() {
             return Outcome::Error(ProxyError::UnknownHost);
         }
-        if let Some(resp) = well_known(snapshot, &target.host, &target.path, &req) {
+        if let Some(answered) = self.own_endpoint(snapshot, cx, &req, &target).await {
+            return answered;
+        }
+        let admitted = match self.admit(snapshot, cx, &req, target).await {
+            Ok(a) => a,
+            Err(refused) => return refused,
+        };
+        match self.forward(snapshot, cx, admitted, req).await {
+            Ok(r) => Outcome::Forward(r),
+            Err(e) => Outcome::Error(e),
+        }
+    }
+
+    /// The proxy's own endpoints, answered before routing: the
+    /// `/.well-known/pomerium` documents, the authenticate host's and the
+    /// route hosts' `/.pomerium/` endpoints. `None`: not one of them.
+    async fn own_endpoint<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        cx: &mut Ctx<'s>,
+        req: &Request<Incoming>,
+        target: &Target,
+    ) -> Option<Outcome> {
+        if let Some(resp) = well_known(snapshot, &target.host, &target.path, req) {
             cx.label = "well-known";
-            return Outcome::Respond(resp);
+            return Some(Outcome::Respond(resp));
         }
         let json = wants_json(req.headers().get(header::ACCEPT));
+        let query = target.query.as_deref();
         if snapshot.auth.authenticate_host.as_deref() == Some(target.host.as_str())
             && let Some(r) = self
-                .authenticate_endpoint(
-                    snapshot,
-                    &req,
-                    &target.path,
-                    target.query.as_deref(),
-                    cx.id,
-                    json,
-                )
+                .endpoints()
+                .authenticate_endpoint(snapshot, req, &target.path, query, cx.id, json)
                 .await
         {
             cx.label = "authenticate";
-            return r.into();
+            return Some(r.into());
         }
-        if target.path.starts_with(auth::POMERIUM_PREFIX) {
-            let session = match self
-                .session(
-                    snapshot,
-                    cx,
-                    &req,
-                    &target.host,
-                    BearerTokenFormat::Default,
-                    &[],
-                )
-                .await
-            {
-                Ok(s) => s,
-                Err(e) => return Outcome::Error(e),
-            };
-            if let Some(r) = self
-                .route_host_endpoint(
-                    snapshot,
-                    &req,
-                    &target.host,
-                    &target.path,
-                    target.query.as_deref(),
-                    session.as_ref(),
-                    cx.id,
-                    json,
-                )
-                .await
-            {
-                cx.label = "pomerium";
-                return r.into();
-            }
+        if !target.path.starts_with(auth::POMERIUM_PREFIX) {
+            return None;
         }
-        // route
+        let session = match self
+            .session(
+                snapshot,
+                cx,
+                req,
+                &target.host,
+                BearerTokenFormat::Default,
+                &[],
+            )
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return Some(Outcome::Error(e)),
+        };
+        let r = self
+            .endpoints()
+            .route_host_endpoint(
+                snapshot,
+                req,
+                &target.host,
+                &target.path,
+                query,
+                session.as_ref(),
+                cx.id,
+                json,
+            )
+            .await?;
+        cx.label = "pomerium";
+        Some(r.into())
+    }
+
+    /// `route → client certificate → session → policy`: the route and
+    /// session a request is forwarded with, or the outcome that refuses it.
+    async fn admit<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        cx: &mut Ctx<'s>,
+        req: &Request<Incoming>,
+        target: Target,
+    ) -> Result<Admitted<'s>, Outcome> {
         let Some(route) = snapshot.route(&target.host, &target.path) else {
-            return Outcome::Error(ProxyError::NoRoute);
+            return Err(Outcome::Error(ProxyError::NoRoute));
         };
         cx.label = &route.id;
         // client certificate, on routes that require one
-        if let Some(ca) = &route.client_ca
-            && let Err(e) = client_certificate(ca, &cx.conn, &route.id)
-        {
-            return Outcome::Error(e);
+        if let Some(ca) = &route.client_ca {
+            client_certificate(ca, &cx.conn, &route.id).map_err(Outcome::Error)?;
         }
         // session, only where the route uses one
         let session = match route.uses_session() {
             true => {
                 let bearer = route.bearer_token_format;
                 let audiences = &route.access_token_audiences;
-                match self
-                    .session(snapshot, cx, &req, &target.host, bearer, audiences)
+                self.session(snapshot, cx, req, &target.host, bearer, audiences)
                     .await
-                {
+                    .map_err(Outcome::Error)?
                     // A route with its own OAuth client counts only sessions
                     // signed in through it (and the others only theirs).
-                    Ok(s) => s.filter(|s| s.idp == route.idp_id()),
-                    Err(e) => return Outcome::Error(e),
-                }
+                    .filter(|s| s.idp == route.idp_id())
             }
             false => None,
         };
         // policy
-        if let Some(refused) = authorize(snapshot, cx, route, session.as_ref(), &target, &req) {
-            return refused;
+        if let Some(refused) = authorize(snapshot, cx, route, session.as_ref(), &target, req) {
+            return Err(refused);
         }
-        // identity headers and forward
-        let admitted = Admitted {
+        Ok(Admitted {
             route,
             session,
             target,
-        };
-        match self.forward(snapshot, cx, admitted, req).await {
-            Ok(r) => Outcome::Forward(r),
-            Err(e) => Outcome::Error(e),
-        }
+        })
     }
 }
 
@@ -549,13 +547,15 @@ impl Proxy {
                 else {
                     return Ok(None);
                 };
-                let (session, set_cookie) = self.maybe_refresh(snapshot, host, opened).await;
+                let (session, set_cookie) =
+                    self.endpoints().maybe_refresh(snapshot, host, opened).await;
                 cx.set_cookie = set_cookie;
                 session
             }
             None => match auth::idp_token(req.headers(), bearer) {
                 Some((kind, token)) => {
-                    self.idp_token_session(snapshot, kind, token, audiences)
+                    self.endpoints()
+                        .idp_token_session(snapshot, kind, token, audiences)
                         .await?
                 }
                 None => None,
@@ -565,489 +565,32 @@ impl Proxy {
         Ok(session)
     }
 
+    /// `prepare → send`: the admitted request's head made ready for its
+    /// route, then sent to the route's targets.
     async fn forward(
         &self,
         snapshot: &Snapshot,
         cx: &mut Ctx<'_>,
-        a: Admitted<'_>,
+        admitted: Admitted<'_>,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, ProxyError> {
-        let (conn, id) = (cx.conn.clone(), cx.id);
-        let route = a.route;
-        // An upgrade the route allows is passed through; a WebSocket one it
-        // does not allow is refused; any other is forwarded as a plain request.
-        let upgrade = match upgrade_protocol(&req) {
-            Some(p) if p == "websocket" && !route.allow_websockets => {
-                return Err(ProxyError::UpgradeNotAllowed);
-            }
-            Some(p) if p == "websocket" || route.allow_upgrades.contains(&p) => Some(p),
-            _ => None,
+        let (parts, body) = req.into_parts();
+        let input = prepare::Inputs {
+            snapshot,
+            conn: &cx.conn,
+            id: cx.id,
+            now: unix_now(),
         };
-        let is_upgrade = upgrade.is_some();
-        let (mut parts, body) = req.into_parts();
-        let client_upgrade = if is_upgrade {
-            Some(hyper::upgrade::on(Request::from_parts(parts.clone(), ())))
-        } else {
-            None
-        };
-        // The host the request was routed by: the target's authority (an
-        // absolute-form target, or `:authority`) wins over `Host`, as in
-        // `request_host`, so the upstream never gets a host another route's
-        // policy was meant for.
-        let original_host = parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            .or_else(|| parts.headers.get(header::HOST).cloned());
-
-        let h = &mut parts.headers;
-        headers::remove_hop_by_hop(h, is_upgrade);
-        if let Some(p) = &upgrade {
-            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            if let Ok(v) = HeaderValue::from_str(p) {
-                h.insert(header::UPGRADE, v);
-            }
-        }
-        headers::strip_identity_headers(h, &route.jwt_claims_headers);
-        headers::strip_path_overrides(h);
-        headers::remove_cookies_where(h, |name| {
-            name == snapshot.auth.cookie_name || auth::is_sign_in_cookie(name)
-        });
-        // A `Bearer` token the route reads as a credential stops here.
-        let consumed =
-            route.uses_session() && route.bearer_token_format != BearerTokenFormat::Default;
-        auth::remove_programmatic_token(h, consumed);
-        headers::set_forwarded(
-            h,
-            &conn.remote.ip().to_string(),
-            &a.target.host,
-            if conn.tls { "https" } else { "http" },
-        );
-        if let Ok(v) = HeaderValue::from_str(id) {
-            h.insert("x-request-id", v);
-        }
-        for n in &route.remove_request_headers {
-            h.remove(n);
-        }
-        for (n, v) in &route.set_request_headers {
-            h.insert(n.clone(), v.clone());
-        }
-        let wants_assertion = route.pass_identity_headers
-            || route
-                .templated_request_headers
-                .iter()
-                .any(|(_, t)| t.contains(crate::model::ASSERTION));
-        if let Some(s) = &a.session
-            && !route.templated_request_headers.is_empty()
-            && !wants_assertion
-        {
-            fill_templates(h, route, s, "");
-        }
-        if wants_assertion && let Some(s) = &a.session {
-            let now = unix_now();
-            let key = assertions::Key {
-                session_id: &s.id,
-                session_refreshed: s.refresh_at,
-                route: &route.id,
-                host: &a.target.host,
-                generation: snapshot.generation,
-            };
-            let minted = assertions::get_or_mint(key, now, || {
-                let mut identity = s.identity();
-                if let Some(keep) = &route.jwt_groups_filter {
-                    identity.groups.retain(|g| keep.contains(g));
-                }
-                let (token, claims) = jwt::mint(
-                    &snapshot.identity.keys,
-                    &identity,
-                    &a.target.host,
-                    route.issuer_format,
-                    now,
-                )
-                .map_err(|e| ProxyError::Identity(e.to_string()))?;
-                let token = HeaderValue::from_str(&token)
-                    .map_err(|e| ProxyError::Identity(e.to_string()))?;
-                Ok((token, claims))
-            })?;
-            fill_templates(h, route, s, minted.token.to_str().unwrap_or_default());
-            if route.pass_identity_headers {
-                h.insert("x-pomerium-jwt-assertion", minted.token.clone());
-                let claims = &minted.claims;
-                for (name, claim) in &route.jwt_claims_headers {
-                    let value = claims
-                        .header_value(claim)
-                        .or_else(|| s.claims.get(claim).map(claim_text));
-                    if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
-                        h.insert(name.clone(), v);
-                    }
-                }
-            }
-        }
-        if let Some(token) = &route.kubernetes_token {
-            // Only the proxy says whom the Kubernetes API is acting for.
-            let spoofed: Vec<HeaderName> = h
-                .keys()
-                .filter(|n| {
-                    n.as_str()
-                        .replace(['_', '.'], "-")
-                        .starts_with("impersonate-")
-                })
-                .cloned()
-                .collect();
-            for n in spoofed {
-                h.remove(&n);
-            }
-            if let Some(s) = &a.session {
-                h.insert(header::AUTHORIZATION, token.clone());
-                let user = if s.email.is_empty() { &s.sub } else { &s.email };
-                if let Ok(v) = HeaderValue::from_str(user) {
-                    h.insert("impersonate-user", v);
-                }
-                for g in &s.groups {
-                    if let Ok(v) = HeaderValue::from_str(g) {
-                        h.append("impersonate-group", v);
-                    }
-                }
-            }
-        }
-        // The forwarded path and Host; routing and policy used the client's.
-        let forwarded_path = route.path_rewrite.apply(&a.target.path);
-        let rewritten_host = match &route.host_rewrite {
-            HostRewrite::Upstream => None,
-            HostRewrite::Preserve => original_host.clone(),
-            HostRewrite::Literal(v) => Some(v.clone()),
-            // Envoy's: without the header the client's Host is kept.
-            HostRewrite::FromHeader(n) => h.get(n).cloned().or_else(|| original_host.clone()),
-            HostRewrite::PathRegex {
-                pattern,
-                substitution,
-            } => HeaderValue::from_str(&pattern.replace_all(&a.target.path, substitution)).ok(),
-        };
-
-        // The consistent hash's key; other policies need none.
-        let affinity: std::borrow::Cow<'_, str> = match (&a.session, route.load_balancing) {
-            (_, policy) if policy != LoadBalancing::ConsistentHash => "".into(),
-            (Some(s), _) => s.id.as_str().into(),
-            (None, _) => conn.remote.ip().to_string().into(),
-        };
-        let targets = self.upstreams.order_by(
-            &route.id,
-            &route.upstreams,
-            route.load_balancing,
-            &affinity,
-            route.healthy_panic_threshold,
-        );
-        let retryable = body_is_empty(&parts) && !is_upgrade;
-        let body = if http_body::Body::is_end_stream(&body) {
-            body::boxed(body)
-        } else {
-            // Trailers must not bring back what the head was cleaned of.
-            let claims = route.jwt_claims_headers.clone();
-            let also: Vec<http::HeaderName> = route
-                .remove_request_headers
-                .iter()
-                .chain(route.set_request_headers.iter().map(|(n, _)| n))
-                .cloned()
-                .collect();
-            body::boxed(body::CleanTrailers::new(
-                body,
-                move |t: &mut http::HeaderMap| headers::sanitize_trailers(t, &claims, &also),
-            ))
-        };
-        let admitted = match route.circuit_breaker {
-            Some(cb) => Some(
-                self.upstreams
-                    .board()
-                    .admit(&route.id, cb.max_requests)
-                    .ok_or(ProxyError::Overloaded)?,
-            ),
-            None => None,
-        };
-        let board = self.upstreams.board();
-        let mut body = Some(body);
-        let mut last_err = ProxyError::UpstreamUnavailable;
-        let attempts = targets.len();
-        let mut parts = Some(parts);
-        for (attempt, up) in targets.into_iter().enumerate() {
-            cx.trail.upstream = Some(up.authority.clone());
-            let client = self
-                .upstreams
-                .client(up, &route.upstream_tls)
-                .map_err(|e| {
-                    tracing::warn!(request_id = %id, route = %route.id, error = %e, "cannot build upstream client");
-                    ProxyError::BadGateway
-                })?;
-            let scheme = if up.scheme == "https" {
-                "https"
-            } else {
-                "http"
-            };
-            let mut pq = String::with_capacity(forwarded_path.len() + 16);
-            pq.push_str(&forwarded_path);
-            if let Some(q) = &a.target.query {
-                pq.push('?');
-                pq.push_str(q);
-            }
-            let uri: Uri = format!("{scheme}://{}{pq}", up.authority)
-                .parse()
-                .map_err(|_| ProxyError::BadRequest("invalid request target".into()))?;
-            // Clone the request head only if another target may be tried.
-            let mut p = if attempt + 1 == attempts || !retryable {
-                match parts.take() {
-                    Some(p) => p,
-                    None => return Err(last_err),
-                }
-            } else {
-                match &parts {
-                    Some(p) => p.clone(),
-                    None => return Err(last_err),
-                }
-            };
-            p.uri = uri;
-            p.version = http::Version::HTTP_11;
-            match &rewritten_host {
-                Some(hv) => {
-                    p.headers.insert(header::HOST, hv.clone());
-                }
-                None => {
-                    if let Ok(hv) = HeaderValue::from_str(&up.authority) {
-                        p.headers.insert(header::HOST, hv);
-                    }
-                }
-            }
-            if up.scheme == "h2c" {
-                p.version = http::Version::HTTP_2;
-            }
-            let b = match body.take() {
-                Some(b) => b,
-                None => empty(),
-            };
-            let upstream_req = Request::from_parts(p, b);
-            // Requests in flight are counted only where they decide.
-            let in_flight = (route.load_balancing == LoadBalancing::LeastRequest)
-                .then(|| self.upstreams.start(up));
-            let result = tokio::time::timeout(route.timeout, client.request(upstream_req)).await;
-            drop(in_flight);
-            match result {
-                Err(_) => {
-                    tracing::warn!(request_id = %id, route = %route.id, upstream = %up.url(), "upstream timed out");
-                    board.outcome(route, &up.authority, None);
-                    return Err(ProxyError::GatewayTimeout);
-                }
-                Ok(Err(e)) => {
-                    board.outcome(route, &up.authority, None);
-                    let connect = e.is_connect();
-                    tracing::warn!(request_id = %id, route = %route.id, upstream = %up.url(), error = %e, connect, "upstream request failed");
-                    if connect {
-                        self.upstreams.mark_failed(up);
-                        last_err = ProxyError::UpstreamUnavailable;
-                        if retryable {
-                            continue;
-                        }
-                        return Err(last_err);
-                    }
-                    return Err(ProxyError::BadGateway);
-                }
-                Ok(Ok(resp)) => {
-                    self.upstreams.mark_ok(up);
-                    board.outcome(route, &up.authority, Some(resp.status().as_u16()));
-                    // A switch nobody asked for (or the route does not allow)
-                    // would leave the client talking to a closed stream.
-                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_none()
-                    {
-                        tracing::warn!(request_id = %id, route = %route.id, upstream = %up.url(), "upstream switched protocols without an allowed upgrade");
-                        return Err(ProxyError::BadGateway);
-                    }
-                    let mut resp = finish_response(resp, client_upgrade, route.idle_timeout);
-                    rewrite::rewrite_response_headers(
-                        resp.headers_mut(),
-                        &route.rewrite_response_headers,
-                        &route.set_response_headers,
-                    );
-                    // A request counts against the breaker until its body ends.
-                    if let Some(a) = admitted {
-                        return Ok(resp.map(|b| body::boxed(body::Guarded::new(b, a))));
-                    }
-                    return Ok(resp);
-                }
-            }
-        }
-        Err(last_err)
+        let prepared = prepare::prepare(&input, &admitted, parts)?;
+        send::send(
+            &self.upstreams,
+            prepared,
+            body,
+            cx.id,
+            &mut cx.trail.upstream,
+        )
+        .await
     }
-}
-
-/// Sets the route's `${pomerium.*}` request headers: the assertion, and the
-/// IdP's tokens the session kept. A header whose token the session does not
-/// have (it was too large for the cookie, or the session predates the
-/// route's asking for it) is left out, never sent empty.
-fn fill_templates(h: &mut http::HeaderMap, route: &Route, s: &Session, assertion: &str) {
-    let tokens = s.idp_tokens.as_ref();
-    let id_token = tokens.and_then(|t| t.id_token.as_deref());
-    let access_token = tokens.and_then(|t| t.access_token.as_deref());
-    for (name, template) in &route.templated_request_headers {
-        let mut value = template.replace(crate::model::ASSERTION, assertion);
-        for (placeholder, token) in [
-            (crate::model::IDP_ID_TOKEN, id_token),
-            (crate::model::IDP_ACCESS_TOKEN, access_token),
-        ] {
-            if value.contains(placeholder) {
-                match token {
-                    Some(t) => value = value.replace(placeholder, t),
-                    None => {
-                        tracing::warn!(route = %route.id, header = %name, sid = %s.id, "the session has no IdP token for this header; header left out");
-                        value.clear();
-                        break;
-                    }
-                }
-            }
-        }
-        if value.is_empty() {
-            continue;
-        }
-        if let Ok(mut v) = HeaderValue::from_str(&value) {
-            v.set_sensitive(true);
-            h.insert(name.clone(), v);
-        }
-    }
-}
-
-fn claim_text(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(a) => a
-            .iter()
-            .map(|x| match x {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(","),
-        other => other.to_string(),
-    }
-}
-
-fn body_is_empty(parts: &http::request::Parts) -> bool {
-    let cl = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim() == "0");
-    match cl {
-        Some(zero) => zero,
-        None => {
-            !parts.headers.contains_key(header::TRANSFER_ENCODING)
-                && matches!(
-                    parts.method,
-                    Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE
-                )
-        }
-    }
-}
-
-fn finish_response(
-    resp: Response<Incoming>,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-    idle: std::time::Duration,
-) -> Response<Body> {
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS
-        && let Some(client_up) = client_upgrade
-    {
-        let (mut parts, body) = resp.into_parts();
-        let upstream_resp = Response::from_parts(parts.clone(), body);
-        tokio::spawn(async move {
-            let (Ok(client), Ok(upstream)) =
-                (client_up.await, hyper::upgrade::on(upstream_resp).await)
-            else {
-                return;
-            };
-            let client = hyper_util::rt::TokioIo::new(client);
-            let upstream = hyper_util::rt::TokioIo::new(upstream);
-            pipe_with_idle_timeout(client, upstream, idle).await;
-        });
-        parts.headers.remove(header::CONTENT_LENGTH);
-        return Response::from_parts(parts, empty());
-    }
-    let (mut parts, body) = resp.into_parts();
-    headers::remove_hop_by_hop(&mut parts.headers, false);
-    parts.extensions.insert(body::SendIdle(idle));
-    Response::from_parts(parts, body::boxed(body::IdleTimeout::new(body, idle)))
-}
-
-/// Copies both ways until either side closes or nothing moves for `idle`.
-async fn pipe_with_idle_timeout<A, B>(a: A, b: B, idle: std::time::Duration)
-where
-    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
-    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
-{
-    use std::sync::atomic::{AtomicU64, Ordering};
-    let start = Instant::now();
-    let last = AtomicU64::new(0);
-    let (mut ar, mut aw) = tokio::io::split(a);
-    let (mut br, mut bw) = tokio::io::split(b);
-    let idle_ms = idle.as_millis().max(1) as u64;
-    let watchdog = async {
-        let tick = (idle / 4).clamp(
-            std::time::Duration::from_millis(50),
-            std::time::Duration::from_secs(5),
-        );
-        loop {
-            tokio::time::sleep(tick).await;
-            let now = start.elapsed().as_millis() as u64;
-            if now.saturating_sub(last.load(Ordering::Relaxed)) >= idle_ms {
-                break;
-            }
-        }
-    };
-    tokio::select! {
-        _ = async { tokio::join!(copy_half(&mut ar, &mut bw, &last, start), copy_half(&mut br, &mut aw, &last, start)) } => {}
-        _ = watchdog => tracing::debug!("upgraded connection idle; closing"),
-    }
-}
-
-async fn copy_half<R, W>(r: &mut R, w: &mut W, last: &std::sync::atomic::AtomicU64, start: Instant)
-where
-    R: tokio::io::AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin,
-{
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match r.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if w.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-        last.store(
-            start.elapsed().as_millis() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-    }
-    let _ = w.shutdown().await;
-}
-
-/// The protocol an HTTP/1.1 request asks to upgrade to (lower case), if it
-/// carries `Connection: upgrade` and one `Upgrade` token.
-fn upgrade_protocol<B>(req: &Request<B>) -> Option<String> {
-    if req.version() != http::Version::HTTP_11 {
-        return None;
-    }
-    let connection_upgrade = req
-        .headers()
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-        });
-    if !connection_upgrade {
-        return None;
-    }
-    let mut values = req.headers().get_all(header::UPGRADE).iter();
-    let first = values.next()?.to_str().ok()?.trim().to_ascii_lowercase();
-    (values.next().is_none() && !first.is_empty() && !first.contains(',')).then_some(first)
 }
 
 /// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`.

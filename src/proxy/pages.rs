@@ -4,7 +4,6 @@
 //! whose every piece of text is escaped here, so no caller writes HTML.
 
 use super::body::{Body, own_response};
-use super::error::html_escape;
 use crate::identity::session::Session;
 use http::{HeaderValue, Response, StatusCode};
 use std::fmt::Write as _;
@@ -243,6 +242,22 @@ text-align:left;vertical-align:top;word-break:break-all}th{background:#f4f4f4;wi
 .button,button{display:inline-block;font:inherit;padding:.45rem 1rem;border-radius:4px;border:1px solid #2456c7;\
 background:#2456c7;color:#fff;text-decoration:none;cursor:pointer}\
 .foot{color:#777;font-size:.85rem;margin-bottom:0}";
+
+/// Escapes text for HTML element and attribute content.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
 
 #[cfg(test)]
 mod tests {

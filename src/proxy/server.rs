@@ -292,102 +292,138 @@ pub async fn serve_proxy(
     tls: Option<Arc<ServerTls>>,
     shutdown: CancellationToken,
 ) {
-    let acceptor = tls;
-    let builder = Arc::new(http_builder());
+    let serving = Serving {
+        proxy,
+        tls,
+        builder: Arc::new(http_builder()),
+        shutdown,
+    };
     let open = Arc::new(OpenConnections::default());
     loop {
         let (stream, remote) = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = serving.shutdown.cancelled() => break,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => { tracing::warn!(error = %e, "accept failed"); tokio::time::sleep(Duration::from_millis(50)).await; continue; }
             },
         };
         let _ = stream.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let proxy = proxy.clone();
-        let builder = builder.clone();
-        let shutdown = shutdown.clone();
+        let serving = serving.clone();
         let counted = open.enter();
         tokio::spawn(async move {
             let _counted = counted;
-            let snapshot = proxy.reader.load();
-            let mut conn_info = ConnInfo {
-                remote,
-                tls: acceptor.is_some(),
-                client_auth_asked: false,
-                client_cert: None,
-            };
-            let io: Box<dyn Io> = match &acceptor {
-                Some(acceptor) => {
-                    let handshake = acceptor.accept(stream, snapshot.as_deref());
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                        Ok(Ok((s, asked))) => {
-                            if asked {
-                                conn_info.client_auth_asked = true;
-                                conn_info.client_cert = s
-                                    .get_ref()
-                                    .1
-                                    .peer_certificates()
-                                    .filter(|c| !c.is_empty())
-                                    .map(|c| Arc::new(c.to_vec()));
-                            }
-                            Box::new(s)
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    }
-                }
-                None => Box::new(stream),
-            };
-            let idle_limit = snapshot
-                .map(|s| s.connection_idle_timeout)
-                .unwrap_or(crate::model::DEFAULT_CONNECTION_IDLE_TIMEOUT);
-            let activity = Arc::new(Activity::new());
-            let in_flight = activity.clone();
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let proxy = proxy.clone();
-                let guard = in_flight.begin();
-                let conn_info = conn_info.clone();
-                async move {
-                    let resp = proxy.handle(req, conn_info).await;
-                    let idle = resp
-                        .extensions()
-                        .get::<SendIdle>()
-                        .map_or(crate::model::DEFAULT_IDLE_TIMEOUT, |s| s.0);
-                    let guard = guard.sending(idle);
-                    Ok::<_, Infallible>(resp.map(|b| Guarded::new(b, guard)))
-                }
-            });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-            let mut conn = std::pin::pin!(conn);
-            let mut closing = false;
-            loop {
-                tokio::select! {
-                    _ = conn.as_mut() => break,
-                    _ = shutdown.cancelled(), if !closing => {
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                    quiet = activity.watch(idle_limit, closing) => match quiet {
-                        Quiet::Idle => {
-                            tracing::debug!(%remote, "closing an idle connection");
-                            closing = true;
-                            conn.as_mut().graceful_shutdown();
-                        }
-                        Quiet::Stalled => {
-                            tracing::info!(%remote, "closing a connection whose client took none of a response for the route's idle_timeout");
-                            break;
-                        }
-                    },
-                }
-            }
+            serving.connection(stream, remote).await;
         });
     }
     open.drained(DRAIN_TIMEOUT).await;
+}
+
+/// What every connection of a listener is served with.
+#[derive(Clone)]
+struct Serving {
+    proxy: Arc<Proxy>,
+    tls: Option<Arc<ServerTls>>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    shutdown: CancellationToken,
+}
+
+impl Serving {
+    /// Serves one accepted connection: the TLS handshake, then its
+    /// requests until it closes, goes idle, stalls or the proxy shuts down.
+    async fn connection(self, stream: tokio::net::TcpStream, remote: std::net::SocketAddr) {
+        let snapshot = self.proxy.reader.load();
+        let mut conn_info = ConnInfo {
+            remote,
+            tls: self.tls.is_some(),
+            client_auth_asked: false,
+            client_cert: None,
+        };
+        let io: Box<dyn Io> = match &self.tls {
+            Some(acceptor) => {
+                match handshake(acceptor, stream, snapshot.as_deref(), &mut conn_info).await {
+                    Some(s) => s,
+                    None => return,
+                }
+            }
+            None => Box::new(stream),
+        };
+        let idle_limit = snapshot
+            .map(|s| s.connection_idle_timeout)
+            .unwrap_or(crate::model::DEFAULT_CONNECTION_IDLE_TIMEOUT);
+        let activity = Arc::new(Activity::new());
+        let in_flight = activity.clone();
+        let proxy = self.proxy.clone();
+        let svc = service_fn(move |req: Request<Incoming>| {
+            let proxy = proxy.clone();
+            let guard = in_flight.begin();
+            let conn_info = conn_info.clone();
+            async move {
+                let resp = proxy.handle(req, conn_info).await;
+                let idle = resp
+                    .extensions()
+                    .get::<SendIdle>()
+                    .map_or(crate::model::DEFAULT_IDLE_TIMEOUT, |s| s.0);
+                let guard = guard.sending(idle);
+                Ok::<_, Infallible>(resp.map(|b| Guarded::new(b, guard)))
+            }
+        });
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), svc);
+        let mut conn = std::pin::pin!(conn);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                _ = conn.as_mut() => break,
+                _ = self.shutdown.cancelled(), if !closing => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                quiet = activity.watch(idle_limit, closing) => match quiet {
+                    Quiet::Idle => {
+                        tracing::debug!(%remote, "closing an idle connection");
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    Quiet::Stalled => {
+                        tracing::info!(%remote, "closing a connection whose client took none of a response for the route's idle_timeout");
+                        break;
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// The TLS handshake of a connection, within [`HANDSHAKE_TIMEOUT`]; notes
+/// in `conn_info` whether a client certificate was asked for and which was
+/// presented. `None`: the handshake failed or timed out.
+async fn handshake(
+    acceptor: &ServerTls,
+    stream: tokio::net::TcpStream,
+    snapshot: Option<&Snapshot>,
+    conn_info: &mut ConnInfo,
+) -> Option<Box<dyn Io>> {
+    let handshake = acceptor.accept(stream, snapshot);
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok((s, asked))) => {
+            if asked {
+                conn_info.client_auth_asked = true;
+                conn_info.client_cert = s
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .filter(|c| !c.is_empty())
+                    .map(|c| Arc::new(c.to_vec()));
+            }
+            Some(Box::new(s))
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(remote = %conn_info.remote, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// Client connections still being served, for the drain at shutdown.

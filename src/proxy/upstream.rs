@@ -3,7 +3,8 @@
 //! a connection is skipped for a short while).
 
 use super::body::Body;
-use crate::model::{LoadBalancing, Upstream, UpstreamTls};
+use crate::model::filters::SharedTls;
+use crate::model::{LoadBalancing, Upstream};
 use arc_swap::ArcSwap;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -61,7 +62,7 @@ const POOL_IDLE: Duration = Duration::from_secs(90);
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct ClientKey {
-    tls: UpstreamTls,
+    tls: SharedTls,
     h2_only: bool,
 }
 
@@ -75,7 +76,7 @@ pub struct Upstreams {
     /// Seed for `random` and the consistent hash's per-process mixing.
     seed: std::collections::hash_map::RandomState,
     /// Targets failing active health checks (shared by every worker).
-    health: Arc<super::health::HealthBoard>,
+    health: Arc<super::health_board::HealthBoard>,
 }
 
 /// Counts a request in flight to a target until dropped.
@@ -100,7 +101,7 @@ impl Upstreams {
     }
 
     /// Empty caches reading active health checks from `health`.
-    pub fn with_health(health: Arc<super::health::HealthBoard>) -> Self {
+    pub fn with_health(health: Arc<super::health_board::HealthBoard>) -> Self {
         Upstreams {
             health,
             clients: ArcSwap::from_pointee(HashMap::new()),
@@ -112,12 +113,12 @@ impl Upstreams {
     }
 
     /// The health-check board these pools read.
-    pub fn health(&self) -> Arc<super::health::HealthBoard> {
+    pub fn health(&self) -> Arc<super::health_board::HealthBoard> {
         self.health.clone()
     }
 
     /// The same board, borrowed.
-    pub fn board(&self) -> &super::health::HealthBoard {
+    pub fn board(&self) -> &super::health_board::HealthBoard {
         &self.health
     }
 
@@ -250,7 +251,7 @@ impl Upstreams {
     }
 
     /// The client for an upstream's scheme and TLS settings (built once).
-    pub fn client(&self, up: &Upstream, tls: &UpstreamTls) -> Result<HttpClient, String> {
+    pub fn client(&self, up: &Upstream, tls: &SharedTls) -> Result<HttpClient, String> {
         let key = ClientKey {
             tls: tls.clone(),
             h2_only: up.scheme == "h2c",
@@ -305,11 +306,11 @@ fn build_client(key: &ClientKey) -> Result<HttpClient, String> {
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let verified = if key.tls.skip_verify {
+    let verified = if key.tls.settings().skip_verify {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-    } else if let Some(roots) = key.tls.custom_roots()? {
+    } else if let Some(roots) = key.tls.settings().custom_roots()? {
         builder.with_root_certificates(roots)
     } else {
         let mut roots = rustls::RootCertStore::empty();
@@ -317,7 +318,7 @@ fn build_client(key: &ClientKey) -> Result<HttpClient, String> {
         builder.with_root_certificates(roots)
     };
     // `tls_client_cert`: presented when the upstream asks for one.
-    let tls = match key.tls.client_auth()? {
+    let tls = match key.tls.settings().client_auth()? {
         Some((chain, private_key)) => verified
             .with_client_auth_cert(chain, private_key)
             .map_err(|_| "tls_client_cert / tls_client_key: not usable".to_string())?,
@@ -330,7 +331,7 @@ fn build_client(key: &ClientKey) -> Result<HttpClient, String> {
     let mut cb = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
-    if let Some(name) = key.tls.server_name()? {
+    if let Some(name) = key.tls.settings().server_name()? {
         cb = cb.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
     }
     let connector = cb.enable_all_versions().wrap_connector(http);

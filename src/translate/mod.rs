@@ -367,7 +367,9 @@ fn build_route(
             .or(g.default_upstream_timeout)
             .unwrap_or(DEFAULT_TIMEOUT),
         idle_timeout: spec.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
+        compiled: Default::default(),
     }
+    .compiled()
 }
 
 /// The protocols a route may upgrade to (`allow_upgrades`, and SPDY with

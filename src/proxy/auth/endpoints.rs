@@ -1,323 +1,46 @@
-//! Authentication endpoints served by the proxy itself.
-//!
-//! - On the authenticate host (`authenticate_service_url`):
-//!   `/.pomerium/sign_in` starts the OIDC flow (state bound to the browser by
-//!   a sealed, short-lived cookie), `/oauth2/callback` is the single IdP
-//!   redirect URI for every route, and `/.pomerium/signed_out`.
-//! - On every route host: `/.pomerium/callback` (accepts the signed,
-//!   one-time, 60-second hand-off and sets that host's cookie), `/.pomerium/`
-//!   (who you are), `/.pomerium/user` (JSON), `/.pomerium/sign_out`.
-//!
-//! A sign-in is bound to the browser that started it: the route host that
-//! sends a browser to sign in sets a random nonce in a host-only cookie named
-//! after the nonce's hash, and only the hash travels (sign-in URL, sealed
-//! state, sealed hand-off). The route host accepts a hand-off only from a
-//! browser presenting that nonce, so a hand-off URL is worthless in another
-//! browser, on any replica.
-//!
-//! Every redirect target is validated: only https URLs on hosts that are
-//! routes (or the authenticate host), on this proxy's port, without
-//! credentials or control characters.
+//! The proxy's own endpoints: the sign-in flow on the authenticate host,
+//! the hand-off, user and sign-out endpoints on route hosts, programmatic
+//! login, and the session checks the pipeline asks for.
 
-use super::body::{Body, empty, full};
-use super::error::{ProxyError, page};
-use super::pages::{Action, Page, Tone};
-use super::{Proxy, unix_now};
-use crate::identity::oidc::{LoginResult, OidcHttp, PendingLogin, Provider, random_token};
-use crate::identity::revocation::Revocations;
+use super::cookies::{
+    BROWSER_COOKIE, binding_of, constant_time_eq, cookie_header, is_binding, login_cookie_name,
+    presents_nonce, state_cookie_name,
+};
+use super::credentials::{IdpToken, validate_programmatic_redirect};
+use super::state::{
+    Authenticator, IDP_ACCESS_TOKEN_REUSE_SECS, IDP_IDENTITY_TOKEN_REUSE_SECS, IDP_SESSIONS_CAP,
+    REFRESH_PAUSE_SECS, REFRESH_WAIT,
+};
+
+use crate::identity::oidc::{LoginResult, PendingLogin, random_token};
 use crate::identity::seal::Sealer;
 use crate::identity::session::{IdpTokens, Session};
-use crate::model::{BearerTokenFormat, IdpConfig, Snapshot};
-use arc_swap::ArcSwapOption;
+use crate::model::Snapshot;
+use crate::proxy::body::{Body, empty, full};
+use crate::proxy::clock::unix_now;
+use crate::proxy::error::{ProxyError, page};
+use crate::proxy::pages::{Action, Page, Tone};
+use crate::proxy::upstream::Upstreams;
 use base64::Engine as _;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 /// Path prefix of the proxy's own endpoints on every host.
 pub const POMERIUM_PREFIX: &str = "/.pomerium";
-/// Name of the login-state cookies on the authenticate host: one per
-/// sign-in, `_jetbridge_state_<start of the state>`, so sign-ins in several
-/// tabs of one browser do not overwrite each other's state.
-pub const STATE_COOKIE: &str = "_jetbridge_state";
+
 /// Lifetime of a hand-off from the authenticate host to a route host.
-const HANDOFF_TTL: i64 = 60;
-/// Prefix of the nonce cookies on route hosts, one per sign-in, named
-/// `__Host-jetbridge_login_<start of the nonce's hash>`. `__Host-` makes
-/// browsers refuse the cookie unless it is host-only, Secure and `Path=/`,
-/// so no other host (not even a sibling domain) can set or receive it.
-pub const LOGIN_COOKIE_PREFIX: &str = "__Host-jetbridge_login_";
+pub(super) const HANDOFF_TTL: i64 = 60;
 /// Lifetime of a sign-in's nonce cookie (as long as the sign-in state).
-const LOGIN_TTL: i64 = 600;
+pub(super) const LOGIN_TTL: i64 = 600;
 /// Query parameter of `/.pomerium/sign_in` carrying the nonce's hash.
-const BINDING_PARAM: &str = "jetbridge_login";
-/// How many characters of a random value name its cookie.
-const COOKIE_ID_LEN: usize = 16;
-
-/// Name of the browser-session cookie on the authenticate host: it carries
-/// the session id and expiry that every route host's session of this
-/// browser shares, so one sign-out ends them all.
-pub const BROWSER_COOKIE: &str = "_jetbridge_sid";
-
-/// Login state and caches shared by all requests.
-pub struct Authenticator {
-    /// The discovered provider, read without a lock.
-    provider: ArcSwapOption<CachedProvider>,
-    /// The same for the routes' own clients (`idp_client_id`), by id.
-    route_providers: arc_swap::ArcSwap<HashMap<String, Arc<CachedProvider>>>,
-    /// Held by the one request that (re-)discovers; others keep using the
-    /// last good provider meanwhile, or wait only when there is none.
-    discovering: tokio::sync::Mutex<()>,
-    /// One-time values already used (state ids, hand-off ids) → expiry.
-    used: Mutex<HashMap<String, i64>>,
-    /// Sessions ended by sign-out.
-    pub revocations: Arc<Revocations>,
-    /// Unix second before which no session refresh is tried: the IdP did
-    /// not answer one in time, and every request waiting on it would stall.
-    refresh_paused_until: std::sync::atomic::AtomicI64,
-    /// Sessions made from identity-provider tokens, by SHA-256 of the kind
-    /// and the token, with the unix second until which they are reused.
-    idp_sessions: Mutex<HashMap<[u8; 32], (Session, i64)>>,
-    /// Checks of identity-provider tokens at the provider, at most this many
-    /// at once, so requests with made-up tokens cannot flood it.
-    idp_checks: tokio::sync::Semaphore,
-    /// The latest discovery outcome of each provider client.
-    pub idp_board: super::idp_health::IdpBoard,
-}
-
-/// How long a session made from an IdP access token is reused before the
-/// provider is asked again (so a revoked token stops working within it).
-pub const IDP_ACCESS_TOKEN_REUSE_SECS: i64 = 60;
-/// How long a session made from an IdP ID token is reused at most (never
-/// past the token's `exp`).
-pub const IDP_IDENTITY_TOKEN_REUSE_SECS: i64 = 300;
-/// Sessions kept from IdP tokens at most.
-const IDP_SESSIONS_CAP: usize = 10_000;
-/// Concurrent checks of IdP tokens at the provider.
-const IDP_CHECKS: usize = 16;
-
-/// How long a request waits for a due session refresh (discovery
-/// included) before it goes on with the session it has.
-pub const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-/// After a refresh fails for want of an answer, how long sessions go
-/// unrefreshed (and requests unstalled) before the IdP is tried again.
-pub const REFRESH_PAUSE_SECS: i64 = 30;
+pub(super) const BINDING_PARAM: &str = "jetbridge_login";
 
 /// The browser-session cookie's content.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct BrowserSession {
+pub(super) struct BrowserSession {
     sid: String,
     exp: i64,
-}
-
-/// A discovered provider, re-discovered after [`PROVIDER_TTL`] so the IdP's
-/// key rotations are picked up; if re-discovery fails the old one stays.
-struct CachedProvider {
-    config: IdpConfig,
-    redirect_uri: String,
-    provider: Arc<Provider>,
-    at: std::time::Instant,
-}
-
-/// How long discovery results (endpoints and the IdP's keys) are reused.
-pub const PROVIDER_TTL: std::time::Duration = std::time::Duration::from_secs(300);
-
-impl Default for Authenticator {
-    fn default() -> Self {
-        Self::new(Arc::new(Revocations::default()))
-    }
-}
-
-impl Authenticator {
-    /// An authenticator sharing `revocations` (e.g. with a task that keeps
-    /// them in sync with other replicas).
-    pub fn new(revocations: Arc<Revocations>) -> Self {
-        Authenticator {
-            provider: ArcSwapOption::empty(),
-            route_providers: Default::default(),
-            discovering: tokio::sync::Mutex::new(()),
-            used: Mutex::new(HashMap::new()),
-            revocations,
-            refresh_paused_until: Default::default(),
-            idp_sessions: Mutex::new(HashMap::new()),
-            idp_checks: tokio::sync::Semaphore::new(IDP_CHECKS),
-            idp_board: Default::default(),
-        }
-    }
-
-    /// Forces re-discovery on the next use (e.g. after an ID token signed by
-    /// a key the cached JWKS does not have).
-    pub async fn expire_provider(&self) {
-        let Some(t) = std::time::Instant::now().checked_sub(PROVIDER_TTL) else {
-            return;
-        };
-        let aged = |c: &CachedProvider| {
-            Arc::new(CachedProvider {
-                config: c.config.clone(),
-                redirect_uri: c.redirect_uri.clone(),
-                provider: c.provider.clone(),
-                at: t,
-            })
-        };
-        if let Some(c) = self.provider.load_full() {
-            self.provider.store(Some(aged(&c)));
-        }
-        self.route_providers.rcu(|m| {
-            m.iter()
-                .map(|(k, c)| (k.clone(), aged(c)))
-                .collect::<HashMap<_, _>>()
-        });
-    }
-
-    fn cached(&self, idp_id: &str) -> Option<Arc<CachedProvider>> {
-        match idp_id {
-            "" => self.provider.load_full(),
-            id => self.route_providers.load().get(id).cloned(),
-        }
-    }
-
-    fn cache(&self, idp_id: &str, c: Arc<CachedProvider>) {
-        match idp_id {
-            "" => self.provider.store(Some(c)),
-            id => {
-                self.route_providers.rcu(|m| {
-                    let mut m = HashMap::clone(m);
-                    m.insert(id.to_string(), c.clone());
-                    m
-                });
-            }
-        }
-    }
-
-    /// Marks a one-time value as used; false if it was used before.
-    fn first_use(&self, id: &str, exp: i64, now: i64) -> bool {
-        let Ok(mut m) = self.used.lock() else {
-            return false;
-        };
-        if m.len() > 10_000 {
-            m.retain(|_, e| *e > now);
-        }
-        if m.contains_key(id) {
-            return false;
-        }
-        m.insert(id.to_string(), exp);
-        true
-    }
-
-    /// The discovered provider for the current IdP settings (discovered on
-    /// first use and again when the settings change or discovery failed).
-    pub async fn provider(
-        &self,
-        proxy: &Proxy,
-        snapshot: &Snapshot,
-    ) -> Result<Arc<Provider>, ProxyError> {
-        self.provider_for(proxy, snapshot, "").await
-    }
-
-    /// The discovered provider for the OAuth client `idp_id`: a route's own
-    /// (`RouteIdp::id`), or the global one when empty.
-    pub async fn provider_for(
-        &self,
-        proxy: &Proxy,
-        snapshot: &Snapshot,
-        idp_id: &str,
-    ) -> Result<Arc<Provider>, ProxyError> {
-        let idp = match idp_id {
-            "" => snapshot.auth.idp.as_ref().ok_or_else(|| {
-                ProxyError::Identity("sign-in is not configured (no identity provider)".into())
-            })?,
-            id => snapshot
-                .auth
-                .route_idps
-                .get(id)
-                .map(|c| c.as_ref())
-                .ok_or_else(|| {
-                    ProxyError::BadRequest(
-                        "sign-in names an unknown identity provider client".into(),
-                    )
-                })?,
-        };
-        let auth_url = snapshot.auth.authenticate_url.as_ref().ok_or_else(|| {
-            ProxyError::Identity("authenticate_service_url is not configured".into())
-        })?;
-        let redirect_uri = format!("{auth_url}/oauth2/callback");
-        let current = |p: &Option<Arc<CachedProvider>>| {
-            p.clone()
-                .filter(|c| c.config == *idp && c.redirect_uri == redirect_uri)
-        };
-        let cached = current(&self.cached(idp_id));
-        if let Some(c) = &cached
-            && c.at.elapsed() < PROVIDER_TTL
-        {
-            return Ok(c.provider.clone());
-        }
-        // Stale: one request re-discovers, the others go on with the old one.
-        // None at all: wait for the one discovery in flight, then use it.
-        let _turn = match &cached {
-            Some(c) => match self.discovering.try_lock() {
-                Ok(turn) => turn,
-                Err(_) => return Ok(c.provider.clone()),
-            },
-            None => {
-                let turn = self.discovering.lock().await;
-                if let Some(c) = current(&self.cached(idp_id))
-                    && c.at.elapsed() < PROVIDER_TTL
-                {
-                    return Ok(c.provider.clone());
-                }
-                turn
-            }
-        };
-        let client = proxy
-            .upstreams
-            .client(
-                &crate::model::Upstream {
-                    scheme: "https".into(),
-                    authority: String::new(),
-                    base_path: String::new(),
-                },
-                &Default::default(),
-            )
-            .map_err(ProxyError::Identity)?;
-        let provider = match Provider::discover(
-            idp,
-            &redirect_uri,
-            OidcHttp::new(super::upstream::IdpTransport(client)),
-        )
-        .await
-        {
-            Ok(p) => {
-                self.idp_board
-                    .record(idp_id, &idp.issuer_url, Ok(()), unix_now());
-                p
-            }
-            Err(e) => {
-                self.idp_board
-                    .record(idp_id, &idp.issuer_url, Err(e.to_string()), unix_now());
-                if let Some(c) = cached {
-                    // Keep the last good discovery while the IdP is unreachable.
-                    return Ok(c.provider.clone());
-                }
-                return Err(ProxyError::IdpUnavailable(format!(
-                    "{}: {e}",
-                    idp.issuer_url
-                )));
-            }
-        };
-        let p = Arc::new(provider);
-        self.cache(
-            idp_id,
-            Arc::new(CachedProvider {
-                config: idp.clone(),
-                redirect_uri,
-                provider: p.clone(),
-                at: std::time::Instant::now(),
-            }),
-        );
-        Ok(p)
-    }
 }
 
 /// Validates a return-to URL: https, a route host (or the authenticate host),
@@ -368,13 +91,13 @@ pub fn client_port<B>(req: &Request<B>) -> u16 {
         .unwrap_or(443)
 }
 
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+pub(super) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     url::form_urlencoded::parse(query?.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
 
-fn redirect(location: &str) -> Response<Body> {
+pub(super) fn redirect(location: &str) -> Response<Body> {
     let mut r = Response::new(empty());
     *r.status_mut() = StatusCode::FOUND;
     if let Ok(v) = HeaderValue::from_str(location) {
@@ -385,68 +108,19 @@ fn redirect(location: &str) -> Response<Body> {
     r
 }
 
-/// A `Set-Cookie` value: host-only, Secure, HttpOnly, SameSite=Lax.
-pub fn cookie_header(name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
-    HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite=Lax"
-    ))
-    .ok()
-}
-
-/// True for the cookies of sign-ins in progress (state on the authenticate
-/// host, nonces on route hosts): never forwarded upstream.
-pub fn is_sign_in_cookie(name: &str) -> bool {
-    name.starts_with(LOGIN_COOKIE_PREFIX)
-        || name
-            .strip_prefix(STATE_COOKIE)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
-}
-
-/// The hash of a sign-in nonce that travels in its place (base64url SHA-256).
-fn binding_of(nonce: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(nonce.as_bytes()))
-}
-
-/// True for a well-formed binding (the form [`binding_of`] produces).
-fn is_binding(s: &str) -> bool {
-    s.len() == 43
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// The name of the nonce cookie of the sign-in with this binding.
-fn login_cookie_name(binding: &str) -> Option<String> {
-    is_binding(binding).then(|| format!("{LOGIN_COOKIE_PREFIX}{}", &binding[..COOKIE_ID_LEN]))
-}
-
-/// The name of the state cookie of the sign-in with this `state`.
-fn state_cookie_name(state: &str) -> Option<String> {
-    let id = state.get(..COOKIE_ID_LEN)?;
-    id.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        .then(|| format!("{STATE_COOKIE}_{id}"))
-}
-
-/// True when the request carries the nonce whose hash is `binding`.
-fn presents_nonce(headers: &http::HeaderMap, binding: &str) -> bool {
-    login_cookie_name(binding)
-        .and_then(|name| super::headers::cookie(headers, &name).map(binding_of))
-        .is_some_and(|presented| constant_time_eq(presented.as_bytes(), binding.as_bytes()))
-}
-
 /// Where a `depends_on` sign-in continues, on each host in turn.
-const CHAIN_PATH: &str = "/.pomerium/depends_on";
-const CHAIN_PARAM: &str = "jetbridge_chain";
+pub(super) const CHAIN_PATH: &str = "/.pomerium/depends_on";
+pub(super) const CHAIN_PARAM: &str = "jetbridge_chain";
 /// How long a `depends_on` chain may take.
-const CHAIN_TTL: i64 = 600;
+pub(super) const CHAIN_TTL: i64 = 600;
 /// A return URL longer than this is not carried through a `depends_on`
 /// chain (the chain URL must stay a valid sign-in target); the browser
 /// lands on the first host's root instead.
-const CHAIN_MAX_RETURN: usize = 1024;
+pub(super) const CHAIN_MAX_RETURN: usize = 1024;
 
 /// The rest of a `depends_on` chain, sealed for the host it is sent to.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Chain {
+pub(super) struct Chain {
     /// Hosts still to sign in to, after the one this chain is sealed for.
     rest: Vec<String>,
     /// Where the browser goes at the end.
@@ -456,7 +130,13 @@ struct Chain {
 
 /// The next stop of a `depends_on` chain: the first of `hosts` that is
 /// still a route host, carrying the others; `to` when none is left.
-fn chain_next(snapshot: &Snapshot, hosts: &[String], to: &str, port: u16, now: i64) -> String {
+pub(super) fn chain_next(
+    snapshot: &Snapshot,
+    hosts: &[String],
+    to: &str,
+    port: u16,
+    now: i64,
+) -> String {
     let mut hosts = hosts.iter().filter(|h| snapshot.table.host_known(h));
     let Some(next) = hosts.next() else {
         return to.to_string();
@@ -475,7 +155,13 @@ fn chain_next(snapshot: &Snapshot, hosts: &[String], to: &str, port: u16, now: i
 
 /// Where a browser that just got its session on `host` goes: `return_to`,
 /// or first through the `depends_on` hosts of the route it returns to.
-fn after_sign_in(snapshot: &Snapshot, host: &str, return_to: &str, port: u16, now: i64) -> String {
+pub(super) fn after_sign_in(
+    snapshot: &Snapshot,
+    host: &str,
+    return_to: &str,
+    port: u16,
+    now: i64,
+) -> String {
     let Some(target) = url::Url::parse(return_to).ok() else {
         return "/".into();
     };
@@ -510,19 +196,19 @@ fn after_sign_in(snapshot: &Snapshot, host: &str, return_to: &str, port: u16, no
     chain_next(snapshot, &deps, &to, port, now)
 }
 
-fn sealer_chain(snapshot: &Snapshot) -> Sealer {
+pub(super) fn sealer_chain(snapshot: &Snapshot) -> Sealer {
     Sealer::new(&snapshot.auth.cookie_secret, "depends-on")
 }
-fn sealer_handoff(snapshot: &Snapshot) -> Sealer {
+pub(super) fn sealer_handoff(snapshot: &Snapshot) -> Sealer {
     Sealer::new(&snapshot.auth.shared_secret, "handoff")
 }
-fn sealer_state(snapshot: &Snapshot) -> Sealer {
+pub(super) fn sealer_state(snapshot: &Snapshot) -> Sealer {
     Sealer::new(&snapshot.auth.cookie_secret, "login-state")
 }
-fn sealer_browser(snapshot: &Snapshot) -> Sealer {
+pub(super) fn sealer_browser(snapshot: &Snapshot) -> Sealer {
     Sealer::new(&snapshot.auth.cookie_secret, "browser-session")
 }
-fn authenticate_host(snapshot: &Snapshot) -> &[u8] {
+pub(super) fn authenticate_host(snapshot: &Snapshot) -> &[u8] {
     snapshot
         .auth
         .authenticate_host
@@ -532,7 +218,7 @@ fn authenticate_host(snapshot: &Snapshot) -> &[u8] {
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Handoff {
+pub(super) struct Handoff {
     id: String,
     exp: i64,
     return_to: String,
@@ -543,7 +229,7 @@ struct Handoff {
 
 /// The sealed content of a state cookie on the authenticate host.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct LoginState {
+pub(super) struct LoginState {
     pending: PendingLogin,
     /// Hash of the nonce of the browser that started the sign-in.
     binding: String,
@@ -553,7 +239,7 @@ struct LoginState {
 }
 
 /// The sign-in state sealed in a state cookie's value.
-fn open_login_state(snapshot: &Snapshot, cookie: &str) -> Option<LoginState> {
+pub(super) fn open_login_state(snapshot: &Snapshot, cookie: &str) -> Option<LoginState> {
     sealer_state(snapshot)
         .open(authenticate_host(snapshot), cookie)
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -562,7 +248,7 @@ fn open_login_state(snapshot: &Snapshot, cookie: &str) -> Option<LoginState> {
 /// The identity provider answered the callback with `error`: the page says
 /// so in its words and offers to try again from the page the sign-in was
 /// for (read from this browser's sign-in state, when it is still there).
-fn sign_in_refused<B>(
+pub(super) fn sign_in_refused<B>(
     snapshot: &Snapshot,
     req: &Request<B>,
     query: Option<&str>,
@@ -576,7 +262,7 @@ fn sign_in_refused<B>(
     message.truncate(300);
     let retry = query_param(query, "state")
         .and_then(|state| state_cookie_name(&state))
-        .and_then(|name| super::headers::cookie(req.headers(), &name))
+        .and_then(|name| crate::proxy::headers::cookie(req.headers(), &name))
         .and_then(|cookie| open_login_state(snapshot, cookie))
         .and_then(|state| validate_return_to(&state.pending.return_to, snapshot));
     tracing::info!(error = %err, "the identity provider refused a sign-in");
@@ -586,7 +272,7 @@ fn sign_in_refused<B>(
 /// `/.pomerium/signed_out` on the authenticate host: says the session is
 /// over and links back to the page signed out from (`state`, as the
 /// identity provider hands it back, or `pomerium_redirect_uri`).
-fn signed_out_page(
+pub(super) fn signed_out_page(
     snapshot: &Snapshot,
     query: Option<&str>,
     id: &str,
@@ -615,12 +301,17 @@ fn signed_out_page(
 }
 
 /// Names a route's own OAuth client in a sign-in link.
-const IDP_PARAM: &str = "jetbridge_idp";
+pub(super) const IDP_PARAM: &str = "jetbridge_idp";
 
 /// The URL that starts sign-in for a request to `return_to`, bound to the
 /// nonce whose hash is `binding`, through the OAuth client `idp` (a route's
 /// own, or the global one when empty).
-fn sign_in_url(snapshot: &Snapshot, return_to: &str, binding: &str, idp: &str) -> Option<String> {
+pub(super) fn sign_in_url(
+    snapshot: &Snapshot,
+    return_to: &str,
+    binding: &str,
+    idp: &str,
+) -> Option<String> {
     let base = snapshot.auth.authenticate_url.as_ref()?;
     snapshot.auth.idp.as_ref()?;
     let mut q = url::form_urlencoded::Serializer::new(String::new());
@@ -645,118 +336,19 @@ pub fn start_sign_in(snapshot: &Snapshot, return_to: &str, idp: &str) -> Option<
     Some(r)
 }
 
-/// The programmatic token of a request, in any of Pomerium's forms:
-/// `Authorization: Pomerium <t>`, `Authorization: Bearer Pomerium-<t>`,
-/// `X-Pomerium-Authorization: <t>` (or `Pomerium <t>` there).
-pub fn programmatic_token(headers: &http::HeaderMap) -> Option<&str> {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let v = v.trim();
-            v.strip_prefix("Pomerium ")
-                .or_else(|| v.strip_prefix("Bearer Pomerium-"))
-                .map(str::trim)
-        });
-    let x = headers
-        .get("x-pomerium-authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim())
-        .map(|v| v.strip_prefix("Pomerium ").unwrap_or(v));
-    auth.or(x).filter(|t| !t.is_empty())
+/// The proxy's own endpoints and the session checks the pipeline asks
+/// for: the sign-in state and the upstream clients they reach the identity
+/// provider through.
+pub struct Endpoints<'a> {
+    /// Sign-in state and the identity provider client.
+    pub auth: &'a Authenticator,
+    /// Where the identity provider is reached through.
+    pub upstreams: &'a Upstreams,
 }
 
-/// Which kind of identity-provider token a request presents.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IdpToken {
-    /// An access token, checked at the provider's userinfo endpoint.
-    Access,
-    /// An ID token, checked against the provider's keys.
-    Identity,
-}
-
-/// The identity-provider token of a request, in Pomerium's forms:
-/// `X-Pomerium-IDP-Access-Token: <t>` and `Authorization:
-/// Pomerium-IDP-Access-Token <t>` (and the same with `Identity`) always;
-/// `Authorization: Bearer <t>` where the route's `bearer_token_format`
-/// names a kind.
-pub fn idp_token(headers: &http::HeaderMap, format: BearerTokenFormat) -> Option<(IdpToken, &str)> {
-    let named = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-    };
-    if let Some(t) = named("x-pomerium-idp-access-token") {
-        return Some((IdpToken::Access, t));
-    }
-    if let Some(t) = named("x-pomerium-idp-identity-token") {
-        return Some((IdpToken::Identity, t));
-    }
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())?
-        .trim();
-    let (kind, token) = if let Some(t) = auth.strip_prefix("Pomerium-IDP-Access-Token ") {
-        (IdpToken::Access, t)
-    } else if let Some(t) = auth.strip_prefix("Pomerium-IDP-Identity-Token ") {
-        (IdpToken::Identity, t)
-    } else {
-        let t = auth.strip_prefix("Bearer ")?;
-        match format {
-            _ if t.starts_with("Pomerium-") => return None,
-            BearerTokenFormat::Default => return None,
-            BearerTokenFormat::IdpAccessToken => (IdpToken::Access, t),
-            BearerTokenFormat::IdpIdentityToken => (IdpToken::Identity, t),
-        }
-    };
-    Some((kind, token.trim())).filter(|(_, t)| !t.is_empty())
-}
-
-/// Removes a programmatic token from a request going upstream, and with
-/// `consumed_bearer` (the route reads `Bearer` tokens as credentials) any
-/// `Authorization: Bearer`; an `Authorization` header of any other scheme is
-/// the upstream's business.
-pub fn remove_programmatic_token(headers: &mut http::HeaderMap, consumed_bearer: bool) {
-    let ours = headers.get_all(header::AUTHORIZATION).iter().any(|v| {
-        v.to_str().is_ok_and(|v| {
-            let v = v.trim();
-            v.starts_with("Pomerium ")
-                || v.starts_with("Pomerium-IDP-")
-                || v.starts_with("Bearer Pomerium-")
-                || (consumed_bearer && v.starts_with("Bearer "))
-        })
-    });
-    if ours {
-        headers.remove(header::AUTHORIZATION);
-    }
-    headers.remove("x-pomerium-authorization");
-}
-
-/// Where a command-line client may receive its token: `http(s)` on a
-/// loopback host (Pomerium's default `programmatic_redirect_domain_whitelist`).
-pub fn validate_programmatic_redirect(raw: &str) -> Option<url::Url> {
-    if raw.chars().any(|c| c.is_control() || c == '\\') {
-        return None;
-    }
-    let url = url::Url::parse(raw).ok()?;
-    let loopback = match url.host()? {
-        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
-    };
-    (matches!(url.scheme(), "http" | "https")
-        && loopback
-        && url.username().is_empty()
-        && url.password().is_none()
-        && url.fragment().is_none())
-    .then_some(url)
-}
-
-impl Proxy {
+impl Endpoints<'_> {
     /// Handles requests for the authenticate host. `None` if the path is not one of its endpoints.
-    pub(super) async fn authenticate_endpoint<B>(
+    pub async fn authenticate_endpoint<B>(
         &self,
         snapshot: &Snapshot,
         req: &Request<B>,
@@ -801,7 +393,10 @@ impl Proxy {
             return Err(ProxyError::BadRequest("invalid sign-in binding".into()));
         }
         let idp = query_param(query, IDP_PARAM).unwrap_or_default();
-        let provider = self.auth.provider_for(self, snapshot, &idp).await?;
+        let provider = self
+            .auth
+            .provider_for(self.upstreams, snapshot, &idp)
+            .await?;
         let (url, pending) = provider.begin(return_to, now);
         let name = state_cookie_name(&pending.state)
             .ok_or_else(|| ProxyError::Identity("invalid sign-in state".into()))?;
@@ -821,6 +416,9 @@ impl Proxy {
         Ok(r)
     }
 
+    /// `/oauth2/callback`: the identity provider's answer is checked against
+    /// the sign-in state, exchanged for a session, and handed off to the
+    /// route host the sign-in started on.
     async fn oauth_callback<B>(
         &self,
         snapshot: &Snapshot,
@@ -828,6 +426,29 @@ impl Proxy {
         query: Option<&str>,
         now: i64,
     ) -> Result<Response<Body>, ProxyError> {
+        let callback = self.callback_state(snapshot, req, query, now)?;
+        let mut session = self.exchange(snapshot, &callback, now).await?;
+        let browser = crate::proxy::headers::cookie(req.headers(), BROWSER_COOKIE)
+            .and_then(|c| sealer_browser(snapshot).open(authenticate_host(snapshot), c))
+            .and_then(|b| serde_json::from_slice::<BrowserSession>(&b).ok())
+            .filter(|b| b.exp > now + 60 && !self.auth.revocations.is_revoked(&b.sid));
+        if let Some(b) = &browser {
+            session.id = b.sid.clone();
+            session.exp = b.exp.min(session.exp);
+        }
+        tracing::info!(sub = %session.sub, sid = %session.id, "signed in");
+        handoff_response(snapshot, callback, session, browser.is_none(), now)
+    }
+
+    /// The callback's sign-in state: present in its cookie, not expired,
+    /// matching the `state` parameter, and used only once.
+    fn callback_state<B>(
+        &self,
+        snapshot: &Snapshot,
+        req: &Request<B>,
+        query: Option<&str>,
+        now: i64,
+    ) -> Result<Callback, ProxyError> {
         if let Some(err) = query_param(query, "error") {
             return Err(sign_in_refused(snapshot, req, query, &err));
         }
@@ -837,33 +458,50 @@ impl Proxy {
             .ok_or_else(|| ProxyError::BadRequest("missing code".into()))?;
         let state_cookie = state_cookie_name(&state)
             .ok_or_else(|| ProxyError::BadRequest("state mismatch".into()))?;
-        let cookie = super::headers::cookie(req.headers(), &state_cookie).ok_or_else(|| {
-            ProxyError::BadRequest("sign-in state cookie missing or expired; start again".into())
-        })?;
-        let LoginState {
-            pending,
-            binding,
-            idp,
-        } = open_login_state(snapshot, cookie)
+        let cookie =
+            crate::proxy::headers::cookie(req.headers(), &state_cookie).ok_or_else(|| {
+                ProxyError::BadRequest(
+                    "sign-in state cookie missing or expired; start again".into(),
+                )
+            })?;
+        let login = open_login_state(snapshot, cookie)
             .ok_or_else(|| ProxyError::BadRequest("invalid sign-in state; start again".into()))?;
-        if pending.exp < now {
+        if login.pending.exp < now {
             return Err(ProxyError::BadRequest(
                 "sign-in took too long; start again".into(),
             ));
         }
-        if !constant_time_eq(pending.state.as_bytes(), state.as_bytes()) {
+        if !constant_time_eq(login.pending.state.as_bytes(), state.as_bytes()) {
             return Err(ProxyError::BadRequest("state mismatch".into()));
         }
         if !self
             .auth
-            .first_use(&format!("state:{state}"), pending.exp, now)
+            .first_use(&format!("state:{state}"), login.pending.exp, now)
         {
             return Err(ProxyError::BadRequest(
                 "this sign-in response was already used".into(),
             ));
         }
-        let provider = self.auth.provider_for(self, snapshot, &idp).await?;
-        let finished = provider.finish(&code, &pending, now).await;
+        Ok(Callback {
+            state_cookie,
+            code,
+            login,
+        })
+    }
+
+    /// The authorization code exchanged at the provider for the new session.
+    async fn exchange(
+        &self,
+        snapshot: &Snapshot,
+        callback: &Callback,
+        now: i64,
+    ) -> Result<Session, ProxyError> {
+        let LoginState { pending, idp, .. } = &callback.login;
+        let provider = self
+            .auth
+            .provider_for(self.upstreams, snapshot, idp)
+            .await?;
+        let finished = provider.finish(&callback.code, pending, now).await;
         if let Err(crate::identity::oidc::OidcError::IdToken(_)) = &finished {
             self.auth.expire_provider().await;
         }
@@ -875,56 +513,13 @@ impl Proxy {
             }
         })?;
         let mut session = new_session(&login, snapshot, now);
-        session.idp = idp;
-        let browser = super::headers::cookie(req.headers(), BROWSER_COOKIE)
-            .and_then(|c| sealer_browser(snapshot).open(authenticate_host(snapshot), c))
-            .and_then(|b| serde_json::from_slice::<BrowserSession>(&b).ok())
-            .filter(|b| b.exp > now + 60 && !self.auth.revocations.is_revoked(&b.sid));
-        if let Some(b) = &browser {
-            session.id = b.sid.clone();
-            session.exp = b.exp.min(session.exp);
-        }
-        tracing::info!(sub = %session.sub, sid = %session.id, "signed in");
-        let target = url::Url::parse(&pending.return_to)
-            .map_err(|_| ProxyError::BadRequest("invalid redirect target".into()))?;
-        let host = target.host_str().unwrap_or_default().to_ascii_lowercase();
-        let handoff = Handoff {
-            id: random_token(),
-            exp: now + HANDOFF_TTL,
-            return_to: pending.return_to.clone(),
-            binding,
-            session,
-        };
-        let sealed = sealer_handoff(snapshot).seal(
-            host.as_bytes(),
-            &serde_json::to_vec(&handoff).unwrap_or_default(),
-        );
-        let mut r = redirect(&format!(
-            "{}{POMERIUM_PREFIX}/callback?pomerium_handoff={sealed}",
-            target.origin().ascii_serialization()
-        ));
-        if let Some(c) = cookie_header(&state_cookie, "", 0) {
-            r.headers_mut().append(header::SET_COOKIE, c);
-        }
-        if browser.is_none() {
-            let b = BrowserSession {
-                sid: handoff.session.id.clone(),
-                exp: handoff.session.exp,
-            };
-            let sealed = sealer_browser(snapshot).seal(
-                authenticate_host(snapshot),
-                &serde_json::to_vec(&b).unwrap_or_default(),
-            );
-            if let Some(c) = cookie_header(BROWSER_COOKIE, &sealed, b.exp - now) {
-                r.headers_mut().append(header::SET_COOKIE, c);
-            }
-        }
-        Ok(r)
+        session.idp = idp.clone();
+        Ok(session)
     }
 
     /// Handles `/.pomerium/*` on a route host. `None` if not one of ours.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn route_host_endpoint<B>(
+    pub async fn route_host_endpoint<B>(
         &self,
         snapshot: &Snapshot,
         req: &Request<B>,
@@ -1050,7 +645,7 @@ impl Proxy {
             })
             .unwrap_or_else(|| again.clone());
         if snapshot.auth.idp.is_some()
-            && let Ok(p) = self.auth.provider(self, snapshot).await
+            && let Ok(p) = self.auth.provider(self.upstreams, snapshot).await
             && let (Some(end), Some(post)) = (&p.end_session_endpoint, &signed_out)
             && let Ok(mut u) = url::Url::parse(end)
             && let Some(idp) = &snapshot.auth.idp
@@ -1071,7 +666,7 @@ impl Proxy {
     /// The session an identity-provider token stands for: checked at the
     /// provider (userinfo for an access token, its keys for an ID token),
     /// then reused for a while. `None`: the provider refused the token.
-    pub(super) async fn idp_token_session(
+    pub async fn idp_token_session(
         &self,
         snapshot: &Snapshot,
         kind: IdpToken,
@@ -1103,7 +698,7 @@ impl Proxy {
             .acquire()
             .await
             .map_err(|_| ProxyError::IdpUnavailable("shutting down".into()))?;
-        let provider = self.auth.provider(self, snapshot).await?;
+        let provider = self.auth.provider(self.upstreams, snapshot).await?;
         let checked = match kind {
             IdpToken::Identity => provider.identity_token_login(token, now),
             IdpToken::Access if !audiences.is_empty() => {
@@ -1148,7 +743,7 @@ impl Proxy {
 
     /// Refreshes a session whose IdP tokens are due. Returns the session to
     /// use (None = ended) and a cookie to set.
-    pub(super) async fn maybe_refresh(
+    pub async fn maybe_refresh(
         &self,
         snapshot: &Snapshot,
         host: &str,
@@ -1172,7 +767,10 @@ impl Proxy {
             tracing::warn!(sid = %s.id, error = %why, pause_s = REFRESH_PAUSE_SECS, "session refresh failed; keeping the session and pausing refreshes");
         };
         let refreshed = tokio::time::timeout(REFRESH_WAIT, async {
-            let provider = self.auth.provider_for(self, snapshot, &s.idp).await?;
+            let provider = self
+                .auth
+                .provider_for(self.upstreams, snapshot, &s.idp)
+                .await?;
             Ok::<_, ProxyError>(provider.refresh(&rt, &s.sub, now).await)
         })
         .await;
@@ -1218,7 +816,66 @@ impl Proxy {
     }
 }
 
-fn new_session(login: &LoginResult, snapshot: &Snapshot, now: i64) -> Session {
+/// A checked identity-provider callback.
+pub(super) struct Callback {
+    /// The name of the sign-in's state cookie (cleared on the way out).
+    state_cookie: String,
+    /// The authorization code.
+    code: String,
+    /// The sign-in's state.
+    login: LoginState,
+}
+
+/// The redirect that hands the new session off to the route host the
+/// sign-in started on; a browser without a browser-session cookie gets one.
+fn handoff_response(
+    snapshot: &Snapshot,
+    callback: Callback,
+    session: Session,
+    new_browser: bool,
+    now: i64,
+) -> Result<Response<Body>, ProxyError> {
+    let LoginState {
+        pending, binding, ..
+    } = callback.login;
+    let target = url::Url::parse(&pending.return_to)
+        .map_err(|_| ProxyError::BadRequest("invalid redirect target".into()))?;
+    let host = target.host_str().unwrap_or_default().to_ascii_lowercase();
+    let handoff = Handoff {
+        id: random_token(),
+        exp: now + HANDOFF_TTL,
+        return_to: pending.return_to.clone(),
+        binding,
+        session,
+    };
+    let sealed = sealer_handoff(snapshot).seal(
+        host.as_bytes(),
+        &serde_json::to_vec(&handoff).unwrap_or_default(),
+    );
+    let mut r = redirect(&format!(
+        "{}{POMERIUM_PREFIX}/callback?pomerium_handoff={sealed}",
+        target.origin().ascii_serialization()
+    ));
+    if let Some(c) = cookie_header(&callback.state_cookie, "", 0) {
+        r.headers_mut().append(header::SET_COOKIE, c);
+    }
+    if new_browser {
+        let b = BrowserSession {
+            sid: handoff.session.id.clone(),
+            exp: handoff.session.exp,
+        };
+        let sealed = sealer_browser(snapshot).seal(
+            authenticate_host(snapshot),
+            &serde_json::to_vec(&b).unwrap_or_default(),
+        );
+        if let Some(c) = cookie_header(BROWSER_COOKIE, &sealed, b.exp - now) {
+            r.headers_mut().append(header::SET_COOKIE, c);
+        }
+    }
+    Ok(r)
+}
+
+pub(super) fn new_session(login: &LoginResult, snapshot: &Snapshot, now: i64) -> Session {
     Session {
         id: random_token()[..22].to_string(),
         sub: login.sub.clone(),
@@ -1243,7 +900,7 @@ fn new_session(login: &LoginResult, snapshot: &Snapshot, now: i64) -> Session {
 /// chain. With a session here the browser moves on to the next host (or
 /// its destination); without one it signs in here first, coming back to
 /// this same stop, which then finds the session.
-fn depends_on_step<B>(
+pub(super) fn depends_on_step<B>(
     snapshot: &Snapshot,
     req: &Request<B>,
     host: &str,
@@ -1277,11 +934,7 @@ fn depends_on_step<B>(
     start_sign_in(snapshot, &here, idp).ok_or(ProxyError::Unauthenticated)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
-}
-
-fn user_json(session: Option<&Session>, host: &str) -> Response<Body> {
+pub(super) fn user_json(session: Option<&Session>, host: &str) -> Response<Body> {
     let (status, body) = match session {
         Some(s) => (
             StatusCode::OK,
@@ -1309,7 +962,12 @@ fn user_json(session: Option<&Session>, host: &str) -> Response<Body> {
 
 /// `/.pomerium/`: who is signed in to `host`, their session's claims, and
 /// the ways out (sign out; sign in as someone else).
-fn user_page(session: Option<&Session>, host: &str, here: &str, id: &str) -> Response<Body> {
+pub(super) fn user_page(
+    session: Option<&Session>,
+    host: &str,
+    here: &str,
+    id: &str,
+) -> Response<Body> {
     let Some(s) = session else {
         let mut p = Page::new(
             StatusCode::UNAUTHORIZED,
@@ -1328,27 +986,27 @@ fn user_page(session: Option<&Session>, host: &str, here: &str, id: &str) -> Res
         "This is what the proxy knows about you; apps behind it receive it in a signed assertion.",
         id,
     );
-    p.who = Some(super::pages::who(s));
+    p.who = Some(crate::proxy::pages::who(s));
     p.rows = vec![
         ("Subject".into(), s.sub.clone()),
         ("Email".into(), s.email.clone()),
         ("Name".into(), s.name.clone()),
         ("Groups".into(), s.groups.join(", ")),
         ("Session".into(), s.id.clone()),
-        ("Expires".into(), super::pages::date(s.exp)),
+        ("Expires".into(), crate::proxy::pages::date(s.exp)),
     ];
     // The identity provider's other claims (those above are not repeated).
     p.rows.extend(
         s.claims
             .iter()
             .filter(|(k, _)| !matches!(k.as_str(), "sub" | "email" | "name" | "groups"))
-            .map(|(k, v)| (k.clone(), super::pages::claim_text(v))),
+            .map(|(k, v)| (k.clone(), crate::proxy::pages::claim_text(v))),
     );
     p.actions = vec![
         Action::post("Sign out", "/.pomerium/sign_out"),
         Action::link(
             "Sign in as someone else",
-            super::pages::switch_user_url(here),
+            crate::proxy::pages::switch_user_url(here),
         ),
     ];
     p.response()
@@ -1358,7 +1016,7 @@ fn user_page(session: Option<&Session>, host: &str, here: &str, id: &str) -> Res
 /// as text, the URL a command-line client opens in a browser. Signing in
 /// there ends with a redirect to the client's URL carrying
 /// `pomerium_jwt=<token>` for `Authorization: Pomerium <token>`.
-fn programmatic_login<B>(
+pub(super) fn programmatic_login<B>(
     req: &Request<B>,
     host: &str,
     query: Option<&str>,
@@ -1388,7 +1046,7 @@ fn programmatic_login<B>(
 /// The browser end of a programmatic login: without a session it signs in
 /// (bound to this browser like any sign-in); with one it hands the session
 /// to the client's loopback URL as `pomerium_jwt`.
-fn programmatic_finish<B>(
+pub(super) fn programmatic_finish<B>(
     snapshot: &Snapshot,
     req: &Request<B>,
     host: &str,
@@ -1422,7 +1080,7 @@ fn programmatic_finish<B>(
     Ok(redirect(target.as_str()))
 }
 
-fn host_text(h: &crate::model::routing::HostMatch) -> String {
+pub(super) fn host_text(h: &crate::model::routing::HostMatch) -> String {
     use crate::model::routing::HostMatch;
     match h {
         HostMatch::Exact(h) => h.clone(),
@@ -1432,7 +1090,7 @@ fn host_text(h: &crate::model::routing::HostMatch) -> String {
 }
 
 /// `/.pomerium/routes`: the routes this proxy serves (for a signed-in user).
-fn routes_json(snapshot: &Snapshot) -> Response<Body> {
+pub(super) fn routes_json(snapshot: &Snapshot) -> Response<Body> {
     let routes: Vec<serde_json::Value> = snapshot
         .routes
         .iter()
@@ -1457,7 +1115,7 @@ fn routes_json(snapshot: &Snapshot) -> Response<Body> {
     resp
 }
 
-impl Proxy {
+impl Endpoints<'_> {
     /// `/.pomerium/jwt` (runtime flag `pomerium_jwt_endpoint`): the route
     /// host's assertion for the signed-in user, as text.
     fn jwt_endpoint(

@@ -1,0 +1,44 @@
+//! Authentication endpoints served by the proxy itself.
+//!
+//! - On the authenticate host (`authenticate_service_url`):
+//!   `/.pomerium/sign_in` starts the OIDC flow (state bound to the browser by
+//!   a sealed, short-lived cookie), `/oauth2/callback` is the single IdP
+//!   redirect URI for every route, and `/.pomerium/signed_out`.
+//! - On every route host: `/.pomerium/callback` (accepts the signed,
+//!   one-time, 60-second hand-off and sets that host's cookie), `/.pomerium/`
+//!   (who you are), `/.pomerium/user` (JSON), `/.pomerium/sign_out`.
+//!
+//! A sign-in is bound to the browser that started it: the route host that
+//! sends a browser to sign in sets a random nonce in a host-only cookie named
+//! after the nonce's hash, and only the hash travels (sign-in URL, sealed
+//! state, sealed hand-off). The route host accepts a hand-off only from a
+//! browser presenting that nonce, so a hand-off URL is worthless in another
+//! browser, on any replica.
+//!
+//! Every redirect target is validated: only https URLs on hosts that are
+//! routes (or the authenticate host), on this proxy's port, without
+//! credentials or control characters.
+//!
+//! `state` holds what every request shares, `credentials` reads a request's
+//! tokens, `cookies` names and writes the sign-in cookies, `endpoints`
+//! serves the flow; the HTML is `proxy::pages`.
+
+mod cookies;
+mod credentials;
+mod endpoints;
+mod state;
+
+pub use cookies::{
+    BROWSER_COOKIE, LOGIN_COOKIE_PREFIX, STATE_COOKIE, cookie_header, is_sign_in_cookie,
+};
+pub use credentials::{
+    IdpToken, idp_token, programmatic_token, remove_programmatic_token,
+    validate_programmatic_redirect,
+};
+pub use endpoints::{
+    Endpoints, POMERIUM_PREFIX, client_port, origin, start_sign_in, validate_return_to,
+};
+pub use state::{
+    Authenticator, IDP_ACCESS_TOKEN_REUSE_SECS, IDP_IDENTITY_TOKEN_REUSE_SECS, PROVIDER_TTL,
+    REFRESH_PAUSE_SECS, REFRESH_WAIT,
+};
