@@ -2,7 +2,8 @@
 
 use super::Snapshot;
 use crate::settings::ConfigFile;
-use crate::standalone::{Generated, inputs_from_config};
+use crate::source::file::inputs_from_config;
+use crate::translate::config::Generated;
 
 /// A snapshot with one route, `https://app.example.com` → `http://127.0.0.1:1`,
 /// with these options (YAML lines indented under the route).
