@@ -1,5 +1,5 @@
 //! Login tier in a real browser: headless Chromium (driven by
-//! `tests/support/login_browser.mjs`) logs in through the proxy and npm
+//! `tests/tools/login_browser.mjs`) logs in through the proxy and npm
 //! `oidc-provider`, and lands on the Verify app, which checks the identity
 //! assertion against the proxy's internal JWKS URL. The assertion the app
 //! received is then verified again with npm `jose` and PyPI `PyJWT`.

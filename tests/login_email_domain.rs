@@ -1,5 +1,5 @@
 //! Login tier: `domain` and `email` criteria through a real sign-in at npm
-//! `oidc-provider` (`tests/support/idp.mjs`, whose accounts carry the login
+//! `oidc-provider` (`tests/tools/idp.mjs`, whose accounts carry the login
 //! name as their email when it contains `@`). Only a single `local@domain`
 //! address whose identity provider does not call it unverified can pass a
 //! `domain` check; every other shape gets 403 after signing in.

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 pub fn support_dir() -> String {
     std::env::var("JETBRIDGE_SUPPORT")
-        .unwrap_or_else(|_| format!("{}/tests/support", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|_| format!("{}/tests/tools", env!("CARGO_MANIFEST_DIR")))
 }
 
 /// A child process killed on drop.
@@ -35,7 +35,7 @@ impl Drop for ChildGuard {
     }
 }
 
-/// Starts `tests/support/idp.mjs`; returns the issuer and the guard.
+/// Starts `tests/tools/idp.mjs`; returns the issuer and the guard.
 pub fn start_idp(
     client_id: &str,
     secret: &str,
@@ -56,7 +56,7 @@ pub fn start_idp_with(
     let script = format!("{}/idp.mjs", support_dir());
     assert!(
         std::path::Path::new(&format!("{}/node_modules/oidc-provider", support_dir())).exists(),
-        "npm oidc-provider is not installed: run ./scripts/test (it installs tests/support/node_modules)"
+        "npm oidc-provider is not installed: run ./scripts/test (it installs tests/tools/node_modules)"
     );
     let mut cmd = Command::new("node");
     cmd.arg(&script).args([

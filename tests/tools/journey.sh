@@ -2,7 +2,7 @@
 # The user's journey end to end, against a real API server: the seed tutorial
 # (Pomerium's "Identity Verification with JWTs") done the Kubernetes way.
 #
-#   tests/support/journey.sh CLUSTER_DIR
+#   tests/tools/journey.sh CLUSTER_DIR
 #
 #  1. `helm install` charts/jetbridge (release journey-jetbridge in namespace journey)
 #     with npm `oidc-provider` as the IdP; the Policy CRD is established and NOTES.txt
@@ -38,10 +38,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 WORK="$(mktemp -d)"
 PIDFILE="$WORK/controller.pid"
 # shellcheck source=cluster-lib.sh
-. "$ROOT/tests/support/cluster-lib.sh"
+. "$ROOT/tests/tools/cluster-lib.sh"
 use_cluster "$1"
 jetbridge_bin
-SUPPORT="${JETBRIDGE_SUPPORT:-$ROOT/tests/support}"
+SUPPORT="${JETBRIDGE_SUPPORT:-$ROOT/tests/tools}"
 PYTHON="${JETBRIDGE_PYTHON:-$ROOT/.cache/venv/bin/python}"
 export NODE_PATH="${JETBRIDGE_NODE_MODULES:-$SUPPORT/node_modules}"
 CHART="$ROOT/charts/jetbridge"

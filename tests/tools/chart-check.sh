@@ -4,7 +4,7 @@
 #   - values.schema.json rejects an unknown value (`--set bogus=1`) and a bad enum;
 #   - each rendering validated with kubernetes-validate (strict, Kubernetes $KUBE_VERSION;
 #     ServiceMonitor, a CRD-backed kind it has no schema for, is skipped explicitly);
-#   - what each value set must produce (tests/support/chart_manifests.py expect);
+#   - what each value set must produce (tests/tools/chart_manifests.py expect);
 #   - Kubernetes 1.20 without discovery.k8s.io/v1 is refused with a message naming it;
 #   - policy/v1beta1 PodDisruptionBudget when rendered for a Kubernetes 1.20 that
 #     serves discovery.k8s.io/v1 (as the test API server does);
@@ -12,7 +12,7 @@
 #   - deploy/jetbridge.yaml equals a fresh `scripts/render-deploy --stdout` (drift);
 #   - charts/jetbridge/crds/policies.jetbridge.dev.yaml equals crds/policies.jetbridge.dev.yaml.
 #
-#   tests/support/chart-check.sh
+#   tests/tools/chart-check.sh
 #
 # Installs what is missing: helm (scripts/cluster tools, unless $HELM is set) and
 # kubernetes-validate in the venv .cache/chart-venv. Runs every check, prints
@@ -47,7 +47,7 @@ if ! "$VENV/bin/python" -c 'import kubernetes_validate' >/dev/null 2>&1; then
         || die "pip install $KUBERNETES_VALIDATE failed"
 fi
 PY="$VENV/bin/python"
-MANIFESTS="$ROOT/tests/support/chart_manifests.py"
+MANIFESTS="$ROOT/tests/tools/chart_manifests.py"
 
 # ----------------------------------------------------------------- checks ---
 

@@ -7,7 +7,7 @@
 # leader Lease held, Ingress status, Policy status and an Event written, and
 # /readyz 200 on its internal port.
 #
-#   tests/support/chart-rbac-check.sh CLUSTER_DIR
+#   tests/tools/chart-rbac-check.sh CLUSTER_DIR
 #
 # CLUSTER_DIR is a running cluster (`scripts/cluster start DIR`); its env file gives
 # kubectl, helm and the admin kubeconfig. Two releases, both kept for re-runs
@@ -29,7 +29,7 @@ WORK="$(mktemp -d)"
 # The running controller's PID is kept in a file: checks run in subshells.
 PIDFILE="$WORK/controller.pid"
 # shellcheck source=cluster-lib.sh
-. "$ROOT/tests/support/cluster-lib.sh"
+. "$ROOT/tests/tools/cluster-lib.sh"
 cleanup() {
     stop_controller
     rm -rf "$WORK"

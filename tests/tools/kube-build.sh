@@ -2,7 +2,7 @@
 # Builds a current Kubernetes control plane and etcd from the Go module proxy, in one
 # `go build` so that the packages the programs share compile once.
 #
-#   tests/support/kube-build.sh KUBE_VERSION ETCD_VERSION KUBE_DIR ETCD_DIR
+#   tests/tools/kube-build.sh KUBE_VERSION ETCD_VERSION KUBE_DIR ETCD_DIR
 #
 #   KUBE_VERSION  e.g. 1.37.2: k8s.io/kubernetes vKUBE_VERSION, every k8s.io staging
 #                 module pinned with `replace` to v0.MINOR.PATCH
@@ -20,7 +20,7 @@
 #                          a release needing a newer Go takes e.g. go1.27.3)
 #   JETBRIDGE_BUILD_NICE   niceness of the compile (default 5: the machine is shared)
 #
-# How and why: tests/support/CLUSTER.md ("The current tier").
+# How and why: tests/tools/CLUSTER.md ("The current tier").
 
 set -euo pipefail
 

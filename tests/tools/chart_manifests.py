@@ -1,4 +1,4 @@
-"""Checks over rendered chart manifests, for tests/support/chart-check.sh.
+"""Checks over rendered chart manifests, for tests/tools/chart-check.sh.
 
     chart_manifests.py validate KUBE_VERSION FILE
         Validates every object offline with kubernetes-validate (strict: unknown

@@ -2,7 +2,7 @@
 # Checks a running test cluster from outside, with kubectl and helm only: everything the
 # controller and the chart rely on, then an API-server restart and the data after it.
 #
-#   tests/support/cluster-selftest.sh DIR     DIR as given to `scripts/cluster start DIR`
+#   tests/tools/cluster-selftest.sh DIR     DIR as given to `scripts/cluster start DIR`
 #   scripts/cluster selftest [DIR]            the same (without DIR: on a fresh cluster)
 #
 # Checks the version the cluster was started with (KUBE_VERSION in DIR/env). Uses a new
@@ -20,7 +20,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 # shellcheck source=cluster-lib.sh
-. "$ROOT/tests/support/cluster-lib.sh"
+. "$ROOT/tests/tools/cluster-lib.sh"
 use_cluster "$1"
 NS="selftest-$(openssl rand -hex 3)"
 SA=jetbridge
