@@ -377,20 +377,8 @@ pub async fn h1_raw(port: u16, sni: &str, request: &[u8]) -> Option<u16> {
     let mut s = tls(port, sni, b"http/1.1").await;
     s.write_all(request).await.unwrap();
     s.flush().await.unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let read = async {
-        loop {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(STEP, read)
-        .await
-        .expect("HTTP/1.1 response timed out (send Connection: close)");
-    status_of(&buf)
+    let what = "HTTP/1.1 response (send Connection: close)";
+    status_of(&super::proxy::read_to_close(&mut s, what).await)
 }
 
 // ---------------------------------------------------------------------------

@@ -545,8 +545,11 @@ pub fn capture_lines(child: &mut std::process::Child) -> Arc<std::sync::Mutex<Ve
     lines
 }
 
-/// Runs a command to completion with `stdin`; returns (success, stdout, stderr).
-pub fn run_command(cmd: &mut std::process::Command, stdin: Option<&str>) -> (bool, String, String) {
+/// Runs a command to completion with `stdin`; returns (exit status, stdout, stderr).
+pub fn run_to_end(
+    cmd: &mut std::process::Command,
+    stdin: Option<&str>,
+) -> (std::process::ExitStatus, String, String) {
     use std::io::Write as _;
     use std::process::Stdio;
     let mut child = cmd
@@ -561,10 +564,16 @@ pub fn run_command(cmd: &mut std::process::Command, stdin: Option<&str>) -> (boo
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
     (
-        out.status.success(),
+        out.status,
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs a command to completion with `stdin`; returns (success, stdout, stderr).
+pub fn run_command(cmd: &mut std::process::Command, stdin: Option<&str>) -> (bool, String, String) {
+    let (status, out, err) = run_to_end(cmd, stdin);
+    (status.success(), out, err)
 }
 
 /// Writes a kubeconfig into `dir` naming an API server that refuses

@@ -450,6 +450,11 @@ pub async fn raw(addr: SocketAddr, sni: &str, request: &str) -> Resp {
     let mut s = tls_connect(addr, sni, &[b"http/1.1"]).await;
     s.write_all(request.as_bytes()).await.unwrap();
     s.flush().await.unwrap();
+    parse_response(&read_to_close(&mut s, "raw response").await)
+}
+
+/// Everything `s` sends until it closes (or fails); panics after [`STEP`].
+pub async fn read_to_close<S: AsyncRead + Unpin>(s: &mut S, what: &str) -> Vec<u8> {
     let mut buf = Vec::new();
     let read = async {
         let mut chunk = [0u8; 8192];
@@ -462,8 +467,8 @@ pub async fn raw(addr: SocketAddr, sni: &str, request: &str) -> Resp {
     };
     tokio::time::timeout(STEP, read)
         .await
-        .expect("raw response timed out");
-    parse_response(&buf)
+        .unwrap_or_else(|_| panic!("{what} timed out"));
+    buf
 }
 
 /// Parses one HTTP/1.1 response (Content-Length, chunked, or until close).

@@ -1,26 +1,14 @@
 //! The `jetbridge` binary's offline subcommands, run as a user would.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use crate::harness::login::run_to_end;
+use std::process::Command;
 
 fn jetbridge(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (status, out, err) = run_to_end(
+        Command::new(env!("CARGO_BIN_EXE_jetbridge")).args(args),
+        stdin,
+    );
+    (status.code().unwrap_or(-1), out, err)
 }
 
 #[test]
