@@ -4,6 +4,13 @@
 //! points them (`SSL_CERT_FILE`) at a self-signed certificate before any
 //! verifier exists.
 
+// The verify part of the one harness (tests/it/harness); this binary uses its
+// keys, tokens and JWKS server only.
+#[allow(
+    dead_code,
+    reason = "the HTTP clients serve the it binary's verify tier"
+)]
+#[path = "it/harness/verify.rs"]
 mod verify_support;
 
 use std::sync::Arc;

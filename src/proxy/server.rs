@@ -244,7 +244,7 @@ impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
 }
 
 // The limits below are what the protocol-abuse suite
-// (tests/attack_protocol.rs) holds the binary to; the README's Security
+// (tests/it/attack/protocol.rs) holds the binary to; the README's Security
 // section lists them.
 fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());

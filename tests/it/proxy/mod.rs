@@ -1,0 +1,6 @@
+//! Proxy tier: the proxy in front of real upstreams, in-process and as the real binary.
+
+mod faults;
+mod pipeline;
+mod public_urls;
+mod route_options;

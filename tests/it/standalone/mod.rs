@@ -1,0 +1,8 @@
+//! Standalone tier: the `jetbridge` binary's subcommands run as a user would.
+
+mod binary;
+mod cli;
+mod crds;
+mod demo;
+mod demo_idp;
+mod operations;

@@ -1,0 +1,801 @@
+//! What an operator meets running the real `jetbridge standalone` binary:
+//! config files rewritten in place, truncated, emptied or swapped the way
+//! Kubernetes swaps mounted ConfigMaps; error messages next to secrets; log
+//! lines read by a machine; discovery documents on odd ports; sign-out.
+
+use crate::harness;
+use harness::login::*;
+use http::StatusCode;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A running `jetbridge standalone` whose stdout and stderr lines are kept.
+struct Standalone {
+    _child: ChildGuard,
+    lines: Arc<Mutex<Vec<String>>>,
+    https: u16,
+    internal: u16,
+}
+
+impl Standalone {
+    /// Starts the binary on `config` (which must use `self.https` and
+    /// `self.internal` as written by [`listeners`]) and waits until ready.
+    async fn start(config: &Path, https: u16, internal: u16, extra: &[&str]) -> Standalone {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
+            .args(extra)
+            .args(["standalone", "--config", config.to_str().unwrap()])
+            .env_remove("JETBRIDGE_LOG")
+            .env_remove("JETBRIDGE_LOG_FORMAT")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = capture_lines(&mut child);
+        let s = Standalone {
+            _child: ChildGuard(child),
+            lines,
+            https,
+            internal,
+        };
+        let mut b = Browser::new();
+        for _ in 0..150 {
+            let up = tokio::net::TcpStream::connect(("127.0.0.1", https))
+                .await
+                .is_ok()
+                && tokio::net::TcpStream::connect(("127.0.0.1", internal))
+                    .await
+                    .is_ok();
+            if up
+                && b.get(&format!("http://127.0.0.1:{internal}/readyz"))
+                    .await
+                    .status
+                    == StatusCode::OK
+            {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("standalone did not become ready: {:?}", s.log());
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let body = Browser::new()
+            .get(&format!("http://127.0.0.1:{}/metrics", self.internal))
+            .await
+            .body;
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no metric {name} in {body}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Waits until `metric` reaches at least `value` (or panics after 10 s).
+    async fn wait_metric(&self, name: &str, value: f64) {
+        for _ in 0..100 {
+            if self.metric(name).await >= value {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{name} never reached {value} (now {}); log: {:#?}",
+            self.metric(name).await,
+            self.log()
+        );
+    }
+
+    async fn status(&self, b: &mut Browser, host: &str, path: &str) -> StatusCode {
+        b.get(&format!("https://{host}:{}{path}", self.https))
+            .await
+            .status
+    }
+}
+
+fn listeners(https: u16, internal: u16) -> String {
+    format!("address: 127.0.0.1:{https}\ninternal_address: 127.0.0.1:{internal}\n")
+}
+
+fn public_route(host: &str, to: std::net::SocketAddr) -> String {
+    format!(
+        "  - from: https://{host}\n    to: http://{to}\n    allow_public_unauthenticated_access: true\n"
+    )
+}
+
+/// Writes `text` over `path` the way editors and `>` do: truncate, then write.
+fn rewrite_in_place(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn jwks_kids(body: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn truncated_empty_or_secretless_rewrites_keep_the_last_good_config() {
+    let (up, _) = echo_upstream().await;
+    let (https, internal) = (free_port(), free_port());
+    let secrets = jetbridge::identity::secrets::Bootstrap::generate().to_config_yaml();
+    let head = format!("{}{secrets}", listeners(https, internal));
+    let routes = format!(
+        "routes:\n{}{}",
+        public_route("a.localhost", up),
+        public_route("b.localhost", up)
+    );
+    let full = format!("{head}{routes}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, &full).unwrap();
+    let s = Standalone::start(&path, https, internal, &["--log-format", "json"]).await;
+    let mut b = Browser::new();
+    let jwks_url = format!("http://127.0.0.1:{internal}/.well-known/pomerium/jwks.json");
+    let kids = jwks_kids(&b.get(&jwks_url).await.body);
+    assert_eq!(s.status(&mut b, "a.localhost", "/").await, StatusCode::OK);
+
+    // Each broken rewrite is held long enough to be read, then checked.
+    let secret_lines: Vec<&str> = secrets.lines().collect();
+    let broken = [
+        ("empty", String::new()),
+        ("blank lines", "\n\n  \n".to_string()),
+        ("half written", full[..full.len() / 2].to_string()),
+        ("cut in a secret", full[..head.len() - 20].to_string()),
+        (
+            "secrets gone",
+            format!("{}{routes}", listeners(https, internal)),
+        ),
+        (
+            "signing key gone",
+            format!(
+                "{}{}\n{}\n{routes}",
+                listeners(https, internal),
+                secret_lines[1],
+                secret_lines[2]
+            ),
+        ),
+        ("routes gone", head.clone()),
+        ("not yaml", "routes: [\n  {from: \n".to_string()),
+    ];
+    let mut failures = s.metric("jetbridge_config_reload_failures_total").await;
+    for (what, text) in &broken {
+        rewrite_in_place(&path, text);
+        failures += 1.0;
+        s.wait_metric("jetbridge_config_reload_failures_total", failures)
+            .await;
+        assert_eq!(
+            s.metric("jetbridge_config_last_reload_successful").await,
+            0.0,
+            "{what}"
+        );
+        assert_eq!(s.metric("jetbridge_routes").await, 2.0, "{what}");
+        assert_eq!(s.metric("jetbridge_config_generation").await, 1.0, "{what}");
+        for host in ["a.localhost", "b.localhost"] {
+            assert_eq!(s.status(&mut b, host, "/").await, StatusCode::OK, "{what}");
+        }
+        assert_eq!(jwks_kids(&b.get(&jwks_url).await.body), kids, "{what}");
+        assert_eq!(
+            b.get(&format!("http://127.0.0.1:{internal}/readyz"))
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    let log = s.log().join("\n");
+    assert!(
+        log.contains("no longer sets signing_key"),
+        "the refusal says what was lost: {log}"
+    );
+
+    // A slow writer: the file is seen empty and then half-written for a
+    // moment; only the finished file is ever applied.
+    let edited = full.replace("b.localhost", "c.localhost");
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let cut = edited.find("  - from: https://c.localhost").unwrap();
+        f.write_all(&edited.as_bytes()[..cut]).unwrap();
+        f.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        f.write_all(&edited.as_bytes()[cut..]).unwrap();
+    }
+    s.wait_metric("jetbridge_config_generation", 2.0).await;
+    assert_eq!(
+        s.metric("jetbridge_config_reload_failures_total").await,
+        failures,
+        "the half-written moment was never read as a config"
+    );
+    assert_eq!(
+        s.metric("jetbridge_config_last_reload_successful").await,
+        1.0
+    );
+    assert_eq!(s.metric("jetbridge_config_generation").await, 2.0);
+    assert_eq!(s.status(&mut b, "c.localhost", "/").await, StatusCode::OK);
+    assert_eq!(s.status(&mut b, "a.localhost", "/").await, StatusCode::OK);
+    assert_eq!(
+        s.status(&mut b, "b.localhost", "/").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(jwks_kids(&b.get(&jwks_url).await.body), kids);
+}
+
+/// Kubernetes mounts a ConfigMap as `config.yaml -> ..data/config.yaml`
+/// with `..data -> ..<timestamp>`, and updates it by swapping `..data`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mounted_configmap_swap_is_applied() {
+    let (up, _) = echo_upstream().await;
+    let (https, internal) = (free_port(), free_port());
+    let secrets = jetbridge::identity::secrets::Bootstrap::generate().to_config_yaml();
+    let version = |hosts: &[&str]| {
+        let mut t = format!("{}{secrets}routes:\n", listeners(https, internal));
+        for h in hosts {
+            t.push_str(&public_route(h, up));
+        }
+        t
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path();
+    let publish = |n: u32, text: &str| {
+        let versioned = mount.join(format!("..2026_11_29_{n:02}"));
+        std::fs::create_dir(&versioned).unwrap();
+        std::fs::write(versioned.join("config.yaml"), text).unwrap();
+        let tmp = mount.join("..data_tmp");
+        std::os::unix::fs::symlink(versioned.file_name().unwrap(), &tmp).unwrap();
+        std::fs::rename(&tmp, mount.join("..data")).unwrap();
+        if n > 1 {
+            std::fs::remove_dir_all(mount.join(format!("..2026_11_29_{:02}", n - 1))).unwrap();
+        }
+    };
+    publish(1, &version(&["one.localhost"]));
+    let path: PathBuf = mount.join("config.yaml");
+    std::os::unix::fs::symlink("..data/config.yaml", &path).unwrap();
+    let s = Standalone::start(&path, https, internal, &[]).await;
+    let mut b = Browser::new();
+    assert_eq!(s.status(&mut b, "one.localhost", "/").await, StatusCode::OK);
+
+    publish(2, &version(&["one.localhost", "two.localhost"]));
+    s.wait_metric("jetbridge_config_generation", 2.0).await;
+    assert_eq!(s.status(&mut b, "two.localhost", "/").await, StatusCode::OK);
+    publish(3, &version(&["three.localhost"]));
+    s.wait_metric("jetbridge_config_generation", 3.0).await;
+    assert_eq!(
+        s.status(&mut b, "three.localhost", "/").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.status(&mut b, "one.localhost", "/").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.metric("jetbridge_config_reload_failures_total").await,
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn startup_and_reload_errors_are_located_and_never_print_secrets() {
+    let (https, internal) = (free_port(), free_port());
+    let b = jetbridge::identity::secrets::Bootstrap::generate();
+    let secrets = format!(
+        "{}idp_client_secret: Idp-Client-Secret-9f8e7d6c5b4a\n",
+        b.to_config_yaml()
+    );
+    let secret_values: Vec<String> = secrets
+        .lines()
+        .filter_map(|l| l.split_once(": ").map(|(_, v)| v.to_string()))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}{secrets}idp_cliend_id: app\nroutes: []\n",
+            listeners(https, internal)
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
+        .args(["standalone", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("config.yaml"), "{text}");
+    assert!(text.contains("line 7"), "{text}");
+    assert!(
+        text.contains("unknown key \"idp_cliend_id\" (did you mean \"idp_client_id\"?)"),
+        "{text}"
+    );
+    assert!(!text.contains("error: error"), "{text}");
+    for v in &secret_values {
+        assert!(!text.contains(&v[..16]), "secret printed: {text}");
+    }
+
+    // The same mistakes made in a running process's file: logged, not printed.
+    let (up, _) = echo_upstream().await;
+    let good = format!(
+        "{}{secrets}routes:\n{}",
+        listeners(https, internal),
+        public_route("a.localhost", up)
+    );
+    std::fs::write(&path, &good).unwrap();
+    let s = Standalone::start(&path, https, internal, &["--log-format", "text"]).await;
+    let mut failures = 0.0;
+    for bad in [
+        format!("{good}idp_cliend_id: x\n"),
+        format!("{good}\tbad: tab\n"),
+        good.replace("idp_client_secret: ", "idp_client_secret: ["),
+        good.replacen("cookie_secret: ", "cookie_secret: x", 1),
+        good.replacen(&secret_values[0], &secret_values[0][..40], 1),
+    ] {
+        rewrite_in_place(&path, &bad);
+        failures += 1.0;
+        s.wait_metric("jetbridge_config_reload_failures_total", failures)
+            .await;
+    }
+    let log = s.log().join("\n");
+    assert!(
+        log.contains("did you mean \\\"idp_client_id\\\"")
+            || log.contains("did you mean \"idp_client_id\""),
+        "{log}"
+    );
+    for v in &secret_values {
+        assert!(!log.contains(&v[..16]), "secret logged: {log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_are_machine_readable_with_one_access_line_per_request() {
+    let (up, _) = echo_upstream().await;
+    let (https, internal) = (free_port(), free_port());
+    let b0 = jetbridge::identity::secrets::Bootstrap::generate();
+    // Each version adds a route too, so its reload shows as a new generation.
+    let config = |level: &str, extra: &str| {
+        format!(
+            "{}{}log_level: {level}\nroutes:\n{}{}  - from: https://private.localhost\n    to: http://{up}\n    allow_any_authenticated_user: true\n",
+            listeners(https, internal),
+            b0.to_config_yaml(),
+            public_route("public.localhost", up),
+            public_route(extra, up),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config("info", "v1.localhost")).unwrap();
+    // stdout is a pipe: JSON by default.
+    let s = Standalone::start(&path, https, internal, &[]).await;
+    let mut b = Browser::new();
+    b.accept = "application/json".into();
+    let r = b
+        .get(&format!(
+            "https://public.localhost:{https}/some/path?token=QUERYSECRET123&x=1"
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let cookie = {
+        let out = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
+            .args([
+                "mint-session",
+                "--config",
+                path.to_str().unwrap(),
+                "--host",
+                "private.localhost",
+                "--sub",
+                "user-42",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    b.jar
+        .entry("private.localhost".into())
+        .or_default()
+        .insert("_jetbridge".into(), cookie.clone());
+    let signed_in = b.get(&format!("https://private.localhost:{https}/p")).await;
+    assert_eq!(signed_in.status, StatusCode::OK);
+    let denied = b.get(&format!("https://unknown.localhost:{https}/x")).await;
+    assert_eq!(denied.status, StatusCode::NOT_FOUND);
+    let error_id = denied.headers["x-request-id"].to_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let lines = s.log();
+    assert!(!lines.is_empty());
+    let mut access = Vec::new();
+    for l in &lines {
+        assert!(!l.contains('\u{1b}'), "escape codes off a terminal: {l:?}");
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{l}");
+        if v["target"] == "jetbridge::access" {
+            access.push(v);
+        }
+    }
+    assert_eq!(access.len(), 3, "one access line per request: {lines:#?}");
+    let first = &access[0];
+    assert_eq!(first["method"], "GET");
+    assert_eq!(first["host"], "public.localhost");
+    assert_eq!(first["path"], "/some/path");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["upstream"], up.to_string());
+    assert!(first["duration_ms"].is_number());
+    assert_eq!(first["user"], "-");
+    assert_eq!(
+        first["request_id"],
+        r.headers["x-request-id"].to_str().unwrap()
+    );
+    assert_eq!(access[1]["user"], "user-42");
+    assert_eq!(access[2]["status"], 404);
+    assert_eq!(access[2]["request_id"], error_id.as_str());
+    let all = lines.join("\n");
+    assert!(
+        !all.contains("QUERYSECRET123"),
+        "query values are not logged"
+    );
+    assert!(!all.contains(&cookie[..20]), "cookies are not logged");
+
+    // log_level applies on reload: at warn, no access lines; back at info, again.
+    rewrite_in_place(&path, &config("warn", "v2.localhost"));
+    s.wait_metric("jetbridge_config_generation", 2.0).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = s.log().len();
+    for _ in 0..3 {
+        assert_eq!(
+            b.get(&format!("https://public.localhost:{https}/quiet"))
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let quiet: Vec<String> = s.log()[before..].to_vec();
+    assert!(
+        quiet.iter().all(|l| !l.contains("jetbridge::access")),
+        "{quiet:#?}"
+    );
+    rewrite_in_place(&path, &config("info", "v3.localhost"));
+    s.wait_metric("jetbridge_config_generation", 3.0).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.get(&format!("https://public.localhost:{https}/loud"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        s.log().iter().any(|l| l.contains("\"/loud\"")),
+        "{:#?}",
+        s.log()
+    );
+
+    // At trace, jetbridge's own events are verbose but the libraries' frame
+    // and header dumps stay out, and still no cookie or query value.
+    rewrite_in_place(&path, &config("trace", "v4.localhost"));
+    s.wait_metric("jetbridge_config_generation", 4.0).await;
+    let before = s.log().len();
+    let r = b
+        .get(&format!(
+            "https://private.localhost:{https}/t?token=QUERYSECRET123"
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let traced = s.log()[before..].join("\n");
+    assert!(traced.contains("jetbridge::access"), "{traced}");
+    for library in ["\"h2::", "\"hyper", "\"rustls", "\"tokio"] {
+        assert!(!traced.contains(library), "{library} at trace: {traced}");
+    }
+    assert!(!traced.contains("QUERYSECRET123") && !traced.contains(&cookie[..20]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn text_logs_have_no_escape_codes_off_a_terminal() {
+    let (up, _) = echo_upstream().await;
+    let (https, internal) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}log_format: text\nroutes:\n{}",
+            listeners(https, internal),
+            public_route("t.localhost", up)
+        ),
+    )
+    .unwrap();
+    let s = Standalone::start(&path, https, internal, &[]).await;
+    let mut b = Browser::new();
+    assert_eq!(s.status(&mut b, "t.localhost", "/").await, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lines = s.log();
+    assert!(
+        lines.iter().any(|l| l.contains("request_id=")),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().all(|l| !l.contains('\u{1b}')), "{lines:#?}");
+    assert!(lines.iter().all(|l| !l.starts_with('{')), "{lines:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_urls_work_as_printed_on_every_host_and_port() {
+    let (up, _) = echo_upstream().await;
+    let (https, internal) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}authenticate_service_url: https://auth.localhost\nidp_provider_url: https://idp.invalid\nidp_client_id: c\nroutes:\n{}  - from: https://*.wild.localhost\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n",
+            listeners(https, internal),
+            public_route("app.localhost", up)
+        ),
+    )
+    .unwrap();
+    let _s = Standalone::start(&path, https, internal, &[]).await;
+    let mut b = Browser::new();
+    b.accept = "application/json".into();
+    let jwks = b
+        .get(&format!(
+            "http://127.0.0.1:{internal}/.well-known/pomerium/jwks.json"
+        ))
+        .await
+        .body;
+    for origin in [
+        format!("https://app.localhost:{https}"),
+        format!("https://x.wild.localhost:{https}"),
+        format!("https://auth.localhost:{https}"),
+        format!("http://127.0.0.1:{internal}"),
+        format!("http://localhost:{internal}"),
+    ] {
+        for path in ["/.well-known/pomerium", "/.well-known/pomerium/"] {
+            let r = b.get(&format!("{origin}{path}")).await;
+            assert_eq!(r.status, StatusCode::OK, "{origin}{path}: {}", r.body);
+            let doc: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(doc["issuer"], format!("{origin}/"), "{origin}");
+            let jwks_uri = doc["jwks_uri"].as_str().unwrap();
+            assert_eq!(
+                jwks_uri,
+                format!("{origin}/.well-known/pomerium/jwks.json"),
+                "{origin}"
+            );
+            let fetched = b.get(jwks_uri).await;
+            assert_eq!(fetched.status, StatusCode::OK, "{jwks_uri}");
+            assert_eq!(fetched.body, jwks, "{jwks_uri}");
+            assert_eq!(
+                doc["authentication_callback_endpoint"],
+                "https://auth.localhost/oauth2/callback"
+            );
+            if origin.starts_with("https://") {
+                let logout = doc["frontchannel_logout_uri"].as_str().unwrap();
+                assert_eq!(logout, format!("{origin}/.pomerium/sign_out"));
+                let r = b.get(logout).await;
+                assert_eq!(r.status, StatusCode::FOUND, "{logout} answers");
+            } else {
+                assert!(doc.get("frontchannel_logout_uri").is_none(), "{origin}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_out_revokes_every_copy_of_the_session_cookie() {
+    let (up, seen) = echo_upstream().await;
+    let (https, internal) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}{}routes:\n  - from: https://app.localhost\n    to: http://{up}\n    allow_any_authenticated_user: true\n  - from: https://other.localhost\n    to: http://{up}\n    allow_any_authenticated_user: true\n",
+            listeners(https, internal),
+            jetbridge::identity::secrets::Bootstrap::generate().to_config_yaml()
+        ),
+    )
+    .unwrap();
+    let s = Standalone::start(&path, https, internal, &[]).await;
+    let mint = |host: &str, sub: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
+            .args(["mint-session", "--config", path.to_str().unwrap()])
+            .args(["--host", host, "--sub", sub])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let alice = mint("app.localhost", "alice");
+    let bob = mint("app.localhost", "bob");
+    let with_cookie = |c: &str| {
+        let mut b = Browser::new();
+        b.accept = "application/json".into();
+        b.jar
+            .entry("app.localhost".into())
+            .or_default()
+            .insert("_jetbridge".into(), c.to_string());
+        b
+    };
+    let app = format!("https://app.localhost:{https}/");
+    let mut copy = with_cookie(&alice);
+    assert_eq!(copy.get(&app).await.status, StatusCode::OK);
+    let seen_before = seen.lock().unwrap().len();
+
+    for method in ["POST", "GET"] {
+        let mut browser = with_cookie(&alice);
+        let r = browser
+            .request(
+                method,
+                &format!("https://app.localhost:{https}/.pomerium/sign_out"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FOUND, "{method}");
+        assert!(
+            r.headers
+                .get_all("set-cookie")
+                .iter()
+                .any(|c| c.to_str().unwrap().starts_with("_jetbridge=;")),
+            "{method}: the cookie is cleared"
+        );
+    }
+    // The copy taken before sign-out is now worthless, on every path.
+    assert_eq!(copy.get(&app).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        copy.get(&format!("https://app.localhost:{https}/.pomerium/user"))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(seen.lock().unwrap().len(), seen_before, "never forwarded");
+    assert_eq!(s.metric("jetbridge_revoked_sessions").await, 1.0);
+    // Another user's session is untouched.
+    assert_eq!(with_cookie(&bob).get(&app).await.status, StatusCode::OK);
+    assert!(
+        s.log().iter().any(|l| l.contains("session revoked")),
+        "{:#?}",
+        s.log()
+    );
+}
+
+/// The line (from 1) of the first line of `text` containing `needle`, and
+/// the column (from 1) of `at` in it.
+fn line_and_column(text: &str, needle: &str, at: char) -> (usize, usize) {
+    let (i, line) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle} in {text}"));
+    (i + 1, line.find(at).unwrap() + 1)
+}
+
+/// Runs `jetbridge standalone` on `config` expecting it to refuse to start;
+/// returns what it printed.
+fn refused_start(path: &Path, config: &str) -> String {
+    std::fs::write(path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
+        .args(["standalone", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "started: {text}");
+    text
+}
+
+/// A policy error names the file, and the line and column of the policy
+/// (in `routes` or the legacy `policy` list, flow or block style); an
+/// `idp_client_secret` that is set but empty refuses the file, a missing
+/// one is a warning; a rejected edit that is then fixed is logged as fixed.
+#[tokio::test(flavor = "multi_thread")]
+async fn config_errors_say_where_and_a_fixed_file_is_logged_as_accepted_again() {
+    let (https, internal) = (free_port(), free_port());
+    let (up, _) = echo_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    let head = listeners(https, internal);
+
+    // At start: routes[1], a flow-style policy.
+    let flow = format!(
+        "{head}routes:\n{}  - from: https://b.localhost\n    to: http://{up}\n    policy: {{allow: {{or: [{{emial: {{is: a@example.com}}}}]}}}}\n",
+        public_route("a.localhost", up)
+    );
+    let text = refused_start(&path, &flow);
+    let (line, column) = line_and_column(&flow, "emial", '{');
+    assert!(text.contains("config.yaml"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "routes[1] (https://b.localhost): policy at line {line}, column {column}:"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("unknown criterion \"emial\""), "{text}");
+
+    // The legacy `policy` list, block style: the policy's first line.
+    let block = format!(
+        "{head}policy:\n  - from: https://b.localhost\n    to: http://{up}\n    policy:\n      allow:\n        or:\n          - emial: {{is: a@example.com}}\n"
+    );
+    let text = refused_start(&path, &block);
+    let (line, column) = line_and_column(&block, "allow:", 'a');
+    assert!(
+        text.contains(&format!(
+            "routes[0] (https://b.localhost): policy at line {line}, column {column}:"
+        )),
+        "{text}"
+    );
+
+    // The identity provider's client secret.
+    let idp = "authenticate_service_url: https://authenticate.localhost\nidp_provider_url: http://127.0.0.1:9\nidp_client_id: app\n";
+    let routes = format!("routes:\n{}", public_route("a.localhost", up));
+    let text = refused_start(
+        &path,
+        &format!("{head}{idp}idp_client_secret: \"\"\n{routes}"),
+    );
+    assert!(text.contains("idp_client_secret is empty"), "{text}");
+    let secret_file = dir.path().join("client-secret");
+    std::fs::write(&secret_file, "\n").unwrap();
+    let text = refused_start(
+        &path,
+        &format!(
+            "{head}{idp}idp_client_secret_file: {}\n{routes}",
+            secret_file.display()
+        ),
+    );
+    assert!(
+        text.contains("idp_client_secret_file") && text.contains("empty"),
+        "{text}"
+    );
+
+    // Running: a missing secret is a warning; a broken edit is refused, and
+    // its fix is logged as such.
+    let good = format!("{head}{idp}{routes}");
+    std::fs::write(&path, &good).unwrap();
+    let s = Standalone::start(&path, https, internal, &["--log-format", "text"]).await;
+    let log = s.log().join("\n");
+    assert!(log.contains("idp_client_secret is not set"), "{log}");
+    let broken =
+        format!("{good}    policy: {{allow: {{or: [{{emial: {{is: a@example.com}}}}]}}}}\n")
+            .replace("    allow_public_unauthenticated_access: true\n", "");
+    rewrite_in_place(&path, &broken);
+    s.wait_metric("jetbridge_config_reload_failures_total", 1.0)
+        .await;
+    let (line, column) = line_and_column(&broken, "emial", '{');
+    let log = s.log().join("\n");
+    assert!(
+        log.contains(&format!("policy at line {line}, column {column}")),
+        "{log}"
+    );
+    assert!(!log.contains("accepted again"), "{log}");
+    rewrite_in_place(&path, &good);
+    for _ in 0..100 {
+        if s.log().join("\n").contains("accepted again") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = s.log().join("\n");
+    assert!(log.contains("configuration accepted again"), "{log}");
+    assert_eq!(
+        s.metric("jetbridge_config_last_reload_successful").await,
+        1.0
+    );
+}
