@@ -83,7 +83,7 @@ pub fn load(
     std::fs::write(path, yaml).unwrap();
     let path = path.to_str().unwrap();
     let now = jetbridge::proxy::unix_now();
-    let (generation, _warnings) = standalone::load_and_publish(path, driver, generated, now)
+    let (generation, _warnings) = file::load_and_publish(path, driver, generated, now)
         .unwrap_or_else(|e| panic!("test config refused: {e}"));
     generation
 }
