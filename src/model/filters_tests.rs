@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::fixtures::one_route;
+use crate::translate::fixtures::one_route;
 
 /// The one route of a config file with these options, as translated.
 fn route(options: &str) -> Route {

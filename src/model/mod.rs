@@ -2,8 +2,6 @@
 //! plain data built by `translate`. No tokio, no kube, no I/O.
 
 pub mod filters;
-#[cfg(test)]
-pub(crate) mod fixtures;
 pub mod pathnorm;
 pub mod rewrite;
 pub mod routing;

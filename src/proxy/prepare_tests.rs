@@ -1,7 +1,7 @@
 use super::*;
 use crate::identity::session::Session;
-use crate::model::fixtures::one_route as snapshot;
 use crate::proxy::request::Target;
+use crate::translate::fixtures::one_route as snapshot;
 
 fn conn() -> ConnInfo {
     ConnInfo {

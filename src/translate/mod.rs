@@ -22,6 +22,8 @@ use std::sync::Arc;
 pub mod cluster;
 pub mod config;
 pub mod driver;
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod health;
 pub mod hosts;
 mod route;

@@ -1,9 +1,8 @@
 //! Test fixtures: snapshots built the way the config file builds them.
 
-use super::Snapshot;
+use super::config::{Files, Generated, inputs_from_parts};
+use crate::model::Snapshot;
 use crate::settings::ConfigFile;
-use crate::source::file::inputs_from_config;
-use crate::translate::config::Generated;
 
 /// A snapshot with one route, `https://app.example.com` → `http://127.0.0.1:1`,
 /// with these options (YAML lines indented under the route).
@@ -12,7 +11,13 @@ pub(crate) fn one_route(options: &str) -> Snapshot {
         "routes:\n  - from: https://app.example.com\n    to: http://127.0.0.1:1\n{options}"
     );
     let cfg = ConfigFile::parse("test.yaml", &yaml).unwrap();
-    let inputs = inputs_from_config(&cfg, &mut Generated::default(), &mut Vec::new()).unwrap();
+    let inputs = inputs_from_parts(
+        &cfg,
+        &Files::new(),
+        &mut Generated::default(),
+        &mut Vec::new(),
+    )
+    .unwrap();
     let s = crate::translate::translate(&inputs);
     assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
     s
