@@ -804,6 +804,9 @@ pub enum Reason {
     /// A setting is given under more than one annotation prefix with equal
     /// values; it applies, and one of the keys can go.
     DuplicateAnnotation,
+    /// A global setting of the config file is ignored, deprecated or risky;
+    /// the configuration applies.
+    Setting,
 }
 
 impl Reason {
@@ -816,6 +819,7 @@ impl Reason {
             Reason::InvalidCertificate => "InvalidCertificate",
             Reason::PolicyWarning => "PolicyWarning",
             Reason::DuplicateAnnotation => "DuplicateAnnotation",
+            Reason::Setting => "Setting",
         }
     }
 }
@@ -823,14 +827,45 @@ impl Reason {
 /// A problem with one input object, reported where the user looks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// An error denies (or refuses) what it concerns; a warning does not.
     pub severity: Severity,
+    /// The object or config-file place it concerns (empty for the
+    /// configuration as a whole).
     pub object: ObjectRef,
+    /// The short machine reason (an Event's `reason`).
     pub reason: Reason,
+    /// What is wrong, in words.
     pub message: String,
+}
+
+impl Diagnostic {
+    /// An error on `object`: its route exists but denies every request.
+    pub fn invalid_route(object: &ObjectRef, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            object: object.clone(),
+            reason: Reason::InvalidRoute,
+            message: message.into(),
+        }
+    }
+
+    /// A warning about a global setting of the configuration, which still
+    /// applies; it concerns no one object, so it reads as its message alone.
+    pub fn setting(message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            object: ObjectRef::default(),
+            reason: Reason::Setting,
+            message: message.into(),
+        }
+    }
 }
 
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.object == ObjectRef::default() {
+            return f.write_str(&self.message);
+        }
         write!(f, "{}: {}", self.object, self.message)
     }
 }

@@ -731,7 +731,10 @@ fn route_input(
         client_cert_pem: None,
         client_key_pem: None,
         downstream_ca_pem: None,
-        problems,
+        problems: problems
+            .into_iter()
+            .map(|m| Diagnostic::invalid_route(&r.object, m))
+            .collect(),
     }
 }
 
@@ -761,9 +764,12 @@ fn held_routes(assignment: &hosts::Assignment, routes: &[RouteInput]) -> Vec<Rou
             client_cert_pem: None,
             client_key_pem: None,
             downstream_ca_pem: None,
-            problems: vec![format!(
-                "host {} is held for {o}: no route is served there until it is re-applied",
-                shown_host(host)
+            problems: vec![Diagnostic::invalid_route(
+                &ObjectRef::kube("HostClaim", &o.namespace, shown_host(host)),
+                format!(
+                    "host {} is held for {o}: no route is served there until it is re-applied",
+                    shown_host(host)
+                ),
             )],
         })
         .collect()

@@ -720,7 +720,7 @@ fn route_input(
     }
     RouteInput {
         id: r.name.clone().unwrap_or_else(|| format!("routes[{i}]")),
-        source,
+        source: source.clone(),
         created: i as i64,
         host,
         path,
@@ -730,7 +730,10 @@ fn route_input(
         client_cert_pem,
         client_key_pem,
         downstream_ca_pem,
-        problems,
+        problems: problems
+            .into_iter()
+            .map(|m| Diagnostic::invalid_route(&source, m))
+            .collect(),
     }
 }
 

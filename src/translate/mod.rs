@@ -157,7 +157,7 @@ pub struct RouteInput {
     /// Problems the source already found (e.g. a bad annotation or `to`
     /// URL): the route exists but denies every request, and each problem
     /// is reported.
-    pub problems: Vec<String>,
+    pub problems: Vec<Diagnostic>,
 }
 
 /// Host and path of a config-file route from its `from` URL and its
@@ -300,7 +300,7 @@ fn build_route(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Route {
     let spec = &input.options;
-    let mut p = route::Problems(input.problems.clone());
+    let mut p = route::Problems(input.problems.iter().map(|d| d.message.clone()).collect());
     let upstreams = route::upstreams(input, &mut p);
     let access = route::access(spec, programs, &mut p);
     let (set_request_headers, templated_request_headers) = route::request_headers(spec, &mut p);

@@ -498,8 +498,7 @@ impl Translator {
             .global
             .certificates
             .extend(outcome.certificates.iter().cloned());
-        self.driver
-            .apply(inputs, crate::proxy::unix_now(), |_| Ok(()))
+        Ok(self.driver.publish(inputs, crate::proxy::unix_now()))
     }
 }
 

@@ -178,7 +178,9 @@ async fn an_invalid_route_fails_closed_while_the_others_keep_serving() {
     );
     let mut driver = jetbridge::translate::driver::Driver::new();
     let inputs = inputs_from_yaml(&yaml, &mut generated);
-    let applied = driver.apply(inputs, jetbridge::proxy::unix_now(), |_| Ok(()));
+    let applied = driver.apply(inputs, jetbridge::proxy::unix_now(), |_| {
+        Ok::<(), String>(())
+    });
     assert_eq!(applied.unwrap().generation, Some(1));
     let h = Harness::serve(driver, generated).await;
     let bad = h
