@@ -24,6 +24,7 @@ pub mod revocations;
 
 use crate::crd::WatchedPolicy;
 use crate::identity::secrets::Secrets;
+use crate::model::Diagnostic;
 use crate::settings::ConfigFile;
 use crate::translate::cluster::{Cluster, ClusterInputs, ClusterSettings, from_cluster};
 use crate::translate::config::{Generated, inputs_with_secrets};
@@ -363,7 +364,7 @@ struct Translator {
     bootstrap_seen: bool,
     bootstrap_error: Option<(ObjectReference, String)>,
     /// The global settings' warnings last logged (logged again on change).
-    warned: Vec<String>,
+    warned: Vec<Diagnostic>,
 }
 
 impl Translator {
