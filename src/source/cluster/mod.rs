@@ -404,7 +404,7 @@ impl Translator {
                         // Logged (every replica) and raised as an Event (the
                         // Lease holder) by the reporter, once while it lasts.
                         self.driver.record_failure();
-                        self.bootstrap_error = Some((s.object_ref(&()), e));
+                        self.bootstrap_error = Some((s.object_ref(&()), e.to_string()));
                     }
                 }
             }
