@@ -739,7 +739,7 @@ fn route_input(
     for to in &r.to {
         match parse_upstream(to) {
             Ok(u) => backends.push(u),
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.to_string()),
         }
     }
     RouteInput {

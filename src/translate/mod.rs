@@ -194,7 +194,7 @@ pub fn route_location(
 pub fn translate(inputs: &Inputs) -> Snapshot {
     let mut diagnostics = inputs.diagnostics.clone();
     // Routes that share a policy (e.g. the same policy_ref) compile it once.
-    let mut programs: HashMap<String, Result<Program, String>> = HashMap::new();
+    let mut programs: HashMap<String, Result<Program, PolicyError>> = HashMap::new();
     // Routes that share a client CA (e.g. one Secret) parse it once.
     let mut client_cas: HashMap<String, Result<ClientCa, String>> = HashMap::new();
     let g = &inputs.global;
@@ -295,7 +295,7 @@ fn build_route(
     g: &GlobalInputs,
     host: HostMatch,
     path: PathMatch,
-    programs: &mut HashMap<String, Result<Program, String>>,
+    programs: &mut HashMap<String, Result<Program, PolicyError>>,
     client_cas: &mut HashMap<String, Result<ClientCa, String>>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Route {
@@ -605,10 +605,10 @@ fn reserved_header(n: &HeaderName, request: bool) -> Option<&'static str> {
 /// The route's program: its PPL, legacy shorthands and
 /// `allow_any_authenticated_user`, combined as alternatives. No policy at all
 /// means deny (after sign-in).
-pub fn compile_policy(spec: &RouteOptions) -> Result<Program, String> {
+pub fn compile_policy(spec: &RouteOptions) -> Result<Program, PolicyError> {
     let mut parts = Vec::new();
     if let Some(v) = &spec.policy {
-        parts.push(policy::compile_value(v).map_err(|e| format!("policy: {e}"))?);
+        parts.push(policy::compile_value(v).map_err(PolicyError::Policy)?);
     }
     let legacy = Legacy {
         allowed_users: spec.allowed_users.clone(),
@@ -626,7 +626,7 @@ pub fn compile_policy(spec: &RouteOptions) -> Result<Program, String> {
             policy::compile_value(
                 &serde_json::json!({"allow": {"and": [{"authenticated_user": true}]}}),
             )
-            .map_err(|e| format!("allow_any_authenticated_user: {e}"))?,
+            .map_err(PolicyError::AnyAuthenticatedUser)?,
         );
     }
     if parts.is_empty() {
@@ -635,26 +635,58 @@ pub fn compile_policy(spec: &RouteOptions) -> Result<Program, String> {
     Ok(Program::merge(parts))
 }
 
+/// Why a route's policy settings do not compile (the route then denies).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The route's `policy`.
+    #[error("policy: {0}")]
+    Policy(policy::PolicyError),
+    /// `allow_any_authenticated_user`.
+    #[error("allow_any_authenticated_user: {0}")]
+    AnyAuthenticatedUser(policy::PolicyError),
+}
+
+/// Why a `to` URL cannot be an upstream; each message names the URL.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// Not a URL.
+    #[error("to {to:?}: {error}")]
+    Url { to: String, error: url::ParseError },
+    /// A scheme other than `http`, `https` or `h2c`.
+    #[error("to {0:?}: scheme must be http, https or h2c")]
+    Scheme(String),
+    /// No host.
+    #[error("to {0:?}: missing host")]
+    MissingHost(String),
+    /// A user name or password in the URL.
+    #[error("to {0:?}: credentials in upstream URLs are not allowed")]
+    Credentials(String),
+    /// A query or fragment in the URL.
+    #[error("to {0:?}: query and fragment are not allowed")]
+    QueryOrFragment(String),
+}
+
 /// Parses a `to` URL: `http`, `https` or `h2c`, host and optional port and path.
-pub fn parse_upstream(to: &str) -> Result<Upstream, String> {
-    let url = url::Url::parse(to.trim()).map_err(|e| format!("to {to:?}: {e}"))?;
+pub fn parse_upstream(to: &str) -> Result<Upstream, UpstreamError> {
+    let url = url::Url::parse(to.trim()).map_err(|error| UpstreamError::Url {
+        to: to.to_string(),
+        error,
+    })?;
     let scheme = url.scheme().to_string();
     let default_port = match scheme.as_str() {
         "http" | "h2c" => 80,
         "https" => 443,
-        _ => return Err(format!("to {to:?}: scheme must be http, https or h2c")),
+        _ => return Err(UpstreamError::Scheme(to.to_string())),
     };
     let host = url
         .host_str()
         .filter(|h| !h.is_empty())
-        .ok_or_else(|| format!("to {to:?}: missing host"))?;
+        .ok_or_else(|| UpstreamError::MissingHost(to.to_string()))?;
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!(
-            "to {to:?}: credentials in upstream URLs are not allowed"
-        ));
+        return Err(UpstreamError::Credentials(to.to_string()));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("to {to:?}: query and fragment are not allowed"));
+        return Err(UpstreamError::QueryOrFragment(to.to_string()));
     }
     let port = url.port().unwrap_or(default_port);
     Ok(Upstream {

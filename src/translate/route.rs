@@ -23,9 +23,9 @@ pub(super) struct Problems(pub Vec<String>);
 
 impl Problems {
     /// `result`'s value, or `fallback` with its error recorded.
-    pub fn or<T>(&mut self, result: Result<T, String>, fallback: T) -> T {
+    pub fn or<T, E: std::fmt::Display>(&mut self, result: Result<T, E>, fallback: T) -> T {
         result.unwrap_or_else(|e| {
-            self.0.push(e);
+            self.0.push(e.to_string());
             fallback
         })
     }
@@ -75,7 +75,7 @@ pub(super) fn upstreams(input: &RouteInput, problems: &mut Problems) -> Vec<Upst
 /// distinct policy across routes).
 pub(super) fn access(
     spec: &RouteOptions,
-    programs: &mut HashMap<String, Result<Program, String>>,
+    programs: &mut HashMap<String, Result<Program, super::PolicyError>>,
     problems: &mut Problems,
 ) -> Access {
     if spec.allow_public_unauthenticated_access {
