@@ -186,10 +186,10 @@ impl Cx {
         }
     }
 
-    fn err(&self, message: impl Into<String>) -> PolicyError {
+    fn err(&self, message: impl std::fmt::Display) -> PolicyError {
         PolicyError::Invalid {
             at: self.at(),
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 
