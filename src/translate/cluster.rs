@@ -206,12 +206,14 @@ pub struct PolicyOutcome {
     pub error: Option<String>,
     /// Lint warnings of rules that compile (a rule that can never match,
     /// `reject` under allow, …), as `jetbridge policy check` prints them.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<crate::policy::Warning>,
 }
 
 /// A Policy's rule list and lint warnings, read and compiled as
 /// `jetbridge policy check` reads a `Policy` file.
-fn compile_policy(p: &WatchedPolicy) -> Result<(serde_json::Value, Vec<String>), String> {
+fn compile_policy(
+    p: &WatchedPolicy,
+) -> Result<(serde_json::Value, Vec<crate::policy::Warning>), String> {
     let spec = p.spec.as_ref().map_err(Clone::clone)?;
     let ppl = spec.ppl().map_err(|e| e.to_string())?;
     let (_, warnings) =
