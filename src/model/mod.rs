@@ -243,22 +243,26 @@ struct ClientCaInner {
 impl ClientCa {
     /// Parses a PEM bundle: every certificate must parse and there must be
     /// at least one.
-    pub fn parse(pem: &str) -> Result<Self, String> {
+    pub fn parse(pem: &str) -> Result<Self, OptionError> {
         Self::parse_as("tls_downstream_client_ca", pem)
     }
 
     /// [`ClientCa::parse`], with errors naming `key`.
-    pub fn parse_as(key: &str, pem: &str) -> Result<Self, String> {
+    pub fn parse_as(key: &str, pem: &str) -> Result<Self, OptionError> {
+        let err = |message: String| OptionError::ClientCa {
+            key: key.to_string(),
+            message,
+        };
         use rustls_pki_types::CertificateDer;
         use rustls_pki_types::pem::PemObject;
         use sha2::Digest;
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            let cert = cert.map_err(|e| format!("{key}: {e}"))?;
-            roots.add(cert).map_err(|e| format!("{key}: {e}"))?;
+            let cert = cert.map_err(|e| err(e.to_string()))?;
+            roots.add(cert).map_err(|e| err(e.to_string()))?;
         }
         if roots.is_empty() {
-            return Err(format!("{key}: no certificates found"));
+            return Err(err("no certificates found".to_string()));
         }
         let subjects = roots.subjects();
         let roots = Arc::new(roots);
@@ -266,7 +270,7 @@ impl ClientCa {
         let verifier =
             rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider)
                 .build()
-                .map_err(|e| format!("{key}: {e}"))?;
+                .map_err(|e| err(e.to_string()))?;
         Ok(ClientCa(Arc::new(ClientCaInner {
             pem: pem.to_string(),
             digest: hex::encode(&sha2::Sha256::digest(pem.as_bytes())[..8]),
@@ -694,15 +698,12 @@ pub enum BearerTokenFormat {
 
 impl BearerTokenFormat {
     /// Pomerium's values (empty: the default).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, OptionError> {
         match text {
             "" | "default" => Ok(BearerTokenFormat::Default),
             "idp_access_token" => Ok(BearerTokenFormat::IdpAccessToken),
             "idp_identity_token" => Ok(BearerTokenFormat::IdpIdentityToken),
-            other => Err(format!(
-                "bearer_token_format {other:?}: expected default, idp_access_token or \
-                 idp_identity_token"
-            )),
+            other => Err(OptionError::BearerTokenFormat(other.to_string())),
         }
     }
 }
@@ -721,20 +722,33 @@ pub enum LoadBalancing {
 }
 
 impl LoadBalancing {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// Pomerium's values.
+    pub fn parse(text: &str) -> Result<Self, OptionError> {
         Ok(match text {
             "round_robin" => LoadBalancing::RoundRobin,
             "random" => LoadBalancing::Random,
             "least_request" => LoadBalancing::LeastRequest,
             "ring_hash" | "maglev" => LoadBalancing::ConsistentHash,
-            other => {
-                return Err(format!(
-                    "load_balancing_policy {other:?}: expected round_robin, random, \
-                     least_request, ring_hash or maglev"
-                ));
-            }
+            other => return Err(OptionError::LoadBalancing(other.to_string())),
         })
     }
+}
+
+/// A route option's value the model cannot take; each message names the key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OptionError {
+    /// `bearer_token_format`.
+    #[error("bearer_token_format {0:?}: expected default, idp_access_token or idp_identity_token")]
+    BearerTokenFormat(String),
+    /// `load_balancing_policy`.
+    #[error(
+        "load_balancing_policy {0:?}: expected round_robin, random, least_request, ring_hash \
+         or maglev"
+    )]
+    LoadBalancing(String),
+    /// A client CA bundle (`key` names the setting).
+    #[error("{key}: {message}")]
+    ClientCa { key: String, message: String },
 }
 
 /// Severity of a diagnostic.

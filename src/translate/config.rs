@@ -346,7 +346,8 @@ fn inputs(
     check_logging(cfg)?;
     let issuer_format = IssuerFormat::parse(cfg.jwt_issuer_format.as_deref().unwrap_or(""))?;
     let bearer_token_format =
-        BearerTokenFormat::parse(cfg.bearer_token_format.as_deref().unwrap_or(""))?;
+        BearerTokenFormat::parse(cfg.bearer_token_format.as_deref().unwrap_or(""))
+            .map_err(|e| e.to_string())?;
     let (authenticate_url, authenticate_host) = authenticate_service(cfg)?;
     let idp = identity_provider(cfg, files, warnings)?;
     check_sign_in(
@@ -880,7 +881,8 @@ fn downstream_mtls(
         (None, Some(f)) => read_file(files, "downstream_mtls.ca_file", f)?,
         (None, None) => return Err("downstream_mtls: ca or ca_file is required".into()),
     };
-    let ca = crate::model::ClientCa::parse_as("downstream_mtls.ca", &pem)?;
+    let ca =
+        crate::model::ClientCa::parse_as("downstream_mtls.ca", &pem).map_err(|e| e.to_string())?;
     Ok(crate::translate::DownstreamMtls {
         ca,
         reject_connection,

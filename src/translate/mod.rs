@@ -196,7 +196,8 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
     // Routes that share a policy (e.g. the same policy_ref) compile it once.
     let mut programs: HashMap<String, Result<Program, PolicyError>> = HashMap::new();
     // Routes that share a client CA (e.g. one Secret) parse it once.
-    let mut client_cas: HashMap<String, Result<ClientCa, String>> = HashMap::new();
+    let mut client_cas: HashMap<String, Result<ClientCa, crate::model::OptionError>> =
+        HashMap::new();
     let g = &inputs.global;
     let mut routes = Vec::with_capacity(inputs.routes.len());
     let mut keys = Vec::with_capacity(inputs.routes.len());
@@ -296,7 +297,7 @@ fn build_route(
     host: HostMatch,
     path: PathMatch,
     programs: &mut HashMap<String, Result<Program, PolicyError>>,
-    client_cas: &mut HashMap<String, Result<ClientCa, String>>,
+    client_cas: &mut HashMap<String, Result<ClientCa, crate::model::OptionError>>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Route {
     let spec = &input.options;

@@ -31,8 +31,8 @@ impl Problems {
     }
 
     /// Records one problem.
-    pub fn push(&mut self, problem: impl Into<String>) {
-        self.0.push(problem.into());
+    pub fn push(&mut self, problem: impl std::fmt::Display) {
+        self.0.push(problem.to_string());
     }
 
     /// `access`, or when there is any problem a denial naming them all,
@@ -402,7 +402,7 @@ pub(super) fn upstream_tls(
 pub(super) fn client_ca(
     g: &GlobalInputs,
     downstream_ca_pem: Option<String>,
-    client_cas: &mut HashMap<String, Result<ClientCa, String>>,
+    client_cas: &mut HashMap<String, Result<ClientCa, crate::model::OptionError>>,
     problems: &mut Problems,
 ) -> Option<ClientCa> {
     let Some(pem) = downstream_ca_pem else {
