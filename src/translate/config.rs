@@ -695,7 +695,7 @@ fn route_place(r: &RouteConfig, source: &ObjectRef) -> Result<(String, PathSpec)
         }
         Ok((host, path)) if host == "*" => Ok((String::new(), path)),
         Ok(location) => Ok(location),
-        Err(message) => Err(not_served(message)),
+        Err(e) => Err(not_served(e.to_string())),
     }
 }
 

@@ -167,17 +167,15 @@ pub fn route_location(
     prefix: Option<&str>,
     path: Option<&str>,
     regex: Option<&str>,
-) -> Result<(String, PathSpec), String> {
+) -> Result<(String, PathSpec), LocationError> {
     let from = from.trim();
     let rest = from
         .strip_prefix("https://")
         .or_else(|| from.strip_prefix("http://"))
-        .ok_or_else(|| format!("from {from:?}: must be an https:// URL"))?;
+        .ok_or_else(|| LocationError::NotHttps(from.to_string()))?;
     let authority = rest.split('/').next().unwrap_or("");
     if rest.len() > authority.len() + 1 {
-        return Err(format!(
-            "from {from:?}: must not contain a path (use prefix or path)"
-        ));
+        return Err(LocationError::HasPath(from.to_string()));
     }
     let host = strip_port(authority).to_string();
     let path = match (path, prefix, regex) {
@@ -185,9 +183,24 @@ pub fn route_location(
         (None, Some(p), None) => PathSpec::Prefix(p.to_string()),
         (None, None, Some(r)) => PathSpec::Regex(r.to_string()),
         (None, None, None) => PathSpec::Prefix("/".into()),
-        _ => return Err("path, prefix and regex are mutually exclusive".into()),
+        _ => return Err(LocationError::PathKeys),
     };
     Ok((host, path))
+}
+
+/// Why a config-file route's `from`, `prefix`, `path` and `regex` name no
+/// place to serve.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LocationError {
+    /// `from` is not an `https://` (or `http://`) URL.
+    #[error("from {0:?}: must be an https:// URL")]
+    NotHttps(String),
+    /// `from` has a path.
+    #[error("from {0:?}: must not contain a path (use prefix or path)")]
+    HasPath(String),
+    /// More than one of `path`, `prefix` and `regex`.
+    #[error("path, prefix and regex are mutually exclusive")]
+    PathKeys,
 }
 
 /// Builds a snapshot. `generation` is stamped by the publisher.
