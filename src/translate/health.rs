@@ -211,7 +211,7 @@ pub fn outlier_detection(value: &Value) -> Result<OutlierDetection, String> {
             let text = v
                 .as_str()
                 .ok_or_else(|| err(k, "expected a duration such as 30s".into()))?;
-            parse_duration(text).map_err(|e| err(k, e))
+            parse_duration(text).map_err(|e| err(k, e.to_string()))
         };
         match key.as_str() {
             "consecutive_5xx" | "consecutive5xx" => o.consecutive_5xx = Some(count()?),
