@@ -9,7 +9,7 @@ use crate::proxy::dataplane::Addresses;
 use crate::settings::ConfigFile;
 use crate::translate::Inputs;
 use crate::translate::config::{
-    ConfigError, Files, Generated, Provenance, ReloadError, inputs_from_parts, locate,
+    ConfigError, Files, Generated, Provenance, ReloadError, Unreadable, inputs_from_parts, locate,
 };
 use crate::translate::driver::Driver;
 use std::net::SocketAddr;
@@ -116,12 +116,12 @@ fn check_public_port(port: u16) -> Result<u16, AddressError> {
 }
 
 /// Adds one referenced file, as read, to a reading's fingerprint.
-fn hash_file(hash: &mut sha2::Sha256, name: &str, content: &Result<String, String>) {
+fn hash_file(hash: &mut sha2::Sha256, name: &str, content: &Result<String, Unreadable>) {
     use sha2::Digest;
     hash.update(name.as_bytes());
     match content {
         Ok(c) => hash.update(c.as_bytes()),
-        Err(e) => hash.update(e.as_bytes()),
+        Err(e) => hash.update(e.0.as_bytes()),
     }
 }
 

@@ -160,7 +160,13 @@ pub enum ReloadError {
 
 /// Contents of the files a config names (key files, certificates, CA
 /// bundles), read together with the config so one reading is consistent.
-pub type Files = BTreeMap<String, Result<String, String>>;
+pub type Files = BTreeMap<String, Result<String, Unreadable>>;
+
+/// Why a file the config names could not be read: the reader's message
+/// (`No such file or directory (os error 2)`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreadable(pub String);
 
 /// Pomerium's identity providers that speak OpenID Connect: each is used
 /// through its discovery document at `idp_provider_url`.
