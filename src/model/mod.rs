@@ -413,6 +413,36 @@ impl std::fmt::Debug for UpstreamTls {
     }
 }
 
+/// Why a route's upstream TLS settings cannot be used; each message names
+/// the setting, never key material.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamTlsError {
+    /// `tls_custom_ca` (the reader's message, or no certificate in it).
+    #[error("tls_custom_ca: {0}")]
+    CustomCa(String),
+    /// A client certificate without its key.
+    #[error("tls_client_key is missing (tls_client_cert is set)")]
+    ClientKeyMissing,
+    /// A client key without its certificate.
+    #[error("tls_client_cert is missing (tls_client_key is set)")]
+    ClientCertMissing,
+    /// `tls_client_cert` (the reader's message, or no certificate in it).
+    #[error("tls_client_cert: {0}")]
+    ClientCert(String),
+    /// `tls_client_key` holds no private key.
+    #[error("tls_client_key: no private key (PKCS#8, PKCS#1 or SEC1 PEM) found")]
+    NoClientKey,
+    /// `tls_client_key` is a key the crypto provider cannot use.
+    #[error("tls_client_key: not a usable private key")]
+    UnusableClientKey,
+    /// The client key is not the client certificate's.
+    #[error("tls_client_cert and tls_client_key do not match (the key is not the certificate's)")]
+    KeyMismatch,
+    /// `tls_server_name` is not a DNS name.
+    #[error("tls_server_name {0:?} is not a valid DNS name")]
+    ServerName(String),
+}
+
 /// A client certificate chain and its private key.
 pub type ClientAuthCert = (
     Vec<rustls_pki_types::CertificateDer<'static>>,
@@ -422,7 +452,7 @@ pub type ClientAuthCert = (
 impl UpstreamTls {
     /// The trust roots of `custom_ca_pem`, if set: every certificate in the
     /// bundle must parse, and there must be at least one.
-    pub fn custom_roots(&self) -> Result<Option<rustls::RootCertStore>, String> {
+    pub fn custom_roots(&self) -> Result<Option<rustls::RootCertStore>, UpstreamTlsError> {
         use rustls_pki_types::CertificateDer;
         use rustls_pki_types::pem::PemObject;
         let Some(pem) = &self.custom_ca_pem else {
@@ -430,11 +460,13 @@ impl UpstreamTls {
         };
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            let cert = cert.map_err(|e| format!("tls_custom_ca: {e}"))?;
-            roots.add(cert).map_err(|e| format!("tls_custom_ca: {e}"))?;
+            let cert = cert.map_err(|e| UpstreamTlsError::CustomCa(e.to_string()))?;
+            roots
+                .add(cert)
+                .map_err(|e| UpstreamTlsError::CustomCa(e.to_string()))?;
         }
         if roots.is_empty() {
-            return Err("tls_custom_ca: no certificates found".into());
+            return Err(UpstreamTlsError::CustomCa("no certificates found".into()));
         }
         Ok(Some(roots))
     }
@@ -442,51 +474,46 @@ impl UpstreamTls {
     /// The client certificate and key to present, if set: the chain must
     /// parse, the key must be a private key the crypto provider can use, and
     /// the two must belong together. Errors name the setting, never the key.
-    pub fn client_auth(&self) -> Result<Option<ClientAuthCert>, String> {
+    pub fn client_auth(&self) -> Result<Option<ClientAuthCert>, UpstreamTlsError> {
         use rustls_pki_types::pem::PemObject;
         use rustls_pki_types::{CertificateDer, PrivateKeyDer};
         let (cert, key) = match (&self.client_cert_pem, &self.client_key_pem) {
             (None, None) => return Ok(None),
-            (Some(_), None) => {
-                return Err("tls_client_key is missing (tls_client_cert is set)".into());
-            }
-            (None, Some(_)) => {
-                return Err("tls_client_cert is missing (tls_client_key is set)".into());
-            }
+            (Some(_), None) => return Err(UpstreamTlsError::ClientKeyMissing),
+            (None, Some(_)) => return Err(UpstreamTlsError::ClientCertMissing),
             (Some(c), Some(k)) => (c, k),
         };
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("tls_client_cert: {e}"))?;
+            .map_err(|e| UpstreamTlsError::ClientCert(e.to_string()))?;
         if chain.is_empty() {
-            return Err("tls_client_cert: no CERTIFICATE block found".into());
+            return Err(UpstreamTlsError::ClientCert(
+                "no CERTIFICATE block found".into(),
+            ));
         }
         // The parser's message could quote the input: say only what is wrong.
-        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|_| {
-            "tls_client_key: no private key (PKCS#8, PKCS#1 or SEC1 PEM) found".to_string()
-        })?;
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+            .map_err(|_| UpstreamTlsError::NoClientKey)?;
         let provider = rustls::crypto::aws_lc_rs::default_provider();
         let signing = provider
             .key_provider
             .load_private_key(key.clone_key())
-            .map_err(|_| "tls_client_key: not a usable private key".to_string())?;
+            .map_err(|_| UpstreamTlsError::UnusableClientKey)?;
         rustls::sign::CertifiedKey::new(chain.clone(), signing)
             .keys_match()
-            .map_err(|_| {
-                "tls_client_cert and tls_client_key do not match (the key is not the \
-                 certificate's)"
-                    .to_string()
-            })?;
+            .map_err(|_| UpstreamTlsError::KeyMismatch)?;
         Ok(Some((chain, key)))
     }
 
     /// The name to verify on the upstream's certificate, if set.
-    pub fn server_name(&self) -> Result<Option<rustls_pki_types::ServerName<'static>>, String> {
+    pub fn server_name(
+        &self,
+    ) -> Result<Option<rustls_pki_types::ServerName<'static>>, UpstreamTlsError> {
         self.server_name
             .as_ref()
             .map(|name| {
                 rustls_pki_types::ServerName::try_from(name.clone())
-                    .map_err(|_| format!("tls_server_name {name:?} is not a valid DNS name"))
+                    .map_err(|_| UpstreamTlsError::ServerName(name.clone()))
             })
             .transpose()
     }

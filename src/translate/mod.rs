@@ -888,7 +888,7 @@ fn pem_text(key: &str, text: &str) -> Result<String, String> {
 /// Checks upstream TLS settings when the configuration is loaded, so a bad
 /// CA bundle or server name is the route's diagnostic, not a 502 on the
 /// first request.
-fn check_upstream_tls(tls: &UpstreamTls) -> Result<(), String> {
+fn check_upstream_tls(tls: &UpstreamTls) -> Result<(), crate::model::UpstreamTlsError> {
     tls.custom_roots()?;
     tls.server_name()?;
     tls.client_auth()?;
