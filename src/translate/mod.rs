@@ -399,8 +399,11 @@ fn allow_upgrades(spec: &RouteOptions) -> Vec<String> {
 
 /// One `depends_on` entry as a host: `app.example.com`, with `https://`,
 /// a port or a trailing `/` allowed (and dropped); anything else is an error.
-fn depends_on_host(entry: &str) -> Result<String, String> {
-    let bad = |why: &str| format!("depends_on {entry:?}: {why}");
+fn depends_on_host(entry: &str) -> Result<String, ValueError> {
+    let bad = |why: &str| ValueError::DependsOn {
+        entry: entry.to_string(),
+        why: why.to_string(),
+    };
     let text = entry.trim();
     let rest = text.strip_prefix("https://").unwrap_or(text);
     if rest.contains("://") {
@@ -871,7 +874,7 @@ fn client_auth_names(routes: &[Route], global: Option<&DownstreamMtls>) -> Optio
 
 /// A PEM setting (`tls_custom_ca`, `tls_client_cert`, …): PEM, or base64 of
 /// PEM (Pomerium's form). The error names the setting, never its value.
-fn pem_text(key: &str, text: &str) -> Result<String, String> {
+fn pem_text(key: &str, text: &str) -> Result<String, ValueError> {
     use base64::Engine as _;
     let t = text.trim();
     if t.contains("-----BEGIN") {
@@ -882,7 +885,18 @@ fn pem_text(key: &str, text: &str) -> Result<String, String> {
         .decode(compact)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| format!("{key}: neither PEM nor base64 of PEM"))
+        .ok_or_else(|| ValueError::NotPem(key.to_string()))
+}
+
+/// A route setting's value that cannot be used; each message names the key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// A `depends_on` entry that names no single host.
+    #[error("depends_on {entry:?}: {why}")]
+    DependsOn { entry: String, why: String },
+    /// A certificate or key setting that is neither PEM nor base64 of PEM.
+    #[error("{0}: neither PEM nor base64 of PEM")]
+    NotPem(String),
 }
 
 /// Checks upstream TLS settings when the configuration is loaded, so a bad
