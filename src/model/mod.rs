@@ -241,22 +241,26 @@ struct ClientCaInner {
 impl ClientCa {
     /// Parses a PEM bundle: every certificate must parse and there must be
     /// at least one.
-    pub fn parse(pem: &str) -> Result<Self, String> {
+    pub fn parse(pem: &str) -> Result<Self, OptionError> {
         Self::parse_as("tls_downstream_client_ca", pem)
     }
 
     /// [`ClientCa::parse`], with errors naming `key`.
-    pub fn parse_as(key: &str, pem: &str) -> Result<Self, String> {
+    pub fn parse_as(key: &str, pem: &str) -> Result<Self, OptionError> {
+        let err = |message: String| OptionError::ClientCa {
+            key: key.to_string(),
+            message,
+        };
         use rustls_pki_types::CertificateDer;
         use rustls_pki_types::pem::PemObject;
         use sha2::Digest;
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            let cert = cert.map_err(|e| format!("{key}: {e}"))?;
-            roots.add(cert).map_err(|e| format!("{key}: {e}"))?;
+            let cert = cert.map_err(|e| err(e.to_string()))?;
+            roots.add(cert).map_err(|e| err(e.to_string()))?;
         }
         if roots.is_empty() {
-            return Err(format!("{key}: no certificates found"));
+            return Err(err("no certificates found".to_string()));
         }
         let subjects = roots.subjects();
         let roots = Arc::new(roots);
@@ -264,7 +268,7 @@ impl ClientCa {
         let verifier =
             rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider)
                 .build()
-                .map_err(|e| format!("{key}: {e}"))?;
+                .map_err(|e| err(e.to_string()))?;
         Ok(ClientCa(Arc::new(ClientCaInner {
             pem: pem.to_string(),
             digest: hex::encode(&sha2::Sha256::digest(pem.as_bytes())[..8]),
@@ -407,6 +411,36 @@ impl std::fmt::Debug for UpstreamTls {
     }
 }
 
+/// Why a route's upstream TLS settings cannot be used; each message names
+/// the setting, never key material.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamTlsError {
+    /// `tls_custom_ca` (the reader's message, or no certificate in it).
+    #[error("tls_custom_ca: {0}")]
+    CustomCa(String),
+    /// A client certificate without its key.
+    #[error("tls_client_key is missing (tls_client_cert is set)")]
+    ClientKeyMissing,
+    /// A client key without its certificate.
+    #[error("tls_client_cert is missing (tls_client_key is set)")]
+    ClientCertMissing,
+    /// `tls_client_cert` (the reader's message, or no certificate in it).
+    #[error("tls_client_cert: {0}")]
+    ClientCert(String),
+    /// `tls_client_key` holds no private key.
+    #[error("tls_client_key: no private key (PKCS#8, PKCS#1 or SEC1 PEM) found")]
+    NoClientKey,
+    /// `tls_client_key` is a key the crypto provider cannot use.
+    #[error("tls_client_key: not a usable private key")]
+    UnusableClientKey,
+    /// The client key is not the client certificate's.
+    #[error("tls_client_cert and tls_client_key do not match (the key is not the certificate's)")]
+    KeyMismatch,
+    /// `tls_server_name` is not a DNS name.
+    #[error("tls_server_name {0:?} is not a valid DNS name")]
+    ServerName(String),
+}
+
 /// A client certificate chain and its private key.
 pub type ClientAuthCert = (
     Vec<rustls_pki_types::CertificateDer<'static>>,
@@ -416,7 +450,7 @@ pub type ClientAuthCert = (
 impl UpstreamTls {
     /// The trust roots of `custom_ca_pem`, if set: every certificate in the
     /// bundle must parse, and there must be at least one.
-    pub fn custom_roots(&self) -> Result<Option<rustls::RootCertStore>, String> {
+    pub fn custom_roots(&self) -> Result<Option<rustls::RootCertStore>, UpstreamTlsError> {
         use rustls_pki_types::CertificateDer;
         use rustls_pki_types::pem::PemObject;
         let Some(pem) = &self.custom_ca_pem else {
@@ -424,11 +458,13 @@ impl UpstreamTls {
         };
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            let cert = cert.map_err(|e| format!("tls_custom_ca: {e}"))?;
-            roots.add(cert).map_err(|e| format!("tls_custom_ca: {e}"))?;
+            let cert = cert.map_err(|e| UpstreamTlsError::CustomCa(e.to_string()))?;
+            roots
+                .add(cert)
+                .map_err(|e| UpstreamTlsError::CustomCa(e.to_string()))?;
         }
         if roots.is_empty() {
-            return Err("tls_custom_ca: no certificates found".into());
+            return Err(UpstreamTlsError::CustomCa("no certificates found".into()));
         }
         Ok(Some(roots))
     }
@@ -436,51 +472,46 @@ impl UpstreamTls {
     /// The client certificate and key to present, if set: the chain must
     /// parse, the key must be a private key the crypto provider can use, and
     /// the two must belong together. Errors name the setting, never the key.
-    pub fn client_auth(&self) -> Result<Option<ClientAuthCert>, String> {
+    pub fn client_auth(&self) -> Result<Option<ClientAuthCert>, UpstreamTlsError> {
         use rustls_pki_types::pem::PemObject;
         use rustls_pki_types::{CertificateDer, PrivateKeyDer};
         let (cert, key) = match (&self.client_cert_pem, &self.client_key_pem) {
             (None, None) => return Ok(None),
-            (Some(_), None) => {
-                return Err("tls_client_key is missing (tls_client_cert is set)".into());
-            }
-            (None, Some(_)) => {
-                return Err("tls_client_cert is missing (tls_client_key is set)".into());
-            }
+            (Some(_), None) => return Err(UpstreamTlsError::ClientKeyMissing),
+            (None, Some(_)) => return Err(UpstreamTlsError::ClientCertMissing),
             (Some(c), Some(k)) => (c, k),
         };
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("tls_client_cert: {e}"))?;
+            .map_err(|e| UpstreamTlsError::ClientCert(e.to_string()))?;
         if chain.is_empty() {
-            return Err("tls_client_cert: no CERTIFICATE block found".into());
+            return Err(UpstreamTlsError::ClientCert(
+                "no CERTIFICATE block found".into(),
+            ));
         }
         // The parser's message could quote the input: say only what is wrong.
-        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|_| {
-            "tls_client_key: no private key (PKCS#8, PKCS#1 or SEC1 PEM) found".to_string()
-        })?;
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+            .map_err(|_| UpstreamTlsError::NoClientKey)?;
         let provider = rustls::crypto::aws_lc_rs::default_provider();
         let signing = provider
             .key_provider
             .load_private_key(key.clone_key())
-            .map_err(|_| "tls_client_key: not a usable private key".to_string())?;
+            .map_err(|_| UpstreamTlsError::UnusableClientKey)?;
         rustls::sign::CertifiedKey::new(chain.clone(), signing)
             .keys_match()
-            .map_err(|_| {
-                "tls_client_cert and tls_client_key do not match (the key is not the \
-                 certificate's)"
-                    .to_string()
-            })?;
+            .map_err(|_| UpstreamTlsError::KeyMismatch)?;
         Ok(Some((chain, key)))
     }
 
     /// The name to verify on the upstream's certificate, if set.
-    pub fn server_name(&self) -> Result<Option<rustls_pki_types::ServerName<'static>>, String> {
+    pub fn server_name(
+        &self,
+    ) -> Result<Option<rustls_pki_types::ServerName<'static>>, UpstreamTlsError> {
         self.server_name
             .as_ref()
             .map(|name| {
                 rustls_pki_types::ServerName::try_from(name.clone())
-                    .map_err(|_| format!("tls_server_name {name:?} is not a valid DNS name"))
+                    .map_err(|_| UpstreamTlsError::ServerName(name.clone()))
             })
             .transpose()
     }
@@ -692,15 +723,12 @@ pub enum BearerTokenFormat {
 
 impl BearerTokenFormat {
     /// Pomerium's values (empty: the default).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, OptionError> {
         match text {
             "" | "default" => Ok(BearerTokenFormat::Default),
             "idp_access_token" => Ok(BearerTokenFormat::IdpAccessToken),
             "idp_identity_token" => Ok(BearerTokenFormat::IdpIdentityToken),
-            other => Err(format!(
-                "bearer_token_format {other:?}: expected default, idp_access_token or \
-                 idp_identity_token"
-            )),
+            other => Err(OptionError::BearerTokenFormat(other.to_string())),
         }
     }
 }
@@ -719,20 +747,33 @@ pub enum LoadBalancing {
 }
 
 impl LoadBalancing {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// Pomerium's values.
+    pub fn parse(text: &str) -> Result<Self, OptionError> {
         Ok(match text {
             "round_robin" => LoadBalancing::RoundRobin,
             "random" => LoadBalancing::Random,
             "least_request" => LoadBalancing::LeastRequest,
             "ring_hash" | "maglev" => LoadBalancing::ConsistentHash,
-            other => {
-                return Err(format!(
-                    "load_balancing_policy {other:?}: expected round_robin, random, \
-                     least_request, ring_hash or maglev"
-                ));
-            }
+            other => return Err(OptionError::LoadBalancing(other.to_string())),
         })
     }
+}
+
+/// A route option's value the model cannot take; each message names the key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OptionError {
+    /// `bearer_token_format`.
+    #[error("bearer_token_format {0:?}: expected default, idp_access_token or idp_identity_token")]
+    BearerTokenFormat(String),
+    /// `load_balancing_policy`.
+    #[error(
+        "load_balancing_policy {0:?}: expected round_robin, random, least_request, ring_hash \
+         or maglev"
+    )]
+    LoadBalancing(String),
+    /// A client CA bundle (`key` names the setting).
+    #[error("{key}: {message}")]
+    ClientCa { key: String, message: String },
 }
 
 /// Severity of a diagnostic.
@@ -802,6 +843,9 @@ pub enum Reason {
     /// A setting is given under more than one annotation prefix with equal
     /// values; it applies, and one of the keys can go.
     DuplicateAnnotation,
+    /// A global setting of the config file is ignored, deprecated or risky;
+    /// the configuration applies.
+    Setting,
 }
 
 impl Reason {
@@ -814,6 +858,7 @@ impl Reason {
             Reason::InvalidCertificate => "InvalidCertificate",
             Reason::PolicyWarning => "PolicyWarning",
             Reason::DuplicateAnnotation => "DuplicateAnnotation",
+            Reason::Setting => "Setting",
         }
     }
 }
@@ -821,14 +866,45 @@ impl Reason {
 /// A problem with one input object, reported where the user looks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// An error denies (or refuses) what it concerns; a warning does not.
     pub severity: Severity,
+    /// The object or config-file place it concerns (empty for the
+    /// configuration as a whole).
     pub object: ObjectRef,
+    /// The short machine reason (an Event's `reason`).
     pub reason: Reason,
+    /// What is wrong, in words.
     pub message: String,
+}
+
+impl Diagnostic {
+    /// An error on `object`: its route exists but denies every request.
+    pub fn invalid_route(object: &ObjectRef, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            object: object.clone(),
+            reason: Reason::InvalidRoute,
+            message: message.into(),
+        }
+    }
+
+    /// A warning about a global setting of the configuration, which still
+    /// applies; it concerns no one object, so it reads as its message alone.
+    pub fn setting(message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            object: ObjectRef::default(),
+            reason: Reason::Setting,
+            message: message.into(),
+        }
+    }
 }
 
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.object == ObjectRef::default() {
+            return f.write_str(&self.message);
+        }
         write!(f, "{}: {}", self.object, self.message)
     }
 }

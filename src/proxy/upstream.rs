@@ -310,7 +310,12 @@ fn build_client(key: &ClientKey) -> Result<HttpClient, String> {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-    } else if let Some(roots) = key.tls.settings().custom_roots()? {
+    } else if let Some(roots) = key
+        .tls
+        .settings()
+        .custom_roots()
+        .map_err(|e| e.to_string())?
+    {
         builder.with_root_certificates(roots)
     } else {
         let mut roots = rustls::RootCertStore::empty();
@@ -318,7 +323,12 @@ fn build_client(key: &ClientKey) -> Result<HttpClient, String> {
         builder.with_root_certificates(roots)
     };
     // `tls_client_cert`: presented when the upstream asks for one.
-    let tls = match key.tls.settings().client_auth()? {
+    let tls = match key
+        .tls
+        .settings()
+        .client_auth()
+        .map_err(|e| e.to_string())?
+    {
         Some((chain, private_key)) => verified
             .with_client_auth_cert(chain, private_key)
             .map_err(|_| "tls_client_cert / tls_client_key: not usable".to_string())?,
@@ -331,7 +341,12 @@ fn build_client(key: &ClientKey) -> Result<HttpClient, String> {
     let mut cb = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
-    if let Some(name) = key.tls.settings().server_name()? {
+    if let Some(name) = key
+        .tls
+        .settings()
+        .server_name()
+        .map_err(|e| e.to_string())?
+    {
         cb = cb.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
     }
     let connector = cb.enable_all_versions().wrap_connector(http);

@@ -647,12 +647,27 @@ fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
         .map_err(serde::de::Error::custom)
 }
 
+/// Why a duration does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Nothing given.
+    #[error("empty duration")]
+    Empty,
+    /// `text` is not a duration; `why` says what is wrong.
+    #[error("duration {text:?}: {why}")]
+    Invalid { text: String, why: String },
+}
+
 /// Parses a Go-style duration (`30s`, `1m30s`, `14h`, `250ms`, `1.5h`); a bare
 /// number means seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let err = |why| DurationError::Invalid {
+        text: text.to_string(),
+        why,
+    };
     let t = text.trim();
     if t.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
     if let Ok(secs) = t.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
@@ -662,13 +677,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let num_len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("duration {text:?}: missing unit (e.g. 30s, 5m, 1h)"))?;
+            .ok_or_else(|| err("missing unit (e.g. 30s, 5m, 1h)".into()))?;
         if num_len == 0 {
-            return Err(format!("duration {text:?}: expected a number"));
+            return Err(err("expected a number".into()));
         }
         let value: f64 = rest[..num_len]
             .parse()
-            .map_err(|_| format!("duration {text:?}: bad number"))?;
+            .map_err(|_| err("bad number".into()))?;
         rest = &rest[num_len..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -680,13 +695,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            other => return Err(format!("duration {text:?}: unknown unit {other:?}")),
+            other => return Err(err(format!("unknown unit {other:?}"))),
         };
         rest = &rest[unit_len..];
         total += value * scale;
     }
     if !total.is_finite() || total > 1e10 {
-        return Err(format!("duration {text:?}: out of range"));
+        return Err(err("out of range".into()));
     }
     Ok(Duration::from_secs_f64(total))
 }

@@ -4,14 +4,62 @@
 //! keeps the last good snapshot and is logged with the reason.
 
 use super::{read_one, read_referenced};
-use crate::model::Severity;
+use crate::model::{Diagnostic, Severity};
 use crate::proxy::dataplane::Addresses;
 use crate::settings::ConfigFile;
 use crate::translate::Inputs;
-use crate::translate::config::{Files, Generated, Provenance, inputs_from_parts, locate};
+use crate::translate::config::{
+    ConfigError, Files, Generated, Provenance, ReloadError, Unreadable, inputs_from_parts, locate,
+};
 use crate::translate::driver::Driver;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+/// Why a reading of the config file is refused; the running configuration
+/// (if any) stays. Every message starts with the file's path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    /// The file cannot be read.
+    #[error("{path}: cannot read: {error}")]
+    Unreadable { path: String, error: String },
+    /// The file is not UTF-8 text.
+    #[error("{0}: not UTF-8 text")]
+    NotText(String),
+    /// The file does not parse (secret values are redacted from `message`).
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    /// The file is valid but would lose what the running configuration has.
+    #[error("{path}: {error}")]
+    Reload { path: String, error: ReloadError },
+    /// A secret or a global setting cannot be used (secret values redacted).
+    #[error("{path}: {error}")]
+    Config { path: String, error: ConfigError },
+    /// Routes with errors: a config file is all or nothing.
+    #[error("{path}: {}", join(.errors))]
+    Routes {
+        path: String,
+        errors: Vec<Diagnostic>,
+    },
+}
+
+impl From<crate::settings::SettingsError> for FileError {
+    fn from(e: crate::settings::SettingsError) -> Self {
+        use crate::settings::SettingsError;
+        match e {
+            SettingsError::Read { path, source } => FileError::Unreadable {
+                path,
+                error: source.to_string(),
+            },
+            SettingsError::Parse { path, message } => FileError::Parse { path, message },
+        }
+    }
+}
+
+/// Diagnostics as one line, `; `-separated.
+fn join(diagnostics: &[Diagnostic]) -> String {
+    let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+    lines.join("; ")
+}
 
 /// A listener address the file (or a flag) gives that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,12 +116,12 @@ fn check_public_port(port: u16) -> Result<u16, AddressError> {
 }
 
 /// Adds one referenced file, as read, to a reading's fingerprint.
-fn hash_file(hash: &mut sha2::Sha256, name: &str, content: &Result<String, String>) {
+fn hash_file(hash: &mut sha2::Sha256, name: &str, content: &Result<String, Unreadable>) {
     use sha2::Digest;
     hash.update(name.as_bytes());
     match content {
         Ok(c) => hash.update(c.as_bytes()),
-        Err(e) => hash.update(e.as_bytes()),
+        Err(e) => hash.update(e.0.as_bytes()),
     }
 }
 
@@ -83,9 +131,9 @@ fn hash_file(hash: &mut sha2::Sha256, name: &str, content: &Result<String, Strin
 pub fn inputs_from_config(
     cfg: &ConfigFile,
     generated: &mut Generated,
-    warnings: &mut Vec<String>,
-) -> Result<Inputs, String> {
-    inputs_from_parts(cfg, &read_referenced(cfg), generated, warnings).map_err(|e| e.to_string())
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<Inputs, ConfigError> {
+    inputs_from_parts(cfg, &read_referenced(cfg), generated, warnings)
 }
 
 /// One reading of the config file and of every file it names, with a
@@ -94,7 +142,7 @@ pub fn inputs_from_config(
 pub struct Reading {
     pub fingerprint: [u8; 32],
     /// The parsed file and its referenced files, or why it cannot be used.
-    pub parsed: Result<(ConfigFile, Files), String>,
+    pub parsed: Result<(ConfigFile, Files), FileError>,
     /// SHA-256 of the config file's bytes alone.
     text: [u8; 32],
 }
@@ -149,7 +197,10 @@ impl Reading {
                 hash.update(b"unreadable");
                 return Reading {
                     fingerprint: hash.finalize().into(),
-                    parsed: Err(format!("{path}: cannot read: {e}")),
+                    parsed: Err(FileError::Unreadable {
+                        path: path.to_string(),
+                        error: e.to_string(),
+                    }),
                     text: [0; 32],
                 };
             }
@@ -157,10 +208,10 @@ impl Reading {
         let text_hash = sha2::Sha256::digest(&text).into();
         hash.update(&text);
         let parsed = String::from_utf8(text)
-            .map_err(|_| format!("{path}: not UTF-8 text"))
+            .map_err(|_| FileError::NotText(path.to_string()))
             .and_then(|text| {
                 ConfigFile::parse(path, &text)
-                    .map_err(|e| e.to_string())
+                    .map_err(FileError::from)
                     .map(|cfg| {
                         let files = read_referenced(&cfg);
                         for (name, content) in &files {
@@ -184,7 +235,7 @@ pub fn load_and_publish(
     driver: &mut Driver,
     generated: &mut Generated,
     now: i64,
-) -> Result<(Option<u64>, Vec<String>), String> {
+) -> Result<(Option<u64>, Vec<Diagnostic>), FileError> {
     apply(path, &Reading::read(path), driver, generated, now)
 }
 
@@ -196,36 +247,48 @@ pub fn apply(
     driver: &mut Driver,
     generated: &mut Generated,
     now: i64,
-) -> Result<(Option<u64>, Vec<String>), String> {
+) -> Result<(Option<u64>, Vec<Diagnostic>), FileError> {
     let (cfg, files) = reading.parsed.as_ref().map_err(Clone::clone)?;
     let provenance = Provenance::of(cfg);
     if let Some(running) = generated.running() {
         running
             .check_reload(&provenance)
-            .map_err(|e| format!("{path}: {e}"))?;
+            .map_err(|error| FileError::Reload {
+                path: path.to_string(),
+                error,
+            })?;
     }
-    let redact = |e: String| crate::settings::redact_secrets(&format!("{path}: {e}"), "");
     let mut warnings = Vec::new();
-    let inputs = inputs_from_parts(cfg, files, generated, &mut warnings)
-        .map_err(|e| redact(e.to_string()))?;
+    let inputs =
+        inputs_from_parts(cfg, files, generated, &mut warnings).map_err(|e| FileError::Config {
+            path: path.to_string(),
+            error: e.redacted(),
+        })?;
     // A config file is all or nothing: any error refuses the whole reading.
-    let applied = driver
-        .apply(inputs, now, |snapshot| {
-            let errors: Vec<String> = snapshot
-                .diagnostics
-                .iter()
-                .filter(|d| d.severity == Severity::Error)
-                .map(|d| locate(d, cfg))
-                .collect();
-            match errors.is_empty() {
-                true => Ok(()),
-                false => Err(errors.join("; ")),
-            }
-        })
-        .map_err(redact)?;
+    let applied = driver.apply(inputs, now, |snapshot| {
+        let errors: Vec<Diagnostic> = snapshot
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| redacted(locate(d, cfg)))
+            .collect();
+        match errors.is_empty() {
+            true => Ok(()),
+            false => Err(FileError::Routes {
+                path: path.to_string(),
+                errors,
+            }),
+        }
+    })?;
     warnings.extend(applied.diagnostics.iter().map(|d| locate(d, cfg)));
     generated.set_running(provenance);
     Ok((applied.generation, warnings))
+}
+
+/// `d` with secret-looking values removed from its message, to be logged.
+fn redacted(mut d: Diagnostic) -> Diagnostic {
+    d.message = crate::settings::redact_secrets(&d.message, "");
+    d
 }
 
 /// Applies `log_level` and `access_log` of a reading that was accepted.
@@ -359,7 +422,7 @@ fn report_reload(
     path: &str,
     reading: &Reading,
     driver: &Driver,
-    outcome: Result<(Option<u64>, Vec<String>), String>,
+    outcome: Result<(Option<u64>, Vec<Diagnostic>), FileError>,
 ) {
     match outcome {
         Ok((Some(generation), warnings)) => {

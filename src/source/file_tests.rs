@@ -75,7 +75,9 @@ fn invalid_edit_keeps_the_last_good_snapshot() {
         dir.path(),
         "routes:\n  - from: https://a.example.com\n    too: http://127.0.0.1:1\n",
     );
-    let err = load_and_publish(&path, &mut p, &mut g, 0).unwrap_err();
+    let err = load_and_publish(&path, &mut p, &mut g, 0)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("too") && err.contains("line 3"), "{err}");
     assert_eq!(p.reader().generation(), 1);
     assert!(
@@ -117,7 +119,9 @@ fn a_reload_that_loses_secrets_or_every_route_keeps_the_running_config() {
     ];
     for (i, text) in broken.iter().enumerate() {
         write(dir.path(), text);
-        let err = load_and_publish(&path, &mut p, &mut g, 1).unwrap_err();
+        let err = load_and_publish(&path, &mut p, &mut g, 1)
+            .unwrap_err()
+            .to_string();
         assert!(!err.is_empty(), "case {i}");
         assert_eq!(p.reader().generation(), 1, "case {i}: {err}");
         assert_eq!(kids(&p), kid, "case {i}: keys unchanged");
@@ -127,10 +131,14 @@ fn a_reload_that_loses_secrets_or_every_route_keeps_the_running_config() {
     }
     // The message says what was lost.
     write(dir.path(), &format!("{}\n{}\n{ROUTES}", lines[1], lines[2]));
-    let err = load_and_publish(&path, &mut p, &mut g, 1).unwrap_err();
+    let err = load_and_publish(&path, &mut p, &mut g, 1)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("signing_key"), "{err}");
     write(dir.path(), &format!("{secrets}routes: []\n"));
-    let err = load_and_publish(&path, &mut p, &mut g, 1).unwrap_err();
+    let err = load_and_publish(&path, &mut p, &mut g, 1)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no routes") && err.contains("has 2"), "{err}");
     // A deliberate edit that keeps the secrets still applies.
     write(
@@ -163,7 +171,7 @@ fn secrets_generated_at_first_start_are_reused_never_invented_again() {
     assert!(
         warnings
             .iter()
-            .any(|w| w.contains("cookie_secret is not set"))
+            .any(|w| w.to_string().contains("cookie_secret is not set"))
     );
     let kid = kids(&p);
     let cookie = p.reader().load().unwrap().auth.cookie_secret;
@@ -172,7 +180,7 @@ fn secrets_generated_at_first_start_are_reused_never_invented_again() {
     let (generation, warnings) = load_and_publish(&path, &mut p, &mut g, 1).unwrap();
     assert_eq!(generation, Some(2));
     assert!(
-        warnings.iter().all(|w| !w.contains("not set")),
+        warnings.iter().all(|w| !w.to_string().contains("not set")),
         "{warnings:?}"
     );
     assert_eq!(kids(&p), kid);
@@ -192,7 +200,9 @@ fn a_configured_key_is_not_replaced_by_one_derived_from_the_shared_secret() {
         .map(|l| format!("{l}\n"))
         .collect();
     write(dir.path(), &format!("{without_key}{ROUTES}"));
-    let err = load_and_publish(&path, &mut p, &mut g, 1).unwrap_err();
+    let err = load_and_publish(&path, &mut p, &mut g, 1)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("signing_key"), "{err}");
     assert_eq!(p.reader().generation(), 1);
 }
@@ -260,7 +270,9 @@ fn the_idp_client_secret_can_come_from_a_mounted_file() {
     let inputs = inputs_from_config(&cfg, &mut Generated::default(), &mut Vec::new()).unwrap();
     assert_eq!(inputs.global.auth.idp.unwrap().client_secret, "from-a-file");
     std::fs::remove_file(&secret).unwrap();
-    let err = inputs_from_config(&cfg, &mut Generated::default(), &mut Vec::new()).unwrap_err();
+    let err = inputs_from_config(&cfg, &mut Generated::default(), &mut Vec::new())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("idp_client_secret_file"), "{err}");
 }
 
@@ -278,7 +290,9 @@ fn pomeriums_oidc_providers_load_and_github_or_unknown_ones_say_why_not() {
         )
         .unwrap()
     };
-    let load = |c: &ConfigFile| inputs_from_config(c, &mut Generated::default(), &mut Vec::new());
+    let load = |c: &ConfigFile| {
+        inputs_from_config(c, &mut Generated::default(), &mut Vec::new()).map_err(|e| e.to_string())
+    };
     for p in OIDC_PROVIDERS {
         let idp = load(&cfg(p, true)).unwrap().global.auth.idp.unwrap();
         assert_eq!(

@@ -10,7 +10,7 @@ pub mod cluster;
 pub mod file;
 
 use crate::settings::ConfigFile;
-use crate::translate::config::{Files, referenced_files};
+use crate::translate::config::{Files, Unreadable, referenced_files};
 
 /// Reads every file a config refers to (key files, certificates, CA
 /// bundles): the file source reads them with each reading, the cluster
@@ -26,6 +26,6 @@ pub fn read_referenced(cfg: &ConfigFile) -> Files {
 }
 
 /// One referenced file's text, or why it cannot be read.
-pub(crate) fn read_one(path: &str) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| e.to_string())
+pub(crate) fn read_one(path: &str) -> Result<String, Unreadable> {
+    std::fs::read_to_string(path).map_err(|e| Unreadable(e.to_string()))
 }

@@ -206,12 +206,14 @@ pub struct PolicyOutcome {
     pub error: Option<String>,
     /// Lint warnings of rules that compile (a rule that can never match,
     /// `reject` under allow, …), as `jetbridge policy check` prints them.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<crate::policy::Warning>,
 }
 
 /// A Policy's rule list and lint warnings, read and compiled as
 /// `jetbridge policy check` reads a `Policy` file.
-fn compile_policy(p: &WatchedPolicy) -> Result<(serde_json::Value, Vec<String>), String> {
+fn compile_policy(
+    p: &WatchedPolicy,
+) -> Result<(serde_json::Value, Vec<crate::policy::Warning>), String> {
     let spec = p.spec.as_ref().map_err(Clone::clone)?;
     let ppl = spec.ppl().map_err(|e| e.to_string())?;
     let (_, warnings) =
@@ -731,7 +733,10 @@ fn route_input(
         client_cert_pem: None,
         client_key_pem: None,
         downstream_ca_pem: None,
-        problems,
+        problems: problems
+            .into_iter()
+            .map(|m| Diagnostic::invalid_route(&r.object, m))
+            .collect(),
     }
 }
 
@@ -761,9 +766,12 @@ fn held_routes(assignment: &hosts::Assignment, routes: &[RouteInput]) -> Vec<Rou
             client_cert_pem: None,
             client_key_pem: None,
             downstream_ca_pem: None,
-            problems: vec![format!(
-                "host {} is held for {o}: no route is served there until it is re-applied",
-                shown_host(host)
+            problems: vec![Diagnostic::invalid_route(
+                &ObjectRef::kube("HostClaim", &o.namespace, shown_host(host)),
+                format!(
+                    "host {} is held for {o}: no route is served there until it is re-applied",
+                    shown_host(host)
+                ),
             )],
         })
         .collect()

@@ -37,6 +37,18 @@ pub enum ConfigError {
     Setting(String),
 }
 
+impl ConfigError {
+    /// The error with secret-looking values (long base64 blobs) removed
+    /// from its message, to be logged.
+    pub fn redacted(self) -> Self {
+        let redact = |m: String| crate::settings::redact_secrets(&m, "");
+        match self {
+            ConfigError::Secrets(m) => ConfigError::Secrets(redact(m)),
+            ConfigError::Setting(m) => ConfigError::Setting(redact(m)),
+        }
+    }
+}
+
 /// Material generated once per process when the file does not provide it,
 /// and what the running configuration was built from (so a reload cannot
 /// silently lose it).
@@ -105,7 +117,7 @@ impl Provenance {
     /// configured secret or key that is no longer named, or every route.
     /// Such a file is far more often a half-written or truncated one than
     /// a deliberate change; a deliberate one takes a restart.
-    pub fn check_reload(&self, next: &Provenance) -> Result<(), String> {
+    pub fn check_reload(&self, next: &Provenance) -> Result<(), ReloadError> {
         let mut lost = Vec::new();
         if self.signing_key == KeyOrigin::Configured && next.signing_key < self.signing_key {
             lost.push("signing_key");
@@ -117,27 +129,44 @@ impl Provenance {
             lost.push("shared_secret");
         }
         if !lost.is_empty() {
-            return Err(format!(
-                "the file no longer sets {} that the running configuration uses; refusing to \
-                 replace it with a new random or derived value (every session and published key \
-                 would change). Put it back, or restart jetbridge to apply the change deliberately",
-                lost.join(", ")
-            ));
+            return Err(ReloadError::LostSecrets(lost));
         }
         if self.routes > 0 && next.routes == 0 {
-            return Err(format!(
-                "the file defines no routes (the running configuration has {}); refusing to take \
-                 every route down on reload. Restart jetbridge to run without routes deliberately",
-                self.routes
-            ));
+            return Err(ReloadError::NoRoutes(self.routes));
         }
         Ok(())
     }
 }
 
+/// Why a reload is refused although the new file is valid: it would lose
+/// what the running configuration has (see [`Provenance::check_reload`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadError {
+    /// Configured secrets or keys the new file no longer names.
+    #[error(
+        "the file no longer sets {} that the running configuration uses; refusing to \
+         replace it with a new random or derived value (every session and published key \
+         would change). Put it back, or restart jetbridge to apply the change deliberately",
+        .0.join(", ")
+    )]
+    LostSecrets(Vec<&'static str>),
+    /// The new file has no routes; the running configuration has this many.
+    #[error(
+        "the file defines no routes (the running configuration has {0}); refusing to take \
+         every route down on reload. Restart jetbridge to run without routes deliberately"
+    )]
+    NoRoutes(usize),
+}
+
 /// Contents of the files a config names (key files, certificates, CA
 /// bundles), read together with the config so one reading is consistent.
-pub type Files = BTreeMap<String, Result<String, String>>;
+pub type Files = BTreeMap<String, Result<String, Unreadable>>;
+
+/// Why a file the config names could not be read: the reader's message
+/// (`No such file or directory (os error 2)`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreadable(pub String);
 
 /// Pomerium's identity providers that speak OpenID Connect: each is used
 /// through its discovery document at `idp_provider_url`.
@@ -243,7 +272,7 @@ fn secret(
     value: Option<&str>,
     slot: &mut Option<Secret32>,
     first_load: bool,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Diagnostic>,
 ) -> Result<Secret32, String> {
     if let Some(v) = value {
         return Secret32::parse(name, v).map_err(|e| e.to_string());
@@ -254,10 +283,10 @@ fn secret(
         ));
     }
     if slot.is_none() {
-        warnings.push(format!(
+        warnings.push(Diagnostic::setting(format!(
             "{name} is not set: using a random one for this process (sessions end on restart \
              and replicas will not share them); set it with `jetbridge gen-secrets --format config`"
-        ));
+        )));
     }
     Ok(slot.get_or_insert_with(Secret32::generate).clone())
 }
@@ -292,7 +321,7 @@ pub fn inputs_from_parts(
     cfg: &ConfigFile,
     files: &Files,
     generated: &mut Generated,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Diagnostic>,
 ) -> Result<Inputs, ConfigError> {
     warn_unknown_runtime_flags(cfg, warnings);
     let secrets = file_secrets(cfg, files, generated, warnings).map_err(ConfigError::Secrets)?;
@@ -307,7 +336,7 @@ pub fn inputs_with_secrets(
     files: &Files,
     secrets: Secrets,
     generated: &mut Generated,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Diagnostic>,
 ) -> Result<Inputs, ConfigError> {
     inputs(cfg, files, secrets, generated, warnings).map_err(ConfigError::Setting)
 }
@@ -318,12 +347,13 @@ fn inputs(
     files: &Files,
     secrets: Secrets,
     generated: &mut Generated,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Diagnostic>,
 ) -> Result<Inputs, String> {
     check_logging(cfg)?;
     let issuer_format = IssuerFormat::parse(cfg.jwt_issuer_format.as_deref().unwrap_or(""))?;
     let bearer_token_format =
-        BearerTokenFormat::parse(cfg.bearer_token_format.as_deref().unwrap_or(""))?;
+        BearerTokenFormat::parse(cfg.bearer_token_format.as_deref().unwrap_or(""))
+            .map_err(|e| e.to_string())?;
     let (authenticate_url, authenticate_host) = authenticate_service(cfg)?;
     let idp = identity_provider(cfg, files, warnings)?;
     check_sign_in(
@@ -378,10 +408,12 @@ fn inputs(
 }
 
 /// Warns about `runtime_flags` jetbridge does not know.
-fn warn_unknown_runtime_flags(cfg: &ConfigFile, warnings: &mut Vec<String>) {
+fn warn_unknown_runtime_flags(cfg: &ConfigFile, warnings: &mut Vec<Diagnostic>) {
     for flag in cfg.runtime_flags.iter().flat_map(|f| f.keys()) {
         if !crate::settings::KNOWN_RUNTIME_FLAGS.contains(&flag.as_str()) {
-            warnings.push(format!("runtime_flags: unknown flag {flag:?} is ignored"));
+            warnings.push(Diagnostic::setting(format!(
+                "runtime_flags: unknown flag {flag:?} is ignored"
+            )));
         }
     }
 }
@@ -393,7 +425,7 @@ fn file_secrets(
     cfg: &ConfigFile,
     files: &Files,
     generated: &mut Generated,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Diagnostic>,
 ) -> Result<Secrets, String> {
     let first_load = generated.running.is_none();
     let cookie_secret = secret(
@@ -425,7 +457,7 @@ fn signing_keys(
     files: &Files,
     shared_secret: &Secret32,
     generated: &mut Generated,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Diagnostic>,
 ) -> Result<Arc<KeySet>, String> {
     let key_text = match (&cfg.signing_key, &cfg.signing_key_file) {
         (Some(k), _) => Some(k.clone()),
@@ -434,7 +466,7 @@ fn signing_keys(
     };
     if let Some(text) = key_text {
         let set = KeySet::parse(&text).map_err(|e| e.to_string())?;
-        warnings.extend(set.warnings.iter().cloned());
+        warnings.extend(set.warnings.iter().map(Diagnostic::setting));
         return Ok(Arc::new(set));
     }
     if cfg.shared_secret.is_some() {
@@ -446,11 +478,10 @@ fn signing_keys(
         return Err("signing_key is not set: refusing to invent a key on reload".into());
     }
     if generated.keys.is_none() {
-        warnings.push(
+        warnings.push(Diagnostic::setting(
             "signing_key is not set: using a random key for this process; upstreams \
-             must re-fetch the JWKS after a restart"
-                .into(),
-        );
+             must re-fetch the JWKS after a restart",
+        ));
     }
     Ok(generated
         .keys
@@ -497,7 +528,7 @@ fn authenticate_service(cfg: &ConfigFile) -> Result<(Option<String>, Option<Stri
 fn identity_provider(
     cfg: &ConfigFile,
     files: &Files,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Diagnostic>,
 ) -> Result<Option<IdpConfig>, String> {
     let (url, provider) = match (&cfg.idp_provider_url, &cfg.idp_provider) {
         (None, None) => return Ok(None),
@@ -541,12 +572,12 @@ fn check_sign_in(
     idp: Option<&IdpConfig>,
     authenticate_host: Option<&str>,
     has_authenticate_url: bool,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Diagnostic>,
 ) -> Result<(), String> {
     if let Some(w) =
         idp.and_then(|i| crate::identity::oidc::plain_http_issuer_warning(&i.issuer_url))
     {
-        warnings.push(w);
+        warnings.push(Diagnostic::setting(w));
     }
     if idp.is_some() && !has_authenticate_url {
         return Err(
@@ -557,10 +588,10 @@ fn check_sign_in(
         && h.ends_with("pomerium.app")
         && idp.is_some()
     {
-        warnings.push(format!(
+        warnings.push(Diagnostic::setting(format!(
             "authenticate_service_url points at {h}: jetbridge serves the authenticate endpoints \
              itself, so {h} must resolve to this proxy; use a host of your own"
-        ));
+        )));
     }
     Ok(())
 }
@@ -670,7 +701,7 @@ fn route_place(r: &RouteConfig, source: &ObjectRef) -> Result<(String, PathSpec)
         }
         Ok((host, path)) if host == "*" => Ok((String::new(), path)),
         Ok(location) => Ok(location),
-        Err(message) => Err(not_served(message)),
+        Err(e) => Err(not_served(e.to_string())),
     }
 }
 
@@ -715,12 +746,12 @@ fn route_input(
     for to in &r.to {
         match parse_upstream(to) {
             Ok(u) => backends.push(u),
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.to_string()),
         }
     }
     RouteInput {
         id: r.name.clone().unwrap_or_else(|| format!("routes[{i}]")),
-        source,
+        source: source.clone(),
         created: i as i64,
         host,
         path,
@@ -730,7 +761,10 @@ fn route_input(
         client_cert_pem,
         client_key_pem,
         downstream_ca_pem,
-        problems,
+        problems: problems
+            .into_iter()
+            .map(|m| Diagnostic::invalid_route(&source, m))
+            .collect(),
     }
 }
 
@@ -741,7 +775,7 @@ fn self_signed(
     cfg: &ConfigFile,
     authenticate_host: Option<&str>,
     generated: &mut Generated,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Diagnostic>,
 ) -> Result<Option<CertInput>, String> {
     let mut names: Vec<String> = route_hosts(cfg.all_routes());
     if let Some(h) = authenticate_host {
@@ -752,10 +786,10 @@ fn self_signed(
     names.dedup();
     let reuse = matches!(&generated.cert, Some((n, _)) if *n == names);
     if !reuse {
-        warnings.push(format!(
+        warnings.push(Diagnostic::setting(format!(
             "no certificate configured: serving a generated self-signed certificate for {}",
             names.join(", ")
-        ));
+        )));
         let ck = rcgen::generate_simple_self_signed(names.clone())
             .map_err(|e| format!("cannot generate a certificate: {e}"))?;
         generated.cert = Some((
@@ -853,7 +887,8 @@ fn downstream_mtls(
         (None, Some(f)) => read_file(files, "downstream_mtls.ca_file", f)?,
         (None, None) => return Err("downstream_mtls: ca or ca_file is required".into()),
     };
-    let ca = crate::model::ClientCa::parse_as("downstream_mtls.ca", &pem)?;
+    let ca =
+        crate::model::ClientCa::parse_as("downstream_mtls.ca", &pem).map_err(|e| e.to_string())?;
     Ok(crate::translate::DownstreamMtls {
         ca,
         reject_connection,
@@ -882,7 +917,7 @@ fn route_hosts<'a>(routes: impl Iterator<Item = &'a RouteConfig>) -> Vec<String>
 fn client_secret(
     cfg: &ConfigFile,
     files: &Files,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Diagnostic>,
 ) -> Result<String, String> {
     let secret = match (&cfg.idp_client_secret, &cfg.idp_client_secret_file) {
         (Some(s), _) if s.trim().is_empty() => {
@@ -903,12 +938,11 @@ fn client_secret(
             s
         }
         (None, None) => {
-            warnings.push(
+            warnings.push(Diagnostic::setting(
                 "idp_client_secret is not set: jetbridge signs in as a public client, and an \
                  identity provider that expects a client secret refuses every sign-in \
-                 (invalid_client)"
-                    .into(),
-            );
+                 (invalid_client)",
+            ));
             String::new()
         }
     };
@@ -920,10 +954,10 @@ fn route_object(i: usize, r: &RouteConfig) -> String {
     format!("routes[{i}] ({})", r.from)
 }
 
-/// A diagnostic as a line of a load or reload report, naming where in the
-/// file the route is (line, column), and for a `policy` problem where the
-/// policy is.
-pub fn locate(d: &Diagnostic, cfg: &ConfigFile) -> String {
+/// A diagnostic as a load or reload reports it: naming where in the file
+/// the route is (line, column), and for a `policy` problem where the policy
+/// is.
+pub fn locate(d: &Diagnostic, cfg: &ConfigFile) -> Diagnostic {
     let span = cfg
         .all_routes()
         .zip(&cfg.spans)
@@ -931,21 +965,18 @@ pub fn locate(d: &Diagnostic, cfg: &ConfigFile) -> String {
         .find(|(i, (r, _))| d.object.kind.is_empty() && d.object.name == route_object(*i, r))
         .map(|(_, (_, span))| *span);
     let Some(span) = span else {
-        return d.to_string();
+        return d.clone();
     };
+    let mut located = d.clone();
     match (span.policy, d.message.strip_prefix("policy: "), span.at) {
         (Some((line, column)), Some(rest), _) => {
-            format!(
-                "{}: policy at line {line}, column {column}: {rest}",
-                d.object
-            )
+            located.message = format!("policy at line {line}, column {column}: {rest}");
         }
         (_, _, Some((line, column))) => {
-            format!(
-                "{} at line {line}, column {column}: {}",
-                d.object, d.message
-            )
+            let at = format!("{} at line {line}, column {column}", d.object.name);
+            located.object = ObjectRef::file(at);
         }
-        _ => d.to_string(),
+        _ => {}
     }
+    located
 }

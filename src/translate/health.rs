@@ -72,18 +72,55 @@ struct Payload {
 }
 
 /// Reads a route's `health_checks` value.
-pub fn parse(value: &Value) -> Result<Vec<HealthCheck>, String> {
+pub fn parse(value: &Value) -> Result<Vec<HealthCheck>, HealthError> {
     let items = match value {
         Value::Array(a) => a.clone(),
         Value::Object(_) => vec![value.clone()],
         Value::Null => return Ok(Vec::new()),
-        _ => return Err("health_checks: expected a list of health checks".into()),
+        _ => return Err(HealthError::ChecksNotAList),
     };
     items
         .iter()
         .enumerate()
-        .map(|(i, item)| one(item).map_err(|e| format!("health_checks[{i}]: {e}")))
+        .map(|(index, item)| one(item).map_err(|message| HealthError::Check { index, message }))
         .collect()
+}
+
+/// Why a route's `health_checks`, `outlier_detection` or
+/// `circuit_breaker_thresholds` cannot be used; each message names the key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HealthError {
+    /// `health_checks` is neither a list nor one check.
+    #[error("health_checks: expected a list of health checks")]
+    ChecksNotAList,
+    /// One health check (`message` says what is wrong with it).
+    #[error("health_checks[{index}]: {message}")]
+    Check { index: usize, message: String },
+    /// `outlier_detection` is not a map.
+    #[error("outlier_detection: expected a map")]
+    OutlierNotAMap,
+    /// A value of `outlier_detection`.
+    #[error("outlier_detection.{key}: {message}")]
+    Outlier { key: String, message: String },
+    /// A key of `outlier_detection` jetbridge does not implement.
+    #[error(
+        "outlier_detection.{0} is not supported by jetbridge (consecutive_5xx, \
+         consecutive_gateway_failure, their enforcing_ percentages as on/off, \
+         base_ejection_time, max_ejection_time and max_ejection_percent are)"
+    )]
+    OutlierUnsupported(String),
+    /// `circuit_breaker_thresholds` is not a map.
+    #[error("circuit_breaker_thresholds: expected a map")]
+    BreakerNotAMap,
+    /// A limit of `circuit_breaker_thresholds` that is not a count above 0.
+    #[error("circuit_breaker_thresholds.{0}: expected a whole number above 0")]
+    BreakerLimit(String),
+    /// A key of `circuit_breaker_thresholds` jetbridge does not implement.
+    #[error(
+        "circuit_breaker_thresholds.{0} is not supported by jetbridge \
+         (max_requests and max_connections are)"
+    )]
+    BreakerUnsupported(String),
 }
 
 fn one(item: &Value) -> Result<HealthCheck, String> {
@@ -185,10 +222,10 @@ fn http_probe(h: HttpSpec) -> Result<Probe, String> {
 /// Reads a route's `outlier_detection` (Envoy's defaults where unset:
 /// 5 consecutive 5xx, gateway failures off, 30 s base ejection, 300 s at
 /// most, 10 % of the targets).
-pub fn outlier_detection(value: &Value) -> Result<OutlierDetection, String> {
+pub fn outlier_detection(value: &Value) -> Result<OutlierDetection, HealthError> {
     const ACCEPTED_WITHOUT_EFFECT: &[&str] = &["interval", "split_external_local_origin_errors"];
     let Value::Object(map) = value else {
-        return Err("outlier_detection: expected a map".into());
+        return Err(HealthError::OutlierNotAMap);
     };
     let mut o = OutlierDetection {
         consecutive_5xx: Some(5),
@@ -199,19 +236,22 @@ pub fn outlier_detection(value: &Value) -> Result<OutlierDetection, String> {
     };
     let mut gateway = 5;
     let (mut enforce_5xx, mut enforce_gateway) = (100, 0);
-    let err = |k: &str, e: String| format!("outlier_detection.{k}: {e}");
+    let err = |k: &str, message: String| HealthError::Outlier {
+        key: k.to_string(),
+        message,
+    };
     for (k, v) in map {
         let key = snake_case(k);
-        let count = || -> Result<u32, String> {
+        let count = || -> Result<u32, HealthError> {
             v.as_u64()
                 .and_then(|n| u32::try_from(n).ok())
                 .ok_or_else(|| err(k, "expected a whole number".into()))
         };
-        let duration = || -> Result<std::time::Duration, String> {
+        let duration = || -> Result<std::time::Duration, HealthError> {
             let text = v
                 .as_str()
                 .ok_or_else(|| err(k, "expected a duration such as 30s".into()))?;
-            parse_duration(text).map_err(|e| err(k, e))
+            parse_duration(text).map_err(|e| err(k, e.to_string()))
         };
         match key.as_str() {
             "consecutive_5xx" | "consecutive5xx" => o.consecutive_5xx = Some(count()?),
@@ -226,11 +266,7 @@ pub fn outlier_detection(value: &Value) -> Result<OutlierDetection, String> {
             },
             k if ACCEPTED_WITHOUT_EFFECT.contains(&k) => {}
             _ => {
-                return Err(format!(
-                    "outlier_detection.{k} is not supported by jetbridge (consecutive_5xx, \
-                     consecutive_gateway_failure, their enforcing_ percentages as on/off, \
-                     base_ejection_time, max_ejection_time and max_ejection_percent are)"
-                ));
+                return Err(HealthError::OutlierUnsupported(k.to_string()));
             }
         }
     }
@@ -251,9 +287,9 @@ pub fn outlier_detection(value: &Value) -> Result<OutlierDetection, String> {
 /// `max_connections` both bound the requests in flight (each request to an
 /// HTTP/1.1 target holds a connection); the smaller wins. There is no
 /// queue, so `max_pending_requests` is accepted as 0 in effect.
-pub fn circuit_breaker(value: &Value) -> Result<Option<CircuitBreaker>, String> {
+pub fn circuit_breaker(value: &Value) -> Result<Option<CircuitBreaker>, HealthError> {
     let Value::Object(map) = value else {
-        return Err("circuit_breaker_thresholds: expected a map".into());
+        return Err(HealthError::BreakerNotAMap);
     };
     let mut max = None::<u32>;
     for (k, v) in map {
@@ -263,17 +299,12 @@ pub fn circuit_breaker(value: &Value) -> Result<Option<CircuitBreaker>, String> 
                     .as_u64()
                     .and_then(|n| u32::try_from(n).ok())
                     .filter(|n| *n > 0)
-                    .ok_or_else(|| {
-                        format!("circuit_breaker_thresholds.{k}: expected a whole number above 0")
-                    })?;
+                    .ok_or_else(|| HealthError::BreakerLimit(k.to_string()))?;
                 max = Some(max.map_or(n, |m| m.min(n)));
             }
             "max_pending_requests" | "max_retries" | "max_connection_pools" | "priority" => {}
             _ => {
-                return Err(format!(
-                    "circuit_breaker_thresholds.{k} is not supported by jetbridge \
-                     (max_requests and max_connections are)"
-                ));
+                return Err(HealthError::BreakerUnsupported(k.to_string()));
             }
         }
     }
@@ -376,7 +407,7 @@ mod tests {
             (json!({"base_ejection_time": 30}), "expected a duration"),
             (json!([1]), "expected a map"),
         ] {
-            let e = outlier_detection(&v).unwrap_err();
+            let e = outlier_detection(&v).unwrap_err().to_string();
             assert!(e.contains(needle), "{v}: {e}");
         }
         let c =
@@ -391,6 +422,7 @@ mod tests {
         assert!(
             circuit_breaker(&json!({"track_remaining": true}))
                 .unwrap_err()
+                .to_string()
                 .contains("track_remaining")
         );
     }
@@ -436,7 +468,7 @@ mod tests {
             ),
             (json!("every 5s"), "expected a list"),
         ] {
-            let e = parse(&v).unwrap_err();
+            let e = parse(&v).unwrap_err().to_string();
             assert!(e.contains(needle), "{v}: {e}");
         }
     }

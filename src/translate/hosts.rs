@@ -336,19 +336,23 @@ pub fn assign(
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Delegations(Vec<(String, String)>);
 
+/// An item of a delegation list that is not `NAMESPACE=/PATH`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: expected NAMESPACE=/PATH")]
+pub struct DelegationError(pub String);
+
 impl Delegations {
     /// Reads `NAMESPACE=/PATH` items separated by commas or white space.
-    pub fn parse(text: &str) -> Result<Delegations, String> {
+    pub fn parse(text: &str) -> Result<Delegations, DelegationError> {
         let mut out = Vec::new();
         for item in text
             .split(|c: char| c == ',' || c.is_whitespace())
             .filter(|s| !s.is_empty())
         {
-            let (ns, path) = item
-                .split_once('=')
-                .ok_or_else(|| format!("{item:?}: expected NAMESPACE=/PATH"))?;
+            let bad = || DelegationError(item.to_string());
+            let (ns, path) = item.split_once('=').ok_or_else(bad)?;
             if ns.is_empty() || !path.starts_with('/') {
-                return Err(format!("{item:?}: expected NAMESPACE=/PATH"));
+                return Err(bad());
             }
             out.push((ns.to_string(), path.trim_end_matches('/').to_string()));
         }

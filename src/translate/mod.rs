@@ -159,7 +159,7 @@ pub struct RouteInput {
     /// Problems the source already found (e.g. a bad annotation or `to`
     /// URL): the route exists but denies every request, and each problem
     /// is reported.
-    pub problems: Vec<String>,
+    pub problems: Vec<Diagnostic>,
 }
 
 /// Host and path of a config-file route from its `from` URL and its
@@ -169,17 +169,15 @@ pub fn route_location(
     prefix: Option<&str>,
     path: Option<&str>,
     regex: Option<&str>,
-) -> Result<(String, PathSpec), String> {
+) -> Result<(String, PathSpec), LocationError> {
     let from = from.trim();
     let rest = from
         .strip_prefix("https://")
         .or_else(|| from.strip_prefix("http://"))
-        .ok_or_else(|| format!("from {from:?}: must be an https:// URL"))?;
+        .ok_or_else(|| LocationError::NotHttps(from.to_string()))?;
     let authority = rest.split('/').next().unwrap_or("");
     if rest.len() > authority.len() + 1 {
-        return Err(format!(
-            "from {from:?}: must not contain a path (use prefix or path)"
-        ));
+        return Err(LocationError::HasPath(from.to_string()));
     }
     let host = strip_port(authority).to_string();
     let path = match (path, prefix, regex) {
@@ -187,18 +185,34 @@ pub fn route_location(
         (None, Some(p), None) => PathSpec::Prefix(p.to_string()),
         (None, None, Some(r)) => PathSpec::Regex(r.to_string()),
         (None, None, None) => PathSpec::Prefix("/".into()),
-        _ => return Err("path, prefix and regex are mutually exclusive".into()),
+        _ => return Err(LocationError::PathKeys),
     };
     Ok((host, path))
+}
+
+/// Why a config-file route's `from`, `prefix`, `path` and `regex` name no
+/// place to serve.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LocationError {
+    /// `from` is not an `https://` (or `http://`) URL.
+    #[error("from {0:?}: must be an https:// URL")]
+    NotHttps(String),
+    /// `from` has a path.
+    #[error("from {0:?}: must not contain a path (use prefix or path)")]
+    HasPath(String),
+    /// More than one of `path`, `prefix` and `regex`.
+    #[error("path, prefix and regex are mutually exclusive")]
+    PathKeys,
 }
 
 /// Builds a snapshot. `generation` is stamped by the publisher.
 pub fn translate(inputs: &Inputs) -> Snapshot {
     let mut diagnostics = inputs.diagnostics.clone();
     // Routes that share a policy (e.g. the same policy_ref) compile it once.
-    let mut programs: HashMap<String, Result<Program, String>> = HashMap::new();
+    let mut programs: HashMap<String, Result<Program, PolicyError>> = HashMap::new();
     // Routes that share a client CA (e.g. one Secret) parse it once.
-    let mut client_cas: HashMap<String, Result<ClientCa, String>> = HashMap::new();
+    let mut client_cas: HashMap<String, Result<ClientCa, crate::model::OptionError>> =
+        HashMap::new();
     let g = &inputs.global;
     let mut routes = Vec::with_capacity(inputs.routes.len());
     let mut keys = Vec::with_capacity(inputs.routes.len());
@@ -297,12 +311,12 @@ fn build_route(
     g: &GlobalInputs,
     host: HostMatch,
     path: PathMatch,
-    programs: &mut HashMap<String, Result<Program, String>>,
-    client_cas: &mut HashMap<String, Result<ClientCa, String>>,
+    programs: &mut HashMap<String, Result<Program, PolicyError>>,
+    client_cas: &mut HashMap<String, Result<ClientCa, crate::model::OptionError>>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Route {
     let spec = &input.options;
-    let mut p = route::Problems(input.problems.clone());
+    let mut p = route::Problems(input.problems.iter().map(|d| d.message.clone()).collect());
     let upstreams = route::upstreams(input, &mut p);
     let access = route::access(spec, programs, &mut p);
     let (set_request_headers, templated_request_headers) = route::request_headers(spec, &mut p);
@@ -387,8 +401,11 @@ fn allow_upgrades(spec: &RouteOptions) -> Vec<String> {
 
 /// One `depends_on` entry as a host: `app.example.com`, with `https://`,
 /// a port or a trailing `/` allowed (and dropped); anything else is an error.
-fn depends_on_host(entry: &str) -> Result<String, String> {
-    let bad = |why: &str| format!("depends_on {entry:?}: {why}");
+fn depends_on_host(entry: &str) -> Result<String, ValueError> {
+    let bad = |why: &str| ValueError::DependsOn {
+        entry: entry.to_string(),
+        why: why.to_string(),
+    };
     let text = entry.trim();
     let rest = text.strip_prefix("https://").unwrap_or(text);
     if rest.contains("://") {
@@ -607,10 +624,10 @@ fn reserved_header(n: &HeaderName, request: bool) -> Option<&'static str> {
 /// The route's program: its PPL, legacy shorthands and
 /// `allow_any_authenticated_user`, combined as alternatives. No policy at all
 /// means deny (after sign-in).
-pub fn compile_policy(spec: &RouteOptions) -> Result<Program, String> {
+pub fn compile_policy(spec: &RouteOptions) -> Result<Program, PolicyError> {
     let mut parts = Vec::new();
     if let Some(v) = &spec.policy {
-        parts.push(policy::compile_value(v).map_err(|e| format!("policy: {e}"))?);
+        parts.push(policy::compile_value(v).map_err(PolicyError::Policy)?);
     }
     let legacy = Legacy {
         allowed_users: spec.allowed_users.clone(),
@@ -628,7 +645,7 @@ pub fn compile_policy(spec: &RouteOptions) -> Result<Program, String> {
             policy::compile_value(
                 &serde_json::json!({"allow": {"and": [{"authenticated_user": true}]}}),
             )
-            .map_err(|e| format!("allow_any_authenticated_user: {e}"))?,
+            .map_err(PolicyError::AnyAuthenticatedUser)?,
         );
     }
     if parts.is_empty() {
@@ -637,26 +654,58 @@ pub fn compile_policy(spec: &RouteOptions) -> Result<Program, String> {
     Ok(Program::merge(parts))
 }
 
+/// Why a route's policy settings do not compile (the route then denies).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The route's `policy`.
+    #[error("policy: {0}")]
+    Policy(policy::PolicyError),
+    /// `allow_any_authenticated_user`.
+    #[error("allow_any_authenticated_user: {0}")]
+    AnyAuthenticatedUser(policy::PolicyError),
+}
+
+/// Why a `to` URL cannot be an upstream; each message names the URL.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// Not a URL.
+    #[error("to {to:?}: {error}")]
+    Url { to: String, error: url::ParseError },
+    /// A scheme other than `http`, `https` or `h2c`.
+    #[error("to {0:?}: scheme must be http, https or h2c")]
+    Scheme(String),
+    /// No host.
+    #[error("to {0:?}: missing host")]
+    MissingHost(String),
+    /// A user name or password in the URL.
+    #[error("to {0:?}: credentials in upstream URLs are not allowed")]
+    Credentials(String),
+    /// A query or fragment in the URL.
+    #[error("to {0:?}: query and fragment are not allowed")]
+    QueryOrFragment(String),
+}
+
 /// Parses a `to` URL: `http`, `https` or `h2c`, host and optional port and path.
-pub fn parse_upstream(to: &str) -> Result<Upstream, String> {
-    let url = url::Url::parse(to.trim()).map_err(|e| format!("to {to:?}: {e}"))?;
+pub fn parse_upstream(to: &str) -> Result<Upstream, UpstreamError> {
+    let url = url::Url::parse(to.trim()).map_err(|error| UpstreamError::Url {
+        to: to.to_string(),
+        error,
+    })?;
     let scheme = url.scheme().to_string();
     let default_port = match scheme.as_str() {
         "http" | "h2c" => 80,
         "https" => 443,
-        _ => return Err(format!("to {to:?}: scheme must be http, https or h2c")),
+        _ => return Err(UpstreamError::Scheme(to.to_string())),
     };
     let host = url
         .host_str()
         .filter(|h| !h.is_empty())
-        .ok_or_else(|| format!("to {to:?}: missing host"))?;
+        .ok_or_else(|| UpstreamError::MissingHost(to.to_string()))?;
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!(
-            "to {to:?}: credentials in upstream URLs are not allowed"
-        ));
+        return Err(UpstreamError::Credentials(to.to_string()));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("to {to:?}: query and fragment are not allowed"));
+        return Err(UpstreamError::QueryOrFragment(to.to_string()));
     }
     let port = url.port().unwrap_or(default_port);
     Ok(Upstream {
@@ -827,7 +876,7 @@ fn client_auth_names(routes: &[Route], global: Option<&DownstreamMtls>) -> Optio
 
 /// A PEM setting (`tls_custom_ca`, `tls_client_cert`, …): PEM, or base64 of
 /// PEM (Pomerium's form). The error names the setting, never its value.
-fn pem_text(key: &str, text: &str) -> Result<String, String> {
+fn pem_text(key: &str, text: &str) -> Result<String, ValueError> {
     use base64::Engine as _;
     let t = text.trim();
     if t.contains("-----BEGIN") {
@@ -838,13 +887,24 @@ fn pem_text(key: &str, text: &str) -> Result<String, String> {
         .decode(compact)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| format!("{key}: neither PEM nor base64 of PEM"))
+        .ok_or_else(|| ValueError::NotPem(key.to_string()))
+}
+
+/// A route setting's value that cannot be used; each message names the key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// A `depends_on` entry that names no single host.
+    #[error("depends_on {entry:?}: {why}")]
+    DependsOn { entry: String, why: String },
+    /// A certificate or key setting that is neither PEM nor base64 of PEM.
+    #[error("{0}: neither PEM nor base64 of PEM")]
+    NotPem(String),
 }
 
 /// Checks upstream TLS settings when the configuration is loaded, so a bad
 /// CA bundle or server name is the route's diagnostic, not a 502 on the
 /// first request.
-fn check_upstream_tls(tls: &UpstreamTls) -> Result<(), String> {
+fn check_upstream_tls(tls: &UpstreamTls) -> Result<(), crate::model::UpstreamTlsError> {
     tls.custom_roots()?;
     tls.server_name()?;
     tls.client_auth()?;

@@ -23,16 +23,16 @@ pub(super) struct Problems(pub Vec<String>);
 
 impl Problems {
     /// `result`'s value, or `fallback` with its error recorded.
-    pub fn or<T>(&mut self, result: Result<T, String>, fallback: T) -> T {
+    pub fn or<T, E: std::fmt::Display>(&mut self, result: Result<T, E>, fallback: T) -> T {
         result.unwrap_or_else(|e| {
-            self.0.push(e);
+            self.0.push(e.to_string());
             fallback
         })
     }
 
     /// Records one problem.
-    pub fn push(&mut self, problem: impl Into<String>) {
-        self.0.push(problem.into());
+    pub fn push(&mut self, problem: impl std::fmt::Display) {
+        self.0.push(problem.to_string());
     }
 
     /// `access`, or when there is any problem a denial naming them all,
@@ -75,7 +75,7 @@ pub(super) fn upstreams(input: &RouteInput, problems: &mut Problems) -> Vec<Upst
 /// distinct policy across routes).
 pub(super) fn access(
     spec: &RouteOptions,
-    programs: &mut HashMap<String, Result<Program, String>>,
+    programs: &mut HashMap<String, Result<Program, super::PolicyError>>,
     problems: &mut Problems,
 ) -> Access {
     if spec.allow_public_unauthenticated_access {
@@ -402,7 +402,7 @@ pub(super) fn upstream_tls(
 pub(super) fn client_ca(
     g: &GlobalInputs,
     downstream_ca_pem: Option<String>,
-    client_cas: &mut HashMap<String, Result<ClientCa, String>>,
+    client_cas: &mut HashMap<String, Result<ClientCa, crate::model::OptionError>>,
     problems: &mut Problems,
 ) -> Option<ClientCa> {
     let Some(pem) = downstream_ca_pem else {

@@ -103,6 +103,24 @@ fn located(at: &str, message: &str) -> String {
     }
 }
 
+/// A lint warning: a rule that compiles but can never match or is likely
+/// not what was meant. Displays as `at: message` (`rule 2, allow.and[0].reject:
+/// ...`), or the message alone for the document as a whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// Where: empty for the document as a whole, else `rule 2` or
+    /// `rule 2, allow.and[1].email`.
+    pub at: String,
+    /// What is likely wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&located(&self.at, &self.message))
+    }
+}
+
 /// Why a policy did not compile.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
@@ -223,7 +241,7 @@ pub fn compile_value(v: &serde_json::Value) -> Result<Program> {
 
 /// Like [`compile_value`], and also returns the lint warnings of
 /// [`compile_with_warnings`].
-pub fn compile_value_with_warnings(v: &serde_json::Value) -> Result<(Program, Vec<String>)> {
+pub fn compile_value_with_warnings(v: &serde_json::Value) -> Result<(Program, Vec<Warning>)> {
     let c = parse::compile_document(v)?;
     Ok((Program { rules: c.rules }, c.warnings))
 }
@@ -245,7 +263,7 @@ pub fn spec_rules(spec: &serde_json::Value) -> Result<serde_json::Value> {
 /// Like [`compile`], and also returns lint warnings: rules that can never
 /// match, `reject` under allow, `not` over user criteria, non-portable
 /// extensions, and the like. Each warning starts with its location.
-pub fn compile_with_warnings(text: &str) -> Result<(Program, Vec<String>)> {
+pub fn compile_with_warnings(text: &str) -> Result<(Program, Vec<Warning>)> {
     compile_value_with_warnings(&parse::parse_text(text)?)
 }
 

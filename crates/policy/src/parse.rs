@@ -10,12 +10,12 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde_json::{Map, Value};
 
-use super::PolicyError;
 use super::address;
 use super::program::{
     Action, ClaimPath, Criterion, Expr, ListMatch, ListOp, Lit, Rule, StrMatch, StrOp,
 };
 use super::schedule::{self, DateWindow, DayOfWeek, TimeOfDay};
+use super::{PolicyError, Warning};
 
 /// Deepest nesting of operators inside one action.
 pub(crate) const MAX_DEPTH: usize = 16;
@@ -68,7 +68,7 @@ const LIST_MATCHERS: &[&str] = &["has", "is", "exclude"];
 /// The output of compilation: rules plus lint warnings.
 pub(crate) struct Compiled {
     pub(crate) rules: Vec<Rule>,
-    pub(crate) warnings: Vec<String>,
+    pub(crate) warnings: Vec<Warning>,
 }
 
 /// Parses policy text. JSON is tried first when the text looks like JSON
@@ -163,7 +163,7 @@ struct Cx {
     path: String,
     action: Action,
     negated: bool,
-    warnings: Vec<String>,
+    warnings: Vec<Warning>,
 }
 
 impl Cx {
@@ -186,21 +186,18 @@ impl Cx {
         }
     }
 
-    fn err(&self, message: impl Into<String>) -> PolicyError {
+    fn err(&self, message: impl std::fmt::Display) -> PolicyError {
         PolicyError::Invalid {
             at: self.at(),
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 
     fn warn(&mut self, message: impl std::fmt::Display) {
-        let at = self.at();
-        let w = if at.is_empty() {
-            message.to_string()
-        } else {
-            format!("{at}: {message}")
-        };
-        self.warnings.push(w);
+        self.warnings.push(Warning {
+            at: self.at(),
+            message: message.to_string(),
+        });
     }
 
     /// Runs `f` with `seg` appended to the path.

@@ -8,6 +8,38 @@
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
+/// Why a day list, time of day, time zone or date does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ScheduleError {
+    /// A day name that is not one.
+    #[error("unknown day {0:?} (expected a day such as \"mon\" or \"monday\")")]
+    UnknownDay(String),
+    /// An empty day list.
+    #[error("empty day of week (expected e.g. \"mon-fri\" or \"*\")")]
+    NoDays,
+    /// An empty item in a day list.
+    #[error("empty item in day list {0:?}")]
+    EmptyDayItem(String),
+    /// A time of day in no known layout.
+    #[error("invalid time {0:?} (expected e.g. \"9:00\", \"17:30:00\", \"5:30PM\" or \"5 PM\")")]
+    Time(String),
+    /// A named time zone, or an offset in no known layout.
+    #[error(
+        "unsupported time zone {0:?}: only \"UTC\" and fixed offsets such as \"+02:00\" or \
+         \"UTC-7\" are supported (named zones need a time zone database)"
+    )]
+    TimeZone(String),
+    /// An offset beyond ±23:59.
+    #[error("time zone offset {0:?} is out of range")]
+    OffsetRange(String),
+    /// A date in no ISO-8601 layout.
+    #[error(
+        "invalid date {0:?} (expected ISO-8601 such as \"2030-01-02T16:20:00Z\", \
+         \"2030-01-02T16:20:00\" or \"2030-01-02\")"
+    )]
+    Date(String),
+}
+
 const NANOS_PER_SECOND: u64 = 1_000_000_000;
 const NANOS_PER_DAY: u64 = 86_400 * NANOS_PER_SECOND;
 
@@ -80,7 +112,7 @@ const DAY_NAMES: [(&str, &str); 7] = [
     ("sat", "saturday"),
 ];
 
-fn parse_day(s: &str) -> Result<u8, String> {
+fn parse_day(s: &str) -> Result<u8, ScheduleError> {
     let lower = s.trim().to_ascii_lowercase();
     for (i, (short, long)) in DAY_NAMES.iter().enumerate() {
         if lower == *short || lower == *long {
@@ -88,26 +120,23 @@ fn parse_day(s: &str) -> Result<u8, String> {
             return Ok(i as u8);
         }
     }
-    Err(format!(
-        "unknown day {:?} (expected a day such as \"mon\" or \"monday\")",
-        s.trim()
-    ))
+    Err(ScheduleError::UnknownDay(s.trim().to_string()))
 }
 
 /// Parses `*`, `mon,wed,fri`, `mon-fri`, `fri-mon` (wraps), or mixtures such
 /// as `mon-wed,fri`; names are English, full or three letters, any case.
-pub(crate) fn parse_days(spec: &str) -> Result<u8, String> {
+pub(crate) fn parse_days(spec: &str) -> Result<u8, ScheduleError> {
     let spec = spec.trim();
     if spec == "*" {
         return Ok(0x7f);
     }
     if spec.is_empty() {
-        return Err("empty day of week (expected e.g. \"mon-fri\" or \"*\")".into());
+        return Err(ScheduleError::NoDays);
     }
     let mut days = 0u8;
     for part in spec.split(',') {
         if part.trim().is_empty() {
-            return Err(format!("empty item in day list {spec:?}"));
+            return Err(ScheduleError::EmptyDayItem(spec.to_string()));
         }
         match part.split_once('-') {
             Some((a, b)) => {
@@ -130,10 +159,8 @@ pub(crate) fn parse_days(spec: &str) -> Result<u8, String> {
 /// Parses a time of day in one of the documented layouts: `3:04 PM`,
 /// `3:04PM`, `3 PM`, `3PM`, `15:04:05.999999999`, `15:04:05`, `15:04`
 /// (AM/PM in any case). Returns nanoseconds since midnight.
-pub(crate) fn parse_time(s: &str) -> Result<u64, String> {
-    let err = || {
-        format!("invalid time {s:?} (expected e.g. \"9:00\", \"17:30:00\", \"5:30PM\" or \"5 PM\")")
-    };
+pub(crate) fn parse_time(s: &str) -> Result<u64, ScheduleError> {
+    let err = || ScheduleError::Time(s.to_string());
     let t = s.trim();
     let lower = t.to_ascii_lowercase();
     let (clock, meridiem) = if let Some(r) = lower.strip_suffix("am") {
@@ -144,7 +171,7 @@ pub(crate) fn parse_time(s: &str) -> Result<u64, String> {
         (lower.as_str(), None)
     };
     let mut parts = clock.split(':');
-    let num = |p: Option<&str>, max: u64| -> Result<Option<u64>, String> {
+    let num = |p: Option<&str>, max: u64| -> Result<Option<u64>, ScheduleError> {
         match p {
             None => Ok(None),
             Some(p) if !p.is_empty() && p.len() <= 2 && p.bytes().all(|b| b.is_ascii_digit()) => {
@@ -204,7 +231,7 @@ pub(crate) fn parse_time(s: &str) -> Result<u64, String> {
 
 /// Parses `UTC`, `GMT`, `Z`, `Etc/UTC`, or a fixed offset: `+02:00`,
 /// `-0700`, `+5`, `UTC+2`, `UTC-07:30`.
-pub(crate) fn parse_tz(s: &str) -> Result<UtcOffset, String> {
+pub(crate) fn parse_tz(s: &str) -> Result<UtcOffset, ScheduleError> {
     let t = s.trim();
     let upper = t.to_ascii_uppercase();
     if matches!(
@@ -217,12 +244,7 @@ pub(crate) fn parse_tz(s: &str) -> Result<UtcOffset, String> {
         .strip_prefix("UTC")
         .or_else(|| upper.strip_prefix("GMT"))
         .unwrap_or(&upper);
-    let unsupported = || {
-        format!(
-            "unsupported time zone {t:?}: only \"UTC\" and fixed offsets such as \"+02:00\" or \
-             \"UTC-7\" are supported (named zones need a time zone database)"
-        )
-    };
+    let unsupported = || ScheduleError::TimeZone(t.to_string());
     let (sign, digits) = match rest.as_bytes().first() {
         Some(b'+') => (1i32, &rest[1..]),
         Some(b'-') => (-1i32, &rest[1..]),
@@ -242,25 +264,20 @@ pub(crate) fn parse_tz(s: &str) -> Result<UtcOffset, String> {
         m.parse().map_err(|_| unsupported())?,
     );
     if h > 23 || m > 59 {
-        return Err(format!("time zone offset {t:?} is out of range"));
+        return Err(ScheduleError::OffsetRange(t.to_string()));
     }
     UtcOffset::from_whole_seconds(sign * (h * 3600 + m * 60))
-        .map_err(|_| format!("time zone offset {t:?} is out of range"))
+        .map_err(|_| ScheduleError::OffsetRange(t.to_string()))
 }
 
 /// Parses an ISO-8601 date-time: RFC 3339 with an offset, or a date-time
 /// without one (read as UTC), or a bare date (midnight UTC).
-pub(crate) fn parse_datetime(s: &str) -> Result<OffsetDateTime, String> {
+pub(crate) fn parse_datetime(s: &str) -> Result<OffsetDateTime, ScheduleError> {
     let t = s.trim();
     if let Ok(v) = OffsetDateTime::parse(t, &Rfc3339) {
         return Ok(v);
     }
-    let err = || {
-        format!(
-            "invalid date {t:?} (expected ISO-8601 such as \"2030-01-02T16:20:00Z\", \
-             \"2030-01-02T16:20:00\" or \"2030-01-02\")"
-        )
-    };
+    let err = || ScheduleError::Date(t.to_string());
     let (date, time) = match t.split_once(['T', 't', ' ']) {
         Some((d, tm)) => (d, Some(tm)),
         None => (t, None),

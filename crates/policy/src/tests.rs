@@ -1000,6 +1000,7 @@ fn a_policy_spec_with_allow_and_rules_compiles_the_same_everywhere() {
         "kind": "Policy", "spec": {}}))
     .unwrap();
     assert!(p.is_empty());
+    let w: Vec<String> = w.iter().map(ToString::to_string).collect();
     assert_eq!(w, ["the policy has no rules and denies every request"]);
 }
 

@@ -4,12 +4,33 @@
 //! memory if deleted, and when it turns corrupt the last good keys stay.
 
 use super::Error;
-use crate::identity::secrets::{Bootstrap, Secret32, Secrets};
+use crate::identity::secrets::{Bootstrap, Secret32, SecretError, Secrets};
 use crate::identity::{KeyError, KeySet};
+use crate::model::Diagnostic;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
 use std::collections::BTreeMap;
+
+/// Why the bootstrap Secret's keys cannot be used (the last good keys stay).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BootstrapError {
+    /// A key the Secret must hold is absent.
+    #[error("key {0} is missing")]
+    Missing(&'static str),
+    /// `signing_key` is not UTF-8 text.
+    #[error("signing_key: not text")]
+    SigningKeyNotText,
+    /// `signing_key` does not load.
+    #[error(transparent)]
+    SigningKey(#[from] KeyError),
+    /// A 32-byte secret that is neither raw bytes nor text.
+    #[error("{0}: not 32 bytes nor base64")]
+    NotSecret32(&'static str),
+    /// A 32-byte secret whose base64 text is not 32 bytes.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}
 
 /// Keys read from (or written to) the bootstrap Secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,9 +54,9 @@ impl BootstrapKeys {
 
     /// The keys as typed secrets, with what loading the signing key warns
     /// about.
-    pub fn secrets(&self) -> Result<(Secrets, Vec<String>), KeyError> {
+    pub fn secrets(&self) -> Result<(Secrets, Vec<Diagnostic>), KeyError> {
         let keys = KeySet::parse(&self.signing_key)?;
-        let warnings = keys.warnings.clone();
+        let warnings = keys.warnings.iter().map(Diagnostic::setting).collect();
         let secrets = Secrets {
             keys: std::sync::Arc::new(keys),
             cookie_secret: self.cookie_secret.clone(),
@@ -54,31 +75,31 @@ impl BootstrapKeys {
 
 /// A 32-byte secret stored either raw (as Pomerium's bootstrap does) or as
 /// base64 text (as `jetbridge gen-secrets` writes it).
-fn secret32(name: &'static str, data: &BTreeMap<String, ByteString>) -> Result<Secret32, String> {
-    let raw = &data
-        .get(name)
-        .ok_or_else(|| format!("key {name} is missing"))?
-        .0;
+fn secret32(
+    name: &'static str,
+    data: &BTreeMap<String, ByteString>,
+) -> Result<Secret32, BootstrapError> {
+    let raw = &data.get(name).ok_or(BootstrapError::Missing(name))?.0;
     if let Ok(arr) = <[u8; 32]>::try_from(raw.as_slice()) {
         return Ok(Secret32(arr));
     }
-    let text = std::str::from_utf8(raw).map_err(|_| format!("{name}: not 32 bytes nor base64"))?;
-    Secret32::parse(name, text).map_err(|e| e.to_string())
+    let text = std::str::from_utf8(raw).map_err(|_| BootstrapError::NotSecret32(name))?;
+    Ok(Secret32::parse(name, text)?)
 }
 
 /// Reads the keys from a Secret, checking that each one loads.
-pub fn parse(secret: &Secret) -> Result<BootstrapKeys, String> {
+pub fn parse(secret: &Secret) -> Result<BootstrapKeys, BootstrapError> {
     let mut data = secret.data.clone().unwrap_or_default();
     for (k, v) in secret.string_data.clone().unwrap_or_default() {
         data.insert(k, ByteString(v.into_bytes()));
     }
     let signing = data
         .get("signing_key")
-        .ok_or("key signing_key is missing")?
+        .ok_or(BootstrapError::Missing("signing_key"))?
         .0
         .clone();
-    let signing = String::from_utf8(signing).map_err(|_| "signing_key: not text")?;
-    KeySet::parse(&signing).map_err(|e| e.to_string())?;
+    let signing = String::from_utf8(signing).map_err(|_| BootstrapError::SigningKeyNotText)?;
+    KeySet::parse(&signing)?;
     Ok(BootstrapKeys {
         signing_key: signing,
         cookie_secret: secret32("cookie_secret", &data)?,
@@ -187,11 +208,16 @@ mod tests {
                 .as_mut()
                 .unwrap()
                 .insert(key.into(), ByteString(value));
-            let e = parse(&s).unwrap_err();
+            let e = parse(&s).unwrap_err().to_string();
             assert!(e.contains(key) || e.contains("signing key"), "{key}: {e}");
         }
         let mut s = to_secret(&k, "ns", "b");
         s.data.as_mut().unwrap().remove("shared_secret");
-        assert!(parse(&s).unwrap_err().contains("shared_secret is missing"));
+        assert!(
+            parse(&s)
+                .unwrap_err()
+                .to_string()
+                .contains("shared_secret is missing")
+        );
     }
 }

@@ -24,6 +24,7 @@ pub mod revocations;
 
 use crate::crd::WatchedPolicy;
 use crate::identity::secrets::Secrets;
+use crate::model::Diagnostic;
 use crate::settings::ConfigFile;
 use crate::translate::cluster::{Cluster, ClusterInputs, ClusterSettings, from_cluster};
 use crate::translate::config::{Generated, inputs_with_secrets};
@@ -363,7 +364,7 @@ struct Translator {
     bootstrap_seen: bool,
     bootstrap_error: Option<(ObjectReference, String)>,
     /// The global settings' warnings last logged (logged again on change).
-    warned: Vec<String>,
+    warned: Vec<Diagnostic>,
 }
 
 impl Translator {
@@ -403,7 +404,7 @@ impl Translator {
                         // Logged (every replica) and raised as an Event (the
                         // Lease holder) by the reporter, once while it lasts.
                         self.driver.record_failure();
-                        self.bootstrap_error = Some((s.object_ref(&()), e));
+                        self.bootstrap_error = Some((s.object_ref(&()), e.to_string()));
                     }
                 }
             }
@@ -498,8 +499,7 @@ impl Translator {
             .global
             .certificates
             .extend(outcome.certificates.iter().cloned());
-        self.driver
-            .apply(inputs, crate::proxy::unix_now(), |_| Ok(()))
+        Ok(self.driver.publish(inputs, crate::proxy::unix_now()))
     }
 }
 

@@ -337,6 +337,12 @@ fn reference(cluster: &Cluster, object: &ObjectRef) -> Option<ObjectReference> {
     }
 }
 
+/// Warnings as one line, `; `-separated.
+fn join(warnings: &[crate::policy::Warning]) -> String {
+    let lines: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    lines.join("; ")
+}
+
 /// Writes each Policy's `Accepted` condition when it changed.
 async fn update_policy_status(client: &Client, cluster: &Cluster, outcomes: &[PolicyOutcome]) {
     let by_key: HashMap<(String, String), &Arc<WatchedPolicy>> = cluster
@@ -353,7 +359,7 @@ async fn update_policy_status(client: &Client, cluster: &Cluster, outcomes: &[Po
             (None, w) => (
                 "True",
                 "CompiledWithWarnings",
-                format!("the rules compile with warnings: {}", w.join("; ")),
+                format!("the rules compile with warnings: {}", join(w)),
             ),
             (Some(e), _) => ("False", "InvalidPolicy", e.clone()),
         };

@@ -117,7 +117,8 @@ fn translate_both(key: &str, jb: &str, pom: &str) -> (Vec<String>, Vec<String>) 
         .inspect(|d| assert_eq!(d.severity, Severity::Warning, "{key}"))
         .map(|d| d.message.clone())
         .collect();
-    (out.routes[0].problems.clone(), warnings)
+    let problems = out.routes[0].problems.iter();
+    (problems.map(|d| d.message.clone()).collect(), warnings)
 }
 
 fn equal_values_under_both_prefixes_serve_with_a_warning((key, value, same, _): Case) {

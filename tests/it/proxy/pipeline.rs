@@ -178,7 +178,9 @@ async fn an_invalid_route_fails_closed_while_the_others_keep_serving() {
     );
     let mut driver = jetbridge::translate::driver::Driver::new();
     let inputs = inputs_from_yaml(&yaml, &mut generated);
-    let applied = driver.apply(inputs, jetbridge::proxy::unix_now(), |_| Ok(()));
+    let applied = driver.apply(inputs, jetbridge::proxy::unix_now(), |_| {
+        Ok::<(), String>(())
+    });
     assert_eq!(applied.unwrap().generation, Some(1));
     let h = Harness::serve(driver, generated).await;
     let bad = h
@@ -1364,7 +1366,8 @@ fn downstream_mtls_settings_jetbridge_cannot_honour_are_refused() {
             &mut jetbridge::translate::config::Generated::default(),
             &mut Vec::new(),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains(want), "{extra}: {err}");
     }
     let yaml = format!(
@@ -1377,7 +1380,8 @@ fn downstream_mtls_settings_jetbridge_cannot_honour_are_refused() {
         &mut jetbridge::translate::config::Generated::default(),
         &mut Vec::new(),
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(
         err.contains("downstream_mtls.ca: no certificates found"),
         "{err}"
@@ -1585,7 +1589,7 @@ async fn config_file_reload_publishes_valid_edits_and_keeps_serving_on_invalid_o
 
     let reload = |text: String| {
         std::fs::write(&path, text).unwrap();
-        h.with_state(|d, g| load_and_publish(&path_s, d, g, now))
+        h.with_state(|d, g| load_and_publish(&path_s, d, g, now).map_err(|e| e.to_string()))
     };
 
     // A valid edit: the route now points at b.

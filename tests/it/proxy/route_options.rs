@@ -267,7 +267,7 @@ async fn a_bad_rewrite_denies_only_its_route() {
     // Served: the bad routes answer 403, the good one is rewritten.
     let mut driver = jetbridge::translate::driver::Driver::new();
     let inputs = inputs_from_yaml(&yaml, &mut generated);
-    driver.apply(inputs, 0, |_| Ok(())).unwrap();
+    driver.apply(inputs, 0, |_| Ok::<(), String>(())).unwrap();
     let h = Harness::serve(driver, generated).await;
     assert_eq!(h.get("bad.test", "/").await.status, 403);
     let r = h.get("good.test", "/x").await;
@@ -481,7 +481,11 @@ fn refused_pomerium_keys_say_not_supported_and_why() {
             &one_ingress_cluster(annotations),
             &ClusterSettings::default(),
         );
-        let problems = out.routes[0].problems.join("; ");
+        let problems = out.routes[0].problems.iter();
+        let problems = problems
+            .map(|d| d.message.clone())
+            .collect::<Vec<_>>()
+            .join("; ");
         assert!(
             problems.contains(needle) && problems.contains(key),
             "{key}: {problems}"
