@@ -117,16 +117,10 @@ async fn chromium_logs_in_and_lands_on_the_verify_app_showing_verified_claims() 
     let verify_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (front, assertions) =
         recording_front(verify_listener.local_addr().unwrap(), stop.clone()).await;
+    let settings = sign_in_settings(port, &issuer, "jetbridge", "jetbridge-secret");
     let yaml = format!(
         r#"
-authenticate_service_url: https://authenticate.localhost:{port}
-idp_provider: oidc
-idp_provider_url: {issuer}
-idp_client_id: jetbridge
-idp_client_secret: jetbridge-secret
-idp_scopes: [openid, email, profile, groups]
-cookie_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
-shared_secret: HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo=
+{settings}
 jwt_claims_headers: [email]
 routes:
   - from: https://verify.localhost
@@ -262,16 +256,10 @@ async fn pages_world() -> (RunningProxy, ChildGuard, u16) {
     let signed_out = format!("https://authenticate.localhost:{port}/.pomerium/signed_out");
     let (issuer, idp) = start_idp("jetbridge", "jetbridge-secret", &[callback], &[signed_out]);
     let (up, _) = echo_upstream().await;
+    let settings = sign_in_settings(port, &issuer, "jetbridge", "jetbridge-secret");
     let yaml = format!(
         r#"
-authenticate_service_url: https://authenticate.localhost:{port}
-idp_provider: oidc
-idp_provider_url: {issuer}
-idp_client_id: jetbridge
-idp_client_secret: jetbridge-secret
-idp_scopes: [openid, email, profile, groups]
-cookie_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
-shared_secret: HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo=
+{settings}
 routes:
   - from: https://app.localhost
     to: http://{up}
