@@ -146,35 +146,17 @@ routes:
     }));
 
     let start = format!("https://verify.localhost:{port}/");
-    let out = tokio::process::Command::new("node")
-        .arg(format!("{}/login_browser.mjs", support_dir()))
-        .args([
-            "--start-url",
-            &start,
-            "--until",
-            &start,
-            "--login",
-            "alice",
-            "--timeout",
-            "60000",
-        ])
-        .args(["--map", "verify.localhost,authenticate.localhost"])
-        .output()
-        .await
-        .expect("run node login_browser.mjs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "login_browser.mjs printed {stdout:?} ({e}); stderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert_eq!(
-        result["ok"],
-        true,
-        "{result:#}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let result = browse(&[
+        "--start-url",
+        &start,
+        "--until",
+        &start,
+        "--login",
+        "alice",
+        "--map",
+        "verify.localhost,authenticate.localhost",
+    ])
+    .await;
     assert_eq!(
         result["logged_in"], true,
         "the browser never saw the IdP login form: {result:#}"
@@ -236,7 +218,12 @@ async fn browse(args: &[&str]) -> serde_json::Value {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    assert_eq!(result["ok"], true, "{result:#}");
+    assert_eq!(
+        result["ok"],
+        true,
+        "{result:#}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     result
 }
 
