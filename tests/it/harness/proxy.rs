@@ -476,6 +476,13 @@ pub async fn raw(addr: SocketAddr, sni: &str, request: &str) -> Resp {
 
 /// Everything `s` sends until it closes (or fails); panics after [`STEP`].
 pub async fn read_to_close<S: AsyncRead + Unpin>(s: &mut S, what: &str) -> Vec<u8> {
+    read_to_close_within_a_step(s)
+        .await
+        .unwrap_or_else(|| panic!("{what} timed out"))
+}
+
+/// Everything `s` sends until it closes (or fails); `None` after [`STEP`].
+async fn read_to_close_within_a_step<S: AsyncRead + Unpin>(s: &mut S) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
     let read = async {
         let mut chunk = [0u8; 8192];
@@ -486,10 +493,8 @@ pub async fn read_to_close<S: AsyncRead + Unpin>(s: &mut S, what: &str) -> Vec<u
             }
         }
     };
-    tokio::time::timeout(STEP, read)
-        .await
-        .unwrap_or_else(|_| panic!("{what} timed out"));
-    buf
+    tokio::time::timeout(STEP, read).await.ok()?;
+    Some(buf)
 }
 
 /// Parses one HTTP/1.1 response (Content-Length, chunked, or until close).
@@ -1128,16 +1133,6 @@ pub async fn try_get_as(addr: SocketAddr, host: &str, client: Option<&ClientCert
         .ok()?;
     let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     tls.write_all(req.as_bytes()).await.ok()?;
-    let mut buf = Vec::new();
-    let read = async {
-        let mut chunk = [0u8; 8192];
-        loop {
-            match tls.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(STEP, read).await.ok()?;
+    let buf = read_to_close_within_a_step(&mut tls).await?;
     (!buf.is_empty()).then(|| parse_response(&buf).status)
 }
