@@ -31,38 +31,30 @@
 // JETBRIDGE_BROWSER_DEBUG=1 logs every request and response to stderr.
 
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 
 import { chromium } from 'playwright-core';
 
-function emit(obj, code) {
-  process.stdout.write(`${JSON.stringify(obj)}\n`);
-  process.exitCode = code;
-}
+import { emit, parseOptions } from './json_line.mjs';
 
-let args;
-try {
-  ({ values: args } = parseArgs({
-    options: {
-      'start-url': { type: 'string' },
-      login: { type: 'string' },
-      password: { type: 'string', default: 'x' },
-      map: { type: 'string', multiple: true, default: [] },
-      until: { type: 'string' },
-      screenshot: { type: 'string' },
-      timeout: { type: 'string', default: '30000' },
-      then: { type: 'string', multiple: true, default: [] },
-      'then-screenshots': { type: 'string' },
-      cancel: { type: 'boolean', default: false },
-    },
-    strict: true,
-  }));
-  if (!args['start-url'] || !args.login) throw new Error('--start-url and --login are required');
-  new URL(args['start-url']); // eslint-disable-line no-new
-} catch (err) {
-  emit({ ok: false, error: `usage: ${err.message}` }, 2);
-  process.exit();
-}
+const args = parseOptions(
+  {
+    'start-url': { type: 'string' },
+    login: { type: 'string' },
+    password: { type: 'string', default: 'x' },
+    map: { type: 'string', multiple: true, default: [] },
+    until: { type: 'string' },
+    screenshot: { type: 'string' },
+    timeout: { type: 'string', default: '30000' },
+    then: { type: 'string', multiple: true, default: [] },
+    'then-screenshots': { type: 'string' },
+    cancel: { type: 'boolean', default: false },
+  },
+  (a) => {
+    if (!a['start-url'] || !a.login) throw new Error('--start-url and --login are required');
+    new URL(a['start-url']); // eslint-disable-line no-new
+  },
+);
+if (!args) process.exit();
 
 const timeoutMs = Number(args.timeout);
 const mapped = args.map.flatMap((m) => m.split(',')).map((h) => h.trim().toLowerCase()).filter(Boolean);

@@ -11,31 +11,19 @@
 // Only ES256 is accepted; iss, aud and exp/nbf are checked.
 
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 
 import { createLocalJWKSet, createRemoteJWKSet, jwtVerify } from 'jose';
 
-function out(obj, code) {
-  process.stdout.write(`${JSON.stringify(obj)}\n`);
-  process.exitCode = code;
-}
+import { emit as out, parseOptions } from './json_line.mjs';
 
-let args;
-try {
-  ({ values: args } = parseArgs({
-    options: {
-      'jwks-url': { type: 'string' },
-      'jwks-file': { type: 'string' },
-      token: { type: 'string' },
-      issuer: { type: 'string' },
-      audience: { type: 'string' },
-      'clock-tolerance': { type: 'string', default: '0' },
-    },
-    strict: true,
-  }));
-} catch (err) {
-  out({ ok: false, error: `usage: ${err.message}` }, 2);
-}
+const args = parseOptions({
+  'jwks-url': { type: 'string' },
+  'jwks-file': { type: 'string' },
+  token: { type: 'string' },
+  issuer: { type: 'string' },
+  audience: { type: 'string' },
+  'clock-tolerance': { type: 'string', default: '0' },
+});
 
 if (args) {
   const missing = ['token', 'issuer', 'audience'].filter((k) => !args[k]);

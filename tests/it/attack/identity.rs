@@ -17,6 +17,14 @@ const PUBLIC: &str = "public.test";
 const PUBLIC_H2C: &str = "public-h2c.test";
 const SIGNED: &str = "signed.test";
 const SIGNED_H2C: &str = "signed-h2c.test";
+/// Every route with whether it signs in: public and signed, each to an
+/// HTTP/1.1 and an h2c upstream.
+const EVERY_ROUTE: &[(&str, bool)] = &[
+    (PUBLIC, false),
+    (PUBLIC_H2C, false),
+    (SIGNED, true),
+    (SIGNED_H2C, true),
+];
 const SUB: &str = "minted-subject-7f3a";
 const EMAIL: &str = "minted@example.com";
 
@@ -38,6 +46,13 @@ const OWNED: &[&str] = &[
     "Forwarded",
     "X-Real-IP",
 ];
+
+/// A recording upstream and the binary in front of it with [`config`].
+async fn recorder_behind_jetbridge() -> (Recorder, Jetbridge) {
+    let up = Recorder::start().await;
+    let j = Jetbridge::start(&config(up.addr)).await;
+    (up, j)
+}
 
 fn config(up: std::net::SocketAddr) -> String {
     let route = |host: &str, scheme: &str, access: &str| {
@@ -352,8 +367,7 @@ fn header_variants() -> Vec<Variant> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owned_headers_in_any_spelling_never_reach_the_upstream() {
-    let up = Recorder::start().await;
-    let j = Jetbridge::start(&config(up.addr)).await;
+    let (up, j) = recorder_behind_jetbridge().await;
     let variants = header_variants();
     let n = variants.len();
     let failures = run(&j, &up, variants).await;
@@ -367,15 +381,9 @@ async fn owned_headers_in_any_spelling_never_reach_the_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_owned_header_at_once_is_replaced_on_both_protocols_and_upstream_kinds() {
-    let up = Recorder::start().await;
-    let j = Jetbridge::start(&config(up.addr)).await;
+    let (up, j) = recorder_behind_jetbridge().await;
     let mut variants = Vec::new();
-    for &(host, signed) in &[
-        (PUBLIC, false),
-        (PUBLIC_H2C, false),
-        (SIGNED, true),
-        (SIGNED_H2C, true),
-    ] {
+    for &(host, signed) in EVERY_ROUTE {
         for h2 in [false, true] {
             // Three spellings each: the whole list stays under the
             // proxy's header count limit (more gets 431).
@@ -406,15 +414,9 @@ async fn every_owned_header_at_once_is_replaced_on_both_protocols_and_upstream_k
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owned_headers_in_trailers_never_reach_the_upstream() {
-    let up = Recorder::start().await;
-    let j = Jetbridge::start(&config(up.addr)).await;
+    let (up, j) = recorder_behind_jetbridge().await;
     let mut variants = Vec::new();
-    for &(host, signed) in &[
-        (PUBLIC, false),
-        (PUBLIC_H2C, false),
-        (SIGNED, true),
-        (SIGNED_H2C, true),
-    ] {
+    for &(host, signed) in EVERY_ROUTE {
         for h2 in [false, true] {
             for base in OWNED {
                 let mut names = vec![base.to_string(), base.replace('-', "_")];
@@ -464,8 +466,7 @@ async fn owned_headers_in_trailers_never_reach_the_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_genuine_assertion_sent_by_the_client_is_neither_accepted_nor_forwarded() {
-    let up = Recorder::start().await;
-    let j = Jetbridge::start(&config(up.addr)).await;
+    let (up, j) = recorder_behind_jetbridge().await;
     let jwks = j.jwks().await;
     // A genuine, proxy-signed assertion for another user on this very host.
     let other = j.mint_session(SIGNED, "someone-else", "else@example.com");
@@ -583,8 +584,7 @@ fn malformed_h1() -> Vec<(&'static str, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_characters_and_obs_fold_in_http1_headers_get_400() {
-    let up = Recorder::start().await;
-    let j = Jetbridge::start(&config(up.addr)).await;
+    let (up, j) = recorder_behind_jetbridge().await;
     let cookie = j.mint_session(SIGNED, SUB, EMAIL);
     let mut table = Vec::new();
     let mut failed = false;
@@ -620,8 +620,7 @@ async fn a_bare_lf_ends_the_field_and_what_follows_is_stripped_like_any_field() 
     // the proxy (hyper) does, so "a value containing LF" is two fields and
     // the second is subject to the same stripping. It must never carry a
     // spoofed identity to the upstream.
-    let up = Recorder::start().await;
-    let j = Jetbridge::start(&config(up.addr)).await;
+    let (up, j) = recorder_behind_jetbridge().await;
     let jwks = j.jwks().await;
     let cookie = j.mint_session(SIGNED, SUB, EMAIL);
     let lines: &[&[u8]] = &[
@@ -655,8 +654,7 @@ async fn a_bare_lf_ends_the_field_and_what_follows_is_stripped_like_any_field() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_http2_fields_are_refused_and_never_forwarded() {
-    let up = Recorder::start().await;
-    let j = Jetbridge::start(&config(up.addr)).await;
+    let (up, j) = recorder_behind_jetbridge().await;
     let cookie = j.mint_session(SIGNED, SUB, EMAIL);
     let cases: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
         (

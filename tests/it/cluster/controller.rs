@@ -84,10 +84,8 @@ async fn an_ingress_is_served_edited_moved_and_removed() {
         "web",
         &[("jetbridge.dev/allow_public_unauthenticated_access", "true")],
     );
-    ctl.expect(&mut b, "other.test", "serves", |r| {
-        r.status == StatusCode::OK
-    })
-    .await;
+    ctl.expect_status(&mut b, "other.test", "serves", StatusCode::OK)
+        .await;
     let metrics = Browser::new()
         .get(&format!("http://127.0.0.1:{}/metrics", ctl.internal))
         .await
@@ -132,17 +130,13 @@ async fn an_ingress_is_served_edited_moved_and_removed() {
     );
     // The Service deleted: the route stays but denies, and says why.
     c.kube.ok(&["delete", "service", "web", "-n", &c.ns], None);
-    ctl.expect(&mut b, "other.test", "denies", |r| {
-        r.status == StatusCode::FORBIDDEN
-    })
-    .await;
+    ctl.expect_status(&mut b, "other.test", "denies", StatusCode::FORBIDDEN)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_annotation_denies_only_its_route_and_raises_a_warning_event() {
-    let c = Corner::new(Kube::get());
-    let up = named_upstream("ok").await;
-    c.service("web", &[up]);
+    let c = Corner::with_upstream("web", "ok").await;
     let ctl = Controller::start(&c, &[]).await;
     c.ingress(
         "good",
@@ -169,18 +163,12 @@ async fn a_bad_annotation_denies_only_its_route_and_raises_a_warning_event() {
         )],
     );
     let mut b = api_client();
-    ctl.expect(&mut b, "good.test", "serves", |r| {
-        r.status == StatusCode::OK
-    })
-    .await;
-    ctl.expect(&mut b, "bad.test", "denies", |r| {
-        r.status == StatusCode::FORBIDDEN
-    })
-    .await;
-    ctl.expect(&mut b, "badpolicy.test", "denies", |r| {
-        r.status == StatusCode::FORBIDDEN
-    })
-    .await;
+    ctl.expect_status(&mut b, "good.test", "serves", StatusCode::OK)
+        .await;
+    ctl.expect_status(&mut b, "bad.test", "denies", StatusCode::FORBIDDEN)
+        .await;
+    ctl.expect_status(&mut b, "badpolicy.test", "denies", StatusCode::FORBIDDEN)
+        .await;
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let events = loop {
@@ -324,9 +312,7 @@ fn one_rule_policy(ns: &str, name: &str, rule: &str) -> String {
 /// naming the Policies `refs`, and alice's browser on each host (alice is
 /// allowed on `one.test` once served).
 async fn policy_corner(refs: [&str; 2]) -> (Corner, Controller, Browser, Browser) {
-    let c = Corner::new(Kube::get());
-    let up = named_upstream("app").await;
-    c.service("app", &[up]);
+    let c = Corner::with_upstream("app", "app").await;
     c.kube.apply(&one_rule_policy(
         &c.ns,
         "staff",
@@ -348,10 +334,8 @@ async fn policy_corner(refs: [&str; 2]) -> (Corner, Controller, Browser, Browser
         )
     };
     let (mut a1, a2) = (alice("one.test"), alice("two.test"));
-    ctl.expect(&mut a1, "one.test", "allows alice", |r| {
-        r.status == StatusCode::OK
-    })
-    .await;
+    ctl.expect_status(&mut a1, "one.test", "allows alice", StatusCode::OK)
+        .await;
     (c, ctl, a1, a2)
 }
 
@@ -360,10 +344,8 @@ async fn an_edited_policy_object_changes_every_referencing_route_and_its_status(
     let (c, ctl, mut a1, mut a2) = policy_corner(["staff", "staff"]).await;
     let ns = c.ns.clone();
     let policy = |rule: &str| one_rule_policy(&ns, "staff", rule);
-    ctl.expect(&mut a2, "two.test", "allows alice", |r| {
-        r.status == StatusCode::OK
-    })
-    .await;
+    ctl.expect_status(&mut a2, "two.test", "allows alice", StatusCode::OK)
+        .await;
     let accepted = |c: &Corner| {
         c.kube.ok(
             &["get", "policy.jetbridge.dev", "staff", "-n", &c.ns, "-o", "jsonpath={.status.conditions[0].status} {.status.conditions[0].reason} {.status.conditions[0].observedGeneration} {.status.conditions[0].message}"],
@@ -382,14 +364,10 @@ async fn an_edited_policy_object_changes_every_referencing_route_and_its_status(
 
     // Edit the Policy only: both routes follow, the Ingresses are untouched.
     c.kube.apply(&policy("groups: {has: admins}"));
-    ctl.expect(&mut a1, "one.test", "denies alice", |r| {
-        r.status == StatusCode::FORBIDDEN
-    })
-    .await;
-    ctl.expect(&mut a2, "two.test", "denies alice", |r| {
-        r.status == StatusCode::FORBIDDEN
-    })
-    .await;
+    ctl.expect_status(&mut a1, "one.test", "denies alice", StatusCode::FORBIDDEN)
+        .await;
+    ctl.expect_status(&mut a2, "two.test", "denies alice", StatusCode::FORBIDDEN)
+        .await;
 
     // A broken edit: Accepted=False with the located error, routes deny.
     c.kube.apply(&policy("emial: {is: alice@example.com}"));
@@ -414,17 +392,18 @@ async fn an_edited_policy_object_changes_every_referencing_route_and_its_status(
 
     // Fixed again; a second Policy ORed in; deleting one leaves a deny.
     c.kube.apply(&policy("email: {is: alice@example.com}"));
-    ctl.expect(&mut a1, "one.test", "allows alice", |r| {
-        r.status == StatusCode::OK
-    })
-    .await;
+    ctl.expect_status(&mut a1, "one.test", "allows alice", StatusCode::OK)
+        .await;
     c.kube.ok(
         &["delete", "policy.jetbridge.dev", "staff", "-n", &c.ns],
         None,
     );
-    ctl.expect(&mut a1, "one.test", "denies (policy gone)", |r| {
-        r.status == StatusCode::FORBIDDEN
-    })
+    ctl.expect_status(
+        &mut a1,
+        "one.test",
+        "denies (policy gone)",
+        StatusCode::FORBIDDEN,
+    )
     .await;
 }
 
@@ -466,22 +445,21 @@ async fn a_policy_nested_too_deep_is_refused_alone_while_other_policies_keep_upd
         deep.len() < 1024,
         "the message does not quote the spec: {deep}"
     );
-    ctl.expect(&mut a2, "two.test", "denies (its Policy is invalid)", |r| {
-        r.status == StatusCode::FORBIDDEN
-    })
+    ctl.expect_status(
+        &mut a2,
+        "two.test",
+        "denies (its Policy is invalid)",
+        StatusCode::FORBIDDEN,
+    )
     .await;
 
     // The other Policy still follows its edits, both ways.
     c.kube.apply(&staff("groups: {has: admins}"));
-    ctl.expect(&mut a1, "one.test", "denies alice", |r| {
-        r.status == StatusCode::FORBIDDEN
-    })
-    .await;
+    ctl.expect_status(&mut a1, "one.test", "denies alice", StatusCode::FORBIDDEN)
+        .await;
     c.kube.apply(&staff("email: {is: alice@example.com}"));
-    ctl.expect(&mut a1, "one.test", "allows alice again", |r| {
-        r.status == StatusCode::OK
-    })
-    .await;
+    ctl.expect_status(&mut a1, "one.test", "allows alice again", StatusCode::OK)
+        .await;
     assert!(
         ctl.log().iter().all(|l| !l.contains("watch failed")),
         "no watch failed: {:#?}",
@@ -495,9 +473,12 @@ async fn a_policy_nested_too_deep_is_refused_alone_while_other_policies_keep_upd
     );
     c.kube
         .apply(&staff("email: {is: alice@example.com}").replace("name: staff", "name: deep"));
-    ctl.expect(&mut a2, "two.test", "allows alice (repaired)", |r| {
-        r.status == StatusCode::OK
-    })
+    ctl.expect_status(
+        &mut a2,
+        "two.test",
+        "allows alice (repaired)",
+        StatusCode::OK,
+    )
     .await;
 }
 
@@ -536,9 +517,7 @@ async fn wait_for_events(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_setting_under_both_prefixes_warns_when_equal_and_denies_when_conflicting() {
-    let c = Corner::new(Kube::get());
-    let up = named_upstream("app").await;
-    c.service("web", &[up]);
+    let c = Corner::with_upstream("web", "app").await;
     let ctl = Controller::start(&c, &[]).await;
     let (jb, pom) = ("jetbridge.dev", "ingress.pomerium.io");
     let both = |key: &str, a: &'static str, b: &'static str| {
@@ -631,7 +610,7 @@ async fn a_setting_under_both_prefixes_warns_when_equal_and_denies_when_conflict
         &[(&format!("{jb}/allow_public_unauthenticated_access"), "true")],
     );
     let mut b = api_client();
-    ctl.expect(&mut b, "one.test", "serves", |r| r.status == StatusCode::OK)
+    ctl.expect_status(&mut b, "one.test", "serves", StatusCode::OK)
         .await;
 }
 
@@ -697,9 +676,7 @@ async fn a_policy_with_lint_warnings_says_so_in_its_status_and_a_warning_event()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_started_at_once_share_one_bootstrap_secret_and_sessions() {
-    let c = Corner::new(Kube::get());
-    let up = named_upstream("app").await;
-    c.service("app", &[up]);
+    let c = Corner::with_upstream("app", "app").await;
     c.ingress(
         "app",
         "app.test",
@@ -1008,10 +985,8 @@ async fn an_api_server_outage_and_expired_watches_keep_serving_and_changes_made_
     );
     ctl.expect(&mut b, "web.test", "serves green", |r| r.body == "green")
         .await;
-    ctl.expect(&mut b, "late.test", "serves", |r| {
-        r.status == StatusCode::OK
-    })
-    .await;
+    ctl.expect_status(&mut b, "late.test", "serves", StatusCode::OK)
+        .await;
 }
 
 /// A self-signed certificate for `names` as (cert PEM, key PEM, leaf DER).
@@ -1054,9 +1029,7 @@ fn tls_secret(c: &Corner, name: &str, cert: &(String, String, Vec<u8>)) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_ingress_tls_secret_is_served_for_its_own_hosts_only() {
-    let c = Corner::new(Kube::get());
-    let up = named_upstream("app").await;
-    c.service("app", &[up]);
+    let c = Corner::with_upstream("app", "app").await;
     let ctl = Controller::start(&c, &[]).await;
     let shop = certificate(&["shop.test"]);
     tls_secret(&c, "shop-tls", &shop);
@@ -1069,10 +1042,8 @@ async fn an_ingress_tls_secret_is_served_for_its_own_hosts_only() {
     };
     c.kube.apply(&tls_ingress("shop", "shop.test", "shop-tls"));
     let mut b = api_client();
-    ctl.expect(&mut b, "shop.test", "serves", |r| {
-        r.status == StatusCode::OK
-    })
-    .await;
+    ctl.expect_status(&mut b, "shop.test", "serves", StatusCode::OK)
+        .await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while served_certificate(ctl.https, "shop.test").await != shop.2 {
         assert!(
@@ -1118,9 +1089,7 @@ async fn an_ingress_tls_secret_is_served_for_its_own_hosts_only() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_the_lease_holder_writes_ingress_status_and_another_takes_over() {
-    let c = Corner::new(Kube::get());
-    let up = named_upstream("app").await;
-    c.service("app", &[up]);
+    let c = Corner::with_upstream("app", "app").await;
     c.ingress(
         "app",
         "app.test",
@@ -1224,9 +1193,7 @@ async fn only_the_lease_holder_writes_ingress_status_and_another_takes_over() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sign_out_on_one_replica_revokes_the_session_on_the_others() {
-    let c = Corner::new(Kube::get());
-    let up = named_upstream("app").await;
-    c.service("app", &[up]);
+    let c = Corner::with_upstream("app", "app").await;
     c.ingress(
         "app",
         "app.test",
@@ -1343,10 +1310,8 @@ async fn secret_backed_annotations_follow_their_secrets() {
     .await;
     // The Secret deleted: the route fails closed and says why.
     c.kube.ok(&["delete", "secret", "hdrs", "-n", ns], None);
-    ctl.expect(&mut b, "hdr.test", "is refused", |r| {
-        r.status == StatusCode::FORBIDDEN
-    })
-    .await;
+    ctl.expect_status(&mut b, "hdr.test", "is refused", StatusCode::FORBIDDEN)
+        .await;
     let missing = format!("Secret {ns}/hdrs not found");
     ctl.wait_for_log(|l| l.contains(&missing)).await;
 }
@@ -1445,14 +1410,15 @@ async fn client_certificate_secrets_work_both_ways_and_a_missing_one_denies_only
             .all(|s| s == "CN=jetbridge-proxy"),
         "{subjects:?}"
     );
-    ctl.expect(&mut b, "guarded.test", "denies (no CA Secret)", |r| {
-        r.status == StatusCode::FORBIDDEN
-    })
+    ctl.expect_status(
+        &mut b,
+        "guarded.test",
+        "denies (no CA Secret)",
+        StatusCode::FORBIDDEN,
+    )
     .await;
-    ctl.expect(&mut b, "open.test", "serves", |r| {
-        r.status == StatusCode::OK
-    })
-    .await;
+    ctl.expect_status(&mut b, "open.test", "serves", StatusCode::OK)
+        .await;
     // The missing Secret is a Warning Event on that Ingress only.
     let missing = format!("Secret {ns}/browsers not found");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -1882,9 +1848,7 @@ type Break<'a> = (&'a str, u16, &'a [(&'a str, &'a str)]);
 /// earlier problem comes back.
 #[tokio::test(flavor = "multi_thread")]
 async fn each_new_problem_on_an_ingress_is_its_newest_event() {
-    let c = Corner::new(Kube::get());
-    let up = named_upstream("app").await;
-    c.service("web", &[up]);
+    let c = Corner::with_upstream("web", "app").await;
     let ctl = Controller::start(&c, &[]).await;
     let mut b = api_client();
     // (what the Event says, the backend port, the annotations)
@@ -1923,10 +1887,8 @@ async fn each_new_problem_on_an_ingress_is_its_newest_event() {
         |v| v.contains("pass_identity_header"),
     )
     .await;
-    ctl.expect(&mut b, "app.test", "denies", |r| {
-        r.status == StatusCode::FORBIDDEN
-    })
-    .await;
+    ctl.expect_status(&mut b, "app.test", "denies", StatusCode::FORBIDDEN)
+        .await;
 }
 
 /// A served Ingress that breaks shows `Invalid` and the message in its
@@ -1935,13 +1897,11 @@ async fn each_new_problem_on_an_ingress_is_its_newest_event() {
 /// controller writes is not read as a route setting.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broken_ingress_shows_invalid_without_an_address_and_a_fix_is_announced() {
-    let c = Corner::new(Kube::get());
-    let up = named_upstream("app").await;
-    c.service("web", &[up]);
+    let c = Corner::with_upstream("web", "app").await;
     let ctl = Controller::start(&c, &["--publish-address", "10.0.0.9"]).await;
     let mut b = api_client();
     ingress_to_port(&c, "app", "app.test", "web", 80, &[PUBLIC]);
-    ctl.expect(&mut b, "app.test", "serves", |r| r.status == StatusCode::OK)
+    ctl.expect_status(&mut b, "app.test", "serves", StatusCode::OK)
         .await;
     wait_for(
         "an address",
@@ -1951,10 +1911,8 @@ async fn a_broken_ingress_shows_invalid_without_an_address_and_a_fix_is_announce
     .await;
 
     ingress_to_port(&c, "app", "app.test", "web", 81, &[PUBLIC]);
-    ctl.expect(&mut b, "app.test", "denies", |r| {
-        r.status == StatusCode::FORBIDDEN
-    })
-    .await;
+    ctl.expect_status(&mut b, "app.test", "denies", StatusCode::FORBIDDEN)
+        .await;
     wait_for("no address", || load_balancer(&c, "app"), |v| v.is_empty()).await;
     let state = wait_for(
         "Invalid",
@@ -1984,10 +1942,8 @@ async fn a_broken_ingress_shows_invalid_without_an_address_and_a_fix_is_announce
         |v| v == "10.0.0.9",
     )
     .await;
-    ctl.expect(&mut b, "app.test", "serves again", |r| {
-        r.status == StatusCode::OK
-    })
-    .await;
+    ctl.expect_status(&mut b, "app.test", "serves again", StatusCode::OK)
+        .await;
     assert!(
         !ctl.log().iter().any(|l| l.contains("jetbridge.dev/status")),
         "{:#?}",
@@ -2013,9 +1969,7 @@ async fn replica(c: &Corner, who: &str) -> Controller {
 /// nothing already reported and reports a new problem.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_report_each_problem_once_and_the_survivor_reports_after_a_takeover() {
-    let c = Corner::new(Kube::get());
-    let up = named_upstream("app").await;
-    c.service("web", &[up]);
+    let c = Corner::with_upstream("web", "app").await;
     let a = replica(&c, "replica-a").await;
     let b = replica(&c, "replica-b").await;
     ingress_to_port(&c, "one", "one.test", "web", 81, &[PUBLIC]);
@@ -2087,9 +2041,7 @@ async fn two_replicas_report_each_problem_once_and_the_survivor_reports_after_a_
 /// only the shutdown notices its deletion.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_ingress_address_is_cleared_when_the_publish_service_goes_away() {
-    let c = Corner::new(Kube::get());
-    let up = named_upstream("app").await;
-    c.service("web", &[up]);
+    let c = Corner::with_upstream("web", "app").await;
     let release = format!("{}-rel", c.ns);
     c.kube.ok(&["create", "namespace", &release], None);
     c.kube.apply(&format!(
@@ -2258,9 +2210,7 @@ fn restricted_kube(c: &Corner, sa: &str, rules: &str) -> (Kube, tempfile::TempDi
 /// Events.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_without_the_lease_writes_no_event_and_no_status() {
-    let c = Corner::new(Kube::get());
-    let up = named_upstream("app").await;
-    c.service("web", &[up]);
+    let c = Corner::with_upstream("web", "app").await;
     let _holder = replica(&c, "holder").await;
     // The first replica takes the Lease (checked below by who wrote the Events).
     let lease = || {
@@ -2424,10 +2374,8 @@ async fn a_host_stays_with_its_namespace_through_intruders_redeploys_and_restart
     // and never serves the other namespace's routes or certificate.
     apps.kube
         .ok(&["delete", "ingress", "web", "-n", &apps.ns], None);
-    ctl.expect(&mut b, "app.test", "is held", |r| {
-        r.status == StatusCode::NOT_FOUND
-    })
-    .await;
+    ctl.expect_status(&mut b, "app.test", "is held", StatusCode::NOT_FOUND)
+        .await;
     for _ in 0..10 {
         only_the_owner(&ctl, &own.2, &intruder.2).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -2471,10 +2419,8 @@ async fn a_host_stays_with_its_namespace_through_intruders_redeploys_and_restart
     // its stored claim; the other namespace's Ingresses then serve it.
     apps.kube
         .ok(&["delete", "ingress", "web", "-n", &apps.ns], None);
-    ctl.expect(&mut b, "app.test", "is held", |r| {
-        r.status == StatusCode::NOT_FOUND
-    })
-    .await;
+    ctl.expect_status(&mut b, "app.test", "is held", StatusCode::NOT_FOUND)
+        .await;
     apps.kube.ok(
         &[
             "patch",

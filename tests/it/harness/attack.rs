@@ -443,6 +443,23 @@ pub fn hpack(fields: &Fields) -> Vec<u8> {
     out
 }
 
+/// Takes one whole frame off the front of `buf`: its type, flags, stream id
+/// and payload; `None` while the frame is not all there.
+fn take_frame(buf: &mut Vec<u8>) -> Option<(u8, u8, u32, Vec<u8>)> {
+    if buf.len() < 9 {
+        return None;
+    }
+    let len = (buf[0] as usize) << 16 | (buf[1] as usize) << 8 | buf[2] as usize;
+    if buf.len() < 9 + len {
+        return None;
+    }
+    let (kind, flags) = (buf[3], buf[4]);
+    let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7FFF_FFFF;
+    let payload: Vec<u8> = buf[9..9 + len].to_vec();
+    buf.drain(..9 + len);
+    Some((kind, flags, stream, payload))
+}
+
 pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u32;
     let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
@@ -561,15 +578,7 @@ pub async fn h2_raw(
         let mut buf = Vec::new();
         let mut chunk = [0u8; 8192];
         loop {
-            while buf.len() >= 9 {
-                let len = (buf[0] as usize) << 16 | (buf[1] as usize) << 8 | buf[2] as usize;
-                if buf.len() < 9 + len {
-                    break;
-                }
-                let (kind, flags) = (buf[3], buf[4]);
-                let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7FFF_FFFF;
-                let payload: Vec<u8> = buf[9..9 + len].to_vec();
-                buf.drain(..9 + len);
+            while let Some((kind, flags, stream, payload)) = take_frame(&mut buf) {
                 match kind {
                     SETTINGS if flags & 1 == 0 => {
                         let _ = s.write_all(&frame(SETTINGS, 1, 0, &[])).await;
@@ -862,15 +871,7 @@ impl H2Conn {
             let mut buf = Vec::new();
             let mut chunk = vec![0u8; 32 * 1024];
             loop {
-                while buf.len() >= 9 {
-                    let len = (buf[0] as usize) << 16 | (buf[1] as usize) << 8 | buf[2] as usize;
-                    if buf.len() < 9 + len {
-                        break;
-                    }
-                    let (kind, flags) = (buf[3], buf[4]);
-                    let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7FFF_FFFF;
-                    let payload: Vec<u8> = buf[9..9 + len].to_vec();
-                    buf.drain(..9 + len);
+                while let Some((kind, flags, stream, payload)) = take_frame(&mut buf) {
                     let mut reply = None;
                     {
                         let mut e = ev.lock().unwrap();

@@ -274,6 +274,15 @@ impl Corner {
 }
 
 impl Corner {
+    /// A fresh corner of the shared cluster whose Service `service` points at
+    /// a loopback upstream answering `upstream`.
+    pub async fn with_upstream(service: &str, upstream: &'static str) -> Corner {
+        let c = Corner::new(Kube::get());
+        let up = named_upstream(upstream).await;
+        c.service(service, &[up]);
+        c
+    }
+
     /// Another namespace beside this one, served by the same IngressClass
     /// (another tenant of the same controller).
     pub fn beside(&self) -> Corner {
@@ -428,6 +437,17 @@ impl Controller {
         want: impl Fn(&Reply) -> bool,
     ) -> Reply {
         eventually(b, &self.url(host, "/"), what, want, self).await
+    }
+
+    /// As [`Controller::expect`], waiting for `host` to answer `status`.
+    pub async fn expect_status(
+        &self,
+        b: &mut Browser,
+        host: &str,
+        what: &str,
+        status: StatusCode,
+    ) -> Reply {
+        self.expect(b, host, what, |r| r.status == status).await
     }
 
     pub async fn jwks(&self) -> String {

@@ -105,6 +105,22 @@ impl Drop for RunningProxy {
     }
 }
 
+/// The settings lines (no trailing newline) that sign in at `issuer` as
+/// OIDC client `client` with `secret`, through the authenticate host on
+/// `port`, with the fixed test cookie and shared secrets.
+pub fn sign_in_settings(port: u16, issuer: &str, client: &str, secret: &str) -> String {
+    format!(
+        "authenticate_service_url: https://authenticate.localhost:{port}
+idp_provider: oidc
+idp_provider_url: {issuer}
+idp_client_id: {client}
+idp_client_secret: {secret}
+idp_scopes: [openid, email, profile, groups]
+cookie_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
+shared_secret: HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo="
+    )
+}
+
 /// Binds the HTTPS listener first so the IdP redirect URI can name its port.
 pub async fn bind_https() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.unwrap()

@@ -57,6 +57,25 @@ pub fn config_head() -> String {
     format!("cookie_secret: {}\n", cookie_secret_b64())
 }
 
+/// A config: [`config_head`], then `head`, then the `routes` blocks.
+pub fn config_with(head: &str, routes: &[String]) -> String {
+    format!("{}{head}routes:\n{}", config_head(), routes.concat())
+}
+
+/// A route block from `host` to `to` open to anyone, then `extra` lines.
+pub fn public_route(host: &str, to: &str, extra: &str) -> String {
+    format!(
+        "  - from: https://{host}\n    to: {to}\n    allow_public_unauthenticated_access: true\n{extra}"
+    )
+}
+
+/// A route block from `host` to `to` for any signed-in user, then `extra` lines.
+pub fn signed_in_route(host: &str, to: &str, extra: &str) -> String {
+    format!(
+        "  - from: https://{host}\n    to: {to}\n    allow_any_authenticated_user: true\n{extra}"
+    )
+}
+
 /// Translates config YAML exactly as standalone does, keeping per-route
 /// error diagnostics (those routes fail closed).
 pub fn snapshot_with_diagnostics(yaml: &str, generated: &mut Generated) -> Snapshot {
@@ -457,6 +476,13 @@ pub async fn raw(addr: SocketAddr, sni: &str, request: &str) -> Resp {
 
 /// Everything `s` sends until it closes (or fails); panics after [`STEP`].
 pub async fn read_to_close<S: AsyncRead + Unpin>(s: &mut S, what: &str) -> Vec<u8> {
+    read_to_close_within_a_step(s)
+        .await
+        .unwrap_or_else(|| panic!("{what} timed out"))
+}
+
+/// Everything `s` sends until it closes (or fails); `None` after [`STEP`].
+async fn read_to_close_within_a_step<S: AsyncRead + Unpin>(s: &mut S) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
     let read = async {
         let mut chunk = [0u8; 8192];
@@ -467,10 +493,8 @@ pub async fn read_to_close<S: AsyncRead + Unpin>(s: &mut S, what: &str) -> Vec<u
             }
         }
     };
-    tokio::time::timeout(STEP, read)
-        .await
-        .unwrap_or_else(|_| panic!("{what} timed out"));
-    buf
+    tokio::time::timeout(STEP, read).await.ok()?;
+    Some(buf)
 }
 
 /// Parses one HTTP/1.1 response (Content-Length, chunked, or until close).
@@ -649,12 +673,41 @@ where
     Fut: std::future::Future<Output = Option<S>> + Send,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let name: Arc<str> = Arc::from(name);
+    let wrap = Arc::new(wrap);
+    serve_each_connection(move |tcp, r, _stop| {
+        let (name, wrap) = (name.clone(), wrap.clone());
+        async move {
+            let Some(io) = wrap(tcp).await else { return };
+            let svc = service_fn(move |req| echo(name.clone(), r.clone(), req));
+            let io = TokioIo::new(io);
+            let _ = match proto {
+                Proto::Http1 => hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, svc)
+                    .await
+                    .map_err(|_| ()),
+                Proto::H2c => hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(io, svc)
+                    .await
+                    .map_err(|_| ()),
+            };
+        }
+    })
+    .await
+}
+
+/// An upstream on a loopback port: counts each connection and hands it, with
+/// the request counter and the shutdown token, to `serve` on a task of its own.
+async fn serve_each_connection<F, Fut>(serve: F) -> Upstream
+where
+    F: Fn(TcpStream, Arc<AtomicUsize>, CancellationToken) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(AtomicUsize::new(0));
     let connections = Arc::new(AtomicUsize::new(0));
     let shutdown = CancellationToken::new();
-    let name: Arc<str> = Arc::from(name);
     let (r, c, stop) = (requests.clone(), connections.clone(), shutdown.clone());
     tokio::spawn(async move {
         loop {
@@ -663,22 +716,7 @@ where
                 a = listener.accept() => match a { Ok(x) => x, Err(_) => continue },
             };
             c.fetch_add(1, Ordering::SeqCst);
-            let Some(io) = wrap(tcp).await else { continue };
-            let (name, r) = (name.clone(), r.clone());
-            let svc = service_fn(move |req| echo(name.clone(), r.clone(), req));
-            tokio::spawn(async move {
-                let io = TokioIo::new(io);
-                let _ = match proto {
-                    Proto::Http1 => hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, svc)
-                        .await
-                        .map_err(|_| ()),
-                    Proto::H2c => hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(io, svc)
-                        .await
-                        .map_err(|_| ()),
-                };
-            });
+            tokio::spawn(serve(tcp, r.clone(), stop.clone()));
         }
     });
     Upstream {
@@ -727,105 +765,43 @@ pub async fn echo_https(name: &str, cert: &TestCert) -> Upstream {
 /// A WebSocket server that echoes every text and binary message.
 pub async fn websocket_echo() -> Upstream {
     use futures_util::{SinkExt, StreamExt};
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let requests = Arc::new(AtomicUsize::new(0));
-    let connections = Arc::new(AtomicUsize::new(0));
-    let shutdown = CancellationToken::new();
-    let (r, c, stop) = (requests.clone(), connections.clone(), shutdown.clone());
-    tokio::spawn(async move {
-        loop {
-            let (tcp, _) = tokio::select! {
-                _ = stop.cancelled() => return,
-                a = listener.accept() => match a { Ok(x) => x, Err(_) => continue },
-            };
-            c.fetch_add(1, Ordering::SeqCst);
-            let r = r.clone();
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                    return;
-                };
-                r.fetch_add(1, Ordering::SeqCst);
-                while let Some(Ok(msg)) = ws.next().await {
-                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-                        return;
-                    }
-                }
-            });
+    serve_each_connection(|tcp, r, _stop| async move {
+        let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+            return;
+        };
+        r.fetch_add(1, Ordering::SeqCst);
+        while let Some(Ok(msg)) = ws.next().await {
+            if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                return;
+            }
         }
-    });
-    Upstream {
-        addr,
-        requests,
-        connections,
-        shutdown,
-    }
+    })
+    .await
 }
 
 /// A server that accepts connections and reads requests but never answers.
 pub async fn silent_upstream() -> Upstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let requests = Arc::new(AtomicUsize::new(0));
-    let connections = Arc::new(AtomicUsize::new(0));
-    let shutdown = CancellationToken::new();
-    let (c, stop) = (connections.clone(), shutdown.clone());
-    tokio::spawn(async move {
+    serve_each_connection(|mut tcp, _r, stop| async move {
+        let mut sink = [0u8; 4096];
         loop {
-            let (mut tcp, _) = tokio::select! {
+            tokio::select! {
                 _ = stop.cancelled() => return,
-                a = listener.accept() => match a { Ok(x) => x, Err(_) => continue },
-            };
-            c.fetch_add(1, Ordering::SeqCst);
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let mut sink = [0u8; 4096];
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        n = tcp.read(&mut sink) => if matches!(n, Ok(0) | Err(_)) { return },
-                    }
-                }
-            });
+                n = tcp.read(&mut sink) => if matches!(n, Ok(0) | Err(_)) { return },
+            }
         }
-    });
-    Upstream {
-        addr,
-        requests,
-        connections,
-        shutdown,
-    }
+    })
+    .await
 }
 
 /// A server that answers every connection with bytes that are not HTTP.
 pub async fn garbage_upstream() -> Upstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let requests = Arc::new(AtomicUsize::new(0));
-    let connections = Arc::new(AtomicUsize::new(0));
-    let shutdown = CancellationToken::new();
-    let (c, stop) = (connections.clone(), shutdown.clone());
-    tokio::spawn(async move {
-        loop {
-            let (mut tcp, _) = tokio::select! {
-                _ = stop.cancelled() => return,
-                a = listener.accept() => match a { Ok(x) => x, Err(_) => continue },
-            };
-            c.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = tcp.read(&mut buf).await;
-                let _ = tcp.write_all(b"SSH-2.0-not-http\r\n\r\n").await;
-                let _ = tcp.shutdown().await;
-            });
-        }
-    });
-    Upstream {
-        addr,
-        requests,
-        connections,
-        shutdown,
-    }
+    serve_each_connection(|mut tcp, _r, _stop| async move {
+        let mut buf = [0u8; 4096];
+        let _ = tcp.read(&mut buf).await;
+        let _ = tcp.write_all(b"SSH-2.0-not-http\r\n\r\n").await;
+        let _ = tcp.shutdown().await;
+    })
+    .await
 }
 
 /// A loopback address where nothing listens.
@@ -1157,16 +1133,6 @@ pub async fn try_get_as(addr: SocketAddr, host: &str, client: Option<&ClientCert
         .ok()?;
     let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     tls.write_all(req.as_bytes()).await.ok()?;
-    let mut buf = Vec::new();
-    let read = async {
-        let mut chunk = [0u8; 8192];
-        loop {
-            match tls.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(STEP, read).await.ok()?;
+    let buf = read_to_close_within_a_step(&mut tls).await?;
     (!buf.is_empty()).then(|| parse_response(&buf).status)
 }

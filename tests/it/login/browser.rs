@@ -117,16 +117,10 @@ async fn chromium_logs_in_and_lands_on_the_verify_app_showing_verified_claims() 
     let verify_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (front, assertions) =
         recording_front(verify_listener.local_addr().unwrap(), stop.clone()).await;
+    let settings = sign_in_settings(port, &issuer, "jetbridge", "jetbridge-secret");
     let yaml = format!(
         r#"
-authenticate_service_url: https://authenticate.localhost:{port}
-idp_provider: oidc
-idp_provider_url: {issuer}
-idp_client_id: jetbridge
-idp_client_secret: jetbridge-secret
-idp_scopes: [openid, email, profile, groups]
-cookie_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
-shared_secret: HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo=
+{settings}
 jwt_claims_headers: [email]
 routes:
   - from: https://verify.localhost
@@ -152,35 +146,17 @@ routes:
     }));
 
     let start = format!("https://verify.localhost:{port}/");
-    let out = tokio::process::Command::new("node")
-        .arg(format!("{}/login_browser.mjs", support_dir()))
-        .args([
-            "--start-url",
-            &start,
-            "--until",
-            &start,
-            "--login",
-            "alice",
-            "--timeout",
-            "60000",
-        ])
-        .args(["--map", "verify.localhost,authenticate.localhost"])
-        .output()
-        .await
-        .expect("run node login_browser.mjs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "login_browser.mjs printed {stdout:?} ({e}); stderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert_eq!(
-        result["ok"],
-        true,
-        "{result:#}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let result = browse(&[
+        "--start-url",
+        &start,
+        "--until",
+        &start,
+        "--login",
+        "alice",
+        "--map",
+        "verify.localhost,authenticate.localhost",
+    ])
+    .await;
     assert_eq!(
         result["logged_in"], true,
         "the browser never saw the IdP login form: {result:#}"
@@ -242,7 +218,12 @@ async fn browse(args: &[&str]) -> serde_json::Value {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    assert_eq!(result["ok"], true, "{result:#}");
+    assert_eq!(
+        result["ok"],
+        true,
+        "{result:#}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     result
 }
 
@@ -262,16 +243,10 @@ async fn pages_world() -> (RunningProxy, ChildGuard, u16) {
     let signed_out = format!("https://authenticate.localhost:{port}/.pomerium/signed_out");
     let (issuer, idp) = start_idp("jetbridge", "jetbridge-secret", &[callback], &[signed_out]);
     let (up, _) = echo_upstream().await;
+    let settings = sign_in_settings(port, &issuer, "jetbridge", "jetbridge-secret");
     let yaml = format!(
         r#"
-authenticate_service_url: https://authenticate.localhost:{port}
-idp_provider: oidc
-idp_provider_url: {issuer}
-idp_client_id: jetbridge
-idp_client_secret: jetbridge-secret
-idp_scopes: [openid, email, profile, groups]
-cookie_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
-shared_secret: HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo=
+{settings}
 routes:
   - from: https://app.localhost
     to: http://{up}

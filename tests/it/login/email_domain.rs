@@ -30,16 +30,10 @@ async fn world() -> World {
     let callback = format!("https://authenticate.localhost:{port}/oauth2/callback");
     let (issuer, idp) = start_idp("jetbridge", "jetbridge-secret", &[callback], &[]);
     let (up, _seen) = echo_upstream().await;
+    let settings = sign_in_settings(port, &issuer, "jetbridge", "jetbridge-secret");
     let yaml = format!(
         r#"
-authenticate_service_url: https://authenticate.localhost:{port}
-idp_provider: oidc
-idp_provider_url: {issuer}
-idp_client_id: jetbridge
-idp_client_secret: jetbridge-secret
-idp_scopes: [openid, email, profile, groups]
-cookie_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
-shared_secret: HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo=
+{settings}
 routes:
   - from: https://corp.localhost
     to: http://{up}

@@ -436,17 +436,22 @@ impl World {
     }
 }
 
+/// The page says the identity provider is unavailable and sets no session.
+fn assert_idp_unavailable_without_a_session(r: &Reply) {
+    assert!(
+        r.body
+            .contains("identity provider is unavailable; try again shortly"),
+        "{}",
+        r.body
+    );
+    assert!(!sets_session_cookie(r));
+}
+
 fn config(port: u16, issuer: &str, upstream: SocketAddr) -> String {
+    let settings = sign_in_settings(port, issuer, CLIENT_ID, CLIENT_SECRET);
     format!(
         r#"
-authenticate_service_url: https://authenticate.localhost:{port}
-idp_provider: oidc
-idp_provider_url: {issuer}
-idp_client_id: {CLIENT_ID}
-idp_client_secret: {CLIENT_SECRET}
-idp_scopes: [openid, email, profile, groups]
-cookie_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
-shared_secret: HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo=
+{settings}
 jwt_claims_headers: [email]
 routes:
   - from: https://app.localhost
@@ -642,13 +647,7 @@ async fn sign_in_while_the_idp_is_unreachable_is_a_readable_503() {
             .unwrap()
             .starts_with("text/html")
     );
-    assert!(
-        r.body
-            .contains("identity provider is unavailable; try again shortly"),
-        "{}",
-        r.body
-    );
-    assert!(!sets_session_cookie(&r));
+    assert_idp_unavailable_without_a_session(&r);
     assert!(seen.lock().unwrap().is_empty());
 }
 
@@ -661,13 +660,7 @@ async fn callback_while_the_idp_is_unreachable_is_a_readable_503() {
     w.idp.stop().await;
     let r = b.get(&callback).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
-    assert!(
-        r.body
-            .contains("identity provider is unavailable; try again shortly"),
-        "{}",
-        r.body
-    );
-    assert!(!sets_session_cookie(&r));
+    assert_idp_unavailable_without_a_session(&r);
     assert!(has_no_session(&mut b, &w).await);
 }
 

@@ -32,16 +32,10 @@ async fn world_with(jwt_endpoint: bool, extra: &str) -> World {
     let callback = format!("https://authenticate.localhost:{port}/oauth2/callback");
     let (issuer, idp) = start_idp("cli", "cli-secret", &[callback], &[]);
     let (up, seen) = echo_upstream().await;
+    let settings = sign_in_settings(port, &issuer, "cli", "cli-secret");
     let yaml = format!(
         r#"
-authenticate_service_url: https://authenticate.localhost:{port}
-idp_provider: oidc
-idp_provider_url: {issuer}
-idp_client_id: cli
-idp_client_secret: cli-secret
-idp_scopes: [openid, email, profile, groups]
-cookie_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
-shared_secret: HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo=
+{settings}
 runtime_flags: {{pomerium_jwt_endpoint: {jwt_endpoint}, match_any_incoming_port: true}}
 {extra}
 routes:

@@ -14,15 +14,45 @@ use tokio_tungstenite::tungstenite::Message;
 
 const ASSERTION: &str = "x-pomerium-jwt-assertion";
 
-/// A public route block.
-fn public_route(host: &str, to: &str, extra: &str) -> String {
-    format!(
-        "  - from: https://{host}\n    to: {to}\n    allow_public_unauthenticated_access: true\n{extra}"
-    )
+/// A config with no settings but the shared head, and these routes.
+fn config(routes: &[String]) -> String {
+    config_with("", routes)
 }
 
-fn config(routes: &[String]) -> String {
-    format!("{}routes:\n{}", config_head(), routes.concat())
+/// An echo upstream `a` behind one public route for `host`, and the proxy.
+async fn behind_public_route(host: &str, extra: &str) -> (Upstream, Harness) {
+    let up = echo_http1("a").await;
+    let to = format!("http://{}", up.authority());
+    let h = Harness::start(&config(&[public_route(host, &to, extra)])).await;
+    (up, h)
+}
+
+/// What a table case got: `Ok(pick(echo))` when the upstream answered 200,
+/// `Err(status)` otherwise.
+fn outcome(r: &Resp, pick: impl FnOnce(Echo) -> String) -> Result<String, u16> {
+    if r.status == 200 {
+        Ok(pick(r.echo()))
+    } else {
+        Err(r.status)
+    }
+}
+
+/// Whether a table case got what it wants (the same value, or the same status).
+fn meets(want: &Result<&str, u16>, got: &Result<String, u16>) -> bool {
+    match (want, got) {
+        (Ok(w), Ok(g)) => w == g,
+        (Err(w), Err(g)) => w == g,
+        _ => false,
+    }
+}
+
+/// Fails with every failed case of a table, one a line.
+fn assert_no_failures(what: &str, failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{what} cases failed:\n{}",
+        failures.join("\n")
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -30,13 +60,7 @@ fn config(routes: &[String]) -> String {
 
 #[tokio::test]
 async fn public_route_reaches_the_upstream_with_method_path_and_query() {
-    let up = echo_http1("a").await;
-    let h = Harness::start(&config(&[public_route(
-        "public.example.com",
-        &format!("http://{}", up.authority()),
-        "",
-    )]))
-    .await;
+    let (up, h) = behind_public_route("public.example.com", "").await;
     let r = h.get("public.example.com", "/hello/world?x=1&y=two").await;
     let e = r.echo();
     assert_eq!(e.server, "a");
@@ -54,13 +78,7 @@ async fn public_route_reaches_the_upstream_with_method_path_and_query() {
 
 #[tokio::test]
 async fn unknown_host_and_unmatched_path_are_404() {
-    let up = echo_http1("a").await;
-    let h = Harness::start(&config(&[public_route(
-        "known.example.com",
-        &format!("http://{}", up.authority()),
-        "    prefix: /app\n",
-    )]))
-    .await;
+    let (up, h) = behind_public_route("known.example.com", "    prefix: /app\n").await;
     assert_eq!(h.get("unknown.example.com", "/app").await.status, 404);
     assert_eq!(h.get("known.example.com", "/other").await.status, 404);
     assert_eq!(h.get("known.example.com", "/app/x").await.status, 200);
@@ -73,13 +91,7 @@ async fn unknown_host_and_unmatched_path_are_404() {
 
 #[tokio::test]
 async fn error_pages_are_html_by_default_and_json_for_api_clients_with_a_request_id() {
-    let up = echo_http1("a").await;
-    let h = Harness::start(&config(&[public_route(
-        "known.example.com",
-        &format!("http://{}", up.authority()),
-        "    prefix: /app\n",
-    )]))
-    .await;
+    let (_up, h) = behind_public_route("known.example.com", "    prefix: /app\n").await;
     for (host, path) in [
         ("unknown.example.com", "/"),
         ("known.example.com", "/nothing"),
@@ -228,6 +240,13 @@ const SPOOFS: &[(&str, &str)] = &[
     ("x-pomerium-anything", "spoof-7"),
 ];
 
+/// An echo upstream `a` behind the routes of [`identity_config`], and the proxy.
+async fn behind_identity_routes() -> (Upstream, Harness) {
+    let up = echo_http1("a").await;
+    let h = Harness::start(&identity_config(&up.authority())).await;
+    (up, h)
+}
+
 fn identity_config(echo: &str) -> String {
     let to = format!("http://{echo}");
     config(&[
@@ -284,8 +303,7 @@ fn verify_assertion(token: &str, jwks: &serde_json::Value, host: &str) -> serde_
 
 #[tokio::test]
 async fn spoofed_identity_headers_never_reach_a_public_upstream() {
-    let up = echo_http1("a").await;
-    let h = Harness::start(&identity_config(&up.authority())).await;
+    let (_up, h) = behind_identity_routes().await;
     let e = h.raw_get("public.example.com", "/", SPOOFS).await.echo();
     assert!(
         e.identity_lookalikes().is_empty(),
@@ -313,8 +331,7 @@ async fn spoofed_identity_headers_never_reach_a_public_upstream() {
 
 #[tokio::test]
 async fn identity_route_upstream_sees_only_the_proxys_assertion_and_claim_headers() {
-    let up = echo_http1("a").await;
-    let h = Harness::start(&identity_config(&up.authority())).await;
+    let (_up, h) = behind_identity_routes().await;
     let host = "id.example.com";
     let cookie = session_cookie(host, &session("alice@example.com", &["eng", "ops"]));
     let mut headers: Vec<(&str, &str)> = SPOOFS.to_vec();
@@ -340,8 +357,7 @@ async fn identity_route_upstream_sees_only_the_proxys_assertion_and_claim_header
 
 #[tokio::test]
 async fn assertion_verifies_against_the_jwks_from_route_host_and_internal_listener() {
-    let up = echo_http1("a").await;
-    let h = Harness::start(&identity_config(&up.authority())).await;
+    let (_up, h) = behind_identity_routes().await;
     let host = "id.example.com";
     let s = session("alice@example.com", &["eng", "ops"]);
     let cookie = session_cookie(host, &s);
@@ -386,8 +402,7 @@ async fn assertion_verifies_against_the_jwks_from_route_host_and_internal_listen
 
 #[tokio::test]
 async fn route_without_pass_identity_headers_gets_no_assertion() {
-    let up = echo_http1("a").await;
-    let h = Harness::start(&identity_config(&up.authority())).await;
+    let (_up, h) = behind_identity_routes().await;
     let host = "noid.example.com";
     let cookie = session_cookie(host, &session("alice@example.com", &[]));
     let e = h.get_with(host, "/", &[("cookie", &cookie)]).await.echo();
@@ -400,8 +415,7 @@ async fn route_without_pass_identity_headers_gets_no_assertion() {
 
 #[tokio::test]
 async fn session_cookie_is_not_forwarded_but_other_cookies_are() {
-    let up = echo_http1("a").await;
-    let h = Harness::start(&identity_config(&up.authority())).await;
+    let (_up, h) = behind_identity_routes().await;
     let host = "id.example.com";
     let cookie = session_cookie(host, &session("alice@example.com", &[]));
     let mixed = format!("a=1; {cookie}; b=2");
@@ -426,8 +440,7 @@ async fn session_cookie_is_not_forwarded_but_other_cookies_are() {
 
 #[tokio::test]
 async fn session_sealed_for_one_host_is_refused_on_another() {
-    let up = echo_http1("a").await;
-    let h = Harness::start(&identity_config(&up.authority())).await;
+    let (up, h) = behind_identity_routes().await;
     let cookie = session_cookie("id.example.com", &session("alice@example.com", &[]));
     let json = ("accept", "application/json");
     let here = h
@@ -482,8 +495,7 @@ async fn custom_cookie_name_carries_the_session_and_is_stripped() {
 
 #[tokio::test]
 async fn policy_allows_the_named_user_and_forbids_others() {
-    let up = echo_http1("a").await;
-    let h = Harness::start(&identity_config(&up.authority())).await;
+    let (up, h) = behind_identity_routes().await;
     let host = "policy.example.com";
     let alice = session_cookie(host, &session("alice@example.com", &[]));
     let bob = session_cookie(host, &session("bob@example.com", &[]));
@@ -513,13 +525,7 @@ async fn policy_allows_the_named_user_and_forbids_others() {
 
 #[tokio::test]
 async fn forwarding_headers_are_replaced_with_the_proxys_view() {
-    let up = echo_http1("a").await;
-    let h = Harness::start(&config(&[public_route(
-        "hdr.example.com",
-        &format!("http://{}", up.authority()),
-        "",
-    )]))
-    .await;
+    let (_up, h) = behind_public_route("hdr.example.com", "").await;
     let e = h
         .raw_get(
             "hdr.example.com",
@@ -547,13 +553,7 @@ async fn forwarding_headers_are_replaced_with_the_proxys_view() {
 
 #[tokio::test]
 async fn hop_by_hop_and_connection_listed_headers_are_removed() {
-    let up = echo_http1("a").await;
-    let h = Harness::start(&config(&[public_route(
-        "hdr.example.com",
-        &format!("http://{}", up.authority()),
-        "",
-    )]))
-    .await;
+    let (_up, h) = behind_public_route("hdr.example.com", "").await;
     let e = h
         .raw_get(
             "hdr.example.com",
@@ -622,13 +622,7 @@ async fn preserve_host_header_sends_the_client_host_otherwise_the_upstream_autho
 
 #[tokio::test]
 async fn set_and_remove_request_headers_are_applied() {
-    let up = echo_http1("a").await;
-    let h = Harness::start(&config(&[public_route(
-        "hdr.example.com",
-        &format!("http://{}", up.authority()),
-        "    set_request_headers:\n      X-Set: from-proxy\n      X-Override: proxy-value\n    remove_request_headers: [X-Remove-Me]\n",
-    )]))
-    .await;
+    let (_up, h) = behind_public_route("hdr.example.com", "    set_request_headers:\n      X-Set: from-proxy\n      X-Override: proxy-value\n    remove_request_headers: [X-Remove-Me]\n").await;
     let e = h
         .raw_get(
             "hdr.example.com",
@@ -649,13 +643,7 @@ async fn set_and_remove_request_headers_are_applied() {
 
 #[tokio::test]
 async fn request_bodies_reach_the_upstream_intact_with_length_or_chunked_framing() {
-    let up = echo_http1("a").await;
-    let h = Harness::start(&config(&[public_route(
-        "body.example.com",
-        &format!("http://{}", up.authority()),
-        "",
-    )]))
-    .await;
+    let (_up, h) = behind_public_route("body.example.com", "").await;
     let e = h
         .raw(
             "body.example.com",
@@ -689,13 +677,7 @@ async fn request_bodies_reach_the_upstream_intact_with_length_or_chunked_framing
 
 #[tokio::test]
 async fn upstream_hop_by_hop_response_headers_do_not_reach_the_client() {
-    let up = echo_http1("a").await;
-    let h = Harness::start(&config(&[public_route(
-        "resp.example.com",
-        &format!("http://{}", up.authority()),
-        "",
-    )]))
-    .await;
+    let (_up, h) = behind_public_route("resp.example.com", "").await;
     let r = h
         .raw_get(
             "resp.example.com",
@@ -727,13 +709,7 @@ async fn upstream_hop_by_hop_response_headers_do_not_reach_the_client() {
 
 #[tokio::test]
 async fn request_paths_are_normalised_or_refused_before_routing() {
-    let up = echo_http1("a").await;
-    let h = Harness::start(&config(&[public_route(
-        "paths.example.com",
-        &format!("http://{}", up.authority()),
-        "    prefix: /a/c\n",
-    )]))
-    .await;
+    let (_up, h) = behind_public_route("paths.example.com", "    prefix: /a/c\n").await;
     // (request target, Ok(forwarded path and query) | Err(status))
     let cases: &[(&str, Result<&str, u16>)] = &[
         ("/a/c", Ok("/a/c")),
@@ -764,25 +740,12 @@ async fn request_paths_are_normalised_or_refused_before_routing() {
     let mut failures = Vec::new();
     for (target, want) in cases {
         let r = h.raw_get("paths.example.com", target, &[]).await;
-        let got = if r.status == 200 {
-            Ok(r.echo().path_and_query)
-        } else {
-            Err(r.status)
-        };
-        let ok = match (want, &got) {
-            (Ok(p), Ok(g)) => p == g,
-            (Err(s), Err(g)) => s == g,
-            _ => false,
-        };
-        if !ok {
+        let got = outcome(&r, |e| e.path_and_query);
+        if !meets(want, &got) {
             failures.push(format!("{target}: want {want:?}, got {got:?}"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "path cases failed:\n{}",
-        failures.join("\n")
-    );
+    assert_no_failures("path", &failures);
 }
 
 #[tokio::test]
@@ -839,25 +802,12 @@ async fn routing_matrix_through_the_listener() {
     let mut failures = Vec::new();
     for (host, target, want) in cases {
         let r = h.raw_get(host, target, &[]).await;
-        let got = if r.status == 200 {
-            Ok(r.echo().one("x-route").unwrap_or("").to_string())
-        } else {
-            Err(r.status)
-        };
-        let ok = match (want, &got) {
-            (Ok(n), Ok(g)) => n == g,
-            (Err(s), Err(g)) => s == g,
-            _ => false,
-        };
-        if !ok {
+        let got = outcome(&r, |e| e.one("x-route").unwrap_or("").to_string());
+        if !meets(want, &got) {
             failures.push(format!("{host} {target}: want {want:?}, got {got:?}"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "routing cases failed:\n{}",
-        failures.join("\n")
-    );
+    assert_no_failures("routing", &failures);
 }
 
 // ---------------------------------------------------------------------------
@@ -1000,13 +950,7 @@ async fn websocket_upgrade_is_refused_on_a_route_without_allow_websockets() {
 
 #[tokio::test]
 async fn client_speaks_http2_to_the_proxy_via_alpn() {
-    let up = echo_http1("a").await;
-    let h = Harness::start(&config(&[public_route(
-        "public.example.com",
-        &format!("http://{}", up.authority()),
-        "",
-    )]))
-    .await;
+    let (_up, h) = behind_public_route("public.example.com", "").await;
     let req = Request::builder()
         .uri("https://public.example.com/over/h2?q=1")
         .body(Full::new(Bytes::new()))
@@ -1670,13 +1614,7 @@ async fn internal_listener_reports_health_readiness_and_metrics() {
 
 #[tokio::test]
 async fn missing_or_repeated_host_headers_are_400() {
-    let up = echo_http1("a").await;
-    let h = Harness::start(&config(&[public_route(
-        "public.example.com",
-        &format!("http://{}", up.authority()),
-        "",
-    )]))
-    .await;
+    let (up, h) = behind_public_route("public.example.com", "").await;
     let twice = h
         .raw(
             "public.example.com",

@@ -9,15 +9,8 @@ use jetbridge::model::Access;
 use jetbridge::translate::cluster::{Cluster, ClusterSettings, from_cluster};
 use jetbridge::translate::{Inputs, translate};
 
-fn route(host: &str, to: &str, extra: &str) -> String {
-    format!(
-        "  - from: https://{host}\n    to: {to}\n    allow_public_unauthenticated_access: true\n{extra}"
-    )
-}
-
-fn config(head: &str, routes: &[String]) -> String {
-    format!("{}{head}routes:\n{}", config_head(), routes.concat())
-}
+use harness::proxy::config_with as config;
+use harness::proxy::public_route as route;
 
 #[tokio::test]
 async fn path_rewrites_change_only_the_forwarded_path() {
@@ -593,11 +586,7 @@ async fn regex_routes_match_the_whole_path_between_exact_and_prefix_routes() {
 async fn cors_preflights_pass_without_sign_in_only_where_allowed() {
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
-    let signed = |host: &str, extra: &str| {
-        format!(
-            "  - from: https://{host}\n    to: {to}\n    allow_any_authenticated_user: true\n{extra}"
-        )
-    };
+    let signed = |host: &str, extra: &str| signed_in_route(host, &to, extra);
     let h = Harness::start(&config(
         "",
         &[
@@ -797,9 +786,7 @@ async fn load_balancing_policies_pick_targets_as_named() {
             .join(", ")
     );
     let signed = |host: &str, policy: &str| {
-        format!(
-            "  - from: https://{host}\n    to: {to}\n    allow_any_authenticated_user: true\n    load_balancing_policy: {policy}\n"
-        )
+        signed_in_route(host, &to, &format!("    load_balancing_policy: {policy}\n"))
     };
     let h = Harness::start(&config(
         "",
@@ -1112,8 +1099,10 @@ async fn jwt_issuer_format_per_route_overrides_the_global_one_and_bad_values_den
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
     let route = |host: &str, extra: &str| {
-        format!(
-            "  - from: https://{host}\n    to: {to}\n    allow_any_authenticated_user: true\n    pass_identity_headers: true\n{extra}"
+        signed_in_route(
+            host,
+            &to,
+            &format!("    pass_identity_headers: true\n{extra}"),
         )
     };
     let h = Harness::start(&config(

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use harness::verify::{HOST, JwksReply, JwksServer, TestKey, at, claims, init, unix_now};
 use http::StatusCode;
-use jetbridge::verify::{Verifier, VerifierConfig, VerifyError};
+use jetbridge::verify::{VerifiedClaims, Verifier, VerifierConfig, VerifyError};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
@@ -28,6 +28,36 @@ fn verifier_with(
             .audience(HOST),
     ))
     .unwrap()
+}
+
+/// Keys `key-old` and `key-new`, a JWKS server publishing only the old one,
+/// and a verifier that has verified one old-key token (one fetch so far).
+async fn verified_once_with_the_old_key() -> (TestKey, TestKey, JwksServer, Verifier) {
+    let old = TestKey::new(1, "key-old");
+    let new = TestKey::new(2, "key-new");
+    let server = JwksServer::start(&[&old]).await;
+    let v = verifier(&server);
+    v.verify(&old.mint(&claims(unix_now()))).await.unwrap();
+    (old, new, server, v)
+}
+
+/// The outcomes of `n` verifications of `token` started at once.
+async fn verify_at_once(
+    v: &Verifier,
+    token: &str,
+    n: usize,
+) -> Vec<Result<VerifiedClaims, VerifyError>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (v, token) = (v.clone(), token.to_string());
+            tokio::spawn(async move { v.verify(&token).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    outcomes
 }
 
 #[tokio::test]
@@ -248,11 +278,7 @@ async fn token_without_kid_is_rejected() {
 
 #[tokio::test]
 async fn unknown_kid_triggers_a_refetch_that_picks_up_a_rotated_key() {
-    let old = TestKey::new(1, "key-old");
-    let new = TestKey::new(2, "key-new");
-    let server = JwksServer::start(&[&old]).await;
-    let v = verifier(&server);
-    v.verify(&old.mint(&claims(unix_now()))).await.unwrap();
+    let (old, new, server, v) = verified_once_with_the_old_key().await;
     assert_eq!(server.requests(), 1);
 
     server.publish(&[&new, &old]);
@@ -317,11 +343,7 @@ async fn refetch_is_allowed_again_once_the_window_has_passed() {
 
 #[tokio::test]
 async fn key_dropped_from_the_jwks_stops_verifying_after_a_refetch() {
-    let old = TestKey::new(1, "key-old");
-    let new = TestKey::new(2, "key-new");
-    let server = JwksServer::start(&[&old]).await;
-    let v = verifier(&server);
-    v.verify(&old.mint(&claims(unix_now()))).await.unwrap();
+    let (old, new, server, v) = verified_once_with_the_old_key().await;
 
     server.publish(&[&new]);
     v.verify(&new.mint(&claims(unix_now()))).await.unwrap();
@@ -338,36 +360,20 @@ async fn concurrent_first_verifications_share_one_fetch() {
     server.set_delay(Duration::from_millis(200));
     let v = verifier(&server);
     let token = key.mint(&claims(unix_now()));
-    let tasks: Vec<_> = (0..16)
-        .map(|_| {
-            let (v, token) = (v.clone(), token.clone());
-            tokio::spawn(async move { v.verify(&token).await })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap().unwrap();
+    for outcome in verify_at_once(&v, &token, 16).await {
+        outcome.unwrap();
     }
     assert_eq!(server.requests(), 1);
 }
 
 #[tokio::test]
 async fn concurrent_unknown_kids_share_one_refetch() {
-    let old = TestKey::new(1, "key-old");
-    let new = TestKey::new(2, "key-new");
-    let server = JwksServer::start(&[&old]).await;
-    let v = verifier(&server);
-    v.verify(&old.mint(&claims(unix_now()))).await.unwrap();
+    let (old, new, server, v) = verified_once_with_the_old_key().await;
     server.publish(&[&new, &old]);
     server.set_delay(Duration::from_millis(200));
     let token = new.mint(&claims(unix_now()));
-    let tasks: Vec<_> = (0..16)
-        .map(|_| {
-            let (v, token) = (v.clone(), token.clone());
-            tokio::spawn(async move { v.verify(&token).await })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap().unwrap();
+    for outcome in verify_at_once(&v, &token, 16).await {
+        outcome.unwrap();
     }
     assert_eq!(server.requests(), 2);
 }
@@ -455,28 +461,15 @@ async fn callers_waiting_on_a_refetch_share_it_even_without_a_rate_limit() {
     v.verify(&key.mint(&claims(unix_now()))).await.unwrap();
     server.set_delay(Duration::from_millis(200));
     let stray = TestKey::new(3, "key-stray").mint(&claims(unix_now()));
-    let tasks: Vec<_> = (0..16)
-        .map(|_| {
-            let (v, token) = (v.clone(), stray.clone());
-            tokio::spawn(async move { v.verify(&token).await })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(
-            task.await.unwrap(),
-            Err(VerifyError::UnknownKid("key-stray".into()))
-        );
+    for outcome in verify_at_once(&v, &stray, 16).await {
+        assert_eq!(outcome, Err(VerifyError::UnknownKid("key-stray".into())));
     }
     assert_eq!(server.requests(), 2);
 }
 
 #[tokio::test]
 async fn caller_dropped_mid_refetch_does_not_use_up_the_rate_limit() {
-    let old = TestKey::new(1, "key-old");
-    let new = TestKey::new(2, "key-new");
-    let server = JwksServer::start(&[&old]).await;
-    let v = verifier(&server);
-    v.verify(&old.mint(&claims(unix_now()))).await.unwrap();
+    let (old, new, server, v) = verified_once_with_the_old_key().await;
     server.publish(&[&new, &old]);
     server.set_delay(Duration::from_millis(300));
     let token = new.mint(&claims(unix_now()));
