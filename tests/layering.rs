@@ -92,15 +92,9 @@ fn imports_point_one_way() {
     let src = sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
     let g = graph(&src);
     assert!(
-        [
-            "identity",
-            "model",
-            "proxy",
-            "source",
-            "translate"
-        ]
-        .iter()
-        .all(|m| g.contains_key(*m)),
+        ["identity", "model", "proxy", "source", "translate"]
+            .iter()
+            .all(|m| g.contains_key(*m)),
         "modules moved: {:?}",
         g.keys()
     );

@@ -4,9 +4,9 @@
 
 use super::runtime::{init_tracing, run_async, serve_data_plane, shutdown_signal};
 use anyhow::{Context, Result, bail};
-use jetbridge::source::cluster::{Options, leader};
-use jetbridge::settings::ConfigFile;
 use jetbridge::proxy::dataplane::Addresses;
+use jetbridge::settings::ConfigFile;
+use jetbridge::source::cluster::{Options, leader};
 use jetbridge::source::file as standalone;
 use jetbridge::translate::cluster::{self, ClusterSettings};
 use jetbridge::translate::driver::Driver;
@@ -117,7 +117,8 @@ async fn serve(args: Args, log_format: Option<String>) -> Result<()> {
     let shared = revoked.clone();
     let source = async move {
         if let Err(e) =
-            jetbridge::source::cluster::run(client, options, cfg, driver, shared, stop.clone()).await
+            jetbridge::source::cluster::run(client, options, cfg, driver, shared, stop.clone())
+                .await
         {
             tracing::error!(error = %e, "controller stopped");
             stop.cancel();

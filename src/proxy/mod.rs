@@ -398,12 +398,13 @@ fn authorize(
         Access::Policy(program) => program,
     };
     let user = session.map(Session::user);
+    let mut headers = [("", ""); POLICY_HEADERS.len()];
     let facts_req = RequestFacts {
-        method: req.method().as_str().to_string(),
-        host: target.host.clone(),
-        path: target.path.clone(),
+        method: req.method().as_str(),
+        host: &target.host,
+        path: &target.path,
         source_ip: Some(cx.conn.remote.ip()),
-        headers: policy_headers(req),
+        headers: policy_headers(req, &mut headers),
     };
     let decision = program.eval(&Facts {
         user: user.as_ref(),
@@ -627,15 +628,24 @@ pub fn request_host<B>(req: &Request<B>) -> Option<String> {
     normalize_host(first?.to_str().ok()?)
 }
 
-fn policy_headers<B>(req: &Request<B>) -> std::collections::BTreeMap<String, String> {
-    // Only the headers criteria look at (CORS preflight), to keep eval cheap.
-    let mut m = std::collections::BTreeMap::new();
-    for n in ["origin", "access-control-request-method"] {
-        if let Some(v) = req.headers().get(n).and_then(|v| v.to_str().ok()) {
-            m.insert(n.to_string(), v.to_string());
+/// The request headers policy criteria look at (CORS preflight); only these
+/// are handed to evaluation, to keep it cheap.
+const POLICY_HEADERS: [&str; 2] = ["origin", "access-control-request-method"];
+
+/// Fills `buf` with the [`POLICY_HEADERS`] the request carries (as text) and
+/// returns the filled part; borrows, allocates nothing.
+fn policy_headers<'a, B>(
+    req: &'a Request<B>,
+    buf: &'a mut [(&'a str, &'a str); POLICY_HEADERS.len()],
+) -> &'a [(&'a str, &'a str)] {
+    let mut n = 0;
+    for name in POLICY_HEADERS {
+        if let Some(v) = req.headers().get(name).and_then(|v| v.to_str().ok()) {
+            buf[n] = (name, v);
+            n += 1;
         }
     }
-    m
+    &buf[..n]
 }
 
 /// Serves `/.well-known/pomerium*` on every known host (route hosts and the

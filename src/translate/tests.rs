@@ -84,9 +84,9 @@ fn no_policy_means_deny_after_sign_in() {
         ..Default::default()
     };
     let req = crate::policy::RequestFacts {
-        method: "GET".into(),
-        host: "a.example.com".into(),
-        path: "/".into(),
+        method: "GET",
+        host: "a.example.com",
+        path: "/",
         ..Default::default()
     };
     let d = p.eval(&crate::policy::Facts {
