@@ -144,11 +144,7 @@ async fn probe(
                 expected,
             } => {
                 let client = client.ok_or("no client for this upstream's TLS settings")?;
-                let scheme = if up.scheme == "https" {
-                    "https"
-                } else {
-                    "http"
-                };
+                let scheme = up.scheme.wire();
                 let req = http::Request::get(format!("{scheme}://{}{path}", up.authority))
                     .header(http::header::HOST, host.as_deref().unwrap_or(&up.authority))
                     .header(http::header::USER_AGENT, "jetbridge-health-check")
