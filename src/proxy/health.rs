@@ -5,8 +5,8 @@
 //! still tries them, as Envoy's panic mode does).
 
 use super::body::empty;
+use super::health_board::HealthBoard;
 use super::health_board::Target;
-pub use super::health_board::{Admitted, HealthBoard};
 use super::upstream::Upstreams;
 use crate::model::{HealthCheck, Probe, Upstream};
 use crate::snapshot::SnapshotReader;

@@ -2,8 +2,9 @@
 //! per-handshake certificate resolver over the current snapshot), the plain
 //! HTTP listener that redirects to HTTPS, and graceful shutdown.
 
+use super::Proxy;
 use super::body::{Body, Guarded, Progress, SendIdle, empty};
-use super::{ConnInfo, Proxy};
+use super::request::ConnInfo;
 use crate::model::routing::normalize_host;
 use crate::model::{ClientAuthNames, Snapshot};
 use crate::snapshot::SnapshotReader;

@@ -243,7 +243,7 @@ impl Watched {
             ]
             .concat(),
             claims: memory.start_from(self.claim_store.stored()),
-            now: crate::proxy::unix_now(),
+            now: crate::proxy::clock::unix_now(),
         }
     }
 }
@@ -499,7 +499,7 @@ impl Translator {
             .certificates
             .extend(outcome.certificates.iter().cloned());
         self.driver
-            .apply(inputs, crate::proxy::unix_now(), |_| Ok(()))
+            .apply(inputs, crate::proxy::clock::unix_now(), |_| Ok(()))
     }
 }
 
