@@ -1,6 +1,10 @@
 //! The data plane: listeners, the per-handshake certificate resolver, and the
-//! request pipeline
-//! `normalise → route → session → policy → sign → upstream`.
+//! request pipeline `admit → prepare → send`. This module admits a request
+//! (normalise the target, route it, read the session, evaluate the policy);
+//! `prepare` applies the route's request filters synchronously (header
+//! hygiene, the assertion, impersonation, rewrites); `send` balances,
+//! applies the breaker and retries, and answers with the route's response
+//! filters.
 //! The proxy reads the current snapshot once per request and never imports
 //! `kube` or the controller.
 

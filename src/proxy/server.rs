@@ -245,8 +245,8 @@ impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
 }
 
 // The limits below are what the protocol-abuse suite
-// (tests/it/attack/protocol.rs) holds the binary to; the README's Security
-// section lists them.
+// (tests/it/attack/protocol.rs) holds the binary to; docs/security.md
+// lists them.
 fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     // The header read timeout also closes idle keep-alive connections
