@@ -4,6 +4,9 @@
 //! never import one another, the identity core imports neither the proxy
 //! nor the model, the pure modules (`model`, `translate`) do no I/O and
 //! import no source, and the proxy never reaches into a source or `kube`.
+//! Inside `src/proxy/`, no two files import each other round a cycle, and
+//! nothing under `proxy/auth/` names an item of `proxy/mod.rs` (`Proxy`).
+//! Files a `mod.rs` declares under `#[cfg(test)]` count as tests.
 //! The policy engine is a crate of its own (crates/policy): it cannot import
 //! these modules at all.
 

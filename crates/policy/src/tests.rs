@@ -359,7 +359,7 @@ fn any_allow_rule_suffices_and_reason_names_the_first() {
 fn deny_in_a_later_rule_still_wins() {
     let p = "- allow: {or: [{accept: true}]}\n- deny: {or: [{http_method: POST}]}\n";
     let mut post = get("/");
-    post.method = "POST".into();
+    post.method = "POST";
     let d = decide(p, None, &post, MONDAY_MORNING);
     assert!(!d.allow);
     assert_eq!(d.reason, "rule 2 deny matched");
