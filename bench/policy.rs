@@ -3,7 +3,6 @@
 //!
 //! Run with `cargo bench --bench policy`.
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -33,15 +32,13 @@ fn user() -> User {
     }
 }
 
-fn request() -> RequestFacts {
-    let mut headers = BTreeMap::new();
-    headers.insert("accept".into(), "text/html".into());
+fn request() -> RequestFacts<'static> {
     RequestFacts {
-        method: "GET".into(),
-        host: "app.example.com".into(),
-        path: "/dashboard".into(),
+        method: "GET",
+        host: "app.example.com",
+        path: "/dashboard",
         source_ip: Some("10.20.30.40".parse().expect("valid IP")),
-        headers,
+        headers: &[("accept", "text/html")],
     }
 }
 

@@ -20,7 +20,7 @@ struct Shared {
     current: ArcSwapOption<Snapshot>,
     generation: AtomicU64,
     reload_failures: AtomicU64,
-    /// True unless the latest reload attempt was rejected.
+    /// True when the latest reload attempt was rejected.
     last_reload_failed: std::sync::atomic::AtomicBool,
 }
 

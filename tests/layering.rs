@@ -4,6 +4,9 @@
 //! never import one another, the identity core imports neither the proxy
 //! nor the model, the pure modules (`model`, `translate`) do no I/O and
 //! import no source, and the proxy never reaches into a source or `kube`.
+//! Inside `src/proxy/`, no two files import each other round a cycle, and
+//! nothing under `proxy/auth/` names an item of `proxy/mod.rs` (`Proxy`).
+//! Files a `mod.rs` declares under `#[cfg(test)]` count as tests.
 //! The policy engine is a crate of its own (crates/policy): it cannot import
 //! these modules at all.
 
@@ -25,7 +28,7 @@ fn sources(root: &Path) -> BTreeMap<String, String> {
         let mut text = String::new();
         for f in files {
             let file_name = f.file_name().unwrap().to_string_lossy().into_owned();
-            if file_name == "tests.rs" || file_name.ends_with("_tests.rs") {
+            if file_name == "tests.rs" || file_name.ends_with("_tests.rs") || test_only(&f) {
                 continue;
             }
             let body = std::fs::read_to_string(&f).unwrap();
@@ -36,6 +39,23 @@ fn sources(root: &Path) -> BTreeMap<String, String> {
         out.insert(name, text);
     }
     out
+}
+
+/// A file its parent `mod.rs` declares under `#[cfg(test)]` (fixtures).
+fn test_only(f: &Path) -> bool {
+    let (Some(dir), Some(stem)) = (f.parent(), f.file_stem()) else {
+        return false;
+    };
+    let Ok(parent) = std::fs::read_to_string(dir.join("mod.rs")) else {
+        return false;
+    };
+    let stem = stem.to_string_lossy();
+    let lines: Vec<&str> = parent.lines().map(str::trim).collect();
+    lines.windows(2).any(|w| {
+        w[0] == "#[cfg(test)]"
+            && w[1].ends_with(&format!("mod {stem};"))
+            && w[1].split_whitespace().count() <= 3
+    })
 }
 
 fn collect(path: &Path, out: &mut Vec<std::path::PathBuf>) {
@@ -233,4 +253,215 @@ fn a_cycle_is_found_when_there_is_one() {
         Some(vec!["b".into(), "c".into(), "a".into()])
     );
     assert_eq!(path_to(&g, "d", "d", &mut BTreeSet::new()), None);
+}
+
+/// The non-test code of each file under `src/proxy/`, keyed by its place:
+/// `mod`, `server`, … for `proxy/*.rs`, `auth/mod`, `auth/state`, … below.
+fn proxy_files(root: &Path) -> BTreeMap<String, String> {
+    let mut files = Vec::new();
+    collect(&root.join("proxy"), &mut files);
+    let mut out = BTreeMap::new();
+    for f in files {
+        let rel = f.strip_prefix(root.join("proxy")).unwrap();
+        let key = rel.with_extension("").to_string_lossy().replace('\\', "/");
+        if key.ends_with("tests") || test_only(&f) {
+            continue;
+        }
+        let body = std::fs::read_to_string(&f).unwrap();
+        let live = body.split("#[cfg(test)]").next().unwrap_or_default();
+        out.insert(key, live.to_string());
+    }
+    out
+}
+
+/// Every path a file names inside the proxy, as segments from `src/proxy/`:
+/// `crate::proxy::a::b`, `super::…` (one level up from the file's module),
+/// grouped `use super::{a::X, b}` items, and in a `mod.rs` its children by
+/// bare name.
+fn proxy_paths(key: &str, text: &str, children: &BTreeSet<String>) -> Vec<Vec<String>> {
+    let base: Vec<String> = match key.rsplit_once('/') {
+        Some((dir, _)) => dir.split('/').map(String::from).collect(),
+        None => Vec::new(),
+    };
+    let is_mod = key == "mod" || key.ends_with("/mod");
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        let rest = &text[i..];
+        let after_ident = text[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| ident(c) || c == ':');
+        let (mut at, mut here) = (base.clone(), None);
+        if !after_ident && rest.starts_with("crate::proxy::") {
+            at.clear();
+            here = Some(i + "crate::proxy::".len());
+        } else if !after_ident && rest.starts_with("super::") {
+            let mut j = i;
+            let mut up = 0;
+            while text[j..].starts_with("super::") {
+                j += "super::".len();
+                up += 1;
+            }
+            // The file's module is `base` for a `mod.rs`, else one deeper.
+            let depth = base.len() + usize::from(!is_mod);
+            if up <= depth {
+                at.truncate(depth - up);
+                here = Some(j);
+            } else {
+                i = j;
+                continue;
+            }
+        } else if !after_ident
+            && is_mod
+            && children.iter().any(|c| rest.starts_with(&format!("{c}::")))
+        {
+            here = Some(i);
+        }
+        let Some(start) = here else {
+            i += rest.chars().next().map_or(1, char::len_utf8);
+            continue;
+        };
+        let tail = &text[start..];
+        let items: Vec<&str> = if let Some(group) = tail.strip_prefix('{') {
+            group
+                .split('}')
+                .next()
+                .unwrap_or_default()
+                .split(',')
+                .collect()
+        } else {
+            vec![tail]
+        };
+        for item in items {
+            let segs: Vec<String> = item
+                .trim_start()
+                .split("::")
+                .map(|s| s.chars().take_while(|c| ident(*c)).collect::<String>())
+                .take_while(|s| !s.is_empty())
+                .collect();
+            let mut path = at.clone();
+            path.extend(segs);
+            found.push(path);
+        }
+        i = start.max(i + 1);
+    }
+    found
+}
+
+/// The file a path from `src/proxy/` lands in: the deepest module file it
+/// names, else the `mod.rs` holding the item.
+fn proxy_file_of(path: &[String], files: &BTreeMap<String, String>) -> String {
+    let mut dir = String::new();
+    for seg in path {
+        let candidate = format!("{dir}{seg}");
+        if files.contains_key(&candidate) {
+            return candidate;
+        }
+        if files.contains_key(&format!("{candidate}/mod")) {
+            dir = format!("{candidate}/");
+            continue;
+        }
+        break;
+    }
+    format!("{dir}mod")
+}
+
+/// The file-level import graph inside `src/proxy/`.
+fn proxy_graph(files: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String>> {
+    files
+        .iter()
+        .map(|(key, text)| {
+            let dir = key
+                .rsplit_once('/')
+                .map_or(String::new(), |(d, _)| format!("{d}/"));
+            let children: BTreeSet<String> = files
+                .keys()
+                .filter_map(|k| k.strip_prefix(dir.as_str()))
+                .map(|k| k.split('/').next().unwrap_or_default().to_string())
+                .filter(|k| k != "mod")
+                .collect();
+            let deps = proxy_paths(key, text, &children)
+                .iter()
+                .map(|p| proxy_file_of(p, files))
+                .filter(|d| d != key)
+                .collect();
+            (key.clone(), deps)
+        })
+        .collect()
+}
+
+/// A cycle in the graph, if there is one.
+fn a_cycle(g: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    g.keys().find_map(|k| {
+        path_to(g, k, k, &mut BTreeSet::new()).map(|mut p| {
+            p.insert(0, k.clone());
+            p
+        })
+    })
+}
+
+/// Files under `proxy/auth/` that name an item of `proxy/mod.rs` (`Proxy`).
+fn auth_reaching_up(g: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    g.iter()
+        .filter(|(k, deps)| k.starts_with("auth/") && deps.contains("mod"))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+#[test]
+fn proxy_files_import_without_cycles_and_auth_stays_below_proxy() {
+    let files = proxy_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    assert!(files.contains_key("mod") && files.contains_key("auth/state"));
+    let g = proxy_graph(&files);
+    assert_eq!(a_cycle(&g), None, "import cycle inside src/proxy/");
+    assert_eq!(auth_reaching_up(&g), Vec::<String>::new());
+}
+
+#[test]
+fn a_proxy_cycle_and_auth_reaching_up_are_found() {
+    // The checker itself.
+    let mut files = BTreeMap::new();
+    files.insert(
+        "mod".to_string(),
+        "mod auth; mod send; use send::go;".to_string(),
+    );
+    files.insert(
+        "send".to_string(),
+        "use super::{body::Body, Proxy};".to_string(),
+    );
+    files.insert(
+        "body".to_string(),
+        "use crate::proxy::auth::state::X;".to_string(),
+    );
+    files.insert("auth/mod".to_string(), "pub mod state;".to_string());
+    files.insert(
+        "auth/state".to_string(),
+        "use super::super::Proxy;".to_string(),
+    );
+    let g = proxy_graph(&files);
+    assert_eq!(
+        a_cycle(&g),
+        Some(vec![
+            "auth/state".into(),
+            "mod".into(),
+            "send".into(),
+            "body".into(),
+            "auth/state".into()
+        ])
+    );
+    assert_eq!(auth_reaching_up(&g), vec!["auth/state".to_string()]);
+    files.insert(
+        "auth/state".to_string(),
+        "use super::cookies::C;".to_string(),
+    );
+    files.insert("mod".to_string(), "mod auth;".to_string());
+    files.insert("send".to_string(), "use super::body::Body;".to_string());
+    files.insert(
+        "auth/cookies".to_string(),
+        "use crate::proxy::body::Body;".to_string(),
+    );
+    files.insert("body".to_string(), String::new());
+    assert_eq!(a_cycle(&proxy_graph(&files)), None);
 }

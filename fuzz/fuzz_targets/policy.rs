@@ -18,11 +18,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(compile_value(&value).is_ok(), "JSON compiles as text only");
     }
     let request = RequestFacts {
-        method: "GET".into(),
-        host: "app.example.com".into(),
-        path: "/admin/x".into(),
+        method: "GET",
+        host: "app.example.com",
+        path: "/admin/x",
         source_ip: "10.1.2.3".parse().ok(),
-        headers: [("origin".to_string(), "https://a.example.com".to_string())].into(),
+        headers: &[("origin", "https://a.example.com")],
     };
     let user = User {
         id: "u1".into(),

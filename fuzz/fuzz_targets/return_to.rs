@@ -4,7 +4,7 @@
 #![no_main]
 
 use jetbridge::model::Snapshot;
-use jetbridge::proxy::auth::validate_return_to;
+use jetbridge::proxy::auth::endpoints::validate_return_to;
 use jetbridge::settings::ConfigFile;
 use jetbridge::source::file::inputs_from_config;
 use jetbridge::translate::config::Generated;

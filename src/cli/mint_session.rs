@@ -47,7 +47,7 @@ fn mint(args: &Args) -> Result<String> {
         .context("the config file has no cookie_secret")?;
     let secret = jetbridge::identity::secrets::Secret32::parse("cookie_secret", secret)?;
     let codec = SessionCodec::new(&secret.0);
-    let now = jetbridge::proxy::unix_now();
+    let now = jetbridge::proxy::clock::unix_now();
     let subjects: Vec<String> = match args.count {
         None => vec![args.sub.clone()],
         Some(n) => (0..n).map(|i| format!("{}-{i}", args.sub)).collect(),

@@ -32,7 +32,7 @@ async fn serve(path: String, log_format: Option<String>) -> Result<()> {
     };
     let mut driver = Driver::new();
     let mut generated = Generated::default();
-    let now = jetbridge::proxy::unix_now();
+    let now = jetbridge::proxy::clock::unix_now();
     let (generation, warnings) =
         standalone::apply(&path, &reading, &mut driver, &mut generated, now)
             .map_err(anyhow::Error::msg)?;

@@ -14,7 +14,7 @@
 use crate::identity::jwks::{Document, jwks_document};
 use crate::identity::{KeySet, random_bytes};
 use crate::proxy::body::{Body, empty, full, own_response};
-use crate::proxy::error::html_escape;
+use crate::proxy::pages::html_escape;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;

@@ -284,7 +284,7 @@ fn publish(cfg: &ConfigFile) -> Result<Driver, DemoError> {
     driver
         .apply(
             inputs,
-            crate::proxy::unix_now(),
+            crate::proxy::clock::unix_now(),
             |snapshot| match snapshot.diagnostics.first() {
                 Some(d) => Err(d.to_string()),
                 None => Ok(()),

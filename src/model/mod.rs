@@ -359,11 +359,67 @@ impl TlsConfig {
     }
 }
 
+/// How the proxy speaks to an upstream: the scheme of its `to` URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UpstreamScheme {
+    /// `http`: HTTP/1.1 in clear text.
+    Http,
+    /// `https`: TLS, HTTP/1.1 or HTTP/2 as negotiated.
+    Https,
+    /// `h2c`: HTTP/2 in clear text (prior knowledge).
+    H2c,
+}
+
+impl UpstreamScheme {
+    /// The scheme named in a `to` URL (`http`, `https` or `h2c`), if it is
+    /// one of these.
+    pub fn from_url_scheme(scheme: &str) -> Option<Self> {
+        match scheme {
+            "http" => Some(Self::Http),
+            "https" => Some(Self::Https),
+            "h2c" => Some(Self::H2c),
+            _ => None,
+        }
+    }
+
+    /// The name as written in a `to` URL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Https => "https",
+            Self::H2c => "h2c",
+        }
+    }
+
+    /// The scheme of the URI the proxy sends on the wire: `https` over TLS,
+    /// `http` otherwise (h2c included).
+    pub fn wire(self) -> &'static str {
+        match self {
+            Self::Https => "https",
+            Self::Http | Self::H2c => "http",
+        }
+    }
+
+    /// The port a `to` URL without one means.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::Https => 443,
+            Self::Http | Self::H2c => 80,
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamScheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A routable destination.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Upstream {
-    /// `http`, `https` or `h2c`.
-    pub scheme: String,
+    /// How the proxy speaks to it.
+    pub scheme: UpstreamScheme,
     /// `host:port`.
     pub authority: String,
     /// Path prefix of the `to` URL (without trailing slash), prepended to requests.

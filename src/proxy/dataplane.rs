@@ -5,7 +5,7 @@
 //! configuration source until shutdown, and drain.
 
 use super::Proxy;
-use super::auth::Authenticator;
+use super::auth::state::Authenticator;
 use super::server;
 use crate::identity::revocation::Revocations;
 use crate::snapshot::SnapshotReader;

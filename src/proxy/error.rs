@@ -4,7 +4,6 @@
 //! request id. No stack traces, no internal addresses.
 
 use super::body::{Body, own_response};
-pub use super::pages::html_escape;
 use super::pages::{Action, Page, Tone, heading_for, switch_user_url};
 use http::{HeaderValue, Response, StatusCode};
 

@@ -346,7 +346,7 @@ mod tests {
                  _jetbridge_state=old; _jetbridge_statement=keep; __Host-jetbridge_login_d=n2",
             ),
         );
-        remove_cookies_where(&mut h, crate::proxy::auth::is_sign_in_cookie);
+        remove_cookies_where(&mut h, crate::proxy::auth::cookies::is_sign_in_cookie);
         let all: Vec<_> = h.get_all("cookie").iter().collect();
         assert_eq!(all, ["a=1; _jetbridge_statement=keep"]);
     }

@@ -5,8 +5,8 @@
 //! still tries them, as Envoy's panic mode does).
 
 use super::body::empty;
+use super::health_board::HealthBoard;
 use super::health_board::Target;
-pub use super::health_board::{Admitted, HealthBoard};
 use super::upstream::Upstreams;
 use crate::model::{HealthCheck, Probe, Upstream};
 use crate::snapshot::SnapshotReader;
@@ -144,11 +144,7 @@ async fn probe(
                 expected,
             } => {
                 let client = client.ok_or("no client for this upstream's TLS settings")?;
-                let scheme = if up.scheme == "https" {
-                    "https"
-                } else {
-                    "http"
-                };
+                let scheme = up.scheme.wire();
                 let req = http::Request::get(format!("{scheme}://{}{path}", up.authority))
                     .header(http::header::HOST, host.as_deref().unwrap_or(&up.authority))
                     .header(http::header::USER_AGENT, "jetbridge-health-check")

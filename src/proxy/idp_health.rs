@@ -7,7 +7,7 @@
 //! sign-in. A failing provider is retried with backoff (1 s doubling to
 //! 30 s); a working one is checked again when its cached discovery ages
 //! out. Each outcome, whoever caused it (this task or a sign-in), is
-//! recorded on the [`IdpBoard`]: a log line naming the URL when a provider
+//! recorded on the [`IdpBoard`](super::idp_board::IdpBoard): a log line naming the URL when a provider
 //! starts failing or recovers, the `jetbridge_idp_discovery_ok` metric and
 //! the internal listener's `/healthz/idp`.
 //!
@@ -17,7 +17,6 @@
 
 use super::Proxy;
 use super::idp_board::label;
-pub use super::idp_board::{GLOBAL_LABEL, IdpBoard, IdpState};
 use crate::model::Snapshot;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -33,7 +32,7 @@ pub const RETRY_MAX: Duration = Duration::from_secs(30);
 const TICK: Duration = Duration::from_millis(500);
 
 /// The clients a snapshot configures: label → (client id for
-/// [`super::auth::Authenticator::provider_for`], issuer URL); empty without
+/// [`super::auth::state::Authenticator::provider_for`], issuer URL); empty without
 /// `authenticate_service_url` (sign-in is then not configured at all).
 fn configured(snapshot: &Snapshot) -> BTreeMap<String, (String, String)> {
     let auth = &snapshot.auth;
@@ -124,7 +123,7 @@ async fn check_if_due(
         .state(id)
         .is_some_and(|s| s.ok == Some(false));
     let delay = match (failed, schedule.get(name)) {
-        (false, _) => super::auth::PROVIDER_TTL,
+        (false, _) => super::auth::state::PROVIDER_TTL,
         (true, Some(s)) if s.failing && !fresh => (s.delay * 2).min(RETRY_MAX),
         (true, _) => RETRY_FIRST,
     };
@@ -141,6 +140,7 @@ async fn check_if_due(
 
 #[cfg(test)]
 mod tests {
+    use super::super::idp_board::IdpBoard;
     use super::*;
 
     #[test]

@@ -1,6 +1,10 @@
 //! The data plane: listeners, the per-handshake certificate resolver, and the
-//! request pipeline
-//! `normalise → route → session → policy → sign → upstream`.
+//! request pipeline `admit → prepare → send`. This module admits a request
+//! (normalise the target, route it, read the session, evaluate the policy);
+//! `prepare` applies the route's request filters synchronously (header
+//! hygiene, the assertion, impersonation, rewrites); `send` balances,
+//! applies the breaker and retries, and answers with the route's response
+//! filters.
 //! The proxy reads the current snapshot once per request and never imports
 //! `kube` or the controller.
 
@@ -8,20 +12,20 @@ pub mod admin;
 pub mod assertions;
 pub mod auth;
 pub mod body;
-mod clock;
+pub mod clock;
 pub mod dataplane;
 pub mod error;
 mod filters;
 pub mod headers;
 pub mod health;
-mod health_board;
-mod idp_board;
+pub mod health_board;
+pub mod idp_board;
 pub mod idp_health;
 pub mod metrics;
 pub mod negotiate;
 pub mod pages;
 mod prepare;
-mod request;
+pub mod request;
 mod send;
 pub mod server;
 pub mod sessions;
@@ -44,9 +48,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use upstream::Upstreams;
 
-pub use clock::unix_now;
-pub use request::ConnInfo;
-use request::{Admitted, Target};
+use clock::unix_now;
+use request::{Admitted, ConnInfo, Target};
 
 /// Shared proxy state.
 pub struct Proxy {
@@ -57,7 +60,7 @@ pub struct Proxy {
     /// port the HTTP→HTTPS redirect names.
     pub https_port: u16,
     /// Sign-in state and the identity provider client.
-    pub auth: Arc<auth::Authenticator>,
+    pub auth: Arc<auth::state::Authenticator>,
 }
 
 /// A request id: 16 hex digits. Each worker thread counts from a random
@@ -139,7 +142,7 @@ impl Proxy {
             upstreams: Upstreams::new(),
             metrics: Arc::new(Metrics::default()),
             https_port,
-            auth: Arc::new(auth::Authenticator::default()),
+            auth: Arc::new(auth::state::Authenticator::default()),
         }
     }
 
@@ -157,8 +160,8 @@ impl Proxy {
     }
 
     /// The proxy's own endpoints and session checks.
-    fn endpoints(&self) -> auth::Endpoints<'_> {
-        auth::Endpoints {
+    fn endpoints(&self) -> auth::endpoints::Endpoints<'_> {
+        auth::endpoints::Endpoints {
             auth: &self.auth,
             upstreams: &self.upstreams,
         }
@@ -279,7 +282,7 @@ impl Proxy {
             cx.label = "authenticate";
             return Some(r.into());
         }
-        if !target.path.starts_with(auth::POMERIUM_PREFIX) {
+        if !target.path.starts_with(auth::endpoints::POMERIUM_PREFIX) {
             return None;
         }
         let session = match self
@@ -398,12 +401,13 @@ fn authorize(
         Access::Policy(program) => program,
     };
     let user = session.map(Session::user);
+    let mut headers = [("", ""); POLICY_HEADERS.len()];
     let facts_req = RequestFacts {
-        method: req.method().as_str().to_string(),
-        host: target.host.clone(),
-        path: target.path.clone(),
+        method: req.method().as_str(),
+        host: &target.host,
+        path: &target.path,
         source_ip: Some(cx.conn.remote.ip()),
-        headers: policy_headers(req),
+        headers: policy_headers(req, &mut headers),
     };
     let decision = program.eval(&Facts {
         user: user.as_ref(),
@@ -429,7 +433,7 @@ fn authorize(
     }
     let browser = sends_to_sign_in(req, route.bearer_token_format);
     match browser
-        .then(|| auth::start_sign_in(snapshot, &return_to, route.idp_id()))
+        .then(|| auth::endpoints::start_sign_in(snapshot, &return_to, route.idp_id()))
         .flatten()
     {
         Some(r) => Some(Outcome::SignIn(r)),
@@ -441,7 +445,7 @@ fn authorize(
 fn requested_url<B>(target: &Target, req: &Request<B>) -> String {
     let mut url = format!(
         "{}{}",
-        auth::origin(&target.host, auth::client_port(req)),
+        auth::endpoints::origin(&target.host, auth::endpoints::client_port(req)),
         target.path
     );
     if let Some(q) = &target.query {
@@ -461,7 +465,10 @@ fn sends_to_sign_in<B>(req: &Request<B>, bearer: BearerTokenFormat) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("application/grpc"));
-    if grpc || auth::programmatic_token(h).is_some() || auth::idp_token(h, bearer).is_some() {
+    if grpc
+        || auth::credentials::programmatic_token(h).is_some()
+        || auth::credentials::idp_token(h, bearer).is_some()
+    {
         return false;
     }
     negotiate::prefers_sign_in_page(h.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
@@ -537,7 +544,7 @@ impl Proxy {
         let now = unix_now();
         let value = match headers::cookie(req.headers(), &snapshot.auth.cookie_name) {
             Some(cookie) => Some(std::borrow::Cow::Borrowed(cookie)),
-            None => auth::programmatic_token(req.headers())
+            None => auth::credentials::programmatic_token(req.headers())
                 .map(|t| programmatic_session(snapshot, host, t, now)),
         };
         let session = match value.as_deref() {
@@ -552,7 +559,7 @@ impl Proxy {
                 cx.set_cookie = set_cookie;
                 session
             }
-            None => match auth::idp_token(req.headers(), bearer) {
+            None => match auth::credentials::idp_token(req.headers(), bearer) {
                 Some((kind, token)) => {
                     self.endpoints()
                         .idp_token_session(snapshot, kind, token, audiences)
@@ -627,15 +634,24 @@ pub fn request_host<B>(req: &Request<B>) -> Option<String> {
     normalize_host(first?.to_str().ok()?)
 }
 
-fn policy_headers<B>(req: &Request<B>) -> std::collections::BTreeMap<String, String> {
-    // Only the headers criteria look at (CORS preflight), to keep eval cheap.
-    let mut m = std::collections::BTreeMap::new();
-    for n in ["origin", "access-control-request-method"] {
-        if let Some(v) = req.headers().get(n).and_then(|v| v.to_str().ok()) {
-            m.insert(n.to_string(), v.to_string());
+/// The request headers policy criteria look at (CORS preflight); only these
+/// are handed to evaluation, to keep it cheap.
+const POLICY_HEADERS: [&str; 2] = ["origin", "access-control-request-method"];
+
+/// Fills `buf` with the [`POLICY_HEADERS`] the request carries (as text) and
+/// returns the filled part; borrows, allocates nothing.
+fn policy_headers<'a, B>(
+    req: &'a Request<B>,
+    buf: &'a mut [(&'a str, &'a str); POLICY_HEADERS.len()],
+) -> &'a [(&'a str, &'a str)] {
+    let mut n = 0;
+    for name in POLICY_HEADERS {
+        if let Some(v) = req.headers().get(name).and_then(|v| v.to_str().ok()) {
+            buf[n] = (name, v);
+            n += 1;
         }
     }
-    m
+    &buf[..n]
 }
 
 /// Serves `/.well-known/pomerium*` on every known host (route hosts and the
@@ -650,7 +666,7 @@ fn well_known<B>(
     match path {
         JWKS_PATH => Some(document_response(&snapshot.identity.jwks, req)),
         DISCOVERY_PATH | "/.well-known/pomerium/" => {
-            let origin = auth::origin(host, auth::client_port(req));
+            let origin = auth::endpoints::origin(host, auth::endpoints::client_port(req));
             let auth_url = snapshot.auth.authenticate_url.as_deref().unwrap_or("");
             let doc = crate::identity::jwks::discovery_document(&origin, auth_url, true);
             Some(document_response(&doc, req))

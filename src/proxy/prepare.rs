@@ -130,11 +130,11 @@ fn clean_head(
     headers::strip_path_overrides(h);
     let cookie_name = &input.snapshot.auth.cookie_name;
     headers::remove_cookies_where(h, |name| {
-        name == cookie_name || auth::is_sign_in_cookie(name)
+        name == cookie_name || auth::cookies::is_sign_in_cookie(name)
     });
     // A `Bearer` token the route reads as a credential stops here.
     let consumed = route.uses_session() && route.bearer_token_format != BearerTokenFormat::Default;
-    auth::remove_programmatic_token(h, consumed);
+    auth::credentials::remove_programmatic_token(h, consumed);
     let conn = input.conn;
     headers::set_forwarded(
         h,

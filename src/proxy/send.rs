@@ -11,7 +11,7 @@ use super::prepare::Prepared;
 use super::tunnel;
 use super::upstream::{HttpClient, Upstreams};
 use crate::model::filters::apply_response_filters;
-use crate::model::{LoadBalancing, Route, Upstream};
+use crate::model::{LoadBalancing, Route, Upstream, UpstreamScheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 
@@ -126,11 +126,7 @@ fn upstream_request(
     parts: &mut Option<http::request::Parts>,
     body: &mut Option<Body>,
 ) -> Result<Option<Request<Body>>, ProxyError> {
-    let scheme = if up.scheme == "https" {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = up.scheme.wire();
     let uri: Uri = format!("{scheme}://{}{}", up.authority, p.path_and_query)
         .parse()
         .map_err(|_| ProxyError::BadRequest("invalid request target".into()))?;
@@ -139,7 +135,7 @@ fn upstream_request(
         return Ok(None);
     };
     head.uri = uri;
-    head.version = if up.scheme == "h2c" {
+    head.version = if up.scheme == UpstreamScheme::H2c {
         http::Version::HTTP_2
     } else {
         http::Version::HTTP_11

@@ -2,8 +2,9 @@
 //! per-handshake certificate resolver over the current snapshot), the plain
 //! HTTP listener that redirects to HTTPS, and graceful shutdown.
 
+use super::Proxy;
 use super::body::{Body, Guarded, Progress, SendIdle, empty};
-use super::{ConnInfo, Proxy};
+use super::request::ConnInfo;
 use crate::model::routing::normalize_host;
 use crate::model::{ClientAuthNames, Snapshot};
 use crate::snapshot::SnapshotReader;
@@ -244,8 +245,8 @@ impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
 }
 
 // The limits below are what the protocol-abuse suite
-// (tests/it/attack/protocol.rs) holds the binary to; the README's Security
-// section lists them.
+// (tests/it/attack/protocol.rs) holds the binary to; docs/security.md
+// lists them.
 fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     // The header read timeout also closes idle keep-alive connections

@@ -4,7 +4,7 @@
 
 use super::body::Body;
 use crate::model::filters::SharedTls;
-use crate::model::{LoadBalancing, Upstream};
+use crate::model::{LoadBalancing, Upstream, UpstreamScheme};
 use arc_swap::ArcSwap;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -254,7 +254,7 @@ impl Upstreams {
     pub fn client(&self, up: &Upstream, tls: &SharedTls) -> Result<HttpClient, String> {
         let key = ClientKey {
             tls: tls.clone(),
-            h2_only: up.scheme == "h2c",
+            h2_only: up.scheme == UpstreamScheme::H2c,
         };
         if let Some(c) = self.clients.load().get(&key) {
             return Ok(c.clone());
@@ -415,7 +415,7 @@ mod tests {
     fn targets(n: usize) -> Vec<Upstream> {
         (0..n)
             .map(|i| Upstream {
-                scheme: "http".into(),
+                scheme: UpstreamScheme::Http,
                 authority: format!("10.0.0.{i}:80"),
                 base_path: String::new(),
             })

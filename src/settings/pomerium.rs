@@ -1,7 +1,8 @@
 //! Pomerium's keys that jetbridge does not take, each with the reason, so a
 //! Pomerium user gets "not supported by jetbridge" and why, never a bare
-//! "unknown key". The README's support table is rendered from these lists
-//! and [`super::RouteOptions::KEYS`] (a test fails when it drifts).
+//! "unknown key". The route-key table of docs/migrating-from-pomerium.md is
+//! rendered from these lists and [`super::RouteOptions::KEYS`] (a test fails
+//! when it drifts).
 
 /// Whether a refused key is on the way or deliberately left out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,8 +215,8 @@ pub fn refusal_message(key: &str, k: &RefusedKey) -> String {
     }
 }
 
-/// The README's table of route keys: every supported key, then every refused
-/// one with its reason.
+/// The route-key table of docs/migrating-from-pomerium.md: every supported
+/// key, then every refused one with its reason.
 pub fn route_keys_table() -> String {
     let mut out = String::from("| key | jetbridge |\n|---|---|\n");
     for k in ["from", "to", "prefix", "path", "regex"] {

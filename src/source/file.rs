@@ -337,7 +337,7 @@ pub async fn watch(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now = crate::proxy::unix_now();
+        let now = crate::proxy::clock::unix_now();
         let retired_due = driver.next_key_expiry(now).is_some_and(|s| s == 0);
         let Some(reading) = look.settled(&path, retired_due) else {
             continue;

@@ -21,7 +21,7 @@
 use super::hosts::{self, Delegations, HostClaims, HostRules};
 use super::{CertInput, PathSpec, RouteInput};
 use crate::crd::WatchedPolicy;
-use crate::model::{Diagnostic, ObjectRef, Reason, Severity, Upstream};
+use crate::model::{Diagnostic, ObjectRef, Reason, Severity, Upstream, UpstreamScheme};
 use crate::settings::RouteOptions;
 use k8s_openapi::api::core::v1::{Secret, Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -1260,7 +1260,11 @@ fn backends(
             "backend: Service default/kubernetes is the cluster's API server; refused".into(),
         );
     }
-    let scheme = if secure { "https" } else { "http" };
+    let scheme = if secure {
+        UpstreamScheme::Https
+    } else {
+        UpstreamScheme::Http
+    };
     let svc_ref = backend.service.as_ref().ok_or_else(|| {
         "backend: only Service backends are supported (resource backends are not)".to_string()
     })?;
@@ -1274,7 +1278,7 @@ fn backends(
         return external_name(guard, ns, &svc_ref.name, &spec, scheme, port.port);
     }
     let upstream = |authority: String| Upstream {
-        scheme: scheme.to_string(),
+        scheme,
         authority,
         base_path: String::new(),
     };
@@ -1326,7 +1330,7 @@ fn external_name(
     ns: &str,
     name: &str,
     spec: &ServiceSpec,
-    scheme: &str,
+    scheme: UpstreamScheme,
     port: i32,
 ) -> Result<Vec<Upstream>, String> {
     let ext = spec.external_name.clone().unwrap_or_default();

@@ -11,7 +11,7 @@ use crate::model::routing::{HostMatch, PathMatch, RouteKey, RouteTable};
 use crate::model::{
     ASSERTION, AuthConfig, BearerTokenFormat, ClientAuthNames, ClientCa, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_TIMEOUT, Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN, IdentityConfig, LoadBalancing,
-    ObjectRef, Reason, Route, Severity, Snapshot, TlsConfig, Upstream, UpstreamTls,
+    ObjectRef, Reason, Route, Severity, Snapshot, TlsConfig, Upstream, UpstreamScheme, UpstreamTls,
 };
 use crate::policy::{self, Legacy, Program};
 use crate::settings::RouteOptions;
@@ -691,12 +691,9 @@ pub fn parse_upstream(to: &str) -> Result<Upstream, UpstreamError> {
         to: to.to_string(),
         error,
     })?;
-    let scheme = url.scheme().to_string();
-    let default_port = match scheme.as_str() {
-        "http" | "h2c" => 80,
-        "https" => 443,
-        _ => return Err(UpstreamError::Scheme(to.to_string())),
-    };
+    let scheme = UpstreamScheme::from_url_scheme(url.scheme())
+        .ok_or_else(|| UpstreamError::Scheme(to.to_string()))?;
+    let default_port = scheme.default_port();
     let host = url
         .host_str()
         .filter(|h| !h.is_empty())

@@ -11,7 +11,7 @@ use crate::identity::IssuerFormat;
 use crate::model::rewrite::ResponseHeaderRewrite;
 use crate::model::{
     Access, BearerTokenFormat, ClientCa, Diagnostic, ObjectRef, Reason, RouteIdp, RouteInfo,
-    Severity, Upstream, UpstreamTls,
+    Severity, Upstream, UpstreamScheme, UpstreamTls,
 };
 use crate::policy::Program;
 use crate::settings::RouteOptions;
@@ -61,8 +61,11 @@ impl Problems {
 pub(super) fn upstreams(input: &RouteInput, problems: &mut Problems) -> Vec<Upstream> {
     let mut upstreams = input.backends.clone();
     if input.options.h2c_upstream {
-        for u in upstreams.iter_mut().filter(|u| u.scheme == "http") {
-            u.scheme = "h2c".into();
+        for u in upstreams
+            .iter_mut()
+            .filter(|u| u.scheme == UpstreamScheme::Http)
+        {
+            u.scheme = UpstreamScheme::H2c;
         }
     }
     if upstreams.is_empty() && problems.0.is_empty() {

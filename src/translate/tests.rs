@@ -65,7 +65,7 @@ fn upstream_urls_parse_with_default_ports_and_base_paths() {
         ("svc:443", "/base")
     );
     let u = parse_upstream("h2c://127.0.0.1:9000").unwrap();
-    assert_eq!(u.scheme, "h2c");
+    assert_eq!(u.scheme, crate::model::UpstreamScheme::H2c);
     assert!(parse_upstream("http://user:pw@svc").is_err());
     assert!(parse_upstream("not a url").is_err());
 }
@@ -84,9 +84,9 @@ fn no_policy_means_deny_after_sign_in() {
         ..Default::default()
     };
     let req = crate::policy::RequestFacts {
-        method: "GET".into(),
-        host: "a.example.com".into(),
-        path: "/".into(),
+        method: "GET",
+        host: "a.example.com",
+        path: "/",
         ..Default::default()
     };
     let d = p.eval(&crate::policy::Facts {

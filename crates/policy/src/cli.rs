@@ -14,6 +14,9 @@
 //! Every field is optional; `time` defaults to the `now` the caller passes.
 //! Header names are lower-cased.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -33,9 +36,20 @@ struct Input {
     #[serde(default)]
     user: Option<User>,
     #[serde(default)]
-    request: RequestFacts,
+    request: RequestInput,
     #[serde(default)]
     time: Option<String>,
+}
+
+/// The `request` member of the input: owned, then lent to [`RequestFacts`].
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct RequestInput {
+    method: String,
+    host: String,
+    path: String,
+    source_ip: Option<IpAddr>,
+    headers: BTreeMap<String, String>,
 }
 
 /// Evaluates `policy_text` against `input_json`. Returns exit code 0 and
@@ -62,12 +76,23 @@ pub fn eval_command(policy_text: &str, input_json: &str, now: OffsetDateTime) ->
             }
         },
     };
-    let mut request = input.request;
-    request.headers = request
+    let req = input.request;
+    let lowered: BTreeMap<String, String> = req
         .headers
         .into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
         .collect();
+    let headers: Vec<(&str, &str)> = lowered
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let request = RequestFacts {
+        method: &req.method,
+        host: &req.host,
+        path: &req.path,
+        source_ip: req.source_ip,
+        headers: &headers,
+    };
     let d = program.eval(&Facts {
         user: input.user.as_ref(),
         request: &request,

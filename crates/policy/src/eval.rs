@@ -77,7 +77,7 @@ fn eval_criterion(c: &Criterion, f: &Facts<'_>) -> bool {
         Criterion::Reject => false,
         Criterion::AuthenticatedUser => f.user.is_some(),
         Criterion::CorsPreflight => {
-            let present = |h: &str| req.headers.get(h).is_some_and(|v| !v.is_empty());
+            let present = |h: &str| req.header(h).is_some_and(|v| !v.is_empty());
             req.method == "OPTIONS" && present("access-control-request-method") && present("origin")
         }
         Criterion::PomeriumRoutes => {
@@ -107,8 +107,8 @@ fn eval_criterion(c: &Criterion, f: &Facts<'_>) -> bool {
                 },
             }
         }),
-        Criterion::HttpMethod(m) => m.matches(&req.method),
-        Criterion::HttpPath(m) => m.matches(&req.path),
+        Criterion::HttpMethod(m) => m.matches(req.method),
+        Criterion::HttpPath(m) => m.matches(req.path),
         Criterion::SourceIp(nets) => req.source_ip.is_some_and(|ip| {
             let ip = ip.to_canonical();
             nets.iter().any(|n| n.contains(&ip))

@@ -170,20 +170,31 @@ pub struct User {
     pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
-/// What the policy may know about the request.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RequestFacts {
+/// What the policy may know about the request, borrowed from it: building
+/// the facts allocates nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestFacts<'a> {
     /// The HTTP method, e.g. `GET`.
-    pub method: String,
+    pub method: &'a str,
     /// The request host, without port.
-    pub host: String,
+    pub host: &'a str,
     /// The request path, without the query string.
-    pub path: String,
+    pub path: &'a str,
     /// The client address, if known.
     pub source_ip: Option<IpAddr>,
-    /// Request headers; names in lower case.
-    pub headers: BTreeMap<String, String>,
+    /// Request headers as `(name, value)` pairs; names in lower case. Only
+    /// the headers a criterion looks at need to be present.
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+impl<'a> RequestFacts<'a> {
+    /// The value of header `name` (lower case), if present.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
 }
 
 /// Everything a policy is evaluated against.
@@ -192,7 +203,7 @@ pub struct Facts<'a> {
     /// The signed-in user, or `None` for an anonymous request.
     pub user: Option<&'a User>,
     /// The request.
-    pub request: &'a RequestFacts,
+    pub request: &'a RequestFacts<'a>,
     /// The time of the request.
     pub now: time::OffsetDateTime,
 }

@@ -32,13 +32,13 @@ fn alice() -> User {
     }
 }
 
-fn get(path: &str) -> RequestFacts {
+fn get(path: &str) -> RequestFacts<'_> {
     RequestFacts {
-        method: "GET".into(),
-        host: "app.example.com".into(),
-        path: path.into(),
+        method: "GET",
+        host: "app.example.com",
+        path,
         source_ip: Some("10.1.2.3".parse().unwrap()),
-        headers: BTreeMap::new(),
+        headers: &[],
     }
 }
 
@@ -72,18 +72,17 @@ fn compile_err(policy: &str) -> String {
 #[test]
 fn every_criterion_matches_and_fails_as_documented() {
     let a = alice();
-    let cors = {
-        let mut r = get("/");
-        r.method = "OPTIONS".into();
-        r.headers.insert("origin".into(), "https://x".into());
-        r.headers
-            .insert("access-control-request-method".into(), "POST".into());
-        r
+    let cors = RequestFacts {
+        method: "OPTIONS",
+        headers: &[
+            ("origin", "https://x"),
+            ("access-control-request-method", "POST"),
+        ],
+        ..get("/")
     };
-    let options_without_origin = {
-        let mut r = cors.clone();
-        r.headers.remove("origin");
-        r
+    let options_without_origin = RequestFacts {
+        headers: &[("access-control-request-method", "POST")],
+        ..cors
     };
     let v6 = {
         let mut r = get("/");
@@ -360,7 +359,7 @@ fn any_allow_rule_suffices_and_reason_names_the_first() {
 fn deny_in_a_later_rule_still_wins() {
     let p = "- allow: {or: [{accept: true}]}\n- deny: {or: [{http_method: POST}]}\n";
     let mut post = get("/");
-    post.method = "POST".into();
+    post.method = "POST";
     let d = decide(p, None, &post, MONDAY_MORNING);
     assert!(!d.allow);
     assert_eq!(d.reason, "rule 2 deny matched");

@@ -23,22 +23,7 @@
 //! tokens, `cookies` names and writes the sign-in cookies, `endpoints`
 //! serves the flow; the HTML is `proxy::pages`.
 
-mod cookies;
-mod credentials;
-mod endpoints;
-mod state;
-
-pub use cookies::{
-    BROWSER_COOKIE, LOGIN_COOKIE_PREFIX, STATE_COOKIE, cookie_header, is_sign_in_cookie,
-};
-pub use credentials::{
-    IdpToken, idp_token, programmatic_token, remove_programmatic_token,
-    validate_programmatic_redirect,
-};
-pub use endpoints::{
-    Endpoints, POMERIUM_PREFIX, client_port, origin, start_sign_in, validate_return_to,
-};
-pub use state::{
-    Authenticator, IDP_ACCESS_TOKEN_REUSE_SECS, IDP_IDENTITY_TOKEN_REUSE_SECS, PROVIDER_TTL,
-    REFRESH_PAUSE_SECS, REFRESH_WAIT,
-};
+pub mod cookies;
+pub mod credentials;
+pub mod endpoints;
+pub mod state;

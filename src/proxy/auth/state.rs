@@ -214,7 +214,7 @@ impl Authenticator {
         let client = upstreams
             .client(
                 &crate::model::Upstream {
-                    scheme: "https".into(),
+                    scheme: crate::model::UpstreamScheme::Https,
                     authority: String::new(),
                     base_path: String::new(),
                 },

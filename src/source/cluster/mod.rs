@@ -244,7 +244,7 @@ impl Watched {
             ]
             .concat(),
             claims: memory.start_from(self.claim_store.stored()),
-            now: crate::proxy::unix_now(),
+            now: crate::proxy::clock::unix_now(),
         }
     }
 }
@@ -499,7 +499,7 @@ impl Translator {
             .global
             .certificates
             .extend(outcome.certificates.iter().cloned());
-        Ok(self.driver.publish(inputs, crate::proxy::unix_now()))
+        Ok(self.driver.publish(inputs, crate::proxy::clock::unix_now()))
     }
 }
 

@@ -31,7 +31,7 @@ pub async fn sync(
     let store =
         super::watch_config_map(api.clone(), &name, remote.clone(), "revocation list", true);
     loop {
-        let now = crate::proxy::unix_now();
+        let now = crate::proxy::clock::unix_now();
         let current = store.state().first().map(|cm| entries(cm));
         if let Some(remote_entries) = &current {
             let added = revocations.merge(remote_entries.clone(), now);

@@ -197,9 +197,9 @@ fn allows(c: &Cluster, email: &str) -> Result<bool, String> {
         ..User::default()
     };
     let request = RequestFacts {
-        method: "GET".into(),
-        host: "app.test".into(),
-        path: "/".into(),
+        method: "GET",
+        host: "app.test",
+        path: "/",
         ..RequestFacts::default()
     };
     Ok(p.eval(&Facts {

@@ -97,9 +97,9 @@ fn describe(c: &Cluster) -> String {
                     other => format!("{other:?}"),
                 };
                 let req = RequestFacts {
-                    method: "GET".into(),
-                    host,
-                    path: "/".into(),
+                    method: "GET",
+                    host: &host,
+                    path: "/",
                     source_ip: None,
                     headers: Default::default(),
                 };

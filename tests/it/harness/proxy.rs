@@ -101,7 +101,7 @@ pub fn load(
 ) -> Option<u64> {
     std::fs::write(path, yaml).unwrap();
     let path = path.to_str().unwrap();
-    let now = jetbridge::proxy::unix_now();
+    let now = jetbridge::proxy::clock::unix_now();
     let (generation, _warnings) = file::load_and_publish(path, driver, generated, now)
         .unwrap_or_else(|e| panic!("test config refused: {e}"));
     generation
@@ -546,7 +546,7 @@ pub fn parse_response(buf: &[u8]) -> Resp {
 
 /// A session for `email`, valid for an hour.
 pub fn session(email: &str, groups: &[&str]) -> Session {
-    let now = jetbridge::proxy::unix_now();
+    let now = jetbridge::proxy::clock::unix_now();
     Session {
         id: format!("sid-{email}"),
         sub: format!("sub-{email}"),

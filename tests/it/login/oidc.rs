@@ -1305,7 +1305,11 @@ async fn a_route_with_its_own_idp_client_signs_in_through_it_and_counts_only_its
     let codec = jetbridge::identity::session::SessionCodec::new(&cookie_secret);
     let own_cookie = b.jar["own.localhost"]["_jetbridge"].clone();
     let mut session = codec
-        .open("own.localhost", &own_cookie, jetbridge::proxy::unix_now())
+        .open(
+            "own.localhost",
+            &own_cookie,
+            jetbridge::proxy::clock::unix_now(),
+        )
         .expect("the route's session opens");
     assert!(!session.idp.is_empty());
     let mut api = Browser::new();

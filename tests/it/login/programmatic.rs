@@ -485,7 +485,7 @@ async fn pomeriums_python_adapter_signs_in_through_a_browser_and_reuses_its_toke
     )
     .unwrap();
     assert_eq!(v["expiry"], claims["exp"], "{claims}");
-    let left = claims["exp"].as_i64().unwrap() - jetbridge::proxy::unix_now();
+    let left = claims["exp"].as_i64().unwrap() - jetbridge::proxy::clock::unix_now();
     assert!(
         (7000..=7200).contains(&left),
         "exp is the session's (2h): {left}"

@@ -190,7 +190,7 @@ async fn an_invalid_route_fails_closed_while_the_others_keep_serving() {
     );
     let mut driver = jetbridge::translate::driver::Driver::new();
     let inputs = inputs_from_yaml(&yaml, &mut generated);
-    let applied = driver.apply(inputs, jetbridge::proxy::unix_now(), |_| {
+    let applied = driver.apply(inputs, jetbridge::proxy::clock::unix_now(), |_| {
         Ok::<(), String>(())
     });
     assert_eq!(applied.unwrap().generation, Some(1));
@@ -1522,7 +1522,7 @@ async fn config_file_reload_publishes_valid_edits_and_keeps_serving_on_invalid_o
             extra,
         )])
     };
-    let now = jetbridge::proxy::unix_now();
+    let now = jetbridge::proxy::clock::unix_now();
     let mut driver = Driver::new();
     let mut generated = Generated::default();
     std::fs::write(&path, cfg(&a, "")).unwrap();
