@@ -32,11 +32,30 @@ fn sources(root: &Path) -> BTreeMap<String, String> {
                 continue;
             }
             let body = std::fs::read_to_string(&f).unwrap();
-            let live = body.split("#[cfg(test)]").next().unwrap_or_default();
-            text.push_str(live);
+            let live = live_code(&body);
+            text.push_str(&live);
             text.push('\n');
         }
         out.insert(name, text);
+    }
+    out
+}
+
+/// `text` without its `#[cfg(test)]` items (a `mod tests;` line, an inline
+/// test module, a test-only function): only those, so what follows them
+/// still counts.
+fn live_code(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i].trim() == "#[cfg(test)]" {
+            i = closing_line(&lines, i + 1) + 1;
+            continue;
+        }
+        out.push_str(lines[i]);
+        out.push('\n');
+        i += 1;
     }
     out
 }
@@ -175,13 +194,7 @@ fn each_source(root: &Path) -> BTreeMap<String, String> {
                 let n = f.file_name().unwrap().to_string_lossy();
                 n != "tests.rs" && !n.ends_with("_tests.rs")
             })
-            .map(|f| {
-                let body = std::fs::read_to_string(f).unwrap();
-                body.split("#[cfg(test)]")
-                    .next()
-                    .unwrap_or_default()
-                    .to_string()
-            })
+            .map(|f| live_code(&std::fs::read_to_string(f).unwrap()))
             .collect::<Vec<_>>()
             .join("\n");
         out.insert(name, text);
@@ -268,7 +281,7 @@ fn proxy_files(root: &Path) -> BTreeMap<String, String> {
             continue;
         }
         let body = std::fs::read_to_string(&f).unwrap();
-        let live = body.split("#[cfg(test)]").next().unwrap_or_default();
+        let live = live_code(&body);
         out.insert(key, live.to_string());
     }
     out
@@ -464,4 +477,135 @@ fn a_proxy_cycle_and_auth_reaching_up_are_found() {
     );
     files.insert("body".to_string(), String::new());
     assert_eq!(a_cycle(&proxy_graph(&files)), None);
+}
+
+/// The longest a function of the library may be, in lines.
+const MAX_FUNCTION_LINES: usize = 80;
+
+/// Lines of every function in the non-test code of `files`, as
+/// `(path:line name, lines)`: from the `fn` line to its closing brace,
+/// counting braces outside strings, characters and comments.
+fn function_lengths(files: &[std::path::PathBuf]) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let body = live_code(&text);
+        let lines: Vec<&str> = body.lines().collect();
+        let mut i = 0;
+        while i < lines.len() {
+            match fn_name(lines[i]) {
+                Some(name) => {
+                    let end = closing_line(&lines, i);
+                    out.push((format!("{}:{} {name}", file.display(), i + 1), end - i + 1));
+                    i += 1;
+                }
+                None => i += 1,
+            }
+        }
+    }
+    out
+}
+
+/// The name of the function a line declares, if it declares one.
+fn fn_name(line: &str) -> Option<&str> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "fn")?;
+    let before_ok = words[..at].iter().all(|w| {
+        matches!(*w, "pub" | "async" | "const" | "unsafe" | "extern") || w.starts_with("pub(")
+    });
+    let name = words.get(at + 1)?.split(['(', '<']).next()?;
+    (before_ok && !name.is_empty()).then_some(name)
+}
+
+/// The line holding the brace that closes the item starting at `start`
+/// (the same line for a declaration without a body).
+fn closing_line(lines: &[&str], start: usize) -> usize {
+    let mut depth = 0i64;
+    let mut opened = false;
+    for (n, line) in lines.iter().enumerate().skip(start) {
+        let code = strip_literals(line);
+        let code = code.split("//").next().unwrap_or_default();
+        for c in code.chars() {
+            match c {
+                '{' => {
+                    depth += 1;
+                    opened = true;
+                }
+                '}' => depth -= 1,
+                _ => {}
+            }
+        }
+        if (opened && depth <= 0) || (!opened && code.trim_end().ends_with(';')) {
+            return n;
+        }
+    }
+    lines.len() - 1
+}
+
+/// `line` with the insides of string and character literals blanked, so
+/// braces in them do not count.
+fn strip_literals(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    let mut in_str = false;
+    while let Some(c) = chars.next() {
+        match (in_str, c) {
+            (true, '\\') => {
+                chars.next();
+            }
+            (true, '"') => {
+                in_str = false;
+                out.push('"');
+            }
+            (true, _) => {}
+            (false, '"') => {
+                in_str = true;
+                out.push('"');
+            }
+            (false, '\'') if matches!(chars.peek(), Some('{') | Some('}')) => {
+                chars.next();
+            }
+            (false, _) => out.push(c),
+        }
+    }
+    out
+}
+
+#[test]
+fn no_function_is_longer_than_eighty_lines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["src", "crates/verify/src", "crates/policy/src"] {
+        collect(&root.join(dir), &mut files);
+    }
+    files.retain(|f| {
+        let name = f.file_name().unwrap().to_string_lossy();
+        name != "tests.rs" && !name.ends_with("_tests.rs")
+    });
+    let long: Vec<_> = function_lengths(&files)
+        .into_iter()
+        .filter(|(_, n)| *n > MAX_FUNCTION_LINES)
+        .collect();
+    assert!(
+        long.is_empty(),
+        "functions over {MAX_FUNCTION_LINES} lines: {long:?}"
+    );
+}
+
+#[test]
+fn the_function_length_check_measures_a_known_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sample.rs");
+    let body: String = (0..90)
+        .map(|i| format!("    let _x{i} = \"{{\";\n"))
+        .collect();
+    std::fs::write(
+        &file,
+        format!("pub async fn long() {{\n{body}}}\nfn short() {{}}\n"),
+    )
+    .unwrap();
+    let found = function_lengths(&[file]);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].1, 92);
+    assert_eq!(found[1].1, 1);
 }

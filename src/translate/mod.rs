@@ -10,8 +10,8 @@ use crate::model::rewrite::{HostRewrite, PathRewrite, Pattern, substitution};
 use crate::model::routing::{HostMatch, PathMatch, RouteKey, RouteTable};
 use crate::model::{
     ASSERTION, AuthConfig, BearerTokenFormat, ClientAuthNames, ClientCa, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_TIMEOUT, Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN, IdentityConfig, LoadBalancing,
-    ObjectRef, Reason, Route, Severity, Snapshot, TlsConfig, Upstream, UpstreamScheme, UpstreamTls,
+    Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN, IdentityConfig, LoadBalancing, ObjectRef, Reason,
+    Route, Severity, Snapshot, TlsConfig, Upstream, UpstreamScheme, UpstreamTls,
 };
 use crate::policy::{self, Legacy, Program};
 use crate::settings::RouteOptions;
@@ -360,10 +360,7 @@ fn build_route(
         issuer_format,
         bearer_token_format,
         idp,
-        access_token_audiences: spec
-            .idp_access_token_allowed_audiences
-            .clone()
-            .unwrap_or_else(|| g.access_token_audiences.clone()),
+        access_token_audiences: route::access_token_audiences(g, spec),
         info: route::info(spec),
         depends_on,
         health_checks: health.checks,
@@ -378,10 +375,7 @@ fn build_route(
         rewrite_response_headers,
         remove_request_headers,
         jwt_claims_headers,
-        timeout: spec
-            .timeout
-            .or(g.default_upstream_timeout)
-            .unwrap_or(DEFAULT_TIMEOUT),
+        timeout: route::timeout(g, spec),
         idle_timeout: spec.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
         compiled: Default::default(),
     }

@@ -419,6 +419,21 @@ pub(super) fn client_ca(
 }
 
 /// The route's name, description and logo for the routes page.
+/// The audiences the route accepts in IdP access tokens: its own list, or
+/// the global one.
+pub(super) fn access_token_audiences(g: &GlobalInputs, spec: &RouteOptions) -> Vec<String> {
+    spec.idp_access_token_allowed_audiences
+        .clone()
+        .unwrap_or_else(|| g.access_token_audiences.clone())
+}
+
+/// The route's upstream timeout: its own, the global default, or the built-in one.
+pub(super) fn timeout(g: &GlobalInputs, spec: &RouteOptions) -> std::time::Duration {
+    spec.timeout
+        .or(g.default_upstream_timeout)
+        .unwrap_or(crate::model::DEFAULT_TIMEOUT)
+}
+
 pub(super) fn info(spec: &RouteOptions) -> RouteInfo {
     RouteInfo {
         name: spec.name.clone().unwrap_or_default(),
