@@ -34,6 +34,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{Map, Value, json};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::proxy::pages::html_escape as escape;
+
 use super::{
     ASSERTION_HEADER, CLAIM_HEADER_PREFIX, VerifiedClaims, Verifier, VerifierConfig, VerifyError,
     assertion_from_headers, decode_unverified,
@@ -265,22 +267,6 @@ fn html_response(page: String) -> Response<Full<Bytes>> {
         HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
     );
     response
-}
-
-/// Escapes text for HTML element content and quoted attribute values.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A claim value for display: strings bare, lists joined, times also as dates.
