@@ -984,7 +984,8 @@ class PodWorker(threading.Thread):
         uid, gid, _ = self.sec_context(c)
         priv = []
         if uid is not None:
-            paths = [(argv[0], "-x")] + [(self.volume_dir(vm["name"]), "-r") for vm in c.spec.get("volumeMounts") or []]
+            prog = argv[0] if "/" in argv[0] else (shutil.which(argv[0], path=env.get("PATH", DEFAULT_PATH)) or argv[0])
+            paths = [(prog, "-x")]
             if len(argv) > 1 and os.path.isabs(argv[1]) and argv[1].endswith(".py"):
                 paths.append((argv[1], "-r"))
             ok, bad = self.can_run_as(uid, gid, paths)
