@@ -1381,6 +1381,9 @@ async fn client_certificate_secrets_work_both_ways_and_a_missing_one_denies_only
             ("jetbridge.dev/secure_upstream", "true"),
             ("ingress.pomerium.io/tls_custom_ca_secret", "upstream-ca"),
             ("ingress.pomerium.io/tls_client_secret", "proxy-client"),
+            // Its certificate names localhost; the Service reaches it at the
+            // host's address in the cluster network.
+            ("ingress.pomerium.io/tls_server_name", "localhost"),
         ],
     );
     // The CA Secret does not exist yet.
