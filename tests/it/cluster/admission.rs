@@ -177,8 +177,13 @@ fn the_policys_size_limit_is_the_controllers() {
 
 /// Renders the chart's policy template with `args` (e.g. `--set k=v`).
 fn render(kube: &Kube, release: &str, args: &[&str]) -> String {
+    render_chart(kube, release, &[&["-s", TEMPLATE], args].concat())
+}
+
+/// Renders the whole chart with `args`.
+fn render_chart(kube: &Kube, release: &str, args: &[&str]) -> String {
     let out = Command::new(&kube.env["HELM"])
-        .args(["template", release, &chart(), "-s", TEMPLATE])
+        .args(["template", release, &chart()])
         .args(args)
         .output()
         .unwrap();
@@ -284,7 +289,7 @@ fn bad_ingress_annotations_are_refused_at_apply_naming_the_annotation() {
     let _vap = Vap::install(&c, &[]);
     let large = "a".repeat(MAX_ANNOTATION_BYTES + 1);
     let refused: &[(&str, &str, &str)] = &[
-        ("allow_websockets", "yes", "expected true or false"),
+        ("allow_websockets", "maybe", "expected true or false"),
         ("pass_identity_headers", "\"true\"", "expected true or false"),
         ("secure_upstream", "", "expected true or false"),
         ("timeout", "30x", "expected a duration such as 30s"),
@@ -341,8 +346,9 @@ fn boolean_and_duration_values_are_refused_exactly_when_the_controller_refuses_t
     let c = Corner::new(Kube::get());
     let _vap = Vap::install(&c, &[]);
     let booleans = [
-        "true", "false", "True", "FALSE", " true", "false ", "tRUE", "yes", "no", "on", "1", "0",
-        "", "maybe", "\"true\"", "'false'", "[true]", "true false", "null", "~",
+        "true", "false", "True", "FALSE", " true", "false ", "tRUE", "yes", "No", "on", "OFF",
+        "y", "n", "1", "0", "", "maybe", "yess", "\"true\"", "'false'", "[true]", "true false",
+        "null", "~",
     ];
     let durations = [
         "30s", "1m30s", "250ms", "1.5h", "2h45m10.5s", "30", "0", "0s", " 30s ", "\"30s\"",
@@ -405,7 +411,7 @@ fn boolean_and_duration_values_are_refused_exactly_when_the_controller_refuses_t
 fn only_ingresses_of_the_charts_class_are_checked() {
     let c = Corner::new(Kube::get());
     let _vap = Vap::install(&c, &[]);
-    let bad = [("jetbridge.dev/allow_websockets", "yes")];
+    let bad = [("jetbridge.dev/allow_websockets", "maybe")];
     let create = |name: &str, class: Option<&str>, extra: &[(&str, &str)]| {
         let mut annotations = bad.to_vec();
         annotations.extend_from_slice(extra);
@@ -474,14 +480,19 @@ fn the_chart_renders_no_policy_when_turned_off_or_not_served() {
         render(&kube, "jb", &["--api-versions", VAP_API]).contains("kind: ValidatingAdmissionPolicy\n"),
         "on by default"
     );
-    let off = render(
+    let off = render_chart(
         &kube,
         "jb",
         &["--api-versions", VAP_API, "--set", "admissionPolicy.enabled=false"],
     );
-    assert!(!off.contains("kind:"), "{off}");
-    let old_cluster = render(&kube, "jb", &[]);
-    assert!(!old_cluster.contains("kind:"), "{old_cluster}");
+    assert!(off.contains("kind: Deployment"), "{off}");
+    assert!(!off.contains("kind: ValidatingAdmission"), "{off}");
+    let old_cluster = render_chart(&kube, "jb", &[]);
+    assert!(old_cluster.contains("kind: Deployment"), "{old_cluster}");
+    assert!(
+        !old_cluster.contains("kind: ValidatingAdmission"),
+        "{old_cluster}"
+    );
 }
 
 /// A Policy `name` in the corner's namespace with `spec` (JSON).
