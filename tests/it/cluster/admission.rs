@@ -231,10 +231,10 @@ impl<'c> Vap<'c> {
         );
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let (ok, _, err) = self.corner.kube.kubectl(
-                &["create", "--dry-run=server", "-f", "-"],
-                Some(&probe),
-            );
+            let (ok, _, err) = self
+                .corner
+                .kube
+                .kubectl(&["create", "--dry-run=server", "-f", "-"], Some(&probe));
             if !ok && err.contains("unknown annotation") {
                 return;
             }
@@ -288,18 +288,22 @@ fn bad_ingress_annotations_are_refused_at_apply_naming_the_annotation() {
     let c = Corner::new(Kube::get());
     let _vap = Vap::install(&c, &[]);
     let large = "a".repeat(MAX_ANNOTATION_BYTES + 1);
+    let (boolean, duration) = ("expected true or false", "expected a duration such as 30s");
+    let names = "expected names of Policy objects";
+    let unknown = "jetbridge reads no key allow_websocket under";
+    let too_large = "value of 65537 bytes is larger than 65536";
     let refused: &[(&str, &str, &str)] = &[
-        ("allow_websockets", "maybe", "expected true or false"),
-        ("pass_identity_headers", "\"true\"", "expected true or false"),
-        ("secure_upstream", "", "expected true or false"),
-        ("timeout", "30x", "expected a duration such as 30s"),
-        ("idle_timeout", "1d", "expected a duration such as 30s"),
-        ("timeout", "", "expected a duration such as 30s"),
-        ("policy_ref", "other/staff", "expected names of Policy objects"),
-        ("policy_ref", "Staff", "expected names of Policy objects"),
-        ("policy_ref", "a;b", "expected names of Policy objects"),
-        ("allow_websocket", "true", "jetbridge reads no key allow_websocket under"),
-        ("description", &large, "value of 65537 bytes is larger than 65536"),
+        ("allow_websockets", "maybe", boolean),
+        ("pass_identity_headers", "\"true\"", boolean),
+        ("secure_upstream", "", boolean),
+        ("timeout", "30x", duration),
+        ("idle_timeout", "1d", duration),
+        ("timeout", "", duration),
+        ("policy_ref", "other/staff", names),
+        ("policy_ref", "Staff", names),
+        ("policy_ref", "a;b", names),
+        ("allow_websocket", "true", unknown),
+        ("description", &large, too_large),
     ];
     for prefix in PREFIXES {
         for (i, (key, value, want)) in refused.iter().enumerate() {
@@ -346,14 +350,62 @@ fn boolean_and_duration_values_are_refused_exactly_when_the_controller_refuses_t
     let c = Corner::new(Kube::get());
     let _vap = Vap::install(&c, &[]);
     let booleans = [
-        "true", "false", "True", "FALSE", " true", "false ", "tRUE", "yes", "No", "on", "OFF",
-        "y", "n", "1", "0", "", "maybe", "yess", "\"true\"", "'false'", "[true]", "true false",
-        "null", "~",
+        "true",
+        "false",
+        "True",
+        "FALSE",
+        " true",
+        "false ",
+        "tRUE",
+        "yes",
+        "No",
+        "on",
+        "OFF",
+        "y",
+        "n",
+        "1",
+        "0",
+        "",
+        "maybe",
+        "yess",
+        "\"true\"",
+        "'false'",
+        "[true]",
+        "true false",
+        "null",
+        "~",
     ];
     let durations = [
-        "30s", "1m30s", "250ms", "1.5h", "2h45m10.5s", "30", "0", "0s", " 30s ", "\"30s\"",
-        "'1m'", "1µs", "10us", "100ns", ".5s", "1.s", "", "30x", "s", "1.2.3s", "-1s", "1d",
-        "30 s", "1e3s", "30S", "1h 30m", "PT30S", "true", "null", "1.5",
+        "30s",
+        "1m30s",
+        "250ms",
+        "1.5h",
+        "2h45m10.5s",
+        "30",
+        "0",
+        "0s",
+        " 30s ",
+        "\"30s\"",
+        "'1m'",
+        "1µs",
+        "10us",
+        "100ns",
+        ".5s",
+        "1.s",
+        "",
+        "30x",
+        "s",
+        "1.2.3s",
+        "-1s",
+        "1d",
+        "30 s",
+        "1e3s",
+        "30S",
+        "1h 30m",
+        "PT30S",
+        "true",
+        "null",
+        "1.5",
     ];
     let mut cases: Vec<(String, &str)> = Vec::new();
     for prefix in PREFIXES {
@@ -394,7 +446,11 @@ fn boolean_and_duration_values_are_refused_exactly_when_the_controller_refuses_t
         if admitted.contains(&i) != controller_accepts(k, v) {
             differ.insert(format!(
                 "{short}={v:?}: apiserver {}",
-                if admitted.contains(&i) { "admits" } else { "refuses" }
+                if admitted.contains(&i) {
+                    "admits"
+                } else {
+                    "refuses"
+                }
             ));
         }
     }
@@ -421,7 +477,10 @@ fn only_ingresses_of_the_charts_class_are_checked() {
     let (ok, _, err) = create("other-class", Some("nginx"), &[]);
     assert!(ok, "another controller's Ingress is not touched: {err}");
     let (ok, _, err) = create("no-class", None, &[]);
-    assert!(ok, "without a class (not the default) it is not ours: {err}");
+    assert!(
+        ok,
+        "without a class (not the default) it is not ours: {err}"
+    );
     let legacy = [("kubernetes.io/ingress.class", c.class.as_str())];
     let (ok, _, err) = create("legacy-class", None, &legacy);
     assert!(!ok && err.contains("expected true or false"), "{err}");
@@ -433,10 +492,20 @@ fn only_ingresses_of_the_charts_class_are_checked() {
 fn a_default_class_checks_ingresses_without_a_class_too() {
     let c = Corner::new(Kube::get());
     let _vap = Vap::install(&c, &["--set", "ingressClass.default=true"]);
-    let doc = ingress(&c.ns, "no-class", None, &[("jetbridge.dev/timeout", "soon")]);
+    let doc = ingress(
+        &c.ns,
+        "no-class",
+        None,
+        &[("jetbridge.dev/timeout", "soon")],
+    );
     let (ok, _, err) = c.kube.kubectl(&["apply", "-f", "-"], Some(&doc));
     assert!(!ok && err.contains("expected a duration"), "{err}");
-    let doc = ingress(&c.ns, "nginx", Some("nginx"), &[("jetbridge.dev/timeout", "soon")]);
+    let doc = ingress(
+        &c.ns,
+        "nginx",
+        Some("nginx"),
+        &[("jetbridge.dev/timeout", "soon")],
+    );
     let (ok, _, err) = c.kube.kubectl(&["apply", "-f", "-"], Some(&doc));
     assert!(ok, "{err}");
 }
@@ -463,13 +532,25 @@ fn an_ingress_stored_before_the_policy_can_still_be_updated() {
     // Other changes pass, such as the status the controller writes…
     let patch = r#"{"metadata": {"annotations": {"jetbridge.dev/status": "{}", "team": "a"}}}"#;
     let (ok, _, err) = c.kube.kubectl(
-        &["patch", "ingress", "old", "-n", &c.ns, "--type=merge", "-p", patch],
+        &[
+            "patch",
+            "ingress",
+            "old",
+            "-n",
+            &c.ns,
+            "--type=merge",
+            "-p",
+            patch,
+        ],
         None,
     );
     assert!(ok, "{err}");
     // …a fix passes, and a new bad value is refused.
     let err = apply_ingress(&c, "old", &[("jetbridge.dev/timeout", "later")]).unwrap_err();
-    assert!(err.contains("jetbridge.dev/timeout: expected a duration"), "{err}");
+    assert!(
+        err.contains("jetbridge.dev/timeout: expected a duration"),
+        "{err}"
+    );
     apply_ingress(&c, "old", &[("jetbridge.dev/timeout", "30s")]).unwrap();
 }
 
@@ -477,13 +558,19 @@ fn an_ingress_stored_before_the_policy_can_still_be_updated() {
 fn the_chart_renders_no_policy_when_turned_off_or_not_served() {
     let kube = Kube::get();
     assert!(
-        render(&kube, "jb", &["--api-versions", VAP_API]).contains("kind: ValidatingAdmissionPolicy\n"),
+        render(&kube, "jb", &["--api-versions", VAP_API])
+            .contains("kind: ValidatingAdmissionPolicy\n"),
         "on by default"
     );
     let off = render_chart(
         &kube,
         "jb",
-        &["--api-versions", VAP_API, "--set", "admissionPolicy.enabled=false"],
+        &[
+            "--api-versions",
+            VAP_API,
+            "--set",
+            "admissionPolicy.enabled=false",
+        ],
     );
     assert!(off.contains("kind: Deployment"), "{off}");
     assert!(!off.contains("kind: ValidatingAdmission"), "{off}");
@@ -518,7 +605,10 @@ fn policy_specs_that_can_never_be_valid_are_refused_at_apply() {
     let c = Corner::new(Kube::get());
     let action = |keys: usize| {
         let ops = ["and", "or", "not", "nor", "action", "xor"];
-        let body: Vec<String> = ops[..keys].iter().map(|k| format!(r#""{k}": []"#)).collect();
+        let body: Vec<String> = ops[..keys]
+            .iter()
+            .map(|k| format!(r#""{k}": []"#))
+            .collect();
         format!("{{{}}}", body.join(", "))
     };
     let refused = [
@@ -526,25 +616,54 @@ fn policy_specs_that_can_never_be_valid_are_refused_at_apply() {
             r#"{"allwo": {"or": []}}"#.to_string(),
             r#"unknown field "spec.allwo""#,
         ),
-        (r#"{"allow": "x"}"#.into(), "spec.allow: Invalid value: \"string\": spec.allow in body must be of type object"),
-        (r#"{"deny": [{"or": []}]}"#.into(), "spec.deny in body must be of type object"),
-        (r#"{"rules": "x"}"#.into(), "spec.rules in body must be of type array"),
-        (r#"{"rules": ["x"]}"#.into(), "spec.rules[0] in body must be of type object"),
-        (r#"{"rules": [{"allow": []}]}"#.into(), "spec.rules[0].allow in body must be of type object"),
-        (format!(r#"{{"allow": {}}}"#, action(6)), "spec.allow: Too many: 6: must have at most 5 items"),
-        (format!(r#"{{"rules": [{{"deny": {}}}]}}"#, action(6)), "spec.rules[0].deny: Too many: 6: must have at most 5 items"),
-        (r#"{"rules": [{"allow": {}, "deny": {}, "dney": {}}]}"#.into(), "spec.rules[0]: Too many: 3: must have at most 2 items"),
+        (
+            r#"{"allow": "x"}"#.into(),
+            "spec.allow: Invalid value: \"string\": spec.allow in body must be of type object",
+        ),
+        (
+            r#"{"deny": [{"or": []}]}"#.into(),
+            "spec.deny in body must be of type object",
+        ),
+        (
+            r#"{"rules": "x"}"#.into(),
+            "spec.rules in body must be of type array",
+        ),
+        (
+            r#"{"rules": ["x"]}"#.into(),
+            "spec.rules[0] in body must be of type object",
+        ),
+        (
+            r#"{"rules": [{"allow": []}]}"#.into(),
+            "spec.rules[0].allow in body must be of type object",
+        ),
+        (
+            format!(r#"{{"allow": {}}}"#, action(6)),
+            "spec.allow: Too many: 6: must have at most 5 items",
+        ),
+        (
+            format!(r#"{{"rules": [{{"deny": {}}}]}}"#, action(6)),
+            "spec.rules[0].deny: Too many: 6: must have at most 5 items",
+        ),
+        (
+            r#"{"rules": [{"allow": {}, "deny": {}, "dney": {}}]}"#.into(),
+            "spec.rules[0]: Too many: 3: must have at most 2 items",
+        ),
     ];
     for (i, (spec, want)) in refused.iter().enumerate() {
-        let (ok, out, err) = c
-            .kube
-            .kubectl(&["apply", "-f", "-"], Some(&policy(&c, &format!("bad-{i}"), spec)));
+        let (ok, out, err) = c.kube.kubectl(
+            &["apply", "-f", "-"],
+            Some(&policy(&c, &format!("bad-{i}"), spec)),
+        );
         assert!(!ok, "{spec} was accepted: {out}");
         assert!(err.contains(want), "{spec}: {err}");
     }
     let accepted = [
         format!(r#"{{"allow": {}}}"#, action(5)),
-        format!(r#"{{"allow": {}, "rules": [{{"deny": {}}}]}}"#, nested(16), nested(16)),
+        format!(
+            r#"{{"allow": {}, "rules": [{{"deny": {}}}]}}"#,
+            nested(16),
+            nested(16)
+        ),
         r#"{"rules": [{"allow": {"or": [{"domain": {"is": "example.com"}}]}, "deny": {}}]}"#.into(),
         "{}".into(),
         // One operator past the engine's limit is not seen by the API
@@ -552,9 +671,10 @@ fn policy_specs_that_can_never_be_valid_are_refused_at_apply() {
         format!(r#"{{"allow": {}}}"#, nested(17)),
     ];
     for (i, spec) in accepted.iter().enumerate() {
-        let (ok, _, err) = c
-            .kube
-            .kubectl(&["apply", "-f", "-"], Some(&policy(&c, &format!("good-{i}"), spec)));
+        let (ok, _, err) = c.kube.kubectl(
+            &["apply", "-f", "-"],
+            Some(&policy(&c, &format!("good-{i}"), spec)),
+        );
         assert!(ok, "{spec}: {err}");
     }
     // A client that does not ask for strict field validation gets the
@@ -565,7 +685,15 @@ fn policy_specs_that_can_never_be_valid_are_refused_at_apply() {
     );
     assert!(ok && err.contains(r#"unknown field "spec.allwo""#), "{err}");
     let stored = c.kube.ok(
-        &["get", "policy.jetbridge.dev", "lax", "-n", &c.ns, "-o", "jsonpath={.spec}"],
+        &[
+            "get",
+            "policy.jetbridge.dev",
+            "lax",
+            "-n",
+            &c.ns,
+            "-o",
+            "jsonpath={.spec}",
+        ],
         None,
     );
     assert!(!stored.contains("allwo"), "{stored}");
@@ -577,7 +705,11 @@ async fn nesting_past_the_engines_limit_is_admitted_and_reported_by_the_controll
     let c = Corner::new(Kube::get());
     let _ctl = Controller::start(&c, &[]).await;
     for (name, depth) in [("at-limit", 16), ("past-limit", 17)] {
-        c.kube.apply(&policy(&c, name, &format!(r#"{{"allow": {}}}"#, nested(depth))));
+        c.kube.apply(&policy(
+            &c,
+            name,
+            &format!(r#"{{"allow": {}}}"#, nested(depth)),
+        ));
     }
     let status = |name: &str| {
         c.kube.ok(
@@ -594,7 +726,10 @@ async fn nesting_past_the_engines_limit_is_admitted_and_reported_by_the_controll
     }
     let past = status("past-limit");
     assert!(past.starts_with("False InvalidPolicy"), "{past}");
-    assert!(past.contains("operators nest deeper than 16 levels"), "{past}");
+    assert!(
+        past.contains("operators nest deeper than 16 levels"),
+        "{past}"
+    );
     let at = status("at-limit");
     assert!(at.starts_with("True Compiled"), "{at}");
 }
