@@ -109,16 +109,21 @@ fn ppl_value(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 }
 
 fn ppl_rules(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    let action = ppl_value(generator);
+    let mut action = |description: &str| {
+        let mut schema = ppl_value(generator);
+        schema.insert("description".into(), description.into());
+        schema
+    };
+    let (allow, deny) = (
+        action("This rule's allow action, as `spec.allow`."),
+        action("This rule's deny action, as `spec.deny`."),
+    );
     schemars::json_schema!({
         "type": "array",
         "items": {
             "type": "object",
             "maxProperties": RULE_KEYS,
-            "properties": {
-                "allow": action.clone(),
-                "deny": action,
-            },
+            "properties": {"allow": allow, "deny": deny},
             "x-kubernetes-preserve-unknown-fields": true
         }
     })
