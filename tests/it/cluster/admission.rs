@@ -175,6 +175,48 @@ fn the_policys_size_limit_is_the_controllers() {
     ));
 }
 
+/// The run's API server, which must serve ValidatingAdmissionPolicy
+/// (Kubernetes 1.30+): on an older one these checks cannot be made, and a
+/// pass would claim what was not shown.
+fn kube() -> Kube {
+    let kube = Kube::get();
+    let version = kube.env.get("KUBE_VERSION").cloned().unwrap_or_default();
+    let minor: u32 = version
+        .split('.')
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        minor >= 30,
+        "admission checks need Kubernetes 1.30 or newer; this API server is {version:?} \
+         (start it with JETBRIDGE_KUBE_VERSION=1.37.2)"
+    );
+    kube
+}
+
+/// A cluster of this test's own, of the run's version (for a test that
+/// swaps the CRD, which would disturb the others).
+fn own_kube() -> Kube {
+    let version = kube().env["KUBE_VERSION"].clone();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_string_lossy().into_owned();
+    let out = Command::new(script())
+        .args(["start", &dir])
+        .env("JETBRIDGE_KUBE_VERSION", &version)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/cluster start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Kube {
+        env: Kube::read_env(&dir),
+        dir,
+        own: Some(tmp),
+    }
+}
+
 /// Renders the chart's policy template with `args` (e.g. `--set k=v`).
 fn render(kube: &Kube, release: &str, args: &[&str]) -> String {
     render_chart(kube, release, &[&["-s", TEMPLATE], args].concat())
@@ -285,7 +327,7 @@ fn apply_ingress(c: &Corner, name: &str, annotations: &[(&str, &str)]) -> Result
 
 #[test]
 fn bad_ingress_annotations_are_refused_at_apply_naming_the_annotation() {
-    let c = Corner::new(Kube::get());
+    let c = Corner::new(kube());
     let _vap = Vap::install(&c, &[]);
     let large = "a".repeat(MAX_ANNOTATION_BYTES + 1);
     let (boolean, duration) = ("expected true or false", "expected a duration such as 30s");
@@ -347,7 +389,7 @@ fn bad_ingress_annotations_are_refused_at_apply_naming_the_annotation() {
 /// for the cases listed here, where the policy knowingly differs.
 #[test]
 fn boolean_and_duration_values_are_refused_exactly_when_the_controller_refuses_them() {
-    let c = Corner::new(Kube::get());
+    let c = Corner::new(kube());
     let _vap = Vap::install(&c, &[]);
     let booleans = [
         "true",
@@ -465,7 +507,7 @@ fn boolean_and_duration_values_are_refused_exactly_when_the_controller_refuses_t
 
 #[test]
 fn only_ingresses_of_the_charts_class_are_checked() {
-    let c = Corner::new(Kube::get());
+    let c = Corner::new(kube());
     let _vap = Vap::install(&c, &[]);
     let bad = [("jetbridge.dev/allow_websockets", "maybe")];
     let create = |name: &str, class: Option<&str>, extra: &[(&str, &str)]| {
@@ -490,7 +532,7 @@ fn only_ingresses_of_the_charts_class_are_checked() {
 
 #[test]
 fn a_default_class_checks_ingresses_without_a_class_too() {
-    let c = Corner::new(Kube::get());
+    let c = Corner::new(kube());
     let _vap = Vap::install(&c, &["--set", "ingressClass.default=true"]);
     let doc = ingress(
         &c.ns,
@@ -512,7 +554,7 @@ fn a_default_class_checks_ingresses_without_a_class_too() {
 
 #[test]
 fn the_annotation_prefix_value_sets_the_prefixes_checked() {
-    let c = Corner::new(Kube::get());
+    let c = Corner::new(kube());
     let _vap = Vap::install(&c, &["--set", "annotationPrefix={example.com}"]);
     let err = apply_ingress(&c, "a", &[("example.com/timeout", "soon")]).unwrap_err();
     assert!(
@@ -526,7 +568,7 @@ fn the_annotation_prefix_value_sets_the_prefixes_checked() {
 
 #[test]
 fn an_ingress_stored_before_the_policy_can_still_be_updated() {
-    let c = Corner::new(Kube::get());
+    let c = Corner::new(kube());
     apply_ingress(&c, "old", &[("jetbridge.dev/timeout", "soon")]).unwrap();
     let _vap = Vap::install(&c, &[]);
     // Other changes pass, such as the status the controller writes…
@@ -556,7 +598,7 @@ fn an_ingress_stored_before_the_policy_can_still_be_updated() {
 
 #[test]
 fn the_chart_renders_no_policy_when_turned_off_or_not_served() {
-    let kube = Kube::get();
+    let kube = kube();
     assert!(
         render(&kube, "jb", &["--api-versions", VAP_API])
             .contains("kind: ValidatingAdmissionPolicy\n"),
@@ -602,7 +644,7 @@ fn nested(depth: usize) -> String {
 
 #[test]
 fn policy_specs_that_can_never_be_valid_are_refused_at_apply() {
-    let c = Corner::new(Kube::get());
+    let c = Corner::new(kube());
     let action = |keys: usize| {
         let ops = ["and", "or", "not", "nor", "action", "xor"];
         let body: Vec<String> = ops[..keys]
@@ -702,7 +744,7 @@ fn policy_specs_that_can_never_be_valid_are_refused_at_apply() {
 #[tokio::test(flavor = "multi_thread")]
 async fn nesting_past_the_engines_limit_is_admitted_and_reported_by_the_controller() {
     assert_eq!(jetbridge::policy::MAX_OPERATOR_DEPTH, 16);
-    let c = Corner::new(Kube::get());
+    let c = Corner::new(kube());
     let _ctl = Controller::start(&c, &[]).await;
     for (name, depth) in [("at-limit", 16), ("past-limit", 17)] {
         c.kube.apply(&policy(
@@ -732,4 +774,112 @@ async fn nesting_past_the_engines_limit_is_admitted_and_reported_by_the_controll
     );
     let at = status("at-limit");
     assert!(at.starts_with("True Compiled"), "{at}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_stored_before_the_bounds_is_still_read_reported_and_repairable() {
+    let c = Corner::new(own_kube());
+    let crd = format!(
+        "{}/crds/policies.jetbridge.dev.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    // The CRD as it was: no bounds on actions and rules.
+    let unbounded: String = jetbridge::crd::crd_yaml()
+        .lines()
+        .filter(|l| !l.contains("maxProperties:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(unbounded, jetbridge::crd::crd_yaml());
+    c.kube.ok(&["apply", "-f", "-"], Some(&unbounded));
+    let six = r#"{"allow": {"and": [], "or": [], "not": [], "nor": [], "action": [], "xor": []}}"#;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, _, err) = c
+            .kube
+            .kubectl(&["apply", "-f", "-"], Some(&policy(&c, "old", six)));
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the unbounded CRD: {err}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.kube.ok(&["apply", "-f", &crd], None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, _, _) = c.kube.kubectl(
+            &["create", "--dry-run=server", "-f", "-"],
+            Some(&policy(&c, "new", six)),
+        );
+        if !ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the bounded CRD is not in force");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The controller reads the stored object and writes its status.
+    let _ctl = Controller::start(&c, &[]).await;
+    let status = || {
+        c.kube.ok(
+            &[
+                "get",
+                "policy.jetbridge.dev",
+                "old",
+                "-n",
+                &c.ns,
+                "-o",
+                "jsonpath={.status.conditions[0].status} {.status.conditions[0].reason} \
+                 {.status.conditions[0].message}",
+            ],
+            None,
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !status().starts_with("False InvalidPolicy") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let old = status();
+    assert!(old.starts_with("False InvalidPolicy"), "{old}");
+    assert!(old.contains("xor"), "{old}");
+
+    // The API server judges the whole object on any other edit (1.37 does
+    // not ratchet this bound), so a label waits for the repair; a new
+    // out-of-bounds spec is refused; a repair is accepted and compiles.
+    let (ok, _, err) = c.kube.kubectl(
+        &[
+            "label",
+            "policy.jetbridge.dev",
+            "old",
+            "-n",
+            &c.ns,
+            "team=a",
+        ],
+        None,
+    );
+    assert!(!ok && err.contains("must have at most 5 items"), "{err}");
+    let seven = six.replace(r#""xor": []"#, r#""xor": [], "xnor": []"#);
+    let (ok, _, err) = c
+        .kube
+        .kubectl(&["apply", "-f", "-"], Some(&policy(&c, "old", &seven)));
+    assert!(!ok && err.contains("must have at most 5 items"), "{err}");
+    let good = r#"{"allow": {"or": [{"email": {"is": "alice@example.com"}}]}}"#;
+    c.kube
+        .ok(&["apply", "-f", "-"], Some(&policy(&c, "old", good)));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !status().starts_with("True Compiled") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let repaired = status();
+    assert!(repaired.starts_with("True Compiled"), "{repaired}");
+    c.kube.ok(
+        &[
+            "label",
+            "policy.jetbridge.dev",
+            "old",
+            "-n",
+            &c.ns,
+            "team=a",
+        ],
+        None,
+    );
 }
