@@ -344,6 +344,7 @@ fn bad_ingress_annotations_are_refused_at_apply_naming_the_annotation() {
         ("policy_ref", "other/staff", names),
         ("policy_ref", "Staff", names),
         ("policy_ref", "a;b", names),
+        ("policy_ref", &format!("ok,{}", "a".repeat(254)), names),
         ("allow_websocket", "true", unknown),
         ("description", &large, too_large),
     ];
@@ -369,6 +370,9 @@ fn bad_ingress_annotations_are_refused_at_apply_naming_the_annotation() {
         ("timeout", "1m30s"),
         ("idle_timeout", "300"),
         ("policy_ref", "staff, team-a.ops  b"),
+        ("policy_ref", &format!("ok,{}", "a".repeat(253))),
+        // The most names one value holds, within the API server's CEL budget.
+        ("policy_ref", &"a,".repeat(MAX_ANNOTATION_BYTES / 2)),
         ("policy_ref", ""),
         ("policy", "allow: {or: [{email: {is: a@example.com}}]}"),
         ("set_request_headers", "{X-A: one}"),
