@@ -1,5 +1,6 @@
 //! Cluster tier: Ingress objects translated (fixtures, annotation prefixes) and the controller against a real API server with pods that run.
 
+mod admission;
 mod annotation_prefixes;
 mod controller;
 mod pods;
