@@ -668,7 +668,7 @@ spec:
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: echo, namespace: $NS}
+metadata: {name: backend, namespace: $NS}
 spec:
   selector: {app: echo}
   ports: [{name: http, port: 80, targetPort: http}]
@@ -701,7 +701,7 @@ EOT
 # echo_slice: "ip ready serving terminating" per endpoint of the controller's slice, sorted
 echo_slice() {
     k get endpointslices.v1.discovery.k8s.io -n "$NS" \
-        -l kubernetes.io/service-name=echo,endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io \
+        -l kubernetes.io/service-name=backend,endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io \
         -o jsonpath='{range .items[*].endpoints[*]}{.addresses[0]} {.conditions.ready} {.conditions.serving} {.conditions.terminating}{"\n"}{end}' | sort
 }
 
@@ -721,20 +721,20 @@ t_pods_endpointslice() {
 
 t_pods_clusterip() {
     local svc_ip out names
-    svc_ip="$(k get service echo -n "$NS" -o jsonpath='{.spec.clusterIP}')"
+    svc_ip="$(k get service backend -n "$NS" -o jsonpath='{.spec.clusterIP}')"
     [[ "$svc_ip" == "${SERVICE_CIDR%.0.0/16}".* ]] || { echo "ClusterIP $svc_ip not in $SERVICE_CIDR"; return 1; }
     # the pod's /etc/hosts names the Service; kube-proxy's rules in the node netns DNAT it
-    pod_exec "$NS" client grep -q "^$svc_ip[[:space:]].*echo.$NS.svc.cluster.local" /etc/hosts
+    pod_exec "$NS" client grep -q "^$svc_ip[[:space:]].*backend.$NS.svc.cluster.local" /etc/hosts
     # kube-proxy syncs its rules at most once a second after the slice changes
-    wait_for 20 "the Service answers" pod_exec "$NS" client curl -fsS -m 5 -o /dev/null "http://echo.$NS.svc.cluster.local/"
+    wait_for 20 "the Service answers" pod_exec "$NS" client curl -fsS -m 5 -o /dev/null "http://backend.$NS.svc.cluster.local/"
     sleep 1
     out="$(for _ in $(seq 1 20); do
-        pod_exec "$NS" client curl -fsS -m 5 "http://echo.$NS.svc.cluster.local/"; echo
+        pod_exec "$NS" client curl -fsS -m 5 "http://backend.$NS.svc.cluster.local/"; echo
     done)"
     names="$(sort -u <<<"$out" | paste -sd' ')"
     expect_eq "names answering through $svc_ip" "$(k get pods -n "$NS" -l app=echo -o jsonpath='{.items[*].metadata.name}' | tr ' ' '\n' | sort | paste -sd' ')" "$names"
     # from the pod's own namespace, the short name works too; the netns is the pod runner's
-    expect_eq "short name" 200 "$(pod_exec "$NS" client curl -sS -m 5 -o /dev/null -w '%{http_code}' http://echo/)"
+    expect_eq "short name" 200 "$(pod_exec "$NS" client curl -sS -m 5 -o /dev/null -w '%{http_code}' http://backend/)"
     ip netns exec "$(pod_netns "$NS" client)" curl -fsS -m 5 -o /dev/null "http://$svc_ip/"
 }
 
