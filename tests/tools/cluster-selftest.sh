@@ -9,7 +9,10 @@
 # namespace each run (selftest-<random>). On 1.20 there is no controller-manager, so the
 # namespace is left (deleted, it would stay Terminating); on 1.37 the controllers
 # (service-account, token, EndpointSlice, namespace, garbage collector) and the
-# scheduler are checked too, and the namespace is deleted at the end. Cluster-scoped
+# scheduler are checked too, then the node (pods run by tests/tools/pod_runner.py:
+# Ready, EndpointSlices, ClusterIP through kube-proxy, readiness, API access with the
+# pod's token, graceful deletion, an unknown image, a second cluster's clean stop), and
+# the namespace is deleted at the end. Cluster-scoped
 # objects (a CRD, a ClusterRole, an IngressClass, a Node) are applied, so re-runs are
 # fine. Ends with "N passed, M failed"; exits non-zero when a check failed.
 
@@ -755,8 +758,10 @@ t_pods_api_access() {
     # the admission-added kube-api-access volume: a TokenRequest token bound to the pod
     pod_exec "$NS" client test -s "$sa/token"
     expect_eq "namespace file" "$NS" "$(pod_exec "$NS" client cat "$sa/namespace")"
-    pod_exec "$NS" client sh -c "curl -fsS -m 5 --cacert $sa/ca.crt -H \"Authorization: Bearer \$(cat $sa/token)\" \
-        https://kubernetes.default.svc/api/v1/namespaces/$NS/pods/client" | grep -q '"name": "client"'
+    local own
+    own="$(pod_exec "$NS" client sh -c "curl -fsS -m 5 --cacert $sa/ca.crt -H \"Authorization: Bearer \$(cat $sa/token)\" \
+        https://kubernetes.default.svc/api/v1/namespaces/$NS/pods/client")"
+    grep -q '"name": "client"' <<<"$own"
     code="$(pod_exec "$NS" client sh -c "curl -sS -m 5 -o /dev/null -w '%{http_code}' --cacert $sa/ca.crt \
         -H \"Authorization: Bearer \$(cat $sa/token)\" https://kubernetes.default.svc/api/v1/namespaces/$NS/secrets")"
     expect_eq "secrets with the pod's token (RBAC allows pods only)" 403 "$code"
