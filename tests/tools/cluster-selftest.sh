@@ -727,7 +727,7 @@ t_pods_clusterip() {
     svc_ip="$(k get service backend -n "$NS" -o jsonpath='{.spec.clusterIP}')"
     [[ "$svc_ip" == "${SERVICE_CIDR%.0.0/16}".* ]] || { echo "ClusterIP $svc_ip not in $SERVICE_CIDR"; return 1; }
     # the pod's /etc/hosts names the Service; kube-proxy's rules in the node netns DNAT it
-    pod_exec "$NS" client grep -q "^$svc_ip[[:space:]].*backend.$NS.svc.cluster.local" /etc/hosts
+    pod_exec "$NS" client grep -q "^${svc_ip}[[:space:]].*backend.$NS.svc.cluster.local" /etc/hosts
     # kube-proxy syncs its rules at most once a second after the slice changes
     wait_for 20 "the Service answers" pod_exec "$NS" client curl -fsS -m 5 -o /dev/null "http://backend.$NS.svc.cluster.local/"
     sleep 1
