@@ -142,6 +142,7 @@ class Api:
         self.local = threading.local()
 
     def _conn(self):
+        """This thread's connection (opened on first use)."""
         conn = getattr(self.local, "conn", None)
         if conn is None:
             conn = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=30)
@@ -171,9 +172,11 @@ class Api:
         return json.loads(raw) if raw else {}
 
     def get(self, path):
+        """GET PATH."""
         return self.request("GET", path)
 
     def patch(self, path, body, kind="merge"):
+        """PATCH PATH with a merge (or strategic merge) patch."""
         ctype = {"merge": "application/merge-patch+json",
                  "strategic": "application/strategic-merge-patch+json"}[kind]
         return self.request("PATCH", path, body, ctype)
@@ -238,6 +241,7 @@ class Nodes:
         raise RuntimeError("no free IP left in %s" % net)
 
     def release(self, node, ip):
+        """Give IP back to NODE's pool."""
         with self.lock:
             self.used.get(node, set()).discard(ip)
 
@@ -338,6 +342,7 @@ class HostsFiles:
         os.chmod(self.resolv_conf, 0o644)
 
     def path(self, ns):
+        """Where the hosts file of NS is."""
         return os.path.join(self.dir, ns)
 
     def ensure(self, ns):
@@ -630,9 +635,11 @@ class Container:
         self.done = False             # terminated for good (restartPolicy)
 
     def running(self):
+        """Whether the process runs."""
         return self.proc is not None and self.proc.poll() is None
 
     def ready(self):
+        """Running, started and (if it has one) passing its readiness probe."""
         if not self.running() or not self.started:
             return False
         p = self.probes.get("readiness")
@@ -671,9 +678,11 @@ class PodWorker(threading.Thread):
 
     # --------------------------------------------------------------- util
     def say(self, msg):
+        """A runner log line about this pod."""
         log("%s/%s: %s" % (self.ns, self.name, msg))
 
     def event(self, etype, reason, message, container=None):
+        """An Event about this pod (or one of its containers)."""
         fp = "spec.containers{%s}" % container if container else None
         post_event(self.api, self.pod, etype, reason, message, fp)
 
@@ -707,6 +716,7 @@ class PodWorker(threading.Thread):
 
     # ------------------------------------------------------------ volumes
     def volume_dir(self, name):
+        """Where volume NAME is written."""
         return os.path.join(self.dir, "volumes", name)
 
     def get_object(self, kind, name):
@@ -794,6 +804,7 @@ class PodWorker(threading.Thread):
         return files, refresh
 
     def downward_files(self, spec):
+        """The files of a downwardAPI volume or projection."""
         out = {}
         for it in spec.get("items") or []:
             if "fieldRef" in it:
@@ -968,6 +979,7 @@ class PodWorker(threading.Thread):
         node_dir = self.runner.node_dir
 
         def staged(path):
+            """PATH as the pod's mount namespace sees it before the volume mounts."""
             return os.path.join(stage, os.path.relpath(path, node_dir))
 
         lines = ["set -e", "hostname %s" % shlex.quote(self.name[:63]),
@@ -1093,12 +1105,14 @@ class PodWorker(threading.Thread):
 
     # -------------------------------------------------------------- status
     def set_condition(self, ctype, ok):
+        """Set a pod condition; its lastTransitionTime moves only on a change."""
         status = "True" if ok else "False"
         old = self.conditions.get(ctype)
         if old is None or old[0] != status:
             self.conditions[ctype] = (status, now_rfc3339())
 
     def container_status(self, c, init=False):
+        """One entry of containerStatuses (or initContainerStatuses)."""
         st = {"name": c.name, "image": c.spec.get("image", ""),
               "imageID": "jetbridge-pod-runner://%s" % c.spec.get("image", ""),
               "ready": c.ready() if not init else bool(c.terminated and c.terminated["exitCode"] == 0),
@@ -1117,6 +1131,7 @@ class PodWorker(threading.Thread):
         return st
 
     def phase(self):
+        """Pending, Running, Succeeded or Failed, as the kubelet derives it."""
         if self.terminal_phase:
             return self.terminal_phase
         cs = self.containers
@@ -1211,6 +1226,7 @@ class PodWorker(threading.Thread):
                 time.sleep(3)
 
     def main(self):
+        """Set up, then run the containers until the pod is deleted or lost."""
         self.start_time = now_rfc3339()
         self.say("accepted on node %s" % self.node)
         self.push_status()
@@ -1338,6 +1354,7 @@ class PodWorker(threading.Thread):
 def describe_change(old, new):
     """A short account of a status change for the log."""
     def summary(st):
+        """Phase, IP, Ready and the container states."""
         if not st:
             return "-"
         cs = ",".join("%s=%s%s" % (c["name"], list(c["state"])[0],
@@ -1355,6 +1372,7 @@ def expand_vars(value, variables):
 def expand_refs(value, env):
     """Kubernetes $(VAR) references in command, args and env values; $$ escapes."""
     def sub(m):
+        """One reference."""
         if m.group(0) == "$$":
             return "$"
         name = m.group(1)
@@ -1424,6 +1442,7 @@ class Runner:
             shutil.rmtree(os.path.join(pods_dir, d), ignore_errors=True)
 
     def worker_done(self, worker):
+        """A worker ended: remember its uid so that it is not started again."""
         with self.lock:
             self.done_uids.add(worker.uid)
             self.workers.pop(worker.uid, None)
@@ -1524,6 +1543,7 @@ class Runner:
             log("%s/%s: delete failed: %s" % (meta["namespace"], meta["name"], e))
 
     def service_loop(self):
+        """Every SERVICE_LOOP_SECONDS: the hosts files from the Services."""
         while not self.stopping.is_set():
             try:
                 self.hosts.sync(self.api)
@@ -1532,6 +1552,7 @@ class Runner:
             self.stopping.wait(SERVICE_LOOP_SECONDS)
 
     def node_loop(self):
+        """Every NODE_HEARTBEAT_SECONDS: Node heartbeats and Leases."""
         while not self.stopping.is_set():
             try:
                 self.nodes.heartbeat(self.api)
@@ -1559,6 +1580,7 @@ class Runner:
         log("stopped: %d pod(s) stopped" % len(workers))
 
     def main(self):
+        """Clean up, register the Nodes, start the loops; the pod loop runs here."""
         log("pod runner (kubelet stand-in) for nodes %s in netns %s, API %s" %
             (" ".join(self.nodes.names), self.env["NODE_NETNS"], self.env["APISERVER_URL"]))
         self.cleanup_leftovers()
@@ -1574,12 +1596,14 @@ class Runner:
 
 
 def main():
+    """Run until SIGTERM or SIGINT, then stop the pods."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cluster-dir", required=True)
     args = ap.parse_args()
     runner = Runner(os.path.abspath(args.cluster_dir))
 
     def on_signal(signum, frame):
+        """Stop the loops; main() then stops the pods."""
         log("signal %d: stopping" % signum)
         runner.stopping.set()
 
