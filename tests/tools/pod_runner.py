@@ -60,6 +60,7 @@ POD_LOOP_SECONDS = 0.3
 SERVICE_LOOP_SECONDS = 1.0
 NODE_HEARTBEAT_SECONDS = 10
 VOLUME_SYNC_SECONDS = 15
+EVENT_REPEAT_SECONDS = 30
 BACKOFF_START, BACKOFF_MAX = 2.0, 60.0
 STAGING_ROOT = "/run/jetbridge-pods"  # per pod: where its mount namespace sees the node folder
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -670,6 +671,7 @@ class PodWorker(threading.Thread):
         self.conditions = {}          # type -> (status, lastTransitionTime)
         self.last_status = None
         self.failed_status, self.retry_at = None, 0.0
+        self.events_sent = {}         # (reason, message, container) -> when posted
         self.tokens = {}              # volume name -> expiry time to refresh at
         self.next_volume_sync = 0.0
         self.finished = False
@@ -682,7 +684,12 @@ class PodWorker(threading.Thread):
         log("%s/%s: %s" % (self.ns, self.name, msg))
 
     def event(self, etype, reason, message, container=None):
-        """An Event about this pod (or one of its containers)."""
+        """An Event about this pod (or one of its containers); the same one at most
+        every EVENT_REPEAT_SECONDS (a failing probe would post one per period)."""
+        key, now = (reason, message, container), time.time()
+        if now - self.events_sent.get(key, 0) < EVENT_REPEAT_SECONDS:
+            return
+        self.events_sent[key] = now
         fp = "spec.containers{%s}" % container if container else None
         post_event(self.api, self.pod, etype, reason, message, fp)
 
@@ -1482,7 +1489,10 @@ class Runner:
                 worker.event("Normal", "Killing", "Container %s failed %s probe, will be restarted" % (c.name, p.kind), c.name)
                 try:
                     os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(timeout=c.spec.get("terminationGracePeriodSeconds") or 5)
+                    grace = p.spec.get("terminationGracePeriodSeconds")
+                    if grace is None:
+                        grace = worker.pod["spec"].get("terminationGracePeriodSeconds", 30)
+                    proc.wait(timeout=max(grace, 1))
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
