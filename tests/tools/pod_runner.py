@@ -289,7 +289,15 @@ class Nodes:
     started = now_rfc3339()
 
     def register(self, api):
-        """Create the Nodes (or refresh their status if they exist)."""
+        """Create the Nodes (or refresh their status if they exist). Nodes of an earlier
+        start of this cluster under another index are deleted (the pod garbage collector
+        then removes their pods)."""
+        sel = urllib.parse.quote("jetbridge.dev/pod-runner=true")
+        for node in api.get("/api/v1/nodes?labelSelector=%s" % sel)["items"]:
+            name = node["metadata"]["name"]
+            if name not in self.names:
+                api.request("DELETE", "/api/v1/nodes/%s" % name)
+                log("node %s: of an earlier start, deleted" % name)
         for name in self.names:
             try:
                 api.request("POST", "/api/v1/nodes", self.node_object(name))
