@@ -833,9 +833,10 @@ t_pods_after_restart() {
     expect_eq "backend from the client pod" 200 \
         "$(pod_exec "$NS" client curl -sS -m 5 -o /dev/null -w '%{http_code}' "http://backend.$NS.svc.cluster.local/")"
     local sa=/var/run/secrets/kubernetes.io/serviceaccount
-    expect_eq "the API through the kubernetes Service" 200 \
-        "$(pod_exec "$NS" client sh -c "curl -sS -m 5 -o /dev/null -w '%{http_code}' --cacert $sa/ca.crt \
-            -H \"Authorization: Bearer \$(cat $sa/token)\" https://kubernetes.default.svc/api/v1/namespaces/$NS/pods")"
+    # (kube-proxy follows the kubernetes Service's slice within about a second)
+    wait_for 20 "the API through the kubernetes Service" pod_exec "$NS" client sh -c \
+        "curl -fsS -m 5 -o /dev/null --cacert $sa/ca.crt -H \"Authorization: Bearer \$(cat $sa/token)\" \
+            https://kubernetes.default.svc/api/v1/namespaces/$NS/pods"
     # the runner still reacts: a new pod becomes Ready
     k run after-restart -n "$NS" --image=jetbridge.test/echo:1 --labels=app=after-restart
     wait_for 60 "after-restart Ready" pods_ready 1 app=after-restart

@@ -341,6 +341,7 @@ class HostsFiles:
         os.makedirs(self.dir, exist_ok=True)
         self.services = []     # the last list of Services
         self.slices = []       # the last list of EndpointSlices
+        self.pods = {}         # a pod's hosts file -> (namespace, its own line)
         self.lock = threading.Lock()
         # no DNS server in the pod network: a lookup that misses /etc/hosts fails at once
         self.resolv_conf = os.path.join(node_dir, "resolv.conf")
@@ -358,8 +359,23 @@ class HostsFiles:
         """The hosts file of NS (made now if new)."""
         p = self.path(ns)
         if not os.path.exists(p):
-            self.write(ns, self.content(ns))
+            with self.lock:
+                write_in_place(p, self.content(ns))
         return p
+
+    def pod_file(self, path, ns, ip, hostname):
+        """A pod's own hosts file: its namespace's, plus its IP and host name (as the
+        kubelet adds them); kept up to date with the namespace's until forget()."""
+        self.ensure(ns)
+        with self.lock:
+            self.pods[path] = (ns, "%s\t%s\n" % (ip, hostname))
+            write_in_place(path, self.content(ns) + self.pods[path][1])
+        return path
+
+    def forget(self, path):
+        """A pod's hosts file is no longer kept."""
+        with self.lock:
+            self.pods.pop(path, None)
 
     def entries(self):
         """(ip, name, ns) for every Service address."""
@@ -395,18 +411,6 @@ class HostsFiles:
             lines.append("%s\t%s" % (ip, " ".join(names)))
         return "\n".join(lines) + "\n"
 
-    def write(self, ns, text):
-        """Write in place (same inode), so that bind mounts see the change."""
-        p = self.path(ns)
-        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
-        with os.fdopen(fd, "r+") as f:
-            if f.read() == text:
-                return False
-            f.seek(0)
-            f.truncate()
-            f.write(text)
-        os.chmod(p, 0o644)
-        return True
 
     def sync(self, api):
         """List Services and EndpointSlices; rewrite the files that changed."""
@@ -415,8 +419,10 @@ class HostsFiles:
         with self.lock:
             self.services, self.slices = services, slices
             for ns in os.listdir(self.dir):
-                if self.write(ns, self.content(ns)):
+                if write_in_place(self.path(ns), self.content(ns)):
                     log("hosts %s: updated from %d Services" % (ns, len(services)))
+            for path, (ns, own) in self.pods.items():
+                write_in_place(path, self.content(ns) + own)
 
     def service_env(self, ns):
         """The variables a kubelet adds for the Services of NS (and `kubernetes`)."""
@@ -445,6 +451,20 @@ class HostsFiles:
                 env[key + "_PORT"] = str(p["port"])
                 env[key + "_ADDR"] = ip
         return env
+
+
+def write_in_place(path, text):
+    """Write PATH in place (same inode), so that bind mounts see the change; False if it
+    already held TEXT."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    with os.fdopen(fd, "r+") as f:
+        if f.read() == text:
+            return False
+        f.seek(0)
+        f.truncate()
+        f.write(text)
+    os.chmod(path, 0o644)
+    return True
 
 
 # --------------------------------------------------------------- volumes ---
@@ -1018,7 +1038,8 @@ class PodWorker(threading.Thread):
             lines.append("mount --bind %s %s" % (q_src, q_dst))
             if vm.get("readOnly"):
                 lines.append("mount -o remount,ro,bind %s" % q_dst)
-        lines.append("mount --bind %s /etc/hosts" % shlex.quote(staged(self.runner.hosts.ensure(self.ns))))
+        hosts = self.runner.hosts.pod_file(os.path.join(self.dir, "hosts"), self.ns, self.ip, self.name[:63])
+        lines.append("mount --bind %s /etc/hosts" % shlex.quote(staged(hosts)))
         lines.append("mount --bind %s /etc/resolv.conf" % shlex.quote(staged(self.runner.hosts.resolv_conf)))
         workdir = c.spec.get("workingDir")
         if workdir:
@@ -1350,6 +1371,7 @@ class PodWorker(threading.Thread):
         cleanup_netns(self.netns, self.veth, self.runner.env["NODE_NETNS"])
         shutil.rmtree(os.path.join(self.dir, "volumes"), ignore_errors=True)
         remove_staging(self.netns)
+        self.runner.hosts.forget(os.path.join(self.dir, "hosts"))
         if self.ip:
             self.runner.nodes.release(self.node, self.ip)
         self.net_ready = False
