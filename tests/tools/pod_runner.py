@@ -1640,6 +1640,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cluster-dir", required=True)
     args = ap.parse_args()
+    # ip, sysctl, nsenter, setpriv: whatever PATH the runner was started with
+    os.environ["PATH"] = DEFAULT_PATH + ":" + os.environ.get("PATH", "")
     runner = Runner(os.path.abspath(args.cluster_dir))
 
     def on_signal(signum, frame):
