@@ -842,6 +842,12 @@ t_pods_after_restart() {
     wait_for 60 "after-restart Ready" pods_ready 1 app=after-restart
 }
 
+t_pods_logs() {
+    local out
+    out="$(k logs -n "$NS" client --tail=5)"
+    grep -q 'listening on 0.0.0.0:8080' <<<"$out" || { echo "kubectl logs: $out"; return 1; }
+}
+
 # A second cluster, started and stopped alongside: another index, and nothing left.
 t_second_cluster() {
     local dir n
@@ -898,6 +904,7 @@ if [ -n "${CLUSTER_INDEX:-}" ]; then
     check "pods: kube-api-access token reads the API, RBAC forbids" t_pods_api_access
     check "pods: delete -> terminating endpoint -> gone, netns gone" t_pods_delete
     check "pods: an unknown image stays ErrImagePull" t_pods_unknown_image
+    check "pods: kubectl logs (the pod runner's log endpoint)" t_pods_logs
     if [ -x "$(runner_jetbridge_bin)" ]; then
         check "pods: ghcr.io/jetbridge/jetbridge runs $(runner_jetbridge_bin)" t_pods_jetbridge_image
     else

@@ -37,6 +37,7 @@ import argparse
 import base64
 import datetime
 import http.client
+import http.server
 import ipaddress
 import json
 import os
@@ -61,6 +62,7 @@ SERVICE_LOOP_SECONDS = 1.0
 NODE_HEARTBEAT_SECONDS = 10
 VOLUME_SYNC_SECONDS = 15
 EVENT_REPEAT_SECONDS = 30
+KUBELET_PORT = 10250                   # container logs, on the node IP (kubectl logs)
 BACKOFF_START, BACKOFF_MAX = 2.0, 60.0
 STAGING_ROOT = "/run/jetbridge-pods"  # per pod: where its mount namespace sees the node folder
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -279,7 +281,7 @@ class Nodes:
                          "containerRuntimeVersion": "jetbridge-pod-runner://1",
                          "osImage": "jetbridge pod runner", "kernelVersion": os.uname().release,
                          "machineID": "", "systemUUID": "", "bootID": ""},
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
         }
         if res:
             status["capacity"] = res
@@ -1438,6 +1440,94 @@ def cleanup_netns(netns, veth, node_ns):
     run(["ip", "-n", node_ns, "link", "del", veth], check=False)
 
 
+# ------------------------------------------------------ logs (kubelet API) ---
+
+class LogHandler(http.server.BaseHTTPRequestHandler):
+    """GET /containerLogs/NS/POD/CONTAINER[?follow&tailLines&limitBytes]: what the API
+    server's pods/log subresource (`kubectl logs`) asks a kubelet for."""
+
+    protocol_version = "HTTP/1.1"
+    runner = None
+
+    def log_message(self, fmt, *args):
+        """Quiet: the API server asks often."""
+
+    def do_GET(self):
+        """One container's log file, optionally followed while the container runs."""
+        url = urllib.parse.urlsplit(self.path)
+        parts = url.path.strip("/").split("/")
+        if len(parts) != 4 or parts[0] != "containerLogs":
+            self.send_error(404, "only /containerLogs/NS/POD/CONTAINER is served")
+            return
+        _, ns, name, container = parts
+        query = urllib.parse.parse_qs(url.query)
+        worker = self.runner.find_worker(ns, name)
+        path = os.path.join(worker.dir, container + ".log") if worker else None
+        if not path or not os.path.exists(path):
+            self.send_error(404, "no log of %s/%s/%s here" % (ns, name, container))
+            return
+        with open(path, "rb") as f:
+            data = f.read()
+        if "tailLines" in query:
+            n = int(query["tailLines"][0])
+            data = b"".join(data.splitlines(keepends=True)[-n:]) if n > 0 else b""
+        if "limitBytes" in query:
+            data = data[: int(query["limitBytes"][0])]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.chunk(data)
+        if query.get("follow", ["false"])[0] in ("true", "1"):
+            self.follow(path, worker, container)
+        self.chunk(b"")
+
+    def chunk(self, data):
+        """One chunk of the chunked body (empty: the end)."""
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def follow(self, path, worker, container):
+        """Send what is appended while the container runs and the client listens."""
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            while not worker.finished:
+                data = f.read()
+                if data:
+                    self.chunk(data)
+                else:
+                    time.sleep(0.3)
+
+
+def serve_logs(runner, netns, ip, cert, key):
+    """The log endpoint on IP:KUBELET_PORT inside NETNS: the serving thread enters the
+    node's network namespace (setns acts on the calling thread only) and binds there."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open("/run/netns/" + netns, os.O_RDONLY)
+    if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+        raise OSError(ctypes.get_errno(), "setns %s" % netns)
+    os.close(fd)
+    LogHandler.runner = runner
+    server = http.server.ThreadingHTTPServer((ip, KUBELET_PORT), LogHandler)
+    server.daemon_threads = True
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    log("container logs served on https://%s:%d (kubectl logs)" % (ip, KUBELET_PORT))
+    server.serve_forever()
+
+
+def make_serving_cert(folder, ip):
+    """A self-signed certificate for the log endpoint (the API server does not verify
+    a kubelet's serving certificate unless told to)."""
+    cert, key = os.path.join(folder, "kubelet.crt"), os.path.join(folder, "kubelet.key")
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "3650", "-subj", "/CN=jetbridge-pod-runner", "-keyout", key, "-out", cert,
+         "-addext", "subjectAltName=IP:%s" % ip])
+    return cert, key
+
+
 # ---------------------------------------------------------------- runner ---
 
 class Runner:
@@ -1477,6 +1567,24 @@ class Runner:
         pods_dir = os.path.join(self.node_dir, "pods")
         for d in os.listdir(pods_dir):
             shutil.rmtree(os.path.join(pods_dir, d), ignore_errors=True)
+
+    def find_worker(self, ns, name):
+        """The worker of pod NS/NAME, if this runner runs it."""
+        with self.lock:
+            for w in self.workers.values():
+                if w.ns == ns and w.name == name:
+                    return w
+        return None
+
+    def start_log_server(self):
+        """The kubelet's log endpoint, in a thread (a failure is logged, not fatal)."""
+        def serve():
+            try:
+                cert, key = make_serving_cert(self.node_dir, self.nodes.node_ip)
+                serve_logs(self, self.env["NODE_NETNS"], self.nodes.node_ip, cert, key)
+            except Exception as e:
+                log("container log endpoint not served: %s" % e)
+        threading.Thread(target=serve, daemon=True, name="logs").start()
 
     def worker_done(self, worker):
         """A worker ended: remember its uid so that it is not started again."""
@@ -1630,6 +1738,7 @@ class Runner:
             self.hosts.sync(self.api)
         except Exception as e:
             log("service loop: %s" % e)
+        self.start_log_server()
         for target in (self.node_loop, self.service_loop):
             threading.Thread(target=target, daemon=True, name=target.__name__).start()
         self.pod_loop()
