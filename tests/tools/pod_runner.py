@@ -474,8 +474,11 @@ def write_in_place(path, text):
 def atomic_write_dir(target, files, mode=0o644, owner=None):
     """Write FILES ({relative path: (bytes, mode or None)}) into TARGET as the kubelet's
     atomic writer does: a time-stamped folder, `..data` pointing at it, and a symlink per
-    top-level entry, so that a directory bind mount sees a whole new set at once."""
+    top-level entry, so that a directory bind mount sees a whole new set at once.
+    Nothing is written when the files are already there as given (returns False)."""
     os.makedirs(target, exist_ok=True)
+    if same_content(target, files, mode):
+        return False
     stamp = "..%s.%s" % (datetime.datetime.utcnow().strftime("%Y_%m_%d_%H_%M_%S"), uuid.uuid4().hex[:6])
     new = os.path.join(target, stamp)
     os.makedirs(new)
@@ -506,6 +509,29 @@ def atomic_write_dir(target, files, mode=0o644, owner=None):
                 os.unlink(p)
     if old and os.path.basename(old) != stamp and os.path.isdir(old):
         shutil.rmtree(old, ignore_errors=True)
+    return True
+
+
+def same_content(target, files, mode):
+    """Whether TARGET's `..data` already holds exactly FILES (bytes and modes): then a
+    refresh changes nothing, and a program watching the files sees no event."""
+    data = os.path.join(target, "..data")
+    if not os.path.isdir(data):
+        return False
+    present = set()
+    for root, _, names in os.walk(data):
+        for name in names:
+            present.add(os.path.relpath(os.path.join(root, name), data))
+    if present != set(files):
+        return False
+    for rel, (content, fmode) in files.items():
+        p = os.path.join(data, rel)
+        if os.stat(p).st_mode & 0o7777 != (fmode if fmode is not None else mode):
+            return False
+        with open(p, "rb") as f:
+            if f.read() != content:
+                return False
+    return True
 
 
 def key_items(data, items, optional, what):
