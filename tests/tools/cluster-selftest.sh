@@ -9,7 +9,10 @@
 # namespace each run (selftest-<random>). On 1.20 there is no controller-manager, so the
 # namespace is left (deleted, it would stay Terminating); on 1.37 the controllers
 # (service-account, token, EndpointSlice, namespace, garbage collector) and the
-# scheduler are checked too, and the namespace is deleted at the end. Cluster-scoped
+# scheduler are checked too, then the node (pods run by tests/tools/pod_runner.py:
+# Ready, EndpointSlices, ClusterIP through kube-proxy, readiness, API access with the
+# pod's token, graceful deletion, an unknown image, a second cluster's clean stop), and
+# the namespace is deleted at the end. Cluster-scoped
 # objects (a CRD, a ClusterRole, an IngressClass, a Node) are applied, so re-runs are
 # fine. Ends with "N passed, M failed"; exits non-zero when a check failed.
 
@@ -668,7 +671,7 @@ spec:
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: echo, namespace: $NS}
+metadata: {name: backend, namespace: $NS}
 spec:
   selector: {app: echo}
   ports: [{name: http, port: 80, targetPort: http}]
@@ -701,7 +704,7 @@ EOT
 # echo_slice: "ip ready serving terminating" per endpoint of the controller's slice, sorted
 echo_slice() {
     k get endpointslices.v1.discovery.k8s.io -n "$NS" \
-        -l kubernetes.io/service-name=echo,endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io \
+        -l kubernetes.io/service-name=backend,endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io \
         -o jsonpath='{range .items[*].endpoints[*]}{.addresses[0]} {.conditions.ready} {.conditions.serving} {.conditions.terminating}{"\n"}{end}' | sort
 }
 
@@ -721,20 +724,20 @@ t_pods_endpointslice() {
 
 t_pods_clusterip() {
     local svc_ip out names
-    svc_ip="$(k get service echo -n "$NS" -o jsonpath='{.spec.clusterIP}')"
+    svc_ip="$(k get service backend -n "$NS" -o jsonpath='{.spec.clusterIP}')"
     [[ "$svc_ip" == "${SERVICE_CIDR%.0.0/16}".* ]] || { echo "ClusterIP $svc_ip not in $SERVICE_CIDR"; return 1; }
     # the pod's /etc/hosts names the Service; kube-proxy's rules in the node netns DNAT it
-    pod_exec "$NS" client grep -q "^$svc_ip[[:space:]].*echo.$NS.svc.cluster.local" /etc/hosts
+    pod_exec "$NS" client grep -q "^${svc_ip}[[:space:]].*backend.$NS.svc.cluster.local" /etc/hosts
     # kube-proxy syncs its rules at most once a second after the slice changes
-    wait_for 20 "the Service answers" pod_exec "$NS" client curl -fsS -m 5 -o /dev/null "http://echo.$NS.svc.cluster.local/"
+    wait_for 20 "the Service answers" pod_exec "$NS" client curl -fsS -m 5 -o /dev/null "http://backend.$NS.svc.cluster.local/"
     sleep 1
     out="$(for _ in $(seq 1 20); do
-        pod_exec "$NS" client curl -fsS -m 5 "http://echo.$NS.svc.cluster.local/"; echo
+        pod_exec "$NS" client curl -fsS -m 5 "http://backend.$NS.svc.cluster.local/"; echo
     done)"
     names="$(sort -u <<<"$out" | paste -sd' ')"
     expect_eq "names answering through $svc_ip" "$(k get pods -n "$NS" -l app=echo -o jsonpath='{.items[*].metadata.name}' | tr ' ' '\n' | sort | paste -sd' ')" "$names"
     # from the pod's own namespace, the short name works too; the netns is the pod runner's
-    expect_eq "short name" 200 "$(pod_exec "$NS" client curl -sS -m 5 -o /dev/null -w '%{http_code}' http://echo/)"
+    expect_eq "short name" 200 "$(pod_exec "$NS" client curl -sS -m 5 -o /dev/null -w '%{http_code}' http://backend/)"
     ip netns exec "$(pod_netns "$NS" client)" curl -fsS -m 5 -o /dev/null "http://$svc_ip/"
 }
 
@@ -755,8 +758,10 @@ t_pods_api_access() {
     # the admission-added kube-api-access volume: a TokenRequest token bound to the pod
     pod_exec "$NS" client test -s "$sa/token"
     expect_eq "namespace file" "$NS" "$(pod_exec "$NS" client cat "$sa/namespace")"
-    pod_exec "$NS" client sh -c "curl -fsS -m 5 --cacert $sa/ca.crt -H \"Authorization: Bearer \$(cat $sa/token)\" \
-        https://kubernetes.default.svc/api/v1/namespaces/$NS/pods/client" | grep -q '"name": "client"'
+    local own
+    own="$(pod_exec "$NS" client sh -c "curl -fsS -m 5 --cacert $sa/ca.crt -H \"Authorization: Bearer \$(cat $sa/token)\" \
+        https://kubernetes.default.svc/api/v1/namespaces/$NS/pods/client")"
+    grep -q '"name": "client"' <<<"$own"
     code="$(pod_exec "$NS" client sh -c "curl -sS -m 5 -o /dev/null -w '%{http_code}' --cacert $sa/ca.crt \
         -H \"Authorization: Bearer \$(cat $sa/token)\" https://kubernetes.default.svc/api/v1/namespaces/$NS/secrets")"
     expect_eq "secrets with the pod's token (RBAC allows pods only)" 403 "$code"
@@ -793,6 +798,54 @@ t_pods_unknown_image() {
     grep -q 'registry.invalid/nope:1' <<<"$events" || { echo "no Warning event naming the image: $events"; return 1; }
     k delete pod nope -n "$NS" --wait=false
     wait_for 30 "nope deleted" gone pod nope -n "$NS"
+}
+
+# runner_jetbridge_bin: the binary the pod runner runs for ghcr.io/jetbridge/jetbridge
+# (JETBRIDGE_BIN in its environment, else the repository's debug build)
+runner_jetbridge_bin() {
+    local bin
+    bin="$(tr '\0' '\n' < "/proc/$POD_RUNNER_PID/environ" 2>/dev/null | sed -n 's/^JETBRIDGE_BIN=//p')"
+    echo "${bin:-$ROOT/target/debug/jetbridge}"
+}
+
+pod_phase() { k get pod "$1" -n "$NS" -o jsonpath='{.status.phase}'; }
+is_succeeded() { [ "$(pod_phase "$1")" = Succeeded ]; }
+
+t_pods_jetbridge_image() {
+    k apply -f - <<EOT
+apiVersion: v1
+kind: Pod
+metadata: {name: jetbridge-version, namespace: $NS}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsUser: 65532, runAsGroup: 65532}
+  containers: [{name: jetbridge, image: "ghcr.io/jetbridge/jetbridge:0.1.0", args: ["--version"]}]
+EOT
+    wait_for 60 "jetbridge-version Succeeded" is_succeeded jetbridge-version
+    local log
+    log="$(cat "$NODE_DIR"/pods/"$NS"_jetbridge-version_*/jetbridge.log)"
+    grep -q '^jetbridge ' <<<"$log" || { echo "log: $log"; return 1; }
+    expect_eq "exit code" 0 "$(k get pod jetbridge-version -n "$NS" -o jsonpath='{.status.containerStatuses[0].state.terminated.exitCode}')"
+}
+
+# after restart-apiserver: kube-proxy and the pod runner carry on
+t_pods_after_restart() {
+    expect_eq "backend from the client pod" 200 \
+        "$(pod_exec "$NS" client curl -sS -m 5 -o /dev/null -w '%{http_code}' "http://backend.$NS.svc.cluster.local/")"
+    local sa=/var/run/secrets/kubernetes.io/serviceaccount
+    # (kube-proxy follows the kubernetes Service's slice within about a second)
+    wait_for 20 "the API through the kubernetes Service" pod_exec "$NS" client sh -c \
+        "curl -fsS -m 5 -o /dev/null --cacert $sa/ca.crt -H \"Authorization: Bearer \$(cat $sa/token)\" \
+            https://kubernetes.default.svc/api/v1/namespaces/$NS/pods"
+    # the runner still reacts: a new pod becomes Ready
+    k run after-restart -n "$NS" --image=jetbridge.test/echo:1 --labels=app=after-restart
+    wait_for 60 "after-restart Ready" pods_ready 1 app=after-restart
+}
+
+t_pods_logs() {
+    local out
+    out="$(k logs -n "$NS" client --tail=5)"
+    grep -q 'listening on 0.0.0.0:8080' <<<"$out" || { echo "kubectl logs: $out"; return 1; }
 }
 
 # A second cluster, started and stopped alongside: another index, and nothing left.
@@ -851,6 +904,12 @@ if [ -n "${CLUSTER_INDEX:-}" ]; then
     check "pods: kube-api-access token reads the API, RBAC forbids" t_pods_api_access
     check "pods: delete -> terminating endpoint -> gone, netns gone" t_pods_delete
     check "pods: an unknown image stays ErrImagePull" t_pods_unknown_image
+    check "pods: kubectl logs (the pod runner's log endpoint)" t_pods_logs
+    if [ -x "$(runner_jetbridge_bin)" ]; then
+        check "pods: ghcr.io/jetbridge/jetbridge runs $(runner_jetbridge_bin)" t_pods_jetbridge_image
+    else
+        echo "skip  pods: ghcr.io/jetbridge/jetbridge (no binary at $(runner_jetbridge_bin); set JETBRIDGE_BIN for scripts/cluster start)"
+    fi
     check "node network: a second cluster starts and stops clean" t_second_cluster
 fi
 check "helm install and uninstall a chart" t_helm_install
@@ -858,6 +917,9 @@ check "restart-apiserver" t_restart_apiserver
 # shellcheck disable=SC1091
 . "$DIR/env"
 check "data and token survive the restart" t_data_after_restart
+if [ -n "${CLUSTER_INDEX:-}" ]; then
+    check "pods: Services, the API and the runner work after the restart" t_pods_after_restart
+fi
 if [ -n "$WITH_CONTROLLERS" ]; then
     # with a namespace controller, a run cleans up after itself
     k delete node "$NODE" --wait=false >/dev/null 2>&1 || true
