@@ -842,6 +842,14 @@ t_pods_after_restart() {
     wait_for 60 "after-restart Ready" pods_ready 1 app=after-restart
 }
 
+t_pods_nodeport() {
+    k expose deployment echo -n "$NS" --name=backend-np --type=NodePort --port=80 --target-port=8080
+    local port
+    port="$(k get service backend-np -n "$NS" -o jsonpath='{.spec.ports[0].nodePort}')"
+    # kube-proxy answers on the node's address; the host routes to it
+    wait_for 20 "NodePort $port on $NODE_IP" curl -fsS -m 5 -o /dev/null "http://$NODE_IP:$port/"
+}
+
 t_pods_logs() {
     local out
     out="$(k logs -n "$NS" client --tail=5)"
@@ -905,6 +913,7 @@ if [ -n "${CLUSTER_INDEX:-}" ]; then
     check "pods: delete -> terminating endpoint -> gone, netns gone" t_pods_delete
     check "pods: an unknown image stays ErrImagePull" t_pods_unknown_image
     check "pods: kubectl logs (the pod runner's log endpoint)" t_pods_logs
+    check "pods: a NodePort Service answers on the node IP from the host" t_pods_nodeport
     if [ -x "$(runner_jetbridge_bin)" ]; then
         check "pods: ghcr.io/jetbridge/jetbridge runs $(runner_jetbridge_bin)" t_pods_jetbridge_image
     else
