@@ -856,6 +856,20 @@ t_pods_logs() {
     grep -q 'listening on 0.0.0.0:8080' <<<"$out" || { echo "kubectl logs: $out"; return 1; }
 }
 
+# restart-pod-runner: the runner stops its pods, starts again, cleans up and runs the
+# pods bound to its Nodes again, with the IPs their status had
+t_pods_runner_restart() {
+    local before after
+    before="$(echo_ips)"
+    "$ROOT/scripts/cluster" restart-pod-runner "$DIR"
+    # shellcheck disable=SC1091
+    . "$DIR/env"
+    wait_for 60 "echo pods Ready again" pods_ready 2 app=echo
+    after="$(echo_ips)"
+    expect_eq "echo pod IPs" "$before" "$after"
+    wait_for 30 "the slice lists both again, ready" slice_lists
+}
+
 # A second cluster, started and stopped alongside: another index, and nothing left.
 t_second_cluster() {
     local dir n
@@ -928,6 +942,7 @@ check "restart-apiserver" t_restart_apiserver
 check "data and token survive the restart" t_data_after_restart
 if [ -n "${CLUSTER_INDEX:-}" ]; then
     check "pods: Services, the API and the runner work after the restart" t_pods_after_restart
+    check "pods: restart-pod-runner runs the pods again, same IPs" t_pods_runner_restart
 fi
 if [ -n "$WITH_CONTROLLERS" ]; then
     # with a namespace controller, a run cleans up after itself
