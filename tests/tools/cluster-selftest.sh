@@ -842,10 +842,32 @@ t_pods_after_restart() {
     wait_for 60 "after-restart Ready" pods_ready 1 app=after-restart
 }
 
+t_pods_nodeport() {
+    k expose deployment echo -n "$NS" --name=backend-np --type=NodePort --port=80 --target-port=8080
+    local port
+    port="$(k get service backend-np -n "$NS" -o jsonpath='{.spec.ports[0].nodePort}')"
+    # kube-proxy answers on the node's address; the host routes to it
+    wait_for 20 "NodePort $port on $NODE_IP" curl -fsS -m 5 -o /dev/null "http://$NODE_IP:$port/"
+}
+
 t_pods_logs() {
     local out
     out="$(k logs -n "$NS" client --tail=5)"
     grep -q 'listening on 0.0.0.0:8080' <<<"$out" || { echo "kubectl logs: $out"; return 1; }
+}
+
+# restart-pod-runner: the runner stops its pods, starts again, cleans up and runs the
+# pods bound to its Nodes again, with the IPs their status had
+t_pods_runner_restart() {
+    local before after
+    before="$(echo_ips)"
+    "$ROOT/scripts/cluster" restart-pod-runner "$DIR"
+    # shellcheck disable=SC1091
+    . "$DIR/env"
+    wait_for 60 "echo pods Ready again" pods_ready 2 app=echo
+    after="$(echo_ips)"
+    expect_eq "echo pod IPs" "$before" "$after"
+    wait_for 30 "the slice lists both again, ready" slice_lists
 }
 
 # A second cluster, started and stopped alongside: another index, and nothing left.
@@ -905,6 +927,7 @@ if [ -n "${CLUSTER_INDEX:-}" ]; then
     check "pods: delete -> terminating endpoint -> gone, netns gone" t_pods_delete
     check "pods: an unknown image stays ErrImagePull" t_pods_unknown_image
     check "pods: kubectl logs (the pod runner's log endpoint)" t_pods_logs
+    check "pods: a NodePort Service answers on the node IP from the host" t_pods_nodeport
     if [ -x "$(runner_jetbridge_bin)" ]; then
         check "pods: ghcr.io/jetbridge/jetbridge runs $(runner_jetbridge_bin)" t_pods_jetbridge_image
     else
@@ -919,6 +942,7 @@ check "restart-apiserver" t_restart_apiserver
 check "data and token survive the restart" t_data_after_restart
 if [ -n "${CLUSTER_INDEX:-}" ]; then
     check "pods: Services, the API and the runner work after the restart" t_pods_after_restart
+    check "pods: restart-pod-runner runs the pods again, same IPs" t_pods_runner_restart
 fi
 if [ -n "$WITH_CONTROLLERS" ]; then
     # with a namespace controller, a run cleans up after itself

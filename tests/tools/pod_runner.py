@@ -78,6 +78,18 @@ def log(msg):
         sys.stderr.flush()
 
 
+LAST_ERRORS = {}
+
+
+def log_error(where, error):
+    """Log a loop's error, but the same one at most every 10 s (an API server that is
+    restarting fails every request of every loop)."""
+    key, now = (where, str(error)[:200]), time.time()
+    if now - LAST_ERRORS.get(key, 0) >= 10:
+        LAST_ERRORS[key] = now
+        log("%s: %s" % (where, error))
+
+
 def now_rfc3339():
     """The time as the API wants it in a Time field."""
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -1681,7 +1693,7 @@ class Runner:
                         w.say("pod object gone; stopping it")
                         w.finished = True
             except Exception as e:
-                log("pod loop: %s" % e)
+                log_error("pod loop", e)
             self.stopping.wait(POD_LOOP_SECONDS)
 
     def handle(self, pod):
@@ -1722,7 +1734,7 @@ class Runner:
             try:
                 self.hosts.sync(self.api)
             except Exception as e:
-                log("service loop: %s" % e)
+                log_error("service loop", e)
             self.stopping.wait(SERVICE_LOOP_SECONDS)
 
     def node_loop(self):
@@ -1731,7 +1743,7 @@ class Runner:
             try:
                 self.nodes.heartbeat(self.api)
             except Exception as e:
-                log("node heartbeat: %s" % e)
+                log_error("node heartbeat", e)
             self.stopping.wait(NODE_HEARTBEAT_SECONDS)
 
     def shutdown(self):
