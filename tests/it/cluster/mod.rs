@@ -3,5 +3,5 @@
 mod admission;
 mod annotation_prefixes;
 mod controller;
-mod pods;
 mod ingress_fixtures;
+mod pods;

@@ -200,7 +200,11 @@ async fn a_rolling_restart_of_the_backend_loses_no_request() {
         started.elapsed()
     );
     assert!(total > 100, "{outcomes:?}");
-    assert_eq!(outcomes.keys().copied().collect::<Vec<_>>(), [200], "{outcomes:?}");
+    assert_eq!(
+        outcomes.keys().copied().collect::<Vec<_>>(),
+        [200],
+        "{outcomes:?}"
+    );
     let seen = answering_pods(&ctl, 30).await;
     assert!(
         seen.keys().all(|p| !before.contains(p)),

@@ -85,7 +85,10 @@ impl Kube {
     /// addresses through it.
     pub fn host_ip(&self) -> IpAddr {
         let ip = self.env.get("HOST_IP").unwrap_or_else(|| {
-            panic!("{}/env has no HOST_IP: a cluster without a node network", self.dir)
+            panic!(
+                "{}/env has no HOST_IP: a cluster without a node network",
+                self.dir
+            )
         });
         ip.parse().unwrap()
     }
@@ -346,7 +349,9 @@ impl Corner {
                 Instant::now() < deadline,
                 "Service {svc}: {} ready endpoints, not {n}: {ips:?}\npods: {}",
                 ips.len(),
-                self.kube.kubectl(&["get", "pods", "-n", &self.ns, "-o", "wide"], None).1
+                self.kube
+                    .kubectl(&["get", "pods", "-n", &self.ns, "-o", "wide"], None)
+                    .1
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
