@@ -388,7 +388,7 @@ t_app_pod_jwks() {
     cp "$log" "$LOGS/pod-$pod.log"
     grep -qF "jwks_url=$JWKS_SVC_URL" "$log" || grep -qF "$JWKS_SVC_URL" "$log" \
         || { echo "the verify pod's log does not name $JWKS_SVC_URL"; tail -n 5 "$log"; return 1; }
-    echo "the pod resolves $RELEASE.$NS.svc.cluster.local to $(pod_hosts_resolve "$APPS" "$pod" "$RELEASE.$NS.svc.cluster.local" || true); the Service's cluster IP is $(cluster_ip "$NS" "$RELEASE")"
+    echo "the pod resolves $RELEASE.$NS.svc.cluster.local to $(pod_hosts_resolve "$APPS" "$RELEASE.$NS.svc.cluster.local" || true); the Service's cluster IP is $(cluster_ip "$NS" "$RELEASE")"
     inside="$(pod_curl "$APPS" "$pod" "$JWKS_SVC_URL")"
     echo "from the pod's netns: $inside"
     outside="$(curl -fsS "$(jwks_local)")"

@@ -77,34 +77,23 @@ slice_endpoints() {
         -o go-template='{{range .items}}{{range .endpoints}}{{index .addresses 0}} ready={{.conditions.ready}}{{"\n"}}{{end}}{{end}}' | sort
 }
 
-# pod_hosts_resolve NS POD NAME: the address the pod's hosts file gives NAME (the stand-in
-# for cluster DNS), read from /etc/netns/<netns>/hosts (what `ip netns exec` mounts as
-# /etc/hosts) or else the pod runner's hosts file in the pod's folder.
+# pod_hosts NS: the hosts file the pod runner keeps from the Services for the pods of NS
+# (bind-mounted over their /etc/hosts; it stands in for cluster DNS).
+pod_hosts() { echo "$NODE_DIR/hosts/$1"; }
+
+# pod_hosts_resolve NS NAME: the address the pods of NS resolve NAME to.
 pod_hosts_resolve() {
-    local netns f
-    netns="$(pod_netns "$1" "$2")"
-    for f in "/etc/netns/$netns/hosts" "$(pod_dir "$1" "$2")/hosts" "$(pod_dir "$1" "$2")/etc-hosts"; do
-        if [ -f "$f" ]; then
-            awk -v n="$3" '$1 !~ /^#/ { for (i = 2; i <= NF; i++) if ($i == n) { print $1; exit } }' "$f"
-            return 0
-        fi
-    done
-    return 1
+    awk -v n="$2" '$1 !~ /^#/ { for (i = 2; i <= NF; i++) if ($i == n) { print $1; exit } }' "$(pod_hosts "$1")"
 }
 
-# pod_curl NS POD URL [CURL_ARGS...]: curl run inside the pod's network namespace, the
-# URL's host name resolved the way the pod resolves it (its hosts file).
+# pod_curl NS POD CURL_ARGS...: curl run as in the pod: in its network namespace, with
+# the namespace's hosts file as /etc/hosts (names resolve through getaddrinfo as there).
 pod_curl() {
-    local ns="$1" pod="$2" url="$3" host port addr netns
-    shift 3
-    host="$(python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(p.hostname, p.port or (443 if p.scheme=="https" else 80))' "$url")"
-    port="${host#* }"; host="${host% *}"
+    local ns="$1" pod="$2" netns hosts
+    shift 2
     netns="$(pod_netns "$ns" "$pod")"
-    if [ -f "/etc/netns/$netns/hosts" ]; then
-        ip netns exec "$netns" curl -fsS --max-time 10 "$@" "$url"
-    else
-        addr="$(pod_hosts_resolve "$ns" "$pod" "$host")"
-        [ -n "$addr" ] || { echo "the pod's hosts file does not name $host" >&2; return 1; }
-        ip netns exec "$netns" curl -fsS --max-time 10 --resolve "$host:$port:$addr" "$@" "$url"
-    fi
+    hosts="$(pod_hosts "$ns")"
+    [ -f "$hosts" ] || { echo "no hosts file $hosts" >&2; return 1; }
+    ip netns exec "$netns" unshare --mount sh -c 'mount --bind "$1" /etc/hosts && shift && exec curl -fsS --max-time 10 "$@"' \
+        sh "$hosts" "$@"
 }
