@@ -61,6 +61,7 @@ SERVICE_LOOP_SECONDS = 1.0
 NODE_HEARTBEAT_SECONDS = 10
 VOLUME_SYNC_SECONDS = 15
 BACKOFF_START, BACKOFF_MAX = 2.0, 60.0
+STAGING_ROOT = "/run/jetbridge-pods"  # per pod: where its mount namespace sees the node folder
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 LOG_LOCK = threading.Lock()
@@ -661,6 +662,7 @@ class PodWorker(threading.Thread):
         self.start_time = None
         self.conditions = {}          # type -> (status, lastTransitionTime)
         self.last_status = None
+        self.failed_status, self.retry_at = None, 0.0
         self.tokens = {}              # volume name -> expiry time to refresh at
         self.next_volume_sync = 0.0
         self.finished = False
@@ -956,10 +958,23 @@ class PodWorker(threading.Thread):
         return True, None
 
     def wrapper(self, c, argv, env):
-        """The shell script that mounts the volumes and /etc/hosts, then execs ARGV."""
-        lines = ["set -e", "hostname %s" % shlex.quote(self.name[:63])]
+        """The shell script that mounts the volumes and /etc/hosts, then execs ARGV.
+
+        The node folder is first bind-mounted at a staging path under /run, so that a
+        mountPath over a parent of the cluster folder (an emptyDir on /tmp, say) does not
+        hide the sources of the mounts after it. Mounts go shallowest path first."""
+        stage = os.path.join(STAGING_ROOT, self.netns)
+        os.makedirs(stage, exist_ok=True)
+        node_dir = self.runner.node_dir
+
+        def staged(path):
+            return os.path.join(stage, os.path.relpath(path, node_dir))
+
+        lines = ["set -e", "hostname %s" % shlex.quote(self.name[:63]),
+                 "mount --bind %s %s" % (shlex.quote(node_dir), shlex.quote(stage))]
         vols = {v["name"]: v for v in self.pod["spec"].get("volumes") or []}
-        for vm in c.spec.get("volumeMounts") or []:
+        mounts = sorted(c.spec.get("volumeMounts") or [], key=lambda vm: vm["mountPath"].rstrip("/").count("/"))
+        for vm in mounts:
             if vm["name"] not in vols:
                 raise RuntimeError("volumeMount %s names no volume" % vm["name"])
             src = self.volume_dir(vm["name"])
@@ -968,7 +983,7 @@ class PodWorker(threading.Thread):
                 if not os.path.exists(src):
                     os.makedirs(src, exist_ok=True)
             dst = vm["mountPath"]
-            q_src, q_dst = shlex.quote(src), shlex.quote(dst)
+            q_src, q_dst = shlex.quote(staged(src)), shlex.quote(dst)
             if os.path.isdir(src):
                 lines.append("mkdir -p %s" % q_dst)
             else:
@@ -976,15 +991,16 @@ class PodWorker(threading.Thread):
             lines.append("mount --bind %s %s" % (q_src, q_dst))
             if vm.get("readOnly"):
                 lines.append("mount -o remount,ro,bind %s" % q_dst)
-        lines.append("mount --bind %s /etc/hosts" % shlex.quote(self.runner.hosts.ensure(self.ns)))
-        lines.append("mount --bind %s /etc/resolv.conf" % shlex.quote(self.runner.hosts.resolv_conf))
+        lines.append("mount --bind %s /etc/hosts" % shlex.quote(staged(self.runner.hosts.ensure(self.ns))))
+        lines.append("mount --bind %s /etc/resolv.conf" % shlex.quote(staged(self.runner.hosts.resolv_conf)))
         workdir = c.spec.get("workingDir")
         if workdir:
             lines.append("mkdir -p %s; cd %s" % (shlex.quote(workdir), shlex.quote(workdir)))
         uid, gid, _ = self.sec_context(c)
         priv = []
         if uid is not None:
-            paths = [(argv[0], "-x")] + [(self.volume_dir(vm["name"]), "-r") for vm in c.spec.get("volumeMounts") or []]
+            prog = argv[0] if "/" in argv[0] else (shutil.which(argv[0], path=env.get("PATH", DEFAULT_PATH)) or argv[0])
+            paths = [(prog, "-x")]
             if len(argv) > 1 and os.path.isabs(argv[1]) and argv[1].endswith(".py"):
                 paths.append((argv[1], "-r"))
             ok, bad = self.can_run_as(uid, gid, paths)
@@ -1124,8 +1140,7 @@ class PodWorker(threading.Thread):
               "hostIPs": [{"ip": self.runner.nodes.node_ip}],
               "conditions": [{"type": t, "status": s, "lastTransitionTime": ts, "lastProbeTime": None}
                              for t, (s, ts) in sorted(self.conditions.items())],
-              "containerStatuses": [self.container_status(c) for c in self.containers],
-              "qosClass": "BestEffort"}
+              "containerStatuses": [self.container_status(c) for c in self.containers]}
         if self.init_containers:
             st["initContainerStatuses"] = [self.container_status(c, True) for c in self.init_containers]
         if self.ip:
@@ -1140,6 +1155,8 @@ class PodWorker(threading.Thread):
         st = self.status()
         if st == self.last_status:
             return
+        if st == self.failed_status and time.time() < self.retry_at:
+            return
         try:
             self.api.patch("/api/v1/namespaces/%s/pods/%s/status" % (self.ns, self.name), {"status": st})
             changes = describe_change(self.last_status, st)
@@ -1149,9 +1166,15 @@ class PodWorker(threading.Thread):
             if e.status == 404:
                 self.finished = True
             else:
-                self.say("status patch failed: %s" % e)
+                self.status_failed(st, e)
         except Exception as e:
+            self.status_failed(st, e)
+
+    def status_failed(self, st, e):
+        """Log a failed status PATCH once; the same status is retried after 5 s."""
+        if st != self.failed_status:
             self.say("status patch failed: %s" % e)
+        self.failed_status, self.retry_at = st, time.time() + 5
 
     # ---------------------------------------------------------------- run
     def run(self):
@@ -1295,6 +1318,7 @@ class PodWorker(threading.Thread):
             self.kill(c, signal.SIGKILL)
         cleanup_netns(self.netns, self.veth, self.runner.env["NODE_NETNS"])
         shutil.rmtree(os.path.join(self.dir, "volumes"), ignore_errors=True)
+        remove_staging(self.netns)
         if self.ip:
             self.runner.nodes.release(self.node, self.ip)
         self.net_ready = False
@@ -1336,6 +1360,14 @@ def expand_refs(value, env):
         name = m.group(1)
         return env[name] if name in env else m.group(0)
     return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)", sub, value)
+
+
+def remove_staging(netns):
+    """The empty staging folder of a pod (nothing is mounted on it outside the pod)."""
+    try:
+        os.rmdir(os.path.join(STAGING_ROOT, netns))
+    except OSError:
+        pass
 
 
 def cleanup_netns(netns, veth, node_ns):
@@ -1383,6 +1415,10 @@ class Runner:
             if ns.startswith(prefix):
                 cleanup_netns(ns, "p" + ns[len(prefix):], self.env["NODE_NETNS"])
                 log("leftover netns %s removed" % ns)
+        if os.path.isdir(STAGING_ROOT):
+            for d in os.listdir(STAGING_ROOT):
+                if d.startswith(prefix):
+                    remove_staging(d)
         pods_dir = os.path.join(self.node_dir, "pods")
         for d in os.listdir(pods_dir):
             shutil.rmtree(os.path.join(pods_dir, d), ignore_errors=True)
