@@ -498,6 +498,11 @@ t_reinstall_same_keys() {
 # ----------------------------------------------------------------- main ---
 
 echo "cluster: $APISERVER_URL (Kubernetes $KUBE_VERSION, cluster $CLUSTER_INDEX, nodes $NODE_NAMES); helm: $("$HELM" version --short)"
+# a release left by an earlier run on this cluster would keep its IdP and certificate
+if "$HELM" status "$RELEASE" -n "$NS" >/dev/null 2>&1; then
+    echo "removing the release left by an earlier run"
+    "$HELM" uninstall "$RELEASE" -n "$NS" --wait --timeout 120s >/dev/null
+fi
 start_idp
 check "helm install: CRD established, NOTES name the JWKS URL and redirect URI" t_helm_install
 check "the chart's 2 jetbridge pods run from the Deployment and are Ready" t_pods_ready
