@@ -135,6 +135,7 @@ t_helm_install() {
         --set idp.clientSecret="$CLIENT_SECRET" \
         --set 'idp.scopes={openid,email,profile,groups}' \
         --set ingressClass.name="$CLASS" \
+        --set ingressClass.controller=jetbridge.dev/journey \
         --set leaderElectionId=journey-leader \
         --set bootstrapSecret.name=journey-bootstrap \
         --set defaultCertificate.secretName=auth-tls \

@@ -74,6 +74,7 @@ t_install() {
     k get namespace "$APPS" >/dev/null 2>&1 || k create namespace "$APPS"
     "$HELM" upgrade --install "$RELEASE" "$CHART" --namespace "$NS" --create-namespace \
         --set ingressClass.name=rollout \
+        --set ingressClass.controller=jetbridge.dev/rollout \
         --set leaderElectionId=rollout-leader \
         --set bootstrapSecret.name=rollout-bootstrap \
         --set logFormat=text >/dev/null
