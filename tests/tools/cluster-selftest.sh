@@ -727,7 +727,7 @@ t_pods_clusterip() {
     svc_ip="$(k get service backend -n "$NS" -o jsonpath='{.spec.clusterIP}')"
     [[ "$svc_ip" == "${SERVICE_CIDR%.0.0/16}".* ]] || { echo "ClusterIP $svc_ip not in $SERVICE_CIDR"; return 1; }
     # the pod's /etc/hosts names the Service; kube-proxy's rules in the node netns DNAT it
-    pod_exec "$NS" client grep -q "^$svc_ip[[:space:]].*backend.$NS.svc.cluster.local" /etc/hosts
+    pod_exec "$NS" client grep -q "^${svc_ip}[[:space:]].*backend.$NS.svc.cluster.local" /etc/hosts
     # kube-proxy syncs its rules at most once a second after the slice changes
     wait_for 20 "the Service answers" pod_exec "$NS" client curl -fsS -m 5 -o /dev/null "http://backend.$NS.svc.cluster.local/"
     sleep 1
@@ -800,6 +800,76 @@ t_pods_unknown_image() {
     wait_for 30 "nope deleted" gone pod nope -n "$NS"
 }
 
+# runner_jetbridge_bin: the binary the pod runner runs for ghcr.io/jetbridge/jetbridge
+# (JETBRIDGE_BIN in its environment, else the repository's debug build)
+runner_jetbridge_bin() {
+    local bin
+    bin="$(tr '\0' '\n' < "/proc/$POD_RUNNER_PID/environ" 2>/dev/null | sed -n 's/^JETBRIDGE_BIN=//p')"
+    echo "${bin:-$ROOT/target/debug/jetbridge}"
+}
+
+pod_phase() { k get pod "$1" -n "$NS" -o jsonpath='{.status.phase}'; }
+is_succeeded() { [ "$(pod_phase "$1")" = Succeeded ]; }
+
+t_pods_jetbridge_image() {
+    k apply -f - <<EOT
+apiVersion: v1
+kind: Pod
+metadata: {name: jetbridge-version, namespace: $NS}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsUser: 65532, runAsGroup: 65532}
+  containers: [{name: jetbridge, image: "ghcr.io/jetbridge/jetbridge:0.1.0", args: ["--version"]}]
+EOT
+    wait_for 60 "jetbridge-version Succeeded" is_succeeded jetbridge-version
+    local log
+    log="$(cat "$NODE_DIR"/pods/"$NS"_jetbridge-version_*/jetbridge.log)"
+    grep -q '^jetbridge ' <<<"$log" || { echo "log: $log"; return 1; }
+    expect_eq "exit code" 0 "$(k get pod jetbridge-version -n "$NS" -o jsonpath='{.status.containerStatuses[0].state.terminated.exitCode}')"
+}
+
+# after restart-apiserver: kube-proxy and the pod runner carry on
+t_pods_after_restart() {
+    expect_eq "backend from the client pod" 200 \
+        "$(pod_exec "$NS" client curl -sS -m 5 -o /dev/null -w '%{http_code}' "http://backend.$NS.svc.cluster.local/")"
+    local sa=/var/run/secrets/kubernetes.io/serviceaccount
+    # (kube-proxy follows the kubernetes Service's slice within about a second)
+    wait_for 20 "the API through the kubernetes Service" pod_exec "$NS" client sh -c \
+        "curl -fsS -m 5 -o /dev/null --cacert $sa/ca.crt -H \"Authorization: Bearer \$(cat $sa/token)\" \
+            https://kubernetes.default.svc/api/v1/namespaces/$NS/pods"
+    # the runner still reacts: a new pod becomes Ready
+    k run after-restart -n "$NS" --image=jetbridge.test/echo:1 --labels=app=after-restart
+    wait_for 60 "after-restart Ready" pods_ready 1 app=after-restart
+}
+
+t_pods_nodeport() {
+    k expose deployment echo -n "$NS" --name=backend-np --type=NodePort --port=80 --target-port=8080
+    local port
+    port="$(k get service backend-np -n "$NS" -o jsonpath='{.spec.ports[0].nodePort}')"
+    # kube-proxy answers on the node's address; the host routes to it
+    wait_for 20 "NodePort $port on $NODE_IP" curl -fsS -m 5 -o /dev/null "http://$NODE_IP:$port/"
+}
+
+t_pods_logs() {
+    local out
+    out="$(k logs -n "$NS" client --tail=5)"
+    grep -q 'listening on 0.0.0.0:8080' <<<"$out" || { echo "kubectl logs: $out"; return 1; }
+}
+
+# restart-pod-runner: the runner stops its pods, starts again, cleans up and runs the
+# pods bound to its Nodes again, with the IPs their status had
+t_pods_runner_restart() {
+    local before after
+    before="$(echo_ips)"
+    "$ROOT/scripts/cluster" restart-pod-runner "$DIR"
+    # shellcheck disable=SC1091
+    . "$DIR/env"
+    wait_for 60 "echo pods Ready again" pods_ready 2 app=echo
+    after="$(echo_ips)"
+    expect_eq "echo pod IPs" "$before" "$after"
+    wait_for 30 "the slice lists both again, ready" slice_lists
+}
+
 # A second cluster, started and stopped alongside: another index, and nothing left.
 t_second_cluster() {
     local dir n
@@ -856,6 +926,13 @@ if [ -n "${CLUSTER_INDEX:-}" ]; then
     check "pods: kube-api-access token reads the API, RBAC forbids" t_pods_api_access
     check "pods: delete -> terminating endpoint -> gone, netns gone" t_pods_delete
     check "pods: an unknown image stays ErrImagePull" t_pods_unknown_image
+    check "pods: kubectl logs (the pod runner's log endpoint)" t_pods_logs
+    check "pods: a NodePort Service answers on the node IP from the host" t_pods_nodeport
+    if [ -x "$(runner_jetbridge_bin)" ]; then
+        check "pods: ghcr.io/jetbridge/jetbridge runs $(runner_jetbridge_bin)" t_pods_jetbridge_image
+    else
+        echo "skip  pods: ghcr.io/jetbridge/jetbridge (no binary at $(runner_jetbridge_bin); set JETBRIDGE_BIN for scripts/cluster start)"
+    fi
     check "node network: a second cluster starts and stops clean" t_second_cluster
 fi
 check "helm install and uninstall a chart" t_helm_install
@@ -863,6 +940,10 @@ check "restart-apiserver" t_restart_apiserver
 # shellcheck disable=SC1091
 . "$DIR/env"
 check "data and token survive the restart" t_data_after_restart
+if [ -n "${CLUSTER_INDEX:-}" ]; then
+    check "pods: Services, the API and the runner work after the restart" t_pods_after_restart
+    check "pods: restart-pod-runner runs the pods again, same IPs" t_pods_runner_restart
+fi
 if [ -n "$WITH_CONTROLLERS" ]; then
     # with a namespace controller, a run cleans up after itself
     k delete node "$NODE" --wait=false >/dev/null 2>&1 || true

@@ -39,7 +39,8 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "jetbridge-echo/1"
 
-    def log_message(self, fmt, *args):  # one line per request on stderr
+    def log_message(self, fmt, *args):
+        """One line per request on stderr (the container log)."""
         sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
 
     def reply(self, status, body, content_type="text/plain; charset=utf-8"):
@@ -92,6 +93,7 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def server_bind(self):
+        """Bind; the server name is the host name, no lookup."""
         socketserver.TCPServer.server_bind(self)
         self.server_name = socket.gethostname()
         self.server_port = self.server_address[1]
@@ -106,7 +108,9 @@ def main():
     server = Server(("0.0.0.0", args.port), Handler)
 
     def on_term(signum, frame):
+        """SIGTERM: stop after the drain time, in a thread (shutdown() blocks)."""
         def drain():
+            """Wait, then stop serving."""
             time.sleep(args.drain_seconds)
             server.shutdown()
         sys.stderr.write("SIGTERM: draining %.1fs\n" % args.drain_seconds)

@@ -37,6 +37,7 @@ import argparse
 import base64
 import datetime
 import http.client
+import http.server
 import ipaddress
 import json
 import os
@@ -60,6 +61,8 @@ POD_LOOP_SECONDS = 0.3
 SERVICE_LOOP_SECONDS = 1.0
 NODE_HEARTBEAT_SECONDS = 10
 VOLUME_SYNC_SECONDS = 15
+EVENT_REPEAT_SECONDS = 30
+KUBELET_PORT = 10250                   # container logs, on the node IP (kubectl logs)
 BACKOFF_START, BACKOFF_MAX = 2.0, 60.0
 STAGING_ROOT = "/run/jetbridge-pods"  # per pod: where its mount namespace sees the node folder
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -73,6 +76,18 @@ def log(msg):
     with LOG_LOCK:
         sys.stderr.write(line)
         sys.stderr.flush()
+
+
+LAST_ERRORS = {}
+
+
+def log_error(where, error):
+    """Log a loop's error, but the same one at most every 10 s (an API server that is
+    restarting fails every request of every loop)."""
+    key, now = (where, str(error)[:200]), time.time()
+    if now - LAST_ERRORS.get(key, 0) >= 10:
+        LAST_ERRORS[key] = now
+        log("%s: %s" % (where, error))
 
 
 def now_rfc3339():
@@ -142,6 +157,7 @@ class Api:
         self.local = threading.local()
 
     def _conn(self):
+        """This thread's connection (opened on first use)."""
         conn = getattr(self.local, "conn", None)
         if conn is None:
             conn = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=30)
@@ -171,9 +187,11 @@ class Api:
         return json.loads(raw) if raw else {}
 
     def get(self, path):
+        """GET PATH."""
         return self.request("GET", path)
 
     def patch(self, path, body, kind="merge"):
+        """PATCH PATH with a merge (or strategic merge) patch."""
         ctype = {"merge": "application/merge-patch+json",
                  "strategic": "application/strategic-merge-patch+json"}[kind]
         return self.request("PATCH", path, body, ctype)
@@ -238,6 +256,7 @@ class Nodes:
         raise RuntimeError("no free IP left in %s" % net)
 
     def release(self, node, ip):
+        """Give IP back to NODE's pool."""
         with self.lock:
             self.used.get(node, set()).discard(ip)
 
@@ -274,7 +293,7 @@ class Nodes:
                          "containerRuntimeVersion": "jetbridge-pod-runner://1",
                          "osImage": "jetbridge pod runner", "kernelVersion": os.uname().release,
                          "machineID": "", "systemUUID": "", "bootID": ""},
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
         }
         if res:
             status["capacity"] = res
@@ -284,7 +303,15 @@ class Nodes:
     started = now_rfc3339()
 
     def register(self, api):
-        """Create the Nodes (or refresh their status if they exist)."""
+        """Create the Nodes (or refresh their status if they exist). Nodes of an earlier
+        start of this cluster under another index are deleted (the pod garbage collector
+        then removes their pods)."""
+        sel = urllib.parse.quote("jetbridge.dev/pod-runner=true")
+        for node in api.get("/api/v1/nodes?labelSelector=%s" % sel)["items"]:
+            name = node["metadata"]["name"]
+            if name not in self.names:
+                api.request("DELETE", "/api/v1/nodes/%s" % name)
+                log("node %s: of an earlier start, deleted" % name)
         for name in self.names:
             try:
                 api.request("POST", "/api/v1/nodes", self.node_object(name))
@@ -328,6 +355,7 @@ class HostsFiles:
         os.makedirs(self.dir, exist_ok=True)
         self.services = []     # the last list of Services
         self.slices = []       # the last list of EndpointSlices
+        self.pods = {}         # a pod's hosts file -> (namespace, its own line)
         self.lock = threading.Lock()
         # no DNS server in the pod network: a lookup that misses /etc/hosts fails at once
         self.resolv_conf = os.path.join(node_dir, "resolv.conf")
@@ -338,14 +366,30 @@ class HostsFiles:
         os.chmod(self.resolv_conf, 0o644)
 
     def path(self, ns):
+        """Where the hosts file of NS is."""
         return os.path.join(self.dir, ns)
 
     def ensure(self, ns):
         """The hosts file of NS (made now if new)."""
         p = self.path(ns)
         if not os.path.exists(p):
-            self.write(ns, self.content(ns))
+            with self.lock:
+                write_in_place(p, self.content(ns))
         return p
+
+    def pod_file(self, path, ns, ip, hostname):
+        """A pod's own hosts file: its namespace's, plus its IP and host name (as the
+        kubelet adds them); kept up to date with the namespace's until forget()."""
+        self.ensure(ns)
+        with self.lock:
+            self.pods[path] = (ns, "%s\t%s\n" % (ip, hostname))
+            write_in_place(path, self.content(ns) + self.pods[path][1])
+        return path
+
+    def forget(self, path):
+        """A pod's hosts file is no longer kept."""
+        with self.lock:
+            self.pods.pop(path, None)
 
     def entries(self):
         """(ip, name, ns) for every Service address."""
@@ -381,18 +425,6 @@ class HostsFiles:
             lines.append("%s\t%s" % (ip, " ".join(names)))
         return "\n".join(lines) + "\n"
 
-    def write(self, ns, text):
-        """Write in place (same inode), so that bind mounts see the change."""
-        p = self.path(ns)
-        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
-        with os.fdopen(fd, "r+") as f:
-            if f.read() == text:
-                return False
-            f.seek(0)
-            f.truncate()
-            f.write(text)
-        os.chmod(p, 0o644)
-        return True
 
     def sync(self, api):
         """List Services and EndpointSlices; rewrite the files that changed."""
@@ -401,8 +433,10 @@ class HostsFiles:
         with self.lock:
             self.services, self.slices = services, slices
             for ns in os.listdir(self.dir):
-                if self.write(ns, self.content(ns)):
+                if write_in_place(self.path(ns), self.content(ns)):
                     log("hosts %s: updated from %d Services" % (ns, len(services)))
+            for path, (ns, own) in self.pods.items():
+                write_in_place(path, self.content(ns) + own)
 
     def service_env(self, ns):
         """The variables a kubelet adds for the Services of NS (and `kubernetes`)."""
@@ -433,13 +467,30 @@ class HostsFiles:
         return env
 
 
+def write_in_place(path, text):
+    """Write PATH in place (same inode), so that bind mounts see the change; False if it
+    already held TEXT."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    with os.fdopen(fd, "r+") as f:
+        if f.read() == text:
+            return False
+        f.seek(0)
+        f.truncate()
+        f.write(text)
+    os.chmod(path, 0o644)
+    return True
+
+
 # --------------------------------------------------------------- volumes ---
 
 def atomic_write_dir(target, files, mode=0o644, owner=None):
     """Write FILES ({relative path: (bytes, mode or None)}) into TARGET as the kubelet's
     atomic writer does: a time-stamped folder, `..data` pointing at it, and a symlink per
-    top-level entry, so that a directory bind mount sees a whole new set at once."""
+    top-level entry, so that a directory bind mount sees a whole new set at once.
+    Nothing is written when the files are already there as given (returns False)."""
     os.makedirs(target, exist_ok=True)
+    if same_content(target, files, mode):
+        return False
     stamp = "..%s.%s" % (datetime.datetime.utcnow().strftime("%Y_%m_%d_%H_%M_%S"), uuid.uuid4().hex[:6])
     new = os.path.join(target, stamp)
     os.makedirs(new)
@@ -470,6 +521,29 @@ def atomic_write_dir(target, files, mode=0o644, owner=None):
                 os.unlink(p)
     if old and os.path.basename(old) != stamp and os.path.isdir(old):
         shutil.rmtree(old, ignore_errors=True)
+    return True
+
+
+def same_content(target, files, mode):
+    """Whether TARGET's `..data` already holds exactly FILES (bytes and modes): then a
+    refresh changes nothing, and a program watching the files sees no event."""
+    data = os.path.join(target, "..data")
+    if not os.path.isdir(data):
+        return False
+    present = set()
+    for root, _, names in os.walk(data):
+        for name in names:
+            present.add(os.path.relpath(os.path.join(root, name), data))
+    if present != set(files):
+        return False
+    for rel, (content, fmode) in files.items():
+        p = os.path.join(data, rel)
+        if os.stat(p).st_mode & 0o7777 != (fmode if fmode is not None else mode):
+            return False
+        with open(p, "rb") as f:
+            if f.read() != content:
+                return False
+    return True
 
 
 def key_items(data, items, optional, what):
@@ -630,9 +704,11 @@ class Container:
         self.done = False             # terminated for good (restartPolicy)
 
     def running(self):
+        """Whether the process runs."""
         return self.proc is not None and self.proc.poll() is None
 
     def ready(self):
+        """Running, started and (if it has one) passing its readiness probe."""
         if not self.running() or not self.started:
             return False
         p = self.probes.get("readiness")
@@ -663,6 +739,7 @@ class PodWorker(threading.Thread):
         self.conditions = {}          # type -> (status, lastTransitionTime)
         self.last_status = None
         self.failed_status, self.retry_at = None, 0.0
+        self.events_sent = {}         # (reason, message, container) -> when posted
         self.tokens = {}              # volume name -> expiry time to refresh at
         self.next_volume_sync = 0.0
         self.finished = False
@@ -671,9 +748,16 @@ class PodWorker(threading.Thread):
 
     # --------------------------------------------------------------- util
     def say(self, msg):
+        """A runner log line about this pod."""
         log("%s/%s: %s" % (self.ns, self.name, msg))
 
     def event(self, etype, reason, message, container=None):
+        """An Event about this pod (or one of its containers); the same one at most
+        every EVENT_REPEAT_SECONDS (a failing probe would post one per period)."""
+        key, now = (reason, message, container), time.time()
+        if now - self.events_sent.get(key, 0) < EVENT_REPEAT_SECONDS:
+            return
+        self.events_sent[key] = now
         fp = "spec.containers{%s}" % container if container else None
         post_event(self.api, self.pod, etype, reason, message, fp)
 
@@ -707,6 +791,7 @@ class PodWorker(threading.Thread):
 
     # ------------------------------------------------------------ volumes
     def volume_dir(self, name):
+        """Where volume NAME is written."""
         return os.path.join(self.dir, "volumes", name)
 
     def get_object(self, kind, name):
@@ -794,6 +879,7 @@ class PodWorker(threading.Thread):
         return files, refresh
 
     def downward_files(self, spec):
+        """The files of a downwardAPI volume or projection."""
         out = {}
         for it in spec.get("items") or []:
             if "fieldRef" in it:
@@ -968,6 +1054,7 @@ class PodWorker(threading.Thread):
         node_dir = self.runner.node_dir
 
         def staged(path):
+            """PATH as the pod's mount namespace sees it before the volume mounts."""
             return os.path.join(stage, os.path.relpath(path, node_dir))
 
         lines = ["set -e", "hostname %s" % shlex.quote(self.name[:63]),
@@ -991,7 +1078,8 @@ class PodWorker(threading.Thread):
             lines.append("mount --bind %s %s" % (q_src, q_dst))
             if vm.get("readOnly"):
                 lines.append("mount -o remount,ro,bind %s" % q_dst)
-        lines.append("mount --bind %s /etc/hosts" % shlex.quote(staged(self.runner.hosts.ensure(self.ns))))
+        hosts = self.runner.hosts.pod_file(os.path.join(self.dir, "hosts"), self.ns, self.ip, self.name[:63])
+        lines.append("mount --bind %s /etc/hosts" % shlex.quote(staged(hosts)))
         lines.append("mount --bind %s /etc/resolv.conf" % shlex.quote(staged(self.runner.hosts.resolv_conf)))
         workdir = c.spec.get("workingDir")
         if workdir:
@@ -1093,12 +1181,14 @@ class PodWorker(threading.Thread):
 
     # -------------------------------------------------------------- status
     def set_condition(self, ctype, ok):
+        """Set a pod condition; its lastTransitionTime moves only on a change."""
         status = "True" if ok else "False"
         old = self.conditions.get(ctype)
         if old is None or old[0] != status:
             self.conditions[ctype] = (status, now_rfc3339())
 
     def container_status(self, c, init=False):
+        """One entry of containerStatuses (or initContainerStatuses)."""
         st = {"name": c.name, "image": c.spec.get("image", ""),
               "imageID": "jetbridge-pod-runner://%s" % c.spec.get("image", ""),
               "ready": c.ready() if not init else bool(c.terminated and c.terminated["exitCode"] == 0),
@@ -1117,6 +1207,7 @@ class PodWorker(threading.Thread):
         return st
 
     def phase(self):
+        """Pending, Running, Succeeded or Failed, as the kubelet derives it."""
         if self.terminal_phase:
             return self.terminal_phase
         cs = self.containers
@@ -1211,6 +1302,7 @@ class PodWorker(threading.Thread):
                 time.sleep(3)
 
     def main(self):
+        """Set up, then run the containers until the pod is deleted or lost."""
         self.start_time = now_rfc3339()
         self.say("accepted on node %s" % self.node)
         self.push_status()
@@ -1319,6 +1411,7 @@ class PodWorker(threading.Thread):
         cleanup_netns(self.netns, self.veth, self.runner.env["NODE_NETNS"])
         shutil.rmtree(os.path.join(self.dir, "volumes"), ignore_errors=True)
         remove_staging(self.netns)
+        self.runner.hosts.forget(os.path.join(self.dir, "hosts"))
         if self.ip:
             self.runner.nodes.release(self.node, self.ip)
         self.net_ready = False
@@ -1338,6 +1431,7 @@ class PodWorker(threading.Thread):
 def describe_change(old, new):
     """A short account of a status change for the log."""
     def summary(st):
+        """Phase, IP, Ready and the container states."""
         if not st:
             return "-"
         cs = ",".join("%s=%s%s" % (c["name"], list(c["state"])[0],
@@ -1355,6 +1449,7 @@ def expand_vars(value, variables):
 def expand_refs(value, env):
     """Kubernetes $(VAR) references in command, args and env values; $$ escapes."""
     def sub(m):
+        """One reference."""
         if m.group(0) == "$$":
             return "$"
         name = m.group(1)
@@ -1381,6 +1476,94 @@ def cleanup_netns(netns, veth, node_ns):
                 pass
         run(["ip", "netns", "delete", netns], check=False)
     run(["ip", "-n", node_ns, "link", "del", veth], check=False)
+
+
+# ------------------------------------------------------ logs (kubelet API) ---
+
+class LogHandler(http.server.BaseHTTPRequestHandler):
+    """GET /containerLogs/NS/POD/CONTAINER[?follow&tailLines&limitBytes]: what the API
+    server's pods/log subresource (`kubectl logs`) asks a kubelet for."""
+
+    protocol_version = "HTTP/1.1"
+    runner = None
+
+    def log_message(self, fmt, *args):
+        """Quiet: the API server asks often."""
+
+    def do_GET(self):
+        """One container's log file, optionally followed while the container runs."""
+        url = urllib.parse.urlsplit(self.path)
+        parts = url.path.strip("/").split("/")
+        if len(parts) != 4 or parts[0] != "containerLogs":
+            self.send_error(404, "only /containerLogs/NS/POD/CONTAINER is served")
+            return
+        _, ns, name, container = parts
+        query = urllib.parse.parse_qs(url.query)
+        worker = self.runner.find_worker(ns, name)
+        path = os.path.join(worker.dir, container + ".log") if worker else None
+        if not path or not os.path.exists(path):
+            self.send_error(404, "no log of %s/%s/%s here" % (ns, name, container))
+            return
+        with open(path, "rb") as f:
+            data = f.read()
+        if "tailLines" in query:
+            n = int(query["tailLines"][0])
+            data = b"".join(data.splitlines(keepends=True)[-n:]) if n > 0 else b""
+        if "limitBytes" in query:
+            data = data[: int(query["limitBytes"][0])]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.chunk(data)
+        if query.get("follow", ["false"])[0] in ("true", "1"):
+            self.follow(path, worker, container)
+        self.chunk(b"")
+
+    def chunk(self, data):
+        """One chunk of the chunked body (empty: the end)."""
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def follow(self, path, worker, container):
+        """Send what is appended while the container runs and the client listens."""
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            while not worker.finished:
+                data = f.read()
+                if data:
+                    self.chunk(data)
+                else:
+                    time.sleep(0.3)
+
+
+def serve_logs(runner, netns, ip, cert, key):
+    """The log endpoint on IP:KUBELET_PORT inside NETNS: the serving thread enters the
+    node's network namespace (setns acts on the calling thread only) and binds there."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open("/run/netns/" + netns, os.O_RDONLY)
+    if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+        raise OSError(ctypes.get_errno(), "setns %s" % netns)
+    os.close(fd)
+    LogHandler.runner = runner
+    server = http.server.ThreadingHTTPServer((ip, KUBELET_PORT), LogHandler)
+    server.daemon_threads = True
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    log("container logs served on https://%s:%d (kubectl logs)" % (ip, KUBELET_PORT))
+    server.serve_forever()
+
+
+def make_serving_cert(folder, ip):
+    """A self-signed certificate for the log endpoint (the API server does not verify
+    a kubelet's serving certificate unless told to)."""
+    cert, key = os.path.join(folder, "kubelet.crt"), os.path.join(folder, "kubelet.key")
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "3650", "-subj", "/CN=jetbridge-pod-runner", "-keyout", key, "-out", cert,
+         "-addext", "subjectAltName=IP:%s" % ip])
+    return cert, key
 
 
 # ---------------------------------------------------------------- runner ---
@@ -1423,7 +1606,26 @@ class Runner:
         for d in os.listdir(pods_dir):
             shutil.rmtree(os.path.join(pods_dir, d), ignore_errors=True)
 
+    def find_worker(self, ns, name):
+        """The worker of pod NS/NAME, if this runner runs it."""
+        with self.lock:
+            for w in self.workers.values():
+                if w.ns == ns and w.name == name:
+                    return w
+        return None
+
+    def start_log_server(self):
+        """The kubelet's log endpoint, in a thread (a failure is logged, not fatal)."""
+        def serve():
+            try:
+                cert, key = make_serving_cert(self.node_dir, self.nodes.node_ip)
+                serve_logs(self, self.env["NODE_NETNS"], self.nodes.node_ip, cert, key)
+            except Exception as e:
+                log("container log endpoint not served: %s" % e)
+        threading.Thread(target=serve, daemon=True, name="logs").start()
+
     def worker_done(self, worker):
+        """A worker ended: remember its uid so that it is not started again."""
         with self.lock:
             self.done_uids.add(worker.uid)
             self.workers.pop(worker.uid, None)
@@ -1463,7 +1665,10 @@ class Runner:
                 worker.event("Normal", "Killing", "Container %s failed %s probe, will be restarted" % (c.name, p.kind), c.name)
                 try:
                     os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(timeout=c.spec.get("terminationGracePeriodSeconds") or 5)
+                    grace = p.spec.get("terminationGracePeriodSeconds")
+                    if grace is None:
+                        grace = worker.pod["spec"].get("terminationGracePeriodSeconds", 30)
+                    proc.wait(timeout=max(grace, 1))
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -1488,7 +1693,7 @@ class Runner:
                         w.say("pod object gone; stopping it")
                         w.finished = True
             except Exception as e:
-                log("pod loop: %s" % e)
+                log_error("pod loop", e)
             self.stopping.wait(POD_LOOP_SECONDS)
 
     def handle(self, pod):
@@ -1524,19 +1729,21 @@ class Runner:
             log("%s/%s: delete failed: %s" % (meta["namespace"], meta["name"], e))
 
     def service_loop(self):
+        """Every SERVICE_LOOP_SECONDS: the hosts files from the Services."""
         while not self.stopping.is_set():
             try:
                 self.hosts.sync(self.api)
             except Exception as e:
-                log("service loop: %s" % e)
+                log_error("service loop", e)
             self.stopping.wait(SERVICE_LOOP_SECONDS)
 
     def node_loop(self):
+        """Every NODE_HEARTBEAT_SECONDS: Node heartbeats and Leases."""
         while not self.stopping.is_set():
             try:
                 self.nodes.heartbeat(self.api)
             except Exception as e:
-                log("node heartbeat: %s" % e)
+                log_error("node heartbeat", e)
             self.stopping.wait(NODE_HEARTBEAT_SECONDS)
 
     def shutdown(self):
@@ -1559,6 +1766,7 @@ class Runner:
         log("stopped: %d pod(s) stopped" % len(workers))
 
     def main(self):
+        """Clean up, register the Nodes, start the loops; the pod loop runs here."""
         log("pod runner (kubelet stand-in) for nodes %s in netns %s, API %s" %
             (" ".join(self.nodes.names), self.env["NODE_NETNS"], self.env["APISERVER_URL"]))
         self.cleanup_leftovers()
@@ -1568,18 +1776,23 @@ class Runner:
             self.hosts.sync(self.api)
         except Exception as e:
             log("service loop: %s" % e)
+        self.start_log_server()
         for target in (self.node_loop, self.service_loop):
             threading.Thread(target=target, daemon=True, name=target.__name__).start()
         self.pod_loop()
 
 
 def main():
+    """Run until SIGTERM or SIGINT, then stop the pods."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cluster-dir", required=True)
     args = ap.parse_args()
+    # ip, sysctl, nsenter, setpriv: whatever PATH the runner was started with
+    os.environ["PATH"] = DEFAULT_PATH + ":" + os.environ.get("PATH", "")
     runner = Runner(os.path.abspath(args.cluster_dir))
 
     def on_signal(signum, frame):
+        """Stop the loops; main() then stops the pods."""
         log("signal %d: stopping" % signum)
         runner.stopping.set()
 
