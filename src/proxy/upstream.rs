@@ -27,7 +27,7 @@ pub struct IdpTransport(pub HttpClient);
 
 impl crate::identity::oidc::Transport for IdpTransport {
     fn exchange(&self, req: http::Request<Vec<u8>>) -> crate::identity::oidc::Exchange<'_> {
-        use crate::identity::oidc::{IDP_TIMEOUT, MAX_IDP_BODY};
+        use crate::identity::oidc::{IDP_TIMEOUT, MAX_IDP_BODY, TransportError};
         use http_body_util::BodyExt as _;
         Box::pin(async move {
             let (parts, body) = req.into_parts();
@@ -37,16 +37,16 @@ impl crate::identity::oidc::Transport for IdpTransport {
             );
             let resp = tokio::time::timeout(IDP_TIMEOUT, self.0.request(req))
                 .await
-                .map_err(|_| "timed out".to_string())?
-                .map_err(|e| e.to_string())?;
+                .map_err(|_| TransportError::TimedOut)?
+                .map_err(|e| TransportError::Failed(e.to_string()))?;
             let (parts, body) = resp.into_parts();
             let bytes = tokio::time::timeout(
                 IDP_TIMEOUT,
                 http_body_util::Limited::new(body, MAX_IDP_BODY).collect(),
             )
             .await
-            .map_err(|_| "timed out reading the response".to_string())?
-            .map_err(|e| e.to_string())?
+            .map_err(|_| TransportError::ReadTimedOut)?
+            .map_err(|e| TransportError::Failed(e.to_string()))?
             .to_bytes();
             Ok(http::Response::from_parts(parts, bytes.to_vec()))
         })
