@@ -7,11 +7,11 @@
 #
 # Serves `GET /` on a public route (the route of bench/run's B1p, nginx as
 # the upstream) over one kept-alive HTTP/1.1 TLS connection, as wrk sends
-# it: WARM requests first,
-# then the counters are zeroed and N requests (default 2000) are counted.
-# Writes OUT (the callgrind profile of the N requests) and prints the total
-# and per-request instruction counts. Read a profile with
-#   callgrind_annotate --inclusive=yes OUT | head -60
+# it: WARM requests (default 200) first, then the counters are zeroed and N
+# requests (default 2000) are counted. Writes OUT.1 (the callgrind profile of
+# the N requests) and prints the total and per-request instruction counts.
+# Read a profile with
+#   callgrind_annotate --inclusive=yes OUT.1 | head -80
 set -euo pipefail
 
 BIN="$1"
