@@ -159,8 +159,24 @@ impl PolicySpec {
 pub struct WatchedPolicy {
     pub metadata: ObjectMeta,
     /// The rules, or why they cannot be read.
-    pub spec: Result<PolicySpec, String>,
+    pub spec: Result<PolicySpec, SpecError>,
     pub status: Option<PolicyStatus>,
+}
+
+/// Why a watched Policy's `spec` cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// Nested deeper than the reader follows.
+    #[error(
+        "spec is nested more than {depth} levels deep; jetbridge reads at most {depth} \
+         (and operators at most {operators} inside one action)",
+        depth = SPEC_DEPTH,
+        operators = crate::policy::MAX_OPERATOR_DEPTH
+    )]
+    TooDeep,
+    /// Not the shape of a Policy spec (the JSON reader's message).
+    #[error("spec: {0}")]
+    Invalid(String),
 }
 
 /// The parts of `metadata` the controller reads.
@@ -194,14 +210,11 @@ impl<'de> Deserialize<'de> for WatchedPolicy {
         let spec = match &w.spec {
             None => Ok(PolicySpec::default()),
             Some(raw) => serde_json::from_str::<PolicySpec>(raw.get()).map_err(|e| {
-                if e.to_string().starts_with("recursion limit exceeded") {
-                    format!(
-                        "spec is nested more than {SPEC_DEPTH} levels deep; jetbridge reads \
-                         at most {SPEC_DEPTH} (and operators at most {} inside one action)",
-                        crate::policy::MAX_OPERATOR_DEPTH
-                    )
+                let reason = e.to_string();
+                if reason.starts_with("recursion limit exceeded") {
+                    SpecError::TooDeep
                 } else {
-                    format!("spec: {e}")
+                    SpecError::Invalid(reason)
                 }
             }),
         };
@@ -296,7 +309,7 @@ mod tests {
         );
         let l: kube::core::ObjectList<WatchedPolicy> = serde_json::from_str(&list).unwrap();
         assert_eq!(l.items.len(), 2);
-        let e = l.items[0].spec.as_ref().unwrap_err();
+        let e = l.items[0].spec.as_ref().unwrap_err().to_string();
         assert!(e.contains("nested more than 128 levels"), "{e}");
         assert!(e.len() < 300, "{e}");
         assert_eq!(l.items[0].metadata.managed_fields, None);
