@@ -12,11 +12,16 @@
 #                                3000; h2c on $H2C_PORT, 3001; HTTPS on $HTTPS_PORT when
 #                                TLS_SERVER_CERT/TLS_SERVER_PRIVKEY are set; gRPC with
 #                                GRPC_ECHO_SERVER=1)
+#              coredns           CoreDNS at the release the base manifests name
+#                                (github.com/coredns/coredns; the infra namespace's
+#                                DNS backend, which must be Ready for the suite's setup)
+#              base-manifests.yaml  the suite's conformance/base/manifests.yaml
 #              crd/standard/, crd/experimental/   the module's config/crd/
 #              BUILD             Go version, build time, module versions
 #
-# Work folder: $JETBRIDGE_CACHE/build/gateway-api-VERSION (module, Go build cache,
-# build.log); removed on success, kept on failure so a retry reuses the compiled packages.
+# Work folders: $JETBRIDGE_CACHE/build/gateway-api-VERSION and build/coredns-VERSION
+# (module, Go build cache, build.log); removed on success, kept on failure so a retry
+# reuses the compiled packages.
 #
 # Environment:
 #   JETBRIDGE_CACHE        cache root (default: $HOME/.cache/jetbridge)
@@ -96,6 +101,29 @@ compile() {
     say "compile took ${BUILD_SECONDS}s"
 }
 
+# CoreDNS: its own module (its dependencies differ from the suite's), the release the
+# suite's base manifests run (registry.k8s.io/coredns/coredns:vX.Y.Z).
+build_coredns() {
+    local v cb t0=$SECONDS
+    v="$(sed -n 's|^[[:space:]]*image: registry.k8s.io/coredns/coredns:v\([0-9.]*\)$|\1|p' "$CONF_DIR/base/manifests.yaml" | head -n1)"
+    [ -n "$v" ] || { say "the base manifests run no CoreDNS: not built"; return 0; }
+    cb="$CACHE/build/coredns-$v"
+    mkdir -p "$cb/mod" "$cb/gocache"
+    say "go build github.com/coredns/coredns@v$v (log: $cb/build.log)"
+    (
+        export GOCACHE="$cb/gocache"
+        cd "$cb/mod"
+        [ -f go.mod ] || go mod init jetbridge.test/coredns-build
+        go get "github.com/coredns/coredns@v$v"
+        nice -n "${JETBRIDGE_BUILD_NICE:-10}" go build -trimpath -ldflags "-s -w" -o "$BUILD/out/coredns" github.com/coredns/coredns
+    ) >>"$cb/build.log" 2>&1 || die "go build of CoreDNS v$v failed (log: $cb/build.log)"
+    "$BUILD/out/coredns" -version 2>&1 | grep -q "CoreDNS-$v" || die "the built coredns does not say CoreDNS-$v"
+    cat "$cb/build.log" >>"$LOG"
+    rm -rf "$cb"
+    COREDNS_SECONDS=$((SECONDS - t0))
+    say "CoreDNS v$v took ${COREDNS_SECONDS}s"
+}
+
 check() {
     "$BUILD/out/conformance.test" -test.list 'TestConformance$' 2>>"$LOG" | grep -qx TestConformance \
         || die "the built conformance.test does not list TestConformance"
@@ -121,11 +149,13 @@ install_into() {
     rm -rf "$DIR.tmp"
     mkdir -p "$DIR.tmp/crd"
     mv "$BUILD/out/conformance.test" "$BUILD/out/echo-basic" "$DIR.tmp/"
+    [ ! -f "$BUILD/out/coredns" ] || mv "$BUILD/out/coredns" "$DIR.tmp/"
+    cp "$CONF_DIR/base/manifests.yaml" "$DIR.tmp/base-manifests.yaml"
     cp -r "$API_DIR/config/crd/standard" "$API_DIR/config/crd/experimental" "$DIR.tmp/crd/"
     chmod -R u+w "$DIR.tmp/crd"
     cp "$LOG" "$DIR.tmp/build.log"
-    printf 'built %s with %s in %ss (compile %ss)\n%s %s\n%s %s\n' "$(date -u +%FT%TZ)" \
-        "$(cd "$BUILD/mod" && go version)" "$((SECONDS - T0))" "$BUILD_SECONDS" \
+    printf 'built %s with %s in %ss (suite compile %ss, coredns %ss)\n%s %s\n%s %s\n' "$(date -u +%FT%TZ)" \
+        "$(cd "$BUILD/mod" && go version)" "$((SECONDS - T0))" "$BUILD_SECONDS" "${COREDNS_SECONDS:-0}" \
         "$CONF" "v$VERSION" "$MOD" "v$VERSION" > "$DIR.tmp/BUILD"
     rm -rf "$DIR"
     mv "$DIR.tmp" "$DIR"
@@ -139,6 +169,7 @@ main() {
     say "building the Gateway API conformance suite v$VERSION from the Go module proxy in $BUILD"
     make_module
     compile
+    build_coredns
     check
     install_into
     rm -rf "$BUILD"
