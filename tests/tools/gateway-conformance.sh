@@ -206,6 +206,32 @@ say "applying the suite's base manifests and waiting for their pods"
 sed "s/{GATEWAY_CLASS_NAME}/$CLASS/g" "$SUITE/base-manifests.yaml" >"$OUT/base-manifests.yaml"
 k apply --server-side --force-conflicts -f "$OUT/base-manifests.yaml" >"$OUT/base-manifests.log" 2>&1 \
     || die "applying the base manifests failed: $(grep -v -e ' serverside-applied$' -e ' unchanged$' "$OUT/base-manifests.log" | head -n5)"
+# Some backends mount Secrets that the suite creates in its setup, after the GatewayClass
+# is Accepted (its TLS test certificates). Until then those pods could not start: give
+# each missing one a self-signed placeholder, which the suite's setup replaces.
+python3 - "$OUT/base-manifests.yaml" >"$OUT/backend-secrets.txt" <<'PY'
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if not d or d.get("kind") != "Deployment":
+        continue
+    for v in d["spec"]["template"]["spec"].get("volumes") or []:
+        if "secret" in v:
+            keys = [i["key"] for i in v["secret"].get("items") or []] or ["tls.crt", "tls.key"]
+            print(d["metadata"]["namespace"], v["secret"]["secretName"], ",".join(keys))
+PY
+sort -u -o "$OUT/backend-secrets.txt" "$OUT/backend-secrets.txt"
+while read -r ns secret keys; do
+    k get secret -n "$ns" "$secret" >/dev/null 2>&1 && continue
+    [ "$keys" = "tls.crt,tls.key" ] || [ "$keys" = "tls.key,tls.crt" ] \
+        || die "backend Secret $ns/$secret needs keys $keys: no placeholder for that"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$secret" \
+        -keyout "$OUT/$ns-$secret.key" -out "$OUT/$ns-$secret.crt" >/dev/null 2>&1 \
+        || die "openssl could not make a placeholder certificate for $ns/$secret"
+    k create secret tls -n "$ns" "$secret" --cert "$OUT/$ns-$secret.crt" --key "$OUT/$ns-$secret.key" >/dev/null \
+        || die "creating the placeholder Secret $ns/$secret failed"
+    say "placeholder Secret $ns/$secret (the suite's setup replaces it)"
+done <"$OUT/backend-secrets.txt"
+
 check_backends() {
     local ns deadline=$((SECONDS + 180)) notready
     while :; do
