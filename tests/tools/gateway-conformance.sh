@@ -316,7 +316,7 @@ set -e
 SUITE_SECONDS=$((SECONDS - T_SUITE))
 
 # ------------------------------------------------------------------ summary
-[ -z "$REPORT_COPY" ] || { [ -f "$REPORT" ] && cp "$REPORT" "$REPORT_COPY"; }
+if [ -n "$REPORT_COPY" ] && [ -f "$REPORT" ]; then cp "$REPORT" "$REPORT_COPY"; fi
 if python3 - "$REPORT" "$OUT/suite.log" "$SUITE_RC" "$SUITE_SECONDS" "$((SECONDS - T_START))" <<'PY'
 import os, re, sys
 report_path, log_path, rc, suite_s, total_s = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
