@@ -119,7 +119,7 @@ build_coredns() {
     ) >>"$cb/build.log" 2>&1 || die "go build of CoreDNS v$v failed (log: $cb/build.log)"
     "$BUILD/out/coredns" -version 2>&1 | grep -q "CoreDNS-$v" || die "the built coredns does not say CoreDNS-$v"
     cat "$cb/build.log" >>"$LOG"
-    rm -rf "$cb"
+    COREDNS_BUILD="$cb"
     COREDNS_SECONDS=$((SECONDS - t0))
     say "CoreDNS v$v took ${COREDNS_SECONDS}s"
 }
@@ -151,6 +151,7 @@ install_into() {
     mv "$BUILD/out/conformance.test" "$BUILD/out/echo-basic" "$DIR.tmp/"
     [ ! -f "$BUILD/out/coredns" ] || mv "$BUILD/out/coredns" "$DIR.tmp/"
     cp "$CONF_DIR/base/manifests.yaml" "$DIR.tmp/base-manifests.yaml"
+    chmod u+w "$DIR.tmp/base-manifests.yaml"
     cp -r "$API_DIR/config/crd/standard" "$API_DIR/config/crd/experimental" "$DIR.tmp/crd/"
     chmod -R u+w "$DIR.tmp/crd"
     cp "$LOG" "$DIR.tmp/build.log"
@@ -172,7 +173,8 @@ main() {
     build_coredns
     check
     install_into
-    rm -rf "$BUILD"
+    # the work folders go only now, when everything is in place
+    rm -rf "$BUILD" ${COREDNS_BUILD:+"$COREDNS_BUILD"} || say "could not remove all of the work folders in $CACHE/build"
     rmdir "$CACHE/build" 2>/dev/null || true
     say "Gateway API conformance suite v$VERSION built in $((SECONDS - T0))s: $DIR"
 }
