@@ -349,6 +349,8 @@ if os.path.exists(report_path):
     rep = yaml.safe_load(open(report_path))
     print("report: %s (gatewayAPIVersion %s, channel %s, mode %s)" % (
         report_path, rep.get("gatewayAPIVersion"), rep.get("gatewayAPIChannel"), rep.get("mode")))
+    if not rep.get("profiles"):
+        print("report: no profile results (profiles: null): no test ran")
     for prof in rep.get("profiles") or []:
         for part in ("core", "extended"):
             p = prof.get(part)
