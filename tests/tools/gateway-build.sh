@@ -125,10 +125,12 @@ build_coredns() {
 }
 
 check() {
-    "$BUILD/out/conformance.test" -test.list 'TestConformance$' 2>>"$LOG" | grep -qx TestConformance \
-        || die "the built conformance.test does not list TestConformance"
-    "$BUILD/out/conformance.test" -help 2>&1 | grep -q -- '-gateway-class' \
-        || die "the built conformance.test has no -gateway-class flag"
+    # (outputs captured first: grep -q closing the pipe early would fail it under pipefail)
+    local listed usage
+    listed="$("$BUILD/out/conformance.test" -test.list 'TestConformance$' 2>>"$LOG" || true)"
+    grep -qx TestConformance <<<"$listed" || die "the built conformance.test does not list TestConformance"
+    usage="$("$BUILD/out/conformance.test" -help 2>&1 || true)"
+    grep -q -- '-gateway-class' <<<"$usage" || die "the built conformance.test has no -gateway-class flag"
     # echo-basic answers with the request as JSON
     local port port2 pid out=""
     read -r port port2 < <(python3 -c 'import socket
