@@ -193,9 +193,15 @@ for _ in $(seq 300); do
 done
 [ -n "$ready" ] || die "jetbridge not ready after 60 s: $(tail -n5 "$OUT/jetbridge.log")"
 # The Gateway address the host will use: the proxy ClusterIP, through kube-proxy.
-code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://$PROXY_IP/" || true)"
+# kube-proxy programs a new Service within a few seconds: retry for up to 30 s.
+code=000
+for _ in $(seq 30); do
+    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$PROXY_IP/" || true)"
+    [ -z "$code" ] || [ "$code" = 000 ] || break
+    sleep 1
+done
 [ -n "$code" ] && [ "$code" != 000 ] \
-    || die "the proxy Service's ClusterIP $PROXY_IP:80 does not reach jetbridge on $HOST_IP:$HTTP_PORT"
+    || die "the proxy Service's ClusterIP $PROXY_IP:80 does not reach jetbridge on $HOST_IP:$HTTP_PORT after 30 s (kube-proxy log: $CLUSTER_DIR/kube-proxy.log)"
 say "jetbridge answers on the proxy ClusterIP http://$PROXY_IP/ (HTTP $code)"
 
 # ------------------------------------------------------------------ backends
