@@ -245,6 +245,7 @@ impl Watched {
             .concat(),
             claims: memory.start_from(self.claim_store.stored()),
             now: crate::proxy::clock::unix_now(),
+            gateway: Default::default(),
         }
     }
 }

@@ -2,4 +2,5 @@
 
 mod annotation_prefixes;
 mod controller;
+mod gateway_fixtures;
 mod ingress_fixtures;
