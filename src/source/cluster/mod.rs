@@ -18,6 +18,7 @@ pub mod bootstrap;
 pub mod claims;
 pub mod events;
 pub mod gateway;
+mod gateway_status;
 pub mod ingress_status;
 pub mod leader;
 mod report;
@@ -478,6 +479,7 @@ impl Translator {
                     diagnostics,
                     managed: outcome.managed,
                     policies: outcome.policies,
+                    gateway: outcome.gateway,
                     bootstrap: self.bootstrap_error.clone(),
                 })));
             }

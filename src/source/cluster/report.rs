@@ -40,6 +40,8 @@ pub(super) struct Reported {
     /// `namespace/name` of every Ingress jetbridge serves.
     pub managed: Vec<String>,
     pub policies: Vec<PolicyOutcome>,
+    /// What the Gateway API objects came to, for their status.
+    pub gateway: crate::translate::gateway::GatewayInputs,
     /// A problem with the bootstrap Secret (not in the watched stores).
     pub bootstrap: Option<(ObjectReference, String)>,
 }
@@ -98,6 +100,7 @@ pub(super) async fn run(
         report_problems(&mut events, &problems, memory).await;
         report_states(&mut events, &client, &r, &by_ingress, memory).await;
         update_policy_status(&client, &r.cluster, &r.policies).await;
+        super::gateway_status::write(&client, &r.cluster, &r.gateway).await;
         if let Some(lb) =
             ingress_status::publish(&client, &options, &r, &by_ingress, &published).await
         {
