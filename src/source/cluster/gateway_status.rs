@@ -7,8 +7,8 @@
 //! `observedGeneration` set.
 
 use crate::crd::gateway::{
-    GROUP, Gateway, GatewayClass, GatewayStatus, HttpRoute, ListenerStatus, RouteGroupKind,
-    RouteParentStatus, RouteStatus,
+    GROUP, Gateway, GatewayClass, GatewayStatus, GatewayStatusAddress, HttpRoute, ListenerStatus,
+    RouteGroupKind, RouteParentStatus, RouteStatus,
 };
 use crate::translate::cluster::Cluster;
 use crate::translate::gateway::{ConditionOutcome, GatewayInputs, ListenerOutcome};
@@ -18,9 +18,19 @@ use kube::api::{Api, Patch, PatchParams};
 
 /// Writes the status of every Gateway API object the translation concluded
 /// about.
-pub(super) async fn write(client: &Client, cluster: &Cluster, outcomes: &GatewayInputs) {
+///
+/// `published`: the addresses Ingresses show (`status.loadBalancer`
+/// entries, from the publish Service or the configured addresses), which
+/// Gateways show as `status.addresses`.
+pub(super) async fn write(
+    client: &Client,
+    cluster: &Cluster,
+    outcomes: &GatewayInputs,
+    published: &[serde_json::Value],
+) {
+    let addresses = addresses(published);
     write_classes(client, cluster, outcomes).await;
-    write_gateways(client, cluster, outcomes).await;
+    write_gateways(client, cluster, outcomes, &addresses).await;
     write_routes(client, cluster, outcomes).await;
 }
 
@@ -56,7 +66,31 @@ async fn write_classes(client: &Client, cluster: &Cluster, outcomes: &GatewayInp
     }
 }
 
-async fn write_gateways(client: &Client, cluster: &Cluster, outcomes: &GatewayInputs) {
+/// `status.loadBalancer.ingress` entries as Gateway addresses.
+fn addresses(published: &[serde_json::Value]) -> Vec<GatewayStatusAddress> {
+    published
+        .iter()
+        .filter_map(|e| {
+            let field = |k: &str| e.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            match (field("ip"), field("hostname")) {
+                (Some(ip), _) => Some(("IPAddress", ip)),
+                (None, Some(h)) => Some(("Hostname", h)),
+                _ => None,
+            }
+        })
+        .map(|(kind, value)| GatewayStatusAddress {
+            type_: Some(kind.into()),
+            value,
+        })
+        .collect()
+}
+
+async fn write_gateways(
+    client: &Client,
+    cluster: &Cluster,
+    outcomes: &GatewayInputs,
+    addresses: &[GatewayStatusAddress],
+) {
     for g in &cluster.gateway.gateways {
         let (ns, name) = (
             g.metadata.namespace.clone().unwrap_or_default(),
@@ -69,7 +103,7 @@ async fn write_gateways(client: &Client, cluster: &Cluster, outcomes: &GatewayIn
         {
             continue;
         }
-        let status = gateway_status(g, &outcomes.listeners);
+        let status = gateway_status(g, &outcomes.listeners, addresses);
         if g.status.as_ref() != Some(&status) && !same_gateway(g.status.as_ref(), &status) {
             let api: Api<Gateway> = Api::namespaced(client.clone(), &ns);
             let body = serde_json::json!({"status": status});
@@ -140,7 +174,11 @@ async fn write_routes(client: &Client, cluster: &Cluster, outcomes: &GatewayInpu
 }
 
 /// The Gateway's conditions and listener statuses.
-fn gateway_status(g: &Gateway, listeners: &[ListenerOutcome]) -> GatewayStatus {
+fn gateway_status(
+    g: &Gateway,
+    listeners: &[ListenerOutcome],
+    addresses: &[GatewayStatusAddress],
+) -> GatewayStatus {
     let old = g.status.clone().unwrap_or_default();
     let generation = g.metadata.generation;
     let ns = g.metadata.namespace.as_deref().unwrap_or("");
@@ -188,7 +226,7 @@ fn gateway_status(g: &Gateway, listeners: &[ListenerOutcome]) -> GatewayStatus {
         })
         .collect();
     GatewayStatus {
-        addresses: old.addresses.clone(),
+        addresses: addresses.to_vec(),
         conditions: vec![
             condition(&old.conditions, "Accepted", &Ok(()), "Accepted", generation),
             condition(
@@ -205,7 +243,8 @@ fn gateway_status(g: &Gateway, listeners: &[ListenerOutcome]) -> GatewayStatus {
 
 fn same_gateway(old: Option<&GatewayStatus>, new: &GatewayStatus) -> bool {
     old.is_some_and(|o| {
-        same(&o.conditions, &new.conditions)
+        o.addresses == new.addresses
+            && same(&o.conditions, &new.conditions)
             && o.listeners.len() == new.listeners.len()
             && o.listeners.iter().zip(&new.listeners).all(|(a, b)| {
                 a.name == b.name
@@ -270,5 +309,56 @@ where
         .await
     {
         tracing::warn!(object = %name, error = %e, "cannot write the Gateway API status");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_load_balancer_entries_become_gateway_addresses() {
+        let got = addresses(&[
+            serde_json::json!({"ip": "192.0.2.7"}),
+            serde_json::json!({"hostname": "lb.example.com"}),
+            serde_json::json!({"ports": []}),
+        ]);
+        let shown: Vec<(Option<&str>, &str)> = got
+            .iter()
+            .map(|a| (a.type_.as_deref(), a.value.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (Some("IPAddress"), "192.0.2.7"),
+                (Some("Hostname"), "lb.example.com")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_condition_keeps_its_transition_time_while_its_status_stays() {
+        let first = condition(&[], "Accepted", &Ok(()), "Accepted", Some(1));
+        let again = condition(
+            std::slice::from_ref(&first),
+            "Accepted",
+            &Ok(()),
+            "Accepted",
+            Some(2),
+        );
+        assert_eq!(again.last_transition_time, first.last_transition_time);
+        assert_eq!(again.observed_generation, Some(2));
+        assert!(!same(std::slice::from_ref(&first), &[again]));
+        let failed = condition(
+            &[first],
+            "Accepted",
+            &Err(("NotAllowedByListeners".into(), "no".into())),
+            "Accepted",
+            Some(2),
+        );
+        assert_eq!(
+            (failed.status.as_str(), failed.reason.as_str()),
+            ("False", "NotAllowedByListeners")
+        );
     }
 }

@@ -100,12 +100,12 @@ pub(super) async fn run(
         report_problems(&mut events, &problems, memory).await;
         report_states(&mut events, &client, &r, &by_ingress, memory).await;
         update_policy_status(&client, &r.cluster, &r.policies).await;
-        super::gateway_status::write(&client, &r.cluster, &r.gateway).await;
         if let Some(lb) =
             ingress_status::publish(&client, &options, &r, &by_ingress, &published).await
         {
             published = lb;
         }
+        super::gateway_status::write(&client, &r.cluster, &r.gateway, &published).await;
     }
     let last = latest.borrow().clone();
     if memory.is_some()
