@@ -2,31 +2,47 @@
 //! (RFC 1123 labels and subdomains), so text that becomes part of a
 //! manifest can never add keys or documents to it.
 
+/// A name the API server would refuse. `value` is the name as shown in the
+/// message: quoted, escaped and shortened.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Not a DNS-1123 label.
+    #[error(
+        "{what} {value}: must be 1-63 lowercase letters, digits or '-', starting and ending \
+         with a letter or digit"
+    )]
+    Label { what: String, value: String },
+    /// Not a DNS-1123 subdomain.
+    #[error(
+        "{what} {value}: must be lowercase letters, digits, '-' and '.', at most 253 \
+         characters, each dot-separated part starting and ending with a letter or digit"
+    )]
+    Subdomain { what: String, value: String },
+}
+
 /// A DNS-1123 label: 1–63 lowercase letters, digits or `-`, starting and
 /// ending with a letter or digit (namespaces, Service names).
-pub fn check_label(what: &str, value: &str) -> Result<(), String> {
+pub fn check_label(what: &str, value: &str) -> Result<(), NameError> {
     if is_label(value) {
         Ok(())
     } else {
-        Err(format!(
-            "{what} {}: must be 1-63 lowercase letters, digits or '-', starting and ending \
-             with a letter or digit",
-            shown(value)
-        ))
+        Err(NameError::Label {
+            what: what.to_string(),
+            value: shown(value),
+        })
     }
 }
 
 /// A DNS-1123 subdomain: up to 253 characters of labels joined by `.`
 /// (most object names: Secrets, Ingresses, Policies).
-pub fn check_subdomain(what: &str, value: &str) -> Result<(), String> {
+pub fn check_subdomain(what: &str, value: &str) -> Result<(), NameError> {
     if !value.is_empty() && value.len() <= 253 && value.split('.').all(is_label) {
         Ok(())
     } else {
-        Err(format!(
-            "{what} {}: must be lowercase letters, digits, '-' and '.', at most 253 \
-             characters, each dot-separated part starting and ending with a letter or digit",
-            shown(value)
-        ))
+        Err(NameError::Subdomain {
+            what: what.to_string(),
+            value: shown(value),
+        })
     }
 }
 
@@ -79,7 +95,9 @@ mod tests {
         for bad in ["a..b", ".a", "a.", &format!("{}.a", "a".repeat(253))] {
             assert!(check_subdomain("n", bad).is_err(), "{bad:?}");
         }
-        let e = check_subdomain("name", "x\nkind: Pod").unwrap_err();
+        let e = check_subdomain("name", "x\nkind: Pod")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\\n"), "the newline is shown escaped: {e}");
     }
 }

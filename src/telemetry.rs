@@ -16,6 +16,20 @@ use tracing_subscriber::{EnvFilter, Layer as _, Registry, reload};
 /// Target of the access-log events (filter them with `jetbridge::access=off`).
 pub const ACCESS_TARGET: &str = "jetbridge::access";
 
+/// A logging setting jetbridge does not know, or a filter it cannot apply.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TelemetryError {
+    /// `log_format` other than json or text (as written, lowercased).
+    #[error("log_format {0:?}: expected json or text")]
+    Format(String),
+    /// `log_level` other than a level name (as written, lowercased).
+    #[error("log_level {0:?}: expected error, warn, info, debug or trace")]
+    Level(String),
+    /// The subscriber refused the filter (its message).
+    #[error("{0}")]
+    Filter(String),
+}
+
 /// The log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -27,11 +41,11 @@ pub enum LogFormat {
 
 impl LogFormat {
     /// Parses `json` or `text`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, TelemetryError> {
         match text.trim().to_ascii_lowercase().as_str() {
             "json" => Ok(LogFormat::Json),
             "text" | "console" | "pretty" => Ok(LogFormat::Text),
-            other => Err(format!("log_format {other:?}: expected json or text")),
+            other => Err(TelemetryError::Format(other.to_string())),
         }
     }
 
@@ -54,15 +68,13 @@ static CONTROL: OnceLock<Control> = OnceLock::new();
 
 /// The filter for a level name: the level for everything, rustls's
 /// per-connection warnings off, the access log unless disabled.
-fn filter(level: &str, access_log: bool) -> Result<EnvFilter, String> {
+fn filter(level: &str, access_log: bool) -> Result<EnvFilter, TelemetryError> {
     let level = level.trim().to_ascii_lowercase();
     if !matches!(
         level.as_str(),
         "trace" | "debug" | "info" | "warn" | "warning" | "error" | "off"
     ) {
-        return Err(format!(
-            "log_level {level:?}: expected error, warn, info, debug or trace"
-        ));
+        return Err(TelemetryError::Level(level));
     }
     let level = if level == "warning" { "warn" } else { &level };
     // Libraries stay at `info` or above: at debug and trace, HTTP/2, TLS and
@@ -81,7 +93,7 @@ fn filter(level: &str, access_log: bool) -> Result<EnvFilter, String> {
     EnvFilter::try_new(format!(
         "{libraries},jetbridge={level},rustls=error{access}"
     ))
-    .map_err(|e| e.to_string())
+    .map_err(|e| TelemetryError::Filter(e.to_string()))
 }
 
 /// Installs the process-wide subscriber (once; later calls do nothing).
@@ -120,7 +132,7 @@ pub fn init(format: LogFormat, level: Option<&str>, access_log: bool) {
 
 /// Applies a new level (from a reloaded config). Does nothing when
 /// `JETBRIDGE_LOG` set the filter. Returns true if the filter changed.
-pub fn set_level(level: Option<&str>, access_log: bool) -> Result<bool, String> {
+pub fn set_level(level: Option<&str>, access_log: bool) -> Result<bool, TelemetryError> {
     let new = filter(level.unwrap_or("info"), access_log)?;
     let Some(c) = CONTROL.get() else {
         return Ok(false);
@@ -131,11 +143,13 @@ pub fn set_level(level: Option<&str>, access_log: bool) -> Result<bool, String> 
     let old = c
         .handle
         .with_current(|f| f.to_string())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| TelemetryError::Filter(e.to_string()))?;
     if old == new.to_string() {
         return Ok(false);
     }
-    c.handle.reload(new).map_err(|e| e.to_string())?;
+    c.handle
+        .reload(new)
+        .map_err(|e| TelemetryError::Filter(e.to_string()))?;
     Ok(true)
 }
 
@@ -147,7 +161,7 @@ mod tests {
     fn levels_and_formats_parse_and_bad_ones_say_what_is_expected() {
         assert!(filter("debug", true).is_ok());
         assert!(filter("WARNING", false).is_ok());
-        let e = filter("verbose", true).unwrap_err();
+        let e = filter("verbose", true).unwrap_err().to_string();
         assert!(e.contains("expected error, warn"), "{e}");
         assert_eq!(LogFormat::parse("JSON").unwrap(), LogFormat::Json);
         assert_eq!(LogFormat::parse("text").unwrap(), LogFormat::Text);

@@ -23,11 +23,11 @@ pub enum IssuerFormat {
 
 impl IssuerFormat {
     /// Pomerium's spellings of `jwt_issuer_format` (empty: the default).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, JwtError> {
         match text {
             "" | "host" | "hostOnly" | "host_only" | "IssuerHostOnly" => Ok(IssuerFormat::Host),
             "uri" | "IssuerURI" | "issuer_uri" => Ok(IssuerFormat::Uri),
-            other => Err(format!("jwt_issuer_format {other:?}: expected host or uri")),
+            other => Err(JwtError::IssuerFormat(other.to_string())),
         }
     }
 }
@@ -108,11 +108,14 @@ impl AssertionClaims {
     }
 }
 
-/// Errors from signing.
+/// Errors from signing, and an issuer format jetbridge does not know.
 #[derive(Debug, thiserror::Error)]
 pub enum JwtError {
     #[error("signing failed: {0}")]
     Sign(String),
+    /// A `jwt_issuer_format` other than Pomerium's spellings.
+    #[error("jwt_issuer_format {0:?}: expected host or uri")]
+    IssuerFormat(String),
 }
 
 #[derive(Serialize)]

@@ -41,6 +41,19 @@ pub enum KeyError {
 
 type Result<T, E = KeyError> = std::result::Result<T, E>;
 
+/// A non-fatal problem found while loading keys; the key still signs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyWarning {
+    /// A SEC1 key whose PEM body is damaged after the private scalar, and
+    /// was rebuilt from the scalar alone.
+    #[error(
+        "signing key block {index}: the PEM body is damaged after the private scalar; \
+         the key was recovered from the scalar (kid {kid}). Re-encode it with \
+         `jetbridge gen-secrets` or openssl to silence this warning"
+    )]
+    Recovered { index: usize, kid: String },
+}
+
 /// One P-256 signing key with its derived public parts.
 #[derive(Clone)]
 pub struct SigningKey {
@@ -169,7 +182,7 @@ pub fn thumbprint_p256(x: &str, y: &str) -> String {
 pub struct KeySet {
     keys: Vec<SigningKey>,
     /// Non-fatal problems found while loading (shown to the operator).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<KeyWarning>,
 }
 
 impl KeySet {
@@ -294,12 +307,10 @@ fn parse_pem_text(text: &str) -> Result<KeySet> {
                 // public point is derived from it), so recover it and warn.
                 let key = recover_sec1_scalar(&compact)
                     .ok_or_else(|| block_err("invalid base64 in PEM body".into()))?;
-                warnings.push(format!(
-                    "signing key block {index}: the PEM body is damaged after the private scalar; \
-                     the key was recovered from the scalar (kid {}). Re-encode it with \
-                     `jetbridge gen-secrets` or openssl to silence this warning",
-                    key.kid()
-                ));
+                warnings.push(KeyWarning::Recovered {
+                    index,
+                    kid: key.kid().to_string(),
+                });
                 keys.push(key);
             }
             Err(_) => return Err(block_err("invalid base64 in PEM body".into())),

@@ -12,7 +12,7 @@ pub mod secrets;
 pub mod session;
 
 pub use jwt::{AssertionClaims, Identity, IssuerFormat};
-pub use keys::{KeyError, KeySet, SigningKey};
+pub use keys::{KeyError, KeySet, KeyWarning, SigningKey};
 
 /// Fills `buf` from the operating system's CSPRNG (via aws-lc).
 pub fn random_bytes(buf: &mut [u8]) {

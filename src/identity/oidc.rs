@@ -100,10 +100,20 @@ pub enum OidcError {
     Config(String),
 }
 
-/// HTTP transport error for `openidconnect`.
+/// Why one HTTP exchange with the identity provider failed (short,
+/// token-free messages); `openidconnect` reports it as its transport error.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct TransportError(String);
+pub enum TransportError {
+    /// No response within [`IDP_TIMEOUT`].
+    #[error("timed out")]
+    TimedOut,
+    /// The response body did not arrive within [`IDP_TIMEOUT`].
+    #[error("timed out reading the response")]
+    ReadTimedOut,
+    /// The connection or the body failed (the client's message).
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// One HTTP exchange with the identity provider. The relying party is pure
 /// protocol; the caller supplies the I/O (the proxy's pooled hyper + rustls
@@ -115,7 +125,7 @@ pub trait Transport: Send + Sync + 'static {
 /// The pending response of one [`Transport::exchange`] (errors are short,
 /// token-free messages).
 pub type Exchange<'a> =
-    Pin<Box<dyn Future<Output = Result<http::Response<Vec<u8>>, String>> + Send + 'a>>;
+    Pin<Box<dyn Future<Output = Result<http::Response<Vec<u8>>, TransportError>> + Send + 'a>>;
 
 /// An owned, cloneable HTTP client for `openidconnect` over a [`Transport`].
 #[derive(Clone)]
@@ -135,7 +145,7 @@ impl OidcHttp {
         &self,
         req: openidconnect::HttpRequest,
     ) -> Result<openidconnect::HttpResponse, TransportError> {
-        self.transport.exchange(req).await.map_err(TransportError)
+        self.transport.exchange(req).await
     }
 }
 
@@ -655,7 +665,7 @@ async fn fetch_json(
     let resp = http
         .send(req)
         .await
-        .map_err(|e| OidcError::Unreachable(e.0))?;
+        .map_err(|e| OidcError::Unreachable(e.to_string()))?;
     if !resp.status().is_success() {
         return Err(answered(format!("HTTP {}", resp.status().as_u16())));
     }

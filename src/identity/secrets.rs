@@ -76,7 +76,11 @@ impl Bootstrap {
     /// A Kubernetes Secret manifest (`stringData`: PEM and base64 text).
     /// The namespace must be a DNS-1123 label and the name a DNS-1123
     /// subdomain, as the API server requires.
-    pub fn to_secret_yaml(&self, namespace: &str, name: &str) -> Result<String, String> {
+    pub fn to_secret_yaml(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<String, crate::names::NameError> {
         crate::names::check_label("namespace", namespace)?;
         crate::names::check_subdomain("name", name)?;
         let pem: String = self

@@ -32,7 +32,7 @@ fn seed_quickstart_key_with_damaged_trailer_is_recovered_with_a_warning() {
     let keys = KeySet::parse(&fixture("seed-quickstart.b64")).unwrap();
     assert_eq!(public_hex(&keys), SEED_PUBLIC_HEX);
     assert_eq!(keys.warnings.len(), 1, "{:?}", keys.warnings);
-    assert!(keys.warnings[0].contains("recovered"));
+    assert!(keys.warnings[0].to_string().contains("recovered"));
 }
 
 #[test]

@@ -316,13 +316,13 @@ impl ClientCa {
         &self,
         chain: &[rustls_pki_types::CertificateDer<'_>],
         now: rustls_pki_types::UnixTime,
-    ) -> Result<(), String> {
-        let (leaf, intermediates) = chain.split_first().ok_or("no client certificate")?;
+    ) -> Result<(), ClientCertError> {
+        let (leaf, intermediates) = chain.split_first().ok_or(ClientCertError::Missing)?;
         self.0
             .verifier
             .verify_client_cert(leaf, intermediates, now)
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(ClientCertError::Refused)
     }
 }
 
@@ -478,6 +478,17 @@ impl std::fmt::Debug for UpstreamTls {
             .field("client_key", &key)
             .finish()
     }
+}
+
+/// Why a presented client certificate does not chain to a route's CA.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ClientCertError {
+    /// The connection presented no certificate.
+    #[error("no client certificate")]
+    Missing,
+    /// The verifier refused the chain (its message).
+    #[error(transparent)]
+    Refused(rustls::Error),
 }
 
 /// Why a route's upstream TLS settings cannot be used; each message names

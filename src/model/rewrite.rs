@@ -28,21 +28,34 @@ impl std::hash::Hash for Pattern {
     }
 }
 
+/// A regular expression that does not compile (or compiles too big).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid regular expression {pattern:?}: {reason}")]
+pub struct PatternError {
+    /// The pattern as written.
+    pub pattern: String,
+    /// What the `regex` crate said.
+    pub reason: String,
+}
+
 impl Pattern {
     /// Compiles `pattern`, bounded in size so a hostile pattern cannot
     /// exhaust memory.
-    pub fn new(pattern: &str) -> Result<Self, String> {
+    pub fn new(pattern: &str) -> Result<Self, PatternError> {
         regex::RegexBuilder::new(pattern)
             .size_limit(1 << 20)
             .dfa_size_limit(1 << 20)
             .build()
             .map(Pattern)
-            .map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))
+            .map_err(|e| PatternError {
+                pattern: pattern.to_string(),
+                reason: e.to_string(),
+            })
     }
 
     /// Compiles `pattern` to match a whole path (Envoy's `safe_regex` route
     /// match), not a part of it.
-    pub fn whole(pattern: &str) -> Result<Self, String> {
+    pub fn whole(pattern: &str) -> Result<Self, PatternError> {
         // Checked as written first, so an error quotes the user's text.
         Self::new(pattern)?;
         Self::new(&format!("^(?:{pattern})$"))

@@ -161,7 +161,7 @@ impl PathMatch {
     }
 
     /// A `Regex` rule: `pattern` must match the whole path.
-    pub fn regex(pattern: &str) -> Result<PathMatch, String> {
+    pub fn regex(pattern: &str) -> Result<PathMatch, super::rewrite::PatternError> {
         super::rewrite::Pattern::whole(pattern).map(PathMatch::Regex)
     }
 

@@ -28,12 +28,32 @@ fn folded(name: &str) -> String {
         .collect()
 }
 
+/// Whether `name` read as [`folded`] reads starts with `prefix` (lower
+/// case, `-`), without building the folded name: this runs for every
+/// header of every request.
+fn folded_starts_with(name: &str, prefix: &str) -> bool {
+    let (n, p) = (name.as_bytes(), prefix.as_bytes());
+    n.len() >= p.len()
+        && n.iter()
+            .zip(p)
+            .all(|(&c, &p)| match c.to_ascii_lowercase() {
+                b'_' | b'.' => p == b'-',
+                c => c == p,
+            })
+}
+
+/// Whether `name` read as [`folded`] reads is `other` (lower case, `-`).
+fn folded_eq(name: &str, other: &str) -> bool {
+    name.len() == other.len() && folded_starts_with(name, other)
+}
+
 /// True for names that are, or look like, the forwarding headers the proxy
 /// sets itself (`Forwarded`, `X-Real-IP`, any `X-Forwarded-*`), in any case,
 /// with `_` or `.` in place of `-`.
 pub fn is_forwarding_lookalike(name: &str) -> bool {
-    let f = folded(name);
-    f == "forwarded" || f == "x-real-ip" || f.starts_with("x-forwarded-")
+    folded_eq(name, "forwarded")
+        || folded_eq(name, "x-real-ip")
+        || folded_starts_with(name, "x-forwarded-")
 }
 
 /// True for names that are, or look like, headers some frameworks read as
@@ -41,8 +61,7 @@ pub fn is_forwarding_lookalike(name: &str) -> bool {
 /// `X-Rewrite-URL`): a client could name `/admin` there while the policy
 /// saw `/`.
 pub fn is_path_override_lookalike(name: &str) -> bool {
-    let f = folded(name);
-    f == "x-original-url" || f == "x-rewrite-url"
+    folded_eq(name, "x-original-url") || folded_eq(name, "x-rewrite-url")
 }
 
 /// Removes client-sent URL override headers in any spelling.
@@ -51,16 +70,23 @@ pub fn strip_path_overrides(h: &mut HeaderMap) {
 }
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
+/// Names, not text: removing by text parses the name on every request.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
 ];
+
+/// The forwarding headers the proxy sets.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Removes hop-by-hop headers, including those listed in `Connection`.
 /// `Upgrade` is removed too unless `keep_upgrade`.
@@ -84,7 +110,7 @@ pub fn remove_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
         .get(http::header::TE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("trailers"));
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         h.remove(name);
     }
     if te_trailers {
@@ -196,12 +222,12 @@ pub fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 pub fn set_forwarded(h: &mut HeaderMap, client_ip: &str, host: &str, proto: &'static str) {
     remove_where(h, is_forwarding_lookalike);
     if let Ok(v) = HeaderValue::from_str(client_ip) {
-        h.insert("x-forwarded-for", v.clone());
-        h.insert("x-real-ip", v);
+        h.insert(X_FORWARDED_FOR, v.clone());
+        h.insert(X_REAL_IP, v);
     }
-    h.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     if let Ok(v) = HeaderValue::from_str(host) {
-        h.insert("x-forwarded-host", v);
+        h.insert(X_FORWARDED_HOST, v);
     }
 }
 

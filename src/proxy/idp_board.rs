@@ -3,6 +3,7 @@
 //! discovery (the `idp_health` task or a sign-in). Imports no other proxy
 //! module.
 
+use crate::identity::oidc::OidcError;
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
 
@@ -58,14 +59,14 @@ impl IdpBoard {
 
     /// Records a discovery of `issuer` for the client `idp_id`; logs when
     /// the client starts failing, fails differently, or recovers.
-    pub fn record(&self, idp_id: &str, issuer: &str, outcome: Result<(), String>, now: i64) {
+    pub fn record(&self, idp_id: &str, issuer: &str, outcome: Result<(), &OidcError>, now: i64) {
         let name = label(idp_id).to_string();
         let before = self.state(idp_id).filter(|s| s.issuer == issuer);
         let state = IdpState {
             idp: name.clone(),
             issuer: issuer.to_string(),
             ok: Some(outcome.is_ok()),
-            error: outcome.err(),
+            error: outcome.err().map(ToString::to_string),
             checked_at: now,
         };
         log_change(before.as_ref(), &state);

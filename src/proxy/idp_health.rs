@@ -151,7 +151,14 @@ mod tests {
         b.track(&wanted);
         assert_eq!(b.state("").unwrap().ok, None);
         assert!(!b.all_ok());
-        b.record("", "https://idp.example", Err("refused".into()), 5);
+        b.record(
+            "",
+            "https://idp.example",
+            Err(&crate::identity::oidc::OidcError::Unreachable(
+                "refused".into(),
+            )),
+            5,
+        );
         assert_eq!(b.state("").unwrap().ok, Some(false));
         b.record("", "https://idp.example", Ok(()), 6);
         assert!(b.all_ok());

@@ -12,8 +12,11 @@ use super::request::{Admitted, ConnInfo};
 use crate::model::rewrite::HostRewrite;
 use crate::model::{BearerTokenFormat, LoadBalancing, Route, Snapshot};
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Method, Request, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, header};
 use std::borrow::Cow;
+
+/// The request id the upstream gets (a name, so it is not parsed per request).
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A request head ready to send: what every attempt at a target shares.
 pub(crate) struct Prepared<'a> {
@@ -143,7 +146,7 @@ fn clean_head(
         if conn.tls { "https" } else { "http" },
     );
     if let Ok(v) = HeaderValue::from_str(input.id) {
-        h.insert("x-request-id", v);
+        h.insert(X_REQUEST_ID, v);
     }
 }
 

@@ -50,6 +50,12 @@ pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open connections may finish after shutdown starts.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// After shutdown starts, an HTTP/1.1 connection with no request for this
+/// long is closed. Until then each response it carries says
+/// `Connection: close`, so a keep-alive client learns of the shutdown from
+/// the answer to a request it has already sent, instead of finding the
+/// connection closed under that request.
+pub const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
 /// Picks the certificate for each handshake from the current snapshot.
 #[derive(Debug)]
@@ -354,12 +360,21 @@ impl Serving {
         let activity = Arc::new(Activity::new());
         let in_flight = activity.clone();
         let proxy = self.proxy.clone();
+        let shutdown = self.shutdown.clone();
         let svc = service_fn(move |req: Request<Incoming>| {
             let proxy = proxy.clone();
             let guard = in_flight.begin();
             let conn_info = conn_info.clone();
+            let (shutdown, version) = (shutdown.clone(), req.version());
+            if version == http::Version::HTTP_2 {
+                in_flight.http2.store(true, Ordering::Release);
+            }
             async move {
-                let resp = proxy.handle(req, conn_info).await;
+                let mut resp = proxy.handle(req, conn_info).await;
+                if shutdown.is_cancelled() && version < http::Version::HTTP_2 {
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
                 let idle = resp
                     .extensions()
                     .get::<SendIdle>()
@@ -372,15 +387,21 @@ impl Serving {
             .builder
             .serve_connection_with_upgrades(TokioIo::new(io), svc);
         let mut conn = std::pin::pin!(conn);
-        let mut closing = false;
+        let (mut closing, mut draining) = (false, false);
         loop {
+            let limit = if draining { DRAIN_IDLE } else { idle_limit };
             tokio::select! {
                 _ = conn.as_mut() => break,
-                _ = self.shutdown.cancelled(), if !closing => {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
+                // HTTP/2 says GOAWAY at once (no request is lost to it);
+                // HTTP/1.1 answers with `Connection: close` until DRAIN_IDLE.
+                _ = self.shutdown.cancelled(), if !closing && !draining => {
+                    draining = true;
+                    if activity.http2.load(Ordering::Acquire) {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
                 }
-                quiet = activity.watch(idle_limit, closing) => match quiet {
+                quiet = activity.watch(limit, closing) => match quiet {
                     Quiet::Idle => {
                         tracing::debug!(%remote, "closing an idle connection");
                         closing = true;
@@ -494,6 +515,8 @@ struct Activity {
     /// deadline comes sooner wakes it through `wake`.
     planned: std::sync::atomic::AtomicU64,
     wake: tokio::sync::Notify,
+    /// The connection speaks HTTP/2 (seen on its first request).
+    http2: std::sync::atomic::AtomicBool,
 }
 
 /// Why a connection's watch ended.
@@ -525,6 +548,7 @@ impl Activity {
             sending: (0..SENDING_SLOTS).map(|_| Default::default()).collect(),
             planned: Default::default(),
             wake: tokio::sync::Notify::new(),
+            http2: Default::default(),
         }
     }
 

@@ -4,7 +4,7 @@
 
 use super::body::Body;
 use crate::model::filters::SharedTls;
-use crate::model::{LoadBalancing, Upstream, UpstreamScheme};
+use crate::model::{LoadBalancing, Upstream, UpstreamScheme, UpstreamTlsError};
 use arc_swap::ArcSwap;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -27,7 +27,7 @@ pub struct IdpTransport(pub HttpClient);
 
 impl crate::identity::oidc::Transport for IdpTransport {
     fn exchange(&self, req: http::Request<Vec<u8>>) -> crate::identity::oidc::Exchange<'_> {
-        use crate::identity::oidc::{IDP_TIMEOUT, MAX_IDP_BODY};
+        use crate::identity::oidc::{IDP_TIMEOUT, MAX_IDP_BODY, TransportError};
         use http_body_util::BodyExt as _;
         Box::pin(async move {
             let (parts, body) = req.into_parts();
@@ -37,16 +37,16 @@ impl crate::identity::oidc::Transport for IdpTransport {
             );
             let resp = tokio::time::timeout(IDP_TIMEOUT, self.0.request(req))
                 .await
-                .map_err(|_| "timed out".to_string())?
-                .map_err(|e| e.to_string())?;
+                .map_err(|_| TransportError::TimedOut)?
+                .map_err(|e| TransportError::Failed(e.to_string()))?;
             let (parts, body) = resp.into_parts();
             let bytes = tokio::time::timeout(
                 IDP_TIMEOUT,
                 http_body_util::Limited::new(body, MAX_IDP_BODY).collect(),
             )
             .await
-            .map_err(|_| "timed out reading the response".to_string())?
-            .map_err(|e| e.to_string())?
+            .map_err(|_| TransportError::ReadTimedOut)?
+            .map_err(|e| TransportError::Failed(e.to_string()))?
             .to_bytes();
             Ok(http::Response::from_parts(parts, bytes.to_vec()))
         })
@@ -251,7 +251,7 @@ impl Upstreams {
     }
 
     /// The client for an upstream's scheme and TLS settings (built once).
-    pub fn client(&self, up: &Upstream, tls: &SharedTls) -> Result<HttpClient, String> {
+    pub fn client(&self, up: &Upstream, tls: &SharedTls) -> Result<HttpClient, ClientError> {
         let key = ClientKey {
             tls: tls.clone(),
             h2_only: up.scheme == UpstreamScheme::H2c,
@@ -301,21 +301,29 @@ impl Upstreams {
     }
 }
 
-fn build_client(key: &ClientKey) -> Result<HttpClient, String> {
+/// Why an upstream client cannot be built from a route's TLS settings.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A TLS setting of the route (CA, client certificate, server name).
+    #[error(transparent)]
+    Settings(#[from] UpstreamTlsError),
+    /// rustls refused the configuration.
+    #[error(transparent)]
+    Rustls(#[from] rustls::Error),
+    /// The client certificate and key do not form a usable pair.
+    #[error("tls_client_cert / tls_client_key: not usable")]
+    ClientCert,
+}
+
+fn build_client(key: &ClientKey) -> Result<HttpClient, ClientError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .with_safe_default_protocol_versions()?;
     let verified = if key.tls.settings().skip_verify {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-    } else if let Some(roots) = key
-        .tls
-        .settings()
-        .custom_roots()
-        .map_err(|e| e.to_string())?
-    {
+    } else if let Some(roots) = key.tls.settings().custom_roots()? {
         builder.with_root_certificates(roots)
     } else {
         let mut roots = rustls::RootCertStore::empty();
@@ -323,15 +331,10 @@ fn build_client(key: &ClientKey) -> Result<HttpClient, String> {
         builder.with_root_certificates(roots)
     };
     // `tls_client_cert`: presented when the upstream asks for one.
-    let tls = match key
-        .tls
-        .settings()
-        .client_auth()
-        .map_err(|e| e.to_string())?
-    {
+    let tls = match key.tls.settings().client_auth()? {
         Some((chain, private_key)) => verified
             .with_client_auth_cert(chain, private_key)
-            .map_err(|_| "tls_client_cert / tls_client_key: not usable".to_string())?,
+            .map_err(|_| ClientError::ClientCert)?,
         None => verified.with_no_client_auth(),
     };
     let mut http = HttpConnector::new();
@@ -341,12 +344,7 @@ fn build_client(key: &ClientKey) -> Result<HttpClient, String> {
     let mut cb = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
-    if let Some(name) = key
-        .tls
-        .settings()
-        .server_name()
-        .map_err(|e| e.to_string())?
-    {
+    if let Some(name) = key.tls.settings().server_name()? {
         cb = cb.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
     }
     let connector = cb.enable_all_versions().wrap_connector(http);

@@ -219,7 +219,7 @@ pub struct PolicyOutcome {
 fn compile_policy(
     p: &WatchedPolicy,
 ) -> Result<(serde_json::Value, Vec<crate::policy::Warning>), String> {
-    let spec = p.spec.as_ref().map_err(Clone::clone)?;
+    let spec = p.spec.as_ref().map_err(ToString::to_string)?;
     let ppl = spec.ppl().map_err(|e| e.to_string())?;
     let (_, warnings) =
         crate::policy::compile_value_with_warnings(&ppl).map_err(|e| e.to_string())?;

@@ -350,7 +350,8 @@ fn inputs(
     warnings: &mut Vec<Diagnostic>,
 ) -> Result<Inputs, String> {
     check_logging(cfg)?;
-    let issuer_format = IssuerFormat::parse(cfg.jwt_issuer_format.as_deref().unwrap_or(""))?;
+    let issuer_format = IssuerFormat::parse(cfg.jwt_issuer_format.as_deref().unwrap_or(""))
+        .map_err(|e| e.to_string())?;
     let bearer_token_format =
         BearerTokenFormat::parse(cfg.bearer_token_format.as_deref().unwrap_or(""))
             .map_err(|e| e.to_string())?;
@@ -466,7 +467,11 @@ fn signing_keys(
     };
     if let Some(text) = key_text {
         let set = KeySet::parse(&text).map_err(|e| e.to_string())?;
-        warnings.extend(set.warnings.iter().map(Diagnostic::setting));
+        warnings.extend(
+            set.warnings
+                .iter()
+                .map(|w| Diagnostic::setting(w.to_string())),
+        );
         return Ok(Arc::new(set));
     }
     if cfg.shared_secret.is_some() {
@@ -502,7 +507,7 @@ fn check_logging(cfg: &ConfigFile) -> Result<(), String> {
         ));
     }
     if let Some(f) = &cfg.log_format {
-        crate::telemetry::LogFormat::parse(f)?;
+        crate::telemetry::LogFormat::parse(f).map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -677,7 +677,9 @@ fn conditions(m: &HttpRouteMatch, problems: &mut Vec<String>) -> Option<Arc<Cond
 fn value_match(m: &ApiValueMatch) -> Result<ValueMatch, String> {
     match m.type_.as_deref().unwrap_or("Exact") {
         "Exact" => Ok(ValueMatch::Exact(m.value.clone())),
-        "RegularExpression" => Pattern::whole(&m.value).map(ValueMatch::Regex),
+        "RegularExpression" => Pattern::whole(&m.value)
+            .map(ValueMatch::Regex)
+            .map_err(|e| e.to_string()),
         other => Err(format!("match type {other:?} is not supported")),
     }
 }

@@ -919,7 +919,7 @@ fn name_covers(name: &str, host: &str) -> bool {
 }
 
 /// Parses a PEM chain and key into a rustls key, its DNS names and expiry.
-pub fn load_certified_key(
+fn load_certified_key(
     c: &CertInput,
 ) -> Result<(rustls::sign::CertifiedKey, Vec<String>, i64), String> {
     use rustls_pki_types::pem::PemObject;

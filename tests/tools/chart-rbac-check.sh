@@ -14,7 +14,19 @@
 # (`helm upgrade --install`):
 #   jetbridge in namespace jetbridge       all namespaces (ClusterRole), with an IdP
 #   jb-ns in namespace jetbridge-ns        watchNamespaces [shop] (Roles there)
-# Namespace shop holds the test Ingress, Service, EndpointSlice and Policy.
+# Namespace shop holds the test Ingress, Service, its upstream and Policy.
+#
+# What depends on the server's version (KUBE_VERSION in CLUSTER_DIR/env):
+#   1.20  the chart's PDB is policy/v1beta1; deploy/jetbridge.yaml's policy/v1 PDB is
+#         refused; no pods run, so the upstream is a hand-written EndpointSlice at
+#         127.0.0.1 (the controller runs with --allow-loopback-backends)
+#   1.21+ (the 1.37 tier) policy/v1 PDB; all of deploy/jetbridge.yaml accepted; the
+#         upstream is an echo pod behind a selector Service (slices by the EndpointSlice
+#         controller). The releases are installed with replicaCount=0: here the
+#         controller is run by this script, out of cluster, with a TokenRequest token of
+#         the chart's ServiceAccount, so that what the chart's RBAC grants is all it has
+#         and the Secret, Lease and ConfigMaps it must create are its own (the chart's
+#         pods themselves run in journey.sh and rollout.sh).
 #
 # Environment: JETBRIDGE_BIN (default: target/debug/jetbridge), CONTROLLER_SECONDS
 # (how long each controller run lasts, default 15). The controller logs are kept in
@@ -39,12 +51,18 @@ use_cluster "$1"
 jetbridge_bin
 RUN_SECONDS="${CONTROLLER_SECONDS:-15}"
 CHART="$ROOT/charts/jetbridge"
+# 1 when the server is 1.20 (no pods, policy/v1beta1), else 0
+case "$KUBE_VERSION" in 1.20*) OLD_SERVER=1 ;; *) OLD_SERVER=0 ;; esac
+VERSION_VALUES=()
+LOOPBACK=()
+if [ "$OLD_SERVER" = 1 ]; then LOOPBACK=(--allow-loopback-backends); else VERSION_VALUES=(--set replicaCount=0); fi
 
 ALL_NAMESPACES_VALUES=(
     --set authenticate.host=authenticate.example.test
     --set idp.providerUrl=https://idp.example.test
     --set idp.clientId=jetbridge
     --set idp.clientSecret=rbac-check-client-secret
+    "${VERSION_VALUES[@]}"
 )
 
 # ---------------------------------------------------------------- install ---
@@ -55,8 +73,13 @@ t_install_all_namespaces() {
         "${ALL_NAMESPACES_VALUES[@]}"
     expect_eq "release" deployed "$("$HELM" status jetbridge -n jetbridge -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["info"]["status"])')"
     grep -qx True <<<"$(k get crd policies.jetbridge.dev -o jsonpath='{.status.conditions[?(@.type=="Established")].status}')"
-    # 1.20: the chart picks policy/v1beta1 (policy/v1 is 1.21+)
-    k get poddisruptionbudgets.v1beta1.policy jetbridge -n jetbridge -o name
+    # the chart picks policy/v1beta1 on 1.20, policy/v1 from 1.21
+    if [ "$OLD_SERVER" = 1 ]; then
+        k get poddisruptionbudgets.v1beta1.policy jetbridge -n jetbridge -o name
+    else
+        expect_eq "PDB apiVersion" policy/v1 \
+            "$(k get poddisruptionbudgets.v1.policy jetbridge -n jetbridge -o jsonpath='{.apiVersion}')"
+    fi
     k get serviceaccount,deployment,service,configmap,secret,role,rolebinding -n jetbridge -o name \
         -l app.kubernetes.io/instance=jetbridge
     k get clusterrole,clusterrolebinding,ingressclass -o name -l app.kubernetes.io/instance=jetbridge
@@ -69,7 +92,8 @@ t_install_watched_namespaces() {
         --set 'watchNamespaces={shop}' \
         --set ingressClass.create=false \
         --set leaderElectionId=jb-ns-leader \
-        --set bootstrapSecret.name=jb-ns-bootstrap
+        --set bootstrapSecret.name=jb-ns-bootstrap \
+        "${VERSION_VALUES[@]}"
     k get role jb-ns-jetbridge-watch -n shop -o name
     k get role jb-ns-jetbridge -n jetbridge-ns -o name
     expect_eq "ClusterRole rules" "ingressclasses gatewayclasses gatewayclasses/status namespaces" \
@@ -92,14 +116,26 @@ t_upgrade_rolls_pods() {
 
 t_deploy_dry_run() {
     # every object of deploy/jetbridge.yaml passes the API server's validation (server
-    # dry run), except the policy/v1 PodDisruptionBudget, which 1.20 does not serve
-    local out
+    # dry run), except, on 1.20, the policy/v1 PodDisruptionBudget (served from 1.21)
+    # and the Deployment (its preStop sleep action is 1.30+; kubectl's own validation
+    # refuses it and stops there, so the objects after it are not sent on 1.20)
+    local out objects before
     out="$(k apply --dry-run=server -f "$ROOT/deploy/jetbridge.yaml" 2>&1 | grep -v '^Warning: ' || true)"
     echo "$out"
-    expect_eq "objects accepted" "$(($(grep -c '^kind: ' "$ROOT/deploy/jetbridge.yaml") - 1))" \
-        "$(grep -c '(server dry run)$' <<<"$out")"
-    expect_eq "refused" 'no matches for kind "PodDisruptionBudget" in version "policy/v1"' \
-        "$(grep -o 'no matches for kind "[A-Za-z]*" in version "[a-z0-9./]*"' <<<"$out")"
+    objects="$(grep -c '^kind: ' "$ROOT/deploy/jetbridge.yaml")"
+    before="$(sed -n '1,/^kind: Deployment$/p' "$ROOT/deploy/jetbridge.yaml" | grep -c '^kind: ')"
+    if [ "$OLD_SERVER" = 1 ]; then
+        # the objects before the Deployment, less the PDB
+        expect_eq "objects accepted" "$((before - 2))" "$(grep -c '(server dry run)$' <<<"$out")"
+        expect_eq "refused" 'no matches for kind "PodDisruptionBudget" in version "policy/v1"' \
+            "$(grep -o 'no matches for kind "[A-Za-z]*" in version "[a-z0-9./]*"' <<<"$out")"
+        grep -q 'lifecycle.preStop): unknown field "sleep"' <<<"$out" \
+            || { echo "the Deployment's preStop sleep was not the refusal"; return 1; }
+    else
+        expect_eq "objects accepted" "$objects" "$(grep -c '(server dry run)$' <<<"$out")"
+        expect_eq "poddisruptionbudget accepted as policy/v1" 1 \
+            "$(grep -c '^poddisruptionbudget.policy/jetbridge .*(server dry run)$' <<<"$out")"
+    fi
 }
 
 # ----------------------------------------------------------------- can-i ---
@@ -248,8 +284,11 @@ EOF
 
 # ------------------------------------------------------- the controller ---
 
-t_shop_objects() {
-    k apply -f - <<'EOF'
+# the upstream of shop/web: on 1.20 a hand-written slice at loopback (no pods run); from
+# 1.21 (the 1.37 tier) an echo pod behind a selector Service, sliced by the controller
+shop_upstream() {
+    if [ "$OLD_SERVER" = 1 ]; then
+        k apply -f - <<'EOF'
 apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: shop}
@@ -267,7 +306,51 @@ ports: [{name: http, port: 8080, protocol: TCP}]
 endpoints:
   - addresses: ["127.0.0.1"]
     conditions: {ready: true}
+EOF
+        return
+    fi
+    k apply -f - <<'EOF'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: echo
+          image: jetbridge.test/echo
+          args: [--port, "8080"]
+          ports: [{name: http, containerPort: 8080, protocol: TCP}]
+          readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}
 ---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http, protocol: TCP}]
+EOF
+    k rollout status deployment web -n shop --timeout=120s
+    local i
+    for i in $(seq 1 60); do
+        [ "$(web_ready_addresses | wc -w)" = 1 ] && break
+        sleep 0.5
+    done
+    expect_eq "shop/web's slice: its pod, ready" \
+        "$(k get pods -n shop -l app=web -o jsonpath='{.items[0].status.podIP}')" "$(web_ready_addresses)"
+}
+
+web_ready_addresses() {
+    k get endpointslices -n shop -l kubernetes.io/service-name=web \
+        -o jsonpath='{.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}'
+}
+
+t_shop_objects() {
+    shop_upstream
+    k apply -f - <<'EOF'
 apiVersion: jetbridge.dev/v1
 kind: Policy
 metadata: {name: staff, namespace: shop}
@@ -327,7 +410,7 @@ run_controller() {
     POD_NAME="chart-rbac-$release" "$BIN" controller --kubeconfig "$kc" --config "$cfg" \
         --log-format text \
         --address "127.0.0.1:$https" --internal-address "127.0.0.1:$internal" \
-        --http-redirect-address "127.0.0.1:$redirect" --allow-loopback-backends \
+        --http-redirect-address "127.0.0.1:$redirect" "${LOOPBACK[@]}" \
         "$@" >"$log" 2>&1 &
     local pid=$!
     echo "$pid" >"$PIDFILE"
@@ -436,11 +519,11 @@ echo "cluster: $APISERVER_URL; helm: $("$HELM" version --short); binary: $BIN"
 check "helm install (all namespaces, with an IdP)" t_install_all_namespaces
 check "helm install (watchNamespaces: [shop])" t_install_watched_namespaces
 check "helm upgrade with a changed value changes checksum/config" t_upgrade_rolls_pods
-check "deploy/jetbridge.yaml: server dry run (policy/v1 PDB is 1.21+)" t_deploy_dry_run
+check "deploy/jetbridge.yaml: server dry run (1.21+: PDB; 1.30+: preStop sleep)" t_deploy_dry_run
 check "can-i: every verb the controller needs (all namespaces)" t_can_i_all_namespaces_needed
 check "can-i: what it must not do (all namespaces)" t_can_i_all_namespaces_denied
 check "can-i: watchNamespaces release, inside and outside" t_can_i_watched_namespaces
-check "Service, EndpointSlice, Policy, Ingress in shop" t_shop_objects
+check "Service and its upstream, Policy, Ingress in shop" t_shop_objects
 
 check "controller as jetbridge:jetbridge for ${RUN_SECONDS}s" run_controller jetbridge jetbridge jetbridge jetbridge \
     --bootstrap-secret jetbridge/jetbridge-bootstrap --publish-service jetbridge/jetbridge-proxy
@@ -452,7 +535,7 @@ check "  Ingress status, Policy status, Programmed Event written" t_status_and_e
 check "  sign-outs shared: revocation ConfigMap created, then patched" t_revocations_shared jetbridge jetbridge jetbridge-revocations
 stop_controller
 
-check "Service, EndpointSlice, Policy, Ingress in shop (reset)" t_shop_objects
+check "Service and its upstream, Policy, Ingress in shop (reset)" t_shop_objects
 check "controller as jetbridge-ns:jb-ns-jetbridge for ${RUN_SECONDS}s" run_controller jb-ns jetbridge-ns jb-ns-jetbridge jb-ns-jetbridge \
     --namespaces shop --leader-election-id jb-ns-leader \
     --bootstrap-secret jetbridge-ns/jb-ns-bootstrap --publish-service jetbridge-ns/jb-ns-jetbridge-proxy

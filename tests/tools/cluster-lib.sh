@@ -104,3 +104,35 @@ stop_controller() {
     done
     kill -KILL "$pid" 2>/dev/null || true
 }
+
+# ------------------------------------------------ pods of the 1.37 tier ---
+# (the pod runner, tests/tools/pod_runner.py, runs them as local processes)
+
+# pod_netns NS POD: the pod's network namespace (jb<N>p<first 8 hex digits of its uid>).
+pod_netns() {
+    local uid
+    uid="$(k get pod "$2" -n "$1" -o jsonpath='{.metadata.uid}')"
+    uid="${uid//-/}"
+    echo "jb${CLUSTER_INDEX}p${uid:0:8}"
+}
+
+# pod_pid NS POD [CONTAINER]: the PID of a running container (its containerID).
+pod_pid() {
+    local id
+    if [ -n "${3:-}" ]; then
+        id="$(k get pod "$2" -n "$1" -o jsonpath="{.status.containerStatuses[?(@.name==\"$3\")].containerID}")"
+    else
+        id="$(k get pod "$2" -n "$1" -o jsonpath='{.status.containerStatuses[0].containerID}')"
+    fi
+    [ -n "$id" ] || { echo "pod $1/$2 has no running container" >&2; return 1; }
+    echo "${id#jetbridge-pod-runner://}"
+}
+
+# pod_exec NS POD COMMAND...: run COMMAND inside the pod as its container sees the world
+# (its network namespace, and its mounts: volumes, /etc/hosts kept from the Services).
+pod_exec() {
+    local pid
+    pid="$(pod_pid "$1" "$2")"
+    shift 2
+    nsenter -t "$pid" -m -n -u -- "$@"
+}

@@ -9,7 +9,10 @@
 # namespace each run (selftest-<random>). On 1.20 there is no controller-manager, so the
 # namespace is left (deleted, it would stay Terminating); on 1.37 the controllers
 # (service-account, token, EndpointSlice, namespace, garbage collector) and the
-# scheduler are checked too, and the namespace is deleted at the end. Cluster-scoped
+# scheduler are checked too, then the node (pods run by tests/tools/pod_runner.py:
+# Ready, EndpointSlices, ClusterIP through kube-proxy, readiness, API access with the
+# pod's token, graceful deletion, an unknown image, a second cluster's clean stop), and
+# the namespace is deleted at the end. Cluster-scoped
 # objects (a CRD, a ClusterRole, an IngressClass, a Node) are applied, so re-runs are
 # fine. Ends with "N passed, M failed"; exits non-zero when a check failed.
 
@@ -500,6 +503,9 @@ kind: Node
 metadata:
   name: $NODE
   labels: {kubernetes.io/hostname: $NODE, jetbridge.dev/selftest: "true"}
+spec:
+  # only web-0 tolerates it: no other pod is scheduled to a Node nothing runs
+  taints: [{key: jetbridge.dev/selftest, value: "true", effect: NoSchedule}]
 status:
   capacity: {cpu: "4", memory: 8Gi, pods: "110"}
   allocatable: {cpu: "4", memory: 8Gi, pods: "110"}
@@ -522,6 +528,7 @@ kind: Pod
 metadata: {name: web-0, namespace: $NS, labels: {app: selftest-web}}
 spec:
   nodeSelector: {kubernetes.io/hostname: $NODE}
+  tolerations: [{key: jetbridge.dev/selftest, operator: Exists, effect: NoSchedule}]
   containers: [{name: web, image: selftest.invalid/web:1, ports: [{name: http, containerPort: 8080}]}]
 EOF
     wait_for 60 "pod web-0 bound by the scheduler" pod_bound
@@ -602,6 +609,283 @@ t_namespace_deleted() {
     wait_for 90 "namespace $ns removed by the namespace controller" gone namespace "$ns"
 }
 
+# ------------------------------------------------ pods, Services, kube-proxy (1.37) ---
+# The pod runner (a kubelet stand-in) runs the pods as local processes, each in a
+# network namespace of its own; kube-proxy (nftables) in the node namespace serves
+# ClusterIPs; /etc/hosts, kept from the Services, stands in for DNS.
+
+# in_pod_range IP: the address is in the cluster's pod range (10.(160+N).0.0/16)
+in_pod_range() { [[ "$1" == "${POD_CIDR%.0.0/16}".* ]]; }
+
+echo_pods() { k get pods -n "$NS" -l app=echo -o jsonpath='{range .items[*]}{.metadata.name} {.status.phase} {.status.podIP} {.spec.nodeName}{"\n"}{end}'; }
+
+# pods_ready N SELECTOR: N pods with SELECTOR, all Ready
+pods_ready() {
+    local got
+    got="$(k get pods -n "$NS" -l "$2" -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c '^True$' || true)"
+    [ "$got" = "$1" ] || { echo "$got of $1 pods with $2 Ready"; return 1; }
+}
+
+t_pods_deployment() {
+    local t0=$SECONDS
+    k apply -f - <<EOT
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: reader, namespace: $NS}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pod-reader, namespace: $NS}
+rules: [{apiGroups: [""], resources: [pods], verbs: [get, list]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: reader, namespace: $NS}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}
+subjects: [{kind: ServiceAccount, name: reader, namespace: $NS}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo, namespace: $NS}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      terminationGracePeriodSeconds: 15
+      containers:
+      - name: echo
+        image: jetbridge.test/echo:1
+        args: ["--port", "8080", "--drain-seconds", "2"]
+        ports: [{name: http, containerPort: 8080}]
+        env:
+        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+        - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+        readinessProbe:
+          httpGet: {path: /healthz, port: http}
+          periodSeconds: 1
+          failureThreshold: 1
+        lifecycle:
+          preStop: {exec: {command: ["sleep", "2"]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend, namespace: $NS}
+spec:
+  selector: {app: echo}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: $NS, labels: {app: client}}
+spec:
+  serviceAccountName: reader
+  containers:
+  - name: client
+    image: jetbridge.test/echo:1
+    env: [{name: ECHO_NAME, value: client}]
+    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+EOT
+    wait_for 90 "2 echo pods Ready" pods_ready 2 app=echo
+    echo "Deployment Ready after $((SECONDS - t0))s"
+    local name phase ip node n=0
+    while read -r name phase ip node; do
+        [ -n "$name" ] || continue
+        n=$((n + 1))
+        expect_eq "$name phase" Running "$phase"
+        in_pod_range "$ip" || { echo "$name: IP '$ip' not in $POD_CIDR"; return 1; }
+        [[ " $NODE_NAMES " == *" $node "* ]] || { echo "$name on node '$node', not one of $NODE_NAMES"; return 1; }
+    done <<<"$(echo_pods)"
+    expect_eq "echo pods" 2 "$n"
+    wait_for 60 "client pod Ready" pods_ready 1 app=client
+}
+
+# echo_slice: "ip ready serving terminating" per endpoint of the controller's slice, sorted
+echo_slice() {
+    k get endpointslices.v1.discovery.k8s.io -n "$NS" \
+        -l kubernetes.io/service-name=backend,endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io \
+        -o jsonpath='{range .items[*].endpoints[*]}{.addresses[0]} {.conditions.ready} {.conditions.serving} {.conditions.terminating}{"\n"}{end}' | sort
+}
+
+echo_ips() { k get pods -n "$NS" -l app=echo -o jsonpath='{range .items[*]}{.status.podIP}{"\n"}{end}' | sort; }
+
+slice_lists() {
+    local want got
+    want="$(echo_ips | sed 's/$/ true true false/')"
+    got="$(echo_slice)"
+    [ "$got" = "$want" ] || { printf 'slice:\n%s\nwant:\n%s\n' "$got" "$want"; return 1; }
+}
+
+t_pods_endpointslice() {
+    wait_for 30 "the slice lists both echo pods, ready" slice_lists
+    echo_slice
+}
+
+t_pods_clusterip() {
+    local svc_ip out names
+    svc_ip="$(k get service backend -n "$NS" -o jsonpath='{.spec.clusterIP}')"
+    [[ "$svc_ip" == "${SERVICE_CIDR%.0.0/16}".* ]] || { echo "ClusterIP $svc_ip not in $SERVICE_CIDR"; return 1; }
+    # the pod's /etc/hosts names the Service; kube-proxy's rules in the node netns DNAT it
+    pod_exec "$NS" client grep -q "^${svc_ip}[[:space:]].*backend.$NS.svc.cluster.local" /etc/hosts
+    # kube-proxy syncs its rules at most once a second after the slice changes
+    wait_for 20 "the Service answers" pod_exec "$NS" client curl -fsS -m 5 -o /dev/null "http://backend.$NS.svc.cluster.local/"
+    sleep 1
+    out="$(for _ in $(seq 1 20); do
+        pod_exec "$NS" client curl -fsS -m 5 "http://backend.$NS.svc.cluster.local/"; echo
+    done)"
+    names="$(sort -u <<<"$out" | paste -sd' ')"
+    expect_eq "names answering through $svc_ip" "$(k get pods -n "$NS" -l app=echo -o jsonpath='{.items[*].metadata.name}' | tr ' ' '\n' | sort | paste -sd' ')" "$names"
+    # from the pod's own namespace, the short name works too; the netns is the pod runner's
+    expect_eq "short name" 200 "$(pod_exec "$NS" client curl -sS -m 5 -o /dev/null -w '%{http_code}' http://backend/)"
+    ip netns exec "$(pod_netns "$NS" client)" curl -fsS -m 5 -o /dev/null "http://$svc_ip/"
+}
+
+slice_has() { local got; got="$(echo_slice)"; grep -qx "$1" <<<"$got" || { echo "slice: $got; want a line '$1'"; return 1; }; }
+
+t_pods_readiness() {
+    local pod ip
+    read -r pod _ ip _ <<<"$(echo_pods | sed -n 1p)"
+    curl -fsS -m 5 -X POST "http://$ip:8080/_echo/ready?value=false"; echo
+    wait_for 30 "$pod not ready in the slice" slice_has "$ip false false false"
+    expect_eq "$pod Ready" False "$(k get pod "$pod" -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')"
+    curl -fsS -m 5 -X POST "http://$ip:8080/_echo/ready?value=true"; echo
+    wait_for 30 "$pod ready again" slice_has "$ip true true false"
+}
+
+t_pods_api_access() {
+    local sa=/var/run/secrets/kubernetes.io/serviceaccount code
+    # the admission-added kube-api-access volume: a TokenRequest token bound to the pod
+    pod_exec "$NS" client test -s "$sa/token"
+    expect_eq "namespace file" "$NS" "$(pod_exec "$NS" client cat "$sa/namespace")"
+    local own
+    own="$(pod_exec "$NS" client sh -c "curl -fsS -m 5 --cacert $sa/ca.crt -H \"Authorization: Bearer \$(cat $sa/token)\" \
+        https://kubernetes.default.svc/api/v1/namespaces/$NS/pods/client")"
+    grep -q '"name": "client"' <<<"$own"
+    code="$(pod_exec "$NS" client sh -c "curl -sS -m 5 -o /dev/null -w '%{http_code}' --cacert $sa/ca.crt \
+        -H \"Authorization: Bearer \$(cat $sa/token)\" https://kubernetes.default.svc/api/v1/namespaces/$NS/secrets")"
+    expect_eq "secrets with the pod's token (RBAC allows pods only)" 403 "$code"
+    # the token is bound to the pod
+    local payload
+    payload="$(pod_exec "$NS" client cat "$sa/token" | cut -d. -f2 | tr '_-' '/+')"
+    while [ $(( ${#payload} % 4 )) -ne 0 ]; do payload+="="; done
+    grep -q '"pod":{"name":"client"' <<<"$(base64 -d <<<"$payload")"
+}
+
+netns_gone() { ! ip netns list | grep -q "^$1\\b"; }
+
+t_pods_delete() {
+    local pod ip netns
+    read -r pod _ ip _ <<<"$(echo_pods | sed -n 1p)"
+    netns="$(pod_netns "$NS" "$pod")"
+    k delete pod "$pod" -n "$NS" --wait=false
+    # preStop (2 s) and the drain (2 s) keep it terminating, still serving
+    wait_for 20 "$pod terminating in the slice" slice_has "$ip false true true"
+    wait_for 60 "$pod gone" gone pod "$pod" -n "$NS"
+    wait_for 20 "netns $netns removed" netns_gone "$netns"
+    wait_for 90 "the replacement Ready" pods_ready 2 app=echo
+}
+
+waiting_reason() { k get pod "$1" -n "$NS" -o jsonpath='{.status.containerStatuses[0].state.waiting.reason}'; }
+is_err_image_pull() { [ "$(waiting_reason nope)" = ErrImagePull ]; }
+
+t_pods_unknown_image() {
+    k run nope -n "$NS" --image=registry.invalid/nope:1 --restart=Never
+    wait_for 30 "nope waiting with ErrImagePull" is_err_image_pull
+    k get pod nope -n "$NS" -o jsonpath='{.status.containerStatuses[0].state.waiting.message}' | grep -q 'registry.invalid/nope:1'
+    local events
+    events="$(k get events -n "$NS" --field-selector involvedObject.name=nope,type=Warning -o jsonpath='{.items[*].message}')"
+    grep -q 'registry.invalid/nope:1' <<<"$events" || { echo "no Warning event naming the image: $events"; return 1; }
+    k delete pod nope -n "$NS" --wait=false
+    wait_for 30 "nope deleted" gone pod nope -n "$NS"
+}
+
+# runner_jetbridge_bin: the binary the pod runner runs for ghcr.io/jetbridge/jetbridge
+# (JETBRIDGE_BIN in its environment, else the repository's debug build)
+runner_jetbridge_bin() {
+    local bin
+    bin="$(tr '\0' '\n' < "/proc/$POD_RUNNER_PID/environ" 2>/dev/null | sed -n 's/^JETBRIDGE_BIN=//p')"
+    echo "${bin:-$ROOT/target/debug/jetbridge}"
+}
+
+pod_phase() { k get pod "$1" -n "$NS" -o jsonpath='{.status.phase}'; }
+is_succeeded() { [ "$(pod_phase "$1")" = Succeeded ]; }
+
+t_pods_jetbridge_image() {
+    k apply -f - <<EOT
+apiVersion: v1
+kind: Pod
+metadata: {name: jetbridge-version, namespace: $NS}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsUser: 65532, runAsGroup: 65532}
+  containers: [{name: jetbridge, image: "ghcr.io/jetbridge/jetbridge:0.1.0", args: ["--version"]}]
+EOT
+    wait_for 60 "jetbridge-version Succeeded" is_succeeded jetbridge-version
+    local log
+    log="$(cat "$NODE_DIR"/pods/"$NS"_jetbridge-version_*/jetbridge.log)"
+    grep -q '^jetbridge ' <<<"$log" || { echo "log: $log"; return 1; }
+    expect_eq "exit code" 0 "$(k get pod jetbridge-version -n "$NS" -o jsonpath='{.status.containerStatuses[0].state.terminated.exitCode}')"
+}
+
+# after restart-apiserver: kube-proxy and the pod runner carry on
+t_pods_after_restart() {
+    expect_eq "backend from the client pod" 200 \
+        "$(pod_exec "$NS" client curl -sS -m 5 -o /dev/null -w '%{http_code}' "http://backend.$NS.svc.cluster.local/")"
+    local sa=/var/run/secrets/kubernetes.io/serviceaccount
+    # (kube-proxy follows the kubernetes Service's slice within about a second)
+    wait_for 20 "the API through the kubernetes Service" pod_exec "$NS" client sh -c \
+        "curl -fsS -m 5 -o /dev/null --cacert $sa/ca.crt -H \"Authorization: Bearer \$(cat $sa/token)\" \
+            https://kubernetes.default.svc/api/v1/namespaces/$NS/pods"
+    # the runner still reacts: a new pod becomes Ready
+    k run after-restart -n "$NS" --image=jetbridge.test/echo:1 --labels=app=after-restart
+    wait_for 60 "after-restart Ready" pods_ready 1 app=after-restart
+}
+
+t_pods_nodeport() {
+    k expose deployment echo -n "$NS" --name=backend-np --type=NodePort --port=80 --target-port=8080
+    local port
+    port="$(k get service backend-np -n "$NS" -o jsonpath='{.spec.ports[0].nodePort}')"
+    # kube-proxy answers on the node's address; the host routes to it
+    wait_for 20 "NodePort $port on $NODE_IP" curl -fsS -m 5 -o /dev/null "http://$NODE_IP:$port/"
+}
+
+t_pods_logs() {
+    local out
+    out="$(k logs -n "$NS" client --tail=5)"
+    grep -q 'listening on 0.0.0.0:8080' <<<"$out" || { echo "kubectl logs: $out"; return 1; }
+}
+
+# restart-pod-runner: the runner stops its pods, starts again, cleans up and runs the
+# pods bound to its Nodes again, with the IPs their status had
+t_pods_runner_restart() {
+    local before after
+    before="$(echo_ips)"
+    "$ROOT/scripts/cluster" restart-pod-runner "$DIR"
+    # shellcheck disable=SC1091
+    . "$DIR/env"
+    wait_for 60 "echo pods Ready again" pods_ready 2 app=echo
+    after="$(echo_ips)"
+    expect_eq "echo pod IPs" "$before" "$after"
+    wait_for 30 "the slice lists both again, ready" slice_lists
+}
+
+# A second cluster, started and stopped alongside: another index, and nothing left.
+t_second_cluster() {
+    local dir n
+    dir="$(mktemp -d "${TMPDIR:-/tmp}/jetbridge-cluster2.XXXXXX")"
+    JETBRIDGE_KUBE_VERSION=1.37.2 "$ROOT/scripts/cluster" start "$dir" >/dev/null
+    n="$(sed -n 's/^CLUSTER_INDEX=//p' "$dir/env")"
+    [ "$n" != "$CLUSTER_INDEX" ] || { echo "second cluster got index $n too"; return 1; }
+    ip netns list | grep -q "^jb${n}n" || { echo "no netns jb${n}n"; return 1; }
+    "$ROOT/scripts/cluster" stop "$dir"
+    local left
+    left="$(ip netns list | grep -E "^jb${n}(n|p)" || true; ip -o link | grep -E " jb${n}h[@:]" || true;
+            ip route | grep -E "^10\.($((160 + n))|$((128 + n)))\.0\.0/16" || true)"
+    rm -rf "$dir"
+    [ -z "$left" ] || { echo "left after stop: $left"; return 1; }
+}
+
 # -------------------------------------------------------------------- run ---
 
 echo "cluster $APISERVER_URL (dir $DIR), namespace $NS"
@@ -634,11 +918,32 @@ if [ -n "$WITH_CONTROLLERS" ]; then
     check "controllers: garbage collector follows ownerReferences" t_garbage_collector
     check "controllers: namespace deletion completes" t_namespace_deleted
 fi
+if [ -n "${CLUSTER_INDEX:-}" ]; then
+    check "pods: a Deployment of 2 echo pods Ready, IPs in the pod range" t_pods_deployment
+    check "pods: the EndpointSlice controller lists both" t_pods_endpointslice
+    check "pods: svc.cluster.local name -> ClusterIP (kube-proxy) -> both" t_pods_clusterip
+    check "pods: failing readiness leaves the slice, then returns" t_pods_readiness
+    check "pods: kube-api-access token reads the API, RBAC forbids" t_pods_api_access
+    check "pods: delete -> terminating endpoint -> gone, netns gone" t_pods_delete
+    check "pods: an unknown image stays ErrImagePull" t_pods_unknown_image
+    check "pods: kubectl logs (the pod runner's log endpoint)" t_pods_logs
+    check "pods: a NodePort Service answers on the node IP from the host" t_pods_nodeport
+    if [ -x "$(runner_jetbridge_bin)" ]; then
+        check "pods: ghcr.io/jetbridge/jetbridge runs $(runner_jetbridge_bin)" t_pods_jetbridge_image
+    else
+        echo "skip  pods: ghcr.io/jetbridge/jetbridge (no binary at $(runner_jetbridge_bin); set JETBRIDGE_BIN for scripts/cluster start)"
+    fi
+    check "node network: a second cluster starts and stops clean" t_second_cluster
+fi
 check "helm install and uninstall a chart" t_helm_install
 check "restart-apiserver" t_restart_apiserver
 # shellcheck disable=SC1091
 . "$DIR/env"
 check "data and token survive the restart" t_data_after_restart
+if [ -n "${CLUSTER_INDEX:-}" ]; then
+    check "pods: Services, the API and the runner work after the restart" t_pods_after_restart
+    check "pods: restart-pod-runner runs the pods again, same IPs" t_pods_runner_restart
+fi
 if [ -n "$WITH_CONTROLLERS" ]; then
     # with a namespace controller, a run cleans up after itself
     k delete node "$NODE" --wait=false >/dev/null 2>&1 || true

@@ -3,6 +3,7 @@
 // headless Chromium, driven by npm `playwright-core`.
 //
 //   node login_browser.mjs --start-url URL --login ID [--password P] [--map host1,host2]
+//     [--map-to ADDRESS] [--allow-host HOST ...]
 //     [--until URL_PREFIX] [--screenshot FILE] [--timeout MS] [--then URL ...]
 //     [--then-screenshots DIR] [--cancel]
 //
@@ -18,8 +19,9 @@
 //
 // Browser: env JETBRIDGE_CHROMIUM or /usr/bin/chromium. Every host named in --map
 // (comma-separated, may repeat; "*.example.test" wildcards allowed) resolves to 127.0.0.1
-// via --host-resolver-rules. Requests to any host that is neither loopback nor mapped
-// are aborted (the IdP's page imports a web font from the internet, for one) and listed
+// (or --map-to ADDRESS, e.g. a Service's cluster IP) via --host-resolver-rules. Requests
+// to any host that is neither loopback, mapped, nor named by --allow-host (e.g. an IdP
+// listening on another local address) are aborted (the IdP's page imports a web font from the internet, for one) and listed
 // in "blocked". Each --then URL is then opened in turn in the same browser (cookies kept,
 // redirects followed), and its final status, URL and text are listed in "then".
 // --then-screenshots DIR saves each --then page as DIR/then-<n>.png (n from 1).
@@ -42,6 +44,8 @@ const args = parseOptions(
     login: { type: 'string' },
     password: { type: 'string', default: 'x' },
     map: { type: 'string', multiple: true, default: [] },
+    'map-to': { type: 'string', default: '127.0.0.1' },
+    'allow-host': { type: 'string', multiple: true, default: [] },
     until: { type: 'string' },
     screenshot: { type: 'string' },
     timeout: { type: 'string', default: '30000' },
@@ -68,7 +72,8 @@ function isLoopback(hostname) {
 
 function isMapped(hostname) {
   const h = hostname.toLowerCase();
-  return mapped.some((m) => (m.startsWith('*.') ? h.endsWith(m.slice(1)) : h === m));
+  return mapped.some((m) => (m.startsWith('*.') ? h.endsWith(m.slice(1)) : h === m))
+    || args['allow-host'].some((a) => a.toLowerCase() === h);
 }
 
 function isDone(url) {
@@ -81,7 +86,7 @@ const launchArgs = [
   '--disable-dev-shm-usage',
 ];
 if (mapped.length) {
-  const rules = mapped.map((h) => `MAP ${h} 127.0.0.1`).join(',');
+  const rules = mapped.map((h) => `MAP ${h} ${args['map-to']}`).join(',');
   launchArgs.push(`--host-resolver-rules=${rules}`);
 }
 

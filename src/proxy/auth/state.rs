@@ -220,7 +220,7 @@ impl Authenticator {
                 },
                 &Default::default(),
             )
-            .map_err(ProxyError::Identity)?;
+            .map_err(|e| ProxyError::Identity(e.to_string()))?;
         let provider = match Provider::discover(
             idp,
             &redirect_uri,
@@ -235,7 +235,7 @@ impl Authenticator {
             }
             Err(e) => {
                 self.idp_board
-                    .record(idp_id, &idp.issuer_url, Err(e.to_string()), unix_now());
+                    .record(idp_id, &idp.issuer_url, Err(&e), unix_now());
                 if let Some(c) = stale {
                     // Keep the last good discovery while the IdP is unreachable.
                     return Ok(c.provider.clone());

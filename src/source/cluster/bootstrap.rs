@@ -56,7 +56,11 @@ impl BootstrapKeys {
     /// about.
     pub fn secrets(&self) -> Result<(Secrets, Vec<Diagnostic>), KeyError> {
         let keys = KeySet::parse(&self.signing_key)?;
-        let warnings = keys.warnings.iter().map(Diagnostic::setting).collect();
+        let warnings = keys
+            .warnings
+            .iter()
+            .map(|w| Diagnostic::setting(w.to_string()))
+            .collect();
         let secrets = Secrets {
             keys: std::sync::Arc::new(keys),
             cookie_secret: self.cookie_secret.clone(),

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 #[tokio::test(flavor = "multi_thread")]
 async fn an_ingress_is_served_edited_moved_and_removed() {
     let c = Corner::new(Kube::get());
-    let (blue, green) = (named_upstream("blue").await, named_upstream("green").await);
-    c.service("web", &[blue]);
+    c.echo_pods("blue", Some("blue"), 1);
+    c.echo_pods("green", Some("green"), 1);
+    c.select("web", "blue");
     let ctl = Controller::start(&c, &[]).await;
     let mut b = api_client();
     let url = ctl.url("web.test", "/");
@@ -73,8 +74,9 @@ async fn an_ingress_is_served_edited_moved_and_removed() {
     )
     .await;
 
-    // The EndpointSlice changes: traffic moves.
-    c.slice("web", &[green]);
+    // The Service selects other pods: the EndpointSlice controller rewrites
+    // its slices and traffic moves.
+    c.select("web", "green");
     eventually(&mut b, &url, "serves green", |r| r.body == "green", &ctl).await;
 
     // A second host on the same Service, then the first Ingress deleted.
@@ -926,8 +928,9 @@ async fn an_api_server_outage_and_expired_watches_keep_serving_and_changes_made_
  {
     // Its own API server: stopping it must not disturb other tests.
     let c = Corner::new(Kube::own());
-    let (blue, green) = (named_upstream("blue").await, named_upstream("green").await);
-    c.service("web", &[blue]);
+    c.echo_pods("blue", Some("blue"), 1);
+    c.echo_pods("green", Some("green"), 1);
+    c.select("web", "blue");
     c.ingress(
         "web",
         "web.test",
@@ -976,7 +979,7 @@ async fn an_api_server_outage_and_expired_watches_keep_serving_and_changes_made_
             "serves through the relist"
         );
     }
-    c.slice("web", &[green]);
+    c.select("web", "green");
     c.ingress(
         "late",
         "late.test",
@@ -1378,6 +1381,9 @@ async fn client_certificate_secrets_work_both_ways_and_a_missing_one_denies_only
             ("jetbridge.dev/secure_upstream", "true"),
             ("ingress.pomerium.io/tls_custom_ca_secret", "upstream-ca"),
             ("ingress.pomerium.io/tls_client_secret", "proxy-client"),
+            // Its certificate names localhost; the Service reaches it at the
+            // host's address in the cluster network.
+            ("ingress.pomerium.io/tls_server_name", "localhost"),
         ],
     );
     // The CA Secret does not exist yet.
@@ -2119,12 +2125,12 @@ async fn the_ingress_address_is_cleared_when_the_publish_service_goes_away() {
 }
 
 /// The chart installs where `discovery.k8s.io/v1` EndpointSlices are served
-/// (this Kubernetes 1.20 API server with its EndpointSlice stand-in), and
+/// (a Kubernetes 1.20 API server with its EndpointSlice stand-in), and
 /// refuses with a message naming the API once they are not (the stand-in
-/// removed: a plain 1.20 cluster).
+/// removed: a plain 1.20 cluster, older than the 1.21 that serves them).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chart_refuses_a_cluster_without_discovery_v1_endpoint_slices() {
-    let kube = Kube::own();
+    let kube = Kube::own_version(Some("1.20.2"));
     let chart = format!("{}/charts/jetbridge", env!("CARGO_MANIFEST_DIR"));
     let dry_run = || {
         // A fresh discovery cache each time: the served APIs change below.

@@ -1,6 +1,9 @@
-//! Cluster tier: Ingress objects translated (fixtures, annotation prefixes) and the controller against a real API server.
+//! Cluster tier: Ingress objects translated (fixtures, annotation prefixes) and the controller against a real API server with pods that run.
 
+mod admission;
 mod annotation_prefixes;
 mod controller;
+mod gateway;
 mod gateway_fixtures;
 mod ingress_fixtures;
+mod pods;

@@ -6,6 +6,7 @@
 use super::login::*;
 use http::StatusCode;
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,14 +50,23 @@ impl Kube {
         Self::own()
     }
 
-    /// A cluster of this test's own (for faults that would disturb others).
+    /// A cluster of this test's own (for faults that would disturb others),
+    /// of the run's Kubernetes version.
     pub fn own() -> Kube {
+        Self::own_version(None)
+    }
+
+    /// A cluster of this test's own of Kubernetes `version` (one that
+    /// `scripts/cluster` knows), or of the run's when `None`.
+    pub fn own_version(version: Option<&str>) -> Kube {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_string_lossy().into_owned();
-        let out = Command::new(script())
-            .args(["start", &dir])
-            .output()
-            .unwrap();
+        let mut start = Command::new(script());
+        start.args(["start", &dir]);
+        if let Some(v) = version {
+            start.env("JETBRIDGE_KUBE_VERSION", v);
+        }
+        let out = start.output().unwrap();
         assert!(
             out.status.success(),
             "scripts/cluster start: {}{}",
@@ -68,6 +78,19 @@ impl Kube {
             dir,
             own: Some(tmp),
         }
+    }
+
+    /// The host's address in the cluster network (`HOST_IP`): the API server
+    /// listens there, pods reach it, and the host routes pod and Service
+    /// addresses through it.
+    pub fn host_ip(&self) -> IpAddr {
+        let ip = self.env.get("HOST_IP").unwrap_or_else(|| {
+            panic!(
+                "{}/env has no HOST_IP: a cluster without a node network",
+                self.dir
+            )
+        });
+        ip.parse().unwrap()
     }
 
     pub fn kubeconfig(&self) -> &str {
@@ -208,8 +231,12 @@ impl Corner {
         }
     }
 
-    /// A Service `name` on port 80 whose EndpointSlice points at `ups`.
-    pub fn service(&self, name: &str, ups: &[std::net::SocketAddr]) {
+    /// A Service `name` on port 80 for servers of this test process on
+    /// loopback (`ups`): a Service without a selector and EndpointSlices
+    /// written here, as for something outside the cluster. An EndpointSlice
+    /// may not hold a loopback address, so each server is reached through a
+    /// TCP relay on the host's address in the cluster network.
+    pub fn service(&self, name: &str, ups: &[SocketAddr]) {
         let ns = &self.ns;
         self.kube.apply(&format!(
             "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  ports: [{{name: http, port: 80, targetPort: 8080, protocol: TCP}}]\n"
@@ -217,9 +244,9 @@ impl Corner {
         self.slice(name, ups);
     }
 
-    /// (Re)writes the Service's EndpointSlice. Every address is loopback,
-    /// so each upstream is told apart by its port; one slice per port.
-    pub fn slice(&self, svc: &str, ups: &[std::net::SocketAddr]) {
+    /// (Re)writes the EndpointSlices of Service `svc` (one per server, each
+    /// told apart by its relay's port) to point at `ups`.
+    pub fn slice(&self, svc: &str, ups: &[SocketAddr]) {
         let ns = &self.ns;
         let (_, existing, _) = self.kube.kubectl(
             &[
@@ -236,10 +263,11 @@ impl Corner {
         );
         let mut docs = String::new();
         for (i, up) in ups.iter().enumerate() {
+            let at = relay(self.kube.host_ip(), *up);
             docs.push_str(&format!(
                 "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {svc}-{i}\n  namespace: {ns}\n  labels: {{kubernetes.io/service-name: {svc}}}\naddressType: IPv4\nports: [{{name: http, port: {}, protocol: TCP}}]\nendpoints:\n  - addresses: [\"{}\"]\n    conditions: {{ready: true}}\n",
-                up.port(),
-                up.ip()
+                at.port(),
+                at.ip()
             ));
         }
         self.kube.apply(&docs);
@@ -252,6 +280,80 @@ impl Corner {
             if idx >= ups.len() {
                 self.kube.ok(&["delete", "-n", ns, old], None);
             }
+        }
+    }
+
+    /// A Deployment `name` of `replicas` echo pods (image
+    /// `jetbridge.test/echo`, run by the cluster's pod runner), each
+    /// answering `answer`, or its own pod name when `None`; ready when its
+    /// `/healthz` answers (probed every second). A pod being deleted keeps
+    /// serving for 2 s (a preStop sleep), while its endpoint leaves the
+    /// slices, as a production Deployment does.
+    pub fn echo_pods(&self, name: &str, answer: Option<&str>, replicas: usize) {
+        let ns = &self.ns;
+        let env = answer
+            .map(|a| format!("          env: [{{name: ECHO_NAME, value: {a:?}}}]\n"))
+            .unwrap_or_default();
+        self.kube.apply(&format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      terminationGracePeriodSeconds: 10\n      containers:\n        - name: echo\n          image: jetbridge.test/echo:1\n{env}          ports: [{{name: http, containerPort: 8080}}]\n          readinessProbe: {{httpGet: {{path: /healthz, port: http}}, periodSeconds: 1}}\n          lifecycle: {{preStop: {{exec: {{command: [sleep, \"2\"]}}}}}}\n"
+        ));
+    }
+
+    /// A Service `svc` on port 80 selecting the pods of Deployment `deploy`
+    /// (their port `http`); applied again, it moves the Service's traffic.
+    /// The EndpointSlices are the EndpointSlice controller's.
+    pub fn select(&self, svc: &str, deploy: &str) {
+        let ns = &self.ns;
+        self.kube.apply(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {svc}, namespace: {ns}}}\nspec:\n  selector: {{app: {deploy}}}\n  ports: [{{name: http, port: 80, targetPort: http, protocol: TCP}}]\n"
+        ));
+    }
+
+    /// The ready endpoint addresses of Service `svc`, from all its
+    /// EndpointSlices.
+    pub fn ready_endpoints(&self, svc: &str) -> Vec<String> {
+        let out = self.kube.ok(
+            &[
+                "get",
+                "endpointslices.discovery.k8s.io",
+                "-n",
+                &self.ns,
+                "-l",
+                &format!("kubernetes.io/service-name={svc}"),
+                "-o",
+                "json",
+            ],
+            None,
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let mut ips = Vec::new();
+        for slice in v["items"].as_array().into_iter().flatten() {
+            for e in slice["endpoints"].as_array().into_iter().flatten() {
+                if e["conditions"]["ready"] == serde_json::Value::Bool(true) {
+                    ips.extend(e["addresses"][0].as_str().map(String::from));
+                }
+            }
+        }
+        ips
+    }
+
+    /// Waits (up to `secs`) until Service `svc` has `n` ready endpoints; returns them.
+    pub async fn wait_ready_endpoints(&self, svc: &str, n: usize, secs: u64) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let ips = self.ready_endpoints(svc);
+            if ips.len() == n {
+                return ips;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Service {svc}: {} ready endpoints, not {n}: {ips:?}\npods: {}",
+                ips.len(),
+                self.kube
+                    .kubectl(&["get", "pods", "-n", &self.ns, "-o", "wide"], None)
+                    .1
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
@@ -274,12 +376,13 @@ impl Corner {
 }
 
 impl Corner {
-    /// A fresh corner of the shared cluster whose Service `service` points at
-    /// a loopback upstream answering `upstream`.
+    /// A fresh corner of the shared cluster whose Service `service` selects
+    /// an echo pod answering `upstream`, ready.
     pub async fn with_upstream(service: &str, upstream: &'static str) -> Corner {
         let c = Corner::new(Kube::get());
-        let up = named_upstream(upstream).await;
-        c.service(service, &[up]);
+        c.echo_pods(service, Some(upstream), 1);
+        c.select(service, service);
+        c.wait_ready_endpoints(service, 1, 60).await;
         c
     }
 
@@ -348,9 +451,6 @@ impl Controller {
                 kube.kubeconfig(),
             ])
             .args(["--namespaces", ns, "--controller-name", controller_name])
-            // The test upstreams listen on loopback: this controller runs
-            // outside any cluster, where loopback is not jetbridge itself.
-            .arg("--allow-loopback-backends")
             .args(["--bootstrap-secret", &format!("{ns}/jetbridge-bootstrap")])
             .args(["--address", &format!("127.0.0.1:{https}")])
             .args(["--internal-address", &format!("127.0.0.1:{internal}")])
@@ -459,6 +559,25 @@ impl Controller {
             .await
             .body
     }
+}
+
+/// Relays TCP connections made to a new port on `ip` to `to`; returns the
+/// relay's address. Lives as long as the test's runtime.
+pub fn relay(ip: IpAddr, to: SocketAddr) -> SocketAddr {
+    let l = std::net::TcpListener::bind((ip, 0)).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let at = l.local_addr().unwrap();
+    let l = tokio::net::TcpListener::from_std(l).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = l.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut out) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+    at
 }
 
 /// A loopback upstream answering its own name.

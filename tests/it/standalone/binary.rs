@@ -139,12 +139,9 @@ async fn seed_config_starts_standalone_and_serves() {
     assert!(status.success(), "{status:?}");
 }
 
-/// `insecure_server: true`: the routes are served on `address` over plain
-/// HTTP (behind a load balancer that terminates TLS), and TLS is not spoken.
-#[tokio::test(flavor = "multi_thread")]
-async fn insecure_server_serves_routes_over_plain_http() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (up, seen) = echo_upstream().await;
+/// `jetbridge standalone` with `insecure_server: true` (plain HTTP on the
+/// returned port) and one public route, `plain.localhost`, to `up`; ready.
+async fn plain_standalone(up: std::net::SocketAddr) -> (ChildGuard, u16, tempfile::TempDir) {
     let (port, internal) = (free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
@@ -164,21 +161,28 @@ async fn insecure_server_serves_routes_over_plain_http() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _guard = ChildGuard(child);
+    let guard = ChildGuard(child);
     let mut b = Browser::new();
     let ready = format!("http://127.0.0.1:{internal}/readyz");
-    let mut up_and_ready = false;
     for _ in 0..100 {
         let listening = tokio::net::TcpStream::connect(("127.0.0.1", internal))
             .await
             .is_ok();
         if listening && b.get(&ready).await.status == StatusCode::OK {
-            up_and_ready = true;
-            break;
+            return (guard, port, dir);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(up_and_ready, "standalone did not become ready");
+    panic!("standalone did not become ready");
+}
+
+/// `insecure_server: true`: the routes are served on `address` over plain
+/// HTTP (behind a load balancer that terminates TLS), and TLS is not spoken.
+#[tokio::test(flavor = "multi_thread")]
+async fn insecure_server_serves_routes_over_plain_http() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (up, seen) = echo_upstream().await;
+    let (_guard, port, _dir) = plain_standalone(up).await;
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -406,4 +410,77 @@ async fn the_standalone_example_runs_as_written() {
     assert_eq!(v["claims"]["email"], "alice@example.com", "{v}");
     assert_eq!(v["claims"]["iss"], "verify.localhost", "{v}");
     drop(running);
+}
+
+/// One HTTP/1.1 response read off a keep-alive connection: its head (lower
+/// case) and body, by its Content-Length.
+async fn read_response(s: &mut tokio::net::TcpStream) -> (String, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(
+            n > 0,
+            "connection closed: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    while buf.len() < end + len {
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "body cut short");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    (head, buf[end..end + len].to_vec())
+}
+
+/// On SIGTERM a keep-alive HTTP/1.1 client is not cut off: the request it
+/// sends on its open connection right after is answered, with
+/// `Connection: close`, and only then is the connection closed; the process
+/// exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_keep_alive_client_is_answered_and_told_to_close_after_sigterm() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (up, _) = echo_upstream().await;
+    let (mut guard, port, _dir) = plain_standalone(up).await;
+    let request = b"GET /x HTTP/1.1\r\nHost: plain.localhost\r\n\r\n";
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(request).await.unwrap();
+    let (head, _) = read_response(&mut s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+
+    let pid = guard.0.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write_all(request).await.unwrap();
+    let (head, _) = read_response(&mut s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .expect("closed after the response")
+        .unwrap();
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&rest));
+    let mut status = None;
+    for _ in 0..150 {
+        if let Some(st) = guard.0.try_wait().unwrap() {
+            status = Some(st);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(status.expect("exited after SIGTERM").success());
 }
