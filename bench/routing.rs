@@ -25,6 +25,7 @@ fn keys_for(n: usize) -> Vec<RouteKey> {
             path,
             created: i as i64,
             name: format!("ns/route-{i}"),
+            conditions: None,
         });
     };
     for i in 0..n {

@@ -226,5 +226,6 @@ fn cluster_settings(args: &Args) -> Result<ClusterSettings> {
         allow_loopback_backends: args.allow_loopback_backends,
         host_rules: jetbridge::translate::hosts::HostRules::parse(&args.host_namespaces)?,
         claim_grace_seconds: args.host_claim_grace_secs.max(0),
+        gateway_controller: jetbridge::translate::gateway::CONTROLLER.to_string(),
     })
 }

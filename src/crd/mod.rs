@@ -2,6 +2,8 @@
 //! reference by name (`jetbridge.dev/policy_ref`). The doc comments here are
 //! what `kubectl explain policy` shows.
 
+pub mod gateway;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;

@@ -1,6 +1,7 @@
 //! The snapshot: everything the proxy needs to serve requests, as immutable
 //! plain data built by `translate`. No tokio, no kube, no I/O.
 
+pub mod conditions;
 pub mod filters;
 pub mod pathnorm;
 pub mod rewrite;
@@ -51,6 +52,18 @@ impl Snapshot {
     pub fn route(&self, host: &str, path: &str) -> Option<&Route> {
         self.table
             .lookup(host, path)
+            .and_then(|i| self.routes.get(i))
+    }
+    /// Looks up the route for a request, checking routes' method, header
+    /// and query conditions too.
+    pub fn route_request(
+        &self,
+        host: &str,
+        path: &str,
+        request: &conditions::RequestView<'_>,
+    ) -> Option<&Route> {
+        self.table
+            .lookup_request(host, path, Some(request))
             .and_then(|i| self.routes.get(i))
     }
     /// True if the host is served by some route (or is the authenticate host).

@@ -39,6 +39,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
 
+use super::conditions::{Conditions, RequestView};
 use super::pathnorm::{PathError, normalize_path};
 
 /// Why a route's host or path was refused.
@@ -210,13 +211,29 @@ pub struct RouteKey {
     pub created: i64,
     /// `namespace/name` or the config position; the last tie-break.
     pub name: String,
+    /// Method, header and query conditions (Gateway API matches); `None`
+    /// for routes matched by host and path alone.
+    pub conditions: Option<std::sync::Arc<Conditions>>,
 }
 
 /// One sorted candidate in a host group.
 #[derive(Debug, Clone)]
 struct Entry {
     path: PathMatch,
+    conditions: Option<std::sync::Arc<Conditions>>,
     index: usize,
+}
+
+impl Entry {
+    fn matches(&self, path: &str, request: Option<&RequestView<'_>>) -> bool {
+        self.path.matches(path)
+            && match (&self.conditions, request) {
+                (None, _) => true,
+                (Some(c), Some(r)) => c.matches(r),
+                // Without the request, a conditional route never matches.
+                (Some(c), None) => c.is_empty(),
+            }
+    }
 }
 
 /// An immutable index from (host, path) to the winning route.
@@ -234,6 +251,7 @@ impl RouteTable {
         for (index, key) in keys.iter().enumerate() {
             let entry = Entry {
                 path: key.path.clone(),
+                conditions: key.conditions.clone(),
                 index,
             };
             match &key.host {
@@ -258,9 +276,21 @@ impl RouteTable {
     /// one group of rules (precise, else wildcard, else empty host); within
     /// it the first rule in route order whose path matches wins.
     pub fn lookup(&self, host: &str, path: &str) -> Option<usize> {
+        self.lookup_request(host, path, None)
+    }
+
+    /// [`RouteTable::lookup`], also checking routes' method, header and
+    /// query conditions against `request` (without it, a route with
+    /// conditions never matches).
+    pub fn lookup_request(
+        &self,
+        host: &str,
+        path: &str,
+        request: Option<&RequestView<'_>>,
+    ) -> Option<usize> {
         self.group(host)
             .iter()
-            .find(|e| e.path.matches(path))
+            .find(|e| e.matches(path, request))
             .map(|e| e.index)
     }
 
@@ -288,8 +318,19 @@ impl RouteTable {
     }
 }
 
-/// Exact, then Regex (older first), then Prefix (longer first); then older
-/// first, name, input position.
+/// Exact, then Regex (older first), then Prefix (longer first); for equal
+/// paths, the more specific conditions (method, then more headers, then
+/// more query parameters: the Gateway API's precedence); then older first,
+/// name, input position.
+pub fn route_order_of(a: &RouteKey, b: &RouteKey) -> Ordering {
+    let entry = |k: &RouteKey, index| Entry {
+        path: k.path.clone(),
+        conditions: k.conditions.clone(),
+        index,
+    };
+    route_order(&entry(a, 0), a, &entry(b, 0), b)
+}
+
 fn route_order(a: &Entry, ka: &RouteKey, b: &Entry, kb: &RouteKey) -> Ordering {
     fn rank(p: &PathMatch) -> (u8, std::cmp::Reverse<usize>) {
         match p {
@@ -307,8 +348,17 @@ fn route_order(a: &Entry, ka: &RouteKey, b: &Entry, kb: &RouteKey) -> Ordering {
             .then_with(|| ka.name.cmp(&kb.name))
             .then(a.index.cmp(&b.index));
     }
+    let specificity = |e: &Entry| {
+        std::cmp::Reverse(
+            e.conditions
+                .as_deref()
+                .filter(|c| !c.is_empty())
+                .map(Conditions::specificity),
+        )
+    };
     rank(&a.path)
         .cmp(&rank(&b.path))
+        .then_with(|| specificity(a).cmp(&specificity(b)))
         // Same kind and length: order by the text so different paths of equal
         // length never tie (they cannot both match, but keep it total).
         .then_with(|| a.path.as_str().cmp(b.path.as_str()))

@@ -16,6 +16,7 @@ fn key(host: &str, kind: Kind, path: &str, created: i64, name: &str) -> RouteKey
         },
         created,
         name: name.to_owned(),
+        conditions: None,
     }
 }
 

@@ -325,7 +325,12 @@ impl Proxy {
         req: &Request<Incoming>,
         target: Target,
     ) -> Result<Admitted<'s>, Outcome> {
-        let Some(route) = snapshot.route(&target.host, &target.path) else {
+        let view = crate::model::conditions::RequestView {
+            method: req.method(),
+            headers: req.headers(),
+            query: target.query.as_deref(),
+        };
+        let Some(route) = snapshot.route_request(&target.host, &target.path, &view) else {
             return Err(Outcome::Error(ProxyError::NoRoute));
         };
         cx.label = &route.id;

@@ -78,6 +78,8 @@ pub struct Cluster {
     pub claims: HostClaims,
     /// When the objects were read (unix seconds): held claims expire by it.
     pub now: i64,
+    /// The Gateway API objects (empty when the API server serves none).
+    pub gateway: super::gateway::GatewayObjects,
 }
 
 /// How to read the cluster.
@@ -93,6 +95,8 @@ pub struct ClusterSettings {
     /// How long a host stays with its namespace after the namespace's last
     /// Ingress naming it goes away.
     pub claim_grace_seconds: i64,
+    /// `spec.controllerName` of the GatewayClasses this controller serves.
+    pub gateway_controller: String,
 }
 
 /// The default of [`ClusterSettings::claim_grace_seconds`]: one hour.
@@ -106,6 +110,7 @@ impl Default for ClusterSettings {
             allow_loopback_backends: false,
             host_rules: HostRules::default(),
             claim_grace_seconds: DEFAULT_CLAIM_GRACE_SECONDS,
+            gateway_controller: super::gateway::CONTROLLER.to_string(),
         }
     }
 }
@@ -115,7 +120,7 @@ impl Default for ClusterSettings {
 /// addresses (cloud metadata at 169.254.169.254), unspecified, multicast and
 /// broadcast addresses, and loopback (jetbridge's own listeners) unless
 /// allowed.
-struct BackendGuard {
+pub(super) struct BackendGuard {
     allow_loopback: bool,
     api_server: std::collections::HashSet<std::net::IpAddr>,
 }
@@ -279,9 +284,12 @@ pub struct ClusterInputs {
     pub managed: Vec<String>,
     /// Each host's owner, and the claims to remember.
     pub hosts: hosts::Assignment,
+    /// What the Gateway API objects contributed (their routes are in
+    /// `routes` too), with the outcomes their status reports.
+    pub gateway: super::gateway::GatewayInputs,
 }
 
-fn key(ns: &Option<String>, name: &Option<String>) -> String {
+pub(super) fn key(ns: &Option<String>, name: &Option<String>) -> String {
     format!(
         "{}/{}",
         ns.as_deref().unwrap_or(""),
@@ -291,11 +299,11 @@ fn key(ns: &Option<String>, name: &Option<String>) -> String {
 
 /// Services, EndpointSlices and Secrets by namespace and name, built once
 /// per translation so each lookup is a hash probe, not a scan.
-struct Index<'a> {
+pub(super) struct Index<'a> {
     services: HashMap<(&'a str, &'a str), &'a Service>,
     /// By namespace and the `kubernetes.io/service-name` label.
     slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
-    secrets: HashMap<(&'a str, &'a str), &'a Secret>,
+    pub(super) secrets: HashMap<(&'a str, &'a str), &'a Secret>,
 }
 
 fn ns_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (&str, &str) {
@@ -388,6 +396,18 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
     for r in &read {
         certificates(r, &idx, &owners, &mut out);
     }
+    let gateway = super::gateway::from_gateway(&super::gateway::Context {
+        objects: &c.gateway,
+        settings: s,
+        idx: &idx,
+        guard: &guard,
+        policies: &policies,
+    });
+    out.routes.extend(gateway.routes.iter().cloned());
+    out.certificates
+        .extend(gateway.certificates.iter().cloned());
+    out.diagnostics.extend(gateway.diagnostics.iter().cloned());
+    out.gateway = gateway;
     out
 }
 
@@ -733,6 +753,7 @@ fn route_input(
         client_cert_pem: None,
         client_key_pem: None,
         downstream_ca_pem: None,
+        conditions: None,
         problems: problems
             .into_iter()
             .map(|m| Diagnostic::invalid_route(&r.object, m))
@@ -766,6 +787,7 @@ fn held_routes(assignment: &hosts::Assignment, routes: &[RouteInput]) -> Vec<Rou
             client_cert_pem: None,
             client_key_pem: None,
             downstream_ca_pem: None,
+            conditions: None,
             problems: vec![Diagnostic::invalid_route(
                 &ObjectRef::kube("HostClaim", &o.namespace, shown_host(host)),
                 format!(
@@ -1242,7 +1264,7 @@ fn with_secrets(
 }
 
 /// The upstreams of an Ingress backend.
-fn backends(
+pub(super) fn backends(
     c: &Index<'_>,
     guard: &BackendGuard,
     ns: &str,
@@ -1391,7 +1413,7 @@ fn endpoint_authorities(
     Ok(authorities)
 }
 
-fn tls_secret(c: &Index<'_>, ns: &str, name: &str) -> Result<CertInput, String> {
+pub(super) fn tls_secret(c: &Index<'_>, ns: &str, name: &str) -> Result<CertInput, String> {
     let secret = c
         .secrets
         .get(&(ns, name))

@@ -766,6 +766,7 @@ fn route_input(
         client_cert_pem,
         client_key_pem,
         downstream_ca_pem,
+        conditions: None,
         problems: problems
             .into_iter()
             .map(|m| Diagnostic::invalid_route(&source, m))

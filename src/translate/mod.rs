@@ -24,6 +24,7 @@ pub mod config;
 pub mod driver;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod gateway;
 mod health;
 pub mod hosts;
 mod route;
@@ -160,6 +161,8 @@ pub struct RouteInput {
     /// URL): the route exists but denies every request, and each problem
     /// is reported.
     pub problems: Vec<Diagnostic>,
+    /// Method, header and query conditions (Gateway API matches).
+    pub conditions: Option<Arc<crate::model::conditions::Conditions>>,
 }
 
 /// Host and path of a config-file route from its `from` URL and its
@@ -233,6 +236,7 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
                     path,
                     created: input.created,
                     name: input.id.clone(),
+                    conditions: input.conditions.clone(),
                 });
                 routes.push(route);
             }

@@ -96,7 +96,7 @@ t_install_watched_namespaces() {
         "${VERSION_VALUES[@]}"
     k get role jb-ns-jetbridge-watch -n shop -o name
     k get role jb-ns-jetbridge -n jetbridge-ns -o name
-    expect_eq "ClusterRole rules" "ingressclasses" \
+    expect_eq "ClusterRole rules" "ingressclasses gatewayclasses gatewayclasses/status namespaces" \
         "$(k get clusterrole jb-ns-jetbridge -o jsonpath='{.rules[*].resources[*]}')"
 }
 
@@ -189,6 +189,9 @@ jetbridge:jetbridge yes list endpointslices.discovery.k8s.io --all-namespaces
 jetbridge:jetbridge yes watch endpointslices.discovery.k8s.io --all-namespaces
 jetbridge:jetbridge yes get secrets --all-namespaces
 jetbridge:jetbridge yes list secrets --all-namespaces
+jetbridge:jetbridge yes list gatewayclasses.gateway.networking.k8s.io
+jetbridge:jetbridge yes watch httproutes.gateway.networking.k8s.io --all-namespaces
+jetbridge:jetbridge yes patch httproutes.gateway.networking.k8s.io --subresource=status --all-namespaces
 jetbridge:jetbridge yes watch secrets --all-namespaces
 jetbridge:jetbridge yes create events.events.k8s.io -n shop
 jetbridge:jetbridge yes patch events.events.k8s.io -n shop

@@ -160,7 +160,8 @@ def expect_default(objs):
     assert cluster == sorted([
         "networking.k8s.io/ingressclasses", "networking.k8s.io/ingresses", "networking.k8s.io/ingresses/status",
         "jetbridge.dev/policies", "jetbridge.dev/policies/status", "core/services",
-        "discovery.k8s.io/endpointslices", "core/secrets", "events.k8s.io/events"]), cluster
+        "discovery.k8s.io/endpointslices", "core/secrets", "events.k8s.io/events"]
+        + GATEWAY_CLUSTER + GATEWAY_WATCHED), cluster
     role = one(objs, "Role", "jetbridge", "jetbridge")
     names = {r["resources"][0]: r.get("resourceNames") for r in role["rules"] if r.get("resourceNames")}
     assert names == {"secrets": ["jetbridge-bootstrap"], "leases": ["jetbridge-leader"],
@@ -168,12 +169,22 @@ def expect_default(objs):
     assert not find(objs, "Role", "jetbridge-watch")
 
 
+# The Gateway API kinds: cluster-scoped ones always in the ClusterRole, the
+# namespaced ones wherever Ingresses are watched.
+GATEWAY_CLUSTER = ["gateway.networking.k8s.io/gatewayclasses",
+                   "gateway.networking.k8s.io/gatewayclasses/status", "core/namespaces"]
+GATEWAY_WATCHED = ["gateway.networking.k8s.io/gateways", "gateway.networking.k8s.io/gateways/status",
+                   "gateway.networking.k8s.io/httproutes", "gateway.networking.k8s.io/httproutes/status",
+                   "gateway.networking.k8s.io/referencegrants"]
+
+
 def expect_namespaced(objs):
     args = args_of(objs, "jetbridge")
     assert flag(args, "--namespaces") == "shop,team-a", args
     assert flag(args, "--annotation-prefix") == "jetbridge.dev", args
     assert flag(args, "--log-format") == "text", args
-    assert rule_resources(one(objs, "ClusterRole", "jetbridge")) == ["networking.k8s.io/ingressclasses"]
+    assert rule_resources(one(objs, "ClusterRole", "jetbridge")) == sorted(
+        ["networking.k8s.io/ingressclasses"] + GATEWAY_CLUSTER)
     for ns in ("shop", "team-a"):
         role = one(objs, "Role", "jetbridge-watch", ns)
         assert "core/secrets" in rule_resources(role) and "networking.k8s.io/ingresses/status" in rule_resources(role)

@@ -185,6 +185,14 @@ when all namespaces are watched, else in a Role per watched namespace.
 - apiGroups: ["jetbridge.dev"]
   resources: ["policies/status"]
   verbs: ["get", "update", "patch"]
+# Gateway API routes to serve (when its CRDs are installed), the grants that
+# let them cross namespaces, and the status the leader writes.
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gateways", "httproutes", "referencegrants"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gateways/status", "httproutes/status"]
+  verbs: ["get", "update", "patch"]
 # Backends: Services and their ready endpoints.
 - apiGroups: [""]
   resources: ["services"]

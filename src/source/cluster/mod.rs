@@ -17,6 +17,8 @@
 pub mod bootstrap;
 pub mod claims;
 pub mod events;
+pub mod gateway;
+mod gateway_status;
 pub mod ingress_status;
 pub mod leader;
 mod report;
@@ -166,11 +168,18 @@ struct Watched {
     sa_tokens: Stores<Secret>,
     boot: Stores<Secret>,
     claim_store: claims::ClaimStore,
+    /// The Gateway API kinds, when the API server serves them.
+    gateway: Option<gateway::GatewayStores>,
 }
 
 impl Watched {
     /// Starts every watcher; each event wakes `changed`.
-    fn start(client: &Client, options: &Options, changed: &Arc<Notify>) -> Self {
+    fn start(
+        client: &Client,
+        options: &Options,
+        served: gateway::Served,
+        changed: &Arc<Notify>,
+    ) -> Self {
         let ns = &options.namespaces;
         let all = watcher::Config::default;
         let secrets = |field: &str, what| {
@@ -212,6 +221,7 @@ impl Watched {
                 &options.claims_name,
                 changed.clone(),
             ),
+            gateway: gateway::GatewayStores::start(client, ns, served, changed),
         }
     }
 
@@ -227,6 +237,9 @@ impl Watched {
         self.sa_tokens.wait_until_ready().await;
         self.boot.wait_until_ready().await;
         self.claim_store.wait_until_ready().await;
+        if let Some(g) = &self.gateway {
+            g.wait_until_ready().await;
+        }
     }
 
     /// The stores as read now, with the claims to start from.
@@ -245,6 +258,11 @@ impl Watched {
             .concat(),
             claims: memory.start_from(self.claim_store.stored()),
             now: crate::proxy::clock::unix_now(),
+            gateway: self
+                .gateway
+                .as_ref()
+                .map(gateway::GatewayStores::objects)
+                .unwrap_or_default(),
         }
     }
 }
@@ -266,7 +284,8 @@ pub async fn run(
         shutdown.clone(),
     ));
     let changed = Arc::new(Notify::new());
-    let watched = Watched::start(&client, &options, &changed);
+    let served = gateway::discover(&client).await;
+    let watched = Watched::start(&client, &options, served, &changed);
     let bootstrap_api: Api<Secret> = Api::namespaced(client.clone(), &options.bootstrap_namespace);
     // The bootstrap keys first: without them nothing is published (not ready).
     let Some(keys) = load_bootstrap(&bootstrap_api, &options, &shutdown).await else {
@@ -460,6 +479,7 @@ impl Translator {
                     diagnostics,
                     managed: outcome.managed,
                     policies: outcome.policies,
+                    gateway: outcome.gateway,
                     bootstrap: self.bootstrap_error.clone(),
                 })));
             }

@@ -40,6 +40,8 @@ pub(super) struct Reported {
     /// `namespace/name` of every Ingress jetbridge serves.
     pub managed: Vec<String>,
     pub policies: Vec<PolicyOutcome>,
+    /// What the Gateway API objects came to, for their status.
+    pub gateway: crate::translate::gateway::GatewayInputs,
     /// A problem with the bootstrap Secret (not in the watched stores).
     pub bootstrap: Option<(ObjectReference, String)>,
 }
@@ -103,6 +105,7 @@ pub(super) async fn run(
         {
             published = lb;
         }
+        super::gateway_status::write(&client, &r.cluster, &r.gateway, &published).await;
     }
     let last = latest.borrow().clone();
     if memory.is_some()

@@ -1,0 +1,166 @@
+//! The Gateway API kinds, watched only when the API server serves them:
+//! discovery at start asks for `gateway.networking.k8s.io/v1` (and
+//! `v1beta1` ReferenceGrants); without the CRDs nothing is watched and the
+//! controller runs on Ingresses alone, instead of retrying a watch that can
+//! never succeed. Installing the CRDs later takes a restart.
+
+use super::{Stores, apis};
+use crate::crd::gateway::{GROUP, Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use crate::translate::gateway::GatewayObjects;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::watcher;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Which Gateway API kinds the API server serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Served {
+    /// GatewayClass, Gateway and HTTPRoute (`v1`).
+    pub v1: bool,
+    /// ReferenceGrant (`v1beta1`).
+    pub reference_grants: bool,
+}
+
+/// Asks the API server which Gateway API kinds it serves. A failure to ask
+/// counts as "not served" (logged): Ingresses keep working.
+pub async fn discover(client: &Client) -> Served {
+    let has = |list: &k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList,
+               name: &str| list.resources.iter().any(|r| r.name == name);
+    let v1 = match client
+        .list_api_group_resources(&format!("{GROUP}/v1"))
+        .await
+    {
+        Ok(list) => ["gatewayclasses", "gateways", "httproutes"]
+            .iter()
+            .all(|n| has(&list, n)),
+        Err(e) => {
+            tracing::info!(error = %e, "Gateway API v1 is not served; watching Ingresses only");
+            false
+        }
+    };
+    let v1 = v1 && may_list_classes(client).await;
+    let reference_grants = v1
+        && client
+            .list_api_group_resources(&format!("{GROUP}/v1beta1"))
+            .await
+            .is_ok_and(|list| has(&list, "referencegrants"));
+    Served {
+        v1,
+        reference_grants,
+    }
+}
+
+/// Whether this controller may list GatewayClasses (a self subject access
+/// review, which every identity may ask): without the chart's RBAC for the
+/// Gateway API, its watches would never sync and hold up the first
+/// snapshot, so the Gateway API is then left alone.
+async fn may_list_classes(client: &Client) -> bool {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                group: Some(GROUP.into()),
+                resource: Some("gatewayclasses".into()),
+                verb: Some("list".into()),
+                ..ResourceAttributes::default()
+            }),
+            ..SelfSubjectAccessReviewSpec::default()
+        },
+        ..SelfSubjectAccessReview::default()
+    };
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    match api.create(&Default::default(), &review).await {
+        Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => true,
+        Ok(_) => {
+            tracing::warn!(
+                "Gateway API served, but this controller may not list GatewayClasses; watching Ingresses only"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check access to the Gateway API; watching Ingresses only");
+            false
+        }
+    }
+}
+
+/// The reflector stores of the Gateway API kinds (and of Namespaces, for
+/// `allowedRoutes` selectors).
+pub(super) struct GatewayStores {
+    classes: Stores<GatewayClass>,
+    gateways: Stores<Gateway>,
+    routes: Stores<HttpRoute>,
+    grants: Option<Stores<ReferenceGrant>>,
+    namespaces: Stores<Namespace>,
+}
+
+impl GatewayStores {
+    /// Starts the watchers of what `served` says is there; `None` when the
+    /// Gateway API is not served.
+    pub(super) fn start(
+        client: &Client,
+        namespaces: &[String],
+        served: Served,
+        changed: &Arc<Notify>,
+    ) -> Option<Self> {
+        if !served.v1 {
+            return None;
+        }
+        let all = watcher::Config::default;
+        Some(GatewayStores {
+            classes: Stores::start(
+                vec![Api::all(client.clone())],
+                all(),
+                changed.clone(),
+                "GatewayClass",
+            ),
+            gateways: Stores::start(apis(client, namespaces), all(), changed.clone(), "Gateway"),
+            routes: Stores::start(
+                apis(client, namespaces),
+                all(),
+                changed.clone(),
+                "HTTPRoute",
+            ),
+            grants: served.reference_grants.then(|| {
+                Stores::start(
+                    apis(client, namespaces),
+                    all(),
+                    changed.clone(),
+                    "ReferenceGrant",
+                )
+            }),
+            namespaces: Stores::start(
+                vec![Api::all(client.clone())],
+                all(),
+                changed.clone(),
+                "Namespace",
+            ),
+        })
+    }
+
+    /// Waits for every store's initial list.
+    pub(super) async fn wait_until_ready(&self) {
+        self.classes.wait_until_ready().await;
+        self.gateways.wait_until_ready().await;
+        self.routes.wait_until_ready().await;
+        if let Some(g) = &self.grants {
+            g.wait_until_ready().await;
+        }
+        self.namespaces.wait_until_ready().await;
+    }
+
+    /// The objects as the stores hold them now.
+    pub(super) fn objects(&self) -> GatewayObjects {
+        GatewayObjects {
+            classes: self.classes.state(),
+            gateways: self.gateways.state(),
+            http_routes: self.routes.state(),
+            grants: self.grants.as_ref().map(Stores::state).unwrap_or_default(),
+            namespaces: self.namespaces.state(),
+        }
+    }
+}

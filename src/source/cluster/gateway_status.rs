@@ -1,0 +1,364 @@
+//! Gateway API status, written by the Lease holder after each translation:
+//! GatewayClass `Accepted`; Gateway `Accepted` and `Programmed` with each
+//! listener's conditions and attached-route count; each HTTPRoute's
+//! `status.parents[]` entries for our Gateways (`Accepted`, `ResolvedRefs`,
+//! with the spec's reasons), leaving other controllers' entries as they
+//! are. Each object is written only when what it says changed, with
+//! `observedGeneration` set.
+
+use crate::crd::gateway::{
+    GROUP, Gateway, GatewayClass, GatewayStatus, GatewayStatusAddress, HttpRoute, ListenerStatus,
+    RouteGroupKind, RouteParentStatus, RouteStatus,
+};
+use crate::translate::cluster::Cluster;
+use crate::translate::gateway::{ConditionOutcome, GatewayInputs, ListenerOutcome};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+
+/// Writes the status of every Gateway API object the translation concluded
+/// about.
+///
+/// `published`: the addresses Ingresses show (`status.loadBalancer`
+/// entries, from the publish Service or the configured addresses), which
+/// Gateways show as `status.addresses`.
+pub(super) async fn write(
+    client: &Client,
+    cluster: &Cluster,
+    outcomes: &GatewayInputs,
+    published: &[serde_json::Value],
+) {
+    let addresses = addresses(published);
+    write_classes(client, cluster, outcomes).await;
+    write_gateways(client, cluster, outcomes, &addresses).await;
+    write_routes(client, cluster, outcomes).await;
+}
+
+async fn write_classes(client: &Client, cluster: &Cluster, outcomes: &GatewayInputs) {
+    for class in cluster.gateway.classes.iter().filter(|c| {
+        outcomes
+            .classes
+            .iter()
+            .any(|n| Some(n) == c.metadata.name.as_ref())
+    }) {
+        let old = class
+            .status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or(&[]);
+        let conditions = vec![condition(
+            old,
+            "Accepted",
+            &Ok(()),
+            "Accepted",
+            class.metadata.generation,
+        )];
+        if !same(old, &conditions) {
+            let api: Api<GatewayClass> = Api::all(client.clone());
+            let name = class.metadata.name.clone().unwrap_or_default();
+            patch(
+                &api,
+                &name,
+                &serde_json::json!({"status": {"conditions": conditions}}),
+            )
+            .await;
+        }
+    }
+}
+
+/// `status.loadBalancer.ingress` entries as Gateway addresses.
+fn addresses(published: &[serde_json::Value]) -> Vec<GatewayStatusAddress> {
+    published
+        .iter()
+        .filter_map(|e| {
+            let field = |k: &str| e.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            match (field("ip"), field("hostname")) {
+                (Some(ip), _) => Some(("IPAddress", ip)),
+                (None, Some(h)) => Some(("Hostname", h)),
+                _ => None,
+            }
+        })
+        .map(|(kind, value)| GatewayStatusAddress {
+            type_: Some(kind.into()),
+            value,
+        })
+        .collect()
+}
+
+async fn write_gateways(
+    client: &Client,
+    cluster: &Cluster,
+    outcomes: &GatewayInputs,
+    addresses: &[GatewayStatusAddress],
+) {
+    for g in &cluster.gateway.gateways {
+        let (ns, name) = (
+            g.metadata.namespace.clone().unwrap_or_default(),
+            g.metadata.name.clone().unwrap_or_default(),
+        );
+        if !outcomes
+            .gateways
+            .iter()
+            .any(|(k, _)| *k == format!("{ns}/{name}"))
+        {
+            continue;
+        }
+        let status = gateway_status(g, &outcomes.listeners, addresses);
+        if g.status.as_ref() != Some(&status) && !same_gateway(g.status.as_ref(), &status) {
+            let api: Api<Gateway> = Api::namespaced(client.clone(), &ns);
+            let body = serde_json::json!({"status": status});
+            patch(&api, &name, &body).await;
+        }
+    }
+}
+
+async fn write_routes(client: &Client, cluster: &Cluster, outcomes: &GatewayInputs) {
+    let controller = crate::translate::gateway::CONTROLLER;
+    for r in &cluster.gateway.http_routes {
+        let (ns, name) = (
+            r.metadata.namespace.clone().unwrap_or_default(),
+            r.metadata.name.clone().unwrap_or_default(),
+        );
+        let ours: Vec<RouteParentStatus> = outcomes
+            .parents
+            .iter()
+            .filter(|p| p.namespace == ns && p.name == name)
+            .map(|p| {
+                let old = r
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.parents.iter().find(|o| o.parent_ref == p.parent))
+                    .map(|o| o.conditions.as_slice())
+                    .unwrap_or(&[]);
+                RouteParentStatus {
+                    parent_ref: p.parent.clone(),
+                    controller_name: controller.into(),
+                    conditions: vec![
+                        condition(old, "Accepted", &p.accepted, "Accepted", p.generation),
+                        condition(
+                            old,
+                            "ResolvedRefs",
+                            &p.resolved_refs,
+                            "ResolvedRefs",
+                            p.generation,
+                        ),
+                    ],
+                }
+            })
+            .collect();
+        let current = r.status.clone().unwrap_or_default().parents;
+        let mut parents: Vec<RouteParentStatus> = current
+            .iter()
+            .filter(|p| p.controller_name != controller)
+            .cloned()
+            .collect();
+        parents.extend(ours);
+        let unchanged = parents.len() == current.len()
+            && parents.iter().all(|p| {
+                current.iter().any(|c| {
+                    c.parent_ref == p.parent_ref
+                        && c.controller_name == p.controller_name
+                        && same(&c.conditions, &p.conditions)
+                })
+            });
+        if !unchanged {
+            let api: Api<HttpRoute> = Api::namespaced(client.clone(), &ns);
+            patch(
+                &api,
+                &name,
+                &serde_json::json!({"status": RouteStatus { parents }}),
+            )
+            .await;
+        }
+    }
+}
+
+/// The Gateway's conditions and listener statuses.
+fn gateway_status(
+    g: &Gateway,
+    listeners: &[ListenerOutcome],
+    addresses: &[GatewayStatusAddress],
+) -> GatewayStatus {
+    let old = g.status.clone().unwrap_or_default();
+    let generation = g.metadata.generation;
+    let ns = g.metadata.namespace.as_deref().unwrap_or("");
+    let name = g.metadata.name.as_deref().unwrap_or("");
+    let listeners: Vec<ListenerStatus> = listeners
+        .iter()
+        .filter(|l| l.namespace == ns && l.gateway == name)
+        .map(|l| {
+            let before = old
+                .listeners
+                .iter()
+                .find(|o| o.name == l.listener)
+                .map(|o| o.conditions.as_slice())
+                .unwrap_or(&[]);
+            ListenerStatus {
+                name: l.listener.clone(),
+                supported_kinds: match l.accepted.is_ok() {
+                    true => vec![RouteGroupKind {
+                        group: Some(GROUP.into()),
+                        kind: "HTTPRoute".into(),
+                    }],
+                    false => Vec::new(),
+                },
+                attached_routes: l.attached_routes,
+                conditions: vec![
+                    condition(before, "Accepted", &l.accepted, "Accepted", generation),
+                    condition(
+                        before,
+                        "ResolvedRefs",
+                        &l.resolved_refs,
+                        "ResolvedRefs",
+                        generation,
+                    ),
+                    condition(
+                        before,
+                        "Programmed",
+                        &l.accepted
+                            .clone()
+                            .map_err(|(_, m)| ("Invalid".to_string(), m)),
+                        "Programmed",
+                        generation,
+                    ),
+                ],
+            }
+        })
+        .collect();
+    GatewayStatus {
+        addresses: addresses.to_vec(),
+        conditions: vec![
+            condition(&old.conditions, "Accepted", &Ok(()), "Accepted", generation),
+            condition(
+                &old.conditions,
+                "Programmed",
+                &Ok(()),
+                "Programmed",
+                generation,
+            ),
+        ],
+        listeners,
+    }
+}
+
+fn same_gateway(old: Option<&GatewayStatus>, new: &GatewayStatus) -> bool {
+    old.is_some_and(|o| {
+        o.addresses == new.addresses
+            && same(&o.conditions, &new.conditions)
+            && o.listeners.len() == new.listeners.len()
+            && o.listeners.iter().zip(&new.listeners).all(|(a, b)| {
+                a.name == b.name
+                    && a.attached_routes == b.attached_routes
+                    && same(&a.conditions, &b.conditions)
+            })
+    })
+}
+
+/// One condition: `True` with `ok_reason`, or `False` with the outcome's
+/// reason; the transition time kept while the status stays.
+fn condition(
+    old: &[Condition],
+    type_: &str,
+    outcome: &ConditionOutcome,
+    ok_reason: &str,
+    generation: Option<i64>,
+) -> Condition {
+    let (status, reason, message) = match outcome {
+        Ok(()) => ("True", ok_reason.to_string(), String::new()),
+        Err((reason, message)) => ("False", reason.clone(), message.clone()),
+    };
+    let since = old
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason,
+        message,
+        observed_generation: generation,
+        last_transition_time: since,
+    }
+}
+
+/// Whether two condition lists say the same (times aside).
+fn same(a: &[Condition], b: &[Condition]) -> bool {
+    let key = |c: &Condition| {
+        (
+            c.type_.clone(),
+            c.status.clone(),
+            c.reason.clone(),
+            c.message.clone(),
+            c.observed_generation,
+        )
+    };
+    let mut a: Vec<_> = a.iter().map(key).collect();
+    let mut b: Vec<_> = b.iter().map(key).collect();
+    a.sort();
+    b.sort();
+    a == b
+}
+
+async fn patch<K>(api: &Api<K>, name: &str, body: &serde_json::Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    if let Err(e) = api
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(body))
+        .await
+    {
+        tracing::warn!(object = %name, error = %e, "cannot write the Gateway API status");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_load_balancer_entries_become_gateway_addresses() {
+        let got = addresses(&[
+            serde_json::json!({"ip": "192.0.2.7"}),
+            serde_json::json!({"hostname": "lb.example.com"}),
+            serde_json::json!({"ports": []}),
+        ]);
+        let shown: Vec<(Option<&str>, &str)> = got
+            .iter()
+            .map(|a| (a.type_.as_deref(), a.value.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (Some("IPAddress"), "192.0.2.7"),
+                (Some("Hostname"), "lb.example.com")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_condition_keeps_its_transition_time_while_its_status_stays() {
+        let first = condition(&[], "Accepted", &Ok(()), "Accepted", Some(1));
+        let again = condition(
+            std::slice::from_ref(&first),
+            "Accepted",
+            &Ok(()),
+            "Accepted",
+            Some(2),
+        );
+        assert_eq!(again.last_transition_time, first.last_transition_time);
+        assert_eq!(again.observed_generation, Some(2));
+        assert!(!same(std::slice::from_ref(&first), &[again]));
+        let failed = condition(
+            &[first],
+            "Accepted",
+            &Err(("NotAllowedByListeners".into(), "no".into())),
+            "Accepted",
+            Some(2),
+        );
+        assert_eq!(
+            (failed.status.as_str(), failed.reason.as_str()),
+            ("False", "NotAllowedByListeners")
+        );
+    }
+}

@@ -1,0 +1,942 @@
+//! Gateway API objects in, route inputs out. Pure, like [`super::cluster`],
+//! whose Service, EndpointSlice, Secret and Policy resolution it reuses.
+//!
+//! - A GatewayClass is ours when its `controllerName` is [`CONTROLLER`]
+//!   (or the controller's setting); a Gateway is ours when its class is.
+//! - Listeners with protocol `HTTP` or `HTTPS` (TLS terminated, certificates
+//!   from `kubernetes.io/tls` Secrets) take routes; others are reported.
+//!   Every listener is served on the proxy's own ports.
+//! - An HTTPRoute attaches to a listener its `parentRefs` name (by
+//!   `sectionName` and `port` when given) that allows its namespace
+//!   (`allowedRoutes.namespaces.from`: `Same`, `All`, `Selector`) and kind,
+//!   on the hostnames both allow.
+//! - Each rule × match × hostname becomes a route; `method`, `headers` and
+//!   `queryParams` are conditions compiled into the route table, which
+//!   orders routes as the Gateway API orders precedence
+//!   ([`crate::model::routing::route_order_of`]).
+//! - Access: an `ExtensionRef` filter naming a `jetbridge.dev` `Policy` in
+//!   the route's namespace attaches its rules (several combine as
+//!   `policy_ref` does). A rule without one denies, unless the Gateway or its
+//!   GatewayClass carries the annotation [`PUBLIC_ACCESS_ANNOTATION`]
+//!   `"true"`: whoever owns the Gateway decides that routes attached to it
+//!   without a Policy are public. Any other value of the annotation makes the
+//!   routes deny.
+//! - Every problem is a diagnostic on the HTTPRoute; the rule's routes deny.
+
+use super::cluster::{self, BackendGuard, ClusterSettings, Index};
+use super::{CertInput, PathSpec, RouteInput};
+use crate::crd::gateway::{
+    GROUP, Gateway, GatewayClass, HeaderModifier, HttpBackendRef, HttpRoute, HttpRouteFilter,
+    HttpRouteMatch, HttpRouteRule, LabelSelector, Listener, ParentReference, ReferenceGrant,
+    ValueMatch as ApiValueMatch,
+};
+use crate::model::conditions::{Conditions, ValueMatch};
+use crate::model::rewrite::Pattern;
+use crate::model::{Diagnostic, ObjectRef, Reason, Severity, Upstream};
+use crate::settings::RouteOptions;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::networking::v1::{IngressBackend, IngressServiceBackend, ServiceBackendPort};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// `spec.controllerName` of the GatewayClasses this controller serves.
+pub const CONTROLLER: &str = "jetbridge.dev/gateway-controller";
+/// On a Gateway or GatewayClass: `"true"` makes the routes attached to it
+/// that name no Policy public (no sign-in).
+pub const PUBLIC_ACCESS_ANNOTATION: &str = "jetbridge.dev/allow_public_unauthenticated_access";
+/// The group of the `Policy` kind an `ExtensionRef` filter may name.
+pub const POLICY_GROUP: &str = "jetbridge.dev";
+
+/// The Gateway API objects the controller's stores hold.
+#[derive(Clone, Debug, Default)]
+pub struct GatewayObjects {
+    pub classes: Vec<Arc<GatewayClass>>,
+    pub gateways: Vec<Arc<Gateway>>,
+    pub http_routes: Vec<Arc<HttpRoute>>,
+    pub grants: Vec<Arc<ReferenceGrant>>,
+    /// For `allowedRoutes.namespaces.selector`.
+    pub namespaces: Vec<Arc<Namespace>>,
+}
+
+/// A condition of a route on one parent: `Ok`, or the spec's reason and a
+/// message.
+pub type ConditionOutcome = Result<(), (String, String)>;
+
+/// What the translation concluded about one HTTPRoute on one parent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParentOutcome {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    pub parent: ParentReference,
+    /// `Accepted`.
+    pub accepted: ConditionOutcome,
+    /// `ResolvedRefs`.
+    pub resolved_refs: ConditionOutcome,
+}
+
+/// What the translation concluded about one listener.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListenerOutcome {
+    pub namespace: String,
+    pub gateway: String,
+    pub listener: String,
+    /// Routes attached to it.
+    pub attached_routes: i32,
+    /// `Accepted` (`UnsupportedProtocol`, …).
+    pub accepted: ConditionOutcome,
+    /// `ResolvedRefs` (`InvalidCertificateRef`, `RefNotPermitted`).
+    pub resolved_refs: ConditionOutcome,
+}
+
+/// What the Gateway API objects contribute.
+#[derive(Clone, Debug, Default)]
+pub struct GatewayInputs {
+    pub routes: Vec<RouteInput>,
+    pub certificates: Vec<CertInput>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Names of the GatewayClasses served.
+    pub classes: Vec<String>,
+    /// `namespace/name` and generation of every Gateway served.
+    pub gateways: Vec<(String, Option<i64>)>,
+    pub listeners: Vec<ListenerOutcome>,
+    pub parents: Vec<ParentOutcome>,
+}
+
+/// What routes and translation share: the objects, indexes and settings.
+pub(super) struct Context<'a> {
+    pub objects: &'a GatewayObjects,
+    pub settings: &'a ClusterSettings,
+    pub idx: &'a Index<'a>,
+    pub guard: &'a BackendGuard,
+    /// Compiled Policies by `namespace/name`.
+    pub policies: &'a HashMap<String, Result<serde_json::Value, String>>,
+}
+
+/// One listener of one of our Gateways, read.
+struct ReadListener<'a> {
+    gateway: &'a Gateway,
+    ns: &'a str,
+    listener: &'a Listener,
+    /// Whether it takes routes at all.
+    usable: bool,
+    /// The Gateway's public-access default, or why it is unreadable.
+    public: Result<bool, String>,
+}
+
+/// Reads the Gateway API objects into routes, certificates and outcomes.
+pub(super) fn from_gateway(cx: &Context<'_>) -> GatewayInputs {
+    let mut out = GatewayInputs::default();
+    let classes: BTreeMap<&str, &GatewayClass> = cx
+        .objects
+        .classes
+        .iter()
+        .filter(|c| c.spec.controller_name == cx.settings.gateway_controller)
+        .filter_map(|c| Some((c.metadata.name.as_deref()?, c.as_ref())))
+        .collect();
+    out.classes = classes.keys().map(|k| k.to_string()).collect();
+    let mut gateways: Vec<&Gateway> = cx
+        .objects
+        .gateways
+        .iter()
+        .map(|g| g.as_ref())
+        .filter(|g| classes.contains_key(g.spec.gateway_class_name.as_str()))
+        .collect();
+    gateways.sort_by_key(|g| cluster::key(&g.metadata.namespace, &g.metadata.name));
+    let mut listeners = Vec::new();
+    for g in gateways {
+        let class = classes.get(g.spec.gateway_class_name.as_str()).copied();
+        out.gateways.push((
+            cluster::key(&g.metadata.namespace, &g.metadata.name),
+            g.metadata.generation,
+        ));
+        listeners.extend(read_gateway(cx, g, class, &mut out));
+    }
+    let mut routes: Vec<&HttpRoute> = cx.objects.http_routes.iter().map(|r| r.as_ref()).collect();
+    routes.sort_by_key(|r| {
+        (
+            created(&r.metadata),
+            cluster::key(&r.metadata.namespace, &r.metadata.name),
+        )
+    });
+    let mut attached = BTreeMap::new();
+    for r in routes {
+        http_route(cx, r, &listeners, &mut attached, &mut out);
+    }
+    for l in &listeners {
+        out.listeners.push(listener_outcome(l, &attached));
+    }
+    out
+}
+
+/// The listeners of one Gateway, and the certificates of its HTTPS ones.
+fn read_gateway<'a>(
+    cx: &Context<'_>,
+    g: &'a Gateway,
+    class: Option<&GatewayClass>,
+    out: &mut GatewayInputs,
+) -> Vec<ReadListener<'a>> {
+    let ns = g.metadata.namespace.as_deref().unwrap_or("");
+    let public = public_access(&g.metadata).and_then(|gw| match gw {
+        Some(v) => Ok(v),
+        None => Ok(class
+            .map(|c| public_access(&c.metadata))
+            .transpose()?
+            .flatten()
+            .unwrap_or(false)),
+    });
+    let mut read = Vec::new();
+    for l in &g.spec.listeners {
+        let usable = matches!(l.protocol.as_str(), "HTTP" | "HTTPS");
+        if l.protocol == "HTTPS"
+            && let Err(e) = listener_certificates(cx, g, l, out)
+        {
+            out.diagnostics.push(gateway_diagnostic(g, e));
+        }
+        read.push(ReadListener {
+            gateway: g,
+            ns,
+            listener: l,
+            usable,
+            public: public.clone(),
+        });
+    }
+    read
+}
+
+/// The annotation [`PUBLIC_ACCESS_ANNOTATION`] of an object: unset, `true`
+/// or `false`; anything else is an error.
+fn public_access(meta: &ObjectMeta) -> Result<Option<bool>, String> {
+    match meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PUBLIC_ACCESS_ANNOTATION))
+        .map(|v| v.trim())
+    {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(format!(
+            "annotation {PUBLIC_ACCESS_ANNOTATION} on {} must be \"true\" or \"false\"",
+            meta.name.as_deref().unwrap_or("")
+        )),
+    }
+}
+
+fn gateway_diagnostic(g: &Gateway, message: String) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Warning,
+        object: ObjectRef::kube(
+            "Gateway",
+            g.metadata.namespace.as_deref().unwrap_or(""),
+            g.metadata.name.as_deref().unwrap_or(""),
+        ),
+        reason: Reason::InvalidCertificate,
+        message,
+    }
+}
+
+/// The TLS Secrets of an HTTPS listener, bound to its hostname (a listener
+/// without hostname: every name the certificate holds).
+fn listener_certificates(
+    cx: &Context<'_>,
+    g: &Gateway,
+    l: &Listener,
+    out: &mut GatewayInputs,
+) -> Result<(), String> {
+    let ns = g.metadata.namespace.as_deref().unwrap_or("");
+    let refs = l
+        .tls
+        .as_ref()
+        .map(|t| t.certificate_refs.as_slice())
+        .unwrap_or(&[]);
+    if refs.is_empty() {
+        return Err(format!(
+            "listener {}: HTTPS without certificateRefs",
+            l.name
+        ));
+    }
+    for r in refs {
+        let group = r.group.as_deref().unwrap_or("");
+        let kind = r.kind.as_deref().unwrap_or("Secret");
+        if !group.is_empty() || kind != "Secret" {
+            return Err(format!(
+                "listener {}: certificateRef {group}/{kind} is not a Secret",
+                l.name
+            ));
+        }
+        let target_ns = r.namespace.as_deref().unwrap_or(ns);
+        if target_ns != ns && !granted(cx, ("Gateway", ns), ("", "Secret", target_ns, &r.name)) {
+            return Err(format!(
+                "listener {}: Secret {target_ns}/{} is in another namespace and no ReferenceGrant allows it",
+                l.name, r.name
+            ));
+        }
+        let mut cert = cluster::tls_secret(cx.idx, target_ns, &r.name)?;
+        cert.source = ObjectRef::kube("Gateway", ns, g.metadata.name.as_deref().unwrap_or(""));
+        cert.hosts = l.hostname.iter().cloned().collect();
+        out.certificates.push(cert);
+    }
+    Ok(())
+}
+
+/// Whether a ReferenceGrant in the target's namespace lets `from` (kind,
+/// namespace; group `gateway.networking.k8s.io`) refer to `to` (group, kind,
+/// namespace, name).
+fn granted(cx: &Context<'_>, from: (&str, &str), to: (&str, &str, &str, &str)) -> bool {
+    let (from_kind, from_ns) = from;
+    let (to_group, to_kind, to_ns, to_name) = to;
+    cx.objects
+        .grants
+        .iter()
+        .filter(|g| g.metadata.namespace.as_deref() == Some(to_ns))
+        .any(|g| {
+            g.spec
+                .from
+                .iter()
+                .any(|f| f.group == GROUP && f.kind == from_kind && f.namespace == from_ns)
+                && g.spec.to.iter().any(|t| {
+                    t.group == to_group
+                        && t.kind == to_kind
+                        && t.name.as_deref().is_none_or(|n| n == to_name)
+                })
+        })
+}
+
+/// A listener's key in the attachment count: namespace, Gateway, listener.
+type ListenerKey = (String, String, String);
+
+fn listener_key(l: &ReadListener<'_>) -> ListenerKey {
+    (
+        l.ns.to_string(),
+        l.gateway.metadata.name.clone().unwrap_or_default(),
+        l.listener.name.clone(),
+    )
+}
+
+/// The conditions of one listener after every route was attached.
+fn listener_outcome(
+    l: &ReadListener<'_>,
+    attached: &BTreeMap<ListenerKey, i32>,
+) -> ListenerOutcome {
+    let key = listener_key(l);
+    ListenerOutcome {
+        attached_routes: attached.get(&key).copied().unwrap_or(0),
+        namespace: key.0,
+        gateway: key.1,
+        listener: key.2,
+        accepted: match l.usable {
+            true => Ok(()),
+            false => Err((
+                "UnsupportedProtocol".into(),
+                format!(
+                    "protocol {} is not supported (HTTP and HTTPS are)",
+                    l.listener.protocol
+                ),
+            )),
+        },
+        resolved_refs: Ok(()),
+    }
+}
+
+/// The listeners of `gateways` one parentRef of the route attaches to, with
+/// the hostnames they allow, or the reason it attaches to none.
+type Attached<'l, 'g> = Result<Vec<(&'l ReadListener<'g>, Vec<String>)>, (String, String)>;
+
+fn attach<'l, 'g>(
+    cx: &Context<'_>,
+    route: &HttpRoute,
+    parent: &ParentReference,
+    listeners: &'l [ReadListener<'g>],
+) -> Option<Attached<'l, 'g>> {
+    let route_ns = route.metadata.namespace.as_deref().unwrap_or("");
+    if parent.group.as_deref().unwrap_or(GROUP) != GROUP
+        || parent.kind.as_deref().unwrap_or("Gateway") != "Gateway"
+    {
+        return None;
+    }
+    let parent_ns = parent.namespace.as_deref().unwrap_or(route_ns);
+    let of_gateway: Vec<&ReadListener<'_>> = listeners
+        .iter()
+        .filter(|l| l.ns == parent_ns && l.gateway.metadata.name.as_deref() == Some(&parent.name))
+        .collect();
+    if of_gateway.is_empty() {
+        // Not one of our Gateways: another controller's parent.
+        return None;
+    }
+    let named: Vec<&ReadListener<'_>> = of_gateway
+        .into_iter()
+        .filter(|l| {
+            parent
+                .section_name
+                .as_deref()
+                .is_none_or(|s| s == l.listener.name)
+        })
+        .filter(|l| parent.port.is_none_or(|p| p == l.listener.port))
+        .collect();
+    if named.is_empty() {
+        return Some(Err((
+            "NoMatchingParent".into(),
+            "no listener has this sectionName and port".into(),
+        )));
+    }
+    let allowed: Vec<&ReadListener<'_>> = named
+        .into_iter()
+        .filter(|l| l.usable && allows(cx, l, route_ns))
+        .collect();
+    if allowed.is_empty() {
+        return Some(Err((
+            "NotAllowedByListeners".into(),
+            "no listener allows HTTPRoutes from this namespace".into(),
+        )));
+    }
+    let with_hosts: Vec<_> = allowed
+        .into_iter()
+        .filter_map(|l| {
+            let hosts = intersect(l.listener.hostname.as_deref(), &route.spec.hostnames);
+            (!hosts.is_empty()).then_some((l, hosts))
+        })
+        .collect();
+    if with_hosts.is_empty() {
+        return Some(Err((
+            "NoMatchingListenerHostname".into(),
+            "no hostname of the route is allowed by a listener".into(),
+        )));
+    }
+    Some(Ok(with_hosts))
+}
+
+/// Whether the listener takes HTTPRoutes from `route_ns`.
+fn allows(cx: &Context<'_>, l: &ReadListener<'_>, route_ns: &str) -> bool {
+    let allowed = l.listener.allowed_routes.as_ref();
+    let kinds = allowed.map(|a| a.kinds.as_slice()).unwrap_or(&[]);
+    let kind_ok = kinds.is_empty()
+        || kinds
+            .iter()
+            .any(|k| k.kind == "HTTPRoute" && k.group.as_deref().unwrap_or(GROUP) == GROUP);
+    let namespaces = allowed.and_then(|a| a.namespaces.as_ref());
+    let ns_ok = match namespaces.and_then(|n| n.from.as_deref()).unwrap_or("Same") {
+        "All" => true,
+        "Same" => route_ns == l.ns,
+        "Selector" => namespaces
+            .and_then(|n| n.selector.as_ref())
+            .is_some_and(|s| namespace_selected(cx, s, route_ns)),
+        _ => false,
+    };
+    kind_ok && ns_ok
+}
+
+/// Whether the namespace's labels satisfy the selector (an unknown
+/// namespace or operator: no).
+fn namespace_selected(cx: &Context<'_>, s: &LabelSelector, ns: &str) -> bool {
+    let Some(namespace) = cx
+        .objects
+        .namespaces
+        .iter()
+        .find(|n| n.metadata.name.as_deref() == Some(ns))
+    else {
+        return false;
+    };
+    let empty = BTreeMap::new();
+    let labels = namespace.metadata.labels.as_ref().unwrap_or(&empty);
+    label_selector_matches(s, labels)
+}
+
+/// A Kubernetes label selector over `labels`.
+pub fn label_selector_matches(s: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    s.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        && s.match_expressions.iter().all(|e| {
+            let value = labels.get(&e.key);
+            match e.operator.as_str() {
+                "In" => value.is_some_and(|v| e.values.contains(v)),
+                "NotIn" => value.is_none_or(|v| !e.values.contains(v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        })
+}
+
+/// The hostnames a route serves on a listener: the route's hostnames the
+/// listener's allows (a wildcard on either side narrowed to the more
+/// precise name), all of the route's when the listener names none, the
+/// listener's when the route names none; `""` means any host.
+pub fn intersect(listener: Option<&str>, route: &[String]) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    match (listener, route.is_empty()) {
+        (None, true) => {
+            out.insert(String::new());
+        }
+        (None, false) => out.extend(route.iter().map(|h| h.to_ascii_lowercase())),
+        (Some(l), true) => {
+            out.insert(l.to_ascii_lowercase());
+        }
+        (Some(l), false) => {
+            let l = l.to_ascii_lowercase();
+            for r in route.iter().map(|h| h.to_ascii_lowercase()) {
+                if r == l || covered(&r, &l) {
+                    out.insert(r);
+                } else if covered(&l, &r) {
+                    out.insert(l.clone());
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Whether `host` (possibly a wildcard itself) lies under the wildcard
+/// `pattern` (`*.example.com` covers names with one or more labels before
+/// `example.com`).
+fn covered(host: &str, pattern: &str) -> bool {
+    let Some(suffix) = pattern.strip_prefix('*') else {
+        return false;
+    };
+    host.len() > suffix.len() && host.ends_with(suffix) && host != pattern
+}
+
+fn created(m: &ObjectMeta) -> i64 {
+    m.creation_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .unwrap_or(0)
+}
+
+/// Attaches one HTTPRoute: its outcome per parent, and its routes on every
+/// listener that accepts it.
+fn http_route(
+    cx: &Context<'_>,
+    route: &HttpRoute,
+    listeners: &[ReadListener<'_>],
+    attached: &mut BTreeMap<ListenerKey, i32>,
+    out: &mut GatewayInputs,
+) {
+    let ns = route.metadata.namespace.clone().unwrap_or_default();
+    let name = route.metadata.name.clone().unwrap_or_default();
+    let object = ObjectRef::kube("HTTPRoute", &ns, &name);
+    let mut hosts: BTreeMap<String, Result<bool, String>> = BTreeMap::new();
+    let mut parents = Vec::new();
+    for parent in &route.spec.parent_refs {
+        let Some(attachment) = attach(cx, route, parent, listeners) else {
+            continue;
+        };
+        let accepted = attachment.map(|found| {
+            for (l, hs) in found {
+                *attached.entry(listener_key(l)).or_default() += 1;
+                for h in hs {
+                    let public = l.public.clone();
+                    // Attached through several listeners: public only if every one says so.
+                    let merged = match (hosts.remove(&h), public) {
+                        (None, p) => p,
+                        (Some(Err(e)), _) | (_, Err(e)) => Err(e),
+                        (Some(Ok(a)), Ok(b)) => Ok(a && b),
+                    };
+                    hosts.insert(h, merged);
+                }
+            }
+        });
+        let mut parent = parent.clone();
+        parent.namespace = Some(parent.namespace.clone().unwrap_or_else(|| ns.clone()));
+        parents.push((parent, accepted));
+    }
+    let mut resolved: ConditionOutcome = Ok(());
+    for (index, rule) in route.spec.rules.iter().enumerate() {
+        let built = rule_routes(cx, route, &object, index, rule, &hosts);
+        if let Err(e) = built.resolved {
+            resolved = resolved.and(Err(e));
+        }
+        out.routes.extend(built.routes);
+    }
+    for (parent, accepted) in parents {
+        out.parents.push(ParentOutcome {
+            namespace: ns.clone(),
+            name: name.clone(),
+            generation: route.metadata.generation,
+            parent,
+            accepted,
+            resolved_refs: resolved.clone(),
+        });
+    }
+}
+
+/// The routes of one rule, and whether its references resolved.
+struct RuleRoutes {
+    routes: Vec<RouteInput>,
+    resolved: ConditionOutcome,
+}
+
+/// Builds one rule's routes: one per match and hostname, sharing options,
+/// backends and problems.
+fn rule_routes(
+    cx: &Context<'_>,
+    route: &HttpRoute,
+    object: &ObjectRef,
+    index: usize,
+    rule: &HttpRouteRule,
+    hosts: &BTreeMap<String, Result<bool, String>>,
+) -> RuleRoutes {
+    let ns = route.metadata.namespace.as_deref().unwrap_or("");
+    let mut problems = Vec::new();
+    let (backends, resolved) = rule_backends(cx, ns, &rule.backend_refs, &mut problems);
+    let default_match = [HttpRouteMatch::default()];
+    let matches: &[HttpRouteMatch] = match rule.matches.is_empty() {
+        true => &default_match,
+        false => &rule.matches,
+    };
+    let mut routes = Vec::new();
+    for (m_index, m) in matches.iter().enumerate() {
+        let mut p = problems.clone();
+        let path = path_spec(m, &mut p);
+        let conditions = conditions(m, &mut p);
+        let prefix = matches!(path, PathSpec::Prefix(_));
+        for (host, public) in hosts {
+            let mut p = p.clone();
+            let options = rule_options(cx, ns, rule, prefix, public, &mut p);
+            routes.push(RouteInput {
+                id: format!("{}/r{index:03}/m{m_index:03}/{host}", object_key(object)),
+                source: object.clone(),
+                created: created(&route.metadata),
+                host: host.clone(),
+                path: path.clone(),
+                backends: backends.clone(),
+                options,
+                custom_ca_pem: None,
+                client_cert_pem: None,
+                client_key_pem: None,
+                downstream_ca_pem: None,
+                conditions: conditions.clone(),
+                problems: p
+                    .into_iter()
+                    .map(|m| Diagnostic::invalid_route(object, format!("rule {index}: {m}")))
+                    .collect(),
+            });
+        }
+    }
+    RuleRoutes { routes, resolved }
+}
+
+fn object_key(o: &ObjectRef) -> String {
+    format!("{}/{}", o.namespace, o.name)
+}
+
+/// The path of a match (`PathPrefix /` when absent).
+fn path_spec(m: &HttpRouteMatch, problems: &mut Vec<String>) -> PathSpec {
+    let Some(path) = &m.path else {
+        return PathSpec::Prefix("/".into());
+    };
+    let value = path.value.clone().unwrap_or_else(|| "/".into());
+    match path.type_.as_deref().unwrap_or("PathPrefix") {
+        "Exact" => PathSpec::Exact(value),
+        "PathPrefix" => PathSpec::Prefix(value),
+        "RegularExpression" => PathSpec::Regex(value),
+        other => {
+            problems.push(format!("path match type {other:?} is not supported"));
+            PathSpec::Prefix(value)
+        }
+    }
+}
+
+/// The method, header and query conditions of a match (none: `None`).
+fn conditions(m: &HttpRouteMatch, problems: &mut Vec<String>) -> Option<Arc<Conditions>> {
+    let mut c = Conditions::default();
+    if let Some(method) = &m.method {
+        match http::Method::from_bytes(method.as_bytes()) {
+            Ok(v) => c.method = Some(v),
+            Err(_) => problems.push(format!("method {method:?} is not a method")),
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for h in &m.headers {
+        // Only the first of several matches on one name counts.
+        if !seen.insert(h.name.to_ascii_lowercase()) {
+            continue;
+        }
+        match (
+            http::HeaderName::from_bytes(h.name.as_bytes()),
+            value_match(h),
+        ) {
+            (Ok(n), Ok(v)) => c.headers.push((n, v)),
+            (Err(_), _) => problems.push(format!("header match: invalid name {:?}", h.name)),
+            (_, Err(e)) => problems.push(format!("header match {}: {e}", h.name)),
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for q in &m.query_params {
+        if !seen.insert(q.name.clone()) {
+            continue;
+        }
+        match value_match(q) {
+            Ok(v) => c.query.push((q.name.clone(), v)),
+            Err(e) => problems.push(format!("query parameter match {}: {e}", q.name)),
+        }
+    }
+    (!c.is_empty()).then(|| Arc::new(c))
+}
+
+fn value_match(m: &ApiValueMatch) -> Result<ValueMatch, String> {
+    match m.type_.as_deref().unwrap_or("Exact") {
+        "Exact" => Ok(ValueMatch::Exact(m.value.clone())),
+        "RegularExpression" => Pattern::whole(&m.value)
+            .map(ValueMatch::Regex)
+            .map_err(|e| e.to_string()),
+        other => Err(format!("match type {other:?} is not supported")),
+    }
+}
+
+/// The route settings of a rule: its filters as the settings the proxy
+/// already applies, and its access (Policies, else the Gateway's default).
+fn rule_options(
+    cx: &Context<'_>,
+    ns: &str,
+    rule: &HttpRouteRule,
+    prefix_match: bool,
+    public: &Result<bool, String>,
+    problems: &mut Vec<String>,
+) -> RouteOptions {
+    let mut o = RouteOptions::default();
+    let mut policies = Vec::new();
+    for f in &rule.filters {
+        if let Err(e) = apply_filter(f, prefix_match, &mut o, &mut policies) {
+            problems.push(e);
+        }
+    }
+    if policies.is_empty() {
+        match public {
+            Ok(p) => o.allow_public_unauthenticated_access = *p,
+            Err(e) => problems.push(e.clone()),
+        }
+        return o;
+    }
+    let mut rules = Vec::new();
+    for name in policies {
+        match cx.policies.get(&format!("{ns}/{name}")) {
+            Some(Ok(serde_json::Value::Array(list))) => rules.extend(list.iter().cloned()),
+            Some(Ok(other)) => rules.push(other.clone()),
+            Some(Err(e)) => problems.push(format!("Policy {ns}/{name} is invalid: {e}")),
+            None => problems.push(format!("Policy {ns}/{name} not found")),
+        }
+    }
+    o.policy = Some(serde_json::Value::Array(rules));
+    o
+}
+
+/// Puts one filter into the settings (an `ExtensionRef` Policy into
+/// `policies`).
+fn apply_filter(
+    f: &HttpRouteFilter,
+    prefix_match: bool,
+    o: &mut RouteOptions,
+    policies: &mut Vec<String>,
+) -> Result<(), String> {
+    let missing = || format!("filter {}: its settings are missing", f.type_);
+    match f.type_.as_str() {
+        "RequestHeaderModifier" => {
+            let m = f.request_header_modifier.as_ref().ok_or_else(missing)?;
+            request_headers(m, o)
+        }
+        "ResponseHeaderModifier" => {
+            let m = f.response_header_modifier.as_ref().ok_or_else(missing)?;
+            response_headers(m, o)
+        }
+        "URLRewrite" => {
+            let r = f.url_rewrite.as_ref().ok_or_else(missing)?;
+            if let Some(h) = &r.hostname {
+                o.host_rewrite = Some(h.clone());
+            }
+            match r.path.as_ref() {
+                None => Ok(()),
+                Some(p) => path_rewrite(p, prefix_match, o),
+            }
+        }
+        "ExtensionRef" => {
+            let r = f.extension_ref.as_ref().ok_or_else(missing)?;
+            if r.group != POLICY_GROUP || r.kind != "Policy" {
+                return Err(format!(
+                    "ExtensionRef {}/{} is not a {POLICY_GROUP} Policy",
+                    r.group, r.kind
+                ));
+            }
+            policies.push(r.name.clone());
+            Ok(())
+        }
+        other => Err(format!("filter {other} is not supported")),
+    }
+}
+
+/// `RequestHeaderModifier`: `set` and `remove` (`add` is refused: it would
+/// replace, not append).
+fn request_headers(m: &HeaderModifier, o: &mut RouteOptions) -> Result<(), String> {
+    if !m.add.is_empty() {
+        return Err("RequestHeaderModifier: add is not supported; use set".into());
+    }
+    for h in &m.set {
+        o.set_request_headers
+            .insert(h.name.clone(), h.value.clone());
+    }
+    o.remove_request_headers.extend(m.remove.iter().cloned());
+    Ok(())
+}
+
+/// `ResponseHeaderModifier`: `set`, and `remove` as an empty value.
+fn response_headers(m: &HeaderModifier, o: &mut RouteOptions) -> Result<(), String> {
+    if !m.add.is_empty() {
+        return Err("ResponseHeaderModifier: add is not supported; use set".into());
+    }
+    let headers = o.set_response_headers.get_or_insert_with(BTreeMap::new);
+    for h in &m.set {
+        headers.insert(h.name.clone(), h.value.clone());
+    }
+    for name in &m.remove {
+        headers.insert(name.clone(), String::new());
+    }
+    Ok(())
+}
+
+/// `URLRewrite.path`: a prefix replacement (only on a `PathPrefix` match)
+/// or the whole path.
+fn path_rewrite(
+    p: &crate::crd::gateway::PathModifier,
+    prefix_match: bool,
+    o: &mut RouteOptions,
+) -> Result<(), String> {
+    match (
+        p.type_.as_str(),
+        &p.replace_prefix_match,
+        &p.replace_full_path,
+    ) {
+        ("ReplacePrefixMatch", Some(v), _) if prefix_match => {
+            o.prefix_rewrite = Some(v.clone());
+            Ok(())
+        }
+        ("ReplacePrefixMatch", Some(_), _) => {
+            Err("URLRewrite: ReplacePrefixMatch needs a PathPrefix match".into())
+        }
+        ("ReplaceFullPath", _, Some(v)) => {
+            o.regex_rewrite_pattern = Some("^.*$".into());
+            o.regex_rewrite_substitution = Some(v.clone());
+            Ok(())
+        }
+        (t, _, _) => Err(format!(
+            "URLRewrite: path {t:?} is incomplete or not supported"
+        )),
+    }
+}
+
+/// The upstreams of a rule's backendRefs, each repeated by its weight, and
+/// whether every reference resolved (the spec's `ResolvedRefs` reason if
+/// not). A reference that does not resolve is a problem: the rule denies.
+fn rule_backends(
+    cx: &Context<'_>,
+    ns: &str,
+    refs: &[HttpBackendRef],
+    problems: &mut Vec<String>,
+) -> (Vec<Upstream>, ConditionOutcome) {
+    let mut resolved: ConditionOutcome = Ok(());
+    let mut weighted = Vec::new();
+    for r in refs {
+        match backend(cx, ns, r) {
+            Ok(ups) => weighted.push((r.weight.unwrap_or(1).max(0), ups)),
+            Err((reason, message)) => {
+                problems.push(message.clone());
+                resolved = resolved.and(Err((reason, message)));
+            }
+        }
+    }
+    (spread(&weighted), resolved)
+}
+
+/// The upstreams of one Service backendRef.
+fn backend(
+    cx: &Context<'_>,
+    ns: &str,
+    r: &HttpBackendRef,
+) -> Result<Vec<Upstream>, (String, String)> {
+    let group = r.group.as_deref().unwrap_or("");
+    let kind = r.kind.as_deref().unwrap_or("Service");
+    if !group.is_empty() || kind != "Service" {
+        return Err((
+            "InvalidKind".into(),
+            format!(
+                "backendRef {group}/{kind} {}: only Services are supported",
+                r.name
+            ),
+        ));
+    }
+    let target_ns = r.namespace.as_deref().unwrap_or(ns);
+    if target_ns != ns && !granted(cx, ("HTTPRoute", ns), ("", "Service", target_ns, &r.name)) {
+        return Err((
+            "RefNotPermitted".into(),
+            format!(
+                "backendRef Service {target_ns}/{}: no ReferenceGrant allows it",
+                r.name
+            ),
+        ));
+    }
+    let Some(port) = r.port else {
+        return Err((
+            "UnsupportedValue".into(),
+            format!(
+                "backendRef Service {target_ns}/{}: port is required",
+                r.name
+            ),
+        ));
+    };
+    let as_ingress = IngressBackend {
+        service: Some(IngressServiceBackend {
+            name: r.name.clone(),
+            port: Some(ServiceBackendPort {
+                number: Some(port),
+                name: None,
+            }),
+        }),
+        resource: None,
+    };
+    cluster::backends(cx.idx, cx.guard, target_ns, &as_ingress, false, false)
+        .map_err(|e| ("BackendNotFound".into(), e))
+}
+
+/// One list in which each backend's upstreams take their weight's share of
+/// round-robin turns: a backend of weight `w` with `n` upstreams gets each
+/// of them repeated `w × L / n` times (`L`: the least common multiple of
+/// the counts), weights reduced by their greatest common divisor. Weight 0
+/// contributes nothing. Shares are exact up to 1,000 entries, then rounded.
+pub fn spread(weighted: &[(i32, Vec<Upstream>)]) -> Vec<Upstream> {
+    let live: Vec<(u64, &Vec<Upstream>)> = weighted
+        .iter()
+        .filter(|(w, u)| *w > 0 && !u.is_empty())
+        .map(|(w, u)| (u64::try_from(*w).unwrap_or(1), u))
+        .collect();
+    let g = live.iter().fold(0, |g, (w, _)| gcd(g, *w)).max(1);
+    let l = live.iter().fold(1, |l, (_, u)| lcm(l, u.len() as u64));
+    let total: u64 = live.iter().map(|(w, _)| w / g * l).sum();
+    let scale = |n: u64| match total > 1000 {
+        true => (n * 1000 / total).max(1),
+        false => n,
+    };
+    let mut out = Vec::new();
+    for (w, ups) in live {
+        let each = scale(w / g * l) / ups.len() as u64;
+        for u in ups {
+            for _ in 0..each.max(1) {
+                out.push(u.clone());
+            }
+        }
+    }
+    out
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+fn lcm(a: u64, b: u64) -> u64 {
+    if a == 0 || b == 0 {
+        return a.max(b);
+    }
+    (a / gcd(a, b) * b).min(1 << 20)
+}
+
+#[cfg(test)]
+#[path = "gateway_tests.rs"]
+mod tests;

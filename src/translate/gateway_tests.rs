@@ -1,0 +1,370 @@
+use super::*;
+use crate::model::routing::{HostMatch, PathMatch, RouteKey, route_order_of};
+use crate::translate::cluster::{Cluster, from_cluster};
+use std::cmp::Ordering;
+
+fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Arc<T> {
+    Arc::new(serde_json::from_value(v).unwrap())
+}
+
+fn up(a: &str) -> Upstream {
+    Upstream {
+        scheme: crate::model::UpstreamScheme::Http,
+        authority: a.into(),
+        base_path: String::new(),
+    }
+}
+
+/// A class, a Gateway `gw` in `infra` with an HTTP listener `web` for
+/// `*.example.com` taking routes from every namespace, a Service `echo` in
+/// `app` with one ready endpoint, and the given HTTPRoutes.
+fn world(gateway_annotations: serde_json::Value, routes: Vec<serde_json::Value>) -> Cluster {
+    Cluster {
+        services: vec![obj(serde_json::json!({
+            "metadata": {"name": "echo", "namespace": "app"},
+            "spec": {"ports": [{"name": "http", "port": 8080}]}
+        }))],
+        slices: vec![obj(serde_json::json!({
+            "metadata": {"name": "echo-1", "namespace": "app",
+                         "labels": {"kubernetes.io/service-name": "echo"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 3000}],
+            "endpoints": [{"addresses": ["10.0.0.7"], "conditions": {"ready": true}}]
+        }))],
+        gateway: GatewayObjects {
+            classes: vec![obj(serde_json::json!({
+                "metadata": {"name": "jetbridge"},
+                "spec": {"controllerName": CONTROLLER}
+            }))],
+            gateways: vec![obj(serde_json::json!({
+                "metadata": {"name": "gw", "namespace": "infra", "annotations": gateway_annotations},
+                "spec": {"gatewayClassName": "jetbridge", "listeners": [
+                    {"name": "web", "port": 80, "protocol": "HTTP", "hostname": "*.example.com",
+                     "allowedRoutes": {"namespaces": {"from": "All"}}},
+                    {"name": "tcp", "port": 9000, "protocol": "TCP"}
+                ]}
+            }))],
+            http_routes: routes.into_iter().map(obj).collect(),
+            ..GatewayObjects::default()
+        },
+        ..Cluster::default()
+    }
+}
+
+fn route(name: &str, spec: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "metadata": {"name": name, "namespace": "app", "generation": 3,
+                     "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": spec
+    })
+}
+
+fn echo_rule(extra: serde_json::Value) -> serde_json::Value {
+    let mut rule = serde_json::json!({"backendRefs": [{"name": "echo", "port": 8080}]});
+    if let (Some(r), Some(e)) = (rule.as_object_mut(), extra.as_object()) {
+        r.extend(e.clone());
+    }
+    rule
+}
+
+fn translate(c: &Cluster) -> crate::translate::cluster::ClusterInputs {
+    from_cluster(c, &ClusterSettings::default())
+}
+
+#[test]
+fn attached_route_serves_its_hostnames_with_conditions_and_headers() {
+    let c = world(
+        serde_json::json!({PUBLIC_ACCESS_ANNOTATION: "true"}),
+        vec![route(
+            "r",
+            serde_json::json!({
+                "parentRefs": [{"name": "gw", "namespace": "infra"}],
+                "hostnames": ["a.example.com", "b.other.com"],
+                "rules": [echo_rule(serde_json::json!({
+                    "matches": [{"path": {"type": "Exact", "value": "/x"},
+                                 "headers": [{"name": "Version", "value": "2"}],
+                                 "method": "GET"}],
+                    "filters": [{"type": "RequestHeaderModifier",
+                                 "requestHeaderModifier": {"set": [{"name": "X-A", "value": "1"}],
+                                                           "remove": ["X-B"]}}]
+                }))]
+            }),
+        )],
+    );
+    let out = translate(&c);
+    assert_eq!(out.routes.len(), 1, "{:?}", out.diagnostics);
+    let r = &out.routes[0];
+    assert_eq!(r.host, "a.example.com");
+    assert_eq!(r.path, PathSpec::Exact("/x".into()));
+    assert_eq!(r.backends, vec![up("10.0.0.7:3000")]);
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert!(r.options.allow_public_unauthenticated_access);
+    assert_eq!(
+        r.options.set_request_headers.get("X-A").map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(r.options.remove_request_headers, vec!["X-B".to_string()]);
+    let cond = r.conditions.as_deref().unwrap();
+    assert_eq!(cond.method, Some(http::Method::GET));
+    assert_eq!(cond.headers.len(), 1);
+    let parent = &out.gateway.parents[0];
+    assert_eq!(
+        (parent.accepted.clone(), parent.resolved_refs.clone()),
+        (Ok(()), Ok(()))
+    );
+    assert_eq!(parent.generation, Some(3));
+    let web = out
+        .gateway
+        .listeners
+        .iter()
+        .find(|l| l.listener == "web")
+        .unwrap();
+    assert_eq!(web.attached_routes, 1);
+    let tcp = out
+        .gateway
+        .listeners
+        .iter()
+        .find(|l| l.listener == "tcp")
+        .unwrap();
+    assert_eq!(tcp.accepted.as_ref().unwrap_err().0, "UnsupportedProtocol");
+}
+
+#[test]
+fn route_without_policy_denies_unless_the_gateway_opts_in() {
+    let spec = serde_json::json!({
+        "parentRefs": [{"name": "gw", "namespace": "infra"}],
+        "rules": [echo_rule(serde_json::json!({}))]
+    });
+    let closed = translate(&world(
+        serde_json::json!({}),
+        vec![route("r", spec.clone())],
+    ));
+    let o = &closed.routes[0].options;
+    assert!(!o.allow_public_unauthenticated_access && o.policy.is_none());
+    let bad = translate(&world(
+        serde_json::json!({PUBLIC_ACCESS_ANNOTATION: "yes"}),
+        vec![route("r", spec)],
+    ));
+    assert!(!bad.routes[0].problems.is_empty());
+    assert!(!bad.routes[0].options.allow_public_unauthenticated_access);
+}
+
+#[test]
+fn extension_ref_attaches_a_policy_and_a_missing_one_fails_closed() {
+    let spec = |policy: &str| {
+        serde_json::json!({
+            "parentRefs": [{"name": "gw", "namespace": "infra"}],
+            "rules": [echo_rule(serde_json::json!({"filters": [{"type": "ExtensionRef",
+                "extensionRef": {"group": "jetbridge.dev", "kind": "Policy", "name": policy}}]}))]
+        })
+    };
+    let mut c = world(
+        serde_json::json!({PUBLIC_ACCESS_ANNOTATION: "true"}),
+        vec![route("ok", spec("staff")), route("missing", spec("nobody"))],
+    );
+    c.policies.push(obj(serde_json::json!({
+        "metadata": {"name": "staff", "namespace": "app"},
+        "spec": {"allow": {"or": [{"domain": {"is": "example.com"}}]}}
+    })));
+    let out = translate(&c);
+    let by = |n: &str| {
+        out.routes
+            .iter()
+            .find(|r| r.id.starts_with(&format!("app/{n}/")))
+            .unwrap()
+    };
+    assert!(by("ok").problems.is_empty());
+    assert!(by("ok").options.policy.is_some());
+    assert!(!by("ok").options.allow_public_unauthenticated_access);
+    assert!(by("missing").problems[0].message.contains("not found"));
+}
+
+#[test]
+fn cross_namespace_backend_needs_a_reference_grant() {
+    let spec = serde_json::json!({
+        "parentRefs": [{"name": "gw", "namespace": "infra"}],
+        "rules": [{"backendRefs": [{"name": "echo", "namespace": "app", "port": 8080}]}]
+    });
+    let mut r = route("r", spec);
+    r["metadata"]["namespace"] = "other".into();
+    let mut c = world(
+        serde_json::json!({PUBLIC_ACCESS_ANNOTATION: "true"}),
+        vec![r],
+    );
+    let denied = translate(&c);
+    assert_eq!(
+        denied.gateway.parents[0]
+            .resolved_refs
+            .as_ref()
+            .unwrap_err()
+            .0,
+        "RefNotPermitted"
+    );
+    assert!(!denied.routes[0].problems.is_empty());
+    c.gateway.grants.push(obj(serde_json::json!({
+        "metadata": {"name": "g", "namespace": "app"},
+        "spec": {"from": [{"group": GROUP, "kind": "HTTPRoute", "namespace": "other"}],
+                 "to": [{"group": "", "kind": "Service"}]}
+    })));
+    let allowed = translate(&c);
+    assert!(
+        allowed.routes[0].problems.is_empty(),
+        "{:?}",
+        allowed.routes[0].problems
+    );
+    assert_eq!(allowed.gateway.parents[0].resolved_refs, Ok(()));
+}
+
+#[test]
+fn parents_that_do_not_fit_a_listener_say_why() {
+    let cases = [
+        (
+            serde_json::json!({"name": "gw", "namespace": "infra", "sectionName": "nope"}),
+            "NoMatchingParent",
+        ),
+        (
+            serde_json::json!({"name": "gw", "namespace": "infra", "sectionName": "tcp"}),
+            "NotAllowedByListeners",
+        ),
+    ];
+    for (parent, reason) in cases {
+        let spec = serde_json::json!({"parentRefs": [parent], "rules": [echo_rule(serde_json::json!({}))]});
+        let out = translate(&world(serde_json::json!({}), vec![route("r", spec)]));
+        assert_eq!(
+            out.gateway.parents[0].accepted.as_ref().unwrap_err().0,
+            reason
+        );
+        assert!(out.routes.is_empty());
+    }
+    let spec = serde_json::json!({"parentRefs": [{"name": "gw", "namespace": "infra"}],
+        "hostnames": ["a.other.com"], "rules": [echo_rule(serde_json::json!({}))]});
+    let out = translate(&world(serde_json::json!({}), vec![route("r", spec)]));
+    assert_eq!(
+        out.gateway.parents[0].accepted.as_ref().unwrap_err().0,
+        "NoMatchingListenerHostname"
+    );
+    let spec = serde_json::json!({"parentRefs": [{"name": "elsewhere"}], "rules": []});
+    let out = translate(&world(serde_json::json!({}), vec![route("r", spec)]));
+    assert!(
+        out.gateway.parents.is_empty(),
+        "another controller's parent gets no status from us"
+    );
+}
+
+#[test]
+fn hostnames_intersect_as_the_gateway_api_says() {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let cases: [(Option<&str>, Vec<String>, Vec<String>); 6] = [
+        (None, vec![], s(&[""])),
+        (Some("*.example.com"), vec![], s(&["*.example.com"])),
+        (None, s(&["A.example.com"]), s(&["a.example.com"])),
+        (
+            Some("*.example.com"),
+            s(&["a.example.com", "x.org"]),
+            s(&["a.example.com"]),
+        ),
+        (
+            Some("a.example.com"),
+            s(&["*.example.com"]),
+            s(&["a.example.com"]),
+        ),
+        (
+            Some("*.example.com"),
+            s(&["*.b.example.com", "*.com"]),
+            s(&["*.b.example.com", "*.example.com"]),
+        ),
+    ];
+    for (listener, route, want) in cases {
+        assert_eq!(intersect(listener, &route), want, "{listener:?} {route:?}");
+    }
+}
+
+#[test]
+fn weights_share_round_robin_turns() {
+    let a = vec![up("a:1")];
+    let b = vec![up("b:1"), up("b:2")];
+    let count = |v: &[Upstream], p: &str| v.iter().filter(|u| u.authority.starts_with(p)).count();
+    let out = spread(&[(3, a.clone()), (1, b.clone())]);
+    assert_eq!((count(&out, "a"), count(&out, "b")), (6, 2));
+    let out = spread(&[(0, a.clone()), (5, b.clone())]);
+    assert_eq!((count(&out, "a"), count(&out, "b")), (0, 2));
+    assert!(spread(&[(0, a)]).is_empty());
+}
+
+#[test]
+fn label_selectors_match_like_kubernetes() {
+    let labels: BTreeMap<String, String> = [("team".to_string(), "a".to_string())].into();
+    let sel = |v: serde_json::Value| serde_json::from_value::<LabelSelector>(v).unwrap();
+    assert!(label_selector_matches(
+        &sel(serde_json::json!({"matchLabels": {"team": "a"}})),
+        &labels
+    ));
+    assert!(!label_selector_matches(
+        &sel(serde_json::json!({"matchLabels": {"team": "b"}})),
+        &labels
+    ));
+    let expr = |op: &str| {
+        sel(
+            serde_json::json!({"matchExpressions": [{"key": "team", "operator": op, "values": ["a"]}]}),
+        )
+    };
+    assert!(label_selector_matches(&expr("In"), &labels));
+    assert!(!label_selector_matches(&expr("NotIn"), &labels));
+    assert!(label_selector_matches(&expr("Exists"), &labels));
+    assert!(!label_selector_matches(&expr("Bogus"), &labels));
+}
+
+/// The Gateway API's precedence: Exact path, longer prefix, method, more
+/// headers, more query parameters, then older, then namespace/name.
+#[test]
+fn route_order_follows_gateway_api_precedence() {
+    let key = |path: PathMatch, c: Conditions, created: i64, name: &str| RouteKey {
+        host: HostMatch::Exact("a.test".into()),
+        path,
+        created,
+        name: name.into(),
+        conditions: Some(Arc::new(c)),
+    };
+    let pre = |p: &str| PathMatch::prefix(p).unwrap();
+    let header = |n: usize| Conditions {
+        headers: (0..n)
+            .map(|i| {
+                (
+                    http::HeaderName::from_bytes(format!("h{i}").as_bytes()).unwrap(),
+                    ValueMatch::Exact("v".into()),
+                )
+            })
+            .collect(),
+        ..Conditions::default()
+    };
+    let method = Conditions {
+        method: Some(http::Method::GET),
+        ..Conditions::default()
+    };
+    let query = Conditions {
+        query: vec![("q".into(), ValueMatch::Exact("1".into()))],
+        ..Conditions::default()
+    };
+    let ordered = [
+        key(
+            PathMatch::exact("/a").unwrap(),
+            Conditions::default(),
+            9,
+            "z",
+        ),
+        key(pre("/a/b"), Conditions::default(), 9, "z"),
+        key(pre("/a"), method.clone(), 9, "z"),
+        key(pre("/a"), header(2), 9, "z"),
+        key(pre("/a"), header(1), 9, "z"),
+        key(pre("/a"), query, 9, "z"),
+        key(pre("/a"), Conditions::default(), 1, "z"),
+        key(pre("/a"), Conditions::default(), 9, "a"),
+        key(pre("/a"), Conditions::default(), 9, "b"),
+    ];
+    for (i, a) in ordered.iter().enumerate() {
+        for (j, b) in ordered.iter().enumerate() {
+            assert_eq!(route_order_of(a, b), i.cmp(&j), "{i} vs {j}");
+        }
+    }
+    assert_eq!(route_order_of(&ordered[0], &ordered[0]), Ordering::Equal);
+}

@@ -1,0 +1,227 @@
+//! Golden fixtures for the Gateway API seam: each
+//! `tests/fixtures/gateway/*.yaml` holds GatewayClasses, Gateways,
+//! HTTPRoutes, ReferenceGrants, Services, EndpointSlices and Policies; the
+//! routes, their access, the route each sample request (`# request:` lines)
+//! reaches, the status outcomes and the diagnostics are in the `.expected`
+//! file next to it. `JETBRIDGE_BLESS=1` rewrites the expected files after a
+//! deliberate change (review the diff).
+
+use jetbridge::crd::WatchedPolicy;
+use jetbridge::model::conditions::RequestView;
+use jetbridge::model::{Access, Snapshot};
+use jetbridge::translate::cluster::{Cluster, ClusterInputs, ClusterSettings, from_cluster};
+use jetbridge::translate::{GlobalInputs, Inputs, translate};
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+fn objects(text: &str) -> Cluster {
+    let mut c = Cluster::default();
+    for doc in text.split("\n---\n") {
+        let v: serde_json::Value = serde_saphyr::from_str(doc).unwrap();
+        let g = &mut c.gateway;
+        match v["kind"].as_str().unwrap() {
+            "Service" => c
+                .services
+                .push(Arc::new(serde_json::from_value(v).unwrap())),
+            "EndpointSlice" => c.slices.push(Arc::new(serde_json::from_value(v).unwrap())),
+            "Policy" => c.policies.push(Arc::new(
+                serde_json::from_value::<WatchedPolicy>(v).unwrap(),
+            )),
+            "Namespace" => g
+                .namespaces
+                .push(Arc::new(serde_json::from_value(v).unwrap())),
+            "GatewayClass" => g.classes.push(Arc::new(serde_json::from_value(v).unwrap())),
+            "Gateway" => g
+                .gateways
+                .push(Arc::new(serde_json::from_value(v).unwrap())),
+            "HTTPRoute" => g
+                .http_routes
+                .push(Arc::new(serde_json::from_value(v).unwrap())),
+            "ReferenceGrant" => g.grants.push(Arc::new(serde_json::from_value(v).unwrap())),
+            other => panic!("unexpected kind {other}"),
+        }
+    }
+    c
+}
+
+/// `# request: METHOD host/path?query header=value ...` lines.
+fn requests(
+    text: &str,
+) -> Vec<(
+    http::Method,
+    String,
+    String,
+    Option<String>,
+    http::HeaderMap,
+)> {
+    let mut out = Vec::new();
+    let mut lines: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# request: "))
+        .collect();
+    lines.sort();
+    for line in lines {
+        let mut words = line.split_whitespace();
+        let method: http::Method = words.next().unwrap().parse().unwrap();
+        let target = words.next().unwrap();
+        let (host, rest) = target.split_once('/').unwrap();
+        let (path, query) = match rest.split_once('?') {
+            Some((p, q)) => (format!("/{p}"), Some(q.to_string())),
+            None => (format!("/{rest}"), None),
+        };
+        let mut headers = http::HeaderMap::new();
+        for h in words {
+            let (n, v) = h.split_once('=').unwrap();
+            headers.append(
+                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        out.push((method, host.to_string(), path, query, headers));
+    }
+    out
+}
+
+fn describe_routes(snap: &Snapshot, out: &mut String) {
+    let mut routes: Vec<_> = snap.routes.iter().collect();
+    routes.sort_by(|a, b| a.id.cmp(&b.id));
+    for r in routes {
+        let up: Vec<String> = r.upstreams.iter().map(|u| u.url()).collect();
+        let set: Vec<String> = r
+            .set_request_headers
+            .iter()
+            .map(|(n, v)| format!("{n}={}", v.to_str().unwrap_or("?")))
+            .collect();
+        let _ = writeln!(
+            out,
+            "route {} {:?} {:?} -> [{}] set=[{}] remove={:?}",
+            r.id,
+            r.host,
+            r.path,
+            up.join(", "),
+            set.join(", "),
+            r.remove_request_headers
+        );
+        let access = match &r.access {
+            Access::Public => "public".to_string(),
+            Access::Invalid(m) => format!("denies every request: {m}"),
+            Access::Policy(_) => "policy".to_string(),
+        };
+        let _ = writeln!(out, "  {access}");
+    }
+}
+
+fn describe_outcomes(ci: &ClusterInputs, out: &mut String) {
+    let g = &ci.gateway;
+    let _ = writeln!(out, "classes: {}", g.classes.join(", "));
+    let shown = |c: &Result<(), (String, String)>| match c {
+        Ok(()) => "True".to_string(),
+        Err((reason, message)) => format!("False {reason}: {message}"),
+    };
+    for l in &g.listeners {
+        let _ = writeln!(
+            out,
+            "listener {}/{}/{}: attached {} accepted {}",
+            l.namespace,
+            l.gateway,
+            l.listener,
+            l.attached_routes,
+            shown(&l.accepted)
+        );
+    }
+    for p in &g.parents {
+        let _ = writeln!(
+            out,
+            "parent {}/{} -> {}/{} {:?}: accepted {}; resolvedRefs {}",
+            p.namespace,
+            p.name,
+            p.parent.namespace.as_deref().unwrap_or(""),
+            p.parent.name,
+            p.parent.section_name,
+            shown(&p.accepted),
+            shown(&p.resolved_refs)
+        );
+    }
+}
+
+fn describe(text: &str) -> String {
+    let c = objects(text);
+    let ci = from_cluster(&c, &ClusterSettings::default());
+    let mut inputs = Inputs {
+        global: GlobalInputs::for_test(),
+        routes: ci.routes.clone(),
+        diagnostics: ci.diagnostics.clone(),
+    };
+    inputs.global.certificates = ci.certificates.clone();
+    let snap = translate(&inputs);
+    let mut out = String::new();
+    describe_routes(&snap, &mut out);
+    for (method, host, path, query, headers) in requests(text) {
+        let view = RequestView {
+            method: &method,
+            headers: &headers,
+            query: query.as_deref(),
+        };
+        let hit = snap
+            .route_request(&host, &path, &view)
+            .map(|r| r.id.as_str());
+        let _ = writeln!(
+            out,
+            "request {method} {host}{path}?{} {headers:?} -> {}",
+            query.as_deref().unwrap_or(""),
+            hit.unwrap_or("no route")
+        );
+    }
+    describe_outcomes(&ci, &mut out);
+    let mut diags: Vec<String> = snap
+        .diagnostics
+        .iter()
+        .map(|d| format!("{:?} {} {d}", d.severity, d.reason.as_str()))
+        .collect();
+    diags.sort();
+    diags.dedup();
+    for d in diags {
+        let _ = writeln!(out, "diagnostic: {d}");
+    }
+    out
+}
+
+#[test]
+fn gateway_fixtures_translate_to_their_expected_routes_and_statuses() {
+    let dir = format!("{}/tests/fixtures/gateway", env!("CARGO_MANIFEST_DIR"));
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    names.sort();
+    assert!(!names.is_empty());
+    let bless = std::env::var("JETBRIDGE_BLESS").is_ok_and(|v| v == "1");
+    let mut failures = Vec::new();
+    for path in names {
+        let got = describe(&std::fs::read_to_string(&path).unwrap());
+        let expected_path = path.with_extension("expected");
+        if bless {
+            std::fs::write(&expected_path, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if got != want {
+            failures.push(format!(
+                "{}:\n--- expected\n{want}\n--- got\n{got}",
+                path.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn gateway_translation_does_not_depend_on_the_order_objects_arrive_in() {
+    let dir = format!("{}/tests/fixtures/gateway", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(format!("{dir}/basic.yaml")).unwrap();
+    let mut docs: Vec<&str> = text.split("\n---\n").collect();
+    let forward = describe(&docs.join("\n---\n"));
+    docs.reverse();
+    assert_eq!(forward, describe(&docs.join("\n---\n")));
+}
