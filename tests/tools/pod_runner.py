@@ -1096,9 +1096,25 @@ class PodWorker(threading.Thread):
                 priv = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % (gid or 0), "--clear-groups", "--"]
             else:
                 self.say("container %s: runAsUser %d cannot read %s; running as root" % (c.name, uid, bad))
+        argv = self.hold_program(lines, mounts, argv, env)
         envargs = ["%s=%s" % (k, v) for k, v in env.items()]
         lines.append("exec " + " ".join(shlex.quote(a) for a in ["env", "-i"] + envargs + priv + argv))
         return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def hold_program(lines, mounts, argv, env):
+        """ARGV, run through a descriptor opened before the volume mounts when one of them
+        would hide the program (a ConfigMap mounted on /root, say, over a program under
+        /root): the script opens it as fd 9 ahead of the mounts (inserted after the staging
+        mount, LINES[2]) and ARGV[0] becomes /proc/self/fd/9."""
+        prog = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=env.get("PATH", DEFAULT_PATH))
+        if not prog or not os.path.isabs(prog):
+            return argv
+        hidden = any(prog.startswith(vm["mountPath"].rstrip("/") + "/") for vm in mounts)
+        if not hidden:
+            return argv
+        lines.insert(3, "exec 9<%s" % shlex.quote(prog))
+        return ["/proc/self/fd/9"] + list(argv[1:])
 
     def start_container(self, c):
         """Start C's process (or leave it waiting with the reason)."""
