@@ -162,6 +162,9 @@ every() {
 }
 
 t_can_i_all_namespaces_needed() {
+    # The Gateway API kinds are asked about by name: kubectl resolves them only when
+    # their CRDs are installed (as on a cluster that uses them).
+    install_gateway_api
     every <<'EOF'
 # cluster-scoped
 jetbridge:jetbridge yes get ingressclasses.networking.k8s.io

@@ -136,3 +136,24 @@ pod_exec() {
     shift 2
     nsenter -t "$pid" -m -n -u -- "$@"
 }
+
+# gateway_api_crds_dir: the Gateway API CRDs (standard channel) of the suite's release,
+# from its cached build (tests/tools/gateway-build.sh), else from the Go module itself.
+gateway_api_crds_dir() {
+    local version="${JETBRIDGE_GATEWAY_VERSION:-1.6.3}" cached dir
+    cached="${JETBRIDGE_CACHE:-$HOME/.cache/jetbridge}/gateway-api-v$version/crd/standard"
+    if [ -d "$cached" ]; then echo "$cached"; return 0; fi
+    dir="$(GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/gateway-api@v$version" \
+        | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    [ -d "$dir/config/crd/standard" ] || { echo "no Gateway API CRDs for v$version" >&2; return 1; }
+    echo "$dir/config/crd/standard"
+}
+
+# install_gateway_api: the Gateway API CRDs in the cluster, Established.
+install_gateway_api() {
+    local dir
+    dir="$(gateway_api_crds_dir)" || return 1
+    k apply --server-side -f "$dir" >/dev/null
+    k wait --for=condition=Established --timeout=60s crd/gatewayclasses.gateway.networking.k8s.io \
+        crd/gateways.gateway.networking.k8s.io crd/httproutes.gateway.networking.k8s.io >/dev/null
+}
