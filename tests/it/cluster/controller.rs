@@ -24,12 +24,7 @@ async fn an_ingress_is_served_edited_moved_and_removed() {
     let mut b = api_client();
     let url = ctl.url("web.test", "/");
 
-    c.ingress(
-        "web",
-        "web.test",
-        "web",
-        &[("jetbridge.dev/allow_public_unauthenticated_access", "true")],
-    );
+    c.public_ingress("web", "web.test", "web");
     let started = Instant::now();
     eventually(
         &mut b,
@@ -80,12 +75,7 @@ async fn an_ingress_is_served_edited_moved_and_removed() {
     eventually(&mut b, &url, "serves green", |r| r.body == "green", &ctl).await;
 
     // A second host on the same Service, then the first Ingress deleted.
-    c.ingress(
-        "other",
-        "other.test",
-        "web",
-        &[("jetbridge.dev/allow_public_unauthenticated_access", "true")],
-    );
+    c.public_ingress("other", "other.test", "web");
     ctl.expect_status(&mut b, "other.test", "serves", StatusCode::OK)
         .await;
     let metrics = Browser::new()
@@ -140,12 +130,7 @@ async fn an_ingress_is_served_edited_moved_and_removed() {
 async fn a_bad_annotation_denies_only_its_route_and_raises_a_warning_event() {
     let c = Corner::with_upstream("web", "ok").await;
     let ctl = Controller::start(&c, &[]).await;
-    c.ingress(
-        "good",
-        "good.test",
-        "web",
-        &[("jetbridge.dev/allow_public_unauthenticated_access", "true")],
-    );
+    c.public_ingress("good", "good.test", "web");
     c.ingress(
         "bad",
         "bad.test",
@@ -931,12 +916,7 @@ async fn an_api_server_outage_and_expired_watches_keep_serving_and_changes_made_
     c.echo_pods("blue", Some("blue"), 1);
     c.echo_pods("green", Some("green"), 1);
     c.select("web", "blue");
-    c.ingress(
-        "web",
-        "web.test",
-        "web",
-        &[("jetbridge.dev/allow_public_unauthenticated_access", "true")],
-    );
+    c.public_ingress("web", "web.test", "web");
     let ctl = Controller::start(&c, &[]).await;
     let mut b = api_client();
     ctl.expect(&mut b, "web.test", "serves blue", |r| r.body == "blue")
@@ -980,12 +960,7 @@ async fn an_api_server_outage_and_expired_watches_keep_serving_and_changes_made_
         );
     }
     c.select("web", "green");
-    c.ingress(
-        "late",
-        "late.test",
-        "web",
-        &[("jetbridge.dev/allow_public_unauthenticated_access", "true")],
-    );
+    c.public_ingress("late", "late.test", "web");
     ctl.expect(&mut b, "web.test", "serves green", |r| r.body == "green")
         .await;
     ctl.expect_status(&mut b, "late.test", "serves", StatusCode::OK)
@@ -1093,12 +1068,7 @@ async fn an_ingress_tls_secret_is_served_for_its_own_hosts_only() {
 #[tokio::test(flavor = "multi_thread")]
 async fn only_the_lease_holder_writes_ingress_status_and_another_takes_over() {
     let c = Corner::with_upstream("app", "app").await;
-    c.ingress(
-        "app",
-        "app.test",
-        "app",
-        &[("jetbridge.dev/allow_public_unauthenticated_access", "true")],
-    );
+    c.public_ingress("app", "app.test", "app");
     let lease_args =
         |addr: &'static str| vec!["--publish-address", addr, "--lease-duration-secs", "3"];
     let a = Controller::start_with(

@@ -189,39 +189,11 @@ fn describe(text: &str) -> String {
 #[test]
 fn gateway_fixtures_translate_to_their_expected_routes_and_statuses() {
     let dir = format!("{}/tests/fixtures/gateway", env!("CARGO_MANIFEST_DIR"));
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    names.sort();
-    assert!(!names.is_empty());
-    let bless = std::env::var("JETBRIDGE_BLESS").is_ok_and(|v| v == "1");
-    let mut failures = Vec::new();
-    for path in names {
-        let got = describe(&std::fs::read_to_string(&path).unwrap());
-        let expected_path = path.with_extension("expected");
-        if bless {
-            std::fs::write(&expected_path, &got).unwrap();
-            continue;
-        }
-        let want = std::fs::read_to_string(&expected_path).unwrap_or_default();
-        if got != want {
-            failures.push(format!(
-                "{}:\n--- expected\n{want}\n--- got\n{got}",
-                path.display()
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    crate::harness::golden::check_folder(&dir, 1, describe);
 }
 
 #[test]
 fn gateway_translation_does_not_depend_on_the_order_objects_arrive_in() {
     let dir = format!("{}/tests/fixtures/gateway", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(format!("{dir}/basic.yaml")).unwrap();
-    let mut docs: Vec<&str> = text.split("\n---\n").collect();
-    let forward = describe(&docs.join("\n---\n"));
-    docs.reverse();
-    assert_eq!(forward, describe(&docs.join("\n---\n")));
+    crate::harness::golden::order_independent(&format!("{dir}/basic.yaml"), describe);
 }

@@ -140,42 +140,15 @@ fn describe(c: &Cluster) -> String {
 #[test]
 fn ingress_fixtures_translate_to_their_expected_routes_and_diagnostics() {
     let dir = format!("{}/tests/fixtures/ingress", env!("CARGO_MANIFEST_DIR"));
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    names.sort();
-    assert!(names.len() >= 3);
-    let bless = std::env::var("JETBRIDGE_BLESS").is_ok_and(|v| v == "1");
-    let mut failures = Vec::new();
-    for path in names {
-        let got = describe(&objects(&std::fs::read_to_string(&path).unwrap()));
-        let expected_path = path.with_extension("expected");
-        if bless {
-            std::fs::write(&expected_path, &got).unwrap();
-            continue;
-        }
-        let want = std::fs::read_to_string(&expected_path).unwrap_or_default();
-        if got != want {
-            failures.push(format!(
-                "{}:\n--- expected\n{want}\n--- got\n{got}",
-                path.display()
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    crate::harness::golden::check_folder(&dir, 3, |yaml| describe(&objects(yaml)));
 }
 
 #[test]
 fn translation_does_not_depend_on_the_order_objects_arrive_in() {
     let dir = format!("{}/tests/fixtures/ingress", env!("CARGO_MANIFEST_DIR"));
     for name in ["basic", "faults", "policies"] {
-        let text = std::fs::read_to_string(format!("{dir}/{name}.yaml")).unwrap();
-        let mut docs: Vec<&str> = text.split("\n---\n").collect();
-        let forward = describe(&objects(&docs.join("\n---\n")));
-        docs.reverse();
-        let backward = describe(&objects(&docs.join("\n---\n")));
-        assert_eq!(forward, backward, "{name}");
+        crate::harness::golden::order_independent(&format!("{dir}/{name}.yaml"), |yaml| {
+            describe(&objects(yaml))
+        });
     }
 }

@@ -20,12 +20,7 @@ async fn web_corner(replicas: usize, wait_secs: u64) -> (Corner, Controller) {
     c.echo_pods("web", None, replicas);
     c.select("web", "web");
     c.wait_ready_endpoints("web", replicas, wait_secs).await;
-    c.ingress(
-        "web",
-        "web.test",
-        "web",
-        &[("jetbridge.dev/allow_public_unauthenticated_access", "true")],
-    );
+    c.public_ingress("web", "web.test", "web");
     let ctl = Controller::start(&c, &[]).await;
     let mut b = api_client();
     ctl.expect_status(&mut b, "web.test", "serves", StatusCode::OK)

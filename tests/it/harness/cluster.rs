@@ -399,6 +399,16 @@ impl Corner {
         }
     }
 
+    /// A public Ingress `name` on `host` to Service `svc` (port 80).
+    pub fn public_ingress(&self, name: &str, host: &str, svc: &str) {
+        self.ingress(
+            name,
+            host,
+            svc,
+            &[("jetbridge.dev/allow_public_unauthenticated_access", "true")],
+        );
+    }
+
     /// A public Ingress `name` on `host` `path` to Service `svc`, with a TLS
     /// Secret for the host.
     pub fn public_tls_ingress(&self, name: &str, host: &str, path: &str, svc: &str, secret: &str) {

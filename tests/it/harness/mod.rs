@@ -11,9 +11,11 @@
 //!   `jetbridge controller` binary against it.
 //! - [`verify`]: signing keys, token minting, a counting JWKS server.
 //! - [`tls`]: the one client-side verifier that accepts any certificate.
+//! - [`golden`]: golden fixture folders (`*.yaml` → `*.expected`).
 
 pub mod attack;
 pub mod cluster;
+pub mod golden;
 pub mod login;
 pub mod proxy;
 pub mod tls;

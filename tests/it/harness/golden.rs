@@ -1,0 +1,45 @@
+//! Golden fixtures: every `*.yaml` of a folder described by a test's own
+//! function and compared with its `*.expected` (`JETBRIDGE_BLESS=1` rewrites
+//! them), and a description that must not depend on the order of the YAML
+//! documents.
+
+/// Compares `describe(yaml)` of each `*.yaml` in `dir` (at least `min` of
+/// them) with the `.expected` file beside it; reports every difference at
+/// once.
+pub fn check_folder(dir: &str, min: usize, describe: impl Fn(&str) -> String) {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= min, "{dir}: {} fixtures", names.len());
+    let bless = std::env::var("JETBRIDGE_BLESS").is_ok_and(|v| v == "1");
+    let mut failures = Vec::new();
+    for path in names {
+        let got = describe(&std::fs::read_to_string(&path).unwrap());
+        let expected_path = path.with_extension("expected");
+        if bless {
+            std::fs::write(&expected_path, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if got != want {
+            failures.push(format!(
+                "{}:\n--- expected\n{want}\n--- got\n{got}",
+                path.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `describe` gives the same for the documents of `path` in file order and
+/// in reverse.
+pub fn order_independent(path: &str, describe: impl Fn(&str) -> String) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut docs: Vec<&str> = text.split("\n---\n").collect();
+    let forward = describe(&docs.join("\n---\n"));
+    docs.reverse();
+    assert_eq!(forward, describe(&docs.join("\n---\n")), "{path}");
+}
