@@ -13,12 +13,11 @@
 use crate::harness;
 use harness::cluster::*;
 use jetbridge::translate::cluster::{
-    Cluster, ClusterSettings, DELEGATE_PATHS, MAX_ANNOTATION_BYTES, SECRET_ANNOTATIONS,
-    from_cluster, route_annotations,
+    ClusterSettings, DELEGATE_PATHS, MAX_ANNOTATION_BYTES, SECRET_ANNOTATIONS, from_cluster,
+    route_annotations,
 };
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TEMPLATE: &str = "templates/admission-policy.yaml";
@@ -60,26 +59,9 @@ fn set(items: impl IntoIterator<Item = impl Into<String>>) -> BTreeSet<String> {
 /// What the controller finds wrong on an Ingress of its class carrying the
 /// one annotation `key: value` (empty: it reads it without complaint).
 fn controller_problems(key: &str, value: &str) -> Vec<String> {
-    fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Arc<T> {
-        Arc::new(serde_json::from_value(v).unwrap())
-    }
-    let c = Cluster {
-        classes: vec![obj(serde_json::json!({
-            "metadata": {"name": "jetbridge"},
-            "spec": {"controller": "jetbridge.dev/ingress-controller"}
-        }))],
-        ingresses: vec![obj(serde_json::json!({
-            "metadata": {"name": "app", "namespace": "t", "annotations": {key: value}},
-            "spec": {"ingressClassName": "jetbridge", "rules": [{"host": "app.test", "http": {"paths": [
-                {"path": "/", "pathType": "Prefix",
-                 "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}
-        }))],
-        services: vec![obj(serde_json::json!({
-            "metadata": {"name": "web", "namespace": "t"},
-            "spec": {"ports": [{"port": 80}]}
-        }))],
-        ..Cluster::default()
-    };
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(key.to_string(), value.into());
+    let c = super::annotation_prefixes::one_ingress(annotations);
     let out = from_cluster(&c, &ClusterSettings::default());
     let mut problems: Vec<String> = out
         .routes

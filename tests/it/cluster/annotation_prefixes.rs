@@ -14,23 +14,14 @@ use jetbridge::translate::cluster::{Cluster, ClusterSettings, from_cluster};
 use jetbridge::translate::{GlobalInputs, Inputs, translate};
 use std::sync::Arc;
 
-/// An Ingress `t/app` (host `app.test`, Service `web`) with `annotations`,
-/// plus the Secrets `hdrs` and `other` and the Policies `a` and `b` it may
-/// name.
-fn cluster(annotations: &[(String, &str)]) -> Cluster {
-    fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Arc<T> {
-        Arc::new(serde_json::from_value(v).unwrap())
-    }
-    let annotations: serde_json::Map<String, serde_json::Value> = annotations
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::from(*v)))
-        .collect();
-    let policy = |name: &str| {
-        obj(serde_json::json!({
-            "metadata": {"name": name, "namespace": "t"},
-            "spec": {"allow": {"or": [{"email": {"is": format!("{name}@example.com")}}]}}
-        }))
-    };
+fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Arc<T> {
+    Arc::new(serde_json::from_value(v).unwrap())
+}
+
+/// The IngressClass `jetbridge` (the default controller name), an Ingress
+/// `t/app` of it (host `app.test`, path `/`, Service `web` port 80) with
+/// `annotations`, and the Service.
+pub(super) fn one_ingress(annotations: serde_json::Map<String, serde_json::Value>) -> Cluster {
     Cluster {
         classes: vec![obj(serde_json::json!({
             "metadata": {"name": "jetbridge"},
@@ -46,6 +37,24 @@ fn cluster(annotations: &[(String, &str)]) -> Cluster {
             "metadata": {"name": "web", "namespace": "t"},
             "spec": {"ports": [{"port": 80}]}
         }))],
+        ..Cluster::default()
+    }
+}
+
+/// [`one_ingress`] with `annotations`, plus the Secrets `hdrs` and `other`
+/// and the Policies `a` and `b` it may name.
+fn cluster(annotations: &[(String, &str)]) -> Cluster {
+    let annotations: serde_json::Map<String, serde_json::Value> = annotations
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::from(*v)))
+        .collect();
+    let policy = |name: &str| {
+        obj(serde_json::json!({
+            "metadata": {"name": name, "namespace": "t"},
+            "spec": {"allow": {"or": [{"email": {"is": format!("{name}@example.com")}}]}}
+        }))
+    };
+    Cluster {
         policies: vec![policy("a"), policy("b")],
         // "dmFsdWU=" is base64 of "value".
         secrets: ["hdrs", "other"]
@@ -56,7 +65,7 @@ fn cluster(annotations: &[(String, &str)]) -> Cluster {
                 }))
             })
             .to_vec(),
-        ..Cluster::default()
+        ..one_ingress(annotations)
     }
 }
 
