@@ -360,18 +360,19 @@ impl Serving {
         let activity = Arc::new(Activity::new());
         let in_flight = activity.clone();
         let proxy = self.proxy.clone();
-        let shutdown = self.shutdown.clone();
         let svc = service_fn(move |req: Request<Incoming>| {
             let proxy = proxy.clone();
             let guard = in_flight.begin();
             let conn_info = conn_info.clone();
-            let (shutdown, version) = (shutdown.clone(), req.version());
+            let version = req.version();
             if version == http::Version::HTTP_2 {
                 in_flight.http2.store(true, Ordering::Release);
             }
             async move {
                 let mut resp = proxy.handle(req, conn_info).await;
-                if shutdown.is_cancelled() && version < http::Version::HTTP_2 {
+                if guard.activity.draining.load(Ordering::Acquire)
+                    && version < http::Version::HTTP_2
+                {
                     resp.headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
@@ -396,6 +397,7 @@ impl Serving {
                 // HTTP/1.1 answers with `Connection: close` until DRAIN_IDLE.
                 _ = self.shutdown.cancelled(), if !closing && !draining => {
                     draining = true;
+                    activity.draining.store(true, Ordering::Release);
                     if activity.http2.load(Ordering::Acquire) {
                         closing = true;
                         conn.as_mut().graceful_shutdown();
@@ -517,6 +519,8 @@ struct Activity {
     wake: tokio::sync::Notify,
     /// The connection speaks HTTP/2 (seen on its first request).
     http2: std::sync::atomic::AtomicBool,
+    /// Shutdown has begun: HTTP/1.1 responses say `Connection: close`.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// Why a connection's watch ended.
@@ -549,6 +553,7 @@ impl Activity {
             planned: Default::default(),
             wake: tokio::sync::Notify::new(),
             http2: Default::default(),
+            draining: Default::default(),
         }
     }
 
