@@ -173,16 +173,7 @@ fn describe(text: &str) -> String {
         );
     }
     describe_outcomes(&ci, &mut out);
-    let mut diags: Vec<String> = snap
-        .diagnostics
-        .iter()
-        .map(|d| format!("{:?} {} {d}", d.severity, d.reason.as_str()))
-        .collect();
-    diags.sort();
-    diags.dedup();
-    for d in diags {
-        let _ = writeln!(out, "diagnostic: {d}");
-    }
+    crate::harness::golden::describe_diagnostics(&snap.diagnostics, &mut out);
     out
 }
 

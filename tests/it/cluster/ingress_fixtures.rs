@@ -114,16 +114,7 @@ fn describe(c: &Cluster) -> String {
             }
         }
     }
-    let mut diags: Vec<String> = snap
-        .diagnostics
-        .iter()
-        .map(|d| format!("{:?} {} {d}", d.severity, d.reason.as_str()))
-        .collect();
-    diags.sort();
-    diags.dedup();
-    for d in diags {
-        let _ = writeln!(out, "diagnostic: {d}");
-    }
+    crate::harness::golden::describe_diagnostics(&snap.diagnostics, &mut out);
     for p in &ci.policies {
         let _ = writeln!(
             out,

@@ -43,3 +43,18 @@ pub fn order_independent(path: &str, describe: impl Fn(&str) -> String) {
     docs.reverse();
     assert_eq!(forward, describe(&docs.join("\n---\n")), "{path}");
 }
+
+/// Appends one `diagnostic: SEVERITY REASON message` line per distinct
+/// diagnostic, sorted, so a description does not depend on their order.
+pub fn describe_diagnostics(diagnostics: &[jetbridge::model::Diagnostic], out: &mut String) {
+    use std::fmt::Write as _;
+    let mut lines: Vec<String> = diagnostics
+        .iter()
+        .map(|d| format!("{:?} {} {d}", d.severity, d.reason.as_str()))
+        .collect();
+    lines.sort();
+    lines.dedup();
+    for d in lines {
+        let _ = writeln!(out, "diagnostic: {d}");
+    }
+}
