@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod negotiate;
 pub mod pages;
 mod prepare;
+mod redirect;
 pub mod request;
 mod send;
 pub mod server;
@@ -587,6 +588,9 @@ impl Proxy {
         req: Request<Incoming>,
     ) -> Result<Response<Body>, ProxyError> {
         let (parts, body) = req.into_parts();
+        if let Some(r) = &admitted.route.redirect {
+            return Ok(redirect::answer(r, &admitted.target, &parts, &cx.conn));
+        }
         let input = prepare::Inputs {
             snapshot,
             conn: &cx.conn,

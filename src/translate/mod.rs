@@ -342,6 +342,8 @@ fn build_route(
     let rewrite_response_headers = route::response_rewrites(spec, &mut p);
     let remove_request_headers = route::removed_request_headers(spec, &mut p);
     let jwt_claims_headers = route::claims_headers(g, spec, &mut p);
+    let (add_request_headers, add_response_headers) = route::appended_headers(spec, &mut p);
+    let redirect = route::redirect(spec, &path, &mut p);
     let (upstream_tls, downstream_ca_pem) = route::upstream_tls(input, &mut p);
     let client_ca = route::client_ca(g, downstream_ca_pem, client_cas, &mut p);
     let access = p.deny(access, &input.source, diagnostics);
@@ -379,6 +381,9 @@ fn build_route(
         set_response_headers,
         rewrite_response_headers,
         remove_request_headers,
+        add_request_headers,
+        add_response_headers,
+        redirect,
         jwt_claims_headers,
         timeout: route::timeout(g, spec),
         idle_timeout: spec.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
@@ -455,11 +460,7 @@ fn path_rewrite(
         return Err("prefix_rewrite and regex_rewrite_pattern are mutually exclusive".into());
     }
     if let Some(replacement) = &spec.prefix_rewrite {
-        let valid = replacement.is_empty()
-            || (replacement.starts_with('/')
-                && !replacement.contains(['?', '#'])
-                && replacement.parse::<http::uri::PathAndQuery>().is_ok());
-        if !valid {
+        if !route::is_path(replacement) {
             return Err(format!(
                 "prefix_rewrite {:?}: must be a path (starting with /, no query)",
                 replacement.chars().take(64).collect::<String>()
