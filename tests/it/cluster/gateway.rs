@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// Installs the Gateway API CRDs (standard channel), from the cached
 /// release (`~/.cache/jetbridge/gateway-api-v*/crd/standard`), else from
 /// the Go module (`go mod download sigs.k8s.io/gateway-api`).
-fn install_gateway_api(kube: &Kube) {
+pub(super) fn install_gateway_api(kube: &Kube) {
     let home = std::env::var("HOME").unwrap_or_default();
     let cached = std::fs::read_dir(format!("{home}/.cache/jetbridge"))
         .into_iter()
