@@ -655,7 +655,10 @@ fn rule_routes(
         for (host, attachment) in hosts {
             let mut p = p.clone();
             let public = &attachment.public;
-            let options = rule_options(cx, ns, rule, prefix, public, &mut p);
+            let mut options = rule_options(cx, ns, rule, prefix, public, &mut p);
+            // The Gateway API forwards the client's Host unless a filter
+            // rewrites it.
+            options.preserve_host_header = true;
             routes.push(RouteInput {
                 id: format!("{}/r{index:03}/m{m_index:03}/{host}", object_key(object)),
                 source: object.clone(),
@@ -670,6 +673,7 @@ fn rule_routes(
                 downstream_ca_pem: None,
                 conditions: conditions.clone(),
                 listeners: attachment.listeners,
+                invalid_status: crate::model::InvalidStatus::InternalError,
                 problems: p
                     .into_iter()
                     .map(|m| Diagnostic::invalid_route(object, format!("rule {index}: {m}")))
