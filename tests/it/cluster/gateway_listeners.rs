@@ -74,7 +74,8 @@ async fn http_and_https_listeners_serve_their_own_routes_and_the_rest_is_redirec
             (r.status, r.location()),
             (
                 StatusCode::PERMANENT_REDIRECT,
-                Some(format!("https://{host}:{}{path}", ctl.https))
+                // The controller names the public HTTPS port, 443.
+                Some(format!("https://{host}{path}"))
             ),
             "{host}"
         );
