@@ -7,7 +7,7 @@
 use crate::identity::jwks::jwks_document;
 use crate::identity::{IssuerFormat, KeySet, SigningKey};
 use crate::model::rewrite::{HostRewrite, PathRewrite, Pattern, substitution};
-use crate::model::routing::{HostMatch, PathMatch, RouteKey, RouteTable};
+use crate::model::routing::{HostMatch, Listeners, PathMatch, RouteKey, RouteTable};
 use crate::model::{
     ASSERTION, AuthConfig, BearerTokenFormat, ClientAuthNames, ClientCa, DEFAULT_IDLE_TIMEOUT,
     Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN, IdentityConfig, LoadBalancing, ObjectRef, Reason,
@@ -164,6 +164,11 @@ pub struct RouteInput {
     pub problems: Vec<Diagnostic>,
     /// Method, header and query conditions (Gateway API matches).
     pub conditions: Option<Arc<crate::model::conditions::Conditions>>,
+    /// The proxy listeners the route is reachable on (the TLS one, unless
+    /// a Gateway `HTTP` listener says otherwise).
+    pub listeners: Listeners,
+    /// How the route answers when its configuration is invalid.
+    pub invalid_status: crate::model::InvalidStatus,
 }
 
 /// Host and path of a config-file route from its `from` URL and its
@@ -249,7 +254,8 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
             }),
         }
     }
-    let table = RouteTable::build(&keys);
+    let table = RouteTable::build_only(&keys, |i| routes[i].listeners.tls);
+    let plain_table = RouteTable::build_only(&keys, |i| routes[i].listeners.plain);
 
     let published: Vec<&SigningKey> = g.keys.keys().iter().chain(g.retired_keys.iter()).collect();
     let jwks = jwks_document(published);
@@ -271,6 +277,7 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
         generation: 0,
         routes,
         table,
+        plain_table,
         tls,
         identity: IdentityConfig {
             keys: g.keys.clone(),
@@ -351,6 +358,8 @@ fn build_route(
         id: input.id.clone(),
         host,
         path,
+        listeners: input.listeners,
+        invalid_status: input.invalid_status,
         upstreams,
         upstream_tls,
         client_ca,
