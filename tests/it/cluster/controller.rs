@@ -968,7 +968,7 @@ async fn an_api_server_outage_and_expired_watches_keep_serving_and_changes_made_
 }
 
 /// A self-signed certificate for `names` as (cert PEM, key PEM, leaf DER).
-fn certificate(names: &[&str]) -> (String, String, Vec<u8>) {
+pub(super) fn certificate(names: &[&str]) -> (String, String, Vec<u8>) {
     let ck =
         rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
             .unwrap();
@@ -979,7 +979,7 @@ fn certificate(names: &[&str]) -> (String, String, Vec<u8>) {
     )
 }
 
-fn tls_secret(c: &Corner, name: &str, cert: &(String, String, Vec<u8>)) {
+pub(super) fn tls_secret(c: &Corner, name: &str, cert: &(String, String, Vec<u8>)) {
     let dir = tempfile::tempdir().unwrap();
     let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     std::fs::write(&crt, &cert.0).unwrap();

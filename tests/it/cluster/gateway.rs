@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// Installs the Gateway API CRDs (standard channel), from the cached
 /// release (`~/.cache/jetbridge/gateway-api-v*/crd/standard`), else from
 /// the Go module (`go mod download sigs.k8s.io/gateway-api`).
-fn install_gateway_api(kube: &Kube) {
+pub(super) fn install_gateway_api(kube: &Kube) {
     let home = std::env::var("HOME").unwrap_or_default();
     let cached = std::fs::read_dir(format!("{home}/.cache/jetbridge"))
         .into_iter()
@@ -48,7 +48,7 @@ fn install_gateway_api(kube: &Kube) {
 }
 
 /// Polls `kubectl get … -o jsonpath` until it equals `want` (30 s).
-async fn wait_for_jsonpath(kube: &Kube, args: &[&str], want: &str) {
+pub(super) async fn wait_for_jsonpath(kube: &Kube, args: &[&str], want: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, out, _) = kube.kubectl(args, None);

@@ -5,5 +5,6 @@ mod annotation_prefixes;
 mod controller;
 mod gateway;
 mod gateway_fixtures;
+mod grpc_route;
 mod ingress_fixtures;
 mod pods;
