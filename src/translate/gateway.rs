@@ -28,11 +28,12 @@
 //!   (`HostnameConflict`).
 
 use super::cluster::{self, BackendGuard, ClusterSettings, Index};
+use super::gateway_filters;
 use super::{CertInput, PathSpec, RouteInput};
 use crate::crd::gateway::{
-    GROUP, Gateway, GatewayClass, GrpcRoute, HeaderModifier, HttpBackendRef, HttpRoute,
-    HttpRouteFilter, HttpRouteMatch, HttpRouteRule, LabelSelector, Listener, ParentReference,
-    ReferenceGrant, ValueMatch as ApiValueMatch,
+    GROUP, Gateway, GatewayClass, GrpcRoute, HttpBackendRef, HttpRoute, HttpRouteFilter,
+    HttpRouteMatch, HttpRouteRule, LabelSelector, Listener, ParentReference, ReferenceGrant,
+    ValueMatch as ApiValueMatch,
 };
 use crate::model::conditions::{Conditions, ValueMatch};
 use crate::model::rewrite::Pattern;
@@ -875,7 +876,11 @@ fn rule_options(
     let mut o = RouteOptions::default();
     let mut policies = Vec::new();
     for f in &rule.filters {
-        if let Err(e) = apply_filter(f, prefix_match, &mut o, &mut policies) {
+        let applied = match f.type_.as_str() {
+            "ExtensionRef" => extension_policy(f).map(|name| policies.push(name)),
+            _ => gateway_filters::apply_filter(f, prefix_match, &mut o),
+        };
+        if let Err(e) = applied {
             problems.push(e);
         }
     }
@@ -899,106 +904,19 @@ fn rule_options(
     o
 }
 
-/// Puts one filter into the settings (an `ExtensionRef` Policy into
-/// `policies`).
-fn apply_filter(
-    f: &HttpRouteFilter,
-    prefix_match: bool,
-    o: &mut RouteOptions,
-    policies: &mut Vec<String>,
-) -> Result<(), String> {
-    let missing = || format!("filter {}: its settings are missing", f.type_);
-    match f.type_.as_str() {
-        "RequestHeaderModifier" => {
-            let m = f.request_header_modifier.as_ref().ok_or_else(missing)?;
-            request_headers(m, o)
-        }
-        "ResponseHeaderModifier" => {
-            let m = f.response_header_modifier.as_ref().ok_or_else(missing)?;
-            response_headers(m, o)
-        }
-        "URLRewrite" => {
-            let r = f.url_rewrite.as_ref().ok_or_else(missing)?;
-            if let Some(h) = &r.hostname {
-                o.host_rewrite = Some(h.clone());
-            }
-            match r.path.as_ref() {
-                None => Ok(()),
-                Some(p) => path_rewrite(p, prefix_match, o),
-            }
-        }
-        "ExtensionRef" => {
-            let r = f.extension_ref.as_ref().ok_or_else(missing)?;
-            if r.group != POLICY_GROUP || r.kind != "Policy" {
-                return Err(format!(
-                    "ExtensionRef {}/{} is not a {POLICY_GROUP} Policy",
-                    r.group, r.kind
-                ));
-            }
-            policies.push(r.name.clone());
-            Ok(())
-        }
-        other => Err(format!("filter {other} is not supported")),
+/// The Policy an `ExtensionRef` filter names, or why it names none.
+fn extension_policy(f: &HttpRouteFilter) -> Result<String, String> {
+    let r = f
+        .extension_ref
+        .as_ref()
+        .ok_or_else(|| format!("filter {}: its settings are missing", f.type_))?;
+    if r.group != POLICY_GROUP || r.kind != "Policy" {
+        return Err(format!(
+            "ExtensionRef {}/{} is not a {POLICY_GROUP} Policy",
+            r.group, r.kind
+        ));
     }
-}
-
-/// `RequestHeaderModifier`: `set` and `remove` (`add` is refused: it would
-/// replace, not append).
-fn request_headers(m: &HeaderModifier, o: &mut RouteOptions) -> Result<(), String> {
-    if !m.add.is_empty() {
-        return Err("RequestHeaderModifier: add is not supported; use set".into());
-    }
-    for h in &m.set {
-        o.set_request_headers
-            .insert(h.name.clone(), h.value.clone());
-    }
-    o.remove_request_headers.extend(m.remove.iter().cloned());
-    Ok(())
-}
-
-/// `ResponseHeaderModifier`: `set`, and `remove` as an empty value.
-fn response_headers(m: &HeaderModifier, o: &mut RouteOptions) -> Result<(), String> {
-    if !m.add.is_empty() {
-        return Err("ResponseHeaderModifier: add is not supported; use set".into());
-    }
-    let headers = o.set_response_headers.get_or_insert_with(BTreeMap::new);
-    for h in &m.set {
-        headers.insert(h.name.clone(), h.value.clone());
-    }
-    for name in &m.remove {
-        headers.insert(name.clone(), String::new());
-    }
-    Ok(())
-}
-
-/// `URLRewrite.path`: a prefix replacement (only on a `PathPrefix` match)
-/// or the whole path.
-fn path_rewrite(
-    p: &crate::crd::gateway::PathModifier,
-    prefix_match: bool,
-    o: &mut RouteOptions,
-) -> Result<(), String> {
-    match (
-        p.type_.as_str(),
-        &p.replace_prefix_match,
-        &p.replace_full_path,
-    ) {
-        ("ReplacePrefixMatch", Some(v), _) if prefix_match => {
-            o.prefix_rewrite = Some(v.clone());
-            Ok(())
-        }
-        ("ReplacePrefixMatch", Some(_), _) => {
-            Err("URLRewrite: ReplacePrefixMatch needs a PathPrefix match".into())
-        }
-        ("ReplaceFullPath", _, Some(v)) => {
-            o.regex_rewrite_pattern = Some("^.*$".into());
-            o.regex_rewrite_substitution = Some(v.clone());
-            Ok(())
-        }
-        (t, _, _) => Err(format!(
-            "URLRewrite: path {t:?} is incomplete or not supported"
-        )),
-    }
+    Ok(r.name.clone())
 }
 
 /// The upstreams of a route's (of `kind`) rule's backendRefs, each repeated by its weight, and
