@@ -608,12 +608,29 @@ fn hosts_meet(a: &str, b: &str) -> bool {
     a.is_empty() || b.is_empty() || !intersect(Some(a), &[b.to_string()]).is_empty()
 }
 
-/// Where a route attached: each hostname with whether it is public by the
-/// Gateway's default, and the outcome on each parentRef (namespace filled
-/// in).
+/// What a hostname's routes take from the listeners they attached
+/// through: whether they are public by the Gateways' default, or why that
+/// default is unreadable.
+pub(super) type HostAccess = Result<bool, String>;
+
+/// The access a route takes from one listener.
+fn listener_access(l: &ReadListener<'_>) -> HostAccess {
+    l.public.clone()
+}
+
+/// Attached through several listeners: public only if every one says so.
+fn merge_access(a: HostAccess, b: HostAccess) -> HostAccess {
+    match (a, b) {
+        (Err(e), _) | (_, Err(e)) => Err(e),
+        (Ok(a), Ok(b)) => Ok(a && b),
+    }
+}
+
+/// Where a route attached: each hostname with its [`HostAccess`], and the
+/// outcome on each parentRef (namespace filled in).
 #[derive(Default)]
 pub(super) struct Attachment {
-    pub hosts: BTreeMap<String, Result<bool, String>>,
+    pub hosts: BTreeMap<String, HostAccess>,
     pub parents: Vec<(ParentReference, ConditionOutcome)>,
 }
 
@@ -634,12 +651,10 @@ pub(super) fn attach_parents(
             .map(|found| {
                 for (l, hs) in found {
                     for h in hs {
-                        let public = l.public.clone();
-                        // Attached through several listeners: public only if every one says so.
-                        let merged = match (out.hosts.remove(&h), public) {
-                            (None, p) => p,
-                            (Some(Err(e)), _) | (_, Err(e)) => Err(e),
-                            (Some(Ok(a)), Ok(b)) => Ok(a && b),
+                        let access = listener_access(l);
+                        let merged = match out.hosts.remove(&h) {
+                            None => access,
+                            Some(before) => merge_access(before, access),
                         };
                         out.hosts.insert(h, merged);
                     }
@@ -750,7 +765,7 @@ pub(super) fn rule_routes(
     index: usize,
     rule: &HttpRouteRule,
     matches: Vec<MatchSpec>,
-    hosts: &BTreeMap<String, Result<bool, String>>,
+    hosts: &BTreeMap<String, HostAccess>,
 ) -> RuleRoutes {
     let ns = route.namespace();
     let object = route.object();
