@@ -37,6 +37,7 @@ use crate::crd::gateway::{
 };
 use crate::model::conditions::{Conditions, ValueMatch};
 use crate::model::rewrite::Pattern;
+use crate::model::routing::Listeners;
 use crate::model::{Diagnostic, ObjectRef, Reason, Severity, Upstream};
 use crate::settings::RouteOptions;
 use k8s_openapi::api::core::v1::Namespace;
@@ -129,8 +130,22 @@ pub(super) struct ReadListener<'a> {
     listener: &'a Listener,
     /// Whether it takes routes at all.
     usable: bool,
+    /// Whether its certificate references resolved (`InvalidCertificateRef`,
+    /// `RefNotPermitted`).
+    resolved_refs: ConditionOutcome,
     /// The Gateway's public-access default, or why it is unreadable.
     public: Result<bool, String>,
+}
+
+impl ReadListener<'_> {
+    /// The proxy listener this Gateway listener's routes are served on:
+    /// the plain-HTTP one for `HTTP`, the TLS one for `HTTPS`.
+    fn serves_on(&self) -> Listeners {
+        match self.listener.protocol.as_str() {
+            "HTTP" => Listeners::PLAIN,
+            _ => Listeners::TLS,
+        }
+    }
 }
 
 /// Reads the Gateway API objects into routes, certificates and outcomes.
@@ -219,16 +234,19 @@ fn read_gateway<'a>(
     let mut read = Vec::new();
     for l in &g.spec.listeners {
         let usable = matches!(l.protocol.as_str(), "HTTP" | "HTTPS");
+        let mut resolved_refs = Ok(());
         if l.protocol == "HTTPS"
-            && let Err(e) = listener_certificates(cx, g, l, out)
+            && let Err((reason, message)) = listener_certificates(cx, g, l, out)
         {
-            out.diagnostics.push(gateway_diagnostic(g, e));
+            out.diagnostics.push(gateway_diagnostic(g, message.clone()));
+            resolved_refs = Err((reason, message));
         }
         read.push(ReadListener {
             gateway: g,
             ns,
             listener: l,
             usable,
+            resolved_refs,
             public: public.clone(),
         });
     }
@@ -268,46 +286,62 @@ fn gateway_diagnostic(g: &Gateway, message: String) -> Diagnostic {
 }
 
 /// The TLS Secrets of an HTTPS listener, bound to its hostname (a listener
-/// without hostname: every name the certificate holds).
+/// without hostname: every name the certificate holds). A reference that
+/// is not a Secret, names a missing or unusable one, or crosses namespaces
+/// without a ReferenceGrant is the listener's `ResolvedRefs` reason
+/// (`InvalidCertificateRef`, `RefNotPermitted`) and message.
 fn listener_certificates(
     cx: &Context<'_>,
     g: &Gateway,
     l: &Listener,
     out: &mut GatewayInputs,
-) -> Result<(), String> {
+) -> ConditionOutcome {
     let ns = g.metadata.namespace.as_deref().unwrap_or("");
+    let invalid = |m: String| ("InvalidCertificateRef".to_string(), m);
     let refs = l
         .tls
         .as_ref()
         .map(|t| t.certificate_refs.as_slice())
         .unwrap_or(&[]);
     if refs.is_empty() {
-        return Err(format!(
+        return Err(invalid(format!(
             "listener {}: HTTPS without certificateRefs",
             l.name
-        ));
+        )));
     }
+    let mut certificates = Vec::new();
     for r in refs {
         let group = r.group.as_deref().unwrap_or("");
         let kind = r.kind.as_deref().unwrap_or("Secret");
         if !group.is_empty() || kind != "Secret" {
-            return Err(format!(
+            return Err(invalid(format!(
                 "listener {}: certificateRef {group}/{kind} is not a Secret",
                 l.name
-            ));
+            )));
         }
         let target_ns = r.namespace.as_deref().unwrap_or(ns);
         if target_ns != ns && !granted(cx, ("Gateway", ns), ("", "Secret", target_ns, &r.name)) {
-            return Err(format!(
-                "listener {}: Secret {target_ns}/{} is in another namespace and no ReferenceGrant allows it",
-                l.name, r.name
+            return Err((
+                "RefNotPermitted".into(),
+                format!(
+                    "listener {}: Secret {target_ns}/{} is in another namespace and no ReferenceGrant allows it",
+                    l.name, r.name
+                ),
             ));
         }
-        let mut cert = cluster::tls_secret(cx.idx, target_ns, &r.name)?;
+        let mut cert = cluster::tls_secret(cx.idx, target_ns, &r.name)
+            .map_err(|e| invalid(format!("listener {}: {e}", l.name)))?;
+        super::load_certified_key(&cert).map_err(|e| {
+            invalid(format!(
+                "listener {}: Secret {target_ns}/{}: {e}",
+                l.name, r.name
+            ))
+        })?;
         cert.source = ObjectRef::kube("Gateway", ns, g.metadata.name.as_deref().unwrap_or(""));
         cert.hosts = l.hostname.iter().cloned().collect();
-        out.certificates.push(cert);
+        certificates.push(cert);
     }
+    out.certificates.extend(certificates);
     Ok(())
 }
 
@@ -366,7 +400,7 @@ fn listener_outcome(
                 ),
             )),
         },
-        resolved_refs: Ok(()),
+        resolved_refs: l.resolved_refs.clone(),
     }
 }
 
@@ -608,29 +642,11 @@ fn hosts_meet(a: &str, b: &str) -> bool {
     a.is_empty() || b.is_empty() || !intersect(Some(a), &[b.to_string()]).is_empty()
 }
 
-/// What a hostname's routes take from the listeners they attached
-/// through: whether they are public by the Gateways' default, or why that
-/// default is unreadable.
-pub(super) type HostAccess = Result<bool, String>;
-
-/// The access a route takes from one listener.
-fn listener_access(l: &ReadListener<'_>) -> HostAccess {
-    l.public.clone()
-}
-
-/// Attached through several listeners: public only if every one says so.
-fn merge_access(a: HostAccess, b: HostAccess) -> HostAccess {
-    match (a, b) {
-        (Err(e), _) | (_, Err(e)) => Err(e),
-        (Ok(a), Ok(b)) => Ok(a && b),
-    }
-}
-
-/// Where a route attached: each hostname with its [`HostAccess`], and the
-/// outcome on each parentRef (namespace filled in).
+/// Where a route attached: each hostname with its [`HostAttachment`], and
+/// the outcome on each parentRef (namespace filled in).
 #[derive(Default)]
 pub(super) struct Attachment {
-    pub hosts: BTreeMap<String, HostAccess>,
+    pub hosts: BTreeMap<String, HostAttachment>,
     pub parents: Vec<(ParentReference, ConditionOutcome)>,
 }
 
@@ -651,10 +667,9 @@ pub(super) fn attach_parents(
             .map(|found| {
                 for (l, hs) in found {
                     for h in hs {
-                        let access = listener_access(l);
                         let merged = match out.hosts.remove(&h) {
-                            None => access,
-                            Some(before) => merge_access(before, access),
+                            None => HostAttachment::of(l),
+                            Some(before) => before.and(l),
                         };
                         out.hosts.insert(h, merged);
                     }
@@ -720,6 +735,37 @@ fn http_route(
     push_parents(&head, attachment.parents, &resolved, out);
 }
 
+/// How a route's hostname is attached: its public-access default and the
+/// proxy listeners it is served on, merged over every listener it attaches
+/// to.
+#[derive(Clone, Debug)]
+pub(super) struct HostAttachment {
+    public: Result<bool, String>,
+    listeners: Listeners,
+}
+
+impl HostAttachment {
+    fn of(l: &ReadListener<'_>) -> HostAttachment {
+        HostAttachment {
+            public: l.public.clone(),
+            listeners: l.serves_on(),
+        }
+    }
+
+    /// Attached through one more listener: public only if every one says
+    /// so; served on the proxy listeners of all of them.
+    fn and(self, l: &ReadListener<'_>) -> HostAttachment {
+        let public = match (self.public, l.public.clone()) {
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            (Ok(a), Ok(b)) => Ok(a && b),
+        };
+        HostAttachment {
+            public,
+            listeners: self.listeners.union(l.serves_on()),
+        }
+    }
+}
+
 /// The routes of one rule, and whether its references resolved.
 pub(super) struct RuleRoutes {
     pub routes: Vec<RouteInput>,
@@ -765,7 +811,7 @@ pub(super) fn rule_routes(
     index: usize,
     rule: &HttpRouteRule,
     matches: Vec<MatchSpec>,
-    hosts: &BTreeMap<String, HostAccess>,
+    hosts: &BTreeMap<String, HostAttachment>,
 ) -> RuleRoutes {
     let ns = route.namespace();
     let object = route.object();
@@ -776,8 +822,9 @@ pub(super) fn rule_routes(
         let mut p = problems.clone();
         p.extend(m.problems);
         let prefix = matches!(m.path, PathSpec::Prefix(_));
-        for (host, public) in hosts {
+        for (host, attachment) in hosts {
             let mut p = p.clone();
+            let public = &attachment.public;
             let options = rule_options(cx, ns, rule, prefix, public, &mut p);
             routes.push(RouteInput {
                 id: format!("{}/r{index:03}/m{m_index:03}/{host}", route_id(&object)),
@@ -792,6 +839,7 @@ pub(super) fn rule_routes(
                 client_key_pem: None,
                 downstream_ca_pem: None,
                 conditions: m.conditions.clone(),
+                listeners: attachment.listeners,
                 problems: p
                     .into_iter()
                     .map(|m| Diagnostic::invalid_route(&object, format!("rule {index}: {m}")))
@@ -1054,3 +1102,7 @@ fn lcm(a: u64, b: u64) -> u64 {
 #[cfg(test)]
 #[path = "gateway_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "gateway_listener_tests.rs"]
+mod listener_tests;

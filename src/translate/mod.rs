@@ -7,7 +7,7 @@
 use crate::identity::jwks::jwks_document;
 use crate::identity::{IssuerFormat, KeySet, SigningKey};
 use crate::model::rewrite::{HostRewrite, PathRewrite, Pattern, substitution};
-use crate::model::routing::{HostMatch, PathMatch, RouteKey, RouteTable};
+use crate::model::routing::{HostMatch, Listeners, PathMatch, RouteKey, RouteTable};
 use crate::model::{
     ASSERTION, AuthConfig, BearerTokenFormat, ClientAuthNames, ClientCa, DEFAULT_IDLE_TIMEOUT,
     Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN, IdentityConfig, LoadBalancing, ObjectRef, Reason,
@@ -165,6 +165,9 @@ pub struct RouteInput {
     pub problems: Vec<Diagnostic>,
     /// Method, header and query conditions (Gateway API matches).
     pub conditions: Option<Arc<crate::model::conditions::Conditions>>,
+    /// The proxy listeners the route is reachable on (the TLS one, unless
+    /// a Gateway `HTTP` listener says otherwise).
+    pub listeners: Listeners,
 }
 
 /// Host and path of a config-file route from its `from` URL and its
@@ -250,7 +253,8 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
             }),
         }
     }
-    let table = RouteTable::build(&keys);
+    let table = RouteTable::build_only(&keys, |i| routes[i].listeners.tls);
+    let plain_table = RouteTable::build_only(&keys, |i| routes[i].listeners.plain);
 
     let published: Vec<&SigningKey> = g.keys.keys().iter().chain(g.retired_keys.iter()).collect();
     let jwks = jwks_document(published);
@@ -272,6 +276,7 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
         generation: 0,
         routes,
         table,
+        plain_table,
         tls,
         identity: IdentityConfig {
             keys: g.keys.clone(),
@@ -350,6 +355,7 @@ fn build_route(
         id: input.id.clone(),
         host,
         path,
+        listeners: input.listeners,
         upstreams,
         upstream_tls,
         client_ca,
