@@ -340,6 +340,65 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::gateway::ParentReference;
+    use crate::translate::gateway::ParentOutcome;
+
+    #[test]
+    fn a_route_status_takes_only_its_own_kinds_outcomes_and_keeps_other_controllers() {
+        let outcome = |kind: &str, accepted: ConditionOutcome| ParentOutcome {
+            kind: kind.into(),
+            namespace: "app".into(),
+            name: "echo".into(),
+            generation: Some(3),
+            parent: ParentReference {
+                name: "edge".into(),
+                namespace: Some("app".into()),
+                ..ParentReference::default()
+            },
+            accepted,
+            resolved_refs: Ok(()),
+        };
+        let outcomes = GatewayInputs {
+            parents: vec![
+                outcome("HTTPRoute", Ok(())),
+                outcome(
+                    "GRPCRoute",
+                    Err(("HostnameConflict".into(), "older HTTPRoute".into())),
+                ),
+            ],
+            ..GatewayInputs::default()
+        };
+        let meta = ObjectMeta {
+            name: Some("echo".into()),
+            namespace: Some("app".into()),
+            ..ObjectMeta::default()
+        };
+        let theirs = RouteParentStatus {
+            parent_ref: ParentReference {
+                name: "other".into(),
+                ..ParentReference::default()
+            },
+            controller_name: "example.com/other".into(),
+            conditions: Vec::new(),
+        };
+        let before = Some(RouteStatus {
+            parents: vec![theirs.clone()],
+        });
+        let (_, _, status) = route_update("GRPCRoute", &meta, &before, &outcomes).unwrap();
+        assert_eq!(status.parents.len(), 2);
+        assert_eq!(status.parents[0], theirs);
+        let accepted = &status.parents[1].conditions[0];
+        assert_eq!(
+            (accepted.status.as_str(), accepted.reason.as_str()),
+            ("False", "HostnameConflict")
+        );
+        assert_eq!(accepted.observed_generation, Some(3));
+        // Written once: the same outcome again changes nothing.
+        let again = route_update("GRPCRoute", &meta, &Some(status), &outcomes);
+        assert!(again.is_none());
+        let (_, _, http) = route_update("HTTPRoute", &meta, &None, &outcomes).unwrap();
+        assert_eq!(http.parents[0].conditions[0].status, "True");
+    }
 
     #[test]
     fn published_load_balancer_entries_become_gateway_addresses() {
