@@ -450,6 +450,9 @@ pub struct GrpcRouteSpec {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct GrpcRouteRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Absent or empty: every call.
     #[serde(default)]
     pub matches: Vec<GrpcRouteMatch>,
     #[serde(default)]

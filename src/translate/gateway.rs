@@ -22,13 +22,17 @@
 //!   without a Policy are public. Any other value of the annotation makes the
 //!   routes deny.
 //! - Every problem is a diagnostic on the HTTPRoute; the rule's routes deny.
+//! - GRPCRoutes ([`super::grpc_route`]) attach the same way; an HTTPRoute
+//!   and a GRPCRoute whose hostnames meet on one listener: the older route
+//!   keeps the listener, the other is not accepted there
+//!   (`HostnameConflict`).
 
 use super::cluster::{self, BackendGuard, ClusterSettings, Index};
 use super::gateway_filters;
 use super::{CertInput, PathSpec, RouteInput};
 use crate::crd::gateway::{
-    GROUP, Gateway, GatewayClass, HttpBackendRef, HttpRoute, HttpRouteFilter, HttpRouteMatch,
-    HttpRouteRule, LabelSelector, Listener, ParentReference, ReferenceGrant,
+    GROUP, Gateway, GatewayClass, GrpcRoute, HttpBackendRef, HttpRoute, HttpRouteFilter,
+    HttpRouteMatch, HttpRouteRule, LabelSelector, Listener, ParentReference, ReferenceGrant,
     ValueMatch as ApiValueMatch,
 };
 use crate::model::conditions::{Conditions, ValueMatch};
@@ -56,6 +60,7 @@ pub struct GatewayObjects {
     pub classes: Vec<Arc<GatewayClass>>,
     pub gateways: Vec<Arc<Gateway>>,
     pub http_routes: Vec<Arc<HttpRoute>>,
+    pub grpc_routes: Vec<Arc<GrpcRoute>>,
     pub grants: Vec<Arc<ReferenceGrant>>,
     /// For `allowedRoutes.namespaces.selector`.
     pub namespaces: Vec<Arc<Namespace>>,
@@ -65,9 +70,11 @@ pub struct GatewayObjects {
 /// message.
 pub type ConditionOutcome = Result<(), (String, String)>;
 
-/// What the translation concluded about one HTTPRoute on one parent.
+/// What the translation concluded about one route on one parent.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParentOutcome {
+    /// `HTTPRoute` or `GRPCRoute`.
+    pub kind: String,
     pub namespace: String,
     pub name: String,
     pub generation: Option<i64>,
@@ -119,7 +126,7 @@ pub(super) struct Context<'a> {
 }
 
 /// One listener of one of our Gateways, read.
-struct ReadListener<'a> {
+pub(super) struct ReadListener<'a> {
     gateway: &'a Gateway,
     ns: &'a str,
     listener: &'a Listener,
@@ -173,21 +180,43 @@ pub(super) fn from_gateway(cx: &Context<'_>) -> GatewayInputs {
         ));
         listeners.extend(read_gateway(cx, g, class, &mut out));
     }
-    let mut routes: Vec<&HttpRoute> = cx.objects.http_routes.iter().map(|r| r.as_ref()).collect();
-    routes.sort_by_key(|r| {
-        (
-            created(&r.metadata),
-            cluster::key(&r.metadata.namespace, &r.metadata.name),
-        )
-    });
-    let mut attached = BTreeMap::new();
-    for r in routes {
-        http_route(cx, r, &listeners, &mut attached, &mut out);
+    let mut attached = Attachments::default();
+    for r in routes_by_age(cx.objects) {
+        match r {
+            AnyRoute::Http(r) => http_route(cx, r, &listeners, &mut attached, &mut out),
+            AnyRoute::Grpc(r) => {
+                super::grpc_route::grpc_route(cx, r, &listeners, &mut attached, &mut out)
+            }
+        }
     }
     for l in &listeners {
-        out.listeners.push(listener_outcome(l, &attached));
+        out.listeners.push(listener_outcome(l, &attached.counts));
     }
     out
+}
+
+/// A route of either kind.
+enum AnyRoute<'a> {
+    Http(&'a HttpRoute),
+    Grpc(&'a GrpcRoute),
+}
+
+/// Every route, oldest first (then by kind and `namespace/name`): the
+/// order in which they claim hostnames on listeners.
+fn routes_by_age(objects: &GatewayObjects) -> Vec<AnyRoute<'_>> {
+    let mut routes: Vec<(i64, u8, String, AnyRoute<'_>)> = Vec::new();
+    for r in &objects.http_routes {
+        let m = &r.metadata;
+        let key = cluster::key(&m.namespace, &m.name);
+        routes.push((created(m), 0, key, AnyRoute::Http(r)));
+    }
+    for r in &objects.grpc_routes {
+        let m = &r.metadata;
+        let key = cluster::key(&m.namespace, &m.name);
+        routes.push((created(m), 1, key, AnyRoute::Grpc(r)));
+    }
+    routes.sort_by(|a, b| (a.0, &a.2, a.1).cmp(&(b.0, &b.2, b.1)));
+    routes.into_iter().map(|r| r.3).collect()
 }
 
 /// The listeners of one Gateway, and the certificates of its HTTPS ones.
@@ -230,7 +259,7 @@ fn read_gateway<'a>(
 }
 
 /// The route kinds a listener of a supported protocol takes.
-const ROUTE_KINDS: [&str; 1] = ["HTTPRoute"];
+const ROUTE_KINDS: [&str; 2] = ["HTTPRoute", "GRPCRoute"];
 
 /// The route kinds a listener takes: those of `allowedRoutes.kinds` that
 /// are supported (all supported ones when it names none; none when the
@@ -383,7 +412,7 @@ fn granted(cx: &Context<'_>, from: (&str, &str), to: (&str, &str, &str, &str)) -
 }
 
 /// A listener's key in the attachment count: namespace, Gateway, listener.
-type ListenerKey = (String, String, String);
+pub(super) type ListenerKey = (String, String, String);
 
 fn listener_key(l: &ReadListener<'_>) -> ListenerKey {
     (
@@ -425,11 +454,11 @@ type Attached<'l, 'g> = Result<Vec<(&'l ReadListener<'g>, Vec<String>)>, (String
 
 fn attach<'l, 'g>(
     cx: &Context<'_>,
-    route: &HttpRoute,
+    route: &RouteHead<'_>,
     parent: &ParentReference,
     listeners: &'l [ReadListener<'g>],
 ) -> Option<Attached<'l, 'g>> {
-    let route_ns = route.metadata.namespace.as_deref().unwrap_or("");
+    let route_ns = route.namespace();
     if parent.group.as_deref().unwrap_or(GROUP) != GROUP
         || parent.kind.as_deref().unwrap_or("Gateway") != "Gateway"
     {
@@ -462,18 +491,18 @@ fn attach<'l, 'g>(
     }
     let allowed: Vec<&ReadListener<'_>> = named
         .into_iter()
-        .filter(|l| l.usable && allows(cx, l, route_ns))
+        .filter(|l| l.usable && allows(cx, l, route.kind, route_ns))
         .collect();
     if allowed.is_empty() {
         return Some(Err((
             "NotAllowedByListeners".into(),
-            "no listener allows HTTPRoutes from this namespace".into(),
+            format!("no listener allows {}s from this namespace", route.kind),
         )));
     }
     let with_hosts: Vec<_> = allowed
         .into_iter()
         .filter_map(|l| {
-            let hosts = intersect(l.listener.hostname.as_deref(), &route.spec.hostnames);
+            let hosts = intersect(l.listener.hostname.as_deref(), route.hostnames);
             (!hosts.is_empty()).then_some((l, hosts))
         })
         .collect();
@@ -486,10 +515,11 @@ fn attach<'l, 'g>(
     Some(Ok(with_hosts))
 }
 
-/// Whether the listener takes HTTPRoutes from `route_ns`.
-fn allows(cx: &Context<'_>, l: &ReadListener<'_>, route_ns: &str) -> bool {
+/// Whether the listener takes routes of `kind` (`HTTPRoute`, `GRPCRoute`)
+/// from `route_ns`.
+fn allows(cx: &Context<'_>, l: &ReadListener<'_>, kind: &str, route_ns: &str) -> bool {
     let allowed = l.listener.allowed_routes.as_ref();
-    let kind_ok = l.kinds.iter().any(|k| k == "HTTPRoute");
+    let kind_ok = l.kinds.iter().any(|k| k == kind);
     let namespaces = allowed.and_then(|a| a.namespaces.as_ref());
     let ns_ok = match namespaces.and_then(|n| n.from.as_deref()).unwrap_or("Same") {
         "All" => true,
@@ -571,11 +601,150 @@ fn covered(host: &str, pattern: &str) -> bool {
     host.len() > suffix.len() && host.ends_with(suffix) && host != pattern
 }
 
-fn created(m: &ObjectMeta) -> i64 {
+pub(super) fn created(m: &ObjectMeta) -> i64 {
     m.creation_timestamp
         .as_ref()
         .map(|t| t.0.as_second())
         .unwrap_or(0)
+}
+
+/// What attachment reads of a route of either kind.
+pub(super) struct RouteHead<'a> {
+    /// `HTTPRoute` or `GRPCRoute`.
+    pub kind: &'static str,
+    pub meta: &'a ObjectMeta,
+    pub parent_refs: &'a [ParentReference],
+    pub hostnames: &'a [String],
+}
+
+impl RouteHead<'_> {
+    fn namespace(&self) -> &str {
+        self.meta.namespace.as_deref().unwrap_or("")
+    }
+
+    fn name(&self) -> &str {
+        self.meta.name.as_deref().unwrap_or("")
+    }
+
+    /// The route as the object its diagnostics name.
+    pub(super) fn object(&self) -> ObjectRef {
+        ObjectRef::kube(self.kind, self.namespace(), self.name())
+    }
+}
+
+/// What the routes attached so far hold: each listener's count of routes,
+/// and the hostnames each route kind serves on it (oldest route first).
+#[derive(Default)]
+pub(super) struct Attachments {
+    counts: BTreeMap<ListenerKey, i32>,
+    /// Per listener: hostname (`""`: any), route kind, `namespace/name`.
+    claims: BTreeMap<ListenerKey, Vec<(String, &'static str, String)>>,
+}
+
+impl Attachments {
+    /// Keeps the listeners on which no route of the other kind already
+    /// serves a hostname that meets one of the route's, and records the
+    /// route there; none kept: `HostnameConflict`.
+    fn claim<'l, 'g>(
+        &mut self,
+        route: &RouteHead<'_>,
+        found: Vec<(&'l ReadListener<'g>, Vec<String>)>,
+    ) -> Attached<'l, 'g> {
+        let me = format!("{}/{}", route.namespace(), route.name());
+        let mut conflicts = Vec::new();
+        let mut kept = Vec::new();
+        for (l, hosts) in found {
+            let key = listener_key(l);
+            let claims = self.claims.entry(key).or_default();
+            let rival = claims.iter().find(|(h, kind, _)| {
+                *kind != route.kind && hosts.iter().any(|mine| hosts_meet(h, mine))
+            });
+            if let Some((h, kind, name)) = rival {
+                conflicts.push(format!(
+                    "listener {}: hostname {:?} is served by the older {kind} {name}",
+                    l.listener.name, h
+                ));
+                continue;
+            }
+            claims.extend(hosts.iter().map(|h| (h.clone(), route.kind, me.clone())));
+            *self.counts.entry(listener_key(l)).or_default() += 1;
+            kept.push((l, hosts));
+        }
+        match kept.is_empty() {
+            true => Err(("HostnameConflict".into(), conflicts.join("; "))),
+            false => Ok(kept),
+        }
+    }
+}
+
+/// Whether two hostnames a listener serves (`""`: any) share a name.
+fn hosts_meet(a: &str, b: &str) -> bool {
+    a.is_empty() || b.is_empty() || !intersect(Some(a), &[b.to_string()]).is_empty()
+}
+
+/// Where a route attached: each hostname with its [`HostAttachment`], and
+/// the outcome on each parentRef (namespace filled in).
+#[derive(Default)]
+pub(super) struct Attachment {
+    pub hosts: BTreeMap<String, HostAttachment>,
+    pub parents: Vec<(ParentReference, ConditionOutcome)>,
+}
+
+/// Attaches a route of either kind to the listeners its parentRefs name.
+pub(super) fn attach_parents(
+    cx: &Context<'_>,
+    route: &RouteHead<'_>,
+    listeners: &[ReadListener<'_>],
+    attached: &mut Attachments,
+) -> Attachment {
+    let mut out = Attachment::default();
+    for parent in route.parent_refs {
+        let Some(attachment) = attach(cx, route, parent, listeners) else {
+            continue;
+        };
+        let accepted = attachment
+            .and_then(|found| attached.claim(route, found))
+            .map(|found| {
+                for (l, hs) in found {
+                    for h in hs {
+                        let merged = match out.hosts.remove(&h) {
+                            None => HostAttachment::of(l),
+                            Some(before) => before.and(l),
+                        };
+                        out.hosts.insert(h, merged);
+                    }
+                }
+            });
+        let mut parent = parent.clone();
+        parent.namespace = Some(
+            parent
+                .namespace
+                .clone()
+                .unwrap_or_else(|| route.namespace().to_string()),
+        );
+        out.parents.push((parent, accepted));
+    }
+    out
+}
+
+/// Records a route's outcome on each of its parents.
+pub(super) fn push_parents(
+    route: &RouteHead<'_>,
+    parents: Vec<(ParentReference, ConditionOutcome)>,
+    resolved: &ConditionOutcome,
+    out: &mut GatewayInputs,
+) {
+    for (parent, accepted) in parents {
+        out.parents.push(ParentOutcome {
+            kind: route.kind.to_string(),
+            namespace: route.namespace().to_string(),
+            name: route.name().to_string(),
+            generation: route.meta.generation,
+            parent,
+            accepted,
+            resolved_refs: resolved.clone(),
+        });
+    }
 }
 
 /// Attaches one HTTPRoute: its outcome per parent, and its routes on every
@@ -584,59 +753,33 @@ fn http_route(
     cx: &Context<'_>,
     route: &HttpRoute,
     listeners: &[ReadListener<'_>],
-    attached: &mut BTreeMap<ListenerKey, i32>,
+    attached: &mut Attachments,
     out: &mut GatewayInputs,
 ) {
-    let ns = route.metadata.namespace.clone().unwrap_or_default();
-    let name = route.metadata.name.clone().unwrap_or_default();
-    let object = ObjectRef::kube("HTTPRoute", &ns, &name);
-    let mut hosts: BTreeMap<String, HostAttachment> = BTreeMap::new();
-    let mut parents = Vec::new();
-    for parent in &route.spec.parent_refs {
-        let Some(attachment) = attach(cx, route, parent, listeners) else {
-            continue;
-        };
-        let accepted = attachment.map(|found| {
-            for (l, hs) in found {
-                *attached.entry(listener_key(l)).or_default() += 1;
-                for h in hs {
-                    let merged = match hosts.remove(&h) {
-                        None => HostAttachment::of(l),
-                        Some(a) => a.and(l),
-                    };
-                    hosts.insert(h, merged);
-                }
-            }
-        });
-        let mut parent = parent.clone();
-        parent.namespace = Some(parent.namespace.clone().unwrap_or_else(|| ns.clone()));
-        parents.push((parent, accepted));
-    }
+    let head = RouteHead {
+        kind: "HTTPRoute",
+        meta: &route.metadata,
+        parent_refs: &route.spec.parent_refs,
+        hostnames: &route.spec.hostnames,
+    };
+    let attachment = attach_parents(cx, &head, listeners, attached);
     let mut resolved: ConditionOutcome = Ok(());
     for (index, rule) in route.spec.rules.iter().enumerate() {
-        let built = rule_routes(cx, route, &object, index, rule, &hosts);
+        let matches = http_matches(rule);
+        let built = rule_routes(cx, &head, index, rule, matches, &attachment.hosts);
         if let Err(e) = built.resolved {
             resolved = resolved.and(Err(e));
         }
         out.routes.extend(built.routes);
     }
-    for (parent, accepted) in parents {
-        out.parents.push(ParentOutcome {
-            namespace: ns.clone(),
-            name: name.clone(),
-            generation: route.metadata.generation,
-            parent,
-            accepted,
-            resolved_refs: resolved.clone(),
-        });
-    }
+    push_parents(&head, attachment.parents, &resolved, out);
 }
 
 /// How a route's hostname is attached: its public-access default and the
 /// proxy listeners it is served on, merged over every listener it attaches
 /// to.
 #[derive(Clone, Debug)]
-struct HostAttachment {
+pub(super) struct HostAttachment {
     public: Result<bool, String>,
     listeners: Listeners,
 }
@@ -664,35 +807,61 @@ impl HostAttachment {
 }
 
 /// The routes of one rule, and whether its references resolved.
-struct RuleRoutes {
-    routes: Vec<RouteInput>,
-    resolved: ConditionOutcome,
+pub(super) struct RuleRoutes {
+    pub routes: Vec<RouteInput>,
+    pub resolved: ConditionOutcome,
 }
 
-/// Builds one rule's routes: one per match and hostname, sharing options,
-/// backends and problems.
-fn rule_routes(
-    cx: &Context<'_>,
-    route: &HttpRoute,
-    object: &ObjectRef,
-    index: usize,
-    rule: &HttpRouteRule,
-    hosts: &BTreeMap<String, HostAttachment>,
-) -> RuleRoutes {
-    let ns = route.metadata.namespace.as_deref().unwrap_or("");
-    let mut problems = Vec::new();
-    let (backends, resolved) = rule_backends(cx, ns, &rule.backend_refs, &mut problems);
+/// One match of a rule as the route table takes it: the path, the other
+/// conditions, and what could not be read.
+#[derive(Clone, Debug)]
+pub(super) struct MatchSpec {
+    pub path: PathSpec,
+    pub conditions: Option<Arc<Conditions>>,
+    pub problems: Vec<String>,
+}
+
+/// The matches of an HTTPRoute rule (none: every request).
+fn http_matches(rule: &HttpRouteRule) -> Vec<MatchSpec> {
     let default_match = [HttpRouteMatch::default()];
     let matches: &[HttpRouteMatch] = match rule.matches.is_empty() {
         true => &default_match,
         false => &rule.matches,
     };
+    matches
+        .iter()
+        .map(|m| {
+            let mut problems = Vec::new();
+            let path = path_spec(m, &mut problems);
+            let conditions = conditions(m, &mut problems);
+            MatchSpec {
+                path,
+                conditions,
+                problems,
+            }
+        })
+        .collect()
+}
+
+/// Builds one rule's routes: one per match and hostname, sharing options,
+/// backends and problems.
+pub(super) fn rule_routes(
+    cx: &Context<'_>,
+    route: &RouteHead<'_>,
+    index: usize,
+    rule: &HttpRouteRule,
+    matches: Vec<MatchSpec>,
+    hosts: &BTreeMap<String, HostAttachment>,
+) -> RuleRoutes {
+    let ns = route.namespace();
+    let object = route.object();
+    let mut problems = Vec::new();
+    let (backends, resolved) = rule_backends(cx, route.kind, ns, &rule.backend_refs, &mut problems);
     let mut routes = Vec::new();
-    for (m_index, m) in matches.iter().enumerate() {
+    for (m_index, m) in matches.into_iter().enumerate() {
         let mut p = problems.clone();
-        let path = path_spec(m, &mut p);
-        let conditions = conditions(m, &mut p);
-        let prefix = matches!(path, PathSpec::Prefix(_));
+        p.extend(m.problems);
+        let prefix = matches!(m.path, PathSpec::Prefix(_));
         for (host, attachment) in hosts {
             let mut p = p.clone();
             let public = &attachment.public;
@@ -701,23 +870,23 @@ fn rule_routes(
             // rewrites it.
             options.preserve_host_header = true;
             routes.push(RouteInput {
-                id: format!("{}/r{index:03}/m{m_index:03}/{host}", object_key(object)),
+                id: format!("{}/r{index:03}/m{m_index:03}/{host}", route_id(&object)),
                 source: object.clone(),
-                created: created(&route.metadata),
+                created: created(route.meta),
                 host: host.clone(),
-                path: path.clone(),
+                path: m.path.clone(),
                 backends: backends.clone(),
                 options,
                 custom_ca_pem: None,
                 client_cert_pem: None,
                 client_key_pem: None,
                 downstream_ca_pem: None,
-                conditions: conditions.clone(),
+                conditions: m.conditions.clone(),
                 listeners: attachment.listeners,
                 invalid_status: crate::model::InvalidStatus::InternalError,
                 problems: p
                     .into_iter()
-                    .map(|m| Diagnostic::invalid_route(object, format!("rule {index}: {m}")))
+                    .map(|m| Diagnostic::invalid_route(&object, format!("rule {index}: {m}")))
                     .collect(),
             });
         }
@@ -725,8 +894,13 @@ fn rule_routes(
     RuleRoutes { routes, resolved }
 }
 
-fn object_key(o: &ObjectRef) -> String {
-    format!("{}/{}", o.namespace, o.name)
+/// The id prefix of a route's entries: `namespace/name` for an HTTPRoute,
+/// `grpc:namespace/name` for a GRPCRoute (the two may share a name).
+fn route_id(o: &ObjectRef) -> String {
+    match o.kind.as_str() {
+        "GRPCRoute" => format!("grpc:{}/{}", o.namespace, o.name),
+        _ => format!("{}/{}", o.namespace, o.name),
+    }
 }
 
 /// The path of a match (`PathPrefix /` when absent).
@@ -747,7 +921,10 @@ fn path_spec(m: &HttpRouteMatch, problems: &mut Vec<String>) -> PathSpec {
 }
 
 /// The method, header and query conditions of a match (none: `None`).
-fn conditions(m: &HttpRouteMatch, problems: &mut Vec<String>) -> Option<Arc<Conditions>> {
+pub(super) fn conditions(
+    m: &HttpRouteMatch,
+    problems: &mut Vec<String>,
+) -> Option<Arc<Conditions>> {
     let mut c = Conditions::default();
     if let Some(method) = &m.method {
         match http::Method::from_bytes(method.as_bytes()) {
@@ -856,11 +1033,12 @@ fn extension_policy(f: &HttpRouteFilter) -> Result<String, String> {
     Ok(r.name.clone())
 }
 
-/// The upstreams of a rule's backendRefs, each repeated by its weight, and
+/// The upstreams of a route's (of `kind`) rule's backendRefs, each repeated by its weight, and
 /// whether every reference resolved (the spec's `ResolvedRefs` reason if
 /// not). A reference that does not resolve is a problem: the rule denies.
 fn rule_backends(
     cx: &Context<'_>,
+    kind: &str,
     ns: &str,
     refs: &[HttpBackendRef],
     problems: &mut Vec<String>,
@@ -868,7 +1046,7 @@ fn rule_backends(
     let mut resolved: ConditionOutcome = Ok(());
     let mut weighted = Vec::new();
     for r in refs {
-        match backend(cx, ns, r) {
+        match backend(cx, kind, ns, r) {
             Ok(ups) => weighted.push((r.weight.unwrap_or(1).max(0), ups)),
             Err((reason, message)) => {
                 problems.push(message.clone());
@@ -879,25 +1057,27 @@ fn rule_backends(
     (spread(&weighted), resolved)
 }
 
-/// The upstreams of one Service backendRef.
+/// The upstreams of one Service backendRef of a route of `kind` (the
+/// `from` a ReferenceGrant must name).
 fn backend(
     cx: &Context<'_>,
+    kind: &str,
     ns: &str,
     r: &HttpBackendRef,
 ) -> Result<Vec<Upstream>, (String, String)> {
     let group = r.group.as_deref().unwrap_or("");
-    let kind = r.kind.as_deref().unwrap_or("Service");
-    if !group.is_empty() || kind != "Service" {
+    let target_kind = r.kind.as_deref().unwrap_or("Service");
+    if !group.is_empty() || target_kind != "Service" {
         return Err((
             "InvalidKind".into(),
             format!(
-                "backendRef {group}/{kind} {}: only Services are supported",
+                "backendRef {group}/{target_kind} {}: only Services are supported",
                 r.name
             ),
         ));
     }
     let target_ns = r.namespace.as_deref().unwrap_or(ns);
-    if target_ns != ns && !granted(cx, ("HTTPRoute", ns), ("", "Service", target_ns, &r.name)) {
+    if target_ns != ns && !granted(cx, (kind, ns), ("", "Service", target_ns, &r.name)) {
         return Err((
             "RefNotPermitted".into(),
             format!(

@@ -26,6 +26,7 @@ pub mod driver;
 pub(crate) mod fixtures;
 pub mod gateway;
 mod gateway_filters;
+pub mod grpc_route;
 mod health;
 pub mod hosts;
 mod route;

@@ -195,6 +195,8 @@ jetbridge:jetbridge yes list secrets --all-namespaces
 jetbridge:jetbridge yes list gatewayclasses.gateway.networking.k8s.io
 jetbridge:jetbridge yes watch httproutes.gateway.networking.k8s.io --all-namespaces
 jetbridge:jetbridge yes patch httproutes.gateway.networking.k8s.io --subresource=status --all-namespaces
+jetbridge:jetbridge yes watch grpcroutes.gateway.networking.k8s.io --all-namespaces
+jetbridge:jetbridge yes patch grpcroutes.gateway.networking.k8s.io --subresource=status --all-namespaces
 jetbridge:jetbridge yes watch secrets --all-namespaces
 jetbridge:jetbridge yes create events.events.k8s.io -n shop
 jetbridge:jetbridge yes patch events.events.k8s.io -n shop

@@ -188,10 +188,10 @@ when all namespaces are watched, else in a Role per watched namespace.
 # Gateway API routes to serve (when its CRDs are installed), the grants that
 # let them cross namespaces, and the status the leader writes.
 - apiGroups: ["gateway.networking.k8s.io"]
-  resources: ["gateways", "httproutes", "referencegrants"]
+  resources: ["gateways", "httproutes", "grpcroutes", "referencegrants"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["gateway.networking.k8s.io"]
-  resources: ["gateways/status", "httproutes/status"]
+  resources: ["gateways/status", "httproutes/status", "grpcroutes/status"]
   verbs: ["get", "update", "patch"]
 # Backends: Services and their ready endpoints.
 - apiGroups: [""]

@@ -1,11 +1,12 @@
 //! The Gateway API kinds, watched only when the API server serves them:
 //! discovery at start asks for `gateway.networking.k8s.io/v1` (and
-//! `v1beta1` ReferenceGrants); without the CRDs nothing is watched and the
+//! `v1beta1` ReferenceGrants, and GRPCRoutes when the `v1` group lists
+//! them); without the CRDs nothing is watched and the
 //! controller runs on Ingresses alone, instead of retrying a watch that can
 //! never succeed. Installing the CRDs later takes a restart.
 
 use super::{Stores, apis};
-use crate::crd::gateway::{GROUP, Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use crate::crd::gateway::{GROUP, Gateway, GatewayClass, GrpcRoute, HttpRoute, ReferenceGrant};
 use crate::translate::gateway::GatewayObjects;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
@@ -21,6 +22,8 @@ pub struct Served {
     pub v1: bool,
     /// ReferenceGrant (`v1beta1`).
     pub reference_grants: bool,
+    /// GRPCRoute (`v1`).
+    pub grpc_routes: bool,
 }
 
 /// Asks the API server which Gateway API kinds it serves. A failure to ask
@@ -28,19 +31,23 @@ pub struct Served {
 pub async fn discover(client: &Client) -> Served {
     let has = |list: &k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList,
                name: &str| list.resources.iter().any(|r| r.name == name);
-    let v1 = match client
+    let (v1, grpc_routes) = match client
         .list_api_group_resources(&format!("{GROUP}/v1"))
         .await
     {
-        Ok(list) => ["gatewayclasses", "gateways", "httproutes"]
-            .iter()
-            .all(|n| has(&list, n)),
+        Ok(list) => (
+            ["gatewayclasses", "gateways", "httproutes"]
+                .iter()
+                .all(|n| has(&list, n)),
+            has(&list, "grpcroutes"),
+        ),
         Err(e) => {
             tracing::info!(error = %e, "Gateway API v1 is not served; watching Ingresses only");
-            false
+            (false, false)
         }
     };
-    let v1 = v1 && may_list_classes(client).await;
+    let v1 = v1 && may_list(client, "gatewayclasses").await;
+    let grpc_routes = v1 && grpc_routes && may_list(client, "grpcroutes").await;
     let reference_grants = v1
         && client
             .list_api_group_resources(&format!("{GROUP}/v1beta1"))
@@ -49,14 +56,16 @@ pub async fn discover(client: &Client) -> Served {
     Served {
         v1,
         reference_grants,
+        grpc_routes,
     }
 }
 
-/// Whether this controller may list GatewayClasses (a self subject access
-/// review, which every identity may ask): without the chart's RBAC for the
-/// Gateway API, its watches would never sync and hold up the first
-/// snapshot, so the Gateway API is then left alone.
-async fn may_list_classes(client: &Client) -> bool {
+/// Whether this controller may list a Gateway API `resource` (a self
+/// subject access review, which every identity may ask): without the
+/// chart's RBAC for it, its watch would never sync and hold up the first
+/// snapshot, so the resource (for GatewayClasses: the whole Gateway API) is
+/// then left alone.
+async fn may_list(client: &Client, resource: &str) -> bool {
     use k8s_openapi::api::authorization::v1::{
         ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
     };
@@ -64,7 +73,7 @@ async fn may_list_classes(client: &Client) -> bool {
         spec: SelfSubjectAccessReviewSpec {
             resource_attributes: Some(ResourceAttributes {
                 group: Some(GROUP.into()),
-                resource: Some("gatewayclasses".into()),
+                resource: Some(resource.into()),
                 verb: Some("list".into()),
                 ..ResourceAttributes::default()
             }),
@@ -77,12 +86,13 @@ async fn may_list_classes(client: &Client) -> bool {
         Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => true,
         Ok(_) => {
             tracing::warn!(
-                "Gateway API served, but this controller may not list GatewayClasses; watching Ingresses only"
+                resource,
+                "Gateway API served, but this controller may not list it; not watching it"
             );
             false
         }
         Err(e) => {
-            tracing::warn!(error = %e, "cannot check access to the Gateway API; watching Ingresses only");
+            tracing::warn!(resource, error = %e, "cannot check access to the Gateway API; not watching it");
             false
         }
     }
@@ -94,6 +104,7 @@ pub(super) struct GatewayStores {
     classes: Stores<GatewayClass>,
     gateways: Stores<Gateway>,
     routes: Stores<HttpRoute>,
+    grpc_routes: Option<Stores<GrpcRoute>>,
     grants: Option<Stores<ReferenceGrant>>,
     namespaces: Stores<Namespace>,
 }
@@ -125,6 +136,14 @@ impl GatewayStores {
                 changed.clone(),
                 "HTTPRoute",
             ),
+            grpc_routes: served.grpc_routes.then(|| {
+                Stores::start(
+                    apis(client, namespaces),
+                    all(),
+                    changed.clone(),
+                    "GRPCRoute",
+                )
+            }),
             grants: served.reference_grants.then(|| {
                 Stores::start(
                     apis(client, namespaces),
@@ -147,6 +166,9 @@ impl GatewayStores {
         self.classes.wait_until_ready().await;
         self.gateways.wait_until_ready().await;
         self.routes.wait_until_ready().await;
+        if let Some(r) = &self.grpc_routes {
+            r.wait_until_ready().await;
+        }
         if let Some(g) = &self.grants {
             g.wait_until_ready().await;
         }
@@ -159,6 +181,11 @@ impl GatewayStores {
             classes: self.classes.state(),
             gateways: self.gateways.state(),
             http_routes: self.routes.state(),
+            grpc_routes: self
+                .grpc_routes
+                .as_ref()
+                .map(Stores::state)
+                .unwrap_or_default(),
             grants: self.grants.as_ref().map(Stores::state).unwrap_or_default(),
             namespaces: self.namespaces.state(),
         }

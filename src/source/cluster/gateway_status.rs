@@ -1,18 +1,18 @@
 //! Gateway API status, written by the Lease holder after each translation:
 //! GatewayClass `Accepted`; Gateway `Accepted` and `Programmed` with each
-//! listener's conditions and attached-route count; each HTTPRoute's
-//! `status.parents[]` entries for our Gateways (`Accepted`, `ResolvedRefs`,
-//! with the spec's reasons), leaving other controllers' entries as they
-//! are. Each object is written only when what it says changed, with
+//! listener's conditions and attached-route count; each HTTPRoute's and
+//! GRPCRoute's `status.parents[]` entries for our Gateways (`Accepted`,
+//! `ResolvedRefs`, with the spec's reasons), leaving other controllers'
+//! entries as they are. Each object is written only when what it says changed, with
 //! `observedGeneration` set.
 
 use crate::crd::gateway::{
-    GROUP, Gateway, GatewayClass, GatewayStatus, GatewayStatusAddress, HttpRoute, ListenerStatus,
-    RouteGroupKind, RouteParentStatus, RouteStatus,
+    GROUP, Gateway, GatewayClass, GatewayStatus, GatewayStatusAddress, GrpcRoute, HttpRoute,
+    ListenerStatus, RouteGroupKind, RouteParentStatus, RouteStatus,
 };
 use crate::translate::cluster::Cluster;
 use crate::translate::gateway::{ConditionOutcome, GatewayInputs, ListenerOutcome};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 
@@ -113,64 +113,85 @@ async fn write_gateways(
 }
 
 async fn write_routes(client: &Client, cluster: &Cluster, outcomes: &GatewayInputs) {
-    let controller = crate::translate::gateway::CONTROLLER;
     for r in &cluster.gateway.http_routes {
-        let (ns, name) = (
-            r.metadata.namespace.clone().unwrap_or_default(),
-            r.metadata.name.clone().unwrap_or_default(),
-        );
-        let ours: Vec<RouteParentStatus> = outcomes
-            .parents
-            .iter()
-            .filter(|p| p.namespace == ns && p.name == name)
-            .map(|p| {
-                let old = r
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.parents.iter().find(|o| o.parent_ref == p.parent))
-                    .map(|o| o.conditions.as_slice())
-                    .unwrap_or(&[]);
-                RouteParentStatus {
-                    parent_ref: p.parent.clone(),
-                    controller_name: controller.into(),
-                    conditions: vec![
-                        condition(old, "Accepted", &p.accepted, "Accepted", p.generation),
-                        condition(
-                            old,
-                            "ResolvedRefs",
-                            &p.resolved_refs,
-                            "ResolvedRefs",
-                            p.generation,
-                        ),
-                    ],
-                }
-            })
-            .collect();
-        let current = r.status.clone().unwrap_or_default().parents;
-        let mut parents: Vec<RouteParentStatus> = current
-            .iter()
-            .filter(|p| p.controller_name != controller)
-            .cloned()
-            .collect();
-        parents.extend(ours);
-        let unchanged = parents.len() == current.len()
-            && parents.iter().all(|p| {
-                current.iter().any(|c| {
-                    c.parent_ref == p.parent_ref
-                        && c.controller_name == p.controller_name
-                        && same(&c.conditions, &p.conditions)
-                })
-            });
-        if !unchanged {
-            let api: Api<HttpRoute> = Api::namespaced(client.clone(), &ns);
-            patch(
-                &api,
-                &name,
-                &serde_json::json!({"status": RouteStatus { parents }}),
-            )
-            .await;
-        }
+        let Some((ns, name, status)) = route_update("HTTPRoute", &r.metadata, &r.status, outcomes)
+        else {
+            continue;
+        };
+        let api: Api<HttpRoute> = Api::namespaced(client.clone(), &ns);
+        patch(&api, &name, &serde_json::json!({ "status": status })).await;
     }
+    write_grpc_routes(client, cluster, outcomes).await;
+}
+
+/// GRPCRoute `status.parents[]`, as for HTTPRoutes.
+async fn write_grpc_routes(client: &Client, cluster: &Cluster, outcomes: &GatewayInputs) {
+    for r in &cluster.gateway.grpc_routes {
+        let Some((ns, name, status)) = route_update("GRPCRoute", &r.metadata, &r.status, outcomes)
+        else {
+            continue;
+        };
+        let api: Api<GrpcRoute> = Api::namespaced(client.clone(), &ns);
+        patch(&api, &name, &serde_json::json!({ "status": status })).await;
+    }
+}
+
+/// A route's new status — our parents' entries replaced, other
+/// controllers' kept — with its namespace and name, or `None` when it
+/// says what the route's status already says.
+fn route_update(
+    kind: &str,
+    meta: &ObjectMeta,
+    status: &Option<RouteStatus>,
+    outcomes: &GatewayInputs,
+) -> Option<(String, String, RouteStatus)> {
+    let controller = crate::translate::gateway::CONTROLLER;
+    let (ns, name) = (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    );
+    let current = status.clone().unwrap_or_default().parents;
+    let ours: Vec<RouteParentStatus> = outcomes
+        .parents
+        .iter()
+        .filter(|p| p.kind == kind && p.namespace == ns && p.name == name)
+        .map(|p| {
+            let old = current
+                .iter()
+                .find(|o| o.parent_ref == p.parent)
+                .map(|o| o.conditions.as_slice())
+                .unwrap_or(&[]);
+            RouteParentStatus {
+                parent_ref: p.parent.clone(),
+                controller_name: controller.into(),
+                conditions: vec![
+                    condition(old, "Accepted", &p.accepted, "Accepted", p.generation),
+                    condition(
+                        old,
+                        "ResolvedRefs",
+                        &p.resolved_refs,
+                        "ResolvedRefs",
+                        p.generation,
+                    ),
+                ],
+            }
+        })
+        .collect();
+    let mut parents: Vec<RouteParentStatus> = current
+        .iter()
+        .filter(|p| p.controller_name != controller)
+        .cloned()
+        .collect();
+    parents.extend(ours);
+    let unchanged = parents.len() == current.len()
+        && parents.iter().all(|p| {
+            current.iter().any(|c| {
+                c.parent_ref == p.parent_ref
+                    && c.controller_name == p.controller_name
+                    && same(&c.conditions, &p.conditions)
+            })
+        });
+    (!unchanged).then_some((ns, name, RouteStatus { parents }))
 }
 
 /// The Gateway's conditions and listener statuses.
@@ -339,6 +360,65 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::gateway::ParentReference;
+    use crate::translate::gateway::ParentOutcome;
+
+    #[test]
+    fn a_route_status_takes_only_its_own_kinds_outcomes_and_keeps_other_controllers() {
+        let outcome = |kind: &str, accepted: ConditionOutcome| ParentOutcome {
+            kind: kind.into(),
+            namespace: "app".into(),
+            name: "echo".into(),
+            generation: Some(3),
+            parent: ParentReference {
+                name: "edge".into(),
+                namespace: Some("app".into()),
+                ..ParentReference::default()
+            },
+            accepted,
+            resolved_refs: Ok(()),
+        };
+        let outcomes = GatewayInputs {
+            parents: vec![
+                outcome("HTTPRoute", Ok(())),
+                outcome(
+                    "GRPCRoute",
+                    Err(("HostnameConflict".into(), "older HTTPRoute".into())),
+                ),
+            ],
+            ..GatewayInputs::default()
+        };
+        let meta = ObjectMeta {
+            name: Some("echo".into()),
+            namespace: Some("app".into()),
+            ..ObjectMeta::default()
+        };
+        let theirs = RouteParentStatus {
+            parent_ref: ParentReference {
+                name: "other".into(),
+                ..ParentReference::default()
+            },
+            controller_name: "example.com/other".into(),
+            conditions: Vec::new(),
+        };
+        let before = Some(RouteStatus {
+            parents: vec![theirs.clone()],
+        });
+        let (_, _, status) = route_update("GRPCRoute", &meta, &before, &outcomes).unwrap();
+        assert_eq!(status.parents.len(), 2);
+        assert_eq!(status.parents[0], theirs);
+        let accepted = &status.parents[1].conditions[0];
+        assert_eq!(
+            (accepted.status.as_str(), accepted.reason.as_str()),
+            ("False", "HostnameConflict")
+        );
+        assert_eq!(accepted.observed_generation, Some(3));
+        // Written once: the same outcome again changes nothing.
+        let again = route_update("GRPCRoute", &meta, &Some(status), &outcomes);
+        assert!(again.is_none());
+        let (_, _, http) = route_update("HTTPRoute", &meta, &None, &outcomes).unwrap();
+        assert_eq!(http.parents[0].conditions[0].status, "True");
+    }
 
     #[test]
     fn published_load_balancer_entries_become_gateway_addresses() {

@@ -1,7 +1,7 @@
 //! Golden fixtures for the Gateway API seam: each
 //! `tests/fixtures/gateway/*.yaml` holds GatewayClasses, Gateways,
-//! HTTPRoutes, ReferenceGrants, Services, EndpointSlices and Policies; the
-//! routes, their access, the route each sample request (`# request:` lines)
+//! HTTPRoutes, GRPCRoutes, ReferenceGrants, Services, EndpointSlices and
+//! Policies; the routes, their access, the route each sample request (`# request:` lines)
 //! reaches, the status outcomes and the diagnostics are in the `.expected`
 //! file next to it. `JETBRIDGE_BLESS=1` rewrites the expected files after a
 //! deliberate change (review the diff).
@@ -37,6 +37,9 @@ fn objects(text: &str) -> Cluster {
                 .push(Arc::new(serde_json::from_value(v).unwrap())),
             "HTTPRoute" => g
                 .http_routes
+                .push(Arc::new(serde_json::from_value(v).unwrap())),
+            "GRPCRoute" => g
+                .grpc_routes
                 .push(Arc::new(serde_json::from_value(v).unwrap())),
             "ReferenceGrant" => g.grants.push(Arc::new(serde_json::from_value(v).unwrap())),
             other => panic!("unexpected kind {other}"),
@@ -193,7 +196,11 @@ fn describe_outcomes(ci: &ClusterInputs, out: &mut String) {
     for p in &g.parents {
         let _ = writeln!(
             out,
-            "parent {}/{} -> {}/{} {:?}: accepted {}; resolvedRefs {}",
+            "parent {}{}/{} -> {}/{} {:?}: accepted {}; resolvedRefs {}",
+            match p.kind.as_str() {
+                "HTTPRoute" => String::new(),
+                other => format!("{other} "),
+            },
             p.namespace,
             p.name,
             p.parent.namespace.as_deref().unwrap_or(""),
@@ -250,5 +257,7 @@ fn gateway_fixtures_translate_to_their_expected_routes_and_statuses() {
 #[test]
 fn gateway_translation_does_not_depend_on_the_order_objects_arrive_in() {
     let dir = format!("{}/tests/fixtures/gateway", env!("CARGO_MANIFEST_DIR"));
-    crate::harness::golden::order_independent(&format!("{dir}/basic.yaml"), describe);
+    for fixture in ["basic.yaml", "grpc-basic.yaml"] {
+        crate::harness::golden::order_independent(&format!("{dir}/{fixture}"), describe);
+    }
 }

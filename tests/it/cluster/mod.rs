@@ -7,5 +7,6 @@ mod gateway;
 mod gateway_filters;
 mod gateway_fixtures;
 mod gateway_listeners;
+mod grpc_route;
 mod ingress_fixtures;
 mod pods;
