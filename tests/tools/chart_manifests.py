@@ -247,6 +247,21 @@ def expect_default_class(objs):
     assert proxy["type"] == "NodePort" and proxy["externalTrafficPolicy"] == "Local", proxy
 
 
+def expect_gateway_class(objs):
+    gc = one(objs, "GatewayClass", "jetbridge-gateways")
+    assert gc["apiVersion"] == "gateway.networking.k8s.io/v1", gc
+    assert gc["spec"]["controllerName"] == "jetbridge.dev/gateway-controller", gc
+    assert gc["metadata"]["labels"]["app.kubernetes.io/instance"] == "jetbridge", gc
+
+
+def expect_gateway_class_unserved(objs):
+    assert not find(objs, "GatewayClass"), "no GatewayClass when the Gateway API is not served"
+
+
+def expect_no_gateway_class(objs):
+    assert not find(objs, "GatewayClass"), "no GatewayClass unless gatewayClass.create"
+
+
 def expect_kube_1_20(objs):
     assert one(objs, "PodDisruptionBudget", "jetbridge")["apiVersion"] == "policy/v1beta1"
 
@@ -257,6 +272,9 @@ CASES = {
     "existing-secrets": expect_existing_secrets,
     "default-class": expect_default_class,
     "kube-1.20": expect_kube_1_20,
+    "gateway-class": expect_gateway_class,
+    "gateway-class-unserved": expect_gateway_class_unserved,
+    "gateway-api-served": expect_no_gateway_class,
 }
 
 
