@@ -396,13 +396,16 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
     for r in &read {
         certificates(r, &idx, &owners, &mut out);
     }
-    let gateway = super::gateway::from_gateway(&super::gateway::Context {
+    let access = super::gateway::Catalog::new(&c.policies, &c.gateway.policy_filters);
+    let mut gateway = super::gateway::from_gateway(&super::gateway::Context {
         objects: &c.gateway,
         settings: s,
         idx: &idx,
         guard: &guard,
         policies: &policies,
+        access: &access,
     });
+    super::gateway_policy::outcomes(&access, &mut gateway);
     out.routes.extend(gateway.routes.iter().cloned());
     out.certificates
         .extend(gateway.certificates.iter().cloned());

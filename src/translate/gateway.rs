@@ -24,6 +24,8 @@
 //! - Every problem is a diagnostic on the HTTPRoute; the rule's routes deny.
 
 use super::cluster::{self, BackendGuard, ClusterSettings, Index};
+use super::gateway_policy::{AccessRef, ParentAccess, rule_access};
+pub use super::gateway_policy::{Catalog, PolicyFilterOutcome, TargetOutcome};
 use super::{CertInput, PathSpec, RouteInput};
 use crate::crd::gateway::{
     GROUP, Gateway, GatewayClass, HeaderModifier, HttpBackendRef, HttpRoute, HttpRouteFilter,
@@ -57,6 +59,8 @@ pub struct GatewayObjects {
     pub grants: Vec<Arc<ReferenceGrant>>,
     /// For `allowedRoutes.namespaces.selector`.
     pub namespaces: Vec<Arc<Namespace>>,
+    /// Pomerium's PolicyFilters (empty when the API server serves none).
+    pub policy_filters: Vec<Arc<crate::crd::policy_filter::PolicyFilter>>,
 }
 
 /// A condition of a route on one parent: `Ok`, or the spec's reason and a
@@ -102,6 +106,10 @@ pub struct GatewayInputs {
     pub gateways: Vec<(String, Option<i64>)>,
     pub listeners: Vec<ListenerOutcome>,
     pub parents: Vec<ParentOutcome>,
+    /// Each PolicyFilter's `Valid` outcome.
+    pub policy_filters: Vec<PolicyFilterOutcome>,
+    /// Each Policy with `targetRefs`: the Gateways it attached to.
+    pub policy_targets: Vec<TargetOutcome>,
 }
 
 /// What routes and translation share: the objects, indexes and settings.
@@ -112,6 +120,8 @@ pub(super) struct Context<'a> {
     pub guard: &'a BackendGuard,
     /// Compiled Policies by `namespace/name`.
     pub policies: &'a HashMap<String, Result<serde_json::Value, String>>,
+    /// Compiled PolicyFilters and the Policies targeting Gateways.
+    pub access: &'a Catalog,
 }
 
 /// One listener of one of our Gateways, read.
@@ -515,7 +525,7 @@ fn http_route(
     let ns = route.metadata.namespace.clone().unwrap_or_default();
     let name = route.metadata.name.clone().unwrap_or_default();
     let object = ObjectRef::kube("HTTPRoute", &ns, &name);
-    let mut hosts: BTreeMap<String, Result<bool, String>> = BTreeMap::new();
+    let mut hosts: BTreeMap<String, ParentAccess> = BTreeMap::new();
     let mut parents = Vec::new();
     for parent in &route.spec.parent_refs {
         let Some(attachment) = attach(cx, route, parent, listeners) else {
@@ -525,12 +535,12 @@ fn http_route(
             for (l, hs) in found {
                 *attached.entry(listener_key(l)).or_default() += 1;
                 for h in hs {
-                    let public = l.public.clone();
-                    // Attached through several listeners: public only if every one says so.
-                    let merged = match (hosts.remove(&h), public) {
-                        (None, p) => p,
-                        (Some(Err(e)), _) | (_, Err(e)) => Err(e),
-                        (Some(Ok(a)), Ok(b)) => Ok(a && b),
+                    let gateway =
+                        cluster::key(&l.gateway.metadata.namespace, &l.gateway.metadata.name);
+                    let access = ParentAccess::new(l.public.clone(), gateway);
+                    let merged = match hosts.remove(&h) {
+                        None => access,
+                        Some(before) => before.merge(access),
                     };
                     hosts.insert(h, merged);
                 }
@@ -574,7 +584,7 @@ fn rule_routes(
     object: &ObjectRef,
     index: usize,
     rule: &HttpRouteRule,
-    hosts: &BTreeMap<String, Result<bool, String>>,
+    hosts: &BTreeMap<String, ParentAccess>,
 ) -> RuleRoutes {
     let ns = route.metadata.namespace.as_deref().unwrap_or("");
     let mut problems = Vec::new();
@@ -590,9 +600,9 @@ fn rule_routes(
         let path = path_spec(m, &mut p);
         let conditions = conditions(m, &mut p);
         let prefix = matches!(path, PathSpec::Prefix(_));
-        for (host, public) in hosts {
+        for (host, parent) in hosts {
             let mut p = p.clone();
-            let options = rule_options(cx, ns, rule, prefix, public, &mut p);
+            let options = rule_options(cx, ns, rule, prefix, parent, &mut p);
             routes.push(RouteInput {
                 id: format!("{}/r{index:03}/m{m_index:03}/{host}", object_key(object)),
                 source: object.clone(),
@@ -691,7 +701,7 @@ fn rule_options(
     ns: &str,
     rule: &HttpRouteRule,
     prefix_match: bool,
-    public: &Result<bool, String>,
+    parent: &ParentAccess,
     problems: &mut Vec<String>,
 ) -> RouteOptions {
     let mut o = RouteOptions::default();
@@ -701,33 +711,17 @@ fn rule_options(
             problems.push(e);
         }
     }
-    if policies.is_empty() {
-        match public {
-            Ok(p) => o.allow_public_unauthenticated_access = *p,
-            Err(e) => problems.push(e.clone()),
-        }
-        return o;
-    }
-    let mut rules = Vec::new();
-    for name in policies {
-        match cx.policies.get(&format!("{ns}/{name}")) {
-            Some(Ok(serde_json::Value::Array(list))) => rules.extend(list.iter().cloned()),
-            Some(Ok(other)) => rules.push(other.clone()),
-            Some(Err(e)) => problems.push(format!("Policy {ns}/{name} is invalid: {e}")),
-            None => problems.push(format!("Policy {ns}/{name} not found")),
-        }
-    }
-    o.policy = Some(serde_json::Value::Array(rules));
+    rule_access(cx, ns, &policies, parent, &mut o, problems);
     o
 }
 
-/// Puts one filter into the settings (an `ExtensionRef` Policy into
-/// `policies`).
+/// Puts one filter into the settings (an `ExtensionRef` Policy or
+/// PolicyFilter into `policies`).
 fn apply_filter(
     f: &HttpRouteFilter,
     prefix_match: bool,
     o: &mut RouteOptions,
-    policies: &mut Vec<String>,
+    policies: &mut Vec<AccessRef>,
 ) -> Result<(), String> {
     let missing = || format!("filter {}: its settings are missing", f.type_);
     match f.type_.as_str() {
@@ -751,13 +745,7 @@ fn apply_filter(
         }
         "ExtensionRef" => {
             let r = f.extension_ref.as_ref().ok_or_else(missing)?;
-            if r.group != POLICY_GROUP || r.kind != "Policy" {
-                return Err(format!(
-                    "ExtensionRef {}/{} is not a {POLICY_GROUP} Policy",
-                    r.group, r.kind
-                ));
-            }
-            policies.push(r.name.clone());
+            policies.push(super::gateway_policy::extension_ref(r)?);
             Ok(())
         }
         other => Err(format!("filter {other} is not supported")),

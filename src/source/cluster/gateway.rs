@@ -161,6 +161,7 @@ impl GatewayStores {
             http_routes: self.routes.state(),
             grants: self.grants.as_ref().map(Stores::state).unwrap_or_default(),
             namespaces: self.namespaces.state(),
+            ..GatewayObjects::default()
         }
     }
 }

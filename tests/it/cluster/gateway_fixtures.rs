@@ -14,7 +14,7 @@ use jetbridge::translate::{GlobalInputs, Inputs, translate};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-fn objects(text: &str) -> Cluster {
+pub(super) fn objects(text: &str) -> Cluster {
     let mut c = Cluster::default();
     for doc in text.split("\n---\n") {
         let v: serde_json::Value = serde_saphyr::from_str(doc).unwrap();
@@ -38,6 +38,9 @@ fn objects(text: &str) -> Cluster {
                 .http_routes
                 .push(Arc::new(serde_json::from_value(v).unwrap())),
             "ReferenceGrant" => g.grants.push(Arc::new(serde_json::from_value(v).unwrap())),
+            "PolicyFilter" => g
+                .policy_filters
+                .push(Arc::new(serde_json::from_value(v).unwrap())),
             other => panic!("unexpected kind {other}"),
         }
     }
@@ -142,11 +145,29 @@ fn describe_outcomes(ci: &ClusterInputs, out: &mut String) {
             shown(&p.resolved_refs)
         );
     }
+    for f in &g.policy_filters {
+        let valid = f
+            .error
+            .as_deref()
+            .map_or("True".into(), |e| format!("False {e}"));
+        let _ = writeln!(
+            out,
+            "policyfilter {}/{}: valid {valid}",
+            f.namespace, f.name
+        );
+    }
+    for t in &g.policy_targets {
+        let _ = writeln!(
+            out,
+            "policy {}/{}: attached {:?} missing {:?}",
+            t.namespace, t.name, t.attached, t.missing
+        );
+    }
 }
 
-fn describe(text: &str) -> String {
-    let c = objects(text);
-    let ci = from_cluster(&c, &ClusterSettings::default());
+/// The cluster's objects translated, and the snapshot they make.
+pub(super) fn snapshot(c: &Cluster) -> (ClusterInputs, Snapshot) {
+    let ci = from_cluster(c, &ClusterSettings::default());
     let mut inputs = Inputs {
         global: GlobalInputs::for_test(),
         routes: ci.routes.clone(),
@@ -154,6 +175,11 @@ fn describe(text: &str) -> String {
     };
     inputs.global.certificates = ci.certificates.clone();
     let snap = translate(&inputs);
+    (ci, snap)
+}
+
+fn describe(text: &str) -> String {
+    let (ci, snap) = snapshot(&objects(text));
     let mut out = String::new();
     describe_routes(&snap, &mut out);
     for (method, host, path, query, headers) in requests(text) {

@@ -5,5 +5,6 @@ mod annotation_prefixes;
 mod controller;
 mod gateway;
 mod gateway_fixtures;
+mod gateway_identity;
 mod ingress_fixtures;
 mod pods;
