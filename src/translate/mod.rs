@@ -25,6 +25,7 @@ pub mod driver;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod gateway;
+mod gateway_hosts;
 mod gateway_policy;
 mod health;
 pub mod hosts;

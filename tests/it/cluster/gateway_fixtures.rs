@@ -24,6 +24,10 @@ pub(super) fn objects(text: &str) -> Cluster {
                 .services
                 .push(Arc::new(serde_json::from_value(v).unwrap())),
             "EndpointSlice" => c.slices.push(Arc::new(serde_json::from_value(v).unwrap())),
+            "Ingress" => c
+                .ingresses
+                .push(Arc::new(serde_json::from_value(v).unwrap())),
+            "IngressClass" => c.classes.push(Arc::new(serde_json::from_value(v).unwrap())),
             "Policy" => c.policies.push(Arc::new(
                 serde_json::from_value::<WatchedPolicy>(v).unwrap(),
             )),
