@@ -59,6 +59,26 @@ pub struct PolicySpec {
     #[serde(default, rename = "targetRefs", skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub target_refs: Vec<PolicyTargetRef>,
+    /// On the HTTPRoute rules that name this Policy in an `ExtensionRef`
+    /// filter: `true` sends the upstream the signed identity assertion
+    /// (`X-Pomerium-Jwt-Assertion`), as the `pass_identity_headers`
+    /// annotation does for an Ingress (which sets it by annotation, not here).
+    #[serde(
+        default,
+        rename = "passIdentityHeaders",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pass_identity_headers: Option<bool>,
+    /// On the HTTPRoute rules that name this Policy in an `ExtensionRef`
+    /// filter: request headers to fill with claims of the signed-in user,
+    /// header name → claim name (e.g. `X-Email: email`), as the
+    /// `jwt_claims_headers` annotation does for an Ingress.
+    #[serde(
+        default,
+        rename = "jwtClaimsHeaders",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub jwt_claims_headers: BTreeMap<String, String>,
 }
 
 /// A Gateway this Policy applies to, in the Policy's namespace.

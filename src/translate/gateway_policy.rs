@@ -105,6 +105,13 @@ pub struct TargetOutcome {
     pub missing: Vec<String>,
 }
 
+/// What a Policy named by a rule tells the upstream about the user.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Identity {
+    pass_identity_headers: Option<bool>,
+    claims_headers: BTreeMap<String, String>,
+}
+
 /// One `targetRefs` entry: the Gateway `namespace/name`, or why it cannot
 /// be a target.
 type Target = Result<String, String>;
@@ -119,6 +126,9 @@ pub struct Catalog {
     defaults: BTreeMap<String, Vec<String>>,
     /// Each targeting Policy and its targets.
     targets: Vec<(Arc<WatchedPolicy>, Vec<Target>)>,
+    /// What each Policy (`namespace/name`) tells the upstream, when it says
+    /// anything.
+    identity: HashMap<String, Identity>,
     pub filter_outcomes: Vec<PolicyFilterOutcome>,
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -136,8 +146,21 @@ impl Catalog {
         sorted.sort_by_key(|p| key(&p.metadata.namespace, &p.metadata.name));
         for p in sorted {
             c.add_targets(p);
+            c.add_identity(p);
         }
         c
+    }
+
+    fn add_identity(&mut self, p: &WatchedPolicy) {
+        let Ok(spec) = &p.spec else { return };
+        let identity = Identity {
+            pass_identity_headers: spec.pass_identity_headers,
+            claims_headers: spec.jwt_claims_headers.clone(),
+        };
+        if identity != Identity::default() {
+            let policy = key(&p.metadata.namespace, &p.metadata.name);
+            self.identity.insert(policy, identity);
+        }
     }
 
     fn add_filter(&mut self, f: &PolicyFilter) {
@@ -290,6 +313,26 @@ pub(super) fn rule_access(
         }
     }
     o.policy = Some(Value::Array(rules));
+    identity_options(cx, ns, refs, o);
+}
+
+/// The identity options of the Policies a rule names: the assertion when
+/// any asks for it, and every claim header any names.
+fn identity_options(cx: &Context<'_>, ns: &str, refs: &[AccessRef], o: &mut RouteOptions) {
+    let mut claims: BTreeMap<String, String> = BTreeMap::new();
+    for r in refs {
+        let AccessRef::Policy(name) = r else { continue };
+        let Some(id) = cx.access.identity.get(&format!("{ns}/{name}")) else {
+            continue;
+        };
+        if id.pass_identity_headers == Some(true) {
+            o.pass_identity_headers = Some(true);
+        }
+        claims.extend(id.claims_headers.clone());
+    }
+    if !claims.is_empty() {
+        o.jwt_claims_headers = Some(crate::settings::ClaimsHeaders(claims.into_iter().collect()));
+    }
 }
 
 /// The rule objects of a compiled list (a lone object: itself).

@@ -305,11 +305,18 @@ fn check_policy_header(m: &Map<String, Value>, cx: &Cx) -> Result<(), PolicyErro
 }
 
 /// The fields of a `Policy` spec.
-const SPEC_FIELDS: &[&str] = &["allow", "deny", "rules", "targetRefs"];
+const SPEC_FIELDS: &[&str] = &[
+    "allow",
+    "deny",
+    "rules",
+    "targetRefs",
+    "passIdentityHeaders",
+    "jwtClaimsHeaders",
+];
 
-/// The fields of a `Policy` spec that say where it applies, not what it
-/// allows: read by the controller, skipped here.
-const ATTACHMENT_FIELDS: &[&str] = &["targetRefs"];
+/// The fields of a `Policy` spec that say where it applies and what the
+/// upstream learns, not what it allows: read by the controller, skipped here.
+const ATTACHMENT_FIELDS: &[&str] = &["targetRefs", "passIdentityHeaders", "jwtClaimsHeaders"];
 
 /// Reads a `Policy` spec into the list of rule objects it stands for:
 /// `allow` and `deny`, when either is set, form the first rule, and each

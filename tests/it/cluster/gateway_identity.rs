@@ -72,3 +72,20 @@ fn gateway_routes_take_their_access_from_filters_policies_and_the_gateway_baseli
         assert_eq!(decide(&snap, host, email), want, "{email} on {host}");
     }
 }
+
+#[test]
+fn a_policy_named_by_a_rule_sends_the_assertion_and_claim_headers_upstream() {
+    let snap = fixture();
+    let partner = snap.route("partner.example.com", "/").unwrap();
+    assert!(partner.pass_identity_headers);
+    let claims: Vec<(String, String)> = partner
+        .jwt_claims_headers
+        .iter()
+        .map(|(h, c)| (h.to_string(), c.clone()))
+        .collect();
+    assert_eq!(claims, [("x-email".to_string(), "email".to_string())]);
+    // A PolicyFilter carries rules only; the global default applies.
+    let filtered = snap.route("filtered.example.com", "/").unwrap();
+    assert!(!filtered.pass_identity_headers);
+    assert!(filtered.jwt_claims_headers.is_empty());
+}
