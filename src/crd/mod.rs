@@ -1,8 +1,11 @@
 //! The `Policy` custom resource: reusable access rules that Ingresses
-//! reference by name (`jetbridge.dev/policy_ref`). The doc comments here are
-//! what `kubectl explain policy` shows.
+//! reference by name (`jetbridge.dev/policy_ref`), HTTPRoute rules name in
+//! an `ExtensionRef` filter, and that may target Gateways as their baseline
+//! (`targetRefs`). The doc comments here are what `kubectl explain policy`
+//! shows.
 
 pub mod gateway;
+pub mod policy_filter;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::CustomResource;
@@ -14,7 +17,8 @@ use std::collections::BTreeMap;
 
 /// Access rules in the Pomerium Policy Language (PPL), shared by every
 /// Ingress in the same namespace that names this Policy in its
-/// `jetbridge.dev/policy_ref` annotation. Access is granted when at least one
+/// `jetbridge.dev/policy_ref` annotation, and every HTTPRoute rule there that
+/// names it in an `ExtensionRef` filter. Access is granted when at least one
 /// `allow` matches and no `deny` matches; an Ingress that references several
 /// Policies is allowed by any of them and denied by any of them. Editing a
 /// Policy changes the decision of every route that references it.
@@ -23,7 +27,7 @@ use std::collections::BTreeMap;
     group = "jetbridge.dev",
     version = "v1",
     kind = "Policy",
-    doc = "A reusable set of access rules (PPL) that Ingresses in the same namespace reference with the jetbridge.dev/policy_ref annotation. Its Accepted condition says whether the rules compile.",
+    doc = "A reusable set of access rules (PPL) that Ingresses in the same namespace reference with the jetbridge.dev/policy_ref annotation and HTTPRoute rules name in an ExtensionRef filter; with targetRefs, the baseline of Gateways. Its Accepted condition says whether the rules compile, Attached which targets were found.",
     plural = "policies",
     shortname = "jbpolicy",
     namespaced,
@@ -47,6 +51,45 @@ pub struct PolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "ppl_rules")]
     pub rules: Option<Vec<serde_json::Value>>,
+    /// Gateways (Gateway API) in this Policy's namespace whose routes this
+    /// Policy applies to as a baseline: its `deny` rules hold on every route
+    /// attached to the Gateway, and its `allow` rules are the access of the
+    /// routes that name no Policy of their own. The `Attached` condition
+    /// says which targets were found.
+    #[serde(default, rename = "targetRefs", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub target_refs: Vec<PolicyTargetRef>,
+    /// On the HTTPRoute rules that name this Policy in an `ExtensionRef`
+    /// filter: `true` sends the upstream the signed identity assertion
+    /// (`X-Pomerium-Jwt-Assertion`), as the `pass_identity_headers`
+    /// annotation does for an Ingress (which sets it by annotation, not here).
+    #[serde(
+        default,
+        rename = "passIdentityHeaders",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pass_identity_headers: Option<bool>,
+    /// On the HTTPRoute rules that name this Policy in an `ExtensionRef`
+    /// filter: request headers to fill with claims of the signed-in user,
+    /// header name → claim name (e.g. `X-Email: email`), as the
+    /// `jwt_claims_headers` annotation does for an Ingress.
+    #[serde(
+        default,
+        rename = "jwtClaimsHeaders",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub jwt_claims_headers: BTreeMap<String, String>,
+}
+
+/// A Gateway this Policy applies to, in the Policy's namespace.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub struct PolicyTargetRef {
+    /// The target's API group: `gateway.networking.k8s.io`.
+    pub group: String,
+    /// The target's kind: `Gateway`.
+    pub kind: String,
+    /// The Gateway's name.
+    pub name: String,
 }
 
 /// What the controller observed about this Policy.
@@ -56,6 +99,9 @@ pub struct PolicyStatus {
     /// `CompiledWithWarnings` with the warnings of `jetbridge policy check`
     /// in the message, e.g. a rule that can never match), `False` with the
     /// located compile error otherwise (routes that reference it then deny).
+    /// `Attached`, for a Policy with `targetRefs`: `True` (reason
+    /// `Attached`) naming the Gateways found, `False` (`TargetNotFound`)
+    /// naming the targets that are missing or not Gateways jetbridge serves.
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }
@@ -70,7 +116,8 @@ pub struct Condition {
     /// `True`, `False` or `Unknown`.
     pub status: String,
     /// A short machine-readable reason: `Compiled`, `CompiledWithWarnings`
-    /// or `InvalidPolicy`.
+    /// or `InvalidPolicy` (`Accepted`); `Attached` or `TargetNotFound`
+    /// (`Attached`).
     pub reason: String,
     /// A human-readable explanation.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -115,6 +115,10 @@ mod tests {
         ConnInfo {
             remote: "192.0.2.7:5000".parse().unwrap(),
             tls,
+            listener: match tls {
+                true => crate::proxy::request::Listener::Tls,
+                false => crate::proxy::request::Listener::Plain,
+            },
             client_auth_asked: false,
             client_cert: None,
         }

@@ -364,13 +364,17 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
         .into_iter()
         .map(|ing| read_ingress(ing, s, &idx, &policies, &mut out))
         .collect();
+    let mut gateway = gateway_inputs(c, s, &idx, &guard, &policies);
+    let mut claims = claimants(&read);
+    super::gateway_hosts::claimants(&gateway.routes, &mut claims);
     out.hosts = hosts::assign(
-        &claimants(&read),
+        &claims,
         &c.claims,
         &s.host_rules,
         c.now,
         s.claim_grace_seconds,
     );
+    super::gateway_hosts::admit(&mut gateway, &out.hosts, &claims);
     let delegations = delegations(&read, &out.hosts);
     let mut claimed: HashMap<(String, String), ObjectRef> = HashMap::new();
     // host → the Ingresses of its owner's namespace that serve one of its paths.
@@ -396,19 +400,33 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
     for r in &read {
         certificates(r, &idx, &owners, &mut out);
     }
-    let gateway = super::gateway::from_gateway(&super::gateway::Context {
-        objects: &c.gateway,
-        settings: s,
-        idx: &idx,
-        guard: &guard,
-        policies: &policies,
-    });
     out.routes.extend(gateway.routes.iter().cloned());
     out.certificates
         .extend(gateway.certificates.iter().cloned());
     out.diagnostics.extend(gateway.diagnostics.iter().cloned());
     out.gateway = gateway;
     out
+}
+
+/// What the Gateway API objects contribute, before host ownership.
+fn gateway_inputs(
+    c: &Cluster,
+    s: &ClusterSettings,
+    idx: &Index<'_>,
+    guard: &BackendGuard,
+    policies: &HashMap<String, Result<serde_json::Value, String>>,
+) -> super::gateway::GatewayInputs {
+    let access = super::gateway::Catalog::new(&c.policies, &c.gateway.policy_filters);
+    let mut gateway = super::gateway::from_gateway(&super::gateway::Context {
+        objects: &c.gateway,
+        settings: s,
+        idx,
+        guard,
+        policies,
+        access: &access,
+    });
+    super::gateway_policy::outcomes(&access, &mut gateway);
+    gateway
 }
 
 /// The IngressClasses this controller serves, and whether the default one is.
@@ -589,6 +607,7 @@ fn claimants(read: &[ReadIngress<'_>]) -> BTreeMap<String, Vec<hosts::Claimant>>
             out.entry(host.to_string())
                 .or_default()
                 .push(hosts::Claimant {
+                    kind: "Ingress",
                     namespace: r.ns.clone(),
                     name: r.object.name.clone(),
                     created: created(r.ing),
@@ -653,6 +672,13 @@ fn admitted(
              cannot be delegated and is not served there",
             r.ns
         ),
+        Some(o) if matches!(&o.ownership, hosts::Ownership::Served { by } if by.kind != "Ingress") =>
+        {
+            format!(
+                "host {shown} belongs to {o}; path {} from namespace {} is not served there",
+                e.path, r.ns
+            )
+        }
         Some(o) => format!(
             "host {shown} belongs to {o}; path {} from namespace {} is not served there \
              (the owner can delegate it with the annotation delegate_paths: \"{}={}\")",

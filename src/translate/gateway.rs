@@ -29,6 +29,8 @@
 
 use super::cluster::{self, BackendGuard, ClusterSettings, Index};
 use super::gateway_filters;
+use super::gateway_policy::{AccessRef, ParentAccess, rule_access};
+pub use super::gateway_policy::{Catalog, PolicyFilterOutcome, TargetOutcome};
 use super::{CertInput, PathSpec, RouteInput};
 use crate::crd::gateway::{
     GROUP, Gateway, GatewayClass, GrpcRoute, HttpBackendRef, HttpRoute, HttpRouteFilter,
@@ -64,6 +66,8 @@ pub struct GatewayObjects {
     pub grants: Vec<Arc<ReferenceGrant>>,
     /// For `allowedRoutes.namespaces.selector`.
     pub namespaces: Vec<Arc<Namespace>>,
+    /// Pomerium's PolicyFilters (empty when the API server serves none).
+    pub policy_filters: Vec<Arc<crate::crd::policy_filter::PolicyFilter>>,
 }
 
 /// A condition of a route on one parent: `Ok`, or the spec's reason and a
@@ -113,6 +117,10 @@ pub struct GatewayInputs {
     pub gateways: Vec<(String, Option<i64>)>,
     pub listeners: Vec<ListenerOutcome>,
     pub parents: Vec<ParentOutcome>,
+    /// Each PolicyFilter's `Valid` outcome.
+    pub policy_filters: Vec<PolicyFilterOutcome>,
+    /// Each Policy with `targetRefs`: the Gateways it attached to.
+    pub policy_targets: Vec<TargetOutcome>,
 }
 
 /// What routes and translation share: the objects, indexes and settings.
@@ -123,6 +131,8 @@ pub(super) struct Context<'a> {
     pub guard: &'a BackendGuard,
     /// Compiled Policies by `namespace/name`.
     pub policies: &'a HashMap<String, Result<serde_json::Value, String>>,
+    /// Compiled PolicyFilters and the Policies targeting Gateways.
+    pub access: &'a Catalog,
 }
 
 /// One listener of one of our Gateways, read.
@@ -780,30 +790,33 @@ fn http_route(
 /// to.
 #[derive(Clone, Debug)]
 pub(super) struct HostAttachment {
-    public: Result<bool, String>,
+    access: ParentAccess,
     listeners: Listeners,
 }
 
 impl HostAttachment {
     fn of(l: &ReadListener<'_>) -> HostAttachment {
         HostAttachment {
-            public: l.public.clone(),
+            access: ParentAccess::new(l.public.clone(), listener_gateway(l)),
             listeners: l.serves_on(),
         }
     }
 
     /// Attached through one more listener: public only if every one says
-    /// so; served on the proxy listeners of all of them.
+    /// so ([`ParentAccess::merge`]); served on the proxy listeners of all
+    /// of them.
     fn and(self, l: &ReadListener<'_>) -> HostAttachment {
-        let public = match (self.public, l.public.clone()) {
-            (Err(e), _) | (_, Err(e)) => Err(e),
-            (Ok(a), Ok(b)) => Ok(a && b),
-        };
+        let access = ParentAccess::new(l.public.clone(), listener_gateway(l));
         HostAttachment {
-            public,
+            access: self.access.merge(access),
             listeners: self.listeners.union(l.serves_on()),
         }
     }
+}
+
+/// The `namespace/name` of the Gateway a listener belongs to.
+fn listener_gateway(l: &ReadListener<'_>) -> String {
+    cluster::key(&l.gateway.metadata.namespace, &l.gateway.metadata.name)
 }
 
 /// The routes of one rule, and whether its references resolved.
@@ -864,8 +877,7 @@ pub(super) fn rule_routes(
         let prefix = matches!(m.path, PathSpec::Prefix(_));
         for (host, attachment) in hosts {
             let mut p = p.clone();
-            let public = &attachment.public;
-            let mut options = rule_options(cx, ns, rule, prefix, public, &mut p);
+            let mut options = rule_options(cx, ns, rule, prefix, &attachment.access, &mut p);
             // The Gateway API forwards the client's Host unless a filter
             // rewrites it.
             options.preserve_host_header = true;
@@ -977,7 +989,7 @@ fn rule_options(
     ns: &str,
     rule: &HttpRouteRule,
     prefix_match: bool,
-    public: &Result<bool, String>,
+    parent: &ParentAccess,
     problems: &mut Vec<String>,
 ) -> RouteOptions {
     let mut o = RouteOptions::default();
@@ -991,46 +1003,24 @@ fn rule_options(
     }
     for f in rule.filters.iter().chain(backend_filters) {
         let applied = match f.type_.as_str() {
-            "ExtensionRef" => extension_policy(f).map(|name| policies.push(name)),
+            "ExtensionRef" => extension_policy(f).map(|r| policies.push(r)),
             _ => gateway_filters::apply_filter(f, prefix_match, &mut o),
         };
         if let Err(e) = applied {
             problems.push(e);
         }
     }
-    if policies.is_empty() {
-        match public {
-            Ok(p) => o.allow_public_unauthenticated_access = *p,
-            Err(e) => problems.push(e.clone()),
-        }
-        return o;
-    }
-    let mut rules = Vec::new();
-    for name in policies {
-        match cx.policies.get(&format!("{ns}/{name}")) {
-            Some(Ok(serde_json::Value::Array(list))) => rules.extend(list.iter().cloned()),
-            Some(Ok(other)) => rules.push(other.clone()),
-            Some(Err(e)) => problems.push(format!("Policy {ns}/{name} is invalid: {e}")),
-            None => problems.push(format!("Policy {ns}/{name} not found")),
-        }
-    }
-    o.policy = Some(serde_json::Value::Array(rules));
+    rule_access(cx, ns, &policies, parent, &mut o, problems);
     o
 }
 
 /// The Policy an `ExtensionRef` filter names, or why it names none.
-fn extension_policy(f: &HttpRouteFilter) -> Result<String, String> {
+fn extension_policy(f: &HttpRouteFilter) -> Result<AccessRef, String> {
     let r = f
         .extension_ref
         .as_ref()
         .ok_or_else(|| format!("filter {}: its settings are missing", f.type_))?;
-    if r.group != POLICY_GROUP || r.kind != "Policy" {
-        return Err(format!(
-            "ExtensionRef {}/{} is not a {POLICY_GROUP} Policy",
-            r.group, r.kind
-        ));
-    }
-    Ok(r.name.clone())
+    super::gateway_policy::extension_ref(r)
 }
 
 /// The upstreams of a route's (of `kind`) rule's backendRefs, each repeated by its weight, and

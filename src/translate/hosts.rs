@@ -5,8 +5,13 @@
 //!   Ingresses serve paths on it (and only its TLS Secrets are served for
 //!   it), unless one of them delegates a path to another namespace
 //!   (`delegate_paths`).
-//! - The owner is the namespace holding the remembered claim, else the
-//!   namespace of the oldest Ingress naming the host. A claim outlives the
+//! - Ingresses and Gateway API HTTPRoutes both claim the hosts they name.
+//!   The owner is the namespace holding the remembered claim, else the
+//!   namespace of the oldest Ingress or HTTPRoute naming the host. An
+//!   HTTPRoute of another namespace is not served on a host its owner serves
+//!   with an Ingress; among HTTPRoutes alone, the Gateway's listeners
+//!   (`allowedRoutes`) decide who shares a host, as the Gateway API says
+//!   ([`super::gateway_hosts`]). A claim outlives the
 //!   owner's Ingresses for a grace period, so deleting and re-applying an
 //!   Ingress (an ordinary redeploy) never hands the host to another
 //!   namespace; meanwhile the host answers 403 for everyone.
@@ -180,9 +185,11 @@ impl HostRules {
     }
 }
 
-/// One Ingress naming a host.
+/// One Ingress or HTTPRoute naming a host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claimant {
+    /// `Ingress` or `HTTPRoute`.
+    pub kind: &'static str,
     pub namespace: String,
     pub name: String,
     pub created: i64,
@@ -211,8 +218,8 @@ impl fmt::Display for Owner {
             Ownership::Served { by } => {
                 write!(
                     f,
-                    "namespace {} (Ingress {}/{})",
-                    self.namespace, by.namespace, by.name
+                    "namespace {} ({} {}/{})",
+                    self.namespace, by.kind, by.namespace, by.name
                 )
             }
             Ownership::Held { until } => write!(
@@ -281,7 +288,12 @@ pub fn assign(
             .filter(|c| eligible(&c.namespace))
             .collect();
         live.sort_by(|a, b| {
-            (a.created, &a.namespace, &a.name).cmp(&(b.created, &b.namespace, &b.name))
+            (a.created, &a.namespace, &a.name, a.kind).cmp(&(
+                b.created,
+                &b.namespace,
+                &b.name,
+                b.kind,
+            ))
         });
         let namespaces: BTreeSet<&str> = live.iter().map(|c| c.namespace.as_str()).collect();
         if namespaces.len() > 1 {
@@ -384,6 +396,7 @@ mod tests {
 
     fn c(ns: &str, name: &str, created: i64) -> Claimant {
         Claimant {
+            kind: "Ingress",
             namespace: ns.into(),
             name: name.into(),
             created,

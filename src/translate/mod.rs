@@ -27,6 +27,8 @@ pub(crate) mod fixtures;
 pub mod gateway;
 mod gateway_filters;
 pub mod grpc_route;
+mod gateway_hosts;
+mod gateway_policy;
 mod health;
 pub mod hosts;
 mod route;

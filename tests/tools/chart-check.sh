@@ -8,6 +8,7 @@
 #   - Kubernetes 1.20 without discovery.k8s.io/v1 is refused with a message naming it;
 #   - policy/v1beta1 PodDisruptionBudget when rendered for a Kubernetes 1.20 that
 #     serves discovery.k8s.io/v1 (as the test API server does);
+#   - gatewayClass.create renders a GatewayClass only where the Gateway API is served;
 #   - no `*` in any Role/ClusterRole's apiGroups, resources or verbs;
 #   - deploy/jetbridge.yaml equals a fresh `scripts/render-deploy --stdout` (drift);
 #   - charts/jetbridge/crds/policies.jetbridge.dev.yaml equals crds/policies.jetbridge.dev.yaml.
@@ -109,6 +110,16 @@ check "Kubernetes 1.20 (no discovery.k8s.io/v1) is refused" \
 check "helm template for Kubernetes 1.20 serving discovery.k8s.io/v1" \
     render kube-1.20 --kube-version 1.20.0 --api-versions discovery.k8s.io/v1/EndpointSlice
 check "policy/v1beta1 PodDisruptionBudget on 1.20" "$PY" "$MANIFESTS" expect kube-1.20 "$WORK/kube-1.20.yaml"
+
+GATEWAY_API=(--api-versions gateway.networking.k8s.io/v1/GatewayClass)
+check "helm template with gatewayClass.create on a cluster serving the Gateway API" \
+    render gateway-class --set gatewayClass.create=true,gatewayClass.name=jetbridge-gateways "${GATEWAY_API[@]}"
+check "a GatewayClass naming jetbridge.dev/gateway-controller" "$PY" "$MANIFESTS" expect gateway-class "$WORK/gateway-class.yaml"
+check "helm template with gatewayClass.create, Gateway API not served" \
+    render gateway-class-unserved --set gatewayClass.create=true
+check "no GatewayClass without the Gateway API" "$PY" "$MANIFESTS" expect gateway-class-unserved "$WORK/gateway-class-unserved.yaml"
+check "helm template with the Gateway API served, defaults" render gateway-api-served "${GATEWAY_API[@]}"
+check "no GatewayClass by default" "$PY" "$MANIFESTS" expect gateway-api-served "$WORK/gateway-api-served.yaml"
 
 check "schema rejects an unknown value (--set bogus=1)" \
     fails_with "additional properties 'bogus' not allowed" "$HELM" lint --strict "$CHART" --set bogus=1

@@ -175,7 +175,8 @@ GATEWAY_CLUSTER = ["gateway.networking.k8s.io/gatewayclasses",
                    "gateway.networking.k8s.io/gatewayclasses/status", "core/namespaces"]
 GATEWAY_WATCHED = ["gateway.networking.k8s.io/gateways", "gateway.networking.k8s.io/gateways/status",
                    "gateway.networking.k8s.io/httproutes", "gateway.networking.k8s.io/httproutes/status",
-                   "gateway.networking.k8s.io/referencegrants"]
+                   "gateway.networking.k8s.io/referencegrants",
+                   "gateway.pomerium.io/policyfilters", "gateway.pomerium.io/policyfilters/status"]
 
 
 def expect_namespaced(objs):
@@ -247,6 +248,21 @@ def expect_default_class(objs):
     assert proxy["type"] == "NodePort" and proxy["externalTrafficPolicy"] == "Local", proxy
 
 
+def expect_gateway_class(objs):
+    gc = one(objs, "GatewayClass", "jetbridge-gateways")
+    assert gc["apiVersion"] == "gateway.networking.k8s.io/v1", gc
+    assert gc["spec"]["controllerName"] == "jetbridge.dev/gateway-controller", gc
+    assert gc["metadata"]["labels"]["app.kubernetes.io/instance"] == "jetbridge", gc
+
+
+def expect_gateway_class_unserved(objs):
+    assert not find(objs, "GatewayClass"), "no GatewayClass when the Gateway API is not served"
+
+
+def expect_no_gateway_class(objs):
+    assert not find(objs, "GatewayClass"), "no GatewayClass unless gatewayClass.create"
+
+
 def expect_kube_1_20(objs):
     assert one(objs, "PodDisruptionBudget", "jetbridge")["apiVersion"] == "policy/v1beta1"
 
@@ -257,6 +273,9 @@ CASES = {
     "existing-secrets": expect_existing_secrets,
     "default-class": expect_default_class,
     "kube-1.20": expect_kube_1_20,
+    "gateway-class": expect_gateway_class,
+    "gateway-class-unserved": expect_gateway_class_unserved,
+    "gateway-api-served": expect_no_gateway_class,
 }
 
 

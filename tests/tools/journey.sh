@@ -28,10 +28,16 @@
 #     inside an app pod's network namespace by the svc.cluster.local name; npm `jose` and
 #     PyPI `PyJWT` verify the assertions the upstreams received against it. Someone
 #     outside example.com gets 403; the Policy object lets admins in and keeps alice out.
-#  5. `helm upgrade` with a changed value (jwtClaimsHeaders) rolls the pods
+#  5. The same through the Gateway API: the Gateway API CRDs are installed before the
+#     release, which creates its GatewayClass (gatewayClass.create); a Gateway and an
+#     HTTPRoute guarded by a Policy (ExtensionRef filter, passIdentityHeaders) lead to a
+#     fourth Verify app pod. Chromium signs alice in through the HTTPRoute; the app pod
+#     verifies the assertion with the in-cluster JWKS; someone outside example.com gets
+#     403; the HTTPRoute's status says Accepted.
+#  6. `helm upgrade` with a changed value (jwtClaimsHeaders) rolls the pods
 #     (checksum/config): new pods Ready, the old ones gone, the signing key kept, and
 #     upstreams get the new header.
-#  6. `helm uninstall` removes the release and its pods and leaves the bootstrap Secret
+#  7. `helm uninstall` removes the release and its pods and leaves the bootstrap Secret
 #     and the CRD; a reinstall serves the same signing key.
 #
 # CLUSTER_DIR is a running 1.37 cluster (`JETBRIDGE_KUBE_VERSION=1.37.2 scripts/cluster
@@ -80,7 +86,8 @@ trap cleanup EXIT
 JWKS_SVC_URL="http://$RELEASE.$NS.svc.cluster.local:80/.well-known/pomerium/jwks.json"
 AUTH_URL="https://authenticate.example.test"
 CLIENT_SECRET="journey-client-secret-$RANDOM$RANDOM"
-HOSTS="authenticate.example.test,verify.example.test,grafana.example.test,dash.example.test"
+HOSTS="authenticate.example.test,verify.example.test,grafana.example.test,dash.example.test,gw.example.test"
+GATEWAY_CLASS=journey-gw
 
 # the internal Service's JWKS, as reached from the host through its cluster IP
 jwks_local() { echo "http://$(cluster_ip "$NS" "$RELEASE")/.well-known/pomerium/jwks.json"; }
@@ -128,7 +135,11 @@ t_helm_install() {
         k create secret tls auth-tls -n "$NS" --cert "$WORK/auth.crt" --key "$WORK/auth.key" \
             --dry-run=client -o yaml | k apply -f -
     fi
+    # The Gateway API first: the controller looks for it when it starts.
+    install_gateway_api
     "$HELM" install "$RELEASE" "$CHART" --namespace "$NS" --create-namespace \
+        --set gatewayClass.create=true \
+        --set gatewayClass.name="$GATEWAY_CLASS" \
         --set authenticate.url="$AUTH_URL" \
         --set idp.providerUrl="$ISSUER" \
         --set idp.clientId=journey \
@@ -435,6 +446,78 @@ t_admin_allowed() {
         "$(k get policies.jetbridge.dev admins -n "$APPS" -o jsonpath='{.status.conditions[?(@.type=="Accepted")].status}')"
 }
 
+# install_gateway_api: the Gateway API CRDs (standard channel) of the cached conformance
+# build, established.
+install_gateway_api() {
+    local dir
+    dir="$(ls -d "$HOME"/.cache/jetbridge/gateway-api-v*/crd/standard 2>/dev/null | head -n 1)"
+    [ -n "$dir" ] || { echo "no cached Gateway API CRDs (tests/tools/gateway-build.sh)"; return 1; }
+    k apply --server-side -f "$dir" >/dev/null
+    k wait --for=condition=Established crd/gateways.gateway.networking.k8s.io \
+        crd/httproutes.gateway.networking.k8s.io crd/gatewayclasses.gateway.networking.k8s.io --timeout=30s
+}
+
+route_accepted() {
+    [ "$(k get httproute gw -n "$APPS" -o jsonpath='{.status.parents[0].conditions[?(@.type=="Accepted")].status}')" = True ]
+}
+
+# t_gateway_app: the chart's GatewayClass, a Gateway, and an HTTPRoute to a fourth
+# Verify app guarded by a Policy that also asks for the identity headers.
+t_gateway_app() {
+    expect_eq "GatewayClass controller" jetbridge.dev/gateway-controller \
+        "$(k get gatewayclass "$GATEWAY_CLASS" -o jsonpath='{.spec.controllerName}')"
+    app_deployment gw | k apply --server-side --field-manager=journey -f -
+    k apply -f - <<EOF
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: $APPS}
+spec:
+  gatewayClassName: $GATEWAY_CLASS
+  listeners:
+    - {name: web, port: 80, protocol: HTTP, hostname: "*.example.test"}
+---
+apiVersion: jetbridge.dev/v1
+kind: Policy
+metadata: {name: members, namespace: $APPS}
+spec:
+  passIdentityHeaders: true
+  allow:
+    or:
+      - domain: {is: example.com}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: gw, namespace: $APPS}
+spec:
+  parentRefs: [{name: edge}]
+  hostnames: [gw.example.test]
+  rules:
+    - filters:
+        - type: ExtensionRef
+          extensionRef: {group: jetbridge.dev, kind: Policy, name: members}
+      backendRefs: [{name: gw, port: 80}]
+EOF
+    k rollout status deployment gw -n "$APPS" --timeout=120s
+    wait_for 60 "the HTTPRoute is Accepted" route_accepted
+    expect_eq "GatewayClass Accepted" True \
+        "$(k get gatewayclass "$GATEWAY_CLASS" -o jsonpath='{.status.conditions[?(@.type=="Accepted")].status}')"
+}
+
+t_gateway_sign_in() {
+    browser gw-alice alice "https://gw.example.test/" "https://gw.example.test/headers"
+    expect_eq ok True "$(field gw-alice "r['ok']")"
+    expect_eq "saw the IdP's login form" True "$(field gw-alice "r['logged_in']")"
+    expect_eq "landed on" "https://gw.example.test/" "$(field gw-alice "r['final_url']")"
+    local text
+    text="$(field gw-alice "r['body_text']")"
+    grep -q "Identity verified" <<<"$text" || { echo "$text"; return 1; }
+    grep -q "alice@example.com" <<<"$text" || { echo "$text"; return 1; }
+    if grep -q "UNVERIFIED" <<<"$text"; then echo "$text"; return 1; fi
+    verifiers "$(assertion_from gw-alice 0)" gw.example.test
+    browser gw-mallory mallory@evil.test "https://gw.example.test/" "https://gw.example.test/"
+    expect_eq "gw as mallory@evil.test" 403 "$(field gw-mallory "r['then'][0]['status']")"
+}
+
 kid() { curl -fsS --max-time 5 "$(jwks_local)" | python3 -c 'import json,sys; print(json.load(sys.stdin)["keys"][0]["kid"])'; }
 
 # none_left NS NAMES_FILE: none of the pods named in the file exists any more
@@ -515,6 +598,8 @@ check "an app pod fetches the JWKS by the svc.cluster.local name" t_app_pod_jwks
 check "jose and PyJWT verify the assertions via the JWKS (aud per route)" t_verifiers_accept
 check "someone outside example.com gets 403 on both tutorial routes" t_outsider_denied
 check "the Policy object lets admins in (verified by the app pod)" t_admin_allowed
+check "the chart's GatewayClass, a Gateway and an HTTPRoute guarded by a Policy" t_gateway_app
+check "Chromium: alice signs in through the HTTPRoute, the app pod verifies; 403 outside" t_gateway_sign_in
 check "helm upgrade (jwtClaimsHeaders) rolls the pods and takes effect" t_helm_upgrade
 check "helm uninstall removes the pods, leaves the bootstrap Secret and CRD" t_helm_uninstall
 check "a reinstall serves the same signing key" t_reinstall_same_keys

@@ -193,6 +193,14 @@ when all namespaces are watched, else in a Role per watched namespace.
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["gateways/status", "httproutes/status", "grpcroutes/status"]
   verbs: ["get", "update", "patch"]
+# Pomerium's PolicyFilters named by HTTPRoute rules (when their CRD is
+# installed), and their Valid condition.
+- apiGroups: ["gateway.pomerium.io"]
+  resources: ["policyfilters"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["gateway.pomerium.io"]
+  resources: ["policyfilters/status"]
+  verbs: ["get", "update", "patch"]
 # Backends: Services and their ready endpoints.
 - apiGroups: [""]
   resources: ["services"]

@@ -305,7 +305,18 @@ fn check_policy_header(m: &Map<String, Value>, cx: &Cx) -> Result<(), PolicyErro
 }
 
 /// The fields of a `Policy` spec.
-const SPEC_FIELDS: &[&str] = &["allow", "deny", "rules"];
+const SPEC_FIELDS: &[&str] = &[
+    "allow",
+    "deny",
+    "rules",
+    "targetRefs",
+    "passIdentityHeaders",
+    "jwtClaimsHeaders",
+];
+
+/// The fields of a `Policy` spec that say where it applies and what the
+/// upstream learns, not what it allows: read by the controller, skipped here.
+const ATTACHMENT_FIELDS: &[&str] = &["targetRefs", "passIdentityHeaders", "jwtClaimsHeaders"];
 
 /// Reads a `Policy` spec into the list of rule objects it stands for:
 /// `allow` and `deny`, when either is set, form the first rule, and each
@@ -338,7 +349,9 @@ pub(crate) fn spec_rules(spec: &Value) -> Result<Value, PolicyError> {
     // A null action is an absent one, as when the controller reads the spec.
     let first: Map<String, Value> = m
         .iter()
-        .filter(|(k, v)| k.as_str() != "rules" && !v.is_null())
+        .filter(|(k, v)| {
+            k.as_str() != "rules" && !ATTACHMENT_FIELDS.contains(&k.as_str()) && !v.is_null()
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if !first.is_empty() {

@@ -188,6 +188,7 @@ impl GatewayStores {
                 .unwrap_or_default(),
             grants: self.grants.as_ref().map(Stores::state).unwrap_or_default(),
             namespaces: self.namespaces.state(),
+            ..GatewayObjects::default()
         }
     }
 }

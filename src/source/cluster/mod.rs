@@ -21,6 +21,7 @@ pub mod gateway;
 mod gateway_status;
 pub mod ingress_status;
 pub mod leader;
+mod policy_filter;
 mod report;
 pub mod revocations;
 
@@ -170,6 +171,8 @@ struct Watched {
     claim_store: claims::ClaimStore,
     /// The Gateway API kinds, when the API server serves them.
     gateway: Option<gateway::GatewayStores>,
+    /// Pomerium's PolicyFilters, when the API server serves them.
+    policy_filters: Option<Stores<crate::crd::policy_filter::PolicyFilter>>,
 }
 
 impl Watched {
@@ -177,9 +180,10 @@ impl Watched {
     fn start(
         client: &Client,
         options: &Options,
-        served: gateway::Served,
+        served: (gateway::Served, bool),
         changed: &Arc<Notify>,
     ) -> Self {
+        let (served, policy_filters) = served;
         let ns = &options.namespaces;
         let all = watcher::Config::default;
         let secrets = |field: &str, what| {
@@ -222,6 +226,7 @@ impl Watched {
                 changed.clone(),
             ),
             gateway: gateway::GatewayStores::start(client, ns, served, changed),
+            policy_filters: policy_filter::start(client, ns, policy_filters, changed),
         }
     }
 
@@ -239,6 +244,9 @@ impl Watched {
         self.claim_store.wait_until_ready().await;
         if let Some(g) = &self.gateway {
             g.wait_until_ready().await;
+        }
+        if let Some(f) = &self.policy_filters {
+            f.wait_until_ready().await;
         }
     }
 
@@ -258,11 +266,18 @@ impl Watched {
             .concat(),
             claims: memory.start_from(self.claim_store.stored()),
             now: crate::proxy::clock::unix_now(),
-            gateway: self
-                .gateway
-                .as_ref()
-                .map(gateway::GatewayStores::objects)
-                .unwrap_or_default(),
+            gateway: crate::translate::gateway::GatewayObjects {
+                policy_filters: self
+                    .policy_filters
+                    .as_ref()
+                    .map(Stores::state)
+                    .unwrap_or_default(),
+                ..self
+                    .gateway
+                    .as_ref()
+                    .map(gateway::GatewayStores::objects)
+                    .unwrap_or_default()
+            },
         }
     }
 }
@@ -284,7 +299,10 @@ pub async fn run(
         shutdown.clone(),
     ));
     let changed = Arc::new(Notify::new());
-    let served = gateway::discover(&client).await;
+    let served = (
+        gateway::discover(&client).await,
+        policy_filter::discover(&client).await,
+    );
     let watched = Watched::start(&client, &options, served, &changed);
     let bootstrap_api: Api<Secret> = Api::namespaced(client.clone(), &options.bootstrap_namespace);
     // The bootstrap keys first: without them nothing is published (not ready).

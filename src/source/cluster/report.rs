@@ -1,6 +1,7 @@
 //! What the controller tells the cluster after each translation: Events,
 //! the `jetbridge.dev/status` annotation and `status.loadBalancer` of each
-//! Ingress, and each Policy's `Accepted` condition.
+//! Ingress, each Policy's `Accepted` and `Attached` conditions and each
+//! PolicyFilter's `Valid` ([`super::policy_filter`]).
 //!
 //! Every replica logs each problem once; only the Lease holder
 //! ([`super::leader`]) writes to the API server, so N replicas write one
@@ -23,11 +24,9 @@
 use super::events::{EventWriter, Kind};
 use super::leader::Leadership;
 use super::{Options, ingress_status};
-use crate::crd::{Condition, Policy, PolicyStatus, WatchedPolicy};
 use crate::model::{Diagnostic, ObjectRef, Severity};
 use crate::translate::cluster::{Cluster, PolicyOutcome};
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt as _};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -99,7 +98,19 @@ pub(super) async fn run(
         let by_ingress = problems_by_ingress(&problems);
         report_problems(&mut events, &problems, memory).await;
         report_states(&mut events, &client, &r, &by_ingress, memory).await;
-        update_policy_status(&client, &r.cluster, &r.policies).await;
+        super::policy_filter::write_policy_status(
+            &client,
+            &r.cluster.policies,
+            &r.policies,
+            &r.gateway.policy_targets,
+        )
+        .await;
+        super::policy_filter::write_status(
+            &client,
+            &r.cluster.gateway.policy_filters,
+            &r.gateway.policy_filters,
+        )
+        .await;
         if let Some(lb) =
             ingress_status::publish(&client, &options, &r, &by_ingress, &published).await
         {
@@ -337,73 +348,5 @@ fn reference(cluster: &Cluster, object: &ObjectRef) -> Option<ObjectReference> {
         "Policy" => find_ref(&cluster.policies, ns, name),
         "Secret" => find_ref(&cluster.secrets, ns, name),
         _ => None,
-    }
-}
-
-/// Warnings as one line, `; `-separated.
-fn join(warnings: &[crate::policy::Warning]) -> String {
-    let lines: Vec<String> = warnings.iter().map(ToString::to_string).collect();
-    lines.join("; ")
-}
-
-/// Writes each Policy's `Accepted` condition when it changed.
-async fn update_policy_status(client: &Client, cluster: &Cluster, outcomes: &[PolicyOutcome]) {
-    let by_key: HashMap<(String, String), &Arc<WatchedPolicy>> = cluster
-        .policies
-        .iter()
-        .map(|p| ((p.namespace().unwrap_or_default(), p.name_any()), p))
-        .collect();
-    for o in outcomes {
-        let Some(p) = by_key.get(&(o.namespace.clone(), o.name.clone())) else {
-            continue;
-        };
-        let (status, reason, message) = match (&o.error, o.warnings.as_slice()) {
-            (None, []) => ("True", "Compiled", "the rules compile".to_string()),
-            (None, w) => (
-                "True",
-                "CompiledWithWarnings",
-                format!("the rules compile with warnings: {}", join(w)),
-            ),
-            (Some(e), _) => ("False", "InvalidPolicy", e.clone()),
-        };
-        let current = p
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Accepted"));
-        if current.is_some_and(|c| {
-            c.status == status
-                && c.reason == reason
-                && c.message.as_deref() == Some(message.as_str())
-                && c.observed_generation == o.generation
-        }) {
-            continue;
-        }
-        let transition = match current {
-            Some(c) if c.status == status => c.last_transition_time.clone(),
-            _ => None,
-        }
-        .or_else(|| {
-            time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        });
-        let new = PolicyStatus {
-            conditions: vec![Condition {
-                type_: "Accepted".into(),
-                status: status.into(),
-                reason: reason.into(),
-                message: Some(message),
-                observed_generation: o.generation,
-                last_transition_time: transition,
-            }],
-        };
-        let api: Api<Policy> = Api::namespaced(client.clone(), &o.namespace);
-        let patch = serde_json::json!({"status": new});
-        if let Err(e) = api
-            .patch_status(&o.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            tracing::warn!(policy = %format!("{}/{}", o.namespace, o.name), error = %e, "cannot write the Policy status");
-        }
     }
 }

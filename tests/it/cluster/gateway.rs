@@ -142,3 +142,97 @@ async fn an_httproute_with_header_and_path_matches_is_served_and_its_status_writ
     )
     .await;
 }
+
+/// Installs Pomerium's PolicyFilter CRD (`tests/fixtures/crd/`).
+fn install_policy_filter_crd(kube: &Kube) {
+    let crd = format!(
+        "{}/tests/fixtures/crd/policyfilters.gateway.pomerium.io.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    kube.ok(&["apply", "--server-side", "-f", &crd], None);
+    kube.ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/policyfilters.gateway.pomerium.io",
+        ],
+        None,
+    );
+}
+
+/// `type=status reason` of one condition of an object, as kubectl shows it.
+fn condition_path(type_: &str) -> String {
+    format!(
+        "jsonpath={{.status.conditions[?(@.type==\"{type_}\")].status}} {{.status.conditions[?(@.type==\"{type_}\")].reason}}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pomerium_policy_filters_and_gateway_baselines_guard_httproutes_and_report_status() {
+    let kube = Kube::get();
+    install_gateway_api(&kube);
+    install_policy_filter_crd(&kube);
+    let c = Corner::new(kube);
+    let ns = c.ns.clone();
+    c.echo_pods("one", Some("one"), 1);
+    c.select("one", "one");
+    c.wait_ready_endpoints("one", 1, 120).await;
+    let class = format!("jb-{ns}");
+    let route = |name: &str, filter: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  parentRefs: [{{name: edge}}]\n  hostnames: [{name}.gw.test]\n  rules:\n    - filters: [{{type: ExtensionRef, extensionRef: {{group: gateway.pomerium.io, kind: PolicyFilter, name: {filter}}}}}]\n      backendRefs: [{{name: one, port: 80}}]\n"
+        )
+    };
+    c.kube.apply(&format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: {class}}}\nspec: {{controllerName: jetbridge.dev/gateway-controller}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: edge\n  namespace: {ns}\n  annotations: {{jetbridge.dev/allow_public_unauthenticated_access: \"true\"}}\nspec:\n  gatewayClassName: {class}\n  listeners: [{{name: web, port: 80, protocol: HTTP, hostname: \"*.gw.test\"}}]\n---\napiVersion: gateway.pomerium.io/v1alpha1\nkind: PolicyFilter\nmetadata: {{name: members, namespace: {ns}}}\nspec:\n  ppl: |\n    allow:\n      or:\n        - email:\n            is: alice@example.com\n---\napiVersion: gateway.pomerium.io/v1alpha1\nkind: PolicyFilter\nmetadata: {{name: broken, namespace: {ns}}}\nspec:\n  ppl: 'allow: {{or: [{{emali: {{is: alice@example.com}}}}]}}'\n---\n{}---\n{}---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: open, namespace: {ns}}}\nspec:\n  parentRefs: [{{name: edge}}]\n  hostnames: [open.gw.test]\n  rules:\n    - backendRefs: [{{name: one, port: 80}}]\n",
+        route("guarded", "members"),
+        route("broken", "broken"),
+    ));
+    let ctl = Controller::start(&c, &[]).await;
+    let mut b = api_client();
+    // The Gateway says routes without a Policy are public.
+    ctl.expect_status(&mut b, "open.gw.test", "public", StatusCode::OK)
+        .await;
+    // A valid PolicyFilter: anonymous requests are not let through.
+    let guarded = b.get(&ctl.url("guarded.gw.test", "/")).await;
+    assert_ne!(guarded.status, StatusCode::OK, "{}", guarded.body);
+    assert_ne!(guarded.status, StatusCode::FORBIDDEN, "{}", guarded.body);
+    // An invalid one: the route denies every request.
+    ctl.expect_status(&mut b, "broken.gw.test", "denies", StatusCode::FORBIDDEN)
+        .await;
+    for (filter, want) in [("members", "True Valid"), ("broken", "False Invalid")] {
+        let path = condition_path("Valid");
+        let args = ["get", "policyfilter", filter, "-n", &ns, "-o", &path];
+        wait_for_jsonpath(&c.kube, &args, want).await;
+    }
+    // A baseline Policy targeting the Gateway: the public route now needs
+    // its allow rules; a Policy targeting a missing Gateway says so.
+    c.kube.apply(&format!(
+        "apiVersion: jetbridge.dev/v1\nkind: Policy\nmetadata: {{name: baseline, namespace: {ns}}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: edge}}]\n  allow: {{or: [{{domain: {{is: example.com}}}}]}}\n---\napiVersion: jetbridge.dev/v1\nkind: Policy\nmetadata: {{name: stray, namespace: {ns}}}\nspec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: nowhere}}]\n  allow: {{or: [{{accept: true}}]}}\n"
+    ));
+    eventually(
+        &mut b,
+        &ctl.url("open.gw.test", "/"),
+        "guarded by the baseline",
+        |r| r.status != StatusCode::OK,
+        &ctl,
+    )
+    .await;
+    for (policy, type_, want) in [
+        ("baseline", "Attached", "True Attached"),
+        ("baseline", "Accepted", "True Compiled"),
+        ("stray", "Attached", "False TargetNotFound"),
+    ] {
+        let path = condition_path(type_);
+        let args = [
+            "get",
+            "policy.jetbridge.dev",
+            policy,
+            "-n",
+            &ns,
+            "-o",
+            &path,
+        ];
+        wait_for_jsonpath(&c.kube, &args, want).await;
+    }
+}

@@ -15,7 +15,7 @@ use jetbridge::translate::{GlobalInputs, Inputs, translate};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-fn objects(text: &str) -> Cluster {
+pub(super) fn objects(text: &str) -> Cluster {
     let mut c = Cluster::default();
     for doc in text.split("\n---\n") {
         let v: serde_json::Value = serde_saphyr::from_str(doc).unwrap();
@@ -25,6 +25,10 @@ fn objects(text: &str) -> Cluster {
                 .services
                 .push(Arc::new(serde_json::from_value(v).unwrap())),
             "EndpointSlice" => c.slices.push(Arc::new(serde_json::from_value(v).unwrap())),
+            "Ingress" => c
+                .ingresses
+                .push(Arc::new(serde_json::from_value(v).unwrap())),
+            "IngressClass" => c.classes.push(Arc::new(serde_json::from_value(v).unwrap())),
             "Policy" => c.policies.push(Arc::new(
                 serde_json::from_value::<WatchedPolicy>(v).unwrap(),
             )),
@@ -42,6 +46,9 @@ fn objects(text: &str) -> Cluster {
                 .grpc_routes
                 .push(Arc::new(serde_json::from_value(v).unwrap())),
             "ReferenceGrant" => g.grants.push(Arc::new(serde_json::from_value(v).unwrap())),
+            "PolicyFilter" => g
+                .policy_filters
+                .push(Arc::new(serde_json::from_value(v).unwrap())),
             other => panic!("unexpected kind {other}"),
         }
     }
@@ -210,11 +217,29 @@ fn describe_outcomes(ci: &ClusterInputs, out: &mut String) {
             shown(&p.resolved_refs)
         );
     }
+    for f in &g.policy_filters {
+        let valid = f
+            .error
+            .as_deref()
+            .map_or("True".into(), |e| format!("False {e}"));
+        let _ = writeln!(
+            out,
+            "policyfilter {}/{}: valid {valid}",
+            f.namespace, f.name
+        );
+    }
+    for t in &g.policy_targets {
+        let _ = writeln!(
+            out,
+            "policy {}/{}: attached {:?} missing {:?}",
+            t.namespace, t.name, t.attached, t.missing
+        );
+    }
 }
 
-fn describe(text: &str) -> String {
-    let c = objects(text);
-    let ci = from_cluster(&c, &ClusterSettings::default());
+/// The cluster's objects translated, and the snapshot they make.
+pub(super) fn snapshot(c: &Cluster) -> (ClusterInputs, Snapshot) {
+    let ci = from_cluster(c, &ClusterSettings::default());
     let mut inputs = Inputs {
         global: GlobalInputs::for_test(),
         routes: ci.routes.clone(),
@@ -222,6 +247,11 @@ fn describe(text: &str) -> String {
     };
     inputs.global.certificates = ci.certificates.clone();
     let snap = translate(&inputs);
+    (ci, snap)
+}
+
+fn describe(text: &str) -> String {
+    let (ci, snap) = snapshot(&objects(text));
     let mut out = String::new();
     describe_routes(&snap, &mut out);
     for (method, host, path, query, headers) in requests(text) {

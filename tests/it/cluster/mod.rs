@@ -8,5 +8,6 @@ mod gateway_filters;
 mod gateway_fixtures;
 mod gateway_listeners;
 mod grpc_route;
+mod gateway_identity;
 mod ingress_fixtures;
 mod pods;

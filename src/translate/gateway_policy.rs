@@ -1,0 +1,359 @@
+//! Access on Gateway API routes. Pure, like the rest of [`super::gateway`].
+//!
+//! A rule's access comes from three places:
+//! - the `ExtensionRef` filters it names: a `jetbridge.dev` `Policy` or
+//!   Pomerium's `gateway.pomerium.io` `PolicyFilter` in the route's
+//!   namespace, whose rules combine as `policy_ref` does (allowed when one
+//!   allows and none denies);
+//! - the Policies whose `targetRefs` name a Gateway the route is attached
+//!   to (Policy attachment, GEP-713), in the Gateway's namespace: their
+//!   `deny` rules hold on every route of the Gateway, whatever the route
+//!   names, and their `allow` rules are the access of a rule that names no
+//!   Policy of its own. A Gateway's owner thereby sets a baseline that route
+//!   authors can narrow but not widen;
+//! - otherwise the Gateway's public-access annotation
+//!   ([`super::gateway::PUBLIC_ACCESS_ANNOTATION`]); without it the rule
+//!   denies.
+//!
+//! A Policy or PolicyFilter that is missing or does not compile makes the
+//! rule deny, with a diagnostic.
+
+use super::gateway::{Context, POLICY_GROUP};
+use crate::crd::WatchedPolicy;
+use crate::crd::gateway::{GROUP, LocalObjectReference};
+use crate::crd::policy_filter::{self, PolicyFilter};
+use crate::model::{Diagnostic, ObjectRef, Reason, Severity};
+use crate::settings::RouteOptions;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// An `ExtensionRef` naming access rules, in the route's namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum AccessRef {
+    /// A `jetbridge.dev` `Policy`.
+    Policy(String),
+    /// A `gateway.pomerium.io` `PolicyFilter`.
+    PolicyFilter(String),
+}
+
+/// Reads an `ExtensionRef` filter: a Policy or a PolicyFilter, else an
+/// error naming what it is.
+pub(super) fn extension_ref(r: &LocalObjectReference) -> Result<AccessRef, String> {
+    match (r.group.as_str(), r.kind.as_str()) {
+        (POLICY_GROUP, "Policy") => Ok(AccessRef::Policy(r.name.clone())),
+        (policy_filter::GROUP, policy_filter::KIND) => Ok(AccessRef::PolicyFilter(r.name.clone())),
+        (group, kind) => Err(format!(
+            "ExtensionRef {group}/{kind} is neither a {POLICY_GROUP} Policy nor a {} {}",
+            policy_filter::GROUP,
+            policy_filter::KIND
+        )),
+    }
+}
+
+/// What the Gateways a route is attached to through one hostname say about
+/// access.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct ParentAccess {
+    /// The public-access default, or why it is unreadable.
+    pub public: Result<bool, String>,
+    /// The Gateways (`namespace/name`).
+    pub gateways: BTreeSet<String>,
+}
+
+impl ParentAccess {
+    /// Through one listener of the Gateway `namespace/name`.
+    pub(super) fn new(public: Result<bool, String>, gateway: String) -> Self {
+        ParentAccess {
+            public,
+            gateways: BTreeSet::from([gateway]),
+        }
+    }
+
+    /// Attached through several listeners: public only if every one says
+    /// so; every Gateway's baseline applies.
+    pub(super) fn merge(self, other: ParentAccess) -> ParentAccess {
+        let public = match (self.public, other.public) {
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            (Ok(a), Ok(b)) => Ok(a && b),
+        };
+        let mut gateways = self.gateways;
+        gateways.extend(other.gateways);
+        ParentAccess { public, gateways }
+    }
+}
+
+/// What a PolicyFilter came to, for its `Valid` condition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyFilterOutcome {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    /// Why its rules do not compile.
+    pub error: Option<String>,
+}
+
+/// Which targets of a Policy were found, for its `Attached` condition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetOutcome {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    /// `Gateway namespace/name` of each target found and served.
+    pub attached: Vec<String>,
+    /// Each target not found (or not one jetbridge serves), and why.
+    pub missing: Vec<String>,
+}
+
+/// What a Policy named by a rule tells the upstream about the user.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Identity {
+    pass_identity_headers: Option<bool>,
+    claims_headers: BTreeMap<String, String>,
+}
+
+/// One `targetRefs` entry: the Gateway `namespace/name`, or why it cannot
+/// be a target.
+type Target = Result<String, String>;
+
+/// The compiled PolicyFilters and the Policies targeting each Gateway.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    /// Rule lists by `namespace/name`.
+    filters: HashMap<String, Result<Value, String>>,
+    /// By Gateway `namespace/name`: the Policies (`namespace/name`) naming
+    /// it, in name order.
+    defaults: BTreeMap<String, Vec<String>>,
+    /// Each targeting Policy and its targets.
+    targets: Vec<(Arc<WatchedPolicy>, Vec<Target>)>,
+    /// What each Policy (`namespace/name`) tells the upstream, when it says
+    /// anything.
+    identity: HashMap<String, Identity>,
+    pub filter_outcomes: Vec<PolicyFilterOutcome>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Catalog {
+    /// Compiles the PolicyFilters and reads the Policies' `targetRefs`.
+    pub fn new(policies: &[Arc<WatchedPolicy>], filters: &[Arc<PolicyFilter>]) -> Catalog {
+        let mut c = Catalog::default();
+        let mut sorted: Vec<&Arc<PolicyFilter>> = filters.iter().collect();
+        sorted.sort_by_key(|f| key(&f.metadata.namespace, &f.metadata.name));
+        for f in sorted {
+            c.add_filter(f);
+        }
+        let mut sorted: Vec<&Arc<WatchedPolicy>> = policies.iter().collect();
+        sorted.sort_by_key(|p| key(&p.metadata.namespace, &p.metadata.name));
+        for p in sorted {
+            c.add_targets(p);
+            c.add_identity(p);
+        }
+        c
+    }
+
+    fn add_identity(&mut self, p: &WatchedPolicy) {
+        let Ok(spec) = &p.spec else { return };
+        let identity = Identity {
+            pass_identity_headers: spec.pass_identity_headers,
+            claims_headers: spec.jwt_claims_headers.clone(),
+        };
+        if identity != Identity::default() {
+            let policy = key(&p.metadata.namespace, &p.metadata.name);
+            self.identity.insert(policy, identity);
+        }
+    }
+
+    fn add_filter(&mut self, f: &PolicyFilter) {
+        let ns = f.metadata.namespace.clone().unwrap_or_default();
+        let name = f.metadata.name.clone().unwrap_or_default();
+        let compiled = compile_filter(f.spec.ppl.as_deref().unwrap_or(""));
+        let error = compiled.as_ref().err().cloned();
+        if let Some(e) = &error {
+            self.diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                object: ObjectRef::kube(policy_filter::KIND, &ns, &name),
+                reason: Reason::InvalidPolicy,
+                message: format!("ppl: {e}"),
+            });
+        }
+        self.filter_outcomes.push(PolicyFilterOutcome {
+            namespace: ns.clone(),
+            name: name.clone(),
+            generation: f.metadata.generation,
+            error,
+        });
+        self.filters.insert(format!("{ns}/{name}"), compiled);
+    }
+
+    fn add_targets(&mut self, p: &Arc<WatchedPolicy>) {
+        let Ok(spec) = &p.spec else { return };
+        if spec.target_refs.is_empty() {
+            return;
+        }
+        let ns = p.metadata.namespace.clone().unwrap_or_default();
+        let policy = key(&p.metadata.namespace, &p.metadata.name);
+        let mut targets = Vec::new();
+        for t in &spec.target_refs {
+            if t.group != GROUP || t.kind != "Gateway" {
+                targets.push(Err(format!(
+                    "target {}/{} {}: only {GROUP} Gateways can be targeted",
+                    t.group, t.kind, t.name
+                )));
+                continue;
+            }
+            let gateway = format!("{ns}/{}", t.name);
+            let list = self.defaults.entry(gateway.clone()).or_default();
+            if !list.contains(&policy) {
+                list.push(policy.clone());
+            }
+            targets.push(Ok(gateway));
+        }
+        self.targets.push((p.clone(), targets));
+    }
+
+    /// Each targeting Policy's outcome, given the Gateways served
+    /// (`namespace/name`).
+    pub fn target_outcomes(&self, served: &BTreeSet<String>) -> Vec<TargetOutcome> {
+        self.targets
+            .iter()
+            .map(|(p, targets)| {
+                let mut out = TargetOutcome {
+                    namespace: p.metadata.namespace.clone().unwrap_or_default(),
+                    name: p.metadata.name.clone().unwrap_or_default(),
+                    generation: p.metadata.generation,
+                    attached: Vec::new(),
+                    missing: Vec::new(),
+                };
+                for t in targets {
+                    match t {
+                        Ok(g) if served.contains(g) => out.attached.push(format!("Gateway {g}")),
+                        Ok(g) => out.missing.push(format!(
+                            "Gateway {g} not found (or its class is not served by jetbridge)"
+                        )),
+                        Err(e) => out.missing.push(e.clone()),
+                    }
+                }
+                out
+            })
+            .collect()
+    }
+}
+
+fn key(ns: &Option<String>, name: &Option<String>) -> String {
+    format!(
+        "{}/{}",
+        ns.as_deref().unwrap_or(""),
+        name.as_deref().unwrap_or("")
+    )
+}
+
+/// A PolicyFilter's `ppl` text as a list of rule objects, compiled once to
+/// check it (the route compiles its combined list again).
+fn compile_filter(ppl: &str) -> Result<Value, String> {
+    if ppl.trim().is_empty() {
+        return Err("spec.ppl is empty".into());
+    }
+    let mut options = serde_saphyr::Options::default();
+    options.with_snippet = false;
+    let v = serde_saphyr::from_str_with_options::<Value>(ppl, options)
+        .map_err(|e| e.to_string().lines().next().unwrap_or("").to_string())?;
+    crate::policy::compile_value(&v).map_err(|e| e.to_string())?;
+    crate::policy::rule_list(&v).map_err(|e| e.to_string())
+}
+
+/// Sets a rule's access: the rules it names and its Gateways' baselines,
+/// else the Gateways' public-access default. Problems make the rule deny.
+pub(super) fn rule_access(
+    cx: &Context<'_>,
+    ns: &str,
+    refs: &[AccessRef],
+    parent: &ParentAccess,
+    o: &mut RouteOptions,
+    problems: &mut Vec<String>,
+) {
+    let baseline: Vec<&String> = parent
+        .gateways
+        .iter()
+        .filter_map(|g| cx.access.defaults.get(g))
+        .flatten()
+        .collect();
+    if refs.is_empty() && baseline.is_empty() {
+        match &parent.public {
+            Ok(p) => o.allow_public_unauthenticated_access = *p,
+            Err(e) => problems.push(e.clone()),
+        }
+        return;
+    }
+    let mut rules = Vec::new();
+    for r in refs {
+        let (what, found) = match r {
+            AccessRef::Policy(name) => ("Policy", cx.policies.get(&format!("{ns}/{name}"))),
+            AccessRef::PolicyFilter(name) => (
+                policy_filter::KIND,
+                cx.access.filters.get(&format!("{ns}/{name}")),
+            ),
+        };
+        let name = match r {
+            AccessRef::Policy(n) | AccessRef::PolicyFilter(n) => n,
+        };
+        match found {
+            Some(Ok(v)) => rules.extend(rule_objects(v).cloned()),
+            Some(Err(e)) => problems.push(format!("{what} {ns}/{name} is invalid: {e}")),
+            None => problems.push(format!("{what} {ns}/{name} not found")),
+        }
+    }
+    for policy in baseline {
+        match cx.policies.get(policy.as_str()) {
+            Some(Ok(v)) if refs.is_empty() => rules.extend(rule_objects(v).cloned()),
+            Some(Ok(v)) => rules.extend(rule_objects(v).filter_map(deny_half)),
+            Some(Err(e)) => problems.push(format!(
+                "Policy {policy}, the baseline of this route's Gateway, is invalid: {e}"
+            )),
+            None => {}
+        }
+    }
+    o.policy = Some(Value::Array(rules));
+    identity_options(cx, ns, refs, o);
+}
+
+/// The identity options of the Policies a rule names: the assertion when
+/// any asks for it, and every claim header any names.
+fn identity_options(cx: &Context<'_>, ns: &str, refs: &[AccessRef], o: &mut RouteOptions) {
+    let mut claims: BTreeMap<String, String> = BTreeMap::new();
+    for r in refs {
+        let AccessRef::Policy(name) = r else { continue };
+        let Some(id) = cx.access.identity.get(&format!("{ns}/{name}")) else {
+            continue;
+        };
+        if id.pass_identity_headers == Some(true) {
+            o.pass_identity_headers = Some(true);
+        }
+        claims.extend(id.claims_headers.clone());
+    }
+    if !claims.is_empty() {
+        o.jwt_claims_headers = Some(crate::settings::ClaimsHeaders(claims.into_iter().collect()));
+    }
+}
+
+/// The rule objects of a compiled list (a lone object: itself).
+fn rule_objects(v: &Value) -> impl Iterator<Item = &Value> {
+    match v {
+        Value::Array(list) => list.iter(),
+        other => std::slice::from_ref(other).iter(),
+    }
+}
+
+/// A rule object's `deny` action alone, if it has one.
+fn deny_half(rule: &Value) -> Option<Value> {
+    let deny = rule.get("deny")?;
+    Some(serde_json::json!({ "deny": deny }))
+}
+
+/// Adds what the catalog found to the Gateway API outcomes: each
+/// PolicyFilter's validity and diagnostics, each targeting Policy's targets.
+pub(super) fn outcomes(access: &Catalog, out: &mut super::gateway::GatewayInputs) {
+    let served: BTreeSet<String> = out.gateways.iter().map(|(g, _)| g.clone()).collect();
+    out.policy_filters = access.filter_outcomes.clone();
+    out.policy_targets = access.target_outcomes(&served);
+    out.diagnostics.extend(access.diagnostics.iter().cloned());
+}
