@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Heap allocations (and reallocations) the proxy may make for one public
 /// keep-alive HTTP/1.1 request after warm-up: today's count.
-const MAX_ALLOCATIONS_PER_REQUEST: u64 = 43;
+const MAX_ALLOCATIONS_PER_REQUEST: u64 = 40;
 
 /// The system allocator, counting allocations of threads not excluded.
 struct Counting;
