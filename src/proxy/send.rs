@@ -170,7 +170,7 @@ async fn try_target(
     // Requests in flight are counted only where they decide.
     let in_flight =
         (route.load_balancing == LoadBalancing::LeastRequest).then(|| upstreams.start(up));
-    let result = tokio::time::timeout(route.timeout, client.request(req)).await;
+    let result = tokio::time::timeout(route.timeout, upstreams.request(up, client, req)).await;
     drop(in_flight);
     match result {
         Err(_) => {

@@ -2,6 +2,8 @@
 //! robin across a route's targets, and passive health (a target that refused
 //! a connection is skipped for a short while).
 
+mod h1;
+
 use super::body::Body;
 use crate::model::filters::SharedTls;
 use crate::model::{LoadBalancing, Upstream, UpstreamScheme, UpstreamTlsError};
@@ -268,6 +270,27 @@ impl Upstreams {
         Ok(client)
     }
 
+    /// Sends `req` (absolute URI, `Host` set) to `up`: over the worker's own
+    /// HTTP/1.1 connections for a plain `http://` target (no upgrade, no
+    /// `CONNECT`), else over `client`, the pooled client for the route's
+    /// upstream TLS settings.
+    pub async fn request(
+        &self,
+        up: &Upstream,
+        client: &HttpClient,
+        mut req: http::Request<Body>,
+    ) -> Result<http::Response<hyper::body::Incoming>, RequestError> {
+        if !own_connection(up, &req) {
+            return client.request(req).await.map_err(RequestError::Pooled);
+        }
+        if let Some(pq) = req.uri().path_and_query().cloned() {
+            *req.uri_mut() = http::Uri::from(pq);
+        }
+        h1::send(&up.authority, req)
+            .await
+            .map_err(RequestError::Own)
+    }
+
     /// Targets of `route` in the order to try: round robin, healthy ones
     /// first, failing ones after them.
     pub fn order<'a>(&self, route: &str, targets: &'a [Upstream]) -> Vec<&'a Upstream> {
@@ -297,6 +320,35 @@ impl Upstreams {
                 m.remove(&up.authority);
                 m
             });
+        }
+    }
+}
+
+/// Whether `req` to `up` goes over the worker's own HTTP/1.1 connections.
+fn own_connection<B>(up: &Upstream, req: &http::Request<B>) -> bool {
+    up.scheme == UpstreamScheme::Http
+        && req.version() == http::Version::HTTP_11
+        && req.method() != http::Method::CONNECT
+        && !req.headers().contains_key(http::header::UPGRADE)
+}
+
+/// Why a request to a target failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// Over a pooled client.
+    #[error(transparent)]
+    Pooled(#[from] hyper_util::client::legacy::Error),
+    /// Over the worker's own HTTP/1.1 connection.
+    #[error(transparent)]
+    Own(#[from] h1::H1Error),
+}
+
+impl RequestError {
+    /// The target could not be reached (another target may be tried).
+    pub fn is_connect(&self) -> bool {
+        match self {
+            RequestError::Pooled(e) => e.is_connect(),
+            RequestError::Own(e) => e.is_connect(),
         }
     }
 }
