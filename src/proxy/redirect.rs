@@ -12,8 +12,8 @@
 use super::body::{self, Body};
 use super::request::{ConnInfo, Target};
 use crate::model::redirect::{Redirect, RequestUrl, Scheme};
-use http::request::Parts;
 use crate::model::routing::normalize_host;
+use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 
 /// The redirect answer to the request `target` and `parts` describe.

@@ -288,7 +288,12 @@ fn bad_certificate_references_are_the_listeners_resolved_refs_reason() {
 fn a_listener_takes_the_supported_route_kinds_it_names_and_reports_the_others() {
     // (allowedRoutes.kinds, protocol, supported kinds, ResolvedRefs reason)
     let cases = [
-        (serde_json::json!([]), "HTTP", vec!["HTTPRoute", "GRPCRoute"], None),
+        (
+            serde_json::json!([]),
+            "HTTP",
+            vec!["HTTPRoute", "GRPCRoute"],
+            None,
+        ),
         (
             serde_json::json!([{"kind": "InvalidRoute"}]),
             "HTTP",
