@@ -713,7 +713,7 @@ fn rule_routes(
                 downstream_ca_pem: None,
                 conditions: conditions.clone(),
                 listeners: attachment.listeners,
-                invalid_status: crate::model::InvalidStatus::InternalError,
+                contract: crate::model::Contract::GatewayApi,
                 problems: p
                     .into_iter()
                     .map(|m| Diagnostic::invalid_route(object, format!("rule {index}: {m}")))
