@@ -197,6 +197,18 @@ async fn pomerium_policy_filters_and_gateway_baselines_guard_httproutes_and_repo
         let args = ["get", "policyfilter", filter, "-n", &ns, "-o", &path];
         wait_for_jsonpath(&c.kube, &args, want).await;
     }
+    let selector = "involvedObject.kind=PolicyFilter,involvedObject.name=broken";
+    let args = [
+        "get",
+        "events",
+        "-n",
+        &ns,
+        "--field-selector",
+        selector,
+        "-o",
+        "jsonpath={.items[0].type} {.items[0].reason}",
+    ];
+    wait_for_jsonpath(&c.kube, &args, "Warning InvalidPolicy").await;
     // A baseline Policy targeting the Gateway: the public route now needs
     // its allow rules; a Policy targeting a missing Gateway says so.
     c.kube.apply(&format!(
