@@ -301,7 +301,7 @@ pub async fn run(
     let changed = Arc::new(Notify::new());
     let served = (
         gateway::discover(&client).await,
-        policy_filter::discover(&client).await,
+        policy_filter::discover(&client, &options.namespaces).await,
     );
     let watched = Watched::start(&client, &options, served, &changed);
     let bootstrap_api: Api<Secret> = Api::namespaced(client.clone(), &options.bootstrap_namespace);

@@ -17,8 +17,9 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 /// Whether the API server serves PolicyFilters and this controller may
-/// list them; anything else (including a failure to ask) is "no", logged.
-pub(super) async fn discover(client: &Client) -> bool {
+/// list them in every namespace it watches (`namespaces`; empty: all);
+/// anything else (including a failure to ask) is "no", logged.
+pub(super) async fn discover(client: &Client, namespaces: &[String]) -> bool {
     let served = client
         .list_api_group_resources(&format!("{GROUP}/v1alpha1"))
         .await
@@ -26,7 +27,18 @@ pub(super) async fn discover(client: &Client) -> bool {
     if !served {
         return false;
     }
-    match may_list(client, GROUP, "policyfilters").await {
+    let scopes: Vec<Option<&str>> = match namespaces.is_empty() {
+        true => vec![None],
+        false => namespaces.iter().map(|n| Some(n.as_str())).collect(),
+    };
+    let mut allowed = Ok(true);
+    for ns in scopes {
+        allowed = may_list(client, GROUP, "policyfilters", ns).await;
+        if !matches!(allowed, Ok(true)) {
+            break;
+        }
+    }
+    match allowed {
         Ok(true) => true,
         Ok(false) => {
             tracing::warn!(
@@ -41,9 +53,15 @@ pub(super) async fn discover(client: &Client) -> bool {
     }
 }
 
-/// Whether this controller may list `resource` of `group` in every
-/// namespace (a self subject access review, which every identity may ask).
-pub(super) async fn may_list(client: &Client, group: &str, resource: &str) -> kube::Result<bool> {
+/// Whether this controller may list `resource` of `group` in `namespace`
+/// (`None`: in every namespace), by a self subject access review, which
+/// every identity may ask.
+pub(super) async fn may_list(
+    client: &Client,
+    group: &str,
+    resource: &str,
+    namespace: Option<&str>,
+) -> kube::Result<bool> {
     use k8s_openapi::api::authorization::v1::{
         ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
     };
@@ -53,6 +71,7 @@ pub(super) async fn may_list(client: &Client, group: &str, resource: &str) -> ku
                 group: Some(group.into()),
                 resource: Some(resource.into()),
                 verb: Some("list".into()),
+                namespace: namespace.map(Into::into),
                 ..ResourceAttributes::default()
             }),
             ..SelfSubjectAccessReviewSpec::default()

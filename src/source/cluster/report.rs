@@ -347,6 +347,7 @@ fn reference(cluster: &Cluster, object: &ObjectRef) -> Option<ObjectReference> {
         "Ingress" => find_ref(&cluster.ingresses, ns, name),
         "Policy" => find_ref(&cluster.policies, ns, name),
         "Secret" => find_ref(&cluster.secrets, ns, name),
+        "PolicyFilter" => find_ref(&cluster.gateway.policy_filters, ns, name),
         _ => None,
     }
 }

@@ -205,6 +205,18 @@ async fn pomerium_policy_filters_and_gateway_baselines_guard_httproutes_and_repo
         let args = ["get", "policyfilter", filter, "-n", &ns, "-o", &path];
         wait_for_jsonpath(&c.kube, &args, want).await;
     }
+    let selector = "involvedObject.kind=PolicyFilter,involvedObject.name=broken";
+    let args = [
+        "get",
+        "events",
+        "-n",
+        &ns,
+        "--field-selector",
+        selector,
+        "-o",
+        "jsonpath={.items[0].type} {.items[0].reason}",
+    ];
+    wait_for_jsonpath(&c.kube, &args, "Warning InvalidPolicy").await;
     // A baseline Policy targeting the Gateway: the public route now needs
     // its allow rules; a Policy targeting a missing Gateway says so.
     c.kube.apply(&format!(
@@ -234,5 +246,55 @@ async fn pomerium_policy_filters_and_gateway_baselines_guard_httproutes_and_repo
             &path,
         ];
         wait_for_jsonpath(&c.kube, &args, want).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_belongs_to_its_oldest_claimant_across_ingresses_and_httproutes() {
+    let kube = Kube::get();
+    install_gateway_api(&kube);
+    let apps = Corner::new(kube);
+    let team2 = apps.beside();
+    let (app, rogue) = (named_upstream("app").await, named_upstream("rogue").await);
+    apps.service("app", &[app]);
+    team2.service("rogue", &[rogue]);
+    let (ns, ns2) = (apps.ns.clone(), team2.ns.clone());
+    let class = format!("jb-{ns}");
+    let route = |name: &str, host: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: {ns2}}}\nspec:\n  parentRefs: [{{name: edge, namespace: {ns}}}]\n  hostnames: [{host}]\n  rules:\n    - backendRefs: [{{name: rogue, port: 80}}]\n"
+        )
+    };
+    // An Ingress first: a later HTTPRoute of another namespace loses its host.
+    apps.public_ingress("web", "first.gw.test", "app");
+    apps.kube.apply(&format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: {class}}}\nspec: {{controllerName: jetbridge.dev/gateway-controller}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: edge\n  namespace: {ns}\n  annotations: {{jetbridge.dev/allow_public_unauthenticated_access: \"true\"}}\nspec:\n  gatewayClassName: {class}\n  listeners: [{{name: web, port: 80, protocol: HTTP, allowedRoutes: {{namespaces: {{from: All}}}}}}]\n"
+    ));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    apps.kube.apply(&route("late", "first.gw.test"));
+    // An HTTPRoute first: a later Ingress of another namespace loses the host.
+    apps.kube.apply(&route("early", "second.gw.test"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    apps.public_ingress("late-web", "second.gw.test", "app");
+    let extra = ["--namespaces", ns2.as_str()];
+    let ctl = Controller::start(&apps, &extra).await;
+    let mut b = api_client();
+    ctl.expect(&mut b, "first.gw.test", "the Ingress serves", |r| {
+        r.body == "app"
+    })
+    .await;
+    ctl.expect(&mut b, "second.gw.test", "the HTTPRoute serves", |r| {
+        r.body == "rogue"
+    })
+    .await;
+    let accepted = "jsonpath={.status.parents[0].conditions[?(@.type==\"Accepted\")].status} {.status.parents[0].conditions[?(@.type==\"Accepted\")].reason}";
+    let args = ["get", "httproute", "late", "-n", &ns2, "-o", accepted];
+    wait_for_jsonpath(&apps.kube, &args, "False HostnameConflict").await;
+    let args = ["get", "httproute", "early", "-n", &ns2, "-o", accepted];
+    wait_for_jsonpath(&apps.kube, &args, "True Accepted").await;
+    // Settled: both answers stay as they are.
+    for (host, want) in [("first.gw.test", "app"), ("second.gw.test", "rogue")] {
+        let r = b.get(&ctl.url(host, "/")).await;
+        assert_eq!(r.body, want, "{host}");
     }
 }
