@@ -649,6 +649,19 @@ impl PartialEq for Access {
     }
 }
 
+/// How a route whose configuration is invalid ([`Access::Invalid`])
+/// answers every request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum InvalidStatus {
+    /// 403, access denied until it is fixed (config-file and Ingress
+    /// routes, as Pomerium).
+    #[default]
+    Forbidden,
+    /// 500 (Gateway API routes: the spec's answer for a rule whose
+    /// backendRefs or filters are invalid).
+    InternalError,
+}
+
 /// One route: a host and path, where it goes, and who may use it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Route {
@@ -658,6 +671,8 @@ pub struct Route {
     pub path: PathMatch,
     /// The proxy listeners the route is reachable on.
     pub listeners: routing::Listeners,
+    /// How it answers when its configuration is invalid.
+    pub invalid_status: InvalidStatus,
     pub upstreams: Vec<Upstream>,
     pub upstream_tls: UpstreamTls,
     /// Client certificates must chain to this CA (`tls_downstream_client_ca`).

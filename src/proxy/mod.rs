@@ -408,12 +408,19 @@ enum PlainHttp {
 /// when it needs no sign-in (a `Policy` route: session cookies are
 /// `Secure`, so a browser never sends them over plain HTTP) and no client
 /// certificate; such a route, the proxy's own `/.pomerium/` endpoints and
-/// every other host are redirected to HTTPS.
+/// the hosts the TLS listener serves are redirected to HTTPS. A host
+/// neither serves is 404 once some route is on the plain-HTTP listener
+/// (there is no HTTPS page to send it to), else redirected as always.
 fn plain_http<B>(snapshot: &Snapshot, req: &Request<B>, target: &Target) -> PlainHttp {
-    if target.path.starts_with(auth::endpoints::POMERIUM_PREFIX)
-        || !snapshot.plain_http_host(&target.host)
-    {
+    if target.path.starts_with(auth::endpoints::POMERIUM_PREFIX) {
         return PlainHttp::Redirect;
+    }
+    if !snapshot.plain_http_host(&target.host) {
+        let tls_serves = snapshot.host_known(&target.host) || snapshot.table.serves_any_host();
+        return match tls_serves || snapshot.plain_table.is_empty() {
+            true => PlainHttp::Redirect,
+            false => PlainHttp::NoRoute,
+        };
     }
     let view = crate::model::conditions::RequestView {
         method: req.method(),
@@ -464,7 +471,12 @@ fn authorize(
     req: &Request<Incoming>,
 ) -> Option<Outcome> {
     let program = match &route.access {
-        Access::Invalid(_) => return Some(Outcome::Error(ProxyError::RouteInvalid)),
+        Access::Invalid(_) => {
+            return Some(Outcome::Error(match route.invalid_status {
+                crate::model::InvalidStatus::Forbidden => ProxyError::RouteInvalid,
+                crate::model::InvalidStatus::InternalError => ProxyError::RouteUnresolved,
+            }));
+        }
         Access::Public => return None,
         Access::Policy(_) if route.cors_allow_preflight && is_cors_preflight(req) => {
             return None;

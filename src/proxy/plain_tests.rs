@@ -72,7 +72,8 @@ fn plain_http_serves_only_its_own_routes_that_need_no_sign_in() {
         ("gw.example.com", "/tls", PlainHttp::NoRoute),
         ("gw.example.com", "/.pomerium/jwt", PlainHttp::Redirect),
         ("ingress.example.com", "/", PlainHttp::Redirect),
-        ("unknown.example.com", "/", PlainHttp::Redirect),
+        // No listener serves it: nothing to redirect to.
+        ("unknown.example.com", "/", PlainHttp::NoRoute),
     ];
     for (host, path, want) in cases {
         assert_eq!(decide(&s, host, path), want, "{host}{path}");
@@ -95,4 +96,15 @@ fn a_catch_all_plain_route_leaves_tls_hosts_redirected() {
     let s = snapshot_with(&routes, |i| i.routes[0].host = String::new());
     assert_eq!(decide(&s, "10.0.0.1", "/x"), PlainHttp::Serve);
     assert_eq!(decide(&s, "ingress.example.com", "/"), PlainHttp::Redirect);
+}
+
+#[test]
+fn without_plain_http_routes_every_request_is_redirected() {
+    let s = snapshot(&[(
+        "  - {from: https://ingress.example.com, to: http://127.0.0.1:1, allow_public_unauthenticated_access: true}\n",
+        Listeners::TLS,
+    )]);
+    for host in ["ingress.example.com", "unknown.example.com"] {
+        assert_eq!(decide(&s, host, "/"), PlainHttp::Redirect, "{host}");
+    }
 }

@@ -93,6 +93,8 @@ pub struct ListenerOutcome {
     pub listener: String,
     /// Routes attached to it.
     pub attached_routes: i32,
+    /// The route kinds (group `gateway.networking.k8s.io`) it takes.
+    pub supported_kinds: Vec<String>,
     /// `Accepted` (`UnsupportedProtocol`, …).
     pub accepted: ConditionOutcome,
     /// `ResolvedRefs` (`InvalidCertificateRef`, `RefNotPermitted`).
@@ -130,6 +132,8 @@ pub(super) struct ReadListener<'a> {
     listener: &'a Listener,
     /// Whether it takes routes at all.
     usable: bool,
+    /// The route kinds it takes.
+    kinds: Vec<String>,
     /// Whether its certificate references resolved (`InvalidCertificateRef`,
     /// `RefNotPermitted`).
     resolved_refs: ConditionOutcome,
@@ -234,23 +238,62 @@ fn read_gateway<'a>(
     let mut read = Vec::new();
     for l in &g.spec.listeners {
         let usable = matches!(l.protocol.as_str(), "HTTP" | "HTTPS");
-        let mut resolved_refs = Ok(());
+        let (kinds, mut resolved_refs) = listener_kinds(l, usable);
         if l.protocol == "HTTPS"
             && let Err((reason, message)) = listener_certificates(cx, g, l, out)
         {
             out.diagnostics.push(gateway_diagnostic(g, message.clone()));
-            resolved_refs = Err((reason, message));
+            resolved_refs = resolved_refs.and(Err((reason, message)));
         }
         read.push(ReadListener {
             gateway: g,
             ns,
             listener: l,
             usable,
+            kinds,
             resolved_refs,
             public: public.clone(),
         });
     }
     read
+}
+
+/// The route kinds a listener of a supported protocol takes.
+const ROUTE_KINDS: [&str; 2] = ["HTTPRoute", "GRPCRoute"];
+
+/// The route kinds a listener takes: those of `allowedRoutes.kinds` that
+/// are supported (all supported ones when it names none; none when the
+/// protocol is not supported), and `InvalidRouteKinds` when it names one
+/// that is not.
+fn listener_kinds(l: &Listener, usable: bool) -> (Vec<String>, ConditionOutcome) {
+    if !usable {
+        return (Vec::new(), Ok(()));
+    }
+    let named = l.allowed_routes.as_ref().map(|a| a.kinds.as_slice());
+    let Some(named) = named.filter(|k| !k.is_empty()) else {
+        return (ROUTE_KINDS.map(String::from).to_vec(), Ok(()));
+    };
+    let (mut kinds, mut invalid) = (Vec::new(), Vec::new());
+    for k in named {
+        let ours = k.group.as_deref().unwrap_or(GROUP) == GROUP;
+        match ours && ROUTE_KINDS.contains(&k.kind.as_str()) {
+            true if !kinds.contains(&k.kind) => kinds.push(k.kind.clone()),
+            true => {}
+            false => invalid.push(format!(
+                "{}/{}",
+                k.group.as_deref().unwrap_or(GROUP),
+                k.kind
+            )),
+        }
+    }
+    let resolved = match invalid.is_empty() {
+        true => Ok(()),
+        false => Err((
+            "InvalidRouteKinds".to_string(),
+            format!("route kinds not supported: {}", invalid.join(", ")),
+        )),
+    };
+    (kinds, resolved)
 }
 
 /// The annotation [`PUBLIC_ACCESS_ANNOTATION`] of an object: unset, `true`
@@ -387,6 +430,7 @@ fn listener_outcome(
     let key = listener_key(l);
     ListenerOutcome {
         attached_routes: attached.get(&key).copied().unwrap_or(0),
+        supported_kinds: l.kinds.clone(),
         namespace: key.0,
         gateway: key.1,
         listener: key.2,
@@ -475,11 +519,7 @@ fn attach<'l, 'g>(
 /// from `route_ns`.
 fn allows(cx: &Context<'_>, l: &ReadListener<'_>, kind: &str, route_ns: &str) -> bool {
     let allowed = l.listener.allowed_routes.as_ref();
-    let kinds = allowed.map(|a| a.kinds.as_slice()).unwrap_or(&[]);
-    let kind_ok = kinds.is_empty()
-        || kinds
-            .iter()
-            .any(|k| k.kind == kind && k.group.as_deref().unwrap_or(GROUP) == GROUP);
+    let kind_ok = l.kinds.iter().any(|k| k == kind);
     let namespaces = allowed.and_then(|a| a.namespaces.as_ref());
     let ns_ok = match namespaces.and_then(|n| n.from.as_deref()).unwrap_or("Same") {
         "All" => true,
@@ -825,7 +865,10 @@ pub(super) fn rule_routes(
         for (host, attachment) in hosts {
             let mut p = p.clone();
             let public = &attachment.public;
-            let options = rule_options(cx, ns, rule, prefix, public, &mut p);
+            let mut options = rule_options(cx, ns, rule, prefix, public, &mut p);
+            // The Gateway API forwards the client's Host unless a filter
+            // rewrites it.
+            options.preserve_host_header = true;
             routes.push(RouteInput {
                 id: format!("{}/r{index:03}/m{m_index:03}/{host}", route_id(&object)),
                 source: object.clone(),
@@ -840,6 +883,7 @@ pub(super) fn rule_routes(
                 downstream_ca_pem: None,
                 conditions: m.conditions.clone(),
                 listeners: attachment.listeners,
+                invalid_status: crate::model::InvalidStatus::InternalError,
                 problems: p
                     .into_iter()
                     .map(|m| Diagnostic::invalid_route(&object, format!("rule {index}: {m}")))

@@ -175,6 +175,7 @@ fn routes_outside_gateways_stay_on_the_tls_listener() {
         problems: Vec::new(),
         conditions: None,
         listeners: Default::default(),
+        invalid_status: Default::default(),
     };
     let snapshot = translate(&Inputs {
         global: GlobalInputs::for_test(),
@@ -279,6 +280,60 @@ fn bad_certificate_references_are_the_listeners_resolved_refs_reason() {
             got.as_ref().err().map(|(reason, _)| reason.as_str()),
             want,
             "{cert_ref}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn a_listener_takes_the_supported_route_kinds_it_names_and_reports_the_others() {
+    // (allowedRoutes.kinds, protocol, supported kinds, ResolvedRefs reason)
+    let cases = [
+        (
+            serde_json::json!([]),
+            "HTTP",
+            vec!["HTTPRoute", "GRPCRoute"],
+            None,
+        ),
+        (
+            serde_json::json!([{"kind": "GRPCRoute"}]),
+            "HTTP",
+            vec!["GRPCRoute"],
+            None,
+        ),
+        (
+            serde_json::json!([{"kind": "InvalidRoute"}]),
+            "HTTP",
+            vec![],
+            Some("InvalidRouteKinds"),
+        ),
+        (
+            serde_json::json!([{"kind": "InvalidRoute"}, {"kind": "HTTPRoute"}]),
+            "HTTP",
+            vec!["HTTPRoute"],
+            Some("InvalidRouteKinds"),
+        ),
+        (
+            serde_json::json!([{"group": "example.com", "kind": "HTTPRoute"}]),
+            "HTTP",
+            vec![],
+            Some("InvalidRouteKinds"),
+        ),
+        (serde_json::json!([]), "UDP", vec![], None),
+    ];
+    for (kinds, protocol, want_kinds, want_reason) in cases {
+        let c = world(
+            serde_json::json!([{"name": "l", "port": 80, "protocol": protocol,
+                                "allowedRoutes": {"kinds": kinds}}]),
+            Vec::new(),
+            Vec::new(),
+        );
+        let out = from_cluster(&c, &ClusterSettings::default());
+        let l = &out.gateway.listeners[0];
+        assert_eq!(l.supported_kinds, want_kinds, "{kinds} {protocol}");
+        assert_eq!(
+            l.resolved_refs.as_ref().err().map(|(r, _)| r.as_str()),
+            want_reason,
+            "{kinds} {protocol}"
         );
     }
 }

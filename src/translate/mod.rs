@@ -168,6 +168,8 @@ pub struct RouteInput {
     /// The proxy listeners the route is reachable on (the TLS one, unless
     /// a Gateway `HTTP` listener says otherwise).
     pub listeners: Listeners,
+    /// How the route answers when its configuration is invalid.
+    pub invalid_status: crate::model::InvalidStatus,
 }
 
 /// Host and path of a config-file route from its `from` URL and its
@@ -356,6 +358,7 @@ fn build_route(
         host,
         path,
         listeners: input.listeners,
+        invalid_status: input.invalid_status,
         upstreams,
         upstream_tls,
         client_ca,

@@ -216,16 +216,14 @@ fn gateway_status(
                 .unwrap_or(&[]);
             ListenerStatus {
                 name: l.listener.clone(),
-                supported_kinds: match l.accepted.is_ok() {
-                    true => ["HTTPRoute", "GRPCRoute"]
-                        .into_iter()
-                        .map(|kind| RouteGroupKind {
-                            group: Some(GROUP.into()),
-                            kind: kind.into(),
-                        })
-                        .collect(),
-                    false => Vec::new(),
-                },
+                supported_kinds: l
+                    .supported_kinds
+                    .iter()
+                    .map(|kind| RouteGroupKind {
+                        group: Some(GROUP.into()),
+                        kind: kind.clone(),
+                    })
+                    .collect(),
                 attached_routes: l.attached_routes,
                 conditions: vec![
                     condition(before, "Accepted", &l.accepted, "Accepted", generation),
@@ -250,19 +248,40 @@ fn gateway_status(
             }
         })
         .collect();
+    let (accepted, reason) = gateway_accepted(&listeners);
     GatewayStatus {
         addresses: addresses.to_vec(),
         conditions: vec![
-            condition(&old.conditions, "Accepted", &Ok(()), "Accepted", generation),
+            condition(&old.conditions, "Accepted", &accepted, reason, generation),
             condition(
                 &old.conditions,
                 "Programmed",
-                &Ok(()),
+                &accepted.clone().map_err(|(_, m)| ("Invalid".into(), m)),
                 "Programmed",
                 generation,
             ),
         ],
         listeners,
+    }
+}
+
+/// The Gateway's `Accepted`: `False` (`ListenersNotValid`) when no listener
+/// is accepted; `True`, with the reason `ListenersNotValid` when some are
+/// not, else `Accepted`.
+fn gateway_accepted(listeners: &[ListenerStatus]) -> (ConditionOutcome, &'static str) {
+    let accepted = |l: &&ListenerStatus| {
+        l.conditions
+            .iter()
+            .any(|c| c.type_ == "Accepted" && c.status == "True")
+    };
+    let valid = listeners.iter().filter(accepted).count();
+    match (valid, listeners.len()) {
+        (0, n) if n > 0 => (
+            Err(("ListenersNotValid".into(), "no listener is valid".into())),
+            "Accepted",
+        ),
+        (v, n) if v < n => (Ok(()), "ListenersNotValid"),
+        _ => (Ok(()), "Accepted"),
     }
 }
 
@@ -274,6 +293,7 @@ fn same_gateway(old: Option<&GatewayStatus>, new: &GatewayStatus) -> bool {
             && o.listeners.iter().zip(&new.listeners).all(|(a, b)| {
                 a.name == b.name
                     && a.attached_routes == b.attached_routes
+                    && a.supported_kinds == b.supported_kinds
                     && same(&a.conditions, &b.conditions)
             })
     })

@@ -5,6 +5,7 @@ mod annotation_prefixes;
 mod controller;
 mod gateway;
 mod gateway_fixtures;
+mod gateway_listeners;
 mod grpc_route;
 mod ingress_fixtures;
 mod pods;
