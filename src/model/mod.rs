@@ -649,17 +649,18 @@ impl PartialEq for Access {
     }
 }
 
-/// How a route whose configuration is invalid ([`Access::Invalid`])
-/// answers every request.
+/// Whose rules a route follows where Pomerium's (config-file and Ingress
+/// routes) and the Gateway API's differ.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum InvalidStatus {
-    /// 403, access denied until it is fixed (config-file and Ingress
-    /// routes, as Pomerium).
+pub enum Contract {
+    /// A route whose configuration is invalid answers 403; a wildcard
+    /// host `*.example.com` covers one label.
     #[default]
-    Forbidden,
-    /// 500 (Gateway API routes: the spec's answer for a rule whose
-    /// backendRefs or filters are invalid).
-    InternalError,
+    Pomerium,
+    /// A route whose configuration is invalid answers 500 (the spec's
+    /// answer for a rule whose backendRefs or filters are invalid); a
+    /// wildcard host covers one or more labels.
+    GatewayApi,
 }
 
 /// One route: a host and path, where it goes, and who may use it.
@@ -671,8 +672,8 @@ pub struct Route {
     pub path: PathMatch,
     /// The proxy listeners the route is reachable on.
     pub listeners: routing::Listeners,
-    /// How it answers when its configuration is invalid.
-    pub invalid_status: InvalidStatus,
+    /// Whose rules it follows (how an invalid route answers).
+    pub contract: Contract,
     pub upstreams: Vec<Upstream>,
     pub upstream_tls: UpstreamTls,
     /// Client certificates must chain to this CA (`tls_downstream_client_ca`).

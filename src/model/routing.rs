@@ -83,6 +83,11 @@ pub enum HostMatch {
     /// `*.example.com`, stored as the suffix `example.com`; matches exactly
     /// one extra label.
     Wildcard(String),
+    /// `*.example.com` as the Gateway API reads it, stored as the suffix
+    /// `example.com`: one or more extra labels (`a.example.com`,
+    /// `a.b.example.com`). A one-label [`HostMatch::Wildcard`] for the same
+    /// suffix comes first.
+    WildcardAny(String),
     /// Every host (an Ingress rule with an empty host).
     Any,
 }
@@ -128,6 +133,7 @@ impl HostMatch {
         match self {
             HostMatch::Exact(h) => h == host,
             HostMatch::Wildcard(suffix) => wildcard_suffix(host) == Some(suffix.as_str()),
+            HostMatch::WildcardAny(suffix) => wildcard_suffixes(host).any(|s| s == suffix),
             HostMatch::Any => true,
         }
     }
@@ -280,6 +286,9 @@ struct Entry {
     path: PathMatch,
     conditions: Option<std::sync::Arc<Conditions>>,
     index: usize,
+    /// A [`HostMatch::WildcardAny`]: also serves hosts more than one label
+    /// under its suffix.
+    deep: bool,
 }
 
 impl Entry {
@@ -317,10 +326,13 @@ impl RouteTable {
                 path: key.path.clone(),
                 conditions: key.conditions.clone(),
                 index,
+                deep: matches!(key.host, HostMatch::WildcardAny(_)),
             };
             match &key.host {
                 HostMatch::Exact(h) => table.exact.entry(h.clone()).or_default().push(entry),
-                HostMatch::Wildcard(s) => table.wildcard.entry(s.clone()).or_default().push(entry),
+                HostMatch::Wildcard(s) | HostMatch::WildcardAny(s) => {
+                    table.wildcard.entry(s.clone()).or_default().push(entry)
+                }
                 HostMatch::Any => table.any.push(entry),
             }
         }
@@ -352,8 +364,10 @@ impl RouteTable {
         path: &str,
         request: Option<&RequestView<'_>>,
     ) -> Option<usize> {
-        self.group(host)
+        let (group, deep_only) = self.group(host);
+        group
             .iter()
+            .filter(|e| !deep_only || e.deep)
             .find(|e| e.matches(path, request))
             .map(|e| e.index)
     }
@@ -362,8 +376,7 @@ impl RouteTable {
     /// an empty host do not count: a miss for a known host is "no such
     /// path", for an unknown one "no such host".
     pub fn host_known(&self, host: &str) -> bool {
-        self.exact.contains_key(host)
-            || wildcard_suffix(host).is_some_and(|s| self.wildcard.contains_key(s))
+        self.exact.contains_key(host) || self.wildcard_group(host).is_some()
     }
 
     /// Whether a route without a host serves every host no route names.
@@ -376,14 +389,28 @@ impl RouteTable {
         self.exact.is_empty() && self.wildcard.is_empty() && self.any.is_empty()
     }
 
-    fn group(&self, host: &str) -> &[Entry] {
+    /// The rules that may serve `host`: its precise host's, else the most
+    /// precise wildcard's that covers it, else those of an empty host; and
+    /// whether only its [`HostMatch::WildcardAny`] rules do (`host` is more
+    /// than one label under the wildcard).
+    fn group(&self, host: &str) -> (&[Entry], bool) {
         if let Some(g) = self.exact.get(host) {
-            return g;
+            return (g, false);
         }
-        if let Some(g) = wildcard_suffix(host).and_then(|s| self.wildcard.get(s)) {
-            return g;
+        if let Some((g, depth)) = self.wildcard_group(host) {
+            return (g, depth > 1);
         }
-        &self.any
+        (&self.any, false)
+    }
+
+    /// The wildcard group covering `host` with the longest suffix, and how
+    /// many labels `host` has before it: one label for any wildcard, more
+    /// for a [`HostMatch::WildcardAny`] only.
+    fn wildcard_group(&self, host: &str) -> Option<(&[Entry], usize)> {
+        wildcard_suffixes(host)
+            .enumerate()
+            .filter_map(|(i, s)| Some((self.wildcard.get(s)?.as_slice(), i + 1)))
+            .find(|(g, depth)| *depth == 1 || g.iter().any(|e| e.deep))
     }
 }
 
@@ -396,6 +423,7 @@ pub fn route_order_of(a: &RouteKey, b: &RouteKey) -> Ordering {
         path: k.path.clone(),
         conditions: k.conditions.clone(),
         index,
+        deep: matches!(k.host, HostMatch::WildcardAny(_)),
     };
     route_order(&entry(a, 0), a, &entry(b, 0), b)
 }
@@ -434,6 +462,12 @@ fn route_order(a: &Entry, ka: &RouteKey, b: &Entry, kb: &RouteKey) -> Ordering {
         .then(ka.created.cmp(&kb.created))
         .then_with(|| ka.name.cmp(&kb.name))
         .then(a.index.cmp(&b.index))
+}
+
+/// The suffixes of `host` after one, two, … labels, longest first
+/// (`a.b.c.com` → `b.c.com`, `c.com`, `com`).
+fn wildcard_suffixes(host: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(wildcard_suffix(host), |s| wildcard_suffix(s))
 }
 
 /// The part of `host` after its first label, if that label is non-empty.

@@ -536,3 +536,41 @@ proptest! {
         }
     }
 }
+
+/// A Gateway API wildcard key (one or more labels) for `*.suffix`.
+fn deep(suffix: &str, name: &str) -> RouteKey {
+    RouteKey {
+        host: HostMatch::WildcardAny(suffix.into()),
+        ..key("x.invalid", Kind::Prefix, "/", 0, name)
+    }
+}
+
+#[test]
+fn a_gateway_wildcard_covers_any_depth_and_yields_to_more_precise_hosts() {
+    let keys = vec![
+        deep("bar.com", "deep-bar"),
+        key("*.bar.com", Kind::Prefix, "/", 0, "one-label-bar"),
+        deep("foo.bar.com", "deep-foo-bar"),
+        key("*.ingress.com", Kind::Prefix, "/", 0, "ingress"),
+        key("exact.a.bar.com", Kind::Prefix, "/", 0, "exact"),
+    ];
+    let table = RouteTable::build(&keys);
+    let cases = [
+        // One label under bar.com: both wildcards match; the route order
+        // (here the name) decides.
+        ("x.bar.com", Some("deep-bar")),
+        ("a.b.bar.com", Some("deep-bar")),
+        ("a.b.c.bar.com", Some("deep-bar")),
+        ("x.foo.bar.com", Some("deep-foo-bar")),
+        ("a.x.foo.bar.com", Some("deep-foo-bar")),
+        ("exact.a.bar.com", Some("exact")),
+        ("bar.com", None),
+        // An Ingress wildcard still covers one label only.
+        ("x.ingress.com", Some("ingress")),
+        ("a.x.ingress.com", None),
+    ];
+    for (host, want) in cases {
+        assert_eq!(route(&keys, &table, host, "/"), want, "{host}");
+        assert_eq!(table.host_known(host), want.is_some(), "{host}");
+    }
+}

@@ -472,9 +472,9 @@ fn authorize(
 ) -> Option<Outcome> {
     let program = match &route.access {
         Access::Invalid(_) => {
-            return Some(Outcome::Error(match route.invalid_status {
-                crate::model::InvalidStatus::Forbidden => ProxyError::RouteInvalid,
-                crate::model::InvalidStatus::InternalError => ProxyError::RouteUnresolved,
+            return Some(Outcome::Error(match route.contract {
+                crate::model::Contract::Pomerium => ProxyError::RouteInvalid,
+                crate::model::Contract::GatewayApi => ProxyError::RouteUnresolved,
             }));
         }
         Access::Public => return None,

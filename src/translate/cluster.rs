@@ -755,7 +755,7 @@ fn route_input(
         downstream_ca_pem: None,
         conditions: None,
         listeners: Default::default(),
-        invalid_status: Default::default(),
+        contract: Default::default(),
         problems: problems
             .into_iter()
             .map(|m| Diagnostic::invalid_route(&r.object, m))
@@ -791,7 +791,7 @@ fn held_routes(assignment: &hosts::Assignment, routes: &[RouteInput]) -> Vec<Rou
             downstream_ca_pem: None,
             conditions: None,
             listeners: Default::default(),
-            invalid_status: Default::default(),
+            contract: Default::default(),
             problems: vec![Diagnostic::invalid_route(
                 &ObjectRef::kube("HostClaim", &o.namespace, shown_host(host)),
                 format!(

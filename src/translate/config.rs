@@ -768,7 +768,7 @@ fn route_input(
         downstream_ca_pem,
         conditions: None,
         listeners: Default::default(),
-        invalid_status: Default::default(),
+        contract: Default::default(),
         problems: problems
             .into_iter()
             .map(|m| Diagnostic::invalid_route(&source, m))

@@ -883,7 +883,7 @@ pub(super) fn rule_routes(
                 downstream_ca_pem: None,
                 conditions: m.conditions.clone(),
                 listeners: attachment.listeners,
-                invalid_status: crate::model::InvalidStatus::InternalError,
+                contract: crate::model::Contract::GatewayApi,
                 problems: p
                     .into_iter()
                     .map(|m| Diagnostic::invalid_route(&object, format!("rule {index}: {m}")))

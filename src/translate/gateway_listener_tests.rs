@@ -175,7 +175,7 @@ fn routes_outside_gateways_stay_on_the_tls_listener() {
         problems: Vec::new(),
         conditions: None,
         listeners: Default::default(),
-        invalid_status: Default::default(),
+        contract: Default::default(),
     };
     let snapshot = translate(&Inputs {
         global: GlobalInputs::for_test(),

@@ -168,8 +168,9 @@ pub struct RouteInput {
     /// The proxy listeners the route is reachable on (the TLS one, unless
     /// a Gateway `HTTP` listener says otherwise).
     pub listeners: Listeners,
-    /// How the route answers when its configuration is invalid.
-    pub invalid_status: crate::model::InvalidStatus,
+    /// Whose rules the route follows (its wildcard host's depth, how it
+    /// answers when its configuration is invalid).
+    pub contract: crate::model::Contract,
 }
 
 /// Host and path of a config-file route from its `from` URL and its
@@ -301,6 +302,10 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
 /// (there is nothing to match it by).
 fn route_frame(input: &RouteInput) -> Result<(HostMatch, PathMatch), String> {
     let host = HostMatch::parse(&input.host).map_err(|e| format!("host {:?}: {e}", input.host))?;
+    let host = match (host, input.contract) {
+        (HostMatch::Wildcard(s), crate::model::Contract::GatewayApi) => HostMatch::WildcardAny(s),
+        (h, _) => h,
+    };
     let path = match &input.path {
         PathSpec::Exact(p) => PathMatch::exact(p).map_err(|e| format!("path {p:?}: {e}"))?,
         PathSpec::Prefix(p) => PathMatch::prefix(p).map_err(|e| format!("prefix {p:?}: {e}"))?,
@@ -358,7 +363,7 @@ fn build_route(
         host,
         path,
         listeners: input.listeners,
-        invalid_status: input.invalid_status,
+        contract: input.contract,
         upstreams,
         upstream_tls,
         client_ca,
@@ -850,7 +855,7 @@ fn client_auth_names(routes: &[Route], global: Option<&DownstreamMtls>) -> Optio
             HostMatch::Wildcard(suffix) => {
                 names.by_wildcard.insert(suffix.clone());
             }
-            HostMatch::Any => names.any = true,
+            HostMatch::WildcardAny(_) | HostMatch::Any => names.any = true,
         }
         for s in ca.subjects() {
             if !names.subjects.iter().any(|n| n.as_ref() == s.as_ref()) {

@@ -1084,7 +1084,7 @@ pub(super) fn host_text(h: &crate::model::routing::HostMatch) -> String {
     use crate::model::routing::HostMatch;
     match h {
         HostMatch::Exact(h) => h.clone(),
-        HostMatch::Wildcard(s) => format!("*.{s}"),
+        HostMatch::Wildcard(s) | HostMatch::WildcardAny(s) => format!("*.{s}"),
         HostMatch::Any => "*".into(),
     }
 }
