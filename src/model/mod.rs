@@ -33,7 +33,12 @@ pub struct Snapshot {
     /// Increases with every published snapshot.
     pub generation: u64,
     pub routes: Vec<Route>,
+    /// The routes served on the TLS listener (every config-file and
+    /// Ingress route, a Gateway's `HTTPS` listeners).
     pub table: RouteTable,
+    /// The routes served on the plain-HTTP listener (a Gateway's `HTTP`
+    /// listeners); a request it has no route for is redirected to HTTPS.
+    pub plain_table: RouteTable,
     pub tls: TlsConfig,
     pub identity: IdentityConfig,
     pub auth: AuthConfig,
@@ -66,6 +71,36 @@ impl Snapshot {
         self.table
             .lookup_request(host, path, Some(request))
             .and_then(|i| self.routes.get(i))
+    }
+    /// The route table of the listener kind `scheme`.
+    pub fn table_for(&self, scheme: routing::Scheme) -> &RouteTable {
+        match scheme {
+            routing::Scheme::Tls => &self.table,
+            routing::Scheme::Plain => &self.plain_table,
+        }
+    }
+    /// [`Snapshot::route_request`] in the table of the listener kind
+    /// `scheme`.
+    pub fn route_on(
+        &self,
+        scheme: routing::Scheme,
+        host: &str,
+        path: &str,
+        request: &conditions::RequestView<'_>,
+    ) -> Option<&Route> {
+        self.table_for(scheme)
+            .lookup_request(host, path, Some(request))
+            .and_then(|i| self.routes.get(i))
+    }
+    /// Whether the plain-HTTP listener answers for `host` itself (a route
+    /// or 404) rather than redirecting to HTTPS: its table names the host,
+    /// or it has a route for any host and the TLS listener's table does not
+    /// name this one (an Ingress host stays redirected).
+    pub fn plain_http_host(&self, host: &str) -> bool {
+        self.plain_table.host_known(host)
+            || (self.plain_table.serves_any_host()
+                && !self.host_known(host)
+                && !self.table.serves_any_host())
     }
     /// True if the host is served by some route (or is the authenticate host).
     pub fn host_known(&self, host: &str) -> bool {
@@ -615,6 +650,19 @@ impl PartialEq for Access {
     }
 }
 
+/// How a route whose configuration is invalid ([`Access::Invalid`])
+/// answers every request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum InvalidStatus {
+    /// 403, access denied until it is fixed (config-file and Ingress
+    /// routes, as Pomerium).
+    #[default]
+    Forbidden,
+    /// 500 (Gateway API routes: the spec's answer for a rule whose
+    /// backendRefs or filters are invalid).
+    InternalError,
+}
+
 /// One route: a host and path, where it goes, and who may use it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Route {
@@ -622,6 +670,10 @@ pub struct Route {
     pub id: String,
     pub host: HostMatch,
     pub path: PathMatch,
+    /// The proxy listeners the route is reachable on.
+    pub listeners: routing::Listeners,
+    /// How it answers when its configuration is invalid.
+    pub invalid_status: InvalidStatus,
     pub upstreams: Vec<Upstream>,
     pub upstream_tls: UpstreamTls,
     /// Client certificates must chain to this CA (`tls_downstream_client_ca`).

@@ -200,6 +200,64 @@ fn rule_path(p: &str) -> Result<String, RoutingError> {
         })
 }
 
+/// The proxy listeners a route is reachable on: the TLS listener (every
+/// config-file and Ingress route, and a Gateway's `HTTPS` listeners) and
+/// the plain-HTTP one (a Gateway's `HTTP` listeners). Each listener has a
+/// route table of its own, so one host may have different rules on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Listeners {
+    /// Served on the TLS listener (or `insecure_server`'s, which serves the
+    /// same routes without TLS).
+    pub tls: bool,
+    /// Served on the plain-HTTP listener.
+    pub plain: bool,
+}
+
+impl Listeners {
+    /// The TLS listener only: every route that is not a Gateway's.
+    pub const TLS: Listeners = Listeners {
+        tls: true,
+        plain: false,
+    };
+    /// The plain-HTTP listener only.
+    pub const PLAIN: Listeners = Listeners {
+        tls: false,
+        plain: true,
+    };
+
+    /// Reachable on either listener of `self` or `other`.
+    pub fn union(self, other: Listeners) -> Listeners {
+        Listeners {
+            tls: self.tls || other.tls,
+            plain: self.plain || other.plain,
+        }
+    }
+
+    /// Whether the route is reachable on a listener of `scheme`.
+    pub fn serves(self, scheme: Scheme) -> bool {
+        match scheme {
+            Scheme::Tls => self.tls,
+            Scheme::Plain => self.plain,
+        }
+    }
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Listeners::TLS
+    }
+}
+
+/// Which route table a request is looked up in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// The TLS listener's table (also served without TLS by
+    /// `insecure_server`).
+    Tls,
+    /// The plain-HTTP listener's table.
+    Plain,
+}
+
 /// Everything the router needs to know about one route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteKey {
@@ -247,8 +305,14 @@ pub struct RouteTable {
 impl RouteTable {
     /// Indexes `keys`; [`RouteTable::lookup`] returns positions in `keys`.
     pub fn build(keys: &[RouteKey]) -> RouteTable {
+        RouteTable::build_only(keys, |_| true)
+    }
+
+    /// Indexes the keys whose position satisfies `keep` (e.g. the routes
+    /// of one listener); lookups still return positions in `keys`.
+    pub fn build_only(keys: &[RouteKey], keep: impl Fn(usize) -> bool) -> RouteTable {
         let mut table = RouteTable::default();
-        for (index, key) in keys.iter().enumerate() {
+        for (index, key) in keys.iter().enumerate().filter(|(i, _)| keep(*i)) {
             let entry = Entry {
                 path: key.path.clone(),
                 conditions: key.conditions.clone(),
@@ -305,6 +369,11 @@ impl RouteTable {
     /// Whether a route without a host serves every host no route names.
     pub fn serves_any_host(&self) -> bool {
         !self.any.is_empty()
+    }
+
+    /// Whether the table has no route at all.
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.wildcard.is_empty() && self.any.is_empty()
     }
 
     fn group(&self, host: &str) -> &[Entry] {

@@ -175,13 +175,10 @@ impl DataPlane {
         if let Some(l) = self.http_redirect {
             tracing::info!(
                 address = http_redirect.map(tracing::field::display),
-                "HTTP redirect listener"
+                "plain-HTTP listener (Gateway HTTP listeners; redirects the rest to HTTPS)"
             );
-            tasks.spawn(server::serve_plain(
-                l,
-                move |req, _| async move { server::redirect_to_https(&req, https_port) },
-                shutdown.clone(),
-            ));
+            let plain = Arc::new(proxy.worker());
+            tasks.spawn(server::serve_plain_http(l, plain, shutdown.clone()));
         }
         let internal = self.internal.as_ref().and_then(|l| l.local_addr().ok());
         if let Some(l) = self.internal {

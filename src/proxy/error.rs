@@ -57,6 +57,8 @@ pub enum ProxyError {
     Misdirected,
     #[error("this route is misconfigured; access is denied until it is fixed")]
     RouteInvalid,
+    #[error("this route's backends or filters are invalid")]
+    RouteUnresolved,
     #[error("websocket upgrades are not allowed on this route")]
     UpgradeNotAllowed,
     #[error("upstream unavailable")]
@@ -109,7 +111,9 @@ impl ProxyError {
             ProxyError::BadGateway => StatusCode::BAD_GATEWAY,
             ProxyError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ProxyError::Identity(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::Identity(_) | ProxyError::RouteUnresolved => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             ProxyError::IdpUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -25,7 +25,7 @@ pub mod metrics;
 pub mod negotiate;
 pub mod pages;
 mod prepare;
-mod redirect;
+pub mod redirect;
 pub mod request;
 mod send;
 pub mod server;
@@ -50,7 +50,7 @@ use std::time::Instant;
 use upstream::Upstreams;
 
 use clock::unix_now;
-use request::{Admitted, ConnInfo, Target};
+use request::{Admitted, ConnInfo, Listener, Target};
 
 /// Shared proxy state.
 pub struct Proxy {
@@ -183,6 +183,9 @@ impl Proxy {
             trail: Trail::default(),
         };
         let outcome = match &snapshot {
+            None if cx.conn.listener == Listener::Plain => {
+                Outcome::Respond(redirect::redirect_to_https(&req, self.https_port))
+            }
             None => Outcome::Error(ProxyError::NotReady),
             Some(s) => self.pipeline(s, &mut cx, req).await,
         };
@@ -238,16 +241,39 @@ impl Proxy {
         // normalise
         let target = match normalise(&req) {
             Ok(t) => t,
+            Err(_) if cx.conn.listener == Listener::Plain => {
+                return Outcome::Respond(redirect::redirect_to_https(&req, self.https_port));
+            }
             Err(e) => return Outcome::Error(e),
         };
         cx.trail.host = Some(target.host.clone());
         cx.trail.path = Some(target.path.clone());
+        if cx.conn.listener == Listener::Plain {
+            return match plain_http(snapshot, &req, &target) {
+                PlainHttp::Serve => self.admit_and_forward(snapshot, cx, req, target).await,
+                PlainHttp::NoRoute => Outcome::Error(ProxyError::NoRoute),
+                PlainHttp::Redirect => {
+                    Outcome::Respond(redirect::redirect_to_https(&req, self.https_port))
+                }
+            };
+        }
         if !snapshot.host_known(&target.host) && !snapshot.table.serves_any_host() {
             return Outcome::Error(ProxyError::UnknownHost);
         }
         if let Some(answered) = self.own_endpoint(snapshot, cx, &req, &target).await {
             return answered;
         }
+        self.admit_and_forward(snapshot, cx, req, target).await
+    }
+
+    /// `admit → forward`: the route's answer, or the outcome that refuses.
+    async fn admit_and_forward<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        cx: &mut Ctx<'s>,
+        req: Request<Incoming>,
+        target: Target,
+    ) -> Outcome {
         let admitted = match self.admit(snapshot, cx, &req, target).await {
             Ok(a) => a,
             Err(refused) => return refused,
@@ -331,7 +357,8 @@ impl Proxy {
             headers: req.headers(),
             query: target.query.as_deref(),
         };
-        let Some(route) = snapshot.route_request(&target.host, &target.path, &view) else {
+        let scheme = cx.conn.listener.scheme();
+        let Some(route) = snapshot.route_on(scheme, &target.host, &target.path, &view) else {
             return Err(Outcome::Error(ProxyError::NoRoute));
         };
         cx.label = &route.id;
@@ -362,6 +389,51 @@ impl Proxy {
             session,
             target,
         })
+    }
+}
+
+/// What the plain-HTTP listener does with a request.
+#[derive(Debug, PartialEq, Eq)]
+enum PlainHttp {
+    /// Admit and forward it on the plain-HTTP route it matches.
+    Serve,
+    /// A host the plain-HTTP listener serves, but no route matches: 404.
+    NoRoute,
+    /// Everything else: the 308 to HTTPS.
+    Redirect,
+}
+
+/// The plain-HTTP listener's decision. It answers for the hosts of its own
+/// routes ([`Snapshot::plain_http_host`]); a matched route is served only
+/// when it needs no sign-in (a `Policy` route: session cookies are
+/// `Secure`, so a browser never sends them over plain HTTP) and no client
+/// certificate; such a route, the proxy's own `/.pomerium/` endpoints and
+/// the hosts the TLS listener serves are redirected to HTTPS. A host
+/// neither serves is 404 once some route is on the plain-HTTP listener
+/// (there is no HTTPS page to send it to), else redirected as always.
+fn plain_http<B>(snapshot: &Snapshot, req: &Request<B>, target: &Target) -> PlainHttp {
+    if target.path.starts_with(auth::endpoints::POMERIUM_PREFIX) {
+        return PlainHttp::Redirect;
+    }
+    if !snapshot.plain_http_host(&target.host) {
+        let tls_serves = snapshot.host_known(&target.host) || snapshot.table.serves_any_host();
+        return match tls_serves || snapshot.plain_table.is_empty() {
+            true => PlainHttp::Redirect,
+            false => PlainHttp::NoRoute,
+        };
+    }
+    let view = crate::model::conditions::RequestView {
+        method: req.method(),
+        headers: req.headers(),
+        query: target.query.as_deref(),
+    };
+    let scheme = crate::model::routing::Scheme::Plain;
+    match snapshot.route_on(scheme, &target.host, &target.path, &view) {
+        None => PlainHttp::NoRoute,
+        Some(r) if matches!(r.access, Access::Policy(_)) || r.client_ca.is_some() => {
+            PlainHttp::Redirect
+        }
+        Some(_) => PlainHttp::Serve,
     }
 }
 
@@ -399,7 +471,12 @@ fn authorize(
     req: &Request<Incoming>,
 ) -> Option<Outcome> {
     let program = match &route.access {
-        Access::Invalid(_) => return Some(Outcome::Error(ProxyError::RouteInvalid)),
+        Access::Invalid(_) => {
+            return Some(Outcome::Error(match route.invalid_status {
+                crate::model::InvalidStatus::Forbidden => ProxyError::RouteInvalid,
+                crate::model::InvalidStatus::InternalError => ProxyError::RouteUnresolved,
+            }));
+        }
         Access::Public => return None,
         Access::Policy(_) if route.cors_allow_preflight && is_cors_preflight(req) => {
             return None;
@@ -734,3 +811,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "plain_tests.rs"]
+mod plain_tests;

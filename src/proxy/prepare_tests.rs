@@ -7,6 +7,7 @@ fn conn() -> ConnInfo {
     ConnInfo {
         remote: "192.0.2.7:5000".parse().unwrap(),
         tls: true,
+        listener: crate::proxy::request::Listener::Tls,
         client_auth_asked: false,
         client_cert: None,
     }

@@ -4,6 +4,7 @@
 
 use crate::identity::session::Session;
 use crate::model::Route;
+use crate::model::routing::Scheme;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -14,6 +15,8 @@ pub struct ConnInfo {
     pub remote: SocketAddr,
     /// True on the HTTPS listener.
     pub tls: bool,
+    /// Which listener the request came in on.
+    pub listener: Listener,
     /// The handshake asked for a client certificate (its SNI name is a host
     /// of a route with `tls_downstream_client_ca`).
     pub client_auth_asked: bool,
@@ -21,6 +24,29 @@ pub struct ConnInfo {
     /// request of the connection). Only its key's possession is proven at
     /// the handshake; each route checks the chain against its own CA.
     pub client_cert: Option<Arc<Vec<rustls::pki_types::CertificateDer<'static>>>>,
+}
+
+/// The listener a connection was accepted on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// The HTTPS listener.
+    Tls,
+    /// The HTTPS listener's routes served without TLS (`insecure_server`,
+    /// behind a load balancer that terminates TLS).
+    Insecure,
+    /// The plain-HTTP listener: a Gateway's `HTTP` listeners' routes, and
+    /// the redirect to HTTPS.
+    Plain,
+}
+
+impl Listener {
+    /// The route table requests on this listener are looked up in.
+    pub fn scheme(self) -> Scheme {
+        match self {
+            Listener::Tls | Listener::Insecure => Scheme::Tls,
+            Listener::Plain => Scheme::Plain,
+        }
+    }
 }
 
 /// The request as routing and policy see it (normalised).

@@ -1,14 +1,15 @@
 //! Listeners: HTTPS (rustls, TLS 1.2 + 1.3, ALPN h2 and http/1.1, a
 //! per-handshake certificate resolver over the current snapshot), the plain
-//! HTTP listener that redirects to HTTPS, and graceful shutdown.
+//! HTTP listener (a Gateway's `HTTP` listeners' routes; every other request
+//! redirected to HTTPS), and graceful shutdown.
 
 use super::Proxy;
-use super::body::{Body, Guarded, Progress, SendIdle, empty};
-use super::request::ConnInfo;
-use crate::model::routing::normalize_host;
+use super::body::{Body, Guarded, Progress, SendIdle};
+pub use super::redirect::redirect_to_https;
+use super::request::{ConnInfo, Listener};
 use crate::model::{ClientAuthNames, Snapshot};
 use crate::snapshot::SnapshotReader;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, header};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -299,9 +300,37 @@ pub async fn serve_proxy(
     tls: Option<Arc<ServerTls>>,
     shutdown: CancellationToken,
 ) {
+    let kind = match tls {
+        Some(_) => Listener::Tls,
+        None => Listener::Insecure,
+    };
+    serve_listener(listener, proxy, tls, kind, shutdown).await
+}
+
+/// Serves the plain-HTTP listener until `shutdown`: the routes of the
+/// snapshot's plain-HTTP table that need no session, and the redirect to
+/// HTTPS for every other request.
+pub async fn serve_plain_http(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: CancellationToken,
+) {
+    serve_listener(listener, proxy, None, Listener::Plain, shutdown).await
+}
+
+/// Accepts connections on `listener` and serves each as a `kind`
+/// listener's, then drains them after `shutdown`.
+async fn serve_listener(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    tls: Option<Arc<ServerTls>>,
+    kind: Listener,
+    shutdown: CancellationToken,
+) {
     let serving = Serving {
         proxy,
         tls,
+        kind,
         builder: Arc::new(http_builder()),
         shutdown,
     };
@@ -330,21 +359,29 @@ pub async fn serve_proxy(
 struct Serving {
     proxy: Arc<Proxy>,
     tls: Option<Arc<ServerTls>>,
+    kind: Listener,
     builder: Arc<auto::Builder<TokioExecutor>>,
     shutdown: CancellationToken,
 }
 
 impl Serving {
+    /// What a connection from `remote` to this listener is, before any
+    /// handshake.
+    fn conn_info(&self, remote: std::net::SocketAddr) -> ConnInfo {
+        ConnInfo {
+            remote,
+            tls: self.tls.is_some(),
+            listener: self.kind,
+            client_auth_asked: false,
+            client_cert: None,
+        }
+    }
+
     /// Serves one accepted connection: the TLS handshake, then its
     /// requests until it closes, goes idle, stalls or the proxy shuts down.
     async fn connection(self, stream: tokio::net::TcpStream, remote: std::net::SocketAddr) {
         let snapshot = self.proxy.reader.load();
-        let mut conn_info = ConnInfo {
-            remote,
-            tls: self.tls.is_some(),
-            client_auth_asked: false,
-            client_cert: None,
-        };
+        let mut conn_info = self.conn_info(remote);
         let io: Box<dyn Io> = match &self.tls {
             Some(acceptor) => {
                 match handshake(acceptor, stream, snapshot.as_deref(), &mut conn_info).await {
@@ -687,43 +724,6 @@ where
         });
     }
     drain(graceful).await;
-}
-
-/// The HTTP → HTTPS redirect response (308 keeps the method), to the same
-/// host on `https_port`: the HTTPS port users reach, left out when 443.
-pub fn redirect_to_https<B>(req: &Request<B>, https_port: u16) -> Response<Body> {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(normalize_host);
-    let Some(host) = host else {
-        let mut r = Response::new(super::body::full("missing or invalid Host header\n"));
-        *r.status_mut() = StatusCode::BAD_REQUEST;
-        return r;
-    };
-    let pq = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let pq = if pq.starts_with('/') { pq } else { "/" };
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host
-    };
-    let location = if https_port == 443 {
-        format!("https://{host}{pq}")
-    } else {
-        format!("https://{host}:{https_port}{pq}")
-    };
-    let mut r = Response::new(empty());
-    *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        r.headers_mut().insert(header::LOCATION, v);
-    }
-    r
 }
 
 /// Binds `count` listening sockets on `addr` with `SO_REUSEPORT` (the first

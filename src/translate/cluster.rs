@@ -754,6 +754,8 @@ fn route_input(
         client_key_pem: None,
         downstream_ca_pem: None,
         conditions: None,
+        listeners: Default::default(),
+        invalid_status: Default::default(),
         problems: problems
             .into_iter()
             .map(|m| Diagnostic::invalid_route(&r.object, m))
@@ -788,6 +790,8 @@ fn held_routes(assignment: &hosts::Assignment, routes: &[RouteInput]) -> Vec<Rou
             client_key_pem: None,
             downstream_ca_pem: None,
             conditions: None,
+            listeners: Default::default(),
+            invalid_status: Default::default(),
             problems: vec![Diagnostic::invalid_route(
                 &ObjectRef::kube("HostClaim", &o.namespace, shown_host(host)),
                 format!(

@@ -767,6 +767,8 @@ fn route_input(
         client_key_pem,
         downstream_ca_pem,
         conditions: None,
+        listeners: Default::default(),
+        invalid_status: Default::default(),
         problems: problems
             .into_iter()
             .map(|m| Diagnostic::invalid_route(&source, m))

@@ -33,6 +33,7 @@ use crate::crd::gateway::{
 };
 use crate::model::conditions::{Conditions, ValueMatch};
 use crate::model::rewrite::Pattern;
+use crate::model::routing::Listeners;
 use crate::model::{Diagnostic, ObjectRef, Reason, Severity, Upstream};
 use crate::settings::RouteOptions;
 use k8s_openapi::api::core::v1::Namespace;
@@ -122,8 +123,22 @@ struct ReadListener<'a> {
     listener: &'a Listener,
     /// Whether it takes routes at all.
     usable: bool,
+    /// Whether its certificate references resolved (`InvalidCertificateRef`,
+    /// `RefNotPermitted`).
+    resolved_refs: ConditionOutcome,
     /// The Gateway's public-access default, or why it is unreadable.
     public: Result<bool, String>,
+}
+
+impl ReadListener<'_> {
+    /// The proxy listener this Gateway listener's routes are served on:
+    /// the plain-HTTP one for `HTTP`, the TLS one for `HTTPS`.
+    fn serves_on(&self) -> Listeners {
+        match self.listener.protocol.as_str() {
+            "HTTP" => Listeners::PLAIN,
+            _ => Listeners::TLS,
+        }
+    }
 }
 
 /// Reads the Gateway API objects into routes, certificates and outcomes.
@@ -190,16 +205,19 @@ fn read_gateway<'a>(
     let mut read = Vec::new();
     for l in &g.spec.listeners {
         let usable = matches!(l.protocol.as_str(), "HTTP" | "HTTPS");
+        let mut resolved_refs = Ok(());
         if l.protocol == "HTTPS"
-            && let Err(e) = listener_certificates(cx, g, l, out)
+            && let Err((reason, message)) = listener_certificates(cx, g, l, out)
         {
-            out.diagnostics.push(gateway_diagnostic(g, e));
+            out.diagnostics.push(gateway_diagnostic(g, message.clone()));
+            resolved_refs = Err((reason, message));
         }
         read.push(ReadListener {
             gateway: g,
             ns,
             listener: l,
             usable,
+            resolved_refs,
             public: public.clone(),
         });
     }
@@ -239,46 +257,62 @@ fn gateway_diagnostic(g: &Gateway, message: String) -> Diagnostic {
 }
 
 /// The TLS Secrets of an HTTPS listener, bound to its hostname (a listener
-/// without hostname: every name the certificate holds).
+/// without hostname: every name the certificate holds). A reference that
+/// is not a Secret, names a missing or unusable one, or crosses namespaces
+/// without a ReferenceGrant is the listener's `ResolvedRefs` reason
+/// (`InvalidCertificateRef`, `RefNotPermitted`) and message.
 fn listener_certificates(
     cx: &Context<'_>,
     g: &Gateway,
     l: &Listener,
     out: &mut GatewayInputs,
-) -> Result<(), String> {
+) -> ConditionOutcome {
     let ns = g.metadata.namespace.as_deref().unwrap_or("");
+    let invalid = |m: String| ("InvalidCertificateRef".to_string(), m);
     let refs = l
         .tls
         .as_ref()
         .map(|t| t.certificate_refs.as_slice())
         .unwrap_or(&[]);
     if refs.is_empty() {
-        return Err(format!(
+        return Err(invalid(format!(
             "listener {}: HTTPS without certificateRefs",
             l.name
-        ));
+        )));
     }
+    let mut certificates = Vec::new();
     for r in refs {
         let group = r.group.as_deref().unwrap_or("");
         let kind = r.kind.as_deref().unwrap_or("Secret");
         if !group.is_empty() || kind != "Secret" {
-            return Err(format!(
+            return Err(invalid(format!(
                 "listener {}: certificateRef {group}/{kind} is not a Secret",
                 l.name
-            ));
+            )));
         }
         let target_ns = r.namespace.as_deref().unwrap_or(ns);
         if target_ns != ns && !granted(cx, ("Gateway", ns), ("", "Secret", target_ns, &r.name)) {
-            return Err(format!(
-                "listener {}: Secret {target_ns}/{} is in another namespace and no ReferenceGrant allows it",
-                l.name, r.name
+            return Err((
+                "RefNotPermitted".into(),
+                format!(
+                    "listener {}: Secret {target_ns}/{} is in another namespace and no ReferenceGrant allows it",
+                    l.name, r.name
+                ),
             ));
         }
-        let mut cert = cluster::tls_secret(cx.idx, target_ns, &r.name)?;
+        let mut cert = cluster::tls_secret(cx.idx, target_ns, &r.name)
+            .map_err(|e| invalid(format!("listener {}: {e}", l.name)))?;
+        super::load_certified_key(&cert).map_err(|e| {
+            invalid(format!(
+                "listener {}: Secret {target_ns}/{}: {e}",
+                l.name, r.name
+            ))
+        })?;
         cert.source = ObjectRef::kube("Gateway", ns, g.metadata.name.as_deref().unwrap_or(""));
         cert.hosts = l.hostname.iter().cloned().collect();
-        out.certificates.push(cert);
+        certificates.push(cert);
     }
+    out.certificates.extend(certificates);
     Ok(())
 }
 
@@ -337,7 +371,7 @@ fn listener_outcome(
                 ),
             )),
         },
-        resolved_refs: Ok(()),
+        resolved_refs: l.resolved_refs.clone(),
     }
 }
 
@@ -516,7 +550,7 @@ fn http_route(
     let ns = route.metadata.namespace.clone().unwrap_or_default();
     let name = route.metadata.name.clone().unwrap_or_default();
     let object = ObjectRef::kube("HTTPRoute", &ns, &name);
-    let mut hosts: BTreeMap<String, Result<bool, String>> = BTreeMap::new();
+    let mut hosts: BTreeMap<String, HostAttachment> = BTreeMap::new();
     let mut parents = Vec::new();
     for parent in &route.spec.parent_refs {
         let Some(attachment) = attach(cx, route, parent, listeners) else {
@@ -526,12 +560,9 @@ fn http_route(
             for (l, hs) in found {
                 *attached.entry(listener_key(l)).or_default() += 1;
                 for h in hs {
-                    let public = l.public.clone();
-                    // Attached through several listeners: public only if every one says so.
-                    let merged = match (hosts.remove(&h), public) {
-                        (None, p) => p,
-                        (Some(Err(e)), _) | (_, Err(e)) => Err(e),
-                        (Some(Ok(a)), Ok(b)) => Ok(a && b),
+                    let merged = match hosts.remove(&h) {
+                        None => HostAttachment::of(l),
+                        Some(a) => a.and(l),
                     };
                     hosts.insert(h, merged);
                 }
@@ -561,6 +592,37 @@ fn http_route(
     }
 }
 
+/// How a route's hostname is attached: its public-access default and the
+/// proxy listeners it is served on, merged over every listener it attaches
+/// to.
+#[derive(Clone, Debug)]
+struct HostAttachment {
+    public: Result<bool, String>,
+    listeners: Listeners,
+}
+
+impl HostAttachment {
+    fn of(l: &ReadListener<'_>) -> HostAttachment {
+        HostAttachment {
+            public: l.public.clone(),
+            listeners: l.serves_on(),
+        }
+    }
+
+    /// Attached through one more listener: public only if every one says
+    /// so; served on the proxy listeners of all of them.
+    fn and(self, l: &ReadListener<'_>) -> HostAttachment {
+        let public = match (self.public, l.public.clone()) {
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            (Ok(a), Ok(b)) => Ok(a && b),
+        };
+        HostAttachment {
+            public,
+            listeners: self.listeners.union(l.serves_on()),
+        }
+    }
+}
+
 /// The routes of one rule, and whether its references resolved.
 struct RuleRoutes {
     routes: Vec<RouteInput>,
@@ -575,7 +637,7 @@ fn rule_routes(
     object: &ObjectRef,
     index: usize,
     rule: &HttpRouteRule,
-    hosts: &BTreeMap<String, Result<bool, String>>,
+    hosts: &BTreeMap<String, HostAttachment>,
 ) -> RuleRoutes {
     let ns = route.metadata.namespace.as_deref().unwrap_or("");
     let mut problems = Vec::new();
@@ -591,9 +653,13 @@ fn rule_routes(
         let path = path_spec(m, &mut p);
         let conditions = conditions(m, &mut p);
         let prefix = matches!(path, PathSpec::Prefix(_));
-        for (host, public) in hosts {
+        for (host, attachment) in hosts {
             let mut p = p.clone();
-            let options = rule_options(cx, ns, rule, prefix, public, &mut p);
+            let public = &attachment.public;
+            let mut options = rule_options(cx, ns, rule, prefix, public, &mut p);
+            // The Gateway API forwards the client's Host unless a filter
+            // rewrites it.
+            options.preserve_host_header = true;
             routes.push(RouteInput {
                 id: format!("{}/r{index:03}/m{m_index:03}/{host}", object_key(object)),
                 source: object.clone(),
@@ -607,6 +673,8 @@ fn rule_routes(
                 client_key_pem: None,
                 downstream_ca_pem: None,
                 conditions: conditions.clone(),
+                listeners: attachment.listeners,
+                invalid_status: crate::model::InvalidStatus::InternalError,
                 problems: p
                     .into_iter()
                     .map(|m| Diagnostic::invalid_route(object, format!("rule {index}: {m}")))
@@ -865,3 +933,7 @@ fn lcm(a: u64, b: u64) -> u64 {
 #[cfg(test)]
 #[path = "gateway_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "gateway_listener_tests.rs"]
+mod listener_tests;

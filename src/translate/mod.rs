@@ -7,11 +7,11 @@
 use crate::identity::jwks::jwks_document;
 use crate::identity::{IssuerFormat, KeySet, SigningKey};
 use crate::model::rewrite::{HostRewrite, PathRewrite, Pattern, substitution};
-use crate::model::routing::{HostMatch, PathMatch, RouteKey, RouteTable};
+use crate::model::routing::{HostMatch, Listeners, PathMatch, RouteKey, RouteTable};
 use crate::model::{
     ASSERTION, AuthConfig, BearerTokenFormat, ClientAuthNames, ClientCa, DEFAULT_IDLE_TIMEOUT,
-    Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN, IdentityConfig, LoadBalancing, ObjectRef, Reason,
-    Route, Severity, Snapshot, TlsConfig, Upstream, UpstreamScheme, UpstreamTls,
+    Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN, IdentityConfig, ObjectRef, Reason, Route, Severity,
+    Snapshot, TlsConfig, Upstream, UpstreamScheme, UpstreamTls,
 };
 use crate::policy::{self, Legacy, Program};
 use crate::settings::RouteOptions;
@@ -164,6 +164,11 @@ pub struct RouteInput {
     pub problems: Vec<Diagnostic>,
     /// Method, header and query conditions (Gateway API matches).
     pub conditions: Option<Arc<crate::model::conditions::Conditions>>,
+    /// The proxy listeners the route is reachable on (the TLS one, unless
+    /// a Gateway `HTTP` listener says otherwise).
+    pub listeners: Listeners,
+    /// How the route answers when its configuration is invalid.
+    pub invalid_status: crate::model::InvalidStatus,
 }
 
 /// Host and path of a config-file route from its `from` URL and its
@@ -249,7 +254,8 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
             }),
         }
     }
-    let table = RouteTable::build(&keys);
+    let table = RouteTable::build_only(&keys, |i| routes[i].listeners.tls);
+    let plain_table = RouteTable::build_only(&keys, |i| routes[i].listeners.plain);
 
     let published: Vec<&SigningKey> = g.keys.keys().iter().chain(g.retired_keys.iter()).collect();
     let jwks = jwks_document(published);
@@ -271,6 +277,7 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
         generation: 0,
         routes,
         table,
+        plain_table,
         tls,
         identity: IdentityConfig {
             keys: g.keys.clone(),
@@ -329,10 +336,7 @@ fn build_route(
     let host_rewrite = p.or(host_rewrite(spec), HostRewrite::Upstream);
     let set_response_headers =
         header_list("set_response_headers", &response_headers(g, spec), &mut p.0);
-    let load_balancing = match spec.load_balancing_policy.as_deref() {
-        None => LoadBalancing::RoundRobin,
-        Some(text) => p.or(LoadBalancing::parse(text), LoadBalancing::RoundRobin),
-    };
+    let load_balancing = route::load_balancing(spec, &mut p);
     let kubernetes_token = route::kubernetes_token(spec, &mut p);
     let issuer_format = route::issuer_format(g, spec, &mut p);
     let idp = route::idp(g, spec, &mut p);
@@ -351,6 +355,8 @@ fn build_route(
         id: input.id.clone(),
         host,
         path,
+        listeners: input.listeners,
+        invalid_status: input.invalid_status,
         upstreams,
         upstream_tls,
         client_ca,

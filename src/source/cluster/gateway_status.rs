@@ -217,6 +217,7 @@ fn gateway_status(
                         "Programmed",
                         &l.accepted
                             .clone()
+                            .and(l.resolved_refs.clone())
                             .map_err(|(_, m)| ("Invalid".to_string(), m)),
                         "Programmed",
                         generation,

@@ -48,7 +48,7 @@ pub(super) fn install_gateway_api(kube: &Kube) {
 }
 
 /// Polls `kubectl get … -o jsonpath` until it equals `want` (30 s).
-async fn wait_for_jsonpath(kube: &Kube, args: &[&str], want: &str) {
+pub(super) async fn wait_for_jsonpath(kube: &Kube, args: &[&str], want: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, out, _) = kube.kubectl(args, None);
@@ -81,12 +81,20 @@ async fn an_httproute_with_header_and_path_matches_is_served_and_its_status_writ
     ));
     let ctl = Controller::start(&c, &[]).await;
     let mut b = api_client();
-    ctl.expect_status(&mut b, "app.gw.test", "serves", StatusCode::OK)
-        .await;
-    let plain = b.get(&ctl.url("app.gw.test", "/v2/x")).await;
+    // An HTTP listener's routes are served on the plain-HTTP port.
+    let url = |path: &str| ctl.plain_url("app.gw.test", path);
+    eventually(
+        &mut b,
+        &url("/"),
+        "serves",
+        |r| r.status == StatusCode::OK,
+        &ctl,
+    )
+    .await;
+    let plain = b.get(&url("/v2/x")).await;
     assert_eq!((plain.status, plain.body.trim()), (StatusCode::OK, "one"));
     let matched = b
-        .request_with("GET", &ctl.url("app.gw.test", "/v2/x"), &[("version", "2")])
+        .request_with("GET", &url("/v2/x"), &[("version", "2")])
         .await;
     assert_eq!(
         (matched.status, matched.body.trim()),
@@ -97,7 +105,7 @@ async fn an_httproute_with_header_and_path_matches_is_served_and_its_status_writ
         Some("two")
     );
     let other_path = b
-        .request_with("GET", &ctl.url("app.gw.test", "/v3"), &[("version", "2")])
+        .request_with("GET", &url("/v3"), &[("version", "2")])
         .await;
     assert_eq!(other_path.body.trim(), "one");
     wait_for_jsonpath(

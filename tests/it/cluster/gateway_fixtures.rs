@@ -8,6 +8,7 @@
 
 use jetbridge::crd::WatchedPolicy;
 use jetbridge::model::conditions::RequestView;
+use jetbridge::model::routing::Scheme;
 use jetbridge::model::{Access, Snapshot};
 use jetbridge::translate::cluster::{Cluster, ClusterInputs, ClusterSettings, from_cluster};
 use jetbridge::translate::{GlobalInputs, Inputs, translate};
@@ -222,8 +223,11 @@ fn describe(text: &str) -> String {
             headers: &headers,
             query: query.as_deref(),
         };
+        // On the plain-HTTP listener (the fixtures' HTTP listeners), else
+        // the TLS one.
         let hit = snap
-            .route_request(&host, &path, &view)
+            .route_on(Scheme::Plain, &host, &path, &view)
+            .or_else(|| snap.route_on(Scheme::Tls, &host, &path, &view))
             .map(|r| r.id.as_str());
         let _ = writeln!(
             out,

@@ -6,5 +6,6 @@ mod controller;
 mod gateway;
 mod gateway_filters;
 mod gateway_fixtures;
+mod gateway_listeners;
 mod ingress_fixtures;
 mod pods;

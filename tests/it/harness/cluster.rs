@@ -436,6 +436,8 @@ pub struct Controller {
     pub _child: ChildGuard,
     pub lines: Arc<Mutex<Vec<String>>>,
     pub https: u16,
+    /// The plain-HTTP listener (Gateway `HTTP` listeners; the redirect).
+    pub http: u16,
     pub internal: u16,
 }
 
@@ -451,7 +453,7 @@ impl Controller {
         extra: &[&str],
         envs: &[(&str, &str)],
     ) -> Controller {
-        let (https, internal) = (free_port(), free_port());
+        let (https, http, internal) = (free_port(), free_port(), free_port());
         let mut child = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
             .args([
                 "--log-format",
@@ -463,6 +465,7 @@ impl Controller {
             .args(["--namespaces", ns, "--controller-name", controller_name])
             .args(["--bootstrap-secret", &format!("{ns}/jetbridge-bootstrap")])
             .args(["--address", &format!("127.0.0.1:{https}")])
+            .args(["--http-redirect-address", &format!("127.0.0.1:{http}")])
             .args(["--internal-address", &format!("127.0.0.1:{internal}")])
             .args(extra)
             .envs(envs.iter().copied())
@@ -477,6 +480,7 @@ impl Controller {
             _child: ChildGuard(child),
             lines,
             https,
+            http,
             internal,
         };
         let ready = format!("http://127.0.0.1:{internal}/readyz");
@@ -536,6 +540,11 @@ impl Controller {
 
     pub fn url(&self, host: &str, path: &str) -> String {
         format!("https://{host}:{}{path}", self.https)
+    }
+
+    /// The URL of `host` + `path` on the plain-HTTP listener.
+    pub fn plain_url(&self, host: &str, path: &str) -> String {
+        format!("http://{host}:{}{path}", self.http)
     }
 
     /// Polls `https://host/` through this proxy until `want` holds.

@@ -1,0 +1,110 @@
+//! The plain-HTTP listener's decision per request.
+
+use super::*;
+use crate::model::routing::Listeners;
+use crate::settings::ConfigFile;
+use crate::translate::config::{Files, Generated, inputs_from_parts};
+
+/// A snapshot of config-file routes (YAML list items), each placed on the
+/// listeners given with it.
+fn snapshot(routes: &[(&str, Listeners)]) -> Snapshot {
+    snapshot_with(routes, |_| ())
+}
+
+/// [`snapshot`], with `edit` applied to the inputs before translation.
+fn snapshot_with(
+    routes: &[(&str, Listeners)],
+    edit: impl Fn(&mut crate::translate::Inputs),
+) -> Snapshot {
+    let yaml: String = routes.iter().map(|(r, _)| *r).collect();
+    let cfg = ConfigFile::parse("test.yaml", &format!("routes:\n{yaml}")).unwrap();
+    let mut inputs = inputs_from_parts(
+        &cfg,
+        &Files::new(),
+        &mut Generated::default(),
+        &mut Vec::new(),
+    )
+    .unwrap();
+    for (input, (_, listeners)) in inputs.routes.iter_mut().zip(routes) {
+        input.listeners = *listeners;
+    }
+    edit(&mut inputs);
+    crate::translate::translate(&inputs)
+}
+
+fn decide(s: &Snapshot, host: &str, path: &str) -> PlainHttp {
+    let req = Request::get(path).header("host", host).body(()).unwrap();
+    let target = normalise(&req).unwrap();
+    plain_http(s, &req, &target)
+}
+
+#[test]
+fn plain_http_serves_only_its_own_routes_that_need_no_sign_in() {
+    let both = Listeners::TLS.union(Listeners::PLAIN);
+    let s = snapshot(&[
+        (
+            "  - {from: http://gw.example.com, prefix: /pub, to: http://127.0.0.1:1, allow_public_unauthenticated_access: true}\n",
+            Listeners::PLAIN,
+        ),
+        (
+            "  - {from: http://gw.example.com, prefix: /both, to: http://127.0.0.1:1, allow_public_unauthenticated_access: true}\n",
+            both,
+        ),
+        (
+            "  - {from: http://gw.example.com, prefix: /private, to: http://127.0.0.1:1, policy: [{allow: {or: [{email: {is: a@example.com}}]}}]}\n",
+            Listeners::PLAIN,
+        ),
+        (
+            "  - {from: http://gw.example.com, prefix: /tls, to: http://127.0.0.1:1, allow_public_unauthenticated_access: true}\n",
+            Listeners::TLS,
+        ),
+        (
+            "  - {from: https://ingress.example.com, to: http://127.0.0.1:1, allow_public_unauthenticated_access: true}\n",
+            Listeners::TLS,
+        ),
+    ]);
+    let cases = [
+        ("gw.example.com", "/pub/x", PlainHttp::Serve),
+        ("gw.example.com", "/both", PlainHttp::Serve),
+        // A route needing a session: sign-in happens over HTTPS only.
+        ("gw.example.com", "/private", PlainHttp::Redirect),
+        // The host is the plain listener's, the path is not: 404.
+        ("gw.example.com", "/tls", PlainHttp::NoRoute),
+        ("gw.example.com", "/.pomerium/jwt", PlainHttp::Redirect),
+        ("ingress.example.com", "/", PlainHttp::Redirect),
+        // No listener serves it: nothing to redirect to.
+        ("unknown.example.com", "/", PlainHttp::NoRoute),
+    ];
+    for (host, path, want) in cases {
+        assert_eq!(decide(&s, host, path), want, "{host}{path}");
+    }
+}
+
+#[test]
+fn a_catch_all_plain_route_leaves_tls_hosts_redirected() {
+    // A Gateway route without hostnames on a listener without hostname.
+    let routes = [
+        (
+            "  - {from: http://any.invalid, to: http://127.0.0.1:1, allow_public_unauthenticated_access: true}\n",
+            Listeners::PLAIN,
+        ),
+        (
+            "  - {from: https://ingress.example.com, to: http://127.0.0.1:1, allow_public_unauthenticated_access: true}\n",
+            Listeners::TLS,
+        ),
+    ];
+    let s = snapshot_with(&routes, |i| i.routes[0].host = String::new());
+    assert_eq!(decide(&s, "10.0.0.1", "/x"), PlainHttp::Serve);
+    assert_eq!(decide(&s, "ingress.example.com", "/"), PlainHttp::Redirect);
+}
+
+#[test]
+fn without_plain_http_routes_every_request_is_redirected() {
+    let s = snapshot(&[(
+        "  - {from: https://ingress.example.com, to: http://127.0.0.1:1, allow_public_unauthenticated_access: true}\n",
+        Listeners::TLS,
+    )]);
+    for host in ["ingress.example.com", "unknown.example.com"] {
+        assert_eq!(decide(&s, host, "/"), PlainHttp::Redirect, "{host}");
+    }
+}
