@@ -22,6 +22,9 @@ pub enum RequestFilter {
     RemoveHeaders(Vec<HeaderName>),
     /// Sets these headers, replacing any sent (`set_request_headers`).
     SetHeaders(Vec<(HeaderName, HeaderValue)>),
+    /// Appends these headers after any of the same name
+    /// (`add_request_headers`).
+    AppendHeaders(Vec<(HeaderName, HeaderValue)>),
     /// Fills `${pomerium.id_token}` / `${pomerium.access_token}` header
     /// templates from the session (routes whose templates do not name the
     /// assertion). Does nothing without a session.
@@ -58,15 +61,18 @@ pub enum ResponseFilter {
     RewriteHeaders(Vec<ResponseHeaderRewrite>),
     /// Sets headers; an empty value removes one (`set_response_headers`).
     SetHeaders(Vec<(HeaderName, HeaderValue)>),
+    /// Appends headers after any of the same name (`add_response_headers`).
+    AppendHeaders(Vec<(HeaderName, HeaderValue)>),
 }
 
 /// Request trailer names that must not bring back what the head was
-/// cleaned of: the claim headers and the headers the route removes or sets.
+/// cleaned of: the claim headers and the headers the route removes, sets
+/// or appends.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TrailerRules {
     /// The route's (header, claim) pairs.
     pub claim_headers: Vec<(HeaderName, String)>,
-    /// Removed and set request header names.
+    /// Removed, set and appended request header names.
     pub also: Vec<HeaderName>,
 }
 
@@ -169,6 +175,11 @@ fn request_filters(route: &Route) -> Vec<RequestFilter> {
     if !route.set_request_headers.is_empty() {
         filters.push(RequestFilter::SetHeaders(route.set_request_headers.clone()));
     }
+    if !route.add_request_headers.is_empty() {
+        filters.push(RequestFilter::AppendHeaders(
+            route.add_request_headers.clone(),
+        ));
+    }
     if wants_assertion(route) {
         filters.push(RequestFilter::Assertion(AssertionFilter {
             templates: route.templated_request_headers.clone(),
@@ -200,6 +211,11 @@ fn response_filters(route: &Route) -> Vec<ResponseFilter> {
             route.set_response_headers.clone(),
         ));
     }
+    if !route.add_response_headers.is_empty() {
+        filters.push(ResponseFilter::AppendHeaders(
+            route.add_response_headers.clone(),
+        ));
+    }
     filters
 }
 
@@ -210,6 +226,7 @@ fn trailer_rules(route: &Route) -> TrailerRules {
             .remove_request_headers
             .iter()
             .chain(route.set_request_headers.iter().map(|(n, _)| n))
+            .chain(route.add_request_headers.iter().map(|(n, _)| n))
             .cloned()
             .collect(),
     }
@@ -221,6 +238,11 @@ pub fn apply_response_filters(filters: &[ResponseFilter], headers: &mut HeaderMa
         match f {
             ResponseFilter::RewriteHeaders(r) => super::rewrite::rewrite_headers(headers, r),
             ResponseFilter::SetHeaders(s) => super::rewrite::set_headers(headers, s),
+            ResponseFilter::AppendHeaders(a) => {
+                for (n, v) in a {
+                    headers.append(n.clone(), v.clone());
+                }
+            }
         }
     }
 }

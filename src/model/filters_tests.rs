@@ -12,6 +12,7 @@ fn kinds(filters: &[RequestFilter]) -> Vec<&'static str> {
         .map(|f| match f {
             RequestFilter::RemoveHeaders(_) => "remove",
             RequestFilter::SetHeaders(_) => "set",
+            RequestFilter::AppendHeaders(_) => "append",
             RequestFilter::Templates(_) => "templates",
             RequestFilter::Assertion(_) => "assertion",
             RequestFilter::Impersonate(_) => "impersonate",
@@ -97,4 +98,92 @@ fn shared_tls_settings_are_one_cache_key_by_content() {
     set.insert(a);
     assert!(set.contains(&b));
     assert_ne!(b, SharedTls::default());
+}
+
+#[test]
+fn appended_headers_follow_set_ones_and_keep_what_was_sent() {
+    let r = route(
+        "    allow_public_unauthenticated_access: true\n    set_request_headers:\n      \
+         x-set: v\n    add_request_headers:\n      x-add: added\n    \
+         add_response_headers:\n      x-resp: added\n",
+    );
+    assert_eq!(kinds(&r.compiled.request), ["set", "append"]);
+    assert_eq!(r.compiled.trailers.also, ["x-set", "x-add"]);
+    let mut h = HeaderMap::new();
+    h.insert("x-resp", HeaderValue::from_static("upstream"));
+    apply_response_filters(&r.compiled.response, &mut h);
+    let values: Vec<_> = h.get_all("x-resp").iter().collect();
+    assert_eq!(values, ["upstream", "added"]);
+}
+
+#[test]
+fn headers_the_proxy_owns_cannot_be_appended() {
+    for (key, name) in [
+        ("add_request_headers", "x-pomerium-jwt-assertion"),
+        ("add_request_headers", "x-forwarded-for"),
+        ("add_request_headers", "host"),
+        ("add_request_headers", "content-length"),
+        ("add_response_headers", "transfer-encoding"),
+        ("add_response_headers", "x-pomerium-jwt-assertion"),
+    ] {
+        let t = crate::translate::fixtures::translate_one(&format!(
+            "    allow_public_unauthenticated_access: true\n    {key}:\n      {name}: x\n"
+        ));
+        assert!(
+            t.diagnostics.iter().any(|d| d.message.contains(name)),
+            "{key} {name}: {:?}",
+            t.diagnostics
+        );
+    }
+}
+
+#[test]
+fn a_redirect_is_checked_part_by_part() {
+    let bad = [
+        ("scheme_redirect: ftp", "scheme_redirect"),
+        (
+            "https_redirect: true\n      scheme_redirect: http",
+            "contradict",
+        ),
+        ("host_redirect: \"evil.example/x\"", "host_redirect"),
+        ("host_redirect: \"*.example.org\"", "host_redirect"),
+        ("port_redirect: 70000", "port_redirect"),
+        ("path_redirect: \"no-slash\"", "path_redirect"),
+        ("path_redirect: \"/a?b=c\"", "path_redirect"),
+        (
+            "prefix_rewrite: /a\n      path_redirect: /b",
+            "mutually exclusive",
+        ),
+        ("response_code: 200", "response_code"),
+    ];
+    for (settings, want) in bad {
+        let s = crate::translate::fixtures::translate_one(&format!(
+            "    allow_public_unauthenticated_access: true\n    redirect:\n      {settings}\n"
+        ));
+        assert!(
+            s.diagnostics.iter().any(|d| d.message.contains(want)),
+            "{settings}: {:?}",
+            s.diagnostics
+        );
+        assert!(s.routes[0].redirect.is_none(), "{settings}");
+    }
+}
+
+#[test]
+fn a_redirecting_route_needs_no_upstream_and_a_zero_timeout_is_none() {
+    let yaml = "routes:\n  - from: https://app.example.com\n    \
+                allow_public_unauthenticated_access: true\n    timeout: 0s\n    \
+                redirect:\n      https_redirect: true\n";
+    let cfg = crate::settings::ConfigFile::parse("t.yaml", yaml).unwrap();
+    let inputs = crate::translate::config::inputs_from_parts(
+        &cfg,
+        &crate::translate::config::Files::new(),
+        &mut Default::default(),
+        &mut Vec::new(),
+    )
+    .unwrap();
+    let s = crate::translate::translate(&inputs);
+    assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+    assert!(s.routes[0].redirect.is_some());
+    assert_eq!(s.routes[0].timeout, std::time::Duration::MAX);
 }

@@ -4,6 +4,7 @@
 pub mod conditions;
 pub mod filters;
 pub mod pathnorm;
+pub mod redirect;
 pub mod rewrite;
 pub mod routing;
 
@@ -731,8 +732,16 @@ pub struct Route {
     pub set_response_headers: Vec<(HeaderName, HeaderValue)>,
     pub rewrite_response_headers: Vec<rewrite::ResponseHeaderRewrite>,
     pub remove_request_headers: Vec<HeaderName>,
+    /// Request headers appended after any the client sent.
+    pub add_request_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Response headers appended after any the upstream sent.
+    pub add_response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Answer with this redirect instead of forwarding.
+    pub redirect: Option<redirect::Redirect>,
     /// (header, claim) pairs for `X-Pomerium-Claim-*` style headers.
     pub jwt_claims_headers: Vec<(HeaderName, String)>,
+    /// Time to the upstream's response head, per attempt ([`Duration::MAX`]:
+    /// none).
     pub timeout: Duration,
     pub idle_timeout: Duration,
     /// The route's behaviour as the proxy applies it, derived from the

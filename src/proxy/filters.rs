@@ -1,6 +1,6 @@
 //! Applies a route's compiled request filters ([`RequestFilter`]) to a
-//! forwarded request's head, in order, in one loop: set and removed
-//! headers, `${pomerium.*}` templates, the assertion and identity headers,
+//! forwarded request's head, in order, in one loop: removed, set and
+//! appended headers, `${pomerium.*}` templates, the assertion and identity headers,
 //! Kubernetes impersonation.
 
 use super::assertions;
@@ -41,6 +41,11 @@ pub(crate) fn apply_request_filters(
             RequestFilter::SetHeaders(set) => {
                 for (n, v) in set {
                     h.insert(n.clone(), v.clone());
+                }
+            }
+            RequestFilter::AppendHeaders(add) => {
+                for (n, v) in add {
+                    h.append(n.clone(), v.clone());
                 }
             }
             RequestFilter::Templates(templates) => {

@@ -665,6 +665,9 @@ impl Proxy {
         req: Request<Incoming>,
     ) -> Result<Response<Body>, ProxyError> {
         let (parts, body) = req.into_parts();
+        if let Some(r) = &admitted.route.redirect {
+            return Ok(redirect::answer(r, &admitted.target, &parts, &cx.conn));
+        }
         let input = prepare::Inputs {
             snapshot,
             conn: &cx.conn,

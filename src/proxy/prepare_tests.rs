@@ -171,3 +171,17 @@ fn impersonation_is_the_proxys_alone() {
     assert_eq!(p.parts.headers["impersonate-group"], "ops");
     assert_eq!(p.parts.headers[header::AUTHORIZATION], "Bearer sa-token");
 }
+
+#[test]
+fn appended_request_headers_keep_what_the_client_sent() {
+    let s = snapshot(
+        "    allow_public_unauthenticated_access: true\n    add_request_headers:\n      \
+         x-tag: added\n      x-new: only\n",
+    );
+    let a = admitted(&s, "/x", None);
+    let parts = head(Request::builder().header("x-tag", "client"));
+    let p = run(&s, &a, parts).unwrap();
+    let tags: Vec<_> = p.parts.headers.get_all("x-tag").iter().collect();
+    assert_eq!(tags, ["client", "added"]);
+    assert_eq!(p.parts.headers["x-new"], "only");
+}

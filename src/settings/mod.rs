@@ -266,6 +266,18 @@ route_options! {
     set_request_headers: BTreeMap<String, String>,
     #[serde(default)]
     remove_request_headers: Vec<String>,
+    /// Request headers appended to any of the same name the client sent
+    /// (another line), unlike `set_request_headers`, which replaces.
+    #[serde(default)]
+    add_request_headers: BTreeMap<String, String>,
+    /// Response headers appended to any of the same name the upstream sent
+    /// (another line), unlike `set_response_headers`, which replaces.
+    #[serde(default)]
+    add_response_headers: BTreeMap<String, String>,
+    /// Answer every request with a redirect instead of forwarding it
+    /// (Pomerium's `redirect`); `to` is then not needed.
+    redirect: Option<RouteRedirect>,
+    /// The route's upstream timeout (time to the response head); `0s`: none.
     #[serde(default, deserialize_with = "duration_opt")]
     timeout: Option<Duration>,
     #[serde(default, deserialize_with = "duration_opt")]
@@ -375,6 +387,30 @@ pub struct RewriteHeader {
     pub prefix: String,
     #[serde(default)]
     pub value: String,
+}
+
+/// A route's `redirect`: the `Location` is the request's URL with the parts
+/// given here replaced. Pomerium's keys.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRedirect {
+    /// `true`: scheme `https` (port 443 unless `port_redirect`).
+    pub https_redirect: Option<bool>,
+    /// `http` or `https`.
+    pub scheme_redirect: Option<String>,
+    /// The host to send the client to.
+    pub host_redirect: Option<String>,
+    /// The port to send the client to.
+    pub port_redirect: Option<u32>,
+    /// The whole path, replaced.
+    pub path_redirect: Option<String>,
+    /// The route's matched prefix (or path), replaced.
+    pub prefix_rewrite: Option<String>,
+    /// 301 (default), 302, 303, 307 or 308; Envoy's enum numbers 0–4
+    /// (`MOVED_PERMANENTLY` … `PERMANENT_REDIRECT`) are read too.
+    pub response_code: Option<u32>,
+    /// Drop the query.
+    pub strip_query: Option<bool>,
 }
 
 impl ConfigFile {

@@ -982,7 +982,14 @@ fn rule_options(
 ) -> RouteOptions {
     let mut o = RouteOptions::default();
     let mut policies = Vec::new();
-    for f in &rule.filters {
+    let backend_filters = gateway_filters::backend_filters(rule).unwrap_or_else(|e| {
+        problems.push(e);
+        &[]
+    });
+    if let Err(e) = gateway_filters::timeouts(rule.timeouts.as_ref(), &mut o) {
+        problems.push(e);
+    }
+    for f in rule.filters.iter().chain(backend_filters) {
         let applied = match f.type_.as_str() {
             "ExtensionRef" => extension_policy(f).map(|name| policies.push(name)),
             _ => gateway_filters::apply_filter(f, prefix_match, &mut o),

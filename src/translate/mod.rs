@@ -10,8 +10,8 @@ use crate::model::rewrite::{HostRewrite, PathRewrite, Pattern, substitution};
 use crate::model::routing::{HostMatch, Listeners, PathMatch, RouteKey, RouteTable};
 use crate::model::{
     ASSERTION, AuthConfig, BearerTokenFormat, ClientAuthNames, ClientCa, DEFAULT_IDLE_TIMEOUT,
-    Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN, IdentityConfig, LoadBalancing, ObjectRef, Reason,
-    Route, Severity, Snapshot, TlsConfig, Upstream, UpstreamScheme, UpstreamTls,
+    Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN, IdentityConfig, ObjectRef, Reason, Route, Severity,
+    Snapshot, TlsConfig, Upstream, UpstreamScheme, UpstreamTls,
 };
 use crate::policy::{self, Legacy, Program};
 use crate::settings::RouteOptions;
@@ -342,10 +342,7 @@ fn build_route(
     let host_rewrite = p.or(host_rewrite(spec), HostRewrite::Upstream);
     let set_response_headers =
         header_list("set_response_headers", &response_headers(g, spec), &mut p.0);
-    let load_balancing = match spec.load_balancing_policy.as_deref() {
-        None => LoadBalancing::RoundRobin,
-        Some(text) => p.or(LoadBalancing::parse(text), LoadBalancing::RoundRobin),
-    };
+    let load_balancing = route::load_balancing(spec, &mut p);
     let kubernetes_token = route::kubernetes_token(spec, &mut p);
     let issuer_format = route::issuer_format(g, spec, &mut p);
     let idp = route::idp(g, spec, &mut p);
@@ -355,6 +352,8 @@ fn build_route(
     let rewrite_response_headers = route::response_rewrites(spec, &mut p);
     let remove_request_headers = route::removed_request_headers(spec, &mut p);
     let jwt_claims_headers = route::claims_headers(g, spec, &mut p);
+    let (add_request_headers, add_response_headers) = route::appended_headers(spec, &mut p);
+    let redirect = route::redirect(spec, &path, &mut p);
     let (upstream_tls, downstream_ca_pem) = route::upstream_tls(input, &mut p);
     let client_ca = route::client_ca(g, downstream_ca_pem, client_cas, &mut p);
     let access = p.deny(access, &input.source, diagnostics);
@@ -394,6 +393,9 @@ fn build_route(
         set_response_headers,
         rewrite_response_headers,
         remove_request_headers,
+        add_request_headers,
+        add_response_headers,
+        redirect,
         jwt_claims_headers,
         timeout: route::timeout(g, spec),
         idle_timeout: spec.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
@@ -470,11 +472,7 @@ fn path_rewrite(
         return Err("prefix_rewrite and regex_rewrite_pattern are mutually exclusive".into());
     }
     if let Some(replacement) = &spec.prefix_rewrite {
-        let valid = replacement.is_empty()
-            || (replacement.starts_with('/')
-                && !replacement.contains(['?', '#'])
-                && replacement.parse::<http::uri::PathAndQuery>().is_ok());
-        if !valid {
+        if !route::is_path(replacement) {
             return Err(format!(
                 "prefix_rewrite {:?}: must be a path (starting with /, no query)",
                 replacement.chars().take(64).collect::<String>()

@@ -8,14 +8,16 @@ use super::{
     pem_text, reserved_header, unsupported_substitution,
 };
 use crate::identity::IssuerFormat;
-use crate::model::rewrite::ResponseHeaderRewrite;
+use crate::model::redirect::{Redirect, STATUSES, Scheme};
+use crate::model::rewrite::{PathRewrite, Pattern, ResponseHeaderRewrite, substitution};
+use crate::model::routing::{HostMatch, PathMatch};
 use crate::model::{
-    Access, BearerTokenFormat, ClientCa, Diagnostic, ObjectRef, Reason, RouteIdp, RouteInfo,
-    Severity, Upstream, UpstreamScheme, UpstreamTls,
+    Access, BearerTokenFormat, ClientCa, Diagnostic, LoadBalancing, ObjectRef, Reason, RouteIdp,
+    RouteInfo, Severity, Upstream, UpstreamScheme, UpstreamTls,
 };
 use crate::policy::Program;
-use crate::settings::RouteOptions;
-use http::{HeaderName, HeaderValue};
+use crate::settings::{RouteOptions, RouteRedirect};
+use http::{HeaderName, HeaderValue, StatusCode};
 use std::collections::HashMap;
 
 /// What is wrong with one route, in the order found.
@@ -57,7 +59,8 @@ impl Problems {
     }
 }
 
-/// The route's upstreams (`to`), over h2c when `h2c_upstream` is set.
+/// The route's upstreams (`to`), over h2c when `h2c_upstream` is set;
+/// a route that redirects needs none.
 pub(super) fn upstreams(input: &RouteInput, problems: &mut Problems) -> Vec<Upstream> {
     let mut upstreams = input.backends.clone();
     if input.options.h2c_upstream {
@@ -68,7 +71,7 @@ pub(super) fn upstreams(input: &RouteInput, problems: &mut Problems) -> Vec<Upst
             u.scheme = UpstreamScheme::H2c;
         }
     }
-    if upstreams.is_empty() && problems.0.is_empty() {
+    if upstreams.is_empty() && problems.0.is_empty() && input.options.redirect.is_none() {
         problems.push("to: at least one upstream URL is required");
     }
     upstreams
@@ -427,11 +430,25 @@ pub(super) fn access_token_audiences(g: &GlobalInputs, spec: &RouteOptions) -> V
         .unwrap_or_else(|| g.access_token_audiences.clone())
 }
 
-/// The route's upstream timeout: its own, the global default, or the built-in one.
+/// `load_balancing_policy` (round robin when unset).
+pub(super) fn load_balancing(spec: &RouteOptions, problems: &mut Problems) -> LoadBalancing {
+    match spec.load_balancing_policy.as_deref() {
+        None => LoadBalancing::RoundRobin,
+        Some(text) => problems.or(LoadBalancing::parse(text), LoadBalancing::RoundRobin),
+    }
+}
+
+/// The route's upstream timeout: its own, the global default, or the
+/// built-in one; `0s` means none (as in Envoy and Pomerium).
 pub(super) fn timeout(g: &GlobalInputs, spec: &RouteOptions) -> std::time::Duration {
-    spec.timeout
+    match spec
+        .timeout
         .or(g.default_upstream_timeout)
         .unwrap_or(crate::model::DEFAULT_TIMEOUT)
+    {
+        std::time::Duration::ZERO => std::time::Duration::MAX,
+        t => t,
+    }
 }
 
 pub(super) fn info(spec: &RouteOptions) -> RouteInfo {
@@ -439,5 +456,167 @@ pub(super) fn info(spec: &RouteOptions) -> RouteInfo {
         name: spec.name.clone().unwrap_or_default(),
         description: spec.description.clone().unwrap_or_default(),
         logo_url: spec.logo_url.clone().unwrap_or_default(),
+    }
+}
+
+/// Appended headers.
+pub(super) type AddHeaders = Vec<(HeaderName, HeaderValue)>;
+
+/// `add_request_headers` and `add_response_headers`: appended after any
+/// the client (or the upstream) sent; the headers the proxy owns are
+/// refused as for `set_request_headers`.
+pub(super) fn appended_headers(
+    spec: &RouteOptions,
+    problems: &mut Problems,
+) -> (AddHeaders, AddHeaders) {
+    (
+        appended(
+            "add_request_headers",
+            &spec.add_request_headers,
+            true,
+            problems,
+        ),
+        appended(
+            "add_response_headers",
+            &spec.add_response_headers,
+            false,
+            problems,
+        ),
+    )
+}
+
+fn appended(
+    key: &str,
+    headers: &std::collections::BTreeMap<String, String>,
+    request: bool,
+    problems: &mut Problems,
+) -> AddHeaders {
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
+            problems.push(format!("{key}: invalid header {name:?}"));
+            continue;
+        };
+        if let Some(why) = reserved_header(&n, request) {
+            problems.push(format!("{key}: {name} {why}"));
+            continue;
+        }
+        match HeaderValue::from_str(value) {
+            Ok(v) => out.push((n, v)),
+            Err(_) => problems.push(format!("{key}: invalid value for {name:?}")),
+        }
+    }
+    out
+}
+
+/// Whether `p` is a path a route may write: empty, or starting with `/`,
+/// without query or fragment, and valid in a request target.
+pub(super) fn is_path(p: &str) -> bool {
+    p.is_empty()
+        || (p.starts_with('/')
+            && !p.contains(['?', '#'])
+            && p.parse::<http::uri::PathAndQuery>().is_ok())
+}
+
+/// `redirect`: every part checked here, so the proxy writes `Location`
+/// from valid parts only.
+pub(super) fn redirect(
+    spec: &RouteOptions,
+    path: &PathMatch,
+    problems: &mut Problems,
+) -> Option<Redirect> {
+    let r = spec.redirect.as_ref()?;
+    let checked = redirect_scheme(r).and_then(|scheme| {
+        Ok(Redirect {
+            scheme,
+            host: redirect_host(r)?,
+            port: redirect_port(r)?,
+            path: redirect_path(r, path)?,
+            status: redirect_status(r)?,
+            strip_query: r.strip_query.unwrap_or(false),
+        })
+    });
+    match checked {
+        Ok(r) => Some(r),
+        Err(e) => {
+            problems.push(format!("redirect: {e}"));
+            None
+        }
+    }
+}
+
+fn redirect_scheme(r: &RouteRedirect) -> Result<Option<Scheme>, String> {
+    let named = match r.scheme_redirect.as_deref().map(str::to_ascii_lowercase) {
+        None => None,
+        Some(s) if s == "http" => Some(Scheme::Http),
+        Some(s) if s == "https" => Some(Scheme::Https),
+        Some(s) => return Err(format!("scheme_redirect {s:?}: must be http or https")),
+    };
+    match (r.https_redirect, named) {
+        (Some(true), Some(Scheme::Http)) => {
+            Err("https_redirect and scheme_redirect: http contradict each other".into())
+        }
+        (Some(true), _) => Ok(Some(Scheme::Https)),
+        (_, named) => Ok(named),
+    }
+}
+
+fn redirect_host(r: &RouteRedirect) -> Result<Option<String>, String> {
+    let Some(h) = &r.host_redirect else {
+        return Ok(None);
+    };
+    match HostMatch::parse(h) {
+        Ok(HostMatch::Exact(h)) => Ok(Some(h)),
+        _ => Err(format!("host_redirect {h:?}: must be one host name")),
+    }
+}
+
+fn redirect_port(r: &RouteRedirect) -> Result<Option<u16>, String> {
+    match r.port_redirect {
+        None => Ok(None),
+        Some(p) => match u16::try_from(p) {
+            Ok(p) if p > 0 => Ok(Some(p)),
+            _ => Err(format!("port_redirect {p}: must be 1-65535")),
+        },
+    }
+}
+
+fn redirect_path(r: &RouteRedirect, path: &PathMatch) -> Result<PathRewrite, String> {
+    let bad =
+        |key: &str, v: &str| format!("{key} {v:?}: must be a path (starting with /, no query)");
+    match (&r.path_redirect, &r.prefix_rewrite, path) {
+        (Some(_), Some(_), _) => {
+            Err("path_redirect and prefix_rewrite are mutually exclusive".into())
+        }
+        (Some(p), None, _) if p.is_empty() || !is_path(p) => Err(bad("path_redirect", p)),
+        (Some(p), None, _) => Ok(PathRewrite::Regex {
+            pattern: Pattern::new("^.*$").map_err(|e| e.to_string())?,
+            substitution: substitution(p),
+        }),
+        (None, Some(_), PathMatch::Regex(_)) => {
+            Err("prefix_rewrite needs a prefix or path route, not regex".into())
+        }
+        (None, Some(p), _) if !is_path(p) => Err(bad("prefix_rewrite", p)),
+        (None, Some(p), m) => Ok(PathRewrite::Prefix {
+            matched: m.as_str().to_string(),
+            replacement: p.clone(),
+        }),
+        (None, None, _) => Ok(PathRewrite::Keep),
+    }
+}
+
+/// The status: an HTTP redirect status, or Envoy's enum number for one.
+fn redirect_status(r: &RouteRedirect) -> Result<StatusCode, String> {
+    let code = match r.response_code {
+        None => 301,
+        Some(n @ 0..=4) => STATUSES[n as usize],
+        Some(n) => u16::try_from(n).unwrap_or(0),
+    };
+    match STATUSES.contains(&code) {
+        true => StatusCode::from_u16(code).map_err(|e| e.to_string()),
+        false => Err(format!(
+            "response_code {}: must be 301, 302, 303, 307 or 308",
+            r.response_code.unwrap_or_default()
+        )),
     }
 }

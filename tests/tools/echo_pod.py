@@ -7,7 +7,7 @@ Listens on 0.0.0.0:PORT, HTTP/1.1 with keep-alive, one thread per connection.
 
 - any GET or POST: 200, body the value of ECHO_NAME (default: POD_NAME, else the host
   name), headers `X-Echo-Pod: $POD_NAME` and `X-Echo-Ip: $POD_IP`
-- GET /_echo/headers: the request headers as a JSON object
+- GET /_echo/headers: the request headers as a JSON object (repeated names comma-joined)
 - GET /healthz: 200 "ok", or 503 after `POST /_echo/ready?value=false` (and 200 again
   after `value=true`), so that a test can make the pod fail its readiness probe
 - SIGTERM: keep serving for --drain-seconds, then stop accepting and exit 0
@@ -31,6 +31,15 @@ STATE = {"ready": True}
 def echo_name():
     """The body every request gets: ECHO_NAME, else POD_NAME, else the host name."""
     return os.environ.get("ECHO_NAME") or os.environ.get("POD_NAME") or socket.gethostname()
+
+
+def joined_headers(headers):
+    """The request headers as a dict; a name sent on several lines has its
+    values comma-joined in order (RFC 9110), so none is lost."""
+    out = {}
+    for k, v in headers.items():
+        out[k] = out[k] + ", " + v if k in out else v
+    return out
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -70,7 +79,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self.reply(503, "not ready")
         elif url.path == "/_echo/headers":
-            self.reply(200, json.dumps({k: v for k, v in self.headers.items()}), "application/json")
+            self.reply(200, json.dumps(joined_headers(self.headers)), "application/json")
         elif url.path == "/_echo/ready" and self.command == "POST":
             value = parse_qs(url.query).get("value", ["true"])[0]
             STATE["ready"] = value.lower() not in ("false", "0", "no")

@@ -967,50 +967,12 @@ async fn an_api_server_outage_and_expired_watches_keep_serving_and_changes_made_
         .await;
 }
 
-/// A self-signed certificate for `names` as (cert PEM, key PEM, leaf DER).
-pub(super) fn certificate(names: &[&str]) -> (String, String, Vec<u8>) {
-    let ck =
-        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .unwrap();
-    (
-        ck.cert.pem(),
-        ck.signing_key.serialize_pem(),
-        ck.cert.der().to_vec(),
-    )
-}
-
-pub(super) fn tls_secret(c: &Corner, name: &str, cert: &(String, String, Vec<u8>)) {
-    let dir = tempfile::tempdir().unwrap();
-    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    std::fs::write(&crt, &cert.0).unwrap();
-    std::fs::write(&key, &cert.1).unwrap();
-    let yaml = c.kube.ok(
-        &[
-            "create",
-            "secret",
-            "tls",
-            name,
-            "-n",
-            &c.ns,
-            "--cert",
-            crt.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "--dry-run=client",
-            "-o",
-            "yaml",
-        ],
-        None,
-    );
-    c.kube.apply(&yaml);
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_ingress_tls_secret_is_served_for_its_own_hosts_only() {
     let c = Corner::with_upstream("app", "app").await;
     let ctl = Controller::start(&c, &[]).await;
     let shop = certificate(&["shop.test"]);
-    tls_secret(&c, "shop-tls", &shop);
+    c.tls_secret("shop-tls", &shop);
     let ns = &c.ns;
     let class = &c.class;
     let tls_ingress = |name: &str, host: &str, secret: &str| {
@@ -1042,7 +1004,7 @@ async fn an_ingress_tls_secret_is_served_for_its_own_hosts_only() {
     // "rogue"), so it is made at least a second later.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let rogue = certificate(&["shop.test"]);
-    tls_secret(&c, "rogue-tls", &rogue);
+    c.tls_secret("rogue-tls", &rogue);
     c.kube
         .apply(&tls_ingress("rogue", "shop.test", "rogue-tls"));
     // Once the controller has seen it (its duplicate-claim warning is
@@ -1054,7 +1016,7 @@ async fn an_ingress_tls_secret_is_served_for_its_own_hosts_only() {
 
     // The Secret rotated: the new certificate is served without a restart.
     let renewed = certificate(&["shop.test"]);
-    tls_secret(&c, "shop-tls", &renewed);
+    c.tls_secret("shop-tls", &renewed);
     let deadline = Instant::now() + Duration::from_secs(20);
     while served_certificate(ctl.https, "shop.test").await != renewed.2 {
         assert!(
@@ -1332,8 +1294,7 @@ async fn client_certificate_secrets_work_both_ways_and_a_missing_one_denies_only
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: upstream-ca, namespace: {ns}}}\ntype: Opaque\nstringData:\n  ca.crt: {:?}\n",
         server.ca_pem
     ));
-    tls_secret(
-        &c,
+    c.tls_secret(
         "proxy-client",
         &(
             proxy_cert.cert_pem.clone(),
@@ -2313,8 +2274,8 @@ async fn a_host_stays_with_its_namespace_through_intruders_redeploys_and_restart
     team2.service("rogue", &[rogue]);
     let own = certificate(&["app.test"]);
     let intruder = certificate(&["app.test"]);
-    tls_secret(&apps, "app-tls", &own);
-    tls_secret(&team2, "rogue-tls", &intruder);
+    apps.tls_secret("app-tls", &own);
+    team2.tls_secret("rogue-tls", &intruder);
     let extra = ["--namespaces", team2.ns.as_str()];
     let mut ctl = Controller::start(&apps, &extra).await;
     apps.public_tls_ingress("web", "app.test", "/", "app", "app-tls");

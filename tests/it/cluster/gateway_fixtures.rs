@@ -106,12 +106,72 @@ fn describe_routes(snap: &Snapshot, out: &mut String) {
             set.join(", "),
             r.remove_request_headers
         );
+        describe_actions(r, out);
         let access = match &r.access {
             Access::Public => "public".to_string(),
             Access::Invalid(m) => format!("denies every request: {m}"),
             Access::Policy(_) => "policy".to_string(),
         };
         let _ = writeln!(out, "  {access}");
+    }
+}
+
+/// What a route does besides forwarding as it came, when it does any of
+/// it: appended headers, response headers (other than the defaults), a
+/// timeout that is not the
+/// default, and a redirect (its status and the `Location` for
+/// `http://<host>:8080/<matched path>/x?q=1`).
+fn describe_actions(r: &jetbridge::model::Route, out: &mut String) {
+    let pairs = |h: &[(http::HeaderName, http::HeaderValue)]| -> String {
+        h.iter()
+            .map(|(n, v)| format!("{n}={}", v.to_str().unwrap_or("?")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !r.add_request_headers.is_empty() {
+        let _ = writeln!(out, "  add=[{}]", pairs(&r.add_request_headers));
+    }
+    let response: Vec<_> = r
+        .set_response_headers
+        .iter()
+        .filter(|(n, v)| {
+            !jetbridge::translate::DEFAULT_RESPONSE_HEADERS
+                .iter()
+                .any(|(dn, dv)| n.as_str().eq_ignore_ascii_case(dn) && v == dv)
+        })
+        .cloned()
+        .collect();
+    if !response.is_empty() || !r.add_response_headers.is_empty() {
+        let _ = writeln!(
+            out,
+            "  response set=[{}] add=[{}]",
+            pairs(&response),
+            pairs(&r.add_response_headers)
+        );
+    }
+    if r.timeout != jetbridge::model::DEFAULT_TIMEOUT {
+        let _ = writeln!(out, "  timeout {:?}", r.timeout);
+    }
+    if let Some(redirect) = &r.redirect {
+        use jetbridge::model::redirect::{RequestUrl, Scheme};
+        let host = match &r.host {
+            jetbridge::model::routing::HostMatch::Exact(h) => h.as_str(),
+            _ => "any.example.com",
+        };
+        let path = format!("{}/x", r.path.as_str().trim_end_matches('/'));
+        let url = RequestUrl {
+            scheme: Scheme::Http,
+            host,
+            port: Some(8080),
+            path: &path,
+            query: Some("q=1"),
+        };
+        let _ = writeln!(
+            out,
+            "  redirect {} {}",
+            redirect.status.as_u16(),
+            redirect.location(&url)
+        );
     }
 }
 

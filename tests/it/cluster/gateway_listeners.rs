@@ -4,7 +4,6 @@
 //! listener's certificate chosen by SNI); a route needing sign-in on an
 //! `HTTP` listener, and an Ingress host, redirected from the plain port.
 
-use super::controller::{certificate, tls_secret};
 use super::gateway::{install_gateway_api, wait_for_jsonpath};
 use crate::harness;
 use harness::cluster::*;
@@ -22,7 +21,7 @@ async fn http_and_https_listeners_serve_their_own_routes_and_the_rest_is_redirec
     c.wait_ready_endpoints("secure", 1, 60).await;
     let ns = c.ns.clone();
     let cert = certificate(&["app.gwl.test"]);
-    tls_secret(&c, "app-cert", &cert);
+    c.tls_secret("app-cert", &cert);
     let class = format!("jb-{ns}");
     let route = |name: &str, gateway: &str, section: &str, host: &str, svc: &str| {
         format!(

@@ -6,7 +6,6 @@
 //! over TLS, a `POST` to `/<service>/<method>` with one length-prefixed
 //! message, the status in the `grpc-status` trailer.
 
-use super::controller::{certificate, tls_secret};
 use super::gateway::{install_gateway_api, wait_for_jsonpath};
 use crate::harness;
 use bytes::Bytes;
@@ -113,7 +112,7 @@ async fn a_grpc_route_routes_calls_by_method_and_header_to_grpc_pods_over_tls() 
     grpc_echo(&c, "grpc-one");
     grpc_echo(&c, "grpc-two");
     let cert = certificate(&["rpc.gw.test"]);
-    tls_secret(&c, "rpc-tls", &cert);
+    c.tls_secret("rpc-tls", &cert);
     c.wait_ready_endpoints("grpc-one", 1, 120).await;
     c.wait_ready_endpoints("grpc-two", 1, 120).await;
     let class = format!("jb-{ns}");

@@ -653,3 +653,45 @@ pub fn api_client() -> Browser {
     b.accept = "application/json".into();
     b
 }
+
+/// A self-signed certificate for `names` as (cert PEM, key PEM, leaf DER).
+pub fn certificate(names: &[&str]) -> (String, String, Vec<u8>) {
+    let ck =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    (
+        ck.cert.pem(),
+        ck.signing_key.serialize_pem(),
+        ck.cert.der().to_vec(),
+    )
+}
+
+impl Corner {
+    /// A `kubernetes.io/tls` Secret `name` in the corner's namespace holding `cert`.
+    pub fn tls_secret(&self, name: &str, cert: &(String, String, Vec<u8>)) {
+        let c = self;
+        let dir = tempfile::tempdir().unwrap();
+        let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&crt, &cert.0).unwrap();
+        std::fs::write(&key, &cert.1).unwrap();
+        let yaml = c.kube.ok(
+            &[
+                "create",
+                "secret",
+                "tls",
+                name,
+                "-n",
+                &c.ns,
+                "--cert",
+                crt.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+                "--dry-run=client",
+                "-o",
+                "yaml",
+            ],
+            None,
+        );
+        c.kube.apply(&yaml);
+    }
+}

@@ -1546,6 +1546,12 @@ fn a_config_using_every_route_key_loads_unchanged() {
                     "'\\1.example'".into(),
                 ),
                 ("kubernetes_service_account_token", "sa-token".into()),
+                ("add_request_headers", "{X-Tag: added}".into()),
+                ("add_response_headers", "{X-Served-By: jetbridge}".into()),
+                (
+                    "redirect",
+                    "{https_redirect: true, prefix_rewrite: /v2, response_code: 302}".into(),
+                ),
             ],
         ),
         (
