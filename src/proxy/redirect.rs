@@ -1,20 +1,57 @@
-//! Redirects the proxy answers itself.
+//! Redirects the proxy answers itself:
 //!
-//! A route that redirects: the proxy answers an admitted request itself
-//! with the route's status and a `Location` built by
-//! [`crate::model::redirect::Redirect::location`] from the route's checked
-//! settings and the request's normalised host and path. Policy has already
-//! run (as in Pomerium, where authorization precedes the route's action).
-//!
-//! The HTTP → HTTPS redirect: the plain-HTTP listener answers it for every
-//! request it serves no route for.
+//! - the HTTP → HTTPS redirect the plain-HTTP listener answers for every
+//!   request it serves no route for ([`redirect_to_https`]);
+//! - a route that redirects ([`answer`]): an admitted request gets the
+//!   route's status and a `Location` built by
+//!   [`crate::model::redirect::Redirect::location`] from the route's checked
+//!   settings and the request's normalised host and path. Policy has
+//!   already run (as in Pomerium, where authorization precedes the route's
+//!   action).
 
-use super::body::{self, Body};
+use super::body::{Body, empty, full};
 use super::request::{ConnInfo, Target};
 use crate::model::redirect::{Redirect, RequestUrl, Scheme};
 use crate::model::routing::normalize_host;
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode, header};
+
+/// The HTTP → HTTPS redirect response (308 keeps the method), to the same
+/// host on `https_port`: the HTTPS port users reach, left out when 443.
+pub fn redirect_to_https<B>(req: &Request<B>, https_port: u16) -> Response<Body> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(normalize_host);
+    let Some(host) = host else {
+        let mut r = Response::new(full("missing or invalid Host header\n"));
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        return r;
+    };
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let pq = if pq.starts_with('/') { pq } else { "/" };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let location = if https_port == 443 {
+        format!("https://{host}{pq}")
+    } else {
+        format!("https://{host}:{https_port}{pq}")
+    };
+    let mut r = Response::new(empty());
+    *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
 
 /// The redirect answer to the request `target` and `parts` describe.
 pub(crate) fn answer(
@@ -34,7 +71,7 @@ pub(crate) fn answer(
         path: &target.path,
         query: target.query.as_deref(),
     };
-    let mut resp = Response::new(body::empty());
+    let mut resp = Response::new(empty());
     *resp.status_mut() = r.status;
     // Built from checked parts: a value that still fails is left out.
     if let Ok(v) = HeaderValue::from_str(&r.location(&url)) {
@@ -57,43 +94,6 @@ fn requested_port(parts: &Parts) -> Option<u16> {
         Ok(p) if !authority.ends_with(']') => Some(p),
         _ => None,
     }
-}
-
-/// The HTTP → HTTPS redirect response (308 keeps the method), to the same
-/// host on `https_port`: the HTTPS port users reach, left out when 443.
-pub fn redirect_to_https<B>(req: &Request<B>, https_port: u16) -> Response<Body> {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(normalize_host);
-    let Some(host) = host else {
-        let mut r = Response::new(body::full("missing or invalid Host header\n"));
-        *r.status_mut() = StatusCode::BAD_REQUEST;
-        return r;
-    };
-    let pq = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let pq = if pq.starts_with('/') { pq } else { "/" };
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host
-    };
-    let location = if https_port == 443 {
-        format!("https://{host}{pq}")
-    } else {
-        format!("https://{host}:{https_port}{pq}")
-    };
-    let mut r = Response::new(body::empty());
-    *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        r.headers_mut().insert(header::LOCATION, v);
-    }
-    r
 }
 
 #[cfg(test)]

@@ -295,6 +295,12 @@ fn a_listener_takes_the_supported_route_kinds_it_names_and_reports_the_others() 
             None,
         ),
         (
+            serde_json::json!([{"kind": "GRPCRoute"}]),
+            "HTTP",
+            vec!["GRPCRoute"],
+            None,
+        ),
+        (
             serde_json::json!([{"kind": "InvalidRoute"}]),
             "HTTP",
             vec![],
@@ -313,12 +319,6 @@ fn a_listener_takes_the_supported_route_kinds_it_names_and_reports_the_others() 
             Some("InvalidRouteKinds"),
         ),
         (serde_json::json!([]), "UDP", vec![], None),
-        (
-            serde_json::json!([{"kind": "GRPCRoute"}]),
-            "HTTP",
-            vec!["GRPCRoute"],
-            None,
-        ),
     ];
     for (kinds, protocol, want_kinds, want_reason) in cases {
         let c = world(

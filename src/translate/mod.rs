@@ -10,8 +10,8 @@ use crate::model::rewrite::{HostRewrite, PathRewrite, Pattern, substitution};
 use crate::model::routing::{HostMatch, Listeners, PathMatch, RouteKey, RouteTable};
 use crate::model::{
     ASSERTION, AuthConfig, BearerTokenFormat, ClientAuthNames, ClientCa, DEFAULT_IDLE_TIMEOUT,
-    Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN, IdentityConfig, LoadBalancing, ObjectRef, Reason,
-    Route, Severity, Snapshot, TlsConfig, Upstream, UpstreamScheme, UpstreamTls,
+    Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN, IdentityConfig, ObjectRef, Reason, Route, Severity,
+    Snapshot, TlsConfig, Upstream, UpstreamScheme, UpstreamTls,
 };
 use crate::policy::{self, Legacy, Program};
 use crate::settings::RouteOptions;
@@ -344,10 +344,7 @@ fn build_route(
     let host_rewrite = p.or(host_rewrite(spec), HostRewrite::Upstream);
     let set_response_headers =
         header_list("set_response_headers", &response_headers(g, spec), &mut p.0);
-    let load_balancing = match spec.load_balancing_policy.as_deref() {
-        None => LoadBalancing::RoundRobin,
-        Some(text) => p.or(LoadBalancing::parse(text), LoadBalancing::RoundRobin),
-    };
+    let load_balancing = route::load_balancing(spec, &mut p);
     let kubernetes_token = route::kubernetes_token(spec, &mut p);
     let issuer_format = route::issuer_format(g, spec, &mut p);
     let idp = route::idp(g, spec, &mut p);

@@ -12,8 +12,8 @@ use crate::model::redirect::{Redirect, STATUSES, Scheme};
 use crate::model::rewrite::{PathRewrite, Pattern, ResponseHeaderRewrite, substitution};
 use crate::model::routing::{HostMatch, PathMatch};
 use crate::model::{
-    Access, BearerTokenFormat, ClientCa, Diagnostic, ObjectRef, Reason, RouteIdp, RouteInfo,
-    Severity, Upstream, UpstreamScheme, UpstreamTls,
+    Access, BearerTokenFormat, ClientCa, Diagnostic, LoadBalancing, ObjectRef, Reason, RouteIdp,
+    RouteInfo, Severity, Upstream, UpstreamScheme, UpstreamTls,
 };
 use crate::policy::Program;
 use crate::settings::{RouteOptions, RouteRedirect};
@@ -428,6 +428,14 @@ pub(super) fn access_token_audiences(g: &GlobalInputs, spec: &RouteOptions) -> V
     spec.idp_access_token_allowed_audiences
         .clone()
         .unwrap_or_else(|| g.access_token_audiences.clone())
+}
+
+/// `load_balancing_policy` (round robin when unset).
+pub(super) fn load_balancing(spec: &RouteOptions, problems: &mut Problems) -> LoadBalancing {
+    match spec.load_balancing_policy.as_deref() {
+        None => LoadBalancing::RoundRobin,
+        Some(text) => problems.or(LoadBalancing::parse(text), LoadBalancing::RoundRobin),
+    }
 }
 
 /// The route's upstream timeout: its own, the global default, or the
