@@ -91,34 +91,83 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// Removes hop-by-hop headers, including those listed in `Connection`.
 /// `Upgrade` is removed too unless `keep_upgrade`.
 pub fn remove_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    let listed: Vec<String> = h
+    let (present, upgrade) = hop_by_hop_present(h);
+    let drop_upgrade = upgrade && !keep_upgrade;
+    if present == 0 && !drop_upgrade {
+        return;
+    }
+    let mut te_listed = false;
+    if present & 1 != 0 {
+        let (listed, te) = connection_listed(h);
+        te_listed = te;
+        for name in listed {
+            h.remove(name);
+        }
+    }
+    // `TE: trailers` may be forwarded (gRPC needs it); other TE values may
+    // not, nor any `TE` that `Connection` names.
+    let te_trailers = !te_listed
+        && h.get(header::TE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("trailers"));
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            h.remove(name);
+        }
+    }
+    if te_trailers {
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if drop_upgrade {
+        h.remove(header::UPGRADE);
+    }
+}
+
+/// Which of [`HOP_BY_HOP`] the head carries (bit `i` for entry `i`), and
+/// whether it carries `Upgrade`: one pass over the names present, which
+/// costs less than a lookup per name (most heads carry one or none).
+fn hop_by_hop_present(h: &HeaderMap) -> (u16, bool) {
+    let mut present = 0u16;
+    let mut upgrade = false;
+    for n in h.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == n) {
+            present |= 1 << i;
+        } else if n == header::UPGRADE {
+            upgrade = true;
+        }
+    }
+    (present, upgrade)
+}
+
+/// The other headers `Connection` names (those of [`HOP_BY_HOP`] go anyway,
+/// and `Upgrade` goes or stays as the caller says), and whether it names
+/// `TE`.
+fn connection_listed(h: &HeaderMap) -> (Vec<HeaderName>, bool) {
+    let mut listed = Vec::new();
+    let mut te = false;
+    let tokens = h
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
-    for name in listed {
-        if keep_upgrade && name == "upgrade" {
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    for token in tokens {
+        if token.eq_ignore_ascii_case(header::TE.as_str()) {
+            te = true;
+        }
+        let known = token.eq_ignore_ascii_case(header::UPGRADE.as_str())
+            || HOP_BY_HOP
+                .iter()
+                .any(|hop| token.eq_ignore_ascii_case(hop.as_str()));
+        if known {
             continue;
         }
-        h.remove(name.as_str());
+        if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+            listed.push(name);
+        }
     }
-    // `TE: trailers` may be forwarded (gRPC needs it); other TE values may not.
-    let te_trailers = h
-        .get(http::header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("trailers"));
-    for name in &HOP_BY_HOP {
-        h.remove(name);
-    }
-    if te_trailers {
-        h.insert(http::header::TE, HeaderValue::from_static("trailers"));
-    }
-    if !keep_upgrade {
-        h.remove(header::UPGRADE);
-    }
+    (listed, te)
 }
 
 /// Removes every client-sent identity header and the route's claim headers,
@@ -338,6 +387,76 @@ mod tests {
         h.insert("x-keep", HeaderValue::from_static("1"));
         remove_hop_by_hop(&mut h, false);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-keep"]);
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_alone_is_removed_and_upgrade_kept_only_when_asked() {
+        let names = [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+        ];
+        for name in names {
+            for keep_upgrade in [false, true] {
+                let mut h = HeaderMap::new();
+                h.insert("x-keep", HeaderValue::from_static("1"));
+                h.insert(name, HeaderValue::from_static("x"));
+                remove_hop_by_hop(&mut h, keep_upgrade);
+                let kept = keep_upgrade && name == "upgrade";
+                assert_eq!(
+                    h.contains_key(name),
+                    kept,
+                    "{name}, keep_upgrade {keep_upgrade}"
+                );
+                assert!(h.contains_key("x-keep"), "{name}");
+            }
+        }
+        // Nothing hop-by-hop: the head is left as it is.
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("a"));
+        h.append("x-two", HeaderValue::from_static("1"));
+        h.append("x-two", HeaderValue::from_static("2"));
+        let before = h.clone();
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h, before);
+    }
+
+    #[test]
+    fn connection_listed_names_go_in_any_case_and_upgrade_stays_only_when_asked() {
+        // (Connection value, keep_upgrade, names left besides x-keep)
+        let cases: [(&str, bool, &[&str]); 6] = [
+            ("X-Secret, close", false, &["te"]),
+            ("keep-alive", false, &["te", "x-secret"]),
+            ("Upgrade", true, &["te", "upgrade", "x-secret"]),
+            ("upgrade", false, &["te", "x-secret"]),
+            // TE named by Connection goes, even as `trailers`.
+            ("TE", false, &["x-secret"]),
+            (" , x-secret ,, te", true, &["upgrade"]),
+        ];
+        for (connection, keep_upgrade, left) in cases {
+            let mut h = HeaderMap::new();
+            h.insert("connection", HeaderValue::from_str(connection).unwrap());
+            h.insert("x-secret", HeaderValue::from_static("1"));
+            h.insert("te", HeaderValue::from_static("trailers"));
+            h.insert("upgrade", HeaderValue::from_static("websocket"));
+            h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+            h.insert("x-keep", HeaderValue::from_static("1"));
+            remove_hop_by_hop(&mut h, keep_upgrade);
+            let mut got: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+            got.sort_unstable();
+            let mut want: Vec<&str> = left.iter().copied().chain(["x-keep"]).collect();
+            want.sort_unstable();
+            assert_eq!(
+                got, want,
+                "Connection: {connection}, keep_upgrade {keep_upgrade}"
+            );
+        }
     }
 
     #[test]
