@@ -772,6 +772,9 @@ fn rule_options(
     if let Err(e) = gateway_filters::timeouts(rule.timeouts.as_ref(), &mut o) {
         problems.push(e);
     }
+    if let Err(e) = mirror(cx, ns, rule.filters.iter().chain(backend_filters), &mut o) {
+        problems.push(e);
+    }
     for f in rule.filters.iter().chain(backend_filters) {
         let applied = match f.type_.as_str() {
             "ExtensionRef" => extension_policy(f).map(|name| policies.push(name)),
@@ -814,6 +817,20 @@ fn extension_policy(f: &HttpRouteFilter) -> Result<String, String> {
         ));
     }
     Ok(r.name.clone())
+}
+
+/// The endpoints of the rule's `RequestMirror` backend as `mirror_to`.
+fn mirror<'a>(
+    cx: &Context<'_>,
+    ns: &str,
+    filters: impl Iterator<Item = &'a HttpRouteFilter>,
+    o: &mut RouteOptions,
+) -> Result<(), String> {
+    if let Some(r) = gateway_filters::mirror_ref(filters)? {
+        let ups = backend(cx, ns, r).map_err(|(_, m)| format!("RequestMirror: {m}"))?;
+        o.mirror_to = ups.iter().map(|u| u.url()).collect();
+    }
+    Ok(())
 }
 
 /// The upstreams of a rule's backendRefs, each repeated by its weight, and
