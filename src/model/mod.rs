@@ -736,6 +736,8 @@ pub struct Route {
     pub add_request_headers: Vec<(HeaderName, HeaderValue)>,
     /// Response headers appended after any the upstream sent.
     pub add_response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Where copies of requests without a body go (one of them, round robin).
+    pub mirror_to: Vec<Upstream>,
     /// Answer with this redirect instead of forwarding.
     pub redirect: Option<redirect::Redirect>,
     /// (header, claim) pairs for `X-Pomerium-Claim-*` style headers.

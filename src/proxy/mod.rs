@@ -22,6 +22,7 @@ pub mod health_board;
 pub mod idp_board;
 pub mod idp_health;
 pub mod metrics;
+mod mirror;
 pub mod negotiate;
 pub mod pages;
 mod prepare;
@@ -675,6 +676,7 @@ impl Proxy {
             now: unix_now(),
         };
         let prepared = prepare::prepare(&input, &admitted, parts)?;
+        mirror::spawn(&self.upstreams, &prepared, cx.id);
         send::send(
             &self.upstreams,
             prepared,

@@ -274,6 +274,11 @@ route_options! {
     /// (another line), unlike `set_response_headers`, which replaces.
     #[serde(default)]
     add_response_headers: BTreeMap<String, String>,
+    /// Copy each request without a body to one of these URLs (round robin):
+    /// fire-and-forget, its answer dropped; the forwarded request never
+    /// waits for it.
+    #[serde(default, deserialize_with = "string_or_list")]
+    mirror_to: Vec<String>,
     /// Answer every request with a redirect instead of forwarding it
     /// (Pomerium's `redirect`); `to` is then not needed.
     redirect: Option<RouteRedirect>,

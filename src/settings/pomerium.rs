@@ -232,7 +232,9 @@ pub fn route_keys_table() -> String {
             | "tls_downstream_client_ca_file"
             | "kubernetes_service_account_token_file" => "✔ (config file only)",
             "jwt_claims_headers" => "✔ (per route: a jetbridge addition)",
-            "add_request_headers" | "add_response_headers" => "✔ (a jetbridge addition)",
+            "add_request_headers" | "add_response_headers" | "mirror_to" => {
+                "✔ (a jetbridge addition)"
+            }
             _ => "✔",
         };
         out.push_str(&format!("| `{k}` | {note} |\n"));

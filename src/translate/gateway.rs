@@ -877,7 +877,7 @@ pub(super) fn rule_routes(
         let prefix = matches!(m.path, PathSpec::Prefix(_));
         for (host, attachment) in hosts {
             let mut p = p.clone();
-            let mut options = rule_options(cx, ns, rule, prefix, &attachment.access, &mut p);
+            let mut options = rule_options(cx, route, rule, prefix, &attachment.access, &mut p);
             // The Gateway API forwards the client's Host unless a filter
             // rewrites it.
             options.preserve_host_header = true;
@@ -986,12 +986,13 @@ fn value_match(m: &ApiValueMatch) -> Result<ValueMatch, String> {
 /// already applies, and its access (Policies, else the Gateway's default).
 fn rule_options(
     cx: &Context<'_>,
-    ns: &str,
+    route: &RouteHead<'_>,
     rule: &HttpRouteRule,
     prefix_match: bool,
     parent: &ParentAccess,
     problems: &mut Vec<String>,
 ) -> RouteOptions {
+    let (kind, ns) = (route.kind, route.namespace());
     let mut o = RouteOptions::default();
     let mut policies = Vec::new();
     let backend_filters = gateway_filters::backend_filters(rule).unwrap_or_else(|e| {
@@ -999,6 +1000,9 @@ fn rule_options(
         &[]
     });
     if let Err(e) = gateway_filters::timeouts(rule.timeouts.as_ref(), &mut o) {
+        problems.push(e);
+    }
+    if let Err(e) = mirror(cx, kind, ns, rule.filters.iter().chain(backend_filters), &mut o) {
         problems.push(e);
     }
     for f in rule.filters.iter().chain(backend_filters) {
@@ -1021,6 +1025,21 @@ fn extension_policy(f: &HttpRouteFilter) -> Result<AccessRef, String> {
         .as_ref()
         .ok_or_else(|| format!("filter {}: its settings are missing", f.type_))?;
     super::gateway_policy::extension_ref(r)
+}
+
+/// The endpoints of the rule's `RequestMirror` backend as `mirror_to`.
+fn mirror<'a>(
+    cx: &Context<'_>,
+    kind: &str,
+    ns: &str,
+    filters: impl Iterator<Item = &'a HttpRouteFilter>,
+    o: &mut RouteOptions,
+) -> Result<(), String> {
+    if let Some(r) = gateway_filters::mirror_ref(filters)? {
+        let ups = backend(cx, kind, ns, r).map_err(|(_, m)| format!("RequestMirror: {m}"))?;
+        o.mirror_to = ups.iter().map(|u| u.url()).collect();
+    }
+    Ok(())
 }
 
 /// The upstreams of a route's (of `kind`) rule's backendRefs, each repeated by its weight, and

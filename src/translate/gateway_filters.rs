@@ -9,6 +9,9 @@
 //!   counterparts).
 //! - `URLRewrite`: `host_rewrite`, `prefix_rewrite` or a whole-path rewrite.
 //! - `RequestRedirect`: the route's `redirect` (status 302 unless given).
+//! - `RequestMirror`: the route's `mirror_to`, the mirror Service's
+//!   endpoints (one mirror per rule; every request, so no `percent` or
+//!   `fraction` below 100%).
 //! - Filters on `backendRefs[]` apply when every backendRef of the rule
 //!   carries the same ones (one backend, or equal lists); filters that
 //!   differ between backends are refused.
@@ -16,8 +19,8 @@
 //!   (the shorter of the two; `0s`: none).
 
 use crate::crd::gateway::{
-    HeaderModifier, HttpRouteFilter, HttpRouteRule, HttpRouteTimeouts, PathModifier,
-    RequestRedirect,
+    HeaderModifier, HttpBackendRef, HttpRouteFilter, HttpRouteRule, HttpRouteTimeouts,
+    PathModifier, RequestMirror, RequestRedirect,
 };
 use crate::settings::{RouteOptions, RouteRedirect};
 use std::collections::BTreeMap;
@@ -39,6 +42,10 @@ pub(super) fn apply_filter(
         "ResponseHeaderModifier" => {
             let m = f.response_header_modifier.as_ref().ok_or_else(missing)?;
             response_headers(m, o)
+        }
+        "RequestMirror" => {
+            let m = f.request_mirror.as_ref().ok_or_else(missing)?;
+            mirror_share(m)
         }
         "RequestRedirect" => {
             let r = f.request_redirect.as_ref().ok_or_else(missing)?;
@@ -158,6 +165,37 @@ fn path_rewrite(p: &PathModifier, prefix_match: bool, o: &mut RouteOptions) -> R
         (t, _, _) => Err(format!(
             "URLRewrite: path {t:?} is incomplete or not supported"
         )),
+    }
+}
+
+/// A mirror takes every request: a `percent` or `fraction` below 100% is
+/// refused.
+fn mirror_share(m: &RequestMirror) -> Result<(), String> {
+    let all = match (&m.percent, &m.fraction) {
+        (None, None) => true,
+        (Some(p), None) => *p >= 100,
+        (None, Some(f)) => f.numerator >= f.denominator.unwrap_or(100),
+        (Some(_), Some(_)) => false,
+    };
+    match all {
+        true => Ok(()),
+        false => Err("RequestMirror: only mirroring every request is supported \
+                      (no percent or fraction below 100%)"
+            .into()),
+    }
+}
+
+/// The backendRef of the rule's one `RequestMirror` filter, if any; more
+/// than one is refused.
+pub(super) fn mirror_ref<'a>(
+    filters: impl Iterator<Item = &'a HttpRouteFilter>,
+) -> Result<Option<&'a HttpBackendRef>, String> {
+    let mut refs = filters
+        .filter(|f| f.type_ == "RequestMirror")
+        .filter_map(|f| f.request_mirror.as_ref().map(|m| &m.backend_ref));
+    match (refs.next(), refs.next()) {
+        (first, None) => Ok(first),
+        _ => Err("RequestMirror: one mirror per rule is supported".into()),
     }
 }
 

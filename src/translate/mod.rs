@@ -356,6 +356,7 @@ fn build_route(
     let jwt_claims_headers = route::claims_headers(g, spec, &mut p);
     let (add_request_headers, add_response_headers) = route::appended_headers(spec, &mut p);
     let redirect = route::redirect(spec, &path, &mut p);
+    let mirror_to = route::mirror_to(spec, &mut p);
     let (upstream_tls, downstream_ca_pem) = route::upstream_tls(input, &mut p);
     let client_ca = route::client_ca(g, downstream_ca_pem, client_cas, &mut p);
     let access = p.deny(access, &input.source, diagnostics);
@@ -370,9 +371,7 @@ fn build_route(
         client_ca,
         load_balancing,
         access,
-        pass_identity_headers: spec
-            .pass_identity_headers
-            .unwrap_or(g.pass_identity_headers),
+        pass_identity_headers: route::pass_identity_headers(g, spec),
         allow_websockets: spec.allow_websockets,
         allow_upgrades: allow_upgrades(spec),
         cors_allow_preflight: spec.cors_allow_preflight,
@@ -397,6 +396,7 @@ fn build_route(
         remove_request_headers,
         add_request_headers,
         add_response_headers,
+        mirror_to,
         redirect,
         jwt_claims_headers,
         timeout: route::timeout(g, spec),

@@ -5,7 +5,7 @@
 
 use super::{
     GlobalInputs, RouteInput, check_upstream_tls, compile_policy, depends_on_host, health,
-    pem_text, reserved_header, unsupported_substitution,
+    parse_upstream, pem_text, reserved_header, unsupported_substitution,
 };
 use crate::identity::IssuerFormat;
 use crate::model::redirect::{Redirect, STATUSES, Scheme};
@@ -430,6 +430,12 @@ pub(super) fn access_token_audiences(g: &GlobalInputs, spec: &RouteOptions) -> V
         .unwrap_or_else(|| g.access_token_audiences.clone())
 }
 
+/// `pass_identity_headers`: the route's, else the global setting.
+pub(super) fn pass_identity_headers(g: &GlobalInputs, spec: &RouteOptions) -> bool {
+    spec.pass_identity_headers
+        .unwrap_or(g.pass_identity_headers)
+}
+
 /// `load_balancing_policy` (round robin when unset).
 pub(super) fn load_balancing(spec: &RouteOptions, problems: &mut Problems) -> LoadBalancing {
     match spec.load_balancing_policy.as_deref() {
@@ -619,4 +625,16 @@ fn redirect_status(r: &RouteRedirect) -> Result<StatusCode, String> {
             r.response_code.unwrap_or_default()
         )),
     }
+}
+
+/// `mirror_to`: URLs like `to`'s.
+pub(super) fn mirror_to(spec: &RouteOptions, problems: &mut Problems) -> Vec<Upstream> {
+    let mut out = Vec::new();
+    for to in &spec.mirror_to {
+        match parse_upstream(to) {
+            Ok(u) => out.push(u),
+            Err(e) => problems.push(format!("mirror_to: {e}")),
+        }
+    }
+    out
 }

@@ -124,7 +124,8 @@ fn describe_routes(snap: &Snapshot, out: &mut String) {
 }
 
 /// What a route does besides forwarding as it came, when it does any of
-/// it: appended headers, response headers (other than the defaults), a
+/// it: appended headers, response headers (other than the defaults),
+/// mirror targets, a
 /// timeout that is not the
 /// default, and a redirect (its status and the `Location` for
 /// `http://<host>:8080/<matched path>/x?q=1`).
@@ -155,6 +156,10 @@ fn describe_actions(r: &jetbridge::model::Route, out: &mut String) {
             pairs(&response),
             pairs(&r.add_response_headers)
         );
+    }
+    if !r.mirror_to.is_empty() {
+        let m: Vec<String> = r.mirror_to.iter().map(|u| u.url()).collect();
+        let _ = writeln!(out, "  mirror to [{}]", m.join(", "));
     }
     if r.timeout != jetbridge::model::DEFAULT_TIMEOUT {
         let _ = writeln!(out, "  timeout {:?}", r.timeout);

@@ -1,6 +1,7 @@
 //! Proxy tier: the proxy in front of real upstreams, in-process and as the real binary.
 
 mod faults;
+mod mirror;
 mod pipeline;
 mod public_urls;
 mod route_options;

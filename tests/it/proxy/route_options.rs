@@ -1547,6 +1547,7 @@ fn a_config_using_every_route_key_loads_unchanged() {
                 ),
                 ("kubernetes_service_account_token", "sa-token".into()),
                 ("add_request_headers", "{X-Tag: added}".into()),
+                ("mirror_to", "[http://10.0.0.9:8080]".into()),
                 ("add_response_headers", "{X-Served-By: jetbridge}".into()),
                 (
                     "redirect",
