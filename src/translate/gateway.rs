@@ -1002,7 +1002,13 @@ fn rule_options(
     if let Err(e) = gateway_filters::timeouts(rule.timeouts.as_ref(), &mut o) {
         problems.push(e);
     }
-    if let Err(e) = mirror(cx, kind, ns, rule.filters.iter().chain(backend_filters), &mut o) {
+    if let Err(e) = mirror(
+        cx,
+        kind,
+        ns,
+        rule.filters.iter().chain(backend_filters),
+        &mut o,
+    ) {
         problems.push(e);
     }
     for f in rule.filters.iter().chain(backend_filters) {
