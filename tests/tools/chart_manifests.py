@@ -175,6 +175,7 @@ GATEWAY_CLUSTER = ["gateway.networking.k8s.io/gatewayclasses",
                    "gateway.networking.k8s.io/gatewayclasses/status", "core/namespaces"]
 GATEWAY_WATCHED = ["gateway.networking.k8s.io/gateways", "gateway.networking.k8s.io/gateways/status",
                    "gateway.networking.k8s.io/httproutes", "gateway.networking.k8s.io/httproutes/status",
+                   "gateway.networking.k8s.io/grpcroutes", "gateway.networking.k8s.io/grpcroutes/status",
                    "gateway.networking.k8s.io/referencegrants",
                    "gateway.pomerium.io/policyfilters", "gateway.pomerium.io/policyfilters/status"]
 

@@ -177,6 +177,8 @@ async fn pomerium_policy_filters_and_gateway_baselines_guard_httproutes_and_repo
     c.echo_pods("one", Some("one"), 1);
     c.select("one", "one");
     c.wait_ready_endpoints("one", 1, 120).await;
+    // Guarded routes need sign-in: they are served on an HTTPS listener.
+    c.tls_secret("gw-cert", &certificate(&["*.gw.test"]));
     let class = format!("jb-{ns}");
     let route = |name: &str, filter: &str| {
         format!(
@@ -184,7 +186,7 @@ async fn pomerium_policy_filters_and_gateway_baselines_guard_httproutes_and_repo
         )
     };
     c.kube.apply(&format!(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: {class}}}\nspec: {{controllerName: jetbridge.dev/gateway-controller}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: edge\n  namespace: {ns}\n  annotations: {{jetbridge.dev/allow_public_unauthenticated_access: \"true\"}}\nspec:\n  gatewayClassName: {class}\n  listeners: [{{name: web, port: 80, protocol: HTTP, hostname: \"*.gw.test\"}}]\n---\napiVersion: gateway.pomerium.io/v1alpha1\nkind: PolicyFilter\nmetadata: {{name: members, namespace: {ns}}}\nspec:\n  ppl: |\n    allow:\n      or:\n        - email:\n            is: alice@example.com\n---\napiVersion: gateway.pomerium.io/v1alpha1\nkind: PolicyFilter\nmetadata: {{name: broken, namespace: {ns}}}\nspec:\n  ppl: 'allow: {{or: [{{emali: {{is: alice@example.com}}}}]}}'\n---\n{}---\n{}---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: open, namespace: {ns}}}\nspec:\n  parentRefs: [{{name: edge}}]\n  hostnames: [open.gw.test]\n  rules:\n    - backendRefs: [{{name: one, port: 80}}]\n",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: {class}}}\nspec: {{controllerName: jetbridge.dev/gateway-controller}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: edge\n  namespace: {ns}\n  annotations: {{jetbridge.dev/allow_public_unauthenticated_access: \"true\"}}\nspec:\n  gatewayClassName: {class}\n  listeners: [{{name: websecure, port: 443, protocol: HTTPS, hostname: \"*.gw.test\", tls: {{certificateRefs: [{{name: gw-cert}}]}}}}]\n---\napiVersion: gateway.pomerium.io/v1alpha1\nkind: PolicyFilter\nmetadata: {{name: members, namespace: {ns}}}\nspec:\n  ppl: |\n    allow:\n      or:\n        - email:\n            is: alice@example.com\n---\napiVersion: gateway.pomerium.io/v1alpha1\nkind: PolicyFilter\nmetadata: {{name: broken, namespace: {ns}}}\nspec:\n  ppl: 'allow: {{or: [{{emali: {{is: alice@example.com}}}}]}}'\n---\n{}---\n{}---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: open, namespace: {ns}}}\nspec:\n  parentRefs: [{{name: edge}}]\n  hostnames: [open.gw.test]\n  rules:\n    - backendRefs: [{{name: one, port: 80}}]\n",
         route("guarded", "members"),
         route("broken", "broken"),
     ));
@@ -259,6 +261,8 @@ async fn a_host_belongs_to_its_oldest_claimant_across_ingresses_and_httproutes()
     apps.service("app", &[app]);
     team2.service("rogue", &[rogue]);
     let (ns, ns2) = (apps.ns.clone(), team2.ns.clone());
+    // The Ingress host is served over TLS: the HTTPRoute's too, to compare.
+    apps.tls_secret("gw-cert", &certificate(&["*.gw.test"]));
     let class = format!("jb-{ns}");
     let route = |name: &str, host: &str| {
         format!(
@@ -268,7 +272,7 @@ async fn a_host_belongs_to_its_oldest_claimant_across_ingresses_and_httproutes()
     // An Ingress first: a later HTTPRoute of another namespace loses its host.
     apps.public_ingress("web", "first.gw.test", "app");
     apps.kube.apply(&format!(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: {class}}}\nspec: {{controllerName: jetbridge.dev/gateway-controller}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: edge\n  namespace: {ns}\n  annotations: {{jetbridge.dev/allow_public_unauthenticated_access: \"true\"}}\nspec:\n  gatewayClassName: {class}\n  listeners: [{{name: web, port: 80, protocol: HTTP, allowedRoutes: {{namespaces: {{from: All}}}}}}]\n"
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: {class}}}\nspec: {{controllerName: jetbridge.dev/gateway-controller}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: edge\n  namespace: {ns}\n  annotations: {{jetbridge.dev/allow_public_unauthenticated_access: \"true\"}}\nspec:\n  gatewayClassName: {class}\n  listeners: [{{name: websecure, port: 443, protocol: HTTPS, tls: {{certificateRefs: [{{name: gw-cert}}]}}, allowedRoutes: {{namespaces: {{from: All}}}}}}]\n"
     ));
     tokio::time::sleep(Duration::from_millis(1100)).await;
     apps.kube.apply(&route("late", "first.gw.test"));

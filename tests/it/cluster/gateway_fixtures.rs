@@ -255,6 +255,18 @@ pub(super) fn snapshot(c: &Cluster) -> (ClusterInputs, Snapshot) {
     (ci, snap)
 }
 
+/// The route a request takes on the plain-HTTP listener (the fixtures'
+/// HTTP listeners), else on the TLS one.
+pub(super) fn route_on_either<'s>(
+    snap: &'s jetbridge::model::Snapshot,
+    host: &str,
+    path: &str,
+    view: &RequestView<'_>,
+) -> Option<&'s jetbridge::model::Route> {
+    snap.route_on(Scheme::Plain, host, path, view)
+        .or_else(|| snap.route_on(Scheme::Tls, host, path, view))
+}
+
 fn describe(text: &str) -> String {
     let (ci, snap) = snapshot(&objects(text));
     let mut out = String::new();
@@ -265,12 +277,7 @@ fn describe(text: &str) -> String {
             headers: &headers,
             query: query.as_deref(),
         };
-        // On the plain-HTTP listener (the fixtures' HTTP listeners), else
-        // the TLS one.
-        let hit = snap
-            .route_on(Scheme::Plain, &host, &path, &view)
-            .or_else(|| snap.route_on(Scheme::Tls, &host, &path, &view))
-            .map(|r| r.id.as_str());
+        let hit = route_on_either(&snap, &host, &path, &view).map(|r| r.id.as_str());
         let _ = writeln!(
             out,
             "request {method} {host}{path}?{} {headers:?} -> {}",

@@ -2,7 +2,7 @@
 //! a Pomerium PolicyFilter or a Policy named by an `ExtensionRef`, and the
 //! baseline Policy that targets the Gateway, decided for signed-in users.
 
-use super::gateway_fixtures::{objects, snapshot};
+use super::gateway_fixtures::{objects, route_on_either, snapshot};
 use jetbridge::model::Access;
 use jetbridge::policy::{Facts, RequestFacts, User};
 
@@ -14,12 +14,21 @@ fn fixture() -> jetbridge::model::Snapshot {
     snapshot(&objects(&std::fs::read_to_string(path).unwrap())).1
 }
 
+/// `host`'s route for `GET /` on either listener.
+fn route<'s>(snap: &'s jetbridge::model::Snapshot, host: &str) -> Option<&'s jetbridge::model::Route> {
+    let headers = http::HeaderMap::new();
+    let view = jetbridge::model::conditions::RequestView {
+        method: &http::Method::GET,
+        headers: &headers,
+        query: None,
+    };
+    route_on_either(snap, host, "/", &view)
+}
+
 /// Whether `email` may pass on `host`'s route: `None` when the route
 /// denies every request (a problem), else the policy's decision.
 fn decide(snap: &jetbridge::model::Snapshot, host: &str, email: &str) -> Option<bool> {
-    let route = snap
-        .route(host, "/")
-        .unwrap_or_else(|| panic!("no route for {host}"));
+    let route = route(snap, host).unwrap_or_else(|| panic!("no route for {host}"));
     let program = match &route.access {
         Access::Policy(p) => p,
         Access::Invalid(_) => return None,
@@ -76,7 +85,7 @@ fn gateway_routes_take_their_access_from_filters_policies_and_the_gateway_baseli
 #[test]
 fn a_policy_named_by_a_rule_sends_the_assertion_and_claim_headers_upstream() {
     let snap = fixture();
-    let partner = snap.route("partner.example.com", "/").unwrap();
+    let partner = route(&snap, "partner.example.com").unwrap();
     assert!(partner.pass_identity_headers);
     let claims: Vec<(String, String)> = partner
         .jwt_claims_headers
@@ -85,7 +94,7 @@ fn a_policy_named_by_a_rule_sends_the_assertion_and_claim_headers_upstream() {
         .collect();
     assert_eq!(claims, [("x-email".to_string(), "email".to_string())]);
     // A PolicyFilter carries rules only; the global default applies.
-    let filtered = snap.route("filtered.example.com", "/").unwrap();
+    let filtered = route(&snap, "filtered.example.com").unwrap();
     assert!(!filtered.pass_identity_headers);
     assert!(filtered.jwt_claims_headers.is_empty());
 }
