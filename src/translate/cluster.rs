@@ -300,7 +300,7 @@ pub(super) fn key(ns: &Option<String>, name: &Option<String>) -> String {
 /// Services, EndpointSlices and Secrets by namespace and name, built once
 /// per translation so each lookup is a hash probe, not a scan.
 pub(super) struct Index<'a> {
-    services: HashMap<(&'a str, &'a str), &'a Service>,
+    pub(super) services: HashMap<(&'a str, &'a str), &'a Service>,
     /// By namespace and the `kubernetes.io/service-name` label.
     slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
     pub(super) secrets: HashMap<(&'a str, &'a str), &'a Secret>,

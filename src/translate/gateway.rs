@@ -40,7 +40,7 @@ use crate::crd::gateway::{
 use crate::model::conditions::{Conditions, ValueMatch};
 use crate::model::rewrite::Pattern;
 use crate::model::routing::Listeners;
-use crate::model::{Diagnostic, ObjectRef, Reason, Severity, Upstream};
+use crate::model::{Diagnostic, ObjectRef, Reason, Severity, Upstream, UpstreamScheme};
 use crate::settings::RouteOptions;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::{IngressBackend, IngressServiceBackend, ServiceBackendPort};
@@ -869,7 +869,8 @@ pub(super) fn rule_routes(
     let ns = route.namespace();
     let object = route.object();
     let mut problems = Vec::new();
-    let (backends, resolved) = rule_backends(cx, route.kind, ns, &rule.backend_refs, &mut problems);
+    let (backends, resolved, websocket) =
+        rule_backends(cx, route.kind, ns, &rule.backend_refs, &mut problems);
     let mut routes = Vec::new();
     for (m_index, m) in matches.into_iter().enumerate() {
         let mut p = problems.clone();
@@ -881,6 +882,8 @@ pub(super) fn rule_routes(
             // The Gateway API forwards the client's Host unless a filter
             // rewrites it.
             options.preserve_host_header = true;
+            // A backend whose port declares WebSocket accepts upgrades.
+            options.allow_websockets |= websocket;
             routes.push(RouteInput {
                 id: format!("{}/r{index:03}/m{m_index:03}/{host}", route_id(&object)),
                 source: object.clone(),
@@ -1042,44 +1045,115 @@ fn mirror<'a>(
     o: &mut RouteOptions,
 ) -> Result<(), String> {
     if let Some(r) = gateway_filters::mirror_ref(filters)? {
-        let ups = backend(cx, kind, ns, r).map_err(|(_, m)| format!("RequestMirror: {m}"))?;
-        o.mirror_to = ups.iter().map(|u| u.url()).collect();
+        let b = backend(cx, kind, ns, r).map_err(|(_, m)| format!("RequestMirror: {m}"))?;
+        o.mirror_to = b.upstreams.iter().map(|u| u.url()).collect();
     }
     Ok(())
 }
 
-/// The upstreams of a route's (of `kind`) rule's backendRefs, each repeated by its weight, and
+/// The upstreams of a route's (of `kind`) rule's backendRefs, each repeated by its weight,
 /// whether every reference resolved (the spec's `ResolvedRefs` reason if
-/// not). A reference that does not resolve is a problem: the rule denies.
+/// not), and whether a backend speaks WebSocket. A reference that does not
+/// resolve is a problem: the rule denies.
 fn rule_backends(
     cx: &Context<'_>,
     kind: &str,
     ns: &str,
     refs: &[HttpBackendRef],
     problems: &mut Vec<String>,
-) -> (Vec<Upstream>, ConditionOutcome) {
+) -> (Vec<Upstream>, ConditionOutcome, bool) {
     let mut resolved: ConditionOutcome = Ok(());
     let mut weighted = Vec::new();
+    let mut websocket = false;
     for r in refs {
         match backend(cx, kind, ns, r) {
-            Ok(ups) => weighted.push((r.weight.unwrap_or(1).max(0), ups)),
+            Ok(b) => {
+                websocket |= b.websocket;
+                weighted.push((r.weight.unwrap_or(1).max(0), b.upstreams));
+            }
             Err((reason, message)) => {
                 problems.push(message.clone());
                 resolved = resolved.and(Err((reason, message)));
             }
         }
     }
-    (spread(&weighted), resolved)
+    (spread(&weighted), resolved, websocket)
+}
+
+/// One resolved backendRef: its upstreams, in the protocol its Service
+/// port declares, and whether that protocol is WebSocket.
+struct Backend {
+    upstreams: Vec<Upstream>,
+    websocket: bool,
+}
+
+/// What a Service port's `appProtocol` asks of the connection to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BackendProtocol {
+    /// `kubernetes.io/h2c`: HTTP/2 in clear text with prior knowledge.
+    H2c,
+    /// `kubernetes.io/ws`: HTTP/1.1 that may upgrade to WebSocket.
+    WebSocket,
+    /// `kubernetes.io/wss`: WebSocket over TLS.
+    SecureWebSocket,
+    /// Anything else, or none: HTTP/1.1.
+    Http1,
+}
+
+impl BackendProtocol {
+    /// The protocol an `appProtocol` value names.
+    fn from_app_protocol(value: Option<&str>) -> Self {
+        match value {
+            Some("kubernetes.io/h2c") => Self::H2c,
+            Some("kubernetes.io/ws") => Self::WebSocket,
+            Some("kubernetes.io/wss") => Self::SecureWebSocket,
+            _ => Self::Http1,
+        }
+    }
+
+    /// `upstreams` (cleartext HTTP as resolved) speaking this protocol.
+    fn apply(self, mut upstreams: Vec<Upstream>) -> Backend {
+        let scheme = match self {
+            Self::H2c => Some(UpstreamScheme::H2c),
+            Self::SecureWebSocket => Some(UpstreamScheme::Https),
+            Self::WebSocket | Self::Http1 => None,
+        };
+        for u in upstreams.iter_mut() {
+            if let Some(s) = scheme.filter(|_| u.scheme == UpstreamScheme::Http) {
+                u.scheme = s;
+            }
+        }
+        Backend {
+            upstreams,
+            websocket: matches!(self, Self::WebSocket | Self::SecureWebSocket),
+        }
+    }
+}
+
+/// The `appProtocol` of Service `ns/name`'s port `port`, if it declares one.
+fn app_protocol<'a>(cx: &'a Context<'_>, ns: &str, name: &str, port: i32) -> Option<&'a str> {
+    cx.idx
+        .services
+        .get(&(ns, name))?
+        .spec
+        .as_ref()?
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.port == port)?
+        .app_protocol
+        .as_deref()
 }
 
 /// The upstreams of one Service backendRef of a route of `kind` (the
-/// `from` a ReferenceGrant must name).
+/// `from` a ReferenceGrant must name), in the protocol its Service port's
+/// `appProtocol` declares.
 fn backend(
     cx: &Context<'_>,
     kind: &str,
     ns: &str,
     r: &HttpBackendRef,
-) -> Result<Vec<Upstream>, (String, String)> {
+) -> Result<Backend, (String, String)> {
     let group = r.group.as_deref().unwrap_or("");
     let target_kind = r.kind.as_deref().unwrap_or("Service");
     if !group.is_empty() || target_kind != "Service" {
@@ -1120,8 +1194,10 @@ fn backend(
         }),
         resource: None,
     };
-    cluster::backends(cx.idx, cx.guard, target_ns, &as_ingress, false, false)
-        .map_err(|e| ("BackendNotFound".into(), e))
+    let upstreams = cluster::backends(cx.idx, cx.guard, target_ns, &as_ingress, false, false)
+        .map_err(|e| ("BackendNotFound".into(), e))?;
+    let protocol = app_protocol(cx, target_ns, &r.name, port);
+    Ok(BackendProtocol::from_app_protocol(protocol).apply(upstreams))
 }
 
 /// One list in which each backend's upstreams take their weight's share of

@@ -368,3 +368,75 @@ fn route_order_follows_gateway_api_precedence() {
     }
     assert_eq!(route_order_of(&ordered[0], &ordered[0]), Ordering::Equal);
 }
+
+/// `world`'s Service `echo` with its port declaring `app_protocol`, and
+/// one public route to it.
+fn echo_speaking(app_protocol: Option<&str>) -> crate::translate::cluster::ClusterInputs {
+    let spec = serde_json::json!({
+        "parentRefs": [{"name": "gw", "namespace": "infra"}],
+        "rules": [echo_rule(serde_json::json!({}))]
+    });
+    let mut c = world(
+        serde_json::json!({PUBLIC_ACCESS_ANNOTATION: "true"}),
+        vec![route("r", spec)],
+    );
+    let mut port = serde_json::json!({"name": "http", "port": 8080});
+    if let Some(p) = app_protocol {
+        port["appProtocol"] = p.into();
+    }
+    c.services = vec![obj(serde_json::json!({
+        "metadata": {"name": "echo", "namespace": "app"},
+        "spec": {"ports": [port]}
+    }))];
+    translate(&c)
+}
+
+#[test]
+fn backend_protocol_follows_the_service_ports_app_protocol() {
+    use crate::model::UpstreamScheme::{H2c, Http, Https};
+    let cases = [
+        (None, Http, false),
+        (Some("http"), Http, false),
+        (Some("kubernetes.io/h2c"), H2c, false),
+        (Some("kubernetes.io/ws"), Http, true),
+        (Some("kubernetes.io/wss"), Https, true),
+        (Some("example.com/custom"), Http, false),
+        (Some("h2c"), Http, false),
+    ];
+    for (protocol, scheme, websocket) in cases {
+        let out = echo_speaking(protocol);
+        assert_eq!(out.routes.len(), 1, "{protocol:?}");
+        let r = &out.routes[0];
+        assert!(r.problems.is_empty(), "{protocol:?}: {:?}", r.problems);
+        let schemes: Vec<_> = r.backends.iter().map(|u| u.scheme).collect();
+        assert_eq!(schemes, vec![scheme], "{protocol:?}");
+        assert_eq!(r.backends[0].authority, "10.0.0.7:3000", "{protocol:?}");
+        assert_eq!(r.options.allow_websockets, websocket, "{protocol:?}");
+    }
+}
+
+#[test]
+fn each_backend_of_a_rule_keeps_its_own_protocol() {
+    let spec = serde_json::json!({
+        "parentRefs": [{"name": "gw", "namespace": "infra"}],
+        "rules": [{"backendRefs": [{"name": "echo", "port": 8080}, {"name": "grpc", "port": 9000}]}]
+    });
+    let mut c = world(
+        serde_json::json!({PUBLIC_ACCESS_ANNOTATION: "true"}),
+        vec![route("r", spec)],
+    );
+    c.services.push(obj(serde_json::json!({
+        "metadata": {"name": "grpc", "namespace": "app"},
+        "spec": {"ports": [{"name": "h2", "port": 9000, "appProtocol": "kubernetes.io/h2c"}]}
+    })));
+    let out = translate(&c);
+    let urls: Vec<String> = out.routes[0].backends.iter().map(|u| u.url()).collect();
+    assert_eq!(
+        urls,
+        vec![
+            "http://10.0.0.7:3000".to_string(),
+            "h2c://grpc.app.svc.cluster.local:9000".to_string()
+        ]
+    );
+    assert!(!out.routes[0].options.allow_websockets);
+}

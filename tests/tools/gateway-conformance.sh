@@ -61,6 +61,7 @@ CLAIMED+=,HTTPRoutePortRedirect,HTTPRouteSchemeRedirect,HTTPRoutePathRedirect
 CLAIMED+=,HTTPRoute303RedirectStatusCode,HTTPRoute307RedirectStatusCode,HTTPRoute308RedirectStatusCode
 CLAIMED+=,HTTPRouteHostRewrite,HTTPRoutePathRewrite,HTTPRouteRequestMirror
 CLAIMED+=,HTTPRouteRequestTimeout,HTTPRouteBackendTimeout,HTTPRouteNamedRouteRule
+CLAIMED+=,HTTPRouteBackendProtocolH2C,HTTPRouteBackendProtocolWebSocket
 FEATURES="${JETBRIDGE_GATEWAY_FEATURES:-$CLAIMED}"
 # Core tests known to fail, each with its reason in docs/gateway-api.md ("Not yet").
 # The run fails on any other Core failure, on any failure of a claimed Extended

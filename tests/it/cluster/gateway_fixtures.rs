@@ -125,7 +125,7 @@ fn describe_routes(snap: &Snapshot, out: &mut String) {
 
 /// What a route does besides forwarding as it came, when it does any of
 /// it: appended headers, response headers (other than the defaults),
-/// mirror targets, a
+/// WebSocket upgrades, mirror targets, a
 /// timeout that is not the
 /// default, and a redirect (its status and the `Location` for
 /// `http://<host>:8080/<matched path>/x?q=1`).
@@ -156,6 +156,9 @@ fn describe_actions(r: &jetbridge::model::Route, out: &mut String) {
             pairs(&response),
             pairs(&r.add_response_headers)
         );
+    }
+    if r.allow_websockets {
+        let _ = writeln!(out, "  websockets allowed");
     }
     if !r.mirror_to.is_empty() {
         let m: Vec<String> = r.mirror_to.iter().map(|u| u.url()).collect();
