@@ -15,7 +15,10 @@ fn fixture() -> jetbridge::model::Snapshot {
 }
 
 /// `host`'s route for `GET /` on either listener.
-fn route<'s>(snap: &'s jetbridge::model::Snapshot, host: &str) -> Option<&'s jetbridge::model::Route> {
+fn route<'s>(
+    snap: &'s jetbridge::model::Snapshot,
+    host: &str,
+) -> Option<&'s jetbridge::model::Route> {
     let headers = http::HeaderMap::new();
     let view = jetbridge::model::conditions::RequestView {
         method: &http::Method::GET,
