@@ -199,9 +199,15 @@ async fn pomerium_policy_filters_and_gateway_baselines_guard_httproutes_and_repo
     let guarded = b.get(&ctl.url("guarded.gw.test", "/")).await;
     assert_ne!(guarded.status, StatusCode::OK, "{}", guarded.body);
     assert_ne!(guarded.status, StatusCode::FORBIDDEN, "{}", guarded.body);
-    // An invalid one: the route denies every request.
-    ctl.expect_status(&mut b, "broken.gw.test", "denies", StatusCode::FORBIDDEN)
-        .await;
+    // An invalid one: the rule is invalid, and an invalid Gateway API rule
+    // answers every request with 500, forwarding none.
+    ctl.expect_status(
+        &mut b,
+        "broken.gw.test",
+        "refuses as invalid",
+        StatusCode::INTERNAL_SERVER_ERROR,
+    )
+    .await;
     for (filter, want) in [("members", "True Valid"), ("broken", "False Invalid")] {
         let path = condition_path("Valid");
         let args = ["get", "policyfilter", filter, "-n", &ns, "-o", &path];
