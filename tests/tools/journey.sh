@@ -467,6 +467,15 @@ t_gateway_app() {
     expect_eq "GatewayClass controller" jetbridge.dev/gateway-controller \
         "$(k get gatewayclass "$GATEWAY_CLASS" -o jsonpath='{.spec.controllerName}')"
     app_deployment gw | k apply --server-side --field-manager=journey -f -
+    # A route that needs sign-in is served on an HTTPS listener (over plain
+    # HTTP it is redirected): its certificate from a TLS Secret beside it.
+    if [ ! -f "$WORK/gw.crt" ]; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj /CN=gw.example.test -addext subjectAltName=DNS:*.example.test \
+            -keyout "$WORK/gw.key" -out "$WORK/gw.crt" 2>/dev/null
+    fi
+    k create secret tls gw-tls -n "$APPS" --cert "$WORK/gw.crt" --key "$WORK/gw.key" \
+        --dry-run=client -o yaml | k apply -f -
     k apply -f - <<EOF
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -474,7 +483,11 @@ metadata: {name: edge, namespace: $APPS}
 spec:
   gatewayClassName: $GATEWAY_CLASS
   listeners:
-    - {name: web, port: 80, protocol: HTTP, hostname: "*.example.test"}
+    - name: websecure
+      port: 443
+      protocol: HTTPS
+      hostname: "*.example.test"
+      tls: {certificateRefs: [{name: gw-tls}]}
 ---
 apiVersion: jetbridge.dev/v1
 kind: Policy
