@@ -66,25 +66,9 @@ pub async fn discover(client: &Client) -> Served {
 /// snapshot, so the resource (for GatewayClasses: the whole Gateway API) is
 /// then left alone.
 async fn may_list(client: &Client, resource: &str) -> bool {
-    use k8s_openapi::api::authorization::v1::{
-        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
-    };
-    let review = SelfSubjectAccessReview {
-        spec: SelfSubjectAccessReviewSpec {
-            resource_attributes: Some(ResourceAttributes {
-                group: Some(GROUP.into()),
-                resource: Some(resource.into()),
-                verb: Some("list".into()),
-                ..ResourceAttributes::default()
-            }),
-            ..SelfSubjectAccessReviewSpec::default()
-        },
-        ..SelfSubjectAccessReview::default()
-    };
-    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
-    match api.create(&Default::default(), &review).await {
-        Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => true,
-        Ok(_) => {
+    match super::policy_filter::may_list(client, GROUP, resource, None).await {
+        Ok(true) => true,
+        Ok(false) => {
             tracing::warn!(
                 resource,
                 "Gateway API served, but this controller may not list it; not watching it"
