@@ -6,7 +6,7 @@
 
 pub mod pomerium;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ pub enum SettingsError {
 }
 
 /// The config file.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     /// Where each route and its `policy` are in the file (not a key; filled
@@ -31,132 +31,204 @@ pub struct ConfigFile {
     #[serde(skip)]
     pub spans: Vec<RouteSpan>,
     /// HTTPS listen address (default `:8443` here; Pomerium's `:443`).
+    #[serde(skip_serializing_if = "is_default")]
     pub address: Option<String>,
     /// Plain-HTTP listener that redirects to HTTPS.
+    #[serde(skip_serializing_if = "is_default")]
     pub http_redirect_address: Option<String>,
     /// The HTTPS port users reach (e.g. 443 on a load balancer or Service
     /// in front of `address`): the port the HTTP→HTTPS redirect names.
     /// Unset: the port `address` is bound to. URLs built on the HTTPS
     /// listener name the host and port the client addressed.
+    #[serde(skip_serializing_if = "is_default")]
     pub public_https_port: Option<u16>,
     /// Serve the routes on `address` over plain HTTP (behind a load balancer
     /// that terminates TLS). Sessions stay `Secure` cookies: browsers must
     /// still see https.
+    #[serde(skip_serializing_if = "is_default")]
     pub insecure_server: Option<bool>,
     /// Internal plain-HTTP listener: JWKS, health, metrics.
+    #[serde(skip_serializing_if = "is_default")]
     pub internal_address: Option<String>,
     /// Alias of `internal_address`.
+    #[serde(skip_serializing_if = "is_default")]
     pub metrics_address: Option<String>,
+    #[serde(skip_serializing_if = "is_default")]
     pub certificate_file: Option<String>,
+    #[serde(skip_serializing_if = "is_default")]
     pub certificate_key_file: Option<String>,
     /// Base64 PEM certificate (Pomerium's `certificate`).
+    #[serde(skip_serializing_if = "is_default")]
     pub certificate: Option<String>,
     /// Base64 PEM key (Pomerium's `certificate_key`).
+    #[serde(skip_serializing_if = "is_default")]
     pub certificate_key: Option<String>,
     #[serde(default)]
+    #[serde(skip_serializing_if = "is_default")]
     pub certificates: Vec<CertificateEntry>,
+    #[serde(skip_serializing_if = "is_default")]
     pub authenticate_service_url: Option<String>,
+    #[serde(skip_serializing_if = "is_default")]
     pub idp_provider: Option<String>,
+    #[serde(skip_serializing_if = "is_default")]
     pub idp_provider_url: Option<String>,
+    #[serde(skip_serializing_if = "is_default")]
     pub idp_client_id: Option<String>,
+    #[serde(skip_serializing_if = "is_default")]
     pub idp_client_secret: Option<String>,
     /// File holding the client secret (e.g. a mounted Kubernetes Secret key).
+    #[serde(skip_serializing_if = "is_default")]
     pub idp_client_secret_file: Option<String>,
     #[serde(default, deserialize_with = "string_or_list_opt")]
+    #[serde(skip_serializing_if = "is_default")]
     pub idp_scopes: Option<Vec<String>>,
     /// Name of the ID-token/userinfo claim that holds group names (default `groups`).
+    #[serde(skip_serializing_if = "is_default")]
     pub idp_groups_claim: Option<String>,
+    #[serde(skip_serializing_if = "is_default")]
     pub cookie_secret: Option<String>,
+    #[serde(skip_serializing_if = "is_default")]
     pub cookie_name: Option<String>,
-    #[serde(default, deserialize_with = "duration_opt")]
+    #[serde(default, with = "duration_opt")]
+    #[serde(skip_serializing_if = "is_default")]
     pub cookie_expire: Option<Duration>,
+    #[serde(skip_serializing_if = "is_default")]
     pub shared_secret: Option<String>,
+    #[serde(skip_serializing_if = "is_default")]
     pub signing_key: Option<String>,
     /// File holding the signing key (PEM or base64 PEM).
+    #[serde(skip_serializing_if = "is_default")]
     pub signing_key_file: Option<String>,
+    #[serde(skip_serializing_if = "is_default")]
     pub jwt_claims_headers: Option<ClaimsHeaders>,
+    #[serde(skip_serializing_if = "is_default")]
     pub jwt_issuer_format: Option<String>,
     /// What `Authorization: Bearer <token>` means: `default` (passed to the
     /// upstream), `idp_access_token` or `idp_identity_token` (a credential
     /// issued by the identity provider).
+    #[serde(skip_serializing_if = "is_default")]
     pub bearer_token_format: Option<String>,
     /// Audiences an IdP access token (a JWT, as Microsoft Entra issues)
     /// must name to be accepted as a credential; unset: userinfo decides.
     #[serde(default, deserialize_with = "string_or_list_opt")]
+    #[serde(skip_serializing_if = "is_default")]
     pub idp_access_token_allowed_audiences: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "is_default")]
     pub pass_identity_headers: Option<bool>,
     /// Response headers for every route. Unset: Pomerium's defaults
     /// (`X-Frame-Options`, `X-XSS-Protection`, and HSTS when a certificate is
     /// configured); a `disable` key turns them all off.
+    #[serde(skip_serializing_if = "is_default")]
     pub set_response_headers: Option<BTreeMap<String, String>>,
     /// Pomerium's runtime flags. `pomerium_jwt_endpoint` serves
     /// `/.pomerium/jwt`; the other known flags are accepted and have no
     /// effect here; an unknown flag is a warning.
+    #[serde(skip_serializing_if = "is_default")]
     pub runtime_flags: Option<BTreeMap<String, bool>>,
     /// Groups to keep in the assertion's `groups` (with each route's own list).
     #[serde(default, deserialize_with = "string_or_list_opt")]
+    #[serde(skip_serializing_if = "is_default")]
     pub jwt_groups_filter: Option<Vec<String>>,
     /// Route `timeout` when a route sets none (default 30s).
-    #[serde(default, deserialize_with = "duration_opt")]
+    #[serde(default, with = "duration_opt")]
+    #[serde(skip_serializing_if = "is_default")]
     pub default_upstream_timeout: Option<Duration>,
     /// Client connections with no request in flight for this long are
     /// closed (default 5m; Pomerium's `timeout_idle`).
-    #[serde(default, deserialize_with = "duration_opt")]
+    #[serde(default, with = "duration_opt")]
+    #[serde(skip_serializing_if = "is_default")]
     pub timeout_idle: Option<Duration>,
     /// Log level (`error`, `warn`, `info`, `debug`); applied on reload.
+    #[serde(skip_serializing_if = "is_default")]
     pub log_level: Option<String>,
     /// `json` or `text` (default: text on a terminal, JSON otherwise).
+    #[serde(skip_serializing_if = "is_default")]
     pub log_format: Option<String>,
     /// One log line per request (default true); applied on reload.
+    #[serde(skip_serializing_if = "is_default")]
     pub access_log: Option<bool>,
     /// Client certificates for every route (Pomerium's `downstream_mtls`).
+    #[serde(skip_serializing_if = "is_default")]
     pub downstream_mtls: Option<DownstreamMtls>,
     #[serde(default)]
+    #[serde(skip_serializing_if = "is_default")]
     pub routes: Vec<RouteConfig>,
     /// Pomerium's older name for `routes`.
     #[serde(default)]
+    #[serde(skip_serializing_if = "is_default")]
     pub policy: Vec<RouteConfig>,
+}
+
+impl std::fmt::Debug for ConfigFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        debug_redacted("ConfigFile", self, f)?;
+        write!(f, " spans {:?}", self.spans)
+    }
 }
 
 /// `downstream_mtls`: every route requires a client certificate issued by
 /// `ca` (a route's own `tls_downstream_client_ca` takes its place there).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DownstreamMtls {
     /// Base64 of a PEM CA bundle (PEM as it is is accepted too).
+    #[serde(skip_serializing_if = "is_default")]
     pub ca: Option<String>,
     /// A PEM CA bundle file.
+    #[serde(skip_serializing_if = "is_default")]
     pub ca_file: Option<String>,
     /// `policy_with_default_deny` (default: a route answers 495 without a
     /// valid certificate) or `reject_connection` (the handshake fails).
     /// Pomerium's `policy` needs the `client_certificate` PPL criteria,
     /// which jetbridge does not have: it is refused.
+    #[serde(skip_serializing_if = "is_default")]
     pub enforcement: Option<String>,
     /// Refused (not supported by jetbridge yet).
+    #[serde(skip_serializing_if = "is_default")]
     pub crl: Option<serde_json::Value>,
     /// Refused (not supported by jetbridge yet).
+    #[serde(skip_serializing_if = "is_default")]
     pub crl_file: Option<serde_json::Value>,
     /// Refused (not supported by jetbridge yet).
+    #[serde(skip_serializing_if = "is_default")]
     pub match_subject_alt_names: Option<serde_json::Value>,
     /// Only 0 (no limit) is accepted: chains are not limited in depth.
+    #[serde(skip_serializing_if = "is_default")]
     pub max_verify_depth: Option<u32>,
 }
 
 /// One entry of `certificates`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateEntry {
     /// Base64 PEM (or PEM) certificate chain.
+    #[serde(skip_serializing_if = "is_default")]
     pub cert: Option<String>,
     /// Base64 PEM (or PEM) private key.
+    #[serde(skip_serializing_if = "is_default")]
     pub key: Option<String>,
+    #[serde(skip_serializing_if = "is_default")]
     pub cert_file: Option<String>,
+    #[serde(skip_serializing_if = "is_default")]
     pub key_file: Option<String>,
 }
 
+impl std::fmt::Debug for CertificateEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        debug_redacted("CertificateEntry", self, f)
+    }
+}
+
 /// `jwt_claims_headers`: a map header → claim, or a list / comma string of claims.
+/// Written as the map.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClaimsHeaders(pub Vec<(String, String)>);
+
+impl Serialize for ClaimsHeaders {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(header, claim)| (header, claim)))
+    }
+}
 
 impl<'de> Deserialize<'de> for ClaimsHeaders {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -194,10 +266,20 @@ macro_rules! route_options {
         /// `prefix`, `path`). Config-file routes and `jetbridge.dev/*` /
         /// `ingress.pomerium.io/*` annotations both deserialise into it, so a
         /// key means the same in both. Unknown keys are refused.
-        #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+        #[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
         #[serde(deny_unknown_fields)]
         pub struct RouteOptions {
-            $( $(#[$attr])* pub $name: $ty, )*
+            $(
+                $(#[$attr])*
+                #[serde(skip_serializing_if = "is_default")]
+                pub $name: $ty,
+            )*
+        }
+
+        impl std::fmt::Debug for RouteOptions {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                debug_redacted("RouteOptions", self, f)
+            }
         }
 
         impl RouteOptions {
@@ -206,17 +288,31 @@ macro_rules! route_options {
         }
 
         /// One route of the config file: where it is, and its [`RouteOptions`].
-        #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+        #[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
         #[serde(deny_unknown_fields)]
         pub struct RouteConfig {
             pub from: String,
             #[serde(default, deserialize_with = "string_or_list")]
+            #[serde(skip_serializing_if = "is_default")]
             pub to: Vec<String>,
+            #[serde(skip_serializing_if = "is_default")]
             pub prefix: Option<String>,
+            #[serde(skip_serializing_if = "is_default")]
             pub path: Option<String>,
             /// An RE2 pattern the whole path must match (instead of `prefix` / `path`).
+            #[serde(skip_serializing_if = "is_default")]
             pub regex: Option<String>,
-            $( $(#[$attr])* pub $name: $ty, )*
+            $(
+                $(#[$attr])*
+                #[serde(skip_serializing_if = "is_default")]
+                pub $name: $ty,
+            )*
+        }
+
+        impl std::fmt::Debug for RouteConfig {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                debug_redacted("RouteConfig", self, f)
+            }
         }
 
         impl RouteConfig {
@@ -283,9 +379,9 @@ route_options! {
     /// (Pomerium's `redirect`); `to` is then not needed.
     redirect: Option<RouteRedirect>,
     /// The route's upstream timeout (time to the response head); `0s`: none.
-    #[serde(default, deserialize_with = "duration_opt")]
+    #[serde(default, with = "duration_opt")]
     timeout: Option<Duration>,
-    #[serde(default, deserialize_with = "duration_opt")]
+    #[serde(default, with = "duration_opt")]
     idle_timeout: Option<Duration>,
     #[serde(default)]
     tls_skip_verify: bool,
@@ -384,7 +480,7 @@ route_options! {
 
 /// One `rewrite_response_headers` entry: a value of `header` starting with
 /// `prefix` (any value when empty) has that prefix replaced by `value`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RewriteHeader {
     pub header: String,
@@ -396,25 +492,33 @@ pub struct RewriteHeader {
 
 /// A route's `redirect`: the `Location` is the request's URL with the parts
 /// given here replaced. Pomerium's keys.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RouteRedirect {
     /// `true`: scheme `https` (port 443 unless `port_redirect`).
+    #[serde(skip_serializing_if = "is_default")]
     pub https_redirect: Option<bool>,
     /// `http` or `https`.
+    #[serde(skip_serializing_if = "is_default")]
     pub scheme_redirect: Option<String>,
     /// The host to send the client to.
+    #[serde(skip_serializing_if = "is_default")]
     pub host_redirect: Option<String>,
     /// The port to send the client to.
+    #[serde(skip_serializing_if = "is_default")]
     pub port_redirect: Option<u32>,
     /// The whole path, replaced.
+    #[serde(skip_serializing_if = "is_default")]
     pub path_redirect: Option<String>,
     /// The route's matched prefix (or path), replaced.
+    #[serde(skip_serializing_if = "is_default")]
     pub prefix_rewrite: Option<String>,
     /// 301 (default), 302, 303, 307 or 308; Envoy's enum numbers 0–4
     /// (`MOVED_PERMANENTLY` … `PERMANENT_REDIRECT`) are read too.
+    #[serde(skip_serializing_if = "is_default")]
     pub response_code: Option<u32>,
     /// Drop the query.
+    #[serde(skip_serializing_if = "is_default")]
     pub strip_query: Option<bool>,
 }
 
@@ -664,6 +768,39 @@ fn redact_blobs(text: &str) -> String {
     out
 }
 
+/// Whether a value is its type's default: such keys are left out when a
+/// config is written, so what is written reads back as the same value.
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// `Debug` of a settings value: its written form, with the value of every
+/// secret-bearing key ([`is_secret_key`]) replaced by `<redacted>`.
+fn debug_redacted<T: Serialize>(
+    name: &str,
+    value: &T,
+    f: &mut std::fmt::Formatter<'_>,
+) -> std::fmt::Result {
+    fn redact(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (key, inner) in map.iter_mut() {
+                    if is_secret_key(key) && inner.is_string() {
+                        *inner = serde_json::Value::from("<redacted>");
+                    } else {
+                        redact(inner);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(value).map_err(|_| std::fmt::Error)?;
+    redact(&mut v);
+    write!(f, "{name} {v}")
+}
+
 fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -681,11 +818,35 @@ fn string_or_list_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Stri
     string_or_list(d).map(Some)
 }
 
-fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
+/// An optional duration key: read with [`parse_duration`], written in the
+/// largest unit that keeps it exact (`30s`, `250ms`, `1500ns`).
+mod duration_opt {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => s.serialize_str(&format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// A duration as [`parse_duration`] reads it back exactly.
+fn format_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d.subsec_nanos() % 1_000_000 == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}ns", d.as_nanos())
+    }
 }
 
 /// Why a duration does not parse.
@@ -892,6 +1053,167 @@ signing_key: |\n  -----BEGIN EC PRIVATE KEY-----\n  MHcCAQEEIBmZp2x9Qk0Yb6v3WqLr
         );
         let c = ConfigFile::parse("c", "jwt_claims_headers: email, name\n").unwrap();
         assert_eq!(c.jwt_claims_headers.unwrap().0.len(), 2);
+    }
+
+    /// A config that sets every kind of value the file holds: scalars,
+    /// durations in each unit, lists, maps, PEM blocks, JSON-shaped keys,
+    /// nested structs and both route lists.
+    fn rich_config() -> ConfigFile {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n";
+        let route = RouteConfig {
+            from: "https://app.example.com".into(),
+            to: vec!["http://10.0.0.1:8080".into(), "http://10.0.0.2:8080".into()],
+            prefix: Some("/app".into()),
+            name: Some("App: the \"main\" one #1".into()),
+            h2c_upstream: true,
+            pass_identity_headers: Some(false),
+            policy: Some(
+                serde_json::json!([{"allow": {"or": [{"email": {"is": "a@example.com"}}]}}]),
+            ),
+            allowed_users: vec!["bob@example.com".into()],
+            allowed_idp_claims: [(
+                "groups".to_string(),
+                vec![serde_json::json!("admins"), serde_json::json!(3)],
+            )]
+            .into(),
+            allow_websockets: true,
+            set_request_headers: [
+                ("X-Set".to_string(), "yes: really".to_string()),
+                ("x-empty".to_string(), String::new()),
+            ]
+            .into(),
+            remove_request_headers: vec!["X-Remove".into()],
+            mirror_to: vec!["http://mirror:1".into()],
+            timeout: Some(Duration::from_millis(1500)),
+            idle_timeout: Some(Duration::from_nanos(1_000_000_001)),
+            tls_custom_ca: Some(pem.into()),
+            tls_client_key: Some("client-key-value".into()),
+            jwt_claims_headers: Some(ClaimsHeaders(vec![
+                ("X-Email".into(), "email".into()),
+                ("x-pomerium-claim-groups".into(), "groups".into()),
+            ])),
+            jwt_groups_filter: Some(vec!["admins".into()]),
+            health_checks: Some(
+                serde_json::json!([{"timeout": "1s", "interval": "5s", "http_health_check": {"path": "/h"}}]),
+            ),
+            healthy_panic_threshold: Some(0),
+            kubernetes_service_account_token: Some("sa-token-value".into()),
+            rewrite_response_headers: vec![RewriteHeader {
+                header: "Location".into(),
+                prefix: "http://app/".into(),
+                value: "https://app.example.com/".into(),
+            }],
+            idp_client_secret: Some("route-client-secret".into()),
+            depends_on: vec!["other.example.com".into()],
+            ..Default::default()
+        };
+        let redirect = RouteConfig {
+            from: "https://old.example.com".into(),
+            path: Some("/exact".into()),
+            redirect: Some(RouteRedirect {
+                https_redirect: Some(true),
+                host_redirect: Some("new.example.com".into()),
+                response_code: Some(308),
+                strip_query: Some(false),
+                ..Default::default()
+            }),
+            allow_public_unauthenticated_access: true,
+            ..Default::default()
+        };
+        ConfigFile {
+            address: Some(":8443".into()),
+            public_https_port: Some(443),
+            insecure_server: Some(false),
+            certificate: Some("Y2VydA==".into()),
+            certificate_key: Some("a2V5LXZhbHVl".into()),
+            certificates: vec![CertificateEntry {
+                cert_file: Some("/tls/a.crt".into()),
+                key: Some(pem.into()),
+                ..Default::default()
+            }],
+            idp_provider: Some("oidc".into()),
+            idp_client_secret: Some("global-client-secret".into()),
+            idp_scopes: Some(vec!["openid".into(), "email".into()]),
+            cookie_secret: Some("Y29va2llLXNlY3JldC12YWx1ZS0xMjM0NTY3ODkwMTI=".into()),
+            cookie_expire: Some(Duration::from_secs(14 * 3600)),
+            shared_secret: Some("c2hhcmVkLXNlY3JldC12YWx1ZQ==".into()),
+            signing_key: Some(pem.into()),
+            jwt_claims_headers: Some(ClaimsHeaders(vec![("X-Name".into(), "name".into())])),
+            set_response_headers: Some(
+                [("X-Frame-Options".to_string(), "DENY".to_string())].into(),
+            ),
+            runtime_flags: Some([("pomerium_jwt_endpoint".to_string(), true)].into()),
+            default_upstream_timeout: Some(Duration::from_secs(30)),
+            timeout_idle: Some(Duration::from_millis(250)),
+            downstream_mtls: Some(DownstreamMtls {
+                ca: Some(pem.into()),
+                enforcement: Some("reject_connection".into()),
+                max_verify_depth: Some(0),
+                ..Default::default()
+            }),
+            routes: vec![route, redirect],
+            policy: vec![RouteConfig {
+                from: "https://legacy.example.com".into(),
+                to: vec!["http://127.0.0.1:1".into()],
+                allow_any_authenticated_user: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_written_config_reads_back_as_the_same_value() {
+        let config = rich_config();
+        let text = serde_saphyr::to_string(&config).unwrap();
+        let mut read = ConfigFile::parse("c.yaml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(read.spans.len(), 3, "{text}");
+        read.spans.clear();
+        assert_eq!(read, config, "{text}");
+        // Nothing left at its default is written.
+        assert!(!text.contains("null"), "{text}");
+        assert_eq!(text.matches("allow_websockets").count(), 1, "{text}");
+        let minimal = serde_saphyr::to_string(&ConfigFile::default()).unwrap();
+        assert!(!minimal.contains("routes"), "{minimal}");
+    }
+
+    #[test]
+    fn durations_are_written_in_a_unit_that_reads_back_exactly() {
+        for d in [
+            Duration::ZERO,
+            Duration::from_secs(90),
+            Duration::from_millis(1),
+            Duration::from_millis(290),
+            Duration::from_nanos(1_000_000_001),
+            Duration::from_nanos(7),
+        ] {
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn debug_output_shows_settings_but_no_secret() {
+        let config = rich_config();
+        let text = format!("{config:?}");
+        assert!(
+            text.contains("app.example.com") && text.contains("reject_connection"),
+            "{text}"
+        );
+        for secret in [
+            "global-client-secret",
+            "route-client-secret",
+            "Y29va2llLXNlY3JldC12YWx1ZS0xMjM0NTY3ODkwMTI=",
+            "c2hhcmVkLXNlY3JldC12YWx1ZQ==",
+            "a2V5LXZhbHVl",
+            "client-key-value",
+            "sa-token-value",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        // The PEM text appears for the CA and certificates, never for a key.
+        assert!(!text.contains("\"signing_key\":\"-----"), "{text}");
+        assert!(!text.contains("\"key\":\"-----"), "{text}");
+        assert!(!format!("{:?}", config.routes[0].options()).contains("sa-token-value"));
     }
 
     #[test]
