@@ -12,6 +12,9 @@
 use crate::harness;
 
 use harness::attack::*;
+use harness::config::{
+    ConfigFile, ConfigText as _, RouteConfig, public_route, route, signed_in_route, strings,
+};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -116,11 +119,19 @@ fn wrk(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minute_at_saturation_keeps_answers_right_bystanders_served_and_memory_flat() {
     let up = ok_upstream().await;
-    let j = Jetbridge::start(&format!(
-        "access_log: false\nroutes:\n\
-         \x20 - from: https://{OPEN}\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n\
-         \x20 - from: https://{SIGNED}\n    to: http://{up}\n    pass_identity_headers: true\n    allowed_users: [soak@example.com]\n"
-    ))
+    let to = format!("http://{up}");
+    let j = Jetbridge::start(&ConfigFile {
+        access_log: Some(false),
+        routes: vec![
+            public_route(OPEN, &to),
+            RouteConfig {
+                pass_identity_headers: Some(true),
+                allowed_users: vec!["soak@example.com".into()],
+                ..route(SIGNED, &to)
+            },
+        ],
+        ..Default::default()
+    })
     .await;
     let cookie = j.mint_session(SIGNED, "soak", "soak@example.com");
     let dir = tempfile::tempdir().unwrap();
@@ -207,19 +218,30 @@ async fn logins_reloads_and_a_flapping_upstream_under_load_disturb_nothing() {
     let (issuer, _idp) = start_idp("jetbridge", "jetbridge-secret", &[callback], &[]);
     let j = Jetbridge::start_on(
         https,
-        &format!(
-            "access_log: false\n\
-             authenticate_service_url: https://authenticate.localhost:{https}\n\
-             idp_provider: oidc\nidp_provider_url: {issuer}\n\
-             idp_client_id: jetbridge\nidp_client_secret: jetbridge-secret\n\
-             idp_scopes: [openid, email, profile]\n\
-             routes:\n\
-             \x20 - from: https://app.localhost\n    to: http://{up}\n    pass_identity_headers: true\n    allow_any_authenticated_user: true\n\
-             \x20 - from: https://flap.localhost\n    to: http://{flap}\n    allow_public_unauthenticated_access: true\n    timeout: 5s\n"
-        ),
+        &ConfigFile {
+            access_log: Some(false),
+            authenticate_service_url: Some(format!("https://authenticate.localhost:{https}")),
+            idp_provider: Some("oidc".into()),
+            idp_provider_url: Some(issuer.clone()),
+            idp_client_id: Some("jetbridge".into()),
+            idp_client_secret: Some("jetbridge-secret".into()),
+            idp_scopes: Some(strings(&["openid", "email", "profile"])),
+            routes: vec![
+                RouteConfig {
+                    pass_identity_headers: Some(true),
+                    ..signed_in_route("app.localhost", &format!("http://{up}"))
+                },
+                RouteConfig {
+                    timeout: Some(Duration::from_secs(5)),
+                    ..public_route("flap.localhost", &format!("http://{flap}"))
+                },
+            ],
+            ..Default::default()
+        },
     )
     .await;
-    let original = std::fs::read_to_string(&j.config).unwrap();
+    let original =
+        ConfigFile::parse("config.yaml", &std::fs::read_to_string(&j.config).unwrap()).unwrap();
     let cookie = j.mint_session("app.localhost", "soak", "soak@example.com");
     let dir = tempfile::tempdir().unwrap();
     let load = wrk(
@@ -271,15 +293,13 @@ async fn logins_reloads_and_a_flapping_upstream_under_load_disturb_nothing() {
         let path = j.config.clone();
         while started.elapsed() < MIXED {
             n += 1;
-            let extra = if n % 2 == 1 {
-                format!(
-                    "  - from: https://extra-{n}.localhost\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n"
-                )
-            } else {
-                String::new()
-            };
+            let mut version = original.clone();
+            if n % 2 == 1 {
+                let extra = public_route(&format!("extra-{n}.localhost"), &format!("http://{up}"));
+                version.routes.push(extra);
+            }
             let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, format!("{original}{extra}")).unwrap();
+            std::fs::write(&tmp, version.text()).unwrap();
             std::fs::rename(&tmp, &path).unwrap();
             tokio::time::sleep(Duration::from_millis(1500)).await;
         }

@@ -11,6 +11,9 @@
 use crate::harness;
 
 use harness::attack::*;
+use harness::config::{
+    ConfigFile, RouteConfig, claim_list, claims_headers, public_route, signed_in_route,
+};
 use std::fmt::Write as _;
 
 const PUBLIC: &str = "public.test";
@@ -54,19 +57,23 @@ async fn recorder_behind_jetbridge() -> (Recorder, Jetbridge) {
     (up, j)
 }
 
-fn config(up: std::net::SocketAddr) -> String {
-    let route = |host: &str, scheme: &str, access: &str| {
-        format!(
-            "  - from: https://{host}\n    to: {scheme}://{up}\n    {access}: true\n    pass_identity_headers: true\n    jwt_claims_headers:\n      X-Email: email\n      X-User-Sub: sub\n"
-        )
+fn config(up: std::net::SocketAddr) -> ConfigFile {
+    let identity = |r: RouteConfig| RouteConfig {
+        pass_identity_headers: Some(true),
+        jwt_claims_headers: claims_headers(&[("X-Email", "email"), ("X-User-Sub", "sub")]),
+        ..r
     };
-    format!(
-        "jwt_claims_headers: [email]\nroutes:\n{}{}{}{}",
-        route(PUBLIC, "http", "allow_public_unauthenticated_access"),
-        route(PUBLIC_H2C, "h2c", "allow_public_unauthenticated_access"),
-        route(SIGNED, "http", "allow_any_authenticated_user"),
-        route(SIGNED_H2C, "h2c", "allow_any_authenticated_user"),
-    )
+    let (http, h2c) = (format!("http://{up}"), format!("h2c://{up}"));
+    ConfigFile {
+        jwt_claims_headers: claim_list(&["email"]),
+        routes: vec![
+            identity(public_route(PUBLIC, &http)),
+            identity(public_route(PUBLIC_H2C, &h2c)),
+            identity(signed_in_route(SIGNED, &http)),
+            identity(signed_in_route(SIGNED_H2C, &h2c)),
+        ],
+        ..Default::default()
+    }
 }
 
 /// `name` in every spelling a lenient upstream may read as `name`.

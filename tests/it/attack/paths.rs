@@ -12,16 +12,28 @@
 use crate::harness;
 
 use harness::attack::*;
+use harness::config::{ConfigFile, RouteConfig, ppl, public_route, route};
 
 const APP: &str = "app.test";
 const OTHER: &str = "other.test";
 
-fn config(app: std::net::SocketAddr, other: std::net::SocketAddr) -> String {
-    format!(
-        "routes:\n\
-         \x20 - from: https://{APP}\n    to: http://{app}\n    preserve_host_header: true\n    policy:\n      - allow: {{or: [{{accept: true}}]}}\n        deny: {{or: [{{http_path: {{starts_with: /admin}}}}]}}\n\
-         \x20 - from: https://{OTHER}\n    to: http://{other}\n    preserve_host_header: true\n    allow_public_unauthenticated_access: true\n"
-    )
+fn config(app: std::net::SocketAddr, other: std::net::SocketAddr) -> ConfigFile {
+    ConfigFile {
+        routes: vec![
+            RouteConfig {
+                preserve_host_header: true,
+                policy: ppl(
+                    "[{allow: {or: [{accept: true}]}, deny: {or: [{http_path: {starts_with: /admin}}]}}]",
+                ),
+                ..route(APP, &format!("http://{app}"))
+            },
+            RouteConfig {
+                preserve_host_header: true,
+                ..public_route(OTHER, &format!("http://{other}"))
+            },
+        ],
+        ..Default::default()
+    }
 }
 
 /// What must happen to one request.

@@ -13,6 +13,7 @@
 use crate::harness;
 
 use harness::attack::*;
+use harness::config::{ConfigFile, RouteConfig, public_route, signed_in_route};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -38,15 +39,30 @@ const CANCEL: u32 = 0x8;
 const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
 const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
 
-fn config(up: std::net::SocketAddr, stall_up: std::net::SocketAddr) -> String {
-    format!(
-        "routes:\n\
-         \x20 - from: https://{OPEN}\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n\
-         \x20 - from: https://{SLOW}\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n    timeout: 3s\n\
-         \x20 - from: https://{SIGNED}\n    to: http://{up}\n    allow_any_authenticated_user: true\n    allow_websockets: true\n\
-         \x20 - from: https://{WS}\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n    allow_websockets: true\n\
-         \x20 - from: https://{STALL}\n    to: http://{stall_up}\n    allow_public_unauthenticated_access: true\n    idle_timeout: 2s\n"
-    )
+fn config(up: std::net::SocketAddr, stall_up: std::net::SocketAddr) -> ConfigFile {
+    let to = format!("http://{up}");
+    ConfigFile {
+        routes: vec![
+            public_route(OPEN, &to),
+            RouteConfig {
+                timeout: Some(Duration::from_secs(3)),
+                ..public_route(SLOW, &to)
+            },
+            RouteConfig {
+                allow_websockets: true,
+                ..signed_in_route(SIGNED, &to)
+            },
+            RouteConfig {
+                allow_websockets: true,
+                ..public_route(WS, &to)
+            },
+            RouteConfig {
+                idle_timeout: Some(Duration::from_secs(2)),
+                ..public_route(STALL, &format!("http://{stall_up}"))
+            },
+        ],
+        ..Default::default()
+    }
 }
 
 /// The binary, its upstream, and the bystander's idle latencies.
@@ -1047,7 +1063,11 @@ async fn upgrades_without_a_session_or_a_101_go_nowhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_http2_connections_are_closed_however_many_pings_they_answer() {
     let up = Recorder::start().await;
-    let j = Jetbridge::start(&format!("timeout_idle: 2s\n{}", config(up.addr, up.addr))).await;
+    let j = Jetbridge::start(&ConfigFile {
+        timeout_idle: Some(Duration::from_secs(2)),
+        ..config(up.addr, up.addr)
+    })
+    .await;
     let block = hpack(&get_fields(OPEN, "/idle"));
 
     // One request, then only PINGs: closed with GOAWAY after the idle time.

@@ -12,16 +12,23 @@
 use crate::harness;
 
 use harness::attack::*;
+use harness::config::{ConfigFile, RouteConfig, signed_in_route};
 
 const SIGNED: &str = "signed.test";
 const OTHER: &str = "other.test";
 
-fn config(up: std::net::SocketAddr) -> String {
-    format!(
-        "routes:\n\
-         \x20 - from: https://{SIGNED}\n    to: http://{up}\n    allow_any_authenticated_user: true\n    pass_identity_headers: true\n\
-         \x20 - from: https://{OTHER}\n    to: http://{up}\n    allow_any_authenticated_user: true\n"
-    )
+fn config(up: std::net::SocketAddr) -> ConfigFile {
+    let to = format!("http://{up}");
+    ConfigFile {
+        routes: vec![
+            RouteConfig {
+                pass_identity_headers: Some(true),
+                ..signed_in_route(SIGNED, &to)
+            },
+            signed_in_route(OTHER, &to),
+        ],
+        ..Default::default()
+    }
 }
 
 /// How the credential travels.

@@ -9,6 +9,7 @@
 
 use crate::harness;
 use harness::cluster::*;
+use harness::config::{ConfigFile, route_from_keys};
 use harness::login::*;
 use http::StatusCode;
 use std::process::Command;
@@ -1556,7 +1557,10 @@ async fn pomerium_annotations_behave_in_the_cluster_as_the_same_keys_in_a_config
             ],
         ),
     ];
-    let mut yaml = format!("cookie_secret: {}\nroutes:\n", cookie_secret(&c));
+    let mut yaml = ConfigFile {
+        cookie_secret: Some(cookie_secret(&c)),
+        ..Default::default()
+    };
     for (host, keys) in &routes {
         let name = host.split('.').next().unwrap();
         let annotations: Vec<(String, &str)> = keys
@@ -1565,10 +1569,9 @@ async fn pomerium_annotations_behave_in_the_cluster_as_the_same_keys_in_a_config
             .collect();
         let refs: Vec<(&str, &str)> = annotations.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         c.ingress(name, host, "app", &refs);
-        yaml.push_str(&format!("  - from: https://{host}\n    to: http://{up}\n"));
-        for (k, _, v) in keys {
-            yaml.push_str(&format!("    {k}: {v}\n"));
-        }
+        let file_keys = keys.iter().map(|(k, _, v)| (k, v));
+        yaml.routes
+            .push(route_from_keys(host, &format!("http://{up}"), file_keys));
     }
     let file = start_proxy(bind_https().await, &yaml).await;
 

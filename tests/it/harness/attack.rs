@@ -4,6 +4,7 @@
 //! a raw TLS socket, and HTTP/2 frames with hand-encoded HPACK (literal, no
 //! Huffman), so no client library normalises names, values or framing.
 
+use crate::harness::config::{ConfigFile, ConfigText as _};
 use crate::harness::login::{ChildGuard, capture_lines, free_port};
 use bytes::Bytes;
 use http::{Request, Response};
@@ -35,16 +36,16 @@ pub struct Jetbridge {
 }
 
 impl Jetbridge {
-    /// Writes listeners, fresh secrets (`jetbridge gen-secrets`) and `rest`
-    /// (global keys and `routes:`) to a config file, starts the binary on it
-    /// and waits until it answers on both listeners and `/readyz` is 200.
-    pub async fn start(rest: &str) -> Jetbridge {
-        Self::start_on(free_port(), rest).await
+    /// Writes `config` with its listeners and fresh secrets (`jetbridge
+    /// gen-secrets`) to a config file, starts the binary on it and waits
+    /// until it answers on both listeners and `/readyz` is 200.
+    pub async fn start(config: &ConfigFile) -> Jetbridge {
+        Self::start_on(free_port(), config).await
     }
 
     /// [`Jetbridge::start`] with the HTTPS listener on `https` (a port
     /// chosen beforehand, e.g. for an IdP's redirect URI).
-    pub async fn start_on(https: u16, rest: &str) -> Jetbridge {
+    pub async fn start_on(https: u16, config: &ConfigFile) -> Jetbridge {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let internal = free_port();
         let secrets = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
@@ -52,10 +53,17 @@ impl Jetbridge {
             .output()
             .unwrap();
         assert!(secrets.status.success(), "gen-secrets: {secrets:?}");
-        let config = format!(
-            "address: 127.0.0.1:{https}\ninternal_address: 127.0.0.1:{internal}\n{}{rest}",
-            String::from_utf8(secrets.stdout).unwrap()
-        );
+        let secrets =
+            ConfigFile::parse("gen-secrets", &String::from_utf8(secrets.stdout).unwrap()).unwrap();
+        let config = ConfigFile {
+            address: Some(format!("127.0.0.1:{https}")),
+            internal_address: Some(format!("127.0.0.1:{internal}")),
+            signing_key: secrets.signing_key,
+            cookie_secret: secrets.cookie_secret,
+            shared_secret: secrets.shared_secret,
+            ..config.clone()
+        }
+        .text();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, config).unwrap();

@@ -2,6 +2,7 @@
 //! `oidc-provider`), the proxy in-process on loopback, an HTTP client with a
 //! cookie jar that follows the login flow by hand.
 
+use super::config::{ConfigFile, ConfigText, RouteConfig, strings};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
@@ -105,20 +106,28 @@ impl Drop for RunningProxy {
     }
 }
 
-/// The settings lines (no trailing newline) that sign in at `issuer` as
-/// OIDC client `client` with `secret`, through the authenticate host on
-/// `port`, with the fixed test cookie and shared secrets.
-pub fn sign_in_settings(port: u16, issuer: &str, client: &str, secret: &str) -> String {
-    format!(
-        "authenticate_service_url: https://authenticate.localhost:{port}
-idp_provider: oidc
-idp_provider_url: {issuer}
-idp_client_id: {client}
-idp_client_secret: {secret}
-idp_scopes: [openid, email, profile, groups]
-cookie_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
-shared_secret: HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo="
-    )
+/// A config that signs in at `issuer` as OIDC client `client` with
+/// `secret`, through the authenticate host on `port`, with the fixed test
+/// cookie and shared secrets, and these routes.
+pub fn sign_in_config(
+    port: u16,
+    issuer: &str,
+    client: &str,
+    secret: &str,
+    routes: impl IntoIterator<Item = RouteConfig>,
+) -> ConfigFile {
+    ConfigFile {
+        authenticate_service_url: Some(format!("https://authenticate.localhost:{port}")),
+        idp_provider: Some("oidc".into()),
+        idp_provider_url: Some(issuer.to_string()),
+        idp_client_id: Some(client.to_string()),
+        idp_client_secret: Some(secret.to_string()),
+        idp_scopes: Some(strings(&["openid", "email", "profile", "groups"])),
+        cookie_secret: Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into()),
+        shared_secret: Some("HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo=".into()),
+        routes: routes.into_iter().collect(),
+        ..Default::default()
+    }
 }
 
 /// Binds the HTTPS listener first so the IdP redirect URI can name its port.
@@ -127,7 +136,7 @@ pub async fn bind_https() -> TcpListener {
 }
 
 /// Starts the proxy with config YAML on an already-bound listener.
-pub async fn start_proxy(https: TcpListener, yaml: &str) -> RunningProxy {
+pub async fn start_proxy(https: TcpListener, yaml: &(impl ConfigText + ?Sized)) -> RunningProxy {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
@@ -637,10 +646,10 @@ impl JetbridgeProcess {
 
     /// `jetbridge standalone` on a new file holding `config`, once its
     /// listeners are up.
-    pub async fn start(config: &str, internal: u16) -> JetbridgeProcess {
+    pub async fn start(config: &(impl ConfigText + ?Sized), internal: u16) -> JetbridgeProcess {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
-        std::fs::write(&path, config).unwrap();
+        std::fs::write(&path, config.text()).unwrap();
         std::mem::forget(dir);
         JetbridgeProcess::start_file(&path, internal).await
     }

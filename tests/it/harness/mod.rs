@@ -1,5 +1,6 @@
 //! The one harness of the integration tiers.
 //!
+//! - [`config`]: config files built from the typed settings, written by serde.
 //! - [`proxy`]: the whole proxy in-process on loopback, real upstream servers
 //!   (HTTP/1.1, h2c, HTTPS, WebSocket, silent, garbage), TLS clients and test
 //!   certificate authorities.
@@ -15,6 +16,7 @@
 
 pub mod attack;
 pub mod cluster;
+pub mod config;
 pub mod golden;
 pub mod login;
 pub mod proxy;

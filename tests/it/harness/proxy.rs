@@ -18,7 +18,6 @@ use jetbridge::identity::session::{Session, SessionCodec};
 use jetbridge::model::Snapshot;
 use jetbridge::proxy::Proxy;
 use jetbridge::proxy::dataplane::{Addresses, DataPlane};
-use jetbridge::settings::ConfigFile;
 use jetbridge::snapshot::SnapshotReader;
 use jetbridge::source::file;
 use jetbridge::translate::Inputs;
@@ -44,47 +43,20 @@ pub fn init() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// The cookie secret every test config uses.
-pub const COOKIE_SECRET: [u8; 32] = [7; 32];
-
-/// `cookie_secret` as it appears in the YAML.
-pub fn cookie_secret_b64() -> String {
-    base64::engine::general_purpose::STANDARD.encode(COOKIE_SECRET)
-}
-
-/// Config header shared by the tests: fixed cookie secret, default cookie name.
-pub fn config_head() -> String {
-    format!("cookie_secret: {}\n", cookie_secret_b64())
-}
-
-/// A config: [`config_head`], then `head`, then the `routes` blocks.
-pub fn config_with(head: &str, routes: &[String]) -> String {
-    format!("{}{head}routes:\n{}", config_head(), routes.concat())
-}
-
-/// A route block from `host` to `to` open to anyone, then `extra` lines.
-pub fn public_route(host: &str, to: &str, extra: &str) -> String {
-    format!(
-        "  - from: https://{host}\n    to: {to}\n    allow_public_unauthenticated_access: true\n{extra}"
-    )
-}
-
-/// A route block from `host` to `to` for any signed-in user, then `extra` lines.
-pub fn signed_in_route(host: &str, to: &str, extra: &str) -> String {
-    format!(
-        "  - from: https://{host}\n    to: {to}\n    allow_any_authenticated_user: true\n{extra}"
-    )
-}
+pub use super::config::*;
 
 /// Translates config YAML exactly as standalone does, keeping per-route
 /// error diagnostics (those routes fail closed).
-pub fn snapshot_with_diagnostics(yaml: &str, generated: &mut Generated) -> Snapshot {
+pub fn snapshot_with_diagnostics(
+    yaml: &(impl ConfigText + ?Sized),
+    generated: &mut Generated,
+) -> Snapshot {
     jetbridge::translate::translate(&inputs_from_yaml(yaml, generated))
 }
 
 /// The translation inputs of config YAML, read exactly as standalone does.
-pub fn inputs_from_yaml(yaml: &str, generated: &mut Generated) -> Inputs {
-    let cfg = ConfigFile::parse("test.yaml", yaml).expect("test config parses");
+pub fn inputs_from_yaml(yaml: &(impl ConfigText + ?Sized), generated: &mut Generated) -> Inputs {
+    let cfg = ConfigFile::parse("test.yaml", &yaml.text()).expect("test config parses");
     let mut warnings = Vec::new();
     file::inputs_from_config(&cfg, generated, &mut warnings).expect("test config is valid")
 }
@@ -95,11 +67,11 @@ pub fn inputs_from_yaml(yaml: &str, generated: &mut Generated) -> Inputs {
 /// Returns the new generation (`None` when nothing changed).
 pub fn load(
     path: &std::path::Path,
-    yaml: &str,
+    yaml: &(impl ConfigText + ?Sized),
     driver: &mut Driver,
     generated: &mut Generated,
 ) -> Option<u64> {
-    std::fs::write(path, yaml).unwrap();
+    std::fs::write(path, yaml.text()).unwrap();
     let path = path.to_str().unwrap();
     let now = jetbridge::proxy::clock::unix_now();
     let (generation, _warnings) = file::load_and_publish(path, driver, generated, now)
@@ -128,7 +100,7 @@ impl Drop for Harness {
 
 impl Harness {
     /// Starts a proxy serving the snapshot built from `yaml`.
-    pub async fn start(yaml: &str) -> Harness {
+    pub async fn start(yaml: &(impl ConfigText + ?Sized)) -> Harness {
         let h = Harness::serve(Driver::new(), Generated::default()).await;
         assert_eq!(h.publish(yaml), Some(1));
         h
@@ -179,7 +151,7 @@ impl Harness {
 
     /// Publishes a new snapshot built from `yaml`, as a reload of the config
     /// file; returns the new generation.
-    pub fn publish(&self, yaml: &str) -> Option<u64> {
+    pub fn publish(&self, yaml: &(impl ConfigText + ?Sized)) -> Option<u64> {
         let mut state = self.state.lock().unwrap();
         let (driver, generated) = &mut *state;
         load(

@@ -9,6 +9,7 @@
 
 use crate::harness;
 use bytes::Bytes;
+use harness::config::*;
 use harness::login::*;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -117,21 +118,20 @@ async fn chromium_logs_in_and_lands_on_the_verify_app_showing_verified_claims() 
     let verify_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (front, assertions) =
         recording_front(verify_listener.local_addr().unwrap(), stop.clone()).await;
-    let settings = sign_in_settings(port, &issuer, "jetbridge", "jetbridge-secret");
-    let yaml = format!(
-        r#"
-{settings}
-jwt_claims_headers: [email]
-routes:
-  - from: https://verify.localhost
-    to: http://{front}
-    pass_identity_headers: true
-    policy:
-      allow:
-        or:
-          - email: {{is: alice@example.com}}
-"#
-    );
+    let yaml = ConfigFile {
+        jwt_claims_headers: claim_list(&["email"]),
+        ..sign_in_config(
+            port,
+            &issuer,
+            "jetbridge",
+            "jetbridge-secret",
+            [RouteConfig {
+                pass_identity_headers: Some(true),
+                policy: ppl("allow: {or: [{email: {is: alice@example.com}}]}"),
+                ..route("verify.localhost", &format!("http://{front}"))
+            }],
+        )
+    };
     let proxy = start_proxy(https, &yaml).await;
     let jwks = format!("http://{}/.well-known/pomerium/jwks.json", proxy.internal);
     let verifier = Verifier::new(
@@ -243,15 +243,15 @@ async fn pages_world() -> (RunningProxy, ChildGuard, u16) {
     let signed_out = format!("https://authenticate.localhost:{port}/.pomerium/signed_out");
     let (issuer, idp) = start_idp("jetbridge", "jetbridge-secret", &[callback], &[signed_out]);
     let (up, _) = echo_upstream().await;
-    let settings = sign_in_settings(port, &issuer, "jetbridge", "jetbridge-secret");
-    let yaml = format!(
-        r#"
-{settings}
-routes:
-  - from: https://app.localhost
-    to: http://{up}
-    policy: {{allow: {{or: [{{email: {{is: alice@example.com}}}}]}}}}
-"#
+    let yaml = sign_in_config(
+        port,
+        &issuer,
+        "jetbridge",
+        "jetbridge-secret",
+        [RouteConfig {
+            policy: ppl("allow: {or: [{email: {is: alice@example.com}}]}"),
+            ..route("app.localhost", &format!("http://{up}"))
+        }],
     );
     (start_proxy(https, &yaml).await, idp, port)
 }

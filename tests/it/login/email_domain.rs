@@ -5,6 +5,7 @@
 //! `domain` check; every other shape gets 403 after signing in.
 
 use crate::harness;
+use harness::config::{RouteConfig, ppl, route};
 use harness::login::*;
 use http::StatusCode;
 
@@ -30,34 +31,29 @@ async fn world() -> World {
     let callback = format!("https://authenticate.localhost:{port}/oauth2/callback");
     let (issuer, idp) = start_idp("jetbridge", "jetbridge-secret", &[callback], &[]);
     let (up, _seen) = echo_upstream().await;
-    let settings = sign_in_settings(port, &issuer, "jetbridge", "jetbridge-secret");
-    let yaml = format!(
-        r#"
-{settings}
-routes:
-  - from: https://corp.localhost
-    to: http://{up}
-    pass_identity_headers: true
-    policy:
-      allow:
-        or:
-          - domain: {{is: example.com}}
-  - from: https://idn.localhost
-    to: http://{up}
-    policy:
-      allow:
-        or:
-          - domain: {{is: xn--bcher-kva.example}}
-  - from: https://mixed.localhost
-    to: http://{up}
-    policy:
-      - allow:
-          or:
-            - authenticated_user: true
-      - deny:
-          or:
-            - domain: {{is: evil.com}}
-"#
+    let to = format!("http://{up}");
+    let yaml = sign_in_config(
+        port,
+        &issuer,
+        "jetbridge",
+        "jetbridge-secret",
+        [
+            RouteConfig {
+                pass_identity_headers: Some(true),
+                policy: ppl("allow: {or: [{domain: {is: example.com}}]}"),
+                ..route("corp.localhost", &to)
+            },
+            RouteConfig {
+                policy: ppl("allow: {or: [{domain: {is: xn--bcher-kva.example}}]}"),
+                ..route("idn.localhost", &to)
+            },
+            RouteConfig {
+                policy: ppl(
+                    "[{allow: {or: [{authenticated_user: true}]}}, {deny: {or: [{domain: {is: evil.com}}]}}]",
+                ),
+                ..route("mixed.localhost", &to)
+            },
+        ],
     );
     let proxy = start_proxy(https, &yaml).await;
     World {

@@ -6,6 +6,7 @@
 //! provider succeeds, so the fault tests can fail.
 
 use crate::harness;
+use harness::config::*;
 use harness::login::*;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
@@ -447,32 +448,31 @@ fn assert_idp_unavailable_without_a_session(r: &Reply) {
     assert!(!sets_session_cookie(r));
 }
 
-fn config(port: u16, issuer: &str, upstream: SocketAddr) -> String {
-    let settings = sign_in_settings(port, issuer, CLIENT_ID, CLIENT_SECRET);
-    format!(
-        r#"
-{settings}
-jwt_claims_headers: [email]
-routes:
-  - from: https://app.localhost
-    to: http://{upstream}
-    pass_identity_headers: true
-    policy:
-      allow:
-        or:
-          - email: {{is: alice@example.com}}
-  - from: https://idt.localhost
-    to: http://{upstream}
-    pass_identity_headers: true
-    allow_any_authenticated_user: true
-    bearer_token_format: idp_identity_token
-  - from: https://api.localhost
-    to: http://{upstream}
-    pass_identity_headers: true
-    allow_any_authenticated_user: true
-    bearer_token_format: idp_access_token
-"#
-    )
+fn config(port: u16, issuer: &str, upstream: SocketAddr) -> ConfigFile {
+    let to = format!("http://{upstream}");
+    let token_route = |host: &str, format: &str| RouteConfig {
+        pass_identity_headers: Some(true),
+        bearer_token_format: Some(format.into()),
+        ..signed_in_route(host, &to)
+    };
+    ConfigFile {
+        jwt_claims_headers: claim_list(&["email"]),
+        ..sign_in_config(
+            port,
+            issuer,
+            CLIENT_ID,
+            CLIENT_SECRET,
+            [
+                RouteConfig {
+                    pass_identity_headers: Some(true),
+                    policy: ppl("allow: {or: [{email: {is: alice@example.com}}]}"),
+                    ..route("app.localhost", &to)
+                },
+                token_route("idt.localhost", "idp_identity_token"),
+                token_route("api.localhost", "idp_access_token"),
+            ],
+        )
+    }
 }
 
 async fn world() -> World {

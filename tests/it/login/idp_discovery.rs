@@ -7,9 +7,28 @@
 //! A plain-`http` issuer that is not loopback is warned about at load.
 
 use crate::harness;
+use harness::config::*;
 use harness::login::*;
 use http::StatusCode;
 use std::process::Command;
+
+/// The binary's listeners on `https` and `internal`, the fixed test
+/// secrets, OIDC client `app` at `issuer` (no `idp_provider`, no scopes),
+/// and `routes`.
+fn config(
+    https: u16,
+    internal: u16,
+    issuer: &str,
+    routes: impl IntoIterator<Item = RouteConfig>,
+) -> ConfigFile {
+    ConfigFile {
+        address: Some(format!("127.0.0.1:{https}")),
+        internal_address: Some(format!("127.0.0.1:{internal}")),
+        idp_provider: None,
+        idp_scopes: None,
+        ..sign_in_config(https, issuer, "app", "secret", routes)
+    }
+}
 
 /// The value of the `jetbridge_idp_discovery_ok` series for `issuer`.
 async fn discovery_ok(s: &JetbridgeProcess, issuer: &str) -> Option<String> {
@@ -25,14 +44,15 @@ async fn an_unreachable_provider_is_reported_at_start_and_its_recovery_without_r
     let (up, _) = echo_upstream().await;
     let (https, internal, idp_port) = (free_port(), free_port(), free_port());
     let issuer = format!("http://127.0.0.1:{idp_port}");
-    let config = format!(
-        "address: 127.0.0.1:{https}\ninternal_address: 127.0.0.1:{internal}\n{}\
-         authenticate_service_url: https://authenticate.localhost:{https}\n\
-         idp_provider_url: {issuer}\nidp_client_id: app\nidp_client_secret: secret\n\
-         routes:\n\
-         \x20 - from: https://public.localhost\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n\
-         \x20 - from: https://private.localhost\n    to: http://{up}\n    allow_any_authenticated_user: true\n",
-        jetbridge::identity::secrets::Bootstrap::generate().to_config_yaml()
+    let to = format!("http://{up}");
+    let config = config(
+        https,
+        internal,
+        &issuer,
+        [
+            public_route("public.localhost", &to),
+            signed_in_route("private.localhost", &to),
+        ],
     );
     let s = JetbridgeProcess::start(&config, internal).await;
 
@@ -116,25 +136,24 @@ async fn a_reload_to_a_wrong_provider_is_reported() {
     let callback = format!("https://authenticate.localhost:{https}/oauth2/callback");
     let (good, _idp) = start_idp("app", "secret", &[callback], &[]);
     let bad = format!("http://{}", refused_addr());
-    let config = |issuer: &str| {
-        format!(
-            "address: 127.0.0.1:{https}\ninternal_address: 127.0.0.1:{internal}\n\
-             cookie_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n\
-             shared_secret: HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo=\n\
-             authenticate_service_url: https://authenticate.localhost:{https}\n\
-             idp_provider_url: {issuer}\nidp_client_id: app\nidp_client_secret: secret\n\
-             routes:\n  - from: https://private.localhost\n    to: http://127.0.0.1:1\n    allow_any_authenticated_user: true\n"
+    let config_for = |issuer: &str| {
+        config(
+            https,
+            internal,
+            issuer,
+            [signed_in_route("private.localhost", "http://127.0.0.1:1")],
         )
+        .text()
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
-    std::fs::write(&path, config(&good)).unwrap();
+    std::fs::write(&path, config_for(&good)).unwrap();
     let s = JetbridgeProcess::start_file(&path, internal).await;
     s.wait_for("the good provider discovered", 30, || async {
         discovery_ok(&s, &good).await.as_deref() == Some("1")
     })
     .await;
-    std::fs::write(&path, config(&bad)).unwrap();
+    std::fs::write(&path, config_for(&bad)).unwrap();
     s.wait_for("the wrong provider reported", 30, || async {
         discovery_ok(&s, &bad).await.as_deref() == Some("0")
             && discovery_ok(&s, &good).await.is_none()
@@ -162,13 +181,15 @@ async fn a_plain_http_issuer_off_loopback_is_warned_about_at_load() {
         ("https://idp.example.invalid", false),
     ] {
         let (https, internal) = (free_port(), free_port());
-        let config = format!(
-            "address: 127.0.0.1:{https}\ninternal_address: 127.0.0.1:{internal}\n{}\
-             authenticate_service_url: https://authenticate.localhost\n\
-             idp_provider_url: {issuer}\nidp_client_id: app\nidp_client_secret: secret\n\
-             routes:\n  - from: https://private.localhost\n    to: http://127.0.0.1:1\n    allow_any_authenticated_user: true\n",
-            jetbridge::identity::secrets::Bootstrap::generate().to_config_yaml()
-        );
+        let config = ConfigFile {
+            authenticate_service_url: Some("https://authenticate.localhost".into()),
+            ..config(
+                https,
+                internal,
+                issuer,
+                [signed_in_route("private.localhost", "http://127.0.0.1:1")],
+            )
+        };
         // Warnings are logged before the listeners start.
         let s = JetbridgeProcess::start(&config, internal).await;
         let has_warning = |log: &[String]| {

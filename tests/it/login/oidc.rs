@@ -4,6 +4,7 @@
 //! JWKS URL; policy decisions match the route's PPL; login-flow attacks fail.
 
 use crate::harness;
+use harness::config::*;
 use harness::login::*;
 use http::StatusCode;
 use serde_json::Value;
@@ -14,7 +15,7 @@ struct World {
     seen: std::sync::Arc<std::sync::Mutex<Vec<http::HeaderMap>>>,
     port: u16,
     /// The config every replica of this world runs.
-    yaml: String,
+    yaml: ConfigFile,
     /// The real IdP's issuer URL.
     issuer: String,
 }
@@ -60,88 +61,69 @@ async fn world_as(provider: &str) -> World {
         &["--extra-client", "second:second-secret"],
     );
     let (up, seen) = echo_upstream().await;
-    let yaml = format!(
-        r#"
-authenticate_service_url: https://authenticate.localhost:{port}
-idp_provider: {provider}
-idp_provider_url: {issuer}
-idp_client_id: jetbridge
-idp_client_secret: jetbridge-secret
-idp_scopes: [openid, email, profile, groups]
-cookie_secret: {cs}
-shared_secret: {ss}
-jwt_claims_headers: [email, groups]
-routes:
-  - from: https://app.localhost
-    to: http://{up}
-    pass_identity_headers: true
-    policy:
-      - allow:
-          or:
-            - email:
-                is: alice@example.com
-            - groups:
-                has: admins
-  - from: https://admin.localhost
-    to: http://{up}
-    pass_identity_headers: true
-    policy:
-      allow:
-        and:
-          - groups: {{has: admins}}
-  - from: https://plain.localhost
-    to: http://{up}
-    allow_any_authenticated_user: true
-  - from: https://api.localhost
-    to: http://{up}
-    pass_identity_headers: true
-    allow_any_authenticated_user: true
-    bearer_token_format: idp_access_token
-  - from: https://idt.localhost
-    to: http://{up}
-    pass_identity_headers: true
-    allow_any_authenticated_user: true
-    bearer_token_format: idp_identity_token
-  - from: https://own.localhost
-    to: http://{up}
-    pass_identity_headers: true
-    allow_any_authenticated_user: true
-    idp_client_id: second
-    idp_client_secret: second-secret
-  - from: https://aud.localhost
-    to: http://{up}
-    pass_identity_headers: true
-    allow_any_authenticated_user: true
-    bearer_token_format: idp_access_token
-    idp_access_token_allowed_audiences: [https://api.jetbridge.test/]
-  - from: https://aud2.localhost
-    to: http://{up}
-    allow_any_authenticated_user: true
-    bearer_token_format: idp_access_token
-    idp_access_token_allowed_audiences: https://other.jetbridge.test/
-  - from: https://dep-a.localhost
-    to: http://{up}
-    allow_any_authenticated_user: true
-    depends_on: [dep-b.localhost, "https://dep-c.localhost/", nowhere.localhost]
-  - from: https://dep-b.localhost
-    to: http://{up}
-    pass_identity_headers: true
-    allow_any_authenticated_user: true
-  - from: https://dep-c.localhost
-    to: http://{up}
-    pass_identity_headers: true
-    allow_any_authenticated_user: true
-  - from: https://tok.localhost
-    to: http://{up}
-    allow_any_authenticated_user: true
-    set_request_headers:
-      X-Id-Token: "${{pomerium.id_token}}"
-      Authorization: "Bearer ${{pomerium.access_token}}"
-      X-Both: "${{pomerium.jwt}} ${{pomerium.id_token}}"
-"#,
-        cs = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-        ss = "HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo=",
-    );
+    let to = format!("http://{up}");
+    let identity = |host: &str| RouteConfig {
+        pass_identity_headers: Some(true),
+        ..signed_in_route(host, &to)
+    };
+    let token_route = |host: &str, format: &str| RouteConfig {
+        bearer_token_format: Some(format.into()),
+        ..identity(host)
+    };
+    let routes = [
+        RouteConfig {
+            pass_identity_headers: Some(true),
+            policy: ppl(
+                "[{allow: {or: [{email: {is: alice@example.com}}, {groups: {has: admins}}]}}]",
+            ),
+            ..route("app.localhost", &to)
+        },
+        RouteConfig {
+            pass_identity_headers: Some(true),
+            policy: ppl("allow: {and: [{groups: {has: admins}}]}"),
+            ..route("admin.localhost", &to)
+        },
+        signed_in_route("plain.localhost", &to),
+        token_route("api.localhost", "idp_access_token"),
+        token_route("idt.localhost", "idp_identity_token"),
+        RouteConfig {
+            idp_client_id: Some("second".into()),
+            idp_client_secret: Some("second-secret".into()),
+            ..identity("own.localhost")
+        },
+        RouteConfig {
+            idp_access_token_allowed_audiences: Some(strings(&["https://api.jetbridge.test/"])),
+            ..token_route("aud.localhost", "idp_access_token")
+        },
+        RouteConfig {
+            bearer_token_format: Some("idp_access_token".into()),
+            idp_access_token_allowed_audiences: Some(strings(&["https://other.jetbridge.test/"])),
+            ..signed_in_route("aud2.localhost", &to)
+        },
+        RouteConfig {
+            depends_on: strings(&[
+                "dep-b.localhost",
+                "https://dep-c.localhost/",
+                "nowhere.localhost",
+            ]),
+            ..signed_in_route("dep-a.localhost", &to)
+        },
+        identity("dep-b.localhost"),
+        identity("dep-c.localhost"),
+        RouteConfig {
+            set_request_headers: headers(&[
+                ("X-Id-Token", "${pomerium.id_token}"),
+                ("Authorization", "Bearer ${pomerium.access_token}"),
+                ("X-Both", "${pomerium.jwt} ${pomerium.id_token}"),
+            ]),
+            ..signed_in_route("tok.localhost", &to)
+        },
+    ];
+    let yaml = ConfigFile {
+        idp_provider: Some(provider.into()),
+        jwt_claims_headers: claim_list(&["email", "groups"]),
+        ..sign_in_config(port, &issuer, "jetbridge", "jetbridge-secret", routes)
+    };
     let proxy = start_proxy(https, &yaml).await;
     World {
         proxy,

@@ -5,6 +5,7 @@
 //! `/.pomerium/routes` and the flag-gated `/.pomerium/jwt`.
 
 use crate::harness;
+use harness::config::*;
 use harness::login::*;
 use http::StatusCode;
 
@@ -22,34 +23,44 @@ impl World {
 }
 
 async fn world(jwt_endpoint: bool) -> World {
-    world_with(jwt_endpoint, "").await
+    world_with(jwt_endpoint, |c| c).await
 }
 
 /// As [`world`], with more top-level settings (e.g. a certificate).
-async fn world_with(jwt_endpoint: bool, extra: &str) -> World {
+async fn world_with(jwt_endpoint: bool, extra: impl FnOnce(ConfigFile) -> ConfigFile) -> World {
     let https = bind_https().await;
     let port = https.local_addr().unwrap().port();
     let callback = format!("https://authenticate.localhost:{port}/oauth2/callback");
     let (issuer, idp) = start_idp("cli", "cli-secret", &[callback], &[]);
     let (up, seen) = echo_upstream().await;
-    let settings = sign_in_settings(port, &issuer, "cli", "cli-secret");
-    let yaml = format!(
-        r#"
-{settings}
-runtime_flags: {{pomerium_jwt_endpoint: {jwt_endpoint}, match_any_incoming_port: true}}
-{extra}
-routes:
-  - from: https://api.localhost
-    to: http://{up}
-    pass_identity_headers: true
-    policy: {{allow: {{or: [{{email: {{is: alice@example.com}}}}]}}}}
-  - from: https://other.localhost
-    to: http://{up}
-    allow_any_authenticated_user: true
-    name: Other
-    logo_url: https://cdn.example.com/other.svg
-"#
-    );
+    let to = format!("http://{up}");
+    let yaml = extra(ConfigFile {
+        runtime_flags: Some(
+            [
+                ("pomerium_jwt_endpoint".to_string(), jwt_endpoint),
+                ("match_any_incoming_port".to_string(), true),
+            ]
+            .into(),
+        ),
+        ..sign_in_config(
+            port,
+            &issuer,
+            "cli",
+            "cli-secret",
+            [
+                RouteConfig {
+                    pass_identity_headers: Some(true),
+                    policy: ppl("allow: {or: [{email: {is: alice@example.com}}]}"),
+                    ..route("api.localhost", &to)
+                },
+                RouteConfig {
+                    name: Some("Other".into()),
+                    logo_url: Some("https://cdn.example.com/other.svg".into()),
+                    ..signed_in_route("other.localhost", &to)
+                },
+            ],
+        )
+    });
     World {
         proxy: start_proxy(https, &yaml).await,
         _idp: idp,
@@ -445,10 +456,12 @@ async fn pomeriums_python_adapter_signs_in_through_a_browser_and_reuses_its_toke
     };
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = trusted_certificate(dir.path());
-    let w = world_with(
-        false,
-        &format!("certificate_file: {cert}\ncertificate_key_file: {key}\ncookie_expire: 2h"),
-    )
+    let w = world_with(false, |c| ConfigFile {
+        certificate_file: Some(cert.to_string()),
+        certificate_key_file: Some(key.to_string()),
+        cookie_expire: Some(std::time::Duration::from_secs(2 * 3600)),
+        ..c
+    })
     .await;
     let listen = free_port();
     let (ok, out, err) = run_command(

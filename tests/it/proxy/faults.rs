@@ -9,6 +9,7 @@
 use crate::harness;
 
 use harness::attack::*;
+use harness::config::{ConfigFile, RouteConfig, public_route};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -72,13 +73,19 @@ async fn faulty_upstream() -> std::net::SocketAddr {
     addr
 }
 
-fn config(up: std::net::SocketAddr) -> String {
+fn config(up: std::net::SocketAddr) -> ConfigFile {
     let dead = harness::login::refused_addr();
-    format!(
-        "routes:\n\
-         \x20 - from: https://{HOST}\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n    timeout: 2s\n    idle_timeout: 2s\n\
-         \x20 - from: https://{DOWN}\n    to: http://{dead}\n    allow_public_unauthenticated_access: true\n"
-    )
+    ConfigFile {
+        routes: vec![
+            RouteConfig {
+                timeout: Some(Duration::from_secs(2)),
+                idle_timeout: Some(Duration::from_secs(2)),
+                ..public_route(HOST, &format!("http://{up}"))
+            },
+            public_route(DOWN, &format!("http://{dead}")),
+        ],
+        ..Default::default()
+    }
 }
 
 /// An HTTP/1.1 GET over a fresh TLS connection, read until the proxy ends

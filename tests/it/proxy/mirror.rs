@@ -6,8 +6,6 @@
 
 use crate::harness;
 use harness::attack::Recorder;
-use harness::proxy::config_with as config;
-use harness::proxy::public_route as route;
 use harness::proxy::*;
 use std::time::{Duration, Instant};
 
@@ -29,26 +27,20 @@ async fn a_mirror_gets_the_upstreams_head_and_never_the_answer() {
     let up = echo_http1("main").await;
     let (m1, m2) = (Recorder::start().await, Recorder::start().await);
     let to = format!("http://{}", up.authority());
-    let h = Harness::start(&config(
-        "",
-        &[
-            route(
-                "mirror.test",
-                &to,
-                &format!(
-                    "    set_request_headers: {{X-Set: by-route}}\n    add_request_headers: {{X-Add: added}}\n    \
-                     remove_request_headers: [X-Drop]\n    mirror_to: [http://{}, http://{}]\n",
-                    m1.addr, m2.addr
-                ),
-            ),
-            // A mirror nobody listens on.
-            route(
-                "down.test",
-                &to,
-                "    mirror_to: http://127.0.0.1:9\n",
-            ),
-        ],
-    ))
+    let h = Harness::start(&config([
+        RouteConfig {
+            set_request_headers: headers(&[("X-Set", "by-route")]),
+            add_request_headers: headers(&[("X-Add", "added")]),
+            remove_request_headers: strings(&["X-Drop"]),
+            mirror_to: http_targets(&[m1.addr, m2.addr]),
+            ..public_route("mirror.test", &to)
+        },
+        // A mirror nobody listens on.
+        RouteConfig {
+            mirror_to: strings(&["http://127.0.0.1:9"]),
+            ..public_route("down.test", &to)
+        },
+    ]))
     .await;
 
     let r = h

@@ -14,16 +14,19 @@ use tokio_tungstenite::tungstenite::Message;
 
 const ASSERTION: &str = "x-pomerium-jwt-assertion";
 
-/// A config with no settings but the shared head, and these routes.
-fn config(routes: &[String]) -> String {
-    config_with("", routes)
+/// An echo upstream `a` behind one public route for `host`, and the proxy.
+async fn behind_public_route(host: &str) -> (Upstream, Harness) {
+    behind_route(host, |r| r).await
 }
 
-/// An echo upstream `a` behind one public route for `host`, and the proxy.
-async fn behind_public_route(host: &str, extra: &str) -> (Upstream, Harness) {
+/// [`behind_public_route`], the route's other settings made by `with`.
+async fn behind_route(
+    host: &str,
+    with: impl FnOnce(RouteConfig) -> RouteConfig,
+) -> (Upstream, Harness) {
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
-    let h = Harness::start(&config(&[public_route(host, &to, extra)])).await;
+    let h = Harness::start(&config([with(public_route(host, &to))])).await;
     (up, h)
 }
 
@@ -60,7 +63,7 @@ fn assert_no_failures(what: &str, failures: &[String]) {
 
 #[tokio::test]
 async fn public_route_reaches_the_upstream_with_method_path_and_query() {
-    let (up, h) = behind_public_route("public.example.com", "").await;
+    let (up, h) = behind_public_route("public.example.com").await;
     let r = h.get("public.example.com", "/hello/world?x=1&y=two").await;
     let e = r.echo();
     assert_eq!(e.server, "a");
@@ -78,7 +81,11 @@ async fn public_route_reaches_the_upstream_with_method_path_and_query() {
 
 #[tokio::test]
 async fn unknown_host_and_unmatched_path_are_404() {
-    let (up, h) = behind_public_route("known.example.com", "    prefix: /app\n").await;
+    let (up, h) = behind_route("known.example.com", |r| RouteConfig {
+        prefix: Some("/app".into()),
+        ..r
+    })
+    .await;
     assert_eq!(h.get("unknown.example.com", "/app").await.status, 404);
     assert_eq!(h.get("known.example.com", "/other").await.status, 404);
     assert_eq!(h.get("known.example.com", "/app/x").await.status, 200);
@@ -91,7 +98,11 @@ async fn unknown_host_and_unmatched_path_are_404() {
 
 #[tokio::test]
 async fn error_pages_are_html_by_default_and_json_for_api_clients_with_a_request_id() {
-    let (_up, h) = behind_public_route("known.example.com", "    prefix: /app\n").await;
+    let (_up, h) = behind_route("known.example.com", |r| RouteConfig {
+        prefix: Some("/app".into()),
+        ..r
+    })
+    .await;
     for (host, path) in [
         ("unknown.example.com", "/"),
         ("known.example.com", "/nothing"),
@@ -133,18 +144,19 @@ async fn error_pages_never_reveal_the_upstream_address() {
     let dead = closed_port().await;
     let silent = silent_upstream().await;
     let garbage = garbage_upstream().await;
-    let h = Harness::start(&config(&[
-        public_route("down.example.com", &format!("http://{dead}"), ""),
+    let h = Harness::start(&config([
+        public_route("down.example.com", &format!("http://{dead}")),
         public_route(
             "garbage.example.com",
             &format!("http://{}", garbage.authority()),
-            "",
         ),
-        public_route(
-            "slow.example.com",
-            &format!("http://{}", silent.authority()),
-            "    timeout: 1s\n",
-        ),
+        RouteConfig {
+            timeout: Some(Duration::from_secs(1)),
+            ..public_route(
+                "slow.example.com",
+                &format!("http://{}", silent.authority()),
+            )
+        },
     ]))
     .await;
     for (host, status, port) in [
@@ -172,11 +184,12 @@ async fn error_pages_never_reveal_the_upstream_address() {
 async fn an_invalid_route_fails_closed_while_the_others_keep_serving() {
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
-    let yaml = config(&[
-        public_route("good.example.com", &to, ""),
-        format!(
-            "  - from: https://bad.example.com\n    to: {to}\n    policy:\n      - allow:\n          or:\n            - no_such_criterion: true\n"
-        ),
+    let yaml = config([
+        public_route("good.example.com", &to),
+        RouteConfig {
+            policy: ppl("[{allow: {or: [{no_such_criterion: true}]}}]"),
+            ..route("bad.example.com", &to)
+        },
     ]);
     let mut generated = jetbridge::translate::config::Generated::default();
     let snapshot = snapshot_with_diagnostics(&yaml, &mut generated);
@@ -247,22 +260,22 @@ async fn behind_identity_routes() -> (Upstream, Harness) {
     (up, h)
 }
 
-fn identity_config(echo: &str) -> String {
+fn identity_config(echo: &str) -> ConfigFile {
     let to = format!("http://{echo}");
-    config(&[
-        public_route("public.example.com", &to, ""),
-        format!(
-            "  - from: https://id.example.com\n    to: {to}\n    allow_any_authenticated_user: true\n    pass_identity_headers: true\n    jwt_claims_headers: [email, groups]\n"
-        ),
-        format!(
-            "  - from: https://noid.example.com\n    to: {to}\n    allow_any_authenticated_user: true\n"
-        ),
-        format!(
-            "  - from: https://other.example.com\n    to: {to}\n    allow_any_authenticated_user: true\n"
-        ),
-        format!(
-            "  - from: https://policy.example.com\n    to: {to}\n    pass_identity_headers: true\n    policy:\n      - allow:\n          or:\n            - email:\n                is: alice@example.com\n"
-        ),
+    config([
+        public_route("public.example.com", &to),
+        RouteConfig {
+            pass_identity_headers: Some(true),
+            jwt_claims_headers: claim_list(&["email", "groups"]),
+            ..signed_in_route("id.example.com", &to)
+        },
+        signed_in_route("noid.example.com", &to),
+        signed_in_route("other.example.com", &to),
+        RouteConfig {
+            pass_identity_headers: Some(true),
+            policy: ppl("[{allow: {or: [{email: {is: alice@example.com}}]}}]"),
+            ..route("policy.example.com", &to)
+        },
     ])
 }
 
@@ -468,10 +481,13 @@ async fn session_sealed_for_one_host_is_refused_on_another() {
 async fn custom_cookie_name_carries_the_session_and_is_stripped() {
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
-    let h = Harness::start(&format!(
-        "{}cookie_name: _corp_session\nroutes:\n  - from: https://id.example.com\n    to: {to}\n    allow_any_authenticated_user: true\n    pass_identity_headers: true\n",
-        config_head()
-    ))
+    let h = Harness::start(&ConfigFile {
+        cookie_name: Some("_corp_session".into()),
+        ..config([RouteConfig {
+            pass_identity_headers: Some(true),
+            ..signed_in_route("id.example.com", &to)
+        }])
+    })
     .await;
     let host = "id.example.com";
     let default_named = session_cookie(host, &session("alice@example.com", &[]));
@@ -525,7 +541,7 @@ async fn policy_allows_the_named_user_and_forbids_others() {
 
 #[tokio::test]
 async fn forwarding_headers_are_replaced_with_the_proxys_view() {
-    let (_up, h) = behind_public_route("hdr.example.com", "").await;
+    let (_up, h) = behind_public_route("hdr.example.com").await;
     let e = h
         .raw_get(
             "hdr.example.com",
@@ -553,7 +569,7 @@ async fn forwarding_headers_are_replaced_with_the_proxys_view() {
 
 #[tokio::test]
 async fn hop_by_hop_and_connection_listed_headers_are_removed() {
-    let (_up, h) = behind_public_route("hdr.example.com", "").await;
+    let (_up, h) = behind_public_route("hdr.example.com").await;
     let e = h
         .raw_get(
             "hdr.example.com",
@@ -602,9 +618,12 @@ async fn hop_by_hop_and_connection_listed_headers_are_removed() {
 async fn preserve_host_header_sends_the_client_host_otherwise_the_upstream_authority() {
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
-    let h = Harness::start(&config(&[
-        public_route("pres.example.com", &to, "    preserve_host_header: true\n"),
-        public_route("nopres.example.com", &to, ""),
+    let h = Harness::start(&config([
+        RouteConfig {
+            preserve_host_header: true,
+            ..public_route("pres.example.com", &to)
+        },
+        public_route("nopres.example.com", &to),
     ]))
     .await;
     let e = h.raw_get("pres.example.com", "/", &[]).await.echo();
@@ -622,7 +641,12 @@ async fn preserve_host_header_sends_the_client_host_otherwise_the_upstream_autho
 
 #[tokio::test]
 async fn set_and_remove_request_headers_are_applied() {
-    let (_up, h) = behind_public_route("hdr.example.com", "    set_request_headers:\n      X-Set: from-proxy\n      X-Override: proxy-value\n    remove_request_headers: [X-Remove-Me]\n").await;
+    let (_up, h) = behind_route("hdr.example.com", |r| RouteConfig {
+        set_request_headers: headers(&[("X-Set", "from-proxy"), ("X-Override", "proxy-value")]),
+        remove_request_headers: strings(&["X-Remove-Me"]),
+        ..r
+    })
+    .await;
     let e = h
         .raw_get(
             "hdr.example.com",
@@ -643,7 +667,7 @@ async fn set_and_remove_request_headers_are_applied() {
 
 #[tokio::test]
 async fn request_bodies_reach_the_upstream_intact_with_length_or_chunked_framing() {
-    let (_up, h) = behind_public_route("body.example.com", "").await;
+    let (_up, h) = behind_public_route("body.example.com").await;
     let e = h
         .raw(
             "body.example.com",
@@ -677,7 +701,7 @@ async fn request_bodies_reach_the_upstream_intact_with_length_or_chunked_framing
 
 #[tokio::test]
 async fn upstream_hop_by_hop_response_headers_do_not_reach_the_client() {
-    let (_up, h) = behind_public_route("resp.example.com", "").await;
+    let (_up, h) = behind_public_route("resp.example.com").await;
     let r = h
         .raw_get(
             "resp.example.com",
@@ -709,7 +733,11 @@ async fn upstream_hop_by_hop_response_headers_do_not_reach_the_client() {
 
 #[tokio::test]
 async fn request_paths_are_normalised_or_refused_before_routing() {
-    let (_up, h) = behind_public_route("paths.example.com", "    prefix: /a/c\n").await;
+    let (_up, h) = behind_route("paths.example.com", |r| RouteConfig {
+        prefix: Some("/a/c".into()),
+        ..r
+    })
+    .await;
     // (request target, Ok(forwarded path and query) | Err(status))
     let cases: &[(&str, Result<&str, u16>)] = &[
         ("/a/c", Ok("/a/c")),
@@ -753,13 +781,21 @@ async fn routing_matrix_through_the_listener() {
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
     let route = |from: &str, matcher: &str, name: &str| {
-        public_route(
-            from,
-            &to,
-            &format!("    {matcher}\n    set_request_headers:\n      X-Route: {name}\n"),
-        )
+        let (key, value) = matcher.split_once(": ").unwrap();
+        let value = Some(value.to_string());
+        let (path, prefix) = if key == "path" {
+            (value, None)
+        } else {
+            (None, value)
+        };
+        RouteConfig {
+            path,
+            prefix,
+            set_request_headers: headers(&[("X-Route", name)]),
+            ..public_route(from, &to)
+        }
     };
-    let h = Harness::start(&config(&[
+    let h = Harness::start(&config([
         route("route.example.com", "path: /exact", "exact"),
         route("route.example.com", "prefix: /exact", "exact-prefix"),
         route("route.example.com", "prefix: /api", "api"),
@@ -817,10 +853,13 @@ async fn routing_matrix_through_the_listener() {
 async fn jwks_and_discovery_are_served_on_every_route_host_with_caching() {
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
-    let h = Harness::start(&config(&[
-        public_route("public.example.com", &to, "    prefix: /app\n"),
-        format!("  - from: https://private.example.com\n    to: {to}\n    allow_any_authenticated_user: true\n"),
-        public_route("*.wild.example.com", &to, ""),
+    let h = Harness::start(&config([
+        RouteConfig {
+            prefix: Some("/app".into()),
+            ..public_route("public.example.com", &to)
+        },
+        signed_in_route("private.example.com", &to),
+        public_route("*.wild.example.com", &to),
     ]))
     .await;
     let jwks_path = "/.well-known/pomerium/jwks.json";
@@ -879,11 +918,10 @@ async fn jwks_and_discovery_are_served_on_every_route_host_with_caching() {
 async fn websocket_upgrade_and_echo_work_on_a_route_that_allows_them() {
     let ws = websocket_echo().await;
     let to = format!("http://{}", ws.authority());
-    let h = Harness::start(&config(&[public_route(
-        "ws.example.com",
-        &to,
-        "    allow_websockets: true\n",
-    )]))
+    let h = Harness::start(&config([RouteConfig {
+        allow_websockets: true,
+        ..public_route("ws.example.com", &to)
+    }]))
     .await;
     let tls = tls_connect(h.https, "ws.example.com", &[b"http/1.1"]).await;
     let (mut stream, resp) = tokio::time::timeout(
@@ -917,10 +955,9 @@ async fn websocket_upgrade_and_echo_work_on_a_route_that_allows_them() {
 #[tokio::test]
 async fn websocket_upgrade_is_refused_on_a_route_without_allow_websockets() {
     let ws = websocket_echo().await;
-    let h = Harness::start(&config(&[public_route(
+    let h = Harness::start(&config([public_route(
         "nows.example.com",
         &format!("http://{}", ws.authority()),
-        "",
     )]))
     .await;
     let tls = tls_connect(h.https, "nows.example.com", &[b"http/1.1"]).await;
@@ -950,7 +987,7 @@ async fn websocket_upgrade_is_refused_on_a_route_without_allow_websockets() {
 
 #[tokio::test]
 async fn client_speaks_http2_to_the_proxy_via_alpn() {
-    let (_up, h) = behind_public_route("public.example.com", "").await;
+    let (_up, h) = behind_public_route("public.example.com").await;
     let req = Request::builder()
         .uri("https://public.example.com/over/h2?q=1")
         .body(Full::new(Bytes::new()))
@@ -967,17 +1004,15 @@ async fn client_speaks_http2_to_the_proxy_via_alpn() {
 async fn h2c_upstream_setting_speaks_http2_to_an_http_target() {
     let up = echo_h2c("h2c").await;
     let plain = echo_http1("plain").await;
-    let h = Harness::start(&config(&[
-        public_route(
-            "flag.example.com",
-            &format!("http://{}", up.authority()),
-            "    h2c_upstream: true\n",
-        ),
-        public_route(
-            "h1.example.com",
-            &format!("http://{}", plain.authority()),
-            "    h2c_upstream: false\n",
-        ),
+    let h = Harness::start(&config([
+        RouteConfig {
+            h2c_upstream: true,
+            ..public_route("flag.example.com", &format!("http://{}", up.authority()))
+        },
+        RouteConfig {
+            h2c_upstream: false,
+            ..public_route("h1.example.com", &format!("http://{}", plain.authority()))
+        },
     ]))
     .await;
     let e = h.get("flag.example.com", "/x").await.echo();
@@ -992,10 +1027,9 @@ async fn h2c_upstream_setting_speaks_http2_to_an_http_target() {
 #[tokio::test]
 async fn h2c_upstream_receives_http2() {
     let up = echo_h2c("h2c").await;
-    let h = Harness::start(&config(&[public_route(
+    let h = Harness::start(&config([public_route(
         "h2c.example.com",
         &format!("h2c://{}", up.authority()),
-        "",
     )]))
     .await;
     for _ in 0..2 {
@@ -1014,14 +1048,16 @@ async fn https_upstream_is_verified_unless_skip_verify_and_trusts_a_custom_ca() 
     let ca_path = dir.path().join("ca.pem");
     std::fs::write(&ca_path, &cert.ca_pem).unwrap();
     let to = format!("https://{}", up.authority());
-    let h = Harness::start(&config(&[
-        public_route("skip.example.com", &to, "    tls_skip_verify: true\n"),
-        public_route("verify.example.com", &to, ""),
-        public_route(
-            "ca.example.com",
-            &to,
-            &format!("    tls_custom_ca_file: {}\n", ca_path.display()),
-        ),
+    let h = Harness::start(&config([
+        RouteConfig {
+            tls_skip_verify: true,
+            ..public_route("skip.example.com", &to)
+        },
+        public_route("verify.example.com", &to),
+        RouteConfig {
+            tls_custom_ca_file: Some(ca_path.display().to_string()),
+            ..public_route("ca.example.com", &to)
+        },
     ]))
     .await;
     let e = h.get("skip.example.com", "/s").await.echo();
@@ -1059,39 +1095,30 @@ async fn mtls_upstream_gets_the_routes_client_certificate_and_nothing_else() {
     std::fs::write(&cert_file, &proxy_cert.cert_pem).unwrap();
     std::fs::write(&key_file, &proxy_cert.key_pem).unwrap();
     let to = format!("https://{}", up.authority());
-    let ca = format!(
-        "    tls_custom_ca: {}\n",
-        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &server.ca_pem)
-    );
-    let h = Harness::start(&config(&[
-        public_route(
-            "b64.example.com",
-            &to,
-            &format!(
-                "{ca}    tls_client_cert: {}\n    tls_client_key: {}\n",
-                proxy_cert.cert_b64(),
-                proxy_cert.key_b64()
-            ),
-        ),
-        public_route(
-            "files.example.com",
-            &to,
-            &format!(
-                "{ca}    tls_client_cert_file: {}\n    tls_client_key_file: {}\n",
-                cert_file.display(),
-                key_file.display()
-            ),
-        ),
-        public_route("none.example.com", &to, &ca),
-        public_route(
-            "stranger.example.com",
-            &to,
-            &format!(
-                "{ca}    tls_client_cert: {}\n    tls_client_key: {}\n",
-                stranger.cert_b64(),
-                stranger.key_b64()
-            ),
-        ),
+    let trusting = |host: &str| RouteConfig {
+        tls_custom_ca: Some(base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            &server.ca_pem,
+        )),
+        ..public_route(host, &to)
+    };
+    let h = Harness::start(&config([
+        RouteConfig {
+            tls_client_cert: Some(proxy_cert.cert_b64()),
+            tls_client_key: Some(proxy_cert.key_b64()),
+            ..trusting("b64.example.com")
+        },
+        RouteConfig {
+            tls_client_cert_file: Some(cert_file.display().to_string()),
+            tls_client_key_file: Some(key_file.display().to_string()),
+            ..trusting("files.example.com")
+        },
+        trusting("none.example.com"),
+        RouteConfig {
+            tls_client_cert: Some(stranger.cert_b64()),
+            tls_client_key: Some(stranger.key_b64()),
+            ..trusting("stranger.example.com")
+        },
     ]))
     .await;
     for host in ["b64.example.com", "files.example.com"] {
@@ -1123,13 +1150,12 @@ async fn mtls_upstream_gets_the_routes_client_certificate_and_nothing_else() {
 async fn downstream_mtls_harness(ca: &TestCa) -> (Harness, Upstream) {
     let up = echo_http1("app").await;
     let to = format!("http://{}", up.authority());
-    let h = Harness::start(&config(&[
-        public_route(
-            "mtls.example.com",
-            &to,
-            &format!("    tls_downstream_client_ca: {}\n", ca.pem_b64()),
-        ),
-        public_route("open.example.com", &to, ""),
+    let h = Harness::start(&config([
+        RouteConfig {
+            tls_downstream_client_ca: Some(ca.pem_b64()),
+            ..public_route("mtls.example.com", &to)
+        },
+        public_route("open.example.com", &to),
     ]))
     .await;
     (h, up)
@@ -1208,21 +1234,24 @@ async fn mtls_route_keeps_the_client_certificate_of_a_resumed_tls_session() {
 async fn downstream_mtls_config(
     global: &TestCa,
     team: &TestCa,
-    enforcement: &str,
+    enforcement: Option<&str>,
 ) -> (Harness, Upstream) {
     let up = echo_http1("app").await;
     let to = format!("http://{}", up.authority());
-    let h = Harness::start(&format!(
-        "{}downstream_mtls:\n  ca: {}\n{enforcement}routes:\n{}{}",
-        config_head(),
-        global.pem_b64(),
-        public_route("any.example.com", &to, ""),
-        public_route(
-            "team.example.com",
-            &to,
-            &format!("    tls_downstream_client_ca: {}\n", team.pem_b64()),
-        ),
-    ))
+    let h = Harness::start(&ConfigFile {
+        downstream_mtls: Some(DownstreamMtls {
+            ca: Some(global.pem_b64()),
+            enforcement: enforcement.map(str::to_string),
+            ..Default::default()
+        }),
+        ..config([
+            public_route("any.example.com", &to),
+            RouteConfig {
+                tls_downstream_client_ca: Some(team.pem_b64()),
+                ..public_route("team.example.com", &to)
+            },
+        ])
+    })
     .await;
     (h, up)
 }
@@ -1232,7 +1261,7 @@ async fn downstream_mtls_requires_the_global_ca_on_every_route_without_a_ca_of_i
     let (global, team) = (TestCa::new("company CA"), TestCa::new("team CA"));
     let (alice, bob) = (global.client("alice"), team.client("bob"));
     let mallory = TestCa::new("rogue CA").client("alice");
-    let (h, _up) = downstream_mtls_config(&global, &team, "").await;
+    let (h, _up) = downstream_mtls_config(&global, &team, None).await;
     for (host, who, want) in [
         ("any.example.com", Some(&alice), 200),
         ("any.example.com", None, 495),
@@ -1259,8 +1288,7 @@ async fn downstream_mtls_reject_connection_fails_the_handshake_without_a_known_c
     let (global, team) = (TestCa::new("company CA"), TestCa::new("team CA"));
     let (alice, bob) = (global.client("alice"), team.client("bob"));
     let mallory = TestCa::new("rogue CA").client("alice");
-    let (h, _up) =
-        downstream_mtls_config(&global, &team, "  enforcement: reject_connection\n").await;
+    let (h, _up) = downstream_mtls_config(&global, &team, Some("reject_connection")).await;
     for (host, who, want) in [
         ("any.example.com", Some(&alice), Some(200)),
         ("any.example.com", None, None),
@@ -1276,56 +1304,78 @@ async fn downstream_mtls_reject_connection_fails_the_handshake_without_a_known_c
     }
 }
 
-#[test]
-fn downstream_mtls_settings_jetbridge_cannot_honour_are_refused() {
-    let ca = TestCa::new("company CA");
-    for (extra, want) in [
-        (
-            "  enforcement: policy\n",
-            "enforcement \"policy\" is not supported",
-        ),
-        (
-            "  enforcement: sometimes\n",
-            "expected policy_with_default_deny",
-        ),
-        (
-            "  crl: abc\n",
-            "downstream_mtls.crl is a Pomerium setting not supported",
-        ),
-        (
-            "  match_subject_alt_names: [{email: '.*'}]\n",
-            "match_subject_alt_names",
-        ),
-        ("  max_verify_depth: 2\n", "max_verify_depth"),
-        ("  ca_file: /nonexistent\n", "set ca or ca_file, not both"),
-    ] {
-        let yaml = format!(
-            "{}downstream_mtls:\n  ca: {}\n{extra}",
-            config_head(),
-            ca.pem_b64()
-        );
-        let cfg = jetbridge::settings::ConfigFile::parse("c.yaml", &yaml).unwrap();
-        let err = jetbridge::source::file::inputs_from_config(
-            &cfg,
-            &mut jetbridge::translate::config::Generated::default(),
-            &mut Vec::new(),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains(want), "{extra}: {err}");
+/// Why a config with these `downstream_mtls` settings is refused.
+fn downstream_mtls_refusal(mtls: DownstreamMtls) -> String {
+    let yaml = ConfigFile {
+        downstream_mtls: Some(mtls),
+        ..config([])
     }
-    let yaml = format!(
-        "{}downstream_mtls:\n  ca: bm90IGEgY2VydA==\n",
-        config_head()
-    );
-    let cfg = jetbridge::settings::ConfigFile::parse("c.yaml", &yaml).unwrap();
-    let err = jetbridge::source::file::inputs_from_config(
+    .text();
+    let cfg = ConfigFile::parse("c.yaml", &yaml).unwrap();
+    jetbridge::source::file::inputs_from_config(
         &cfg,
         &mut jetbridge::translate::config::Generated::default(),
         &mut Vec::new(),
     )
     .unwrap_err()
-    .to_string();
+    .to_string()
+}
+
+#[test]
+fn downstream_mtls_settings_jetbridge_cannot_honour_are_refused() {
+    let ca = TestCa::new("company CA");
+    let enforcement = |e: &str| DownstreamMtls {
+        enforcement: Some(e.into()),
+        ..Default::default()
+    };
+    for (extra, want) in [
+        (
+            enforcement("policy"),
+            "enforcement \"policy\" is not supported",
+        ),
+        (
+            enforcement("sometimes"),
+            "expected policy_with_default_deny",
+        ),
+        (
+            DownstreamMtls {
+                crl: Some(serde_json::json!("abc")),
+                ..Default::default()
+            },
+            "downstream_mtls.crl is a Pomerium setting not supported",
+        ),
+        (
+            DownstreamMtls {
+                match_subject_alt_names: Some(serde_json::json!([{"email": ".*"}])),
+                ..Default::default()
+            },
+            "match_subject_alt_names",
+        ),
+        (
+            DownstreamMtls {
+                max_verify_depth: Some(2),
+                ..Default::default()
+            },
+            "max_verify_depth",
+        ),
+        (
+            DownstreamMtls {
+                ca_file: Some("/nonexistent".into()),
+                ..Default::default()
+            },
+            "set ca or ca_file, not both",
+        ),
+    ] {
+        let err = downstream_mtls_refusal(DownstreamMtls {
+            ca: Some(ca.pem_b64()),
+            ..extra.clone()
+        });
+        assert!(err.contains(want), "{extra:?}: {err}");
+    }
+    let err = downstream_mtls_refusal(DownstreamMtls {
+        ca: Some("bm90IGEgY2VydA==".into()),
+        ..Default::default()
+    });
     assert!(
         err.contains("downstream_mtls.ca: no certificates found"),
         "{err}"
@@ -1342,11 +1392,11 @@ async fn mtls_route_follows_a_new_ca_and_a_host_given_one_starts_asking() {
     assert_eq!(r.status, 200, "{}", r.text());
     // The CA is replaced, and open.example.com gets one too.
     let to = format!("http://{}", up.authority());
-    let ca = format!("    tls_downstream_client_ca: {}\n", second.pem_b64());
-    h.publish(&config(&[
-        public_route(mtls, &to, &ca),
-        public_route("open.example.com", &to, &ca),
-    ]));
+    let asking = |host: &str| RouteConfig {
+        tls_downstream_client_ca: Some(second.pem_b64()),
+        ..public_route(host, &to)
+    };
+    h.publish(&config([asking(mtls), asking("open.example.com")]));
     for host in [mtls, "open.example.com"] {
         let (r, asked) = get_as(h.https, host, host, "/", Some(&alice), false).await;
         assert_eq!(r.status, 495, "{host}: {}", r.text());
@@ -1355,7 +1405,7 @@ async fn mtls_route_follows_a_new_ca_and_a_host_given_one_starts_asking() {
         assert_eq!(r.status, 200, "{host}: {}", r.text());
     }
     // No CA left: nothing is asked, and the route serves without one.
-    h.publish(&config(&[public_route(mtls, &to, "")]));
+    h.publish(&config([public_route(mtls, &to)]));
     let (r, asked) = get_as(h.https, mtls, mtls, "/", None, false).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(asked.count(), 0);
@@ -1411,11 +1461,13 @@ async fn mtls_handshake_offers_the_route_cas_and_a_connection_for_another_name_g
 async fn requests_are_spread_over_every_target() {
     let a = echo_http1("a").await;
     let b = echo_http1("b").await;
-    let h = Harness::start(&config(&[public_route(
-        "lb.example.com",
-        &format!("[http://{}, http://{}]", a.authority(), b.authority()),
-        "",
-    )]))
+    let h = Harness::start(&config([RouteConfig {
+        to: vec![
+            format!("http://{}", a.authority()),
+            format!("http://{}", b.authority()),
+        ],
+        ..public_route("lb.example.com", "")
+    }]))
     .await;
     for _ in 0..10 {
         assert_eq!(h.get("lb.example.com", "/").await.status, 200);
@@ -1433,11 +1485,13 @@ async fn requests_are_spread_over_every_target() {
 async fn dead_target_is_skipped_and_requests_still_succeed() {
     let dead = closed_port().await;
     let live = echo_http1("live").await;
-    let h = Harness::start(&config(&[public_route(
-        "lb.example.com",
-        &format!("[http://{dead}, http://{}]", live.authority()),
-        "",
-    )]))
+    let h = Harness::start(&config([RouteConfig {
+        to: vec![
+            format!("http://{dead}"),
+            format!("http://{}", live.authority()),
+        ],
+        ..public_route("lb.example.com", "")
+    }]))
     .await;
     for i in 0..6 {
         let r = h.get("lb.example.com", "/").await;
@@ -1450,11 +1504,13 @@ async fn dead_target_is_skipped_and_requests_still_succeed() {
 #[tokio::test]
 async fn upstream_that_never_answers_times_out_with_504() {
     let silent = silent_upstream().await;
-    let h = Harness::start(&config(&[public_route(
-        "slow.example.com",
-        &format!("http://{}", silent.authority()),
-        "    timeout: 1s\n",
-    )]))
+    let h = Harness::start(&config([RouteConfig {
+        timeout: Some(Duration::from_secs(1)),
+        ..public_route(
+            "slow.example.com",
+            &format!("http://{}", silent.authority()),
+        )
+    }]))
     .await;
     let started = Instant::now();
     let r = h.get("slow.example.com", "/").await;
@@ -1475,10 +1531,9 @@ async fn snapshot_swap_applies_to_the_next_request_on_the_same_connection() {
     let a = echo_http1("a").await;
     let b = echo_http1("b").await;
     let cfg = |up: &Upstream| {
-        config(&[public_route(
+        config([public_route(
             "swap.example.com",
             &format!("http://{}", up.authority()),
-            "",
         )])
     };
     let h = Harness::start(&cfg(&a)).await;
@@ -1515,17 +1570,17 @@ async fn config_file_reload_publishes_valid_edits_and_keeps_serving_on_invalid_o
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
     let path_s = path.to_str().unwrap().to_string();
-    let cfg = |up: &Upstream, extra: &str| {
-        config(&[public_route(
+    let cfg = |up: &Upstream| {
+        config([public_route(
             "reload.example.com",
             &format!("http://{}", up.authority()),
-            extra,
         )])
+        .text()
     };
     let now = jetbridge::proxy::clock::unix_now();
     let mut driver = Driver::new();
     let mut generated = Generated::default();
-    std::fs::write(&path, cfg(&a, "")).unwrap();
+    std::fs::write(&path, cfg(&a)).unwrap();
     let (generation, _) = load_and_publish(&path_s, &mut driver, &mut generated, now).unwrap();
     assert_eq!(generation, Some(1));
     let h = Harness::serve(driver, generated).await;
@@ -1537,30 +1592,39 @@ async fn config_file_reload_publishes_valid_edits_and_keeps_serving_on_invalid_o
     };
 
     // A valid edit: the route now points at b.
-    let (generation, _) = reload(cfg(&b, "")).unwrap();
+    let (generation, _) = reload(cfg(&b)).unwrap();
     assert_eq!(generation, Some(2));
     assert_eq!(h.reader.generation(), 2);
     assert_eq!(h.get("reload.example.com", "/").await.echo().server, "b");
 
     // The same content again publishes nothing.
-    let (generation, _) = reload(cfg(&b, "")).unwrap();
+    let (generation, _) = reload(cfg(&b)).unwrap();
     assert_eq!(generation, None);
 
     // An unknown key: rejected with the key's name, old snapshot keeps serving.
-    let err = reload(cfg(&a, "    pass_identity_header: true\n")).unwrap_err();
+    let misspelt = format!(
+        "cookie_secret: {}\nroutes:\n  - from: https://reload.example.com\n    to: http://{}\n    pass_identity_header: true\n",
+        cookie_secret_b64(),
+        a.authority()
+    );
+    let err = reload(misspelt).unwrap_err();
     assert!(err.contains("pass_identity_header"), "{err}");
     assert_eq!(h.reader.generation(), 2);
     assert_eq!(h.get("reload.example.com", "/").await.echo().server, "b");
 
     // Broken YAML: rejected, old snapshot keeps serving.
-    let err = reload(format!("{}routes:\n  - from: [unclosed\n", config_head())).unwrap_err();
+    let err = reload(format!(
+        "cookie_secret: {}\nroutes:\n  - from: [unclosed\n",
+        cookie_secret_b64()
+    ))
+    .unwrap_err();
     assert!(err.contains(&path_s), "error names the file: {err}");
     assert_eq!(h.reader.generation(), 2);
     assert_eq!(h.get("reload.example.com", "/").await.echo().server, "b");
 
     // A route error (bad upstream scheme) is rejected too.
-    let bad = config(&[public_route("reload.example.com", "ftp://127.0.0.1:21", "")]);
-    let err = reload(bad).unwrap_err();
+    let bad = config([public_route("reload.example.com", "ftp://127.0.0.1:21")]);
+    let err = reload(bad.text()).unwrap_err();
     assert!(err.contains("ftp"), "{err}");
     assert_eq!(h.reader.generation(), 2);
     assert_eq!(h.get("reload.example.com", "/").await.echo().server, "b");
@@ -1585,11 +1649,11 @@ async fn internal_listener_reports_health_readiness_and_metrics() {
         "not ready before a publish"
     );
 
-    let cfg = config(&[public_route(
-        "metered.example.com",
-        &format!("http://{}", up.authority()),
-        "    name: metered\n    prefix: /app\n",
-    )]);
+    let cfg = config([RouteConfig {
+        name: Some("metered".into()),
+        prefix: Some("/app".into()),
+        ..public_route("metered.example.com", &format!("http://{}", up.authority()))
+    }]);
     assert_eq!(h.publish(&cfg), Some(1));
     assert_eq!(h.internal_get("/readyz").await.status, 200);
     for _ in 0..3 {
@@ -1614,7 +1678,7 @@ async fn internal_listener_reports_health_readiness_and_metrics() {
 
 #[tokio::test]
 async fn missing_or_repeated_host_headers_are_400() {
-    let (up, h) = behind_public_route("public.example.com", "").await;
+    let (up, h) = behind_public_route("public.example.com").await;
     let twice = h
         .raw(
             "public.example.com",
@@ -1650,11 +1714,10 @@ async fn a_response_body_that_stalls_is_cut_after_the_idle_timeout() {
             });
         }
     });
-    let h = Harness::start(&config(&[public_route(
-        "stall.example.com",
-        &format!("http://{addr}"),
-        "    idle_timeout: 1s\n",
-    )]))
+    let h = Harness::start(&config([RouteConfig {
+        idle_timeout: Some(Duration::from_secs(1)),
+        ..public_route("stall.example.com", &format!("http://{addr}"))
+    }]))
     .await;
     // Without the idle timeout this read would wait for the 60 s stall (and
     // the harness gives up after 10 s).

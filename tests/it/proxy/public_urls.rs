@@ -8,6 +8,7 @@
 //! sign-out are all checked to carry the public port and never the bound one.
 
 use crate::harness;
+use harness::config::{ConfigFile, RouteConfig, signed_in_route};
 use harness::login::*;
 use http::StatusCode;
 use std::process::{Command, Stdio};
@@ -80,16 +81,29 @@ fn query(url: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// The listeners and secrets of a test config, with `public_https_port`.
-fn head(https: u16, redirect: u16, internal: u16, public: Option<u16>) -> String {
-    let public = public
-        .map(|p| format!("public_https_port: {p}\n"))
-        .unwrap_or_default();
-    format!(
-        "address: 127.0.0.1:{https}\nhttp_redirect_address: 127.0.0.1:{redirect}\n\
-         internal_address: 127.0.0.1:{internal}\n{public}{}",
-        jetbridge::identity::secrets::Bootstrap::generate().to_config_yaml()
-    )
+/// A test config: the listeners on `(https, redirect, internal)` with
+/// `public_https_port: public`, fresh secrets, OIDC client `app` at
+/// `issuer` signing in at `authenticate`, and `routes`.
+fn config(
+    (https, redirect, internal): (u16, u16, u16),
+    public: u16,
+    authenticate: &str,
+    issuer: &str,
+    routes: impl IntoIterator<Item = RouteConfig>,
+) -> ConfigFile {
+    let secrets = jetbridge::identity::secrets::Bootstrap::generate().to_config_yaml();
+    ConfigFile {
+        address: Some(format!("127.0.0.1:{https}")),
+        http_redirect_address: Some(format!("127.0.0.1:{redirect}")),
+        internal_address: Some(format!("127.0.0.1:{internal}")),
+        public_https_port: Some(public),
+        authenticate_service_url: Some(authenticate.into()),
+        idp_provider_url: Some(issuer.into()),
+        idp_client_id: Some("app".into()),
+        idp_client_secret: Some("secret".into()),
+        routes: routes.into_iter().collect(),
+        ..ConfigFile::parse("secrets", &secrets).unwrap()
+    }
 }
 
 /// Behind a front on 443: a whole sign-in through the real IdP, with a
@@ -107,13 +121,19 @@ async fn behind_a_front_on_443_no_url_names_the_bound_port() {
         std::slice::from_ref(&callback),
         std::slice::from_ref(&signed_out),
     );
-    let config = format!(
-        "{}authenticate_service_url: https://authenticate.localhost\n\
-         idp_provider_url: {issuer}\nidp_client_id: app\nidp_client_secret: secret\n\
-         routes:\n\
-         \x20 - from: https://app.localhost\n    to: http://{up}\n    allow_any_authenticated_user: true\n    depends_on: [other.localhost]\n\
-         \x20 - from: https://other.localhost\n    to: http://{up}\n    allow_any_authenticated_user: true\n",
-        head(https, redirect, internal, Some(443))
+    let to = format!("http://{up}");
+    let config = config(
+        (https, redirect, internal),
+        443,
+        "https://authenticate.localhost",
+        &issuer,
+        [
+            RouteConfig {
+                depends_on: vec!["other.localhost".into()],
+                ..signed_in_route("app.localhost", &to)
+            },
+            signed_in_route("other.localhost", &to),
+        ],
     );
     let _s = JetbridgeProcess::start(&config, internal).await;
     let front = Front { bound: https };
@@ -227,13 +247,12 @@ async fn a_configured_public_port_appears_exactly() {
     let (up, _) = echo_upstream().await;
     let (https, redirect, internal) = (free_port(), free_port(), free_port());
     let public = 4443;
-    let config = format!(
-        "{}authenticate_service_url: https://authenticate.localhost:{public}\n\
-         idp_provider_url: http://{}\nidp_client_id: app\nidp_client_secret: secret\n\
-         routes:\n\
-         \x20 - from: https://app.localhost\n    to: http://{up}\n    allow_any_authenticated_user: true\n",
-        head(https, redirect, internal, Some(public)),
-        refused_addr()
+    let config = config(
+        (https, redirect, internal),
+        public,
+        &format!("https://authenticate.localhost:{public}"),
+        &format!("http://{}", refused_addr()),
+        [signed_in_route("app.localhost", &format!("http://{up}"))],
     );
     let _s = JetbridgeProcess::start(&config, internal).await;
     let front = Front { bound: https };

@@ -9,29 +9,38 @@ use jetbridge::model::Access;
 use jetbridge::translate::cluster::{Cluster, ClusterSettings, from_cluster};
 use jetbridge::translate::{Inputs, translate};
 
-use harness::proxy::config_with as config;
-use harness::proxy::public_route as route;
-
 #[tokio::test]
 async fn path_rewrites_change_only_the_forwarded_path() {
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
     let to_v1 = format!("http://{}/v1", up.authority());
-    let h = Harness::start(&config(
-        "",
-        &[
-            route("prefix.test", &to, "    prefix: /api\n    prefix_rewrite: /v2\n"),
-            route("root.test", &to, "    prefix: /old/\n    prefix_rewrite: /\n"),
-            route(
-                "regex.test",
-                &to,
-                "    regex_rewrite_pattern: '^/service/([^/]+)(/.*)$'\n    regex_rewrite_substitution: '\\2/instance/\\1'\n",
-            ),
-            route("topath.test", &to_v1, "    prefix: /api\n"),
-            route("plain.test", &to_v1, ""),
-            route("exact.test", &to, "    path: /a\n    prefix_rewrite: /b/c\n"),
-        ],
-    ))
+    let h = Harness::start(&config([
+        RouteConfig {
+            prefix: Some("/api".into()),
+            prefix_rewrite: Some("/v2".into()),
+            ..public_route("prefix.test", &to)
+        },
+        RouteConfig {
+            prefix: Some("/old/".into()),
+            prefix_rewrite: Some("/".into()),
+            ..public_route("root.test", &to)
+        },
+        RouteConfig {
+            regex_rewrite_pattern: Some("^/service/([^/]+)(/.*)$".into()),
+            regex_rewrite_substitution: Some("\\2/instance/\\1".into()),
+            ..public_route("regex.test", &to)
+        },
+        RouteConfig {
+            prefix: Some("/api".into()),
+            ..public_route("topath.test", &to_v1)
+        },
+        public_route("plain.test", &to_v1),
+        RouteConfig {
+            path: Some("/a".into()),
+            prefix_rewrite: Some("/b/c".into()),
+            ..public_route("exact.test", &to)
+        },
+    ]))
     .await;
     let cases = [
         ("prefix.test", "/api/x/y?q=1", "/v2/x/y?q=1"),
@@ -58,12 +67,14 @@ async fn the_policy_sees_the_client_path_not_the_rewritten_one() {
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
     // /public/... is forwarded as /admin/...; the policy denies /admin only.
-    let h = Harness::start(&config(
-        "",
-        &[format!(
-            "  - from: https://p.test\n    to: {to}\n    prefix: /public\n    prefix_rewrite: /admin\n    policy:\n      - allow:\n          or: [{{accept: true}}]\n      - deny:\n          or: [{{http_path: {{starts_with: /admin}}}}]\n"
-        )],
-    ))
+    let h = Harness::start(&config([RouteConfig {
+        prefix: Some("/public".into()),
+        prefix_rewrite: Some("/admin".into()),
+        policy: ppl(
+            "[{allow: {or: [{accept: true}]}}, {deny: {or: [{http_path: {starts_with: /admin}}]}}]",
+        ),
+        ..route("p.test", &to)
+    }]))
     .await;
     let r = h.get("p.test", "/public/page").await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -75,20 +86,27 @@ async fn the_policy_sees_the_client_path_not_the_rewritten_one() {
 async fn host_rewrites_set_the_forwarded_host() {
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
-    let h = Harness::start(&config(
-        "",
-        &[
-            route("lit.test", &to, "    host_rewrite: internal.example\n    preserve_host_header: true\n"),
-            route("hdr.test", &to, "    host_rewrite_header: x-target-host\n"),
-            route(
-                "re.test",
-                &to,
-                "    host_path_regex_rewrite_pattern: '^/([a-z]+)/.*$'\n    host_path_regex_rewrite_substitution: '\\1.backend.example'\n",
-            ),
-            route("pres.test", &to, "    preserve_host_header: true\n"),
-            route("auto.test", &to, ""),
-        ],
-    ))
+    let h = Harness::start(&config([
+        RouteConfig {
+            host_rewrite: Some("internal.example".into()),
+            preserve_host_header: true,
+            ..public_route("lit.test", &to)
+        },
+        RouteConfig {
+            host_rewrite_header: Some("x-target-host".into()),
+            ..public_route("hdr.test", &to)
+        },
+        RouteConfig {
+            host_path_regex_rewrite_pattern: Some("^/([a-z]+)/.*$".into()),
+            host_path_regex_rewrite_substitution: Some("\\1.backend.example".into()),
+            ..public_route("re.test", &to)
+        },
+        RouteConfig {
+            preserve_host_header: true,
+            ..public_route("pres.test", &to)
+        },
+        public_route("auto.test", &to),
+    ]))
     .await;
     let host_of = |r: Resp| r.echo().all("host").join(",");
     assert_eq!(
@@ -120,21 +138,22 @@ async fn response_headers_have_pomeriums_defaults_route_additions_and_an_off_swi
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
     let upstream_location = format!("Location: http://{}/login", up.authority());
-    let defaults = Harness::start(&config(
-        "",
-        &[
-            route("d.test", &to, ""),
-            route(
-                "r.test",
-                &to,
-                &format!(
-                    "    set_response_headers:\n      X-Frame-Options: DENY\n      X-Route: yes\n    rewrite_response_headers:\n      - header: Location\n        prefix: http://{}/\n        value: https://r.test/\n",
-                    up.authority()
-                ),
-            ),
-            route("off.test", &to, "    set_response_headers: {disable: 'true'}\n"),
-        ],
-    ))
+    let defaults = Harness::start(&config([
+        public_route("d.test", &to),
+        RouteConfig {
+            set_response_headers: Some(headers(&[("X-Frame-Options", "DENY"), ("X-Route", "yes")])),
+            rewrite_response_headers: vec![RewriteHeader {
+                header: "Location".into(),
+                prefix: format!("http://{}/", up.authority()),
+                value: "https://r.test/".into(),
+            }],
+            ..public_route("r.test", &to)
+        },
+        RouteConfig {
+            set_response_headers: Some(headers(&[("disable", "true")])),
+            ..public_route("off.test", &to)
+        },
+    ]))
     .await;
     let r = defaults.get("d.test", "/").await;
     assert_eq!(r.header("x-frame-options"), Some("SAMEORIGIN"));
@@ -157,13 +176,16 @@ async fn response_headers_have_pomeriums_defaults_route_additions_and_an_off_swi
     assert_eq!(r.header("x-xss-protection"), None);
 
     // A global map replaces the defaults; a route still adds to it.
-    let global = Harness::start(&config(
-        "set_response_headers:\n  X-Global: g\n",
-        &[
-            route("g.test", &to, ""),
-            route("g2.test", &to, "    set_response_headers: {X-Route: r}\n"),
-        ],
-    ))
+    let global = Harness::start(&ConfigFile {
+        set_response_headers: Some(headers(&[("X-Global", "g")])),
+        ..config([
+            public_route("g.test", &to),
+            RouteConfig {
+                set_response_headers: Some(headers(&[("X-Route", "r")])),
+                ..public_route("g2.test", &to)
+            },
+        ])
+    })
     .await;
     let r = global.get("g.test", "/").await;
     assert_eq!(r.header("x-global"), Some("g"));
@@ -179,12 +201,10 @@ async fn response_headers_have_pomeriums_defaults_route_additions_and_an_off_swi
 async fn pomerium_jwt_substitution_carries_the_routes_assertion() {
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
-    let h = Harness::start(&config(
-        "",
-        &[format!(
-            "  - from: https://jwt.test\n    to: {to}\n    allow_any_authenticated_user: true\n    set_request_headers:\n      Authorization: Bearer ${{pomerium.jwt}}\n"
-        )],
-    ))
+    let h = Harness::start(&config([RouteConfig {
+        set_request_headers: headers(&[("Authorization", "Bearer ${pomerium.jwt}")]),
+        ..signed_in_route("jwt.test", &to)
+    }]))
     .await;
     let cookie = session_cookie("jwt.test", &session("alice@example.com", &[]));
     let r = h.get_with("jwt.test", "/", &[("cookie", &cookie)]).await;
@@ -204,28 +224,29 @@ async fn pomerium_jwt_substitution_carries_the_routes_assertion() {
 async fn a_bad_rewrite_denies_only_its_route() {
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
-    let yaml = config(
-        "",
-        &[
-            route("bad.test", &to, "    regex_rewrite_pattern: '(unclosed'\n"),
-            route(
-                "badhost.test",
-                &to,
-                "    host_path_regex_rewrite_pattern: '['\n",
-            ),
-            route(
-                "idp.test",
-                &to,
-                "    set_request_headers: {X-Token: '${pomerium.client_cert_fingerprint}'}\n",
-            ),
-            route(
-                "both.test",
-                &to,
-                "    prefix_rewrite: /a\n    regex_rewrite_pattern: x\n",
-            ),
-            route("good.test", &to, "    prefix_rewrite: /ok\n"),
-        ],
-    );
+    let yaml = config([
+        RouteConfig {
+            regex_rewrite_pattern: Some("(unclosed".into()),
+            ..public_route("bad.test", &to)
+        },
+        RouteConfig {
+            host_path_regex_rewrite_pattern: Some("[".into()),
+            ..public_route("badhost.test", &to)
+        },
+        RouteConfig {
+            set_request_headers: headers(&[("X-Token", "${pomerium.client_cert_fingerprint}")]),
+            ..public_route("idp.test", &to)
+        },
+        RouteConfig {
+            prefix_rewrite: Some("/a".into()),
+            regex_rewrite_pattern: Some("x".into()),
+            ..public_route("both.test", &to)
+        },
+        RouteConfig {
+            prefix_rewrite: Some("/ok".into()),
+            ..public_route("good.test", &to)
+        },
+    ]);
     let mut generated = jetbridge::translate::config::Generated::default();
     let snapshot = snapshot_with_diagnostics(&yaml, &mut generated);
     let messages: Vec<String> = snapshot.diagnostics.iter().map(|d| d.to_string()).collect();
@@ -320,11 +341,11 @@ fn annotations_and_config_keys_build_the_same_route() {
         ("tls_skip_verify", "true"),
     ]);
     for set in [owned(settings), owned(regex_settings), mtls_settings] {
-        let yaml_route: String = set.iter().map(|(k, v)| format!("    {k}: {v}\n")).collect();
-        let yaml = format!(
-            "{}routes:\n  - from: https://same.test\n    to: http://10.0.0.1:8080\n{yaml_route}",
-            config_head()
-        );
+        let yaml = config([route_from_keys(
+            "same.test",
+            "http://10.0.0.1:8080",
+            set.iter().map(|(k, v)| (k, v)),
+        )]);
         let mut generated = jetbridge::translate::config::Generated::default();
         let file_inputs = inputs_from_yaml(&yaml, &mut generated);
         let from_file = translate(&file_inputs);
@@ -548,16 +569,25 @@ async fn regex_routes_match_the_whole_path_between_exact_and_prefix_routes() {
         echo_http1("prefix").await,
     );
     let to = |u: &Upstream| format!("http://{}", u.authority());
-    let h = Harness::start(&config(
-        "",
-        &[
-            route("m.test", &to(&a), "    regex: '/api/v[0-9]+/.*'\n"),
-            route("m.test", &to(&b), "    path: /api/v1/status\n"),
-            route("m.test", &to(&c), "    prefix: /api\n"),
-            // No backtracking blow-up: linear in the path.
-            route("slow.test", &to(&a), "    regex: '/(a+)+'\n"),
-        ],
-    ))
+    let h = Harness::start(&config([
+        RouteConfig {
+            regex: Some("/api/v[0-9]+/.*".into()),
+            ..public_route("m.test", &to(&a))
+        },
+        RouteConfig {
+            path: Some("/api/v1/status".into()),
+            ..public_route("m.test", &to(&b))
+        },
+        RouteConfig {
+            prefix: Some("/api".into()),
+            ..public_route("m.test", &to(&c))
+        },
+        // No backtracking blow-up: linear in the path.
+        RouteConfig {
+            regex: Some("/(a+)+".into()),
+            ..public_route("slow.test", &to(&a))
+        },
+    ]))
     .await;
     for (path, want) in [
         ("/api/v1/users", "regex"),
@@ -586,14 +616,13 @@ async fn regex_routes_match_the_whole_path_between_exact_and_prefix_routes() {
 async fn cors_preflights_pass_without_sign_in_only_where_allowed() {
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
-    let signed = |host: &str, extra: &str| signed_in_route(host, &to, extra);
-    let h = Harness::start(&config(
-        "",
-        &[
-            signed("cors.test", "    cors_allow_preflight: true\n"),
-            signed("nocors.test", ""),
-        ],
-    ))
+    let h = Harness::start(&config([
+        RouteConfig {
+            cors_allow_preflight: true,
+            ..signed_in_route("cors.test", &to)
+        },
+        signed_in_route("nocors.test", &to),
+    ]))
     .await;
     let preflight = |host: &'static str, headers: Vec<(&'static str, &'static str)>| {
         let h = &h;
@@ -668,14 +697,17 @@ async fn spdy_and_listed_upgrades_pass_through_only_where_allowed() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = upgrade_echo().await;
     let to = format!("http://{up}");
-    let h = Harness::start(&config(
-        "",
-        &[
-            route("spdy.test", &to, "    allow_spdy: true\n"),
-            route("custom.test", &to, "    allow_upgrades: [my-proto]\n"),
-            route("none.test", &to, ""),
-        ],
-    ))
+    let h = Harness::start(&config([
+        RouteConfig {
+            allow_spdy: true,
+            ..public_route("spdy.test", &to)
+        },
+        RouteConfig {
+            allow_upgrades: strings(&["my-proto"]),
+            ..public_route("custom.test", &to)
+        },
+        public_route("none.test", &to),
+    ]))
     .await;
     let upgrade = |host: &'static str, proto: &'static str| {
         let h = &h;
@@ -778,25 +810,24 @@ async fn load_balancing_policies_pick_targets_as_named() {
         echo_http1("b").await,
         echo_http1("c").await,
     ];
-    let to = format!(
-        "[{}]",
-        ups.iter()
-            .map(|u| format!("http://{}", u.authority()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let signed = |host: &str, policy: &str| {
-        signed_in_route(host, &to, &format!("    load_balancing_policy: {policy}\n"))
+    let to = http_targets(&ups.iter().map(Upstream::authority).collect::<Vec<_>>());
+    let all = |r: RouteConfig| RouteConfig {
+        to: to.clone(),
+        ..r
     };
-    let h = Harness::start(&config(
-        "",
-        &[
-            route("rr.test", &to, ""),
-            route("random.test", &to, "    load_balancing_policy: random\n"),
-            signed("ring.test", "ring_hash"),
-            signed("maglev.test", "maglev"),
-        ],
-    ))
+    let signed = |host: &str, policy: &str| RouteConfig {
+        load_balancing_policy: Some(policy.into()),
+        ..all(signed_in_route(host, ""))
+    };
+    let h = Harness::start(&config([
+        all(public_route("rr.test", "")),
+        RouteConfig {
+            load_balancing_policy: Some("random".into()),
+            ..all(public_route("random.test", ""))
+        },
+        signed("ring.test", "ring_hash"),
+        signed("maglev.test", "maglev"),
+    ]))
     .await;
     let served = |r: Resp| r.echo().server;
     // round robin: every target once per three requests
@@ -830,14 +861,10 @@ async fn load_balancing_policies_pick_targets_as_named() {
     // An unknown policy is that route's problem.
     let mut generated = jetbridge::translate::config::Generated::default();
     let snap = snapshot_with_diagnostics(
-        &config(
-            "",
-            &[route(
-                "bad.test",
-                &to,
-                "    load_balancing_policy: fastest\n",
-            )],
-        ),
+        &config([RouteConfig {
+            load_balancing_policy: Some("fastest".into()),
+            ..all(public_route("bad.test", ""))
+        }]),
         &mut generated,
     );
     assert!(
@@ -854,13 +881,20 @@ async fn load_balancing_policies_pick_targets_as_named() {
 async fn jwt_groups_filter_keeps_the_listed_groups_global_and_per_route() {
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
-    let h = Harness::start(&config(
-        "jwt_groups_filter: [eng]\n",
-        &[
-            format!("  - from: https://f.test\n    to: {to}\n    allow_any_authenticated_user: true\n    pass_identity_headers: true\n    jwt_groups_filter: [admins]\n"),
-            format!("  - from: https://g.test\n    to: {to}\n    allow_any_authenticated_user: true\n    pass_identity_headers: true\n"),
-        ],
-    ))
+    let identity = |host: &str| RouteConfig {
+        pass_identity_headers: Some(true),
+        ..signed_in_route(host, &to)
+    };
+    let h = Harness::start(&ConfigFile {
+        jwt_groups_filter: Some(strings(&["eng"])),
+        ..config([
+            RouteConfig {
+                jwt_groups_filter: Some(strings(&["admins"])),
+                ..identity("f.test")
+            },
+            identity("g.test"),
+        ])
+    })
     .await;
     let groups = |host: &'static str| {
         let h = &h;
@@ -1052,13 +1086,16 @@ fn jetbridge_test_ca() -> String {
 async fn a_kubernetes_token_route_impersonates_the_signed_in_user_only() {
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
-    let h = Harness::start(&config(
-        "",
-        &[
-            format!("  - from: https://k8s.test\n    to: {to}\n    allow_any_authenticated_user: true\n    kubernetes_service_account_token: secret-sa-token\n"),
-            format!("  - from: https://open.test\n    to: {to}\n    allow_public_unauthenticated_access: true\n    kubernetes_service_account_token: secret-sa-token\n"),
-        ],
-    ))
+    let h = Harness::start(&config([
+        RouteConfig {
+            kubernetes_service_account_token: Some("secret-sa-token".into()),
+            ..signed_in_route("k8s.test", &to)
+        },
+        RouteConfig {
+            kubernetes_service_account_token: Some("secret-sa-token".into()),
+            ..public_route("open.test", &to)
+        },
+    ]))
     .await;
     let cookie = session_cookie("k8s.test", &session("alice@example.com", &["eng", "ops"]));
     let e = h
@@ -1098,20 +1135,20 @@ async fn a_kubernetes_token_route_impersonates_the_signed_in_user_only() {
 async fn jwt_issuer_format_per_route_overrides_the_global_one_and_bad_values_deny_their_route() {
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
-    let route = |host: &str, extra: &str| {
-        signed_in_route(
-            host,
-            &to,
-            &format!("    pass_identity_headers: true\n{extra}"),
-        )
+    let identity = |host: &str| RouteConfig {
+        pass_identity_headers: Some(true),
+        ..signed_in_route(host, &to)
     };
-    let h = Harness::start(&config(
-        "jwt_issuer_format: uri\n",
-        &[
-            route("global.test", ""),
-            route("host.test", "    jwt_issuer_format: host\n"),
-        ],
-    ))
+    let h = Harness::start(&ConfigFile {
+        jwt_issuer_format: Some("uri".into()),
+        ..config([
+            identity("global.test"),
+            RouteConfig {
+                jwt_issuer_format: Some("host".into()),
+                ..identity("host.test")
+            },
+        ])
+    })
     .await;
     for (host, iss) in [
         ("global.test", "https://global.test/"),
@@ -1127,13 +1164,11 @@ async fn jwt_issuer_format_per_route_overrides_the_global_one_and_bad_values_den
     // Unknown values are that route's problem, named in its diagnostic.
     let mut generated = jetbridge::translate::config::Generated::default();
     let snap = snapshot_with_diagnostics(
-        &config(
-            "",
-            &[route(
-                "bad.test",
-                "    jwt_issuer_format: urn\n    bearer_token_format: idp_magic\n",
-            )],
-        ),
+        &config([RouteConfig {
+            jwt_issuer_format: Some("urn".into()),
+            bearer_token_format: Some("idp_magic".into()),
+            ..identity("bad.test")
+        }]),
         &mut generated,
     );
     let d = &snap.diagnostics[0].message;
@@ -1231,13 +1266,18 @@ async fn targets_failing_active_health_checks_are_tried_last_and_come_back() {
         hex("GET /healthz HTTP/1.1\r\nHost: check\r\nConnection: close\r\n\r\n"),
         hex("HTTP/1.1 200"),
     );
-    let h = Harness::start(&config(
-        "",
-        &[
-            format!("  - from: https://http.test\n    to: [http://{a}, http://{b}]\n    allow_public_unauthenticated_access: true\n    health_checks: {http_check}\n"),
-            format!("  - from: https://tcp.test\n    to: [http://{c}, http://{d}]\n    allow_public_unauthenticated_access: true\n    health_checks: {tcp_check}\n"),
-        ],
-    ))
+    let h = Harness::start(&config([
+        RouteConfig {
+            to: http_targets(&[a, b]),
+            health_checks: yaml_value(http_check),
+            ..public_route("http.test", "")
+        },
+        RouteConfig {
+            to: http_targets(&[c, d]),
+            health_checks: yaml_value(&tcp_check),
+            ..public_route("tcp.test", "")
+        },
+    ]))
     .await;
     // Which targets answer 12 requests in a row.
     until_answers(&h, "http.test", &["a", "b"]).await;
@@ -1261,10 +1301,12 @@ async fn targets_failing_active_health_checks_are_tried_last_and_come_back() {
 fn route_portal_fields_are_kept_with_the_route() {
     let mut generated = jetbridge::translate::config::Generated::default();
     let snap = snapshot_with_diagnostics(
-        &config(
-            "",
-            &["  - from: https://p.test\n    to: http://127.0.0.1:9\n    allow_public_unauthenticated_access: true\n    name: Payroll\n    description: Pay slips\n    logo_url: https://cdn.example.com/payroll.svg\n".to_string()],
-        ),
+        &config([RouteConfig {
+            name: Some("Payroll".into()),
+            description: Some("Pay slips".into()),
+            logo_url: Some("https://cdn.example.com/payroll.svg".into()),
+            ..public_route("p.test", "http://127.0.0.1:9")
+        }]),
         &mut generated,
     );
     assert!(snap.diagnostics.is_empty(), "{:?}", snap.diagnostics);
@@ -1287,13 +1329,18 @@ fn route_portal_fields_are_kept_with_the_route() {
 fn bad_health_checks_deny_only_their_route() {
     let mut generated = jetbridge::translate::config::Generated::default();
     let snap = snapshot_with_diagnostics(
-        &config(
-            "",
-            &[
-                "  - from: https://bad.test\n    to: http://127.0.0.1:9\n    allow_public_unauthenticated_access: true\n    health_checks: [{timeout: 1s, interval: 1s, grpc_health_check: {}}]\n".to_string(),
-                "  - from: https://good.test\n    to: http://127.0.0.1:9\n    allow_public_unauthenticated_access: true\n    health_checks: [{timeout: 1s, interval: 5s, http_health_check: {path: /}}]\n".to_string(),
-            ],
-        ),
+        &config([
+            RouteConfig {
+                health_checks: yaml_value("[{timeout: 1s, interval: 1s, grpc_health_check: {}}]"),
+                ..public_route("bad.test", "http://127.0.0.1:9")
+            },
+            RouteConfig {
+                health_checks: yaml_value(
+                    "[{timeout: 1s, interval: 5s, http_health_check: {path: /}}]",
+                ),
+                ..public_route("good.test", "http://127.0.0.1:9")
+            },
+        ]),
         &mut generated,
     );
     assert_eq!(snap.diagnostics.len(), 1, "{:?}", snap.diagnostics);
@@ -1344,17 +1391,20 @@ async fn targets_failing_requests_in_a_row_are_ejected_for_a_while_within_the_pe
         fixed_upstream("bad1", 503).await,
         fixed_upstream("bad2", 503).await,
     );
-    let od = |pct: u32| {
-        format!("{{consecutive_5xx: 3, base_ejection_time: 2s, max_ejection_percent: {pct}}}")
+    let ejecting = |host: &str, targets: [std::net::SocketAddr; 2], pct: u32| RouteConfig {
+        to: http_targets(&targets),
+        outlier_detection: Some(serde_json::json!({
+            "consecutive_5xx": 3,
+            "base_ejection_time": "2s",
+            "max_ejection_percent": pct,
+        })),
+        ..public_route(host, "")
     };
-    let h = Harness::start(&config(
-        "",
-        &[
-            format!("  - from: https://od.test\n    to: [http://{good}, http://{bad}]\n    allow_public_unauthenticated_access: true\n    outlier_detection: {}\n", od(50)),
-            format!("  - from: https://one.test\n    to: [http://{bad1}, http://{bad2}]\n    allow_public_unauthenticated_access: true\n    outlier_detection: {}\n", od(10)),
-            format!("  - from: https://all.test\n    to: [http://{bad1}, http://{bad2}]\n    allow_public_unauthenticated_access: true\n    outlier_detection: {}\n", od(100)),
-        ],
-    ))
+    let h = Harness::start(&config([
+        ejecting("od.test", [good, bad], 50),
+        ejecting("one.test", [bad1, bad2], 10),
+        ejecting("all.test", [bad1, bad2], 100),
+    ]))
     .await;
     let names = |host: &'static str, n: usize| {
         let h = &h;
@@ -1389,10 +1439,10 @@ async fn targets_failing_requests_in_a_row_are_ejected_for_a_while_within_the_pe
 #[tokio::test(flavor = "multi_thread")]
 async fn a_circuit_breaker_refuses_requests_beyond_its_limit_at_once() {
     let up = fixed_upstream("held", 200).await;
-    let h = Harness::start(&config(
-        "",
-        &[format!("  - from: https://cb.test\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n    circuit_breaker_thresholds: {{max_requests: 2, max_pending_requests: 0}}\n")],
-    ))
+    let h = Harness::start(&config([RouteConfig {
+        circuit_breaker_thresholds: yaml_value("{max_requests: 2, max_pending_requests: 0}"),
+        ..public_route("cb.test", &format!("http://{up}"))
+    }]))
     .await;
     let started = std::time::Instant::now();
     let mut calls = Vec::new();
@@ -1424,15 +1474,16 @@ async fn healthy_panic_threshold_decides_when_failing_targets_are_used() {
     let (a, a_sick) = health_upstream("a").await;
     let (b, b_sick) = health_upstream("b").await;
     let check = "[{timeout: 1s, interval: 200ms, http_health_check: {path: /healthz}}]";
-    let route = |host: &str, panic: u32| {
-        format!(
-            "  - from: https://{host}\n    to: [http://{a}, http://{b}]\n    allow_public_unauthenticated_access: true\n    health_checks: {check}\n    healthy_panic_threshold: {panic}\n"
-        )
+    let checked = |host: &str, panic: u32| RouteConfig {
+        to: http_targets(&[a, b]),
+        health_checks: yaml_value(check),
+        healthy_panic_threshold: Some(panic),
+        ..public_route(host, "")
     };
-    let h = Harness::start(&config(
-        "",
-        &[route("never.test", 0), route("always.test", 100)],
-    ))
+    let h = Harness::start(&config([
+        checked("never.test", 0),
+        checked("always.test", 100),
+    ]))
     .await;
     b_sick.store(true, Ordering::SeqCst);
     // 0: a failing target is never used; 100: below 100 % healthy, health is
@@ -1583,19 +1634,19 @@ fn a_config_using_every_route_key_loads_unchanged() {
         Vec::<&&str>::new(),
         "route keys this test does not use yet"
     );
-    let text: String = routes
+    let routes = routes
         .iter()
-        .map(|(host, to, kv)| {
-            let lines: String = kv.iter().map(|(k, v)| format!("    {k}: {v}\n")).collect();
-            format!("  - from: https://{host}\n    to: {to}\n{lines}")
-        })
-        .collect();
+        .map(|(host, to, kv)| route_from_keys(host, to, kv.iter().map(|(k, v)| (k, v))));
     let mut generated = jetbridge::translate::config::Generated::default();
     let snap = snapshot_with_diagnostics(
-        &config(
-            "bearer_token_format: default\nauthenticate_service_url: https://auth.example.com\nidp_provider_url: https://idp.example.com\nidp_client_id: global\nidp_client_secret: global-secret\n",
-            &[text],
-        ),
+        &ConfigFile {
+            bearer_token_format: Some("default".into()),
+            authenticate_service_url: Some("https://auth.example.com".into()),
+            idp_provider_url: Some("https://idp.example.com".into()),
+            idp_client_id: Some("global".into()),
+            idp_client_secret: Some("global-secret".into()),
+            ..config(routes)
+        },
         &mut generated,
     );
     assert!(snap.diagnostics.is_empty(), "{:#?}", snap.diagnostics);
@@ -1614,24 +1665,25 @@ fn a_config_using_every_route_key_loads_unchanged() {
 #[tokio::test]
 async fn a_route_without_a_host_serves_every_host_no_route_names_and_never_signs_in() {
     let (named, any) = (echo_http1("named").await, echo_http1("any").await);
-    let any_route = |from: &str, extra: &str| {
-        format!(
-            "  - from: {from}\n    to: http://{}\n    subtle_allow_empty_host: true\n{extra}",
-            any.authority()
-        )
+    let any_route = |from: &str| RouteConfig {
+        from: from.to_string(),
+        to: vec![format!("http://{}", any.authority())],
+        subtle_allow_empty_host: true,
+        ..Default::default()
     };
     for (round, from) in ["https://", "https://*"].into_iter().enumerate() {
-        let h = Harness::start(&config(
-            "",
-            &[
-                route("named.test", &format!("http://{}", named.authority()), ""),
-                any_route(
-                    from,
-                    "    prefix: /private\n    allow_any_authenticated_user: true\n",
-                ),
-                any_route(from, "    allow_public_unauthenticated_access: true\n"),
-            ],
-        ))
+        let h = Harness::start(&config([
+            public_route("named.test", &format!("http://{}", named.authority())),
+            RouteConfig {
+                prefix: Some("/private".into()),
+                allow_any_authenticated_user: true,
+                ..any_route(from)
+            },
+            RouteConfig {
+                allow_public_unauthenticated_access: true,
+                ..any_route(from)
+            },
+        ]))
         .await;
         for (host, want) in [
             ("named.test", "named"),
@@ -1665,13 +1717,10 @@ async fn a_route_without_a_host_serves_every_host_no_route_names_and_never_signs
     for from in ["https://", "https://*"] {
         let mut generated = jetbridge::translate::config::Generated::default();
         let snap = snapshot_with_diagnostics(
-            &config(
-                "",
-                &[format!(
-                    "  - from: {from}\n    to: http://{}\n",
-                    any.authority()
-                )],
-            ),
+            &config([RouteConfig {
+                subtle_allow_empty_host: false,
+                ..any_route(from)
+            }]),
             &mut generated,
         );
         assert!(snap.routes.is_empty(), "{from}");
@@ -1691,21 +1740,16 @@ fn bad_depends_on_entries_deny_only_their_route() {
         "a test",
         "ftp://a.test",
     ] {
-        let yaml = config(
-            "",
-            &[
-                route(
-                    "good.test",
-                    "http://127.0.0.1:1",
-                    "    depends_on: [b.test, 'https://c.test:8443']\n",
-                ),
-                route(
-                    "bad.test",
-                    "http://127.0.0.1:1",
-                    &format!("    depends_on: ['{bad}']\n"),
-                ),
-            ],
-        );
+        let yaml = config([
+            RouteConfig {
+                depends_on: strings(&["b.test", "https://c.test:8443"]),
+                ..public_route("good.test", "http://127.0.0.1:1")
+            },
+            RouteConfig {
+                depends_on: strings(&[bad]),
+                ..public_route("bad.test", "http://127.0.0.1:1")
+            },
+        ]);
         let mut generated = jetbridge::translate::config::Generated::default();
         let snap = snapshot_with_diagnostics(&yaml, &mut generated);
         let by_host = |h: &str| {

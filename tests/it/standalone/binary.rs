@@ -4,6 +4,7 @@
 //! spoofed identity headers, and shuts down gracefully on SIGTERM.
 
 use crate::harness;
+use harness::config::*;
 use harness::login::*;
 use http::StatusCode;
 use std::process::{Command, Stdio};
@@ -18,10 +19,14 @@ async fn seed_config_starts_standalone_and_serves() {
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
-    let config = format!(
-        "{seed}\naddress: 127.0.0.1:{https}\ninternal_address: 127.0.0.1:{internal}\nhttp_redirect_address: 127.0.0.1:{redirect}\n\
-         policy:\n  - from: https://public.localhost\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n"
-    );
+    let config = ConfigFile {
+        address: Some(format!("127.0.0.1:{https}")),
+        internal_address: Some(format!("127.0.0.1:{internal}")),
+        http_redirect_address: Some(format!("127.0.0.1:{redirect}")),
+        policy: vec![public_route("public.localhost", &format!("http://{up}"))],
+        ..ConfigFile::parse("seed.yaml", &seed).unwrap()
+    }
+    .text();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config).unwrap();
@@ -145,16 +150,16 @@ async fn plain_standalone(up: std::net::SocketAddr) -> (ChildGuard, u16, tempfil
     let (port, internal) = (free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "insecure_server: true\naddress: 127.0.0.1:{port}\ninternal_address: 127.0.0.1:{internal}\n\
-             cookie_secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n\
-             shared_secret: HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo=\n\
-             routes:\n  - from: https://plain.localhost\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n"
-        ),
-    )
-    .unwrap();
+    let config = ConfigFile {
+        insecure_server: Some(true),
+        address: Some(format!("127.0.0.1:{port}")),
+        internal_address: Some(format!("127.0.0.1:{internal}")),
+        cookie_secret: Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into()),
+        shared_secret: Some("HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo=".into()),
+        routes: vec![public_route("plain.localhost", &format!("http://{up}"))],
+        ..Default::default()
+    };
+    std::fs::write(&path, config.text()).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
         .args(["standalone", "--config", path.to_str().unwrap()])
         .stdout(Stdio::null())
@@ -272,19 +277,26 @@ async fn client_certificate_files_work_both_ways_with_curl() {
     let ca = write("browsers.pem", &browsers.pem);
     let upstream_ca = write("upstream-ca.pem", &server.ca_pem);
     let (https, internal) = (free_port(), free_port());
-    let config = format!(
-        "{}address: 127.0.0.1:{https}\ninternal_address: 127.0.0.1:{internal}\nroutes:\n\
-         - from: https://mtls.localhost\n  to: http://{up}\n  allow_public_unauthenticated_access: true\n  tls_downstream_client_ca_file: {}\n\
-         - from: https://open.localhost\n  to: http://{up}\n  allow_public_unauthenticated_access: true\n\
-         - from: https://up.localhost\n  to: https://{}\n  allow_public_unauthenticated_access: true\n  tls_custom_ca_file: {}\n  tls_client_cert_file: {}\n  tls_client_key_file: {}\n",
-        harness::proxy::config_head(),
-        ca.display(),
-        secure.authority(),
-        upstream_ca.display(),
-        proxy.0.display(),
-        proxy.1.display(),
-    );
-    let path = write("config.yaml", &config);
+    let to = format!("http://{up}");
+    let path_of = |p: &std::path::Path| Some(p.display().to_string());
+    let config = ConfigFile {
+        address: Some(format!("127.0.0.1:{https}")),
+        internal_address: Some(format!("127.0.0.1:{internal}")),
+        ..config([
+            RouteConfig {
+                tls_downstream_client_ca_file: path_of(&ca),
+                ..public_route("mtls.localhost", &to)
+            },
+            public_route("open.localhost", &to),
+            RouteConfig {
+                tls_custom_ca_file: path_of(&upstream_ca),
+                tls_client_cert_file: path_of(&proxy.0),
+                tls_client_key_file: path_of(&proxy.1),
+                ..public_route("up.localhost", &format!("https://{}", secure.authority()))
+            },
+        ])
+    };
+    let path = write("config.yaml", &config.text());
     let child = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
         .args(["standalone", "--config", path.to_str().unwrap()])
         .stdout(Stdio::null())

@@ -4,8 +4,10 @@
 //! lines read by a machine; discovery documents on odd ports; sign-out.
 
 use crate::harness;
+use harness::config::{ConfigFile, ConfigText as _, RouteConfig, public_route, signed_in_route};
 use harness::login::*;
 use http::StatusCode;
+use jetbridge::identity::secrets::Bootstrap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -100,14 +102,31 @@ impl Standalone {
     }
 }
 
-fn listeners(https: u16, internal: u16) -> String {
-    format!("address: 127.0.0.1:{https}\ninternal_address: 127.0.0.1:{internal}\n")
+/// The binary's listeners on `https` and `internal`, and nothing else.
+fn listeners(https: u16, internal: u16) -> ConfigFile {
+    ConfigFile {
+        address: Some(format!("127.0.0.1:{https}")),
+        internal_address: Some(format!("127.0.0.1:{internal}")),
+        ..Default::default()
+    }
 }
 
-fn public_route(host: &str, to: std::net::SocketAddr) -> String {
-    format!(
-        "  - from: https://{host}\n    to: http://{to}\n    allow_public_unauthenticated_access: true\n"
-    )
+/// [`listeners`] with fresh secrets (`signing_key`, `cookie_secret`,
+/// `shared_secret`) as `jetbridge gen-secrets` writes them.
+fn listeners_and_secrets(https: u16, internal: u16, secrets: &Bootstrap) -> ConfigFile {
+    let secrets = ConfigFile::parse("secrets", &secrets.to_config_yaml()).unwrap();
+    ConfigFile {
+        signing_key: secrets.signing_key,
+        cookie_secret: secrets.cookie_secret,
+        shared_secret: secrets.shared_secret,
+        ..listeners(https, internal)
+    }
+}
+
+/// Public routes for `hosts`, each to `to`.
+fn public_routes(hosts: &[&str], to: std::net::SocketAddr) -> Vec<RouteConfig> {
+    let to = format!("http://{to}");
+    hosts.iter().map(|h| public_route(h, &to)).collect()
 }
 
 /// Writes `text` over `path` the way editors and `>` do: truncate, then write.
@@ -134,17 +153,18 @@ fn jwks_kids(body: &str) -> Vec<String> {
 async fn truncated_empty_or_secretless_rewrites_keep_the_last_good_config() {
     let (up, _) = echo_upstream().await;
     let (https, internal) = (free_port(), free_port());
-    let secrets = jetbridge::identity::secrets::Bootstrap::generate().to_config_yaml();
-    let head = format!("{}{secrets}", listeners(https, internal));
-    let routes = format!(
-        "routes:\n{}{}",
-        public_route("a.localhost", up),
-        public_route("b.localhost", up)
-    );
-    let full = format!("{head}{routes}");
+    let base = listeners_and_secrets(https, internal, &Bootstrap::generate());
+    let routes = public_routes(&["a.localhost", "b.localhost"], up);
+    let full = ConfigFile {
+        routes: routes.clone(),
+        ..base.clone()
+    };
+    let head = base.text();
+    let full_text = full.text();
+    assert!(full_text.starts_with(&head), "routes are written last");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
-    std::fs::write(&path, &full).unwrap();
+    std::fs::write(&path, &full_text).unwrap();
     let s = Standalone::start(&path, https, internal, &["--log-format", "json"]).await;
     let mut b = Browser::new();
     let jwks_url = format!("http://127.0.0.1:{internal}/.well-known/pomerium/jwks.json");
@@ -152,24 +172,26 @@ async fn truncated_empty_or_secretless_rewrites_keep_the_last_good_config() {
     assert_eq!(s.status(&mut b, "a.localhost", "/").await, StatusCode::OK);
 
     // Each broken rewrite is held long enough to be read, then checked.
-    let secret_lines: Vec<&str> = secrets.lines().collect();
     let broken = [
         ("empty", String::new()),
         ("blank lines", "\n\n  \n".to_string()),
-        ("half written", full[..full.len() / 2].to_string()),
-        ("cut in a secret", full[..head.len() - 20].to_string()),
+        ("half written", full_text[..full_text.len() / 2].to_string()),
+        ("cut in a secret", full_text[..head.len() - 20].to_string()),
         (
             "secrets gone",
-            format!("{}{routes}", listeners(https, internal)),
+            ConfigFile {
+                routes,
+                ..listeners(https, internal)
+            }
+            .text(),
         ),
         (
             "signing key gone",
-            format!(
-                "{}{}\n{}\n{routes}",
-                listeners(https, internal),
-                secret_lines[1],
-                secret_lines[2]
-            ),
+            ConfigFile {
+                signing_key: None,
+                ..full.clone()
+            }
+            .text(),
         ),
         ("routes gone", head.clone()),
         ("not yaml", "routes: [\n  {from: \n".to_string()),
@@ -206,14 +228,15 @@ async fn truncated_empty_or_secretless_rewrites_keep_the_last_good_config() {
 
     // A slow writer: the file is seen empty and then half-written for a
     // moment; only the finished file is ever applied.
-    let edited = full.replace("b.localhost", "c.localhost");
+    let edited = full_text.replace("b.localhost", "c.localhost");
     {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .truncate(true)
             .open(&path)
             .unwrap();
-        let cut = edited.find("  - from: https://c.localhost").unwrap();
+        let route_c = edited.find("from: https://c.localhost").unwrap();
+        let cut = edited[..route_c].rfind('\n').unwrap() + 1;
         f.write_all(&edited.as_bytes()[..cut]).unwrap();
         f.flush().unwrap();
         std::thread::sleep(Duration::from_millis(150));
@@ -245,13 +268,13 @@ async fn truncated_empty_or_secretless_rewrites_keep_the_last_good_config() {
 async fn a_mounted_configmap_swap_is_applied() {
     let (up, _) = echo_upstream().await;
     let (https, internal) = (free_port(), free_port());
-    let secrets = jetbridge::identity::secrets::Bootstrap::generate().to_config_yaml();
+    let base = listeners_and_secrets(https, internal, &Bootstrap::generate());
     let version = |hosts: &[&str]| {
-        let mut t = format!("{}{secrets}routes:\n", listeners(https, internal));
-        for h in hosts {
-            t.push_str(&public_route(h, up));
+        ConfigFile {
+            routes: public_routes(hosts, up),
+            ..base.clone()
         }
-        t
+        .text()
     };
     let dir = tempfile::tempdir().unwrap();
     let mount = dir.path();
@@ -295,25 +318,25 @@ async fn a_mounted_configmap_swap_is_applied() {
 #[tokio::test(flavor = "multi_thread")]
 async fn startup_and_reload_errors_are_located_and_never_print_secrets() {
     let (https, internal) = (free_port(), free_port());
-    let b = jetbridge::identity::secrets::Bootstrap::generate();
-    let secrets = format!(
-        "{}idp_client_secret: Idp-Client-Secret-9f8e7d6c5b4a\n",
-        b.to_config_yaml()
-    );
-    let secret_values: Vec<String> = secrets
-        .lines()
-        .filter_map(|l| l.split_once(": ").map(|(_, v)| v.to_string()))
-        .collect();
+    let base = ConfigFile {
+        idp_client_secret: Some("Idp-Client-Secret-9f8e7d6c5b4a".into()),
+        ..listeners_and_secrets(https, internal, &Bootstrap::generate())
+    };
+    let secret_values: Vec<String> = [
+        &base.signing_key,
+        &base.cookie_secret,
+        &base.shared_secret,
+        &base.idp_client_secret,
+    ]
+    .into_iter()
+    .flatten()
+    .cloned()
+    .collect();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "{}{secrets}idp_cliend_id: app\nroutes: []\n",
-            listeners(https, internal)
-        ),
-    )
-    .unwrap();
+    let misspelt = format!("{}idp_cliend_id: app\nroutes: []\n", base.text());
+    let misspelt_line = base.text().lines().count() + 1;
+    std::fs::write(&path, misspelt).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
         .args(["standalone", "--config", path.to_str().unwrap()])
         .output()
@@ -325,7 +348,7 @@ async fn startup_and_reload_errors_are_located_and_never_print_secrets() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("config.yaml"), "{text}");
-    assert!(text.contains("line 7"), "{text}");
+    assert!(text.contains(&format!("line {misspelt_line}")), "{text}");
     assert!(
         text.contains("unknown key \"idp_cliend_id\" (did you mean \"idp_client_id\"?)"),
         "{text}"
@@ -337,11 +360,11 @@ async fn startup_and_reload_errors_are_located_and_never_print_secrets() {
 
     // The same mistakes made in a running process's file: logged, not printed.
     let (up, _) = echo_upstream().await;
-    let good = format!(
-        "{}{secrets}routes:\n{}",
-        listeners(https, internal),
-        public_route("a.localhost", up)
-    );
+    let good = ConfigFile {
+        routes: public_routes(&["a.localhost"], up),
+        ..base
+    }
+    .text();
     std::fs::write(&path, &good).unwrap();
     let s = Standalone::start(&path, https, internal, &["--log-format", "text"]).await;
     let mut failures = 0.0;
@@ -372,16 +395,20 @@ async fn startup_and_reload_errors_are_located_and_never_print_secrets() {
 async fn logs_are_machine_readable_with_one_access_line_per_request() {
     let (up, _) = echo_upstream().await;
     let (https, internal) = (free_port(), free_port());
-    let b0 = jetbridge::identity::secrets::Bootstrap::generate();
+    let base = listeners_and_secrets(https, internal, &Bootstrap::generate());
     // Each version adds a route too, so its reload shows as a new generation.
     let config = |level: &str, extra: &str| {
-        format!(
-            "{}{}log_level: {level}\nroutes:\n{}{}  - from: https://private.localhost\n    to: http://{up}\n    allow_any_authenticated_user: true\n",
-            listeners(https, internal),
-            b0.to_config_yaml(),
-            public_route("public.localhost", up),
-            public_route(extra, up),
-        )
+        let mut routes = public_routes(&["public.localhost", extra], up);
+        routes.push(signed_in_route(
+            "private.localhost",
+            &format!("http://{up}"),
+        ));
+        ConfigFile {
+            log_level: Some(level.into()),
+            routes,
+            ..base.clone()
+        }
+        .text()
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
@@ -514,15 +541,12 @@ async fn text_logs_have_no_escape_codes_off_a_terminal() {
     let (https, internal) = (free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "{}log_format: text\nroutes:\n{}",
-            listeners(https, internal),
-            public_route("t.localhost", up)
-        ),
-    )
-    .unwrap();
+    let config = ConfigFile {
+        log_format: Some("text".into()),
+        routes: public_routes(&["t.localhost"], up),
+        ..listeners(https, internal)
+    };
+    std::fs::write(&path, config.text()).unwrap();
     let s = Standalone::start(&path, https, internal, &[]).await;
     let mut b = Browser::new();
     assert_eq!(s.status(&mut b, "t.localhost", "/").await, StatusCode::OK);
@@ -542,15 +566,14 @@ async fn discovery_urls_work_as_printed_on_every_host_and_port() {
     let (https, internal) = (free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "{}authenticate_service_url: https://auth.localhost\nidp_provider_url: https://idp.invalid\nidp_client_id: c\nroutes:\n{}  - from: https://*.wild.localhost\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n",
-            listeners(https, internal),
-            public_route("app.localhost", up)
-        ),
-    )
-    .unwrap();
+    let config = ConfigFile {
+        authenticate_service_url: Some("https://auth.localhost".into()),
+        idp_provider_url: Some("https://idp.invalid".into()),
+        idp_client_id: Some("c".into()),
+        routes: public_routes(&["app.localhost", "*.wild.localhost"], up),
+        ..listeners(https, internal)
+    };
+    std::fs::write(&path, config.text()).unwrap();
     let _s = Standalone::start(&path, https, internal, &[]).await;
     let mut b = Browser::new();
     b.accept = "application/json".into();
@@ -603,15 +626,15 @@ async fn sign_out_revokes_every_copy_of_the_session_cookie() {
     let (https, internal) = (free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "{}{}routes:\n  - from: https://app.localhost\n    to: http://{up}\n    allow_any_authenticated_user: true\n  - from: https://other.localhost\n    to: http://{up}\n    allow_any_authenticated_user: true\n",
-            listeners(https, internal),
-            jetbridge::identity::secrets::Bootstrap::generate().to_config_yaml()
-        ),
-    )
-    .unwrap();
+    let to = format!("http://{up}");
+    let config = ConfigFile {
+        routes: vec![
+            signed_in_route("app.localhost", &to),
+            signed_in_route("other.localhost", &to),
+        ],
+        ..listeners_and_secrets(https, internal, &Bootstrap::generate())
+    };
+    std::fs::write(&path, config.text()).unwrap();
     let s = Standalone::start(&path, https, internal, &[]).await;
     let mint = |host: &str, sub: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
@@ -712,12 +735,15 @@ async fn config_errors_say_where_and_a_fixed_file_is_logged_as_accepted_again() 
     let (up, _) = echo_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
-    let head = listeners(https, internal);
+    // The subject is where in the text a problem is: the files are text.
+    let head = listeners(https, internal).text();
+    let route_a = format!(
+        "  - from: https://a.localhost\n    to: http://{up}\n    allow_public_unauthenticated_access: true\n"
+    );
 
     // At start: routes[1], a flow-style policy.
     let flow = format!(
-        "{head}routes:\n{}  - from: https://b.localhost\n    to: http://{up}\n    policy: {{allow: {{or: [{{emial: {{is: a@example.com}}}}]}}}}\n",
-        public_route("a.localhost", up)
+        "{head}routes:\n{route_a}  - from: https://b.localhost\n    to: http://{up}\n    policy: {{allow: {{or: [{{emial: {{is: a@example.com}}}}]}}}}\n"
     );
     let text = refused_start(&path, &flow);
     let (line, column) = line_and_column(&flow, "emial", '{');
@@ -745,7 +771,7 @@ async fn config_errors_say_where_and_a_fixed_file_is_logged_as_accepted_again() 
 
     // The identity provider's client secret.
     let idp = "authenticate_service_url: https://authenticate.localhost\nidp_provider_url: http://127.0.0.1:9\nidp_client_id: app\n";
-    let routes = format!("routes:\n{}", public_route("a.localhost", up));
+    let routes = format!("routes:\n{route_a}");
     let text = refused_start(
         &path,
         &format!("{head}{idp}idp_client_secret: \"\"\n{routes}"),
