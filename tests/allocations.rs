@@ -10,6 +10,13 @@
 
 #[allow(
     dead_code,
+    unused_imports,
+    reason = "the config builders of the it binary's harness"
+)]
+#[path = "it/harness/config.rs"]
+mod config;
+#[allow(
+    dead_code,
     reason = "the proxy harness serves the it binary; this binary uses its start-up, client and echo upstream"
 )]
 #[path = "it/harness/proxy.rs"]
@@ -18,7 +25,7 @@ mod proxy;
 #[path = "it/harness/tls.rs"]
 mod tls;
 
-use proxy::{H1Conn, Harness, config_with, echo_http1, public_route, request, tls_connect};
+use proxy::{H1Conn, Harness, config, echo_http1, public_route, request, tls_connect};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,14 +89,10 @@ async fn a_public_keep_alive_request_allocates_no_more_than_the_committed_bound(
     EXCLUDED.with(|e| e.set(true));
     let host = "public.example.com";
     let upstream = echo_http1("upstream").await;
-    let yaml = config_with(
-        "",
-        &[public_route(
-            host,
-            &format!("http://{}", upstream.authority()),
-            "",
-        )],
-    );
+    let yaml = config([public_route(
+        host,
+        &format!("http://{}", upstream.authority()),
+    )]);
     let proxy = Harness::start(&yaml).await;
     let tls = tls_connect(proxy.https, host, &[b"http/1.1"]).await;
     let mut conn = H1Conn::over(tls).await;

@@ -13,7 +13,7 @@ use crate::harness;
 
 use harness::attack::*;
 use harness::config::{
-    ConfigFile, ConfigText as _, RouteConfig, public_route, route, signed_in_route, strings,
+    ConfigFile, ConfigText as _, RouteConfig, identity_route, public_route, route, strings,
 };
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -227,10 +227,7 @@ async fn logins_reloads_and_a_flapping_upstream_under_load_disturb_nothing() {
             idp_client_secret: Some("jetbridge-secret".into()),
             idp_scopes: Some(strings(&["openid", "email", "profile"])),
             routes: vec![
-                RouteConfig {
-                    pass_identity_headers: Some(true),
-                    ..signed_in_route("app.localhost", &format!("http://{up}"))
-                },
+                identity_route("app.localhost", &format!("http://{up}")),
                 RouteConfig {
                     timeout: Some(Duration::from_secs(5)),
                     ..public_route("flap.localhost", &format!("http://{flap}"))

@@ -12,7 +12,7 @@
 use crate::harness;
 
 use harness::attack::*;
-use harness::config::{ConfigFile, RouteConfig, signed_in_route};
+use harness::config::{ConfigFile, identity_route, signed_in_route};
 
 const SIGNED: &str = "signed.test";
 const OTHER: &str = "other.test";
@@ -20,13 +20,7 @@ const OTHER: &str = "other.test";
 fn config(up: std::net::SocketAddr) -> ConfigFile {
     let to = format!("http://{up}");
     ConfigFile {
-        routes: vec![
-            RouteConfig {
-                pass_identity_headers: Some(true),
-                ..signed_in_route(SIGNED, &to)
-            },
-            signed_in_route(OTHER, &to),
-        ],
+        routes: vec![identity_route(SIGNED, &to), signed_in_route(OTHER, &to)],
         ..Default::default()
     }
 }

@@ -258,25 +258,48 @@ fn mint_cookie(c: &Corner, host: &str, sub: &str, email: &str, groups: &str) -> 
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// The `cookie_secret` of the bootstrap Secret the controller made.
-fn cookie_secret(c: &Corner) -> String {
-    let out = c.kube.ok(
+/// `jsonpath` of the corner's object `kind/name` (`None` while kubectl
+/// cannot read it).
+fn jsonpath(c: &Corner, kind: &str, name: &str, path: &str) -> Option<String> {
+    let (ok, out, _) = c.kube.kubectl(
         &[
             "get",
-            "secret",
-            "jetbridge-bootstrap",
+            kind,
+            name,
             "-n",
             &c.ns,
             "-o",
-            "jsonpath={.data.cookie_secret}",
+            &format!("jsonpath={path}"),
         ],
         None,
     );
+    ok.then_some(out)
+}
+
+/// The key `key` of the bootstrap Secret the controller made, decoded
+/// (`None` while there is no such Secret or key).
+fn bootstrap_value(c: &Corner, key: &str) -> Option<String> {
     use base64::Engine as _;
-    let text = base64::engine::general_purpose::STANDARD
-        .decode(out.trim())
+    let value = jsonpath(
+        c,
+        "secret",
+        "jetbridge-bootstrap",
+        &format!("{{.data.{key}}}"),
+    )?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
         .unwrap();
-    String::from_utf8(text).unwrap()
+    Some(String::from_utf8(bytes).unwrap()).filter(|v| !v.is_empty())
+}
+
+/// Who holds the leader Lease (`None` while there is no Lease).
+fn lease_holder(c: &Corner) -> Option<String> {
+    jsonpath(c, "lease", "jetbridge-leader", "{.spec.holderIdentity}")
+}
+
+/// The `cookie_secret` of the bootstrap Secret the controller made.
+fn cookie_secret(c: &Corner) -> String {
+    bootstrap_value(c, "cookie_secret").expect("the bootstrap Secret has a cookie_secret")
 }
 
 fn with_cookie(host: &str, cookie: &str) -> Browser {
@@ -662,8 +685,9 @@ async fn a_policy_with_lint_warnings_says_so_in_its_status_and_a_warning_event()
     assert!(!event_lines(&c, "Policy", "clean").contains("Warning"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn replicas_started_at_once_share_one_bootstrap_secret_and_sessions() {
+/// A corner with Ingress `app` for `app.test`, open to any signed-in user,
+/// in front of the echo upstream `app`.
+async fn signed_in_app() -> Corner {
     let c = Corner::with_upstream("app", "app").await;
     c.ingress(
         "app",
@@ -671,6 +695,12 @@ async fn replicas_started_at_once_share_one_bootstrap_secret_and_sessions() {
         "app",
         &[("jetbridge.dev/allow_any_authenticated_user", "true")],
     );
+    c
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_started_at_once_share_one_bootstrap_secret_and_sessions() {
+    let c = signed_in_app().await;
     let (r1, r2, r3) = tokio::join!(
         Controller::start(&c, &[]),
         Controller::start(&c, &[]),
@@ -690,34 +720,14 @@ async fn replicas_started_at_once_share_one_bootstrap_secret_and_sessions() {
     let (j1, j2, j3) = (r1.jwks().await, r2.jwks().await, r3.jwks().await);
     assert_eq!(j1, j2);
     assert_eq!(j1, j3);
-    let kid = jetbridge::identity::KeySet::parse(
-        &String::from_utf8({
-            use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD
-                .decode(
-                    c.kube
-                        .ok(
-                            &[
-                                "get",
-                                "secret",
-                                "jetbridge-bootstrap",
-                                "-n",
-                                &c.ns,
-                                "-o",
-                                "jsonpath={.data.signing_key}",
-                            ],
-                            None,
-                        )
-                        .trim(),
-                )
-                .unwrap()
-        })
-        .unwrap(),
-    )
-    .unwrap()
-    .signer()
-    .kid()
-    .to_string();
+    let kid_of = |pem: &str| {
+        jetbridge::identity::KeySet::parse(pem)
+            .unwrap()
+            .signer()
+            .kid()
+            .to_string()
+    };
+    let kid = kid_of(&bootstrap_value(&c, "signing_key").expect("a signing key"));
     assert!(j1.contains(&kid), "the JWKS publishes the Secret's key");
 
     // A cookie minted with the shared secret works on every replica.
@@ -734,21 +744,9 @@ async fn replicas_started_at_once_share_one_bootstrap_secret_and_sessions() {
         None,
     );
     let deadline = Instant::now() + Duration::from_secs(30);
-    let recreated = loop {
-        let (ok, out, _) = c.kube.kubectl(
-            &[
-                "get",
-                "secret",
-                "jetbridge-bootstrap",
-                "-n",
-                &c.ns,
-                "-o",
-                "jsonpath={.data.signing_key}",
-            ],
-            None,
-        );
-        if ok && !out.trim().is_empty() {
-            break out;
+    let pem = loop {
+        if let Some(pem) = bootstrap_value(&c, "signing_key") {
+            break pem;
         }
         assert!(
             Instant::now() < deadline,
@@ -757,20 +755,7 @@ async fn replicas_started_at_once_share_one_bootstrap_secret_and_sessions() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     use base64::Engine as _;
-    let pem = String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(recreated.trim())
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(
-        jetbridge::identity::KeySet::parse(&pem)
-            .unwrap()
-            .signer()
-            .kid(),
-        kid,
-        "same kid after re-creation"
-    );
+    assert_eq!(kid_of(&pem), kid, "same kid after re-creation");
     // Patches the bootstrap Secret (a JSON patch); false with kubectl's
     // message if the API server refused it.
     let patch_secret = |patch: &str| {
@@ -1050,20 +1035,7 @@ async fn only_the_lease_holder_writes_ingress_status_and_another_takes_over() {
         &[("POD_NAME", "replica-b")],
     )
     .await;
-    let holder = || {
-        c.kube.ok(
-            &[
-                "get",
-                "lease",
-                "jetbridge-leader",
-                "-n",
-                &c.ns,
-                "-o",
-                "jsonpath={.spec.holderIdentity}",
-            ],
-            None,
-        )
-    };
+    let holder = || lease_holder(&c).expect("the leader Lease");
     let status = || {
         c.kube.ok(
             &[
@@ -1129,13 +1101,7 @@ async fn only_the_lease_holder_writes_ingress_status_and_another_takes_over() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sign_out_on_one_replica_revokes_the_session_on_the_others() {
-    let c = Corner::with_upstream("app", "app").await;
-    c.ingress(
-        "app",
-        "app.test",
-        "app",
-        &[("jetbridge.dev/allow_any_authenticated_user", "true")],
-    );
+    let c = signed_in_app().await;
     let (a, b) = tokio::join!(Controller::start(&c, &[]), Controller::start(&c, &[]));
     let cookie = mint_cookie(&c, "app.test", "alice", "alice@example.com", "");
     let other = mint_cookie(&c, "app.test", "bob", "bob@example.com", "");
@@ -1722,19 +1688,7 @@ async fn wait_for(what: &str, probe: impl Fn() -> String, want: impl Fn(&str) ->
 
 /// A jsonpath of Ingress `name`.
 fn ingress_field(c: &Corner, name: &str, path: &str) -> String {
-    let (_, out, _) = c.kube.kubectl(
-        &[
-            "get",
-            "ingress",
-            name,
-            "-n",
-            &c.ns,
-            "-o",
-            &format!("jsonpath={path}"),
-        ],
-        None,
-    );
-    out
+    jsonpath(c, "ingress", name, path).unwrap_or_default()
 }
 
 /// The `jetbridge.dev/status` annotation of Ingress `name`.
@@ -1937,18 +1891,7 @@ async fn two_replicas_report_each_problem_once_and_the_survivor_reports_after_a_
             .to_string()
     };
     let writer = once("one");
-    let holder = c.kube.ok(
-        &[
-            "get",
-            "lease",
-            "jetbridge-leader",
-            "-n",
-            &c.ns,
-            "-o",
-            "jsonpath={.spec.holderIdentity}",
-        ],
-        None,
-    );
+    let holder = lease_holder(&c).expect("the leader Lease");
     assert_eq!(writer, holder);
 
     // The holder dies without a goodbye; the other takes over.
@@ -2153,22 +2096,7 @@ async fn a_replica_without_the_lease_writes_no_event_and_no_status() {
     let c = Corner::with_upstream("web", "app").await;
     let _holder = replica(&c, "holder").await;
     // The first replica takes the Lease (checked below by who wrote the Events).
-    let lease = || {
-        c.kube
-            .kubectl(
-                &[
-                    "get",
-                    "lease",
-                    "jetbridge-leader",
-                    "-n",
-                    &c.ns,
-                    "-o",
-                    "jsonpath={.spec.holderIdentity}",
-                ],
-                None,
-            )
-            .1
-    };
+    let lease = || lease_holder(&c).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(10);
     while lease() != "holder" && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;

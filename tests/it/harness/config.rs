@@ -63,6 +63,15 @@ pub fn signed_in_route(host: &str, to: &str) -> RouteConfig {
     }
 }
 
+/// A route from `https://{host}` to `to` for any signed-in user, with the
+/// identity headers (the assertion) passed to the upstream.
+pub fn identity_route(host: &str, to: &str) -> RouteConfig {
+    RouteConfig {
+        pass_identity_headers: Some(true),
+        ..signed_in_route(host, to)
+    }
+}
+
 /// A route given as a config file's `key: value` lines (each value as YAML),
 /// for tests whose subject is the keys' text, e.g. the same text as an
 /// Ingress annotation.

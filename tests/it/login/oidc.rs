@@ -62,10 +62,7 @@ async fn world_as(provider: &str) -> World {
     );
     let (up, seen) = echo_upstream().await;
     let to = format!("http://{up}");
-    let identity = |host: &str| RouteConfig {
-        pass_identity_headers: Some(true),
-        ..signed_in_route(host, &to)
-    };
+    let identity = |host: &str| identity_route(host, &to);
     let token_route = |host: &str, format: &str| RouteConfig {
         bearer_token_format: Some(format.into()),
         ..identity(host)

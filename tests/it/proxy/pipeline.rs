@@ -483,10 +483,7 @@ async fn custom_cookie_name_carries_the_session_and_is_stripped() {
     let to = format!("http://{}", up.authority());
     let h = Harness::start(&ConfigFile {
         cookie_name: Some("_corp_session".into()),
-        ..config([RouteConfig {
-            pass_identity_headers: Some(true),
-            ..signed_in_route("id.example.com", &to)
-        }])
+        ..config([identity_route("id.example.com", &to)])
     })
     .await;
     let host = "id.example.com";

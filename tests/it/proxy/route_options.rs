@@ -881,10 +881,7 @@ async fn load_balancing_policies_pick_targets_as_named() {
 async fn jwt_groups_filter_keeps_the_listed_groups_global_and_per_route() {
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
-    let identity = |host: &str| RouteConfig {
-        pass_identity_headers: Some(true),
-        ..signed_in_route(host, &to)
-    };
+    let identity = |host: &str| identity_route(host, &to);
     let h = Harness::start(&ConfigFile {
         jwt_groups_filter: Some(strings(&["eng"])),
         ..config([
@@ -921,6 +918,14 @@ fn secret_backed_annotations_fill_the_route() {
     let stranger = TestCa::new("other").client("jetbridge");
     let browsers = TestCa::new("browsers");
     let secret = k8s_secret;
+    // A kubernetes.io/tls Secret named `name` holding this pair.
+    let tls_pair = |name: &str, cert: &str, key: &str| {
+        secret(
+            name,
+            "kubernetes.io/tls",
+            serde_json::json!({"tls.crt": b64(cert), "tls.key": b64(key)}),
+        )
+    };
     let global = jetbridge::translate::GlobalInputs::for_test();
     let build =
         |annotations: &[(&str, &str)], secrets| annotated_snapshot(annotations, secrets, &global);
@@ -937,11 +942,7 @@ fn secret_backed_annotations_fill_the_route() {
         ],
         vec![
             secret("ca", "Opaque", serde_json::json!({"ca.crt": b64(&ca)})),
-            secret(
-                "client",
-                "kubernetes.io/tls",
-                serde_json::json!({"tls.crt": b64(&client.cert_pem), "tls.key": b64(&client.key_pem)}),
-            ),
+            tls_pair("client", &client.cert_pem, &client.key_pem),
             // cert-manager's CA Secrets are of type kubernetes.io/tls.
             secret(
                 "browsers",
@@ -1020,11 +1021,7 @@ fn secret_backed_annotations_fill_the_route() {
         ),
         (
             vec![("tls_client_secret", "mixed")],
-            vec![secret(
-                "mixed",
-                "kubernetes.io/tls",
-                serde_json::json!({"tls.crt": b64(&client.cert_pem), "tls.key": b64(&stranger.key_pem)}),
-            )],
+            vec![tls_pair("mixed", &client.cert_pem, &stranger.key_pem)],
             "tls_client_cert and tls_client_key do not match",
         ),
         (
@@ -1135,10 +1132,7 @@ async fn a_kubernetes_token_route_impersonates_the_signed_in_user_only() {
 async fn jwt_issuer_format_per_route_overrides_the_global_one_and_bad_values_deny_their_route() {
     let up = echo_http1("a").await;
     let to = format!("http://{}", up.authority());
-    let identity = |host: &str| RouteConfig {
-        pass_identity_headers: Some(true),
-        ..signed_in_route(host, &to)
-    };
+    let identity = |host: &str| identity_route(host, &to);
     let h = Harness::start(&ConfigFile {
         jwt_issuer_format: Some("uri".into()),
         ..config([
@@ -1179,35 +1173,27 @@ async fn jwt_issuer_format_per_route_overrides_the_global_one_and_bad_values_den
     assert!(matches!(snap.routes[0].access, Access::Invalid(_)));
 }
 
-/// An upstream that answers its `name` to everything but `/healthz`, which
-/// is 200 while `sick` is false and 503 while it is true.
-async fn health_upstream(
-    name: &'static str,
-) -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
-) {
-    use std::sync::atomic::{AtomicBool, Ordering};
+/// An HTTP/1.1 upstream on loopback that answers its `name` to every
+/// request, with the status `status_for(path)` gives.
+async fn named_upstream<F, Fut>(name: &'static str, status_for: F) -> std::net::SocketAddr
+where
+    F: Fn(String) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = u16> + Send,
+{
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let sick = std::sync::Arc::new(AtomicBool::new(false));
-    let flag = sick.clone();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = l.accept().await {
-            let flag = flag.clone();
+            let status_for = status_for.clone();
             tokio::spawn(async move {
                 let svc =
                     hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let flag = flag.clone();
+                        let status = status_for(req.uri().path().to_string());
                         async move {
-                            let status = match (req.uri().path(), flag.load(Ordering::SeqCst)) {
-                                ("/healthz", true) => 503,
-                                _ => 200,
-                            };
                             let mut r = http::Response::new(http_body_util::Full::new(
                                 bytes::Bytes::from(name),
                             ));
-                            *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                            *r.status_mut() = http::StatusCode::from_u16(status.await).unwrap();
                             Ok::<_, std::convert::Infallible>(r)
                         }
                     });
@@ -1217,6 +1203,25 @@ async fn health_upstream(
             });
         }
     });
+    addr
+}
+
+/// An upstream that answers its `name` to everything but `/healthz`, which
+/// is 200 while `sick` is false and 503 while it is true.
+async fn health_upstream(
+    name: &'static str,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let sick = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = sick.clone();
+    let addr = named_upstream(name, move |path| {
+        let failing = path == "/healthz" && flag.load(Ordering::SeqCst);
+        async move { if failing { 503 } else { 200 } }
+    })
+    .await;
     (addr, sick)
 }
 
@@ -1357,30 +1362,13 @@ fn bad_health_checks_deny_only_their_route() {
 /// An upstream that answers `status` and its `name` to everything; `/slow`
 /// first waits 1.5 s.
 async fn fixed_upstream(name: &'static str, status: u16) -> std::net::SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    move |req: http::Request<hyper::body::Incoming>| async move {
-                        if req.uri().path() == "/slow" {
-                            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-                        }
-                        let mut r = http::Response::new(http_body_util::Full::new(
-                            bytes::Bytes::from(name),
-                        ));
-                        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                        Ok::<_, std::convert::Infallible>(r)
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                    .await;
-            });
+    named_upstream(name, move |path| async move {
+        if path == "/slow" {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
         }
-    });
-    addr
+        status
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -114,13 +114,34 @@ fn listeners(https: u16, internal: u16) -> ConfigFile {
 /// [`listeners`] with fresh secrets (`signing_key`, `cookie_secret`,
 /// `shared_secret`) as `jetbridge gen-secrets` writes them.
 fn listeners_and_secrets(https: u16, internal: u16, secrets: &Bootstrap) -> ConfigFile {
+    with_secrets(listeners(https, internal), secrets)
+}
+
+/// `config` with the secrets of `secrets` as `jetbridge gen-secrets`
+/// writes them (`signing_key`, `cookie_secret`, `shared_secret`).
+fn with_secrets(config: ConfigFile, secrets: &Bootstrap) -> ConfigFile {
     let secrets = ConfigFile::parse("secrets", &secrets.to_config_yaml()).unwrap();
     ConfigFile {
         signing_key: secrets.signing_key,
         cookie_secret: secrets.cookie_secret,
         shared_secret: secrets.shared_secret,
-        ..listeners(https, internal)
+        ..config
     }
+}
+
+/// Writes the config `make` builds on [`listeners`] on free ports to a new
+/// file and starts the binary on it (with the flags `extra`); returns it,
+/// the file's path and the folder holding it.
+async fn start_on_new_file(
+    make: impl FnOnce(ConfigFile) -> ConfigFile,
+    extra: &[&str],
+) -> (Standalone, PathBuf, tempfile::TempDir) {
+    let (https, internal) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, make(listeners(https, internal)).text()).unwrap();
+    let s = Standalone::start(&path, https, internal, extra).await;
+    (s, path, dir)
 }
 
 /// Public routes for `hosts`, each to `to`.
@@ -538,16 +559,15 @@ async fn logs_are_machine_readable_with_one_access_line_per_request() {
 #[tokio::test(flavor = "multi_thread")]
 async fn text_logs_have_no_escape_codes_off_a_terminal() {
     let (up, _) = echo_upstream().await;
-    let (https, internal) = (free_port(), free_port());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.yaml");
-    let config = ConfigFile {
-        log_format: Some("text".into()),
-        routes: public_routes(&["t.localhost"], up),
-        ..listeners(https, internal)
-    };
-    std::fs::write(&path, config.text()).unwrap();
-    let s = Standalone::start(&path, https, internal, &[]).await;
+    let (s, _path, _dir) = start_on_new_file(
+        |listeners| ConfigFile {
+            log_format: Some("text".into()),
+            routes: public_routes(&["t.localhost"], up),
+            ..listeners
+        },
+        &[],
+    )
+    .await;
     let mut b = Browser::new();
     assert_eq!(s.status(&mut b, "t.localhost", "/").await, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -563,18 +583,18 @@ async fn text_logs_have_no_escape_codes_off_a_terminal() {
 #[tokio::test(flavor = "multi_thread")]
 async fn discovery_urls_work_as_printed_on_every_host_and_port() {
     let (up, _) = echo_upstream().await;
-    let (https, internal) = (free_port(), free_port());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.yaml");
-    let config = ConfigFile {
-        authenticate_service_url: Some("https://auth.localhost".into()),
-        idp_provider_url: Some("https://idp.invalid".into()),
-        idp_client_id: Some("c".into()),
-        routes: public_routes(&["app.localhost", "*.wild.localhost"], up),
-        ..listeners(https, internal)
-    };
-    std::fs::write(&path, config.text()).unwrap();
-    let _s = Standalone::start(&path, https, internal, &[]).await;
+    let (s, _path, _dir) = start_on_new_file(
+        |listeners| ConfigFile {
+            authenticate_service_url: Some("https://auth.localhost".into()),
+            idp_provider_url: Some("https://idp.invalid".into()),
+            idp_client_id: Some("c".into()),
+            routes: public_routes(&["app.localhost", "*.wild.localhost"], up),
+            ..listeners
+        },
+        &[],
+    )
+    .await;
+    let (https, internal) = (s.https, s.internal);
     let mut b = Browser::new();
     b.accept = "application/json".into();
     let jwks = b
@@ -623,19 +643,19 @@ async fn discovery_urls_work_as_printed_on_every_host_and_port() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_out_revokes_every_copy_of_the_session_cookie() {
     let (up, seen) = echo_upstream().await;
-    let (https, internal) = (free_port(), free_port());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.yaml");
     let to = format!("http://{up}");
-    let config = ConfigFile {
-        routes: vec![
-            signed_in_route("app.localhost", &to),
-            signed_in_route("other.localhost", &to),
-        ],
-        ..listeners_and_secrets(https, internal, &Bootstrap::generate())
-    };
-    std::fs::write(&path, config.text()).unwrap();
-    let s = Standalone::start(&path, https, internal, &[]).await;
+    let (s, path, _dir) = start_on_new_file(
+        |listeners| ConfigFile {
+            routes: vec![
+                signed_in_route("app.localhost", &to),
+                signed_in_route("other.localhost", &to),
+            ],
+            ..with_secrets(listeners, &Bootstrap::generate())
+        },
+        &[],
+    )
+    .await;
+    let https = s.https;
     let mint = |host: &str, sub: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
             .args(["mint-session", "--config", path.to_str().unwrap()])
