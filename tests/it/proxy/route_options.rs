@@ -913,6 +913,13 @@ async fn jwt_groups_filter_keeps_the_listed_groups_global_and_per_route() {
 /// namespace; a missing Secret or key denies only that route.
 #[test]
 fn secret_backed_annotations_fill_the_route() {
+    let messages = |snap: &jetbridge::model::Snapshot| {
+        snap.diagnostics
+            .iter()
+            .map(|d| d.message.clone())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
     let ca = jetbridge_test_ca();
     let client = TestCa::new("upstream clients").client("jetbridge");
     let stranger = TestCa::new("other").client("jetbridge");
@@ -1038,12 +1045,7 @@ fn secret_backed_annotations_fill_the_route() {
         let mut all = vec![("allow_public_unauthenticated_access", "true")];
         all.extend(annotations);
         let snap = build(&all, secrets);
-        let message = snap
-            .diagnostics
-            .iter()
-            .map(|d| d.message.clone())
-            .collect::<Vec<_>>()
-            .join("; ");
+        let message = messages(&snap);
         assert!(message.contains(want), "{message}");
         assert!(!message.contains("PRIVATE"), "{message}");
         assert!(matches!(snap.routes[0].access, Access::Invalid(_)));
@@ -1058,12 +1060,7 @@ fn secret_backed_annotations_fill_the_route() {
         ],
         vec![secret("empty", "Opaque", serde_json::json!({}))],
     );
-    let message = snap
-        .diagnostics
-        .iter()
-        .map(|d| d.message.clone())
-        .collect::<Vec<_>>()
-        .join("; ");
+    let message = messages(&snap);
     assert!(message.contains("Secret t/nope not found"), "{message}");
     assert!(
         message.contains("Secret t/empty has no key \"token\""),
