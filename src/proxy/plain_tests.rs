@@ -26,7 +26,7 @@ fn snapshot_with(
     )
     .unwrap();
     for (input, (_, listeners)) in inputs.routes.iter_mut().zip(routes) {
-        input.listeners = *listeners;
+        input.listeners = listeners.clone();
     }
     edit(&mut inputs);
     crate::translate::translate(&inputs)
@@ -35,7 +35,7 @@ fn snapshot_with(
 fn decide(s: &Snapshot, host: &str, path: &str) -> PlainHttp {
     let req = Request::get(path).header("host", host).body(()).unwrap();
     let target = normalise(&req).unwrap();
-    plain_http(s, &req, &target)
+    plain_http(s, &req, &target, TableRef::Shared(Scheme::Plain))
 }
 
 #[test]
