@@ -258,9 +258,7 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
             }),
         }
     }
-    let table = RouteTable::build_only(&keys, |i| routes[i].listeners.tls);
-    let plain_table = RouteTable::build_only(&keys, |i| routes[i].listeners.plain);
-    let gateway_tables = gateway_tables(&routes, &keys);
+    let (table, plain_table, gateway_tables) = route_tables(&routes, &keys);
 
     let published: Vec<&SigningKey> = g.keys.keys().iter().chain(g.retired_keys.iter()).collect();
     let jwks = jwks_document(published);
@@ -300,6 +298,19 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
         keep_idp_tokens,
         diagnostics,
     }
+}
+
+/// The route tables of the TLS listener, the plain-HTTP listener and the
+/// Gateway ports.
+fn route_tables(
+    routes: &[Route],
+    keys: &[RouteKey],
+) -> (RouteTable, RouteTable, BTreeMap<u16, GatewayTable>) {
+    (
+        RouteTable::build_only(keys, |i| routes[i].listeners.tls),
+        RouteTable::build_only(keys, |i| routes[i].listeners.plain),
+        gateway_tables(routes, keys),
+    )
 }
 
 /// One route table per Gateway port the routes name, by proxy port (a
