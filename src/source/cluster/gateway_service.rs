@@ -224,6 +224,10 @@ pub(super) async fn apply(
     let Some((pns, pname)) = publish else {
         return out;
     };
+    if !listeners.iter().any(|l| l.gateway_port.is_some()) {
+        // No Gateway port to serve: nothing to read or write.
+        return out;
+    }
     let Some((service_type, endpoints)) = proxy_endpoints(client, pns, pname).await else {
         return out;
     };
