@@ -39,6 +39,9 @@ pub struct Snapshot {
     /// The routes served on the plain-HTTP listener (a Gateway's `HTTP`
     /// listeners); a request it has no route for is redirected to HTTPS.
     pub plain_table: RouteTable,
+    /// The route tables of the Gateway ports, by the proxy port each is
+    /// served on (its Gateway's routes only).
+    pub gateway_tables: BTreeMap<u16, GatewayTable>,
     pub tls: TlsConfig,
     pub identity: IdentityConfig,
     pub auth: AuthConfig,
@@ -79,16 +82,24 @@ impl Snapshot {
             routing::Scheme::Plain => &self.plain_table,
         }
     }
-    /// [`Snapshot::route_request`] in the table of the listener kind
-    /// `scheme`.
+    /// The route table `at` names: a shared listener's, or a Gateway
+    /// port's (`None` when this snapshot serves no Gateway port there).
+    pub fn table_at(&self, at: routing::TableRef) -> Option<&RouteTable> {
+        match at {
+            routing::TableRef::Shared(scheme) => Some(self.table_for(scheme)),
+            routing::TableRef::GatewayPort(p) => self.gateway_tables.get(&p).map(|t| &t.table),
+        }
+    }
+    /// [`Snapshot::route_request`] in the table `at` names (a listener
+    /// kind, or a Gateway port).
     pub fn route_on(
         &self,
-        scheme: routing::Scheme,
+        at: impl Into<routing::TableRef>,
         host: &str,
         path: &str,
         request: &conditions::RequestView<'_>,
     ) -> Option<&Route> {
-        self.table_for(scheme)
+        self.table_at(at.into())?
             .lookup_request(host, path, Some(request))
             .and_then(|i| self.routes.get(i))
     }
@@ -101,6 +112,17 @@ impl Snapshot {
             || (self.plain_table.serves_any_host()
                 && !self.host_known(host)
                 && !self.table.serves_any_host())
+    }
+    /// Whether the table `at` names may serve `host`: some route of it
+    /// names the host or takes every host, or the host is the
+    /// authenticate host (whose endpoints every listener answers).
+    pub fn serves_host_at(&self, at: routing::TableRef, host: &str) -> bool {
+        let Some(table) = self.table_at(at) else {
+            return false;
+        };
+        table.host_known(host)
+            || table.serves_any_host()
+            || self.auth.authenticate_host.as_deref() == Some(host)
     }
     /// True if the host is served by some route (or is the authenticate host).
     pub fn host_known(&self, host: &str) -> bool {
@@ -134,6 +156,15 @@ impl Snapshot {
         );
         h.0.finalize().into()
     }
+}
+
+/// The routes served on one Gateway port.
+#[derive(Debug, Clone)]
+pub struct GatewayTable {
+    /// The Gateway port: its Gateway, the port its listeners name, and
+    /// whether TLS is terminated on it.
+    pub port: routing::GatewayPort,
+    pub table: RouteTable,
 }
 
 /// Signing keys and the pre-serialised documents derived from them.

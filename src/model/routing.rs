@@ -36,7 +36,7 @@
 //! match wins.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::Ipv6Addr;
 
 use super::conditions::{Conditions, RequestView};
@@ -207,16 +207,20 @@ fn rule_path(p: &str) -> Result<String, RoutingError> {
 }
 
 /// The proxy listeners a route is reachable on: the TLS listener (every
-/// config-file and Ingress route, and a Gateway's `HTTPS` listeners) and
-/// the plain-HTTP one (a Gateway's `HTTP` listeners). Each listener has a
-/// route table of its own, so one host may have different rules on each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// config-file and Ingress route, and a Gateway's `HTTPS` listeners), the
+/// plain-HTTP one (a Gateway's `HTTP` listeners), and the ports of its own
+/// the proxy binds for each port a Gateway's listeners name. Each listener
+/// has a route table of its own, so one host may have different rules on
+/// each, and two Gateways never serve each other's routes on their ports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Listeners {
     /// Served on the TLS listener (or `insecure_server`'s, which serves the
     /// same routes without TLS).
     pub tls: bool,
     /// Served on the plain-HTTP listener.
     pub plain: bool,
+    /// Served on these Gateway ports.
+    pub gateway_ports: BTreeSet<GatewayPort>,
 }
 
 impl Listeners {
@@ -224,23 +228,25 @@ impl Listeners {
     pub const TLS: Listeners = Listeners {
         tls: true,
         plain: false,
+        gateway_ports: BTreeSet::new(),
     };
     /// The plain-HTTP listener only.
     pub const PLAIN: Listeners = Listeners {
         tls: false,
         plain: true,
+        gateway_ports: BTreeSet::new(),
     };
 
-    /// Reachable on either listener of `self` or `other`.
-    pub fn union(self, other: Listeners) -> Listeners {
-        Listeners {
-            tls: self.tls || other.tls,
-            plain: self.plain || other.plain,
-        }
+    /// Reachable on every listener of `self` and of `other`.
+    pub fn union(mut self, other: Listeners) -> Listeners {
+        self.tls |= other.tls;
+        self.plain |= other.plain;
+        self.gateway_ports.extend(other.gateway_ports);
+        self
     }
 
     /// Whether the route is reachable on a listener of `scheme`.
-    pub fn serves(self, scheme: Scheme) -> bool {
+    pub fn serves(&self, scheme: Scheme) -> bool {
         match scheme {
             Scheme::Tls => self.tls,
             Scheme::Plain => self.plain,
@@ -251,6 +257,78 @@ impl Listeners {
 impl Default for Listeners {
     fn default() -> Self {
         Listeners::TLS
+    }
+}
+
+/// One port a Gateway's listeners name, as the proxy serves it: on a port
+/// of its own (`proxy_port`), which the Gateway's Service maps `port` to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GatewayPort {
+    /// The port the proxy binds for it.
+    pub proxy_port: u16,
+    /// The Gateway's `namespace/name`.
+    pub gateway: String,
+    /// The port its listeners name.
+    pub port: u16,
+    /// TLS is terminated there (`HTTPS` listeners), else plain HTTP.
+    pub tls: bool,
+}
+
+/// The ports the proxy binds for Gateway ports: 20000 to 29999, below the
+/// usual ephemeral range (32768 and up) and the NodePort range.
+pub const GATEWAY_PROXY_PORTS: std::ops::Range<u16> = 20000..30000;
+
+/// Gives each Gateway port (`namespace/name` of the Gateway, the port its
+/// listeners name) a proxy port in [`GATEWAY_PROXY_PORTS`]: the one its
+/// key hashes to (FNV-1a, stable across builds and replicas), else the next
+/// free one. `keys` come in priority order (older Gateways first), so a new
+/// Gateway never moves the port of an older one; every replica computes the
+/// same ports from the same objects. Duplicate keys get the same port.
+pub fn allocate_proxy_ports(keys: &[(String, u16)]) -> Vec<u16> {
+    let base = GATEWAY_PROXY_PORTS.start;
+    let size = GATEWAY_PROXY_PORTS.end - base;
+    let mut taken: HashSet<u16> = HashSet::new();
+    let mut given: HashMap<&(String, u16), u16> = HashMap::new();
+    keys.iter()
+        .map(|key| {
+            if let Some(p) = given.get(key) {
+                return *p;
+            }
+            let text = format!("{}:{}", key.0, key.1);
+            let start = (fnv1a(text.as_bytes()) % u64::from(size)) as u16;
+            // At most `size` keys can be placed; past that, ports repeat
+            // (a key whose port is taken is not served on a port of its own).
+            let port = (0..size)
+                .map(|i| base + (start + i) % size)
+                .find(|p| !taken.contains(p))
+                .unwrap_or(base + start);
+            taken.insert(port);
+            given.insert(key, port);
+            port
+        })
+        .collect()
+}
+
+/// The 64-bit FNV-1a hash of `bytes`.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Which route table a request is looked up in: the TLS or plain-HTTP
+/// listener's, or a Gateway port's (by its proxy port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TableRef {
+    /// A shared listener's table.
+    Shared(Scheme),
+    /// The table of the Gateway port served on this proxy port.
+    GatewayPort(u16),
+}
+
+impl From<Scheme> for TableRef {
+    fn from(s: Scheme) -> TableRef {
+        TableRef::Shared(s)
     }
 }
 

@@ -574,3 +574,55 @@ fn a_gateway_wildcard_covers_any_depth_and_yields_to_more_precise_hosts() {
         assert_eq!(table.host_known(host), want.is_some(), "{host}");
     }
 }
+
+#[test]
+fn proxy_ports_are_in_range_distinct_and_stable_when_a_gateway_is_added() {
+    let keys: Vec<(String, u16)> = (0..200)
+        .map(|i| (format!("ns/gw-{i}"), if i % 2 == 0 { 80 } else { 443 }))
+        .collect();
+    let ports = allocate_proxy_ports(&keys);
+    assert!(ports.iter().all(|p| GATEWAY_PROXY_PORTS.contains(p)));
+    let distinct: HashSet<u16> = ports.iter().copied().collect();
+    assert_eq!(distinct.len(), keys.len());
+    // Every replica computes the same ports; a newer Gateway (later in the
+    // order) never moves an older one's, even on a collision.
+    assert_eq!(allocate_proxy_ports(&keys), ports);
+    let mut more = keys.clone();
+    more.extend((0..50).map(|i| (format!("other/new-{i}"), 8080)));
+    assert_eq!(allocate_proxy_ports(&more)[..keys.len()], ports[..]);
+    // The same key twice: the same port.
+    let twice = vec![keys[0].clone(), keys[0].clone(), keys[1].clone()];
+    let got = allocate_proxy_ports(&twice);
+    assert_eq!(got[0], got[1]);
+    assert_ne!(got[0], got[2]);
+    // A key that hashes to a taken port gets the next free one; the first
+    // keeps its own.
+    let size = u64::from(GATEWAY_PROXY_PORTS.end - GATEWAY_PROXY_PORTS.start);
+    let slot = |k: &(String, u16)| fnv1a(format!("{}:{}", k.0, k.1).as_bytes()) % size;
+    let first = ("ns/a".to_string(), 80);
+    let clash = (0..)
+        .map(|i| (format!("ns/b{i}"), 80))
+        .find(|k| slot(k) == slot(&first))
+        .unwrap();
+    let got = allocate_proxy_ports(&[first.clone(), clash.clone()]);
+    assert_eq!(u64::from(got[0] - GATEWAY_PROXY_PORTS.start), slot(&first));
+    assert_eq!(allocate_proxy_ports(&[first])[0], got[0]);
+    assert_ne!(got[1], got[0]);
+}
+
+#[test]
+fn listeners_union_keeps_every_gateway_port() {
+    let port = |gw: &str, p: u16| GatewayPort {
+        proxy_port: p,
+        gateway: gw.into(),
+        port: 80,
+        tls: false,
+    };
+    let mut a = Listeners::PLAIN;
+    a.gateway_ports.insert(port("ns/a", 20001));
+    let mut b = Listeners::TLS;
+    b.gateway_ports.insert(port("ns/b", 20002));
+    let u = a.union(b);
+    assert!(u.tls && u.plain);
+    assert_eq!(u.gateway_ports.len(), 2);
+}

@@ -2,15 +2,18 @@
 //! the test harnesses: bind the listeners (HTTPS on one `SO_REUSEPORT`
 //! socket per worker thread, the HTTP→HTTPS redirect, the internal
 //! listener), then serve them over a snapshot reader together with the
-//! configuration source until shutdown, and drain.
+//! configuration source until shutdown, and drain. The listeners of the
+//! Gateway ports follow the snapshot: bound when it names them, closed when
+//! it no longer does.
 
 use super::Proxy;
 use super::auth::state::Authenticator;
 use super::server;
 use crate::identity::revocation::Revocations;
 use crate::snapshot::SnapshotReader;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -194,6 +197,14 @@ impl DataPlane {
             proxy.upstreams.health(),
             shutdown.clone(),
         ));
+        let ip = http_redirect.map_or(self.https_addr.ip(), |a| a.ip());
+        tasks.spawn(serve_gateway_ports(
+            reader.clone(),
+            Arc::new(proxy.worker()),
+            server::tls_server_config(reader.clone()),
+            ip,
+            shutdown.clone(),
+        ));
         let tls = (!self.insecure).then(|| server::tls_server_config(reader));
         let workers = server::spawn_https_workers(self.https, &proxy, tls, shutdown.clone())?;
         tasks.spawn(source);
@@ -213,5 +224,102 @@ impl DataPlane {
             internal,
             done,
         })
+    }
+}
+
+/// How often the Gateway ports are compared with the snapshot (and a port
+/// that could not be bound is tried again).
+const GATEWAY_PORTS_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The Gateway ports the proxy serves now: proxy port → its listener.
+#[derive(Default)]
+struct GatewayPorts {
+    /// Open listeners: TLS or not, and the token that closes each.
+    open: BTreeMap<u16, (bool, CancellationToken)>,
+    /// Ports that could not be bound (reported once until they are).
+    failed: BTreeSet<u16>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+/// Serves the snapshot's Gateway ports on `ip` until `shutdown`: a port a
+/// new snapshot names is bound, one it no longer names (or names with the
+/// other protocol) is closed and its connections drain; a port that cannot
+/// be bound is logged and tried again.
+async fn serve_gateway_ports(
+    reader: SnapshotReader,
+    proxy: Arc<Proxy>,
+    tls: Arc<server::ServerTls>,
+    ip: IpAddr,
+    shutdown: CancellationToken,
+) {
+    let mut ports = GatewayPorts::default();
+    let mut seen = None;
+    loop {
+        let generation = reader.generation();
+        if seen != Some(generation) || !ports.failed.is_empty() {
+            seen = Some(generation);
+            let wanted: BTreeMap<u16, bool> = reader
+                .load()
+                .map(|s| {
+                    s.gateway_tables
+                        .iter()
+                        .map(|(p, t)| (*p, t.port.tls))
+                        .collect()
+                })
+                .unwrap_or_default();
+            ports.follow(&wanted, ip, &proxy, &tls, &shutdown).await;
+        }
+        while ports.tasks.try_join_next().is_some() {}
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(GATEWAY_PORTS_EVERY) => {}
+        }
+    }
+    while ports.tasks.join_next().await.is_some() {}
+}
+
+impl GatewayPorts {
+    /// Closes the listeners `wanted` does not name as they are, and opens
+    /// the ones it names that are not open.
+    async fn follow(
+        &mut self,
+        wanted: &BTreeMap<u16, bool>,
+        ip: IpAddr,
+        proxy: &Arc<Proxy>,
+        tls: &Arc<server::ServerTls>,
+        shutdown: &CancellationToken,
+    ) {
+        self.open.retain(|port, (is_tls, token)| {
+            let keep = wanted.get(port) == Some(is_tls);
+            if !keep {
+                tracing::info!(port = *port, "closing a Gateway port's listener");
+                token.cancel();
+            }
+            keep
+        });
+        self.failed.retain(|p| wanted.contains_key(p));
+        for (&port, &is_tls) in wanted {
+            if self.open.contains_key(&port) {
+                continue;
+            }
+            let addr = SocketAddr::new(ip, port);
+            let listener = match TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    if self.failed.insert(port) {
+                        tracing::warn!(%addr, error = %e, "cannot listen on a Gateway port; trying again");
+                    }
+                    continue;
+                }
+            };
+            self.failed.remove(&port);
+            tracing::info!(%addr, tls = is_tls, "Gateway port's listener (its Gateway's routes only)");
+            let token = shutdown.child_token();
+            let tls = is_tls.then(|| tls.clone());
+            let serve =
+                server::serve_gateway_port(listener, proxy.clone(), tls, port, token.clone());
+            self.tasks.spawn(serve);
+            self.open.insert(port, (is_tls, token));
+        }
     }
 }

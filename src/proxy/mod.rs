@@ -37,7 +37,7 @@ pub mod upstream;
 use crate::identity::jwks::{DISCOVERY_PATH, Document, JWKS_PATH};
 use crate::identity::session::Session;
 use crate::model::pathnorm::{normalize_path, split_target};
-use crate::model::routing::normalize_host;
+use crate::model::routing::{Scheme, TableRef, normalize_host};
 use crate::model::{Access, BearerTokenFormat, Route, Snapshot};
 use crate::policy::{Facts, RequestFacts};
 use crate::snapshot::SnapshotReader;
@@ -51,7 +51,7 @@ use std::time::Instant;
 use upstream::Upstreams;
 
 use clock::unix_now;
-use request::{Admitted, ConnInfo, Listener, Target};
+use request::{Admitted, ConnInfo, Target};
 
 /// Shared proxy state.
 pub struct Proxy {
@@ -184,7 +184,7 @@ impl Proxy {
             trail: Trail::default(),
         };
         let outcome = match &snapshot {
-            None if cx.conn.listener == Listener::Plain => {
+            None if cx.conn.listener.is_plain() => {
                 Outcome::Respond(redirect::redirect_to_https(&req, self.https_port))
             }
             None => Outcome::Error(ProxyError::NotReady),
@@ -242,15 +242,15 @@ impl Proxy {
         // normalise
         let target = match normalise(&req) {
             Ok(t) => t,
-            Err(_) if cx.conn.listener == Listener::Plain => {
+            Err(_) if cx.conn.listener.is_plain() => {
                 return Outcome::Respond(redirect::redirect_to_https(&req, self.https_port));
             }
             Err(e) => return Outcome::Error(e),
         };
         cx.trail.host = Some(target.host.clone());
         cx.trail.path = Some(target.path.clone());
-        if cx.conn.listener == Listener::Plain {
-            return match plain_http(snapshot, &req, &target) {
+        if cx.conn.listener.is_plain() {
+            return match plain_http(snapshot, &req, &target, cx.conn.listener.table()) {
                 PlainHttp::Serve => self.admit_and_forward(snapshot, cx, req, target).await,
                 PlainHttp::NoRoute => Outcome::Error(ProxyError::NoRoute),
                 PlainHttp::Redirect => {
@@ -258,7 +258,7 @@ impl Proxy {
                 }
             };
         }
-        if !snapshot.host_known(&target.host) && !snapshot.table.serves_any_host() {
+        if !snapshot.serves_host_at(cx.conn.listener.table(), &target.host) {
             return Outcome::Error(ProxyError::UnknownHost);
         }
         if let Some(answered) = self.own_endpoint(snapshot, cx, &req, &target).await {
@@ -358,8 +358,8 @@ impl Proxy {
             headers: req.headers(),
             query: target.query.as_deref(),
         };
-        let scheme = cx.conn.listener.scheme();
-        let Some(route) = snapshot.route_on(scheme, &target.host, &target.path, &view) else {
+        let at = cx.conn.listener.table();
+        let Some(route) = snapshot.route_on(at, &target.host, &target.path, &view) else {
             return Err(Outcome::Error(ProxyError::NoRoute));
         };
         cx.label = &route.id;
@@ -411,12 +411,19 @@ enum PlainHttp {
 /// certificate; such a route, the proxy's own `/.pomerium/` endpoints and
 /// the hosts the TLS listener serves are redirected to HTTPS. A host
 /// neither serves is 404 once some route is on the plain-HTTP listener
-/// (there is no HTTPS page to send it to), else redirected as always.
-fn plain_http<B>(snapshot: &Snapshot, req: &Request<B>, target: &Target) -> PlainHttp {
+/// (there is no HTTPS page to send it to), else redirected as always. A
+/// Gateway's `HTTP` port (`at`) answers from its own routes alone: what
+/// they do not match is 404.
+fn plain_http<B>(
+    snapshot: &Snapshot,
+    req: &Request<B>,
+    target: &Target,
+    at: TableRef,
+) -> PlainHttp {
     if target.path.starts_with(auth::endpoints::POMERIUM_PREFIX) {
         return PlainHttp::Redirect;
     }
-    if !snapshot.plain_http_host(&target.host) {
+    if at == TableRef::Shared(Scheme::Plain) && !snapshot.plain_http_host(&target.host) {
         let tls_serves = snapshot.host_known(&target.host) || snapshot.table.serves_any_host();
         return match tls_serves || snapshot.plain_table.is_empty() {
             true => PlainHttp::Redirect,
@@ -428,8 +435,7 @@ fn plain_http<B>(snapshot: &Snapshot, req: &Request<B>, target: &Target) -> Plai
         headers: req.headers(),
         query: target.query.as_deref(),
     };
-    let scheme = crate::model::routing::Scheme::Plain;
-    match snapshot.route_on(scheme, &target.host, &target.path, &view) {
+    match snapshot.route_on(at, &target.host, &target.path, &view) {
         None => PlainHttp::NoRoute,
         Some(r) if matches!(r.access, Access::Policy(_)) || r.client_ca.is_some() => {
             PlainHttp::Redirect

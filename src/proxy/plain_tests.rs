@@ -26,7 +26,7 @@ fn snapshot_with(
     )
     .unwrap();
     for (input, (_, listeners)) in inputs.routes.iter_mut().zip(routes) {
-        input.listeners = *listeners;
+        input.listeners = listeners.clone();
     }
     edit(&mut inputs);
     crate::translate::translate(&inputs)
@@ -35,7 +35,7 @@ fn snapshot_with(
 fn decide(s: &Snapshot, host: &str, path: &str) -> PlainHttp {
     let req = Request::get(path).header("host", host).body(()).unwrap();
     let target = normalise(&req).unwrap();
-    plain_http(s, &req, &target)
+    plain_http(s, &req, &target, TableRef::Shared(Scheme::Plain))
 }
 
 #[test]
@@ -107,4 +107,48 @@ fn without_plain_http_routes_every_request_is_redirected() {
     for host in ["ingress.example.com", "unknown.example.com"] {
         assert_eq!(decide(&s, host, "/"), PlainHttp::Redirect, "{host}");
     }
+}
+
+#[test]
+fn a_gateway_port_answers_from_its_own_routes_alone() {
+    let port = |gateway: &str, proxy_port: u16| {
+        let mut l = Listeners::PLAIN;
+        l.gateway_ports.insert(crate::model::routing::GatewayPort {
+            proxy_port,
+            gateway: gateway.into(),
+            port: 80,
+            tls: false,
+        });
+        l
+    };
+    let s = snapshot(&[
+        (
+            "  - {from: http://gw.example.com, prefix: /a, to: http://127.0.0.1:1, allow_public_unauthenticated_access: true}\n",
+            port("ns/a", 20001),
+        ),
+        (
+            "  - {from: http://gw.example.com, prefix: /b, to: http://127.0.0.1:1, allow_public_unauthenticated_access: true}\n",
+            port("ns/b", 20002),
+        ),
+        (
+            "  - {from: http://gw.example.com, prefix: /private, to: http://127.0.0.1:1, policy: [{allow: {or: [{email: {is: a@example.com}}]}}]}\n",
+            port("ns/a", 20001),
+        ),
+    ]);
+    let on = |at: u16, host: &str, path: &str| {
+        let req = Request::get(path).header("host", host).body(()).unwrap();
+        let target = normalise(&req).unwrap();
+        plain_http(&s, &req, &target, TableRef::GatewayPort(at))
+    };
+    assert_eq!(on(20001, "gw.example.com", "/a/x"), PlainHttp::Serve);
+    assert_eq!(on(20001, "gw.example.com", "/b/x"), PlainHttp::NoRoute);
+    assert_eq!(on(20002, "gw.example.com", "/b/x"), PlainHttp::Serve);
+    assert_eq!(on(20002, "gw.example.com", "/a/x"), PlainHttp::NoRoute);
+    // Another host, or a port no Gateway uses: 404, never a redirect.
+    assert_eq!(on(20001, "other.example.com", "/a"), PlainHttp::NoRoute);
+    assert_eq!(on(20003, "gw.example.com", "/a"), PlainHttp::NoRoute);
+    // Sign-in happens over HTTPS.
+    assert_eq!(on(20001, "gw.example.com", "/private"), PlainHttp::Redirect);
+    // The shared plain-HTTP listener serves both Gateways' routes.
+    assert_eq!(decide(&s, "gw.example.com", "/b/x"), PlainHttp::Serve);
 }

@@ -4,7 +4,7 @@
 
 use crate::identity::session::Session;
 use crate::model::Route;
-use crate::model::routing::Scheme;
+use crate::model::routing::{Scheme, TableRef};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -37,15 +37,30 @@ pub enum Listener {
     /// The plain-HTTP listener: a Gateway's `HTTP` listeners' routes, and
     /// the redirect to HTTPS.
     Plain,
+    /// A Gateway port's own listener, on this proxy port: that Gateway's
+    /// routes only, over TLS or plain HTTP.
+    Gateway {
+        /// The proxy port (the key of the snapshot's Gateway tables).
+        port: u16,
+        /// TLS is terminated on it (an `HTTPS` listener's port).
+        tls: bool,
+    },
 }
 
 impl Listener {
     /// The route table requests on this listener are looked up in.
-    pub fn scheme(self) -> Scheme {
+    pub fn table(self) -> TableRef {
         match self {
-            Listener::Tls | Listener::Insecure => Scheme::Tls,
-            Listener::Plain => Scheme::Plain,
+            Listener::Tls | Listener::Insecure => TableRef::Shared(Scheme::Tls),
+            Listener::Plain => TableRef::Shared(Scheme::Plain),
+            Listener::Gateway { port, .. } => TableRef::GatewayPort(port),
         }
+    }
+
+    /// Plain HTTP from the client, where a route that needs sign-in is
+    /// redirected to HTTPS: the plain-HTTP listener, a Gateway's `HTTP` port.
+    pub fn is_plain(self) -> bool {
+        matches!(self, Listener::Plain | Listener::Gateway { tls: false, .. })
     }
 }
 

@@ -1,7 +1,8 @@
 //! Listeners: HTTPS (rustls, TLS 1.2 + 1.3, ALPN h2 and http/1.1, a
 //! per-handshake certificate resolver over the current snapshot), the plain
 //! HTTP listener (a Gateway's `HTTP` listeners' routes; every other request
-//! redirected to HTTPS), and graceful shutdown.
+//! redirected to HTTPS), the listener of each Gateway port (that Gateway's
+//! routes only), and graceful shutdown.
 
 use super::Proxy;
 use super::body::{Body, Guarded, Progress, SendIdle};
@@ -316,6 +317,24 @@ pub async fn serve_plain_http(
     shutdown: CancellationToken,
 ) {
     serve_listener(listener, proxy, None, Listener::Plain, shutdown).await
+}
+
+/// Serves one Gateway port's listener until `shutdown`: the routes of the
+/// snapshot's table for proxy port `port` alone, over TLS when `tls` is
+/// given (an `HTTPS` listener's port), else as the plain-HTTP listener
+/// serves its routes.
+pub async fn serve_gateway_port(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    tls: Option<Arc<ServerTls>>,
+    port: u16,
+    shutdown: CancellationToken,
+) {
+    let kind = Listener::Gateway {
+        port,
+        tls: tls.is_some(),
+    };
+    serve_listener(listener, proxy, tls, kind, shutdown).await
 }
 
 /// Accepts connections on `listener` and serves each as a `kind`

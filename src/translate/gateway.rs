@@ -39,7 +39,7 @@ use crate::crd::gateway::{
 };
 use crate::model::conditions::{Conditions, ValueMatch};
 use crate::model::rewrite::Pattern;
-use crate::model::routing::Listeners;
+use crate::model::routing::{GatewayPort, Listeners, allocate_proxy_ports};
 use crate::model::{Diagnostic, ObjectRef, Reason, Severity, Upstream, UpstreamScheme};
 use crate::settings::RouteOptions;
 use k8s_openapi::api::core::v1::Namespace;
@@ -95,6 +95,9 @@ pub struct ListenerOutcome {
     pub namespace: String,
     pub gateway: String,
     pub listener: String,
+    /// Where the proxy serves its port for this Gateway (none when it
+    /// takes no routes).
+    pub gateway_port: Option<GatewayPort>,
     /// Routes attached to it.
     pub attached_routes: i32,
     /// The route kinds (group `gateway.networking.k8s.io`) it takes.
@@ -149,16 +152,48 @@ pub(super) struct ReadListener<'a> {
     resolved_refs: ConditionOutcome,
     /// The Gateway's public-access default, or why it is unreadable.
     public: Result<bool, String>,
+    /// Where the proxy serves this listener's port for this Gateway alone
+    /// (none for a listener that takes no routes).
+    gateway_port: Option<GatewayPort>,
 }
 
 impl ReadListener<'_> {
-    /// The proxy listener this Gateway listener's routes are served on:
-    /// the plain-HTTP one for `HTTP`, the TLS one for `HTTPS`.
+    /// The proxy listeners this Gateway listener's routes are served on:
+    /// the shared plain-HTTP one for `HTTP`, the shared TLS one for
+    /// `HTTPS`, and the Gateway's own port.
     fn serves_on(&self) -> Listeners {
-        match self.listener.protocol.as_str() {
+        let mut on = match self.listener.protocol.as_str() {
             "HTTP" => Listeners::PLAIN,
             _ => Listeners::TLS,
-        }
+        };
+        on.gateway_ports.extend(self.gateway_port.clone());
+        on
+    }
+}
+
+/// Gives every usable listener its Gateway port: one proxy port per
+/// Gateway and listener port, older Gateways first
+/// ([`allocate_proxy_ports`]).
+fn assign_gateway_ports(listeners: &mut [ReadListener<'_>]) {
+    let mut order: Vec<(i64, String, u16, usize)> = listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.usable)
+        .filter_map(|(i, l)| {
+            let port = u16::try_from(l.listener.port).ok().filter(|p| *p > 0)?;
+            Some((created(&l.gateway.metadata), listener_gateway(l), port, i))
+        })
+        .collect();
+    order.sort();
+    let keys: Vec<(String, u16)> = order.iter().map(|o| (o.1.clone(), o.2)).collect();
+    for ((_, gateway, port, i), proxy_port) in order.into_iter().zip(allocate_proxy_ports(&keys)) {
+        let tls = listeners[i].listener.protocol == "HTTPS";
+        listeners[i].gateway_port = Some(GatewayPort {
+            proxy_port,
+            gateway,
+            port,
+            tls,
+        });
     }
 }
 
@@ -190,6 +225,7 @@ pub(super) fn from_gateway(cx: &Context<'_>) -> GatewayInputs {
         ));
         listeners.extend(read_gateway(cx, g, class, &mut out));
     }
+    assign_gateway_ports(&mut listeners);
     let mut attached = Attachments::default();
     for r in routes_by_age(cx.objects) {
         match r {
@@ -263,6 +299,7 @@ fn read_gateway<'a>(
             kinds,
             resolved_refs,
             public: public.clone(),
+            gateway_port: None,
         });
     }
     read
@@ -440,6 +477,7 @@ fn listener_outcome(
     let key = listener_key(l);
     ListenerOutcome {
         attached_routes: attached.get(&key).copied().unwrap_or(0),
+        gateway_port: l.gateway_port.clone(),
         supported_kinds: l.kinds.clone(),
         namespace: key.0,
         gateway: key.1,
@@ -897,7 +935,7 @@ pub(super) fn rule_routes(
                 client_key_pem: None,
                 downstream_ca_pem: None,
                 conditions: m.conditions.clone(),
-                listeners: attachment.listeners,
+                listeners: attachment.listeners.clone(),
                 contract: crate::model::Contract::GatewayApi,
                 problems: p
                     .into_iter()
@@ -1248,3 +1286,7 @@ mod tests;
 #[cfg(test)]
 #[path = "gateway_listener_tests.rs"]
 mod listener_tests;
+
+#[cfg(test)]
+#[path = "gateway_port_tests.rs"]
+mod port_tests;

@@ -7,16 +7,16 @@
 use crate::identity::jwks::jwks_document;
 use crate::identity::{IssuerFormat, KeySet, SigningKey};
 use crate::model::rewrite::{HostRewrite, PathRewrite, Pattern, substitution};
-use crate::model::routing::{HostMatch, Listeners, PathMatch, RouteKey, RouteTable};
+use crate::model::routing::{GatewayPort, HostMatch, Listeners, PathMatch, RouteKey, RouteTable};
 use crate::model::{
     ASSERTION, AuthConfig, BearerTokenFormat, ClientAuthNames, ClientCa, DEFAULT_IDLE_TIMEOUT,
-    Diagnostic, IDP_ACCESS_TOKEN, IDP_ID_TOKEN, IdentityConfig, ObjectRef, Reason, Route, Severity,
-    Snapshot, TlsConfig, Upstream, UpstreamScheme, UpstreamTls,
+    Diagnostic, GatewayTable, IDP_ACCESS_TOKEN, IDP_ID_TOKEN, IdentityConfig, ObjectRef, Reason,
+    Route, Severity, Snapshot, TlsConfig, Upstream, UpstreamScheme, UpstreamTls,
 };
 use crate::policy::{self, Legacy, Program};
 use crate::settings::RouteOptions;
 use http::{HeaderName, HeaderValue};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 pub mod cluster;
@@ -258,8 +258,7 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
             }),
         }
     }
-    let table = RouteTable::build_only(&keys, |i| routes[i].listeners.tls);
-    let plain_table = RouteTable::build_only(&keys, |i| routes[i].listeners.plain);
+    let (table, plain_table, gateway_tables) = route_tables(&routes, &keys);
 
     let published: Vec<&SigningKey> = g.keys.keys().iter().chain(g.retired_keys.iter()).collect();
     let jwks = jwks_document(published);
@@ -282,6 +281,7 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
         routes,
         table,
         plain_table,
+        gateway_tables,
         tls,
         identity: IdentityConfig {
             keys: g.keys.clone(),
@@ -298,6 +298,36 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
         keep_idp_tokens,
         diagnostics,
     }
+}
+
+/// The route tables of the TLS listener, the plain-HTTP listener and the
+/// Gateway ports.
+fn route_tables(
+    routes: &[Route],
+    keys: &[RouteKey],
+) -> (RouteTable, RouteTable, BTreeMap<u16, GatewayTable>) {
+    (
+        RouteTable::build_only(keys, |i| routes[i].listeners.tls),
+        RouteTable::build_only(keys, |i| routes[i].listeners.plain),
+        gateway_tables(routes, keys),
+    )
+}
+
+/// One route table per Gateway port the routes name, by proxy port (a
+/// proxy port two Gateway ports share is the first one's).
+fn gateway_tables(routes: &[Route], keys: &[RouteKey]) -> BTreeMap<u16, GatewayTable> {
+    let mut ports: BTreeMap<u16, GatewayPort> = BTreeMap::new();
+    for p in routes.iter().flat_map(|r| &r.listeners.gateway_ports) {
+        ports.entry(p.proxy_port).or_insert_with(|| p.clone());
+    }
+    ports
+        .into_values()
+        .map(|port| {
+            let table =
+                RouteTable::build_only(keys, |i| routes[i].listeners.gateway_ports.contains(&port));
+            (port.proxy_port, GatewayTable { port, table })
+        })
+        .collect()
 }
 
 /// Host and path of a route; an error here drops the route entirely
@@ -364,7 +394,7 @@ fn build_route(
         id: input.id.clone(),
         host,
         path,
-        listeners: input.listeners,
+        listeners: input.listeners.clone(),
         contract: input.contract,
         upstreams,
         upstream_tls,

@@ -201,13 +201,15 @@ when all namespaces are watched, else in a Role per watched namespace.
 - apiGroups: ["gateway.pomerium.io"]
   resources: ["policyfilters/status"]
   verbs: ["get", "update", "patch"]
-# Backends: Services and their ready endpoints.
+# Backends: Services and their ready endpoints. Each Gateway's own Service
+# and EndpointSlice (an address per Gateway, owned by the Gateway), applied by
+# the leader: `create` and `patch` (server-side apply).
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # Secrets named by Ingresses. The controller lists and watches only
 # Secrets of the types routes can name (field selectors type=kubernetes.io/tls,
 # type=Opaque, type=kubernetes.io/service-account-token),

@@ -19,18 +19,30 @@ use kube::api::{Api, Patch, PatchParams};
 /// Writes the status of every Gateway API object the translation concluded
 /// about.
 ///
-/// `published`: the addresses Ingresses show (`status.loadBalancer`
-/// entries, from the publish Service or the configured addresses), which
-/// Gateways show as `status.addresses`.
+/// Each Gateway's `status.addresses` is its own Service's address
+/// ([`super::gateway_service`], applied here from the publish Service
+/// `publish`); a Gateway without one (no publish Service, or its Service
+/// could not be written) shows `published`: the addresses Ingresses show
+/// (`status.loadBalancer` entries, from the publish Service or the
+/// configured addresses).
 pub(super) async fn write(
     client: &Client,
     cluster: &Cluster,
     outcomes: &GatewayInputs,
     published: &[serde_json::Value],
+    publish: Option<&(String, String)>,
 ) {
-    let addresses = addresses(published);
+    let shared = addresses(published);
+    let own = super::gateway_service::apply(
+        client,
+        publish,
+        &cluster.gateway.gateways,
+        &outcomes.gateways,
+        &outcomes.listeners,
+    )
+    .await;
     write_classes(client, cluster, outcomes).await;
-    write_gateways(client, cluster, outcomes, &addresses).await;
+    write_gateways(client, cluster, outcomes, &own, &shared).await;
     write_routes(client, cluster, outcomes).await;
 }
 
@@ -89,7 +101,8 @@ async fn write_gateways(
     client: &Client,
     cluster: &Cluster,
     outcomes: &GatewayInputs,
-    addresses: &[GatewayStatusAddress],
+    own: &std::collections::BTreeMap<String, Vec<GatewayStatusAddress>>,
+    shared: &[GatewayStatusAddress],
 ) {
     for g in &cluster.gateway.gateways {
         let (ns, name) = (
@@ -103,6 +116,9 @@ async fn write_gateways(
         {
             continue;
         }
+        let addresses = own
+            .get(&format!("{ns}/{name}"))
+            .map_or(shared, Vec::as_slice);
         let status = gateway_status(g, &outcomes.listeners, addresses);
         if g.status.as_ref() != Some(&status) && !same_gateway(g.status.as_ref(), &status) {
             let api: Api<Gateway> = Api::namespaced(client.clone(), &ns);

@@ -18,6 +18,7 @@ pub mod bootstrap;
 pub mod claims;
 pub mod events;
 pub mod gateway;
+mod gateway_service;
 mod gateway_status;
 pub mod ingress_status;
 pub mod leader;

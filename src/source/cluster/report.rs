@@ -116,7 +116,8 @@ pub(super) async fn run(
         {
             published = lb;
         }
-        super::gateway_status::write(&client, &r.cluster, &r.gateway, &published).await;
+        let publish = options.publish_service.as_ref();
+        super::gateway_status::write(&client, &r.cluster, &r.gateway, &published, publish).await;
     }
     let last = latest.borrow().clone();
     if memory.is_some()

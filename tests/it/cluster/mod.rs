@@ -4,6 +4,7 @@ mod admission;
 mod annotation_prefixes;
 mod controller;
 mod gateway;
+mod gateway_addresses;
 mod gateway_filters;
 mod gateway_fixtures;
 mod gateway_identity;
