@@ -181,6 +181,7 @@ async fn exchange(mut c: Conn, req: Request<Body>) -> Result<Response<Driven>, F
             incoming,
             conn: Some(c),
             ended: false,
+            failed: None,
         })),
         Err(mut e) => match e.take_message() {
             Some(req) => Err(Failed::NotStarted(req)),
@@ -196,6 +197,8 @@ pub struct Driven {
     conn: Option<Conn>,
     /// The last frame has been read.
     ended: bool,
+    /// The body's failure, held back for one poll (see `poll_frame`).
+    failed: Option<hyper::Error>,
 }
 
 impl http_body::Body for Driven {
@@ -207,14 +210,28 @@ impl http_body::Body for Driven {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
         let this = self.get_mut();
+        if let Some(e) = this.failed.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
         if let Some(c) = this.conn.as_mut() {
             c.drive(cx);
         }
-        let frame = Pin::new(&mut this.incoming).poll_frame(cx);
-        if let Poll::Ready(None) = frame {
-            this.ended = true;
+        match Pin::new(&mut this.incoming).poll_frame(cx) {
+            // The failure (a reset, a close mid-body) was read in the same
+            // poll as the data before it: it is given one poll later, so
+            // the server writes out what it has first, as it would with the
+            // connection read by a task of its own.
+            Poll::Ready(Some(Err(e))) => {
+                this.failed = Some(e);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Poll::Ready(None) => {
+                this.ended = true;
+                Poll::Ready(None)
+            }
+            frame => frame,
         }
-        frame
     }
 
     fn is_end_stream(&self) -> bool {
