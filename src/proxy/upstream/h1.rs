@@ -80,7 +80,11 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 /// One worker's idle connections by target authority (`host:port`).
 struct Pool {
-    targets: HashMap<String, Vec<Conn>>,
+    #[allow(
+        clippy::vec_box,
+        reason = "a connection is boxed once and moved by pointer between the pool and its requests"
+    )]
+    targets: HashMap<String, Vec<Box<Conn>>>,
     swept: Instant,
 }
 
@@ -142,7 +146,7 @@ impl H1Error {
 /// What an exchange came to when it brought no response.
 enum Failed {
     /// The request was never written: it may be sent again.
-    NotStarted(Request<Body>),
+    NotStarted(Box<Request<Body>>),
     /// The exchange failed.
     Http(hyper::Error),
 }
@@ -154,7 +158,7 @@ pub async fn send(authority: &str, req: Request<Body>) -> Result<Response<Driven
         Some(conn) => match exchange(conn, req).await {
             Ok(resp) => return Ok(resp),
             // Not started: the connection closed under it.
-            Err(Failed::NotStarted(req)) => req,
+            Err(Failed::NotStarted(req)) => *req,
             Err(Failed::Http(e)) => return Err(e.into()),
         },
         None => req,
@@ -168,7 +172,7 @@ pub async fn send(authority: &str, req: Request<Body>) -> Result<Response<Driven
 
 /// Sends `req` on `c`, polling the connection on this task until the
 /// response head has come; the connection then travels with the body.
-async fn exchange(mut c: Conn, req: Request<Body>) -> Result<Response<Driven>, Failed> {
+async fn exchange(mut c: Box<Conn>, req: Request<Body>) -> Result<Response<Driven>, Failed> {
     let sent = c.sender.try_send_request(req);
     let mut sent = std::pin::pin!(sent);
     let answer = std::future::poll_fn(|cx| {
@@ -184,7 +188,7 @@ async fn exchange(mut c: Conn, req: Request<Body>) -> Result<Response<Driven>, F
             failed: None,
         })),
         Err(mut e) => match e.take_message() {
-            Some(req) => Err(Failed::NotStarted(req)),
+            Some(req) => Err(Failed::NotStarted(Box::new(req))),
             None => Err(Failed::Http(e.into_error())),
         },
     }
@@ -194,7 +198,8 @@ async fn exchange(mut c: Conn, req: Request<Body>) -> Result<Response<Driven>, F
 /// read and gives back to the pool once it has ended.
 pub struct Driven {
     incoming: Incoming,
-    conn: Option<Conn>,
+    /// Boxed once per connection: moved with every request, not copied.
+    conn: Option<Box<Conn>>,
     /// The last frame has been read.
     ended: bool,
     /// The body's failure, held back for one poll (see `poll_frame`).
@@ -256,7 +261,7 @@ impl Drop for Driven {
 }
 
 /// A pooled connection to `authority` ready for a request, if there is one.
-fn checkout(authority: &str) -> Option<Conn> {
+fn checkout(authority: &str) -> Option<Box<Conn>> {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         let list = pool.targets.get_mut(authority)?;
@@ -269,7 +274,7 @@ fn checkout(authority: &str) -> Option<Conn> {
 /// Keeps `c` for the next requests to its target if it is ready for one
 /// (and the target does not have its fill of connections); else it is
 /// dropped, which closes it.
-fn give_back(mut c: Conn) {
+fn give_back(mut c: Box<Conn>) {
     if !c.settle() {
         return;
     }
@@ -290,19 +295,19 @@ fn give_back(mut c: Conn) {
 }
 
 /// A new connection to `authority`.
-async fn connect(authority: &str) -> Result<Conn, H1Error> {
+async fn connect(authority: &str) -> Result<Box<Conn>, H1Error> {
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(authority))
         .await
         .map_err(|_| H1Error::ConnectTimeout(authority.to_owned()))?
         .map_err(|e| H1Error::Connect(authority.to_owned(), e))?;
     let _ = tcp.set_nodelay(true);
     let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(tcp)).await?;
-    Ok(Conn {
+    Ok(Box::new(Conn {
         authority: authority.to_owned(),
         sender,
         conn: Some(conn),
         used: Instant::now(),
-    })
+    }))
 }
 
 #[cfg(test)]
