@@ -9,7 +9,7 @@ use super::error::ProxyError;
 use super::headers;
 use super::prepare::Prepared;
 use super::tunnel;
-use super::upstream::{HttpClient, UpstreamBody, Upstreams};
+use super::upstream::{HttpClient, Upstreams};
 use crate::model::filters::apply_response_filters;
 use crate::model::{LoadBalancing, Route, Upstream, UpstreamScheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 /// What one attempt at a target came to.
 enum Attempt {
     /// The target answered.
-    Answered(Response<UpstreamBody>),
+    Answered(Response<Incoming>),
     /// The connection failed: the next target may be tried.
     ConnectFailed,
     /// Failed for good.
@@ -201,7 +201,7 @@ async fn try_target(
 fn answer(
     route: &Route,
     up: &Upstream,
-    resp: Response<UpstreamBody>,
+    resp: Response<Incoming>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     id: &str,
 ) -> Result<Response<Body>, ProxyError> {
@@ -211,35 +211,27 @@ fn answer(
         tracing::warn!(request_id = %id, route = %route.id, upstream = %up.url(), "upstream switched protocols without an allowed upgrade");
         return Err(ProxyError::BadGateway);
     }
-    let mut resp = finish_response(resp, client_upgrade, route.idle_timeout).ok_or_else(|| {
-        tracing::warn!(request_id = %id, route = %route.id, upstream = %up.url(), "upstream switched protocols on a connection that cannot carry an upgrade");
-        ProxyError::BadGateway
-    })?;
+    let mut resp = finish_response(resp, client_upgrade, route.idle_timeout);
     apply_response_filters(&route.compiled.response, resp.headers_mut());
     Ok(resp)
 }
 
-/// The response as the client gets it; `None` for a switch of protocols
-/// whose body is not one hyper can upgrade.
 fn finish_response(
-    resp: Response<UpstreamBody>,
+    resp: Response<Incoming>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     idle: std::time::Duration,
-) -> Option<Response<Body>> {
+) -> Response<Body> {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS
         && let Some(client_up) = client_upgrade
     {
         let (mut parts, body) = resp.into_parts();
-        let upstream_resp = Response::from_parts(parts.clone(), body.into_pooled()?);
+        let upstream_resp = Response::from_parts(parts.clone(), body);
         tokio::spawn(tunnel::splice(client_up, upstream_resp, idle));
         parts.headers.remove(header::CONTENT_LENGTH);
-        return Some(Response::from_parts(parts, empty()));
+        return Response::from_parts(parts, empty());
     }
     let (mut parts, body) = resp.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers, false);
     parts.extensions.insert(body::SendIdle(idle));
-    Some(Response::from_parts(
-        parts,
-        body::boxed(body::IdleTimeout::new(body, idle)),
-    ))
+    Response::from_parts(parts, body::boxed(body::IdleTimeout::new(body, idle)))
 }

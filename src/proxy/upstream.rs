@@ -279,20 +279,16 @@ impl Upstreams {
         up: &Upstream,
         client: &HttpClient,
         mut req: http::Request<Body>,
-    ) -> Result<http::Response<UpstreamBody>, RequestError> {
+    ) -> Result<http::Response<hyper::body::Incoming>, RequestError> {
         if !own_connection(up, &req) {
-            return match client.request(req).await {
-                Ok(resp) => Ok(resp.map(UpstreamBody::Pooled)),
-                Err(e) => Err(RequestError::Pooled(e)),
-            };
+            return client.request(req).await.map_err(RequestError::Pooled);
         }
         if let Some(pq) = req.uri().path_and_query().cloned() {
             *req.uri_mut() = http::Uri::from(pq);
         }
-        match h1::send(&up.authority, req).await {
-            Ok(resp) => Ok(resp.map(UpstreamBody::Own)),
-            Err(e) => Err(RequestError::Own(e)),
-        }
+        h1::send(&up.authority, req)
+            .await
+            .map_err(RequestError::Own)
     }
 
     /// Targets of `route` in the order to try: round robin, healthy ones
@@ -324,55 +320,6 @@ impl Upstreams {
                 m.remove(&up.authority);
                 m
             });
-        }
-    }
-}
-
-/// A target's response body: from a pooled client, or from the worker's own
-/// HTTP/1.1 connection, which the body drives as it is read.
-pub enum UpstreamBody {
-    /// From a pooled client (its connection has a task of its own).
-    Pooled(hyper::body::Incoming),
-    /// From the worker's own connection.
-    Own(h1::Driven),
-}
-
-impl UpstreamBody {
-    /// hyper's body as the pooled client gave it (what an upgrade needs;
-    /// own connections never carry one).
-    pub fn into_pooled(self) -> Option<hyper::body::Incoming> {
-        match self {
-            UpstreamBody::Pooled(b) => Some(b),
-            UpstreamBody::Own(_) => None,
-        }
-    }
-}
-
-impl http_body::Body for UpstreamBody {
-    type Data = bytes::Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            UpstreamBody::Pooled(b) => std::pin::Pin::new(b).poll_frame(cx),
-            UpstreamBody::Own(b) => std::pin::Pin::new(b).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            UpstreamBody::Pooled(b) => b.is_end_stream(),
-            UpstreamBody::Own(b) => b.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        match self {
-            UpstreamBody::Pooled(b) => b.size_hint(),
-            UpstreamBody::Own(b) => b.size_hint(),
         }
     }
 }
