@@ -764,28 +764,19 @@ fn route_input(
         problems.push(e);
         RouteOptions::default()
     });
+    let id = format!(
+        "{}/{index}",
+        key(&r.ing.metadata.namespace, &r.ing.metadata.name)
+    );
     RouteInput {
-        id: format!(
-            "{}/{index}",
-            key(&r.ing.metadata.namespace, &r.ing.metadata.name)
-        ),
-        source: r.object.clone(),
         created: created(r.ing),
-        host: e.host.clone(),
-        path,
         backends,
         options,
-        custom_ca_pem: None,
-        client_cert_pem: None,
-        client_key_pem: None,
-        downstream_ca_pem: None,
-        conditions: None,
-        listeners: Default::default(),
-        contract: Default::default(),
         problems: problems
             .into_iter()
             .map(|m| Diagnostic::invalid_route(&r.object, m))
             .collect(),
+        ..RouteInput::new(id, r.object.clone(), e.host.clone(), path)
     }
 }
 
@@ -803,28 +794,23 @@ fn held_routes(assignment: &hosts::Assignment, routes: &[RouteInput]) -> Vec<Rou
                 .iter()
                 .any(|r| r.source.namespace != o.namespace && covers(&r.host, host))
         })
-        .map(|(host, o)| RouteInput {
-            id: format!("held/{host}"),
-            source: ObjectRef::kube("HostClaim", &o.namespace, shown_host(host)),
-            created: 0,
-            host: host.clone(),
-            path: PathSpec::Prefix("/".into()),
-            backends: Vec::new(),
-            options: RouteOptions::default(),
-            custom_ca_pem: None,
-            client_cert_pem: None,
-            client_key_pem: None,
-            downstream_ca_pem: None,
-            conditions: None,
-            listeners: Default::default(),
-            contract: Default::default(),
-            problems: vec![Diagnostic::invalid_route(
-                &ObjectRef::kube("HostClaim", &o.namespace, shown_host(host)),
-                format!(
-                    "host {} is held for {o}: no route is served there until it is re-applied",
-                    shown_host(host)
-                ),
-            )],
+        .map(|(host, o)| {
+            let claim = ObjectRef::kube("HostClaim", &o.namespace, shown_host(host));
+            RouteInput {
+                problems: vec![Diagnostic::invalid_route(
+                    &claim,
+                    format!(
+                        "host {} is held for {o}: no route is served there until it is re-applied",
+                        shown_host(host)
+                    ),
+                )],
+                ..RouteInput::new(
+                    format!("held/{host}"),
+                    claim,
+                    host.clone(),
+                    PathSpec::Prefix("/".into()),
+                )
+            }
         })
         .collect()
 }

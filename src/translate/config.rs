@@ -754,25 +754,20 @@ fn route_input(
             Err(e) => problems.push(e.to_string()),
         }
     }
+    let id = r.name.clone().unwrap_or_else(|| format!("routes[{i}]"));
     RouteInput {
-        id: r.name.clone().unwrap_or_else(|| format!("routes[{i}]")),
-        source: source.clone(),
         created: i as i64,
-        host,
-        path,
         backends,
         options,
         custom_ca_pem,
         client_cert_pem,
         client_key_pem,
         downstream_ca_pem,
-        conditions: None,
-        listeners: Default::default(),
-        contract: Default::default(),
         problems: problems
             .into_iter()
             .map(|m| Diagnostic::invalid_route(&source, m))
             .collect(),
+        ..RouteInput::new(id, source.clone(), host, path)
     }
 }
 

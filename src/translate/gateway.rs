@@ -922,18 +922,11 @@ pub(super) fn rule_routes(
             options.preserve_host_header = true;
             // A backend whose port declares WebSocket accepts upgrades.
             options.allow_websockets |= websocket;
+            let id = format!("{}/r{index:03}/m{m_index:03}/{host}", route_id(&object));
             routes.push(RouteInput {
-                id: format!("{}/r{index:03}/m{m_index:03}/{host}", route_id(&object)),
-                source: object.clone(),
                 created: created(route.meta),
-                host: host.clone(),
-                path: m.path.clone(),
                 backends: backends.clone(),
                 options,
-                custom_ca_pem: None,
-                client_cert_pem: None,
-                client_key_pem: None,
-                downstream_ca_pem: None,
                 conditions: m.conditions.clone(),
                 listeners: attachment.listeners.clone(),
                 contract: crate::model::Contract::GatewayApi,
@@ -941,6 +934,7 @@ pub(super) fn rule_routes(
                     .into_iter()
                     .map(|m| Diagnostic::invalid_route(&object, format!("rule {index}: {m}")))
                     .collect(),
+                ..RouteInput::new(id, object.clone(), host.clone(), m.path.clone())
             });
         }
     }

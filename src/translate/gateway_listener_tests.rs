@@ -158,24 +158,16 @@ fn same_host_has_different_rules_per_listener() {
 #[test]
 fn routes_outside_gateways_stay_on_the_tls_listener() {
     let input = |id: &str| crate::translate::RouteInput {
-        id: id.into(),
-        source: ObjectRef::kube("Ingress", "ns", id),
-        created: 0,
-        host: "app.example.com".into(),
-        path: PathSpec::Prefix("/".into()),
-        backends: Vec::new(),
         options: RouteOptions {
             allow_public_unauthenticated_access: true,
             ..RouteOptions::default()
         },
-        custom_ca_pem: None,
-        client_cert_pem: None,
-        client_key_pem: None,
-        downstream_ca_pem: None,
-        problems: Vec::new(),
-        conditions: None,
-        listeners: Default::default(),
-        contract: Default::default(),
+        ..crate::translate::RouteInput::new(
+            id.into(),
+            ObjectRef::kube("Ingress", "ns", id),
+            "app.example.com".into(),
+            PathSpec::Prefix("/".into()),
+        )
     };
     let snapshot = translate(&Inputs {
         global: GlobalInputs::for_test(),

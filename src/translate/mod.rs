@@ -175,6 +175,31 @@ pub struct RouteInput {
     pub contract: crate::model::Contract,
 }
 
+impl RouteInput {
+    /// A route at `host` and `path` from `source`, with nothing else set:
+    /// no backends, default options, no files, no conditions, the TLS
+    /// listener, Ingress rules, no problems.
+    pub fn new(id: String, source: ObjectRef, host: String, path: PathSpec) -> Self {
+        RouteInput {
+            id,
+            source,
+            created: 0,
+            host,
+            path,
+            backends: Vec::new(),
+            options: RouteOptions::default(),
+            custom_ca_pem: None,
+            client_cert_pem: None,
+            client_key_pem: None,
+            downstream_ca_pem: None,
+            problems: Vec::new(),
+            conditions: None,
+            listeners: Listeners::default(),
+            contract: crate::model::Contract::default(),
+        }
+    }
+}
+
 /// Host and path of a config-file route from its `from` URL and its
 /// `prefix` / `path` keys.
 pub fn route_location(
