@@ -8,8 +8,8 @@
 //! controller runs (`tests/it/cluster/controller.rs` does the same against a real API
 //! server).
 
+use crate::harness::golden::lets_in;
 use jetbridge::model::{Access, Reason, Severity};
-use jetbridge::policy::{Facts, RequestFacts, User};
 use jetbridge::translate::cluster::{Cluster, ClusterSettings, from_cluster};
 use jetbridge::translate::{GlobalInputs, Inputs, translate};
 use std::sync::Arc;
@@ -200,23 +200,7 @@ fn allows(c: &Cluster, email: &str) -> Result<bool, String> {
     let Access::Policy(p) = &route.access else {
         return Err(format!("{:?}", route.access));
     };
-    let user = User {
-        id: email.into(),
-        email: email.into(),
-        ..User::default()
-    };
-    let request = RequestFacts {
-        method: "GET",
-        host: "app.test",
-        path: "/",
-        ..RequestFacts::default()
-    };
-    Ok(p.eval(&Facts {
-        user: Some(&user),
-        request: &request,
-        now: time::OffsetDateTime::UNIX_EPOCH,
-    })
-    .allow)
+    Ok(lets_in(p, "app.test", email))
 }
 
 /// An inline `policy` joins the Policies of `policy_ref` in every form a

@@ -6,54 +6,13 @@
 //! file next to it. `JETBRIDGE_BLESS=1` rewrites the expected files after a
 //! deliberate change (review the diff).
 
-use jetbridge::crd::WatchedPolicy;
+use crate::harness::golden::cluster_objects as objects;
 use jetbridge::model::conditions::RequestView;
 use jetbridge::model::routing::Scheme;
 use jetbridge::model::{Access, Snapshot};
 use jetbridge::translate::cluster::{Cluster, ClusterInputs, ClusterSettings, from_cluster};
 use jetbridge::translate::{GlobalInputs, Inputs, translate};
 use std::fmt::Write as _;
-use std::sync::Arc;
-
-pub(super) fn objects(text: &str) -> Cluster {
-    let mut c = Cluster::default();
-    for doc in text.split("\n---\n") {
-        let v: serde_json::Value = serde_saphyr::from_str(doc).unwrap();
-        let g = &mut c.gateway;
-        match v["kind"].as_str().unwrap() {
-            "Service" => c
-                .services
-                .push(Arc::new(serde_json::from_value(v).unwrap())),
-            "EndpointSlice" => c.slices.push(Arc::new(serde_json::from_value(v).unwrap())),
-            "Ingress" => c
-                .ingresses
-                .push(Arc::new(serde_json::from_value(v).unwrap())),
-            "IngressClass" => c.classes.push(Arc::new(serde_json::from_value(v).unwrap())),
-            "Policy" => c.policies.push(Arc::new(
-                serde_json::from_value::<WatchedPolicy>(v).unwrap(),
-            )),
-            "Namespace" => g
-                .namespaces
-                .push(Arc::new(serde_json::from_value(v).unwrap())),
-            "GatewayClass" => g.classes.push(Arc::new(serde_json::from_value(v).unwrap())),
-            "Gateway" => g
-                .gateways
-                .push(Arc::new(serde_json::from_value(v).unwrap())),
-            "HTTPRoute" => g
-                .http_routes
-                .push(Arc::new(serde_json::from_value(v).unwrap())),
-            "GRPCRoute" => g
-                .grpc_routes
-                .push(Arc::new(serde_json::from_value(v).unwrap())),
-            "ReferenceGrant" => g.grants.push(Arc::new(serde_json::from_value(v).unwrap())),
-            "PolicyFilter" => g
-                .policy_filters
-                .push(Arc::new(serde_json::from_value(v).unwrap())),
-            other => panic!("unexpected kind {other}"),
-        }
-    }
-    c
-}
 
 /// `# request: METHOD host/path?query header=value ...` lines.
 fn requests(

@@ -2,9 +2,10 @@
 //! a Pomerium PolicyFilter or a Policy named by an `ExtensionRef`, and the
 //! baseline Policy that targets the Gateway, decided for signed-in users.
 
-use super::gateway_fixtures::{objects, route_on_either, snapshot};
+use super::gateway_fixtures::{route_on_either, snapshot};
+use crate::harness::golden::cluster_objects as objects;
+use crate::harness::golden::lets_in;
 use jetbridge::model::Access;
-use jetbridge::policy::{Facts, RequestFacts, User};
 
 fn fixture() -> jetbridge::model::Snapshot {
     let path = format!(
@@ -37,26 +38,7 @@ fn decide(snap: &jetbridge::model::Snapshot, host: &str, email: &str) -> Option<
         Access::Invalid(_) => return None,
         Access::Public => panic!("{host} is public"),
     };
-    let user = User {
-        id: email.into(),
-        email: email.into(),
-        ..User::default()
-    };
-    let request = RequestFacts {
-        method: "GET",
-        host,
-        path: "/",
-        ..RequestFacts::default()
-    };
-    Some(
-        program
-            .eval(&Facts {
-                user: Some(&user),
-                request: &request,
-                now: time::OffsetDateTime::UNIX_EPOCH,
-            })
-            .allow,
-    )
+    Some(lets_in(program, host, email))
 }
 
 #[test]

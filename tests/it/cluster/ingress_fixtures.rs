@@ -4,36 +4,12 @@
 //! file next to it. `JETBRIDGE_BLESS=1 cargo test --test ingress_fixtures`
 //! rewrites the expected files after a deliberate change (review the diff).
 
-use jetbridge::crd::WatchedPolicy;
+use crate::harness::golden::cluster_objects as objects;
 use jetbridge::model::{Access, Snapshot};
 use jetbridge::policy::{Facts, RequestFacts, User};
 use jetbridge::translate::cluster::{Cluster, ClusterSettings, from_cluster};
 use jetbridge::translate::{GlobalInputs, Inputs, translate};
 use std::fmt::Write as _;
-use std::sync::Arc;
-
-fn objects(text: &str) -> Cluster {
-    let mut c = Cluster::default();
-    for doc in text.split("\n---\n") {
-        let v: serde_json::Value = serde_saphyr::from_str(doc).unwrap();
-        match v["kind"].as_str().unwrap() {
-            "Ingress" => c
-                .ingresses
-                .push(Arc::new(serde_json::from_value(v).unwrap())),
-            "IngressClass" => c.classes.push(Arc::new(serde_json::from_value(v).unwrap())),
-            "Service" => c
-                .services
-                .push(Arc::new(serde_json::from_value(v).unwrap())),
-            "EndpointSlice" => c.slices.push(Arc::new(serde_json::from_value(v).unwrap())),
-            "Secret" => c.secrets.push(Arc::new(serde_json::from_value(v).unwrap())),
-            "Policy" => c.policies.push(Arc::new(
-                serde_json::from_value::<WatchedPolicy>(v).unwrap(),
-            )),
-            other => panic!("unexpected kind {other}"),
-        }
-    }
-    c
-}
 
 fn user(email: &str, groups: &[&str]) -> User {
     User {

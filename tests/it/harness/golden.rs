@@ -3,6 +3,11 @@
 //! them), and a description that must not depend on the order of the YAML
 //! documents.
 
+use jetbridge::crd::WatchedPolicy;
+use jetbridge::policy::{Facts, RequestFacts, User};
+use jetbridge::translate::cluster::Cluster;
+use std::sync::Arc;
+
 /// Compares `describe(yaml)` of each `*.yaml` in `dir` (at least `min` of
 /// them) with the `.expected` file beside it; reports every difference at
 /// once.
@@ -57,4 +62,69 @@ pub fn describe_diagnostics(diagnostics: &[jetbridge::model::Diagnostic], out: &
     for d in lines {
         let _ = writeln!(out, "diagnostic: {d}");
     }
+}
+
+/// The Kubernetes objects of a fixture (YAML documents separated by `---`),
+/// as the controller's stores would hold them.
+pub fn cluster_objects(text: &str) -> Cluster {
+    let mut c = Cluster::default();
+    for doc in text.split("\n---\n") {
+        let v: serde_json::Value = serde_saphyr::from_str(doc).unwrap();
+        let g = &mut c.gateway;
+        match v["kind"].as_str().unwrap() {
+            "Service" => c
+                .services
+                .push(Arc::new(serde_json::from_value(v).unwrap())),
+            "EndpointSlice" => c.slices.push(Arc::new(serde_json::from_value(v).unwrap())),
+            "Secret" => c.secrets.push(Arc::new(serde_json::from_value(v).unwrap())),
+            "Ingress" => c
+                .ingresses
+                .push(Arc::new(serde_json::from_value(v).unwrap())),
+            "IngressClass" => c.classes.push(Arc::new(serde_json::from_value(v).unwrap())),
+            "Policy" => c.policies.push(Arc::new(
+                serde_json::from_value::<WatchedPolicy>(v).unwrap(),
+            )),
+            "Namespace" => g
+                .namespaces
+                .push(Arc::new(serde_json::from_value(v).unwrap())),
+            "GatewayClass" => g.classes.push(Arc::new(serde_json::from_value(v).unwrap())),
+            "Gateway" => g
+                .gateways
+                .push(Arc::new(serde_json::from_value(v).unwrap())),
+            "HTTPRoute" => g
+                .http_routes
+                .push(Arc::new(serde_json::from_value(v).unwrap())),
+            "GRPCRoute" => g
+                .grpc_routes
+                .push(Arc::new(serde_json::from_value(v).unwrap())),
+            "ReferenceGrant" => g.grants.push(Arc::new(serde_json::from_value(v).unwrap())),
+            "PolicyFilter" => g
+                .policy_filters
+                .push(Arc::new(serde_json::from_value(v).unwrap())),
+            other => panic!("unexpected kind {other}"),
+        }
+    }
+    c
+}
+
+/// Whether `program` lets a user signed in as `email` `GET /` on `host`.
+pub fn lets_in(program: &jetbridge::policy::Program, host: &str, email: &str) -> bool {
+    let user = User {
+        id: email.into(),
+        email: email.into(),
+        ..User::default()
+    };
+    let request = RequestFacts {
+        method: "GET",
+        host,
+        path: "/",
+        ..RequestFacts::default()
+    };
+    program
+        .eval(&Facts {
+            user: Some(&user),
+            request: &request,
+            now: time::OffsetDateTime::UNIX_EPOCH,
+        })
+        .allow
 }
