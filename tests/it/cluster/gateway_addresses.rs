@@ -25,6 +25,11 @@ async fn wait_for_value(kube: &Kube, args: &[&str]) -> String {
     }
 }
 
+/// `kubectl get KIND NAME -n NS -o jsonpath=PATH`, as arguments.
+fn get_args<'a>(kind: &'a str, name: &'a str, ns: &'a str, jsonpath: &'a str) -> [&'a str; 7] {
+    ["get", kind, name, "-n", ns, "-o", jsonpath]
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_gateway_gets_a_service_of_its_own_and_serves_only_its_routes() {
     let kube = Kube::get();
@@ -74,70 +79,45 @@ async fn each_gateway_gets_a_service_of_its_own_and_serves_only_its_routes() {
         // The Gateway's Service: owned by it, port 80 to a proxy port.
         let target = wait_for_value(
             &c.kube,
-            &[
-                "get",
+            &get_args(
                 "service",
                 &svc,
-                "-n",
                 &ns,
-                "-o",
                 "jsonpath={.spec.ports[?(@.port==80)].targetPort}",
-            ],
+            ),
         )
         .await;
         let target: u16 = target.parse().unwrap();
         let owner = c.kube.ok(
-            &[
-                "get",
+            &get_args(
                 "service",
                 &svc,
-                "-n",
                 &ns,
-                "-o",
                 "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}",
-            ],
+            ),
             None,
         );
         assert_eq!(owner.trim(), format!("Gateway/{gw}"));
         // Its EndpointSlice names the publish Service's endpoints.
         let slice = wait_for_value(
             &c.kube,
-            &[
-                "get",
+            &get_args(
                 "endpointslice",
                 &format!("{svc}-proxy"),
-                "-n",
                 &ns,
-                "-o",
                 "jsonpath={.endpoints[*].addresses[0]} {.ports[0].port}",
-            ],
+            ),
         )
         .await;
         assert_eq!(slice, format!("{} {target}", c.kube.host_ip()));
         // The Gateway shows the Service's cluster IP.
         let ip = c.kube.ok(
-            &[
-                "get",
-                "service",
-                &svc,
-                "-n",
-                &ns,
-                "-o",
-                "jsonpath={.spec.clusterIP}",
-            ],
+            &get_args("service", &svc, &ns, "jsonpath={.spec.clusterIP}"),
             None,
         );
         wait_for_jsonpath(
             &c.kube,
-            &[
-                "get",
-                "gateway",
-                gw,
-                "-n",
-                &ns,
-                "-o",
-                "jsonpath={.status.addresses[0].value}",
-            ],
+            &get_args("gateway", gw, &ns, "jsonpath={.status.addresses[0].value}"),
             ip.trim(),
         )
         .await;
