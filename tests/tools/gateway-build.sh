@@ -14,7 +14,8 @@
 #                                GRPC_ECHO_SERVER=1)
 #              coredns           CoreDNS at the release the base manifests name
 #                                (github.com/coredns/coredns; the infra namespace's
-#                                DNS backend, which must be Ready for the suite's setup)
+#                                DNS backend, which must be Ready for the suite's setup),
+#                                with the plugins that namespace's Corefile uses
 #              base-manifests.yaml  the suite's conformance/base/manifests.yaml
 #              crd/standard/, crd/experimental/   the module's config/crd/
 #              BUILD             Go version, build time, module versions
@@ -102,22 +103,77 @@ compile() {
 }
 
 # CoreDNS: its own module (its dependencies differ from the suite's), the release the
-# suite's base manifests run (registry.k8s.io/coredns/coredns:vX.Y.Z).
+# suite's base manifests run (registry.k8s.io/coredns/coredns:vX.Y.Z), built with only the
+# plugins their Corefile uses. CoreDNS chooses its plugins at build time (plugin.cfg); a
+# main package importing coremain and those plugins is its documented way to build a
+# smaller server, and it leaves out the cloud and Kubernetes plugins whose dependencies
+# are most of a full build's compile time. The plugins run in plugin.cfg's order.
+corefile_plugins() {
+    # the first word of each line inside a server block of the Corefile ConfigMap
+    awk '/^  Corefile: \|/ {on=1; next} on && /^[^ ]/ {on=0} on' "$CONF_DIR/base/manifests.yaml" |
+        awk '/\{[[:space:]]*$/ && !/^[[:space:]]*[a-z_]+[[:space:]]*\{/ {next} {print $1}' |
+        grep -E '^[a-z_0-9]+$' | sort -u
+}
+
+write_coredns_main() {
+    local cfg="$1" name pkg imports="" keep=""
+    for name in $(corefile_plugins); do
+        pkg="$(sed -n "s/^$name:\(.*\)$/\1/p" "$cfg")"
+        [ -n "$pkg" ] || die "the suite's Corefile uses '$name', which CoreDNS's plugin.cfg does not list"
+        case "$pkg" in */*) ;; *) pkg="github.com/coredns/coredns/plugin/$pkg" ;; esac
+        imports+="	_ \"$pkg\"
+"
+        keep+="\"$name\": true, "
+    done
+    [ -n "$keep" ] || die "found no plugin in the suite's Corefile"
+    cat > main.go <<GO
+// CoreDNS with the plugins the Gateway API conformance suite's Corefile uses.
+package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+$imports)
+
+func init() {
+	keep := map[string]bool{$keep}
+	var order []string
+	for _, d := range dnsserver.Directives {
+		if keep[d] {
+			order = append(order, d)
+		}
+	}
+	dnsserver.Directives = order
+}
+
+func main() { coremain.Run() }
+GO
+}
+
 build_coredns() {
-    local v cb t0=$SECONDS
+    local v cb dir name t0=$SECONDS
     v="$(sed -n 's|^[[:space:]]*image: registry.k8s.io/coredns/coredns:v\([0-9.]*\)$|\1|p' "$CONF_DIR/base/manifests.yaml" | head -n1)"
     [ -n "$v" ] || { say "the base manifests run no CoreDNS: not built"; return 0; }
     cb="$CACHE/build/coredns-$v"
+    rm -rf "$cb/mod"
     mkdir -p "$cb/mod" "$cb/gocache"
-    say "go build github.com/coredns/coredns@v$v (log: $cb/build.log)"
+    say "go build of CoreDNS v$v with the plugins of the suite's Corefile: $(corefile_plugins | tr '\n' ' ')(log: $cb/build.log)"
     (
         export GOCACHE="$cb/gocache"
         cd "$cb/mod"
-        [ -f go.mod ] || go mod init jetbridge.test/coredns-build
+        go mod init jetbridge.test/coredns-build
         go get "github.com/coredns/coredns@v$v"
-        nice -n "${JETBRIDGE_BUILD_NICE:-10}" go build -trimpath -ldflags "-s -w" -o "$BUILD/out/coredns" github.com/coredns/coredns
+        dir="$(go list -m -f '{{.Dir}}' github.com/coredns/coredns)"
+        write_coredns_main "$dir/plugin.cfg"
+        go mod tidy
+        nice -n "${JETBRIDGE_BUILD_NICE:-10}" go build -trimpath -ldflags "-s -w" -o "$BUILD/out/coredns" .
     ) >>"$cb/build.log" 2>&1 || die "go build of CoreDNS v$v failed (log: $cb/build.log)"
     "$BUILD/out/coredns" -version 2>&1 | grep -q "CoreDNS-$v" || die "the built coredns does not say CoreDNS-$v"
+    local plugins
+    plugins="$("$BUILD/out/coredns" -plugins 2>&1 || true)"
+    for name in $(corefile_plugins); do
+        grep -qx "[[:space:]]*$name" <<<"$plugins" || die "the built coredns lacks the plugin '$name'"
+    done
     cat "$cb/build.log" >>"$LOG"
     COREDNS_BUILD="$cb"
     COREDNS_SECONDS=$((SECONDS - t0))
