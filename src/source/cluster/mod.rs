@@ -538,6 +538,10 @@ impl Translator {
             .global
             .certificates
             .extend(outcome.certificates.iter().cloned());
+        inputs
+            .global
+            .gateway_ports
+            .extend(outcome.gateway.ports.iter().cloned());
         Ok(self.driver.publish(inputs, crate::proxy::clock::unix_now()))
     }
 }
