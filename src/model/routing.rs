@@ -377,6 +377,22 @@ pub struct RouteKey {
     /// Method, header and query conditions (Gateway API matches); `None`
     /// for routes matched by host and path alone.
     pub conditions: Option<std::sync::Arc<Conditions>>,
+    /// A GRPCRoute's method match: between two GRPCRoute routes it orders
+    /// before the path does.
+    pub grpc: Option<GrpcPrecedence>,
+}
+
+/// How specific a GRPCRoute method match is, as the GRPCRoute
+/// specification ranks matches: more characters in the matching service
+/// first, then more in the matching method (then more header matches, the
+/// older route, `namespace/name`, rule order). Only names given `Exact`
+/// count; a `RegularExpression` part or an absent one counts none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GrpcPrecedence {
+    /// Characters of the service named exactly.
+    pub service: usize,
+    /// Characters of the method named exactly.
+    pub method: usize,
 }
 
 /// One sorted candidate in a host group.
@@ -564,15 +580,13 @@ fn route_order(a: &Entry, ka: &RouteKey, b: &Entry, kb: &RouteKey) -> Ordering {
             PathMatch::Prefix(s) => (2, std::cmp::Reverse(s.len())),
         }
     }
-    let regexes = matches!(a.path, PathMatch::Regex(_)) && matches!(b.path, PathMatch::Regex(_));
-    if regexes {
-        // Regex rules keep their configured order (age), not their text.
-        return ka
-            .created
+    // Older first, then by name, then input position.
+    let age = || {
+        ka.created
             .cmp(&kb.created)
             .then_with(|| ka.name.cmp(&kb.name))
-            .then(a.index.cmp(&b.index));
-    }
+            .then(a.index.cmp(&b.index))
+    };
     let specificity = |e: &Entry| {
         std::cmp::Reverse(
             e.conditions
@@ -581,15 +595,27 @@ fn route_order(a: &Entry, ka: &RouteKey, b: &Entry, kb: &RouteKey) -> Ordering {
                 .map(Conditions::specificity),
         )
     };
+    if let (Some(ga), Some(gb)) = (ka.grpc, kb.grpc) {
+        // The GRPCRoute order: longer service, longer method, more
+        // headers; then the path kind (an exact method before a pattern).
+        return gb
+            .cmp(&ga)
+            .then_with(|| specificity(a).cmp(&specificity(b)))
+            .then_with(|| rank(&a.path).cmp(&rank(&b.path)))
+            .then_with(age);
+    }
+    let regexes = matches!(a.path, PathMatch::Regex(_)) && matches!(b.path, PathMatch::Regex(_));
+    if regexes {
+        // Regex rules keep their configured order (age), not their text.
+        return age();
+    }
     rank(&a.path)
         .cmp(&rank(&b.path))
         .then_with(|| specificity(a).cmp(&specificity(b)))
         // Same kind and length: order by the text so different paths of equal
         // length never tie (they cannot both match, but keep it total).
         .then_with(|| a.path.as_str().cmp(b.path.as_str()))
-        .then(ka.created.cmp(&kb.created))
-        .then_with(|| ka.name.cmp(&kb.name))
-        .then(a.index.cmp(&b.index))
+        .then_with(age)
 }
 
 /// The suffixes of `host` after one, two, … labels, longest first

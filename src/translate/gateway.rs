@@ -931,6 +931,8 @@ pub(super) struct MatchSpec {
     pub path: PathSpec,
     pub conditions: Option<Arc<Conditions>>,
     pub problems: Vec<String>,
+    /// A GRPCRoute match's rank.
+    pub grpc: Option<crate::model::routing::GrpcPrecedence>,
 }
 
 /// The matches of an HTTPRoute rule (none: every request).
@@ -950,6 +952,7 @@ fn http_matches(rule: &HttpRouteRule) -> Vec<MatchSpec> {
                 path,
                 conditions,
                 problems,
+                grpc: None,
             }
         })
         .collect()
@@ -989,6 +992,7 @@ pub(super) fn rule_routes(
                 backends: backends.clone(),
                 options,
                 conditions: m.conditions.clone(),
+                grpc: m.grpc,
                 listeners: attachment.listeners.clone(),
                 contract: crate::model::Contract::GatewayApi,
                 problems: p

@@ -179,6 +179,8 @@ pub struct RouteInput {
     /// Whose rules the route follows (its wildcard host's depth, how it
     /// answers when its configuration is invalid).
     pub contract: crate::model::Contract,
+    /// A GRPCRoute's method match rank (the GRPCRoute order).
+    pub grpc: Option<crate::model::routing::GrpcPrecedence>,
 }
 
 impl RouteInput {
@@ -202,6 +204,7 @@ impl RouteInput {
             conditions: None,
             listeners: Listeners::default(),
             contract: crate::model::Contract::default(),
+            grpc: None,
         }
     }
 }
@@ -278,6 +281,7 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
                     created: input.created,
                     name: input.id.clone(),
                     conditions: input.conditions.clone(),
+                    grpc: input.grpc,
                 });
                 routes.push(route);
             }
