@@ -275,14 +275,7 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
                     &mut client_cas,
                     &mut diagnostics,
                 );
-                keys.push(RouteKey {
-                    host,
-                    path,
-                    created: input.created,
-                    name: input.id.clone(),
-                    conditions: input.conditions.clone(),
-                    grpc: input.grpc,
-                });
+                keys.push(route_key(input, host, path));
                 routes.push(route);
             }
             Err(message) => diagnostics.push(Diagnostic {
@@ -332,6 +325,18 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
         )),
         keep_idp_tokens,
         diagnostics,
+    }
+}
+
+/// What the route table knows of a route input at `host` and `path`.
+fn route_key(input: &RouteInput, host: HostMatch, path: PathMatch) -> RouteKey {
+    RouteKey {
+        host,
+        path,
+        created: input.created,
+        name: input.id.clone(),
+        conditions: input.conditions.clone(),
+        grpc: input.grpc,
     }
 }
 
