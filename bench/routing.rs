@@ -26,6 +26,7 @@ fn keys_for(n: usize) -> Vec<RouteKey> {
             created: i as i64,
             name: format!("ns/route-{i}"),
             conditions: None,
+            grpc: None,
         });
     };
     for i in 0..n {

@@ -22,6 +22,10 @@ struct Shared {
     reload_failures: AtomicU64,
     /// True when the latest reload attempt was rejected.
     last_reload_failed: std::sync::atomic::AtomicBool,
+    /// The Gateway ports (by proxy port) the data plane could not listen
+    /// on, with the error, and a wake-up for the one reader of them.
+    unbound: std::sync::Mutex<std::collections::BTreeMap<u16, String>>,
+    unbound_changed: tokio::sync::Notify,
 }
 
 impl SnapshotReader {
@@ -45,6 +49,29 @@ impl SnapshotReader {
     /// configuration is then older than its source).
     pub fn last_reload_ok(&self) -> bool {
         !self.inner.last_reload_failed.load(Ordering::Relaxed)
+    }
+    /// Records the Gateway ports (by proxy port) the data plane could not
+    /// listen on, with why; wakes [`SnapshotReader::unbound_changed`] when
+    /// that differs from before.
+    pub fn set_unbound_gateway_ports(&self, failed: &std::collections::BTreeMap<u16, String>) {
+        let mut unbound = self.inner.unbound.lock().unwrap_or_else(|e| e.into_inner());
+        if *unbound != *failed {
+            unbound.clone_from(failed);
+            self.inner.unbound_changed.notify_one();
+        }
+    }
+    /// The Gateway ports the data plane could not listen on, with why.
+    pub fn unbound_gateway_ports(&self) -> std::collections::BTreeMap<u16, String> {
+        self.inner
+            .unbound
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    /// Resolves when [`SnapshotReader::unbound_gateway_ports`] changed
+    /// (for one waiter: the status writer).
+    pub async fn unbound_changed(&self) {
+        self.inner.unbound_changed.notified().await;
     }
 }
 

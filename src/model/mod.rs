@@ -146,8 +146,13 @@ impl Snapshot {
         let mut h = Hasher(sha2::Sha256::new());
         let _ = write!(
             h,
-            "{:?}|{:?}|{:?}|{}|{:?}|{:?}",
+            "{:?}|{:?}|{:?}|{:?}|{}|{:?}|{:?}",
             self.routes,
+            // Gateway ports without routes, and their listeners' hostnames.
+            self.gateway_tables
+                .values()
+                .map(|t| (&t.port, &t.hostnames))
+                .collect::<Vec<_>>(),
             self.diagnostics,
             self.auth,
             self.identity.jwks.etag,
@@ -165,6 +170,8 @@ pub struct GatewayTable {
     /// whether TLS is terminated on it.
     pub port: routing::GatewayPort,
     pub table: RouteTable,
+    /// The hostnames its listeners name (claimed in `table`).
+    pub hostnames: Vec<routing::HostMatch>,
 }
 
 /// Signing keys and the pre-serialised documents derived from them.

@@ -128,6 +128,15 @@ impl HostMatch {
         })
     }
 
+    /// [`HostMatch::parse`] as the Gateway API reads a hostname: a wildcard
+    /// covers one or more labels ([`HostMatch::WildcardAny`]).
+    pub fn parse_gateway(s: &str) -> Result<HostMatch, RoutingError> {
+        Ok(match HostMatch::parse(s)? {
+            HostMatch::Wildcard(suffix) => HostMatch::WildcardAny(suffix),
+            h => h,
+        })
+    }
+
     /// Whether this rule host serves `host` (already [`normalize_host`]d).
     pub fn matches(&self, host: &str) -> bool {
         match self {
@@ -274,6 +283,18 @@ pub struct GatewayPort {
     pub tls: bool,
 }
 
+/// A Gateway port as its Gateway declares it, routes or not: the proxy
+/// serves it (what no route matches is 404), and each hostname of its
+/// listeners keeps the requests it is the most specific match for to the
+/// routes of that listener (listener isolation; the routes of a less
+/// specific listener are left out of those names when translated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayPortListeners {
+    pub port: GatewayPort,
+    /// The hostnames its listeners name (Gateway API wildcards).
+    pub hostnames: Vec<HostMatch>,
+}
+
 /// The ports the proxy binds for Gateway ports: 20000 to 29999, below the
 /// usual ephemeral range (32768 and up) and the NodePort range.
 pub const GATEWAY_PROXY_PORTS: std::ops::Range<u16> = 20000..30000;
@@ -356,6 +377,22 @@ pub struct RouteKey {
     /// Method, header and query conditions (Gateway API matches); `None`
     /// for routes matched by host and path alone.
     pub conditions: Option<std::sync::Arc<Conditions>>,
+    /// A GRPCRoute's method match: between two GRPCRoute routes it orders
+    /// before the path does.
+    pub grpc: Option<GrpcPrecedence>,
+}
+
+/// How specific a GRPCRoute method match is, as the GRPCRoute
+/// specification ranks matches: more characters in the matching service
+/// first, then more in the matching method (then more header matches, the
+/// older route, `namespace/name`, rule order). Only names given `Exact`
+/// count; a `RegularExpression` part or an absent one counts none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GrpcPrecedence {
+    /// Characters of the service named exactly.
+    pub service: usize,
+    /// Characters of the method named exactly.
+    pub method: usize,
 }
 
 /// One sorted candidate in a host group.
@@ -387,6 +424,9 @@ pub struct RouteTable {
     exact: HashMap<String, Vec<Entry>>,
     wildcard: HashMap<String, Vec<Entry>>,
     any: Vec<Entry>,
+    /// Wildcard suffixes claimed by [`RouteTable::claim`] for names more
+    /// than one label under them, routes or not.
+    deep_claims: HashSet<String>,
 }
 
 impl RouteTable {
@@ -423,6 +463,27 @@ impl RouteTable {
         }
         table.any.sort_by(order);
         table
+    }
+
+    /// Makes `host` a group of its own, routes or not: a request it is the
+    /// most specific match for is looked up in its rules alone (none: a
+    /// miss), never in a less specific host's. A Gateway listener's
+    /// hostname, so that its requests never reach the routes of a listener
+    /// with a wider one.
+    pub fn claim(&mut self, host: &HostMatch) {
+        match host {
+            HostMatch::Exact(h) => {
+                self.exact.entry(h.clone()).or_default();
+            }
+            HostMatch::Wildcard(s) => {
+                self.wildcard.entry(s.clone()).or_default();
+            }
+            HostMatch::WildcardAny(s) => {
+                self.wildcard.entry(s.clone()).or_default();
+                self.deep_claims.insert(s.clone());
+            }
+            HostMatch::Any => {}
+        }
     }
 
     /// The index of the route serving `host` and `path`, both already
@@ -464,7 +525,9 @@ impl RouteTable {
 
     /// Whether the table has no route at all.
     pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.wildcard.is_empty() && self.any.is_empty()
+        self.exact.values().all(Vec::is_empty)
+            && self.wildcard.values().all(Vec::is_empty)
+            && self.any.is_empty()
     }
 
     /// The rules that may serve `host`: its precise host's, else the most
@@ -487,8 +550,11 @@ impl RouteTable {
     fn wildcard_group(&self, host: &str) -> Option<(&[Entry], usize)> {
         wildcard_suffixes(host)
             .enumerate()
-            .filter_map(|(i, s)| Some((self.wildcard.get(s)?.as_slice(), i + 1)))
-            .find(|(g, depth)| *depth == 1 || g.iter().any(|e| e.deep))
+            .filter_map(|(i, s)| Some((s, self.wildcard.get(s)?.as_slice(), i + 1)))
+            .find(|(s, g, depth)| {
+                *depth == 1 || g.iter().any(|e| e.deep) || self.deep_claims.contains(*s)
+            })
+            .map(|(_, g, depth)| (g, depth))
     }
 }
 
@@ -514,15 +580,13 @@ fn route_order(a: &Entry, ka: &RouteKey, b: &Entry, kb: &RouteKey) -> Ordering {
             PathMatch::Prefix(s) => (2, std::cmp::Reverse(s.len())),
         }
     }
-    let regexes = matches!(a.path, PathMatch::Regex(_)) && matches!(b.path, PathMatch::Regex(_));
-    if regexes {
-        // Regex rules keep their configured order (age), not their text.
-        return ka
-            .created
+    // Older first, then by name, then input position.
+    let age = || {
+        ka.created
             .cmp(&kb.created)
             .then_with(|| ka.name.cmp(&kb.name))
-            .then(a.index.cmp(&b.index));
-    }
+            .then(a.index.cmp(&b.index))
+    };
     let specificity = |e: &Entry| {
         std::cmp::Reverse(
             e.conditions
@@ -531,15 +595,27 @@ fn route_order(a: &Entry, ka: &RouteKey, b: &Entry, kb: &RouteKey) -> Ordering {
                 .map(Conditions::specificity),
         )
     };
+    if let (Some(ga), Some(gb)) = (ka.grpc, kb.grpc) {
+        // The GRPCRoute order: longer service, longer method, more
+        // headers; then the path kind (an exact method before a pattern).
+        return gb
+            .cmp(&ga)
+            .then_with(|| specificity(a).cmp(&specificity(b)))
+            .then_with(|| rank(&a.path).cmp(&rank(&b.path)))
+            .then_with(age);
+    }
+    let regexes = matches!(a.path, PathMatch::Regex(_)) && matches!(b.path, PathMatch::Regex(_));
+    if regexes {
+        // Regex rules keep their configured order (age), not their text.
+        return age();
+    }
     rank(&a.path)
         .cmp(&rank(&b.path))
         .then_with(|| specificity(a).cmp(&specificity(b)))
         // Same kind and length: order by the text so different paths of equal
         // length never tie (they cannot both match, but keep it total).
         .then_with(|| a.path.as_str().cmp(b.path.as_str()))
-        .then(ka.created.cmp(&kb.created))
-        .then_with(|| ka.name.cmp(&kb.name))
-        .then(a.index.cmp(&b.index))
+        .then_with(age)
 }
 
 /// The suffixes of `host` after one, two, … labels, longest first

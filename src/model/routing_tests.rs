@@ -17,6 +17,7 @@ fn key(host: &str, kind: Kind, path: &str, created: i64, name: &str) -> RouteKey
         created,
         name: name.to_owned(),
         conditions: None,
+        grpc: None,
     }
 }
 
@@ -625,4 +626,32 @@ fn listeners_union_keeps_every_gateway_port() {
     let u = a.union(b);
     assert!(u.tls && u.plain);
     assert_eq!(u.gateway_ports.len(), 2);
+}
+
+#[test]
+fn a_claimed_host_keeps_its_requests_from_wider_hosts_even_without_routes() {
+    let keys = vec![
+        deep("example.com", "wide"),
+        key("", Kind::Prefix, "/", 0, "any"),
+    ];
+    let mut table = RouteTable::build(&keys);
+    let before = |t: &RouteTable, h: &str| t.lookup(h, "/x").map(|i| keys[i].name.as_str());
+    assert_eq!(before(&table, "a.b.foo.example.com"), Some("wide"));
+    table.claim(&HostMatch::parse_gateway("*.foo.example.com").unwrap());
+    table.claim(&HostMatch::parse_gateway("abc.example.com").unwrap());
+    table.claim(&HostMatch::parse_gateway("other.org").unwrap());
+    for host in [
+        "bar.foo.example.com",
+        "a.b.foo.example.com",
+        "abc.example.com",
+        "other.org",
+    ] {
+        assert_eq!(before(&table, host), None, "{host}");
+    }
+    assert_eq!(before(&table, "bar.example.com"), Some("wide"));
+    assert_eq!(before(&table, "elsewhere.org"), Some("any"));
+    // Claims alone are no routes.
+    let mut empty = RouteTable::default();
+    empty.claim(&HostMatch::parse_gateway("*.example.com").unwrap());
+    assert!(empty.is_empty());
 }

@@ -10,8 +10,9 @@ use super::Proxy;
 use super::auth::state::Authenticator;
 use super::server;
 use crate::identity::revocation::Revocations;
+use crate::model::routing::GatewayPort;
 use crate::snapshot::SnapshotReader;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -236,8 +237,9 @@ const GATEWAY_PORTS_EVERY: std::time::Duration = std::time::Duration::from_milli
 struct GatewayPorts {
     /// Open listeners: TLS or not, and the token that closes each.
     open: BTreeMap<u16, (bool, CancellationToken)>,
-    /// Ports that could not be bound (reported once until they are).
-    failed: BTreeSet<u16>,
+    /// Ports that could not be bound, with why (logged once until they
+    /// are; shown in their Gateway's listener status).
+    failed: BTreeMap<u16, String>,
     tasks: tokio::task::JoinSet<()>,
 }
 
@@ -258,16 +260,17 @@ async fn serve_gateway_ports(
         let generation = reader.generation();
         if seen != Some(generation) || !ports.failed.is_empty() {
             seen = Some(generation);
-            let wanted: BTreeMap<u16, bool> = reader
+            let wanted: BTreeMap<u16, GatewayPort> = reader
                 .load()
                 .map(|s| {
                     s.gateway_tables
                         .iter()
-                        .map(|(p, t)| (*p, t.port.tls))
+                        .map(|(p, t)| (*p, t.port.clone()))
                         .collect()
                 })
                 .unwrap_or_default();
             ports.follow(&wanted, ip, &proxy, &tls, &shutdown).await;
+            reader.set_unbound_gateway_ports(&ports.failed);
         }
         while ports.tasks.try_join_next().is_some() {}
         tokio::select! {
@@ -283,37 +286,51 @@ impl GatewayPorts {
     /// the ones it names that are not open.
     async fn follow(
         &mut self,
-        wanted: &BTreeMap<u16, bool>,
+        wanted: &BTreeMap<u16, GatewayPort>,
         ip: IpAddr,
         proxy: &Arc<Proxy>,
         tls: &Arc<server::ServerTls>,
         shutdown: &CancellationToken,
     ) {
         self.open.retain(|port, (is_tls, token)| {
-            let keep = wanted.get(port) == Some(is_tls);
+            let keep = wanted.get(port).map(|p| p.tls) == Some(*is_tls);
             if !keep {
                 tracing::info!(port = *port, "closing a Gateway port's listener");
                 token.cancel();
             }
             keep
         });
-        self.failed.retain(|p| wanted.contains_key(p));
-        for (&port, &is_tls) in wanted {
+        self.failed.retain(|p, _| wanted.contains_key(p));
+        for (&port, declared) in wanted {
             if self.open.contains_key(&port) {
                 continue;
             }
+            let is_tls = declared.tls;
             let addr = SocketAddr::new(ip, port);
             let listener = match TcpListener::bind(addr).await {
                 Ok(l) => l,
                 Err(e) => {
-                    if self.failed.insert(port) {
-                        tracing::warn!(%addr, error = %e, "cannot listen on a Gateway port; trying again");
+                    let error = e.to_string();
+                    if self.failed.insert(port, error.clone()).as_ref() != Some(&error) {
+                        tracing::warn!(
+                            %addr,
+                            gateway = %declared.gateway,
+                            port = declared.port,
+                            error = %e,
+                            "cannot listen on a Gateway port; trying again"
+                        );
                     }
                     continue;
                 }
             };
             self.failed.remove(&port);
-            tracing::info!(%addr, tls = is_tls, "Gateway port's listener (its Gateway's routes only)");
+            tracing::info!(
+                %addr,
+                gateway = %declared.gateway,
+                port = declared.port,
+                tls = is_tls,
+                "Gateway port's listener (its Gateway's routes only)"
+            );
             let token = shutdown.child_token();
             let tls = is_tls.then(|| tls.clone());
             let serve =

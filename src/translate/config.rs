@@ -402,6 +402,7 @@ fn inputs(
             auth,
             certificates,
             downstream_mtls,
+            gateway_ports: Vec::new(),
         },
         routes,
         diagnostics,

@@ -39,7 +39,9 @@ use crate::crd::gateway::{
 };
 use crate::model::conditions::{Conditions, ValueMatch};
 use crate::model::rewrite::Pattern;
-use crate::model::routing::{GatewayPort, Listeners, allocate_proxy_ports};
+use crate::model::routing::{
+    GatewayPort, GatewayPortListeners, HostMatch, Listeners, allocate_proxy_ports,
+};
 use crate::model::{Diagnostic, ObjectRef, Reason, Severity, Upstream, UpstreamScheme};
 use crate::settings::RouteOptions;
 use k8s_openapi::api::core::v1::Namespace;
@@ -124,6 +126,9 @@ pub struct GatewayInputs {
     pub policy_filters: Vec<PolicyFilterOutcome>,
     /// Each Policy with `targetRefs`: the Gateways it attached to.
     pub policy_targets: Vec<TargetOutcome>,
+    /// Every Gateway port, served whether routes attach or not, with its
+    /// listeners' hostnames.
+    pub ports: Vec<GatewayPortListeners>,
 }
 
 /// What routes and translation share: the objects, indexes and settings.
@@ -197,6 +202,61 @@ fn assign_gateway_ports(listeners: &mut [ReadListener<'_>]) {
     }
 }
 
+/// Each Gateway port the usable listeners name, with their hostnames (a
+/// listener's hostname that does not parse names nothing).
+fn declared_ports(listeners: &[ReadListener<'_>]) -> Vec<GatewayPortListeners> {
+    let mut ports: BTreeMap<u16, GatewayPortListeners> = BTreeMap::new();
+    for l in listeners {
+        let Some(port) = &l.gateway_port else {
+            continue;
+        };
+        let entry = ports
+            .entry(port.proxy_port)
+            .or_insert_with(|| GatewayPortListeners {
+                port: port.clone(),
+                hostnames: Vec::new(),
+            });
+        let host = l.listener.hostname.as_deref().map(HostMatch::parse_gateway);
+        if let Some(Ok(h)) = host
+            && !entry.hostnames.contains(&h)
+        {
+            entry.hostnames.push(h);
+        }
+    }
+    ports.into_values().collect()
+}
+
+/// Whether a more specific listener of the same Gateway port than `l`
+/// names every name of `host` (`""`: any): then those requests are that
+/// listener's alone, and `l`'s routes do not serve `host` (listener
+/// isolation). Names of `host` under a more specific listener that does not
+/// cover all of it are kept from `l`'s routes by that listener's claim in
+/// the port's route table ([`crate::model::routing::RouteTable::claim`]).
+fn shadowed(l: &ReadListener<'_>, host: &str, listeners: &[ReadListener<'_>]) -> bool {
+    let Some(port) = &l.gateway_port else {
+        return false;
+    };
+    let mine = l.listener.hostname.as_deref().map(str::to_ascii_lowercase);
+    listeners.iter().any(|other| {
+        let Some(theirs) = other
+            .listener
+            .hostname
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+        else {
+            return false;
+        };
+        let narrower = match &mine {
+            None => true,
+            Some(mine) => covered(&theirs, mine),
+        };
+        other.gateway_port.as_ref().map(|p| p.proxy_port) == Some(port.proxy_port)
+            && narrower
+            && !host.is_empty()
+            && (host == theirs || covered(host, &theirs))
+    })
+}
+
 /// Reads the Gateway API objects into routes, certificates and outcomes.
 pub(super) fn from_gateway(cx: &Context<'_>) -> GatewayInputs {
     let mut out = GatewayInputs::default();
@@ -226,6 +286,7 @@ pub(super) fn from_gateway(cx: &Context<'_>) -> GatewayInputs {
         listeners.extend(read_gateway(cx, g, class, &mut out));
     }
     assign_gateway_ports(&mut listeners);
+    out.ports = declared_ports(&listeners);
     let mut attached = Attachments::default();
     for r in routes_by_age(cx.objects) {
         match r {
@@ -754,7 +815,7 @@ pub(super) fn attach_parents(
             .and_then(|found| attached.claim(route, found))
             .map(|found| {
                 for (l, hs) in found {
-                    for h in hs {
+                    for h in hs.into_iter().filter(|h| !shadowed(l, h, listeners)) {
                         let merged = match out.hosts.remove(&h) {
                             None => HostAttachment::of(l),
                             Some(before) => before.and(l),
@@ -870,6 +931,8 @@ pub(super) struct MatchSpec {
     pub path: PathSpec,
     pub conditions: Option<Arc<Conditions>>,
     pub problems: Vec<String>,
+    /// A GRPCRoute match's rank.
+    pub grpc: Option<crate::model::routing::GrpcPrecedence>,
 }
 
 /// The matches of an HTTPRoute rule (none: every request).
@@ -889,6 +952,7 @@ fn http_matches(rule: &HttpRouteRule) -> Vec<MatchSpec> {
                 path,
                 conditions,
                 problems,
+                grpc: None,
             }
         })
         .collect()
@@ -928,6 +992,7 @@ pub(super) fn rule_routes(
                 backends: backends.clone(),
                 options,
                 conditions: m.conditions.clone(),
+                grpc: m.grpc,
                 listeners: attachment.listeners.clone(),
                 contract: crate::model::Contract::GatewayApi,
                 problems: p

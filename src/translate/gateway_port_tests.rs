@@ -84,8 +84,10 @@ fn snapshot(gateways: Vec<Arc<Gateway>>, routes: Vec<Arc<HttpRoute>>) -> (Snapsh
         ..Cluster::default()
     };
     let out = from_cluster(&c, &ClusterSettings::default());
+    let mut global = GlobalInputs::for_test();
+    global.gateway_ports = out.gateway.ports.clone();
     let snapshot = translate(&Inputs {
-        global: GlobalInputs::for_test(),
+        global,
         routes: out.routes,
         diagnostics: Vec::new(),
     });
@@ -110,13 +112,19 @@ fn table<'s>(s: &'s Snapshot, gateway: &str, port: u16) -> &'s GatewayTable {
 
 /// The first upstream of the route serving `path` on proxy port `at`.
 fn upstream(s: &Snapshot, at: u16, path: &str) -> Option<String> {
+    upstream_for(s, at, "any.example.com", path)
+}
+
+/// The first upstream of the route serving `host` and `path` on proxy
+/// port `at`.
+fn upstream_for(s: &Snapshot, at: u16, host: &str, path: &str) -> Option<String> {
     let headers = http::HeaderMap::new();
     let view = RequestView {
         method: &http::Method::GET,
         headers: &headers,
         query: None,
     };
-    s.route_on(TableRef::GatewayPort(at), "any.example.com", path, &view)
+    s.route_on(TableRef::GatewayPort(at), host, path, &view)
         .map(|r| r.upstreams[0].authority.clone())
 }
 
@@ -208,4 +216,166 @@ fn listeners_on_other_ports_get_ports_of_their_own_and_keep_their_protocol() {
     );
     assert_eq!(table(&s2, "infra/gw", 8080).port.proxy_port, p8080);
     assert_eq!(table(&s2, "infra/gw", 80).port.proxy_port, p80);
+}
+
+/// An HTTPRoute `name` attached to listener `section` of Gateway `gw`, with
+/// `hostnames`, sending the prefix `/<name>` to Service `v1`.
+fn section_route(name: &str, gw: &str, section: &str, hostnames: &[&str]) -> Arc<HttpRoute> {
+    obj(serde_json::json!({
+        "metadata": {"name": name, "namespace": "infra", "generation": 1},
+        "spec": {"parentRefs": [{"name": gw, "sectionName": section}],
+                 "hostnames": hostnames,
+                 "rules": [{
+                     "matches": [{"path": {"type": "PathPrefix", "value": format!("/{name}")}}],
+                     "backendRefs": [{"name": "v1", "port": 8080}]}]}
+    }))
+}
+
+/// Four HTTP listeners on port 80: no hostname, `*.example.com`,
+/// `*.foo.example.com`, `abc.foo.example.com` (the conformance suite's
+/// `GatewayHTTPListenerIsolation`).
+fn isolation_listeners() -> serde_json::Value {
+    serde_json::json!([
+        {"name": "empty", "port": 80, "protocol": "HTTP"},
+        {"name": "wild", "port": 80, "protocol": "HTTP", "hostname": "*.example.com"},
+        {"name": "wild-foo", "port": 80, "protocol": "HTTP", "hostname": "*.foo.example.com"},
+        {"name": "abc", "port": 80, "protocol": "HTTP", "hostname": "abc.foo.example.com"}
+    ])
+}
+
+/// For each host, the one path prefix (route name) it is served on; every
+/// other route's path is a miss there.
+fn assert_isolated(s: &Snapshot, port: u16, expected: &[(&str, Option<&str>)]) {
+    let names = ["empty", "wild", "wild-foo", "abc"];
+    for (host, served) in expected {
+        for name in names {
+            let got = upstream_for(s, port, host, &format!("/{name}/x")).is_some();
+            assert_eq!(got, *served == Some(name), "{host} /{name}");
+        }
+    }
+}
+
+#[test]
+fn a_request_is_served_by_the_routes_of_the_most_specific_listener_alone() {
+    let expected = [
+        ("bar.com", Some("empty")),
+        ("bar.example.com", Some("wild")),
+        ("bar.foo.example.com", Some("wild-foo")),
+        ("a.b.foo.example.com", Some("wild-foo")),
+        ("a.bar.example.com", Some("wild")),
+        ("abc.foo.example.com", Some("abc")),
+    ];
+    let all = [
+        "bar.com",
+        "*.example.com",
+        "*.foo.example.com",
+        "abc.foo.example.com",
+    ];
+    // Hostnames on the listeners only, then on the routes too (each route
+    // naming every hostname: only its listener's part may serve).
+    for hostnames in [&[][..], &all[..]] {
+        let routes = ["empty", "wild", "wild-foo", "abc"]
+            .iter()
+            .map(|l| section_route(l, "gw", l, hostnames))
+            .collect();
+        let (s, outcomes) = snapshot(
+            vec![gateway("gw", "2026-01-01T00:00:00Z", isolation_listeners())],
+            routes,
+        );
+        let port = table(&s, "infra/gw", 80).port.proxy_port;
+        assert_isolated(&s, port, &expected);
+        // Every route stays attached and accepted.
+        assert!(outcomes.parents.iter().all(|p| p.accepted.is_ok()));
+    }
+}
+
+#[test]
+fn a_listener_without_routes_still_keeps_its_names_from_wider_listeners() {
+    // Routes on the listener without a hostname only, naming hosts the
+    // narrower listeners cover: those answer 404, the rest is served.
+    let (s, _) = snapshot(
+        vec![gateway("gw", "2026-01-01T00:00:00Z", isolation_listeners())],
+        vec![
+            section_route("empty", "gw", "empty", &["*.foo.example.com", "bar.com"]),
+            section_route("wild", "gw", "wild", &["*.example.com"]),
+        ],
+    );
+    let port = table(&s, "infra/gw", 80).port.proxy_port;
+    assert_isolated(
+        &s,
+        port,
+        &[
+            ("bar.com", Some("empty")),
+            ("bar.example.com", Some("wild")),
+            ("bar.foo.example.com", None),
+            ("abc.foo.example.com", None),
+        ],
+    );
+    // A wildcard route on the widest listener, and a narrower listener
+    // (`*.example.com`) covering all of it: the route serves none of it.
+    let (s, _) = snapshot(
+        vec![gateway(
+            "gw",
+            "2026-01-01T00:00:00Z",
+            serde_json::json!([
+                {"name": "empty", "port": 80, "protocol": "HTTP"},
+                {"name": "wild", "port": 80, "protocol": "HTTP", "hostname": "*.example.com"}
+            ]),
+        )],
+        vec![section_route(
+            "empty",
+            "gw",
+            "empty",
+            &["*.foo.example.com"],
+        )],
+    );
+    let port = table(&s, "infra/gw", 80).port.proxy_port;
+    assert_eq!(upstream_for(&s, port, "x.foo.example.com", "/empty"), None);
+}
+
+#[test]
+fn listeners_of_other_ports_or_gateways_do_not_isolate_each_other() {
+    let (s, _) = snapshot(
+        vec![
+            gateway(
+                "gw",
+                "2026-01-01T00:00:00Z",
+                serde_json::json!([
+                    {"name": "empty", "port": 80, "protocol": "HTTP"},
+                    {"name": "wild", "port": 8080, "protocol": "HTTP", "hostname": "*.example.com"}
+                ]),
+            ),
+            gateway(
+                "other",
+                "2026-01-02T00:00:00Z",
+                serde_json::json!([
+                    {"name": "wild", "port": 80, "protocol": "HTTP", "hostname": "*.example.com"}
+                ]),
+            ),
+        ],
+        vec![section_route("empty", "gw", "empty", &[])],
+    );
+    let port = table(&s, "infra/gw", 80).port.proxy_port;
+    assert!(upstream_for(&s, port, "bar.example.com", "/empty").is_some());
+}
+
+#[test]
+fn a_gateway_port_without_routes_has_a_table_that_matches_nothing() {
+    let (s, outcomes) = snapshot(
+        vec![gateway(
+            "gw",
+            "2026-01-01T00:00:00Z",
+            serde_json::json!([{"name": "web", "port": 80, "protocol": "HTTP",
+                                "hostname": "web.example.com"}]),
+        )],
+        Vec::new(),
+    );
+    let t = table(&s, "infra/gw", 80);
+    assert!(t.table.is_empty());
+    assert_eq!(
+        upstream_for(&s, t.port.proxy_port, "web.example.com", "/"),
+        None
+    );
+    let declared = outcomes.listeners[0].gateway_port.as_ref().unwrap();
+    assert_eq!(declared.proxy_port, t.port.proxy_port);
 }

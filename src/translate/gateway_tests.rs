@@ -324,6 +324,7 @@ fn route_order_follows_gateway_api_precedence() {
         created,
         name: name.into(),
         conditions: Some(Arc::new(c)),
+        grpc: None,
     };
     let pre = |p: &str| PathMatch::prefix(p).unwrap();
     let header = |n: usize| Conditions {

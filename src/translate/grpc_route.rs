@@ -10,9 +10,11 @@
 //!   the prefix `/<service>`; method alone → `/<any service>/<method>`;
 //!   `RegularExpression` → a pattern over the whole path (an absent part
 //!   matches any one path element). A rule without matches takes every call.
-//! - The route table's precedence (exact, then pattern, then the longer
-//!   prefix; then more header conditions; then the older route) orders a
-//!   full method before a service, as the GRPCRoute spec asks.
+//! - Precedence is the GRPCRoute specification's: between GRPCRoute
+//!   routes of one host, more characters of an exactly matched service
+//!   first, then of an exactly matched method, then more header matches,
+//!   then an exact method before a pattern before a whole service, then
+//!   the older route ([`crate::model::routing::GrpcPrecedence`]).
 //! - Backends speak gRPC: HTTP/2 in clear text with prior knowledge (h2c).
 //! - An HTTPRoute and a GRPCRoute meeting on a listener's hostname: the
 //!   older keeps it ([`super::gateway`]).
@@ -25,6 +27,7 @@ use crate::crd::gateway::{
     GrpcMethodMatch, GrpcRoute, GrpcRouteRule, HttpRouteMatch, HttpRouteRule,
 };
 use crate::model::rewrite::Pattern;
+use crate::model::routing::GrpcPrecedence;
 
 /// Attaches one GRPCRoute: its outcome per parent, and its routes on every
 /// listener that accepts it.
@@ -84,6 +87,7 @@ fn grpc_matches(rule: &GrpcRouteRule) -> Vec<MatchSpec> {
             path: PathSpec::Prefix("/".into()),
             conditions: None,
             problems: Vec::new(),
+            grpc: Some(GrpcPrecedence::default()),
         }];
     }
     rule.matches
@@ -106,9 +110,21 @@ fn grpc_matches(rule: &GrpcRouteRule) -> Vec<MatchSpec> {
                 path,
                 conditions,
                 problems,
+                grpc: Some(precedence(m.method.as_ref())),
             }
         })
         .collect()
+}
+
+/// A method match's rank: the characters of the service and method it
+/// names `Exact`ly (a `RegularExpression` names none).
+pub fn precedence(m: Option<&GrpcMethodMatch>) -> GrpcPrecedence {
+    let exact = m.filter(|m| m.type_.as_deref().unwrap_or("Exact") == "Exact");
+    let chars = |name: Option<&String>| name.map_or(0, String::len);
+    GrpcPrecedence {
+        service: chars(exact.and_then(|m| m.service.as_ref())),
+        method: chars(exact.and_then(|m| m.method.as_ref())),
+    }
 }
 
 /// Any one path element: a service or method a match leaves open.

@@ -320,3 +320,157 @@ fn a_bad_match_denies_only_its_own_route() {
         ]
     );
 }
+
+/// The GRPCRoute order between the matches of one host, whatever the
+/// routes' age or the order of their rules: more characters of an exactly
+/// matched service, then of the method, then more header matches, then
+/// the older route.
+#[test]
+fn grpc_matches_follow_the_grpc_route_precedence() {
+    // (route, created, method match, headers).
+    type Rule<'a> = (&'a str, &'a str, serde_json::Value, usize);
+    let m = |s: Option<&str>, m: Option<&str>| serde_json::json!({"service": s, "method": m});
+    let rules: Vec<Rule<'_>> = vec![
+        (
+            "method-only",
+            "2026-01-01T00:00:00Z",
+            m(None, Some("Say")),
+            0,
+        ),
+        (
+            "service-only",
+            "2026-03-01T00:00:00Z",
+            m(Some("pkg.Echo"), None),
+            0,
+        ),
+        (
+            "full",
+            "2026-04-01T00:00:00Z",
+            m(Some("pkg.Echo"), Some("Say")),
+            0,
+        ),
+        (
+            "short-service",
+            "2026-01-01T00:00:00Z",
+            m(Some("pkg.E"), None),
+            0,
+        ),
+        (
+            "service-two",
+            "2026-06-01T00:00:00Z",
+            m(Some("pkg.Two"), None),
+            0,
+        ),
+        ("headers", "2026-05-01T00:00:00Z", m(None, Some("Say")), 1),
+        (
+            "pattern",
+            "2026-01-01T00:00:00Z",
+            serde_json::json!({"type": "RegularExpression", "service": "pkg\\..*", "method": "Sa.*"}),
+            0,
+        ),
+        ("any", "2026-01-01T00:00:00Z", serde_json::Value::Null, 0),
+    ];
+    let build = |rules: &[Rule<'_>]| {
+        let routes = rules
+            .iter()
+            .map(|(name, created, method, headers)| {
+                let mut matched = serde_json::json!({});
+                if !method.is_null() {
+                    matched["method"] = method.clone();
+                }
+                if *headers > 0 {
+                    matched["headers"] = serde_json::json!([{"name": "Version", "value": "2"}]);
+                }
+                route(
+                    "GRPCRoute",
+                    name,
+                    created,
+                    spec(
+                        &["api.example.com"],
+                        serde_json::json!([{"matches": [matched],
+                                            "backendRefs": [{"name": "grpc", "port": 8080}]}]),
+                    ),
+                )
+            })
+            .collect();
+        let out = translate(&world(all_namespaces(), routes));
+        crate::translate::translate(&crate::translate::Inputs {
+            global: crate::translate::GlobalInputs::for_test(),
+            routes: out.routes,
+            diagnostics: Vec::new(),
+        })
+    };
+    // (path, with the Version header) → the route that takes the call.
+    let cases = [
+        ("/pkg.Echo/Say", false, "full"),
+        ("/pkg.Echo/Say", true, "full"),
+        ("/pkg.Echo/Tell", false, "service-only"),
+        ("/other.Svc/Say", false, "method-only"),
+        ("/other.Svc/Say", true, "headers"),
+        ("/pkg.E/Say", false, "short-service"),
+        // A service-only match before a method-only one, even a newer one
+        // without the header matches the other has.
+        ("/pkg.Two/Say", false, "service-two"),
+        ("/pkg.Two/Say", true, "service-two"),
+        ("/pkg.Other/Say", false, "method-only"),
+        ("/pkg.Other/Sam", false, "pattern"),
+        ("/other.Svc/Tell", false, "any"),
+    ];
+    let mut reversed = rules.clone();
+    reversed.reverse();
+    for rules in [rules, reversed] {
+        let s = build(&rules);
+        for (path, header, want) in cases {
+            let mut headers = http::HeaderMap::new();
+            if header {
+                headers.insert("version", http::HeaderValue::from_static("2"));
+            }
+            let view = crate::model::conditions::RequestView {
+                method: &http::Method::POST,
+                headers: &headers,
+                query: None,
+            };
+            let got = s
+                .route_on(
+                    crate::model::routing::Scheme::Plain,
+                    "api.example.com",
+                    path,
+                    &view,
+                )
+                .map(|r| r.id.clone())
+                .unwrap_or_default();
+            assert!(
+                got.starts_with(&format!("grpc:app/{want}/")),
+                "{path} {header}: {got}"
+            );
+        }
+    }
+}
+
+#[test]
+fn precedence_counts_only_exactly_named_parts() {
+    let p = |m: GrpcMethodMatch| precedence(Some(&m));
+    assert_eq!(
+        p(method(None, Some("pkg.Echo"), Some("Say"))),
+        GrpcPrecedence {
+            service: 8,
+            method: 3
+        }
+    );
+    assert_eq!(
+        p(method(Some("Exact"), None, Some("Say"))),
+        GrpcPrecedence {
+            service: 0,
+            method: 3
+        }
+    );
+    assert_eq!(
+        p(method(
+            Some("RegularExpression"),
+            Some("pkg.Echo"),
+            Some("Say")
+        )),
+        GrpcPrecedence::default()
+    );
+    assert_eq!(precedence(None), GrpcPrecedence::default());
+}

@@ -7,7 +7,9 @@
 use crate::identity::jwks::jwks_document;
 use crate::identity::{IssuerFormat, KeySet, SigningKey};
 use crate::model::rewrite::{HostRewrite, PathRewrite, Pattern, substitution};
-use crate::model::routing::{GatewayPort, HostMatch, Listeners, PathMatch, RouteKey, RouteTable};
+use crate::model::routing::{
+    GatewayPort, GatewayPortListeners, HostMatch, Listeners, PathMatch, RouteKey, RouteTable,
+};
 use crate::model::{
     ASSERTION, AuthConfig, BearerTokenFormat, ClientAuthNames, ClientCa, DEFAULT_IDLE_TIMEOUT,
     Diagnostic, GatewayTable, IDP_ACCESS_TOKEN, IDP_ID_TOKEN, IdentityConfig, ObjectRef, Reason,
@@ -72,6 +74,9 @@ pub struct GlobalInputs {
     /// `downstream_mtls`: the CA every route without its own
     /// `tls_downstream_client_ca` requires client certificates from.
     pub downstream_mtls: Option<DownstreamMtls>,
+    /// The Gateway ports the Gateways declare, each served routes or not,
+    /// with its listeners' hostnames (listener isolation).
+    pub gateway_ports: Vec<crate::model::routing::GatewayPortListeners>,
 }
 
 /// `downstream_mtls`, checked by the caller.
@@ -108,6 +113,7 @@ impl GlobalInputs {
             },
             certificates: Vec::new(),
             downstream_mtls: None,
+            gateway_ports: Vec::new(),
         }
     }
 }
@@ -173,6 +179,8 @@ pub struct RouteInput {
     /// Whose rules the route follows (its wildcard host's depth, how it
     /// answers when its configuration is invalid).
     pub contract: crate::model::Contract,
+    /// A GRPCRoute's method match rank (the GRPCRoute order).
+    pub grpc: Option<crate::model::routing::GrpcPrecedence>,
 }
 
 impl RouteInput {
@@ -196,6 +204,7 @@ impl RouteInput {
             conditions: None,
             listeners: Listeners::default(),
             contract: crate::model::Contract::default(),
+            grpc: None,
         }
     }
 }
@@ -266,13 +275,7 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
                     &mut client_cas,
                     &mut diagnostics,
                 );
-                keys.push(RouteKey {
-                    host,
-                    path,
-                    created: input.created,
-                    name: input.id.clone(),
-                    conditions: input.conditions.clone(),
-                });
+                keys.push(route_key(input, host, path));
                 routes.push(route);
             }
             Err(message) => diagnostics.push(Diagnostic {
@@ -283,7 +286,7 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
             }),
         }
     }
-    let (table, plain_table, gateway_tables) = route_tables(&routes, &keys);
+    let (table, plain_table, gateway_tables) = route_tables(&routes, &keys, &g.gateway_ports);
 
     let published: Vec<&SigningKey> = g.keys.keys().iter().chain(g.retired_keys.iter()).collect();
     let jwks = jwks_document(published);
@@ -325,32 +328,65 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
     }
 }
 
+/// What the route table knows of a route input at `host` and `path`.
+fn route_key(input: &RouteInput, host: HostMatch, path: PathMatch) -> RouteKey {
+    RouteKey {
+        host,
+        path,
+        created: input.created,
+        name: input.id.clone(),
+        conditions: input.conditions.clone(),
+        grpc: input.grpc,
+    }
+}
+
 /// The route tables of the TLS listener, the plain-HTTP listener and the
 /// Gateway ports.
 fn route_tables(
     routes: &[Route],
     keys: &[RouteKey],
+    declared: &[GatewayPortListeners],
 ) -> (RouteTable, RouteTable, BTreeMap<u16, GatewayTable>) {
     (
         RouteTable::build_only(keys, |i| routes[i].listeners.tls),
         RouteTable::build_only(keys, |i| routes[i].listeners.plain),
-        gateway_tables(routes, keys),
+        gateway_tables(routes, keys, declared),
     )
 }
 
-/// One route table per Gateway port the routes name, by proxy port (a
-/// proxy port two Gateway ports share is the first one's).
-fn gateway_tables(routes: &[Route], keys: &[RouteKey]) -> BTreeMap<u16, GatewayTable> {
-    let mut ports: BTreeMap<u16, GatewayPort> = BTreeMap::new();
+/// One route table per Gateway port the Gateways declare or the routes
+/// name, by proxy port (a proxy port two Gateway ports share is the first
+/// one's); each declared listener hostname is claimed in its port's table.
+fn gateway_tables(
+    routes: &[Route],
+    keys: &[RouteKey],
+    declared: &[GatewayPortListeners],
+) -> BTreeMap<u16, GatewayTable> {
+    let mut ports: BTreeMap<u16, (GatewayPort, Vec<HostMatch>)> = BTreeMap::new();
+    for d in declared {
+        ports
+            .entry(d.port.proxy_port)
+            .or_insert_with(|| (d.port.clone(), d.hostnames.clone()));
+    }
     for p in routes.iter().flat_map(|r| &r.listeners.gateway_ports) {
-        ports.entry(p.proxy_port).or_insert_with(|| p.clone());
+        ports
+            .entry(p.proxy_port)
+            .or_insert_with(|| (p.clone(), Vec::new()));
     }
     ports
         .into_values()
-        .map(|port| {
-            let table =
+        .map(|(port, hostnames)| {
+            let mut table =
                 RouteTable::build_only(keys, |i| routes[i].listeners.gateway_ports.contains(&port));
-            (port.proxy_port, GatewayTable { port, table })
+            for h in &hostnames {
+                table.claim(h);
+            }
+            let t = GatewayTable {
+                port,
+                table,
+                hostnames,
+            };
+            (t.port.proxy_port, t)
         })
         .collect()
 }
@@ -358,11 +394,11 @@ fn gateway_tables(routes: &[Route], keys: &[RouteKey]) -> BTreeMap<u16, GatewayT
 /// Host and path of a route; an error here drops the route entirely
 /// (there is nothing to match it by).
 fn route_frame(input: &RouteInput) -> Result<(HostMatch, PathMatch), String> {
-    let host = HostMatch::parse(&input.host).map_err(|e| format!("host {:?}: {e}", input.host))?;
-    let host = match (host, input.contract) {
-        (HostMatch::Wildcard(s), crate::model::Contract::GatewayApi) => HostMatch::WildcardAny(s),
-        (h, _) => h,
-    };
+    let host = match input.contract {
+        crate::model::Contract::GatewayApi => HostMatch::parse_gateway(&input.host),
+        _ => HostMatch::parse(&input.host),
+    }
+    .map_err(|e| format!("host {:?}: {e}", input.host))?;
     let path = match &input.path {
         PathSpec::Exact(p) => PathMatch::exact(p).map_err(|e| format!("path {p:?}: {e}"))?,
         PathSpec::Prefix(p) => PathMatch::prefix(p).map_err(|e| format!("prefix {p:?}: {e}"))?,

@@ -63,7 +63,7 @@ CLAIMED+=,HTTPRoute303RedirectStatusCode,HTTPRoute307RedirectStatusCode,HTTPRout
 CLAIMED+=,HTTPRouteHostRewrite,HTTPRoutePathRewrite,HTTPRouteRequestMirror
 CLAIMED+=,HTTPRouteRequestTimeout,HTTPRouteBackendTimeout,HTTPRouteNamedRouteRule
 CLAIMED+=,HTTPRouteBackendProtocolH2C,HTTPRouteBackendProtocolWebSocket
-CLAIMED+=,GatewayPort8080
+CLAIMED+=,GatewayPort8080,GatewayHTTPListenerIsolation
 FEATURES="${JETBRIDGE_GATEWAY_FEATURES:-$CLAIMED}"
 # Core tests known to fail (comma-separated), each with its reason in
 # docs/gateway-api.md ("Not yet"); none today. The run fails on any other Core

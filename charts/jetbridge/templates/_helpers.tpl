@@ -203,13 +203,14 @@ when all namespaces are watched, else in a Role per watched namespace.
   verbs: ["get", "update", "patch"]
 # Backends: Services and their ready endpoints. Each Gateway's own Service
 # and EndpointSlice (an address per Gateway, owned by the Gateway), applied by
-# the leader: `create` and `patch` (server-side apply).
+# the leader: `create` and `patch` (server-side apply), `delete` when the
+# Gateway stops being of a jetbridge class.
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Secrets named by Ingresses. The controller lists and watches only
 # Secrets of the types routes can name (field selectors type=kubernetes.io/tls,
 # type=Opaque, type=kubernetes.io/service-account-token),

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The label naming the Gateway a Service or EndpointSlice serves.
 pub const GATEWAY_LABEL: &str = "jetbridge.dev/gateway";
@@ -219,7 +219,20 @@ pub(super) async fn apply(
     gateways: &[std::sync::Arc<Gateway>],
     served: &[(String, Option<i64>)],
     listeners: &[ListenerOutcome],
+    services: &[std::sync::Arc<Service>],
 ) -> BTreeMap<String, Vec<GatewayStatusAddress>> {
+    let keep: BTreeSet<String> = served
+        .iter()
+        .filter(|(key, _)| {
+            listeners
+                .iter()
+                .any(|l| l.gateway_port.is_some() && listener_key(l) == *key)
+        })
+        .map(|(key, _)| key.clone())
+        .collect();
+    for (ns, service, gateway) in stale(services, &keep) {
+        remove(client, &ns, &service, &gateway).await;
+    }
     let mut out = BTreeMap::new();
     let Some((pns, pname)) = publish else {
         return out;
@@ -255,6 +268,70 @@ pub(super) async fn apply(
         }
     }
     out
+}
+
+/// `namespace/name` of a listener's Gateway.
+fn listener_key(l: &ListenerOutcome) -> String {
+    format!("{}/{}", l.namespace, l.gateway)
+}
+
+/// The Services this module applied (its labels, owned by a Gateway) whose
+/// Gateway is not in `keep` (no longer of our class, or with no port to
+/// serve): namespace, Service name, and the Gateway's `namespace/name`.
+fn stale(
+    services: &[std::sync::Arc<Service>],
+    keep: &BTreeSet<String>,
+) -> Vec<(String, String, String)> {
+    services
+        .iter()
+        .filter_map(|svc| {
+            let m = &svc.metadata;
+            let labels = m.labels.as_ref()?;
+            let gateway = labels.get(GATEWAY_LABEL)?;
+            let managed = labels
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str);
+            let owned = m.owner_references.iter().flatten().any(|o| {
+                o.kind == "Gateway" && o.api_version.starts_with(GROUP) && o.name == *gateway
+            });
+            let ns = m.namespace.clone()?;
+            let key = format!("{ns}/{gateway}");
+            (managed == Some("jetbridge") && owned && !keep.contains(&key))
+                .then(|| Some((ns, m.name.clone()?, key)))
+                .flatten()
+        })
+        .collect()
+}
+
+/// Deletes a Gateway's Service and its EndpointSlice (logged, naming the
+/// Gateway; one already gone is no error).
+async fn remove(client: &Client, ns: &str, service: &str, gateway: &str) {
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    delete(&services, service, "Service", gateway).await;
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
+    delete(
+        &slices,
+        &format!("{service}-proxy"),
+        "EndpointSlice",
+        gateway,
+    )
+    .await;
+}
+
+/// Deletes `name` of kind `what`, logging the outcome with its Gateway.
+async fn delete<K>(api: &Api<K>, name: &str, what: &str, gateway: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &kube::api::DeleteParams::default()).await {
+        Ok(_) => {
+            tracing::info!(%gateway, kind = what, name, "deleted what a Gateway no longer served had")
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => {
+            tracing::warn!(%gateway, kind = what, name, error = %e, "cannot delete what a Gateway no longer served had")
+        }
+    }
 }
 
 /// Applies one Gateway's Service and EndpointSlice; the Service's
@@ -391,6 +468,52 @@ mod tests {
         assert_eq!(
             service_addresses(&svc),
             vec![address("Hostname", "lb.example.net")]
+        );
+    }
+
+    #[test]
+    fn only_our_services_of_gateways_no_longer_served_are_stale() {
+        let svc = |ns: &str, name: &str, gateway: &str, managed: &str, owner_kind: &str| {
+            std::sync::Arc::new(
+                serde_json::from_value::<Service>(serde_json::json!({
+                    "metadata": {"namespace": ns, "name": name,
+                        "labels": {GATEWAY_LABEL: gateway, "app.kubernetes.io/managed-by": managed},
+                        "ownerReferences": [{"apiVersion": "gateway.networking.k8s.io/v1",
+                            "kind": owner_kind, "name": gateway, "uid": "u"}]}
+                }))
+                .unwrap(),
+            )
+        };
+        let services = vec![
+            svc("infra", "jetbridge-kept", "kept", "jetbridge", "Gateway"),
+            svc("infra", "jetbridge-moved", "moved", "jetbridge", "Gateway"),
+            svc("other", "jetbridge-kept", "kept", "jetbridge", "Gateway"),
+            svc(
+                "infra",
+                "jetbridge-theirs",
+                "theirs",
+                "someone-else",
+                "Gateway",
+            ),
+            svc(
+                "infra",
+                "jetbridge-owned",
+                "owned",
+                "jetbridge",
+                "Deployment",
+            ),
+        ];
+        let keep = BTreeSet::from(["infra/kept".to_string()]);
+        assert_eq!(
+            stale(&services, &keep),
+            vec![
+                (
+                    "infra".into(),
+                    "jetbridge-moved".into(),
+                    "infra/moved".into()
+                ),
+                ("other".into(), "jetbridge-kept".into(), "other/kept".into()),
+            ]
         );
     }
 }

@@ -15,6 +15,7 @@ use crate::translate::gateway::{ConditionOutcome, GatewayInputs, ListenerOutcome
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
+use std::collections::BTreeMap;
 
 /// Writes the status of every Gateway API object the translation concluded
 /// about.
@@ -31,6 +32,7 @@ pub(super) async fn write(
     outcomes: &GatewayInputs,
     published: &[serde_json::Value],
     publish: Option<&(String, String)>,
+    unbound: &BTreeMap<u16, String>,
 ) {
     let shared = addresses(published);
     let own = super::gateway_service::apply(
@@ -39,10 +41,11 @@ pub(super) async fn write(
         &cluster.gateway.gateways,
         &outcomes.gateways,
         &outcomes.listeners,
+        &cluster.services,
     )
     .await;
     write_classes(client, cluster, outcomes).await;
-    write_gateways(client, cluster, outcomes, &own, &shared).await;
+    write_gateways(client, cluster, outcomes, &own, &shared, unbound).await;
     write_routes(client, cluster, outcomes).await;
 }
 
@@ -101,8 +104,9 @@ async fn write_gateways(
     client: &Client,
     cluster: &Cluster,
     outcomes: &GatewayInputs,
-    own: &std::collections::BTreeMap<String, Vec<GatewayStatusAddress>>,
+    own: &BTreeMap<String, Vec<GatewayStatusAddress>>,
     shared: &[GatewayStatusAddress],
+    unbound: &BTreeMap<u16, String>,
 ) {
     for g in &cluster.gateway.gateways {
         let (ns, name) = (
@@ -119,7 +123,7 @@ async fn write_gateways(
         let addresses = own
             .get(&format!("{ns}/{name}"))
             .map_or(shared, Vec::as_slice);
-        let status = gateway_status(g, &outcomes.listeners, addresses);
+        let status = gateway_status(g, &outcomes.listeners, addresses, unbound);
         if g.status.as_ref() != Some(&status) && !same_gateway(g.status.as_ref(), &status) {
             let api: Api<Gateway> = Api::namespaced(client.clone(), &ns);
             let body = serde_json::json!({"status": status});
@@ -210,16 +214,20 @@ fn route_update(
     (!unchanged).then_some((ns, name, RouteStatus { parents }))
 }
 
-/// The Gateway's conditions and listener statuses.
+/// The Gateway's conditions and listener statuses. A listener whose port
+/// the proxy cannot listen on (`unbound`, by proxy port) is not
+/// `Programmed` (reason `Pending`), nor is the Gateway.
 fn gateway_status(
     g: &Gateway,
     listeners: &[ListenerOutcome],
     addresses: &[GatewayStatusAddress],
+    unbound: &BTreeMap<u16, String>,
 ) -> GatewayStatus {
     let old = g.status.clone().unwrap_or_default();
     let generation = g.metadata.generation;
     let ns = g.metadata.namespace.as_deref().unwrap_or("");
     let name = g.metadata.name.as_deref().unwrap_or("");
+    let mut pending = Vec::new();
     let listeners: Vec<ListenerStatus> = listeners
         .iter()
         .filter(|l| l.namespace == ns && l.gateway == name)
@@ -230,41 +238,23 @@ fn gateway_status(
                 .find(|o| o.name == l.listener)
                 .map(|o| o.conditions.as_slice())
                 .unwrap_or(&[]);
-            ListenerStatus {
-                name: l.listener.clone(),
-                supported_kinds: l
-                    .supported_kinds
-                    .iter()
-                    .map(|kind| RouteGroupKind {
-                        group: Some(GROUP.into()),
-                        kind: kind.clone(),
-                    })
-                    .collect(),
-                attached_routes: l.attached_routes,
-                conditions: vec![
-                    condition(before, "Accepted", &l.accepted, "Accepted", generation),
-                    condition(
-                        before,
-                        "ResolvedRefs",
-                        &l.resolved_refs,
-                        "ResolvedRefs",
-                        generation,
-                    ),
-                    condition(
-                        before,
-                        "Programmed",
-                        &l.accepted
-                            .clone()
-                            .and(l.resolved_refs.clone())
-                            .map_err(|(_, m)| ("Invalid".to_string(), m)),
-                        "Programmed",
-                        generation,
-                    ),
-                ],
+            let programmed = programmed(l, unbound);
+            if let Err((reason, message)) = &programmed
+                && reason == PENDING
+            {
+                pending.push(format!("listener {}: {message}", l.listener));
             }
+            listener_status(l, before, generation, &programmed)
         })
         .collect();
     let (accepted, reason) = gateway_accepted(&listeners);
+    let programmed = accepted
+        .clone()
+        .map_err(|(_, m)| ("Invalid".into(), m))
+        .and_then(|()| match pending.is_empty() {
+            true => Ok(()),
+            false => Err((PENDING.into(), pending.join("; "))),
+        });
     GatewayStatus {
         addresses: addresses.to_vec(),
         conditions: vec![
@@ -272,12 +262,70 @@ fn gateway_status(
             condition(
                 &old.conditions,
                 "Programmed",
-                &accepted.clone().map_err(|(_, m)| ("Invalid".into(), m)),
+                &programmed,
                 "Programmed",
                 generation,
             ),
         ],
         listeners,
+    }
+}
+
+/// The `Programmed` reason of a listener the proxy is not serving yet.
+const PENDING: &str = "Pending";
+
+/// A listener's `Programmed`: `Invalid` when it is not accepted or its
+/// references do not resolve, else `Pending` while the proxy cannot listen
+/// on its Gateway port (`unbound`, by proxy port, with why).
+fn programmed(l: &ListenerOutcome, unbound: &BTreeMap<u16, String>) -> ConditionOutcome {
+    l.accepted
+        .clone()
+        .and(l.resolved_refs.clone())
+        .map_err(|(_, m)| ("Invalid".to_string(), m))?;
+    let Some(port) = &l.gateway_port else {
+        return Ok(());
+    };
+    match unbound.get(&port.proxy_port) {
+        None => Ok(()),
+        Some(error) => Err((
+            PENDING.into(),
+            format!(
+                "the proxy cannot listen on port {} (serving port {}): {error}; retrying",
+                port.proxy_port, port.port
+            ),
+        )),
+    }
+}
+
+/// One listener's status: its kinds, attached routes and conditions.
+fn listener_status(
+    l: &ListenerOutcome,
+    before: &[Condition],
+    generation: Option<i64>,
+    programmed: &ConditionOutcome,
+) -> ListenerStatus {
+    ListenerStatus {
+        name: l.listener.clone(),
+        supported_kinds: l
+            .supported_kinds
+            .iter()
+            .map(|kind| RouteGroupKind {
+                group: Some(GROUP.into()),
+                kind: kind.clone(),
+            })
+            .collect(),
+        attached_routes: l.attached_routes,
+        conditions: vec![
+            condition(before, "Accepted", &l.accepted, "Accepted", generation),
+            condition(
+                before,
+                "ResolvedRefs",
+                &l.resolved_refs,
+                "ResolvedRefs",
+                generation,
+            ),
+            condition(before, "Programmed", programmed, "Programmed", generation),
+        ],
     }
 }
 
@@ -480,5 +528,58 @@ mod tests {
             (failed.status.as_str(), failed.reason.as_str()),
             ("False", "NotAllowedByListeners")
         );
+    }
+
+    #[test]
+    fn a_listener_whose_port_cannot_be_bound_is_pending_and_so_is_its_gateway() {
+        let g: Gateway = serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "infra", "name": "edge", "generation": 4},
+            "spec": {"gatewayClassName": "jetbridge", "listeners": []}
+        }))
+        .unwrap();
+        let listener = |name: &str, proxy_port: u16| ListenerOutcome {
+            namespace: "infra".into(),
+            gateway: "edge".into(),
+            listener: name.into(),
+            gateway_port: Some(crate::model::routing::GatewayPort {
+                proxy_port,
+                gateway: "infra/edge".into(),
+                port: 80,
+                tls: false,
+            }),
+            attached_routes: 1,
+            supported_kinds: Vec::new(),
+            accepted: Ok(()),
+            resolved_refs: Ok(()),
+        };
+        let listeners = [listener("web", 20001), listener("other", 20002)];
+        let find = |c: &[Condition], t: &str| {
+            let c = c.iter().find(|c| c.type_ == t).unwrap();
+            (c.status.clone(), c.reason.clone(), c.message.clone())
+        };
+        let unbound = BTreeMap::from([(20001, "Address already in use (os error 98)".to_string())]);
+        let status = gateway_status(&g, &listeners, &[], &unbound);
+        let (st, reason, message) = find(&status.listeners[0].conditions, "Programmed");
+        assert_eq!((st.as_str(), reason.as_str()), ("False", "Pending"));
+        assert!(
+            message.contains("20001") && message.contains("in use"),
+            "{message}"
+        );
+        assert_eq!(find(&status.listeners[0].conditions, "Accepted").0, "True");
+        assert_eq!(
+            find(&status.listeners[1].conditions, "Programmed").0,
+            "True"
+        );
+        let (st, reason, message) = find(&status.conditions, "Programmed");
+        assert_eq!((st.as_str(), reason.as_str()), ("False", "Pending"));
+        assert!(message.starts_with("listener web:"), "{message}");
+        assert_eq!(find(&status.conditions, "Accepted").0, "True");
+        // Bound again: Programmed again.
+        let status = gateway_status(&g, &listeners, &[], &BTreeMap::new());
+        assert_eq!(
+            find(&status.listeners[0].conditions, "Programmed").0,
+            "True"
+        );
+        assert_eq!(find(&status.conditions, "Programmed").0, "True");
     }
 }

@@ -326,7 +326,7 @@ pub async fn run(
         leadership.clone(),
         shutdown.clone(),
     ));
-    let (outcomes, writers) = start_writers(&client, &options, leadership);
+    let (outcomes, writers) = start_writers(&client, &options, leadership, driver.reader());
     let mut translator = Translator::new(base, driver, keys, &options);
     loop {
         translator
@@ -538,6 +538,10 @@ impl Translator {
             .global
             .certificates
             .extend(outcome.certificates.iter().cloned());
+        inputs
+            .global
+            .gateway_ports
+            .extend(outcome.gateway.ports.iter().cloned());
         Ok(self.driver.publish(inputs, crate::proxy::clock::unix_now()))
     }
 }
@@ -615,12 +619,14 @@ struct Writers {
 
 /// Starts the election (every replica takes part) and the reporter, which
 /// writes Events and status from the latest outcome sent to the returned
-/// channel. Publishing never waits for the API server's writes (the first
-/// sync of 1k Ingresses writes 1k Events).
+/// channel, and again when the data plane's unbound Gateway ports (from
+/// `reader`) change. Publishing never waits for the API server's writes
+/// (the first sync of 1k Ingresses writes 1k Events).
 fn start_writers(
     client: &Client,
     options: &Options,
     leadership: leader::Leadership,
+    reader: crate::snapshot::SnapshotReader,
 ) -> (tokio::sync::watch::Sender<Option<Arc<Reported>>>, Writers) {
     let stop_election = tokio_util::sync::CancellationToken::new();
     let stop_reporter = tokio_util::sync::CancellationToken::new();
@@ -639,6 +645,7 @@ fn start_writers(
         client.clone(),
         options.clone(),
         leadership,
+        reader,
         stop_reporter.clone(),
     ));
     let writers = Writers {

@@ -64,7 +64,8 @@ struct Memory {
     states: HashMap<String, String>,
 }
 
-/// Writes the latest outcome until `shutdown`; skips intermediate outcomes
+/// Writes the latest outcome until `shutdown` (again when the Gateway ports
+/// the data plane could not listen on change); skips intermediate outcomes
 /// when it falls behind. On shutdown, the holder clears the addresses it
 /// published if the publish Service is gone (the release was uninstalled).
 pub(super) async fn run(
@@ -73,6 +74,7 @@ pub(super) async fn run(
     client: Client,
     options: Options,
     leadership: Leadership,
+    reader: crate::snapshot::SnapshotReader,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let mut leading = leadership.subscribe();
@@ -84,6 +86,7 @@ pub(super) async fn run(
             _ = shutdown.cancelled() => break,
             r = latest.changed() => if r.is_err() { break },
             r = leading.changed() => if r.is_err() { break },
+            _ = reader.unbound_changed() => {}
         }
         let Some(r) = latest.borrow_and_update().clone() else {
             continue;
@@ -117,7 +120,11 @@ pub(super) async fn run(
             published = lb;
         }
         let publish = options.publish_service.as_ref();
-        super::gateway_status::write(&client, &r.cluster, &r.gateway, &published, publish).await;
+        let unbound = reader.unbound_gateway_ports();
+        super::gateway_status::write(
+            &client, &r.cluster, &r.gateway, &published, publish, &unbound,
+        )
+        .await;
     }
     let last = latest.borrow().clone();
     if memory.is_some()

@@ -13,7 +13,7 @@ use http::StatusCode;
 use std::time::{Duration, Instant};
 
 /// Polls `kubectl get … -o jsonpath` until it prints something (60 s).
-async fn wait_for_value(kube: &Kube, args: &[&str]) -> String {
+pub(super) async fn wait_for_value(kube: &Kube, args: &[&str]) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, out, _) = kube.kubectl(args, None);
@@ -26,7 +26,12 @@ async fn wait_for_value(kube: &Kube, args: &[&str]) -> String {
 }
 
 /// `kubectl get KIND NAME -n NS -o jsonpath=PATH`, as arguments.
-fn get_args<'a>(kind: &'a str, name: &'a str, ns: &'a str, jsonpath: &'a str) -> [&'a str; 7] {
+pub(super) fn get_args<'a>(
+    kind: &'a str,
+    name: &'a str,
+    ns: &'a str,
+    jsonpath: &'a str,
+) -> [&'a str; 7] {
     ["get", kind, name, "-n", ns, "-o", jsonpath]
 }
 

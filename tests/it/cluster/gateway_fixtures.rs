@@ -213,6 +213,7 @@ pub(super) fn snapshot(c: &Cluster) -> (ClusterInputs, Snapshot) {
         diagnostics: ci.diagnostics.clone(),
     };
     inputs.global.certificates = ci.certificates.clone();
+    inputs.global.gateway_ports = ci.gateway.ports.clone();
     let snap = translate(&inputs);
     (ci, snap)
 }

@@ -9,6 +9,7 @@ mod gateway_filters;
 mod gateway_fixtures;
 mod gateway_identity;
 mod gateway_listeners;
+mod gateway_ports;
 mod grpc_route;
 mod ingress_fixtures;
 mod pods;
