@@ -370,3 +370,71 @@ async fn a_list_in_the_old_format_is_honoured_after_an_upgrade() {
     assert_eq!(data[&sid], exp.as_str(), "{data:?}");
     assert_eq!(data["not-an-entry"], "soon", "left alone: {data:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_list_full_at_the_default_limit_is_compacted_by_the_next_sign_out() {
+    use jetbridge::identity::revocation::{DEFAULT_MAX_BYTES, user_key};
+    let c = signed_in_app().await;
+    // What replicas wrote for heavy's signed-out sessions, just under the
+    // default limit (one more sign-out goes over it).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let value = format!("{} {} {}", now + 3600, user_key("heavy"), now - 60);
+    let mut data = serde_json::Map::new();
+    let mut size = 0;
+    while size + 22 + value.len() <= DEFAULT_MAX_BYTES - 30 {
+        data.insert(format!("seed{:018}", data.len()), value.clone().into());
+        size += 22 + value.len();
+    }
+    let seeded = data.len();
+    let cm = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": LIST, "namespace": c.ns}, "data": data,
+    });
+    c.kube.ok(&["create", "-f", "-"], Some(&cm.to_string()));
+    let a = Controller::start(&c, &[]).await;
+    let heavy = mint_cookie(&c, "app.test", "heavy", "heavy@example.com", "");
+    let light = mint_cookie(&c, "app.test", "light", "light@example.com", "");
+    let other = mint_cookie(&c, "app.test", "other", "other@example.com", "");
+    // Near the limit: a Warning; under it nothing is compacted.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !events_on(&c, "ConfigMap", LIST)
+        .iter()
+        .any(|e| e["reason"] == "RevocationsNearLimit")
+    {
+        assert!(Instant::now() < deadline, "no near-limit Warning");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(list_data(&c).len(), seeded);
+    assert_eq!(status(&a, &heavy).await, StatusCode::OK);
+    // One more sign-out: over the limit, compacted, nothing lost.
+    let signed_out = Instant::now();
+    with_cookie("app.test", &light)
+        .request("POST", &a.url("app.test", "/.pomerium/sign_out"), None)
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while list_data(&c).len() > 10 {
+        assert!(Instant::now() < deadline, "not compacted: {:#?}", a.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = signed_out.elapsed();
+    let size = list_size(&c);
+    assert!(size <= DEFAULT_MAX_BYTES / 2, "{size}");
+    assert_eq!(status(&a, &light).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(&a, &heavy).await,
+        StatusCode::UNAUTHORIZED,
+        "fails closed"
+    );
+    assert_eq!(status(&a, &other).await, StatusCode::OK);
+    let version = resource_version(&c);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(resource_version(&c), version, "written again while idle");
+    eprintln!(
+        "{seeded} entries ({} bytes) + 1 sign-out -> compacted to {} entries ({size} bytes) in {took:?}",
+        seeded * (22 + value.len()),
+        list_data(&c).len()
+    );
+}
