@@ -369,6 +369,12 @@ pub fn plan(
     }
 }
 
+/// Bytes of a store's data (keys plus values, as the API server counts a
+/// ConfigMap's size).
+pub fn data_size(data: &BTreeMap<String, String>) -> usize {
+    data.iter().map(|(k, v)| k.len() + v.len()).sum()
+}
+
 /// The changes that add `entry` (keys and values as [`user_entry`] and
 /// [`session_entry`] make them) to a store holding `current`, keeping the
 /// later cutoff and expiry where the key is already there.

@@ -139,7 +139,9 @@ async fn step(
         revocations.restore_pending(&pending);
         Revocations::count(&stats.write_failures);
         tracing::warn!(error = %e, list = %store.name, "cannot update the revocation list; this replica keeps refusing the sessions it revoked and retries");
-        return data.len();
+        let size = revocation::data_size(&data);
+        stats.bytes.store(size as u64, Relaxed);
+        return size;
     }
     stats.bytes.store(plan.size as u64, Relaxed);
     if plan.compaction.users > 0 {
