@@ -71,6 +71,11 @@ pub struct Args {
     /// Name of the Lease that elects the replica writing Events and status.
     #[arg(long, default_value = "jetbridge-leader")]
     leader_election_id: String,
+    /// The most bytes of data the revocation ConfigMap is given; past it
+    /// the users with most signed-out sessions are compacted into one
+    /// not-before entry each (a Warning Event at 80 %).
+    #[arg(long, default_value_t = jetbridge::identity::revocation::DEFAULT_MAX_BYTES)]
+    revocations_max_bytes: usize,
     /// Lease duration in seconds (a crashed leader is replaced after this).
     #[arg(long, default_value_t = 15)]
     lease_duration_secs: u64,
@@ -181,6 +186,7 @@ fn options(args: &Args) -> Result<Options> {
         publish_addresses: args.publish_address.clone(),
         lease_name: args.leader_election_id.clone(),
         revocations_name: format!("{base}-revocations"),
+        revocations_max_bytes: args.revocations_max_bytes,
         claims_name: format!("{base}-host-claims"),
         lease: leader::Timing {
             duration: Duration::from_secs(args.lease_duration_secs.max(2)),

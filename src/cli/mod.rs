@@ -8,6 +8,7 @@ mod demo;
 mod gen_secrets;
 mod mint_session;
 mod policy;
+mod revoke;
 mod runtime;
 mod standalone;
 mod verify;
@@ -49,6 +50,8 @@ enum Command {
     Crds,
     /// Evaluate or lint policies.
     Policy(policy::Args),
+    /// Revoke every session of a user (or one session) on every replica.
+    Revoke(revoke::Args),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -64,5 +67,6 @@ pub fn run() -> ExitCode {
         Command::Controller(args) => controller::run(*args, log_format),
         Command::Crds => crds::run(),
         Command::Policy(args) => policy::run(args),
+        Command::Revoke(args) => revoke::run(args, log_format),
     }
 }

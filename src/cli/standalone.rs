@@ -13,20 +13,32 @@ pub struct Args {
     /// Path of config.yaml.
     #[arg(long, short)]
     config: String,
+    /// A revocation file shared with `jetbridge revoke --file` (and other
+    /// proxies on the same file): sign-outs are written to it, revocations
+    /// read from it within a second. Without it, sign-outs live in the process.
+    #[arg(long)]
+    revocations_file: Option<String>,
 }
 
 /// Serves the config file until a shutdown signal.
 pub fn run(args: Args, log_format: Option<String>) -> ExitCode {
-    run_async(serve(args.config, log_format))
+    run_async(serve(args, log_format))
 }
 
 /// Reads and publishes the file once, then serves it and watches it.
-async fn serve(path: String, log_format: Option<String>) -> Result<()> {
+async fn serve(args: Args, log_format: Option<String>) -> Result<()> {
+    let path = args.config;
     let reading = standalone::Reading::read(&path);
-    let listeners = match &reading.parsed {
+    let (listeners, lifetime) = match &reading.parsed {
         Ok((cfg, _)) => {
             init_tracing(log_format.as_deref(), cfg)?;
-            standalone::addresses(cfg).map_err(anyhow::Error::msg)?
+            let lifetime = cfg
+                .cookie_expire
+                .unwrap_or(jetbridge::translate::config::DEFAULT_COOKIE_EXPIRE);
+            (
+                standalone::addresses(cfg).map_err(anyhow::Error::msg)?,
+                lifetime.as_secs() as i64,
+            )
         }
         Err(e) => bail!("{e}"),
     };
@@ -52,5 +64,14 @@ async fn serve(path: String, log_format: Option<String>) -> Result<()> {
     let (name, stop) = (path.clone(), shutdown.clone());
     let source = standalone::watch(name, fingerprint, driver, generated, stop);
     let revoked = Arc::new(jetbridge::identity::revocation::Revocations::default());
+    if let Some(file) = args.revocations_file {
+        tokio::spawn(standalone::revocation_file::sync(
+            file,
+            revoked.clone(),
+            lifetime,
+            jetbridge::identity::revocation::DEFAULT_MAX_BYTES,
+            shutdown.clone(),
+        ));
+    }
     serve_data_plane(&listeners, reader, revoked, &path, shutdown, source).await
 }

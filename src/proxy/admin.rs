@@ -39,7 +39,7 @@ pub fn handle<B>(proxy: &Arc<Proxy>, req: &Request<B>) -> Response<Body> {
                 last_reload_ok: proxy.reader.last_reload_ok(),
                 cert_expiry: &expiry,
                 routes,
-                revoked_sessions: proxy.auth.revocations.len(),
+                revocations: crate::proxy::metrics::RevocationGauges::of(&proxy.auth.revocations),
                 idps: &proxy.auth.idp_board.states(),
             });
             let mut r = text(StatusCode::OK, &body);

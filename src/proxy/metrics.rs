@@ -210,7 +210,6 @@ fn render_gauges(out: &mut String, g: &Gauges<'_>) {
         reload_failures,
         last_reload_ok,
         routes,
-        revoked_sessions,
         ..
     } = *g;
     let _ = writeln!(
@@ -230,10 +229,61 @@ fn render_gauges(out: &mut String, g: &Gauges<'_>) {
         out,
         "# HELP jetbridge_routes Routes in the serving snapshot.\n# TYPE jetbridge_routes gauge\njetbridge_routes {routes}"
     );
-    let _ = writeln!(
-        out,
-        "# HELP jetbridge_revoked_sessions Signed-out sessions refused until they expire.\n# TYPE jetbridge_revoked_sessions gauge\njetbridge_revoked_sessions {revoked_sessions}"
-    );
+    render_revocations(out, &g.revocations);
+}
+
+/// The revocation table and its shared store.
+fn render_revocations(out: &mut String, r: &RevocationGauges) {
+    let rows: [(&str, &str, &str, u64); 7] = [
+        (
+            "revoked_sessions",
+            "gauge",
+            "Signed-out sessions refused until they expire.",
+            r.sessions,
+        ),
+        (
+            "revoked_users",
+            "gauge",
+            "Users whose sessions issued before a cutoff are refused.",
+            r.users,
+        ),
+        (
+            "revocation_store_bytes",
+            "gauge",
+            "Bytes of data in the shared revocation store.",
+            r.bytes,
+        ),
+        (
+            "revocation_store_limit_bytes",
+            "gauge",
+            "The revocation store's limit; past it the store is compacted.",
+            r.max_bytes,
+        ),
+        (
+            "revocation_store_writes_total",
+            "counter",
+            "Writes to the shared revocation store.",
+            r.writes,
+        ),
+        (
+            "revocation_store_write_failures_total",
+            "counter",
+            "Writes to the shared revocation store that failed (retried).",
+            r.write_failures,
+        ),
+        (
+            "revocation_store_compactions_total",
+            "counter",
+            "Compactions of the revocation store (session entries replaced by per-user cutoffs).",
+            r.compactions,
+        ),
+    ];
+    for (name, kind, help, v) in rows {
+        let _ = writeln!(
+            out,
+            "# HELP jetbridge_{name} {help}\n# TYPE jetbridge_{name} {kind}\njetbridge_{name} {v}"
+        );
+    }
 }
 
 /// `jetbridge_certificate_expiry_timestamp_seconds`, by first DNS name.
@@ -267,6 +317,36 @@ fn render_idps(out: &mut String, idps: &[IdpState]) {
     }
 }
 
+/// What the revocation table holds and what its store did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RevocationGauges {
+    pub sessions: u64,
+    pub users: u64,
+    pub bytes: u64,
+    pub max_bytes: u64,
+    pub writes: u64,
+    pub write_failures: u64,
+    pub compactions: u64,
+}
+
+impl RevocationGauges {
+    /// The values of `r` now.
+    pub fn of(r: &crate::identity::revocation::Revocations) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let t = r.table();
+        let s = &r.stats;
+        RevocationGauges {
+            sessions: t.sessions() as u64,
+            users: t.users() as u64,
+            bytes: s.bytes.load(Relaxed),
+            max_bytes: s.max_bytes.load(Relaxed),
+            writes: s.writes.load(Relaxed),
+            write_failures: s.write_failures.load(Relaxed),
+            compactions: s.compactions.load(Relaxed),
+        }
+    }
+}
+
 /// The state-of-the-process values rendered next to the counters.
 #[derive(Clone, Copy)]
 pub struct Gauges<'a> {
@@ -275,7 +355,7 @@ pub struct Gauges<'a> {
     pub last_reload_ok: bool,
     pub cert_expiry: &'a [(String, i64)],
     pub routes: usize,
-    pub revoked_sessions: usize,
+    pub revocations: RevocationGauges,
     /// Discovery state of each identity-provider client.
     pub idps: &'a [IdpState],
 }
@@ -297,7 +377,7 @@ mod tests {
             last_reload_ok: true,
             cert_expiry: &[],
             routes: 1,
-            revoked_sessions: 0,
+            revocations: RevocationGauges::default(),
             idps: &[],
         }
     }

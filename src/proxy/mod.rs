@@ -640,7 +640,7 @@ impl Proxy {
         let session = match value.as_deref() {
             Some(value) => {
                 let Some(opened) = sessions::open(snapshot, host, value, now)
-                    .filter(|s| !self.auth.revocations.is_revoked(&s.id))
+                    .filter(|s| !self.auth.revocations.refuses(s))
                 else {
                     return Ok(None);
                 };

@@ -445,6 +445,144 @@ fn report_reload(
     }
 }
 
+/// The revocation file of the config-file mode: the same table a cluster
+/// keeps in its ConfigMap, as one JSON object (`{"<key>": "<value>"}`).
+/// Writers take `<path>.lock` (an advisory lock) around read-modify-write
+/// and replace the file in one rename, so `jetbridge revoke --file` and a
+/// running `standalone` never lose each other's entries.
+pub mod revocation_file {
+    use crate::identity::revocation::{self, Revocations, Table};
+    use std::collections::BTreeMap;
+    use std::io;
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    /// The file's entries (none when it does not exist yet).
+    pub fn read(path: &str) -> io::Result<BTreeMap<String, String>> {
+        match std::fs::read(path) {
+            Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(BTreeMap::new()),
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: {e}"))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Under the file's lock: reads it, applies what `change` returns and
+    /// writes it back (when anything changed). Returns the entries read.
+    pub fn update(
+        path: &str,
+        change: impl FnOnce(&BTreeMap<String, String>) -> BTreeMap<String, Option<String>>,
+    ) -> io::Result<BTreeMap<String, String>> {
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(format!("{path}.lock"))?;
+        lock.lock()?;
+        let current = read(path)?;
+        let changes = change(&current);
+        if !changes.is_empty() {
+            let mut next = current.clone();
+            for (k, v) in changes {
+                match v {
+                    Some(v) => next.insert(k, v),
+                    None => next.remove(&k),
+                };
+            }
+            let tmp = format!("{path}.tmp");
+            std::fs::write(
+                &tmp,
+                serde_json::to_vec_pretty(&next).map_err(io::Error::other)?,
+            )?;
+            std::fs::rename(&tmp, path)?;
+        }
+        Ok(current)
+    }
+
+    /// When the file last changed (`None` while it does not exist).
+    fn stamp(path: &str) -> Option<(SystemTime, u64)> {
+        let m = std::fs::metadata(path).ok()?;
+        Some((m.modified().ok()?, m.len()))
+    }
+
+    /// Keeps `revocations` and the file in step until `shutdown`: what this
+    /// process revokes is written, what others write is read within a second.
+    pub async fn sync(
+        path: String,
+        revocations: Arc<Revocations>,
+        lifetime: i64,
+        max_bytes: usize,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        revocations.stats.max_bytes.store(max_bytes as u64, Relaxed);
+        let mut seen = None;
+        let mut tick = 0u32;
+        loop {
+            let pending = revocations.take_pending();
+            let now = crate::proxy::clock::unix_now();
+            let stamp_now = stamp(&path);
+            // Expired entries are dropped once a minute; news at once.
+            if !pending.is_empty() || stamp_now != seen || tick.is_multiple_of(60) {
+                let (p, r) = (path.clone(), revocations.clone());
+                let done = tokio::task::spawn_blocking(move || {
+                    round(&p, &r, &pending, now, lifetime, max_bytes)
+                        .inspect_err(|_| r.restore_pending(&pending))
+                })
+                .await;
+                match done {
+                    Ok(Ok(())) => seen = stamp(&path),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, file = %path, "cannot update the revocation file; retrying")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "revocation file task failed"),
+                }
+            }
+            tick = tick.wrapping_add(1);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = revocations.changed() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// One round of [`sync`]: merge the file, write this process's news.
+    fn round(
+        path: &str,
+        revocations: &Revocations,
+        pending: &Table,
+        now: i64,
+        lifetime: i64,
+        max_bytes: usize,
+    ) -> io::Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut plan = revocation::Plan::default();
+        let current = update(path, |current| {
+            plan = revocation::plan(current, pending, now, lifetime, max_bytes);
+            plan.changes.clone()
+        })?;
+        let added = revocations.merge(&Table::decode(&current, lifetime), now);
+        if added > 0 {
+            tracing::info!(added, file = %path, "revocations read from the revocation file");
+        }
+        let stats = &revocations.stats;
+        stats.bytes.store(plan.size as u64, Relaxed);
+        if !plan.changes.is_empty() {
+            Revocations::count(&stats.writes);
+            if plan.size * 100 >= max_bytes * revocation::NEAR_LIMIT_PERCENT {
+                tracing::warn!(file = %path, bytes = plan.size, limit = max_bytes, "revocation file near its limit");
+            }
+        }
+        if plan.compaction.users > 0 {
+            Revocations::count(&stats.compactions);
+            tracing::warn!(file = %path, users = plan.compaction.users, removed = plan.compaction.removed, "revocation file over its limit: signed-out sessions replaced by one not-before entry per user");
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 #[path = "file_tests.rs"]
 mod tests;

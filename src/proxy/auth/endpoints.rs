@@ -558,7 +558,7 @@ impl Endpoints<'_> {
                     return Some(Err(ProxyError::MethodNotAllowed));
                 }
                 if let Some(s) = session {
-                    self.auth.revocations.revoke(&s.id, s.exp, now);
+                    self.auth.revocations.revoke(s, now);
                     tracing::info!(sub = %s.sub, sid = %s.id, "signed out; session revoked");
                 }
                 Ok(self.sign_out(snapshot, host, client_port(req), query).await)

@@ -84,6 +84,8 @@ pub struct Options {
     /// The ConfigMap (in the bootstrap Secret's namespace) that shares
     /// sign-outs between replicas.
     pub revocations_name: String,
+    /// The most bytes of data that ConfigMap is given (compacted beyond).
+    pub revocations_max_bytes: usize,
     /// The ConfigMap (in the bootstrap Secret's namespace) that keeps host
     /// claims across redeploys, replicas and restarts.
     pub claims_name: String,
@@ -294,8 +296,17 @@ pub async fn run(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), Error> {
     tokio::spawn(revocations::sync(
-        Api::namespaced(client.clone(), &options.bootstrap_namespace),
-        options.revocations_name.clone(),
+        client.clone(),
+        revocations::Store {
+            namespace: options.bootstrap_namespace.clone(),
+            name: options.revocations_name.clone(),
+            lifetime: base
+                .cookie_expire
+                .unwrap_or(crate::translate::config::DEFAULT_COOKIE_EXPIRE)
+                .as_secs() as i64,
+            max_bytes: options.revocations_max_bytes,
+        },
+        options.instance.clone(),
         revoked,
         shutdown.clone(),
     ));

@@ -235,7 +235,7 @@ async fn a_bad_annotation_denies_only_its_route_and_raises_a_warning_event() {
 }
 
 /// A session cookie for `host` sealed with the bootstrap Secret's cookie secret.
-fn mint_cookie(c: &Corner, host: &str, sub: &str, email: &str, groups: &str) -> String {
+pub(super) fn mint_cookie(c: &Corner, host: &str, sub: &str, email: &str, groups: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.yaml");
     std::fs::write(&cfg, format!("cookie_secret: {}\n", cookie_secret(c))).unwrap();
@@ -260,7 +260,7 @@ fn mint_cookie(c: &Corner, host: &str, sub: &str, email: &str, groups: &str) -> 
 
 /// `jsonpath` of the corner's object `kind/name` (`None` while kubectl
 /// cannot read it).
-fn jsonpath(c: &Corner, kind: &str, name: &str, path: &str) -> Option<String> {
+pub(super) fn jsonpath(c: &Corner, kind: &str, name: &str, path: &str) -> Option<String> {
     let (ok, out, _) = c.kube.kubectl(
         &[
             "get",
@@ -302,7 +302,7 @@ fn cookie_secret(c: &Corner) -> String {
     bootstrap_value(c, "cookie_secret").expect("the bootstrap Secret has a cookie_secret")
 }
 
-fn with_cookie(host: &str, cookie: &str) -> Browser {
+pub(super) fn with_cookie(host: &str, cookie: &str) -> Browser {
     let mut b = api_client();
     b.jar
         .entry(host.into())
@@ -687,7 +687,7 @@ async fn a_policy_with_lint_warnings_says_so_in_its_status_and_a_warning_event()
 
 /// A corner with Ingress `app` for `app.test`, open to any signed-in user,
 /// in front of the echo upstream `app`.
-async fn signed_in_app() -> Corner {
+pub(super) async fn signed_in_app() -> Corner {
     let c = Corner::with_upstream("app", "app").await;
     c.ingress(
         "app",
@@ -1632,7 +1632,7 @@ async fn pomerium_annotations_behave_in_the_cluster_as_the_same_keys_in_a_config
 }
 
 /// The Events regarding `kind` `name` in the corner's namespace.
-fn events_on(c: &Corner, kind: &str, name: &str) -> Vec<serde_json::Value> {
+pub(super) fn events_on(c: &Corner, kind: &str, name: &str) -> Vec<serde_json::Value> {
     let out = c.kube.ok(
         &["get", "events.events.k8s.io", "-n", &c.ns, "-o", "json"],
         None,

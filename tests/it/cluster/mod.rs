@@ -13,3 +13,4 @@ mod gateway_ports;
 mod grpc_route;
 mod ingress_fixtures;
 mod pods;
+mod revocation;

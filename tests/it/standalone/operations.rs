@@ -26,9 +26,22 @@ impl Standalone {
     /// Starts the binary on `config` (which must use `self.https` and
     /// `self.internal` as written by [`listeners`]) and waits until ready.
     async fn start(config: &Path, https: u16, internal: u16, extra: &[&str]) -> Standalone {
+        Self::start_with(config, https, internal, extra, &[]).await
+    }
+
+    /// As [`Standalone::start`], with `after` given to the `standalone`
+    /// subcommand itself.
+    async fn start_with(
+        config: &Path,
+        https: u16,
+        internal: u16,
+        extra: &[&str],
+        after: &[&str],
+    ) -> Standalone {
         let mut child = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
             .args(extra)
             .args(["standalone", "--config", config.to_str().unwrap()])
+            .args(after)
             .env_remove("JETBRIDGE_LOG")
             .env_remove("JETBRIDGE_LOG_FORMAT")
             .stdout(Stdio::piped())
@@ -844,4 +857,106 @@ async fn config_errors_say_where_and_a_fixed_file_is_logged_as_accepted_again() 
         s.metric("jetbridge_config_last_reload_successful").await,
         1.0
     );
+}
+
+/// The config-file mode's revocation file: two processes on one file share
+/// sign-outs, `jetbridge revoke --file` refuses a user's sessions on both
+/// while another user's work, and a restart keeps what was revoked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_file_shares_sign_outs_and_revoked_users_between_processes() {
+    let (up, _seen) = echo_upstream().await;
+    let to = format!("http://{up}");
+    let secrets = Bootstrap::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("revocations.json");
+    let file = file.to_str().unwrap().to_string();
+    let start = |n: usize| {
+        let (https, internal) = (free_port(), free_port());
+        let path = dir.path().join(format!("config{n}.yaml"));
+        let cfg = ConfigFile {
+            routes: vec![signed_in_route("app.localhost", &to)],
+            ..listeners_and_secrets(https, internal, &secrets)
+        };
+        std::fs::write(&path, cfg.text()).unwrap();
+        let file = file.clone();
+        async move {
+            let args = ["--revocations-file", file.as_str()];
+            (
+                Standalone::start_with(&path, https, internal, &[], &args).await,
+                path,
+            )
+        }
+    };
+    let ((a, config), (b, _)) = tokio::join!(start(1), start(2));
+    let mint = |sub: &str, email: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
+            .args(["mint-session", "--config", config.to_str().unwrap()])
+            .args(["--host", "app.localhost", "--sub", sub, "--email", email])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let with_cookie = |c: &str| {
+        let mut b = Browser::new();
+        b.accept = "application/json".into();
+        b.jar
+            .entry("app.localhost".into())
+            .or_default()
+            .insert("_jetbridge".into(), c.to_string());
+        b
+    };
+    let status = async |s: &Standalone, cookie: &str| {
+        s.status(&mut with_cookie(cookie), "app.localhost", "/")
+            .await
+    };
+    let until = async |s: &Standalone, cookie: &str, want: StatusCode| {
+        for _ in 0..100 {
+            if status(s, cookie).await == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("never {want}: {:#?}", s.log());
+    };
+    let (alice, bob, carol) = (
+        mint("alice", "alice@example.com"),
+        mint("bob", "bob@example.com"),
+        mint("carol", "carol@example.com"),
+    );
+    for s in [&a, &b] {
+        assert_eq!(status(s, &alice).await, StatusCode::OK);
+    }
+    // A sign-out on one process is refused by the other.
+    let r = with_cookie(&carol)
+        .request(
+            "POST",
+            &format!("https://app.localhost:{}/.pomerium/sign_out", a.https),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    until(&b, &carol, StatusCode::UNAUTHORIZED).await;
+    // An operator revokes alice by email: refused on both, bob still works.
+    let out = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
+        .args(["--log-format", "json", "revoke", "--file", &file])
+        .args(["--user", "alice@example.com", "--reason", "left the team"])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{printed}");
+    assert!(
+        printed.contains("alice@example.com") && printed.contains("left the team"),
+        "{printed}"
+    );
+    for s in [&a, &b] {
+        until(s, &alice, StatusCode::UNAUTHORIZED).await;
+        assert_eq!(status(s, &bob).await, StatusCode::OK);
+        s.wait_metric("jetbridge_revoked_users", 1.0).await;
+    }
+    // A restart reads the file: nothing revoked comes back.
+    drop(a);
+    let (again, _) = start(3).await;
+    assert_eq!(status(&again, &alice).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&again, &carol).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&again, &bob).await, StatusCode::OK);
 }
