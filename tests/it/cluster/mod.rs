@@ -12,3 +12,4 @@ mod gateway_listeners;
 mod grpc_route;
 mod ingress_fixtures;
 mod pods;
+mod rule_origins;
