@@ -430,10 +430,7 @@ fn build_route(
         upstream_tls,
         client_ca,
         load_balancing,
-        rule_origins: match access {
-            crate::model::Access::Policy(_) => rule_origins,
-            _ => Vec::new(),
-        },
+        rule_origins: route::policy_only(&access, rule_origins),
         access,
         pass_identity_headers: route::pass_identity_headers(g, spec),
         allow_websockets: spec.allow_websockets,

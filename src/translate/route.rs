@@ -111,6 +111,15 @@ pub(super) fn access(
     (access, origins)
 }
 
+/// `origins` for a route that evaluates a policy; none for a public or
+/// invalid one.
+pub(super) fn policy_only(access: &Access, origins: Vec<RuleOrigin>) -> Vec<RuleOrigin> {
+    match access {
+        Access::Policy(_) => origins,
+        _ => Vec::new(),
+    }
+}
+
 /// The runs of a merged program's rule numbers and where each was written:
 /// the parts in order, the `policy` part split by `policy_origins` when the
 /// source said where its rule objects came from.
