@@ -40,6 +40,7 @@ fn decided_by(origins: &[RuleOrigin], rule: Option<usize>) -> (Option<&str>, Opt
         return (None, None);
     };
     let rule = match (origin.policy.as_deref(), origin.setting) {
+        (Some(_), "PolicyFilter") => format!("PolicyFilter rule {n}"),
         (Some(_), _) => format!("rule {n}"),
         (None, "policy") => format!("policy rule {n}"),
         (None, setting) => setting.to_string(),

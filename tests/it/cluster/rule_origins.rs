@@ -87,3 +87,43 @@ fn decisions_name_the_policy_object_or_annotation_and_rule_that_decided() {
         .unwrap();
     assert!(broken.rule_origins.is_empty());
 }
+
+#[test]
+fn gateway_api_decisions_name_the_policy_an_extension_ref_names() {
+    let dir = format!("{}/tests/fixtures/gateway", env!("CARGO_MANIFEST_DIR"));
+    let yaml = std::fs::read_to_string(format!("{dir}/basic.yaml")).unwrap();
+    let ci = from_cluster(&objects(&yaml), &ClusterSettings::default());
+    let snap = translate(&Inputs {
+        global: GlobalInputs::for_test(),
+        routes: ci.routes.clone(),
+        diagnostics: ci.diagnostics.clone(),
+    });
+    let admin: Vec<_> = snap
+        .routes
+        .iter()
+        .filter(|r| r.id.starts_with("shop/store/") && matches!(r.access, Access::Policy(_)))
+        .collect();
+    assert!(!admin.is_empty(), "the /admin rule names Policy shop/staff");
+    for route in admin {
+        let Access::Policy(program) = &route.access else {
+            unreachable!()
+        };
+        let d = program.eval(&Facts {
+            user: Some(&user("ann@example.com", &[])),
+            request: &RequestFacts {
+                method: "GET",
+                path: "/admin",
+                ..Default::default()
+            },
+            now: time::OffsetDateTime::UNIX_EPOCH,
+        });
+        assert!(d.allow, "{}: {d:?}", route.id);
+        let (origin, n) = locate(&route.rule_origins, d.rule.unwrap()).unwrap();
+        assert_eq!(
+            (origin.policy.as_deref(), n, origin.setting),
+            (Some("shop/staff"), 1, "Policy"),
+            "{}",
+            route.id
+        );
+    }
+}
