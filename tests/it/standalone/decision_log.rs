@@ -3,7 +3,8 @@
 //! anonymous; a route's `policy` rules and its `allowed_users`), none on a
 //! public route; the fields `authorize_log_fields` asks for and no others;
 //! never a cookie; `authorize_log: false` silences it; unknown and
-//! credential field names are refused; the per-Policy counters move.
+//! credential field names are refused; the per-Policy counters move;
+//! `jetbridge policy eval --log-line` replays a decision from its line.
 
 use super::operations::{Standalone, listeners_and_secrets, refused_start, rewrite_in_place};
 use crate::harness;
@@ -301,6 +302,45 @@ async fn each_policy_decision_is_one_line_naming_rule_user_and_reason_never_a_co
             .any(|l| l.contains("jetbridge::access"))
     );
 
+    // `jetbridge policy eval --log-line` replays a decision from its line
+    // (with the fields the policy reads logged).
+    let fields = "authorize_log_fields: [user, email, groups, method, host, path, ip]\n";
+    rewrite_in_place(&path, &config(&head, fields, up, 5));
+    s.wait_metric("jetbridge_config_generation", 6.0).await;
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "- allow: {or: [{email: {is: alice@example.com}}]}\n- deny: {or: [{groups: {has: blocked}}]}\n",
+    )
+    .unwrap();
+    for (who, code, decided) in [
+        (&carol, 1, "deny: rule 2 deny matched"),
+        (&alice, 0, "allow: rule 1 allow matched"),
+    ] {
+        let (_, _, lines) = decide(
+            &s,
+            &mut browser("app.localhost", who),
+            "app.localhost",
+            "/r",
+        )
+        .await;
+        let out = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
+            .args(["policy", "eval", "--policy", policy.to_str().unwrap()])
+            .args(["--log-line", &lines[0].to_string()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(code), "{text}{:?}", out.stderr);
+        assert_eq!(text.trim(), format!("{decided}\nlogged: {decided}"));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
+        .args(["policy", "eval", "--policy", policy.to_str().unwrap()])
+        .args(["--log-line", "{\"message\":\"request\"}"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a decision-log line"));
+
     // A bad field name in a reload is refused and named; the running
     // settings stay.
     rewrite_in_place(
@@ -309,7 +349,7 @@ async fn each_policy_decision_is_one_line_naming_rule_user_and_reason_never_a_co
             &head,
             "authorize_log_fields: [user, headers.cookie]\n",
             up,
-            5,
+            6,
         ),
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -318,7 +358,7 @@ async fn each_policy_decision_is_one_line_naming_rule_user_and_reason_never_a_co
         log.contains("headers.cookie") && log.contains("never logged"),
         "{log}"
     );
-    assert_eq!(s.metric("jetbridge_config_generation").await, 5.0);
+    assert_eq!(s.metric("jetbridge_config_generation").await, 6.0);
 }
 
 #[test]
