@@ -23,7 +23,8 @@ pub struct Decided<'a> {
     pub host: &'a str,
     /// The normalised path, without the query.
     pub path: &'a str,
-    pub ip: IpAddr,
+    /// The client address the policy saw.
+    pub ip: Option<IpAddr>,
     pub session: Option<&'a Session>,
     pub allow: bool,
     /// The engine's reason (`rule 2 allow matched`, `no allow rule matched`).
@@ -70,7 +71,7 @@ pub fn record(d: &Decided<'_>, metrics: &Metrics) {
         method = f.has(F::Method).then_some(d.method),
         path = f.has(F::Path).then_some(d.path),
         host = f.has(F::Host).then_some(d.host),
-        ip = f.has(F::Ip).then(|| d.ip.to_string()),
+        ip = d.ip.filter(|_| f.has(F::Ip)).map(|ip| ip.to_string()),
         "session-id" = session.filter(|_| f.has(F::SessionId)).map(|s| s.id.as_str()),
         user = session.filter(|_| f.has(F::User)).map(|s| s.sub.as_str()),
         email = session.filter(|_| f.has(F::Email)).map(|s| s.email.as_str()),

@@ -516,7 +516,7 @@ fn authorize(
             method: facts_req.method,
             host: &target.host,
             path: &target.path,
-            ip: cx.conn.remote.ip(),
+            ip: facts_req.source_ip,
             session,
             allow: decision.allow,
             reason: &decision.reason,
