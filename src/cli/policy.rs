@@ -19,8 +19,13 @@ enum Command {
         #[arg(long)]
         policy: String,
         /// Request facts as JSON; `-` for stdin.
-        #[arg(long)]
-        input: String,
+        #[arg(long, required_unless_present = "log_line")]
+        input: Option<String>,
+        /// Replay a decision instead: a decision-log line (JSON, as
+        /// `jetbridge::authorize` writes it) whose user, groups, request and
+        /// time are the facts; prints the logged decision beside the new one.
+        #[arg(long, conflicts_with = "input")]
+        log_line: Option<String>,
     },
     /// Check a policy file for errors and warnings. Exit 0 ok, 1 warnings, 2 invalid.
     Check {
@@ -33,12 +38,11 @@ enum Command {
 /// its verdict as the exit code.
 pub fn run(args: Args) -> ExitCode {
     let (code, out) = match args.command {
-        Command::Eval { policy, input } => match (read_arg(&policy), read_arg(&input)) {
-            (Ok(p), Ok(i)) => {
-                jetbridge::policy::cli::eval_command(&p, &i, time::OffsetDateTime::now_utc())
-            }
-            (Err(e), _) | (_, Err(e)) => (2, format!("error: {e:#}")),
-        },
+        Command::Eval {
+            policy,
+            input,
+            log_line,
+        } => eval(&policy, input.as_deref(), log_line.as_deref()),
         Command::Check { file } => match read_arg(&file) {
             Ok(p) => jetbridge::policy::cli::check_command(&p),
             Err(e) => (2, format!("error: {e:#}")),
@@ -50,6 +54,37 @@ pub fn run(args: Args) -> ExitCode {
         println!("{out}")
     }
     ExitCode::from(code as u8)
+}
+
+/// `policy eval`: against `input`, or replaying the decision of `log_line`
+/// (a decision-log line, or `-` for stdin).
+fn eval(policy: &str, input: Option<&str>, log_line: Option<&str>) -> (i32, String) {
+    use jetbridge::policy::cli::{eval_command, input_from_log_line};
+    let now = time::OffsetDateTime::now_utc();
+    let policy = match read_arg(policy) {
+        Ok(p) => p,
+        Err(e) => return (2, format!("error: {e:#}")),
+    };
+    let Some(line) = log_line else {
+        return match read_arg(input.unwrap_or("-")) {
+            Ok(i) => eval_command(&policy, &i, now),
+            Err(e) => (2, format!("error: {e:#}")),
+        };
+    };
+    let line = match line {
+        "-" => read_arg(line),
+        text => Ok(text.to_string()),
+    };
+    match line
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|l| input_from_log_line(&l))
+    {
+        Ok((input, logged)) => {
+            let (code, out) = eval_command(&policy, &input, now);
+            (code, format!("{out}\nlogged: {logged}"))
+        }
+        Err(e) => (2, format!("error: {e}")),
+    }
 }
 
 /// The text of a file, or of stdin for `-`.

@@ -42,6 +42,7 @@ pub fn init_tracing(flag: Option<&str>, cfg: &jetbridge::settings::ConfigFile) -
         cfg.log_level.as_deref(),
         cfg.access_log.unwrap_or(true),
     );
+    cfg.apply_decision_log();
     Ok(())
 }
 

@@ -7,6 +7,7 @@ pub mod pathnorm;
 pub mod redirect;
 pub mod rewrite;
 pub mod routing;
+pub mod rule_origin;
 
 use crate::identity::jwks::Document;
 pub use crate::identity::oidc::IdpConfig;
@@ -720,6 +721,9 @@ pub struct Route {
     /// How a target among `upstreams` is picked.
     pub load_balancing: LoadBalancing,
     pub access: Access,
+    /// Where the rules of the program in `access` came from (empty for a
+    /// public or invalid route).
+    pub rule_origins: Vec<rule_origin::RuleOrigin>,
     pub pass_identity_headers: bool,
     pub allow_websockets: bool,
     /// Other `Upgrade` protocols passed through (lower case; `spdy/3.1` with

@@ -1,6 +1,7 @@
 //! Prometheus metrics in the text exposition format: requests by route and
 //! status, a latency histogram, upstream errors, config generation, reload
-//! failures, certificate expiry, identity-provider discovery.
+//! failures, certificate expiry, identity-provider discovery, and
+//! authorization decisions by route and the Policy that decided.
 
 use super::idp_board::IdpState;
 use arc_swap::ArcSwap;
@@ -69,6 +70,13 @@ impl RouteCounters {
 
 type Registry = HashMap<Box<str>, Arc<RouteCounters>>;
 
+/// Allowed and denied decisions of one (route, Policy) pair.
+type DecisionCounters = [AtomicU64; 2];
+/// Decision counters by route id and the Policy (`namespace/name`, or `-`
+/// for rules the route sets itself and for no rule matching): bounded by
+/// the configuration, never by users.
+type Decisions = HashMap<Box<str>, HashMap<Box<str>, Arc<DecisionCounters>>>;
+
 /// Process-wide counters. Recording a request takes no lock: the map of
 /// routes is read through an `ArcSwap` and counted with atomic adds; it is
 /// copied only when a route is seen for the first time, and pruned when
@@ -77,6 +85,7 @@ type Registry = HashMap<Box<str>, Arc<RouteCounters>>;
 pub struct Metrics {
     routes: ArcSwap<Registry>,
     latency: Histogram,
+    decisions: ArcSwap<Decisions>,
 }
 
 impl Metrics {
@@ -111,6 +120,32 @@ impl Metrics {
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
+    /// Records one authorization decision on `route` made by a rule of
+    /// `policy` (`namespace/name`, or `-`).
+    pub fn decision(&self, route: &str, policy: &str, allow: bool) {
+        let slot = usize::from(!allow);
+        let found = |d: &Decisions| d.get(route).and_then(|p| p.get(policy)).cloned();
+        if let Some(c) = found(&self.decisions.load()) {
+            c[slot].fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut made = None;
+        self.decisions.rcu(|d| {
+            let mut d = Decisions::clone(d);
+            let c = d
+                .entry(route.into())
+                .or_default()
+                .entry(policy.into())
+                .or_default()
+                .clone();
+            made = Some(c);
+            d
+        });
+        if let Some(c) = made {
+            c[slot].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Records an upstream failure on a route.
     pub fn upstream_error(&self, route: &str) {
         self.route(route)
@@ -130,6 +165,13 @@ impl Metrics {
                 m
             });
         }
+        if self.decisions.load().keys().any(|r| !keep.contains(&**r)) {
+            self.decisions.rcu(|d| {
+                let mut d = Decisions::clone(d);
+                d.retain(|r, _| keep.contains(&**r));
+                d
+            });
+        }
     }
 
     /// Renders all metrics.
@@ -141,6 +183,7 @@ impl Metrics {
         render_requests(&mut out, &series, &names);
         self.render_latency(&mut out);
         render_upstream_errors(&mut out, &series, &names);
+        render_decisions(&mut out, &self.decisions.load());
         render_gauges(&mut out, g);
         render_idps(&mut out, g.idps);
         render_cert_expiry(&mut out, g.cert_expiry);
@@ -184,6 +227,29 @@ fn render_requests(out: &mut String, series: &Registry, names: &[&str]) {
                 "jetbridge_requests_total{{route=\"{}\",status=\"{status}\"}} {count}",
                 label(route)
             );
+        }
+    }
+}
+
+/// `jetbridge_policy_decisions_total`, by route, Policy and decision.
+fn render_decisions(out: &mut String, decisions: &Decisions) {
+    out.push_str("# HELP jetbridge_policy_decisions_total Authorization decisions, by route, the Policy whose rule decided (- for the route's own rules or none) and decision.\n# TYPE jetbridge_policy_decisions_total counter\n");
+    let mut rows: Vec<(&str, &str, &DecisionCounters)> = decisions
+        .iter()
+        .flat_map(|(r, p)| p.iter().map(move |(p, c)| (&**r, &**p, &**c)))
+        .collect();
+    rows.sort_by_key(|(r, p, _)| (*r, *p));
+    for (route, policy, counters) in rows {
+        for (slot, decision) in ["allow", "deny"].iter().enumerate() {
+            let n = counters[slot].load(Ordering::Relaxed);
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "jetbridge_policy_decisions_total{{route=\"{}\",policy=\"{}\",decision=\"{decision}\"}} {n}",
+                    label(route),
+                    label(policy)
+                );
+            }
         }
     }
 }

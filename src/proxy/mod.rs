@@ -14,6 +14,7 @@ pub mod auth;
 pub mod body;
 pub mod clock;
 pub mod dataplane;
+mod decision_log;
 pub mod error;
 mod filters;
 pub mod headers;
@@ -382,7 +383,10 @@ impl Proxy {
             false => None,
         };
         // policy
-        if let Some(refused) = authorize(snapshot, cx, route, session.as_ref(), &target, req) {
+        let metrics = &self.metrics;
+        if let Some(refused) =
+            authorize(snapshot, cx, metrics, route, session.as_ref(), &target, req)
+        {
             return Err(refused);
         }
         Ok(Admitted {
@@ -472,6 +476,7 @@ fn client_certificate(
 fn authorize(
     snapshot: &Snapshot,
     cx: &Ctx<'_>,
+    metrics: &Metrics,
     route: &Route,
     session: Option<&Session>,
     target: &Target,
@@ -504,6 +509,21 @@ fn authorize(
         request: &facts_req,
         now: time::OffsetDateTime::now_utc(),
     });
+    decision_log::record(
+        &decision_log::Decided {
+            route,
+            request_id: cx.id,
+            method: facts_req.method,
+            host: &target.host,
+            path: &target.path,
+            ip: facts_req.source_ip,
+            session,
+            allow: decision.allow,
+            reason: &decision.reason,
+            rule: decision.rule,
+        },
+        metrics,
+    );
     if decision.allow {
         return None;
     }

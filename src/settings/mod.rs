@@ -147,6 +147,14 @@ pub struct ConfigFile {
     /// One log line per request (default true); applied on reload.
     #[serde(skip_serializing_if = "is_default")]
     pub access_log: Option<bool>,
+    /// One decision-log line per authorization decision (default true);
+    /// applied on reload.
+    #[serde(skip_serializing_if = "is_default")]
+    pub authorize_log: Option<bool>,
+    /// The decision log's identity and request fields, by Pomerium's
+    /// names (a list, or comma-separated); applied on reload.
+    #[serde(skip_serializing_if = "is_default")]
+    pub authorize_log_fields: Option<crate::telemetry::AuthorizeLogFields>,
     /// Client certificates for every route (Pomerium's `downstream_mtls`).
     #[serde(skip_serializing_if = "is_default")]
     pub downstream_mtls: Option<DownstreamMtls>,
@@ -523,6 +531,14 @@ pub struct RouteRedirect {
 }
 
 impl ConfigFile {
+    /// Applies `authorize_log` and `authorize_log_fields` to the decision log.
+    pub fn apply_decision_log(&self) {
+        crate::telemetry::set_decision_log(
+            self.authorize_log.unwrap_or(true),
+            self.authorize_log_fields.unwrap_or_default(),
+        );
+    }
+
     /// Parses config text; `path` names the file in errors. An empty file
     /// (nothing but blanks and comments) is an error: it is what a reader
     /// sees while the file is being rewritten, never a configuration.

@@ -294,6 +294,7 @@ fn redacted(mut d: Diagnostic) -> Diagnostic {
 /// Applies `log_level` and `access_log` of a reading that was accepted.
 fn apply_log_settings(path: &str, reading: &Reading) {
     if let Ok((cfg, _)) = &reading.parsed {
+        cfg.apply_decision_log();
         match crate::telemetry::set_level(cfg.log_level.as_deref(), cfg.access_log.unwrap_or(true))
         {
             Ok(true) => {

@@ -21,6 +21,7 @@
 use super::hosts::{self, Delegations, HostClaims, HostRules};
 use super::{CertInput, PathSpec, RouteInput};
 use crate::crd::WatchedPolicy;
+use crate::model::rule_origin::RuleOrigin;
 use crate::model::{Diagnostic, ObjectRef, Reason, Severity, Upstream, UpstreamScheme};
 use crate::settings::RouteOptions;
 use k8s_openapi::api::core::v1::{Secret, Service, ServicePort, ServiceSpec};
@@ -485,6 +486,8 @@ struct ReadIngress<'a> {
     base: Result<RouteOptions, String>,
     problems: Vec<String>,
     entries: Vec<Entry>,
+    /// Where the rule objects of the combined `policy` come from.
+    policy_origins: Vec<RuleOrigin>,
 }
 
 fn read_ingress<'a>(
@@ -501,7 +504,7 @@ fn read_ingress<'a>(
     let annotations = read_annotations(ing, &s.prefixes);
     annotation_warnings(&annotations, &object, &mut out.diagnostics);
     let mut problems = annotations.problems.clone();
-    let policy = combined_policy(&annotations, &ns, policies, &mut problems);
+    let (policy, policy_origins) = combined_policy(&annotations, &ns, policies, &mut problems);
     let base = base_config(&annotations, &policy)
         .and_then(|o| with_secrets(o, &annotations.secret_refs, idx, &ns));
     // Pomerium's `subtle_allow_empty_host`: a rule without host serves
@@ -516,6 +519,7 @@ fn read_ingress<'a>(
         base,
         problems,
         entries,
+        policy_origins,
     }
 }
 
@@ -772,6 +776,7 @@ fn route_input(
         created: created(r.ing),
         backends,
         options,
+        policy_origins: r.policy_origins.clone(),
         problems: problems
             .into_iter()
             .map(|m| Diagnostic::invalid_route(&r.object, m))
@@ -1158,35 +1163,47 @@ fn decode(raw: &str) -> Result<serde_json::Value, String> {
 }
 
 /// The route's PPL: the inline `policy` annotation plus the rules of every
-/// referenced Policy, as one list (allow if any allows, deny if any denies).
+/// referenced Policy, as one list (allow if any allows, deny if any denies),
+/// and where each run of its rule objects comes from.
 fn combined_policy(
     a: &Annotations,
     ns: &str,
     policies: &HashMap<String, Result<serde_json::Value, String>>,
     problems: &mut Vec<String>,
-) -> Option<serde_json::Value> {
+) -> (Option<serde_json::Value>, Vec<RuleOrigin>) {
     if a.policy_refs.is_empty() {
-        return a.settings.get("policy").cloned();
+        return (a.settings.get("policy").cloned(), Vec::new());
     }
     let mut rules: Vec<serde_json::Value> = Vec::new();
+    let mut origins = Vec::new();
+    let mut add = |list: &[serde_json::Value], policy: Option<String>| {
+        origins.push(RuleOrigin {
+            first: rules.len() + 1,
+            rules: list.len(),
+            setting: if policy.is_some() { "Policy" } else { "policy" },
+            policy,
+        });
+        rules.extend(list.iter().cloned());
+    };
     if let Some(v) = a.settings.get("policy") {
         match crate::policy::rule_list(v) {
-            Ok(serde_json::Value::Array(list)) => rules.extend(list),
-            Ok(other) => rules.push(other),
+            Ok(serde_json::Value::Array(list)) => add(&list, None),
+            Ok(other) => add(std::slice::from_ref(&other), None),
             Err(e) => problems.push(format!("policy: {e}")),
         }
     }
     for r in &a.policy_refs {
+        let policy = Some(format!("{ns}/{r}"));
         match policies.get(&format!("{ns}/{r}")) {
-            Some(Ok(serde_json::Value::Array(list))) => rules.extend(list.iter().cloned()),
-            Some(Ok(other)) => rules.push(other.clone()),
+            Some(Ok(serde_json::Value::Array(list))) => add(list, policy),
+            Some(Ok(other)) => add(std::slice::from_ref(other), policy),
             Some(Err(e)) => {
                 problems.push(format!("policy_ref {r}: Policy {ns}/{r} is invalid: {e}"))
             }
             None => problems.push(format!("policy_ref {r}: Policy {ns}/{r} not found")),
         }
     }
-    Some(serde_json::Value::Array(rules))
+    (Some(serde_json::Value::Array(rules)), origins)
 }
 
 /// The route settings every route of an Ingress shares, read from its

@@ -42,6 +42,7 @@ use crate::model::rewrite::Pattern;
 use crate::model::routing::{
     GatewayPort, GatewayPortListeners, HostMatch, Listeners, allocate_proxy_ports,
 };
+use crate::model::rule_origin::RuleOrigin;
 use crate::model::{Diagnostic, ObjectRef, Reason, Severity, Upstream, UpstreamScheme};
 use crate::settings::RouteOptions;
 use k8s_openapi::api::core::v1::Namespace;
@@ -980,7 +981,8 @@ pub(super) fn rule_routes(
         let prefix = matches!(m.path, PathSpec::Prefix(_));
         for (host, attachment) in hosts {
             let mut p = p.clone();
-            let mut options = rule_options(cx, route, rule, prefix, &attachment.access, &mut p);
+            let (mut options, policy_origins) =
+                rule_options(cx, route, rule, prefix, &attachment.access, &mut p);
             // The Gateway API forwards the client's Host unless a filter
             // rewrites it.
             options.preserve_host_header = true;
@@ -995,6 +997,7 @@ pub(super) fn rule_routes(
                 grpc: m.grpc,
                 listeners: attachment.listeners.clone(),
                 contract: crate::model::Contract::GatewayApi,
+                policy_origins,
                 problems: p
                     .into_iter()
                     .map(|m| Diagnostic::invalid_route(&object, format!("rule {index}: {m}")))
@@ -1083,7 +1086,8 @@ fn value_match(m: &ApiValueMatch) -> Result<ValueMatch, String> {
 }
 
 /// The route settings of a rule: its filters as the settings the proxy
-/// already applies, and its access (Policies, else the Gateway's default).
+/// already applies, and its access (Policies, else the Gateway's default),
+/// with where each run of its policy's rule objects comes from.
 fn rule_options(
     cx: &Context<'_>,
     route: &RouteHead<'_>,
@@ -1091,7 +1095,7 @@ fn rule_options(
     prefix_match: bool,
     parent: &ParentAccess,
     problems: &mut Vec<String>,
-) -> RouteOptions {
+) -> (RouteOptions, Vec<RuleOrigin>) {
     let (kind, ns) = (route.kind, route.namespace());
     let mut o = RouteOptions::default();
     let mut policies = Vec::new();
@@ -1120,8 +1124,8 @@ fn rule_options(
             problems.push(e);
         }
     }
-    rule_access(cx, ns, &policies, parent, &mut o, problems);
-    o
+    let origins = rule_access(cx, ns, &policies, parent, &mut o, problems);
+    (o, origins)
 }
 
 /// The Policy an `ExtensionRef` filter names, or why it names none.

@@ -22,6 +22,7 @@ use super::gateway::{Context, POLICY_GROUP};
 use crate::crd::WatchedPolicy;
 use crate::crd::gateway::{GROUP, LocalObjectReference};
 use crate::crd::policy_filter::{self, PolicyFilter};
+use crate::model::rule_origin::RuleOrigin;
 use crate::model::{Diagnostic, ObjectRef, Reason, Severity};
 use crate::settings::RouteOptions;
 use serde_json::Value;
@@ -263,6 +264,8 @@ fn compile_filter(ppl: &str) -> Result<Value, String> {
 
 /// Sets a rule's access: the rules it names and its Gateways' baselines,
 /// else the Gateways' public-access default. Problems make the rule deny.
+/// Returns where each run of the rule objects set as `policy` comes from
+/// (a baseline's run holds only its `deny` rules).
 pub(super) fn rule_access(
     cx: &Context<'_>,
     ns: &str,
@@ -270,7 +273,7 @@ pub(super) fn rule_access(
     parent: &ParentAccess,
     o: &mut RouteOptions,
     problems: &mut Vec<String>,
-) {
+) -> Vec<RuleOrigin> {
     let baseline: Vec<&String> = parent
         .gateways
         .iter()
@@ -282,9 +285,19 @@ pub(super) fn rule_access(
             Ok(p) => o.allow_public_unauthenticated_access = *p,
             Err(e) => problems.push(e.clone()),
         }
-        return;
+        return Vec::new();
     }
     let mut rules = Vec::new();
+    let mut origins = Vec::new();
+    let mut add = |run: Vec<Value>, policy: String, setting: &'static str| {
+        origins.push(RuleOrigin {
+            first: rules.len() + 1,
+            rules: run.len(),
+            policy: Some(policy),
+            setting,
+        });
+        rules.extend(run);
+    };
     for r in refs {
         let (what, found) = match r {
             AccessRef::Policy(name) => ("Policy", cx.policies.get(&format!("{ns}/{name}"))),
@@ -297,15 +310,25 @@ pub(super) fn rule_access(
             AccessRef::Policy(n) | AccessRef::PolicyFilter(n) => n,
         };
         match found {
-            Some(Ok(v)) => rules.extend(rule_objects(v).cloned()),
+            Some(Ok(v)) => add(
+                rule_objects(v).cloned().collect(),
+                format!("{ns}/{name}"),
+                what,
+            ),
             Some(Err(e)) => problems.push(format!("{what} {ns}/{name} is invalid: {e}")),
             None => problems.push(format!("{what} {ns}/{name} not found")),
         }
     }
     for policy in baseline {
         match cx.policies.get(policy.as_str()) {
-            Some(Ok(v)) if refs.is_empty() => rules.extend(rule_objects(v).cloned()),
-            Some(Ok(v)) => rules.extend(rule_objects(v).filter_map(deny_half)),
+            Some(Ok(v)) if refs.is_empty() => {
+                add(rule_objects(v).cloned().collect(), policy.clone(), "Policy")
+            }
+            Some(Ok(v)) => add(
+                rule_objects(v).filter_map(deny_half).collect(),
+                policy.clone(),
+                "Policy",
+            ),
             Some(Err(e)) => problems.push(format!(
                 "Policy {policy}, the baseline of this route's Gateway, is invalid: {e}"
             )),
@@ -314,6 +337,7 @@ pub(super) fn rule_access(
     }
     o.policy = Some(Value::Array(rules));
     identity_options(cx, ns, refs, o);
+    origins
 }
 
 /// The identity options of the Policies a rule names: the assertion when

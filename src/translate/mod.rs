@@ -181,6 +181,10 @@ pub struct RouteInput {
     pub contract: crate::model::Contract,
     /// A GRPCRoute's method match rank (the GRPCRoute order).
     pub grpc: Option<crate::model::routing::GrpcPrecedence>,
+    /// Where the rule objects of `options.policy` come from, in order,
+    /// when some come from `Policy` objects (numbered from 1 within that
+    /// list); empty: all of them are the route's own.
+    pub policy_origins: Vec<crate::model::rule_origin::RuleOrigin>,
 }
 
 impl RouteInput {
@@ -205,6 +209,7 @@ impl RouteInput {
             listeners: Listeners::default(),
             contract: crate::model::Contract::default(),
             grpc: None,
+            policy_origins: Vec::new(),
         }
     }
 }
@@ -256,7 +261,7 @@ pub enum LocationError {
 pub fn translate(inputs: &Inputs) -> Snapshot {
     let mut diagnostics = inputs.diagnostics.clone();
     // Routes that share a policy (e.g. the same policy_ref) compile it once.
-    let mut programs: HashMap<String, Result<Program, PolicyError>> = HashMap::new();
+    let mut programs: HashMap<String, Result<CompiledPolicy, PolicyError>> = HashMap::new();
     // Routes that share a client CA (e.g. one Secret) parse it once.
     let mut client_cas: HashMap<String, Result<ClientCa, crate::model::OptionError>> =
         HashMap::new();
@@ -422,14 +427,14 @@ fn build_route(
     g: &GlobalInputs,
     host: HostMatch,
     path: PathMatch,
-    programs: &mut HashMap<String, Result<Program, PolicyError>>,
+    programs: &mut HashMap<String, Result<CompiledPolicy, PolicyError>>,
     client_cas: &mut HashMap<String, Result<ClientCa, crate::model::OptionError>>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Route {
     let spec = &input.options;
     let mut p = route::Problems(input.problems.iter().map(|d| d.message.clone()).collect());
     let upstreams = route::upstreams(input, &mut p);
-    let access = route::access(spec, programs, &mut p);
+    let (access, rule_origins) = route::access(input, programs, &mut p);
     let (set_request_headers, templated_request_headers) = route::request_headers(spec, &mut p);
     let path_rewrite = p.or(path_rewrite(spec, &path, &upstreams), PathRewrite::Keep);
     let host_rewrite = p.or(host_rewrite(spec), HostRewrite::Upstream);
@@ -461,6 +466,7 @@ fn build_route(
         upstream_tls,
         client_ca,
         load_balancing,
+        rule_origins: route::policy_only(&access, rule_origins),
         access,
         pass_identity_headers: route::pass_identity_headers(g, spec),
         allow_websockets: spec.allow_websockets,
@@ -726,13 +732,25 @@ fn reserved_header(n: &HeaderName, request: bool) -> Option<&'static str> {
     None
 }
 
+/// A route's compiled program, and its parts in order: the setting each
+/// came from (`policy`, `allowed_users`, `allow_any_authenticated_user`)
+/// and the rule numbers it holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompiledPolicy {
+    pub program: Program,
+    pub parts: Vec<(&'static str, usize)>,
+}
+
 /// The route's program: its PPL, legacy shorthands and
 /// `allow_any_authenticated_user`, combined as alternatives. No policy at all
 /// means deny (after sign-in).
-pub fn compile_policy(spec: &RouteOptions) -> Result<Program, PolicyError> {
+pub fn compile_policy(spec: &RouteOptions) -> Result<CompiledPolicy, PolicyError> {
     let mut parts = Vec::new();
     if let Some(v) = &spec.policy {
-        parts.push(policy::compile_value(v).map_err(PolicyError::Policy)?);
+        parts.push((
+            "policy",
+            policy::compile_value(v).map_err(PolicyError::Policy)?,
+        ));
     }
     let legacy = Legacy {
         allowed_users: spec.allowed_users.clone(),
@@ -743,20 +761,28 @@ pub fn compile_policy(spec: &RouteOptions) -> Result<Program, PolicyError> {
         || !legacy.allowed_domains.is_empty()
         || !legacy.allowed_idp_claims.is_empty()
     {
-        parts.push(Program::from_legacy(&legacy));
+        parts.push(("allowed_users", Program::from_legacy(&legacy)));
     }
     if spec.allow_any_authenticated_user {
-        parts.push(
+        parts.push((
+            "allow_any_authenticated_user",
             policy::compile_value(
                 &serde_json::json!({"allow": {"and": [{"authenticated_user": true}]}}),
             )
             .map_err(PolicyError::AnyAuthenticatedUser)?,
-        );
+        ));
     }
     if parts.is_empty() {
-        return Ok(Program::deny_all());
+        return Ok(CompiledPolicy {
+            program: Program::deny_all(),
+            parts: Vec::new(),
+        });
     }
-    Ok(Program::merge(parts))
+    let sizes = parts.iter().map(|(s, p)| (*s, p.last_rule())).collect();
+    Ok(CompiledPolicy {
+        program: Program::merge(parts.into_iter().map(|(_, p)| p).collect()),
+        parts: sizes,
+    })
 }
 
 /// Why a route's policy settings do not compile (the route then denies).

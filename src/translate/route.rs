@@ -4,18 +4,18 @@
 //! route's [`Problems`], which deny the route when there are any.
 
 use super::{
-    GlobalInputs, RouteInput, check_upstream_tls, compile_policy, depends_on_host, health,
-    parse_upstream, pem_text, reserved_header, unsupported_substitution,
+    CompiledPolicy, GlobalInputs, RouteInput, check_upstream_tls, compile_policy, depends_on_host,
+    health, parse_upstream, pem_text, reserved_header, unsupported_substitution,
 };
 use crate::identity::IssuerFormat;
 use crate::model::redirect::{Redirect, STATUSES, Scheme};
 use crate::model::rewrite::{PathRewrite, Pattern, ResponseHeaderRewrite, substitution};
 use crate::model::routing::{HostMatch, PathMatch};
+use crate::model::rule_origin::RuleOrigin;
 use crate::model::{
     Access, BearerTokenFormat, ClientCa, Diagnostic, LoadBalancing, ObjectRef, Reason, RouteIdp,
     RouteInfo, Severity, Upstream, UpstreamScheme, UpstreamTls,
 };
-use crate::policy::Program;
 use crate::settings::{RouteOptions, RouteRedirect};
 use http::{HeaderName, HeaderValue, StatusCode};
 use std::collections::HashMap;
@@ -78,14 +78,15 @@ pub(super) fn upstreams(input: &RouteInput, problems: &mut Problems) -> Vec<Upst
 }
 
 /// Who may use the route: public, or its compiled policy (compiled once per
-/// distinct policy across routes).
+/// distinct policy across routes), with where the policy's rules came from.
 pub(super) fn access(
-    spec: &RouteOptions,
-    programs: &mut HashMap<String, Result<Program, super::PolicyError>>,
+    input: &RouteInput,
+    programs: &mut HashMap<String, Result<CompiledPolicy, super::PolicyError>>,
     problems: &mut Problems,
-) -> Access {
+) -> (Access, Vec<RuleOrigin>) {
+    let spec = &input.options;
     if spec.allow_public_unauthenticated_access {
-        return Access::Public;
+        return (Access::Public, Vec::new());
     }
     let key = serde_json::to_string(&(
         &spec.policy,
@@ -99,7 +100,49 @@ pub(super) fn access(
         .entry(key)
         .or_insert_with(|| compile_policy(spec))
         .clone();
-    problems.or(compiled.map(Access::Policy), Access::Invalid(String::new()))
+    let origins = compiled
+        .as_ref()
+        .map(|c| rule_origins(&input.policy_origins, &c.parts))
+        .unwrap_or_default();
+    let access = problems.or(
+        compiled.map(|c| Access::Policy(c.program)),
+        Access::Invalid(String::new()),
+    );
+    (access, origins)
+}
+
+/// `origins` for a route that evaluates a policy; none for a public or
+/// invalid one.
+pub(super) fn policy_only(access: &Access, origins: Vec<RuleOrigin>) -> Vec<RuleOrigin> {
+    match access {
+        Access::Policy(_) => origins,
+        _ => Vec::new(),
+    }
+}
+
+/// The runs of a merged program's rule numbers and where each was written:
+/// the parts in order, the `policy` part split by `policy_origins` when the
+/// source said where its rule objects came from.
+fn rule_origins(policy_origins: &[RuleOrigin], parts: &[(&'static str, usize)]) -> Vec<RuleOrigin> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    for (setting, last) in parts {
+        if *setting == "policy" && !policy_origins.is_empty() {
+            out.extend(policy_origins.iter().map(|o| RuleOrigin {
+                first: o.first + offset,
+                ..o.clone()
+            }));
+        } else {
+            out.push(RuleOrigin {
+                first: offset + 1,
+                rules: *last,
+                policy: None,
+                setting,
+            });
+        }
+        offset += last;
+    }
+    out
 }
 
 /// Fixed request headers to set.

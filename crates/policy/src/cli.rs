@@ -107,6 +107,46 @@ pub fn eval_command(policy_text: &str, input_json: &str, now: OffsetDateTime) ->
     }
 }
 
+/// The [`eval_command`] input a decision-log line describes (jetbridge's
+/// `jetbridge::authorize` lines: `user`, `email`, `groups`, `method`,
+/// `host`, `path`, `ip` and `timestamp`, each when the line has it), and
+/// what the line says was decided (`allow: <reason>` or `deny: <reason>`).
+/// Claims and the user's name are not in a decision line, so criteria on
+/// them see none.
+pub fn input_from_log_line(line: &str) -> Result<(String, String), String> {
+    let v: serde_json::Value =
+        serde_json::from_str(line.trim()).map_err(|e| format!("log line: not JSON: {e}"))?;
+    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("");
+    let Some(allow) = v.get("allow").and_then(|a| a.as_bool()) else {
+        return Err("log line: no \"allow\" field (not a decision-log line)".into());
+    };
+    let user = (!text("user").is_empty() || !text("email").is_empty()).then(|| {
+        serde_json::json!({
+            "id": text("user"),
+            "email": text("email"),
+            "groups": text("groups").split(',').filter(|g| !g.is_empty()).collect::<Vec<_>>(),
+        })
+    });
+    let mut request = serde_json::json!({
+        "method": text("method"),
+        "host": text("host"),
+        "path": text("path"),
+    });
+    if let Ok(ip) = text("ip").parse::<IpAddr>() {
+        request["source_ip"] = serde_json::json!(ip);
+    }
+    let mut input = serde_json::json!({ "user": user, "request": request });
+    if !text("timestamp").is_empty() {
+        input["time"] = serde_json::json!(text("timestamp"));
+    }
+    let logged = format!(
+        "{}: {}",
+        if allow { "allow" } else { "deny" },
+        text("reason")
+    );
+    Ok((input.to_string(), logged))
+}
+
 /// Lints `policy_text`. Returns 0 and `ok: ...` when it compiles cleanly, 1
 /// and one `warning: ...` line per finding, or 2 and `error: ...`.
 pub fn check_command(policy_text: &str) -> (i32, String) {

@@ -160,6 +160,7 @@ pub(crate) fn eval(rules: &[Rule], f: &Facts<'_>) -> Decision {
             allow: false,
             reason: "no policy".to_owned(),
             needs_login: false,
+            rule: None,
         };
     }
     // Fail closed on an address `email`/`domain` criteria cannot trust,
@@ -172,6 +173,7 @@ pub(crate) fn eval(rules: &[Rule], f: &Facts<'_>) -> Decision {
             allow: false,
             reason: why.to_owned(),
             needs_login: false,
+            rule: None,
         };
     }
     let (deny, deny_rule) = eval_action(rules, Action::Deny, f);
@@ -184,14 +186,15 @@ pub(crate) fn eval(rules: &[Rule], f: &Facts<'_>) -> Decision {
     };
     let allowed = allow.value && !deny.value;
     let needs_login = !allowed && f.user.is_none() && (allow.anon || deny.anon);
-    let reason = match (deny_rule, allow_rule) {
-        (Some(d), _) => matched_reason(d),
-        (None, Some(a)) => matched_reason(a),
-        (None, None) => "no allow rule matched".to_owned(),
+    let decided = deny_rule.or(allow_rule);
+    let reason = match decided {
+        Some(r) => matched_reason(r),
+        None => "no allow rule matched".to_owned(),
     };
     Decision {
         allow: allowed,
         reason,
         needs_login,
+        rule: decided.map(|r| r.number),
     }
 }

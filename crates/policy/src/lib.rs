@@ -219,6 +219,9 @@ pub struct Decision {
     /// Denied, no user, and the result depended on a criterion that needs a
     /// user: the proxy should redirect to sign-in instead of answering 403.
     pub needs_login: bool,
+    /// The number of the rule that decided (as in `reason`, counted across
+    /// a merged program), or `None` when no rule did.
+    pub rule: Option<usize>,
 }
 
 /// Route options that predate PPL; [`Program::from_legacy`] compiles them.
@@ -358,7 +361,7 @@ impl Program {
         let mut rules = Vec::new();
         let mut offset = 0;
         for p in parts {
-            let max = p.rules.iter().map(|r| r.number).max().unwrap_or(0);
+            let max = p.last_rule();
             rules.extend(p.rules.into_iter().map(|mut r| {
                 r.number += offset;
                 r
@@ -371,6 +374,12 @@ impl Program {
     /// True if the program has no rules (and so denies everything).
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// The highest rule number (0 without rules): what [`Program::merge`]
+    /// shifts the numbers of the parts after this one by.
+    pub fn last_rule(&self) -> usize {
+        self.rules.iter().map(|r| r.number).max().unwrap_or(0)
     }
 
     /// Evaluates the program. Cheap: no parsing, and the only allocation is

@@ -398,7 +398,8 @@ fn empty_program_denies_with_no_policy() {
         Decision {
             allow: false,
             reason: "no policy".into(),
-            needs_login: false
+            needs_login: false,
+            rule: None,
         }
     );
     assert!(compile("[]").unwrap().is_empty());

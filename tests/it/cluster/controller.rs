@@ -418,6 +418,61 @@ async fn an_edited_policy_object_changes_every_referencing_route_and_its_status(
     .await;
 }
 
+/// Decisions on a `policy_ref` route: each is one decision-log line naming
+/// the Policy object and its rule (or no rule), never the cookie, and the
+/// per-Policy counters in `/metrics` move.
+#[tokio::test(flavor = "multi_thread")]
+async fn decisions_on_a_policy_ref_route_name_the_policy_object_and_are_counted() {
+    let (c, ctl, _a1, _a2) = policy_corner(["staff", "staff"]).await;
+    let bob_cookie = mint_cookie(&c, "one.test", "bob", "bob@elsewhere.net", "ops");
+    let mut bob = with_cookie("one.test", &bob_cookie);
+    ctl.expect_status(&mut bob, "one.test", "denies bob", StatusCode::FORBIDDEN)
+        .await;
+    ctl.wait_for_log(|l| l.contains("jetbridge::authorize") && l.contains("\"user\":\"bob\""))
+        .await;
+    let lines: Vec<serde_json::Value> = ctl
+        .log()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "jetbridge::authorize")
+        .collect();
+    let route = format!("{}/one/1", c.ns);
+    let alice = lines
+        .iter()
+        .find(|l| l["user"] == "alice" && l["allow"] == true)
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!(alice["route-id"], route.as_str());
+    assert_eq!(alice["policy"], format!("{}/staff", c.ns).as_str());
+    assert_eq!(alice["rule"], "rule 1");
+    assert_eq!(alice["reason"], "rule 1 allow matched");
+    assert_eq!(alice["email"], "alice@example.com");
+    let bob_line = lines.iter().find(|l| l["user"] == "bob").unwrap();
+    assert_eq!(bob_line["allow"], false);
+    assert_eq!(bob_line["reason"], "no allow rule matched");
+    assert!(bob_line.get("policy").is_none() && bob_line.get("rule").is_none());
+    assert!(
+        !ctl.log().join("\n").contains(&bob_cookie[..24]),
+        "a cookie was logged"
+    );
+    let metrics = Browser::new()
+        .get(&format!("http://127.0.0.1:{}/metrics", ctl.internal))
+        .await
+        .body;
+    let count = |policy: &str, decision: &str| -> f64 {
+        let series = format!(
+            "jetbridge_policy_decisions_total{{route=\"{route}\",policy=\"{policy}\",decision=\"{decision}\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(count(&format!("{}/staff", c.ns), "allow") >= 1.0);
+    assert!(count("-", "deny") >= 1.0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_policy_nested_too_deep_is_refused_alone_while_other_policies_keep_updating() {
     let (c, ctl, mut a1, mut a2) = policy_corner(["staff", "deep"]).await;

@@ -14,3 +14,4 @@ mod grpc_route;
 mod ingress_fixtures;
 mod pods;
 mod revocation;
+mod rule_origins;

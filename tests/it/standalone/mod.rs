@@ -3,6 +3,7 @@
 mod binary;
 mod cli;
 mod crds;
+mod decision_log;
 mod demo;
 mod demo_idp;
 mod operations;

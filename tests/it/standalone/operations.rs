@@ -15,17 +15,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A running `jetbridge standalone` whose stdout and stderr lines are kept.
-struct Standalone {
+pub(super) struct Standalone {
     _child: ChildGuard,
     lines: Arc<Mutex<Vec<String>>>,
-    https: u16,
+    pub(super) https: u16,
     internal: u16,
 }
 
 impl Standalone {
     /// Starts the binary on `config` (which must use `self.https` and
     /// `self.internal` as written by [`listeners`]) and waits until ready.
-    async fn start(config: &Path, https: u16, internal: u16, extra: &[&str]) -> Standalone {
+    pub(super) async fn start(config: &Path, https: u16, internal: u16, extra: &[&str]) -> Standalone {
         Self::start_with(config, https, internal, extra, &[]).await
     }
 
@@ -76,11 +76,11 @@ impl Standalone {
         panic!("standalone did not become ready: {:?}", s.log());
     }
 
-    fn log(&self) -> Vec<String> {
+    pub(super) fn log(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }
 
-    async fn metric(&self, name: &str) -> f64 {
+    pub(super) async fn metric(&self, name: &str) -> f64 {
         let body = Browser::new()
             .get(&format!("http://127.0.0.1:{}/metrics", self.internal))
             .await
@@ -94,7 +94,7 @@ impl Standalone {
     }
 
     /// Waits until `metric` reaches at least `value` (or panics after 10 s).
-    async fn wait_metric(&self, name: &str, value: f64) {
+    pub(super) async fn wait_metric(&self, name: &str, value: f64) {
         for _ in 0..100 {
             if self.metric(name).await >= value {
                 return;
@@ -126,7 +126,7 @@ fn listeners(https: u16, internal: u16) -> ConfigFile {
 
 /// [`listeners`] with fresh secrets (`signing_key`, `cookie_secret`,
 /// `shared_secret`) as `jetbridge gen-secrets` writes them.
-fn listeners_and_secrets(https: u16, internal: u16, secrets: &Bootstrap) -> ConfigFile {
+pub(super) fn listeners_and_secrets(https: u16, internal: u16, secrets: &Bootstrap) -> ConfigFile {
     with_secrets(listeners(https, internal), secrets)
 }
 
@@ -164,7 +164,7 @@ fn public_routes(hosts: &[&str], to: std::net::SocketAddr) -> Vec<RouteConfig> {
 }
 
 /// Writes `text` over `path` the way editors and `>` do: truncate, then write.
-fn rewrite_in_place(path: &Path, text: &str) {
+pub(super) fn rewrite_in_place(path: &Path, text: &str) {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .truncate(true)
@@ -743,7 +743,7 @@ fn line_and_column(text: &str, needle: &str, at: char) -> (usize, usize) {
 
 /// Runs `jetbridge standalone` on `config` expecting it to refuse to start;
 /// returns what it printed.
-fn refused_start(path: &Path, config: &str) -> String {
+pub(super) fn refused_start(path: &Path, config: &str) -> String {
     std::fs::write(path, config).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
         .args(["standalone", "--config", path.to_str().unwrap()])
