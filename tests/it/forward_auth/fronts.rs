@@ -70,7 +70,7 @@ impl Front {
     }
 
     /// Starts the front proxy on a port of its own, with its example
-    /// config filled in; waits until it accepts connections.
+    /// config filled in; waits until it serves a public page.
     async fn start(self, bin: &Path, w: &World) -> Running {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -112,11 +112,15 @@ impl Front {
             .spawn()
             .unwrap_or_else(|e| panic!("start {bin:?}: {e}"));
         let guard = ChildGuard(child);
+        // Ready once a public page reaches the app through it.
+        let ready = format!("https://{APP}:{port}/public/ready");
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
+                && Browser::new().get(&ready).await.status == StatusCode::OK
             {
+                w.seen.lock().unwrap().clear();
                 return Running {
                     port,
                     _child: guard,
@@ -125,7 +129,7 @@ impl Front {
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        panic!("{self:?} did not listen on {port}");
+        panic!("{self:?} did not serve {ready}");
     }
 }
 
