@@ -361,6 +361,20 @@ async fn front_proxy_asks_jetbridge(front: Front) {
         assert!(r.body.contains("bob@example.com"), "{}", r.body);
     }
     assert_eq!(w.seen.lock().unwrap().len(), before, "{front:?}");
+
+    // Another host named to nginx (its only server is the default): the
+    // URL jetbridge is asked about names no route's host, so nothing
+    // reaches the app, even with a session cookie. (Caddy refuses the
+    // handshake for a name it has no site for.)
+    if let Front::Nginx = front {
+        let evil = format!("https://evil.example:{}/reports", f.port);
+        alice
+            .jar
+            .insert("evil.example".into(), alice.jar[APP].clone());
+        let r = alice.get(&evil).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        assert_eq!(w.seen.lock().unwrap().len(), before);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
