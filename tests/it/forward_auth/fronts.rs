@@ -98,7 +98,14 @@ impl Front {
         std::fs::write(&config, text).unwrap();
         let mut cmd = std::process::Command::new(bin);
         match self {
-            Front::Nginx => cmd.args(["-e", &format!("{d}/error.log"), "-g", "daemon off;", "-c"]),
+            // One process, so killing it (on drop) leaves no worker behind.
+            Front::Nginx => cmd.args([
+                "-e",
+                &format!("{d}/error.log"),
+                "-g",
+                "daemon off; master_process off;",
+                "-c",
+            ]),
             Front::Caddy => cmd
                 .env("HOME", &d)
                 .env("XDG_DATA_HOME", &d)
