@@ -54,6 +54,19 @@ pub struct AssertionFilter {
     pub issuer: IssuerFormat,
 }
 
+impl AssertionFilter {
+    /// The assertion step of `route`, as its fields say.
+    pub fn of(route: &Route) -> AssertionFilter {
+        AssertionFilter {
+            templates: route.templated_request_headers.clone(),
+            identity_headers: route.pass_identity_headers,
+            claim_headers: route.jwt_claims_headers.clone(),
+            groups: route.jwt_groups_filter.clone(),
+            issuer: route.issuer_format,
+        }
+    }
+}
+
 /// One step a route applies to a forwarded response's head.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ResponseFilter {
@@ -181,13 +194,7 @@ fn request_filters(route: &Route) -> Vec<RequestFilter> {
         ));
     }
     if wants_assertion(route) {
-        filters.push(RequestFilter::Assertion(AssertionFilter {
-            templates: route.templated_request_headers.clone(),
-            identity_headers: route.pass_identity_headers,
-            claim_headers: route.jwt_claims_headers.clone(),
-            groups: route.jwt_groups_filter.clone(),
-            issuer: route.issuer_format,
-        }));
+        filters.push(RequestFilter::Assertion(AssertionFilter::of(route)));
     } else if !route.templated_request_headers.is_empty() {
         filters.push(RequestFilter::Templates(
             route.templated_request_headers.clone(),

@@ -116,7 +116,8 @@ impl Snapshot {
     }
     /// Whether the table `at` names may serve `host`: some route of it
     /// names the host or takes every host, or the host is the
-    /// authenticate host (whose endpoints every listener answers).
+    /// authenticate host or the forward-auth host (whose endpoints every
+    /// listener answers).
     pub fn serves_host_at(&self, at: routing::TableRef, host: &str) -> bool {
         let Some(table) = self.table_at(at) else {
             return false;
@@ -124,6 +125,7 @@ impl Snapshot {
         table.host_known(host)
             || table.serves_any_host()
             || self.auth.authenticate_host.as_deref() == Some(host)
+            || self.auth.forward_auth_host.as_deref() == Some(host)
     }
     /// True if the host is served by some route (or is the authenticate host).
     pub fn host_known(&self, host: &str) -> bool {
@@ -191,6 +193,9 @@ pub struct AuthConfig {
     pub authenticate_url: Option<String>,
     /// Host of the authenticate service (served by this proxy).
     pub authenticate_host: Option<String>,
+    /// Host of `forward_auth_url`: answers other proxies' forward-auth
+    /// checks (served by this proxy).
+    pub forward_auth_host: Option<String>,
     pub idp: Option<IdpConfig>,
     pub cookie_name: String,
     pub cookie_expire: Duration,
@@ -213,6 +218,7 @@ impl std::fmt::Debug for AuthConfig {
         let digest = |b: &[u8]| hex::encode(&sha2::Sha256::digest(b)[..4]);
         f.debug_struct("AuthConfig")
             .field("authenticate_url", &self.authenticate_url)
+            .field("forward_auth_host", &self.forward_auth_host)
             .field("idp", &self.idp)
             .field("cookie_name", &self.cookie_name)
             .field("cookie_expire", &self.cookie_expire)

@@ -76,6 +76,11 @@ pub enum ProxyError {
     MethodNotAllowed,
     #[error("{0}")]
     Identity(String),
+    /// A forward-auth check refused: the URL it asks about is not one this
+    /// proxy may answer for, or the route's policy denies (the reason says
+    /// which). 403, the answer nginx's `auth_request` passes on.
+    #[error("{0}")]
+    ForwardAuthRefused(String),
     #[error("the identity provider is unavailable; try again shortly ({0})")]
     IdpUnavailable(String),
 }
@@ -104,6 +109,7 @@ impl ProxyError {
             | ProxyError::SignInElsewhere
             | ProxyError::NoSignInOnHost
             | ProxyError::RouteInvalid
+            | ProxyError::ForwardAuthRefused(_)
             | ProxyError::UpgradeNotAllowed => StatusCode::FORBIDDEN,
             ProxyError::UpstreamUnavailable | ProxyError::NotReady | ProxyError::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE

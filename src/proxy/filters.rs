@@ -64,6 +64,25 @@ pub(crate) fn apply_request_filters(
     Ok(())
 }
 
+/// The headers a forward-auth answer hands the front proxy for `s` on
+/// `route`: the assertion and the route's claim headers, whatever the
+/// route's `pass_identity_headers` says (the front proxy copies them to
+/// its upstream).
+pub(crate) fn identity_headers(
+    route: &crate::model::Route,
+    cx: &FilterCx<'_>,
+    s: &Session,
+) -> Result<HeaderMap, ProxyError> {
+    let a = AssertionFilter {
+        templates: Vec::new(),
+        identity_headers: true,
+        ..AssertionFilter::of(route)
+    };
+    let mut h = HeaderMap::new();
+    assertion(&mut h, &a, cx, s)?;
+    Ok(h)
+}
+
 /// The assertion step: mints (or reuses) the route's assertion for the
 /// session, fills the templates, and with identity headers sends the
 /// assertion and the claim headers.

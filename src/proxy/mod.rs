@@ -311,6 +311,10 @@ impl Proxy {
             cx.label = "authenticate";
             return Some(r.into());
         }
+        if snapshot.auth.forward_auth_host.as_deref() == Some(target.host.as_str()) {
+            cx.label = "forward-auth";
+            return Some(self.forward_auth(snapshot, cx, req, target).await);
+        }
         if !target.path.starts_with(auth::endpoints::POMERIUM_PREFIX) {
             return None;
         }
@@ -328,6 +332,12 @@ impl Proxy {
             Ok(s) => s,
             Err(e) => return Some(Outcome::Error(e)),
         };
+        if target.path == auth::forward_auth::SIGN_IN_PATH {
+            cx.label = "pomerium";
+            return Some(
+                auth::forward_auth::start(snapshot, &target.host, query, session.as_ref()).into(),
+            );
+        }
         let r = self
             .endpoints()
             .route_host_endpoint(
@@ -368,20 +378,10 @@ impl Proxy {
         if let Some(ca) = &route.client_ca {
             client_certificate(ca, &cx.conn, &route.id).map_err(Outcome::Error)?;
         }
-        // session, only where the route uses one
-        let session = match route.uses_session() {
-            true => {
-                let bearer = route.bearer_token_format;
-                let audiences = &route.access_token_audiences;
-                self.session(snapshot, cx, req, &target.host, bearer, audiences)
-                    .await
-                    .map_err(Outcome::Error)?
-                    // A route with its own OAuth client counts only sessions
-                    // signed in through it (and the others only theirs).
-                    .filter(|s| s.idp == route.idp_id())
-            }
-            false => None,
-        };
+        let session = self
+            .route_session(snapshot, cx, req, route, &target.host)
+            .await
+            .map_err(Outcome::Error)?;
         // policy
         let metrics = &self.metrics;
         if let Some(refused) =
@@ -395,6 +395,180 @@ impl Proxy {
             target,
         })
     }
+}
+
+impl Proxy {
+    /// The session a request on `route` counts, opened only where the
+    /// route uses one.
+    async fn route_session(
+        &self,
+        snapshot: &Snapshot,
+        cx: &mut Ctx<'_>,
+        req: &Request<Incoming>,
+        route: &Route,
+        host: &str,
+    ) -> Result<Option<Session>, ProxyError> {
+        if !route.uses_session() {
+            return Ok(None);
+        }
+        let bearer = route.bearer_token_format;
+        let audiences = &route.access_token_audiences;
+        Ok(self
+            .session(snapshot, cx, req, host, bearer, audiences)
+            .await?
+            // A route with its own OAuth client counts only sessions
+            // signed in through it (and the others only theirs).
+            .filter(|s| s.idp == route.idp_id()))
+    }
+
+    /// A forward-auth check on the `forward_auth_url` host: the route that
+    /// serves the checked URL decides, on the session the browser sent.
+    async fn forward_auth<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        cx: &mut Ctx<'s>,
+        req: &Request<Incoming>,
+        target: &Target,
+    ) -> Outcome {
+        use auth::forward_auth::{Check, Mode, allowed};
+        let check = match Check::read(snapshot, req, &target.path, target.query.as_deref()) {
+            Ok(c) => c,
+            Err(e) => return Outcome::Error(e),
+        };
+        let view = crate::model::conditions::RequestView {
+            method: &check.method,
+            headers: req.headers(),
+            query: check.target.query.as_deref(),
+        };
+        let checked = &check.target;
+        let Some(route) = snapshot.route_request(&checked.host, &checked.path, &view) else {
+            let why = format!("uri refused: no route serves {}", check.url);
+            return Outcome::Error(ProxyError::ForwardAuthRefused(why));
+        };
+        cx.label = &route.id;
+        let session = match self
+            .route_session(snapshot, cx, req, route, &checked.host)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return Outcome::Error(e),
+        };
+        match verdict(cx, &self.metrics, route, session.as_ref(), checked, &check.method, req) {
+            Verdict::Allow => {
+                let Some(s) = &session else {
+                    return Outcome::Respond(allowed(http::HeaderMap::new()));
+                };
+                let fcx = filters::FilterCx {
+                    snapshot,
+                    route: &route.id,
+                    host: &checked.host,
+                    session: Some(s),
+                    now: unix_now(),
+                };
+                filters::identity_headers(route, &fcx, s)
+                    .map(allowed)
+                    .into()
+            }
+            Verdict::Refuse(e) => Outcome::Error(ProxyError::ForwardAuthRefused(e.to_string())),
+            Verdict::Deny { user, reason } => Outcome::Error(ProxyError::ForwardAuthRefused(
+                format!("access denied to {user} by route {}: {reason}", route.id),
+            )),
+            Verdict::SignIn => match check.mode {
+                Mode::Redirect if sends_to_sign_in(req, route.bearer_token_format) => {
+                    Outcome::SignIn(check.sign_in_redirect())
+                }
+                _ => {
+                    let json = wants_json(req.headers().get(header::ACCEPT));
+                    Outcome::Respond(check.unauthenticated(cx.id, json))
+                }
+            },
+        }
+    }
+}
+
+/// What a route's access says about a request.
+enum Verdict {
+    /// Forward it.
+    Allow,
+    /// Refused before the policy was asked (an invalid route).
+    Refuse(ProxyError),
+    /// A signed-in user the policy refuses.
+    Deny {
+        /// Who (name and email, or the subject).
+        user: String,
+        /// The policy's reason.
+        reason: String,
+    },
+    /// Refused without a session: signing in may help.
+    SignIn,
+}
+
+/// The route's access for a request by `method` to `target`, with `session`.
+fn verdict(
+    cx: &Ctx<'_>,
+    metrics: &Metrics,
+    route: &Route,
+    session: Option<&Session>,
+    target: &Target,
+    method: &Method,
+    req: &Request<Incoming>,
+) -> Verdict {
+    let program = match &route.access {
+        Access::Invalid(_) => {
+            return Verdict::Refuse(match route.contract {
+                crate::model::Contract::Pomerium => ProxyError::RouteInvalid,
+                crate::model::Contract::GatewayApi => ProxyError::RouteUnresolved,
+            });
+        }
+        Access::Public => return Verdict::Allow,
+        Access::Policy(_) if route.cors_allow_preflight && is_cors_preflight(method, req) => {
+            return Verdict::Allow;
+        }
+        Access::Policy(program) => program,
+    };
+    let user = session.map(Session::user);
+    let mut headers = [("", ""); POLICY_HEADERS.len()];
+    let facts_req = RequestFacts {
+        method: method.as_str(),
+        host: &target.host,
+        path: &target.path,
+        source_ip: Some(cx.conn.remote.ip()),
+        headers: policy_headers(req, &mut headers),
+    };
+    let decision = program.eval(&Facts {
+        user: user.as_ref(),
+        request: &facts_req,
+        now: time::OffsetDateTime::now_utc(),
+    });
+    decision_log::record(
+        &decision_log::Decided {
+            route,
+            request_id: cx.id,
+            method: facts_req.method,
+            host: &target.host,
+            path: &target.path,
+            ip: facts_req.source_ip,
+            session,
+            allow: decision.allow,
+            reason: &decision.reason,
+            rule: decision.rule,
+        },
+        metrics,
+    );
+    if decision.allow {
+        return Verdict::Allow;
+    }
+    tracing::debug!(route = %route.id, reason = %decision.reason, "denied");
+    if let Some(s) = session {
+        return Verdict::Deny {
+            user: pages::who(s),
+            reason: decision.reason,
+        };
+    }
+    if !(decision.needs_login || program.needs_user()) {
+        return Verdict::Refuse(ProxyError::Forbidden);
+    }
+    Verdict::SignIn
 }
 
 /// What the plain-HTTP listener does with a request.
@@ -482,72 +656,27 @@ fn authorize(
     target: &Target,
     req: &Request<Incoming>,
 ) -> Option<Outcome> {
-    let program = match &route.access {
-        Access::Invalid(_) => {
-            return Some(Outcome::Error(match route.contract {
-                crate::model::Contract::Pomerium => ProxyError::RouteInvalid,
-                crate::model::Contract::GatewayApi => ProxyError::RouteUnresolved,
-            }));
+    let return_to = || requested_url(target, req);
+    match verdict(cx, metrics, route, session, target, req.method(), req) {
+        Verdict::Allow => None,
+        Verdict::Refuse(e) => Some(Outcome::Error(e)),
+        Verdict::Deny { user, .. } => Some(Outcome::Error(ProxyError::Denied {
+            user,
+            here: return_to(),
+        })),
+        Verdict::SignIn if !snapshot.table.host_known(&target.host) => {
+            Some(Outcome::Error(ProxyError::NoSignInOnHost))
         }
-        Access::Public => return None,
-        Access::Policy(_) if route.cors_allow_preflight && is_cors_preflight(req) => {
-            return None;
+        Verdict::SignIn => {
+            let browser = sends_to_sign_in(req, route.bearer_token_format);
+            match browser
+                .then(|| auth::endpoints::start_sign_in(snapshot, &return_to(), route.idp_id()))
+                .flatten()
+            {
+                Some(r) => Some(Outcome::SignIn(r)),
+                None => Some(Outcome::Error(ProxyError::Unauthenticated)),
+            }
         }
-        Access::Policy(program) => program,
-    };
-    let user = session.map(Session::user);
-    let mut headers = [("", ""); POLICY_HEADERS.len()];
-    let facts_req = RequestFacts {
-        method: req.method().as_str(),
-        host: &target.host,
-        path: &target.path,
-        source_ip: Some(cx.conn.remote.ip()),
-        headers: policy_headers(req, &mut headers),
-    };
-    let decision = program.eval(&Facts {
-        user: user.as_ref(),
-        request: &facts_req,
-        now: time::OffsetDateTime::now_utc(),
-    });
-    decision_log::record(
-        &decision_log::Decided {
-            route,
-            request_id: cx.id,
-            method: facts_req.method,
-            host: &target.host,
-            path: &target.path,
-            ip: facts_req.source_ip,
-            session,
-            allow: decision.allow,
-            reason: &decision.reason,
-            rule: decision.rule,
-        },
-        metrics,
-    );
-    if decision.allow {
-        return None;
-    }
-    tracing::debug!(route = %route.id, reason = %decision.reason, "denied");
-    let return_to = requested_url(target, req);
-    if let Some(s) = session {
-        return Some(Outcome::Error(ProxyError::Denied {
-            user: pages::who(s),
-            here: return_to,
-        }));
-    }
-    if !(decision.needs_login || program.needs_user()) {
-        return Some(Outcome::Error(ProxyError::Forbidden));
-    }
-    if !snapshot.table.host_known(&target.host) {
-        return Some(Outcome::Error(ProxyError::NoSignInOnHost));
-    }
-    let browser = sends_to_sign_in(req, route.bearer_token_format);
-    match browser
-        .then(|| auth::endpoints::start_sign_in(snapshot, &return_to, route.idp_id()))
-        .flatten()
-    {
-        Some(r) => Some(Outcome::SignIn(r)),
-        None => Some(Outcome::Error(ProxyError::Unauthenticated)),
     }
 }
 
@@ -715,8 +844,8 @@ impl Proxy {
 }
 
 /// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
-fn is_cors_preflight<B>(req: &Request<B>) -> bool {
-    req.method() == Method::OPTIONS
+fn is_cors_preflight<B>(method: &Method, req: &Request<B>) -> bool {
+    method == Method::OPTIONS
         && req.headers().contains_key(header::ORIGIN)
         && req
             .headers()

@@ -68,6 +68,11 @@ pub struct ConfigFile {
     pub certificates: Vec<CertificateEntry>,
     #[serde(skip_serializing_if = "is_default")]
     pub authenticate_service_url: Option<String>,
+    /// Forward-auth mode (Pomerium's key until v0.20): the URL another
+    /// proxy (nginx `auth_request`, Caddy `forward_auth`, Traefik
+    /// `ForwardAuth`) asks `/verify?uri=` and `/?uri=` on.
+    #[serde(skip_serializing_if = "is_default")]
+    pub forward_auth_url: Option<String>,
     #[serde(skip_serializing_if = "is_default")]
     pub idp_provider: Option<String>,
     #[serde(skip_serializing_if = "is_default")]

@@ -363,12 +363,13 @@ fn inputs(
         authenticate_url.is_some(),
         warnings,
     )?;
+    let forward_auth = forward_auth_host(cfg, authenticate_host.as_deref())?;
     let mut certificates = configured_certificates(cfg, files)?;
     let (routes, diagnostics) = routes(cfg, files)?;
     if certificates.is_empty() {
         certificates.extend(self_signed(
             cfg,
-            authenticate_host.as_deref(),
+            [authenticate_host.as_deref(), forward_auth.as_deref()],
             generated,
             warnings,
         )?);
@@ -378,7 +379,8 @@ fn inputs(
         .as_ref()
         .map(|d| downstream_mtls(d, files))
         .transpose()?;
-    let auth = auth_config(cfg, &secrets, authenticate_url, authenticate_host, idp);
+    let mut auth = auth_config(cfg, &secrets, authenticate_url, authenticate_host, idp);
+    auth.forward_auth_host = forward_auth;
     Ok(Inputs {
         global: GlobalInputs {
             keys: secrets.keys,
@@ -515,19 +517,44 @@ fn check_logging(cfg: &ConfigFile) -> Result<(), String> {
 
 /// `authenticate_service_url` without its trailing slash, and its host.
 fn authenticate_service(cfg: &ConfigFile) -> Result<(Option<String>, Option<String>), String> {
-    let Some(u) = cfg
-        .authenticate_service_url
-        .as_ref()
-        .map(|u| u.trim_end_matches('/').to_string())
-    else {
+    service_url(
+        "authenticate_service_url",
+        cfg.authenticate_service_url.as_deref(),
+    )
+}
+
+/// An https URL of a service this proxy serves itself, without its
+/// trailing `/`, and its host.
+fn service_url(key: &str, raw: Option<&str>) -> Result<(Option<String>, Option<String>), String> {
+    let Some(u) = raw.map(|u| u.trim_end_matches('/').to_string()) else {
         return Ok((None, None));
     };
-    let parsed = url::Url::parse(&u).map_err(|e| format!("authenticate_service_url {u:?}: {e}"))?;
+    let parsed = url::Url::parse(&u).map_err(|e| format!("{key} {u:?}: {e}"))?;
     if parsed.scheme() != "https" {
-        return Err(format!("authenticate_service_url {u:?}: must be https"));
+        return Err(format!("{key} {u:?}: must be https"));
     }
     let host = parsed.host_str().map(str::to_ascii_lowercase);
     Ok((Some(u), host))
+}
+
+/// The host of `forward_auth_url`: https, and a host of its own (neither a
+/// route's nor the authenticate service's), since every path on it is a
+/// forward-auth check.
+fn forward_auth_host(
+    cfg: &ConfigFile,
+    authenticate_host: Option<&str>,
+) -> Result<Option<String>, String> {
+    let (_, host) = service_url("forward_auth_url", cfg.forward_auth_url.as_deref())?;
+    let Some(host) = host else {
+        return Ok(None);
+    };
+    if authenticate_host == Some(host.as_str()) || route_hosts(cfg.all_routes()).contains(&host) {
+        return Err(format!(
+            "forward_auth_url: {host} must be a host of its own, not a route's or the \
+             authenticate service's"
+        ));
+    }
+    Ok(Some(host))
 }
 
 /// The identity provider the file names, if any.
@@ -773,18 +800,16 @@ fn route_input(
 }
 
 /// The self-signed certificate served when the file configures none: for
-/// the routes' hosts, the authenticate host and `localhost`, generated again
+/// the routes' hosts, the authenticate and forward-auth hosts and `localhost`, generated again
 /// only when those names change.
 fn self_signed(
     cfg: &ConfigFile,
-    authenticate_host: Option<&str>,
+    own_hosts: [Option<&str>; 2],
     generated: &mut Generated,
     warnings: &mut Vec<Diagnostic>,
 ) -> Result<Option<CertInput>, String> {
     let mut names: Vec<String> = route_hosts(cfg.all_routes());
-    if let Some(h) = authenticate_host {
-        names.push(h.to_string());
-    }
+    names.extend(own_hosts.into_iter().flatten().map(str::to_string));
     names.push("localhost".into());
     names.sort();
     names.dedup();
@@ -821,6 +846,8 @@ fn auth_config(
     AuthConfig {
         authenticate_url,
         authenticate_host,
+        // Checked and filled in by `inputs`.
+        forward_auth_host: None,
         idp,
         cookie_name: cfg
             .cookie_name

@@ -15,6 +15,7 @@ mod harness;
 mod attack;
 mod cluster;
 mod docs;
+mod forward_auth;
 mod login;
 mod proxy;
 mod soak;

@@ -19,6 +19,10 @@
 //! routes (or the authenticate host), on this proxy's port, without
 //! credentials or control characters.
 //!
+//! On the host of `forward_auth_url`, `forward_auth` answers other
+//! proxies' checks (`/verify?uri=`, `/?uri=`), and starts their sign-ins
+//! on the checked URL's own host (`/.pomerium/forward_auth/sign_in`).
+//!
 //! `state` holds what every request shares, `credentials` reads a request's
 //! tokens, `cookies` names and writes the sign-in cookies, `endpoints`
 //! serves the flow; the HTML is `proxy::pages`.
@@ -26,4 +30,5 @@
 pub mod cookies;
 pub mod credentials;
 pub mod endpoints;
+pub mod forward_auth;
 pub mod state;

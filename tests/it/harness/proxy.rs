@@ -896,6 +896,21 @@ impl TestCa {
         base64::engine::general_purpose::STANDARD.encode(&self.pem)
     }
 
+    /// A server certificate for `names`, issued by this CA.
+    pub fn server(&self, names: &[&str]) -> ClientCert {
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        ClientCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            chain: vec![cert.der().clone()],
+            key_der: key.serialize_der(),
+        }
+    }
+
     /// A client certificate with common name `cn`.
     pub fn client(&self, cn: &str) -> ClientCert {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();

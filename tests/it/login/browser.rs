@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Chromium, or `None` when it is missing and that is allowed.
-fn chromium() -> Option<String> {
+pub(crate) fn chromium() -> Option<String> {
     let path = std::env::var("JETBRIDGE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if std::path::Path::new(&path).exists() {
         return Some(path);
@@ -203,7 +203,7 @@ async fn chromium_logs_in_and_lands_on_the_verify_app_showing_verified_claims() 
 }
 
 /// Runs `login_browser.mjs` with `args`; its JSON result (asserted `ok`).
-async fn browse(args: &[&str]) -> serde_json::Value {
+pub(crate) async fn browse(args: &[&str]) -> serde_json::Value {
     let out = tokio::process::Command::new("node")
         .arg(format!("{}/login_browser.mjs", support_dir()))
         .args(args)

@@ -1,6 +1,6 @@
 //! Login tier: real sign-ins at npm `oidc-provider`, in a scripted client and in Chromium.
 
-mod browser;
+pub(crate) mod browser;
 mod email_domain;
 mod faults;
 mod identity_verifiers;
