@@ -453,7 +453,15 @@ impl Proxy {
             Ok(s) => s,
             Err(e) => return Outcome::Error(e),
         };
-        match verdict(cx, &self.metrics, route, session.as_ref(), checked, &check.method, req) {
+        match verdict(
+            cx,
+            &self.metrics,
+            route,
+            session.as_ref(),
+            checked,
+            &check.method,
+            req,
+        ) {
             Verdict::Allow => {
                 let Some(s) = &session else {
                     return Outcome::Respond(allowed(http::HeaderMap::new()));

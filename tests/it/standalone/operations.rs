@@ -25,7 +25,12 @@ pub(super) struct Standalone {
 impl Standalone {
     /// Starts the binary on `config` (which must use `self.https` and
     /// `self.internal` as written by [`listeners`]) and waits until ready.
-    pub(super) async fn start(config: &Path, https: u16, internal: u16, extra: &[&str]) -> Standalone {
+    pub(super) async fn start(
+        config: &Path,
+        https: u16,
+        internal: u16,
+        extra: &[&str],
+    ) -> Standalone {
         Self::start_with(config, https, internal, extra, &[]).await
     }
 
