@@ -2,6 +2,7 @@
 //! status, a latency histogram, upstream errors, config generation, reload
 //! failures, certificate expiry, identity-provider discovery.
 
+use super::client_addr::Refused;
 use super::idp_board::IdpState;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -77,6 +78,8 @@ type Registry = HashMap<Box<str>, Arc<RouteCounters>>;
 pub struct Metrics {
     routes: ArcSwap<Registry>,
     latency: Histogram,
+    /// Connections closed for their PROXY header, by [`Refused::ALL`] index.
+    proxy_protocol_refused: [AtomicU64; Refused::ALL.len()],
 }
 
 impl Metrics {
@@ -111,6 +114,26 @@ impl Metrics {
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
+    /// Records a connection closed for its PROXY protocol header.
+    pub fn proxy_protocol_refused(&self, why: Refused) {
+        if let Some(i) = Refused::ALL.iter().position(|r| *r == why) {
+            self.proxy_protocol_refused[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `jetbridge_proxy_protocol_refused_total`, by reason.
+    fn render_proxy_protocol(&self, out: &mut String) {
+        out.push_str("# HELP jetbridge_proxy_protocol_refused_total Connections closed because they did not start with a valid PROXY protocol header (use_proxy_protocol), by reason.\n# TYPE jetbridge_proxy_protocol_refused_total counter\n");
+        for (why, count) in Refused::ALL.iter().zip(&self.proxy_protocol_refused) {
+            let _ = writeln!(
+                out,
+                "jetbridge_proxy_protocol_refused_total{{reason=\"{}\"}} {}",
+                why.label(),
+                count.load(Ordering::Relaxed)
+            );
+        }
+    }
+
     /// Records an upstream failure on a route.
     pub fn upstream_error(&self, route: &str) {
         self.route(route)
@@ -141,6 +164,7 @@ impl Metrics {
         render_requests(&mut out, &series, &names);
         self.render_latency(&mut out);
         render_upstream_errors(&mut out, &series, &names);
+        self.render_proxy_protocol(&mut out);
         render_gauges(&mut out, g);
         render_idps(&mut out, g.idps);
         render_cert_expiry(&mut out, g.cert_expiry);
