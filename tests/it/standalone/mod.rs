@@ -5,4 +5,4 @@ mod cli;
 mod crds;
 mod demo;
 mod demo_idp;
-mod operations;
+pub(crate) mod operations;

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A running `jetbridge standalone` whose stdout and stderr lines are kept.
-struct Standalone {
+pub(crate) struct Standalone {
     _child: ChildGuard,
     lines: Arc<Mutex<Vec<String>>>,
     https: u16,
@@ -25,7 +25,12 @@ struct Standalone {
 impl Standalone {
     /// Starts the binary on `config` (which must use `self.https` and
     /// `self.internal` as written by [`listeners`]) and waits until ready.
-    async fn start(config: &Path, https: u16, internal: u16, extra: &[&str]) -> Standalone {
+    pub(crate) async fn start(
+        config: &Path,
+        https: u16,
+        internal: u16,
+        extra: &[&str],
+    ) -> Standalone {
         let mut child = Command::new(env!("CARGO_BIN_EXE_jetbridge"))
             .args(extra)
             .args(["standalone", "--config", config.to_str().unwrap()])
@@ -63,11 +68,11 @@ impl Standalone {
         panic!("standalone did not become ready: {:?}", s.log());
     }
 
-    fn log(&self) -> Vec<String> {
+    pub(crate) fn log(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }
 
-    async fn metric(&self, name: &str) -> f64 {
+    pub(crate) async fn metric(&self, name: &str) -> f64 {
         let body = Browser::new()
             .get(&format!("http://127.0.0.1:{}/metrics", self.internal))
             .await
