@@ -16,7 +16,7 @@ pub struct ConnInfo {
     /// The client's address: the PROXY protocol header's source when the
     /// listeners take one, else the TCP peer's; per request, the trusted
     /// `X-Forwarded-For` entry when there are trusted hops
-    /// ([`super::client_addr`]). The access log, `source_ip` and
+    /// (`proxy::client_addr`). The access log, `source_ip` and
     /// `X-Forwarded-For` read this.
     pub client: IpAddr,
     /// The `X-Forwarded-For` to send upstream when trusted hops named the
