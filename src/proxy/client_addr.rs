@@ -155,14 +155,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 /// the TCP peer (a v2 `LOCAL` command, as load balancers send for their
 /// health checks; v1 `UNKNOWN`; a v2 address family other than TCP over
 /// IPv4/IPv6).
-type HeaderSource = Option<SocketAddr>;
+pub type HeaderSource = Option<SocketAddr>;
 
-/// The outcome of parsing the bytes read so far.
-enum Parse {
+/// The outcome of parsing the bytes a connection sent so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parse {
     /// A complete header of this many bytes.
     Done(usize, HeaderSource),
     /// More bytes are needed.
     More,
+    /// Not a header, or not one to accept.
     Refused(Refused),
 }
 
@@ -175,15 +177,22 @@ fn starts_like_header(buf: &[u8]) -> bool {
     like(V1_SIGNATURE) || like(V2_SIGNATURE)
 }
 
-/// Parses the bytes read so far with `ppp`.
-fn parse(buf: &[u8]) -> Parse {
+/// Parses the bytes a connection sent so far with `ppp` (the fuzz target
+/// `proxy_header` holds it to `ppp` on whole inputs).
+pub fn parse(buf: &[u8]) -> Parse {
     use ppp::PartialResult as _;
     if !starts_like_header(buf) {
         return Parse::Refused(Refused::Missing);
     }
     // A v1 header is one line: `ppp` reads a line cut short as a bad
-    // address or port, so it is handed the line once it has ended.
-    if buf.starts_with(V1_SIGNATURE) && !buf.contains(&b'\n') && buf.len() < V1_MAX {
+    // address or port, so it is handed the line once it has ended (`ppp`
+    // takes the line to the byte after the first `\r`).
+    let line_ended = |b: &[u8]| {
+        b.iter()
+            .position(|c| *c == b'\r')
+            .is_some_and(|i| b.len() > i + 1)
+    };
+    if buf.starts_with(V1_SIGNATURE) && !line_ended(buf) && buf.len() < V1_MAX {
         return Parse::More;
     }
     let parsed = ppp::HeaderResult::parse(buf);
