@@ -10,9 +10,12 @@ use jetbridge::proxy::client_addr::{HeaderSource, MAX_PROXY_HEADER, Parse, parse
 use libfuzzer_sys::fuzz_target;
 
 /// The header `ppp` reads at the start of `data`: its length and the client
-/// it names (`None`: a v2 `LOCAL`, v1 `UNKNOWN`, or a non-IP v2 family).
+/// it names (`None`: a v2 `LOCAL`, v1 `UNKNOWN`, or a non-IP v2 family). A
+/// v1 line counts only when it ends with `\r\n`, as the protocol says
+/// (`ppp` lets an `UNKNOWN` line end without it).
 fn ppp_reads(data: &[u8]) -> Option<(usize, HeaderSource)> {
     match ppp::HeaderResult::parse(data) {
+        ppp::HeaderResult::V1(Ok(h)) if !h.header.ends_with("\r\n") => None,
         ppp::HeaderResult::V1(Ok(h)) => {
             let source = match h.addresses {
                 ppp::v1::Addresses::Tcp4(a) => Some((a.source_address, a.source_port).into()),

@@ -187,22 +187,29 @@ pub fn parse(buf: &[u8]) -> Parse {
     // A v1 header is one line: `ppp` reads a line cut short as a bad
     // address or port, so it is handed the line once it has ended (`ppp`
     // takes the line to the byte after the first `\r`).
-    let line_ended = |b: &[u8]| {
-        b.iter()
+    let v1 = buf.starts_with(V1_SIGNATURE);
+    let line_ended = v1
+        && buf
+            .iter()
             .position(|c| *c == b'\r')
-            .is_some_and(|i| b.len() > i + 1)
-    };
-    if buf.starts_with(V1_SIGNATURE) && !line_ended(buf) && buf.len() < V1_MAX {
+            .is_some_and(|i| buf.len() > i + 1);
+    if v1 && !line_ended && buf.len() < V1_MAX {
         return Parse::More;
     }
     let parsed = ppp::HeaderResult::parse(buf);
     if parsed.is_incomplete() {
-        return match buf.len() < MAX_PROXY_HEADER {
-            true => Parse::More,
-            false => Parse::Refused(Refused::TooLong),
+        // An ended line that `ppp` still finds incomplete never completes.
+        return match (line_ended, buf.len() < MAX_PROXY_HEADER) {
+            (true, _) => Parse::Refused(Refused::Malformed),
+            (false, true) => Parse::More,
+            (false, false) => Parse::Refused(Refused::TooLong),
         };
     }
     match parsed {
+        // `ppp` lets an `UNKNOWN` line end without `\r\n`; the protocol does not.
+        ppp::HeaderResult::V1(Ok(h)) if !h.header.ends_with("\r\n") => {
+            Parse::Refused(Refused::Malformed)
+        }
         ppp::HeaderResult::V1(Ok(h)) => {
             let source = match h.addresses {
                 ppp::v1::Addresses::Tcp4(a) => Some((a.source_address, a.source_port).into()),

@@ -117,6 +117,7 @@ async fn connections_without_a_valid_header_are_refused_with_the_reason() {
         ),
         (bad_version, Refused::Malformed),
         (too_long, Refused::TooLong),
+        (b"PROXY UNKNOWN\rX\r\n".to_vec(), Refused::Malformed),
         (b"PROXY TCP4 1.2.3.4".to_vec(), Refused::Closed),
         (Vec::new(), Refused::Closed),
     ];
