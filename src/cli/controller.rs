@@ -53,6 +53,15 @@ pub struct Args {
     /// `public_https_port`. Default 443.
     #[arg(long, env = "JETBRIDGE_PUBLIC_HTTPS_PORT", value_parser = clap::value_parser!(u16).range(1..))]
     public_https_port: Option<u16>,
+    /// Every connection to the proxy's listeners starts with a PROXY
+    /// protocol v1/v2 header (a load balancer's); overrides the config
+    /// file's `use_proxy_protocol`.
+    #[arg(long, env = "JETBRIDGE_USE_PROXY_PROTOCOL")]
+    use_proxy_protocol: Option<bool>,
+    /// Proxies in front that append to X-Forwarded-For; overrides the
+    /// config file's `xff_num_trusted_hops`.
+    #[arg(long, env = "JETBRIDGE_XFF_NUM_TRUSTED_HOPS")]
+    xff_num_trusted_hops: Option<u32>,
     /// Quiet time after a change before publishing (milliseconds).
     #[arg(long, default_value_t = 50)]
     debounce_ms: u64,
@@ -156,6 +165,12 @@ fn listeners(args: &Args, cfg: &ConfigFile) -> Result<Addresses> {
     }
     if let Some(a) = &args.http_redirect_address {
         listeners.http_redirect = Some(parse(a)?);
+    }
+    if let Some(on) = args.use_proxy_protocol {
+        listeners.client_addr.proxy_protocol = on;
+    }
+    if let Some(hops) = args.xff_num_trusted_hops {
+        listeners.client_addr.xff_trusted_hops = hops;
     }
     listeners.public_https_port = args
         .public_https_port

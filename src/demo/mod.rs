@@ -213,6 +213,7 @@ async fn bind_plane(opts: &DemoOptions) -> Result<DataPlane, DemoError> {
             internal: Some(SocketAddr::new(opts.ip, opts.internal_port)),
             insecure: false,
             public_https_port: None,
+            client_addr: Default::default(),
         },
         1,
     )

@@ -39,6 +39,8 @@ pub struct Addresses {
     /// The HTTPS port users reach, when it is not the port `https` is
     /// bound to (`public_https_port`).
     pub public_https_port: Option<u16>,
+    /// Which fronts name the client, on every proxy listener.
+    pub client_addr: super::client_addr::ClientAddrSettings,
 }
 
 /// Bound listeners, not yet served.
@@ -51,6 +53,7 @@ pub struct DataPlane {
     /// The HTTPS port users reach, when a front maps another one to
     /// `https_addr` (see [`DataPlane::public_https_port`]).
     public_https_port: Option<u16>,
+    client_addr: super::client_addr::ClientAddrSettings,
 }
 
 /// A serving data plane.
@@ -112,6 +115,7 @@ impl DataPlane {
             http_redirect,
             internal,
             public_https_port: None,
+            client_addr: addrs.client_addr,
         })
     }
 
@@ -129,6 +133,7 @@ impl DataPlane {
             http_redirect: None,
             internal,
             public_https_port: None,
+            client_addr: Default::default(),
         })
     }
 
@@ -170,6 +175,7 @@ impl DataPlane {
         let https_port = self.redirect_port();
         let mut proxy = Proxy::new(reader.clone(), https_port);
         proxy.auth = Arc::new(Authenticator::new(revoked));
+        proxy.client_addr = self.client_addr;
         let proxy = Arc::new(proxy);
         let mut tasks = tokio::task::JoinSet::new();
         let http_redirect = self

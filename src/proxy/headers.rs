@@ -267,11 +267,19 @@ pub fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// Replaces client-sent forwarding headers with the proxy's own.
 /// Every client-sent `Forwarded`, `X-Real-IP` and `X-Forwarded-*` (any
 /// spelling, including ones the proxy does not set, such as
-/// `X-Forwarded-Prefix`) is removed first.
-pub fn set_forwarded(h: &mut HeaderMap, client_ip: &str, host: &str, proto: &'static str) {
+/// `X-Forwarded-Prefix`) is removed first. `X-Forwarded-For` is
+/// `forwarded_for` when trusted hops worked one out, else `client_ip`.
+pub fn set_forwarded(
+    h: &mut HeaderMap,
+    forwarded_for: Option<&HeaderValue>,
+    client_ip: &str,
+    host: &str,
+    proto: &'static str,
+) {
     remove_where(h, is_forwarding_lookalike);
     if let Ok(v) = HeaderValue::from_str(client_ip) {
-        h.insert(X_FORWARDED_FOR, v.clone());
+        let xff = forwarded_for.cloned().unwrap_or_else(|| v.clone());
+        h.insert(X_FORWARDED_FOR, xff);
         h.insert(X_REAL_IP, v);
     }
     h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
@@ -361,7 +369,7 @@ mod tests {
             );
         }
         h.append("x-forwarder", HeaderValue::from_static("kept"));
-        set_forwarded(&mut h, "10.0.0.1", "app.example.com", "https");
+        set_forwarded(&mut h, None, "10.0.0.1", "app.example.com", "https");
         let mut names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         names.sort();
         assert_eq!(

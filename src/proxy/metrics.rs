@@ -3,6 +3,7 @@
 //! failures, certificate expiry, identity-provider discovery, and
 //! authorization decisions by route and the Policy that decided.
 
+use super::client_addr::Refused;
 use super::idp_board::IdpState;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -86,6 +87,8 @@ pub struct Metrics {
     routes: ArcSwap<Registry>,
     latency: Histogram,
     decisions: ArcSwap<Decisions>,
+    /// Connections closed for their PROXY header, by [`Refused::ALL`] index.
+    proxy_protocol_refused: [AtomicU64; Refused::ALL.len()],
 }
 
 impl Metrics {
@@ -146,6 +149,26 @@ impl Metrics {
         }
     }
 
+    /// Records a connection closed for its PROXY protocol header.
+    pub fn proxy_protocol_refused(&self, why: Refused) {
+        if let Some(i) = Refused::ALL.iter().position(|r| *r == why) {
+            self.proxy_protocol_refused[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `jetbridge_proxy_protocol_refused_total`, by reason.
+    fn render_proxy_protocol(&self, out: &mut String) {
+        out.push_str("# HELP jetbridge_proxy_protocol_refused_total Connections closed because they did not start with a valid PROXY protocol header (use_proxy_protocol), by reason.\n# TYPE jetbridge_proxy_protocol_refused_total counter\n");
+        for (why, count) in Refused::ALL.iter().zip(&self.proxy_protocol_refused) {
+            let _ = writeln!(
+                out,
+                "jetbridge_proxy_protocol_refused_total{{reason=\"{}\"}} {}",
+                why.label(),
+                count.load(Ordering::Relaxed)
+            );
+        }
+    }
+
     /// Records an upstream failure on a route.
     pub fn upstream_error(&self, route: &str) {
         self.route(route)
@@ -184,6 +207,7 @@ impl Metrics {
         self.render_latency(&mut out);
         render_upstream_errors(&mut out, &series, &names);
         render_decisions(&mut out, &self.decisions.load());
+        self.render_proxy_protocol(&mut out);
         render_gauges(&mut out, g);
         render_idps(&mut out, g.idps);
         render_cert_expiry(&mut out, g.cert_expiry);

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod assertions;
 pub mod auth;
 pub mod body;
+pub mod client_addr;
 pub mod clock;
 pub mod dataplane;
 mod decision_log;
@@ -64,6 +65,9 @@ pub struct Proxy {
     pub https_port: u16,
     /// Sign-in state and the identity provider client.
     pub auth: Arc<auth::state::Authenticator>,
+    /// Which fronts name the client (`use_proxy_protocol`,
+    /// `xff_num_trusted_hops`, `skip_xff_append`).
+    pub client_addr: client_addr::ClientAddrSettings,
 }
 
 /// A request id: 16 hex digits. Each worker thread counts from a random
@@ -146,6 +150,7 @@ impl Proxy {
             metrics: Arc::new(Metrics::default()),
             https_port,
             auth: Arc::new(auth::state::Authenticator::default()),
+            client_addr: Default::default(),
         }
     }
 
@@ -159,6 +164,7 @@ impl Proxy {
             metrics: self.metrics.clone(),
             https_port: self.https_port,
             auth: self.auth.clone(),
+            client_addr: self.client_addr,
         }
     }
 
@@ -171,8 +177,13 @@ impl Proxy {
     }
 
     /// Handles one request end to end; never fails (errors become pages).
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        mut conn: ConnInfo,
+    ) -> Response<Body> {
         let started = Instant::now();
+        client_addr::resolve(&self.client_addr, &mut conn, req.headers());
         let id = request_id();
         let json = wants_json(req.headers().get(header::ACCEPT));
         let method = req.method().clone();
@@ -224,7 +235,7 @@ impl Proxy {
             upstream = trail.upstream.as_deref().unwrap_or("-"),
             duration_ms = elapsed.as_secs_f64() * 1e3,
             user = trail.user.as_deref().unwrap_or("-"),
-            remote = %cx.conn.remote.ip(),
+            remote = %cx.conn.client,
             "request"
         );
         resp
@@ -540,7 +551,7 @@ fn verdict(
         method: method.as_str(),
         host: &target.host,
         path: &target.path,
-        source_ip: Some(cx.conn.remote.ip()),
+        source_ip: Some(cx.conn.client),
         headers: policy_headers(req, &mut headers),
     };
     let decision = program.eval(&Facts {

@@ -139,9 +139,11 @@ fn clean_head(
     let consumed = route.uses_session() && route.bearer_token_format != BearerTokenFormat::Default;
     auth::credentials::remove_programmatic_token(h, consumed);
     let conn = input.conn;
+    let client = conn.client.to_string();
     headers::set_forwarded(
         h,
-        &conn.remote.ip().to_string(),
+        conn.forwarded_for.as_ref(),
+        &client,
         host,
         if conn.tls { "https" } else { "http" },
     );
@@ -190,7 +192,7 @@ fn affinity<'a>(a: &'a Admitted<'a>, conn: &ConnInfo) -> Cow<'a, str> {
     match (&a.session, a.route.load_balancing) {
         (_, policy) if policy != LoadBalancing::ConsistentHash => "".into(),
         (Some(s), _) => s.id.as_str().into(),
-        (None, _) => conn.remote.ip().to_string().into(),
+        (None, _) => conn.client.to_string().into(),
     }
 }
 

@@ -4,13 +4,11 @@ use crate::proxy::request::Target;
 use crate::translate::fixtures::one_route as snapshot;
 
 fn conn() -> ConnInfo {
-    ConnInfo {
-        remote: "192.0.2.7:5000".parse().unwrap(),
-        tls: true,
-        listener: crate::proxy::request::Listener::Tls,
-        client_auth_asked: false,
-        client_cert: None,
-    }
+    ConnInfo::new(
+        "192.0.2.7:5000".parse().unwrap(),
+        true,
+        crate::proxy::request::Listener::Tls,
+    )
 }
 
 fn admitted<'a>(s: &'a Snapshot, path: &str, session: Option<Session>) -> Admitted<'a> {

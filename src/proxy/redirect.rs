@@ -112,16 +112,14 @@ mod tests {
     }
 
     fn conn(tls: bool) -> ConnInfo {
-        ConnInfo {
-            remote: "192.0.2.7:5000".parse().unwrap(),
+        ConnInfo::new(
+            "192.0.2.7:5000".parse().unwrap(),
             tls,
-            listener: match tls {
+            match tls {
                 true => crate::proxy::request::Listener::Tls,
                 false => crate::proxy::request::Listener::Plain,
             },
-            client_auth_asked: false,
-            client_cert: None,
-        }
+        )
     }
 
     fn target() -> Target {

@@ -5,14 +5,23 @@
 use crate::identity::session::Session;
 use crate::model::Route;
 use crate::model::routing::{Scheme, TableRef};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// Facts about the client connection.
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
-    /// The client's address.
+    /// The TCP peer's address.
     pub remote: SocketAddr,
+    /// The client's address: the PROXY protocol header's source when the
+    /// listeners take one, else the TCP peer's; per request, the trusted
+    /// `X-Forwarded-For` entry when there are trusted hops
+    /// (`proxy::client_addr`). The access log, `source_ip` and
+    /// `X-Forwarded-For` read this.
+    pub client: IpAddr,
+    /// The `X-Forwarded-For` to send upstream when trusted hops named the
+    /// client (`None`: the client address alone).
+    pub forwarded_for: Option<http::HeaderValue>,
     /// True on the HTTPS listener.
     pub tls: bool,
     /// Which listener the request came in on.
@@ -45,6 +54,21 @@ pub enum Listener {
         /// TLS is terminated on it (an `HTTPS` listener's port).
         tls: bool,
     },
+}
+
+impl ConnInfo {
+    /// A connection from `remote`, before anything names another client.
+    pub fn new(remote: SocketAddr, tls: bool, listener: Listener) -> Self {
+        ConnInfo {
+            remote,
+            client: remote.ip(),
+            forwarded_for: None,
+            tls,
+            listener,
+            client_auth_asked: false,
+            client_cert: None,
+        }
+    }
 }
 
 impl Listener {

@@ -6,6 +6,7 @@
 
 use super::Proxy;
 use super::body::{Body, Guarded, Progress, SendIdle};
+use super::client_addr;
 pub use super::redirect::redirect_to_https;
 use super::request::{ConnInfo, Listener};
 use crate::model::{ClientAuthNames, Snapshot};
@@ -165,11 +166,11 @@ impl ServerTls {
     /// a client certificate on those routes' names; otherwise it is today's
     /// one-step accept. Returns the stream and whether a client
     /// certificate was asked for.
-    async fn accept(
+    async fn accept<S: Io>(
         &self,
-        stream: tokio::net::TcpStream,
+        stream: S,
         snapshot: Option<&Snapshot>,
-    ) -> std::io::Result<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, bool)> {
+    ) -> std::io::Result<(tokio_rustls::server::TlsStream<S>, bool)> {
         let names = snapshot.and_then(|s| s.tls.client_auth.as_ref());
         let Some(names) = names else {
             let s = tokio_rustls::TlsAcceptor::from(self.plain.clone())
@@ -387,20 +388,36 @@ impl Serving {
     /// What a connection from `remote` to this listener is, before any
     /// handshake.
     fn conn_info(&self, remote: std::net::SocketAddr) -> ConnInfo {
-        ConnInfo {
-            remote,
-            tls: self.tls.is_some(),
-            listener: self.kind,
-            client_auth_asked: false,
-            client_cert: None,
+        ConnInfo::new(remote, self.tls.is_some(), self.kind)
+    }
+
+    /// Serves one accepted connection: its PROXY protocol header when the
+    /// listeners take one (a connection without a valid one is closed),
+    /// then [`Serving::serve`].
+    async fn connection(self, stream: tokio::net::TcpStream, remote: std::net::SocketAddr) {
+        let mut conn_info = self.conn_info(remote);
+        if !self.proxy.client_addr.proxy_protocol {
+            return self.serve(stream, conn_info).await;
+        }
+        match client_addr::read_proxy_header(stream).await {
+            Ok((stream, source)) => {
+                if let Some(source) = source {
+                    conn_info.client = source.ip();
+                }
+                self.serve(stream, conn_info).await
+            }
+            Err(why) => {
+                self.proxy.metrics.proxy_protocol_refused(why);
+                tracing::info!(%remote, reason = why.label(), "closing a connection: {why} (use_proxy_protocol is on)");
+            }
         }
     }
 
-    /// Serves one accepted connection: the TLS handshake, then its
-    /// requests until it closes, goes idle, stalls or the proxy shuts down.
-    async fn connection(self, stream: tokio::net::TcpStream, remote: std::net::SocketAddr) {
+    /// Serves a connection: the TLS handshake, then its requests until it
+    /// closes, goes idle, stalls or the proxy shuts down.
+    async fn serve<S: Io + 'static>(self, stream: S, mut conn_info: ConnInfo) {
+        let remote = conn_info.remote;
         let snapshot = self.proxy.reader.load();
-        let mut conn_info = self.conn_info(remote);
         let io: Box<dyn Io> = match &self.tls {
             Some(acceptor) => {
                 match handshake(acceptor, stream, snapshot.as_deref(), &mut conn_info).await {
@@ -478,9 +495,9 @@ impl Serving {
 /// The TLS handshake of a connection, within [`HANDSHAKE_TIMEOUT`]; notes
 /// in `conn_info` whether a client certificate was asked for and which was
 /// presented. `None`: the handshake failed or timed out.
-async fn handshake(
+async fn handshake<S: Io + 'static>(
     acceptor: &ServerTls,
-    stream: tokio::net::TcpStream,
+    stream: S,
     snapshot: Option<&Snapshot>,
     conn_info: &mut ConnInfo,
 ) -> Option<Box<dyn Io>> {

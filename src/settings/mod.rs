@@ -47,6 +47,21 @@ pub struct ConfigFile {
     /// still see https.
     #[serde(skip_serializing_if = "is_default")]
     pub insecure_server: Option<bool>,
+    /// Every connection to the proxy's listeners starts with a PROXY
+    /// protocol (v1 or v2) header, whose source address is the client's;
+    /// a connection without one is closed. Only for listeners that a load
+    /// balancer alone can reach.
+    #[serde(skip_serializing_if = "is_default")]
+    pub use_proxy_protocol: Option<bool>,
+    /// How many proxies in front append to `X-Forwarded-For`: the client
+    /// address is the entry this many from the right. 0 (the default): the
+    /// header is the client's own claim, never read.
+    #[serde(skip_serializing_if = "is_default")]
+    pub xff_num_trusted_hops: Option<u32>,
+    /// With trusted hops, forward the trusted `X-Forwarded-For` as received
+    /// instead of appending the address the request came from.
+    #[serde(skip_serializing_if = "is_default")]
+    pub skip_xff_append: Option<bool>,
     /// Internal plain-HTTP listener: JWKS, health, metrics.
     #[serde(skip_serializing_if = "is_default")]
     pub internal_address: Option<String>,

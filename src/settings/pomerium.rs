@@ -113,9 +113,6 @@ pub const REFUSED_GLOBAL_KEYS: &[RefusedKey] = &[
         "metrics_basic_auth",
         "keep the internal listener off the network",
     ),
-    planned("use_proxy_protocol", "no PROXY protocol yet"),
-    planned("xff_num_trusted_hops", "the client address is the TCP peer"),
-    planned("skip_xff_append", "X-Forwarded-For is always replaced"),
     planned("codec_type", "HTTP/1.1 and HTTP/2 are both served"),
     never(
         "services",

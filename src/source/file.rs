@@ -104,6 +104,11 @@ pub fn addresses(cfg: &ConfigFile) -> Result<Addresses, AddressError> {
             .transpose()?,
         insecure: cfg.insecure_server.unwrap_or(false),
         public_https_port: cfg.public_https_port.map(check_public_port).transpose()?,
+        client_addr: crate::proxy::client_addr::ClientAddrSettings {
+            proxy_protocol: cfg.use_proxy_protocol.unwrap_or(false),
+            xff_trusted_hops: cfg.xff_num_trusted_hops.unwrap_or(0),
+            skip_xff_append: cfg.skip_xff_append.unwrap_or(false),
+        },
     })
 }
 

@@ -119,6 +119,7 @@ impl Harness {
                 internal: Some(loopback),
                 insecure: false,
                 public_https_port: None,
+                client_addr: Default::default(),
             },
             1,
         )

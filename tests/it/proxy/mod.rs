@@ -1,5 +1,6 @@
 //! Proxy tier: the proxy in front of real upstreams, in-process and as the real binary.
 
+mod client_ip;
 mod faults;
 mod mirror;
 mod pipeline;

@@ -507,11 +507,7 @@ fn refused_pomerium_keys_say_not_supported_and_why() {
     }
     for (key, value, needle) in [
         ("autocert", "true", "cert-manager"),
-        (
-            "use_proxy_protocol",
-            "true",
-            "not supported by jetbridge yet",
-        ),
+        ("codec_type", "http1", "not supported by jetbridge yet"),
         ("databroker_storage_type", "postgres", "no databroker"),
     ] {
         let yaml = format!("{key}: {value}\nroutes: []\n");

@@ -6,4 +6,4 @@ mod crds;
 mod decision_log;
 mod demo;
 mod demo_idp;
-mod operations;
+pub(crate) mod operations;

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A running `jetbridge standalone` whose stdout and stderr lines are kept.
-pub(super) struct Standalone {
+pub(crate) struct Standalone {
     _child: ChildGuard,
     lines: Arc<Mutex<Vec<String>>>,
     pub(super) https: u16,
@@ -25,7 +25,7 @@ pub(super) struct Standalone {
 impl Standalone {
     /// Starts the binary on `config` (which must use `self.https` and
     /// `self.internal` as written by [`listeners`]) and waits until ready.
-    pub(super) async fn start(
+    pub(crate) async fn start(
         config: &Path,
         https: u16,
         internal: u16,
@@ -81,11 +81,11 @@ impl Standalone {
         panic!("standalone did not become ready: {:?}", s.log());
     }
 
-    pub(super) fn log(&self) -> Vec<String> {
+    pub(crate) fn log(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }
 
-    pub(super) async fn metric(&self, name: &str) -> f64 {
+    pub(crate) async fn metric(&self, name: &str) -> f64 {
         let body = Browser::new()
             .get(&format!("http://127.0.0.1:{}/metrics", self.internal))
             .await
