@@ -902,6 +902,11 @@ impl TestCa {
         let params =
             rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
+        self.issue(&params)
+    }
+
+    /// A certificate for `params` with a new key, signed by this CA.
+    fn issue(&self, params: &rcgen::CertificateParams) -> ClientCert {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         ClientCert {
@@ -919,14 +924,7 @@ impl TestCa {
             .distinguished_name
             .push(rcgen::DnType::CommonName, cn);
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        ClientCert {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            chain: vec![cert.der().clone()],
-            key_der: key.serialize_der(),
-        }
+        self.issue(&params)
     }
 }
 

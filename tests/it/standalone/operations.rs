@@ -684,15 +684,7 @@ async fn sign_out_revokes_every_copy_of_the_session_cookie() {
     };
     let alice = mint("app.localhost", "alice");
     let bob = mint("app.localhost", "bob");
-    let with_cookie = |c: &str| {
-        let mut b = Browser::new();
-        b.accept = "application/json".into();
-        b.jar
-            .entry("app.localhost".into())
-            .or_default()
-            .insert("_jetbridge".into(), c.to_string());
-        b
-    };
+    let with_cookie = |c: &str| json_browser_with_session("app.localhost", c);
     let app = format!("https://app.localhost:{https}/");
     let mut copy = with_cookie(&alice);
     assert_eq!(copy.get(&app).await.status, StatusCode::OK);
@@ -733,6 +725,17 @@ async fn sign_out_revokes_every_copy_of_the_session_cookie() {
         "{:#?}",
         s.log()
     );
+}
+
+/// A browser asking for JSON that holds the session cookie `cookie` for `host`.
+fn json_browser_with_session(host: &str, cookie: &str) -> Browser {
+    let mut b = Browser::new();
+    b.accept = "application/json".into();
+    b.jar
+        .entry(host.into())
+        .or_default()
+        .insert("_jetbridge".into(), cookie.to_string());
+    b
 }
 
 /// The line (from 1) of the first line of `text` containing `needle`, and
@@ -901,15 +904,7 @@ async fn a_revocation_file_shares_sign_outs_and_revoked_users_between_processes(
             .unwrap();
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
-    let with_cookie = |c: &str| {
-        let mut b = Browser::new();
-        b.accept = "application/json".into();
-        b.jar
-            .entry("app.localhost".into())
-            .or_default()
-            .insert("_jetbridge".into(), c.to_string());
-        b
-    };
+    let with_cookie = |c: &str| json_browser_with_session("app.localhost", c);
     let status = async |s: &Standalone, cookie: &str| {
         s.status(&mut with_cookie(cookie), "app.localhost", "/")
             .await
