@@ -622,7 +622,9 @@ pub async fn named_upstream(name: &'static str) -> std::net::SocketAddr {
     addr
 }
 
-/// Polls `url` until the reply satisfies `want` (or panics after 30 s).
+/// Polls `url` until the reply satisfies `want` (or panics after 30 s). A
+/// request that gets no reply (the proxy not listening there yet, as when
+/// a port is bound only once a new snapshot names it) is a "not yet".
 pub async fn eventually(
     b: &mut Browser,
     url: &str,
@@ -632,17 +634,13 @@ pub async fn eventually(
 ) -> Reply {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = b.get(url).await;
-        if want(&r) {
-            return r;
-        }
+        let last = match b.try_get(url).await {
+            Ok(r) if want(&r) => return r,
+            Ok(r) => format!("{} {}", r.status, r.body),
+            Err(e) => format!("no reply: {e}"),
+        };
         if Instant::now() > deadline {
-            panic!(
-                "{url}: never {what}; last {} {}\nlog: {:#?}",
-                r.status,
-                r.body,
-                log.log()
-            );
+            panic!("{url}: never {what}; last {last}\nlog: {:#?}", log.log());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -270,6 +270,20 @@ impl Browser {
         form: Option<&str>,
         extra: &[(&str, &str)],
     ) -> Reply {
+        self.try_send(method, url, form, extra)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+    }
+
+    /// As `send`, with a request that got no reply (refused connection,
+    /// reset) as an error instead of a panic.
+    async fn try_send(
+        &mut self,
+        method: &str,
+        url: &str,
+        form: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Result<Reply, String> {
         let uri: http::Uri = url.parse().unwrap_or_else(|e| panic!("{url}: {e}"));
         let host = uri.host().unwrap().to_string();
         let mut b = Request::builder().method(method).uri(uri);
@@ -294,7 +308,7 @@ impl Browser {
             .client
             .request(b.body(body).unwrap())
             .await
-            .unwrap_or_else(|e| panic!("{method} {url}: {e:?}"));
+            .map_err(|e| format!("{e:?}"))?;
         let (parts, body) = resp.into_parts();
         for sc in parts.headers.get_all(header::SET_COOKIE) {
             let s = sc.to_str().unwrap_or("");
@@ -315,15 +329,20 @@ impl Browser {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        Reply {
+        Ok(Reply {
             status: parts.status,
             headers: parts.headers,
             body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
+        })
     }
 
     pub async fn get(&mut self, url: &str) -> Reply {
         self.request("GET", url, None).await
+    }
+
+    /// A GET whose failure to get any reply is an error, not a panic.
+    pub async fn try_get(&mut self, url: &str) -> Result<Reply, String> {
+        self.try_send("GET", url, None, &[]).await
     }
 }
 
