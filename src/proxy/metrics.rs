@@ -28,13 +28,15 @@ struct Histogram {
 /// codes than this counts the rest under `status="other"`.
 const STATUS_SLOTS: usize = 16;
 
-/// One route's counters: lock-free slots of (status, count).
+/// One route's counters: lock-free slots of (status, count), and its
+/// authorization decisions by the Policy that decided.
 #[derive(Default)]
 struct RouteCounters {
     statuses: [AtomicU32; STATUS_SLOTS],
     counts: [AtomicU64; STATUS_SLOTS],
     other: AtomicU64,
     upstream_errors: AtomicU64,
+    decisions: ArcSwap<Decisions>,
 }
 
 impl RouteCounters {
@@ -73,10 +75,26 @@ type Registry = HashMap<Box<str>, Arc<RouteCounters>>;
 
 /// Allowed and denied decisions of one (route, Policy) pair.
 type DecisionCounters = [AtomicU64; 2];
-/// Decision counters by route id and the Policy (`namespace/name`, or `-`
-/// for rules the route sets itself and for no rule matching): bounded by
-/// the configuration, never by users.
-type Decisions = HashMap<Box<str>, HashMap<Box<str>, Arc<DecisionCounters>>>;
+/// A route's decision counters by the Policy (`namespace/name`, or `-` for
+/// rules the route sets itself and for no rule matching): bounded by the
+/// configuration, never by users.
+type Decisions = HashMap<Box<str>, Arc<DecisionCounters>>;
+
+/// The entry `key` of a copy-on-write map, created on first use: read
+/// without a lock, the map copied only when the key is new.
+fn entry<V: Default>(map: &ArcSwap<HashMap<Box<str>, Arc<V>>>, key: &str) -> Arc<V> {
+    if let Some(c) = map.load().get(key) {
+        return c.clone();
+    }
+    let mut found = None;
+    map.rcu(|m| {
+        let mut m = HashMap::clone(m);
+        let c = m.entry(key.into()).or_default().clone();
+        found = Some(c);
+        m
+    });
+    found.unwrap_or_default()
+}
 
 /// Process-wide counters. Recording a request takes no lock: the map of
 /// routes is read through an `ArcSwap` and counted with atomic adds; it is
@@ -86,7 +104,6 @@ type Decisions = HashMap<Box<str>, HashMap<Box<str>, Arc<DecisionCounters>>>;
 pub struct Metrics {
     routes: ArcSwap<Registry>,
     latency: Histogram,
-    decisions: ArcSwap<Decisions>,
     /// Connections closed for their PROXY header, by [`Refused::ALL`] index.
     proxy_protocol_refused: [AtomicU64; Refused::ALL.len()],
 }
@@ -94,17 +111,7 @@ pub struct Metrics {
 impl Metrics {
     /// The counters of `route`, created on first use.
     fn route(&self, route: &str) -> Arc<RouteCounters> {
-        if let Some(c) = self.routes.load().get(route) {
-            return c.clone();
-        }
-        let mut found = None;
-        self.routes.rcu(|m| {
-            let mut m = Registry::clone(m);
-            let c = m.entry(route.into()).or_default().clone();
-            found = Some(c);
-            m
-        });
-        found.unwrap_or_default()
+        entry(&self.routes, route)
     }
 
     /// Records one finished request.
@@ -127,26 +134,7 @@ impl Metrics {
     /// `policy` (`namespace/name`, or `-`).
     pub fn decision(&self, route: &str, policy: &str, allow: bool) {
         let slot = usize::from(!allow);
-        let found = |d: &Decisions| d.get(route).and_then(|p| p.get(policy)).cloned();
-        if let Some(c) = found(&self.decisions.load()) {
-            c[slot].fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let mut made = None;
-        self.decisions.rcu(|d| {
-            let mut d = Decisions::clone(d);
-            let c = d
-                .entry(route.into())
-                .or_default()
-                .entry(policy.into())
-                .or_default()
-                .clone();
-            made = Some(c);
-            d
-        });
-        if let Some(c) = made {
-            c[slot].fetch_add(1, Ordering::Relaxed);
-        }
+        entry(&self.route(route).decisions, policy)[slot].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a connection closed for its PROXY protocol header.
@@ -188,13 +176,6 @@ impl Metrics {
                 m
             });
         }
-        if self.decisions.load().keys().any(|r| !keep.contains(&**r)) {
-            self.decisions.rcu(|d| {
-                let mut d = Decisions::clone(d);
-                d.retain(|r, _| keep.contains(&**r));
-                d
-            });
-        }
     }
 
     /// Renders all metrics.
@@ -206,7 +187,7 @@ impl Metrics {
         render_requests(&mut out, &series, &names);
         self.render_latency(&mut out);
         render_upstream_errors(&mut out, &series, &names);
-        render_decisions(&mut out, &self.decisions.load());
+        render_decisions(&mut out, &series, &names);
         self.render_proxy_protocol(&mut out);
         render_gauges(&mut out, g);
         render_idps(&mut out, g.idps);
@@ -256,23 +237,24 @@ fn render_requests(out: &mut String, series: &Registry, names: &[&str]) {
 }
 
 /// `jetbridge_policy_decisions_total`, by route, Policy and decision.
-fn render_decisions(out: &mut String, decisions: &Decisions) {
+fn render_decisions(out: &mut String, series: &Registry, names: &[&str]) {
     out.push_str("# HELP jetbridge_policy_decisions_total Authorization decisions, by route, the Policy whose rule decided (- for the route's own rules or none) and decision.\n# TYPE jetbridge_policy_decisions_total counter\n");
-    let mut rows: Vec<(&str, &str, &DecisionCounters)> = decisions
-        .iter()
-        .flat_map(|(r, p)| p.iter().map(move |(p, c)| (&**r, &**p, &**c)))
-        .collect();
-    rows.sort_by_key(|(r, p, _)| (*r, *p));
-    for (route, policy, counters) in rows {
-        for (slot, decision) in ["allow", "deny"].iter().enumerate() {
-            let n = counters[slot].load(Ordering::Relaxed);
-            if n > 0 {
-                let _ = writeln!(
-                    out,
-                    "jetbridge_policy_decisions_total{{route=\"{}\",policy=\"{}\",decision=\"{decision}\"}} {n}",
-                    label(route),
-                    label(policy)
-                );
+    for route in names {
+        let decisions = series[*route].decisions.load();
+        let mut policies: Vec<(&str, &DecisionCounters)> =
+            decisions.iter().map(|(p, c)| (&**p, &**c)).collect();
+        policies.sort_by_key(|(p, _)| *p);
+        for (policy, counters) in policies {
+            for (slot, decision) in ["allow", "deny"].iter().enumerate() {
+                let n = counters[slot].load(Ordering::Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "jetbridge_policy_decisions_total{{route=\"{}\",policy=\"{}\",decision=\"{decision}\"}} {n}",
+                        label(route),
+                        label(policy)
+                    );
+                }
             }
         }
     }
