@@ -33,29 +33,31 @@ pub struct Decided<'a> {
     pub rule: Option<usize>,
 }
 
-/// Where the deciding rule was written: the Policy (`namespace/name`) if
-/// a Policy object, and the rule as its author numbers it (`rule 2` of the
-/// Policy, `policy rule 1`, `allowed_users`, `allow_any_authenticated_user`).
-fn decided_by(origins: &[RuleOrigin], rule: Option<usize>) -> (Option<&str>, Option<String>) {
-    let Some((origin, n)) = rule.and_then(|n| rule_origin::locate(origins, n)) else {
-        return (None, None);
-    };
-    let rule = match (origin.policy.as_deref(), origin.setting) {
+/// The deciding rule, `n` of `origin`, as its author numbers it (`rule 2`
+/// of a Policy, `policy rule 1`, `allowed_users`,
+/// `allow_any_authenticated_user`).
+fn rule_name(origin: &RuleOrigin, n: usize) -> String {
+    match (origin.policy.as_deref(), origin.setting) {
         (Some(_), "PolicyFilter") => format!("PolicyFilter rule {n}"),
         (Some(_), _) => format!("rule {n}"),
         (None, "policy") => format!("policy rule {n}"),
         (None, setting) => setting.to_string(),
-    };
-    (origin.policy.as_deref(), Some(rule))
+    }
 }
 
-/// Counts the decision and writes its line (unless the decision log is off).
+/// Counts the decision by the Policy (`namespace/name`) whose rule decided,
+/// and writes its line (unless the decision log is off: the rule's name is
+/// formatted only for a line).
 pub fn record(d: &Decided<'_>, metrics: &Metrics) {
-    let (policy, rule) = decided_by(&d.route.rule_origins, d.rule);
+    let origin = d
+        .rule
+        .and_then(|n| rule_origin::locate(&d.route.rule_origins, n));
+    let policy = origin.and_then(|(o, _)| o.policy.as_deref());
     metrics.decision(&d.route.id, policy.unwrap_or("-"), d.allow);
     let Some(f) = decision_log() else {
         return;
     };
+    let rule = origin.map(|(o, n)| rule_name(o, n));
     let session = d
         .session
         .filter(|_| f.has(F::SessionId) || f.has(F::User) || f.has(F::Email) || f.has(F::Groups));
@@ -108,9 +110,9 @@ mod tests {
                 setting: "allow_any_authenticated_user",
             },
         ];
-        let name = |n| {
-            let (p, r) = decided_by(&origins, n);
-            (p.map(str::to_string), r)
+        let name = |n: Option<usize>| match n.and_then(|n| rule_origin::locate(&origins, n)) {
+            Some((o, n)) => (o.policy.clone(), Some(rule_name(o, n))),
+            None => (None, None),
         };
         assert_eq!(name(Some(1)), (None, Some("policy rule 1".into())));
         assert_eq!(
