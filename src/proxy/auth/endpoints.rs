@@ -43,22 +43,39 @@ pub(super) struct BrowserSession {
     exp: i64,
 }
 
-/// Validates a return-to URL: https, a route host (or the authenticate host),
-/// no credentials, no control characters or backslashes. Any port is allowed:
-/// the proxy may be reached through a load balancer or NodePort, and the
-/// host is what decides where the browser goes.
-pub fn validate_return_to(raw: &str, snapshot: &Snapshot) -> Option<String> {
-    if raw.is_empty() || raw.len() > 4096 || raw.chars().any(|c| c.is_control() || c == '\\') {
-        return None;
+/// The longest URL the proxy sends a browser to or checks for another proxy.
+const MAX_URL: usize = 4096;
+
+/// The checks every URL the proxy is handed to send a browser to (or to
+/// check for another proxy) passes: absolute, https, at most [`MAX_URL`]
+/// bytes, no credentials, control characters or backslashes, and a host
+/// name (not an address). The parsed URL and its host name as written, or
+/// why it is refused.
+pub(crate) fn https_url(raw: &str) -> Result<(url::Url, String), &'static str> {
+    if raw.len() > MAX_URL || raw.chars().any(|c| c.is_control() || c == '\\') {
+        return Err("too long, or has control characters or backslashes");
     }
-    let url = url::Url::parse(raw).ok()?;
-    if url.scheme() != "https" || !url.username().is_empty() || url.password().is_some() {
-        return None;
+    let url = url::Url::parse(raw).map_err(|_| "not an absolute URL")?;
+    if url.scheme() != "https" {
+        return Err("not https (session cookies are sent over https only)");
     }
-    let host = match url.host()? {
-        url::Host::Domain(d) => d.to_ascii_lowercase(),
-        _ => return None,
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("has credentials");
+    }
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) => d.to_string(),
+        _ => return Err("no host name"),
     };
+    Ok((url, host))
+}
+
+/// Validates a return-to URL: [`https_url`], on a route host (or the
+/// authenticate host). Any port is allowed: the proxy may be reached
+/// through a load balancer or NodePort, and the host is what decides where
+/// the browser goes.
+pub fn validate_return_to(raw: &str, snapshot: &Snapshot) -> Option<String> {
+    let (url, host) = https_url(raw).ok()?;
+    let host = host.to_ascii_lowercase();
     let known = snapshot.table.host_known(&host)
         || snapshot.auth.authenticate_host.as_deref() == Some(host.as_str());
     known.then(|| url.to_string())

@@ -25,7 +25,7 @@
 //! names. A redirect only ever goes to such a URL on the host it was asked
 //! on.
 
-use super::endpoints::{query_param, redirect, start_sign_in};
+use super::endpoints::{https_url, query_param, redirect, start_sign_in};
 use crate::identity::session::Session;
 use crate::model::Snapshot;
 use crate::model::pathnorm::normalize_path;
@@ -42,8 +42,6 @@ pub const VERIFY_PATH: &str = "/verify";
 pub const SIGN_IN_PATH: &str = "/.pomerium/forward_auth/sign_in";
 /// The query parameter naming the URL checked.
 const URI_PARAM: &str = "uri";
-/// The longest URL a check accepts.
-const MAX_URL: usize = 4096;
 
 /// What a check answers when there is no session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,23 +168,8 @@ fn forwarded_url(h: &HeaderMap) -> Result<String, ProxyError> {
 /// names. Returns it as written by the URL parser, and its target.
 pub(crate) fn checked_url(snapshot: &Snapshot, raw: &str) -> Result<(String, Target), ProxyError> {
     let refuse = |why: &str| ProxyError::ForwardAuthRefused(format!("uri refused: {why}"));
-    if raw.len() > MAX_URL || raw.chars().any(|c| c.is_control() || c == '\\') {
-        return Err(refuse("too long, or has control characters or backslashes"));
-    }
-    let url = url::Url::parse(raw).map_err(|_| refuse("not an absolute URL"))?;
-    if url.scheme() != "https" {
-        return Err(refuse(
-            "not https (session cookies are sent over https only)",
-        ));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(refuse("has credentials"));
-    }
-    let host = match url.host() {
-        Some(url::Host::Domain(d)) => normalize_host(d),
-        _ => None,
-    }
-    .ok_or_else(|| refuse("no host name"))?;
+    let (url, host) = https_url(raw).map_err(refuse)?;
+    let host = normalize_host(&host).ok_or_else(|| refuse("no host name"))?;
     if !snapshot.table.host_known(&host) {
         return Err(ProxyError::ForwardAuthRefused(format!(
             "uri refused: no route serves {host}"
