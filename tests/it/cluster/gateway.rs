@@ -45,6 +45,14 @@ pub(super) fn install_gateway_api(kube: &Kube) {
         ],
         None,
     );
+    // The cluster's kubectl discovery cache is shared by the tests: one
+    // filled before these kinds were served would have the next `apply`
+    // refuse them ("no matches for kind"). Listing the group's resources
+    // reads discovery afresh and rewrites the cache.
+    kube.ok(
+        &["api-resources", "--api-group=gateway.networking.k8s.io"],
+        None,
+    );
 }
 
 /// Polls `kubectl get … -o jsonpath` until it equals `want` (30 s).
