@@ -163,6 +163,13 @@ jwt_claims_headers:
 {{- toYaml . | nindent 2 }}
 {{- end }}
 log_level: {{ .Values.logLevel | quote }}
+{{- if not .Values.decisionLog.enabled }}
+authorize_log: false
+{{- end }}
+{{- with .Values.decisionLog.fields }}
+authorize_log_fields:
+{{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/*
