@@ -387,7 +387,14 @@ impl Proxy {
         cx.label = &route.id;
         // client certificate, on routes that require one
         if let Some(ca) = &route.client_ca {
-            client_certificate(ca, &cx.conn, &route.id).map_err(Outcome::Error)?;
+            client_certificate(ca, &cx.conn, &route.id).map_err(|e| {
+                if matches!(e, ProxyError::ClientCertificateRequired) {
+                    let reason = "no client certificate the route's CA signed";
+                    let at = decided_at(cx, route, &target, req.method());
+                    decision_log::record(&decision_log::Decided { reason, ..at }, &self.metrics);
+                }
+                Outcome::Error(e)
+            })?;
         }
         let session = self
             .route_session(snapshot, cx, req, route, &target.host)
@@ -532,8 +539,17 @@ fn verdict(
     method: &Method,
     req: &Request<Incoming>,
 ) -> Verdict {
+    let at = || decided_at(cx, route, target, method);
     let program = match &route.access {
-        Access::Invalid(_) => {
+        Access::Invalid(why) => {
+            let reason = format!("invalid route: {why}");
+            decision_log::record(
+                &decision_log::Decided {
+                    reason: &reason,
+                    ..at()
+                },
+                metrics,
+            );
             return Verdict::Refuse(match route.contract {
                 crate::model::Contract::Pomerium => ProxyError::RouteInvalid,
                 crate::model::Contract::GatewayApi => ProxyError::RouteUnresolved,
@@ -541,6 +557,13 @@ fn verdict(
         }
         Access::Public => return Verdict::Allow,
         Access::Policy(_) if route.cors_allow_preflight && is_cors_preflight(method, req) => {
+            let d = decision_log::Decided {
+                allow: true,
+                reason: "CORS preflight let through (cors_allow_preflight)",
+                session,
+                ..at()
+            };
+            decision_log::record(&d, metrics);
             return Verdict::Allow;
         }
         Access::Policy(program) => program,
@@ -561,16 +584,11 @@ fn verdict(
     });
     decision_log::record(
         &decision_log::Decided {
-            route,
-            request_id: cx.id,
-            method: facts_req.method,
-            host: &target.host,
-            path: &target.path,
-            ip: facts_req.source_ip,
             session,
             allow: decision.allow,
             reason: &decision.reason,
             rule: decision.rule,
+            ..at()
         },
         metrics,
     );
@@ -588,6 +606,28 @@ fn verdict(
         return Verdict::Refuse(ProxyError::Forbidden);
     }
     Verdict::SignIn
+}
+
+/// A decision line's fields that say where: the route, the request and the
+/// client; a denial without a session or rule until the caller says more.
+fn decided_at<'a>(
+    cx: &'a Ctx<'_>,
+    route: &'a Route,
+    target: &'a Target,
+    method: &'a Method,
+) -> decision_log::Decided<'a> {
+    decision_log::Decided {
+        route,
+        request_id: cx.id,
+        method: method.as_str(),
+        host: &target.host,
+        path: &target.path,
+        ip: Some(cx.conn.client),
+        session: None,
+        allow: false,
+        reason: "",
+        rule: None,
+    }
 }
 
 /// What the plain-HTTP listener does with a request.
