@@ -1,13 +1,10 @@
 #!/usr/bin/env bash
-# Builds the ACME parts of the cert-manager tests from the Go module proxy.
+# Builds the ACME part of the cert-manager tests from the Go module proxy.
 #
 #   tests/tools/acme-build.sh acmesolver VERSION DIR   cert-manager's HTTP-01 solver
 #       (github.com/cert-manager/cert-manager vVERSION, package
 #       pkg/issuer/acme/http/solver, with the flags of its acmesolver image:
 #       tests/tools/acmesolver/main.go) -> DIR/acmesolver
-#   tests/tools/acme-build.sh pebble VERSION DIR       Let's Encrypt's ACME test server
-#       (github.com/letsencrypt/pebble/v2/cmd/pebble vVERSION) -> DIR/pebble, with its
-#       test certificates (test/certs/) in DIR/certs
 #
 # DIR gets a BUILD file (Go version, module version) once everything is built; a
 # DIR with one is left alone. Work folder: $JETBRIDGE_CACHE/build/<part>-VERSION
@@ -44,17 +41,7 @@ acmesolver)
     nice -n "$NICE" go build -trimpath -o "$BUILD/out/acmesolver" . >>"$BUILD/build.log" 2>&1 \
         || { cat "$BUILD/build.log" >&2; exit 1; }
     ;;
-pebble)
-    MOD=github.com/letsencrypt/pebble/v2
-    cd "$BUILD/src"
-    GOBIN="$BUILD/out" nice -n "$NICE" go install "$MOD/cmd/pebble@v$VERSION" >"$BUILD/build.log" 2>&1 \
-        || { cat "$BUILD/build.log" >&2; exit 1; }
-    SRC="$(go mod download -json "$MOD@v$VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
-    mkdir -p "$BUILD/out/certs"
-    cp -r "$SRC/test/certs/." "$BUILD/out/certs/"
-    chmod -R u+w "$BUILD/out/certs"
-    ;;
-*) echo "acme-build: unknown part '$PART' (acmesolver or pebble)" >&2; exit 2 ;;
+*) echo "acme-build: unknown part '$PART' (acmesolver)" >&2; exit 2 ;;
 esac
 
 printf 'go %s\nmodule %s v%s\nbuilt %s\n' "$(go env GOVERSION)" "$MOD" "$VERSION" \
