@@ -122,6 +122,11 @@ fn a_solver_ingress_answers_its_exact_path_publicly_on_plain_http_only() {
         assert_eq!(challenge.id, "a/cm-acme-http-solver-1/1");
         assert!(matches!(challenge.access, Access::Public));
         assert_eq!(challenge.upstreams.len(), 1, "{:?}", challenge.upstreams);
+        // cert-manager's solver answers only when the Host is its domain.
+        assert_eq!(
+            challenge.host_rewrite,
+            crate::model::rewrite::HostRewrite::Preserve
+        );
         let plain = route_id(&s, Scheme::Plain, "app.example.com", TOKEN_PATH);
         assert_eq!(plain.as_deref(), Some("a/cm-acme-http-solver-1/1"));
         // Over HTTPS the application's own route (and policy) answers,

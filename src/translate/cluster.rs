@@ -837,8 +837,10 @@ fn solver_routes(
         out.routes.push(RouteInput {
             created: created(ing),
             backends,
+            // The solver answers only for its domain (the Host it gets).
             options: RouteOptions {
                 allow_public_unauthenticated_access: true,
+                preserve_host_header: true,
                 ..RouteOptions::default()
             },
             problems,

@@ -3,7 +3,8 @@
 // flags of cert-manager's own acmesolver image: --listen-port, --domain,
 // --token, --key. cert-manager's cmd/acmesolver is a module of its own that
 // the Go module proxy does not serve; its main is these few lines around the
-// solver package, which is served.
+// solver package, which is served (logging with logr's funcr rather than
+// cert-manager's klog set-up, which would pull in its whole API scheme).
 package main
 
 import (
@@ -17,7 +18,7 @@ import (
 	"time"
 
 	"github.com/cert-manager/cert-manager/pkg/issuer/acme/http/solver"
-	logf "github.com/cert-manager/cert-manager/pkg/logs"
+	"github.com/go-logr/logr/funcr"
 )
 
 func main() {
@@ -27,7 +28,9 @@ func main() {
 	flag.StringVar(&s.Token, "token", "", "the challenge token to verify against")
 	flag.StringVar(&s.Key, "key", "", "the challenge key to respond with")
 	flag.Parse()
-	log := logf.Log.WithName("acmesolver")
+	log := funcr.New(func(prefix, args string) {
+		os.Stderr.WriteString(prefix + " " + args + "\n")
+	}, funcr.Options{}).WithName("acmesolver")
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	go func() {
