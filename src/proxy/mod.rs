@@ -660,6 +660,13 @@ fn plain_http<B>(
     if target.path.starts_with(auth::endpoints::POMERIUM_PREFIX) {
         return PlainHttp::Redirect;
     }
+    if at == TableRef::Shared(Scheme::Plain)
+        && snapshot
+            .acme_challenge(&target.host, &target.path)
+            .is_some()
+    {
+        return PlainHttp::Serve;
+    }
     if at == TableRef::Shared(Scheme::Plain) && !snapshot.plain_http_host(&target.host) {
         let tls_serves = snapshot.host_known(&target.host) || snapshot.table.serves_any_host();
         return match tls_serves || snapshot.plain_table.is_empty() {

@@ -583,7 +583,7 @@ async fn a_policy_nested_too_deep_is_refused_alone_while_other_policies_keep_upd
 }
 
 /// `type reason note` of each Event on the object `kind/name`, one a line.
-fn event_lines(c: &Corner, kind: &str, name: &str) -> String {
+pub(super) fn event_lines(c: &Corner, kind: &str, name: &str) -> String {
     events_on(c, kind, name)
         .iter()
         .map(|e| {
@@ -599,7 +599,7 @@ fn event_lines(c: &Corner, kind: &str, name: &str) -> String {
 }
 
 /// Waits up to 30 s for the Events on `kind/name` to satisfy `want`.
-async fn wait_for_events(
+pub(super) async fn wait_for_events(
     c: &Corner,
     kind: &str,
     name: &str,

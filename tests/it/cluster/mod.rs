@@ -2,6 +2,7 @@
 
 mod admission;
 mod annotation_prefixes;
+mod cert_manager;
 mod controller;
 mod gateway;
 mod gateway_addresses;
