@@ -126,7 +126,13 @@ async fn write_gateways(
         let status = gateway_status(g, &outcomes.listeners, addresses, unbound);
         if g.status.as_ref() != Some(&status) && !same_gateway(g.status.as_ref(), &status) {
             let api: Api<Gateway> = Api::namespaced(client.clone(), &ns);
-            let body = serde_json::json!({"status": status});
+            // Written only over the status it was computed from: a condition
+            // another controller added since is not overwritten (the write
+            // conflicts, and the change that caused it is translated anew).
+            let body = serde_json::json!({
+                "metadata": {"resourceVersion": g.metadata.resource_version},
+                "status": status,
+            });
             patch(&api, &name, &body).await;
         }
     }
@@ -432,11 +438,17 @@ async fn patch<K>(api: &Api<K>, name: &str, body: &serde_json::Value)
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    if let Err(e) = api
+    match api
         .patch_status(name, &PatchParams::default(), &Patch::Merge(body))
         .await
     {
-        tracing::warn!(object = %name, error = %e, "cannot write the Gateway API status");
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            tracing::debug!(object = %name, "the Gateway API status changed meanwhile: written after the next translation");
+        }
+        Err(e) => {
+            tracing::warn!(object = %name, error = %e, "cannot write the Gateway API status")
+        }
     }
 }
 
