@@ -324,10 +324,18 @@ impl Proxy {
         }
         if snapshot.auth.forward_auth_host.as_deref() == Some(target.host.as_str()) {
             cx.label = "forward-auth";
-            return Some(self.forward_auth(snapshot, cx, req, target).await);
+            let check = auth::forward_auth::Check::read(snapshot, req, target);
+            return Some(self.forward_auth(snapshot, cx, req, check).await);
         }
         if !target.path.starts_with(auth::endpoints::POMERIUM_PREFIX) {
             return None;
+        }
+        // A Gateway API ExternalAuth filter's check, in forward-auth mode only.
+        if snapshot.auth.forward_auth_host.is_some()
+            && let Some(check) = auth::forward_auth::Check::external_auth(snapshot, req, target)
+        {
+            cx.label = "forward-auth";
+            return Some(self.forward_auth(snapshot, cx, req, check).await);
         }
         let session = match self
             .session(
@@ -439,17 +447,18 @@ impl Proxy {
             .filter(|s| s.idp == route.idp_id()))
     }
 
-    /// A forward-auth check on the `forward_auth_url` host: the route that
-    /// serves the checked URL decides, on the session the browser sent.
+    /// A forward-auth check (on the `forward_auth_url` host, or from a
+    /// Gateway API ExternalAuth filter): the route that serves the checked
+    /// URL decides, on the session the browser sent.
     async fn forward_auth<'s>(
         &self,
         snapshot: &'s Snapshot,
         cx: &mut Ctx<'s>,
         req: &Request<Incoming>,
-        target: &Target,
+        check: Result<auth::forward_auth::Check, ProxyError>,
     ) -> Outcome {
-        use auth::forward_auth::{Check, Mode, allowed};
-        let check = match Check::read(snapshot, req, &target.path, target.query.as_deref()) {
+        use auth::forward_auth::{Mode, allowed};
+        let check = match check {
             Ok(c) => c,
             Err(e) => return Outcome::Error(e),
         };

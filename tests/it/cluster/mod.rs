@@ -11,6 +11,7 @@ mod gateway_fixtures;
 mod gateway_identity;
 mod gateway_listeners;
 mod gateway_ports;
+mod gateway_route_policy;
 mod grpc_route;
 mod ingress_fixtures;
 mod pods;

@@ -10,16 +10,16 @@ use crate::harness::proxy::{Harness, Resp, session, session_cookie};
 use jetbridge::verify::{Verifier, VerifierConfig};
 
 pub const FWD: &str = "fwdauth.localhost";
-const APP: &str = "app.localhost";
+pub const APP: &str = "app.localhost";
 
-fn enc(s: &str) -> String {
+pub fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// A proxy with a forward-auth host and the routes of `app.localhost`:
 /// `/public` open to anyone, the rest for alice only, the email claim as a
 /// header.
-async fn world() -> Harness {
+pub async fn world() -> Harness {
     let yaml = ConfigFile {
         forward_auth_url: Some(format!("https://{FWD}")),
         jwt_claims_headers: claim_list(&["email"]),
@@ -37,7 +37,7 @@ async fn world() -> Harness {
     Harness::start(&yaml).await
 }
 
-fn cookie(email: &str) -> String {
+pub fn cookie(email: &str) -> String {
     session_cookie(APP, &session(email, &["users"]))
 }
 
