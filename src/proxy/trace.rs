@@ -12,8 +12,9 @@
 //!   upstream's `traceparent` names this span, so the upstream's own spans
 //!   are its children; `server.address` (the target last tried) and
 //!   `http.response.status_code`;
-//! - the sign-in steps: `jetbridge.sign_in.callback`, and one client span per
-//!   call to the identity provider (`idp.discovery`, `idp.jwks`,
+//! - the sign-in steps: `jetbridge.sign_in.callback`, `jetbridge.idp.discover`
+//!   (inside a request, or a trace of its own when the health check runs it),
+//!   and one client span per call to the identity provider (`idp.discovery`, `idp.jwks`,
 //!   `idp.token_exchange`, `idp.token_refresh`, `idp.userinfo`) with its
 //!   host, path (never its query) and status.
 //!
@@ -201,8 +202,25 @@ fn end_client(cx: &Context, status: Result<u16, String>, address: Option<&str>) 
 
 /// Runs one sign-in step (`name`) in a span of its own, a child of the
 /// current span, so the identity provider's calls inside are its children.
-/// An `Err` marks the span failed.
+/// Outside a traced request it makes no span. An `Err` marks the span failed.
 pub async fn step<T, E: std::fmt::Display, F>(name: &'static str, fut: F) -> Result<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    in_span(name, false, fut).await
+}
+
+/// As [`step`], but outside a request the span starts a trace of its own
+/// (the identity provider's discovery, which the health check runs ahead
+/// of the first sign-in).
+pub async fn task<T, E: std::fmt::Display, F>(name: &'static str, fut: F) -> Result<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    in_span(name, true, fut).await
+}
+
+async fn in_span<T, E: std::fmt::Display, F>(name: &'static str, root: bool, fut: F) -> Result<T, E>
 where
     F: Future<Output = Result<T, E>>,
 {
@@ -210,7 +228,7 @@ where
         return fut.await;
     };
     let parent = Context::current();
-    if !parent.has_active_span() {
+    if !root && !parent.has_active_span() {
         return fut.await;
     }
     let span = tracer
@@ -232,7 +250,7 @@ pub struct IdpCall(Option<Context>);
 
 impl IdpCall {
     /// Starts a client span named for what `req` asks of the provider (only
-    /// inside a traced request: background discovery has no trace).
+    /// inside a span: a traced request, or the discovery's own trace).
     pub fn start(req: &http::request::Parts, body: &[u8]) -> Self {
         if !traces::enabled() {
             return IdpCall(None);

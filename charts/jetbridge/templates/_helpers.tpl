@@ -163,6 +163,13 @@ jwt_claims_headers:
 {{- toYaml . | nindent 2 }}
 {{- end }}
 log_level: {{ .Values.logLevel | quote }}
+{{- with .Values.tracing }}
+{{- if .provider }}
+tracing_provider: {{ .provider | quote }}
+tracing_otlp_endpoint: {{ required "tracing.otlpEndpoint is required when tracing.provider is set" .otlpEndpoint | quote }}
+tracing_sample_rate: {{ .sampleRate }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
