@@ -434,6 +434,7 @@ async fn request_spans_reach_jaeger_as_one_tree_continuing_the_client_trace_with
         .jar
         .values()
         .flat_map(|c| c.values().cloned())
+        .filter(|v| v.len() >= 16)
         .collect();
     for span in spans.values() {
         for (k, v) in &span.tags {
