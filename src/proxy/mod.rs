@@ -33,6 +33,7 @@ pub mod request;
 mod send;
 pub mod server;
 pub mod sessions;
+mod trace;
 mod tunnel;
 pub mod upstream;
 
@@ -187,6 +188,7 @@ impl Proxy {
         let id = request_id();
         let json = wants_json(req.headers().get(header::ACCEPT));
         let method = req.method().clone();
+        let span = trace::Server::start(&req);
         let snapshot = self.reader.load();
         let mut cx = Ctx {
             id: &id,
@@ -200,7 +202,7 @@ impl Proxy {
                 Outcome::Respond(redirect::redirect_to_https(&req, self.https_port))
             }
             None => Outcome::Error(ProxyError::NotReady),
-            Some(s) => self.pipeline(s, &mut cx, req).await,
+            Some(s) => span.run(self.pipeline(s, &mut cx, req)).await,
         };
         let mut resp = match outcome {
             Outcome::Forward(r) | Outcome::Respond(r) | Outcome::SignIn(r) => r,
@@ -224,6 +226,14 @@ impl Proxy {
         self.metrics
             .observe(cx.label, resp.status().as_u16(), elapsed);
         let trail = &cx.trail;
+        let status = resp.status().as_u16();
+        span.finish(
+            method.as_str(),
+            cx.label,
+            trail.host.as_deref(),
+            &id,
+            status,
+        );
         tracing::info!(
             target: crate::telemetry::ACCESS_TARGET,
             request_id = %id,
@@ -586,11 +596,13 @@ fn verdict(
         source_ip: Some(cx.conn.client),
         headers: policy_headers(req, &mut headers),
     };
+    let started = trace::decision_started();
     let decision = program.eval(&Facts {
         user: user.as_ref(),
         request: &facts_req,
         now: time::OffsetDateTime::now_utc(),
     });
+    trace::decision(started, route, &decision);
     decision_log::record(
         &decision_log::Decided {
             session,
@@ -905,16 +917,19 @@ impl Proxy {
             id: cx.id,
             now: unix_now(),
         };
-        let prepared = prepare::prepare(&input, &admitted, parts)?;
+        let mut prepared = prepare::prepare(&input, &admitted, parts)?;
         mirror::spawn(&self.upstreams, &prepared, cx.id);
-        send::send(
+        let span = trace::Upstream::start(&mut prepared.parts.headers);
+        let sent = send::send(
             &self.upstreams,
             prepared,
             body,
             cx.id,
             &mut cx.trail.upstream,
         )
-        .await
+        .await;
+        span.end(&sent, cx.trail.upstream.as_deref());
+        sent
     }
 }
 

@@ -33,14 +33,21 @@ impl crate::identity::oidc::Transport for IdpTransport {
         use http_body_util::BodyExt as _;
         Box::pin(async move {
             let (parts, body) = req.into_parts();
+            let span = super::trace::IdpCall::start(&parts, &body);
             let req = http::Request::from_parts(
                 parts,
                 super::body::boxed(http_body_util::Full::new(bytes::Bytes::from(body))),
             );
-            let resp = tokio::time::timeout(IDP_TIMEOUT, self.0.request(req))
+            let sent = tokio::time::timeout(IDP_TIMEOUT, self.0.request(req))
                 .await
-                .map_err(|_| TransportError::TimedOut)?
-                .map_err(|e| TransportError::Failed(e.to_string()))?;
+                .map_err(|_| TransportError::TimedOut)
+                .and_then(|r| r.map_err(|e| TransportError::Failed(e.to_string())));
+            span.end(
+                sent.as_ref()
+                    .map(|r| r.status().as_u16())
+                    .map_err(|e| e.to_string()),
+            );
+            let resp = sent?;
             let (parts, body) = resp.into_parts();
             let bytes = tokio::time::timeout(
                 IDP_TIMEOUT,

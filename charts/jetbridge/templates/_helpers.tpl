@@ -170,6 +170,13 @@ authorize_log: false
 authorize_log_fields:
 {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- with .Values.tracing }}
+{{- if .provider }}
+tracing_provider: {{ .provider | quote }}
+tracing_otlp_endpoint: {{ required "tracing.otlpEndpoint is required when tracing.provider is set" .otlpEndpoint | quote }}
+tracing_sample_rate: {{ .sampleRate }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
