@@ -50,6 +50,8 @@ pub struct Conn {
     buf: BytesMut,
     /// The request head being written (kept for its capacity).
     out: Vec<u8>,
+    /// Room for where a response head's fields lie (kept likewise).
+    fields: Vec<wire::Field>,
     /// The pool key (`host:port`), shared by the connection's uses.
     key: Arc<str>,
     /// When it was last given back.
@@ -126,7 +128,7 @@ async fn exchange(
     conn.buf.clear();
     loop {
         if !conn.buf.is_empty() {
-            match wire::parse_response(&mut conn.buf, head_request, spare) {
+            match wire::parse_response(&mut conn.buf, head_request, spare, &mut conn.fields) {
                 Ok(Some(head)) => return Ok(head),
                 Ok(None) => {}
                 Err(e) => return Err(Failure::Wire(e)),
@@ -385,6 +387,7 @@ async fn connect(authority: &str) -> Result<Box<Conn>, H1Error> {
         io,
         buf: BytesMut::with_capacity(READ_CHUNK),
         out: Vec::with_capacity(1024),
+        fields: Vec::with_capacity(wire::MAX_HEADERS),
         key: Arc::from(authority),
         used: Instant::now(),
     }))

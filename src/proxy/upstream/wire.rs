@@ -102,14 +102,16 @@ pub fn encode_request(method: &Method, target: &str, headers: &HeaderMap, out: &
 /// are skipped), removing it from `buf`; `Ok(None)`: more bytes are needed.
 /// `head_request`: the request was `HEAD`, so the response has no body.
 /// The header fields go into `spare` (cleared first; the request's map,
-/// so its room is used again), which is taken.
+/// so its room is used again), which is taken; `fields` is room kept
+/// between calls (nothing is zeroed or allocated per head).
 pub fn parse_response(
     buf: &mut BytesMut,
     head_request: bool,
     spare: &mut HeaderMap,
+    fields: &mut Vec<Field>,
 ) -> Result<Option<Head>, WireError> {
     loop {
-        let Some(head) = parse_one(buf, head_request, spare)? else {
+        let Some(head) = parse_one(buf, head_request, spare, fields)? else {
             return Ok(None);
         };
         if let Some(head) = head {
@@ -122,7 +124,7 @@ pub fn parse_response(
 }
 
 /// Where a header field's name and value lie in the head's bytes.
-type Field = (usize, usize, usize, usize);
+pub type Field = (usize, usize, usize, usize);
 
 /// One head: `Some(None)` for a skipped informational one. Header values
 /// are slices of the head's bytes (no copy).
@@ -130,12 +132,16 @@ fn parse_one(
     buf: &mut BytesMut,
     head_request: bool,
     spare: &mut HeaderMap,
+    fields: &mut Vec<Field>,
 ) -> Result<Option<Option<Head>>, WireError> {
-    let mut fields: [Field; MAX_HEADERS] = [(0, 0, 0, 0); MAX_HEADERS];
-    let (len, status, version, reason, count) = {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut res = httparse::Response::new(&mut slots);
-        let len = match res.parse(buf)? {
+    fields.clear();
+    let (len, status, version, reason) = {
+        let mut slots =
+            [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut res = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut res, buf, &mut slots);
+        let len = match parsed? {
             httparse::Status::Complete(len) => len,
             httparse::Status::Partial if buf.len() >= MAX_HEAD_BYTES => {
                 return Err(WireError::TooLarge);
@@ -153,20 +159,21 @@ fn parse_one(
             .filter(|r| Some(*r) != status.canonical_reason())
             .map(|r| Bytes::copy_from_slice(r.as_bytes()));
         let base = buf.as_ptr() as usize;
-        for (slot, h) in fields.iter_mut().zip(res.headers.iter()) {
+        for h in res.headers.iter() {
             let name = h.name.as_ptr() as usize - base;
             let value = h.value.as_ptr() as usize - base;
-            *slot = (name, name + h.name.len(), value, value + h.value.len());
+            fields.push((name, name + h.name.len(), value, value + h.value.len()));
         }
-        (len, status, version, reason, res.headers.len())
+        (len, status, version, reason)
     };
+    let count = fields.len();
     let bytes = buf.split_to(len).freeze();
     let mut headers = std::mem::take(spare);
     headers.clear();
     headers.reserve(count);
     let mut keep_alive = version == Version::HTTP_11;
     let mut close = false;
-    for &(ns, ne, vs, ve) in &fields[..count] {
+    for &(ns, ne, vs, ve) in fields.iter() {
         let name =
             HeaderName::from_bytes(&bytes[ns..ne]).map_err(|_| httparse::Error::HeaderName)?;
         let value = HeaderValue::from_maybe_shared(bytes.slice(vs..ve))

@@ -2,7 +2,12 @@ use super::*;
 
 fn parse(raw: &str, head_request: bool) -> Result<Option<Head>, WireError> {
     let mut buf = BytesMut::from(raw.as_bytes());
-    parse_response(&mut buf, head_request, &mut HeaderMap::new())
+    parse_response(
+        &mut buf,
+        head_request,
+        &mut HeaderMap::new(),
+        &mut Vec::new(),
+    )
 }
 
 fn framing_of(raw: &str) -> Result<Framing, WireError> {
@@ -33,7 +38,7 @@ fn dechunk(raw: &[u8]) -> Result<(Vec<u8>, Option<HeaderMap>, usize), WireError>
 fn content_length_frames_the_body() {
     let raw = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
     let mut buf = BytesMut::from(raw.as_bytes());
-    let head = parse_response(&mut buf, false, &mut HeaderMap::new())
+    let head = parse_response(&mut buf, false, &mut HeaderMap::new(), &mut Vec::new())
         .unwrap()
         .unwrap();
     assert_eq!(head.status, 200);
