@@ -349,8 +349,10 @@ impl Chunked {
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, WireError> {
         loop {
             if self.state == State::End {
+                let count = self.trailer_count;
+                let trailers = self.trailers.take();
                 return Ok(Decoded::End(
-                    self.trailers.take().map(decode_trailers).transpose()?,
+                    trailers.map(|t| decode_trailers(t, count)).transpose()?,
                 ));
             }
             if buf.is_empty() {
@@ -464,10 +466,13 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
-/// The trailer fields read after the last chunk.
-fn decode_trailers(buf: BytesMut) -> Result<HeaderMap, WireError> {
+/// The trailer fields read after the last chunk: as many as CRLF-ended
+/// lines were counted (hyper's rule; a field more, behind a bare LF, is
+/// refused).
+fn decode_trailers(buf: BytesMut, count: usize) -> Result<HeaderMap, WireError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let fields = match httparse::parse_headers(&buf, &mut slots)? {
+    let slots = &mut slots[..count.min(MAX_HEADERS)];
+    let fields = match httparse::parse_headers(&buf, slots)? {
         httparse::Status::Complete((_, fields)) => fields,
         httparse::Status::Partial => return Err(WireError::Chunk("partial trailers")),
     };
