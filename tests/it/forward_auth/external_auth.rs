@@ -5,10 +5,9 @@
 //! verifies, a redirect to sign in that the Gateway passes to the browser,
 //! 403 with the reason; only in forward-auth mode.
 
-use super::checks::{APP, cookie, enc, world};
+use super::checks::{APP, cookie, enc, verified_email, world};
 use crate::harness::config::*;
 use crate::harness::proxy::{Harness, Resp, request, send_h1};
-use jetbridge::verify::{Verifier, VerifierConfig};
 
 const PREFIX: &str = "/.pomerium/external_auth";
 
@@ -33,16 +32,7 @@ async fn an_allowed_check_answers_200_with_an_assertion_for_the_original_host() 
             r.header("x-pomerium-claim-email"),
             Some("alice@example.com")
         );
-        let token = r.header("x-pomerium-jwt-assertion").expect("assertion");
-        let jwks = format!("http://{}/.well-known/pomerium/jwks.json", h.internal);
-        let v = Verifier::new(
-            VerifierConfig::new(jwks.parse().unwrap())
-                .issuer(APP)
-                .audience(APP),
-        )
-        .unwrap();
-        let claims = v.verify(token).await.expect("assertion verifies");
-        assert_eq!(claims.email, "alice@example.com");
+        assert_eq!(verified_email(&h, &r).await, "alice@example.com");
     }
     // A public path of the route: 200 without identity.
     let r = ask(&h, "GET", "/public/x", &[]).await;
