@@ -53,11 +53,17 @@ impl Server {
     }
 
     /// Runs `fut` (the request's stages) with this span as the current one,
-    /// so the stages' spans are its children.
-    pub async fn run<F: Future>(&self, fut: F) -> F::Output {
+    /// so the stages' spans are its children. Not an `async fn`: the
+    /// request's future is moved once and kept once (an `async fn` would keep
+    /// its argument and its awaited copy side by side, doubling the state
+    /// every request moves).
+    pub fn run<F: Future>(
+        &self,
+        fut: F,
+    ) -> futures_util::future::Either<F, opentelemetry::context::WithContext<F>> {
         match &self.0 {
-            None => fut.await,
-            Some(cx) => fut.with_context(cx.clone()).await,
+            None => futures_util::future::Either::Left(fut),
+            Some(cx) => futures_util::future::Either::Right(fut.with_context(cx.clone())),
         }
     }
 
