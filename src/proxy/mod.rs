@@ -323,11 +323,19 @@ impl Proxy {
         }
         let json = wants_json(req.headers().get(header::ACCEPT));
         let query = target.query.as_deref();
+        // The endpoints below are rare beside proxied requests and their
+        // futures large (sign-in calls the identity provider): boxed, so
+        // the future every request moves stays small.
         if snapshot.auth.authenticate_host.as_deref() == Some(target.host.as_str())
-            && let Some(r) = self
-                .endpoints()
-                .authenticate_endpoint(snapshot, req, &target.path, query, cx.id, json)
-                .await
+            && let Some(r) = Box::pin(self.endpoints().authenticate_endpoint(
+                snapshot,
+                req,
+                &target.path,
+                query,
+                cx.id,
+                json,
+            ))
+            .await
         {
             cx.label = "authenticate";
             return Some(r.into());
@@ -367,19 +375,17 @@ impl Proxy {
                 auth::forward_auth::start(snapshot, &target.host, query, session.as_ref()).into(),
             );
         }
-        let r = self
-            .endpoints()
-            .route_host_endpoint(
-                snapshot,
-                req,
-                &target.host,
-                &target.path,
-                query,
-                session.as_ref(),
-                cx.id,
-                json,
-            )
-            .await?;
+        let r = Box::pin(self.endpoints().route_host_endpoint(
+            snapshot,
+            req,
+            &target.host,
+            &target.path,
+            query,
+            session.as_ref(),
+            cx.id,
+            json,
+        ))
+        .await?;
         cx.label = "pomerium";
         Some(r.into())
     }
@@ -880,16 +886,21 @@ impl Proxy {
                 else {
                     return Ok(None);
                 };
-                let (session, set_cookie) =
-                    self.endpoints().maybe_refresh(snapshot, host, opened).await;
+                // The refresh (an IdP round trip) is rare and its future
+                // large: boxed, so every request's future stays small.
+                let endpoints = self.endpoints();
+                let (session, set_cookie) = match endpoints.refresh_due(&opened, now) {
+                    None => (Some(opened), None),
+                    Some(rt) => Box::pin(endpoints.refresh(snapshot, host, opened, rt)).await,
+                };
                 cx.set_cookie = set_cookie;
                 session
             }
             None => match auth::credentials::idp_token(req.headers(), bearer) {
                 Some((kind, token)) => {
-                    self.endpoints()
-                        .idp_token_session(snapshot, kind, token, audiences)
-                        .await?
+                    let endpoints = self.endpoints();
+                    let verify = endpoints.idp_token_session(snapshot, kind, token, audiences);
+                    Box::pin(verify).await?
                 }
                 None => None,
             },

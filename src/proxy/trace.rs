@@ -26,6 +26,7 @@
 use super::error::ProxyError;
 use crate::model::Route;
 use crate::traces;
+use futures_util::future::{Either, FutureExt as _};
 use http::{HeaderMap, Request, Response, header};
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::propagation::TextMapPropagator as _;
@@ -57,13 +58,10 @@ impl Server {
     /// request's future is moved once and kept once (an `async fn` would keep
     /// its argument and its awaited copy side by side, doubling the state
     /// every request moves).
-    pub fn run<F: Future>(
-        &self,
-        fut: F,
-    ) -> futures_util::future::Either<F, opentelemetry::context::WithContext<F>> {
+    pub fn run<F: Future>(&self, fut: F) -> Either<F, opentelemetry::context::WithContext<F>> {
         match &self.0 {
-            None => futures_util::future::Either::Left(fut),
-            Some(cx) => futures_util::future::Either::Right(fut.with_context(cx.clone())),
+            None => Either::Left(fut),
+            Some(cx) => Either::Right(fut.with_context(cx.clone())),
         }
     }
 
@@ -209,46 +207,61 @@ fn end_client(cx: &Context, status: Result<u16, String>, address: Option<&str>) 
 /// Runs one sign-in step (`name`) in a span of its own, a child of the
 /// current span, so the identity provider's calls inside are its children.
 /// Outside a traced request it makes no span. An `Err` marks the span failed.
-pub async fn step<T, E: std::fmt::Display, F>(name: &'static str, fut: F) -> Result<T, E>
+pub fn step<T, E: std::fmt::Display, F>(
+    name: &'static str,
+    fut: F,
+) -> impl Future<Output = Result<T, E>>
 where
     F: Future<Output = Result<T, E>>,
 {
-    in_span(name, false, fut).await
+    in_span(name, false, fut)
 }
 
 /// As [`step`], but outside a request the span starts a trace of its own
 /// (the identity provider's discovery, which the health check runs ahead
 /// of the first sign-in).
-pub async fn task<T, E: std::fmt::Display, F>(name: &'static str, fut: F) -> Result<T, E>
+pub fn task<T, E: std::fmt::Display, F>(
+    name: &'static str,
+    fut: F,
+) -> impl Future<Output = Result<T, E>>
 where
     F: Future<Output = Result<T, E>>,
 {
-    in_span(name, true, fut).await
+    in_span(name, true, fut)
 }
 
-async fn in_span<T, E: std::fmt::Display, F>(name: &'static str, root: bool, fut: F) -> Result<T, E>
+/// `fut` as it is when tracing is off or (unless `root`) no request span
+/// is current; else `fut` in a span named `name` that ends with its result.
+/// Plain functions, not `async fn`s: the step's future is kept once (an
+/// `async fn` keeps its argument and the awaited copy side by side).
+fn in_span<T, E: std::fmt::Display, F>(
+    name: &'static str,
+    root: bool,
+    fut: F,
+) -> Either<F, impl Future<Output = Result<T, E>>>
 where
     F: Future<Output = Result<T, E>>,
 {
     let Some(tracer) = traces::tracer().filter(|_| traces::enabled()) else {
-        return fut.await;
+        return Either::Left(fut);
     };
     let parent = Context::current();
     if !root && !parent.has_active_span() {
-        return fut.await;
+        return Either::Left(fut);
     }
     let span = tracer
         .span_builder(name)
         .with_kind(SpanKind::Internal)
         .start_with_context(tracer, &parent);
     let cx = parent.with_span(span);
-    let result = fut.with_context(cx.clone()).await;
-    let span = cx.span();
-    if let Err(e) = &result {
-        span.set_status(Status::error(e.to_string()));
-    }
-    span.end();
-    result
+    Either::Right(fut.with_context(cx.clone()).map(move |result| {
+        let span = cx.span();
+        if let Err(e) = &result {
+            span.set_status(Status::error(e.to_string()));
+        }
+        span.end();
+        result
+    }))
 }
 
 /// A call to the identity provider, when it is made for a traced request.

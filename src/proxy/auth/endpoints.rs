@@ -761,25 +761,27 @@ impl Endpoints<'_> {
         Ok(Some(s))
     }
 
-    /// Refreshes a session whose IdP tokens are due. Returns the session to
-    /// use (None = ended) and a cookie to set.
-    pub async fn maybe_refresh(
+    /// The refresh token of a session whose IdP tokens are due at `now`,
+    /// unless refreshes are paused. `None`: use the session as it is.
+    pub fn refresh_due(&self, s: &Session, now: i64) -> Option<String> {
+        let rt = s.refresh_token.as_ref()?;
+        let due = s.refresh_at > 0 && now >= s.refresh_at - 30;
+        let paused = now < self.auth.refresh_paused_until.load(Ordering::Relaxed);
+        (due && !paused).then(|| rt.clone())
+    }
+
+    /// Refreshes a session whose IdP tokens are due (see
+    /// [`Self::refresh_due`]) with its refresh token `rt`. Returns the
+    /// session to use (None = ended) and a cookie to set.
+    pub async fn refresh(
         &self,
         snapshot: &Snapshot,
         host: &str,
         s: Session,
+        rt: String,
     ) -> (Option<Session>, Option<HeaderValue>) {
         let now = unix_now();
-        let (Some(rt), true) = (
-            s.refresh_token.clone(),
-            s.refresh_at > 0 && now >= s.refresh_at - 30,
-        ) else {
-            return (Some(s), None);
-        };
         let paused = &self.auth.refresh_paused_until;
-        if now < paused.load(Ordering::Relaxed) {
-            return (Some(s), None);
-        }
         // IdP down or silent: existing sessions keep working, and for a
         // while nobody waits on it.
         let pause = |why: &str| {
