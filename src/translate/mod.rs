@@ -28,6 +28,7 @@ pub mod driver;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod gateway;
+mod gateway_backend_tls;
 mod gateway_filters;
 mod gateway_hosts;
 mod gateway_policy;
