@@ -41,7 +41,8 @@ use crate::crd::gateway::{
 use crate::model::conditions::{Conditions, ValueMatch};
 use crate::model::rewrite::Pattern;
 use crate::model::routing::{
-    GatewayPort, GatewayPortListeners, HostMatch, Listeners, allocate_proxy_ports,
+    GatewayPort, GatewayPortListeners, HostMatch, HostnamePrecedence, Listeners,
+    allocate_proxy_ports,
 };
 use crate::model::rule_origin::RuleOrigin;
 use crate::model::{Diagnostic, ObjectRef, Reason, Severity, Upstream, UpstreamScheme};
@@ -712,6 +713,20 @@ pub fn intersect(listener: Option<&str>, route: &[String]) -> Vec<String> {
     out.into_iter().collect()
 }
 
+/// The most specific of a route's `hostnames` that gives it `host` on a
+/// listener ([`intersect`]): `host` itself, else the longest wildcard
+/// covering it; `None` when the route names none.
+pub fn route_hostname<'a>(host: &str, hostnames: &'a [String]) -> Option<&'a str> {
+    if let Some(exact) = hostnames.iter().find(|h| h.eq_ignore_ascii_case(host)) {
+        return Some(exact);
+    }
+    hostnames
+        .iter()
+        .filter(|h| covered(host, &h.to_ascii_lowercase()))
+        .max_by_key(|h| h.len())
+        .map(String::as_str)
+}
+
 /// Whether `host` (possibly a wildcard itself) lies under the wildcard
 /// `pattern` (`*.example.com` covers names with one or more labels before
 /// `example.com`).
@@ -1013,6 +1028,7 @@ pub(super) fn rule_routes(
                 options,
                 conditions: m.conditions.clone(),
                 grpc: m.grpc,
+                hostname: Some(HostnamePrecedence::of(route_hostname(host, route.hostnames))),
                 listeners: attachment.listeners.clone(),
                 contract: crate::model::Contract::GatewayApi,
                 policy_origins,
