@@ -78,6 +78,9 @@ pub struct GatewayObjects {
     /// ConfigMaps, for BackendTLSPolicies' `caCertificateRefs` (read only
     /// when BackendTLSPolicies are served).
     pub config_maps: Vec<Arc<k8s_openapi::api::core::v1::ConfigMap>>,
+    /// This controller may not read ConfigMaps: no `caCertificateRefs`
+    /// entry resolves.
+    pub config_maps_unreadable: bool,
 }
 
 /// A condition of a route on one parent: `Ok`, or the spec's reason and a
@@ -1028,7 +1031,10 @@ pub(super) fn rule_routes(
                 options,
                 conditions: m.conditions.clone(),
                 grpc: m.grpc,
-                hostname: Some(HostnamePrecedence::of(route_hostname(host, route.hostnames))),
+                hostname: Some(HostnamePrecedence::of(route_hostname(
+                    host,
+                    route.hostnames,
+                ))),
                 listeners: attachment.listeners.clone(),
                 contract: crate::model::Contract::GatewayApi,
                 policy_origins,

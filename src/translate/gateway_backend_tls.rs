@@ -101,6 +101,10 @@ impl<'a> BackendTlsCatalog<'a> {
         let mut catalog = BackendTlsCatalog::default();
         for p in sorted {
             let ns = p.metadata.namespace.as_deref().unwrap_or("");
+            let maps = ConfigMaps {
+                by_name: &maps,
+                unreadable: objects.config_maps_unreadable,
+            };
             let (accepted, resolved_refs, tls) = read_policy(p, ns, &maps);
             let index = catalog.policies.len();
             catalog.policies.push(ReadPolicy {
@@ -210,12 +214,19 @@ fn targets(p: &BackendTlsPolicy, ns: &str) -> Vec<Target> {
         .collect()
 }
 
+/// The ConfigMaps `caCertificateRefs` may name, by namespace and name.
+struct ConfigMaps<'m> {
+    by_name: &'m HashMap<(&'m str, &'m str), &'m ConfigMap>,
+    /// This controller may not read ConfigMaps (no RBAC for them).
+    unreadable: bool,
+}
+
 /// A policy's `Accepted`, `ResolvedRefs`, and the TLS it gives (or why it
 /// gives none).
 fn read_policy(
     p: &BackendTlsPolicy,
     ns: &str,
-    maps: &HashMap<(&str, &str), &ConfigMap>,
+    maps: &ConfigMaps<'_>,
 ) -> (
     ConditionOutcome,
     ConditionOutcome,
@@ -264,7 +275,7 @@ fn read_policy(
 fn ca_refs(
     p: &BackendTlsPolicy,
     ns: &str,
-    maps: &HashMap<(&str, &str), &ConfigMap>,
+    maps: &ConfigMaps<'_>,
 ) -> (
     ConditionOutcome,
     ConditionOutcome,
@@ -298,7 +309,7 @@ fn ca_refs(
 fn ca_ref(
     r: &crate::crd::gateway::LocalObjectReference,
     ns: &str,
-    maps: &HashMap<(&str, &str), &ConfigMap>,
+    maps: &ConfigMaps<'_>,
 ) -> Result<String, (String, String)> {
     if !r.group.is_empty() || r.kind != "ConfigMap" {
         return Err((
@@ -315,7 +326,12 @@ fn ca_ref(
             format!("caCertificateRefs ConfigMap {ns}/{}: {why}", r.name),
         ))
     };
-    let Some(map) = maps.get(&(ns, r.name.as_str())) else {
+    if maps.unreadable {
+        return bad(
+            "this controller may not read ConfigMaps (RBAC; the chart's gatewayApi.backendTlsConfigMaps)",
+        );
+    }
+    let Some(map) = maps.by_name.get(&(ns, r.name.as_str())) else {
         return bad("not found");
     };
     let Some(pem) = map.data.as_ref().and_then(|d| d.get("ca.crt")) else {

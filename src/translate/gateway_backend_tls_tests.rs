@@ -461,3 +461,95 @@ fn a_policy_no_route_reaches_has_no_ancestors_and_other_kinds_are_not_targets() 
         UpstreamScheme::Http
     );
 }
+
+#[test]
+fn without_access_to_config_maps_a_ca_reference_fails_closed_and_system_roots_still_work() {
+    let pem = ca_pem();
+    let mut c = world(
+        vec![
+            policy(
+                "by-map",
+                1,
+                spec("secure", Some("https"), ca_ref("ca"), "abc.example.com"),
+            ),
+            policy(
+                "system",
+                1,
+                serde_json::json!({
+                    "targetRefs": [{"group": "", "kind": "Service", "name": "secure", "sectionName": "other"}],
+                    "validation": {"wellKnownCACertificates": "System", "hostname": "abc.example.com"}
+                }),
+            ),
+        ],
+        vec![config_map("ca", &pem)],
+    );
+    c.gateway.config_maps_unreadable = true;
+    let out = translate(&c);
+    let o = outcome(&out, "by-map");
+    assert_eq!(reason(&o.accepted), Some("NoValidCACertificate"));
+    assert!(
+        o.resolved_refs
+            .as_ref()
+            .unwrap_err()
+            .1
+            .contains("may not read ConfigMaps")
+    );
+    assert!(!route(&out, "/secure").problems.is_empty());
+    assert_eq!(outcome(&out, "system").accepted, Ok(()));
+    assert!(route(&out, "/other").problems.is_empty());
+}
+
+/// The snapshot of the Gateway API routes of `c`, with no other settings.
+fn snapshot(c: &Cluster) -> crate::model::Snapshot {
+    let cfg = crate::settings::ConfigFile::parse("test.yaml", "routes: []\n").unwrap();
+    let mut generated = crate::translate::config::Generated::default();
+    let mut inputs =
+        crate::source::file::inputs_from_config(&cfg, &mut generated, &mut Vec::new()).unwrap();
+    inputs.routes = translate(c).routes;
+    crate::translate::translate(&inputs)
+}
+
+#[test]
+fn an_httproute_speaks_http1_to_a_tls_backend_and_a_grpcroute_http2() {
+    let pem = ca_pem();
+    let mut c = world(
+        vec![policy(
+            "p",
+            1,
+            spec("secure", None, ca_ref("ca"), "abc.example.com"),
+        )],
+        vec![config_map("ca", &pem)],
+    );
+    c.gateway.grpc_routes = vec![obj(serde_json::json!({
+        "metadata": {"name": "g", "namespace": "app", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {
+            "parentRefs": [{"name": "gw", "namespace": "infra"}],
+            "hostnames": ["grpc.example.com"],
+            "rules": [{"backendRefs": [{"name": "secure", "port": 443}]}]
+        }
+    }))];
+    let s = snapshot(&c);
+    let tls_of = |host: &str, path_hint: &str| {
+        let r = s
+            .routes
+            .iter()
+            .find(|r| r.id.contains(host) && r.id.contains(path_hint))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no route {host}: {:?}",
+                    s.routes.iter().map(|r| &r.id).collect::<Vec<_>>()
+                )
+            });
+        r.upstream_tls.clone()
+    };
+    // The client's Host reaches an HTTPRoute's backend only over HTTP/1.1
+    // (over HTTP/2 the target's address would be its :authority).
+    let http = tls_of("a.example.com", "r000");
+    assert!(http.http1_only);
+    assert_eq!(http.server_name.as_deref(), Some("abc.example.com"));
+    assert_eq!(http.custom_ca_pem.as_deref(), Some(pem.as_str()));
+    // gRPC needs HTTP/2.
+    let grpc = tls_of("grpc.example.com", "grpc:");
+    assert!(!grpc.http1_only);
+    assert_eq!(grpc.server_name.as_deref(), Some("abc.example.com"));
+}

@@ -447,8 +447,16 @@ fn each_backend_of_a_rule_keeps_its_own_protocol() {
 fn a_routes_own_hostname_is_its_most_specific_one_giving_the_host() {
     let s = |v: &[&str]| v.iter().map(|h| h.to_string()).collect::<Vec<_>>();
     let cases: Vec<(&str, Vec<String>, Option<&str>)> = vec![
-        ("abc.example.com", s(&["*.com", "ABC.example.com"]), Some("ABC.example.com")),
-        ("abc.example.com", s(&["*.com", "*.example.com"]), Some("*.example.com")),
+        (
+            "abc.example.com",
+            s(&["*.com", "ABC.example.com"]),
+            Some("ABC.example.com"),
+        ),
+        (
+            "abc.example.com",
+            s(&["*.com", "*.example.com"]),
+            Some("*.example.com"),
+        ),
         ("*.example.com", s(&["*.com"]), Some("*.com")),
         ("abc.example.com", vec![], None),
     ];
@@ -511,14 +519,37 @@ fn a_more_specific_route_hostname_wins_before_path_headers_and_age() {
     };
     let cases = vec![
         ("same matches", prefix("/"), prefix("/")),
-        ("longer path on the wildcard route", prefix("/path/prefix"), prefix("/path")),
-        ("more headers on the wildcard route", header("/path/prefix", "B"), header("/path", "A")),
+        (
+            "longer path on the wildcard route",
+            prefix("/path/prefix"),
+            prefix("/path"),
+        ),
+        (
+            "more headers on the wildcard route",
+            header("/path/prefix", "B"),
+            header("/path", "A"),
+        ),
     ];
     for (what, wildcard_match, exact_match) in cases {
         c.gateway.http_routes = vec![
-            obj(at("any", 1, serde_json::json!(["*.com"]), wildcard_match.clone())),
-            obj(at("wildcard", 2, serde_json::json!(["*.example.com"]), wildcard_match)),
-            obj(at("exact", 9, serde_json::json!(["abc.example.com"]), exact_match)),
+            obj(at(
+                "any",
+                1,
+                serde_json::json!(["*.com"]),
+                wildcard_match.clone(),
+            )),
+            obj(at(
+                "wildcard",
+                2,
+                serde_json::json!(["*.example.com"]),
+                wildcard_match,
+            )),
+            obj(at(
+                "exact",
+                9,
+                serde_json::json!(["abc.example.com"]),
+                exact_match,
+            )),
         ];
         let out = translate(&c);
         let mut keys: Vec<RouteKey> = out
@@ -539,7 +570,10 @@ fn a_more_specific_route_hostname_wins_before_path_headers_and_age() {
             })
             .collect();
         assert_eq!(keys.len(), 3, "{what}: {:?}", out.diagnostics);
-        assert!(keys.iter().all(|k| k.host == HostMatch::Exact("abc.example.com".into())));
+        assert!(
+            keys.iter()
+                .all(|k| k.host == HostMatch::Exact("abc.example.com".into()))
+        );
         keys.sort_by(route_order_of);
         let order: Vec<&str> = keys
             .iter()

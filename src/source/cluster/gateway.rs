@@ -2,7 +2,7 @@
 //! discovery at start asks for `gateway.networking.k8s.io/v1` (and
 //! `v1beta1` ReferenceGrants, and GRPCRoutes when the `v1` group lists
 //! them, and BackendTLSPolicies, with the ConfigMaps their CA references
-//! name, when it lists those); without the CRDs nothing is watched and the
+//! name when this controller may list ConfigMaps); without the CRDs nothing is watched and the
 //! controller runs on Ingresses alone, instead of retrying a watch that can
 //! never succeed. Installing the CRDs later takes a restart.
 
@@ -27,8 +27,10 @@ pub struct Served {
     pub reference_grants: bool,
     /// GRPCRoute (`v1`).
     pub grpc_routes: bool,
-    /// BackendTLSPolicy (`v1`), and this controller may list ConfigMaps.
+    /// BackendTLSPolicy (`v1`).
     pub backend_tls: bool,
+    /// ConfigMaps may be listed (BackendTLSPolicies' CA certificates).
+    pub config_maps: bool,
 }
 
 /// Asks the API server which Gateway API kinds it serves. A failure to ask
@@ -54,10 +56,8 @@ pub async fn discover(client: &Client) -> Served {
     };
     let v1 = v1 && may_list(client, "gatewayclasses").await;
     let grpc_routes = v1 && grpc_routes && may_list(client, "grpcroutes").await;
-    let backend_tls = v1
-        && backend_tls
-        && may_list(client, "backendtlspolicies").await
-        && may_list_config_maps(client).await;
+    let backend_tls = v1 && backend_tls && may_list(client, "backendtlspolicies").await;
+    let config_maps = backend_tls && may_list_config_maps(client).await;
     let reference_grants = v1
         && client
             .list_api_group_resources(&format!("{GROUP}/v1beta1"))
@@ -68,16 +68,19 @@ pub async fn discover(client: &Client) -> Served {
         reference_grants,
         grpc_routes,
         backend_tls,
+        config_maps,
     }
 }
 
 /// Whether this controller may list ConfigMaps (BackendTLSPolicies' CA
-/// certificates); without it BackendTLSPolicies are not watched.
+/// certificates). Without it the policies are still watched, and those
+/// naming ConfigMaps are not accepted: their backends answer 500, never
+/// plain text.
 async fn may_list_config_maps(client: &Client) -> bool {
     let allowed = super::policy_filter::may_list(client, "", "configmaps", None).await;
     if !matches!(allowed, Ok(true)) {
         tracing::warn!(
-            "BackendTLSPolicy served, but this controller may not list ConfigMaps; not watching BackendTLSPolicies"
+            "this controller may not list ConfigMaps: BackendTLSPolicies naming CA certificates in ConfigMaps are not accepted (chart value gatewayApi.backendTlsConfigMaps)"
         );
     }
     matches!(allowed, Ok(true))
@@ -114,8 +117,8 @@ pub(super) struct GatewayStores {
     grpc_routes: Option<Stores<GrpcRoute>>,
     grants: Option<Stores<ReferenceGrant>>,
     namespaces: Stores<Namespace>,
-    /// BackendTLSPolicies and the ConfigMaps they may name.
-    backend_tls: Option<(Stores<BackendTlsPolicy>, Stores<ConfigMap>)>,
+    /// BackendTLSPolicies, and the ConfigMaps they may name when readable.
+    backend_tls: Option<(Stores<BackendTlsPolicy>, Option<Stores<ConfigMap>>)>,
 }
 
 impl GatewayStores {
@@ -175,12 +178,14 @@ impl GatewayStores {
                         changed.clone(),
                         "BackendTLSPolicy",
                     ),
-                    Stores::start(
-                        apis(client, namespaces),
-                        all(),
-                        changed.clone(),
-                        "ConfigMap",
-                    ),
+                    served.config_maps.then(|| {
+                        Stores::start(
+                            apis(client, namespaces),
+                            all(),
+                            changed.clone(),
+                            "ConfigMap",
+                        )
+                    }),
                 )
             }),
         })
@@ -200,7 +205,9 @@ impl GatewayStores {
         self.namespaces.wait_until_ready().await;
         if let Some((policies, maps)) = &self.backend_tls {
             policies.wait_until_ready().await;
-            maps.wait_until_ready().await;
+            if let Some(maps) = maps {
+                maps.wait_until_ready().await;
+            }
         }
     }
 
@@ -225,8 +232,9 @@ impl GatewayStores {
             config_maps: self
                 .backend_tls
                 .as_ref()
-                .map(|(_, m)| m.state())
+                .and_then(|(_, m)| m.as_ref().map(Stores::state))
                 .unwrap_or_default(),
+            config_maps_unreadable: self.backend_tls.as_ref().is_some_and(|(_, m)| m.is_none()),
             ..GatewayObjects::default()
         }
     }
