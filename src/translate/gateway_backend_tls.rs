@@ -61,7 +61,8 @@ struct ReadPolicy<'a> {
     tls: Result<BackendTls, String>,
 }
 
-/// A policy's target: namespace, Service, and port name (none: every port).
+/// A policy's target, or a Service port a route reaches: namespace,
+/// Service, and port name (none: every port, or a port without a name).
 type Target = (String, String, Option<String>);
 
 /// Every BackendTLSPolicy, read, and which one applies to each target.
@@ -353,8 +354,8 @@ fn ca_ref(
 fn reached_services(
     cx: &Context<'_>,
     parents: &[ParentOutcome],
-) -> HashMap<(String, String, Option<String>), BTreeSet<(String, String)>> {
-    let mut reached: HashMap<_, BTreeSet<(String, String)>> = HashMap::new();
+) -> HashMap<Target, BTreeSet<(String, String)>> {
+    let mut reached: HashMap<Target, BTreeSet<(String, String)>> = HashMap::new();
     let routes = cx
         .objects
         .http_routes

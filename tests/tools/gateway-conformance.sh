@@ -68,6 +68,7 @@ CLAIMED+=,HTTPRouteRequestTimeout,HTTPRouteBackendTimeout,HTTPRouteNamedRouteRul
 CLAIMED+=,HTTPRouteBackendProtocolH2C,HTTPRouteBackendProtocolWebSocket
 CLAIMED+=,GatewayPort8080,GatewayHTTPListenerIsolation
 CLAIMED+=,GRPCRouteRequestHeaderModifier
+CLAIMED+=,BackendTLSPolicy,GatewayRouteHostnameIntersectionPrecedence
 FEATURES="${JETBRIDGE_GATEWAY_FEATURES:-$CLAIMED}"
 # Core tests known to fail (comma-separated), each with its reason in
 # docs/gateway-api.md ("Not yet"); none today. The run fails on any other Core
