@@ -65,11 +65,7 @@ async fn write_backend_tls(client: &Client, cluster: &Cluster, outcomes: &Gatewa
             p.metadata.name.clone().unwrap_or_default(),
         );
         let api: Api<BackendTlsPolicy> = Api::namespaced(client.clone(), &ns);
-        let body = serde_json::json!({
-            "metadata": {"resourceVersion": p.metadata.resource_version},
-            "status": status,
-        });
-        patch(&api, &name, &body).await;
+        patch(&api, &name, &over(&p.metadata, &status)).await;
     }
 }
 
@@ -200,14 +196,7 @@ async fn write_gateways(
         let status = gateway_status(g, &outcomes.listeners, addresses, unbound);
         if g.status.as_ref() != Some(&status) && !same_gateway(g.status.as_ref(), &status) {
             let api: Api<Gateway> = Api::namespaced(client.clone(), &ns);
-            // Written only over the status it was computed from: a condition
-            // another controller added since is not overwritten (the write
-            // conflicts, and the change that caused it is translated anew).
-            let body = serde_json::json!({
-                "metadata": {"resourceVersion": g.metadata.resource_version},
-                "status": status,
-            });
-            patch(&api, &name, &body).await;
+            patch(&api, &name, &over(&g.metadata, &status)).await;
         }
     }
 }
@@ -219,9 +208,20 @@ async fn write_routes(client: &Client, cluster: &Cluster, outcomes: &GatewayInpu
             continue;
         };
         let api: Api<HttpRoute> = Api::namespaced(client.clone(), &ns);
-        patch(&api, &name, &serde_json::json!({ "status": status })).await;
+        patch(&api, &name, &over(&r.metadata, &status)).await;
     }
     write_grpc_routes(client, cluster, outcomes).await;
+}
+
+/// A status patch written only over the object it was computed from
+/// (`resourceVersion`): an entry another controller added since is not
+/// dropped (the write conflicts, and the change that caused the conflict
+/// is translated anew).
+fn over(meta: &ObjectMeta, status: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::json!({
+        "metadata": {"resourceVersion": meta.resource_version},
+        "status": status,
+    })
 }
 
 /// GRPCRoute `status.parents[]`, as for HTTPRoutes.
@@ -232,7 +232,7 @@ async fn write_grpc_routes(client: &Client, cluster: &Cluster, outcomes: &Gatewa
             continue;
         };
         let api: Api<GrpcRoute> = Api::namespaced(client.clone(), &ns);
-        patch(&api, &name, &serde_json::json!({ "status": status })).await;
+        patch(&api, &name, &over(&r.metadata, &status)).await;
     }
 }
 
