@@ -582,3 +582,51 @@ fn a_more_specific_route_hostname_wins_before_path_headers_and_age() {
         assert_eq!(order, vec!["exact", "wildcard", "any"], "{what}");
     }
 }
+
+/// A Policy targeting a Gateway has that Gateway as its ancestor; one
+/// targeting an HTTPRoute has the Gateways accepting the route.
+#[test]
+fn a_targeting_policys_ancestors_are_its_gateways() {
+    let mut c = world(
+        serde_json::json!({}),
+        vec![route(
+            "r",
+            serde_json::json!({
+                "parentRefs": [{"name": "gw", "namespace": "infra"}, {"name": "nowhere", "namespace": "infra"}],
+                "hostnames": ["a.example.com"],
+                "rules": [echo_rule(serde_json::json!({}))]
+            }),
+        )],
+    );
+    let policy = |name: &str, ns: &str, target: serde_json::Value| {
+        obj::<crate::crd::WatchedPolicy>(serde_json::json!({
+            "apiVersion": "jetbridge.dev/v1", "kind": "Policy",
+            "metadata": {"name": name, "namespace": ns, "generation": 1},
+            "spec": {"allow": {"or": [{"email": {"is": "a@example.com"}}]}, "targetRefs": [target]}
+        }))
+    };
+    c.policies = vec![
+        policy(
+            "on-route",
+            "app",
+            serde_json::json!({"group": GROUP, "kind": "HTTPRoute", "name": "r"}),
+        ),
+        policy(
+            "on-gateway",
+            "infra",
+            serde_json::json!({"group": GROUP, "kind": "Gateway", "name": "gw"}),
+        ),
+    ];
+    let out = translate(&c);
+    let ancestors = |name: &str| {
+        out.gateway
+            .policy_targets
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.ancestors.clone())
+            .unwrap_or_else(|| panic!("no outcome for {name}: {:?}", out.gateway.policy_targets))
+    };
+    let gw = vec![("infra".to_string(), "gw".to_string())];
+    assert_eq!(ancestors("on-route"), gw);
+    assert_eq!(ancestors("on-gateway"), gw);
+}
