@@ -27,6 +27,7 @@ fn keys_for(n: usize) -> Vec<RouteKey> {
             name: format!("ns/route-{i}"),
             conditions: None,
             grpc: None,
+            hostname: None,
         });
     };
     for i in 0..n {

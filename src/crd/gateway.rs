@@ -1,5 +1,5 @@
 //! The Gateway API kinds jetbridge reads (`gateway.networking.k8s.io`):
-//! GatewayClass, Gateway, HTTPRoute and GRPCRoute (`v1`) and ReferenceGrant
+//! GatewayClass, Gateway, HTTPRoute, GRPCRoute and BackendTLSPolicy (`v1`) and ReferenceGrant
 //! (`v1beta1`). Only the fields jetbridge reads are declared; others are
 //! ignored. Users install the Gateway API CRDs themselves, so these types
 //! are never rendered into jetbridge's CRD YAML (no schema is derived).
@@ -539,4 +539,78 @@ pub struct ReferenceGrantTo {
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+}
+
+/// How the Gateway connects to a backend Service over TLS: the CA to trust
+/// and the name to send as SNI and verify.
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[kube(
+    group = "gateway.networking.k8s.io",
+    version = "v1",
+    kind = "BackendTLSPolicy",
+    root = "BackendTlsPolicy",
+    namespaced,
+    status = "PolicyStatus",
+    schema = "disabled"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTlsPolicySpec {
+    #[serde(default)]
+    pub target_refs: Vec<PolicyTargetReference>,
+    #[serde(default)]
+    pub validation: BackendTlsValidation,
+}
+
+/// `targetRefs[]` of a policy: an object in its namespace, optionally one
+/// section of it (for a Service: a port, by name).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyTargetReference {
+    #[serde(default)]
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+}
+
+/// `BackendTLSPolicy.spec.validation`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTlsValidation {
+    /// ConfigMaps (key `ca.crt`) holding the CA certificates to trust.
+    #[serde(default)]
+    pub ca_certificate_refs: Vec<LocalObjectReference>,
+    /// `System`: the public roots instead of `caCertificateRefs`.
+    #[serde(
+        rename = "wellKnownCACertificates",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub well_known_ca_certificates: Option<String>,
+    /// The SNI sent and the name the backend's certificate must carry.
+    #[serde(default)]
+    pub hostname: String,
+    /// Names to verify instead of `hostname` (read to refuse them: not
+    /// supported).
+    #[serde(default)]
+    pub subject_alt_names: Vec<serde_json::Value>,
+}
+
+/// The status of a policy (GEP-713): one entry per ancestor.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatus {
+    #[serde(default)]
+    pub ancestors: Vec<PolicyAncestorStatus>,
+}
+
+/// `status.ancestors[]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyAncestorStatus {
+    pub ancestor_ref: ParentReference,
+    pub controller_name: String,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
 }

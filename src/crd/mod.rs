@@ -109,6 +109,43 @@ pub struct PolicyStatus {
     /// serve, a route no Gateway of jetbridge's accepts, another kind.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// For a Policy with `targetRefs` (GEP-713 policy attachment): one
+    /// entry per Gateway it takes effect on (a targeted Gateway, or a
+    /// Gateway accepting a targeted route), with its `Accepted` condition
+    /// there. Entries of other controllers are kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<PolicyAncestorStatus>,
+}
+
+/// `status.ancestors[]` of a Policy (GEP-713's `PolicyAncestorStatus`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyAncestorStatus {
+    /// The Gateway.
+    pub ancestor_ref: AncestorRef,
+    /// `jetbridge.dev/gateway-controller` for jetbridge's entries.
+    pub controller_name: String,
+    /// `Accepted`: `True` (reason `Accepted`) when the rules compile,
+    /// `False` (`Invalid`) otherwise.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+/// The object an ancestor entry is about (a Gateway).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AncestorRef {
+    /// `gateway.networking.k8s.io`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// `Gateway`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
 }
 
 /// A status condition, as in the Kubernetes API conventions.

@@ -557,6 +557,10 @@ pub struct UpstreamTls {
     pub client_cert_pem: Option<String>,
     /// PEM private key of `client_cert_pem` (`tls_client_key`).
     pub client_key_pem: Option<String>,
+    /// Offer only HTTP/1.1 (no ALPN `h2`): a Gateway API HTTPRoute sends
+    /// the client's `Host`, which an HTTP/2 upstream would not see (its
+    /// `:authority` is the target's address); GRPCRoutes need HTTP/2.
+    pub http1_only: bool,
 }
 
 impl std::fmt::Debug for UpstreamTls {
@@ -574,6 +578,7 @@ impl std::fmt::Debug for UpstreamTls {
             .field("server_name", &self.server_name)
             .field("client_cert_pem", &self.client_cert_pem)
             .field("client_key", &key)
+            .field("http1_only", &self.http1_only)
             .finish()
     }
 }

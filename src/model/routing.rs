@@ -394,6 +394,36 @@ pub struct RouteKey {
     /// A GRPCRoute's method match: between two GRPCRoute routes it orders
     /// before the path does.
     pub grpc: Option<GrpcPrecedence>,
+    /// How specific the Gateway API route's own hostname is: between two
+    /// routes that have one it orders first.
+    pub hostname: Option<HostnamePrecedence>,
+}
+
+/// How specific the hostname is that a Gateway API route names for a host
+/// it serves (the spec's "largest number of characters in a matching
+/// non-wildcard hostname", then "in a matching hostname"): an exact name
+/// first, then wildcards by length, longest first, then a route that names
+/// no hostname. Two routes whose hostnames meet a listener's in the same
+/// host are ordered by it before their matches are
+/// (`GatewayRouteHostnameIntersectionPrecedence`): `abc.example.com`
+/// before `*.example.com` before `*.com`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostnamePrecedence {
+    /// `false` for an exact name (orders first).
+    wildcard: bool,
+    /// Characters of the name, more first.
+    length: std::cmp::Reverse<usize>,
+}
+
+impl HostnamePrecedence {
+    /// The rank of the route hostname `name` (`*.example.com`,
+    /// `abc.example.com`); `None`: the route names no hostname.
+    pub fn of(name: Option<&str>) -> Self {
+        HostnamePrecedence {
+            wildcard: name.is_none_or(|n| n.starts_with('*')),
+            length: std::cmp::Reverse(name.map_or(0, str::len)),
+        }
+    }
 }
 
 /// How specific a GRPCRoute method match is, as the GRPCRoute
@@ -609,6 +639,11 @@ fn route_order(a: &Entry, ka: &RouteKey, b: &Entry, kb: &RouteKey) -> Ordering {
                 .map(Conditions::specificity),
         )
     };
+    if let (Some(ha), Some(hb)) = (ka.hostname, kb.hostname)
+        && ha != hb
+    {
+        return ha.cmp(&hb);
+    }
     if let (Some(ga), Some(gb)) = (ka.grpc, kb.grpc) {
         // The GRPCRoute order: longer service, longer method, more
         // headers; then the path kind (an exact method before a pattern).

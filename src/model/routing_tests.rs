@@ -18,6 +18,7 @@ fn key(host: &str, kind: Kind, path: &str, created: i64, name: &str) -> RouteKey
         name: name.to_owned(),
         conditions: None,
         grpc: None,
+        hostname: None,
     }
 }
 

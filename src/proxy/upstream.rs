@@ -453,7 +453,10 @@ fn build_client(key: &ClientKey) -> Result<HttpClient, ClientError> {
     if let Some(name) = key.tls.settings().server_name()? {
         cb = cb.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
     }
-    let connector = cb.enable_all_versions().wrap_connector(http);
+    let connector = match key.tls.settings().http1_only {
+        true => cb.enable_http1().wrap_connector(http),
+        false => cb.enable_all_versions().wrap_connector(http),
+    };
     let mut b = Client::builder(TokioExecutor::new());
     b.pool_idle_timeout(POOL_IDLE)
         .pool_timer(TokioTimer::new())

@@ -424,6 +424,7 @@ fn gateway_inputs(
     policies: &HashMap<String, Result<serde_json::Value, String>>,
 ) -> super::gateway::GatewayInputs {
     let access = super::gateway::Catalog::new(&c.policies, &c.gateway.policy_filters);
+    let backend_tls = super::gateway::BackendTlsCatalog::new(&c.gateway);
     let mut gateway = super::gateway::from_gateway(&super::gateway::Context {
         objects: &c.gateway,
         settings: s,
@@ -431,6 +432,7 @@ fn gateway_inputs(
         guard,
         policies,
         access: &access,
+        backend_tls: &backend_tls,
     });
     super::gateway_policy::outcomes(&access, &mut gateway);
     gateway

@@ -28,6 +28,7 @@
 //!   (`HostnameConflict`).
 
 use super::cluster::{self, BackendGuard, ClusterSettings, Index};
+pub use super::gateway_backend_tls::{BackendTls, BackendTlsCatalog, BackendTlsOutcome};
 use super::gateway_filters;
 use super::gateway_policy::{AccessRef, ParentAccess, rule_access};
 pub use super::gateway_policy::{Catalog, PolicyFilterOutcome, TargetOutcome};
@@ -40,7 +41,8 @@ use crate::crd::gateway::{
 use crate::model::conditions::{Conditions, ValueMatch};
 use crate::model::rewrite::Pattern;
 use crate::model::routing::{
-    GatewayPort, GatewayPortListeners, HostMatch, Listeners, allocate_proxy_ports,
+    GatewayPort, GatewayPortListeners, HostMatch, HostnamePrecedence, Listeners,
+    allocate_proxy_ports,
 };
 use crate::model::rule_origin::RuleOrigin;
 use crate::model::{Diagnostic, ObjectRef, Reason, Severity, Upstream, UpstreamScheme};
@@ -71,6 +73,14 @@ pub struct GatewayObjects {
     pub namespaces: Vec<Arc<Namespace>>,
     /// Pomerium's PolicyFilters (empty when the API server serves none).
     pub policy_filters: Vec<Arc<crate::crd::policy_filter::PolicyFilter>>,
+    /// BackendTLSPolicies (empty when the API server serves none).
+    pub backend_tls_policies: Vec<Arc<crate::crd::gateway::BackendTlsPolicy>>,
+    /// ConfigMaps, for BackendTLSPolicies' `caCertificateRefs` (read only
+    /// when BackendTLSPolicies are served).
+    pub config_maps: Vec<Arc<k8s_openapi::api::core::v1::ConfigMap>>,
+    /// This controller may not read ConfigMaps: no `caCertificateRefs`
+    /// entry resolves.
+    pub config_maps_unreadable: bool,
 }
 
 /// A condition of a route on one parent: `Ok`, or the spec's reason and a
@@ -130,6 +140,8 @@ pub struct GatewayInputs {
     /// Every Gateway port, served whether routes attach or not, with its
     /// listeners' hostnames.
     pub ports: Vec<GatewayPortListeners>,
+    /// Each BackendTLSPolicy's ancestors and conditions.
+    pub backend_tls: Vec<BackendTlsOutcome>,
 }
 
 /// What routes and translation share: the objects, indexes and settings.
@@ -142,6 +154,8 @@ pub(super) struct Context<'a> {
     pub policies: &'a HashMap<String, Result<serde_json::Value, String>>,
     /// Compiled PolicyFilters and the Policies targeting Gateways.
     pub access: &'a Catalog,
+    /// BackendTLSPolicies, read.
+    pub backend_tls: &'a BackendTlsCatalog<'a>,
 }
 
 /// One listener of one of our Gateways, read.
@@ -300,6 +314,7 @@ pub(super) fn from_gateway(cx: &Context<'_>) -> GatewayInputs {
     for l in &listeners {
         out.listeners.push(listener_outcome(l, &attached.counts));
     }
+    out.backend_tls = cx.backend_tls.outcomes(cx, &out.parents);
     out
 }
 
@@ -701,6 +716,20 @@ pub fn intersect(listener: Option<&str>, route: &[String]) -> Vec<String> {
     out.into_iter().collect()
 }
 
+/// The most specific of a route's `hostnames` that gives it `host` on a
+/// listener ([`intersect`]): `host` itself, else the longest wildcard
+/// covering it; `None` when the route names none.
+pub fn route_hostname<'a>(host: &str, hostnames: &'a [String]) -> Option<&'a str> {
+    if let Some(exact) = hostnames.iter().find(|h| h.eq_ignore_ascii_case(host)) {
+        return Some(exact);
+    }
+    hostnames
+        .iter()
+        .filter(|h| covered(host, &h.to_ascii_lowercase()))
+        .max_by_key(|h| h.len())
+        .map(String::as_str)
+}
+
 /// Whether `host` (possibly a wildcard itself) lies under the wildcard
 /// `pattern` (`*.example.com` covers names with one or more labels before
 /// `example.com`).
@@ -972,8 +1001,12 @@ pub(super) fn rule_routes(
     let ns = route.namespace();
     let object = route.object();
     let mut problems = Vec::new();
-    let (backends, resolved, websocket) =
-        rule_backends(cx, route.kind, ns, &rule.backend_refs, &mut problems);
+    let RuleBackends {
+        upstreams: backends,
+        resolved,
+        websocket,
+        tls,
+    } = rule_backends(cx, route.kind, ns, &rule.backend_refs, &mut problems);
     let mut routes = Vec::new();
     for (m_index, m) in matches.into_iter().enumerate() {
         let mut p = problems.clone();
@@ -988,13 +1021,20 @@ pub(super) fn rule_routes(
             options.preserve_host_header = true;
             // A backend whose port declares WebSocket accepts upgrades.
             options.allow_websockets |= websocket;
+            // A backend a BackendTLSPolicy targets: its SNI and name.
+            options.tls_server_name = tls.as_ref().map(|t| t.hostname.clone());
             let id = format!("{}/r{index:03}/m{m_index:03}/{host}", route_id(&object));
             routes.push(RouteInput {
                 created: created(route.meta),
                 backends: backends.clone(),
+                custom_ca_pem: tls.as_ref().and_then(|t| t.ca_pem.clone()),
                 options,
                 conditions: m.conditions.clone(),
                 grpc: m.grpc,
+                hostname: Some(HostnamePrecedence::of(route_hostname(
+                    host,
+                    route.hostnames,
+                ))),
                 listeners: attachment.listeners.clone(),
                 contract: crate::model::Contract::GatewayApi,
                 policy_origins,
@@ -1148,30 +1188,55 @@ fn mirror<'a>(
 ) -> Result<(), String> {
     if let Some(r) = gateway_filters::mirror_ref(filters)? {
         let b = backend(cx, kind, ns, r).map_err(|(_, m)| format!("RequestMirror: {m}"))?;
+        if let Some(Err(e)) = b.tls {
+            return Err(format!("RequestMirror: {e}"));
+        }
         o.mirror_to = b.upstreams.iter().map(|u| u.url()).collect();
     }
     Ok(())
 }
 
-/// The upstreams of a route's (of `kind`) rule's backendRefs, each repeated by its weight,
-/// whether every reference resolved (the spec's `ResolvedRefs` reason if
-/// not), and whether a backend speaks WebSocket. A reference that does not
-/// resolve is a problem: the rule denies.
+/// What a rule's backendRefs resolve to.
+struct RuleBackends {
+    /// Each backend's upstreams, repeated by its weight.
+    upstreams: Vec<Upstream>,
+    /// Whether every reference resolved (the spec's `ResolvedRefs` reason
+    /// if not).
+    resolved: ConditionOutcome,
+    /// Whether a backend speaks WebSocket.
+    websocket: bool,
+    /// The upstream TLS of the backends a BackendTLSPolicy targets.
+    tls: Option<BackendTls>,
+}
+
+/// The backends of a route's (of `kind`) rule. A reference that does not
+/// resolve, a backend whose BackendTLSPolicy cannot be used, and backends
+/// needing different TLS settings are problems: the rule answers 500.
 fn rule_backends(
     cx: &Context<'_>,
     kind: &str,
     ns: &str,
     refs: &[HttpBackendRef],
     problems: &mut Vec<String>,
-) -> (Vec<Upstream>, ConditionOutcome, bool) {
+) -> RuleBackends {
     let mut resolved: ConditionOutcome = Ok(());
     let mut weighted = Vec::new();
     let mut websocket = false;
+    let mut tls: Option<BackendTls> = None;
     for r in refs {
         match backend(cx, kind, ns, r) {
             Ok(b) => {
                 websocket |= b.websocket;
                 weighted.push((r.weight.unwrap_or(1).max(0), b.upstreams));
+                match b.tls {
+                    Some(Err(e)) => problems.push(e),
+                    Some(Ok(t)) if tls.as_ref().is_some_and(|old| *old != t) => problems.push(
+                        "backendRefs of one rule with different BackendTLSPolicies are not supported"
+                            .into(),
+                    ),
+                    Some(Ok(t)) => tls = Some(t),
+                    None => {}
+                }
             }
             Err((reason, message)) => {
                 problems.push(message.clone());
@@ -1179,14 +1244,21 @@ fn rule_backends(
             }
         }
     }
-    (spread(&weighted), resolved, websocket)
+    RuleBackends {
+        upstreams: spread(&weighted),
+        resolved,
+        websocket,
+        tls,
+    }
 }
 
 /// One resolved backendRef: its upstreams, in the protocol its Service
-/// port declares, and whether that protocol is WebSocket.
+/// port declares, whether that protocol is WebSocket, and the TLS of the
+/// BackendTLSPolicy targeting it (or why that policy cannot be used).
 struct Backend {
     upstreams: Vec<Upstream>,
     websocket: bool,
+    tls: Option<Result<BackendTls, String>>,
 }
 
 /// What a Service port's `appProtocol` asks of the connection to it.
@@ -1228,12 +1300,18 @@ impl BackendProtocol {
         Backend {
             upstreams,
             websocket: matches!(self, Self::WebSocket | Self::SecureWebSocket),
+            tls: None,
         }
     }
 }
 
-/// The `appProtocol` of Service `ns/name`'s port `port`, if it declares one.
-fn app_protocol<'a>(cx: &'a Context<'_>, ns: &str, name: &str, port: i32) -> Option<&'a str> {
+/// Service `ns/name`'s port `port`, if the Service is known and has it.
+pub(super) fn service_port<'a>(
+    cx: &'a Context<'_>,
+    ns: &str,
+    name: &str,
+    port: i32,
+) -> Option<&'a k8s_openapi::api::core::v1::ServicePort> {
     cx.idx
         .services
         .get(&(ns, name))?
@@ -1242,9 +1320,12 @@ fn app_protocol<'a>(cx: &'a Context<'_>, ns: &str, name: &str, port: i32) -> Opt
         .ports
         .iter()
         .flatten()
-        .find(|p| p.port == port)?
-        .app_protocol
-        .as_deref()
+        .find(|p| p.port == port)
+}
+
+/// The `appProtocol` of Service `ns/name`'s port `port`, if it declares one.
+fn app_protocol<'a>(cx: &'a Context<'_>, ns: &str, name: &str, port: i32) -> Option<&'a str> {
+    service_port(cx, ns, name, port)?.app_protocol.as_deref()
 }
 
 /// The upstreams of one Service backendRef of a route of `kind` (the
@@ -1299,7 +1380,20 @@ fn backend(
     let upstreams = cluster::backends(cx.idx, cx.guard, target_ns, &as_ingress, false, false)
         .map_err(|e| ("BackendNotFound".into(), e))?;
     let protocol = app_protocol(cx, target_ns, &r.name, port);
-    Ok(BackendProtocol::from_app_protocol(protocol).apply(upstreams))
+    let mut b = BackendProtocol::from_app_protocol(protocol).apply(upstreams);
+    let port_name = super::gateway_backend_tls::port_name(cx, target_ns, &r.name, port);
+    if let Some(tls) = cx.backend_tls.lookup(target_ns, &r.name, port_name) {
+        for u in b.upstreams.iter_mut() {
+            u.scheme = UpstreamScheme::Https;
+        }
+        b.tls = Some(tls.clone().map_err(|e| {
+            format!(
+                "backendRef Service {target_ns}/{}: BackendTLSPolicy: {e}",
+                r.name
+            )
+        }));
+    }
+    Ok(b)
 }
 
 /// One list in which each backend's upstreams take their weight's share of

@@ -112,6 +112,9 @@ pub struct TargetOutcome {
     pub attached: Vec<String>,
     /// Each target not found (or not one jetbridge serves), and why.
     pub missing: Vec<String>,
+    /// The Gateways (`namespace`, `name`) it takes effect on: each targeted
+    /// Gateway, and each Gateway accepting a targeted route.
+    pub ancestors: Vec<(String, String)>,
 }
 
 /// What a Policy named by a rule tells the upstream about the user.
@@ -243,6 +246,7 @@ impl Catalog {
                     generation: p.metadata.generation,
                     attached: Vec::new(),
                     missing: Vec::new(),
+                    ancestors: Vec::new(),
                 };
                 for t in targets {
                     match t {
@@ -465,5 +469,41 @@ pub(super) fn outcomes(access: &Catalog, out: &mut super::gateway::GatewayInputs
     let served: BTreeSet<String> = gateways.chain(routes).collect();
     out.policy_filters = access.filter_outcomes.clone();
     out.policy_targets = access.target_outcomes(&served);
+    for t in out.policy_targets.iter_mut() {
+        t.ancestors = ancestors(&t.attached, &out.parents);
+    }
     out.diagnostics.extend(access.diagnostics.iter().cloned());
+}
+
+/// The Gateways (`namespace`, `name`; at most 16, the GEP-713 limit) that
+/// `attached` targets (`Kind namespace/name`) take effect on: a Gateway
+/// itself, a route's accepting Gateways.
+fn ancestors(
+    attached: &[String],
+    parents: &[super::gateway::ParentOutcome],
+) -> Vec<(String, String)> {
+    let mut out = BTreeSet::new();
+    for target in attached {
+        let Some((kind, key)) = target.split_once(' ') else {
+            continue;
+        };
+        let Some((ns, name)) = key.split_once('/') else {
+            continue;
+        };
+        if kind == "Gateway" {
+            out.insert((ns.to_string(), name.to_string()));
+            continue;
+        }
+        out.extend(
+            parents
+                .iter()
+                .filter(|p| p.kind == kind && p.namespace == ns && p.name == name)
+                .filter(|p| p.accepted.is_ok())
+                .map(|p| {
+                    let gns = p.parent.namespace.clone().unwrap_or_else(|| ns.to_string());
+                    (gns, p.parent.name.clone())
+                }),
+        );
+    }
+    out.into_iter().take(16).collect()
 }

@@ -325,6 +325,7 @@ fn route_order_follows_gateway_api_precedence() {
         name: name.into(),
         conditions: Some(Arc::new(c)),
         grpc: None,
+        hostname: None,
     };
     let pre = |p: &str| PathMatch::prefix(p).unwrap();
     let header = |n: usize| Conditions {
@@ -440,4 +441,192 @@ fn each_backend_of_a_rule_keeps_its_own_protocol() {
         ]
     );
     assert!(!out.routes[0].options.allow_websockets);
+}
+
+#[test]
+fn a_routes_own_hostname_is_its_most_specific_one_giving_the_host() {
+    let s = |v: &[&str]| v.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+    let cases: Vec<(&str, Vec<String>, Option<&str>)> = vec![
+        (
+            "abc.example.com",
+            s(&["*.com", "ABC.example.com"]),
+            Some("ABC.example.com"),
+        ),
+        (
+            "abc.example.com",
+            s(&["*.com", "*.example.com"]),
+            Some("*.example.com"),
+        ),
+        ("*.example.com", s(&["*.com"]), Some("*.com")),
+        ("abc.example.com", vec![], None),
+    ];
+    for (host, names, want) in cases {
+        assert_eq!(route_hostname(host, &names), want, "{host} {names:?}");
+    }
+    let rank = |n: Option<&str>| HostnamePrecedence::of(n);
+    let mut ranked = vec![
+        rank(None),
+        rank(Some("*.com")),
+        rank(Some("abc.example.com")),
+        rank(Some("*.example.com")),
+    ];
+    ranked.sort();
+    assert_eq!(
+        ranked,
+        vec![
+            rank(Some("abc.example.com")),
+            rank(Some("*.example.com")),
+            rank(Some("*.com")),
+            rank(None)
+        ]
+    );
+}
+
+/// Routes that meet a listener for `abc.example.com` with different
+/// hostnames of their own: the one whose own hostname is more specific
+/// orders first, whatever its age, path or header matches; requests it does
+/// not match still reach the others.
+#[test]
+fn a_more_specific_route_hostname_wins_before_path_headers_and_age() {
+    let mut c = world(
+        serde_json::json!({PUBLIC_ACCESS_ANNOTATION: "true"}),
+        vec![],
+    );
+    c.gateway.gateways = vec![obj(serde_json::json!({
+        "metadata": {"name": "gw", "namespace": "infra",
+                     "annotations": {PUBLIC_ACCESS_ANNOTATION: "true"}},
+        "spec": {"gatewayClassName": "jetbridge", "listeners": [
+            {"name": "web", "port": 80, "protocol": "HTTP", "hostname": "abc.example.com",
+             "allowedRoutes": {"namespaces": {"from": "All"}}}
+        ]}
+    }))];
+    let at = |name: &str, second: u32, hostnames: serde_json::Value, m: serde_json::Value| {
+        let mut r = route(
+            name,
+            serde_json::json!({
+                "parentRefs": [{"name": "gw", "namespace": "infra"}],
+                "hostnames": hostnames,
+                "rules": [echo_rule(serde_json::json!({"matches": [m]}))]
+            }),
+        );
+        r["metadata"]["creationTimestamp"] = format!("2026-01-01T00:00:{second:02}Z").into();
+        r
+    };
+    let prefix = |p: &str| serde_json::json!({"path": {"type": "PathPrefix", "value": p}});
+    let header = |p: &str, h: &str| {
+        serde_json::json!({"path": {"type": "PathPrefix", "value": p},
+                           "headers": [{"name": h, "value": "x"}]})
+    };
+    let cases = vec![
+        ("same matches", prefix("/"), prefix("/")),
+        (
+            "longer path on the wildcard route",
+            prefix("/path/prefix"),
+            prefix("/path"),
+        ),
+        (
+            "more headers on the wildcard route",
+            header("/path/prefix", "B"),
+            header("/path", "A"),
+        ),
+    ];
+    for (what, wildcard_match, exact_match) in cases {
+        c.gateway.http_routes = vec![
+            obj(at(
+                "any",
+                1,
+                serde_json::json!(["*.com"]),
+                wildcard_match.clone(),
+            )),
+            obj(at(
+                "wildcard",
+                2,
+                serde_json::json!(["*.example.com"]),
+                wildcard_match,
+            )),
+            obj(at(
+                "exact",
+                9,
+                serde_json::json!(["abc.example.com"]),
+                exact_match,
+            )),
+        ];
+        let out = translate(&c);
+        let mut keys: Vec<RouteKey> = out
+            .routes
+            .iter()
+            .map(|r| RouteKey {
+                host: HostMatch::Exact(r.host.clone()),
+                path: match &r.path {
+                    PathSpec::Exact(p) => PathMatch::Exact(p.clone()),
+                    PathSpec::Prefix(p) => PathMatch::prefix(p).unwrap(),
+                    PathSpec::Regex(p) => panic!("no regex here: {p}"),
+                },
+                created: r.created,
+                name: r.id.clone(),
+                conditions: r.conditions.clone(),
+                grpc: r.grpc,
+                hostname: r.hostname,
+            })
+            .collect();
+        assert_eq!(keys.len(), 3, "{what}: {:?}", out.diagnostics);
+        assert!(
+            keys.iter()
+                .all(|k| k.host == HostMatch::Exact("abc.example.com".into()))
+        );
+        keys.sort_by(route_order_of);
+        let order: Vec<&str> = keys
+            .iter()
+            .map(|k| k.name.split('/').nth(1).unwrap_or(""))
+            .collect();
+        assert_eq!(order, vec!["exact", "wildcard", "any"], "{what}");
+    }
+}
+
+/// A Policy targeting a Gateway has that Gateway as its ancestor; one
+/// targeting an HTTPRoute has the Gateways accepting the route.
+#[test]
+fn a_targeting_policys_ancestors_are_its_gateways() {
+    let mut c = world(
+        serde_json::json!({}),
+        vec![route(
+            "r",
+            serde_json::json!({
+                "parentRefs": [{"name": "gw", "namespace": "infra"}, {"name": "nowhere", "namespace": "infra"}],
+                "hostnames": ["a.example.com"],
+                "rules": [echo_rule(serde_json::json!({}))]
+            }),
+        )],
+    );
+    let policy = |name: &str, ns: &str, target: serde_json::Value| {
+        obj::<crate::crd::WatchedPolicy>(serde_json::json!({
+            "apiVersion": "jetbridge.dev/v1", "kind": "Policy",
+            "metadata": {"name": name, "namespace": ns, "generation": 1},
+            "spec": {"allow": {"or": [{"email": {"is": "a@example.com"}}]}, "targetRefs": [target]}
+        }))
+    };
+    c.policies = vec![
+        policy(
+            "on-route",
+            "app",
+            serde_json::json!({"group": GROUP, "kind": "HTTPRoute", "name": "r"}),
+        ),
+        policy(
+            "on-gateway",
+            "infra",
+            serde_json::json!({"group": GROUP, "kind": "Gateway", "name": "gw"}),
+        ),
+    ];
+    let out = translate(&c);
+    let ancestors = |name: &str| {
+        out.gateway
+            .policy_targets
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.ancestors.clone())
+            .unwrap_or_else(|| panic!("no outcome for {name}: {:?}", out.gateway.policy_targets))
+    };
+    let gw = vec![("infra".to_string(), "gw".to_string())];
+    assert_eq!(ancestors("on-route"), gw);
+    assert_eq!(ancestors("on-gateway"), gw);
 }

@@ -28,6 +28,7 @@ pub mod driver;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod gateway;
+mod gateway_backend_tls;
 mod gateway_filters;
 mod gateway_hosts;
 mod gateway_policy;
@@ -182,6 +183,8 @@ pub struct RouteInput {
     pub contract: crate::model::Contract,
     /// A GRPCRoute's method match rank (the GRPCRoute order).
     pub grpc: Option<crate::model::routing::GrpcPrecedence>,
+    /// A Gateway API route's own hostname rank (orders before the path).
+    pub hostname: Option<crate::model::routing::HostnamePrecedence>,
     /// Where the rule objects of `options.policy` come from, in order,
     /// when some come from `Policy` objects (numbered from 1 within that
     /// list); empty: all of them are the route's own.
@@ -210,6 +213,7 @@ impl RouteInput {
             listeners: Listeners::default(),
             contract: crate::model::Contract::default(),
             grpc: None,
+            hostname: None,
             policy_origins: Vec::new(),
         }
     }
@@ -345,6 +349,7 @@ fn route_key(input: &RouteInput, host: HostMatch, path: PathMatch) -> RouteKey {
         name: input.id.clone(),
         conditions: input.conditions.clone(),
         grpc: input.grpc,
+        hostname: input.hostname,
     }
 }
 

@@ -439,6 +439,7 @@ pub(super) fn upstream_tls(
         server_name: spec.tls_server_name.clone(),
         client_cert_pem,
         client_key_pem,
+        http1_only: input.contract == crate::model::Contract::GatewayApi && !spec.h2c_upstream,
     };
     if let Err(e) = check_upstream_tls(&tls) {
         problems.push(e);

@@ -177,6 +177,8 @@ GATEWAY_WATCHED = ["gateway.networking.k8s.io/gateways", "gateway.networking.k8s
                    "gateway.networking.k8s.io/httproutes", "gateway.networking.k8s.io/httproutes/status",
                    "gateway.networking.k8s.io/grpcroutes", "gateway.networking.k8s.io/grpcroutes/status",
                    "gateway.networking.k8s.io/referencegrants",
+                   "gateway.networking.k8s.io/backendtlspolicies",
+                   "gateway.networking.k8s.io/backendtlspolicies/status",
                    "gateway.pomerium.io/policyfilters", "gateway.pomerium.io/policyfilters/status"]
 
 

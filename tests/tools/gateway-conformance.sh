@@ -68,6 +68,7 @@ CLAIMED+=,HTTPRouteRequestTimeout,HTTPRouteBackendTimeout,HTTPRouteNamedRouteRul
 CLAIMED+=,HTTPRouteBackendProtocolH2C,HTTPRouteBackendProtocolWebSocket
 CLAIMED+=,GatewayPort8080,GatewayHTTPListenerIsolation
 CLAIMED+=,GRPCRouteRequestHeaderModifier
+CLAIMED+=,BackendTLSPolicy,GatewayRouteHostnameIntersectionPrecedence
 FEATURES="${JETBRIDGE_GATEWAY_FEATURES:-$CLAIMED}"
 # Core tests known to fail (comma-separated), each with its reason in
 # docs/gateway-api.md ("Not yet"); none today. The run fails on any other Core
@@ -261,6 +262,7 @@ while read -r ns secret keys; do
         || die "openssl could not make a placeholder certificate for $ns/$secret"
     k create secret tls -n "$ns" "$secret" --cert "$OUT/$ns-$secret.crt" --key "$OUT/$ns-$secret.key" >/dev/null \
         || die "creating the placeholder Secret $ns/$secret failed"
+    echo "$ns $secret" >>"$OUT/placeholder-secrets.txt"
     say "placeholder Secret $ns/$secret (the suite's setup replaces it)"
 done <"$OUT/backend-secrets.txt"
 
@@ -323,6 +325,22 @@ done < <(for ns in "${BACKEND_NAMESPACES[@]}"; do
 {{end}}'
 done)
 say "backends: $pods_ready pods Ready in ${BACKEND_NAMESPACES[*]}; $pods_http HTTP echo pods answered from the host"
+# A backend reads its certificate when it starts, and the suite's setup makes its
+# certificates anew (the BackendTLSPolicy tests verify the backend's against the suite's
+# CA): once checked, each placeholder Secret goes, with the pods mounting it. Their
+# Deployments start them again and they wait for the suite's Secret, as with a kubelet.
+while read -r ns secret; do
+    k delete secret -n "$ns" "$secret" --wait=false >/dev/null \
+        || die "removing the placeholder Secret $ns/$secret failed"
+    mapfile -t mounting < <(k get pods -n "$ns" -o json | python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["items"]:
+    if any((v.get("secret") or {}).get("secretName") == sys.argv[1] for v in p["spec"].get("volumes") or []):
+        print(p["metadata"]["name"])' "$secret")
+    [ "${#mounting[@]}" -eq 0 ] || k delete pod -n "$ns" "${mounting[@]}" --wait=false >/dev/null \
+        || die "restarting the pods that mount $ns/$secret failed"
+    say "placeholder Secret $ns/$secret removed; ${#mounting[@]} pod(s) mounting it restarted to wait for the suite's"
+done < <(cat "$OUT/placeholder-secrets.txt" 2>/dev/null)
 
 # ------------------------------------------------------------------ the suite
 ARGS=(

@@ -202,11 +202,17 @@ when all namespaces are watched, else in a Role per watched namespace.
 # Gateway API routes to serve (when its CRDs are installed), the grants that
 # let them cross namespaces, and the status the leader writes.
 - apiGroups: ["gateway.networking.k8s.io"]
-  resources: ["gateways", "httproutes", "grpcroutes", "referencegrants"]
+  resources: ["gateways", "httproutes", "grpcroutes", "referencegrants", "backendtlspolicies"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["gateway.networking.k8s.io"]
-  resources: ["gateways/status", "httproutes/status", "grpcroutes/status"]
+  resources: ["gateways/status", "httproutes/status", "grpcroutes/status", "backendtlspolicies/status"]
   verbs: ["get", "update", "patch"]
+{{- if .Values.gatewayApi.backendTlsConfigMaps }}
+# The CA certificates BackendTLSPolicies name (ConfigMaps, key ca.crt).
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
 # Pomerium's PolicyFilters named by HTTPRoute rules (when their CRD is
 # installed), and their Valid condition.
 - apiGroups: ["gateway.pomerium.io"]

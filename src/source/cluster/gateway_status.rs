@@ -3,12 +3,14 @@
 //! listener's conditions and attached-route count; each HTTPRoute's and
 //! GRPCRoute's `status.parents[]` entries for our Gateways (`Accepted`,
 //! `ResolvedRefs`, with the spec's reasons), leaving other controllers'
-//! entries as they are. Each object is written only when what it says changed, with
+//! entries as they are; each BackendTLSPolicy's `status.ancestors[]`
+//! entries for our Gateways, likewise. Each object is written only when what it says changed, with
 //! `observedGeneration` set.
 
 use crate::crd::gateway::{
-    GROUP, Gateway, GatewayClass, GatewayStatus, GatewayStatusAddress, GrpcRoute, HttpRoute,
-    ListenerStatus, RouteGroupKind, RouteParentStatus, RouteStatus,
+    BackendTlsPolicy, GROUP, Gateway, GatewayClass, GatewayStatus, GatewayStatusAddress, GrpcRoute,
+    HttpRoute, ListenerStatus, ParentReference, PolicyAncestorStatus, PolicyStatus, RouteGroupKind,
+    RouteParentStatus, RouteStatus,
 };
 use crate::translate::cluster::Cluster;
 use crate::translate::gateway::{ConditionOutcome, GatewayInputs, ListenerOutcome};
@@ -47,6 +49,74 @@ pub(super) async fn write(
     write_classes(client, cluster, outcomes).await;
     write_gateways(client, cluster, outcomes, &own, &shared, unbound).await;
     write_routes(client, cluster, outcomes).await;
+    write_backend_tls(client, cluster, outcomes).await;
+}
+
+/// Each BackendTLSPolicy's `status.ancestors[]`: our entries (one per
+/// Gateway whose routes reach a Service it targets) replaced, other
+/// controllers' kept; written over the status it was computed from.
+async fn write_backend_tls(client: &Client, cluster: &Cluster, outcomes: &GatewayInputs) {
+    for p in &cluster.gateway.backend_tls_policies {
+        let Some(status) = backend_tls_update(p, outcomes) else {
+            continue;
+        };
+        let (ns, name) = (
+            p.metadata.namespace.clone().unwrap_or_default(),
+            p.metadata.name.clone().unwrap_or_default(),
+        );
+        let api: Api<BackendTlsPolicy> = Api::namespaced(client.clone(), &ns);
+        patch(&api, &name, &over(&p.metadata, &status)).await;
+    }
+}
+
+/// A BackendTLSPolicy's new status, or `None` when it says what the
+/// policy's status already says.
+fn backend_tls_update(p: &BackendTlsPolicy, outcomes: &GatewayInputs) -> Option<PolicyStatus> {
+    let controller = crate::translate::gateway::CONTROLLER;
+    let ns = p.metadata.namespace.as_deref().unwrap_or("");
+    let name = p.metadata.name.as_deref().unwrap_or("");
+    let outcome = outcomes
+        .backend_tls
+        .iter()
+        .find(|o| o.namespace == ns && o.name == name)?;
+    let current = p.status.clone().unwrap_or_default().ancestors;
+    let ours = outcome.ancestors.iter().map(|a| {
+        let old = current
+            .iter()
+            .find(|c| c.ancestor_ref == *a && c.controller_name == controller)
+            .map(|c| c.conditions.as_slice())
+            .unwrap_or(&[]);
+        let generation = outcome.generation;
+        PolicyAncestorStatus {
+            ancestor_ref: a.clone(),
+            controller_name: controller.into(),
+            conditions: vec![
+                condition(old, "Accepted", &outcome.accepted, "Accepted", generation),
+                condition(
+                    old,
+                    "ResolvedRefs",
+                    &outcome.resolved_refs,
+                    "ResolvedRefs",
+                    generation,
+                ),
+            ],
+        }
+    });
+    let mut ancestors: Vec<PolicyAncestorStatus> = current
+        .iter()
+        .filter(|c| c.controller_name != controller)
+        .cloned()
+        .collect();
+    ancestors.extend(ours);
+    let view = |a: &PolicyAncestorStatus| {
+        (
+            a.ancestor_ref.clone(),
+            a.controller_name.clone(),
+            a.conditions.clone(),
+        )
+    };
+    let unchanged = same_entries(&current, &ancestors, view);
+    (!unchanged).then_some(PolicyStatus { ancestors })
 }
 
 async fn write_classes(client: &Client, cluster: &Cluster, outcomes: &GatewayInputs) {
@@ -126,14 +196,7 @@ async fn write_gateways(
         let status = gateway_status(g, &outcomes.listeners, addresses, unbound);
         if g.status.as_ref() != Some(&status) && !same_gateway(g.status.as_ref(), &status) {
             let api: Api<Gateway> = Api::namespaced(client.clone(), &ns);
-            // Written only over the status it was computed from: a condition
-            // another controller added since is not overwritten (the write
-            // conflicts, and the change that caused it is translated anew).
-            let body = serde_json::json!({
-                "metadata": {"resourceVersion": g.metadata.resource_version},
-                "status": status,
-            });
-            patch(&api, &name, &body).await;
+            patch(&api, &name, &over(&g.metadata, &status)).await;
         }
     }
 }
@@ -145,9 +208,20 @@ async fn write_routes(client: &Client, cluster: &Cluster, outcomes: &GatewayInpu
             continue;
         };
         let api: Api<HttpRoute> = Api::namespaced(client.clone(), &ns);
-        patch(&api, &name, &serde_json::json!({ "status": status })).await;
+        patch(&api, &name, &over(&r.metadata, &status)).await;
     }
     write_grpc_routes(client, cluster, outcomes).await;
+}
+
+/// A status patch written only over the object it was computed from
+/// (`resourceVersion`): an entry another controller added since is not
+/// dropped (the write conflicts, and the change that caused the conflict
+/// is translated anew).
+fn over(meta: &ObjectMeta, status: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::json!({
+        "metadata": {"resourceVersion": meta.resource_version},
+        "status": status,
+    })
 }
 
 /// GRPCRoute `status.parents[]`, as for HTTPRoutes.
@@ -158,7 +232,7 @@ async fn write_grpc_routes(client: &Client, cluster: &Cluster, outcomes: &Gatewa
             continue;
         };
         let api: Api<GrpcRoute> = Api::namespaced(client.clone(), &ns);
-        patch(&api, &name, &serde_json::json!({ "status": status })).await;
+        patch(&api, &name, &over(&r.metadata, &status)).await;
     }
 }
 
@@ -209,14 +283,14 @@ fn route_update(
         .cloned()
         .collect();
     parents.extend(ours);
-    let unchanged = parents.len() == current.len()
-        && parents.iter().all(|p| {
-            current.iter().any(|c| {
-                c.parent_ref == p.parent_ref
-                    && c.controller_name == p.controller_name
-                    && same(&c.conditions, &p.conditions)
-            })
-        });
+    let view = |p: &RouteParentStatus| {
+        (
+            p.parent_ref.clone(),
+            p.controller_name.clone(),
+            p.conditions.clone(),
+        )
+    };
+    let unchanged = same_entries(&current, &parents, view);
     (!unchanged).then_some((ns, name, RouteStatus { parents }))
 }
 
@@ -416,6 +490,23 @@ fn condition(
     }
 }
 
+/// Whether two lists of per-parent entries (a route's `parents`, a
+/// policy's `ancestors`), each seen through `view` as its reference,
+/// controller and conditions, say the same (times aside).
+fn same_entries<T>(
+    current: &[T],
+    new: &[T],
+    view: impl Fn(&T) -> (ParentReference, String, Vec<Condition>),
+) -> bool {
+    new.len() == current.len()
+        && new.iter().map(&view).all(|(r, controller, conditions)| {
+            current
+                .iter()
+                .map(&view)
+                .any(|(cr, cc, cconds)| cr == r && cc == controller && same(&cconds, &conditions))
+        })
+}
+
 /// Whether two condition lists say the same (times aside).
 fn same(a: &[Condition], b: &[Condition]) -> bool {
     let key = |c: &Condition| {
@@ -455,8 +546,83 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::gateway::ParentReference;
     use crate::translate::gateway::ParentOutcome;
+
+    #[test]
+    fn a_backend_tls_policy_status_keeps_other_controllers_and_follows_its_generation() {
+        let gateway = |name: &str| ParentReference {
+            group: Some(GROUP.into()),
+            kind: Some("Gateway".into()),
+            namespace: Some("infra".into()),
+            name: name.into(),
+            ..ParentReference::default()
+        };
+        let outcomes = |generation| GatewayInputs {
+            backend_tls: vec![crate::translate::gateway::BackendTlsOutcome {
+                namespace: "app".into(),
+                name: "p".into(),
+                generation: Some(generation),
+                ancestors: vec![gateway("gw")],
+                accepted: Err(("NoValidCACertificate".into(), "no ca.crt".into())),
+                resolved_refs: Err(("InvalidCACertificateRef".into(), "no ca.crt".into())),
+            }],
+            ..GatewayInputs::default()
+        };
+        let theirs = PolicyAncestorStatus {
+            ancestor_ref: gateway("unmanaged"),
+            controller_name: "example.com/other".into(),
+            conditions: vec![condition(&[], "Accepted", &Ok(()), "Accepted", Some(1))],
+        };
+        let mut policy: BackendTlsPolicy = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "app", "generation": 4},
+            "spec": {"targetRefs": [], "validation": {"hostname": "a.example.com"}}
+        }))
+        .unwrap();
+        policy.status = Some(PolicyStatus {
+            ancestors: vec![theirs.clone()],
+        });
+        let status = backend_tls_update(&policy, &outcomes(4)).unwrap();
+        assert_eq!(status.ancestors.len(), 2);
+        assert_eq!(
+            status.ancestors[0], theirs,
+            "another controller's entry is kept as it is"
+        );
+        let ours = &status.ancestors[1];
+        assert_eq!(ours.ancestor_ref, gateway("gw"));
+        assert_eq!(ours.controller_name, crate::translate::gateway::CONTROLLER);
+        let seen: Vec<_> = ours
+            .conditions
+            .iter()
+            .map(|c| {
+                (
+                    c.type_.as_str(),
+                    c.status.as_str(),
+                    c.reason.as_str(),
+                    c.observed_generation,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("Accepted", "False", "NoValidCACertificate", Some(4)),
+                ("ResolvedRefs", "False", "InvalidCACertificateRef", Some(4)),
+            ]
+        );
+        policy.status = Some(status);
+        assert!(
+            backend_tls_update(&policy, &outcomes(4)).is_none(),
+            "written once"
+        );
+        let bumped = backend_tls_update(&policy, &outcomes(5)).unwrap();
+        assert_eq!(bumped.ancestors[0], theirs);
+        assert!(
+            bumped.ancestors[1]
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(5))
+        );
+    }
 
     #[test]
     fn a_route_status_takes_only_its_own_kinds_outcomes_and_keeps_other_controllers() {

@@ -1,12 +1,12 @@
 //! Pomerium's `PolicyFilter` kind (`gateway.pomerium.io/v1alpha1`),
 //! watched only when the API server serves it and the controller may list
 //! it (the chart grants it), like the Gateway API kinds; its `Valid`
-//! condition written by the Lease holder. Also the `Attached` condition of
-//! Policies that target Gateways.
+//! condition written by the Lease holder. Also the `Attached` condition and
+//! the `status.ancestors` (GEP-713) of Policies that target Gateways.
 
 use super::Stores;
 use crate::crd::policy_filter::{GROUP, PolicyFilter};
-use crate::crd::{Condition, Policy, WatchedPolicy};
+use crate::crd::{AncestorRef, Condition, Policy, PolicyAncestorStatus, WatchedPolicy};
 use crate::translate::cluster::PolicyOutcome;
 use crate::translate::gateway::{PolicyFilterOutcome, TargetOutcome};
 use kube::api::{Api, Patch, PatchParams};
@@ -192,7 +192,9 @@ pub(super) async fn write_policy_status(
             target.and_then(|t| next_condition(old, "Attached", attached(t), o.generation)),
         );
         let stale = target.is_none() && old.iter().any(|c| c.type_ == "Attached");
-        if changed.is_empty() && !stale {
+        let old_ancestors = p.status.as_ref().map(|s| s.ancestors.as_slice());
+        let ancestors = next_ancestors(old_ancestors.unwrap_or(&[]), o, target);
+        if changed.is_empty() && !stale && ancestors.is_none() {
             continue;
         }
         let mut conditions: Vec<Condition> = old
@@ -202,9 +204,58 @@ pub(super) async fn write_policy_status(
             .cloned()
             .collect();
         conditions.extend(changed);
+        let mut status = serde_json::json!({"conditions": conditions});
+        if let Some(a) = ancestors {
+            status["ancestors"] = serde_json::json!(a);
+        }
         let api: Api<Policy> = Api::namespaced(client.clone(), &o.namespace);
-        patch_conditions(&api, &o.name, conditions).await;
+        patch_status(&api, &o.name, status).await;
     }
+}
+
+/// A Policy's `status.ancestors` (GEP-713) when they change: other
+/// controllers' entries as they are, then one entry per Gateway the Policy
+/// takes effect on with `Accepted` (`True`, reason `Accepted`, when its
+/// rules compile; `False`, `Invalid`, otherwise). `None`: unchanged.
+fn next_ancestors(
+    old: &[PolicyAncestorStatus],
+    o: &PolicyOutcome,
+    target: Option<&TargetOutcome>,
+) -> Option<Vec<PolicyAncestorStatus>> {
+    let controller = crate::translate::gateway::CONTROLLER;
+    let verdict = match &o.error {
+        None => ("True", "Accepted", "the rules compile".to_string()),
+        Some(e) => ("False", "Invalid", e.clone()),
+    };
+    let mut changed = false;
+    let mut out: Vec<PolicyAncestorStatus> = old
+        .iter()
+        .filter(|a| a.controller_name != controller)
+        .cloned()
+        .collect();
+    let gateways = target.map(|t| t.ancestors.as_slice()).unwrap_or(&[]);
+    for (ns, name) in gateways {
+        let ancestor_ref = AncestorRef {
+            group: Some(crate::crd::gateway::GROUP.into()),
+            kind: Some("Gateway".into()),
+            namespace: Some(ns.clone()),
+            name: name.clone(),
+            section_name: None,
+        };
+        let before = old
+            .iter()
+            .find(|a| a.controller_name == controller && a.ancestor_ref == ancestor_ref);
+        let conditions = before.map(|a| a.conditions.as_slice()).unwrap_or(&[]);
+        let next = next_condition(conditions, "Accepted", verdict.clone(), o.generation);
+        changed |= before.is_none() || next.is_some();
+        out.push(PolicyAncestorStatus {
+            ancestor_ref,
+            controller_name: controller.into(),
+            conditions: next.map_or_else(|| conditions.to_vec(), |c| vec![c]),
+        });
+    }
+    changed |= old.len() != out.len();
+    changed.then_some(out)
 }
 
 /// `Accepted`: the rules compile (with or without warnings), or not.
@@ -239,11 +290,102 @@ async fn patch_conditions<K>(api: &Api<K>, name: &str, conditions: Vec<Condition
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let body = serde_json::json!({"status": {"conditions": conditions}});
+    patch_status(api, name, serde_json::json!({"conditions": conditions})).await;
+}
+
+async fn patch_status<K>(api: &Api<K>, name: &str, status: serde_json::Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let body = serde_json::json!({"status": status});
     if let Err(e) = api
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
         .await
     {
         tracing::warn!(object = %name, error = %e, "cannot write the status");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(error: Option<&str>, generation: i64) -> PolicyOutcome {
+        PolicyOutcome {
+            namespace: "apps".into(),
+            name: "p".into(),
+            generation: Some(generation),
+            error: error.map(str::to_string),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn target(gateways: &[(&str, &str)]) -> TargetOutcome {
+        TargetOutcome {
+            namespace: "apps".into(),
+            name: "p".into(),
+            generation: Some(1),
+            attached: Vec::new(),
+            missing: Vec::new(),
+            ancestors: gateways
+                .iter()
+                .map(|(n, g)| (n.to_string(), g.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn policy_ancestors_follow_the_gateways_and_keep_other_controllers() {
+        let theirs = PolicyAncestorStatus {
+            ancestor_ref: AncestorRef {
+                name: "other".into(),
+                ..AncestorRef::default()
+            },
+            controller_name: "example.com/other".into(),
+            conditions: Vec::new(),
+        };
+        let t = target(&[("infra", "edge"), ("infra", "internal")]);
+        let first = next_ancestors(std::slice::from_ref(&theirs), &outcome(None, 1), Some(&t))
+            .expect("new entries are written");
+        assert_eq!(first.len(), 3);
+        assert_eq!(first[0], theirs);
+        let names: Vec<&str> = first[1..]
+            .iter()
+            .map(|a| a.ancestor_ref.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["edge", "internal"]);
+        for a in &first[1..] {
+            assert_eq!(a.controller_name, crate::translate::gateway::CONTROLLER);
+            assert_eq!(a.ancestor_ref.kind.as_deref(), Some("Gateway"));
+            assert_eq!(a.ancestor_ref.namespace.as_deref(), Some("infra"));
+            let c = &a.conditions[0];
+            assert_eq!(
+                (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
+                ("Accepted", "True", "Accepted")
+            );
+            assert_eq!(c.observed_generation, Some(1));
+        }
+        // The same outcome again: nothing to write.
+        assert!(next_ancestors(&first, &outcome(None, 1), Some(&t)).is_none());
+        // Rules that no longer compile, at a new generation: False, Invalid.
+        let broken = next_ancestors(&first, &outcome(Some("bad rule"), 2), Some(&t)).unwrap();
+        let c = &broken[1].conditions[0];
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str(), c.observed_generation),
+            ("False", "Invalid", Some(2))
+        );
+        // A Gateway it no longer affects loses its entry; targets gone: only
+        // the other controller's entry is left.
+        let fewer = next_ancestors(
+            &first,
+            &outcome(None, 1),
+            Some(&target(&[("infra", "edge")])),
+        )
+        .unwrap();
+        assert_eq!(fewer.len(), 2);
+        assert_eq!(
+            next_ancestors(&first, &outcome(None, 1), None).unwrap(),
+            vec![theirs]
+        );
     }
 }

@@ -179,6 +179,30 @@ async fn a_policy_applied_to_an_httproute_guards_it_on_a_cluster_and_reports_att
         &format!("attached to HTTPRoute {ns}/team"),
     )
     .await;
+    // GEP-713 status: the Gateway accepting the targeted route is its
+    // ancestor; a Policy whose target is missing has none.
+    let ancestors = |name: &'static str| {
+        [
+            "get".to_string(),
+            "policy.jetbridge.dev".into(),
+            name.into(),
+            "-n".into(),
+            ns.clone(),
+            "-o".into(),
+            "jsonpath={range .status.ancestors[*]}{.ancestorRef.kind} {.ancestorRef.namespace}/{.ancestorRef.name} {.controllerName} {.conditions[0].status} {.conditions[0].reason};{end}".into(),
+        ]
+    };
+    let args = ancestors("team-only");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    wait_for_jsonpath(
+        &c.kube,
+        &args,
+        &format!("Gateway {ns}/edge jetbridge.dev/gateway-controller True Accepted;"),
+    )
+    .await;
+    let args = ancestors("stray");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    wait_for_jsonpath(&c.kube, &args, "").await;
     // Deleted: the route is public again.
     c.kube.ok(
         &["delete", "policy.jetbridge.dev", "team-only", "-n", &ns],
