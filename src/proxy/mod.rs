@@ -186,7 +186,8 @@ impl Proxy {
         let started = Instant::now();
         client_addr::resolve(&self.client_addr, &mut conn, req.headers());
         let id = request_id();
-        let json = wants_json(req.headers().get(header::ACCEPT));
+        // Read for an error page only (most requests make none).
+        let accept = req.headers().get(header::ACCEPT).cloned();
         let method = req.method().clone();
         let span = trace::Server::start(&req);
         let snapshot = self.reader.load();
@@ -210,7 +211,7 @@ impl Proxy {
                 if e.is_upstream_failure() {
                     self.metrics.upstream_error(cx.label);
                 }
-                error_response(&e, &id, json)
+                error_response(&e, &id, wants_json(accept.as_ref()))
             }
         };
         if let (Some(c), Some(s)) = (cx.set_cookie.take(), &snapshot) {
@@ -321,7 +322,7 @@ impl Proxy {
             cx.label = "well-known";
             return Some(Outcome::Respond(resp));
         }
-        let json = wants_json(req.headers().get(header::ACCEPT));
+        let json = || wants_json(req.headers().get(header::ACCEPT));
         let query = target.query.as_deref();
         // The endpoints below are rare beside proxied requests and their
         // futures large (sign-in calls the identity provider): boxed, so
@@ -333,7 +334,7 @@ impl Proxy {
                 &target.path,
                 query,
                 cx.id,
-                json,
+                json(),
             ))
             .await
         {
@@ -383,7 +384,7 @@ impl Proxy {
             query,
             session.as_ref(),
             cx.id,
-            json,
+            json(),
         ))
         .await?;
         cx.label = "pomerium";

@@ -139,11 +139,11 @@ fn clean_head(
     let consumed = route.uses_session() && route.bearer_token_format != BearerTokenFormat::Default;
     auth::credentials::remove_programmatic_token(h, consumed);
     let conn = input.conn;
-    let client = conn.client.to_string();
+    let client = headers::IpText::new(conn.client);
     headers::set_forwarded(
         h,
         conn.forwarded_for.as_ref(),
-        &client,
+        client.as_str(),
         host,
         if conn.tls { "https" } else { "http" },
     );
