@@ -8,6 +8,12 @@
 //! Before measuring, the resident memory a snapshot adds is printed per
 //! route (RSS before and after building and keeping one).
 //!
+//! B4, one change: a driver that has published the cluster's snapshot
+//! gets one EndpointSlice changed (its address, alternating between two),
+//! and `from_cluster` + `Driver::publish` run again: the routes whose
+//! inputs did not change are taken from the running snapshot, the changed
+//! one is rebuilt, and the new snapshot is published.
+//!
 //! Run: `cargo bench --bench translate`.
 
 use std::hint::black_box;
@@ -15,6 +21,7 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use jetbridge::translate::cluster::{Cluster, ClusterSettings, from_cluster};
+use jetbridge::translate::driver::Driver;
 use jetbridge::translate::{GlobalInputs, Inputs, translate};
 
 const SIZES: &[usize] = &[1_000, 10_000, 50_000];
@@ -73,13 +80,47 @@ fn objects(n: usize) -> Cluster {
     c
 }
 
-fn run(c: &Cluster, global: &GlobalInputs) -> jetbridge::model::Snapshot {
+fn inputs(c: &Cluster, global: &GlobalInputs) -> Inputs {
     let out = from_cluster(c, &ClusterSettings::default());
-    translate(&Inputs {
+    Inputs {
         global: global.clone(),
         routes: out.routes,
         diagnostics: out.diagnostics,
-    })
+    }
+}
+
+fn run(c: &Cluster, global: &GlobalInputs) -> jetbridge::model::Snapshot {
+    translate(&inputs(c, global))
+}
+
+/// The EndpointSlice of the middle Ingress with the address `10.255.0.<last>`.
+fn changed_slice(c: &Cluster, last: u8) -> Arc<k8s_openapi::api::discovery::v1::EndpointSlice> {
+    let mut s = (*c.slices[c.slices.len() / 2]).clone();
+    s.endpoints[0].addresses = vec![format!("10.255.0.{last}")];
+    Arc::new(s)
+}
+
+fn one_change(c: &mut Criterion, global: &GlobalInputs) {
+    let mut group = c.benchmark_group("one_change");
+    group.sample_size(10);
+    for &n in SIZES {
+        let mut cluster = objects(n);
+        let mut driver = Driver::new();
+        driver.publish(inputs(&cluster, global), 0);
+        let variants = [changed_slice(&cluster, 1), changed_slice(&cluster, 2)];
+        let at = cluster.slices.len() / 2;
+        let mut turn = 0usize;
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| {
+                turn += 1;
+                cluster.slices[at] = variants[turn % 2].clone();
+                let applied = driver.publish(inputs(&cluster, global), 0);
+                assert!(applied.generation.is_some());
+                black_box(applied)
+            })
+        });
+    }
+    group.finish();
 }
 
 fn rss_bytes() -> usize {
@@ -116,6 +157,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+    one_change(c, &global);
 }
 
 criterion_group!(benches, bench);

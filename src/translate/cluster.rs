@@ -360,7 +360,7 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
         .map(|a| a.as_ref())
         .filter(|i| managed(i, &classes.names, classes.default_is_ours))
         .collect();
-    ingresses.sort_by_key(|i| (created(i), key(&i.metadata.namespace, &i.metadata.name)));
+    ingresses.sort_by_cached_key(|i| (created(i), key(&i.metadata.namespace, &i.metadata.name)));
     let read: Vec<ReadIngress> = ingresses
         .into_iter()
         .map(|ing| read_ingress(ing, s, &idx, &policies, &mut out))

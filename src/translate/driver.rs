@@ -5,7 +5,8 @@
 //! one, and the diagnostics go back to the source to report where the user
 //! looks.
 
-use super::{Inputs, translate};
+use super::Inputs;
+use super::incremental::Memo;
 use crate::model::{Diagnostic, Snapshot};
 use crate::snapshot::{KeyHistory, Publisher, SnapshotReader};
 
@@ -18,11 +19,14 @@ pub struct Applied {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Translate → check → publish-if-changed, with the signing-key history.
+/// Translate → check → publish-if-changed, with the signing-key history
+/// and the routes of the last translation (a change rebuilds only the
+/// routes whose inputs it changed).
 #[derive(Default)]
 pub struct Driver {
     publisher: Publisher,
     history: KeyHistory,
+    memo: Memo,
 }
 
 impl Driver {
@@ -47,7 +51,7 @@ impl Driver {
     ) -> Result<Applied, E> {
         let mut history = self.history.clone();
         inputs.global.retired_keys = history.update(&inputs.global.keys, now);
-        let snapshot = translate(&inputs);
+        let snapshot = self.memo.translate(&inputs);
         accept(&snapshot)?;
         self.history = history;
         let diagnostics = snapshot.diagnostics.clone();
