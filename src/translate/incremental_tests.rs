@@ -145,7 +145,11 @@ fn apply(c: &mut Cluster, change: &Change) {
     match change {
         PutIngress { ns, name, .. } => {
             let (ns, name) = n(ns, name);
-            put(&mut c.ingresses, (ns, name), Some(obj(ingress(ns, name, change))));
+            put(
+                &mut c.ingresses,
+                (ns, name),
+                Some(obj(ingress(ns, name, change))),
+            );
         }
         DeleteIngress(ns, name) => put(&mut c.ingresses, n(ns, name), None),
         PutService(ns, name, port) => {
@@ -296,5 +300,8 @@ fn an_unchanged_route_is_shared_and_a_changed_one_rebuilt() {
     other.pass_identity_headers = !other.pass_identity_headers;
     let again = memo.translate(&inputs(&cluster, &other));
     assert!(!Arc::ptr_eq(&after.routes[0], &again.routes[0]));
-    assert_ne!(after.routes[0].pass_identity_headers, again.routes[0].pass_identity_headers);
+    assert_ne!(
+        after.routes[0].pass_identity_headers,
+        again.routes[0].pass_identity_headers
+    );
 }

@@ -995,7 +995,10 @@ fn not_by_wildcard(
 /// The hosts whose handshakes ask for a client certificate: those of
 /// routes with a `tls_downstream_client_ca` (an invalid one makes its route
 /// deny, so it asks nothing).
-fn client_auth_names(routes: &[Arc<Route>], global: Option<&DownstreamMtls>) -> Option<ClientAuthNames> {
+fn client_auth_names(
+    routes: &[Arc<Route>],
+    global: Option<&DownstreamMtls>,
+) -> Option<ClientAuthNames> {
     let mut names = ClientAuthNames::default();
     let mut fingerprint: Vec<String> = Vec::new();
     if let Some(g) = global {
