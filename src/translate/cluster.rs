@@ -27,7 +27,7 @@ use crate::settings::RouteOptions;
 use k8s_openapi::api::core::v1::{Secret, Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{
-    Ingress, IngressBackend, IngressClass, IngressServiceBackend,
+    Ingress, IngressBackend, IngressClass, IngressServiceBackend, IngressSpec,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::{BTreeMap, HashMap};
@@ -531,7 +531,8 @@ fn entries(
     object: &ObjectRef,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<Entry> {
-    let spec = ing.spec.clone().unwrap_or_default();
+    let none = IngressSpec::default();
+    let spec = ing.spec.as_ref().unwrap_or(&none);
     let mut entries: Vec<Entry> = Vec::new();
     for rule in spec.rules.iter().flatten() {
         let host = match rule.host.as_deref().filter(|h| !h.is_empty()) {
@@ -845,7 +846,8 @@ fn certificates(
     owners: &HashMap<String, Vec<ObjectRef>>,
     out: &mut ClusterInputs,
 ) {
-    let spec = r.ing.spec.clone().unwrap_or_default();
+    let none = IngressSpec::default();
+    let spec = r.ing.spec.as_ref().unwrap_or(&none);
     let rule_hosts: Vec<String> = spec
         .rules
         .iter()
@@ -992,10 +994,11 @@ impl Reading {
 /// setting applies), different ones a problem naming every key.
 fn read_annotations(ing: &Ingress, prefixes: &[String]) -> Annotations {
     let mut a = Annotations::default();
-    let all = ing.metadata.annotations.clone().unwrap_or_default();
+    let none = BTreeMap::new();
+    let all = ing.metadata.annotations.as_ref().unwrap_or(&none);
     // key → the annotations that set it, in annotation order.
     let mut by_key: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
-    for (full, raw) in &all {
+    for (full, raw) in all {
         if full == STATUS_ANNOTATION {
             continue;
         }
@@ -1327,10 +1330,11 @@ pub(super) fn backends(
         .services
         .get(&(ns, svc_ref.name.as_str()))
         .ok_or_else(|| format!("backend: Service {ns}/{} not found", svc_ref.name))?;
-    let spec = svc.spec.clone().unwrap_or_default();
-    let port = service_port(ns, svc_ref, &spec)?;
+    let none = ServiceSpec::default();
+    let spec = svc.spec.as_ref().unwrap_or(&none);
+    let port = service_port(ns, svc_ref, spec)?;
     if spec.type_.as_deref() == Some("ExternalName") {
-        return external_name(guard, ns, &svc_ref.name, &spec, scheme, port.port);
+        return external_name(guard, ns, &svc_ref.name, spec, scheme, port.port);
     }
     let upstream = |authority: String| Upstream {
         scheme,
