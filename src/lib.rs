@@ -18,5 +18,6 @@ pub mod settings;
 pub mod snapshot;
 pub mod source;
 pub mod telemetry;
+pub mod traces;
 pub mod translate;
 pub mod verify;

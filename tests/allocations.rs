@@ -31,8 +31,12 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Heap allocations (and reallocations) the proxy may make for one public
-/// keep-alive HTTP/1.1 request after warm-up: today's count.
-const MAX_ALLOCATIONS_PER_REQUEST: u64 = 40;
+/// keep-alive HTTP/1.1 request after warm-up: today's count (35.06 with the
+/// worker's own HTTP/1.1 client, rounded up).
+const MAX_ALLOCATIONS_PER_REQUEST: u64 = 36;
+/// The same with the own client turned off (`JETBRIDGE_H1_FAST=0`: hyper's
+/// client on the worker's connections; 39.06).
+const MAX_ALLOCATIONS_PER_REQUEST_HYPER: u64 = 40;
 
 /// The system allocator, counting allocations of threads not excluded.
 struct Counting;
@@ -105,9 +109,13 @@ async fn a_public_keep_alive_request_allocates_no_more_than_the_committed_bound(
     let per_request = (COUNTED.load(Ordering::SeqCst) - before) as f64 / N as f64;
 
     println!("heap allocations per public keep-alive request: {per_request:.2}");
+    let bound = match std::env::var("JETBRIDGE_H1_FAST").as_deref() {
+        Ok("0") => MAX_ALLOCATIONS_PER_REQUEST_HYPER,
+        _ => MAX_ALLOCATIONS_PER_REQUEST,
+    };
     assert!(
-        per_request <= MAX_ALLOCATIONS_PER_REQUEST as f64,
-        "{per_request:.2} allocations per request, more than the bound {MAX_ALLOCATIONS_PER_REQUEST}"
+        per_request <= bound as f64,
+        "{per_request:.2} allocations per request, more than the bound {bound}"
     );
     // One upstream connection carried every request.
     assert_eq!(upstream.connections(), 1);

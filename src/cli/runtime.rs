@@ -43,6 +43,21 @@ pub fn init_tracing(flag: Option<&str>, cfg: &jetbridge::settings::ConfigFile) -
         cfg.access_log.unwrap_or(true),
     );
     cfg.apply_decision_log();
+    init_traces(cfg)
+}
+
+/// Starts exporting spans when the config file (or the environment) asks
+/// for it; a setting that cannot be used stops the start.
+fn init_traces(cfg: &jetbridge::settings::ConfigFile) -> Result<()> {
+    let Some(settings) = cfg.traces().settings()? else {
+        return Ok(());
+    };
+    jetbridge::traces::init(&settings)?;
+    tracing::info!(
+        endpoint = %settings.traces_url,
+        sample_rate = settings.sample_rate,
+        "exporting traces by OTLP"
+    );
     Ok(())
 }
 
@@ -93,5 +108,7 @@ pub async fn serve_data_plane(
     };
     tracing::info!(address = %listeners.https, port = https.port(), workers, config = %source_name, "{kind}");
     running.wait().await;
+    // The spans still queued are exported before the process ends.
+    let _ = tokio::task::spawn_blocking(jetbridge::traces::shutdown).await;
     Ok(())
 }

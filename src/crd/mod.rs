@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
     group = "jetbridge.dev",
     version = "v1",
     kind = "Policy",
-    doc = "A reusable set of access rules (PPL) that Ingresses in the same namespace reference with the jetbridge.dev/policy_ref annotation and HTTPRoute rules name in an ExtensionRef filter; with targetRefs, the baseline of Gateways. Its Accepted condition says whether the rules compile, Attached which targets were found.",
+    doc = "A reusable set of access rules (PPL) that Ingresses in the same namespace reference with the jetbridge.dev/policy_ref annotation and HTTPRoute rules name in an ExtensionRef filter; with targetRefs, the access of whole HTTPRoutes or GRPCRoutes and the baseline of Gateways. Its Accepted condition says whether the rules compile, Attached which targets were found.",
     plural = "policies",
     shortname = "jbpolicy",
     namespaced,
@@ -51,11 +51,14 @@ pub struct PolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "ppl_rules")]
     pub rules: Option<Vec<serde_json::Value>>,
-    /// Gateways (Gateway API) in this Policy's namespace whose routes this
-    /// Policy applies to as a baseline: its `deny` rules hold on every route
-    /// attached to the Gateway, and its `allow` rules are the access of the
-    /// routes that name no Policy of their own. The `Attached` condition
-    /// says which targets were found.
+    /// Gateway API objects in this Policy's namespace it applies to (policy
+    /// attachment): an HTTPRoute or GRPCRoute, whose every rule it guards
+    /// (its `deny` rules hold on each rule; its `allow` rules are the access
+    /// of the rules that name no Policy in an `ExtensionRef` filter), or a
+    /// Gateway, whose routes it guards as a baseline (its `deny` rules hold
+    /// on every route attached to the Gateway; its `allow` rules are the
+    /// access of the rules that name no Policy and whose route no Policy
+    /// targets). The `Attached` condition says which targets were found.
     #[serde(default, rename = "targetRefs", skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub target_refs: Vec<PolicyTargetRef>,
@@ -81,14 +84,15 @@ pub struct PolicySpec {
     pub jwt_claims_headers: BTreeMap<String, String>,
 }
 
-/// A Gateway this Policy applies to, in the Policy's namespace.
+/// A Gateway, HTTPRoute or GRPCRoute this Policy applies to, in the Policy's
+/// namespace.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 pub struct PolicyTargetRef {
     /// The target's API group: `gateway.networking.k8s.io`.
     pub group: String,
-    /// The target's kind: `Gateway`.
+    /// The target's kind: `Gateway`, `HTTPRoute` or `GRPCRoute`.
     pub kind: String,
-    /// The Gateway's name.
+    /// The target's name.
     pub name: String,
 }
 
@@ -100,8 +104,9 @@ pub struct PolicyStatus {
     /// in the message, e.g. a rule that can never match), `False` with the
     /// located compile error otherwise (routes that reference it then deny).
     /// `Attached`, for a Policy with `targetRefs`: `True` (reason
-    /// `Attached`) naming the Gateways found, `False` (`TargetNotFound`)
-    /// naming the targets that are missing or not Gateways jetbridge serves.
+    /// `Attached`) naming the targets found, `False` (`TargetNotFound`)
+    /// naming the targets that are missing: a Gateway jetbridge does not
+    /// serve, a route no Gateway of jetbridge's accepts, another kind.
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }

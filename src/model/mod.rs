@@ -46,6 +46,10 @@ pub struct Snapshot {
     /// The routes served on the plain-HTTP listener (a Gateway's `HTTP`
     /// listeners); a request it has no route for is redirected to HTTPS.
     pub plain_table: RouteTable,
+    /// The ACME HTTP-01 challenge answers (cert-manager's solver
+    /// Ingresses, one exact path each), served on the plain-HTTP listener
+    /// without sign-in before anything else there.
+    pub acme_challenges: RouteTable,
     /// The route tables of the Gateway ports, by the proxy port each is
     /// served on (its Gateway's routes only).
     pub gateway_tables: BTreeMap<u16, GatewayTable>,
@@ -106,8 +110,21 @@ impl Snapshot {
         path: &str,
         request: &conditions::RequestView<'_>,
     ) -> Option<&Route> {
-        self.table_at(at.into())?
+        let at = at.into();
+        if at == routing::TableRef::Shared(routing::Scheme::Plain)
+            && let Some(r) = self.acme_challenge(host, path)
+        {
+            return Some(r);
+        }
+        self.table_at(at)?
             .lookup_request(host, path, Some(request))
+            .and_then(|i| self.routes.get(i).map(AsRef::as_ref))
+    }
+    /// The ACME HTTP-01 challenge answer for `host` and `path`, if a
+    /// solver serves exactly that.
+    pub fn acme_challenge(&self, host: &str, path: &str) -> Option<&Route> {
+        self.acme_challenges
+            .lookup(host, path)
             .and_then(|i| self.routes.get(i).map(AsRef::as_ref))
     }
     /// Whether the plain-HTTP listener answers for `host` itself (a route

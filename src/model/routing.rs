@@ -230,6 +230,10 @@ pub struct Listeners {
     pub plain: bool,
     /// Served on these Gateway ports.
     pub gateway_ports: BTreeSet<GatewayPort>,
+    /// An ACME HTTP-01 challenge answer (a cert-manager solver Ingress's
+    /// one exact path): served on the plain-HTTP listener before its own
+    /// routes and the redirect to HTTPS, and on no other listener.
+    pub acme_challenge: bool,
 }
 
 impl Listeners {
@@ -238,18 +242,28 @@ impl Listeners {
         tls: true,
         plain: false,
         gateway_ports: BTreeSet::new(),
+        acme_challenge: false,
     };
     /// The plain-HTTP listener only.
     pub const PLAIN: Listeners = Listeners {
         tls: false,
         plain: true,
         gateway_ports: BTreeSet::new(),
+        acme_challenge: false,
+    };
+    /// An ACME HTTP-01 challenge answer on the plain-HTTP listener only.
+    pub const ACME_CHALLENGE: Listeners = Listeners {
+        tls: false,
+        plain: false,
+        gateway_ports: BTreeSet::new(),
+        acme_challenge: true,
     };
 
     /// Reachable on every listener of `self` and of `other`.
     pub fn union(mut self, other: Listeners) -> Listeners {
         self.tls |= other.tls;
         self.plain |= other.plain;
+        self.acme_challenge |= other.acme_challenge;
         self.gateway_ports.extend(other.gateway_ports);
         self
     }

@@ -45,6 +45,14 @@ fn rule_name(origin: &RuleOrigin, n: usize) -> String {
     }
 }
 
+/// The Policy (`namespace/name`) whose rule `rule` of `route` decided, and
+/// that rule's name (as lines name it); `None`s when no rule decided.
+pub(super) fn decided_by(route: &Route, rule: Option<usize>) -> (Option<&str>, Option<String>) {
+    let origin = rule.and_then(|n| rule_origin::locate(&route.rule_origins, n));
+    let policy = origin.and_then(|(o, _)| o.policy.as_deref());
+    (policy, origin.map(|(o, n)| rule_name(o, n)))
+}
+
 /// Counts the decision by the Policy (`namespace/name`) whose rule decided,
 /// and writes its line (unless the decision log is off: the rule's name is
 /// formatted only for a line).

@@ -192,6 +192,7 @@ impl Metrics {
         render_gauges(&mut out, g);
         render_idps(&mut out, g.idps);
         render_cert_expiry(&mut out, g.cert_expiry);
+        render_trace_exports(&mut out);
         out
     }
 
@@ -436,6 +437,17 @@ fn label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// `jetbridge_trace_export_failures_total`: span exports the OTLP receiver
+/// did not take (see `crate::traces`).
+fn render_trace_exports(out: &mut String) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "# HELP jetbridge_trace_export_failures_total Span exports to the OTLP receiver that failed (the spans were dropped).\n# TYPE jetbridge_trace_export_failures_total counter\njetbridge_trace_export_failures_total {}",
+        crate::traces::export_failures()
+    );
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ pub mod request;
 mod send;
 pub mod server;
 pub mod sessions;
+mod trace;
 mod tunnel;
 pub mod upstream;
 
@@ -187,6 +188,7 @@ impl Proxy {
         let id = request_id();
         let json = wants_json(req.headers().get(header::ACCEPT));
         let method = req.method().clone();
+        let span = trace::Server::start(&req);
         let snapshot = self.reader.load();
         let mut cx = Ctx {
             id: &id,
@@ -200,7 +202,7 @@ impl Proxy {
                 Outcome::Respond(redirect::redirect_to_https(&req, self.https_port))
             }
             None => Outcome::Error(ProxyError::NotReady),
-            Some(s) => self.pipeline(s, &mut cx, req).await,
+            Some(s) => span.run(self.pipeline(s, &mut cx, req)).await,
         };
         let mut resp = match outcome {
             Outcome::Forward(r) | Outcome::Respond(r) | Outcome::SignIn(r) => r,
@@ -224,6 +226,14 @@ impl Proxy {
         self.metrics
             .observe(cx.label, resp.status().as_u16(), elapsed);
         let trail = &cx.trail;
+        let status = resp.status().as_u16();
+        span.finish(
+            method.as_str(),
+            cx.label,
+            trail.host.as_deref(),
+            &id,
+            status,
+        );
         tracing::info!(
             target: crate::telemetry::ACCESS_TARGET,
             request_id = %id,
@@ -324,10 +334,18 @@ impl Proxy {
         }
         if snapshot.auth.forward_auth_host.as_deref() == Some(target.host.as_str()) {
             cx.label = "forward-auth";
-            return Some(self.forward_auth(snapshot, cx, req, target).await);
+            let check = auth::forward_auth::Check::read(snapshot, req, target);
+            return Some(self.forward_auth(snapshot, cx, req, check).await);
         }
         if !target.path.starts_with(auth::endpoints::POMERIUM_PREFIX) {
             return None;
+        }
+        // A Gateway API ExternalAuth filter's check, in forward-auth mode only.
+        if snapshot.auth.forward_auth_host.is_some()
+            && let Some(check) = auth::forward_auth::Check::external_auth(snapshot, req, target)
+        {
+            cx.label = "forward-auth";
+            return Some(self.forward_auth(snapshot, cx, req, check).await);
         }
         let session = match self
             .session(
@@ -387,7 +405,14 @@ impl Proxy {
         cx.label = &route.id;
         // client certificate, on routes that require one
         if let Some(ca) = &route.client_ca {
-            client_certificate(ca, &cx.conn, &route.id).map_err(Outcome::Error)?;
+            client_certificate(ca, &cx.conn, &route.id).map_err(|e| {
+                if matches!(e, ProxyError::ClientCertificateRequired) {
+                    let reason = "no client certificate the route's CA signed";
+                    let at = decided_at(cx, route, &target, req.method());
+                    decision_log::record(&decision_log::Decided { reason, ..at }, &self.metrics);
+                }
+                Outcome::Error(e)
+            })?;
         }
         let session = self
             .route_session(snapshot, cx, req, route, &target.host)
@@ -432,17 +457,18 @@ impl Proxy {
             .filter(|s| s.idp == route.idp_id()))
     }
 
-    /// A forward-auth check on the `forward_auth_url` host: the route that
-    /// serves the checked URL decides, on the session the browser sent.
+    /// A forward-auth check (on the `forward_auth_url` host, or from a
+    /// Gateway API ExternalAuth filter): the route that serves the checked
+    /// URL decides, on the session the browser sent.
     async fn forward_auth<'s>(
         &self,
         snapshot: &'s Snapshot,
         cx: &mut Ctx<'s>,
         req: &Request<Incoming>,
-        target: &Target,
+        check: Result<auth::forward_auth::Check, ProxyError>,
     ) -> Outcome {
-        use auth::forward_auth::{Check, Mode, allowed};
-        let check = match Check::read(snapshot, req, &target.path, target.query.as_deref()) {
+        use auth::forward_auth::{Mode, allowed};
+        let check = match check {
             Ok(c) => c,
             Err(e) => return Outcome::Error(e),
         };
@@ -532,8 +558,17 @@ fn verdict(
     method: &Method,
     req: &Request<Incoming>,
 ) -> Verdict {
+    let at = || decided_at(cx, route, target, method);
     let program = match &route.access {
-        Access::Invalid(_) => {
+        Access::Invalid(why) => {
+            let reason = format!("invalid route: {why}");
+            decision_log::record(
+                &decision_log::Decided {
+                    reason: &reason,
+                    ..at()
+                },
+                metrics,
+            );
             return Verdict::Refuse(match route.contract {
                 crate::model::Contract::Pomerium => ProxyError::RouteInvalid,
                 crate::model::Contract::GatewayApi => ProxyError::RouteUnresolved,
@@ -541,6 +576,13 @@ fn verdict(
         }
         Access::Public => return Verdict::Allow,
         Access::Policy(_) if route.cors_allow_preflight && is_cors_preflight(method, req) => {
+            let d = decision_log::Decided {
+                allow: true,
+                reason: "CORS preflight let through (cors_allow_preflight)",
+                session,
+                ..at()
+            };
+            decision_log::record(&d, metrics);
             return Verdict::Allow;
         }
         Access::Policy(program) => program,
@@ -554,23 +596,20 @@ fn verdict(
         source_ip: Some(cx.conn.client),
         headers: policy_headers(req, &mut headers),
     };
+    let started = trace::decision_started();
     let decision = program.eval(&Facts {
         user: user.as_ref(),
         request: &facts_req,
         now: time::OffsetDateTime::now_utc(),
     });
+    trace::decision(started, route, &decision);
     decision_log::record(
         &decision_log::Decided {
-            route,
-            request_id: cx.id,
-            method: facts_req.method,
-            host: &target.host,
-            path: &target.path,
-            ip: facts_req.source_ip,
             session,
             allow: decision.allow,
             reason: &decision.reason,
             rule: decision.rule,
+            ..at()
         },
         metrics,
     );
@@ -588,6 +627,28 @@ fn verdict(
         return Verdict::Refuse(ProxyError::Forbidden);
     }
     Verdict::SignIn
+}
+
+/// A decision line's fields that say where: the route, the request and the
+/// client; a denial without a session or rule until the caller says more.
+fn decided_at<'a>(
+    cx: &'a Ctx<'_>,
+    route: &'a Route,
+    target: &'a Target,
+    method: &'a Method,
+) -> decision_log::Decided<'a> {
+    decision_log::Decided {
+        route,
+        request_id: cx.id,
+        method: method.as_str(),
+        host: &target.host,
+        path: &target.path,
+        ip: Some(cx.conn.client),
+        session: None,
+        allow: false,
+        reason: "",
+        rule: None,
+    }
 }
 
 /// What the plain-HTTP listener does with a request.
@@ -619,6 +680,13 @@ fn plain_http<B>(
 ) -> PlainHttp {
     if target.path.starts_with(auth::endpoints::POMERIUM_PREFIX) {
         return PlainHttp::Redirect;
+    }
+    if at == TableRef::Shared(Scheme::Plain)
+        && snapshot
+            .acme_challenge(&target.host, &target.path)
+            .is_some()
+    {
+        return PlainHttp::Serve;
     }
     if at == TableRef::Shared(Scheme::Plain) && !snapshot.plain_http_host(&target.host) {
         let tls_serves = snapshot.host_known(&target.host) || snapshot.table.serves_any_host();
@@ -849,16 +917,19 @@ impl Proxy {
             id: cx.id,
             now: unix_now(),
         };
-        let prepared = prepare::prepare(&input, &admitted, parts)?;
+        let mut prepared = prepare::prepare(&input, &admitted, parts)?;
         mirror::spawn(&self.upstreams, &prepared, cx.id);
-        send::send(
+        let span = trace::Upstream::start(&mut prepared.parts.headers);
+        let sent = send::send(
             &self.upstreams,
             prepared,
             body,
             cx.id,
             &mut cx.trail.upstream,
         )
-        .await
+        .await;
+        span.end(&sent, cx.trail.upstream.as_deref());
+        sent
     }
 }
 

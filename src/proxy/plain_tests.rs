@@ -152,3 +152,73 @@ fn a_gateway_port_answers_from_its_own_routes_alone() {
     // The shared plain-HTTP listener serves both Gateways' routes.
     assert_eq!(decide(&s, "gw.example.com", "/b/x"), PlainHttp::Serve);
 }
+
+#[test]
+fn an_acme_challenge_is_served_on_plain_http_alone_and_nothing_else_of_its_host() {
+    let s = snapshot(&[
+        (
+            "  - {from: https://app.example.com, to: http://127.0.0.1:1, policy: [{allow: {or: [{email: {is: a@example.com}}]}}]}\n",
+            Listeners::TLS,
+        ),
+        (
+            "  - {from: http://app.example.com, path: /.well-known/acme-challenge/tok-1_A, to: http://127.0.0.1:2, allow_public_unauthenticated_access: true}\n",
+            Listeners::ACME_CHALLENGE,
+        ),
+        (
+            "  - {from: http://gw.example.com, prefix: /, to: http://127.0.0.1:1, allow_public_unauthenticated_access: true}\n",
+            Listeners::PLAIN,
+        ),
+    ]);
+    let cases = [
+        (
+            "app.example.com",
+            "/.well-known/acme-challenge/tok-1_A",
+            PlainHttp::Serve,
+        ),
+        // Every other path of the host keeps going to HTTPS (and its policy).
+        (
+            "app.example.com",
+            "/.well-known/acme-challenge/other",
+            PlainHttp::Redirect,
+        ),
+        (
+            "app.example.com",
+            "/.well-known/acme-challenge/tok-1_A/x",
+            PlainHttp::Redirect,
+        ),
+        (
+            "app.example.com",
+            "/.well-known/acme-challenge/",
+            PlainHttp::Redirect,
+        ),
+        ("app.example.com", "/", PlainHttp::Redirect),
+        // The same token on another host is not this challenge.
+        (
+            "other.example.com",
+            "/.well-known/acme-challenge/tok-1_A",
+            PlainHttp::NoRoute,
+        ),
+        (
+            "gw.example.com",
+            "/.well-known/acme-challenge/tok-1_A",
+            PlainHttp::Serve,
+        ),
+    ];
+    for (host, path, want) in cases {
+        assert_eq!(decide(&s, host, path), want, "{host}{path}");
+    }
+    let view = crate::model::conditions::RequestView {
+        method: &http::Method::GET,
+        headers: &http::HeaderMap::new(),
+        query: None,
+    };
+    let path = "/.well-known/acme-challenge/tok-1_A";
+    let on = |at: Scheme, host| s.route_on(at, host, path, &view).map(|r| r.id.as_str());
+    // Over plain HTTP the challenge answers; over HTTPS the host's own
+    // route (with its policy) does, and another host never gets it.
+    assert_eq!(on(Scheme::Plain, "app.example.com"), Some("routes[1]"));
+    assert_eq!(on(Scheme::Tls, "app.example.com"), Some("routes[0]"));
+    assert_eq!(on(Scheme::Plain, "gw.example.com"), Some("routes[2]"));
+    let challenge = s.acme_challenge("app.example.com", path).unwrap();
+    assert!(matches!(challenge.access, Access::Public));
+}

@@ -9,7 +9,7 @@ use super::error::ProxyError;
 use super::headers;
 use super::prepare::Prepared;
 use super::tunnel;
-use super::upstream::{HttpClient, Upstreams};
+use super::upstream::{HttpClient, UpstreamBody, Upstreams};
 use crate::model::filters::apply_response_filters;
 use crate::model::{LoadBalancing, Route, Upstream, UpstreamScheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 /// What one attempt at a target came to.
 enum Attempt {
     /// The target answered.
-    Answered(Response<Incoming>),
+    Answered(Response<UpstreamBody>),
     /// The connection failed: the next target may be tried.
     ConnectFailed,
     /// Failed for good.
@@ -201,7 +201,7 @@ async fn try_target(
 fn answer(
     route: &Route,
     up: &Upstream,
-    resp: Response<Incoming>,
+    resp: Response<UpstreamBody>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     id: &str,
 ) -> Result<Response<Body>, ProxyError> {
@@ -217,7 +217,7 @@ fn answer(
 }
 
 fn finish_response(
-    resp: Response<Incoming>,
+    resp: Response<UpstreamBody>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     idle: std::time::Duration,
 ) -> Response<Body> {

@@ -2,13 +2,12 @@
 //! between the client and the upstream until either closes or nothing
 //! moves for the route's idle timeout.
 
-use hyper::body::Incoming;
 use std::time::{Duration, Instant};
 
 /// Waits for both sides of an upgrade, then copies between them.
-pub(crate) async fn splice(
+pub(crate) async fn splice<B>(
     client: hyper::upgrade::OnUpgrade,
-    upstream: http::Response<Incoming>,
+    upstream: http::Response<B>,
     idle: Duration,
 ) {
     let (Ok(client), Ok(upstream)) = (client.await, hyper::upgrade::on(upstream).await) else {

@@ -3,6 +3,8 @@
 //! a connection is skipped for a short while).
 
 mod h1;
+mod own;
+pub mod wire;
 
 use super::body::Body;
 use crate::model::filters::SharedTls;
@@ -33,14 +35,21 @@ impl crate::identity::oidc::Transport for IdpTransport {
         use http_body_util::BodyExt as _;
         Box::pin(async move {
             let (parts, body) = req.into_parts();
+            let span = super::trace::IdpCall::start(&parts, &body);
             let req = http::Request::from_parts(
                 parts,
                 super::body::boxed(http_body_util::Full::new(bytes::Bytes::from(body))),
             );
-            let resp = tokio::time::timeout(IDP_TIMEOUT, self.0.request(req))
+            let sent = tokio::time::timeout(IDP_TIMEOUT, self.0.request(req))
                 .await
-                .map_err(|_| TransportError::TimedOut)?
-                .map_err(|e| TransportError::Failed(e.to_string()))?;
+                .map_err(|_| TransportError::TimedOut)
+                .and_then(|r| r.map_err(|e| TransportError::Failed(e.to_string())));
+            span.end(
+                sent.as_ref()
+                    .map(|r| r.status().as_u16())
+                    .map_err(|e| e.to_string()),
+            );
+            let resp = sent?;
             let (parts, body) = resp.into_parts();
             let bytes = tokio::time::timeout(
                 IDP_TIMEOUT,
@@ -279,16 +288,23 @@ impl Upstreams {
         up: &Upstream,
         client: &HttpClient,
         mut req: http::Request<Body>,
-    ) -> Result<http::Response<hyper::body::Incoming>, RequestError> {
+    ) -> Result<http::Response<UpstreamBody>, RequestError> {
+        use http_body::Body as _;
         if !own_connection(up, &req) {
-            return client.request(req).await.map_err(RequestError::Pooled);
+            let resp = client.request(req).await.map_err(RequestError::Pooled)?;
+            return Ok(resp.map(UpstreamBody::Hyper));
         }
         if let Some(pq) = req.uri().path_and_query().cloned() {
             *req.uri_mut() = http::Uri::from(pq);
         }
-        h1::send(&up.authority, req)
+        if own::enabled() && req.body().is_end_stream() {
+            let resp = own::send(&up.authority, req.map(|_| ())).await;
+            return Ok(resp.map_err(RequestError::Own)?.map(UpstreamBody::Own));
+        }
+        let resp = h1::send(&up.authority, req)
             .await
-            .map_err(RequestError::Own)
+            .map_err(RequestError::Own)?;
+        Ok(resp.map(UpstreamBody::Hyper))
     }
 
     /// Targets of `route` in the order to try: round robin, healthy ones
@@ -320,6 +336,44 @@ impl Upstreams {
                 m.remove(&up.authority);
                 m
             });
+        }
+    }
+}
+
+/// A target's response body: read by hyper, or by the worker's own
+/// HTTP/1.1 client ([`own`], requests without a body).
+pub enum UpstreamBody {
+    /// Read by hyper.
+    Hyper(hyper::body::Incoming),
+    /// Read from an own connection.
+    Own(own::OwnBody),
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = bytes::Bytes;
+    type Error = super::body::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            UpstreamBody::Hyper(b) => std::pin::Pin::new(b).poll_frame(cx).map_err(Into::into),
+            UpstreamBody::Own(b) => std::pin::Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Hyper(b) => b.is_end_stream(),
+            UpstreamBody::Own(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            UpstreamBody::Hyper(b) => b.size_hint(),
+            UpstreamBody::Own(b) => b.size_hint(),
         }
     }
 }

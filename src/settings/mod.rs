@@ -178,6 +178,26 @@ pub struct ConfigFile {
     /// Client certificates for every route (Pomerium's `downstream_mtls`).
     #[serde(skip_serializing_if = "is_default")]
     pub downstream_mtls: Option<DownstreamMtls>,
+    /// Traces: `otlp` exports OpenTelemetry spans, `none` (the default)
+    /// makes none (Pomerium's `tracing_provider`; `otel_traces_exporter`
+    /// is read too). Read at start.
+    #[serde(alias = "otel_traces_exporter")]
+    #[serde(skip_serializing_if = "is_default")]
+    pub tracing_provider: Option<String>,
+    /// The ratio of new traces sampled, 0 to 1 (default 1); a client's
+    /// `traceparent` decides for the traces it continues.
+    #[serde(alias = "otel_traces_sampler_arg")]
+    #[serde(skip_serializing_if = "is_default")]
+    pub tracing_sample_rate: Option<f64>,
+    /// The OTLP receiver's base URL (`http://collector:4318`; `/v1/traces`
+    /// is added).
+    #[serde(alias = "otel_exporter_otlp_endpoint")]
+    #[serde(skip_serializing_if = "is_default")]
+    pub tracing_otlp_endpoint: Option<String>,
+    /// `http/protobuf` (the default and the only one).
+    #[serde(alias = "otel_exporter_otlp_protocol")]
+    #[serde(skip_serializing_if = "is_default")]
+    pub tracing_otlp_protocol: Option<String>,
     #[serde(default)]
     #[serde(skip_serializing_if = "is_default")]
     pub routes: Vec<RouteConfig>,
@@ -551,6 +571,18 @@ pub struct RouteRedirect {
 }
 
 impl ConfigFile {
+    /// The tracing keys, the OpenTelemetry environment variables filling
+    /// what the file leaves unset.
+    pub fn traces(&self) -> crate::traces::Keys {
+        crate::traces::Keys {
+            provider: self.tracing_provider.clone(),
+            sample_rate: self.tracing_sample_rate,
+            endpoint: self.tracing_otlp_endpoint.clone(),
+            protocol: self.tracing_otlp_protocol.clone(),
+        }
+        .or_env(|k| std::env::var(k).ok())
+    }
+
     /// Applies `authorize_log` and `authorize_log_fields` to the decision log.
     pub fn apply_decision_log(&self) {
         crate::telemetry::set_decision_log(

@@ -361,6 +361,9 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
         .filter(|i| managed(i, &classes.names, classes.default_is_ours))
         .collect();
     ingresses.sort_by_cached_key(|i| (created(i), key(&i.metadata.namespace, &i.metadata.name)));
+    let (solvers, ingresses): (Vec<&Ingress>, Vec<&Ingress>) = ingresses
+        .into_iter()
+        .partition(|i| super::acme::is_solver(i));
     let read: Vec<ReadIngress> = ingresses
         .into_iter()
         .map(|ing| read_ingress(ing, s, &idx, &policies, &mut out))
@@ -395,6 +398,9 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
                     .push(route_input(r, index + 1, entry, &idx, &guard));
             }
         }
+    }
+    for ing in solvers {
+        solver_routes(ing, s, &idx, &guard, &delegations, &mut out);
     }
     let held = held_routes(&out.hosts, &out.routes);
     out.routes.extend(held);
@@ -783,6 +789,65 @@ fn route_input(
             .map(|m| Diagnostic::invalid_route(&r.object, m))
             .collect(),
         ..RouteInput::new(id, r.object.clone(), e.host.clone(), path)
+    }
+}
+
+/// The challenge answers of a cert-manager HTTP-01 solver Ingress
+/// ([`super::acme`]): public routes for their exact paths on the plain-HTTP
+/// listener alone, on the hosts its namespace may serve. A solver Ingress
+/// that asks for more is refused whole (an Error); a challenge on a host
+/// another namespace owns is not served (a Warning naming the owner).
+fn solver_routes(
+    ing: &Ingress,
+    s: &ClusterSettings,
+    idx: &Index<'_>,
+    guard: &BackendGuard,
+    delegations: &HashMap<String, Delegations>,
+    out: &mut ClusterInputs,
+) {
+    let ns = ing.metadata.namespace.clone().unwrap_or_default();
+    let name = ing.metadata.name.clone().unwrap_or_default();
+    let object = ObjectRef::kube("Ingress", &ns, &name);
+    out.managed.push(format!("{ns}/{name}"));
+    let diagnostic = |severity, reason, message| Diagnostic {
+        severity,
+        object: object.clone(),
+        reason,
+        message,
+    };
+    let challenges = match super::acme::challenges(ing) {
+        Ok(c) => c,
+        Err(message) => {
+            let d = diagnostic(Severity::Error, Reason::NotServed, message);
+            return out.diagnostics.push(d);
+        }
+    };
+    for (index, c) in challenges.iter().enumerate() {
+        if let Err(m) = super::acme::admitted(&ns, c, &out.hosts, delegations, &s.host_rules) {
+            let d = diagnostic(Severity::Warning, Reason::HostConflict, m);
+            out.diagnostics.push(d);
+            continue;
+        }
+        let mut problems = Vec::new();
+        let backends = backends(idx, guard, &ns, &c.backend, false, false).unwrap_or_else(|e| {
+            problems.push(Diagnostic::invalid_route(&object, e));
+            Vec::new()
+        });
+        let id = format!("{ns}/{name}/{}", index + 1);
+        let path = PathSpec::Exact(c.path.clone());
+        out.routes.push(RouteInput {
+            created: created(ing),
+            backends,
+            // The solver answers only for its domain (the Host it gets).
+            options: RouteOptions {
+                allow_public_unauthenticated_access: true,
+                preserve_host_header: true,
+                ..RouteOptions::default()
+            },
+            problems,
+            listeners: crate::model::routing::Listeners::ACME_CHALLENGE,
+            ..RouteInput::new(id, object.clone(), c.host.clone(), path)
+        });
     }
 }
 

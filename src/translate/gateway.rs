@@ -1124,7 +1124,8 @@ fn rule_options(
             problems.push(e);
         }
     }
-    let origins = rule_access(cx, ns, &policies, parent, &mut o, problems);
+    let target = format!("{kind} {ns}/{}", route.name());
+    let origins = rule_access(cx, ns, &target, &policies, parent, &mut o, problems);
     (o, origins)
 }
 

@@ -5,12 +5,20 @@
 //!   Pomerium's `gateway.pomerium.io` `PolicyFilter` in the route's
 //!   namespace, whose rules combine as `policy_ref` does (allowed when one
 //!   allows and none denies);
+//! - the Policies whose `targetRefs` name the route itself (an HTTPRoute
+//!   or GRPCRoute in the Policy's namespace; Policy attachment, GEP-713):
+//!   their `deny` rules hold on every rule of the route, and their `allow`
+//!   rules are the access of a rule that names no Policy of its own;
 //! - the Policies whose `targetRefs` name a Gateway the route is attached
-//!   to (Policy attachment, GEP-713), in the Gateway's namespace: their
-//!   `deny` rules hold on every route of the Gateway, whatever the route
-//!   names, and their `allow` rules are the access of a rule that names no
-//!   Policy of its own. A Gateway's owner thereby sets a baseline that route
+//!   to, in the Gateway's namespace: their `deny` rules hold on every route
+//!   of the Gateway, whatever the route names, and their `allow` rules are
+//!   the access of a rule that names no Policy of its own and whose route no
+//!   Policy targets. A Gateway's owner thereby sets a baseline that route
 //!   authors can narrow but not widen;
+//!
+//! So `deny` rules add up from every level, and `allow` rules come from the
+//! most specific level that has any: the rule's ExtensionRef, else the
+//! Policies targeting its route, else its Gateways' baselines.
 //! - otherwise the Gateway's public-access annotation
 //!   ([`super::gateway::PUBLIC_ACCESS_ANNOTATION`]); without it the rule
 //!   denies.
@@ -100,7 +108,7 @@ pub struct TargetOutcome {
     pub namespace: String,
     pub name: String,
     pub generation: Option<i64>,
-    /// `Gateway namespace/name` of each target found and served.
+    /// `Kind namespace/name` of each target found and served.
     pub attached: Vec<String>,
     /// Each target not found (or not one jetbridge serves), and why.
     pub missing: Vec<String>,
@@ -113,9 +121,12 @@ struct Identity {
     claims_headers: BTreeMap<String, String>,
 }
 
-/// One `targetRefs` entry: the Gateway `namespace/name`, or why it cannot
-/// be a target.
-type Target = Result<String, String>;
+/// One `targetRefs` entry: its kind (`Gateway`, `HTTPRoute`, `GRPCRoute`)
+/// and `namespace/name`, or why it cannot be a target.
+type Target = Result<(&'static str, String), String>;
+
+/// The kinds a Policy's `targetRefs` may name.
+const TARGET_KINDS: [&str; 3] = ["Gateway", "HTTPRoute", "GRPCRoute"];
 
 /// The compiled PolicyFilters and the Policies targeting each Gateway.
 #[derive(Clone, Debug, Default)]
@@ -125,6 +136,9 @@ pub struct Catalog {
     /// By Gateway `namespace/name`: the Policies (`namespace/name`) naming
     /// it, in name order.
     defaults: BTreeMap<String, Vec<String>>,
+    /// By route (`HTTPRoute namespace/name`, `GRPCRoute namespace/name`):
+    /// the Policies (`namespace/name`) naming it, in name order.
+    routes: BTreeMap<String, Vec<String>>,
     /// Each targeting Policy and its targets.
     targets: Vec<(Arc<WatchedPolicy>, Vec<Target>)>,
     /// What each Policy (`namespace/name`) tells the upstream, when it says
@@ -195,25 +209,30 @@ impl Catalog {
         let policy = key(&p.metadata.namespace, &p.metadata.name);
         let mut targets = Vec::new();
         for t in &spec.target_refs {
-            if t.group != GROUP || t.kind != "Gateway" {
+            let kind = TARGET_KINDS.iter().find(|k| **k == t.kind);
+            let Some(&kind) = kind.filter(|_| t.group == GROUP) else {
                 targets.push(Err(format!(
-                    "target {}/{} {}: only {GROUP} Gateways can be targeted",
+                    "target {}/{} {}: only {GROUP} Gateways, HTTPRoutes and GRPCRoutes can be targeted",
                     t.group, t.kind, t.name
                 )));
                 continue;
-            }
-            let gateway = format!("{ns}/{}", t.name);
-            let list = self.defaults.entry(gateway.clone()).or_default();
+            };
+            let target = format!("{ns}/{}", t.name);
+            let list = match kind {
+                "Gateway" => self.defaults.entry(target.clone()).or_default(),
+                _ => self.routes.entry(format!("{kind} {target}")).or_default(),
+            };
             if !list.contains(&policy) {
                 list.push(policy.clone());
             }
-            targets.push(Ok(gateway));
+            targets.push(Ok((kind, target)));
         }
         self.targets.push((p.clone(), targets));
     }
 
-    /// Each targeting Policy's outcome, given the Gateways served
-    /// (`namespace/name`).
+    /// Each targeting Policy's outcome, given what is served: Gateways
+    /// (`Gateway namespace/name`) and routes accepted by one of them
+    /// (`HTTPRoute namespace/name`).
     pub fn target_outcomes(&self, served: &BTreeSet<String>) -> Vec<TargetOutcome> {
         self.targets
             .iter()
@@ -227,9 +246,14 @@ impl Catalog {
                 };
                 for t in targets {
                     match t {
-                        Ok(g) if served.contains(g) => out.attached.push(format!("Gateway {g}")),
-                        Ok(g) => out.missing.push(format!(
+                        Ok((kind, t)) if served.contains(&format!("{kind} {t}")) => {
+                            out.attached.push(format!("{kind} {t}"))
+                        }
+                        Ok(("Gateway", g)) => out.missing.push(format!(
                             "Gateway {g} not found (or its class is not served by jetbridge)"
+                        )),
+                        Ok((kind, r)) => out.missing.push(format!(
+                            "{kind} {r} not found (or not accepted by a Gateway jetbridge serves)"
                         )),
                         Err(e) => out.missing.push(e.clone()),
                     }
@@ -262,13 +286,16 @@ fn compile_filter(ppl: &str) -> Result<Value, String> {
     crate::policy::rule_list(&v).map_err(|e| e.to_string())
 }
 
-/// Sets a rule's access: the rules it names and its Gateways' baselines,
+/// Sets a rule's access: the rules it names, the Policies targeting its
+/// route (`route`: `HTTPRoute namespace/name`) and its Gateways' baselines,
 /// else the Gateways' public-access default. Problems make the rule deny.
 /// Returns where each run of the rule objects set as `policy` comes from
-/// (a baseline's run holds only its `deny` rules).
+/// (a run from a level below the most specific one holds only its `deny`
+/// rules).
 pub(super) fn rule_access(
     cx: &Context<'_>,
     ns: &str,
+    route: &str,
     refs: &[AccessRef],
     parent: &ParentAccess,
     o: &mut RouteOptions,
@@ -280,16 +307,33 @@ pub(super) fn rule_access(
         .filter_map(|g| cx.access.defaults.get(g))
         .flatten()
         .collect();
-    if refs.is_empty() && baseline.is_empty() {
+    let targeting: &[String] = cx.access.routes.get(route).map_or(&[], Vec::as_slice);
+    if refs.is_empty() && targeting.is_empty() && baseline.is_empty() {
         match &parent.public {
             Ok(p) => o.allow_public_unauthenticated_access = *p,
             Err(e) => problems.push(e.clone()),
         }
         return Vec::new();
     }
+    let mut runs = named_runs(cx, ns, refs, problems);
+    let levels = [
+        (
+            targeting.iter().collect::<Vec<_>>(),
+            refs.is_empty(),
+            "targeting this route",
+        ),
+        (
+            baseline,
+            refs.is_empty() && targeting.is_empty(),
+            "the baseline of this route's Gateway",
+        ),
+    ];
+    for (policies, whole, what) in levels {
+        runs.extend(attached_runs(cx, &policies, whole, what, problems));
+    }
     let mut rules = Vec::new();
     let mut origins = Vec::new();
-    let mut add = |run: Vec<Value>, policy: String, setting: &'static str| {
+    for (run, policy, setting) in runs {
         origins.push(RuleOrigin {
             first: rules.len() + 1,
             rules: run.len(),
@@ -297,56 +341,92 @@ pub(super) fn rule_access(
             setting,
         });
         rules.extend(run);
-    };
+    }
+    o.policy = Some(Value::Array(rules));
+    identity_options(cx, ns, refs, targeting, o);
+    origins
+}
+
+/// One run of rule objects: the objects, the Policy or PolicyFilter
+/// (`namespace/name`) they come from, and its kind.
+type Run = (Vec<Value>, String, &'static str);
+
+/// The runs of the Policies and PolicyFilters a rule names.
+fn named_runs(
+    cx: &Context<'_>,
+    ns: &str,
+    refs: &[AccessRef],
+    problems: &mut Vec<String>,
+) -> Vec<Run> {
+    let mut runs = Vec::new();
     for r in refs {
-        let (what, found) = match r {
-            AccessRef::Policy(name) => ("Policy", cx.policies.get(&format!("{ns}/{name}"))),
+        let (what, name, found) = match r {
+            AccessRef::Policy(name) => ("Policy", name, cx.policies.get(&format!("{ns}/{name}"))),
             AccessRef::PolicyFilter(name) => (
                 policy_filter::KIND,
+                name,
                 cx.access.filters.get(&format!("{ns}/{name}")),
             ),
         };
-        let name = match r {
-            AccessRef::Policy(n) | AccessRef::PolicyFilter(n) => n,
-        };
         match found {
-            Some(Ok(v)) => add(
+            Some(Ok(v)) => runs.push((
                 rule_objects(v).cloned().collect(),
                 format!("{ns}/{name}"),
                 what,
-            ),
+            )),
             Some(Err(e)) => problems.push(format!("{what} {ns}/{name} is invalid: {e}")),
             None => problems.push(format!("{what} {ns}/{name} not found")),
         }
     }
-    for policy in baseline {
+    runs
+}
+
+/// The runs of Policies attached by `targetRefs` (`what` says where):
+/// `whole`, all their rules; else their `deny` rules alone.
+fn attached_runs(
+    cx: &Context<'_>,
+    policies: &[&String],
+    whole: bool,
+    what: &str,
+    problems: &mut Vec<String>,
+) -> Vec<Run> {
+    let mut runs = Vec::new();
+    for policy in policies {
         match cx.policies.get(policy.as_str()) {
-            Some(Ok(v)) if refs.is_empty() => {
-                add(rule_objects(v).cloned().collect(), policy.clone(), "Policy")
-            }
-            Some(Ok(v)) => add(
-                rule_objects(v).filter_map(deny_half).collect(),
-                policy.clone(),
+            Some(Ok(v)) if whole => runs.push((
+                rule_objects(v).cloned().collect(),
+                policy.to_string(),
                 "Policy",
-            ),
-            Some(Err(e)) => problems.push(format!(
-                "Policy {policy}, the baseline of this route's Gateway, is invalid: {e}"
             )),
+            Some(Ok(v)) => runs.push((
+                rule_objects(v).filter_map(deny_half).collect(),
+                policy.to_string(),
+                "Policy",
+            )),
+            Some(Err(e)) => problems.push(format!("Policy {policy}, {what}, is invalid: {e}")),
             None => {}
         }
     }
-    o.policy = Some(Value::Array(rules));
-    identity_options(cx, ns, refs, o);
-    origins
+    runs
 }
 
-/// The identity options of the Policies a rule names: the assertion when
-/// any asks for it, and every claim header any names.
-fn identity_options(cx: &Context<'_>, ns: &str, refs: &[AccessRef], o: &mut RouteOptions) {
+/// The identity options of the Policies a rule names and of those
+/// targeting its route (`namespace/name` each): the assertion when any asks
+/// for it, and every claim header any names.
+fn identity_options(
+    cx: &Context<'_>,
+    ns: &str,
+    refs: &[AccessRef],
+    targeting: &[String],
+    o: &mut RouteOptions,
+) {
     let mut claims: BTreeMap<String, String> = BTreeMap::new();
-    for r in refs {
-        let AccessRef::Policy(name) = r else { continue };
-        let Some(id) = cx.access.identity.get(&format!("{ns}/{name}")) else {
+    let named = refs.iter().filter_map(|r| match r {
+        AccessRef::Policy(name) => Some(format!("{ns}/{name}")),
+        AccessRef::PolicyFilter(_) => None,
+    });
+    for policy in targeting.iter().cloned().chain(named) {
+        let Some(id) = cx.access.identity.get(&policy) else {
             continue;
         };
         if id.pass_identity_headers == Some(true) {
@@ -376,7 +456,13 @@ fn deny_half(rule: &Value) -> Option<Value> {
 /// Adds what the catalog found to the Gateway API outcomes: each
 /// PolicyFilter's validity and diagnostics, each targeting Policy's targets.
 pub(super) fn outcomes(access: &Catalog, out: &mut super::gateway::GatewayInputs) {
-    let served: BTreeSet<String> = out.gateways.iter().map(|(g, _)| g.clone()).collect();
+    let gateways = out.gateways.iter().map(|(g, _)| format!("Gateway {g}"));
+    let routes = out
+        .parents
+        .iter()
+        .filter(|p| p.accepted.is_ok())
+        .map(|p| format!("{} {}/{}", p.kind, p.namespace, p.name));
+    let served: BTreeSet<String> = gateways.chain(routes).collect();
     out.policy_filters = access.filter_outcomes.clone();
     out.policy_targets = access.target_outcomes(&served);
     out.diagnostics.extend(access.diagnostics.iter().cloned());

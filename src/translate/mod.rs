@@ -21,6 +21,7 @@ use http::{HeaderName, HeaderValue};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+pub mod acme;
 pub mod cluster;
 pub mod config;
 pub mod driver;
@@ -339,6 +340,7 @@ fn assemble(inputs: &Inputs, built: Vec<Arc<incremental::Built>>) -> Snapshot {
         }
     }
     let (table, plain_table, gateway_tables) = route_tables(&routes, &keys, &g.gateway_ports);
+    let acme_challenges = RouteTable::build_only(&keys, |i| routes[i].listeners.acme_challenge);
 
     let published: Vec<&SigningKey> = g.keys.keys().iter().chain(g.retired_keys.iter()).collect();
     let jwks = jwks_document(published);
@@ -362,6 +364,7 @@ fn assemble(inputs: &Inputs, built: Vec<Arc<incremental::Built>>) -> Snapshot {
         route_digests,
         table,
         plain_table,
+        acme_challenges,
         gateway_tables,
         tls,
         identity: IdentityConfig {

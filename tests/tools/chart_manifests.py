@@ -203,6 +203,8 @@ def expect_namespaced(objs):
     assert cfg["idp_client_secret_file"] == "/etc/jetbridge/idp/client_secret", cfg
     assert cfg["idp_scopes"] == ["openid", "email", "profile", "groups"], cfg
     assert cfg["log_level"] == "debug" and cfg["jwt_claims_headers"]["X-Pomerium-Claim-Email"] == "email", cfg
+    assert cfg["authorize_log_fields"] == ["request-id", "user", "email", "groups"], cfg
+    assert "authorize_log" not in cfg, cfg
     pod = one(objs, "Deployment", "jetbridge")["spec"]["template"]
     assert "checksum/idp-secret" in pod["metadata"]["annotations"]
     sources = pod["spec"]["volumes"][0]["projected"]["sources"]
@@ -232,6 +234,7 @@ def expect_existing_secrets(objs):
     assert cfg["authenticate_service_url"] == "https://login.example.com", cfg
     assert cfg["idp_client_id"] == "edge" and cfg["idp_client_secret_file"] == "/etc/jetbridge/idp/client_secret"
     assert cfg["jwt_claims_headers"] == {"X-Email": "email", "X-Groups": "groups"}, cfg
+    assert cfg["authorize_log"] is False and "authorize_log_fields" not in cfg, cfg
     assert one(objs, "Service", "edge")["spec"]["ports"][0]["targetPort"] == "internal"
     # the default certificate: the TLS Secret projected under tls/, named in config.yaml
     tls = pod["volumes"][0]["projected"]["sources"][2]["secret"]

@@ -140,10 +140,10 @@ pod_exec() {
 # gateway_api_crds_dir: the Gateway API CRDs (standard channel) of the suite's release,
 # from its cached build (tests/tools/gateway-build.sh), else from the Go module itself.
 gateway_api_crds_dir() {
-    local version="${JETBRIDGE_GATEWAY_VERSION:-1.6.3}" cached dir
+    local version="${JETBRIDGE_GATEWAY_VERSION:-1.7.0}" cached dir
     cached="${JETBRIDGE_CACHE:-$HOME/.cache/jetbridge}/gateway-api-v$version/crd/standard"
     if [ -d "$cached" ]; then echo "$cached"; return 0; fi
-    dir="$(GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/gateway-api@v$version" \
+    dir="$(GOFLAGS=-mod=mod GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}" go mod download -json "sigs.k8s.io/gateway-api@v$version" \
         | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
     [ -d "$dir/config/crd/standard" ] || { echo "no Gateway API CRDs for v$version" >&2; return 1; }
     echo "$dir/config/crd/standard"

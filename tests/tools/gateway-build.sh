@@ -26,8 +26,9 @@
 #
 # Environment:
 #   JETBRIDGE_CACHE        cache root (default: $HOME/.cache/jetbridge)
-#   JETBRIDGE_GOTOOLCHAIN  GOTOOLCHAIN for the build (default: local, the machine's Go;
-#                          a release needing a newer Go takes e.g. go1.27.3)
+#   JETBRIDGE_GOTOOLCHAIN  GOTOOLCHAIN for the build (default: $GOTOOLCHAIN, else go1.27.3,
+#                          which the go command takes from the Go module proxy: from 1.7 the
+#                          suite's go.mod says go 1.27)
 #   JETBRIDGE_BUILD_NICE   niceness of the compile (default 10: the machine is shared)
 #
 # How and why: tests/tools/CLUSTER.md ("The Gateway API conformance suite").
@@ -50,8 +51,8 @@ die() { printf 'gateway-build: %s\n' "$*" >&2; exit 1; }
 
 go_env() {
     export GOCACHE="$BUILD/gocache" CGO_ENABLED=0 GOFLAGS="-buildvcs=false -mod=mod" \
-        GOTOOLCHAIN="${JETBRIDGE_GOTOOLCHAIN:-local}" GOWORK=off
-    command -v go >/dev/null 2>&1 || die "no go on PATH (Go 1.26 or newer is needed)"
+        GOTOOLCHAIN="${JETBRIDGE_GOTOOLCHAIN:-${GOTOOLCHAIN:-go1.27.3}}" GOWORK=off
+    command -v go >/dev/null 2>&1 || die "no go on PATH (Go 1.26 or newer is needed; GOTOOLCHAIN=$GOTOOLCHAIN)"
 }
 
 # module_dir MODULE@VERSION: download it, print its folder in the module cache.
@@ -78,13 +79,62 @@ make_module() {
     [ -f "$CONF_DIR/conformance_test.go" ] && grep -q 'func TestConformance(' "$CONF_DIR/conformance_test.go" \
         || die "$CONF@v$VERSION has no TestConformance in conformance_test.go"
     go mod edit -replace="$MOD=$MOD@v$VERSION"
+    if [ ! -f "$CONF_DIR/echo-basic/echo-basic.go" ]; then
+        images_module
+    fi
     say "go get -t $CONF@v$VERSION ($MOD pinned to v$VERSION)"
     go get -t "$CONF@v$VERSION" >>"$LOG" 2>&1 \
         || die "go get of the suite failed: $(grep -m1 -iE 'forbidden|not available|requires go|error' "$LOG" || tail -n1 "$LOG") (log: $LOG)"
-    [ -f "$CONF_DIR/echo-basic/echo-basic.go" ] \
-        || die "$CONF@v$VERSION has no echo-basic/echo-basic.go (from 1.7 the echo backend is in sigs.k8s.io/gateway-api-conformance-images)"
-    go get "$ECHO_PKG@v$VERSION" >>"$LOG" 2>&1 \
-        || die "go get of echo-basic failed: $(grep -m1 -iE 'forbidden|not available|requires go|error' "$LOG" || tail -n1 "$LOG") (log: $LOG)"
+    if [ -f "$CONF_DIR/echo-basic/echo-basic.go" ]; then
+        go get "$ECHO_PKG@v$VERSION" >>"$LOG" 2>&1 \
+            || die "go get of echo-basic failed: $(grep -m1 -iE 'forbidden|not available|requires go|error' "$LOG" || tail -n1 "$LOG") (log: $LOG)"
+    fi
+}
+
+# From 1.7 the echo backend (and the gRPC echo service the suite's GRPCRoute tests
+# call) lives in its own module, sigs.k8s.io/gateway-api-conformance-images, which the
+# Go module proxy does not serve. Its code is the suite's former
+# conformance/echo-basic moved with only its import path changed, so that module is
+# made here from the last release that carried it (ECHO_SOURCE_VERSION, from the module
+# proxy), with the import path and the gRPC descriptor's go_package rewritten the way
+# the move rewrote them, and the throwaway module replaces the one the suite requires
+# with it.
+ECHO_SOURCE_VERSION=1.6.3
+IMAGES_MOD=sigs.k8s.io/gateway-api-conformance-images
+images_module() {
+    local src want old="$CONF/echo-basic" new="$IMAGES_MOD/echo-basic"
+    want="$(sed -n "s|^[[:space:]]*$IMAGES_MOD \(v[^ ]*\).*|\1|p" "$CONF_DIR/go.mod" | head -n1)"
+    [ -n "$want" ] || die "$CONF@v$VERSION has no echo-basic/ and does not require $IMAGES_MOD: where is its echo backend?"
+    src="$(module_dir "$CONF@v$ECHO_SOURCE_VERSION")/echo-basic"
+    [ -f "$src/echo-basic.go" ] || die "$CONF@v$ECHO_SOURCE_VERSION has no echo-basic/echo-basic.go"
+    say "$IMAGES_MOD $want (the echo backend, not served by the module proxy): made from $old@v$ECHO_SOURCE_VERSION"
+    rm -rf "$BUILD/images"
+    mkdir -p "$BUILD/images"
+    cp -r "$src" "$BUILD/images/echo-basic"
+    chmod -R u+w "$BUILD/images"
+    rm -f "$BUILD/images/echo-basic/.go.mod" "$BUILD/images/echo-basic/.go.sum"
+    # The descriptor's go_package is length-prefixed: B<len options>Z<len go_package>.
+    python3 - "$BUILD/images/echo-basic" "$old" "$new" <<'PY2'
+import os, sys
+root, old, new = sys.argv[1:4]
+go_pkg_old, go_pkg_new = old + "/grpcechoserver", new + "/grpcechoserver"
+def prefixed(p):
+    return "B%sZ%s%s" % (chr(len(p) + 2), chr(len(p)), p)
+for d, _, files in os.walk(root):
+    for f in files:
+        if not f.endswith((".go", ".proto")):
+            continue
+        path = os.path.join(d, f)
+        s = open(path).read()
+        s = s.replace(prefixed(go_pkg_old), prefixed(go_pkg_new)).replace(old, new)
+        assert old not in s
+        open(path, "w").write(s)
+PY2
+    (cd "$BUILD/images" && go mod init "$IMAGES_MOD" >>"$LOG" 2>&1 && go mod tidy >>"$LOG" 2>&1) \
+        || die "could not make the module $IMAGES_MOD (log: $LOG)"
+    go mod edit -replace="$IMAGES_MOD=$BUILD/images"
+    IMAGES_NOTE="$IMAGES_MOD $want (replaced: made from $old v$ECHO_SOURCE_VERSION, import path rewritten)"
+    ECHO_PKG="$IMAGES_MOD/echo-basic"
 }
 
 compile() {
@@ -216,6 +266,7 @@ install_into() {
     printf 'built %s with %s in %ss (suite compile %ss, coredns %ss)\n%s %s\n%s %s\n' "$(date -u +%FT%TZ)" \
         "$(cd "$BUILD/mod" && go version)" "$((SECONDS - T0))" "$BUILD_SECONDS" "${COREDNS_SECONDS:-0}" \
         "$CONF" "v$VERSION" "$MOD" "v$VERSION" > "$DIR.tmp/BUILD"
+    [ -z "${IMAGES_NOTE:-}" ] || echo "$IMAGES_NOTE" >> "$DIR.tmp/BUILD"
     rm -rf "$DIR"
     mv "$DIR.tmp" "$DIR"
 }

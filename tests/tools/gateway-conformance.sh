@@ -21,7 +21,9 @@
 # Environment:
 #   JETBRIDGE_BIN                   jetbridge binary (default: <repo>/target/debug/jetbridge)
 #   JETBRIDGE_CACHE                 cache root (default: $HOME/.cache/jetbridge)
-#   JETBRIDGE_GATEWAY_VERSION       suite release (default 1.6.3; see CLUSTER.md for why)
+#   JETBRIDGE_GATEWAY_VERSION       suite release (default 1.7.0, the newest; see CLUSTER.md)
+#   GOTOOLCHAIN                     Go for building the suite (default go1.27.3, which the go
+#                                   command takes from the Go module proxy: 1.7 needs Go 1.27)
 #   JETBRIDGE_GATEWAY_CHANNEL       CRD channel: standard (default) or experimental
 #   JETBRIDGE_GATEWAY_PROFILES      -conformance-profiles (default GATEWAY-HTTP,GATEWAY-GRPC)
 #   JETBRIDGE_GATEWAY_FEATURES      -supported-features (default: what jetbridge claims, $CLAIMED
@@ -50,7 +52,8 @@ done
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 CACHE="${JETBRIDGE_CACHE:-$HOME/.cache/jetbridge}"
-GW_VERSION="${JETBRIDGE_GATEWAY_VERSION:-1.6.3}"
+GW_VERSION="${JETBRIDGE_GATEWAY_VERSION:-1.7.0}"
+export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}"
 SUITE="$CACHE/gateway-api-v$GW_VERSION"
 CHANNEL="${JETBRIDGE_GATEWAY_CHANNEL:-standard}"
 PROFILES="${JETBRIDGE_GATEWAY_PROFILES:-GATEWAY-HTTP,GATEWAY-GRPC}"
@@ -64,6 +67,7 @@ CLAIMED+=,HTTPRouteHostRewrite,HTTPRoutePathRewrite,HTTPRouteRequestMirror
 CLAIMED+=,HTTPRouteRequestTimeout,HTTPRouteBackendTimeout,HTTPRouteNamedRouteRule
 CLAIMED+=,HTTPRouteBackendProtocolH2C,HTTPRouteBackendProtocolWebSocket
 CLAIMED+=,GatewayPort8080,GatewayHTTPListenerIsolation
+CLAIMED+=,GRPCRouteRequestHeaderModifier
 FEATURES="${JETBRIDGE_GATEWAY_FEATURES:-$CLAIMED}"
 # Core tests known to fail (comma-separated), each with its reason in
 # docs/gateway-api.md ("Not yet"); none today. The run fails on any other Core
@@ -93,7 +97,9 @@ export KUBECONFIG KUBECACHEDIR
 k() { "$KUBECTL" "$@"; }
 k get --raw /readyz >/dev/null || die "the API server of $CLUSTER_DIR does not answer"
 
-if [ ! -x "$SUITE/conformance.test" ] || [ ! -x "$SUITE/echo-basic" ] || [ ! -x "$SUITE/coredns" ]; then
+# (CoreDNS only for a release whose base manifests run it: 1.6 did, 1.7 does not)
+if [ ! -x "$SUITE/conformance.test" ] || [ ! -x "$SUITE/echo-basic" ] \
+    || { grep -q 'image: registry.k8s.io/coredns/' "$SUITE/base-manifests.yaml" 2>/dev/null && [ ! -x "$SUITE/coredns" ]; }; then
     say "the suite v$GW_VERSION is not in $SUITE: building it"
     "$HERE/gateway-build.sh" "$GW_VERSION" "$SUITE"
 fi

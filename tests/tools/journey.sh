@@ -446,17 +446,6 @@ t_admin_allowed() {
         "$(k get policies.jetbridge.dev admins -n "$APPS" -o jsonpath='{.status.conditions[?(@.type=="Accepted")].status}')"
 }
 
-# install_gateway_api: the Gateway API CRDs (standard channel) of the cached conformance
-# build, established.
-install_gateway_api() {
-    local dir
-    dir="$(ls -d "$HOME"/.cache/jetbridge/gateway-api-v*/crd/standard 2>/dev/null | head -n 1)"
-    [ -n "$dir" ] || { echo "no cached Gateway API CRDs (tests/tools/gateway-build.sh)"; return 1; }
-    k apply --server-side -f "$dir" >/dev/null
-    k wait --for=condition=Established crd/gateways.gateway.networking.k8s.io \
-        crd/httproutes.gateway.networking.k8s.io crd/gatewayclasses.gateway.networking.k8s.io --timeout=30s
-}
-
 route_accepted() {
     [ "$(k get httproute gw -n "$APPS" -o jsonpath='{.status.parents[0].conditions[?(@.type=="Accepted")].status}')" = True ]
 }

@@ -163,6 +163,20 @@ jwt_claims_headers:
 {{- toYaml . | nindent 2 }}
 {{- end }}
 log_level: {{ .Values.logLevel | quote }}
+{{- if not .Values.decisionLog.enabled }}
+authorize_log: false
+{{- end }}
+{{- with .Values.decisionLog.fields }}
+authorize_log_fields:
+{{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tracing }}
+{{- if .provider }}
+tracing_provider: {{ .provider | quote }}
+tracing_otlp_endpoint: {{ required "tracing.otlpEndpoint is required when tracing.provider is set" .otlpEndpoint | quote }}
+tracing_sample_rate: {{ .sampleRate }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*

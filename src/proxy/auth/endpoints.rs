@@ -377,7 +377,10 @@ impl Endpoints<'_> {
         let now = unix_now();
         Some(match path {
             "/.pomerium/sign_in" => self.sign_in(snapshot, query, now).await,
-            "/oauth2/callback" => self.oauth_callback(snapshot, req, query, now).await,
+            "/oauth2/callback" => {
+                let callback = self.oauth_callback(snapshot, req, query, now);
+                crate::proxy::trace::step("jetbridge.sign_in.callback", callback).await
+            }
             "/.pomerium/signed_out" => {
                 let mut r = signed_out_page(snapshot, query, id, json);
                 if let Some(c) = cookie_header(BROWSER_COOKIE, "", 0) {

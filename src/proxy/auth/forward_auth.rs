@@ -20,6 +20,14 @@
 //! binds the sign-in to the browser is set on the host that receives the
 //! hand-off.
 //!
+//! The Gateway API `ExternalAuth` filter's HTTP form asks another way: it
+//! sends the original request's method, `Host` and path, the path behind
+//! the filter's `http.path` prefix, to the auth Service. With that prefix
+//! set to [`EXTERNAL_AUTH_PREFIX`], the request reaches this proxy on the
+//! route's host, and is a check of `https://<host><path>` answered as `/`
+//! answers (a browser without a session is redirected to sign in, which the
+//! Gateway passes on).
+//!
 //! Every URL is checked before it is used: an absolute `https` URL, no
 //! credentials, control characters or backslashes, on a host some route
 //! names. A redirect only ever goes to such a URL on the host it was asked
@@ -40,6 +48,10 @@ pub const VERIFY_PATH: &str = "/verify";
 /// On a route host, reached through the front proxy: starts sign-in for
 /// `?uri=` with this host's nonce cookie.
 pub const SIGN_IN_PATH: &str = "/.pomerium/forward_auth/sign_in";
+/// On a route host, reached through a Gateway API `ExternalAuth` filter
+/// (HTTP form) whose `http.path` is this prefix: a check of the URL made of
+/// the request's host and its path after the prefix, with its method.
+pub const EXTERNAL_AUTH_PREFIX: &str = "/.pomerium/external_auth";
 /// The query parameter naming the URL checked.
 const URI_PARAM: &str = "uri";
 
@@ -68,10 +80,10 @@ impl Check {
     pub fn read<B>(
         snapshot: &Snapshot,
         req: &Request<B>,
-        path: &str,
-        query: Option<&str>,
+        target: &Target,
     ) -> Result<Check, ProxyError> {
-        let mode = match path {
+        let query = target.query.as_deref();
+        let mode = match target.path.as_str() {
             VERIFY_PATH | "/verify/" => Mode::Verify,
             "/" => Mode::Redirect,
             _ => {
@@ -96,6 +108,36 @@ impl Check {
             target,
             method,
         })
+    }
+
+    /// Reads the check a Gateway API `ExternalAuth` filter (HTTP form) asks
+    /// for on a route host: `None` when the path is not under
+    /// [`EXTERNAL_AUTH_PREFIX`].
+    pub fn external_auth<B>(
+        snapshot: &Snapshot,
+        req: &Request<B>,
+        target: &Target,
+    ) -> Option<Result<Check, ProxyError>> {
+        let rest = target.path.strip_prefix(EXTERNAL_AUTH_PREFIX)?;
+        if !(rest.is_empty() || rest.starts_with('/')) {
+            return None;
+        }
+        let path = if rest.is_empty() { "/" } else { rest };
+        let query = target.query.as_deref().map(|q| format!("?{q}"));
+        // The Host the Gateway sends (with its port), else the target's.
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or(&target.host);
+        let raw = format!("https://{host}{path}{}", query.unwrap_or_default());
+        Some(checked_url(snapshot, &raw).map(|(url, target)| Check {
+            mode: Mode::Redirect,
+            url,
+            target,
+            method: req.method().clone(),
+        }))
     }
 
     /// Where a browser without a session signs in: the sign-in start on

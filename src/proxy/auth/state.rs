@@ -196,8 +196,8 @@ impl Authenticator {
                 turn
             }
         };
-        self.discover(upstreams, idp_id, idp, redirect_uri, cached)
-            .await
+        let discovery = self.discover(upstreams, idp_id, idp, redirect_uri, cached);
+        crate::proxy::trace::task("jetbridge.idp.discover", discovery).await
     }
 
     /// Fetches the provider's discovery document and keys, records how it

@@ -83,6 +83,12 @@ pub enum H1Error {
     /// hyper refused the connection or the exchange failed.
     #[error(transparent)]
     Http(#[from] hyper::Error),
+    /// The answer on an own connection is malformed or cut short.
+    #[error(transparent)]
+    Wire(#[from] super::wire::WireError),
+    /// Writing to or reading from an own connection failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
 }
 
 impl H1Error {

@@ -126,7 +126,13 @@ async fn write_gateways(
         let status = gateway_status(g, &outcomes.listeners, addresses, unbound);
         if g.status.as_ref() != Some(&status) && !same_gateway(g.status.as_ref(), &status) {
             let api: Api<Gateway> = Api::namespaced(client.clone(), &ns);
-            let body = serde_json::json!({"status": status});
+            // Written only over the status it was computed from: a condition
+            // another controller added since is not overwritten (the write
+            // conflicts, and the change that caused it is translated anew).
+            let body = serde_json::json!({
+                "metadata": {"resourceVersion": g.metadata.resource_version},
+                "status": status,
+            });
             patch(&api, &name, &body).await;
         }
     }
@@ -257,16 +263,19 @@ fn gateway_status(
         });
     GatewayStatus {
         addresses: addresses.to_vec(),
-        conditions: vec![
-            condition(&old.conditions, "Accepted", &accepted, reason, generation),
-            condition(
-                &old.conditions,
-                "Programmed",
-                &programmed,
-                "Programmed",
-                generation,
-            ),
-        ],
+        conditions: keep_foreign(
+            &old.conditions,
+            vec![
+                condition(&old.conditions, "Accepted", &accepted, reason, generation),
+                condition(
+                    &old.conditions,
+                    "Programmed",
+                    &programmed,
+                    "Programmed",
+                    generation,
+                ),
+            ],
+        ),
         listeners,
     }
 }
@@ -315,18 +324,34 @@ fn listener_status(
             })
             .collect(),
         attached_routes: l.attached_routes,
-        conditions: vec![
-            condition(before, "Accepted", &l.accepted, "Accepted", generation),
-            condition(
-                before,
-                "ResolvedRefs",
-                &l.resolved_refs,
-                "ResolvedRefs",
-                generation,
-            ),
-            condition(before, "Programmed", programmed, "Programmed", generation),
-        ],
+        conditions: keep_foreign(
+            before,
+            vec![
+                condition(before, "Accepted", &l.accepted, "Accepted", generation),
+                condition(
+                    before,
+                    "ResolvedRefs",
+                    &l.resolved_refs,
+                    "ResolvedRefs",
+                    generation,
+                ),
+                condition(before, "Programmed", programmed, "Programmed", generation),
+            ],
+        ),
     }
+}
+
+/// `ours` followed by the conditions in `old` of the types jetbridge does
+/// not write (another controller's), unchanged: a status write replaces the
+/// whole list, and the spec has an implementation leave those alone.
+fn keep_foreign(old: &[Condition], mut ours: Vec<Condition>) -> Vec<Condition> {
+    let foreign: Vec<Condition> = old
+        .iter()
+        .filter(|c| !ours.iter().any(|o| o.type_ == c.type_))
+        .cloned()
+        .collect();
+    ours.extend(foreign);
+    ours
 }
 
 /// The Gateway's `Accepted`: `False` (`ListenersNotValid`) when no listener
@@ -413,11 +438,17 @@ async fn patch<K>(api: &Api<K>, name: &str, body: &serde_json::Value)
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    if let Err(e) = api
+    match api
         .patch_status(name, &PatchParams::default(), &Patch::Merge(body))
         .await
     {
-        tracing::warn!(object = %name, error = %e, "cannot write the Gateway API status");
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            tracing::debug!(object = %name, "the Gateway API status changed meanwhile: written after the next translation");
+        }
+        Err(e) => {
+            tracing::warn!(object = %name, error = %e, "cannot write the Gateway API status")
+        }
     }
 }
 
@@ -482,6 +513,48 @@ mod tests {
         assert!(again.is_none());
         let (_, _, http) = route_update("HTTPRoute", &meta, &None, &outcomes).unwrap();
         assert_eq!(http.parents[0].conditions[0].status, "True");
+    }
+
+    #[test]
+    fn another_controllers_gateway_and_listener_conditions_are_kept_as_they_are() {
+        let foreign = Condition {
+            type_: "example.com/Stale".into(),
+            status: "True".into(),
+            reason: "Seeded".into(),
+            message: String::new(),
+            observed_generation: Some(1),
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        };
+        let g: Gateway = serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "infra", "name": "edge", "generation": 2},
+            "spec": {"gatewayClassName": "jetbridge", "listeners": []},
+            "status": {
+                "conditions": [foreign.clone()],
+                "listeners": [{"name": "web", "attachedRoutes": 0, "supportedKinds": [],
+                               "conditions": [foreign.clone()]}]
+            }
+        }))
+        .unwrap();
+        let listener = ListenerOutcome {
+            namespace: "infra".into(),
+            gateway: "edge".into(),
+            listener: "web".into(),
+            gateway_port: None,
+            attached_routes: 1,
+            supported_kinds: Vec::new(),
+            accepted: Ok(()),
+            resolved_refs: Ok(()),
+        };
+        let status = gateway_status(&g, &[listener], &[], &BTreeMap::new());
+        for conditions in [&status.conditions, &status.listeners[0].conditions] {
+            let kept: Vec<&Condition> = conditions
+                .iter()
+                .filter(|c| c.type_ == foreign.type_)
+                .collect();
+            assert_eq!(kept, [&foreign]);
+            let ours = conditions.iter().find(|c| c.type_ == "Accepted").unwrap();
+            assert_eq!(ours.observed_generation, Some(2));
+        }
     }
 
     #[test]

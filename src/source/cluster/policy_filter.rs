@@ -165,7 +165,7 @@ pub(super) async fn write_status(
 
 /// Writes each Policy's conditions when they changed: `Accepted` (whether
 /// the rules compile) and, for a Policy with `targetRefs`, `Attached`:
-/// `True` naming the Gateways found, `False` (`TargetNotFound`) naming
+/// `True` naming the targets found, `False` (`TargetNotFound`) naming
 /// those missing. Other conditions are kept.
 pub(super) async fn write_policy_status(
     client: &Client,

@@ -471,6 +471,40 @@ async fn decisions_on_a_policy_ref_route_name_the_policy_object_and_are_counted(
     };
     assert!(count(&format!("{}/staff", c.ns), "allow") >= 1.0);
     assert!(count("-", "deny") >= 1.0);
+
+    // A route whose annotations do not compile is refused before its rules
+    // are asked, and that refusal has its line, with the Event's reason.
+    c.ingress(
+        "bad",
+        "bad.test",
+        "app",
+        &[
+            ("jetbridge.dev/policy_ref", "staff"),
+            (
+                "jetbridge.dev/set_request_headers",
+                "{\"bad header\": \"x\"}",
+            ),
+        ],
+    );
+    let alice = mint_cookie(&c, "bad.test", "alice", "alice@example.com", "ops");
+    let mut alice = with_cookie("bad.test", &alice);
+    ctl.expect_status(&mut alice, "bad.test", "refuses", StatusCode::FORBIDDEN)
+        .await;
+    ctl.wait_for_log(|l| l.contains("jetbridge::authorize") && l.contains("invalid route: "))
+        .await;
+    let line = ctl
+        .log()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["target"] == "jetbridge::authorize" && v["host"] == "bad.test")
+        .unwrap();
+    assert_eq!(line["allow"], false);
+    let reason = line["reason"].as_str().unwrap();
+    assert!(reason.contains("set_request_headers"), "{line}");
+    assert!(
+        line.get("rule").is_none() && line.get("policy").is_none(),
+        "{line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -549,7 +583,7 @@ async fn a_policy_nested_too_deep_is_refused_alone_while_other_policies_keep_upd
 }
 
 /// `type reason note` of each Event on the object `kind/name`, one a line.
-fn event_lines(c: &Corner, kind: &str, name: &str) -> String {
+pub(super) fn event_lines(c: &Corner, kind: &str, name: &str) -> String {
     events_on(c, kind, name)
         .iter()
         .map(|e| {
@@ -565,7 +599,7 @@ fn event_lines(c: &Corner, kind: &str, name: &str) -> String {
 }
 
 /// Waits up to 30 s for the Events on `kind/name` to satisfy `want`.
-async fn wait_for_events(
+pub(super) async fn wait_for_events(
     c: &Corner,
     kind: &str,
     name: &str,

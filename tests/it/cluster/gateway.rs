@@ -8,29 +8,29 @@ use harness::cluster::*;
 use http::StatusCode;
 use std::time::{Duration, Instant};
 
-/// Installs the Gateway API CRDs (standard channel), from the cached
-/// release (`~/.cache/jetbridge/gateway-api-v*/crd/standard`), else from
-/// the Go module (`go mod download sigs.k8s.io/gateway-api`).
+/// Installs the Gateway API CRDs (standard channel) of the suite's release
+/// (`JETBRIDGE_GATEWAY_VERSION`, default 1.7.0), from its cached build
+/// (`~/.cache/jetbridge/gateway-api-vVERSION/crd/standard`), else from the
+/// Go module (`go mod download sigs.k8s.io/gateway-api`, with Go 1.27).
 pub(super) fn install_gateway_api(kube: &Kube) {
     let home = std::env::var("HOME").unwrap_or_default();
-    let cached = std::fs::read_dir(format!("{home}/.cache/jetbridge"))
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("gateway-api-v"))
-        })
-        .map(|p| p.join("crd/standard"))
-        .find(|p| p.is_dir());
-    let dir = cached.unwrap_or_else(|| {
+    let version =
+        std::env::var("JETBRIDGE_GATEWAY_VERSION").unwrap_or_else(|_| "1.7.0".to_string());
+    let cache = std::env::var("JETBRIDGE_CACHE").unwrap_or(format!("{home}/.cache/jetbridge"));
+    let cached = std::path::PathBuf::from(format!("{cache}/gateway-api-v{version}/crd/standard"));
+    let dir = if cached.is_dir() {
+        cached
+    } else {
+        let toolchain = std::env::var("GOTOOLCHAIN").unwrap_or_else(|_| "go1.27.3".to_string());
         let out = std::process::Command::new("go")
-            .args(["mod", "download", "-json", "sigs.k8s.io/gateway-api@v1.6.3"])
+            .args(["mod", "download", "-json"])
+            .arg(format!("sigs.k8s.io/gateway-api@v{version}"))
+            .env("GOTOOLCHAIN", toolchain)
             .output()
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         std::path::PathBuf::from(v["Dir"].as_str().unwrap()).join("config/crd/standard")
-    });
+    };
     kube.ok(
         &["apply", "--server-side", "-f", dir.to_str().unwrap()],
         None,
@@ -169,7 +169,7 @@ fn install_policy_filter_crd(kube: &Kube) {
 }
 
 /// `type=status reason` of one condition of an object, as kubectl shows it.
-fn condition_path(type_: &str) -> String {
+pub(super) fn condition_path(type_: &str) -> String {
     format!(
         "jsonpath={{.status.conditions[?(@.type==\"{type_}\")].status}} {{.status.conditions[?(@.type==\"{type_}\")].reason}}"
     )

@@ -2,6 +2,7 @@
 
 mod admission;
 mod annotation_prefixes;
+mod cert_manager;
 mod controller;
 mod gateway;
 mod gateway_addresses;
@@ -10,6 +11,7 @@ mod gateway_fixtures;
 mod gateway_identity;
 mod gateway_listeners;
 mod gateway_ports;
+mod gateway_route_policy;
 mod grpc_route;
 mod ingress_fixtures;
 mod pods;

@@ -10,16 +10,16 @@ use crate::harness::proxy::{Harness, Resp, session, session_cookie};
 use jetbridge::verify::{Verifier, VerifierConfig};
 
 pub const FWD: &str = "fwdauth.localhost";
-const APP: &str = "app.localhost";
+pub const APP: &str = "app.localhost";
 
-fn enc(s: &str) -> String {
+pub fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// A proxy with a forward-auth host and the routes of `app.localhost`:
 /// `/public` open to anyone, the rest for alice only, the email claim as a
 /// header.
-async fn world() -> Harness {
+pub async fn world() -> Harness {
     let yaml = ConfigFile {
         forward_auth_url: Some(format!("https://{FWD}")),
         jwt_claims_headers: claim_list(&["email"]),
@@ -37,8 +37,22 @@ async fn world() -> Harness {
     Harness::start(&yaml).await
 }
 
-fn cookie(email: &str) -> String {
+pub fn cookie(email: &str) -> String {
     session_cookie(APP, &session(email, &["users"]))
+}
+
+/// The email of the assertion `r` carries for the app's host, verified
+/// against the JWKS jetbridge serves.
+pub async fn verified_email(h: &Harness, r: &Resp) -> String {
+    let token = r.header("x-pomerium-jwt-assertion").expect("assertion");
+    let jwks = format!("http://{}/.well-known/pomerium/jwks.json", h.internal);
+    let v = Verifier::new(
+        VerifierConfig::new(jwks.parse().unwrap())
+            .issuer(APP)
+            .audience(APP),
+    )
+    .unwrap();
+    v.verify(token).await.expect("assertion verifies").email
 }
 
 async fn check(h: &Harness, path_and_query: &str, headers: &[(&str, &str)]) -> Resp {
@@ -58,16 +72,7 @@ async fn an_allowed_check_answers_200_with_an_assertion_the_app_can_verify() {
             Some("alice@example.com")
         );
         assert_eq!(r.header("cache-control"), Some("no-store"));
-        let token = r.header("x-pomerium-jwt-assertion").expect("assertion");
-        let jwks = format!("http://{}/.well-known/pomerium/jwks.json", h.internal);
-        let v = Verifier::new(
-            VerifierConfig::new(jwks.parse().unwrap())
-                .issuer(APP)
-                .audience(APP),
-        )
-        .unwrap();
-        let claims = v.verify(token).await.expect("assertion verifies");
-        assert_eq!(claims.email, "alice@example.com");
+        assert_eq!(verified_email(&h, &r).await, "alice@example.com");
     }
     // The JWKS is served on the forward-auth host too.
     let r = h.get(FWD, "/.well-known/pomerium/jwks.json").await;

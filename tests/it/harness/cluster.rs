@@ -199,7 +199,7 @@ impl Corner {
         let ns = random_name("t");
         let class = random_name("jb");
         let controller_name = format!("jetbridge.dev/{class}");
-        kube.ok(
+        let applied = kube.ok(
             &[
                 "apply",
                 "-f",
@@ -219,6 +219,12 @@ impl Corner {
             ],
             None,
         );
+        if !applied.contains("unchanged") {
+            // A kubectl discovery cache filled before the kind was served
+            // would refuse the next `apply` ("no matches for kind Policy");
+            // listing the group's resources reads discovery afresh.
+            kube.ok(&["api-resources", "--api-group=jetbridge.dev"], None);
+        }
         kube.ok(&["create", "namespace", &ns], None);
         kube.apply(&format!(
             "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {{name: {class}}}\nspec: {{controller: {controller_name}}}\n"

@@ -385,3 +385,99 @@ fn unknown_or_credential_field_names_refuse_the_file_at_start() {
         );
     }
 }
+
+/// The decisions made before a route's rules are asked have their lines
+/// too: a CORS preflight let through by `cors_allow_preflight`, and a
+/// request without the client certificate a route requires. Each counts as
+/// the route's own decision. (A config file with an invalid route is
+/// refused whole, so the invalid-route line is a cluster test's.)
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_before_the_rules_and_let_through_preflights_have_lines() {
+    harness::proxy::init();
+    let (up, _) = echo_upstream().await;
+    let (https, internal) = (free_port(), free_port());
+    let head = listeners_and_secrets(https, internal, &Bootstrap::generate()).text();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("browsers.pem");
+    std::fs::write(&ca, harness::proxy::TestCa::new("browsers").pem).unwrap();
+    let path = dir.path().join("config.yaml");
+    let text = format!(
+        "{head}routes:
+  - from: https://cors.localhost
+    to: http://{up}
+    cors_allow_preflight: true
+    policy:
+      - allow: {{or: [{{email: {{is: alice@example.com}}}}]}}
+  - from: https://mtls.localhost
+    to: http://{up}
+    tls_downstream_client_ca_file: {}
+    policy:
+      - allow: {{or: [{{email: {{is: alice@example.com}}}}]}}
+",
+        ca.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    let s = Standalone::start(&path, https, internal, &[]).await;
+
+    // A preflight is let through without a session, and says so; the same
+    // path without the preflight headers is decided by the rules.
+    let before = s.log().len();
+    let mut b = browser("cors.localhost", "");
+    let url = format!("https://cors.localhost:{https}/api");
+    let r = b
+        .request_with(
+            "OPTIONS",
+            &url,
+            &[
+                ("origin", "https://app.localhost"),
+                ("access-control-request-method", "PUT"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lines = decisions(&s.log()[before..]);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(lines[0]["allow"], true);
+    assert_eq!(
+        lines[0]["reason"],
+        "CORS preflight let through (cors_allow_preflight)"
+    );
+    assert_eq!(
+        (&lines[0]["method"], &lines[0]["path"]),
+        (&"OPTIONS".into(), &"/api".into())
+    );
+    let (status, _, lines) = decide(
+        &s,
+        &mut browser("cors.localhost", ""),
+        "cors.localhost",
+        "/api",
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(lines[0]["reason"], "no allow rule matched");
+
+    // No client certificate: refused before the session and the rules.
+    let before = s.log().len();
+    let r = browser("mtls.localhost", "")
+        .try_get(&format!("https://mtls.localhost:{https}/"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lines = decisions(&s.log()[before..]);
+    assert_eq!(lines.len(), 1, "{:?} {lines:#?}", r.map(|r| r.status));
+    assert_eq!(lines[0]["allow"], false);
+    assert_eq!(
+        lines[0]["reason"],
+        "no client certificate the route's CA signed"
+    );
+    assert_eq!(lines[0]["route-id"], "routes[1]");
+
+    let series = |route: &str, d: &str| {
+        format!(
+            "jetbridge_policy_decisions_total{{route=\"{route}\",policy=\"-\",decision=\"{d}\"}}"
+        )
+    };
+    assert_eq!(s.metric(&series("routes[0]", "allow")).await, 1.0);
+    assert_eq!(s.metric(&series("routes[0]", "deny")).await, 1.0);
+    assert_eq!(s.metric(&series("routes[1]", "deny")).await, 1.0);
+}

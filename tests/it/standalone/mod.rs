@@ -7,3 +7,4 @@ mod decision_log;
 mod demo;
 mod demo_idp;
 pub(crate) mod operations;
+mod traces;
