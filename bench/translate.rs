@@ -8,11 +8,15 @@
 //! Before measuring, the resident memory a snapshot adds is printed per
 //! route (RSS before and after building and keeping one).
 //!
-//! B4, one change: a driver that has published the cluster's snapshot
-//! gets one EndpointSlice changed (its address, alternating between two),
-//! and `from_cluster` + `Driver::publish` run again: the routes whose
-//! inputs did not change are taken from the running snapshot, the changed
-//! one is rebuilt, and the new snapshot is published.
+//! B4, one change: the controller's path (`ClusterMemo::update` +
+//! `Driver::publish_with`) has published the cluster's snapshot, then one
+//! EndpointSlice changes (its address, alternating between two): the
+//! memo finds the changed object by `Arc` identity, reads again only the
+//! Ingress naming its Service, and the driver rebuilds only that route;
+//! the new snapshot is published.
+//!
+//! `first_translation`: the same path from nothing (start-up): the
+//! translation plus the layout and indexes a change needs.
 //!
 //! Run: `cargo bench --bench translate`.
 
@@ -22,6 +26,7 @@ use std::sync::Arc;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use jetbridge::translate::cluster::{Cluster, ClusterSettings, from_cluster};
 use jetbridge::translate::driver::Driver;
+use jetbridge::translate::incremental_cluster::ClusterMemo;
 use jetbridge::translate::{GlobalInputs, Inputs, translate};
 
 const SIZES: &[usize] = &[1_000, 10_000, 50_000];
@@ -100,13 +105,31 @@ fn changed_slice(c: &Cluster, last: u8) -> Arc<k8s_openapi::api::discovery::v1::
     Arc::new(s)
 }
 
+/// The controller's path: the cluster memo, then the driver with the
+/// positions it says changed.
+fn publish(
+    memo: &mut ClusterMemo,
+    driver: &mut Driver,
+    c: &Cluster,
+    global: &GlobalInputs,
+) -> jetbridge::translate::driver::Applied {
+    let update = memo.update(c, &ClusterSettings::default());
+    let base = Inputs {
+        global: global.clone(),
+        routes: Vec::new(),
+        diagnostics: update.inputs.diagnostics.clone(),
+    };
+    driver.publish_with(base, &update.inputs.routes, update.changed.as_deref(), 0)
+}
+
 fn one_change(c: &mut Criterion, global: &GlobalInputs) {
     let mut group = c.benchmark_group("one_change");
     group.sample_size(10);
     for &n in SIZES {
         let mut cluster = objects(n);
         let mut driver = Driver::new();
-        driver.publish(inputs(&cluster, global), 0);
+        let mut memo = ClusterMemo::default();
+        publish(&mut memo, &mut driver, &cluster, global);
         let variants = [changed_slice(&cluster, 1), changed_slice(&cluster, 2)];
         let at = cluster.slices.len() / 2;
         let mut turn = 0usize;
@@ -114,9 +137,24 @@ fn one_change(c: &mut Criterion, global: &GlobalInputs) {
             b.iter(|| {
                 turn += 1;
                 cluster.slices[at] = variants[turn % 2].clone();
-                let applied = driver.publish(inputs(&cluster, global), 0);
+                let applied = publish(&mut memo, &mut driver, &cluster, global);
                 assert!(applied.generation.is_some());
                 black_box(applied)
+            })
+        });
+    }
+    group.finish();
+}
+
+fn first_translation(c: &mut Criterion, global: &GlobalInputs) {
+    let mut group = c.benchmark_group("first_translation");
+    group.sample_size(10);
+    for &n in SIZES {
+        let cluster = objects(n);
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| {
+                let (mut memo, mut driver) = (ClusterMemo::default(), Driver::new());
+                black_box(publish(&mut memo, &mut driver, &cluster, global))
             })
         });
     }
@@ -158,6 +196,7 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
     one_change(c, &global);
+    first_translation(c, &global);
 }
 
 criterion_group!(benches, bench);

@@ -22,12 +22,16 @@ pub(super) struct Built {
     pub(super) digest: [u8; 32],
 }
 
-/// The routes of the last translation by input id, with the global
-/// settings they were built under.
+/// The routes of the last translation by input id, in input order, with
+/// the global settings they were built under.
 #[derive(Default)]
 pub struct Memo {
     context: Option<RouteContext>,
     routes: HashMap<String, (RouteInput, Arc<Built>)>,
+    /// The last translation's routes in input order.
+    order: Vec<Arc<Built>>,
+    /// The last translation's inputs before the caller's own list.
+    base: Vec<RouteInput>,
 }
 
 impl Memo {
@@ -35,16 +39,54 @@ impl Memo {
     /// settings routes read) is unchanged from the last call, and
     /// remembering this call's routes for the next.
     pub fn translate(&mut self, inputs: &Inputs) -> Snapshot {
+        self.translate_with(inputs, &[], None)
+    }
+
+    /// Translates `inputs` with `more` routes after its own. `changed`:
+    /// the positions in `more` whose input may differ from the last call's
+    /// `more` (the caller knows every other is equal), so only those are
+    /// looked at; `None`: every input is compared.
+    pub fn translate_with(
+        &mut self,
+        inputs: &Inputs,
+        more: &[RouteInput],
+        changed: Option<&[usize]>,
+    ) -> Snapshot {
         let context = RouteContext::of(&inputs.global);
-        if self.context.as_ref() != Some(&context) {
-            self.routes.clear();
-        }
+        let quick = changed.filter(|_| {
+            self.context.as_ref() == Some(&context)
+                && self.order.len() == inputs.routes.len() + more.len()
+                && self.base == inputs.routes
+        });
+        let built = match quick {
+            Some(changed) => self.patch(&inputs.global, inputs.routes.len(), more, changed),
+            None => {
+                if self.context.as_ref() != Some(&context) {
+                    self.routes.clear();
+                }
+                self.rebuild(&inputs.global, inputs.routes.iter().chain(more))
+            }
+        };
+        self.context = Some(context);
+        self.base.clone_from(&inputs.routes);
+        super::assemble(
+            &inputs.global,
+            &inputs.diagnostics,
+            inputs.routes.iter().chain(more),
+            built,
+        )
+    }
+
+    /// Every input compared with the one kept under its id.
+    fn rebuild<'a>(
+        &mut self,
+        global: &GlobalInputs,
+        inputs: impl Iterator<Item = &'a RouteInput>,
+    ) -> Vec<Arc<Built>> {
         let mut last = std::mem::take(&mut self.routes);
-        let mut next = HashMap::with_capacity(inputs.routes.len());
-        let mut builder = super::RouteBuilder::new(&inputs.global);
+        let mut next = HashMap::with_capacity(last.len());
+        let mut builder = super::RouteBuilder::new(global);
         let built: Vec<Arc<Built>> = inputs
-            .routes
-            .iter()
             .map(|input| {
                 let (kept, built) = match last.remove(&input.id) {
                     Some((kept, built)) if kept == *input => (kept, built),
@@ -55,8 +97,40 @@ impl Memo {
             })
             .collect();
         self.routes = next;
-        self.context = Some(context);
-        super::assemble(inputs, built)
+        self.order.clone_from(&built);
+        built
+    }
+
+    /// The last translation's routes with those at `changed` (positions
+    /// in the caller's list, after `base` of the memo's own) built again
+    /// when their input differs.
+    fn patch(
+        &mut self,
+        global: &GlobalInputs,
+        base: usize,
+        more: &[RouteInput],
+        changed: &[usize],
+    ) -> Vec<Arc<Built>> {
+        let mut builder = super::RouteBuilder::new(global);
+        for &at in changed {
+            let input = &more[at];
+            let reuse = self
+                .routes
+                .get(&input.id)
+                .filter(|(kept, _)| kept == input)
+                .map(|(_, built)| built.clone());
+            let built = match reuse {
+                Some(built) => built,
+                None => {
+                    let built = Arc::new(builder.build(input));
+                    self.routes
+                        .insert(input.id.clone(), (input.clone(), built.clone()));
+                    built
+                }
+            };
+            self.order[base + at] = built;
+        }
+        self.order.clone()
     }
 }
 

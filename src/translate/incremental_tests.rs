@@ -6,6 +6,7 @@
 
 use super::cluster::{Cluster, ClusterSettings, from_cluster};
 use super::incremental::Memo;
+use super::incremental_cluster::ClusterMemo;
 use super::{GlobalInputs, Inputs, translate};
 use crate::model::Snapshot;
 use proptest::prelude::*;
@@ -89,12 +90,19 @@ named!(
     crate::crd::WatchedPolicy
 );
 
-/// Replaces the object named `ns/name` in `list` (or adds it); `None` deletes it.
+/// Replaces the object named `ns/name` in `list` where it is, as a store
+/// does (or adds it at the end); `None` deletes it.
 fn put<T: Named>(list: &mut Vec<Arc<T>>, name: (&str, &str), new: Option<Arc<T>>) {
-    list.retain(|o| {
-        (o.meta().namespace.as_deref(), o.meta().name.as_deref()) != (Some(name.0), Some(name.1))
+    let at = list.iter().position(|o| {
+        (o.meta().namespace.as_deref(), o.meta().name.as_deref()) == (Some(name.0), Some(name.1))
     });
-    list.extend(new);
+    match (at, new) {
+        (Some(at), Some(new)) => list[at] = new,
+        (Some(at), None) => {
+            list.remove(at);
+        }
+        (None, new) => list.extend(new),
+    }
 }
 
 fn ingress(ns: &str, name: &str, c: &Change) -> serde_json::Value {
@@ -248,6 +256,40 @@ fn assert_same(incremental: &Snapshot, full: &Snapshot) {
     }
 }
 
+/// The global inputs with the cluster's certificates, diagnostics and
+/// no routes of their own (the cluster's follow).
+fn base(out: &super::cluster::ClusterInputs, global: &GlobalInputs) -> Inputs {
+    let mut global = global.clone();
+    global.certificates.extend(out.certificates.iter().cloned());
+    Inputs {
+        global,
+        routes: Vec::new(),
+        diagnostics: out.diagnostics.clone(),
+    }
+}
+
+/// One change through the cluster memo and the route memo, checked
+/// against a translation from nothing: the positions done in place
+/// (`None`: translated whole) and the snapshot.
+fn step(
+    cluster: &Cluster,
+    global: &GlobalInputs,
+    memos: &mut (ClusterMemo, Memo),
+) -> (Option<Vec<usize>>, Snapshot) {
+    let settings = ClusterSettings::default();
+    let update = memos.0.update(cluster, &settings);
+    let full = from_cluster(cluster, &settings);
+    // The kept translation of the objects is the one made from nothing.
+    assert_eq!(format!("{:?}", update.inputs), format!("{full:?}"));
+    let snapshot = memos.1.translate_with(
+        &base(update.inputs, global),
+        &update.inputs.routes,
+        update.changed.as_deref(),
+    );
+    assert_same(&snapshot, &translate(&inputs(cluster, global)));
+    (update.changed, snapshot)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
@@ -257,12 +299,122 @@ proptest! {
         let global = GlobalInputs::for_test();
         let mut cluster = start();
         let mut memo = Memo::default();
+        let mut memos = (ClusterMemo::default(), Memo::default());
         for change in &changes {
             apply(&mut cluster, change);
             let inputs = inputs(&cluster, &global);
             assert_same(&memo.translate(&inputs), &translate(&inputs));
+            step(&cluster, &global, &mut memos);
         }
     }
+}
+
+/// A Policy `a/x` allowing `domain`.
+fn policy(domain: &str) -> Arc<crate::crd::WatchedPolicy> {
+    obj(serde_json::json!({
+        "apiVersion": "jetbridge.dev/v1", "kind": "Policy",
+        "metadata": {"name": "x", "namespace": "a"},
+        "spec": {"allow": {"or": [{"domain": {"is": domain}}]}}
+    }))
+}
+
+/// Many Ingresses naming one Service, Policy and Secret: a change of one
+/// of those is done in place, rebuilds exactly the routes of the
+/// Ingresses naming it, and equals a translation from nothing; the route
+/// of an Ingress naming none of them stays the same `Arc`.
+#[test]
+fn a_shared_object_change_rebuilds_its_dependents_only() {
+    let global = GlobalInputs::for_test();
+    let mut cluster = start();
+    let shared = Change::PutIngress {
+        ns: 0,
+        name: 0,
+        host: 0,
+        exact: false,
+        service: 0,
+        policy: Some(0),
+        secret: Some(0),
+        created: 0,
+    };
+    let lone = Change::PutIngress {
+        ns: 0,
+        name: 1,
+        host: 1,
+        exact: true,
+        service: 1,
+        policy: None,
+        secret: None,
+        created: 1,
+    };
+    for c in [
+        Change::PutService(0, 0, 80),
+        Change::PutService(0, 1, 80),
+        Change::PutSecret(0, 0, 0),
+        Change::PutSlice {
+            ns: 0,
+            service: 0,
+            ip: 6,
+            ready: true,
+        },
+        lone,
+    ] {
+        apply(&mut cluster, &c);
+    }
+    cluster.policies.push(policy("a.example.com"));
+    for i in 0..12 {
+        let mut v = ingress("a", &format!("shared-{i}"), &shared);
+        v["spec"]["rules"][0]["host"] = format!("h{i}.example.com").into();
+        cluster.ingresses.push(obj(v));
+    }
+    let mut memos = (ClusterMemo::default(), Memo::default());
+    let (whole, mut last) = step(&cluster, &global, &mut memos);
+    assert!(whole.is_none(), "the first translation is whole");
+    let lone_route = |s: &Snapshot| {
+        s.routes
+            .iter()
+            .find(|r| r.id == "a/y/1")
+            .cloned()
+            .expect("the lone Ingress is served")
+    };
+    let changes: Vec<fn(&mut Cluster)> = vec![
+        (|c: &mut Cluster| {
+            let s = Change::PutSlice {
+                ns: 0,
+                service: 0,
+                ip: 7,
+                ready: true,
+            };
+            apply(c, &s)
+        }),
+        (|c: &mut Cluster| {
+            let s = Change::PutSlice {
+                ns: 0,
+                service: 0,
+                ip: 8,
+                ready: true,
+            };
+            apply(c, &s)
+        }),
+        (|c: &mut Cluster| put(&mut c.policies, ("a", "x"), Some(policy("b.example.com")))),
+        (|c: &mut Cluster| apply(c, &Change::PutSecret(0, 0, 1))),
+        (|c: &mut Cluster| apply(c, &Change::PutSecret(0, 0, 0))),
+        (|c: &mut Cluster| apply(c, &Change::PutService(0, 0, 81))),
+    ];
+    for (n, change) in changes.iter().enumerate() {
+        change(&mut cluster);
+        let (changed, snapshot) = step(&cluster, &global, &mut memos);
+        let changed = changed.unwrap_or_else(|| panic!("change {n} is done in place"));
+        assert_eq!(changed.len(), 12, "change {n}: the routes naming it");
+        assert!(Arc::ptr_eq(&lone_route(&last), &lone_route(&snapshot)));
+        last = snapshot;
+    }
+    // An object nothing names changes nothing.
+    apply(&mut cluster, &Change::PutSecret(1, 2, 1));
+    let (changed, _) = step(&cluster, &global, &mut memos);
+    assert_eq!(changed, None, "a Secret added: whole");
+    apply(&mut cluster, &Change::PutSecret(1, 2, 0));
+    let (changed, _) = step(&cluster, &global, &mut memos);
+    assert_eq!(changed, Some(Vec::new()));
 }
 
 /// A route whose input is unchanged is the same `Arc` in the next

@@ -35,6 +35,7 @@ pub mod grpc_route;
 mod health;
 pub mod hosts;
 pub mod incremental;
+pub mod incremental_cluster;
 #[cfg(test)]
 mod incremental_tests;
 mod route;
@@ -323,11 +324,15 @@ impl<'g> RouteBuilder<'g> {
     }
 }
 
-/// The snapshot of `inputs` whose routes are `built` (one per input, in
-/// order).
-fn assemble(inputs: &Inputs, built: Vec<Arc<incremental::Built>>) -> Snapshot {
-    let mut diagnostics = inputs.diagnostics.clone();
-    let g = &inputs.global;
+/// The snapshot of the route inputs `inputs` whose routes are `built` (one
+/// per input, in order), under `g`, with the sources' `diagnostics`.
+fn assemble<'a>(
+    g: &GlobalInputs,
+    diagnostics: &[Diagnostic],
+    inputs: impl Iterator<Item = &'a RouteInput>,
+    built: Vec<Arc<incremental::Built>>,
+) -> Snapshot {
+    let mut diagnostics = diagnostics.to_vec();
     let mut routes = Vec::with_capacity(built.len());
     let mut keys = Vec::with_capacity(built.len());
     let mut route_digests = Vec::with_capacity(built.len());
@@ -345,7 +350,7 @@ fn assemble(inputs: &Inputs, built: Vec<Arc<incremental::Built>>) -> Snapshot {
     let published: Vec<&SigningKey> = g.keys.keys().iter().chain(g.retired_keys.iter()).collect();
     let jwks = jwks_document(published);
     let mut tls = build_tls(&g.certificates, &mut diagnostics);
-    tls.not_by_wildcard = not_by_wildcard(&inputs.routes, &g.certificates, &tls);
+    tls.not_by_wildcard = not_by_wildcard(inputs, &g.certificates, &tls);
     tls.client_auth = client_auth_names(&routes, g.downstream_mtls.as_ref());
     let mut auth = g.auth.clone();
     auth.route_idps = routes
@@ -967,8 +972,8 @@ fn build_tls(certs: &[CertInput], diagnostics: &mut Vec<Diagnostic>) -> TlsConfi
 /// Exact hosts of cluster routes that have no certificate of their own and
 /// are covered by a wildcard certificate from another namespace: a
 /// namespace's certificate is never served for a host it does not own.
-fn not_by_wildcard(
-    routes: &[RouteInput],
+fn not_by_wildcard<'a>(
+    routes: impl Iterator<Item = &'a RouteInput>,
     certs: &[CertInput],
     tls: &TlsConfig,
 ) -> std::collections::HashSet<String> {
@@ -981,7 +986,6 @@ fn not_by_wildcard(
         }
     }
     routes
-        .iter()
         .filter(|r| !r.source.kind.is_empty() && !r.host.is_empty() && !r.host.starts_with("*."))
         .map(|r| (r.host.to_ascii_lowercase(), r.source.namespace.as_str()))
         .filter(|(host, owner)| {
