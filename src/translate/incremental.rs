@@ -8,9 +8,9 @@
 //! the routes whose inputs it changed.
 
 use super::{GlobalInputs, Inputs, RouteInput};
-use crate::model::routing::RouteKey;
-use crate::model::{Diagnostic, Route, Snapshot};
-use std::collections::HashMap;
+use crate::model::routing::{RouteKey, RouteTable};
+use crate::model::{Diagnostic, GatewayTable, Route, Snapshot};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// A route as built from one input: the route (none when the input names
@@ -22,8 +22,37 @@ pub(super) struct Built {
     pub(super) digest: [u8; 32],
 }
 
+/// A snapshot's route tables, shared with the next snapshot while its
+/// routes' keys and listeners stay.
+#[derive(Clone)]
+pub(super) struct Tables {
+    pub(super) table: RouteTable,
+    pub(super) plain: RouteTable,
+    pub(super) acme: RouteTable,
+    pub(super) gateway: BTreeMap<u16, GatewayTable>,
+}
+
+impl Tables {
+    /// The tables of `routes` (those of `built` that have one).
+    pub(super) fn build(routes: &[Arc<Route>], built: &[Arc<Built>], g: &GlobalInputs) -> Tables {
+        let keys: Vec<RouteKey> = built
+            .iter()
+            .filter_map(|b| b.route.as_ref().map(|(_, k)| k.clone()))
+            .collect();
+        let (table, plain, gateway) = super::route_tables(routes, &keys, &g.gateway_ports);
+        let acme = RouteTable::build_only(&keys, |i| routes[i].listeners.acme_challenge);
+        Tables {
+            table,
+            plain,
+            acme,
+            gateway,
+        }
+    }
+}
+
 /// The routes of the last translation by input id, in input order, with
-/// the global settings they were built under.
+/// the global settings they were built under, its route tables and the
+/// digests of its blocks of routes.
 #[derive(Default)]
 pub struct Memo {
     context: Option<RouteContext>,
@@ -32,6 +61,17 @@ pub struct Memo {
     order: Vec<Arc<Built>>,
     /// The last translation's inputs before the caller's own list.
     base: Vec<RouteInput>,
+    /// The last snapshot's route tables, and the Gateway ports declared.
+    tables: Option<(Tables, Vec<crate::model::routing::GatewayPortListeners>)>,
+    /// [`crate::model::block_digest`] of each block of `order`.
+    blocks: Vec<[u8; 32]>,
+}
+
+/// What changed in place: the positions in the memo's order, and whether
+/// some route's key or listeners changed.
+struct Patched {
+    at: Vec<usize>,
+    keys_changed: bool,
 }
 
 impl Memo {
@@ -58,35 +98,74 @@ impl Memo {
                 && self.order.len() == inputs.routes.len() + more.len()
                 && self.base == inputs.routes
         });
-        let built = match quick {
-            Some(changed) => self.patch(&inputs.global, inputs.routes.len(), more, changed),
+        let patched = match quick {
+            Some(changed) => Some(self.patch(&inputs.global, inputs.routes.len(), more, changed)),
             None => {
                 if self.context.as_ref() != Some(&context) {
                     self.routes.clear();
                 }
-                self.rebuild(&inputs.global, inputs.routes.iter().chain(more))
+                self.rebuild(&inputs.global, inputs.routes.iter().chain(more));
+                None
             }
         };
         self.context = Some(context);
         self.base.clone_from(&inputs.routes);
-        super::assemble(
+        let ports = &inputs.global.gateway_ports;
+        let tables = match (&patched, self.tables.take()) {
+            (Some(p), Some((t, declared))) if !p.keys_changed && declared == *ports => Some(t),
+            _ => None,
+        };
+        let digest = self.routes_digest(patched.as_ref().map(|p| p.at.as_slice()));
+        let snapshot = super::assemble(
             &inputs.global,
             &inputs.diagnostics,
             inputs.routes.iter().chain(more),
-            built,
-        )
+            &self.order,
+            tables,
+            digest,
+        );
+        let tables = Tables {
+            table: snapshot.table.clone(),
+            plain: snapshot.plain_table.clone(),
+            acme: snapshot.acme_challenges.clone(),
+            gateway: snapshot.gateway_tables.clone(),
+        };
+        self.tables = Some((tables, ports.clone()));
+        snapshot
+    }
+
+    /// The digest of the routes in order, hashing again only the blocks
+    /// holding a position in `dirty` (`None`: every block).
+    fn routes_digest(&mut self, dirty: Option<&[usize]>) -> [u8; 32] {
+        use crate::model::{DIGEST_BLOCK, block_digest};
+        let block = |order: &[Arc<Built>], i: usize| {
+            let end = ((i + 1) * DIGEST_BLOCK).min(order.len());
+            let digests: Vec<[u8; 32]> = order[i * DIGEST_BLOCK..end]
+                .iter()
+                .map(|b| b.digest)
+                .collect();
+            block_digest(&digests)
+        };
+        let count = self.order.len().div_ceil(DIGEST_BLOCK);
+        match dirty {
+            Some(dirty) if self.blocks.len() == count => {
+                let blocks: std::collections::BTreeSet<usize> =
+                    dirty.iter().map(|i| i / DIGEST_BLOCK).collect();
+                for i in blocks {
+                    self.blocks[i] = block(&self.order, i);
+                }
+            }
+            _ => self.blocks = (0..count).map(|i| block(&self.order, i)).collect(),
+        }
+        crate::model::routes_digest(&self.blocks)
     }
 
     /// Every input compared with the one kept under its id.
-    fn rebuild<'a>(
-        &mut self,
-        global: &GlobalInputs,
-        inputs: impl Iterator<Item = &'a RouteInput>,
-    ) -> Vec<Arc<Built>> {
+    fn rebuild<'a>(&mut self, global: &GlobalInputs, inputs: impl Iterator<Item = &'a RouteInput>) {
         let mut last = std::mem::take(&mut self.routes);
         let mut next = HashMap::with_capacity(last.len());
         let mut builder = super::RouteBuilder::new(global);
-        let built: Vec<Arc<Built>> = inputs
+        self.order = inputs
             .map(|input| {
                 let (kept, built) = match last.remove(&input.id) {
                     Some((kept, built)) if kept == *input => (kept, built),
@@ -97,8 +176,6 @@ impl Memo {
             })
             .collect();
         self.routes = next;
-        self.order.clone_from(&built);
-        built
     }
 
     /// The last translation's routes with those at `changed` (positions
@@ -110,8 +187,12 @@ impl Memo {
         base: usize,
         more: &[RouteInput],
         changed: &[usize],
-    ) -> Vec<Arc<Built>> {
+    ) -> Patched {
         let mut builder = super::RouteBuilder::new(global);
+        let mut patched = Patched {
+            at: Vec::with_capacity(changed.len()),
+            keys_changed: false,
+        };
         for &at in changed {
             let input = &more[at];
             let reuse = self
@@ -128,9 +209,16 @@ impl Memo {
                     built
                 }
             };
+            let frame = |b: &Built| {
+                b.route
+                    .as_ref()
+                    .map(|(r, k)| (k.clone(), r.listeners.clone()))
+            };
+            patched.keys_changed |= frame(&self.order[base + at]) != frame(&built);
+            patched.at.push(base + at);
             self.order[base + at] = built;
         }
-        self.order.clone()
+        patched
     }
 }
 

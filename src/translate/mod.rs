@@ -326,26 +326,27 @@ impl<'g> RouteBuilder<'g> {
 
 /// The snapshot of the route inputs `inputs` whose routes are `built` (one
 /// per input, in order), under `g`, with the sources' `diagnostics`.
+/// `tables`: the route tables when the routes' keys and listeners are
+/// those of the translation they were built for (else built here).
 fn assemble<'a>(
     g: &GlobalInputs,
     diagnostics: &[Diagnostic],
     inputs: impl Iterator<Item = &'a RouteInput>,
-    built: Vec<Arc<incremental::Built>>,
+    built: &[Arc<incremental::Built>],
+    tables: Option<incremental::Tables>,
+    routes_digest: [u8; 32],
 ) -> Snapshot {
     let mut diagnostics = diagnostics.to_vec();
     let mut routes = Vec::with_capacity(built.len());
-    let mut keys = Vec::with_capacity(built.len());
     let mut route_digests = Vec::with_capacity(built.len());
-    for b in &built {
+    for b in built {
         diagnostics.extend(b.diagnostics.iter().cloned());
-        if let Some((route, key)) = &b.route {
+        if let Some((route, _)) = &b.route {
             routes.push(route.clone());
-            keys.push(key.clone());
             route_digests.push(b.digest);
         }
     }
-    let (table, plain_table, gateway_tables) = route_tables(&routes, &keys, &g.gateway_ports);
-    let acme_challenges = RouteTable::build_only(&keys, |i| routes[i].listeners.acme_challenge);
+    let tables = tables.unwrap_or_else(|| incremental::Tables::build(&routes, built, g));
 
     let published: Vec<&SigningKey> = g.keys.keys().iter().chain(g.retired_keys.iter()).collect();
     let jwks = jwks_document(published);
@@ -367,10 +368,11 @@ fn assemble<'a>(
         generation: 0,
         routes,
         route_digests,
-        table,
-        plain_table,
-        acme_challenges,
-        gateway_tables,
+        routes_digest,
+        table: tables.table,
+        plain_table: tables.plain,
+        acme_challenges: tables.acme,
+        gateway_tables: tables.gateway,
         tls,
         identity: IdentityConfig {
             keys: g.keys.clone(),
@@ -403,7 +405,7 @@ fn route_key(input: &RouteInput, host: HostMatch, path: PathMatch) -> RouteKey {
 
 /// The route tables of the TLS listener, the plain-HTTP listener and the
 /// Gateway ports.
-fn route_tables(
+pub(super) fn route_tables(
     routes: &[Arc<Route>],
     keys: &[RouteKey],
     declared: &[GatewayPortListeners],
@@ -984,6 +986,9 @@ fn not_by_wildcard<'a>(
                 .entry(suffix.to_ascii_lowercase())
                 .or_insert(c.source.namespace.as_str());
         }
+    }
+    if wildcard_namespace.is_empty() {
+        return std::collections::HashSet::new();
     }
     routes
         .filter(|r| !r.source.kind.is_empty() && !r.host.is_empty() && !r.host.starts_with("*."))
