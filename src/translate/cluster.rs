@@ -365,6 +365,8 @@ pub(super) struct Layout {
     pub(super) owners: HashMap<String, Vec<ObjectRef>>,
     /// Each managed Ingress read (solvers aside), in reading order.
     pub(super) ingresses: Vec<Laid>,
+    /// The objects cert-manager's solver Ingresses name.
+    pub(super) solver_references: Vec<Reference>,
 }
 
 /// One Ingress's place in a translation.
@@ -468,6 +470,10 @@ pub(super) fn from_cluster_laid_out(
     super::gateway_hosts::admit(&mut gateway, &out.hosts, &claims);
     let delegations = delegations(&read, &out.hosts);
     let owners = serve_entries(&read, &idx, &guard, &delegations, &mut slots, &mut out);
+    let solver_references: Vec<Reference> = match layout {
+        Some(_) => solvers.iter().flat_map(|i| references_of(i, s)).collect(),
+        None => Vec::new(),
+    };
     for ing in solvers {
         solver_routes(ing, s, &idx, &guard, &delegations, &mut out);
     }
@@ -486,6 +492,7 @@ pub(super) fn from_cluster_laid_out(
     out.gateway = gateway;
     if let Some(layout) = layout {
         *layout = Layout {
+            solver_references,
             policy_diagnostics,
             policies,
             owners,

@@ -16,7 +16,7 @@
 //! or Policy added or removed, an Ingress whose hosts, paths or
 //! delegations change, a class change, a host claim released or expiring,
 //! any Gateway API object present (the Gateway API part is translated
-//! whole), a Secret or Policy change that changes how many diagnostics or
+//! whole), a change to an object a cert-manager solver Ingress names, a Secret or Policy change that changes how many diagnostics or
 //! certificates an Ingress has, or more than [`MOST_CHANGED`] objects at
 //! once. A property test checks both paths against a translation from
 //! nothing (`translate::incremental_tests`).
@@ -280,8 +280,17 @@ fn in_place(last: &mut Last, c: &Cluster, s: &ClusterSettings) -> Option<Vec<usi
     }
     let old = &last.cluster;
     let moved = Moved::between(old, c)?;
-    let mut touched: BTreeSet<usize> = moved
-        .references(old, c)?
+    let reached = moved.references(old, c)?;
+    // A solver Ingress's routes are translated with the whole.
+    if last
+        .layout
+        .solver_references
+        .iter()
+        .any(|r| reached.contains(r))
+    {
+        return None;
+    }
+    let mut touched: BTreeSet<usize> = reached
         .iter()
         .flat_map(|r| last.dependents.get(r).into_iter().flatten().copied())
         .collect();

@@ -457,3 +457,63 @@ fn an_unchanged_route_is_shared_and_a_changed_one_rebuilt() {
         again.routes[0].pass_identity_headers
     );
 }
+
+/// A change to the Service a cert-manager solver Ingress names reaches
+/// its challenge route (translated whole), beside an application Ingress
+/// naming the same Service (translated in place otherwise).
+#[test]
+fn a_solver_ingress_follows_its_service() {
+    let global = GlobalInputs::for_test();
+    let mut cluster = start();
+    let backend = serde_json::json!({"service": {"name": "x", "port": {"number": 80}}});
+    cluster.ingresses.push(obj(serde_json::json!({
+        "metadata": {"name": "solver", "namespace": "a",
+                     "creationTimestamp": "2026-01-01T00:00:00Z",
+                     "labels": {"acme.cert-manager.io/http01-solver": "true"}},
+        "spec": {"ingressClassName": "jetbridge", "rules": [{"host": "one.example.com",
+            "http": {"paths": [{"path": "/.well-known/acme-challenge/abc", "pathType": "Exact",
+                                "backend": backend}]}}]}
+    })));
+    for c in [
+        Change::PutIngress {
+            ns: 0,
+            name: 1,
+            host: 0,
+            exact: false,
+            service: 0,
+            policy: None,
+            secret: None,
+            created: 0,
+        },
+        Change::PutService(0, 0, 80),
+        Change::PutSlice {
+            ns: 0,
+            service: 0,
+            ip: 1,
+            ready: true,
+        },
+    ] {
+        apply(&mut cluster, &c);
+    }
+    let mut memos = (ClusterMemo::default(), Memo::default());
+    let (_, before) = step(&cluster, &global, &mut memos);
+    assert!(
+        before
+            .acme_challenge("one.example.com", "/.well-known/acme-challenge/abc")
+            .is_some()
+    );
+    let change = Change::PutSlice {
+        ns: 0,
+        service: 0,
+        ip: 2,
+        ready: true,
+    };
+    apply(&mut cluster, &change);
+    let (changed, after) = step(&cluster, &global, &mut memos);
+    assert_eq!(changed, None);
+    let challenge = after.acme_challenge("one.example.com", "/.well-known/acme-challenge/abc");
+    let target = challenge
+        .and_then(|r| r.upstreams.first())
+        .map(|u| u.authority.clone());
+    assert_eq!(target.as_deref(), Some("10.0.0.2:8080"));
+}

@@ -5,7 +5,10 @@
 //! IngressClasses, Ingresses, Policies, Services, EndpointSlices, TLS
 //! Secrets and the bootstrap Secret. After the initial sync, and then after
 //! every burst of changes (debounced), the stores are read into
-//! [`crate::translate::cluster::from_cluster`], translated with the global
+//! [`crate::translate::cluster::from_cluster`] (through
+//! [`ClusterMemo`], which reads again only the Ingresses the objects changed
+//! since the last burst reach, and the driver rebuilds only their routes),
+//! translated with the global
 //! settings and the bootstrap keys (as typed [`Secrets`], never written back
 //! into the settings as text), and published only if the snapshot
 //! changed. Problems become Warning Events on their objects (once, not per
