@@ -18,9 +18,17 @@
 //! `first_translation`: the same path from nothing (start-up): the
 //! translation plus the layout and indexes a change needs.
 //!
+//! Runs with mimalloc, the binary's allocator.
+//!
 //! Run: `cargo bench --bench translate`.
 
 use std::hint::black_box;
+
+/// The binary's allocator (`src/main.rs`), so the translation is measured
+/// as the controller runs it: glibc's spends most of a large translation
+/// consolidating and unlinking free chunks.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
