@@ -8,13 +8,33 @@
 //! Before measuring, the resident memory a snapshot adds is printed per
 //! route (RSS before and after building and keeping one).
 //!
+//! B4, one change: the controller's path (`ClusterMemo::update` +
+//! `Driver::publish_with`) has published the cluster's snapshot, then one
+//! EndpointSlice changes (its address, alternating between two): the
+//! memo finds the changed object by `Arc` identity, reads again only the
+//! Ingress naming its Service, and the driver rebuilds only that route;
+//! the new snapshot is published.
+//!
+//! `first_translation`: the same path from nothing (start-up): the
+//! translation plus the layout and indexes a change needs.
+//!
+//! Runs with mimalloc, the binary's allocator.
+//!
 //! Run: `cargo bench --bench translate`.
 
 use std::hint::black_box;
+
+/// The binary's allocator (`src/main.rs`), so the translation is measured
+/// as the controller runs it: glibc's spends most of a large translation
+/// consolidating and unlinking free chunks.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use jetbridge::translate::cluster::{Cluster, ClusterSettings, from_cluster};
+use jetbridge::translate::driver::Driver;
+use jetbridge::translate::incremental_cluster::ClusterMemo;
 use jetbridge::translate::{GlobalInputs, Inputs, translate};
 
 const SIZES: &[usize] = &[1_000, 10_000, 50_000];
@@ -73,13 +93,80 @@ fn objects(n: usize) -> Cluster {
     c
 }
 
-fn run(c: &Cluster, global: &GlobalInputs) -> jetbridge::model::Snapshot {
+fn inputs(c: &Cluster, global: &GlobalInputs) -> Inputs {
     let out = from_cluster(c, &ClusterSettings::default());
-    translate(&Inputs {
+    Inputs {
         global: global.clone(),
         routes: out.routes,
         diagnostics: out.diagnostics,
-    })
+    }
+}
+
+fn run(c: &Cluster, global: &GlobalInputs) -> jetbridge::model::Snapshot {
+    translate(&inputs(c, global))
+}
+
+/// The EndpointSlice of the middle Ingress with the address `10.255.0.<last>`.
+fn changed_slice(c: &Cluster, last: u8) -> Arc<k8s_openapi::api::discovery::v1::EndpointSlice> {
+    let mut s = (*c.slices[c.slices.len() / 2]).clone();
+    s.endpoints[0].addresses = vec![format!("10.255.0.{last}")];
+    Arc::new(s)
+}
+
+/// The controller's path: the cluster memo, then the driver with the
+/// positions it says changed.
+fn publish(
+    memo: &mut ClusterMemo,
+    driver: &mut Driver,
+    c: &Cluster,
+    global: &GlobalInputs,
+) -> jetbridge::translate::driver::Applied {
+    let update = memo.update(c, &ClusterSettings::default());
+    let base = Inputs {
+        global: global.clone(),
+        routes: Vec::new(),
+        diagnostics: update.inputs.diagnostics.clone(),
+    };
+    driver.publish_with(base, &update.inputs.routes, update.changed.as_deref(), 0)
+}
+
+fn one_change(c: &mut Criterion, global: &GlobalInputs) {
+    let mut group = c.benchmark_group("one_change");
+    group.sample_size(10);
+    for &n in SIZES {
+        let mut cluster = objects(n);
+        let mut driver = Driver::new();
+        let mut memo = ClusterMemo::default();
+        publish(&mut memo, &mut driver, &cluster, global);
+        let variants = [changed_slice(&cluster, 1), changed_slice(&cluster, 2)];
+        let at = cluster.slices.len() / 2;
+        let mut turn = 0usize;
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| {
+                turn += 1;
+                cluster.slices[at] = variants[turn % 2].clone();
+                let applied = publish(&mut memo, &mut driver, &cluster, global);
+                assert!(applied.generation.is_some());
+                black_box(applied)
+            })
+        });
+    }
+    group.finish();
+}
+
+fn first_translation(c: &mut Criterion, global: &GlobalInputs) {
+    let mut group = c.benchmark_group("first_translation");
+    group.sample_size(10);
+    for &n in SIZES {
+        let cluster = objects(n);
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| {
+                let (mut memo, mut driver) = (ClusterMemo::default(), Driver::new());
+                black_box(publish(&mut memo, &mut driver, &cluster, global))
+            })
+        });
+    }
+    group.finish();
 }
 
 fn rss_bytes() -> usize {
@@ -116,6 +203,8 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+    one_change(c, &global);
+    first_translation(c, &global);
 }
 
 criterion_group!(benches, bench);

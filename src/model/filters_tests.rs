@@ -3,7 +3,7 @@ use crate::translate::fixtures::one_route;
 
 /// The one route of a config file with these options, as translated.
 fn route(options: &str) -> Route {
-    one_route(options).routes[0].clone()
+    (*one_route(options).routes[0]).clone()
 }
 
 fn kinds(filters: &[RequestFilter]) -> Vec<&'static str> {

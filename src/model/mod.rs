@@ -33,7 +33,16 @@ pub const DEFAULT_CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub struct Snapshot {
     /// Increases with every published snapshot.
     pub generation: u64,
-    pub routes: Vec<Route>,
+    /// Each route behind its own `Arc`: a snapshot translated after a
+    /// change shares every route the change did not touch with the one
+    /// before it.
+    pub routes: Vec<Arc<Route>>,
+    /// The [`digest_of`] each route in `routes`, made when the route was
+    /// built: the fingerprint hashes these instead of every route's text.
+    pub route_digests: Vec<[u8; 32]>,
+    /// [`routes_digest`] of the digests of every route built, in input
+    /// order (what the fingerprint hashes for the routes).
+    pub routes_digest: [u8; 32],
     /// The routes served on the TLS listener (every config-file and
     /// Ingress route, a Gateway's `HTTPS` listeners).
     pub table: RouteTable,
@@ -66,7 +75,7 @@ impl Snapshot {
     pub fn route(&self, host: &str, path: &str) -> Option<&Route> {
         self.table
             .lookup(host, path)
-            .and_then(|i| self.routes.get(i))
+            .and_then(|i| self.routes.get(i).map(AsRef::as_ref))
     }
     /// Looks up the route for a request, checking routes' method, header
     /// and query conditions too.
@@ -78,7 +87,7 @@ impl Snapshot {
     ) -> Option<&Route> {
         self.table
             .lookup_request(host, path, Some(request))
-            .and_then(|i| self.routes.get(i))
+            .and_then(|i| self.routes.get(i).map(AsRef::as_ref))
     }
     /// The route table of the listener kind `scheme`.
     pub fn table_for(&self, scheme: routing::Scheme) -> &RouteTable {
@@ -112,14 +121,14 @@ impl Snapshot {
         }
         self.table_at(at)?
             .lookup_request(host, path, Some(request))
-            .and_then(|i| self.routes.get(i))
+            .and_then(|i| self.routes.get(i).map(AsRef::as_ref))
     }
     /// The ACME HTTP-01 challenge answer for `host` and `path`, if a
     /// solver serves exactly that.
     pub fn acme_challenge(&self, host: &str, path: &str) -> Option<&Route> {
         self.acme_challenges
             .lookup(host, path)
-            .and_then(|i| self.routes.get(i))
+            .and_then(|i| self.routes.get(i).map(AsRef::as_ref))
     }
     /// Whether the plain-HTTP listener answers for `host` itself (a route
     /// or 404) rather than redirecting to HTTPS: its table names the host,
@@ -149,38 +158,63 @@ impl Snapshot {
         self.table.host_known(host) || self.auth.authenticate_host.as_deref() == Some(host)
     }
     /// A content fingerprint that ignores the generation, used to publish
-    /// only when something changed.
-    ///
-    /// The SHA-256 of the content's `Debug` text, hashed as it is written:
-    /// the text itself (kilobytes per route) is never held.
+    /// only when something changed: the SHA-256 of every route's digest
+    /// (made when the route was built) and of the `Debug` text of the rest.
     pub fn fingerprint(&self) -> [u8; 32] {
         use sha2::Digest as _;
-        use std::fmt::Write as _;
-        struct Hasher(sha2::Sha256);
-        impl std::fmt::Write for Hasher {
-            fn write_str(&mut self, s: &str) -> std::fmt::Result {
-                self.0.update(s.as_bytes());
-                Ok(())
-            }
-        }
-        let mut h = Hasher(sha2::Sha256::new());
-        let _ = write!(
-            h,
-            "{:?}|{:?}|{:?}|{:?}|{}|{:?}|{:?}",
-            self.routes,
+        let mut h = sha2::Sha256::new();
+        h.update(self.routes_digest);
+        h.update(digest_of(&(
             // Gateway ports without routes, and their listeners' hostnames.
             self.gateway_tables
                 .values()
                 .map(|t| (&t.port, &t.hostnames))
                 .collect::<Vec<_>>(),
-            self.diagnostics,
-            self.auth,
-            self.identity.jwks.etag,
-            self.tls.fingerprint,
-            self.connection_idle_timeout
-        );
-        h.0.finalize().into()
+            &self.diagnostics,
+            &self.auth,
+            &self.identity.jwks.etag,
+            &self.tls.fingerprint,
+            self.connection_idle_timeout,
+        )));
+        h.finalize().into()
     }
+}
+
+/// How many route digests one block of [`routes_digest`] holds.
+pub const DIGEST_BLOCK: usize = 256;
+
+/// The SHA-256 of one block of route digests.
+pub fn block_digest(digests: &[[u8; 32]]) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for d in digests {
+        h.update(d);
+    }
+    h.finalize().into()
+}
+
+/// The digest of the routes: the SHA-256 of the [`block_digest`] of each
+/// run of [`DIGEST_BLOCK`] route digests, so a change of one route hashes
+/// its block and the block digests again, not every route's.
+pub fn routes_digest(blocks: &[[u8; 32]]) -> [u8; 32] {
+    block_digest(blocks)
+}
+
+/// The SHA-256 of a value's `Debug` text, hashed as it is written (the
+/// text itself, kilobytes for a route, is never held).
+pub fn digest_of(value: &impl std::fmt::Debug) -> [u8; 32] {
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    struct Hasher(sha2::Sha256);
+    impl std::fmt::Write for Hasher {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0.update(s.as_bytes());
+            Ok(())
+        }
+    }
+    let mut h = Hasher(sha2::Sha256::new());
+    let _ = write!(h, "{value:?}");
+    h.0.finalize().into()
 }
 
 /// The routes served on one Gateway port.

@@ -462,9 +462,17 @@ impl Entry {
     }
 }
 
-/// An immutable index from (host, path) to the winning route.
+/// An immutable index from (host, path) to the winning route. Cloning it
+/// shares it (a translation whose routes kept their keys reuses the last
+/// one's table).
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
+    groups: std::sync::Arc<Groups>,
+}
+
+/// The host groups of a [`RouteTable`].
+#[derive(Debug, Clone, Default)]
+struct Groups {
     exact: HashMap<String, Vec<Entry>>,
     wildcard: HashMap<String, Vec<Entry>>,
     any: Vec<Entry>,
@@ -482,7 +490,7 @@ impl RouteTable {
     /// Indexes the keys whose position satisfies `keep` (e.g. the routes
     /// of one listener); lookups still return positions in `keys`.
     pub fn build_only(keys: &[RouteKey], keep: impl Fn(usize) -> bool) -> RouteTable {
-        let mut table = RouteTable::default();
+        let mut table = Groups::default();
         for (index, key) in keys.iter().enumerate().filter(|(i, _)| keep(*i)) {
             let entry = Entry {
                 path: key.path.clone(),
@@ -506,7 +514,9 @@ impl RouteTable {
             group.sort_by(order);
         }
         table.any.sort_by(order);
-        table
+        RouteTable {
+            groups: std::sync::Arc::new(table),
+        }
     }
 
     /// Makes `host` a group of its own, routes or not: a request it is the
@@ -515,16 +525,17 @@ impl RouteTable {
     /// hostname, so that its requests never reach the routes of a listener
     /// with a wider one.
     pub fn claim(&mut self, host: &HostMatch) {
+        let groups = std::sync::Arc::make_mut(&mut self.groups);
         match host {
             HostMatch::Exact(h) => {
-                self.exact.entry(h.clone()).or_default();
+                groups.exact.entry(h.clone()).or_default();
             }
             HostMatch::Wildcard(s) => {
-                self.wildcard.entry(s.clone()).or_default();
+                groups.wildcard.entry(s.clone()).or_default();
             }
             HostMatch::WildcardAny(s) => {
-                self.wildcard.entry(s.clone()).or_default();
-                self.deep_claims.insert(s.clone());
+                groups.wildcard.entry(s.clone()).or_default();
+                groups.deep_claims.insert(s.clone());
             }
             HostMatch::Any => {}
         }
@@ -559,19 +570,19 @@ impl RouteTable {
     /// an empty host do not count: a miss for a known host is "no such
     /// path", for an unknown one "no such host".
     pub fn host_known(&self, host: &str) -> bool {
-        self.exact.contains_key(host) || self.wildcard_group(host).is_some()
+        self.groups.exact.contains_key(host) || self.wildcard_group(host).is_some()
     }
 
     /// Whether a route without a host serves every host no route names.
     pub fn serves_any_host(&self) -> bool {
-        !self.any.is_empty()
+        !self.groups.any.is_empty()
     }
 
     /// Whether the table has no route at all.
     pub fn is_empty(&self) -> bool {
-        self.exact.values().all(Vec::is_empty)
-            && self.wildcard.values().all(Vec::is_empty)
-            && self.any.is_empty()
+        self.groups.exact.values().all(Vec::is_empty)
+            && self.groups.wildcard.values().all(Vec::is_empty)
+            && self.groups.any.is_empty()
     }
 
     /// The rules that may serve `host`: its precise host's, else the most
@@ -579,13 +590,13 @@ impl RouteTable {
     /// whether only its [`HostMatch::WildcardAny`] rules do (`host` is more
     /// than one label under the wildcard).
     fn group(&self, host: &str) -> (&[Entry], bool) {
-        if let Some(g) = self.exact.get(host) {
+        if let Some(g) = self.groups.exact.get(host) {
             return (g, false);
         }
         if let Some((g, depth)) = self.wildcard_group(host) {
             return (g, depth > 1);
         }
-        (&self.any, false)
+        (&self.groups.any, false)
     }
 
     /// The wildcard group covering `host` with the longest suffix, and how
@@ -594,9 +605,9 @@ impl RouteTable {
     fn wildcard_group(&self, host: &str) -> Option<(&[Entry], usize)> {
         wildcard_suffixes(host)
             .enumerate()
-            .filter_map(|(i, s)| Some((s, self.wildcard.get(s)?.as_slice(), i + 1)))
+            .filter_map(|(i, s)| Some((s, self.groups.wildcard.get(s)?.as_slice(), i + 1)))
             .find(|(s, g, depth)| {
-                *depth == 1 || g.iter().any(|e| e.deep) || self.deep_claims.contains(*s)
+                *depth == 1 || g.iter().any(|e| e.deep) || self.groups.deep_claims.contains(*s)
             })
             .map(|(_, g, depth)| (g, depth))
     }

@@ -27,7 +27,7 @@ use crate::settings::RouteOptions;
 use k8s_openapi::api::core::v1::{Secret, Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{
-    Ingress, IngressBackend, IngressClass, IngressServiceBackend,
+    Ingress, IngressBackend, IngressClass, IngressServiceBackend, IngressSpec,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::{BTreeMap, HashMap};
@@ -44,7 +44,7 @@ pub const DEFAULT_PREFIXES: [&str; 2] = ["jetbridge.dev/", "ingress.pomerium.io/
 pub const STATUS_ANNOTATION: &str = "jetbridge.dev/status";
 const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub(super) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Route settings that are not annotations: they name a local file.
 pub const FILE_ONLY_OPTIONS: &[&str] = &[
@@ -127,7 +127,7 @@ pub(super) struct BackendGuard {
 }
 
 impl BackendGuard {
-    fn new(idx: &Index<'_>, s: &ClusterSettings) -> Self {
+    pub(super) fn new(idx: &Index<'_>, s: &ClusterSettings) -> Self {
         let mut api_server = std::collections::HashSet::new();
         if let Some(svc) = idx.services.get(&("default", "kubernetes")) {
             let spec = svc.spec.clone().unwrap_or_default();
@@ -230,7 +230,7 @@ fn compile_policy(
 /// Compiles every Policy once, in namespace/name order: records each
 /// outcome and a diagnostic per error (route-breaking) or warning (the
 /// Policy still applies), and returns the rule lists by `namespace/name`.
-fn compile_policies(
+pub(super) fn compile_policies(
     c: &Cluster,
     out: &mut ClusterInputs,
 ) -> HashMap<String, Result<serde_json::Value, String>> {
@@ -315,7 +315,7 @@ fn ns_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (&
 }
 
 impl<'a> Index<'a> {
-    fn new(c: &'a Cluster) -> Self {
+    pub(super) fn new(c: &'a Cluster) -> Self {
         let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
         for s in &c.slices {
             if let Some(svc) = s
@@ -349,10 +349,76 @@ impl<'a> Index<'a> {
 /// Reads the managed Ingresses, their Policies, Services, EndpointSlices and
 /// TLS Secrets into translation inputs.
 pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
-    let mut out = ClusterInputs::default();
-    let idx = Index::new(c);
-    let guard = BackendGuard::new(&idx, s);
-    let policies = compile_policies(c, &mut out);
+    from_cluster_laid_out(c, s, None)
+}
+
+/// Where a translation put what each Ingress contributed, and what later
+/// translations of one Ingress need from the rest
+/// ([`super::incremental_cluster`] replaces one Ingress's parts in place).
+#[derive(Default)]
+pub(super) struct Layout {
+    /// How many diagnostics at the front are the Policies'.
+    pub(super) policy_diagnostics: usize,
+    /// The Policies' rule lists by `namespace/name`.
+    pub(super) policies: HashMap<String, Result<serde_json::Value, String>>,
+    /// host → the Ingresses of its owner's namespace that serve one of its paths.
+    pub(super) owners: HashMap<String, Vec<ObjectRef>>,
+    /// Each managed Ingress read (solvers aside), in reading order.
+    pub(super) ingresses: Vec<Laid>,
+    /// The objects cert-manager's solver Ingresses name.
+    pub(super) solver_references: Vec<Reference>,
+}
+
+/// One Ingress's place in a translation.
+pub(super) struct Laid {
+    /// Namespace and name.
+    pub(super) key: (String, String),
+    pub(super) shape: Shape,
+    pub(super) slots: Slots,
+    pub(super) references: Vec<Reference>,
+}
+
+/// Positions of one Ingress's parts in [`ClusterInputs`].
+#[derive(Clone, Debug, Default)]
+pub(super) struct Slots {
+    /// What reading it found (annotations, rules without host).
+    pub(super) read_diagnostics: std::ops::Range<usize>,
+    /// Its routes, one per served entry.
+    pub(super) routes: std::ops::Range<usize>,
+    /// The entries those routes serve, by position in its entries.
+    pub(super) served: Vec<usize>,
+    /// What its TLS Secrets found.
+    pub(super) cert_diagnostics: std::ops::Range<usize>,
+    pub(super) certificates: std::ops::Range<usize>,
+}
+
+/// What of an Ingress host ownership, delegation, first claims and the
+/// order of routes read: while it stays equal, a change of the Ingress
+/// (or of an object it names) changes its own routes and certificates
+/// only.
+#[derive(Debug, PartialEq)]
+pub(super) struct Shape {
+    created: i64,
+    entries: Vec<(String, String, String)>,
+    delegations: Delegations,
+    path_regex: bool,
+}
+
+/// An object an Ingress reads: a Service (with its EndpointSlices), a
+/// Secret or a Policy, by namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) enum Reference {
+    Service(String, String),
+    Secret(String, String),
+    Policy(String, String),
+}
+
+/// The managed Ingresses in translation order: cert-manager's solvers,
+/// then the others.
+fn managed_ingresses<'c>(
+    c: &'c Cluster,
+    s: &ClusterSettings,
+) -> (Vec<&'c Ingress>, Vec<&'c Ingress>) {
     let classes = OurClasses::new(c, s);
     let mut ingresses: Vec<&Ingress> = c
         .ingresses
@@ -360,13 +426,36 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
         .map(|a| a.as_ref())
         .filter(|i| managed(i, &classes.names, classes.default_is_ours))
         .collect();
-    ingresses.sort_by_key(|i| (created(i), key(&i.metadata.namespace, &i.metadata.name)));
-    let (solvers, ingresses): (Vec<&Ingress>, Vec<&Ingress>) = ingresses
+    ingresses.sort_by_cached_key(|i| (created(i), key(&i.metadata.namespace, &i.metadata.name)));
+    ingresses
         .into_iter()
-        .partition(|i| super::acme::is_solver(i));
+        .partition(|i| super::acme::is_solver(i))
+}
+
+/// [`from_cluster`], filling `layout` when given.
+pub(super) fn from_cluster_laid_out(
+    c: &Cluster,
+    s: &ClusterSettings,
+    layout: Option<&mut Layout>,
+) -> ClusterInputs {
+    let mut out = ClusterInputs::default();
+    let idx = Index::new(c);
+    let guard = BackendGuard::new(&idx, s);
+    let policies = compile_policies(c, &mut out);
+    let policy_diagnostics = out.diagnostics.len();
+    let (solvers, ingresses) = managed_ingresses(c, s);
+    let mut slots: Vec<Slots> = Vec::with_capacity(ingresses.len());
     let read: Vec<ReadIngress> = ingresses
         .into_iter()
-        .map(|ing| read_ingress(ing, s, &idx, &policies, &mut out))
+        .map(|ing| {
+            let start = out.diagnostics.len();
+            let r = read_ingress(ing, s, &idx, &policies, &mut out);
+            slots.push(Slots {
+                read_diagnostics: start..out.diagnostics.len(),
+                ..Slots::default()
+            });
+            r
+        })
         .collect();
     let mut gateway = gateway_inputs(c, s, &idx, &guard, &policies);
     let mut claims = claimants(&read);
@@ -380,12 +469,66 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
     );
     super::gateway_hosts::admit(&mut gateway, &out.hosts, &claims);
     let delegations = delegations(&read, &out.hosts);
+    let owners = serve_entries(&read, &idx, &guard, &delegations, &mut slots, &mut out);
+    let solver_references: Vec<Reference> = match layout {
+        Some(_) => solvers.iter().flat_map(|i| references_of(i, s)).collect(),
+        None => Vec::new(),
+    };
+    for ing in solvers {
+        solver_routes(ing, s, &idx, &guard, &delegations, &mut out);
+    }
+    let held = held_routes(&out.hosts, &out.routes);
+    out.routes.extend(held);
+    for (r, slot) in read.iter().zip(&mut slots) {
+        let (d, k) = (out.diagnostics.len(), out.certificates.len());
+        certificates(r, &idx, &owners, &mut out);
+        slot.cert_diagnostics = d..out.diagnostics.len();
+        slot.certificates = k..out.certificates.len();
+    }
+    out.routes.extend(gateway.routes.iter().cloned());
+    out.certificates
+        .extend(gateway.certificates.iter().cloned());
+    out.diagnostics.extend(gateway.diagnostics.iter().cloned());
+    out.gateway = gateway;
+    if let Some(layout) = layout {
+        *layout = Layout {
+            solver_references,
+            policy_diagnostics,
+            policies,
+            owners,
+            ingresses: read
+                .iter()
+                .zip(slots)
+                .map(|(r, slots)| Laid {
+                    key: (r.ns.clone(), r.object.name.clone()),
+                    shape: r.shape(),
+                    slots,
+                    references: r.references(),
+                })
+                .collect(),
+        };
+    }
+    out
+}
+
+/// Decides which entries of each Ingress are served (owned or delegated
+/// host, first claim of the path) and adds their routes, recording each
+/// Ingress's routes in its slots; returns host → the owner namespace's
+/// Ingresses serving it.
+fn serve_entries(
+    read: &[ReadIngress<'_>],
+    idx: &Index<'_>,
+    guard: &BackendGuard,
+    delegations: &HashMap<String, Delegations>,
+    slots: &mut [Slots],
+    out: &mut ClusterInputs,
+) -> HashMap<String, Vec<ObjectRef>> {
     let mut claimed: HashMap<(String, String), ObjectRef> = HashMap::new();
-    // host → the Ingresses of its owner's namespace that serve one of its paths.
     let mut owners: HashMap<String, Vec<ObjectRef>> = HashMap::new();
-    for r in &read {
+    for (r, slot) in read.iter().zip(slots) {
+        let start = out.routes.len();
         for (index, entry) in r.entries.iter().enumerate() {
-            let serves = admitted(r, entry, &out.hosts, &delegations, &mut out.diagnostics)
+            let serves = admitted(r, entry, &out.hosts, delegations, &mut out.diagnostics)
                 && first_claim(r, entry, &mut claimed, &mut out.diagnostics);
             if serves && out.hosts.owners.get(&entry.host).map(|o| &o.namespace) == Some(&r.ns) {
                 owners
@@ -395,24 +538,13 @@ pub fn from_cluster(c: &Cluster, s: &ClusterSettings) -> ClusterInputs {
             }
             if serves {
                 out.routes
-                    .push(route_input(r, index + 1, entry, &idx, &guard));
+                    .push(route_input(r, index + 1, entry, idx, guard));
+                slot.served.push(index);
             }
         }
+        slot.routes = start..out.routes.len();
     }
-    for ing in solvers {
-        solver_routes(ing, s, &idx, &guard, &delegations, &mut out);
-    }
-    let held = held_routes(&out.hosts, &out.routes);
-    out.routes.extend(held);
-    for r in &read {
-        certificates(r, &idx, &owners, &mut out);
-    }
-    out.routes.extend(gateway.routes.iter().cloned());
-    out.certificates
-        .extend(gateway.certificates.iter().cloned());
-    out.diagnostics.extend(gateway.diagnostics.iter().cloned());
-    out.gateway = gateway;
-    out
+    owners
 }
 
 /// What the Gateway API objects contribute, before host ownership.
@@ -439,13 +571,13 @@ fn gateway_inputs(
 }
 
 /// The IngressClasses this controller serves, and whether the default one is.
-struct OurClasses<'a> {
-    names: Vec<&'a str>,
-    default_is_ours: bool,
+pub(super) struct OurClasses<'a> {
+    pub(super) names: Vec<&'a str>,
+    pub(super) default_is_ours: bool,
 }
 
 impl<'a> OurClasses<'a> {
-    fn new(c: &'a Cluster, s: &ClusterSettings) -> Self {
+    pub(super) fn new(c: &'a Cluster, s: &ClusterSettings) -> Self {
         let names: Vec<&str> = c
             .classes
             .iter()
@@ -477,28 +609,28 @@ impl<'a> OurClasses<'a> {
 }
 
 /// One rule path (or the defaultBackend as `/`) of an Ingress.
-struct Entry {
+pub(super) struct Entry {
     /// Lower case; empty for "any host".
-    host: String,
-    path_type: String,
-    path: String,
-    backend: IngressBackend,
+    pub(super) host: String,
+    pub(super) path_type: String,
+    pub(super) path: String,
+    pub(super) backend: IngressBackend,
 }
 
 /// A managed Ingress, read once: its settings and the paths it asks for.
-struct ReadIngress<'a> {
+pub(super) struct ReadIngress<'a> {
     ing: &'a Ingress,
     ns: String,
     object: ObjectRef,
     annotations: Annotations,
     base: Result<RouteOptions, String>,
     problems: Vec<String>,
-    entries: Vec<Entry>,
+    pub(super) entries: Vec<Entry>,
     /// Where the rule objects of the combined `policy` come from.
     policy_origins: Vec<RuleOrigin>,
 }
 
-fn read_ingress<'a>(
+pub(super) fn read_ingress<'a>(
     ing: &'a Ingress,
     s: &ClusterSettings,
     idx: &Index<'_>,
@@ -539,7 +671,8 @@ fn entries(
     object: &ObjectRef,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<Entry> {
-    let spec = ing.spec.clone().unwrap_or_default();
+    let none = IngressSpec::default();
+    let spec = ing.spec.as_ref().unwrap_or(&none);
     let mut entries: Vec<Entry> = Vec::new();
     for rule in spec.rules.iter().flatten() {
         let host = match rule.host.as_deref().filter(|h| !h.is_empty()) {
@@ -651,6 +784,26 @@ fn delegations(
 }
 
 impl ReadIngress<'_> {
+    /// What host-level decisions read of it.
+    pub(super) fn shape(&self) -> Shape {
+        Shape {
+            created: created(self.ing),
+            entries: self
+                .entries
+                .iter()
+                .map(|e| (e.host.clone(), e.path_type.clone(), e.path.clone()))
+                .collect(),
+            delegations: self.annotations.delegations.clone(),
+            path_regex: self.annotations.path_regex,
+        }
+    }
+
+    /// The objects reading it and building its routes and certificates
+    /// look up, sorted, each once.
+    pub(super) fn references(&self) -> Vec<Reference> {
+        references(self.ing, &self.ns, &self.annotations)
+    }
+
     /// The hosts its paths name, each once.
     fn hosts(&self) -> std::collections::BTreeSet<&str> {
         self.entries.iter().map(|e| e.host.as_str()).collect()
@@ -747,7 +900,7 @@ fn shown_host(host: &str) -> &str {
 }
 
 /// The route of one admitted path.
-fn route_input(
+pub(super) fn route_input(
     r: &ReadIngress<'_>,
     index: usize,
     e: &Entry,
@@ -906,13 +1059,14 @@ fn covers(route_host: &str, host: &str) -> bool {
 /// The Ingress's TLS Secrets, each bound to the hosts it was given for that
 /// this Ingress serves and its namespace owns: a Secret in one namespace is
 /// never served for another's host.
-fn certificates(
+pub(super) fn certificates(
     r: &ReadIngress<'_>,
     idx: &Index<'_>,
     owners: &HashMap<String, Vec<ObjectRef>>,
     out: &mut ClusterInputs,
 ) {
-    let spec = r.ing.spec.clone().unwrap_or_default();
+    let none = IngressSpec::default();
+    let spec = r.ing.spec.as_ref().unwrap_or(&none);
     let rule_hosts: Vec<String> = spec
         .rules
         .iter()
@@ -955,7 +1109,48 @@ fn certificates(
     }
 }
 
-fn created(i: &Ingress) -> i64 {
+/// The objects an Ingress names: its backends' Services, its TLS
+/// Secrets and Secret-backed annotations, its `policy_ref` Policies.
+fn references(ing: &Ingress, ns: &str, a: &Annotations) -> Vec<Reference> {
+    let none = IngressSpec::default();
+    let spec = ing.spec.as_ref().unwrap_or(&none);
+    let services = spec
+        .rules
+        .iter()
+        .flatten()
+        .flat_map(|r| r.http.iter().flat_map(|h| h.paths.iter()))
+        .map(|p| &p.backend)
+        .chain(spec.default_backend.iter())
+        .filter_map(|b| b.service.as_ref())
+        .map(|svc| Reference::Service(ns.to_string(), svc.name.clone()));
+    let tls = spec
+        .tls
+        .iter()
+        .flatten()
+        .filter_map(|t| t.secret_name.clone())
+        .map(|n| Reference::Secret(ns.to_string(), n));
+    let secrets = a
+        .secret_refs
+        .iter()
+        .map(|(_, n)| Reference::Secret(ns.to_string(), n.clone()));
+    let policies = a
+        .policy_refs
+        .iter()
+        .map(|n| Reference::Policy(ns.to_string(), n.clone()));
+    let mut out: Vec<Reference> = services.chain(tls).chain(secrets).chain(policies).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// [`ReadIngress::references`] of an Ingress not read yet (its
+/// annotations are read for it).
+pub(super) fn references_of(ing: &Ingress, s: &ClusterSettings) -> Vec<Reference> {
+    let ns = ing.metadata.namespace.clone().unwrap_or_default();
+    references(ing, &ns, &read_annotations(ing, &s.prefixes))
+}
+
+pub(super) fn created(i: &Ingress) -> i64 {
     i.metadata
         .creation_timestamp
         .as_ref()
@@ -963,7 +1158,7 @@ fn created(i: &Ingress) -> i64 {
         .unwrap_or(0)
 }
 
-fn managed(ing: &Ingress, our_names: &[&str], default_is_ours: bool) -> bool {
+pub(super) fn managed(ing: &Ingress, our_names: &[&str], default_is_ours: bool) -> bool {
     let class = ing
         .spec
         .as_ref()
@@ -1059,10 +1254,11 @@ impl Reading {
 /// setting applies), different ones a problem naming every key.
 fn read_annotations(ing: &Ingress, prefixes: &[String]) -> Annotations {
     let mut a = Annotations::default();
-    let all = ing.metadata.annotations.clone().unwrap_or_default();
+    let none = BTreeMap::new();
+    let all = ing.metadata.annotations.as_ref().unwrap_or(&none);
     // key → the annotations that set it, in annotation order.
     let mut by_key: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
-    for (full, raw) in &all {
+    for (full, raw) in all {
         if full == STATUS_ANNOTATION {
             continue;
         }
@@ -1394,10 +1590,11 @@ pub(super) fn backends(
         .services
         .get(&(ns, svc_ref.name.as_str()))
         .ok_or_else(|| format!("backend: Service {ns}/{} not found", svc_ref.name))?;
-    let spec = svc.spec.clone().unwrap_or_default();
-    let port = service_port(ns, svc_ref, &spec)?;
+    let none = ServiceSpec::default();
+    let spec = svc.spec.as_ref().unwrap_or(&none);
+    let port = service_port(ns, svc_ref, spec)?;
     if spec.type_.as_deref() == Some("ExternalName") {
-        return external_name(guard, ns, &svc_ref.name, &spec, scheme, port.port);
+        return external_name(guard, ns, &svc_ref.name, spec, scheme, port.port);
     }
     let upstream = |authority: String| Upstream {
         scheme,

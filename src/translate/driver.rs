@@ -5,7 +5,8 @@
 //! one, and the diagnostics go back to the source to report where the user
 //! looks.
 
-use super::{Inputs, translate};
+use super::Inputs;
+use super::incremental::Memo;
 use crate::model::{Diagnostic, Snapshot};
 use crate::snapshot::{KeyHistory, Publisher, SnapshotReader};
 
@@ -18,11 +19,14 @@ pub struct Applied {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Translate → check → publish-if-changed, with the signing-key history.
+/// Translate → check → publish-if-changed, with the signing-key history
+/// and the routes of the last translation (a change rebuilds only the
+/// routes whose inputs it changed).
 #[derive(Default)]
 pub struct Driver {
     publisher: Publisher,
     history: KeyHistory,
+    memo: Memo,
 }
 
 impl Driver {
@@ -41,13 +45,28 @@ impl Driver {
     /// assertions they signed can still be valid.
     pub fn apply<E>(
         &mut self,
+        inputs: Inputs,
+        now: i64,
+        accept: impl FnOnce(&Snapshot) -> Result<(), E>,
+    ) -> Result<Applied, E> {
+        self.apply_with(inputs, &[], None, now, accept)
+    }
+
+    /// [`Driver::apply`] of `inputs` with `more` routes after its own;
+    /// `changed`: the positions in `more` whose input may differ from the
+    /// last call's `more` (every other is equal), so only those are
+    /// looked at (`None`: all are).
+    pub fn apply_with<E>(
+        &mut self,
         mut inputs: Inputs,
+        more: &[super::RouteInput],
+        changed: Option<&[usize]>,
         now: i64,
         accept: impl FnOnce(&Snapshot) -> Result<(), E>,
     ) -> Result<Applied, E> {
         let mut history = self.history.clone();
         inputs.global.retired_keys = history.update(&inputs.global.keys, now);
-        let snapshot = translate(&inputs);
+        let snapshot = self.memo.translate_with(&inputs, more, changed);
         accept(&snapshot)?;
         self.history = history;
         let diagnostics = snapshot.diagnostics.clone();
@@ -62,6 +81,21 @@ impl Driver {
     /// object is only its own route's problem).
     pub fn publish(&mut self, inputs: Inputs, now: i64) -> Applied {
         match self.apply(inputs, now, |_| Ok::<(), std::convert::Infallible>(())) {
+            Ok(applied) => applied,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Driver::apply_with`] for a source that accepts every snapshot.
+    pub fn publish_with(
+        &mut self,
+        inputs: Inputs,
+        more: &[super::RouteInput],
+        changed: Option<&[usize]>,
+        now: i64,
+    ) -> Applied {
+        let accept = |_: &Snapshot| Ok::<(), std::convert::Infallible>(());
+        match self.apply_with(inputs, more, changed, now, accept) {
             Ok(applied) => applied,
             Err(never) => match never {},
         }

@@ -35,6 +35,10 @@ mod gateway_policy;
 pub mod grpc_route;
 mod health;
 pub mod hosts;
+pub mod incremental;
+pub mod incremental_cluster;
+#[cfg(test)]
+mod incremental_tests;
 mod route;
 #[cfg(test)]
 mod tests;
@@ -148,7 +152,7 @@ pub enum PathSpec {
 }
 
 /// One route candidate, from a config file or a cluster alike.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RouteInput {
     /// Stable id, e.g. `routes[0]` or `default/web/1`.
     pub id: String,
@@ -262,47 +266,96 @@ pub enum LocationError {
     PathKeys,
 }
 
-/// Builds a snapshot. `generation` is stamped by the publisher.
+/// Builds a snapshot from nothing. `generation` is stamped by the
+/// publisher; [`incremental::Memo`] builds the same snapshot taking the
+/// routes whose inputs did not change from the last one.
 pub fn translate(inputs: &Inputs) -> Snapshot {
-    let mut diagnostics = inputs.diagnostics.clone();
+    incremental::Memo::default().translate(inputs)
+}
+
+/// Builds routes one input at a time, compiling each distinct policy and
+/// parsing each client CA once.
+struct RouteBuilder<'g> {
+    global: &'g GlobalInputs,
     // Routes that share a policy (e.g. the same policy_ref) compile it once.
-    let mut programs: HashMap<String, Result<CompiledPolicy, PolicyError>> = HashMap::new();
+    programs: HashMap<String, Result<CompiledPolicy, PolicyError>>,
     // Routes that share a client CA (e.g. one Secret) parse it once.
-    let mut client_cas: HashMap<String, Result<ClientCa, crate::model::OptionError>> =
-        HashMap::new();
-    let g = &inputs.global;
-    let mut routes = Vec::with_capacity(inputs.routes.len());
-    let mut keys = Vec::with_capacity(inputs.routes.len());
-    for input in &inputs.routes {
-        match route_frame(input) {
+    client_cas: HashMap<String, Result<ClientCa, crate::model::OptionError>>,
+}
+
+impl<'g> RouteBuilder<'g> {
+    fn new(global: &'g GlobalInputs) -> Self {
+        RouteBuilder {
+            global,
+            programs: HashMap::new(),
+            client_cas: HashMap::new(),
+        }
+    }
+
+    /// The route of one input, or the diagnostic saying it names no place
+    /// to serve.
+    fn build(&mut self, input: &RouteInput) -> incremental::Built {
+        let mut diagnostics = Vec::new();
+        let route = match route_frame(input) {
             Ok((host, path)) => {
                 let route = build_route(
                     input,
-                    g,
+                    self.global,
                     host.clone(),
                     path.clone(),
-                    &mut programs,
-                    &mut client_cas,
+                    &mut self.programs,
+                    &mut self.client_cas,
                     &mut diagnostics,
                 );
-                keys.push(route_key(input, host, path));
-                routes.push(route);
+                Some((Arc::new(route), route_key(input, host, path)))
             }
-            Err(message) => diagnostics.push(Diagnostic {
-                severity: Severity::Error,
-                object: input.source.clone(),
-                reason: Reason::NotServed,
-                message,
-            }),
+            Err(message) => {
+                diagnostics.push(Diagnostic {
+                    severity: Severity::Error,
+                    object: input.source.clone(),
+                    reason: Reason::NotServed,
+                    message,
+                });
+                None
+            }
+        };
+        let digest = crate::model::digest_of(&route.as_ref().map(|(r, _)| r));
+        incremental::Built {
+            route,
+            diagnostics,
+            digest,
         }
     }
-    let (table, plain_table, gateway_tables) = route_tables(&routes, &keys, &g.gateway_ports);
-    let acme_challenges = RouteTable::build_only(&keys, |i| routes[i].listeners.acme_challenge);
+}
+
+/// The snapshot of the route inputs `inputs` whose routes are `built` (one
+/// per input, in order), under `g`, with the sources' `diagnostics`.
+/// `tables`: the route tables when the routes' keys and listeners are
+/// those of the translation they were built for (else built here).
+fn assemble<'a>(
+    g: &GlobalInputs,
+    diagnostics: &[Diagnostic],
+    inputs: impl Iterator<Item = &'a RouteInput>,
+    built: &[Arc<incremental::Built>],
+    tables: Option<incremental::Tables>,
+    routes_digest: [u8; 32],
+) -> Snapshot {
+    let mut diagnostics = diagnostics.to_vec();
+    let mut routes = Vec::with_capacity(built.len());
+    let mut route_digests = Vec::with_capacity(built.len());
+    for b in built {
+        diagnostics.extend(b.diagnostics.iter().cloned());
+        if let Some((route, _)) = &b.route {
+            routes.push(route.clone());
+            route_digests.push(b.digest);
+        }
+    }
+    let tables = tables.unwrap_or_else(|| incremental::Tables::build(&routes, built, g));
 
     let published: Vec<&SigningKey> = g.keys.keys().iter().chain(g.retired_keys.iter()).collect();
     let jwks = jwks_document(published);
     let mut tls = build_tls(&g.certificates, &mut diagnostics);
-    tls.not_by_wildcard = not_by_wildcard(&inputs.routes, &g.certificates, &tls);
+    tls.not_by_wildcard = not_by_wildcard(inputs, &g.certificates, &tls);
     tls.client_auth = client_auth_names(&routes, g.downstream_mtls.as_ref());
     let mut auth = g.auth.clone();
     auth.route_idps = routes
@@ -318,10 +371,12 @@ pub fn translate(inputs: &Inputs) -> Snapshot {
     Snapshot {
         generation: 0,
         routes,
-        table,
-        plain_table,
-        acme_challenges,
-        gateway_tables,
+        route_digests,
+        routes_digest,
+        table: tables.table,
+        plain_table: tables.plain,
+        acme_challenges: tables.acme,
+        gateway_tables: tables.gateway,
         tls,
         identity: IdentityConfig {
             keys: g.keys.clone(),
@@ -355,8 +410,8 @@ fn route_key(input: &RouteInput, host: HostMatch, path: PathMatch) -> RouteKey {
 
 /// The route tables of the TLS listener, the plain-HTTP listener and the
 /// Gateway ports.
-fn route_tables(
-    routes: &[Route],
+pub(super) fn route_tables(
+    routes: &[Arc<Route>],
     keys: &[RouteKey],
     declared: &[GatewayPortListeners],
 ) -> (RouteTable, RouteTable, BTreeMap<u16, GatewayTable>) {
@@ -371,7 +426,7 @@ fn route_tables(
 /// name, by proxy port (a proxy port two Gateway ports share is the first
 /// one's); each declared listener hostname is claimed in its port's table.
 fn gateway_tables(
-    routes: &[Route],
+    routes: &[Arc<Route>],
     keys: &[RouteKey],
     declared: &[GatewayPortListeners],
 ) -> BTreeMap<u16, GatewayTable> {
@@ -924,8 +979,8 @@ fn build_tls(certs: &[CertInput], diagnostics: &mut Vec<Diagnostic>) -> TlsConfi
 /// Exact hosts of cluster routes that have no certificate of their own and
 /// are covered by a wildcard certificate from another namespace: a
 /// namespace's certificate is never served for a host it does not own.
-fn not_by_wildcard(
-    routes: &[RouteInput],
+fn not_by_wildcard<'a>(
+    routes: impl Iterator<Item = &'a RouteInput>,
     certs: &[CertInput],
     tls: &TlsConfig,
 ) -> std::collections::HashSet<String> {
@@ -937,8 +992,10 @@ fn not_by_wildcard(
                 .or_insert(c.source.namespace.as_str());
         }
     }
+    if wildcard_namespace.is_empty() {
+        return std::collections::HashSet::new();
+    }
     routes
-        .iter()
         .filter(|r| !r.source.kind.is_empty() && !r.host.is_empty() && !r.host.starts_with("*."))
         .map(|r| (r.host.to_ascii_lowercase(), r.source.namespace.as_str()))
         .filter(|(host, owner)| {
@@ -955,7 +1012,10 @@ fn not_by_wildcard(
 /// The hosts whose handshakes ask for a client certificate: those of
 /// routes with a `tls_downstream_client_ca` (an invalid one makes its route
 /// deny, so it asks nothing).
-fn client_auth_names(routes: &[Route], global: Option<&DownstreamMtls>) -> Option<ClientAuthNames> {
+fn client_auth_names(
+    routes: &[Arc<Route>],
+    global: Option<&DownstreamMtls>,
+) -> Option<ClientAuthNames> {
     let mut names = ClientAuthNames::default();
     let mut fingerprint: Vec<String> = Vec::new();
     if let Some(g) = global {

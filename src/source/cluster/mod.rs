@@ -5,7 +5,10 @@
 //! IngressClasses, Ingresses, Policies, Services, EndpointSlices, TLS
 //! Secrets and the bootstrap Secret. After the initial sync, and then after
 //! every burst of changes (debounced), the stores are read into
-//! [`crate::translate::cluster::from_cluster`], translated with the global
+//! [`crate::translate::cluster::from_cluster`] (through
+//! [`ClusterMemo`], which reads again only the Ingresses the objects changed
+//! since the last burst reach, and the driver rebuilds only their routes),
+//! translated with the global
 //! settings and the bootstrap keys (as typed [`Secrets`], never written back
 //! into the settings as text), and published only if the snapshot
 //! changed. Problems become Warning Events on their objects (once, not per
@@ -30,10 +33,11 @@ use crate::crd::WatchedPolicy;
 use crate::identity::secrets::Secrets;
 use crate::model::Diagnostic;
 use crate::settings::ConfigFile;
-use crate::translate::cluster::{Cluster, ClusterInputs, ClusterSettings, from_cluster};
+use crate::translate::cluster::{Cluster, ClusterInputs, ClusterSettings};
 use crate::translate::config::{Generated, inputs_with_secrets};
 use crate::translate::driver::{Applied, Driver};
 use crate::translate::hosts::HostClaims;
+use crate::translate::incremental_cluster::ClusterMemo;
 use bootstrap::BootstrapKeys;
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service};
@@ -414,6 +418,9 @@ struct Translator {
     bootstrap_error: Option<(ObjectReference, String)>,
     /// The global settings' warnings last logged (logged again on change).
     warned: Vec<Diagnostic>,
+    /// The last translation of the cluster's objects: a change reads
+    /// again only the Ingresses it reaches.
+    cluster: ClusterMemo,
 }
 
 impl Translator {
@@ -431,6 +438,7 @@ impl Translator {
             bootstrap_seen: false,
             bootstrap_error: None,
             warned: Vec::new(),
+            cluster: ClusterMemo::default(),
         }
     }
 
@@ -481,7 +489,9 @@ impl Translator {
         outcomes: &tokio::sync::watch::Sender<Option<Arc<Reported>>>,
     ) -> Duration {
         let cluster = watched.cluster(&mut self.memory);
-        let outcome = from_cluster(&cluster, &options.cluster);
+        let mut memo = std::mem::take(&mut self.cluster);
+        let update = memo.update(&cluster, &options.cluster);
+        let (outcome, changed) = (update.inputs, update.changed);
         self.memory.remember(outcome.hosts.claims.clone());
         let stored = outcome.hosts.stored();
         claims_tx.send_if_modified(|c| {
@@ -490,7 +500,16 @@ impl Translator {
             changed
         });
         let next_expiry = next_release(&outcome.hosts, cluster.now);
-        match self.apply(&outcome) {
+        let applied = self.apply(outcome, changed.as_deref());
+        let reported = |diagnostics| Reported {
+            cluster,
+            diagnostics,
+            managed: outcome.managed.clone(),
+            policies: outcome.policies.clone(),
+            gateway: outcome.gateway.clone(),
+            bootstrap: self.bootstrap_error.clone(),
+        };
+        match applied {
             Ok(Applied {
                 generation,
                 diagnostics,
@@ -504,27 +523,28 @@ impl Translator {
                     );
                 }
                 self.driver.record_success();
-                let _ = outcomes.send(Some(Arc::new(Reported {
-                    cluster,
-                    diagnostics,
-                    managed: outcome.managed,
-                    policies: outcome.policies,
-                    gateway: outcome.gateway,
-                    bootstrap: self.bootstrap_error.clone(),
-                })));
+                let _ = outcomes.send(Some(Arc::new(reported(diagnostics))));
             }
             Err(e) => {
                 self.driver.record_failure();
                 tracing::error!(error = %e, "global settings invalid; keeping the running configuration");
+                // The driver did not see this translation: the next one
+                // is whole, so what it calls changed is what changed.
+                memo = ClusterMemo::default();
             }
         }
+        self.cluster = memo;
         next_expiry
     }
 
     /// The global settings with the bootstrap secrets, plus the cluster's
     /// routes, through the driver. A cluster is never all or nothing: a bad
     /// object is its own route's problem, so every snapshot is accepted.
-    fn apply(&mut self, outcome: &ClusterInputs) -> Result<Applied, String> {
+    fn apply(
+        &mut self,
+        outcome: &ClusterInputs,
+        changed: Option<&[usize]>,
+    ) -> Result<Applied, String> {
         let mut warnings = Vec::new();
         let files = crate::source::read_referenced(&self.base);
         let mut inputs = inputs_with_secrets(
@@ -541,7 +561,6 @@ impl Translator {
             }
             self.warned = warnings;
         }
-        inputs.routes.extend(outcome.routes.iter().cloned());
         inputs
             .diagnostics
             .extend(outcome.diagnostics.iter().cloned());
@@ -553,7 +572,10 @@ impl Translator {
             .global
             .gateway_ports
             .extend(outcome.gateway.ports.iter().cloned());
-        Ok(self.driver.publish(inputs, crate::proxy::clock::unix_now()))
+        let now = crate::proxy::clock::unix_now();
+        Ok(self
+            .driver
+            .publish_with(inputs, &outcome.routes, changed, now))
     }
 }
 

@@ -375,7 +375,10 @@ fn annotations_and_config_keys_build_the_same_route() {
             "{:?}",
             from_cluster.diagnostics
         );
-        let (a, mut b) = (from_file.routes[0].clone(), from_cluster.routes[0].clone());
+        let (a, mut b) = (
+            (*from_file.routes[0]).clone(),
+            (*from_cluster.routes[0]).clone(),
+        );
         // Only where they come from differs.
         b.id = a.id.clone();
         b.upstreams = a.upstreams.clone();
