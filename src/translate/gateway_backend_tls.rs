@@ -222,17 +222,17 @@ struct ConfigMaps<'m> {
     unreadable: bool,
 }
 
-/// A policy's `Accepted`, `ResolvedRefs`, and the TLS it gives (or why it
-/// gives none).
-fn read_policy(
-    p: &BackendTlsPolicy,
-    ns: &str,
-    maps: &ConfigMaps<'_>,
-) -> (
+/// A policy's `Accepted` and `ResolvedRefs` outcomes, and the TLS it
+/// gives (or why it gives none).
+type PolicyReading = (
     ConditionOutcome,
     ConditionOutcome,
     Result<BackendTls, String>,
-) {
+);
+
+/// A policy's `Accepted`, `ResolvedRefs`, and the TLS it gives (or why it
+/// gives none).
+fn read_policy(p: &BackendTlsPolicy, ns: &str, maps: &ConfigMaps<'_>) -> PolicyReading {
     let v = &p.spec.validation;
     let invalid = |m: String| (Err(("Invalid".to_string(), m.clone())), Ok(()), Err(m));
     if !v.subject_alt_names.is_empty() {
@@ -273,15 +273,7 @@ fn read_policy(
 /// The CA certificates of a policy's `caCertificateRefs`: every valid one
 /// is trusted; an invalid one makes `ResolvedRefs=False`; none valid makes
 /// `Accepted=False` (`NoValidCACertificate`) and the policy unusable.
-fn ca_refs(
-    p: &BackendTlsPolicy,
-    ns: &str,
-    maps: &ConfigMaps<'_>,
-) -> (
-    ConditionOutcome,
-    ConditionOutcome,
-    Result<BackendTls, String>,
-) {
+fn ca_refs(p: &BackendTlsPolicy, ns: &str, maps: &ConfigMaps<'_>) -> PolicyReading {
     let mut resolved: ConditionOutcome = Ok(());
     let mut pems = Vec::new();
     for r in &p.spec.validation.ca_certificate_refs {
