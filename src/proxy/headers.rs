@@ -342,6 +342,8 @@ pub fn set_forwarded(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn ip_text_is_what_display_writes() {
         use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -371,11 +373,9 @@ mod tests {
             ips.push(Ipv6Addr::from(m).into());
         }
         for ip in ips {
-            assert_eq!(super::IpText::new(ip).as_str(), ip.to_string());
+            assert_eq!(IpText::new(ip).as_str(), ip.to_string());
         }
     }
-
-    use super::*;
 
     #[test]
     fn identity_lookalikes_are_recognised_in_any_spelling() {

@@ -97,11 +97,10 @@ fn request_id() -> String {
     // Sixteen hex digits, written directly (`format!` cost 550 instructions
     // a request).
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digits: Vec<u8> = (0..16)
+    (0..16)
         .rev()
-        .map(|i| HEX[(z >> (i * 4)) as usize & 0xf])
-        .collect();
-    String::from_utf8(digits).unwrap_or_default()
+        .map(|i| char::from(HEX[(z >> (i * 4)) as usize & 0xf]))
+        .collect()
 }
 
 /// What the access log records about one request, filled in as the
