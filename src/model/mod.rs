@@ -40,8 +40,9 @@ pub struct Snapshot {
     /// The [`digest_of`] each route in `routes`, made when the route was
     /// built: the fingerprint hashes these instead of every route's text.
     pub route_digests: Vec<[u8; 32]>,
-    /// [`routes_digest`] of the digests of every route built, in input
-    /// order (what the fingerprint hashes for the routes).
+    /// [`block_digest`] of the digests of each block of
+    /// [`DIGEST_BLOCK`] route digests, in input order (what the
+    /// fingerprint hashes for the routes).
     pub routes_digest: [u8; 32],
     /// The routes served on the TLS listener (every config-file and
     /// Ingress route, a Gateway's `HTTPS` listeners).
@@ -180,24 +181,20 @@ impl Snapshot {
     }
 }
 
-/// How many route digests one block of [`routes_digest`] holds.
+/// How many route digests one block of [`block_digest`] holds.
 pub const DIGEST_BLOCK: usize = 256;
 
-/// The SHA-256 of one block of route digests.
-pub fn block_digest(digests: &[[u8; 32]]) -> [u8; 32] {
+/// The SHA-256 of digests in order: of one block of [`DIGEST_BLOCK`]
+/// route digests, and of the blocks' digests (the routes' digest, so a
+/// change of one route hashes its block and the block digests again, not
+/// every route's).
+pub fn block_digest<'a>(digests: impl IntoIterator<Item = &'a [u8; 32]>) -> [u8; 32] {
     use sha2::Digest as _;
     let mut h = sha2::Sha256::new();
     for d in digests {
         h.update(d);
     }
     h.finalize().into()
-}
-
-/// The digest of the routes: the SHA-256 of the [`block_digest`] of each
-/// run of [`DIGEST_BLOCK`] route digests, so a change of one route hashes
-/// its block and the block digests again, not every route's.
-pub fn routes_digest(blocks: &[[u8; 32]]) -> [u8; 32] {
-    block_digest(blocks)
 }
 
 /// The SHA-256 of a value's `Debug` text, hashed as it is written (the

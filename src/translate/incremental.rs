@@ -140,11 +140,7 @@ impl Memo {
         use crate::model::{DIGEST_BLOCK, block_digest};
         let block = |order: &[Arc<Built>], i: usize| {
             let end = ((i + 1) * DIGEST_BLOCK).min(order.len());
-            let digests: Vec<[u8; 32]> = order[i * DIGEST_BLOCK..end]
-                .iter()
-                .map(|b| b.digest)
-                .collect();
-            block_digest(&digests)
+            block_digest(order[i * DIGEST_BLOCK..end].iter().map(|b| &b.digest))
         };
         let count = self.order.len().div_ceil(DIGEST_BLOCK);
         match dirty {
@@ -157,7 +153,7 @@ impl Memo {
             }
             _ => self.blocks = (0..count).map(|i| block(&self.order, i)).collect(),
         }
-        crate::model::routes_digest(&self.blocks)
+        block_digest(&self.blocks)
     }
 
     /// Every input compared with the one kept under its id.
